@@ -1,0 +1,128 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { evaluate } from '../engine/evaluate.js';
+import { explain, type Explanation } from '../engine/explain.js';
+import { parseRequestJson } from '../engine/request.js';
+import type { Decision, DecisionRequest } from '../engine/types.js';
+import { VerdictError, messageOf } from '../errors.js';
+import { EXIT, parseFlags, type CommandIO } from './io.js';
+import { loadValidPolicies } from './policies.js';
+
+const HELP = `Usage: verdict check [--policies DIR] [--request JSON | --file FILE] [--explain] [--json]
+
+Decides one request against the policies and prints the effect, the reason, the
+deciding rules, any condition errors and the policy version. The request is JSON
+(or YAML) from --request, from --file, or from standard input:
+
+  {"principal": {"id": "dana", "roles": ["data_scientist"], "attributes": {"org": "acme"}},
+   "action": "predict",
+   "resource": {"type": "model", "id": "fraud-v3", "attributes": {"org": "acme"}},
+   "context": {"attributes": {}}}
+
+Options:
+  --policies DIR   policy directory (default: policies)
+  --request JSON   the request inline
+  --file FILE      read the request from FILE ("-" for standard input)
+  --explain        also show every rule considered and why it did or did not match
+  --json           print the decision as JSON
+
+Exit codes: 0 decided (allow or deny), 2 usage error, 3 invalid policies, 4 bad request.
+`;
+
+export async function runCheck(argv: string[], io: CommandIO): Promise<number> {
+  const { values, positionals } = parseFlags(
+    argv,
+    {
+      help: { type: 'boolean', short: 'h' },
+      policies: { type: 'string', short: 'p' },
+      request: { type: 'string', short: 'r' },
+      file: { type: 'string', short: 'f' },
+      explain: { type: 'boolean', short: 'e' },
+      json: { type: 'boolean' },
+    },
+    false,
+  );
+  if (values.help) {
+    io.stdout(HELP);
+    return EXIT.OK;
+  }
+  void positionals;
+  if (values.request !== undefined && values.file !== undefined) {
+    io.stderr('verdict check: give the request with --request or --file, not both\n');
+    return EXIT.USAGE;
+  }
+  let request: DecisionRequest;
+  try {
+    request = parseRequestJson(parseInput(await readRequestText(values.request, values.file, io)));
+  } catch (error) {
+    io.stderr(`verdict check: ${messageOf(error)}\n`);
+    return error instanceof VerdictError && error.code === 'USAGE' ? EXIT.USAGE : EXIT.INPUT;
+  }
+  const policies = loadValidPolicies(values.policies ?? 'policies', io, 'check');
+  if (!policies) return EXIT.POLICY_INVALID;
+
+  if (values.explain) {
+    const explanation = explain(policies.policySet, request);
+    if (values.json) io.stdout(`${JSON.stringify(explanation, null, 2)}\n`);
+    else io.stdout(formatDecision(explanation.decision) + formatExplanation(explanation));
+    return EXIT.OK;
+  }
+  const decision = evaluate(policies.policySet, request);
+  io.stdout(values.json ? `${JSON.stringify(decision, null, 2)}\n` : formatDecision(decision));
+  return EXIT.OK;
+}
+
+async function readRequestText(inline: string | undefined, file: string | undefined, io: CommandIO): Promise<string> {
+  if (inline !== undefined) return inline;
+  if (file !== undefined && file !== '-') {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (error) {
+      throw new VerdictError('INPUT_UNREADABLE', `cannot read ${file}: ${(error as NodeJS.ErrnoException).code ?? messageOf(error)}`);
+    }
+  }
+  if (!io.readStdin) throw new VerdictError('USAGE', 'no request given: pass --request JSON, --file FILE, or pipe JSON to standard input');
+  return io.readStdin();
+}
+
+function parseInput(text: string): unknown {
+  if (text.trim() === '') throw new VerdictError('INPUT_INVALID', 'the request is empty: pass a JSON object with principal, action and resource');
+  try {
+    return parseYaml(text, { prettyErrors: false });
+  } catch (error) {
+    const first = messageOf(error).split('\n')[0];
+    throw new VerdictError('INPUT_INVALID', `the request is not valid JSON or YAML: ${first}`);
+  }
+}
+
+const REASON_TEXT: Record<Decision['reason'], string> = {
+  ALLOWED_BY_RULE: 'allowed by rule',
+  DENIED_BY_RULE: 'denied by rule',
+  DENIED_BY_DEFAULT: 'denied by default: no rule allows it',
+  DENIED_BY_RATE_LIMIT: 'denied by rate limit',
+  DENIED_BY_ERROR: 'denied because a condition could not be evaluated',
+  DENIED_INVALID_REQUEST: 'denied: invalid request',
+};
+
+export function formatDecision(decision: Decision): string {
+  const lines = [
+    `${decision.effect}  ${REASON_TEXT[decision.reason]} (${decision.reason})`,
+    `  rules:    ${decision.ruleIds.length ? decision.ruleIds.join(', ') : '(none)'}`,
+  ];
+  if (decision.errors.length === 0) lines.push('  errors:   (none)');
+  else for (const e of decision.errors) lines.push(`  error:    ${e.ruleId}: ${e.message}`);
+  lines.push(`  version:  ${decision.policyVersion}`);
+  return `${lines.join('\n')}\n`;
+}
+
+export function formatExplanation(explanation: Explanation): string {
+  const { considered, totalRules } = explanation;
+  const lines = [`\nconsidered ${considered.length} of ${totalRules} rules (the others are for other resource types or actions):`];
+  if (considered.length === 0) lines.push('  (none)');
+  for (const rule of considered) {
+    const mark = rule.outcome === 'matched' ? 'MATCH' : rule.outcome === 'error' ? 'ERROR' : 'skip ';
+    lines.push(`  ${mark} ${rule.effect.toLowerCase().padEnd(5)} ${rule.ruleId}  (${rule.file}:${rule.line})`);
+    lines.push(`        ${rule.detail}`);
+  }
+  return `${lines.join('\n')}\n`;
+}

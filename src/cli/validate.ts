@@ -1,0 +1,39 @@
+import { formatDiagnostic } from '../policy/diagnostic.js';
+import { loadPolicies } from '../policy/load.js';
+import { EXIT, parseFlags, type CommandIO } from './io.js';
+
+const HELP = `Usage: verdict validate [DIR] [--json]
+
+Checks every policy file under DIR (default: policies): its syntax, the schema of
+its kind, and the cross-file checks (duplicate ids, unknown roles, conditions that
+do not compile). Prints every error as file:line:col: message.
+
+Exit codes: 0 valid, 1 errors found, 2 usage error, 3 directory missing.
+`;
+
+export async function runValidate(argv: string[], io: CommandIO): Promise<number> {
+  const { values, positionals } = parseFlags(argv, { help: { type: 'boolean', short: 'h' }, json: { type: 'boolean' } }, true);
+  if (values.help) {
+    io.stdout(HELP);
+    return EXIT.OK;
+  }
+  if (positionals.length > 1) {
+    io.stderr(`verdict validate: expected at most one directory, got ${positionals.length}\n`);
+    return EXIT.USAGE;
+  }
+  const dir = positionals[0] ?? 'policies';
+  const result = loadPolicies(dir);
+  if (!result.ok) {
+    if (values.json) io.stdout(`${JSON.stringify({ valid: false, errors: result.diagnostics })}\n`);
+    else for (const d of result.diagnostics) io.stderr(`${dir}/${formatDiagnostic(d)}\n`);
+    io.stderr(`${result.diagnostics.length} error${result.diagnostics.length === 1 ? '' : 's'} in ${dir}\n`);
+    return EXIT.FAILED;
+  }
+  const { policySet, files, tests } = result.policies;
+  if (values.json) {
+    io.stdout(`${JSON.stringify({ valid: true, version: policySet.version, files: files.length, rules: policySet.rules.length, roles: policySet.roles.size, tests: tests.length })}\n`);
+  } else {
+    io.stdout(`${dir}: valid — ${files.length} files, ${policySet.rules.length} rules, ${policySet.roles.size} roles, ${tests.length} test cases; version ${policySet.version}\n`);
+  }
+  return EXIT.OK;
+}

@@ -1,0 +1,81 @@
+import { conditionErrorMessage, type ConditionInput } from '../policy/condition.js';
+import type { CompiledRule, PolicySet } from '../policy/policy-set.js';
+import type { ConditionError, Decision, DecisionRequest } from './types.js';
+
+const NONE: readonly never[] = Object.freeze([]);
+
+/** True when the rule's principal, resource and context matchers all hold. Conditions aside. */
+export function matchesStatically(rule: CompiledRule, request: DecisionRequest): boolean {
+  const holders = rule.roleHolders;
+  if (holders !== null) {
+    const roles = request.principal.roles;
+    let held = false;
+    for (let i = 0; i < roles.length; i++) {
+      if (holders.has(roles[i] as string)) {
+        held = true;
+        break;
+      }
+    }
+    if (!held) return false;
+  }
+  if (rule.resourceTypes !== null && !rule.resourceTypes.includes(request.resource.type)) return false;
+  const matchers = rule.matchers;
+  for (let i = 0; i < matchers.length; i++) {
+    const matcher = matchers[i]!;
+    if (!matcher.test(matcher.read(request))) return false;
+  }
+  return true;
+}
+
+/** Runs a rule's condition. Returns true, false, or the error that kept it from being evaluated. */
+export function runCondition(rule: CompiledRule, request: DecisionRequest): boolean | string {
+  if (rule.condition === null) return true;
+  try {
+    // The request has exactly the variables a condition may name, so it is the activation itself.
+    const result = rule.condition(request as ConditionInput);
+    if (result === true) return true;
+    if (result === false) return false;
+    return `condition returned ${typeof result}, expected true or false`;
+  } catch (error) {
+    return conditionErrorMessage(error);
+  }
+}
+
+/**
+ * Decides one request. Pure: the same policy set and request always give the same
+ * decision. Any matching deny wins; else any matching allow; else deny by default.
+ * A condition that cannot be evaluated never grants, and in a deny rule it denies.
+ */
+export function evaluate(policySet: PolicySet, request: DecisionRequest): Decision {
+  const candidates = policySet.candidates(request.resource.type, request.action);
+  let denied: string[] | null = null;
+  let deniedByError: string[] | null = null;
+  let allowed: string[] | null = null;
+  let allowErrored: string[] | null = null;
+  let errors: ConditionError[] | null = null;
+
+  // Candidates come denies first, so once a deny has matched the allows need no look.
+  for (let i = 0; i < candidates.length; i++) {
+    const rule = candidates[i]!;
+    const isDeny = rule.effect === 'DENY';
+    if (!isDeny && denied !== null) break;
+    if (!matchesStatically(rule, request)) continue;
+    const outcome = runCondition(rule, request);
+    if (outcome === true) {
+      if (isDeny) (denied ??= []).push(rule.id);
+      else (allowed ??= []).push(rule.id);
+    } else if (outcome !== false) {
+      (errors ??= []).push({ ruleId: rule.id, message: outcome });
+      if (isDeny) (deniedByError ??= []).push(rule.id);
+      else (allowErrored ??= []).push(rule.id);
+    }
+  }
+
+  const version = policySet.version;
+  const errorList = errors ?? NONE;
+  if (denied !== null) return { effect: 'DENY', reason: 'DENIED_BY_RULE', ruleIds: denied, errors: errorList, policyVersion: version };
+  if (deniedByError !== null) return { effect: 'DENY', reason: 'DENIED_BY_ERROR', ruleIds: deniedByError, errors: errorList, policyVersion: version };
+  if (allowed !== null) return { effect: 'ALLOW', reason: 'ALLOWED_BY_RULE', ruleIds: allowed, errors: errorList, policyVersion: version };
+  if (allowErrored !== null) return { effect: 'DENY', reason: 'DENIED_BY_ERROR', ruleIds: allowErrored, errors: errorList, policyVersion: version };
+  return { effect: 'DENY', reason: 'DENIED_BY_DEFAULT', ruleIds: NONE, errors: NONE, policyVersion: version };
+}

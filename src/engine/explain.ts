@@ -1,0 +1,61 @@
+import type { CompiledRule, PolicySet } from '../policy/policy-set.js';
+import { describeValue } from '../policy/matcher.js';
+import { evaluate, runCondition } from './evaluate.js';
+import type { Decision, DecisionRequest } from './types.js';
+
+export type RuleOutcome = 'matched' | 'not-matched' | 'error';
+
+/** Why one considered rule did or did not apply. */
+export interface RuleExplanation {
+  readonly ruleId: string;
+  readonly effect: Decision['effect'];
+  readonly file: string;
+  readonly line: number;
+  readonly outcome: RuleOutcome;
+  readonly detail: string;
+}
+
+export interface Explanation {
+  readonly decision: Decision;
+  /** Every rule the index offered for this resource type and action, in evaluation order. */
+  readonly considered: readonly RuleExplanation[];
+  /** How many rules the policy set holds in all, to show what the index skipped. */
+  readonly totalRules: number;
+}
+
+/**
+ * The slow, talkative twin of `evaluate`: the same decision, plus the reason each
+ * candidate rule matched or not. For `verdict check --explain` and failing tests.
+ */
+export function explain(policySet: PolicySet, request: DecisionRequest): Explanation {
+  const decision = evaluate(policySet, request);
+  const considered = policySet.candidates(request.resource.type, request.action).map((rule) => explainRule(rule, request));
+  return { decision, considered, totalRules: policySet.rules.length };
+}
+
+export function explainRule(rule: CompiledRule, request: DecisionRequest): RuleExplanation {
+  const base = { ruleId: rule.id, effect: rule.effect, file: rule.file, line: rule.line };
+  const mismatch = firstMismatch(rule, request);
+  if (mismatch !== null) return { ...base, outcome: 'not-matched', detail: mismatch };
+  const outcome = runCondition(rule, request);
+  if (outcome === true) {
+    return { ...base, outcome: 'matched', detail: rule.conditionSource ? `all matchers hold and the condition is true` : 'all matchers hold' };
+  }
+  if (outcome === false) return { ...base, outcome: 'not-matched', detail: `condition is false: ${rule.conditionSource}` };
+  return { ...base, outcome: 'error', detail: `condition could not be evaluated: ${outcome}` };
+}
+
+function firstMismatch(rule: CompiledRule, request: DecisionRequest): string | null {
+  if (rule.roleHolders !== null && !request.principal.roles.some((r) => rule.roleHolders!.has(r))) {
+    const held = request.principal.roles.length ? JSON.stringify(request.principal.roles) : 'no roles';
+    return `principal needs role ${(rule.roles ?? []).join(' or ')} (directly or by inheritance), has ${held}`;
+  }
+  if (rule.resourceTypes !== null && !rule.resourceTypes.includes(request.resource.type)) {
+    return `resource.type is ${JSON.stringify(request.resource.type)}, rule is for ${rule.resourceTypes.join(', ')}`;
+  }
+  for (const matcher of rule.matchers) {
+    const value = matcher.read(request);
+    if (!matcher.test(value)) return `${matcher.label} ${matcher.expected} — is ${describeValue(value)}`;
+  }
+  return null;
+}

@@ -1,0 +1,62 @@
+import { Environment } from '@marcbachmann/cel-js';
+
+/**
+ * `when` conditions are CEL. The variables in scope are the request's parts;
+ * anything else is a compile-time error, so a typo never becomes a silent deny.
+ */
+export const CONDITION_VARIABLES = ['principal', 'resource', 'action', 'context'] as const;
+
+/** The activation a condition sees: exactly the request's parts. */
+export interface ConditionInput {
+  readonly principal: unknown;
+  readonly resource: unknown;
+  readonly action: string;
+  readonly context: unknown;
+}
+
+/** A compiled condition: returns true to match. Throws when it cannot be evaluated. */
+export type Condition = (input: ConditionInput) => unknown;
+
+export type CompiledCondition =
+  | { readonly ok: true; readonly evaluate: Condition }
+  | { readonly ok: false; readonly message: string; readonly offset: number | null };
+
+const environment = new Environment({ unlistedVariablesAreDyn: false, homogeneousAggregateLiterals: false })
+  .registerVariable('principal', 'map')
+  .registerVariable('resource', 'map')
+  .registerVariable('action', 'string')
+  .registerVariable('context', 'map');
+
+interface CelErrorShape {
+  summary?: string;
+  message: string;
+  range?: { start: number };
+}
+
+function describe(error: unknown): { message: string; offset: number | null } {
+  const e = error as CelErrorShape;
+  const text = typeof e.summary === 'string' && e.summary ? e.summary : String(e.message ?? error);
+  const nl = text.indexOf('\n');
+  return { message: nl === -1 ? text : text.slice(0, nl), offset: e.range ? e.range.start : null };
+}
+
+/** Parses and type-checks a condition once, at load time. */
+export function compileCondition(expression: string): CompiledCondition {
+  let parsed;
+  try {
+    parsed = environment.parse(expression);
+  } catch (error) {
+    return { ok: false, ...describe(error) };
+  }
+  const checked = parsed.check();
+  if (!checked.valid) return { ok: false, ...describe(checked.error) };
+  if (checked.type !== 'bool' && checked.type !== 'dyn') {
+    return { ok: false, message: `a condition must be true or false, but this one is of type ${checked.type}`, offset: null };
+  }
+  return { ok: true, evaluate: parsed as unknown as Condition };
+}
+
+/** The first line of a CEL evaluation error, without the source excerpt the library appends. */
+export function conditionErrorMessage(error: unknown): string {
+  return describe(error).message;
+}

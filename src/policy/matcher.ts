@@ -1,0 +1,81 @@
+import type { AttributeValue, DecisionRequest } from '../engine/types.js';
+import type { MatcherSpec } from './schema.js';
+
+type Scalar = string | number | boolean | null;
+
+/** One compiled attribute test of a rule, e.g. `resource.attributes.env equals "production"`. */
+export interface AttributeMatcher {
+  /** What is tested, as a policy author would write it: `resource.attributes.env`. */
+  readonly label: string;
+  /** What is expected, for explanations: `equals "production"`. */
+  readonly expected: string;
+  readonly read: (request: DecisionRequest) => AttributeValue | undefined;
+  readonly test: (value: AttributeValue | undefined) => boolean;
+}
+
+export type MatchedPart = 'principal' | 'resource' | 'context';
+
+/** Builds a reader for a dotted attribute path; `labels.team` reads nested maps. */
+export function attributeReader(part: MatchedPart, key: string): (request: DecisionRequest) => AttributeValue | undefined {
+  const segments = key.split('.');
+  if (segments.length === 1) {
+    return (request) => request[part].attributes[key];
+  }
+  return (request) => {
+    let value: AttributeValue | undefined = request[part].attributes as AttributeValue;
+    for (const segment of segments) {
+      if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
+      value = (value as { readonly [k: string]: AttributeValue })[segment];
+    }
+    return value;
+  };
+}
+
+/** Compiles a glob (`*` any run, `?` one character) into an anchored regular expression. */
+export function globToRegExp(glob: string): RegExp {
+  let source = '';
+  for (const ch of glob) {
+    if (ch === '*') source += '.*';
+    else if (ch === '?') source += '.';
+    else source += ch.replace(/[\\^$.|+()[\]{}]/g, '\\$&');
+  }
+  return new RegExp(`^${source}$`, 's');
+}
+
+const isScalar = (value: unknown): value is Scalar =>
+  value === null || typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean';
+
+function anyOf(values: readonly Scalar[]): (value: AttributeValue | undefined) => boolean {
+  if (values.length === 1) {
+    const only = values[0];
+    return (value) => value === only;
+  }
+  const set = new Set<Scalar>(values);
+  return (value) => value !== undefined && isScalar(value) && set.has(value);
+}
+
+/** Turns a matcher as written in a policy file into a test and a description of it. */
+export function compileMatcher(spec: MatcherSpec): { test: (value: AttributeValue | undefined) => boolean; expected: string } {
+  if (isScalar(spec)) return { test: anyOf([spec]), expected: `equals ${JSON.stringify(spec)}` };
+  if (Array.isArray(spec)) return { test: anyOf(spec), expected: `is any of ${JSON.stringify(spec)}` };
+  if ('equals' in spec) return { test: anyOf([spec.equals]), expected: `equals ${JSON.stringify(spec.equals)}` };
+  if ('anyOf' in spec) return { test: anyOf(spec.anyOf), expected: `is any of ${JSON.stringify(spec.anyOf)}` };
+  if ('notAnyOf' in spec) {
+    const inSet = anyOf(spec.notAnyOf);
+    return { test: (value) => value !== undefined && !inSet(value), expected: `is present and none of ${JSON.stringify(spec.notAnyOf)}` };
+  }
+  if ('glob' in spec) {
+    const globs = Array.isArray(spec.glob) ? spec.glob : [spec.glob];
+    const patterns = globs.map(globToRegExp);
+    return {
+      test: (value) => typeof value === 'string' && patterns.some((p) => p.test(value)),
+      expected: `matches ${globs.map((g) => JSON.stringify(g)).join(' or ')}`,
+    };
+  }
+  const wanted = spec.exists;
+  return { test: (value) => (value !== undefined) === wanted, expected: wanted ? 'is present' : 'is absent' };
+}
+
+export function describeValue(value: AttributeValue | undefined): string {
+  return value === undefined ? 'absent' : JSON.stringify(value);
+}

@@ -1,0 +1,159 @@
+import { z } from 'zod';
+
+/**
+ * The file formats of a policy directory. Every document names its `kind`;
+ * each kind has one strict schema, so a misspelt key is an error, not a silent no-op.
+ */
+
+const IDENTIFIER = /^[A-Za-z0-9_][A-Za-z0-9_.:\/-]*$/;
+const identifier = (what: string) =>
+  z.string().regex(IDENTIFIER, { error: `${what} may use letters, digits and _ . : / - only` });
+
+const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
+
+/**
+ * How one attribute is matched. A bare value means "equals"; a list means "any of".
+ * The object forms say the same explicitly, plus glob patterns (`acme-*`) and presence.
+ */
+export const matcherSchema = z.union(
+  [
+  scalar,
+  z.array(scalar).min(1, { error: 'an any-of list needs at least one value' }),
+  z.strictObject({ equals: scalar }),
+  z.strictObject({ anyOf: z.array(scalar).min(1) }),
+  z.strictObject({ notAnyOf: z.array(scalar).min(1) }),
+  z.strictObject({ glob: z.union([z.string(), z.array(z.string()).min(1)]) }),
+  z.strictObject({ exists: z.boolean() }),
+  ],
+  {
+    error:
+      'a matcher is a value (equals), a list of values (any of), or one of {equals: v}, {anyOf: [..]}, {notAnyOf: [..]}, {glob: "acme-*"}, {exists: true|false}',
+  },
+);
+export type MatcherSpec = z.infer<typeof matcherSchema>;
+
+const attributeMatchers = z.record(z.string().min(1), matcherSchema);
+
+const oneOrMany = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
+
+export const ruleSchema = z.strictObject({
+  id: identifier('a rule id'),
+  description: z.string().optional(),
+  effect: z.enum(['allow', 'deny'], { error: 'effect must be allow or deny' }),
+  actions: z.array(z.string().min(1)).min(1, { error: 'list at least one action, or "*" for every action' }),
+  principal: z
+    .strictObject({
+      id: matcherSchema.optional(),
+      roles: z.array(z.string().min(1)).min(1).optional(),
+      attributes: attributeMatchers.optional(),
+    })
+    .optional(),
+  resource: z
+    .strictObject({
+      type: oneOrMany.optional(),
+      id: matcherSchema.optional(),
+      attributes: attributeMatchers.optional(),
+    })
+    .optional(),
+  context: z.strictObject({ attributes: attributeMatchers.optional() }).optional(),
+  when: z.string().min(1).optional(),
+});
+export type RuleSpec = z.infer<typeof ruleSchema>;
+
+export const rulesDocumentSchema = z.strictObject({
+  kind: z.literal('rules'),
+  description: z.string().optional(),
+  // Items are checked one by one (ruleSchema), so one bad rule does not hide the others' errors.
+  rules: z.array(z.unknown()),
+});
+
+export const permissionSchema = z.strictObject({
+  id: identifier('a permission id').optional(),
+  description: z.string().optional(),
+  actions: z.array(z.string().min(1)).min(1, { error: 'list at least one action, or "*" for every action' }),
+  resources: z.array(z.string().min(1)).min(1).optional(),
+  when: z.string().min(1).optional(),
+});
+export type PermissionSpec = z.infer<typeof permissionSchema>;
+
+export const roleSchema = z.strictObject({
+  name: identifier('a role name'),
+  description: z.string().optional(),
+  inherits: z.array(z.string().min(1)).optional(),
+  permissions: z.array(permissionSchema).default([]),
+});
+export type RoleSpec = z.infer<typeof roleSchema>;
+
+export const rolesDocumentSchema = z.strictObject({
+  kind: z.literal('roles'),
+  description: z.string().optional(),
+  roles: z.array(z.unknown()),
+});
+
+const attributesValue = z.record(z.string(), z.unknown());
+
+export const principalSchema = z.strictObject({
+  id: z.string().min(1, { error: 'principal.id must not be empty' }),
+  roles: z.array(z.string()).default([]),
+  attributes: attributesValue.default({}),
+});
+
+export const resourceSchema = z.strictObject({
+  type: z.string().min(1, { error: 'resource.type must not be empty' }),
+  id: z.string().default(''),
+  attributes: attributesValue.default({}),
+});
+
+export const contextSchema = z.strictObject({ attributes: attributesValue.default({}) });
+
+/** A decision request as JSON, the shape `verdict check` and test cases use. */
+export const requestSchema = z.strictObject({
+  principal: principalSchema,
+  action: z.string().min(1, { error: 'action must not be empty' }),
+  resource: resourceSchema,
+  context: contextSchema.default({ attributes: {} }),
+});
+
+const effectName = z.enum(['allow', 'deny', 'ALLOW', 'DENY'], { error: 'expected effect must be allow or deny' });
+
+export const testCaseSchema = z.strictObject({
+  name: z.string().min(1),
+  principal: z.union([z.string().min(1), principalSchema], {
+    error: 'principal is the name of an entry under "principals", or {id, roles, attributes}',
+  }),
+  action: z.string().min(1),
+  resource: z.union([z.string().min(1), resourceSchema], {
+    error: 'resource is the name of an entry under "resources", or {type, id, attributes}',
+  }),
+  context: contextSchema.optional(),
+  expect: z.strictObject({
+    effect: effectName,
+    reason: z
+      .enum(['ALLOWED_BY_RULE', 'DENIED_BY_RULE', 'DENIED_BY_DEFAULT', 'DENIED_BY_ERROR'])
+      .optional(),
+    rules: z.array(z.string().min(1)).optional(),
+  }),
+});
+export type TestCaseSpec = z.infer<typeof testCaseSchema>;
+
+export const testsDocumentSchema = z.strictObject({
+  kind: z.literal('tests'),
+  name: z.string().min(1),
+  description: z.string().optional(),
+  principals: z.record(z.string(), principalSchema).default({}),
+  resources: z.record(z.string(), resourceSchema).default({}),
+  cases: z.array(testCaseSchema).min(1, { error: 'a tests file needs at least one case' }),
+});
+export type TestsDocument = z.infer<typeof testsDocumentSchema>;
+
+export const KNOWN_KINDS = ['rules', 'roles', 'tests'] as const;
+export type PolicyKind = (typeof KNOWN_KINDS)[number];
+
+export const documentSchemas = {
+  rules: rulesDocumentSchema,
+  roles: rolesDocumentSchema,
+  tests: testsDocumentSchema,
+} as const;
+
+export type RulesDocument = z.infer<typeof rulesDocumentSchema>;
+export type RolesDocument = z.infer<typeof rolesDocumentSchema>;
