@@ -1,0 +1,221 @@
+import type { Effect, Reason } from '../engine/types.js';
+import { VerdictError, messageOf } from '../errors.js';
+import { DEFAULT_LIMIT, DecisionReader, type DecisionFilters, type StoredDecision } from '../decisions/query.js';
+import { EXIT, parseFlags, type CommandIO } from './io.js';
+
+const DEFAULT_DB = 'data/decisions.db';
+
+const REASONS: readonly Reason[] = [
+  'ALLOWED_BY_RULE',
+  'DENIED_BY_RULE',
+  'DENIED_BY_DEFAULT',
+  'DENIED_BY_RATE_LIMIT',
+  'DENIED_BY_ERROR',
+  'DENIED_INVALID_REQUEST',
+];
+
+const HELP = `Usage: verdict decisions [--db FILE] [filters] [--limit N] [--json]
+
+Lists recorded decisions from the decision log, newest first. The log is opened
+read-only, so this is safe while the server is running.
+
+Options:
+  --db FILE            the decision log (default: ${DEFAULT_DB})
+  --principal ID       decisions about this principal
+  --resource TYPE[:ID] decisions on resources of TYPE (and this ID)
+  --action A           decisions for this action
+  --effect allow|deny  only allowed or only denied decisions
+  --reason R           by reason: ${REASONS.map((r) => r.toLowerCase()).join(', ')}
+  --since TIME         made at or after TIME
+  --until TIME         made before TIME
+  --id DECISION_ID     the one decision with this id
+  --limit N            at most N decisions (default: ${DEFAULT_LIMIT})
+  --json               one JSON object per line instead of a table
+  -h, --help           this text
+
+TIME is ISO 8601 (2025-06-01, 2025-06-01T14:30:00Z, 2025-06-01T14:30+02:00; without
+an offset it is UTC, like the times printed) or a duration ago: 90s, 15m, 2h, 7d, 2w.
+
+Examples:
+  verdict decisions --principal dana --effect deny --since 1h
+  verdict decisions --resource model:fraud-v3 --json | jq .reason
+  verdict decisions --id 0190f5c2-7a3e-7c1d-9b2f-3f1e2d4c5b6a
+
+Exit codes: 0 ok (also when nothing matches), 2 usage error, 4 the log cannot be opened.
+`;
+
+/** `verdict decisions`: query the decision log. Returns the exit code; never throws. */
+export async function runDecisions(argv: string[], io: CommandIO): Promise<number> {
+  let dbPath: string;
+  let filters: DecisionFilters;
+  let json: boolean;
+  try {
+    const { values } = parseFlags(
+      argv,
+      {
+        help: { type: 'boolean', short: 'h' },
+        db: { type: 'string' },
+        json: { type: 'boolean' },
+        principal: { type: 'string' },
+        resource: { type: 'string' },
+        action: { type: 'string' },
+        effect: { type: 'string' },
+        reason: { type: 'string' },
+        since: { type: 'string' },
+        until: { type: 'string' },
+        id: { type: 'string' },
+        limit: { type: 'string' },
+      },
+      false,
+    );
+    if (values.help) {
+      io.stdout(HELP);
+      return EXIT.OK;
+    }
+    dbPath = values.db ?? DEFAULT_DB;
+    json = values.json ?? false;
+    const now = Date.now();
+    const resource = values.resource === undefined ? undefined : parseResource(values.resource);
+    filters = {
+      principalId: values.principal,
+      resourceType: resource?.type,
+      resourceId: resource?.id,
+      action: values.action,
+      effect: values.effect === undefined ? undefined : parseEffect(values.effect),
+      reason: values.reason === undefined ? undefined : parseReason(values.reason),
+      since: values.since === undefined ? undefined : parseTime('--since', values.since, now),
+      until: values.until === undefined ? undefined : parseTime('--until', values.until, now),
+      decisionId: values.id,
+      limit: values.limit === undefined ? DEFAULT_LIMIT : parseLimit(values.limit),
+    };
+  } catch (error) {
+    io.stderr(`verdict decisions: ${messageOf(error)}\n`);
+    return EXIT.USAGE;
+  }
+
+  let decisions: StoredDecision[];
+  try {
+    const reader = DecisionReader.open(dbPath);
+    try {
+      decisions = reader.query(filters);
+    } finally {
+      reader.close();
+    }
+  } catch (error) {
+    io.stderr(`verdict decisions: ${messageOf(error)}\n`);
+    if (error instanceof VerdictError && error.code === 'USAGE') return EXIT.USAGE;
+    return EXIT.INPUT;
+  }
+
+  if (json) {
+    for (const decision of decisions) io.stdout(`${JSON.stringify(decision)}\n`);
+    return EXIT.OK;
+  }
+  if (decisions.length === 0) {
+    io.stdout('No decisions match.\n');
+    return EXIT.OK;
+  }
+  io.stdout(formatTable(decisions));
+  if (decisions.length === filters.limit) {
+    io.stderr(`(the newest ${decisions.length}; use --limit or narrower filters to see others)\n`);
+  }
+  return EXIT.OK;
+}
+
+function usage(message: string): VerdictError {
+  return new VerdictError('USAGE', `${message}; see --help`);
+}
+
+function parseResource(text: string): { type: string; id: string | undefined } {
+  // Types never contain ':', ids may (urns, paths): split at the first one only.
+  const colon = text.indexOf(':');
+  const type = colon === -1 ? text : text.slice(0, colon);
+  const id = colon === -1 ? undefined : text.slice(colon + 1);
+  if (type === '' || id === '') throw usage(`--resource must be TYPE or TYPE:ID, not "${text}"`);
+  return { type, id };
+}
+
+function parseEffect(text: string): Effect {
+  const effect = text.toUpperCase();
+  if (effect !== 'ALLOW' && effect !== 'DENY') throw usage(`--effect must be allow or deny, not "${text}"`);
+  return effect;
+}
+
+function parseReason(text: string): Reason {
+  const reason = REASONS.find((r) => r === text.toUpperCase().replace(/-/g, '_'));
+  if (reason === undefined) throw usage(`--reason must be one of ${REASONS.map((r) => r.toLowerCase()).join(', ')}; not "${text}"`);
+  return reason;
+}
+
+function parseLimit(text: string): number {
+  const limit = /^\d+$/.test(text) ? Number(text) : NaN;
+  if (!Number.isSafeInteger(limit) || limit < 1) throw usage(`--limit must be a positive integer, not "${text}"`);
+  return limit;
+}
+
+const UNIT_MS: Readonly<Record<string, number>> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+const ISO = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/i;
+
+/**
+ * ISO 8601 or a duration ago (`15m`, `2h`, `7d`), as epoch milliseconds.
+ * Without an offset the time is UTC, matching the times the table prints.
+ * @throws VerdictError USAGE
+ */
+export function parseTime(flag: string, text: string, now: number): number {
+  const relative = /^(\d+)([smhdw])$/.exec(text);
+  if (relative) {
+    return now - Number(relative[1]) * (UNIT_MS[relative[2] ?? ''] ?? NaN);
+  }
+  const iso = ISO.exec(text);
+  if (iso && isCalendarDate(text.slice(0, 10))) {
+    const hasTime = text.length > 10;
+    let normalised = text.replace(' ', 'T');
+    if (hasTime && iso[1] === undefined) normalised += 'Z';
+    else if (iso[1] !== undefined && /^[+-]\d{4}$/.test(iso[1])) normalised = `${normalised.slice(0, -2)}:${normalised.slice(-2)}`;
+    // Date.parse wants at most milliseconds.
+    normalised = normalised.replace(/(\.\d{3})\d+/, '$1');
+    const ms = Date.parse(normalised);
+    if (Number.isFinite(ms)) return ms;
+  }
+  throw usage(`${flag} must be an ISO 8601 time (2025-06-01T14:30:00Z) or a duration ago (15m, 2h, 7d), not "${text}"`);
+}
+
+// Date.parse rolls 2025-02-30 over into March; a typo should be an error instead.
+function isCalendarDate(ymd: string): boolean {
+  const [year, month, day] = ymd.split('-').map(Number) as [number, number, number];
+  const date = new Date(Date.UTC(year, month - 1, day));
+  return date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
+}
+
+function isoTime(ms: number): string {
+  const date = new Date(ms);
+  return Number.isNaN(date.getTime()) ? String(ms) : date.toISOString();
+}
+
+// Values come from requests: never let one move the cursor or recolour the terminal.
+function printable(text: string): string {
+  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+}
+
+function formatTable(decisions: readonly StoredDecision[]): string {
+  const header = ['TIME', 'DECISION ID', 'PRINCIPAL', 'ACTION', 'RESOURCE', 'EFFECT', 'REASON', 'RULES'];
+  const rows = decisions.map((d) =>
+    [
+      isoTime(d.time),
+      d.decisionId,
+      d.principalId,
+      d.action,
+      `${d.resourceType}:${d.resourceId}`,
+      d.effect,
+      d.reason,
+      d.ruleIds.length > 0 ? d.ruleIds.join(',') : '-',
+    ].map(printable),
+  );
+  const widths = header.map((title, column) => Math.max(title.length, ...rows.map((row) => (row[column] ?? '').length)));
+  const line = (cells: readonly string[]): string =>
+    cells
+      .map((cell, column) => (column === cells.length - 1 ? cell : cell.padEnd(widths[column] ?? 0)))
+      .join('  ')
+      .trimEnd();
+  return `${[header, ...rows].map(line).join('\n')}\n`;
+}

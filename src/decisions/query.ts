@@ -1,0 +1,229 @@
+import fs from 'node:fs';
+import Database from 'better-sqlite3';
+import type { ConditionError, Effect, Reason } from '../engine/types.js';
+import { VerdictError, messageOf } from '../errors.js';
+import type { DecisionRecord } from './record.js';
+import { checkReadable } from './schema.js';
+
+/** A decision as read back from the log. */
+export interface StoredDecision extends DecisionRecord {
+  /** Position in the log (and in the hash chain). */
+  readonly seq: number;
+  /** The row's chain hash, hex; null for rows written before the chain existed. */
+  readonly hash: string | null;
+}
+
+/**
+ * Every filter is optional and they combine with AND. Times are milliseconds
+ * since the epoch (the caller parses ISO or relative times); the window is
+ * `since <= time < until`.
+ */
+export interface DecisionFilters {
+  readonly principalId?: string;
+  readonly resourceType?: string;
+  readonly resourceId?: string;
+  readonly action?: string;
+  readonly effect?: Effect;
+  readonly reason?: Reason;
+  readonly since?: number;
+  readonly until?: number;
+  readonly decisionId?: string;
+  readonly policyVersion?: string;
+  /** Positive integer; default 100. */
+  readonly limit?: number;
+}
+
+export const DEFAULT_LIMIT = 100;
+
+interface Row {
+  seq: number;
+  decision_id: string;
+  time_ms: number;
+  caller: string;
+  request_id: string | null;
+  principal_id: string;
+  action: string;
+  resource_type: string;
+  resource_id: string;
+  effect: string;
+  reason: string;
+  rule_ids: string;
+  errors: string;
+  policy_version: string;
+  request: string;
+  latency_us: number;
+  hash: Buffer | null;
+}
+
+const COLUMNS = `seq, decision_id, time_ms, caller, request_id, principal_id, action, resource_type, resource_id,
+  effect, reason, rule_ids, errors, policy_version, request, latency_us, hash`;
+
+// Filter name -> column, in a fixed order so equal filter sets share one cached statement.
+const EQUALITY: ReadonlyArray<readonly [keyof DecisionFilters, string]> = [
+  ['decisionId', 'decision_id'],
+  ['principalId', 'principal_id'],
+  ['resourceType', 'resource_type'],
+  ['resourceId', 'resource_id'],
+  ['action', 'action'],
+  ['effect', 'effect'],
+  ['reason', 'reason'],
+  ['policyVersion', 'policy_version'],
+];
+
+/**
+ * A read-only connection to a decision log, for the CLI and the Admin service.
+ * Read-only and separate from the writer: in WAL mode a reader sees the last
+ * committed state and never takes the write lock.
+ *
+ * @example
+ * const reader = DecisionReader.open('data/decisions.db');
+ * const denied = reader.query({ principalId: 'alice', effect: 'DENY', since: Date.now() - 3_600_000 });
+ * reader.close();
+ */
+export class DecisionReader {
+  readonly path: string;
+  private readonly db: Database.Database;
+  private readonly owned: boolean;
+  private readonly statements = new Map<string, Database.Statement<unknown[], Row>>();
+
+  private constructor(path: string, db: Database.Database, owned: boolean) {
+    this.path = path;
+    this.db = db;
+    this.owned = owned;
+  }
+
+  /** Read through a connection the caller already has (and keeps: close() leaves it open). */
+  static fromConnection(db: Database.Database): DecisionReader {
+    return new DecisionReader(db.name, db, false);
+  }
+
+  /**
+   * @throws VerdictError DECISION_LOG_UNAVAILABLE when there is no log at `path` or it
+   *   cannot be opened; DECISION_LOG_CORRUPT when the file is not a decision log
+   */
+  static open(path: string): DecisionReader {
+    if (!fs.existsSync(path)) {
+      throw new VerdictError('DECISION_LOG_UNAVAILABLE', `no decision log at ${path}`);
+    }
+    let db: Database.Database;
+    try {
+      db = new Database(path, { readonly: true, fileMustExist: true });
+    } catch (error) {
+      throw new VerdictError('DECISION_LOG_UNAVAILABLE', `cannot open the decision log ${path}: ${messageOf(error)}`, { cause: error });
+    }
+    try {
+      checkReadable(db, path);
+      db.prepare('SELECT seq FROM decisions LIMIT 0').all();
+    } catch (error) {
+      db.close();
+      if (error instanceof VerdictError) throw error;
+      throw new VerdictError('DECISION_LOG_CORRUPT', `${path} is not a readable verdict decision log: ${messageOf(error)}`, { cause: error });
+    }
+    return new DecisionReader(path, db, true);
+  }
+
+  /** Matching decisions, newest first. */
+  query(filters: DecisionFilters = {}): StoredDecision[] {
+    const limit = filters.limit ?? DEFAULT_LIMIT;
+    if (!Number.isSafeInteger(limit) || limit < 1) {
+      throw new VerdictError('USAGE', `limit must be a positive integer, not ${String(limit)}`);
+    }
+    const where: string[] = [];
+    const params: unknown[] = [];
+    for (const [key, column] of EQUALITY) {
+      const value = filters[key];
+      if (value === undefined) continue;
+      where.push(`${column} = ?`);
+      params.push(value);
+    }
+    if (filters.since !== undefined) {
+      where.push('time_ms >= ?');
+      params.push(timeParam('since', filters.since));
+    }
+    if (filters.until !== undefined) {
+      where.push('time_ms < ?');
+      params.push(timeParam('until', filters.until));
+    }
+    params.push(limit);
+    const sql = `SELECT ${COLUMNS} FROM decisions${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY time_ms DESC, seq DESC LIMIT ?`;
+    return this.statement(sql).all(...params).map(toDecision);
+  }
+
+  /** One decision by id, or null. */
+  get(decisionId: string): StoredDecision | null {
+    return this.query({ decisionId, limit: 1 })[0] ?? null;
+  }
+
+  close(): void {
+    if (this.owned) this.db.close();
+  }
+
+  private statement(sql: string): Database.Statement<unknown[], Row> {
+    let statement = this.statements.get(sql);
+    if (statement === undefined) {
+      statement = this.db.prepare<unknown[], Row>(sql);
+      this.statements.set(sql, statement);
+    }
+    return statement;
+  }
+}
+
+/** A log to read: a path (opened read-only for this call), an open reader, or a better-sqlite3 connection. */
+export type DecisionSource = string | DecisionReader | Database.Database;
+
+/**
+ * Query a decision log, newest first. The function the CLI and the gRPC Admin
+ * service share.
+ *
+ * @example
+ * queryDecisions('data/decisions.db', { resourceType: 'model', resourceId: 'gpt-x', limit: 20 });
+ */
+export function queryDecisions(source: DecisionSource, filters: DecisionFilters = {}): StoredDecision[] {
+  return withReader(source, (reader) => reader.query(filters));
+}
+
+/** One decision by id, or null. */
+export function getDecision(source: DecisionSource, decisionId: string): StoredDecision | null {
+  return withReader(source, (reader) => reader.get(decisionId));
+}
+
+function withReader<T>(source: DecisionSource, use: (reader: DecisionReader) => T): T {
+  if (source instanceof DecisionReader) return use(source);
+  if (typeof source !== 'string') return use(DecisionReader.fromConnection(source));
+  const reader = DecisionReader.open(source);
+  try {
+    return use(reader);
+  } finally {
+    reader.close();
+  }
+}
+
+function timeParam(name: string, value: number): number {
+  if (!Number.isFinite(value)) {
+    throw new VerdictError('USAGE', `${name} must be a time in milliseconds, not ${String(value)}`);
+  }
+  return Math.trunc(value);
+}
+
+function toDecision(row: Row): StoredDecision {
+  return {
+    seq: row.seq,
+    decisionId: row.decision_id,
+    time: row.time_ms,
+    caller: row.caller,
+    requestId: row.request_id,
+    principalId: row.principal_id,
+    action: row.action,
+    resourceType: row.resource_type,
+    resourceId: row.resource_id,
+    effect: row.effect as Effect,
+    reason: row.reason as Reason,
+    ruleIds: JSON.parse(row.rule_ids) as string[],
+    errors: JSON.parse(row.errors) as ConditionError[],
+    policyVersion: row.policy_version,
+    request: JSON.parse(row.request) as DecisionRecord['request'],
+    latencyUs: row.latency_us,
+    hash: row.hash === null ? null : row.hash.toString('hex'),
+  };
+}

@@ -1,0 +1,112 @@
+import type Database from 'better-sqlite3';
+import { VerdictError } from '../errors.js';
+
+/**
+ * Schema versions live in `PRAGMA user_version`: it sits in the database header,
+ * so it changes in the same transaction as the DDL and needs no table of its own.
+ * Migrations only ever append; a released one is never edited.
+ */
+interface Migration {
+  readonly version: number;
+  readonly sql: string;
+}
+
+const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    sql: `
+      CREATE TABLE decisions (
+        seq            INTEGER PRIMARY KEY,
+        decision_id    TEXT    NOT NULL UNIQUE,
+        time_ms        INTEGER NOT NULL,
+        caller         TEXT    NOT NULL,
+        request_id     TEXT,
+        principal_id   TEXT    NOT NULL,
+        action         TEXT    NOT NULL,
+        resource_type  TEXT    NOT NULL,
+        resource_id    TEXT    NOT NULL,
+        effect         TEXT    NOT NULL,
+        reason         TEXT    NOT NULL,
+        rule_ids       TEXT    NOT NULL,
+        errors         TEXT    NOT NULL,
+        policy_version TEXT    NOT NULL,
+        request        TEXT    NOT NULL,
+        latency_us     INTEGER NOT NULL,
+        prev_hash      BLOB,
+        hash           BLOB
+      );
+      -- Each index ends in time_ms (and, implicitly, seq) so "newest first" with a
+      -- filter is an index walk, not a sort.
+      CREATE INDEX decisions_principal ON decisions (principal_id, time_ms);
+      CREATE INDEX decisions_resource  ON decisions (resource_type, resource_id, time_ms);
+      CREATE INDEX decisions_action    ON decisions (action, time_ms);
+      CREATE INDEX decisions_effect    ON decisions (effect, time_ms);
+      CREATE INDEX decisions_time      ON decisions (time_ms);
+
+      -- Small bookkeeping outside the chain (the writer's health probe).
+      CREATE TABLE log_meta (
+        key   TEXT PRIMARY KEY,
+        value
+      ) WITHOUT ROWID;
+    `,
+  },
+];
+
+/** The schema version this build writes. */
+export const SCHEMA_VERSION: number = MIGRATIONS[MIGRATIONS.length - 1]?.version ?? 0;
+
+export function readSchemaVersion(db: Database.Database): number {
+  return Number(db.pragma('user_version', { simple: true }));
+}
+
+/**
+ * Bring the database up to SCHEMA_VERSION. Idempotent. Runs under BEGIN
+ * IMMEDIATE and re-reads the version inside, so two processes opening the same
+ * new file cannot both apply a migration.
+ */
+export function migrate(db: Database.Database, path: string): void {
+  const initial = readSchemaVersion(db);
+  if (initial > SCHEMA_VERSION) {
+    throw newerSchema(path, initial);
+  }
+  if (initial === SCHEMA_VERSION) return;
+  db.transaction(() => {
+    const current = readSchemaVersion(db);
+    if (current > SCHEMA_VERSION) throw newerSchema(path, current);
+    if (current === 0 && hasUserTables(db)) {
+      throw new VerdictError(
+        'DECISION_LOG_CORRUPT',
+        `${path} is a SQLite database but not a verdict decision log (it has tables and no schema version); point the decision log at another file`,
+      );
+    }
+    for (const migration of MIGRATIONS) {
+      if (migration.version <= current) continue;
+      db.exec(migration.sql);
+      // PRAGMA takes no bound parameters; the version is our own integer.
+      db.pragma(`user_version = ${migration.version}`);
+    }
+  }).immediate();
+}
+
+/**
+ * Check that a database opened for reading is a decision log. A newer schema
+ * is accepted for reading: migrations only add, and queries name their columns.
+ */
+export function checkReadable(db: Database.Database, path: string): void {
+  const version = readSchemaVersion(db);
+  if (version === 0) {
+    throw new VerdictError('DECISION_LOG_CORRUPT', `${path} is not a verdict decision log (no schema version); check --db`);
+  }
+}
+
+function hasUserTables(db: Database.Database): boolean {
+  const row = db.prepare("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").get() as { n: number };
+  return row.n > 0;
+}
+
+function newerSchema(path: string, version: number): VerdictError {
+  return new VerdictError(
+    'DECISION_LOG_UNAVAILABLE',
+    `${path} has decision log schema v${version}, newer than this build of verdict knows (v${SCHEMA_VERSION}); upgrade verdict to write to it`,
+  );
+}

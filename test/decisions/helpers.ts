@@ -1,0 +1,136 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { randomUUID } from 'node:crypto';
+import Database from 'better-sqlite3';
+import { afterAll } from 'vitest';
+import type { ChainedRow } from '../../src/decisions/chain.js';
+import type { DecisionRecord } from '../../src/decisions/record.js';
+
+const dirs: string[] = [];
+afterAll(() => {
+  for (const dir of dirs) fs.rmSync(dir, { recursive: true, force: true });
+});
+
+/** A fresh temp directory, removed after the file's tests. */
+export function tempDir(): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'verdict-decisions-'));
+  dirs.push(dir);
+  return dir;
+}
+
+export function tempDb(): string {
+  return path.join(tempDir(), 'nested', 'decisions.db');
+}
+
+export function record(overrides: Partial<DecisionRecord> = {}): DecisionRecord {
+  return {
+    decisionId: randomUUID(),
+    time: Date.UTC(2025, 5, 1, 12, 0, 0),
+    caller: 'gateway-1',
+    requestId: 'req-1',
+    principalId: 'dana',
+    action: 'predict',
+    resourceType: 'model',
+    resourceId: 'fraud-v3',
+    effect: 'ALLOW',
+    reason: 'ALLOWED_BY_RULE',
+    ruleIds: ['allow-data-scientists'],
+    errors: [],
+    policyVersion: 'sha256:abc',
+    request: {
+      principal: { roles: ['data_scientist'], attributes: { org: 'acme' } },
+      resource: { attributes: { org: 'acme', tier: 2 } },
+      context: { attributes: { ip: '10.0.0.1' } },
+    },
+    latencyUs: 42,
+    ...overrides,
+  };
+}
+
+/** A plain second connection, as another process would have. */
+export function connect(file: string, readonly = true): Database.Database {
+  return new Database(file, { readonly, fileMustExist: true });
+}
+
+export function count(file: string): number {
+  const db = connect(file);
+  try {
+    return (db.prepare('SELECT count(*) AS n FROM decisions').get() as { n: number }).n;
+  } finally {
+    db.close();
+  }
+}
+
+export function ids(file: string): string[] {
+  const db = connect(file);
+  try {
+    return db.prepare('SELECT decision_id FROM decisions ORDER BY seq').pluck().all() as string[];
+  } finally {
+    db.close();
+  }
+}
+
+interface RawRow {
+  seq: number;
+  decision_id: string;
+  time_ms: number;
+  caller: string;
+  request_id: string | null;
+  principal_id: string;
+  action: string;
+  resource_type: string;
+  resource_id: string;
+  effect: string;
+  reason: string;
+  rule_ids: string;
+  errors: string;
+  policy_version: string;
+  request: string;
+  latency_us: number;
+  prev_hash: Buffer | null;
+  hash: Buffer | null;
+}
+
+/** Every row in seq order, shaped for verifyChain. */
+export function chainRows(db: Database.Database): ChainedRow[] {
+  return (db.prepare('SELECT * FROM decisions ORDER BY seq').all() as RawRow[]).map((r) => ({
+    seq: r.seq,
+    decisionId: r.decision_id,
+    timeMs: r.time_ms,
+    caller: r.caller,
+    requestId: r.request_id,
+    principalId: r.principal_id,
+    action: r.action,
+    resourceType: r.resource_type,
+    resourceId: r.resource_id,
+    effect: r.effect,
+    reason: r.reason,
+    ruleIds: r.rule_ids,
+    errors: r.errors,
+    policyVersion: r.policy_version,
+    request: r.request,
+    latencyUs: r.latency_us,
+    prevHash: r.prev_hash,
+    hash: r.hash,
+  }));
+}
+
+/** Resolves with the first value `subscribe` delivers. */
+export function next<T>(subscribe: (cb: (value: T) => void) => () => void): Promise<T> {
+  return new Promise((resolve) => {
+    const off = subscribe((value) => {
+      off();
+      resolve(value);
+    });
+  });
+}
+
+/** Settle every promise, returning which rejected with what. */
+export async function settle(promises: Promise<void>[]): Promise<{ ok: number; errors: unknown[] }> {
+  const results = await Promise.allSettled(promises);
+  return {
+    ok: results.filter((r) => r.status === 'fulfilled').length,
+    errors: results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason),
+  };
+}

@@ -1,0 +1,301 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { verifyChain } from '../../src/decisions/chain.js';
+import { DecisionLog, type CommitStats, type HealthState, type WriteFailure } from '../../src/decisions/log.js';
+import { VerdictError } from '../../src/errors.js';
+import { chainRows, connect, count, ids, next, record, settle, tempDb, tempDir } from './helpers.js';
+
+function expectUnavailable(error: unknown, fragment: string): void {
+  expect(error).toBeInstanceOf(VerdictError);
+  expect((error as VerdictError).code).toBe('DECISION_LOG_UNAVAILABLE');
+  expect((error as VerdictError).message).toContain(fragment);
+}
+
+function chainOk(file: string): void {
+  const db = connect(file);
+  try {
+    expect(verifyChain(chainRows(db))).toMatchObject({ ok: true });
+  } finally {
+    db.close();
+  }
+}
+
+describe('DecisionLog.open', () => {
+  it('creates the parent directory and sets WAL with synchronous=FULL in durable mode', async () => {
+    const file = tempDb();
+    const log = DecisionLog.open(file, { mode: 'durable' });
+    expect(fs.existsSync(file)).toBe(true);
+    expect(log.pragmas()).toEqual({ journalMode: 'wal', synchronous: 2, busyTimeoutMs: 500 });
+    await log.close();
+  });
+
+  it('sets synchronous=NORMAL in async mode, again on every open', async () => {
+    const file = tempDb();
+    await DecisionLog.open(file, { mode: 'durable' }).close();
+    const log = DecisionLog.open(file, { mode: 'async', busyTimeoutMs: 50 });
+    expect(log.pragmas()).toEqual({ journalMode: 'wal', synchronous: 1, busyTimeoutMs: 50 });
+    await log.close();
+    const again = DecisionLog.open(file);
+    expect(again.mode).toBe('durable');
+    expect(again.pragmas()?.synchronous).toBe(2);
+    await again.close();
+  });
+
+  it('refuses a path that cannot be a WAL database', () => {
+    expect(() => DecisionLog.open(':memory:')).toThrow(/WAL/);
+  });
+
+  it('refuses an unknown mode', () => {
+    expect(() => DecisionLog.open(tempDb(), { mode: 'fast' as 'async' })).toThrow(VerdictError);
+  });
+});
+
+describe('group commit', () => {
+  it('writes 500 concurrent appends in far fewer transactions than rows', async () => {
+    const file = tempDb();
+    const log = DecisionLog.open(file);
+    const commits: CommitStats[] = [];
+    log.onCommit((stats) => commits.push(stats));
+    await Promise.all(Array.from({ length: 500 }, () => log.append(record())));
+    expect(commits.reduce((sum, c) => sum + c.rows, 0)).toBe(500);
+    expect(commits.length).toBeLessThanOrEqual(5);
+    expect(commits[0]?.durationMs).toBeGreaterThanOrEqual(0);
+    expect(count(file)).toBe(500);
+    await log.close();
+    chainOk(file);
+  });
+
+  it('starts a new batch for appends made while a batch is being committed', async () => {
+    const log = DecisionLog.open(tempDb());
+    const commits: number[] = [];
+    log.onCommit(({ rows }) => commits.push(rows));
+    const first = [log.append(record()), log.append(record())];
+    // Appended from the first batch's resolution: must land in a second transaction.
+    const second = first[0]!.then(() => Promise.all([log.append(record()), log.append(record()), log.append(record())]));
+    await Promise.all([...first, second]);
+    expect(commits).toEqual([2, 3]);
+    await log.close();
+  });
+
+  it('keeps the seq monotonic and the chain intact across batches and reopens', async () => {
+    const file = tempDb();
+    let log = DecisionLog.open(file);
+    await Promise.all([log.append(record()), log.append(record())]);
+    await log.append(record());
+    await log.close();
+    log = DecisionLog.open(file);
+    await log.append(record());
+    await log.close();
+    const db = connect(file);
+    expect(db.prepare('SELECT seq FROM decisions ORDER BY seq').pluck().all()).toEqual([1, 2, 3, 4]);
+    expect(verifyChain(chainRows(db))).toMatchObject({ ok: true, rows: 4 });
+    db.close();
+  });
+});
+
+describe('durability', () => {
+  it('a resolved durable append is readable from a separate connection', async () => {
+    const file = tempDb();
+    const log = DecisionLog.open(file);
+    const r = record({ principalId: 'erin' });
+    await log.append(r);
+    const other = connect(file);
+    const row = other.prepare('SELECT principal_id, rule_ids, request FROM decisions WHERE decision_id = ?').get(r.decisionId) as
+      | { principal_id: string; rule_ids: string; request: string }
+      | undefined;
+    other.close();
+    expect(row?.principal_id).toBe('erin');
+    expect(JSON.parse(row!.rule_ids)).toEqual(['allow-data-scientists']);
+    expect(JSON.parse(row!.request)).toEqual(r.request);
+    await log.close();
+  });
+
+  it('async mode resolves before writing; flush and close write the rows', async () => {
+    const file = tempDb();
+    const log = DecisionLog.open(file, { mode: 'async' });
+    await log.append(record());
+    expect(log.pendingRows).toBe(1);
+    expect(count(file)).toBe(0);
+    await log.flush();
+    expect(count(file)).toBe(1);
+    void log.append(record());
+    await log.close();
+    expect(count(file)).toBe(2);
+  });
+
+  it('rejects appends after close', async () => {
+    const log = DecisionLog.open(tempDb());
+    await log.close();
+    await expect(log.append(record())).rejects.toMatchObject({ code: 'DECISION_LOG_UNAVAILABLE' });
+    await log.close(); // idempotent
+  });
+});
+
+describe('records the database cannot take fail alone', () => {
+  it('an unserialisable record rejects without failing its batch', async () => {
+    const file = tempDb();
+    const log = DecisionLog.open(file);
+    const bad = record({ request: { principal: { roles: [], attributes: { n: 1n } }, resource: { attributes: {} }, context: { attributes: {} } } });
+    const results = await settle([log.append(record()), log.append(bad), log.append(record())]);
+    expect(results.ok).toBe(2);
+    expect(results.errors[0]).toMatchObject({ code: 'INTERNAL' });
+    expect(log.healthy).toBe(true);
+    expect(count(file)).toBe(2);
+    await log.close();
+  });
+
+  it('a duplicate decision id is refused alone, leaving no gap in the chain', async () => {
+    const file = tempDb();
+    const log = DecisionLog.open(file);
+    const failures: WriteFailure[] = [];
+    log.onWriteError((f) => failures.push(f));
+    const r = record();
+    const results = await settle([log.append(record()), log.append(r), log.append(r), log.append(record())]);
+    expect(results.ok).toBe(3);
+    expect(results.errors[0]).toMatchObject({ code: 'INTERNAL' });
+    expect(failures).toHaveLength(1);
+    expect(log.healthy).toBe(true);
+    await log.close();
+    chainOk(file);
+    expect(count(file)).toBe(3);
+  });
+});
+
+describe('fail closed', () => {
+  it('rejects every append while another connection holds the write lock, then recovers without losing a row', async () => {
+    const file = tempDb();
+    const log = DecisionLog.open(file, { busyTimeoutMs: 30 });
+    const health: HealthState[] = [];
+    log.onHealthChange((state) => health.push(state));
+    const before = record();
+    await log.append(before);
+
+    const locker = new Database(file);
+    locker.pragma('busy_timeout = 30');
+    locker.exec('BEGIN EXCLUSIVE');
+    const refused = [record(), record(), record()];
+    const during = await settle(refused.map((r) => log.append(r)));
+    expect(during.ok).toBe(0);
+    expect(during.errors).toHaveLength(3);
+    for (const error of during.errors) expectUnavailable(error, 'SQLITE_BUSY');
+    expect(log.healthy).toBe(false);
+    expect(log.lastError).toMatch(/write lock.*denied/s);
+    expect(health).toEqual([{ healthy: false, lastError: log.lastError }]);
+    expect(log.probe()).toBe(false);
+
+    locker.exec('ROLLBACK');
+    locker.close();
+    const after = record();
+    await log.append(after);
+    expect(log.healthy).toBe(true);
+    expect(log.lastError).toBeNull();
+    expect(health.at(-1)).toEqual({ healthy: true, lastError: null });
+    await log.close();
+
+    expect(ids(file)).toEqual([before.decisionId, after.decisionId]);
+    chainOk(file);
+  });
+
+  it('probe() notices failure and recovery without any traffic', async () => {
+    const file = tempDb();
+    const log = DecisionLog.open(file, { busyTimeoutMs: 20 });
+    expect(log.probe()).toBe(true);
+    const locker = new Database(file);
+    locker.exec('BEGIN EXCLUSIVE');
+    expect(log.probe()).toBe(false);
+    expect(log.healthy).toBe(false);
+    locker.exec('ROLLBACK');
+    locker.close();
+    expect(log.probe()).toBe(true);
+    expect(log.healthy).toBe(true);
+    await log.close();
+  });
+
+  it('notices the file being removed and replaced by a directory, and reopens once the path is free', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'decisions.db');
+    const log = DecisionLog.open(file, { busyTimeoutMs: 20 });
+    await log.append(record());
+
+    fs.rmSync(file);
+    fs.mkdirSync(file);
+    const lost = record();
+    await expect(log.append(lost)).rejects.toSatisfy((e) => {
+      expectUnavailable(e, 'removed or replaced');
+      return true;
+    });
+    expect(log.healthy).toBe(false);
+    // Reopening now fails too: the path is a directory.
+    await expect(log.append(record())).rejects.toSatisfy((e) => {
+      expectUnavailable(e, 'cannot open');
+      return true;
+    });
+    expect(log.probe()).toBe(false);
+
+    fs.rmdirSync(file);
+    const after = record();
+    await log.append(after);
+    expect(log.healthy).toBe(true);
+    await log.close();
+
+    // A new log; the old one's write-ahead log was kept aside, not replayed into it.
+    expect(ids(file)).toEqual([after.decisionId]);
+    expect(fs.readdirSync(dir).some((name) => name.startsWith('decisions.db-wal.orphaned-'))).toBe(true);
+    chainOk(file);
+  });
+
+  it('in async mode keeps and retries acknowledged rows of a failed batch, and reports the failure', async () => {
+    const file = tempDb();
+    const log = DecisionLog.open(file, { mode: 'async', busyTimeoutMs: 20, retryDelayMs: 20 });
+    const locker = new Database(file);
+    locker.exec('BEGIN EXCLUSIVE');
+
+    const acknowledged = record();
+    const failure = next<WriteFailure>((cb) => log.onWriteError(cb));
+    await log.append(acknowledged); // resolves at once: the log looked healthy
+    const reported = await failure;
+    expect(reported).toMatchObject({ rows: 1, acknowledgedRows: 1 });
+    expectUnavailable(reported.error, 'SQLITE_BUSY');
+    expect(log.healthy).toBe(false);
+    expect(log.lastError).toContain('SQLITE_BUSY');
+    expect(log.pendingRows).toBe(1);
+
+    // Once unhealthy, async appends wait for their commit: nothing is allowed unrecorded.
+    const refused = record();
+    await expect(log.append(refused)).rejects.toMatchObject({ code: 'DECISION_LOG_UNAVAILABLE' });
+    await expect(log.flush()).rejects.toMatchObject({ code: 'DECISION_LOG_UNAVAILABLE' });
+
+    locker.exec('ROLLBACK');
+    locker.close();
+    // The retry timer writes the kept row without any new traffic.
+    await next<CommitStats>((cb) => log.onCommit(cb));
+    expect(log.healthy).toBe(true);
+    expect(log.pendingRows).toBe(0);
+    expect(ids(file)).toEqual([acknowledged.decisionId]);
+    await log.close();
+  });
+
+  it('close() reports acknowledged async rows it could not write', async () => {
+    const file = tempDb();
+    const log = DecisionLog.open(file, { mode: 'async', busyTimeoutMs: 20 });
+    const locker = new Database(file);
+    locker.exec('BEGIN EXCLUSIVE');
+    await log.append(record());
+    await expect(log.close()).rejects.toThrow(/1 decision\(s\) acknowledged in async mode were never written/);
+    locker.exec('ROLLBACK');
+    locker.close();
+  });
+
+  it('keeps writing when an observer throws', async () => {
+    const log = DecisionLog.open(tempDb());
+    log.onCommit(() => {
+      throw new Error('metrics broke');
+    });
+    await log.append(record());
+    await log.append(record());
+    expect(log.healthy).toBe(true);
+    await log.close();
+  });
+});
