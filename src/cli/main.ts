@@ -8,6 +8,7 @@ const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }>
   validate: { run: async () => runValidate, summary: 'check policy files; every error as file:line:col' },
   check: { run: async () => runCheck, summary: 'decide one request from the command line' },
   test: { run: async () => runTest, summary: 'run the policy test files' },
+  serve: { run: async () => (await import('./serve.js')).runServe, summary: 'serve decisions over gRPC with a durable decision log' },
   decisions: { run: async () => (await import('./decisions.js')).runDecisions, summary: 'query the decision log' },
 };
 

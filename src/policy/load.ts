@@ -48,7 +48,7 @@ interface Located<T> {
  * Reads, validates and compiles a policy directory. Every problem in every file is
  * reported together; nothing is compiled unless the whole directory is valid.
  */
-export function loadPolicies(dir: string): LoadResult {
+export function loadPolicies(dir: string, options: { gitCommit?: string | null } = {}): LoadResult {
   const { documents, diagnostics } = loadSources(dir);
   const rules: Located<RuleSpec>[] = [];
   const roles: Located<RoleSpec>[] = [];
@@ -105,7 +105,7 @@ export function loadPolicies(dir: string): LoadResult {
   const tests = resolveTests(testDocs, ruleIds, diagnostics);
   if (diagnostics.length > 0) return { ok: false, diagnostics: sortDiagnostics(diagnostics) };
 
-  const version = policyVersion(dir, documents.map((d) => d.value));
+  const version = policyVersion(dir, documents.map((d) => d.value), options.gitCommit);
   const files = [...new Set(documents.map((d) => d.file))];
   const roleMap = new Map<string, CompiledRole>();
   for (const [name, entry] of roleTable) roleMap.set(name, { name, inherits: entry.inherits, effectiveRoles: entry.effective });

@@ -1,4 +1,5 @@
-import { execFileSync } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
+import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
 
 /**
@@ -6,8 +7,9 @@ import { createHash } from 'node:crypto';
  * git work tree, so a decision points at reviewed history; otherwise `sha256:` of the
  * canonical content, which file order, file names and formatting do not change.
  */
-export function policyVersion(dir: string, documents: readonly unknown[]): string {
-  return gitCommitIfClean(dir) ?? contentVersion(documents);
+export function policyVersion(dir: string, documents: readonly unknown[], knownGitCommit?: string | null): string {
+  const commit = knownGitCommit === undefined ? gitCommitIfClean(dir) : knownGitCommit;
+  return commit ?? contentVersion(documents);
 }
 
 export function contentVersion(documents: readonly unknown[]): string {
@@ -27,17 +29,46 @@ export function canonicalJson(value: unknown): string {
   return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(',')}}`;
 }
 
-function gitCommitIfClean(dir: string): string | null {
+const GIT_STEPS: readonly (readonly string[])[] = [
+  ['rev-parse', '--is-inside-work-tree'],
+  ['status', '--porcelain', '--untracked-files=all', '--', '.'],
+  ['ls-files', '--', '.'],
+  ['rev-parse', 'HEAD'],
+];
+
+function commitFrom(outputs: readonly string[]): string | null {
+  const [inside, status, tracked, commit] = outputs.map((o) => o.trim());
+  if (inside !== 'true' || status !== '') return null;
+  if (!tracked) return null; // nothing committed here: the commit would not describe these files
+  return commit && /^[0-9a-f]{40,64}$/.test(commit) ? commit : null;
+}
+
+/** The HEAD commit when `dir` is inside a git work tree with nothing changed under it. */
+export function gitCommitIfClean(dir: string): string | null {
   try {
     const options = { cwd: dir, encoding: 'utf8' as const, stdio: ['ignore', 'pipe', 'ignore'] as ['ignore', 'pipe', 'ignore'], timeout: 5000 };
-    const inside = execFileSync('git', ['rev-parse', '--is-inside-work-tree'], options).trim();
-    if (inside !== 'true') return null;
-    const status = execFileSync('git', ['status', '--porcelain', '--untracked-files=all', '--', '.'], options);
-    if (status.trim() !== '') return null;
-    const tracked = execFileSync('git', ['ls-files', '--', '.'], options);
-    if (tracked.trim() === '') return null; // nothing committed here: the commit would not describe these files
-    const commit = execFileSync('git', ['rev-parse', 'HEAD'], options).trim();
-    return /^[0-9a-f]{40,64}$/.test(commit) ? commit : null;
+    const outputs: string[] = [];
+    for (const args of GIT_STEPS) {
+      outputs.push(execFileSync('git', [...args], options));
+      if (outputs.length === 1 && outputs[0]?.trim() !== 'true') return null;
+    }
+    return commitFrom(outputs);
+  } catch {
+    return null;
+  }
+}
+
+/** The same as gitCommitIfClean without blocking the event loop: the server uses this on reload. */
+export async function gitCommitIfCleanAsync(dir: string): Promise<string | null> {
+  const run = promisify(execFile);
+  try {
+    const outputs: string[] = [];
+    for (const args of GIT_STEPS) {
+      const { stdout } = await run('git', [...args], { cwd: dir, encoding: 'utf8', timeout: 5000 });
+      outputs.push(stdout);
+      if (outputs.length === 1 && stdout.trim() !== 'true') return null;
+    }
+    return commitFrom(outputs);
   } catch {
     return null;
   }

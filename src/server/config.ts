@@ -1,0 +1,134 @@
+import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { VerdictError, messageOf } from '../errors.js';
+
+/** Where verdict listens, what it serves and where it records. */
+export interface ServerConfig {
+  readonly policies: string;
+  readonly db: string;
+  /** host:port for gRPC; port 0 picks a free one. */
+  readonly grpc: string;
+  /** host:port for /healthz, /readyz and /metrics. */
+  readonly http: string;
+  /** durable: an answer leaves only once its row is committed. async: rows are committed a moment later. */
+  readonly decisionLog: 'durable' | 'async';
+  readonly maxMessageBytes: number;
+  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  /** Watch the policy directory and reload on change. */
+  readonly watch: boolean;
+  /** How long SIGTERM waits for in-flight checks before closing anyway. */
+  readonly shutdownGraceMs: number;
+}
+
+export const DEFAULT_CONFIG: ServerConfig = {
+  policies: 'policies',
+  db: 'data/decisions.db',
+  grpc: '127.0.0.1:50051',
+  http: '127.0.0.1:9464',
+  decisionLog: 'durable',
+  maxMessageBytes: 1024 * 1024,
+  logLevel: 'info',
+  watch: true,
+  shutdownGraceMs: 10_000,
+};
+
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected HOST:PORT, e.g. 127.0.0.1:50051' });
+
+const fileSchema = z.strictObject({
+  policies: z.string().min(1).optional(),
+  db: z.string().min(1).optional(),
+  grpc: hostPort.optional(),
+  http: hostPort.optional(),
+  decisionLog: z.enum(['durable', 'async']).optional(),
+  maxMessageBytes: z.number().int().min(1024).max(64 * 1024 * 1024).optional(),
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
+  watch: z.boolean().optional(),
+  shutdownGraceMs: z.number().int().min(0).max(600_000).optional(),
+});
+export type PartialConfig = z.infer<typeof fileSchema>;
+
+/** Environment variables for containers, one per key. */
+export const ENVIRONMENT_KEYS: Record<keyof ServerConfig, string> = {
+  policies: 'VERDICT_POLICIES',
+  db: 'VERDICT_DB',
+  grpc: 'VERDICT_GRPC',
+  http: 'VERDICT_HTTP',
+  decisionLog: 'VERDICT_DECISION_LOG',
+  maxMessageBytes: 'VERDICT_MAX_MESSAGE_BYTES',
+  logLevel: 'VERDICT_LOG_LEVEL',
+  watch: 'VERDICT_WATCH',
+  shutdownGraceMs: 'VERDICT_SHUTDOWN_GRACE_MS',
+};
+
+function describeIssues(error: z.ZodError, origin: string): string {
+  return error.issues
+    .map((issue) => {
+      const key = issue.path.map(String).join('.');
+      if (issue.code === 'unrecognized_keys') return `${origin}: unknown key ${issue.keys.map((k) => `"${k}"`).join(', ')} (known: ${Object.keys(DEFAULT_CONFIG).join(', ')})`;
+      return `${origin}: ${key}: ${issue.message}`;
+    })
+    .join('; ');
+}
+
+export function readConfigFile(path: string): PartialConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new VerdictError('CONFIG_INVALID', `cannot read config file ${path}: ${(error as NodeJS.ErrnoException).code ?? messageOf(error)}`);
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text, { prettyErrors: false }) ?? {};
+  } catch (error) {
+    throw new VerdictError('CONFIG_INVALID', `config file ${path} is not valid YAML: ${messageOf(error).split('\n')[0]}`);
+  }
+  const result = fileSchema.safeParse(data);
+  if (!result.success) throw new VerdictError('CONFIG_INVALID', describeIssues(result.error, path));
+  return result.data;
+}
+
+export function readEnvironment(env: NodeJS.ProcessEnv): PartialConfig {
+  const raw: Record<string, unknown> = {};
+  for (const [key, name] of Object.entries(ENVIRONMENT_KEYS)) {
+    const value = env[name];
+    if (value === undefined || value === '') continue;
+    if (key === 'maxMessageBytes' || key === 'shutdownGraceMs') raw[key] = Number(value);
+    else if (key === 'watch') raw[key] = value === 'true' || value === '1' ? true : value === 'false' || value === '0' ? false : value;
+    else raw[key] = value;
+  }
+  const result = fileSchema.safeParse(raw);
+  if (!result.success) throw new VerdictError('CONFIG_INVALID', describeIssues(result.error, 'environment'));
+  return result.data;
+}
+
+/** Flags win over environment variables, which win over the config file, which wins over defaults. */
+export function resolveConfig(layers: readonly PartialConfig[]): ServerConfig {
+  const merged: Record<string, unknown> = { ...DEFAULT_CONFIG };
+  for (const layer of layers) {
+    for (const [key, value] of Object.entries(layer)) if (value !== undefined) merged[key] = value;
+  }
+  const result = fileSchema.required().safeParse(merged);
+  if (!result.success) throw new VerdictError('CONFIG_INVALID', describeIssues(result.error, 'configuration'));
+  return result.data as ServerConfig;
+}
+
+export function parseFlagsLayer(values: Record<string, string | boolean | undefined>): PartialConfig {
+  const raw: Record<string, unknown> = {};
+  for (const key of Object.keys(DEFAULT_CONFIG)) {
+    const value = values[key];
+    if (value === undefined) continue;
+    if (key === 'maxMessageBytes' || key === 'shutdownGraceMs') raw[key] = Number(value);
+    else raw[key] = value;
+  }
+  const result = fileSchema.safeParse(raw);
+  if (!result.success) throw new VerdictError('CONFIG_INVALID', describeIssues(result.error, 'flags'));
+  return result.data;
+}
+
+export function splitHostPort(value: string): { host: string; port: number } {
+  const colon = value.lastIndexOf(':');
+  const host = value.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
+  return { host, port: Number(value.slice(colon + 1)) };
+}

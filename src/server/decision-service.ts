@@ -1,0 +1,130 @@
+import type { DecisionLog } from '../decisions/log.js';
+import { DecisionReader } from '../decisions/query.js';
+import type { DecisionRecord } from '../decisions/record.js';
+import { evaluate } from '../engine/evaluate.js';
+import type { Decision, DecisionRequest } from '../engine/types.js';
+import { VerdictError } from '../errors.js';
+import { newDecisionId } from './decision-id.js';
+import type { CallMeta, CheckResult, DecisionQuery, GrpcHandlers, PolicyStatus, ReloadOutcome } from './grpc/handlers.js';
+import { InvalidRequest, type CheckInput } from './grpc/invalid-request.js';
+import type { ServerMetrics } from './metrics.js';
+import type { PolicyStore, PolicyStatus as StoreStatus } from './policy-store.js';
+
+/**
+ * The decision path shared by every transport: decide with the current policy set,
+ * record the decision, and only then answer. A decision that cannot be recorded
+ * is never answered as an allow: the append rejects and the caller gets UNAVAILABLE.
+ */
+export class DecisionService implements GrpcHandlers {
+  private reader: DecisionReader | null = null;
+
+  constructor(
+    private readonly store: PolicyStore,
+    private readonly log: DecisionLog,
+    private readonly metrics: ServerMetrics,
+  ) {}
+
+  async check(input: CheckInput, meta: CallMeta): Promise<CheckResult> {
+    const started = performance.now();
+    const result = this.decide(input, meta, started);
+    try {
+      await this.log.append(result.record);
+    } catch (error) {
+      this.metrics.observeLogFailure();
+      throw error;
+    }
+    this.metrics.observeDecision(result.decision, (performance.now() - started) / 1000);
+    return { decision: result.decision, decisionId: result.record.decisionId };
+  }
+
+  async checkBatch(inputs: readonly CheckInput[], meta: CallMeta): Promise<readonly CheckResult[]> {
+    const started = performance.now();
+    const results = inputs.map((input) => this.decide(input, meta, started));
+    try {
+      // Appended in one turn, so they share one transaction.
+      await Promise.all(results.map((r) => this.log.append(r.record)));
+    } catch (error) {
+      this.metrics.observeLogFailure();
+      throw error;
+    }
+    const seconds = (performance.now() - started) / 1000;
+    return results.map((r) => {
+      this.metrics.observeDecision(r.decision, seconds);
+      return { decision: r.decision, decisionId: r.record.decisionId };
+    });
+  }
+
+  private decide(input: CheckInput, meta: CallMeta, started: number): { decision: Decision; record: DecisionRecord } {
+    const policySet = this.store.current;
+    const invalid = input instanceof InvalidRequest;
+    const request: DecisionRequest = invalid ? input.request : input;
+    const decision = invalid ? input.decision(policySet.version) : evaluate(policySet, request);
+    const now = Date.now();
+    const record: DecisionRecord = {
+      decisionId: newDecisionId(now),
+      time: now,
+      caller: meta.caller,
+      requestId: meta.requestId,
+      principalId: request.principal.id,
+      action: request.action,
+      resourceType: request.resource.type,
+      resourceId: request.resource.id,
+      effect: decision.effect,
+      reason: decision.reason,
+      ruleIds: decision.ruleIds,
+      errors: decision.errors,
+      policyVersion: decision.policyVersion,
+      request: {
+        principal: { roles: request.principal.roles, attributes: request.principal.attributes },
+        resource: { attributes: request.resource.attributes },
+        context: { attributes: request.context.attributes },
+      },
+      latencyUs: Math.round((performance.now() - started) * 1000),
+    };
+    return { decision, record };
+  }
+
+  policyStatus(): PolicyStatus {
+    return toStatus(this.store.status());
+  }
+
+  async reload(): Promise<ReloadOutcome> {
+    const outcome = await this.store.reload();
+    return { reloaded: outcome.ok, error: outcome.ok ? null : outcome.error, status: toStatus(this.store.status()) };
+  }
+
+  getDecision(decisionId: string): DecisionRecord | null {
+    return this.readLog().get(decisionId);
+  }
+
+  listDecisions(query: DecisionQuery): readonly DecisionRecord[] {
+    return this.readLog().query(query);
+  }
+
+  /** A read-only connection of its own, opened on first use, so queries never wait on the writer. */
+  private readLog(): DecisionReader {
+    if (!this.reader) {
+      try {
+        this.reader = DecisionReader.open(this.log.path);
+      } catch (error) {
+        throw error instanceof VerdictError ? error : new VerdictError('DECISION_LOG_UNAVAILABLE', String(error));
+      }
+    }
+    return this.reader;
+  }
+
+  close(): void {
+    this.reader?.close();
+    this.reader = null;
+  }
+}
+
+function toStatus(status: StoreStatus): PolicyStatus {
+  return {
+    version: status.version,
+    loadedAt: status.loadedAt.getTime(),
+    ruleCount: status.ruleCount,
+    lastReloadError: status.lastReloadError,
+    lastReloadAttemptAt: status.lastReloadAttemptAt?.getTime() ?? null,
+  };
+}

@@ -1,0 +1,83 @@
+import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { VerdictError } from '../../errors.js';
+import { callMeta, unary, type CallOptions } from './call.js';
+import { toBatchInputs, toCheckInput, toCheckResponse } from './convert.js';
+import type { AuthorizationHandlers, CheckResult } from './handlers.js';
+import { InvalidRequest, OversizedMessage, type RequestFieldError } from './invalid-request.js';
+import type {
+  CheckBatchRequestMessage,
+  CheckBatchResponseMessage,
+  CheckRequestMessage,
+  CheckResponseMessage,
+} from './messages.js';
+import { StatusError } from './status.js';
+
+export const AUTHORIZATION_SERVICE = 'verdict.v1.Authorization';
+
+/** Trailer carrying the id under which a rejected request was recorded. */
+export const DECISION_ID_TRAILER = 'verdict-decision-id';
+
+export interface AuthorizationOptions extends CallOptions {
+  /** Batches with more items are refused whole, before any item is decided or recorded. */
+  readonly maxBatchItems: number;
+}
+
+/** verdict.v1.Authorization over the application's handlers. */
+export function authorizationService(handlers: AuthorizationHandlers, options: AuthorizationOptions): UntypedServiceImplementation {
+  return {
+    Check: unary<CheckRequestMessage, CheckResponseMessage>('Check', options, async (call) => {
+      const oversized = call.request as unknown;
+      if (oversized instanceof OversizedMessage) return refuseOversized(oversized, call, handlers, options);
+      const meta = callMeta(call, call.request.requestId, options);
+      const input = toCheckInput(call.request);
+      const result = await handlers.check(input, meta);
+      // Recorded first (as an error decision), refused second.
+      if (input instanceof InvalidRequest) throw invalidArgument(input.error, result.decisionId);
+      return toCheckResponse(result, meta.requestId);
+    }),
+
+    CheckBatch: unary<CheckBatchRequestMessage, CheckBatchResponseMessage>('CheckBatch', options, async (call) => {
+      const oversized = call.request as unknown;
+      if (oversized instanceof OversizedMessage) return refuseOversized(oversized, call, handlers, options);
+      const count = call.request.items.length;
+      if (count > options.maxBatchItems) {
+        throw new StatusError(status.INVALID_ARGUMENT, `items: ${count} items exceed the limit of ${options.maxBatchItems} per batch`);
+      }
+      const meta = callMeta(call, call.request.requestId, options);
+      const { inputs, shared } = toBatchInputs(call.request);
+      const results = await handlers.checkBatch(inputs, meta);
+      if (results.length !== inputs.length) {
+        throw new VerdictError('INTERNAL', `checkBatch answered ${results.length} results for ${inputs.length} items`);
+      }
+      if (shared) throw invalidArgument(shared, null);
+      const out = new Array<CheckResponseMessage>(results.length);
+      for (let i = 0; i < results.length; i++) {
+        const result: CheckResult = results[i]!;
+        if (inputs[i] instanceof InvalidRequest && result.decision.effect === 'ALLOW') {
+          throw new VerdictError('INTERNAL', `checkBatch allowed invalid item ${i}`);
+        }
+        out[i] = toCheckResponse(result, meta.requestId);
+      }
+      return { results: out };
+    }),
+  };
+}
+
+/** Records an oversized message as one error decision, then refuses it. */
+async function refuseOversized(
+  message: OversizedMessage,
+  call: Parameters<typeof callMeta>[0],
+  handlers: AuthorizationHandlers,
+  options: CallOptions,
+): Promise<never> {
+  const input = message.toInvalidRequest();
+  const result = await handlers.check(input, callMeta(call, '', options));
+  throw invalidArgument(input.error, result.decisionId);
+}
+
+function invalidArgument(error: RequestFieldError, decisionId: string | null): StatusError {
+  if (decisionId === null) return new StatusError(status.INVALID_ARGUMENT, error.message);
+  const trailers = new Metadata();
+  trailers.set(DECISION_ID_TRAILER, decisionId);
+  return new StatusError(status.INVALID_ARGUMENT, error.message, trailers);
+}

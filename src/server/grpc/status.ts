@@ -1,0 +1,48 @@
+import { Metadata, status, type StatusObject } from '@grpc/grpc-js';
+import { VerdictError, type ErrorCode } from '../../errors.js';
+
+/** A failure the transport itself decides, with its gRPC code (and trailers, if any). */
+export class StatusError extends Error {
+  readonly code: status;
+  readonly metadata: Metadata | undefined;
+
+  constructor(code: status, details: string, metadata?: Metadata) {
+    super(details);
+    this.name = 'StatusError';
+    this.code = code;
+    this.metadata = metadata;
+  }
+}
+
+const CODES: Readonly<Record<ErrorCode, status>> = {
+  USAGE: status.INVALID_ARGUMENT,
+  INPUT_UNREADABLE: status.INVALID_ARGUMENT,
+  INPUT_INVALID: status.INVALID_ARGUMENT,
+  NOT_FOUND: status.NOT_FOUND,
+  // Fail closed and say so: the caller may retry on another replica.
+  DECISION_LOG_UNAVAILABLE: status.UNAVAILABLE,
+  DECISION_LOG_CORRUPT: status.DATA_LOSS,
+  POLICY_INVALID: status.FAILED_PRECONDITION,
+  POLICY_DIR_MISSING: status.FAILED_PRECONDITION,
+  CONFIG_INVALID: status.FAILED_PRECONDITION,
+  INTERNAL: status.INTERNAL,
+};
+
+/**
+ * The status a caller sees for an error thrown while serving it. A VerdictError's
+ * message is written for people and goes out as is; anything else is a bug whose
+ * message and stack stay inside (handed to `report`, e.g. to log) and the caller
+ * gets a bare INTERNAL.
+ */
+export function toStatus(error: unknown, report?: (error: unknown) => void): Partial<StatusObject> {
+  if (error instanceof StatusError) {
+    return error.metadata ? { code: error.code, details: error.message, metadata: error.metadata } : { code: error.code, details: error.message };
+  }
+  if (error instanceof VerdictError) {
+    const code = CODES[error.code] ?? status.INTERNAL;
+    if (code === status.INTERNAL) report?.(error);
+    return { code, details: error.message };
+  }
+  report?.(error);
+  return { code: status.INTERNAL, details: 'internal error' };
+}

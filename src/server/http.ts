@@ -1,0 +1,74 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface Readiness {
+  readonly ready: boolean;
+  readonly detail: Record<string, unknown>;
+}
+
+export interface HttpHandlers {
+  readiness(): Readiness;
+  metrics(): Promise<{ contentType: string; body: string }>;
+}
+
+/**
+ * The operator's port: liveness, readiness with the reason when not ready, and
+ * Prometheus metrics. Node's own http server; nothing here is on the decision path.
+ */
+export class OperatorHttpServer {
+  private readonly server: Server;
+
+  constructor(private readonly handlers: HttpHandlers) {
+    this.server = createServer((req, res) => {
+      this.route(req, res).catch((error: unknown) => {
+        if (!res.headersSent) send(res, 500, 'application/json', JSON.stringify({ error: String((error as Error).message ?? error) }));
+      });
+    });
+    this.server.keepAliveTimeout = 5_000;
+  }
+
+  private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0];
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      send(res, 405, 'application/json', JSON.stringify({ error: 'only GET is served here' }), { allow: 'GET, HEAD' });
+      return;
+    }
+    if (path === '/healthz') {
+      send(res, 200, 'application/json', JSON.stringify({ status: 'ok' }));
+      return;
+    }
+    if (path === '/readyz') {
+      const { ready, detail } = this.handlers.readiness();
+      send(res, ready ? 200 : 503, 'application/json', JSON.stringify({ status: ready ? 'ready' : 'not ready', ...detail }));
+      return;
+    }
+    if (path === '/metrics') {
+      const { contentType, body } = await this.handlers.metrics();
+      send(res, 200, contentType, body);
+      return;
+    }
+    send(res, 404, 'application/json', JSON.stringify({ error: `no such path ${path}; try /healthz, /readyz or /metrics` }));
+  }
+
+  listen(host: string, port: number): Promise<number> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(port, host, () => {
+        this.server.off('error', reject);
+        resolve((this.server.address() as AddressInfo).port);
+      });
+    });
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+}
+
+function send(res: ServerResponse, status: number, contentType: string, body: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'content-type': contentType, 'content-length': Buffer.byteLength(body), ...headers });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}

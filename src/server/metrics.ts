@@ -1,0 +1,74 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Decision } from '../engine/types.js';
+
+/** The Prometheus metrics verdict exports on /metrics. One registry per server. */
+export class ServerMetrics {
+  readonly registry = new Registry();
+  private readonly decisions: Counter<'effect' | 'reason'>;
+  private readonly decisionSeconds: Histogram;
+  private readonly batchRows: Histogram;
+  private readonly commitSeconds: Histogram;
+  private readonly logFailures: Counter;
+  private readonly policyInfo: Gauge<'version'>;
+  private readonly policyRules: Gauge;
+  private readonly reloads: Counter<'result'>;
+  private readonly logHealthy: Gauge;
+  private currentVersion: string | null = null;
+  /** Pre-bound children so the hot path does no label lookup. */
+  private readonly byOutcome = new Map<string, Counter.Internal>();
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry, prefix: 'verdict_process_' });
+    this.decisions = new Counter({ name: 'verdict_decisions_total', help: 'Decisions answered, by effect and reason.', labelNames: ['effect', 'reason'], registers: [this.registry] });
+    this.decisionSeconds = new Histogram({
+      name: 'verdict_decision_duration_seconds',
+      help: 'Time from receiving a check to its answer, decision log commit included.',
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1],
+      registers: [this.registry],
+    });
+    this.batchRows = new Histogram({ name: 'verdict_decision_log_batch_rows', help: 'Decisions committed per decision-log transaction.', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], registers: [this.registry] });
+    this.commitSeconds = new Histogram({ name: 'verdict_decision_log_commit_seconds', help: 'Time to commit one decision-log transaction.', buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers: [this.registry] });
+    this.logFailures = new Counter({ name: 'verdict_decision_log_failures_total', help: 'Decision-log transactions that failed; their checks were refused.', registers: [this.registry] });
+    this.logHealthy = new Gauge({ name: 'verdict_decision_log_healthy', help: '1 while the decision log can be written, else 0.', registers: [this.registry] });
+    this.policyInfo = new Gauge({ name: 'verdict_policy_info', help: 'The policy version being served (value 1).', labelNames: ['version'], registers: [this.registry] });
+    this.policyRules = new Gauge({ name: 'verdict_policy_rules', help: 'Rules in the policy set being served.', registers: [this.registry] });
+    this.reloads = new Counter({ name: 'verdict_policy_reloads_total', help: 'Policy reload attempts, by result.', labelNames: ['result'], registers: [this.registry] });
+    this.reloads.inc({ result: 'success' }, 0);
+    this.reloads.inc({ result: 'failure' }, 0);
+  }
+
+  observeDecision(decision: Pick<Decision, 'effect' | 'reason'>, seconds: number): void {
+    const key = `${decision.effect}/${decision.reason}`;
+    let child = this.byOutcome.get(key);
+    if (!child) {
+      child = this.decisions.labels(decision.effect, decision.reason);
+      this.byOutcome.set(key, child);
+    }
+    child.inc();
+    this.decisionSeconds.observe(seconds);
+  }
+
+  observeCommit(rows: number, seconds: number): void {
+    this.batchRows.observe(rows);
+    this.commitSeconds.observe(seconds);
+  }
+
+  observeLogFailure(): void {
+    this.logFailures.inc();
+  }
+
+  setLogHealthy(healthy: boolean): void {
+    this.logHealthy.set(healthy ? 1 : 0);
+  }
+
+  setPolicy(version: string, rules: number): void {
+    if (this.currentVersion !== null) this.policyInfo.remove(this.currentVersion);
+    this.currentVersion = version;
+    this.policyInfo.set({ version }, 1);
+    this.policyRules.set(rules);
+  }
+
+  observeReload(success: boolean): void {
+    this.reloads.inc({ result: success ? 'success' : 'failure' });
+  }
+}

@@ -1,0 +1,143 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import * as grpc from '@grpc/grpc-js';
+import { packageDefinition } from '../../src/server/grpc/descriptors.js';
+import { jsonToStruct } from '../../src/server/grpc/convert.js';
+
+export const ROOT = join(import.meta.dirname, '..', '..');
+export const BIN = join(ROOT, 'bin', 'verdict.js');
+
+/** Builds dist/ once per test file, so tests run the real binary. */
+export function ensureBuilt(): void {
+  const result = spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, encoding: 'utf8' });
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error(`build failed:\n${result.stdout}${result.stderr}`);
+}
+
+export interface LogLine {
+  readonly level: number;
+  readonly msg: string;
+  readonly [key: string]: unknown;
+}
+
+export interface VerdictProcess {
+  readonly child: ChildProcess;
+  readonly grpcPort: number;
+  readonly httpPort: number;
+  readonly logs: LogLine[];
+  readonly stderr: string[];
+  /** Resolves with the exit code once the process ends. */
+  readonly exited: Promise<number | null>;
+  waitForLog(predicate: (line: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts `verdict serve` on free loopback ports and waits until it serves. */
+export async function startVerdict(options: { policies: string; db: string; args?: string[]; env?: NodeJS.ProcessEnv }): Promise<VerdictProcess> {
+  const child = spawn(
+    process.execPath,
+    [BIN, 'serve', '--policies', options.policies, '--db', options.db, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', ...(options.args ?? [])],
+    { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
+  );
+  const logs: LogLine[] = [];
+  const stderr: string[] = [];
+  const waiters: { predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
+  createInterface({ input: child.stdout! }).on('line', (text) => {
+    let line: LogLine;
+    try {
+      line = JSON.parse(text) as LogLine;
+    } catch {
+      line = { level: 0, msg: text };
+    }
+    logs.push(line);
+    for (const w of [...waiters]) {
+      if (w.predicate(line)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(line);
+      }
+    }
+  });
+  createInterface({ input: child.stderr! }).on('line', (text) => stderr.push(text));
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+
+  const waitForLog = (predicate: (line: LogLine) => boolean, timeoutMs = 10_000): Promise<LogLine> => {
+    const found = logs.find(predicate);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no such log line within ${timeoutMs} ms; logs: ${JSON.stringify(logs)} stderr: ${stderr.join('\n')}`)), timeoutMs);
+      waiters.push({ predicate, resolve: (l) => (clearTimeout(timer), resolve(l)) });
+      void exited.then(() => setTimeout(() => reject(new Error(`verdict exited; stderr: ${stderr.join('\n')}`)), 100));
+    });
+  };
+  const serving = await waitForLog((l) => l.msg === 'verdict serving');
+  const port = (address: unknown): number => Number(String(address).split(':').pop());
+  return {
+    child,
+    grpcPort: port(serving.grpc),
+    httpPort: port(serving.http),
+    logs,
+    stderr,
+    exited,
+    waitForLog,
+    stop: async (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      const timer = setTimeout(() => child.kill('SIGKILL'), 15_000);
+      const code = await exited;
+      clearTimeout(timer);
+      return code;
+    },
+  };
+}
+
+type Unary = (request: unknown, metadata: grpc.Metadata, options: grpc.CallOptions, callback: (error: grpc.ServiceError | null, response: unknown) => void) => grpc.ClientUnaryCall;
+
+export interface VerdictClient {
+  call<T = Record<string, unknown>>(service: 'Authorization' | 'Admin', method: string, request: unknown, options?: grpc.CallOptions): Promise<T>;
+  close(): void;
+}
+
+const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as {
+  verdict: { v1: Record<string, typeof grpc.Client> };
+};
+
+/** A plain grpc-js client over the same descriptors the server serves. */
+export function verdictClient(port: number): VerdictClient {
+  const address = `127.0.0.1:${port}`;
+  const clients = {
+    Authorization: new loaded.verdict.v1.Authorization!(address, grpc.credentials.createInsecure()),
+    Admin: new loaded.verdict.v1.Admin!(address, grpc.credentials.createInsecure()),
+  };
+  return {
+    call: (service, method, request, options = {}) =>
+      new Promise((resolve, reject) => {
+        const client = clients[service] as unknown as Record<string, Unary>;
+        const fn = client[method];
+        if (!fn) throw new Error(`no method ${service}.${method}`);
+        fn.call(client, request, new grpc.Metadata(), { deadline: Date.now() + 10_000, ...options }, (error, response) =>
+          error ? reject(error) : resolve(response as never),
+        );
+      }),
+    close: () => {
+      clients.Authorization.close();
+      clients.Admin.close();
+    },
+  };
+}
+
+/** A CheckRequest message from plain JSON-shaped parts. */
+export function checkRequest(parts: {
+  principal: { id: string; roles?: string[]; attributes?: Record<string, unknown> };
+  action: string;
+  resource: { type: string; id?: string; attributes?: Record<string, unknown> };
+  context?: Record<string, unknown>;
+  requestId?: string;
+}): Record<string, unknown> {
+  return {
+    principal: { id: parts.principal.id, roles: parts.principal.roles ?? [], attributes: jsonToStruct(parts.principal.attributes ?? {}) },
+    action: parts.action,
+    resource: { type: parts.resource.type, id: parts.resource.id ?? '', attributes: jsonToStruct(parts.resource.attributes ?? {}) },
+    context: { attributes: jsonToStruct(parts.context ?? {}) },
+    requestId: parts.requestId ?? '',
+  };
+}
