@@ -64,7 +64,7 @@ export async function runCheck(argv: string[], io: CommandIO): Promise<number> {
   if (values.explain) {
     const explanation = explain(policies.policySet, request);
     if (values.json) io.stdout(`${JSON.stringify(explanation, null, 2)}\n`);
-    else io.stdout(formatDecision(explanation.decision) + formatExplanation(explanation));
+    else io.stdout(formatDecision(explanation.decision) + formatExplanation(explanation, `${values.policies ?? 'policies'}/`));
     return EXIT.OK;
   }
   const decision = evaluate(policies.policySet, request);
@@ -102,6 +102,7 @@ const REASON_TEXT: Record<Decision['reason'], string> = {
   DENIED_BY_RATE_LIMIT: 'denied by rate limit',
   DENIED_BY_ERROR: 'denied because a condition could not be evaluated',
   DENIED_INVALID_REQUEST: 'denied: invalid request',
+  DENIED_UNAUTHENTICATED: 'denied: the credential was missing or not accepted',
 };
 
 export function formatDecision(decision: Decision): string {
@@ -115,13 +116,14 @@ export function formatDecision(decision: Decision): string {
   return `${lines.join('\n')}\n`;
 }
 
-export function formatExplanation(explanation: Explanation): string {
+/** `fileDir` prefixes rule locations so they are paths from the working directory. */
+export function formatExplanation(explanation: Explanation, fileDir = ''): string {
   const { considered, totalRules } = explanation;
   const lines = [`\nconsidered ${considered.length} of ${totalRules} rules (the others are for other resource types or actions):`];
   if (considered.length === 0) lines.push('  (none)');
   for (const rule of considered) {
     const mark = rule.outcome === 'matched' ? 'MATCH' : rule.outcome === 'error' ? 'ERROR' : 'skip ';
-    lines.push(`  ${mark} ${rule.effect.toLowerCase().padEnd(5)} ${rule.ruleId}  (${rule.file}:${rule.line})`);
+    lines.push(`  ${mark} ${rule.effect.toLowerCase().padEnd(5)} ${rule.ruleId}  (${fileDir}${rule.file}:${rule.line})`);
     lines.push(`        ${rule.detail}`);
   }
   return `${lines.join('\n')}\n`;

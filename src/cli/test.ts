@@ -40,7 +40,7 @@ export async function runTest(argv: string[], io: CommandIO): Promise<number> {
     }
     io.stdout(`FAIL ${title}\n`);
     for (const problem of result.problems) io.stdout(`  ${problem}\n`);
-    io.stdout(formatExplanation(result.explanation).replace(/^/gm, '  '));
+    io.stdout(formatExplanation(result.explanation, `${dir}/`).replace(/^(?=.)/gm, '  '));
   }
   if (summary.unexercised.length > 0) {
     io.stdout(`\nrules no test exercised (${summary.unexercised.length}):\n`);

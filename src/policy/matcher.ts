@@ -19,17 +19,24 @@ export type MatchedPart = 'principal' | 'resource' | 'context';
 export function attributeReader(part: MatchedPart, key: string): (request: DecisionRequest) => AttributeValue | undefined {
   const segments = key.split('.');
   if (segments.length === 1) {
-    return (request) => request[part].attributes[key];
+    // Own properties only: `constructor` or `toString` must read as absent, not as Object.prototype's.
+    return (request) => {
+      const attributes = request[part].attributes;
+      return hasOwn(attributes, key) ? attributes[key] : undefined;
+    };
   }
   return (request) => {
     let value: AttributeValue | undefined = request[part].attributes as AttributeValue;
     for (const segment of segments) {
       if (value === null || typeof value !== 'object' || Array.isArray(value)) return undefined;
+      if (!hasOwn(value, segment)) return undefined;
       value = (value as { readonly [k: string]: AttributeValue })[segment];
     }
     return value;
   };
 }
+
+const hasOwn = (object: object, key: string): boolean => Object.prototype.hasOwnProperty.call(object, key);
 
 /** Compiles a glob (`*` any run, `?` one character) into an anchored regular expression. */
 export function globToRegExp(glob: string): RegExp {

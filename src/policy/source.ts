@@ -1,6 +1,6 @@
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join, relative, sep } from 'node:path';
-import { isNode, LineCounter, parseAllDocuments, type Document } from 'yaml';
+import { isMap, isNode, isScalar, LineCounter, parseAllDocuments, type Document } from 'yaml';
 import { VerdictError } from '../errors.js';
 import { formatPath, type PolicyDiagnostic } from './diagnostic.js';
 
@@ -14,6 +14,8 @@ export interface SourceDocument {
   readonly value: unknown;
   /** 1-based position of the node at `path`, or of its nearest existing ancestor. */
   locate(path: readonly PropertyKey[]): { line: number; col: number };
+  /** 1-based position of the key of the map entry at `path`: where an unknown key is written. */
+  locateKey(path: readonly PropertyKey[]): { line: number; col: number };
 }
 
 export interface LoadedSources {
@@ -78,7 +80,13 @@ export function parseSource(file: string, text: string, documents: SourceDocumen
     if (doc.errors.length > 0) continue;
     if (doc.contents === null) continue; // an empty document, e.g. a trailing `---`
     const value: unknown = doc.toJS({ maxAliasCount: 100 });
-    documents.push({ file, index, value, locate: (path) => locateIn(doc, lineCounter, path) });
+    documents.push({
+      file,
+      index,
+      value,
+      locate: (path) => locateIn(doc, lineCounter, path),
+      locateKey: (path) => locateKeyIn(doc, lineCounter, path),
+    });
     index++;
   }
 }
@@ -95,9 +103,29 @@ function locateIn(doc: Document, lineCounter: LineCounter, path: readonly Proper
   return { line: 1, col: 1 };
 }
 
+function locateKeyIn(doc: Document, lineCounter: LineCounter, path: readonly PropertyKey[]): { line: number; col: number } {
+  const parent = path.length === 0 ? doc.contents : doc.getIn(path.slice(0, -1) as unknown[], true);
+  const last = path[path.length - 1];
+  if (isMap(parent)) {
+    for (const pair of parent.items) {
+      const key = pair.key;
+      if (isScalar(key) && key.value === last && key.range) {
+        const pos = lineCounter.linePos(key.range[0]);
+        return { line: Math.max(pos.line, 1), col: Math.max(pos.col, 1) };
+      }
+    }
+  }
+  return locateIn(doc, lineCounter, path);
+}
+
 function firstLine(message: string): string {
   const nl = message.indexOf('\n');
   return nl === -1 ? message : message.slice(0, nl);
+}
+
+export function diagnosticAtKey(source: SourceDocument, path: readonly PropertyKey[], message: string): PolicyDiagnostic {
+  const { line, col } = source.locateKey(path);
+  return { file: source.file, line, col, path: formatPath(path), message };
 }
 
 export function diagnosticAt(source: SourceDocument, path: readonly PropertyKey[], message: string): PolicyDiagnostic {

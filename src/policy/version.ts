@@ -31,7 +31,8 @@ export function canonicalJson(value: unknown): string {
 
 const GIT_STEPS: readonly (readonly string[])[] = [
   ['rev-parse', '--is-inside-work-tree'],
-  ['status', '--porcelain', '--untracked-files=all', '--', '.'],
+  // --ignored: an ignored policy file would still be loaded, so the commit would not describe the set.
+  ['status', '--porcelain', '--untracked-files=all', '--ignored=matching', '--', '.'],
   ['ls-files', '--', '.'],
   ['rev-parse', 'HEAD'],
 ];
