@@ -1,0 +1,45 @@
+import type { Principal } from '../engine/types.js';
+
+/** Why a credential was not accepted; recorded with the decision and answered 401. */
+export type AuthnFailureReason =
+  | 'MISSING_CREDENTIAL'
+  | 'MALFORMED_CREDENTIAL'
+  | 'EXPIRED'
+  | 'NOT_YET_VALID'
+  | 'BAD_SIGNATURE'
+  | 'WRONG_ISSUER'
+  | 'WRONG_AUDIENCE'
+  | 'DISALLOWED_ALGORITHM'
+  | 'UNKNOWN_KEY'
+  | 'REVOKED'
+  | 'UNAVAILABLE';
+
+/** What a gateway request carries that can prove who is calling. Header names are lower case. */
+export interface CredentialSource {
+  readonly headers: Readonly<Record<string, string | undefined>>;
+}
+
+export type AuthnResult =
+  | {
+      readonly ok: true;
+      readonly principal: Principal;
+      /** How the principal was established: `jwt`, `api-key`. */
+      readonly method: string;
+      /** The credential's own id (JWT `jti`, API key id) for the decision log; never the secret. */
+      readonly credentialId: string | null;
+    }
+  | {
+      readonly ok: false;
+      readonly reason: AuthnFailureReason;
+      /** One line for the log and the 401 body; never includes the secret. */
+      readonly message: string;
+    };
+
+/** Turns a credential into a principal. Implementations: JWT bearer tokens, API keys, a chain of both. */
+export interface Authenticator {
+  authenticate(source: CredentialSource): Promise<AuthnResult>;
+  close?(): Promise<void> | void;
+}
+
+/** A refused credential: the failing half of AuthnResult. */
+export type AuthnFailure = Extract<AuthnResult, { readonly ok: false }>;

@@ -1,0 +1,59 @@
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+/**
+ * A throwaway PKI made with openssl at test time (nothing is committed): two CAs,
+ * a server certificate for 127.0.0.1/localhost, and client certificates.
+ */
+export interface TestPki {
+  readonly dir: string;
+  readonly ca: { cert: string; key: string };
+  readonly otherCa: { cert: string; key: string };
+  readonly server: { cert: string; key: string };
+  /** CN gateway-1 and a SPIFFE URI SAN: identity `uri:spiffe://verdict.test/ns/edge/sa/gateway`. */
+  readonly spiffeClient: { cert: string; key: string };
+  /** CN nginx-edge only: identity `cn:nginx-edge`. */
+  readonly cnClient: { cert: string; key: string };
+  /** Signed by otherCa. */
+  readonly strangerClient: { cert: string; key: string };
+}
+
+function openssl(dir: string, args: string[]): void {
+  execFileSync('openssl', args, { cwd: dir, stdio: ['ignore', 'ignore', 'pipe'] });
+}
+
+function makeCa(dir: string, name: string): { cert: string; key: string } {
+  const key = join(dir, `${name}.key`);
+  const cert = join(dir, `${name}.crt`);
+  openssl(dir, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-days', '2', '-subj', `/CN=${name}`,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  return { cert, key };
+}
+
+function makeLeaf(dir: string, name: string, subject: string, ca: { cert: string; key: string }, extensions: string[]): { cert: string; key: string } {
+  const key = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const cert = join(dir, `${name}.crt`);
+  const ext = join(dir, `${name}.ext`);
+  writeFileSync(ext, ['basicConstraints=CA:FALSE', ...extensions].join('\n') + '\n');
+  openssl(dir, ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', subject]);
+  openssl(dir, ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-CAcreateserial', '-out', cert, '-days', '2', '-extfile', ext]);
+  return { cert, key };
+}
+
+export function makeTestPki(): TestPki {
+  const dir = mkdtempSync(join(tmpdir(), 'verdict-pki-'));
+  const ca = makeCa(dir, 'verdict-test-ca');
+  const otherCa = makeCa(dir, 'other-ca');
+  return {
+    dir,
+    ca,
+    otherCa,
+    server: makeLeaf(dir, 'server', '/CN=verdict-server', ca, ['subjectAltName=IP:127.0.0.1,DNS:localhost', 'extendedKeyUsage=serverAuth']),
+    spiffeClient: makeLeaf(dir, 'gateway-1', '/CN=gateway-1', ca, ['subjectAltName=URI:spiffe://verdict.test/ns/edge/sa/gateway', 'extendedKeyUsage=clientAuth']),
+    cnClient: makeLeaf(dir, 'nginx-edge', '/O=Acme/CN=nginx-edge', ca, ['extendedKeyUsage=clientAuth']),
+    strangerClient: makeLeaf(dir, 'stranger', '/CN=gateway-1', otherCa, ['subjectAltName=URI:spiffe://verdict.test/ns/edge/sa/gateway', 'extendedKeyUsage=clientAuth']),
+  };
+}

@@ -1,0 +1,204 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { request as httpsRequest } from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getDecision } from '../../src/decisions/query.js';
+import { packageDefinition } from '../../src/server/grpc/descriptors.js';
+import { BIN, ROOT, checkRequest, ensureBuilt, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
+import { makeTestPki, type TestPki } from './certs.js';
+
+const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as { verdict: { v1: Record<string, typeof grpc.Client> } };
+
+interface CheckResponse {
+  effect: string;
+  reason: string;
+  decisionId: string;
+}
+
+const dana = { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } };
+const fraudModel = { type: 'model', id: 'fraud-v3', attributes: { org: 'acme', env: 'production', owner: 'dana' } };
+
+/** A Check over TLS, optionally presenting a client certificate. */
+function check(port: number, pki: TestPki, client: { cert: string; key: string } | null): Promise<CheckResponse> {
+  const credentials = grpc.credentials.createSsl(
+    readFileSync(pki.ca.cert),
+    client ? readFileSync(client.key) : null,
+    client ? readFileSync(client.cert) : null,
+  );
+  const stub = new loaded.verdict.v1.Authorization!(`127.0.0.1:${port}`, credentials) as unknown as grpc.Client & {
+    Check: (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: CheckResponse) => void) => void;
+  };
+  return new Promise<CheckResponse>((resolve, reject) => {
+    stub.Check(checkRequest({ principal: dana, action: 'predict', resource: fraudModel }), new grpc.Metadata(), { deadline: Date.now() + 5000 }, (error, response) => {
+      stub.close();
+      if (error) reject(error);
+      else resolve(response);
+    });
+  });
+}
+
+function checkPlaintext(port: number): Promise<CheckResponse> {
+  const stub = new loaded.verdict.v1.Authorization!(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as grpc.Client & {
+    Check: (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: CheckResponse) => void) => void;
+  };
+  return new Promise<CheckResponse>((resolve, reject) => {
+    stub.Check(checkRequest({ principal: dana, action: 'predict', resource: fraudModel }), new grpc.Metadata(), { deadline: Date.now() + 3000 }, (error, response) => {
+      stub.close();
+      if (error) reject(error);
+      else resolve(response);
+    });
+  });
+}
+
+function httpsGet(port: number, path: string, pki: TestPki, client: { cert: string; key: string } | null): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        host: '127.0.0.1',
+        // The certificate names localhost too; an IP address as TLS server name is deprecated (RFC 6066).
+        servername: 'localhost',
+        port,
+        path,
+        ca: readFileSync(pki.ca.cert),
+        ...(client ? { cert: readFileSync(client.cert), key: readFileSync(client.key) } : {}),
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (body += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+let pki: TestPki;
+
+beforeAll(() => {
+  ensureBuilt();
+  pki = makeTestPki();
+}, 120_000);
+
+describe('mTLS on the gRPC port (flags)', () => {
+  let server: VerdictProcess;
+  let db: string;
+
+  beforeAll(async () => {
+    db = join(mkdtempSync(join(tmpdir(), 'verdict-tls-')), 'decisions.db');
+    server = await startVerdict({
+      policies: join(ROOT, 'policies'),
+      db,
+      args: ['--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--tls-client-ca', pki.ca.cert, '--no-watch'],
+    });
+  });
+  afterAll(async () => {
+    expect(await server?.stop()).toBe(0);
+  });
+
+  it('says at start that TLS is on and client certificates are required', () => {
+    const serving = server.logs.find((l) => l.msg === 'verdict serving')!;
+    expect(serving.tls).toMatchObject({ subject: 'CN=verdict-server', clientCertificates: 'required', http: false });
+  });
+
+  it('answers a client with a valid certificate and records its URI SAN as the caller', async () => {
+    const res = await check(server.grpcPort, pki, pki.spiffeClient);
+    expect(res.effect).toBe('EFFECT_ALLOW');
+    const record = getDecision(db, res.decisionId);
+    expect(record?.caller).toBe('uri:spiffe://verdict.test/ns/edge/sa/gateway');
+  });
+
+  it('records the subject CN for a certificate without SANs', async () => {
+    const res = await check(server.grpcPort, pki, pki.cnClient);
+    expect(getDecision(db, res.decisionId)?.caller).toBe('cn:nginx-edge');
+  });
+
+  it('refuses the handshake without a client certificate', async () => {
+    await expect(check(server.grpcPort, pki, null)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+  });
+
+  it('refuses a client certificate from another CA, even with the same names', async () => {
+    await expect(check(server.grpcPort, pki, pki.strangerClient)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+  });
+
+  it('refuses plaintext', async () => {
+    await expect(checkPlaintext(server.grpcPort)).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+  });
+
+  it('keeps the operator HTTP port plain unless asked', async () => {
+    const res = await fetch(`http://127.0.0.1:${server.httpPort}/healthz`);
+    expect(res.status).toBe(200);
+  });
+});
+
+describe('mTLS from the config file and the environment, HTTP port over TLS', () => {
+  let server: VerdictProcess;
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-tls-'));
+    const config = join(dir, 'verdict.yaml');
+    // The certificate and CA from the file, the key and the HTTPS switch from the environment.
+    writeFileSync(config, `tls:\n  cert: ${pki.server.cert}\n  clientCa: ${pki.ca.cert}\n  requireClientCert: true\n`);
+    server = await startVerdict({
+      policies: join(ROOT, 'policies'),
+      db: join(dir, 'decisions.db'),
+      args: ['--config', config, '--no-watch'],
+      env: { VERDICT_TLS_KEY: pki.server.key, VERDICT_TLS_HTTP: 'true' },
+    });
+  });
+  afterAll(async () => {
+    expect(await server?.stop()).toBe(0);
+  });
+
+  it('serves gRPC to a client with a certificate', async () => {
+    const res = await check(server.grpcPort, pki, pki.cnClient);
+    expect(res.effect).toBe('EFFECT_ALLOW');
+  });
+
+  it('serves /healthz over HTTPS to a client with a certificate, and refuses one without', async () => {
+    expect(await httpsGet(server.httpPort, '/healthz', pki, pki.cnClient)).toMatchObject({ status: 200 });
+    await expect(httpsGet(server.httpPort, '/healthz', pki, null)).rejects.toThrow();
+    await expect(httpsGet(server.httpPort, '/healthz', pki, pki.strangerClient)).rejects.toThrow();
+  });
+});
+
+describe('TLS configuration errors stop the start with the file named', () => {
+  const serve = (args: string[]): { status: number | null; stderr: string } => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-tls-'));
+    const result = spawnSync(process.execPath, [BIN, 'serve', '--policies', join(ROOT, 'policies'), '--db', join(dir, 'd.db'), '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', '--log-level', 'silent', ...args], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      timeout: 20_000,
+    });
+    return { status: result.status, stderr: result.stderr };
+  };
+
+  it('a key that does not belong to the certificate', () => {
+    const { status, stderr } = serve(['--tls-cert', pki.server.cert, '--tls-key', pki.cnClient.key]);
+    expect(status).toBe(2);
+    expect(stderr).toContain(`tls.key: ${pki.cnClient.key} is not the private key of the certificate`);
+  });
+
+  it('a certificate without its key', () => {
+    const { status, stderr } = serve(['--tls-cert', pki.server.cert]);
+    expect(status).toBe(2);
+    expect(stderr).toContain('tls.key is missing');
+  });
+
+  it('requiring client certificates without a CA to check them against', () => {
+    const { status, stderr } = serve(['--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--tls-require-client-cert']);
+    expect(status).toBe(2);
+    expect(stderr).toContain('tls.requireClientCert needs tls.clientCa');
+  });
+
+  it('a missing file', () => {
+    const { status, stderr } = serve(['--tls-cert', join(pki.dir, 'nope.crt'), '--tls-key', pki.server.key]);
+    expect(status).toBe(2);
+    expect(stderr).toContain('tls.cert: cannot read');
+    expect(stderr).toContain('ENOENT');
+  });
+});
