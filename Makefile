@@ -21,19 +21,35 @@ build: $(BUILD)
 typecheck: $(NODE_MODULES)
 	npx tsc -p tsconfig.json --noEmit
 
-## test: type-check, build, then run every test (unit, CLI, server) with vitest
-test: build
+## test: every test (unit, CLI, real servers) with vitest; its global setup type-checks and builds dist/ once
+test: $(NODE_MODULES)
 	npx vitest run
 
 ## serve: start verdict on the shipped policies with the decision log in ./data
 serve: build
 	node bin/verdict.js serve --policies policies --db data/decisions.db
 
+## bench: the engine benchmark, then the server benchmark (h2load; installs nghttp2-client if missing), then verdict beside its peers
 bench: build
-	node bench/engine.js
+	node bench/engine.mjs
+	node bench/server.mjs
+	node bench/compare.mjs
 
+# The short run: compare.mjs covers every server row of server.mjs, so it is left out here.
 bench-quick: build
-	node bench/engine.js --quick
+	node bench/engine.mjs --quick
+	node bench/compare.mjs --quick
+
+## bench-peers: verdict beside Cerbos (audit on/off), the bare grpc-js ceiling, cedar-wasm and casbin
+## in one run, one table (installs the peers into bench/.peers/ on first use); ARGS=--quick for the short run
+.PHONY: bench-peers
+bench-peers: build
+	node bench/compare.mjs $(ARGS)
+
+## bench-audit: verify speed on a 1,000,000-row log, and server throughput with the hash chain and signing on vs off
+.PHONY: bench-audit
+bench-audit: build
+	node bench/audit.mjs
 
 clean:
 	rm -rf dist

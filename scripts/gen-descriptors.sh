@@ -23,4 +23,5 @@ exec protoc \
   verdict/v1/admin.proto \
   grpc/health/v1/health.proto \
   grpc/reflection/v1/reflection.proto \
-  grpc/reflection/v1alpha/reflection.proto
+  grpc/reflection/v1alpha/reflection.proto \
+  envoy/service/auth/v3/external_auth.proto

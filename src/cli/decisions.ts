@@ -1,6 +1,9 @@
 import type { Effect, Reason } from '../engine/types.js';
 import { VerdictError, messageOf } from '../errors.js';
+import fs from 'node:fs';
+import { defaultKeyPaths, loadHmacKey } from '../decisions/keys.js';
 import { DEFAULT_LIMIT, DecisionReader, type DecisionFilters, type StoredDecision } from '../decisions/query.js';
+import { attributeFilter } from '../decisions/sensitive.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
 
 const DEFAULT_DB = 'data/decisions.db';
@@ -12,6 +15,7 @@ const REASONS: readonly Reason[] = [
   'DENIED_BY_RATE_LIMIT',
   'DENIED_BY_ERROR',
   'DENIED_INVALID_REQUEST',
+  'DENIED_UNAUTHENTICATED',
 ];
 
 const HELP = `Usage: verdict decisions [--db FILE] [filters] [--limit N] [--json]
@@ -29,6 +33,10 @@ Options:
   --since TIME         made at or after TIME
   --until TIME         made before TIME
   --id DECISION_ID     the one decision with this id
+  --attr PATH=VALUE    request attribute equal to VALUE, e.g. principal.attributes.email=a@b.c
+                       (repeatable). Attributes the server stores as HMAC (sensitiveAttributes)
+                       match too: VALUE is hashed with the same key
+  --hmac-key FILE      that key (default: audit-hmac.key next to the log, when it exists)
   --limit N            at most N decisions (default: ${DEFAULT_LIMIT})
   --json               one JSON object per line instead of a table
   -h, --help           this text
@@ -40,6 +48,7 @@ Examples:
   verdict decisions --principal dana --effect deny --since 1h
   verdict decisions --resource model:fraud-v3 --json | jq .reason
   verdict decisions --id 0190f5c2-7a3e-7c1d-9b2f-3f1e2d4c5b6a
+  verdict decisions --attr principal.attributes.email=alice@example.com
 
 Exit codes: 0 ok (also when nothing matches), 2 usage error, 4 the log cannot be opened.
 `;
@@ -64,6 +73,8 @@ export async function runDecisions(argv: string[], io: CommandIO): Promise<numbe
         since: { type: 'string' },
         until: { type: 'string' },
         id: { type: 'string' },
+        attr: { type: 'string', multiple: true },
+        'hmac-key': { type: 'string' },
         limit: { type: 'string' },
       },
       false,
@@ -86,6 +97,7 @@ export async function runDecisions(argv: string[], io: CommandIO): Promise<numbe
       since: values.since === undefined ? undefined : parseTime('--since', values.since, now),
       until: values.until === undefined ? undefined : parseTime('--until', values.until, now),
       decisionId: values.id,
+      attributes: parseAttributes((values.attr as string[] | undefined) ?? [], values['hmac-key'], dbPath),
       limit: values.limit === undefined ? DEFAULT_LIMIT : parseLimit(values.limit),
     };
   } catch (error) {
@@ -145,6 +157,26 @@ function parseReason(text: string): Reason {
   const reason = REASONS.find((r) => r === text.toUpperCase().replace(/-/g, '_'));
   if (reason === undefined) throw usage(`--reason must be one of ${REASONS.map((r) => r.toLowerCase()).join(', ')}; not "${text}"`);
   return reason;
+}
+
+/** `--attr PATH=VALUE` filters; the HMAC key is read only when one is given. */
+function parseAttributes(texts: readonly string[], keyFile: string | undefined, dbPath: string): DecisionFilters['attributes'] {
+  if (texts.length === 0) {
+    if (keyFile !== undefined) throw usage('--hmac-key only matters with --attr');
+    return undefined;
+  }
+  const path = keyFile ?? defaultKeyPaths(dbPath).hmacKey;
+  // The default key is optional (no sensitive attributes configured); a named one must exist.
+  const key = keyFile !== undefined || fs.existsSync(path) ? loadHmacKey(path, false).key : null;
+  return texts.map((text) => {
+    const eq = text.indexOf('=');
+    if (eq <= 0) throw usage(`--attr must be PATH=VALUE (e.g. principal.attributes.email=alice@example.com), not "${text}"`);
+    try {
+      return attributeFilter(text.slice(0, eq), text.slice(eq + 1), key);
+    } catch (error) {
+      throw usage(`--attr ${messageOf(error).replace(/^sensitive attribute /, '')}`);
+    }
+  });
 }
 
 function parseLimit(text: string): number {

@@ -10,6 +10,8 @@ const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }>
   test: { run: async () => runTest, summary: 'run the policy test files' },
   serve: { run: async () => (await import('./serve.js')).runServe, summary: 'serve decisions over gRPC with a durable decision log' },
   decisions: { run: async () => (await import('./decisions.js')).runDecisions, summary: 'query the decision log' },
+  audit: { run: async () => (await import('./audit.js')).runAudit, summary: 'verify, checkpoint, export and prune the tamper-evident decision log' },
+  keys: { run: async () => (await import('./keys.js')).runKeys, summary: 'create, list, revoke and rotate API keys' },
 };
 
 function help(): string {

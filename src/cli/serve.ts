@@ -1,14 +1,17 @@
 import { VerdictError, messageOf } from '../errors.js';
-import { startServer } from '../server/app.js';
+import { startServer, type RunningServer } from '../server/app.js';
 import { ENVIRONMENT_KEYS, parseFlagsLayer, readConfigFile, readEnvironment, resolveConfig, type PartialConfig } from '../server/config.js';
 import { createLogger } from '../server/logger.js';
+import { TLS_ENVIRONMENT_KEYS, tlsFromFlags } from '../authn/config.js';
+import { AUDIT_ENVIRONMENT_KEYS, auditFromFlags } from '../decisions/audit-config.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
 
 const HELP = `Usage: verdict serve [options]
 
-Serves decisions over gRPC (verdict.v1.Authorization, Admin, health, reflection)
-and /healthz, /readyz, /metrics over HTTP. Every decision is committed to the
-SQLite decision log before its answer leaves.
+Serves decisions over gRPC (verdict.v1.Authorization, Admin, health, reflection,
+and Envoy's envoy.service.auth.v3.Authorization) and /healthz, /readyz, /metrics
+and the gateways' /forward-auth over HTTP (docs/gateways.md). Every decision is
+committed to the SQLite decision log before its answer leaves.
 
 Options (each also a key of the --config file and an environment variable):
   --config FILE              YAML file with any of the keys below
@@ -21,6 +24,26 @@ Options (each also a key of the --config file and an environment variable):
   --log-level LEVEL          trace..fatal | silent       (info)                ${ENVIRONMENT_KEYS.logLevel}
   --no-watch                 do not reload when policy files change            ${ENVIRONMENT_KEYS.watch}=false
   --shutdown-grace-ms N      wait for in-flight checks on SIGTERM (10000)      ${ENVIRONMENT_KEYS.shutdownGraceMs}
+
+TLS for the gRPC port (config file: the tls section; see docs/authn.md):
+  --tls-cert FILE            server certificate chain (PEM)                    ${TLS_ENVIRONMENT_KEYS.cert}
+  --tls-key FILE             its private key (PEM)                             ${TLS_ENVIRONMENT_KEYS.key}
+  --tls-client-ca FILE       require client certificates from these CAs        ${TLS_ENVIRONMENT_KEYS.clientCa}
+  --tls-require-client-cert  (the default once a client CA is given)           ${TLS_ENVIRONMENT_KEYS.requireClientCert}
+  --tls-http                 serve the HTTP port over TLS too                  ${TLS_ENVIRONMENT_KEYS.http}
+A verified client certificate's identity (URI SAN, else DNS SAN, else CN) is
+recorded as the caller of each decision. Authentication of gateway requests
+(JWT, API keys) is configured in the authn section of the config file.
+
+Audit trail (see docs/audit.md; keys are created next to the db on first start):
+  --checkpoint-every-rows N      sign a checkpoint every N rows (10000)        ${AUDIT_ENVIRONMENT_KEYS.checkpointEveryRows}
+  --checkpoint-every-seconds S   ...and every S seconds with unsigned rows (60) ${AUDIT_ENVIRONMENT_KEYS.checkpointEverySeconds}
+  --signing-key FILE             Ed25519 private key (PEM)                     ${AUDIT_ENVIRONMENT_KEYS.signingKey}
+  --public-key FILE              its public key (PEM)                          ${AUDIT_ENVIRONMENT_KEYS.publicKey}
+  --sensitive-attributes LIST    comma-separated attribute paths stored as     ${AUDIT_ENVIRONMENT_KEYS.sensitiveAttributes}
+                                 HMAC-SHA256, e.g. principal.attributes.email
+  --hmac-key FILE                key for those HMACs                           ${AUDIT_ENVIRONMENT_KEYS.hmacKey}
+  --no-audit-chain               BENCHMARKING ONLY: no hash chain, no signatures ${AUDIT_ENVIRONMENT_KEYS.auditChain}=false
 
 Precedence: flags, then environment, then the config file, then the defaults.
 Signals: SIGHUP reloads the policies; SIGTERM or SIGINT stops accepting, finishes
@@ -45,6 +68,18 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       'log-level': { type: 'string' },
       'no-watch': { type: 'boolean' },
       'shutdown-grace-ms': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-client-ca': { type: 'string' },
+      'tls-require-client-cert': { type: 'boolean' },
+      'tls-http': { type: 'boolean' },
+      'checkpoint-every-rows': { type: 'string' },
+      'checkpoint-every-seconds': { type: 'string' },
+      'signing-key': { type: 'string' },
+      'public-key': { type: 'string' },
+      'sensitive-attributes': { type: 'string' },
+      'hmac-key': { type: 'string' },
+      'no-audit-chain': { type: 'boolean' },
     },
     false,
   );
@@ -66,25 +101,53 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       logLevel: values['log-level'],
       shutdownGraceMs: values['shutdown-grace-ms'],
     });
-    config = resolveConfig([fromFile, fromEnv, fromFlags, values['no-watch'] ? { watch: false } : {}]);
+    const tlsFlags = tlsFromFlags({ cert: values['tls-cert'], key: values['tls-key'], clientCa: values['tls-client-ca'], requireClientCert: values['tls-require-client-cert'], http: values['tls-http'] });
+    const auditFlags = auditFromFlags({
+      checkpointEveryRows: values['checkpoint-every-rows'],
+      checkpointEverySeconds: values['checkpoint-every-seconds'],
+      signingKey: values['signing-key'],
+      publicKey: values['public-key'],
+      sensitiveAttributes: values['sensitive-attributes'],
+      hmacKey: values['hmac-key'],
+      noAuditChain: values['no-audit-chain'],
+    });
+    config = resolveConfig([fromFile, fromEnv, fromFlags, tlsFlags ? { tls: tlsFlags } : {}, auditFlags, values['no-watch'] ? { watch: false } : {}]);
   } catch (error) {
     io.stderr(`verdict serve: ${messageOf(error)}\n`);
     return EXIT.USAGE;
   }
 
   const logger = createLogger(config.logLevel);
-  let server;
+  // Signals are handled from the start: a SIGTERM that arrives while starting stops the server once it is up.
+  let stopSignal: string | null = null;
+  let onStop: ((signal: string) => void) | null = null;
+  const requestStop = (signal: string): void => {
+    if (stopSignal !== null) return;
+    stopSignal = signal;
+    onStop?.(signal);
+  };
+  process.once('SIGTERM', () => requestStop('SIGTERM'));
+  process.once('SIGINT', () => requestStop('SIGINT'));
+  let started: RunningServer | null = null;
+  process.on('SIGHUP', () => {
+    logger.info('SIGHUP: reloading policies');
+    void started?.store.reload();
+  });
+
+  let server: RunningServer;
   try {
     server = await startServer(config, logger);
   } catch (error) {
     const code = error instanceof VerdictError ? error.code : null;
     io.stderr(`verdict serve: ${messageOf(error)}\n`);
     logger.flush();
+    if (code === 'CONFIG_INVALID') return EXIT.USAGE;
     return code === 'POLICY_INVALID' || code === 'POLICY_DIR_MISSING' ? EXIT.POLICY_INVALID : EXIT.SERVER;
   }
+  started = server;
 
   return new Promise<number>((resolve) => {
-    const stop = (signal: string): void => {
+    onStop = (signal) => {
       logger.info({ signal }, 'shutting down: finishing in-flight checks and flushing the decision log');
       server
         .close()
@@ -98,11 +161,6 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
         })
         .finally(() => logger.flush());
     };
-    process.once('SIGTERM', () => stop('SIGTERM'));
-    process.once('SIGINT', () => stop('SIGINT'));
-    process.on('SIGHUP', () => {
-      logger.info('SIGHUP: reloading policies');
-      void server.store.reload();
-    });
+    if (stopSignal !== null) onStop(stopSignal);
   });
 }

@@ -41,7 +41,9 @@ export type Reason =
   | 'DENIED_BY_DEFAULT'
   | 'DENIED_BY_RATE_LIMIT'
   | 'DENIED_BY_ERROR'
-  | 'DENIED_INVALID_REQUEST';
+  | 'DENIED_INVALID_REQUEST'
+  /** The caller's credential was missing or not accepted; see the decision's errors (rule id `authn`). */
+  | 'DENIED_UNAUTHENTICATED';
 
 export interface ConditionError {
   readonly ruleId: string;

@@ -40,8 +40,24 @@ function describe(error: unknown): { message: string; offset: number | null } {
   return { message: nl === -1 ? text : text.slice(0, nl), offset: e.range ? e.range.start : null };
 }
 
-/** Parses and type-checks a condition once, at load time. */
+// Policy sets repeat the same conditions across many rules (`resource.attributes.org ==
+// principal.attributes.org` per tenant). Compiling each distinct text once keeps one hot
+// copy for all of them, which matters more for decision speed than for load time. A
+// compiled condition is immutable, so sets loaded one after another may share it.
+const compiledByText = new Map<string, CompiledCondition>();
+const CACHE_LIMIT = 20_000;
+
+/** Parses and type-checks a condition once, at load time; the same text compiles once. */
 export function compileCondition(expression: string): CompiledCondition {
+  const cached = compiledByText.get(expression);
+  if (cached) return cached;
+  const compiled = compileUncached(expression);
+  if (compiledByText.size >= CACHE_LIMIT) compiledByText.clear();
+  compiledByText.set(expression, compiled);
+  return compiled;
+}
+
+function compileUncached(expression: string): CompiledCondition {
   let parsed;
   try {
     parsed = environment.parse(expression);

@@ -4,18 +4,21 @@ import { compileCondition, type Condition } from './condition.js';
 import { sortDiagnostics, type PolicyDiagnostic } from './diagnostic.js';
 import { attributeReader, compileMatcher, type AttributeMatcher, type MatchedPart } from './matcher.js';
 import { PolicySet, type CompiledRole, type CompiledRule } from './policy-set.js';
+import { compileRoutes, type LocatedRoute, type RoutedRequest, type RouteTable } from './routes.js';
 import {
   documentSchemas,
   KNOWN_KINDS,
   roleSchema,
+  routeSchema,
   ruleSchema,
+  type HttpTestRequest,
   type PermissionSpec,
   type PolicyKind,
   type RoleSpec,
   type RuleSpec,
   type TestsDocument,
 } from './schema.js';
-import { diagnosticAt, loadSources, type SourceDocument } from './source.js';
+import { diagnosticAt, diagnosticAtKey, loadSources, type SourceDocument } from './source.js';
 import { policyVersion } from './version.js';
 
 /** One case of a policy test file, with fixtures resolved into a full request. */
@@ -26,6 +29,8 @@ export interface PolicyTestCase {
   readonly line: number;
   readonly request: DecisionRequest;
   readonly expect: { readonly effect: Effect; readonly reason: Reason | null; readonly rules: readonly string[] | null };
+  /** For a case written as an HTTP request: that request (the routes made `request` of it). */
+  readonly http?: HttpTestRequest;
 }
 
 export interface LoadedPolicies {
@@ -53,6 +58,7 @@ export function loadPolicies(dir: string, options: { gitCommit?: string | null }
   const rules: Located<RuleSpec>[] = [];
   const roles: Located<RoleSpec>[] = [];
   const testDocs: Located<TestsDocument>[] = [];
+  const routes: LocatedRoute[] = [];
   const malformedRules: Located<unknown>[] = [];
 
   for (const source of documents) {
@@ -72,6 +78,12 @@ export function loadPolicies(dir: string, options: { gitCommit?: string | null }
       });
     }
     if (parsed.kind === 'tests') testDocs.push({ spec: parsed.value, source, path: [] });
+    if (parsed.kind === 'routes') {
+      parsed.value.routes.forEach((item, i) => {
+        const spec = parseItem(routeSchema, item, source, ['routes', i], diagnostics);
+        if (spec) routes.push({ spec, source, path: ['routes', i] });
+      });
+    }
   }
 
   const roleTable = checkRoles(roles, diagnostics);
@@ -102,14 +114,15 @@ export function loadPolicies(dir: string, options: { gitCommit?: string | null }
 
   for (const rule of malformedRules) checkMalformedRule(rule, roleTable, claimId, diagnostics);
 
-  const tests = resolveTests(testDocs, ruleIds, diagnostics);
+  const routeTable = compileRoutes(routes, diagnostics);
+  const tests = resolveTests(testDocs, ruleIds, diagnostics, routeTable);
   if (diagnostics.length > 0) return { ok: false, diagnostics: sortDiagnostics(diagnostics) };
 
   const version = policyVersion(dir, documents.map((d) => d.value), options.gitCommit);
   const files = [...new Set(documents.map((d) => d.file))];
   const roleMap = new Map<string, CompiledRole>();
   for (const [name, entry] of roleTable) roleMap.set(name, { name, inherits: entry.inherits, effectiveRoles: entry.effective });
-  return { ok: true, policies: { policySet: new PolicySet(version, compiled, roleMap), tests, files } };
+  return { ok: true, policies: { policySet: new PolicySet(version, compiled, roleMap, routeTable), tests, files } };
 }
 
 /** A role permission compiles into an allow rule with this id, so decisions can name it. */
@@ -120,7 +133,8 @@ export function permissionRuleId(role: string, permission: PermissionSpec, index
 type ParsedDocument =
   | { kind: 'rules'; value: z.infer<typeof documentSchemas.rules> }
   | { kind: 'roles'; value: z.infer<typeof documentSchemas.roles> }
-  | { kind: 'tests'; value: z.infer<typeof documentSchemas.tests> };
+  | { kind: 'tests'; value: z.infer<typeof documentSchemas.tests> }
+  | { kind: 'routes'; value: z.infer<typeof documentSchemas.routes> };
 
 function parseDocument(source: SourceDocument, diagnostics: PolicyDiagnostic[]): ParsedDocument | null {
   const value = source.value;
@@ -148,7 +162,7 @@ function parseItem<T>(schema: z.ZodType<T>, value: unknown, source: SourceDocume
   for (const issue of result.error.issues) {
     const path = [...at, ...(issue.path as PropertyKey[])];
     if (issue.code === 'unrecognized_keys') {
-      for (const key of issue.keys) diagnostics.push(diagnosticAt(source, [...path, key], `unknown key "${key}"`));
+      for (const key of issue.keys) diagnostics.push(diagnosticAtKey(source, [...path, key], `unknown key "${key}"`));
       continue;
     }
     diagnostics.push(diagnosticAt(source, path, issueMessage(issue.message, path)));
@@ -338,6 +352,7 @@ function resolveTests(
   docs: readonly Located<TestsDocument>[],
   ruleIds: ReadonlyMap<string, unknown>,
   diagnostics: PolicyDiagnostic[],
+  routes: RouteTable,
 ): PolicyTestCase[] {
   const cases: PolicyTestCase[] = [];
   for (const { spec, source } of docs) {
@@ -347,14 +362,38 @@ function resolveTests(
       if (!principal) {
         diagnostics.push(diagnosticAt(source, [...path, 'principal'], `unknown principal "${String(testCase.principal)}": define it under "principals" in this file`));
       }
+      if (testCase.http) {
+        const routed = routeTestRequest(testCase.http, testCase, routes);
+        if (typeof routed === 'string') diagnostics.push(diagnosticAt(source, [...path, 'http'], routed));
+        (testCase.expect.rules ?? []).forEach((id, j) => {
+          if (!ruleIds.has(id)) diagnostics.push(diagnosticAt(source, [...path, 'expect', 'rules', j], `expected rule "${id}" does not exist`));
+        });
+        if (!principal || typeof routed === 'string') return;
+        cases.push({
+          suite: spec.name,
+          name: testCase.name,
+          file: source.file,
+          line: source.locate(path).line,
+          request: { principal, ...routed } as DecisionRequest,
+          expect: {
+            effect: testCase.expect.effect.toUpperCase() as Effect,
+            reason: testCase.expect.reason ?? null,
+            rules: testCase.expect.rules ?? null,
+          },
+          http: testCase.http,
+        });
+        return;
+      }
+      if (testCase.action === undefined) diagnostics.push(diagnosticAt(source, path, '"action" is required (or write the case as an http request)'));
+      if (testCase.resource === undefined) diagnostics.push(diagnosticAt(source, path, '"resource" is required (or write the case as an http request)'));
       const resource = typeof testCase.resource === 'string' ? spec.resources[testCase.resource] : testCase.resource;
-      if (!resource) {
+      if (!resource && testCase.resource !== undefined) {
         diagnostics.push(diagnosticAt(source, [...path, 'resource'], `unknown resource "${String(testCase.resource)}": define it under "resources" in this file`));
       }
       (testCase.expect.rules ?? []).forEach((id, j) => {
         if (!ruleIds.has(id)) diagnostics.push(diagnosticAt(source, [...path, 'expect', 'rules', j], `expected rule "${id}" does not exist`));
       });
-      if (!principal || !resource) return;
+      if (!principal || !resource || testCase.action === undefined) return;
       cases.push({
         suite: spec.name,
         name: testCase.name,
@@ -375,4 +414,26 @@ function resolveTests(
     });
   }
   return cases;
+}
+
+/** The action, resource and context the routes make of a test case's HTTP request, or why they make none. */
+function routeTestRequest(
+  http: HttpTestRequest,
+  testCase: { action?: unknown; resource?: unknown; context?: unknown },
+  routes: RouteTable,
+): RoutedRequest | string {
+  if (testCase.action !== undefined || testCase.resource !== undefined || testCase.context !== undefined) {
+    return 'a case is either an http request or action, resource and context, not both';
+  }
+  const q = http.path.indexOf('?');
+  const path = q === -1 ? http.path : http.path.slice(0, q);
+  const match = routes.match(http.method, path);
+  if (match.kind === 'invalid') return match.message;
+  if (match.kind === 'unmatched') return `no route matches ${http.method} ${path}: add one to a routes file`;
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(http.headers)) headers[name.toLowerCase()] = value;
+  return match.route.resolve(
+    { method: http.method, path, query: q === -1 ? '' : http.path.slice(q + 1), headers, source: { address: null, principal: null }, extensions: {} },
+    match.params,
+  );
 }

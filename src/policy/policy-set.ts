@@ -1,6 +1,7 @@
 import type { DecisionRequest, Effect } from '../engine/types.js';
 import type { Condition } from './condition.js';
 import type { AttributeMatcher } from './matcher.js';
+import { RouteTable } from './routes.js';
 
 /** A rule ready to evaluate: every string parsed, every pattern and condition compiled. */
 export interface CompiledRule {
@@ -46,13 +47,16 @@ export class PolicySet {
   readonly version: string;
   readonly rules: readonly CompiledRule[];
   readonly roles: ReadonlyMap<string, CompiledRole>;
+  /** HTTP routes for the gateway endpoints (routes files); empty when there are none. */
+  readonly routes: RouteTable;
   private readonly byType: ReadonlyMap<string, ActionTable>;
   private readonly anyType: ActionTable;
 
-  constructor(version: string, rules: readonly CompiledRule[], roles: ReadonlyMap<string, CompiledRole>) {
+  constructor(version: string, rules: readonly CompiledRule[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable = RouteTable.EMPTY) {
     this.version = version;
     this.rules = Object.freeze([...rules].sort(compareRules));
     this.roles = roles;
+    this.routes = routes;
     const { byType, anyType } = buildIndex(this.rules);
     this.byType = byType;
     this.anyType = anyType;

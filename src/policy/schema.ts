@@ -116,15 +116,28 @@ export const requestSchema = z.strictObject({
 
 const effectName = z.enum(['allow', 'deny', 'ALLOW', 'DENY'], { error: 'expected effect must be allow or deny' });
 
+/** An HTTP request in a test case, turned into action, resource and context by the routes files. */
+export const httpTestRequestSchema = z.strictObject({
+  method: z.string().regex(/^[A-Z]+$/, { error: 'method is an upper-case HTTP method such as GET or POST' }),
+  /** Path and optional query, as a client sends them: `/v1/models/m1/predict?region=eu`. */
+  path: z.string().startsWith('/', { error: 'path starts with "/"' }),
+  headers: z.record(z.string().min(1), z.string()).default({}),
+});
+export type HttpTestRequest = z.infer<typeof httpTestRequestSchema>;
+
 export const testCaseSchema = z.strictObject({
   name: z.string().min(1),
   principal: z.union([z.string().min(1), principalSchema], {
     error: 'principal is the name of an entry under "principals", or {id, roles, attributes}',
   }),
-  action: z.string().min(1),
-  resource: z.union([z.string().min(1), resourceSchema], {
-    error: 'resource is the name of an entry under "resources", or {type, id, attributes}',
-  }),
+  // Either action and resource, or an http request that the routes turn into them.
+  action: z.string().min(1).optional(),
+  resource: z
+    .union([z.string().min(1), resourceSchema], {
+      error: 'resource is the name of an entry under "resources", or {type, id, attributes}',
+    })
+    .optional(),
+  http: httpTestRequestSchema.optional(),
   context: contextSchema.optional(),
   expect: z.strictObject({
     effect: effectName,
@@ -146,13 +159,39 @@ export const testsDocumentSchema = z.strictObject({
 });
 export type TestsDocument = z.infer<typeof testsDocumentSchema>;
 
-export const KNOWN_KINDS = ['rules', 'roles', 'tests'] as const;
+const httpMethod = z.string().regex(/^[A-Z]+$/, { error: 'a method is an upper-case HTTP method such as GET or POST' });
+/** A constant, or text with placeholders: `{model}`, `{query.region}`, `{header.x-org}`, `{source.address}`. */
+const routeValue = z.union([z.string(), z.number(), z.boolean()], { error: 'a route value is a string (placeholders allowed), a number or a boolean' });
+
+/** One HTTP route: `POST /v1/models/{model}/predict` is action `predict` on resource `model` `{model}`. */
+export const routeSchema = z.strictObject({
+  description: z.string().optional(),
+  method: z.union([httpMethod, z.array(httpMethod).min(1)]),
+  path: z.string().min(1),
+  action: z.string().min(1).regex(/^[^{}]*$/, { error: 'the action of a route is fixed text, without placeholders' }),
+  resource: z.strictObject({
+    type: identifier('a resource type'),
+    id: routeValue.optional(),
+    attributes: z.record(z.string().min(1), routeValue).optional(),
+  }),
+  context: z.strictObject({ attributes: z.record(z.string().min(1), routeValue).optional() }).optional(),
+});
+export type RouteSpec = z.infer<typeof routeSchema>;
+
+export const routesDocumentSchema = z.strictObject({
+  kind: z.literal('routes'),
+  description: z.string().optional(),
+  routes: z.array(z.unknown()),
+});
+
+export const KNOWN_KINDS = ['rules', 'roles', 'tests', 'routes'] as const;
 export type PolicyKind = (typeof KNOWN_KINDS)[number];
 
 export const documentSchemas = {
   rules: rulesDocumentSchema,
   roles: rolesDocumentSchema,
   tests: testsDocumentSchema,
+  routes: routesDocumentSchema,
 } as const;
 
 export type RulesDocument = z.infer<typeof rulesDocumentSchema>;

@@ -1,5 +1,13 @@
+import { createAuthenticator } from '../authn/chain.js';
+import { grpcCallerOf, grpcServerCredentials, httpsServerOptions, loadTlsMaterial, tlsSocketIdentity } from '../authn/mtls.js';
+import type { Authenticator } from '../authn/types.js';
+import { loadAudit } from '../decisions/audit-setup.js';
 import { DecisionLog } from '../decisions/log.js';
-import { messageOf } from '../errors.js';
+import { messageOf, VerdictError } from '../errors.js';
+import { EXT_AUTHZ_SERVICE, extAuthzService } from '../gateway/ext-authz.js';
+import { handleForwardAuth, peerOf } from '../gateway/forward-auth.js';
+import { GatewayAdapter } from '../gateway/http-request.js';
+import { TrustedHeaderAuthenticator } from '../gateway/trusted-headers.js';
 import type { ServerConfig } from './config.js';
 import { splitHostPort } from './config.js';
 import { DecisionService } from './decision-service.js';
@@ -16,6 +24,8 @@ export interface RunningServer {
   readonly httpPort: number;
   readonly store: PolicyStore;
   readonly log: DecisionLog;
+  /** Turns gateway credentials into principals, per `config.authn`. */
+  readonly authenticator: Authenticator;
   /** Stop accepting, finish in-flight checks, flush the decision log, close everything. Idempotent. */
   close(): Promise<void>;
 }
@@ -28,6 +38,8 @@ const PROBE_INTERVAL_MS = 1000;
  * or the decision log cannot be opened.
  */
 export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
+  // Certificates are checked before anything opens, so a wrong path stops the start with the file named.
+  const tls = config.tls ? loadTlsMaterial(config.tls) : null;
   const metrics = new ServerMetrics();
   const store = await PolicyStore.open(config.policies, {
     onReload: (outcome, status) => {
@@ -42,15 +54,39 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   });
   metrics.setPolicy(store.current.version, store.current.rules.length);
 
-  const log = DecisionLog.open(config.db, { mode: config.decisionLog });
+  // Signing and HMAC keys are read (or created next to the db) before the log opens, so a bad key file stops the start.
+  const audit = loadAudit(config);
+  for (const note of audit.notes) logger[note.level]({ db: config.db }, note.message);
+  const log = DecisionLog.open(config.db, { mode: config.decisionLog, ...audit.options });
+  logger.info({ keyId: audit.keyId, publicKey: audit.publicKeyPath, checkpointEveryRows: config.checkpointEveryRows, checkpointEverySeconds: config.checkpointEverySeconds, sensitiveAttributes: config.sensitiveAttributes, chain: config.auditChain }, 'audit trail');
   metrics.setLogHealthy(true);
   log.onCommit(({ rows, durationMs }) => metrics.observeCommit(rows, durationMs / 1000));
 
+  let authenticator: Authenticator;
+  try {
+    authenticator = createAuthenticator(config.authn, {
+      onError: (error, method) => logger.warn({ method, error: messageOf(error) }, 'authentication could not check a credential fully'),
+    });
+  } catch (error) {
+    await log.close().catch(() => undefined);
+    throw error;
+  }
+
   const service = new DecisionService(store, log, metrics);
+  // Gateways (Envoy ext_authz, forward-auth) authenticate with authn, or trust an identity proxy's headers.
+  if (config.trustedPrincipal && (config.authn.jwt || config.authn.apiKeys)) {
+    await log.close().catch(() => undefined);
+    await authenticator.close?.();
+    throw new VerdictError('CONFIG_INVALID', 'configuration: trustedPrincipal and authn (jwt, apiKeys) exclude each other; gateways use one way to know the caller');
+  }
+  const gateway = new GatewayAdapter(service, config.trustedPrincipal ? new TrustedHeaderAuthenticator(config.trustedPrincipal) : authenticator);
   const grpc: GrpcServer = createGrpcServer(service, {
     maxReceiveMessageBytes: config.maxMessageBytes,
     shutdownTimeoutMs: config.shutdownGraceMs,
     onInternalError: (error, method) => logger.error({ method, error: messageOf(error) }, 'internal error answering a call'),
+    // The verified client certificate's identity when there is one, else the peer address.
+    callerOf: grpcCallerOf,
+    extraServices: [{ name: EXT_AUTHZ_SERVICE, implementation: (options) => extAuthzService(gateway, options) }],
   });
 
   // While the log cannot be written, checks fail closed and health says so; a probe notices recovery.
@@ -60,6 +96,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     const status = healthy ? 'SERVING' : 'NOT_SERVING';
     grpc.health.setStatus('', status);
     grpc.health.setStatus(AUTHORIZATION_SERVICE, status);
+    grpc.health.setStatus(EXT_AUTHZ_SERVICE, status);
     if (healthy) {
       logger.info({ db: config.db }, 'decision log writable again; serving checks');
       if (probeTimer) clearInterval(probeTimer);
@@ -83,22 +120,28 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
           policyVersion: status.version,
           policyLoadedAt: status.loadedAt.toISOString(),
           lastReloadError: status.lastReloadError,
-          decisionLog: { path: config.db, mode: config.decisionLog, healthy: log.healthy, lastError: log.lastError },
+          decisionLog: { path: config.db, mode: config.decisionLog, healthy: log.healthy, lastError: log.lastError, audit: log.auditStatus() },
         },
       };
     },
     metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
-  });
+    forwardAuth: (req, res) =>
+      handleForwardAuth(gateway, req, res, {
+        callerOf: (r) => tlsSocketIdentity(r.socket) ?? peerOf(r),
+        onError: (error) => logger.error({ error: messageOf(error) }, 'internal error answering forward-auth'),
+      }),
+  }, tls?.http ? httpsServerOptions(tls) : undefined);
 
   let grpcPort: number;
   let httpPort: number;
   try {
-    grpcPort = await grpc.start(grpcAddress.host, grpcAddress.port);
+    grpcPort = await grpc.start(grpcAddress.host, grpcAddress.port, tls ? grpcServerCredentials(tls) : undefined);
     httpPort = await http.listen(httpAddress.host, httpAddress.port);
   } catch (error) {
     await grpc.shutdown();
     await http.close().catch(() => undefined);
     await log.close().catch(() => undefined);
+    await authenticator.close?.();
     throw error;
   }
   if (config.watch) store.watch();
@@ -111,14 +154,15 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       await grpc.shutdown();
       await http.close();
       service.close();
+      await authenticator.close?.();
       await log.close();
     })();
     return closing;
   };
 
   logger.info(
-    { grpc: `${grpcAddress.host}:${grpcPort}`, http: `${httpAddress.host}:${httpPort}`, policies: config.policies, version: store.current.version, rules: store.current.rules.length, db: config.db, decisionLog: config.decisionLog },
+    { grpc: `${grpcAddress.host}:${grpcPort}`, http: `${httpAddress.host}:${httpPort}`, policies: config.policies, version: store.current.version, rules: store.current.rules.length, db: config.db, decisionLog: config.decisionLog, tls: tls ? { subject: tls.subject, validTo: tls.validTo, clientCertificates: tls.requireClientCert ? 'required' : 'not requested', http: tls.http } : false },
     'verdict serving',
   );
-  return { grpcPort, httpPort, store, log, close };
+  return { grpcPort, httpPort, store, log, authenticator, close };
 }

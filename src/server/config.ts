@@ -2,9 +2,12 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { VerdictError, messageOf } from '../errors.js';
+import { trustedPrincipalSchema, type TrustedPrincipalConfig } from '../gateway/trusted-headers.js';
+import { authnSchema, resolveTls, tlsFromEnvironment, tlsLayerSchema, type AuthnConfig, type TlsConfig } from '../authn/config.js';
+import { AUDIT_DEFAULTS, auditConfigShape, auditFromEnvironment, type AuditConfig } from '../decisions/audit-config.js';
 
-/** Where verdict listens, what it serves and where it records. */
-export interface ServerConfig {
+/** Where verdict listens, what it serves and where it records (the audit trail's keys: see decisions/audit-config.ts). */
+export interface ServerConfig extends AuditConfig {
   readonly policies: string;
   readonly db: string;
   /** host:port for gRPC; port 0 picks a free one. */
@@ -19,6 +22,15 @@ export interface ServerConfig {
   readonly watch: boolean;
   /** How long SIGTERM waits for in-flight checks before closing anyway. */
   readonly shutdownGraceMs: number;
+  /** TLS (and client certificates) for verdict's own ports; null serves plaintext. See docs/authn.md. */
+  readonly tls: TlsConfig | null;
+  /** How gateway requests are authenticated (JWT, API keys). From the config file only. See docs/authn.md. */
+  readonly authn: AuthnConfig;
+  /**
+   * Gateway requests only: take the principal from headers an identity-aware proxy
+   * already set, instead of authn's credentials. From the config file only. See docs/gateways.md.
+   */
+  readonly trustedPrincipal: TrustedPrincipalConfig | null;
 }
 
 export const DEFAULT_CONFIG: ServerConfig = {
@@ -31,6 +43,10 @@ export const DEFAULT_CONFIG: ServerConfig = {
   logLevel: 'info',
   watch: true,
   shutdownGraceMs: 10_000,
+  tls: null,
+  authn: {},
+  trustedPrincipal: null,
+  ...AUDIT_DEFAULTS,
 };
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected HOST:PORT, e.g. 127.0.0.1:50051' });
@@ -45,11 +61,15 @@ const fileSchema = z.strictObject({
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   watch: z.boolean().optional(),
   shutdownGraceMs: z.number().int().min(0).max(600_000).optional(),
+  tls: tlsLayerSchema.nullable().optional(),
+  authn: authnSchema.optional(),
+  trustedPrincipal: trustedPrincipalSchema.nullable().optional(),
+  ...auditConfigShape,
 });
 export type PartialConfig = z.infer<typeof fileSchema>;
 
 /** Environment variables for containers, one per key. */
-export const ENVIRONMENT_KEYS: Record<keyof ServerConfig, string> = {
+export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | keyof AuditConfig>, string> = {
   policies: 'VERDICT_POLICIES',
   db: 'VERDICT_DB',
   grpc: 'VERDICT_GRPC',
@@ -65,7 +85,7 @@ function describeIssues(error: z.ZodError, origin: string): string {
   return error.issues
     .map((issue) => {
       const key = issue.path.map(String).join('.');
-      if (issue.code === 'unrecognized_keys') return `${origin}: unknown key ${issue.keys.map((k) => `"${k}"`).join(', ')} (known: ${Object.keys(DEFAULT_CONFIG).join(', ')})`;
+      if (issue.code === 'unrecognized_keys' && issue.path.length === 0) return `${origin}: unknown key ${issue.keys.map((k) => `"${k}"`).join(', ')} (known: ${Object.keys(DEFAULT_CONFIG).join(', ')})`;
       return `${origin}: ${key}: ${issue.message}`;
     })
     .join('; ');
@@ -98,6 +118,9 @@ export function readEnvironment(env: NodeJS.ProcessEnv): PartialConfig {
     else if (key === 'watch') raw[key] = value === 'true' || value === '1' ? true : value === 'false' || value === '0' ? false : value;
     else raw[key] = value;
   }
+  const tls = tlsFromEnvironment(env);
+  if (tls) raw.tls = tls;
+  Object.assign(raw, auditFromEnvironment(env));
   const result = fileSchema.safeParse(raw);
   if (!result.success) throw new VerdictError('CONFIG_INVALID', describeIssues(result.error, 'environment'));
   return result.data;
@@ -107,11 +130,19 @@ export function readEnvironment(env: NodeJS.ProcessEnv): PartialConfig {
 export function resolveConfig(layers: readonly PartialConfig[]): ServerConfig {
   const merged: Record<string, unknown> = { ...DEFAULT_CONFIG };
   for (const layer of layers) {
-    for (const [key, value] of Object.entries(layer)) if (value !== undefined) merged[key] = value;
+    for (const [key, value] of Object.entries(layer)) {
+      if (value === undefined) continue;
+      // Nested sections (tls) merge key by key, so e.g. the key path can come from the environment.
+      const below = merged[key];
+      merged[key] = isPlainObject(value) && isPlainObject(below) ? { ...below, ...value } : value;
+    }
   }
   const result = fileSchema.required().safeParse(merged);
   if (!result.success) throw new VerdictError('CONFIG_INVALID', describeIssues(result.error, 'configuration'));
-  return result.data as ServerConfig;
+  if (result.data.trustedPrincipal && (result.data.authn.jwt || result.data.authn.apiKeys)) {
+    throw new VerdictError('CONFIG_INVALID', 'configuration: trustedPrincipal and authn (jwt, apiKeys) exclude each other; gateways use one way to know the caller');
+  }
+  return { ...result.data, tls: resolveTls(result.data.tls) } as ServerConfig;
 }
 
 export function parseFlagsLayer(values: Record<string, string | boolean | undefined>): PartialConfig {
@@ -131,4 +162,8 @@ export function splitHostPort(value: string): { host: string; port: number } {
   const colon = value.lastIndexOf(':');
   const host = value.slice(0, colon).replace(/^\[(.*)\]$/, '$1');
   return { host, port: Number(value.slice(colon + 1)) };
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }

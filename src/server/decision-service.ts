@@ -2,7 +2,8 @@ import type { DecisionLog } from '../decisions/log.js';
 import { DecisionReader } from '../decisions/query.js';
 import type { DecisionRecord } from '../decisions/record.js';
 import { evaluate } from '../engine/evaluate.js';
-import type { Decision, DecisionRequest } from '../engine/types.js';
+import type { Decision, DecisionRequest, Reason } from '../engine/types.js';
+import type { PolicySet } from '../policy/policy-set.js';
 import { VerdictError } from '../errors.js';
 import { newDecisionId } from './decision-id.js';
 import type { CallMeta, CheckResult, DecisionQuery, GrpcHandlers, PolicyStatus, ReloadOutcome } from './grpc/handlers.js';
@@ -54,13 +55,41 @@ export class DecisionService implements GrpcHandlers {
     });
   }
 
+  /**
+   * The gateways' way in (Envoy ext_authz, forward-auth). `prepare` turns the HTTP
+   * request into a decision request with the same policy set the decision then uses
+   * (its routes), or refuses it before the engine (failed authentication, no route);
+   * a refusal is recorded as a deny like any other decision.
+   */
+  async decideHttp(prepare: (policySet: PolicySet) => PreparedRequest, meta: CallMeta): Promise<CheckResult> {
+    const started = performance.now();
+    const policySet = this.store.current;
+    const { request, refusal } = prepare(policySet);
+    const decision: Decision = refusal
+      ? { effect: 'DENY', reason: refusal.reason, ruleIds: [], errors: [{ ruleId: refusal.ruleId, message: refusal.message }], policyVersion: policySet.version }
+      : evaluate(policySet, request);
+    const record = this.toRecord(request, decision, meta, started);
+    try {
+      await this.log.append(record);
+    } catch (error) {
+      this.metrics.observeLogFailure();
+      throw error;
+    }
+    this.metrics.observeDecision(decision, (performance.now() - started) / 1000);
+    return { decision, decisionId: record.decisionId };
+  }
+
   private decide(input: CheckInput, meta: CallMeta, started: number): { decision: Decision; record: DecisionRecord } {
     const policySet = this.store.current;
     const invalid = input instanceof InvalidRequest;
     const request: DecisionRequest = invalid ? input.request : input;
     const decision = invalid ? input.decision(policySet.version) : evaluate(policySet, request);
+    return { decision, record: this.toRecord(request, decision, meta, started) };
+  }
+
+  private toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, started: number): DecisionRecord {
     const now = Date.now();
-    const record: DecisionRecord = {
+    return {
       decisionId: newDecisionId(now),
       time: now,
       caller: meta.caller,
@@ -81,7 +110,6 @@ export class DecisionService implements GrpcHandlers {
       },
       latencyUs: Math.round((performance.now() - started) * 1000),
     };
-    return { decision, record };
   }
 
   policyStatus(): PolicyStatus {
@@ -117,6 +145,19 @@ export class DecisionService implements GrpcHandlers {
     this.reader?.close();
     this.reader = null;
   }
+}
+
+/** What a gateway adapter hands the decision path for one HTTP request. */
+export interface PreparedRequest {
+  /** What is recorded, and evaluated unless refused. A refused request carries what could be read (principal id '' when unauthenticated). */
+  readonly request: DecisionRequest;
+  /** Set when the request is denied before the engine; recorded as the decision's reason and error. */
+  readonly refusal: {
+    readonly reason: Reason;
+    /** Rule id of the recorded error: `authn` for a failed authentication, `route` for a request no route maps. */
+    readonly ruleId: string;
+    readonly message: string;
+  } | null;
 }
 
 function toStatus(status: StoreStatus): PolicyStatus {

@@ -1,5 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { FORWARD_AUTH_PATH } from '../gateway/forward-auth.js';
 
 export interface Readiness {
   readonly ready: boolean;
@@ -9,26 +11,39 @@ export interface Readiness {
 export interface HttpHandlers {
   readiness(): Readiness;
   metrics(): Promise<{ contentType: string; body: string }>;
+  /** The gateway forward-auth endpoint (FORWARD_AUTH_PATH, any method), when the server offers it. */
+  forwardAuth?(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
 /**
- * The operator's port: liveness, readiness with the reason when not ready, and
- * Prometheus metrics. Node's own http server; nothing here is on the decision path.
+ * The operator's port: liveness, readiness with the reason when not ready,
+ * Prometheus metrics, and the gateways' forward-auth endpoint (whose decisions
+ * take the same path as gRPC Check). Node's own http server.
  */
 export class OperatorHttpServer {
-  private readonly server: Server;
+  private readonly server: Server | HttpsServer;
 
-  constructor(private readonly handlers: HttpHandlers) {
-    this.server = createServer((req, res) => {
+  /** With `tls`, serves HTTPS (and, per its options, asks for and verifies client certificates). */
+  constructor(
+    private readonly handlers: HttpHandlers,
+    tls?: HttpsOptions,
+  ) {
+    const handle = (req: IncomingMessage, res: ServerResponse): void => {
       this.route(req, res).catch((error: unknown) => {
         if (!res.headersSent) send(res, 500, 'application/json', JSON.stringify({ error: String((error as Error).message ?? error) }));
       });
-    });
+    };
+    this.server = tls ? createHttpsServer(tls, handle) : createServer(handle);
     this.server.keepAliveTimeout = 5_000;
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
+    // Gateways call forward-auth with the original request's method (NGINX) or GET (Traefik, Caddy).
+    if (path === FORWARD_AUTH_PATH && this.handlers.forwardAuth) {
+      await this.handlers.forwardAuth(req, res);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       send(res, 405, 'application/json', JSON.stringify({ error: 'only GET is served here' }), { allow: 'GET, HEAD' });
       return;
@@ -47,7 +62,7 @@ export class OperatorHttpServer {
       send(res, 200, contentType, body);
       return;
     }
-    send(res, 404, 'application/json', JSON.stringify({ error: `no such path ${path}; try /healthz, /readyz or /metrics` }));
+    send(res, 404, 'application/json', JSON.stringify({ error: `no such path ${path}; try /healthz, /readyz, /metrics or ${FORWARD_AUTH_PATH}` }));
   }
 
   listen(host: string, port: number): Promise<number> {

@@ -1,4 +1,4 @@
-import { execFile, spawnSync } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect as globalExpect, it, type ExpectStatic } from 'vitest';
@@ -55,11 +55,7 @@ const DANA = {
 let policiesVersion = '';
 
 beforeAll(() => {
-  const build = spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, encoding: 'utf8', timeout: 180_000 });
-  // Other folders may have transient type errors: tsc still emits, so only the output matters.
-  if (!existsSync(join(ROOT, 'dist/cli/main.js'))) {
-    throw new Error(`the build did not produce dist/cli/main.js:\n${build.stdout}\n${build.stderr}`);
-  }
+  // test/global-setup.ts has built dist/ once for every test file.
   globalExpect(existsSync(join(ROOT, 'dist/cli/main.js'))).toBe(true);
   const loaded = loadPolicies(join(ROOT, 'policies'));
   if (!loaded.ok) throw new Error('policies/ is invalid');

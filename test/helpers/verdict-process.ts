@@ -1,4 +1,4 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -9,10 +9,9 @@ import { jsonToStruct } from '../../src/server/grpc/convert.js';
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const BIN = join(ROOT, 'bin', 'verdict.js');
 
-/** Builds dist/ once per test file, so tests run the real binary. */
+/** The real binary needs dist/, which test/global-setup.ts builds once before any test runs. */
 export function ensureBuilt(): void {
-  const result = spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: ROOT, encoding: 'utf8' });
-  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error(`build failed:\n${result.stdout}${result.stderr}`);
+  if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run the tests through vitest (its global setup builds), or `make build`');
 }
 
 export interface LogLine {

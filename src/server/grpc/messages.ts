@@ -42,7 +42,8 @@ export type ReasonName =
   | 'REASON_DENIED_BY_DEFAULT'
   | 'REASON_DENIED_BY_RATE_LIMIT'
   | 'REASON_DENIED_BY_ERROR'
-  | 'REASON_DENIED_INVALID_REQUEST';
+  | 'REASON_DENIED_INVALID_REQUEST'
+  | 'REASON_DENIED_UNAUTHENTICATED';
 
 export interface PrincipalMessage {
   id: string;

@@ -1,4 +1,13 @@
-import { Server, ServerCredentials, type MethodDefinition, type ServerOptions, type ServerUnaryCall, type ServiceDefinition } from '@grpc/grpc-js';
+import {
+  Server,
+  ServerCredentials,
+  type MethodDefinition,
+  type ServerOptions,
+  type ServerUnaryCall,
+  type ServiceDefinition,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import type { CallOptions } from './call.js';
 import { OversizedMessage } from './invalid-request.js';
 import { adminService, ADMIN_SERVICE } from './admin-service.js';
 import { authorizationService, AUTHORIZATION_SERVICE } from './authorization-service.js';
@@ -21,6 +30,18 @@ export interface GrpcServerOptions {
   readonly onInternalError?: (error: unknown, method: string) => void;
   /** Further grpc-js channel options, e.g. keepalive settings. */
   readonly channelOptions?: ServerOptions;
+  /**
+   * More services of the descriptor set to serve (e.g. Envoy's ext_authz), each built
+   * with the same caller and error reporting as verdict's own; listed by reflection
+   * and reported SERVING by health like them.
+   */
+  readonly extraServices?: readonly ExtraService[];
+}
+
+export interface ExtraService {
+  /** Fully qualified name, e.g. `envoy.service.auth.v3.Authorization`. */
+  readonly name: string;
+  readonly implementation: (options: CallOptions) => UntypedServiceImplementation;
 }
 
 export interface GrpcServer {
@@ -87,9 +108,11 @@ export function createGrpcServer(handlers: GrpcHandlers, options: GrpcServerOpti
     authorizationService(handlers, { ...callOptions, maxBatchItems: options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS }),
   );
   server.addService(serviceDefinition(ADMIN_SERVICE), adminService(handlers, callOptions));
+  const extra = options.extraServices ?? [];
+  for (const service of extra) server.addService(serviceDefinition(service.name), service.implementation(callOptions));
   const health = new HealthService();
   health.addTo(server);
-  addReflection(server, indexDescriptorSet(descriptorSet), SERVED);
+  addReflection(server, indexDescriptorSet(descriptorSet), [...SERVED, ...extra.map((s) => s.name)]);
 
   let stopping: Promise<void> | undefined;
   const timeoutMs = options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
@@ -106,7 +129,7 @@ export function createGrpcServer(handlers: GrpcHandlers, options: GrpcServerOpti
             reject(error);
             return;
           }
-          for (const service of ['', AUTHORIZATION_SERVICE, ADMIN_SERVICE]) {
+          for (const service of ['', AUTHORIZATION_SERVICE, ADMIN_SERVICE, ...extra.map((s) => s.name)]) {
             if (health.getStatus(service) === undefined) health.setStatus(service, 'SERVING');
           }
           resolve(bound);

@@ -1,0 +1,482 @@
+import type { AttributeValue, Attributes, RequestContext, Resource } from '../engine/types.js';
+import type { PolicyDiagnostic } from './diagnostic.js';
+import type { RouteSpec } from './schema.js';
+import { diagnosticAt, type SourceDocument } from './source.js';
+
+/**
+ * HTTP routes: how a gateway's request (method, path, query, headers) becomes a
+ * decision request (action, resource, context). Templates are parsed and the
+ * matching trie is built once, when the policy set is compiled; a request costs
+ * one split of its path and a walk down the trie, with no regular expression
+ * built or run.
+ */
+
+/** What a route may read of a request, as gateways hand it over. */
+export interface HttpRequestFacts {
+  /** Upper case, as sent: `POST`. */
+  readonly method: string;
+  /** The path as sent, still percent-encoded, without the query: `/v1/models/m%201/predict`. */
+  readonly path: string;
+  /** The query string without its `?`; '' when there is none. */
+  readonly query: string;
+  /** Header values by lower-case name. */
+  readonly headers: Readonly<Record<string, string | undefined>>;
+  /** The client as the gateway saw it: its address, and its identity when the gateway authenticated the connection (mTLS). */
+  readonly source: { readonly address: string | null; readonly principal: string | null };
+  /** Values the gateway's own configuration attaches to the request (Envoy's `context_extensions`). */
+  readonly extensions: Readonly<Record<string, string>>;
+}
+
+/** Where a placeholder takes its value from. */
+export type PlaceholderSource =
+  | { readonly from: 'path'; readonly name: string; readonly index: number }
+  | { readonly from: 'query'; readonly name: string }
+  | { readonly from: 'header'; readonly name: string }
+  | { readonly from: 'source'; readonly name: 'address' | 'principal' }
+  | { readonly from: 'extension'; readonly name: string };
+
+/** A value of a route: a constant, or text with placeholders (`{model}`, `models/{model}`). */
+type ValueTemplate =
+  | { readonly constant: AttributeValue }
+  | { readonly parts: readonly (string | PlaceholderSource)[] };
+
+/** The decision request parts a route makes of an HTTP request. */
+export interface RoutedRequest {
+  readonly action: string;
+  readonly resource: Resource;
+  readonly context: RequestContext;
+}
+
+export interface CompiledRoute {
+  readonly methods: readonly string[];
+  /** The path template as written: `/v1/models/{model}/predict`. */
+  readonly path: string;
+  readonly action: string;
+  readonly resourceType: string;
+  readonly description: string | null;
+  /** Where the route was written. */
+  readonly file: string;
+  readonly line: number;
+  /** The action, resource and context for a request this route matched; `params` are the path parameters in template order. */
+  resolve(request: HttpRequestFacts, params: readonly string[]): RoutedRequest;
+}
+
+export type RouteMatch =
+  | { readonly kind: 'matched'; readonly route: CompiledRoute; readonly params: readonly string[] }
+  | { readonly kind: 'unmatched' }
+  /** The path cannot be routed safely (bad percent-encoding, an encoded slash, a dot segment); deny it. */
+  | { readonly kind: 'invalid'; readonly message: string };
+
+interface TrieNode {
+  readonly literals: Map<string, TrieNode>;
+  /** Parameter segments, the most literal text first, so `{model}:predict` is tried before `{model}`. */
+  readonly params: ParamEdge[];
+  readonly routes: Map<string, CompiledRoute>;
+}
+
+interface ParamEdge {
+  readonly prefix: string;
+  readonly suffix: string;
+  readonly node: TrieNode;
+}
+
+const MAX_SEGMENTS = 64;
+const UNMATCHED: RouteMatch = Object.freeze({ kind: 'unmatched' });
+const NO_PARAMS: readonly string[] = Object.freeze([]);
+
+function newNode(): TrieNode {
+  return { literals: new Map(), params: [], routes: new Map() };
+}
+
+/**
+ * The routes of a policy set, compiled into a trie of path segments. Matching is
+ * deterministic whatever the order of files: a literal segment beats a parameter,
+ * and a parameter with more literal text around it (`{model}:predict`) beats one
+ * with less (`{model}`).
+ *
+ * @example
+ * const match = policySet.routes.match('POST', '/v1/models/fraud-v3/predict');
+ * if (match.kind === 'matched') match.route.resolve(facts, match.params); // { action: 'predict', resource: { type: 'model', id: 'fraud-v3', ... } }
+ */
+export class RouteTable {
+  static readonly EMPTY: RouteTable = new RouteTable([]);
+
+  readonly routes: readonly CompiledRoute[];
+  private readonly root: TrieNode;
+
+  constructor(routes: readonly (CompiledRoute & { readonly segments: readonly TemplateSegment[] })[]) {
+    this.root = newNode();
+    for (const route of routes) {
+      let node = this.root;
+      for (const segment of route.segments) node = segment.kind === 'literal' ? literalChild(node, segment.text) : paramChild(node, segment);
+      for (const method of route.methods) if (!node.routes.has(method)) node.routes.set(method, route);
+    }
+    this.routes = Object.freeze(routes.map(({ segments: _segments, ...route }) => Object.freeze(route)));
+    Object.freeze(this);
+  }
+
+  /** The route for a method and a raw (percent-encoded) path, with its parameters decoded. */
+  match(method: string, path: string): RouteMatch {
+    const split = splitRequestPath(path);
+    if (typeof split === 'string') return { kind: 'invalid', message: split };
+    const params: string[] = [];
+    const route = walk(this.root, split, 0, method, params);
+    if (route === null) return UNMATCHED;
+    return { kind: 'matched', route, params: params.length === 0 ? NO_PARAMS : params };
+  }
+}
+
+function literalChild(node: TrieNode, text: string): TrieNode {
+  let child = node.literals.get(text);
+  if (!child) node.literals.set(text, (child = newNode()));
+  return child;
+}
+
+function paramChild(node: TrieNode, segment: ParamSegment): TrieNode {
+  const existing = node.params.find((e) => e.prefix === segment.prefix && e.suffix === segment.suffix);
+  if (existing) return existing.node;
+  const edge: ParamEdge = { prefix: segment.prefix, suffix: segment.suffix, node: newNode() };
+  node.params.push(edge);
+  node.params.sort(
+    (a, b) =>
+      b.prefix.length + b.suffix.length - (a.prefix.length + a.suffix.length) ||
+      (a.prefix < b.prefix ? -1 : a.prefix > b.prefix ? 1 : 0) ||
+      (a.suffix < b.suffix ? -1 : a.suffix > b.suffix ? 1 : 0),
+  );
+  return edge.node;
+}
+
+function walk(node: TrieNode, segments: readonly string[], i: number, method: string, params: string[]): CompiledRoute | null {
+  if (i === segments.length) return node.routes.get(method) ?? null;
+  const segment = segments[i]!;
+  const literal = node.literals.get(segment);
+  if (literal) {
+    const found = walk(literal, segments, i + 1, method, params);
+    if (found) return found;
+  }
+  const edges = node.params;
+  for (let e = 0; e < edges.length; e++) {
+    const edge = edges[e]!;
+    // A parameter is never empty.
+    if (segment.length <= edge.prefix.length + edge.suffix.length) continue;
+    if (!segment.startsWith(edge.prefix) || !segment.endsWith(edge.suffix)) continue;
+    params.push(segment.slice(edge.prefix.length, segment.length - edge.suffix.length));
+    const found = walk(edge.node, segments, i + 1, method, params);
+    if (found) return found;
+    params.pop();
+  }
+  return null;
+}
+
+/**
+ * The decoded segments of a request path, or why it cannot be routed. What the
+ * upstream might read differently from us is refused rather than guessed at: an
+ * encoded slash or backslash, a `.` or `..` segment, a NUL, bad percent-encoding.
+ */
+export function splitRequestPath(path: string): string[] | string {
+  if (!path.startsWith('/')) return `the path must start with "/": ${JSON.stringify(path.slice(0, 100))}`;
+  if (path === '/') return [];
+  const raw = path.slice(1).split('/');
+  if (raw.length > MAX_SEGMENTS) return `the path has more than ${MAX_SEGMENTS} segments`;
+  const out = new Array<string>(raw.length);
+  for (let i = 0; i < raw.length; i++) {
+    let segment = raw[i]!;
+    if (segment.includes('%')) {
+      try {
+        segment = decodeURIComponent(segment);
+      } catch {
+        return `the path has bad percent-encoding in segment ${i + 1}`;
+      }
+      if (segment.includes('/') || segment.includes('\\')) return `the path has an encoded slash in segment ${i + 1}`;
+    }
+    if (segment === '.' || segment === '..') return `the path has a dot segment ("${segment}"); send the normalised path`;
+    if (segment.includes('\u0000')) return `the path has a NUL character in segment ${i + 1}`;
+    out[i] = segment;
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------- templates
+
+export type TemplateSegment = { readonly kind: 'literal'; readonly text: string } | ParamSegment;
+
+interface ParamSegment {
+  readonly kind: 'param';
+  readonly prefix: string;
+  readonly name: string;
+  readonly suffix: string;
+}
+
+const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
+const FORBIDDEN_IN_PATH = /[?#%\s\\]/;
+/** Headers whose values are secrets; route values end up in the decision log. */
+const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie', 'x-api-key']);
+
+/** Parses a path template; the error says what is wrong and at which character. */
+export function parsePathTemplate(path: string): { ok: true; segments: TemplateSegment[] } | { ok: false; message: string } {
+  const fail = (message: string) => ({ ok: false as const, message });
+  if (!path.startsWith('/')) return fail(`a path template starts with "/": ${JSON.stringify(path)}`);
+  if (path === '/') return { ok: true, segments: [] };
+  const segments: TemplateSegment[] = [];
+  const names = new Set<string>();
+  let offset = 1;
+  for (const text of path.slice(1).split('/')) {
+    const where = `(character ${offset + 1} of the path)`;
+    if (text === '') return fail(`empty path segment ${where}: remove the doubled or trailing "/"`);
+    if (text === '.' || text === '..') return fail(`"${text}" segment ${where}: write the normalised path`);
+    const bad = FORBIDDEN_IN_PATH.exec(text);
+    if (bad) {
+      const what = bad[0] === '%' ? 'write literal text unencoded' : bad[0] === '?' ? 'queries are not part of a path template; read them with {query.name}' : 'not allowed in a path template';
+      return fail(`${JSON.stringify(bad[0])} at character ${offset + bad.index + 1} of the path: ${what}`);
+    }
+    const open = text.indexOf('{');
+    const close = text.indexOf('}');
+    if (open === -1 && close === -1) {
+      segments.push({ kind: 'literal', text });
+    } else {
+      if (close === -1) return fail(`unclosed "{" ${where}: a parameter is written {name}`);
+      if (open === -1 || close < open) return fail(`unbalanced "}" ${where}: a parameter is written {name}`);
+      if (text.indexOf('{', open + 1) !== -1 || text.indexOf('}', close + 1) !== -1) {
+        return fail(`more than one parameter in the segment "${text}" ${where}: a segment holds at most one {name}`);
+      }
+      const name = text.slice(open + 1, close);
+      if (!PARAM_NAME.test(name)) return fail(`bad parameter name "{${name}}" ${where}: use letters, digits and _ (not starting with a digit)`);
+      if (names.has(name)) return fail(`parameter {${name}} appears twice in the path`);
+      names.add(name);
+      segments.push({ kind: 'param', prefix: text.slice(0, open), name, suffix: text.slice(close + 1) });
+    }
+    offset += text.length + 1;
+  }
+  return { ok: true, segments };
+}
+
+/** Two templates with the same shape match exactly the same paths. */
+function shapeOf(segments: readonly TemplateSegment[]): string {
+  return '/' + segments.map((s) => (s.kind === 'literal' ? s.text : `${s.prefix}{}${s.suffix}`)).join('/');
+}
+
+/**
+ * Parses a value of a route: a string with placeholders, where `{{` and `}}` stand
+ * for literal braces. `pathParams` maps the path's parameter names to their index.
+ */
+export function parseValueTemplate(
+  text: string,
+  pathParams: ReadonlyMap<string, number>,
+): { ok: true; parts: (string | PlaceholderSource)[] } | { ok: false; message: string } {
+  const parts: (string | PlaceholderSource)[] = [];
+  let literal = '';
+  for (let i = 0; i < text.length; i++) {
+    const ch = text[i]!;
+    if (ch === '}') {
+      if (text[i + 1] === '}') {
+        literal += '}';
+        i++;
+        continue;
+      }
+      return { ok: false, message: `lone "}" at character ${i + 1}: write "}}" for a literal brace` };
+    }
+    if (ch !== '{') {
+      literal += ch;
+      continue;
+    }
+    if (text[i + 1] === '{') {
+      literal += '{';
+      i++;
+      continue;
+    }
+    const end = text.indexOf('}', i + 1);
+    if (end === -1) return { ok: false, message: `unclosed "{" at character ${i + 1}: a placeholder is written {name}` };
+    const source = placeholderSource(text.slice(i + 1, end), pathParams);
+    if (typeof source === 'string') return { ok: false, message: source };
+    if (literal !== '') parts.push(literal);
+    literal = '';
+    parts.push(source);
+    i = end;
+  }
+  if (literal !== '') parts.push(literal);
+  return { ok: true, parts };
+}
+
+const PLACEHOLDER_HELP =
+  'use {name} for a path parameter, {query.name}, {header.name}, {source.address}, {source.principal} or {extension.name}';
+
+function placeholderSource(inner: string, pathParams: ReadonlyMap<string, number>): PlaceholderSource | string {
+  if (PARAM_NAME.test(inner)) {
+    const index = pathParams.get(inner);
+    if (index !== undefined) return { from: 'path', name: inner, index };
+    const known = [...pathParams.keys()].map((n) => `{${n}}`).join(', ');
+    return `unknown placeholder {${inner}}: the path has ${known === '' ? 'no parameters' : `only ${known}`}`;
+  }
+  const dot = inner.indexOf('.');
+  const kind = dot === -1 ? inner : inner.slice(0, dot);
+  const name = dot === -1 ? '' : inner.slice(dot + 1);
+  switch (kind) {
+    case 'query':
+      if (name !== '') return { from: 'query', name };
+      break;
+    case 'header':
+      if (CREDENTIAL_HEADERS.has(name.toLowerCase())) {
+        return `{${inner}} carries a credential: it would be stored in the decision log; authentication reads it, routes must not`;
+      }
+      if (HEADER_NAME.test(name)) return { from: 'header', name: name.toLowerCase() };
+      if (name !== '') return `bad header name in {${inner}}: a header name has no spaces or separators`;
+      break;
+    case 'source':
+      if (name === 'address' || name === 'principal') return { from: 'source', name };
+      return `unknown placeholder {${inner}}: the source has only {source.address} and {source.principal}`;
+    case 'extension':
+      if (name !== '') return { from: 'extension', name };
+      break;
+    default:
+      return `unknown placeholder {${inner}}: ${PLACEHOLDER_HELP}`;
+  }
+  return `placeholder {${inner}} needs a name after "${kind}.", e.g. {${kind}.x-org}`;
+}
+
+// ---------------------------------------------------------------- compilation
+
+export interface LocatedRoute {
+  readonly spec: RouteSpec;
+  readonly source: SourceDocument;
+  /** Path of the route within its document, e.g. `['routes', 2]`. */
+  readonly path: readonly PropertyKey[];
+}
+
+/**
+ * Compiles the routes of every routes file into one table. Problems (bad
+ * templates, unknown placeholders, duplicate routes) are pushed to `diagnostics`
+ * with file, line and column.
+ */
+export function compileRoutes(routes: readonly LocatedRoute[], diagnostics: PolicyDiagnostic[]): RouteTable {
+  const compiled: (CompiledRoute & { segments: readonly TemplateSegment[] })[] = [];
+  const claimed = new Map<string, LocatedRoute>();
+  for (const located of routes) {
+    const { spec, source, path } = located;
+    const before = diagnostics.length;
+    const report = (at: readonly PropertyKey[], message: string): void => {
+      diagnostics.push(diagnosticAt(source, [...path, ...at], message));
+    };
+    const template = parsePathTemplate(spec.path);
+    if (!template.ok) {
+      report(['path'], template.message);
+      continue;
+    }
+    const methods = [...new Set(typeof spec.method === 'string' ? [spec.method] : spec.method)];
+    const shape = shapeOf(template.segments);
+    for (const method of methods) {
+      const key = `${method} ${shape}`;
+      const earlier = claimed.get(key);
+      if (earlier) {
+        const at = earlier.source.locate(earlier.path);
+        report(['path'], `duplicate route ${method} ${spec.path}: ${method} ${earlier.spec.path} at ${earlier.source.file}:${at.line}:${at.col} matches the same requests`);
+      } else claimed.set(key, located);
+    }
+
+    const params = new Map<string, number>();
+    template.segments.forEach((segment) => {
+      if (segment.kind === 'param') params.set(segment.name, params.size);
+    });
+    const value = (raw: string | number | boolean, at: readonly PropertyKey[]): ValueTemplate | null => {
+      if (typeof raw !== 'string') return { constant: raw };
+      const parsed = parseValueTemplate(raw, params);
+      if (!parsed.ok) {
+        report(at, parsed.message);
+        return null;
+      }
+      if (parsed.parts.length === 0) return { constant: '' };
+      if (parsed.parts.length === 1 && typeof parsed.parts[0] === 'string') return { constant: parsed.parts[0] };
+      return { parts: parsed.parts };
+    };
+    const attributes = (spec: Readonly<Record<string, string | number | boolean>> | undefined, at: readonly PropertyKey[]): [string, ValueTemplate][] =>
+      Object.entries(spec ?? {}).flatMap(([name, raw]) => {
+        const template = value(raw, [...at, name]);
+        return template ? [[name, template] as [string, ValueTemplate]] : [];
+      });
+
+    const id = spec.resource.id === undefined ? null : value(spec.resource.id, ['resource', 'id']);
+    const resourceAttributes = attributes(spec.resource.attributes, ['resource', 'attributes']);
+    const contextAttributes = attributes(spec.context?.attributes, ['context', 'attributes']);
+    if (diagnostics.length > before) continue;
+
+    const action = spec.action;
+    const resourceType = spec.resource.type;
+    compiled.push({
+      methods: Object.freeze(methods),
+      path: spec.path,
+      action,
+      resourceType,
+      description: spec.description ?? null,
+      file: source.file,
+      line: source.locate(path).line,
+      segments: template.segments,
+      resolve(request, params) {
+        const read = reader(request, params);
+        const idValue = id === null ? '' : evaluate(id, read);
+        return {
+          action,
+          resource: {
+            type: resourceType,
+            id: typeof idValue === 'string' ? idValue : idValue === undefined ? '' : String(idValue),
+            attributes: build(resourceAttributes, read),
+          },
+          context: { attributes: build(contextAttributes, read) },
+        };
+      },
+    });
+  }
+  return new RouteTable(compiled);
+}
+
+type Read = (source: PlaceholderSource) => string | undefined;
+
+/** Reads placeholders of one request; the query is parsed only if a placeholder asks for it. */
+function reader(request: HttpRequestFacts, params: readonly string[]): Read {
+  let query: URLSearchParams | null = null;
+  return (source) => {
+    switch (source.from) {
+      case 'path':
+        return params[source.index];
+      case 'query':
+        query ??= new URLSearchParams(request.query);
+        return query.get(source.name) ?? undefined;
+      case 'header':
+        return request.headers[source.name];
+      case 'source':
+        return request.source[source.name] ?? undefined;
+      case 'extension':
+        return Object.hasOwn(request.extensions, source.name) ? request.extensions[source.name] : undefined;
+    }
+  };
+}
+
+/** A template's value; undefined when a placeholder it needs is absent from the request. */
+function evaluate(template: ValueTemplate, read: Read): AttributeValue | undefined {
+  if ('constant' in template) return template.constant;
+  const parts = template.parts;
+  if (parts.length === 1) return read(parts[0] as PlaceholderSource);
+  let out = '';
+  for (let i = 0; i < parts.length; i++) {
+    const part = parts[i]!;
+    if (typeof part === 'string') out += part;
+    else {
+      const v = read(part);
+      if (v === undefined) return undefined;
+      out += v;
+    }
+  }
+  return out;
+}
+
+const EMPTY: Attributes = Object.freeze({});
+
+function build(entries: readonly [string, ValueTemplate][], read: Read): Attributes {
+  if (entries.length === 0) return EMPTY;
+  const out: Record<string, AttributeValue> = {};
+  for (let i = 0; i < entries.length; i++) {
+    const [name, template] = entries[i]!;
+    const v = evaluate(template, read);
+    if (v !== undefined) out[name] = v;
+  }
+  return out;
+}

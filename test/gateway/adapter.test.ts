@@ -1,0 +1,210 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { afterAll, describe, expect, it } from 'vitest';
+import type { Authenticator } from '../../src/authn/types.js';
+import { evaluate } from '../../src/engine/evaluate.js';
+import type { Decision, DecisionRequest } from '../../src/engine/types.js';
+import { VerdictError } from '../../src/errors.js';
+import { fromCheckRequest, toCheckResponse, type ExtAuthzCheckRequest } from '../../src/gateway/ext-authz.js';
+import { handleForwardAuth } from '../../src/gateway/forward-auth.js';
+import { GatewayAdapter, headerSafe } from '../../src/gateway/http-request.js';
+import { TrustedHeaderAuthenticator, UNCONFIGURED_AUTHENTICATOR } from '../../src/gateway/trusted-headers.js';
+import type { GatewayDecider, GatewayRequest } from '../../src/gateway/types.js';
+import type { PolicySet } from '../../src/policy/policy-set.js';
+import type { CallMeta } from '../../src/server/grpc/handlers.js';
+import { loadFiles, removeTempDirs, rolesDoc, rulesDoc } from '../helpers/policies.js';
+
+afterAll(removeTempDirs);
+
+const { policySet } = loadFiles({
+  'roles.yaml': rolesDoc([{ name: 'reader' }, { name: 'writer' }]),
+  'rules.yaml': rulesDoc([{ id: 'readers', effect: 'allow', actions: ['read'], principal: { roles: ['reader'] }, resource: { type: 'doc' } }]),
+  'routes.yaml': {
+    kind: 'routes',
+    routes: [{ method: 'GET', path: '/docs/{doc}', action: 'read', resource: { type: 'doc', id: '{doc}', attributes: { shelf: '{query.shelf}' } } }],
+  },
+});
+
+/** The decision path, in memory: evaluates with one policy set and keeps what it would record. */
+class MemoryDecider implements GatewayDecider {
+  readonly recorded: { request: DecisionRequest; decision: Decision; meta: CallMeta }[] = [];
+  failWith: Error | null = null;
+  async decideHttp(prepare: (set: PolicySet) => { request: DecisionRequest; refusal: { reason: Decision['reason']; ruleId: string; message: string } | null }, meta: CallMeta) {
+    if (this.failWith) throw this.failWith;
+    const { request, refusal } = prepare(policySet);
+    const decision: Decision = refusal
+      ? { effect: 'DENY', reason: refusal.reason, ruleIds: [], errors: [{ ruleId: refusal.ruleId, message: refusal.message }], policyVersion: policySet.version }
+      : evaluate(policySet, request);
+    this.recorded.push({ request, decision, meta });
+    return { decision, decisionId: `d-${this.recorded.length}` };
+  }
+}
+
+const trusted = new TrustedHeaderAuthenticator({ idHeader: 'remote-user', rolesHeader: 'remote-groups', attributeHeaders: { org: 'remote-org' } });
+
+function gatewayRequest(overrides: Partial<GatewayRequest> = {}): GatewayRequest {
+  return { method: 'GET', uri: '/docs/d1', headers: {}, source: { address: null, principal: null }, extensions: {}, requestId: null, ...overrides };
+}
+
+describe('the gateway adapter', () => {
+  it('allows with the principal and decision id for the upstream, and records the caller and request id', async () => {
+    const decider = new MemoryDecider();
+    const answer = await new GatewayAdapter(decider, trusted).decide(
+      gatewayRequest({ uri: '/docs/d%201?shelf=top', headers: { 'remote-user': 'rita', 'remote-groups': 'reader' }, requestId: 'r-9' }),
+      'gw:1',
+    );
+    expect(answer).toMatchObject({ status: 200, principalId: 'rita', decisionId: 'd-1', body: '', headers: { 'x-verdict-principal': 'rita', 'x-verdict-decision-id': 'd-1' } });
+    expect(decider.recorded[0]!.meta).toMatchObject({ caller: 'gw:1', requestId: 'r-9' });
+    expect(decider.recorded[0]!.request).toMatchObject({ action: 'read', resource: { type: 'doc', id: 'd 1', attributes: { shelf: 'top' } } });
+  });
+
+  it('answers 403 for a deny, 401 for a failed authentication (before routing), and records both', async () => {
+    const decider = new MemoryDecider();
+    const gateway = new GatewayAdapter(decider, trusted);
+    const denied = await gateway.decide(gatewayRequest({ headers: { 'remote-user': 'wes' } }), 'gw');
+    expect(denied.status).toBe(403);
+    expect(denied.headers).toEqual({ 'x-verdict-decision-id': 'd-1' });
+    expect(JSON.parse(denied.body)).toEqual({ error: 'forbidden', reason: 'DENIED_BY_DEFAULT', decisionId: 'd-1' });
+
+    const anonymous = await gateway.decide(gatewayRequest({ uri: '/nowhere' }), 'gw');
+    expect(anonymous.status).toBe(401);
+    expect(anonymous.principalId).toBeNull();
+    expect(decider.recorded[1]!.decision).toMatchObject({ reason: 'DENIED_UNAUTHENTICATED', errors: [{ ruleId: 'authn', message: 'MISSING_CREDENTIAL: no remote-user header: the gateway did not say who is calling' }] });
+    expect(decider.recorded[1]!.request.principal.id).toBe('');
+  });
+
+  it('refuses an authenticator that throws as a failed authentication, never an allow', async () => {
+    const broken: Authenticator = { authenticate: () => Promise.reject(new Error('JWKS endpoint down')) };
+    const decider = new MemoryDecider();
+    const answer = await new GatewayAdapter(decider, broken).decide(gatewayRequest(), 'gw');
+    expect(answer.status).toBe(401);
+    expect(decider.recorded[0]!.decision.errors[0]!.message).toBe('UNAVAILABLE: authentication could not be completed: JWKS endpoint down');
+  });
+
+  it('with no authentication configured, every request is unauthenticated', async () => {
+    const answer = await new GatewayAdapter(new MemoryDecider(), UNCONFIGURED_AUTHENTICATOR).decide(gatewayRequest({ headers: { 'remote-user': 'rita' } }), 'gw');
+    expect(answer.status).toBe(401);
+    expect(JSON.parse(answer.body).detail).toMatch(/no authentication configured/);
+  });
+
+  it('records an unmatched or unroutable request with its method and path', async () => {
+    const decider = new MemoryDecider();
+    const gateway = new GatewayAdapter(decider, trusted);
+    const headers = { 'remote-user': 'rita', 'remote-groups': 'reader' };
+    await gateway.decide(gatewayRequest({ method: 'POST', uri: '/docs/d1', headers }), 'gw');
+    await gateway.decide(gatewayRequest({ uri: '/docs/%2e%2e', headers }), 'gw');
+    await gateway.decide(gatewayRequest({ uri: '/docs/' + 'x'.repeat(9000), headers }), 'gw');
+    expect(decider.recorded.map((r) => [r.request.action, r.request.resource.type, r.request.resource.id.slice(0, 12), r.decision.reason])).toEqual([
+      ['POST', 'http_route', '/docs/d1', 'DENIED_BY_DEFAULT'],
+      ['GET', 'http_route', '/docs/%2e%2e', 'DENIED_INVALID_REQUEST'],
+      ['GET', 'http_route', '/docs/xxxxxx', 'DENIED_INVALID_REQUEST'],
+    ]);
+    expect(decider.recorded[2]!.request.resource.id.length).toBe(512);
+    expect(decider.recorded.every((r) => r.decision.effect === 'DENY')).toBe(true);
+  });
+
+  it('percent-encodes a principal id that cannot go in a header as is', () => {
+    expect(headerSafe('dana')).toBe('dana');
+    expect(headerSafe('zoë')).toBe('zo%C3%AB');
+    expect(headerSafe('a\r\nx-admin: 1')).toBe('a%0D%0Ax-admin%3A%201');
+  });
+});
+
+describe('trusted principal headers', () => {
+  it.each([
+    [{}, 'MISSING_CREDENTIAL'],
+    [{ 'remote-user': '   ' }, 'MISSING_CREDENTIAL'],
+    [{ 'remote-user': 'a\u0007b' }, 'MALFORMED_CREDENTIAL'],
+    [{ 'remote-user': 'x'.repeat(257) }, 'MALFORMED_CREDENTIAL'],
+  ])('%j → %s', (headers, reason) => {
+    const result = trusted.authenticateSync({ headers });
+    expect(result.ok).toBe(false);
+    if (!result.ok) expect(result.reason).toBe(reason);
+  });
+
+  it('reads id, comma-separated roles and attributes; absent attribute headers stay absent', () => {
+    expect(trusted.authenticateSync({ headers: { 'remote-user': ' rita ', 'remote-groups': 'reader,, writer ' } })).toEqual({
+      ok: true,
+      principal: { id: 'rita', roles: ['reader', 'writer'], attributes: {} },
+      method: 'trusted-header',
+      credentialId: null,
+    });
+  });
+});
+
+describe('Envoy CheckRequest and CheckResponse conversion', () => {
+  const base: ExtAuthzCheckRequest = {
+    attributes: {
+      source: { address: { socketAddress: { address: '203.0.113.7', portValue: 443 } }, service: '', principal: 'spiffe://acme/ns/web/sa/frontend' },
+      destination: null,
+      request: {
+        http: {
+          id: 'req-1',
+          method: 'GET',
+          headers: { 'X-Upper': 'kept', ':authority': 'api.example.com' },
+          path: '/docs/d1',
+          host: 'api.example.com',
+          scheme: 'https',
+          query: 'shelf=top',
+          headerMap: { headers: [{ key: 'remote-user', value: '', rawValue: Buffer.from('rita') }, { key: 'x-multi', value: 'a', rawValue: Buffer.alloc(0) }, { key: 'x-multi', value: 'b', rawValue: Buffer.alloc(0) }] },
+        },
+      },
+      contextExtensions: { tenant: 'acme' },
+    },
+  };
+
+  it('reads method, path (with a stray query), headers (map and raw list), source and extensions', () => {
+    expect(fromCheckRequest(base)).toEqual({
+      method: 'GET',
+      uri: '/docs/d1?shelf=top',
+      headers: { 'x-upper': 'kept', ':authority': 'api.example.com', 'remote-user': 'rita', 'x-multi': 'a,b', host: 'api.example.com' },
+      source: { address: '203.0.113.7', principal: 'spiffe://acme/ns/web/sa/frontend' },
+      extensions: { tenant: 'acme' },
+      requestId: 'req-1',
+    });
+    expect(fromCheckRequest({ attributes: null })).toEqual({ method: '', uri: '', headers: {}, source: { address: null, principal: null }, extensions: {}, requestId: null });
+  });
+
+  it('answers a rate limit (reserved for later) as RESOURCE_EXHAUSTED with a 429', () => {
+    const response = toCheckResponse({
+      status: 429,
+      decision: { effect: 'DENY', reason: 'DENIED_BY_RATE_LIMIT', ruleIds: ['limit'], errors: [], policyVersion: 'v1' },
+      decisionId: 'd-7',
+      principalId: 'rita',
+      headers: { 'x-verdict-decision-id': 'd-7' },
+      body: '{}',
+    });
+    expect(response.status.code).toBe(8);
+    expect(response.deniedResponse!.status.code).toBe('TooManyRequests');
+    expect(response.okResponse).toBeUndefined();
+  });
+});
+
+describe('handleForwardAuth when the decision cannot be recorded', () => {
+  let server: Server;
+
+  it('answers 503, never 200', async () => {
+    const decider = new MemoryDecider();
+    decider.failWith = new VerdictError('DECISION_LOG_UNAVAILABLE', 'disk full');
+    const gateway = new GatewayAdapter(decider, trusted);
+    const errors: unknown[] = [];
+    server = createServer((req, res) => void handleForwardAuth(gateway, req, res, { onError: (e) => errors.push(e) }));
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/forward-auth`;
+    const headers = { 'x-original-uri': '/docs/d1', 'remote-user': 'rita', 'remote-groups': 'reader' };
+    const unavailable = await fetch(url, { headers });
+    expect(unavailable.status).toBe(503);
+    expect(await unavailable.json()).toEqual({ error: 'the decision could not be recorded, so the request is refused' });
+    expect(errors).toEqual([]);
+
+    decider.failWith = new TypeError('a bug');
+    const internal = await fetch(url, { headers });
+    expect(internal.status).toBe(503);
+    expect(await internal.text()).not.toMatch(/a bug/);
+    expect(errors).toHaveLength(1);
+
+    decider.failWith = null;
+    expect((await fetch(url, { headers })).status).toBe(200);
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  });
+});

@@ -1,0 +1,254 @@
+import { fileURLToPath } from 'node:url';
+import * as grpc from '@grpc/grpc-js';
+import { loadSync } from '@grpc/proto-loader';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getDecision } from '../../src/decisions/query.js';
+import { loadPolicies } from '../../src/policy/load.js';
+import { EXAMPLE_POLICIES, PRINCIPALS, startGatewayVerdict, type GatewayVerdict, type PrincipalName } from './support.js';
+
+// An ext_authz client the way Envoy is one: built from nothing but the .proto files
+// in proto/ (not verdict's descriptor set or its code), sending what Envoy's HTTP
+// ext_authz filter sends, with protoc's field names (keepCase), as on the wire.
+
+const PROTO_DIR = fileURLToPath(new URL('../../proto', import.meta.url));
+
+interface HeaderValueOption {
+  header: { key: string; value: string };
+  append_action: string;
+}
+interface CheckResponse {
+  status: { code: number; message: string };
+  http_response?: 'ok_response' | 'denied_response';
+  ok_response?: { headers: HeaderValueOption[]; headers_to_remove: string[] };
+  denied_response?: { status: { code: string }; headers: HeaderValueOption[]; body: string };
+  // protobufjs's bundled struct.proto names Value's members in camelCase even with keepCase.
+  dynamic_metadata: { fields: Record<string, { stringValue?: string }> };
+}
+
+const definition = loadSync('envoy/service/auth/v3/external_auth.proto', {
+  includeDirs: [PROTO_DIR],
+  keepCase: true,
+  defaults: true,
+  oneofs: true,
+  enums: String,
+  longs: String,
+});
+const envoy = grpc.loadPackageDefinition(definition) as unknown as {
+  envoy: { service: { auth: { v3: { Authorization: new (address: string, credentials: grpc.ChannelCredentials) => grpc.Client } } } };
+};
+
+let server: GatewayVerdict;
+let client: grpc.Client;
+let requestCounter = 0;
+
+beforeAll(async () => {
+  server = await startGatewayVerdict();
+  client = new envoy.envoy.service.auth.v3.Authorization(`127.0.0.1:${server.verdict.grpcPort}`, grpc.credentials.createInsecure());
+});
+afterAll(async () => {
+  client?.close();
+  await server?.stop();
+});
+
+/** What Envoy's HTTP ext_authz filter puts in a CheckRequest for one downstream request. */
+function envoyCheckRequest(method: string, path: string, headers: Record<string, string>, extensions: Record<string, string> = {}) {
+  const id = `envoy-req-${++requestCounter}`;
+  return {
+    attributes: {
+      source: { address: { socket_address: { address: '203.0.113.7', port_value: 51234 } } },
+      destination: { address: { socket_address: { address: '10.0.0.2', port_value: 8080 } } },
+      request: {
+        time: { seconds: String(Math.floor(Date.now() / 1000)), nanos: 0 },
+        http: {
+          id,
+          method,
+          headers: {
+            ':authority': 'models.example.com',
+            ':method': method,
+            ':path': path,
+            ':scheme': 'https',
+            'user-agent': 'curl/8.5.0',
+            'x-forwarded-proto': 'https',
+            'x-request-id': id,
+            ...headers,
+          },
+          path,
+          host: 'models.example.com',
+          scheme: 'https',
+          protocol: 'HTTP/1.1',
+          size: '-1',
+        },
+      },
+      context_extensions: { virtual_host: 'models', ...extensions },
+    },
+  };
+}
+
+function check(request: object): Promise<CheckResponse> {
+  return new Promise((resolve, reject) => {
+    (client as unknown as { Check: (r: object, cb: (e: grpc.ServiceError | null, v: CheckResponse) => void) => void }).Check(request, (error, value) =>
+      error ? reject(error) : resolve(value),
+    );
+  });
+}
+
+const bearer = (who: PrincipalName) => ({ authorization: `Bearer ${server.keys[who]}` });
+const headersOf = (options: HeaderValueOption[] | undefined) => Object.fromEntries((options ?? []).map((o) => [o.header.key, o.header.value]));
+const metadataOf = (response: CheckResponse) => Object.fromEntries(Object.entries(response.dynamic_metadata.fields).map(([k, v]) => [k, v.stringValue]));
+
+describe('Envoy ext_authz v3 against the real server', () => {
+  it('allows a data scientist to call predict: OK, the principal and decision id for the upstream, all recorded', async () => {
+    const request = envoyCheckRequest('POST', '/v1/models/fraud-detector-v3/predict?explain=false', { ...bearer('dana'), 'x-model-org': 'acme' });
+    const response = await check(request);
+    expect(response.status.code).toBe(0);
+    expect(response.http_response).toBe('ok_response');
+    const headers = headersOf(response.ok_response!.headers);
+    expect(headers['x-verdict-principal']).toBe('dana');
+    const decisionId = headers['x-verdict-decision-id']!;
+    expect(decisionId).toMatch(/^[0-9a-f-]{36}$/);
+    // Overwrite, never append: a client's own x-verdict-principal must not survive.
+    expect(response.ok_response!.headers.every((h) => h.append_action === 'OVERWRITE_IF_EXISTS_OR_ADD')).toBe(true);
+    expect(metadataOf(response)).toMatchObject({ decision_id: decisionId, reason: 'ALLOWED_BY_RULE', principal_id: 'dana' });
+
+    const row = getDecision(server.db, decisionId)!;
+    expect(row).toMatchObject({
+      principalId: 'dana',
+      action: 'predict',
+      resourceType: 'model',
+      resourceId: 'fraud-detector-v3',
+      effect: 'ALLOW',
+      reason: 'ALLOWED_BY_RULE',
+      ruleIds: ['ds-read-predict-own-org'],
+      requestId: request.attributes.request.http.id,
+    });
+    expect(row.caller).toMatch(/127\.0\.0\.1/);
+    expect(row.request.resource.attributes).toEqual({ org: 'acme' });
+    // The credential is never recorded.
+    expect(JSON.stringify(row)).not.toContain(server.keys.dana);
+  });
+
+  it('denies a viewer calling predict: PERMISSION_DENIED and a 403 with the decision id header and metadata', async () => {
+    const response = await check(envoyCheckRequest('POST', '/v1/models/fraud-detector-v3/predict', { ...bearer('vic'), 'x-model-org': 'acme' }));
+    expect(response.status.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(response.http_response).toBe('denied_response');
+    const denied = response.denied_response!;
+    expect(denied.status.code).toBe('Forbidden');
+    const headers = headersOf(denied.headers);
+    const decisionId = headers['x-verdict-decision-id']!;
+    expect(metadataOf(response)).toMatchObject({ decision_id: decisionId, reason: 'DENIED_BY_DEFAULT' });
+    expect(JSON.parse(denied.body)).toEqual({ error: 'forbidden', reason: 'DENIED_BY_DEFAULT', decisionId });
+    expect(getDecision(server.db, decisionId)).toMatchObject({ principalId: 'vic', action: 'predict', effect: 'DENY', reason: 'DENIED_BY_DEFAULT' });
+  });
+
+  it.each([
+    ['no credential', {}, 'MISSING_CREDENTIAL'],
+    ['an unknown API key', { authorization: 'Bearer vk_thisisnotakeyatall0000000000000000000000' }, /UNKNOWN_KEY|MALFORMED_CREDENTIAL/],
+    ['a revoked API key', 'revoked', 'REVOKED'],
+    ['a credential of no known kind', { authorization: 'Basic ZGFuYTpodW50ZXIy' }, 'MALFORMED_CREDENTIAL'],
+  ] as const)('answers %s with UNAUTHENTICATED and a 401, the reason recorded', async (_label, credential, why) => {
+    const headers = credential === 'revoked' ? { 'x-api-key': server.revokedKey } : credential;
+    const response = await check(envoyCheckRequest('POST', '/v1/models/fraud-detector-v3/predict', { ...headers, 'x-model-org': 'acme' }));
+    expect(response.status.code).toBe(grpc.status.UNAUTHENTICATED);
+    expect(response.denied_response!.status.code).toBe('Unauthorized');
+    const decisionId = headersOf(response.denied_response!.headers)['x-verdict-decision-id']!;
+    expect(metadataOf(response)).toMatchObject({ decision_id: decisionId, reason: 'DENIED_UNAUTHENTICATED' });
+    expect(metadataOf(response)['principal_id']).toBeUndefined();
+    const body = JSON.parse(response.denied_response!.body) as { error: string; detail: string };
+    expect(body.error).toBe('unauthenticated');
+    const row = getDecision(server.db, decisionId)!;
+    expect(row).toMatchObject({ principalId: '', action: 'predict', resourceType: 'model', effect: 'DENY', reason: 'DENIED_UNAUTHENTICATED' });
+    expect(row.errors[0]!.ruleId).toBe('authn');
+    expect(row.errors[0]!.message).toMatch(why);
+    expect(body.detail).toBe(row.errors[0]!.message);
+  });
+
+  it('denies a request no route matches, recorded with its method and path', async () => {
+    const response = await check(envoyCheckRequest('GET', '/v1/admin/users?all=1', bearer('ada')));
+    expect(response.status.code).toBe(grpc.status.PERMISSION_DENIED);
+    expect(response.denied_response!.status.code).toBe('Forbidden');
+    const decisionId = headersOf(response.denied_response!.headers)['x-verdict-decision-id']!;
+    expect(metadataOf(response)['reason']).toBe('DENIED_BY_DEFAULT');
+    expect(getDecision(server.db, decisionId)).toMatchObject({
+      principalId: 'ada',
+      action: 'GET',
+      resourceType: 'http_route',
+      resourceId: '/v1/admin/users',
+      effect: 'DENY',
+      reason: 'DENIED_BY_DEFAULT',
+      ruleIds: [],
+      errors: [{ ruleId: 'route', message: 'no route matches GET /v1/admin/users' }],
+    });
+  });
+
+  it('refuses a path the upstream might read differently (dot segments, encoded slashes)', async () => {
+    for (const path of ['/v1/models/../models/fraud-detector-v3/predict', '/v1/models/globex%2F..%2Ffraud-detector-v3/predict']) {
+      const response = await check(envoyCheckRequest('POST', path, { ...bearer('dana'), 'x-model-org': 'acme' }));
+      expect(response.status.code, path).toBe(grpc.status.PERMISSION_DENIED);
+      expect(metadataOf(response)['reason'], path).toBe('DENIED_INVALID_REQUEST');
+    }
+  });
+
+  it('answers a CheckRequest without attributes with a recorded deny, not an error', async () => {
+    const response = await check({});
+    // No headers, so no credential: who is asking comes first.
+    expect(response.status.code).toBe(grpc.status.UNAUTHENTICATED);
+    const decisionId = metadataOf(response)['decision_id']!;
+    expect(getDecision(server.db, decisionId)).toMatchObject({ reason: 'DENIED_UNAUTHENTICATED' });
+  });
+
+  it('is reported SERVING by health and listed by reflection', async () => {
+    const health = loadSync('grpc/health/v1/health.proto', { includeDirs: [PROTO_DIR], enums: String });
+    const Health = (grpc.loadPackageDefinition(health) as unknown as { grpc: { health: { v1: { Health: new (a: string, c: grpc.ChannelCredentials) => grpc.Client } } } }).grpc.health.v1
+      .Health;
+    const healthClient = new Health(`127.0.0.1:${server.verdict.grpcPort}`, grpc.credentials.createInsecure());
+    const answer = await new Promise<{ status: string }>((resolve, reject) =>
+      (healthClient as unknown as { Check: (r: object, cb: (e: Error | null, v: { status: string }) => void) => void }).Check(
+        { service: 'envoy.service.auth.v3.Authorization' },
+        (error, value) => (error ? reject(error) : resolve(value)),
+      ),
+    );
+    healthClient.close();
+    expect(answer.status).toBe('SERVING');
+
+    // grpcurl's view: the service is listed, and its file comes with every file it imports.
+    const reflection = loadSync('grpc/reflection/v1/reflection.proto', { includeDirs: [PROTO_DIR], keepCase: true, oneofs: true });
+    const Reflection = (grpc.loadPackageDefinition(reflection) as unknown as {
+      grpc: { reflection: { v1: { ServerReflection: new (a: string, c: grpc.ChannelCredentials) => grpc.Client } } };
+    }).grpc.reflection.v1.ServerReflection;
+    const reflectionClient = new Reflection(`127.0.0.1:${server.verdict.grpcPort}`, grpc.credentials.createInsecure());
+    const stream = (reflectionClient as unknown as { ServerReflectionInfo: () => grpc.ClientDuplexStream<object, Record<string, unknown>> }).ServerReflectionInfo();
+    const ask = (request: object) =>
+      new Promise<Record<string, unknown>>((resolve) => {
+        stream.once('data', resolve);
+        stream.write(request);
+      });
+    const listed = (await ask({ list_services: '' })) as { list_services_response: { service: { name: string }[] } };
+    expect(listed.list_services_response.service.map((s) => s.name)).toContain('envoy.service.auth.v3.Authorization');
+    const files = (await ask({ file_containing_symbol: 'envoy.service.auth.v3.Authorization' })) as { file_descriptor_response: { file_descriptor_proto: Buffer[] } };
+    const names = files.file_descriptor_response.file_descriptor_proto.map((bytes) => bytes.toString('latin1'));
+    for (const file of ['envoy/service/auth/v3/external_auth.proto', 'envoy/service/auth/v3/attribute_context.proto', 'envoy/config/core/v3/base.proto', 'google/rpc/status.proto']) {
+      expect(names.some((n) => n.includes(file)), file).toBe(true);
+    }
+    stream.end();
+    reflectionClient.close();
+  });
+
+  // The example set's http cases, end to end through Envoy's API: each principal
+  // is a real API key, each case's request is sent as Envoy would send it.
+  describe('the example policy set http cases', () => {
+    const loaded = loadPolicies(EXAMPLE_POLICIES);
+    if (!loaded.ok) throw new Error('the example policies are invalid');
+    const cases = loaded.policies.tests.filter((t) => t.http !== undefined && t.request.principal.id in PRINCIPALS);
+    it('covers them', () => expect(cases.length).toBeGreaterThanOrEqual(8));
+    it.each(cases.map((c) => [c.name, c] as const))('%s', async (_name, testCase) => {
+      const http = testCase.http!;
+      const response = await check(envoyCheckRequest(http.method, http.path, { ...http.headers, ...bearer(testCase.request.principal.id as PrincipalName) }));
+      expect(response.status.code === 0 ? 'ALLOW' : 'DENY').toBe(testCase.expect.effect);
+      const decisionId = metadataOf(response)['decision_id']!;
+      const row = getDecision(server.db, decisionId)!;
+      if (testCase.expect.reason) expect(row.reason).toBe(testCase.expect.reason);
+      if (testCase.expect.rules) expect([...row.ruleIds].sort()).toEqual([...testCase.expect.rules].sort());
+      expect(row.resourceId).toBe(testCase.request.resource.id);
+    });
+  });
+});

@@ -1,0 +1,254 @@
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getDecision, queryDecisions } from '../../src/decisions/query.js';
+import { startGatewayVerdict, type GatewayVerdict } from './support.js';
+
+// NGINX (the Debian package) in front of a stand-in model server, asking verdict
+// through auth_request. Everything listens on 127.0.0.1; nginx runs from its own
+// temporary prefix with its own config, pid file and logs, and is stopped at the end.
+
+const NGINX = ['/usr/sbin/nginx', 'nginx'].find((bin) => spawnSync(bin, ['-v']).status === 0) ?? null;
+if (NGINX === null) {
+  // CI installs nginx (.ci/run); only a machine without it skips, and says so.
+  console.warn('test/gateway/nginx.test.ts: SKIPPED — no nginx binary (Debian: apt-get install nginx)');
+}
+
+interface Seen {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: string;
+}
+
+/** The upstream: a tiny "model server" that records what reaches it. */
+async function startModelServer(): Promise<{ server: Server; port: number; seen: Seen[] }> {
+  const seen: Seen[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      seen.push({ method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(chunks).toString() });
+      const body = JSON.stringify({ prediction: 0.97, model: req.url });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as AddressInfo).port, seen };
+}
+
+async function freePort(): Promise<number> {
+  const probe = createNetServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
+}
+
+/** The config docs/gateways.md shows, with test ports and a temp prefix. */
+function nginxConfig(dir: string, port: number, verdictHttpPort: number, upstreamPort: number): string {
+  return `
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log info;
+events { worker_connections 64; }
+http {
+  access_log ${dir}/access.log;
+  client_body_temp_path ${dir}/tmp/body;
+  proxy_temp_path ${dir}/tmp/proxy;
+  fastcgi_temp_path ${dir}/tmp/fastcgi;
+  uwsgi_temp_path ${dir}/tmp/uwsgi;
+  scgi_temp_path ${dir}/tmp/scgi;
+
+  upstream verdict { server 127.0.0.1:${verdictHttpPort}; }
+  upstream model_server { server 127.0.0.1:${upstreamPort}; }
+
+  # Facts about the model come from the gateway, never from the client. Keyed on
+  # $request_uri: inside the auth sub-request $uri is the auth location's.
+  map $request_uri $model_org {
+    ~^/v1/models/globex-  globex;
+    default               acme;
+  }
+  map $request_uri $model_env {
+    ~^/v1/models/churn-   staging;
+    default               production;
+  }
+
+  server {
+    listen 127.0.0.1:${port};
+
+    location /v1/ {
+      auth_request /_verdict;
+      auth_request_set $verdict_principal $upstream_http_x_verdict_principal;
+      auth_request_set $verdict_decision_id $upstream_http_x_verdict_decision_id;
+      proxy_set_header X-Verdict-Principal $verdict_principal;
+      proxy_set_header X-Verdict-Decision-Id $verdict_decision_id;
+      proxy_set_header X-Request-Id $request_id;
+      add_header X-Verdict-Decision-Id $verdict_decision_id always;
+      proxy_pass http://model_server;
+    }
+
+    location = /_verdict {
+      internal;
+      proxy_pass http://verdict/forward-auth;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Request-Id $request_id;
+      proxy_set_header X-Model-Org $model_org;
+      proxy_set_header X-Model-Env $model_env;
+    }
+  }
+}
+`;
+}
+
+describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server', () => {
+  let verdict: GatewayVerdict;
+  let upstream: Awaited<ReturnType<typeof startModelServer>>;
+  let nginx: ChildProcess;
+  let nginxExited: Promise<number | null>;
+  let dir: string;
+  let base: string;
+
+  beforeAll(async () => {
+    verdict = await startGatewayVerdict();
+    upstream = await startModelServer();
+    dir = mkdtempSync(join(tmpdir(), 'verdict-nginx-'));
+    mkdirSync(join(dir, 'tmp'));
+    const port = await freePort();
+    base = `http://127.0.0.1:${port}`;
+    writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, verdict.verdict.httpPort, upstream.port));
+    nginx = spawn(NGINX!, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log'), '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    nginx.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+    nginx.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+    nginxExited = new Promise((resolve) => nginx.once('exit', (code) => resolve(code)));
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      if (nginx.exitCode !== null) throw new Error(`nginx exited ${nginx.exitCode}: ${output}\n${readIfExists(join(dir, 'error.log'))}`);
+      try {
+        await fetch(`${base}/`);
+        break;
+      } catch {
+        if (Date.now() > deadline) throw new Error(`nginx did not start: ${output}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  });
+
+  afterAll(async () => {
+    if (nginx && nginx.exitCode === null) {
+      nginx.kill('SIGQUIT');
+      const timer = setTimeout(() => nginx.kill('SIGKILL'), 5000);
+      await nginxExited;
+      clearTimeout(timer);
+    }
+    await new Promise<void>((resolve) => (upstream ? upstream.server.close(() => resolve()) : resolve()));
+    await verdict?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const predict = (model: string, headers: Record<string, string>, body = '{"inputs":[[1,2,3]]}') =>
+    fetch(`${base}/v1/models/${model}/predict`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+
+  it('lets an allowed predict reach the model server, telling it who called and under which decision', async () => {
+    const before = upstream.seen.length;
+    const response = await predict('fraud-detector-v3', { authorization: `Bearer ${verdict.keys.dana}`, 'x-verdict-principal': 'mallory' });
+    expect(response.status).toBe(200);
+    expect(await response.json()).toEqual({ prediction: 0.97, model: '/v1/models/fraud-detector-v3/predict' });
+    expect(upstream.seen.length).toBe(before + 1);
+    const reached = upstream.seen.at(-1)!;
+    expect(reached.body).toBe('{"inputs":[[1,2,3]]}');
+    // verdict's answer replaces whatever the client claimed.
+    expect(reached.headers['x-verdict-principal']).toBe('dana');
+    const decisionId = String(reached.headers['x-verdict-decision-id']);
+    expect(response.headers.get('x-verdict-decision-id')).toBe(decisionId);
+
+    const row = getDecision(verdict.db, decisionId)!;
+    expect(row).toMatchObject({ principalId: 'dana', action: 'predict', resourceType: 'model', resourceId: 'fraud-detector-v3', effect: 'ALLOW' });
+    expect(row.caller).toMatch(/^127\.0\.0\.1:\d+$/); // nginx, the gateway that asked
+    expect(row.requestId).toBe(reached.headers['x-request-id']);
+    expect(row.request.resource.attributes).toEqual({ org: 'acme' });
+  });
+
+  it('stops a forbidden predict with 403: it never reaches the model server, and the client gets the decision id', async () => {
+    const before = upstream.seen.length;
+    const response = await predict('fraud-detector-v3', { 'x-api-key': verdict.keys.vic });
+    expect(response.status).toBe(403);
+    expect(upstream.seen.length).toBe(before);
+    const decisionId = response.headers.get('x-verdict-decision-id')!;
+    expect(getDecision(verdict.db, decisionId)).toMatchObject({ principalId: 'vic', action: 'predict', effect: 'DENY', reason: 'DENIED_BY_DEFAULT' });
+    expect(getDecision(verdict.db, decisionId)!.caller).toMatch(/^127\.0\.0\.1:\d+$/);
+  });
+
+  it("takes the model's organisation from the gateway, not from the client", async () => {
+    const before = upstream.seen.length;
+    // dana (acme) claims the globex model is acme's; nginx's map says otherwise.
+    const response = await predict('globex-ranker', { authorization: `Bearer ${verdict.keys.dana}`, 'x-model-org': 'acme' });
+    expect(response.status).toBe(403);
+    expect(upstream.seen.length).toBe(before);
+    const row = getDecision(verdict.db, response.headers.get('x-verdict-decision-id')!)!;
+    expect(row).toMatchObject({ principalId: 'dana', resourceId: 'globex-ranker', effect: 'DENY' });
+    expect(row.request.resource.attributes).toEqual({ org: 'globex' });
+  });
+
+  it.each([
+    ['a missing credential', {}, /^MISSING_CREDENTIAL/],
+    ['an unknown API key', { 'x-api-key': 'vk_doesnotexist00000000000000000000000000' }, /^(UNKNOWN_KEY|MALFORMED_CREDENTIAL)/],
+    ['a revoked API key', 'revoked', /^REVOKED/],
+    ['a garbled bearer token', { authorization: 'Bearer not.a.jwt' }, /^MALFORMED_CREDENTIAL/],
+  ] as const)('answers %s with 401, never reaching the model server, and records why', async (_label, credential, why) => {
+    const before = upstream.seen.length;
+    const headers = credential === 'revoked' ? { 'x-api-key': verdict.revokedKey } : credential;
+    const response = await predict('fraud-detector-v3', headers);
+    expect(response.status).toBe(401);
+    expect(upstream.seen.length).toBe(before);
+    const row = getDecision(verdict.db, response.headers.get('x-verdict-decision-id')!)!;
+    expect(row).toMatchObject({ principalId: '', action: 'predict', resourceId: 'fraud-detector-v3', effect: 'DENY', reason: 'DENIED_UNAUTHENTICATED' });
+    expect(row.errors[0]!.message).toMatch(why);
+    expect(row.caller).toMatch(/^127\.0\.0\.1:\d+$/);
+  });
+
+  it('routes GET and DELETE too, and denies a path no route knows', async () => {
+    const read = await fetch(`${base}/v1/models/fraud-detector-v3`, { headers: { 'x-api-key': verdict.keys.vic } });
+    expect(read.status).toBe(200);
+    // nginx's maps say churn-v1 is acme's staging model: its admin may delete it; production models nobody deletes.
+    const remove = await fetch(`${base}/v1/models/churn-v1`, { method: 'DELETE', headers: { 'x-api-key': verdict.keys.ada } });
+    expect(remove.status).toBe(200);
+    const production = await fetch(`${base}/v1/models/fraud-detector-v3`, { method: 'DELETE', headers: { 'x-api-key': verdict.keys.ada, 'x-model-env': 'staging' } });
+    expect(production.status).toBe(403);
+    expect(getDecision(verdict.db, production.headers.get('x-verdict-decision-id')!)).toMatchObject({ ruleIds: ['no-delete-production-models'] });
+    const unknown = await fetch(`${base}/v1/secrets`, { headers: { 'x-api-key': verdict.keys.ada } });
+    expect(unknown.status).toBe(403);
+    expect(getDecision(verdict.db, unknown.headers.get('x-verdict-decision-id')!)).toMatchObject({
+      principalId: 'ada',
+      action: 'GET',
+      resourceType: 'http_route',
+      resourceId: '/v1/secrets',
+      reason: 'DENIED_BY_DEFAULT',
+    });
+  });
+
+  it('has every answer in the decision log, each with nginx as its caller', () => {
+    const rows = queryDecisions(verdict.db, { limit: 1000 });
+    expect(rows.length).toBeGreaterThanOrEqual(10);
+    for (const row of rows) expect(row.caller).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(new Set(rows.map((r) => r.effect))).toEqual(new Set(['ALLOW', 'DENY']));
+  });
+});
+
+function readIfExists(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}

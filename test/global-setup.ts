@@ -1,0 +1,16 @@
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * Builds dist/ once, before any test file runs. Tests that start the real binary
+ * must not rebuild it themselves: files rebuilt while another test spawns the
+ * binary can be read half-written.
+ */
+export default function setup(): void {
+  const root = join(import.meta.dirname, '..');
+  const build = spawnSync('npx', ['tsc', '-p', 'tsconfig.json'], { cwd: root, encoding: 'utf8', timeout: 300_000 });
+  if (build.status !== 0 || !existsSync(join(root, 'dist', 'cli', 'main.js'))) {
+    throw new Error(`the build failed, so the binary cannot be tested:\n${build.stdout}${build.stderr}`);
+  }
+}
