@@ -3,10 +3,13 @@ import { dirname } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
 import { VerdictError, messageOf } from '../errors.js';
-import { GENESIS_HASH, chainHash } from './chain.js';
+import { GENESIS_HASH, chainHashAt } from './chain.js';
+import { signCheckpoint } from './checkpoint.js';
+import type { CheckpointSigner } from './keys.js';
 import type { DecisionRecord } from './record.js';
 import { toRow, type DecisionRow } from './row.js';
 import { migrate } from './schema.js';
+import type { SensitiveAttributes } from './sensitive.js';
 
 /**
  * `durable` (the default): an append resolves only once its row is committed
@@ -32,6 +35,45 @@ export interface DecisionLogOptions {
   readonly busyTimeoutMs?: number;
   /** In async mode, how soon a failed batch of acknowledged rows is retried without new traffic. Default 1000. */
   readonly retryDelayMs?: number;
+  /** Signed checkpoints over the chain; none when absent (tools and tests that only append). */
+  readonly checkpoints?: CheckpointOptions;
+  /** Attributes stored as their keyed HMAC instead of their value. */
+  readonly sensitive?: SensitiveAttributes;
+  /**
+   * BENCHMARKING ONLY. false writes rows without prev_hash and hash and signs no
+   * checkpoints, to measure what the chain costs. Such a log never verifies.
+   * Default true.
+   */
+  readonly chain?: boolean;
+}
+
+/**
+ * When the writer signs a checkpoint: at the end of the batch in which at least
+ * `everyRows` rows have gone unsigned, and once rows have been unsigned for
+ * `everySeconds` (then by a timer if no batch comes). Signing costs one Ed25519
+ * signature (~30 µs) inside a transaction that is being fsynced anyway, so it
+ * stays off the per-check path.
+ */
+export interface CheckpointOptions {
+  readonly signer: CheckpointSigner;
+  readonly everyRows: number;
+  readonly everySeconds: number;
+}
+
+/** What the audit trail of a writer looks like now (for readiness and status pages). */
+export interface AuditStatus {
+  readonly chain: boolean;
+  readonly sensitiveAttributes: readonly string[];
+  readonly checkpoints: {
+    readonly keyId: string;
+    readonly everyRows: number;
+    readonly everySeconds: number;
+    /** The newest signed seq this writer knows of; 0 before the first. */
+    readonly lastSeq: number;
+    readonly lastTimeMs: number | null;
+    /** Committed rows after lastSeq. */
+    readonly unsignedRows: number;
+  } | null;
 }
 
 /** One committed transaction. */
@@ -71,13 +113,19 @@ interface Entry {
 
 type InsertParams = [
   number, string, number, string, string | null, string, string, string, string,
-  string, string, string, string, string, string, number, Buffer, Buffer,
+  string, string, string, string, string, string, number, Buffer | null, Buffer | null,
 ];
+
+type CheckpointParams = [kind: string, seq: number, hash: Buffer, timeMs: number, keyId: string, signature: Buffer];
 
 interface Connection {
   readonly db: Database.Database;
   readonly insert: Database.Statement<InsertParams>;
   readonly tip: Database.Statement<[], { seq: number; hash: Buffer | null }>;
+  /** The prune anchor: where the chain continues when every row has been pruned. */
+  readonly anchor: Database.Statement<[], { seq: number; hash: Buffer }>;
+  readonly lastCheckpoint: Database.Statement<[], { seq: number; time_ms: number }>;
+  readonly insertCheckpoint: Database.Statement<CheckpointParams>;
   readonly probe: Database.Statement<[number]>;
   readonly dev: bigint;
   readonly ino: bigint;
@@ -123,13 +171,38 @@ export class DecisionLog {
   private readonly healthListeners = new Set<(state: HealthState) => void>();
   private readonly commitListeners = new Set<(stats: CommitStats) => void>();
   private readonly errorListeners = new Set<(failure: WriteFailure) => void>();
+  private readonly chain: boolean;
+  private readonly checkpoints: CheckpointOptions | null;
+  private readonly sensitive: SensitiveAttributes | null;
+  private checkpointTimer: NodeJS.Timeout | null = null;
+  /** Set by the timer: the next transaction signs whatever is unsigned. */
+  private checkpointDue = false;
+  /** Committed tip and newest signed seq, as of the last commit (hints; the database is the truth). */
+  private tipSeq = 0;
+  private signedSeq = 0;
+  private signedAtMs: number | null = null;
+  private readonly openedAtMs = Date.now();
 
-  private constructor(path: string, mode: DecisionLogMode, busyTimeoutMs: number, retryDelayMs: number, conn: Connection) {
+  private constructor(path: string, mode: DecisionLogMode, options: DecisionLogOptions, conn: Connection) {
     this.path = path;
     this.mode = mode;
-    this.busyTimeoutMs = busyTimeoutMs;
-    this.retryDelayMs = retryDelayMs;
+    this.busyTimeoutMs = options.busyTimeoutMs ?? 500;
+    this.retryDelayMs = options.retryDelayMs ?? 1000;
     this.conn = conn;
+    this.chain = options.chain ?? true;
+    this.checkpoints = this.chain ? (options.checkpoints ?? null) : null;
+    this.sensitive = options.sensitive ?? null;
+    this.readSigned(conn);
+    if (this.checkpoints !== null) {
+      this.checkpointTimer = setInterval(() => {
+        if (this.tipSeq > this.signedSeq && !this.closing) {
+          this.checkpointDue = true;
+          this.schedule();
+        }
+      }, this.checkpoints.everySeconds * 1000);
+      // A checkpoint timer must not keep a finished process alive; close() signs the tail.
+      this.checkpointTimer.unref();
+    }
   }
 
   /**
@@ -143,14 +216,17 @@ export class DecisionLog {
       throw new VerdictError('CONFIG_INVALID', `decision log mode must be "durable" or "async", not ${JSON.stringify(mode)}`);
     }
     const busyTimeoutMs = options.busyTimeoutMs ?? 500;
-    const retryDelayMs = options.retryDelayMs ?? 1000;
+    const cp = options.checkpoints;
+    if (cp !== undefined && !(Number.isSafeInteger(cp.everyRows) && cp.everyRows >= 1 && Number.isFinite(cp.everySeconds) && cp.everySeconds > 0)) {
+      throw new VerdictError('CONFIG_INVALID', `checkpoints need everyRows >= 1 and everySeconds > 0, not ${cp.everyRows} and ${cp.everySeconds}`);
+    }
     try {
       fs.mkdirSync(dirname(path), { recursive: true });
     } catch (error) {
       throw new VerdictError('DECISION_LOG_UNAVAILABLE', `cannot create the directory of the decision log ${path}: ${messageOf(error)}`, { cause: error });
     }
     const conn = openConnection(path, mode, busyTimeoutMs);
-    return new DecisionLog(path, mode, busyTimeoutMs, retryDelayMs, conn);
+    return new DecisionLog(path, mode, options, conn);
   }
 
   /** False from a failed write until a write (or probe) succeeds again. */
@@ -179,6 +255,26 @@ export class DecisionLog {
       journalMode: String(db.pragma('journal_mode', { simple: true })),
       synchronous: Number(db.pragma('synchronous', { simple: true })),
       busyTimeoutMs: Number(db.pragma('busy_timeout', { simple: true })),
+    };
+  }
+
+  /** The chain, checkpoint and sensitive-attribute settings, and how far the log is signed. */
+  auditStatus(): AuditStatus {
+    const cp = this.checkpoints;
+    return {
+      chain: this.chain,
+      sensitiveAttributes: this.sensitive?.paths.map((p) => p.text) ?? [],
+      checkpoints:
+        cp === null
+          ? null
+          : {
+              keyId: cp.signer.keyId,
+              everyRows: cp.everyRows,
+              everySeconds: cp.everySeconds,
+              lastSeq: this.signedSeq,
+              lastTimeMs: this.signedAtMs,
+              unsignedRows: Math.max(0, this.tipSeq - this.signedSeq),
+            },
     };
   }
 
@@ -213,9 +309,12 @@ export class DecisionLog {
     }
     let row: DecisionRow;
     try {
-      row = toRow(record);
+      // Sensitive values are replaced before the row exists, so they never reach the file.
+      row = toRow(this.sensitive === null ? record : this.sensitive.apply(record));
     } catch (error) {
-      return Promise.reject(error);
+      return Promise.reject(
+        error instanceof VerdictError ? error : new VerdictError('INTERNAL', `decision ${String(record.decisionId)} cannot be recorded: ${messageOf(error)}`, { cause: error }),
+      );
     }
     if (this.mode === 'async' && this.isHealthy) {
       this.queue.push({ row, waiter: null });
@@ -281,6 +380,18 @@ export class DecisionLog {
     } catch (error) {
       failure = error;
     }
+    if (this.checkpointTimer !== null) clearInterval(this.checkpointTimer);
+    this.checkpointTimer = null;
+    if (failure === null && this.checkpoints !== null && this.tipSeq > this.signedSeq) {
+      // Sign the tail on a clean stop, so a log at rest is covered up to its last row.
+      try {
+        this.checkpointDue = true;
+        this.writeBatch([]);
+      } catch (error) {
+        // The rows are committed and chained; the next start signs them.
+        this.emit(this.errorListeners, { error: this.failure(error), rows: 0, acknowledgedRows: 0 });
+      }
+    }
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
     this.retryTimer = null;
     const lost = this.retry.length;
@@ -321,7 +432,7 @@ export class DecisionLog {
     this.queue = [];
     const waiters = this.flushWaiters;
     this.flushWaiters = [];
-    if (entries.length === 0) {
+    if (entries.length === 0 && !(this.checkpointDue && !this.closed)) {
       for (const waiter of waiters) waiter.resolve();
       return;
     }
@@ -346,7 +457,7 @@ export class DecisionLog {
       // For an already acknowledged row this report is all that is left of it.
       this.emit(this.errorListeners, { error, rows: 1, acknowledgedRows: entry.waiter === null ? 1 : 0 });
     }
-    this.emit(this.commitListeners, { rows: entries.length - refused.length, durationMs });
+    if (entries.length > 0) this.emit(this.commitListeners, { rows: entries.length - refused.length, durationMs });
     for (const waiter of waiters) waiter.resolve();
   }
 
@@ -354,24 +465,27 @@ export class DecisionLog {
   private writeBatch(entries: readonly Entry[]): Array<{ entry: Entry; error: VerdictError }> {
     const conn = this.connection();
     const refused: Array<{ entry: Entry; error: VerdictError }> = [];
+    // Assigned inside the transaction callback; `as` keeps TypeScript from narrowing it to null.
+    let signed = null as { seq: number; timeMs: number } | null;
+    let tipSeq = this.tipSeq;
     conn.db
       .transaction(() => {
         refused.length = 0;
         // The tip is re-read in every transaction rather than cached, so a reopened
         // file or a rolled-back batch can never leave the chain pointing at a row
-        // that is not there.
-        const tip = conn.tip.get();
+        // that is not there. With every row pruned, the chain continues from the anchor.
+        const tip = conn.tip.get() ?? conn.anchor.get();
         let seq = tip?.seq ?? 0;
         let prev: Buffer = tip?.hash ?? GENESIS_HASH;
         for (const entry of entries) {
           const row = entry.row;
           const next = seq + 1;
-          const hash = chainHash(prev, { ...row, seq: next });
+          const hash = this.chain ? chainHashAt(prev, row, next) : null;
           try {
             conn.insert.run(
               next, row.decisionId, row.timeMs, row.caller, row.requestId, row.principalId, row.action,
               row.resourceType, row.resourceId, row.effect, row.reason, row.ruleIds, row.errors,
-              row.policyVersion, row.request, row.latencyUs, prev, hash,
+              row.policyVersion, row.request, row.latencyUs, this.chain ? prev : null, hash,
             );
           } catch (error) {
             // A constraint failure aborts only this statement; the rest of the batch
@@ -388,12 +502,52 @@ export class DecisionLog {
             throw error;
           }
           seq = next;
-          prev = hash;
+          if (hash !== null) prev = hash;
         }
+        signed = this.maybeCheckpoint(conn, seq, prev);
         this.checkIdentity(conn);
+        tipSeq = seq;
       })
       .immediate();
+    // Only now, after COMMIT: a rolled-back transaction must not move these.
+    this.tipSeq = tipSeq;
+    this.checkpointDue = false;
+    if (signed !== null) {
+      this.signedSeq = signed.seq;
+      this.signedAtMs = signed.timeMs;
+    }
     return refused;
+  }
+
+  /**
+   * Where the tip and the newest signature are, from the database: on open and
+   * whenever the file is reopened (it may be a different file by then). Between
+   * those, commits keep them current in memory, so a batch costs no extra query.
+   */
+  private readSigned(conn: Connection): void {
+    const tip = conn.tip.get() ?? conn.anchor.get();
+    this.tipSeq = tip?.seq ?? 0;
+    const last = conn.lastCheckpoint.get();
+    this.signedSeq = Math.max(last?.seq ?? 0, conn.anchor.get()?.seq ?? 0);
+    this.signedAtMs = last?.time_ms ?? null;
+  }
+
+  /** Inside the batch's transaction: sign the tip if enough rows or time have gone unsigned. */
+  private maybeCheckpoint(conn: Connection, seq: number, hash: Buffer): { seq: number; timeMs: number } | null {
+    const cp = this.checkpoints;
+    if (cp === null) return null;
+    // A tip behind the last signature means another process changed the file (a prune of
+    // everything, a replaced file): ask the database rather than trust memory.
+    if (seq < this.signedSeq) this.readSigned(conn);
+    const unsigned = seq - this.signedSeq;
+    if (unsigned <= 0) return null;
+    const now = Date.now();
+    // Before the first checkpoint of this log, the clock starts when the writer opened it.
+    const stale = now - (this.signedAtMs ?? this.openedAtMs) >= cp.everySeconds * 1000;
+    if (unsigned < cp.everyRows && !stale && !this.checkpointDue) return null;
+    const checkpoint = signCheckpoint({ kind: 'checkpoint', seq, hash, timeMs: now }, cp.signer);
+    conn.insertCheckpoint.run('checkpoint', seq, hash, now, checkpoint.keyId, Buffer.from(checkpoint.signature));
+    return { seq, timeMs: now };
   }
 
   private failBatch(entries: readonly Entry[], waiters: readonly Waiter[], cause: unknown): void {
@@ -428,6 +582,7 @@ export class DecisionLog {
       // Not creating the directory again: if it vanished (an unmounted volume),
       // quietly writing the audit log somewhere else would be worse than failing.
       this.conn = openConnection(this.path, this.mode, this.busyTimeoutMs);
+      this.readSigned(this.conn);
     }
     if (this.conn.db.inTransaction) {
       // A failed COMMIT or ROLLBACK can leave a transaction open; every later
@@ -569,6 +724,9 @@ function openConnection(path: string, mode: DecisionLogMode, busyTimeoutMs: numb
          VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       tip: db.prepare<[], { seq: number; hash: Buffer | null }>('SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1'),
+      anchor: db.prepare<[], { seq: number; hash: Buffer }>("SELECT seq, hash FROM checkpoints WHERE kind = 'anchor' ORDER BY seq DESC LIMIT 1"),
+      lastCheckpoint: db.prepare<[], { seq: number; time_ms: number }>("SELECT seq, time_ms FROM checkpoints WHERE kind = 'checkpoint' ORDER BY seq DESC LIMIT 1"),
+      insertCheckpoint: db.prepare<CheckpointParams>('INSERT INTO checkpoints (kind, seq, hash, time_ms, key_id, signature) VALUES (?, ?, ?, ?, ?, ?)'),
       probe: db.prepare<[number]>(
         "INSERT INTO log_meta (key, value) VALUES ('probe_ms', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
       ),

@@ -29,6 +29,13 @@ export interface DecisionFilters {
   readonly until?: number;
   readonly decisionId?: string;
   readonly policyVersion?: string;
+  /**
+   * Equality on request attributes: each entry matches when the value at
+   * `jsonPath` (an SQLite JSON path into the stored request, see
+   * sensitive.ts requestJsonPath) is any of `values`. For a sensitive attribute
+   * the caller includes the value's HMAC (attributeFilter does).
+   */
+  readonly attributes?: ReadonlyArray<{ readonly jsonPath: string; readonly values: ReadonlyArray<string | number> }>;
   /** Positive integer; default 100. */
   readonly limit?: number;
 }
@@ -135,6 +142,11 @@ export class DecisionReader {
       if (value === undefined) continue;
       where.push(`${column} = ?`);
       params.push(value);
+    }
+    for (const attribute of filters.attributes ?? []) {
+      if (attribute.values.length === 0) continue;
+      where.push(`json_extract(request, ?) IN (${attribute.values.map(() => '?').join(', ')})`);
+      params.push(attribute.jsonPath, ...attribute.values);
     }
     if (filters.since !== undefined) {
       where.push('time_ms >= ?');

@@ -50,6 +50,53 @@ const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    // Signed checkpoints and prune anchors, and append-only triggers. The
+    // triggers are defence in depth against accidents (a stray DELETE from a
+    // tool or a tired operator), not the proof: anyone who can write the file
+    // can drop them. The proof is the hash chain plus Ed25519 signatures.
+    version: 2,
+    sql: `
+      -- kind 'checkpoint': the chain hash at seq, signed. kind 'anchor': rows up
+      -- to and including seq were pruned; the chain continues from this hash.
+      CREATE TABLE checkpoints (
+        id        INTEGER PRIMARY KEY,
+        kind      TEXT    NOT NULL CHECK (kind IN ('checkpoint', 'anchor')),
+        seq       INTEGER NOT NULL,
+        hash      BLOB    NOT NULL,
+        time_ms   INTEGER NOT NULL,
+        key_id    TEXT    NOT NULL,
+        signature BLOB    NOT NULL
+      );
+      CREATE INDEX checkpoints_seq ON checkpoints (kind, seq);
+
+      -- One row exists only inside a prune transaction (verdict audit prune):
+      -- the delete triggers let deletions through while it is there.
+      CREATE TABLE audit_guard (
+        id     INTEGER PRIMARY KEY CHECK (id = 1),
+        reason TEXT NOT NULL
+      );
+
+      CREATE TRIGGER decisions_append_only_update BEFORE UPDATE ON decisions
+      BEGIN
+        SELECT RAISE(ABORT, 'verdict: decision rows are append-only; UPDATE is refused');
+      END;
+      CREATE TRIGGER decisions_append_only_delete BEFORE DELETE ON decisions
+      WHEN NOT EXISTS (SELECT 1 FROM audit_guard)
+      BEGIN
+        SELECT RAISE(ABORT, 'verdict: decision rows are append-only; remove old rows with verdict audit prune');
+      END;
+      CREATE TRIGGER checkpoints_append_only_update BEFORE UPDATE ON checkpoints
+      BEGIN
+        SELECT RAISE(ABORT, 'verdict: checkpoints are append-only; UPDATE is refused');
+      END;
+      CREATE TRIGGER checkpoints_append_only_delete BEFORE DELETE ON checkpoints
+      WHEN NOT EXISTS (SELECT 1 FROM audit_guard)
+      BEGIN
+        SELECT RAISE(ABORT, 'verdict: checkpoints are append-only; remove old ones with verdict audit prune');
+      END;
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

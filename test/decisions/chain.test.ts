@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { GENESIS_HASH, canonicalRowBytes, chainHash, verifyChain } from '../../src/decisions/chain.js';
 import { DecisionLog } from '../../src/decisions/log.js';
 import { toRow, type SequencedRow } from '../../src/decisions/row.js';
-import { chainRows, connect, record, tempDb } from './helpers.js';
+import { chainRows, connect, record, tamper, tempDb } from './helpers.js';
 
 const row: SequencedRow = {
   seq: 7,
@@ -77,7 +77,7 @@ describe('verifyChain over a written log', () => {
 
   it('finds a changed row', async () => {
     const file = await writeLog(5);
-    const db = connect(file, false);
+    const db = tamper(file);
     db.prepare("UPDATE decisions SET effect = 'DENY' WHERE seq = 3").run();
     expect(verifyChain(chainRows(db))).toMatchObject({ ok: false, seq: 3, problem: 'HASH_MISMATCH' });
     db.close();
@@ -85,7 +85,7 @@ describe('verifyChain over a written log', () => {
 
   it('finds a deleted row', async () => {
     const file = await writeLog(5);
-    const db = connect(file, false);
+    const db = tamper(file);
     db.prepare('DELETE FROM decisions WHERE seq = 2').run();
     expect(verifyChain(chainRows(db))).toMatchObject({ ok: false, seq: 3, problem: 'GAP' });
     db.close();
@@ -93,7 +93,7 @@ describe('verifyChain over a written log', () => {
 
   it('finds rows swapped with their seq renumbered', async () => {
     const file = await writeLog(4);
-    const db = connect(file, false);
+    const db = tamper(file);
     db.exec('UPDATE decisions SET seq = -2 WHERE seq = 2; UPDATE decisions SET seq = 2 WHERE seq = 3; UPDATE decisions SET seq = 3 WHERE seq = -2;');
     expect(verifyChain(chainRows(db))).toMatchObject({ ok: false, seq: 2, problem: 'PREV_HASH_MISMATCH' });
     db.close();

@@ -48,6 +48,18 @@ export function record(overrides: Partial<DecisionRecord> = {}): DecisionRecord 
   };
 }
 
+/** SQL that removes the append-only triggers, as someone tampering with the file would first. */
+export const DROP_TRIGGERS = `
+  DROP TRIGGER IF EXISTS decisions_append_only_update; DROP TRIGGER IF EXISTS decisions_append_only_delete;
+  DROP TRIGGER IF EXISTS checkpoints_append_only_update; DROP TRIGGER IF EXISTS checkpoints_append_only_delete;`;
+
+/** A writable connection with the append-only triggers dropped. */
+export function tamper(file: string): Database.Database {
+  const db = new Database(file, { fileMustExist: true });
+  db.exec(DROP_TRIGGERS);
+  return db;
+}
+
 /** A plain second connection, as another process would have. */
 export function connect(file: string, readonly = true): Database.Database {
   return new Database(file, { readonly, fileMustExist: true });

@@ -1,0 +1,228 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { BASE_TIME, appendRows, audit, copyLog, failure, makeLog, reopen, sqlite3, tamperSql, tempDir, type TestLog } from './helpers.js';
+
+let intact: TestLog;
+const minute = 60_000;
+// Row seq N was made at BASE_TIME + (N - 1) minutes.
+const timeOfSeq = (seq: number): string => new Date(BASE_TIME + (seq - 1) * minute).toISOString();
+
+beforeAll(async () => {
+  intact = await makeLog(40, { everyRows: 10 });
+});
+
+function rowsIn(file: string): { first: number; last: number; count: number } {
+  const db = new Database(file, { readonly: true });
+  const r = db.prepare('SELECT min(seq) AS first, max(seq) AS last, count(*) AS count FROM decisions').get() as { first: number; last: number; count: number };
+  db.close();
+  return r;
+}
+
+describe('verdict audit prune', () => {
+  it('removes old rows, signs an anchor, and what remains verifies; new rows continue the chain', async () => {
+    const t = copyLog(intact);
+    const dry = await audit('prune', '--db', t.db, '--before', timeOfSeq(16), '--dry-run');
+    expect(dry).toMatchObject({ code: 0, stderr: '' });
+    expect(dry.stdout).toMatch(/would remove 15 rows \(seq 1\.\.15\)/);
+    expect(rowsIn(t.db).count).toBe(40);
+
+    const exported = path.join(t.dir, 'pruned.jsonl');
+    const run = await audit('prune', '--db', t.db, '--before', timeOfSeq(16), '--export', exported);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/exported 15 rows \(seq 1\.\.15\)/);
+    expect(run.stdout).toMatch(/removed 15 rows \(seq 1\.\.15\)/);
+    expect(run.stdout).toMatch(/anchor: seq 15 hash [0-9a-f]{64} signed by ed25519:/);
+    expect(rowsIn(t.db)).toEqual({ first: 16, last: 40, count: 25 });
+
+    const db = new Database(t.db, { readonly: true });
+    expect(db.prepare('SELECT kind, seq FROM checkpoints ORDER BY seq').all()).toEqual([
+      { kind: 'anchor', seq: 15 },
+      { kind: 'checkpoint', seq: 20 },
+      { kind: 'checkpoint', seq: 30 },
+      { kind: 'checkpoint', seq: 40 },
+    ]);
+    expect(db.prepare('SELECT count(*) FROM audit_guard').pluck().get()).toBe(0);
+    db.close();
+
+    const verified = await audit('verify', '--db', t.db, '--pubkey', t.pubkey);
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toMatch(/25 rows, seq 16\.\.40 from the prune anchor at seq 15: intact/);
+    // The pruned rows, exported first, verify on their own.
+    const alone = await audit('verify', '--export', exported, '--pubkey', t.pubkey);
+    expect(alone.code).toBe(0);
+    expect(alone.stdout).toMatch(/15 rows, seq 1\.\.15 from the start \(genesis\): intact/);
+
+    const log = reopen(t);
+    await appendRows(log, 40, 5);
+    await log.close();
+    const after = await audit('verify', '--db', t.db, '--pubkey', t.pubkey);
+    expect(after.code).toBe(0);
+    expect(after.stdout).toMatch(/30 rows, seq 16\.\.45/);
+  });
+
+  it('prunes in short transactions, one anchor replacing the last', async () => {
+    const t = copyLog(intact);
+    const { pruneLog } = await import('../../src/decisions/prune.js');
+    const { readPrivateKey, keyIdOf } = await import('../../src/decisions/keys.js');
+    const { createPublicKey, sign } = await import('node:crypto');
+    const key = readPrivateKey(t.signingKey);
+    const publicKey = createPublicKey(key);
+    const result = await pruneLog(t.db, {
+      before: BASE_TIME + 25 * minute,
+      signer: { keyId: keyIdOf(publicKey), sign: (m) => sign(null, m, key) },
+      publicKeys: [publicKey],
+      chunkRows: 7,
+    });
+    expect(result).toMatchObject({ refused: false, rows: 25, fromSeq: 1, toSeq: 25, anchor: { kind: 'anchor', seq: 25 } });
+    expect((await audit('verify', '--db', t.db, '--pubkey', t.pubkey)).code).toBe(0);
+  });
+
+  it('prunes everything and the writer continues the chain from the anchor', async () => {
+    const t = copyLog(intact);
+    const run = await audit('prune', '--db', t.db, '--before', '1h');
+    expect(run.code).toBe(0);
+    expect(rowsIn(t.db).count).toBe(0);
+    const empty = await audit('verify', '--db', t.db, '--pubkey', t.pubkey);
+    expect(empty.code).toBe(0);
+    const log = reopen(t);
+    await appendRows(log, 40, 3);
+    await log.close();
+    expect(rowsIn(t.db)).toEqual({ first: 41, last: 43, count: 3 });
+    const verified = await audit('verify', '--db', t.db, '--pubkey', t.pubkey);
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toMatch(/3 rows, seq 41\.\.43 from the prune anchor at seq 40: intact/);
+  });
+
+  it('refuses to prune a log that does not verify, and removes nothing', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, "UPDATE decisions SET principal_id = 'mallory' WHERE seq = 4");
+    const run = await audit('prune', '--db', t.db, '--before', timeOfSeq(20));
+    expect(run.code).toBe(1);
+    expect(run.stderr).toMatch(/^verdict audit prune: refusing to prune .*changed at seq 4/);
+    expect(rowsIn(t.db).count).toBe(40);
+  });
+
+  it('says so when nothing is old enough', async () => {
+    const t = copyLog(intact);
+    const run = await audit('prune', '--db', t.db, '--before', '2000-01-01');
+    expect(run).toMatchObject({ code: 0, stderr: '' });
+    expect(run.stdout).toMatch(/^nothing to prune/);
+  });
+
+  it('a deleted prefix without an anchor, or with a forged anchor, does not verify', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, 'DELETE FROM decisions WHERE seq <= 15');
+    expect(failure((await audit('verify', '--db', t.db, '--pubkey', t.pubkey)).stdout)).toMatch(/^FAILED: deleted at seq 1: rows 1\.\.15 are missing/);
+
+    // An intruder turns the real checkpoint at 20 into an "anchor": the kind is signed, so it fails.
+    const u = copyLog(intact);
+    tamperSql(u.db, "DELETE FROM decisions WHERE seq <= 20; UPDATE checkpoints SET kind = 'anchor' WHERE seq = 20;");
+    expect(failure((await audit('verify', '--db', u.db, '--pubkey', u.pubkey)).stdout)).toMatch(/^FAILED: bad-signature at seq 20: the prune anchor at seq 20/);
+  });
+
+  it('prune usage errors are one line, exit 2; a missing signing key exit 4', async () => {
+    const t = copyLog(intact);
+    for (const argv of [['prune', '--db', t.db], ['prune', '--db', t.db, '--before', 'last tuesday']]) {
+      const run = await audit(...argv);
+      expect(run.code, argv.join(' ')).toBe(2);
+      expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
+    }
+    fs.rmSync(t.signingKey);
+    const run = await audit('prune', '--db', t.db, '--before', '1h');
+    expect(run.code).toBe(4);
+    expect(run.stderr).toMatch(/^verdict audit prune: no signing key at .*audit-signing-key\.pem/);
+  });
+});
+
+describe('verdict audit export', () => {
+  it('writes JSON lines with hashes and checkpoints, which verify on their own', async () => {
+    const out = path.join(tempDir(), 'all.jsonl');
+    const run = await audit('export', '--db', intact.db, '--format', 'jsonl', '--out', out);
+    expect(run).toMatchObject({ code: 0, stdout: '' });
+    expect(run.stderr).toMatch(/exported 40 rows \(seq 1\.\.40\) and 4 checkpoints/);
+    const lines = fs.readFileSync(out, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(lines[0]).toMatchObject({ type: 'header', format: 'verdict.export.v1', fromSeq: 1, toSeq: 40 });
+    expect(lines[1]).toMatchObject({ type: 'decision', seq: 1, effect: 'DENY', ruleIds: [], request: { principal: { roles: ['data_scientist'] } } });
+    expect(lines[1]?.hash).toMatch(/^[0-9a-f]{64}$/);
+    expect(lines.filter((l) => l.type === 'checkpoint').map((l) => l.seq)).toEqual([10, 20, 30, 40]);
+    expect(lines.at(-1)).toMatchObject({ type: 'end', rows: 40, lastSeq: 40 });
+    const verified = await audit('verify', '--export', out, '--pubkey', intact.pubkey);
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toMatch(/OK: the export is intact/);
+  });
+
+  it('--since starts at the checkpoint before it, so the export is anchored', async () => {
+    const out = path.join(tempDir(), 'since.jsonl');
+    expect((await audit('export', '--db', intact.db, '--since', timeOfSeq(21), '--out', out)).code).toBe(0);
+    const verified = await audit('verify', '--export', out, '--pubkey', intact.pubkey);
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toMatch(/20 rows, seq 21\.\.40 from the checkpoint at seq 20: intact/);
+    // Starting between checkpoints, the link to earlier rows is taken on trust, and the report says so.
+    const mid = path.join(tempDir(), 'mid.jsonl');
+    expect((await audit('export', '--db', intact.db, '--since', timeOfSeq(25), '--until', timeOfSeq(36), '--out', mid)).code).toBe(0);
+    const midRun = await audit('verify', '--export', mid, '--pubkey', intact.pubkey);
+    expect(midRun.code).toBe(0);
+    expect(midRun.stdout).toMatch(/11 rows, seq 25\.\.35 from seq 24 \(unanchored\)/);
+    expect(midRun.stdout).toMatch(/warning\s+the export starts at seq 25 with no checkpoint at seq 24/);
+  });
+
+  it('catches a changed, deleted, swapped or cut-off export', async () => {
+    const out = path.join(tempDir(), 'x.jsonl');
+    await audit('export', '--db', intact.db, '--out', out);
+    const lines = fs.readFileSync(out, 'utf8').trimEnd().split('\n');
+    const at = (seq: number): number => lines.findIndex((l) => l.includes('"type":"decision"') && l.includes(`"seq":${seq},`));
+    const check = async (edited: string[], expected: RegExp): Promise<void> => {
+      fs.writeFileSync(out, `${edited.join('\n')}\n`);
+      const run = await audit('verify', '--export', out, '--pubkey', intact.pubkey);
+      expect(run.code).toBe(1);
+      expect(failure(run.stdout)).toMatch(expected);
+    };
+    const changed = [...lines];
+    changed[at(7)] = (changed[at(7)] as string).replace('"principalId":"user-6"', '"principalId":"mallory"');
+    await check(changed, /^FAILED: changed at seq 7/);
+    await check(lines.filter((_, i) => i !== at(7)), /^FAILED: deleted at seq 7/);
+    const swapped = [...lines];
+    [swapped[at(7)], swapped[at(8)]] = [swapped[at(8)] as string, swapped[at(7)] as string];
+    await check(swapped, /^FAILED: reordered at seq 7/);
+    // Cut after row 33: the checkpoint line for 40 is gone too, but the end line still says 40 rows.
+    await check([...lines.slice(0, at(34)), lines.at(-1) as string], /^FAILED: truncated at seq 34/);
+    // Cut with no end line at all: the header still says where the export ends.
+    await check(lines.slice(0, at(34)), /^FAILED: truncated at seq 34: the export's header says it ends at seq 40/);
+  });
+
+  it('keeps the exact stored text where re-serialising would change it', async () => {
+    const t = copyLog(intact);
+    // A request stored with spacing JSON.stringify would not produce, re-chained correctly.
+    tamperSql(t.db, `UPDATE decisions SET request = '{ "principal": {"roles": [], "attributes": {}}, "resource": {"attributes": {}}, "context": {"attributes": {}} }' WHERE seq = 5`);
+    const { rechain } = await import('./helpers.js');
+    rechain(t.db, 5);
+    tamperSql(t.db, 'DELETE FROM checkpoints');
+    const out = path.join(t.dir, 'text.jsonl');
+    await audit('export', '--db', t.db, '--out', out);
+    const line = fs.readFileSync(out, 'utf8').split('\n').find((l) => l.includes('"seq":5,'));
+    expect(JSON.parse(line ?? '{}')).toMatchObject({ requestText: expect.stringContaining('{ "principal"') as string, request: { principal: { roles: [] } } });
+    expect((await audit('verify', '--export', out, '--pubkey', t.pubkey)).code).toBe(0);
+  });
+
+  it('rejects a bad format and a file that is not an export with one line', async () => {
+    const bad = await audit('export', '--db', intact.db, '--format', 'csv');
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toBe('verdict audit export: --format must be jsonl, not "csv"; see --help\n');
+    const notExport = path.join(tempDir(), 'x.jsonl');
+    fs.writeFileSync(notExport, '{"hello":1}\n');
+    const run = await audit('verify', '--export', notExport);
+    expect(run.code).toBe(4);
+    expect(run.stderr).toMatch(/^verdict audit verify: .*x\.jsonl:1: unknown line type undefined/);
+    expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
+  });
+});
+
+describe('sqlite3 sees the guard table empty outside a prune', () => {
+  it('a DELETE through the guard is refused when no prune is running', () => {
+    const t = copyLog(intact);
+    expect(sqlite3(t.db, 'DELETE FROM decisions WHERE seq = 1').stderr).toMatch(/append-only/);
+  });
+});

@@ -1,0 +1,232 @@
+import { generateKeyPairSync } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { chainHash } from '../../src/decisions/chain.js';
+import type { SequencedRow } from '../../src/decisions/row.js';
+import { checkpointMessage } from '../../src/decisions/checkpoint.js';
+import { keyIdOf } from '../../src/decisions/keys.js';
+import { audit, copyLog, failure, makeLog, rechain, sqlite3, tamperSql, type TestLog } from './helpers.js';
+
+// Tampering as an intruder with a shell would do it: the sqlite3 CLI, triggers
+// dropped first. Every case starts from a copy of one intact 40-row log with
+// checkpoints at seq 10, 20, 30 and 40.
+let intact: TestLog;
+
+beforeAll(async () => {
+  intact = await makeLog(40, { everyRows: 10 });
+});
+
+async function verify(t: TestLog, ...extra: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return audit('verify', '--db', t.db, '--pubkey', t.pubkey, ...extra);
+}
+
+describe('an intact log', () => {
+  it('verifies: exit 0, every row and checkpoint counted', async () => {
+    const { code, stdout, stderr } = await verify(intact);
+    expect(stderr).toBe('');
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/chain\s+40 rows, seq 1\.\.40 from the start \(genesis\): intact/);
+    expect(stdout).toMatch(/checkpoints\s+4 of 4 verified; last at seq 40/);
+    expect(stdout).toMatch(/rows\/s/);
+    expect(stdout.trimEnd().split('\n').at(-1)).toBe('OK: the decision log is intact');
+  });
+
+  it('has checkpoints where the writer was told to put them', () => {
+    const db = new Database(intact.db, { readonly: true });
+    expect(db.prepare("SELECT seq FROM checkpoints WHERE kind = 'checkpoint' ORDER BY seq").pluck().all()).toEqual([10, 20, 30, 40]);
+    db.close();
+  });
+});
+
+describe('the append-only triggers', () => {
+  it('refuse UPDATE and DELETE of decisions and checkpoints while they are in place', () => {
+    const t = copyLog(intact);
+    for (const sql of [
+      "UPDATE decisions SET effect = 'ALLOW' WHERE seq = 3",
+      'DELETE FROM decisions WHERE seq = 3',
+      'UPDATE checkpoints SET seq = 1',
+      'DELETE FROM checkpoints',
+    ]) {
+      const result = sqlite3(t.db, sql);
+      expect(result.status, sql).not.toBe(0);
+      expect(result.stderr, sql).toMatch(/append-only/);
+    }
+  });
+});
+
+describe('verify names the kind and the first sequence number of every tampering', () => {
+  it('changed: one field of one row', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, "UPDATE decisions SET effect = 'DENY', reason = 'DENIED_BY_RULE' WHERE seq = 18");
+    const { code, stdout } = await verify(t);
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(/^FAILED: changed at seq 18: row 18 was changed/);
+  });
+
+  it('changed: a row edited and the whole chain after it recomputed (caught by the signed checkpoints)', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, "UPDATE decisions SET principal_id = 'mallory' WHERE seq = 18");
+    rechain(t.db, 18);
+    const { code, stdout } = await verify(t);
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(/^FAILED: changed at seq 11: the chain hash at seq 20 does not match the checkpoint at seq 20 .*rows in seq 11\.\.20 were rewritten/);
+  });
+
+  it('changed: a row replaced by one with a recomputed hash, the rest left alone', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, "UPDATE decisions SET resource_id = 'other-model' WHERE seq = 18");
+    rechain(t.db, 18);
+    // Put back the original hashes from 19 on: only row 18 now carries a recomputed hash.
+    const original = new Database(intact.db, { readonly: true });
+    const hashes = original.prepare('SELECT seq, prev_hash, hash FROM decisions WHERE seq > 18').all() as Array<{ seq: number; prev_hash: Buffer; hash: Buffer }>;
+    original.close();
+    const db = new Database(t.db);
+    for (const h of hashes) db.prepare('UPDATE decisions SET prev_hash = ?, hash = ? WHERE seq = ?').run(h.prev_hash, h.hash, h.seq);
+    db.close();
+    const { code, stdout } = await verify(t);
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(/^FAILED: changed at seq 18: row 19 does not continue from row 18: row 18 was replaced/);
+  });
+
+  it('deleted: one row, leaving a gap', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, 'DELETE FROM decisions WHERE seq = 18');
+    const { code, stdout } = await verify(t);
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(/^FAILED: deleted at seq 18: row 18 is missing/);
+  });
+
+  it('deleted: three rows, later rows renumbered to close the gap', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, 'DELETE FROM decisions WHERE seq BETWEEN 18 AND 20; UPDATE decisions SET seq = seq + 1000000 WHERE seq > 20; UPDATE decisions SET seq = seq - 1000003 WHERE seq > 1000000;');
+    const { code, stdout } = await verify(t);
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(/^FAILED: deleted at seq 18: rows 18\.\.20 are missing/);
+  });
+
+  it('inserted: a forged row with a made-up hash, later rows shifted', async () => {
+    const t = copyLog(intact);
+    tamperSql(
+      t.db,
+      `UPDATE decisions SET seq = seq + 1000000 WHERE seq >= 18; UPDATE decisions SET seq = seq - 999999 WHERE seq >= 1000000;
+       INSERT INTO decisions (seq, decision_id, time_ms, caller, request_id, principal_id, action, resource_type, resource_id, effect, reason,
+         rule_ids, errors, policy_version, request, latency_us, prev_hash, hash)
+       SELECT 18, 'forged-1', time_ms + 1, caller, NULL, 'mallory', 'download', 'model', 'fraud-v3', 'ALLOW', 'ALLOWED_BY_RULE',
+         '["admin-all"]', '[]', policy_version, request, 10, hash, randomblob(32) FROM decisions WHERE seq = 17;`,
+    );
+    const { code, stdout } = await verify(t);
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(/^FAILED: inserted at seq 18: row 18 is not part of the chain/);
+  });
+
+  it('inserted: a forged row whose hash was computed correctly by someone who read the spec', async () => {
+    const t = copyLog(intact);
+    tamperSql(
+      t.db,
+      `UPDATE decisions SET seq = seq + 1000000 WHERE seq >= 18; UPDATE decisions SET seq = seq - 999999 WHERE seq >= 1000000;
+       INSERT INTO decisions (seq, decision_id, time_ms, caller, request_id, principal_id, action, resource_type, resource_id, effect, reason,
+         rule_ids, errors, policy_version, request, latency_us, prev_hash, hash)
+       SELECT 18, 'forged-2', time_ms + 1, caller, NULL, 'mallory', 'download', 'model', 'fraud-v3', 'ALLOW', 'ALLOWED_BY_RULE',
+         '["admin-all"]', '[]', policy_version, request, 10, hash, zeroblob(32) FROM decisions WHERE seq = 17;`,
+    );
+    const db = new Database(t.db);
+    const r = db
+      .prepare(
+        `SELECT seq, decision_id AS decisionId, time_ms AS timeMs, caller, request_id AS requestId, principal_id AS principalId, action,
+           resource_type AS resourceType, resource_id AS resourceId, effect, reason, rule_ids AS ruleIds, errors,
+           policy_version AS policyVersion, request, latency_us AS latencyUs, prev_hash AS prevHash FROM decisions WHERE seq = 18`,
+      )
+      .get() as SequencedRow & { prevHash: Buffer };
+    const hash = chainHash(r.prevHash, r);
+    db.prepare('UPDATE decisions SET hash = ? WHERE seq = 18').run(hash);
+    db.close();
+    const { code, stdout } = await verify(t);
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(/^FAILED: inserted at seq 18: row 18 is not part of the chain: the original row 18 now sits at seq 19/);
+  });
+
+  it('reordered: two adjacent rows swapped', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, 'UPDATE decisions SET seq = -1 WHERE seq = 18; UPDATE decisions SET seq = 18 WHERE seq = 19; UPDATE decisions SET seq = 19 WHERE seq = -1;');
+    const { code, stdout } = await verify(t);
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(/^FAILED: reordered at seq 18: rows are out of order: seq 18 holds the row written as seq 19, and the row written as seq 18 is at seq 19/);
+  });
+
+  it('reordered: two rows far apart swapped', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, 'UPDATE decisions SET seq = -1 WHERE seq = 12; UPDATE decisions SET seq = 12 WHERE seq = 27; UPDATE decisions SET seq = 27 WHERE seq = -1;');
+    const { code, stdout } = await verify(t);
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(/^FAILED: reordered at seq 12: .*written as seq 27.*is at seq 27/);
+  });
+
+  it('truncated: the tail cut off together with its checkpoints, caught by a checkpoint exported earlier', async () => {
+    const t = copyLog(intact);
+    const exported = path.join(t.dir, '..', `${path.basename(t.dir)}-checkpoint.json`);
+    const exportRun = await audit('checkpoint', '--db', t.db, '--export', exported);
+    expect(exportRun.code).toBe(0);
+    expect(exportRun.stdout).toMatch(/exported the checkpoint at seq 40/);
+    tamperSql(t.db, 'DELETE FROM decisions WHERE seq > 33; DELETE FROM checkpoints WHERE seq > 33;');
+    const { code, stdout } = await verify(t, '--from-checkpoint', exported);
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(/^FAILED: truncated at seq 34: the log ends at seq 33, but the exported checkpoint \(seq 40, .*rows 34\.\.40 were removed/);
+    fs.rmSync(exported);
+  });
+
+  it('truncated: the tail cut off, its checkpoints left behind', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, 'DELETE FROM decisions WHERE seq > 33;');
+    const { code, stdout } = await verify(t);
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(/^FAILED: truncated at seq 34: the log ends at seq 33, but the checkpoint at seq 40/);
+  });
+
+  it('bad-signature: a checkpoint altered in place', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, 'UPDATE checkpoints SET time_ms = time_ms + 1 WHERE seq = 20;');
+    const { code, stdout } = await verify(t);
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(/^FAILED: bad-signature at seq 20: the checkpoint at seq 20 .*has an invalid signature/);
+  });
+
+  it('bad-signature: a rewritten log re-signed with the intruder\'s own key', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, "UPDATE decisions SET effect = 'ALLOW' WHERE seq = 3;");
+    rechain(t.db, 3);
+    const mine = generateKeyPairSync('ed25519');
+    const db = new Database(t.db);
+    db.exec('DELETE FROM checkpoints');
+    const tip = db.prepare('SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: Buffer };
+    const body = { kind: 'checkpoint' as const, seq: tip.seq, hash: tip.hash, timeMs: Date.now() };
+    const { sign } = await import('node:crypto');
+    db.prepare("INSERT INTO checkpoints (kind, seq, hash, time_ms, key_id, signature) VALUES ('checkpoint', ?, ?, ?, ?, ?)").run(
+      tip.seq, tip.hash, body.timeMs, keyIdOf(mine.publicKey), sign(null, checkpointMessage(body), mine.privateKey),
+    );
+    db.close();
+    const { code, stdout } = await verify(t);
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(/^FAILED: bad-signature at seq 40: .* is signed by key ed25519:[0-9a-f]{16}, not by the trusted key/);
+  });
+
+  it('bad-signature: verifying with a key that is not the log\'s', async () => {
+    const other = path.join(copyLog(intact).dir, 'other.pub.pem');
+    fs.writeFileSync(other, generateKeyPairSync('ed25519').publicKey.export({ format: 'pem', type: 'spki' }));
+    const { code, stdout } = await audit('verify', '--db', intact.db, '--pubkey', other);
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(/^FAILED: bad-signature at seq 10: /);
+  });
+
+  it('finds the first break when a log is split into ranges, in whichever range it falls', async () => {
+    for (const seq of [3, 21, 38]) {
+      const t = copyLog(intact);
+      tamperSql(t.db, `DELETE FROM decisions WHERE seq = ${seq}`);
+      const { code, stdout } = await verify(t, '--workers', '3');
+      expect(code).toBe(1);
+      expect(failure(stdout)).toMatch(new RegExp(`^FAILED: deleted at seq ${seq}: `));
+    }
+    expect((await verify(intact, '--workers', '3')).code).toBe(0);
+  });
+});
