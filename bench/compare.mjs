@@ -25,7 +25,8 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { encodeMessage, grpcFrame, loadProtos, toStruct, verifyAllow } from './lib/grpc-frame.mjs';
 import { ensureH2load, h2loadVersion, percentile, readLatencyLog, runH2load } from './lib/h2load.mjs';
-import { cpuSeconds, freePort, killAllNow, spawnTracked, stopChild, waitForHttp200, waitUntil } from './lib/procs.mjs';
+import { cpuSeconds, killAllNow, stopChild } from './lib/procs.mjs';
+import { startCeiling, startVerdict } from './lib/servers.mjs';
 import { CERBOS_METHOD, cerbosCodec, checkEquivalence, dirBytes, startCerbos, toCerbosRequest, verifyCerbosGrpc } from './peers/cerbos.mjs';
 import { printEngineTable, runEngines } from './peers/engines.mjs';
 import { ensurePeers } from './peers/install.mjs';
@@ -311,38 +312,6 @@ const median = (values) => {
   return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 };
 
-async function startVerdict({ mode, dbFile }) {
-  for (let attempt = 1; ; attempt++) {
-    const grpcPort = await freePort();
-    const httpPort = await freePort();
-    const args = [path.join(ROOT, 'bin', 'verdict.js'), 'serve', '--policies', path.join(ROOT, 'policies'), '--db', dbFile, '--grpc', `${HOST}:${grpcPort}`, '--http', `${HOST}:${httpPort}`, '--log-level', 'warn'];
-    if (mode === 'async') args.push('--decision-log', 'async');
-    const child = spawnTracked(process.execPath, args, { cwd: ROOT });
-    try {
-      await waitForHttp200(child, `http://${HOST}:${httpPort}/readyz`, 'verdict serve');
-      return { child, grpcPort };
-    } catch (error) {
-      await stopChild(child, 2000);
-      if (attempt < 2 && /in use|EADDRINUSE/i.test(String(error.message))) continue;
-      throw error;
-    }
-  }
-}
-
-async function startCeiling(responseBytes) {
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    const child = spawnTracked(process.execPath, [path.join(ROOT, 'bench', 'lib', 'ceiling-server.mjs'), `${HOST}:${port}`, responseBytes.toString('hex')], { cwd: ROOT });
-    try {
-      await waitUntil(child, async () => /listening \d+/.test(child.output), 'bare grpc-js server');
-      return { child, grpcPort: port };
-    } catch (error) {
-      await stopChild(child, 2000);
-      if (attempt < 2 && /in use|EADDRINUSE/i.test(String(error.message))) continue;
-      throw error;
-    }
-  }
-}
 
 function statusKiB(pid, field) {
   try {

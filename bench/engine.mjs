@@ -16,6 +16,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { evaluate } from '../dist/engine/evaluate.js';
 import { loadPolicies } from '../dist/policy/load.js';
+import { syntheticSet as generateSet, syntheticRequests } from './lib/synthetic.mjs';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const QUICK = process.argv.includes('--quick');
@@ -23,109 +24,10 @@ const ROUNDS = QUICK ? 3 : 9;
 const DECISIONS_PER_ROUND = QUICK ? 40_000 : 250_000;
 const WARMUP_DECISIONS = QUICK ? 20_000 : 150_000;
 
-/** A small seeded PRNG (mulberry32), so every run benchmarks the same sets and requests. */
-function prng(seed) {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-const ACTIONS = ['read', 'list', 'predict', 'query', 'update', 'retrain', 'deploy', 'delete'];
-const ROLES = ['viewer', 'analyst', 'data_scientist', 'admin'];
-const ENVS = ['production', 'staging', 'dev'];
-const CONDITIONS = [
-  'resource.attributes.org == principal.attributes.org',
-  'context.attributes.tier >= 2',
-  '"admin" in principal.roles || resource.attributes.owner == principal.id',
-  'resource.attributes.env != "production" && principal.attributes.org == resource.attributes.org',
-];
-/** Every tenant has its own resource types, and this many rules over them. */
-const RULES_PER_TENANT = 6;
-/** Rules every set has, whatever its size: two global rules and two role grants. */
-const SHARED_RULES = 4;
-
-/** One tenant's rules: the same random shape for every tenant, seeded by its index. */
-function tenantRules(tenant, count) {
-  const random = prng(1000 + tenant);
-  const pick = (list) => list[Math.floor(random() * list.length)];
-  const org = `tenant-${tenant}`;
-  const rules = [];
-  for (let i = 0; i < count; i++) {
-    const rule = {
-      id: `${org}-r${i}`,
-      effect: random() < 0.15 ? 'deny' : 'allow',
-      actions: random() < 0.05 ? ['*'] : [...new Set([pick(ACTIONS), pick(ACTIONS)])].slice(0, random() < 0.5 ? 1 : 2),
-      resource: { type: `${org}-${i % 2 ? 'dataset' : 'model'}` },
-    };
-    const r = random();
-    if (r < 0.35) rule.resource.attributes = { org };
-    else if (r < 0.5) rule.resource.attributes = { env: [pick(ENVS), pick(ENVS)] };
-    else if (r < 0.6) rule.principal = { attributes: { team: { glob: `${org}-*` } } };
-    if (random() < 0.35) rule.when = pick(CONDITIONS);
-    if (random() < 0.3) rule.principal = { ...(rule.principal ?? {}), roles: [pick(ROLES)] };
-    rules.push(rule);
-  }
-  return rules;
-}
-
-/**
- * A synthetic set like a real multi-tenant one: every tenant has its own resource types
- * (`tenant-7-model`, `tenant-7-dataset`) and six rules over eight actions — about a third
- * with attribute matchers (equals, any-of, glob), a third with CEL conditions, some denies,
- * some naming roles — plus two global rules and two role grants that apply to every type.
- * The 10-rule set is one tenant; 10,000 rules are 1,666 tenants of the same shape.
- */
+/** The 10-rule set is one tenant; 10,000 rules are 1,666 tenants of the same shape (see synthetic.mjs). */
 function syntheticSet(size) {
-  const tenants = Math.ceil((size - SHARED_RULES) / RULES_PER_TENANT);
-  const rules = [
-    { id: 'global-suspended', effect: 'deny', actions: ['*'], principal: { attributes: { status: 'suspended' } } },
-    {
-      id: 'global-break-glass',
-      effect: 'allow',
-      actions: ['*'],
-      principal: { roles: ['admin'] },
-      context: { attributes: { ticket: { glob: 'INC-*' } } },
-      when: 'context.attributes.ticket.matches("^INC-[0-9]+$")',
-    },
-  ];
-  for (let t = 0; t < tenants; t++) {
-    rules.push(...tenantRules(t, Math.min(RULES_PER_TENANT, size - SHARED_RULES - t * RULES_PER_TENANT)));
-  }
-  const roles = [
-    { name: 'viewer', permissions: [{ id: 'read', actions: ['read', 'list'], when: 'resource.attributes.org == principal.attributes.org' }] },
-    { name: 'analyst', inherits: ['viewer'], permissions: [{ id: 'query', actions: ['query'] }] },
-    { name: 'data_scientist', inherits: ['analyst'] },
-    { name: 'admin', inherits: ['data_scientist'] },
-  ];
+  const { rules, roles, tenants } = generateSet(size);
   return { files: { 'rules.json': { kind: 'rules', rules }, 'roles.json': { kind: 'roles', roles } }, tenants };
-}
-
-/** Requests from every tenant, on their own types, over all actions: a mix of outcomes. */
-function syntheticRequests(tenants, count) {
-  const random = prng(42);
-  const pick = (list) => list[Math.floor(random() * list.length)];
-  const requests = [];
-  for (let i = 0; i < count; i++) {
-    const tenant = Math.floor(random() * tenants);
-    const own = `tenant-${tenant}`;
-    const org = random() < 0.8 || tenants === 1 ? own : `tenant-${(tenant + 1) % tenants}`;
-    requests.push({
-      principal: {
-        id: `user-${i % 97}`,
-        roles: random() < 0.8 ? [pick(ROLES)] : [],
-        attributes: { org, team: `${org}-ml`, ...(random() < 0.02 ? { status: 'suspended' } : {}) },
-      },
-      action: pick(ACTIONS),
-      resource: { type: `${own}-${random() < 0.5 ? 'model' : 'dataset'}`, id: `res-${i}`, attributes: { org: own, env: pick(ENVS), owner: `user-${i % 89}` } },
-      context: { attributes: { tier: Math.floor(random() * 4), ...(random() < 0.05 ? { ticket: 'INC-1234' } : {}) } },
-    });
-  }
-  return requests;
 }
 
 function load(dir) {

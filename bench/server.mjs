@@ -24,7 +24,8 @@ import Database from 'better-sqlite3';
 import { topSelfTime } from './lib/cpuprofile.mjs';
 import { encodeMessage, grpcFrame, loadProtos, toStruct, verifyAllow } from './lib/grpc-frame.mjs';
 import { ensureH2load, h2loadVersion, percentile, readLatencyLog, runH2load } from './lib/h2load.mjs';
-import { cpuSeconds, freePort, killAllNow, spawnTracked, stopChild, waitForHttp200, waitUntil } from './lib/procs.mjs';
+import { cpuSeconds, killAllNow, stopChild } from './lib/procs.mjs';
+import { startCeiling, startVerdict } from './lib/servers.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HOST = '127.0.0.1';
@@ -105,40 +106,6 @@ async function main() {
 
 // ---------------------------------------------------------------- servers
 
-async function startVerdict({ mode, dbFile, verdictBin, nodeArgs = [] }) {
-  for (let attempt = 1; ; attempt++) {
-    const grpcPort = await freePort();
-    const httpPort = await freePort();
-    const args = [...nodeArgs, verdictBin, 'serve', '--policies', path.join(ROOT, 'policies'), '--db', dbFile,
-      '--grpc', `${HOST}:${grpcPort}`, '--http', `${HOST}:${httpPort}`, '--log-level', 'warn'];
-    if (mode === 'async') args.push('--decision-log', 'async');
-    const child = spawnTracked(process.execPath, args, { cwd: ROOT });
-    try {
-      await waitForHttp200(child, `http://${HOST}:${httpPort}/readyz`, 'verdict serve');
-      return { child, grpcPort, httpPort, args };
-    } catch (error) {
-      await stopChild(child, 2000);
-      // A port taken between freePort() and the bind: try once more with new ports.
-      if (attempt < 2 && /in use|EADDRINUSE/i.test(String(error.message))) continue;
-      throw error;
-    }
-  }
-}
-
-async function startCeiling(responseBytes) {
-  for (let attempt = 1; ; attempt++) {
-    const port = await freePort();
-    const child = spawnTracked(process.execPath, [path.join(ROOT, 'bench', 'lib', 'ceiling-server.mjs'), `${HOST}:${port}`, responseBytes.toString('hex')], { cwd: ROOT });
-    try {
-      await waitUntil(child, async () => /listening \d+/.test(child.output), 'bare grpc-js server');
-      return { child, grpcPort: port };
-    } catch (error) {
-      await stopChild(child, 2000);
-      if (attempt < 2 && /in use|EADDRINUSE/i.test(String(error.message))) continue;
-      throw error;
-    }
-  }
-}
 
 // ---------------------------------------------------------------- runs
 

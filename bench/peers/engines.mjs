@@ -21,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import YAML from 'yaml';
 import { spawnTracked } from '../lib/procs.mjs';
 import { ensurePeers, importPeer } from './install.mjs';
-import { syntheticRequests, syntheticSet, toCasbin, toCasbinArgs, toCedar, toCedarCall, CASBIN_MODEL } from './synthetic.mjs';
+import { syntheticRequests, syntheticSet, toCasbin, toCasbinArgs, toCedar, toCedarCall, CASBIN_MODEL } from '../lib/synthetic.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 export const SIZES = [10, 1_000, 10_000];

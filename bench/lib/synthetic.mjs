@@ -1,6 +1,6 @@
-// The synthetic multi-tenant policy sets of bench/engine.mjs (same generator, same
-// seeds, so the same rules and requests: keep the two in step), and their translation
-// into equivalent Cedar policies and an equivalent casbin model + policy rows.
+// The synthetic multi-tenant policy sets that bench/engine.mjs and bench/peers/engines.mjs
+// share (seeded, so every run benchmarks the same rules and requests), and their
+// translation into equivalent Cedar policies and an equivalent casbin model + policy rows.
 //
 // Verdict rule shapes used by the generator, and what they become:
 //   rule / role permission      Cedar                                   casbin row [eft, type, act, role, cond, id]
@@ -68,7 +68,13 @@ function tenantRules(tenant, count) {
   return rules;
 }
 
-/** bench/engine.mjs's syntheticSet: { rules, roles, tenants } in verdict's policy form. */
+/**
+ * A set like a real multi-tenant one: every tenant has its own resource types
+ * (`tenant-7-model`, `tenant-7-dataset`) and six rules over eight actions — about a third
+ * with attribute matchers (equals, any-of, glob), a third with CEL conditions, some denies,
+ * some naming roles — plus two global rules and two role grants that apply to every type.
+ * Returns { rules, roles, tenants } in verdict's policy form.
+ */
 export function syntheticSet(size) {
   const tenants = Math.ceil((size - SHARED_RULES) / RULES_PER_TENANT);
   const rules = [
@@ -92,7 +98,7 @@ export function syntheticSet(size) {
   return { rules, roles, tenants };
 }
 
-/** bench/engine.mjs's syntheticRequests, as verdict DecisionRequests (plain JSON). */
+/** Requests from every tenant, on their own types, over all actions: a mix of outcomes (plain JSON). */
 export function syntheticRequests(tenants, count) {
   const random = prng(42);
   const pick = (list) => list[Math.floor(random() * list.length)];
