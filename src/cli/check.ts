@@ -58,13 +58,14 @@ export async function runCheck(argv: string[], io: CommandIO): Promise<number> {
     io.stderr(`verdict check: ${messageOf(error)}\n`);
     return error instanceof VerdictError && error.code === 'USAGE' ? EXIT.USAGE : EXIT.INPUT;
   }
-  const policies = loadValidPolicies(values.policies ?? 'policies', io, 'check');
+  const policiesDir = (values.policies ?? 'policies').replace(/(.)\/+$/, '$1');
+  const policies = loadValidPolicies(policiesDir, io, 'check');
   if (!policies) return EXIT.POLICY_INVALID;
 
   if (values.explain) {
     const explanation = explain(policies.policySet, request);
     if (values.json) io.stdout(`${JSON.stringify(explanation, null, 2)}\n`);
-    else io.stdout(formatDecision(explanation.decision) + formatExplanation(explanation, `${values.policies ?? 'policies'}/`));
+    else io.stdout(formatDecision(explanation.decision) + formatExplanation(explanation, `${policiesDir}/`));
     return EXIT.OK;
   }
   const decision = evaluate(policies.policySet, request);

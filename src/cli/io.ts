@@ -36,7 +36,8 @@ export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(
     const parsed = parseArgs({ args: argv, options, allowPositionals, strict: true });
     return parsed as unknown as { values: { [K in keyof T]?: T[K]['type'] extends 'boolean' ? boolean : string }; positionals: string[] };
   } catch (error) {
-    const first = (error as Error).message.split('\n')[0] ?? 'invalid arguments';
+    // node's message goes on about positionals after '--'; its first sentence is the point.
+    const first = ((error as Error).message.split('\n')[0] ?? 'invalid arguments').split('. ')[0] ?? 'invalid arguments';
     throw new VerdictError('USAGE', `${first.replace(/\.$/, '')}; see --help`);
   }
 }

@@ -23,7 +23,8 @@ export async function runTest(argv: string[], io: CommandIO): Promise<number> {
     io.stderr(`verdict test: expected at most one directory, got ${positionals.length}\n`);
     return EXIT.USAGE;
   }
-  const dir = positionals[0] ?? 'policies';
+  // Without trailing slashes, so locations print as dir/file, not dir//file.
+  const dir = (positionals[0] ?? 'policies').replace(/(.)\/+$/, '$1');
   const policies = loadValidPolicies(dir, io, 'test');
   if (!policies) return EXIT.POLICY_INVALID;
   if (policies.tests.length === 0) {

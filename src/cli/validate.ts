@@ -21,7 +21,8 @@ export async function runValidate(argv: string[], io: CommandIO): Promise<number
     io.stderr(`verdict validate: expected at most one directory, got ${positionals.length}\n`);
     return EXIT.USAGE;
   }
-  const dir = positionals[0] ?? 'policies';
+  // Without trailing slashes, so locations print as dir/file, not dir//file.
+  const dir = (positionals[0] ?? 'policies').replace(/(.)\/+$/, '$1');
   const result = loadPolicies(dir);
   if (!result.ok) {
     if (values.json) io.stdout(`${JSON.stringify({ valid: false, errors: result.diagnostics })}\n`);

@@ -55,11 +55,11 @@ interface Located<T> {
  */
 export function loadPolicies(dir: string, options: { gitCommit?: string | null } = {}): LoadResult {
   const { documents, diagnostics } = loadSources(dir);
-  const rules: Located<RuleSpec>[] = [];
+  // In the order written, malformed ones included, so a duplicate id is reported at its second use.
+  const rules: (Located<RuleSpec> | (Located<null> & { readonly item: unknown }))[] = [];
   const roles: Located<RoleSpec>[] = [];
   const testDocs: Located<TestsDocument>[] = [];
   const routes: LocatedRoute[] = [];
-  const malformedRules: Located<unknown>[] = [];
 
   for (const source of documents) {
     const parsed = parseDocument(source, diagnostics);
@@ -68,7 +68,7 @@ export function loadPolicies(dir: string, options: { gitCommit?: string | null }
       parsed.value.rules.forEach((item, i) => {
         const spec = parseItem(ruleSchema, item, source, ['rules', i], diagnostics);
         if (spec) rules.push({ spec, source, path: ['rules', i] });
-        else malformedRules.push({ spec: item, source, path: ['rules', i] });
+        else rules.push({ spec: null, item, source, path: ['rules', i] });
       });
     }
     if (parsed.kind === 'roles') {
@@ -98,8 +98,13 @@ export function loadPolicies(dir: string, options: { gitCommit?: string | null }
   };
 
   for (const rule of rules) {
-    claimId(rule.spec.id, rule, [...rule.path, 'id']);
-    const result = compileRule(rule, roleTable, diagnostics);
+    if (rule.spec === null) {
+      checkMalformedRule({ spec: rule.item, source: rule.source, path: rule.path }, roleTable, claimId, diagnostics);
+      continue;
+    }
+    const wellFormed = rule as Located<RuleSpec>;
+    claimId(wellFormed.spec.id, wellFormed, [...wellFormed.path, 'id']);
+    const result = compileRule(wellFormed, roleTable, diagnostics);
     if (result) compiled.push(result);
   }
   for (const role of roles) {
@@ -111,8 +116,6 @@ export function loadPolicies(dir: string, options: { gitCommit?: string | null }
       if (result) compiled.push(result);
     });
   }
-
-  for (const rule of malformedRules) checkMalformedRule(rule, roleTable, claimId, diagnostics);
 
   const routeTable = compileRoutes(routes, diagnostics);
   const tests = resolveTests(testDocs, ruleIds, diagnostics, routeTable);

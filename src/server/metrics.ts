@@ -18,7 +18,7 @@ export class ServerMetrics {
   private readonly byOutcome = new Map<string, Counter.Internal>();
 
   constructor() {
-    collectDefaultMetrics({ register: this.registry, prefix: 'verdict_process_' });
+    collectDefaultMetrics({ register: this.registry, prefix: 'verdict_' }); // verdict_process_cpu_seconds_total, verdict_nodejs_heap_size_used_bytes, ...
     this.decisions = new Counter({ name: 'verdict_decisions_total', help: 'Decisions answered, by effect and reason.', labelNames: ['effect', 'reason'], registers: [this.registry] });
     this.decisionSeconds = new Histogram({
       name: 'verdict_decision_duration_seconds',

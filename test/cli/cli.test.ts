@@ -63,6 +63,13 @@ beforeAll(() => {
 }, 200_000);
 
 describe.concurrent('verdict validate', () => {
+  it('prints dir/file locations whether or not DIR ends in a slash', async ({ expect }) => {
+    const run = await verdict(['validate', `${BROKEN}/`]);
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain(`${BROKEN}/rules.yaml:`);
+    expect(run.stderr).not.toContain('//');
+  });
+
   it('accepts the shipped policies: exit 0 and a summary with the version', async ({ expect }) => {
     const run = await verdict(['validate', 'policies']);
     expect(run.status).toBe(0);

@@ -114,6 +114,14 @@ describe('more validation', () => {
     expect(diagnosticsOf(dir).map((d) => d.message)).toEqual([expect.stringMatching(/duplicate rule id "role:viewer:read"/)]);
   });
 
+  it('a duplicate id is reported at its second use even when the first rule is malformed', () => {
+    const dir = writePolicyDir({
+      'a.yaml': 'kind: rules\nrules:\n  - id: r1\n    effect: alow\n    actions: [read]\n  - id: r1\n    effect: allow\n    actions: [read]\n',
+    });
+    const duplicate = diagnosticsOf(dir).find((d) => /duplicate rule id/.test(d.message));
+    expect(duplicate).toMatchObject({ file: 'a.yaml', line: 6, col: 9, path: 'rules[1].id', message: 'duplicate rule id "r1": already used at a.yaml:3:5' });
+  });
+
   it('a condition in a role permission is compiled and located', () => {
     const dir = writePolicyDir({
       'roles.yaml': 'kind: roles\nroles:\n  - name: viewer\n    permissions:\n      - id: read\n        actions: [read]\n        when: subject.org == "x"\n',
