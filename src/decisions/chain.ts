@@ -84,48 +84,6 @@ function hashAfter(prev: Uint8Array, text: string): Buffer {
   return oneShotHash('sha256', scratch.subarray(0, prev.length + n), 'buffer');
 }
 
-/** A row as read back for verification. */
-export interface ChainedRow extends SequencedRow {
-  readonly prevHash: Uint8Array | null;
-  readonly hash: Uint8Array | null;
-}
-
-export type ChainProblem = 'GAP' | 'PREV_HASH_MISMATCH' | 'HASH_MISMATCH';
-
-export type ChainVerification =
-  | { readonly ok: true; readonly rows: number; readonly lastHash: Buffer }
-  | { readonly ok: false; readonly rows: number; readonly seq: number; readonly problem: ChainProblem; readonly message: string };
-
-/**
- * Walk rows in `seq` order and report the first one that breaks the chain.
- * `start` lets a caller resume from a trusted anchor (a later checkpoint or a
- * pruned prefix); by default the chain must start at seq 1 from GENESIS_HASH.
- */
-export function verifyChain(
-  rows: Iterable<ChainedRow>,
-  start: { readonly seq: number; readonly hash: Uint8Array } = { seq: 0, hash: GENESIS_HASH },
-): ChainVerification {
-  let expectedSeq = start.seq + 1;
-  let prev: Buffer = Buffer.from(start.hash);
-  let count = 0;
-  for (const row of rows) {
-    if (row.seq !== expectedSeq) {
-      return { ok: false, rows: count, seq: row.seq, problem: 'GAP', message: `expected seq ${expectedSeq}, found ${row.seq}` };
-    }
-    if (row.prevHash === null || !prev.equals(row.prevHash)) {
-      return { ok: false, rows: count, seq: row.seq, problem: 'PREV_HASH_MISMATCH', message: `seq ${row.seq}: prev_hash does not match the hash of seq ${row.seq - 1}` };
-    }
-    const hash = chainHash(prev, row);
-    if (row.hash === null || !hash.equals(row.hash)) {
-      return { ok: false, rows: count, seq: row.seq, problem: 'HASH_MISMATCH', message: `seq ${row.seq}: stored hash does not match the row's content` };
-    }
-    prev = hash;
-    expectedSeq += 1;
-    count += 1;
-  }
-  return { ok: true, rows: count, lastHash: prev };
-}
-
 /**
  * A row as verification reads it: the 16 canonical values in canonical order
  * (which is also the column order of `decisions`), then prev_hash and hash.

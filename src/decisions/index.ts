@@ -32,14 +32,12 @@ export {
   GENESIS_HASH,
   canonicalRowBytes,
   chainHash,
-  verifyChain,
-  type ChainProblem,
-  type ChainVerification,
-  type ChainedRow,
+  RAW_COLUMNS,
+  rawChainHash,
+  type RawRow,
 } from './chain.js';
 export { toRow, type DecisionRow, type SequencedRow } from './row.js';
 export { SCHEMA_VERSION, checkReadable, migrate, readSchemaVersion } from './schema.js';
-export { RAW_COLUMNS, rawChainHash, type RawRow } from './chain.js';
 export {
   CHECKPOINT_FORMAT,
   checkpointMessage,

@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { GENESIS_HASH, canonicalRowBytes, chainHash, verifyChain } from '../../src/decisions/chain.js';
+import { GENESIS_HASH, canonicalRowBytes, chainHash } from '../../src/decisions/chain.js';
 import { DecisionLog } from '../../src/decisions/log.js';
 import { toRow, type SequencedRow } from '../../src/decisions/row.js';
-import { chainRows, connect, record, tamper, tempDb } from './helpers.js';
+import { verifyLog } from '../../src/decisions/verify.js';
+import { connect, record, tamper, tempDb } from './helpers.js';
 
 const row: SequencedRow = {
   seq: 7,
@@ -47,14 +48,15 @@ describe('canonical form', () => {
     await log.close();
     expect(toRow(record({ principalId: 'x\uDC00' })).principalId).toBe('x\uFFFD');
     const db = connect(file);
-    const rows = chainRows(db);
+    const stored = db.prepare('SELECT principal_id, caller, time_ms, latency_us FROM decisions').get();
     db.close();
-    expect(rows[0]).toMatchObject({ principalId: 'lone\uFFFDsurrogate', caller: 'nul\u0000byte', timeMs: 1748779200000, latencyUs: 4 });
-    expect(verifyChain(rows)).toMatchObject({ ok: true, rows: 1 });
+    expect(stored).toEqual({ principal_id: 'lone\uFFFDsurrogate', caller: 'nul\u0000byte', time_ms: 1748779200000, latency_us: 4 });
+    expect(await verifyLog(file, { publicKeys: [], workers: 1 })).toMatchObject({ ok: true, rows: 1 });
   });
 });
 
-describe('verifyChain over a written log', () => {
+// The verifier the CLI uses (verify.ts) over rows the writer chained.
+describe('verifyLog over a written log', () => {
   async function writeLog(n: number): Promise<string> {
     const file = tempDb();
     const log = DecisionLog.open(file);
@@ -62,40 +64,38 @@ describe('verifyChain over a written log', () => {
     await log.close();
     return file;
   }
+  const verify = (file: string) => verifyLog(file, { publicKeys: [], workers: 1 });
 
   it('accepts an untouched log, starting from GENESIS_HASH', async () => {
     const file = await writeLog(5);
     const db = connect(file);
-    const rows = chainRows(db);
+    const first = db.prepare('SELECT prev_hash FROM decisions WHERE seq = 1').pluck().get() as Buffer;
     db.close();
-    expect(rows[0]?.prevHash && GENESIS_HASH.equals(rows[0].prevHash)).toBe(true);
-    const result = verifyChain(rows);
-    expect(result).toMatchObject({ ok: true, rows: 5 });
-    // Resuming from a trusted point verifies the rest.
-    expect(verifyChain(rows.slice(2), { seq: 2, hash: rows[1]!.hash! })).toMatchObject({ ok: true, rows: 3 });
+    expect(GENESIS_HASH.equals(first)).toBe(true);
+    expect(await verify(file)).toMatchObject({ ok: true, rows: 5, start: { from: 'genesis' }, break: null });
   });
 
   it('finds a changed row', async () => {
     const file = await writeLog(5);
     const db = tamper(file);
     db.prepare("UPDATE decisions SET effect = 'DENY' WHERE seq = 3").run();
-    expect(verifyChain(chainRows(db))).toMatchObject({ ok: false, seq: 3, problem: 'HASH_MISMATCH' });
     db.close();
+    expect(await verify(file)).toMatchObject({ ok: false, break: { kind: 'changed', seq: 3 } });
   });
 
   it('finds a deleted row', async () => {
     const file = await writeLog(5);
     const db = tamper(file);
     db.prepare('DELETE FROM decisions WHERE seq = 2').run();
-    expect(verifyChain(chainRows(db))).toMatchObject({ ok: false, seq: 3, problem: 'GAP' });
     db.close();
+    expect(await verify(file)).toMatchObject({ ok: false, break: { kind: 'deleted', seq: 2 } });
   });
 
   it('finds rows swapped with their seq renumbered', async () => {
     const file = await writeLog(4);
     const db = tamper(file);
     db.exec('UPDATE decisions SET seq = -2 WHERE seq = 2; UPDATE decisions SET seq = 2 WHERE seq = 3; UPDATE decisions SET seq = 3 WHERE seq = -2;');
-    expect(verifyChain(chainRows(db))).toMatchObject({ ok: false, seq: 2, problem: 'PREV_HASH_MISMATCH' });
     db.close();
+    expect(await verify(file)).toMatchObject({ ok: false, break: { kind: 'reordered', seq: 2 } });
   });
 });

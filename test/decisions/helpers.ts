@@ -4,7 +4,6 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { afterAll } from 'vitest';
-import type { ChainedRow } from '../../src/decisions/chain.js';
 import type { DecisionRecord } from '../../src/decisions/record.js';
 
 const dirs: string[] = [];
@@ -83,50 +82,6 @@ export function ids(file: string): string[] {
   }
 }
 
-interface RawRow {
-  seq: number;
-  decision_id: string;
-  time_ms: number;
-  caller: string;
-  request_id: string | null;
-  principal_id: string;
-  action: string;
-  resource_type: string;
-  resource_id: string;
-  effect: string;
-  reason: string;
-  rule_ids: string;
-  errors: string;
-  policy_version: string;
-  request: string;
-  latency_us: number;
-  prev_hash: Buffer | null;
-  hash: Buffer | null;
-}
-
-/** Every row in seq order, shaped for verifyChain. */
-export function chainRows(db: Database.Database): ChainedRow[] {
-  return (db.prepare('SELECT * FROM decisions ORDER BY seq').all() as RawRow[]).map((r) => ({
-    seq: r.seq,
-    decisionId: r.decision_id,
-    timeMs: r.time_ms,
-    caller: r.caller,
-    requestId: r.request_id,
-    principalId: r.principal_id,
-    action: r.action,
-    resourceType: r.resource_type,
-    resourceId: r.resource_id,
-    effect: r.effect,
-    reason: r.reason,
-    ruleIds: r.rule_ids,
-    errors: r.errors,
-    policyVersion: r.policy_version,
-    request: r.request,
-    latencyUs: r.latency_us,
-    prevHash: r.prev_hash,
-    hash: r.hash,
-  }));
-}
 
 /** Resolves with the first value `subscribe` delivers. */
 export function next<T>(subscribe: (cb: (value: T) => void) => () => void): Promise<T> {

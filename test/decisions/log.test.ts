@@ -2,10 +2,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { verifyChain } from '../../src/decisions/chain.js';
+import { verifyLog } from '../../src/decisions/verify.js';
 import { DecisionLog, type CommitStats, type HealthState, type WriteFailure } from '../../src/decisions/log.js';
 import { VerdictError } from '../../src/errors.js';
-import { chainRows, connect, count, ids, next, record, settle, tempDb, tempDir } from './helpers.js';
+import { connect, count, ids, next, record, settle, tempDb, tempDir } from './helpers.js';
 
 function expectUnavailable(error: unknown, fragment: string): void {
   expect(error).toBeInstanceOf(VerdictError);
@@ -13,13 +13,8 @@ function expectUnavailable(error: unknown, fragment: string): void {
   expect((error as VerdictError).message).toContain(fragment);
 }
 
-function chainOk(file: string): void {
-  const db = connect(file);
-  try {
-    expect(verifyChain(chainRows(db))).toMatchObject({ ok: true });
-  } finally {
-    db.close();
-  }
+async function chainOk(file: string): Promise<void> {
+  expect(await verifyLog(file, { publicKeys: [], workers: 1 })).toMatchObject({ ok: true, break: null });
 }
 
 describe('DecisionLog.open', () => {
@@ -64,7 +59,7 @@ describe('group commit', () => {
     expect(commits[0]?.durationMs).toBeGreaterThanOrEqual(0);
     expect(count(file)).toBe(500);
     await log.close();
-    chainOk(file);
+    await chainOk(file);
   });
 
   it('starts a new batch for appends made while a batch is being committed', async () => {
@@ -90,8 +85,8 @@ describe('group commit', () => {
     await log.close();
     const db = connect(file);
     expect(db.prepare('SELECT seq FROM decisions ORDER BY seq').pluck().all()).toEqual([1, 2, 3, 4]);
-    expect(verifyChain(chainRows(db))).toMatchObject({ ok: true, rows: 4 });
     db.close();
+    expect(await verifyLog(file, { publicKeys: [], workers: 1 })).toMatchObject({ ok: true, rows: 4 });
   });
 });
 
@@ -158,7 +153,7 @@ describe('records the database cannot take fail alone', () => {
     expect(failures).toHaveLength(1);
     expect(log.healthy).toBe(true);
     await log.close();
-    chainOk(file);
+    await chainOk(file);
     expect(count(file)).toBe(3);
   });
 });
@@ -195,7 +190,7 @@ describe('fail closed', () => {
     await log.close();
 
     expect(ids(file)).toEqual([before.decisionId, after.decisionId]);
-    chainOk(file);
+    await chainOk(file);
   });
 
   it('probe() notices failure and recovery without any traffic', async () => {
@@ -243,7 +238,7 @@ describe('fail closed', () => {
     // A new log; the old one's write-ahead log was kept aside, not replayed into it.
     expect(ids(file)).toEqual([after.decisionId]);
     expect(fs.readdirSync(dir).some((name) => name.startsWith('decisions.db-wal.orphaned-'))).toBe(true);
-    chainOk(file);
+    await chainOk(file);
   });
 
   it('in async mode keeps and retries acknowledged rows of a failed batch, and reports the failure', async () => {
