@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { evaluate } from '../engine/evaluate.js';
@@ -30,7 +31,7 @@ Exit codes: 0 decided (allow or deny), 2 usage error, 3 invalid policies, 4 bad 
 `;
 
 export async function runCheck(argv: string[], io: CommandIO): Promise<number> {
-  const { values, positionals } = parseFlags(
+  const { values } = parseFlags(
     argv,
     {
       help: { type: 'boolean', short: 'h' },
@@ -46,7 +47,6 @@ export async function runCheck(argv: string[], io: CommandIO): Promise<number> {
     io.stdout(HELP);
     return EXIT.OK;
   }
-  void positionals;
   if (values.request !== undefined && values.file !== undefined) {
     io.stderr('verdict check: give the request with --request or --file, not both\n');
     return EXIT.USAGE;
@@ -58,14 +58,14 @@ export async function runCheck(argv: string[], io: CommandIO): Promise<number> {
     io.stderr(`verdict check: ${messageOf(error)}\n`);
     return error instanceof VerdictError && error.code === 'USAGE' ? EXIT.USAGE : EXIT.INPUT;
   }
-  const policiesDir = (values.policies ?? 'policies').replace(/(.)\/+$/, '$1');
+  const policiesDir = values.policies ?? 'policies';
   const policies = loadValidPolicies(policiesDir, io, 'check');
   if (!policies) return EXIT.POLICY_INVALID;
 
   if (values.explain) {
     const explanation = explain(policies.policySet, request);
     if (values.json) io.stdout(`${JSON.stringify(explanation, null, 2)}\n`);
-    else io.stdout(formatDecision(explanation.decision) + formatExplanation(explanation, `${policiesDir}/`));
+    else io.stdout(formatDecision(explanation.decision) + formatExplanation(explanation, policiesDir));
     return EXIT.OK;
   }
   const decision = evaluate(policies.policySet, request);
@@ -117,14 +117,14 @@ export function formatDecision(decision: Decision): string {
   return `${lines.join('\n')}\n`;
 }
 
-/** `fileDir` prefixes rule locations so they are paths from the working directory. */
-export function formatExplanation(explanation: Explanation, fileDir = ''): string {
+/** Rule locations are printed under `dir`, so they are paths from the working directory. */
+export function formatExplanation(explanation: Explanation, dir = ''): string {
   const { considered, totalRules } = explanation;
   const lines = [`\nconsidered ${considered.length} of ${totalRules} rules (the others are for other resource types or actions):`];
   if (considered.length === 0) lines.push('  (none)');
   for (const rule of considered) {
     const mark = rule.outcome === 'matched' ? 'MATCH' : rule.outcome === 'error' ? 'ERROR' : 'skip ';
-    lines.push(`  ${mark} ${rule.effect.toLowerCase().padEnd(5)} ${rule.ruleId}  (${fileDir}${rule.file}:${rule.line})`);
+    lines.push(`  ${mark} ${rule.effect.toLowerCase().padEnd(5)} ${rule.ruleId}  (${join(dir, rule.file)}:${rule.line})`);
     lines.push(`        ${rule.detail}`);
   }
   return `${lines.join('\n')}\n`;

@@ -1,3 +1,4 @@
+import { join } from 'node:path';
 import { runPolicyTests } from '../engine/test-runner.js';
 import { formatExplanation } from './check.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
@@ -24,7 +25,7 @@ export async function runTest(argv: string[], io: CommandIO): Promise<number> {
     return EXIT.USAGE;
   }
   // Without trailing slashes, so locations print as dir/file, not dir//file.
-  const dir = (positionals[0] ?? 'policies').replace(/(.)\/+$/, '$1');
+  const dir = positionals[0] ?? 'policies';
   const policies = loadValidPolicies(dir, io, 'test');
   if (!policies) return EXIT.POLICY_INVALID;
   if (policies.tests.length === 0) {
@@ -34,18 +35,18 @@ export async function runTest(argv: string[], io: CommandIO): Promise<number> {
   const summary = runPolicyTests(policies.policySet, policies.tests);
   for (const result of summary.results) {
     const { testCase } = result;
-    const title = `${testCase.suite} › ${testCase.name}  (${dir}/${testCase.file}:${testCase.line})`;
+    const title = `${testCase.suite} › ${testCase.name}  (${join(dir, testCase.file)}:${testCase.line})`;
     if (result.passed) {
       if (values.verbose) io.stdout(`PASS ${title}\n`);
       continue;
     }
     io.stdout(`FAIL ${title}\n`);
     for (const problem of result.problems) io.stdout(`  ${problem}\n`);
-    io.stdout(formatExplanation(result.explanation, `${dir}/`).replace(/^(?=.)/gm, '  '));
+    io.stdout(formatExplanation(result.explanation, dir).replace(/^(?=.)/gm, '  '));
   }
   if (summary.unexercised.length > 0) {
     io.stdout(`\nrules no test exercised (${summary.unexercised.length}):\n`);
-    for (const rule of summary.unexercised) io.stdout(`  ${rule.id}  (${dir}/${rule.file}:${rule.line})\n`);
+    for (const rule of summary.unexercised) io.stdout(`  ${rule.id}  (${join(dir, rule.file)}:${rule.line})\n`);
   }
   io.stdout(`\n${summary.passed} passed, ${summary.failed} failed\n`);
   return summary.failed === 0 ? EXIT.OK : EXIT.FAILED;

@@ -1,6 +1,6 @@
-import { formatDiagnostic } from '../policy/diagnostic.js';
 import { loadPolicies } from '../policy/load.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
+import { printDiagnostics } from './policies.js';
 
 const HELP = `Usage: verdict validate [DIR] [--json]
 
@@ -22,11 +22,11 @@ export async function runValidate(argv: string[], io: CommandIO): Promise<number
     return EXIT.USAGE;
   }
   // Without trailing slashes, so locations print as dir/file, not dir//file.
-  const dir = (positionals[0] ?? 'policies').replace(/(.)\/+$/, '$1');
+  const dir = positionals[0] ?? 'policies';
   const result = loadPolicies(dir);
   if (!result.ok) {
     if (values.json) io.stdout(`${JSON.stringify({ valid: false, errors: result.diagnostics })}\n`);
-    else for (const d of result.diagnostics) io.stderr(`${dir}/${formatDiagnostic(d)}\n`);
+    else printDiagnostics(dir, result.diagnostics, io);
     io.stderr(`${result.diagnostics.length} error${result.diagnostics.length === 1 ? '' : 's'} in ${dir}\n`);
     return EXIT.FAILED;
   }

@@ -4,7 +4,10 @@ import type { ConditionError, Decision, DecisionRequest } from './types.js';
 
 const NONE: readonly never[] = Object.freeze([]);
 
-/** True when the rule's principal, resource and context matchers all hold. Conditions aside. */
+/**
+ * True when the rule's roles and attribute matchers all hold, conditions aside. The
+ * resource type is not tested: PolicySet.candidates offers a rule only for its types.
+ */
 export function matchesStatically(rule: CompiledRule, request: DecisionRequest): boolean {
   const holders = rule.roleHolders;
   if (holders !== null) {
@@ -18,7 +21,6 @@ export function matchesStatically(rule: CompiledRule, request: DecisionRequest):
     }
     if (!held) return false;
   }
-  if (rule.resourceTypes !== null && !rule.resourceTypes.includes(request.resource.type)) return false;
   const matchers = rule.matchers;
   for (let i = 0; i < matchers.length; i++) {
     const matcher = matchers[i]!;

@@ -50,9 +50,6 @@ function firstMismatch(rule: CompiledRule, request: DecisionRequest): string | n
     const held = request.principal.roles.length ? JSON.stringify(request.principal.roles) : 'no roles';
     return `principal needs role ${(rule.roles ?? []).join(' or ')} (directly or by inheritance), has ${held}`;
   }
-  if (rule.resourceTypes !== null && !rule.resourceTypes.includes(request.resource.type)) {
-    return `resource.type is ${JSON.stringify(request.resource.type)}, rule is for ${rule.resourceTypes.join(', ')}`;
-  }
   for (const matcher of rule.matchers) {
     const value = matcher.read(request);
     if (!matcher.test(value)) return `${matcher.label} ${matcher.expected} — is ${describeValue(value)}`;

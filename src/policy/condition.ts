@@ -1,10 +1,7 @@
 import { Environment } from '@marcbachmann/cel-js';
 
-/**
- * `when` conditions are CEL. The variables in scope are the request's parts;
- * anything else is a compile-time error, so a typo never becomes a silent deny.
- */
-export const CONDITION_VARIABLES = ['principal', 'resource', 'action', 'context'] as const;
+// `when` conditions are CEL. The variables in scope are the request's parts (registered
+// below); anything else is a compile-time error, so a typo never becomes a silent deny.
 
 /** The activation a condition sees: exactly the request's parts. */
 export interface ConditionInput {

@@ -38,15 +38,20 @@ export function attributeReader(part: MatchedPart, key: string): (request: Decis
 
 const hasOwn = (object: object, key: string): boolean => Object.prototype.hasOwnProperty.call(object, key);
 
-/** Compiles a glob (`*` any run, `?` one character) into an anchored regular expression. */
-export function globToRegExp(glob: string): RegExp {
+/** The regular-expression source of a glob: `*` any run, `?` one character. */
+function globSource(glob: string): string {
   let source = '';
   for (const ch of glob) {
     if (ch === '*') source += '.*';
     else if (ch === '?') source += '.';
     else source += ch.replace(/[\\^$.|+()[\]{}]/g, '\\$&');
   }
-  return new RegExp(`^${source}$`, 's');
+  return source;
+}
+
+/** One anchored expression matching any of the globs, compiled once per rule. */
+export function globsToRegExp(globs: readonly string[]): RegExp {
+  return new RegExp(`^(?:${globs.map(globSource).join('|')})$`, 's');
 }
 
 const isScalar = (value: unknown): value is Scalar =>
@@ -58,7 +63,8 @@ function anyOf(values: readonly Scalar[]): (value: AttributeValue | undefined) =
     return (value) => value === only;
   }
   const set = new Set<Scalar>(values);
-  return (value) => value !== undefined && isScalar(value) && set.has(value);
+  // The set holds scalars only, so an absent value, a list or a map is simply not in it.
+  return (value) => set.has(value as Scalar);
 }
 
 /** Turns a matcher as written in a policy file into a test and a description of it. */
@@ -73,9 +79,9 @@ export function compileMatcher(spec: MatcherSpec): { test: (value: AttributeValu
   }
   if ('glob' in spec) {
     const globs = Array.isArray(spec.glob) ? spec.glob : [spec.glob];
-    const patterns = globs.map(globToRegExp);
+    const pattern = globsToRegExp(globs);
     return {
-      test: (value) => typeof value === 'string' && patterns.some((p) => p.test(value)),
+      test: (value) => typeof value === 'string' && pattern.test(value),
       expected: `matches ${globs.map((g) => JSON.stringify(g)).join(' or ')}`,
     };
   }

@@ -1,4 +1,4 @@
-import type { DecisionRequest, Effect } from '../engine/types.js';
+import type { Effect } from '../engine/types.js';
 import type { Condition } from './condition.js';
 import type { AttributeMatcher } from './matcher.js';
 import { RouteTable } from './routes.js';
@@ -63,14 +63,13 @@ export class PolicySet {
     Object.freeze(this);
   }
 
-  /** The rules that may apply to this resource type and action, denies first, then by id. */
+  /**
+   * The rules that may apply to this resource type and action, denies first, then by id.
+   * A rule with resource types is offered only for those types, so evaluation need not test them.
+   */
   candidates(resourceType: string, action: string): readonly CompiledRule[] {
     const table = this.byType.get(resourceType) ?? this.anyType;
     return table.byAction.get(action) ?? table.anyAction;
-  }
-
-  candidatesFor(request: DecisionRequest): readonly CompiledRule[] {
-    return this.candidates(request.resource.type, request.action);
   }
 }
 

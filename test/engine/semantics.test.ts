@@ -414,11 +414,6 @@ describe('the index', () => {
     expect(ids(policySet, 'never-seen', 'delete')).toEqual(['any-any']);
   });
 
-  it('candidatesFor(request) is candidates(type, action)', () => {
-    const policySet = setOf(...base);
-    expect(policySet.candidatesFor(request({ action: 'read', resource: { type: 'model' } }))).toEqual(policySet.candidates('model', 'read'));
-  });
-
   it('5,000 rules for other resource types (and 1,000 for other actions) do not change the candidates', () => {
     const small = setOf(...base);
     const noise: object[] = [];
