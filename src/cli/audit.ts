@@ -30,7 +30,7 @@ Commands:
 Run "verdict audit <command> --help" for its options.
 `;
 
-const VERIFY_HELP = `Usage: verdict audit verify [--db FILE | --export FILE] [--pubkey FILE]... [--from-checkpoint FILE] [--json]
+const VERIFY_HELP = `Usage: verdict audit verify [--db FILE | --export FILE] [--pubkey FILE]... [--from-checkpoint FILE] [--workers N] [--json]
 
 Recomputes the hash chain, checks every checkpoint and prune anchor signature,
 and reports the first break with its kind and sequence number: changed,

@@ -23,7 +23,7 @@ export interface AuditConfig {
   readonly checkpointEverySeconds: number;
   /** null: `audit-signing-key.pem` in the directory of the database. */
   readonly signingKey: string | null;
-  /** null: `audit-signing-key.pub.pem` next to it. */
+  /** null: `<signingKey>.pub` when signingKey is set, else `audit-signing-key.pub.pem` in the directory of the database. */
   readonly publicKey: string | null;
   /** Attribute paths stored as keyed HMAC-SHA256, never raw. */
   readonly sensitiveAttributes: readonly string[];

@@ -40,7 +40,6 @@ export class GatewayAdapter {
     const result = await this.decider.decideHttp((policySet) => prepareRequest(policySet, request, authn), {
       caller,
       requestId: request.requestId,
-      deadline: Infinity,
     });
     const { decision, decisionId } = result;
     const status = statusFor(decision.reason, decision.effect);

@@ -25,34 +25,27 @@ export class DecisionService implements GrpcHandlers {
     private readonly metrics: ServerMetrics,
   ) {}
 
-  async check(input: CheckInput, meta: CallMeta): Promise<CheckResult> {
+  check(input: CheckInput, meta: CallMeta): Promise<CheckResult> {
     const started = performance.now();
-    const result = this.decide(input, meta, started);
-    try {
-      await this.log.append(result.record);
-    } catch (error) {
-      this.metrics.observeLogFailure();
-      throw error;
-    }
-    this.metrics.observeDecision(result.decision, (performance.now() - started) / 1000);
-    return { decision: result.decision, decisionId: result.record.decisionId };
+    return this.commit(this.decide(input, meta, started), started);
   }
 
-  async checkBatch(inputs: readonly CheckInput[], meta: CallMeta): Promise<readonly CheckResult[]> {
+  checkBatch(inputs: readonly CheckInput[], meta: CallMeta): Promise<readonly CheckResult[]> {
     const started = performance.now();
-    const results = inputs.map((input) => this.decide(input, meta, started));
+    // Every item is timed from its own start; all are appended in this turn, so they share one transaction.
+    return Promise.all(inputs.map((input) => this.commit(this.decide(input, meta, performance.now()), started)));
+  }
+
+  /** Records a decision, then hands it back to be answered; a decision that cannot be recorded is refused. */
+  private async commit(made: { decision: Decision; record: DecisionRecord }, started: number): Promise<CheckResult> {
     try {
-      // Appended in one turn, so they share one transaction.
-      await Promise.all(results.map((r) => this.log.append(r.record)));
+      await this.log.append(made.record);
     } catch (error) {
       this.metrics.observeLogFailure();
       throw error;
     }
-    const seconds = (performance.now() - started) / 1000;
-    return results.map((r) => {
-      this.metrics.observeDecision(r.decision, seconds);
-      return { decision: r.decision, decisionId: r.record.decisionId };
-    });
+    this.metrics.observeDecision(made.decision, (performance.now() - started) / 1000);
+    return { decision: made.decision, decisionId: made.record.decisionId };
   }
 
   /**
@@ -61,22 +54,14 @@ export class DecisionService implements GrpcHandlers {
    * (its routes), or refuses it before the engine (failed authentication, no route);
    * a refusal is recorded as a deny like any other decision.
    */
-  async decideHttp(prepare: (policySet: PolicySet) => PreparedRequest, meta: CallMeta): Promise<CheckResult> {
+  decideHttp(prepare: (policySet: PolicySet) => PreparedRequest, meta: CallMeta): Promise<CheckResult> {
     const started = performance.now();
     const policySet = this.store.current;
     const { request, refusal } = prepare(policySet);
     const decision: Decision = refusal
       ? { effect: 'DENY', reason: refusal.reason, ruleIds: [], errors: [{ ruleId: refusal.ruleId, message: refusal.message }], policyVersion: policySet.version }
       : evaluate(policySet, request);
-    const record = this.toRecord(request, decision, meta, started);
-    try {
-      await this.log.append(record);
-    } catch (error) {
-      this.metrics.observeLogFailure();
-      throw error;
-    }
-    this.metrics.observeDecision(decision, (performance.now() - started) / 1000);
-    return { decision, decisionId: record.decisionId };
+    return this.commit({ decision, record: this.toRecord(request, decision, meta, started) }, started);
   }
 
   private decide(input: CheckInput, meta: CallMeta, started: number): { decision: Decision; record: DecisionRecord } {

@@ -5,7 +5,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, ROOT, checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictClient } from '../helpers/verdict-process.js';
+import { BIN, ROOT, checkRequest, ensureBuilt, healthStatus, startVerdict, verdictClient, type VerdictClient } from '../helpers/verdict-process.js';
 
 // Durability under faults, against the real server binary: kill -9 under load,
 // and a disk that fills up. Each prints the numbers it checks.
@@ -47,19 +47,6 @@ function storedIds(db: string): Set<string> {
   }
 }
 
-async function healthStatus(port: number, service: string): Promise<string> {
-  const { packageDefinition } = await import('../../src/server/grpc/descriptors.js');
-  const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as { grpc: { health: { v1: { Health: typeof grpc.Client } } } };
-  const client = new loaded.grpc.health.v1.Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as {
-    check(req: unknown, cb: (e: grpc.ServiceError | null, r: { status: string }) => void): void;
-    close(): void;
-  };
-  try {
-    return await new Promise((resolve, reject) => client.check({ service }, (e, r) => (e ? reject(e) : resolve(r.status))));
-  } finally {
-    client.close();
-  }
-}
 
 describe('kill -9 under load', () => {
   it('every answer that reached a client is in the log after a restart, and the log verifies', async () => {
@@ -147,6 +134,7 @@ describe('an unwritable database', () => {
       const chattr = spawnSync('chattr', ['+i', wal], { encoding: 'utf8' });
       if (chattr.status !== 0) {
         console.log(`unwritable-database test skipped: chattr +i failed (${(chattr.stderr || chattr.error?.message || '').trim()}); it needs root on a file system with immutable files`);
+        if (process.env.VERDICT_REQUIRE_FAULT_TESTS) throw new Error(`chattr +i failed and CI requires this test: ${chattr.stderr}`);
         return ctx.skip('chattr +i is not available');
       }
       immutable = true;
@@ -186,6 +174,7 @@ describe('disk full', () => {
     const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mountPoint], { encoding: 'utf8' });
     if (mounted.status !== 0) {
       console.log(`disk-full test skipped: cannot mount a small tmpfs here (${(mounted.stderr || mounted.error?.message || '').trim()}); it needs root or CAP_SYS_ADMIN`);
+      if (process.env.VERDICT_REQUIRE_FAULT_TESTS) throw new Error(`mount -t tmpfs failed and CI requires this test: ${mounted.stderr}`);
       return ctx.skip('mount -t tmpfs is not permitted');
     }
     const db = path.join(mountPoint, 'decisions.db');

@@ -7,7 +7,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getDecision } from '../../src/decisions/query.js';
 import { loadPolicies } from '../../src/policy/load.js';
 import { BIN, ROOT, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
-import { EXAMPLE_POLICIES, PRINCIPALS, buildOnce, startGatewayVerdict, type GatewayVerdict, type PrincipalName } from './support.js';
+import { ensureBuilt } from '../helpers/verdict-process.js';
+import { EXAMPLE_POLICIES, PRINCIPALS, startGatewayVerdict, type GatewayVerdict, type PrincipalName } from './support.js';
 
 // The forward-auth endpoint of the real server, called the way Traefik ForwardAuth
 // and Caddy forward_auth call it (X-Forwarded-*), and the way NGINX does (X-Original-*).
@@ -134,7 +135,7 @@ describe('forward-auth with a trusted identity proxy in front (trustedPrincipal)
   let dir: string;
 
   beforeAll(async () => {
-    buildOnce();
+    ensureBuilt();
     dir = mkdtempSync(join(tmpdir(), 'verdict-trusted-'));
     const config = join(dir, 'verdict.yaml');
     writeFileSync(

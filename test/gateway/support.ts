@@ -5,13 +5,6 @@ import { stringify } from 'yaml';
 import { ApiKeyStore } from '../../src/authn/api-keys.js';
 import { ROOT, ensureBuilt, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
 
-let built = false;
-/** Builds dist/ once per test file (the servers these tests start are the real binary). */
-export function buildOnce(): void {
-  if (!built) ensureBuilt();
-  built = true;
-}
-
 /** The example policy set, whose routes.yaml protects the model server's endpoints. */
 export const EXAMPLE_POLICIES = join(ROOT, 'policies');
 
@@ -40,7 +33,7 @@ export interface GatewayVerdict {
  * with API keys (authn.apiKeys) made here in a fresh key store.
  */
 export async function startGatewayVerdict(): Promise<GatewayVerdict> {
-  buildOnce();
+  ensureBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'verdict-gateway-'));
   const keysDb = join(dir, 'keys.db');
   const store = ApiKeyStore.open(keysDb);

@@ -140,3 +140,17 @@ export function checkRequest(parts: {
     requestId: parts.requestId ?? '',
   };
 }
+
+/** The grpc.health.v1 status the server reports for `service` ('' for the server as a whole). */
+export async function healthStatus(port: number, service: string): Promise<string> {
+  const health = loaded as unknown as { grpc: { health: { v1: { Health: typeof grpc.Client } } } };
+  const client = new health.grpc.health.v1.Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as {
+    check(req: unknown, cb: (e: grpc.ServiceError | null, r: { status: string }) => void): void;
+    close(): void;
+  };
+  try {
+    return await new Promise((resolve, reject) => client.check({ service }, (e, r) => (e ? reject(e) : resolve(r.status))));
+  } finally {
+    client.close();
+  }
+}

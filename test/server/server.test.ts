@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getDecision, queryDecisions } from '../../src/decisions/query.js';
-import { ROOT, checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+import { ROOT, checkRequest, ensureBuilt, healthStatus, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 
 const dana = { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } };
 const ada = { id: 'ada', roles: ['admin'], attributes: { org: 'acme' } };
@@ -158,19 +158,6 @@ describe('verdict serve: decisions over gRPC, each recorded before it is answere
   });
 });
 
-async function healthStatus(port: number, service: string): Promise<string> {
-  const { packageDefinition } = await import('../../src/server/grpc/descriptors.js');
-  const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as { grpc: { health: { v1: { Health: typeof grpc.Client } } } };
-  const client = new loaded.grpc.health.v1.Health(`127.0.0.1:${port}`, grpc.credentials.createInsecure()) as unknown as {
-    check(req: unknown, cb: (e: grpc.ServiceError | null, r: { status: string }) => void): void;
-    close(): void;
-  };
-  try {
-    return await new Promise((resolve, reject) => client.check({ service }, (e, r) => (e ? reject(e) : resolve(r.status))));
-  } finally {
-    client.close();
-  }
-}
 
 describe('hot reload', () => {
   it('swaps in a good change, keeps serving the last good set on a broken one, and reloads on SIGHUP and by RPC', async () => {

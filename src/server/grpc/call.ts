@@ -25,7 +25,6 @@ export function callMeta(call: ServerUnaryCall<unknown, unknown>, requestId: str
   return {
     caller: options.callerOf(call),
     requestId: requestId !== '' ? requestId : headerOf(call.metadata, 'x-request-id'),
-    deadline: deadlineOf(call),
   };
 }
 

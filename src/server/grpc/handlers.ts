@@ -10,8 +10,6 @@ export interface CallMeta {
   readonly caller: string;
   /** The caller's request id: the message's `request_id`, else the `x-request-id` header. */
   readonly requestId: string | null;
-  /** When the caller stops waiting, in ms since the epoch; Infinity when it set no deadline. */
-  readonly deadline: number;
 }
 
 /** A recorded decision: what the engine said and where the log keeps it. */
