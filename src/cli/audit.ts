@@ -8,7 +8,7 @@ import { pruneLog } from '../decisions/prune.js';
 import { readSchemaVersion } from '../decisions/schema.js';
 import { verifyExport, verifyLog, type VerifyReport } from '../decisions/verify.js';
 import { VerdictError, messageOf } from '../errors.js';
-import { parseTime } from './decisions.js';
+import { parseTime } from './time.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
 
 const DEFAULT_DB = 'data/decisions.db';

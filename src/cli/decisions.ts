@@ -5,6 +5,7 @@ import { defaultKeyPaths, loadHmacKey } from '../decisions/keys.js';
 import { DEFAULT_LIMIT, DecisionReader, type DecisionFilters, type StoredDecision } from '../decisions/query.js';
 import { attributeFilter } from '../decisions/sensitive.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
+import { parseTime } from './time.js';
 
 const DEFAULT_DB = 'data/decisions.db';
 
@@ -183,40 +184,6 @@ function parseLimit(text: string): number {
   const limit = /^\d+$/.test(text) ? Number(text) : NaN;
   if (!Number.isSafeInteger(limit) || limit < 1) throw usage(`--limit must be a positive integer, not "${text}"`);
   return limit;
-}
-
-const UNIT_MS: Readonly<Record<string, number>> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
-const ISO = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?$/i;
-
-/**
- * ISO 8601 or a duration ago (`15m`, `2h`, `7d`), as epoch milliseconds.
- * Without an offset the time is UTC, matching the times the table prints.
- * @throws VerdictError USAGE
- */
-export function parseTime(flag: string, text: string, now: number): number {
-  const relative = /^(\d+)([smhdw])$/.exec(text);
-  if (relative) {
-    return now - Number(relative[1]) * (UNIT_MS[relative[2] ?? ''] ?? NaN);
-  }
-  const iso = ISO.exec(text);
-  if (iso && isCalendarDate(text.slice(0, 10))) {
-    const hasTime = text.length > 10;
-    let normalised = text.replace(' ', 'T');
-    if (hasTime && iso[1] === undefined) normalised += 'Z';
-    else if (iso[1] !== undefined && /^[+-]\d{4}$/.test(iso[1])) normalised = `${normalised.slice(0, -2)}:${normalised.slice(-2)}`;
-    // Date.parse wants at most milliseconds.
-    normalised = normalised.replace(/(\.\d{3})\d+/, '$1');
-    const ms = Date.parse(normalised);
-    if (Number.isFinite(ms)) return ms;
-  }
-  throw usage(`${flag} must be an ISO 8601 time (2025-06-01T14:30:00Z) or a duration ago (15m, 2h, 7d), not "${text}"`);
-}
-
-// Date.parse rolls 2025-02-30 over into March; a typo should be an error instead.
-function isCalendarDate(ymd: string): boolean {
-  const [year, month, day] = ymd.split('-').map(Number) as [number, number, number];
-  const date = new Date(Date.UTC(year, month - 1, day));
-  return date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
 }
 
 function isoTime(ms: number): string {

@@ -5,6 +5,7 @@ import type { AttributeValue } from '../engine/types.js';
 import { VerdictError } from '../errors.js';
 import { readConfigFile } from '../server/config.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
+import { isDuration, parseDuration, parseIsoTime } from './time.js';
 
 const HELP = `Usage: verdict keys <create|list|revoke|rotate> [options]
 
@@ -37,25 +38,15 @@ Options:
 Exit codes: 0 ok, 2 usage error, 4 unknown key id or unreadable key store.
 `;
 
-const UNIT_MS: Readonly<Record<string, number>> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
-
 function usage(message: string): VerdictError {
   return new VerdictError('USAGE', `${message}; see "verdict keys --help"`);
 }
 
-/** A positive duration (`24h`) in milliseconds. @throws VerdictError USAGE */
-export function parseDuration(flag: string, text: string): number {
-  const match = /^(\d+)([smhdw])$/.exec(text);
-  const ms = match ? Number(match[1]) * UNIT_MS[match[2]!]! : NaN;
-  if (!(ms > 0)) throw usage(`${flag} must be a duration such as 30m, 24h, 90d or 2w, not ${JSON.stringify(text)}`);
-  return ms;
-}
-
 /** `--expires`: a duration from now or an ISO 8601 time in the future. @throws VerdictError USAGE */
 export function parseExpiry(text: string, now: number): number {
-  if (/^\d+[smhdw]$/.test(text)) return now + parseDuration('--expires', text);
-  const ms = /^\d{4}-\d{2}-\d{2}/.test(text) ? Date.parse(/T|\s/.test(text) && !/(Z|[+-]\d{2}:?\d{2})$/.test(text) ? `${text.replace(' ', 'T')}Z` : text) : NaN;
-  if (!Number.isFinite(ms)) throw usage(`--expires must be a duration (90d) or an ISO 8601 time (2026-01-31T00:00:00Z), not ${JSON.stringify(text)}`);
+  if (isDuration(text)) return now + parseDuration('--expires', text);
+  const ms = parseIsoTime(text);
+  if (ms === null) throw usage(`--expires must be a duration (90d) or an ISO 8601 time (2026-01-31T00:00:00Z), not ${JSON.stringify(text)}`);
   if (ms <= now) throw usage(`--expires ${text} is in the past`);
   return ms;
 }

@@ -132,6 +132,7 @@ describe('verdict keys, the real binary', () => {
     const cases: [string[], number, RegExp][] = [
       [['create', '--db', db], 2, /^verdict keys: --owner is required/],
       [['create', '--db', db, '--owner', 'x', '--expires', 'tomorrow'], 2, /^verdict keys: --expires must be a duration \(90d\) or an ISO 8601 time/],
+      [['create', '--db', db, '--owner', 'x', '--expires', '2099-02-30'], 2, /^verdict keys: --expires must be a duration \(90d\) or an ISO 8601 time/],
       [['create', '--db', db, '--owner', 'x', '--attr', 'novalue'], 2, /^verdict keys: --attr wants NAME=VALUE/],
       [['revoke', 'aaaaaaaaaaaaaaaa', '--db', db], 4, /^verdict keys: no API key with id "aaaaaaaaaaaaaaaa"/],
       [['revoke', 'not-an-id', '--db', db], 2, /is not a key id/],

@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { parseTime, runDecisions } from '../../src/cli/decisions.js';
+import { runDecisions } from '../../src/cli/decisions.js';
+import { parseTime } from '../../src/cli/time.js';
 import { DecisionLog } from '../../src/decisions/log.js';
 import type { DecisionRecord } from '../../src/decisions/record.js';
 import { record, tempDb, tempDir } from './helpers.js';
