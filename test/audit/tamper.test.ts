@@ -56,22 +56,25 @@ describe('the append-only triggers', () => {
   });
 });
 
+/** verify exits 1 and its FAILED line matches `pattern`. */
+async function expectBreak(t: Parameters<typeof verify>[0], pattern: RegExp): Promise<void> {
+  const { code, stdout } = await verify(t);
+  expect(code).toBe(1);
+  expect(failure(stdout)).toMatch(pattern);
+}
+
 describe('verify names the kind and the first sequence number of every tampering', () => {
   it('changed: one field of one row', async () => {
     const t = copyLog(intact);
     tamperSql(t.db, "UPDATE decisions SET effect = 'DENY', reason = 'DENIED_BY_RULE' WHERE seq = 18");
-    const { code, stdout } = await verify(t);
-    expect(code).toBe(1);
-    expect(failure(stdout)).toMatch(/^FAILED: changed at seq 18: row 18 was changed/);
+    await expectBreak(t, /^FAILED: changed at seq 18: row 18 was changed/);
   });
 
   it('changed: a row edited and the whole chain after it recomputed (caught by the signed checkpoints)', async () => {
     const t = copyLog(intact);
     tamperSql(t.db, "UPDATE decisions SET principal_id = 'mallory' WHERE seq = 18");
     rechain(t.db, 18);
-    const { code, stdout } = await verify(t);
-    expect(code).toBe(1);
-    expect(failure(stdout)).toMatch(/^FAILED: changed at seq 11: the chain hash at seq 20 does not match the checkpoint at seq 20 .*rows in seq 11\.\.20 were rewritten/);
+    await expectBreak(t, /^FAILED: changed at seq 11: the chain hash at seq 20 does not match the checkpoint at seq 20 .*rows in seq 11\.\.20 were rewritten/);
   });
 
   it('changed: a row replaced by one with a recomputed hash, the rest left alone', async () => {
@@ -85,25 +88,19 @@ describe('verify names the kind and the first sequence number of every tampering
     const db = new Database(t.db);
     for (const h of hashes) db.prepare('UPDATE decisions SET prev_hash = ?, hash = ? WHERE seq = ?').run(h.prev_hash, h.hash, h.seq);
     db.close();
-    const { code, stdout } = await verify(t);
-    expect(code).toBe(1);
-    expect(failure(stdout)).toMatch(/^FAILED: changed at seq 18: row 19 does not continue from row 18: row 18 was replaced/);
+    await expectBreak(t, /^FAILED: changed at seq 18: row 19 does not continue from row 18: row 18 was replaced/);
   });
 
   it('deleted: one row, leaving a gap', async () => {
     const t = copyLog(intact);
     tamperSql(t.db, 'DELETE FROM decisions WHERE seq = 18');
-    const { code, stdout } = await verify(t);
-    expect(code).toBe(1);
-    expect(failure(stdout)).toMatch(/^FAILED: deleted at seq 18: row 18 is missing/);
+    await expectBreak(t, /^FAILED: deleted at seq 18: row 18 is missing/);
   });
 
   it('deleted: three rows, later rows renumbered to close the gap', async () => {
     const t = copyLog(intact);
     tamperSql(t.db, 'DELETE FROM decisions WHERE seq BETWEEN 18 AND 20; UPDATE decisions SET seq = seq + 1000000 WHERE seq > 20; UPDATE decisions SET seq = seq - 1000003 WHERE seq > 1000000;');
-    const { code, stdout } = await verify(t);
-    expect(code).toBe(1);
-    expect(failure(stdout)).toMatch(/^FAILED: deleted at seq 18: rows 18\.\.20 are missing/);
+    await expectBreak(t, /^FAILED: deleted at seq 18: rows 18\.\.20 are missing/);
   });
 
   it('inserted: a forged row with a made-up hash, later rows shifted', async () => {
@@ -116,9 +113,7 @@ describe('verify names the kind and the first sequence number of every tampering
        SELECT 18, 'forged-1', time_ms + 1, caller, NULL, 'mallory', 'download', 'model', 'fraud-v3', 'ALLOW', 'ALLOWED_BY_RULE',
          '["admin-all"]', '[]', policy_version, request, 10, hash, randomblob(32) FROM decisions WHERE seq = 17;`,
     );
-    const { code, stdout } = await verify(t);
-    expect(code).toBe(1);
-    expect(failure(stdout)).toMatch(/^FAILED: inserted at seq 18: row 18 is not part of the chain/);
+    await expectBreak(t, /^FAILED: inserted at seq 18: row 18 is not part of the chain/);
   });
 
   it('inserted: a forged row whose hash was computed correctly by someone who read the spec', async () => {
@@ -142,25 +137,19 @@ describe('verify names the kind and the first sequence number of every tampering
     const hash = chainHash(r.prevHash, r);
     db.prepare('UPDATE decisions SET hash = ? WHERE seq = 18').run(hash);
     db.close();
-    const { code, stdout } = await verify(t);
-    expect(code).toBe(1);
-    expect(failure(stdout)).toMatch(/^FAILED: inserted at seq 18: row 18 is not part of the chain: the original row 18 now sits at seq 19/);
+    await expectBreak(t, /^FAILED: inserted at seq 18: row 18 is not part of the chain: the original row 18 now sits at seq 19/);
   });
 
   it('reordered: two adjacent rows swapped', async () => {
     const t = copyLog(intact);
     tamperSql(t.db, 'UPDATE decisions SET seq = -1 WHERE seq = 18; UPDATE decisions SET seq = 18 WHERE seq = 19; UPDATE decisions SET seq = 19 WHERE seq = -1;');
-    const { code, stdout } = await verify(t);
-    expect(code).toBe(1);
-    expect(failure(stdout)).toMatch(/^FAILED: reordered at seq 18: rows are out of order: seq 18 holds the row written as seq 19, and the row written as seq 18 is at seq 19/);
+    await expectBreak(t, /^FAILED: reordered at seq 18: rows are out of order: seq 18 holds the row written as seq 19, and the row written as seq 18 is at seq 19/);
   });
 
   it('reordered: two rows far apart swapped', async () => {
     const t = copyLog(intact);
     tamperSql(t.db, 'UPDATE decisions SET seq = -1 WHERE seq = 12; UPDATE decisions SET seq = 12 WHERE seq = 27; UPDATE decisions SET seq = 27 WHERE seq = -1;');
-    const { code, stdout } = await verify(t);
-    expect(code).toBe(1);
-    expect(failure(stdout)).toMatch(/^FAILED: reordered at seq 12: .*written as seq 27.*is at seq 27/);
+    await expectBreak(t, /^FAILED: reordered at seq 12: .*written as seq 27.*is at seq 27/);
   });
 
   it('truncated: the tail cut off together with its checkpoints, caught by a checkpoint exported earlier', async () => {
@@ -179,17 +168,13 @@ describe('verify names the kind and the first sequence number of every tampering
   it('truncated: the tail cut off, its checkpoints left behind', async () => {
     const t = copyLog(intact);
     tamperSql(t.db, 'DELETE FROM decisions WHERE seq > 33;');
-    const { code, stdout } = await verify(t);
-    expect(code).toBe(1);
-    expect(failure(stdout)).toMatch(/^FAILED: truncated at seq 34: the log ends at seq 33, but the checkpoint at seq 40/);
+    await expectBreak(t, /^FAILED: truncated at seq 34: the log ends at seq 33, but the checkpoint at seq 40/);
   });
 
   it('bad-signature: a checkpoint altered in place', async () => {
     const t = copyLog(intact);
     tamperSql(t.db, 'UPDATE checkpoints SET time_ms = time_ms + 1 WHERE seq = 20;');
-    const { code, stdout } = await verify(t);
-    expect(code).toBe(1);
-    expect(failure(stdout)).toMatch(/^FAILED: bad-signature at seq 20: the checkpoint at seq 20 .*has an invalid signature/);
+    await expectBreak(t, /^FAILED: bad-signature at seq 20: the checkpoint at seq 20 .*has an invalid signature/);
   });
 
   it('bad-signature: a rewritten log re-signed with the intruder\'s own key', async () => {
@@ -206,9 +191,7 @@ describe('verify names the kind and the first sequence number of every tampering
       tip.seq, tip.hash, body.timeMs, keyIdOf(mine.publicKey), sign(null, checkpointMessage(body), mine.privateKey),
     );
     db.close();
-    const { code, stdout } = await verify(t);
-    expect(code).toBe(1);
-    expect(failure(stdout)).toMatch(/^FAILED: bad-signature at seq 40: .* is signed by key ed25519:[0-9a-f]{16}, not by the trusted key/);
+    await expectBreak(t, /^FAILED: bad-signature at seq 40: .* is signed by key ed25519:[0-9a-f]{16}, not by the trusted key/);
   });
 
   it('bad-signature: verifying with a key that is not the log\'s', async () => {
