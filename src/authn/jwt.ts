@@ -238,11 +238,23 @@ function headerOf(token: string): { alg?: unknown; kid?: unknown } | null {
  * const result = await jwt.authenticate({ headers: { authorization: 'Bearer eyJ...' } });
  */
 export class JwtAuthenticator implements Authenticator {
+  /** The same for every token, so built once. */
+  private readonly options: JWTVerifyOptions;
+
   private constructor(
     private readonly config: JwtConfig,
     private readonly keys: KeySource,
     private readonly onError: (error: unknown) => void,
-  ) {}
+  ) {
+    this.options = Object.freeze({
+      issuer: config.issuer as string | string[],
+      audience: config.audience as string | string[],
+      algorithms: [...config.algorithms],
+      clockTolerance: config.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS,
+      // A token without an expiry would be valid for ever once leaked.
+      requiredClaims: ['exp'],
+    });
+  }
 
   /** @throws VerdictError CONFIG_INVALID when the key source cannot be read or does not fit the algorithms */
   static create(config: JwtConfig, options: JwtAuthenticatorOptions = {}): JwtAuthenticator {
@@ -270,14 +282,7 @@ export class JwtAuthenticator implements Authenticator {
   async verify(token: string): Promise<AuthnResult> {
     if (token.length > MAX_TOKEN_LENGTH) return fail('MALFORMED_CREDENTIAL', `token is longer than ${MAX_TOKEN_LENGTH} characters`);
     let payload: JWTPayload;
-    const options: JWTVerifyOptions = {
-      issuer: this.config.issuer as string | string[],
-      audience: this.config.audience as string | string[],
-      algorithms: [...this.config.algorithms],
-      clockTolerance: this.config.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS,
-      // A token without an expiry would be valid for ever once leaked.
-      requiredClaims: ['exp'],
-    };
+    const options = this.options;
     const key = this.keys.key;
     try {
       ({ payload } = typeof key === 'function' ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options));
