@@ -316,7 +316,20 @@ export class DecisionLog {
         error instanceof VerdictError ? error : new VerdictError('INTERNAL', `decision ${String(record.decisionId)} cannot be recorded: ${messageOf(error)}`, { cause: error }),
       );
     }
-    if (this.mode === 'async' && this.isHealthy) {
+    return this.appendRow(row, this.mode === 'async' && this.isHealthy);
+  }
+
+  /**
+   * Queue a row that is already serialised (see toRow), for a writer serving
+   * another thread or process. `acknowledged`: its decision was already
+   * answered (async mode), so the promise resolves at once and a failed batch
+   * keeps the row for a retry instead of rejecting it.
+   */
+  appendRow(row: DecisionRow, acknowledged: boolean): Promise<void> {
+    if (this.closing) {
+      return Promise.reject(new VerdictError('DECISION_LOG_UNAVAILABLE', `the decision log ${this.path} is closed; the decision cannot be recorded`));
+    }
+    if (acknowledged) {
       this.queue.push({ row, waiter: null });
       this.schedule();
       return RESOLVED;

@@ -2,7 +2,8 @@ import { createAuthenticator } from '../authn/chain.js';
 import { grpcCallerOf, grpcServerCredentials, httpsServerOptions, loadTlsMaterial, tlsSocketIdentity } from '../authn/mtls.js';
 import type { Authenticator } from '../authn/types.js';
 import { loadAudit } from '../decisions/audit-setup.js';
-import { DecisionLog } from '../decisions/log.js';
+import type { DecisionLogClient } from '../decisions/log-client.js';
+import { startWriterThread } from '../decisions/writer-thread.js';
 import { messageOf, VerdictError } from '../errors.js';
 import { EXT_AUTHZ_SERVICE, extAuthzService } from '../gateway/ext-authz.js';
 import { handleForwardAuth, peerOf } from '../gateway/forward-auth.js';
@@ -23,7 +24,7 @@ export interface RunningServer {
   readonly grpcPort: number;
   readonly httpPort: number;
   readonly store: PolicyStore;
-  readonly log: DecisionLog;
+  readonly log: DecisionLogClient;
   /** Turns gateway credentials into principals, per `config.authn`. */
   readonly authenticator: Authenticator;
   /** Stop accepting, finish in-flight checks, flush the decision log, close everything. Idempotent. */
@@ -57,10 +58,25 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   // Signing and HMAC keys are read (or created next to the db) before the log opens, so a bad key file stops the start.
   const audit = loadAudit(config);
   for (const note of audit.notes) logger[note.level]({ db: config.db }, note.message);
-  const log = DecisionLog.open(config.db, { mode: config.decisionLog, ...audit.options });
+  const checkpoints = audit.options.checkpoints;
+  const log = await startWriterThread(
+    {
+      path: config.db,
+      mode: config.decisionLog,
+      chain: audit.options.chain ?? true,
+      checkpoints:
+        checkpoints === undefined || audit.signingKeyPath === null || audit.publicKeyPath === null
+          ? null
+          : { signingKey: audit.signingKeyPath, publicKey: audit.publicKeyPath, everyRows: checkpoints.everyRows, everySeconds: checkpoints.everySeconds },
+    },
+    audit.options.sensitive ?? null,
+  );
   logger.info({ keyId: audit.keyId, publicKey: audit.publicKeyPath, checkpointEveryRows: config.checkpointEveryRows, checkpointEverySeconds: config.checkpointEverySeconds, sensitiveAttributes: config.sensitiveAttributes, chain: config.auditChain }, 'audit trail');
   metrics.setLogHealthy(true);
   log.onCommit(({ rows, durationMs }) => metrics.observeCommit(rows, durationMs / 1000));
+  log.onWriteError(({ error, rows, acknowledgedRows }) => {
+    if (acknowledgedRows > 0) logger.error({ db: config.db, rows, acknowledgedRows, error: error.message }, 'decisions already answered (async mode) could not be recorded');
+  });
 
   let authenticator: Authenticator;
   try {
@@ -103,7 +119,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       probeTimer = null;
     } else {
       logger.error({ db: config.db, error: lastError }, 'decision log cannot be written; refusing checks until it can');
-      probeTimer ??= setInterval(() => log.probe(), PROBE_INTERVAL_MS);
+      probeTimer ??= setInterval(() => void log.probe(), PROBE_INTERVAL_MS);
       probeTimer.unref();
     }
   });
@@ -111,16 +127,17 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   const grpcAddress = splitHostPort(config.grpc);
   const httpAddress = splitHostPort(config.http);
   const http = new OperatorHttpServer({
-    readiness: () => {
+    readiness: async () => {
       const status = store.status();
-      const ready = log.healthy;
+      // Asked of the writer; a writer that cannot answer has no audit status to give.
+      const auditStatus = await log.auditStatus().catch(() => null);
       return {
-        ready,
+        ready: log.healthy,
         detail: {
           policyVersion: status.version,
           policyLoadedAt: status.loadedAt.toISOString(),
           lastReloadError: status.lastReloadError,
-          decisionLog: { path: config.db, mode: config.decisionLog, healthy: log.healthy, lastError: log.lastError, audit: log.auditStatus() },
+          decisionLog: { path: config.db, mode: config.decisionLog, healthy: log.healthy, lastError: log.lastError, audit: auditStatus },
         },
       };
     },

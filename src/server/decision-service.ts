@@ -1,4 +1,4 @@
-import type { DecisionLog } from '../decisions/log.js';
+import type { DecisionSink } from '../decisions/log-client.js';
 import { DecisionReader } from '../decisions/query.js';
 import type { DecisionRecord } from '../decisions/record.js';
 import { evaluate } from '../engine/evaluate.js';
@@ -21,7 +21,7 @@ export class DecisionService implements GrpcHandlers {
 
   constructor(
     private readonly store: PolicyStore,
-    private readonly log: DecisionLog,
+    private readonly log: DecisionSink,
     private readonly metrics: ServerMetrics,
   ) {}
 

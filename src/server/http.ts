@@ -9,7 +9,7 @@ export interface Readiness {
 }
 
 export interface HttpHandlers {
-  readiness(): Readiness;
+  readiness(): Readiness | Promise<Readiness>;
   metrics(): Promise<{ contentType: string; body: string }>;
   /** The gateway forward-auth endpoint (FORWARD_AUTH_PATH, any method), when the server offers it. */
   forwardAuth?(req: IncomingMessage, res: ServerResponse): Promise<void>;
@@ -53,7 +53,7 @@ export class OperatorHttpServer {
       return;
     }
     if (path === '/readyz') {
-      const { ready, detail } = this.handlers.readiness();
+      const { ready, detail } = await this.handlers.readiness();
       send(res, ready ? 200 : 503, 'application/json', JSON.stringify({ status: ready ? 'ready' : 'not ready', ...detail }));
       return;
     }

@@ -1,0 +1,411 @@
+import { VerdictError, messageOf } from '../errors.js';
+import type { AuditStatus, CommitStats, DecisionLogMode, HealthState, WriteFailure } from './log.js';
+import { fromWire, pushRow, type ClientMessage, type HostMessage, type LogChannel } from './log-protocol.js';
+import type { DecisionRecord } from './record.js';
+import { toRow } from './row.js';
+import type { SensitiveAttributes } from './sensitive.js';
+
+/** What the decision path needs of a decision log, wherever its writer runs. */
+export interface DecisionSink {
+  readonly path: string;
+  /** Resolves once the decision is recorded (durable) or queued (async, while healthy); rejects when it cannot be. */
+  append(record: DecisionRecord): Promise<void>;
+}
+
+export interface ClientOptions {
+  readonly path: string;
+  readonly mode: DecisionLogMode;
+  /** Attributes replaced by their HMAC before the row leaves this thread. */
+  readonly sensitive?: SensitiveAttributes | null;
+  /**
+   * true: close() closes the log itself (the writer thread is this client's).
+   * false: close() only flushes this client's rows (a cluster worker; the primary owns the log).
+   */
+  readonly ownsLog: boolean;
+  /** How to reach a writer again after its channel was lost (a crashed writer thread); tried by probe(). */
+  readonly reconnect?: () => Promise<LogChannel>;
+  /** Called after close() has finished with the channel (to stop a writer thread). */
+  readonly release?: () => Promise<void>;
+}
+
+interface Waiter {
+  resolve(): void;
+  reject(error: VerdictError): void;
+}
+
+interface Batch {
+  /** One per row; null for rows already acknowledged (async mode). */
+  readonly waiters: Waiter[] | null;
+  readonly rows: number;
+}
+
+interface Request {
+  resolve(value: unknown): void;
+  reject(error: VerdictError): void;
+}
+
+const RESOLVED: Promise<void> = Promise.resolve();
+
+/**
+ * The deciding side of a decision log whose writer runs elsewhere: in a worker
+ * thread of this process (so SQLite, hashing and fsync never hold up the event
+ * loop that answers checks) or in the cluster primary (one writer, one chain
+ * for every worker process).
+ *
+ * It keeps DecisionLog's promises: an append made in durable mode resolves only
+ * after the writer has committed its row; when the writer cannot write, or is
+ * gone, the append rejects with DECISION_LOG_UNAVAILABLE and the decision is
+ * refused. Rows appended in one event-loop turn travel as one message.
+ */
+export class DecisionLogClient implements DecisionSink {
+  readonly path: string;
+  readonly mode: DecisionLogMode;
+  private channel: LogChannel;
+  private readonly sensitive: SensitiveAttributes | null;
+  private readonly options: ClientOptions;
+  private values: unknown[] = [];
+  private waiters: Waiter[] = [];
+  private acknowledgedValues: unknown[] = [];
+  private acknowledgedRows = 0;
+  private scheduled = false;
+  private nextId = 1;
+  private readonly batches = new Map<number, Batch>();
+  private readonly requests = new Map<number, Request>();
+  private isHealthy = true;
+  private error: string | null = null;
+  /** Why the channel to the writer was lost; null while connected. */
+  private lost: string | null = null;
+  private closing = false;
+  private closePromise: Promise<void> | null = null;
+  private reviving: Promise<boolean> | null = null;
+  private readonly healthListeners = new Set<(state: HealthState) => void>();
+  private readonly commitListeners = new Set<(stats: CommitStats) => void>();
+  private readonly errorListeners = new Set<(failure: WriteFailure) => void>();
+
+  private constructor(channel: LogChannel, options: ClientOptions, health: HealthState) {
+    this.channel = channel;
+    this.options = options;
+    this.path = options.path;
+    this.mode = options.mode;
+    this.sensitive = options.sensitive ?? null;
+    this.isHealthy = health.healthy;
+    this.error = health.lastError;
+    this.attach(channel);
+  }
+
+  /**
+   * Greet the writer on `channel` and wait until it is ready.
+   * @throws VerdictError the writer's own error when it could not open the log (e.g. DECISION_LOG_CORRUPT)
+   */
+  static async connect(channel: LogChannel, options: ClientOptions): Promise<DecisionLogClient> {
+    const health = await greet(channel);
+    return new DecisionLogClient(channel, options, health);
+  }
+
+  get healthy(): boolean {
+    return this.isHealthy;
+  }
+
+  get lastError(): string | null {
+    return this.error;
+  }
+
+  /** Rows appended here and not yet confirmed by the writer. */
+  get pendingRows(): number {
+    let rows = this.waiters.length + this.acknowledgedRows;
+    for (const batch of this.batches.values()) rows += batch.rows;
+    return rows;
+  }
+
+  onHealthChange(listener: (state: HealthState) => void): () => void {
+    this.healthListeners.add(listener);
+    return () => this.healthListeners.delete(listener);
+  }
+
+  /** Called after every committed transaction the writer reports to this client. */
+  onCommit(listener: (stats: CommitStats) => void): () => void {
+    this.commitListeners.add(listener);
+    return () => this.commitListeners.delete(listener);
+  }
+
+  /** Failed batches and rows the database refused, including rows already acknowledged in async mode. */
+  onWriteError(listener: (failure: WriteFailure) => void): () => void {
+    this.errorListeners.add(listener);
+    return () => this.errorListeners.delete(listener);
+  }
+
+  /** See DecisionLog.append; the same promises, the same errors. */
+  append(record: DecisionRecord): Promise<void> {
+    if (this.closing) {
+      return Promise.reject(new VerdictError('DECISION_LOG_UNAVAILABLE', `the decision log ${this.path} is closed; the decision cannot be recorded`));
+    }
+    if (this.lost !== null) return Promise.reject(this.lostError());
+    let row;
+    try {
+      // Sensitive values are replaced before the row exists, so they never leave this thread.
+      row = toRow(this.sensitive === null ? record : this.sensitive.apply(record));
+    } catch (error) {
+      return Promise.reject(
+        error instanceof VerdictError ? error : new VerdictError('INTERNAL', `decision ${String(record.decisionId)} cannot be recorded: ${messageOf(error)}`, { cause: error }),
+      );
+    }
+    if (this.mode === 'async' && this.isHealthy) {
+      pushRow(this.acknowledgedValues, row);
+      this.acknowledgedRows += 1;
+      this.schedule();
+      return RESOLVED;
+    }
+    return new Promise<void>((resolve, reject) => {
+      pushRow(this.values, row);
+      this.waiters.push({ resolve, reject });
+      this.schedule();
+    });
+  }
+
+  /** Everything appended so far, written. @throws (rejects) DECISION_LOG_UNAVAILABLE if it could not be */
+  async flush(): Promise<void> {
+    this.send();
+    await this.request('flush');
+  }
+
+  /** Ask the writer to try a write now (health checks); after a lost writer, start a new one. */
+  probe(): Promise<boolean> {
+    if (this.closing) return Promise.resolve(false);
+    if (this.lost !== null) return this.revive();
+    return this.request('probe').then(
+      (value) => value === true,
+      () => false,
+    );
+  }
+
+  /** The chain, checkpoint and sensitive-attribute settings, and how far the log is signed. */
+  async auditStatus(): Promise<AuditStatus> {
+    const status = (await this.request('status')) as AuditStatus;
+    // Sensitive attributes are hashed here, before rows reach the writer, so the writer does not know them.
+    return { ...status, sensitiveAttributes: this.sensitive?.paths.map((path) => path.text) ?? [] };
+  }
+
+  /**
+   * Send what is queued, wait for the writer to write it, then close the log
+   * (or, for a client that does not own it, just stop using it).
+   * @throws (rejects) DECISION_LOG_UNAVAILABLE if rows already acknowledged could not be written
+   */
+  close(): Promise<void> {
+    this.closePromise ??= this.doClose();
+    return this.closePromise;
+  }
+
+  private async doClose(): Promise<void> {
+    this.send();
+    this.closing = true;
+    try {
+      if (this.lost === null) await this.request(this.options.ownsLog ? 'close' : 'flush');
+    } finally {
+      await this.options.release?.();
+    }
+  }
+
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    // setImmediate, not a microtask: every append of this event-loop turn joins one message.
+    setImmediate(() => this.send());
+  }
+
+  private send(): void {
+    this.scheduled = false;
+    if (this.values.length > 0) {
+      const waiters = this.waiters;
+      this.post(waiters, waiters.length, this.values);
+      this.values = [];
+      this.waiters = [];
+    }
+    if (this.acknowledgedRows > 0) {
+      this.post(null, this.acknowledgedRows, this.acknowledgedValues);
+      this.acknowledgedValues = [];
+      this.acknowledgedRows = 0;
+    }
+  }
+
+  private post(waiters: Waiter[] | null, rows: number, values: unknown[]): void {
+    if (this.lost !== null) {
+      this.settleLost({ waiters, rows });
+      return;
+    }
+    const id = this.nextId++;
+    this.batches.set(id, { waiters, rows });
+    this.postMessage({ t: 'rows', id, acknowledged: waiters === null, values });
+  }
+
+  private request(t: 'flush' | 'probe' | 'status' | 'close'): Promise<unknown> {
+    if (this.lost !== null) return Promise.reject(this.lostError());
+    const id = this.nextId++;
+    return new Promise((resolve, reject) => {
+      this.requests.set(id, { resolve, reject });
+      this.postMessage({ t, id });
+    });
+  }
+
+  private postMessage(message: ClientMessage): void {
+    try {
+      this.channel.post(message);
+    } catch (error) {
+      this.onLost(`the decision log writer could not be reached: ${messageOf(error)}`);
+    }
+  }
+
+  private attach(channel: LogChannel): void {
+    channel.listen((raw) => {
+      if (channel === this.channel) this.receive(raw as HostMessage);
+    });
+    channel.onGone((reason) => {
+      if (channel === this.channel) this.onLost(reason);
+    });
+  }
+
+  private receive(message: HostMessage): void {
+    switch (message?.t) {
+      case 'rows': {
+        const batch = this.batches.get(message.id);
+        if (batch === undefined) return;
+        this.batches.delete(message.id);
+        this.settle(batch, message);
+        return;
+      }
+      case 'reply': {
+        const request = this.requests.get(message.id);
+        if (request === undefined) return;
+        this.requests.delete(message.id);
+        if (message.error !== null) request.reject(fromWire(message.error));
+        else request.resolve(message.value);
+        return;
+      }
+      case 'health':
+        this.setHealth(message.health.healthy, message.health.lastError);
+        return;
+      case 'commit':
+        emit(this.commitListeners, message.stats);
+        return;
+      case 'write-error':
+        emit(this.errorListeners, { error: fromWire(message.error), rows: message.rows, acknowledgedRows: message.acknowledgedRows });
+        return;
+      default:
+      // Not ours (cluster IPC also carries other messages).
+    }
+  }
+
+  private settle(batch: Batch, outcome: HostMessage & { t: 'rows' }): void {
+    const waiters = batch.waiters;
+    if (outcome.failed !== null) {
+      const error = fromWire(outcome.failed);
+      if (waiters === null) {
+        // The writer could not even read these acknowledged rows: this report is all that is left of them.
+        emit(this.errorListeners, { error, rows: batch.rows, acknowledgedRows: batch.rows });
+      } else {
+        for (const waiter of waiters) waiter.reject(error);
+      }
+      return;
+    }
+    if (waiters === null) return;
+    if (outcome.refused.length === 0) {
+      for (const waiter of waiters) waiter.resolve();
+      return;
+    }
+    const refused = new Map(outcome.refused.map(([index, error]) => [index, error]));
+    waiters.forEach((waiter, index) => {
+      const error = refused.get(index);
+      if (error === undefined) waiter.resolve();
+      else waiter.reject(fromWire(error));
+    });
+  }
+
+  /** The writer is gone: nothing in flight can be confirmed, so every waiting decision is refused. */
+  private onLost(reason: string): void {
+    if (this.lost !== null) return;
+    this.lost = reason;
+    // A writer that stops after close() has done its job.
+    if (this.closing && this.batches.size === 0 && this.requests.size === 0) return;
+    const batches = [...this.batches.values()];
+    this.batches.clear();
+    for (const batch of batches) this.settleLost(batch);
+    const requests = [...this.requests.values()];
+    this.requests.clear();
+    for (const request of requests) request.reject(this.lostError());
+    this.setHealth(false, this.lostError().message);
+  }
+
+  private settleLost(batch: Batch): void {
+    const error = this.lostError();
+    if (batch.waiters === null) emit(this.errorListeners, { error, rows: batch.rows, acknowledgedRows: batch.rows });
+    else for (const waiter of batch.waiters) waiter.reject(error);
+  }
+
+  private lostError(): VerdictError {
+    return new VerdictError(
+      'DECISION_LOG_UNAVAILABLE',
+      `the decision log writer for ${this.path} stopped (${this.lost ?? 'unknown reason'}); decisions are refused until it is back. verdict restarts it on the next health probe`,
+    );
+  }
+
+  private revive(): Promise<boolean> {
+    const reconnect = this.options.reconnect;
+    if (reconnect === undefined) return Promise.resolve(false);
+    this.reviving ??= (async () => {
+      try {
+        const channel = await reconnect();
+        const health = await greet(channel);
+        this.channel = channel;
+        this.attach(channel);
+        this.lost = null;
+        this.setHealth(health.healthy, health.lastError);
+        return health.healthy;
+      } catch {
+        return false;
+      } finally {
+        this.reviving = null;
+      }
+    })();
+    return this.reviving;
+  }
+
+  private setHealth(healthy: boolean, lastError: string | null): void {
+    if (this.isHealthy === healthy && this.error === lastError) return;
+    this.isHealthy = healthy;
+    this.error = lastError;
+    emit(this.healthListeners, { healthy, lastError });
+  }
+}
+
+/** Say hello and wait for `ready`, or the reason the writer could not open the log. */
+function greet(channel: LogChannel): Promise<HealthState> {
+  return new Promise<HealthState>((resolve, reject) => {
+    let settled = false;
+    channel.listen((raw) => {
+      if (settled) return;
+      const message = raw as HostMessage;
+      if (message?.t === 'ready') {
+        settled = true;
+        resolve(message.health);
+      } else if (message?.t === 'open-failed') {
+        settled = true;
+        reject(fromWire(message.error));
+      }
+    });
+    channel.onGone((reason) => {
+      if (settled) return;
+      settled = true;
+      reject(new VerdictError('DECISION_LOG_UNAVAILABLE', `the decision log writer stopped before it was ready: ${reason}`));
+    });
+    channel.post({ t: 'hello' });
+  });
+}
+
+function emit<T>(listeners: Set<(value: T) => void>, value: T): void {
+  for (const listener of listeners) {
+    try {
+      listener(value);
+    } catch {
+      // An observer (metrics, logging) must never break the decision path.
+    }
+  }
+}
