@@ -38,7 +38,8 @@ export interface SequencedRow extends DecisionRow {
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 function text(value: string): string {
-  return value.replace(LONE_SURROGATE, '\uFFFD');
+  // isWellFormed is a native scan; the regex runs only for the rare string that needs it.
+  return value.isWellFormed() ? value : value.replace(LONE_SURROGATE, '\uFFFD');
 }
 
 function optionalText(value: string | null): string | null {
