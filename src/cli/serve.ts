@@ -1,6 +1,8 @@
 import { VerdictError, messageOf } from '../errors.js';
 import { startServer, type RunningServer } from '../server/app.js';
-import { ENVIRONMENT_KEYS, parseFlagsLayer, readConfigFile, readEnvironment, resolveConfig, type PartialConfig } from '../server/config.js';
+import { isClusterWorker, runPrimary, startWorker } from '../server/cluster.js';
+import type { Logger } from '../server/logger.js';
+import { ENVIRONMENT_KEYS, parseFlagsLayer, readConfigFile, readEnvironment, resolveConfig, type PartialConfig, type ServerConfig } from '../server/config.js';
 import { createLogger } from '../server/logger.js';
 import { TLS_ENVIRONMENT_KEYS, tlsFromFlags } from '../authn/config.js';
 import { AUDIT_ENVIRONMENT_KEYS, auditFromFlags } from '../decisions/audit-config.js';
@@ -24,6 +26,8 @@ Options (each also a key of the --config file and an environment variable):
   --log-level LEVEL          trace..fatal | silent       (info)                ${ENVIRONMENT_KEYS.logLevel}
   --no-watch                 do not reload when policy files change            ${ENVIRONMENT_KEYS.watch}=false
   --shutdown-grace-ms N      wait for in-flight checks on SIGTERM (10000)      ${ENVIRONMENT_KEYS.shutdownGraceMs}
+  --workers N                processes answering checks (1); with N > 1 they   ${ENVIRONMENT_KEYS.workers}
+                             share the ports and this process writes the log
 
 TLS for the gRPC port (config file: the tls section; see docs/authn.md):
   --tls-cert FILE            server certificate chain (PEM)                    ${TLS_ENVIRONMENT_KEYS.cert}
@@ -68,6 +72,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       'log-level': { type: 'string' },
       'no-watch': { type: 'boolean' },
       'shutdown-grace-ms': { type: 'string' },
+      workers: { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'tls-client-ca': { type: 'string' },
@@ -100,6 +105,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       maxMessageBytes: values['max-message-bytes'],
       logLevel: values['log-level'],
       shutdownGraceMs: values['shutdown-grace-ms'],
+      workers: values.workers,
     });
     const tlsFlags = tlsFromFlags({ cert: values['tls-cert'], key: values['tls-key'], clientCa: values['tls-client-ca'], requireClientCert: values['tls-require-client-cert'], http: values['tls-http'] });
     const auditFlags = auditFromFlags({
@@ -129,20 +135,30 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
   process.once('SIGTERM', () => requestStop('SIGTERM'));
   process.once('SIGINT', () => requestStop('SIGINT'));
   let started: RunningServer | null = null;
+  let onReload: (() => void) | null = null;
   process.on('SIGHUP', () => {
     logger.info('SIGHUP: reloading policies');
-    void started?.store.reload();
+    if (onReload) onReload();
+    else void started?.store.reload();
   });
+
+  if (config.workers > 1 && !isClusterWorker()) {
+    return runClusterPrimary(config, logger, io, (stop) => (onStop = stop), (reload) => (onReload = reload), () => stopSignal);
+  }
+  if (isClusterWorker()) {
+    // Without the primary there is no decision log: stop rather than refuse every check forever.
+    process.once('disconnect', () => requestStop('primary gone'));
+  }
 
   let server: RunningServer;
   try {
-    server = await startServer(config, logger);
+    server = isClusterWorker() ? await startWorker(config, logger) : await startServer(config, logger);
   } catch (error) {
-    const code = error instanceof VerdictError ? error.code : null;
     io.stderr(`verdict serve: ${messageOf(error)}\n`);
     logger.flush();
-    if (code === 'CONFIG_INVALID') return EXIT.USAGE;
-    return code === 'POLICY_INVALID' || code === 'POLICY_DIR_MISSING' ? EXIT.POLICY_INVALID : EXIT.SERVER;
+    // A cluster worker's IPC channel would keep it running; its exit tells the primary that it could not start.
+    if (isClusterWorker()) process.disconnect();
+    return startFailureExit(error);
   }
   started = server;
 
@@ -159,8 +175,50 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
           logger.error({ error: messageOf(error) }, 'shutdown did not complete cleanly');
           resolve(EXIT.SERVER);
         })
-        .finally(() => logger.flush());
+        .finally(() => {
+          logger.flush();
+          // A cluster worker's IPC channel would keep it running.
+          if (isClusterWorker()) process.disconnect();
+        });
     };
     if (stopSignal !== null) onStop(stopSignal);
   });
+}
+
+/** `--workers N`: this process forks the workers and writes the decision log (server/cluster.ts). */
+async function runClusterPrimary(
+  config: ServerConfig,
+  logger: Logger,
+  io: CommandIO,
+  setOnStop: (stop: (signal: string) => void) => void,
+  setOnReload: (reload: () => void) => void,
+  stopSignal: () => string | null,
+): Promise<number> {
+  const stopRequested = new Promise<string>((resolve) => {
+    setOnStop(resolve);
+    const early = stopSignal();
+    if (early !== null) resolve(early);
+  });
+  try {
+    const outcome = await runPrimary(config, logger, { stopRequested, onReloadRequest: setOnReload });
+    if (outcome.workerExitCode !== null) return outcome.workerExitCode === 0 ? EXIT.SERVER : outcome.workerExitCode;
+    if (outcome.error !== null) {
+      io.stderr(`verdict serve: ${outcome.error.message}\n`);
+      return EXIT.SERVER;
+    }
+    logger.info('stopped');
+    return EXIT.OK;
+  } catch (error) {
+    io.stderr(`verdict serve: ${messageOf(error)}\n`);
+    return startFailureExit(error);
+  } finally {
+    logger.flush();
+  }
+}
+
+/** The exit code for a server that could not start: 2 configuration, 3 policies, 5 anything else. */
+function startFailureExit(error: unknown): number {
+  const code = error instanceof VerdictError ? error.code : null;
+  if (code === 'CONFIG_INVALID') return EXIT.USAGE;
+  return code === 'POLICY_INVALID' || code === 'POLICY_DIR_MISSING' ? EXIT.POLICY_INVALID : EXIT.SERVER;
 }

@@ -1,9 +1,10 @@
 import { createAuthenticator } from '../authn/chain.js';
 import { grpcCallerOf, grpcServerCredentials, httpsServerOptions, loadTlsMaterial, tlsSocketIdentity } from '../authn/mtls.js';
 import type { Authenticator } from '../authn/types.js';
-import { loadAudit } from '../decisions/audit-setup.js';
+import { loadAudit, type AuditSetup } from '../decisions/audit-setup.js';
+import type { SensitiveAttributes } from '../decisions/sensitive.js';
 import type { DecisionLogClient } from '../decisions/log-client.js';
-import { startWriterThread } from '../decisions/writer-thread.js';
+import { startWriterThread, type WriterSettings } from '../decisions/writer-thread.js';
 import { messageOf, VerdictError } from '../errors.js';
 import { EXT_AUTHZ_SERVICE, extAuthzService } from '../gateway/ext-authz.js';
 import { handleForwardAuth, peerOf } from '../gateway/forward-auth.js';
@@ -25,6 +26,7 @@ export interface RunningServer {
   readonly httpPort: number;
   readonly store: PolicyStore;
   readonly log: DecisionLogClient;
+  readonly metrics: ServerMetrics;
   /** Turns gateway credentials into principals, per `config.authn`. */
   readonly authenticator: Authenticator;
   /** Stop accepting, finish in-flight checks, flush the decision log, close everything. Idempotent. */
@@ -38,7 +40,21 @@ const PROBE_INTERVAL_MS = 1000;
  * operator's HTTP port. Fails before binding anything if the policies are invalid
  * or the decision log cannot be opened.
  */
-export async function startServer(config: ServerConfig, logger: Logger): Promise<RunningServer> {
+export interface StartOptions {
+  /**
+   * Where decisions are recorded. Default: a writer thread of this process on
+   * `config.db`. Cluster workers pass a client of the primary's writer.
+   */
+  readonly openLog?: (sensitive: SensitiveAttributes | null) => Promise<DecisionLogClient>;
+  /** After an Admin Reload succeeded here (cluster workers pass it on to the other workers). */
+  readonly onAdminReload?: () => void;
+  /** What /metrics serves; default this process's metrics. Cluster workers serve the whole cluster's. */
+  readonly collectMetrics?: () => Promise<{ contentType: string; body: string }>;
+  /** The message of the "serving" log line; cluster workers say `worker serving`. */
+  readonly servingMessage?: string;
+}
+
+export async function startServer(config: ServerConfig, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
   // Certificates are checked before anything opens, so a wrong path stops the start with the file named.
   const tls = config.tls ? loadTlsMaterial(config.tls) : null;
   const metrics = new ServerMetrics();
@@ -58,19 +74,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
   // Signing and HMAC keys are read (or created next to the db) before the log opens, so a bad key file stops the start.
   const audit = loadAudit(config);
   for (const note of audit.notes) logger[note.level]({ db: config.db }, note.message);
-  const checkpoints = audit.options.checkpoints;
-  const log = await startWriterThread(
-    {
-      path: config.db,
-      mode: config.decisionLog,
-      chain: audit.options.chain ?? true,
-      checkpoints:
-        checkpoints === undefined || audit.signingKeyPath === null || audit.publicKeyPath === null
-          ? null
-          : { signingKey: audit.signingKeyPath, publicKey: audit.publicKeyPath, everyRows: checkpoints.everyRows, everySeconds: checkpoints.everySeconds },
-    },
-    audit.options.sensitive ?? null,
-  );
+  const sensitive = audit.options.sensitive ?? null;
+  const log = await (options.openLog ? options.openLog(sensitive) : startWriterThread(writerSettings(config, audit), sensitive));
   logger.info({ keyId: audit.keyId, publicKey: audit.publicKeyPath, checkpointEveryRows: config.checkpointEveryRows, checkpointEverySeconds: config.checkpointEverySeconds, sensitiveAttributes: config.sensitiveAttributes, chain: config.auditChain }, 'audit trail');
   metrics.setLogHealthy(true);
   log.onCommit(({ rows, durationMs }) => metrics.observeCommit(rows, durationMs / 1000));
@@ -88,7 +93,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
     throw error;
   }
 
-  const service = new DecisionService(store, log, metrics);
+  const service = new DecisionService(store, log, metrics, options.onAdminReload);
   // Gateways (Envoy ext_authz, forward-auth) authenticate with authn, or trust an identity proxy's headers.
   if (config.trustedPrincipal && (config.authn.jwt || config.authn.apiKeys)) {
     await log.close().catch(() => undefined);
@@ -134,6 +139,8 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
       return {
         ready: log.healthy,
         detail: {
+          // Which process answered: with --workers N, each connection is served by one of N.
+          pid: process.pid,
           policyVersion: status.version,
           policyLoadedAt: status.loadedAt.toISOString(),
           lastReloadError: status.lastReloadError,
@@ -141,7 +148,7 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
         },
       };
     },
-    metrics: async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() }),
+    metrics: options.collectMetrics ?? (async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() })),
     forwardAuth: (req, res) =>
       handleForwardAuth(gateway, req, res, {
         callerOf: (r) => tlsSocketIdentity(r.socket) ?? peerOf(r),
@@ -179,7 +186,21 @@ export async function startServer(config: ServerConfig, logger: Logger): Promise
 
   logger.info(
     { grpc: `${grpcAddress.host}:${grpcPort}`, http: `${httpAddress.host}:${httpPort}`, policies: config.policies, version: store.current.version, rules: store.current.rules.length, db: config.db, decisionLog: config.decisionLog, tls: tls ? { subject: tls.subject, validTo: tls.validTo, clientCertificates: tls.requireClientCert ? 'required' : 'not requested', http: tls.http } : false },
-    'verdict serving',
+    options.servingMessage ?? 'verdict serving',
   );
-  return { grpcPort, httpPort, store, log, authenticator, close };
+  return { grpcPort, httpPort, store, log, metrics, authenticator, close };
+}
+
+/** How the decision log is opened for this configuration, by this process's writer thread or a cluster primary. */
+export function writerSettings(config: ServerConfig, audit: AuditSetup): WriterSettings {
+  const checkpoints = audit.options.checkpoints;
+  return {
+    path: config.db,
+    mode: config.decisionLog,
+    chain: audit.options.chain ?? true,
+    checkpoints:
+      checkpoints === undefined || audit.signingKeyPath === null || audit.publicKeyPath === null
+        ? null
+        : { signingKey: audit.signingKeyPath, publicKey: audit.publicKeyPath, everyRows: checkpoints.everyRows, everySeconds: checkpoints.everySeconds },
+  };
 }

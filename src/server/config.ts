@@ -22,6 +22,12 @@ export interface ServerConfig extends AuditConfig {
   readonly watch: boolean;
   /** How long SIGTERM waits for in-flight checks before closing anyway. */
   readonly shutdownGraceMs: number;
+  /**
+   * Processes that answer checks. 1: this process (its decision log writer in
+   * a thread). N > 1: N worker processes sharing the ports, and this process
+   * as the one writer of the decision log (see server/cluster.ts).
+   */
+  readonly workers: number;
   /** TLS (and client certificates) for verdict's own ports; null serves plaintext. See docs/authn.md. */
   readonly tls: TlsConfig | null;
   /** How gateway requests are authenticated (JWT, API keys). From the config file only. See docs/authn.md. */
@@ -43,6 +49,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   logLevel: 'info',
   watch: true,
   shutdownGraceMs: 10_000,
+  workers: 1,
   tls: null,
   authn: {},
   trustedPrincipal: null,
@@ -61,6 +68,7 @@ const fileSchema = z.strictObject({
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   watch: z.boolean().optional(),
   shutdownGraceMs: z.number().int().min(0).max(600_000).optional(),
+  workers: z.number().int().min(1).max(64).optional(),
   tls: tlsLayerSchema.nullable().optional(),
   authn: authnSchema.optional(),
   trustedPrincipal: trustedPrincipalSchema.nullable().optional(),
@@ -79,7 +87,10 @@ export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn
   logLevel: 'VERDICT_LOG_LEVEL',
   watch: 'VERDICT_WATCH',
   shutdownGraceMs: 'VERDICT_SHUTDOWN_GRACE_MS',
+  workers: 'VERDICT_WORKERS',
 };
+
+const NUMERIC_KEYS = new Set(['maxMessageBytes', 'shutdownGraceMs', 'workers']);
 
 function describeIssues(error: z.ZodError, origin: string): string {
   return error.issues
@@ -114,7 +125,7 @@ export function readEnvironment(env: NodeJS.ProcessEnv): PartialConfig {
   for (const [key, name] of Object.entries(ENVIRONMENT_KEYS)) {
     const value = env[name];
     if (value === undefined || value === '') continue;
-    if (key === 'maxMessageBytes' || key === 'shutdownGraceMs') raw[key] = Number(value);
+    if (NUMERIC_KEYS.has(key)) raw[key] = Number(value);
     else if (key === 'watch') raw[key] = value === 'true' || value === '1' ? true : value === 'false' || value === '0' ? false : value;
     else raw[key] = value;
   }
@@ -150,7 +161,7 @@ export function parseFlagsLayer(values: Record<string, string | boolean | undefi
   for (const key of Object.keys(DEFAULT_CONFIG)) {
     const value = values[key];
     if (value === undefined) continue;
-    if (key === 'maxMessageBytes' || key === 'shutdownGraceMs') raw[key] = Number(value);
+    if (NUMERIC_KEYS.has(key)) raw[key] = Number(value);
     else raw[key] = value;
   }
   const result = fileSchema.safeParse(raw);

@@ -23,6 +23,8 @@ export class DecisionService implements GrpcHandlers {
     private readonly store: PolicyStore,
     private readonly log: DecisionSink,
     private readonly metrics: ServerMetrics,
+    /** Called after an Admin Reload that succeeded (cluster workers tell the others). */
+    private readonly onAdminReload?: () => void,
   ) {}
 
   check(input: CheckInput, meta: CallMeta): Promise<CheckResult> {
@@ -103,6 +105,7 @@ export class DecisionService implements GrpcHandlers {
 
   async reload(): Promise<ReloadOutcome> {
     const outcome = await this.store.reload();
+    if (outcome.ok) this.onAdminReload?.();
     return { reloaded: outcome.ok, error: outcome.ok ? null : outcome.error, status: toStatus(this.store.status()) };
   }
 

@@ -101,11 +101,13 @@ const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as {
 };
 
 /** A plain grpc-js client over the same descriptors the server serves. */
-export function verdictClient(port: number): VerdictClient {
+export function verdictClient(port: number, options: { ownConnection?: boolean } = {}): VerdictClient {
   const address = `127.0.0.1:${port}`;
+  // grpc-js shares one connection among clients of the same target unless told otherwise.
+  const channelOptions = options.ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {};
   const clients = {
-    Authorization: new loaded.verdict.v1.Authorization!(address, grpc.credentials.createInsecure()),
-    Admin: new loaded.verdict.v1.Admin!(address, grpc.credentials.createInsecure()),
+    Authorization: new loaded.verdict.v1.Authorization!(address, grpc.credentials.createInsecure(), channelOptions),
+    Admin: new loaded.verdict.v1.Admin!(address, grpc.credentials.createInsecure(), channelOptions),
   };
   return {
     call: (service, method, request, options = {}) =>

@@ -1,0 +1,322 @@
+import cluster, { type Worker } from 'node:cluster';
+import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { loadAudit } from '../decisions/audit-setup.js';
+import type { DecisionLog } from '../decisions/log.js';
+import { DecisionLogClient } from '../decisions/log-client.js';
+import { serveDecisionLog } from '../decisions/log-host.js';
+import type { LogChannel } from '../decisions/log-protocol.js';
+import { openLog } from '../decisions/writer-thread.js';
+import { VerdictError, messageOf } from '../errors.js';
+import { startServer, writerSettings, type RunningServer } from './app.js';
+import type { ServerConfig } from './config.js';
+import type { Logger } from './logger.js';
+import { ServerMetrics } from './metrics.js';
+import { PolicyStore } from './policy-store.js';
+
+/**
+ * `verdict serve --workers N`: N worker processes answer checks on shared
+ * ports (node's cluster module), and the primary process is the one writer of
+ * the decision log. Every worker's rows reach the primary over IPC and join
+ * the same group commit, so there is one file and one hash chain, and
+ * `verdict audit verify` and `verdict decisions` work as for one process.
+ *
+ * The primary hands out connections round-robin, and a connection stays with
+ * the worker that accepted it: a gateway uses all the workers only if it opens
+ * several connections (HTTP/2 multiplexes every call of a channel over one).
+ *
+ * The messages below share the IPC channel with the decision log's own
+ * (log-protocol.ts); each side ignores the other's.
+ */
+type ClusterMessage =
+  /** worker → primary: started, on these ports. */
+  | { readonly t: 'cluster:serving'; readonly grpcPort: number; readonly httpPort: number }
+  /** worker → primary: an Admin Reload succeeded here; reload the others. */
+  | { readonly t: 'cluster:reload-all' }
+  /** primary → worker: reload the policies. */
+  | { readonly t: 'cluster:reload' }
+  /** worker → primary: the metrics of the whole cluster, please (for a /metrics request). */
+  | { readonly t: 'cluster:metrics'; readonly id: number }
+  /** primary → worker: your metrics, please. */
+  | { readonly t: 'cluster:collect'; readonly id: number }
+  /** worker → primary: mine. */
+  | { readonly t: 'cluster:collected'; readonly id: number; readonly metrics: MetricObjectWithValues<MetricValue<string>>[] }
+  /** primary → worker: the whole cluster's, as Prometheus text. */
+  | { readonly t: 'cluster:metrics-text'; readonly id: number; readonly contentType: string; readonly body: string };
+
+const COLLECT_TIMEOUT_MS = 2_000;
+/** More unexpected worker exits than this within RESTART_WINDOW_MS stops the server instead of restarting forever. */
+const MAX_RESTARTS = 5;
+const RESTART_WINDOW_MS = 60_000;
+
+export const isClusterWorker = (): boolean => cluster.isWorker;
+
+/**
+ * Run the primary: check the policies and open the decision log (so that a
+ * bad start fails here, with its own exit code), fork the workers, serve their
+ * rows, restart a worker that dies, and on `stop` shut the workers down before
+ * closing the log. Resolves with the process's exit code.
+ */
+export interface PrimaryControl {
+  /** Resolves with the reason (a signal's name) when the server should stop. */
+  readonly stopRequested: Promise<string>;
+  /** Registers what to do when the operator asks for a reload (SIGHUP). */
+  onReloadRequest(reload: () => void): void;
+}
+
+/**
+ * How the primary ended: `error` when it could not start or stop cleanly;
+ * `workerExitCode` when a worker could not start (it printed why).
+ */
+export interface PrimaryOutcome {
+  readonly error: VerdictError | null;
+  readonly workerExitCode: number | null;
+}
+
+/**
+ * @throws VerdictError when the policies are invalid or the decision log cannot be opened (nothing forked yet)
+ */
+export async function runPrimary(config: ServerConfig, logger: Logger, control: PrimaryControl): Promise<PrimaryOutcome> {
+  // The workers load the policies themselves; this only makes an invalid set fail once, before anything forks.
+  (await PolicyStore.open(config.policies)).close();
+  const audit = loadAudit(config);
+  for (const note of audit.notes) logger[note.level]({ db: config.db }, note.message);
+  const log: DecisionLog = openLog(writerSettings(config, audit));
+  const metrics = new ServerMetrics();
+  metrics.setLogHealthy(log.healthy);
+  log.onCommit(({ rows, durationMs }) => metrics.observeCommit(rows, durationMs / 1000));
+  log.onHealthChange(({ healthy, lastError }) => {
+    metrics.setLogHealthy(healthy);
+    if (healthy) logger.info({ db: config.db }, 'decision log writable again');
+    else logger.error({ db: config.db, error: lastError }, 'decision log cannot be written; workers refuse checks until it can');
+  });
+
+  cluster.setupPrimary({ serialization: 'advanced' });
+  const workers = new Set<Worker>();
+  let stopping = false;
+  let collectId = 0;
+  const collecting = new Map<number, { pending: Set<Worker>; results: MetricObjectWithValues<MetricValue<string>>[][]; done: () => void }>();
+  const restarts: number[] = [];
+  let gaveUp = false;
+
+  const broadcast = (message: ClusterMessage, except?: Worker): void => {
+    for (const worker of workers) if (worker !== except && worker.isConnected()) worker.send(message);
+  };
+
+  /** Every worker's metrics and the primary's own (the decision log's commits), summed by prom-client. */
+  const clusterMetrics = async (): Promise<{ contentType: string; body: string }> => {
+    const id = ++collectId;
+    const results: MetricObjectWithValues<MetricValue<string>>[][] = [await metrics.registry.getMetricsAsJSON()];
+    const pending = new Set([...workers].filter((w) => w.isConnected()));
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, COLLECT_TIMEOUT_MS);
+      const done = (): void => {
+        clearTimeout(timer);
+        resolve();
+      };
+      collecting.set(id, { pending, results, done });
+      for (const worker of pending) worker.send({ t: 'cluster:collect', id } satisfies ClusterMessage);
+      if (pending.size === 0) done();
+    });
+    collecting.delete(id);
+    const registry = AggregatorRegistry.aggregate(results);
+    return { contentType: registry.contentType, body: await registry.metrics() };
+  };
+
+  let started = 0;
+  let ports: { grpcPort: number; httpPort: number } | null = null;
+  let workerExitCode: number | null = null;
+  let failedStart: ((code: number | null) => void) | null = null;
+  const allServing = new Promise<boolean>((resolve) => {
+    failedStart = (code) => {
+      workerExitCode = code;
+      resolve(false);
+    };
+    const check = (): void => {
+      if (started >= config.workers) resolve(true);
+    };
+    cluster.on('message', (_worker, raw) => {
+      if ((raw as ClusterMessage)?.t === 'cluster:serving') {
+        started += 1;
+        check();
+      }
+    });
+  });
+
+  const fork = (): Worker => {
+    const worker = cluster.fork();
+    workers.add(worker);
+    let serving = false;
+    serveDecisionLog(log, primaryChannel(worker), { forwardCommits: false });
+    worker.on('message', (raw: unknown) => {
+      const message = raw as ClusterMessage;
+      switch (message?.t) {
+        case 'cluster:serving':
+          serving = true;
+          ports ??= { grpcPort: message.grpcPort, httpPort: message.httpPort };
+          return;
+        case 'cluster:reload-all':
+          broadcast({ t: 'cluster:reload' }, worker);
+          return;
+        case 'cluster:metrics':
+          clusterMetrics().then(
+            ({ contentType, body }) => worker.isConnected() && worker.send({ t: 'cluster:metrics-text', id: message.id, contentType, body } satisfies ClusterMessage),
+            (error: unknown) => logger.error({ error: messageOf(error) }, 'could not collect the workers\' metrics'),
+          );
+          return;
+        case 'cluster:collected': {
+          const round = collecting.get(message.id);
+          if (round === undefined || !round.pending.delete(worker)) return;
+          round.results.push(message.metrics);
+          if (round.pending.size === 0) round.done();
+          return;
+        }
+        default:
+      }
+    });
+    worker.once('exit', (code, signal) => {
+      workers.delete(worker);
+      for (const round of collecting.values()) if (round.pending.delete(worker) && round.pending.size === 0) round.done();
+      if (stopping) return;
+      if (!serving) {
+        // It printed why (port in use, policies broken since the check above); starting more would fail alike.
+        failedStart?.(code);
+        return;
+      }
+      const now = Date.now();
+      restarts.push(now);
+      while (restarts.length > 0 && restarts[0]! < now - RESTART_WINDOW_MS) restarts.shift();
+      if (restarts.length > MAX_RESTARTS) {
+        logger.fatal({ pid: worker.process.pid, code, signal }, `workers keep exiting (${restarts.length} in ${RESTART_WINDOW_MS / 1000} s); stopping`);
+        gaveUp = true;
+        requestStop('workers keep exiting');
+        return;
+      }
+      logger.error({ pid: worker.process.pid, code, signal }, 'a worker exited; starting a new one');
+      fork();
+    });
+    return worker;
+  };
+
+  let stopResolve: ((reason: string) => void) | null = null;
+  const stopped = Promise.race([
+    control.stopRequested,
+    new Promise<string>((resolve) => {
+      stopResolve = resolve;
+    }),
+  ]);
+  const requestStop = (reason: string): void => stopResolve?.(reason);
+  control.onReloadRequest(() => broadcast({ t: 'cluster:reload' }));
+
+  for (let i = 0; i < config.workers; i += 1) fork();
+  const ok = await Promise.race([allServing, stopped.then(() => false)]);
+  if (ok) {
+    logger.info(
+      { grpc: `${hostOf(config.grpc)}:${ports!.grpcPort}`, http: `${hostOf(config.http)}:${ports!.httpPort}`, workers: config.workers, pids: [...workers].map((w) => w.process.pid), policies: config.policies, db: config.db, decisionLog: config.decisionLog },
+      'verdict serving',
+    );
+    const reason = await stopped;
+    logger.info({ reason }, 'shutting down: stopping the workers, then closing the decision log');
+  }
+  stopping = true;
+  await stopWorkers(workers, config.shutdownGraceMs);
+  let error: VerdictError | null = null;
+  try {
+    await log.close();
+  } catch (cause) {
+    error = cause instanceof VerdictError ? cause : new VerdictError('DECISION_LOG_UNAVAILABLE', messageOf(cause));
+  }
+  if (gaveUp) error ??= new VerdictError('INTERNAL', 'workers kept exiting; see the log above for why');
+  return { error, workerExitCode: ok ? null : workerExitCode };
+}
+
+/** SIGTERM each worker (they finish their in-flight checks and flush), then SIGKILL any still running after the grace. */
+async function stopWorkers(workers: Set<Worker>, graceMs: number): Promise<void> {
+  const exits = [...workers].map(
+    (worker) =>
+      new Promise<void>((resolve) => {
+        if (worker.process.exitCode !== null || worker.process.signalCode !== null) return resolve();
+        worker.once('exit', () => resolve());
+        const timer = setTimeout(() => worker.process.kill('SIGKILL'), graceMs + 5_000);
+        timer.unref();
+        worker.process.kill('SIGTERM');
+      }),
+  );
+  await Promise.all(exits);
+}
+
+/**
+ * Run one worker: the usual server, recording through the primary's writer.
+ * Its Admin Reloads reach the other workers through the primary, and its
+ * /metrics answers for the whole cluster.
+ */
+export async function startWorker(config: ServerConfig, logger: Logger): Promise<RunningServer> {
+  const send = (message: ClusterMessage): void => {
+    if (process.connected) process.send?.(message);
+  };
+  let server: RunningServer | null = null;
+  let nextId = 0;
+  const waiting = new Map<number, (text: { contentType: string; body: string }) => void>();
+  process.on('message', (raw: unknown) => {
+    const message = raw as ClusterMessage;
+    switch (message?.t) {
+      case 'cluster:reload':
+        void server?.store.reload();
+        return;
+      case 'cluster:collect':
+        void server?.metrics.registry.getMetricsAsJSON().then((metrics) => send({ t: 'cluster:collected', id: message.id, metrics }));
+        return;
+      case 'cluster:metrics-text':
+        waiting.get(message.id)?.({ contentType: message.contentType, body: message.body });
+        waiting.delete(message.id);
+        return;
+      default:
+    }
+  });
+  server = await startServer(config, logger, {
+    openLog: (sensitive) => DecisionLogClient.connect(workerChannel(), { path: config.db, mode: config.decisionLog, sensitive, ownsLog: false }),
+    onAdminReload: () => send({ t: 'cluster:reload-all' }),
+    servingMessage: 'worker serving',
+    collectMetrics: () =>
+      new Promise((resolve, reject) => {
+        const id = ++nextId;
+        const timer = setTimeout(() => {
+          waiting.delete(id);
+          reject(new VerdictError('INTERNAL', 'the primary did not answer for the cluster\'s metrics in time'));
+        }, COLLECT_TIMEOUT_MS * 2);
+        waiting.set(id, (text) => {
+          clearTimeout(timer);
+          resolve(text);
+        });
+        send({ t: 'cluster:metrics', id });
+      }),
+  });
+  send({ t: 'cluster:serving', grpcPort: server.grpcPort, httpPort: server.httpPort });
+  return server;
+}
+
+/** The primary's side of one worker's IPC channel. */
+function primaryChannel(worker: Worker): LogChannel {
+  return {
+    post: (message) => {
+      if (worker.isConnected()) worker.send(message);
+    },
+    listen: (handler) => worker.on('message', handler),
+    onGone: (handler) => worker.once('disconnect', () => handler('the worker disconnected')),
+  };
+}
+
+/** A worker's side of its IPC channel to the primary. */
+function workerChannel(): LogChannel {
+  return {
+    post: (message) => {
+      if (!process.connected || process.send === undefined) throw new Error('the primary process is gone');
+      process.send(message);
+    },
+    listen: (handler) => process.on('message', handler),
+    onGone: (handler) => process.once('disconnect', () => handler('the primary process is gone')),
+  };
+}
+
+function hostOf(address: string): string {
+  return address.slice(0, address.lastIndexOf(':'));
+}
