@@ -96,6 +96,30 @@ export function waitForHttp200(child, url, what) {
 
 let clockTicks;
 /** utime + stime of a process (all its threads), in seconds, from /proc/PID/stat. */
+/** CPU seconds of `pid` and every live descendant (cluster workers), from /proc. */
+export function treeCpuSeconds(pid) {
+  return processTree(pid).reduce((sum, p) => sum + cpuSeconds(p), 0);
+}
+
+/** `pid` and its live descendants. */
+export function processTree(pid) {
+  const children = new Map();
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (!children.has(ppid)) children.set(ppid, []);
+      children.get(ppid).push(Number(entry));
+    } catch {
+      // The process ended while we looked.
+    }
+  }
+  const tree = [pid];
+  for (let i = 0; i < tree.length; i++) tree.push(...(children.get(tree[i]) ?? []));
+  return tree;
+}
+
 export function cpuSeconds(pid) {
   clockTicks ??= (() => {
     try {
