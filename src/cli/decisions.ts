@@ -103,7 +103,8 @@ export async function runDecisions(argv: string[], io: CommandIO): Promise<numbe
     };
   } catch (error) {
     io.stderr(`verdict decisions: ${messageOf(error)}\n`);
-    return EXIT.USAGE;
+    // A bad flag is usage; a key file that cannot be read is input.
+    return error instanceof VerdictError && error.code !== 'USAGE' ? EXIT.INPUT : EXIT.USAGE;
   }
 
   let decisions: StoredDecision[];

@@ -84,4 +84,12 @@ describe('a log with sensitive attributes', () => {
       expect(run.stderr.trimEnd().split('\n'), argv.join(' ')).toHaveLength(1);
     }
   });
+
+  it('an --hmac-key file that cannot be read is an input error, exit 4, naming the file', async () => {
+    const t = await makeLog(1);
+    const missing = path.join(tempDir(), 'no-such.key');
+    const run = await decisions('--db', t.db, '--attr', 'principal.attributes.email=a@example.com', '--hmac-key', missing);
+    expect(run.code).toBe(4);
+    expect(run.stderr).toContain(missing);
+  });
 });
