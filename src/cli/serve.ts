@@ -1,6 +1,6 @@
 import { VerdictError, messageOf } from '../errors.js';
 import { startServer, type RunningServer } from '../server/app.js';
-import { isClusterWorker, runPrimary, startWorker } from '../server/cluster.js';
+import { isClusterWorker, leaveCluster, runPrimary, startWorker } from '../server/cluster.js';
 import type { Logger } from '../server/logger.js';
 import { ENVIRONMENT_KEYS, parseFlagsLayer, readConfigFile, readEnvironment, resolveConfig, type PartialConfig, type ServerConfig } from '../server/config.js';
 import { createLogger } from '../server/logger.js';
@@ -145,10 +145,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
   if (config.workers > 1 && !isClusterWorker()) {
     return runClusterPrimary(config, logger, io, (stop) => (onStop = stop), (reload) => (onReload = reload), () => stopSignal);
   }
-  if (isClusterWorker()) {
-    // Without the primary there is no decision log: stop rather than refuse every check forever.
-    process.once('disconnect', () => requestStop('primary gone'));
-  }
+  // A cluster worker whose primary is gone has no decision log; node's cluster module ends it at once.
 
   let server: RunningServer;
   try {
@@ -156,8 +153,8 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
   } catch (error) {
     io.stderr(`verdict serve: ${messageOf(error)}\n`);
     logger.flush();
-    // A cluster worker's IPC channel would keep it running; its exit tells the primary that it could not start.
-    if (isClusterWorker()) process.disconnect();
+    // A cluster worker's IPC channel would keep it running; its exit code tells the primary why it could not start.
+    if (isClusterWorker()) leaveCluster();
     return startFailureExit(error);
   }
   started = server;
@@ -178,7 +175,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
         .finally(() => {
           logger.flush();
           // A cluster worker's IPC channel would keep it running.
-          if (isClusterWorker()) process.disconnect();
+          if (isClusterWorker()) leaveCluster();
         });
     };
     if (stopSignal !== null) onStop(stopSignal);

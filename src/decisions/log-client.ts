@@ -2,7 +2,7 @@ import { VerdictError, messageOf } from '../errors.js';
 import type { AuditStatus, CommitStats, DecisionLogMode, HealthState, WriteFailure } from './log.js';
 import { fromWire, pushRow, type ClientMessage, type HostMessage, type LogChannel } from './log-protocol.js';
 import type { DecisionRecord } from './record.js';
-import { toRow } from './row.js';
+import { closedLogError, storedRow } from './row.js';
 import type { SensitiveAttributes } from './sensitive.js';
 
 /** What the decision path needs of a decision log, wherever its writer runs. */
@@ -136,18 +136,14 @@ export class DecisionLogClient implements DecisionSink {
 
   /** See DecisionLog.append; the same promises, the same errors. */
   append(record: DecisionRecord): Promise<void> {
-    if (this.closing) {
-      return Promise.reject(new VerdictError('DECISION_LOG_UNAVAILABLE', `the decision log ${this.path} is closed; the decision cannot be recorded`));
-    }
+    if (this.closing) return Promise.reject(closedLogError(this.path));
     if (this.lost !== null) return Promise.reject(this.lostError());
     let row;
     try {
-      // Sensitive values are replaced before the row exists, so they never leave this thread.
-      row = toRow(this.sensitive === null ? record : this.sensitive.apply(record));
+      // Hashed here, so sensitive values never leave this thread.
+      row = storedRow(record, this.sensitive);
     } catch (error) {
-      return Promise.reject(
-        error instanceof VerdictError ? error : new VerdictError('INTERNAL', `decision ${String(record.decisionId)} cannot be recorded: ${messageOf(error)}`, { cause: error }),
-      );
+      return Promise.reject(error);
     }
     if (this.mode === 'async' && this.isHealthy) {
       pushRow(this.acknowledgedValues, row);
@@ -198,6 +194,8 @@ export class DecisionLogClient implements DecisionSink {
   private async doClose(): Promise<void> {
     this.send();
     this.closing = true;
+    // A writer being restarted right now is either connected or given up before closing.
+    await this.reviving;
     try {
       if (this.lost === null) await this.request(this.options.ownsLog ? 'close' : 'flush');
     } finally {
@@ -359,7 +357,9 @@ export class DecisionLogClient implements DecisionSink {
         this.lost = null;
         this.setHealth(health.healthy, health.lastError);
         return health.healthy;
-      } catch {
+      } catch (error) {
+        // Why the new writer failed (a log that is now corrupt, a full disk) is what the operator needs to see.
+        this.setHealth(false, `${this.lostError().message}; restarting it failed: ${messageOf(error)}`);
         return false;
       } finally {
         this.reviving = null;

@@ -8,8 +8,11 @@ export interface HostOptions {
    * cluster workers, whose commits are shared and counted once by the primary.
    */
   readonly forwardCommits: boolean;
-  /** Called when the client asks the log to close (the writer thread then exits). */
-  readonly onCloseRequest?: () => void;
+  /**
+   * Whether this client may close the log: its own writer thread's client may;
+   * one cluster worker among several may not (its `close` only flushes).
+   */
+  readonly closable: boolean;
 }
 
 /**
@@ -58,8 +61,11 @@ export function serveDecisionLog(log: DecisionLog, channel: LogChannel, options:
         reply(post, message.id, Promise.resolve(log.auditStatus()));
         return;
       case 'close':
+        if (!options.closable) {
+          reply(post, message.id, log.flush().then(() => null));
+          return;
+        }
         stop();
-        options.onCloseRequest?.();
         reply(post, message.id, log.close().then(() => null));
         return;
       default:

@@ -7,7 +7,7 @@ import { GENESIS_HASH, chainHashAt } from './chain.js';
 import { signCheckpoint } from './checkpoint.js';
 import type { CheckpointSigner } from './keys.js';
 import type { DecisionRecord } from './record.js';
-import { toRow, type DecisionRow } from './row.js';
+import { closedLogError, storedRow, type DecisionRow } from './row.js';
 import { migrate } from './schema.js';
 import type { SensitiveAttributes } from './sensitive.js';
 
@@ -304,17 +304,12 @@ export class DecisionLog {
    *   serialised or the database refused it (duplicate decision id)
    */
   append(record: DecisionRecord): Promise<void> {
-    if (this.closing) {
-      return Promise.reject(new VerdictError('DECISION_LOG_UNAVAILABLE', `the decision log ${this.path} is closed; the decision cannot be recorded`));
-    }
+    if (this.closing) return Promise.reject(closedLogError(this.path));
     let row: DecisionRow;
     try {
-      // Sensitive values are replaced before the row exists, so they never reach the file.
-      row = toRow(this.sensitive === null ? record : this.sensitive.apply(record));
+      row = storedRow(record, this.sensitive);
     } catch (error) {
-      return Promise.reject(
-        error instanceof VerdictError ? error : new VerdictError('INTERNAL', `decision ${String(record.decisionId)} cannot be recorded: ${messageOf(error)}`, { cause: error }),
-      );
+      return Promise.reject(error);
     }
     return this.appendRow(row, this.mode === 'async' && this.isHealthy);
   }
@@ -326,9 +321,7 @@ export class DecisionLog {
    * keeps the row for a retry instead of rejecting it.
    */
   appendRow(row: DecisionRow, acknowledged: boolean): Promise<void> {
-    if (this.closing) {
-      return Promise.reject(new VerdictError('DECISION_LOG_UNAVAILABLE', `the decision log ${this.path} is closed; the decision cannot be recorded`));
-    }
+    if (this.closing) return Promise.reject(closedLogError(this.path));
     if (acknowledged) {
       this.queue.push({ row, waiter: null });
       this.schedule();

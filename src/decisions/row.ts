@@ -1,5 +1,6 @@
 import { VerdictError, messageOf } from '../errors.js';
 import type { DecisionRecord } from './record.js';
+import type { SensitiveAttributes } from './sensitive.js';
 
 /**
  * A decision as it is stored: one value per column of `decisions`, JSON columns
@@ -87,4 +88,23 @@ export function toRow(record: DecisionRecord): DecisionRow {
       cause: error,
     });
   }
+}
+
+/**
+ * The row to store for a decision: sensitive attributes replaced by their HMAC
+ * first, so their raw values never reach a row, a writer or the file.
+ * @throws VerdictError INTERNAL when the record cannot be stored faithfully
+ */
+export function storedRow(record: DecisionRecord, sensitive: SensitiveAttributes | null): DecisionRow {
+  try {
+    return toRow(sensitive === null ? record : sensitive.apply(record));
+  } catch (error) {
+    if (error instanceof VerdictError) throw error;
+    throw new VerdictError('INTERNAL', `decision ${String(record.decisionId)} cannot be recorded: ${messageOf(error)}`, { cause: error });
+  }
+}
+
+/** What an append to a closed log rejects with. */
+export function closedLogError(path: string): VerdictError {
+  return new VerdictError('DECISION_LOG_UNAVAILABLE', `the decision log ${path} is closed; the decision cannot be recorded`);
 }

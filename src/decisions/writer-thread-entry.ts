@@ -9,7 +9,7 @@ const port = parentPort;
 if (port !== null) {
   try {
     const log = openLog(workerData as WriterSettings);
-    serveDecisionLog(log, portChannel(port), { forwardCommits: true });
+    serveDecisionLog(log, portChannel(port), { forwardCommits: true, closable: true });
   } catch (error) {
     port.postMessage({ t: 'open-failed', error: toWire(error) });
   }

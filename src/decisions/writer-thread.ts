@@ -82,7 +82,7 @@ export async function startWriterThread(settings: WriterSettings, sensitive: Sen
 async function startInThisThread(settings: WriterSettings, sensitive: SensitiveAttributes | null): Promise<DecisionLogClient> {
   const log = openLog(settings);
   const { port1, port2 } = new MessageChannel();
-  serveDecisionLog(log, portChannel(port2), { forwardCommits: true });
+  serveDecisionLog(log, portChannel(port2), { forwardCommits: true, closable: true });
   return DecisionLogClient.connect(portChannel(port1), {
     path: settings.path,
     mode: settings.mode,

@@ -34,6 +34,7 @@ export interface RunningServer {
 }
 
 const PROBE_INTERVAL_MS = 1000;
+const READINESS_STATUS_TIMEOUT_MS = 500;
 
 /**
  * Wires the pieces: policies → engine → decision log → answer, behind gRPC, plus the
@@ -77,7 +78,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   const sensitive = audit.options.sensitive ?? null;
   const log = await (options.openLog ? options.openLog(sensitive) : startWriterThread(writerSettings(config, audit), sensitive));
   logger.info({ keyId: audit.keyId, publicKey: audit.publicKeyPath, checkpointEveryRows: config.checkpointEveryRows, checkpointEverySeconds: config.checkpointEverySeconds, sensitiveAttributes: config.sensitiveAttributes, chain: config.auditChain }, 'audit trail');
-  metrics.setLogHealthy(true);
+  metrics.setLogHealthy(log.healthy);
   log.onCommit(({ rows, durationMs }) => metrics.observeCommit(rows, durationMs / 1000));
   log.onWriteError(({ error, rows, acknowledgedRows }) => {
     if (acknowledgedRows > 0) logger.error({ db: config.db, rows, acknowledgedRows, error: error.message }, 'decisions already answered (async mode) could not be recorded');
@@ -112,7 +113,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
 
   // While the log cannot be written, checks fail closed and health says so; a probe notices recovery.
   let probeTimer: NodeJS.Timeout | null = null;
-  log.onHealthChange(({ healthy, lastError }) => {
+  const onLogHealth = ({ healthy, lastError }: { healthy: boolean; lastError: string | null }): void => {
     metrics.setLogHealthy(healthy);
     const status = healthy ? 'SERVING' : 'NOT_SERVING';
     grpc.health.setStatus('', status);
@@ -127,15 +128,18 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       probeTimer ??= setInterval(() => void log.probe(), PROBE_INTERVAL_MS);
       probeTimer.unref();
     }
-  });
+  };
+  log.onHealthChange(onLogHealth);
+  // A cluster worker may join a log that is already failing.
+  if (!log.healthy) onLogHealth({ healthy: false, lastError: log.lastError });
 
   const grpcAddress = splitHostPort(config.grpc);
   const httpAddress = splitHostPort(config.http);
   const http = new OperatorHttpServer({
     readiness: async () => {
       const status = store.status();
-      // Asked of the writer; a writer that cannot answer has no audit status to give.
-      const auditStatus = await log.auditStatus().catch(() => null);
+      // Asked of the writer; a writer that cannot answer soon (lost, or stuck in a long fsync) has none to give.
+      const auditStatus = await withTimeout(log.auditStatus(), READINESS_STATUS_TIMEOUT_MS).catch(() => null);
       return {
         ready: log.healthy,
         detail: {
@@ -203,4 +207,13 @@ export function writerSettings(config: ServerConfig, audit: AuditSetup): WriterS
         ? null
         : { signingKey: audit.signingKeyPath, publicKey: audit.publicKeyPath, everyRows: checkpoints.everyRows, everySeconds: checkpoints.everySeconds },
   };
+}
+
+/** `promise`, or a rejection once `ms` have passed. */
+function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new VerdictError('INTERNAL', `no answer within ${ms} ms`)), ms);
+  });
+  return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
 }

@@ -1,5 +1,6 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import { loadTlsMaterial } from '../authn/mtls.js';
 import { loadAudit } from '../decisions/audit-setup.js';
 import type { DecisionLog } from '../decisions/log.js';
 import { DecisionLogClient } from '../decisions/log-client.js';
@@ -51,6 +52,14 @@ const RESTART_WINDOW_MS = 60_000;
 export const isClusterWorker = (): boolean => cluster.isWorker;
 
 /**
+ * A worker's way out: closes the IPC channel so the process can end with its
+ * own exit code (a bare process.disconnect() makes node's cluster exit it with 0).
+ */
+export function leaveCluster(): void {
+  cluster.worker?.disconnect();
+}
+
+/**
  * Run the primary: check the policies and open the decision log (so that a
  * bad start fails here, with its own exit code), fork the workers, serve their
  * rows, restart a worker that dies, and on `stop` shut the workers down before
@@ -76,7 +85,8 @@ export interface PrimaryOutcome {
  * @throws VerdictError when the policies are invalid or the decision log cannot be opened (nothing forked yet)
  */
 export async function runPrimary(config: ServerConfig, logger: Logger, control: PrimaryControl): Promise<PrimaryOutcome> {
-  // The workers load the policies themselves; this only makes an invalid set fail once, before anything forks.
+  // The workers load these themselves; checking here makes a bad start fail once, with its own exit code, before anything forks.
+  if (config.tls) loadTlsMaterial(config.tls);
   (await PolicyStore.open(config.policies)).close();
   const audit = loadAudit(config);
   for (const note of audit.notes) logger[note.level]({ db: config.db }, note.message);
@@ -118,11 +128,15 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
       if (pending.size === 0) done();
     });
     collecting.delete(id);
+    // A worker that did not answer in time is left out: say so, or its counters would seem to have reset.
+    if (pending.size > 0) logger.warn({ missing: [...pending].map((w) => w.process.pid) }, '/metrics: some workers did not answer in time; their figures are missing from this scrape');
     const registry = AggregatorRegistry.aggregate(results);
     return { contentType: registry.contentType, body: await registry.metrics() };
   };
 
   let started = 0;
+  /** Set once every first worker serves; from then on a worker that exits, even before serving, is replaced. */
+  let running = false;
   let ports: { grpcPort: number; httpPort: number } | null = null;
   let workerExitCode: number | null = null;
   let failedStart: ((code: number | null) => void) | null = null;
@@ -146,7 +160,9 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
     const worker = cluster.fork();
     workers.add(worker);
     let serving = false;
-    serveDecisionLog(log, primaryChannel(worker), { forwardCommits: false });
+    serveDecisionLog(log, primaryChannel(worker), { forwardCommits: false, closable: false });
+    // A send to a worker that has just died fails with EPIPE as an 'error' event; unhandled, it would end the primary.
+    worker.on('error', (error) => logger.warn({ pid: worker.process.pid, error: messageOf(error) }, 'could not reach a worker'));
     worker.on('message', (raw: unknown) => {
       const message = raw as ClusterMessage;
       switch (message?.t) {
@@ -177,8 +193,8 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
       workers.delete(worker);
       for (const round of collecting.values()) if (round.pending.delete(worker) && round.pending.size === 0) round.done();
       if (stopping) return;
-      if (!serving) {
-        // It printed why (port in use, policies broken since the check above); starting more would fail alike.
+      if (!serving && !running) {
+        // It printed why (port in use, say); starting more would fail alike.
         failedStart?.(code);
         return;
       }
@@ -191,7 +207,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
         requestStop('workers keep exiting');
         return;
       }
-      logger.error({ pid: worker.process.pid, code, signal }, 'a worker exited; starting a new one');
+      logger.error({ pid: worker.process.pid, code, signal, serving }, 'a worker exited; starting a new one');
       fork();
     });
     return worker;
@@ -209,6 +225,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
 
   for (let i = 0; i < config.workers; i += 1) fork();
   const ok = await Promise.race([allServing, stopped.then(() => false)]);
+  running = ok;
   if (ok) {
     logger.info(
       { grpc: `${hostOf(config.grpc)}:${ports!.grpcPort}`, http: `${hostOf(config.http)}:${ports!.httpPort}`, workers: config.workers, pids: [...workers].map((w) => w.process.pid), policies: config.policies, db: config.db, decisionLog: config.decisionLog },
@@ -263,7 +280,9 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
         void server?.store.reload();
         return;
       case 'cluster:collect':
-        void server?.metrics.registry.getMetricsAsJSON().then((metrics) => send({ t: 'cluster:collected', id: message.id, metrics }));
+        // A worker still starting has nothing to add, and says so at once rather than let the scrape wait.
+        if (server === null) send({ t: 'cluster:collected', id: message.id, metrics: [] });
+        else void server.metrics.registry.getMetricsAsJSON().then((metrics) => send({ t: 'cluster:collected', id: message.id, metrics }));
         return;
       case 'cluster:metrics-text':
         waiting.get(message.id)?.({ contentType: message.contentType, body: message.body });

@@ -29,9 +29,10 @@ export class ServerMetrics {
     this.batchRows = new Histogram({ name: 'verdict_decision_log_batch_rows', help: 'Decisions committed per decision-log transaction.', buckets: [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024], registers: [this.registry] });
     this.commitSeconds = new Histogram({ name: 'verdict_decision_log_commit_seconds', help: 'Time to commit one decision-log transaction.', buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5], registers: [this.registry] });
     this.logFailures = new Counter({ name: 'verdict_decision_log_failures_total', help: 'Checks refused because their decision could not be recorded.', registers: [this.registry] });
-    this.logHealthy = new Gauge({ name: 'verdict_decision_log_healthy', help: '1 while the decision log can be written, else 0.', registers: [this.registry] });
-    this.policyInfo = new Gauge({ name: 'verdict_policy_info', help: 'The policy version being served (value 1).', labelNames: ['version'], registers: [this.registry] });
-    this.policyRules = new Gauge({ name: 'verdict_policy_rules', help: 'Rules in the policy set being served.', registers: [this.registry] });
+    // The aggregators say how --workers N sums the processes' values: a gauge of state is not a count.
+    this.logHealthy = new Gauge({ name: 'verdict_decision_log_healthy', help: '1 while the decision log can be written, else 0.', registers: [this.registry], aggregator: 'min' });
+    this.policyInfo = new Gauge({ name: 'verdict_policy_info', help: 'The policy version being served (value 1).', labelNames: ['version'], registers: [this.registry], aggregator: 'max' });
+    this.policyRules = new Gauge({ name: 'verdict_policy_rules', help: 'Rules in the policy set being served.', registers: [this.registry], aggregator: 'max' });
     this.reloads = new Counter({ name: 'verdict_policy_reloads_total', help: 'Policy reload attempts, by result.', labelNames: ['result'], registers: [this.registry] });
     this.reloads.inc({ result: 'success' }, 0);
     this.reloads.inc({ result: 'failure' }, 0);

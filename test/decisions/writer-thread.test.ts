@@ -82,14 +82,14 @@ describe('a client whose writer goes away', () => {
   async function served(file: string) {
     const log = DecisionLog.open(file);
     let ports = new MessageChannel();
-    serveDecisionLog(log, portChannel(ports.port2), { forwardCommits: true });
+    serveDecisionLog(log, portChannel(ports.port2), { forwardCommits: true, closable: true });
     const client = await DecisionLogClient.connect(portChannel(ports.port1), {
       path: file,
       mode: 'durable',
       ownsLog: true,
       reconnect: async () => {
         ports = new MessageChannel();
-        serveDecisionLog(log, portChannel(ports.port2), { forwardCommits: true });
+        serveDecisionLog(log, portChannel(ports.port2), { forwardCommits: true, closable: true });
         return portChannel(ports.port1);
       },
       release: async () => {
@@ -119,6 +119,29 @@ describe('a client whose writer goes away', () => {
     await client.append(record());
     await client.close();
     expect(count(file)).toBe(2);
+    await log.close();
+  });
+
+  it('says why a writer could not be restarted', async () => {
+    const file = tempDb();
+    const log = DecisionLog.open(file);
+    const ports = new MessageChannel();
+    serveDecisionLog(log, portChannel(ports.port2), { forwardCommits: true, closable: true });
+    const client = await DecisionLogClient.connect(portChannel(ports.port1), {
+      path: file,
+      mode: 'durable',
+      ownsLog: true,
+      reconnect: async () => {
+        throw new VerdictError('DECISION_LOG_CORRUPT', `${file} is damaged or not a SQLite database`);
+      },
+    });
+    ports.port2.close();
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(await client.probe()).toBe(false);
+    expect(client.healthy).toBe(false);
+    expect(client.lastError).toContain('restarting it failed');
+    expect(client.lastError).toContain('is damaged or not a SQLite database');
+    await client.close();
     await log.close();
   });
 });

@@ -100,6 +100,10 @@ describe('verdict serve --workers 2', () => {
       .reduce((sum, line) => sum + Number(line.split(' ').pop()), 0);
     expect(counted).toBe(400);
     expect(metrics).toMatch(/verdict_decision_log_batch_rows_count \d+/);
+    // State gauges are not summed over the processes.
+    expect(metrics).toMatch(/^verdict_decision_log_healthy 1$/m);
+    const ready = (await (await fetch(`http://127.0.0.1:${server.httpPort}/readyz`)).json()) as { policyVersion: string };
+    expect(metrics).toContain(`verdict_policy_info{version="${ready.policyVersion}"} 1`);
   });
 
   it('reloads every worker when one of them is asked to', async () => {
@@ -153,6 +157,14 @@ describe('verdict serve --workers 2 that cannot start', () => {
     const result = verdict('serve', '--workers', '2', '--policies', dir, '--db', join(dir, 'd.db'), '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0');
     expect(result.status).toBe(3);
     expect(result.stderr).toContain('broken.yaml');
+  });
+
+  it('exits 2 for a TLS certificate that cannot be read, naming the file', () => {
+    const dir = tempDir();
+    const missing = join(dir, 'no-such-cert.pem');
+    const result = verdict('serve', '--workers', '2', '--policies', join(ROOT, 'policies'), '--db', join(dir, 'd.db'), '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', '--tls-cert', missing, '--tls-key', missing);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain(missing);
   });
 
   it('exits 5 when its port is taken, naming the address', async () => {
