@@ -1,112 +1,235 @@
 import { hash as oneShotHash } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { CANONICAL_FORMAT, RAW_COLUMNS, rawChainHash, type RawRow } from './chain.js';
+import { CANONICAL_FORMAT, rawChainHash, type RawRow } from './chain.js';
 
 /**
- * The hot loop of `verdict audit verify`: recompute the chain over one range of
- * seq numbers. It runs in the main thread or, for large logs, in one worker
- * thread per range (each with its own read-only connection), because reading
- * rows and hashing them is all CPU.
+ * The hot loop of `verdict audit verify`: recompute the chain over the rows of
+ * a log, in blocks of seq numbers that any number of threads (this one and
+ * worker threads, each with its own read-only connection) take from a shared
+ * counter. Taking blocks rather than fixed ranges keeps every thread busy to
+ * the end even when a worker starts late or another process takes a core from
+ * one. A block starts from the stored hash before it; the block before proves
+ * that hash by recomputing it.
  *
  * Fast path: SQLite builds each row's canonical text itself with json_array(),
  * which for the values a row holds (text, integers, NULL) writes exactly what
  * JSON.stringify writes — checked at start by sqliteJsonMatchesJs() on the
- * awkward cases, and again for any row whose hash does not match, by
- * recomputing that row the JavaScript way before calling it a break. So the fast
- * path can cost a false alarm only if both disagree, never a false pass.
+ * awkward cases. The text arrives as one string per row with the stored hashes
+ * appended in hex: better-sqlite3 makes one JS string far faster than a Buffer
+ * per BLOB or an array per row. A row the fast path cannot vouch for (wrong
+ * seq, a hash that does not match, a value json_array() refuses) is checked
+ * again the JavaScript way, with rawChainHash, before it is called a break: the
+ * fast path costs time there, never changes the verdict.
  */
 
-export interface RangeJob {
+export interface VerifyPlan {
   readonly path: string;
-  /** First and last seq of the range, inclusive. */
+  /** First and last seq to verify, inclusive. */
   readonly from: number;
   readonly to: number;
   /** The chain hash the row `from` must continue from. */
   readonly prev: Uint8Array;
+  readonly blockRows: number;
   /** Seqs whose computed chain hash the caller wants back (checkpoint positions). */
   readonly hashesAt: readonly number[];
   /** Use SQLite's json_array() for the canonical text. */
   readonly fast: boolean;
+  /** Shared by all threads: see newClaims(). */
+  readonly claims: SharedArrayBuffer;
 }
 
-export interface RangeResult {
-  /** Rows verified, from `from` on. */
+export interface BlockResult {
+  /** The block's position in the plan: block k covers seqs from + k·blockRows onwards. */
+  readonly block: number;
+  /** Rows verified, from the block's first seq on. */
   readonly rows: number;
   readonly hashesAt: ReadonlyArray<readonly [number, Uint8Array]>;
   /** Where the chain broke: the seq expected next, and the hash it should continue from. */
   readonly failure: { readonly expected: number; readonly prev: Uint8Array } | null;
 }
 
+/** A SharedArrayBuffer for VerifyPlan.claims, with nothing claimed yet. */
+export function newClaims(blocks: number): SharedArrayBuffer {
+  const claims = new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT);
+  const view = new Int32Array(claims);
+  view[NEXT] = 0;
+  view[LIMIT] = blocks;
+  return claims;
+}
+
+// Slots of the claims array: the next block to hand out, and the block count
+// or, once a block has failed, the first failed block (later ones need no work).
+const NEXT = 0;
+const LIMIT = 1;
+
+/** Rows fetched per query: enough that the call's own cost vanishes, few enough to keep memory flat. */
+const CHUNK_ROWS = 512;
+
 const JSON_ARRAY = `json_array('${CANONICAL_FORMAT}', seq, decision_id, time_ms, caller, request_id, principal_id, action,
   resource_type, resource_id, effect, reason, rule_ids, errors, policy_version, request, latency_us)`;
 
+// The canonical text, then prev_hash and hash as 64 lower-case hex digits each
+// (as crypto writes them, so they compare as strings); NULL when either is not
+// 32 bytes, so that the hex always sits at the same place from the end.
+const FAST_ROW = `CASE WHEN octet_length(prev_hash) = 32 AND octet_length(hash) = 32
+  THEN ${JSON_ARRAY} || lower(hex(prev_hash) || hex(hash)) END`;
+
+// The row's columns for rawChainHash. The hashes are read as bytes whatever
+// their storage class, as hex() reads them on the fast path, so both paths see
+// the same values.
+const EXACT_ROW = `seq, decision_id, time_ms, caller, request_id, principal_id, action, resource_type, resource_id,
+  effect, reason, rule_ids, errors, policy_version, request, latency_us, CAST(prev_hash AS BLOB), CAST(hash AS BLOB)`;
+
+/** Where the seq starts in the canonical text: after `["verdict.decision.v1",`. */
+const SEQ_AT = `["${CANONICAL_FORMAT}",`.length;
+/** Digits of a seq the fast path reads; a longer one (no log gets there) is left to the exact path. */
+const MAX_SEQ_DIGITS = 15;
+const HASH_BYTES = 32;
+const HASH_HEX = 2 * HASH_BYTES;
+/** The value of each lower-case hex digit, by its char code. */
+const HEX_VALUE = new Uint8Array(128);
+for (let v = 0; v < 16; v++) HEX_VALUE[v.toString(16).charCodeAt(0)] = v;
+const DIGIT_0 = 0x30;
+const DIGIT_9 = 0x39;
+const COMMA = 0x2c;
+
 /**
- * Verify one range on an open connection. Hashes travel as hex strings, not
- * Buffers: better-sqlite3 copies every BLOB into a new Buffer, which cost more
- * than the SHA-256 itself, while hex() text is cheap to make and to compare.
+ * Verify blocks of `plan` on an open connection until none is left to claim;
+ * other threads may be doing the same with the same plan.
  */
-export function verifyRange(db: Database.Database, job: RangeJob): RangeResult {
-  const wanted = new Set(job.hashesAt);
-  const hashesAt: Array<readonly [number, Uint8Array]> = [];
-  const fast = db
-    .prepare(`SELECT seq, ${job.fast ? JSON_ARRAY : `''`}, lower(hex(prev_hash)), lower(hex(hash)) FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq`)
-    .raw(true);
-  const slow = db.prepare(`SELECT ${RAW_COLUMNS} FROM decisions WHERE seq = ?`).raw(true);
-  const hasher = new ChainHasher();
-  let prev = Buffer.from(job.prev).toString('hex');
-  let expected = job.from;
-  let rows = 0;
-  let failed = false;
-  for (const r of fast.iterate(job.from, job.to) as IterableIterator<[number, string, string, string]>) {
-    // hex() of NULL is '', which never equals a 64-digit hash.
-    if (r[0] !== expected || r[2] !== prev) {
-      failed = true;
-      break;
-    }
-    let h = job.fast ? hasher.hash(prev, r[1]) : '';
-    if (h !== r[3]) {
-      // The canonical form is JSON.stringify's: settle it that way.
-      h = rawChainHash(Buffer.from(prev, 'hex'), slow.get(r[0]) as RawRow).toString('hex');
-      if (h !== r[3]) {
-        failed = true;
-        break;
-      }
-    }
-    if (wanted.has(r[0])) hashesAt.push([r[0], Buffer.from(h, 'hex')]);
-    prev = h;
-    expected++;
-    rows++;
+export function verifyBlocks(db: Database.Database, plan: VerifyPlan): BlockResult[] {
+  const claims = new Int32Array(plan.claims);
+  const verifier = new RangeVerifier(db, plan);
+  const storedHash = db.prepare<[number], Buffer | null>('SELECT CAST(hash AS BLOB) FROM decisions WHERE seq = ?').pluck();
+  const results: BlockResult[] = [];
+  for (;;) {
+    const block = Atomics.add(claims, NEXT, 1);
+    if (block >= Atomics.load(claims, LIMIT)) break;
+    const from = plan.from + block * plan.blockRows;
+    const to = Math.min(plan.to, from + plan.blockRows - 1);
+    // A missing row before the block makes the block before it fail first, so any hash does here.
+    const prev = block === 0 ? Buffer.from(plan.prev) : (storedHash.get(from - 1) ?? Buffer.alloc(32));
+    const result = verifier.verify(from, to, prev);
+    results.push({ block, ...result });
+    if (result.failure !== null) lowerLimit(claims, block);
   }
-  // Rows missing at the end of the range show as a short count.
-  if (!failed && expected <= job.to) failed = true;
-  return { rows, hashesAt, failure: failed ? { expected, prev: Buffer.from(prev, 'hex') } : null };
+  return results;
 }
 
-/** Open `job.path` read-only and verify the range (what a worker thread runs). */
-export function verifyRangeFile(job: RangeJob): RangeResult {
-  const db = new Database(job.path, { readonly: true, fileMustExist: true });
+/** Open `plan.path` read-only and verify blocks of it (what a worker thread runs). */
+export function verifyBlocksInFile(plan: VerifyPlan): BlockResult[] {
+  const db = new Database(plan.path, { readonly: true, fileMustExist: true });
   try {
     useMmap(db);
-    return verifyRange(db, job);
+    return verifyBlocks(db, plan);
   } finally {
     db.close();
   }
 }
 
-/**
- * Hex SHA-256(prev ‖ UTF-8 text), with one reused buffer and the one-shot hash,
- * which skips creating a Hash object per row.
- */
-class ChainHasher {
-  private buffer = Buffer.alloc(64 * 1024);
+/** Hand out no more blocks of the plan. */
+export function stopClaims(plan: Pick<VerifyPlan, 'claims'>): void {
+  Atomics.store(new Int32Array(plan.claims), LIMIT, 0);
+}
 
-  hash(prevHex: string, text: string): string {
+function lowerLimit(claims: Int32Array, block: number): void {
+  for (;;) {
+    const limit = Atomics.load(claims, LIMIT);
+    if (limit <= block || Atomics.compareExchange(claims, LIMIT, limit, block) === limit) return;
+  }
+}
+
+class RangeVerifier {
+  private readonly fastRows: Database.Statement<[number, number], string | null> | null;
+  private readonly exactRows: Database.Statement<[number, number], RawRow>;
+  private readonly wanted: ReadonlySet<number>;
+  // Reused for every row: prev hash, then the row's text as UTF-8.
+  private scratch = Buffer.alloc(64 * 1024);
+
+  constructor(db: Database.Database, plan: VerifyPlan) {
+    this.fastRows = plan.fast ? db.prepare<[number, number], string | null>(`SELECT ${FAST_ROW} FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq`).pluck() : null;
+    this.exactRows = db.prepare<[number, number], RawRow>(`SELECT ${EXACT_ROW} FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq`).raw();
+    this.wanted = new Set(plan.hashesAt);
+  }
+
+  /** Verify seqs from..to, continuing from `start`. */
+  verify(from: number, to: number, start: Buffer): Omit<BlockResult, 'block'> {
+    const hashesAt: Array<readonly [number, Uint8Array]> = [];
+    // The chain hash so far in hex, as the fast path compares it with the stored hex.
+    let prev = start.toString('hex');
+    let expected = from;
+    for (let low = from; low <= to; low += CHUNK_ROWS) {
+      const high = Math.min(to, low + CHUNK_ROWS - 1);
+      if (this.fastRows !== null) {
+        for (const text of fastTexts(this.fastRows, low, high)) {
+          const h = this.fastHash(text, expected, prev);
+          if (h === null) break;
+          if (this.wanted.has(expected)) hashesAt.push([expected, Buffer.from(h, 'hex')]);
+          prev = h;
+          expected++;
+        }
+      }
+      if (expected > high) continue;
+      // The rest of the chunk, row by row the reference way.
+      let prevBytes: Buffer = Buffer.from(prev, 'hex');
+      for (const r of this.exactRows.all(expected, high)) {
+        const storedPrev = r[16];
+        const storedHash = r[17];
+        if (r[0] !== expected || storedPrev === null || storedHash === null || !prevBytes.equals(storedPrev)) break;
+        const h = rawChainHash(prevBytes, r);
+        if (!h.equals(storedHash)) break;
+        if (this.wanted.has(expected)) hashesAt.push([expected, h]);
+        prevBytes = h;
+        expected++;
+      }
+      prev = prevBytes.toString('hex');
+      // Rows missing at the end of the chunk show as a short count.
+      if (expected <= high) return { rows: expected - from, hashesAt, failure: { expected, prev: prevBytes } };
+    }
+    return { rows: expected - from, hashesAt, failure: null };
+  }
+
+  /**
+   * The chain hash (hex) of a fast-path row if it is seq `expected` and
+   * continues from `prev`, else null (then the row is checked the exact way).
+   */
+  private fastHash(text: string | null, expected: number, prev: string): string | null {
+    if (text === null || prev.length !== HASH_HEX) return null;
+    let at = SEQ_AT;
+    let seq = 0;
+    let c = text.charCodeAt(at);
+    while (c >= DIGIT_0 && c <= DIGIT_9 && at < SEQ_AT + MAX_SEQ_DIGITS) {
+      seq = seq * 10 + (c - DIGIT_0);
+      c = text.charCodeAt(++at);
+    }
+    if (c !== COMMA || seq !== expected || at === SEQ_AT) return null;
+    // The stored prev_hash must be the hash computed so far. (slice and === beat
+    // startsWith(prev, position) and endsWith(), which V8 runs several times slower.)
+    const length = text.length;
+    if (text.slice(length - 2 * HASH_HEX, length - HASH_HEX) !== prev) return null;
     // A UTF-16 code unit is at most 3 UTF-8 bytes, so this size always fits the text.
-    const need = 32 + text.length * 3;
-    if (this.buffer.length < need) this.buffer = Buffer.alloc(need * 2);
-    this.buffer.write(prevHex, 0, 32, 'hex');
-    const n = this.buffer.write(text, 32, 'utf8');
-    return oneShotHash('sha256', this.buffer.subarray(0, 32 + n), 'hex');
+    const need = HASH_BYTES + text.length * 3;
+    if (this.scratch.length < need) this.scratch = Buffer.alloc(need * 2);
+    const bytes = this.scratch;
+    const end = HASH_BYTES + bytes.write(text, HASH_BYTES, 'utf8');
+    // The hash input is prev ‖ canonical: prev's bytes from its hex digits (just
+    // checked), which as ASCII take one byte each at the end of the text.
+    const prevHex = end - 2 * HASH_HEX;
+    for (let k = 0; k < HASH_BYTES; k++) {
+      bytes[k] = ((HEX_VALUE[bytes[prevHex + 2 * k] as number] as number) << 4) | (HEX_VALUE[bytes[prevHex + 2 * k + 1] as number] as number);
+    }
+    const h = oneShotHash('sha256', bytes.subarray(0, prevHex), 'hex');
+    return text.slice(length - HASH_HEX) === h ? h : null;
+  }
+}
+
+/** The fast path's rows from low to high; none when SQLite cannot build them. */
+function fastTexts(statement: Database.Statement<[number, number], string | null>, low: number, high: number): Array<string | null> {
+  try {
+    return statement.all(low, high);
+  } catch {
+    // json_array() refuses a BLOB in a text column (tampering): the exact path reads the rows and reports the break.
+    return [];
   }
 }
 

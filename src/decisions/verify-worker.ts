@@ -1,10 +1,10 @@
-// Worker thread entry for verify.ts: verify one range of a log and post the result.
+// Worker thread entry for verify.ts: verify blocks of a log until none is left and post the results.
 import { parentPort, workerData } from 'node:worker_threads';
 import { messageOf } from '../errors.js';
-import { verifyRangeFile, type RangeJob } from './verify-range.js';
+import { verifyBlocksInFile, type VerifyPlan } from './verify-range.js';
 
 try {
-  parentPort?.postMessage({ ok: true, result: verifyRangeFile(workerData as RangeJob) });
+  parentPort?.postMessage({ ok: true, results: verifyBlocksInFile(workerData as VerifyPlan) });
 } catch (error) {
   parentPort?.postMessage({ ok: false, error: messageOf(error) });
 }

@@ -11,7 +11,7 @@ import { checkpointSignatureValid, type Checkpoint } from './checkpoint.js';
 import { readExportFile } from './export.js';
 import { keyIdOf } from './keys.js';
 import { readSchemaVersion } from './schema.js';
-import { sqliteJsonMatchesJs, useMmap, verifyRange, type RangeJob, type RangeResult } from './verify-range.js';
+import { newClaims, sqliteJsonMatchesJs, stopClaims, useMmap, verifyBlocks, type BlockResult, type VerifyPlan } from './verify-range.js';
 
 /**
  * `verdict audit verify`: recompute the hash chain of a decision log (or of a
@@ -68,7 +68,7 @@ export interface VerifyOptions {
   readonly publicKeys: readonly KeyObject[];
   /** An exported checkpoint kept elsewhere: makes truncation after it detectable. */
   readonly fromCheckpoint?: Checkpoint;
-  /** Worker threads for a large log; default: one per core, at most 4. 1 verifies in this thread. */
+  /** Threads for a large log, this one included; default: one per core, at most 4. 1 verifies in this thread alone. */
   readonly workers?: number;
 }
 
@@ -224,8 +224,15 @@ interface ChainPass {
 
 /** Below this many rows, worker threads cost more than they save. */
 const PARALLEL_MIN_ROWS = 100_000;
+/**
+ * Rows per block handed to a thread: small enough that the threads finish
+ * close together, large enough that claiming one is noise.
+ */
+const MAX_BLOCK_ROWS = 10_000;
+/** Blocks per thread at least, so that a small log split for testing still has several. */
+const MIN_BLOCKS_PER_THREAD = 4;
 
-async function chainPassDb(db: Database.Database, path: string, start: Start, wanted: readonly number[], workers: number | undefined): Promise<ChainPass> {
+async function chainPassDb(db: Database.Database, path: string, start: Start, wanted: readonly number[], threadOption: number | undefined): Promise<ChainPass> {
   const first = db.prepare('SELECT min(seq) FROM decisions').pluck().get() as number | null;
   const tip = db.prepare('SELECT max(seq) FROM decisions').pluck().get() as number | null;
   if (first === null || tip === null) return { rows: 0, firstSeq: null, hashesAt: new Map(), failure: null };
@@ -233,25 +240,27 @@ async function chainPassDb(db: Database.Database, path: string, start: Start, wa
     // Rows at or before the prune anchor: they cannot belong to the chain that continues from it.
     return { rows: 0, firstSeq: first, hashesAt: new Map(), failure: { expected: start.seq + 1, prev: start.hash, index: 0 } };
   }
-  const fast = sqliteJsonMatchesJs(db);
   const from = start.seq + 1;
   const total = tip - from + 1;
+  // By default one thread per core for a large log; an explicit count is honoured (tests use it on small logs).
+  const threads = Math.max(1, Math.min(total, threadOption ?? (total >= PARALLEL_MIN_ROWS ? Math.min(availableParallelism(), 4) : 1)));
+  const blockRows = Math.max(1, Math.min(MAX_BLOCK_ROWS, Math.ceil(total / (threads * MIN_BLOCKS_PER_THREAD))));
+  const blocks = Math.ceil(total / blockRows);
+  const plan: VerifyPlan = { path, from, to: tip, prev: start.hash, blockRows, hashesAt: wanted, fast: sqliteJsonMatchesJs(db), claims: newClaims(blocks) };
   const workerFile = fileURLToPath(new URL('./verify-worker.js', import.meta.url));
-  // By default one range per core for a large log; an explicit count is honoured (tests use it on small logs).
-  const parts = Math.max(1, Math.min(total, workers ?? (total >= PARALLEL_MIN_ROWS ? Math.min(availableParallelism(), 4) : 1)));
-  // Without the compiled worker file (running from TypeScript sources) the ranges run here, one after another.
-  const useWorkers = parts > 1 && fs.existsSync(workerFile);
-  const hashAt = db.prepare<[number], Buffer | null>('SELECT hash FROM decisions WHERE seq = ?').pluck();
-
-  const jobs: RangeJob[] = [];
-  for (let k = 0; k < parts; k++) {
-    const a = from + Math.floor((total * k) / parts);
-    const b = k === parts - 1 ? tip : from + Math.floor((total * (k + 1)) / parts) - 1;
-    // A later range starts from the stored hash before it; the range before proves that hash by recomputing it.
-    const prev = k === 0 ? start.hash : (hashAt.get(a - 1) ?? Buffer.alloc(32));
-    jobs.push({ path, from: a, to: b, prev, hashesAt: wanted.filter((s) => s >= a && s <= b), fast });
+  // Without the compiled worker file (running from TypeScript sources) this thread takes every block.
+  const workers = threads > 1 && fs.existsSync(workerFile) ? Array.from({ length: threads - 1 }, () => runWorker(workerFile, plan)) : [];
+  // This thread verifies too, rather than wait; the workers take blocks as soon as they are up.
+  let mine: BlockResult[];
+  try {
+    mine = verifyBlocks(db, plan);
+  } catch (error) {
+    // Let no worker outlive the call: they finish the block in hand and stop.
+    stopClaims(plan);
+    await Promise.allSettled(workers);
+    throw error;
   }
-  const results = useWorkers ? await Promise.all(jobs.map((job) => runWorker(workerFile, job))) : jobs.map((job) => verifyRange(db, job));
+  const results = [mine, ...(await Promise.all(workers))].flat().sort((a, b) => a.block - b.block);
 
   const hashesAt = new Map<number, Buffer>();
   let rows = 0;
@@ -265,15 +274,17 @@ async function chainPassDb(db: Database.Database, path: string, start: Start, wa
       return { rows, firstSeq: first, hashesAt, failure: { expected, prev: Buffer.from(result.failure.prev), index } };
     }
   }
+  // Every block up to the first failure is verified by some thread; with none failed, that is all of them.
+  if (results.length !== blocks) throw new VerdictError('INTERNAL', `verified ${results.length} of ${blocks} blocks of the log`);
   return { rows, firstSeq: first, hashesAt, failure: null };
 }
 
-function runWorker(file: string, job: RangeJob): Promise<RangeResult> {
+function runWorker(file: string, plan: VerifyPlan): Promise<BlockResult[]> {
   return new Promise((resolve, reject) => {
-    const worker = new Worker(file, { workerData: job });
-    worker.once('message', (message: { ok: true; result: RangeResult } | { ok: false; error: string }) => {
-      if (message.ok) resolve(message.result);
-      else reject(new VerdictError('DECISION_LOG_CORRUPT', `cannot read the decision log ${job.path}: ${message.error}`));
+    const worker = new Worker(file, { workerData: plan });
+    worker.once('message', (message: { ok: true; results: BlockResult[] } | { ok: false; error: string }) => {
+      if (message.ok) resolve(message.results);
+      else reject(new VerdictError('DECISION_LOG_CORRUPT', `cannot read the decision log ${plan.path}: ${message.error}`));
     });
     worker.once('error', (error) => reject(new VerdictError('INTERNAL', `a verification worker failed: ${messageOf(error)}`, { cause: error })));
     worker.once('exit', (code) => {
