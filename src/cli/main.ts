@@ -1,13 +1,11 @@
 import { VerdictError, messageOf } from '../errors.js';
-import { runCheck } from './check.js';
 import { EXIT, type Command, type CommandIO } from './io.js';
-import { runTest } from './test.js';
-import { runValidate } from './validate.js';
 
 const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }> = {
-  validate: { run: async () => runValidate, summary: 'check policy files; every error as file:line:col' },
-  check: { run: async () => runCheck, summary: 'decide one request from the command line' },
-  test: { run: async () => runTest, summary: 'run the policy test files' },
+  // Each command is loaded when used: `verdict audit verify` need not load the policy engine and YAML.
+  validate: { run: async () => (await import('./validate.js')).runValidate, summary: 'check policy files; every error as file:line:col' },
+  check: { run: async () => (await import('./check.js')).runCheck, summary: 'decide one request from the command line' },
+  test: { run: async () => (await import('./test.js')).runTest, summary: 'run the policy test files' },
   serve: { run: async () => (await import('./serve.js')).runServe, summary: 'serve decisions over gRPC with a durable decision log' },
   decisions: { run: async () => (await import('./decisions.js')).runDecisions, summary: 'query the decision log' },
   audit: { run: async () => (await import('./audit.js')).runAudit, summary: 'verify, checkpoint, export and prune the tamper-evident decision log' },
