@@ -150,6 +150,25 @@ describe('verdict serve --workers 2', () => {
   });
 });
 
+describe('verdict serve --workers 2 whose primary is killed', () => {
+  it('leaves no worker answering without the decision log', async () => {
+    const dir = tempDir();
+    const server = await startVerdict({ policies: join(ROOT, 'policies'), db: join(dir, 'decisions.db'), args: ['--workers', '2'] });
+    const pids = (server.logs.find((l) => l.msg === 'verdict serving')?.pids ?? []) as number[];
+    expect(pids).toHaveLength(2);
+    await server.stop('SIGKILL');
+    const alive = (pid: number): boolean => {
+      try {
+        process.kill(pid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    await expect.poll(() => pids.filter(alive), { timeout: 10_000 }).toEqual([]);
+  });
+});
+
 describe('verdict serve --workers 2 that cannot start', () => {
   it('exits 3 for invalid policies, before starting any worker', () => {
     const dir = tempDir();
