@@ -1,5 +1,6 @@
 import { VerdictError, messageOf } from '../errors.js';
 import type { AuditStatus, CommitStats, DecisionLogMode, HealthState, WriteFailure } from './log.js';
+import { Listeners } from './listeners.js';
 import { fromWire, pushRow, type ClientMessage, type HostMessage, type LogChannel } from './log-protocol.js';
 import type { DecisionRecord } from './record.js';
 import { closedLogError, storedRow } from './row.js';
@@ -78,9 +79,9 @@ export class DecisionLogClient implements DecisionSink {
   private closing = false;
   private closePromise: Promise<void> | null = null;
   private reviving: Promise<boolean> | null = null;
-  private readonly healthListeners = new Set<(state: HealthState) => void>();
-  private readonly commitListeners = new Set<(stats: CommitStats) => void>();
-  private readonly errorListeners = new Set<(failure: WriteFailure) => void>();
+  private readonly healthListeners = new Listeners<HealthState>();
+  private readonly commitListeners = new Listeners<CommitStats>();
+  private readonly errorListeners = new Listeners<WriteFailure>();
 
   private constructor(channel: LogChannel, options: ClientOptions, health: HealthState) {
     this.channel = channel;
@@ -118,20 +119,17 @@ export class DecisionLogClient implements DecisionSink {
   }
 
   onHealthChange(listener: (state: HealthState) => void): () => void {
-    this.healthListeners.add(listener);
-    return () => this.healthListeners.delete(listener);
+    return this.healthListeners.add(listener);
   }
 
   /** Called after every committed transaction the writer reports to this client. */
   onCommit(listener: (stats: CommitStats) => void): () => void {
-    this.commitListeners.add(listener);
-    return () => this.commitListeners.delete(listener);
+    return this.commitListeners.add(listener);
   }
 
   /** Failed batches and rows the database refused, including rows already acknowledged in async mode. */
   onWriteError(listener: (failure: WriteFailure) => void): () => void {
-    this.errorListeners.add(listener);
-    return () => this.errorListeners.delete(listener);
+    return this.errorListeners.add(listener);
   }
 
   /** See DecisionLog.append; the same promises, the same errors. */
@@ -282,10 +280,10 @@ export class DecisionLogClient implements DecisionSink {
         this.setHealth(message.health.healthy, message.health.lastError);
         return;
       case 'commit':
-        emit(this.commitListeners, message.stats);
+        this.commitListeners.emit(message.stats);
         return;
       case 'write-error':
-        emit(this.errorListeners, { error: fromWire(message.error), rows: message.rows, acknowledgedRows: message.acknowledgedRows });
+        this.errorListeners.emit({ error: fromWire(message.error), rows: message.rows, acknowledgedRows: message.acknowledgedRows });
         return;
       default:
       // Not ours (cluster IPC also carries other messages).
@@ -298,7 +296,7 @@ export class DecisionLogClient implements DecisionSink {
       const error = fromWire(outcome.failed);
       if (waiters === null) {
         // The writer could not even read these acknowledged rows: this report is all that is left of them.
-        emit(this.errorListeners, { error, rows: batch.rows, acknowledgedRows: batch.rows });
+        this.errorListeners.emit({ error, rows: batch.rows, acknowledgedRows: batch.rows });
       } else {
         for (const waiter of waiters) waiter.reject(error);
       }
@@ -334,7 +332,7 @@ export class DecisionLogClient implements DecisionSink {
 
   private settleLost(batch: Batch): void {
     const error = this.lostError();
-    if (batch.waiters === null) emit(this.errorListeners, { error, rows: batch.rows, acknowledgedRows: batch.rows });
+    if (batch.waiters === null) this.errorListeners.emit({ error, rows: batch.rows, acknowledgedRows: batch.rows });
     else for (const waiter of batch.waiters) waiter.reject(error);
   }
 
@@ -372,7 +370,7 @@ export class DecisionLogClient implements DecisionSink {
     if (this.isHealthy === healthy && this.error === lastError) return;
     this.isHealthy = healthy;
     this.error = lastError;
-    emit(this.healthListeners, { healthy, lastError });
+    this.healthListeners.emit({ healthy, lastError });
   }
 }
 
@@ -400,12 +398,3 @@ function greet(channel: LogChannel): Promise<HealthState> {
   });
 }
 
-function emit<T>(listeners: Set<(value: T) => void>, value: T): void {
-  for (const listener of listeners) {
-    try {
-      listener(value);
-    } catch {
-      // An observer (metrics, logging) must never break the decision path.
-    }
-  }
-}

@@ -4,6 +4,7 @@ import { performance } from 'node:perf_hooks';
 import Database from 'better-sqlite3';
 import { VerdictError, messageOf } from '../errors.js';
 import { GENESIS_HASH, chainHashAt } from './chain.js';
+import { Listeners } from './listeners.js';
 import { signCheckpoint } from './checkpoint.js';
 import type { CheckpointSigner } from './keys.js';
 import type { DecisionRecord } from './record.js';
@@ -168,9 +169,9 @@ export class DecisionLog {
   private closePromise: Promise<void> | null = null;
   private isHealthy = true;
   private error: string | null = null;
-  private readonly healthListeners = new Set<(state: HealthState) => void>();
-  private readonly commitListeners = new Set<(stats: CommitStats) => void>();
-  private readonly errorListeners = new Set<(failure: WriteFailure) => void>();
+  private readonly healthListeners = new Listeners<HealthState>();
+  private readonly commitListeners = new Listeners<CommitStats>();
+  private readonly errorListeners = new Listeners<WriteFailure>();
   private readonly chain: boolean;
   private readonly checkpoints: CheckpointOptions | null;
   private readonly sensitive: SensitiveAttributes | null;
@@ -280,20 +281,17 @@ export class DecisionLog {
 
   /** Called when `healthy` or `lastError` changes. Returns an unsubscribe function. */
   onHealthChange(listener: (state: HealthState) => void): () => void {
-    this.healthListeners.add(listener);
-    return () => this.healthListeners.delete(listener);
+    return this.healthListeners.add(listener);
   }
 
   /** Called after every committed batch, e.g. to feed batch-size and commit-time metrics. */
   onCommit(listener: (stats: CommitStats) => void): () => void {
-    this.commitListeners.add(listener);
-    return () => this.commitListeners.delete(listener);
+    return this.commitListeners.add(listener);
   }
 
   /** Called for every failed batch and for rows the database refused. */
   onWriteError(listener: (failure: WriteFailure) => void): () => void {
-    this.errorListeners.add(listener);
-    return () => this.errorListeners.delete(listener);
+    return this.errorListeners.add(listener);
   }
 
   /**
@@ -395,7 +393,7 @@ export class DecisionLog {
         this.writeBatch([]);
       } catch (error) {
         // The rows are committed and chained; the next start signs them.
-        this.emit(this.errorListeners, { error: this.failure(error), rows: 0, acknowledgedRows: 0 });
+        this.errorListeners.emit({ error: this.failure(error), rows: 0, acknowledgedRows: 0 });
       }
     }
     if (this.retryTimer !== null) clearTimeout(this.retryTimer);
@@ -461,9 +459,9 @@ export class DecisionLog {
     for (const { entry, error } of refused) {
       entry.waiter?.reject(error);
       // For an already acknowledged row this report is all that is left of it.
-      this.emit(this.errorListeners, { error, rows: 1, acknowledgedRows: entry.waiter === null ? 1 : 0 });
+      this.errorListeners.emit({ error, rows: 1, acknowledgedRows: entry.waiter === null ? 1 : 0 });
     }
-    if (entries.length > 0) this.emit(this.commitListeners, { rows: entries.length - refused.length, durationMs });
+    if (entries.length > 0) this.commitListeners.emit({ rows: entries.length - refused.length, durationMs });
     for (const waiter of waiters) waiter.resolve();
   }
 
@@ -568,7 +566,7 @@ export class DecisionLog {
         entry.waiter.reject(error);
       }
     }
-    this.emit(this.errorListeners, { error, rows: entries.length, acknowledgedRows: acknowledged });
+    this.errorListeners.emit({ error, rows: entries.length, acknowledgedRows: acknowledged });
     for (const waiter of waiters) waiter.reject(error);
     if (this.retry.length > 0) this.scheduleRetry();
   }
@@ -625,25 +623,16 @@ export class DecisionLog {
     if (this.isHealthy && this.error === null) return;
     this.isHealthy = true;
     this.error = null;
-    this.emit(this.healthListeners, { healthy: true, lastError: null });
+    this.healthListeners.emit({ healthy: true, lastError: null });
   }
 
   private markUnhealthy(message: string): void {
     if (!this.isHealthy && this.error === message) return;
     this.isHealthy = false;
     this.error = message;
-    this.emit(this.healthListeners, { healthy: false, lastError: message });
+    this.healthListeners.emit({ healthy: false, lastError: message });
   }
 
-  private emit<T>(listeners: Set<(value: T) => void>, value: T): void {
-    for (const listener of listeners) {
-      try {
-        listener(value);
-      } catch {
-        // An observer (metrics, logging) must never break the writer or skip the other observers.
-      }
-    }
-  }
 }
 
 function sqliteCode(error: unknown): string | undefined {

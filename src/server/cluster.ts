@@ -139,21 +139,10 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
   let running = false;
   let ports: { grpcPort: number; httpPort: number } | null = null;
   let workerExitCode: number | null = null;
-  let failedStart: ((code: number | null) => void) | null = null;
+  /** Settles once every first worker serves (true) or one of them could not start (false). */
+  let settleStart: (allServe: boolean) => void = () => undefined;
   const allServing = new Promise<boolean>((resolve) => {
-    failedStart = (code) => {
-      workerExitCode = code;
-      resolve(false);
-    };
-    const check = (): void => {
-      if (started >= config.workers) resolve(true);
-    };
-    cluster.on('message', (_worker, raw) => {
-      if ((raw as ClusterMessage)?.t === 'cluster:serving') {
-        started += 1;
-        check();
-      }
-    });
+    settleStart = resolve;
   });
 
   const fork = (): Worker => {
@@ -168,6 +157,8 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
       switch (message?.t) {
         case 'cluster:serving':
           serving = true;
+          started += 1;
+          if (started >= config.workers) settleStart(true);
           ports ??= { grpcPort: message.grpcPort, httpPort: message.httpPort };
           return;
         case 'cluster:reload-all':
@@ -195,7 +186,8 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
       if (stopping) return;
       if (!serving && !running) {
         // It printed why (port in use, say); starting more would fail alike.
-        failedStart?.(code);
+        workerExitCode = code;
+        settleStart(false);
         return;
       }
       const now = Date.now();
