@@ -2,7 +2,7 @@ import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
-import type { AttributeValue, Attributes } from '../engine/types.js';
+import type { AttributeValue, Attributes } from '../types.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { hashApiKey, newApiKey, parseApiKey } from './api-key-format.js';
 import { DEFAULT_API_KEY_HEADER, DEFAULT_KEYS_DB, DEFAULT_LAST_USED_FLUSH_MS, type ApiKeysConfig } from './config.js';

@@ -1,4 +1,4 @@
-import type { AttributeValue, Attributes, Principal } from '../engine/types.js';
+import type { AttributeValue, Attributes, Principal } from '../types.js';
 import type { ClaimPath, JwtClaimMapping } from './config.js';
 
 /**

@@ -1,4 +1,4 @@
-import type { Decision } from '../engine/types.js';
+import type { Decision } from '../types.js';
 import type { AuthnFailure } from './types.js';
 
 /** The rule id under which an authentication failure appears in a decision's errors. */

@@ -1,4 +1,4 @@
-import type { Principal } from '../engine/types.js';
+import type { Principal } from '../types.js';
 
 /** Why a credential was not accepted; recorded with the decision and answered 401. */
 export type AuthnFailureReason =

@@ -4,7 +4,7 @@ import { parse as parseYaml } from 'yaml';
 import { evaluate } from '../engine/evaluate.js';
 import { explain, type Explanation } from '../engine/explain.js';
 import { parseRequestJson } from '../engine/request.js';
-import type { Decision, DecisionRequest } from '../engine/types.js';
+import type { Decision, DecisionRequest } from '../types.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
 import { loadValidPolicies } from './policies.js';

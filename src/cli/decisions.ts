@@ -1,4 +1,4 @@
-import type { Effect, Reason } from '../engine/types.js';
+import type { Effect, Reason } from '../types.js';
 import { VerdictError, messageOf } from '../errors.js';
 import fs from 'node:fs';
 import { defaultKeyPaths, loadHmacKey } from '../decisions/keys.js';

@@ -1,7 +1,7 @@
 import { ApiKeyStore, statusOf, type ApiKeyInfo } from '../authn/api-keys.js';
 import { KEY_ID_PATTERN } from '../authn/api-key-format.js';
 import { DEFAULT_KEYS_DB } from '../authn/config.js';
-import type { AttributeValue } from '../engine/types.js';
+import type { AttributeValue } from '../types.js';
 import { VerdictError } from '../errors.js';
 import { readConfigFile } from '../server/config.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
-import type { ConditionError, Effect, Reason } from '../engine/types.js';
+import type { ConditionError, Effect, Reason } from '../types.js';
 import { VerdictError, messageOf } from '../errors.js';
 import type { DecisionRecord } from './record.js';
 import { checkReadable } from './schema.js';

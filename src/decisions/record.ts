@@ -1,4 +1,4 @@
-import type { ConditionError, Effect, Reason } from '../engine/types.js';
+import type { ConditionError, Effect, Reason } from '../types.js';
 
 /** One row of the decision log, as the server hands it to the writer. */
 export interface DecisionRecord {

@@ -1,6 +1,6 @@
 import { conditionErrorMessage, type ConditionInput } from '../policy/condition.js';
 import type { CompiledRule, PolicySet } from '../policy/policy-set.js';
-import type { ConditionError, Decision, DecisionRequest } from './types.js';
+import type { ConditionError, Decision, DecisionRequest } from '../types.js';
 
 const NONE: readonly never[] = Object.freeze([]);
 

@@ -1,7 +1,7 @@
 import type { CompiledRule, PolicySet } from '../policy/policy-set.js';
 import { describeValue } from '../policy/matcher.js';
 import { evaluate, runCondition } from './evaluate.js';
-import type { Decision, DecisionRequest } from './types.js';
+import type { Decision, DecisionRequest } from '../types.js';
 
 export type RuleOutcome = 'matched' | 'not-matched' | 'error';
 

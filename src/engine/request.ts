@@ -1,6 +1,6 @@
 import { VerdictError } from '../errors.js';
 import { requestSchema } from '../policy/schema.js';
-import type { DecisionRequest } from './types.js';
+import type { DecisionRequest } from '../types.js';
 
 /**
  * Validates a decision request given as JSON data (the CLI's and test files' form).

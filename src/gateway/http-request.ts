@@ -1,6 +1,6 @@
 import { AUTHN_RULE_ID } from '../authn/decision.js';
 import type { Authenticator, AuthnResult } from '../authn/types.js';
-import type { Attributes, Principal } from '../engine/types.js';
+import type { Attributes, Principal } from '../types.js';
 import { messageOf } from '../errors.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import type { HttpRequestFacts, RoutedRequest } from '../policy/routes.js';

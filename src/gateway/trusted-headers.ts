@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import type { Authenticator, AuthnResult, CredentialSource } from '../authn/types.js';
-import type { AttributeValue, Attributes } from '../engine/types.js';
+import type { AttributeValue, Attributes } from '../types.js';
 
 const headerName = z
   .string()

@@ -1,4 +1,4 @@
-import type { Decision, Reason } from '../engine/types.js';
+import type { Decision, Reason } from '../types.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import type { CallMeta, CheckResult } from '../server/grpc/handlers.js';
 import type { PreparedRequest } from '../server/decision-service.js';

@@ -1,5 +1,5 @@
 import type { z } from 'zod';
-import type { DecisionRequest, Effect, Reason } from '../engine/types.js';
+import type { DecisionRequest, Effect, Reason } from '../types.js';
 import { compileCondition, type Condition } from './condition.js';
 import { sortDiagnostics, type PolicyDiagnostic } from './diagnostic.js';
 import { attributeReader, compileMatcher, type AttributeMatcher, type MatchedPart } from './matcher.js';

@@ -1,4 +1,4 @@
-import type { AttributeValue, DecisionRequest } from '../engine/types.js';
+import type { AttributeValue, DecisionRequest } from '../types.js';
 import type { MatcherSpec } from './schema.js';
 
 type Scalar = string | number | boolean | null;

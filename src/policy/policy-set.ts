@@ -1,4 +1,4 @@
-import type { Effect } from '../engine/types.js';
+import type { Effect } from '../types.js';
 import type { Condition } from './condition.js';
 import type { AttributeMatcher } from './matcher.js';
 import { RouteTable } from './routes.js';

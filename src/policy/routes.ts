@@ -1,4 +1,4 @@
-import type { AttributeValue, Attributes, RequestContext, Resource } from '../engine/types.js';
+import type { AttributeValue, Attributes, RequestContext, Resource } from '../types.js';
 import type { PolicyDiagnostic } from './diagnostic.js';
 import type { RouteSpec } from './schema.js';
 import { diagnosticAt, type SourceDocument } from './source.js';

@@ -2,7 +2,7 @@ import type { DecisionSink } from '../decisions/log-client.js';
 import { DecisionReader } from '../decisions/query.js';
 import type { DecisionRecord } from '../decisions/record.js';
 import { evaluate } from '../engine/evaluate.js';
-import type { Decision, DecisionRequest, Reason } from '../engine/types.js';
+import type { Decision, DecisionRequest, Reason } from '../types.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { VerdictError } from '../errors.js';
 import { newDecisionId } from './decision-id.js';

@@ -1,5 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Decision } from '../engine/types.js';
+import type { Decision } from '../types.js';
 
 /** The Prometheus metrics verdict exports on /metrics. One registry per server. */
 export class ServerMetrics {

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { evaluate } from '../../src/engine/evaluate.js';
 import { loadPolicies } from '../../src/policy/load.js';
 import type { PolicySet } from '../../src/policy/policy-set.js';
-import type { Decision, DecisionRequest } from '../../src/engine/types.js';
+import type { Decision, DecisionRequest } from '../../src/types.js';
 import { assertConformant, conformanceSets, defineConformanceSuite } from './suite.js';
 
 /** The pure engine, in process: the reference path every other decider must agree with. */

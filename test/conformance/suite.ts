@@ -1,7 +1,7 @@
 import { readdirSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Decision, DecisionRequest } from '../../src/engine/types.js';
+import type { Decision, DecisionRequest } from '../../src/types.js';
 import { formatDiagnostic } from '../../src/policy/diagnostic.js';
 import { loadPolicies, type PolicyTestCase } from '../../src/policy/load.js';
 

@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import { evaluate } from '../../src/engine/evaluate.js';
-import type { Decision, DecisionRequest } from '../../src/engine/types.js';
+import type { Decision, DecisionRequest } from '../../src/types.js';
 import type { PolicySet } from '../../src/policy/policy-set.js';
 import { loadFiles, removeTempDirs, rolesDoc, rulesDoc, type PolicyFiles } from '../helpers/policies.js';
 

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { evaluate } from '../../src/engine/evaluate.js';
-import type { Decision } from '../../src/engine/types.js';
+import type { Decision } from '../../src/types.js';
 import type { PolicySet } from '../../src/policy/policy-set.js';
 import { loadFiles, removeTempDirs, request, rolesDoc, rulesDoc, type RequestSpec } from '../helpers/policies.js';
 

@@ -3,7 +3,7 @@ import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Authenticator } from '../../src/authn/types.js';
 import { evaluate } from '../../src/engine/evaluate.js';
-import type { Decision, DecisionRequest } from '../../src/engine/types.js';
+import type { Decision, DecisionRequest } from '../../src/types.js';
 import { VerdictError } from '../../src/errors.js';
 import { fromCheckRequest, toCheckResponse, type ExtAuthzCheckRequest } from '../../src/gateway/ext-authz.js';
 import { handleForwardAuth } from '../../src/gateway/forward-auth.js';

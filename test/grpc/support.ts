@@ -1,5 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
-import type { Decision, DecisionRequest } from '../../src/engine/types.js';
+import type { Decision, DecisionRequest } from '../../src/types.js';
 import type { DecisionRecord } from '../../src/decisions/record.js';
 import { packageDefinition } from '../../src/server/grpc/descriptors.js';
 import {

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { stringify } from 'yaml';
-import type { DecisionRequest } from '../../src/engine/types.js';
+import type { DecisionRequest } from '../../src/types.js';
 import { formatDiagnostic } from '../../src/policy/diagnostic.js';
 import { loadPolicies, type LoadedPolicies } from '../../src/policy/load.js';
 

@@ -8,7 +8,7 @@ import type {
   Reason,
   RequestContext,
   Resource,
-} from '../../engine/types.js';
+} from '../../types.js';
 import type { CheckResult, DecisionQuery, PolicyStatus, ReloadOutcome } from './handlers.js';
 import { InvalidRequest, RequestFieldError, type CheckInput } from './invalid-request.js';
 import type {

@@ -1,5 +1,5 @@
 import type { DecisionRecord } from '../../decisions/record.js';
-import type { Decision, Effect, Reason } from '../../engine/types.js';
+import type { Decision, Effect, Reason } from '../../types.js';
 import type { CheckInput } from './invalid-request.js';
 
 type Awaitable<T> = T | PromiseLike<T>;

@@ -1,5 +1,5 @@
 import { VerdictError } from '../../errors.js';
-import type { Decision, DecisionRequest } from '../../engine/types.js';
+import type { Decision, DecisionRequest } from '../../types.js';
 
 /**
  * A request field that is missing or not valid. The message names the field

@@ -1,3 +1,7 @@
+/**
+ * The vocabulary every part of verdict shares: a decision request and the decision
+ * made of it. Pure types, no behaviour, so any folder may import them.
+ */
 /** A JSON value as it arrives in a request's attributes. */
 export type AttributeValue =
   | null
