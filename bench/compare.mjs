@@ -15,6 +15,9 @@
 //   make bench-peers [ARGS=--quick]   the same, after building dist/
 //   --keep                            keep the temp dir (databases, audit stores, h2load logs)
 //   --servers-only / --engines-only   one half
+//   --baseline DIR                    also run another build of verdict (a checkout of an older
+//                                     commit with dist/ built) beside this one, durable log, as a
+//                                     row of the same table: before and after, in one run
 //
 // Peers are installed on first use into bench/.peers/ (npm --prefix, --no-save).
 // Everything binds 127.0.0.1; every child process is killed when the script ends, however it ends.
@@ -37,8 +40,18 @@ const HOST = '127.0.0.1';
 const VERDICT_METHOD = '/verdict.v1.Authorization/Check';
 
 const argv = process.argv.slice(2);
-const KNOWN = ['--quick', '--keep', '--servers-only', '--engines-only'];
-for (const arg of argv) {
+const KNOWN = ['--quick', '--keep', '--servers-only', '--engines-only', '--baseline'];
+let BASELINE = null;
+for (let i = 0; i < argv.length; i++) {
+  const arg = argv[i];
+  if (arg === '--baseline') {
+    BASELINE = argv[++i] ? path.resolve(argv[i]) : null;
+    if (BASELINE === null || !fs.existsSync(path.join(BASELINE, 'dist', 'cli', 'main.js'))) {
+      console.error('bench/compare.mjs: --baseline DIR needs a checkout of verdict with dist/ built (npm ci && npx tsc)');
+      process.exit(2);
+    }
+    continue;
+  }
   if (!KNOWN.includes(arg)) {
     console.error(`bench/compare.mjs: unknown argument ${arg}; use ${KNOWN.join(', ')}`);
     process.exit(2);
@@ -178,10 +191,11 @@ async function serverRuns(tmp) {
       { mode: 'durable', workers: 1, label: 'verdict, durable decision log', key: 'verdict-durable' },
       { mode: 'async', workers: 1, label: 'verdict, async decision log', key: 'verdict-async' },
       { mode: 'durable', workers: 2, label: 'verdict --workers 2, durable decision log', key: 'verdict-workers2' },
+      ...(BASELINE ? [{ mode: 'durable', workers: 1, label: `baseline verdict (${path.basename(BASELINE)}), durable decision log`, key: 'baseline-durable', root: BASELINE }] : []),
     ];
-    for (const { mode, workers, label, key } of verdictRuns) {
+    for (const { mode, workers, label, key, root } of verdictRuns) {
       const dbFile = path.join(tmp, `${key}.db`);
-      const server = await startVerdict({ mode, dbFile, workers });
+      const server = await startVerdict({ mode, dbFile, workers, ...(root ? { verdictBin: path.join(root, 'bin', 'verdict.js'), root } : {}) });
       const system = { label, key, child: server.child, port: server.grpcPort, method: VERDICT_METHOD, bodyFile: bodyFiles.verdict, fixed: true, dbFile };
       systems.push(system);
       const verified = await verifyAllow(protos, HOST, server.grpcPort, VERDICT_METHOD, verdictBody);
