@@ -1,12 +1,12 @@
 import { createPublicKey, sign, type KeyObject } from 'node:crypto';
 import fs from 'node:fs';
-import Database from 'better-sqlite3';
-import { checkpointSignatureValid, readCheckpointExport, toExport, writeCheckpointExport, type Checkpoint } from '../decisions/checkpoint.js';
-import { exportLog, exportLogToFile } from '../decisions/export.js';
+import { latestCheckpoint, readCheckpointExport, toExport, writeCheckpointExport } from '../audit/checkpoint-export.js';
+import { exportLog, exportLogToFile } from '../audit/export.js';
+import { pruneLog } from '../audit/prune.js';
+import { formatReport, type VerifyReport } from '../audit/report.js';
+import { verifyExport, verifyLog } from '../audit/verify.js';
+import { checkpointSignatureValid } from '../decisions/checkpoint.js';
 import { defaultKeyPaths, keyIdOf, publicKeyPem, readPrivateKey, readPublicKey } from '../decisions/keys.js';
-import { pruneLog } from '../decisions/prune.js';
-import { readSchemaVersion } from '../decisions/schema.js';
-import { verifyExport, verifyLog, type VerifyReport } from '../decisions/verify.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { parseTime } from './time.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
@@ -178,9 +178,7 @@ async function runVerify(argv: string[], io: CommandIO): Promise<number> {
   if (values.export !== undefined) {
     report = verifyExport(values.export, { publicKeys: keys.keys, ...(external ? { fromCheckpoint: external.checkpoint } : {}) });
   } else {
-    const db = values.db ?? DEFAULT_DB;
-    if (!fs.existsSync(db)) throw new VerdictError('DECISION_LOG_UNAVAILABLE', `no decision log at ${db}`);
-    report = await verifyLog(db, { publicKeys: keys.keys, workers, ...(external ? { fromCheckpoint: external.checkpoint } : {}) });
+    report = await verifyLog(values.db ?? DEFAULT_DB, { publicKeys: keys.keys, workers, ...(external ? { fromCheckpoint: external.checkpoint } : {}) });
   }
   if (values.json) {
     io.stdout(`${JSON.stringify({ ...report, keySource: keys.source })}\n`);
@@ -203,39 +201,6 @@ function trustedKeys(files: readonly string[] | undefined, fromCheckpoint: KeyOb
     if (fs.existsSync(beside)) return { keys: [readPublicKey(beside)], source: `${beside} (next to the log: pass --pubkey with a copy kept elsewhere for independent assurance)` };
   }
   return { keys: [], source: 'none' };
-}
-
-function formatReport(report: VerifyReport, keySource: string, isExport: boolean): string {
-  const n = (x: number): string => x.toLocaleString('en-US');
-  const lines: string[] = [`verdict audit verify ${report.source}`];
-  const row = (label: string, text: string): void => {
-    lines.push(`  ${label.padEnd(12)} ${text}`);
-  };
-  row('key', report.keyIds.length > 0 ? `${report.keyIds.join(', ')} from ${keySource}` : 'none (no checkpoints to check)');
-  const from = { genesis: 'the start (genesis)', anchor: `the prune anchor at seq ${n(report.start.seq)}`, checkpoint: `the checkpoint at seq ${n(report.start.seq)}`, unanchored: `seq ${n(report.start.seq)} (unanchored)` }[report.start.from];
-  const range = report.lastSeq === null ? 'no rows' : `${n(report.rows)} rows, seq ${n(report.start.seq + 1)}..${n(report.lastSeq)}`;
-  row('chain', `${range} from ${from}${report.ok ? ': intact' : ' verified before the break'}`);
-  const cp = report.checkpoints;
-  if (!report.ok) {
-    row('checkpoints', `${n(cp.verified)} of ${n(cp.total)} verified before the break`);
-  } else if (cp.total > 0 || report.start.from === 'anchor') {
-    const last = cp.lastSeq === null ? 'none after the anchor yet' : `last at seq ${n(cp.lastSeq)} (${new Date(cp.lastTimeMs ?? 0).toISOString()})`;
-    row('checkpoints', `${n(cp.verified)} of ${n(cp.total)} verified; ${last}; ${n(report.unsignedRows)} row${report.unsignedRows === 1 ? '' : 's'} after it not yet signed`);
-  } else if (report.lastSeq !== null) {
-    row('checkpoints', 'none');
-  }
-  if (report.external !== null) {
-    row('exported', report.external.status === 'matched' ? `checkpoint at seq ${n(report.external.seq)} matched` : `checkpoint at seq ${n(report.external.seq)} predates the pruned rows (signature valid)`);
-  }
-  const rate = report.seconds > 0 ? Math.round(report.rows / report.seconds) : 0;
-  row('speed', `${n(report.rows)} rows in ${report.seconds.toFixed(2)} s (${n(rate)} rows/s)`);
-  for (const warning of report.warnings) row('warning', warning);
-  if (report.ok) {
-    lines.push(`OK: the ${isExport ? 'export' : 'decision log'} is intact`);
-  } else if (report.break !== null) {
-    lines.push(`FAILED: ${report.break.kind} at seq ${report.break.seq}: ${report.break.message}`);
-  }
-  return `${lines.join('\n')}\n`;
 }
 
 // ---------------------------------------------------------------- checkpoint
@@ -265,29 +230,6 @@ async function runCheckpoint(argv: string[], io: CommandIO): Promise<number> {
   return EXIT.OK;
 }
 
-/** The newest checkpoint by seq (an anchor when everything was pruned since). */
-function latestCheckpoint(path: string): Checkpoint | null {
-  if (!fs.existsSync(path)) throw new VerdictError('DECISION_LOG_UNAVAILABLE', `no decision log at ${path}`);
-  let db: Database.Database;
-  try {
-    db = new Database(path, { readonly: true, fileMustExist: true });
-  } catch (error) {
-    throw new VerdictError('DECISION_LOG_UNAVAILABLE', `cannot open the decision log ${path}: ${messageOf(error)}`, { cause: error });
-  }
-  try {
-    if (readSchemaVersion(db) < 2) return null;
-    const row = db.prepare('SELECT kind, seq, hash, time_ms, key_id, signature FROM checkpoints ORDER BY seq DESC, kind DESC, id DESC LIMIT 1').get() as
-      | { kind: string; seq: number; hash: Buffer; time_ms: number; key_id: string; signature: Buffer }
-      | undefined;
-    if (row === undefined) return null;
-    return { kind: row.kind === 'anchor' ? 'anchor' : 'checkpoint', seq: row.seq, hash: row.hash, timeMs: row.time_ms, keyId: row.key_id, signature: row.signature };
-  } catch (error) {
-    throw new VerdictError('DECISION_LOG_CORRUPT', `cannot read the checkpoints of ${path}: ${messageOf(error)}`, { cause: error });
-  } finally {
-    db.close();
-  }
-}
-
 // ---------------------------------------------------------------- export
 
 async function runExport(argv: string[], io: CommandIO): Promise<number> {
@@ -313,7 +255,6 @@ async function runExport(argv: string[], io: CommandIO): Promise<number> {
   const since = values.since === undefined ? undefined : parseTime('--since', values.since, now);
   const until = values.until === undefined ? undefined : parseTime('--until', values.until, now);
   const db = values.db ?? DEFAULT_DB;
-  if (!fs.existsSync(db)) throw new VerdictError('DECISION_LOG_UNAVAILABLE', `no decision log at ${db}`);
   const keyFile = values.pubkey ?? defaultKeyPaths(db).publicKey;
   const publicKey = values.pubkey !== undefined || fs.existsSync(keyFile) ? readPublicKey(keyFile) : null;
   const options = { since, until, publicKey };

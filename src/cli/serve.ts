@@ -47,7 +47,6 @@ Audit trail (see docs/audit.md; keys are created next to the db on first start):
   --sensitive-attributes LIST    comma-separated attribute paths stored as     ${AUDIT_ENVIRONMENT_KEYS.sensitiveAttributes}
                                  HMAC-SHA256, e.g. principal.attributes.email
   --hmac-key FILE                key for those HMACs                           ${AUDIT_ENVIRONMENT_KEYS.hmacKey}
-  --no-audit-chain               BENCHMARKING ONLY: no hash chain, no signatures ${AUDIT_ENVIRONMENT_KEYS.auditChain}=false
 
 Precedence: flags, then environment, then the config file, then the defaults.
 Signals: SIGHUP reloads the policies; SIGTERM or SIGINT stops accepting, finishes
@@ -84,7 +83,6 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       'public-key': { type: 'string' },
       'sensitive-attributes': { type: 'string' },
       'hmac-key': { type: 'string' },
-      'no-audit-chain': { type: 'boolean' },
     },
     false,
   );
@@ -115,7 +113,6 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       publicKey: values['public-key'],
       sensitiveAttributes: values['sensitive-attributes'],
       hmacKey: values['hmac-key'],
-      noAuditChain: values['no-audit-chain'],
     });
     config = resolveConfig([fromFile, fromEnv, fromFlags, tlsFlags ? { tls: tlsFlags } : {}, auditFlags, values['no-watch'] ? { watch: false } : {}]);
   } catch (error) {

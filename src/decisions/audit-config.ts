@@ -13,12 +13,9 @@ import { VerdictError } from '../errors.js';
  * publicKey: /etc/verdict/audit-signing-key.pub.pem
  * sensitiveAttributes: [principal.attributes.email, context.attributes.ip]
  * hmacKey: /etc/verdict/audit-hmac.key                # default: next to the db, created on first start
- * auditChain: true                  # false only for benchmarks: no chain, no signatures
  * ```
  */
 export interface AuditConfig {
-  /** BENCHMARKING ONLY when false: rows are not hash-chained and no checkpoints are signed. */
-  readonly auditChain: boolean;
   readonly checkpointEveryRows: number;
   readonly checkpointEverySeconds: number;
   /** null: `audit-signing-key.pem` in the directory of the database. */
@@ -32,7 +29,6 @@ export interface AuditConfig {
 }
 
 export const AUDIT_DEFAULTS: AuditConfig = {
-  auditChain: true,
   checkpointEveryRows: 10_000,
   checkpointEverySeconds: 60,
   signingKey: null,
@@ -49,7 +45,6 @@ const attributePath = z
 
 /** Zod fields, all optional, for the server's strict config schema. */
 export const auditConfigShape = {
-  auditChain: z.boolean().optional(),
   checkpointEveryRows: z.number().int().min(1).max(100_000_000).optional(),
   checkpointEverySeconds: z.number().min(0.05).max(86_400).optional(),
   signingKey: z.string().min(1).nullable().optional(),
@@ -59,7 +54,6 @@ export const auditConfigShape = {
 };
 
 export const AUDIT_ENVIRONMENT_KEYS: Record<keyof AuditConfig, string> = {
-  auditChain: 'VERDICT_AUDIT_CHAIN',
   checkpointEveryRows: 'VERDICT_CHECKPOINT_EVERY_ROWS',
   checkpointEverySeconds: 'VERDICT_CHECKPOINT_EVERY_SECONDS',
   signingKey: 'VERDICT_SIGNING_KEY',
@@ -70,7 +64,7 @@ export const AUDIT_ENVIRONMENT_KEYS: Record<keyof AuditConfig, string> = {
 
 /**
  * The audit keys from environment variables, typed for the schema (which then
- * reports anything malformed): numbers as numbers, `true`/`false`/`1`/`0`, and
+ * reports anything malformed): numbers as numbers, and
  * `VERDICT_SENSITIVE_ATTRIBUTES` as a comma-separated list.
  */
 export function auditFromEnvironment(env: NodeJS.ProcessEnv): Record<string, unknown> {
@@ -87,8 +81,7 @@ const layerSchema = z.strictObject(auditConfigShape);
 export type AuditLayer = z.infer<typeof layerSchema>;
 
 /**
- * The audit keys from `verdict serve` flags (`--checkpoint-every-rows`,
- * `--no-audit-chain`, …), checked.
+ * The audit keys from `verdict serve` flags (`--checkpoint-every-rows`, …), checked.
  * @throws VerdictError CONFIG_INVALID naming the flag's key and the problem
  */
 export function auditFromFlags(values: {
@@ -98,14 +91,12 @@ export function auditFromFlags(values: {
   readonly publicKey?: string | undefined;
   readonly sensitiveAttributes?: string | undefined;
   readonly hmacKey?: string | undefined;
-  readonly noAuditChain?: boolean | undefined;
 }): AuditLayer {
   const raw: Record<string, unknown> = {};
   for (const key of ['checkpointEveryRows', 'checkpointEverySeconds', 'signingKey', 'publicKey', 'sensitiveAttributes', 'hmacKey'] as const) {
     const value = values[key];
     if (value !== undefined) raw[key] = typed(key, value);
   }
-  if (values.noAuditChain) raw.auditChain = false;
   const result = layerSchema.safeParse(raw);
   if (!result.success) {
     throw new VerdictError('CONFIG_INVALID', result.error.issues.map((i) => `flags: ${i.path.map(String).join('.')}: ${i.message}`).join('; '));
@@ -119,8 +110,6 @@ function typed(key: keyof AuditConfig, value: string): unknown {
     case 'checkpointEverySeconds':
       // Number('') is 0 and Number('12abc') NaN: both then fail the schema with the key named.
       return value.trim() === '' ? value : Number(value);
-    case 'auditChain':
-      return value === 'true' || value === '1' ? true : value === 'false' || value === '0' ? false : value;
     case 'sensitiveAttributes':
       return value
         .split(',')

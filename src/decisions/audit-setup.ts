@@ -1,7 +1,7 @@
 import { VerdictError } from '../errors.js';
 import { defaultKeyPaths, loadHmacKey, loadOrCreateSigningKey } from './keys.js';
-import type { DecisionLogOptions } from './log.js';
 import { SensitiveAttributes } from './sensitive.js';
+import type { WriterSettings } from './writer-thread.js';
 
 /**
  * The audit settings of a server configuration, as the decision log needs
@@ -11,8 +11,6 @@ import { SensitiveAttributes } from './sensitive.js';
  */
 export interface AuditSettings {
   readonly db: string;
-  /** BENCHMARKING ONLY when false: no hash chain, no checkpoints. */
-  readonly auditChain: boolean;
   readonly checkpointEveryRows: number;
   readonly checkpointEverySeconds: number;
   /** Ed25519 private key (PKCS#8 PEM); null: `audit-signing-key.pem` next to the database. */
@@ -25,11 +23,12 @@ export interface AuditSettings {
 }
 
 export interface AuditSetup {
-  readonly options: Pick<DecisionLogOptions, 'chain' | 'checkpoints' | 'sensitive'>;
-  readonly keyId: string | null;
-  readonly signingKeyPath: string | null;
-  readonly publicKeyPath: string | null;
-  /** One line each, for the server's log: generated keys, loose permissions, the chain being off. */
+  /** How the writer signs checkpoints (WriterSettings.checkpoints). */
+  readonly checkpoints: NonNullable<WriterSettings['checkpoints']>;
+  /** Applied by the deciding thread before a row leaves it; null when none are configured. */
+  readonly sensitive: SensitiveAttributes | null;
+  readonly keyId: string;
+  /** One line each, for the server's log: generated keys, loose permissions. */
   readonly notes: readonly { readonly level: 'info' | 'warn'; readonly message: string }[];
 }
 
@@ -40,7 +39,7 @@ export interface AuditSetup {
 export function loadAudit(settings: AuditSettings): AuditSetup {
   const defaults = defaultKeyPaths(settings.db);
   const notes: Array<{ level: 'info' | 'warn'; message: string }> = [];
-  let sensitive: SensitiveAttributes | undefined;
+  let sensitive: SensitiveAttributes | null = null;
   if (settings.sensitiveAttributes.length > 0) {
     const hmacPath = settings.hmacKey ?? defaults.hmacKey;
     // An explicitly configured key must exist: generating a new one would silently make old hashes unsearchable.
@@ -48,26 +47,17 @@ export function loadAudit(settings: AuditSettings): AuditSetup {
     notes.push(...hmac.notes.map((message) => ({ level: 'info' as const, message })));
     sensitive = new SensitiveAttributes(settings.sensitiveAttributes, hmac.key);
   }
-  if (!settings.auditChain) {
-    notes.push({ level: 'warn', message: 'auditChain is false: decisions are NOT hash-chained or signed and this log will never verify (for benchmarking only)' });
-    return { options: { chain: false, sensitive }, keyId: null, signingKeyPath: null, publicKeyPath: null, notes };
-  }
-  const signingKeyPath = settings.signingKey ?? defaults.signingKey;
-  const publicKeyPath = settings.publicKey ?? (settings.signingKey === null ? defaults.publicKey : `${settings.signingKey}.pub`);
-  if (settings.signingKey !== null && settings.publicKey === null && publicKeyPath === settings.signingKey) {
+  const signingKey = settings.signingKey ?? defaults.signingKey;
+  const publicKey = settings.publicKey ?? (settings.signingKey === null ? defaults.publicKey : `${settings.signingKey}.pub`);
+  if (settings.signingKey !== null && settings.publicKey === null && publicKey === settings.signingKey) {
     throw new VerdictError('CONFIG_INVALID', 'publicKey must be a different file from signingKey');
   }
-  const key = loadOrCreateSigningKey({ signingKey: signingKeyPath, publicKey: publicKeyPath });
+  const key = loadOrCreateSigningKey({ signingKey, publicKey });
   notes.push(...key.notes.map((message) => ({ level: (message.includes('readable by others') ? 'warn' : 'info') as 'info' | 'warn', message })));
   return {
-    options: {
-      chain: true,
-      sensitive,
-      checkpoints: { signer: key.signer, everyRows: settings.checkpointEveryRows, everySeconds: settings.checkpointEverySeconds },
-    },
+    checkpoints: { signingKey, publicKey, everyRows: settings.checkpointEveryRows, everySeconds: settings.checkpointEverySeconds },
+    sensitive,
     keyId: key.keyId,
-    signingKeyPath,
-    publicKeyPath,
     notes,
   };
 }

@@ -1,73 +1,91 @@
 /**
  * The hash chain over the decision log.
  *
- * Canonical form of a row (format `verdict.decision.v1`): the UTF-8 bytes of
+ * `hash = SHA-256(prev_hash ‖ canonical bytes of the row)`, where `prev_hash` is
+ * the previous row's `hash` (32 bytes) and the first row's `prev_hash` is 32
+ * zero bytes.
+ *
+ * The canonical bytes are the UTF-8 bytes of the JSON array
  *
  * ```
- * JSON.stringify(["verdict.decision.v1", seq, decision_id, time_ms, caller, request_id,
- *                 principal_id, action, resource_type, resource_id, effect, reason,
- *                 rule_ids, errors, policy_version, request, latency_us])
+ * JSON.stringify([FORMAT_NAME, seq, ...the row's values of the columns that format covers])
  * ```
  *
- * with every value exactly as stored in its column: integers as JSON numbers,
- * `request_id` as `null` when absent, and the JSON columns (`rule_ids`, `errors`,
- * `request`) as the JSON *strings* holding their stored text — not re-parsed, so
- * a verifier never has to re-canonicalise JSON and any change to the stored text
- * shows. JSON.stringify is deterministic for this input (no objects, safe
+ * with the columns in the order of the table in columns.ts, each value exactly
+ * as stored: integers as JSON numbers, absent values as `null`, and the JSON
+ * columns as the JSON *strings* holding their stored text — not re-parsed, so
+ * a verifier never re-canonicalises JSON and any change to the stored text
+ * shows. JSON.stringify is deterministic for these values (no objects, safe
  * integers, well-formed strings), so any language can rebuild the bytes.
  *
- * `hash = SHA-256(prev_hash ‖ canonical)`, where `prev_hash` is the previous
- * row's `hash` (32 bytes) and the first row's `prev_hash` is 32 zero bytes.
- * Including `seq` makes a deleted, inserted or reordered row visible even where
- * its neighbours happen to be re-linked.
+ * Every row stores the format its hash covers (the `format` column), so a
+ * column added later enters the chain without touching the rows before it:
+ * - `verdict.decision.v1` (format 1): decision_id … latency_us, the sixteen
+ *   columns of the first release. Rows written before `details` existed keep it.
+ * - `verdict.decision.v2` (format 2): the v1 columns, then `details`. Every row
+ *   written since.
+ * The format is part of what is hashed (its name leads the array), so changing
+ * it breaks the row like any other edit. Including `seq` makes a deleted,
+ * inserted or reordered row visible even where its neighbours are re-linked.
  *
  * @example
- * const hash = chainHash(GENESIS_HASH, { seq: 1, ...toRow(record) });
+ * const hash = chainHash(GENESIS_HASH, CURRENT_FORMAT, 1, rowValues(toRow(record)));
  */
 import { hash as oneShotHash } from 'node:crypto';
-import type { DecisionRow, SequencedRow } from './row.js';
+import { COLUMNS, formatColumn, type Column, type RowValue } from './columns.js';
 
-export const CANONICAL_FORMAT = 'verdict.decision.v1';
-
-/** The `prev_hash` of the first row in a chain. */
+/** The prev_hash of the first row in a chain. */
 export const GENESIS_HASH: Buffer = Buffer.alloc(32);
 
-/** The canonical bytes of one stored row (see the module comment). */
-export function canonicalRowBytes(row: SequencedRow): Buffer {
-  return Buffer.from(canonicalRowText(row, row.seq), 'utf8');
+/** The canonical format every row written by this build uses. */
+export const CURRENT_FORMAT = 2;
+
+/** The name that leads the canonical array of each format. */
+export function formatName(format: number): string {
+  return `verdict.decision.v${format}`;
 }
 
-/** The canonical form as a string, for the row as if stored at `seq`. */
-function canonicalRowText(row: DecisionRow, seq: number): string {
-  return JSON.stringify([
-    CANONICAL_FORMAT,
-    seq,
-    row.decisionId,
-    row.timeMs,
-    row.caller,
-    row.requestId,
-    row.principalId,
-    row.action,
-    row.resourceType,
-    row.resourceId,
-    row.effect,
-    row.reason,
-    row.ruleIds,
-    row.errors,
-    row.policyVersion,
-    row.request,
-    row.latencyUs,
-  ]);
+/** How many leading columns of the table each format covers; undefined for a format this build does not know. */
+const WIDTHS: ReadonlyMap<number, number> = new Map(
+  Array.from({ length: CURRENT_FORMAT }, (_, i) => [i + 1, COLUMNS.filter((c) => c.since <= i + 1).length] as const),
+);
+
+// A format covers a prefix of the table: a column added later goes at its end.
+COLUMNS.forEach((column, i) => {
+  const before = COLUMNS[i - 1];
+  if (before !== undefined && before.since > column.since) throw new Error(`columns.ts: ${column.sql} must come before ${before.sql}, which a later format added`);
+});
+
+/** Whether rows of `format` can be checked by this build. */
+export function knownFormat(format: unknown): format is number {
+  return typeof format === 'number' && WIDTHS.has(format);
 }
 
-/** SHA-256(prevHash ‖ canonical bytes of row). */
-export function chainHash(prevHash: Uint8Array, row: SequencedRow): Buffer {
-  return hashAfter(prevHash, canonicalRowText(row, row.seq));
+/**
+ * The canonical text of the row whose values start at `values[offset]`, as if
+ * stored at `seq` with `format`; null for a format this build does not know,
+ * and for a row holding a value in a column its format does not cover (a
+ * column added later is NULL in every row written before it; a value there
+ * would be unchained).
+ */
+export function canonicalText(format: number, seq: number, values: readonly RowValue[], offset = 0): string | null {
+  const width = WIDTHS.get(format);
+  if (width === undefined) return null;
+  for (let k = width; k < COLUMNS.length; k++) if (values[offset + k] !== null) return null;
+  const parts: RowValue[] = new Array<RowValue>(width + 2);
+  parts[0] = formatName(format);
+  parts[1] = seq;
+  for (let k = 0; k < width; k++) parts[k + 2] = values[offset + k] as RowValue;
+  return JSON.stringify(parts);
 }
 
-/** chainHash for a row about to be stored at `seq` (the writer's path: no copy of the row to add seq). */
-export function chainHashAt(prevHash: Uint8Array, row: DecisionRow, seq: number): Buffer {
-  return hashAfter(prevHash, canonicalRowText(row, seq));
+/**
+ * SHA-256(prev ‖ canonical bytes) of the row at `values[offset]`; null for a
+ * format this build does not know (verification calls that a break).
+ */
+export function chainHash(prev: Uint8Array, format: number, seq: number, values: readonly RowValue[], offset = 0): Buffer | null {
+  const text = canonicalText(format, seq, values, offset);
+  return text === null ? null : hashAfter(prev, text);
 }
 
 // One reused buffer and the one-shot hash: a Hash object and a Buffer per row
@@ -84,29 +102,44 @@ function hashAfter(prev: Uint8Array, text: string): Buffer {
   return oneShotHash('sha256', scratch.subarray(0, prev.length + n), 'buffer');
 }
 
-/**
- * A row as verification reads it: the 16 canonical values in canonical order
- * (which is also the column order of `decisions`), then prev_hash and hash.
- * Arrays rather than objects because verification is one tight loop over them.
- */
-export type RawRow = [
-  seq: number, decisionId: string, timeMs: number, caller: string, requestId: string | null, principalId: string,
-  action: string, resourceType: string, resourceId: string, effect: string, reason: string, ruleIds: string,
-  errors: string, policyVersion: string, request: string, latencyUs: number, prevHash: Buffer | null, hash: Buffer | null,
-];
+/** A row as verification and export read it back: everything stored, nothing interpreted. */
+export interface StoredRow {
+  readonly seq: number;
+  /** The canonical format its hash covers (any value, if tampered with). */
+  readonly format: unknown;
+  /** The values of every column of the table, in table order. */
+  readonly values: readonly RowValue[];
+  readonly prevHash: Buffer | null;
+  readonly hash: Buffer | null;
+}
 
-/** The columns of a RawRow, for `SELECT ... FROM decisions` with better-sqlite3's raw mode. */
-export const RAW_COLUMNS = `seq, decision_id, time_ms, caller, request_id, principal_id, action, resource_type, resource_id,
-  effect, reason, rule_ids, errors, policy_version, request, latency_us, prev_hash, hash`;
+/** A StoredRow from a raw SELECT of storedRowList() (columns.ts). */
+export function storedRowFromRaw(raw: readonly unknown[]): StoredRow {
+  const n = COLUMNS.length;
+  return {
+    seq: raw[0] as number,
+    format: raw[1],
+    values: raw.slice(2, 2 + n) as RowValue[],
+    prevHash: (raw[2 + n] as Buffer | null) ?? null,
+    hash: (raw[3 + n] as Buffer | null) ?? null,
+  };
+}
+
+/** The chain hash of a stored row as if it sat at `seq` (verification uses that to find where a moved row was written). */
+export function storedRowHash(prev: Uint8Array, row: StoredRow, seq: number = row.seq): Buffer | null {
+  return knownFormat(row.format) ? chainHash(prev, row.format, seq, row.values) : null;
+}
 
 /**
- * chainHash for a RawRow, hashed as if its seq were `seq` (verification uses
- * that to find where a moved row was written). Same bytes as canonicalRowBytes;
- * a test holds the two together.
+ * SQL for the canonical text of each row of `decisions`, built by SQLite's
+ * json_array() (verify's fast path; see verify-range.ts), for a log whose
+ * table has the columns `present`: NULL for a format this build does not know.
  */
-export function rawChainHash(prev: Uint8Array, r: RawRow, seq: number = r[0]): Buffer {
-  const canonical = JSON.stringify([
-    CANONICAL_FORMAT, seq, r[1], r[2], r[3], r[4], r[5], r[6], r[7], r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15],
-  ]);
-  return hashAfter(prev, canonical);
+export function canonicalSql(present: ReadonlySet<string>): string {
+  const column = (c: Column): string => (present.has(c.sql) ? c.sql : 'NULL');
+  const cases = [...WIDTHS].map(([format, width]) => {
+    const uncovered = COLUMNS.slice(width).map((c) => ` AND ${column(c)} IS NULL`).join('');
+    return `WHEN ${formatColumn(present)} = ${format}${uncovered} THEN json_array('${formatName(format)}', seq, ${COLUMNS.slice(0, width).map(column).join(', ')})`;
+  });
+  return `CASE ${cases.join(' ')} END`;
 }

@@ -1,16 +1,35 @@
 import { VerdictError, messageOf } from '../errors.js';
-import type { AuditStatus, CommitStats, DecisionLogMode, HealthState, WriteFailure } from './log.js';
-import { Listeners } from './listeners.js';
-import { fromWire, pushRow, type ClientMessage, type HostMessage, type LogChannel } from './log-protocol.js';
+import type { RowValue } from './columns.js';
+import type { DecisionLogMode } from './connection.js';
+import { LogEvents, type CommitStats, type HealthState, type WriteFailure } from './events.js';
+import { fromWire, type ClientMessage, type HostMessage, type LogChannel } from './log-protocol.js';
 import type { DecisionRecord } from './record.js';
-import { closedLogError, storedRow } from './row.js';
+import { closedLogError, encodeRecord } from './row.js';
 import type { SensitiveAttributes } from './sensitive.js';
+import type { AuditStatus } from './writer.js';
 
 /** What the decision path needs of a decision log, wherever its writer runs. */
 export interface DecisionSink {
   readonly path: string;
   /** Resolves once the decision is recorded (durable) or queued (async, while healthy); rejects when it cannot be. */
   append(record: DecisionRecord): Promise<void>;
+}
+
+/**
+ * What the server needs of its decision log: the sink, plus health, events and
+ * the audit state. DecisionLogClient is the one implementation verdict ships.
+ */
+export interface DecisionLog extends DecisionSink {
+  readonly healthy: boolean;
+  readonly lastError: string | null;
+  onHealthChange(listener: (state: HealthState) => void): () => void;
+  onCommit(listener: (stats: CommitStats) => void): () => void;
+  onWriteError(listener: (failure: WriteFailure) => void): () => void;
+  /** Try a write now (health checks); after a lost writer, start a new one. */
+  probe(): Promise<boolean>;
+  auditStatus(): Promise<AuditStatus>;
+  /** Write what was appended, then stop. */
+  close(): Promise<void>;
 }
 
 export interface ClientOptions {
@@ -48,49 +67,54 @@ interface Request {
 const RESOLVED: Promise<void> = Promise.resolve();
 
 /**
- * The deciding side of a decision log whose writer runs elsewhere: in a worker
- * thread of this process (so SQLite, hashing and fsync never hold up the event
- * loop that answers checks) or in the cluster primary (one writer, one chain
- * for every worker process).
+ * The deciding side of the decision log. Its writer (writer.ts) runs
+ * elsewhere: in a worker thread of this process (so SQLite, hashing and fsync
+ * never hold up the event loop that answers checks) or in the cluster primary
+ * (one writer, one chain for every worker process).
  *
- * It keeps DecisionLog's promises: an append made in durable mode resolves only
- * after the writer has committed its row; when the writer cannot write, or is
- * gone, the append rejects with DECISION_LOG_UNAVAILABLE and the decision is
- * refused. Rows appended in one event-loop turn travel as one message.
+ * This is the one queue: the rows appended in one event-loop turn are encoded
+ * (sensitive attributes hashed first) into one flat array and sent as one
+ * message, with one list of waiters that its one answer settles. An append
+ * made in durable mode resolves only after the writer has committed its row; a
+ * row the database refused (a duplicate decision id) fails alone; when the
+ * writer cannot write, or is gone, the append rejects with
+ * DECISION_LOG_UNAVAILABLE and the decision is refused. Health is the
+ * writer's, as it reports it, until the channel to it is lost.
+ *
+ * @example
+ * const log = await startWriterThread(settings, sensitive);
+ * log.onHealthChange(({ healthy, lastError }) => logger.warn({ healthy, lastError }, 'decision log'));
+ * await log.append(record); // rejects with VerdictError('DECISION_LOG_UNAVAILABLE') => deny
+ * await log.close();
  */
-export class DecisionLogClient implements DecisionSink {
+export class DecisionLogClient extends LogEvents implements DecisionLog {
   readonly path: string;
   readonly mode: DecisionLogMode;
   private channel: LogChannel;
   private readonly sensitive: SensitiveAttributes | null;
   private readonly options: ClientOptions;
-  private values: unknown[] = [];
+  private values: RowValue[] = [];
   private waiters: Waiter[] = [];
-  private acknowledgedValues: unknown[] = [];
+  private acknowledgedValues: RowValue[] = [];
   private acknowledgedRows = 0;
   private scheduled = false;
   private nextId = 1;
   private readonly batches = new Map<number, Batch>();
   private readonly requests = new Map<number, Request>();
-  private isHealthy = true;
-  private error: string | null = null;
   /** Why the channel to the writer was lost; null while connected. */
   private lost: string | null = null;
   private closing = false;
   private closePromise: Promise<void> | null = null;
   private reviving: Promise<boolean> | null = null;
-  private readonly healthListeners = new Listeners<HealthState>();
-  private readonly commitListeners = new Listeners<CommitStats>();
-  private readonly errorListeners = new Listeners<WriteFailure>();
 
   private constructor(channel: LogChannel, options: ClientOptions, health: HealthState) {
+    super();
     this.channel = channel;
     this.options = options;
     this.path = options.path;
     this.mode = options.mode;
     this.sensitive = options.sensitive ?? null;
-    this.isHealthy = health.healthy;
-    this.error = health.lastError;
+    this.setHealth(health.healthy, health.lastError);
     this.attach(channel);
   }
 
@@ -103,14 +127,6 @@ export class DecisionLogClient implements DecisionSink {
     return new DecisionLogClient(channel, options, health);
   }
 
-  get healthy(): boolean {
-    return this.isHealthy;
-  }
-
-  get lastError(): string | null {
-    return this.error;
-  }
-
   /** Rows appended here and not yet confirmed by the writer. */
   get pendingRows(): number {
     let rows = this.waiters.length + this.acknowledgedRows;
@@ -118,39 +134,29 @@ export class DecisionLogClient implements DecisionSink {
     return rows;
   }
 
-  onHealthChange(listener: (state: HealthState) => void): () => void {
-    return this.healthListeners.add(listener);
-  }
-
-  /** Called after every committed transaction the writer reports to this client. */
-  onCommit(listener: (stats: CommitStats) => void): () => void {
-    return this.commitListeners.add(listener);
-  }
-
-  /** Failed batches and rows the database refused, including rows already acknowledged in async mode. */
-  onWriteError(listener: (failure: WriteFailure) => void): () => void {
-    return this.errorListeners.add(listener);
-  }
-
-  /** See DecisionLog.append; the same promises, the same errors. */
+  /**
+   * Queue a decision for this turn's message. Durable mode: resolves once
+   * committed. Async mode while healthy: resolves at once.
+   * @throws (rejects) VerdictError DECISION_LOG_UNAVAILABLE when the row could not be
+   *   written (the decision must then be denied), INTERNAL when the record cannot be
+   *   serialised or the database refused it (duplicate decision id)
+   */
   append(record: DecisionRecord): Promise<void> {
     if (this.closing) return Promise.reject(closedLogError(this.path));
     if (this.lost !== null) return Promise.reject(this.lostError());
-    let row;
+    const acknowledged = this.mode === 'async' && this.healthy;
     try {
       // Hashed here, so sensitive values never leave this thread.
-      row = storedRow(record, this.sensitive);
+      encodeRecord(acknowledged ? this.acknowledgedValues : this.values, record, this.sensitive);
     } catch (error) {
       return Promise.reject(error);
     }
-    if (this.mode === 'async' && this.isHealthy) {
-      pushRow(this.acknowledgedValues, row);
+    if (acknowledged) {
       this.acknowledgedRows += 1;
       this.schedule();
       return RESOLVED;
     }
     return new Promise<void>((resolve, reject) => {
-      pushRow(this.values, row);
       this.waiters.push({ resolve, reject });
       this.schedule();
     });
@@ -223,7 +229,7 @@ export class DecisionLogClient implements DecisionSink {
     }
   }
 
-  private post(waiters: Waiter[] | null, rows: number, values: unknown[]): void {
+  private post(waiters: Waiter[] | null, rows: number, values: RowValue[]): void {
     if (this.lost !== null) {
       this.settleLost({ waiters, rows });
       return;
@@ -280,10 +286,10 @@ export class DecisionLogClient implements DecisionSink {
         this.setHealth(message.health.healthy, message.health.lastError);
         return;
       case 'commit':
-        this.commitListeners.emit(message.stats);
+        this.commits.emit(message.stats);
         return;
       case 'write-error':
-        this.errorListeners.emit({ error: fromWire(message.error), rows: message.rows, acknowledgedRows: message.acknowledgedRows });
+        this.writeErrors.emit({ error: fromWire(message.error), rows: message.rows, acknowledgedRows: message.acknowledgedRows });
         return;
       default:
       // Not ours (cluster IPC also carries other messages).
@@ -296,7 +302,7 @@ export class DecisionLogClient implements DecisionSink {
       const error = fromWire(outcome.failed);
       if (waiters === null) {
         // The writer could not even read these acknowledged rows: this report is all that is left of them.
-        this.errorListeners.emit({ error, rows: batch.rows, acknowledgedRows: batch.rows });
+        this.writeErrors.emit({ error, rows: batch.rows, acknowledgedRows: batch.rows });
       } else {
         for (const waiter of waiters) waiter.reject(error);
       }
@@ -332,7 +338,7 @@ export class DecisionLogClient implements DecisionSink {
 
   private settleLost(batch: Batch): void {
     const error = this.lostError();
-    if (batch.waiters === null) this.errorListeners.emit({ error, rows: batch.rows, acknowledgedRows: batch.rows });
+    if (batch.waiters === null) this.writeErrors.emit({ error, rows: batch.rows, acknowledgedRows: batch.rows });
     else for (const waiter of batch.waiters) waiter.reject(error);
   }
 
@@ -364,13 +370,6 @@ export class DecisionLogClient implements DecisionSink {
       }
     })();
     return this.reviving;
-  }
-
-  private setHealth(healthy: boolean, lastError: string | null): void {
-    if (this.isHealthy === healthy && this.error === lastError) return;
-    this.isHealthy = healthy;
-    this.error = lastError;
-    this.healthListeners.emit({ healthy, lastError });
   }
 }
 

@@ -1,6 +1,7 @@
-import { messageOf } from '../errors.js';
-import type { AuditStatus, DecisionLog } from './log.js';
-import { readRows, toWire, type ClientMessage, type HostMessage, type LogChannel, type WireError } from './log-protocol.js';
+import type { RowValue } from './columns.js';
+import { checkBatch } from './row.js';
+import { toWire, type ClientMessage, type HostMessage, type LogChannel } from './log-protocol.js';
+import type { AuditStatus, LogWriter } from './writer.js';
 
 export interface HostOptions {
   /**
@@ -16,11 +17,12 @@ export interface HostOptions {
 }
 
 /**
- * Serve one client (log-client.ts) from the decision log this thread or
- * process owns. Several clients may share one log: their rows join the same
- * group commit and the same chain. Returns a function that stops serving.
+ * Serve one client (log-client.ts) from the writer this thread or process
+ * owns: each `rows` message becomes one LogWriter.write and gets one answer.
+ * Several clients may share one writer: their batches join the same
+ * transactions and the same chain. Returns a function that stops serving.
  */
-export function serveDecisionLog(log: DecisionLog, channel: LogChannel, options: HostOptions): () => void {
+export function serveWriter(writer: LogWriter, channel: LogChannel, options: HostOptions): () => void {
   const post = (message: HostMessage): void => {
     try {
       channel.post(message);
@@ -29,10 +31,10 @@ export function serveDecisionLog(log: DecisionLog, channel: LogChannel, options:
     }
   };
   const unsubscribe = [
-    log.onHealthChange((health) => post({ t: 'health', health })),
-    log.onWriteError((failure) => post({ t: 'write-error', error: toWire(failure.error), rows: failure.rows, acknowledgedRows: failure.acknowledgedRows })),
+    writer.onHealthChange((health) => post({ t: 'health', health })),
+    writer.onWriteError((failure) => post({ t: 'write-error', error: toWire(failure.error), rows: failure.rows, acknowledgedRows: failure.acknowledgedRows })),
   ];
-  if (options.forwardCommits) unsubscribe.push(log.onCommit((stats) => post({ t: 'commit', stats })));
+  if (options.forwardCommits) unsubscribe.push(writer.onCommit((stats) => post({ t: 'commit', stats })));
   let stopped = false;
   const stop = (): void => {
     if (stopped) return;
@@ -46,57 +48,48 @@ export function serveDecisionLog(log: DecisionLog, channel: LogChannel, options:
     const message = raw as ClientMessage;
     switch (message?.t) {
       case 'hello':
-        post({ t: 'ready', health: { healthy: log.healthy, lastError: log.lastError } });
+        post({ t: 'ready', health: { healthy: writer.healthy, lastError: writer.lastError } });
         return;
-      case 'rows':
-        appendBatch(log, message.id, message.acknowledged, message.values, post);
+      case 'rows': {
+        const id = message.id;
+        let rows: number;
+        try {
+          rows = checkBatch(message.values);
+        } catch (error) {
+          post({ t: 'rows', id, refused: [], failed: toWire(error) });
+          return;
+        }
+        writer.write(message.values as RowValue[], rows, message.acknowledged, ({ refused, failed }) =>
+          post(
+            failed === null
+              ? { t: 'rows', id, refused: refused.map(([index, error]) => [index, toWire(error)] as const), failed: null }
+              : { t: 'rows', id, refused: [], failed: toWire(failed) },
+          ),
+        );
         return;
+      }
       case 'flush':
-        reply(post, message.id, log.flush().then(() => null));
+        reply(post, message.id, writer.flush().then(() => null));
         return;
       case 'probe':
-        reply(post, message.id, Promise.resolve(log.probe()));
+        reply(post, message.id, Promise.resolve(writer.probe()));
         return;
       case 'status':
-        reply(post, message.id, Promise.resolve(log.auditStatus()));
+        reply(post, message.id, Promise.resolve(writer.auditStatus()));
         return;
       case 'close':
         if (!options.closable) {
-          reply(post, message.id, log.flush().then(() => null));
+          reply(post, message.id, writer.flush().then(() => null));
           return;
         }
         stop();
-        reply(post, message.id, log.close().then(() => null));
+        reply(post, message.id, writer.close().then(() => null));
         return;
       default:
       // Not ours (cluster IPC also carries other messages); ignore.
     }
   });
   return stop;
-}
-
-function appendBatch(log: DecisionLog, id: number, acknowledged: boolean, values: unknown[], post: (message: HostMessage) => void): void {
-  let rows;
-  try {
-    rows = readRows(values);
-  } catch (error) {
-    post({ t: 'rows', id, refused: [], failed: toWire(error) });
-    return;
-  }
-  const refused: Array<readonly [number, WireError]> = [];
-  let failed: WireError | null = null;
-  const pending = rows.map((row, index) =>
-    log.appendRow(row, acknowledged).catch((error: unknown) => {
-      const wire = toWire(error);
-      // A failed batch rejects every row with the same error; a refused row alone has its own.
-      if (wire.code === 'DECISION_LOG_UNAVAILABLE') failed ??= wire;
-      else refused.push([index, wire]);
-    }),
-  );
-  Promise.all(pending).then(
-    () => post({ t: 'rows', id, refused, failed }),
-    (error: unknown) => post({ t: 'rows', id, refused: [], failed: { code: 'INTERNAL', message: messageOf(error) } }),
-  );
 }
 
 function reply(post: (message: HostMessage) => void, id: number, result: Promise<boolean | AuditStatus | null>): void {

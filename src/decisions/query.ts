@@ -1,9 +1,11 @@
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
-import type { ConditionError, Effect, Reason } from '../types.js';
+import type { Effect, Reason } from '../types.js';
 import { VerdictError, messageOf } from '../errors.js';
+import { selectList, type RowValue } from './columns.js';
 import type { DecisionRecord } from './record.js';
-import { checkReadable } from './schema.js';
+import { recordFromRow, rowFromValues } from './row.js';
+import { checkReadable, decisionColumns } from './schema.js';
 
 /** A decision as read back from the log. */
 export interface StoredDecision extends DecisionRecord {
@@ -42,29 +44,6 @@ export interface DecisionFilters {
 
 export const DEFAULT_LIMIT = 100;
 
-interface Row {
-  seq: number;
-  decision_id: string;
-  time_ms: number;
-  caller: string;
-  request_id: string | null;
-  principal_id: string;
-  action: string;
-  resource_type: string;
-  resource_id: string;
-  effect: string;
-  reason: string;
-  rule_ids: string;
-  errors: string;
-  policy_version: string;
-  request: string;
-  latency_us: number;
-  hash: Buffer | null;
-}
-
-const COLUMNS = `seq, decision_id, time_ms, caller, request_id, principal_id, action, resource_type, resource_id,
-  effect, reason, rule_ids, errors, policy_version, request, latency_us, hash`;
-
 // Filter name -> column, in a fixed order so equal filter sets share one cached statement.
 const EQUALITY: ReadonlyArray<readonly [keyof DecisionFilters, string]> = [
   ['decisionId', 'decision_id'],
@@ -91,12 +70,15 @@ export class DecisionReader {
   readonly path: string;
   private readonly db: Database.Database;
   private readonly owned: boolean;
-  private readonly statements = new Map<string, Database.Statement<unknown[], Row>>();
+  /** seq, the columns of the table (columns.ts; NULL where an older log lacks one), hash. */
+  private readonly columns: string;
+  private readonly statements = new Map<string, Database.Statement<unknown[], unknown[]>>();
 
   private constructor(path: string, db: Database.Database, owned: boolean) {
     this.path = path;
     this.db = db;
     this.owned = owned;
+    this.columns = `seq, ${selectList(decisionColumns(db))}, hash`;
   }
 
   /** Read through a connection the caller already has (and keeps: close() leaves it open). */
@@ -157,7 +139,7 @@ export class DecisionReader {
       params.push(timeParam('until', filters.until));
     }
     params.push(limit);
-    const sql = `SELECT ${COLUMNS} FROM decisions${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}
+    const sql = `SELECT ${this.columns} FROM decisions${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}
       ORDER BY time_ms DESC, seq DESC LIMIT ?`;
     return this.statement(sql).all(...params).map(toDecision);
   }
@@ -171,10 +153,10 @@ export class DecisionReader {
     if (this.owned) this.db.close();
   }
 
-  private statement(sql: string): Database.Statement<unknown[], Row> {
+  private statement(sql: string): Database.Statement<unknown[], unknown[]> {
     let statement = this.statements.get(sql);
     if (statement === undefined) {
-      statement = this.db.prepare<unknown[], Row>(sql);
+      statement = this.db.prepare<unknown[], unknown[]>(sql).raw(true);
       this.statements.set(sql, statement);
     }
     return statement;
@@ -218,24 +200,11 @@ function timeParam(name: string, value: number): number {
   return Math.trunc(value);
 }
 
-function toDecision(row: Row): StoredDecision {
+function toDecision(raw: unknown[]): StoredDecision {
+  const hash = raw[raw.length - 1] as Buffer | null;
   return {
-    seq: row.seq,
-    decisionId: row.decision_id,
-    time: row.time_ms,
-    caller: row.caller,
-    requestId: row.request_id,
-    principalId: row.principal_id,
-    action: row.action,
-    resourceType: row.resource_type,
-    resourceId: row.resource_id,
-    effect: row.effect as Effect,
-    reason: row.reason as Reason,
-    ruleIds: JSON.parse(row.rule_ids) as string[],
-    errors: JSON.parse(row.errors) as ConditionError[],
-    policyVersion: row.policy_version,
-    request: JSON.parse(row.request) as DecisionRecord['request'],
-    latencyUs: row.latency_us,
-    hash: row.hash === null ? null : row.hash.toString('hex'),
+    seq: raw[0] as number,
+    ...recordFromRow(rowFromValues(raw as RowValue[], 1)),
+    hash: hash === null ? null : hash.toString('hex'),
   };
 }

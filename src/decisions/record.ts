@@ -1,5 +1,22 @@
 import type { ConditionError, Effect, Reason } from '../types.js';
 
+/**
+ * Structured extras of a decision that only some decisions have: a JSON
+ * object, stored in the `details` column, chained with the row and exported
+ * with it. Its shape is open: a member may be added for any kind of decision
+ * without a schema change, so readers must ignore members they do not know.
+ * Members so far:
+ * - `http`: the method and path of the gateway request that was decided
+ *   (forward-auth, Envoy ext_authz).
+ *
+ * @example
+ * { http: { method: 'POST', path: '/v1/models/fraud-v3/predict' } }
+ */
+export interface DecisionDetails {
+  readonly http?: { readonly method: string; readonly path: string };
+  readonly [member: string]: unknown;
+}
+
 /** One row of the decision log, as the server hands it to the writer. */
 export interface DecisionRecord {
   /** Unique, sortable by time (UUIDv7). */
@@ -27,4 +44,6 @@ export interface DecisionRecord {
   };
   /** Time spent deciding, in microseconds (engine plus limits, not the disk). */
   readonly latencyUs: number;
+  /** Extras only some decisions have; absent (or null) for none. */
+  readonly details?: DecisionDetails | null;
 }

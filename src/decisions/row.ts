@@ -1,41 +1,25 @@
+/**
+ * The row codec: a DecisionRecord becomes the values of a stored row (and
+ * back), all from the column table in columns.ts.
+ *
+ * Rows travel to the writer as one flat array per batch, COLUMNS.length values
+ * per row in table order: one array of primitives clones much faster than an
+ * array of objects, and the deciding thread's time is what bounds throughput.
+ * The same flat layout is what the writer hashes and inserts.
+ *
+ * Everything SQLite could change on the way in is normalised when a record is
+ * encoded — fractional integers, lone UTF-16 surrogates (UTF-8 cannot hold
+ * them: they would read back as U+FFFD and the row would no longer match its
+ * hash) — so the stored values are exactly the hashed ones.
+ */
 import { VerdictError, messageOf } from '../errors.js';
+import { COLUMNS, type Column, type DecisionRow, type RowValue } from './columns.js';
 import type { DecisionRecord } from './record.js';
 import type { SensitiveAttributes } from './sensitive.js';
 
-/**
- * A decision as it is stored: one value per column of `decisions`, JSON columns
- * already serialised. These exact values (after a round trip through SQLite) are
- * what the hash chain covers, so everything that SQLite could change on the way
- * in — fractional integers, lone UTF-16 surrogates — is normalised here first.
- */
-export interface DecisionRow {
-  readonly decisionId: string;
-  readonly timeMs: number;
-  readonly caller: string;
-  readonly requestId: string | null;
-  readonly principalId: string;
-  readonly action: string;
-  readonly resourceType: string;
-  readonly resourceId: string;
-  readonly effect: string;
-  readonly reason: string;
-  /** JSON text of the rule id array. */
-  readonly ruleIds: string;
-  /** JSON text of the condition error array. */
-  readonly errors: string;
-  readonly policyVersion: string;
-  /** JSON text of the request's roles and attributes. */
-  readonly request: string;
-  readonly latencyUs: number;
-}
+/** Values per row in a flat batch. */
+export const ROW_WIDTH: number = COLUMNS.length;
 
-/** A stored row together with its place in the log. */
-export interface SequencedRow extends DecisionRow {
-  readonly seq: number;
-}
-
-// SQLite stores text as UTF-8, where a lone surrogate cannot survive: it would
-// read back as U+FFFD and the row would no longer match its hash.
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 function text(value: string): string {
@@ -43,65 +27,114 @@ function text(value: string): string {
   return value.isWellFormed() ? value : value.replace(LONE_SURROGATE, '\uFFFD');
 }
 
-function optionalText(value: string | null): string | null {
-  return value === null || value === undefined ? null : text(value);
-}
-
-// JSON.stringify already escapes lone surrogates, so JSON columns need no more.
-function json(value: unknown): string {
-  return JSON.stringify(value) ?? 'null';
-}
-
-/**
- * Serialise a record for the writer. Throws VerdictError('INTERNAL') when the
- * record cannot be stored faithfully, so that one broken record fails alone
- * instead of failing the whole batch it would have joined.
- */
-export function toRow(record: DecisionRecord): DecisionRow {
-  if (!Number.isFinite(record.time)) {
-    throw new VerdictError('INTERNAL', `decision ${record.decisionId}: time ${record.time} is not a finite number of milliseconds`);
-  }
-  if (!Number.isFinite(record.latencyUs)) {
-    throw new VerdictError('INTERNAL', `decision ${record.decisionId}: latencyUs ${record.latencyUs} is not a finite number`);
-  }
-  try {
-    return {
-      decisionId: text(record.decisionId),
-      timeMs: Math.trunc(record.time),
-      caller: text(record.caller),
-      requestId: optionalText(record.requestId),
-      principalId: text(record.principalId),
-      action: text(record.action),
-      resourceType: text(record.resourceType),
-      resourceId: text(record.resourceId),
-      effect: text(record.effect),
-      reason: text(record.reason),
-      ruleIds: json(record.ruleIds),
-      errors: json(record.errors),
-      policyVersion: text(record.policyVersion),
-      request: json(record.request),
-      latencyUs: Math.round(record.latencyUs),
-    };
-  } catch (error) {
-    // A BigInt or a cycle in the attributes, or a missing field from an untyped caller.
-    throw new VerdictError('INTERNAL', `decision ${String(record.decisionId)} cannot be serialised for the decision log: ${messageOf(error)}`, {
-      cause: error,
-    });
+/** The stored value of one column of a record (JSON.stringify already escapes lone surrogates). */
+function encodeValue(column: Column, value: unknown, decisionId: unknown): RowValue {
+  switch (column.type) {
+    case 'text':
+      return text(value as string);
+    case 'text?':
+      return value === null || value === undefined ? null : text(value as string);
+    case 'integer':
+      if (typeof value !== 'number' || !Number.isFinite(value)) {
+        throw new VerdictError('INTERNAL', `decision ${String(decisionId)}: ${column.record} ${String(value)} is not a finite number`);
+      }
+      return column.round === true ? Math.round(value) : Math.trunc(value);
+    case 'json':
+      return JSON.stringify(value) ?? 'null';
+    case 'json?':
+      if (value === null || value === undefined) return null;
+      if (typeof value !== 'object' || Array.isArray(value)) {
+        throw new VerdictError('INTERNAL', `decision ${String(decisionId)}: ${column.record} must be a JSON object or absent`);
+      }
+      return JSON.stringify(value);
   }
 }
 
 /**
- * The row to store for a decision: sensitive attributes replaced by their HMAC
- * first, so their raw values never reach a row, a writer or the file.
+ * Append the stored values of `record` (its sensitive attributes replaced by
+ * their HMAC first, so their raw values never reach a row, a writer or the
+ * file) to `out`. On failure `out` is left as it was, so that one broken
+ * record fails alone instead of failing the batch it would have joined.
  * @throws VerdictError INTERNAL when the record cannot be stored faithfully
  */
-export function storedRow(record: DecisionRecord, sensitive: SensitiveAttributes | null): DecisionRow {
+export function encodeRecord(out: RowValue[], record: DecisionRecord, sensitive: SensitiveAttributes | null = null): void {
+  const start = out.length;
   try {
-    return toRow(sensitive === null ? record : sensitive.apply(record));
+    const source = sensitive === null ? record : sensitive.apply(record);
+    for (const column of COLUMNS) out.push(encodeValue(column, source[column.record], record.decisionId));
   } catch (error) {
+    out.length = start;
     if (error instanceof VerdictError) throw error;
-    throw new VerdictError('INTERNAL', `decision ${String(record.decisionId)} cannot be recorded: ${messageOf(error)}`, { cause: error });
+    // A BigInt or a cycle in the attributes, or a missing field from an untyped caller.
+    throw new VerdictError('INTERNAL', `decision ${String(record.decisionId)} cannot be serialised for the decision log: ${messageOf(error)}`, { cause: error });
   }
+}
+
+/** The stored form of one record. @throws VerdictError INTERNAL as encodeRecord */
+export function toRow(record: DecisionRecord, sensitive: SensitiveAttributes | null = null): DecisionRow {
+  const values: RowValue[] = [];
+  encodeRecord(values, record, sensitive);
+  return rowFromValues(values);
+}
+
+/** The row whose values start at `values[offset]`, as an object. */
+export function rowFromValues(values: readonly RowValue[], offset = 0): DecisionRow {
+  const row: Record<string, RowValue> = {};
+  COLUMNS.forEach((column, k) => {
+    row[column.key] = values[offset + k] as RowValue;
+  });
+  return row as DecisionRow;
+}
+
+/** The values of a row, in table order. */
+export function rowValues(row: DecisionRow): RowValue[] {
+  return COLUMNS.map((column) => row[column.key]);
+}
+
+const VALUE_CHECKS: Record<Column['type'], (value: unknown) => boolean> = {
+  text: (v) => typeof v === 'string',
+  'text?': (v) => v === null || typeof v === 'string',
+  integer: (v) => Number.isSafeInteger(v),
+  json: (v) => typeof v === 'string',
+  'json?': (v) => v === null || typeof v === 'string',
+};
+
+/**
+ * The number of rows in a flat batch, after checking every value's type: a
+ * message from another thread or process is input like any other, and a
+ * malformed one must fail its batch with a clear error, not write a
+ * half-typed row into the audit trail.
+ * @throws VerdictError INTERNAL naming the row and column
+ */
+export function checkBatch(values: unknown): number {
+  if (!Array.isArray(values) || values.length % ROW_WIDTH !== 0) {
+    throw new VerdictError('INTERNAL', `a batch of decision rows must be an array of ${ROW_WIDTH} values per row`);
+  }
+  for (let i = 0; i < values.length; i += ROW_WIDTH) {
+    COLUMNS.forEach((column, k) => {
+      if (!VALUE_CHECKS[column.type](values[i + k])) {
+        throw new VerdictError('INTERNAL', `row ${i / ROW_WIDTH} of a batch of decision rows has a value of the wrong type in ${column.sql}`);
+      }
+    });
+  }
+  return values.length / ROW_WIDTH;
+}
+
+/**
+ * A stored row back as the record it was made from (JSON columns parsed; a
+ * record without details has none), for queries.
+ */
+export function recordFromRow(row: DecisionRow): DecisionRecord {
+  const record: Record<string, unknown> = {};
+  for (const column of COLUMNS) {
+    const value = row[column.key];
+    if (column.type === 'json' || column.type === 'json?') {
+      if (value !== null) record[column.record] = JSON.parse(value as string);
+    } else {
+      record[column.record] = value;
+    }
+  }
+  return record as unknown as DecisionRecord;
 }
 
 /** What an append to a closed log rejects with. */

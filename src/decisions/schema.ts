@@ -97,6 +97,16 @@ const MIGRATIONS: readonly Migration[] = [
       END;
     `,
   },
+  {
+    // The `details` column (structured extras of a decision, columns.ts), and
+    // each row's canonical format (chain.ts): rows written before this
+    // migration keep format 1, whose hash does not cover details.
+    version: 3,
+    sql: `
+      ALTER TABLE decisions ADD COLUMN details TEXT;
+      ALTER TABLE decisions ADD COLUMN format INTEGER NOT NULL DEFAULT 1;
+    `,
+  },
 ];
 
 /** The schema version this build writes. */
@@ -144,6 +154,11 @@ export function checkReadable(db: Database.Database, path: string): void {
   if (version === 0) {
     throw new VerdictError('DECISION_LOG_CORRUPT', `${path} is not a verdict decision log (no schema version); check --db`);
   }
+}
+
+/** The columns `decisions` has: a log of an older schema lacks the ones added since, which readers then read as NULL. */
+export function decisionColumns(db: Database.Database): ReadonlySet<string> {
+  return new Set(db.prepare("SELECT name FROM pragma_table_info('decisions')").pluck().all() as string[]);
 }
 
 function hasUserTables(db: Database.Database): boolean {

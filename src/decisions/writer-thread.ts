@@ -1,43 +1,48 @@
-import fs from 'node:fs';
-import { fileURLToPath } from 'node:url';
-import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import { messageOf } from '../errors.js';
+import { startThread } from '../threads.js';
+import type { Clock } from './clock.js';
+import type { DecisionLogMode } from './connection.js';
 import { loadOrCreateSigningKey } from './keys.js';
-import { DecisionLog, type DecisionLogMode } from './log.js';
 import { DecisionLogClient } from './log-client.js';
-import { serveDecisionLog } from './log-host.js';
-import { toWire, type LogChannel } from './log-protocol.js';
+import type { LogChannel } from './log-protocol.js';
 import type { SensitiveAttributes } from './sensitive.js';
+import { LogWriter } from './writer.js';
 
 /**
- * How to open the decision log, in a form that can be handed to another thread
- * or process (file paths rather than key objects).
+ * How to open the decision log's writer, in a form that can be handed to
+ * another thread or process (file paths rather than key objects).
  */
 export interface WriterSettings {
   readonly path: string;
   readonly mode: DecisionLogMode;
-  /** BENCHMARKING ONLY when false (see DecisionLogOptions.chain). */
-  readonly chain: boolean;
   readonly checkpoints: {
     readonly signingKey: string;
     readonly publicKey: string;
     readonly everyRows: number;
     readonly everySeconds: number;
   } | null;
+  /** How long a write waits for another connection's lock; default 500 ms. */
+  readonly busyTimeoutMs?: number;
+  /** Async mode: how soon acknowledged rows of a failed transaction are retried; default 1000 ms. */
+  readonly retryDelayMs?: number;
 }
 
 /**
- * Open the log these settings describe, in this thread.
- * @throws VerdictError as DecisionLog.open, or CONFIG_INVALID for an unreadable key
+ * Open the writer these settings describe, in this thread (the writer
+ * thread's entry, and the cluster primary).
+ * @throws VerdictError as LogWriter.open, or CONFIG_INVALID for an unreadable key
  */
-export function openLog(settings: WriterSettings): DecisionLog {
+export function openWriter(settings: WriterSettings, clock?: Clock): LogWriter {
   const checkpoints = settings.checkpoints;
-  return DecisionLog.open(settings.path, {
+  return LogWriter.open(settings.path, {
     mode: settings.mode,
-    chain: settings.chain,
+    busyTimeoutMs: settings.busyTimeoutMs,
+    retryDelayMs: settings.retryDelayMs,
+    clock,
     checkpoints:
       checkpoints === null
-        ? undefined
+        ? null
         : {
             signer: loadOrCreateSigningKey({ signingKey: checkpoints.signingKey, publicKey: checkpoints.publicKey }).signer,
             everyRows: checkpoints.everyRows,
@@ -46,24 +51,17 @@ export function openLog(settings: WriterSettings): DecisionLog {
   });
 }
 
-// Compiled next to this file; absent when running from the TypeScript sources (tests), see below.
-const ENTRY = fileURLToPath(new URL('./writer-thread-entry.js', import.meta.url));
-
 /**
  * Start the decision log's writer in a worker thread and connect to it. The
  * event loop that answers checks then never waits for SQLite, the hash chain
- * or fsync; it hands each turn's rows over in one message.
- *
- * Where the compiled thread entry is not available (running from the
- * TypeScript sources), the writer runs in this thread behind the same
- * message channel, so the behaviour is the same, only not in parallel.
+ * or fsync; it hands each turn's rows over in one message. A thread that dies
+ * is replaced by the client's next health probe.
  * @throws VerdictError when the log cannot be opened (before any check is served)
  */
 export async function startWriterThread(settings: WriterSettings, sensitive: SensitiveAttributes | null): Promise<DecisionLogClient> {
-  if (!fs.existsSync(ENTRY)) return startInThisThread(settings, sensitive);
   let worker: Worker | null = null;
   const spawn = async (): Promise<LogChannel> => {
-    worker = new Worker(ENTRY, { workerData: settings });
+    worker = spawnWriterThread(settings);
     return workerChannel(worker);
   };
   const channel = await spawn();
@@ -79,24 +77,13 @@ export async function startWriterThread(settings: WriterSettings, sensitive: Sen
   });
 }
 
-async function startInThisThread(settings: WriterSettings, sensitive: SensitiveAttributes | null): Promise<DecisionLogClient> {
-  const log = openLog(settings);
-  const { port1, port2 } = new MessageChannel();
-  serveDecisionLog(log, portChannel(port2), { forwardCommits: true, closable: true });
-  return DecisionLogClient.connect(portChannel(port1), {
-    path: settings.path,
-    mode: settings.mode,
-    sensitive,
-    ownsLog: true,
-    release: async () => {
-      port1.close();
-      port2.close();
-    },
-  });
+/** A new writer thread for these settings; it opens the log and answers a client's `hello` (log-client.ts). */
+export function spawnWriterThread(settings: WriterSettings): Worker {
+  return startThread(import.meta.url, './writer-thread-entry', { workerData: settings });
 }
 
-/** The main thread's side of a writer thread. */
-function workerChannel(worker: Worker): LogChannel {
+/** The deciding thread's side of a writer thread. */
+export function workerChannel(worker: Worker): LogChannel {
   return {
     post: (message) => worker.postMessage(message),
     listen: (handler) => worker.on('message', handler),
@@ -106,13 +93,3 @@ function workerChannel(worker: Worker): LogChannel {
     },
   };
 }
-
-/** One end of a MessageChannel, or a writer thread's parentPort. */
-export function portChannel(port: MessagePort): LogChannel {
-  return {
-    post: (message) => port.postMessage(message),
-    listen: (handler) => port.on('message', handler),
-    onGone: (handler) => port.once('close', () => handler('the channel was closed')),
-  };
-}
-

@@ -2,8 +2,8 @@ import { createAuthenticator } from '../authn/chain.js';
 import { grpcCallerOf, grpcServerCredentials, httpsServerOptions, loadTlsMaterial, tlsSocketIdentity } from '../authn/mtls.js';
 import type { Authenticator } from '../authn/types.js';
 import { loadAudit, type AuditSetup } from '../decisions/audit-setup.js';
+import type { DecisionLog } from '../decisions/log-client.js';
 import type { SensitiveAttributes } from '../decisions/sensitive.js';
-import type { DecisionLogClient } from '../decisions/log-client.js';
 import { startWriterThread, type WriterSettings } from '../decisions/writer-thread.js';
 import { messageOf, VerdictError } from '../errors.js';
 import { EXT_AUTHZ_SERVICE, extAuthzService } from '../gateway/ext-authz.js';
@@ -25,7 +25,7 @@ export interface RunningServer {
   readonly grpcPort: number;
   readonly httpPort: number;
   readonly store: PolicyStore;
-  readonly log: DecisionLogClient;
+  readonly log: DecisionLog;
   readonly metrics: ServerMetrics;
   /** Turns gateway credentials into principals, per `config.authn`. */
   readonly authenticator: Authenticator;
@@ -46,7 +46,7 @@ export interface StartOptions {
    * Where decisions are recorded. Default: a writer thread of this process on
    * `config.db`. Cluster workers pass a client of the primary's writer.
    */
-  readonly openLog?: (sensitive: SensitiveAttributes | null) => Promise<DecisionLogClient>;
+  readonly openLog?: (sensitive: SensitiveAttributes | null) => Promise<DecisionLog>;
   /** After an Admin Reload succeeded here (cluster workers pass it on to the other workers). */
   readonly onAdminReload?: () => void;
   /** What /metrics serves; default this process's metrics. Cluster workers serve the whole cluster's. */
@@ -75,9 +75,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   // Signing and HMAC keys are read (or created next to the db) before the log opens, so a bad key file stops the start.
   const audit = loadAudit(config);
   for (const note of audit.notes) logger[note.level]({ db: config.db }, note.message);
-  const sensitive = audit.options.sensitive ?? null;
-  const log = await (options.openLog ? options.openLog(sensitive) : startWriterThread(writerSettings(config, audit), sensitive));
-  logger.info({ keyId: audit.keyId, publicKey: audit.publicKeyPath, checkpointEveryRows: config.checkpointEveryRows, checkpointEverySeconds: config.checkpointEverySeconds, sensitiveAttributes: config.sensitiveAttributes, chain: config.auditChain }, 'audit trail');
+  const log = await (options.openLog ? options.openLog(audit.sensitive) : startWriterThread(writerSettings(config, audit), audit.sensitive));
+  logger.info({ keyId: audit.keyId, publicKey: audit.checkpoints.publicKey, checkpointEveryRows: config.checkpointEveryRows, checkpointEverySeconds: config.checkpointEverySeconds, sensitiveAttributes: config.sensitiveAttributes }, 'audit trail');
   metrics.setLogHealthy(log.healthy);
   log.onCommit(({ rows, durationMs }) => metrics.observeCommit(rows, durationMs / 1000));
   log.onWriteError(({ error, rows, acknowledgedRows }) => {
@@ -197,16 +196,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
 
 /** How the decision log is opened for this configuration, by this process's writer thread or a cluster primary. */
 export function writerSettings(config: ServerConfig, audit: AuditSetup): WriterSettings {
-  const checkpoints = audit.options.checkpoints;
-  return {
-    path: config.db,
-    mode: config.decisionLog,
-    chain: audit.options.chain ?? true,
-    checkpoints:
-      checkpoints === undefined || audit.signingKeyPath === null || audit.publicKeyPath === null
-        ? null
-        : { signingKey: audit.signingKeyPath, publicKey: audit.publicKeyPath, everyRows: checkpoints.everyRows, everySeconds: checkpoints.everySeconds },
-  };
+  return { path: config.db, mode: config.decisionLog, checkpoints: audit.checkpoints };
 }
 
 /** `promise`, or a rejection once `ms` have passed. */

@@ -2,11 +2,11 @@ import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import { loadTlsMaterial } from '../authn/mtls.js';
 import { loadAudit } from '../decisions/audit-setup.js';
-import type { DecisionLog } from '../decisions/log.js';
 import { DecisionLogClient } from '../decisions/log-client.js';
-import { serveDecisionLog } from '../decisions/log-host.js';
+import { serveWriter } from '../decisions/log-host.js';
 import type { LogChannel } from '../decisions/log-protocol.js';
-import { openLog } from '../decisions/writer-thread.js';
+import type { LogWriter } from '../decisions/writer.js';
+import { openWriter } from '../decisions/writer-thread.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { startServer, writerSettings, type RunningServer } from './app.js';
 import type { ServerConfig } from './config.js';
@@ -17,8 +17,9 @@ import { PolicyStore } from './policy-store.js';
 /**
  * `verdict serve --workers N`: N worker processes answer checks on shared
  * ports (node's cluster module), and the primary process is the one writer of
- * the decision log. Every worker's rows reach the primary over IPC and join
- * the same group commit, so there is one file and one hash chain, and
+ * the decision log. Every worker's rows reach the primary over IPC, one
+ * message per event-loop turn of that worker, and messages that arrive
+ * together share one transaction: there is one file and one hash chain, and
  * `verdict audit verify` and `verdict decisions` work as for one process.
  *
  * The primary hands out connections round-robin, and a connection stays with
@@ -90,7 +91,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
   (await PolicyStore.open(config.policies)).close();
   const audit = loadAudit(config);
   for (const note of audit.notes) logger[note.level]({ db: config.db }, note.message);
-  const log: DecisionLog = openLog(writerSettings(config, audit));
+  const log: LogWriter = openWriter(writerSettings(config, audit));
   const metrics = new ServerMetrics();
   metrics.setLogHealthy(log.healthy);
   log.onCommit(({ rows, durationMs }) => metrics.observeCommit(rows, durationMs / 1000));
@@ -149,7 +150,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
     const worker = cluster.fork();
     workers.add(worker);
     let serving = false;
-    serveDecisionLog(log, primaryChannel(worker), { forwardCommits: false, closable: false });
+    serveWriter(log, primaryChannel(worker), { forwardCommits: false, closable: false });
     // A send to a worker that has just died fails with EPIPE as an 'error' event; unhandled, it would end the primary.
     worker.on('error', (error) => logger.warn({ pid: worker.process.pid, error: messageOf(error) }, 'could not reach a worker'));
     worker.on('message', (raw: unknown) => {

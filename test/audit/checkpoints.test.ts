@@ -4,16 +4,29 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { canonicalRowBytes, chainHash, rawChainHash, type RawRow } from '../../src/decisions/chain.js';
+import { sqliteJsonMatchesJs } from '../../src/audit/verify-range.js';
+import { verifyLog } from '../../src/audit/verify.js';
+import { CURRENT_FORMAT, canonicalSql, canonicalText, chainHash, storedRowHash } from '../../src/decisions/chain.js';
 import { checkpointMessage, checkpointSignatureValid, signCheckpoint } from '../../src/decisions/checkpoint.js';
+import { COLUMNS, INSERT_SQL, type RowValue } from '../../src/decisions/columns.js';
 import { keyIdOf, loadHmacKey, loadOrCreateSigningKey } from '../../src/decisions/keys.js';
-import { DecisionLog } from '../../src/decisions/log.js';
-import { sqliteJsonMatchesJs } from '../../src/decisions/verify-range.js';
-import { verifyLog } from '../../src/decisions/verify.js';
-import { appendRows, audit, record, tempDir } from './helpers.js';
+import { decisionColumns, migrate, SCHEMA_VERSION } from '../../src/decisions/schema.js';
+import { LogWriter } from '../../src/decisions/writer.js';
+import { startWriterThread } from '../../src/decisions/writer-thread.js';
+import { ManualClock } from '../decisions/helpers.js';
+import { DROP_TRIGGERS, appendRows, audit, record, tempDir } from './helpers.js';
 
 function signer(dir: string): ReturnType<typeof loadOrCreateSigningKey> {
   return loadOrCreateSigningKey({ signingKey: path.join(dir, 'k.pem'), publicKey: path.join(dir, 'k.pub.pem') });
+}
+
+/** The server's writer thread on `file`, signing with the key in `dir` (created by signer()). */
+function writer(file: string, dir: string, everyRows: number, everySeconds = 3600) {
+  signer(dir);
+  return startWriterThread(
+    { path: file, mode: 'durable', checkpoints: { signingKey: path.join(dir, 'k.pem'), publicKey: path.join(dir, 'k.pub.pem'), everyRows, everySeconds } },
+    null,
+  );
 }
 
 function checkpoints(file: string): Array<{ kind: string; seq: number }> {
@@ -41,47 +54,35 @@ describe('the checkpoint message', () => {
 
 describe('the fast canonical form used by verify', () => {
   const text = fc.string({ unit: 'binary', maxLength: 40 });
-  const row = fc.record({
-    seq: fc.integer({ min: 1, max: 2 ** 40 }),
-    decisionId: text,
-    timeMs: fc.integer({ min: 0, max: 2 ** 45 }),
-    caller: text,
-    requestId: fc.option(text, { nil: null }),
-    principalId: text,
-    action: text,
-    resourceType: text,
-    resourceId: text,
-    effect: text,
-    reason: text,
-    ruleIds: fc.json(),
-    errors: fc.json(),
-    policyVersion: text,
-    request: fc.json(),
-    latencyUs: fc.integer({ min: 0, max: 2 ** 31 }),
-  });
   // SQLite stores UTF-8, so lone surrogates never reach it (row.ts replaces them).
-  const wellFormed = (s: string): string => s.replace(/[\uD800-\uDFFF]/g, '\uFFFD');
+  const wellFormed = text.map((s) => s.replace(/[\uD800-\uDFFF]/g, '\uFFFD'));
+  const value: Record<string, fc.Arbitrary<RowValue>> = {
+    text: wellFormed,
+    'text?': fc.option(wellFormed, { nil: null }),
+    integer: fc.integer({ min: 0, max: 2 ** 45 }),
+    json: fc.json(),
+    'json?': fc.option(fc.json(), { nil: null }),
+  };
+  const row = fc.tuple(fc.integer({ min: 1, max: 2 ** 40 }), fc.tuple(...COLUMNS.map((c) => value[c.type] as fc.Arbitrary<RowValue>)));
 
-  it('rawChainHash is chainHash, and SQLite json_array writes exactly what JSON.stringify writes', () => {
+  it('the table\'s json_array() SQL writes exactly what JSON.stringify writes, for every format', () => {
     const db = new Database(':memory:');
+    migrate(db, ':memory:');
+    db.exec(DROP_TRIGGERS);
     expect(sqliteJsonMatchesJs(db)).toBe(true);
-    const statement = db.prepare(
-      `SELECT json_array('verdict.decision.v1', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-    ).pluck();
+    const insert = db.prepare(INSERT_SQL);
+    const canonical = db.prepare(`SELECT ${canonicalSql(decisionColumns(db))} FROM decisions WHERE seq = ?`).pluck();
+    const remove = db.prepare('DELETE FROM decisions');
     fc.assert(
-      fc.property(row, (generated) => {
-        const r = Object.fromEntries(Object.entries(generated).map(([k, v]) => [k, typeof v === 'string' ? wellFormed(v) : v])) as typeof generated;
-        const raw: RawRow = [
-          r.seq, r.decisionId, r.timeMs, r.caller, r.requestId, r.principalId, r.action, r.resourceType, r.resourceId, r.effect,
-          r.reason, r.ruleIds, r.errors, r.policyVersion, r.request, r.latencyUs, null, null,
-        ];
+      fc.property(row, fc.constantFrom(1, CURRENT_FORMAT), ([seq, values], format) => {
+        // A v1 row has no details (written before the column existed).
+        const stored = format === 1 ? values.map((v, k) => ((COLUMNS[k]?.since ?? 1) > 1 ? null : v)) : values;
+        const bound = stored.map((v, k) => (COLUMNS[k]?.type === 'integer' ? BigInt(v as number) : v));
+        remove.run();
+        insert.run(BigInt(seq), ...bound, Buffer.alloc(32), Buffer.alloc(32), format);
+        expect(canonical.get(seq)).toBe(canonicalText(format, seq, stored));
         const prev = Buffer.alloc(32, 7);
-        expect(rawChainHash(prev, raw).equals(chainHash(prev, r))).toBe(true);
-        const fromSqlite = statement.get(
-          BigInt(r.seq), r.decisionId, BigInt(r.timeMs), r.caller, r.requestId, r.principalId, r.action, r.resourceType, r.resourceId,
-          r.effect, r.reason, r.ruleIds, r.errors, r.policyVersion, r.request, BigInt(r.latencyUs),
-        );
-        expect(fromSqlite).toBe(canonicalRowBytes(r).toString('utf8'));
+        expect(storedRowHash(prev, { seq, format, values: stored, prevHash: null, hash: null })?.equals(chainHash(prev, format, seq, stored) as Buffer)).toBe(true);
       }),
       { numRuns: 300 },
     );
@@ -93,7 +94,7 @@ describe('the writer signs checkpoints', () => {
   it('every N rows, at the end of the batch that crosses N, and the tail on close', async () => {
     const dir = tempDir();
     const file = path.join(dir, 'd.db');
-    const log = DecisionLog.open(file, { checkpoints: { signer: signer(dir).signer, everyRows: 5, everySeconds: 3600 } });
+    const log = await writer(file, dir, 5);
     await appendRows(log, 0, 4);
     expect(checkpoints(file)).toEqual([]);
     await appendRows(log, 4, 1);
@@ -102,7 +103,7 @@ describe('the writer signs checkpoints', () => {
     await Promise.all(Array.from({ length: 8 }, (_, i) => log.append(record(5 + i))));
     expect(checkpoints(file).map((c) => c.seq)).toEqual([5, 13]);
     await appendRows(log, 13, 2);
-    expect(log.auditStatus().checkpoints).toMatchObject({ everyRows: 5, lastSeq: 13, unsignedRows: 2 });
+    expect((await log.auditStatus()).checkpoints).toMatchObject({ everyRows: 5, lastSeq: 13, unsignedRows: 2 });
     await log.close();
     expect(checkpoints(file).map((c) => c.seq)).toEqual([5, 13, 15]);
   });
@@ -110,12 +111,22 @@ describe('the writer signs checkpoints', () => {
   it('every T seconds while rows are unsigned, without waiting for more traffic', async () => {
     const dir = tempDir();
     const file = path.join(dir, 'd.db');
-    const log = DecisionLog.open(file, { checkpoints: { signer: signer(dir).signer, everyRows: 1000, everySeconds: 0.1 } });
-    await appendRows(log, 0, 3);
-    await new Promise((r) => setTimeout(r, 400));
+    const clock = new ManualClock();
+    const log = LogWriter.open(file, { clock, checkpoints: { signer: signer(dir).signer, everyRows: 1000, everySeconds: 60 } });
+    const values: RowValue[] = [];
+    const { encodeRecord } = await import('../../src/decisions/row.js');
+    for (let i = 0; i < 3; i++) encodeRecord(values, record(i));
+    await new Promise<void>((resolve, reject) => log.write(values, 3, false, ({ failed }) => (failed === null ? resolve() : reject(failed))));
+    clock.advance(59_999);
+    expect(checkpoints(file)).toEqual([]);
+    // The timer fires at 60 s and the writer signs the tail in a transaction of its own.
+    clock.advance(1);
+    await log.flush();
     expect(checkpoints(file)).toEqual([{ kind: 'checkpoint', seq: 3 }]);
+    expect(log.auditStatus().checkpoints).toMatchObject({ lastSeq: 3, lastTimeMs: clock.now(), unsignedRows: 0 });
     // Nothing unsigned: the timer writes nothing more.
-    await new Promise((r) => setTimeout(r, 300));
+    clock.advance(600_000);
+    await log.flush();
     expect(checkpoints(file)).toHaveLength(1);
     await log.close();
     expect(checkpoints(file)).toHaveLength(1);
@@ -126,7 +137,7 @@ describe('the writer signs checkpoints', () => {
     const file = path.join(dir, 'd.db');
     const key = signer(dir);
     for (let round = 0; round < 3; round++) {
-      const log = DecisionLog.open(file, { checkpoints: { signer: key.signer, everyRows: 4, everySeconds: 3600 } });
+      const log = await writer(file, dir, 4);
       await appendRows(log, round * 6, 6);
       await log.close();
     }
@@ -134,44 +145,40 @@ describe('the writer signs checkpoints', () => {
     const report = await verifyLog(file, { publicKeys: [key.publicKey] });
     expect(report).toMatchObject({ ok: true, rows: 18, checkpoints: { total: 6, verified: 6, lastSeq: 18 }, unsignedRows: 0 });
   });
-
-  it('with auditChain off (benchmarks only) writes no hashes or checkpoints, and verify says so', async () => {
-    const dir = tempDir();
-    const file = path.join(dir, 'd.db');
-    const log = DecisionLog.open(file, { chain: false, checkpoints: { signer: signer(dir).signer, everyRows: 1, everySeconds: 1 } });
-    await appendRows(log, 0, 3);
-    await log.close();
-    expect(checkpoints(file)).toEqual([]);
-    const report = await verifyLog(file, { publicKeys: [] });
-    expect(report.ok).toBe(false);
-    expect(report.break).toMatchObject({ kind: 'changed', seq: 1 });
-    expect(report.break?.message).toMatch(/has no hash/);
-  });
 });
 
 describe('a log from before checkpoints (schema v1)', () => {
   it('is migrated on open: triggers and checkpoints added, old rows kept, the whole chain verifies', async () => {
     const dir = tempDir();
     const file = path.join(dir, 'd.db');
-    const old = DecisionLog.open(file);
-    await appendRows(old, 0, 5);
-    await old.close();
-    // Turn it back into what verdict wrote before this change.
+    // What verdict wrote before checkpoints: schema v1, rows hashed in canonical format 1.
     const db = new Database(file);
+    migrate(db, file);
     db.exec(`DROP TRIGGER decisions_append_only_update; DROP TRIGGER decisions_append_only_delete;
       DROP TRIGGER checkpoints_append_only_update; DROP TRIGGER checkpoints_append_only_delete;
-      DROP TABLE checkpoints; DROP TABLE audit_guard; PRAGMA user_version = 1;`);
+      DROP TABLE checkpoints; DROP TABLE audit_guard; ALTER TABLE decisions DROP COLUMN details;
+      ALTER TABLE decisions DROP COLUMN format; PRAGMA user_version = 1;`);
+    const v1Columns = COLUMNS.filter((c) => c.since === 1);
+    const insert = db.prepare(`INSERT INTO decisions (seq, ${v1Columns.map((c) => c.sql).join(', ')}, prev_hash, hash) VALUES (${Array(v1Columns.length + 3).fill('?').join(', ')})`);
+    const { toRow, rowValues } = await import('../../src/decisions/row.js');
+    let prev = Buffer.alloc(32);
+    for (let seq = 1; seq <= 5; seq++) {
+      const values = rowValues(toRow(record(seq - 1))).slice(0, v1Columns.length);
+      const hash = chainHash(prev, 1, seq, [...values, null]) as Buffer;
+      insert.run(seq, ...values, prev, hash);
+      prev = hash;
+    }
     db.close();
     const v1 = await verifyLog(file, { publicKeys: [] });
     expect(v1).toMatchObject({ ok: true, rows: 5 });
     expect(v1.warnings.join()).toMatch(/schema v1: this log predates signed checkpoints/);
 
     const key = signer(dir);
-    const log = DecisionLog.open(file, { checkpoints: { signer: key.signer, everyRows: 100, everySeconds: 3600 } });
+    const log = await writer(file, dir, 100);
     await appendRows(log, 5, 3);
     await log.close();
     const after = new Database(file, { readonly: true });
-    expect(after.pragma('user_version', { simple: true })).toBe(2);
+    expect(after.pragma('user_version', { simple: true })).toBe(SCHEMA_VERSION);
     after.close();
     expect(checkpoints(file)).toEqual([{ kind: 'checkpoint', seq: 8 }]);
     expect(await verifyLog(file, { publicKeys: [key.publicKey] })).toMatchObject({ ok: true, rows: 8, checkpoints: { verified: 1 } });

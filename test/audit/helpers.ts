@@ -8,8 +8,10 @@ import { afterAll } from 'vitest';
 import { runAudit } from '../../src/cli/audit.js';
 import { loadAudit } from '../../src/decisions/audit-setup.js';
 import { chainHash } from '../../src/decisions/chain.js';
-import { DecisionLog } from '../../src/decisions/log.js';
+import { COLUMNS, type RowValue } from '../../src/decisions/columns.js';
+import type { DecisionLogClient } from '../../src/decisions/log-client.js';
 import type { DecisionRecord } from '../../src/decisions/record.js';
+import { startWriterThread } from '../../src/decisions/writer-thread.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -57,16 +59,12 @@ export interface TestLog {
 }
 
 /**
- * A log of `rows` decisions, one minute apart from BASE_TIME, written through the
- * real writer with checkpoints every `everyRows` rows (one batch per append, so
- * checkpoints land where the test expects) and a final one on close.
+ * The server's writer, in its own thread, on `db` with keys next to it (created
+ * on first use): checkpoints every `everyRows` rows and on close.
  */
-export async function makeLog(rows: number, options: { everyRows?: number; sensitive?: string[]; dir?: string } = {}): Promise<TestLog> {
-  const dir = options.dir ?? tempDir();
-  const db = path.join(dir, 'decisions.db');
+export function writeLog(db: string, options: { everyRows?: number; sensitive?: string[] } = {}): Promise<DecisionLogClient> {
   const audit = loadAudit({
     db,
-    auditChain: true,
     checkpointEveryRows: options.everyRows ?? 10,
     checkpointEverySeconds: 3600,
     signingKey: null,
@@ -74,21 +72,31 @@ export async function makeLog(rows: number, options: { everyRows?: number; sensi
     sensitiveAttributes: options.sensitive ?? [],
     hmacKey: null,
   });
-  const log = DecisionLog.open(db, audit.options);
+  return startWriterThread({ path: db, mode: 'durable', checkpoints: audit.checkpoints }, audit.sensitive);
+}
+
+/**
+ * A log of `rows` decisions, one minute apart from BASE_TIME, written through the
+ * real writer thread with checkpoints every `everyRows` rows (one batch per append,
+ * so checkpoints land where the test expects) and a final one on close.
+ */
+export async function makeLog(rows: number, options: { everyRows?: number; sensitive?: string[]; dir?: string } = {}): Promise<TestLog> {
+  const dir = options.dir ?? tempDir();
+  const db = path.join(dir, 'decisions.db');
+  const log = await writeLog(db, options);
   await appendRows(log, 0, rows);
   await log.close();
   return { dir, db, pubkey: path.join(dir, 'audit-signing-key.pub.pem'), signingKey: path.join(dir, 'audit-signing-key.pem') };
 }
 
 /** Append rows [from, from + count) one batch at a time. */
-export async function appendRows(log: DecisionLog, from: number, count: number): Promise<void> {
+export async function appendRows(log: DecisionLogClient, from: number, count: number): Promise<void> {
   for (let i = from; i < from + count; i++) await log.append(record(i));
 }
 
 /** Reopen a test log for appending more rows with the same keys. */
-export function reopen(t: TestLog, everyRows = 10): DecisionLog {
-  const audit = loadAudit({ db: t.db, auditChain: true, checkpointEveryRows: everyRows, checkpointEverySeconds: 3600, signingKey: null, publicKey: null, sensitiveAttributes: [], hmacKey: null });
-  return DecisionLog.open(t.db, audit.options);
+export function reopen(t: TestLog, everyRows = 10): Promise<DecisionLogClient> {
+  return writeLog(t.db, { everyRows });
 }
 
 /** Run SQL with the sqlite3 command-line shell, as an intruder with shell access would. */
@@ -128,28 +136,11 @@ export function rechain(file: string, fromSeq: number): void {
   const db = new Database(file);
   try {
     db.exec(DROP_TRIGGERS);
-    const rows = db.prepare('SELECT * FROM decisions WHERE seq >= ? ORDER BY seq').all(fromSeq) as Array<Record<string, unknown>>;
+    const rows = db.prepare('SELECT * FROM decisions WHERE seq >= ? ORDER BY seq').all(fromSeq) as Array<Record<string, RowValue>>;
     let prev = (db.prepare('SELECT hash FROM decisions WHERE seq < ? ORDER BY seq DESC LIMIT 1').pluck().get(fromSeq) as Buffer | undefined) ?? Buffer.alloc(32);
     const update = db.prepare('UPDATE decisions SET prev_hash = ?, hash = ? WHERE seq = ?');
     for (const r of rows) {
-      const hash = chainHash(prev, {
-        seq: r.seq as number,
-        decisionId: r.decision_id as string,
-        timeMs: r.time_ms as number,
-        caller: r.caller as string,
-        requestId: r.request_id as string | null,
-        principalId: r.principal_id as string,
-        action: r.action as string,
-        resourceType: r.resource_type as string,
-        resourceId: r.resource_id as string,
-        effect: r.effect as string,
-        reason: r.reason as string,
-        ruleIds: r.rule_ids as string,
-        errors: r.errors as string,
-        policyVersion: r.policy_version as string,
-        request: r.request as string,
-        latencyUs: r.latency_us as number,
-      });
+      const hash = chainHash(prev, r.format as number, r.seq as number, COLUMNS.map((c) => r[c.sql] as RowValue)) as Buffer;
       update.run(prev, hash, r.seq);
       prev = hash;
     }

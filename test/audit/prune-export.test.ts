@@ -55,7 +55,7 @@ describe('verdict audit prune', () => {
     expect(alone.code).toBe(0);
     expect(alone.stdout).toMatch(/15 rows, seq 1\.\.15 from the start \(genesis\): intact/);
 
-    const log = reopen(t);
+    const log = await reopen(t);
     await appendRows(log, 40, 5);
     await log.close();
     const after = await audit('verify', '--db', t.db, '--pubkey', t.pubkey);
@@ -65,7 +65,7 @@ describe('verdict audit prune', () => {
 
   it('prunes in short transactions, one anchor replacing the last', async () => {
     const t = copyLog(intact);
-    const { pruneLog } = await import('../../src/decisions/prune.js');
+    const { pruneLog } = await import('../../src/audit/prune.js');
     const { readPrivateKey, keyIdOf } = await import('../../src/decisions/keys.js');
     const { createPublicKey, sign } = await import('node:crypto');
     const key = readPrivateKey(t.signingKey);
@@ -87,7 +87,7 @@ describe('verdict audit prune', () => {
     expect(rowsIn(t.db).count).toBe(0);
     const empty = await audit('verify', '--db', t.db, '--pubkey', t.pubkey);
     expect(empty.code).toBe(0);
-    const log = reopen(t);
+    const log = await reopen(t);
     await appendRows(log, 40, 3);
     await log.close();
     expect(rowsIn(t.db)).toEqual({ first: 41, last: 43, count: 3 });

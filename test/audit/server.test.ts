@@ -32,7 +32,6 @@ describe('audit configuration', () => {
     const env = readEnvironment({
       VERDICT_CHECKPOINT_EVERY_ROWS: '500',
       VERDICT_SENSITIVE_ATTRIBUTES: 'principal.attributes.email, context.attributes.ip',
-      VERDICT_AUDIT_CHAIN: 'true',
       VERDICT_SIGNING_KEY: '/etc/verdict/sign.pem',
     });
     const flags = auditFromFlags({ checkpointEverySeconds: '5', checkpointEveryRows: '50' });
@@ -41,14 +40,16 @@ describe('audit configuration', () => {
       checkpointEveryRows: 50,
       checkpointEverySeconds: 5,
       sensitiveAttributes: ['principal.attributes.email', 'context.attributes.ip'],
-      auditChain: true,
       signingKey: '/etc/verdict/sign.pem',
       publicKey: null,
       hmacKey: '/etc/verdict/hmac.key',
     });
-    expect(resolveConfig([])).toMatchObject({ checkpointEveryRows: 10_000, checkpointEverySeconds: 60, auditChain: true, sensitiveAttributes: [] });
+    expect(resolveConfig([])).toMatchObject({ checkpointEveryRows: 10_000, checkpointEverySeconds: 60, sensitiveAttributes: [] });
     expect(() => auditFromFlags({ checkpointEveryRows: 'lots' })).toThrow(/flags: checkpointEveryRows: /);
-    expect(() => readEnvironment({ VERDICT_AUDIT_CHAIN: 'maybe' })).toThrow(/environment: auditChain/);
+    expect(() => readEnvironment({ VERDICT_CHECKPOINT_EVERY_SECONDS: 'soon' })).toThrow(/environment: checkpointEverySeconds/);
+    // The chain cannot be turned off: no key, variable or flag does it.
+    expect(resolveConfig([])).not.toHaveProperty('auditChain');
+    expect(() => resolveConfig([{ auditChain: false } as never])).toThrow(/unknown key "auditChain"/);
   });
 
   it('verdict serve refuses bad audit settings with one line and exit 2', () => {
@@ -60,6 +61,7 @@ describe('audit configuration', () => {
       [['--sensitive-attributes', 'principal.id'], /sensitiveAttributes\.0: expected principal\.attributes\.NAME/],
       [['--signing-key', garbage], /cannot read the signing key .*garbage\.pem/],
       [['--hmac-key', path.join(dir, 'missing.key'), '--sensitive-attributes', 'principal.attributes.email'], /no HMAC key at .*missing\.key/],
+      [['--no-audit-chain'], /Unknown option '--no-audit-chain'/],
     ] as const) {
       const run = verdict('serve', '--policies', POLICIES, '--db', path.join(dir, 'd.db'), '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', ...args);
       expect(run.status, args.join(' ')).toBe(2);
@@ -84,7 +86,7 @@ describe('a server with configured keys and sensitive attributes', () => {
     const client = verdictClient(server.grpcPort);
     try {
       const trail = server.logs.find((l) => l.msg === 'audit trail');
-      expect(trail).toMatchObject({ checkpointEveryRows: 3, checkpointEverySeconds: 0.2, sensitiveAttributes: ['principal.attributes.email'], chain: true, publicKey: `${signingKey}.pub` });
+      expect(trail).toMatchObject({ checkpointEveryRows: 3, checkpointEverySeconds: 0.2, sensitiveAttributes: ['principal.attributes.email'], publicKey: `${signingKey}.pub` });
       expect(fs.existsSync(`${signingKey}.pub`)).toBe(true);
       expect(fs.existsSync(path.join(data, 'audit-signing-key.pem'))).toBe(false);
       expect(fs.statSync(path.join(data, 'audit-hmac.key')).mode & 0o777).toBe(0o600);
@@ -92,10 +94,14 @@ describe('a server with configured keys and sensitive attributes', () => {
         await client.call('Authorization', 'Check', checkRequest({ principal: dana, action: 'predict', resource: fraudModel }));
       }
       // The time-based checkpoint signs the 4th row without more traffic.
-      await new Promise((r) => setTimeout(r, 600));
-      const ready = (await (await fetch(`http://127.0.0.1:${server.httpPort}/readyz`)).json()) as { decisionLog: { audit: unknown } };
-      expect(ready.decisionLog.audit).toMatchObject({
-        chain: true,
+      const audit = async (): Promise<{ checkpoints: { lastSeq: number } }> =>
+        ((await (await fetch(`http://127.0.0.1:${server.httpPort}/readyz`)).json()) as { decisionLog: { audit: { checkpoints: { lastSeq: number } } } }).decisionLog.audit;
+      let status = await audit();
+      while (status.checkpoints.lastSeq < 4) {
+        await new Promise((r) => setTimeout(r, 50));
+        status = await audit();
+      }
+      expect(status).toMatchObject({
         sensitiveAttributes: ['principal.attributes.email'],
         checkpoints: { keyId: trail?.keyId, everyRows: 3, lastSeq: 4, unsignedRows: 0 },
       });

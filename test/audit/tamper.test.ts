@@ -4,8 +4,8 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { chainHash } from '../../src/decisions/chain.js';
-import type { SequencedRow } from '../../src/decisions/row.js';
 import { checkpointMessage } from '../../src/decisions/checkpoint.js';
+import { COLUMNS, type RowValue } from '../../src/decisions/columns.js';
 import { keyIdOf } from '../../src/decisions/keys.js';
 import { audit, copyLog, failure, makeLog, rechain, sqlite3, tamperSql, type TestLog } from './helpers.js';
 
@@ -127,14 +127,8 @@ describe('verify names the kind and the first sequence number of every tampering
          '["admin-all"]', '[]', policy_version, request, 10, hash, zeroblob(32) FROM decisions WHERE seq = 17;`,
     );
     const db = new Database(t.db);
-    const r = db
-      .prepare(
-        `SELECT seq, decision_id AS decisionId, time_ms AS timeMs, caller, request_id AS requestId, principal_id AS principalId, action,
-           resource_type AS resourceType, resource_id AS resourceId, effect, reason, rule_ids AS ruleIds, errors,
-           policy_version AS policyVersion, request, latency_us AS latencyUs, prev_hash AS prevHash FROM decisions WHERE seq = 18`,
-      )
-      .get() as SequencedRow & { prevHash: Buffer };
-    const hash = chainHash(r.prevHash, r);
+    const r = db.prepare('SELECT * FROM decisions WHERE seq = 18').get() as Record<string, RowValue | Buffer>;
+    const hash = chainHash(r.prev_hash as Buffer, r.format as number, 18, COLUMNS.map((c) => r[c.sql] as RowValue));
     db.prepare('UPDATE decisions SET hash = ? WHERE seq = 18').run(hash);
     db.close();
     await expectBreak(t, /^FAILED: inserted at seq 18: row 18 is not part of the chain: the original row 18 now sits at seq 19/);

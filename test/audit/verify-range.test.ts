@@ -1,10 +1,11 @@
 import Database from 'better-sqlite3';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import { GENESIS_HASH, chainHash } from '../../src/decisions/chain.js';
-import { toRow, type DecisionRow } from '../../src/decisions/row.js';
+import { newClaims, verifyBlocks, type BlockResult } from '../../src/audit/verify-range.js';
+import { CURRENT_FORMAT, GENESIS_HASH, chainHash } from '../../src/decisions/chain.js';
+import { INSERT_SQL, type DecisionRow } from '../../src/decisions/columns.js';
+import { rowValues, toRow } from '../../src/decisions/row.js';
 import { migrate } from '../../src/decisions/schema.js';
-import { newClaims, verifyBlocks, type BlockResult } from '../../src/decisions/verify-range.js';
 import { DROP_TRIGGERS, record } from './helpers.js';
 
 // verifyBlocks has a fast path (SQLite builds the canonical text) and the exact
@@ -23,13 +24,13 @@ function chainedLog(rows: readonly DecisionRow[], seqs: readonly number[] = rows
   const db = new Database(':memory:');
   migrate(db, ':memory:');
   db.exec(DROP_TRIGGERS);
-  const insert = db.prepare(`INSERT INTO decisions (${COLUMNS}) VALUES (${Array(18).fill('?').join(', ')})`);
+  const insert = db.prepare(INSERT_SQL);
   let prev: Buffer = GENESIS_HASH;
   rows.forEach((row, i) => {
     const seq = seqs[i] as number;
-    const hash = chainHash(prev, { seq, ...row });
-    insert.run(seq, row.decisionId, row.timeMs, row.caller, row.requestId, row.principalId, row.action, row.resourceType, row.resourceId,
-      row.effect, row.reason, row.ruleIds, row.errors, row.policyVersion, row.request, row.latencyUs, prev, hash);
+    const values = rowValues(row);
+    const hash = chainHash(prev, CURRENT_FORMAT, seq, values) as Buffer;
+    insert.run(seq, ...values, prev, hash, CURRENT_FORMAT);
     prev = hash;
   });
   return db;
@@ -69,7 +70,7 @@ describe('verifyBlocks', () => {
     let prev: Buffer = GENESIS_HASH;
     const expectedHashes = new Map<number, string>();
     rows.forEach((row, i) => {
-      prev = chainHash(prev, { seq: i + 1, ...row });
+      prev = chainHash(prev, CURRENT_FORMAT, i + 1, rowValues(row)) as Buffer;
       expectedHashes.set(i + 1, prev.toString('hex'));
     });
     const wanted = [1, 512, 513, 1024, 1025, 1300];
@@ -104,6 +105,9 @@ describe('verifyBlocks', () => {
     ['a prev_hash shorter by a byte and the hash longer by it', "UPDATE decisions SET prev_hash = substr(prev_hash, 1, 31) WHERE seq = 700; UPDATE decisions SET hash = substr((SELECT hash FROM decisions WHERE seq = 699), 32, 1) || hash WHERE seq = 700", 700],
     ['a rewritten prev_hash', 'UPDATE decisions SET prev_hash = zeroblob(32) WHERE seq = 700', 700],
     ['a hash stored as text with the same bytes (still the same chain)', 'UPDATE decisions SET hash = CAST(hash AS TEXT) WHERE seq = 700', null],
+    ['details added to a row', `UPDATE decisions SET details = '{"http":{"method":"GET","path":"/"}}' WHERE seq = 700`, 700],
+    ['a row passed off as canonical format 1 (written before details)', 'UPDATE decisions SET format = 1 WHERE seq = 700', 700],
+    ['a row of a canonical format this build does not know', 'UPDATE decisions SET format = 9 WHERE seq = 700', 700],
     // json_array() refuses a BLOB: the fast path cannot read the chunk at all.
     ['a JSON column stored as a blob', 'UPDATE decisions SET request = CAST(request AS BLOB) WHERE seq = 700', 700],
   ];
@@ -155,8 +159,9 @@ describe('verifyBlocks', () => {
       policyVersion: wellFormed,
       request: fc.json(),
       latencyUs: fc.integer({ min: 0, max: 2 ** 31 }),
+      details: fc.option(fc.json(), { nil: null }),
     });
-    const change = fc.record({ at: fc.nat(), column: fc.constantFrom('caller', 'principal_id', 'request', 'request_id'), value: wellFormed });
+    const change = fc.record({ at: fc.nat(), column: fc.constantFrom('caller', 'principal_id', 'request', 'request_id', 'details'), value: wellFormed });
     fc.assert(
       fc.property(fc.uniqueArray(row, { minLength: 1, maxLength: 12, selector: (r) => r.decisionId }), fc.option(change, { nil: null }), fc.integer({ min: 1, max: 5 }), (generated, changed, blockRows) => {
         const db = chainedLog(generated);

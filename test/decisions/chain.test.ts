@@ -1,13 +1,12 @@
 import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { GENESIS_HASH, canonicalRowBytes, chainHash } from '../../src/decisions/chain.js';
-import { DecisionLog } from '../../src/decisions/log.js';
-import { toRow, type SequencedRow } from '../../src/decisions/row.js';
-import { verifyLog } from '../../src/decisions/verify.js';
-import { connect, record, tamper, tempDb } from './helpers.js';
+import { verifyLog } from '../../src/audit/verify.js';
+import { CURRENT_FORMAT, GENESIS_HASH, canonicalText, chainHash } from '../../src/decisions/chain.js';
+import type { DecisionRow } from '../../src/decisions/columns.js';
+import { rowValues, toRow } from '../../src/decisions/row.js';
+import { connect, openLog, record, tamper, tempDb } from './helpers.js';
 
-const row: SequencedRow = {
-  seq: 7,
+const row: DecisionRow = {
   decisionId: 'd-1',
   timeMs: 1748779200000,
   caller: 'gw',
@@ -23,27 +22,41 @@ const row: SequencedRow = {
   policyVersion: 'sha256:abc',
   request: '{"a":"é"}',
   latencyUs: 12,
+  details: null,
 };
+const values = rowValues(row);
+const V1_TEXT =
+  '["verdict.decision.v1",7,"d-1",1748779200000,"gw",null,"dana","predict","model","fraud-v3","DENY","DENIED_BY_RULE",' +
+  '"[\\"r1\\",\\"r2\\"]","[]","sha256:abc","{\\"a\\":\\"é\\"}",12]';
 
 describe('canonical form', () => {
-  it('is the documented JSON array, JSON columns embedded as their stored text', () => {
-    expect(canonicalRowBytes(row).toString('utf8')).toBe(
-      '["verdict.decision.v1",7,"d-1",1748779200000,"gw",null,"dana","predict","model","fraud-v3","DENY","DENIED_BY_RULE",' +
-        '"[\\"r1\\",\\"r2\\"]","[]","sha256:abc","{\\"a\\":\\"é\\"}",12]',
-    );
+  it('v1 (rows written before details existed) is the documented JSON array, JSON columns embedded as their stored text', () => {
+    expect(canonicalText(1, 7, values)).toBe(V1_TEXT);
+  });
+
+  it('v2 (every row written now) adds details, as its stored text or null', () => {
+    expect(CURRENT_FORMAT).toBe(2);
+    expect(canonicalText(2, 7, values)).toBe(`${V1_TEXT.replace('verdict.decision.v1', 'verdict.decision.v2').slice(0, -1)},null]`);
+    const detailed = rowValues({ ...row, details: '{"http":{"method":"GET","path":"/m"}}' });
+    expect(canonicalText(2, 7, detailed)).toMatch(/,12,"\{\\"http\\":\{\\"method\\":\\"GET\\",\\"path\\":\\"\/m\\"\}\}"\]$/);
+    // A v1 row cannot carry details: the value would be outside its hash.
+    expect(canonicalText(1, 7, detailed)).toBeNull();
+    expect(canonicalText(3, 7, values)).toBeNull();
   });
 
   it('hash = SHA-256(prev_hash || canonical bytes)', () => {
     const prev = Buffer.alloc(32, 0xab);
-    const expected = createHash('sha256').update(Buffer.concat([prev, canonicalRowBytes(row)])).digest();
-    expect(chainHash(prev, row).equals(expected)).toBe(true);
+    for (const format of [1, 2]) {
+      const expected = createHash('sha256').update(Buffer.concat([prev, Buffer.from(canonicalText(format, 7, values) as string, 'utf8')])).digest();
+      expect(chainHash(prev, format, 7, values)?.equals(expected)).toBe(true);
+    }
     expect(GENESIS_HASH.equals(Buffer.alloc(32))).toBe(true);
-    expect(chainHash(GENESIS_HASH, row).equals(chainHash(prev, row))).toBe(false);
+    expect(chainHash(GENESIS_HASH, 2, 7, values)?.equals(chainHash(prev, 2, 7, values) as Buffer)).toBe(false);
   });
 
   it('normalises what SQLite would change, so stored rows still verify', async () => {
     const file = tempDb();
-    const log = DecisionLog.open(file);
+    const log = await openLog(file);
     await log.append(record({ principalId: 'lone\uD800surrogate', caller: 'nul\u0000byte', time: 1748779200000.7, latencyUs: 3.6 }));
     await log.close();
     expect(toRow(record({ principalId: 'x\uDC00' })).principalId).toBe('x\uFFFD');
@@ -59,7 +72,7 @@ describe('canonical form', () => {
 describe('verifyLog over a written log', () => {
   async function writeLog(n: number): Promise<string> {
     const file = tempDb();
-    const log = DecisionLog.open(file);
+    const log = await openLog(file);
     await Promise.all(Array.from({ length: n }, (_, i) => log.append(record({ principalId: `p${i}` }))));
     await log.close();
     return file;

@@ -2,9 +2,8 @@ import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { runDecisions } from '../../src/cli/decisions.js';
 import { parseTime } from '../../src/cli/time.js';
-import { DecisionLog } from '../../src/decisions/log.js';
 import type { DecisionRecord } from '../../src/decisions/record.js';
-import { record, tempDb, tempDir } from './helpers.js';
+import { openLog, record, tempDb, tempDir } from './helpers.js';
 
 async function run(...argv: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   let stdout = '';
@@ -24,7 +23,7 @@ beforeAll(async () => {
     record({ time: now - 30 * 60_000, principalId: 'erin', action: 'download', resourceType: 'model', resourceId: 'fraud-v3', effect: 'DENY', reason: 'DENIED_BY_DEFAULT', ruleIds: [] }),
     record({ time: now - 60_000, principalId: 'mallory\u001b[31m', action: 'predict', resourceType: 'model', resourceId: 'churn:v1', effect: 'DENY', reason: 'DENIED_BY_RATE_LIMIT', ruleIds: ['limit'] }),
   ];
-  const log = DecisionLog.open(file);
+  const log = await openLog(file);
   for (const r of fixtures) await log.append(r);
   await log.close();
 });

@@ -4,7 +4,10 @@ import path from 'node:path';
 import { randomUUID } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { afterAll } from 'vitest';
+import type { Clock } from '../../src/decisions/clock.js';
+import type { DecisionLogClient } from '../../src/decisions/log-client.js';
 import type { DecisionRecord } from '../../src/decisions/record.js';
+import { startWriterThread, type WriterSettings } from '../../src/decisions/writer-thread.js';
 
 const dirs: string[] = [];
 afterAll(() => {
@@ -100,4 +103,50 @@ export async function settle(promises: Promise<void>[]): Promise<{ ok: number; e
     ok: results.filter((r) => r.status === 'fulfilled').length,
     errors: results.filter((r): r is PromiseRejectedResult => r.status === 'rejected').map((r) => r.reason),
   };
+}
+
+/** A decision log served by a real writer thread: the way the server opens it. */
+export function openLog(file: string, overrides: Partial<WriterSettings> = {}): Promise<DecisionLogClient> {
+  return startWriterThread({ path: file, mode: 'durable', checkpoints: null, ...overrides }, null);
+}
+
+/** A clock that moves only when the test says so; its timers fire as it passes them. */
+export class ManualClock implements Clock {
+  private time: number;
+  private readonly timers = new Set<{ at: number; every: number | null; fn: () => void }>();
+
+  constructor(start = Date.UTC(2025, 5, 1, 12, 0, 0)) {
+    this.time = start;
+  }
+
+  now(): number {
+    return this.time;
+  }
+
+  every(ms: number, fn: () => void): () => void {
+    return this.add({ at: this.time + ms, every: ms, fn });
+  }
+
+  after(ms: number, fn: () => void): () => void {
+    return this.add({ at: this.time + ms, every: null, fn });
+  }
+
+  /** Move time forward by `ms`, firing every timer that falls due on the way, in order. */
+  advance(ms: number): void {
+    const target = this.time + ms;
+    for (;;) {
+      const due = [...this.timers].filter((t) => t.at <= target).sort((a, b) => a.at - b.at)[0];
+      if (due === undefined) break;
+      this.time = due.at;
+      if (due.every === null) this.timers.delete(due);
+      else due.at += due.every;
+      due.fn();
+    }
+    this.time = target;
+  }
+
+  private add(timer: { at: number; every: number | null; fn: () => void }): () => void {
+    this.timers.add(timer);
+    return () => this.timers.delete(timer);
+  }
 }

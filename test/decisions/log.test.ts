@@ -2,10 +2,13 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { verifyLog } from '../../src/decisions/verify.js';
-import { DecisionLog, type CommitStats, type HealthState, type WriteFailure } from '../../src/decisions/log.js';
+import { verifyLog } from '../../src/audit/verify.js';
+import { openConnection } from '../../src/decisions/connection.js';
+import type { CommitStats, HealthState, WriteFailure } from '../../src/decisions/events.js';
 import { VerdictError } from '../../src/errors.js';
-import { connect, count, ids, next, record, settle, tempDb, tempDir } from './helpers.js';
+import { connect, count, ids, next, openLog, record, settle, tempDb, tempDir } from './helpers.js';
+
+// Every log here is served by a real writer thread, as the server opens it.
 
 function expectUnavailable(error: unknown, fragment: string): void {
   expect(error).toBeInstanceOf(VerdictError);
@@ -17,40 +20,52 @@ async function chainOk(file: string): Promise<void> {
   expect(await verifyLog(file, { publicKeys: [], workers: 1 })).toMatchObject({ ok: true, break: null });
 }
 
-describe('DecisionLog.open', () => {
-  it('creates the parent directory and sets WAL with synchronous=FULL in durable mode', async () => {
+/** The settings a writer connection reads back from SQLite. */
+function pragmas(db: Database.Database): { journalMode: string; synchronous: number; busyTimeoutMs: number } {
+  return {
+    journalMode: String(db.pragma('journal_mode', { simple: true })),
+    synchronous: Number(db.pragma('synchronous', { simple: true })),
+    busyTimeoutMs: Number(db.pragma('busy_timeout', { simple: true })),
+  };
+}
+
+describe('opening the log', () => {
+  it('creates the parent directory; the writer connection is WAL with synchronous=FULL in durable mode', async () => {
     const file = tempDb();
-    const log = DecisionLog.open(file, { mode: 'durable' });
+    const log = await openLog(file);
     expect(fs.existsSync(file)).toBe(true);
-    expect(log.pragmas()).toEqual({ journalMode: 'wal', synchronous: 2, busyTimeoutMs: 500 });
     await log.close();
+    const conn = openConnection(file, 'durable', 500);
+    expect(pragmas(conn.db)).toEqual({ journalMode: 'wal', synchronous: 2, busyTimeoutMs: 500 });
+    conn.db.close();
   });
 
-  it('sets synchronous=NORMAL in async mode, again on every open', async () => {
+  it('sets synchronous=NORMAL in async mode, again on every open', () => {
     const file = tempDb();
-    await DecisionLog.open(file, { mode: 'durable' }).close();
-    const log = DecisionLog.open(file, { mode: 'async', busyTimeoutMs: 50 });
-    expect(log.pragmas()).toEqual({ journalMode: 'wal', synchronous: 1, busyTimeoutMs: 50 });
-    await log.close();
-    const again = DecisionLog.open(file);
-    expect(again.mode).toBe('durable');
-    expect(again.pragmas()?.synchronous).toBe(2);
-    await again.close();
+    openConnection(file, 'durable', 500, true).db.close();
+    const conn = openConnection(file, 'async', 50);
+    expect(pragmas(conn.db)).toEqual({ journalMode: 'wal', synchronous: 1, busyTimeoutMs: 50 });
+    conn.db.close();
+    const again = openConnection(file, 'durable', 500);
+    expect(pragmas(again.db).synchronous).toBe(2);
+    again.db.close();
   });
 
-  it('refuses a path that cannot be a WAL database', () => {
-    expect(() => DecisionLog.open(':memory:')).toThrow(/WAL/);
+  it('refuses a path that cannot be a WAL database', async () => {
+    await expect(openLog(':memory:')).rejects.toThrow(/WAL/);
   });
 
-  it('refuses an unknown mode', () => {
-    expect(() => DecisionLog.open(tempDb(), { mode: 'fast' as 'async' })).toThrow(VerdictError);
+  it('refuses an unknown mode', async () => {
+    const failure = await openLog(tempDb(), { mode: 'fast' as 'async' }).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(VerdictError);
+    expect((failure as VerdictError).code).toBe('CONFIG_INVALID');
   });
 });
 
 describe('group commit', () => {
   it('writes 500 concurrent appends in far fewer transactions than rows', async () => {
     const file = tempDb();
-    const log = DecisionLog.open(file);
+    const log = await openLog(file);
     const commits: CommitStats[] = [];
     log.onCommit((stats) => commits.push(stats));
     await Promise.all(Array.from({ length: 500 }, () => log.append(record())));
@@ -62,7 +77,7 @@ describe('group commit', () => {
   });
 
   it('starts a new batch for appends made while a batch is being committed', async () => {
-    const log = DecisionLog.open(tempDb());
+    const log = await openLog(tempDb());
     const commits: number[] = [];
     log.onCommit(({ rows }) => commits.push(rows));
     const first = [log.append(record()), log.append(record())];
@@ -75,11 +90,11 @@ describe('group commit', () => {
 
   it('keeps the seq monotonic and the chain intact across batches and reopens', async () => {
     const file = tempDb();
-    let log = DecisionLog.open(file);
+    let log = await openLog(file);
     await Promise.all([log.append(record()), log.append(record())]);
     await log.append(record());
     await log.close();
-    log = DecisionLog.open(file);
+    log = await openLog(file);
     await log.append(record());
     await log.close();
     const db = connect(file);
@@ -92,7 +107,7 @@ describe('group commit', () => {
 describe('durability', () => {
   it('a resolved durable append is readable from a separate connection', async () => {
     const file = tempDb();
-    const log = DecisionLog.open(file);
+    const log = await openLog(file);
     const r = record({ principalId: 'erin' });
     await log.append(r);
     const other = connect(file);
@@ -108,7 +123,7 @@ describe('durability', () => {
 
   it('async mode resolves before writing; flush and close write the rows', async () => {
     const file = tempDb();
-    const log = DecisionLog.open(file, { mode: 'async' });
+    const log = await openLog(file, { mode: 'async' });
     await log.append(record());
     expect(log.pendingRows).toBe(1);
     expect(count(file)).toBe(0);
@@ -120,7 +135,7 @@ describe('durability', () => {
   });
 
   it('rejects appends after close', async () => {
-    const log = DecisionLog.open(tempDb());
+    const log = await openLog(tempDb());
     await log.close();
     await expect(log.append(record())).rejects.toMatchObject({ code: 'DECISION_LOG_UNAVAILABLE' });
     await log.close(); // idempotent
@@ -130,7 +145,7 @@ describe('durability', () => {
 describe('records the database cannot take fail alone', () => {
   it('an unserialisable record rejects without failing its batch', async () => {
     const file = tempDb();
-    const log = DecisionLog.open(file);
+    const log = await openLog(file);
     const bad = record({ request: { principal: { roles: [], attributes: { n: 1n } }, resource: { attributes: {} }, context: { attributes: {} } } });
     const results = await settle([log.append(record()), log.append(bad), log.append(record())]);
     expect(results.ok).toBe(2);
@@ -142,7 +157,7 @@ describe('records the database cannot take fail alone', () => {
 
   it('a duplicate decision id is refused alone, leaving no gap in the chain', async () => {
     const file = tempDb();
-    const log = DecisionLog.open(file);
+    const log = await openLog(file);
     const failures: WriteFailure[] = [];
     log.onWriteError((f) => failures.push(f));
     const r = record();
@@ -160,7 +175,7 @@ describe('records the database cannot take fail alone', () => {
 describe('fail closed', () => {
   it('rejects every append while another connection holds the write lock, then recovers without losing a row', async () => {
     const file = tempDb();
-    const log = DecisionLog.open(file, { busyTimeoutMs: 30 });
+    const log = await openLog(file, { busyTimeoutMs: 30 });
     const health: HealthState[] = [];
     log.onHealthChange((state) => health.push(state));
     const before = record();
@@ -177,7 +192,7 @@ describe('fail closed', () => {
     expect(log.healthy).toBe(false);
     expect(log.lastError).toMatch(/write lock.*denied/s);
     expect(health).toEqual([{ healthy: false, lastError: log.lastError }]);
-    expect(log.probe()).toBe(false);
+    expect(await log.probe()).toBe(false);
 
     locker.exec('ROLLBACK');
     locker.close();
@@ -194,15 +209,15 @@ describe('fail closed', () => {
 
   it('probe() notices failure and recovery without any traffic', async () => {
     const file = tempDb();
-    const log = DecisionLog.open(file, { busyTimeoutMs: 20 });
-    expect(log.probe()).toBe(true);
+    const log = await openLog(file, { busyTimeoutMs: 20 });
+    expect(await log.probe()).toBe(true);
     const locker = new Database(file);
     locker.exec('BEGIN EXCLUSIVE');
-    expect(log.probe()).toBe(false);
+    expect(await log.probe()).toBe(false);
     expect(log.healthy).toBe(false);
     locker.exec('ROLLBACK');
     locker.close();
-    expect(log.probe()).toBe(true);
+    expect(await log.probe()).toBe(true);
     expect(log.healthy).toBe(true);
     await log.close();
   });
@@ -210,7 +225,7 @@ describe('fail closed', () => {
   it('notices the file being removed and replaced by a directory, and reopens once the path is free', async () => {
     const dir = tempDir();
     const file = path.join(dir, 'decisions.db');
-    const log = DecisionLog.open(file, { busyTimeoutMs: 20 });
+    const log = await openLog(file, { busyTimeoutMs: 20 });
     await log.append(record());
 
     fs.rmSync(file);
@@ -226,7 +241,7 @@ describe('fail closed', () => {
       expectUnavailable(e, 'cannot open');
       return true;
     });
-    expect(log.probe()).toBe(false);
+    expect(await log.probe()).toBe(false);
 
     fs.rmdirSync(file);
     const after = record();
@@ -242,7 +257,7 @@ describe('fail closed', () => {
 
   it('in async mode keeps and retries acknowledged rows of a failed batch, and reports the failure', async () => {
     const file = tempDb();
-    const log = DecisionLog.open(file, { mode: 'async', busyTimeoutMs: 20, retryDelayMs: 20 });
+    const log = await openLog(file, { mode: 'async', busyTimeoutMs: 20, retryDelayMs: 20 });
     const locker = new Database(file);
     locker.exec('BEGIN EXCLUSIVE');
 
@@ -266,6 +281,8 @@ describe('fail closed', () => {
     // The retry timer writes the kept row without any new traffic.
     await next<CommitStats>((cb) => log.onCommit(cb));
     expect(log.healthy).toBe(true);
+    // Nothing is left to write: the flush only waits for the writer's answer to the kept row.
+    await log.flush();
     expect(log.pendingRows).toBe(0);
     expect(ids(file)).toEqual([acknowledged.decisionId]);
     await log.close();
@@ -273,7 +290,7 @@ describe('fail closed', () => {
 
   it('close() reports acknowledged async rows it could not write', async () => {
     const file = tempDb();
-    const log = DecisionLog.open(file, { mode: 'async', busyTimeoutMs: 20 });
+    const log = await openLog(file, { mode: 'async', busyTimeoutMs: 20 });
     const locker = new Database(file);
     locker.exec('BEGIN EXCLUSIVE');
     await log.append(record());
@@ -283,7 +300,7 @@ describe('fail closed', () => {
   });
 
   it('keeps writing when an observer throws', async () => {
-    const log = DecisionLog.open(tempDb());
+    const log = await openLog(tempDb());
     log.onCommit(() => {
       throw new Error('metrics broke');
     });

@@ -1,10 +1,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { DecisionLog } from '../../src/decisions/log.js';
 import { DecisionReader, getDecision, queryDecisions } from '../../src/decisions/query.js';
 import type { DecisionRecord } from '../../src/decisions/record.js';
-import { connect, record, tempDb, tempDir } from './helpers.js';
+import { connect, openLog, record, tempDb, tempDir } from './helpers.js';
 
 const T0 = Date.UTC(2025, 5, 1, 12, 0, 0);
 const MIN = 60_000;
@@ -24,7 +23,7 @@ beforeAll(async () => {
       ruleIds: ['deny-when'], errors: [{ ruleId: 'deny-when', message: 'no such attribute: tier' }], policyVersion: 'v2',
     }),
   ];
-  const log = DecisionLog.open(file);
+  const log = await openLog(file);
   await Promise.all(fixtures.map((r) => log.append(r)));
   await log.close();
 });
@@ -99,7 +98,7 @@ describe('read connection', () => {
 
   it('sees committed rows while the writer is open, and an open read never blocks the writer', async () => {
     const live = tempDb();
-    const log = DecisionLog.open(live, { busyTimeoutMs: 20 });
+    const log = await openLog(live, { busyTimeoutMs: 20 });
     await log.append(record({ principalId: 'gina' }));
     const reader = DecisionReader.open(live);
     expect(reader.query({ principalId: 'gina' })).toHaveLength(1);

@@ -2,21 +2,20 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { DecisionLog } from '../../src/decisions/log.js';
 import { SCHEMA_VERSION, migrate, readSchemaVersion } from '../../src/decisions/schema.js';
 import { VerdictError } from '../../src/errors.js';
-import { connect, count, record, tempDb, tempDir } from './helpers.js';
+import { connect, count, openLog, record, tempDb, tempDir } from './helpers.js';
 
 describe('migrations', () => {
   it('creates the decisions table, its indexes and the schema version on first open', async () => {
     const file = tempDb();
-    await DecisionLog.open(file).close();
+    await (await openLog(file)).close();
     const db = connect(file);
     expect(readSchemaVersion(db)).toBe(SCHEMA_VERSION);
     const columns = db.prepare("SELECT name FROM pragma_table_info('decisions')").pluck().all();
     expect(columns).toEqual([
       'seq', 'decision_id', 'time_ms', 'caller', 'request_id', 'principal_id', 'action', 'resource_type', 'resource_id',
-      'effect', 'reason', 'rule_ids', 'errors', 'policy_version', 'request', 'latency_us', 'prev_hash', 'hash',
+      'effect', 'reason', 'rule_ids', 'errors', 'policy_version', 'request', 'latency_us', 'prev_hash', 'hash', 'details', 'format',
     ]);
     const indexes = db.prepare("SELECT name FROM sqlite_schema WHERE type = 'index' AND tbl_name = 'decisions' AND name NOT LIKE 'sqlite_%' ORDER BY name").pluck().all();
     expect(indexes).toEqual(['decisions_action', 'decisions_effect', 'decisions_principal', 'decisions_resource', 'decisions_time']);
@@ -27,10 +26,10 @@ describe('migrations', () => {
 
   it('is idempotent on reopen and keeps the rows', async () => {
     const file = tempDb();
-    let log = DecisionLog.open(file);
+    let log = await openLog(file);
     await log.append(record());
     await log.close();
-    log = DecisionLog.open(file);
+    log = await openLog(file);
     await log.close();
     const db = new Database(file);
     migrate(db, file);
@@ -42,23 +41,23 @@ describe('migrations', () => {
 
   it('refuses to write a log from a newer verdict', async () => {
     const file = tempDb();
-    await DecisionLog.open(file).close();
+    await (await openLog(file)).close();
     const db = new Database(file);
     db.pragma(`user_version = ${SCHEMA_VERSION + 1}`);
     db.close();
-    expect(() => DecisionLog.open(file)).toThrow(/newer than this build/);
+    await expect(openLog(file)).rejects.toThrow(/newer than this build/);
   });
 
-  it('refuses a SQLite file that is not a decision log, and a file that is not SQLite', () => {
+  it('refuses a SQLite file that is not a decision log, and a file that is not SQLite', async () => {
     const dir = tempDir();
     const foreign = path.join(dir, 'other.db');
     const db = new Database(foreign);
     db.exec('CREATE TABLE users (id TEXT)');
     db.close();
-    expect(() => DecisionLog.open(foreign)).toThrow(expect.objectContaining({ code: 'DECISION_LOG_CORRUPT' }) as VerdictError);
+    await expect(openLog(foreign)).rejects.toThrow(expect.objectContaining({ code: 'DECISION_LOG_CORRUPT' }) as VerdictError);
 
     const junk = path.join(dir, 'junk.db');
     fs.writeFileSync(junk, 'not a database at all, '.repeat(200));
-    expect(() => DecisionLog.open(junk)).toThrow(expect.objectContaining({ code: 'DECISION_LOG_CORRUPT' }) as VerdictError);
+    await expect(openLog(junk)).rejects.toThrow(expect.objectContaining({ code: 'DECISION_LOG_CORRUPT' }) as VerdictError);
   });
 });

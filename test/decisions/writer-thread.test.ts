@@ -1,28 +1,23 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { MessageChannel } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
-import { DecisionLog } from '../../src/decisions/log.js';
+import { verifyLog } from '../../src/audit/verify.js';
 import { DecisionLogClient } from '../../src/decisions/log-client.js';
-import { serveDecisionLog } from '../../src/decisions/log-host.js';
-import { ROW_FIELDS, pushRow, readRows } from '../../src/decisions/log-protocol.js';
 import { DecisionReader } from '../../src/decisions/query.js';
-import { toRow } from '../../src/decisions/row.js';
-import { verifyLog } from '../../src/decisions/verify.js';
-import type * as WriterThreadModule from '../../src/decisions/writer-thread.js';
-import { portChannel } from '../../src/decisions/writer-thread.js';
+import { ROW_WIDTH, checkBatch, encodeRecord, rowFromValues, toRow } from '../../src/decisions/row.js';
+import type { RowValue } from '../../src/decisions/columns.js';
+import { spawnWriterThread, startWriterThread, workerChannel, type WriterSettings } from '../../src/decisions/writer-thread.js';
 import { VerdictError } from '../../src/errors.js';
 import { count, record, tempDb, tempDir } from './helpers.js';
 
-// The compiled module (built by the global setup), so the writer really runs in a worker thread.
-const compiled = (await import(path.resolve('dist/decisions/writer-thread.js'))) as typeof WriterThreadModule;
-
-const settings = (file: string, mode: 'durable' | 'async' = 'durable') => ({ path: file, mode, chain: true, checkpoints: null });
+const settings = (file: string, mode: 'durable' | 'async' = 'durable'): WriterSettings => ({ path: file, mode, checkpoints: null });
 
 describe('the writer thread', () => {
   it('resolves a durable append only once its row is in the file, and the chain verifies', async () => {
     const file = tempDb();
-    const client = await compiled.startWriterThread(settings(file), null);
+    const client = await startWriterThread(settings(file), null);
     const first = record();
     await client.append(first);
     // A separate connection sees the row as soon as the append has resolved.
@@ -37,14 +32,14 @@ describe('the writer thread', () => {
 
   it('refuses only the row the database refused, not the rest of its batch', async () => {
     const file = tempDb();
-    const client = await compiled.startWriterThread(settings(file), null);
+    const client = await startWriterThread(settings(file), null);
     const duplicate = record();
     await client.append(duplicate);
     const outcomes = await Promise.allSettled([client.append(record()), client.append({ ...duplicate }), client.append(record())]);
     expect(outcomes.map((o) => o.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
-    // The compiled module has its own VerdictError class, so the error is matched by name and code.
     const refusal = (outcomes[1] as PromiseRejectedResult).reason as VerdictError;
-    expect(refusal).toMatchObject({ name: 'VerdictError', code: 'INTERNAL' });
+    expect(refusal).toBeInstanceOf(VerdictError);
+    expect(refusal.code).toBe('INTERNAL');
     expect(refusal.message).toContain(duplicate.decisionId);
     await client.close();
     expect(count(file)).toBe(3);
@@ -53,14 +48,15 @@ describe('the writer thread', () => {
   it('reports why it could not open the log, with the writer\'s own error code', async () => {
     const file = path.join(tempDir(), 'not-a-log.db');
     fs.writeFileSync(file, 'this is not a SQLite database, just some text long enough to have a header'.repeat(20));
-    const failure = await compiled.startWriterThread(settings(file), null).catch((error: unknown) => error);
-    expect(failure).toMatchObject({ name: 'VerdictError', code: 'DECISION_LOG_CORRUPT' });
+    const failure = await startWriterThread(settings(file), null).catch((error: unknown) => error);
+    expect(failure).toBeInstanceOf(VerdictError);
+    expect((failure as VerdictError).code).toBe('DECISION_LOG_CORRUPT');
     expect((failure as VerdictError).message).toContain(file);
   });
 
   it('in async mode answers at once and has every row written by close()', async () => {
     const file = tempDb();
-    const client = await compiled.startWriterThread(settings(file, 'async'), null);
+    const client = await startWriterThread(settings(file, 'async'), null);
     await Promise.all(Array.from({ length: 200 }, () => client.append(record())));
     await client.close();
     expect(count(file)).toBe(200);
@@ -68,45 +64,61 @@ describe('the writer thread', () => {
 
   it('reports the audit state of the log it writes', async () => {
     const file = tempDb();
-    const client = await compiled.startWriterThread(settings(file), null);
+    const client = await startWriterThread(settings(file), null);
     await client.append(record());
-    expect(await client.auditStatus()).toMatchObject({ chain: true, checkpoints: null, sensitiveAttributes: [] });
+    expect(await client.auditStatus()).toEqual({ checkpoints: null, sensitiveAttributes: [] });
     expect(await client.probe()).toBe(true);
     await client.close();
     await expect(client.append(record())).rejects.toMatchObject({ code: 'DECISION_LOG_UNAVAILABLE' });
   });
+
+  it('stores, chains and reads back the details of a decision', async () => {
+    const file = tempDb();
+    const client = await startWriterThread(settings(file), null);
+    const withDetails = record({ details: { http: { method: 'POST', path: '/v1/models/fraud-v3/predict' }, shadow: { effect: 'DENY' } } });
+    const without = record();
+    await Promise.all([client.append(withDetails), client.append(without)]);
+    const notAnObject = await client.append(record({ details: ['not', 'an', 'object'] as never })).catch((error: unknown) => error);
+    expect(notAnObject).toBeInstanceOf(VerdictError);
+    expect((notAnObject as VerdictError).message).toMatch(/details must be a JSON object/);
+    await client.close();
+    const reader = DecisionReader.open(file);
+    expect(reader.get(withDetails.decisionId)?.details).toEqual(withDetails.details);
+    expect(reader.get(without.decisionId)).not.toHaveProperty('details');
+    reader.close();
+    expect(await verifyLog(file, { publicKeys: [], workers: 1 })).toMatchObject({ ok: true, rows: 2 });
+  });
 });
 
-describe('a client whose writer goes away', () => {
-  /** A log served over a real MessageChannel whose host side the test can cut. */
-  async function served(file: string) {
-    const log = DecisionLog.open(file);
-    let ports = new MessageChannel();
-    serveDecisionLog(log, portChannel(ports.port2), { forwardCommits: true, closable: true });
-    const client = await DecisionLogClient.connect(portChannel(ports.port1), {
+describe('a client whose writer thread goes away', () => {
+  /** A client of a real writer thread that the test can end, reconnecting to a new thread (or failing to) on a probe. */
+  async function served(file: string, reconnect?: () => Promise<ReturnType<typeof workerChannel>>) {
+    const threads: Worker[] = [spawnWriterThread(settings(file))];
+    const client = await DecisionLogClient.connect(workerChannel(threads[0]!), {
       path: file,
       mode: 'durable',
       ownsLog: true,
-      reconnect: async () => {
-        ports = new MessageChannel();
-        serveDecisionLog(log, portChannel(ports.port2), { forwardCommits: true, closable: true });
-        return portChannel(ports.port1);
-      },
+      reconnect:
+        reconnect ??
+        (async () => {
+          const thread = spawnWriterThread(settings(file));
+          threads.push(thread);
+          return workerChannel(thread);
+        }),
       release: async () => {
-        ports.port1.close();
+        await threads.at(-1)?.terminate();
       },
     });
-    return { log, client, cut: () => ports.port2.close() };
+    return { client, threads };
   }
 
-  it('refuses decisions while it is gone, and serves again after a probe reconnects', async () => {
+  it('refuses decisions while it is gone, and serves again after a probe starts a new one', async () => {
     const file = tempDb();
-    const { log, client, cut } = await served(file);
+    const { client, threads } = await served(file);
     await client.append(record());
     const health: boolean[] = [];
     client.onHealthChange(({ healthy }) => health.push(healthy));
-    cut();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await threads[0]!.terminate();
     expect(client.healthy).toBe(false);
     expect(client.lastError).toContain('stopped');
     const refused = await client.append(record()).catch((error: unknown) => error);
@@ -114,53 +126,75 @@ describe('a client whose writer goes away', () => {
     expect((refused as VerdictError).code).toBe('DECISION_LOG_UNAVAILABLE');
 
     expect(await client.probe()).toBe(true);
+    expect(threads).toHaveLength(2);
     expect(client.healthy).toBe(true);
     expect(health).toEqual([false, true]);
     await client.append(record());
     await client.close();
     expect(count(file)).toBe(2);
-    await log.close();
+  });
+
+  it('refuses every append in flight when the thread dies', async () => {
+    const file = tempDb();
+    const { client, threads } = await served(file);
+    await client.append(record());
+    // Another connection holds the write lock, so nothing sent from here on can commit.
+    const locker = new Database(file);
+    locker.exec('BEGIN EXCLUSIVE');
+    const inFlight = Array.from({ length: 20 }, () => client.append(record()));
+    // The client sends this turn's rows in a setImmediate queued before this one.
+    await new Promise((resolve) => setImmediate(resolve));
+    await threads[0]!.terminate();
+    const outcomes = await Promise.allSettled(inFlight);
+    expect(outcomes.map((o) => o.status)).toEqual(Array(20).fill('rejected'));
+    for (const outcome of outcomes) {
+      expect((outcome as PromiseRejectedResult).reason).toBeInstanceOf(VerdictError);
+      expect(((outcome as PromiseRejectedResult).reason as VerdictError).code).toBe('DECISION_LOG_UNAVAILABLE');
+    }
+    locker.exec('ROLLBACK');
+    locker.close();
+    await client.close();
+    expect(count(file)).toBe(1);
   });
 
   it('says why a writer could not be restarted', async () => {
     const file = tempDb();
-    const log = DecisionLog.open(file);
-    const ports = new MessageChannel();
-    serveDecisionLog(log, portChannel(ports.port2), { forwardCommits: true, closable: true });
-    const client = await DecisionLogClient.connect(portChannel(ports.port1), {
-      path: file,
-      mode: 'durable',
-      ownsLog: true,
-      reconnect: async () => {
-        throw new VerdictError('DECISION_LOG_CORRUPT', `${file} is damaged or not a SQLite database`);
-      },
+    const { client, threads } = await served(file, async () => {
+      throw new VerdictError('DECISION_LOG_CORRUPT', `${file} is damaged or not a SQLite database`);
     });
-    ports.port2.close();
-    await new Promise((resolve) => setTimeout(resolve, 50));
+    await threads[0]!.terminate();
     expect(await client.probe()).toBe(false);
     expect(client.healthy).toBe(false);
     expect(client.lastError).toContain('restarting it failed');
     expect(client.lastError).toContain('is damaged or not a SQLite database');
     await client.close();
-    await log.close();
   });
 });
 
 describe('rows on the wire', () => {
   it('arrive exactly as they were sent', () => {
-    const rows = [toRow(record()), toRow(record({ requestId: null, errors: [{ ruleId: 'r', message: 'boom "quoted"' }] }))];
-    const values: unknown[] = [];
-    for (const row of rows) pushRow(values, row);
-    expect(values).toHaveLength(2 * ROW_FIELDS);
-    expect(readRows(structuredClone(values))).toEqual(rows);
+    const records = [record(), record({ requestId: null, errors: [{ ruleId: 'r', message: 'boom "quoted"' }], details: { http: { method: 'GET', path: '/x' } } })];
+    const values: RowValue[] = [];
+    for (const r of records) encodeRecord(values, r);
+    expect(values).toHaveLength(2 * ROW_WIDTH);
+    const received = structuredClone(values);
+    expect(checkBatch(received)).toBe(2);
+    expect([rowFromValues(received, 0), rowFromValues(received, ROW_WIDTH)]).toEqual(records.map((r) => toRow(r)));
   });
 
   it('are refused, naming the row, when a value has the wrong type', () => {
-    const values: unknown[] = [];
-    pushRow(values, toRow(record()));
-    pushRow(values, toRow(record()));
-    values[ROW_FIELDS + 1] = 'yesterday';
-    expect(() => readRows(values)).toThrow(/row 1 .*wrong type/);
-    expect(() => readRows(values.slice(1))).toThrow(/15 values per row/);
+    const values: RowValue[] = [];
+    encodeRecord(values, record());
+    encodeRecord(values, record());
+    values[ROW_WIDTH + 1] = 'yesterday';
+    expect(() => checkBatch(values)).toThrow(/row 1 .*wrong type in time_ms/);
+    expect(() => checkBatch(values.slice(1))).toThrow(new RegExp(`${ROW_WIDTH} values per row`));
+  });
+
+  it('leave nothing behind of a record that cannot be encoded', () => {
+    const values: RowValue[] = [];
+    encodeRecord(values, record());
+    expect(() => encodeRecord(values, record({ latencyUs: Number.NaN }))).toThrow(/latencyUs NaN is not a finite number/);
+    expect(values).toHaveLength(ROW_WIDTH);
   });
 });

@@ -1,6 +1,8 @@
 import { hash as oneShotHash } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { CANONICAL_FORMAT, rawChainHash, type RawRow } from './chain.js';
+import { canonicalSql, storedRowFromRaw, storedRowHash } from '../decisions/chain.js';
+import { storedRowList } from '../decisions/columns.js';
+import { decisionColumns } from '../decisions/schema.js';
 
 /**
  * The hot loop of `verdict audit verify`: recompute the chain over the rows of
@@ -14,11 +16,12 @@ import { CANONICAL_FORMAT, rawChainHash, type RawRow } from './chain.js';
  * Fast path: SQLite builds each row's canonical text itself with json_array(),
  * which for the values a row holds (text, integers, NULL) writes exactly what
  * JSON.stringify writes — checked at start by sqliteJsonMatchesJs() on the
- * awkward cases. The text arrives as one string per row with the stored hashes
+ * awkward cases — from the SQL the column table gives (chain.ts canonicalSql),
+ * each row in its own canonical format. The text arrives as one string per row with the stored hashes
  * appended in hex: better-sqlite3 makes one JS string far faster than a Buffer
  * per BLOB or an array per row. A row the fast path cannot vouch for (wrong
  * seq, a hash that does not match, a value json_array() refuses) is checked
- * again the JavaScript way, with rawChainHash, before it is called a break: the
+ * again the JavaScript way, with storedRowHash, before it is called a break: the
  * fast path costs time there, never changes the verdict.
  */
 
@@ -65,23 +68,20 @@ const LIMIT = 1;
 /** Rows fetched per query: enough that the call's own cost vanishes, few enough to keep memory flat. */
 const CHUNK_ROWS = 512;
 
-const JSON_ARRAY = `json_array('${CANONICAL_FORMAT}', seq, decision_id, time_ms, caller, request_id, principal_id, action,
-  resource_type, resource_id, effect, reason, rule_ids, errors, policy_version, request, latency_us)`;
-
 // The canonical text, then prev_hash and hash as 64 lower-case hex digits each
 // (as crypto writes them, so they compare as strings); NULL when either is not
 // 32 bytes, so that the hex always sits at the same place from the end.
-const FAST_ROW = `CASE WHEN octet_length(prev_hash) = 32 AND octet_length(hash) = 32
-  THEN ${JSON_ARRAY} || lower(hex(prev_hash) || hex(hash)) END`;
+function fastRowSql(present: ReadonlySet<string>): string {
+  return `CASE WHEN octet_length(prev_hash) = 32 AND octet_length(hash) = 32
+    THEN ${canonicalSql(present)} || lower(hex(prev_hash) || hex(hash)) END`;
+}
 
-// The row's columns for rawChainHash. The hashes are read as bytes whatever
+// The row as storedRowHash reads it. The hashes are read as bytes whatever
 // their storage class, as hex() reads them on the fast path, so both paths see
 // the same values.
-const EXACT_ROW = `seq, decision_id, time_ms, caller, request_id, principal_id, action, resource_type, resource_id,
-  effect, reason, rule_ids, errors, policy_version, request, latency_us, CAST(prev_hash AS BLOB), CAST(hash AS BLOB)`;
-
-/** Where the seq starts in the canonical text: after `["verdict.decision.v1",`. */
-const SEQ_AT = `["${CANONICAL_FORMAT}",`.length;
+function exactRowSql(present: ReadonlySet<string>): string {
+  return storedRowList(present).replace(/prev_hash, hash$/, 'CAST(prev_hash AS BLOB), CAST(hash AS BLOB)');
+}
 /** Digits of a seq the fast path reads; a longer one (no log gets there) is left to the exact path. */
 const MAX_SEQ_DIGITS = 15;
 const HASH_BYTES = 32;
@@ -141,14 +141,15 @@ function lowerLimit(claims: Int32Array, block: number): void {
 
 class RangeVerifier {
   private readonly fastRows: Database.Statement<[number, number], string | null> | null;
-  private readonly exactRows: Database.Statement<[number, number], RawRow>;
+  private readonly exactRows: Database.Statement<[number, number], unknown[]>;
   private readonly wanted: ReadonlySet<number>;
   // Reused for every row: prev hash, then the row's text as UTF-8.
   private scratch = Buffer.alloc(64 * 1024);
 
   constructor(db: Database.Database, plan: VerifyPlan) {
-    this.fastRows = plan.fast ? db.prepare<[number, number], string | null>(`SELECT ${FAST_ROW} FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq`).pluck() : null;
-    this.exactRows = db.prepare<[number, number], RawRow>(`SELECT ${EXACT_ROW} FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq`).raw();
+    const present = decisionColumns(db);
+    this.fastRows = plan.fast ? db.prepare<[number, number], string | null>(`SELECT ${fastRowSql(present)} FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq`).pluck() : null;
+    this.exactRows = db.prepare<[number, number], unknown[]>(`SELECT ${exactRowSql(present)} FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq`).raw();
     this.wanted = new Set(plan.hashesAt);
   }
 
@@ -172,12 +173,11 @@ class RangeVerifier {
       if (expected > high) continue;
       // The rest of the chunk, row by row the reference way.
       let prevBytes: Buffer = Buffer.from(prev, 'hex');
-      for (const r of this.exactRows.all(expected, high)) {
-        const storedPrev = r[16];
-        const storedHash = r[17];
-        if (r[0] !== expected || storedPrev === null || storedHash === null || !prevBytes.equals(storedPrev)) break;
-        const h = rawChainHash(prevBytes, r);
-        if (!h.equals(storedHash)) break;
+      for (const raw of this.exactRows.all(expected, high)) {
+        const r = storedRowFromRaw(raw);
+        if (r.seq !== expected || r.prevHash === null || r.hash === null || !prevBytes.equals(r.prevHash)) break;
+        const h = storedRowHash(prevBytes, r);
+        if (h === null || !h.equals(r.hash)) break;
         if (this.wanted.has(expected)) hashesAt.push([expected, h]);
         prevBytes = h;
         expected++;
@@ -195,14 +195,16 @@ class RangeVerifier {
    */
   private fastHash(text: string | null, expected: number, prev: string): string | null {
     if (text === null || prev.length !== HASH_HEX) return null;
-    let at = SEQ_AT;
+    // The seq follows the format's name, which holds no comma.
+    const seqAt = text.indexOf(',') + 1;
+    let at = seqAt;
     let seq = 0;
     let c = text.charCodeAt(at);
-    while (c >= DIGIT_0 && c <= DIGIT_9 && at < SEQ_AT + MAX_SEQ_DIGITS) {
+    while (c >= DIGIT_0 && c <= DIGIT_9 && at < seqAt + MAX_SEQ_DIGITS) {
       seq = seq * 10 + (c - DIGIT_0);
       c = text.charCodeAt(++at);
     }
-    if (c !== COMMA || seq !== expected || at === SEQ_AT) return null;
+    if (c !== COMMA || seq !== expected || at === seqAt) return null;
     // The stored prev_hash must be the hash computed so far. (slice and === beat
     // startsWith(prev, position) and endsWith(), which V8 runs several times slower.)
     const length = text.length;

@@ -1,11 +1,12 @@
 import type { KeyObject } from 'node:crypto';
 import Database from 'better-sqlite3';
+import { signCheckpoint, type Checkpoint } from '../decisions/checkpoint.js';
+import type { CheckpointSigner } from '../decisions/keys.js';
+import { migrate } from '../decisions/schema.js';
 import { VerdictError, messageOf } from '../errors.js';
-import { signCheckpoint, type Checkpoint } from './checkpoint.js';
 import { exportLogToFile, type ExportSummary } from './export.js';
-import type { CheckpointSigner } from './keys.js';
-import { migrate } from './schema.js';
-import { verifyLog, type VerifyReport } from './verify.js';
+import type { VerifyReport } from './report.js';
+import { verifyLog } from './verify.js';
 
 /**
  * Retention: remove the oldest rows and keep a signed anchor — the seq and hash

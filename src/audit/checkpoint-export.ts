@@ -1,0 +1,126 @@
+/**
+ * `verdict audit checkpoint`: the latest signed checkpoint of a log, written
+ * to a self-describing file to keep where the log's host cannot write; later
+ * `verdict audit verify --from-checkpoint FILE` reads it back, so a tail cut
+ * off together with its checkpoints still shows.
+ */
+import type { KeyObject } from 'node:crypto';
+import fs from 'node:fs';
+import { checkpointMessage, type Checkpoint, type CheckpointKind } from '../decisions/checkpoint.js';
+import { keyIdOf, parsePublicKey, publicKeyPem } from '../decisions/keys.js';
+import { VerdictError, messageOf } from '../errors.js';
+import { withLogFile } from './log-file.js';
+
+export const CHECKPOINT_EXPORT_FORMAT = 'verdict.checkpoint-export.v1';
+
+/** The file `verdict audit checkpoint --export` writes: self-describing, kept away from the log. */
+export interface CheckpointExport {
+  readonly format: typeof CHECKPOINT_EXPORT_FORMAT;
+  readonly kind: CheckpointKind;
+  readonly seq: number;
+  readonly hash: string;
+  readonly timeMs: number;
+  readonly time: string;
+  readonly keyId: string;
+  readonly signature: string;
+  /** The signed message, for people re-implementing verification. */
+  readonly message: string;
+  /** SPKI PEM of the key that signed it. */
+  readonly publicKey: string;
+}
+
+export function toExport(checkpoint: Checkpoint, publicKey: KeyObject): CheckpointExport {
+  return {
+    format: CHECKPOINT_EXPORT_FORMAT,
+    kind: checkpoint.kind,
+    seq: checkpoint.seq,
+    hash: Buffer.from(checkpoint.hash).toString('hex'),
+    timeMs: checkpoint.timeMs,
+    time: new Date(checkpoint.timeMs).toISOString(),
+    keyId: checkpoint.keyId,
+    signature: Buffer.from(checkpoint.signature).toString('base64'),
+    message: checkpointMessage(checkpoint).toString('utf8'),
+    publicKey: publicKeyPem(publicKey),
+  };
+}
+
+/**
+ * Write an exported checkpoint durably (fsynced) with a trailing newline.
+ * @throws VerdictError INPUT_UNREADABLE when the file cannot be written
+ */
+export function writeCheckpointExport(path: string, data: CheckpointExport): void {
+  try {
+    const fd = fs.openSync(path, 'w', 0o644);
+    try {
+      fs.writeSync(fd, `${JSON.stringify(data, null, 2)}\n`);
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
+  } catch (error) {
+    throw new VerdictError('INPUT_UNREADABLE', `cannot write the checkpoint to ${path}: ${messageOf(error)}`, { cause: error });
+  }
+}
+
+/**
+ * Read and check the shape of an exported checkpoint. Its signature is checked
+ * by the verifier against the trusted key, not here.
+ * @throws VerdictError INPUT_UNREADABLE or INPUT_INVALID naming the file and the field
+ */
+export function readCheckpointExport(path: string): { checkpoint: Checkpoint; publicKey: KeyObject | null } {
+  let text: string;
+  try {
+    text = fs.readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new VerdictError('INPUT_UNREADABLE', `cannot read the checkpoint file ${path}: ${(error as NodeJS.ErrnoException).code ?? messageOf(error)}`, { cause: error });
+  }
+  let data: unknown;
+  try {
+    data = JSON.parse(text);
+  } catch (error) {
+    throw new VerdictError('INPUT_INVALID', `${path} is not JSON: ${messageOf(error)}`, { cause: error });
+  }
+  return parseCheckpointJson(data, path);
+}
+
+/** Validate a checkpoint given as JSON (an export file, or a line of a JSONL export). */
+export function parseCheckpointJson(data: unknown, origin: string): { checkpoint: Checkpoint; publicKey: KeyObject | null } {
+  const bad = (field: string, want: string): VerdictError => new VerdictError('INPUT_INVALID', `${origin}: ${field} must be ${want}`);
+  if (typeof data !== 'object' || data === null) throw bad('the checkpoint', 'a JSON object');
+  const o = data as Record<string, unknown>;
+  if (o.kind !== 'checkpoint' && o.kind !== 'anchor') throw bad('kind', '"checkpoint" or "anchor"');
+  if (!Number.isSafeInteger(o.seq) || (o.seq as number) < 0) throw bad('seq', 'a non-negative integer');
+  if (typeof o.hash !== 'string' || !/^[0-9a-f]{64}$/.test(o.hash)) throw bad('hash', '64 lower-case hex digits');
+  if (!Number.isSafeInteger(o.timeMs)) throw bad('timeMs', 'an integer (milliseconds since the epoch)');
+  if (typeof o.keyId !== 'string') throw bad('keyId', 'a string');
+  if (typeof o.signature !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(o.signature)) throw bad('signature', 'base64');
+  const publicKey = typeof o.publicKey === 'string' ? parsePublicKey(o.publicKey, `${origin}: publicKey`) : null;
+  if (publicKey !== null && keyIdOf(publicKey) !== o.keyId) throw bad('publicKey', `the key named by keyId ${o.keyId}`);
+  return {
+    checkpoint: {
+      kind: o.kind,
+      seq: o.seq as number,
+      hash: Buffer.from(o.hash, 'hex'),
+      timeMs: o.timeMs as number,
+      keyId: o.keyId,
+      signature: Buffer.from(o.signature, 'base64'),
+    },
+    publicKey,
+  };
+}
+
+/**
+ * The newest checkpoint of the log at `path` by seq (an anchor when everything
+ * was pruned since); null when it has none.
+ * @throws VerdictError DECISION_LOG_UNAVAILABLE / DECISION_LOG_CORRUPT
+ */
+export function latestCheckpoint(path: string): Checkpoint | null {
+  return withLogFile(path, 'read the checkpoints of', (log) => {
+    if (log.schemaVersion < 2) return null;
+    const row = log.db.prepare('SELECT kind, seq, hash, time_ms, key_id, signature FROM checkpoints ORDER BY seq DESC, kind DESC, id DESC LIMIT 1').get() as
+      | { kind: string; seq: number; hash: Buffer; time_ms: number; key_id: string; signature: Buffer }
+      | undefined;
+    if (row === undefined) return null;
+    return { kind: row.kind === 'anchor' ? 'anchor' : 'checkpoint', seq: row.seq, hash: row.hash, timeMs: row.time_ms, keyId: row.key_id, signature: row.signature };
+  });
+}

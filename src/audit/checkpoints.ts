@@ -1,0 +1,152 @@
+import type { KeyObject } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { checkpointSignatureValid, type Checkpoint } from '../decisions/checkpoint.js';
+import { keyIdOf } from '../decisions/keys.js';
+import type { ChainPass } from './chain-pass.js';
+import { diagnose } from './forensics.js';
+import type { VerifyBreak, VerifyReport } from './report.js';
+import type { RowSource } from './row-source.js';
+
+/**
+ * Checking the signed checkpoints against the chain, and the chain pass and
+ * the checkpoints together: the report names the first break in seq order,
+ * whether it is a bad signature, a checkpoint the chain no longer matches, a
+ * row that breaks the chain, or checkpoints beyond the last row.
+ */
+
+/** Where the chain starts: the genesis hash, a prune anchor, or (an export) a checkpoint or its first row. */
+export interface ChainStart {
+  readonly seq: number;
+  readonly hash: Buffer;
+  readonly from: VerifyReport['start']['from'];
+}
+
+export interface PendingCheckpoint extends Checkpoint {
+  /** Where it came from, for messages. */
+  readonly origin: 'log' | 'file' | 'export';
+}
+
+export interface JudgeInput {
+  readonly source: string;
+  readonly start: ChainStart;
+  readonly anchor: PendingCheckpoint | null;
+  readonly checkpoints: readonly PendingCheckpoint[];
+  readonly external: PendingCheckpoint | null;
+  readonly keys: readonly KeyObject[];
+  readonly warnings: string[];
+  readonly started: number;
+  readonly diagnosis: () => RowSource;
+}
+
+/**
+ * Put the chain pass and the checkpoints together, in seq order, so the break
+ * reported is the first one: a bad signature, a checkpoint the chain no longer
+ * matches, a row that breaks the chain, or checkpoints beyond the last row.
+ */
+export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
+  const { start, keys, warnings } = input;
+  const keyIds = keys.map(keyIdOf);
+  const byKeyId = new Map(keys.map((k) => [keyIdOf(k), k] as const));
+  const lastVerified = start.seq + pass.rows;
+  let verified = 0;
+  let lastCheckpoint: PendingCheckpoint | null = null;
+  let external: VerifyReport['external'] = null;
+
+  const finish = (brk: VerifyBreak | null): VerifyReport => {
+    const rows = brk === null ? pass.rows : Math.min(pass.rows, Math.max(0, brk.seq - 1 - start.seq));
+    const lastSeq = rows > 0 ? start.seq + rows : null;
+    const signedThrough = Math.max(lastCheckpoint?.seq ?? start.seq, start.seq);
+    if (brk === null && lastSeq !== null && input.checkpoints.length === 0 && input.anchor === null) {
+      warnings.push('no signed checkpoints: the chain shows edited rows, but not a log rewritten from scratch; run the server with checkpoints on');
+    }
+    return {
+      ok: brk === null,
+      source: input.source,
+      rows,
+      firstSeq: pass.firstSeq,
+      lastSeq,
+      start: { seq: start.seq, from: start.from },
+      keyIds,
+      checkpoints: { total: input.checkpoints.length, verified, lastSeq: lastCheckpoint?.seq ?? null, lastTimeMs: lastCheckpoint?.timeMs ?? null },
+      unsignedRows: lastSeq === null ? 0 : Math.max(0, lastSeq - signedThrough),
+      external,
+      break: brk,
+      warnings,
+      seconds: (performance.now() - input.started) / 1000,
+    };
+  };
+
+  const signatureBreak = (cp: PendingCheckpoint): VerifyBreak | null => {
+    const key = byKeyId.get(cp.keyId);
+    const what = describeCheckpoint(cp);
+    if (key === undefined) {
+      return { kind: 'bad-signature', seq: cp.seq, message: `${what} is signed by key ${cp.keyId}, not by the trusted key ${keyIds.join(' or ')}` };
+    }
+    if (!checkpointSignatureValid(cp, key)) {
+      return { kind: 'bad-signature', seq: cp.seq, message: `${what} has an invalid signature: its seq, hash, time or kind were altered, or it was forged` };
+    }
+    return null;
+  };
+
+  if (input.anchor !== null) {
+    const brk = signatureBreak(input.anchor);
+    if (brk !== null) return finish(brk);
+  }
+
+  const pending = [...input.checkpoints, ...(input.external ? [input.external] : [])].sort((a, b) => a.seq - b.seq);
+  let lastGood = start.seq;
+  for (const cp of pending) {
+    if (pass.failure !== null && cp.seq >= pass.failure.expected) break;
+    const brk = signatureBreak(cp);
+    if (brk !== null) return finish(brk);
+    if (cp.seq <= start.seq) {
+      // Before the start (pruned): only the signature can be checked, and agreement at the start itself.
+      if (cp.seq === start.seq && !Buffer.from(cp.hash).equals(start.hash)) {
+        return finish({ kind: 'changed', seq: start.seq, message: `${describeCheckpoint(cp)} disagrees with ${describeStart(start)} about the chain hash at seq ${start.seq}` });
+      }
+      if (cp.origin === 'file') external = { seq: cp.seq, status: cp.seq === start.seq ? 'matched' : 'before-anchor' };
+      else verified++;
+      continue;
+    }
+    if (cp.seq > lastVerified) {
+      const end = lastVerified;
+      return finish({
+        kind: 'truncated',
+        seq: end + 1,
+        message:
+          end === start.seq
+            ? `the log holds no rows after seq ${start.seq}, but ${describeCheckpoint(cp)} covers seq ${cp.seq}: rows ${start.seq + 1}..${cp.seq} were removed`
+            : `the log ends at seq ${end}, but ${describeCheckpoint(cp)} covers seq ${cp.seq}: rows ${end + 1}..${cp.seq} were removed`,
+      });
+    }
+    const computed = pass.hashesAt.get(cp.seq);
+    if (computed === undefined || !computed.equals(cp.hash)) {
+      return finish({
+        kind: 'changed',
+        seq: lastGood + 1,
+        message: `the chain hash at seq ${cp.seq} does not match ${describeCheckpoint(cp)}: rows in seq ${lastGood + 1}..${cp.seq} were rewritten with recomputed hashes`,
+      });
+    }
+    if (cp.origin === 'file') {
+      external = { seq: cp.seq, status: 'matched' };
+    } else {
+      verified++;
+      lastCheckpoint = cp;
+    }
+    lastGood = cp.seq;
+  }
+  if (pass.failure !== null) {
+    return finish(diagnose(input.diagnosis(), pass.failure.index, pass.failure.expected, pass.failure.prev, start));
+  }
+  return finish(null);
+}
+
+function describeCheckpoint(cp: PendingCheckpoint): string {
+  const when = new Date(cp.timeMs).toISOString();
+  if (cp.origin === 'file') return `the exported checkpoint (seq ${cp.seq}, signed ${when})`;
+  return `the ${cp.kind === 'anchor' ? 'prune anchor' : 'checkpoint'} at seq ${cp.seq} (signed ${when})`;
+}
+
+function describeStart(start: ChainStart): string {
+  return start.from === 'anchor' ? 'the prune anchor' : start.from === 'genesis' ? 'the genesis hash' : 'the export';
+}

@@ -1,0 +1,148 @@
+import type { KeyObject } from 'node:crypto';
+import fs from 'node:fs';
+import type { StoredRow } from '../decisions/chain.js';
+import type { Checkpoint } from '../decisions/checkpoint.js';
+import { COLUMNS, type Column, type RowValue } from '../decisions/columns.js';
+import { parsePublicKey } from '../decisions/keys.js';
+import { VerdictError, messageOf } from '../errors.js';
+import { parseCheckpointJson } from './checkpoint-export.js';
+import { EXPORT_FORMAT } from './export.js';
+
+/** What `verdict audit verify --export` reads back from an export (export.ts describes the lines). */
+export interface ExportContents {
+  readonly header: { readonly fromSeq: number | null; readonly toSeq: number | null } | null;
+  readonly footer: { readonly rows: number } | null;
+  readonly rows: StoredRow[];
+  readonly checkpoints: Checkpoint[];
+  readonly publicKey: KeyObject | null;
+}
+
+/**
+ * Read an export back for verification. Holds the rows in memory (about the
+ * size of the file); split very large exports by time.
+ * @throws VerdictError INPUT_UNREADABLE, or INPUT_INVALID naming the line and field
+ */
+export function readExportFile(path: string): ExportContents {
+  let header: ExportContents['header'] = null;
+  let footer: ExportContents['footer'] = null;
+  let publicKey: KeyObject | null = null;
+  const rows: StoredRow[] = [];
+  const checkpoints: Checkpoint[] = [];
+  let lineNo = 0;
+  for (const text of readLines(path)) {
+    lineNo++;
+    if (text.trim() === '') continue;
+    const where = `${path}:${lineNo}`;
+    let line: unknown;
+    try {
+      line = JSON.parse(text);
+    } catch (error) {
+      throw new VerdictError('INPUT_INVALID', `${where}: not JSON (${messageOf(error)})`, { cause: error });
+    }
+    if (typeof line !== 'object' || line === null || Array.isArray(line)) throw new VerdictError('INPUT_INVALID', `${where}: expected a JSON object`);
+    const o = line as Record<string, unknown>;
+    switch (o.type) {
+      case 'header': {
+        if (o.format !== EXPORT_FORMAT) throw new VerdictError('INPUT_INVALID', `${where}: format ${JSON.stringify(o.format)} is not ${EXPORT_FORMAT}`);
+        header = { fromSeq: typeof o.fromSeq === 'number' ? o.fromSeq : null, toSeq: typeof o.toSeq === 'number' ? o.toSeq : null };
+        if (typeof o.publicKey === 'string') publicKey = parsePublicKey(o.publicKey, `${where}: publicKey`);
+        break;
+      }
+      case 'decision':
+        rows.push(rowFromLine(o, where));
+        break;
+      case 'checkpoint':
+      case 'anchor':
+        checkpoints.push(parseCheckpointJson(o, where).checkpoint);
+        break;
+      case 'end':
+        footer = { rows: typeof o.rows === 'number' ? o.rows : -1 };
+        break;
+      default:
+        throw new VerdictError('INPUT_INVALID', `${where}: unknown line type ${JSON.stringify(o.type)} (expected header, decision, checkpoint, anchor or end)`);
+    }
+  }
+  if (lineNo === 0) throw new VerdictError('INPUT_INVALID', `${path} is empty; expected a verdict JSONL export`);
+  return { header, footer, rows, checkpoints, publicKey };
+}
+
+/** A decision line back as the stored row it was written from, every value type-checked. */
+function rowFromLine(o: Record<string, unknown>, where: string): StoredRow {
+  const bad = (field: string, want: string): VerdictError => new VerdictError('INPUT_INVALID', `${where}: ${field} must be ${want}`);
+  const int = (field: string, value: unknown): number => {
+    if (!Number.isSafeInteger(value)) throw bad(field, 'an integer');
+    return value as number;
+  };
+  const hex = (field: string): Buffer | null => {
+    const v = o[field];
+    if (v === null) return null;
+    if (typeof v !== 'string' || !/^[0-9a-f]{64}$/.test(v)) throw bad(field, '64 hex digits or null');
+    return Buffer.from(v, 'hex');
+  };
+  const value = (column: Column): RowValue => {
+    const v = o[column.key];
+    switch (column.type) {
+      case 'text':
+        if (typeof v !== 'string') throw bad(column.key, 'a string');
+        return v;
+      case 'text?':
+        if (v !== null && typeof v !== 'string') throw bad(column.key, 'a string or null');
+        return v;
+      case 'integer':
+        return int(column.key, v);
+      case 'json':
+      case 'json?': {
+        const text = o[`${column.key}Text`];
+        if (typeof text === 'string') return text;
+        if (!(column.key in o)) {
+          // A column a row's format does not cover is absent from its line, and NULL in the log.
+          if (column.type === 'json?') return null;
+          throw new VerdictError('INPUT_INVALID', `${where}: ${column.key} is missing`);
+        }
+        if (v === null && column.type === 'json?') return null;
+        return JSON.stringify(v) ?? 'null';
+      }
+    }
+  };
+  return {
+    seq: int('seq', o.seq),
+    // Lines of rows written before formats were recorded per row are format 1.
+    format: o.format === undefined ? 1 : int('format', o.format),
+    values: COLUMNS.map(value),
+    prevHash: hex('prevHash'),
+    hash: hex('hash'),
+  };
+}
+/** Lines of a file of any size, split on bytes so a multi-byte character never straddles a chunk. */
+function* readLines(path: string): Generator<string> {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, 'r');
+  } catch (error) {
+    throw new VerdictError('INPUT_UNREADABLE', `cannot read the export ${path}: ${(error as NodeJS.ErrnoException).code ?? messageOf(error)}`, { cause: error });
+  }
+  try {
+    const chunk = Buffer.alloc(4 << 20);
+    let rest: Buffer = Buffer.alloc(0);
+    for (;;) {
+      let n: number;
+      try {
+        n = fs.readSync(fd, chunk, 0, chunk.length, null);
+      } catch (error) {
+        throw new VerdictError('INPUT_UNREADABLE', `cannot read the export ${path}: ${(error as NodeJS.ErrnoException).code ?? messageOf(error)}`, { cause: error });
+      }
+      if (n === 0) break;
+      const data: Buffer = rest.length > 0 ? Buffer.concat([rest, chunk.subarray(0, n)]) : chunk.subarray(0, n);
+      let from = 0;
+      for (let nl = data.indexOf(10, from); nl !== -1; nl = data.indexOf(10, from)) {
+        yield data.toString('utf8', from, nl);
+        from = nl + 1;
+      }
+      // Copy: `data` may be a view of `chunk`, which the next read overwrites.
+      rest = Buffer.from(data.subarray(from));
+    }
+    if (rest.length > 0) yield rest.toString('utf8');
+  } finally {
+    fs.closeSync(fd);
+  }
+}

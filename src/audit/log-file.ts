@@ -1,0 +1,79 @@
+import fs from 'node:fs';
+import Database from 'better-sqlite3';
+import type { Checkpoint } from '../decisions/checkpoint.js';
+import { decisionColumns, readSchemaVersion } from '../decisions/schema.js';
+import { VerdictError, messageOf } from '../errors.js';
+
+/** A decision log opened read-only by one of the audit tools. */
+export interface LogFile {
+  readonly path: string;
+  readonly db: Database.Database;
+  readonly schemaVersion: number;
+  /** The columns its `decisions` table has (a log of an older schema lacks some). */
+  readonly columns: ReadonlySet<string>;
+}
+
+/**
+ * Open the log at `path` read-only: safe while the server writes it (WAL: the
+ * tools see the last committed state and never take the write lock).
+ * @throws VerdictError DECISION_LOG_UNAVAILABLE when there is none or it cannot be
+ *   opened, DECISION_LOG_CORRUPT when it is not a verdict decision log
+ */
+export function openLogFile(path: string): LogFile {
+  if (!fs.existsSync(path)) throw new VerdictError('DECISION_LOG_UNAVAILABLE', `no decision log at ${path}`);
+  let db: Database.Database;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true });
+  } catch (error) {
+    throw new VerdictError('DECISION_LOG_UNAVAILABLE', `cannot open the decision log ${path}: ${messageOf(error)}`, { cause: error });
+  }
+  try {
+    let schemaVersion: number;
+    try {
+      schemaVersion = readSchemaVersion(db);
+    } catch (error) {
+      throw new VerdictError('DECISION_LOG_CORRUPT', `${path} is not a SQLite database: ${messageOf(error)}`, { cause: error });
+    }
+    if (schemaVersion === 0) throw new VerdictError('DECISION_LOG_CORRUPT', `${path} is not a verdict decision log (no schema version); check --db`);
+    return { path, db, schemaVersion, columns: decisionColumns(db) };
+  } catch (error) {
+    db.close();
+    throw error;
+  }
+}
+
+/** Run `use` on the log at `path`, closing it afterwards; a failure to read it is DECISION_LOG_CORRUPT. */
+export function withLogFile<T>(path: string, what: string, use: (log: LogFile) => T): T {
+  const log = openLogFile(path);
+  try {
+    return use(log);
+  } catch (error) {
+    if (error instanceof VerdictError) throw error;
+    throw new VerdictError('DECISION_LOG_CORRUPT', `cannot ${what} ${path}: ${messageOf(error)}`, { cause: error });
+  } finally {
+    log.db.close();
+  }
+}
+
+/** Every checkpoint and prune anchor of a log, by seq; none before schema v2 (which added them). */
+export function readCheckpoints(log: LogFile, range?: { readonly from: number; readonly to: number }): Checkpoint[] {
+  if (log.schemaVersion < 2) return [];
+  const where = range === undefined ? '' : ' WHERE seq BETWEEN ? AND ?';
+  const rows = log.db.prepare(`SELECT kind, seq, hash, time_ms, key_id, signature FROM checkpoints${where} ORDER BY seq, id`).all(...(range ? [range.from, range.to] : [])) as Array<{
+    kind: string;
+    seq: number;
+    hash: Buffer;
+    time_ms: number;
+    key_id: string;
+    signature: Buffer;
+  }>;
+  return rows.map((r) => ({
+    // An unknown kind can only come from tampering; it then fails its signature check as a checkpoint.
+    kind: r.kind === 'anchor' ? 'anchor' : 'checkpoint',
+    seq: r.seq,
+    hash: r.hash,
+    timeMs: r.time_ms,
+    keyId: r.key_id,
+    signature: r.signature,
+  }));
+}

@@ -1,0 +1,77 @@
+/**
+ * What `verdict audit verify` found, and how it is printed.
+ *
+ * What each kind of break means (seq is always the first sequence number affected):
+ * - changed: a row's content no longer matches its hash, or a row was replaced
+ *   by one with a recomputed hash (then the next row, or a signed checkpoint,
+ *   no longer agrees with it);
+ * - deleted: rows are missing (a gap in seq, or later rows renumbered to close it);
+ * - inserted: a row that is not part of the chain sits at seq (later rows shifted);
+ * - reordered: rows are intact but in the wrong place;
+ * - truncated: the log ends before a signed checkpoint it once had (in the
+ *   database or exported with `verdict audit checkpoint --export`);
+ * - bad-signature: a checkpoint or prune anchor is not signed by the trusted key.
+ */
+
+export type BreakKind = 'changed' | 'deleted' | 'inserted' | 'reordered' | 'truncated' | 'bad-signature';
+
+export interface VerifyBreak {
+  readonly kind: BreakKind;
+  readonly seq: number;
+  readonly message: string;
+}
+
+export interface VerifyReport {
+  readonly ok: boolean;
+  /** What was verified: the database or export path. */
+  readonly source: string;
+  /** Rows whose hash was recomputed and matched, up to the break if there is one. */
+  readonly rows: number;
+  readonly firstSeq: number | null;
+  readonly lastSeq: number | null;
+  /** Where the chain starts: the first row, or a prune anchor, or (export) its first row. */
+  readonly start: { readonly seq: number; readonly from: 'genesis' | 'anchor' | 'checkpoint' | 'unanchored' };
+  readonly keyIds: readonly string[];
+  readonly checkpoints: { readonly total: number; readonly verified: number; readonly lastSeq: number | null; readonly lastTimeMs: number | null };
+  /** Rows after the last verified checkpoint: chained, but not yet signed. */
+  readonly unsignedRows: number;
+  /** The exported checkpoint given with --from-checkpoint, and how it compared. */
+  readonly external: { readonly seq: number; readonly status: 'matched' | 'before-anchor' } | null;
+  readonly break: VerifyBreak | null;
+  readonly warnings: readonly string[];
+  readonly seconds: number;
+}
+
+/** The report as `verdict audit verify` prints it; `keySource` says where the trusted keys came from. */
+export function formatReport(report: VerifyReport, keySource: string, isExport: boolean): string {
+  const n = (x: number): string => x.toLocaleString('en-US');
+  const lines: string[] = [`verdict audit verify ${report.source}`];
+  const row = (label: string, text: string): void => {
+    lines.push(`  ${label.padEnd(12)} ${text}`);
+  };
+  row('key', report.keyIds.length > 0 ? `${report.keyIds.join(', ')} from ${keySource}` : 'none (no checkpoints to check)');
+  const from = { genesis: 'the start (genesis)', anchor: `the prune anchor at seq ${n(report.start.seq)}`, checkpoint: `the checkpoint at seq ${n(report.start.seq)}`, unanchored: `seq ${n(report.start.seq)} (unanchored)` }[report.start.from];
+  const range = report.lastSeq === null ? 'no rows' : `${n(report.rows)} rows, seq ${n(report.start.seq + 1)}..${n(report.lastSeq)}`;
+  row('chain', `${range} from ${from}${report.ok ? ': intact' : ' verified before the break'}`);
+  const cp = report.checkpoints;
+  if (!report.ok) {
+    row('checkpoints', `${n(cp.verified)} of ${n(cp.total)} verified before the break`);
+  } else if (cp.total > 0 || report.start.from === 'anchor') {
+    const last = cp.lastSeq === null ? 'none after the anchor yet' : `last at seq ${n(cp.lastSeq)} (${new Date(cp.lastTimeMs ?? 0).toISOString()})`;
+    row('checkpoints', `${n(cp.verified)} of ${n(cp.total)} verified; ${last}; ${n(report.unsignedRows)} row${report.unsignedRows === 1 ? '' : 's'} after it not yet signed`);
+  } else if (report.lastSeq !== null) {
+    row('checkpoints', 'none');
+  }
+  if (report.external !== null) {
+    row('exported', report.external.status === 'matched' ? `checkpoint at seq ${n(report.external.seq)} matched` : `checkpoint at seq ${n(report.external.seq)} predates the pruned rows (signature valid)`);
+  }
+  const rate = report.seconds > 0 ? Math.round(report.rows / report.seconds) : 0;
+  row('speed', `${n(report.rows)} rows in ${report.seconds.toFixed(2)} s (${n(rate)} rows/s)`);
+  for (const warning of report.warnings) row('warning', warning);
+  if (report.ok) {
+    lines.push(`OK: the ${isExport ? 'export' : 'decision log'} is intact`);
+  } else if (report.break !== null) {
+    lines.push(`FAILED: ${report.break.kind} at seq ${report.break.seq}: ${report.break.message}`);
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,0 +1,136 @@
+import type { KeyObject } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import { GENESIS_HASH } from '../decisions/chain.js';
+import type { Checkpoint } from '../decisions/checkpoint.js';
+import { keyIdOf } from '../decisions/keys.js';
+import { VerdictError, messageOf } from '../errors.js';
+import { chainPassDb, chainPassRows } from './chain-pass.js';
+import { judge, type ChainStart, type PendingCheckpoint } from './checkpoints.js';
+import { readExportFile } from './export-reader.js';
+import { openLogFile, readCheckpoints } from './log-file.js';
+import type { VerifyReport } from './report.js';
+import { arrayRowSource, dbRowSource } from './row-source.js';
+import { useMmap } from './verify-range.js';
+
+/**
+ * `verdict audit verify`: recompute the hash chain of a decision log (or of a
+ * JSONL export), check every checkpoint signature against a trusted public
+ * key, and name the first break and its kind (report.ts).
+ *
+ * The chain pass (chain-pass.ts) streams the rows and keeps O(1) state, so
+ * verifying a large log is limited by SQLite's read speed and SHA-256; the
+ * checkpoints are judged against it (checkpoints.ts); only when a break is
+ * found does forensics.ts index the rows (row-source.ts) to tell the kinds
+ * apart.
+ */
+
+export interface VerifyOptions {
+  /** Trusted public keys; a checkpoint signed by any other key is a break. */
+  readonly publicKeys: readonly KeyObject[];
+  /** An exported checkpoint kept elsewhere: makes truncation after it detectable. */
+  readonly fromCheckpoint?: Checkpoint;
+  /** Threads for a large log, this one included; default: one per core, at most 4. 1 verifies in this thread alone. */
+  readonly workers?: number;
+}
+
+/**
+ * Verify the decision log at `path`, opened read-only (safe while the server runs:
+ * it sees the last committed state). Large logs are split into ranges verified
+ * by worker threads, one per core.
+ * @throws VerdictError DECISION_LOG_UNAVAILABLE / DECISION_LOG_CORRUPT when the file cannot be read as a log,
+ *   CONFIG_INVALID when checkpoints exist and no public key was given
+ */
+export async function verifyLog(path: string, options: VerifyOptions): Promise<VerifyReport> {
+  const started = performance.now();
+  const log = openLogFile(path);
+  const db = log.db;
+  try {
+    useMmap(db);
+    const warnings: string[] = [];
+    const stored = readCheckpoints(log).map((c) => ({ ...c, origin: 'log' as const }));
+    if (log.schemaVersion < 2) warnings.push(`schema v${log.schemaVersion}: this log predates signed checkpoints; only the hash chain is checked`);
+    const anchor = stored.filter((c) => c.kind === 'anchor').reduce<PendingCheckpoint | null>((a, b) => (a === null || b.seq > a.seq ? b : a), null);
+    const start: ChainStart = anchor === null ? { seq: 0, hash: GENESIS_HASH, from: 'genesis' } : { seq: anchor.seq, hash: Buffer.from(anchor.hash), from: 'anchor' };
+    const checkpoints = stored.filter((c) => c.kind === 'checkpoint');
+    const external = options.fromCheckpoint ? { ...options.fromCheckpoint, origin: 'file' as const } : null;
+    if (stored.length + (external ? 1 : 0) > 0 && options.publicKeys.length === 0) {
+      throw new VerdictError('CONFIG_INVALID', `${path} has signed checkpoints but no public key was given to check them; pass --pubkey FILE`);
+    }
+    const wanted = [...checkpoints, ...(external ? [external] : [])].map((c) => c.seq);
+    const pass = await chainPassDb(db, path, start, wanted, options.workers);
+    return judge({ source: path, start, anchor, checkpoints, external, keys: options.publicKeys, warnings, started, diagnosis: () => dbRowSource(db, log.columns) }, pass);
+  } catch (error) {
+    if (error instanceof VerdictError) throw error;
+    throw new VerdictError('DECISION_LOG_CORRUPT', `cannot read the decision log ${path}: ${messageOf(error)}`, { cause: error });
+  } finally {
+    db.close();
+  }
+}
+
+/**
+ * Verify a JSONL export (`verdict audit export`). The chain inside the export is
+ * recomputed and every checkpoint it carries is checked; where the export does
+ * not start at seq 1 or at a checkpoint, its link to the rows before it is taken
+ * on trust, and the report says so.
+ * @throws VerdictError INPUT_UNREADABLE / INPUT_INVALID for a file that is not an export
+ */
+export function verifyExport(path: string, options: VerifyOptions): VerifyReport {
+  const started = performance.now();
+  const contents = readExportFile(path);
+  const warnings: string[] = [];
+  let keys = options.publicKeys;
+  if (keys.length === 0 && contents.publicKey !== null) {
+    keys = [contents.publicKey];
+    warnings.push(`the public key came from the export itself (${keyIdOf(contents.publicKey)}); pass --pubkey with a copy kept elsewhere for independent assurance`);
+  }
+  const external = options.fromCheckpoint ? { ...options.fromCheckpoint, origin: 'file' as const } : null;
+  if (contents.checkpoints.length + (external ? 1 : 0) > 0 && keys.length === 0) {
+    throw new VerdictError('CONFIG_INVALID', `${path} carries signed checkpoints but no public key is known; pass --pubkey FILE`);
+  }
+  const first = contents.rows[0];
+  let start: ChainStart;
+  let anchor: PendingCheckpoint | null = null;
+  const before = first === undefined ? undefined : contents.checkpoints.find((c) => c.seq === first.seq - 1);
+  if (first === undefined || first.seq === 1) {
+    start = { seq: 0, hash: GENESIS_HASH, from: 'genesis' };
+  } else if (before !== undefined) {
+    anchor = { ...before, origin: 'export' };
+    start = { seq: before.seq, hash: Buffer.from(before.hash), from: before.kind === 'anchor' ? 'anchor' : 'checkpoint' };
+  } else {
+    start = { seq: first.seq - 1, hash: Buffer.from(first.prevHash ?? GENESIS_HASH), from: 'unanchored' };
+    warnings.push(`the export starts at seq ${first.seq} with no checkpoint at seq ${first.seq - 1}: its link to the rows before it is taken on trust`);
+  }
+  if (contents.header !== null && first !== undefined && contents.header.fromSeq !== null && first.seq !== contents.header.fromSeq) {
+    warnings.push(`the header says the export starts at seq ${contents.header.fromSeq}, but its first row is seq ${first.seq}`);
+  }
+  const checkpoints = contents.checkpoints.filter((c) => c !== before).map((c) => ({ ...c, origin: 'export' as const }));
+  const wanted = [...checkpoints, ...(external ? [external] : [])].map((c) => c.seq);
+  const pass = chainPassRows(contents.rows, start, wanted);
+  const report = judge({ source: path, start, anchor, checkpoints, external, keys, warnings, started, diagnosis: () => arrayRowSource(contents.rows) }, pass);
+  // The end line is unsigned: it catches a cut-off copy, not an attacker.
+  if (report.ok && contents.footer !== null && contents.footer.rows !== contents.rows.length) {
+    const lastSeq = report.lastSeq ?? start.seq;
+    return {
+      ...report,
+      ok: false,
+      break: {
+        kind: 'truncated',
+        seq: lastSeq + 1,
+        message: `the export's end line says it holds ${contents.footer.rows} rows but it holds ${contents.rows.length}: rows after seq ${lastSeq} are missing`,
+      },
+    };
+  }
+  const headerEnd = contents.header?.toSeq ?? null;
+  if (report.ok && headerEnd !== null && (report.lastSeq ?? start.seq) < headerEnd) {
+    const lastSeq = report.lastSeq ?? start.seq;
+    return {
+      ...report,
+      ok: false,
+      break: { kind: 'truncated', seq: lastSeq + 1, message: `the export's header says it ends at seq ${headerEnd}, but its last row is seq ${lastSeq}: rows ${lastSeq + 1}..${headerEnd} are missing` },
+    };
+  }
+  if (report.ok && contents.footer === null) {
+    return { ...report, warnings: [...report.warnings, 'the export has no end line: it may have been cut off (its signed checkpoints still bound what is there)'] };
+  }
+  return report;
+}

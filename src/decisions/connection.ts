@@ -1,0 +1,207 @@
+import fs from 'node:fs';
+import { dirname } from 'node:path';
+import Database from 'better-sqlite3';
+import { VerdictError, messageOf } from '../errors.js';
+import { INSERT_SQL, type RowValue } from './columns.js';
+import { migrate } from './schema.js';
+
+/**
+ * `durable` (the default): an append resolves only once its row is committed
+ * with `synchronous=FULL`, i.e. fsynced to the write-ahead log.
+ *
+ * `async`: an append resolves at once and its row is written in the next batch,
+ * with `synchronous=NORMAL`. A process crash loses the rows still queued (the
+ * last few milliseconds of decisions), and a power cut may also lose the last
+ * committed transactions; the file itself stays consistent. Those decisions
+ * were already answered. If a batch fails, its acknowledged rows are kept and
+ * retried, the failure is reported (`onWriteError`, `onHealthChange`,
+ * `lastError`), and until the log is healthy again new appends wait for their
+ * commit as in durable mode, so nothing is allowed without being recorded.
+ */
+export type DecisionLogMode = 'durable' | 'async';
+
+type CheckpointParams = [kind: string, seq: number, hash: Buffer, timeMs: number, keyId: string, signature: Buffer];
+
+/**
+ * The writer's connection to a log file: opened in WAL mode with the mode's
+ * `synchronous` level (both read back), migrated, and pinned to the file it
+ * opened (see checkIdentity).
+ */
+export interface Connection {
+  readonly db: Database.Database;
+  /** INSERT_SQL (columns.ts): seq, the columns, prev_hash, hash, format. */
+  readonly insert: Database.Statement<[Array<RowValue | Buffer>]>;
+  readonly tip: Database.Statement<[], { seq: number; hash: Buffer | null }>;
+  /** The prune anchor: where the chain continues when every row has been pruned. */
+  readonly anchor: Database.Statement<[], { seq: number; hash: Buffer }>;
+  readonly lastCheckpoint: Database.Statement<[], { seq: number; time_ms: number }>;
+  readonly insertCheckpoint: Database.Statement<CheckpointParams>;
+  readonly probe: Database.Statement<[number]>;
+  readonly dev: bigint;
+  readonly ino: bigint;
+}
+
+/** The path no longer names the file the connection writes to. */
+class FileMovedError extends Error {}
+
+/**
+ * Open, configure and migrate one write connection, creating the file (and,
+ * with `createDirectory`, its directory) if needed.
+ * @throws VerdictError DECISION_LOG_UNAVAILABLE, or DECISION_LOG_CORRUPT for a file that is not a decision log
+ */
+export function openConnection(path: string, mode: DecisionLogMode, busyTimeoutMs: number, createDirectory = false): Connection {
+  if (createDirectory) {
+    try {
+      fs.mkdirSync(dirname(path), { recursive: true });
+    } catch (error) {
+      throw new VerdictError('DECISION_LOG_UNAVAILABLE', `cannot create the directory of the decision log ${path}: ${messageOf(error)}`, { cause: error });
+    }
+  }
+  setAsideOrphanedWal(path);
+  let db: Database.Database;
+  try {
+    db = new Database(path, { timeout: busyTimeoutMs });
+  } catch (error) {
+    throw new VerdictError('DECISION_LOG_UNAVAILABLE', `cannot open the decision log ${path}: ${messageOf(error)} (${sqliteCode(error) ?? 'error'}); check that it is a writable file in a writable directory`, {
+      cause: error,
+    });
+  }
+  try {
+    db.pragma('journal_mode = WAL');
+    const journal = String(db.pragma('journal_mode', { simple: true })).toLowerCase();
+    if (journal !== 'wal') {
+      throw new VerdictError('DECISION_LOG_UNAVAILABLE', `the decision log ${path} could not be switched to WAL (journal_mode is ${journal}); it must be a file on a local file system, not :memory: or a network share`);
+    }
+    const wanted = mode === 'durable' ? 2 : 1;
+    db.pragma(`synchronous = ${mode === 'durable' ? 'FULL' : 'NORMAL'}`);
+    const synchronous = Number(db.pragma('synchronous', { simple: true }));
+    if (synchronous !== wanted) {
+      throw new VerdictError('DECISION_LOG_UNAVAILABLE', `the decision log ${path} did not accept synchronous=${wanted} for ${mode} mode (it reads back ${synchronous})`);
+    }
+    migrate(db, path);
+    const stat = fs.statSync(path, { bigint: true });
+    return {
+      db,
+      insert: db.prepare<[Array<RowValue | Buffer>]>(INSERT_SQL),
+      tip: db.prepare<[], { seq: number; hash: Buffer | null }>('SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1'),
+      anchor: db.prepare<[], { seq: number; hash: Buffer }>("SELECT seq, hash FROM checkpoints WHERE kind = 'anchor' ORDER BY seq DESC LIMIT 1"),
+      lastCheckpoint: db.prepare<[], { seq: number; time_ms: number }>("SELECT seq, time_ms FROM checkpoints WHERE kind = 'checkpoint' ORDER BY seq DESC LIMIT 1"),
+      insertCheckpoint: db.prepare<CheckpointParams>('INSERT INTO checkpoints (kind, seq, hash, time_ms, key_id, signature) VALUES (?, ?, ?, ?, ?, ?)'),
+      probe: db.prepare<[number]>("INSERT INTO log_meta (key, value) VALUES ('probe_ms', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+      dev: stat.dev,
+      ino: stat.ino,
+    };
+  } catch (error) {
+    closeQuietly(db);
+    if (error instanceof VerdictError) throw error;
+    const code = sqliteCode(error);
+    const corrupt = code?.startsWith('SQLITE_NOTADB') || code?.startsWith('SQLITE_CORRUPT');
+    throw new VerdictError(
+      corrupt ? 'DECISION_LOG_CORRUPT' : 'DECISION_LOG_UNAVAILABLE',
+      corrupt
+        ? `${path} is damaged or not a SQLite database (${code}); move it aside or point the decision log at another file`
+        : `cannot open the decision log ${path}: ${messageOf(error)}${code ? ` (${code})` : ''}`,
+      { cause: error },
+    );
+  }
+}
+
+/** Close a connection that is being abandoned because it failed; its close may fail too. */
+export function closeQuietly(db: Database.Database): void {
+  try {
+    db.close();
+  } catch {
+    // See above.
+  }
+}
+
+/**
+ * SQLite keeps writing to a file that was deleted or renamed under it, and
+ * reports success: the writer calls this inside every transaction, so rows
+ * written to a file the path no longer names are rolled back and reported.
+ */
+export function checkIdentity(conn: Connection, path: string): void {
+  const stat = fs.statSync(path, { bigint: true, throwIfNoEntry: false });
+  if (stat === undefined || stat.ino !== conn.ino || stat.dev !== conn.dev) {
+    throw new FileMovedError();
+  }
+}
+
+/** Whether SQLite refused a statement for a constraint (a duplicate decision id): the row fails alone. */
+export function isConstraintError(error: unknown): boolean {
+  return sqliteCode(error)?.startsWith('SQLITE_CONSTRAINT') ?? false;
+}
+
+function sqliteCode(error: unknown): string | undefined {
+  if (typeof error === 'object' && error !== null && 'code' in error) {
+    const code = (error as { code: unknown }).code;
+    if (typeof code === 'string' && code.startsWith('SQLITE_')) return code;
+  }
+  return undefined;
+}
+
+/**
+ * Why a write failed and what to do, in one sentence an operator can act on;
+ * `reopen` when a fresh connection may cure it (the file was replaced, damaged,
+ * made read-only).
+ */
+export function describeWriteFailure(cause: unknown, path: string, busyTimeoutMs: number): { message: string; reopen: boolean } {
+  const denied = 'New decisions are denied until it can be written again.';
+  if (cause instanceof FileMovedError) {
+    return {
+      message: `the decision log ${path} was removed or replaced while in use, so the last batch was not recorded. verdict reopens it (creating a new log if the path is free) on the next write. ${denied}`,
+      reopen: true,
+    };
+  }
+  if (cause instanceof VerdictError) {
+    // Reopening failed; the message already says why.
+    return { message: `${cause.message}. ${denied}`, reopen: true };
+  }
+  const code = sqliteCode(cause);
+  const detail = messageOf(cause);
+  const prefix = `cannot write the decision log ${path}`;
+  if (code === undefined) {
+    return { message: `${prefix}: ${detail}. ${denied}`, reopen: false };
+  }
+  if (code.startsWith('SQLITE_FULL')) {
+    return { message: `${prefix}: the disk is full (${code}). Free space on the volume holding ${dirname(path)}. ${denied}`, reopen: false };
+  }
+  if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    return {
+      message: `${prefix}: another connection held its write lock for more than ${busyTimeoutMs} ms (${code}). Only one verdict server may write a log; find and stop the other writer. ${denied}`,
+      reopen: false,
+    };
+  }
+  if (code.startsWith('SQLITE_READONLY')) {
+    return { message: `${prefix}: it is read-only (${code}: ${detail}). Make the file, its -wal and -shm files and its directory writable by this process. ${denied}`, reopen: true };
+  }
+  if (code.startsWith('SQLITE_CANTOPEN')) {
+    return { message: `${prefix}: it cannot be opened (${code}). Check that the path is a regular file in an existing, writable directory. ${denied}`, reopen: true };
+  }
+  if (code.startsWith('SQLITE_IOERR')) {
+    return { message: `${prefix}: I/O error (${code}: ${detail}). Check the disk and file system holding it. ${denied}`, reopen: true };
+  }
+  if (code.startsWith('SQLITE_CORRUPT') || code.startsWith('SQLITE_NOTADB')) {
+    return { message: `${prefix}: the file is damaged or not a database (${code}). Move it aside (keep it for investigation); verdict then starts a new log. ${denied}`, reopen: true };
+  }
+  return { message: `${prefix}: ${detail} (${code}). ${denied}`, reopen: true };
+}
+
+/**
+ * A -wal file without its database belongs to a log that was deleted or moved
+ * away. SQLite would replay it into the new, empty file and mix two logs, so it
+ * is renamed aside (kept, never deleted: it may hold the last decisions).
+ */
+function setAsideOrphanedWal(path: string): void {
+  if (fs.existsSync(path) || !fs.existsSync(`${path}-wal`)) return;
+  try {
+    fs.renameSync(`${path}-wal`, `${path}-wal.orphaned-${Date.now()}`);
+    fs.rmSync(`${path}-shm`, { force: true });
+  } catch (error) {
+    throw new VerdictError(
+      'DECISION_LOG_UNAVAILABLE',
+      `${path} is missing but its write-ahead log ${path}-wal is still there and could not be moved aside (${messageOf(error)}); move it away by hand`,
+      { cause: error },
+    );
+  }
+}
