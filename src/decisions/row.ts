@@ -27,28 +27,48 @@ function text(value: string): string {
   return value.isWellFormed() ? value : value.replace(LONE_SURROGATE, '\uFFFD');
 }
 
-/** The stored value of one column of a record (JSON.stringify already escapes lone surrogates). */
-function encodeValue(column: Column, value: unknown, decisionId: unknown): RowValue {
+type Encoder = (record: DecisionRecord) => RowValue;
+
+/**
+ * How one column's stored value is made from a record (JSON.stringify already
+ * escapes lone surrogates). Built once per column: the deciding thread runs
+ * these for every decision.
+ */
+function encoderFor(column: Column): Encoder {
+  const key = column.record;
   switch (column.type) {
     case 'text':
-      return text(value as string);
+      return (record) => text(record[key] as string);
     case 'text?':
-      return value === null || value === undefined ? null : text(value as string);
-    case 'integer':
-      if (typeof value !== 'number' || !Number.isFinite(value)) {
-        throw new VerdictError('INTERNAL', `decision ${String(decisionId)}: ${column.record} ${String(value)} is not a finite number`);
-      }
-      return column.round === true ? Math.round(value) : Math.trunc(value);
+      return (record) => {
+        const value = record[key] as string | null | undefined;
+        return value === null || value === undefined ? null : text(value);
+      };
+    case 'integer': {
+      const toInteger = column.round === true ? Math.round : Math.trunc;
+      return (record) => {
+        const value = record[key];
+        if (typeof value !== 'number' || !Number.isFinite(value)) {
+          throw new VerdictError('INTERNAL', `decision ${String(record.decisionId)}: ${key} ${String(value)} is not a finite number`);
+        }
+        return toInteger(value);
+      };
+    }
     case 'json':
-      return JSON.stringify(value) ?? 'null';
+      return (record) => JSON.stringify(record[key]) ?? 'null';
     case 'json?':
-      if (value === null || value === undefined) return null;
-      if (typeof value !== 'object' || Array.isArray(value)) {
-        throw new VerdictError('INTERNAL', `decision ${String(decisionId)}: ${column.record} must be a JSON object or absent`);
-      }
-      return JSON.stringify(value);
+      return (record) => {
+        const value = record[key];
+        if (value === null || value === undefined) return null;
+        if (typeof value !== 'object' || Array.isArray(value)) {
+          throw new VerdictError('INTERNAL', `decision ${String(record.decisionId)}: ${key} must be a JSON object or absent`);
+        }
+        return JSON.stringify(value);
+      };
   }
 }
+
+const ENCODERS: readonly Encoder[] = COLUMNS.map(encoderFor);
 
 /**
  * Append the stored values of `record` (its sensitive attributes replaced by
@@ -61,7 +81,7 @@ export function encodeRecord(out: RowValue[], record: DecisionRecord, sensitive:
   const start = out.length;
   try {
     const source = sensitive === null ? record : sensitive.apply(record);
-    for (const column of COLUMNS) out.push(encodeValue(column, source[column.record], record.decisionId));
+    for (let k = 0; k < ENCODERS.length; k++) out.push((ENCODERS[k] as Encoder)(source));
   } catch (error) {
     out.length = start;
     if (error instanceof VerdictError) throw error;

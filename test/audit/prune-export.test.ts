@@ -193,6 +193,31 @@ describe('verdict audit export', () => {
     await check(lines.slice(0, at(34)), /^FAILED: truncated at seq 34: the export's header says it ends at seq 40/);
   });
 
+  it('carries each row\'s details and canonical format, and old rows as they were, so a mixed log verifies from its export', async () => {
+    const t = copyLog(intact);
+    const log = await reopen(t);
+    await log.append({ ...(await import('./helpers.js')).record(40), details: { http: { method: 'GET', path: '/v1/models' } } });
+    await log.close();
+    // Make rows 1..40 what the previous release wrote: format 1 (their hashes cover no details).
+    tamperSql(t.db, 'UPDATE decisions SET format = 1 WHERE seq <= 40');
+    const { rechain } = await import('./helpers.js');
+    rechain(t.db, 1);
+    tamperSql(t.db, 'DELETE FROM checkpoints');
+    expect((await audit('verify', '--db', t.db)).code).toBe(0);
+    const out = path.join(t.dir, 'mixed.jsonl');
+    expect((await audit('export', '--db', t.db, '--out', out)).code).toBe(0);
+    const lines = fs.readFileSync(out, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+    const v1 = lines.find((l) => l.seq === 40);
+    const v2 = lines.find((l) => l.seq === 41);
+    expect(v1).not.toHaveProperty('details');
+    expect(v1).not.toHaveProperty('format');
+    expect(v2).toMatchObject({ format: 2, details: { http: { method: 'GET', path: '/v1/models' } } });
+    expect((await audit('verify', '--export', out, '--pubkey', t.pubkey)).code).toBe(0);
+    // The details are chained: changing them in the export is a break.
+    fs.writeFileSync(out, fs.readFileSync(out, 'utf8').replace('"/v1/models"', '"/v1/other"'));
+    expect(failure((await audit('verify', '--export', out, '--pubkey', t.pubkey)).stdout)).toMatch(/^FAILED: changed at seq 41/);
+  });
+
   it('keeps the exact stored text where re-serialising would change it', async () => {
     const t = copyLog(intact);
     // A request stored with spacing JSON.stringify would not produce, re-chained correctly.

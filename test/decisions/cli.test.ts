@@ -141,3 +141,21 @@ describe('parseTime', () => {
     }
   });
 });
+
+describe('verdict decisions --json and the details of a decision', () => {
+  it('shows details where a decision has them, and nothing where it has none', async () => {
+    const db = tempDb();
+    const detailed = record({ details: { http: { method: 'POST', path: '/v1/models/fraud-v3/predict' } } });
+    const plain = record({ time: detailed.time + 1 });
+    const log = await openLog(db);
+    await log.append(detailed);
+    await log.append(plain);
+    await log.close();
+    const { code, stdout } = await run('--db', db, '--json');
+    expect(code).toBe(0);
+    const [second, first] = stdout.trimEnd().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(first).toMatchObject({ decisionId: detailed.decisionId, details: { http: { method: 'POST', path: '/v1/models/fraud-v3/predict' } } });
+    expect(second?.decisionId).toBe(plain.decisionId);
+    expect(second).not.toHaveProperty('details');
+  });
+});
