@@ -29,9 +29,9 @@ export interface CheckpointExport {
   readonly publicKey: string;
 }
 
-export function toExport(checkpoint: Checkpoint, publicKey: KeyObject): CheckpointExport {
+/** A checkpoint as JSON: in a checkpoint export and as a line of a JSONL export (parseCheckpointJson reads both). */
+export function checkpointJson(checkpoint: Checkpoint): Pick<CheckpointExport, 'kind' | 'seq' | 'hash' | 'timeMs' | 'time' | 'keyId' | 'signature'> {
   return {
-    format: CHECKPOINT_EXPORT_FORMAT,
     kind: checkpoint.kind,
     seq: checkpoint.seq,
     hash: Buffer.from(checkpoint.hash).toString('hex'),
@@ -39,6 +39,13 @@ export function toExport(checkpoint: Checkpoint, publicKey: KeyObject): Checkpoi
     time: new Date(checkpoint.timeMs).toISOString(),
     keyId: checkpoint.keyId,
     signature: Buffer.from(checkpoint.signature).toString('base64'),
+  };
+}
+
+export function toExport(checkpoint: Checkpoint, publicKey: KeyObject): CheckpointExport {
+  return {
+    format: CHECKPOINT_EXPORT_FORMAT,
+    ...checkpointJson(checkpoint),
     message: checkpointMessage(checkpoint).toString('utf8'),
     publicKey: publicKeyPem(publicKey),
   };

@@ -5,6 +5,7 @@ import { CHECKPOINT_FORMAT } from '../decisions/checkpoint.js';
 import { COLUMNS, storedRowList } from '../decisions/columns.js';
 import { keyIdOf, publicKeyPem } from '../decisions/keys.js';
 import { VerdictError, messageOf } from '../errors.js';
+import { checkpointJson } from './checkpoint-export.js';
 import { readCheckpoints, withLogFile, type LogFile } from './log-file.js';
 
 /**
@@ -106,16 +107,7 @@ function exportSnapshot(log: LogFile, write: (chunk: string) => void, options: E
     let c = 0;
     const emitCheckpointsThrough = (seq: number): void => {
       for (let cp = cps[c]; cp !== undefined && cp.seq <= seq; cp = cps[++c]) {
-        emit({
-          type: cp.kind,
-          kind: cp.kind,
-          seq: cp.seq,
-          hash: Buffer.from(cp.hash).toString('hex'),
-          timeMs: cp.timeMs,
-          time: new Date(cp.timeMs).toISOString(),
-          keyId: cp.keyId,
-          signature: Buffer.from(cp.signature).toString('base64'),
-        });
+        emit({ type: cp.kind, ...checkpointJson(cp) });
         checkpoints++;
       }
     };

@@ -1,7 +1,6 @@
-import fs from 'node:fs';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import type { Checkpoint } from '../decisions/checkpoint.js';
-import { decisionColumns, readSchemaVersion } from '../decisions/schema.js';
+import { decisionColumns, openReadOnly, readSchemaVersion } from '../decisions/schema.js';
 import { VerdictError, messageOf } from '../errors.js';
 
 /** A decision log opened read-only by one of the audit tools. */
@@ -20,26 +19,8 @@ export interface LogFile {
  *   opened, DECISION_LOG_CORRUPT when it is not a verdict decision log
  */
 export function openLogFile(path: string): LogFile {
-  if (!fs.existsSync(path)) throw new VerdictError('DECISION_LOG_UNAVAILABLE', `no decision log at ${path}`);
-  let db: Database.Database;
-  try {
-    db = new Database(path, { readonly: true, fileMustExist: true });
-  } catch (error) {
-    throw new VerdictError('DECISION_LOG_UNAVAILABLE', `cannot open the decision log ${path}: ${messageOf(error)}`, { cause: error });
-  }
-  try {
-    let schemaVersion: number;
-    try {
-      schemaVersion = readSchemaVersion(db);
-    } catch (error) {
-      throw new VerdictError('DECISION_LOG_CORRUPT', `${path} is not a SQLite database: ${messageOf(error)}`, { cause: error });
-    }
-    if (schemaVersion === 0) throw new VerdictError('DECISION_LOG_CORRUPT', `${path} is not a verdict decision log (no schema version); check --db`);
-    return { path, db, schemaVersion, columns: decisionColumns(db) };
-  } catch (error) {
-    db.close();
-    throw error;
-  }
+  const db = openReadOnly(path);
+  return { path, db, schemaVersion: readSchemaVersion(db), columns: decisionColumns(db) };
 }
 
 /** Run `use` on the log at `path`, closing it afterwards; a failure to read it is DECISION_LOG_CORRUPT. */

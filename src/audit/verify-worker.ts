@@ -1,4 +1,4 @@
-// Worker thread entry for verify.ts: verify blocks of a log until none is left and post the results.
+// Worker thread entry for chain-pass.ts: verify blocks of a log until none is left and post the results.
 import { parentPort, workerData } from 'node:worker_threads';
 import { messageOf } from '../errors.js';
 import { verifyBlocksInFile, type VerifyPlan } from './verify-range.js';

@@ -301,7 +301,7 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
     if (outcome.failed !== null) {
       const error = fromWire(outcome.failed);
       if (waiters === null) {
-        // The writer could not even read these acknowledged rows: this report is all that is left of them.
+        // These acknowledged rows were never written (unreadable, or lost when the writer closed): this report is all that is left of them.
         this.writeErrors.emit({ error, rows: batch.rows, acknowledgedRows: batch.rows });
       } else {
         for (const waiter of waiters) waiter.reject(error);

@@ -1,11 +1,10 @@
-import fs from 'node:fs';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
 import type { Effect, Reason } from '../types.js';
-import { VerdictError, messageOf } from '../errors.js';
+import { VerdictError } from '../errors.js';
 import { selectList, type RowValue } from './columns.js';
 import type { DecisionRecord } from './record.js';
 import { recordFromRow, rowFromValues } from './row.js';
-import { checkReadable, decisionColumns } from './schema.js';
+import { decisionColumns, openReadOnly } from './schema.js';
 
 /** A decision as read back from the log. */
 export interface StoredDecision extends DecisionRecord {
@@ -91,24 +90,7 @@ export class DecisionReader {
    *   cannot be opened; DECISION_LOG_CORRUPT when the file is not a decision log
    */
   static open(path: string): DecisionReader {
-    if (!fs.existsSync(path)) {
-      throw new VerdictError('DECISION_LOG_UNAVAILABLE', `no decision log at ${path}`);
-    }
-    let db: Database.Database;
-    try {
-      db = new Database(path, { readonly: true, fileMustExist: true });
-    } catch (error) {
-      throw new VerdictError('DECISION_LOG_UNAVAILABLE', `cannot open the decision log ${path}: ${messageOf(error)}`, { cause: error });
-    }
-    try {
-      checkReadable(db, path);
-      db.prepare('SELECT seq FROM decisions LIMIT 0').all();
-    } catch (error) {
-      db.close();
-      if (error instanceof VerdictError) throw error;
-      throw new VerdictError('DECISION_LOG_CORRUPT', `${path} is not a readable verdict decision log: ${messageOf(error)}`, { cause: error });
-    }
-    return new DecisionReader(path, db, true);
+    return new DecisionReader(path, openReadOnly(path), true);
   }
 
   /** Matching decisions, newest first. */

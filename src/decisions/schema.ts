@@ -1,5 +1,6 @@
-import type Database from 'better-sqlite3';
-import { VerdictError } from '../errors.js';
+import fs from 'node:fs';
+import Database from 'better-sqlite3';
+import { VerdictError, messageOf } from '../errors.js';
 
 /**
  * Schema versions live in `PRAGMA user_version`: it sits in the database header,
@@ -146,13 +147,29 @@ export function migrate(db: Database.Database, path: string): void {
 }
 
 /**
- * Check that a database opened for reading is a decision log. A newer schema
- * is accepted for reading: migrations only add, and queries name their columns.
+ * Open the decision log at `path` read-only (queries and the audit tools): in
+ * WAL mode such a reader sees the last committed state and never takes the
+ * write lock. A newer schema is accepted for reading: migrations only add,
+ * and readers name their columns.
+ * @throws VerdictError DECISION_LOG_UNAVAILABLE when there is no log at `path` or it
+ *   cannot be opened; DECISION_LOG_CORRUPT when the file is not a decision log
  */
-export function checkReadable(db: Database.Database, path: string): void {
-  const version = readSchemaVersion(db);
-  if (version === 0) {
-    throw new VerdictError('DECISION_LOG_CORRUPT', `${path} is not a verdict decision log (no schema version); check --db`);
+export function openReadOnly(path: string): Database.Database {
+  if (!fs.existsSync(path)) throw new VerdictError('DECISION_LOG_UNAVAILABLE', `no decision log at ${path}`);
+  let db: Database.Database;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true });
+  } catch (error) {
+    throw new VerdictError('DECISION_LOG_UNAVAILABLE', `cannot open the decision log ${path}: ${messageOf(error)}`, { cause: error });
+  }
+  try {
+    if (readSchemaVersion(db) === 0) throw new VerdictError('DECISION_LOG_CORRUPT', `${path} is not a verdict decision log (no schema version); check --db`);
+    db.prepare('SELECT seq FROM decisions LIMIT 0').all();
+    return db;
+  } catch (error) {
+    db.close();
+    if (error instanceof VerdictError) throw error;
+    throw new VerdictError('DECISION_LOG_CORRUPT', `${path} is not a readable verdict decision log: ${messageOf(error)}`, { cause: error });
   }
 }
 

@@ -68,7 +68,7 @@ describe('canonical form', () => {
   });
 });
 
-// The verifier the CLI uses (verify.ts) over rows the writer chained.
+// The verifier the CLI uses (src/audit/verify.ts) over rows the writer chained.
 describe('verifyLog over a written log', () => {
   async function writeLog(n: number): Promise<string> {
     const file = tempDb();
