@@ -3,7 +3,7 @@ import type Database from 'better-sqlite3';
 import { storedRowHash, type StoredRow } from '../decisions/chain.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { startThread } from '../threads.js';
-import type { ChainStart } from './checkpoints.js';
+import type { VerifyReport } from './report.js';
 import { newClaims, sqliteJsonMatchesJs, stopClaims, verifyBlocks, type BlockResult, type VerifyPlan } from './verify-range.js';
 
 /**
@@ -12,6 +12,13 @@ import { newClaims, sqliteJsonMatchesJs, stopClaims, verifyBlocks, type BlockRes
  * large ones are split into blocks that this thread and worker threads take
  * from a shared counter (verify-range.ts); over an export, one loop.
  */
+
+/** Where the chain starts: the genesis hash, a prune anchor, or (an export) a checkpoint or its first row. */
+export interface ChainStart {
+  readonly seq: number;
+  readonly hash: Buffer;
+  readonly from: VerifyReport['start']['from'];
+}
 
 /** What recomputing the chain found, before checkpoints are judged. */
 export interface ChainPass {

@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { checkpointSignatureValid, type Checkpoint } from '../decisions/checkpoint.js';
 import { keyIdOf } from '../decisions/keys.js';
-import type { ChainPass } from './chain-pass.js';
+import type { ChainPass, ChainStart } from './chain-pass.js';
 import { diagnose } from './forensics.js';
 import type { VerifyBreak, VerifyReport } from './report.js';
 import type { RowSource } from './row-source.js';
@@ -13,13 +13,6 @@ import type { RowSource } from './row-source.js';
  * whether it is a bad signature, a checkpoint the chain no longer matches, a
  * row that breaks the chain, or checkpoints beyond the last row.
  */
-
-/** Where the chain starts: the genesis hash, a prune anchor, or (an export) a checkpoint or its first row. */
-export interface ChainStart {
-  readonly seq: number;
-  readonly hash: Buffer;
-  readonly from: VerifyReport['start']['from'];
-}
 
 export interface PendingCheckpoint extends Checkpoint {
   /** Where it came from, for messages. */

@@ -1,5 +1,5 @@
 import { GENESIS_HASH, storedRowHash, type StoredRow } from '../decisions/chain.js';
-import type { ChainStart } from './checkpoints.js';
+import type { ChainStart } from './chain-pass.js';
 import type { VerifyBreak } from './report.js';
 import type { RowSource } from './row-source.js';
 

@@ -37,8 +37,8 @@ import { COLUMNS, formatColumn, type Column, type RowValue } from './columns.js'
 /** The prev_hash of the first row in a chain. */
 export const GENESIS_HASH: Buffer = Buffer.alloc(32);
 
-/** The canonical format every row written by this build uses. */
-export const CURRENT_FORMAT = 2;
+/** The canonical format every row written by this build uses: the newest, which covers every column. */
+export const CURRENT_FORMAT: number = Math.max(...COLUMNS.map((c) => c.since));
 
 /** The name that leads the canonical array of each format. */
 export function formatName(format: number): string {

@@ -1,8 +1,11 @@
 /**
  * The columns of a decision row: the one table the row codec, the hash chain,
  * the writer's INSERT, the readers' SELECTs, the wire format to the writer and
- * verify's SQL are all derived from. Adding a column is one entry here (with
- * the canonical format that first covers it) plus a migration in schema.ts.
+ * verify's SQL are all derived from. Adding a column is one entry at the end
+ * of this table, with `since` the next canonical format number (every row
+ * written from then on is hashed in that format, rows before keep theirs, see
+ * chain.ts), plus a migration in schema.ts that adds it as a nullable column,
+ * and its member in DecisionRecord.
  *
  * Besides these, every stored row has four columns of its own that are not
  * part of the decision: `seq` (its place in the chain), `prev_hash` and `hash`
