@@ -25,6 +25,15 @@ export interface WriteFailure {
   readonly acknowledgedRows: number;
 }
 
+/** Someone waiting for a write (an append, a flush) to be confirmed or refused. */
+export interface Waiter {
+  resolve(): void;
+  reject(error: VerdictError): void;
+}
+
+/** What an operation with nothing to wait for returns. */
+export const RESOLVED: Promise<void> = Promise.resolve();
+
 /**
  * Observers of one kind of event. An observer that throws never breaks the
  * emitter or the other observers: metrics and logging must not be able to stop

@@ -1,7 +1,7 @@
 import { VerdictError, messageOf } from '../errors.js';
 import type { RowValue } from './columns.js';
 import type { DecisionLogMode } from './connection.js';
-import { LogEvents, type CommitStats, type HealthState, type WriteFailure } from './events.js';
+import { LogEvents, RESOLVED, type CommitStats, type HealthState, type Waiter, type WriteFailure } from './events.js';
 import { fromWire, type ClientMessage, type HostMessage, type LogChannel } from './log-protocol.js';
 import type { DecisionRecord } from './record.js';
 import { closedLogError, encodeRecord } from './row.js';
@@ -48,11 +48,6 @@ export interface ClientOptions {
   readonly release?: () => Promise<void>;
 }
 
-interface Waiter {
-  resolve(): void;
-  reject(error: VerdictError): void;
-}
-
 interface Batch {
   /** One per row; null for rows already acknowledged (async mode). */
   readonly waiters: Waiter[] | null;
@@ -63,8 +58,6 @@ interface Request {
   resolve(value: unknown): void;
   reject(error: VerdictError): void;
 }
-
-const RESOLVED: Promise<void> = Promise.resolve();
 
 /**
  * The deciding side of the decision log. Its writer (writer.ts) runs

@@ -6,7 +6,7 @@ import { signCheckpoint } from './checkpoint.js';
 import { systemClock, type Clock } from './clock.js';
 import { COLUMNS, type RowValue } from './columns.js';
 import { checkIdentity, closeQuietly, describeWriteFailure, isConstraintError, openConnection, type Connection, type DecisionLogMode } from './connection.js';
-import { LogEvents } from './events.js';
+import { LogEvents, RESOLVED, type Waiter } from './events.js';
 import type { CheckpointSigner } from './keys.js';
 import { ROW_WIDTH, closedLogError } from './row.js';
 
@@ -64,12 +64,6 @@ interface Batch {
   readonly answer: (outcome: BatchOutcome) => void;
 }
 
-interface Waiter {
-  resolve(): void;
-  reject(error: VerdictError): void;
-}
-
-const RESOLVED: Promise<void> = Promise.resolve();
 const NONE_REFUSED: BatchOutcome = { refused: [], failed: null };
 const DECISION_ID = COLUMNS.findIndex((c) => c.key === 'decisionId');
 
@@ -87,7 +81,8 @@ const DECISION_ID = COLUMNS.findIndex((c) => c.key === 'decisionId');
  * is kept and retried, and answered once it is written (or lost at close).
  * Listeners hear of a transaction before its batches are answered: health
  * first, then each refused row, then the commit (or the failure).
- * Writes are synchronous (better-sqlite3): nothing else runs in this thread.
+ * Writes are synchronous (better-sqlite3): in the writer thread nothing else
+ * waits for them; in the cluster primary, only the cluster's own bookkeeping.
  *
  * @example
  * const writer = LogWriter.open('data/decisions.db', { mode: 'durable' });
