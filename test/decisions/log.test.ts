@@ -3,12 +3,16 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { verifyLog } from '../../src/audit/verify.js';
+import type { RowValue } from '../../src/decisions/columns.js';
 import { openConnection } from '../../src/decisions/connection.js';
+import { ROW_WIDTH, encodeRecord } from '../../src/decisions/row.js';
+import { LogWriter } from '../../src/decisions/writer.js';
 import type { CommitStats, HealthState, WriteFailure } from '../../src/decisions/events.js';
 import { VerdictError } from '../../src/errors.js';
 import { connect, count, ids, next, openLog, record, settle, tempDb, tempDir } from './helpers.js';
 
-// Every log here is served by a real writer thread, as the server opens it.
+// Every log here is served by a real writer thread, as the server opens it, except
+// where the writer itself is driven batch by batch.
 
 function expectUnavailable(error: unknown, fragment: string): void {
   expect(error).toBeInstanceOf(VerdictError);
@@ -308,5 +312,64 @@ describe('fail closed', () => {
     await log.append(record());
     expect(log.healthy).toBe(true);
     await log.close();
+  });
+});
+
+describe('the writer, batch by batch', () => {
+  type Outcome = Parameters<Parameters<LogWriter['write']>[3]>[0];
+  const batch = (...records: ReturnType<typeof record>[]): RowValue[] => {
+    const values: RowValue[] = [];
+    for (const r of records) encodeRecord(values, r);
+    return values;
+  };
+
+  it('commits the batches that arrive together in one transaction and answers each once, refusals by index', async () => {
+    const file = tempDb();
+    const writer = LogWriter.open(file);
+    const commits: CommitStats[] = [];
+    writer.onCommit((stats) => commits.push(stats));
+    const taken = record();
+    const answers: Array<{ batch: string; outcome: Outcome }> = [];
+    const answered = new Promise<void>((resolve) => {
+      const answer = (name: string) => (outcome: Outcome) => {
+        answers.push({ batch: name, outcome });
+        if (answers.length === 2) resolve();
+      };
+      writer.write(batch(record(), taken), 2, false, answer('first'));
+      writer.write(batch(record(), { ...taken }, record()), 3, false, answer('second'));
+    });
+    await answered;
+    expect(commits).toHaveLength(1);
+    expect(commits[0]?.rows).toBe(4);
+    expect(answers.map((a) => a.batch)).toEqual(['first', 'second']);
+    expect(answers[0]?.outcome).toEqual({ refused: [], failed: null });
+    const refused = answers[1]?.outcome.refused ?? [];
+    expect(refused.map(([index]) => index)).toEqual([1]);
+    expect(refused[0]?.[1]).toBeInstanceOf(VerdictError);
+    expect(refused[0]?.[1].message).toContain(taken.decisionId);
+    await writer.close();
+    expect(count(file)).toBe(4);
+    await chainOk(file);
+  });
+
+  it('answers every batch of a failed transaction with the failure, once', async () => {
+    const file = tempDb();
+    const writer = LogWriter.open(file, { busyTimeoutMs: 20 });
+    const locker = new Database(file);
+    locker.exec('BEGIN EXCLUSIVE');
+    const outcomes = await Promise.all(
+      [batch(record()), batch(record(), record())].map((values) => new Promise<Outcome>((resolve) => writer.write(values, values.length / ROW_WIDTH, false, resolve))),
+    );
+    for (const outcome of outcomes) {
+      expect(outcome.refused).toBeNull();
+      expect(outcome.failed).toBeInstanceOf(VerdictError);
+      expect(outcome.failed?.code).toBe('DECISION_LOG_UNAVAILABLE');
+    }
+    expect(writer.healthy).toBe(false);
+    locker.exec('ROLLBACK');
+    locker.close();
+    expect(writer.probe()).toBe(true);
+    await writer.close();
+    expect(count(file)).toBe(0);
   });
 });
