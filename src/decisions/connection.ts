@@ -1,3 +1,10 @@
+/**
+ * The writer's connection to a log file, and what its failures mean: opening
+ * (directory, an orphaned write-ahead log set aside, WAL, the mode's
+ * `synchronous` level read back, migrations), the prepared statements the
+ * writer uses, the check that the path still names the opened file, and one
+ * sentence an operator can act on for each kind of write failure.
+ */
 import fs from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';

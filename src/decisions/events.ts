@@ -1,3 +1,9 @@
+/**
+ * The decision log's health and events, one implementation for both sides:
+ * the writer (writer.ts) is their source, each deciding thread's client
+ * (log-client.ts) mirrors them from the writer's messages, and the server
+ * listens to the client (the cluster primary, to the writer).
+ */
 import type { VerdictError } from '../errors.js';
 
 export interface HealthState {
