@@ -69,7 +69,8 @@ export async function startVerdict(options: { policies: string; db: string; args
       void exited.then(() => setTimeout(() => reject(new Error(`verdict exited; stderr: ${stderr.join('\n')}`)), 100));
     });
   };
-  const serving = await waitForLog((l) => l.msg === 'verdict serving');
+  // Generous: on a loaded machine, --workers N forks N processes that each load the policies.
+  const serving = await waitForLog((l) => l.msg === 'verdict serving', 30_000);
   const port = (address: unknown): number => Number(String(address).split(':').pop());
   return {
     child,
