@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
-import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { verifyLog } from '../../src/audit/verify.js';
 import { DecisionLogClient } from '../../src/decisions/log-client.js';
@@ -134,27 +133,51 @@ describe('a client whose writer thread goes away', () => {
     expect(count(file)).toBe(2);
   });
 
-  it('refuses every append in flight when the thread dies', async () => {
+  it('refuses every append in flight when the channel to its thread is lost', async () => {
     const file = tempDb();
-    const { client, threads } = await served(file);
+    const thread = spawnWriterThread(settings(file));
+    // The thread's channel, with a way to lose it while a batch is in flight. (Terminating a
+    // thread in the middle of a SQLite call can abort the whole process, so the thread itself is
+    // stopped only once it is idle.)
+    const real = workerChannel(thread);
+    let lost = false;
+    let gone: (reason: string) => void = () => undefined;
+    let answered: () => void = () => undefined;
+    const answer = new Promise<void>((resolve) => (answered = resolve));
+    const client = await DecisionLogClient.connect(
+      {
+        post: (message) => real.post(message),
+        listen: (handler) =>
+          real.listen((message) => {
+            if (!lost) handler(message);
+            else if ((message as { t?: string }).t === 'rows') answered();
+          }),
+        onGone: (handler) => {
+          gone = handler;
+          real.onGone(handler);
+        },
+      },
+      { path: file, mode: 'durable', ownsLog: true, release: async () => void (await thread.terminate()) },
+    );
     await client.append(record());
-    // Another connection holds the write lock, so nothing sent from here on can commit.
-    const locker = new Database(file);
-    locker.exec('BEGIN EXCLUSIVE');
     const inFlight = Array.from({ length: 20 }, () => client.append(record()));
     // The client sends this turn's rows in a setImmediate queued before this one.
     await new Promise((resolve) => setImmediate(resolve));
-    await threads[0]!.terminate();
+    lost = true;
+    gone('writer thread exited with code 1');
     const outcomes = await Promise.allSettled(inFlight);
     expect(outcomes.map((o) => o.status)).toEqual(Array(20).fill('rejected'));
     for (const outcome of outcomes) {
-      expect((outcome as PromiseRejectedResult).reason).toBeInstanceOf(VerdictError);
-      expect(((outcome as PromiseRejectedResult).reason as VerdictError).code).toBe('DECISION_LOG_UNAVAILABLE');
+      const reason = (outcome as PromiseRejectedResult).reason as VerdictError;
+      expect(reason).toBeInstanceOf(VerdictError);
+      expect(reason.code).toBe('DECISION_LOG_UNAVAILABLE');
+      expect(reason.message).toContain('writer thread exited with code 1');
     }
-    locker.exec('ROLLBACK');
-    locker.close();
+    expect(client.healthy).toBe(false);
+    await expect(client.append(record())).rejects.toMatchObject({ code: 'DECISION_LOG_UNAVAILABLE' });
+    // The writer answered the batch the client no longer waited for: it is idle now.
+    await answer;
     await client.close();
-    expect(count(file)).toBe(1);
   });
 
   it('says why a writer could not be restarted', async () => {
