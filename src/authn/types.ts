@@ -35,7 +35,7 @@ export type AuthnResult =
       readonly message: string;
     };
 
-/** Turns a credential into a principal. Implementations: JWT bearer tokens, API keys, a chain of both. */
+/** Turns a credential into a principal. Implementations: JWT bearer tokens, API keys, and the configured set of both (authenticators.ts). */
 export interface Authenticator {
   authenticate(source: CredentialSource): Promise<AuthnResult>;
   close?(): Promise<void> | void;

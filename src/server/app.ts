@@ -1,4 +1,4 @@
-import { createAuthenticator } from '../authn/chain.js';
+import { createAuthenticator } from '../authn/authenticators.js';
 import { grpcCallerOf, grpcServerCredentials, httpsServerOptions, loadTlsMaterial, tlsSocketIdentity } from '../authn/mtls.js';
 import type { Authenticator } from '../authn/types.js';
 import { loadAudit, type AuditSetup } from '../decisions/audit-setup.js';
@@ -36,11 +36,7 @@ export interface RunningServer {
 const PROBE_INTERVAL_MS = 1000;
 const READINESS_STATUS_TIMEOUT_MS = 500;
 
-/**
- * Wires the pieces: policies → engine → decision log → answer, behind gRPC, plus the
- * operator's HTTP port. Fails before binding anything if the policies are invalid
- * or the decision log cannot be opened.
- */
+/** How a server differs from a plain single-process one (cluster workers set these). */
 export interface StartOptions {
   /**
    * Where decisions are recorded. Default: a writer thread of this process on
@@ -55,6 +51,11 @@ export interface StartOptions {
   readonly servingMessage?: string;
 }
 
+/**
+ * Wires the pieces: policies → engine → decision log → answer, behind gRPC, plus the
+ * operator's HTTP port. Fails before binding anything if the policies are invalid
+ * or the decision log cannot be opened.
+ */
 export async function startServer(config: ServerConfig, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
   // Certificates are checked before anything opens, so a wrong path stops the start with the file named.
   const tls = config.tls ? loadTlsMaterial(config.tls) : null;

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiKeyStore } from '../../src/authn/api-keys.js';
-import { createAuthenticator, type ChainAuthenticator } from '../../src/authn/chain.js';
+import { createAuthenticator, type ConfiguredAuthenticator } from '../../src/authn/authenticators.js';
 import { authnFailureDecision } from '../../src/authn/decision.js';
 import type { AuthnResult } from '../../src/authn/types.js';
 import { toCheckResponse } from '../../src/server/grpc/convert.js';
@@ -15,12 +15,12 @@ function reasonOf(result: AuthnResult): string {
 
 describe('createAuthenticator: one authenticator, the method chosen by the credential', () => {
   let dir: string;
-  let chain: ChainAuthenticator;
+  let authenticator: ConfiguredAuthenticator;
   let apiKey: string;
   let jwt: string;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), 'verdict-chain-'));
+    dir = mkdtempSync(join(tmpdir(), 'verdict-authn-'));
     const { privateKey, publicKey } = await generateKeyPair('ES256');
     writeFileSync(join(dir, 'jwks.json'), JSON.stringify({ keys: [{ ...(await exportJWK(publicKey)), kid: 'k1' }] }));
     jwt = await new SignJWT({ sub: 'dana', roles: ['data_scientist'] })
@@ -32,32 +32,32 @@ describe('createAuthenticator: one authenticator, the method chosen by the crede
     const store = ApiKeyStore.open(join(dir, 'keys.db'));
     apiKey = store.create({ owner: 'svc-batch', scopes: ['predict'] }).key;
     store.close();
-    chain = createAuthenticator({
+    authenticator = createAuthenticator({
       jwt: { issuer: 'https://id.test/', audience: 'verdict', algorithms: ['ES256'], jwksFile: join(dir, 'jwks.json'), claims: { roles: 'roles' } },
       apiKeys: { db: join(dir, 'keys.db'), header: 'x-verdict-key' },
     });
   });
-  afterAll(() => chain.close());
+  afterAll(() => authenticator.close());
 
   it('sends a bearer JWT to JWT and a bearer vk_ key to API keys', async () => {
-    expect(await chain.authenticate({ headers: { authorization: `Bearer ${jwt}` } })).toMatchObject({ ok: true, method: 'jwt', principal: { id: 'dana', roles: ['data_scientist'] } });
-    expect(await chain.authenticate({ headers: { authorization: `bearer ${apiKey}` } })).toMatchObject({ ok: true, method: 'api-key', principal: { id: 'svc-batch' } });
+    expect(await authenticator.authenticate({ headers: { authorization: `Bearer ${jwt}` } })).toMatchObject({ ok: true, method: 'jwt', principal: { id: 'dana', roles: ['data_scientist'] } });
+    expect(await authenticator.authenticate({ headers: { authorization: `bearer ${apiKey}` } })).toMatchObject({ ok: true, method: 'api-key', principal: { id: 'svc-batch' } });
   });
 
   it('reads a bare key from the configured header (and only that one)', async () => {
-    expect(await chain.authenticate({ headers: { 'x-verdict-key': apiKey } })).toMatchObject({ ok: true, method: 'api-key' });
-    expect(reasonOf(await chain.authenticate({ headers: { 'x-api-key': apiKey } }))).toBe('MISSING_CREDENTIAL');
+    expect(await authenticator.authenticate({ headers: { 'x-verdict-key': apiKey } })).toMatchObject({ ok: true, method: 'api-key' });
+    expect(reasonOf(await authenticator.authenticate({ headers: { 'x-api-key': apiKey } }))).toBe('MISSING_CREDENTIAL');
   });
 
   it('says MISSING_CREDENTIAL when there is none, naming what is accepted', async () => {
-    const result = await chain.authenticate({ headers: { 'user-agent': 'curl' } });
+    const result = await authenticator.authenticate({ headers: { 'user-agent': 'curl' } });
     expect(result).toEqual({ ok: false, reason: 'MISSING_CREDENTIAL', message: 'no credential; send authorization: Bearer <JWT>, or authorization: Bearer vk_... or x-verdict-key' });
   });
 
   it('refuses other schemes, unknown shapes and two credentials at once as malformed', async () => {
-    expect(reasonOf(await chain.authenticate({ headers: { authorization: 'Basic YWxpY2U6c2VjcmV0' } }))).toBe('MALFORMED_CREDENTIAL');
-    expect(reasonOf(await chain.authenticate({ headers: { authorization: 'Bearer opaque-token' } }))).toBe('MALFORMED_CREDENTIAL');
-    expect(reasonOf(await chain.authenticate({ headers: { authorization: `Bearer ${jwt}`, 'x-verdict-key': apiKey } }))).toBe('MALFORMED_CREDENTIAL');
+    expect(reasonOf(await authenticator.authenticate({ headers: { authorization: 'Basic YWxpY2U6c2VjcmV0' } }))).toBe('MALFORMED_CREDENTIAL');
+    expect(reasonOf(await authenticator.authenticate({ headers: { authorization: 'Bearer opaque-token' } }))).toBe('MALFORMED_CREDENTIAL');
+    expect(reasonOf(await authenticator.authenticate({ headers: { authorization: `Bearer ${jwt}`, 'x-verdict-key': apiKey } }))).toBe('MALFORMED_CREDENTIAL');
   });
 
   it('refuses a credential of a kind that is not configured', async () => {

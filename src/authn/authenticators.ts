@@ -19,7 +19,7 @@ export interface AuthenticatorOptions {
  * bearer token to JWT. A credential of a kind that is not configured is
  * MALFORMED_CREDENTIAL; no credential is MISSING_CREDENTIAL.
  */
-export class ChainAuthenticator implements Authenticator {
+export class ConfiguredAuthenticator implements Authenticator {
   constructor(
     readonly jwt: JwtAuthenticator | null,
     readonly apiKeys: ApiKeyAuthenticator | null,
@@ -64,9 +64,9 @@ export class ChainAuthenticator implements Authenticator {
  * const result = await authenticator.authenticate({ headers: { 'x-api-key': 'vk_...' } });
  * if (!result.ok) record(authnFailureDecision(result, policyVersion));
  */
-export function createAuthenticator(config: AuthnConfig, options: AuthenticatorOptions = {}): ChainAuthenticator {
+export function createAuthenticator(config: AuthnConfig, options: AuthenticatorOptions = {}): ConfiguredAuthenticator {
   const report = options.onError;
   const jwt = config.jwt ? JwtAuthenticator.create(config.jwt, { onError: (e) => report?.(e, 'jwt') }) : null;
   const apiKeys = config.apiKeys ? ApiKeyAuthenticator.open(config.apiKeys, { onError: (e) => report?.(e, 'api-key') }) : null;
-  return new ChainAuthenticator(jwt, apiKeys);
+  return new ConfiguredAuthenticator(jwt, apiKeys);
 }
