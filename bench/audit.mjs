@@ -80,7 +80,7 @@ async function main() {
 async function verifyBench(tmp) {
   const { DecisionLog } = await import('../dist/decisions/log.js');
   const { loadAudit } = await import('../dist/decisions/audit-setup.js');
-  const { newDecisionId } = await import('../dist/server/decision-id.js');
+  const { newDecisionId } = await import('../dist/decide/decision-id.js');
   const dir = path.join(tmp, 'verify');
   const db = path.join(dir, 'decisions.db');
   fs.mkdirSync(dir);
@@ -241,7 +241,7 @@ async function startVerdict(dbFile, extra) {
 async function writerWork(tmp) {
   const { DecisionLog } = await import('../dist/decisions/log.js');
   const { loadAudit } = await import('../dist/decisions/audit-setup.js');
-  const { newDecisionId } = await import('../dist/server/decision-id.js');
+  const { newDecisionId } = await import('../dist/decide/decision-id.js');
   const rows = 20_000;
   const batch = 16;
   const runs = { on: [], off: [] };

@@ -5,15 +5,16 @@ import { loadAudit, type AuditSetup } from '../decisions/audit-setup.js';
 import type { SensitiveAttributes } from '../decisions/sensitive.js';
 import type { DecisionLogClient } from '../decisions/log-client.js';
 import { startWriterThread, type WriterSettings } from '../decisions/writer-thread.js';
+import { DecisionPipeline } from '../decide/index.js';
 import { messageOf, VerdictError } from '../errors.js';
-import { EXT_AUTHZ_SERVICE, extAuthzService } from '../gateway/ext-authz.js';
+import { GatewayAdapter } from '../gateway/adapter.js';
 import { handleForwardAuth, peerOf } from '../gateway/forward-auth.js';
-import { GatewayAdapter } from '../gateway/http-request.js';
 import { TrustedHeaderAuthenticator } from '../gateway/trusted-headers.js';
+import { Admin } from './admin.js';
 import type { ServerConfig } from './config.js';
 import { splitHostPort } from './config.js';
-import { DecisionService } from './decision-service.js';
 import { AUTHORIZATION_SERVICE } from './grpc/authorization-service.js';
+import { EXT_AUTHZ_SERVICE } from './grpc/ext-authz-service.js';
 import { createGrpcServer, type GrpcServer } from './grpc/server.js';
 import { OperatorHttpServer } from './http.js';
 import type { Logger } from './logger.js';
@@ -95,22 +96,27 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     throw error;
   }
 
-  const service = new DecisionService(store, log, metrics, options.onAdminReload);
+  // Every transport decides through the one pipeline; metrics observe it.
+  const pipeline = new DecisionPipeline(store, log);
+  pipeline.observe(metrics);
+  const admin = new Admin(store, log.path, options.onAdminReload);
   // Gateways (Envoy ext_authz, forward-auth) authenticate with authn, or trust an identity proxy's headers.
   if (config.trustedPrincipal && (config.authn.jwt || config.authn.apiKeys)) {
     await log.close().catch(() => undefined);
     await authenticator.close?.();
     throw new VerdictError('CONFIG_INVALID', 'configuration: trustedPrincipal and authn (jwt, apiKeys) exclude each other; gateways use one way to know the caller');
   }
-  const gateway = new GatewayAdapter(service, config.trustedPrincipal ? new TrustedHeaderAuthenticator(config.trustedPrincipal) : authenticator);
-  const grpc: GrpcServer = createGrpcServer(service, {
-    maxReceiveMessageBytes: config.maxMessageBytes,
-    shutdownTimeoutMs: config.shutdownGraceMs,
-    onInternalError: (error, method) => logger.error({ method, error: messageOf(error) }, 'internal error answering a call'),
-    // The verified client certificate's identity when there is one, else the peer address.
-    callerOf: grpcCallerOf,
-    extraServices: [{ name: EXT_AUTHZ_SERVICE, implementation: (options) => extAuthzService(gateway, options) }],
-  });
+  const gateway = new GatewayAdapter(pipeline, config.trustedPrincipal ? new TrustedHeaderAuthenticator(config.trustedPrincipal) : authenticator);
+  const grpc: GrpcServer = createGrpcServer(
+    { authorization: pipeline, admin, extAuthz: gateway },
+    {
+      maxReceiveMessageBytes: config.maxMessageBytes,
+      shutdownTimeoutMs: config.shutdownGraceMs,
+      onInternalError: (error, method) => logger.error({ method, error: messageOf(error) }, 'internal error answering a call'),
+      // The verified client certificate's identity when there is one, else the peer address.
+      callerOf: grpcCallerOf,
+    },
+  );
 
   // While the log cannot be written, checks fail closed and health says so; a probe notices recovery.
   let probeTimer: NodeJS.Timeout | null = null;
@@ -182,7 +188,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       if (probeTimer) clearInterval(probeTimer);
       await grpc.shutdown();
       await http.close();
-      service.close();
+      admin.close();
       await authenticator.close?.();
       await log.close();
     })();

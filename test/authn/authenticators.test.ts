@@ -5,9 +5,7 @@ import { SignJWT, exportJWK, generateKeyPair } from 'jose';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ApiKeyStore } from '../../src/authn/api-keys.js';
 import { createAuthenticator, type ConfiguredAuthenticator } from '../../src/authn/authenticators.js';
-import { authnFailureDecision } from '../../src/authn/decision.js';
 import type { AuthnResult } from '../../src/authn/types.js';
-import { toCheckResponse } from '../../src/server/grpc/convert.js';
 
 function reasonOf(result: AuthnResult): string {
   return result.ok ? 'OK' : result.reason;
@@ -74,23 +72,5 @@ describe('createAuthenticator: one authenticator, the method chosen by the crede
     const none = createAuthenticator({});
     expect(await none.authenticate({ headers: {} })).toEqual({ ok: false, reason: 'MISSING_CREDENTIAL', message: 'no credential, and no authentication method is configured' });
     expect(reasonOf(await none.authenticate({ headers: { authorization: `Bearer ${jwt}` } }))).toBe('MALFORMED_CREDENTIAL');
-  });
-});
-
-describe('authnFailureDecision: a refused credential is a decision too', () => {
-  it('denies with DENIED_UNAUTHENTICATED and the failure under rule id authn', () => {
-    const decision = authnFailureDecision({ ok: false, reason: 'EXPIRED', message: 'token expired at 2025-01-01T00:00:00.000Z' }, 'sha256:abc');
-    expect(decision).toEqual({
-      effect: 'DENY',
-      reason: 'DENIED_UNAUTHENTICATED',
-      ruleIds: [],
-      errors: [{ ruleId: 'authn', message: 'EXPIRED: token expired at 2025-01-01T00:00:00.000Z' }],
-      policyVersion: 'sha256:abc',
-    });
-  });
-
-  it('goes over gRPC as REASON_DENIED_UNAUTHENTICATED', () => {
-    const decision = authnFailureDecision({ ok: false, reason: 'REVOKED', message: 'API key x was revoked' }, 'v1');
-    expect(toCheckResponse({ decision, decisionId: 'd1' }, null)).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_UNAUTHENTICATED' });
   });
 });

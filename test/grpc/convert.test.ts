@@ -1,16 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import {
-  fromTimestamp,
-  jsonToStruct,
-  MAX_ATTRIBUTE_DEPTH,
-  structToAttributes,
-  toBatchInputs,
-  toCheckInput,
-  toDecisionQuery,
-  toTimestamp,
-} from '../../src/server/grpc/convert.js';
-import { InvalidRequest, RequestFieldError } from '../../src/server/grpc/invalid-request.js';
+import { InvalidRequest, RequestFieldError, refusalDecision } from '../../src/decide/index.js';
+import { jsonToStruct, MAX_ATTRIBUTE_DEPTH, structToAttributes } from '../../src/server/grpc/convert/struct.js';
+import { fromTimestamp, toBatchInputs, toCheckInput, toCheckResponse, toDecisionFilters, toTimestamp } from '../../src/server/grpc/convert/verdict.js';
+import { packageDefinition } from '../../src/server/grpc/descriptors.js';
 import type { ListDecisionsRequestMessage, StructMessage, ValueMessage } from '../../src/server/grpc/messages.js';
+import { REASONS } from '../../src/types.js';
 
 /** As proto-loader decodes it: the oneof's member named in `kind`. */
 function decoded(value: ValueMessage): ValueMessage {
@@ -79,7 +73,7 @@ describe('requests', () => {
     const invalid = input as InvalidRequest;
     expect(invalid.error.field).toBe('principal.id');
     expect(invalid.request.resource.type).toBe('model');
-    expect(invalid.decision('v')).toEqual({
+    expect(refusalDecision(invalid.refusal, 'v')).toEqual({
       effect: 'DENY',
       reason: 'DENIED_INVALID_REQUEST',
       ruleIds: [],
@@ -116,7 +110,7 @@ describe('admin messages', () => {
     expect(() => fromTimestamp({ seconds: 1, nanos: 1e9 }, 'until')).toThrow('until.nanos: must be between 0 and 999999999');
   });
 
-  it('leaves unset filters out of the query', () => {
+  it('leaves unset filters out of the log filters', () => {
     const empty: ListDecisionsRequestMessage = {
       principalId: '',
       resourceType: '',
@@ -128,9 +122,21 @@ describe('admin messages', () => {
       until: null,
       limit: 0,
     };
-    expect(toDecisionQuery(empty)).toEqual({});
+    expect(toDecisionFilters(empty)).toEqual({});
     expect(
-      toDecisionQuery({ ...empty, principalId: 'alice', effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT', since: { seconds: '10', nanos: 0 }, limit: 5 }),
+      toDecisionFilters({ ...empty, principalId: 'alice', effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT', since: { seconds: '10', nanos: 0 }, limit: 5 }),
     ).toEqual({ principalId: 'alice', effect: 'DENY', reason: 'DENIED_BY_RATE_LIMIT', since: 10_000, limit: 5 });
+  });
+});
+
+describe('the reason enum', () => {
+  const wireNames = (packageDefinition['verdict.v1.Reason'] as { type: { value: { name: string }[] } }).type.value.map((v) => v.name);
+
+  it('gives every reason of src/types.ts a value of verdict.v1.Reason, and reads each value but UNSPECIFIED back', () => {
+    const sent = REASONS.map((reason) => toCheckResponse({ decision: { effect: 'DENY', reason, ruleIds: [], errors: [], policyVersion: 'v' }, decisionId: 'd' }, null).reason);
+    expect([...sent].sort()).toEqual(wireNames.filter((name) => name !== 'REASON_UNSPECIFIED').sort());
+    const empty: ListDecisionsRequestMessage = { principalId: '', resourceType: '', resourceId: '', action: '', effect: 'EFFECT_UNSPECIFIED', reason: 'REASON_UNSPECIFIED', since: null, until: null, limit: 0 };
+    for (const reason of REASONS) expect(toDecisionFilters({ ...empty, reason: `REASON_${reason}` }).reason).toBe(reason);
+    expect(toDecisionFilters(empty).reason).toBeUndefined();
   });
 });

@@ -1,9 +1,9 @@
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import { RequestFieldError } from '../../decide/index.js';
 import { VerdictError } from '../../errors.js';
-import { callMeta, unary, type CallOptions } from './call.js';
-import { toDecisionQuery, toDecisionRecordMessage, toPolicyStatusMessage, toReloadMessage } from './convert.js';
+import { unary, type CallOptions } from './call.js';
+import { toDecisionFilters, toDecisionRecordMessage, toPolicyStatusMessage, toReloadMessage } from './convert/verdict.js';
 import type { AdminHandlers } from './handlers.js';
-import { RequestFieldError } from './invalid-request.js';
 import type {
   DecisionRecordMessage,
   GetDecisionRequestMessage,
@@ -15,28 +15,26 @@ import type {
 
 export const ADMIN_SERVICE = 'verdict.v1.Admin';
 
-/** verdict.v1.Admin over the application's handlers. */
+/** verdict.v1.Admin over the server's admin handlers. */
 export function adminService(handlers: AdminHandlers, options: CallOptions): UntypedServiceImplementation {
   return {
-    GetPolicyStatus: unary<unknown, PolicyStatusMessage>('GetPolicyStatus', options, async (call) =>
-      toPolicyStatusMessage(await handlers.policyStatus(callMeta(call, '', options))),
-    ),
+    GetPolicyStatus: unary<unknown, PolicyStatusMessage>('GetPolicyStatus', options, async () => toPolicyStatusMessage(await handlers.policyStatus())),
 
-    ReloadPolicies: unary<unknown, ReloadPoliciesResponseMessage>('ReloadPolicies', options, async (call) =>
-      toReloadMessage(await handlers.reload(callMeta(call, '', options))),
-    ),
+    ReloadPolicies: unary<unknown, ReloadPoliciesResponseMessage>('ReloadPolicies', options, async () => {
+      const { outcome, status } = await handlers.reload();
+      return toReloadMessage(outcome, status);
+    }),
 
     GetDecision: unary<GetDecisionRequestMessage, DecisionRecordMessage>('GetDecision', options, async (call) => {
       const id = call.request.decisionId;
       if (id === '') throw RequestFieldError.required('decision_id');
-      const record = await handlers.getDecision(id, callMeta(call, '', options));
+      const record = await handlers.getDecision(id);
       if (!record) throw new VerdictError('NOT_FOUND', `no decision with id ${id}`);
       return toDecisionRecordMessage(record);
     }),
 
     ListDecisions: unary<ListDecisionsRequestMessage, ListDecisionsResponseMessage>('ListDecisions', options, async (call) => {
-      const query = toDecisionQuery(call.request);
-      const records = await handlers.listDecisions(query, callMeta(call, '', options));
+      const records = await handlers.listDecisions(toDecisionFilters(call.request));
       return { decisions: records.map(toDecisionRecordMessage) };
     }),
   };

@@ -1,9 +1,10 @@
 import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { InvalidRequest, type CheckResult, type RequestFieldError } from '../../decide/index.js';
 import { VerdictError } from '../../errors.js';
 import { callMeta, unary, type CallOptions } from './call.js';
-import { toBatchInputs, toCheckInput, toCheckResponse } from './convert.js';
-import type { AuthorizationHandlers, CheckResult } from './handlers.js';
-import { InvalidRequest, OversizedMessage, type RequestFieldError } from './invalid-request.js';
+import { toBatchInputs, toCheckInput, toCheckResponse } from './convert/verdict.js';
+import type { AuthorizationHandlers } from './handlers.js';
+import { OversizedMessage } from './oversized.js';
 import type {
   CheckBatchRequestMessage,
   CheckBatchResponseMessage,
@@ -22,7 +23,7 @@ export interface AuthorizationOptions extends CallOptions {
   readonly maxBatchItems: number;
 }
 
-/** verdict.v1.Authorization over the application's handlers. */
+/** verdict.v1.Authorization over the decide core (or any AuthorizationHandlers). */
 export function authorizationService(handlers: AuthorizationHandlers, options: AuthorizationOptions): UntypedServiceImplementation {
   return {
     Check: unary<CheckRequestMessage, CheckResponseMessage>('Check', options, async (call) => {

@@ -5,7 +5,7 @@ import {
   type handleUnaryCall,
   type sendUnaryData,
 } from '@grpc/grpc-js';
-import type { CallMeta } from './handlers.js';
+import type { CallMeta } from '../../decide/index.js';
 import { StatusError, toStatus } from './status.js';
 
 /** What the service wrappers need from the server's options. */

@@ -1,12 +1,10 @@
-import type { UntypedServiceImplementation } from '@grpc/grpc-js';
-import { jsonToStruct } from '../server/grpc/convert.js';
-import { unary, type CallOptions } from '../server/grpc/call.js';
-import type { StructMessage } from '../server/grpc/messages.js';
-import type { GatewayAdapter } from './http-request.js';
-import type { GatewayAnswer, GatewayRequest } from './types.js';
+import type { GatewayAnswer, GatewayRequest } from '../../../gateway/types.js';
+import type { StructMessage } from '../messages.js';
+import { jsonToStruct } from './struct.js';
 
-/** Envoy's external authorization service, as Envoy and Istio call it. */
-export const EXT_AUTHZ_SERVICE = 'envoy.service.auth.v3.Authorization';
+// Envoy's ext_authz v3 messages as the gateway adapter's HTTP request and back:
+// what Envoy's HTTP filter says of a downstream request, and the answer in
+// Envoy's terms (status, headers for the upstream or the client, metadata).
 
 // The messages of proto/envoy/service/auth/v3/*.proto as the loader presents them
 // (see LOADER_OPTIONS): camelCase fields, maps as objects, absent messages as null,
@@ -76,7 +74,7 @@ export interface ExtAuthzCheckResponse {
 export const RPC_CODE = { OK: 0, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UNAUTHENTICATED: 16 } as const;
 
 /** The request an ext_authz CheckRequest describes. */
-export function fromCheckRequest(message: ExtAuthzCheckRequest): GatewayRequest {
+export function fromEnvoyCheckRequest(message: ExtAuthzCheckRequest): GatewayRequest {
   const attributes = message.attributes;
   const http = attributes?.request?.http ?? null;
   const headers: Record<string, string> = {};
@@ -119,7 +117,7 @@ function headerOptions(headers: Readonly<Record<string, string>>): HeaderValueOp
  * or RESOURCE_EXHAUSTED (429), with the decision id as a header for the client. Both
  * carry `dynamic_metadata` {decision_id, reason, policy_version}.
  */
-export function toCheckResponse(answer: GatewayAnswer): ExtAuthzCheckResponse {
+export function toEnvoyCheckResponse(answer: GatewayAnswer): ExtAuthzCheckResponse {
   const dynamicMetadata = jsonToStruct({
     decision_id: answer.decisionId,
     reason: answer.decision.reason,
@@ -135,19 +133,5 @@ export function toCheckResponse(answer: GatewayAnswer): ExtAuthzCheckResponse {
     status: { code, message: answer.decision.reason },
     deniedResponse: { status: { code: HTTP_STATUS_NAMES[answer.status] }, headers: headerOptions(headers), body: answer.body },
     dynamicMetadata,
-  };
-}
-
-/**
- * envoy.service.auth.v3.Authorization over the gateway adapter. A decision that
- * cannot be recorded fails the call with UNAVAILABLE, which Envoy (with
- * failure_mode_allow: false) turns into a denial.
- */
-export function extAuthzService(gateway: GatewayAdapter, options: CallOptions): UntypedServiceImplementation {
-  return {
-    Check: unary<ExtAuthzCheckRequest, ExtAuthzCheckResponse>('envoy.Check', options, async (call) => {
-      const answer = await gateway.decide(fromCheckRequest(call.request), options.callerOf(call));
-      return toCheckResponse(answer);
-    }),
   };
 }

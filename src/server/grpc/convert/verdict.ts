@@ -1,16 +1,8 @@
-import type { DecisionRecord } from '../../decisions/record.js';
-import type {
-  AttributeValue,
-  Attributes,
-  DecisionRequest,
-  Effect,
-  Principal,
-  Reason,
-  RequestContext,
-  Resource,
-} from '../../types.js';
-import type { CheckResult, DecisionQuery, PolicyStatus, ReloadOutcome } from './handlers.js';
-import { InvalidRequest, RequestFieldError, type CheckInput } from './invalid-request.js';
+import type { DecisionRecord } from '../../../decisions/record.js';
+import type { DecisionFilters } from '../../../decisions/query.js';
+import { InvalidRequest, RequestFieldError, type CheckInput, type CheckResult } from '../../../decide/index.js';
+import { REASONS, type Attributes, type DecisionRequest, type Effect, type Principal, type Reason, type RequestContext, type Resource } from '../../../types.js';
+import type { PolicyStatus, ReloadOutcome } from '../../policy-store.js';
 import type {
   BatchItemMessage,
   CheckBatchRequestMessage,
@@ -20,139 +12,22 @@ import type {
   DecisionRecordMessage,
   EffectName,
   ListDecisionsRequestMessage,
-  ListValueMessage,
   PolicyStatusMessage,
   PrincipalMessage,
-  ReasonName,
   ReloadPoliciesResponseMessage,
   ResourceMessage,
   StructMessage,
   TimestampMessage,
-  ValueMessage,
-} from './messages.js';
+} from '../messages.js';
+import { jsonToStruct, structToAttributes } from './struct.js';
 
-// The one place protobuf messages become domain values and back. It runs on
-// every Check, so it shares empty values, copies no arrays it can pass through,
-// and only builds error paths once something is wrong.
+// The verdict.v1 messages (Authorization and Admin) as domain values and back.
+// It runs on every Check, so it shares empty values, copies no arrays it can
+// pass through, and only builds error paths once something is wrong.
 
 const EMPTY_ATTRIBUTES: Attributes = Object.freeze({});
 const NO_ROLES: readonly string[] = Object.freeze([]);
 const EMPTY_CONTEXT: RequestContext = Object.freeze({ attributes: EMPTY_ATTRIBUTES });
-
-/** Deep enough for any sane attribute document, shallow enough to never threaten the stack. */
-export const MAX_ATTRIBUTE_DEPTH = 32;
-
-// ---------------------------------------------------------------- Struct → JSON
-
-class AttributeProblem extends Error {
-  readonly path: (string | number)[] = [];
-}
-
-/**
- * A google.protobuf.Struct as plain JSON attributes. Throws RequestFieldError
- * naming the offending attribute under `field` (e.g. `principal.attributes.tier`).
- */
-export function structToAttributes(struct: StructMessage | null | undefined, field: string): Attributes {
-  if (!struct) return EMPTY_ATTRIBUTES;
-  try {
-    return structToJson(struct, 0);
-  } catch (error) {
-    if (!(error instanceof AttributeProblem)) throw error;
-    throw RequestFieldError.invalid(field + error.path.map(pathSegment).join(''), error.message);
-  }
-}
-
-function structToJson(struct: StructMessage, depth: number): Attributes {
-  if (depth > MAX_ATTRIBUTE_DEPTH) throw new AttributeProblem(`nested deeper than ${MAX_ATTRIBUTE_DEPTH} levels`);
-  const fields = struct.fields;
-  const keys = Object.keys(fields);
-  if (keys.length === 0) return EMPTY_ATTRIBUTES;
-  const out: Record<string, AttributeValue> = {};
-  let key = '';
-  try {
-    for (key of keys) out[key] = valueToJson(fields[key]!, depth);
-  } catch (error) {
-    if (error instanceof AttributeProblem) error.path.unshift(key);
-    throw error;
-  }
-  return out;
-}
-
-function listToJson(list: ListValueMessage, depth: number): AttributeValue[] {
-  if (depth > MAX_ATTRIBUTE_DEPTH) throw new AttributeProblem(`nested deeper than ${MAX_ATTRIBUTE_DEPTH} levels`);
-  const values = list.values;
-  const out = new Array<AttributeValue>(values.length);
-  let i = 0;
-  try {
-    for (; i < values.length; i++) out[i] = valueToJson(values[i]!, depth);
-  } catch (error) {
-    if (error instanceof AttributeProblem) error.path.unshift(i);
-    throw error;
-  }
-  return out;
-}
-
-function valueToJson(value: ValueMessage, depth: number): AttributeValue {
-  switch (value.kind) {
-    case 'stringValue':
-      return value.stringValue ?? '';
-    case 'numberValue': {
-      const n = value.numberValue ?? 0;
-      if (!Number.isFinite(n)) throw new AttributeProblem('number must be finite (NaN and Infinity are not JSON)');
-      return n;
-    }
-    case 'boolValue':
-      return value.boolValue ?? false;
-    case 'nullValue':
-      return null;
-    case 'structValue':
-      return value.structValue ? structToJson(value.structValue, depth + 1) : EMPTY_ATTRIBUTES;
-    case 'listValue':
-      return value.listValue ? listToJson(value.listValue, depth + 1) : [];
-    default:
-      throw new AttributeProblem('no value set (send null_value for null)');
-  }
-}
-
-const IDENTIFIER = /^[A-Za-z_][A-Za-z0-9_]*$/;
-
-function pathSegment(segment: string | number): string {
-  if (typeof segment === 'number') return `[${segment}]`;
-  return IDENTIFIER.test(segment) ? `.${segment}` : `[${JSON.stringify(segment)}]`;
-}
-
-// ---------------------------------------------------------------- JSON → Struct
-
-/** JSON-ready data as a google.protobuf.Struct (a non-object becomes an empty Struct). */
-export function jsonToStruct(data: unknown): StructMessage {
-  const fields: Record<string, ValueMessage> = {};
-  if (data === null || typeof data !== 'object' || Array.isArray(data)) return { fields };
-  for (const [key, value] of Object.entries(data)) {
-    // Assigning `__proto__` would replace the prototype instead of adding a field.
-    Object.defineProperty(fields, key, { value: jsonToValue(value), enumerable: true, writable: true, configurable: true });
-  }
-  return { fields };
-}
-
-function jsonToValue(value: unknown): ValueMessage {
-  switch (typeof value) {
-    case 'string':
-      return { stringValue: value };
-    case 'number':
-      return Number.isFinite(value) ? { numberValue: value } : { nullValue: 'NULL_VALUE' };
-    case 'boolean':
-      return { boolValue: value };
-    case 'bigint':
-      return { stringValue: value.toString() };
-    case 'object':
-      if (value === null) return { nullValue: 'NULL_VALUE' };
-      if (Array.isArray(value)) return { listValue: { values: value.map(jsonToValue) } };
-      return { structValue: jsonToStruct(value) };
-    default:
-      // undefined, functions and symbols have no JSON form; JSON.stringify drops them too.
-      return { nullValue: 'NULL_VALUE' };
-  }
-}
 
 // ---------------------------------------------------------------- requests
 
@@ -246,25 +121,19 @@ function readItem(
 
 const EFFECT_NAMES: Readonly<Record<Effect, EffectName>> = { ALLOW: 'EFFECT_ALLOW', DENY: 'EFFECT_DENY' };
 
-const REASON_NAMES: Readonly<Record<Reason, ReasonName>> = {
-  ALLOWED_BY_RULE: 'REASON_ALLOWED_BY_RULE',
-  DENIED_BY_RULE: 'REASON_DENIED_BY_RULE',
-  DENIED_BY_DEFAULT: 'REASON_DENIED_BY_DEFAULT',
-  DENIED_BY_RATE_LIMIT: 'REASON_DENIED_BY_RATE_LIMIT',
-  DENIED_BY_ERROR: 'REASON_DENIED_BY_ERROR',
-  DENIED_INVALID_REQUEST: 'REASON_DENIED_INVALID_REQUEST',
-  DENIED_UNAUTHENTICATED: 'REASON_DENIED_UNAUTHENTICATED',
-};
+/** verdict.v1.Reason by domain reason: `REASON_` and the name, for every reason of src/types.ts. */
+const REASON_NAMES = Object.fromEntries(REASONS.map((reason) => [reason, `REASON_${reason}`])) as Readonly<Record<Reason, `REASON_${Reason}`>>;
 
 const EFFECTS_BY_NAME = invert(EFFECT_NAMES);
 const REASONS_BY_NAME = invert(REASON_NAMES);
 
-function invert<K extends string, V extends string>(record: Readonly<Record<K, V>>): ReadonlyMap<V, K> {
-  return new Map(Object.entries(record).map(([key, value]) => [value as V, key as K]));
+/** Wire name → domain value; UNSPECIFIED (and any name not in the table) is absent. */
+function invert<K extends string>(record: Readonly<Record<K, string>>): ReadonlyMap<string, K> {
+  return new Map(Object.entries<string>(record).map(([key, value]) => [value, key as K]));
 }
 
 /** A recorded decision as the CheckResponse the caller gets. */
-export function toCheckResponse(result: CheckResult, requestId: string | null): CheckResponseMessage {
+export function toCheckResponse(result: Pick<CheckResult, 'decision' | 'decisionId'>, requestId: string | null): CheckResponseMessage {
   const decision = result.decision;
   return {
     effect: EFFECT_NAMES[decision.effect],
@@ -297,23 +166,25 @@ export function fromTimestamp(timestamp: TimestampMessage, field: string): numbe
   return seconds * 1000 + nanos / 1e6;
 }
 
+/** The policy store's status as the admin PolicyStatus message. */
 export function toPolicyStatusMessage(status: PolicyStatus): PolicyStatusMessage {
   return {
     version: status.version,
-    loadedAt: status.loadedAt === null ? null : toTimestamp(status.loadedAt),
+    loadedAt: toTimestamp(status.loadedAt.getTime()),
     ruleCount: status.ruleCount,
     lastReloadError: status.lastReloadError ?? '',
-    lastReloadAttemptAt: status.lastReloadAttemptAt === null ? null : toTimestamp(status.lastReloadAttemptAt),
+    lastReloadAttemptAt: status.lastReloadAttemptAt === null ? null : toTimestamp(status.lastReloadAttemptAt.getTime()),
   };
 }
 
-export function toReloadMessage(outcome: ReloadOutcome): ReloadPoliciesResponseMessage {
-  return { reloaded: outcome.reloaded, error: outcome.error ?? '', status: toPolicyStatusMessage(outcome.status) };
+/** A reload's outcome, and the status after it, as the ReloadPoliciesResponse. */
+export function toReloadMessage(outcome: ReloadOutcome, status: PolicyStatus): ReloadPoliciesResponseMessage {
+  return { reloaded: outcome.ok, error: outcome.ok ? '' : outcome.error, status: toPolicyStatusMessage(status) };
 }
 
-/** A ListDecisionsRequest as a query; unset fields (empty, UNSPECIFIED, 0) are left out. */
-export function toDecisionQuery(message: ListDecisionsRequestMessage): DecisionQuery {
-  const query: { -readonly [K in keyof DecisionQuery]: DecisionQuery[K] } = {};
+/** A ListDecisionsRequest as decision log filters; unset fields (empty, UNSPECIFIED, 0) are left out. */
+export function toDecisionFilters(message: ListDecisionsRequestMessage): DecisionFilters {
+  const query: { -readonly [K in keyof DecisionFilters]: DecisionFilters[K] } = {};
   if (message.principalId !== '') query.principalId = message.principalId;
   if (message.resourceType !== '') query.resourceType = message.resourceType;
   if (message.resourceId !== '') query.resourceId = message.resourceId;
