@@ -14,7 +14,9 @@ import { GatewayAdapter, headerSafe } from '../../src/gateway/adapter.js';
 import { handleForwardAuth } from '../../src/gateway/forward-auth.js';
 import { TrustedHeaderAuthenticator, UNCONFIGURED_AUTHENTICATOR } from '../../src/gateway/trusted-headers.js';
 import type { GatewayRequest } from '../../src/gateway/types.js';
-import { fromEnvoyCheckRequest, toEnvoyCheckResponse, type ExtAuthzCheckRequest } from '../../src/server/grpc/convert/envoy.js';
+import { fromEnvoyCheckRequest, toEnvoyCheckResponse } from '../../src/server/grpc/convert/envoy.js';
+import { serviceDefinition } from '../../src/server/grpc/descriptors.js';
+import type { CheckRequest, CheckRequest__Output } from '../../src/server/grpc/generated/envoy/service/auth/v3/CheckRequest.js';
 import { loadFiles, removeTempDirs, rolesDoc, rulesDoc } from '../helpers/policies.js';
 
 const { policySet } = loadFiles({
@@ -147,8 +149,14 @@ describe('trusted principal headers', () => {
   });
 });
 
+/** A CheckRequest as the server receives it: encoded, then decoded by the server's own definition. */
+function received(message: CheckRequest): CheckRequest__Output {
+  const check = serviceDefinition('envoy.service.auth.v3.Authorization')['Check']!;
+  return check.requestDeserialize(check.requestSerialize(message)) as CheckRequest__Output;
+}
+
 describe('Envoy CheckRequest and CheckResponse conversion', () => {
-  const base: ExtAuthzCheckRequest = {
+  const base = received({
     attributes: {
       source: { address: { socketAddress: { address: '203.0.113.7', portValue: 443 } }, service: '', principal: 'spiffe://acme/ns/web/sa/frontend' },
       destination: null,
@@ -166,7 +174,7 @@ describe('Envoy CheckRequest and CheckResponse conversion', () => {
       },
       contextExtensions: { tenant: 'acme' },
     },
-  };
+  });
 
   it('reads method, path (with a stray query), headers (map and raw list), source and extensions', () => {
     expect(fromEnvoyCheckRequest(base)).toEqual({
@@ -177,7 +185,7 @@ describe('Envoy CheckRequest and CheckResponse conversion', () => {
       extensions: { tenant: 'acme' },
       requestId: 'req-1',
     });
-    expect(fromEnvoyCheckRequest({ attributes: null })).toEqual({ method: '', uri: '', headers: {}, source: { address: null, principal: null }, extensions: {}, requestId: null });
+    expect(fromEnvoyCheckRequest(received({ attributes: null }))).toEqual({ method: '', uri: '', headers: {}, source: { address: null, principal: null }, extensions: {}, requestId: null });
   });
 
   it('answers a rate limit (reserved for later) as RESOURCE_EXHAUSTED with a 429', () => {

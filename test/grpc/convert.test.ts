@@ -3,7 +3,9 @@ import { InvalidRequest, RequestFieldError, refusalDecision } from '../../src/de
 import { jsonToStruct, MAX_ATTRIBUTE_DEPTH, structToAttributes } from '../../src/server/grpc/convert/struct.js';
 import { fromTimestamp, toBatchInputs, toCheckInput, toCheckResponse, toDecisionFilters, toTimestamp } from '../../src/server/grpc/convert/verdict.js';
 import { packageDefinition } from '../../src/server/grpc/descriptors.js';
-import type { ListDecisionsRequestMessage, StructMessage, ValueMessage } from '../../src/server/grpc/messages.js';
+import type { Struct__Output as StructMessage } from '../../src/server/grpc/generated/google/protobuf/Struct.js';
+import type { Value__Output as ValueMessage } from '../../src/server/grpc/generated/google/protobuf/Value.js';
+import type { ListDecisionsRequest__Output as ListDecisionsRequestMessage } from '../../src/server/grpc/generated/verdict/v1/ListDecisionsRequest.js';
 import { REASONS } from '../../src/types.js';
 
 /** As proto-loader decodes it: the oneof's member named in `kind`. */
@@ -107,7 +109,7 @@ describe('admin messages', () => {
     expect(toTimestamp(1_700_000_000_123)).toEqual({ seconds: 1_700_000_000, nanos: 123_000_000 });
     expect(toTimestamp(-1)).toEqual({ seconds: -1, nanos: 999_000_000 });
     expect(fromTimestamp({ seconds: '1700000000', nanos: 123_000_000 }, 'since')).toBe(1_700_000_000_123);
-    expect(() => fromTimestamp({ seconds: 1, nanos: 1e9 }, 'until')).toThrow('until.nanos: must be between 0 and 999999999');
+    expect(() => fromTimestamp({ seconds: '1', nanos: 1e9 }, 'until')).toThrow('until.nanos: must be between 0 and 999999999');
   });
 
   it('leaves unset filters out of the log filters', () => {

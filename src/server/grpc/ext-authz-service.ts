@@ -1,7 +1,9 @@
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { GatewayAdapter } from '../../gateway/adapter.js';
 import { unary, type CallOptions } from './call.js';
-import { fromEnvoyCheckRequest, toEnvoyCheckResponse, type ExtAuthzCheckRequest, type ExtAuthzCheckResponse } from './convert/envoy.js';
+import { fromEnvoyCheckRequest, toEnvoyCheckResponse } from './convert/envoy.js';
+import type { CheckRequest__Output } from './generated/envoy/service/auth/v3/CheckRequest.js';
+import type { CheckResponse } from './generated/envoy/service/auth/v3/CheckResponse.js';
 
 /** Envoy's external authorization service, as Envoy and Istio call it. */
 export const EXT_AUTHZ_SERVICE = 'envoy.service.auth.v3.Authorization';
@@ -13,7 +15,7 @@ export const EXT_AUTHZ_SERVICE = 'envoy.service.auth.v3.Authorization';
  */
 export function extAuthzService(gateway: Pick<GatewayAdapter, 'decide'>, options: CallOptions): UntypedServiceImplementation {
   return {
-    Check: unary<ExtAuthzCheckRequest, ExtAuthzCheckResponse>('envoy.Check', options, async (call) => {
+    Check: unary<CheckRequest__Output, CheckResponse>('envoy.Check', options, async (call) => {
       const answer = await gateway.decide(fromEnvoyCheckRequest(call.request), options.callerOf(call));
       return toEnvoyCheckResponse(answer);
     }),

@@ -1,80 +1,19 @@
 import type { GatewayAnswer, GatewayRequest } from '../../../gateway/types.js';
-import type { StructMessage } from '../messages.js';
+import type { HeaderValueOption } from '../generated/envoy/config/core/v3/HeaderValueOption.js';
+import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/CheckRequest.js';
+import type { CheckResponse } from '../generated/envoy/service/auth/v3/CheckResponse.js';
+import type { StatusCode__Output } from '../generated/envoy/type/v3/StatusCode.js';
 import { jsonToStruct } from './struct.js';
 
 // Envoy's ext_authz v3 messages as the gateway adapter's HTTP request and back:
 // what Envoy's HTTP filter says of a downstream request, and the answer in
 // Envoy's terms (status, headers for the upstream or the client, metadata).
 
-// The messages of proto/envoy/service/auth/v3/*.proto as the loader presents them
-// (see LOADER_OPTIONS): camelCase fields, maps as objects, absent messages as null,
-// the members of a oneof present only when set.
-
-export interface SocketAddressMessage {
-  address: string;
-  portValue?: number;
-}
-
-export interface AddressMessage {
-  socketAddress?: SocketAddressMessage | null;
-  pipe?: { path: string } | null;
-}
-
-export interface PeerMessage {
-  address: AddressMessage | null;
-  service: string;
-  principal: string;
-}
-
-export interface HeaderValueMessage {
-  key: string;
-  value: string;
-  rawValue: Buffer | Uint8Array;
-}
-
-export interface HttpRequestMessage {
-  id: string;
-  method: string;
-  headers: Record<string, string>;
-  path: string;
-  host: string;
-  scheme: string;
-  query: string;
-  headerMap: { headers: HeaderValueMessage[] } | null;
-}
-
-export interface AttributeContextMessage {
-  source: PeerMessage | null;
-  destination: PeerMessage | null;
-  request: { http: HttpRequestMessage | null } | null;
-  contextExtensions: Record<string, string>;
-}
-
-export interface ExtAuthzCheckRequest {
-  attributes: AttributeContextMessage | null;
-}
-
-export type HeaderAppendActionName = 'APPEND_IF_EXISTS_OR_ADD' | 'ADD_IF_ABSENT' | 'OVERWRITE_IF_EXISTS_OR_ADD' | 'OVERWRITE_IF_EXISTS';
-
-export interface HeaderValueOptionMessage {
-  header: { key: string; value: string };
-  appendAction: HeaderAppendActionName;
-}
-
-export type HttpStatusName = 'OK' | 'Unauthorized' | 'Forbidden' | 'TooManyRequests';
-
-export interface ExtAuthzCheckResponse {
-  status: { code: number; message: string };
-  okResponse?: { headers: HeaderValueOptionMessage[]; headersToRemove: string[] };
-  deniedResponse?: { status: { code: HttpStatusName }; headers: HeaderValueOptionMessage[]; body: string };
-  dynamicMetadata: StructMessage;
-}
-
 /** google.rpc.Code values. */
 export const RPC_CODE = { OK: 0, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UNAUTHENTICATED: 16 } as const;
 
 /** The request an ext_authz CheckRequest describes. */
-export function fromEnvoyCheckRequest(message: ExtAuthzCheckRequest): GatewayRequest {
+export function fromEnvoyCheckRequest(message: CheckRequest__Output): GatewayRequest {
   const attributes = message.attributes;
   const http = attributes?.request?.http ?? null;
   const headers: Record<string, string> = {};
@@ -99,14 +38,14 @@ export function fromEnvoyCheckRequest(message: ExtAuthzCheckRequest): GatewayReq
   };
 }
 
-const HTTP_STATUS_NAMES: Readonly<Record<GatewayAnswer['status'], HttpStatusName>> = {
+const HTTP_STATUS_NAMES: Readonly<Record<GatewayAnswer['status'], StatusCode__Output>> = {
   200: 'OK',
   401: 'Unauthorized',
   403: 'Forbidden',
   429: 'TooManyRequests',
 };
 
-function headerOptions(headers: Readonly<Record<string, string>>): HeaderValueOptionMessage[] {
+function headerOptions(headers: Readonly<Record<string, string>>): HeaderValueOption[] {
   // Overwrite, so a client cannot smuggle in its own x-verdict-principal.
   return Object.entries(headers).map(([key, value]) => ({ header: { key, value }, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' }));
 }
@@ -117,7 +56,7 @@ function headerOptions(headers: Readonly<Record<string, string>>): HeaderValueOp
  * or RESOURCE_EXHAUSTED (429), with the decision id as a header for the client. Both
  * carry `dynamic_metadata` {decision_id, reason, policy_version}.
  */
-export function toEnvoyCheckResponse(answer: GatewayAnswer): ExtAuthzCheckResponse {
+export function toEnvoyCheckResponse(answer: GatewayAnswer): CheckResponse {
   const dynamicMetadata = jsonToStruct({
     decision_id: answer.decisionId,
     reason: answer.decision.reason,

@@ -1,6 +1,8 @@
 import type { AttributeValue, Attributes } from '../../../types.js';
 import { RequestFieldError } from '../../../decide/index.js';
-import type { ListValueMessage, StructMessage, ValueMessage } from '../messages.js';
+import type { ListValue__Output } from '../generated/google/protobuf/ListValue.js';
+import type { Struct, Struct__Output } from '../generated/google/protobuf/Struct.js';
+import type { Value, Value__Output } from '../generated/google/protobuf/Value.js';
 
 // google.protobuf.Struct and plain JSON, both ways: request attributes come in as
 // Structs (verdict.v1) and Envoy's dynamic metadata and the admin API's stored
@@ -20,7 +22,7 @@ class AttributeProblem extends Error {
  * A google.protobuf.Struct as plain JSON attributes. Throws RequestFieldError
  * naming the offending attribute under `field` (e.g. `principal.attributes.tier`).
  */
-export function structToAttributes(struct: StructMessage | null | undefined, field: string): Attributes {
+export function structToAttributes(struct: Struct__Output | null | undefined, field: string): Attributes {
   if (!struct) return EMPTY_ATTRIBUTES;
   try {
     return structToJson(struct, 0);
@@ -30,7 +32,7 @@ export function structToAttributes(struct: StructMessage | null | undefined, fie
   }
 }
 
-function structToJson(struct: StructMessage, depth: number): Attributes {
+function structToJson(struct: Struct__Output, depth: number): Attributes {
   if (depth > MAX_ATTRIBUTE_DEPTH) throw new AttributeProblem(`nested deeper than ${MAX_ATTRIBUTE_DEPTH} levels`);
   const fields = struct.fields;
   const keys = Object.keys(fields);
@@ -46,7 +48,7 @@ function structToJson(struct: StructMessage, depth: number): Attributes {
   return out;
 }
 
-function listToJson(list: ListValueMessage, depth: number): AttributeValue[] {
+function listToJson(list: ListValue__Output, depth: number): AttributeValue[] {
   if (depth > MAX_ATTRIBUTE_DEPTH) throw new AttributeProblem(`nested deeper than ${MAX_ATTRIBUTE_DEPTH} levels`);
   const values = list.values;
   const out = new Array<AttributeValue>(values.length);
@@ -60,7 +62,7 @@ function listToJson(list: ListValueMessage, depth: number): AttributeValue[] {
   return out;
 }
 
-function valueToJson(value: ValueMessage, depth: number): AttributeValue {
+function valueToJson(value: Value__Output, depth: number): AttributeValue {
   switch (value.kind) {
     case 'stringValue':
       return value.stringValue ?? '';
@@ -92,8 +94,8 @@ function pathSegment(segment: string | number): string {
 // ---------------------------------------------------------------- JSON → Struct
 
 /** JSON-ready data as a google.protobuf.Struct (a non-object becomes an empty Struct). */
-export function jsonToStruct(data: unknown): StructMessage {
-  const fields: Record<string, ValueMessage> = {};
+export function jsonToStruct(data: unknown): Struct {
+  const fields: Record<string, Value> = {};
   if (data === null || typeof data !== 'object' || Array.isArray(data)) return { fields };
   for (const [key, value] of Object.entries(data)) {
     // Assigning `__proto__` would replace the prototype instead of adding a field.
@@ -102,7 +104,7 @@ export function jsonToStruct(data: unknown): StructMessage {
   return { fields };
 }
 
-function jsonToValue(value: unknown): ValueMessage {
+function jsonToValue(value: unknown): Value {
   switch (typeof value) {
     case 'string':
       return { stringValue: value };

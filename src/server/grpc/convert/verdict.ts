@@ -1,24 +1,23 @@
 import type { DecisionRecord } from '../../../decisions/record.js';
 import type { DecisionFilters } from '../../../decisions/query.js';
 import { InvalidRequest, RequestFieldError, type CheckInput, type CheckResult } from '../../../decide/index.js';
-import { REASONS, type Attributes, type DecisionRequest, type Effect, type Principal, type Reason, type RequestContext, type Resource } from '../../../types.js';
+import type { Attributes, DecisionRequest, Effect, Principal, Reason, RequestContext, Resource } from '../../../types.js';
 import type { PolicyStatus, ReloadOutcome } from '../../policy-store.js';
-import type {
-  BatchItemMessage,
-  CheckBatchRequestMessage,
-  CheckRequestMessage,
-  CheckResponseMessage,
-  ContextMessage,
-  DecisionRecordMessage,
-  EffectName,
-  ListDecisionsRequestMessage,
-  PolicyStatusMessage,
-  PrincipalMessage,
-  ReloadPoliciesResponseMessage,
-  ResourceMessage,
-  StructMessage,
-  TimestampMessage,
-} from '../messages.js';
+import type { Struct__Output } from '../generated/google/protobuf/Struct.js';
+import type { Timestamp, Timestamp__Output } from '../generated/google/protobuf/Timestamp.js';
+import type { BatchItem__Output } from '../generated/verdict/v1/BatchItem.js';
+import type { CheckBatchRequest__Output } from '../generated/verdict/v1/CheckBatchRequest.js';
+import type { CheckRequest__Output } from '../generated/verdict/v1/CheckRequest.js';
+import type { CheckResponse } from '../generated/verdict/v1/CheckResponse.js';
+import type { Context__Output } from '../generated/verdict/v1/Context.js';
+import type { DecisionRecord as DecisionRecordMessage } from '../generated/verdict/v1/DecisionRecord.js';
+import type { Effect__Output as WireEffect } from '../generated/verdict/v1/Effect.js';
+import type { ListDecisionsRequest__Output } from '../generated/verdict/v1/ListDecisionsRequest.js';
+import type { PolicyStatus as PolicyStatusMessage } from '../generated/verdict/v1/PolicyStatus.js';
+import type { Principal__Output } from '../generated/verdict/v1/Principal.js';
+import type { Reason__Output as WireReason } from '../generated/verdict/v1/Reason.js';
+import type { ReloadPoliciesResponse } from '../generated/verdict/v1/ReloadPoliciesResponse.js';
+import type { Resource__Output } from '../generated/verdict/v1/Resource.js';
 import { jsonToStruct, structToAttributes } from './struct.js';
 
 // The verdict.v1 messages (Authorization and Admin) as domain values and back.
@@ -32,7 +31,7 @@ const EMPTY_CONTEXT: RequestContext = Object.freeze({ attributes: EMPTY_ATTRIBUT
 // ---------------------------------------------------------------- requests
 
 /** A CheckRequest as a DecisionRequest, or an InvalidRequest naming the first bad field. */
-export function toCheckInput(message: CheckRequestMessage): CheckInput {
+export function toCheckInput(message: CheckRequest__Output): CheckInput {
   const first: FirstError = { error: null };
   const principal = readPrincipal(message.principal, first);
   // Context comes last on the wire (field 4), so its problems are reported last.
@@ -48,14 +47,14 @@ export function toCheckInput(message: CheckRequestMessage): CheckInput {
  * is the error of the principal or context every item shares, if any: then every
  * input is invalid and the call as a whole is INVALID_ARGUMENT.
  */
-export function toBatchInputs(message: CheckBatchRequestMessage): { inputs: CheckInput[]; shared: RequestFieldError | null } {
+export function toBatchInputs(message: CheckBatchRequest__Output): { inputs: CheckInput[]; shared: RequestFieldError | null } {
   const shared: FirstError = { error: null };
   const principal = readPrincipal(message.principal, shared);
   const context = readContext(message.context, shared);
   const items = message.items;
   const inputs = new Array<CheckInput>(items.length);
   for (let i = 0; i < items.length; i++) {
-    const item: BatchItemMessage = items[i]!;
+    const item: BatchItem__Output = items[i]!;
     const first: FirstError = { error: shared.error };
     const request = readItem(principal, context, item.action, item.resource, `items[${i}].`, first);
     inputs[i] = first.error ? new InvalidRequest(first.error, request) : request;
@@ -67,7 +66,7 @@ interface FirstError {
   error: RequestFieldError | null;
 }
 
-function attributesOf(struct: StructMessage | null | undefined, field: string, first: FirstError): Attributes {
+function attributesOf(struct: Struct__Output | null | undefined, field: string, first: FirstError): Attributes {
   if (!struct) return EMPTY_ATTRIBUTES;
   try {
     return structToAttributes(struct, field);
@@ -78,7 +77,7 @@ function attributesOf(struct: StructMessage | null | undefined, field: string, f
   }
 }
 
-function readPrincipal(message: PrincipalMessage | null, first: FirstError): Principal {
+function readPrincipal(message: Principal__Output | null, first: FirstError): Principal {
   if (!message) {
     first.error ??= RequestFieldError.required('principal.id');
     return { id: '', roles: NO_ROLES, attributes: EMPTY_ATTRIBUTES };
@@ -91,7 +90,7 @@ function readPrincipal(message: PrincipalMessage | null, first: FirstError): Pri
   return { id: message.id, roles, attributes: attributesOf(message.attributes, 'principal.attributes', first) };
 }
 
-function readContext(message: ContextMessage | null, first: FirstError): RequestContext {
+function readContext(message: Context__Output | null, first: FirstError): RequestContext {
   if (!message?.attributes) return EMPTY_CONTEXT;
   return { attributes: attributesOf(message.attributes, 'context.attributes', first) };
 }
@@ -100,7 +99,7 @@ function readItem(
   principal: Principal,
   context: RequestContext,
   action: string,
-  resourceMessage: ResourceMessage | null,
+  resourceMessage: Resource__Output | null,
   prefix: string,
   first: FirstError,
 ): DecisionRequest {
@@ -119,10 +118,25 @@ function readItem(
 
 // ---------------------------------------------------------------- decisions
 
-const EFFECT_NAMES: Readonly<Record<Effect, EffectName>> = { ALLOW: 'EFFECT_ALLOW', DENY: 'EFFECT_DENY' };
+const EFFECT_NAMES = { ALLOW: 'EFFECT_ALLOW', DENY: 'EFFECT_DENY' } as const satisfies Record<Effect, WireEffect>;
 
-/** verdict.v1.Reason by domain reason: `REASON_` and the name, for every reason of src/types.ts. */
-const REASON_NAMES = Object.fromEntries(REASONS.map((reason) => [reason, `REASON_${reason}`])) as Readonly<Record<Reason, `REASON_${Reason}`>>;
+/** verdict.v1.Reason for each reason of src/types.ts: the compiler checks it covers both lists. */
+const REASON_NAMES = {
+  ALLOWED_BY_RULE: 'REASON_ALLOWED_BY_RULE',
+  DENIED_BY_RULE: 'REASON_DENIED_BY_RULE',
+  DENIED_BY_DEFAULT: 'REASON_DENIED_BY_DEFAULT',
+  DENIED_BY_RATE_LIMIT: 'REASON_DENIED_BY_RATE_LIMIT',
+  DENIED_BY_ERROR: 'REASON_DENIED_BY_ERROR',
+  DENIED_INVALID_REQUEST: 'REASON_DENIED_INVALID_REQUEST',
+  DENIED_UNAUTHENTICATED: 'REASON_DENIED_UNAUTHENTICATED',
+} as const satisfies Record<Reason, WireReason>;
+
+// A value added to a proto enum and never sent fails to compile here, naming the value.
+type Unsent<Wire extends string, Sent extends string> = Exclude<Wire, Sent | `${string}_UNSPECIFIED`>;
+type NoneUnsent<Missing> = [Missing] extends [never] ? true : Missing;
+type Assert<T extends true> = T;
+export type EveryReasonValueIsSent = Assert<NoneUnsent<Unsent<WireReason, (typeof REASON_NAMES)[Reason]>>>;
+export type EveryEffectValueIsSent = Assert<NoneUnsent<Unsent<WireEffect, (typeof EFFECT_NAMES)[Effect]>>>;
 
 const EFFECTS_BY_NAME = invert(EFFECT_NAMES);
 const REASONS_BY_NAME = invert(REASON_NAMES);
@@ -132,15 +146,20 @@ function invert<K extends string>(record: Readonly<Record<K, string>>): Readonly
   return new Map(Object.entries<string>(record).map(([key, value]) => [value, key as K]));
 }
 
+/** A domain list as a message's repeated field. The serializer only reads it, so it is passed, not copied. */
+function wireList<T>(list: readonly T[]): T[] {
+  return list as T[];
+}
+
 /** A recorded decision as the CheckResponse the caller gets. */
-export function toCheckResponse(result: Pick<CheckResult, 'decision' | 'decisionId'>, requestId: string | null): CheckResponseMessage {
+export function toCheckResponse(result: Pick<CheckResult, 'decision' | 'decisionId'>, requestId: string | null): CheckResponse {
   const decision = result.decision;
   return {
     effect: EFFECT_NAMES[decision.effect],
     reason: REASON_NAMES[decision.reason],
     // Domain arrays have the wire shape already ({ ruleId, message }): passed as they are.
-    ruleIds: decision.ruleIds,
-    errors: decision.errors,
+    ruleIds: wireList(decision.ruleIds),
+    errors: wireList(decision.errors),
     policyVersion: decision.policyVersion,
     decisionId: result.decisionId,
     requestId: requestId ?? '',
@@ -150,13 +169,13 @@ export function toCheckResponse(result: Pick<CheckResult, 'decision' | 'decision
 // ---------------------------------------------------------------- admin
 
 /** Ms since the epoch as a google.protobuf.Timestamp. */
-export function toTimestamp(ms: number): TimestampMessage {
+export function toTimestamp(ms: number): Timestamp {
   const seconds = Math.floor(ms / 1000);
   return { seconds, nanos: Math.min(999_999_999, Math.round((ms - seconds * 1000) * 1e6)) };
 }
 
 /** A google.protobuf.Timestamp as ms since the epoch; throws RequestFieldError when it is not valid. */
-export function fromTimestamp(timestamp: TimestampMessage, field: string): number {
+export function fromTimestamp(timestamp: Timestamp__Output, field: string): number {
   const seconds = Number(timestamp.seconds);
   const nanos = timestamp.nanos;
   if (!Number.isSafeInteger(seconds)) throw RequestFieldError.invalid(`${field}.seconds`, 'out of range');
@@ -178,12 +197,12 @@ export function toPolicyStatusMessage(status: PolicyStatus): PolicyStatusMessage
 }
 
 /** A reload's outcome, and the status after it, as the ReloadPoliciesResponse. */
-export function toReloadMessage(outcome: ReloadOutcome, status: PolicyStatus): ReloadPoliciesResponseMessage {
+export function toReloadMessage(outcome: ReloadOutcome, status: PolicyStatus): ReloadPoliciesResponse {
   return { reloaded: outcome.ok, error: outcome.ok ? '' : outcome.error, status: toPolicyStatusMessage(status) };
 }
 
 /** A ListDecisionsRequest as decision log filters; unset fields (empty, UNSPECIFIED, 0) are left out. */
-export function toDecisionFilters(message: ListDecisionsRequestMessage): DecisionFilters {
+export function toDecisionFilters(message: ListDecisionsRequest__Output): DecisionFilters {
   const query: { -readonly [K in keyof DecisionFilters]: DecisionFilters[K] } = {};
   if (message.principalId !== '') query.principalId = message.principalId;
   if (message.resourceType !== '') query.resourceType = message.resourceType;
@@ -212,8 +231,8 @@ export function toDecisionRecordMessage(record: DecisionRecord): DecisionRecordM
     resourceId: record.resourceId,
     effect: EFFECT_NAMES[record.effect],
     reason: REASON_NAMES[record.reason],
-    ruleIds: record.ruleIds,
-    errors: record.errors,
+    ruleIds: wireList(record.ruleIds),
+    errors: wireList(record.errors),
     policyVersion: record.policyVersion,
     request: jsonToStruct(record.request),
     latencyUs: Math.max(0, Math.round(record.latencyUs)),
