@@ -165,7 +165,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
         callerOf: (r) => tlsSocketIdentity(r.socket) ?? peerOf(r),
         onError: (error) => logger.error({ error: messageOf(error) }, 'internal error answering forward-auth'),
       }),
-  }, tls?.http ? httpsServerOptions(tls) : undefined);
+  }, { tls: tls?.http ? httpsServerOptions(tls) : undefined, shutdownGraceMs: config.shutdownGraceMs });
 
   let grpcPort: number;
   let httpPort: number;
@@ -186,8 +186,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     closing ??= (async () => {
       store.close();
       if (probeTimer) clearInterval(probeTimer);
-      await grpc.shutdown();
-      await http.close();
+      // Both ports stop accepting at once and get the same grace for the checks in flight.
+      await Promise.all([grpc.shutdown(), http.close()]);
       admin.close();
       await authenticator.close?.();
       await log.close();

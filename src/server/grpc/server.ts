@@ -1,12 +1,15 @@
 import {
   Server,
   ServerCredentials,
+  status,
   type MethodDefinition,
   type ServerOptions,
   type ServerUnaryCall,
   type ServiceDefinition,
 } from '@grpc/grpc-js';
 import type { GatewayAdapter } from '../../gateway/adapter.js';
+import { InFlightCalls } from './call.js';
+import { StatusError } from './status.js';
 import { adminService, ADMIN_SERVICE } from './admin-service.js';
 import { authorizationService, AUTHORIZATION_SERVICE } from './authorization-service.js';
 import { indexDescriptorSet } from './descriptor-index.js';
@@ -101,9 +104,11 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
     // past the ceiling grpc-js refuses them with RESOURCE_EXHAUSTED before they cost more memory.
     'grpc.max_receive_message_length': hardCeiling(limit),
   });
+  const inFlight = new InFlightCalls();
   const callOptions = {
     callerOf: options.callerOf ?? ((call: ServerUnaryCall<unknown, unknown>) => call.getPeer()),
     report: options.onInternalError ?? (() => undefined),
+    inFlight,
   };
   server.addService(
     withSizeLimit(serviceDefinition(AUTHORIZATION_SERVICE), limit),
@@ -145,6 +150,8 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
       stopping ??= new Promise<void>((resolve) => {
         health.close();
         const timer = setTimeout(() => {
+          // Past the grace: whatever is still being decided is told so, then the connections go.
+          inFlight.endAll(new StatusError(status.UNAVAILABLE, 'verdict is shutting down and could not finish this check in time; ask another replica'));
           server.forceShutdown();
           resolve();
         }, timeoutMs);
