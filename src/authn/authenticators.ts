@@ -1,3 +1,5 @@
+// The configured authentication methods (JWT, API keys) behind one Authenticator.
+
 import { ApiKeyAuthenticator } from './api-keys.js';
 import { DEFAULT_API_KEY_HEADER, type AuthnConfig } from './config.js';
 import { findCredential } from './credentials.js';

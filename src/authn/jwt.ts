@@ -1,3 +1,5 @@
+// JWT bearer tokens: keys from a JWKS file or URL or a PEM key, checked with jose.
+
 import { X509Certificate, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {

@@ -1,3 +1,5 @@
+// What authentication gives the rest of verdict: a principal, or why not.
+
 import type { Principal } from '../types.js';
 
 /** Why a credential was not accepted; recorded with the decision and answered 401. */

@@ -1,3 +1,5 @@
+// Decision ids: UUIDv7, so the log's ids sort by time, from a pool of random bytes.
+
 import { randomFillSync } from 'node:crypto';
 
 // Random bytes are drawn in blocks so an id costs no system call of its own.

@@ -1,3 +1,6 @@
+// The decide -> record -> answer path every transport takes (DecisionPipeline),
+// and the observers told of each decision.
+
 import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionRecord } from '../decisions/record.js';
 import { evaluate } from '../engine/evaluate.js';

@@ -1,3 +1,6 @@
+// The gateway adapter shared by Envoy ext_authz and forward-auth: authenticate,
+// route, decide through the decide core, and answer in HTTP terms.
+
 import type { Authenticator, AuthnResult } from '../authn/types.js';
 import { AUTHN_RULE_ID, ROUTE_RULE_ID, type DecisionPipeline } from '../decide/index.js';
 import { messageOf } from '../errors.js';

@@ -1,3 +1,6 @@
+// A gateway's HTTP request as a question for the decide core: the principal from
+// authentication, action, resource and context from the routes, or a refusal.
+
 import type { AuthnResult } from '../authn/types.js';
 import { RefusedRequest, noRoute, unauthenticated, unroutable, type CheckInput, type Refusal } from '../decide/index.js';
 import type { PolicySet } from '../policy/policy-set.js';

@@ -1,3 +1,6 @@
+// Starts one verdict server (policies, decision log, the decide core, its gRPC
+// and HTTP transports, health and metrics) and stops it gracefully.
+
 import { createAuthenticator } from '../authn/authenticators.js';
 import { grpcCallerOf, grpcServerCredentials, httpsServerOptions, loadTlsMaterial, tlsSocketIdentity } from '../authn/mtls.js';
 import type { Authenticator } from '../authn/types.js';

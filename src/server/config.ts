@@ -1,3 +1,6 @@
+// The server configuration: one schema, the defaults, and the file, environment
+// and flag layers merged over them in that order.
+
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';

@@ -1,3 +1,6 @@
+// The operator HTTP port (liveness, readiness, metrics, forward-auth) and its
+// graceful close.
+
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';

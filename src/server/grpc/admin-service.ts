@@ -1,3 +1,5 @@
+// verdict.v1.Admin over gRPC.
+
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { RequestFieldError } from '../../decide/index.js';
 import { VerdictError } from '../../errors.js';

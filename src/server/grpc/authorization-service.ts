@@ -1,3 +1,6 @@
+// verdict.v1.Authorization over gRPC: Check and CheckBatch as adapters of the
+// decide core, with invalid and oversized requests recorded before they are refused.
+
 import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { InvalidRequest, type CheckResult, type RequestFieldError } from '../../decide/index.js';
 import { VerdictError } from '../../errors.js';

@@ -1,3 +1,6 @@
+// What every unary gRPC method shares: the call's meta for the decision log,
+// deadlines, errors turned into statuses, and the calls in flight for shutdown.
+
 import {
   status,
   type Metadata,

@@ -1,3 +1,6 @@
+// Envoy's ext_authz over gRPC: envoy.service.auth.v3.Authorization in front of
+// the gateway adapter.
+
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { GatewayAdapter } from '../../gateway/adapter.js';
 import { unary, type CallOptions } from './call.js';

@@ -1,3 +1,5 @@
+// grpc.health.v1.Health, ended cleanly at shutdown.
+
 import {
   status,
   type Server,

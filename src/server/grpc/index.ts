@@ -1,3 +1,5 @@
+// The gRPC transport's public face.
+
 export { createGrpcServer, DEFAULT_MAX_RECEIVE_MESSAGE_BYTES } from './server.js';
 export type { GrpcServer, GrpcServerOptions, GrpcServices } from './server.js';
 export type { AdminHandlers, AuthorizationHandlers } from './handlers.js';

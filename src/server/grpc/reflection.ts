@@ -1,3 +1,5 @@
+// gRPC server reflection (v1 and v1alpha) answered from protoc's own descriptors.
+
 import { status, type Server, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { DescriptorFile, DescriptorIndex } from './descriptor-index.js';
 import { serviceDefinition } from './descriptors.js';

@@ -1,3 +1,6 @@
+// The gRPC server: verdict's services, Envoy's ext_authz, health and reflection on
+// one port, message size limits, and a shutdown with a grace.
+
 import {
   Server,
   ServerCredentials,
