@@ -11,6 +11,7 @@ import type { PolicyTestCase } from '../../src/policy/load.js';
 import type { AttributeValue, Decision, DecisionRequest, Effect, Principal, Reason } from '../../src/types.js';
 import { loadValid } from '../helpers/policies.js';
 import { jsonToStruct } from '../../src/server/grpc/convert/struct.js';
+import type { CheckResponse__Output as CheckResponse } from '../../src/server/grpc/generated/verdict/v1/CheckResponse.js';
 import { ensureBuilt, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 import type { ConformanceSet } from './suite.js';
 
@@ -165,15 +166,6 @@ export async function serveSet(set: ConformanceSet): Promise<SetServer> {
 }
 
 // ---------------------------------------------------------------- gRPC
-
-interface CheckResponse {
-  effect: string;
-  reason: string;
-  ruleIds: string[];
-  errors: { ruleId: string; message: string }[];
-  policyVersion: string;
-  decisionId: string;
-}
 
 /** A verdict.v1 CheckResponse as a decision, wire names read back by their prefix. */
 export function fromCheckResponse(response: CheckResponse): Decision {

@@ -1,7 +1,4 @@
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import {
   DecisionPipeline,
   InvalidRequest,
@@ -13,13 +10,13 @@ import {
   type CheckResult,
   type DecisionObserver,
 } from '../../src/decide/index.js';
-import type { DecisionLogClient, DecisionSink } from '../../src/decisions/log-client.js';
+import type { DecisionSink } from '../../src/decisions/log-client.js';
 import { DecisionReader } from '../../src/decisions/query.js';
 import type { DecisionRecord } from '../../src/decisions/record.js';
-import { startWriterThread } from '../../src/decisions/writer-thread.js';
 import { VerdictError } from '../../src/errors.js';
 import type { PolicySet } from '../../src/policy/policy-set.js';
 import { loadFiles, removeTempDirs, request, rolesDoc, rulesDoc } from '../helpers/policies.js';
+import { useDecisionLog } from '../helpers/decision-log.js';
 
 const policySet: PolicySet = loadFiles({
   'roles.yaml': rolesDoc([{ name: 'reader' }]),
@@ -28,17 +25,8 @@ const policySet: PolicySet = loadFiles({
 const reader = request({ principal: { id: 'rita', roles: ['reader'] }, action: 'read', resource: { type: 'doc', id: 'd1' } });
 const meta: CallMeta = { caller: '10.0.0.7:41234', requestId: 'r-1' };
 
-let dir: string;
-let log: DecisionLogClient;
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'verdict-pipeline-'));
-  log = await startWriterThread({ path: join(dir, 'decisions.db'), mode: 'durable', chain: true, checkpoints: null }, null);
-});
-afterAll(async () => {
-  await log.close();
-  rmSync(dir, { recursive: true, force: true });
-  removeTempDirs();
-});
+const decisionLog = useDecisionLog();
+afterAll(removeTempDirs);
 
 /** The real log, with appends held until released: shows that nothing is answered before it is recorded. */
 function heldLog(): { sink: DecisionSink; appended: DecisionRecord[]; release(): void } {
@@ -48,7 +36,7 @@ function heldLog(): { sink: DecisionSink; appended: DecisionRecord[]; release():
   return {
     appended,
     release: () => release(),
-    sink: { path: log.path, append: async (record) => (appended.push(record), await gate, log.append(record)) },
+    sink: { path: decisionLog().path, append: async (record) => (appended.push(record), await gate, decisionLog().append(record)) },
   };
 }
 
@@ -65,7 +53,7 @@ describe('the decision pipeline', () => {
     const result = await pending;
     expect(result.decision).toMatchObject({ effect: 'ALLOW', reason: 'ALLOWED_BY_RULE', ruleIds: ['readers'], policyVersion: policySet.version });
     expect(result.request).toBe(reader);
-    const stored = DecisionReader.open(log.path);
+    const stored = DecisionReader.open(decisionLog().path);
     try {
       expect(stored.get(result.decisionId)).toMatchObject({ caller: meta.caller, requestId: 'r-1', principalId: 'rita', effect: 'ALLOW', ruleIds: ['readers'] });
     } finally {
@@ -74,7 +62,7 @@ describe('the decision pipeline', () => {
   });
 
   it('records a refused request as its refusal, without evaluating it', async () => {
-    const pipeline = new DecisionPipeline({ current: policySet }, log);
+    const pipeline = new DecisionPipeline({ current: policySet }, decisionLog());
     // The request alone would be allowed; refused, it is not evaluated.
     const result = await pipeline.check(new RefusedRequest(reader, noRoute('GET', '/docs')), meta);
     expect(result.decision).toEqual(refusalDecision(noRoute('GET', '/docs'), policySet.version));
@@ -90,7 +78,7 @@ describe('the decision pipeline', () => {
         return policySet;
       },
     };
-    const pipeline = new DecisionPipeline(source, log);
+    const pipeline = new DecisionPipeline(source, decisionLog());
     const results = await pipeline.checkBatch([reader, { ...reader, action: 'delete' }, new RefusedRequest(reader, noRoute('GET', '/'))], meta);
     expect(results.map((r) => r.decision.reason)).toEqual(['ALLOWED_BY_RULE', 'DENIED_BY_DEFAULT', 'DENIED_BY_DEFAULT']);
     expect(results.map((r) => r.decision.errors.length)).toEqual([0, 0, 1]);
@@ -99,7 +87,7 @@ describe('the decision pipeline', () => {
   });
 
   it('prepares a question with the policy set that decides it', async () => {
-    const pipeline = new DecisionPipeline({ current: policySet }, log);
+    const pipeline = new DecisionPipeline({ current: policySet }, decisionLog());
     let seen: PolicySet | null = null;
     const result = await pipeline.checkWith((set) => ((seen = set), reader), meta);
     expect(seen).toBe(policySet);
@@ -107,7 +95,7 @@ describe('the decision pipeline', () => {
   });
 
   it('refuses a decision that cannot be recorded, and tells the observers so', async () => {
-    const failing: DecisionSink = { path: log.path, append: () => Promise.reject(new VerdictError('DECISION_LOG_UNAVAILABLE', 'disk full')) };
+    const failing: DecisionSink = { path: decisionLog().path, append: () => Promise.reject(new VerdictError('DECISION_LOG_UNAVAILABLE', 'disk full')) };
     const pipeline = new DecisionPipeline({ current: policySet }, failing);
     const seen: string[] = [];
     pipeline.observe({ decided: () => seen.push('decided'), unrecorded: (error) => seen.push(`unrecorded: ${(error as Error).message}`) });
@@ -116,7 +104,7 @@ describe('the decision pipeline', () => {
   });
 
   it('tells every observer of every recorded decision, past one that throws, until it is removed', async () => {
-    const pipeline = new DecisionPipeline({ current: policySet }, log);
+    const pipeline = new DecisionPipeline({ current: policySet }, decisionLog());
     const seen: { result: CheckResult; meta: CallMeta; seconds: number }[] = [];
     const broken: DecisionObserver = {
       decided: () => {

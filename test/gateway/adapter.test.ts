@@ -1,13 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { Authenticator } from '../../src/authn/types.js';
 import { DecisionPipeline, type CallMeta } from '../../src/decide/index.js';
-import type { DecisionLogClient } from '../../src/decisions/log-client.js';
-import { startWriterThread } from '../../src/decisions/writer-thread.js';
 import type { Decision, DecisionRequest } from '../../src/types.js';
 import { VerdictError } from '../../src/errors.js';
 import { GatewayAdapter, headerSafe } from '../../src/gateway/adapter.js';
@@ -18,6 +13,7 @@ import { fromEnvoyCheckRequest, toEnvoyCheckResponse } from '../../src/server/gr
 import { serviceDefinition } from '../../src/server/grpc/descriptors.js';
 import type { CheckRequest, CheckRequest__Output } from '../../src/server/grpc/generated/envoy/service/auth/v3/CheckRequest.js';
 import { loadFiles, removeTempDirs, rolesDoc, rulesDoc } from '../helpers/policies.js';
+import { useDecisionLog } from '../helpers/decision-log.js';
 
 const { policySet } = loadFiles({
   'roles.yaml': rolesDoc([{ name: 'reader' }, { name: 'writer' }]),
@@ -28,17 +24,8 @@ const { policySet } = loadFiles({
   },
 });
 
-let dir: string;
-let log: DecisionLogClient;
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'verdict-adapter-'));
-  log = await startWriterThread({ path: join(dir, 'decisions.db'), mode: 'durable', chain: true, checkpoints: null }, null);
-});
-afterAll(async () => {
-  await log.close();
-  rmSync(dir, { recursive: true, force: true });
-  removeTempDirs();
-});
+const decisionLog = useDecisionLog();
+afterAll(removeTempDirs);
 
 interface Recorded {
   readonly request: DecisionRequest;
@@ -50,7 +37,7 @@ interface Recorded {
 /** The decide core over the real decision log, keeping what it recorded; set `failWith` to make every append fail. */
 function recordingPipeline(): { pipeline: DecisionPipeline; recorded: Recorded[]; failWith: Error | null } {
   const recording = { recorded: [] as Recorded[], failWith: null as Error | null };
-  const pipeline = new DecisionPipeline({ current: policySet }, { path: log.path, append: (record) => (recording.failWith ? Promise.reject(recording.failWith) : log.append(record)) });
+  const pipeline = new DecisionPipeline({ current: policySet }, { path: decisionLog().path, append: (record) => (recording.failWith ? Promise.reject(recording.failWith) : decisionLog().append(record)) });
   pipeline.observe({ decided: (result, meta) => recording.recorded.push({ request: result.request, decision: result.decision, meta, decisionId: result.decisionId }) });
   return Object.assign(recording, { pipeline });
 }
