@@ -64,7 +64,7 @@ export class ConfiguredAuthenticator implements Authenticator {
  * @example
  * const authenticator = createAuthenticator(config.authn, { onError: (e, m) => logger.warn({ method: m, error: messageOf(e) }, 'authn') });
  * const result = await authenticator.authenticate({ headers: { 'x-api-key': 'vk_...' } });
- * if (!result.ok) record(authnFailureDecision(result, policyVersion));
+ * if (!result.ok) await pipeline.check(new RefusedRequest(request, unauthenticated(result)), meta); // decide/refusals.ts
  */
 export function createAuthenticator(config: AuthnConfig, options: AuthenticatorOptions = {}): ConfiguredAuthenticator {
   const report = options.onError;
