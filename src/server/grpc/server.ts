@@ -60,7 +60,8 @@ export interface GrpcServer {
   start(host: string, port: number, credentials?: ServerCredentials): Promise<number>;
   /**
    * Stops accepting calls, reports NOT_SERVING to health watchers, lets in-flight
-   * calls finish, and after `shutdownTimeoutMs` cuts off whatever is left.
+   * calls finish, and after `shutdownTimeoutMs` answers the calls still running
+   * UNAVAILABLE and closes the connections.
    */
   shutdown(): Promise<void>;
 }
