@@ -87,7 +87,7 @@ async function main() {
 async function verifyBench(tmp) {
   const { startWriterThread } = await import('../dist/decisions/writer-thread.js');
   const { loadAudit } = await import('../dist/decisions/audit-setup.js');
-  const { newDecisionId } = await import('../dist/server/decision-id.js');
+  const { newDecisionId } = await import('../dist/decide/decision-id.js');
   const dir = path.join(tmp, 'verify');
   const db = path.join(dir, 'decisions.db');
   fs.mkdirSync(dir);
@@ -251,7 +251,7 @@ async function writerWork(tmp) {
   const { loadOrCreateSigningKey } = await import('../dist/decisions/keys.js');
   const { encodeRecord } = await import('../dist/decisions/row.js');
   const { COLUMN_LIST, COLUMNS } = await import('../dist/decisions/columns.js');
-  const { newDecisionId } = await import('../dist/server/decision-id.js');
+  const { newDecisionId } = await import('../dist/decide/decision-id.js');
   const rows = SETTINGS.writerRows;
   const batch = 16;
   const runs = { on: [], off: [] };

@@ -1,6 +1,7 @@
 /**
  * The vocabulary every part of verdict shares: a decision request and the decision
- * made of it. Pure types, no behaviour, so any folder may import them.
+ * made of it, and the lists of effects and reasons. Types and constants, no
+ * behaviour, so any folder may import them.
  */
 /** A JSON value as it arrives in a request's attributes. */
 export type AttributeValue =
@@ -37,17 +38,34 @@ export interface DecisionRequest {
   readonly context: RequestContext;
 }
 
-export type Effect = 'ALLOW' | 'DENY';
+export const EFFECTS = ['ALLOW', 'DENY'] as const;
+export type Effect = (typeof EFFECTS)[number];
 
-export type Reason =
-  | 'ALLOWED_BY_RULE'
-  | 'DENIED_BY_RULE'
-  | 'DENIED_BY_DEFAULT'
-  | 'DENIED_BY_RATE_LIMIT'
-  | 'DENIED_BY_ERROR'
-  | 'DENIED_INVALID_REQUEST'
-  /** The caller's credential was missing or not accepted; see the decision's errors (rule id `authn`). */
-  | 'DENIED_UNAUTHENTICATED';
+/**
+ * Why a decision came out as it did: every reason there is, once. The TypeScript
+ * union, the configuration and test schemas, the CLI's `--reason` and the gRPC
+ * enum (through a checked table) all derive from this list.
+ * - ALLOWED_BY_RULE: an allow rule matched and no deny rule did.
+ * - DENIED_BY_RULE: a deny rule matched.
+ * - DENIED_BY_DEFAULT: no rule matched (or, at a gateway, no route did).
+ * - DENIED_BY_RATE_LIMIT: a rate limit refused what the rules allowed.
+ * - DENIED_BY_ERROR: a condition could not be evaluated, and failed closed.
+ * - DENIED_INVALID_REQUEST: the request was malformed; see the decision's errors.
+ * - DENIED_UNAUTHENTICATED: the caller's credential was missing or not accepted (rule id `authn`).
+ */
+export const REASONS = [
+  'ALLOWED_BY_RULE',
+  'DENIED_BY_RULE',
+  'DENIED_BY_DEFAULT',
+  'DENIED_BY_RATE_LIMIT',
+  'DENIED_BY_ERROR',
+  'DENIED_INVALID_REQUEST',
+  'DENIED_UNAUTHENTICATED',
+] as const;
+export type Reason = (typeof REASONS)[number];
+
+/** The reasons the engine itself gives, so the only ones a policy test can expect. */
+export const ENGINE_REASONS = ['ALLOWED_BY_RULE', 'DENIED_BY_RULE', 'DENIED_BY_DEFAULT', 'DENIED_BY_ERROR'] as const satisfies readonly Reason[];
 
 export interface ConditionError {
   readonly ruleId: string;

@@ -1,3 +1,5 @@
+// API keys: their SQLite store (created, listed, revoked, rotated) and their check.
+
 import { randomBytes, timingSafeEqual } from 'node:crypto';
 import { mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';

@@ -1,3 +1,5 @@
+// A JWT's verified claims as a principal, by the configured claim mapping.
+
 import type { AttributeValue, Attributes, Principal } from '../types.js';
 import type { ClaimPath, JwtClaimMapping } from './config.js';
 

@@ -1,3 +1,5 @@
+// The `authn` and `tls` configuration: schemas, defaults and environment variables.
+
 import { z } from 'zod';
 import { VerdictError } from '../errors.js';
 

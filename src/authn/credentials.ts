@@ -1,3 +1,5 @@
+// Finding the credential in a request's headers, by its shape.
+
 import { API_KEY_PREFIX } from './api-key-format.js';
 
 /** What a request's headers carry, by shape. */

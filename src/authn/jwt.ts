@@ -1,3 +1,5 @@
+// JWT bearer tokens: keys from a JWKS file or URL or a PEM key, checked with jose.
+
 import { X509Certificate, createPublicKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import {
@@ -26,6 +28,11 @@ const REMOTE_TIMEOUT_MS = 5000;
 export interface JwtAuthenticatorOptions {
   /** Unexpected failures (an unreadable JWKS file on re-read, a JWKS URL that does not answer). */
   readonly onError?: (error: unknown) => void;
+  /**
+   * The clock, in ms since the epoch (default: the system's). A token's time window
+   * (`exp`, `nbf`) and the JWKS file's re-read interval are measured by it.
+   */
+  readonly now?: () => number;
 }
 
 /** Where verification keys come from. */
@@ -54,6 +61,7 @@ class JwksFile implements KeySource {
     private readonly path: string,
     private readonly reloadMs: number,
     private readonly onError: (error: unknown) => void,
+    private readonly now: () => number,
   ) {
     try {
       this.text = readFileSync(path, 'utf8');
@@ -65,7 +73,7 @@ class JwksFile implements KeySource {
     } catch (error) {
       throw new VerdictError('CONFIG_INVALID', `authn.jwt.jwksFile: ${path} is not a JSON Web Key Set: ${messageOf(error)}`, { cause: error });
     }
-    this.lastRead = Date.now();
+    this.lastRead = now();
   }
 
   get reads(): number {
@@ -78,7 +86,7 @@ class JwksFile implements KeySource {
   };
 
   private refreshIfDue(): void {
-    const now = Date.now();
+    const now = this.now();
     if (now - this.lastRead < this.reloadMs) return;
     this.lastRead = now;
     this.readCount++;
@@ -245,6 +253,8 @@ export class JwtAuthenticator implements Authenticator {
     private readonly config: JwtConfig,
     private readonly keys: KeySource,
     private readonly onError: (error: unknown) => void,
+    /** Null: the system clock, which jose reads itself. */
+    private readonly now: (() => number) | null,
   ) {
     this.options = Object.freeze({
       issuer: config.issuer as string | string[],
@@ -260,11 +270,11 @@ export class JwtAuthenticator implements Authenticator {
   static create(config: JwtConfig, options: JwtAuthenticatorOptions = {}): JwtAuthenticator {
     const onError = options.onError ?? (() => undefined);
     let keys: KeySource;
-    if (config.jwksFile !== undefined) keys = new JwksFile(config.jwksFile, config.jwksReloadMs ?? DEFAULT_JWKS_RELOAD_MS, onError);
+    if (config.jwksFile !== undefined) keys = new JwksFile(config.jwksFile, config.jwksReloadMs ?? DEFAULT_JWKS_RELOAD_MS, onError, options.now ?? Date.now);
     else if (config.jwksUrl !== undefined) keys = remoteKeys(config.jwksUrl);
     else if (config.publicKeyFile !== undefined) keys = pemKey(config.publicKeyFile, config.algorithms);
     else throw new VerdictError('CONFIG_INVALID', 'authn.jwt: give exactly one of jwksFile, jwksUrl, publicKeyFile');
-    return new JwtAuthenticator(config, keys, onError);
+    return new JwtAuthenticator(config, keys, onError, options.now ?? null);
   }
 
   /** How many times the JWKS file has been read (1 after start). */
@@ -282,7 +292,7 @@ export class JwtAuthenticator implements Authenticator {
   async verify(token: string): Promise<AuthnResult> {
     if (token.length > MAX_TOKEN_LENGTH) return fail('MALFORMED_CREDENTIAL', `token is longer than ${MAX_TOKEN_LENGTH} characters`);
     let payload: JWTPayload;
-    const options = this.options;
+    const options = this.now === null ? this.options : { ...this.options, currentDate: new Date(this.now()) };
     const key = this.keys.key;
     try {
       ({ payload } = typeof key === 'function' ? await jwtVerify(token, key, options) : await jwtVerify(token, key, options));

@@ -1,3 +1,5 @@
+// TLS for verdict's own ports, and the caller identity a client certificate gives.
+
 import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { PeerCertificate, TLSSocket } from 'node:tls';

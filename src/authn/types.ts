@@ -1,3 +1,5 @@
+// What authentication gives the rest of verdict: a principal, or why not.
+
 import type { Principal } from '../types.js';
 
 /** Why a credential was not accepted; recorded with the decision and answered 401. */
@@ -35,7 +37,7 @@ export type AuthnResult =
       readonly message: string;
     };
 
-/** Turns a credential into a principal. Implementations: JWT bearer tokens, API keys, a chain of both. */
+/** Turns a credential into a principal. Implementations: JWT bearer tokens, API keys, and the configured set of both (authenticators.ts). */
 export interface Authenticator {
   authenticate(source: CredentialSource): Promise<AuthnResult>;
   close?(): Promise<void> | void;

@@ -1,4 +1,4 @@
-import type { Effect, Reason } from '../types.js';
+import { REASONS, type Effect, type Reason } from '../types.js';
 import { VerdictError, messageOf } from '../errors.js';
 import fs from 'node:fs';
 import { defaultKeyPaths, loadHmacKey } from '../decisions/keys.js';
@@ -8,16 +8,6 @@ import { EXIT, parseFlags, type CommandIO } from './io.js';
 import { parseTime } from './time.js';
 
 const DEFAULT_DB = 'data/decisions.db';
-
-const REASONS: readonly Reason[] = [
-  'ALLOWED_BY_RULE',
-  'DENIED_BY_RULE',
-  'DENIED_BY_DEFAULT',
-  'DENIED_BY_RATE_LIMIT',
-  'DENIED_BY_ERROR',
-  'DENIED_INVALID_REQUEST',
-  'DENIED_UNAUTHENTICATED',
-];
 
 const HELP = `Usage: verdict decisions [--db FILE] [filters] [--limit N] [--json]
 

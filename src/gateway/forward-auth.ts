@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { VerdictError } from '../errors.js';
-import type { GatewayAdapter } from './http-request.js';
+import type { GatewayAdapter } from './adapter.js';
 import type { GatewayRequest } from './types.js';
 
 /**

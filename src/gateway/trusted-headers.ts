@@ -1,3 +1,6 @@
+// Principals from the headers of an identity-aware proxy in front of verdict
+// (`trustedPrincipal`), instead of credentials.
+
 import { z } from 'zod';
 import type { Authenticator, AuthnResult, CredentialSource } from '../authn/types.js';
 import type { AttributeValue, Attributes } from '../types.js';

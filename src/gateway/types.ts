@@ -1,7 +1,7 @@
 import type { Decision, Reason } from '../types.js';
-import type { PolicySet } from '../policy/policy-set.js';
-import type { CallMeta, CheckResult } from '../server/grpc/handlers.js';
-import type { PreparedRequest } from '../server/decision-service.js';
+
+// The gateway adapter's terms: an HTTP request as a gateway describes it, and the
+// answer as an HTTP status, headers and body, whatever the gateway's protocol.
 
 /** Header naming the decision record of every gateway answer, allow or deny. */
 export const DECISION_ID_HEADER = 'x-verdict-decision-id';
@@ -41,11 +41,6 @@ export interface GatewayAnswer {
   readonly headers: Readonly<Record<string, string>>;
   /** A short JSON body for a deny; '' on an allow. */
   readonly body: string;
-}
-
-/** The part of the decision service the gateway adapters use (DecisionService implements it). */
-export interface GatewayDecider {
-  decideHttp(prepare: (policySet: PolicySet) => PreparedRequest, meta: CallMeta): Promise<CheckResult>;
 }
 
 /** The HTTP status for a decision: allow 200, failed authentication 401, rate limit 429, any other deny 403. */

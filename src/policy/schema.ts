@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ENGINE_REASONS } from '../types.js';
 
 /**
  * The file formats of a policy directory. Every document names its `kind`;
@@ -141,9 +142,7 @@ export const testCaseSchema = z.strictObject({
   context: contextSchema.optional(),
   expect: z.strictObject({
     effect: effectName,
-    reason: z
-      .enum(['ALLOWED_BY_RULE', 'DENIED_BY_RULE', 'DENIED_BY_DEFAULT', 'DENIED_BY_ERROR'])
-      .optional(),
+    reason: z.enum(ENGINE_REASONS).optional(),
     rules: z.array(z.string().min(1)).optional(),
   }),
 });

@@ -1,19 +1,23 @@
-import { createAuthenticator } from '../authn/chain.js';
+// Starts one verdict server (policies, decision log, the decide core, its gRPC
+// and HTTP transports, health and metrics) and stops it gracefully.
+
+import { createAuthenticator } from '../authn/authenticators.js';
 import { grpcCallerOf, grpcServerCredentials, httpsServerOptions, loadTlsMaterial, tlsSocketIdentity } from '../authn/mtls.js';
 import type { Authenticator } from '../authn/types.js';
 import { loadAudit, type AuditSetup } from '../decisions/audit-setup.js';
 import type { DecisionLog } from '../decisions/log-client.js';
 import type { SensitiveAttributes } from '../decisions/sensitive.js';
 import { startWriterThread, type WriterSettings } from '../decisions/writer-thread.js';
+import { DecisionPipeline } from '../decide/index.js';
 import { messageOf, VerdictError } from '../errors.js';
-import { EXT_AUTHZ_SERVICE, extAuthzService } from '../gateway/ext-authz.js';
+import { GatewayAdapter } from '../gateway/adapter.js';
 import { handleForwardAuth, peerOf } from '../gateway/forward-auth.js';
-import { GatewayAdapter } from '../gateway/http-request.js';
 import { TrustedHeaderAuthenticator } from '../gateway/trusted-headers.js';
+import { Admin } from './admin.js';
 import type { ServerConfig } from './config.js';
 import { splitHostPort } from './config.js';
-import { DecisionService } from './decision-service.js';
 import { AUTHORIZATION_SERVICE } from './grpc/authorization-service.js';
+import { EXT_AUTHZ_SERVICE } from './grpc/ext-authz-service.js';
 import { createGrpcServer, type GrpcServer } from './grpc/server.js';
 import { OperatorHttpServer } from './http.js';
 import type { Logger } from './logger.js';
@@ -36,11 +40,7 @@ export interface RunningServer {
 const PROBE_INTERVAL_MS = 1000;
 const READINESS_STATUS_TIMEOUT_MS = 500;
 
-/**
- * Wires the pieces: policies → engine → decision log → answer, behind gRPC, plus the
- * operator's HTTP port. Fails before binding anything if the policies are invalid
- * or the decision log cannot be opened.
- */
+/** How a server differs from a plain single-process one (cluster workers set these). */
 export interface StartOptions {
   /**
    * Where decisions are recorded. Default: a writer thread of this process on
@@ -55,6 +55,11 @@ export interface StartOptions {
   readonly servingMessage?: string;
 }
 
+/**
+ * Wires the pieces: policies → engine → decision log → answer, behind gRPC, plus the
+ * operator's HTTP port. Fails before binding anything if the policies are invalid
+ * or the decision log cannot be opened.
+ */
 export async function startServer(config: ServerConfig, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
   // Certificates are checked before anything opens, so a wrong path stops the start with the file named.
   const tls = config.tls ? loadTlsMaterial(config.tls) : null;
@@ -93,22 +98,27 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     throw error;
   }
 
-  const service = new DecisionService(store, log, metrics, options.onAdminReload);
+  // Every transport decides through the one pipeline; metrics observe it.
+  const pipeline = new DecisionPipeline(store, log);
+  pipeline.observe(metrics);
+  const admin = new Admin(store, log.path, options.onAdminReload);
   // Gateways (Envoy ext_authz, forward-auth) authenticate with authn, or trust an identity proxy's headers.
   if (config.trustedPrincipal && (config.authn.jwt || config.authn.apiKeys)) {
     await log.close().catch(() => undefined);
     await authenticator.close?.();
     throw new VerdictError('CONFIG_INVALID', 'configuration: trustedPrincipal and authn (jwt, apiKeys) exclude each other; gateways use one way to know the caller');
   }
-  const gateway = new GatewayAdapter(service, config.trustedPrincipal ? new TrustedHeaderAuthenticator(config.trustedPrincipal) : authenticator);
-  const grpc: GrpcServer = createGrpcServer(service, {
-    maxReceiveMessageBytes: config.maxMessageBytes,
-    shutdownTimeoutMs: config.shutdownGraceMs,
-    onInternalError: (error, method) => logger.error({ method, error: messageOf(error) }, 'internal error answering a call'),
-    // The verified client certificate's identity when there is one, else the peer address.
-    callerOf: grpcCallerOf,
-    extraServices: [{ name: EXT_AUTHZ_SERVICE, implementation: (options) => extAuthzService(gateway, options) }],
-  });
+  const gateway = new GatewayAdapter(pipeline, config.trustedPrincipal ? new TrustedHeaderAuthenticator(config.trustedPrincipal) : authenticator);
+  const grpc: GrpcServer = createGrpcServer(
+    { authorization: pipeline, admin, extAuthz: gateway },
+    {
+      maxReceiveMessageBytes: config.maxMessageBytes,
+      shutdownTimeoutMs: config.shutdownGraceMs,
+      onInternalError: (error, method) => logger.error({ method, error: messageOf(error) }, 'internal error answering a call'),
+      // The verified client certificate's identity when there is one, else the peer address.
+      callerOf: grpcCallerOf,
+    },
+  );
 
   // While the log cannot be written, checks fail closed and health says so; a probe notices recovery.
   let probeTimer: NodeJS.Timeout | null = null;
@@ -157,7 +167,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
         callerOf: (r) => tlsSocketIdentity(r.socket) ?? peerOf(r),
         onError: (error) => logger.error({ error: messageOf(error) }, 'internal error answering forward-auth'),
       }),
-  }, tls?.http ? httpsServerOptions(tls) : undefined);
+  }, { tls: tls?.http ? httpsServerOptions(tls) : undefined, shutdownGraceMs: config.shutdownGraceMs });
 
   let grpcPort: number;
   let httpPort: number;
@@ -178,9 +188,9 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     closing ??= (async () => {
       store.close();
       if (probeTimer) clearInterval(probeTimer);
-      await grpc.shutdown();
-      await http.close();
-      service.close();
+      // Both ports stop accepting at once and get the same grace for the checks in flight.
+      await Promise.all([grpc.shutdown(), http.close()]);
+      admin.close();
       await authenticator.close?.();
       await log.close();
     })();

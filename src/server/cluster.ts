@@ -60,12 +60,7 @@ export function leaveCluster(): void {
   cluster.worker?.disconnect();
 }
 
-/**
- * Run the primary: check the policies and open the decision log (so that a
- * bad start fails here, with its own exit code), fork the workers, serve their
- * rows, restart a worker that dies, and on `stop` shut the workers down before
- * closing the log. Resolves with the process's exit code.
- */
+/** What the primary is told from outside: when to stop, and what to do on a reload request. */
 export interface PrimaryControl {
   /** Resolves with the reason (a signal's name) when the server should stop. */
   readonly stopRequested: Promise<string>;
@@ -83,6 +78,10 @@ export interface PrimaryOutcome {
 }
 
 /**
+ * Run the primary: check the policies and open the decision log (so that a
+ * bad start fails here, with its own exit code), fork the workers, serve their
+ * rows, restart a worker that dies, and once `control.stopRequested` resolves
+ * shut the workers down before closing the log. Resolves with how it ended.
  * @throws VerdictError when the policies are invalid or the decision log cannot be opened (nothing forked yet)
  */
 export async function runPrimary(config: ServerConfig, logger: Logger, control: PrimaryControl): Promise<PrimaryOutcome> {

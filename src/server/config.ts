@@ -1,45 +1,60 @@
+// The server configuration: one schema, the defaults, and the file, environment
+// and flag layers merged over them in that order.
+
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { VerdictError, messageOf } from '../errors.js';
-import { trustedPrincipalSchema, type TrustedPrincipalConfig } from '../gateway/trusted-headers.js';
-import { authnSchema, resolveTls, tlsFromEnvironment, tlsLayerSchema, type AuthnConfig, type TlsConfig } from '../authn/config.js';
+import { trustedPrincipalSchema } from '../gateway/trusted-headers.js';
+import { authnSchema, resolveTls, tlsFromEnvironment, tlsLayerSchema } from '../authn/config.js';
 import { AUDIT_DEFAULTS, auditConfigShape, auditFromEnvironment, type AuditConfig } from '../decisions/audit-config.js';
 
-/** Where verdict listens, what it serves and where it records (the audit trail's keys: see decisions/audit-config.ts). */
-export interface ServerConfig extends AuditConfig {
-  readonly policies: string;
-  readonly db: string;
+const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected HOST:PORT, e.g. 127.0.0.1:50051' });
+
+/** One layer of configuration (the file, the environment or the flags): every key optional, unknown keys refused. */
+const layerSchema = z.strictObject({
+  policies: z.string().min(1).optional(),
+  db: z.string().min(1).optional(),
   /** host:port for gRPC; port 0 picks a free one. */
-  readonly grpc: string;
-  /** host:port for /healthz, /readyz and /metrics. */
-  readonly http: string;
+  grpc: hostPort.optional(),
+  /** host:port for /healthz, /readyz, /metrics and /forward-auth. */
+  http: hostPort.optional(),
   /** durable: an answer leaves only once its row is committed. async: rows are committed a moment later. */
-  readonly decisionLog: 'durable' | 'async';
-  readonly maxMessageBytes: number;
-  readonly logLevel: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+  decisionLog: z.enum(['durable', 'async']).optional(),
+  maxMessageBytes: z.number().int().min(1024).max(64 * 1024 * 1024).optional(),
+  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   /** Watch the policy directory and reload on change. */
-  readonly watch: boolean;
-  /** How long SIGTERM waits for in-flight checks before closing anyway. */
-  readonly shutdownGraceMs: number;
+  watch: z.boolean().optional(),
+  /** How long a shutdown waits for in-flight checks (gRPC and forward-auth) before cutting them off. */
+  shutdownGraceMs: z.number().int().min(0).max(600_000).optional(),
   /**
    * Processes that answer checks. 1: this process (its decision log writer in
    * a thread). N > 1: N worker processes sharing the ports, and this process
    * as the one writer of the decision log (see server/cluster.ts).
    */
-  readonly workers: number;
+  workers: z.number().int().min(1).max(64).optional(),
   /** TLS (and client certificates) for verdict's own ports; null serves plaintext. See docs/authn.md. */
-  readonly tls: TlsConfig | null;
+  tls: tlsLayerSchema.nullable().optional(),
   /** How gateway requests are authenticated (JWT, API keys). From the config file only. See docs/authn.md. */
-  readonly authn: AuthnConfig;
+  authn: authnSchema.optional(),
   /**
    * Gateway requests only: take the principal from headers an identity-aware proxy
    * already set, instead of authn's credentials. From the config file only. See docs/gateways.md.
    */
-  readonly trustedPrincipal: TrustedPrincipalConfig | null;
-}
+  trustedPrincipal: trustedPrincipalSchema.nullable().optional(),
+  /** The audit trail's keys: see decisions/audit-config.ts. */
+  ...auditConfigShape,
+});
+export type PartialConfig = z.infer<typeof layerSchema>;
 
-export const DEFAULT_CONFIG: ServerConfig = {
+/** The layers merged over the defaults: every key present, and `tls` checked as a whole. */
+const resolvedSchema = layerSchema.required().extend({ tls: tlsLayerSchema.nullable().transform(resolveTls) });
+
+/** Where verdict listens, what it serves and where it records. */
+export type ServerConfig = Readonly<z.output<typeof resolvedSchema>>;
+
+/** Every key's default; checked by the schema with the layers merged over it. */
+export const DEFAULT_CONFIG = {
   policies: 'policies',
   db: 'data/decisions.db',
   grpc: '127.0.0.1:50051',
@@ -54,27 +69,7 @@ export const DEFAULT_CONFIG: ServerConfig = {
   authn: {},
   trustedPrincipal: null,
   ...AUDIT_DEFAULTS,
-};
-
-const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected HOST:PORT, e.g. 127.0.0.1:50051' });
-
-const fileSchema = z.strictObject({
-  policies: z.string().min(1).optional(),
-  db: z.string().min(1).optional(),
-  grpc: hostPort.optional(),
-  http: hostPort.optional(),
-  decisionLog: z.enum(['durable', 'async']).optional(),
-  maxMessageBytes: z.number().int().min(1024).max(64 * 1024 * 1024).optional(),
-  logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
-  watch: z.boolean().optional(),
-  shutdownGraceMs: z.number().int().min(0).max(600_000).optional(),
-  workers: z.number().int().min(1).max(64).optional(),
-  tls: tlsLayerSchema.nullable().optional(),
-  authn: authnSchema.optional(),
-  trustedPrincipal: trustedPrincipalSchema.nullable().optional(),
-  ...auditConfigShape,
-});
-export type PartialConfig = z.infer<typeof fileSchema>;
+} satisfies Record<keyof ServerConfig, unknown>;
 
 /** Environment variables for containers, one per key. */
 export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | keyof AuditConfig>, string> = {
@@ -115,7 +110,7 @@ export function readConfigFile(path: string): PartialConfig {
   } catch (error) {
     throw new VerdictError('CONFIG_INVALID', `config file ${path} is not valid YAML: ${messageOf(error).split('\n')[0]}`);
   }
-  const result = fileSchema.safeParse(data);
+  const result = layerSchema.safeParse(data);
   if (!result.success) throw new VerdictError('CONFIG_INVALID', describeIssues(result.error, path));
   return result.data;
 }
@@ -132,7 +127,7 @@ export function readEnvironment(env: NodeJS.ProcessEnv): PartialConfig {
   const tls = tlsFromEnvironment(env);
   if (tls) raw.tls = tls;
   Object.assign(raw, auditFromEnvironment(env));
-  const result = fileSchema.safeParse(raw);
+  const result = layerSchema.safeParse(raw);
   if (!result.success) throw new VerdictError('CONFIG_INVALID', describeIssues(result.error, 'environment'));
   return result.data;
 }
@@ -148,12 +143,12 @@ export function resolveConfig(layers: readonly PartialConfig[]): ServerConfig {
       merged[key] = isPlainObject(value) && isPlainObject(below) ? { ...below, ...value } : value;
     }
   }
-  const result = fileSchema.required().safeParse(merged);
+  const result = resolvedSchema.safeParse(merged);
   if (!result.success) throw new VerdictError('CONFIG_INVALID', describeIssues(result.error, 'configuration'));
   if (result.data.trustedPrincipal && (result.data.authn.jwt || result.data.authn.apiKeys)) {
     throw new VerdictError('CONFIG_INVALID', 'configuration: trustedPrincipal and authn (jwt, apiKeys) exclude each other; gateways use one way to know the caller');
   }
-  return { ...result.data, tls: resolveTls(result.data.tls) } as ServerConfig;
+  return result.data;
 }
 
 export function parseFlagsLayer(values: Record<string, string | boolean | undefined>): PartialConfig {
@@ -164,7 +159,7 @@ export function parseFlagsLayer(values: Record<string, string | boolean | undefi
     if (NUMERIC_KEYS.has(key)) raw[key] = Number(value);
     else raw[key] = value;
   }
-  const result = fileSchema.safeParse(raw);
+  const result = layerSchema.safeParse(raw);
   if (!result.success) throw new VerdictError('CONFIG_INVALID', describeIssues(result.error, 'flags'));
   return result.data;
 }

@@ -1,3 +1,6 @@
+// The operator HTTP port (liveness, readiness, metrics, forward-auth) and its
+// graceful close.
+
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -15,6 +18,15 @@ export interface HttpHandlers {
   forwardAuth?(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
+export interface OperatorHttpOptions {
+  /** With it, serves HTTPS (and, per its options, asks for and verifies client certificates). */
+  readonly tls?: HttpsOptions;
+  /** How long close() lets requests in flight finish before cutting their connections, in ms. Default 10 s. */
+  readonly shutdownGraceMs?: number;
+}
+
+const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+
 /**
  * The operator's port: liveness, readiness with the reason when not ready,
  * Prometheus metrics, and the gateways' forward-auth endpoint (whose decisions
@@ -22,18 +34,26 @@ export interface HttpHandlers {
  */
 export class OperatorHttpServer {
   private readonly server: Server | HttpsServer;
+  private readonly graceMs: number;
+  /** Responses not yet finished, so close() can tell them to end their connection. */
+  private readonly inFlight = new Set<ServerResponse>();
+  private closing: Promise<void> | null = null;
 
-  /** With `tls`, serves HTTPS (and, per its options, asks for and verifies client certificates). */
   constructor(
     private readonly handlers: HttpHandlers,
-    tls?: HttpsOptions,
+    options: OperatorHttpOptions = {},
   ) {
+    this.graceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
     const handle = (req: IncomingMessage, res: ServerResponse): void => {
+      // While closing, each answer also ends its connection, so nothing waits on keep-alive.
+      if (this.closing) res.shouldKeepAlive = false;
+      this.inFlight.add(res);
+      res.once('close', () => this.inFlight.delete(res));
       this.route(req, res).catch((error: unknown) => {
         if (!res.headersSent) send(res, 500, 'application/json', JSON.stringify({ error: String((error as Error).message ?? error) }));
       });
     };
-    this.server = tls ? createHttpsServer(tls, handle) : createServer(handle);
+    this.server = options.tls ? createHttpsServer(options.tls, handle) : createServer(handle);
     this.server.keepAliveTimeout = 5_000;
   }
 
@@ -75,11 +95,22 @@ export class OperatorHttpServer {
     });
   }
 
+  /**
+   * Stops accepting connections, closes idle ones, lets requests in flight (a
+   * forward-auth decision being recorded) finish and answer, each then ending its
+   * connection, and after the grace cuts off whatever is left. Idempotent.
+   */
   close(): Promise<void> {
-    return new Promise((resolve) => {
-      this.server.close(() => resolve());
-      this.server.closeAllConnections();
+    this.closing ??= new Promise<void>((resolve) => {
+      for (const res of this.inFlight) if (!res.headersSent) res.shouldKeepAlive = false;
+      const timer = setTimeout(() => this.server.closeAllConnections(), this.graceMs);
+      this.server.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.server.closeIdleConnections();
     });
+    return this.closing;
   }
 }
 

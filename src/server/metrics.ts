@@ -1,8 +1,13 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Decision } from '../types.js';
+import type { CallMeta, CheckResult, DecisionObserver } from '../decide/index.js';
+import type { Effect, Reason } from '../types.js';
 
-/** The Prometheus metrics verdict exports on /metrics. One registry per server. */
-export class ServerMetrics {
+/**
+ * The Prometheus metrics verdict exports on /metrics. One registry per server.
+ * It observes the decide core (every decision, every one that could not be
+ * recorded); the server feeds it the decision log's and the policies' state.
+ */
+export class ServerMetrics implements DecisionObserver {
   readonly registry = new Registry();
   private readonly decisions: Counter<'effect' | 'reason'>;
   private readonly decisionSeconds: Histogram;
@@ -14,8 +19,8 @@ export class ServerMetrics {
   private readonly reloads: Counter<'result'>;
   private readonly logHealthy: Gauge;
   private currentVersion: string | null = null;
-  /** Pre-bound children so the hot path does no label lookup. */
-  private readonly byOutcome = new Map<string, Counter.Internal>();
+  /** Children bound once per effect and reason, so the hot path does no label lookup and builds no key. */
+  private readonly byOutcome: Record<Effect, Partial<Record<Reason, Counter.Internal>>> = { ALLOW: {}, DENY: {} };
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'verdict_' }); // verdict_process_cpu_seconds_total, verdict_nodejs_heap_size_used_bytes, ...
@@ -38,14 +43,10 @@ export class ServerMetrics {
     this.reloads.inc({ result: 'failure' }, 0);
   }
 
-  observeDecision(decision: Pick<Decision, 'effect' | 'reason'>, seconds: number): void {
-    const key = `${decision.effect}/${decision.reason}`;
-    let child = this.byOutcome.get(key);
-    if (!child) {
-      child = this.decisions.labels(decision.effect, decision.reason);
-      this.byOutcome.set(key, child);
-    }
-    child.inc();
+  decided(result: CheckResult, _meta: CallMeta, seconds: number): void {
+    const { effect, reason } = result.decision;
+    const children = this.byOutcome[effect];
+    (children[reason] ??= this.decisions.labels(effect, reason)).inc();
     this.decisionSeconds.observe(seconds);
   }
 
@@ -54,7 +55,7 @@ export class ServerMetrics {
     this.commitSeconds.observe(seconds);
   }
 
-  observeLogFailure(): void {
+  unrecorded(): void {
     this.logFailures.inc();
   }
 

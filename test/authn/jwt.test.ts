@@ -90,6 +90,23 @@ describe('JWT bearer tokens from a JWKS file', () => {
     expect(failure(await strict.verify(await token(keyA, { exp: now() - 10 }))).reason).toBe('EXPIRED');
   });
 
+  it('measures the window by its clock: exp and nbf hold to the second, skew included', async () => {
+    // A clock the test sets: the token is issued once and judged at chosen instants.
+    let clockMs = Date.UTC(2030, 0, 1, 12, 0, 0);
+    const at = JwtAuthenticator.create(jwksConfig({ clockSkewSeconds: 30 }), { now: () => clockMs });
+    const t0 = clockMs / 1000;
+    const bounded = await token(keyA, { iat: t0, nbf: t0 + 60, exp: t0 + 120 });
+    const reasonAt = async (seconds: number): Promise<string> => {
+      clockMs = (t0 + seconds) * 1000;
+      const result = await at.verify(bounded);
+      return result.ok ? 'OK' : result.reason;
+    };
+    expect(await reasonAt(29)).toBe('NOT_YET_VALID');
+    expect(await reasonAt(30)).toBe('OK');
+    expect(await reasonAt(149)).toBe('OK');
+    expect(await reasonAt(150)).toBe('EXPIRED');
+  });
+
   it('refuses a token that is not yet valid', async () => {
     expect(failure(await jwt.verify(await token(keyA, { nbf: now() + 3600 }))).reason).toBe('NOT_YET_VALID');
   });
@@ -233,18 +250,24 @@ describe('key rotation in the JWKS file', () => {
   it('reads the file at most once per jwksReloadMs, however many unknown kids arrive', async () => {
     const path = join(dir, 'flood.json');
     writeJwks(path, [keyA]);
-    const jwt = JwtAuthenticator.create(jwksConfig({ jwksFile: path, jwksReloadMs: 400 }));
+    let clockMs = Date.now();
+    const jwt = JwtAuthenticator.create(jwksConfig({ jwksFile: path, jwksReloadMs: 400 }), { now: () => clockMs });
     const bogus = await Promise.all(Array.from({ length: 50 }, (_, i) => token(keyB, {}, { kid: `bogus-${i}` })));
     const reads = jwt.jwksReads;
+    // The interval has passed: fifty unknown kids at once cost one read between them.
+    clockMs += 400;
     const results = await Promise.all(bogus.map((t) => jwt.verify(t)));
     expect(results.every((r) => !r.ok && r.reason === 'UNKNOWN_KEY')).toBe(true);
-    expect(jwt.jwksReads - reads).toBeLessThanOrEqual(1);
+    expect(jwt.jwksReads - reads).toBe(1);
 
-    // Once the interval has passed, the next unknown kid triggers a read that finds the new key.
+    // A key added to the file is found by the first unknown kid once the next interval has passed, not before.
     writeJwks(path, [keyA, keyB]);
-    await new Promise((r) => setTimeout(r, 450));
+    clockMs += 399;
+    expect(failure(await jwt.verify(await token(keyB))).reason).toBe('UNKNOWN_KEY');
+    expect(jwt.jwksReads - reads).toBe(1);
+    clockMs += 1;
     expect((await jwt.verify(await token(keyB))).ok).toBe(true);
-    expect(jwt.jwksReads - reads).toBeLessThanOrEqual(2);
+    expect(jwt.jwksReads - reads).toBe(2);
   });
 
   it('keeps the keys it has when the file is briefly broken, and reports it', async () => {

@@ -6,12 +6,12 @@ import type { Decision, DecisionRequest } from '../../src/types.js';
 import { assertConformant, conformanceSets, defineConformanceSuite } from './suite.js';
 
 /** The pure engine, in process: the reference path every other decider must agree with. */
-defineConformanceSuite('engine', async (dir) => {
-  const result = loadPolicies(dir);
-  if (!result.ok) throw new Error(`${dir} is invalid`);
+defineConformanceSuite('engine', async (set) => {
+  const result = loadPolicies(set.dir);
+  if (!result.ok) throw new Error(`${set.dir} is invalid`);
   const { policySet } = result.policies;
   return {
-    decide: async (request) => evaluate(policySet, request),
+    decide: async (testCase) => evaluate(policySet, testCase.request),
     close: async () => {},
   };
 });

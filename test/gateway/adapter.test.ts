@@ -2,19 +2,18 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Authenticator } from '../../src/authn/types.js';
-import { evaluate } from '../../src/engine/evaluate.js';
+import { DecisionPipeline, type CallMeta } from '../../src/decide/index.js';
 import type { Decision, DecisionRequest } from '../../src/types.js';
 import { VerdictError } from '../../src/errors.js';
-import { fromCheckRequest, toCheckResponse, type ExtAuthzCheckRequest } from '../../src/gateway/ext-authz.js';
+import { GatewayAdapter, headerSafe } from '../../src/gateway/adapter.js';
 import { handleForwardAuth } from '../../src/gateway/forward-auth.js';
-import { GatewayAdapter, headerSafe } from '../../src/gateway/http-request.js';
 import { TrustedHeaderAuthenticator, UNCONFIGURED_AUTHENTICATOR } from '../../src/gateway/trusted-headers.js';
-import type { GatewayDecider, GatewayRequest } from '../../src/gateway/types.js';
-import type { PolicySet } from '../../src/policy/policy-set.js';
-import type { CallMeta } from '../../src/server/grpc/handlers.js';
+import type { GatewayRequest } from '../../src/gateway/types.js';
+import { fromEnvoyCheckRequest, toEnvoyCheckResponse } from '../../src/server/grpc/convert/envoy.js';
+import { serviceDefinition } from '../../src/server/grpc/descriptors.js';
+import type { CheckRequest, CheckRequest__Output } from '../../src/server/grpc/generated/envoy/service/auth/v3/CheckRequest.js';
 import { loadFiles, removeTempDirs, rolesDoc, rulesDoc } from '../helpers/policies.js';
-
-afterAll(removeTempDirs);
+import { useDecisionLog } from '../helpers/decision-log.js';
 
 const { policySet } = loadFiles({
   'roles.yaml': rolesDoc([{ name: 'reader' }, { name: 'writer' }]),
@@ -25,19 +24,22 @@ const { policySet } = loadFiles({
   },
 });
 
-/** The decision path, in memory: evaluates with one policy set and keeps what it would record. */
-class MemoryDecider implements GatewayDecider {
-  readonly recorded: { request: DecisionRequest; decision: Decision; meta: CallMeta }[] = [];
-  failWith: Error | null = null;
-  async decideHttp(prepare: (set: PolicySet) => { request: DecisionRequest; refusal: { reason: Decision['reason']; ruleId: string; message: string } | null }, meta: CallMeta) {
-    if (this.failWith) throw this.failWith;
-    const { request, refusal } = prepare(policySet);
-    const decision: Decision = refusal
-      ? { effect: 'DENY', reason: refusal.reason, ruleIds: [], errors: [{ ruleId: refusal.ruleId, message: refusal.message }], policyVersion: policySet.version }
-      : evaluate(policySet, request);
-    this.recorded.push({ request, decision, meta });
-    return { decision, decisionId: `d-${this.recorded.length}` };
-  }
+const decisionLog = useDecisionLog();
+afterAll(removeTempDirs);
+
+interface Recorded {
+  readonly request: DecisionRequest;
+  readonly decision: Decision;
+  readonly meta: CallMeta;
+  readonly decisionId: string;
+}
+
+/** The decide core over the real decision log, keeping what it recorded; set `failWith` to make every append fail. */
+function recordingPipeline(): { pipeline: DecisionPipeline; recorded: Recorded[]; failWith: Error | null } {
+  const recording = { recorded: [] as Recorded[], failWith: null as Error | null };
+  const pipeline = new DecisionPipeline({ current: policySet }, { path: decisionLog().path, append: (record) => (recording.failWith ? Promise.reject(recording.failWith) : decisionLog().append(record)) });
+  pipeline.observe({ decided: (result, meta) => recording.recorded.push({ request: result.request, decision: result.decision, meta, decisionId: result.decisionId }) });
+  return Object.assign(recording, { pipeline });
 }
 
 const trusted = new TrustedHeaderAuthenticator({ idHeader: 'remote-user', rolesHeader: 'remote-groups', attributeHeaders: { org: 'remote-org' } });
@@ -48,59 +50,61 @@ function gatewayRequest(overrides: Partial<GatewayRequest> = {}): GatewayRequest
 
 describe('the gateway adapter', () => {
   it('allows with the principal and decision id for the upstream, and records the caller and request id', async () => {
-    const decider = new MemoryDecider();
-    const answer = await new GatewayAdapter(decider, trusted).decide(
+    const recording = recordingPipeline();
+    const answer = await new GatewayAdapter(recording.pipeline, trusted).decide(
       gatewayRequest({ uri: '/docs/d%201?shelf=top', headers: { 'remote-user': 'rita', 'remote-groups': 'reader' }, requestId: 'r-9' }),
       'gw:1',
     );
-    expect(answer).toMatchObject({ status: 200, principalId: 'rita', decisionId: 'd-1', body: '', headers: { 'x-verdict-principal': 'rita', 'x-verdict-decision-id': 'd-1' } });
-    expect(decider.recorded[0]!.meta).toMatchObject({ caller: 'gw:1', requestId: 'r-9' });
-    expect(decider.recorded[0]!.request).toMatchObject({ action: 'read', resource: { type: 'doc', id: 'd 1', attributes: { shelf: 'top' } } });
+    const id = recording.recorded[0]!.decisionId;
+    expect(answer).toMatchObject({ status: 200, principalId: 'rita', decisionId: id, body: '', headers: { 'x-verdict-principal': 'rita', 'x-verdict-decision-id': id } });
+    expect(recording.recorded[0]!.meta).toMatchObject({ caller: 'gw:1', requestId: 'r-9' });
+    expect(recording.recorded[0]!.request).toMatchObject({ action: 'read', resource: { type: 'doc', id: 'd 1', attributes: { shelf: 'top' } } });
   });
 
   it('answers 403 for a deny, 401 for a failed authentication (before routing), and records both', async () => {
-    const decider = new MemoryDecider();
-    const gateway = new GatewayAdapter(decider, trusted);
+    const recording = recordingPipeline();
+    const gateway = new GatewayAdapter(recording.pipeline, trusted);
     const denied = await gateway.decide(gatewayRequest({ headers: { 'remote-user': 'wes' } }), 'gw');
     expect(denied.status).toBe(403);
-    expect(denied.headers).toEqual({ 'x-verdict-decision-id': 'd-1' });
-    expect(JSON.parse(denied.body)).toEqual({ error: 'forbidden', reason: 'DENIED_BY_DEFAULT', decisionId: 'd-1' });
+    const id = recording.recorded[0]!.decisionId;
+    expect(denied.headers).toEqual({ 'x-verdict-decision-id': id });
+    expect(JSON.parse(denied.body)).toEqual({ error: 'forbidden', reason: 'DENIED_BY_DEFAULT', decisionId: id });
 
     const anonymous = await gateway.decide(gatewayRequest({ uri: '/nowhere' }), 'gw');
     expect(anonymous.status).toBe(401);
     expect(anonymous.principalId).toBeNull();
-    expect(decider.recorded[1]!.decision).toMatchObject({ reason: 'DENIED_UNAUTHENTICATED', errors: [{ ruleId: 'authn', message: 'MISSING_CREDENTIAL: no remote-user header: the gateway did not say who is calling' }] });
-    expect(decider.recorded[1]!.request.principal.id).toBe('');
+    expect(recording.recorded[1]!.decision).toMatchObject({ reason: 'DENIED_UNAUTHENTICATED', errors: [{ ruleId: 'authn', message: 'MISSING_CREDENTIAL: no remote-user header: the gateway did not say who is calling' }] });
+    expect(recording.recorded[1]!.request.principal.id).toBe('');
   });
 
   it('refuses an authenticator that throws as a failed authentication, never an allow', async () => {
     const broken: Authenticator = { authenticate: () => Promise.reject(new Error('JWKS endpoint down')) };
-    const decider = new MemoryDecider();
-    const answer = await new GatewayAdapter(decider, broken).decide(gatewayRequest(), 'gw');
+    const recording = recordingPipeline();
+    const answer = await new GatewayAdapter(recording.pipeline, broken).decide(gatewayRequest(), 'gw');
     expect(answer.status).toBe(401);
-    expect(decider.recorded[0]!.decision.errors[0]!.message).toBe('UNAVAILABLE: authentication could not be completed: JWKS endpoint down');
+    expect(recording.recorded[0]!.decision.errors[0]!.message).toBe('UNAVAILABLE: authentication could not be completed: JWKS endpoint down');
   });
 
   it('with no authentication configured, every request is unauthenticated', async () => {
-    const answer = await new GatewayAdapter(new MemoryDecider(), UNCONFIGURED_AUTHENTICATOR).decide(gatewayRequest({ headers: { 'remote-user': 'rita' } }), 'gw');
+    const answer = await new GatewayAdapter(recordingPipeline().pipeline, UNCONFIGURED_AUTHENTICATOR).decide(gatewayRequest({ headers: { 'remote-user': 'rita' } }), 'gw');
     expect(answer.status).toBe(401);
     expect(JSON.parse(answer.body).detail).toMatch(/no authentication configured/);
   });
 
   it('records an unmatched or unroutable request with its method and path', async () => {
-    const decider = new MemoryDecider();
-    const gateway = new GatewayAdapter(decider, trusted);
+    const recording = recordingPipeline();
+    const gateway = new GatewayAdapter(recording.pipeline, trusted);
     const headers = { 'remote-user': 'rita', 'remote-groups': 'reader' };
     await gateway.decide(gatewayRequest({ method: 'POST', uri: '/docs/d1', headers }), 'gw');
     await gateway.decide(gatewayRequest({ uri: '/docs/%2e%2e', headers }), 'gw');
     await gateway.decide(gatewayRequest({ uri: '/docs/' + 'x'.repeat(9000), headers }), 'gw');
-    expect(decider.recorded.map((r) => [r.request.action, r.request.resource.type, r.request.resource.id.slice(0, 12), r.decision.reason])).toEqual([
+    expect(recording.recorded.map((r) => [r.request.action, r.request.resource.type, r.request.resource.id.slice(0, 12), r.decision.reason])).toEqual([
       ['POST', 'http_route', '/docs/d1', 'DENIED_BY_DEFAULT'],
       ['GET', 'http_route', '/docs/%2e%2e', 'DENIED_INVALID_REQUEST'],
       ['GET', 'http_route', '/docs/xxxxxx', 'DENIED_INVALID_REQUEST'],
     ]);
-    expect(decider.recorded[2]!.request.resource.id.length).toBe(512);
-    expect(decider.recorded.every((r) => r.decision.effect === 'DENY')).toBe(true);
+    expect(recording.recorded[2]!.request.resource.id.length).toBe(512);
+    expect(recording.recorded.every((r) => r.decision.effect === 'DENY')).toBe(true);
   });
 
   it('percent-encodes a principal id that cannot go in a header as is', () => {
@@ -132,8 +136,14 @@ describe('trusted principal headers', () => {
   });
 });
 
+/** A CheckRequest as the server receives it: encoded, then decoded by the server's own definition. */
+function received(message: CheckRequest): CheckRequest__Output {
+  const check = serviceDefinition('envoy.service.auth.v3.Authorization')['Check']!;
+  return check.requestDeserialize(check.requestSerialize(message)) as CheckRequest__Output;
+}
+
 describe('Envoy CheckRequest and CheckResponse conversion', () => {
-  const base: ExtAuthzCheckRequest = {
+  const base = received({
     attributes: {
       source: { address: { socketAddress: { address: '203.0.113.7', portValue: 443 } }, service: '', principal: 'spiffe://acme/ns/web/sa/frontend' },
       destination: null,
@@ -151,10 +161,10 @@ describe('Envoy CheckRequest and CheckResponse conversion', () => {
       },
       contextExtensions: { tenant: 'acme' },
     },
-  };
+  });
 
   it('reads method, path (with a stray query), headers (map and raw list), source and extensions', () => {
-    expect(fromCheckRequest(base)).toEqual({
+    expect(fromEnvoyCheckRequest(base)).toEqual({
       method: 'GET',
       uri: '/docs/d1?shelf=top',
       headers: { 'x-upper': 'kept', ':authority': 'api.example.com', 'remote-user': 'rita', 'x-multi': 'a,b', host: 'api.example.com' },
@@ -162,11 +172,11 @@ describe('Envoy CheckRequest and CheckResponse conversion', () => {
       extensions: { tenant: 'acme' },
       requestId: 'req-1',
     });
-    expect(fromCheckRequest({ attributes: null })).toEqual({ method: '', uri: '', headers: {}, source: { address: null, principal: null }, extensions: {}, requestId: null });
+    expect(fromEnvoyCheckRequest(received({ attributes: null }))).toEqual({ method: '', uri: '', headers: {}, source: { address: null, principal: null }, extensions: {}, requestId: null });
   });
 
   it('answers a rate limit (reserved for later) as RESOURCE_EXHAUSTED with a 429', () => {
-    const response = toCheckResponse({
+    const response = toEnvoyCheckResponse({
       status: 429,
       decision: { effect: 'DENY', reason: 'DENIED_BY_RATE_LIMIT', ruleIds: ['limit'], errors: [], policyVersion: 'v1' },
       decisionId: 'd-7',
@@ -184,9 +194,9 @@ describe('handleForwardAuth when the decision cannot be recorded', () => {
   let server: Server;
 
   it('answers 503, never 200', async () => {
-    const decider = new MemoryDecider();
-    decider.failWith = new VerdictError('DECISION_LOG_UNAVAILABLE', 'disk full');
-    const gateway = new GatewayAdapter(decider, trusted);
+    const recording = recordingPipeline();
+    recording.failWith = new VerdictError('DECISION_LOG_UNAVAILABLE', 'disk full');
+    const gateway = new GatewayAdapter(recording.pipeline, trusted);
     const errors: unknown[] = [];
     server = createServer((req, res) => void handleForwardAuth(gateway, req, res, { onError: (e) => errors.push(e) }));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -197,13 +207,13 @@ describe('handleForwardAuth when the decision cannot be recorded', () => {
     expect(await unavailable.json()).toEqual({ error: 'the decision could not be recorded, so the request is refused' });
     expect(errors).toEqual([]);
 
-    decider.failWith = new TypeError('a bug');
+    recording.failWith = new TypeError('a bug');
     const internal = await fetch(url, { headers });
     expect(internal.status).toBe(503);
     expect(await internal.text()).not.toMatch(/a bug/);
     expect(errors).toHaveLength(1);
 
-    decider.failWith = null;
+    recording.failWith = null;
     expect((await fetch(url, { headers })).status).toBe(200);
     await new Promise<void>((resolve) => server.close(() => resolve()));
   });

@@ -1,12 +1,12 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { DecisionQuery } from '../../src/server/grpc/index.js';
+import type { DecisionFilters } from '../../src/decisions/query.js';
 import { clientFor, sampleRecord, startServer, unary, type Harness } from './support.js';
 
 describe('verdict.v1.Admin', () => {
   let harness: Harness;
   let client: grpc.Client;
-  const queries: DecisionQuery[] = [];
+  const queries: DecisionFilters[] = [];
 
   beforeAll(async () => {
     harness = await startServer({
@@ -68,7 +68,7 @@ describe('verdict.v1.Admin', () => {
     expect(none.error?.details).toBe('decision_id is required');
   });
 
-  it('lists decisions with filters converted to a query', async () => {
+  it("lists decisions with its filters converted to the log's", async () => {
     const { error, response } = await unary<{ decisions: unknown[] }>(client, 'ListDecisions', {
       principalId: 'alice',
       effect: 'EFFECT_ALLOW',

@@ -1,7 +1,8 @@
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { VerdictError } from '../../src/errors.js';
-import { DECISION_ID_TRAILER, InvalidRequest } from '../../src/server/grpc/index.js';
+import { InvalidRequest, RefusedRequest } from '../../src/decide/index.js';
+import { DECISION_ID_TRAILER } from '../../src/server/grpc/index.js';
 import { hardCeiling } from '../../src/server/grpc/server.js';
 import { asRequest, checkRequest, clientFor, startServer, unary, type Harness } from './support.js';
 
@@ -177,7 +178,7 @@ describe('error mapping and limits', () => {
     const harness = await startServer(
       {
         check: (input) => {
-          if (input instanceof InvalidRequest) throw new Error('should not happen');
+          if (input instanceof RefusedRequest) throw new Error('should not happen');
           if (input.principal.id === 'bug') throw new Error('secret detail at /srv/app.js:12');
           throw new VerdictError('DECISION_LOG_UNAVAILABLE', 'decision log unavailable: disk full');
         },
@@ -199,11 +200,14 @@ describe('error mapping and limits', () => {
     }
   });
 
-  it('honours deadlines: a slow check gets DEADLINE_EXCEEDED', async () => {
+  it('honours deadlines: a check still deciding when its deadline passes gets DEADLINE_EXCEEDED', async () => {
+    // The check answers only after the client has given up on it.
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => (release = resolve));
     const harness = await startServer({
       check: async (input) => {
-        await new Promise((resolve) => setTimeout(resolve, 300));
-        return { decision: { effect: 'DENY', reason: 'DENIED_BY_DEFAULT', ruleIds: [], errors: [], policyVersion: 'v' }, decisionId: String(input) };
+        await gate;
+        return { request: asRequest(input), decision: { effect: 'DENY', reason: 'DENIED_BY_DEFAULT', ruleIds: [], errors: [], policyVersion: 'v' }, decisionId: 'too-late' };
       },
     });
     const client = clientFor('verdict.v1.Authorization', harness.address);
@@ -211,6 +215,7 @@ describe('error mapping and limits', () => {
       const { error } = await unary(client, 'Check', checkRequest(), undefined, { deadline: Date.now() + 50 });
       expect(error?.code).toBe(grpc.status.DEADLINE_EXCEEDED);
     } finally {
+      release();
       client.close();
       await harness.close();
     }
@@ -239,17 +244,24 @@ describe('error mapping and limits', () => {
     let started!: () => void;
     const entered = new Promise<void>((resolve) => (started = resolve));
     const harness = await startServer({
-      check: async () => {
+      check: async (input) => {
         started();
         await gate;
-        return { decision: { effect: 'ALLOW', reason: 'ALLOWED_BY_RULE', ruleIds: ['r'], errors: [], policyVersion: 'v' }, decisionId: 'late' };
+        return { request: asRequest(input), decision: { effect: 'ALLOW', reason: 'ALLOWED_BY_RULE', ruleIds: ['r'], errors: [], policyVersion: 'v' }, decisionId: 'late' };
       },
     });
     const client = clientFor('verdict.v1.Authorization', harness.address);
     const call = unary<CheckResponse>(client, 'Check', checkRequest());
     await entered;
-    const stopped = harness.close();
-    setTimeout(release, 50);
+    let stoppedEarly = false;
+    const stopped = harness.close().then(() => (stoppedEarly = true));
+    // Shutting down: a new connection is refused, while the check in flight is still waited for.
+    const latecomer = clientFor('verdict.v1.Authorization', harness.address);
+    const refused = await unary(latecomer, 'Check', checkRequest());
+    latecomer.close();
+    expect(refused.error?.code).toBe(grpc.status.UNAVAILABLE);
+    expect(stoppedEarly).toBe(false);
+    release();
     const { error, response } = await call;
     await stopped;
     expect(error).toBeNull();

@@ -1,16 +1,12 @@
 import { describe, expect, it } from 'vitest';
-import {
-  fromTimestamp,
-  jsonToStruct,
-  MAX_ATTRIBUTE_DEPTH,
-  structToAttributes,
-  toBatchInputs,
-  toCheckInput,
-  toDecisionQuery,
-  toTimestamp,
-} from '../../src/server/grpc/convert.js';
-import { InvalidRequest, RequestFieldError } from '../../src/server/grpc/invalid-request.js';
-import type { ListDecisionsRequestMessage, StructMessage, ValueMessage } from '../../src/server/grpc/messages.js';
+import { InvalidRequest, RequestFieldError, refusalDecision } from '../../src/decide/index.js';
+import { jsonToStruct, MAX_ATTRIBUTE_DEPTH, structToAttributes } from '../../src/server/grpc/convert/struct.js';
+import { fromTimestamp, toBatchInputs, toCheckInput, toCheckResponse, toDecisionFilters, toTimestamp } from '../../src/server/grpc/convert/verdict.js';
+import { packageDefinition } from '../../src/server/grpc/descriptors.js';
+import type { Struct__Output as StructMessage } from '../../src/server/grpc/generated/google/protobuf/Struct.js';
+import type { Value__Output as ValueMessage } from '../../src/server/grpc/generated/google/protobuf/Value.js';
+import type { ListDecisionsRequest__Output as ListDecisionsRequestMessage } from '../../src/server/grpc/generated/verdict/v1/ListDecisionsRequest.js';
+import { REASONS } from '../../src/types.js';
 
 /** As proto-loader decodes it: the oneof's member named in `kind`. */
 function decoded(value: ValueMessage): ValueMessage {
@@ -79,7 +75,7 @@ describe('requests', () => {
     const invalid = input as InvalidRequest;
     expect(invalid.error.field).toBe('principal.id');
     expect(invalid.request.resource.type).toBe('model');
-    expect(invalid.decision('v')).toEqual({
+    expect(refusalDecision(invalid.refusal, 'v')).toEqual({
       effect: 'DENY',
       reason: 'DENIED_INVALID_REQUEST',
       ruleIds: [],
@@ -113,10 +109,10 @@ describe('admin messages', () => {
     expect(toTimestamp(1_700_000_000_123)).toEqual({ seconds: 1_700_000_000, nanos: 123_000_000 });
     expect(toTimestamp(-1)).toEqual({ seconds: -1, nanos: 999_000_000 });
     expect(fromTimestamp({ seconds: '1700000000', nanos: 123_000_000 }, 'since')).toBe(1_700_000_000_123);
-    expect(() => fromTimestamp({ seconds: 1, nanos: 1e9 }, 'until')).toThrow('until.nanos: must be between 0 and 999999999');
+    expect(() => fromTimestamp({ seconds: '1', nanos: 1e9 }, 'until')).toThrow('until.nanos: must be between 0 and 999999999');
   });
 
-  it('leaves unset filters out of the query', () => {
+  it('leaves unset filters out of the log filters', () => {
     const empty: ListDecisionsRequestMessage = {
       principalId: '',
       resourceType: '',
@@ -128,9 +124,21 @@ describe('admin messages', () => {
       until: null,
       limit: 0,
     };
-    expect(toDecisionQuery(empty)).toEqual({});
+    expect(toDecisionFilters(empty)).toEqual({});
     expect(
-      toDecisionQuery({ ...empty, principalId: 'alice', effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT', since: { seconds: '10', nanos: 0 }, limit: 5 }),
+      toDecisionFilters({ ...empty, principalId: 'alice', effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT', since: { seconds: '10', nanos: 0 }, limit: 5 }),
     ).toEqual({ principalId: 'alice', effect: 'DENY', reason: 'DENIED_BY_RATE_LIMIT', since: 10_000, limit: 5 });
+  });
+});
+
+describe('the reason enum', () => {
+  const wireNames = (packageDefinition['verdict.v1.Reason'] as { type: { value: { name: string }[] } }).type.value.map((v) => v.name);
+
+  it('gives every reason of src/types.ts a value of verdict.v1.Reason, and reads each value but UNSPECIFIED back', () => {
+    const sent = REASONS.map((reason) => toCheckResponse({ decision: { effect: 'DENY', reason, ruleIds: [], errors: [], policyVersion: 'v' }, decisionId: 'd' }, null).reason);
+    expect([...sent].sort()).toEqual(wireNames.filter((name) => name !== 'REASON_UNSPECIFIED').sort());
+    const empty: ListDecisionsRequestMessage = { principalId: '', resourceType: '', resourceId: '', action: '', effect: 'EFFECT_UNSPECIFIED', reason: 'REASON_UNSPECIFIED', since: null, until: null, limit: 0 };
+    for (const reason of REASONS) expect(toDecisionFilters({ ...empty, reason: `REASON_${reason}` }).reason).toBe(reason);
+    expect(toDecisionFilters(empty).reason).toBeUndefined();
   });
 });

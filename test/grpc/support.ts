@@ -2,20 +2,21 @@ import * as grpc from '@grpc/grpc-js';
 import type { Decision, DecisionRequest } from '../../src/types.js';
 import type { DecisionRecord } from '../../src/decisions/record.js';
 import { packageDefinition } from '../../src/server/grpc/descriptors.js';
+import { RefusedRequest, refusalDecision, type CallMeta, type CheckInput, type CheckResult } from '../../src/decide/index.js';
 import {
   createGrpcServer,
-  InvalidRequest,
-  type CallMeta,
-  type CheckInput,
-  type CheckResult,
-  type GrpcHandlers,
+  type AdminHandlers,
+  type AuthorizationHandlers,
   type GrpcServer,
   type GrpcServerOptions,
 } from '../../src/server/grpc/index.js';
 
-/** A fake engine: `read` is allowed, anything else denied; invalid input is denied as such. */
+/** Both sides of the gRPC API, as a test fakes them to drive the transport alone. */
+export type FakeHandlers = AuthorizationHandlers & AdminHandlers;
+
+/** A fake engine: `read` is allowed, anything else denied; a refused input is denied as such. */
 export function fakeDecision(input: CheckInput): Decision {
-  if (input instanceof InvalidRequest) return input.decision('v-test');
+  if (input instanceof RefusedRequest) return refusalDecision(input.refusal, 'v-test');
   const allowed = input.action === 'read';
   return {
     effect: allowed ? 'ALLOW' : 'DENY',
@@ -62,11 +63,11 @@ export interface Harness {
   close(): Promise<void>;
 }
 
-export async function startServer(overrides: Partial<GrpcHandlers> = {}, options: GrpcServerOptions = {}): Promise<Harness> {
+export async function startServer(overrides: Partial<FakeHandlers> = {}, options: GrpcServerOptions = {}): Promise<Harness> {
   const seen: Seen = { inputs: [], batches: [], metas: [] };
   let next = 0;
-  const record = (input: CheckInput): CheckResult => ({ decision: fakeDecision(input), decisionId: `d-${++next}` });
-  const handlers: GrpcHandlers = {
+  const record = (input: CheckInput): CheckResult => ({ request: asRequest(input), decision: fakeDecision(input), decisionId: `d-${++next}` });
+  const handlers: FakeHandlers = {
     async check(input, meta) {
       seen.inputs.push(input);
       seen.metas.push(meta);
@@ -77,17 +78,16 @@ export async function startServer(overrides: Partial<GrpcHandlers> = {}, options
       seen.metas.push(meta);
       return inputs.map(record);
     },
-    policyStatus: () => ({ version: 'v-test', loadedAt: 1_700_000_000_123, ruleCount: 7, lastReloadError: null, lastReloadAttemptAt: null }),
+    policyStatus: () => ({ version: 'v-test', loadedAt: new Date(1_700_000_000_123), ruleCount: 7, lastReloadError: null, lastReloadAttemptAt: null }),
     reload: () => ({
-      reloaded: false,
-      error: 'policies/rules.yaml:3:5 rules[0].effect: expected allow or deny',
-      status: { version: 'v-test', loadedAt: 1_700_000_000_123, ruleCount: 7, lastReloadError: 'broken', lastReloadAttemptAt: 1_700_000_100_000 },
+      outcome: { ok: false, error: 'policies/rules.yaml:3:5 rules[0].effect: expected allow or deny' },
+      status: { version: 'v-test', loadedAt: new Date(1_700_000_000_123), ruleCount: 7, lastReloadError: 'broken', lastReloadAttemptAt: new Date(1_700_000_100_000) },
     }),
     getDecision: (id) => (id === sampleRecord.decisionId ? sampleRecord : null),
     listDecisions: () => [sampleRecord],
     ...overrides,
   };
-  const grpcServer = createGrpcServer(handlers, { shutdownTimeoutMs: 2000, ...options });
+  const grpcServer = createGrpcServer({ authorization: handlers, admin: handlers }, { shutdownTimeoutMs: 2000, ...options });
   const port = await grpcServer.start('127.0.0.1', 0);
   return { grpc: grpcServer, port, address: `127.0.0.1:${port}`, seen, close: () => grpcServer.shutdown() };
 }
@@ -141,5 +141,5 @@ export function checkRequest(overrides: Record<string, unknown> = {}): Record<st
 
 export function asRequest(input: CheckInput | undefined): DecisionRequest {
   if (!input) throw new Error('the handler saw no input');
-  return input instanceof InvalidRequest ? input.request : input;
+  return input instanceof RefusedRequest ? input.request : input;
 }

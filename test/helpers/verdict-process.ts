@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { packageDefinition } from '../../src/server/grpc/descriptors.js';
-import { jsonToStruct } from '../../src/server/grpc/convert.js';
+import { jsonToStruct } from '../../src/server/grpc/convert/struct.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const BIN = join(ROOT, 'bin', 'verdict.js');

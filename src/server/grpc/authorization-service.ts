@@ -1,15 +1,17 @@
+// verdict.v1.Authorization over gRPC: Check and CheckBatch as adapters of the
+// decide core, with invalid and oversized requests recorded before they are refused.
+
 import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { InvalidRequest, type CheckResult, type RequestFieldError } from '../../decide/index.js';
 import { VerdictError } from '../../errors.js';
 import { callMeta, unary, type CallOptions } from './call.js';
-import { toBatchInputs, toCheckInput, toCheckResponse } from './convert.js';
-import type { AuthorizationHandlers, CheckResult } from './handlers.js';
-import { InvalidRequest, OversizedMessage, type RequestFieldError } from './invalid-request.js';
-import type {
-  CheckBatchRequestMessage,
-  CheckBatchResponseMessage,
-  CheckRequestMessage,
-  CheckResponseMessage,
-} from './messages.js';
+import { toBatchInputs, toCheckInput, toCheckResponse } from './convert/verdict.js';
+import type { AuthorizationHandlers } from './handlers.js';
+import { OversizedMessage } from './oversized.js';
+import type { CheckBatchRequest__Output } from './generated/verdict/v1/CheckBatchRequest.js';
+import type { CheckBatchResponse } from './generated/verdict/v1/CheckBatchResponse.js';
+import type { CheckRequest__Output } from './generated/verdict/v1/CheckRequest.js';
+import type { CheckResponse } from './generated/verdict/v1/CheckResponse.js';
 import { StatusError } from './status.js';
 
 export const AUTHORIZATION_SERVICE = 'verdict.v1.Authorization';
@@ -22,35 +24,35 @@ export interface AuthorizationOptions extends CallOptions {
   readonly maxBatchItems: number;
 }
 
-/** verdict.v1.Authorization over the application's handlers. */
+/** verdict.v1.Authorization over the decide core (or any AuthorizationHandlers). */
 export function authorizationService(handlers: AuthorizationHandlers, options: AuthorizationOptions): UntypedServiceImplementation {
   return {
-    Check: unary<CheckRequestMessage, CheckResponseMessage>('Check', options, async (call) => {
-      const oversized = call.request as unknown;
-      if (oversized instanceof OversizedMessage) return refuseOversized(oversized, call, handlers, options);
-      const meta = callMeta(call, call.request.requestId, options);
-      const input = toCheckInput(call.request);
+    Check: unary<CheckRequest__Output | OversizedMessage, CheckResponse>('Check', options, async (call) => {
+      const message = call.request;
+      if (message instanceof OversizedMessage) return refuseOversized(message, call, handlers, options);
+      const meta = callMeta(call, message.requestId, options);
+      const input = toCheckInput(message);
       const result = await handlers.check(input, meta);
       // Recorded first (as an error decision), refused second.
       if (input instanceof InvalidRequest) throw invalidArgument(input.error, result.decisionId);
       return toCheckResponse(result, meta.requestId);
     }),
 
-    CheckBatch: unary<CheckBatchRequestMessage, CheckBatchResponseMessage>('CheckBatch', options, async (call) => {
-      const oversized = call.request as unknown;
-      if (oversized instanceof OversizedMessage) return refuseOversized(oversized, call, handlers, options);
-      const count = call.request.items.length;
+    CheckBatch: unary<CheckBatchRequest__Output | OversizedMessage, CheckBatchResponse>('CheckBatch', options, async (call) => {
+      const message = call.request;
+      if (message instanceof OversizedMessage) return refuseOversized(message, call, handlers, options);
+      const count = message.items.length;
       if (count > options.maxBatchItems) {
         throw new StatusError(status.INVALID_ARGUMENT, `items: ${count} items exceed the limit of ${options.maxBatchItems} per batch`);
       }
-      const meta = callMeta(call, call.request.requestId, options);
-      const { inputs, shared } = toBatchInputs(call.request);
+      const meta = callMeta(call, message.requestId, options);
+      const { inputs, shared } = toBatchInputs(message);
       const results = await handlers.checkBatch(inputs, meta);
       if (results.length !== inputs.length) {
         throw new VerdictError('INTERNAL', `checkBatch answered ${results.length} results for ${inputs.length} items`);
       }
       if (shared) throw invalidArgument(shared, null);
-      const out = new Array<CheckResponseMessage>(results.length);
+      const out = new Array<CheckResponse>(results.length);
       for (let i = 0; i < results.length; i++) {
         const result: CheckResult = results[i]!;
         if (inputs[i] instanceof InvalidRequest && result.decision.effect === 'ALLOW') {

@@ -1,3 +1,6 @@
+// What every unary gRPC method shares: the call's meta for the decision log,
+// deadlines, errors turned into statuses, and the calls in flight for shutdown.
+
 import {
   status,
   type Metadata,
@@ -5,7 +8,7 @@ import {
   type handleUnaryCall,
   type sendUnaryData,
 } from '@grpc/grpc-js';
-import type { CallMeta } from './handlers.js';
+import type { CallMeta } from '../../decide/index.js';
 import { StatusError, toStatus } from './status.js';
 
 /** What the service wrappers need from the server's options. */
@@ -14,6 +17,34 @@ export interface CallOptions {
   readonly callerOf: (call: ServerUnaryCall<unknown, unknown>) => string;
   /** Where unexpected errors go (their details never reach the caller). */
   readonly report: (error: unknown, method: string) => void;
+  /** The calls being answered, so a shutdown can end those still running when its grace is over. */
+  readonly inFlight: InFlightCalls;
+}
+
+/**
+ * The unary calls being answered, each with the callback that answers it. A call
+ * is answered once: by its handler, or by endAll at the end of a shutdown's grace,
+ * whichever comes first. (grpc-js's forceShutdown cannot be relied on for this:
+ * it only tracks the sessions it cuts while channelz is on, which verdict turns off.)
+ */
+export class InFlightCalls {
+  private readonly calls = new Map<ServerUnaryCall<unknown, unknown>, sendUnaryData<unknown>>();
+
+  add(call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>): void {
+    this.calls.set(call, callback);
+  }
+
+  /** Removes the call; false when it was already answered (ended by endAll). */
+  take(call: ServerUnaryCall<unknown, unknown>): boolean {
+    return this.calls.delete(call);
+  }
+
+  /** Answers every call still running with `error`'s status. */
+  endAll(error: StatusError): void {
+    const calls = [...this.calls];
+    this.calls.clear();
+    for (const [, callback] of calls) callback(toStatus(error));
+  }
 }
 
 export function deadlineOf(call: Pick<ServerUnaryCall<unknown, unknown>, 'getDeadline'>): number {
@@ -47,6 +78,7 @@ export function unary<Request, Response>(
 ): handleUnaryCall<Request, Response> {
   const report = (error: unknown): void => options.report(error, method);
   const fail = (callback: sendUnaryData<Response>, error: unknown): void => callback(toStatus(error, report));
+  const inFlight = options.inFlight;
   return (call, callback) => {
     if (deadlineOf(call) <= Date.now()) {
       fail(callback, new StatusError(status.DEADLINE_EXCEEDED, 'deadline exceeded before the call started'));
@@ -59,9 +91,14 @@ export function unary<Request, Response>(
       fail(callback, error);
       return;
     }
+    inFlight.add(call, callback as sendUnaryData<unknown>);
     Promise.resolve(pending).then(
-      (response) => callback(null, response),
-      (error: unknown) => fail(callback, error),
+      (response) => {
+        if (inFlight.take(call)) callback(null, response);
+      },
+      (error: unknown) => {
+        if (inFlight.take(call)) fail(callback, error);
+      },
     );
   };
 }

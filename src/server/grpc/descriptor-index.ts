@@ -1,3 +1,6 @@
+// Protoc's descriptor set split into its files and indexed by name, symbol and
+// extension, for server reflection.
+
 import protobuf from 'protobufjs';
 import descriptor from 'protobufjs/ext/descriptor/index.js';
 

@@ -1,3 +1,5 @@
+// grpc.health.v1.Health, ended cleanly at shutdown.
+
 import {
   status,
   type Server,
@@ -6,19 +8,14 @@ import {
   type sendUnaryData,
 } from '@grpc/grpc-js';
 import { serviceDefinition } from './descriptors.js';
+import type { HealthCheckRequest__Output } from './generated/grpc/health/v1/HealthCheckRequest.js';
+import type { HealthCheckResponse } from './generated/grpc/health/v1/HealthCheckResponse.js';
+import type { HealthListRequest__Output } from './generated/grpc/health/v1/HealthListRequest.js';
+import type { HealthListResponse } from './generated/grpc/health/v1/HealthListResponse.js';
 
 export const HEALTH_SERVICE = 'grpc.health.v1.Health';
 
 export type ServingStatus = 'SERVING' | 'NOT_SERVING';
-
-type WireStatus = ServingStatus | 'SERVICE_UNKNOWN';
-
-interface HealthCheckRequest {
-  service: string;
-}
-interface HealthCheckResponse {
-  status: WireStatus;
-}
 
 /**
  * grpc.health.v1.Health: Check, List and Watch over a status per service name
@@ -31,7 +28,7 @@ interface HealthCheckResponse {
  */
 export class HealthService {
   private readonly statuses = new Map<string, ServingStatus>();
-  private readonly watches = new Map<string, Set<ServerWritableStream<HealthCheckRequest, HealthCheckResponse>>>();
+  private readonly watches = new Map<string, Set<ServerWritableStream<HealthCheckRequest__Output, HealthCheckResponse>>>();
   private closed = false;
 
   /** Sets a service's status and tells every watcher of it. */
@@ -59,21 +56,21 @@ export class HealthService {
 
   addTo(server: Server): void {
     server.addService(serviceDefinition(HEALTH_SERVICE), {
-      Check: (call: ServerUnaryCall<HealthCheckRequest, HealthCheckResponse>, callback: sendUnaryData<HealthCheckResponse>) => {
+      Check: (call: ServerUnaryCall<HealthCheckRequest__Output, HealthCheckResponse>, callback: sendUnaryData<HealthCheckResponse>) => {
         const current = this.statuses.get(call.request.service);
         if (current) callback(null, { status: current });
         else callback({ code: status.NOT_FOUND, details: `unknown service: ${call.request.service}` });
       },
-      List: (_call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<{ statuses: Record<string, HealthCheckResponse> }>) => {
+      List: (_call: ServerUnaryCall<HealthListRequest__Output, HealthListResponse>, callback: sendUnaryData<HealthListResponse>) => {
         const statuses: Record<string, HealthCheckResponse> = {};
         for (const [service, current] of this.statuses) statuses[service] = { status: current };
         callback(null, { statuses });
       },
-      Watch: (call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse>) => this.watch(call),
+      Watch: (call: ServerWritableStream<HealthCheckRequest__Output, HealthCheckResponse>) => this.watch(call),
     });
   }
 
-  private watch(call: ServerWritableStream<HealthCheckRequest, HealthCheckResponse>): void {
+  private watch(call: ServerWritableStream<HealthCheckRequest__Output, HealthCheckResponse>): void {
     const service = call.request.service;
     call.write({ status: this.statuses.get(service) ?? 'SERVICE_UNKNOWN' });
     if (this.closed) {

@@ -1,28 +1,17 @@
+// gRPC server reflection (v1 and v1alpha) answered from protoc's own descriptors.
+
 import { status, type Server, type ServerDuplexStream } from '@grpc/grpc-js';
 import type { DescriptorFile, DescriptorIndex } from './descriptor-index.js';
 import { serviceDefinition } from './descriptors.js';
+import type { ServerReflectionRequest__Output } from './generated/grpc/reflection/v1/ServerReflectionRequest.js';
+import type { ServerReflectionResponse } from './generated/grpc/reflection/v1/ServerReflectionResponse.js';
 
 /** Both reflection protocols grpcurl and friends may speak; their messages are identical. */
 export const REFLECTION_SERVICES = ['grpc.reflection.v1.ServerReflection', 'grpc.reflection.v1alpha.ServerReflection'] as const;
 
-interface ReflectionRequest {
-  host: string;
-  fileByFilename?: string;
-  fileContainingSymbol?: string;
-  fileContainingExtension?: { containingType: string; extensionNumber: number } | null;
-  allExtensionNumbersOfType?: string;
-  listServices?: string;
-  messageRequest?: string;
-}
-
-interface ReflectionResponse {
-  validHost: string;
-  originalRequest: ReflectionRequest;
-  fileDescriptorResponse?: { fileDescriptorProto: Buffer[] };
-  allExtensionNumbersResponse?: { baseTypeName: string; extensionNumber: readonly number[] };
-  listServicesResponse?: { service: { name: string }[] };
-  errorResponse?: { errorCode: number; errorMessage: string };
-}
+// v1alpha's messages are v1's, field for field, so one set of types serves both.
+type ReflectionRequest = ServerReflectionRequest__Output;
+type ReflectionResponse = ServerReflectionResponse;
 
 /**
  * Registers server reflection (v1 and v1alpha) answering from protoc's own
@@ -79,7 +68,7 @@ function answer(
     case 'allExtensionNumbersOfType': {
       const type = (request.allExtensionNumbersOfType ?? '').replace(/^\./, '');
       if (!index.symbols.has(type)) return notFound(response, `type not found: ${type}`);
-      response.allExtensionNumbersResponse = { baseTypeName: type, extensionNumber: index.extensionNumbers.get(type) ?? [] };
+      response.allExtensionNumbersResponse = { baseTypeName: type, extensionNumber: [...(index.extensionNumbers.get(type) ?? [])] };
       return response;
     }
     default:

@@ -1,20 +1,26 @@
+// The gRPC server: verdict's services, Envoy's ext_authz, health and reflection on
+// one port, message size limits, and a shutdown with a grace.
+
 import {
   Server,
   ServerCredentials,
+  status,
   type MethodDefinition,
   type ServerOptions,
   type ServerUnaryCall,
   type ServiceDefinition,
-  type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import type { CallOptions } from './call.js';
-import { OversizedMessage } from './invalid-request.js';
+import type { GatewayAdapter } from '../../gateway/adapter.js';
+import { InFlightCalls } from './call.js';
+import { StatusError } from './status.js';
 import { adminService, ADMIN_SERVICE } from './admin-service.js';
 import { authorizationService, AUTHORIZATION_SERVICE } from './authorization-service.js';
 import { indexDescriptorSet } from './descriptor-index.js';
 import { descriptorSet, serviceDefinition } from './descriptors.js';
-import type { GrpcHandlers } from './handlers.js';
+import { EXT_AUTHZ_SERVICE, extAuthzService } from './ext-authz-service.js';
+import type { AdminHandlers, AuthorizationHandlers } from './handlers.js';
 import { HEALTH_SERVICE, HealthService } from './health.js';
+import { OversizedMessage } from './oversized.js';
 import { addReflection } from './reflection.js';
 
 export interface GrpcServerOptions {
@@ -30,18 +36,20 @@ export interface GrpcServerOptions {
   readonly onInternalError?: (error: unknown, method: string) => void;
   /** Further grpc-js channel options, e.g. keepalive settings. */
   readonly channelOptions?: ServerOptions;
-  /**
-   * More services of the descriptor set to serve (e.g. Envoy's ext_authz), each built
-   * with the same caller and error reporting as verdict's own; listed by reflection
-   * and reported SERVING by health like them.
-   */
-  readonly extraServices?: readonly ExtraService[];
 }
 
-export interface ExtraService {
-  /** Fully qualified name, e.g. `envoy.service.auth.v3.Authorization`. */
-  readonly name: string;
-  readonly implementation: (options: CallOptions) => UntypedServiceImplementation;
+/** What the gRPC services answer with. */
+export interface GrpcServices {
+  /** verdict.v1.Authorization: the decide core. */
+  readonly authorization: AuthorizationHandlers;
+  /** verdict.v1.Admin. */
+  readonly admin: AdminHandlers;
+  /**
+   * Envoy's ext_authz (envoy.service.auth.v3.Authorization), when gateways are
+   * served: built with the same caller and error reporting as verdict's own
+   * services, listed by reflection and reported by health like them.
+   */
+  readonly extAuthz?: Pick<GatewayAdapter, 'decide'>;
 }
 
 export interface GrpcServer {
@@ -52,7 +60,8 @@ export interface GrpcServer {
   start(host: string, port: number, credentials?: ServerCredentials): Promise<number>;
   /**
    * Stops accepting calls, reports NOT_SERVING to health watchers, lets in-flight
-   * calls finish, and after `shutdownTimeoutMs` cuts off whatever is left.
+   * calls finish, and after `shutdownTimeoutMs` answers the calls still running
+   * UNAVAILABLE and closes the connections.
    */
   shutdown(): Promise<void>;
 }
@@ -79,19 +88,17 @@ function withSizeLimit(definition: ServiceDefinition, limit: number): ServiceDef
 const DEFAULT_MAX_BATCH_ITEMS = 1000;
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
-const SERVED = [AUTHORIZATION_SERVICE, ADMIN_SERVICE, HEALTH_SERVICE] as const;
-
 /**
- * The gRPC face of verdict: verdict.v1.Authorization and Admin over `handlers`,
- * grpc.health.v1.Health, and server reflection (v1 and v1alpha) from the
- * committed descriptor set.
+ * The gRPC face of verdict: verdict.v1.Authorization and Admin, Envoy's ext_authz
+ * when asked for, grpc.health.v1.Health, and server reflection (v1 and v1alpha)
+ * from the committed descriptor set.
  *
  * @example
- * const grpc = createGrpcServer(handlers, { maxReceiveMessageBytes: 4 << 20 });
+ * const grpc = createGrpcServer({ authorization: pipeline, admin }, { maxReceiveMessageBytes: 4 << 20 });
  * const port = await grpc.start('127.0.0.1', 0);
  * process.once('SIGTERM', () => void grpc.shutdown());
  */
-export function createGrpcServer(handlers: GrpcHandlers, options: GrpcServerOptions = {}): GrpcServer {
+export function createGrpcServer(services: GrpcServices, options: GrpcServerOptions = {}): GrpcServer {
   const limit = options.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES;
   const server = new Server({
     // channelz keeps per-call statistics for a debugging service verdict does not expose; about 5% of a check's CPU.
@@ -101,20 +108,25 @@ export function createGrpcServer(handlers: GrpcHandlers, options: GrpcServerOpti
     // past the ceiling grpc-js refuses them with RESOURCE_EXHAUSTED before they cost more memory.
     'grpc.max_receive_message_length': hardCeiling(limit),
   });
+  const inFlight = new InFlightCalls();
   const callOptions = {
     callerOf: options.callerOf ?? ((call: ServerUnaryCall<unknown, unknown>) => call.getPeer()),
     report: options.onInternalError ?? (() => undefined),
+    inFlight,
   };
   server.addService(
     withSizeLimit(serviceDefinition(AUTHORIZATION_SERVICE), limit),
-    authorizationService(handlers, { ...callOptions, maxBatchItems: options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS }),
+    authorizationService(services.authorization, { ...callOptions, maxBatchItems: options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS }),
   );
-  server.addService(serviceDefinition(ADMIN_SERVICE), adminService(handlers, callOptions));
-  const extra = options.extraServices ?? [];
-  for (const service of extra) server.addService(serviceDefinition(service.name), service.implementation(callOptions));
+  server.addService(serviceDefinition(ADMIN_SERVICE), adminService(services.admin, callOptions));
+  const served: string[] = [AUTHORIZATION_SERVICE, ADMIN_SERVICE];
+  if (services.extAuthz) {
+    server.addService(serviceDefinition(EXT_AUTHZ_SERVICE), extAuthzService(services.extAuthz, callOptions));
+    served.push(EXT_AUTHZ_SERVICE);
+  }
   const health = new HealthService();
   health.addTo(server);
-  addReflection(server, indexDescriptorSet(descriptorSet), [...SERVED, ...extra.map((s) => s.name)]);
+  addReflection(server, indexDescriptorSet(descriptorSet), [...served, HEALTH_SERVICE]);
 
   let stopping: Promise<void> | undefined;
   const timeoutMs = options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;
@@ -131,7 +143,7 @@ export function createGrpcServer(handlers: GrpcHandlers, options: GrpcServerOpti
             reject(error);
             return;
           }
-          for (const service of ['', AUTHORIZATION_SERVICE, ADMIN_SERVICE, ...extra.map((s) => s.name)]) {
+          for (const service of ['', ...served]) {
             if (health.getStatus(service) === undefined) health.setStatus(service, 'SERVING');
           }
           resolve(bound);
@@ -142,6 +154,8 @@ export function createGrpcServer(handlers: GrpcHandlers, options: GrpcServerOpti
       stopping ??= new Promise<void>((resolve) => {
         health.close();
         const timer = setTimeout(() => {
+          // Past the grace: whatever is still being decided is told so, then the connections go.
+          inFlight.endAll(new StatusError(status.UNAVAILABLE, 'verdict is shutting down and could not finish this check in time; ask another replica'));
           server.forceShutdown();
           resolve();
         }, timeoutMs);

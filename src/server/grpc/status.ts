@@ -1,3 +1,5 @@
+// Errors as gRPC statuses: what a caller may see, and what stays inside.
+
 import { Metadata, status, type StatusObject } from '@grpc/grpc-js';
 import { VerdictError, type ErrorCode } from '../../errors.js';
 

@@ -1,0 +1,18 @@
+/**
+ * The decide core's public face: the one path to a decision (DecisionPipeline),
+ * the request and call types transports speak to it, and the refusals.
+ */
+export { DecisionPipeline, type DecisionObserver, type PolicySource, type PrepareCheck } from './pipeline.js';
+export { InvalidRequest, RefusedRequest, RequestFieldError, type CallMeta, type CheckInput, type CheckResult } from './request.js';
+export {
+  AUTHN_RULE_ID,
+  REQUEST_RULE_ID,
+  ROUTE_RULE_ID,
+  invalidRequest,
+  noRoute,
+  refusalDecision,
+  unauthenticated,
+  unroutable,
+  type Refusal,
+} from './refusals.js';
+export { newDecisionId } from './decision-id.js';

@@ -1,0 +1,64 @@
+import type { Decision, Reason } from '../types.js';
+
+/**
+ * Every refusal verdict makes without the rules deciding, built one way: a
+ * Refusal says the reason, the rule id its error is recorded under and why;
+ * refusalDecision makes the one Decision shape all refusals share — a DENY that
+ * names no deciding rule, with the refusal as its only error.
+ *
+ * Refused before the engine (the request is recorded, never evaluated): an
+ * invalid request, a failed authentication, a request no route maps or whose
+ * path cannot be routed. Refused after the engine: a rate limit, which turns
+ * an allow into DENIED_BY_RATE_LIMIT; its function belongs here, applied by
+ * the pipeline's stage after the engine (pipeline.ts).
+ */
+export interface Refusal {
+  readonly reason: Reason;
+  /** The rule id the refusal's error is recorded under: '' (the request), `authn` or `route`. */
+  readonly ruleId: string;
+  /** Why, in words for whoever reads the decision log. */
+  readonly message: string;
+}
+
+/** Rule id of the error recorded for a request that failed validation. */
+export const REQUEST_RULE_ID = '';
+/** Rule id of the error recorded for a failed authentication. */
+export const AUTHN_RULE_ID = 'authn';
+/** Rule id of the error recorded for a request no route maps, or one whose path cannot be routed. */
+export const ROUTE_RULE_ID = 'route';
+
+/** A request that is missing a field or has one that is not valid: `principal.id is required`. */
+export function invalidRequest(problem: string): Refusal {
+  return { reason: 'DENIED_INVALID_REQUEST', ruleId: REQUEST_RULE_ID, message: problem };
+}
+
+/**
+ * A credential that was missing or not accepted, recorded as `EXPIRED: token
+ * expired at 2025-01-01T00:00:00.000Z` and answered 401 at a gateway.
+ */
+export function unauthenticated(failure: { readonly reason: string; readonly message: string }): Refusal {
+  return { reason: 'DENIED_UNAUTHENTICATED', ruleId: AUTHN_RULE_ID, message: `${failure.reason}: ${failure.message}` };
+}
+
+/** A gateway request that cannot be routed safely or at all: a bad method, no URI, a path with `%2F` or `..`. */
+export function unroutable(problem: string): Refusal {
+  return { reason: 'DENIED_INVALID_REQUEST', ruleId: ROUTE_RULE_ID, message: problem };
+}
+
+/** A gateway request that no route maps: denied by default, like a request no rule matches. */
+export function noRoute(method: string, path: string): Refusal {
+  return { reason: 'DENIED_BY_DEFAULT', ruleId: ROUTE_RULE_ID, message: `no route matches ${method} ${path}` };
+}
+
+const NO_RULES: readonly string[] = Object.freeze([]);
+
+/**
+ * The decision recorded, and answered, for a refusal.
+ *
+ * @example
+ * refusalDecision(noRoute('GET', '/x'), policySet.version);
+ * // { effect: 'DENY', reason: 'DENIED_BY_DEFAULT', ruleIds: [], errors: [{ ruleId: 'route', message: 'no route matches GET /x' }], policyVersion }
+ */
+export function refusalDecision(refusal: Refusal, policyVersion: string): Decision {
+  return { effect: 'DENY', reason: refusal.reason, ruleIds: NO_RULES, errors: [{ ruleId: refusal.ruleId, message: refusal.message }], policyVersion };
+}

@@ -1,0 +1,82 @@
+// The gateway adapter shared by Envoy ext_authz and forward-auth: authenticate,
+// route, decide through the decide core, and answer in HTTP terms.
+
+import type { Authenticator, AuthnResult } from '../authn/types.js';
+import { AUTHN_RULE_ID, ROUTE_RULE_ID, type DecisionPipeline } from '../decide/index.js';
+import { messageOf } from '../errors.js';
+import { prepareCheck } from './prepare-check.js';
+import {
+  DECISION_ID_HEADER,
+  PRINCIPAL_HEADER,
+  statusFor,
+  type GatewayAnswer,
+  type GatewayRequest,
+} from './types.js';
+
+/**
+ * The adapter every gateway transport shares (Envoy ext_authz, forward-auth):
+ * authenticate the caller from the request's headers, map the route to an action
+ * and a resource, decide and record through the decide core like gRPC Check, and
+ * answer in HTTP terms.
+ *
+ * @example
+ * const gateway = new GatewayAdapter(pipeline, authenticator);
+ * const answer = await gateway.decide({ method: 'POST', uri: '/v1/models/m1/predict', headers, source, extensions: {}, requestId: null }, '10.0.0.7:41234');
+ * answer.status; // 200, 401, 403 (429 once rate limits exist)
+ */
+export class GatewayAdapter {
+  constructor(
+    private readonly pipeline: Pick<DecisionPipeline, 'checkWith'>,
+    private readonly authenticator: Authenticator,
+  ) {}
+
+  /**
+   * Decides one request; `caller` (the gateway's address or identity) is recorded with it.
+   * @throws (rejects) VerdictError DECISION_LOG_UNAVAILABLE when the decision cannot be recorded: answer with an error, never allow
+   */
+  async decide(request: GatewayRequest, caller: string): Promise<GatewayAnswer> {
+    const authn = await this.authenticate(request);
+    const result = await this.pipeline.checkWith((policySet) => prepareCheck(policySet, request, authn), {
+      caller,
+      requestId: request.requestId,
+    });
+    const { decision, decisionId } = result;
+    const status = statusFor(decision.reason, decision.effect);
+    const principalId = authn.ok ? authn.principal.id : null;
+    if (status === 200) {
+      return {
+        status,
+        decision,
+        decisionId,
+        principalId,
+        headers: { [DECISION_ID_HEADER]: decisionId, [PRINCIPAL_HEADER]: headerSafe(principalId ?? '') },
+        body: '',
+      };
+    }
+    // Why a refused request was refused helps whoever sent it; why a policy denied does not leave verdict.
+    // A refusal names no deciding rule, so a policy rule that happens to be called `route` never leaks.
+    const first = decision.ruleIds.length === 0 ? decision.errors[0] : undefined;
+    const refusal = first !== undefined && (first.ruleId === AUTHN_RULE_ID || first.ruleId === ROUTE_RULE_ID) ? first : undefined;
+    const body = JSON.stringify({
+      error: status === 401 ? 'unauthenticated' : status === 429 ? 'rate limited' : 'forbidden',
+      reason: decision.reason,
+      decisionId,
+      ...(refusal ? { detail: refusal.message } : {}),
+    });
+    return { status, decision, decisionId, principalId, headers: { [DECISION_ID_HEADER]: decisionId }, body };
+  }
+
+  private async authenticate(request: GatewayRequest): Promise<AuthnResult> {
+    try {
+      return await this.authenticator.authenticate({ headers: request.headers });
+    } catch (error) {
+      // An authenticator that throws has failed to authenticate; the request is refused, never let through.
+      return { ok: false, reason: 'UNAVAILABLE', message: `authentication could not be completed: ${messageOf(error)}` };
+    }
+  }
+}
+
+/** A value that can go in an HTTP header as is; anything else is percent-encoded. */
+export function headerSafe(value: string): string {
+  return /^[\x20-\x7e]*$/.test(value) ? value : encodeURIComponent(value);
+}

@@ -1,0 +1,76 @@
+// A gateway's HTTP request as a question for the decide core: the principal from
+// authentication, action, resource and context from the routes, or a refusal.
+
+import type { AuthnResult } from '../authn/types.js';
+import { RefusedRequest, noRoute, unauthenticated, unroutable, type CheckInput, type Refusal } from '../decide/index.js';
+import type { PolicySet } from '../policy/policy-set.js';
+import type { HttpRequestFacts, RoutedRequest } from '../policy/routes.js';
+import type { Attributes, Principal } from '../types.js';
+import type { GatewayRequest } from './types.js';
+
+/** Resource type recorded for a request that no route maps; its id is the path. */
+export const UNROUTED_RESOURCE_TYPE = 'http_route';
+
+const EMPTY: Attributes = Object.freeze({});
+const ANONYMOUS: Principal = Object.freeze({ id: '', roles: Object.freeze([]), attributes: EMPTY });
+const METHOD = /^[A-Z]{1,24}$/;
+const MAX_URI_LENGTH = 8192;
+const RECORDED_PATH_LENGTH = 512;
+
+/**
+ * The question a gateway request asks, with the policy set that will decide it (so
+ * routes and rules come from the same version): the authenticated principal, and
+ * the action, resource and context its route makes of the request. A failed
+ * authentication, or a request no route maps, is refused; the refused request
+ * still carries what could be read (principal id '' when unauthenticated; method
+ * as the action and `{type: http_route, id: <path>}` as the resource when unrouted).
+ * Pure.
+ */
+export function prepareCheck(policySet: PolicySet, request: GatewayRequest, authn: AuthnResult): CheckInput {
+  const principal = authn.ok ? authn.principal : ANONYMOUS;
+  const method = request.method.toUpperCase();
+  const q = request.uri.indexOf('?');
+  const path = q === -1 ? request.uri : request.uri.slice(0, q);
+  const unrouted = (action: string): RoutedRequest => ({
+    action,
+    resource: { type: UNROUTED_RESOURCE_TYPE, id: path.slice(0, RECORDED_PATH_LENGTH), attributes: EMPTY },
+    context: { attributes: EMPTY },
+  });
+
+  let routed: RoutedRequest;
+  let routeRefusal: Refusal | null = null;
+  if (!METHOD.test(method)) {
+    routed = unrouted('UNKNOWN');
+    routeRefusal = unroutable(`not an HTTP method: ${JSON.stringify(request.method.slice(0, 40))}`);
+  } else if (path === '') {
+    routed = unrouted(method);
+    routeRefusal = unroutable('the gateway sent no request URI (NGINX: set X-Original-URI; Traefik and Caddy send X-Forwarded-Uri)');
+  } else if (request.uri.length > MAX_URI_LENGTH) {
+    routed = unrouted(method);
+    routeRefusal = unroutable(`the request URI is longer than ${MAX_URI_LENGTH} characters`);
+  } else {
+    const match = policySet.routes.match(method, path);
+    if (match.kind === 'matched') {
+      const facts: HttpRequestFacts = {
+        method,
+        path,
+        query: q === -1 ? '' : request.uri.slice(q + 1),
+        headers: request.headers,
+        source: request.source,
+        extensions: request.extensions,
+      };
+      routed = match.route.resolve(facts, match.params);
+    } else if (match.kind === 'invalid') {
+      routed = unrouted(method);
+      routeRefusal = unroutable(match.message);
+    } else {
+      routed = unrouted(method);
+      routeRefusal = noRoute(method, path.slice(0, RECORDED_PATH_LENGTH));
+    }
+  }
+
+  const decisionRequest = { principal, action: routed.action, resource: routed.resource, context: routed.context };
+  // A failed authentication is answered 401 whatever the route: who is asking comes first.
+  if (!authn.ok) return new RefusedRequest(decisionRequest, unauthenticated(authn));
+  return routeRefusal === null ? decisionRequest : new RefusedRequest(decisionRequest, routeRefusal);
+}

@@ -1,0 +1,76 @@
+import type { GatewayAnswer, GatewayRequest } from '../../../gateway/types.js';
+import type { HeaderValueOption } from '../generated/envoy/config/core/v3/HeaderValueOption.js';
+import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/CheckRequest.js';
+import type { CheckResponse } from '../generated/envoy/service/auth/v3/CheckResponse.js';
+import type { StatusCode__Output } from '../generated/envoy/type/v3/StatusCode.js';
+import { jsonToStruct } from './struct.js';
+
+// Envoy's ext_authz v3 messages as the gateway adapter's HTTP request and back:
+// what Envoy's HTTP filter says of a downstream request, and the answer in
+// Envoy's terms (status, headers for the upstream or the client, metadata).
+
+/** google.rpc.Code values. */
+export const RPC_CODE = { OK: 0, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UNAUTHENTICATED: 16 } as const;
+
+/** The request an ext_authz CheckRequest describes. */
+export function fromEnvoyCheckRequest(message: CheckRequest__Output): GatewayRequest {
+  const attributes = message.attributes;
+  const http = attributes?.request?.http ?? null;
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(http?.headers ?? {})) headers[name.toLowerCase()] = value;
+  // With encode_raw_headers Envoy sends a list instead of the map, repeated names kept apart.
+  for (const header of http?.headerMap?.headers ?? []) {
+    const name = header.key.toLowerCase();
+    const value = header.value !== '' ? header.value : Buffer.from(header.rawValue ?? []).toString('utf8');
+    headers[name] = headers[name] === undefined ? value : `${headers[name]},${value}`;
+  }
+  if (headers['host'] === undefined && http?.host) headers['host'] = http.host;
+  let uri = http?.path ?? '';
+  if (http?.query && !uri.includes('?')) uri = `${uri}?${http.query}`;
+  const source = attributes?.source ?? null;
+  return {
+    method: http?.method ?? '',
+    uri,
+    headers,
+    source: { address: source?.address?.socketAddress?.address || null, principal: source?.principal || null },
+    extensions: attributes?.contextExtensions ?? {},
+    requestId: http?.id || headers['x-request-id'] || null,
+  };
+}
+
+const HTTP_STATUS_NAMES: Readonly<Record<GatewayAnswer['status'], StatusCode__Output>> = {
+  200: 'OK',
+  401: 'Unauthorized',
+  403: 'Forbidden',
+  429: 'TooManyRequests',
+};
+
+function headerOptions(headers: Readonly<Record<string, string>>): HeaderValueOption[] {
+  // Overwrite, so a client cannot smuggle in its own x-verdict-principal.
+  return Object.entries(headers).map(([key, value]) => ({ header: { key, value }, appendAction: 'OVERWRITE_IF_EXISTS_OR_ADD' }));
+}
+
+/**
+ * The CheckResponse for a gateway answer. Allow: status OK, the principal and decision
+ * id as headers for the upstream. Deny: PERMISSION_DENIED (403), UNAUTHENTICATED (401)
+ * or RESOURCE_EXHAUSTED (429), with the decision id as a header for the client. Both
+ * carry `dynamic_metadata` {decision_id, reason, policy_version}.
+ */
+export function toEnvoyCheckResponse(answer: GatewayAnswer): CheckResponse {
+  const dynamicMetadata = jsonToStruct({
+    decision_id: answer.decisionId,
+    reason: answer.decision.reason,
+    policy_version: answer.decision.policyVersion,
+    ...(answer.principalId !== null ? { principal_id: answer.principalId } : {}),
+  });
+  if (answer.status === 200) {
+    return { status: { code: RPC_CODE.OK, message: '' }, okResponse: { headers: headerOptions(answer.headers), headersToRemove: [] }, dynamicMetadata };
+  }
+  const code = answer.status === 401 ? RPC_CODE.UNAUTHENTICATED : answer.status === 429 ? RPC_CODE.RESOURCE_EXHAUSTED : RPC_CODE.PERMISSION_DENIED;
+  const headers = answer.body === '' ? answer.headers : { ...answer.headers, 'content-type': 'application/json' };
+  return {
+    status: { code, message: answer.decision.reason },
+    deniedResponse: { status: { code: HTTP_STATUS_NAMES[answer.status] }, headers: headerOptions(headers), body: answer.body },
+    dynamicMetadata,
+  };
+}

@@ -1,0 +1,69 @@
+// Original file: proto/verdict/v1/admin.proto
+
+import type * as grpc from '@grpc/grpc-js'
+import type { MethodDefinition } from '@grpc/proto-loader'
+import type { DecisionRecord as _verdict_v1_DecisionRecord, DecisionRecord__Output as _verdict_v1_DecisionRecord__Output } from '../../verdict/v1/DecisionRecord.js';
+import type { GetDecisionRequest as _verdict_v1_GetDecisionRequest, GetDecisionRequest__Output as _verdict_v1_GetDecisionRequest__Output } from '../../verdict/v1/GetDecisionRequest.js';
+import type { GetPolicyStatusRequest as _verdict_v1_GetPolicyStatusRequest, GetPolicyStatusRequest__Output as _verdict_v1_GetPolicyStatusRequest__Output } from '../../verdict/v1/GetPolicyStatusRequest.js';
+import type { ListDecisionsRequest as _verdict_v1_ListDecisionsRequest, ListDecisionsRequest__Output as _verdict_v1_ListDecisionsRequest__Output } from '../../verdict/v1/ListDecisionsRequest.js';
+import type { ListDecisionsResponse as _verdict_v1_ListDecisionsResponse, ListDecisionsResponse__Output as _verdict_v1_ListDecisionsResponse__Output } from '../../verdict/v1/ListDecisionsResponse.js';
+import type { PolicyStatus as _verdict_v1_PolicyStatus, PolicyStatus__Output as _verdict_v1_PolicyStatus__Output } from '../../verdict/v1/PolicyStatus.js';
+import type { ReloadPoliciesRequest as _verdict_v1_ReloadPoliciesRequest, ReloadPoliciesRequest__Output as _verdict_v1_ReloadPoliciesRequest__Output } from '../../verdict/v1/ReloadPoliciesRequest.js';
+import type { ReloadPoliciesResponse as _verdict_v1_ReloadPoliciesResponse, ReloadPoliciesResponse__Output as _verdict_v1_ReloadPoliciesResponse__Output } from '../../verdict/v1/ReloadPoliciesResponse.js';
+
+export interface AdminClient extends grpc.Client {
+  GetDecision(argument: _verdict_v1_GetDecisionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_DecisionRecord__Output>): grpc.ClientUnaryCall;
+  GetDecision(argument: _verdict_v1_GetDecisionRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_verdict_v1_DecisionRecord__Output>): grpc.ClientUnaryCall;
+  GetDecision(argument: _verdict_v1_GetDecisionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_DecisionRecord__Output>): grpc.ClientUnaryCall;
+  GetDecision(argument: _verdict_v1_GetDecisionRequest, callback: grpc.requestCallback<_verdict_v1_DecisionRecord__Output>): grpc.ClientUnaryCall;
+  getDecision(argument: _verdict_v1_GetDecisionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_DecisionRecord__Output>): grpc.ClientUnaryCall;
+  getDecision(argument: _verdict_v1_GetDecisionRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_verdict_v1_DecisionRecord__Output>): grpc.ClientUnaryCall;
+  getDecision(argument: _verdict_v1_GetDecisionRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_DecisionRecord__Output>): grpc.ClientUnaryCall;
+  getDecision(argument: _verdict_v1_GetDecisionRequest, callback: grpc.requestCallback<_verdict_v1_DecisionRecord__Output>): grpc.ClientUnaryCall;
+  
+  GetPolicyStatus(argument: _verdict_v1_GetPolicyStatusRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_PolicyStatus__Output>): grpc.ClientUnaryCall;
+  GetPolicyStatus(argument: _verdict_v1_GetPolicyStatusRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_verdict_v1_PolicyStatus__Output>): grpc.ClientUnaryCall;
+  GetPolicyStatus(argument: _verdict_v1_GetPolicyStatusRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_PolicyStatus__Output>): grpc.ClientUnaryCall;
+  GetPolicyStatus(argument: _verdict_v1_GetPolicyStatusRequest, callback: grpc.requestCallback<_verdict_v1_PolicyStatus__Output>): grpc.ClientUnaryCall;
+  getPolicyStatus(argument: _verdict_v1_GetPolicyStatusRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_PolicyStatus__Output>): grpc.ClientUnaryCall;
+  getPolicyStatus(argument: _verdict_v1_GetPolicyStatusRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_verdict_v1_PolicyStatus__Output>): grpc.ClientUnaryCall;
+  getPolicyStatus(argument: _verdict_v1_GetPolicyStatusRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_PolicyStatus__Output>): grpc.ClientUnaryCall;
+  getPolicyStatus(argument: _verdict_v1_GetPolicyStatusRequest, callback: grpc.requestCallback<_verdict_v1_PolicyStatus__Output>): grpc.ClientUnaryCall;
+  
+  ListDecisions(argument: _verdict_v1_ListDecisionsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ListDecisionsResponse__Output>): grpc.ClientUnaryCall;
+  ListDecisions(argument: _verdict_v1_ListDecisionsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_verdict_v1_ListDecisionsResponse__Output>): grpc.ClientUnaryCall;
+  ListDecisions(argument: _verdict_v1_ListDecisionsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ListDecisionsResponse__Output>): grpc.ClientUnaryCall;
+  ListDecisions(argument: _verdict_v1_ListDecisionsRequest, callback: grpc.requestCallback<_verdict_v1_ListDecisionsResponse__Output>): grpc.ClientUnaryCall;
+  listDecisions(argument: _verdict_v1_ListDecisionsRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ListDecisionsResponse__Output>): grpc.ClientUnaryCall;
+  listDecisions(argument: _verdict_v1_ListDecisionsRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_verdict_v1_ListDecisionsResponse__Output>): grpc.ClientUnaryCall;
+  listDecisions(argument: _verdict_v1_ListDecisionsRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ListDecisionsResponse__Output>): grpc.ClientUnaryCall;
+  listDecisions(argument: _verdict_v1_ListDecisionsRequest, callback: grpc.requestCallback<_verdict_v1_ListDecisionsResponse__Output>): grpc.ClientUnaryCall;
+  
+  ReloadPolicies(argument: _verdict_v1_ReloadPoliciesRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ReloadPoliciesResponse__Output>): grpc.ClientUnaryCall;
+  ReloadPolicies(argument: _verdict_v1_ReloadPoliciesRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_verdict_v1_ReloadPoliciesResponse__Output>): grpc.ClientUnaryCall;
+  ReloadPolicies(argument: _verdict_v1_ReloadPoliciesRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ReloadPoliciesResponse__Output>): grpc.ClientUnaryCall;
+  ReloadPolicies(argument: _verdict_v1_ReloadPoliciesRequest, callback: grpc.requestCallback<_verdict_v1_ReloadPoliciesResponse__Output>): grpc.ClientUnaryCall;
+  reloadPolicies(argument: _verdict_v1_ReloadPoliciesRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ReloadPoliciesResponse__Output>): grpc.ClientUnaryCall;
+  reloadPolicies(argument: _verdict_v1_ReloadPoliciesRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_verdict_v1_ReloadPoliciesResponse__Output>): grpc.ClientUnaryCall;
+  reloadPolicies(argument: _verdict_v1_ReloadPoliciesRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ReloadPoliciesResponse__Output>): grpc.ClientUnaryCall;
+  reloadPolicies(argument: _verdict_v1_ReloadPoliciesRequest, callback: grpc.requestCallback<_verdict_v1_ReloadPoliciesResponse__Output>): grpc.ClientUnaryCall;
+  
+}
+
+export interface AdminHandlers extends grpc.UntypedServiceImplementation {
+  GetDecision: grpc.handleUnaryCall<_verdict_v1_GetDecisionRequest__Output, _verdict_v1_DecisionRecord>;
+  
+  GetPolicyStatus: grpc.handleUnaryCall<_verdict_v1_GetPolicyStatusRequest__Output, _verdict_v1_PolicyStatus>;
+  
+  ListDecisions: grpc.handleUnaryCall<_verdict_v1_ListDecisionsRequest__Output, _verdict_v1_ListDecisionsResponse>;
+  
+  ReloadPolicies: grpc.handleUnaryCall<_verdict_v1_ReloadPoliciesRequest__Output, _verdict_v1_ReloadPoliciesResponse>;
+  
+}
+
+export interface AdminDefinition extends grpc.ServiceDefinition {
+  GetDecision: MethodDefinition<_verdict_v1_GetDecisionRequest, _verdict_v1_DecisionRecord, _verdict_v1_GetDecisionRequest__Output, _verdict_v1_DecisionRecord__Output>
+  GetPolicyStatus: MethodDefinition<_verdict_v1_GetPolicyStatusRequest, _verdict_v1_PolicyStatus, _verdict_v1_GetPolicyStatusRequest__Output, _verdict_v1_PolicyStatus__Output>
+  ListDecisions: MethodDefinition<_verdict_v1_ListDecisionsRequest, _verdict_v1_ListDecisionsResponse, _verdict_v1_ListDecisionsRequest__Output, _verdict_v1_ListDecisionsResponse__Output>
+  ReloadPolicies: MethodDefinition<_verdict_v1_ReloadPoliciesRequest, _verdict_v1_ReloadPoliciesResponse, _verdict_v1_ReloadPoliciesRequest__Output, _verdict_v1_ReloadPoliciesResponse__Output>
+}

@@ -1,0 +1,11 @@
+// Original file: proto/verdict/v1/authorization.proto
+
+import type { Struct as _google_protobuf_Struct, Struct__Output as _google_protobuf_Struct__Output } from '../../google/protobuf/Struct.js';
+
+export interface Context {
+  'attributes'?: (_google_protobuf_Struct | null);
+}
+
+export interface Context__Output {
+  'attributes': (_google_protobuf_Struct__Output | null);
+}

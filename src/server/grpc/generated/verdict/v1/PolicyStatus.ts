@@ -1,0 +1,19 @@
+// Original file: proto/verdict/v1/admin.proto
+
+import type { Timestamp as _google_protobuf_Timestamp, Timestamp__Output as _google_protobuf_Timestamp__Output } from '../../google/protobuf/Timestamp.js';
+
+export interface PolicyStatus {
+  'version'?: (string);
+  'loadedAt'?: (_google_protobuf_Timestamp | null);
+  'ruleCount'?: (number);
+  'lastReloadError'?: (string);
+  'lastReloadAttemptAt'?: (_google_protobuf_Timestamp | null);
+}
+
+export interface PolicyStatus__Output {
+  'version': (string);
+  'loadedAt': (_google_protobuf_Timestamp__Output | null);
+  'ruleCount': (number);
+  'lastReloadError': (string);
+  'lastReloadAttemptAt': (_google_protobuf_Timestamp__Output | null);
+}

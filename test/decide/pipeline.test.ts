@@ -1,0 +1,127 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import {
+  DecisionPipeline,
+  InvalidRequest,
+  RefusedRequest,
+  RequestFieldError,
+  noRoute,
+  refusalDecision,
+  type CallMeta,
+  type CheckResult,
+  type DecisionObserver,
+} from '../../src/decide/index.js';
+import type { DecisionSink } from '../../src/decisions/log-client.js';
+import { DecisionReader } from '../../src/decisions/query.js';
+import type { DecisionRecord } from '../../src/decisions/record.js';
+import { VerdictError } from '../../src/errors.js';
+import type { PolicySet } from '../../src/policy/policy-set.js';
+import { loadFiles, removeTempDirs, request, rolesDoc, rulesDoc } from '../helpers/policies.js';
+import { useDecisionLog } from '../helpers/decision-log.js';
+
+const policySet: PolicySet = loadFiles({
+  'roles.yaml': rolesDoc([{ name: 'reader' }]),
+  'rules.yaml': rulesDoc([{ id: 'readers', effect: 'allow', actions: ['read'], principal: { roles: ['reader'] }, resource: { type: 'doc' } }]),
+}).policySet;
+const reader = request({ principal: { id: 'rita', roles: ['reader'] }, action: 'read', resource: { type: 'doc', id: 'd1' } });
+const meta: CallMeta = { caller: '10.0.0.7:41234', requestId: 'r-1' };
+
+const decisionLog = useDecisionLog();
+afterAll(removeTempDirs);
+
+/** The real log, with appends held until released: shows that nothing is answered before it is recorded. */
+function heldLog(): { sink: DecisionSink; appended: DecisionRecord[]; release(): void } {
+  const appended: DecisionRecord[] = [];
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  return {
+    appended,
+    release: () => release(),
+    sink: { path: decisionLog().path, append: async (record) => (appended.push(record), await gate, decisionLog().append(record)) },
+  };
+}
+
+describe('the decision pipeline', () => {
+  it('decides with the engine, records, and only then answers', async () => {
+    const held = heldLog();
+    const pipeline = new DecisionPipeline({ current: policySet }, held.sink);
+    let answered: CheckResult | null = null;
+    const pending = pipeline.check(reader, meta).then((r) => (answered = r));
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    expect(held.appended).toHaveLength(1);
+    expect(answered).toBeNull();
+    held.release();
+    const result = await pending;
+    expect(result.decision).toMatchObject({ effect: 'ALLOW', reason: 'ALLOWED_BY_RULE', ruleIds: ['readers'], policyVersion: policySet.version });
+    expect(result.request).toBe(reader);
+    const stored = DecisionReader.open(decisionLog().path);
+    try {
+      expect(stored.get(result.decisionId)).toMatchObject({ caller: meta.caller, requestId: 'r-1', principalId: 'rita', effect: 'ALLOW', ruleIds: ['readers'] });
+    } finally {
+      stored.close();
+    }
+  });
+
+  it('records a refused request as its refusal, without evaluating it', async () => {
+    const pipeline = new DecisionPipeline({ current: policySet }, decisionLog());
+    // The request alone would be allowed; refused, it is not evaluated.
+    const result = await pipeline.check(new RefusedRequest(reader, noRoute('GET', '/docs')), meta);
+    expect(result.decision).toEqual(refusalDecision(noRoute('GET', '/docs'), policySet.version));
+    const invalid = await pipeline.check(new InvalidRequest(RequestFieldError.required('action'), { ...reader, action: '' }), meta);
+    expect(invalid.decision).toMatchObject({ effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', errors: [{ ruleId: '', message: 'action is required' }] });
+  });
+
+  it('answers a batch one result per input, in order, all from one read of the policy set', async () => {
+    let reads = 0;
+    const source = {
+      get current() {
+        reads++;
+        return policySet;
+      },
+    };
+    const pipeline = new DecisionPipeline(source, decisionLog());
+    const results = await pipeline.checkBatch([reader, { ...reader, action: 'delete' }, new RefusedRequest(reader, noRoute('GET', '/'))], meta);
+    expect(results.map((r) => r.decision.reason)).toEqual(['ALLOWED_BY_RULE', 'DENIED_BY_DEFAULT', 'DENIED_BY_DEFAULT']);
+    expect(results.map((r) => r.decision.errors.length)).toEqual([0, 0, 1]);
+    expect(new Set(results.map((r) => r.decisionId)).size).toBe(3);
+    expect(reads).toBe(1);
+  });
+
+  it('prepares a question with the policy set that decides it', async () => {
+    const pipeline = new DecisionPipeline({ current: policySet }, decisionLog());
+    let seen: PolicySet | null = null;
+    const result = await pipeline.checkWith((set) => ((seen = set), reader), meta);
+    expect(seen).toBe(policySet);
+    expect(result.decision.effect).toBe('ALLOW');
+  });
+
+  it('refuses a decision that cannot be recorded, and tells the observers so', async () => {
+    const failing: DecisionSink = { path: decisionLog().path, append: () => Promise.reject(new VerdictError('DECISION_LOG_UNAVAILABLE', 'disk full')) };
+    const pipeline = new DecisionPipeline({ current: policySet }, failing);
+    const seen: string[] = [];
+    pipeline.observe({ decided: () => seen.push('decided'), unrecorded: (error) => seen.push(`unrecorded: ${(error as Error).message}`) });
+    await expect(pipeline.check(reader, meta)).rejects.toMatchObject({ code: 'DECISION_LOG_UNAVAILABLE' });
+    expect(seen).toEqual(['unrecorded: disk full']);
+  });
+
+  it('tells every observer of every recorded decision, past one that throws, until it is removed', async () => {
+    const pipeline = new DecisionPipeline({ current: policySet }, decisionLog());
+    const seen: { result: CheckResult; meta: CallMeta; seconds: number }[] = [];
+    const broken: DecisionObserver = {
+      decided: () => {
+        throw new Error('an observer bug');
+      },
+    };
+    pipeline.observe(broken);
+    const remove = pipeline.observe({ decided: (result, callMeta, seconds) => seen.push({ result, meta: callMeta, seconds }) });
+    const result = await pipeline.check(reader, meta);
+    expect(seen).toHaveLength(1);
+    expect(seen[0]!.result).toBe(result);
+    expect(seen[0]!.meta).toBe(meta);
+    expect(seen[0]!.seconds).toBeGreaterThanOrEqual(0);
+    await pipeline.checkBatch([reader, reader], meta);
+    expect(seen).toHaveLength(3);
+    remove();
+    await pipeline.check(reader, meta);
+    expect(seen).toHaveLength(3);
+  });
+});
