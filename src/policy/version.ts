@@ -6,16 +6,16 @@ import { createHash } from 'node:crypto';
  * The version of a policy set: the git commit when the directory sits in a clean
  * git work tree, so a decision points at reviewed history; otherwise `sha256:` of the
  * canonical content, which file order, file names and formatting do not change.
+ * `canonical` is each document as canonicalJson.
  */
-export function policyVersion(dir: string, documents: readonly unknown[], knownGitCommit?: string | null): string {
-  const commit = knownGitCommit === undefined ? gitCommitIfClean(dir) : knownGitCommit;
-  return commit ?? contentVersion(documents);
+export function policyVersion(canonical: readonly string[], gitCommit: string | null): string {
+  return gitCommit ?? contentVersion(canonical);
 }
 
-export function contentVersion(documents: readonly unknown[]): string {
-  const canonical = documents.map(canonicalJson).sort();
+/** `sha256:` of the documents' canonical JSON, in sorted order. */
+export function contentVersion(canonical: readonly string[]): string {
   const hash = createHash('sha256');
-  for (const doc of canonical) hash.update(doc).update('\n');
+  for (const doc of [...canonical].sort()) hash.update(doc).update('\n');
   return `sha256:${hash.digest('hex')}`;
 }
 
