@@ -1,12 +1,12 @@
 import { sortDiagnostics } from './diagnostic.js';
 import { runStages, type Stage } from './pipeline.js';
-import { assembleStage, type AssembledState } from './stages/assemble.js';
+import { assembleStage } from './stages/assemble.js';
 import { readStage, syncReader } from './stages/read.js';
 import { rolesStage } from './stages/roles.js';
 import { routesStage } from './stages/routes.js';
 import { rulesStage } from './stages/rules.js';
 import { schemaStage } from './stages/schema.js';
-import { newLoadState } from './stages/state.js';
+import { newLoadState, type LoadState } from './stages/state.js';
 import { testsStage } from './stages/tests.js';
 import type { LoadResult } from './loaded.js';
 
@@ -19,7 +19,7 @@ export { permissionRuleId } from './stages/rules.js';
  * run reports every problem of every stage; only the last assembles a policy set,
  * and only when there are none.
  */
-export const LOAD_STAGES: readonly Stage<AssembledState>[] = [readStage, schemaStage, rolesStage, rulesStage, routesStage, testsStage, assembleStage];
+export const LOAD_STAGES: readonly Stage<LoadState>[] = [readStage, schemaStage, rolesStage, rulesStage, routesStage, testsStage, assembleStage];
 
 /**
  * Reads, validates and compiles a policy directory, in this thread. Every problem
@@ -28,12 +28,13 @@ export const LOAD_STAGES: readonly Stage<AssembledState>[] = [readStage, schemaS
  * @throws VerdictError (POLICY_DIR_MISSING) when `dir` is not a directory
  */
 export function loadPolicies(dir: string, options: { gitCommit?: string | null } = {}): LoadResult {
-  const state: AssembledState = { ...newLoadState(dir, syncReader, options.gitCommit), policies: null };
+  const state = newLoadState(dir, syncReader, { gitCommit: options.gitCommit });
   runStages(LOAD_STAGES, state);
   return resultOf(state);
 }
 
-export function resultOf(state: AssembledState): LoadResult {
+/** The outcome of a load whose stages have all run. */
+export function resultOf(state: LoadState): LoadResult {
   if (state.policies === null) return { ok: false, diagnostics: sortDiagnostics(state.diagnostics) };
   return { ok: true, policies: state.policies };
 }

@@ -87,7 +87,7 @@ export interface PrimaryOutcome {
 export async function runPrimary(config: ServerConfig, logger: Logger, control: PrimaryControl): Promise<PrimaryOutcome> {
   // The workers load these themselves; checking here makes a bad start fail once, with its own exit code, before anything forks.
   if (config.tls) loadTlsMaterial(config.tls);
-  (await PolicyStore.open(config.policies)).close();
+  await (await PolicyStore.open(config.policies)).close();
   const audit = loadAudit(config);
   for (const note of audit.notes) logger[note.level]({ db: config.db }, note.message);
   const log: DecisionLog = openLog(writerSettings(config, audit));

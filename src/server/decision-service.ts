@@ -155,5 +155,6 @@ function toStatus(status: StoreStatus): PolicyStatus {
     ruleCount: status.ruleCount,
     lastReloadError: status.lastReloadError,
     lastReloadAttemptAt: status.lastReloadAttemptAt?.getTime() ?? null,
+    lastReloadLongestBlockMs: status.lastReloadLongestBlockMs,
   };
 }

@@ -77,11 +77,11 @@ export async function startServer(overrides: Partial<GrpcHandlers> = {}, options
       seen.metas.push(meta);
       return inputs.map(record);
     },
-    policyStatus: () => ({ version: 'v-test', loadedAt: 1_700_000_000_123, ruleCount: 7, lastReloadError: null, lastReloadAttemptAt: null }),
+    policyStatus: () => ({ version: 'v-test', loadedAt: 1_700_000_000_123, ruleCount: 7, lastReloadError: null, lastReloadAttemptAt: null, lastReloadLongestBlockMs: null }),
     reload: () => ({
       reloaded: false,
       error: 'policies/rules.yaml:3:5 rules[0].effect: expected allow or deny',
-      status: { version: 'v-test', loadedAt: 1_700_000_000_123, ruleCount: 7, lastReloadError: 'broken', lastReloadAttemptAt: 1_700_000_100_000 },
+      status: { version: 'v-test', loadedAt: 1_700_000_000_123, ruleCount: 7, lastReloadError: 'broken', lastReloadAttemptAt: 1_700_000_100_000, lastReloadLongestBlockMs: 2.5 },
     }),
     getDecision: (id) => (id === sampleRecord.decisionId ? sampleRecord : null),
     listDecisions: () => [sampleRecord],

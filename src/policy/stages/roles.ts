@@ -34,7 +34,7 @@ function headOf(checked: Checked<RoleSpec>): RoleHead | null {
 export function* rolesOf(state: Pick<LoadState, 'documents'>): Generator<Located<Checked<RoleSpec>>> {
   for (const { source, document } of state.documents) {
     if (document.content?.kind !== 'roles') continue;
-    for (let i = 0; i < document.content.items.length; i++) yield { spec: document.content.items[i]!.checked, source, path: ['roles', i] };
+    for (let i = 0; i < document.content.items.length; i++) yield { spec: document.content.items.at(i)!.checked, source, path: ['roles', i] };
   }
 }
 
@@ -118,10 +118,21 @@ export function roleHoldersFor(
   return holders;
 }
 
-/** roles: the role graph of every roles document. */
+/** roles: the role graph of every roles document; the last load's when no roles document changed. */
 export const rolesStage: Stage<LoadState> = {
   name: 'roles',
   *run(state) {
+    const key = state.documents
+      .filter((d) => d.document.content?.kind === 'roles')
+      .map((d) => d.key)
+      .join('\n');
+    const cached = state.cache?.roleGraphs.take(key);
+    if (cached) {
+      state.roleGraph = cached;
+      return;
+    }
+    const before = state.diagnostics.length;
     state.roleGraph = buildRoleGraph(rolesOf(state), state.diagnostics);
+    if (state.diagnostics.length === before) state.cache?.roleGraphs.put(key, state.roleGraph);
   },
 };

@@ -7,17 +7,29 @@ export function routesOf(state: Pick<LoadState, 'documents'>): LocatedRoute[] {
   const routes: LocatedRoute[] = [];
   for (const { source, document } of state.documents) {
     if (document.content?.kind !== 'routes') continue;
-    document.content.items.forEach(({ checked }, i) => {
+    for (let i = 0; i < document.content.items.length; i++) {
+      const { checked } = document.content.items.at(i)!;
       if (checked.spec) routes.push({ spec: checked.spec, source, path: ['routes', i] });
-    });
+    }
   }
   return routes;
 }
 
-/** routes: the HTTP route table of every routes document. */
+/** routes: the HTTP route table of every routes document; the last load's when no routes document changed. */
 export const routesStage: Stage<LoadState> = {
   name: 'routes',
   *run(state) {
+    const key = state.documents
+      .filter((d) => d.document.content?.kind === 'routes')
+      .map((d) => d.key)
+      .join('\n');
+    const cached = state.cache?.routes.take(key);
+    if (cached) {
+      state.routes = cached;
+      return;
+    }
+    const before = state.diagnostics.length;
     state.routes = compileRoutes(routesOf(state), state.diagnostics);
+    if (state.diagnostics.length === before) state.cache?.routes.put(key, state.routes);
   },
 };

@@ -1,27 +1,44 @@
 import { compileCondition, type Condition } from '../condition.js';
 import type { PolicyDiagnostic } from '../diagnostic.js';
 import { attributeReader, compileMatcher, type AttributeMatcher, type MatchedPart } from '../matcher.js';
-import type { Stage } from '../pipeline.js';
-import type { CompiledRule } from '../policy-set.js';
+import type { Stage, StageRun } from '../pipeline.js';
+import { indexPart, type CompiledRule, type IndexPart } from '../policy-set.js';
 import { permissionSchema, type PermissionSpec, type RoleSpec, type RuleSpec } from '../schema.js';
 import { diagnosticAt } from '../source.js';
-import { roleHoldersFor, rolesOf, type RoleGraph } from './roles.js';
+import { roleHoldersFor, type RoleGraph } from './roles.js';
 import type { Checked } from './schema.js';
-import type { Located, LoadState } from './state.js';
+import type { LoadedDocument, Located, LoadState } from './state.js';
 
 /** A role permission compiles into an allow rule with this id, so decisions can name it. */
 export function permissionRuleId(role: string, permission: Pick<PermissionSpec, 'id'>, index: number): string {
   return `role:${role}:${permission.id ?? String(index)}`;
 }
 
+/** A rule id claimed by a document: where the rule is and where its id is written. */
+export interface Claim {
+  readonly id: string;
+  readonly where: Located<null>;
+  readonly idPath: readonly PropertyKey[];
+}
+
+/** A document's compiled rules filed for the index, and the ids it claims in the order written. */
+export interface CompiledDocument {
+  readonly part: IndexPart;
+  readonly claims: readonly Claim[];
+}
+
 /** Records rule ids in the order written; a second use of an id is a diagnostic at that use. */
 export class RuleIds {
+  /** The claims of the document being compiled, so that they can be made again when its compiled rules are reused. */
+  journal: Claim[] | null = null;
+
   constructor(
     readonly claimed: Map<string, Located<unknown>>,
     private readonly diagnostics: PolicyDiagnostic[],
   ) {}
 
   claim(id: string, where: Located<unknown>, idPath: readonly PropertyKey[]): void {
+    this.journal?.push({ id, where: { spec: null, source: where.source, path: where.path }, idPath });
     const earlier = this.claimed.get(id);
     if (earlier) {
       const at = earlier.source.locate(earlier.path);
@@ -122,14 +139,6 @@ function compilePermission(role: string, id: string, where: Located<PermissionSp
   } satisfies CompiledRule);
 }
 
-/** The rules of every rules document, in the order written, malformed ones included. */
-export function* rulesOf(state: Pick<LoadState, 'documents'>): Generator<Located<Checked<RuleSpec>>> {
-  for (const { source, document } of state.documents) {
-    if (document.content?.kind !== 'rules') continue;
-    for (let i = 0; i < document.content.items.length; i++) yield { spec: document.content.items[i]!.checked, source, path: ['rules', i] };
-  }
-}
-
 /** Compiles one rule as written (or checks what it can of a malformed one), claiming its id. */
 export function compileRuleItem(rule: Located<Checked<RuleSpec>>, graph: RoleGraph, ids: RuleIds, diagnostics: PolicyDiagnostic[]): CompiledRule | null {
   const { spec } = rule.spec;
@@ -178,20 +187,77 @@ export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: 
   return compiled;
 }
 
+/**
+ * The key of a document's compiled rules: the document, and the holders of each
+ * role it names (a rule naming a role compiles the role's holders into it).
+ */
+function compiledKey(document: LoadedDocument, roleNames: readonly string[], graph: RoleGraph): string {
+  let key = document.key;
+  for (const name of roleNames) {
+    const entry = graph.get(name);
+    key += entry ? `\u0000${name}=${[...entry.holders].join(',')}` : `\u0000${name}?`;
+  }
+  return key;
+}
+
+/**
+ * Compiles the items of one document, or takes its compiled rules from an earlier
+ * load when nothing they depend on changed; either way its ids are claimed in the
+ * order written. A document with problems is compiled every time (and its problems reported).
+ */
+function* compileDocument(
+  state: LoadState,
+  document: LoadedDocument,
+  key: string,
+  ids: RuleIds,
+  compileItem: (index: number) => readonly CompiledRule[],
+  count: number,
+): StageRun {
+  const cached = state.cache?.compiled.take(key);
+  if (cached) {
+    for (let i = 0; i < cached.claims.length; i++) {
+      const { id, where, idPath } = cached.claims[i]!;
+      ids.claim(id, where, idPath);
+      if (i % 512 === 511) yield;
+    }
+    state.compiled.push(cached.part);
+    return;
+  }
+  const before = state.diagnostics.length;
+  const claims: Claim[] = [];
+  ids.journal = claims;
+  const rules: CompiledRule[] = [];
+  for (let i = 0; i < count; i++) {
+    rules.push(...compileItem(i));
+    yield;
+  }
+  ids.journal = null;
+  const part = indexPart(rules);
+  state.compiled.push(part);
+  if (state.diagnostics.length === before) state.cache?.compiled.put(key, { part, claims });
+}
+
 /** rules: compiles every rule, then every role's permissions, claiming ids across files. */
 export const rulesStage: Stage<LoadState> = {
   name: 'rules',
   *run(state) {
     const graph = state.roleGraph ?? new Map();
     const ids = new RuleIds(state.ruleIds, state.diagnostics);
-    for (const rule of rulesOf(state)) {
-      const compiled = compileRuleItem(rule, graph, ids, state.diagnostics);
-      if (compiled) state.compiled.push(compiled);
-      yield;
+    for (const document of state.documents) {
+      const content = document.document.content;
+      if (content?.kind !== 'rules') continue;
+      const compileItem = (i: number): readonly CompiledRule[] => {
+        const rule = compileRuleItem({ spec: content.items.at(i)!.checked, source: document.source, path: ['rules', i] }, graph, ids, state.diagnostics);
+        return rule ? [rule] : [];
+      };
+      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph), ids, compileItem, content.items.length);
     }
-    for (const role of rolesOf(state)) {
-      state.compiled.push(...compileRolePermissions(role, graph, ids, state.diagnostics));
-      yield;
+    for (const document of state.documents) {
+      const content = document.document.content;
+      if (content?.kind !== 'roles') continue;
+      const compileItem = (i: number): readonly CompiledRule[] =>
+        compileRolePermissions({ spec: content.items.at(i)!.checked, source: document.source, path: ['roles', i] }, graph, ids, state.diagnostics);
+      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph), ids, compileItem, content.items.length);
     }
   },
 };

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import type { PolicyDiagnostic } from '../diagnostic.js';
 import {
@@ -36,12 +37,32 @@ export interface CheckedItem<T> {
   readonly positions: PositionTable;
 }
 
+/**
+ * The items of a document. An array in the thread that checked the file; items
+ * checked in another thread cross as bytes and are decoded one at a time, when a
+ * stage needs them (see file-checker.ts).
+ */
+export interface ItemList<T> {
+  readonly length: number;
+  at(index: number): T | undefined;
+}
+
 export type DocumentContent =
-  | { readonly kind: 'rules'; readonly items: readonly CheckedItem<RuleSpec>[] }
-  | { readonly kind: 'roles'; readonly items: readonly CheckedItem<RoleSpec>[] }
-  | { readonly kind: 'routes'; readonly items: readonly CheckedItem<RouteSpec>[] }
+  | {
+      readonly kind: 'rules';
+      readonly items: ItemList<CheckedItem<RuleSpec>>;
+      /** The roles the well-formed rules name, in the order first named. */
+      readonly roleNames: readonly string[];
+    }
+  | {
+      readonly kind: 'roles';
+      readonly items: ItemList<CheckedItem<RoleSpec>>;
+      /** The roles defined, well-formed or not, in the order written. */
+      readonly roleNames: readonly string[];
+    }
+  | { readonly kind: 'routes'; readonly items: ItemList<CheckedItem<RouteSpec>> }
   /** `suite` is null when the file's own fields (name, fixtures) are invalid: its cases are then only schema-checked. */
-  | { readonly kind: 'tests'; readonly suite: TestSuiteSpec | null; readonly items: readonly CheckedItem<TestCaseSpec>[] };
+  | { readonly kind: 'tests'; readonly suite: TestSuiteSpec | null; readonly items: ItemList<CheckedItem<TestCaseSpec>> };
 
 export interface CheckedDocument {
   readonly index: number;
@@ -116,13 +137,32 @@ function checkDocument(
     const checked = spec === null ? { spec: null, raw: item } : { spec };
     return { checked, positions: itemPositions.get(i)?.positions ?? emptyPositions() };
   });
-  if (kind === 'tests') {
-    const suite = envelope as (TestSuiteSpec & { cases?: unknown; kind?: unknown }) | null;
-    const fixtures: TestSuiteSpec | null = suite && { name: suite.name, description: suite.description, principals: suite.principals, resources: suite.resources };
-    return { kind, suite: fixtures, items: items as CheckedItem<TestCaseSpec>[] };
+  switch (kind) {
+    case 'tests': {
+      const suite = envelope as (TestSuiteSpec & { cases?: unknown; kind?: unknown }) | null;
+      const fixtures: TestSuiteSpec | null = suite && { name: suite.name, description: suite.description, principals: suite.principals, resources: suite.resources };
+      return { kind, suite: fixtures, items: items as CheckedItem<TestCaseSpec>[] };
+    }
+    case 'rules': {
+      const rules = items as CheckedItem<RuleSpec>[];
+      const named = new Set<string>();
+      for (const { checked } of rules) for (const role of checked.spec?.principal?.roles ?? []) named.add(role);
+      return { kind, items: rules, roleNames: [...named] };
+    }
+    case 'roles': {
+      const roles = items as CheckedItem<RoleSpec>[];
+      return { kind, items: roles, roleNames: roles.map(({ checked }) => nameOf(checked)).filter((n): n is string => n !== null) };
+    }
+    case 'routes':
+      return { kind, items: items as CheckedItem<RouteSpec>[] };
   }
-  return { kind, items } as DocumentContent;
 }
+
+const stringField = (raw: unknown, field: string): string | null => {
+  const value = raw !== null && typeof raw === 'object' ? (raw as Record<string, unknown>)[field] : undefined;
+  return typeof value === 'string' ? value : null;
+};
+const nameOf = (checked: Checked<RoleSpec>): string | null => (checked.spec ? checked.spec.name : stringField(checked.raw, 'name'));
 
 /** Validates a document or one item, turning schema issues into located diagnostics. */
 function checkValue<T>(schema: z.ZodType<T>, value: unknown, source: SourceDocument, at: readonly PropertyKey[], diagnostics: PolicyDiagnostic[]): T | null {
@@ -190,8 +230,8 @@ export class LocatedDocument implements SourceDocument {
   static of(file: string, document: CheckedDocument): LocatedDocument {
     const content = document.content;
     const list = content === null ? null : itemSchemas[content.kind].list;
-    const items: readonly CheckedItem<unknown>[] = content?.items ?? [];
-    return new LocatedDocument(file, document.index, document.positions, (i) => items[i]?.positions ?? null, list);
+    const items: ItemList<CheckedItem<unknown>> = content?.items ?? [];
+    return new LocatedDocument(file, document.index, document.positions, (i) => items.at(i)?.positions ?? null, list);
   }
 
   locate(path: readonly PropertyKey[]): Position {
@@ -210,17 +250,38 @@ export class LocatedDocument implements SourceDocument {
   }
 }
 
-/** schema: every readable file parsed and checked against the schemas of its documents' kinds. */
+/**
+ * schema: every readable file parsed and checked against the schemas of its
+ * documents' kinds. A file whose text is unchanged since an earlier load is not
+ * checked again.
+ */
 export const schemaStage: Stage<LoadState> = {
   name: 'schema',
   *run(state) {
-    const readable = state.texts.filter((t): t is { file: string; text: string } => 'text' in t);
-    const files = yield* state.reader.check(readable);
+    const readable = state.contents.filter((c): c is { file: string; bytes: Uint8Array } => 'bytes' in c);
+    const hashes: string[] = [];
+    for (const { bytes } of readable) {
+      hashes.push(createHash('sha256').update(bytes).digest('hex'));
+      yield;
+    }
+    const keyOf = (i: number): string => `${readable[i]!.file}\u0000${hashes[i]}`;
+    const checked: (CheckedFile | undefined)[] = readable.map((_, i) => state.cache?.files.take(keyOf(i)));
+    const unchecked = readable.filter((_, i) => checked[i] === undefined);
+    const fresh = unchecked.length === 0 ? [] : yield* state.reader.check(unchecked);
+    let next = 0;
     const documents: LoadedDocument[] = [];
-    for (const file of files) {
+    for (let i = 0; i < readable.length; i++) {
+      let file = checked[i];
+      if (file === undefined) {
+        file = fresh[next++]!;
+        state.cache?.files.put(keyOf(i), file);
+      }
       state.diagnostics.push(...file.diagnostics);
-      for (const document of file.documents) documents.push({ source: LocatedDocument.of(file.file, document), document });
+      for (const document of file.documents) {
+        documents.push({ source: LocatedDocument.of(file.file, document), document, key: `${keyOf(i)}\u0000${document.index}` });
+      }
     }
     state.documents = documents;
+    state.fingerprint = readable.map(({ file }, i) => [file, hashes[i]!] as const);
   },
 };

@@ -85,7 +85,7 @@ export const testsStage: Stage<LoadState> = {
       const content = document.content;
       if (content?.kind !== 'tests' || content.suite === null) continue;
       for (let i = 0; i < content.items.length; i++) {
-        const { spec } = content.items[i]!.checked;
+        const { spec } = content.items.at(i)!.checked;
         if (spec === null) continue;
         const resolved = resolveTestCase(spec, content.suite, { source, path: ['cases', i] }, state.ruleIds, state.routes, state.diagnostics);
         if (resolved) state.tests.push(resolved);

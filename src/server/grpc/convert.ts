@@ -304,6 +304,7 @@ export function toPolicyStatusMessage(status: PolicyStatus): PolicyStatusMessage
     ruleCount: status.ruleCount,
     lastReloadError: status.lastReloadError ?? '',
     lastReloadAttemptAt: status.lastReloadAttemptAt === null ? null : toTimestamp(status.lastReloadAttemptAt),
+    lastReloadLongestBlockMs: status.lastReloadLongestBlockMs ?? 0,
   };
 }
 

@@ -41,6 +41,8 @@ export interface PolicyStatus {
   /** Null when the last reload succeeded (or none was tried). */
   readonly lastReloadError: string | null;
   readonly lastReloadAttemptAt: number | null;
+  /** The longest the event loop was held at once during the last reload, in ms; null before any reload. */
+  readonly lastReloadLongestBlockMs: number | null;
 }
 
 export interface ReloadOutcome {

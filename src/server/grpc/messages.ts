@@ -106,6 +106,7 @@ export interface PolicyStatusMessage {
   ruleCount: number;
   lastReloadError: string;
   lastReloadAttemptAt: TimestampMessage | null;
+  lastReloadLongestBlockMs: number;
 }
 
 export interface ReloadPoliciesResponseMessage {
