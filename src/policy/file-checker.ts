@@ -43,6 +43,8 @@ export class FileChecker {
     const id = ++this.nextId;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
+      // Held open while it has work, so a check being answered is not abandoned; idle, it keeps no process alive.
+      worker.ref();
       worker.postMessage({ id, file, bytes } satisfies CheckRequest);
     });
   }
@@ -50,7 +52,6 @@ export class FileChecker {
   private thread(): Worker {
     if (this.worker) return this.worker;
     const worker = new Worker(ENTRY);
-    worker.unref();
     const fail = (reason: string): void => {
       if (this.worker === worker) this.worker = null;
       for (const [id, { reject }] of this.pending) {
@@ -62,11 +63,14 @@ export class FileChecker {
       const waiting = this.pending.get(response.id);
       if (!waiting) return;
       this.pending.delete(response.id);
+      if (this.pending.size === 0) worker.unref();
       if ('error' in response) waiting.reject(new VerdictError('INTERNAL', `checking a policy file failed: ${response.error}`));
       else waiting.resolve(decodeCheckedFile(response.encoded));
     });
     worker.on('error', (error) => fail(`failed: ${messageOf(error)}`));
     worker.on('exit', (code) => fail(`exited with code ${code}`));
+    // After the listeners, since adding a message listener holds the process open again.
+    worker.unref();
     this.worker = worker;
     return worker;
   }

@@ -68,7 +68,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
         metrics.observeReload(outcome.ok, outcome.seconds);
         if (outcome.ok) {
           metrics.setPolicy(status.version, status.ruleCount);
-          logger.info({ version: outcome.version, changed: outcome.changed, rules: status.ruleCount, seconds: outcome.seconds, longestBlockMs: status.lastReloadLongestBlockMs }, 'policies reloaded');
+          logger.info({ pid: process.pid, version: outcome.version, changed: outcome.changed, rules: status.ruleCount, seconds: outcome.seconds, longestBlockMs: status.lastReloadLongestBlockMs }, 'policies reloaded');
         } else {
           logger.error({ error: outcome.error, serving: status.version }, 'policy reload refused; still serving the last good set');
         }

@@ -64,6 +64,8 @@ export class DirectoryWatcher {
         ignored: (path) => ignoredInGit(this.dir, path),
       });
       watcher.on('all', () => this.events.onEvent());
+      // Changes made before the watches were in place are not announced: look once they are.
+      watcher.on('ready', () => this.events.onEvent());
       // Raw events include renames of a link chokidar resolved (a ConfigMap's `..data` swap).
       watcher.on('raw', () => this.events.onEvent());
       watcher.on('error', (error) => this.fail(messageOf(error)));

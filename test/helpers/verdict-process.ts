@@ -33,7 +33,7 @@ export interface VerdictProcess {
 }
 
 /** Starts `verdict serve` on free loopback ports and waits until it serves. */
-export async function startVerdict(options: { policies: string; db: string; args?: string[]; env?: NodeJS.ProcessEnv }): Promise<VerdictProcess> {
+export async function startVerdict(options: { policies: string; db: string; args?: string[]; env?: NodeJS.ProcessEnv; startTimeoutMs?: number }): Promise<VerdictProcess> {
   const child = spawn(
     process.execPath,
     [BIN, 'serve', '--policies', options.policies, '--db', options.db, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', ...(options.args ?? [])],
@@ -69,7 +69,7 @@ export async function startVerdict(options: { policies: string; db: string; args
       void exited.then(() => setTimeout(() => reject(new Error(`verdict exited; stderr: ${stderr.join('\n')}`)), 100));
     });
   };
-  const serving = await waitForLog((l) => l.msg === 'verdict serving');
+  const serving = await waitForLog((l) => l.msg === 'verdict serving', options.startTimeoutMs);
   const port = (address: unknown): number => Number(String(address).split(':').pop());
   return {
     child,
