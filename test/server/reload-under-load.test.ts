@@ -35,15 +35,21 @@ function writeBulk(dir: string, file: number, rulesPerFile: number, generation: 
   writeFileSync(join(dir, `bulk-${String(file).padStart(2, '0')}.yaml`), stringify({ kind: 'rules', rules }));
 }
 
+/** A server on the shipped policies plus generated ones; `policies` is its directory. */
+async function serveBulk(files: number, rulesPerFile: number, options: { args?: string[]; env?: NodeJS.ProcessEnv } = {}) {
+  const policies = policiesWithBulk(files, rulesPerFile);
+  const server = await startVerdict({ policies, db: join(policies, '..', 'decisions.db'), startTimeoutMs: 60_000, ...options });
+  return { policies, server };
+}
+
 /**
- * Checks in a steady stream over `connections` connections until `stop` resolves:
- * every answer and every failure is kept.
+ * Checks in a steady stream over `connections` connections until stopped: every
+ * answer and every failure is kept.
  */
-function steadyChecks(grpcPort: number, connections: number, stop: Promise<void>) {
+function steadyChecks(grpcPort: number, connections: number) {
   const answers: { effect: string; policyVersion: string }[] = [];
   const failures: string[] = [];
   let stopped = false;
-  void stop.then(() => (stopped = true));
   const loops = Array.from({ length: connections }, async () => {
     const client = verdictClient(grpcPort, { ownConnection: true });
     try {
@@ -58,7 +64,15 @@ function steadyChecks(grpcPort: number, connections: number, stop: Promise<void>
       client.close();
     }
   });
-  return { answers, failures, done: Promise.all(loops) };
+  const done = Promise.all(loops);
+  return {
+    answers,
+    failures,
+    stop: async () => {
+      stopped = true;
+      await done;
+    },
+  };
 }
 
 describe('a reload while checks stream in', () => {
@@ -66,16 +80,14 @@ describe('a reload while checks stream in', () => {
   let policies: string;
 
   beforeAll(async () => {
-    policies = policiesWithBulk(4, 500);
-    server = await startVerdict({ policies, db: join(policies, '..', 'decisions.db'), startTimeoutMs: 60_000 });
+    ({ policies, server } = await serveBulk(4, 500));
   }, 90_000);
   afterAll(async () => {
     expect(await server?.stop()).toBe(0);
   });
 
   it('answers every check, before, during and after each kind of reload, none failed or refused', async () => {
-    let finish!: () => void;
-    const stream = steadyChecks(server.grpcPort, 6, new Promise<void>((resolve) => (finish = resolve)));
+    const stream = steadyChecks(server.grpcPort, 6);
     const admin = verdictClient(server.grpcPort, { ownConnection: true });
     const reloads = () => server.logs.filter((l) => l.msg === 'policies reloaded' && l.changed === true).length;
     try {
@@ -95,8 +107,7 @@ describe('a reload while checks stream in', () => {
       await server.waitForLog(() => reloads() >= seen + 2, 60_000);
     } finally {
       admin.close();
-      finish();
-      await stream.done;
+      await stream.stop();
     }
     expect(stream.failures).toEqual([]);
     expect(stream.answers.length).toBeGreaterThan(0);
@@ -111,8 +122,7 @@ describe('a reload with --workers 2', () => {
   let policies: string;
 
   beforeAll(async () => {
-    policies = policiesWithBulk(2, 300);
-    server = await startVerdict({ policies, db: join(policies, '..', 'decisions.db'), args: ['--workers', '2'], env: { VERDICT_LOG_LEVEL: 'debug' }, startTimeoutMs: 60_000 });
+    ({ policies, server } = await serveBulk(2, 300, { args: ['--workers', '2'], env: { VERDICT_LOG_LEVEL: 'debug' } }));
     // Every worker is up (the primary's 'verdict serving' comes after each worker's).
     await server.waitForLog((l) => l.msg === 'worker serving' && server.logs.filter((w) => w.msg === 'worker serving').length >= 2, 30_000);
   }, 120_000);
@@ -121,15 +131,13 @@ describe('a reload with --workers 2', () => {
   });
 
   it('compiles in one worker at a time, while every worker keeps answering', async () => {
-    let finish!: () => void;
-    const stream = steadyChecks(server.grpcPort, 4, new Promise<void>((resolve) => (finish = resolve)));
+    const stream = steadyChecks(server.grpcPort, 4);
     const workerReloads = () => server.logs.filter((l) => l.msg === 'policies reloaded' && l.changed === true);
     try {
       writeBulk(policies, 1, 300, 1);
       await server.waitForLog(() => new Set(workerReloads().map((l) => l.pid)).size >= 2, 60_000);
     } finally {
-      finish();
-      await stream.done;
+      await stream.stop();
     }
     expect(stream.failures).toEqual([]);
     expect(stream.answers.every((a) => a.effect === 'EFFECT_ALLOW')).toBe(true);

@@ -4,7 +4,7 @@ import type { CompiledRole } from '../policy-set.js';
 import type { RoleSpec } from '../schema.js';
 import { diagnosticAt } from '../source.js';
 import type { Checked } from './schema.js';
-import type { Located, LoadState } from './state.js';
+import { builtFromDocuments, type Located, type LoadState } from './state.js';
 
 export interface RoleEntry {
   readonly inherits: readonly string[];
@@ -122,17 +122,6 @@ export function roleHoldersFor(
 export const rolesStage: Stage<LoadState> = {
   name: 'roles',
   *run(state) {
-    const key = state.documents
-      .filter((d) => d.document.content?.kind === 'roles')
-      .map((d) => d.key)
-      .join('\n');
-    const cached = state.cache?.roleGraphs.take(key);
-    if (cached) {
-      state.roleGraph = cached;
-      return;
-    }
-    const before = state.diagnostics.length;
-    state.roleGraph = buildRoleGraph(rolesOf(state), state.diagnostics);
-    if (state.diagnostics.length === before) state.cache?.roleGraphs.put(key, state.roleGraph);
+    state.roleGraph = builtFromDocuments(state, 'roles', state.cache?.roleGraphs, () => buildRoleGraph(rolesOf(state), state.diagnostics));
   },
 };

@@ -1,6 +1,6 @@
 import type { Stage } from '../pipeline.js';
 import { compileRoutes, type LocatedRoute } from '../routes.js';
-import type { LoadState } from './state.js';
+import { builtFromDocuments, type LoadState } from './state.js';
 
 /** The well-formed routes of every routes document, in the order written. */
 export function routesOf(state: Pick<LoadState, 'documents'>): LocatedRoute[] {
@@ -19,17 +19,6 @@ export function routesOf(state: Pick<LoadState, 'documents'>): LocatedRoute[] {
 export const routesStage: Stage<LoadState> = {
   name: 'routes',
   *run(state) {
-    const key = state.documents
-      .filter((d) => d.document.content?.kind === 'routes')
-      .map((d) => d.key)
-      .join('\n');
-    const cached = state.cache?.routes.take(key);
-    if (cached) {
-      state.routes = cached;
-      return;
-    }
-    const before = state.diagnostics.length;
-    state.routes = compileRoutes(routesOf(state), state.diagnostics);
-    if (state.diagnostics.length === before) state.cache?.routes.put(key, state.routes);
+    state.routes = builtFromDocuments(state, 'routes', state.cache?.routes, () => compileRoutes(routesOf(state), state.diagnostics));
   },
 };

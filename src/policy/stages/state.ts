@@ -3,6 +3,7 @@ import type { LoadedPolicies, PolicyTestCase } from '../loaded.js';
 import type { StageRun } from '../pipeline.js';
 import type { IndexPart, PolicySet } from '../policy-set.js';
 import type { Reuse } from '../reuse.js';
+import type { PolicyKind } from '../schema.js';
 import { RouteTable } from '../routes.js';
 import type { SourceDocument } from '../source.js';
 import type { RoleGraph } from './roles.js';
@@ -87,6 +88,23 @@ export interface LoadState {
   tests: PolicyTestCase[];
   /** assemble: null while any stage reported a problem. */
   policies: LoadedPolicies | null;
+}
+
+/**
+ * What `build` makes of every document of one kind: the last load's (from `reuse`)
+ * when those documents are the same, else built, and kept unless it reported problems.
+ */
+export function builtFromDocuments<V>(state: LoadState, kind: PolicyKind, reuse: Reuse<V> | undefined, build: () => V): V {
+  const key = state.documents
+    .filter((d) => d.document.content?.kind === kind)
+    .map((d) => d.key)
+    .join('\n');
+  const kept = reuse?.take(key);
+  if (kept !== undefined) return kept;
+  const before = state.diagnostics.length;
+  const built = build();
+  if (state.diagnostics.length === before) reuse?.put(key, built);
+  return built;
 }
 
 export function newLoadState(dir: string, reader: PolicyReader, options: { gitCommit?: string | null; cache?: LoadCache | null } = {}): LoadState {
