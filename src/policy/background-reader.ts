@@ -2,11 +2,10 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile, realpath, stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { messageOf } from '../errors.js';
-import type { FileChecker } from './file-checker.js';
+import type { LoadWorker } from './load-worker.js';
 import { runInSlices, wait } from './pipeline.js';
 import { listPolicyFilesWith, type DirectoryAccess } from './stages/read.js';
 import type { FileContent, PolicyReader } from './stages/state.js';
-import { gitCommitIfCleanAsync } from './version.js';
 
 const asyncAccess: DirectoryAccess = {
   *stat(path) {
@@ -21,11 +20,11 @@ const asyncAccess: DirectoryAccess = {
 };
 
 /**
- * The reader of a server: the file system and git are asked without blocking,
- * and files are checked by `checker` (in its own thread), so that a load can run
- * beside the checks the server answers.
+ * The reader of a server: the file system is read without blocking, and files
+ * are checked and git is asked by `worker` (in its own thread), so that a load can
+ * run beside the checks the server answers.
  */
-export function backgroundReader(checker: FileChecker): PolicyReader {
+export function backgroundReader(worker: LoadWorker): PolicyReader {
   return {
     *list(dir) {
       return yield* listPolicyFilesWith(dir, asyncAccess);
@@ -39,10 +38,10 @@ export function backgroundReader(checker: FileChecker): PolicyReader {
       return yield* wait(Promise.all(files.map(read)));
     },
     *check(files) {
-      return yield* wait(Promise.all(files.map(({ file, bytes }) => checker.check(file, bytes))));
+      return yield* wait(Promise.all(files.map(({ file, bytes }) => worker.check(file, bytes))));
     },
     *gitCommit(dir) {
-      return yield* wait(gitCommitIfCleanAsync(dir));
+      return yield* wait(worker.gitCommit(dir));
     },
   };
 }

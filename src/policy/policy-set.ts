@@ -80,6 +80,8 @@ interface RuleIndex {
   readonly anyType: ActionTable;
   /** For each type, the rules of the parts that file rules under it: what its table was built from. */
   readonly sources: ReadonlyMap<string, readonly ByAction[]>;
+  /** The parts the index was built from. */
+  readonly parts: readonly IndexPart[];
 }
 
 /**
@@ -107,9 +109,9 @@ export class PolicySet {
 
   /**
    * Builds a set from the index parts of its documents, pausing between steps.
-   * With `previous`, the lookup table of a resource type built from the very same
-   * parts (and the same any-type parts) is taken over rather than built again, so
-   * a change to one document rebuilds the tables of the types it touches.
+   * With `previous`, only the lookup tables of the resource types that changed
+   * parts file rules under are built again; the others are taken over, so a change
+   * to one document rebuilds the tables of the types it touches.
    */
   static *build(version: string, parts: readonly IndexPart[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, previous: PolicySet | null = null): StageRun<PolicySet> {
     const rules: CompiledRule[] = [];
@@ -185,31 +187,70 @@ function tableFor(own: readonly ByAction[], any: readonly ByAction[]): ActionTab
   return { byAction, anyAction: merged([...own, ...any].map((b) => b.get(WILDCARD))) };
 }
 
-const sameSources = (a: readonly ByAction[] | undefined, b: readonly ByAction[]): boolean =>
-  a !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
-
-function* buildIndex(parts: readonly IndexPart[], previous: RuleIndex | null): StageRun<RuleIndex> {
+/** For each type, the rules the parts file under it, in part order. */
+function sourcesOf(parts: readonly IndexPart[], types: Iterable<string> | null): Map<string, ByAction[]> {
   const sources = new Map<string, ByAction[]>();
-  for (const part of parts) {
-    for (const [type, byAction] of part.byType) {
-      let list = sources.get(type);
-      if (!list) sources.set(type, (list = []));
-      list.push(byAction);
+  if (types === null) {
+    for (const part of parts) {
+      for (const [type, byAction] of part.byType) {
+        let list = sources.get(type);
+        if (!list) sources.set(type, (list = []));
+        list.push(byAction);
+      }
     }
+    return sources;
   }
+  for (const type of types) {
+    const list: ByAction[] = [];
+    for (const part of parts) {
+      const byAction = part.byType.get(type);
+      if (byAction) list.push(byAction);
+    }
+    sources.set(type, list);
+  }
+  return sources;
+}
+
+/**
+ * The index, built in full, or from the previous set's by rebuilding only the
+ * tables of the types that parts added or removed since file rules under (when
+ * no part filing rules under any type changed: those rules are in every table).
+ */
+function* buildIndex(parts: readonly IndexPart[], previous: RuleIndex | null): StageRun<RuleIndex> {
+  const before = new Set(previous?.parts ?? []);
+  const now = new Set(parts);
+  const changed = [...parts.filter((p) => !before.has(p)), ...(previous?.parts ?? []).filter((p) => !now.has(p))];
+  if (previous === null || changed.some((part) => part.byType.has(WILDCARD))) return yield* buildFullIndex(parts);
+  const touched = new Set<string>();
+  for (const part of changed) for (const type of part.byType.keys()) touched.add(type);
+  const fresh = sourcesOf(parts, touched);
+  const any = previous.sources.get(WILDCARD) ?? [];
+  // Copies of the previous maps (one table each, not one object per type), then the touched types rebuilt.
+  const sources = new Map(previous.sources);
+  const byType = new Map(previous.byType);
+  let built = 0;
+  for (const [type, own] of fresh) {
+    if (own.length === 0) {
+      sources.delete(type);
+      byType.delete(type);
+      continue;
+    }
+    sources.set(type, own);
+    byType.set(type, tableFor(own, any));
+    if (++built % 8 === 0) yield;
+  }
+  return { byType, anyType: previous.anyType, sources, parts };
+}
+
+function* buildFullIndex(parts: readonly IndexPart[]): StageRun<RuleIndex> {
+  const sources = sourcesOf(parts, null);
   const any = sources.get(WILDCARD) ?? [];
-  // A type's table depends on the parts filing rules under it and under any type: when both are the same parts, so is the table.
-  const reusable = previous !== null && sameSources(previous.sources.get(WILDCARD) ?? [], any) ? previous : null;
   const byType = new Map<string, ActionTable>();
   let built = 0;
-  let seen = 0;
   for (const [type, own] of sources) {
     if (type === WILDCARD) continue;
-    const kept = reusable !== null && sameSources(reusable.sources.get(type), own) ? reusable.byType.get(type) : undefined;
-    byType.set(type, kept ?? tableFor(own, any));
-    if (kept === undefined) built++;
-    if (++seen % 256 === 0 || (kept === undefined && built % 8 === 0)) yield;
+    byType.set(type, tableFor(own, any));
+    if (++built % 8 === 0) yield;
   }
-  const anyType = reusable?.anyType ?? tableFor([], any);
-  return { byType, anyType, sources };
+  return { byType, anyType: tableFor([], any), sources, parts };
 }

@@ -62,23 +62,20 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   const tls = config.tls ? loadTlsMaterial(config.tls) : null;
   const metrics = new ServerMetrics();
   const store = await PolicyStore.open(config.policies, {
-    takeTurn: options.reloadTurn,
-    events: {
-      onReload: (outcome, status) => {
-        metrics.observeReload(outcome.ok, outcome.seconds);
-        if (outcome.ok) {
-          metrics.setPolicy(status.version, status.ruleCount);
-          logger.info({ pid: process.pid, version: outcome.version, changed: outcome.changed, rules: status.ruleCount, seconds: outcome.seconds, longestBlockMs: status.lastReloadLongestBlockMs }, 'policies reloaded');
-        } else {
-          logger.error({ error: outcome.error, serving: status.version }, 'policy reload refused; still serving the last good set');
-        }
-      },
-      onWatchError: (message, watch) => {
-        metrics.observeWatchFailure();
-        logger.error({ policies: config.policies, error: message, failures: watch.failures }, 'watching the policy directory failed; retrying, and comparing the files every poll meanwhile');
-      },
+    onReload: (outcome, status) => {
+      metrics.observeReload(outcome.ok, outcome.seconds);
+      if (outcome.ok) {
+        metrics.setPolicy(status.version, status.ruleCount);
+        logger.info({ pid: process.pid, version: outcome.version, changed: outcome.changed, rules: status.ruleCount, seconds: outcome.seconds, longestBlockMs: status.lastReloadLongestBlockMs }, 'policies reloaded');
+      } else {
+        logger.error({ error: outcome.error, serving: status.version }, 'policy reload refused; still serving the last good set');
+      }
     },
-  });
+    onWatchError: (message, watch) => {
+      metrics.observeWatchFailure();
+      logger.error({ policies: config.policies, error: message, failures: watch.failures }, 'watching the policy directory failed; retrying, and comparing the files every poll meanwhile');
+    },
+  }, { takeTurn: options.reloadTurn });
   metrics.setPolicy(store.current.version, store.current.rules.length);
 
   // Signing and HMAC keys are read (or created next to the db) before the log opens, so a bad key file stops the start.

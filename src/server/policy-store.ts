@@ -2,7 +2,7 @@ import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { backgroundReader, fingerprintOf } from '../policy/background-reader.js';
 import { DEFAULT_SLICE_MS, PolicyCompiler, type Compilation } from '../policy/compiler.js';
 import { formatDiagnostic } from '../policy/diagnostic.js';
-import { FileChecker } from '../policy/file-checker.js';
+import { LoadWorker } from '../policy/load-worker.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { DirectoryWatcher, type WatchStatus } from './policy-watcher.js';
@@ -33,7 +33,6 @@ export interface PolicyStoreEvents {
 }
 
 export interface PolicyStoreOptions {
-  readonly events?: PolicyStoreEvents;
   /**
    * Waits for this process's turn to compile and resolves with the way to give it
    * back. With --workers N, workers take turns, so a change never has every worker
@@ -82,8 +81,9 @@ export class PolicyStore {
   private constructor(
     readonly dir: string,
     private readonly compiler: PolicyCompiler,
-    private readonly checker: FileChecker,
+    private readonly worker: LoadWorker,
     initial: Compilation & { policySet: PolicySet },
+    private readonly events: PolicyStoreEvents,
     private readonly options: PolicyStoreOptions,
   ) {
     this.currentSet = initial.policySet;
@@ -92,23 +92,23 @@ export class PolicyStore {
   }
 
   /** Loads the directory once; fails when it is invalid, since there is no last good set yet. */
-  static async open(dir: string, options: PolicyStoreOptions = {}): Promise<PolicyStore> {
-    const checker = new FileChecker();
-    const compiler = new PolicyCompiler(dir, backgroundReader(checker));
+  static async open(dir: string, events: PolicyStoreEvents = {}, options: PolicyStoreOptions = {}): Promise<PolicyStore> {
+    const worker = new LoadWorker();
+    const compiler = new PolicyCompiler(dir, backgroundReader(worker));
     let compilation: Compilation;
     try {
       compilation = await compiler.compile();
     } catch (error) {
-      await checker.close();
+      await worker.close();
       throw error;
     }
     const { result } = compilation;
     if (!result.ok) {
-      await checker.close();
+      await worker.close();
       const lines = result.diagnostics.map((d) => `${dir}/${formatDiagnostic(d)}`);
       throw new VerdictError('POLICY_INVALID', `policies in ${dir} are invalid:\n${lines.join('\n')}`);
     }
-    return new PolicyStore(dir, compiler, checker, { ...compilation, policySet: result.policies.policySet }, options);
+    return new PolicyStore(dir, compiler, worker, { ...compilation, policySet: result.policies.policySet }, events, options);
   }
 
   /** The policy set to decide with: read once per check, never half-loaded. */
@@ -200,7 +200,7 @@ export class PolicyStore {
     this.lastAttempt = new Date();
     // The sampled delay includes the sampling interval itself; the slices are measured directly.
     this.lastLongestBlockMs = Math.max(longestSliceMs, Math.max(0, delay.max / 1e6 - BLOCK_RESOLUTION_MS));
-    this.options.events?.onReload?.(outcome, this.status());
+    this.events.onReload?.(outcome, this.status());
     return outcome;
   }
 
@@ -222,7 +222,7 @@ export class PolicyStore {
             void this.schedule('watch');
           }, debounceMs);
         },
-        onError: (message) => this.options.events?.onWatchError?.(message, this.watchStatus()),
+        onError: (message) => this.events.onWatchError?.(message, this.watchStatus()),
       });
       this.watcher.start();
     }
@@ -254,7 +254,7 @@ export class PolicyStore {
     this.watcher = null;
     await watcher?.close();
     await this.reloading?.catch(() => undefined);
-    await this.checker.close();
+    await this.worker.close();
   }
 }
 

@@ -5,12 +5,12 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { evaluate } from '../../src/engine/evaluate.js';
 import { backgroundReader } from '../../src/policy/background-reader.js';
 import { PolicyCompiler } from '../../src/policy/compiler.js';
-import { FileChecker } from '../../src/policy/file-checker.js';
+import { LoadWorker } from '../../src/policy/load-worker.js';
 import { loadPolicies, type LoadResult } from '../../src/policy/load.js';
 import type { DecisionRequest } from '../../src/types.js';
 import { makeTempDir, removeTempDirs, request, writeFiles } from '../helpers/policies.js';
 
-const checker = new FileChecker();
+const checker = new LoadWorker();
 afterAll(async () => {
   await checker.close();
   removeTempDirs();

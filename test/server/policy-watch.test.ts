@@ -15,11 +15,9 @@ async function openWatched(dir: string, options: { pollMs?: number; events?: boo
   const outcomes: { outcome: ReloadOutcome; status: PolicyStatus }[] = [];
   const waiters: (() => void)[] = [];
   const store = await PolicyStore.open(dir, {
-    events: {
-      onReload: (outcome, status) => {
-        outcomes.push({ outcome, status });
-        for (const wake of waiters.splice(0)) wake();
-      },
+    onReload: (outcome, status) => {
+      outcomes.push({ outcome, status });
+      for (const wake of waiters.splice(0)) wake();
     },
   });
   store.watch({ debounceMs: 50, pollMs: options.pollMs ?? 0, events: options.events });

@@ -3,13 +3,14 @@ import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { messageOf } from '../errors.js';
 import { encodeCheckedFile } from './checked-codec.js';
-import type { CheckRequest, CheckResponse } from './file-checker.js';
+import type { LoadRequest, LoadResponse } from './load-worker.js';
 import { decodeText } from './stages/read.js';
 import { checkFile } from './stages/schema.js';
+import { gitCommitIfCleanAsync } from './version.js';
 
-// The schema stage's thread: parses and checks policy files away from the event loop that answers checks.
+// The load thread (see load-worker.ts): parses and checks policy files and asks git, away from the event loop that answers checks.
 const port = parentPort;
-if (port === null) throw new Error('check-thread.js runs as a worker thread');
+if (port === null) throw new Error('load-worker-thread.js runs as a worker thread');
 
 // Background work: on a busy machine the thread answering checks should get the CPU first. Linux
 // gives each thread its own nice value (the thread id is the last part of /proc/thread-self);
@@ -21,15 +22,22 @@ try {
   // not Linux: nothing to do
 }
 
-port.on('message', ({ id, file, bytes }: CheckRequest) => {
-  let response: CheckResponse;
+port.on('message', (request: LoadRequest) => {
+  if (request.kind === 'git') {
+    gitCommitIfCleanAsync(request.dir).then(
+      (commit) => port.postMessage({ id: request.id, commit } satisfies LoadResponse),
+      (error: unknown) => port.postMessage({ id: request.id, error: messageOf(error) } satisfies LoadResponse),
+    );
+    return;
+  }
+  let response: LoadResponse;
   let transfer: ArrayBuffer[] = [];
   try {
-    const encoded = encodeCheckedFile(checkFile(file, decodeText(bytes)));
-    response = { id, encoded: encoded.encoded };
+    const encoded = encodeCheckedFile(checkFile(request.file, decodeText(request.bytes)));
+    response = { id: request.id, encoded: encoded.encoded };
     transfer = encoded.transfer;
   } catch (error) {
-    response = { id, error: messageOf(error) };
+    response = { id: request.id, error: messageOf(error) };
   }
   port.postMessage(response, transfer);
 });
