@@ -76,6 +76,8 @@ export class PolicyStore {
   private polling = false;
   private debounce: NodeJS.Timeout | null = null;
   private reloading: Promise<ReloadOutcome> | null = null;
+  /** Set while a reload compiles (it has its turn): closing waits for that, not for a turn that may never come. */
+  private compiling: Promise<unknown> | null = null;
   private again: Trigger | null = null;
 
   private constructor(
@@ -166,7 +168,9 @@ export class PolicyStore {
     let fingerprint = this.lastFingerprint;
     let longestSliceMs = 0;
     try {
-      const compilation = await this.compiler.compile();
+      const compiling = this.compiler.compile();
+      this.compiling = compiling;
+      const compilation = await compiling;
       fingerprint = fingerprintKey(compilation.fingerprint);
       longestSliceMs = compilation.longestSliceMs;
       const seconds = (performance.now() - started) / 1000;
@@ -193,6 +197,7 @@ export class PolicyStore {
       this.lastError = `${messageOf(error)}; still serving ${this.currentSet.version}`;
       outcome = { ok: false, error: this.lastError, seconds: (performance.now() - started) / 1000 };
     } finally {
+      this.compiling = null;
       delay.disable();
       release();
     }
@@ -253,7 +258,7 @@ export class PolicyStore {
     const watcher = this.watcher;
     this.watcher = null;
     await watcher?.close();
-    await this.reloading?.catch(() => undefined);
+    await this.compiling?.catch(() => undefined);
     await this.worker.close();
   }
 }
