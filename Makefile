@@ -29,11 +29,13 @@ test: $(NODE_MODULES)
 serve: build
 	node bin/verdict.js serve --policies policies --db data/decisions.db
 
-## bench: the engine benchmark, then the server benchmark (h2load; installs nghttp2-client if missing), then verdict beside its peers
+## bench: the engine benchmark, the server benchmark (h2load; installs nghttp2-client if missing), verdict beside its peers,
+## then check latency while a 10,000-rule set is reloaded
 bench: build
 	node bench/engine.mjs
 	node bench/server.mjs
 	node bench/compare.mjs
+	node bench/reload.mjs
 
 # The short run: compare.mjs covers every server row of server.mjs, so it is left out here.
 bench-quick: build
@@ -45,6 +47,11 @@ bench-quick: build
 .PHONY: bench-peers
 bench-peers: build
 	node bench/compare.mjs $(ARGS)
+
+## bench-reload: the worst check latency at rest and while one file, then every file, of a 10,000-rule set is reloaded
+.PHONY: bench-reload
+bench-reload: build
+	node bench/reload.mjs $(ARGS)
 
 ## bench-audit: verify speed on a 1,000,000-row log, and server throughput with the hash chain and signing on vs off
 .PHONY: bench-audit

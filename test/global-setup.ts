@@ -3,9 +3,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
 /**
- * Builds dist/ once, before any test file runs. Tests that start the real binary
+ * Builds dist/ once, before any test file runs (tests that start the real binary
  * must not rebuild it themselves: files rebuilt while another test spawns the
- * binary can be read half-written.
+ * binary can be read half-written), and type-checks the tests with the sources,
+ * since vitest itself only strips types.
  */
 export default function setup(): void {
   const root = join(import.meta.dirname, '..');
@@ -13,4 +14,6 @@ export default function setup(): void {
   if (build.status !== 0 || !existsSync(join(root, 'dist', 'cli', 'main.js'))) {
     throw new Error(`the build failed, so the binary cannot be tested:\n${build.stdout}${build.stderr}`);
   }
+  const typecheck = spawnSync('npx', ['tsc', '-p', 'tsconfig.test.json'], { cwd: root, encoding: 'utf8', timeout: 300_000 });
+  if (typecheck.status !== 0) throw new Error(`the tests do not type-check:\n${typecheck.stdout}${typecheck.stderr}`);
 }

@@ -154,9 +154,11 @@ export const testsDocumentSchema = z.strictObject({
   description: z.string().optional(),
   principals: z.record(z.string(), principalSchema).default({}),
   resources: z.record(z.string(), resourceSchema).default({}),
-  cases: z.array(testCaseSchema).min(1, { error: 'a tests file needs at least one case' }),
+  // Cases are checked one by one (testCaseSchema), so one bad case does not hide the others' errors.
+  cases: z.array(z.unknown()).min(1, { error: 'a tests file needs at least one case' }),
 });
-export type TestsDocument = z.infer<typeof testsDocumentSchema>;
+/** A tests file without its cases: its name and the fixtures its cases refer to. */
+export type TestSuiteSpec = Omit<z.infer<typeof testsDocumentSchema>, 'cases' | 'kind'>;
 
 const httpMethod = z.string().regex(/^[A-Z]+$/, { error: 'a method is an upper-case HTTP method such as GET or POST' });
 /** A constant, or text with placeholders: `{model}`, `{query.region}`, `{header.x-org}`, `{source.address}`. */
@@ -193,5 +195,10 @@ export const documentSchemas = {
   routes: routesDocumentSchema,
 } as const;
 
-export type RulesDocument = z.infer<typeof rulesDocumentSchema>;
-export type RolesDocument = z.infer<typeof rolesDocumentSchema>;
+/** The list of items each kind of document holds, and the schema of one item. */
+export const itemSchemas = {
+  rules: { list: 'rules', schema: ruleSchema },
+  roles: { list: 'roles', schema: roleSchema },
+  tests: { list: 'cases', schema: testCaseSchema },
+  routes: { list: 'routes', schema: routeSchema },
+} as const;

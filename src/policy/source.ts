@@ -1,121 +1,128 @@
-import { readdirSync, readFileSync, statSync } from 'node:fs';
-import { join, relative, sep } from 'node:path';
-import { isMap, isNode, isScalar, LineCounter, parseAllDocuments, type Document } from 'yaml';
-import { VerdictError } from '../errors.js';
+import { isAlias, isCollection, isMap, isNode, isPair, isScalar, LineCounter, parseAllDocuments, type Node } from 'yaml';
 import { formatPath, type PolicyDiagnostic } from './diagnostic.js';
 
-const POLICY_EXTENSIONS = ['.yaml', '.yml', '.json'];
+/** Where something was written: 1-based line and column. */
+export interface Position {
+  readonly line: number;
+  readonly col: number;
+}
 
-/** One YAML or JSON document of a policy file, with what is needed to point at its lines. */
+/**
+ * The positions of the nodes of one YAML (or JSON) value, by path. Plain data
+ * (maps of numbers), so it can cross between threads; `locate` reads it the way
+ * the YAML document itself would be searched: the node at a path, else its
+ * nearest existing ancestor.
+ */
+export interface PositionTable {
+  /** Position of the node at a path, by encoded path (`pathKey`). */
+  readonly nodes: Map<string, number>;
+  /** Position of the key of the map entry at a path, by encoded path. */
+  readonly keys: Map<string, number>;
+}
+
+/** One document of a policy file, with what is needed to point at its lines. */
 export interface SourceDocument {
   readonly file: string;
   /** Index of the document within a multi-document YAML file. */
   readonly index: number;
-  readonly value: unknown;
   /** 1-based position of the node at `path`, or of its nearest existing ancestor. */
-  locate(path: readonly PropertyKey[]): { line: number; col: number };
+  locate(path: readonly PropertyKey[]): Position;
   /** 1-based position of the key of the map entry at `path`: where an unknown key is written. */
-  locateKey(path: readonly PropertyKey[]): { line: number; col: number };
+  locateKey(path: readonly PropertyKey[]): Position;
 }
 
-export interface LoadedSources {
-  readonly documents: SourceDocument[];
-  readonly diagnostics: PolicyDiagnostic[];
+/** A parsed YAML document: its value and where each of its nodes was written. */
+export interface ParsedYamlDocument {
+  readonly index: number;
+  readonly value: unknown;
+  readonly positions: PositionTable;
 }
 
-/** Lists policy files under `dir`, recursively, in a stable order. Hidden entries are skipped. */
-export function listPolicyFiles(dir: string): string[] {
-  let stat;
-  try {
-    stat = statSync(dir);
-  } catch {
-    throw new VerdictError('POLICY_DIR_MISSING', `policy directory ${dir} does not exist; pass the directory that holds your policy files`);
-  }
-  if (!stat.isDirectory()) {
-    throw new VerdictError('POLICY_DIR_MISSING', `${dir} is not a directory; pass the directory that holds your policy files`);
-  }
-  const files: string[] = [];
-  const walk = (current: string): void => {
-    for (const entry of readdirSync(current, { withFileTypes: true })) {
-      if (entry.name.startsWith('.') || entry.name === 'node_modules') continue;
-      const full = join(current, entry.name);
-      if (entry.isDirectory()) walk(full);
-      else if (entry.isFile() && POLICY_EXTENSIONS.some((ext) => entry.name.endsWith(ext))) {
-        files.push(relative(dir, full).split(sep).join('/'));
-      }
-    }
-  };
-  walk(dir);
-  return files.sort();
+// Lines and columns packed into one number keep the tables small when they cross threads.
+const COLUMNS = 1 << 20;
+const pack = (line: number, col: number): number => Math.max(line, 1) * COLUMNS + Math.min(Math.max(col, 1), COLUMNS - 1);
+export const unpack = (packed: number): Position => ({ line: Math.floor(packed / COLUMNS), col: packed % COLUMNS });
+
+/** One path segment as a table key: numbers (sequence indices) and strings (map keys) never collide. */
+function segmentKey(segment: unknown): string {
+  if (typeof segment === 'string') return JSON.stringify(segment);
+  if (typeof segment === 'number') return String(segment);
+  return `?${String(segment)}`;
 }
 
-/** Reads and parses every policy file; syntax errors become diagnostics, not exceptions. */
-export function loadSources(dir: string): LoadedSources {
-  const documents: SourceDocument[] = [];
-  const diagnostics: PolicyDiagnostic[] = [];
-  for (const file of listPolicyFiles(dir)) {
-    let text: string;
-    try {
-      text = readFileSync(join(dir, file), 'utf8');
-    } catch (error) {
-      diagnostics.push({ file, line: 1, col: 1, path: '', message: `cannot read file: ${(error as Error).message}` });
-      continue;
-    }
-    parseSource(file, text, documents, diagnostics);
-  }
-  return { documents, diagnostics };
+/** The table key of a path. */
+export function pathKey(path: readonly unknown[], from = 0): string {
+  let key = '';
+  for (let i = from; i < path.length; i++) key += (i > from ? ',' : '') + segmentKey(path[i]);
+  return key;
 }
 
-export function parseSource(file: string, text: string, documents: SourceDocument[], diagnostics: PolicyDiagnostic[]): void {
+export function emptyPositions(): PositionTable {
+  return { nodes: new Map(), keys: new Map() };
+}
+
+/**
+ * Parses one policy file into its documents. Syntax errors become diagnostics, not
+ * exceptions; a document with errors is left out.
+ */
+export function parseYamlFile(file: string, text: string, diagnostics: PolicyDiagnostic[]): ParsedYamlDocument[] {
   const lineCounter = new LineCounter();
   const parsed = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const docs = Array.isArray(parsed) ? parsed : [];
-  let index = 0;
+  const out: ParsedYamlDocument[] = [];
   for (const doc of docs) {
-    const errors = [...doc.errors, ...doc.warnings];
-    for (const error of errors) {
+    for (const error of [...doc.errors, ...doc.warnings]) {
       const { line, col } = lineCounter.linePos(error.pos[0]);
       diagnostics.push({ file, line: Math.max(line, 1), col: Math.max(col, 1), path: '', message: firstLine(error.message) });
     }
     if (doc.errors.length > 0) continue;
     if (doc.contents === null) continue; // an empty document, e.g. a trailing `---`
     const value: unknown = doc.toJS({ maxAliasCount: 100 });
-    documents.push({
-      file,
-      index,
-      value,
-      locate: (path) => locateIn(doc, lineCounter, path),
-      locateKey: (path) => locateKeyIn(doc, lineCounter, path),
-    });
-    index++;
+    const positions = emptyPositions();
+    const at = (offset: number): number => {
+      const { line, col } = lineCounter.linePos(offset);
+      return pack(line, col);
+    };
+    recordPositions(doc.contents, [], positions, at);
+    out.push({ index: out.length, value, positions });
   }
+  return out;
 }
 
-function locateIn(doc: Document, lineCounter: LineCounter, path: readonly PropertyKey[]): { line: number; col: number } {
-  for (let depth = path.length; depth >= 0; depth--) {
-    const node = doc.getIn(path.slice(0, depth) as unknown[], true);
-    if (isNode(node) && node.range) {
-      // Point at the key for a missing child, since that is what a reader looks for.
-      const pos = lineCounter.linePos(node.range[0]);
-      return { line: Math.max(pos.line, 1), col: Math.max(pos.col, 1) };
+/**
+ * Records the position of every node reachable the way `Document.getIn` reaches
+ * them: through maps (by scalar key) and sequences (by index), never through an alias.
+ */
+function recordPositions(node: Node, path: unknown[], table: PositionTable, at: (offset: number) => number): void {
+  if (node.range) table.nodes.set(pathKey(path), at(node.range[0]));
+  if (isAlias(node) || !isCollection(node)) return;
+  if (isMap(node)) {
+    for (const pair of node.items) {
+      if (!isPair(pair) || !isScalar(pair.key)) continue;
+      const child = [...path, pair.key.value];
+      if (pair.key.range) table.keys.set(pathKey(child), at(pair.key.range[0]));
+      if (isNode(pair.value)) recordPositions(pair.value, child, table, at);
     }
+    return;
   }
-  return { line: 1, col: 1 };
+  node.items.forEach((item, i) => {
+    if (isNode(item)) recordPositions(item, [...path, i], table, at);
+  });
 }
 
-function locateKeyIn(doc: Document, lineCounter: LineCounter, path: readonly PropertyKey[]): { line: number; col: number } {
-  const parent = path.length === 0 ? doc.contents : doc.getIn(path.slice(0, -1) as unknown[], true);
-  const last = path[path.length - 1];
-  if (isMap(parent)) {
-    for (const pair of parent.items) {
-      const key = pair.key;
-      if (isScalar(key) && key.value === last && key.range) {
-        const pos = lineCounter.linePos(key.range[0]);
-        return { line: Math.max(pos.line, 1), col: Math.max(pos.col, 1) };
-      }
-    }
+/** The position of `path` in a table, or of its nearest recorded ancestor; null when none is recorded. */
+export function lookupNode(table: PositionTable, path: readonly PropertyKey[], from = 0): Position | null {
+  for (let depth = path.length; depth >= from; depth--) {
+    const packed = table.nodes.get(pathKey(path.slice(0, depth), from));
+    if (packed !== undefined) return unpack(packed);
   }
-  return locateIn(doc, lineCounter, path);
+  return null;
+}
+
+export function lookupKey(table: PositionTable, path: readonly PropertyKey[], from = 0): Position | null {
+  if (path.length <= from) return null;
+  const packed = table.keys.get(pathKey(path, from));
+  return packed === undefined ? null : unpack(packed);
 }
 
 function firstLine(message: string): string {

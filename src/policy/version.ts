@@ -1,21 +1,21 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
+import type { StageRun } from './pipeline.js';
 
 /**
  * The version of a policy set: the git commit when the directory sits in a clean
  * git work tree, so a decision points at reviewed history; otherwise `sha256:` of the
  * canonical content, which file order, file names and formatting do not change.
+ * `canonical` is each document as canonicalJson. Pauses between documents.
  */
-export function policyVersion(dir: string, documents: readonly unknown[], knownGitCommit?: string | null): string {
-  const commit = knownGitCommit === undefined ? gitCommitIfClean(dir) : knownGitCommit;
-  return commit ?? contentVersion(documents);
-}
-
-export function contentVersion(documents: readonly unknown[]): string {
-  const canonical = documents.map(canonicalJson).sort();
+export function* policyVersion(canonical: readonly string[], gitCommit: string | null): StageRun<string> {
+  if (gitCommit !== null) return gitCommit;
   const hash = createHash('sha256');
-  for (const doc of canonical) hash.update(doc).update('\n');
+  for (const doc of [...canonical].sort()) {
+    hash.update(doc).update('\n');
+    yield;
+  }
   return `sha256:${hash.digest('hex')}`;
 }
 

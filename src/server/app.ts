@@ -53,6 +53,8 @@ export interface StartOptions {
   readonly collectMetrics?: () => Promise<{ contentType: string; body: string }>;
   /** The message of the "serving" log line; cluster workers say `worker serving`. */
   readonly servingMessage?: string;
+  /** Waits for this process's turn to compile a reload (cluster workers take turns); resolves with the way to give it back. */
+  readonly reloadTurn?: () => Promise<() => void>;
 }
 
 /**
@@ -66,15 +68,19 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   const metrics = new ServerMetrics();
   const store = await PolicyStore.open(config.policies, {
     onReload: (outcome, status) => {
-      metrics.observeReload(outcome.ok);
+      metrics.observeReload(outcome.ok, outcome.seconds);
       if (outcome.ok) {
         metrics.setPolicy(status.version, status.ruleCount);
-        logger.info({ version: outcome.version, changed: outcome.changed, rules: status.ruleCount }, 'policies reloaded');
+        logger.info({ pid: process.pid, version: outcome.version, changed: outcome.changed, rules: status.ruleCount, seconds: outcome.seconds, longestBlockMs: status.lastReloadLongestBlockMs }, 'policies reloaded');
       } else {
         logger.error({ error: outcome.error, serving: status.version }, 'policy reload refused; still serving the last good set');
       }
     },
-  });
+    onWatchError: (message, watch) => {
+      metrics.observeWatchFailure();
+      logger.error({ policies: config.policies, error: message, failures: watch.failures }, 'watching the policy directory failed; retrying, and comparing the files every poll meanwhile');
+    },
+  }, { takeTurn: options.reloadTurn });
   metrics.setPolicy(store.current.version, store.current.rules.length);
 
   // Signing and HMAC keys are read (or created next to the db) before the log opens, so a bad key file stops the start.
@@ -157,6 +163,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
           policyVersion: status.version,
           policyLoadedAt: status.loadedAt.toISOString(),
           lastReloadError: status.lastReloadError,
+          lastReloadLongestBlockMs: status.lastReloadLongestBlockMs,
+          policyWatch: status.watch,
           decisionLog: { path: config.db, mode: config.decisionLog, healthy: log.healthy, lastError: log.lastError, audit: auditStatus },
         },
       };
@@ -179,17 +187,19 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     await http.close().catch(() => undefined);
     await log.close().catch(() => undefined);
     await authenticator.close?.();
+    await store.close();
     throw error;
   }
   if (config.watch) store.watch();
+  metrics.setWatching(() => store.watchStatus().mode === 'events');
 
   let closing: Promise<void> | null = null;
   const close = (): Promise<void> => {
     closing ??= (async () => {
-      store.close();
       if (probeTimer) clearInterval(probeTimer);
-      // Both ports stop accepting at once and get the same grace for the checks in flight.
-      await Promise.all([grpc.shutdown(), http.close()]);
+      // Both ports stop accepting at once and get the same grace for the checks in flight; the
+      // policy store stops watching meanwhile (a reload still compiling must not keep the ports open).
+      await Promise.all([grpc.shutdown(), http.close(), store.close()]);
       admin.close();
       await authenticator.close?.();
       await log.close();

@@ -36,6 +36,12 @@ type ClusterMessage =
   | { readonly t: 'cluster:reload-all' }
   /** primary → worker: reload the policies. */
   | { readonly t: 'cluster:reload' }
+  /** worker → primary: may I compile a reload now? */
+  | { readonly t: 'cluster:turn' }
+  /** primary → worker: yes; say when done. */
+  | { readonly t: 'cluster:turn-granted' }
+  /** worker → primary: done. */
+  | { readonly t: 'cluster:turn-returned' }
   /** worker → primary: the metrics of the whole cluster, please (for a /metrics request). */
   | { readonly t: 'cluster:metrics'; readonly id: number }
   /** primary → worker: your metrics, please. */
@@ -46,6 +52,8 @@ type ClusterMessage =
   | { readonly t: 'cluster:metrics-text'; readonly id: number; readonly contentType: string; readonly body: string };
 
 const COLLECT_TIMEOUT_MS = 2_000;
+/** A worker holding the reload turn longer than this is passed over, so one stuck worker cannot stop the others reloading. */
+const TURN_TIMEOUT_MS = 120_000;
 /** More unexpected worker exits than this within RESTART_WINDOW_MS stops the server instead of restarting forever. */
 const MAX_RESTARTS = 5;
 const RESTART_WINDOW_MS = 60_000;
@@ -87,7 +95,7 @@ export interface PrimaryOutcome {
 export async function runPrimary(config: ServerConfig, logger: Logger, control: PrimaryControl): Promise<PrimaryOutcome> {
   // The workers load these themselves; checking here makes a bad start fail once, with its own exit code, before anything forks.
   if (config.tls) loadTlsMaterial(config.tls);
-  (await PolicyStore.open(config.policies)).close();
+  await (await PolicyStore.open(config.policies)).close();
   const audit = loadAudit(config);
   for (const note of audit.notes) logger[note.level]({ db: config.db }, note.message);
   const log: LogWriter = openWriter(writerSettings(config, audit));
@@ -111,6 +119,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
   const broadcast = (message: ClusterMessage, except?: Worker): void => {
     for (const worker of workers) if (worker !== except && worker.isConnected()) worker.send(message);
   };
+  const turns = new ReloadTurns(logger);
 
   /** Every worker's metrics and the primary's own (the decision log's commits), summed by prom-client. */
   const clusterMetrics = async (): Promise<{ contentType: string; body: string }> => {
@@ -164,6 +173,12 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
         case 'cluster:reload-all':
           broadcast({ t: 'cluster:reload' }, worker);
           return;
+        case 'cluster:turn':
+          turns.request(worker);
+          return;
+        case 'cluster:turn-returned':
+          turns.returned(worker);
+          return;
         case 'cluster:metrics':
           clusterMetrics().then(
             ({ contentType, body }) => worker.isConnected() && worker.send({ t: 'cluster:metrics-text', id: message.id, contentType, body } satisfies ClusterMessage),
@@ -182,6 +197,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
     });
     worker.once('exit', (code, signal) => {
       workers.delete(worker);
+      turns.returned(worker);
       for (const round of collecting.values()) if (round.pending.delete(worker) && round.pending.size === 0) round.done();
       if (stopping) return;
       if (!serving && !running) {
@@ -238,6 +254,51 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
   return { error, workerExitCode: ok ? null : workerExitCode };
 }
 
+/**
+ * Workers compile a policy reload one at a time: a change seen by every worker (a
+ * watched file, SIGHUP, an Admin reload passed on) is compiled by one while the
+ * others keep answering with the set they have, then by the next.
+ */
+class ReloadTurns {
+  private holder: Worker | null = null;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly waiting: Worker[] = [];
+
+  constructor(private readonly logger: Logger) {}
+
+  request(worker: Worker): void {
+    if (this.holder === worker || this.waiting.includes(worker)) return;
+    this.waiting.push(worker);
+    this.next();
+  }
+
+  returned(worker: Worker): void {
+    const queued = this.waiting.indexOf(worker);
+    if (queued !== -1) this.waiting.splice(queued, 1);
+    if (this.holder !== worker) return;
+    this.logger.debug({ pid: worker.process.pid }, 'policy reload turn returned');
+    this.holder = null;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+    this.next();
+  }
+
+  private next(): void {
+    if (this.holder !== null) return;
+    const worker = this.waiting.shift();
+    if (worker === undefined) return;
+    if (!worker.isConnected()) return this.next();
+    this.holder = worker;
+    this.logger.debug({ pid: worker.process.pid, waiting: this.waiting.length }, 'policy reload turn granted');
+    this.timer = setTimeout(() => {
+      this.logger.warn({ pid: worker.process.pid, seconds: TURN_TIMEOUT_MS / 1000 }, 'a worker held the policy reload turn too long; passing it on');
+      this.returned(worker);
+    }, TURN_TIMEOUT_MS);
+    this.timer.unref();
+    worker.send({ t: 'cluster:turn-granted' } satisfies ClusterMessage);
+  }
+}
+
 /** SIGTERM each worker (they finish their in-flight checks and flush), then SIGKILL any still running after the grace. */
 async function stopWorkers(workers: Set<Worker>, graceMs: number): Promise<void> {
   const exits = [...workers].map(
@@ -265,11 +326,16 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
   let server: RunningServer | null = null;
   let nextId = 0;
   const waiting = new Map<number, (text: { contentType: string; body: string }) => void>();
+  let turnGranted: (() => void) | null = null;
   process.on('message', (raw: unknown) => {
     const message = raw as ClusterMessage;
     switch (message?.t) {
       case 'cluster:reload':
         void server?.store.reload();
+        return;
+      case 'cluster:turn-granted':
+        turnGranted?.();
+        turnGranted = null;
         return;
       case 'cluster:collect':
         // A worker still starting has nothing to add, and says so at once rather than let the scrape wait.
@@ -286,6 +352,13 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
   server = await startServer(config, logger, {
     openLog: (sensitive) => DecisionLogClient.connect(workerChannel(), { path: config.db, mode: config.decisionLog, sensitive, ownsLog: false }),
     onAdminReload: () => send({ t: 'cluster:reload-all' }),
+    // The store runs one reload at a time, so one turn is asked for at a time.
+    reloadTurn: () =>
+      new Promise((resolve) => {
+        if (!process.connected) return resolve(() => undefined);
+        turnGranted = () => resolve(() => send({ t: 'cluster:turn-returned' }));
+        send({ t: 'cluster:turn' });
+      }),
     servingMessage: 'worker serving',
     collectMetrics: () =>
       new Promise((resolve, reject) => {

@@ -17,6 +17,10 @@ export class ServerMetrics implements DecisionObserver {
   private readonly policyInfo: Gauge<'version'>;
   private readonly policyRules: Gauge;
   private readonly reloads: Counter<'result'>;
+  private readonly reloadSeconds: Histogram;
+  private readonly watchFailures: Counter;
+  private readonly watching: Gauge;
+  private isWatching: () => boolean = () => false;
   private readonly logHealthy: Gauge;
   private currentVersion: string | null = null;
   /** Children bound once per effect and reason, so the hot path does no label lookup and builds no key. */
@@ -41,6 +45,23 @@ export class ServerMetrics implements DecisionObserver {
     this.reloads = new Counter({ name: 'verdict_policy_reloads_total', help: 'Policy reload attempts, by result.', labelNames: ['result'], registers: [this.registry] });
     this.reloads.inc({ result: 'success' }, 0);
     this.reloads.inc({ result: 'failure' }, 0);
+    this.reloadSeconds = new Histogram({
+      name: 'verdict_policy_reload_seconds',
+      help: 'Time from the start of a policy reload to the swap (or the refusal); checks are answered meanwhile.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers: [this.registry],
+    });
+    this.watchFailures = new Counter({ name: 'verdict_policy_watch_failures_total', help: 'Failures of the policy directory\'s file-system watcher (each is retried; the periodic content check goes on).', registers: [this.registry] });
+    const metrics = this;
+    this.watching = new Gauge({
+      name: 'verdict_policy_watch_events',
+      help: '1 while file-system events for the policy directory are delivered, else 0 (not watching, or only the periodic content check).',
+      registers: [this.registry],
+      aggregator: 'min',
+      collect() {
+        this.set(metrics.isWatching() ? 1 : 0);
+      },
+    });
   }
 
   decided(result: CheckResult, _meta: CallMeta, seconds: number): void {
@@ -70,7 +91,17 @@ export class ServerMetrics implements DecisionObserver {
     this.policyRules.set(rules);
   }
 
-  observeReload(success: boolean): void {
+  observeReload(success: boolean, seconds: number): void {
     this.reloads.inc({ result: success ? 'success' : 'failure' });
+    this.reloadSeconds.observe(seconds);
+  }
+
+  observeWatchFailure(): void {
+    this.watchFailures.inc();
+  }
+
+  /** Where the state of the file-system watcher is read at each scrape. */
+  setWatching(isWatching: () => boolean): void {
+    this.isWatching = isWatching;
   }
 }

@@ -1,9 +1,13 @@
-import { watch, type FSWatcher } from 'node:fs';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { backgroundReader, fingerprintOf } from '../policy/background-reader.js';
+import { DEFAULT_SLICE_MS, PolicyCompiler, type Compilation } from '../policy/compiler.js';
 import { formatDiagnostic } from '../policy/diagnostic.js';
-import { loadPolicies } from '../policy/load.js';
+import { LoadWorker } from '../policy/load-worker.js';
 import type { PolicySet } from '../policy/policy-set.js';
-import { gitCommitIfCleanAsync } from '../policy/version.js';
 import { VerdictError, messageOf } from '../errors.js';
+import { DirectoryWatcher, type WatchStatus } from './policy-watcher.js';
+
+export type { WatchStatus } from './policy-watcher.js';
 
 export interface PolicyStatus {
   readonly version: string;
@@ -12,48 +16,101 @@ export interface PolicyStatus {
   /** The reason the last reload was refused; null when it succeeded. */
   readonly lastReloadError: string | null;
   readonly lastReloadAttemptAt: Date | null;
+  /** The longest the event loop was held at once during the last reload, in milliseconds; null before any reload. */
+  readonly lastReloadLongestBlockMs: number | null;
+  readonly watch: WatchStatus;
 }
 
+/** How a reload went; `seconds` from its start (its turn, with --workers) to the swap or the refusal. */
 export type ReloadOutcome =
-  | { readonly ok: true; readonly version: string; readonly changed: boolean }
-  | { readonly ok: false; readonly error: string };
+  | { readonly ok: true; readonly version: string; readonly changed: boolean; readonly seconds: number }
+  | { readonly ok: false; readonly error: string; readonly seconds: number };
 
 export interface PolicyStoreEvents {
   onReload?: (outcome: ReloadOutcome, status: PolicyStatus) => void;
+  /** The file-system watcher failed (it is started again, and the periodic content check goes on). */
+  onWatchError?: (message: string, status: WatchStatus) => void;
 }
+
+export interface PolicyStoreOptions {
+  /**
+   * Waits for this process's turn to compile and resolves with the way to give it
+   * back. With --workers N, workers take turns, so a change never has every worker
+   * compiling at the same moment.
+   */
+  readonly takeTurn?: () => Promise<() => void>;
+}
+
+export interface WatchOptions {
+  /** Quiet time after a file-system event before looking, so an editor's burst of writes is one reload. */
+  readonly debounceMs?: number;
+  /** How often the files' content is compared with what was loaded, whatever the events say; 0: never. */
+  readonly pollMs?: number;
+  /** False: the periodic content check only (where file-system events are not to be trusted). */
+  readonly events?: boolean;
+}
+
+export const DEFAULT_POLL_MS = 10_000;
+/** The event-loop delay is sampled at this resolution (ms) while a reload runs. */
+const BLOCK_RESOLUTION_MS = 1;
+
+type Trigger = 'request' | 'watch';
 
 /**
  * Holds the policy set being served and swaps it atomically. A reload compiles a
- * complete new set before the swap; a broken change leaves the last good set serving
- * and is kept as `lastReloadError` until a good one replaces it.
+ * complete new set before the swap, incrementally (only what changed) and in
+ * slices between which checks are answered, with the files parsed in a thread of
+ * its own; a broken change leaves the last good set serving and is kept as
+ * `lastReloadError` until a good one replaces it.
  */
 export class PolicyStore {
   private currentSet: PolicySet;
   private loadedAt: Date;
   private lastError: string | null = null;
   private lastAttempt: Date | null = null;
-  private watcher: FSWatcher | null = null;
+  private lastLongestBlockMs: number | null = null;
+  private lastFingerprint: string;
+  private watcher: DirectoryWatcher | null = null;
+  private pollTimer: NodeJS.Timeout | null = null;
+  private pollMs: number | null = null;
+  private polling = false;
   private debounce: NodeJS.Timeout | null = null;
   private reloading: Promise<ReloadOutcome> | null = null;
-  private reloadAgain = false;
+  /** Set while a reload compiles (it has its turn): closing waits for that, not for a turn that may never come. */
+  private compiling: Promise<unknown> | null = null;
+  private again: Trigger | null = null;
 
   private constructor(
     readonly dir: string,
-    initial: PolicySet,
+    private readonly compiler: PolicyCompiler,
+    private readonly worker: LoadWorker,
+    initial: Compilation & { policySet: PolicySet },
     private readonly events: PolicyStoreEvents,
+    private readonly options: PolicyStoreOptions,
   ) {
-    this.currentSet = initial;
+    this.currentSet = initial.policySet;
     this.loadedAt = new Date();
+    this.lastFingerprint = fingerprintKey(initial.fingerprint);
   }
 
   /** Loads the directory once; fails when it is invalid, since there is no last good set yet. */
-  static async open(dir: string, events: PolicyStoreEvents = {}): Promise<PolicyStore> {
-    const result = loadPolicies(dir, { gitCommit: await gitCommitIfCleanAsync(dir) });
+  static async open(dir: string, events: PolicyStoreEvents = {}, options: PolicyStoreOptions = {}): Promise<PolicyStore> {
+    const worker = new LoadWorker();
+    const compiler = new PolicyCompiler(dir, backgroundReader(worker));
+    let compilation: Compilation;
+    try {
+      compilation = await compiler.compile();
+    } catch (error) {
+      await worker.close();
+      throw error;
+    }
+    const { result } = compilation;
     if (!result.ok) {
+      await worker.close();
       const lines = result.diagnostics.map((d) => `${dir}/${formatDiagnostic(d)}`);
       throw new VerdictError('POLICY_INVALID', `policies in ${dir} are invalid:\n${lines.join('\n')}`);
     }
-    return new PolicyStore(dir, result.policies.policySet, events);
+    return new PolicyStore(dir, compiler, worker, { ...compilation, policySet: result.policies.policySet }, events, options);
   }
 
   /** The policy set to decide with: read once per check, never half-loaded. */
@@ -68,73 +125,144 @@ export class PolicyStore {
       loadedAt: this.loadedAt,
       lastReloadError: this.lastError,
       lastReloadAttemptAt: this.lastAttempt,
+      lastReloadLongestBlockMs: this.lastLongestBlockMs,
+      watch: this.watchStatus(),
+    };
+  }
+
+  watchStatus(): WatchStatus {
+    const watching = this.pollTimer !== null || this.watcher !== null;
+    return {
+      mode: !watching ? 'off' : this.watcher?.active ? 'events' : 'poll',
+      pollMs: watching ? this.pollMs : null,
+      lastError: this.watcher?.lastError ?? null,
+      failures: this.watcher?.failures ?? 0,
     };
   }
 
   /** Reloads now. Concurrent calls share one reload; a call during a reload triggers one more after it. */
   reload(): Promise<ReloadOutcome> {
+    return this.schedule('request');
+  }
+
+  private schedule(trigger: Trigger): Promise<ReloadOutcome> {
     if (this.reloading) {
-      this.reloadAgain = true;
+      this.again = this.again === 'request' || trigger === 'request' ? 'request' : 'watch';
       return this.reloading;
     }
-    this.reloading = this.reloadOnce().finally(() => {
+    this.reloading = this.reloadOnce(trigger).finally(() => {
       this.reloading = null;
-      if (this.reloadAgain) {
-        this.reloadAgain = false;
-        void this.reload();
-      }
+      const again = this.again;
+      this.again = null;
+      if (again) void this.schedule(again);
     });
     return this.reloading;
   }
 
-  private async reloadOnce(): Promise<ReloadOutcome> {
-    this.lastAttempt = new Date();
+  private async reloadOnce(trigger: Trigger): Promise<ReloadOutcome> {
+    const release = (await this.options.takeTurn?.()) ?? (() => undefined);
+    const delay = monitorEventLoopDelay({ resolution: BLOCK_RESOLUTION_MS });
+    const started = performance.now();
+    delay.enable();
     let outcome: ReloadOutcome;
+    let fingerprint = this.lastFingerprint;
+    let longestSliceMs = 0;
     try {
-      const result = loadPolicies(this.dir, { gitCommit: await gitCommitIfCleanAsync(this.dir) });
+      const compiling = this.compiler.compile();
+      this.compiling = compiling;
+      const compilation = await compiling;
+      fingerprint = fingerprintKey(compilation.fingerprint);
+      longestSliceMs = compilation.longestSliceMs;
+      const seconds = (performance.now() - started) / 1000;
+      const { result } = compilation;
       if (result.ok) {
         const next = result.policies.policySet;
         const changed = next.version !== this.currentSet.version;
+        if (trigger === 'watch' && !changed && this.lastError === null && fingerprint === this.lastFingerprint) {
+          // Nothing new behind a file-system event (an editor's swap file, a touched file): not worth a log line.
+          return { ok: true, version: next.version, changed: false, seconds };
+        }
         this.currentSet = next;
         this.loadedAt = new Date();
         this.lastError = null;
-        outcome = { ok: true, version: next.version, changed };
+        outcome = { ok: true, version: next.version, changed, seconds };
       } else {
         const lines = result.diagnostics.map((d) => `${this.dir}/${formatDiagnostic(d)}`);
-        this.lastError = `${lines.length} error(s); still serving ${this.currentSet.version}: ${lines.join('; ')}`;
-        outcome = { ok: false, error: this.lastError };
+        const error = `${lines.length} error(s); still serving ${this.currentSet.version}: ${lines.join('; ')}`;
+        if (trigger === 'watch' && error === this.lastError && fingerprint === this.lastFingerprint) return { ok: false, error, seconds };
+        this.lastError = error;
+        outcome = { ok: false, error, seconds };
       }
     } catch (error) {
       this.lastError = `${messageOf(error)}; still serving ${this.currentSet.version}`;
-      outcome = { ok: false, error: this.lastError };
+      outcome = { ok: false, error: this.lastError, seconds: (performance.now() - started) / 1000 };
+    } finally {
+      this.compiling = null;
+      delay.disable();
+      release();
     }
+    this.lastFingerprint = fingerprint;
+    this.lastAttempt = new Date();
+    // The sampled delay includes the sampling interval itself; the slices are measured directly.
+    this.lastLongestBlockMs = Math.max(longestSliceMs, Math.max(0, delay.max / 1e6 - BLOCK_RESOLUTION_MS));
     this.events.onReload?.(outcome, this.status());
     return outcome;
   }
 
-  /** Reloads a moment after files under the directory change, so an editor's burst of writes is one reload. */
-  watch(debounceMs = 150): void {
-    if (this.watcher) return;
-    try {
-      this.watcher = watch(this.dir, { recursive: true, persistent: false }, () => {
-        if (this.debounce) clearTimeout(this.debounce);
-        this.debounce = setTimeout(() => {
-          this.debounce = null;
-          void this.reload();
-        }, debounceMs);
+  /**
+   * Reloads a moment after files under the directory change (file-system events,
+   * debounced), and whenever the files' content differs from what was last loaded
+   * (checked every `pollMs`), so a change the events missed is still seen.
+   */
+  watch(options: WatchOptions = {}): void {
+    if (this.pollTimer || this.watcher) return;
+    const debounceMs = options.debounceMs ?? 150;
+    this.pollMs = options.pollMs ?? DEFAULT_POLL_MS;
+    if (options.events !== false) {
+      this.watcher = new DirectoryWatcher(this.dir, {
+        onEvent: () => {
+          if (this.debounce) clearTimeout(this.debounce);
+          this.debounce = setTimeout(() => {
+            this.debounce = null;
+            void this.schedule('watch');
+          }, debounceMs);
+        },
+        onError: (message) => this.events.onWatchError?.(message, this.watchStatus()),
       });
-      this.watcher.on('error', () => {
-        this.watcher?.close();
-        this.watcher = null;
-      });
-    } catch {
-      this.watcher = null; // watching is a convenience: SIGHUP and the admin RPC still reload
+      this.watcher.start();
+    }
+    if (this.pollMs > 0) {
+      this.pollTimer = setInterval(() => void this.poll(), this.pollMs);
+      this.pollTimer.unref();
     }
   }
 
-  close(): void {
-    if (this.debounce) clearTimeout(this.debounce);
-    this.watcher?.close();
-    this.watcher = null;
+  /** The periodic check: a reload when the files' content is not what the last reload saw. */
+  private async poll(): Promise<void> {
+    if (this.polling || this.reloading) return;
+    this.polling = true;
+    try {
+      const now = fingerprintKey(await fingerprintOf(this.dir, DEFAULT_SLICE_MS));
+      if (now !== this.lastFingerprint) await this.schedule('watch');
+    } catch {
+      // The directory is gone for now: the reload it would trigger reports that, once there is something to load.
+    } finally {
+      this.polling = false;
+    }
   }
+
+  async close(): Promise<void> {
+    if (this.debounce) clearTimeout(this.debounce);
+    if (this.pollTimer) clearInterval(this.pollTimer);
+    this.pollTimer = null;
+    const watcher = this.watcher;
+    this.watcher = null;
+    await watcher?.close();
+    await this.compiling?.catch(() => undefined);
+    await this.worker.close();
+  }
+}
+
+function fingerprintKey(fingerprint: readonly (readonly [string, string])[]): string {
+  return fingerprint.map(([file, hash]) => `${file}\u0000${hash}`).join('\n');
 }

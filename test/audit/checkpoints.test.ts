@@ -161,10 +161,10 @@ describe('a log from before checkpoints (schema v1)', () => {
     const v1Columns = COLUMNS.filter((c) => c.since === 1);
     const insert = db.prepare(`INSERT INTO decisions (seq, ${v1Columns.map((c) => c.sql).join(', ')}, prev_hash, hash) VALUES (${Array(v1Columns.length + 3).fill('?').join(', ')})`);
     const { toRow, rowValues } = await import('../../src/decisions/row.js');
-    let prev = Buffer.alloc(32);
+    let prev: Buffer = Buffer.alloc(32);
     for (let seq = 1; seq <= 5; seq++) {
       const values = rowValues(toRow(record(seq - 1))).slice(0, v1Columns.length);
-      const hash = chainHash(prev, 1, seq, [...values, null]) as Buffer;
+      const hash = chainHash(prev, 1, seq, [...values, null])!;
       insert.run(seq, ...values, prev, hash);
       prev = hash;
     }

@@ -184,8 +184,8 @@ describe('Envoy CheckRequest and CheckResponse conversion', () => {
       headers: { 'x-verdict-decision-id': 'd-7' },
       body: '{}',
     });
-    expect(response.status.code).toBe(8);
-    expect(response.deniedResponse!.status.code).toBe('TooManyRequests');
+    expect(response.status?.code).toBe(8);
+    expect(response.deniedResponse?.status?.code).toBe('TooManyRequests');
     expect(response.okResponse).toBeUndefined();
   });
 });

@@ -94,8 +94,8 @@ describe("the ext_authz subset keeps Envoy's names and field numbers", () => {
     expect(root.lookupType('envoy.service.auth.v3.CheckResponse').oneofs['http_response']!.oneof).toEqual(['denied_response', 'ok_response']);
     expect(root.lookupType('envoy.config.core.v3.Address').oneofs['address']!.oneof).toEqual(['socket_address', 'pipe', 'envoy_internal_address']);
     const http = root.lookupType('envoy.service.auth.v3.AttributeContext.HttpRequest');
-    expect((http.fields['headers'] as protobuf.MapField).keyType).toBe('string');
-    expect((root.lookupType('envoy.service.auth.v3.AttributeContext').fields['context_extensions'] as protobuf.MapField).keyType).toBe('string');
+    expect((http.fields['headers'] as unknown as protobuf.MapField).keyType).toBe('string');
+    expect((root.lookupType('envoy.service.auth.v3.AttributeContext').fields['context_extensions'] as unknown as protobuf.MapField).keyType).toBe('string');
     expect(root.lookupEnum('envoy.type.v3.StatusCode').values).toMatchObject({ OK: 200, Unauthorized: 401, Forbidden: 403, TooManyRequests: 429 });
     expect(root.lookupEnum('envoy.config.core.v3.HeaderValueOption.HeaderAppendAction').values).toEqual({
       APPEND_IF_EXISTS_OR_ADD: 0,

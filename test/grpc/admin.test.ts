@@ -30,9 +30,10 @@ describe('verdict.v1.Admin', () => {
       ruleCount: 7,
       lastReloadError: '',
       lastReloadAttemptAt: null,
+      lastReloadLongestBlockMs: 0,
     });
     const reload = await unary<{ reloaded: boolean; error: string; status: { lastReloadError: string } }>(client, 'ReloadPolicies', {});
-    expect(reload.response).toMatchObject({ reloaded: false, error: expect.stringContaining('rules.yaml:3:5'), status: { lastReloadError: 'broken' } });
+    expect(reload.response).toMatchObject({ reloaded: false, error: expect.stringContaining('rules.yaml:3:5'), status: { lastReloadError: 'broken', lastReloadLongestBlockMs: 2.5 } });
   });
 
   it('gets a decision by id, NOT_FOUND for an unknown one, INVALID_ARGUMENT for none', async () => {

@@ -21,7 +21,7 @@ function struct(fields: Record<string, ValueMessage>): StructMessage {
 describe('Struct ↔ JSON', () => {
   it('round-trips JSON through Struct', () => {
     const json = { s: 'x', n: 1.5, b: true, z: null, list: [1, 'two', [false], { k: null }], obj: { inner: { deeper: 'yes' } }, empty: {} };
-    const message = jsonToStruct(json);
+    const message = jsonToStruct(json) as StructMessage;
     // Re-shape as the decoder would (kind on every Value, recursively).
     const redecode = (value: ValueMessage): ValueMessage => {
       const v = decoded(value);
@@ -34,9 +34,9 @@ describe('Struct ↔ JSON', () => {
   });
 
   it('keeps a __proto__ key as data, not as a prototype', () => {
-    const message = jsonToStruct(JSON.parse('{"__proto__": {"admin": true}}'));
-    expect(Object.getPrototypeOf(message.fields)).toBe(Object.prototype);
-    expect(Object.keys(message.fields)).toEqual(['__proto__']);
+    const message = jsonToStruct(JSON.parse('{"__proto__": {"admin": true}}') as unknown);
+    expect(Object.getPrototypeOf(message.fields) as unknown).toBe(Object.prototype);
+    expect(Object.keys(message.fields ?? {})).toEqual(['__proto__']);
   });
 
   it('names the path of a bad attribute', () => {

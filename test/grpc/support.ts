@@ -2,6 +2,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Decision, DecisionRequest } from '../../src/types.js';
 import type { DecisionRecord } from '../../src/decisions/record.js';
 import { packageDefinition } from '../../src/server/grpc/descriptors.js';
+import type { WatchStatus } from '../../src/server/policy-store.js';
 import { RefusedRequest, refusalDecision, type CallMeta, type CheckInput, type CheckResult } from '../../src/decide/index.js';
 import {
   createGrpcServer,
@@ -78,10 +79,10 @@ export async function startServer(overrides: Partial<FakeHandlers> = {}, options
       seen.metas.push(meta);
       return inputs.map(record);
     },
-    policyStatus: () => ({ version: 'v-test', loadedAt: new Date(1_700_000_000_123), ruleCount: 7, lastReloadError: null, lastReloadAttemptAt: null }),
+    policyStatus: () => ({ version: 'v-test', loadedAt: new Date(1_700_000_000_123), ruleCount: 7, lastReloadError: null, lastReloadAttemptAt: null, lastReloadLongestBlockMs: null, watch: WATCH_OFF }),
     reload: () => ({
-      outcome: { ok: false, error: 'policies/rules.yaml:3:5 rules[0].effect: expected allow or deny' },
-      status: { version: 'v-test', loadedAt: new Date(1_700_000_000_123), ruleCount: 7, lastReloadError: 'broken', lastReloadAttemptAt: new Date(1_700_000_100_000) },
+      outcome: { ok: false as const, error: 'policies/rules.yaml:3:5 rules[0].effect: expected allow or deny', seconds: 0.01 },
+      status: { version: 'v-test', loadedAt: new Date(1_700_000_000_123), ruleCount: 7, lastReloadError: 'broken', lastReloadAttemptAt: new Date(1_700_000_100_000), lastReloadLongestBlockMs: 2.5, watch: WATCH_OFF },
     }),
     getDecision: (id) => (id === sampleRecord.decisionId ? sampleRecord : null),
     listDecisions: () => [sampleRecord],
@@ -93,6 +94,8 @@ export async function startServer(overrides: Partial<FakeHandlers> = {}, options
 }
 
 type ClientConstructor = new (address: string, credentials: grpc.ChannelCredentials) => grpc.Client;
+
+const WATCH_OFF: WatchStatus = { mode: 'off', pollMs: null, lastError: null, failures: 0 };
 
 const loaded = grpc.loadPackageDefinition(packageDefinition);
 

@@ -14,7 +14,7 @@ export function useDecisionLog(): () => DecisionLogClient {
   let log: DecisionLogClient | null = null;
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), 'verdict-log-'));
-    log = await startWriterThread({ path: join(dir, 'decisions.db'), mode: 'durable', chain: true, checkpoints: null }, null);
+    log = await startWriterThread({ path: join(dir, 'decisions.db'), mode: 'durable', checkpoints: null }, null);
   });
   afterAll(async () => {
     await log?.close();

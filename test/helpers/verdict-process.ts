@@ -33,7 +33,7 @@ export interface VerdictProcess {
 }
 
 /** Starts `verdict serve` on free loopback ports and waits until it serves. */
-export async function startVerdict(options: { policies: string; db: string; args?: string[]; env?: NodeJS.ProcessEnv }): Promise<VerdictProcess> {
+export async function startVerdict(options: { policies: string; db: string; args?: string[]; env?: NodeJS.ProcessEnv; startTimeoutMs?: number }): Promise<VerdictProcess> {
   const child = spawn(
     process.execPath,
     [BIN, 'serve', '--policies', options.policies, '--db', options.db, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', ...(options.args ?? [])],
@@ -69,8 +69,8 @@ export async function startVerdict(options: { policies: string; db: string; args
       void exited.then(() => setTimeout(() => reject(new Error(`verdict exited; stderr: ${stderr.join('\n')}`)), 100));
     });
   };
-  // Generous: on a loaded machine, --workers N forks N processes that each load the policies.
-  const serving = await waitForLog((l) => l.msg === 'verdict serving', 30_000);
+  // Generous by default: on a loaded machine, --workers N forks N processes that each load the policies.
+  const serving = await waitForLog((l) => l.msg === 'verdict serving', options.startTimeoutMs ?? 30_000);
   const port = (address: unknown): number => Number(String(address).split(':').pop());
   return {
     child,

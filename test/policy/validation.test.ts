@@ -144,6 +144,76 @@ describe('more validation', () => {
   });
 });
 
+describe('each stage reports what it can, whatever earlier stages found', () => {
+  it('a role with a schema error still takes part: its duplicate is reported in the same run', () => {
+    const dir = writePolicyDir({
+      'roles.yaml': 'kind: roles\nroles:\n  - name: viewer\n    permisions: []\n  - name: viewer\n',
+    });
+    expect(diagnosticsOf(dir).map((d) => [d.line, d.path, d.message])).toEqual([
+      [4, 'roles[0].permisions', 'unknown key "permisions"'],
+      [5, 'roles[1].name', 'duplicate role "viewer": already defined at roles.yaml:3:5'],
+    ]);
+  });
+
+  it('a rule naming a role whose definition has a schema error is not told the role is unknown', () => {
+    const dir = writePolicyDir({
+      'roles.yaml': 'kind: roles\nroles:\n  - name: viewer\n    colour: blue\n',
+      'rules.yaml': 'kind: rules\nrules:\n  - id: r\n    effect: allow\n    actions: [read]\n    principal: { roles: [viewer] }\n',
+    });
+    expect(diagnosticsOf(dir).map((d) => `${d.file}:${d.path}`)).toEqual(['roles.yaml:roles[0].colour']);
+  });
+
+  it('an error in a document\'s own fields does not hide the errors of its items', () => {
+    const dir = writePolicyDir({
+      'rules.yaml': 'kind: rules\ndescripton: typo\nrules:\n  - id: a\n    effect: alow\n    actions: [read]\n  - id: a\n    effect: allow\n    actions: [read]\n',
+    });
+    expect(diagnosticsOf(dir).map((d) => [d.line, d.path, d.message])).toEqual([
+      [2, 'descripton', 'unknown key "descripton"'],
+      [5, 'rules[0].effect', 'effect must be allow or deny'],
+      [7, 'rules[1].id', 'duplicate rule id "a": already used at rules.yaml:4:5'],
+    ]);
+  });
+
+  it('a malformed role\'s well-formed permissions are still checked: a bad condition and a clashing id are reported with its schema error', () => {
+    const dir = writePolicyDir({
+      'roles.yaml': 'kind: roles\nroles:\n  - name: viewer\n    inherits: [ghost]\n    colour: blue\n    permissions:\n      - id: read\n        actions: [read]\n        when: nope ==\n',
+      'rules.yaml': 'kind: rules\nrules:\n  - id: "role:viewer:read"\n    effect: allow\n    actions: [read]\n',
+    });
+    expect(diagnosticsOf(dir).map((d) => `${d.file}:${d.path}: ${d.message.split(':')[0]}`)).toEqual([
+      'roles.yaml:roles[0].inherits[0]: role "viewer" inherits unknown role "ghost"',
+      'roles.yaml:roles[0].colour: unknown key "colour"',
+      'roles.yaml:roles[0].permissions[0].id: duplicate rule id "role',
+      'roles.yaml:roles[0].permissions[0].when: condition does not compile',
+    ]);
+  });
+
+  it('one malformed test case does not hide another case\'s unknown fixture', () => {
+    const dir = writePolicyDir({
+      'rules.yaml': 'kind: rules\nrules:\n  - id: r\n    effect: allow\n    actions: [read]\n',
+      'tests.yaml': [
+        'kind: tests',
+        'name: two cases',
+        'cases:',
+        '  - name: bad effect',
+        '    principal: { id: a }',
+        '    action: read',
+        '    resource: { type: doc }',
+        '    expect: { effect: maybe }',
+        '  - name: unknown fixture',
+        '    principal: bob',
+        '    action: read',
+        '    resource: { type: doc }',
+        '    expect: { effect: allow }',
+        '',
+      ].join('\n'),
+    });
+    expect(diagnosticsOf(dir).map((d) => [d.line, d.path])).toEqual([
+      [8, 'cases[0].expect.effect'],
+      [10, 'cases[1].principal'],
+    ]);
+  });
+});
+
 describe('policy set version', () => {
   const rules = {
     kind: 'rules',

@@ -198,9 +198,14 @@ describe('hot reload', () => {
       // Fix it while not watching would be missed; SIGHUP and the RPC both reload.
       rmSync(join(policies, 'broken.yaml'));
       rmSync(join(policies, 'freeze.yaml'));
-      const reloaded = await client.call<{ reloaded: boolean; status: { version: string } }>('Admin', 'ReloadPolicies', {});
+      const reloaded = await client.call<{ reloaded: boolean; status: { version: string; lastReloadLongestBlockMs: number } }>('Admin', 'ReloadPolicies', {});
       expect(reloaded.reloaded).toBe(true);
       expect(reloaded.status.version).toBe(first.policyVersion);
+      // How long the reload held the event loop is reported (a measurement: only its presence is checked here).
+      expect(typeof reloaded.status.lastReloadLongestBlockMs).toBe('number');
+      expect(reloaded.status.lastReloadLongestBlockMs).toBeGreaterThan(0);
+      const reloadCount = /^verdict_policy_reload_seconds_count (\d+)$/m.exec((await http(server.httpPort, '/metrics')).body);
+      expect(Number(reloadCount?.[1])).toBeGreaterThanOrEqual(3);
       expect((await ask()).effect).toBe('EFFECT_ALLOW');
       server.child.kill('SIGHUP');
       await server.waitForLog((l) => l.msg === 'SIGHUP: reloading policies');

@@ -65,7 +65,7 @@ async function startHeld(shutdownGraceMs: number): Promise<Held> {
   const watchers: { count: number; resolve: () => void }[] = [];
   const server = await startServer(config, createLogger('silent'), {
     openLog: async (sensitive) => {
-      const log = await startWriterThread({ path: db, mode: 'durable', chain: true, checkpoints: null }, sensitive);
+      const log = await startWriterThread({ path: db, mode: 'durable', checkpoints: null }, sensitive);
       const append = log.append.bind(log);
       log.append = async (record: DecisionRecord) => {
         held++;

@@ -193,6 +193,8 @@ export function toPolicyStatusMessage(status: PolicyStatus): PolicyStatusMessage
     ruleCount: status.ruleCount,
     lastReloadError: status.lastReloadError ?? '',
     lastReloadAttemptAt: status.lastReloadAttemptAt === null ? null : toTimestamp(status.lastReloadAttemptAt.getTime()),
+    // 0 before any reload: proto3 has no null for a double.
+    lastReloadLongestBlockMs: status.lastReloadLongestBlockMs ?? 0,
   };
 }
 

@@ -8,6 +8,7 @@ export interface PolicyStatus {
   'ruleCount'?: (number);
   'lastReloadError'?: (string);
   'lastReloadAttemptAt'?: (_google_protobuf_Timestamp | null);
+  'lastReloadLongestBlockMs'?: (number | string);
 }
 
 export interface PolicyStatus__Output {
@@ -16,4 +17,5 @@ export interface PolicyStatus__Output {
   'ruleCount': (number);
   'lastReloadError': (string);
   'lastReloadAttemptAt': (_google_protobuf_Timestamp__Output | null);
+  'lastReloadLongestBlockMs': (number);
 }

@@ -1,0 +1,223 @@
+#!/usr/bin/env node
+// Reload benchmark: how long a check waits while the policies are reloaded. A real
+// `verdict serve` holds a 10,000-rule set (bench/lib/synthetic.mjs, written as 20 rules
+// files and a roles file); a prober sends 200 checks/s over one HTTP/2 connection, as a
+// gateway would, on a fixed schedule (a check is sent every 5 ms whether or not the last
+// one was answered, so a stall shows in every check it holds up). In one run: the
+// latency at rest, during reloads of one changed file (a rule id changed, picked up by
+// the watcher), and during reloads of every file changed at once. The decision log is in
+// async mode, so that the disk's fsync times do not hide what a reload costs (with the
+// durable default, every figure also carries the fsync of the check's group commit).
+//
+//   node bench/reload.mjs              full run (about a minute and a half)
+//   node bench/reload.mjs --quick      fewer reloads
+//   node bench/reload.mjs --workers 2  the same against --workers 2
+//
+// Needs the build (dist/): `make bench` builds first. Never fails on a slow figure: the
+// goals (one file: at most 10 ms added to the worst check; every file: at most 50 ms)
+// are printed beside the figures.
+
+import http2 from 'node:http2';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { stringify } from 'yaml';
+import { encodeMessage, grpcFrame, loadProtos, toStruct, verifyAllow } from './lib/grpc-frame.mjs';
+import { freePort, spawnTracked, stopChild, waitForHttp200 } from './lib/procs.mjs';
+import { syntheticRequests, syntheticSet } from './lib/synthetic.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const HOST = '127.0.0.1';
+const QUICK = process.argv.includes('--quick');
+const WORKERS = Number(process.argv[process.argv.indexOf('--workers') + 1]) || 1;
+const RULES = 10_000;
+const FILES = 20;
+const INTERVAL_MS = 5;
+const REST_SECONDS = QUICK ? 5 : 15;
+const ONE_FILE_RELOADS = QUICK ? 3 : 8;
+const ALL_FILE_RELOADS = QUICK ? 2 : 4;
+/** After a reload is logged, the prober keeps counting a moment longer: a check sent during the reload may still be in flight. */
+const SETTLE_MS = 500;
+const CHECK_PATH = '/verdict.v1.Authorization/Check';
+
+const protos = loadProtos(path.join(ROOT, 'proto'));
+
+function writeSet(dir) {
+  const { rules, roles, tenants } = syntheticSet(RULES);
+  const per = Math.ceil(rules.length / FILES);
+  const texts = [];
+  for (let f = 0; f < FILES; f++) {
+    texts.push(stringify({ kind: 'rules', rules: rules.slice(f * per, (f + 1) * per) }));
+    writeFileSync(fileOf(dir, f), texts[f]);
+  }
+  writeFileSync(path.join(dir, 'roles.yaml'), stringify({ kind: 'roles', roles }));
+  return { texts, tenants, firstIds: Array.from({ length: FILES }, (_, f) => rules[f * per].id) };
+}
+
+const fileOf = (dir, f) => path.join(dir, `rules-${String(f).padStart(2, '0')}.yaml`);
+
+async function startServer(dir, db) {
+  const grpcPort = await freePort();
+  const httpPort = await freePort();
+  const args = [path.join(ROOT, 'bin', 'verdict.js'), 'serve', '--policies', dir, '--db', db, '--grpc', `${HOST}:${grpcPort}`, '--http', `${HOST}:${httpPort}`, '--decision-log', 'async'];
+  if (WORKERS > 1) args.push('--workers', String(WORKERS));
+  const child = spawnTracked(process.execPath, args, { cwd: ROOT });
+  await waitForHttp200(child, `http://${HOST}:${httpPort}/readyz`, 'verdict serve');
+  return { child, grpcPort, httpPort };
+}
+
+/** The 'policies reloaded' lines logged so far (one per process that reloaded). */
+const reloadLines = (child) =>
+  child.output
+    .split('\n')
+    .filter((line) => line.includes('"msg":"policies reloaded"'))
+    .map((line) => JSON.parse(line));
+
+async function waitForReloads(child, count, timeoutMs = 120_000) {
+  const deadline = Date.now() + timeoutMs;
+  while (reloadLines(child).filter((l) => l.changed).length < count) {
+    if (Date.now() > deadline) throw new Error(`no reload within ${timeoutMs} ms; output:\n${child.output.slice(-2000)}`);
+    if (child.exitCode !== null) throw new Error(`verdict exited:\n${child.output.slice(-2000)}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** Sends a check every INTERVAL_MS over one connection; records when each was sent and how long it took. */
+function startProber(port, body) {
+  const session = http2.connect(`http://${HOST}:${port}`);
+  session.on('error', () => undefined);
+  const samples = [];
+  let failures = 0;
+  const send = () => {
+    const sent = performance.now();
+    const stream = session.request({ ':method': 'POST', ':path': CHECK_PATH, 'content-type': 'application/grpc', te: 'trailers' });
+    let status = null;
+    stream.on('response', (h) => (status = h['grpc-status'] ?? status));
+    stream.on('trailers', (t) => (status = t['grpc-status'] ?? status));
+    stream.on('data', () => undefined);
+    stream.on('error', () => failures++);
+    stream.on('end', () => {
+      if (String(status) !== '0') failures++;
+      samples.push({ sent, ms: performance.now() - sent });
+    });
+    stream.end(body);
+  };
+  const start = performance.now();
+  let n = 0;
+  let timer;
+  // Scheduled against the clock, not chained: a late tick sends what is due at once.
+  const tick = () => {
+    const due = Math.floor((performance.now() - start) / INTERVAL_MS);
+    while (n <= due) {
+      send();
+      n++;
+    }
+    timer = setTimeout(tick, INTERVAL_MS / 2);
+  };
+  tick();
+  return {
+    samples,
+    failures: () => failures,
+    stop: async () => {
+      clearTimeout(timer);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      session.close();
+    },
+  };
+}
+
+const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
+const within = (samples, from, to) => samples.filter((s) => s.sent >= from && s.sent <= to).map((s) => s.ms).sort((a, b) => a - b);
+
+async function main() {
+  // The policies and the decision log (with the keys the server creates beside it) in one directory, removed at the end.
+  const work = mkdtempSync(path.join(os.tmpdir(), 'verdict-bench-reload-'));
+  const dir = path.join(work, 'policies');
+  const db = path.join(work, 'decisions.db');
+  mkdirSync(dir);
+  try {
+    const { texts, tenants, firstIds } = writeSet(dir);
+    const [request] = syntheticRequests(tenants, 1);
+    const body = grpcFrame(
+      encodeMessage(protos.CheckRequest, {
+        principal: { id: request.principal.id, roles: request.principal.roles, attributes: toStruct(request.principal.attributes) },
+        action: request.action,
+        resource: { type: request.resource.type, id: request.resource.id, attributes: toStruct(request.resource.attributes) },
+        context: { attributes: toStruct(request.context.attributes) },
+      }),
+    );
+    const started = performance.now();
+    const server = await startServer(dir, db);
+    const coldSeconds = (performance.now() - started) / 1000;
+    // Any answer will do for the timing; the first check must succeed, whatever its effect.
+    await verifyAllow(protos, HOST, server.grpcPort, CHECK_PATH, body).catch((error) => {
+      if (!/effect/.test(String(error.message))) throw error;
+    });
+    const prober = startProber(server.grpcPort, body);
+    const windows = { rest: [], one: [], all: [] };
+    let generation = 0;
+    let reloadsSeen = 0;
+    const current = [...texts];
+    const reloadWith = async (kind, files) => {
+      generation++;
+      const from = performance.now();
+      for (const f of files) {
+        current[f] = current[f].replace(`id: ${firstIds[f]}`, `id: ${firstIds[f]}-g${generation}`);
+        firstIds[f] = `${firstIds[f]}-g${generation}`;
+        writeFileSync(fileOf(dir, f), current[f]);
+      }
+      reloadsSeen += WORKERS;
+      await waitForReloads(server.child, reloadsSeen);
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
+      windows[kind].push([from, performance.now()]);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+    };
+
+    await new Promise((resolve) => setTimeout(resolve, 2000)); // warm-up, not counted
+    const restFrom = performance.now();
+    await new Promise((resolve) => setTimeout(resolve, REST_SECONDS * 1000));
+    windows.rest.push([restFrom, performance.now()]);
+    for (let i = 0; i < ONE_FILE_RELOADS; i++) await reloadWith('one', [i % FILES]);
+    for (let i = 0; i < ALL_FILE_RELOADS; i++) await reloadWith('all', Array.from({ length: FILES }, (_, f) => f));
+    await prober.stop();
+    const lines = reloadLines(server.child).filter((l) => l.changed);
+    const status = await fetch(`http://${HOST}:${server.httpPort}/readyz`).then((r) => r.json());
+    await stopChild(server.child);
+
+    const rest = windows.rest.flatMap(([a, b]) => within(prober.samples, a, b)).sort((a, b) => a - b);
+    const restP50 = quantile(rest, 0.5);
+    const row = (label, kind, goal) => {
+      const perReload = windows[kind].map(([a, b]) => within(prober.samples, a, b));
+      const all = perReload.flat().sort((a, b) => a - b);
+      const worst = all[all.length - 1];
+      const reloadSeconds = kind === 'rest' ? [] : lines.slice(kind === 'one' ? 0 : ONE_FILE_RELOADS * WORKERS, kind === 'one' ? ONE_FILE_RELOADS * WORKERS : undefined).map((l) => l.seconds);
+      const blocks = kind === 'rest' ? [] : lines.slice(kind === 'one' ? 0 : ONE_FILE_RELOADS * WORKERS, kind === 'one' ? ONE_FILE_RELOADS * WORKERS : undefined).map((l) => l.longestBlockMs);
+      return {
+        label,
+        reloads: kind === 'rest' ? '-' : String(perReload.length),
+        checks: all.length,
+        p50: quantile(all, 0.5).toFixed(2),
+        p99: quantile(all, 0.99).toFixed(2),
+        worst: worst.toFixed(2),
+        added: kind === 'rest' ? '-' : (worst - restP50).toFixed(1),
+        overRestWorst: kind === 'rest' ? '-' : (worst - rest[rest.length - 1]).toFixed(1),
+        reload: reloadSeconds.length ? `${Math.min(...reloadSeconds).toFixed(2)}-${Math.max(...reloadSeconds).toFixed(2)}` : '-',
+        block: blocks.length ? Math.max(...blocks).toFixed(1) : '-',
+        goal,
+      };
+    };
+    const rows = [row('at rest', 'rest', '-'), row('one file changed', 'one', 'added <= 10 ms'), row(`all ${FILES} files changed`, 'all', 'added <= 50 ms')];
+    const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
+    console.log(`\nverdict reload benchmark: ${RULES.toLocaleString('en')} rules in ${FILES} files + roles, ${WORKERS > 1 ? `--workers ${WORKERS}, ` : ''}one check every ${INTERVAL_MS} ms over one HTTP/2 connection`);
+    console.log(`cold start ${coldSeconds.toFixed(1)} s; ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim()}), node ${process.version}, load average ${load}; failed checks: ${prober.failures()}`);
+    console.log('\n| during | reloads | checks | p50 ms | p99 ms | worst ms | worst − rest p50, ms | worst − rest worst, ms | reload s | longest block ms (server) | goal |');
+    console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|');
+    for (const r of rows) console.log(`| ${r.label} | ${r.reloads} | ${r.checks} | ${r.p50} | ${r.p99} | ${r.worst} | ${r.added} | ${r.overRestWorst} | ${r.reload} | ${r.block} | ${r.goal} |`);
+    console.log(`\nlast reload error: ${status.lastReloadError ?? 'none'}`);
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+}
+
+await main();

@@ -1,0 +1,61 @@
+import { createHash } from 'node:crypto';
+import { readdir, readFile, realpath, stat } from 'node:fs/promises';
+import { join } from 'node:path';
+import { messageOf } from '../errors.js';
+import type { LoadWorker } from './load-worker.js';
+import { runInSlices, wait } from './pipeline.js';
+import { listPolicyFilesWith, type DirectoryAccess } from './stages/read.js';
+import type { FileContent, PolicyReader } from './stages/state.js';
+
+const asyncAccess: DirectoryAccess = {
+  *stat(path) {
+    return yield* wait(stat(path).catch(() => null));
+  },
+  *readdir(path) {
+    return yield* wait(readdir(path, { withFileTypes: true }));
+  },
+  *realpath(path) {
+    return yield* wait(realpath(path));
+  },
+};
+
+/**
+ * The reader of a server: the file system is read without blocking, and files
+ * are checked and git is asked by `worker` (in its own thread), so that a load can
+ * run beside the checks the server answers.
+ */
+export function backgroundReader(worker: LoadWorker): PolicyReader {
+  return {
+    *list(dir) {
+      return yield* listPolicyFilesWith(dir, asyncAccess);
+    },
+    *read(dir, files) {
+      const read = (file: string): Promise<FileContent> =>
+        readFile(join(dir, file)).then(
+          (bytes) => ({ file, bytes }),
+          (error: unknown) => ({ file, error: messageOf(error) }),
+        );
+      return yield* wait(Promise.all(files.map(read)));
+    },
+    *check(files) {
+      return yield* wait(Promise.all(files.map(({ file, bytes }) => worker.check(file, bytes))));
+    },
+    *gitCommit(dir) {
+      return yield* wait(worker.gitCommit(dir));
+    },
+  };
+}
+
+/**
+ * Each policy file under `dir` and the hash of its bytes, as a load's fingerprint
+ * lists them: comparing the two tells whether a load would see anything new.
+ */
+export async function fingerprintOf(dir: string, sliceMs: number): Promise<readonly (readonly [string, string])[]> {
+  const files = await runInSlices(listPolicyFilesWith(dir, asyncAccess), sliceMs);
+  const out: (readonly [string, string])[] = [];
+  for (const file of files) {
+    const bytes = await readFile(join(dir, file)).catch(() => null);
+    if (bytes !== null) out.push([file, createHash('sha256').update(bytes).digest('hex')]);
+  }
+  return out;
+}

@@ -1,0 +1,97 @@
+import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { VerdictError } from '../errors.js';
+
+/**
+ * Loading a policy directory is a list of named stages run in order over one
+ * shared state (see load.ts). A stage is a generator so that the same code can
+ * run straight through (the CLI) or in slices between which the event loop
+ * answers checks (the server's reloads): it yields `undefined` where it may
+ * pause, and a promise where it must wait for I/O.
+ */
+export type Pause = Promise<unknown> | undefined;
+export type StageRun<T = void> = Generator<Pause, T, unknown>;
+
+export interface Stage<S> {
+  readonly name: string;
+  run(state: S): StageRun;
+}
+
+/** Waits for `promise` inside a stage; the driver resumes the stage with its value. */
+export function* wait<T>(promise: Promise<T>): StageRun<T> {
+  return (yield promise) as T;
+}
+
+/** Runs stages to the end in one go; a stage that waits for I/O here is a bug (the synchronous readers never do). */
+export function runStages<S>(stages: readonly Stage<S>[], state: S): void {
+  for (const stage of stages) runToEnd(stage.run(state));
+}
+
+/** Runs one stage's generator (or a helper of one) to its end in this thread. */
+export function runToEnd<T>(run: StageRun<T>): T {
+  for (let step = run.next(); ; step = run.next()) {
+    if (step.done) return step.value;
+    if (step.value !== undefined) throw new VerdictError('INTERNAL', 'a synchronous load waited for I/O');
+  }
+}
+
+/** How a sliced run went. */
+export interface SliceStats {
+  /** The longest the stages ran without letting the event loop run, in milliseconds. */
+  readonly longestSliceMs: number;
+  readonly slices: number;
+}
+
+/** Measures slices and gives the event loop a turn when one has run for `budgetMs`. */
+class SliceClock {
+  private sliceStart = performance.now();
+  longestSliceMs = 0;
+  slices = 1;
+
+  constructor(private readonly budgetMs: number) {}
+
+  private endSlice(): void {
+    this.longestSliceMs = Math.max(this.longestSliceMs, performance.now() - this.sliceStart);
+    this.slices += 1;
+  }
+
+  async drive<T>(run: StageRun<T>): Promise<T> {
+    try {
+      let input: unknown;
+      for (;;) {
+        const step = run.next(input);
+        input = undefined;
+        if (step.done) return step.value;
+        if (step.value !== undefined) {
+          this.endSlice();
+          input = await step.value;
+          this.sliceStart = performance.now();
+        } else if (performance.now() - this.sliceStart >= this.budgetMs) {
+          this.endSlice();
+          await yieldToEventLoop();
+          this.sliceStart = performance.now();
+        }
+      }
+    } finally {
+      run.return(undefined as T);
+    }
+  }
+
+  stats(): SliceStats {
+    return { longestSliceMs: Math.max(this.longestSliceMs, performance.now() - this.sliceStart), slices: this.slices };
+  }
+}
+
+/**
+ * Runs stages in slices of about `budgetMs`: at a pause point past the budget, the
+ * event loop gets a turn (pending I/O, checks among it, runs) before the stages go on.
+ */
+export async function runStagesInSlices<S>(stages: readonly Stage<S>[], state: S, budgetMs: number): Promise<SliceStats> {
+  const clock = new SliceClock(budgetMs);
+  for (const stage of stages) await clock.drive(stage.run(state));
+  return clock.stats();
+}
+
+/** Runs one generator in slices of about `budgetMs` (see runStagesInSlices). */
+export function runInSlices<T>(run: StageRun<T>, budgetMs: number): Promise<T> {
+  return new SliceClock(budgetMs).drive(run);
+}

@@ -1,0 +1,127 @@
+import type { PolicyDiagnostic } from '../diagnostic.js';
+import type { Stage } from '../pipeline.js';
+import type { CompiledRole } from '../policy-set.js';
+import type { RoleSpec } from '../schema.js';
+import { diagnosticAt } from '../source.js';
+import type { Checked } from './schema.js';
+import { builtFromDocuments, type Located, type LoadState } from './state.js';
+
+export interface RoleEntry {
+  readonly inherits: readonly string[];
+  /** This role and every role it inherits from, transitively, sorted. */
+  readonly effective: readonly string[];
+  /** Roles whose holders count as holding this one: itself and every role inheriting it. */
+  readonly holders: ReadonlySet<string>;
+}
+
+/** Every role defined, with its inheritance resolved both ways. */
+export type RoleGraph = ReadonlyMap<string, RoleEntry>;
+
+/** The parts of a role the graph needs, read from a malformed role too when they are well-formed. */
+interface RoleHead {
+  readonly name: string;
+  readonly inherits: readonly unknown[];
+}
+
+function headOf(checked: Checked<RoleSpec>): RoleHead | null {
+  if (checked.spec) return { name: checked.spec.name, inherits: checked.spec.inherits ?? [] };
+  const raw = checked.raw as { name?: unknown; inherits?: unknown } | null;
+  if (raw === null || typeof raw !== 'object' || typeof raw.name !== 'string') return null;
+  return { name: raw.name, inherits: Array.isArray(raw.inherits) ? raw.inherits : [] };
+}
+
+/** The roles of every roles document, in the order written, malformed ones included. */
+export function* rolesOf(state: Pick<LoadState, 'documents'>): Generator<Located<Checked<RoleSpec>>> {
+  for (const { source, document } of state.documents) {
+    if (document.content?.kind !== 'roles') continue;
+    for (let i = 0; i < document.content.items.length; i++) yield { spec: document.content.items.at(i)!.checked, source, path: ['roles', i] };
+  }
+}
+
+/**
+ * Resolves inheritance. A role that failed its schema still takes part with its
+ * name and inherited roles, so its duplicates and the rules naming it are checked
+ * in the same run.
+ */
+export function buildRoleGraph(roles: Iterable<Located<Checked<RoleSpec>>>, diagnostics: PolicyDiagnostic[]): Map<string, RoleEntry> {
+  const firstSeen = new Map<string, { head: RoleHead; where: Located<unknown> }>();
+  for (const role of roles) {
+    const head = headOf(role.spec);
+    if (head === null) continue;
+    const earlier = firstSeen.get(head.name);
+    if (earlier) {
+      const at = earlier.where.source.locate(earlier.where.path);
+      diagnostics.push(diagnosticAt(role.source, [...role.path, 'name'], `duplicate role "${head.name}": already defined at ${earlier.where.source.file}:${at.line}:${at.col}`));
+      continue;
+    }
+    firstSeen.set(head.name, { head, where: role });
+  }
+  const inherits = new Map<string, string[]>();
+  for (const [name, { head, where }] of firstSeen) {
+    const parents: string[] = [];
+    head.inherits.forEach((parent, i) => {
+      if (typeof parent !== 'string') return;
+      parents.push(parent);
+      if (!firstSeen.has(parent)) diagnostics.push(diagnosticAt(where.source, [...where.path, 'inherits', i], `role "${name}" inherits unknown role "${parent}"`));
+    });
+    inherits.set(name, parents);
+  }
+  const effective = new Map<string, string[]>();
+  for (const [name, parents] of inherits) {
+    const seen = new Set<string>([name]);
+    const stack = [...parents];
+    while (stack.length > 0) {
+      const parent = stack.pop() as string;
+      if (parent === name) {
+        const { where } = firstSeen.get(name)!;
+        diagnostics.push(diagnosticAt(where.source, [...where.path, 'inherits'], `role "${name}" inherits itself through a cycle`));
+        break;
+      }
+      if (seen.has(parent)) continue;
+      seen.add(parent);
+      stack.push(...(inherits.get(parent) ?? []));
+    }
+    effective.set(name, [...seen].sort());
+  }
+  const holders = new Map<string, Set<string>>([...inherits.keys()].map((name) => [name, new Set<string>()]));
+  for (const [name, granted] of effective) for (const role of granted) holders.get(role)?.add(name);
+  const graph = new Map<string, RoleEntry>();
+  for (const [name, parents] of inherits) graph.set(name, { inherits: parents, effective: effective.get(name)!, holders: holders.get(name)! });
+  return graph;
+}
+
+/** The roles as the policy set exposes them. */
+export function compiledRoles(graph: RoleGraph): Map<string, CompiledRole> {
+  const roles = new Map<string, CompiledRole>();
+  for (const [name, entry] of graph) roles.set(name, { name, inherits: entry.inherits, effectiveRoles: entry.effective });
+  return roles;
+}
+
+/** Every role whose holder satisfies `roles` (inheritance included); an unknown role is a diagnostic. Null when no roles are named. */
+export function roleHoldersFor(
+  roles: readonly string[] | undefined,
+  graph: RoleGraph,
+  where: Located<unknown>,
+  rolesPath: readonly PropertyKey[],
+  diagnostics: PolicyDiagnostic[],
+): Set<string> | null {
+  if (!roles) return null;
+  const holders = new Set<string>();
+  roles.forEach((role, i) => {
+    const entry = graph.get(role);
+    if (!entry) {
+      diagnostics.push(diagnosticAt(where.source, [...rolesPath, i], `unknown role "${role}": define it in a roles file or fix the name`));
+      return;
+    }
+    for (const holder of entry.holders) holders.add(holder);
+  });
+  return holders;
+}
+
+/** roles: the role graph of every roles document; the last load's when no roles document changed. */
+export const rolesStage: Stage<LoadState> = {
+  name: 'roles',
+  *run(state) {
+    state.roleGraph = builtFromDocuments(state, 'roles', state.cache?.roleGraphs, () => buildRoleGraph(rolesOf(state), state.diagnostics));
+  },
+};

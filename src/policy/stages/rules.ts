@@ -1,0 +1,263 @@
+import { compileCondition, type Condition } from '../condition.js';
+import type { PolicyDiagnostic } from '../diagnostic.js';
+import { attributeReader, compileMatcher, type AttributeMatcher, type MatchedPart } from '../matcher.js';
+import type { Stage, StageRun } from '../pipeline.js';
+import { indexPart, type CompiledRule, type IndexPart } from '../policy-set.js';
+import { permissionSchema, type PermissionSpec, type RoleSpec, type RuleSpec } from '../schema.js';
+import { diagnosticAt } from '../source.js';
+import { roleHoldersFor, type RoleGraph } from './roles.js';
+import type { Checked } from './schema.js';
+import type { LoadedDocument, Located, LoadState } from './state.js';
+
+/** A role permission compiles into an allow rule with this id, so decisions can name it. */
+export function permissionRuleId(role: string, permission: Pick<PermissionSpec, 'id'>, index: number): string {
+  return `role:${role}:${permission.id ?? String(index)}`;
+}
+
+/** A rule id claimed by a document: where the rule is and where its id is written. */
+export interface Claim {
+  readonly id: string;
+  readonly where: Located<null>;
+  readonly idPath: readonly PropertyKey[];
+}
+
+/** A document's compiled rules filed for the index, and the ids it claims in the order written. */
+export interface CompiledDocument {
+  readonly part: IndexPart;
+  readonly claims: readonly Claim[];
+}
+
+/** Records rule ids in the order written; a second use of an id is a diagnostic at that use. */
+export class RuleIds {
+  /** The claims of the document being compiled, so that they can be made again when its compiled rules are reused. */
+  journal: Claim[] | null = null;
+
+  constructor(
+    readonly claimed: Map<string, Located<unknown>>,
+    private readonly diagnostics: PolicyDiagnostic[],
+  ) {}
+
+  claim(id: string, where: Located<unknown>, idPath: readonly PropertyKey[]): void {
+    this.journal?.push({ id, where: { spec: null, source: where.source, path: where.path }, idPath });
+    const earlier = this.claimed.get(id);
+    if (earlier) {
+      const at = earlier.source.locate(earlier.path);
+      this.diagnostics.push(diagnosticAt(where.source, idPath, `duplicate rule id "${id}": already used at ${earlier.source.file}:${at.line}:${at.col}`));
+    } else this.claimed.set(id, where);
+  }
+}
+
+function compileWhen(when: string | undefined, where: Located<unknown>, diagnostics: PolicyDiagnostic[]): Condition | null {
+  if (when === undefined) return null;
+  const compiled = compileCondition(when);
+  if (compiled.ok) return compiled.evaluate;
+  const column = compiled.offset === null ? '' : ` (column ${compiled.offset + 1} of the condition)`;
+  diagnostics.push(diagnosticAt(where.source, [...where.path, 'when'], `condition does not compile: ${compiled.message}${column}`));
+  return null;
+}
+
+/**
+ * A rule that failed its schema still gets the cross-file checks its well-formed parts
+ * allow, so one run reports every error rather than one layer of them at a time.
+ */
+function checkMalformedRule(rule: Located<unknown>, graph: RoleGraph, ids: RuleIds, diagnostics: PolicyDiagnostic[]): void {
+  if (rule.spec === null || typeof rule.spec !== 'object') return;
+  const spec = rule.spec as { id?: unknown; when?: unknown; principal?: { roles?: unknown } };
+  if (typeof spec.id === 'string') ids.claim(spec.id, rule, [...rule.path, 'id']);
+  if (typeof spec.when === 'string') compileWhen(spec.when, rule, diagnostics);
+  const named = spec.principal?.roles;
+  if (Array.isArray(named) && named.every((r): r is string => typeof r === 'string')) {
+    roleHoldersFor(named, graph, rule, [...rule.path, 'principal', 'roles'], diagnostics);
+  }
+}
+
+/** Compiles one well-formed rule; null when it has problems (they are in `diagnostics`). */
+export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, diagnostics: PolicyDiagnostic[]): CompiledRule | null {
+  const { spec } = rule;
+  const before = diagnostics.length;
+  const matchers: AttributeMatcher[] = [];
+  const addAttributes = (part: MatchedPart, attributes: Record<string, unknown> | undefined): void => {
+    if (!attributes) return;
+    for (const [key, matcherSpec] of Object.entries(attributes)) {
+      const { test, expected } = compileMatcher(matcherSpec as never);
+      matchers.push({ label: `${part}.attributes.${key}`, expected, read: attributeReader(part, key), test });
+    }
+  };
+  if (spec.principal?.id !== undefined) {
+    const { test, expected } = compileMatcher(spec.principal.id);
+    matchers.push({ label: 'principal.id', expected, read: (r) => r.principal.id, test });
+  }
+  if (spec.resource?.id !== undefined) {
+    const { test, expected } = compileMatcher(spec.resource.id);
+    matchers.push({ label: 'resource.id', expected, read: (r) => r.resource.id, test });
+  }
+  addAttributes('principal', spec.principal?.attributes);
+  addAttributes('resource', spec.resource?.attributes);
+  addAttributes('context', spec.context?.attributes);
+  const roleHolders = roleHoldersFor(spec.principal?.roles, graph, rule, [...rule.path, 'principal', 'roles'], diagnostics);
+  const condition = compileWhen(spec.when, rule, diagnostics);
+  if (diagnostics.length > before) return null;
+  const type = spec.resource?.type;
+  return Object.freeze({
+    id: spec.id,
+    effect: spec.effect === 'allow' ? 'ALLOW' : 'DENY',
+    description: spec.description ?? null,
+    file: rule.source.file,
+    line: rule.source.locate(rule.path).line,
+    origin: 'rule',
+    actions: Object.freeze([...new Set(spec.actions)]),
+    resourceTypes: type === undefined ? null : Object.freeze(Array.isArray(type) ? [...type] : [type]),
+    roles: spec.principal?.roles ?? null,
+    roleHolders,
+    matchers: Object.freeze(matchers),
+    condition,
+    conditionSource: spec.when ?? null,
+  } satisfies CompiledRule);
+}
+
+/** Compiles one permission of a role into the allow rule it grants. */
+function compilePermission(role: string, id: string, where: Located<PermissionSpec>, graph: RoleGraph, diagnostics: PolicyDiagnostic[]): CompiledRule | null {
+  const { spec } = where;
+  const before = diagnostics.length;
+  const roleHolders = roleHoldersFor([role], graph, where, [], diagnostics);
+  const condition = compileWhen(spec.when, where, diagnostics);
+  if (diagnostics.length > before) return null;
+  return Object.freeze({
+    id,
+    effect: 'ALLOW',
+    description: spec.description ?? `granted by role ${role}`,
+    file: where.source.file,
+    line: where.source.locate(where.path).line,
+    origin: 'role',
+    actions: Object.freeze([...new Set(spec.actions)]),
+    resourceTypes: spec.resources ? Object.freeze([...spec.resources]) : null,
+    roles: [role],
+    roleHolders,
+    matchers: Object.freeze([]),
+    condition,
+    conditionSource: spec.when ?? null,
+  } satisfies CompiledRule);
+}
+
+/** Compiles one rule as written (or checks what it can of a malformed one), claiming its id. */
+export function compileRuleItem(rule: Located<Checked<RuleSpec>>, graph: RoleGraph, ids: RuleIds, diagnostics: PolicyDiagnostic[]): CompiledRule | null {
+  const { spec } = rule.spec;
+  if (spec === null) {
+    checkMalformedRule({ spec: rule.spec.raw, source: rule.source, path: rule.path }, graph, ids, diagnostics);
+    return null;
+  }
+  ids.claim(spec.id, rule, [...rule.path, 'id']);
+  return compileRule({ spec, source: rule.source, path: rule.path }, graph, diagnostics);
+}
+
+/**
+ * The allow rules a role's permissions grant, with their ids claimed. A malformed
+ * role's well-formed permissions are still claimed and their conditions compiled.
+ */
+export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: RoleGraph, ids: RuleIds, diagnostics: PolicyDiagnostic[]): CompiledRule[] {
+  const compiled: CompiledRule[] = [];
+  const checked = role.spec;
+  let name: string;
+  let permissions: { spec: PermissionSpec | null; index: number }[];
+  if (checked.spec) {
+    name = checked.spec.name;
+    permissions = checked.spec.permissions.map((spec, index) => ({ spec, index }));
+  } else {
+    const raw = checked.raw as { name?: unknown; permissions?: unknown } | null;
+    if (raw === null || typeof raw !== 'object' || typeof raw.name !== 'string' || !Array.isArray(raw.permissions)) return compiled;
+    name = raw.name;
+    permissions = raw.permissions.map((item: unknown, index) => {
+      const parsed = permissionSchema.safeParse(item);
+      return { spec: parsed.success ? parsed.data : null, index };
+    });
+  }
+  for (const { spec, index } of permissions) {
+    if (spec === null) continue;
+    const path = [...role.path, 'permissions', index];
+    const where: Located<PermissionSpec> = { spec, source: role.source, path };
+    const id = permissionRuleId(name, spec, index);
+    ids.claim(id, where, [...path, spec.id ? 'id' : 'actions']);
+    if (!checked.spec) {
+      compileWhen(spec.when, where, diagnostics);
+      continue;
+    }
+    const rule = compilePermission(name, id, where, graph, diagnostics);
+    if (rule) compiled.push(rule);
+  }
+  return compiled;
+}
+
+/**
+ * The key of a document's compiled rules: the document, and the holders of each
+ * role it names (a rule naming a role compiles the role's holders into it).
+ */
+function compiledKey(document: LoadedDocument, roleNames: readonly string[], graph: RoleGraph): string {
+  let key = document.key;
+  for (const name of roleNames) {
+    const entry = graph.get(name);
+    key += entry ? `\u0000${name}=${[...entry.holders].join(',')}` : `\u0000${name}?`;
+  }
+  return key;
+}
+
+/**
+ * Compiles the items of one document, or takes its compiled rules from an earlier
+ * load when nothing they depend on changed; either way its ids are claimed in the
+ * order written. A document with problems is compiled every time (and its problems reported).
+ */
+function* compileDocument(
+  state: LoadState,
+  document: LoadedDocument,
+  key: string,
+  ids: RuleIds,
+  compileItem: (index: number) => readonly CompiledRule[],
+  count: number,
+): StageRun {
+  const cached = state.cache?.compiled.take(key);
+  if (cached) {
+    for (let i = 0; i < cached.claims.length; i++) {
+      const { id, where, idPath } = cached.claims[i]!;
+      ids.claim(id, where, idPath);
+      if (i % 512 === 511) yield;
+    }
+    state.compiled.push(cached.part);
+    return;
+  }
+  const before = state.diagnostics.length;
+  const claims: Claim[] = [];
+  ids.journal = claims;
+  const rules: CompiledRule[] = [];
+  for (let i = 0; i < count; i++) {
+    rules.push(...compileItem(i));
+    yield;
+  }
+  ids.journal = null;
+  const part = indexPart(rules);
+  state.compiled.push(part);
+  if (state.diagnostics.length === before) state.cache?.compiled.put(key, { part, claims });
+}
+
+/** rules: compiles every rule, then every role's permissions, claiming ids across files. */
+export const rulesStage: Stage<LoadState> = {
+  name: 'rules',
+  *run(state) {
+    const graph = state.roleGraph ?? new Map();
+    const ids = new RuleIds(state.ruleIds, state.diagnostics);
+    for (const document of state.documents) {
+      const content = document.document.content;
+      if (content?.kind !== 'rules') continue;
+      const compileItem = (i: number): readonly CompiledRule[] => {
+        const rule = compileRuleItem({ spec: content.items.at(i)!.checked, source: document.source, path: ['rules', i] }, graph, ids, state.diagnostics);
+        return rule ? [rule] : [];
+      };
+      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph), ids, compileItem, content.items.length);
+    }
+    for (const document of state.documents) {
+      const content = document.document.content;
+      if (content?.kind !== 'roles') continue;
+      const compileItem = (i: number): readonly CompiledRule[] =>
+        compileRolePermissions({ spec: content.items.at(i)!.checked, source: document.source, path: ['roles', i] }, graph, ids, state.diagnostics);
+      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph), ids, compileItem, content.items.length);
+    }
+  },
+};

@@ -1,0 +1,100 @@
+import { relative, sep } from 'node:path';
+import { watch, type FSWatcher } from 'chokidar';
+import { messageOf } from '../errors.js';
+
+/** How the policy directory is being watched, for /readyz and the metrics. */
+export interface WatchStatus {
+  /** `events`: file-system events, with the periodic check behind them; `poll`: the periodic check only (events failed); `off`: not watching. */
+  readonly mode: 'events' | 'poll' | 'off';
+  /** How often the files' content is compared with what was loaded, in milliseconds; null when not watching. */
+  readonly pollMs: number | null;
+  /** The last failure of the event watcher; null when it never failed. */
+  readonly lastError: string | null;
+  readonly failures: number;
+}
+
+export interface WatcherEvents {
+  /** Something under the directory may have changed. */
+  onEvent(): void;
+  /** The event watcher failed; it is started again after `retryMs`. */
+  onError(message: string): void;
+}
+
+/** Inside `.git`, only what a commit or checkout moves (HEAD, the index, branch refs): the version may be the commit. */
+function ignoredInGit(dir: string, path: string): boolean {
+  const parts = relative(dir, path).split(sep);
+  if (parts[0] !== '.git' || parts.length === 1) return false;
+  return !(parts[1] === 'HEAD' || parts[1] === 'index' || parts[1] === 'refs');
+}
+
+/**
+ * File-system events for a policy directory, by chokidar: it watches every
+ * directory rather than each file's inode, so a file replaced by a rename (an
+ * editor's save, `mv` from elsewhere, `git checkout`) keeps being seen, and it
+ * follows symbolic links (a ConfigMap's `..data`). Events only say "look again":
+ * what changed is decided by comparing content, so a spurious event costs a read.
+ * A failure is reported and the watcher started again; the store's periodic
+ * content check covers the gap.
+ */
+export class DirectoryWatcher {
+  private watcher: FSWatcher | null = null;
+  private retry: NodeJS.Timeout | null = null;
+  private closed = false;
+  lastError: string | null = null;
+  failures = 0;
+
+  constructor(
+    private readonly dir: string,
+    private readonly events: WatcherEvents,
+    private readonly retryMs = 1_000,
+  ) {}
+
+  /** Whether events are being delivered now. */
+  get active(): boolean {
+    return this.watcher !== null;
+  }
+
+  start(): void {
+    if (this.closed || this.watcher) return;
+    try {
+      const watcher = watch(this.dir, {
+        ignoreInitial: true,
+        followSymlinks: true,
+        persistent: false,
+        ignored: (path) => ignoredInGit(this.dir, path),
+      });
+      watcher.on('all', () => this.events.onEvent());
+      // Changes made before the watches were in place are not announced: look once they are.
+      watcher.on('ready', () => this.events.onEvent());
+      // Raw events include renames of a link chokidar resolved (a ConfigMap's `..data` swap).
+      watcher.on('raw', () => this.events.onEvent());
+      watcher.on('error', (error) => this.fail(messageOf(error)));
+      this.watcher = watcher;
+    } catch (error) {
+      this.fail(messageOf(error));
+    }
+  }
+
+  private fail(message: string): void {
+    this.lastError = message;
+    this.failures += 1;
+    const watcher = this.watcher;
+    this.watcher = null;
+    void watcher?.close().catch(() => undefined);
+    this.events.onError(message);
+    if (this.closed || this.retry) return;
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      this.start();
+    }, this.retryMs);
+    this.retry.unref();
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.retry) clearTimeout(this.retry);
+    const watcher = this.watcher;
+    this.watcher = null;
+    await watcher?.close();
+  }
+}
