@@ -182,9 +182,17 @@ function isoTime(ms: number): string {
   return Number.isNaN(date.getTime()) ? String(ms) : date.toISOString();
 }
 
-// Values come from requests: never let one move the cursor or recolour the terminal.
-function printable(text: string): string {
-  return text.replace(/[\u0000-\u001f\u007f-\u009f]/g, '?');
+// Values come from requests: never let one move the cursor or recolour the terminal
+// (C0 and C1 controls become '?'), nor hide or reorder what is shown: Unicode format
+// characters (category Cf: bidi overrides and isolates, zero-width spaces and joiners,
+// soft hyphens, tags) and the line and paragraph separators are shown escaped, so
+// `da\u200Bna` reads `da\u{200B}na`, never `dana`.
+const CONTROLS = /[\u0000-\u001f\u007f-\u009f]/g;
+const INVISIBLE = /[\p{Cf}\u2028\u2029]/gu;
+
+/** A value from the log as a table cell: controls neutralised, format characters escaped. */
+export function printable(text: string): string {
+  return text.replace(CONTROLS, '?').replace(INVISIBLE, (c) => `\\u{${(c.codePointAt(0) ?? 0).toString(16).toUpperCase().padStart(4, '0')}}`);
 }
 
 function formatTable(decisions: readonly StoredDecision[]): string {

@@ -159,3 +159,27 @@ describe('verdict decisions --json and the details of a decision', () => {
     expect(second).not.toHaveProperty('details');
   });
 });
+
+describe('verdict decisions and invisible characters', () => {
+  it('escapes Unicode format characters (zero-width, bidi overrides) and line separators in the table', async () => {
+    const db = tempDb();
+    const hidden = record({ principalId: 'da\u200Bna', action: 'pre\u202Edict', resourceType: 'model', resourceId: 'fraud\u2066-v3\u2069\u2028x', ruleIds: ['r\u00ADule', 'tag\u{E0041}'] });
+    const log = await openLog(db);
+    await log.append(hidden);
+    await log.close();
+    const { code, stdout } = await run('--db', db);
+    expect(code).toBe(0);
+    expect(stdout).toContain('da\\u{200B}na');
+    expect(stdout).toContain('pre\\u{202E}dict');
+    expect(stdout).toContain('model:fraud\\u{2066}-v3\\u{2069}\\u{2028}x');
+    expect(stdout).toContain('r\\u{00AD}ule,tag\\u{E0041}');
+    expect(stdout).not.toMatch(/[\p{Cf}\u2028\u2029]/u);
+    // The table's columns still line up with the escapes in them.
+    const lines = stdout.trimEnd().split('\n');
+    expect(lines).toHaveLength(2);
+    expect(lines[1]!.slice(lines[0]!.indexOf('EFFECT'))).toMatch(/^(ALLOW|DENY) /);
+    // --json keeps the values exactly as recorded.
+    const json = JSON.parse((await run('--db', db, '--json')).stdout) as { principalId: string };
+    expect(json.principalId).toBe('da\u200Bna');
+  });
+});
