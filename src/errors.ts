@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'DECISION_LOG_CORRUPT'
   | 'CONFIG_INVALID'
   | 'NOT_FOUND'
+  | 'UNAUTHENTICATED'
+  | 'PERMISSION_DENIED'
   | 'INTERNAL';
 
 export class VerdictError extends Error {

@@ -6,6 +6,7 @@ import { ENVIRONMENT_KEYS, parseFlagsLayer, readConfigFile, readEnvironment, res
 import { createLogger } from '../server/logger.js';
 import { TLS_ENVIRONMENT_KEYS, tlsFromFlags } from '../authn/config.js';
 import { AUDIT_ENVIRONMENT_KEYS, auditFromFlags } from '../decisions/audit-config.js';
+import { ADMIN_TOKEN_FILE_ENV } from '../server/admin-auth.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
 
 const HELP = `Usage: verdict serve [options]
@@ -20,7 +21,11 @@ Options (each also a key of the --config file and an environment variable):
   --policies DIR             policy directory            (policies)            ${ENVIRONMENT_KEYS.policies}
   --db FILE                  decision log                (data/decisions.db)   ${ENVIRONMENT_KEYS.db}
   --grpc HOST:PORT           gRPC address                (127.0.0.1:50051)     ${ENVIRONMENT_KEYS.grpc}
-  --http HOST:PORT           health and metrics address  (127.0.0.1:9464)      ${ENVIRONMENT_KEYS.http}
+  --http HOST:PORT           forward-auth, health and    (127.0.0.1:9464)      ${ENVIRONMENT_KEYS.http}
+                             metrics address
+  --ops HOST:PORT            serve /healthz, /readyz and /metrics here instead ${ENVIRONMENT_KEYS.ops}
+                             (plain HTTP, e.g. 127.0.0.1:9465); --http then
+                             serves /forward-auth (and /healthz) only
   --decision-log MODE        durable | async             (durable)             ${ENVIRONMENT_KEYS.decisionLog}
   --max-message-bytes N      largest accepted request    (1048576)             ${ENVIRONMENT_KEYS.maxMessageBytes}
   --log-level LEVEL          trace..fatal | silent       (info)                ${ENVIRONMENT_KEYS.logLevel}
@@ -38,6 +43,13 @@ TLS for the gRPC port (config file: the tls section; see docs/authn.md):
 A verified client certificate's identity (URI SAN, else DNS SAN, else CN) is
 recorded as the caller of each decision. Authentication of gateway requests
 (JWT, API keys) is configured in the authn section of the config file.
+
+Administration (verdict.v1.Admin; config file: the admin section; see the README):
+  --admin-token-file FILE    admit Admin calls that carry this token as        ${ADMIN_TOKEN_FILE_ENV}
+                             "authorization: Bearer <token>"
+Without an admin token or admin.clients (client-certificate identities), Admin
+answers only loopback callers, and only on a server without TLS. Every Admin
+call is recorded in the decision log.
 
 Audit trail (see docs/audit.md; keys are created next to the db on first start):
   --checkpoint-every-rows N      sign a checkpoint every N rows (10000)        ${AUDIT_ENVIRONMENT_KEYS.checkpointEveryRows}
@@ -66,6 +78,8 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       db: { type: 'string' },
       grpc: { type: 'string' },
       http: { type: 'string' },
+      ops: { type: 'string' },
+      'admin-token-file': { type: 'string' },
       'decision-log': { type: 'string' },
       'max-message-bytes': { type: 'string' },
       'log-level': { type: 'string' },
@@ -99,6 +113,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       db: values.db,
       grpc: values.grpc,
       http: values.http,
+      ops: values.ops,
       decisionLog: values['decision-log'],
       maxMessageBytes: values['max-message-bytes'],
       logLevel: values['log-level'],
@@ -114,7 +129,8 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       sensitiveAttributes: values['sensitive-attributes'],
       hmacKey: values['hmac-key'],
     });
-    config = resolveConfig([fromFile, fromEnv, fromFlags, tlsFlags ? { tls: tlsFlags } : {}, auditFlags, values['no-watch'] ? { watch: false } : {}]);
+    const adminFlags: PartialConfig = values['admin-token-file'] !== undefined ? { admin: { tokenFile: values['admin-token-file'] } } : {};
+    config = resolveConfig([fromFile, fromEnv, fromFlags, adminFlags, tlsFlags ? { tls: tlsFlags } : {}, auditFlags, values['no-watch'] ? { watch: false } : {}]);
   } catch (error) {
     io.stderr(`verdict serve: ${messageOf(error)}\n`);
     return EXIT.USAGE;

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { Effect, Reason } from '../types.js';
 import { VerdictError } from '../errors.js';
@@ -42,6 +43,31 @@ export interface DecisionFilters {
 }
 
 export const DEFAULT_LIMIT = 100;
+/** The most decisions one page holds (DecisionReader.page): a larger limit is treated as this. */
+export const MAX_PAGE_ROWS = 1000;
+/** A page ends early once its rows hold about this many bytes of stored data (at least one row is always returned). */
+export const MAX_PAGE_BYTES = 4 * 1024 * 1024;
+
+/** Where a page ended, in the log's order (newest first): the last row's time and seq. */
+export interface PagePosition {
+  readonly time: number;
+  readonly seq: number;
+}
+
+/** One page of matching decisions, newest first, and where the next begins (null when this is the last). */
+export interface DecisionPage {
+  readonly decisions: StoredDecision[];
+  readonly next: PagePosition | null;
+}
+
+export interface PageOptions {
+  /** Rows in the page; clamped to 1..MAX_PAGE_ROWS. Default DEFAULT_LIMIT. */
+  readonly limit?: number;
+  /** Continue after this row (the previous page's `next`). */
+  readonly after?: PagePosition | null;
+  /** Bytes of stored data after which the page ends early. Default MAX_PAGE_BYTES. */
+  readonly maxBytes?: number;
+}
 
 // Filter name -> column, in a fixed order so equal filter sets share one cached statement.
 const EQUALITY: ReadonlyArray<readonly [keyof DecisionFilters, string]> = [
@@ -99,6 +125,48 @@ export class DecisionReader {
     if (!Number.isSafeInteger(limit) || limit < 1) {
       throw new VerdictError('USAGE', `limit must be a positive integer, not ${String(limit)}`);
     }
+    const { sql, params } = this.select(filters, null);
+    params.push(limit);
+    return this.statement(`${sql} LIMIT ?`).all(...params).map(toDecision);
+  }
+
+  /**
+   * One page of matching decisions, newest first: at most `limit` rows (never more
+   * than MAX_PAGE_ROWS) and, past the first row, no more than `maxBytes` of stored
+   * data, read row by row so a page never holds more in memory than it returns.
+   * Paging with `next` returns every matching row once: rows recorded after the
+   * first page are newer than it, so they never show up in later pages.
+   * `filters.limit` is ignored here.
+   */
+  page(filters: DecisionFilters, options: PageOptions = {}): DecisionPage {
+    const requested = options.limit ?? DEFAULT_LIMIT;
+    if (!Number.isSafeInteger(requested) || requested < 1) {
+      throw new VerdictError('USAGE', `limit must be a positive integer, not ${String(requested)}`);
+    }
+    const limit = Math.min(requested, MAX_PAGE_ROWS);
+    const maxBytes = options.maxBytes ?? MAX_PAGE_BYTES;
+    const { sql, params } = this.select(filters, options.after ?? null);
+    // One row more than the page, to know whether there is a next one.
+    params.push(limit + 1);
+    const decisions: StoredDecision[] = [];
+    let bytes = 0;
+    let more = false;
+    for (const raw of this.statement(`${sql} LIMIT ?`).iterate(...params)) {
+      const values = raw as unknown[];
+      const size = rowBytes(values);
+      if (decisions.length === limit || (decisions.length > 0 && bytes + size > maxBytes)) {
+        more = true;
+        break;
+      }
+      bytes += size;
+      decisions.push(toDecision(values));
+    }
+    const last = decisions[decisions.length - 1];
+    return { decisions, next: more && last ? { time: last.time, seq: last.seq } : null };
+  }
+
+  /** The SELECT (without LIMIT) for `filters`, continuing after `after` when given. */
+  private select(filters: DecisionFilters, after: PagePosition | null): { sql: string; params: unknown[] } {
     const where: string[] = [];
     const params: unknown[] = [];
     for (const [key, column] of EQUALITY) {
@@ -120,10 +188,13 @@ export class DecisionReader {
       where.push('time_ms < ?');
       params.push(timeParam('until', filters.until));
     }
-    params.push(limit);
+    if (after !== null) {
+      where.push('(time_ms < ? OR (time_ms = ? AND seq < ?))');
+      params.push(after.time, after.time, after.seq);
+    }
     const sql = `SELECT ${this.columns} FROM decisions${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}
-      ORDER BY time_ms DESC, seq DESC LIMIT ?`;
-    return this.statement(sql).all(...params).map(toDecision);
+      ORDER BY time_ms DESC, seq DESC`;
+    return { sql, params };
   }
 
   /** One decision by id, or null. */
@@ -180,6 +251,49 @@ function timeParam(name: string, value: number): number {
     throw new VerdictError('USAGE', `${name} must be a time in milliseconds, not ${String(value)}`);
   }
   return Math.trunc(value);
+}
+
+/** About how many bytes a stored row holds (its text and JSON columns as stored). */
+function rowBytes(raw: readonly unknown[]): number {
+  let bytes = 0;
+  for (const value of raw) bytes += typeof value === 'string' ? value.length : 8;
+  return bytes;
+}
+
+const PAGE_TOKEN_VERSION = 'p1';
+
+/** What a page token is bound to: the filters (limit aside), so a token is not reused with others. */
+function filtersDigest(filters: DecisionFilters): string {
+  const { limit: _limit, ...rest } = filters;
+  const ordered = Object.keys(rest).sort().map((key) => [key, rest[key as keyof typeof rest]]);
+  return createHash('sha256').update(JSON.stringify(ordered)).digest('base64url').slice(0, 12);
+}
+
+/**
+ * An opaque token for the page after `position`, bound to `filters`: what
+ * ListDecisions answers as next_page_token. Not secret (it names a time and a
+ * sequence number), only opaque.
+ */
+export function encodePageToken(position: PagePosition, filters: DecisionFilters): string {
+  return Buffer.from(`${PAGE_TOKEN_VERSION}.${position.time}.${position.seq}.${filtersDigest(filters)}`, 'utf8').toString('base64url');
+}
+
+/**
+ * The position a page token names.
+ * @throws VerdictError USAGE when the token is not one encodePageToken made, or was made for other filters
+ */
+export function decodePageToken(token: string, filters: DecisionFilters): PagePosition {
+  const text = token.length <= 128 && /^[A-Za-z0-9_-]+$/.test(token) ? Buffer.from(token, 'base64url').toString('utf8') : '';
+  const match = /^p1\.(\d{1,16})\.(\d{1,16})\.([A-Za-z0-9_-]{12})$/.exec(text);
+  const time = match ? Number(match[1]) : NaN;
+  const seq = match ? Number(match[2]) : NaN;
+  if (!match || !Number.isSafeInteger(time) || !Number.isSafeInteger(seq)) {
+    throw new VerdictError('USAGE', 'page_token is not a token this server gave; pass the next_page_token of the previous page as it was, or none for the first page');
+  }
+  if (match[3] !== filtersDigest(filters)) {
+    throw new VerdictError('USAGE', 'page_token was given for other filters; page with the same filters as the first page, or start again without a token');
+  }
+  return { time, seq };
 }
 
 function toDecision(raw: unknown[]): StoredDecision {

@@ -1,55 +1,61 @@
-import { DecisionReader, type DecisionFilters } from '../decisions/query.js';
+import { DecisionQueryThread } from '../decisions/query-thread.js';
+import { RequestFieldError } from '../decide/index.js';
+import { decodePageToken, encodePageToken } from '../decisions/query.js';
 import type { DecisionRecord } from '../decisions/record.js';
-import { VerdictError } from '../errors.js';
-import type { AdminHandlers } from './grpc/handlers.js';
+import type { AdminCaller, AdminGate } from './admin-auth.js';
+import type { AdminHandlers, DecisionListing, ListDecisionsQuery } from './grpc/handlers.js';
 import type { PolicyStatus, PolicyStore, ReloadOutcome } from './policy-store.js';
 
 /**
  * What verdict.v1.Admin does: report and reload the policies being served, and
- * read the decision log. Reads go through a read-only connection of their own,
- * opened on first use, so they never wait on the writer.
+ * read the decision log. Every call first passes the admin gate (admin-auth.ts),
+ * which records it. Reads run in the decision query thread (a read-only
+ * connection of its own, started on first use), so they never wait on the
+ * writer nor hold up the checks this process answers; a page is bounded in rows
+ * and bytes (query.ts).
  */
 export class Admin implements AdminHandlers {
-  private reader: DecisionReader | null = null;
+  private readonly queries: DecisionQueryThread;
 
   constructor(
     private readonly store: PolicyStore,
-    private readonly logPath: string,
+    logPath: string,
+    private readonly gate: AdminGate,
     /** Called after a reload that succeeded (cluster workers tell the others). */
     private readonly onReload?: () => void,
-  ) {}
+  ) {
+    this.queries = new DecisionQueryThread(logPath);
+  }
 
-  policyStatus(): PolicyStatus {
+  async policyStatus(caller: AdminCaller): Promise<PolicyStatus> {
+    await this.gate.admit(caller, { method: 'GetPolicyStatus' });
     return this.store.status();
   }
 
-  async reload(): Promise<{ outcome: ReloadOutcome; status: PolicyStatus }> {
+  async reload(caller: AdminCaller): Promise<{ outcome: ReloadOutcome; status: PolicyStatus }> {
+    await this.gate.admit(caller, { method: 'ReloadPolicies' });
     const outcome = await this.store.reload();
     if (outcome.ok) this.onReload?.();
     return { outcome, status: this.store.status() };
   }
 
-  getDecision(decisionId: string): DecisionRecord | null {
-    return this.readLog().get(decisionId);
+  async getDecision(decisionId: string, caller: AdminCaller): Promise<DecisionRecord | null> {
+    await this.gate.admit(caller, { method: 'GetDecision', target: decisionId });
+    if (decisionId === '') throw RequestFieldError.required('decision_id');
+    return this.queries.get(decisionId);
   }
 
-  listDecisions(filters: DecisionFilters): readonly DecisionRecord[] {
-    return this.readLog().query(filters);
+  async listDecisions(query: ListDecisionsQuery, caller: AdminCaller): Promise<DecisionListing> {
+    await this.gate.admit(caller, { method: 'ListDecisions', parameters: query.parameters });
+    const { filters, pageToken } = query.read();
+    // A token that is not ours is refused before any query runs.
+    const after = pageToken === '' ? null : decodePageToken(pageToken, filters);
+    const page = await this.queries.page(filters, { limit: filters.limit, after });
+    return { decisions: page.decisions, nextPageToken: page.next ? encodePageToken(page.next, filters) : '' };
   }
 
-  private readLog(): DecisionReader {
-    if (!this.reader) {
-      try {
-        this.reader = DecisionReader.open(this.logPath);
-      } catch (error) {
-        throw error instanceof VerdictError ? error : new VerdictError('DECISION_LOG_UNAVAILABLE', String(error));
-      }
-    }
-    return this.reader;
-  }
-
-  close(): void {
-    this.reader?.close();
-    this.reader = null;
+  /** Stops the query thread (queries in flight are answered UNAVAILABLE). */
+  async close(): Promise<void> {
+    await this.queries.close();
   }
 }

@@ -14,6 +14,7 @@ import { GatewayAdapter } from '../gateway/adapter.js';
 import { handleForwardAuth, peerOf } from '../gateway/forward-auth.js';
 import { TrustedHeaderAuthenticator } from '../gateway/trusted-headers.js';
 import { Admin } from './admin.js';
+import { AdminGate, looseMode } from './admin-auth.js';
 import type { ServerConfig } from './config.js';
 import { splitHostPort } from './config.js';
 import { AUTHORIZATION_SERVICE } from './grpc/authorization-service.js';
@@ -28,6 +29,8 @@ import { PolicyStore } from './policy-store.js';
 export interface RunningServer {
   readonly grpcPort: number;
   readonly httpPort: number;
+  /** The operations listener's port (/healthz, /readyz, /metrics) when `config.ops` is set, else null. */
+  readonly opsPort: number | null;
   readonly store: PolicyStore;
   readonly log: DecisionLog;
   readonly metrics: ServerMetrics;
@@ -107,7 +110,22 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   // Every transport decides through the one pipeline; metrics observe it.
   const pipeline = new DecisionPipeline(store, log);
   pipeline.observe(metrics);
-  const admin = new Admin(store, log.path, options.onAdminReload);
+  // Administering needs an identity of its own (admin-auth.ts); every Admin call is recorded in the log.
+  let gate: AdminGate;
+  try {
+    gate = AdminGate.fromConfig(config.admin, { tls: tls !== null }, { log, policyVersion: () => store.current.version });
+  } catch (error) {
+    await log.close().catch(() => undefined);
+    await authenticator.close?.();
+    await store.close();
+    throw error;
+  }
+  if (config.admin.tokenFile !== undefined) {
+    const loose = looseMode(config.admin.tokenFile);
+    if (loose !== null) logger.warn({ tokenFile: config.admin.tokenFile, mode: loose }, 'the admin token file is readable by others; chmod 600 it');
+    if (!tls) logger.warn({ grpc: config.grpc }, 'the admin token travels in plaintext: serve gRPC with TLS, or keep the gRPC port on loopback');
+  }
+  const admin = new Admin(store, log.path, gate, options.onAdminReload);
   // Gateways (Envoy ext_authz, forward-auth) authenticate with authn, or trust an identity proxy's headers.
   if (config.trustedPrincipal && (config.authn.jwt || config.authn.apiKeys)) {
     await log.close().catch(() => undefined);
@@ -150,7 +168,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
 
   const grpcAddress = splitHostPort(config.grpc);
   const httpAddress = splitHostPort(config.http);
-  const http = new OperatorHttpServer({
+  const opsAddress = config.ops === null ? null : splitHostPort(config.ops);
+  const operations = {
     readiness: async () => {
       const status = store.status();
       // Asked of the writer; a writer that cannot answer soon (lost, or stuck in a long fsync) has none to give.
@@ -170,21 +189,30 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       };
     },
     metrics: options.collectMetrics ?? (async () => ({ contentType: metrics.registry.contentType, body: await metrics.registry.metrics() })),
+  };
+  const http = new OperatorHttpServer({
+    // With an ops listener, readiness and metrics are served there only.
+    ...(opsAddress === null ? operations : {}),
     forwardAuth: (req, res) =>
       handleForwardAuth(gateway, req, res, {
         callerOf: (r) => tlsSocketIdentity(r.socket) ?? peerOf(r),
         onError: (error) => logger.error({ error: messageOf(error) }, 'internal error answering forward-auth'),
       }),
   }, { tls: tls?.http ? httpsServerOptions(tls) : undefined, shutdownGraceMs: config.shutdownGraceMs });
+  const ops = opsAddress === null ? null : new OperatorHttpServer(operations, { shutdownGraceMs: config.shutdownGraceMs });
 
   let grpcPort: number;
   let httpPort: number;
+  let opsPort: number | null = null;
   try {
     grpcPort = await grpc.start(grpcAddress.host, grpcAddress.port, tls ? grpcServerCredentials(tls) : undefined);
     httpPort = await http.listen(httpAddress.host, httpAddress.port);
+    if (ops && opsAddress) opsPort = await ops.listen(opsAddress.host, opsAddress.port);
   } catch (error) {
     await grpc.shutdown();
     await http.close().catch(() => undefined);
+    await ops?.close().catch(() => undefined);
+    await admin.close().catch(() => undefined);
     await log.close().catch(() => undefined);
     await authenticator.close?.();
     await store.close();
@@ -199,8 +227,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       if (probeTimer) clearInterval(probeTimer);
       // Both ports stop accepting at once and get the same grace for the checks in flight; the
       // policy store stops watching meanwhile (a reload still compiling must not keep the ports open).
-      await Promise.all([grpc.shutdown(), http.close(), store.close()]);
-      admin.close();
+      await Promise.all([grpc.shutdown(), http.close(), ops?.close(), store.close()]);
+      await admin.close();
       await authenticator.close?.();
       await log.close();
     })();
@@ -208,10 +236,10 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   };
 
   logger.info(
-    { grpc: `${grpcAddress.host}:${grpcPort}`, http: `${httpAddress.host}:${httpPort}`, policies: config.policies, version: store.current.version, rules: store.current.rules.length, db: config.db, decisionLog: config.decisionLog, tls: tls ? { subject: tls.subject, validTo: tls.validTo, clientCertificates: tls.requireClientCert ? 'required' : 'not requested', http: tls.http } : false },
+    { grpc: `${grpcAddress.host}:${grpcPort}`, http: `${httpAddress.host}:${httpPort}`, ops: opsAddress ? `${opsAddress.host}:${opsPort}` : null, admin: gate.describe(), policies: config.policies, version: store.current.version, rules: store.current.rules.length, db: config.db, decisionLog: config.decisionLog, tls: tls ? { subject: tls.subject, validTo: tls.validTo, clientCertificates: tls.requireClientCert ? 'required' : 'not requested', http: tls.http } : false },
     options.servingMessage ?? 'verdict serving',
   );
-  return { grpcPort, httpPort, store, log, metrics, authenticator, close };
+  return { grpcPort, httpPort, opsPort, store, log, metrics, authenticator, close };
 }
 
 /** How the decision log is opened for this configuration, by this process's writer thread or a cluster primary. */

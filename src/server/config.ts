@@ -8,6 +8,7 @@ import { VerdictError, messageOf } from '../errors.js';
 import { trustedPrincipalSchema } from '../gateway/trusted-headers.js';
 import { authnSchema, resolveTls, tlsFromEnvironment, tlsLayerSchema } from '../authn/config.js';
 import { AUDIT_DEFAULTS, auditConfigShape, auditFromEnvironment, type AuditConfig } from '../decisions/audit-config.js';
+import { ADMIN_TOKEN_FILE_ENV, adminConfigSchema } from './admin-auth.js';
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected HOST:PORT, e.g. 127.0.0.1:50051' });
 
@@ -17,8 +18,16 @@ const layerSchema = z.strictObject({
   db: z.string().min(1).optional(),
   /** host:port for gRPC; port 0 picks a free one. */
   grpc: hostPort.optional(),
-  /** host:port for /healthz, /readyz, /metrics and /forward-auth. */
+  /** host:port for /forward-auth, and /healthz, /readyz and /metrics unless `ops` is set. */
   http: hostPort.optional(),
+  /**
+   * host:port of a separate operations listener for /healthz, /readyz and /metrics
+   * (plain HTTP, e.g. on loopback); the `http` port then serves only /forward-auth
+   * (and /healthz). null: the `http` port serves them all.
+   */
+  ops: hostPort.nullable().optional(),
+  /** Who may call verdict.v1.Admin (admin-auth.ts); see the README, "Administration". */
+  admin: adminConfigSchema.optional(),
   /** durable: an answer leaves only once its row is committed. async: rows are committed a moment later. */
   decisionLog: z.enum(['durable', 'async']).optional(),
   maxMessageBytes: z.number().int().min(1024).max(64 * 1024 * 1024).optional(),
@@ -59,6 +68,8 @@ export const DEFAULT_CONFIG = {
   db: 'data/decisions.db',
   grpc: '127.0.0.1:50051',
   http: '127.0.0.1:9464',
+  ops: null,
+  admin: {},
   decisionLog: 'durable',
   maxMessageBytes: 1024 * 1024,
   logLevel: 'info',
@@ -72,11 +83,12 @@ export const DEFAULT_CONFIG = {
 } satisfies Record<keyof ServerConfig, unknown>;
 
 /** Environment variables for containers, one per key. */
-export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | keyof AuditConfig>, string> = {
+export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | 'admin' | keyof AuditConfig>, string> = {
   policies: 'VERDICT_POLICIES',
   db: 'VERDICT_DB',
   grpc: 'VERDICT_GRPC',
   http: 'VERDICT_HTTP',
+  ops: 'VERDICT_OPS',
   decisionLog: 'VERDICT_DECISION_LOG',
   maxMessageBytes: 'VERDICT_MAX_MESSAGE_BYTES',
   logLevel: 'VERDICT_LOG_LEVEL',
@@ -126,6 +138,8 @@ export function readEnvironment(env: NodeJS.ProcessEnv): PartialConfig {
   }
   const tls = tlsFromEnvironment(env);
   if (tls) raw.tls = tls;
+  const adminTokenFile = env[ADMIN_TOKEN_FILE_ENV];
+  if (adminTokenFile !== undefined && adminTokenFile !== '') raw.admin = { tokenFile: adminTokenFile };
   Object.assign(raw, auditFromEnvironment(env));
   const result = layerSchema.safeParse(raw);
   if (!result.success) throw new VerdictError('CONFIG_INVALID', describeIssues(result.error, 'environment'));

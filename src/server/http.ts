@@ -12,8 +12,10 @@ export interface Readiness {
 }
 
 export interface HttpHandlers {
-  readiness(): Readiness | Promise<Readiness>;
-  metrics(): Promise<{ contentType: string; body: string }>;
+  /** /readyz; absent where a separate ops listener serves it. */
+  readiness?(): Readiness | Promise<Readiness>;
+  /** /metrics; absent where a separate ops listener serves it. */
+  metrics?(): Promise<{ contentType: string; body: string }>;
   /** The gateway forward-auth endpoint (FORWARD_AUTH_PATH, any method), when the server offers it. */
   forwardAuth?(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
@@ -72,17 +74,19 @@ export class OperatorHttpServer {
       send(res, 200, 'application/json', JSON.stringify({ status: 'ok' }));
       return;
     }
-    if (path === '/readyz') {
+    if (path === '/readyz' && this.handlers.readiness) {
       const { ready, detail } = await this.handlers.readiness();
       send(res, ready ? 200 : 503, 'application/json', JSON.stringify({ status: ready ? 'ready' : 'not ready', ...detail }));
       return;
     }
-    if (path === '/metrics') {
+    if (path === '/metrics' && this.handlers.metrics) {
       const { contentType, body } = await this.handlers.metrics();
       send(res, 200, contentType, body);
       return;
     }
-    send(res, 404, 'application/json', JSON.stringify({ error: `no such path ${path}; try /healthz, /readyz, /metrics or ${FORWARD_AUTH_PATH}` }));
+    const paths = ['/healthz', ...(this.handlers.readiness ? ['/readyz'] : []), ...(this.handlers.metrics ? ['/metrics'] : []), ...(this.handlers.forwardAuth ? [FORWARD_AUTH_PATH] : [])];
+    // The path asked for is not echoed: it is the caller's text.
+    send(res, 404, 'application/json', JSON.stringify({ error: `no such path here; this port serves ${paths.join(', ')}` }));
   }
 
   listen(host: string, port: number): Promise<number> {

@@ -11,8 +11,8 @@ describe('verdict.v1.Admin', () => {
   beforeAll(async () => {
     harness = await startServer({
       listDecisions: (query) => {
-        queries.push(query);
-        return [sampleRecord];
+        queries.push(query.read().filters);
+        return { decisions: [sampleRecord], nextPageToken: 'next-page' };
       },
     });
     client = clientFor('verdict.v1.Admin', harness.address);
@@ -78,6 +78,7 @@ describe('verdict.v1.Admin', () => {
     });
     expect(error).toBeNull();
     expect(response?.decisions).toHaveLength(1);
+    expect((response as { nextPageToken?: string }).nextPageToken).toBe('next-page');
     expect(queries.at(-1)).toEqual({ principalId: 'alice', effect: 'ALLOW', since: 1_700_000_000_000, limit: 10 });
     const bad = await unary(client, 'ListDecisions', { until: { seconds: 1, nanos: -5 } });
     expect(bad.error?.code).toBe(grpc.status.INVALID_ARGUMENT);

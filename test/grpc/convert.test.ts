@@ -123,6 +123,7 @@ describe('admin messages', () => {
       since: null,
       until: null,
       limit: 0,
+      pageToken: '',
     };
     expect(toDecisionFilters(empty)).toEqual({});
     expect(
@@ -137,7 +138,7 @@ describe('the reason enum', () => {
   it('gives every reason of src/types.ts a value of verdict.v1.Reason, and reads each value but UNSPECIFIED back', () => {
     const sent = REASONS.map((reason) => toCheckResponse({ decision: { effect: 'DENY', reason, ruleIds: [], errors: [], policyVersion: 'v' }, decisionId: 'd' }, null).reason);
     expect([...sent].sort()).toEqual(wireNames.filter((name) => name !== 'REASON_UNSPECIFIED').sort());
-    const empty: ListDecisionsRequestMessage = { principalId: '', resourceType: '', resourceId: '', action: '', effect: 'EFFECT_UNSPECIFIED', reason: 'REASON_UNSPECIFIED', since: null, until: null, limit: 0 };
+    const empty: ListDecisionsRequestMessage = { principalId: '', resourceType: '', resourceId: '', action: '', effect: 'EFFECT_UNSPECIFIED', reason: 'REASON_UNSPECIFIED', since: null, until: null, limit: 0, pageToken: '' };
     for (const reason of REASONS) expect(toDecisionFilters({ ...empty, reason: `REASON_${reason}` }).reason).toBe(reason);
     expect(toDecisionFilters(empty).reason).toBeUndefined();
   });

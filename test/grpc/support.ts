@@ -3,7 +3,7 @@ import type { Decision, DecisionRequest } from '../../src/types.js';
 import type { DecisionRecord } from '../../src/decisions/record.js';
 import { packageDefinition } from '../../src/server/grpc/descriptors.js';
 import type { WatchStatus } from '../../src/server/policy-store.js';
-import { RefusedRequest, refusalDecision, type CallMeta, type CheckInput, type CheckResult } from '../../src/decide/index.js';
+import { RefusedRequest, RequestFieldError, refusalDecision, type CallMeta, type CheckInput, type CheckResult } from '../../src/decide/index.js';
 import {
   createGrpcServer,
   type AdminHandlers,
@@ -84,8 +84,12 @@ export async function startServer(overrides: Partial<FakeHandlers> = {}, options
       outcome: { ok: false as const, error: 'policies/rules.yaml:3:5 rules[0].effect: expected allow or deny', seconds: 0.01 },
       status: { version: 'v-test', loadedAt: new Date(1_700_000_000_123), ruleCount: 7, lastReloadError: 'broken', lastReloadAttemptAt: new Date(1_700_000_100_000), lastReloadLongestBlockMs: 2.5, watch: WATCH_OFF },
     }),
-    getDecision: (id) => (id === sampleRecord.decisionId ? sampleRecord : null),
-    listDecisions: () => [sampleRecord],
+    getDecision: (id) => {
+      // The Admin handler admits the caller first, then refuses an empty id (server/admin.ts).
+      if (id === '') throw RequestFieldError.required('decision_id');
+      return id === sampleRecord.decisionId ? sampleRecord : null;
+    },
+    listDecisions: () => ({ decisions: [sampleRecord], nextPageToken: '' }),
     ...overrides,
   };
   const grpcServer = createGrpcServer({ authorization: handlers, admin: handlers }, { shutdownTimeoutMs: 2000, ...options });

@@ -1,8 +1,8 @@
 // verdict.v1.Admin over gRPC.
 
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
-import { RequestFieldError } from '../../decide/index.js';
 import { VerdictError } from '../../errors.js';
+import { adminCallerOfGrpc } from '../admin-auth.js';
 import { unary, type CallOptions } from './call.js';
 import { toDecisionFilters, toDecisionRecordMessage, toPolicyStatusMessage, toReloadMessage } from './convert/verdict.js';
 import type { AdminHandlers } from './handlers.js';
@@ -20,24 +20,36 @@ export const ADMIN_SERVICE = 'verdict.v1.Admin';
 /** verdict.v1.Admin over the server's admin handlers. */
 export function adminService(handlers: AdminHandlers, options: CallOptions): UntypedServiceImplementation {
   return {
-    GetPolicyStatus: unary<GetPolicyStatusRequest__Output, PolicyStatus>('GetPolicyStatus', options, async () => toPolicyStatusMessage(await handlers.policyStatus())),
+    GetPolicyStatus: unary<GetPolicyStatusRequest__Output, PolicyStatus>('GetPolicyStatus', options, async (call) => toPolicyStatusMessage(await handlers.policyStatus(adminCallerOfGrpc(call)))),
 
-    ReloadPolicies: unary<ReloadPoliciesRequest__Output, ReloadPoliciesResponse>('ReloadPolicies', options, async () => {
-      const { outcome, status } = await handlers.reload();
+    ReloadPolicies: unary<ReloadPoliciesRequest__Output, ReloadPoliciesResponse>('ReloadPolicies', options, async (call) => {
+      const { outcome, status } = await handlers.reload(adminCallerOfGrpc(call));
       return toReloadMessage(outcome, status);
     }),
 
     GetDecision: unary<GetDecisionRequest__Output, DecisionRecord>('GetDecision', options, async (call) => {
       const id = call.request.decisionId;
-      if (id === '') throw RequestFieldError.required('decision_id');
-      const record = await handlers.getDecision(id);
+      // The handler admits (and records) the caller first, then refuses an empty id.
+      const record = await handlers.getDecision(id, adminCallerOfGrpc(call));
       if (!record) throw new VerdictError('NOT_FOUND', `no decision with id ${id}`);
       return toDecisionRecordMessage(record);
     }),
 
     ListDecisions: unary<ListDecisionsRequest__Output, ListDecisionsResponse>('ListDecisions', options, async (call) => {
-      const records = await handlers.listDecisions(toDecisionFilters(call.request));
-      return { decisions: records.map(toDecisionRecordMessage) };
+      const request = call.request;
+      const query = { parameters: withoutDefaults(request), read: () => ({ filters: toDecisionFilters(request), pageToken: request.pageToken }) };
+      const page = await handlers.listDecisions(query, adminCallerOfGrpc(call));
+      return { decisions: page.decisions.map(toDecisionRecordMessage), nextPageToken: page.nextPageToken };
     }),
   };
+}
+
+/** The fields a request set (proto3 defaults left out), for the call's record. */
+function withoutDefaults(message: object): Record<string, unknown> {
+  const set: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(message)) {
+    if (value === '' || value === 0 || value === null || value === undefined || value === 'EFFECT_UNSPECIFIED' || value === 'REASON_UNSPECIFIED') continue;
+    set[key] = value;
+  }
+  return set;
 }

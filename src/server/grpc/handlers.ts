@@ -1,6 +1,7 @@
 import type { DecisionRecord } from '../../decisions/record.js';
 import type { DecisionFilters } from '../../decisions/query.js';
 import type { CallMeta, CheckInput, CheckResult } from '../../decide/index.js';
+import type { AdminCaller } from '../admin-auth.js';
 import type { PolicyStatus, ReloadOutcome } from '../policy-store.js';
 
 // What the gRPC services call: the decide core for Authorization (DecisionPipeline
@@ -22,13 +23,35 @@ export interface AuthorizationHandlers {
   checkBatch(inputs: readonly CheckInput[], meta: CallMeta): Awaitable<readonly CheckResult[]>;
 }
 
-/** The verdict.v1.Admin side. */
-export interface AdminHandlers {
-  policyStatus(): Awaitable<PolicyStatus>;
-  /** Reloads now; the outcome, and the status after it. */
-  reload(): Awaitable<{ readonly outcome: ReloadOutcome; readonly status: PolicyStatus }>;
-  /** Null (or a NOT_FOUND VerdictError) when there is no such decision. */
-  getDecision(decisionId: string): Awaitable<DecisionRecord | null>;
+/** One page of ListDecisions. */
+export interface DecisionListing {
   /** Newest first. */
-  listDecisions(filters: DecisionFilters): Awaitable<readonly DecisionRecord[]>;
+  readonly decisions: readonly DecisionRecord[];
+  /** The token of the next page; '' when this is the last. */
+  readonly nextPageToken: string;
+}
+
+/**
+ * A ListDecisions request: its parameters as they arrived (what the call's record
+ * shows), and how to read them, which may throw for invalid input; it is asked
+ * after the caller was admitted and recorded, so an invalid call is recorded too.
+ */
+export interface ListDecisionsQuery {
+  readonly parameters: Readonly<Record<string, unknown>>;
+  /** `filters.limit` is the page size (the log clamps it); `pageToken` is '' for the first page. */
+  read(): { readonly filters: DecisionFilters; readonly pageToken: string };
+}
+
+/**
+ * The verdict.v1.Admin side. Each method is given the caller as the transport
+ * saw it (certificate, token, address), to be admitted (admin-auth.ts) and recorded.
+ */
+export interface AdminHandlers {
+  policyStatus(caller: AdminCaller): Awaitable<PolicyStatus>;
+  /** Reloads now; the outcome, and the status after it. */
+  reload(caller: AdminCaller): Awaitable<{ readonly outcome: ReloadOutcome; readonly status: PolicyStatus }>;
+  /** Null (or a NOT_FOUND VerdictError) when there is no such decision. */
+  getDecision(decisionId: string, caller: AdminCaller): Awaitable<DecisionRecord | null>;
+  /** One page, newest first; see ListDecisionsQuery. */
+  listDecisions(query: ListDecisionsQuery, caller: AdminCaller): Awaitable<DecisionListing>;
 }

@@ -21,6 +21,8 @@ const CODES: Readonly<Record<ErrorCode, status>> = {
   INPUT_UNREADABLE: status.INVALID_ARGUMENT,
   INPUT_INVALID: status.INVALID_ARGUMENT,
   NOT_FOUND: status.NOT_FOUND,
+  UNAUTHENTICATED: status.UNAUTHENTICATED,
+  PERMISSION_DENIED: status.PERMISSION_DENIED,
   // Fail closed and say so: the caller may retry on another replica.
   DECISION_LOG_UNAVAILABLE: status.UNAVAILABLE,
   DECISION_LOG_CORRUPT: status.DATA_LOSS,

@@ -14,6 +14,7 @@ export interface ListDecisionsRequest {
   'since'?: (_google_protobuf_Timestamp | null);
   'until'?: (_google_protobuf_Timestamp | null);
   'limit'?: (number);
+  'pageToken'?: (string);
 }
 
 export interface ListDecisionsRequest__Output {
@@ -26,4 +27,5 @@ export interface ListDecisionsRequest__Output {
   'since': (_google_protobuf_Timestamp__Output | null);
   'until': (_google_protobuf_Timestamp__Output | null);
   'limit': (number);
+  'pageToken': (string);
 }

@@ -4,8 +4,10 @@ import type { DecisionRecord as _verdict_v1_DecisionRecord, DecisionRecord__Outp
 
 export interface ListDecisionsResponse {
   'decisions'?: (_verdict_v1_DecisionRecord)[];
+  'nextPageToken'?: (string);
 }
 
 export interface ListDecisionsResponse__Output {
   'decisions': (_verdict_v1_DecisionRecord__Output)[];
+  'nextPageToken': (string);
 }

@@ -1,0 +1,36 @@
+// The query thread (see query-thread.ts): reads the decision log read-only, away
+// from the event loop that answers checks.
+import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
+import { parentPort, workerData } from 'node:worker_threads';
+import { VerdictError, messageOf } from '../errors.js';
+import { DecisionReader } from './query.js';
+import type { QueryRequest, QueryResponse } from './query-thread.js';
+
+const port = parentPort;
+if (port === null) throw new Error('query-thread-entry.js runs as a worker thread');
+
+// Background work: the thread answering checks should get the CPU first (Linux gives
+// each thread its own nice value; elsewhere the thread keeps the process's priority).
+try {
+  const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
+  if (Number.isInteger(tid) && tid > 0) setPriority(tid, 10);
+} catch {
+  // not Linux: nothing to do
+}
+
+const { path } = workerData as { path: string };
+let reader: DecisionReader | null = null;
+
+port.on('message', (request: QueryRequest) => {
+  let response: QueryResponse;
+  try {
+    // Opened on first use and kept: a log that did not exist yet may exist at the next query.
+    reader ??= DecisionReader.open(path);
+    if (request.kind === 'get') response = { id: request.id, decision: reader.get(request.decisionId) };
+    else response = { id: request.id, page: reader.page(request.filters, request.options) };
+  } catch (error) {
+    response = { id: request.id, error: messageOf(error), code: error instanceof VerdictError ? error.code : 'INTERNAL' };
+  }
+  port.postMessage(response);
+});

@@ -1,0 +1,270 @@
+// Who may administer verdict: the admin identity every Admin call (and the console)
+// needs, separate from the right to ask for decisions, and the record of each call.
+
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync, statSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { isIP } from 'node:net';
+import type { ServerUnaryCall } from '@grpc/grpc-js';
+import { z } from 'zod';
+import { certificateIdentity, grpcCallerOf, tlsSocketIdentity } from '../authn/mtls.js';
+import { newDecisionId } from '../decide/index.js';
+import type { DecisionSink } from '../decisions/log-client.js';
+import type { DecisionRecord } from '../decisions/record.js';
+import { VerdictError, messageOf } from '../errors.js';
+
+/**
+ * The `admin` section of the configuration.
+ * - `tokenFile`: a file holding the admin token (at least 32 characters, e.g.
+ *   `openssl rand -hex 32`); a call carrying `authorization: Bearer <token>` is admitted.
+ * - `clients`: client-certificate identities (as recorded: `uri:…`, `dns:…`, `cn:…`)
+ *   admitted by their verified certificate alone.
+ * - `loopback`: admit calls from a loopback address (127.0.0.0/8, ::1) with no
+ *   other credential. Default: true only when neither of the above is set and the
+ *   server has no TLS; false otherwise.
+ */
+export const adminConfigSchema = z.strictObject({
+  tokenFile: z.string().min(1).optional(),
+  clients: z.array(z.string().min(1).max(1024)).max(1000).optional(),
+  loopback: z.boolean().optional(),
+});
+export type AdminConfig = z.infer<typeof adminConfigSchema>;
+
+/** Environment variable naming the admin token file. */
+export const ADMIN_TOKEN_FILE_ENV = 'VERDICT_ADMIN_TOKEN_FILE';
+
+/** The rule id an Admin call's row names: `admin`. */
+export const ADMIN_RULE_ID = 'admin';
+/** The resource type of an Admin call's row (together with its `details.admin`). */
+export const ADMIN_RESOURCE_TYPE = 'verdict.admin';
+
+const MIN_TOKEN_LENGTH = 32;
+
+/** What an Admin call presents, from whichever transport carries it. */
+export interface AdminCaller {
+  /** Who asked, as the decision log records callers: a certificate identity, else the peer address. */
+  readonly caller: string;
+  /** The peer's IP address (no port). */
+  readonly address: string;
+  /** The identity of the verified client certificate, when there is one. */
+  readonly certificate: string | null;
+  /** The bearer token of an `authorization: Bearer …` header or metadata entry, when there is one. */
+  readonly token: string | null;
+  /** The caller's request id (`x-request-id`), when it sent one. */
+  readonly requestId: string | null;
+}
+
+/** How an admitted call was admitted. */
+export type AdminVia = 'token' | 'certificate' | 'loopback';
+
+/** An admitted Admin caller. */
+export interface AdminIdentity {
+  /** `admin-token`, the certificate identity, or `loopback`. */
+  readonly id: string;
+  readonly via: AdminVia;
+}
+
+/** One Admin operation, as it is recorded: the method, what it is about and its parameters. */
+export interface AdminOperation {
+  /** e.g. `ListDecisions`; the row's action. */
+  readonly method: string;
+  /** What it is about (a decision id), or '' when it is about the whole server. */
+  readonly target?: string;
+  /** The call's parameters as recorded (filters, limit, page token). */
+  readonly parameters?: Readonly<Record<string, unknown>>;
+}
+
+/** Where the admin gate records calls, and the policy version rows name. */
+export interface AdminRecorder {
+  readonly log: DecisionSink;
+  policyVersion(): string;
+}
+
+/**
+ * The admin gate: decides whether a caller may administer this server and
+ * records every Admin call, admitted or refused, in the decision log (a row with
+ * resource type `verdict.admin` and `details.admin`), before the call does
+ * anything. A call that cannot be recorded is refused (DECISION_LOG_UNAVAILABLE):
+ * nothing is read or reloaded unrecorded.
+ *
+ * One gate serves every transport: gRPC Admin today (adminCallerOfGrpc), the
+ * console over HTTP (adminCallerOfHttp).
+ *
+ * @example
+ * const gate = AdminGate.fromConfig(config.admin, { tls: config.tls !== null }, { log, policyVersion: () => store.current.version });
+ * const who = await gate.admit(adminCallerOfGrpc(call), { method: 'ReloadPolicies' });
+ */
+export class AdminGate {
+  private constructor(
+    private readonly tokenDigest: Buffer | null,
+    private readonly clients: ReadonlySet<string>,
+    private readonly loopback: boolean,
+    private readonly recorder: AdminRecorder,
+  ) {}
+
+  /**
+   * @throws VerdictError CONFIG_INVALID when the token file cannot be read or holds too short a token
+   */
+  static fromConfig(config: AdminConfig, server: { readonly tls: boolean }, recorder: AdminRecorder): AdminGate {
+    let digest: Buffer | null = null;
+    if (config.tokenFile !== undefined) digest = sha256(readToken(config.tokenFile));
+    const clients = new Set(config.clients ?? []);
+    const loopback = config.loopback ?? (digest === null && clients.size === 0 && !server.tls);
+    return new AdminGate(digest, clients, loopback, recorder);
+  }
+
+  /** What admits an Admin call here, for the start-up log line. */
+  describe(): { token: boolean; clients: readonly string[]; loopback: boolean } {
+    return { token: this.tokenDigest !== null, clients: [...this.clients], loopback: this.loopback };
+  }
+
+  /** Whether any caller at all can be admitted. */
+  get enabled(): boolean {
+    return this.tokenDigest !== null || this.clients.size > 0 || this.loopback;
+  }
+
+  /**
+   * Who `caller` is as an administrator, without recording anything.
+   * @throws VerdictError UNAUTHENTICATED (no admin credential, or a token not accepted) or PERMISSION_DENIED (a certificate not on the list)
+   */
+  identify(caller: AdminCaller): AdminIdentity {
+    if (caller.token !== null) {
+      // A token presented is checked even when a certificate would do: a wrong token is never ignored.
+      if (this.tokenDigest !== null && timingSafeEqual(sha256(caller.token), this.tokenDigest)) return { id: 'admin-token', via: 'token' };
+      throw new VerdictError('UNAUTHENTICATED', this.tokenDigest === null ? 'admin: this server accepts no admin token (admin.tokenFile is not set)' : 'admin: the admin token was not accepted');
+    }
+    if (caller.certificate !== null && this.clients.has(caller.certificate)) return { id: caller.certificate, via: 'certificate' };
+    if (this.loopback && isLoopback(caller.address)) return { id: 'loopback', via: 'loopback' };
+    if (!this.enabled) {
+      throw new VerdictError('PERMISSION_DENIED', 'admin: administration is not enabled on this server; configure admin.tokenFile or admin.clients (see the README, "Administration")');
+    }
+    if (caller.certificate !== null) {
+      throw new VerdictError('PERMISSION_DENIED', `admin: the client certificate ${caller.certificate} may ask for decisions but not administer; list it in admin.clients or present the admin token`);
+    }
+    throw new VerdictError('UNAUTHENTICATED', 'admin: an admin identity is required (the admin token as "authorization: Bearer <token>", or a client certificate listed in admin.clients)');
+  }
+
+  /**
+   * Admits `caller` to `operation` or refuses it, and records which, before the
+   * operation may start.
+   * @throws VerdictError UNAUTHENTICATED or PERMISSION_DENIED (recorded), DECISION_LOG_UNAVAILABLE (could not record; refused)
+   */
+  async admit(caller: AdminCaller, operation: AdminOperation): Promise<AdminIdentity> {
+    let identity: AdminIdentity | null = null;
+    let refusal: VerdictError | null = null;
+    try {
+      identity = this.identify(caller);
+    } catch (error) {
+      refusal = error instanceof VerdictError ? error : new VerdictError('INTERNAL', messageOf(error));
+    }
+    await this.recorder.log.append(this.record(caller, operation, identity, refusal));
+    if (refusal) throw refusal;
+    return identity!;
+  }
+
+  private record(caller: AdminCaller, operation: AdminOperation, identity: AdminIdentity | null, refusal: VerdictError | null): DecisionRecord {
+    const now = Date.now();
+    return {
+      decisionId: newDecisionId(now),
+      time: now,
+      caller: caller.caller,
+      requestId: caller.requestId,
+      // The admin identity admitted, or the one presented when refused.
+      principalId: identity?.id ?? caller.certificate ?? caller.caller,
+      action: operation.method,
+      resourceType: ADMIN_RESOURCE_TYPE,
+      resourceId: operation.target ?? '',
+      effect: identity ? 'ALLOW' : 'DENY',
+      reason: identity ? 'ALLOWED_BY_RULE' : 'DENIED_UNAUTHENTICATED',
+      ruleIds: identity ? [ADMIN_RULE_ID] : [],
+      errors: refusal ? [{ ruleId: ADMIN_RULE_ID, message: refusal.message }] : [],
+      policyVersion: this.recorder.policyVersion(),
+      request: { principal: { roles: [], attributes: {} }, resource: { attributes: {} }, context: { attributes: {} } },
+      latencyUs: 0,
+      details: {
+        admin: {
+          method: operation.method,
+          ...(identity ? { via: identity.via } : { refused: refusal?.code ?? 'UNAUTHENTICATED' }),
+          ...(operation.parameters && Object.keys(operation.parameters).length > 0 ? { parameters: operation.parameters } : {}),
+        },
+      },
+    };
+  }
+}
+
+/** What a gRPC call presents as an Admin caller. */
+export function adminCallerOfGrpc(call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext' | 'getPeer' | 'metadata'>): AdminCaller {
+  const cert = call.getAuthContext()?.sslPeerCertificate;
+  const certificate = cert ? certificateIdentity(cert) : null;
+  return { caller: grpcCallerOf(call), address: hostOf(call.getPeer()), certificate, token: bearer(metadataText(call, 'authorization')), requestId: metadataText(call, 'x-request-id') };
+}
+
+/** What an HTTP request (the console) presents as an Admin caller. */
+export function adminCallerOfHttp(req: IncomingMessage): AdminCaller {
+  const address = req.socket.remoteAddress ?? '';
+  const certificate = tlsSocketIdentity(req.socket);
+  const requestId = req.headers['x-request-id'];
+  return {
+    caller: certificate ?? `${address}:${req.socket.remotePort ?? 0}`,
+    address,
+    certificate,
+    token: bearer(req.headers.authorization),
+    requestId: typeof requestId === 'string' ? requestId : null,
+  };
+}
+
+function metadataText(call: Pick<ServerUnaryCall<unknown, unknown>, 'metadata'>, name: string): string | null {
+  const value = call.metadata.get(name)[0];
+  if (value === undefined) return null;
+  return typeof value === 'string' ? value : value.toString('utf8');
+}
+
+/** The token of `Bearer <token>`; an authorization of another scheme is presented as an empty token (refused). */
+function bearer(header: string | undefined | null): string | null {
+  if (header === undefined || header === null) return null;
+  const match = /^Bearer\s+(\S+)\s*$/i.exec(header);
+  return match ? match[1]! : '';
+}
+
+/** The address part of `ip:port`, `[v6]:port` or grpc-js's `v6:port`. */
+function hostOf(peer: string): string {
+  const bracketed = /^\[([^\]]+)\]:\d+$/.exec(peer);
+  if (bracketed) return bracketed[1]!;
+  if (isIP(peer) !== 0) return peer;
+  const colon = peer.lastIndexOf(':');
+  return colon > 0 ? peer.slice(0, colon) : peer;
+}
+
+function isLoopback(address: string): boolean {
+  const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
+  if (isIP(v4) === 4) return v4.startsWith('127.');
+  return address === '::1';
+}
+
+function sha256(text: string): Buffer {
+  return createHash('sha256').update(text, 'utf8').digest();
+}
+
+function readToken(path: string): string {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (error) {
+    throw new VerdictError('CONFIG_INVALID', `admin.tokenFile: cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? messageOf(error)}`, { cause: error });
+  }
+  const token = text.trim();
+  if (token.length < MIN_TOKEN_LENGTH || /\s/.test(token)) {
+    throw new VerdictError('CONFIG_INVALID', `admin.tokenFile: ${path} must hold one token of at least ${MIN_TOKEN_LENGTH} characters without spaces (e.g. openssl rand -hex 32 > ${path})`);
+  }
+  return token;
+}
+
+/** The octal mode when group or others may read `path`, else null (for a start-up warning). */
+export function looseMode(path: string): string | null {
+  try {
+    const mode = statSync(path).mode & 0o777;
+    return (mode & 0o077) === 0 ? null : `0${mode.toString(8)}`;
+  } catch {
+    return null;
+  }
+}
