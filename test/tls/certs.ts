@@ -16,6 +16,8 @@ export interface TestPki {
   readonly spiffeClient: { cert: string; key: string };
   /** CN nginx-edge only: identity `cn:nginx-edge`. */
   readonly cnClient: { cert: string; key: string };
+  /** An operator's certificate: identity `uri:spiffe://verdict.test/ns/ops/sa/admin`. */
+  readonly adminClient: { cert: string; key: string };
   /** Signed by otherCa. */
   readonly strangerClient: { cert: string; key: string };
 }
@@ -54,6 +56,7 @@ export function makeTestPki(): TestPki {
     server: makeLeaf(dir, 'server', '/CN=verdict-server', ca, ['subjectAltName=IP:127.0.0.1,DNS:localhost', 'extendedKeyUsage=serverAuth']),
     spiffeClient: makeLeaf(dir, 'gateway-1', '/CN=gateway-1', ca, ['subjectAltName=URI:spiffe://verdict.test/ns/edge/sa/gateway', 'extendedKeyUsage=clientAuth']),
     cnClient: makeLeaf(dir, 'nginx-edge', '/O=Acme/CN=nginx-edge', ca, ['extendedKeyUsage=clientAuth']),
+    adminClient: makeLeaf(dir, 'ops-admin', '/CN=ops-admin', ca, ['subjectAltName=URI:spiffe://verdict.test/ns/ops/sa/admin', 'extendedKeyUsage=clientAuth']),
     strangerClient: makeLeaf(dir, 'stranger', '/CN=gateway-1', otherCa, ['subjectAltName=URI:spiffe://verdict.test/ns/edge/sa/gateway', 'extendedKeyUsage=clientAuth']),
   };
 }

@@ -1,0 +1,220 @@
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryDecisions, type StoredDecision } from '../../src/decisions/query.js';
+import { packageDefinition } from '../../src/server/grpc/descriptors.js';
+import { BIN, ROOT, checkRequest, ensureBuilt, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
+import { makeTestPki, type TestPki } from '../tls/certs.js';
+
+const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as { verdict: { v1: Record<string, typeof grpc.Client> } };
+type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: unknown) => void) => void;
+
+const TOKEN = 'a'.repeat(20) + '0123456789abcdef0123456789';
+
+interface Caller {
+  /** null: plaintext. */
+  readonly cert: { cert: string; key: string } | null;
+  readonly token?: string;
+}
+
+function call<T>(port: number, pki: TestPki | null, who: Caller, service: 'Admin' | 'Authorization', method: string, request: unknown): Promise<T> {
+  const credentials = pki
+    ? grpc.credentials.createSsl(readFileSync(pki.ca.cert), who.cert ? readFileSync(who.cert.key) : null, who.cert ? readFileSync(who.cert.cert) : null)
+    : grpc.credentials.createInsecure();
+  const client = new loaded.verdict.v1[service]!(`127.0.0.1:${port}`, credentials, { 'grpc.use_local_subchannel_pool': 1 }) as unknown as Record<string, Unary> & grpc.Client;
+  const metadata = new grpc.Metadata();
+  if (who.token !== undefined) metadata.set('authorization', `Bearer ${who.token}`);
+  return new Promise<T>((resolve, reject) => {
+    client[method]!.call(client, request, metadata, { deadline: Date.now() + 10_000 }, (error, response) => {
+      client.close();
+      if (error) reject(error);
+      else resolve(response as T);
+    });
+  });
+}
+
+const dana = { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } };
+const fraudModel = { type: 'model', id: 'fraud-v3', attributes: { org: 'acme', env: 'production', owner: 'dana' } };
+const aCheck = checkRequest({ principal: dana, action: 'predict', resource: fraudModel });
+
+/** The Admin rows of a log, oldest first. */
+function adminRows(db: string): StoredDecision[] {
+  return queryDecisions(db, { resourceType: 'verdict.admin', limit: 1000 }).reverse();
+}
+
+let pki: TestPki;
+
+beforeAll(() => {
+  ensureBuilt();
+  pki = makeTestPki();
+}, 120_000);
+
+describe('Admin over mTLS: an admin list of certificates and an admin token', () => {
+  let server: VerdictProcess;
+  let db: string;
+  const admin = (): Caller => ({ cert: pki.adminClient });
+  const gateway = (): Caller => ({ cert: pki.spiffeClient });
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-admin-'));
+    db = join(dir, 'decisions.db');
+    const tokenFile = join(dir, 'admin.token');
+    writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
+    const config = join(dir, 'verdict.yaml');
+    writeFileSync(config, `admin:\n  clients: ['uri:spiffe://verdict.test/ns/ops/sa/admin']\n  tokenFile: ${tokenFile}\n`);
+    server = await startVerdict({
+      policies: join(ROOT, 'policies'),
+      db,
+      args: ['--config', config, '--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--tls-client-ca', pki.ca.cert, '--no-watch'],
+    });
+  });
+  afterAll(async () => {
+    expect(await server?.stop()).toBe(0);
+  });
+
+  it('says at start who may administer', () => {
+    const serving = server.logs.find((l) => l.msg === 'verdict serving')!;
+    expect(serving.admin).toEqual({ token: true, clients: ['uri:spiffe://verdict.test/ns/ops/sa/admin'], loopback: false });
+  });
+
+  it("lets a gateway's certificate ask for decisions but not administer, and records the refusal", async () => {
+    const checked = await call<{ effect: string }>(server.grpcPort, pki, gateway(), 'Authorization', 'Check', aCheck);
+    expect(checked.effect).toBe('EFFECT_ALLOW');
+    for (const [method, request] of [['ListDecisions', { limit: 5 }], ['GetDecision', { decisionId: 'x' }], ['ReloadPolicies', {}], ['GetPolicyStatus', {}]] as const) {
+      await expect(call(server.grpcPort, pki, gateway(), 'Admin', method, request), method).rejects.toMatchObject({
+        code: grpc.status.PERMISSION_DENIED,
+        details: expect.stringContaining('uri:spiffe://verdict.test/ns/edge/sa/gateway may ask for decisions but not administer') as string,
+      });
+    }
+    const refused = adminRows(db).filter((r) => r.principalId === 'uri:spiffe://verdict.test/ns/edge/sa/gateway');
+    expect(refused.map((r) => r.action)).toEqual(['ListDecisions', 'GetDecision', 'ReloadPolicies', 'GetPolicyStatus']);
+    for (const row of refused) {
+      expect(row).toMatchObject({ effect: 'DENY', reason: 'DENIED_UNAUTHENTICATED', caller: 'uri:spiffe://verdict.test/ns/edge/sa/gateway', details: { admin: { refused: 'PERMISSION_DENIED' } } });
+      expect(row.errors[0]?.ruleId).toBe('admin');
+    }
+  });
+
+  it('refuses a client without a certificate at the handshake, and a certificate of another CA', async () => {
+    await expect(call(server.grpcPort, pki, { cert: null }, 'Admin', 'GetPolicyStatus', {})).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+    await expect(call(server.grpcPort, pki, { cert: pki.strangerClient }, 'Admin', 'GetPolicyStatus', {})).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+    await expect(call(server.grpcPort, null, { cert: null }, 'Admin', 'GetPolicyStatus', {})).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+  });
+
+  it('admits a listed certificate and records the call with its parameters', async () => {
+    const listed = await call<{ decisions: unknown[]; nextPageToken: string }>(server.grpcPort, pki, admin(), 'Admin', 'ListDecisions', { principalId: 'dana', limit: 3 });
+    expect(listed.decisions.length).toBeGreaterThan(0);
+    const row = adminRows(db).at(-1)!;
+    expect(row).toMatchObject({
+      principalId: 'uri:spiffe://verdict.test/ns/ops/sa/admin',
+      caller: 'uri:spiffe://verdict.test/ns/ops/sa/admin',
+      action: 'ListDecisions',
+      resourceType: 'verdict.admin',
+      effect: 'ALLOW',
+      reason: 'ALLOWED_BY_RULE',
+      ruleIds: ['admin'],
+      details: { admin: { method: 'ListDecisions', via: 'certificate', parameters: { principalId: 'dana', limit: 3 } } },
+    });
+  });
+
+  it('admits the admin token with any accepted certificate, and refuses a wrong token', async () => {
+    const status = await call<{ version: string }>(server.grpcPort, pki, { cert: pki.spiffeClient, token: TOKEN }, 'Admin', 'GetPolicyStatus', {});
+    expect(status.version).not.toBe('');
+    expect(adminRows(db).at(-1)).toMatchObject({ principalId: 'admin-token', caller: 'uri:spiffe://verdict.test/ns/edge/sa/gateway', effect: 'ALLOW', details: { admin: { via: 'token' } } });
+    // A wrong token is refused even with a listed certificate: a credential presented is never ignored.
+    await expect(call(server.grpcPort, pki, { cert: pki.adminClient, token: `${TOKEN}x` }, 'Admin', 'GetPolicyStatus', {})).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED, details: 'admin: the admin token was not accepted' });
+    expect(adminRows(db).at(-1)).toMatchObject({ effect: 'DENY', details: { admin: { refused: 'UNAUTHENTICATED' } } });
+  });
+
+  it('records invalid Admin calls too, before refusing them', async () => {
+    await expect(call(server.grpcPort, pki, admin(), 'Admin', 'GetDecision', {})).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    await expect(call(server.grpcPort, pki, admin(), 'Admin', 'ListDecisions', { pageToken: 'forged' })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    const [get, list] = adminRows(db).slice(-2);
+    expect(get).toMatchObject({ action: 'GetDecision', effect: 'ALLOW' });
+    expect(list).toMatchObject({ action: 'ListDecisions', details: { admin: { parameters: { pageToken: 'forged' } } } });
+  });
+
+  it('keeps the chain whole: the log with its Admin rows verifies', async () => {
+    await server.stop();
+    const verify = spawnSync(process.execPath, [BIN, 'audit', 'verify', '--db', db], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    expect(verify.stderr).toBe('');
+    expect(verify.status).toBe(0);
+    server = await startVerdict({
+      policies: join(ROOT, 'policies'),
+      db,
+      args: ['--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--tls-client-ca', pki.ca.cert, '--no-watch'],
+    });
+  });
+});
+
+describe('Admin without TLS', () => {
+  const start = async (args: string[]): Promise<{ server: VerdictProcess; db: string; dir: string }> => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-admin-'));
+    const db = join(dir, 'decisions.db');
+    return { server: await startVerdict({ policies: join(ROOT, 'policies'), db, args: ['--no-watch', ...args] }), db, dir };
+  };
+
+  it('admits loopback callers by default, and records them as loopback', async () => {
+    const { server, db } = await start([]);
+    try {
+      expect(server.logs.find((l) => l.msg === 'verdict serving')!.admin).toEqual({ token: false, clients: [], loopback: true });
+      await call(server.grpcPort, null, { cert: null }, 'Admin', 'GetPolicyStatus', {});
+      expect(adminRows(db)).toMatchObject([{ principalId: 'loopback', effect: 'ALLOW', details: { admin: { via: 'loopback' } } }]);
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+  });
+
+  it('with an admin token, refuses a plaintext client without it (loopback too) and admits one with it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-admin-'));
+    const tokenFile = join(dir, 'admin.token');
+    writeFileSync(tokenFile, TOKEN, { mode: 0o600 });
+    const { server, db } = await start(['--admin-token-file', tokenFile]);
+    try {
+      expect(server.logs.some((l) => l.msg.startsWith('the admin token travels in plaintext'))).toBe(true);
+      await expect(call(server.grpcPort, null, { cert: null }, 'Admin', 'ListDecisions', {})).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+      await expect(call(server.grpcPort, null, { cert: null, token: 'guess' }, 'Admin', 'ReloadPolicies', {})).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+      const ok = await call<{ reloaded: boolean }>(server.grpcPort, null, { cert: null, token: TOKEN }, 'Admin', 'ReloadPolicies', {});
+      expect(ok.reloaded).toBe(true);
+      expect(adminRows(db).map((r) => [r.action, r.effect, r.principalId])).toEqual([
+        ['ListDecisions', 'DENY', expect.stringMatching(/^127\.0\.0\.1:\d+$/)],
+        ['ReloadPolicies', 'DENY', expect.stringMatching(/^127\.0\.0\.1:\d+$/)],
+        ['ReloadPolicies', 'ALLOW', 'admin-token'],
+      ]);
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+  });
+
+  it('is off with admin.loopback: false and nothing else configured', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-admin-'));
+    const config = join(dir, 'verdict.yaml');
+    writeFileSync(config, 'admin:\n  loopback: false\n');
+    const { server } = await start(['--config', config]);
+    try {
+      await expect(call(server.grpcPort, null, { cert: null }, 'Admin', 'GetPolicyStatus', {})).rejects.toMatchObject({
+        code: grpc.status.PERMISSION_DENIED,
+        details: expect.stringContaining('administration is not enabled on this server') as string,
+      });
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+  });
+
+  it('refuses to start with a token file that is missing or too short, naming it', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-admin-'));
+    const short = join(dir, 'short.token');
+    writeFileSync(short, 'secret\n');
+    for (const [file, expected] of [[short, `admin.tokenFile: ${short} must hold one token of at least 32 characters`], [join(dir, 'nope'), 'admin.tokenFile: cannot read']] as const) {
+      const result = spawnSync(process.execPath, [BIN, 'serve', '--policies', join(ROOT, 'policies'), '--db', join(dir, 'd.db'), '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', '--log-level', 'silent', '--admin-token-file', file], {
+        cwd: ROOT,
+        encoding: 'utf8',
+        timeout: 20_000,
+      });
+      expect(result.stderr).toContain(expected);
+      expect(result.status).toBe(2);
+    }
+  });
+});
