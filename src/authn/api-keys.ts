@@ -1,7 +1,7 @@
 // API keys: their SQLite store (created, listed, revoked, rotated) and their check.
 
 import { randomBytes, timingSafeEqual } from 'node:crypto';
-import { mkdirSync } from 'node:fs';
+import { closeSync, fchmodSync, mkdirSync, openSync } from 'node:fs';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import type { AttributeValue, Attributes } from '../types.js';
@@ -126,7 +126,10 @@ export class ApiKeyStore {
     const create = options.create ?? true;
     let db: Database.Database;
     try {
-      if (create) mkdirSync(dirname(path), { recursive: true });
+      if (create) {
+        mkdirSync(dirname(path), { recursive: true });
+        createPrivately(path);
+      }
       db = new Database(path, { fileMustExist: !create });
     } catch (error) {
       if ((error as { code?: string }).code === 'SQLITE_CANTOPEN' && !create) {
@@ -374,5 +377,25 @@ export class ApiKeyAuthenticator implements Authenticator {
     clearInterval(this.timer);
     this.flushLastUsed();
     this.store.close();
+  }
+}
+
+/**
+ * Creates `path` empty with mode 0600 when it does not exist yet: the key store
+ * holds key hashes and who each key stands for, for its owner only (SQLite gives
+ * the `-wal` and `-shm` files the same mode). An existing file keeps its mode.
+ */
+function createPrivately(path: string): void {
+  let fd: number;
+  try {
+    fd = openSync(path, 'wx', 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return;
+    throw error;
+  }
+  try {
+    fchmodSync(fd, 0o600);
+  } finally {
+    closeSync(fd);
   }
 }

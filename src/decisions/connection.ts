@@ -67,6 +67,7 @@ export function openConnection(path: string, mode: DecisionLogMode, busyTimeoutM
   setAsideOrphanedWal(path);
   let db: Database.Database;
   try {
+    createPrivately(path);
     db = new Database(path, { timeout: busyTimeoutMs });
   } catch (error) {
     throw new VerdictError('DECISION_LOG_UNAVAILABLE', `cannot open the decision log ${path}: ${messageOf(error)} (${sqliteCode(error) ?? 'error'}); check that it is a writable file in a writable directory`, {
@@ -210,5 +211,27 @@ function setAsideOrphanedWal(path: string): void {
       `${path} is missing but its write-ahead log ${path}-wal is still there and could not be moved aside (${messageOf(error)}); move it away by hand`,
       { cause: error },
     );
+  }
+}
+
+/**
+ * Creates `path` empty with mode 0600 when it does not exist yet, so a new log is
+ * readable by its owner only: it holds principals' attributes. SQLite gives the
+ * `-wal` and `-shm` files the mode of the database file. An existing file keeps
+ * the mode its operator chose.
+ */
+function createPrivately(path: string): void {
+  let fd: number;
+  try {
+    fd = fs.openSync(path, 'wx', 0o600);
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return;
+    throw error;
+  }
+  try {
+    // The umask may have narrowed the mode, never widened it; make it exact anyway.
+    fs.fchmodSync(fd, 0o600);
+  } finally {
+    fs.closeSync(fd);
   }
 }
