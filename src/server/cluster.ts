@@ -31,7 +31,7 @@ import { PolicyStore } from './policy-store.js';
  */
 type ClusterMessage =
   /** worker → primary: started, on these ports. */
-  | { readonly t: 'cluster:serving'; readonly grpcPort: number; readonly httpPort: number }
+  | { readonly t: 'cluster:serving'; readonly grpcPort: number; readonly httpPort: number; readonly opsPort: number | null }
   /** worker → primary: an Admin Reload succeeded here; reload the others. */
   | { readonly t: 'cluster:reload-all' }
   /** primary → worker: reload the policies. */
@@ -146,7 +146,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
   let started = 0;
   /** Set once every first worker serves; from then on a worker that exits, even before serving, is replaced. */
   let running = false;
-  let ports: { grpcPort: number; httpPort: number } | null = null;
+  let ports: { grpcPort: number; httpPort: number; opsPort: number | null } | null = null;
   let workerExitCode: number | null = null;
   /** Settles once every first worker serves (true) or one of them could not start (false). */
   let settleStart: (allServe: boolean) => void = () => undefined;
@@ -168,7 +168,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
           serving = true;
           started += 1;
           if (started >= config.workers) settleStart(true);
-          ports ??= { grpcPort: message.grpcPort, httpPort: message.httpPort };
+          ports ??= { grpcPort: message.grpcPort, httpPort: message.httpPort, opsPort: message.opsPort };
           return;
         case 'cluster:reload-all':
           broadcast({ t: 'cluster:reload' }, worker);
@@ -236,7 +236,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
   running = ok;
   if (ok) {
     logger.info(
-      { grpc: `${hostOf(config.grpc)}:${ports!.grpcPort}`, http: `${hostOf(config.http)}:${ports!.httpPort}`, workers: config.workers, pids: [...workers].map((w) => w.process.pid), policies: config.policies, db: config.db, decisionLog: config.decisionLog },
+      { grpc: `${hostOf(config.grpc)}:${ports!.grpcPort}`, http: `${hostOf(config.http)}:${ports!.httpPort}`, ops: config.ops === null ? null : `${hostOf(config.ops)}:${ports!.opsPort}`, workers: config.workers, pids: [...workers].map((w) => w.process.pid), policies: config.policies, db: config.db, decisionLog: config.decisionLog },
       'verdict serving',
     );
     const reason = await stopped;
@@ -374,7 +374,7 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
         send({ t: 'cluster:metrics', id });
       }),
   });
-  send({ t: 'cluster:serving', grpcPort: server.grpcPort, httpPort: server.httpPort });
+  send({ t: 'cluster:serving', grpcPort: server.grpcPort, httpPort: server.httpPort, opsPort: server.opsPort });
   return server;
 }
 

@@ -100,3 +100,19 @@ describe('files with secrets are created mode 0600', () => {
     }
   });
 });
+
+describe('the ops listener with --workers', () => {
+  it('is served by the workers on the one port the primary reports', async () => {
+    const db = join(mkdtempSync(join(tmpdir(), 'verdict-ops-')), 'decisions.db');
+    const server = await startVerdict({ policies: join(ROOT, 'policies'), db, args: ['--workers', '2', '--ops', '127.0.0.1:0', '--no-watch'], startTimeoutMs: 60_000 });
+    try {
+      const port = opsPort(server);
+      expect(port).toBeGreaterThan(0);
+      const ready = await fetch(`http://127.0.0.1:${port}/readyz`);
+      expect(ready.status).toBe(200);
+      expect((await fetch(`http://127.0.0.1:${server.httpPort}/readyz`)).status).toBe(404);
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+  }, 90_000);
+});
