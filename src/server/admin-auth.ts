@@ -226,13 +226,16 @@ function bearer(header: string | undefined | null): string | null {
   return match ? match[1]! : '';
 }
 
-/** The address part of `ip:port`, `[v6]:port` or grpc-js's `v6:port`. */
+/**
+ * The address part of a peer: `ip:port`, `[v6]:port`, or grpc-js's unbracketed
+ * `v6:port` (`::1:5000`, which is also a valid IPv6 address on its own: grpc-js
+ * always appends the port of a TCP peer, so the last part is taken as the port).
+ */
 function hostOf(peer: string): string {
   const bracketed = /^\[([^\]]+)\]:\d+$/.exec(peer);
   if (bracketed) return bracketed[1]!;
-  if (isIP(peer) !== 0) return peer;
-  const colon = peer.lastIndexOf(':');
-  return colon > 0 ? peer.slice(0, colon) : peer;
+  const withPort = /^(.+):\d+$/.exec(peer);
+  return withPort ? withPort[1]! : peer;
 }
 
 function isLoopback(address: string): boolean {
