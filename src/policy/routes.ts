@@ -169,9 +169,18 @@ function walk(node: TrieNode, segments: readonly string[], i: number, method: st
 }
 
 /**
+ * A percent-encoded unreserved character (RFC 3986: letters, digits, `-._~`):
+ * there is no reason to encode one, and a gateway matching the raw path
+ * (`/v1/models/%67lobex-x` is not `globex-*` to NGINX's map) reads a different
+ * resource than the upstream that decodes it.
+ */
+const ENCODED_UNRESERVED = /%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DEde]|5[Ff]|7[Ee])/;
+
+/**
  * The decoded segments of a request path, or why it cannot be routed. What the
  * upstream might read differently from us is refused rather than guessed at: an
- * encoded slash or backslash, a `.` or `..` segment, a NUL, bad percent-encoding.
+ * encoded slash or backslash, an encoded unreserved character (`%67` for `g`), a
+ * `.` or `..` segment, a NUL, bad percent-encoding.
  */
 export function splitRequestPath(path: string): string[] | string {
   if (!path.startsWith('/')) return `the path must start with "/": ${JSON.stringify(path.slice(0, 100))}`;
@@ -182,6 +191,8 @@ export function splitRequestPath(path: string): string[] | string {
   for (let i = 0; i < raw.length; i++) {
     let segment = raw[i]!;
     if (segment.includes('%')) {
+      const encoded = ENCODED_UNRESERVED.exec(segment);
+      if (encoded) return `the path has an encoded unreserved character ("${encoded[0]}" in segment ${i + 1}); send it unencoded`;
       try {
         segment = decodeURIComponent(segment);
       } catch {
