@@ -143,7 +143,7 @@ describe('what a route makes of a request', () => {
     if (match.kind !== 'matched') throw new Error(match.kind);
     const routed = match.route.resolve(
       facts({
-        query: 'region=eu&region=us&a=1&b=2',
+        query: 'region=eu&a=1&b=2',
         headers: { 'x-tier': 'gold' },
         source: { address: '10.0.0.9', principal: 'spiffe://acme/gw' },
         extensions: { cluster: 'models' },
@@ -159,6 +159,19 @@ describe('what a route makes of a request', () => {
       },
       context: { attributes: { ip: '10.0.0.9', peer: 'spiffe://acme/gw', cluster: 'models', both: '1-2' } },
     });
+  });
+
+  it('refuses a request whose header or query parameter that a route reads is repeated', () => {
+    const match = table.match('POST', '/v1/orgs/acme/models/m1/predict');
+    if (match.kind !== 'matched') throw new Error(match.kind);
+    const query = match.route.resolve(facts({ query: 'region=eu&region=us&a=1&b=2', headers: { 'x-tier': 'gold' } }), match.params);
+    expect(query.refusal).toMatch(/query parameter region more than once/);
+    expect(query.resource.attributes).not.toHaveProperty('region');
+    const header = match.route.resolve(facts({ query: 'region=eu', headers: { 'x-tier': 'gold, free' }, repeatedHeaders: new Set(['x-tier']) }), match.params);
+    expect(header.refusal).toMatch(/x-tier header more than once/);
+    // A repeated header no route reads refuses nothing.
+    const unread = match.route.resolve(facts({ query: 'region=eu', headers: { 'x-tier': 'gold', accept: 'a, b' }, repeatedHeaders: new Set(['accept']) }), match.params);
+    expect(unread.refusal).toBeUndefined();
   });
 
   it('leaves out a value whose header, query parameter or source is absent, so rules fail closed', () => {
