@@ -151,5 +151,6 @@ function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, 
       context: { attributes: request.context.attributes },
     },
     latencyUs: Math.round((performance.now() - started) * 1000),
+    details: meta.details ?? null,
   };
 }

@@ -1,3 +1,4 @@
+import type { DecisionDetails } from '../decisions/record.js';
 import { VerdictError } from '../errors.js';
 import type { Decision, DecisionRequest } from '../types.js';
 import { invalidRequest, type Refusal } from './refusals.js';
@@ -14,6 +15,8 @@ export interface CallMeta {
   readonly caller: string;
   /** The caller's id for the request (a message's `request_id`, else an `x-request-id` header). */
   readonly requestId: string | null;
+  /** Extras recorded with the decision (a gateway request's `{http: {method, path}}`); none when absent. */
+  readonly details?: DecisionDetails | null;
 }
 
 /** A recorded decision: the request as recorded, what was decided, and where the log keeps it. */

@@ -39,6 +39,7 @@ export class GatewayAdapter {
     const result = await this.pipeline.checkWith((policySet) => prepareCheck(policySet, request, authn), {
       caller,
       requestId: request.requestId,
+      details: { http: httpDetails(request) },
     });
     const { decision, decisionId } = result;
     const status = statusFor(decision.reason, decision.effect);
@@ -74,6 +75,20 @@ export class GatewayAdapter {
       return { ok: false, reason: 'UNAVAILABLE', message: `authentication could not be completed: ${messageOf(error)}` };
     }
   }
+}
+
+const RECORDED_METHOD_LENGTH = 40;
+const RECORDED_PATH_LENGTH = 2048;
+
+/**
+ * The method and path of a gateway request, as recorded in the decision's
+ * `details.http`: as the gateway sent them (the path without its query, still
+ * percent-encoded), cut to a bounded length.
+ */
+export function httpDetails(request: GatewayRequest): { method: string; path: string } {
+  const q = request.uri.indexOf('?');
+  const path = q === -1 ? request.uri : request.uri.slice(0, q);
+  return { method: request.method.slice(0, RECORDED_METHOD_LENGTH), path: path.slice(0, RECORDED_PATH_LENGTH) };
 }
 
 /** A value that can go in an HTTP header as is; anything else is percent-encoded. */

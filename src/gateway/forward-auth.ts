@@ -19,8 +19,12 @@ export const FORWARD_AUTH_PATH = '/forward-auth';
  */
 export function forwardedRequest(req: IncomingMessage): GatewayRequest {
   const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(req.headers)) {
-    if (value !== undefined) headers[name] = Array.isArray(value) ? value.join(', ') : value;
+  const repeatedHeaders = new Set<string>();
+  // headersDistinct keeps every copy (req.headers drops some repeats, e.g. of authorization).
+  for (const [name, values] of Object.entries(req.headersDistinct)) {
+    if (values === undefined) continue;
+    headers[name] = values.length === 1 ? values[0]! : values.join(', ');
+    if (values.length > 1) repeatedHeaders.add(name);
   }
   const forwardedFor = headers['x-forwarded-for'];
   const lastHop = forwardedFor?.split(',').at(-1)?.trim();
@@ -28,6 +32,7 @@ export function forwardedRequest(req: IncomingMessage): GatewayRequest {
     method: headers['x-original-method'] ?? headers['x-forwarded-method'] ?? req.method ?? '',
     uri: headers['x-original-uri'] ?? headers['x-forwarded-uri'] ?? '',
     headers,
+    repeatedHeaders,
     source: { address: headers['x-real-ip'] ?? (lastHop || null), principal: null },
     extensions: {},
     requestId: headers['x-request-id'] ?? null,

@@ -56,10 +56,12 @@ export function prepareCheck(policySet: PolicySet, request: GatewayRequest, auth
         path,
         query: q === -1 ? '' : request.uri.slice(q + 1),
         headers: request.headers,
+        ...(request.repeatedHeaders ? { repeatedHeaders: request.repeatedHeaders } : {}),
         source: request.source,
         extensions: request.extensions,
       };
       routed = match.route.resolve(facts, match.params);
+      if (routed.refusal !== undefined) routeRefusal = unroutable(routed.refusal);
     } else if (match.kind === 'invalid') {
       routed = unrouted(method);
       routeRefusal = unroutable(match.message);

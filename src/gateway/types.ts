@@ -16,6 +16,8 @@ export interface GatewayRequest {
   readonly uri: string;
   /** The original request's headers, by lower-case name (several values joined with `, `). */
   readonly headers: Readonly<Record<string, string | undefined>>;
+  /** Lower-case names of the headers sent more than once; a route that reads one refuses the request. */
+  readonly repeatedHeaders?: ReadonlySet<string>;
   /** The client's address and, when the gateway authenticated its connection, its identity. */
   readonly source: { readonly address: string | null; readonly principal: string | null };
   /** Values the gateway's configuration attached (Envoy `context_extensions`); `{}` for forward-auth. */

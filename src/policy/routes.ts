@@ -21,6 +21,11 @@ export interface HttpRequestFacts {
   readonly query: string;
   /** Header values by lower-case name. */
   readonly headers: Readonly<Record<string, string | undefined>>;
+  /**
+   * Lower-case names of the headers the request carried more than once. A route
+   * that reads one refuses the request: which copy the upstream takes is not ours to guess.
+   */
+  readonly repeatedHeaders?: ReadonlySet<string>;
   /** The client as the gateway saw it: its address, and its identity when the gateway authenticated the connection (mTLS). */
   readonly source: { readonly address: string | null; readonly principal: string | null };
   /** Values the gateway's own configuration attaches to the request (Envoy's `context_extensions`). */
@@ -45,6 +50,8 @@ export interface RoutedRequest {
   readonly action: string;
   readonly resource: Resource;
   readonly context: RequestContext;
+  /** Why the route refuses the request, when it does (a header or query parameter it reads is repeated); the other parts hold what could be read. */
+  readonly refusal?: string;
 }
 
 export interface CompiledRoute {
@@ -169,9 +176,18 @@ function walk(node: TrieNode, segments: readonly string[], i: number, method: st
 }
 
 /**
+ * A percent-encoded unreserved character (RFC 3986: letters, digits, `-._~`):
+ * there is no reason to encode one, and a gateway matching the raw path
+ * (`/v1/models/%67lobex-x` is not `globex-*` to NGINX's map) reads a different
+ * resource than the upstream that decodes it.
+ */
+const ENCODED_UNRESERVED = /%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DEde]|5[Ff]|7[Ee])/;
+
+/**
  * The decoded segments of a request path, or why it cannot be routed. What the
  * upstream might read differently from us is refused rather than guessed at: an
- * encoded slash or backslash, a `.` or `..` segment, a NUL, bad percent-encoding.
+ * encoded slash or backslash, an encoded unreserved character (`%67` for `g`), a
+ * `.` or `..` segment, a NUL, bad percent-encoding.
  */
 export function splitRequestPath(path: string): string[] | string {
   if (!path.startsWith('/')) return `the path must start with "/": ${JSON.stringify(path.slice(0, 100))}`;
@@ -182,6 +198,8 @@ export function splitRequestPath(path: string): string[] | string {
   for (let i = 0; i < raw.length; i++) {
     let segment = raw[i]!;
     if (segment.includes('%')) {
+      const encoded = ENCODED_UNRESERVED.exec(segment);
+      if (encoded) return `the path has an encoded unreserved character ("${encoded[0]}" in segment ${i + 1}); send it unencoded`;
       try {
         segment = decodeURIComponent(segment);
       } catch {
@@ -411,9 +429,10 @@ export function compileRoutes(routes: readonly LocatedRoute[], diagnostics: Poli
       line: source.locate(path).line,
       segments: template.segments,
       resolve(request, params) {
-        const read = reader(request, params);
+        const repeated: string[] = [];
+        const read = reader(request, params, repeated);
         const idValue = id === null ? '' : evaluate(id, read);
-        return {
+        const routed: RoutedRequest = {
           action,
           resource: {
             type: resourceType,
@@ -422,6 +441,8 @@ export function compileRoutes(routes: readonly LocatedRoute[], diagnostics: Poli
           },
           context: { attributes: build(contextAttributes, read) },
         };
+        if (repeated.length === 0) return routed;
+        return { ...routed, refusal: `the request has the ${repeated[0]} more than once, and the route ${methods.join('|')} ${spec.path} reads it: which one counts is ambiguous` };
       },
     });
   }
@@ -430,17 +451,31 @@ export function compileRoutes(routes: readonly LocatedRoute[], diagnostics: Poli
 
 type Read = (source: PlaceholderSource) => string | undefined;
 
-/** Reads placeholders of one request; the query is parsed only if a placeholder asks for it. */
-function reader(request: HttpRequestFacts, params: readonly string[]): Read {
+/**
+ * Reads placeholders of one request; the query is parsed only if a placeholder
+ * asks for it. A header or query parameter given more than once reads as absent,
+ * and is named in `repeated`: the route refuses the request.
+ */
+function reader(request: HttpRequestFacts, params: readonly string[], repeated: string[]): Read {
   let query: URLSearchParams | null = null;
   return (source) => {
     switch (source.from) {
       case 'path':
         return params[source.index];
-      case 'query':
+      case 'query': {
         query ??= new URLSearchParams(request.query);
-        return query.get(source.name) ?? undefined;
+        const values = query.getAll(source.name);
+        if (values.length > 1) {
+          repeated.push(`query parameter ${source.name}`);
+          return undefined;
+        }
+        return values[0];
+      }
       case 'header':
+        if (request.repeatedHeaders?.has(source.name)) {
+          repeated.push(`${source.name} header`);
+          return undefined;
+        }
         return request.headers[source.name];
       case 'source':
         return request.source[source.name] ?? undefined;

@@ -168,11 +168,12 @@ describe('Envoy CheckRequest and CheckResponse conversion', () => {
       method: 'GET',
       uri: '/docs/d1?shelf=top',
       headers: { 'x-upper': 'kept', ':authority': 'api.example.com', 'remote-user': 'rita', 'x-multi': 'a,b', host: 'api.example.com' },
+      repeatedHeaders: new Set(['x-multi']),
       source: { address: '203.0.113.7', principal: 'spiffe://acme/ns/web/sa/frontend' },
       extensions: { tenant: 'acme' },
       requestId: 'req-1',
     });
-    expect(fromEnvoyCheckRequest(received({ attributes: null }))).toEqual({ method: '', uri: '', headers: {}, source: { address: null, principal: null }, extensions: {}, requestId: null });
+    expect(fromEnvoyCheckRequest(received({ attributes: null }))).toEqual({ method: '', uri: '', headers: {}, repeatedHeaders: new Set(), source: { address: null, principal: null }, extensions: {}, requestId: null });
   });
 
   it('answers a rate limit (reserved for later) as RESOURCE_EXHAUSTED with a 429', () => {

@@ -188,6 +188,26 @@ describe('Envoy ext_authz v3 against the real server', () => {
     }
   });
 
+  it('refuses a delete whose model env header is repeated, in the raw header list and in the map', async () => {
+    // ada (an acme admin) may delete acme's staging models; "production" then "staging" must not read as one or the other.
+    const raw = envoyCheckRequest('DELETE', '/v1/models/fraud-detector-v3', { ...bearer('ada'), 'x-model-org': 'acme' }) as {
+      attributes: { request: { http: Record<string, unknown> } };
+    };
+    raw.attributes.request.http['header_map'] = { headers: [{ key: 'x-model-env', value: 'production' }, { key: 'x-model-env', value: 'staging' }] };
+    const fromList = await check(raw);
+    expect(fromList.status.code).toBe(grpc.status.PERMISSION_DENIED);
+    const row = getDecision(server.db, metadataOf(fromList)['decision_id']!)!;
+    expect(row).toMatchObject({ principalId: 'ada', action: 'delete', effect: 'DENY', reason: 'DENIED_INVALID_REQUEST' });
+    expect(row.errors[0]!.message).toMatch(/x-model-env header more than once/);
+    expect(row.details).toEqual({ http: { method: 'DELETE', path: '/v1/models/fraud-detector-v3' } });
+    // Envoy's map joins repeats with a comma: a value with one is taken as repeated.
+    const joined = await check(envoyCheckRequest('DELETE', '/v1/models/fraud-detector-v3', { ...bearer('ada'), 'x-model-org': 'acme', 'x-model-env': 'production,staging' }));
+    expect(metadataOf(joined)['reason']).toBe('DENIED_INVALID_REQUEST');
+    // The same delete of a staging model, the header once, is allowed.
+    const once = await check(envoyCheckRequest('DELETE', '/v1/models/churn-v1', { ...bearer('ada'), 'x-model-org': 'acme', 'x-model-env': 'staging' }));
+    expect(once.status.code).toBe(grpc.status.OK);
+  });
+
   it('answers a CheckRequest without attributes with a recorded deny, not an error', async () => {
     const response = await check({});
     // No headers, so no credential: who is asking comes first.

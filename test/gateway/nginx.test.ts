@@ -1,6 +1,6 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
 import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -237,6 +237,40 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     });
   });
 
+  it("refuses a percent-encoded unreserved character: NGINX's map reads the raw path, the upstream decodes it", async () => {
+    // %67 is "g": to NGINX's map this is not a globex- model (so org=acme), to the upstream it is globex-secret.
+    const before = upstream.seen.length;
+    const response = await predict('%67lobex-secret', { authorization: `Bearer ${verdict.keys.dana}` });
+    expect(response.status).toBe(403);
+    expect(upstream.seen.length).toBe(before);
+    const row = getDecision(verdict.db, response.headers.get('x-verdict-decision-id')!)!;
+    expect(row).toMatchObject({ principalId: 'dana', effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', resourceType: 'http_route' });
+    expect(row.errors[0]!.message).toMatch(/encoded unreserved character \("%67"/);
+    expect(row.details).toEqual({ http: { method: 'POST', path: '/v1/models/%67lobex-secret/predict' } });
+    // The plain spelling is the globex model, which dana (acme) may not call.
+    expect((await predict('globex-secret', { authorization: `Bearer ${verdict.keys.dana}` })).status).toBe(403);
+  });
+
+  it("records every gateway decision's HTTP method and path in details.http", async () => {
+    const allowed = await predict('fraud-detector-v3', { authorization: `Bearer ${verdict.keys.dana}` });
+    expect(getDecision(verdict.db, allowed.headers.get('x-verdict-decision-id')!)!.details).toEqual({ http: { method: 'POST', path: '/v1/models/fraud-detector-v3/predict' } });
+    const unknown = await fetch(`${base}/v1/secrets?x=1`, { headers: { 'x-api-key': verdict.keys.ada } });
+    expect(getDecision(verdict.db, unknown.headers.get('x-verdict-decision-id')!)!.details).toEqual({ http: { method: 'GET', path: '/v1/secrets' } });
+    const unauthenticated = await predict('fraud-detector-v3', {});
+    expect(getDecision(verdict.db, unauthenticated.headers.get('x-verdict-decision-id')!)!.details).toEqual({ http: { method: 'POST', path: '/v1/models/fraud-detector-v3/predict' } });
+  });
+
+  it('refuses a request whose header that a route reads is repeated (NGINX passes both copies on)', async () => {
+    // The delete route reads x-incident-ticket, which the gateway does not set: the client's copies reach verdict.
+    const before = upstream.seen.length;
+    const response = await rawRequest(`${base}/v1/models/churn-v1`, 'DELETE', ['host', '127.0.0.1', 'x-api-key', verdict.keys.ada, 'x-incident-ticket', 'INC-1', 'x-incident-ticket', 'INC-2']);
+    expect(response.status).toBe(403);
+    expect(upstream.seen.length).toBe(before);
+    const row = getDecision(verdict.db, response.decisionId)!;
+    expect(row).toMatchObject({ principalId: 'ada', action: 'delete', reason: 'DENIED_INVALID_REQUEST' });
+    expect(row.errors[0]!.message).toMatch(/x-incident-ticket header more than once/);
+  });
+
   it('has every answer in the decision log, each with nginx as its caller', () => {
     const rows = queryDecisions(verdict.db, { limit: 1000 });
     expect(rows.length).toBeGreaterThanOrEqual(10);
@@ -244,6 +278,18 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     expect(new Set(rows.map((r) => r.effect))).toEqual(new Set(['ALLOW', 'DENY']));
   });
 });
+
+/** One request with raw header lines (a name may repeat), as fetch cannot send. */
+function rawRequest(url: string, method: string, rawHeaders: string[]): Promise<{ status: number; decisionId: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpRequest(url, { method, headers: rawHeaders }, (res) => {
+      res.resume();
+      res.on('end', () => resolve({ status: res.statusCode!, decisionId: String(res.headers['x-verdict-decision-id']) }));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+}
 
 function readIfExists(path: string): string {
   try {

@@ -51,7 +51,6 @@ describe('route matching', () => {
     ['GET', '/', 'root()'],
     // Parameters are percent-decoded once.
     ['POST', '/v1/models/m%20one/predict', 'predict(m one)'],
-    ['GET', '/v1/%6Dodels/m1', 'read(m1)'],
   ])('%s %s → %s', (method, path, expected) => {
     expect(matchOf(table, method, path)).toBe(expected);
   });
@@ -74,7 +73,11 @@ describe('route matching', () => {
     ['/v1/models/a%2Fb/predict', /encoded slash/],
     ['/v1/models/a%5Cb/predict', /encoded slash/],
     ['/v1/models/../admin', /dot segment/],
-    ['/v1/models/%2e%2e/predict', /dot segment/],
+    ['/v1/models/%2e%2e/predict', /encoded unreserved character \("%2e" in segment 3\)/],
+    ['/v1/models/%67lobex-secret/predict', /encoded unreserved character \("%67" in segment 3\)/],
+    ['/v1/%6Dodels/m1', /encoded unreserved character/],
+    ['/v1/models/m%2D1', /encoded unreserved character/],
+    ['/v1/models/m%7e1', /encoded unreserved character/],
     ['/v1/models/./predict', /dot segment/],
     ['/v1/models/%E0%A4%A/predict', /bad percent-encoding/],
     ['/v1/models/a%00b/predict', /NUL/],
@@ -140,7 +143,7 @@ describe('what a route makes of a request', () => {
     if (match.kind !== 'matched') throw new Error(match.kind);
     const routed = match.route.resolve(
       facts({
-        query: 'region=eu&region=us&a=1&b=2',
+        query: 'region=eu&a=1&b=2',
         headers: { 'x-tier': 'gold' },
         source: { address: '10.0.0.9', principal: 'spiffe://acme/gw' },
         extensions: { cluster: 'models' },
@@ -156,6 +159,19 @@ describe('what a route makes of a request', () => {
       },
       context: { attributes: { ip: '10.0.0.9', peer: 'spiffe://acme/gw', cluster: 'models', both: '1-2' } },
     });
+  });
+
+  it('refuses a request whose header or query parameter that a route reads is repeated', () => {
+    const match = table.match('POST', '/v1/orgs/acme/models/m1/predict');
+    if (match.kind !== 'matched') throw new Error(match.kind);
+    const query = match.route.resolve(facts({ query: 'region=eu&region=us&a=1&b=2', headers: { 'x-tier': 'gold' } }), match.params);
+    expect(query.refusal).toMatch(/query parameter region more than once/);
+    expect(query.resource.attributes).not.toHaveProperty('region');
+    const header = match.route.resolve(facts({ query: 'region=eu', headers: { 'x-tier': 'gold, free' }, repeatedHeaders: new Set(['x-tier']) }), match.params);
+    expect(header.refusal).toMatch(/x-tier header more than once/);
+    // A repeated header no route reads refuses nothing.
+    const unread = match.route.resolve(facts({ query: 'region=eu', headers: { 'x-tier': 'gold', accept: 'a, b' }, repeatedHeaders: new Set(['accept']) }), match.params);
+    expect(unread.refusal).toBeUndefined();
   });
 
   it('leaves out a value whose header, query parameter or source is absent, so rules fail closed', () => {

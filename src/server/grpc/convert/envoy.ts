@@ -17,11 +17,19 @@ export function fromEnvoyCheckRequest(message: CheckRequest__Output): GatewayReq
   const attributes = message.attributes;
   const http = attributes?.request?.http ?? null;
   const headers: Record<string, string> = {};
-  for (const [name, value] of Object.entries(http?.headers ?? {})) headers[name.toLowerCase()] = value;
+  const repeatedHeaders = new Set<string>();
+  // Envoy's map joins a repeated header's values with ",": one with a comma may have been sent
+  // twice, so a route that reads it refuses the request (encode_raw_headers keeps them apart).
+  for (const [name, value] of Object.entries(http?.headers ?? {})) {
+    const lower = name.toLowerCase();
+    if (headers[lower] !== undefined || value.includes(',')) repeatedHeaders.add(lower);
+    headers[lower] = headers[lower] === undefined ? value : `${headers[lower]},${value}`;
+  }
   // With encode_raw_headers Envoy sends a list instead of the map, repeated names kept apart.
   for (const header of http?.headerMap?.headers ?? []) {
     const name = header.key.toLowerCase();
     const value = header.value !== '' ? header.value : Buffer.from(header.rawValue ?? []).toString('utf8');
+    if (headers[name] !== undefined) repeatedHeaders.add(name);
     headers[name] = headers[name] === undefined ? value : `${headers[name]},${value}`;
   }
   if (headers['host'] === undefined && http?.host) headers['host'] = http.host;
@@ -32,6 +40,7 @@ export function fromEnvoyCheckRequest(message: CheckRequest__Output): GatewayReq
     method: http?.method ?? '',
     uri,
     headers,
+    repeatedHeaders,
     source: { address: source?.address?.socketAddress?.address || null, principal: source?.principal || null },
     extensions: attributes?.contextExtensions ?? {},
     requestId: http?.id || headers['x-request-id'] || null,
