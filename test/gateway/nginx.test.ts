@@ -271,6 +271,19 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     expect(row.errors[0]!.message).toMatch(/x-incident-ticket header more than once/);
   });
 
+  it("fails closed when a fact a deny rule tests is missing: a contractor's predict on a model of unknown classification", async () => {
+    // This gateway config sets no X-Model-Classification: the contractor deny must not be skipped for it.
+    const before = upstream.seen.length;
+    const response = await predict('pricing-v9', { 'x-api-key': verdict.keys.carl });
+    expect(response.status).toBe(403);
+    expect(upstream.seen.length).toBe(before);
+    expect(getDecision(verdict.db, response.headers.get('x-verdict-decision-id')!)).toMatchObject({
+      principalId: 'carl',
+      reason: 'DENIED_BY_ERROR',
+      ruleIds: ['restricted-models-employees-only'],
+    });
+  });
+
   it('has every answer in the decision log, each with nginx as its caller', () => {
     const rows = queryDecisions(verdict.db, { limit: 1000 });
     expect(rows.length).toBeGreaterThanOrEqual(10);
