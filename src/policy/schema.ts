@@ -46,6 +46,8 @@ export const ruleSchema = z.strictObject({
     .strictObject({
       id: matcherSchema.optional(),
       roles: z.array(z.string().min(1)).min(1).optional(),
+      /** The principal holds none of these roles, directly or by inheritance. */
+      notRoles: z.array(z.string().min(1)).min(1).optional(),
       attributes: attributeMatchers.optional(),
     })
     .optional(),

@@ -136,3 +136,27 @@ rules:
     expect(evaluate(second.result.policies.policySet, requests[0]!).effect).toBe('DENY');
   });
 });
+
+describe('principal.notRoles', () => {
+  const roles = 'kind: roles\nroles:\n  - name: contractor\n  - name: senior_contractor\n    inherits: [contractor]\n  - name: engineer\n';
+  const rules = `kind: rules
+rules:
+  - id: staff-read
+    effect: allow
+    actions: [read]
+    principal: { notRoles: [contractor] }
+`;
+  it('matches a principal holding none of the roles, inherited ones included', () => {
+    const { policySet } = loadValid(writePolicyDir({ 'roles.yaml': roles, 'rules.yaml': rules }));
+    expect(evaluate(policySet, request({ principal: { roles: ['engineer'] } })).effect).toBe('ALLOW');
+    expect(evaluate(policySet, request({ principal: { roles: [] } })).effect).toBe('ALLOW');
+    expect(evaluate(policySet, request({ principal: { roles: ['engineer', 'contractor'] } })).effect).toBe('DENY');
+    // Inherits contractor, so it is fenced off too.
+    expect(evaluate(policySet, request({ principal: { roles: ['senior_contractor'] } })).effect).toBe('DENY');
+  });
+
+  it('an unknown role in notRoles is a validation error at file:line:col', () => {
+    const text = diagnosticsOf(writePolicyDir({ 'roles.yaml': roles, 'rules.yaml': rules.replace('[contractor]', '[contractr]') })).map(formatDiagnostic);
+    expect(text.some((t) => /^rules\.yaml:6:29: unknown role "contractr"/.test(t)), text.join('\n')).toBe(true);
+  });
+});

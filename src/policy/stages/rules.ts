@@ -110,6 +110,7 @@ export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables
   addAttributes('resource', spec.resource?.attributes);
   addAttributes('context', spec.context?.attributes);
   const roleHolders = roleHoldersFor(spec.principal?.roles, graph, rule, [...rule.path, 'principal', 'roles'], diagnostics);
+  const excludedHolders = roleHoldersFor(spec.principal?.notRoles, graph, rule, [...rule.path, 'principal', 'notRoles'], diagnostics);
   const condition = compileWhen(spec.when, rule, variables, diagnostics);
   if (diagnostics.length > before) return null;
   const type = spec.resource?.type;
@@ -124,6 +125,8 @@ export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables
     resourceTypes: type === undefined ? null : Object.freeze(Array.isArray(type) ? [...type] : [type]),
     roles: spec.principal?.roles ?? null,
     roleHolders,
+    excludedHolders,
+    excludedRoles: spec.principal?.notRoles ?? null,
     matchers: Object.freeze(matchers),
     condition,
     conditionSource: spec.when ?? null,
@@ -148,6 +151,8 @@ function compilePermission(role: string, id: string, where: Located<PermissionSp
     resourceTypes: spec.resources ? Object.freeze([...spec.resources]) : null,
     roles: [role],
     roleHolders,
+    excludedHolders: null,
+    excludedRoles: null,
     matchers: Object.freeze([]),
     condition,
     conditionSource: spec.when ?? null,

@@ -148,7 +148,7 @@ function checkDocument(
     case 'rules': {
       const rules = items as CheckedItem<RuleSpec>[];
       const named = new Set<string>();
-      for (const { checked } of rules) for (const role of checked.spec?.principal?.roles ?? []) named.add(role);
+      for (const { checked } of rules) for (const role of [...(checked.spec?.principal?.roles ?? []), ...(checked.spec?.principal?.notRoles ?? [])]) named.add(role);
       return { kind, items: rules, roleNames: [...named] };
     }
     case 'roles': {
