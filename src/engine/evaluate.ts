@@ -21,6 +21,11 @@ export function matchesStatically(rule: CompiledRule, request: DecisionRequest):
     }
     if (!held) return false;
   }
+  const excluded = rule.excludedHolders;
+  if (excluded !== null) {
+    const roles = request.principal.roles;
+    for (let i = 0; i < roles.length; i++) if (excluded.has(roles[i] as string)) return false;
+  }
   const matchers = rule.matchers;
   for (let i = 0; i < matchers.length; i++) {
     const matcher = matchers[i]!;

@@ -50,6 +50,9 @@ function firstMismatch(rule: CompiledRule, request: DecisionRequest): string | n
     const held = request.principal.roles.length ? JSON.stringify(request.principal.roles) : 'no roles';
     return `principal needs role ${(rule.roles ?? []).join(' or ')} (directly or by inheritance), has ${held}`;
   }
+  const excluded = rule.excludedHolders;
+  const barred = excluded === null ? undefined : request.principal.roles.find((r) => excluded.has(r));
+  if (barred !== undefined) return `principal must hold none of ${(rule.excludedRoles ?? []).join(', ')} (directly or by inheritance), has ${barred}`;
   for (const matcher of rule.matchers) {
     const value = matcher.read(request);
     if (!matcher.test(value)) return `${matcher.label} ${matcher.expected} — is ${describeValue(value)}`;

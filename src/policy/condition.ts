@@ -24,6 +24,32 @@ const environment = new Environment({ unlistedVariablesAreDyn: false, homogeneou
   .registerVariable('action', 'string')
   .registerVariable('context', 'map');
 
+// Named conditions and constants are read as `variables.<name>`. A text that names them is
+// checked once in this environment, so an error points at the column the author wrote, and
+// then compiled with each name replaced by its definition (see variables.ts).
+const withVariables = new Environment({ unlistedVariablesAreDyn: false, homogeneousAggregateLiterals: false })
+  .registerVariable('principal', 'map')
+  .registerVariable('resource', 'map')
+  .registerVariable('action', 'string')
+  .registerVariable('context', 'map')
+  .registerVariable('variables', 'map');
+
+/**
+ * Parses and type-checks an expression (of any type) that may name `variables.<name>`.
+ * Returns its type, or the first error and where it is.
+ */
+export function checkExpression(expression: string): { readonly ok: true; readonly type: string } | { readonly ok: false; readonly message: string; readonly offset: number | null } {
+  let parsed;
+  try {
+    parsed = withVariables.parse(expression);
+  } catch (error) {
+    return { ok: false, ...describe(error) };
+  }
+  const checked = parsed.check();
+  if (!checked.valid) return { ok: false, ...describe(checked.error) };
+  return { ok: true, type: checked.type ?? "dyn" };
+}
+
 interface CelErrorShape {
   summary?: string;
   message: string;

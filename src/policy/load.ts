@@ -8,6 +8,7 @@ import { rulesStage } from './stages/rules.js';
 import { schemaStage } from './stages/schema.js';
 import { newLoadState, type LoadState } from './stages/state.js';
 import { testsStage } from './stages/tests.js';
+import { variablesStage } from './stages/variables.js';
 import type { LoadResult } from './loaded.js';
 
 export type { LoadedPolicies, LoadResult, PolicyTestCase } from './loaded.js';
@@ -19,7 +20,7 @@ export { permissionRuleId } from './stages/rules.js';
  * run reports every problem of every stage; only the last assembles a policy set,
  * and only when there are none.
  */
-export const LOAD_STAGES: readonly Stage<LoadState>[] = [readStage, schemaStage, rolesStage, rulesStage, routesStage, testsStage, assembleStage];
+export const LOAD_STAGES: readonly Stage<LoadState>[] = [readStage, schemaStage, variablesStage, rolesStage, rulesStage, routesStage, testsStage, assembleStage];
 
 /**
  * Reads, validates and compiles a policy directory, in this thread. Every problem

@@ -21,6 +21,10 @@ export interface CompiledRule {
   readonly roles: readonly string[] | null;
   /** Every role whose holder satisfies `roles`, inheritance included. */
   readonly roleHolders: ReadonlySet<string> | null;
+  /** `principal.notRoles`: every role whose holder holds one of them, inheritance included; null when none are named. */
+  readonly excludedHolders: ReadonlySet<string> | null;
+  /** `principal.notRoles` as written; null when none are named. */
+  readonly excludedRoles: readonly string[] | null;
   readonly matchers: readonly AttributeMatcher[];
   readonly condition: Condition | null;
   readonly conditionSource: string | null;

@@ -46,6 +46,8 @@ export const ruleSchema = z.strictObject({
     .strictObject({
       id: matcherSchema.optional(),
       roles: z.array(z.string().min(1)).min(1).optional(),
+      /** The principal holds none of these roles, directly or by inheritance. */
+      notRoles: z.array(z.string().min(1)).min(1).optional(),
       attributes: attributeMatchers.optional(),
     })
     .optional(),
@@ -185,7 +187,27 @@ export const routesDocumentSchema = z.strictObject({
   routes: z.array(z.unknown()),
 });
 
-export const KNOWN_KINDS = ['rules', 'roles', 'tests', 'routes'] as const;
+/**
+ * A named condition (`expr`, CEL) or constant (`value`), defined once per policy set and
+ * read from any `when` as `variables.<name>`.
+ */
+export const variableSchema = z
+  .strictObject({
+    name: z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, { error: 'a variable name may use letters, digits and _ only, and does not start with a digit' }),
+    description: z.string().optional(),
+    expr: z.string().min(1).optional(),
+    value: z.union([scalar, z.array(scalar)]).optional(),
+  })
+  .refine((v) => (v.expr === undefined) !== (v.value === undefined), { error: 'a variable has either "expr" (a CEL expression) or "value" (a constant), not both and not neither' });
+export type VariableSpec = z.infer<typeof variableSchema>;
+
+export const variablesDocumentSchema = z.strictObject({
+  kind: z.literal('variables'),
+  description: z.string().optional(),
+  variables: z.array(z.unknown()),
+});
+
+export const KNOWN_KINDS = ['rules', 'roles', 'tests', 'routes', 'variables'] as const;
 export type PolicyKind = (typeof KNOWN_KINDS)[number];
 
 export const documentSchemas = {
@@ -193,6 +215,7 @@ export const documentSchemas = {
   roles: rolesDocumentSchema,
   tests: testsDocumentSchema,
   routes: routesDocumentSchema,
+  variables: variablesDocumentSchema,
 } as const;
 
 /** The list of items each kind of document holds, and the schema of one item. */
@@ -201,4 +224,5 @@ export const itemSchemas = {
   roles: { list: 'roles', schema: roleSchema },
   tests: { list: 'cases', schema: testCaseSchema },
   routes: { list: 'routes', schema: routeSchema },
+  variables: { list: 'variables', schema: variableSchema },
 } as const;

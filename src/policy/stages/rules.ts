@@ -1,4 +1,5 @@
-import { compileCondition, type Condition } from '../condition.js';
+import { checkExpression, compileCondition, type Condition } from '../condition.js';
+import { checkReferences, expandVariables, variableReferences, type VariableTable } from '../variables.js';
 import type { PolicyDiagnostic } from '../diagnostic.js';
 import { attributeReader, compileMatcher, type AttributeMatcher, type MatchedPart } from '../matcher.js';
 import type { Stage, StageRun } from '../pipeline.js';
@@ -47,8 +48,22 @@ export class RuleIds {
   }
 }
 
-function compileWhen(when: string | undefined, where: Located<unknown>, diagnostics: PolicyDiagnostic[]): Condition | null {
+function compileWhen(when: string | undefined, where: Located<unknown>, variables: VariableTable, diagnostics: PolicyDiagnostic[]): Condition | null {
   if (when === undefined) return null;
+  const refs = variableReferences(when);
+  if (refs.length > 0) {
+    // Checked as written first, so errors point at the author's columns; then compiled with the variables put in.
+    const site = { source: where.source, path: [...where.path, 'when'] };
+    if (!checkReferences(when, new Set(variables.expansions.keys()), site, diagnostics)) return null;
+    if (refs.some((r) => !variables.expansions.has(r.name))) return null;
+    const checked = checkExpression(when);
+    if (!checked.ok) {
+      const column = checked.offset === null ? '' : ` (column ${checked.offset + 1} of the condition)`;
+      diagnostics.push(diagnosticAt(where.source, site.path, `condition does not compile: ${checked.message}${column}`));
+      return null;
+    }
+    when = expandVariables(when, variables.expansions);
+  }
   const compiled = compileCondition(when);
   if (compiled.ok) return compiled.evaluate;
   const column = compiled.offset === null ? '' : ` (column ${compiled.offset + 1} of the condition)`;
@@ -60,11 +75,11 @@ function compileWhen(when: string | undefined, where: Located<unknown>, diagnost
  * A rule that failed its schema still gets the cross-file checks its well-formed parts
  * allow, so one run reports every error rather than one layer of them at a time.
  */
-function checkMalformedRule(rule: Located<unknown>, graph: RoleGraph, ids: RuleIds, diagnostics: PolicyDiagnostic[]): void {
+function checkMalformedRule(rule: Located<unknown>, graph: RoleGraph, variables: VariableTable, ids: RuleIds, diagnostics: PolicyDiagnostic[]): void {
   if (rule.spec === null || typeof rule.spec !== 'object') return;
   const spec = rule.spec as { id?: unknown; when?: unknown; principal?: { roles?: unknown } };
   if (typeof spec.id === 'string') ids.claim(spec.id, rule, [...rule.path, 'id']);
-  if (typeof spec.when === 'string') compileWhen(spec.when, rule, diagnostics);
+  if (typeof spec.when === 'string') compileWhen(spec.when, rule, variables, diagnostics);
   const named = spec.principal?.roles;
   if (Array.isArray(named) && named.every((r): r is string => typeof r === 'string')) {
     roleHoldersFor(named, graph, rule, [...rule.path, 'principal', 'roles'], diagnostics);
@@ -72,7 +87,7 @@ function checkMalformedRule(rule: Located<unknown>, graph: RoleGraph, ids: RuleI
 }
 
 /** Compiles one well-formed rule; null when it has problems (they are in `diagnostics`). */
-export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, diagnostics: PolicyDiagnostic[]): CompiledRule | null {
+export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[]): CompiledRule | null {
   const { spec } = rule;
   const before = diagnostics.length;
   const matchers: AttributeMatcher[] = [];
@@ -95,7 +110,8 @@ export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, diagnosti
   addAttributes('resource', spec.resource?.attributes);
   addAttributes('context', spec.context?.attributes);
   const roleHolders = roleHoldersFor(spec.principal?.roles, graph, rule, [...rule.path, 'principal', 'roles'], diagnostics);
-  const condition = compileWhen(spec.when, rule, diagnostics);
+  const excludedHolders = roleHoldersFor(spec.principal?.notRoles, graph, rule, [...rule.path, 'principal', 'notRoles'], diagnostics);
+  const condition = compileWhen(spec.when, rule, variables, diagnostics);
   if (diagnostics.length > before) return null;
   const type = spec.resource?.type;
   return Object.freeze({
@@ -109,6 +125,8 @@ export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, diagnosti
     resourceTypes: type === undefined ? null : Object.freeze(Array.isArray(type) ? [...type] : [type]),
     roles: spec.principal?.roles ?? null,
     roleHolders,
+    excludedHolders,
+    excludedRoles: spec.principal?.notRoles ?? null,
     matchers: Object.freeze(matchers),
     condition,
     conditionSource: spec.when ?? null,
@@ -116,11 +134,11 @@ export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, diagnosti
 }
 
 /** Compiles one permission of a role into the allow rule it grants. */
-function compilePermission(role: string, id: string, where: Located<PermissionSpec>, graph: RoleGraph, diagnostics: PolicyDiagnostic[]): CompiledRule | null {
+function compilePermission(role: string, id: string, where: Located<PermissionSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[]): CompiledRule | null {
   const { spec } = where;
   const before = diagnostics.length;
   const roleHolders = roleHoldersFor([role], graph, where, [], diagnostics);
-  const condition = compileWhen(spec.when, where, diagnostics);
+  const condition = compileWhen(spec.when, where, variables, diagnostics);
   if (diagnostics.length > before) return null;
   return Object.freeze({
     id,
@@ -133,6 +151,8 @@ function compilePermission(role: string, id: string, where: Located<PermissionSp
     resourceTypes: spec.resources ? Object.freeze([...spec.resources]) : null,
     roles: [role],
     roleHolders,
+    excludedHolders: null,
+    excludedRoles: null,
     matchers: Object.freeze([]),
     condition,
     conditionSource: spec.when ?? null,
@@ -140,21 +160,21 @@ function compilePermission(role: string, id: string, where: Located<PermissionSp
 }
 
 /** Compiles one rule as written (or checks what it can of a malformed one), claiming its id. */
-export function compileRuleItem(rule: Located<Checked<RuleSpec>>, graph: RoleGraph, ids: RuleIds, diagnostics: PolicyDiagnostic[]): CompiledRule | null {
+export function compileRuleItem(rule: Located<Checked<RuleSpec>>, graph: RoleGraph, variables: VariableTable, ids: RuleIds, diagnostics: PolicyDiagnostic[]): CompiledRule | null {
   const { spec } = rule.spec;
   if (spec === null) {
-    checkMalformedRule({ spec: rule.spec.raw, source: rule.source, path: rule.path }, graph, ids, diagnostics);
+    checkMalformedRule({ spec: rule.spec.raw, source: rule.source, path: rule.path }, graph, variables, ids, diagnostics);
     return null;
   }
   ids.claim(spec.id, rule, [...rule.path, 'id']);
-  return compileRule({ spec, source: rule.source, path: rule.path }, graph, diagnostics);
+  return compileRule({ spec, source: rule.source, path: rule.path }, graph, variables, diagnostics);
 }
 
 /**
  * The allow rules a role's permissions grant, with their ids claimed. A malformed
  * role's well-formed permissions are still claimed and their conditions compiled.
  */
-export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: RoleGraph, ids: RuleIds, diagnostics: PolicyDiagnostic[]): CompiledRule[] {
+export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: RoleGraph, variables: VariableTable, ids: RuleIds, diagnostics: PolicyDiagnostic[]): CompiledRule[] {
   const compiled: CompiledRule[] = [];
   const checked = role.spec;
   let name: string;
@@ -178,10 +198,10 @@ export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: 
     const id = permissionRuleId(name, spec, index);
     ids.claim(id, where, [...path, spec.id ? 'id' : 'actions']);
     if (!checked.spec) {
-      compileWhen(spec.when, where, diagnostics);
+      compileWhen(spec.when, where, variables, diagnostics);
       continue;
     }
-    const rule = compilePermission(name, id, where, graph, diagnostics);
+    const rule = compilePermission(name, id, where, graph, variables, diagnostics);
     if (rule) compiled.push(rule);
   }
   return compiled;
@@ -191,8 +211,8 @@ export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: 
  * The key of a document's compiled rules: the document, and the holders of each
  * role it names (a rule naming a role compiles the role's holders into it).
  */
-function compiledKey(document: LoadedDocument, roleNames: readonly string[], graph: RoleGraph): string {
-  let key = document.key;
+function compiledKey(document: LoadedDocument, roleNames: readonly string[], graph: RoleGraph, variables: VariableTable): string {
+  let key = `${document.key}\u0000variables=${variables.key}`;
   for (const name of roleNames) {
     const entry = graph.get(name);
     key += entry ? `\u0000${name}=${[...entry.holders].join(',')}` : `\u0000${name}?`;
@@ -242,22 +262,23 @@ export const rulesStage: Stage<LoadState> = {
   name: 'rules',
   *run(state) {
     const graph = state.roleGraph ?? new Map();
+    const variables = state.variables;
     const ids = new RuleIds(state.ruleIds, state.diagnostics);
     for (const document of state.documents) {
       const content = document.document.content;
       if (content?.kind !== 'rules') continue;
       const compileItem = (i: number): readonly CompiledRule[] => {
-        const rule = compileRuleItem({ spec: content.items.at(i)!.checked, source: document.source, path: ['rules', i] }, graph, ids, state.diagnostics);
+        const rule = compileRuleItem({ spec: content.items.at(i)!.checked, source: document.source, path: ['rules', i] }, graph, variables, ids, state.diagnostics);
         return rule ? [rule] : [];
       };
-      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph), ids, compileItem, content.items.length);
+      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables), ids, compileItem, content.items.length);
     }
     for (const document of state.documents) {
       const content = document.document.content;
       if (content?.kind !== 'roles') continue;
       const compileItem = (i: number): readonly CompiledRule[] =>
-        compileRolePermissions({ spec: content.items.at(i)!.checked, source: document.source, path: ['roles', i] }, graph, ids, state.diagnostics);
-      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph), ids, compileItem, content.items.length);
+        compileRolePermissions({ spec: content.items.at(i)!.checked, source: document.source, path: ['roles', i] }, graph, variables, ids, state.diagnostics);
+      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables), ids, compileItem, content.items.length);
     }
   },
 };

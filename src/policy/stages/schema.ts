@@ -11,6 +11,7 @@ import {
   type RuleSpec,
   type TestCaseSpec,
   type TestSuiteSpec,
+  type VariableSpec,
 } from '../schema.js';
 import {
   diagnosticAt,
@@ -61,6 +62,7 @@ export type DocumentContent =
       readonly roleNames: readonly string[];
     }
   | { readonly kind: 'routes'; readonly items: ItemList<CheckedItem<RouteSpec>> }
+  | { readonly kind: 'variables'; readonly items: ItemList<CheckedItem<VariableSpec>> }
   /** `suite` is null when the file's own fields (name, fixtures) are invalid: its cases are then only schema-checked. */
   | { readonly kind: 'tests'; readonly suite: TestSuiteSpec | null; readonly items: ItemList<CheckedItem<TestCaseSpec>> };
 
@@ -146,7 +148,7 @@ function checkDocument(
     case 'rules': {
       const rules = items as CheckedItem<RuleSpec>[];
       const named = new Set<string>();
-      for (const { checked } of rules) for (const role of checked.spec?.principal?.roles ?? []) named.add(role);
+      for (const { checked } of rules) for (const role of [...(checked.spec?.principal?.roles ?? []), ...(checked.spec?.principal?.notRoles ?? [])]) named.add(role);
       return { kind, items: rules, roleNames: [...named] };
     }
     case 'roles': {
@@ -155,6 +157,8 @@ function checkDocument(
     }
     case 'routes':
       return { kind, items: items as CheckedItem<RouteSpec>[] };
+    case 'variables':
+      return { kind, items: items as CheckedItem<VariableSpec>[] };
   }
 }
 

@@ -7,6 +7,7 @@ import type { PolicyKind } from '../schema.js';
 import { RouteTable } from '../routes.js';
 import type { SourceDocument } from '../source.js';
 import type { RoleGraph } from './roles.js';
+import { NO_VARIABLES, type VariableTable } from '../variables.js';
 import type { CompiledDocument } from './rules.js';
 import type { CheckedDocument, CheckedFile } from './schema.js';
 
@@ -76,6 +77,8 @@ export interface LoadState {
   documents: readonly LoadedDocument[];
   /** schema: each file read and the hash of its text, in order. */
   fingerprint: readonly (readonly [file: string, hash: string])[];
+  /** variables: the named conditions and constants `when` conditions read. */
+  variables: VariableTable;
   /** roles */
   roleGraph: RoleGraph | null;
   /** rules: every rule id claimed, where it was first written. */
@@ -117,6 +120,7 @@ export function newLoadState(dir: string, reader: PolicyReader, options: { gitCo
     contents: [],
     documents: [],
     fingerprint: [],
+    variables: NO_VARIABLES,
     roleGraph: null,
     ruleIds: new Map(),
     compiled: [],
