@@ -16,7 +16,7 @@ import { TrustedHeaderAuthenticator } from '../gateway/trusted-headers.js';
 import { Admin } from './admin.js';
 import { AdminGate, looseMode } from './admin-auth.js';
 import type { ServerConfig } from './config.js';
-import { splitHostPort } from './config.js';
+import { ENVIRONMENT_KEYS, splitHostPort } from './config.js';
 import { AUTHORIZATION_SERVICE } from './grpc/authorization-service.js';
 import { EXT_AUTHZ_SERVICE } from './grpc/ext-authz-service.js';
 import { createGrpcServer, type GrpcServer } from './grpc/server.js';
@@ -205,9 +205,9 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   let httpPort: number;
   let opsPort: number | null = null;
   try {
-    grpcPort = await grpc.start(grpcAddress.host, grpcAddress.port, tls ? grpcServerCredentials(tls) : undefined);
-    httpPort = await http.listen(httpAddress.host, httpAddress.port);
-    if (ops && opsAddress) opsPort = await ops.listen(opsAddress.host, opsAddress.port);
+    grpcPort = await bound('grpc', config.grpc, grpc.start(grpcAddress.host, grpcAddress.port, tls ? grpcServerCredentials(tls) : undefined));
+    httpPort = await bound('http', config.http, http.listen(httpAddress.host, httpAddress.port));
+    if (ops && opsAddress && config.ops !== null) opsPort = await bound('ops', config.ops, ops.listen(opsAddress.host, opsAddress.port));
   } catch (error) {
     await grpc.shutdown();
     await http.close().catch(() => undefined);
@@ -254,4 +254,24 @@ function withTimeout<T>(promise: Promise<T>, ms: number): Promise<T> {
     timer = setTimeout(() => reject(new VerdictError('INTERNAL', `no answer within ${ms} ms`)), ms);
   });
   return Promise.race([promise, timeout]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * A listener that cannot bind names the setting behind it, so the operator knows which flag to
+ * change; grpc-js alone says only "No address added out of total 1 resolved".
+ */
+async function bound(setting: 'grpc' | 'http' | 'ops', address: string, listening: Promise<number>): Promise<number> {
+  try {
+    return await listening;
+  } catch (error) {
+    const detail = messageOf(error);
+    const inUse = /EADDRINUSE|address already in use/i.test(detail);
+    const notHere = /EADDRNOTAVAIL|EACCES|permission denied|cannot assign/i.test(detail);
+    const why = inUse ? 'is already in use by another process' : notHere ? 'cannot be bound on this machine' : 'could not be bound';
+    throw new VerdictError(
+      'CONFIG_INVALID',
+      `--${setting} ${address} ${why} (${detail.split('\n')[0]}); choose another address with --${setting} or ${ENVIRONMENT_KEYS[setting]}, or stop what holds it`,
+      { cause: error },
+    );
+  }
 }

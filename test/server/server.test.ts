@@ -307,6 +307,27 @@ describe('configuration', () => {
     expect(result.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it.each(['grpc', 'http', 'ops'] as const)('a --%s address already in use is named with its flag, not a stack trace', async (setting) => {
+    const { createServer } = await import('node:net');
+    const { spawnSync } = await import('node:child_process');
+    const holder = createServer();
+    await new Promise<void>((resolve) => holder.listen(0, '127.0.0.1', resolve));
+    const taken = `127.0.0.1:${(holder.address() as { port: number }).port}`;
+    try {
+      const addresses = { grpc: '127.0.0.1:0', http: '127.0.0.1:0', ops: '127.0.0.1:0', [setting]: taken };
+      const dir = tempDir();
+      const result = spawnSync(process.execPath, [
+        join(ROOT, 'bin', 'verdict.js'), 'serve', '--policies', join(ROOT, 'policies'), '--db', join(dir, 'd.db'),
+        '--grpc', addresses.grpc, '--http', addresses.http, '--ops', addresses.ops, '--log-level', 'silent',
+      ], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+      expect(result.status).not.toBe(0);
+      expect(result.stderr).toContain(`--${setting} ${taken} is already in use`);
+      expect(result.stderr).not.toMatch(/\n\s+at /);
+    } finally {
+      await new Promise<void>((resolve) => holder.close(() => resolve()));
+    }
+  });
+
   it('reads the config file and environment variables', async () => {
     const dir = tempDir();
     const db = join(dir, 'from-config.db');
