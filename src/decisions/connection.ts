@@ -67,7 +67,8 @@ export function openConnection(path: string, mode: DecisionLogMode, busyTimeoutM
   setAsideOrphanedWal(path);
   let db: Database.Database;
   try {
-    createPrivately(path);
+    // ':memory:' names SQLite's in-memory database, not a file to create.
+    if (path !== ':memory:') createPrivately(path);
     db = new Database(path, { timeout: busyTimeoutMs });
   } catch (error) {
     throw new VerdictError('DECISION_LOG_UNAVAILABLE', `cannot open the decision log ${path}: ${messageOf(error)} (${sqliteCode(error) ?? 'error'}); check that it is a writable file in a writable directory`, {
