@@ -16,3 +16,4 @@ export {
   type Refusal,
 } from './refusals.js';
 export { newDecisionId } from './decision-id.js';
+export { BATCH_RECORD_FACTOR, batchRecordError } from './batch-budget.js';

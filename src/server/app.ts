@@ -268,8 +268,9 @@ async function bound(setting: 'grpc' | 'http' | 'ops', address: string, listenin
     const inUse = /EADDRINUSE|address already in use/i.test(detail);
     const notHere = /EADDRNOTAVAIL|EACCES|permission denied|cannot assign/i.test(detail);
     const why = inUse ? 'is already in use by another process' : notHere ? 'cannot be bound on this machine' : 'could not be bound';
+    // Exit 5 (the server could not start), not a usage error: the same flags work once the address is free.
     throw new VerdictError(
-      'CONFIG_INVALID',
+      'ADDRESS_UNAVAILABLE',
       `--${setting} ${address} ${why} (${detail.split('\n')[0]}); choose another address with --${setting} or ${ENVIRONMENT_KEYS[setting]}, or stop what holds it`,
       { cause: error },
     );

@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
@@ -102,6 +102,32 @@ describe('verdict serve: decisions over gRPC, each recorded before it is answere
     const ids = new Set(res.results.map((r) => r.decisionId));
     expect(ids.size).toBe(3);
     for (const id of ids) expect(getDecision(db, id)?.requestId).toBe('batch-1');
+  });
+
+  it('refuses a batch that would record a large principal once per item, recording one small decision instead', async () => {
+    // 0.3 MiB of roles, under the 1 MiB message limit, asked about 1,000 times: ~300 MiB of log if recorded per item.
+    const roles = Array.from({ length: 30_000 }, (_, i) => `role-${String(i).padStart(4, '0')}`);
+    const principal = checkRequest({ principal: { ...dana, roles }, action: 'x', resource: fraudModel }).principal;
+    const item = { action: 'predict', resource: checkRequest({ principal: dana, action: 'x', resource: fraudModel }).resource };
+    const before = queryDecisions(db, { principalId: 'dana', reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
+    const sizeBefore = statSync(`${db}-wal`, { throwIfNoEntry: false })?.size ?? 0;
+    const error = await client
+      .call('Authorization', 'CheckBatch', { principal, requestId: 'amplify', items: Array.from({ length: 1000 }, () => item) })
+      .then(() => null, (e: grpc.ServiceError) => e);
+    expect(error).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^items: .* recorded with each of the 1000 items/) });
+    const refused = queryDecisions(db, { principalId: 'dana', reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
+    expect(refused.length).toBe(before + 1);
+    expect(refused[0]!.requestId).toBe('amplify');
+    expect(refused[0]!.request.principal.roles).toEqual([]);
+    // The log grew by the one refusal, not by a thousand copies of the principal.
+    expect((statSync(`${db}-wal`, { throwIfNoEntry: false })?.size ?? 0) - sizeBefore).toBeLessThan(1 << 20);
+    // A batch of the same size with an ordinary principal is still answered.
+    const fine = await client.call<{ results: CheckResponse[] }>('Authorization', 'CheckBatch', {
+      principal: checkRequest({ principal: dana, action: 'x', resource: fraudModel }).principal,
+      items: Array.from({ length: 1000 }, () => item),
+    });
+    expect(fine.results).toHaveLength(1000);
+    expect(fine.results.every((r) => r.effect === 'EFFECT_ALLOW')).toBe(true);
   });
 
   it('rejects bad input with INVALID_ARGUMENT naming the field, and records it as an error decision', async () => {
@@ -320,7 +346,7 @@ describe('configuration', () => {
         join(ROOT, 'bin', 'verdict.js'), 'serve', '--policies', join(ROOT, 'policies'), '--db', join(dir, 'd.db'),
         '--grpc', addresses.grpc, '--http', addresses.http, '--ops', addresses.ops, '--log-level', 'silent',
       ], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
-      expect(result.status).not.toBe(0);
+      expect(result.status).toBe(5);
       expect(result.stderr).toContain(`--${setting} ${taken} is already in use`);
       expect(result.stderr).not.toMatch(/\n\s+at /);
     } finally {

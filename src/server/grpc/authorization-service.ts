@@ -2,7 +2,7 @@
 // decide core, with invalid and oversized requests recorded before they are refused.
 
 import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { InvalidRequest, type CheckResult, type RequestFieldError } from '../../decide/index.js';
+import { batchRecordError, InvalidRequest, RefusedRequest, type CallMeta, type CheckResult, type RequestFieldError } from '../../decide/index.js';
 import { VerdictError } from '../../errors.js';
 import { callMeta, unary, type CallOptions } from './call.js';
 import { toBatchInputs, toCheckInput, toCheckResponse } from './convert/verdict.js';
@@ -22,6 +22,8 @@ export const DECISION_ID_TRAILER = 'verdict-decision-id';
 export interface AuthorizationOptions extends CallOptions {
   /** Batches with more items are refused whole, before any item is decided or recorded. */
   readonly maxBatchItems: number;
+  /** Most bytes one batch may write to the decision log (see batchRecordError); a batch over it is recorded once and refused whole. */
+  readonly maxBatchRecordedBytes: number;
 }
 
 /** verdict.v1.Authorization over the decide core (or any AuthorizationHandlers). */
@@ -47,6 +49,12 @@ export function authorizationService(handlers: AuthorizationHandlers, options: A
       }
       const meta = callMeta(call, message.requestId, options);
       const { inputs, shared } = toBatchInputs(message);
+      const first = inputs[0];
+      if (!shared && first !== undefined) {
+        const asked = first instanceof RefusedRequest ? first.request : first;
+        const tooLarge = batchRecordError(asked.principal, asked.context, count, options.maxBatchRecordedBytes);
+        if (tooLarge) return refuseWhole(tooLarge, asked.principal.id, meta, handlers);
+      }
       const results = await handlers.checkBatch(inputs, meta);
       if (results.length !== inputs.length) {
         throw new VerdictError('INTERNAL', `checkBatch answered ${results.length} results for ${inputs.length} items`);
@@ -75,6 +83,19 @@ async function refuseOversized(
   const input = message.toInvalidRequest();
   const result = await handlers.check(input, callMeta(call, '', options));
   throw invalidArgument(input.error, result.decisionId);
+}
+
+/** Records a batch refused whole as one error decision (the principal's id, none of its size), then refuses it. */
+async function refuseWhole(error: RequestFieldError, principalId: string, meta: CallMeta, handlers: AuthorizationHandlers): Promise<never> {
+  const empty = Object.freeze({});
+  const input = new InvalidRequest(error, {
+    principal: { id: principalId, roles: [], attributes: empty },
+    action: '',
+    resource: { type: '', id: '', attributes: empty },
+    context: { attributes: empty },
+  });
+  const result = await handlers.check(input, meta);
+  throw invalidArgument(error, result.decisionId);
 }
 
 function invalidArgument(error: RequestFieldError, decisionId: string | null): StatusError {

@@ -10,6 +10,7 @@ import {
   type ServerUnaryCall,
   type ServiceDefinition,
 } from '@grpc/grpc-js';
+import { BATCH_RECORD_FACTOR } from '../../decide/index.js';
 import type { GatewayAdapter } from '../../gateway/adapter.js';
 import { InFlightCalls } from './call.js';
 import { StatusError } from './status.js';
@@ -116,7 +117,11 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
   };
   server.addService(
     withSizeLimit(serviceDefinition(AUTHORIZATION_SERVICE), limit),
-    authorizationService(services.authorization, { ...callOptions, maxBatchItems: options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS }),
+    authorizationService(services.authorization, {
+      ...callOptions,
+      maxBatchItems: options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS,
+      maxBatchRecordedBytes: BATCH_RECORD_FACTOR * limit,
+    }),
   );
   server.addService(serviceDefinition(ADMIN_SERVICE), adminService(services.admin, callOptions));
   const served: string[] = [AUTHORIZATION_SERVICE, ADMIN_SERVICE];
