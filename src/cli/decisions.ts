@@ -20,6 +20,7 @@ Options:
   --resource TYPE[:ID] decisions on resources of TYPE (and this ID)
   --action A           decisions for this action
   --effect allow|deny  only allowed or only denied decisions
+  --rule ID            decisions this rule took part in (among their rule ids)
   --reason R           by reason: ${REASONS.map((r) => r.toLowerCase()).join(', ')}
   --since TIME         made at or after TIME
   --until TIME         made before TIME
@@ -38,6 +39,7 @@ an offset it is UTC, like the times printed) or a duration ago: 90s, 15m, 2h, 7d
 Examples:
   verdict decisions --principal dana --effect deny --since 1h
   verdict decisions --resource model:fraud-v3 --json | jq .reason
+  verdict decisions --rule no-production-deletes --since 7d
   verdict decisions --id 0190f5c2-7a3e-7c1d-9b2f-3f1e2d4c5b6a
   verdict decisions --attr principal.attributes.email=alice@example.com
 
@@ -61,6 +63,7 @@ export async function runDecisions(argv: string[], io: CommandIO): Promise<numbe
         action: { type: 'string' },
         effect: { type: 'string' },
         reason: { type: 'string' },
+        rule: { type: 'string' },
         since: { type: 'string' },
         until: { type: 'string' },
         id: { type: 'string' },
@@ -85,6 +88,7 @@ export async function runDecisions(argv: string[], io: CommandIO): Promise<numbe
       action: values.action,
       effect: values.effect === undefined ? undefined : parseEffect(values.effect),
       reason: values.reason === undefined ? undefined : parseReason(values.reason),
+      ruleId: values.rule,
       since: values.since === undefined ? undefined : parseTime('--since', values.since, now),
       until: values.until === undefined ? undefined : parseTime('--until', values.until, now),
       decisionId: values.id,

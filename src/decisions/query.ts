@@ -31,6 +31,8 @@ export interface DecisionFilters {
   readonly until?: number;
   readonly decisionId?: string;
   readonly policyVersion?: string;
+  /** Decisions this rule took part in: it is among the decision's rule ids. */
+  readonly ruleId?: string;
   /**
    * Equality on request attributes: each entry matches when the value at
    * `jsonPath` (an SQLite JSON path into the stored request, see
@@ -174,6 +176,10 @@ export class DecisionReader {
       if (value === undefined) continue;
       where.push(`${column} = ?`);
       params.push(value);
+    }
+    if (filters.ruleId !== undefined) {
+      where.push('EXISTS (SELECT 1 FROM json_each(rule_ids) WHERE value = ?)');
+      params.push(filters.ruleId);
     }
     for (const attribute of filters.attributes ?? []) {
       if (attribute.values.length === 0) continue;

@@ -72,6 +72,11 @@ describe('verdict decisions', () => {
     expect(await ids('--since', new Date(now - 3_600_000).toISOString())).toEqual([c, b]);
     expect(await ids('--id', b!)).toEqual([b]);
     expect(await ids('--limit', '1')).toEqual([c]);
+    expect(await ids('--rule', 'allow-org')).toEqual([a]);
+    expect(await ids('--rule', 'limit')).toEqual([c]);
+    // A whole rule id only: neither a prefix nor a substring of one matches.
+    expect(await ids('--rule', 'allow')).toEqual([]);
+    expect(await ids('--rule', 'allow-ds', '--effect', 'deny')).toEqual([]);
   });
 
   it('says so when nothing matches, and when the limit cut the list', async () => {
