@@ -261,6 +261,19 @@ describe('policy set version', () => {
     expect(versionOf(writePolicyDir({ 'rules.yaml': rules }))).not.toBe(reference);
   });
 
+  it('does not change when test files are added, renamed or edited: tests decide nothing', () => {
+    const reference = versionOf(writePolicyDir({ 'rules.yaml': rules, 'roles.yaml': roles }));
+    const tests = (name: string) => ({
+      kind: 'tests',
+      name: 'docs',
+      principals: { p: { id: 'p', roles: ['viewer'] } },
+      resources: { d: { type: 'doc', id: 'd', attributes: { org: 'acme' } } },
+      cases: [{ name, principal: 'p', action: 'read', resource: 'd', expect: { effect: 'allow' } }],
+    });
+    expect(versionOf(writePolicyDir({ 'rules.yaml': rules, 'roles.yaml': roles, 'tests/docs.yaml': tests('viewer reads') }))).toBe(reference);
+    expect(versionOf(writePolicyDir({ 'rules.yaml': rules, 'roles.yaml': roles, 'tests/docs.yaml': tests('a viewer may read a doc') }))).toBe(reference);
+  });
+
   describe('in a git work tree', () => {
     const git = (cwd: string, ...args: string[]) =>
       execFileSync('git', ['-c', 'user.name=verdict test', '-c', 'user.email=test@verdict.invalid', '-c', 'commit.gpgsign=false', ...args], {
