@@ -160,3 +160,56 @@ rules:
     expect(text.some((t) => /^rules\.yaml:6:29: unknown role "contractr"/.test(t)), text.join('\n')).toBe(true);
   });
 });
+
+describe('conditions see inherited roles', () => {
+  const roles = (seniorInherits: string) =>
+    `kind: roles\nroles:\n  - name: data_scientist\n  - name: senior_data_scientist\n    inherits: [${seniorInherits}]\n  - name: contractor\n  - name: lead\n    inherits: [senior_data_scientist]\n`;
+  const rules = `kind: rules
+rules:
+  - id: ds-predict
+    effect: allow
+    actions: [predict]
+    when: '"data_scientist" in principal.roles'
+  - id: contractors-never-delete
+    effect: deny
+    actions: [delete]
+    when: '"contractor" in principal["roles"]'
+  - id: anyone-deletes
+    effect: allow
+    actions: [delete]
+  - id: sent-as-is
+    effect: allow
+    actions: [audit]
+    when: '"data_scientist" in principal.directRoles'
+`;
+  const senior = { roles: ['senior_data_scientist'] };
+
+  it('principal.roles in CEL is the inherited closure, as a roles matcher sees it; principal.directRoles is as sent', () => {
+    const { policySet } = loadValid(writePolicyDir({ 'roles.yaml': roles('data_scientist'), 'rules.yaml': rules }));
+    expect(evaluate(policySet, request({ principal: senior, action: 'predict' })).effect).toBe('ALLOW');
+    // Two levels down.
+    expect(evaluate(policySet, request({ principal: { roles: ['lead'] }, action: 'predict' })).effect).toBe('ALLOW');
+    expect(evaluate(policySet, request({ principal: { roles: ['contractor'] }, action: 'predict' })).effect).toBe('DENY');
+    expect(evaluate(policySet, request({ principal: senior, action: 'audit' })).effect).toBe('DENY');
+    expect(evaluate(policySet, request({ principal: { roles: ['data_scientist'] }, action: 'audit' })).effect).toBe('ALLOW');
+  });
+
+  it('a deny written as a CEL role test holds for a role added later that inherits it', () => {
+    const { policySet } = loadValid(writePolicyDir({ 'roles.yaml': roles('data_scientist, contractor'), 'rules.yaml': rules }));
+    const decision = evaluate(policySet, request({ principal: senior, action: 'delete' }));
+    expect(decision).toMatchObject({ effect: 'DENY', ruleIds: ['contractors-never-delete'] });
+  });
+
+  it('incremental loads: changing only the inheritance recompiles the conditions that read roles', async () => {
+    const dir = makeTempDir('verdict-effective-roles-');
+    writeFiles(dir, { 'roles.yaml': roles('data_scientist'), 'rules.yaml': rules });
+    const compiler = new PolicyCompiler(dir, backgroundReader(checker));
+    const first = await compiler.compile({ gitCommit: null });
+    if (!first.result.ok) throw new Error('expected a valid set');
+    expect(evaluate(first.result.policies.policySet, request({ principal: senior, action: 'delete' })).effect).toBe('ALLOW');
+    writeFiles(dir, { 'roles.yaml': roles('data_scientist, contractor') });
+    const second = await compiler.compile({ gitCommit: null });
+    if (!second.result.ok) throw new Error('expected a valid set');
+    expect(evaluate(second.result.policies.policySet, request({ principal: senior, action: 'delete' })).effect).toBe('DENY');
+  });
+});

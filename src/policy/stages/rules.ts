@@ -1,4 +1,5 @@
 import { checkExpression, compileCondition, type Condition } from '../condition.js';
+import { readsPrincipalRoles, seeingEffectiveRoles } from '../effective-roles.js';
 import { checkReferences, expandVariables, variableReferences, type VariableTable } from '../variables.js';
 import type { PolicyDiagnostic } from '../diagnostic.js';
 import { attributeReader, compileMatcher, type AttributeMatcher, type MatchedPart } from '../matcher.js';
@@ -48,7 +49,7 @@ export class RuleIds {
   }
 }
 
-function compileWhen(when: string | undefined, where: Located<unknown>, variables: VariableTable, diagnostics: PolicyDiagnostic[]): Condition | null {
+function compileWhen(when: string | undefined, where: Located<unknown>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[]): Condition | null {
   if (when === undefined) return null;
   const refs = variableReferences(when);
   if (refs.length > 0) {
@@ -65,7 +66,7 @@ function compileWhen(when: string | undefined, where: Located<unknown>, variable
     when = expandVariables(when, variables.expansions);
   }
   const compiled = compileCondition(when);
-  if (compiled.ok) return compiled.evaluate;
+  if (compiled.ok) return readsPrincipalRoles(when) ? seeingEffectiveRoles(compiled.evaluate, graph) : compiled.evaluate;
   const column = compiled.offset === null ? '' : ` (column ${compiled.offset + 1} of the condition)`;
   diagnostics.push(diagnosticAt(where.source, [...where.path, 'when'], `condition does not compile: ${compiled.message}${column}`));
   return null;
@@ -79,7 +80,7 @@ function checkMalformedRule(rule: Located<unknown>, graph: RoleGraph, variables:
   if (rule.spec === null || typeof rule.spec !== 'object') return;
   const spec = rule.spec as { id?: unknown; when?: unknown; principal?: { roles?: unknown } };
   if (typeof spec.id === 'string') ids.claim(spec.id, rule, [...rule.path, 'id']);
-  if (typeof spec.when === 'string') compileWhen(spec.when, rule, variables, diagnostics);
+  if (typeof spec.when === 'string') compileWhen(spec.when, rule, graph, variables, diagnostics);
   const named = spec.principal?.roles;
   if (Array.isArray(named) && named.every((r): r is string => typeof r === 'string')) {
     roleHoldersFor(named, graph, rule, [...rule.path, 'principal', 'roles'], diagnostics);
@@ -111,7 +112,7 @@ export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables
   addAttributes('context', spec.context?.attributes);
   const roleHolders = roleHoldersFor(spec.principal?.roles, graph, rule, [...rule.path, 'principal', 'roles'], diagnostics);
   const excludedHolders = roleHoldersFor(spec.principal?.notRoles, graph, rule, [...rule.path, 'principal', 'notRoles'], diagnostics);
-  const condition = compileWhen(spec.when, rule, variables, diagnostics);
+  const condition = compileWhen(spec.when, rule, graph, variables, diagnostics);
   if (diagnostics.length > before) return null;
   const type = spec.resource?.type;
   return Object.freeze({
@@ -138,7 +139,7 @@ function compilePermission(role: string, id: string, where: Located<PermissionSp
   const { spec } = where;
   const before = diagnostics.length;
   const roleHolders = roleHoldersFor([role], graph, where, [], diagnostics);
-  const condition = compileWhen(spec.when, where, variables, diagnostics);
+  const condition = compileWhen(spec.when, where, graph, variables, diagnostics);
   if (diagnostics.length > before) return null;
   return Object.freeze({
     id,
@@ -198,7 +199,7 @@ export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: 
     const id = permissionRuleId(name, spec, index);
     ids.claim(id, where, [...path, spec.id ? 'id' : 'actions']);
     if (!checked.spec) {
-      compileWhen(spec.when, where, variables, diagnostics);
+      compileWhen(spec.when, where, graph, variables, diagnostics);
       continue;
     }
     const rule = compilePermission(name, id, where, graph, variables, diagnostics);
@@ -211,8 +212,11 @@ export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: 
  * The key of a document's compiled rules: the document, and the holders of each
  * role it names (a rule naming a role compiles the role's holders into it).
  */
-function compiledKey(document: LoadedDocument, roleNames: readonly string[], graph: RoleGraph, variables: VariableTable): string {
+function compiledKey(document: LoadedDocument, roleNames: readonly string[], graph: RoleGraph, variables: VariableTable, graphKey: () => string | null): string {
   let key = `${document.key}\u0000variables=${variables.key}`;
+  // A condition reading principal.roles compiles in every role's inheritance (effective-roles.ts).
+  const inheritance = graphKey();
+  if (inheritance !== null) key += `\u0000graph=${inheritance}`;
   for (const name of roleNames) {
     const entry = graph.get(name);
     key += entry ? `\u0000${name}=${[...entry.holders].join(',')}` : `\u0000${name}?`;
@@ -264,6 +268,12 @@ export const rulesStage: Stage<LoadState> = {
     const graph = state.roleGraph ?? new Map();
     const variables = state.variables;
     const ids = new RuleIds(state.ruleIds, state.diagnostics);
+    // Every document's key names the inheritance once a variable reads roles: any document may use that variable.
+    const variablesReadRoles = [...variables.expansions.values()].some(readsPrincipalRoles);
+    let graphSignature: string | null = null;
+    const graphKey = (): string => (graphSignature ??= [...graph].map(([name, entry]) => `${name}>${entry.effective.join(',')}`).join(';'));
+    const inheritanceKey = (document: LoadedDocument) => (): string | null =>
+      variablesReadRoles || readsPrincipalRoles(document.document.canonical) ? graphKey() : null;
     for (const document of state.documents) {
       const content = document.document.content;
       if (content?.kind !== 'rules') continue;
@@ -271,14 +281,14 @@ export const rulesStage: Stage<LoadState> = {
         const rule = compileRuleItem({ spec: content.items.at(i)!.checked, source: document.source, path: ['rules', i] }, graph, variables, ids, state.diagnostics);
         return rule ? [rule] : [];
       };
-      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables), ids, compileItem, content.items.length);
+      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables, inheritanceKey(document)), ids, compileItem, content.items.length);
     }
     for (const document of state.documents) {
       const content = document.document.content;
       if (content?.kind !== 'roles') continue;
       const compileItem = (i: number): readonly CompiledRule[] =>
         compileRolePermissions({ spec: content.items.at(i)!.checked, source: document.source, path: ['roles', i] }, graph, variables, ids, state.diagnostics);
-      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables), ids, compileItem, content.items.length);
+      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables, inheritanceKey(document)), ids, compileItem, content.items.length);
     }
   },
 };
