@@ -24,6 +24,19 @@ const environment = new Environment({ unlistedVariablesAreDyn: false, homogeneou
   .registerVariable('action', 'string')
   .registerVariable('context', 'map');
 
+// Conditions run against plain maps (above), but are type-checked once, at load time, against
+// the request's shape: an unknown field (`principal.attribute.org`), a condition that is not
+// true or false (`principal.id`) or a mistyped operation (`resource.type + 1`) is a load
+// error with file:line:col, not a DENIED_BY_ERROR on every request it covers.
+const typedRequest = new Environment({ unlistedVariablesAreDyn: false, homogeneousAggregateLiterals: false })
+  .registerType('verdict.Principal', { fields: { id: 'string', roles: 'list<string>', directRoles: 'list<string>', attributes: 'map<string, dyn>' } })
+  .registerType('verdict.Resource', { fields: { type: 'string', id: 'string', attributes: 'map<string, dyn>' } })
+  .registerType('verdict.Context', { fields: { attributes: 'map<string, dyn>' } })
+  .registerVariable('principal', 'verdict.Principal')
+  .registerVariable('resource', 'verdict.Resource')
+  .registerVariable('action', 'string')
+  .registerVariable('context', 'verdict.Context');
+
 // Named conditions and constants are read as `variables.<name>`. A text that names them is
 // checked once in this environment, so an error points at the column the author wrote, and
 // then compiled with each name replaced by its definition (see variables.ts).
@@ -89,8 +102,15 @@ function compileUncached(expression: string): CompiledCondition {
   }
   const checked = parsed.check();
   if (!checked.valid) return { ok: false, ...describe(checked.error) };
-  if (checked.type !== 'bool' && checked.type !== 'dyn') {
-    return { ok: false, message: `a condition must be true or false, but this one is of type ${checked.type}`, offset: null };
+  let typed;
+  try {
+    typed = typedRequest.parse(expression).check();
+  } catch (error) {
+    return { ok: false, ...describe(error) };
+  }
+  if (!typed.valid) return { ok: false, ...describe(typed.error) };
+  if (typed.type !== 'bool' && typed.type !== 'dyn') {
+    return { ok: false, message: `a condition must be true or false, but this one is of type ${typed.type}`, offset: null };
   }
   return { ok: true, evaluate: parsed as unknown as Condition };
 }

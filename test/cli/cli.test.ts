@@ -164,7 +164,7 @@ describe.concurrent('verdict test', () => {
     const run = await verdict(['test', BROKEN]);
     expect(run.status).toBe(3);
     expect(run.stderr).toContain(`${BROKEN}/rules.yaml:10:13: effect must be allow or deny`);
-    expect(run.stderr).toMatch(/has 19 error\(s\)/);
+    expect(run.stderr).toMatch(/has 23 error\(s\)/);
     expect(run.stdout).not.toMatch(/passed/);
     expectNoStackTrace(expect, run);
   });

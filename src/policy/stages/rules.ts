@@ -208,6 +208,14 @@ export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: 
   return compiled;
 }
 
+/** Whether any `when` of a document (as canonical JSON) may read the principal's roles. */
+function conditionsReadRoles(canonical: string): boolean {
+  for (const match of canonical.matchAll(/"when":("(?:[^"\\]|\\.)*")/g)) {
+    if (readsPrincipalRoles(JSON.parse(match[1]!) as string)) return true;
+  }
+  return false;
+}
+
 /**
  * The key of a document's compiled rules: the document, and the holders of each
  * role it names (a rule naming a role compiles the role's holders into it).
@@ -273,7 +281,7 @@ export const rulesStage: Stage<LoadState> = {
     let graphSignature: string | null = null;
     const graphKey = (): string => (graphSignature ??= [...graph].map(([name, entry]) => `${name}>${entry.effective.join(',')}`).join(';'));
     const inheritanceKey = (document: LoadedDocument) => (): string | null =>
-      variablesReadRoles || readsPrincipalRoles(document.document.canonical) ? graphKey() : null;
+      variablesReadRoles || conditionsReadRoles(document.document.canonical) ? graphKey() : null;
     for (const document of state.documents) {
       const content = document.document.content;
       if (content?.kind !== 'rules') continue;

@@ -178,17 +178,49 @@ function checkValue<T>(schema: z.ZodType<T>, value: unknown, source: SourceDocum
       for (const key of issue.keys) diagnostics.push(diagnosticAtKey(source, [...path, key], `unknown key "${key}"`));
       continue;
     }
-    diagnostics.push(diagnosticAt(source, path, issueMessage(issue.message, path)));
+    diagnostics.push(diagnosticAt(source, path, issueMessage(issue, valueAt(value, issue.path as PropertyKey[]), path)));
   }
   return null;
 }
 
-function issueMessage(message: string, path: readonly PropertyKey[]): string {
-  if (message.includes('received undefined')) {
-    const last = path[path.length - 1];
-    return `"${String(last)}" is required`;
+const KIND_NAMES: Readonly<Record<string, string>> = {
+  array: 'a list (e.g. [read, write])',
+  object: 'a map of keys to values',
+  string: 'a string',
+  number: 'a number',
+  int: 'a whole number',
+  boolean: 'true or false',
+};
+
+/** What an author wrote, in their words: a YAML list is a list, not an array. */
+function kindOf(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'a list';
+  if (typeof value === 'object') return 'a map';
+  if (typeof value === 'string') return `the string ${JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}…` : value)}`;
+  return `${typeof value} ${String(value)}`;
+}
+
+/** Schema issues said the way a policy author reads them, naming the field and what it should be. */
+function issueMessage(issue: z.core.$ZodIssue, received: unknown, path: readonly PropertyKey[]): string {
+  const last = path.length > 0 ? String(path[path.length - 1]) : 'the document';
+  const field = typeof path[path.length - 1] === 'number' ? `item ${last}` : `"${last}"`;
+  if (issue.code === 'invalid_type') {
+    if (received === undefined) return `${field} is required`;
+    const expected = KIND_NAMES[issue.expected] ?? issue.expected;
+    return `${field} must be ${expected}, not ${kindOf(received)}`;
   }
-  return message;
+  if (issue.message.includes('received undefined')) return `${field} is required`;
+  return issue.message;
+}
+
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let value = root;
+  for (const key of path) {
+    if (value === null || typeof value !== 'object') return undefined;
+    value = (value as Record<PropertyKey, unknown>)[key];
+  }
+  return value;
 }
 
 /** Splits a document's positions into those of each item of its list (relative to the item) and the rest. */
