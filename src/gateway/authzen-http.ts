@@ -133,7 +133,7 @@ export class AuthZenEndpoint {
 
     const contentType = (req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
     if (contentType !== 'application/json') {
-      const error = RequestFieldError.invalid('content-type', 'must be application/json');
+      const error = RequestFieldError.invalid('content-type', "must be application/json (curl: -H 'Content-Type: application/json')");
       const result = await this.pipeline.check(new InvalidRequest(error, UNREADABLE_REQUEST), call);
       return { status: 415, body: errorBody('unsupported media type', error.message, result) };
     }

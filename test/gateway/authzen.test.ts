@@ -7,6 +7,7 @@ import type { z } from 'zod';
 import { ApiKeyStore } from '../../src/authn/api-keys.js';
 import { getDecision, queryDecisions } from '../../src/decisions/query.js';
 import * as schema from '../fixtures/authzen/schemas.js';
+import { loadValid } from '../helpers/policies.js';
 import { ROOT, ensureBuilt, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
 
 // The AuthZEN Authorization API 1.0 of the real server, asked over HTTP the way a
@@ -135,7 +136,7 @@ describe('the Todo scenario over POST /access/v1/evaluation', () => {
 
   it('names the deciding rules, the policy version and the decision id in the context', async () => {
     const response = await evaluate({ subject: subjectOf('morty'), action: { name: 'delete' }, resource: todoOf('t1'), context: { time: '2026-12-04T06:00:00Z' } });
-    expect(response.context).toMatchObject({ reason: 'ALLOWED_BY_RULE', rule_ids: ['owners-change-their-todos'], errors: [], policy_version: expect.stringMatching(/^sha256:/) });
+    expect(response.context).toMatchObject({ reason: 'ALLOWED_BY_RULE', rule_ids: ['owners-change-their-todos'], errors: [], policy_version: loadValid(TODO_POLICIES).policySet.version });
     expect(response.context!.id).toBe(response.context!.decision_id);
     expect(getDecision(db, response.context!.id as string)!.request.context).toEqual({ attributes: { time: '2026-12-04T06:00:00Z' } });
     const denied = await evaluate({ subject: subjectOf('jerry'), action: { name: 'create' }, resource: todoOf('t1') });
@@ -258,6 +259,7 @@ describe('bad requests: 400 naming the field, recorded', () => {
     ['context not an object', '/access/v1/evaluation', { subject: subjectOf('rick'), action: { name: 'read' }, resource: todoOf('t1'), context: 'now' }, /^context: must be a JSON object$/],
     ['an unknown member', '/access/v1/evaluation', { subject: subjectOf('rick'), action: { name: 'read' }, resource: todoOf('t1'), evaluations: [] }, /^evaluations: not a member of this request/],
     ['nested too deep', '/access/v1/evaluation', { subject: subjectOf('rick'), action: { name: 'read' }, resource: { type: 'todo', id: 't1', properties: { a: JSON.parse('['.repeat(40) + ']'.repeat(40)) as unknown } } }, /^resource\.properties\.a(\[0\])+: nested deeper than 32 levels$/],
+    ['30,000 levels of nesting', '/access/v1/evaluation', `{"subject": {"type": "user", "id": "x", "properties": {"a": ${'['.repeat(30000)}${']'.repeat(30000)}}}, "action": {"name": "read"}, "resource": {"type": "todo", "id": "t1"}}`, /^subject\.properties\.a(\[0\])+: nested deeper than 32 levels$/],
     ['evaluations not an array', '/access/v1/evaluations', { evaluations: { a: 1 } }, /^evaluations: must be an array/],
     ['an unknown semantic', '/access/v1/evaluations', { evaluations: [], options: { evaluations_semantic: 'first_wins' } }, /^options\.evaluations_semantic: must be one of execute_all, deny_on_first_deny, permit_on_first_permit$/],
     ['too many evaluations', '/access/v1/evaluations', { subject: subjectOf('rick'), evaluations: new Array(1001).fill({ action: { name: 'read' }, resource: { type: 'todo', id: 'x' } }) }, /^evaluations: 1001 evaluations exceed the limit of 1000 per call$/],
@@ -286,7 +288,7 @@ describe('bad requests: 400 naming the field, recorded', () => {
     expect(getDecision(db, (big.body as { decision_id: string }).decision_id)).toMatchObject({ reason: 'DENIED_INVALID_REQUEST' });
     const form = await post('/access/v1/evaluation', 'subject=rick', { 'content-type': 'application/x-www-form-urlencoded' });
     expect(form.status).toBe(415);
-    expect((form.body as { detail: string }).detail).toBe('content-type: must be application/json');
+    expect((form.body as { detail: string }).detail).toMatch(/^content-type: must be application\/json/);
   });
 
   it('answers another method with 405', async () => {
