@@ -87,18 +87,34 @@ export class DecisionPipeline {
     return this.run(policySet, prepare(policySet), meta, started, started);
   }
 
-  /** decide → record → answer. `decidingFrom` times the decision for the log, `callFrom` the call for the observers. */
-  private async run(policySet: PolicySet, input: CheckInput, meta: CallMeta, decidingFrom: number, callFrom: number): Promise<CheckResult> {
-    let request: DecisionRequest;
-    let decision: Decision;
-    if (input instanceof RefusedRequest) {
-      request = input.request;
-      decision = refusalDecision(input.refusal, policySet.version);
-    } else {
-      request = input;
-      decision = evaluate(policySet, input);
-      // Stages after the engine go here: a rate limit refuses what the rules allowed (refusals.ts).
+  /**
+   * Decides the questions of one call in order, all with the same policy set, and
+   * stops after the first decision `stop` is true of (AuthZEN's deny_on_first_deny
+   * and permit_on_first_permit): the questions after it are neither decided nor
+   * recorded. The decided ones are appended in one turn, like checkBatch; one
+   * result per decided question, in order.
+   */
+  checkUntil(inputs: readonly CheckInput[], meta: CallMeta, stop: (decision: Decision) => boolean): Promise<CheckResult[]> {
+    const started = performance.now();
+    const policySet = this.policies.current;
+    const runs: Promise<CheckResult>[] = [];
+    for (const input of inputs) {
+      const decidingFrom = performance.now();
+      const decided = decide(policySet, input);
+      runs.push(this.record(decided.request, decided.decision, meta, decidingFrom, started));
+      if (stop(decided.decision)) break;
     }
+    return Promise.all(runs);
+  }
+
+  /** decide → record → answer. `decidingFrom` times the decision for the log, `callFrom` the call for the observers. */
+  private run(policySet: PolicySet, input: CheckInput, meta: CallMeta, decidingFrom: number, callFrom: number): Promise<CheckResult> {
+    const { request, decision } = decide(policySet, input);
+    return this.record(request, decision, meta, decidingFrom, callFrom);
+  }
+
+  /** record → answer: a decision that cannot be recorded rejects, and the observers hear of it. */
+  private async record(request: DecisionRequest, decision: Decision, meta: CallMeta, decidingFrom: number, callFrom: number): Promise<CheckResult> {
     const record = toRecord(request, decision, meta, decidingFrom);
     try {
       await this.log.append(record);
@@ -126,6 +142,13 @@ export class DecisionPipeline {
     }
     return result;
   }
+}
+
+/** The decision for one question: a refused request is not evaluated. */
+function decide(policySet: PolicySet, input: CheckInput): { request: DecisionRequest; decision: Decision } {
+  if (input instanceof RefusedRequest) return { request: input.request, decision: refusalDecision(input.refusal, policySet.version) };
+  // Stages after the engine go here: a rate limit refuses what the rules allowed (refusals.ts).
+  return { request: input, decision: evaluate(policySet, input) };
 }
 
 /** The decision log's row for a decision. */

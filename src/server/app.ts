@@ -11,6 +11,7 @@ import { startWriterThread, type WriterSettings } from '../decisions/writer-thre
 import { DecisionPipeline } from '../decide/index.js';
 import { messageOf, VerdictError } from '../errors.js';
 import { GatewayAdapter } from '../gateway/adapter.js';
+import { AuthZenEndpoint } from '../gateway/authzen-http.js';
 import { handleForwardAuth, peerOf } from '../gateway/forward-auth.js';
 import { TrustedHeaderAuthenticator } from '../gateway/trusted-headers.js';
 import { Admin } from './admin.js';
@@ -132,7 +133,14 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     await authenticator.close?.();
     throw new VerdictError('CONFIG_INVALID', 'configuration: trustedPrincipal and authn (jwt, apiKeys) exclude each other; gateways use one way to know the caller');
   }
-  const gateway = new GatewayAdapter(pipeline, config.trustedPrincipal ? new TrustedHeaderAuthenticator(config.trustedPrincipal) : authenticator);
+  const gatewayAuthenticator = config.trustedPrincipal ? new TrustedHeaderAuthenticator(config.trustedPrincipal) : authenticator;
+  const gateway = new GatewayAdapter(pipeline, gatewayAuthenticator);
+  // AuthZEN callers authenticate like gateways; with mTLS and no credential method, the client certificate suffices.
+  const authzen = new AuthZenEndpoint(pipeline, gatewayAuthenticator, {
+    maxBodyBytes: config.maxMessageBytes,
+    certificateAuthenticates: tls !== null && tls.http && tls.requireClientCert && !config.trustedPrincipal && !config.authn.jwt && !config.authn.apiKeys,
+    onError: (error) => logger.error({ error: messageOf(error) }, 'internal error answering an AuthZEN request'),
+  });
   const grpc: GrpcServer = createGrpcServer(
     { authorization: pipeline, admin, extAuthz: gateway },
     {
@@ -198,6 +206,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
         callerOf: (r) => tlsSocketIdentity(r.socket) ?? peerOf(r),
         onError: (error) => logger.error({ error: messageOf(error) }, 'internal error answering forward-auth'),
       }),
+    authzen: (req, res) => authzen.handle(req, res),
   }, { tls: tls?.http ? httpsServerOptions(tls) : undefined, shutdownGraceMs: config.shutdownGraceMs });
   const ops = opsAddress === null ? null : new OperatorHttpServer(operations, { shutdownGraceMs: config.shutdownGraceMs });
 

@@ -4,6 +4,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer, type ServerOptions as HttpsOptions } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { AUTHZEN_PATHS } from '../gateway/authzen-http.js';
 import { FORWARD_AUTH_PATH } from '../gateway/forward-auth.js';
 
 export interface Readiness {
@@ -18,6 +19,8 @@ export interface HttpHandlers {
   metrics?(): Promise<{ contentType: string; body: string }>;
   /** The gateway forward-auth endpoint (FORWARD_AUTH_PATH, any method), when the server offers it. */
   forwardAuth?(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /** The AuthZEN Authorization API (AUTHZEN_PATHS), when the server offers it. */
+  authzen?(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
 export interface OperatorHttpOptions {
@@ -66,6 +69,10 @@ export class OperatorHttpServer {
       await this.handlers.forwardAuth(req, res);
       return;
     }
+    if (this.handlers.authzen && AUTHZEN_PATHS.includes(path!)) {
+      await this.handlers.authzen(req, res);
+      return;
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       send(res, 405, 'application/json', JSON.stringify({ error: 'only GET is served here' }), { allow: 'GET, HEAD' });
       return;
@@ -84,7 +91,7 @@ export class OperatorHttpServer {
       send(res, 200, contentType, body);
       return;
     }
-    const paths = ['/healthz', ...(this.handlers.readiness ? ['/readyz'] : []), ...(this.handlers.metrics ? ['/metrics'] : []), ...(this.handlers.forwardAuth ? [FORWARD_AUTH_PATH] : [])];
+    const paths = ['/healthz', ...(this.handlers.readiness ? ['/readyz'] : []), ...(this.handlers.metrics ? ['/metrics'] : []), ...(this.handlers.forwardAuth ? [FORWARD_AUTH_PATH] : []), ...(this.handlers.authzen ? AUTHZEN_PATHS : [])];
     // The path asked for is not echoed: it is the caller's text.
     send(res, 404, 'application/json', JSON.stringify({ error: `no such path here; this port serves ${paths.join(', ')}` }));
   }

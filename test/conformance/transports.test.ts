@@ -5,6 +5,9 @@ import type { Decision } from '../../src/types.js';
 import type { VerdictClient } from '../helpers/verdict-process.js';
 import { conformanceSets, defineConformanceSuite, type ConformanceSet } from './suite.js';
 import {
+  authzenEvaluate,
+  authzenEvaluations,
+  cannotCarryOverAuthZen,
   cannotCarryOverHttp,
   envoyClient,
   envoyCheck,
@@ -18,7 +21,7 @@ import {
 
 // The same fixtures and the same expected answers as the engine (engine.test.ts),
 // through a real `verdict serve` on real sockets, each way a decision can be asked
-// for. One server per set serves all four paths; they stop when this file ends.
+// for. One server per set serves all six paths; they stop when this file ends.
 
 const servers = new Map<string, Promise<SetServer>>();
 const serverFor = (set: ConformanceSet): Promise<SetServer> => {
@@ -70,6 +73,35 @@ defineConformanceSuite(
     return { version: server.version, decide: (testCase) => forwardAuthCheck(server, testCase), close: async () => undefined };
   },
   { cannotCarry: cannotCarryOverHttp },
+);
+
+defineConformanceSuite(
+  'AuthZEN evaluation',
+  async (set) => {
+    const server = await serverFor(set);
+    return { version: server.version, decide: (testCase) => authzenEvaluate(server, testCase), close: async () => undefined };
+  },
+  { cannotCarry: cannotCarryOverAuthZen },
+);
+
+defineConformanceSuite(
+  'AuthZEN evaluations',
+  async (set) => {
+    const server = await serverFor(set);
+    let answered: Promise<Map<PolicyTestCase, Decision>> | null = null;
+    return {
+      version: server.version,
+      decide: async (testCase) => {
+        // Every case the set can carry goes out in one call, on the first case asked.
+        answered ??= authzenEvaluations(server, set.cases.filter((c) => cannotCarryOverAuthZen(c) === null));
+        const decision = (await answered).get(testCase);
+        if (!decision) throw new Error(`no evaluation answered ${testCase.name}`);
+        return decision;
+      },
+      close: async () => undefined,
+    };
+  },
+  { cannotCarry: cannotCarryOverAuthZen },
 );
 
 /** The cases a route cannot carry, with why: a resource attribute that is a nested map (the rule reads `labels.team`). */

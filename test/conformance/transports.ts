@@ -17,8 +17,8 @@ import type { ConformanceSet } from './suite.js';
 
 /**
  * Real `verdict serve` processes for the conformance suite, one per set, reached
- * the four ways a gateway or service asks: gRPC Check and CheckBatch, Envoy
- * ext_authz and forward-auth.
+ * the six ways a gateway or service asks: gRPC Check and CheckBatch, Envoy
+ * ext_authz, forward-auth, and AuthZEN's evaluation and evaluations.
  *
  * The HTTP paths have no request body to carry a case: their principal comes
  * from authentication, their action, resource and context from routes. So each
@@ -279,4 +279,81 @@ export async function forwardAuthCheck(server: SetServer, testCase: PolicyTestCa
     throw new Error(`forward-auth's body ${body} disagrees with the recorded decision ${JSON.stringify(decision)}`);
   }
   return decision;
+}
+
+// ---------------------------------------------------------------- AuthZEN
+
+/**
+ * Why a case cannot be asked over AuthZEN faithfully, or null: a case written as
+ * a gateway's HTTP request has no AuthZEN form; the subject's type becomes the
+ * principal attribute `type` and its `roles` property the roles, so a principal
+ * attribute of either name cannot be sent; AuthZEN requires a subject id, an
+ * action name and a resource type.
+ */
+export function cannotCarryOverAuthZen(testCase: PolicyTestCase): string | null {
+  if (testCase.http) return 'the case is a gateway HTTP request, which AuthZEN does not carry';
+  const { principal, action, resource } = testCase.request;
+  for (const name of ['type', 'roles']) if (name in principal.attributes) return `principal.attributes.${name} is where AuthZEN puts the subject's ${name}`;
+  if (principal.id === '' || action === '' || resource.type === '') return 'AuthZEN requires subject.id, action.name and resource.type';
+  return null;
+}
+
+/** The AuthZEN evaluation for a case's request. */
+function authzenEvaluation(request: DecisionRequest): object {
+  const { principal, action, resource, context } = request;
+  return {
+    subject: { type: 'user', id: principal.id, properties: { ...principal.attributes, roles: [...principal.roles] } },
+    action: { name: action },
+    resource: { type: resource.type, id: resource.id, properties: resource.attributes },
+    context: context.attributes,
+  };
+}
+
+interface AuthZenContext {
+  reason: Reason;
+  rule_ids: string[];
+  errors: { rule_id: string; message: string }[];
+  policy_version: string;
+  decision_id: string;
+}
+
+/** The decision an AuthZEN answer gives, checked against the one the log recorded under its decision id. */
+function fromAuthZen(server: SetServer, answer: { decision: boolean; context: AuthZenContext }): Decision {
+  const { context } = answer;
+  const decision: Decision = {
+    effect: answer.decision ? 'ALLOW' : 'DENY',
+    reason: context.reason,
+    ruleIds: context.rule_ids,
+    errors: context.errors.map((e) => ({ ruleId: e.rule_id, message: e.message })),
+    policyVersion: context.policy_version,
+  };
+  const recorded = server.recorded(context.decision_id);
+  if (JSON.stringify(recorded) !== JSON.stringify(decision)) throw new Error(`AuthZEN answered ${JSON.stringify(decision)} for a recorded ${JSON.stringify(recorded)}`);
+  return decision;
+}
+
+async function authzenPost(server: SetServer, path: string, body: object): Promise<unknown> {
+  const token = await tokenFor({ id: 'conformance-pep', roles: [], attributes: {} });
+  const response = await fetch(`http://127.0.0.1:${server.verdict.httpPort}${path}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify(body),
+  });
+  if (response.status !== 200) throw new Error(`${path} answered ${response.status}: ${await response.text()}`);
+  return response.json();
+}
+
+/** POST /access/v1/evaluation for one case. */
+export async function authzenEvaluate(server: SetServer, testCase: PolicyTestCase): Promise<Decision> {
+  const answer = (await authzenPost(server, '/access/v1/evaluation', authzenEvaluation(testCase.request))) as { decision: boolean; context: AuthZenContext };
+  return fromAuthZen(server, answer);
+}
+
+/** POST /access/v1/evaluations for every case of a set at once (execute_all). */
+export async function authzenEvaluations(server: SetServer, cases: readonly PolicyTestCase[]): Promise<Map<PolicyTestCase, Decision>> {
+  const answer = (await authzenPost(server, '/access/v1/evaluations', { evaluations: cases.map((c) => authzenEvaluation(c.request)) })) as {
+    evaluations: { decision: boolean; context: AuthZenContext }[];
+  };
+  if (answer.evaluations.length !== cases.length) throw new Error(`evaluations answered ${answer.evaluations.length} decisions for ${cases.length} evaluations`);
+  return new Map(cases.map((c, i) => [c, fromAuthZen(server, answer.evaluations[i]!)]));
 }

@@ -86,6 +86,25 @@ describe('the decision pipeline', () => {
     expect(reads).toBe(1);
   });
 
+  it('decides a batch in order until a decision stops it: later inputs are neither decided nor recorded', async () => {
+    const held = heldLog();
+    const pipeline = new DecisionPipeline({ current: policySet }, held.sink);
+    const denied = { ...reader, action: 'delete' };
+    const pending = pipeline.checkUntil([reader, denied, reader, denied], meta, (decision) => decision.effect === 'DENY');
+    await new Promise<void>((resolve) => setImmediate(resolve));
+    // Both decided ones are appended in the same turn, before either is answered.
+    expect(held.appended.map((r) => r.action)).toEqual(['read', 'delete']);
+    held.release();
+    const results = await pending;
+    expect(results.map((r) => r.decision.effect)).toEqual(['ALLOW', 'DENY']);
+    expect(held.appended).toHaveLength(2);
+    const all = await pipeline.checkUntil([reader, reader], meta, () => false);
+    expect(all).toHaveLength(2);
+    const first = await pipeline.checkUntil([new RefusedRequest(reader, noRoute('GET', '/')), reader], meta, (decision) => decision.effect === 'DENY');
+    expect(first.map((r) => r.decision.reason)).toEqual(['DENIED_BY_DEFAULT']);
+    expect(await pipeline.checkUntil([], meta, () => true)).toEqual([]);
+  });
+
   it('prepares a question with the policy set that decides it', async () => {
     const pipeline = new DecisionPipeline({ current: policySet }, decisionLog());
     let seen: PolicySet | null = null;

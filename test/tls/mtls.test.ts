@@ -77,6 +77,31 @@ function httpsGet(port: number, path: string, pki: TestPki, client: { cert: stri
   });
 }
 
+function httpsPost(port: number, path: string, body: string, pki: TestPki, client: { cert: string; key: string } | null): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const req = httpsRequest(
+      {
+        method: 'POST',
+        host: '127.0.0.1',
+        servername: 'localhost',
+        port,
+        path,
+        headers: { 'content-type': 'application/json' },
+        ca: readFileSync(pki.ca.cert),
+        ...(client ? { cert: readFileSync(client.cert), key: readFileSync(client.key) } : {}),
+      },
+      (res) => {
+        let text = '';
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => (text += chunk));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
+      },
+    );
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
 let pki: TestPki;
 
 beforeAll(() => {
@@ -137,15 +162,17 @@ describe('mTLS on the gRPC port (flags)', () => {
 
 describe('mTLS from the config file and the environment, HTTP port over TLS', () => {
   let server: VerdictProcess;
+  let db: string;
 
   beforeAll(async () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-tls-'));
     const config = join(dir, 'verdict.yaml');
     // The certificate and CA from the file, the key and the HTTPS switch from the environment.
     writeFileSync(config, `tls:\n  cert: ${pki.server.cert}\n  clientCa: ${pki.ca.cert}\n  requireClientCert: true\n`);
+    db = join(dir, 'decisions.db');
     server = await startVerdict({
       policies: join(ROOT, 'policies'),
-      db: join(dir, 'decisions.db'),
+      db,
       args: ['--config', config, '--no-watch'],
       env: { VERDICT_TLS_KEY: pki.server.key, VERDICT_TLS_HTTP: 'true' },
     });
@@ -157,6 +184,16 @@ describe('mTLS from the config file and the environment, HTTP port over TLS', ()
   it('serves gRPC to a client with a certificate', async () => {
     const res = await check(server.grpcPort, pki, pki.cnClient);
     expect(res.effect).toBe('EFFECT_ALLOW');
+  });
+
+  it('answers AuthZEN to a client certificate alone when no credential method is configured, recording its identity as the caller', async () => {
+    const body = JSON.stringify({ subject: { type: 'user', id: 'dana', properties: { roles: dana.roles, ...dana.attributes } }, action: { name: 'predict' }, resource: { type: 'model', id: 'fraud-v3', properties: fraudModel.attributes } });
+    const answer = await httpsPost(server.httpPort, '/access/v1/evaluation', body, pki, pki.spiffeClient);
+    expect(answer.status).toBe(200);
+    const decision = JSON.parse(answer.body) as { decision: boolean; context: { decision_id: string } };
+    expect(decision.decision).toBe(true);
+    expect(getDecision(db, decision.context.decision_id)).toMatchObject({ principalId: 'dana', caller: 'uri:spiffe://verdict.test/ns/edge/sa/gateway' });
+    await expect(httpsPost(server.httpPort, '/access/v1/evaluation', body, pki, null)).rejects.toThrow();
   });
 
   it('serves /healthz over HTTPS to a client with a certificate, and refuses one without', async () => {

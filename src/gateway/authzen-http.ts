@@ -1,0 +1,257 @@
+// The AuthZEN Authorization API 1.0 on verdict's HTTP port: authenticate the
+// caller (the policy enforcement point), read the body, decide through the decide
+// core, answer in AuthZEN terms.
+
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { tlsSocketIdentity } from '../authn/mtls.js';
+import type { Authenticator, AuthnResult } from '../authn/types.js';
+import { InvalidRequest, RefusedRequest, RequestFieldError, unauthenticated, type CallMeta, type CheckResult, type DecisionPipeline } from '../decide/index.js';
+import { VerdictError, messageOf } from '../errors.js';
+import { UNREADABLE_REQUEST, readEvaluation, readEvaluations, stopsAfter, toAuthZenDecision } from './authzen.js';
+import { peerOf } from './forward-auth.js';
+
+/** `POST`: one evaluation. */
+export const AUTHZEN_EVALUATION_PATH = '/access/v1/evaluation';
+/** `POST`: several evaluations in one call (boxcarring). */
+export const AUTHZEN_EVALUATIONS_PATH = '/access/v1/evaluations';
+/** `GET`: the policy decision point's metadata document. */
+export const AUTHZEN_METADATA_PATH = '/.well-known/authzen-configuration';
+/** Every path the AuthZEN endpoint answers. */
+export const AUTHZEN_PATHS: readonly string[] = [AUTHZEN_EVALUATION_PATH, AUTHZEN_EVALUATIONS_PATH, AUTHZEN_METADATA_PATH];
+
+export interface AuthZenEndpointOptions {
+  /** The largest request body read, in bytes; a larger one is refused (413) and recorded. */
+  readonly maxBodyBytes: number;
+  /**
+   * Whether a verified client certificate alone authenticates the caller: true when
+   * the port requires client certificates (mTLS) and no credential-based method
+   * (`authn`, `trustedPrincipal`) is configured. Otherwise a credential is required.
+   */
+  readonly certificateAuthenticates: boolean;
+  /** Told of failures that are verdict's, not the caller's (the answer is then 500 or 503). */
+  readonly onError?: (error: unknown) => void;
+}
+
+/** The pipeline calls the endpoint makes. */
+export type AuthZenPipeline = Pick<DecisionPipeline, 'check' | 'checkBatch' | 'checkUntil'>;
+
+const MAX_REQUEST_ID_LENGTH = 256;
+const MAX_DETAIL_LENGTH = 300;
+const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$/;
+
+class BodyTooLarge extends Error {}
+
+interface Answer {
+  readonly status: number;
+  readonly body: unknown;
+  readonly headers?: Readonly<Record<string, string>>;
+}
+
+/**
+ * The AuthZEN Authorization API 1.0 on the HTTP port: `POST /access/v1/evaluation`,
+ * `POST /access/v1/evaluations` and `GET /.well-known/authzen-configuration`.
+ * Every evaluation takes the decide core's path like a gRPC Check and is recorded;
+ * a request that cannot be read (bad JSON, a missing or mistyped field) is recorded
+ * as DENIED_INVALID_REQUEST and answered 400 naming the field; a caller that does
+ * not authenticate is recorded as DENIED_UNAUTHENTICATED and answered 401. A decision
+ * is always answered 200, `{"decision": true|false, "context": {...}}`.
+ *
+ * @example
+ * const authzen = new AuthZenEndpoint(pipeline, authenticator, { maxBodyBytes: 1 << 20, certificateAuthenticates: false });
+ * if (authzen.handles(path)) await authzen.handle(req, res);
+ */
+export class AuthZenEndpoint {
+  constructor(
+    private readonly pipeline: AuthZenPipeline,
+    private readonly authenticator: Authenticator,
+    private readonly options: AuthZenEndpointOptions,
+  ) {}
+
+  /** Whether a path (without its query) is one of the AuthZEN endpoints. */
+  handles(path: string): boolean {
+    return AUTHZEN_PATHS.includes(path);
+  }
+
+  /** Answers one request to an AuthZEN path; never rejects. */
+  async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '/').split('?')[0]!;
+    const requestId = requestIdOf(req);
+    let answer: Answer;
+    try {
+      answer = path === AUTHZEN_METADATA_PATH ? this.metadata(req) : await this.evaluate(req, path, requestId);
+    } catch (error) {
+      const unavailable = error instanceof VerdictError && error.code === 'DECISION_LOG_UNAVAILABLE';
+      if (!unavailable) this.options.onError?.(error);
+      answer = unavailable
+        ? { status: 503, body: { error: 'the decision could not be recorded, so no decision is given' } }
+        : { status: 500, body: { error: 'internal error; no decision is given' } };
+    }
+    const body = JSON.stringify(answer.body);
+    const headers: Record<string, string | number> = {
+      'content-type': 'application/json',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+      ...answer.headers,
+    };
+    if (requestId !== null) headers['x-request-id'] = requestId;
+    // A body left unread (refused before reading, or too large) is not drained: the connection ends with the answer.
+    if (!req.complete) res.shouldKeepAlive = false;
+    res.writeHead(answer.status, headers);
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  /** The metadata document: the endpoints, as URLs on the host the caller asked. */
+  private metadata(req: IncomingMessage): Answer {
+    req.resume();
+    if (req.method !== 'GET' && req.method !== 'HEAD') return { status: 405, body: { error: 'only GET is served here' }, headers: { allow: 'GET, HEAD' } };
+    const base = baseUrl(req);
+    return {
+      status: 200,
+      body: {
+        policy_decision_point: base,
+        access_evaluation_endpoint: base + AUTHZEN_EVALUATION_PATH,
+        access_evaluations_endpoint: base + AUTHZEN_EVALUATIONS_PATH,
+      },
+    };
+  }
+
+  private async evaluate(req: IncomingMessage, path: string, requestId: string | null): Promise<Answer> {
+    if (req.method !== 'POST') {
+      req.resume();
+      return { status: 405, body: { error: 'only POST is served here' }, headers: { allow: 'POST' } };
+    }
+    const meta = (caller: string): CallMeta => ({ caller, requestId, details: { http: { method: 'POST', path } } });
+
+    // Who is asking comes first: an unauthenticated caller's body is never read.
+    const authn = await this.authenticate(req);
+    if (!authn.ok) {
+      req.resume();
+      const result = await this.pipeline.check(new RefusedRequest(UNREADABLE_REQUEST, unauthenticated(authn)), meta(peerOf(req)));
+      return { status: 401, body: errorBody('unauthenticated', `${authn.reason}: ${authn.message}`, result), headers: { 'www-authenticate': 'Bearer' } };
+    }
+    const call = meta(authn.caller);
+
+    const contentType = (req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
+    if (contentType !== 'application/json') {
+      const error = RequestFieldError.invalid('content-type', "must be application/json (curl: -H 'Content-Type: application/json')");
+      const result = await this.pipeline.check(new InvalidRequest(error, UNREADABLE_REQUEST), call);
+      return { status: 415, body: errorBody('unsupported media type', error.message, result) };
+    }
+    let text: string;
+    try {
+      text = await readBody(req, this.options.maxBodyBytes);
+    } catch (error) {
+      if (!(error instanceof BodyTooLarge)) throw error;
+      const problem = RequestFieldError.invalid('(body)', `larger than ${this.options.maxBodyBytes} bytes`);
+      const result = await this.pipeline.check(new InvalidRequest(problem, UNREADABLE_REQUEST), call);
+      return { status: 413, body: errorBody('request too large', problem.message, result) };
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse(text);
+    } catch (error) {
+      // Deep nesting overflows the parser's stack (RangeError): the same answer as any unreadable body.
+      const problem = RequestFieldError.invalid('(body)', `not JSON: ${messageOf(error)}`.slice(0, MAX_DETAIL_LENGTH));
+      const result = await this.pipeline.check(new InvalidRequest(problem, UNREADABLE_REQUEST), call);
+      return { status: 400, body: errorBody('bad request', problem.message, result) };
+    }
+
+    if (path === AUTHZEN_EVALUATION_PATH) return this.single(readEvaluation(body), call);
+    const request = readEvaluations(body);
+    if (request.kind !== 'many') return this.single(request.question, call);
+    const stop = stopsAfter(request.semantic);
+    const results = stop === null ? await this.pipeline.checkBatch(request.questions, call) : await this.pipeline.checkUntil(request.questions, call, stop);
+    return { status: 200, body: { evaluations: results.map(toAuthZenDecision) } };
+  }
+
+  /** One question: decided and answered 200, or, when it could not be read, recorded and answered 400. */
+  private async single(question: Parameters<AuthZenPipeline['check']>[0], call: CallMeta): Promise<Answer> {
+    const result = await this.pipeline.check(question, call);
+    if (question instanceof InvalidRequest) return { status: 400, body: errorBody('bad request', question.error.message, result) };
+    return { status: 200, body: toAuthZenDecision(result) };
+  }
+
+  /** The caller, by its client certificate or its credential; `caller` is what the decision log records. */
+  private async authenticate(req: IncomingMessage): Promise<({ ok: true; caller: string }) | Extract<AuthnResult, { ok: false }>> {
+    const certificate = tlsSocketIdentity(req.socket);
+    if (certificate !== null && this.options.certificateAuthenticates) return { ok: true, caller: certificate };
+    const headers: Record<string, string> = {};
+    for (const [name, values] of Object.entries(req.headersDistinct)) {
+      if (values !== undefined) headers[name] = values.join(', ');
+    }
+    let result: AuthnResult;
+    try {
+      result = await this.authenticator.authenticate({ headers });
+    } catch (error) {
+      // An authenticator that throws has failed to authenticate; the caller is refused, never let through.
+      result = { ok: false, reason: 'UNAVAILABLE', message: `authentication could not be completed: ${messageOf(error)}` };
+    }
+    if (!result.ok) return result;
+    return { ok: true, caller: certificate ?? `${result.method}:${result.principal.id}` };
+  }
+}
+
+function errorBody(error: string, detail: string, result: CheckResult): Record<string, string> {
+  return { error, detail, decision_id: result.decisionId };
+}
+
+/** The caller's `X-Request-ID`, echoed in the answer and recorded; one longer than 256 characters is ignored. */
+function requestIdOf(req: IncomingMessage): string | null {
+  const value = req.headers['x-request-id'];
+  return typeof value === 'string' && value !== '' && value.length <= MAX_REQUEST_ID_LENGTH ? value : null;
+}
+
+/** Reads a request body of at most `limit` bytes as UTF-8. */
+function readBody(req: IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (Number.isFinite(declared) && declared > limit) {
+      req.resume();
+      reject(new BodyTooLarge());
+      return;
+    }
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const onData = (chunk: Buffer): void => {
+      size += chunk.length;
+      if (size > limit) {
+        cleanup();
+        // The rest is discarded, not kept; the connection ends with the answer.
+        req.resume();
+        reject(new BodyTooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (): void => {
+      cleanup();
+      resolve(Buffer.concat(chunks).toString('utf8'));
+    };
+    const onError = (error: Error): void => {
+      cleanup();
+      reject(error);
+    };
+    const cleanup = (): void => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', onError);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onError);
+  });
+}
+
+/**
+ * The base URL of this policy decision point as the caller reached it: the scheme
+ * of the connection and the `Host` it asked for, when that is a plain host name or
+ * address (anything else is not echoed; the local address is used instead).
+ */
+function baseUrl(req: IncomingMessage): string {
+  const scheme = 'encrypted' in req.socket && req.socket.encrypted ? 'https' : 'http';
+  const host = req.headers.host;
+  if (host !== undefined && HOST.test(host)) return `${scheme}://${host}`;
+  const { localAddress, localPort } = req.socket;
+  const address = localAddress === undefined ? 'localhost' : localAddress.includes(':') ? `[${localAddress}]` : localAddress;
+  return `${scheme}://${address}:${localPort ?? ''}`;
+}

@@ -1,0 +1,348 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { z } from 'zod';
+import { ApiKeyStore } from '../../src/authn/api-keys.js';
+import { getDecision, queryDecisions } from '../../src/decisions/query.js';
+import * as schema from '../fixtures/authzen/schemas.js';
+import { loadValid } from '../helpers/policies.js';
+import { ROOT, ensureBuilt, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
+
+// The AuthZEN Authorization API 1.0 of the real server, asked over HTTP the way a
+// policy enforcement point asks, every request and response checked against the
+// specification's schemas (test/fixtures/authzen/schemas.ts).
+
+const TODO_POLICIES = join(ROOT, 'test', 'fixtures', 'authzen', 'todo');
+
+// The Todo scenario: users with roles, todos with owners.
+const USERS = {
+  rick: ['admin'],
+  morty: ['editor'],
+  summer: ['editor'],
+  beth: ['viewer'],
+  jerry: [],
+} as const satisfies Record<string, readonly string[]>;
+type User = keyof typeof USERS;
+const TODOS = { t1: 'morty', t2: 'beth', t3: 'rick' } as const;
+type Todo = keyof typeof TODOS;
+const ACTIONS = ['read', 'create', 'update', 'delete'] as const;
+type Action = (typeof ACTIONS)[number];
+
+/** What the scenario says: read for everyone, create for editors and admins, update and delete for owners and admins. */
+function expected(user: User, action: Action, todo: Todo): boolean {
+  const roles: readonly string[] = USERS[user];
+  switch (action) {
+    case 'read':
+      return true;
+    case 'create':
+      return roles.includes('editor') || roles.includes('admin');
+    case 'update':
+    case 'delete':
+      return TODOS[todo] === user || roles.includes('admin');
+  }
+}
+
+const subjectOf = (user: User) => ({ type: 'user', id: user, properties: { roles: [...USERS[user]] } });
+const todoOf = (todo: Todo) => ({ type: 'todo', id: todo, properties: { ownerID: TODOS[todo] } });
+
+let verdict: VerdictProcess;
+let dir: string;
+let db: string;
+let base: string;
+let pepKey: string;
+let requestCounter = 0;
+
+beforeAll(async () => {
+  ensureBuilt();
+  dir = mkdtempSync(join(tmpdir(), 'verdict-authzen-'));
+  const keysDb = join(dir, 'keys.db');
+  const store = ApiKeyStore.open(keysDb);
+  pepKey = store.create({ owner: 'todo-app', name: 'the todo app PEP', roles: [], attributes: {} }).key;
+  store.close();
+  const config = join(dir, 'verdict.yaml');
+  writeFileSync(config, stringify({ authn: { apiKeys: { db: keysDb } }, logLevel: 'warn', maxMessageBytes: 64 * 1024 }));
+  db = join(dir, 'decisions.db');
+  verdict = await startVerdict({ policies: TODO_POLICIES, db, args: ['--config', config, '--no-watch', '--log-level', 'info'] });
+  base = `http://127.0.0.1:${verdict.httpPort}`;
+});
+afterAll(async () => {
+  await verdict?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
+});
+
+interface Sent {
+  readonly status: number;
+  readonly body: unknown;
+  readonly headers: Headers;
+  readonly requestId: string;
+}
+
+/** POSTs a body (a value, sent as JSON, or raw text) with the PEP's key and a fresh X-Request-ID. */
+async function post(path: string, body: unknown, headers: Record<string, string> = {}): Promise<Sent> {
+  const requestId = `authzen-test-${++requestCounter}`;
+  const response = await fetch(base + path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${pepKey}`, 'x-request-id': requestId, ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+  const text = await response.text();
+  return { status: response.status, body: text === '' ? null : (JSON.parse(text) as unknown), headers: response.headers, requestId };
+}
+
+/** Checks a value against a schema, failing the test with zod's account of the difference. */
+function valid<S extends z.ZodType>(s: S, value: unknown): z.infer<S> {
+  const parsed = s.safeParse(value);
+  if (!parsed.success) throw new Error(`does not match the AuthZEN schema: ${parsed.error.message}\n${JSON.stringify(value)}`);
+  return parsed.data;
+}
+
+async function evaluate(request: z.infer<typeof schema.evaluationRequest>): Promise<z.infer<typeof schema.evaluationResponse>> {
+  valid(schema.evaluationRequest, request);
+  const sent = await post('/access/v1/evaluation', request);
+  expect(sent.status, JSON.stringify(sent.body)).toBe(200);
+  const response = valid(schema.evaluationResponse, sent.body);
+  valid(schema.verdictContext, response.context);
+  return response;
+}
+
+async function evaluations(request: z.infer<typeof schema.evaluationsRequest>): Promise<{ decisions: boolean[]; contexts: z.infer<typeof schema.verdictContext>[]; requestId: string }> {
+  valid(schema.evaluationsRequest, request);
+  const sent = await post('/access/v1/evaluations', request);
+  expect(sent.status, JSON.stringify(sent.body)).toBe(200);
+  const response = valid(schema.evaluationsResponse, sent.body);
+  const contexts = response.evaluations.map((e) => valid(schema.verdictContext, e.context));
+  return { decisions: response.evaluations.map((e) => e.decision), contexts, requestId: sent.requestId };
+}
+
+/** The decision log's rows of one call. */
+function rowsOf(requestId: string) {
+  return queryDecisions(db, { limit: 1000 }).filter((row) => row.requestId === requestId);
+}
+
+describe('the Todo scenario over POST /access/v1/evaluation', () => {
+  const cases = (Object.keys(USERS) as User[]).flatMap((user) =>
+    ACTIONS.flatMap((action) => (Object.keys(TODOS) as Todo[]).map((todo) => [user, action, todo, expected(user, action, todo)] as const)),
+  );
+  it.each(cases)('%s %s %s → %s', async (user, action, todo, allowed) => {
+    const response = await evaluate({ subject: subjectOf(user), action: { name: action }, resource: todoOf(todo) });
+    expect(response.decision).toBe(allowed);
+    const row = getDecision(db, response.context!.decision_id as string)!;
+    expect(row).toMatchObject({ principalId: user, action, resourceType: 'todo', resourceId: todo, effect: allowed ? 'ALLOW' : 'DENY', caller: expect.stringMatching(/^api-key:todo-app$/) });
+    expect(row.request.principal).toEqual({ roles: [...USERS[user]], attributes: { type: 'user' } });
+    expect(row.request.resource).toEqual({ attributes: { ownerID: TODOS[todo] } });
+  });
+
+  it('names the deciding rules, the policy version and the decision id in the context', async () => {
+    const response = await evaluate({ subject: subjectOf('morty'), action: { name: 'delete' }, resource: todoOf('t1'), context: { time: '2026-12-04T06:00:00Z' } });
+    expect(response.context).toMatchObject({ reason: 'ALLOWED_BY_RULE', rule_ids: ['owners-change-their-todos'], errors: [], policy_version: loadValid(TODO_POLICIES).policySet.version });
+    expect(response.context!.id).toBe(response.context!.decision_id);
+    expect(getDecision(db, response.context!.id as string)!.request.context).toEqual({ attributes: { time: '2026-12-04T06:00:00Z' } });
+    const denied = await evaluate({ subject: subjectOf('jerry'), action: { name: 'create' }, resource: todoOf('t1') });
+    expect(denied).toMatchObject({ decision: false, context: { reason: 'DENIED_BY_DEFAULT', rule_ids: [] } });
+    expect((denied.context!.reason_admin as { en: string }).en).toMatch(/^DENIED_BY_DEFAULT/);
+  });
+});
+
+describe('the Todo scenario over POST /access/v1/evaluations', () => {
+  // beth (a viewer who owns t2): read t1 yes, create no, update t2 yes, delete t1 no, read t3 yes.
+  const bethsDay = {
+    subject: subjectOf('beth'),
+    evaluations: [
+      { action: { name: 'read' }, resource: todoOf('t1') },
+      { action: { name: 'create' }, resource: todoOf('t1') },
+      { action: { name: 'update' }, resource: todoOf('t2') },
+      { action: { name: 'delete' }, resource: todoOf('t1') },
+      { action: { name: 'read' }, resource: todoOf('t3') },
+    ],
+  };
+
+  it('execute_all (the default): every evaluation, in order, each recorded', async () => {
+    for (const options of [undefined, { evaluations_semantic: 'execute_all' as const }]) {
+      const { decisions, contexts, requestId } = await evaluations({ ...bethsDay, ...(options ? { options } : {}) });
+      expect(decisions).toEqual([true, false, true, false, true]);
+      const rows = rowsOf(requestId);
+      expect(rows.map((r) => r.decisionId).sort()).toEqual(contexts.map((c) => c.decision_id).sort());
+      expect(rows.map((r) => `${r.action}:${r.resourceId}:${r.effect}`).sort()).toEqual(['create:t1:DENY', 'delete:t1:DENY', 'read:t1:ALLOW', 'read:t3:ALLOW', 'update:t2:ALLOW']);
+    }
+  });
+
+  it('deny_on_first_deny: stops after the first deny; later evaluations are neither answered nor recorded', async () => {
+    const { decisions, requestId } = await evaluations({ ...bethsDay, options: { evaluations_semantic: 'deny_on_first_deny' } });
+    expect(decisions).toEqual([true, false]);
+    expect(rowsOf(requestId).map((r) => `${r.action}:${r.resourceId}`).sort()).toEqual(['create:t1', 'read:t1']);
+  });
+
+  it('permit_on_first_permit: stops after the first permit', async () => {
+    const { decisions, requestId } = await evaluations({
+      subject: subjectOf('morty'),
+      options: { evaluations_semantic: 'permit_on_first_permit' },
+      evaluations: [
+        { action: { name: 'delete' }, resource: todoOf('t2') },
+        { action: { name: 'update' }, resource: todoOf('t3') },
+        { action: { name: 'update' }, resource: todoOf('t1') },
+        { action: { name: 'read' }, resource: todoOf('t1') },
+      ],
+    });
+    expect(decisions).toEqual([false, false, true]);
+    expect(rowsOf(requestId)).toHaveLength(3);
+  });
+
+  it('all three semantics agree with the single endpoint on the whole scenario', async () => {
+    for (const user of Object.keys(USERS) as User[]) {
+      const items = ACTIONS.flatMap((action) => (Object.keys(TODOS) as Todo[]).map((todo) => ({ action, todo })));
+      const want = items.map(({ action, todo }) => expected(user, action, todo));
+      const request = { subject: subjectOf(user), evaluations: items.map(({ action, todo }) => ({ action: { name: action }, resource: todoOf(todo) })) };
+      expect((await evaluations({ ...request, options: { evaluations_semantic: 'execute_all' } })).decisions).toEqual(want);
+      const firstDeny = want.indexOf(false);
+      expect((await evaluations({ ...request, options: { evaluations_semantic: 'deny_on_first_deny' } })).decisions).toEqual(firstDeny === -1 ? want : want.slice(0, firstDeny + 1));
+      const firstPermit = want.indexOf(true);
+      expect((await evaluations({ ...request, options: { evaluations_semantic: 'permit_on_first_permit' } })).decisions).toEqual(firstPermit === -1 ? want : want.slice(0, firstPermit + 1));
+    }
+  });
+
+  it('takes defaults from the top level and lets an item override any of them whole', async () => {
+    const { decisions, requestId } = await evaluations({
+      subject: subjectOf('beth'),
+      action: { name: 'update' },
+      resource: todoOf('t2'),
+      context: { channel: 'web' },
+      evaluations: [
+        {},
+        { subject: subjectOf('morty') },
+        { action: { name: 'read' }, subject: subjectOf('jerry') },
+        { resource: todoOf('t1'), context: { channel: 'cli' } },
+      ],
+    });
+    expect(decisions).toEqual([true, false, true, false]);
+    const rows = rowsOf(requestId);
+    expect(rows.map((r) => `${r.principalId}:${r.action}:${r.resourceId}:${JSON.stringify(r.request.context.attributes)}`).sort()).toEqual(
+      ['beth:update:t2:{"channel":"web"}', 'morty:update:t2:{"channel":"web"}', 'jerry:read:t2:{"channel":"web"}', 'beth:update:t1:{"channel":"cli"}'].sort(),
+    );
+  });
+
+  it('without an evaluations array, is one evaluation answered as one decision', async () => {
+    const sent = await post('/access/v1/evaluations', { subject: subjectOf('rick'), action: { name: 'delete' }, resource: todoOf('t1') });
+    expect(sent.status).toBe(200);
+    expect(valid(schema.evaluationResponse, sent.body).decision).toBe(true);
+  });
+
+  it('answers an item that cannot be read in its place (decision false, with the error), and records it', async () => {
+    const sent = await post('/access/v1/evaluations', {
+      subject: subjectOf('rick'),
+      evaluations: [{ action: { name: 'read' }, resource: todoOf('t1') }, { action: { name: 'read' } }, { action: { name: 'read' }, resource: { type: 'todo', id: 7 } }],
+    });
+    expect(sent.status).toBe(200);
+    const response = valid(schema.evaluationsResponse, sent.body);
+    expect(response.evaluations.map((e) => e.decision)).toEqual([true, false, false]);
+    expect(response.evaluations[1]!.context).toMatchObject({ reason: 'DENIED_INVALID_REQUEST', error: { status: 400, message: 'resource is required' } });
+    expect(response.evaluations[2]!.context).toMatchObject({ error: { status: 400, message: 'evaluations[2].resource.id: must be a string' } });
+    const rows = rowsOf(sent.requestId);
+    expect(rows).toHaveLength(3);
+    expect(rows.filter((r) => r.reason === 'DENIED_INVALID_REQUEST')).toHaveLength(2);
+  });
+});
+
+describe('bad requests: 400 naming the field, recorded', () => {
+  const cases: [string, string, unknown, RegExp][] = [
+    ['not JSON', '/access/v1/evaluation', '{"subject": ', /^\(body\): not JSON/],
+    ['not an object', '/access/v1/evaluation', '[1,2]', /^\(body\): must be a JSON object/],
+    ['no subject', '/access/v1/evaluation', { action: { name: 'read' }, resource: todoOf('t1') }, /^subject is required$/],
+    ['no subject id', '/access/v1/evaluation', { subject: { type: 'user' }, action: { name: 'read' }, resource: todoOf('t1') }, /^subject\.id is required$/],
+    ['a numeric subject type', '/access/v1/evaluation', { subject: { type: 1, id: 'x' }, action: { name: 'read' }, resource: todoOf('t1') }, /^subject\.type: must be a string$/],
+    ['roles not an array', '/access/v1/evaluation', { subject: { type: 'user', id: 'x', properties: { roles: 'admin' } }, action: { name: 'read' }, resource: todoOf('t1') }, /^subject\.properties\.roles: must be an array/],
+    ['an empty role', '/access/v1/evaluation', { subject: { type: 'user', id: 'x', properties: { roles: ['editor', ''] } }, action: { name: 'read' }, resource: todoOf('t1') }, /^subject\.properties\.roles\[1\]: must be a non-empty string$/],
+    ['a property called type', '/access/v1/evaluation', { subject: { type: 'user', id: 'x', properties: { type: 'admin' } }, action: { name: 'read' }, resource: todoOf('t1') }, /^subject\.properties\.type: reserved/],
+    ['no action name', '/access/v1/evaluation', { subject: subjectOf('rick'), action: {}, resource: todoOf('t1') }, /^action\.name is required$/],
+    ['properties not an object', '/access/v1/evaluation', { subject: subjectOf('rick'), action: { name: 'read' }, resource: { type: 'todo', id: 't1', properties: [1] } }, /^resource\.properties: must be a JSON object$/],
+    ['context not an object', '/access/v1/evaluation', { subject: subjectOf('rick'), action: { name: 'read' }, resource: todoOf('t1'), context: 'now' }, /^context: must be a JSON object$/],
+    ['an unknown member', '/access/v1/evaluation', { subject: subjectOf('rick'), action: { name: 'read' }, resource: todoOf('t1'), evaluations: [] }, /^evaluations: not a member of this request/],
+    ['nested too deep', '/access/v1/evaluation', { subject: subjectOf('rick'), action: { name: 'read' }, resource: { type: 'todo', id: 't1', properties: { a: JSON.parse('['.repeat(40) + ']'.repeat(40)) as unknown } } }, /^resource\.properties\.a(\[0\])+: nested deeper than 32 levels$/],
+    ['30,000 levels of nesting', '/access/v1/evaluation', `{"subject": {"type": "user", "id": "x", "properties": {"a": ${'['.repeat(30000)}${']'.repeat(30000)}}}, "action": {"name": "read"}, "resource": {"type": "todo", "id": "t1"}}`, /^subject\.properties\.a(\[0\])+: nested deeper than 32 levels$/],
+    ['evaluations not an array', '/access/v1/evaluations', { evaluations: { a: 1 } }, /^evaluations: must be an array/],
+    ['an unknown semantic', '/access/v1/evaluations', { evaluations: [], options: { evaluations_semantic: 'first_wins' } }, /^options\.evaluations_semantic: must be one of execute_all, deny_on_first_deny, permit_on_first_permit$/],
+    ['too many evaluations', '/access/v1/evaluations', { subject: subjectOf('rick'), evaluations: new Array(1001).fill({ action: { name: 'read' }, resource: { type: 'todo', id: 'x' } }) }, /^evaluations: 1001 evaluations exceed the limit of 1000 per call$/],
+  ];
+  it.each(cases)('%s', async (_name, path, body, message) => {
+    const sent = await post(path, body);
+    expect(sent.status).toBe(400);
+    const answer = sent.body as { error: string; detail: string; decision_id: string };
+    expect(answer.error).toBe('bad request');
+    expect(answer.detail).toMatch(message);
+    expect(sent.headers.get('x-request-id')).toBe(sent.requestId);
+    const row = getDecision(db, answer.decision_id)!;
+    expect(row).toMatchObject({ effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', requestId: sent.requestId, caller: 'api-key:todo-app' });
+    expect(row.errors[0]!.message).toBe(answer.detail);
+  });
+
+  it('records what could be read of an invalid request', async () => {
+    const sent = await post('/access/v1/evaluation', { subject: subjectOf('rick'), action: { name: 'read' }, resource: { type: 'todo' } });
+    const row = getDecision(db, (sent.body as { decision_id: string }).decision_id)!;
+    expect(row).toMatchObject({ principalId: 'rick', action: 'read', resourceType: 'todo', resourceId: '', reason: 'DENIED_INVALID_REQUEST' });
+  });
+
+  it('refuses a body larger than maxMessageBytes with 413, recorded, and another content type with 415', async () => {
+    const big = await post('/access/v1/evaluation', { subject: subjectOf('rick'), action: { name: 'read' }, resource: { type: 'todo', id: 'x', properties: { pad: 'x'.repeat(80 * 1024) } } });
+    expect(big.status).toBe(413);
+    expect(getDecision(db, (big.body as { decision_id: string }).decision_id)).toMatchObject({ reason: 'DENIED_INVALID_REQUEST' });
+    const form = await post('/access/v1/evaluation', 'subject=rick', { 'content-type': 'application/x-www-form-urlencoded' });
+    expect(form.status).toBe(415);
+    expect((form.body as { detail: string }).detail).toMatch(/^content-type: must be application\/json/);
+  });
+
+  it('answers another method with 405', async () => {
+    const response = await fetch(`${base}/access/v1/evaluation`, { headers: { authorization: `Bearer ${pepKey}` } });
+    expect(response.status).toBe(405);
+    expect(response.headers.get('allow')).toBe('POST');
+  });
+});
+
+describe('authentication of the caller', () => {
+  const request = { subject: subjectOf('rick'), action: { name: 'read' }, resource: todoOf('t1') };
+
+  it('answers 401 without a credential, or with a wrong one, and records the refusal', async () => {
+    for (const authorization of [undefined, 'Bearer vk_notakey_notakey', 'Basic cmljazpyaWNr']) {
+      for (const path of ['/access/v1/evaluation', '/access/v1/evaluations']) {
+        const sent = await post(path, path.endsWith('s') ? { evaluations: [request] } : request, authorization === undefined ? { authorization: '' } : { authorization });
+        expect(sent.status).toBe(401);
+        expect(sent.headers.get('www-authenticate')).toBe('Bearer');
+        const answer = sent.body as { error: string; detail: string; decision_id: string };
+        expect(answer.error).toBe('unauthenticated');
+        const row = getDecision(db, answer.decision_id)!;
+        expect(row).toMatchObject({ effect: 'DENY', reason: 'DENIED_UNAUTHENTICATED', principalId: '', requestId: sent.requestId });
+        // The body of an unauthenticated caller is not read: nothing of it is recorded.
+        expect(row.action).toBe('');
+      }
+    }
+  });
+});
+
+describe('GET /.well-known/authzen-configuration', () => {
+  it('names the endpoints on the host asked for, without authentication', async () => {
+    const response = await fetch(`${base}/.well-known/authzen-configuration`);
+    expect(response.status).toBe(200);
+    expect(response.headers.get('content-type')).toBe('application/json');
+    const document = valid(schema.metadata, await response.json());
+    expect(document).toEqual({
+      policy_decision_point: base,
+      access_evaluation_endpoint: `${base}/access/v1/evaluation`,
+      access_evaluations_endpoint: `${base}/access/v1/evaluations`,
+    });
+  });
+
+  it('does not echo a Host that is not a host name', async () => {
+    const { request } = await import('node:http');
+    const body = await new Promise<string>((resolve, reject) => {
+      const req = request({ host: '127.0.0.1', port: verdict.httpPort, path: '/.well-known/authzen-configuration', headers: { host: 'evil.example/"><script>' } }, (res) => {
+        let text = '';
+        res.on('data', (c: Buffer) => (text += c.toString()));
+        res.on('end', () => resolve(text));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    const document = valid(schema.metadata, JSON.parse(body));
+    expect(document.policy_decision_point).toBe(`http://127.0.0.1:${verdict.httpPort}`);
+  });
+});
