@@ -1,28 +1,45 @@
-import type { Principal, RequestContext } from '../types.js';
-import { RequestFieldError } from './request.js';
+import type { DecisionRequest } from '../types.js';
+import { RefusedRequest, RequestFieldError, type CheckInput } from './request.js';
 
 /**
  * How many times the message limit one batch may write to the decision log. Every
- * item of a batch is recorded with the principal and context it shares, so a
- * batch records about items × (their size): without a bound, one small message
- * naming a large principal a thousand times fills the disk and holds the writer.
+ * item of a batch is recorded with its principal and context, which the items of a
+ * batch usually share, so a batch records about items × (their size): without a
+ * bound, one small message naming a large principal a thousand times fills the disk
+ * and holds the writer.
  */
 export const BATCH_RECORD_FACTOR = 16;
 
 /**
- * The error refusing a batch whose shared principal and context, recorded once per
- * item, would exceed `budgetBytes`; null when it fits. The size is measured once per
- * batch, as the log's JSON would spell it, and never for single-item batches.
+ * The error refusing a batch whose principals and contexts, recorded once per item,
+ * would exceed `budgetBytes`; null when they fit. Sizes are measured as the log's
+ * JSON spells them, once per distinct object (items sharing a principal share its
+ * measure), and the measuring stops as soon as the budget is passed, so the work
+ * is bounded by the budget whatever the batch holds.
  */
-export function batchRecordError(principal: Principal, context: RequestContext, items: number, budgetBytes: number): RequestFieldError | null {
-  if (items <= 1) return null;
-  const sharedBytes = jsonBytes(principal.roles) + jsonBytes(principal.attributes) + jsonBytes(context.attributes);
-  const recorded = sharedBytes * items;
-  if (recorded <= budgetBytes) return null;
-  return new RequestFieldError(
-    'items',
-    `items: the principal and context (${sharedBytes} bytes) are recorded with each of the ${items} items, ${recorded} bytes in all, over the limit of ${budgetBytes} bytes per batch; send fewer items per batch or a smaller principal`,
-  );
+export function batchRecordError(inputs: readonly CheckInput[], budgetBytes: number): RequestFieldError | null {
+  if (inputs.length <= 1) return null;
+  const measured = new Map<object, number>();
+  const sizeOf = (value: object, measure: () => number): number => {
+    let bytes = measured.get(value);
+    if (bytes === undefined) measured.set(value, (bytes = measure()));
+    return bytes;
+  };
+  let recorded = 0;
+  for (let i = 0; i < inputs.length; i++) {
+    const input = inputs[i]!;
+    const request: DecisionRequest = input instanceof RefusedRequest ? input.request : input;
+    const principal = request.principal;
+    recorded += sizeOf(principal, () => jsonBytes(principal.roles) + jsonBytes(principal.attributes));
+    recorded += sizeOf(request.context, () => jsonBytes(request.context.attributes));
+    if (recorded > budgetBytes) {
+      return new RequestFieldError(
+        'items',
+        `items: the principals and contexts of these ${inputs.length} items are recorded with each item, over ${budgetBytes} bytes in all (the limit per batch) by item ${i}; send fewer items per batch or smaller principals`,
+      );
+    }
+  }
+  return null;
 }
 
 function jsonBytes(value: unknown): number {

@@ -263,6 +263,8 @@ describe('bad requests: 400 naming the field, recorded', () => {
     ['evaluations not an array', '/access/v1/evaluations', { evaluations: { a: 1 } }, /^evaluations: must be an array/],
     ['an unknown semantic', '/access/v1/evaluations', { evaluations: [], options: { evaluations_semantic: 'first_wins' } }, /^options\.evaluations_semantic: must be one of execute_all, deny_on_first_deny, permit_on_first_permit$/],
     ['too many evaluations', '/access/v1/evaluations', { subject: subjectOf('rick'), evaluations: new Array(1001).fill({ action: { name: 'read' }, resource: { type: 'todo', id: 'x' } }) }, /^evaluations: 1001 evaluations exceed the limit of 1000 per call$/],
+    // 56 KB of body that would record a 25 KB subject 500 times: 12 MB of log.
+    ['a large default subject asked about many times', '/access/v1/evaluations', { subject: { type: 'user', id: 'rick', properties: { pad: 'x'.repeat(25 * 1024) } }, evaluations: new Array(500).fill({ action: { name: 'read' }, resource: { type: 'todo', id: 'x' } }) }, /^evaluations: the principals and contexts of these 500 items are recorded with each item, over 1048576 bytes in all/],
   ];
   it.each(cases)('%s', async (_name, path, body, message) => {
     const sent = await post(path, body);

@@ -2,7 +2,7 @@
 // decide core, with invalid and oversized requests recorded before they are refused.
 
 import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { batchRecordError, InvalidRequest, RefusedRequest, type CallMeta, type CheckResult, type RequestFieldError } from '../../decide/index.js';
+import { batchRecordError, InvalidRequest, RefusedRequest, type CallMeta, type CheckInput, type CheckResult, type RequestFieldError } from '../../decide/index.js';
 import { VerdictError } from '../../errors.js';
 import { callMeta, unary, type CallOptions } from './call.js';
 import { toBatchInputs, toCheckInput, toCheckResponse } from './convert/verdict.js';
@@ -49,12 +49,8 @@ export function authorizationService(handlers: AuthorizationHandlers, options: A
       }
       const meta = callMeta(call, message.requestId, options);
       const { inputs, shared } = toBatchInputs(message);
-      const first = inputs[0];
-      if (!shared && first !== undefined) {
-        const asked = first instanceof RefusedRequest ? first.request : first;
-        const tooLarge = batchRecordError(asked.principal, asked.context, count, options.maxBatchRecordedBytes);
-        if (tooLarge) return refuseWhole(tooLarge, asked.principal.id, meta, handlers);
-      }
+      const tooLarge = shared ? null : batchRecordError(inputs, options.maxBatchRecordedBytes);
+      if (tooLarge) return refuseWhole(tooLarge, inputs, meta, handlers);
       const results = await handlers.checkBatch(inputs, meta);
       if (results.length !== inputs.length) {
         throw new VerdictError('INTERNAL', `checkBatch answered ${results.length} results for ${inputs.length} items`);
@@ -86,7 +82,9 @@ async function refuseOversized(
 }
 
 /** Records a batch refused whole as one error decision (the principal's id, none of its size), then refuses it. */
-async function refuseWhole(error: RequestFieldError, principalId: string, meta: CallMeta, handlers: AuthorizationHandlers): Promise<never> {
+async function refuseWhole(error: RequestFieldError, inputs: readonly CheckInput[], meta: CallMeta, handlers: AuthorizationHandlers): Promise<never> {
+  const first = inputs[0]!;
+  const principalId = (first instanceof RefusedRequest ? first.request : first).principal.id;
   const empty = Object.freeze({});
   const input = new InvalidRequest(error, {
     principal: { id: principalId, roles: [], attributes: empty },
