@@ -1,24 +1,46 @@
 import { join } from 'node:path';
-import { runPolicyTests } from '../engine/test-runner.js';
+import { runPolicyTests, type RuleCoverage } from '../engine/test-runner.js';
 import { formatExplanation } from './check.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
 import { loadValidPolicies } from './policies.js';
 
-const HELP = `Usage: verdict test [DIR] [--verbose]
+const HELP = `Usage: verdict test [DIR] [--verbose] [--min-coverage PERCENT]
 
 Runs the test files (kind: tests) of a policy directory (default: policies). Each
 case is a request and the expected effect, optionally the expected reason and
-deciding rules. Prints each failure with an explanation, a summary line
-"N passed, N failed", and the rules that no test exercised.
+deciding rules. Prints each failure with an explanation, the coverage of the
+rules, and a summary line "N passed, N failed".
 
-Exit codes: 0 all passed, 1 a test failed, 2 usage error, 3 invalid policies.
+Coverage counts two sides of each rule: a case whose decision it made, and (for a
+rule with roles, attributes or a condition) a case it was asked and did not match.
+A rule that only matched where another rule decided (a deny overrode it) has not
+been seen deciding.
+
+Options:
+  --min-coverage P   fail (exit 1) when coverage is below P percent
+  -v, --verbose      list every passing case too
+
+Exit codes: 0 all passed, 1 a test failed or coverage is below --min-coverage,
+2 usage error, 3 invalid policies.
 `;
 
 export async function runTest(argv: string[], io: CommandIO): Promise<number> {
-  const { values, positionals } = parseFlags(argv, { help: { type: 'boolean', short: 'h' }, verbose: { type: 'boolean', short: 'v' } }, true);
+  const { values, positionals } = parseFlags(
+    argv,
+    { help: { type: 'boolean', short: 'h' }, verbose: { type: 'boolean', short: 'v' }, 'min-coverage': { type: 'string' } },
+    true,
+  );
   if (values.help) {
     io.stdout(HELP);
     return EXIT.OK;
+  }
+  let minCoverage: number | null = null;
+  if (values['min-coverage'] !== undefined) {
+    minCoverage = Number(values['min-coverage'].replace(/%$/, ''));
+    if (!/^\d+(\.\d+)?%?$/.test(values['min-coverage']) || minCoverage > 100) {
+      io.stderr(`verdict test: --min-coverage must be a percentage from 0 to 100, not "${values['min-coverage']}"\n`);
+      return EXIT.USAGE;
+    }
   }
   if (positionals.length > 1) {
     io.stderr(`verdict test: expected at most one directory, got ${positionals.length}\n`);
@@ -44,10 +66,25 @@ export async function runTest(argv: string[], io: CommandIO): Promise<number> {
     for (const problem of result.problems) io.stdout(`  ${problem}\n`);
     io.stdout(formatExplanation(result.explanation, dir).replace(/^(?=.)/gm, '  '));
   }
-  if (summary.unexercised.length > 0) {
-    io.stdout(`\nrules no test exercised (${summary.unexercised.length}):\n`);
-    for (const rule of summary.unexercised) io.stdout(`  ${rule.id}  (${join(dir, rule.file)}:${rule.line})\n`);
+  const { coverage } = summary;
+  const where = (rule: RuleCoverage): string => `${rule.id}  (${join(dir, rule.file)}:${rule.line})`;
+  const undecided = coverage.rules.filter((rule) => !rule.decided);
+  if (undecided.length > 0) {
+    io.stdout(`\nrules no test saw deciding (${undecided.length}):\n`);
+    for (const rule of undecided) io.stdout(`  ${where(rule)}${rule.overridden ? '  matched only where other rules decided' : ''}\n`);
   }
-  io.stdout(`\n${summary.passed} passed, ${summary.failed} failed\n`);
-  return summary.failed === 0 ? EXIT.OK : EXIT.FAILED;
+  const alwaysMatched = coverage.rules.filter((rule) => rule.conditional && !rule.notMatched);
+  if (alwaysMatched.length > 0) {
+    io.stdout(`\nrules no test saw not matching (${alwaysMatched.length}):\n`);
+    for (const rule of alwaysMatched) io.stdout(`  ${where(rule)}\n`);
+  }
+  const percent = Math.floor(coverage.percent * 10) / 10;
+  io.stdout(`\ncoverage: ${percent}% (${coverage.seen} of ${coverage.possible} rule outcomes seen)\n`);
+  io.stdout(`${summary.passed} passed, ${summary.failed} failed\n`);
+  if (summary.failed > 0) return EXIT.FAILED;
+  if (minCoverage !== null && coverage.percent < minCoverage) {
+    io.stderr(`verdict test: coverage ${percent}% is below --min-coverage ${minCoverage}%; add cases for the rules listed above\n`);
+    return EXIT.FAILED;
+  }
+  return EXIT.OK;
 }

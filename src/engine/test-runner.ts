@@ -1,5 +1,5 @@
 import type { PolicyTestCase } from '../policy/load.js';
-import type { PolicySet } from '../policy/policy-set.js';
+import type { CompiledRule, PolicySet } from '../policy/policy-set.js';
 import { explain, type Explanation } from './explain.js';
 
 export interface TestCaseResult {
@@ -10,21 +10,53 @@ export interface TestCaseResult {
   readonly explanation: Explanation;
 }
 
+/** What the tests saw one rule do. */
+export interface RuleCoverage {
+  readonly id: string;
+  readonly file: string;
+  readonly line: number;
+  /** A case's decision named it: it allowed or denied. */
+  readonly decided: boolean;
+  /** It matched (or erred) in a case where other rules decided: a deny overrode it, or it was one of several. */
+  readonly overridden: boolean;
+  /** It was asked (action and type fit) and did not match: its roles, matchers or condition held it back. */
+  readonly notMatched: boolean;
+  /** It names roles, attributes or a condition, so it can fail to match; a rule that cannot has one side to cover. */
+  readonly conditional: boolean;
+}
+
+export interface Coverage {
+  /** Per rule, in file and line order. */
+  readonly rules: readonly RuleCoverage[];
+  /** Sides seen: a rule deciding, and (when it is conditional) a rule not matching. */
+  readonly seen: number;
+  readonly possible: number;
+  /** seen / possible, 0–100; 100 when there are no rules. */
+  readonly percent: number;
+}
+
 export interface TestRunSummary {
   readonly results: readonly TestCaseResult[];
   readonly passed: number;
   readonly failed: number;
-  /** Rules that no case matched or erred on: behaviour nobody has pinned down. */
+  /** Rules no case saw deciding: behaviour nobody has pinned down. */
   readonly unexercised: readonly { readonly id: string; readonly file: string; readonly line: number }[];
+  readonly coverage: Coverage;
 }
 
 /** Runs policy test cases against a policy set. Pure: no I/O, no clock. */
 export function runPolicyTests(policySet: PolicySet, cases: readonly PolicyTestCase[]): TestRunSummary {
-  const exercised = new Set<string>();
+  const decided = new Set<string>();
+  const overridden = new Set<string>();
+  const notMatched = new Set<string>();
   const results = cases.map((testCase): TestCaseResult => {
     const explanation = explain(policySet, testCase.request);
-    for (const rule of explanation.considered) if (rule.outcome !== 'not-matched') exercised.add(rule.ruleId);
     const { decision } = explanation;
+    for (const id of decision.ruleIds) decided.add(id);
+    for (const rule of explanation.considered) {
+      if (rule.outcome === 'not-matched') notMatched.add(rule.ruleId);
+      else if (!decision.ruleIds.includes(rule.ruleId)) overridden.add(rule.ruleId);
+    }
     const problems: string[] = [];
     if (decision.effect !== testCase.expect.effect) {
       problems.push(`expected ${testCase.expect.effect}, got ${decision.effect} (${decision.reason})`);
@@ -41,10 +73,29 @@ export function runPolicyTests(policySet: PolicySet, cases: readonly PolicyTestC
     }
     return { testCase, passed: problems.length === 0, problems, explanation };
   });
-  const unexercised = policySet.rules
-    .filter((rule) => !exercised.has(rule.id))
-    .map((rule) => ({ id: rule.id, file: rule.file, line: rule.line }))
-    .sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line);
+  const rules = [...policySet.rules]
+    .sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line)
+    .map((rule): RuleCoverage => ({
+      id: rule.id,
+      file: rule.file,
+      line: rule.line,
+      decided: decided.has(rule.id),
+      overridden: overridden.has(rule.id),
+      notMatched: notMatched.has(rule.id),
+      conditional: isConditional(rule),
+    }));
+  let seen = 0;
+  let possible = 0;
+  for (const rule of rules) {
+    possible += rule.conditional ? 2 : 1;
+    seen += (rule.decided ? 1 : 0) + (rule.conditional && rule.notMatched ? 1 : 0);
+  }
+  const coverage: Coverage = { rules, seen, possible, percent: possible === 0 ? 100 : (100 * seen) / possible };
+  const unexercised = rules.filter((rule) => !rule.decided).map(({ id, file, line }) => ({ id, file, line }));
   const passed = results.filter((r) => r.passed).length;
-  return { results, passed, failed: results.length - passed, unexercised };
+  return { results, passed, failed: results.length - passed, unexercised, coverage };
+}
+
+function isConditional(rule: CompiledRule): boolean {
+  return rule.roleHolders !== null || rule.excludedHolders !== null || rule.matchers.length > 0 || rule.condition !== null;
 }

@@ -138,13 +138,24 @@ describe.concurrent('verdict test', () => {
     expect(run.stdout).toMatch(/^PASS model access › a data scientist calls a model of their own organisation {2}\(policies\/tests\/model-access\.yaml:\d+\)$/m);
   });
 
-  it('lists the rules no test exercised, with where they are', async ({ expect }) => {
+  it('reports coverage: rules never seen deciding, rules never seen not matching, and the figure', async ({ expect }) => {
     const run = await verdict(['test', UNEXERCISED]);
     expect(run.status).toBe(0);
-    expect(run.stdout).toContain('rules no test exercised (1):');
-    expect(run.stdout).toMatch(new RegExp(`^ {2}nobody-tested-this {2}\\(${UNEXERCISED}/rules\\.yaml:10\\)$`, 'm'));
-    expect(run.stdout).not.toMatch(/^ {2}members-read /m);
-    expect(run.stdout).toMatch(/\n1 passed, 0 failed\n$/);
+    const [, undecided] = run.stdout.split(/\n(?=rules no test saw deciding)/);
+    expect(undecided).toMatch(new RegExp(`^rules no test saw deciding \\(1\\):\n {2}nobody-tested-this {2}\\(${UNEXERCISED}/rules\\.yaml:10\\)\n`));
+    // members-read decided its case, but no case showed it refusing a non-member.
+    expect(run.stdout).toMatch(new RegExp(`rules no test saw not matching \\(1\\):\n {2}members-read {2}\\(${UNEXERCISED}/rules\\.yaml:3\\)\n`));
+    expect(run.stdout).toMatch(/\ncoverage: 33\.3% \(1 of 3 rule outcomes seen\)\n1 passed, 0 failed\n$/);
+  });
+
+  it('--min-coverage fails a run whose coverage is lower, and passes one at or above it', async ({ expect }) => {
+    const low = await verdict(['test', UNEXERCISED, '--min-coverage', '90']);
+    expect(low.status).toBe(1);
+    expect(low.stderr).toMatch(/^verdict test: coverage 33\.3% is below --min-coverage 90%/);
+    expect((await verdict(['test', 'policies', '--min-coverage', '100%'])).status).toBe(0);
+    const bad = await verdict(['test', 'policies', '--min-coverage', 'most']);
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain('--min-coverage must be a percentage');
   });
 
   it('a failing case: exit 1, a FAIL line with what differed and why', async ({ expect }) => {
