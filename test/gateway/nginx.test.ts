@@ -1,12 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getDecision, queryDecisions } from '../../src/decisions/query.js';
-import { startGatewayVerdict, type GatewayVerdict } from './support.js';
+import { freePort, startGatewayVerdict, startModelServer, type GatewayVerdict } from './support.js';
 
 // NGINX (the Debian package) in front of a stand-in model server, asking verdict
 // through auth_request. Everything listens on 127.0.0.1; nginx runs from its own
@@ -16,38 +15,6 @@ const NGINX = ['/usr/sbin/nginx', 'nginx'].find((bin) => spawnSync(bin, ['-v']).
 if (NGINX === null) {
   // CI installs nginx (.ci/run); only a machine without it skips, and says so.
   console.warn('test/gateway/nginx.test.ts: SKIPPED — no nginx binary (Debian: apt-get install nginx)');
-}
-
-interface Seen {
-  readonly method: string;
-  readonly url: string;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: string;
-}
-
-/** The upstream: a tiny "model server" that records what reaches it. */
-async function startModelServer(): Promise<{ server: Server; port: number; seen: Seen[] }> {
-  const seen: Seen[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      seen.push({ method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(chunks).toString() });
-      const body = JSON.stringify({ prediction: 0.97, model: req.url });
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-      res.end(body);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, port: (server.address() as AddressInfo).port, seen };
-}
-
-async function freePort(): Promise<number> {
-  const probe = createNetServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
 }
 
 /** The config docs/gateways.md shows, with test ports and a temp prefix. */
@@ -249,6 +216,24 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     expect(row.details).toEqual({ http: { method: 'POST', path: '/v1/models/%67lobex-secret/predict' } });
     // The plain spelling is the globex model, which dana (acme) may not call.
     expect((await predict('globex-secret', { authorization: `Bearer ${verdict.keys.dana}` })).status).toBe(403);
+  });
+
+  it("decides the request NGINX forwards, not the one a client names in X-Original-* or X-Forwarded-* headers", async () => {
+    // proxy_set_header replaces the client's X-Original-Method: the DELETE is what is decided (and denied).
+    const before = upstream.seen.length;
+    const method = await fetch(`${base}/v1/models/fraud-detector-v3`, { method: 'DELETE', headers: { 'x-api-key': verdict.keys.ada, 'x-original-method': 'GET' } });
+    expect(method.status).toBe(403);
+    expect(getDecision(verdict.db, method.headers.get('x-verdict-decision-id')!)).toMatchObject({ action: 'delete', ruleIds: ['no-delete-production-models'] });
+    const uri = await fetch(`${base}/v1/admin/secret`, { headers: { 'x-api-key': verdict.keys.vic, 'x-original-uri': '/v1/models/fraud-detector-v3' } });
+    expect(uri.status).toBe(403);
+    expect(getDecision(verdict.db, uri.headers.get('x-verdict-decision-id')!)).toMatchObject({ action: 'GET', resourceType: 'http_route', resourceId: '/v1/admin/secret' });
+    // The other family, which NGINX passes on untouched, is refused outright (forwardAuth.style: nginx).
+    const forwarded = await fetch(`${base}/v1/admin/secret`, { headers: { 'x-api-key': verdict.keys.vic, 'x-forwarded-uri': '/v1/models/fraud-detector-v3', 'x-forwarded-method': 'GET' } });
+    expect(forwarded.status).toBe(403);
+    const row = getDecision(verdict.db, forwarded.headers.get('x-verdict-decision-id')!)!;
+    expect(row).toMatchObject({ principalId: 'vic', reason: 'DENIED_INVALID_REQUEST', resourceId: '/v1/admin/secret' });
+    expect(row.errors[0]!.message).toMatch(/carries X-Forwarded-(Method|Uri), which a nginx gateway does not set/);
+    expect(upstream.seen.length).toBe(before);
   });
 
   it("records every gateway decision's HTTP method and path in details.http", async () => {
