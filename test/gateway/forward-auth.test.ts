@@ -37,6 +37,7 @@ describe('forward-auth on the operator HTTP port, forwardAuth.style traefik', ()
         'x-forwarded-for': '198.51.100.1, 203.0.113.9',
         'x-api-key': server.keys.dana,
         'x-model-org': 'acme',
+        'x-model-classification': 'internal',
       },
     });
     expect(response.status).toBe(200);
@@ -69,7 +70,7 @@ describe('forward-auth on the operator HTTP port, forwardAuth.style traefik', ()
   it('ignores a request body', async () => {
     const response = await fetch(url, {
       method: 'POST',
-      headers: { 'x-forwarded-method': 'POST', 'x-forwarded-uri': '/v1/models/fraud-detector-v3/predict', 'x-api-key': server.keys.dana, 'x-model-org': 'acme' },
+      headers: { 'x-forwarded-method': 'POST', 'x-forwarded-uri': '/v1/models/fraud-detector-v3/predict', 'x-api-key': server.keys.dana, 'x-model-org': 'acme', 'x-model-classification': 'internal' },
       body: 'x'.repeat(256 * 1024),
     });
     expect(response.status).toBe(200);
@@ -157,7 +158,7 @@ describe('forward-auth with a trusted identity proxy in front (trustedPrincipal)
 
   const ask = (headers: Record<string, string>) =>
     fetch(`http://127.0.0.1:${verdict.httpPort}/forward-auth`, {
-      headers: { 'x-forwarded-method': 'POST', 'x-forwarded-uri': '/v1/models/fraud-detector-v3/predict', 'x-model-org': 'acme', ...headers },
+      headers: { 'x-forwarded-method': 'POST', 'x-forwarded-uri': '/v1/models/fraud-detector-v3/predict', 'x-model-org': 'acme', 'x-model-classification': 'internal', ...headers },
     });
 
   it('takes the principal, its roles and attributes from the proxy headers', async () => {

@@ -45,6 +45,10 @@ http {
     ~^/v1/models/churn-   staging;
     default               production;
   }
+  map $request_uri $model_classification {
+    ~^/v1/models/pricing- restricted;
+    default               internal;
+  }
 
   server {
     listen 127.0.0.1:${port};
@@ -71,6 +75,7 @@ http {
       proxy_set_header X-Request-Id $request_id;
       proxy_set_header X-Model-Org $model_org;
       proxy_set_header X-Model-Env $model_env;
+      proxy_set_header X-Model-Classification $model_classification;
     }
   }
 }
@@ -143,7 +148,7 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     expect(row).toMatchObject({ principalId: 'dana', action: 'predict', resourceType: 'model', resourceId: 'fraud-detector-v3', effect: 'ALLOW' });
     expect(row.caller).toMatch(/^127\.0\.0\.1:\d+$/); // nginx, the gateway that asked
     expect(row.requestId).toBe(reached.headers['x-request-id']);
-    expect(row.request.resource.attributes).toEqual({ org: 'acme' });
+    expect(row.request.resource.attributes).toEqual({ org: 'acme', classification: 'internal' });
   });
 
   it('stops a forbidden predict with 403: it never reaches the model server, and the client gets the decision id', async () => {
@@ -164,7 +169,7 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     expect(upstream.seen.length).toBe(before);
     const row = getDecision(verdict.db, response.headers.get('x-verdict-decision-id')!)!;
     expect(row).toMatchObject({ principalId: 'dana', resourceId: 'globex-ranker', effect: 'DENY' });
-    expect(row.request.resource.attributes).toEqual({ org: 'globex' });
+    expect(row.request.resource.attributes).toEqual({ org: 'globex', classification: 'internal' });
   });
 
   it.each([
@@ -256,17 +261,14 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     expect(row.errors[0]!.message).toMatch(/x-incident-ticket header more than once/);
   });
 
-  it("fails closed when a fact a deny rule tests is missing: a contractor's predict on a model of unknown classification", async () => {
-    // This gateway config sets no X-Model-Classification: the contractor deny must not be skipped for it.
+  it("takes the model's classification from the gateway: a contractor claiming a restricted model is internal is denied", async () => {
     const before = upstream.seen.length;
-    const response = await predict('pricing-v9', { 'x-api-key': verdict.keys.carl });
+    const response = await predict('pricing-v9', { 'x-api-key': verdict.keys.carl, 'x-model-classification': 'internal' });
     expect(response.status).toBe(403);
     expect(upstream.seen.length).toBe(before);
-    expect(getDecision(verdict.db, response.headers.get('x-verdict-decision-id')!)).toMatchObject({
-      principalId: 'carl',
-      reason: 'DENIED_BY_ERROR',
-      ruleIds: ['restricted-models-employees-only'],
-    });
+    const row = getDecision(verdict.db, response.headers.get('x-verdict-decision-id')!)!;
+    expect(row).toMatchObject({ principalId: 'carl', reason: 'DENIED_BY_RULE', ruleIds: ['restricted-models-employees-only'] });
+    expect(row.request.resource.attributes).toEqual({ org: 'acme', classification: 'restricted' });
   });
 
   it('has every answer in the decision log, each with nginx as its caller', () => {
