@@ -1,5 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { afterAll, describe, expect, it } from 'vitest';
+import { formatDiagnostic } from '../../src/policy/diagnostic.js';
+import { loadPolicies } from '../../src/policy/load.js';
 import { absentAttributeWarnings } from '../../src/policy/route-warnings.js';
 import { loadFiles, loadValid, removeTempDirs, rulesDoc, writePolicyDir, type PolicyFiles } from '../helpers/policies.js';
 import { BIN, ROOT, ensureBuilt } from '../helpers/verdict-process.js';
@@ -63,5 +65,23 @@ describe('placeholders marked optional', () => {
     const run = spawnSync(process.execPath, [BIN, 'validate', dir], { cwd: ROOT, encoding: 'utf8' });
     expect(run.status).toBe(1);
     expect(run.stderr).toMatch(/routes\.yaml:\d+:\d+: \{model\?\}: a path parameter is always present; write \{model\}/);
+  });
+
+  it('reports a test case whose HTTP request the routes refuse: it never reaches the rules', () => {
+    const dir = writePolicyDir({
+      ...files(deleteRoute({ env: '{header.x-model-env}' }, { ticket: '{header.x-incident-ticket?}' })),
+      'tests.yaml': {
+        kind: 'tests',
+        name: 'deletes',
+        principals: { ada: { id: 'ada', roles: [], attributes: {} } },
+        cases: [{ name: 'no env header', principal: 'ada', http: { method: 'DELETE', path: '/v1/models/m1' }, expect: { effect: 'deny' } }],
+      },
+    });
+    const result = loadPolicies(dir);
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.diagnostics.map(formatDiagnostic)).toEqual([
+      expect.stringMatching(/^tests\.yaml:\d+:\d+: the routes refuse this request: the request has no x-model-env header, which the route DELETE \/v1\/models\/\{model\} requires for resource\.attributes\.env/),
+    ]);
   });
 });
