@@ -2,7 +2,7 @@ import { VerdictError, messageOf } from '../errors.js';
 import { startServer, type RunningServer } from '../server/app.js';
 import { isClusterWorker, leaveCluster, runPrimary, startWorker } from '../server/cluster.js';
 import type { Logger } from '../server/logger.js';
-import { ENVIRONMENT_KEYS, parseFlagsLayer, readConfigFile, readEnvironment, resolveConfig, type PartialConfig, type ServerConfig } from '../server/config.js';
+import { ENVIRONMENT_KEYS, FORWARD_AUTH_STYLE_ENVIRONMENT_KEY, parseFlagsLayer, readConfigFile, readEnvironment, resolveConfig, type PartialConfig, type ServerConfig } from '../server/config.js';
 import { createLogger } from '../server/logger.js';
 import { TLS_ENVIRONMENT_KEYS, tlsFromFlags } from '../authn/config.js';
 import { AUDIT_ENVIRONMENT_KEYS, auditFromFlags } from '../decisions/audit-config.js';
@@ -33,6 +33,10 @@ Options (each also a key of the --config file and an environment variable):
   --shutdown-grace-ms N      wait for in-flight checks on SIGTERM (10000)      ${ENVIRONMENT_KEYS.shutdownGraceMs}
   --workers N                processes answering checks (1); with N > 1 they   ${ENVIRONMENT_KEYS.workers}
                              share the ports and this process writes the log
+  --forward-auth-style S     nginx | traefik | caddy: the gateway in front of  ${FORWARD_AUTH_STYLE_ENVIRONMENT_KEY}
+                             /forward-auth (nginx), whose headers carry the
+                             method and URI; a request with the other
+                             gateways' headers is refused (forwardAuth.style)
 
 TLS for the gRPC port (config file: the tls section; see docs/authn.md):
   --tls-cert FILE            server certificate chain (PEM)                    ${TLS_ENVIRONMENT_KEYS.cert}
@@ -86,6 +90,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       'no-watch': { type: 'boolean' },
       'shutdown-grace-ms': { type: 'string' },
       workers: { type: 'string' },
+      'forward-auth-style': { type: 'string' },
       'tls-cert': { type: 'string' },
       'tls-key': { type: 'string' },
       'tls-client-ca': { type: 'string' },
@@ -119,6 +124,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       logLevel: values['log-level'],
       shutdownGraceMs: values['shutdown-grace-ms'],
       workers: values.workers,
+      forwardAuth: values['forward-auth-style'],
     });
     const tlsFlags = tlsFromFlags({ cert: values['tls-cert'], key: values['tls-key'], clientCa: values['tls-client-ca'], requireClientCert: values['tls-require-client-cert'], http: values['tls-http'] });
     const auditFlags = auditFromFlags({

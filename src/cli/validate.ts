@@ -1,4 +1,5 @@
 import { loadPolicies } from '../policy/load.js';
+import { absentAttributeWarnings } from '../policy/route-warnings.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
 import { printDiagnostics } from './policies.js';
 
@@ -6,7 +7,10 @@ const HELP = `Usage: verdict validate [DIR] [--json]
 
 Checks every policy file under DIR (default: policies): its syntax, the schema of
 its kind, and the cross-file checks (duplicate ids, unknown roles, conditions that
-do not compile). Prints every error as file:line:col: message.
+do not compile). Prints every error as file:line:col: message. Warns (without
+failing) when a deny rule reads a resource or context attribute that a route it
+applies to does not set or may leave out ({header.x?}): a gateway request without
+it would skip the deny (attribute match) or be denied by error (condition).
 
 Exit codes: 0 valid, 1 errors found, 2 usage error, 3 directory missing.
 `;
@@ -31,9 +35,11 @@ export async function runValidate(argv: string[], io: CommandIO): Promise<number
     return EXIT.FAILED;
   }
   const { policySet, files, tests } = result.policies;
+  const warnings = absentAttributeWarnings(policySet);
   if (values.json) {
-    io.stdout(`${JSON.stringify({ valid: true, version: policySet.version, files: files.length, rules: policySet.rules.length, roles: policySet.roles.size, tests: tests.length })}\n`);
+    io.stdout(`${JSON.stringify({ valid: true, version: policySet.version, files: files.length, rules: policySet.rules.length, roles: policySet.roles.size, tests: tests.length, warnings })}\n`);
   } else {
+    printDiagnostics(dir, warnings, io);
     io.stdout(`${dir}: valid — ${files.length} files, ${policySet.rules.length} rules, ${policySet.roles.size} roles, ${tests.length} test cases; version ${policySet.version}\n`);
   }
   return EXIT.OK;

@@ -10,14 +10,45 @@ import type { GatewayRequest } from './types.js';
 export const FORWARD_AUTH_PATH = '/forward-auth';
 
 /**
- * The original request a forward-auth sub-request describes. Method and URI come
- * from `X-Original-Method` / `X-Original-URI` (NGINX, set them in the auth location)
- * or `X-Forwarded-Method` / `X-Forwarded-Uri` (Traefik, Caddy); without a method
- * header the sub-request's own method is used (NGINX's auth_request keeps it).
- * The client address is `X-Real-IP`, else the last `X-Forwarded-For` hop (the one
- * the gateway itself added).
+ * Which gateway sends forward-auth requests (`forwardAuth.style` in the config),
+ * and so which one pair of headers describes the original request: `nginx` reads
+ * `X-Original-Method` / `X-Original-URI` (set in the auth location) and `X-Real-IP`;
+ * `traefik` and `caddy` read `X-Forwarded-Method` / `X-Forwarded-Uri` (set by the
+ * gateway itself) and the last `X-Forwarded-For` hop.
  */
-export function forwardedRequest(req: IncomingMessage): GatewayRequest {
+export const FORWARD_AUTH_STYLES = ['nginx', 'traefik', 'caddy'] as const;
+export type ForwardAuthStyle = (typeof FORWARD_AUTH_STYLES)[number];
+
+interface HeaderFamily {
+  readonly method: string;
+  readonly uri: string;
+  /** Where the client's address is read: a header the gateway sets, or the last hop of X-Forwarded-For. */
+  readonly address: 'x-real-ip' | 'x-forwarded-for';
+  /** The other family's method and URI headers: this gateway does not set them, so only a client can have. */
+  readonly foreign: readonly string[];
+}
+
+const ORIGINAL: HeaderFamily = { method: 'x-original-method', uri: 'x-original-uri', address: 'x-real-ip', foreign: ['x-forwarded-method', 'x-forwarded-uri'] };
+const FORWARDED: HeaderFamily = { method: 'x-forwarded-method', uri: 'x-forwarded-uri', address: 'x-forwarded-for', foreign: ['x-original-method', 'x-original-uri'] };
+const FAMILIES: Readonly<Record<ForwardAuthStyle, HeaderFamily>> = { nginx: ORIGINAL, traefik: FORWARDED, caddy: FORWARDED };
+
+/**
+ * Headers that ask an upstream to act on another method or path than the one
+ * decided (method overrides, URL rewrites some frameworks honour). No gateway
+ * sets them; a request carrying one is refused, whatever the style.
+ */
+const OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url'];
+
+/**
+ * The original request a forward-auth sub-request describes, read from the header
+ * family of the configured gateway `style` only. Its method and URI headers are
+ * required, once each; a request that also carries the other family's method or URI
+ * header (which only a client can have put there), or a method-override header, is
+ * marked for refusal (`refusal`): the gateway passes client headers on, so reading
+ * either family would let a client name the request that gets decided.
+ */
+export function forwardedRequest(req: IncomingMessage, style: ForwardAuthStyle = 'nginx'): GatewayRequest {
+  const family = FAMILIES[style];
   const headers: Record<string, string> = {};
   const repeatedHeaders = new Set<string>();
   // headersDistinct keeps every copy (req.headers drops some repeats, e.g. of authorization).
@@ -26,17 +57,50 @@ export function forwardedRequest(req: IncomingMessage): GatewayRequest {
     headers[name] = values.length === 1 ? values[0]! : values.join(', ');
     if (values.length > 1) repeatedHeaders.add(name);
   }
-  const forwardedFor = headers['x-forwarded-for'];
-  const lastHop = forwardedFor?.split(',').at(-1)?.trim();
+  let refusal: string | null = null;
+  const foreign = family.foreign.find((name) => headers[name] !== undefined);
+  const override = OVERRIDE_HEADERS.find((name) => headers[name] !== undefined);
+  if (foreign !== undefined) {
+    refusal = `the request carries ${display(foreign)}, which a ${style} gateway does not set, so a client sent it (forwardAuth.style is ${style}: verdict reads ${display(family.method)} and ${display(family.uri)}; see docs/gateways.md)`;
+  } else if (override !== undefined) {
+    refusal = `the request carries ${display(override)}, which asks the upstream for another method or path than the one decided`;
+  } else if (headers[family.method] === undefined) {
+    refusal = `the gateway sent no ${display(family.method)} header (forwardAuth.style is ${style}; see docs/gateways.md)`;
+  } else if (headers[family.uri] === undefined) {
+    refusal = `the gateway sent no ${display(family.uri)} header (forwardAuth.style is ${style}; see docs/gateways.md)`;
+  } else {
+    const twice = [family.method, family.uri, ...(family.address === 'x-real-ip' ? [family.address] : [])].find((name) => repeatedHeaders.has(name));
+    if (twice !== undefined) refusal = `the request carries the ${display(twice)} header more than once`;
+  }
+  const address = family.address === 'x-real-ip' ? headers['x-real-ip'] || null : headers['x-forwarded-for']?.split(',').at(-1)?.trim() || null;
   return {
-    method: headers['x-original-method'] ?? headers['x-forwarded-method'] ?? req.method ?? '',
-    uri: headers['x-original-uri'] ?? headers['x-forwarded-uri'] ?? '',
+    method: headers[family.method] ?? '',
+    uri: headers[family.uri] ?? '',
     headers,
     repeatedHeaders,
-    source: { address: headers['x-real-ip'] ?? (lastHop || null), principal: null },
+    source: { address, principal: null },
     extensions: {},
     requestId: headers['x-request-id'] ?? null,
+    refusal,
   };
+}
+
+const DISPLAY: Readonly<Record<string, string>> = {
+  'x-original-method': 'X-Original-Method',
+  'x-original-uri': 'X-Original-URI',
+  'x-real-ip': 'X-Real-IP',
+  'x-forwarded-method': 'X-Forwarded-Method',
+  'x-forwarded-uri': 'X-Forwarded-Uri',
+  'x-http-method-override': 'X-HTTP-Method-Override',
+  'x-http-method': 'X-HTTP-Method',
+  'x-method-override': 'X-Method-Override',
+  'x-original-url': 'X-Original-URL',
+  'x-rewrite-url': 'X-Rewrite-URL',
+};
+
+/** A header name as the gateways' docs write it: `x-original-uri` → `X-Original-URI`. */
+function display(name: string): string {
+  return DISPLAY[name] ?? name;
 }
 
 /** The caller recorded for a forward-auth request: the gateway's address. */
@@ -55,7 +119,7 @@ export async function handleForwardAuth(
   gateway: GatewayAdapter,
   req: IncomingMessage,
   res: ServerResponse,
-  options: { callerOf?: (req: IncomingMessage) => string; onError?: (error: unknown) => void } = {},
+  options: { style?: ForwardAuthStyle; callerOf?: (req: IncomingMessage) => string; onError?: (error: unknown) => void } = {},
 ): Promise<void> {
   // The body, if a gateway sends one, plays no part; drain it so the connection can be reused.
   req.resume();
@@ -63,7 +127,7 @@ export async function handleForwardAuth(
   let headers: Record<string, string>;
   let body: string;
   try {
-    const answer = await gateway.decide(forwardedRequest(req), (options.callerOf ?? peerOf)(req));
+    const answer = await gateway.decide(forwardedRequest(req, options.style), (options.callerOf ?? peerOf)(req));
     status = answer.status;
     headers = { ...answer.headers };
     body = answer.body;

@@ -39,12 +39,15 @@ export function prepareCheck(policySet: PolicySet, request: GatewayRequest, auth
 
   let routed: RoutedRequest;
   let routeRefusal: Refusal | null = null;
-  if (!METHOD.test(method)) {
+  if (request.refusal) {
+    routed = unrouted(METHOD.test(method) ? method : 'UNKNOWN');
+    routeRefusal = unroutable(request.refusal);
+  } else if (!METHOD.test(method)) {
     routed = unrouted('UNKNOWN');
     routeRefusal = unroutable(`not an HTTP method: ${JSON.stringify(request.method.slice(0, 40))}`);
   } else if (path === '') {
     routed = unrouted(method);
-    routeRefusal = unroutable('the gateway sent no request URI (NGINX: set X-Original-URI; Traefik and Caddy send X-Forwarded-Uri)');
+    routeRefusal = unroutable('the gateway sent no request URI (NGINX: set X-Original-URI; Traefik and Caddy send X-Forwarded-Uri; see forwardAuth.style)');
   } else if (request.uri.length > MAX_URI_LENGTH) {
     routed = unrouted(method);
     routeRefusal = unroutable(`the request URI is longer than ${MAX_URI_LENGTH} characters`);

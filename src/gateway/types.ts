@@ -24,6 +24,8 @@ export interface GatewayRequest {
   readonly extensions: Readonly<Record<string, string>>;
   /** The gateway's id for the request (Envoy's request id, `x-request-id`). */
   readonly requestId: string | null;
+  /** Why the transport already refuses the request (a forward-auth header only a client can have sent); recorded as a refusal. */
+  readonly refusal?: string | null;
 }
 
 /** How a gateway answer reads in HTTP terms. */

@@ -32,13 +32,19 @@ export interface HttpRequestFacts {
   readonly extensions: Readonly<Record<string, string>>;
 }
 
-/** Where a placeholder takes its value from. */
-export type PlaceholderSource =
+/**
+ * Where a placeholder takes its value from. A value is required unless its
+ * placeholder is marked optional (`{header.x-incident-ticket?}`): a request
+ * without a required value is refused; without an optional one, the attribute is
+ * left out. Path parameters are always present.
+ */
+export type PlaceholderSource = { readonly optional: boolean } & (
   | { readonly from: 'path'; readonly name: string; readonly index: number }
   | { readonly from: 'query'; readonly name: string }
   | { readonly from: 'header'; readonly name: string }
   | { readonly from: 'source'; readonly name: 'address' | 'principal' }
-  | { readonly from: 'extension'; readonly name: string };
+  | { readonly from: 'extension'; readonly name: string }
+);
 
 /** A value of a route: a constant, or text with placeholders (`{model}`, `models/{model}`). */
 type ValueTemplate =
@@ -50,8 +56,19 @@ export interface RoutedRequest {
   readonly action: string;
   readonly resource: Resource;
   readonly context: RequestContext;
-  /** Why the route refuses the request, when it does (a header or query parameter it reads is repeated); the other parts hold what could be read. */
+  /**
+   * Why the route refuses the request, when it does: a required value is absent,
+   * or a header or query parameter it reads is repeated. The other parts hold what could be read.
+   */
   readonly refusal?: string;
+}
+
+/** An attribute a route sets, and whether a request can leave it out: what `verdict validate` checks deny rules against. */
+export interface RouteAttribute {
+  /** `resource.attributes.env` or `context.attributes.ticket`. */
+  readonly path: string;
+  /** True when an optional placeholder can leave the attribute out of a request the route does not refuse. */
+  readonly mayBeAbsent: boolean;
 }
 
 export interface CompiledRoute {
@@ -61,6 +78,8 @@ export interface CompiledRoute {
   readonly action: string;
   readonly resourceType: string;
   readonly description: string | null;
+  /** The resource and context attributes the route sets. */
+  readonly attributes: readonly RouteAttribute[];
   /** Where the route was written. */
   readonly file: string;
   readonly line: number;
@@ -317,12 +336,17 @@ export function parseValueTemplate(
 }
 
 const PLACEHOLDER_HELP =
-  'use {name} for a path parameter, {query.name}, {header.name}, {source.address}, {source.principal} or {extension.name}';
+  'use {name} for a path parameter, {query.name}, {header.name}, {source.address}, {source.principal} or {extension.name}, with a trailing ? when the request may leave it out';
 
-function placeholderSource(inner: string, pathParams: ReadonlyMap<string, number>): PlaceholderSource | string {
+function placeholderSource(written: string, pathParams: ReadonlyMap<string, number>): PlaceholderSource | string {
+  const optional = written.endsWith('?');
+  const inner = optional ? written.slice(0, -1) : written;
   if (PARAM_NAME.test(inner)) {
     const index = pathParams.get(inner);
-    if (index !== undefined) return { from: 'path', name: inner, index };
+    if (index !== undefined) {
+      if (optional) return `{${written}}: a path parameter is always present; write {${inner}}`;
+      return { from: 'path', name: inner, index, optional };
+    }
     const known = [...pathParams.keys()].map((n) => `{${n}}`).join(', ');
     return `unknown placeholder {${inner}}: the path has ${known === '' ? 'no parameters' : `only ${known}`}`;
   }
@@ -331,20 +355,20 @@ function placeholderSource(inner: string, pathParams: ReadonlyMap<string, number
   const name = dot === -1 ? '' : inner.slice(dot + 1);
   switch (kind) {
     case 'query':
-      if (name !== '') return { from: 'query', name };
+      if (name !== '') return { from: 'query', name, optional };
       break;
     case 'header':
       if (CREDENTIAL_HEADERS.has(name.toLowerCase())) {
         return `{${inner}} carries a credential: it would be stored in the decision log; authentication reads it, routes must not`;
       }
-      if (HEADER_NAME.test(name)) return { from: 'header', name: name.toLowerCase() };
+      if (HEADER_NAME.test(name)) return { from: 'header', name: name.toLowerCase(), optional };
       if (name !== '') return `bad header name in {${inner}}: a header name has no spaces or separators`;
       break;
     case 'source':
-      if (name === 'address' || name === 'principal') return { from: 'source', name };
+      if (name === 'address' || name === 'principal') return { from: 'source', name, optional };
       return `unknown placeholder {${inner}}: the source has only {source.address} and {source.principal}`;
     case 'extension':
-      if (name !== '') return { from: 'extension', name };
+      if (name !== '') return { from: 'extension', name, optional };
       break;
     default:
       return `unknown placeholder {${inner}}: ${PLACEHOLDER_HELP}`;
@@ -406,31 +430,34 @@ export function compileRoutes(routes: readonly LocatedRoute[], diagnostics: Poli
       if (parsed.parts.length === 1 && typeof parsed.parts[0] === 'string') return { constant: parsed.parts[0] };
       return { parts: parsed.parts };
     };
-    const attributes = (spec: Readonly<Record<string, string | number | boolean>> | undefined, at: readonly PropertyKey[]): [string, ValueTemplate][] =>
+    const attributes = (spec: Readonly<Record<string, string | number | boolean>> | undefined, at: readonly string[]): RouteValue[] =>
       Object.entries(spec ?? {}).flatMap(([name, raw]) => {
         const template = value(raw, [...at, name]);
-        return template ? [[name, template] as [string, ValueTemplate]] : [];
+        return template ? [{ name, path: [...at, name].join('.'), template }] : [];
       });
 
-    const id = spec.resource.id === undefined ? null : value(spec.resource.id, ['resource', 'id']);
+    const idTemplate = spec.resource.id === undefined ? null : value(spec.resource.id, ['resource', 'id']);
+    const id: RouteValue | null = idTemplate === null ? null : { name: 'id', path: 'resource.id', template: idTemplate };
     const resourceAttributes = attributes(spec.resource.attributes, ['resource', 'attributes']);
     const contextAttributes = attributes(spec.context?.attributes, ['context', 'attributes']);
     if (diagnostics.length > before) continue;
 
     const action = spec.action;
     const resourceType = spec.resource.type;
+    const routeName = `${methods.join('|')} ${spec.path}`;
     compiled.push({
       methods: Object.freeze(methods),
       path: spec.path,
       action,
       resourceType,
       description: spec.description ?? null,
+      attributes: Object.freeze([...resourceAttributes, ...contextAttributes].map((v) => ({ path: v.path, mayBeAbsent: mayBeAbsent(v.template) }))),
       file: source.file,
       line: source.locate(path).line,
       segments: template.segments,
       resolve(request, params) {
-        const repeated: string[] = [];
-        const read = reader(request, params, repeated);
+        const problems: string[] = [];
+        const read = reader(request, params, routeName, problems);
         const idValue = id === null ? '' : evaluate(id, read);
         const routed: RoutedRequest = {
           action,
@@ -441,24 +468,52 @@ export function compileRoutes(routes: readonly LocatedRoute[], diagnostics: Poli
           },
           context: { attributes: build(contextAttributes, read) },
         };
-        if (repeated.length === 0) return routed;
-        return { ...routed, refusal: `the request has the ${repeated[0]} more than once, and the route ${methods.join('|')} ${spec.path} reads it: which one counts is ambiguous` };
+        if (problems.length === 0) return routed;
+        return { ...routed, refusal: problems[0]! };
       },
     });
   }
   return new RouteTable(compiled);
 }
 
-type Read = (source: PlaceholderSource) => string | undefined;
+/** A value of a route, with where it goes: `resource.attributes.env`. */
+interface RouteValue {
+  readonly name: string;
+  readonly path: string;
+  readonly template: ValueTemplate;
+}
+
+/** Whether a request the route does not refuse can leave the value out: only through an optional placeholder. */
+function mayBeAbsent(template: ValueTemplate): boolean {
+  return 'parts' in template && template.parts.some((part) => typeof part !== 'string' && part.optional);
+}
+
+function describeSource(source: PlaceholderSource): string {
+  switch (source.from) {
+    case 'path':
+      return `path parameter {${source.name}}`;
+    case 'query':
+      return `query parameter ${source.name}`;
+    case 'header':
+      return `${source.name} header`;
+    case 'source':
+      return `source ${source.name}`;
+    case 'extension':
+      return `extension ${source.name}`;
+  }
+}
+
+type Read = (source: PlaceholderSource, target: string) => string | undefined;
 
 /**
  * Reads placeholders of one request; the query is parsed only if a placeholder
  * asks for it. A header or query parameter given more than once reads as absent,
- * and is named in `repeated`: the route refuses the request.
+ * and so does a required value the request lacks: each is described in `problems`,
+ * and the route refuses the request.
  */
-function reader(request: HttpRequestFacts, params: readonly string[], repeated: string[]): Read {
+function reader(request: HttpRequestFacts, params: readonly string[], routeName: string, problems: string[]): Read {
   let query: URLSearchParams | null = null;
-  return (source) => {
+  const raw = (source: PlaceholderSource, target: string): string | undefined => {
     switch (source.from) {
       case 'path':
         return params[source.index];
@@ -466,14 +521,14 @@ function reader(request: HttpRequestFacts, params: readonly string[], repeated: 
         query ??= new URLSearchParams(request.query);
         const values = query.getAll(source.name);
         if (values.length > 1) {
-          repeated.push(`query parameter ${source.name}`);
+          problems.push(`the request has the query parameter ${source.name} more than once, and the route ${routeName} reads it for ${target}: which one counts is ambiguous`);
           return undefined;
         }
         return values[0];
       }
       case 'header':
         if (request.repeatedHeaders?.has(source.name)) {
-          repeated.push(`${source.name} header`);
+          problems.push(`the request has the ${source.name} header more than once, and the route ${routeName} reads it for ${target}: which one counts is ambiguous`);
           return undefined;
         }
         return request.headers[source.name];
@@ -483,35 +538,45 @@ function reader(request: HttpRequestFacts, params: readonly string[], repeated: 
         return Object.hasOwn(request.extensions, source.name) ? request.extensions[source.name] : undefined;
     }
   };
+  return (source, target) => {
+    const value = raw(source, target);
+    if (value === undefined && !source.optional && problems.length === 0) {
+      problems.push(`the request has no ${describeSource(source)}, which the route ${routeName} requires for ${target} (the gateway must set it)`);
+    }
+    return value;
+  };
 }
 
-/** A template's value; undefined when a placeholder it needs is absent from the request. */
-function evaluate(template: ValueTemplate, read: Read): AttributeValue | undefined {
+/** A value; undefined when a placeholder it needs is absent from the request. */
+function evaluate(value: RouteValue, read: Read): AttributeValue | undefined {
+  const template = value.template;
   if ('constant' in template) return template.constant;
   const parts = template.parts;
-  if (parts.length === 1) return read(parts[0] as PlaceholderSource);
+  if (parts.length === 1) return read(parts[0] as PlaceholderSource, value.path);
   let out = '';
+  let absent = false;
+  // Every part is read, so a required one is missed even after an absent optional one.
   for (let i = 0; i < parts.length; i++) {
     const part = parts[i]!;
     if (typeof part === 'string') out += part;
     else {
-      const v = read(part);
-      if (v === undefined) return undefined;
-      out += v;
+      const v = read(part, value.path);
+      if (v === undefined) absent = true;
+      else out += v;
     }
   }
-  return out;
+  return absent ? undefined : out;
 }
 
 const EMPTY: Attributes = Object.freeze({});
 
-function build(entries: readonly [string, ValueTemplate][], read: Read): Attributes {
-  if (entries.length === 0) return EMPTY;
+function build(values: readonly RouteValue[], read: Read): Attributes {
+  if (values.length === 0) return EMPTY;
   const out: Record<string, AttributeValue> = {};
-  for (let i = 0; i < entries.length; i++) {
-    const [name, template] = entries[i]!;
-    const v = evaluate(template, read);
-    if (v !== undefined) out[name] = v;
+  for (let i = 0; i < values.length; i++) {
+    const value = values[i]!;
+    const v = evaluate(value, read);
+    if (v !== undefined) out[value.name] = v;
   }
   return out;
 }

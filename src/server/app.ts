@@ -203,6 +203,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     ...(opsAddress === null ? operations : {}),
     forwardAuth: (req, res) =>
       handleForwardAuth(gateway, req, res, {
+        style: config.forwardAuth.style,
         callerOf: (r) => tlsSocketIdentity(r.socket) ?? peerOf(r),
         onError: (error) => logger.error({ error: messageOf(error) }, 'internal error answering forward-auth'),
       }),

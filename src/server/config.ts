@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { VerdictError, messageOf } from '../errors.js';
+import { FORWARD_AUTH_STYLES } from '../gateway/forward-auth.js';
 import { trustedPrincipalSchema } from '../gateway/trusted-headers.js';
 import { authnSchema, resolveTls, tlsFromEnvironment, tlsLayerSchema } from '../authn/config.js';
 import { AUDIT_DEFAULTS, auditConfigShape, auditFromEnvironment, type AuditConfig } from '../decisions/audit-config.js';
@@ -51,6 +52,12 @@ const layerSchema = z.strictObject({
    * already set, instead of authn's credentials. From the config file only. See docs/gateways.md.
    */
   trustedPrincipal: trustedPrincipalSchema.nullable().optional(),
+  /**
+   * The gateway in front of /forward-auth (nginx | traefik | caddy), and so the one
+   * header pair its method and URI are read from (nginx: X-Original-*; traefik,
+   * caddy: X-Forwarded-*). A request carrying the other pair is refused. See docs/gateways.md.
+   */
+  forwardAuth: z.strictObject({ style: z.enum(FORWARD_AUTH_STYLES, { error: `expected one of ${FORWARD_AUTH_STYLES.join(', ')}` }) }).optional(),
   /** The audit trail's keys: see decisions/audit-config.ts. */
   ...auditConfigShape,
 });
@@ -79,11 +86,12 @@ export const DEFAULT_CONFIG = {
   tls: null,
   authn: {},
   trustedPrincipal: null,
+  forwardAuth: { style: 'nginx' },
   ...AUDIT_DEFAULTS,
 } satisfies Record<keyof ServerConfig, unknown>;
 
 /** Environment variables for containers, one per key. */
-export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | 'admin' | keyof AuditConfig>, string> = {
+export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | 'admin' | 'forwardAuth' | keyof AuditConfig>, string> = {
   policies: 'VERDICT_POLICIES',
   db: 'VERDICT_DB',
   grpc: 'VERDICT_GRPC',
@@ -96,6 +104,9 @@ export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn
   shutdownGraceMs: 'VERDICT_SHUTDOWN_GRACE_MS',
   workers: 'VERDICT_WORKERS',
 };
+
+/** The environment variable for forwardAuth.style. */
+export const FORWARD_AUTH_STYLE_ENVIRONMENT_KEY = 'VERDICT_FORWARD_AUTH_STYLE';
 
 const NUMERIC_KEYS = new Set(['maxMessageBytes', 'shutdownGraceMs', 'workers']);
 
@@ -140,6 +151,8 @@ export function readEnvironment(env: NodeJS.ProcessEnv): PartialConfig {
   if (tls) raw.tls = tls;
   const adminTokenFile = env[ADMIN_TOKEN_FILE_ENV];
   if (adminTokenFile !== undefined && adminTokenFile !== '') raw.admin = { tokenFile: adminTokenFile };
+  const style = env[FORWARD_AUTH_STYLE_ENVIRONMENT_KEY];
+  if (style !== undefined && style !== '') raw.forwardAuth = { style };
   Object.assign(raw, auditFromEnvironment(env));
   const result = layerSchema.safeParse(raw);
   if (!result.success) throw new VerdictError('CONFIG_INVALID', describeIssues(result.error, 'environment'));
@@ -171,6 +184,7 @@ export function parseFlagsLayer(values: Record<string, string | boolean | undefi
     const value = values[key];
     if (value === undefined) continue;
     if (NUMERIC_KEYS.has(key)) raw[key] = Number(value);
+    else if (key === 'forwardAuth') raw[key] = { style: value };
     else raw[key] = value;
   }
   const result = layerSchema.safeParse(raw);

@@ -45,7 +45,7 @@ function recordingPipeline(): { pipeline: DecisionPipeline; recorded: Recorded[]
 const trusted = new TrustedHeaderAuthenticator({ idHeader: 'remote-user', rolesHeader: 'remote-groups', attributeHeaders: { org: 'remote-org' } });
 
 function gatewayRequest(overrides: Partial<GatewayRequest> = {}): GatewayRequest {
-  return { method: 'GET', uri: '/docs/d1', headers: {}, source: { address: null, principal: null }, extensions: {}, requestId: null, ...overrides };
+  return { method: 'GET', uri: '/docs/d1?shelf=top', headers: {}, source: { address: null, principal: null }, extensions: {}, requestId: null, ...overrides };
 }
 
 describe('the gateway adapter', () => {
@@ -202,7 +202,7 @@ describe('handleForwardAuth when the decision cannot be recorded', () => {
     server = createServer((req, res) => void handleForwardAuth(gateway, req, res, { onError: (e) => errors.push(e) }));
     await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
     const url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/forward-auth`;
-    const headers = { 'x-original-uri': '/docs/d1', 'remote-user': 'rita', 'remote-groups': 'reader' };
+    const headers = { 'x-original-method': 'GET', 'x-original-uri': '/docs/d1?shelf=top', 'remote-user': 'rita', 'remote-groups': 'reader' };
     const unavailable = await fetch(url, { headers });
     expect(unavailable.status).toBe(503);
     expect(await unavailable.json()).toEqual({ error: 'the decision could not be recorded, so the request is refused' });

@@ -98,7 +98,7 @@ const metadataOf = (response: CheckResponse) => Object.fromEntries(Object.entrie
 
 describe('Envoy ext_authz v3 against the real server', () => {
   it('allows a data scientist to call predict: OK, the principal and decision id for the upstream, all recorded', async () => {
-    const request = envoyCheckRequest('POST', '/v1/models/fraud-detector-v3/predict?explain=false', { ...bearer('dana'), 'x-model-org': 'acme' });
+    const request = envoyCheckRequest('POST', '/v1/models/fraud-detector-v3/predict?explain=false', { ...bearer('dana'), 'x-model-org': 'acme', 'x-model-classification': 'internal' });
     const response = await check(request);
     expect(response.status.code).toBe(0);
     expect(response.http_response).toBe('ok_response');
@@ -122,13 +122,13 @@ describe('Envoy ext_authz v3 against the real server', () => {
       requestId: request.attributes.request.http.id,
     });
     expect(row.caller).toMatch(/127\.0\.0\.1/);
-    expect(row.request.resource.attributes).toEqual({ org: 'acme' });
+    expect(row.request.resource.attributes).toEqual({ org: 'acme', classification: 'internal' });
     // The credential is never recorded.
     expect(JSON.stringify(row)).not.toContain(server.keys.dana);
   });
 
   it('denies a viewer calling predict: PERMISSION_DENIED and a 403 with the decision id header and metadata', async () => {
-    const response = await check(envoyCheckRequest('POST', '/v1/models/fraud-detector-v3/predict', { ...bearer('vic'), 'x-model-org': 'acme' }));
+    const response = await check(envoyCheckRequest('POST', '/v1/models/fraud-detector-v3/predict', { ...bearer('vic'), 'x-model-org': 'acme', 'x-model-classification': 'internal' }));
     expect(response.status.code).toBe(grpc.status.PERMISSION_DENIED);
     expect(response.http_response).toBe('denied_response');
     const denied = response.denied_response!;
@@ -147,7 +147,7 @@ describe('Envoy ext_authz v3 against the real server', () => {
     ['a credential of no known kind', { authorization: 'Basic ZGFuYTpodW50ZXIy' }, 'MALFORMED_CREDENTIAL'],
   ] as const)('answers %s with UNAUTHENTICATED and a 401, the reason recorded', async (_label, credential, why) => {
     const headers = credential === 'revoked' ? { 'x-api-key': server.revokedKey } : credential;
-    const response = await check(envoyCheckRequest('POST', '/v1/models/fraud-detector-v3/predict', { ...headers, 'x-model-org': 'acme' }));
+    const response = await check(envoyCheckRequest('POST', '/v1/models/fraud-detector-v3/predict', { ...headers, 'x-model-org': 'acme', 'x-model-classification': 'internal' }));
     expect(response.status.code).toBe(grpc.status.UNAUTHENTICATED);
     expect(response.denied_response!.status.code).toBe('Unauthorized');
     const decisionId = headersOf(response.denied_response!.headers)['x-verdict-decision-id']!;

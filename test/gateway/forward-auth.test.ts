@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -13,13 +14,13 @@ import { EXAMPLE_POLICIES, PRINCIPALS, startGatewayVerdict, type GatewayVerdict,
 // The forward-auth endpoint of the real server, called the way Traefik ForwardAuth
 // and Caddy forward_auth call it (X-Forwarded-*), and the way NGINX does (X-Original-*).
 
-describe('forward-auth on the operator HTTP port', () => {
+describe('forward-auth on the operator HTTP port, forwardAuth.style traefik', () => {
   let server: GatewayVerdict;
   let url: string;
   let base: string;
 
   beforeAll(async () => {
-    server = await startGatewayVerdict();
+    server = await startGatewayVerdict({ forwardAuthStyle: 'traefik' });
     base = `http://127.0.0.1:${server.verdict.httpPort}`;
     url = `${base}/forward-auth`;
   });
@@ -36,6 +37,7 @@ describe('forward-auth on the operator HTTP port', () => {
         'x-forwarded-for': '198.51.100.1, 203.0.113.9',
         'x-api-key': server.keys.dana,
         'x-model-org': 'acme',
+        'x-model-classification': 'internal',
       },
     });
     expect(response.status).toBe(200);
@@ -46,27 +48,29 @@ describe('forward-auth on the operator HTTP port', () => {
     expect(row.caller).toMatch(/^(127\.0\.0\.1|\[::ffff:127\.0\.0\.1\]):\d+$/);
   });
 
-  it('answers NGINX: the sub-request keeps the method, X-Original-URI names the target, and X-Original-* wins', async () => {
-    const response = await fetch(url, {
-      method: 'DELETE',
-      headers: {
-        'x-original-uri': '/v1/models/churn-v1?reason=cleanup',
-        'x-forwarded-uri': '/v1/models/fraud-detector-v3',
-        'x-api-key': server.keys.ada,
-        'x-model-org': 'acme',
-        'x-model-env': 'staging',
-        'x-request-id': 'nginx-req-77',
-      },
+  it('refuses, and records, a Traefik request that also carries X-Original-*: only a client can have put it there', async () => {
+    // Traefik and Caddy pass the client's headers on: preferring X-Original-* would let a client name the request decided.
+    const method = await fetch(url, {
+      method: 'GET',
+      headers: { 'x-forwarded-method': 'DELETE', 'x-forwarded-uri': '/v1/models/fraud-detector-v3', 'x-original-method': 'GET', 'x-api-key': server.keys.ada, 'x-model-org': 'acme', 'x-model-env': 'staging' },
     });
-    expect(response.status).toBe(200);
-    const row = getDecision(server.db, response.headers.get('x-verdict-decision-id')!)!;
-    expect(row).toMatchObject({ principalId: 'ada', action: 'delete', resourceId: 'churn-v1', requestId: 'nginx-req-77', ruleIds: ['role:admin:manage-own-org'] });
+    expect(method.status).toBe(403);
+    const body = (await method.json()) as { reason: string; detail: string };
+    expect(body.reason).toBe('DENIED_INVALID_REQUEST');
+    expect(body.detail).toMatch(/carries X-Original-Method, which a traefik gateway does not set/);
+    const row = getDecision(server.db, method.headers.get('x-verdict-decision-id')!)!;
+    expect(row).toMatchObject({ principalId: 'ada', action: 'DELETE', resourceType: 'http_route', resourceId: '/v1/models/fraud-detector-v3', effect: 'DENY', reason: 'DENIED_INVALID_REQUEST' });
+    expect(row.details).toEqual({ http: { method: 'DELETE', path: '/v1/models/fraud-detector-v3' } });
+
+    const uri = await fetch(url, { headers: { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/v1/admin/secret', 'x-original-uri': '/v1/models/fraud-detector-v3', 'x-api-key': server.keys.vic, 'x-model-org': 'acme' } });
+    expect(uri.status).toBe(403);
+    expect(((await uri.json()) as { detail: string }).detail).toMatch(/carries X-Original-URI/);
   });
 
   it('ignores a request body', async () => {
     const response = await fetch(url, {
       method: 'POST',
-      headers: { 'x-original-uri': '/v1/models/fraud-detector-v3/predict', 'x-api-key': server.keys.dana, 'x-model-org': 'acme' },
+      headers: { 'x-forwarded-method': 'POST', 'x-forwarded-uri': '/v1/models/fraud-detector-v3/predict', 'x-api-key': server.keys.dana, 'x-model-org': 'acme', 'x-model-classification': 'internal' },
       body: 'x'.repeat(256 * 1024),
     });
     expect(response.status).toBe(200);
@@ -92,7 +96,7 @@ describe('forward-auth on the operator HTTP port', () => {
     expect(response.status).toBe(403);
     const body = (await response.json()) as { reason: string; detail: string };
     expect(body.reason).toBe('DENIED_INVALID_REQUEST');
-    expect(body.detail).toMatch(/X-Original-URI/);
+    expect(body.detail).toMatch(/no X-Forwarded-Method header \(forwardAuth.style is traefik/);
     expect(getDecision(server.db, response.headers.get('x-verdict-decision-id')!)).toMatchObject({ principalId: 'dana', effect: 'DENY', reason: 'DENIED_INVALID_REQUEST' });
 
     const method = await fetch(url, { headers: { 'x-api-key': server.keys.dana, 'x-forwarded-method': 'P O S T', 'x-forwarded-uri': '/v1/models/m/predict' } });
@@ -142,6 +146,7 @@ describe('forward-auth with a trusted identity proxy in front (trustedPrincipal)
       config,
       stringify({
         trustedPrincipal: { idHeader: 'X-Auth-Request-User', rolesHeader: 'x-auth-request-groups', attributeHeaders: { org: 'x-auth-request-org' } },
+        forwardAuth: { style: 'caddy' },
       }),
     );
     verdict = await startVerdict({ policies: EXAMPLE_POLICIES, db: join(dir, 'decisions.db'), args: ['--config', config, '--no-watch'] });
@@ -153,7 +158,7 @@ describe('forward-auth with a trusted identity proxy in front (trustedPrincipal)
 
   const ask = (headers: Record<string, string>) =>
     fetch(`http://127.0.0.1:${verdict.httpPort}/forward-auth`, {
-      headers: { 'x-forwarded-method': 'POST', 'x-forwarded-uri': '/v1/models/fraud-detector-v3/predict', 'x-model-org': 'acme', ...headers },
+      headers: { 'x-forwarded-method': 'POST', 'x-forwarded-uri': '/v1/models/fraud-detector-v3/predict', 'x-model-org': 'acme', 'x-model-classification': 'internal', ...headers },
     });
 
   it('takes the principal, its roles and attributes from the proxy headers', async () => {
@@ -176,5 +181,73 @@ describe('forward-auth with a trusted identity proxy in front (trustedPrincipal)
     const result = spawnSync(process.execPath, [BIN, 'serve', '--config', config, '--policies', EXAMPLE_POLICIES, '--db', join(dir, 'x.db')], { cwd: ROOT, encoding: 'utf8' });
     expect(result.status).toBe(2);
     expect(result.stderr).toMatch(/trustedPrincipal and authn \(jwt, apiKeys\) exclude each other/);
+  });
+});
+
+describe('forward-auth with forwardAuth.style nginx (the default)', () => {
+  let server: GatewayVerdict;
+  let url: string;
+
+  beforeAll(async () => {
+    server = await startGatewayVerdict();
+    url = `http://127.0.0.1:${server.verdict.httpPort}/forward-auth`;
+  });
+  afterAll(async () => {
+    await server?.stop();
+  });
+
+  const nginx = { 'x-original-method': 'DELETE', 'x-original-uri': '/v1/models/churn-v1?reason=cleanup', 'x-real-ip': '203.0.113.9', 'x-model-org': 'acme', 'x-model-env': 'staging' };
+
+  it('reads X-Original-Method, X-Original-URI and X-Real-IP, whatever the sub-request itself is', async () => {
+    const response = await fetch(url, { method: 'GET', headers: { ...nginx, 'x-api-key': server.keys.ada, 'x-request-id': 'nginx-req-77' } });
+    expect(response.status).toBe(200);
+    const row = getDecision(server.db, response.headers.get('x-verdict-decision-id')!)!;
+    expect(row).toMatchObject({ principalId: 'ada', action: 'delete', resourceId: 'churn-v1', requestId: 'nginx-req-77', ruleIds: ['role:admin:manage-own-org'] });
+  });
+
+  it.each([
+    ['X-Forwarded-Uri', { 'x-forwarded-uri': '/v1/models/fraud-detector-v3' }, /carries X-Forwarded-Uri, which a nginx gateway does not set/],
+    ['X-Forwarded-Method', { 'x-forwarded-method': 'GET' }, /carries X-Forwarded-Method/],
+    ['a method override', { 'x-http-method-override': 'GET' }, /carries X-HTTP-Method-Override, which asks the upstream for another method/],
+  ] as const)('refuses, and records, a request that also carries %s', async (_label, extra, why) => {
+    const response = await fetch(url, { headers: { ...nginx, ...extra, 'x-api-key': server.keys.ada } });
+    expect(response.status).toBe(403);
+    const body = (await response.json()) as { reason: string; detail: string };
+    expect(body.reason).toBe('DENIED_INVALID_REQUEST');
+    expect(body.detail).toMatch(why);
+    expect(getDecision(server.db, response.headers.get('x-verdict-decision-id')!)).toMatchObject({ principalId: 'ada', effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', resourceType: 'http_route', resourceId: '/v1/models/churn-v1' });
+  });
+
+  it('refuses a sub-request without X-Original-Method (the gateway must set it), or with it twice', async () => {
+    const { 'x-original-method': _method, ...noMethod } = nginx;
+    const missing = await fetch(url, { method: 'DELETE', headers: { ...noMethod, 'x-api-key': server.keys.ada } });
+    expect(missing.status).toBe(403);
+    expect(((await missing.json()) as { detail: string }).detail).toMatch(/no X-Original-Method header \(forwardAuth.style is nginx/);
+
+    const twice = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const headers = ['host', '127.0.0.1', ...Object.entries({ ...nginx, 'x-api-key': server.keys.ada }).flat(), 'x-original-method', 'GET'];
+      const req = httpRequest(url, { headers }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(twice.status).toBe(403);
+    expect(twice.body).toMatch(/X-Original-Method header more than once/);
+  });
+
+  it('refuses to start with an unknown style, naming the key and the styles', () => {
+    const result = spawnSync(process.execPath, [BIN, 'serve', '--forward-auth-style', 'haproxy', '--policies', EXAMPLE_POLICIES, '--db', join(server.dir, 'x.db')], { cwd: ROOT, encoding: 'utf8' });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toMatch(/flags: forwardAuth.style: expected one of nginx, traefik, caddy/);
+    const fromEnv = spawnSync(process.execPath, [BIN, 'serve', '--policies', EXAMPLE_POLICIES, '--db', join(server.dir, 'x.db')], {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...process.env, VERDICT_FORWARD_AUTH_STYLE: 'envoy' },
+    });
+    expect(fromEnv.status).toBe(2);
+    expect(fromEnv.stderr).toMatch(/environment: forwardAuth.style: expected one of nginx, traefik, caddy/);
   });
 });

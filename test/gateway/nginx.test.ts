@@ -1,12 +1,11 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { request as httpRequest } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getDecision, queryDecisions } from '../../src/decisions/query.js';
-import { startGatewayVerdict, type GatewayVerdict } from './support.js';
+import { freePort, startGatewayVerdict, startModelServer, type GatewayVerdict } from './support.js';
 
 // NGINX (the Debian package) in front of a stand-in model server, asking verdict
 // through auth_request. Everything listens on 127.0.0.1; nginx runs from its own
@@ -16,38 +15,6 @@ const NGINX = ['/usr/sbin/nginx', 'nginx'].find((bin) => spawnSync(bin, ['-v']).
 if (NGINX === null) {
   // CI installs nginx (.ci/run); only a machine without it skips, and says so.
   console.warn('test/gateway/nginx.test.ts: SKIPPED — no nginx binary (Debian: apt-get install nginx)');
-}
-
-interface Seen {
-  readonly method: string;
-  readonly url: string;
-  readonly headers: IncomingHttpHeaders;
-  readonly body: string;
-}
-
-/** The upstream: a tiny "model server" that records what reaches it. */
-async function startModelServer(): Promise<{ server: Server; port: number; seen: Seen[] }> {
-  const seen: Seen[] = [];
-  const server = createServer((req, res) => {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      seen.push({ method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(chunks).toString() });
-      const body = JSON.stringify({ prediction: 0.97, model: req.url });
-      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
-      res.end(body);
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return { server, port: (server.address() as AddressInfo).port, seen };
-}
-
-async function freePort(): Promise<number> {
-  const probe = createNetServer();
-  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
-  const { port } = probe.address() as AddressInfo;
-  await new Promise<void>((resolve) => probe.close(() => resolve()));
-  return port;
 }
 
 /** The config docs/gateways.md shows, with test ports and a temp prefix. */
@@ -78,6 +45,10 @@ http {
     ~^/v1/models/churn-   staging;
     default               production;
   }
+  map $request_uri $model_classification {
+    ~^/v1/models/pricing- restricted;
+    default               internal;
+  }
 
   server {
     listen 127.0.0.1:${port};
@@ -104,6 +75,7 @@ http {
       proxy_set_header X-Request-Id $request_id;
       proxy_set_header X-Model-Org $model_org;
       proxy_set_header X-Model-Env $model_env;
+      proxy_set_header X-Model-Classification $model_classification;
     }
   }
 }
@@ -176,7 +148,7 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     expect(row).toMatchObject({ principalId: 'dana', action: 'predict', resourceType: 'model', resourceId: 'fraud-detector-v3', effect: 'ALLOW' });
     expect(row.caller).toMatch(/^127\.0\.0\.1:\d+$/); // nginx, the gateway that asked
     expect(row.requestId).toBe(reached.headers['x-request-id']);
-    expect(row.request.resource.attributes).toEqual({ org: 'acme' });
+    expect(row.request.resource.attributes).toEqual({ org: 'acme', classification: 'internal' });
   });
 
   it('stops a forbidden predict with 403: it never reaches the model server, and the client gets the decision id', async () => {
@@ -197,7 +169,7 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     expect(upstream.seen.length).toBe(before);
     const row = getDecision(verdict.db, response.headers.get('x-verdict-decision-id')!)!;
     expect(row).toMatchObject({ principalId: 'dana', resourceId: 'globex-ranker', effect: 'DENY' });
-    expect(row.request.resource.attributes).toEqual({ org: 'globex' });
+    expect(row.request.resource.attributes).toEqual({ org: 'globex', classification: 'internal' });
   });
 
   it.each([
@@ -251,6 +223,24 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     expect((await predict('globex-secret', { authorization: `Bearer ${verdict.keys.dana}` })).status).toBe(403);
   });
 
+  it("decides the request NGINX forwards, not the one a client names in X-Original-* or X-Forwarded-* headers", async () => {
+    // proxy_set_header replaces the client's X-Original-Method: the DELETE is what is decided (and denied).
+    const before = upstream.seen.length;
+    const method = await fetch(`${base}/v1/models/fraud-detector-v3`, { method: 'DELETE', headers: { 'x-api-key': verdict.keys.ada, 'x-original-method': 'GET' } });
+    expect(method.status).toBe(403);
+    expect(getDecision(verdict.db, method.headers.get('x-verdict-decision-id')!)).toMatchObject({ action: 'delete', ruleIds: ['no-delete-production-models'] });
+    const uri = await fetch(`${base}/v1/admin/secret`, { headers: { 'x-api-key': verdict.keys.vic, 'x-original-uri': '/v1/models/fraud-detector-v3' } });
+    expect(uri.status).toBe(403);
+    expect(getDecision(verdict.db, uri.headers.get('x-verdict-decision-id')!)).toMatchObject({ action: 'GET', resourceType: 'http_route', resourceId: '/v1/admin/secret' });
+    // The other family, which NGINX passes on untouched, is refused outright (forwardAuth.style: nginx).
+    const forwarded = await fetch(`${base}/v1/admin/secret`, { headers: { 'x-api-key': verdict.keys.vic, 'x-forwarded-uri': '/v1/models/fraud-detector-v3', 'x-forwarded-method': 'GET' } });
+    expect(forwarded.status).toBe(403);
+    const row = getDecision(verdict.db, forwarded.headers.get('x-verdict-decision-id')!)!;
+    expect(row).toMatchObject({ principalId: 'vic', reason: 'DENIED_INVALID_REQUEST', resourceId: '/v1/admin/secret' });
+    expect(row.errors[0]!.message).toMatch(/carries X-Forwarded-(Method|Uri), which a nginx gateway does not set/);
+    expect(upstream.seen.length).toBe(before);
+  });
+
   it("records every gateway decision's HTTP method and path in details.http", async () => {
     const allowed = await predict('fraud-detector-v3', { authorization: `Bearer ${verdict.keys.dana}` });
     expect(getDecision(verdict.db, allowed.headers.get('x-verdict-decision-id')!)!.details).toEqual({ http: { method: 'POST', path: '/v1/models/fraud-detector-v3/predict' } });
@@ -271,17 +261,14 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     expect(row.errors[0]!.message).toMatch(/x-incident-ticket header more than once/);
   });
 
-  it("fails closed when a fact a deny rule tests is missing: a contractor's predict on a model of unknown classification", async () => {
-    // This gateway config sets no X-Model-Classification: the contractor deny must not be skipped for it.
+  it("takes the model's classification from the gateway: a contractor claiming a restricted model is internal is denied", async () => {
     const before = upstream.seen.length;
-    const response = await predict('pricing-v9', { 'x-api-key': verdict.keys.carl });
+    const response = await predict('pricing-v9', { 'x-api-key': verdict.keys.carl, 'x-model-classification': 'internal' });
     expect(response.status).toBe(403);
     expect(upstream.seen.length).toBe(before);
-    expect(getDecision(verdict.db, response.headers.get('x-verdict-decision-id')!)).toMatchObject({
-      principalId: 'carl',
-      reason: 'DENIED_BY_ERROR',
-      ruleIds: ['restricted-models-employees-only'],
-    });
+    const row = getDecision(verdict.db, response.headers.get('x-verdict-decision-id')!)!;
+    expect(row).toMatchObject({ principalId: 'carl', reason: 'DENIED_BY_RULE', ruleIds: ['restricted-models-employees-only'] });
+    expect(row.request.resource.attributes).toEqual({ org: 'acme', classification: 'restricted' });
   });
 
   it('has every answer in the decision log, each with nginx as its caller', () => {

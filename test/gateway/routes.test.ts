@@ -170,16 +170,58 @@ describe('what a route makes of a request', () => {
     const header = match.route.resolve(facts({ query: 'region=eu', headers: { 'x-tier': 'gold, free' }, repeatedHeaders: new Set(['x-tier']) }), match.params);
     expect(header.refusal).toMatch(/x-tier header more than once/);
     // A repeated header no route reads refuses nothing.
-    const unread = match.route.resolve(facts({ query: 'region=eu', headers: { 'x-tier': 'gold', accept: 'a, b' }, repeatedHeaders: new Set(['accept']) }), match.params);
+    const unread = match.route.resolve(
+      facts({ query: 'region=eu&a=1&b=2', headers: { 'x-tier': 'gold', accept: 'a, b' }, repeatedHeaders: new Set(['accept']), source: { address: '10.0.0.9', principal: 'p' }, extensions: { cluster: 'c' } }),
+      match.params,
+    );
     expect(unread.refusal).toBeUndefined();
   });
 
-  it('leaves out a value whose header, query parameter or source is absent, so rules fail closed', () => {
+  it('refuses a request that lacks a required value, naming it, the route and the attribute', () => {
     const match = table.match('POST', '/v1/orgs/acme/models/m1/predict');
     if (match.kind !== 'matched') throw new Error(match.kind);
-    const routed = match.route.resolve(facts({ query: 'a=1', extensions: { toString: 'x' } as Record<string, string> }), match.params);
-    expect(routed.resource.attributes).toEqual({ org: 'acme', label: 'model m1 of acme', braces: '{literal}', public: false, weight: 3 });
+    const full = { query: 'region=eu&a=1&b=2', headers: { 'x-tier': 'gold' }, source: { address: '10.0.0.9', principal: 'spiffe://acme/gw' }, extensions: { cluster: 'models' } };
+    expect(match.route.resolve(facts(full), match.params).refusal).toBeUndefined();
+    const cases: [Partial<HttpRequestFacts>, RegExp][] = [
+      [{ headers: {} }, /^the request has no x-tier header, which the route POST \/v1\/orgs\/\{org\}\/models\/\{model\}\/predict requires for resource\.attributes\.tier/],
+      [{ query: 'a=1&b=2' }, /no query parameter region, .* requires for resource\.attributes\.region/],
+      [{ query: 'region=eu&a=1' }, /no query parameter b, .* requires for context\.attributes\.both/],
+      [{ source: { address: null, principal: 'spiffe://acme/gw' } }, /no source address, .* requires for context\.attributes\.ip/],
+      // An own property only: an inherited name (toString) is not an extension.
+      [{ extensions: { toString: 'x' } as Record<string, string> }, /no extension cluster, .* requires for context\.attributes\.cluster/],
+    ];
+    for (const [change, why] of cases) {
+      const routed = match.route.resolve(facts({ ...full, ...change }), match.params);
+      expect(routed.refusal, JSON.stringify(change)).toMatch(why);
+    }
+  });
+
+  it('leaves out a value marked optional ({…?}) whose header, query parameter or source is absent', () => {
+    const optional = tableOf([
+      route('DELETE', '/v1/models/{model}', 'delete', {
+        resource: { type: 'model', id: '{model}', attributes: { env: '{header.x-model-env}', tier: '{header.x-tier?}', pair: '{query.a?}-{query.b}' } },
+        context: { attributes: { ticket: '{header.x-incident-ticket?}', ip: '{source.address?}', cluster: '{extension.cluster?}' } },
+      }),
+    ]);
+    const match = optional.match('DELETE', '/v1/models/m1');
+    if (match.kind !== 'matched') throw new Error(match.kind);
+    const routed = match.route.resolve(facts({ query: 'b=2', headers: { 'x-model-env': 'staging' } }), match.params);
+    expect(routed.refusal).toBeUndefined();
+    expect(routed.resource.attributes).toEqual({ env: 'staging' });
     expect(routed.context.attributes).toEqual({});
+    // A required part of a value is still required after an absent optional one.
+    expect(match.route.resolve(facts({ query: '', headers: { 'x-model-env': 'staging' } }), match.params).refusal).toMatch(/no query parameter b/);
+    // A repeated optional header is refused like any other.
+    const repeated = match.route.resolve(facts({ query: 'b=2', headers: { 'x-model-env': 'staging', 'x-incident-ticket': 'INC-1, INC-2' }, repeatedHeaders: new Set(['x-incident-ticket']) }), match.params);
+    expect(repeated.refusal).toMatch(/x-incident-ticket header more than once/);
+    expect(optional.routes[0]!.attributes).toEqual([
+      { path: 'resource.attributes.env', mayBeAbsent: false },
+      { path: 'resource.attributes.tier', mayBeAbsent: true },
+      { path: 'resource.attributes.pair', mayBeAbsent: true },
+      { path: 'context.attributes.ticket', mayBeAbsent: true },
+      { path: 'context.attributes.ip', mayBeAbsent: true },
+      { path: 'context.attributes.cluster', mayBeAbsent: true },
+    ]);
   });
 
   it('is the same compiled route for every request (no per-request compilation)', () => {

@@ -1,4 +1,6 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
+import { createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -30,9 +32,10 @@ export interface GatewayVerdict {
 
 /**
  * The real `verdict serve` on the example policies, authenticating gateway requests
- * with API keys (authn.apiKeys) made here in a fresh key store.
+ * with API keys (authn.apiKeys) made here in a fresh key store; forward-auth in
+ * the given style (the default, nginx, when none is given).
  */
-export async function startGatewayVerdict(): Promise<GatewayVerdict> {
+export async function startGatewayVerdict(options: { forwardAuthStyle?: 'nginx' | 'traefik' | 'caddy' } = {}): Promise<GatewayVerdict> {
   ensureBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'verdict-gateway-'));
   const keysDb = join(dir, 'keys.db');
@@ -46,7 +49,10 @@ export async function startGatewayVerdict(): Promise<GatewayVerdict> {
   store.close();
 
   const config = join(dir, 'verdict.yaml');
-  writeFileSync(config, stringify({ authn: { apiKeys: { db: keysDb } }, logLevel: 'warn' }));
+  writeFileSync(
+    config,
+    stringify({ authn: { apiKeys: { db: keysDb } }, logLevel: 'warn', ...(options.forwardAuthStyle ? { forwardAuth: { style: options.forwardAuthStyle } } : {}) }),
+  );
   const db = join(dir, 'decisions.db');
   const verdict = await startVerdict({ policies: EXAMPLE_POLICIES, db, args: ['--config', config, '--no-watch', '--log-level', 'info'] });
   return {
@@ -60,4 +66,38 @@ export async function startGatewayVerdict(): Promise<GatewayVerdict> {
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+/** What reached the upstream behind a gateway. */
+export interface Seen {
+  readonly method: string;
+  readonly url: string;
+  readonly headers: IncomingHttpHeaders;
+  readonly body: string;
+}
+
+/** The upstream behind a real gateway: a tiny "model server" that records what reaches it. */
+export async function startModelServer(): Promise<{ server: Server; port: number; seen: Seen[] }> {
+  const seen: Seen[] = [];
+  const server = createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      seen.push({ method: req.method!, url: req.url!, headers: req.headers, body: Buffer.concat(chunks).toString() });
+      const body = JSON.stringify({ prediction: 0.97, model: req.url });
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
+      res.end(body);
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return { server, port: (server.address() as AddressInfo).port, seen };
+}
+
+/** A port free on 127.0.0.1 a moment ago, for a gateway that cannot be told to pick its own. */
+export async function freePort(): Promise<number> {
+  const probe = createNetServer();
+  await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+  const { port } = probe.address() as AddressInfo;
+  await new Promise<void>((resolve) => probe.close(() => resolve()));
+  return port;
 }

@@ -29,6 +29,7 @@ const forwardAuthHeaders = {
   'x-original-method': 'POST',
   'x-original-uri': '/v1/models/fraud-v3/predict',
   'x-model-org': 'acme',
+  'x-model-classification': 'internal',
   'x-user': 'dana',
   'x-roles': 'data_scientist',
   'x-org': 'acme',

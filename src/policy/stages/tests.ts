@@ -21,10 +21,12 @@ function routeTestRequest(http: HttpTestRequest, testCase: TestCaseSpec, routes:
   if (match.kind === 'unmatched') return `no route matches ${http.method} ${path}: add one to a routes file`;
   const headers: Record<string, string> = {};
   for (const [name, value] of Object.entries(http.headers)) headers[name.toLowerCase()] = value;
-  return match.route.resolve(
+  const routed = match.route.resolve(
     { method: http.method, path, query: q === -1 ? '' : http.path.slice(q + 1), headers, source: { address: null, principal: null }, extensions: {} },
     match.params,
   );
+  // A gateway refuses such a request before any rule sees it: a case describes one that reaches the rules.
+  return routed.refusal === undefined ? routed : `the routes refuse this request: ${routed.refusal}`;
 }
 
 /** What a case asks about besides the principal: from its HTTP request, or as written. Null when it cannot be resolved (reported). */
