@@ -144,12 +144,20 @@ describe('the write-ahead log removed under load', () => {
       while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
     };
     await until(() => answered.length >= 1000);
+    const admin = verdictClient(server.grpcPort, { ownConnection: true });
+    // The query thread opens its reader now, on the write-ahead log about to be removed.
+    expect((await admin.call<{ decisions: unknown[] }>('Admin', 'ListDecisions', { limit: 5 })).decisions).toHaveLength(5);
     const before = answered.length;
     fs.rmSync(`${db}-wal`);
     const noticed = await server.waitForLog((l) => l.msg === 'decision log cannot be written; refusing checks until it can' && String(l.error).includes('-wal was removed or replaced'));
     // Checks go on against the reopened log.
     await until(() => answered.length >= before + 1000 && server.logs.some((l) => l.msg === 'decision log writable again; serving checks'));
     expect(fs.existsSync(`${db}-wal`)).toBe(true);
+    // Admin queries read the reopened log (a failed one reopens the reader).
+    const recent = answered.at(-1) as CheckResponse;
+    const read = async (): Promise<unknown> => admin.call('Admin', 'GetDecision', { decisionId: recent.decisionId }).catch(() => admin.call('Admin', 'GetDecision', { decisionId: recent.decisionId }));
+    expect(await read()).toMatchObject({ decisionId: recent.decisionId });
+    admin.close();
     server.child.kill('SIGKILL');
     await server.exited;
     stop = true;
