@@ -161,4 +161,35 @@ describe('hot reload of a running server sees every way a policy file is replace
       await untilAllowed(client, `v${n}`);
     }
   });
+
+  it('the whole directory replaced by another renamed into its place, then edited', async () => {
+    const root = tempDir('verdict-watch-swap-');
+    const dir = join(root, 'policies');
+    mkdirSync(dir);
+    writeFileSync(join(dir, 'rules.yaml'), rules('one'));
+    const { client } = await serve(dir);
+    mkdirSync(join(root, 'policies.new'));
+    writeFileSync(join(root, 'policies.new', 'rules.yaml'), rules('swapped'));
+    renameSync(dir, join(root, 'policies.old'));
+    renameSync(join(root, 'policies.new'), dir);
+    await untilAllowed(client, 'swapped');
+    writeFileSync(join(dir, 'rules.yaml'), rules('edited'));
+    await untilAllowed(client, 'edited');
+  });
+
+  it('a policies symlink switched to another release directory (ln -sfn), then edited', async () => {
+    const root = tempDir('verdict-watch-release-');
+    for (const [release, id] of [['r1', 'one'], ['r2', 'two']] as const) {
+      mkdirSync(join(root, release));
+      writeFileSync(join(root, release, 'rules.yaml'), rules(id));
+    }
+    symlinkSync('r1', join(root, 'current'));
+    const { client } = await serve(join(root, 'current'));
+    await untilAllowed(client, 'one');
+    symlinkSync('r2', join(root, 'current.tmp'));
+    renameSync(join(root, 'current.tmp'), join(root, 'current'));
+    await untilAllowed(client, 'two');
+    writeFileSync(join(root, 'r2', 'rules.yaml'), rules('edited'));
+    await untilAllowed(client, 'edited');
+  });
 });
