@@ -107,6 +107,8 @@ export class LogWriter extends LogEvents {
    */
   private orphan: Connection | null = null;
   private stopIdentityCheck: (() => void) | null = null;
+  /** Set when the last transaction committed before its write-ahead log was found moved. */
+  private committedToMovedWal = false;
   private inbox: Batch[] = [];
   /** Acknowledged batches of failed transactions, oldest first. */
   private retry: Batch[] = [];
@@ -347,13 +349,20 @@ export class LogWriter extends LogEvents {
   }
 
   private fail(batches: readonly Batch[], flushes: readonly Waiter[], cause: unknown): void {
+    const committed = this.committedToMovedWal;
+    this.committedToMovedWal = false;
     const error = this.failure(cause);
+    // Committed into a removed -wal whose content failure() has just copied into the main
+    // file: acknowledged rows are written, and a retry would only duplicate them.
+    const saved = committed && this.orphan === null;
     this.setHealth(false, error.message);
     let rows = 0;
     let acknowledged = 0;
     for (const batch of batches) {
       rows += batch.rows;
-      if (batch.acknowledged) {
+      if (batch.acknowledged && saved) {
+        batch.answer(NONE_REFUSED);
+      } else if (batch.acknowledged) {
         this.retry.push(batch);
         acknowledged += batch.rows;
       }
@@ -415,7 +424,12 @@ export class LogWriter extends LogEvents {
       .immediate();
     // The write-ahead log removed between the check above and COMMIT: the batch went
     // into a file only this process can read. It is refused, and rescued with the rest.
-    checkWal(conn, this.path);
+    try {
+      checkWal(conn, this.path);
+    } catch (error) {
+      this.committedToMovedWal = true;
+      throw error;
+    }
     // Only now, after COMMIT: a rolled-back transaction must not move these.
     this.tipSeq = tipSeq;
     this.checkpointDue = false;
