@@ -86,6 +86,12 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
     if (brk !== null) return finish(brk);
   }
 
+  // A log that starts from genesis where an exported checkpoint says a chain already
+  // existed: the file (or its -wal) was replaced by a new log, or everything was cut back.
+  const startedAnew = (cp: PendingCheckpoint): string =>
+    cp.origin === 'file' && start.from === 'genesis'
+      ? `. This log starts from genesis (seq 1): either it was cut or rewritten, or it is a new log that replaced the one the checkpoint was signed for (its file or -wal removed while in use, a restore from an old backup); look for the earlier file (${input.source}-wal.orphaned-*, ${input.source}-wal.replaced-*, backups)`
+      : '';
   const pending = [...input.checkpoints, ...(input.external ? [input.external] : [])].sort((a, b) => a.seq - b.seq);
   let lastGood = start.seq;
   for (const cp of pending) {
@@ -107,9 +113,9 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
         kind: 'truncated',
         seq: end + 1,
         message:
-          end === start.seq
+          (end === start.seq
             ? `the log holds no rows after seq ${start.seq}, but ${describeCheckpoint(cp)} covers seq ${cp.seq}: rows ${start.seq + 1}..${cp.seq} were removed`
-            : `the log ends at seq ${end}, but ${describeCheckpoint(cp)} covers seq ${cp.seq}: rows ${end + 1}..${cp.seq} were removed`,
+            : `the log ends at seq ${end}, but ${describeCheckpoint(cp)} covers seq ${cp.seq}: rows ${end + 1}..${cp.seq} were removed`) + startedAnew(cp),
       });
     }
     const computed = pass.hashesAt.get(cp.seq);
@@ -117,7 +123,7 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
       return finish({
         kind: 'changed',
         seq: lastGood + 1,
-        message: `the chain hash at seq ${cp.seq} does not match ${describeCheckpoint(cp)}: rows in seq ${lastGood + 1}..${cp.seq} were rewritten with recomputed hashes`,
+        message: `the chain hash at seq ${cp.seq} does not match ${describeCheckpoint(cp)}: rows in seq ${lastGood + 1}..${cp.seq} were rewritten with recomputed hashes` + startedAnew(cp),
       });
     }
     if (cp.origin === 'file') {

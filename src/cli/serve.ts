@@ -30,6 +30,8 @@ Options (each also a key of the --config file and an environment variable):
   --max-message-bytes N      largest accepted request    (1048576)             ${ENVIRONMENT_KEYS.maxMessageBytes}
   --log-level LEVEL          trace..fatal | silent       (info)                ${ENVIRONMENT_KEYS.logLevel}
   --no-watch                 do not reload when policy files change            ${ENVIRONMENT_KEYS.watch}=false
+  --watch-poll-ms N          also compare the policy files' content every N ms ${ENVIRONMENT_KEYS.watchPollMs}
+                             (10000; 0: file-system events only)
   --shutdown-grace-ms N      wait for in-flight checks on SIGTERM (10000)      ${ENVIRONMENT_KEYS.shutdownGraceMs}
   --workers N                processes answering checks (1); with N > 1 they   ${ENVIRONMENT_KEYS.workers}
                              share the ports and this process writes the log
@@ -88,6 +90,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       'max-message-bytes': { type: 'string' },
       'log-level': { type: 'string' },
       'no-watch': { type: 'boolean' },
+      'watch-poll-ms': { type: 'string' },
       'shutdown-grace-ms': { type: 'string' },
       workers: { type: 'string' },
       'forward-auth-style': { type: 'string' },
@@ -123,6 +126,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       maxMessageBytes: values['max-message-bytes'],
       logLevel: values['log-level'],
       shutdownGraceMs: values['shutdown-grace-ms'],
+      watchPollMs: values['watch-poll-ms'],
       workers: values.workers,
       forwardAuth: values['forward-auth-style'],
     });

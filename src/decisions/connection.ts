@@ -46,10 +46,19 @@ export interface Connection {
   readonly probe: Database.Statement<[number]>;
   readonly dev: bigint;
   readonly ino: bigint;
+  /**
+   * The write-ahead log this connection writes to (`path-wal`), or null until
+   * it exists: SQLite keeps it open, so a removed or replaced one would take
+   * every commit since the last checkpoint with it (see checkIdentity).
+   */
+  wal: { readonly dev: bigint; readonly ino: bigint } | null;
 }
 
 /** The path no longer names the file the connection writes to. */
 class FileMovedError extends Error {}
+
+/** `path-wal` is no longer the write-ahead log the connection writes to (removed, or replaced by another file). */
+class WalMovedError extends Error {}
 
 /**
  * Open, configure and migrate one write connection, creating the file (and,
@@ -99,6 +108,7 @@ export function openConnection(path: string, mode: DecisionLogMode, busyTimeoutM
       probe: db.prepare<[number]>("INSERT INTO log_meta (key, value) VALUES ('probe_ms', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
       dev: stat.dev,
       ino: stat.ino,
+      wal: walIdentity(path),
     };
   } catch (error) {
     closeQuietly(db);
@@ -126,14 +136,72 @@ export function closeQuietly(db: Database.Database): void {
 
 /**
  * SQLite keeps writing to a file that was deleted or renamed under it, and
- * reports success: the writer calls this inside every transaction, so rows
- * written to a file the path no longer names are rolled back and reported.
+ * reports success: the writer calls this inside every transaction (and its
+ * write-ahead log part after every commit), so rows written to a file the path
+ * no longer names are rolled back and reported. The same holds for `path-wal`:
+ * a removed write-ahead log keeps receiving commits that exist only in this
+ * process's open file, lost at the next crash; see rescueWal.
  */
 export function checkIdentity(conn: Connection, path: string): void {
   const stat = fs.statSync(path, { bigint: true, throwIfNoEntry: false });
   if (stat === undefined || stat.ino !== conn.ino || stat.dev !== conn.dev) {
     throw new FileMovedError();
   }
+  checkWal(conn, path);
+}
+
+/** The write-ahead log part of checkIdentity: throws when `path-wal` is not the file the connection writes to. */
+export function checkWal(conn: Connection, path: string): void {
+  if (conn.wal === null) {
+    // Created by SQLite after the open (the first write to a new log): from now on it must stay.
+    conn.wal = walIdentity(path);
+    return;
+  }
+  const stat = fs.statSync(`${path}-wal`, { bigint: true, throwIfNoEntry: false });
+  if (stat === undefined || stat.ino !== conn.wal.ino || stat.dev !== conn.wal.dev) throw new WalMovedError();
+}
+
+/** Whether the path or its write-ahead log no longer names what the connection writes to. */
+export function hasMoved(conn: Connection, path: string): boolean {
+  try {
+    checkIdentity(conn, path);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+/**
+ * Save what a removed or replaced write-ahead log holds: the connection still
+ * has the old one open, so a checkpoint copies every commit in it into the main
+ * file (fsynced) and empties it. A file someone put at `path-wal` instead is
+ * not this log's: it is moved aside (kept, as `path-wal.replaced-<ms>`) so that
+ * reopening cannot replay it. Returns null when done, else why not (the
+ * connection must then be kept open, and this tried again).
+ */
+export function rescueWal(conn: Connection, path: string): string | null {
+  if (conn.wal === null) return null;
+  try {
+    const wal = fs.statSync(`${path}-wal`, { bigint: true, throwIfNoEntry: false });
+    if (wal !== undefined && wal.ino === conn.wal.ino && wal.dev === conn.wal.dev) return null;
+    if (conn.db.inTransaction) conn.db.exec('ROLLBACK');
+    const [result] = conn.db.pragma('wal_checkpoint(TRUNCATE)') as { busy: number; log: number; checkpointed: number }[];
+    if (result === undefined || result.busy !== 0) {
+      return `its ${path}-wal was removed or replaced, and the decisions it held could not yet be copied into ${path} (a reader holds an old snapshot); retrying`;
+    }
+    const now = fs.statSync(`${path}-wal`, { bigint: true, throwIfNoEntry: false });
+    if (now !== undefined && now.size > 0n && !(now.ino === conn.wal.ino && now.dev === conn.wal.dev)) {
+      fs.renameSync(`${path}-wal`, `${path}-wal.replaced-${Date.now()}`);
+    }
+    return null;
+  } catch (error) {
+    return `its ${path}-wal was removed or replaced, and the decisions it held could not be copied into ${path}: ${messageOf(error)}; retrying`;
+  }
+}
+
+function walIdentity(path: string): { dev: bigint; ino: bigint } | null {
+  const stat = fs.statSync(`${path}-wal`, { bigint: true, throwIfNoEntry: false });
+  return stat === undefined ? null : { dev: stat.dev, ino: stat.ino };
 }
 
 /** Whether SQLite refused a statement for a constraint (a duplicate decision id): the row fails alone. */
@@ -159,6 +227,12 @@ export function describeWriteFailure(cause: unknown, path: string, busyTimeoutMs
   if (cause instanceof FileMovedError) {
     return {
       message: `the decision log ${path} was removed or replaced while in use, so the last batch was not recorded. verdict reopens it (creating a new log if the path is free) on the next write. ${denied}`,
+      reopen: true,
+    };
+  }
+  if (cause instanceof WalMovedError) {
+    return {
+      message: `the write-ahead log ${path}-wal was removed or replaced while in use, so the last batch was refused. verdict copies the decisions it held into ${path} and reopens the log with a new one on the next write. ${denied}`,
       reopen: true,
     };
   }

@@ -30,6 +30,15 @@ port.on('message', (request: QueryRequest) => {
     if (request.kind === 'get') response = { id: request.id, decision: reader.get(request.decisionId) };
     else response = { id: request.id, page: reader.page(request.filters, request.options) };
   } catch (error) {
+    if (!(error instanceof VerdictError && error.code === 'USAGE')) {
+      // The file or its write-ahead log may have been replaced under the reader: the next query opens it again.
+      try {
+        reader?.close();
+      } catch {
+        // closing a broken connection may fail too
+      }
+      reader = null;
+    }
     response = { id: request.id, error: messageOf(error), code: error instanceof VerdictError ? error.code : 'INTERNAL' };
   }
   port.postMessage(response);

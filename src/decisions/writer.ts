@@ -5,7 +5,7 @@ import { CURRENT_FORMAT, GENESIS_HASH, chainHash } from './chain.js';
 import { signCheckpoint } from './checkpoint.js';
 import { systemClock, type Clock } from './clock.js';
 import { COLUMNS, type RowValue } from './columns.js';
-import { checkIdentity, closeQuietly, describeWriteFailure, isConstraintError, openConnection, type Connection, type DecisionLogMode } from './connection.js';
+import { checkIdentity, checkWal, closeQuietly, describeWriteFailure, hasMoved, isConstraintError, openConnection, rescueWal, type Connection, type DecisionLogMode } from './connection.js';
 import { LogEvents, RESOLVED, type Waiter } from './events.js';
 import type { CheckpointSigner } from './keys.js';
 import { ROW_WIDTH, closedLogError } from './row.js';
@@ -64,6 +64,9 @@ interface Batch {
   readonly answer: (outcome: BatchOutcome) => void;
 }
 
+/** How often an idle writer checks that its file and write-ahead log are still where it opened them. */
+const IDENTITY_CHECK_MS = 1_000;
+
 const NONE_REFUSED: BatchOutcome = { refused: [], failed: null };
 const DECISION_ID = COLUMNS.findIndex((c) => c.key === 'decisionId');
 
@@ -97,6 +100,15 @@ export class LogWriter extends LogEvents {
   private readonly checkpoints: CheckpointOptions | null;
   private readonly clock: Clock;
   private conn: Connection | null;
+  /**
+   * A dropped connection whose write-ahead log was removed or replaced and
+   * still holds commits only it can read: kept open until rescueWal has copied
+   * them into the main file (no new connection is opened before).
+   */
+  private orphan: Connection | null = null;
+  private stopIdentityCheck: (() => void) | null = null;
+  /** Set when the last transaction committed before its write-ahead log was found moved. */
+  private committedToMovedWal = false;
   private inbox: Batch[] = [];
   /** Acknowledged batches of failed transactions, oldest first. */
   private retry: Batch[] = [];
@@ -126,6 +138,11 @@ export class LogWriter extends LogEvents {
     this.conn = conn;
     this.openedAtMs = this.clock.now();
     this.readSigned(conn);
+    // Between writes too: a removed write-ahead log holds the last commits only in this
+    // process, so it is noticed (and its content saved) without waiting for traffic.
+    this.stopIdentityCheck = this.clock.every(IDENTITY_CHECK_MS, () => {
+      if (!this.closing && this.conn !== null && hasMoved(this.conn, this.path)) this.probe();
+    });
     const cp = this.checkpoints;
     if (cp !== null) {
       this.stopCheckpointTimer = this.clock.every(cp.everySeconds * 1000, () => {
@@ -245,6 +262,7 @@ export class LogWriter extends LogEvents {
       failure = error;
     }
     this.stopCheckpointTimer?.();
+    this.stopIdentityCheck?.();
     if (failure === null && this.checkpoints !== null && this.tipSeq > this.signedSeq) {
       // Sign the tail on a clean stop, so a log at rest is covered up to its last row.
       try {
@@ -260,6 +278,13 @@ export class LogWriter extends LogEvents {
     this.retry = [];
     this.closed = true;
     this.dropConnection();
+    if (this.orphan !== null) {
+      // A last try: what it cannot copy now is lost with the connection.
+      const unsaved = rescueWal(this.orphan, this.path);
+      if (unsaved !== null) this.writeErrors.emit({ error: new VerdictError('DECISION_LOG_UNAVAILABLE', `the decision log ${this.path}: ${unsaved}`), rows: 0, acknowledgedRows: 0 });
+      closeQuietly(this.orphan.db);
+      this.orphan = null;
+    }
     const lost = unwritten.reduce((sum, batch) => sum + batch.rows, 0);
     if (lost > 0) {
       const error = new VerdictError('DECISION_LOG_UNAVAILABLE', `${lost} decision(s) acknowledged in async mode were never written to ${this.path}: ${messageOf(failure)}`, {
@@ -324,13 +349,20 @@ export class LogWriter extends LogEvents {
   }
 
   private fail(batches: readonly Batch[], flushes: readonly Waiter[], cause: unknown): void {
+    const committed = this.committedToMovedWal;
+    this.committedToMovedWal = false;
     const error = this.failure(cause);
+    // Committed into a removed -wal whose content failure() has just copied into the main
+    // file: acknowledged rows are written, and a retry would only duplicate them.
+    const saved = committed && this.orphan === null;
     this.setHealth(false, error.message);
     let rows = 0;
     let acknowledged = 0;
     for (const batch of batches) {
       rows += batch.rows;
-      if (batch.acknowledged) {
+      if (batch.acknowledged && saved) {
+        batch.answer(NONE_REFUSED);
+      } else if (batch.acknowledged) {
         this.retry.push(batch);
         acknowledged += batch.rows;
       }
@@ -390,6 +422,14 @@ export class LogWriter extends LogEvents {
         tipSeq = seq;
       })
       .immediate();
+    // The write-ahead log removed between the check above and COMMIT: the batch went
+    // into a file only this process can read. It is refused, and rescued with the rest.
+    try {
+      checkWal(conn, this.path);
+    } catch (error) {
+      this.committedToMovedWal = true;
+      throw error;
+    }
     // Only now, after COMMIT: a rolled-back transaction must not move these.
     this.tipSeq = tipSeq;
     this.checkpointDue = false;
@@ -442,6 +482,12 @@ export class LogWriter extends LogEvents {
     if (this.closed) {
       throw new VerdictError('DECISION_LOG_UNAVAILABLE', `the decision log ${this.path} is closed`);
     }
+    if (this.orphan !== null) {
+      const unsaved = rescueWal(this.orphan, this.path);
+      if (unsaved !== null) throw new VerdictError('DECISION_LOG_UNAVAILABLE', `the decision log ${this.path}: ${unsaved}`);
+      closeQuietly(this.orphan.db);
+      this.orphan = null;
+    }
     if (this.conn === null) {
       // Not creating the directory again: if it vanished (an unmounted volume),
       // quietly writing the audit log somewhere else would be worse than failing.
@@ -457,8 +503,15 @@ export class LogWriter extends LogEvents {
   }
 
   private dropConnection(): void {
-    const db: Database.Database | undefined = this.conn?.db;
+    const conn = this.conn;
     this.conn = null;
-    if (db !== undefined) closeQuietly(db);
+    if (conn === null) return;
+    // Closing a connection whose write-ahead log is gone from the path would lose the
+    // commits in it since the last checkpoint: copy them into the main file first.
+    if (this.orphan === null && rescueWal(conn, this.path) !== null) {
+      this.orphan = conn;
+      return;
+    }
+    closeQuietly(conn.db);
   }
 }

@@ -228,7 +228,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     await store.close();
     throw error;
   }
-  if (config.watch) store.watch();
+  if (config.watch) store.watch({ pollMs: config.watchPollMs });
   metrics.setWatching(() => store.watchStatus().mode === 'events');
 
   let closing: Promise<void> | null = null;

@@ -35,6 +35,11 @@ const layerSchema = z.strictObject({
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   /** Watch the policy directory and reload on change. */
   watch: z.boolean().optional(),
+  /**
+   * While watching, how often (ms) the policy files' content hashes are compared with
+   * what was last loaded, whatever the file-system events said; 0: events only.
+   */
+  watchPollMs: z.number().int().refine((n) => n === 0 || (n >= 100 && n <= 3_600_000), { error: 'expected 0 (off) or 100..3600000 milliseconds' }).optional(),
   /** How long a shutdown waits for in-flight checks (gRPC and forward-auth) before cutting them off. */
   shutdownGraceMs: z.number().int().min(0).max(600_000).optional(),
   /**
@@ -81,6 +86,7 @@ export const DEFAULT_CONFIG = {
   maxMessageBytes: 1024 * 1024,
   logLevel: 'info',
   watch: true,
+  watchPollMs: 10_000,
   shutdownGraceMs: 10_000,
   workers: 1,
   tls: null,
@@ -101,6 +107,7 @@ export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn
   maxMessageBytes: 'VERDICT_MAX_MESSAGE_BYTES',
   logLevel: 'VERDICT_LOG_LEVEL',
   watch: 'VERDICT_WATCH',
+  watchPollMs: 'VERDICT_WATCH_POLL_MS',
   shutdownGraceMs: 'VERDICT_SHUTDOWN_GRACE_MS',
   workers: 'VERDICT_WORKERS',
 };
@@ -108,7 +115,7 @@ export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn
 /** The environment variable for forwardAuth.style. */
 export const FORWARD_AUTH_STYLE_ENVIRONMENT_KEY = 'VERDICT_FORWARD_AUTH_STYLE';
 
-const NUMERIC_KEYS = new Set(['maxMessageBytes', 'shutdownGraceMs', 'workers']);
+const NUMERIC_KEYS = new Set(['maxMessageBytes', 'shutdownGraceMs', 'workers', 'watchPollMs']);
 
 function describeIssues(error: z.ZodError, origin: string): string {
   return error.issues

@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { relative, sep } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import { messageOf } from '../errors.js';
@@ -34,11 +35,17 @@ function ignoredInGit(dir: string, path: string): boolean {
  * follows symbolic links (a ConfigMap's `..data`). Events only say "look again":
  * what changed is decided by comparing content, so a spurious event costs a read.
  * A failure is reported and the watcher started again; the store's periodic
- * content check covers the gap.
+ * content check covers the gap. The directory itself replaced (renamed away
+ * and another renamed into its place, as a deploy may swap it) would leave
+ * the watches on the old one: its identity is checked every `retryMs` and on
+ * each event, and the watcher started again on the new one.
  */
 export class DirectoryWatcher {
   private watcher: FSWatcher | null = null;
   private retry: NodeJS.Timeout | null = null;
+  private rootCheck: NodeJS.Timeout | null = null;
+  /** dev:ino of the directory the watches are on; null when it did not exist. */
+  private root: string | null = null;
   private closed = false;
   lastError: string | null = null;
   failures = 0;
@@ -56,6 +63,11 @@ export class DirectoryWatcher {
 
   start(): void {
     if (this.closed || this.watcher) return;
+    if (this.rootCheck === null) {
+      this.rootCheck = setInterval(() => this.checkRoot(), this.retryMs);
+      this.rootCheck.unref();
+    }
+    this.root = identityOf(this.dir);
     try {
       const watcher = watch(this.dir, {
         ignoreInitial: true,
@@ -63,16 +75,31 @@ export class DirectoryWatcher {
         persistent: false,
         ignored: (path) => ignoredInGit(this.dir, path),
       });
-      watcher.on('all', () => this.events.onEvent());
+      watcher.on('all', () => this.event());
       // Changes made before the watches were in place are not announced: look once they are.
       watcher.on('ready', () => this.events.onEvent());
       // Raw events include renames of a link chokidar resolved (a ConfigMap's `..data` swap).
-      watcher.on('raw', () => this.events.onEvent());
+      watcher.on('raw', () => this.event());
       watcher.on('error', (error) => this.fail(messageOf(error)));
       this.watcher = watcher;
     } catch (error) {
       this.fail(messageOf(error));
     }
+  }
+
+  private event(): void {
+    this.checkRoot();
+    this.events.onEvent();
+  }
+
+  /** The directory replaced (or gone, or back): watch what the path names now, and look again. */
+  private checkRoot(): void {
+    if (this.closed || identityOf(this.dir) === this.root) return;
+    const watcher = this.watcher;
+    this.watcher = null;
+    void watcher?.close().catch(() => undefined);
+    this.start();
+    this.events.onEvent();
   }
 
   private fail(message: string): void {
@@ -93,8 +120,19 @@ export class DirectoryWatcher {
   async close(): Promise<void> {
     this.closed = true;
     if (this.retry) clearTimeout(this.retry);
+    if (this.rootCheck) clearInterval(this.rootCheck);
     const watcher = this.watcher;
     this.watcher = null;
     await watcher?.close();
+  }
+}
+
+function identityOf(dir: string): string | null {
+  try {
+    const stat = statSync(dir, { bigint: true, throwIfNoEntry: false });
+    return stat === undefined ? null : `${stat.dev}:${stat.ino}`;
+  } catch {
+    // Unreadable for now: as if it were gone; the reload that follows says why.
+    return null;
   }
 }

@@ -118,6 +118,69 @@ describe('kill -9 under load', () => {
   }, 30_000);
 });
 
+describe('the write-ahead log removed under load', () => {
+  it('no answered decision is lost: the removal is noticed, what the removed file held is saved, and after kill -9 and a restart every answer is in the log', async () => {
+    const dir = tempDir();
+    const db = path.join(dir, 'decisions.db');
+    const server = await startVerdict({ policies: POLICIES, db, args: ['--checkpoint-every-rows', '200'] });
+    const clients: VerdictClient[] = Array.from({ length: 4 }, () => verdictClient(server.grpcPort));
+    const answered: CheckResponse[] = [];
+    let failed = 0;
+    let stop = false;
+    const loop = async (k: number): Promise<void> => {
+      const client = clients[k % clients.length] as VerdictClient;
+      while (!stop) {
+        try {
+          const who = k % 5 === 0 ? erin : dana;
+          answered.push(await client.call<CheckResponse>('Authorization', 'Check', checkRequest({ principal: who, action: 'predict', resource: fraudModel }), { deadline: Date.now() + 5000 }));
+        } catch {
+          failed++;
+        }
+      }
+    };
+    const loops = Array.from({ length: 100 }, (_, k) => loop(k));
+    const until = async (done: () => boolean): Promise<void> => {
+      const deadline = Date.now() + 20_000;
+      while (!done() && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    };
+    await until(() => answered.length >= 1000);
+    const admin = verdictClient(server.grpcPort, { ownConnection: true });
+    // The query thread opens its reader now, on the write-ahead log about to be removed.
+    expect((await admin.call<{ decisions: unknown[] }>('Admin', 'ListDecisions', { limit: 5 })).decisions).toHaveLength(5);
+    const before = answered.length;
+    fs.rmSync(`${db}-wal`);
+    const noticed = await server.waitForLog((l) => l.msg === 'decision log cannot be written; refusing checks until it can' && String(l.error).includes('-wal was removed or replaced'));
+    // Checks go on against the reopened log.
+    await until(() => answered.length >= before + 1000 && server.logs.some((l) => l.msg === 'decision log writable again; serving checks'));
+    expect(fs.existsSync(`${db}-wal`)).toBe(true);
+    // Admin queries read the reopened log (a failed one reopens the reader).
+    const recent = answered.at(-1) as CheckResponse;
+    const read = async (): Promise<unknown> => admin.call('Admin', 'GetDecision', { decisionId: recent.decisionId }).catch(() => admin.call('Admin', 'GetDecision', { decisionId: recent.decisionId }));
+    expect(await read()).toMatchObject({ decisionId: recent.decisionId });
+    admin.close();
+    server.child.kill('SIGKILL');
+    await server.exited;
+    stop = true;
+    await Promise.all(loops);
+    for (const client of clients) client.close();
+
+    const again = await startVerdict({ policies: POLICIES, db });
+    expect(await again.stop()).toBe(0);
+    const stored = storedIds(db);
+    const allows = answered.filter((a) => a.effect === 'EFFECT_ALLOW');
+    const missing = answered.filter((a) => !stored.has(a.decisionId));
+    const verified = verifyBinary(db);
+    console.log(
+      `-wal removed under load: ${answered.length} answers (${allows.length} allows, ${before} before the removal), ${failed} checks refused; ` +
+        `${missing.length} answered decisions missing after kill -9 and a restart; verify exit ${verified.status}`,
+    );
+    expect(String(noticed.error)).toContain('copies the decisions it held');
+    expect(missing).toEqual([]);
+    expect(allows.length).toBeGreaterThan(1000);
+    expect(verified.status).toBe(0);
+  }, 90_000);
+});
+
 describe('an unwritable database', () => {
   it('fails closed while its write-ahead log is immutable (chattr +i), and recovers when it is not', async (ctx) => {
     const dir = tempDir();

@@ -159,6 +159,23 @@ describe('verify names the kind and the first sequence number of every tampering
     fs.rmSync(exported);
   });
 
+  it('a log started anew in place of the one an exported checkpoint covers: verify says it starts from genesis', async () => {
+    for (const rows of [5, 50]) {
+      const t = copyLog(intact);
+      const exported = path.join(t.dir, '..', `${path.basename(t.dir)}-checkpoint.json`);
+      expect((await audit('checkpoint', '--db', t.db, '--export', exported)).code).toBe(0);
+      // The file removed, and a new log (same keys) written where it was.
+      for (const suffix of ['', '-wal', '-shm']) fs.rmSync(`${t.db}${suffix}`, { force: true });
+      await makeLog(rows, { everyRows: 10, dir: t.dir });
+      expect((await verify(t)).code).toBe(0);
+      const { code, stdout } = await verify(t, '--from-checkpoint', exported);
+      expect(code).toBe(1);
+      expect(failure(stdout)).toMatch(rows < 40 ? /^FAILED: truncated at seq 6: the log ends at seq 5, but the exported checkpoint \(seq 40/ : /^FAILED: changed at seq \d+: the chain hash at seq 40 does not match the exported checkpoint/);
+      expect(failure(stdout)).toMatch(/This log starts from genesis \(seq 1\): .* a new log that replaced the one the checkpoint was signed for/);
+      fs.rmSync(exported);
+    }
+  });
+
   it('truncated: the tail cut off, its checkpoints left behind', async () => {
     const t = copyLog(intact);
     tamperSql(t.db, 'DELETE FROM decisions WHERE seq > 33;');

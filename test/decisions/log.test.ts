@@ -259,6 +259,84 @@ describe('fail closed', () => {
     await chainOk(file);
   });
 
+  /** The rows a crash right now would leave: the main file alone, as if its -wal had never been. */
+  const mainFileOnly = (file: string): string[] => {
+    const copy = path.join(tempDir(), 'main-only.db');
+    fs.copyFileSync(file, copy);
+    const db = new Database(copy, { readonly: true });
+    try {
+      const created = db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'decisions'").get() !== undefined;
+      return created ? (db.prepare('SELECT decision_id FROM decisions ORDER BY seq').pluck().all() as string[]) : [];
+    } finally {
+      db.close();
+    }
+  };
+
+  it('notices its write-ahead log being removed: refuses the next batch, saves what the removed one held, and reopens', async () => {
+    const file = path.join(tempDir(), 'decisions.db');
+    const log = await openLog(file, { busyTimeoutMs: 20 });
+    const first = record();
+    const second = record();
+    await log.append(first);
+    await log.append(second);
+    // Committed, and so far only in the write-ahead log.
+    expect(mainFileOnly(file)).not.toContain(second.decisionId);
+
+    fs.rmSync(`${file}-wal`);
+    await expect(log.append(record())).rejects.toSatisfy((e) => {
+      expectUnavailable(e, 'write-ahead log');
+      return true;
+    });
+    expect(log.healthy).toBe(false);
+    expect(log.lastError).toContain(`${file}-wal was removed or replaced`);
+    // What the removed write-ahead log held is in the main file now: a crash cannot lose it.
+    expect(mainFileOnly(file)).toEqual([first.decisionId, second.decisionId]);
+
+    const after = record();
+    await log.append(after);
+    expect(log.healthy).toBe(true);
+    expect(fs.existsSync(`${file}-wal`)).toBe(true);
+    await log.close();
+    expect(ids(file)).toEqual([first.decisionId, second.decisionId, after.decisionId]);
+    await chainOk(file);
+  });
+
+  it('notices its write-ahead log being replaced by another file, and keeps that file aside instead of replaying it', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'decisions.db');
+    const log = await openLog(file, { busyTimeoutMs: 20 });
+    const first = record();
+    await log.append(first);
+    fs.writeFileSync(path.join(dir, 'foreign'), Buffer.alloc(4096, 7));
+    fs.renameSync(path.join(dir, 'foreign'), `${file}-wal`);
+    await expect(log.append(record())).rejects.toSatisfy((e) => {
+      expectUnavailable(e, 'write-ahead log');
+      return true;
+    });
+    const after = record();
+    await log.append(after);
+    await log.close();
+    expect(ids(file)).toEqual([first.decisionId, after.decisionId]);
+    expect(fs.readdirSync(dir).some((name) => name.startsWith('decisions.db-wal.replaced-'))).toBe(true);
+    await chainOk(file);
+  });
+
+  it('notices a removed write-ahead log without any traffic, and saves what it held', async () => {
+    const file = path.join(tempDir(), 'decisions.db');
+    const log = await openLog(file, { busyTimeoutMs: 20 });
+    const first = record();
+    await log.append(first);
+    fs.rmSync(`${file}-wal`);
+    // The writer looks every second; no append is made meanwhile.
+    const deadline = Date.now() + 20_000;
+    while (log.healthy && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(log.healthy).toBe(false);
+    expect(mainFileOnly(file)).toEqual([first.decisionId]);
+    expect(await log.probe()).toBe(true);
+    await log.close();
+    await chainOk(file);
+  });
+
   it('in async mode keeps and retries acknowledged rows of a failed batch, and reports the failure', async () => {
     const file = tempDb();
     const log = await openLog(file, { mode: 'async', busyTimeoutMs: 20, retryDelayMs: 20 });
