@@ -48,7 +48,7 @@ export class RuleIds {
   }
 }
 
-function compileWhen(when: string | undefined, where: Located<unknown>, variables: VariableTable, diagnostics: PolicyDiagnostic[]): Condition | null {
+export function compileWhen(when: string | undefined, where: Located<unknown>, variables: VariableTable, diagnostics: PolicyDiagnostic[]): Condition | null {
   if (when === undefined) return null;
   const refs = variableReferences(when);
   if (refs.length > 0) {
