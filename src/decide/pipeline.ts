@@ -4,10 +4,11 @@
 import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionRecord } from '../decisions/record.js';
 import { evaluate } from '../engine/evaluate.js';
+import { RateLimiter, type LimitOutcome } from '../limits/index.js';
 import type { PolicySet } from '../policy/policy-set.js';
-import type { Decision, DecisionRequest } from '../types.js';
+import type { Decision, DecisionRequest, LimitState } from '../types.js';
 import { newDecisionId } from './decision-id.js';
-import { refusalDecision } from './refusals.js';
+import { limitError, rateLimited, refusalDecision } from './refusals.js';
 import { RefusedRequest, type CallMeta, type CheckInput, type CheckResult } from './request.js';
 
 /** Where the pipeline reads the policy set to decide with: once per call, never half-loaded. */
@@ -46,9 +47,14 @@ export type PrepareCheck = (policySet: PolicySet) => CheckInput;
 export class DecisionPipeline {
   private observers: readonly DecisionObserver[] = [];
 
+  /**
+   * `limiter` applies the policy set's rate limits to what the rules allow; by
+   * default one in memory for this process, with bounded keys.
+   */
   constructor(
     private readonly policies: PolicySource,
     private readonly log: DecisionSink,
+    readonly limiter: RateLimiter = new RateLimiter(),
   ) {}
 
   /** Adds an observer of every decision; returns the function that removes it. */
@@ -97,7 +103,8 @@ export class DecisionPipeline {
     } else {
       request = input;
       decision = evaluate(policySet, input);
-      // Stages after the engine go here: a rate limit refuses what the rules allowed (refusals.ts).
+      // Only what the rules allow takes budget; a limit refuses it, or reports what is left.
+      if (decision.effect === 'ALLOW' && policySet.limits.length > 0) decision = limited(decision, this.limiter.apply(policySet.limits, input));
     }
     const record = toRecord(request, decision, meta, decidingFrom);
     try {
@@ -128,6 +135,21 @@ export class DecisionPipeline {
   }
 }
 
+/** An allow after the limits: refused by one, or carrying the tightest limit's state. */
+function limited(decision: Decision, outcome: LimitOutcome | null): Decision {
+  if (outcome === null) return decision;
+  if (outcome.kind === 'error') return refusalDecision(limitError(outcome.limit.id, outcome.message), decision.policyVersion);
+  const { limit, rate, remaining, retryAfterMs, resetMs } = outcome.report;
+  const state: LimitState = { limitId: limit.id, quota: rate.count, windowSeconds: rate.periodMs / 1000, remaining, retryAfterMs, resetMs };
+  if (outcome.kind === 'allowed') return { ...decision, limit: state };
+  return { ...refusalDecision(rateLimited(limit.id, rate.text, rate.burst, retryAfterMs), decision.policyVersion), limit: state };
+}
+
+/** What the decision log keeps of a limit's state: `details.limit`. */
+function limitDetails(state: LimitState): { id: string; remaining: number; retryAfterMs: number } {
+  return { id: state.limitId, remaining: state.remaining, retryAfterMs: Math.ceil(state.retryAfterMs) };
+}
+
 /** The decision log's row for a decision. */
 function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, started: number): DecisionRecord {
   const now = Date.now();
@@ -151,6 +173,6 @@ function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, 
       context: { attributes: request.context.attributes },
     },
     latencyUs: Math.round((performance.now() - started) * 1000),
-    details: meta.details ?? null,
+    details: decision.limit === undefined ? (meta.details ?? null) : { ...meta.details, limit: limitDetails(decision.limit) },
   };
 }
