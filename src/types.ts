@@ -87,6 +87,9 @@ export interface LimitState {
   readonly retryAfterMs: number;
   /** Milliseconds until the key's full burst is available again. */
   readonly resetMs: number;
+  /** A repeat offender's block: until when (ms since the epoch), and the offences so far. */
+  readonly blockedUntil?: number;
+  readonly offences?: number;
 }
 
 /** The engine's answer. A decision id is added by whoever records it. */

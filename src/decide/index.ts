@@ -8,6 +8,7 @@ export {
   AUTHN_RULE_ID,
   REQUEST_RULE_ID,
   ROUTE_RULE_ID,
+  blocked,
   invalidRequest,
   limitError,
   limitRuleId,

@@ -8,7 +8,7 @@ import { RateLimiter, type LimitOutcome } from '../limits/index.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import type { Decision, DecisionRequest, LimitState } from '../types.js';
 import { newDecisionId } from './decision-id.js';
-import { limitError, rateLimited, refusalDecision } from './refusals.js';
+import { blocked, limitError, rateLimited, refusalDecision } from './refusals.js';
 import { RefusedRequest, type CallMeta, type CheckInput, type CheckResult } from './request.js';
 
 /** Where the pipeline reads the policy set to decide with: once per call, never half-loaded. */
@@ -139,15 +139,19 @@ export class DecisionPipeline {
 function limited(decision: Decision, outcome: LimitOutcome | null): Decision {
   if (outcome === null) return decision;
   if (outcome.kind === 'error') return refusalDecision(limitError(outcome.limit.id, outcome.message), decision.policyVersion);
-  const { limit, rate, remaining, retryAfterMs, resetMs } = outcome.report;
+  const { limit, rate, remaining, retryAfterMs, resetMs, blockedUntil, offences } = outcome.report;
   const state: LimitState = { limitId: limit.id, quota: rate.count, windowSeconds: rate.periodMs / 1000, remaining, retryAfterMs, resetMs };
   if (outcome.kind === 'allowed') return { ...decision, limit: state };
+  if (blockedUntil !== undefined) {
+    return { ...refusalDecision(blocked(limit.id, blockedUntil, offences ?? 1, retryAfterMs), decision.policyVersion), limit: { ...state, blockedUntil: Math.ceil(blockedUntil), offences } };
+  }
   return { ...refusalDecision(rateLimited(limit.id, rate.text, rate.burst, retryAfterMs), decision.policyVersion), limit: state };
 }
 
 /** What the decision log keeps of a limit's state: `details.limit`. */
-function limitDetails(state: LimitState): { id: string; remaining: number; retryAfterMs: number } {
-  return { id: state.limitId, remaining: state.remaining, retryAfterMs: Math.ceil(state.retryAfterMs) };
+function limitDetails(state: LimitState): { id: string; remaining: number; retryAfterMs: number; blockedUntil?: number; offences?: number } {
+  const details = { id: state.limitId, remaining: state.remaining, retryAfterMs: Math.ceil(state.retryAfterMs) };
+  return state.blockedUntil === undefined ? details : { ...details, blockedUntil: state.blockedUntil, offences: state.offences };
 }
 
 /** The decision log's row for a decision. */

@@ -64,6 +64,15 @@ export function rateLimited(limitId: string, rate: string, burst: number, retryA
   };
 }
 
+/** A repeat offender blocked by a limit's backoff: `blocked by limit predict-per-user until 2026-…Z (offence 2); retry after 120.000s`. */
+export function blocked(limitId: string, until: number, offences: number, retryAfterMs: number): Refusal {
+  return {
+    reason: 'DENIED_BY_RATE_LIMIT',
+    ruleId: limitRuleId(limitId),
+    message: `blocked by limit ${limitId} until ${new Date(Math.ceil(until)).toISOString()} (offence ${offences}); retry after ${(Math.ceil(retryAfterMs) / 1000).toFixed(3)}s`,
+  };
+}
+
 /** A limit whose condition, key or cost could not be evaluated: the call is refused (fail closed). */
 export function limitError(limitId: string, message: string): Refusal {
   return { reason: 'DENIED_BY_ERROR', ruleId: limitRuleId(limitId), message };

@@ -3,7 +3,7 @@ import { conditionErrorMessage, type ConditionInput } from '../policy/condition.
 import type { CompiledLimit, LimitRate } from '../policy/limits.js';
 import type { DecisionRequest } from '../types.js';
 import { gcra } from './gcra.js';
-import { MemoryLimitStore, type LimitStore } from './memory.js';
+import { MemoryLimitStore, type LimitStore, type Offence } from './memory.js';
 
 /** The state of the limit a decision reports: the one that refused, or the tightest of those that applied. */
 export interface LimitReport {
@@ -13,6 +13,9 @@ export interface LimitReport {
   /** 0 when allowed. */
   readonly retryAfterMs: number;
   readonly resetMs: number;
+  /** Set when the key is blocked as a repeat offender: until when (ms, the limiter's clock) and after how many offences. */
+  readonly blockedUntil?: number;
+  readonly offences?: number;
 }
 
 /**
@@ -127,9 +130,22 @@ export function applyLimits(limits: readonly CompiledLimit[], request: DecisionR
     const cost = costOf(limit, request);
     if (typeof cost === 'string') return { kind: 'error', limit, message: `limit ${limit.id}: ${cost}` };
     const rate = rateFor(limit, request);
+    const offence = limit.backoff === null ? undefined : store.getOffence(key, now);
+    if (offence !== undefined && offence.blockedUntil > now) {
+      // Blocked: refused without looking at the budget, and without a further strike.
+      const wait = offence.blockedUntil - now;
+      const report: LimitReport = { limit, rate, remaining: 0, retryAfterMs: wait, resetMs: wait, blockedUntil: offence.blockedUntil, offences: offence.level };
+      if (refused === null || report.retryAfterMs > refused.retryAfterMs) refused = report;
+      continue;
+    }
     const result = gcra(store.get(key, now), now, rate.emissionMs, rate.burst, cost);
-    const report: LimitReport = { limit, rate, remaining: result.remaining, retryAfterMs: result.retryAfterMs, resetMs: result.resetMs };
+    let report: LimitReport = { limit, rate, remaining: result.remaining, retryAfterMs: result.retryAfterMs, resetMs: result.resetMs };
     if (!result.allowed) {
+      if (limit.backoff !== null) {
+        const next = strike(limit.backoff, offence, now);
+        store.setOffence(key, next, now);
+        if (next.blockedUntil > now) report = { ...report, retryAfterMs: next.blockedUntil - now, blockedUntil: next.blockedUntil, offences: next.level };
+      }
       if (refused === null || report.retryAfterMs > refused.retryAfterMs) refused = report;
       continue;
     }
@@ -143,4 +159,26 @@ export function applyLimits(limits: readonly CompiledLimit[], request: DecisionR
   if (tightest === null) return null;
   for (const { key, tat } of writes!) store.set(key, tat, now);
   return { kind: 'allowed', report: tightest };
+}
+
+/**
+ * A refusal's mark on a key's record: `after` refusals within `withinMs` block the
+ * key for blockMs × 2^(offences so far), at most `maxMs`. The record (and with it the
+ * count of offences) is forgotten once the key has gone `maxMs` since its last block
+ * without one.
+ */
+export function strike(backoff: NonNullable<CompiledLimit['backoff']>, prior: Offence | undefined, now: number): Offence {
+  const inWindow = prior !== undefined && now - prior.windowStart < backoff.withinMs;
+  let strikes = inWindow ? prior.strikes + 1 : 1;
+  let windowStart = inWindow ? prior.windowStart : now;
+  let level = prior?.level ?? 0;
+  let blockedUntil = prior?.blockedUntil ?? 0;
+  if (strikes >= backoff.after) {
+    blockedUntil = now + Math.min(backoff.blockMs * 2 ** Math.min(level, 40), backoff.maxMs);
+    level += 1;
+    strikes = 0;
+    windowStart = now;
+  }
+  const forgetAt = Math.max(windowStart + backoff.withinMs, level > 0 ? blockedUntil + backoff.maxMs : 0);
+  return { strikes, windowStart, level, blockedUntil, forgetAt };
 }

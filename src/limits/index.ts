@@ -3,5 +3,5 @@
  * and the limiter the decide core applies to what the rules allowed.
  */
 export { gcra, type GcraResult } from './gcra.js';
-export { MemoryLimitStore, type LimitStore } from './memory.js';
-export { RateLimiter, applyLimits, limitApplies, monotonicNow, rateFor, type LimitOutcome, type LimitReport } from './apply.js';
+export { MemoryLimitStore, type LimitStore, type Offence } from './memory.js';
+export { RateLimiter, applyLimits, limitApplies, monotonicNow, rateFor, strike, type LimitOutcome, type LimitReport } from './apply.js';

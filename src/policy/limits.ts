@@ -2,7 +2,7 @@ import type { AttributeValue, DecisionRequest } from '../types.js';
 import { compileExpression, type Condition, type ConditionInput } from './condition.js';
 import type { PolicyDiagnostic } from './diagnostic.js';
 import { attributeReader, compileMatcher, type AttributeMatcher, type MatchedPart } from './matcher.js';
-import { RATE_PATTERN, type LimitSpec } from './schema.js';
+import { DURATION_PATTERN, RATE_PATTERN, type LimitSpec } from './schema.js';
 import { diagnosticAt } from './source.js';
 import { roleHoldersFor, type RoleGraph } from './stages/roles.js';
 import { compileWhen } from './stages/rules.js';
@@ -48,6 +48,16 @@ export interface CompiledLimit {
   /** The units a call takes (CEL over the request); null: one per call. */
   readonly cost: Condition | null;
   readonly costSource: string | null;
+  /** Repeat offenders (milliseconds): `after` refusals within `withinMs` block the key for `blockMs`, doubled per further offence up to `maxMs`. */
+  readonly backoff: { readonly after: number; readonly withinMs: number; readonly blockMs: number; readonly maxMs: number } | null;
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration as written (`30s`, `1m`, `1h`, `1d`) in milliseconds, or null. */
+export function parseDuration(text: string): number | null {
+  const match = DURATION_PATTERN.exec(text);
+  return match ? Number(match[1]) * DURATION_UNITS[match[2]!]! : null;
 }
 
 const PERIODS: Record<string, number> = { second: 1000, sec: 1000, s: 1000, minute: 60_000, min: 60_000, m: 60_000, hour: 3_600_000, hr: 3_600_000, h: 3_600_000, day: 86_400_000, d: 86_400_000 };
@@ -126,6 +136,14 @@ export function compileLimit(where: Located<LimitSpec>, graph: RoleGraph, variab
     tiers = Object.freeze({ attribute: spec.tiers.attribute, read: attributeReader('principal', spec.tiers.attribute), rates });
   }
   const cost = spec.cost === undefined ? null : compileExpr(spec.cost, ['int', 'uint', 'double'], where, [...where.path, 'cost'], variables, diagnostics, 'the cost expression');
+  let backoff: CompiledLimit['backoff'] = null;
+  if (spec.backoff) {
+    const [withinMs, blockMs, maxMs] = [parseDuration(spec.backoff.within), parseDuration(spec.backoff.block), parseDuration(spec.backoff.max)];
+    if (withinMs !== null && blockMs !== null && maxMs !== null) {
+      if (maxMs < blockMs) diagnostics.push(diagnosticAt(where.source, [...where.path, 'backoff', 'max'], `backoff.max (${spec.backoff.max}) is shorter than backoff.block (${spec.backoff.block})`));
+      backoff = Object.freeze({ after: spec.backoff.after, withinMs, blockMs, maxMs });
+    }
+  }
   if (diagnostics.length > before || key === null || rate === null) return null;
   const type = spec.resource?.type;
   return Object.freeze({
@@ -144,6 +162,7 @@ export function compileLimit(where: Located<LimitSpec>, graph: RoleGraph, variab
     tiers,
     cost,
     costSource: spec.cost ?? null,
+    backoff,
   } satisfies CompiledLimit);
 }
 

@@ -218,6 +218,9 @@ const burstValue = z.number().int({ error: 'burst is a whole number' }).min(1, {
 const tierRate = z.union([rateText, z.strictObject({ rate: rateText, burst: burstValue.optional() })], {
   error: 'a tier is a rate ("1000/minute") or {rate: "1000/minute", burst: 100}',
 });
+/** A duration: a whole count of `s`, `m`, `h` or `d` (`30s`, `1m`, `1h`, `1d`). */
+export const DURATION_PATTERN = /^\s*([1-9][0-9]{0,8})\s*(s|m|h|d)\s*$/;
+const durationText = z.string().regex(DURATION_PATTERN, { error: 'a duration is a whole number of s, m, h or d: "30s", "1m", "1h", "1d"' });
 const ATTRIBUTE_KEY = /^(principal|resource|context)\.attributes\.[A-Za-z0-9_:\/-]+(\.[A-Za-z0-9_:\/-]+)*$/;
 
 /**
@@ -262,6 +265,15 @@ export const limitSchema = z.strictObject({
     })
     .optional(),
   cost: z.string().min(1).optional(),
+  /** Repeat offenders: `after` refusals within `within` block the key for `block`, doubling per further offence up to `max`. */
+  backoff: z
+    .strictObject({
+      after: z.number().int({ error: 'after is a whole number of refusals' }).min(1, { error: 'after is at least 1 refusal' }).max(1_000_000, { error: 'after is at most 1000000 refusals' }),
+      within: durationText,
+      block: durationText,
+      max: durationText,
+    })
+    .optional(),
 });
 export type LimitSpec = z.infer<typeof limitSchema>;
 

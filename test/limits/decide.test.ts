@@ -140,3 +140,69 @@ describe('rate limits in the decide core', () => {
     expect(results.map((r) => r.decision.reason)).toEqual(['ALLOWED_BY_RULE', 'ALLOWED_BY_RULE', 'ALLOWED_BY_RULE', 'DENIED_BY_RATE_LIMIT', 'DENIED_BY_RATE_LIMIT']);
   });
 });
+
+describe('repeat offenders (backoff)', () => {
+  const withBackoff: PolicySet = loadFiles({
+    'roles.yaml': rolesDoc([{ name: 'analyst', permissions: [{ actions: ['predict'], resources: ['model'] }] }]),
+    'limits.yaml': `kind: limits
+limits:
+  - id: predict-per-user
+    actions: [predict]
+    rate: 60/minute
+    burst: 2
+    backoff: { after: 3, within: 1m, block: 1m, max: 4m }
+`,
+  }).policySet;
+
+  it('blocks a key after K refusals within the window, for a period that doubles per offence up to the maximum, then forgets it', async () => {
+    const clock = { now: 5_000_000 };
+    const pipeline = new DecisionPipeline({ current: withBackoff }, decisionLog(), new RateLimiter(new MemoryLimitStore(), () => clock.now));
+    const ask = async (id = 'max') => (await pipeline.check(predict(id), meta)).decision;
+    /** Spends the burst, then is refused `after` times: the third refusal blocks. */
+    const offend = async (): Promise<ReturnType<typeof ask>> => {
+      let last = await ask();
+      while (last.effect === 'ALLOW') last = await ask();
+      last = await ask();
+      return ask();
+    };
+    const first = await offend();
+    expect(first).toMatchObject({ reason: 'DENIED_BY_RATE_LIMIT', limit: { limitId: 'predict-per-user', retryAfterMs: 60_000, offences: 1, blockedUntil: clock.now + 60_000 } });
+    expect(first.errors[0]!.message).toMatch(/^blocked by limit predict-per-user until .*Z \(offence 1\); retry after 60\.000s$/);
+    // While blocked, the budget that has come back does not help; nor is anyone else blocked.
+    clock.now += 30_000;
+    expect(await ask()).toMatchObject({ reason: 'DENIED_BY_RATE_LIMIT', limit: { retryAfterMs: 30_000, offences: 1 } });
+    expect((await ask('nina')).effect).toBe('ALLOW');
+    clock.now += 30_000;
+    expect((await ask()).effect).toBe('ALLOW');
+    // The next offence doubles the block, then 4 minutes (the maximum) caps it.
+    expect((await offend()).limit).toMatchObject({ retryAfterMs: 120_000, offences: 2 });
+    clock.now += 120_000;
+    expect((await offend()).limit).toMatchObject({ retryAfterMs: 240_000, offences: 3 });
+    clock.now += 240_000;
+    expect((await offend()).limit).toMatchObject({ retryAfterMs: 240_000, offences: 4 });
+    // The block is in the log.
+    const reader = DecisionReader.open(decisionLog().path);
+    try {
+      const rows = reader.query({ principalId: 'max', reason: 'DENIED_BY_RATE_LIMIT', limit: 1 });
+      expect(rows[0]!.details).toMatchObject({ limit: { id: 'predict-per-user', offences: 4, blockedUntil: clock.now + 240_000 } });
+    } finally {
+      reader.close();
+    }
+    // Once the block is over and the maximum has passed without one, the key starts afresh.
+    clock.now += 240_000 + 240_000 + 1;
+    expect((await offend()).limit).toMatchObject({ retryAfterMs: 60_000, offences: 1 });
+  });
+
+  it('refusals spread wider than the window do not add up to a block', async () => {
+    const clock = { now: 9_000_000 };
+    const pipeline = new DecisionPipeline({ current: withBackoff }, decisionLog(), new RateLimiter(new MemoryLimitStore(), () => clock.now));
+    const ask = async () => (await pipeline.check(predict('wes'), meta)).decision;
+    for (let round = 0; round < 5; round++) {
+      // Spend what has come back, then one refusal; 40 s later the window (1m) has moved on every other round.
+      let last = await ask();
+      while (last.effect === 'ALLOW') last = await ask();
+      expect(last.limit!.blockedUntil).toBeUndefined();
+      clock.now += 61_000;
+    }
+  });
+});

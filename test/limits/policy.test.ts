@@ -128,3 +128,29 @@ limits:
     ]);
   });
 });
+
+describe('backoff in limits files', () => {
+  it('reads durations, and reports a maximum shorter than the block at file:line:col', () => {
+    const { policySet } = loadValid(writePolicyDir({ 'limits.yaml': `kind: limits
+limits:
+  - id: a
+    rate: 10/second
+    backoff: { after: 5, within: 30s, block: 1m, max: 1d }
+` }));
+    expect(policySet.limits[0]!.backoff).toEqual({ after: 5, withinMs: 30_000, blockMs: 60_000, maxMs: 86_400_000 });
+    const result = loadPolicies(writePolicyDir({ 'limits.yaml': `kind: limits
+limits:
+  - id: a
+    rate: 10/second
+    backoff: { after: 5, within: 30s, block: 1h, max: 1m }
+  - id: b
+    rate: 10/second
+    backoff: { after: 0, within: soon, block: 1m, max: 1h }
+` }));
+    expect(result.ok ? [] : result.diagnostics.map(formatDiagnostic)).toEqual([
+      expect.stringMatching(/^limits\.yaml:5:55: backoff\.max \(1m\) is shorter than backoff\.block \(1h\)/),
+      expect.stringMatching(/^limits\.yaml:8:23: after is at least 1 refusal .*at limits\[1\]\.backoff\.after/),
+      expect.stringMatching(/^limits\.yaml:8:34: a duration is a whole number of s, m, h or d/),
+    ]);
+  });
+});

@@ -62,8 +62,14 @@ describe('rate limits on the real server', () => {
     expect(logged.length).toBe(refusals.length);
     for (const row of logged) {
       expect(row.details).toMatchObject({ limit: { id: 'predict-per-key-owner', remaining: 0 }, http: { method: 'POST', path: '/v1/models/fraud-v3/predict' } });
-      expect(row.errors).toEqual([{ ruleId: 'limit:predict-per-key-owner', message: expect.stringMatching(/^over limit predict-per-key-owner \(100\/minute, burst 20\); retry after /) }]);
+      expect(row.errors).toEqual([{ ruleId: 'limit:predict-per-key-owner', message: expect.stringMatching(/^(over limit predict-per-key-owner \(100\/minute, burst 20\)|blocked by limit predict-per-key-owner until \S+Z \(offence 1\)); retry after /) }]);
     }
+    // After 20 refusals within a minute the key is blocked for a minute (backoff), and the log says until when.
+    const blocks = logged.filter((row) => (row.details as { limit: { blockedUntil?: number } }).limit.blockedUntil !== undefined);
+    expect(blocks.length).toBeGreaterThan(900);
+    expect(blocks.at(-1)!.details).toMatchObject({ limit: { offences: 1, blockedUntil: expect.any(Number) } });
+    // So the stolen key got no more than the burst and what refilled before its block.
+    expect(allowed).toBeLessThanOrEqual(BURST + 40);
 
     // Another principal is unaffected, and is told its own budget.
     const other = await forwardAuth(server.keys.ada);
