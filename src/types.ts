@@ -72,6 +72,26 @@ export interface ConditionError {
   readonly message: string;
 }
 
+/**
+ * The rate limit a decision reports: the one that refused it, or, for an allow,
+ * the one with the least budget left among those that applied.
+ */
+export interface LimitState {
+  readonly limitId: string;
+  /** Units the limit grants per window (the rate's count), and the window in seconds: `100/minute` is 100 and 60. */
+  readonly quota: number;
+  readonly windowSeconds: number;
+  /** Units that could still be taken now. */
+  readonly remaining: number;
+  /** When refused, milliseconds until the call would be allowed; 0 for an allow. */
+  readonly retryAfterMs: number;
+  /** Milliseconds until the key's full burst is available again. */
+  readonly resetMs: number;
+  /** A repeat offender's block: until when (ms since the epoch), and the offences so far. */
+  readonly blockedUntil?: number;
+  readonly offences?: number;
+}
+
 /** The engine's answer. A decision id is added by whoever records it. */
 export interface Decision {
   readonly effect: Effect;
@@ -80,4 +100,6 @@ export interface Decision {
   readonly ruleIds: readonly string[];
   readonly errors: readonly ConditionError[];
   readonly policyVersion: string;
+  /** Set by the decide core when a rate limit applied (never by the engine). */
+  readonly limit?: LimitState;
 }

@@ -40,7 +40,7 @@ export async function runValidate(argv: string[], io: CommandIO): Promise<number
     io.stdout(`${JSON.stringify({ valid: true, version: policySet.version, files: files.length, rules: policySet.rules.length, roles: policySet.roles.size, tests: tests.length, warnings })}\n`);
   } else {
     printDiagnostics(dir, warnings, io);
-    io.stdout(`${dir}: valid — ${files.length} files, ${policySet.rules.length} rules, ${policySet.roles.size} roles, ${tests.length} test cases; version ${policySet.version}\n`);
+    io.stdout(`${dir}: valid — ${files.length} files, ${policySet.rules.length} rules, ${policySet.roles.size} roles, ${policySet.limits.length} limits, ${tests.length} test cases; version ${policySet.version}\n`);
   }
   return EXIT.OK;
 }

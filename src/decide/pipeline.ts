@@ -5,9 +5,10 @@ import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionRecord } from '../decisions/record.js';
 import { evaluate } from '../engine/evaluate.js';
 import type { PolicySet } from '../policy/policy-set.js';
-import type { Decision, DecisionRequest } from '../types.js';
+import { RateLimiter, type LimitOutcome } from '../limits/index.js';
+import type { Decision, DecisionRequest, LimitState } from '../types.js';
 import { newDecisionId } from './decision-id.js';
-import { refusalDecision } from './refusals.js';
+import { blocked, limitError, rateLimited, refusalDecision } from './refusals.js';
 import { RefusedRequest, type CallMeta, type CheckInput, type CheckResult } from './request.js';
 
 /** Where the pipeline reads the policy set to decide with: once per call, never half-loaded. */
@@ -46,9 +47,14 @@ export type PrepareCheck = (policySet: PolicySet) => CheckInput;
 export class DecisionPipeline {
   private observers: readonly DecisionObserver[] = [];
 
+  /**
+   * `limiter` applies the policy set's rate limits to what the rules allow; by
+   * default one in memory for this process, with bounded keys.
+   */
   constructor(
     private readonly policies: PolicySource,
     private readonly log: DecisionSink,
+    readonly limiter: RateLimiter = new RateLimiter(),
   ) {}
 
   /** Adds an observer of every decision; returns the function that removes it. */
@@ -100,7 +106,7 @@ export class DecisionPipeline {
     const runs: Promise<CheckResult>[] = [];
     for (const input of inputs) {
       const decidingFrom = performance.now();
-      const decided = decide(policySet, input);
+      const decided = this.decide(policySet, input);
       runs.push(this.record(decided.request, decided.decision, meta, decidingFrom, started));
       if (stop(decided.decision)) break;
     }
@@ -109,8 +115,17 @@ export class DecisionPipeline {
 
   /** decide → record → answer. `decidingFrom` times the decision for the log, `callFrom` the call for the observers. */
   private run(policySet: PolicySet, input: CheckInput, meta: CallMeta, decidingFrom: number, callFrom: number): Promise<CheckResult> {
-    const { request, decision } = decide(policySet, input);
+    const { request, decision } = this.decide(policySet, input);
     return this.record(request, decision, meta, decidingFrom, callFrom);
+  }
+
+  /** The decision for one question: a refused request is not evaluated; only what the rules allow takes rate-limit budget. */
+  private decide(policySet: PolicySet, input: CheckInput): { request: DecisionRequest; decision: Decision } {
+    if (input instanceof RefusedRequest) return { request: input.request, decision: refusalDecision(input.refusal, policySet.version) };
+    let decision = evaluate(policySet, input);
+    // A limit refuses what the rules allowed, or reports what is left.
+    if (decision.effect === 'ALLOW' && policySet.limits.length > 0) decision = limited(decision, this.limiter.apply(policySet.limits, input));
+    return { request: input, decision };
   }
 
   /** record → answer: a decision that cannot be recorded rejects, and the observers hear of it. */
@@ -144,11 +159,24 @@ export class DecisionPipeline {
   }
 }
 
-/** The decision for one question: a refused request is not evaluated. */
-function decide(policySet: PolicySet, input: CheckInput): { request: DecisionRequest; decision: Decision } {
-  if (input instanceof RefusedRequest) return { request: input.request, decision: refusalDecision(input.refusal, policySet.version) };
-  // Stages after the engine go here: a rate limit refuses what the rules allowed (refusals.ts).
-  return { request: input, decision: evaluate(policySet, input) };
+
+/** An allow after the limits: refused by one, or carrying the tightest limit's state. */
+function limited(decision: Decision, outcome: LimitOutcome | null): Decision {
+  if (outcome === null) return decision;
+  if (outcome.kind === 'error') return refusalDecision(limitError(outcome.limit.id, outcome.message), decision.policyVersion);
+  const { limit, rate, remaining, retryAfterMs, resetMs, blockedUntil, offences } = outcome.report;
+  const state: LimitState = { limitId: limit.id, quota: rate.count, windowSeconds: rate.periodMs / 1000, remaining, retryAfterMs, resetMs };
+  if (outcome.kind === 'allowed') return { ...decision, limit: state };
+  if (blockedUntil !== undefined) {
+    return { ...refusalDecision(blocked(limit.id, blockedUntil, offences ?? 1, retryAfterMs), decision.policyVersion), limit: { ...state, blockedUntil: Math.ceil(blockedUntil), offences } };
+  }
+  return { ...refusalDecision(rateLimited(limit.id, rate.text, rate.burst, retryAfterMs), decision.policyVersion), limit: state };
+}
+
+/** What the decision log keeps of a limit's state: `details.limit`. */
+function limitDetails(state: LimitState): { id: string; remaining: number; retryAfterMs: number; blockedUntil?: number; offences?: number } {
+  const details = { id: state.limitId, remaining: state.remaining, retryAfterMs: Math.ceil(state.retryAfterMs) };
+  return state.blockedUntil === undefined ? details : { ...details, blockedUntil: state.blockedUntil, offences: state.offences };
 }
 
 /** The decision log's row for a decision. */
@@ -174,6 +202,6 @@ function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, 
       context: { attributes: request.context.attributes },
     },
     latencyUs: Math.round((performance.now() - started) * 1000),
-    details: meta.details ?? null,
+    details: decision.limit === undefined ? (meta.details ?? null) : { ...meta.details, limit: limitDetails(decision.limit) },
   };
 }

@@ -50,6 +50,34 @@ export function noRoute(method: string, path: string): Refusal {
   return { reason: 'DENIED_BY_DEFAULT', ruleId: ROUTE_RULE_ID, message: `no route matches ${method} ${path}` };
 }
 
+/** The rule id a rate limit's refusal (or error) is recorded under: `limit:<id>`. */
+export function limitRuleId(limitId: string): string {
+  return `limit:${limitId}`;
+}
+
+/** A call the rules allowed that a rate limit refused: `over limit predict-per-user (100/minute, burst 20); retry after 0.6s`. */
+export function rateLimited(limitId: string, rate: string, burst: number, retryAfterMs: number): Refusal {
+  return {
+    reason: 'DENIED_BY_RATE_LIMIT',
+    ruleId: limitRuleId(limitId),
+    message: `over limit ${limitId} (${rate}, burst ${burst}); retry after ${(Math.ceil(retryAfterMs) / 1000).toFixed(3)}s`,
+  };
+}
+
+/** A repeat offender blocked by a limit's backoff: `blocked by limit predict-per-user until 2026-…Z (offence 2); retry after 120.000s`. */
+export function blocked(limitId: string, until: number, offences: number, retryAfterMs: number): Refusal {
+  return {
+    reason: 'DENIED_BY_RATE_LIMIT',
+    ruleId: limitRuleId(limitId),
+    message: `blocked by limit ${limitId} until ${new Date(Math.ceil(until)).toISOString()} (offence ${offences}); retry after ${(Math.ceil(retryAfterMs) / 1000).toFixed(3)}s`,
+  };
+}
+
+/** A limit whose condition, key or cost could not be evaluated: the call is refused (fail closed). */
+export function limitError(limitId: string, message: string): Refusal {
+  return { reason: 'DENIED_BY_ERROR', ruleId: limitRuleId(limitId), message };
+}
+
 const NO_RULES: readonly string[] = Object.freeze([]);
 
 /**

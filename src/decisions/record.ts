@@ -8,6 +8,8 @@ import type { ConditionError, Effect, Reason } from '../types.js';
  * Members so far:
  * - `http`: the method and path of the gateway request that was decided
  *   (forward-auth, Envoy ext_authz).
+ * - `limit`: the rate limit that refused the decision, or the tightest that
+ *   applied to an allow: `{id, remaining, retryAfterMs}`.
  *
  * @example
  * { http: { method: 'POST', path: '/v1/models/fraud-v3/predict' } }

@@ -4,6 +4,7 @@
 import type { Authenticator, AuthnResult } from '../authn/types.js';
 import { AUTHN_RULE_ID, ROUTE_RULE_ID, type DecisionPipeline } from '../decide/index.js';
 import { messageOf } from '../errors.js';
+import type { LimitState } from '../types.js';
 import { prepareCheck } from './prepare-check.js';
 import {
   DECISION_ID_HEADER,
@@ -22,7 +23,7 @@ import {
  * @example
  * const gateway = new GatewayAdapter(pipeline, authenticator);
  * const answer = await gateway.decide({ method: 'POST', uri: '/v1/models/m1/predict', headers, source, extensions: {}, requestId: null }, '10.0.0.7:41234');
- * answer.status; // 200, 401, 403 (429 once rate limits exist)
+ * answer.status; // 200, 401, 403, 429 (a rate limit: with Retry-After and RateLimit headers)
  */
 export class GatewayAdapter {
   constructor(
@@ -45,14 +46,9 @@ export class GatewayAdapter {
     const status = statusFor(decision.reason, decision.effect);
     const principalId = authn.ok ? authn.principal.id : null;
     if (status === 200) {
-      return {
-        status,
-        decision,
-        decisionId,
-        principalId,
-        headers: { [DECISION_ID_HEADER]: decisionId, [PRINCIPAL_HEADER]: headerSafe(principalId ?? '') },
-        body: '',
-      };
+      const headers: Record<string, string> = { [DECISION_ID_HEADER]: decisionId, [PRINCIPAL_HEADER]: headerSafe(principalId ?? '') };
+      if (decision.limit !== undefined) addRateLimitHeaders(headers, decision.limit, false);
+      return { status, decision, decisionId, principalId, headers, body: '' };
     }
     // Why a refused request was refused helps whoever sent it; why a policy denied does not leave verdict.
     // A refusal names no deciding rule, so a policy rule that happens to be called `route` never leaks.
@@ -64,7 +60,9 @@ export class GatewayAdapter {
       decisionId,
       ...(refusal ? { detail: refusal.message } : {}),
     });
-    return { status, decision, decisionId, principalId, headers: { [DECISION_ID_HEADER]: decisionId }, body };
+    const headers: Record<string, string> = { [DECISION_ID_HEADER]: decisionId };
+    if (decision.limit !== undefined) addRateLimitHeaders(headers, decision.limit, status === 429);
+    return { status, decision, decisionId, principalId, headers, body };
   }
 
   private async authenticate(request: GatewayRequest): Promise<AuthnResult> {
@@ -75,6 +73,21 @@ export class GatewayAdapter {
       return { ok: false, reason: 'UNAVAILABLE', message: `authentication could not be completed: ${messageOf(error)}` };
     }
   }
+}
+
+/**
+ * The rate-limit headers of draft-ietf-httpapi-ratelimit-headers for the limit a
+ * decision reports: `RateLimit-Policy: "predict-per-user";q=100;w=60` (quota per
+ * window in seconds) and `RateLimit: "predict-per-user";r=0;t=12` (remaining, and
+ * seconds until the quota is back, or until a refused call would be allowed), and,
+ * on a refusal, `Retry-After` in whole seconds (rounded up).
+ */
+export function addRateLimitHeaders(headers: Record<string, string>, limit: LimitState, refused: boolean): void {
+  const name = `"${limit.limitId}"`;
+  const wait = Math.ceil((refused ? limit.retryAfterMs : limit.resetMs) / 1000);
+  headers['ratelimit-policy'] = `${name};q=${limit.quota};w=${Math.ceil(limit.windowSeconds)}`;
+  headers['ratelimit'] = `${name};r=${limit.remaining};t=${wait}`;
+  if (refused) headers['retry-after'] = String(Math.max(1, wait));
 }
 
 const RECORDED_METHOD_LENGTH = 40;

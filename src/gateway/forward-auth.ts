@@ -112,8 +112,8 @@ export function peerOf(req: IncomingMessage): string {
 
 /**
  * Answers one forward-auth request: 200 (with `x-verdict-principal` and
- * `x-verdict-decision-id` for the upstream), 401, 403 (429 once rate limits exist),
- * each with the decision id; 503 when the decision cannot be recorded (fail closed).
+ * `x-verdict-decision-id` for the upstream), 401, 403, 429 (a rate limit, with
+ * `Retry-After`, `RateLimit-Policy` and `RateLimit`), each with the decision id; 503 when the decision cannot be recorded (fail closed).
  */
 export async function handleForwardAuth(
   gateway: GatewayAdapter,

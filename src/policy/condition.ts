@@ -119,3 +119,23 @@ function compileUncached(expression: string): CompiledCondition {
 export function conditionErrorMessage(error: unknown): string {
   return describe(error).message;
 }
+
+/**
+ * Parses and type-checks an expression of any type (a rate limit's key or cost), once,
+ * at load time; `expected` lists the types it may have (`dyn` is always accepted).
+ */
+export function compileExpression(expression: string, expected: readonly string[]): CompiledCondition {
+  let parsed;
+  try {
+    parsed = environment.parse(expression);
+  } catch (error) {
+    return { ok: false, ...describe(error) };
+  }
+  const checked = parsed.check();
+  if (!checked.valid) return { ok: false, ...describe(checked.error) };
+  const type = checked.type ?? 'dyn';
+  if (type !== 'dyn' && !expected.includes(type)) {
+    return { ok: false, message: `expected an expression of type ${expected.join(' or ')}, but this one is of type ${type}`, offset: null };
+  }
+  return { ok: true, evaluate: parsed as unknown as Condition };
+}

@@ -1,5 +1,6 @@
 import type { Effect } from '../types.js';
 import type { Condition } from './condition.js';
+import type { CompiledLimit } from './limits.js';
 import type { AttributeMatcher } from './matcher.js';
 import type { StageRun } from './pipeline.js';
 import type { RouteTable } from './routes.js';
@@ -100,13 +101,16 @@ export class PolicySet {
   readonly roles: ReadonlyMap<string, CompiledRole>;
   /** HTTP routes for the gateway endpoints (routes files); empty when there are none. */
   readonly routes: RouteTable;
+  /** Rate limits (limits files), in the order written; empty when there are none. */
+  readonly limits: readonly CompiledLimit[];
   private readonly index: RuleIndex;
 
-  private constructor(version: string, rules: readonly CompiledRule[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, index: RuleIndex) {
+  private constructor(version: string, rules: readonly CompiledRule[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, index: RuleIndex, limits: readonly CompiledLimit[]) {
     this.version = version;
     this.rules = rules;
     this.roles = roles;
     this.routes = routes;
+    this.limits = limits;
     this.index = index;
     Object.freeze(this);
   }
@@ -117,12 +121,12 @@ export class PolicySet {
    * parts file rules under are built again; the others are taken over, so a change
    * to one document rebuilds the tables of the types it touches.
    */
-  static *build(version: string, parts: readonly IndexPart[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, previous: PolicySet | null = null): StageRun<PolicySet> {
+  static *build(version: string, parts: readonly IndexPart[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, previous: PolicySet | null = null, limits: readonly CompiledLimit[] = []): StageRun<PolicySet> {
     const rules: CompiledRule[] = [];
     for (const part of parts) for (let i = 0; i < part.rules.length; i++) rules.push(part.rules[i]!);
     Object.freeze(rules);
     const index = yield* buildIndex(parts, previous?.index ?? null);
-    return new PolicySet(version, rules, roles, routes, index);
+    return new PolicySet(version, rules, roles, routes, index, limits);
   }
 
   /**

@@ -207,7 +207,83 @@ export const variablesDocumentSchema = z.strictObject({
   variables: z.array(z.unknown()),
 });
 
-export const KNOWN_KINDS = ['rules', 'roles', 'tests', 'routes', 'variables'] as const;
+/**
+ * A rate: a whole count per unit, `100/minute`, `10/second`, `5000/hour`, `2000000/day`
+ * (also `/s`, `/sec`, `/min`, `/m`, `/h`, `/hr`, `/d`).
+ */
+export const RATE_PATTERN = /^\s*([1-9][0-9]{0,11})\s*\/\s*(second|sec|s|minute|min|m|hour|hr|h|day|d)\s*$/;
+const rateText = z.string().regex(RATE_PATTERN, { error: 'a rate is a whole count per second, minute, hour or day: "100/minute", "10/second", "5000/hour", "2000000/day"' });
+const burstValue = z.number().int({ error: 'burst is a whole number' }).min(1, { error: 'burst is at least 1' }).max(1e12, { error: 'burst is at most 1000000000000' });
+/** A tier's rate: a rate, or a rate with its own burst. */
+const tierRate = z.union([rateText, z.strictObject({ rate: rateText, burst: burstValue.optional() })], {
+  error: 'a tier is a rate ("1000/minute") or {rate: "1000/minute", burst: 100}',
+});
+/** A duration: a whole count of `s`, `m`, `h` or `d` (`30s`, `1m`, `1h`, `1d`). */
+export const DURATION_PATTERN = /^\s*([1-9][0-9]{0,8})\s*(s|m|h|d)\s*$/;
+const durationText = z.string().regex(DURATION_PATTERN, { error: 'a duration is a whole number of s, m, h or d: "30s", "1m", "1h", "1d"' });
+const ATTRIBUTE_KEY = /^(principal|resource|context)\.attributes\.[A-Za-z0-9_:\/-]+(\.[A-Za-z0-9_:\/-]+)*$/;
+
+/**
+ * A rate limit: what it applies to (actions, resource, principal, context, a `when`),
+ * the key it counts by, a rate and burst (or tiers from a principal attribute), and
+ * optionally a cost per call (CEL) instead of one.
+ */
+export const limitSchema = z.strictObject({
+  id: identifier('a limit id'),
+  description: z.string().optional(),
+  actions: z.array(z.string().min(1)).min(1, { error: 'list at least one action, or leave "actions" out for every action' }).optional(),
+  principal: z
+    .strictObject({
+      roles: z.array(z.string().min(1)).min(1).optional(),
+      attributes: attributeMatchers.optional(),
+    })
+    .optional(),
+  resource: z
+    .strictObject({
+      type: oneOrMany.optional(),
+      attributes: attributeMatchers.optional(),
+    })
+    .optional(),
+  context: z.strictObject({ attributes: attributeMatchers.optional() }).optional(),
+  when: z.string().min(1).optional(),
+  key: z
+    .union(
+      [
+        z.enum(['principal', 'principal+resource']),
+        z.strictObject({ attribute: z.string().regex(ATTRIBUTE_KEY, { error: 'an attribute key is principal.attributes.<name>, resource.attributes.<name> or context.attributes.<name>' }) }),
+        z.strictObject({ expr: z.string().min(1) }),
+      ],
+      { error: 'key is "principal" (the default), "principal+resource", {attribute: principal.attributes.org} or {expr: <CEL>}' },
+    )
+    .default('principal'),
+  rate: rateText,
+  burst: burstValue.optional(),
+  tiers: z
+    .strictObject({
+      attribute: z.string().regex(/^[A-Za-z0-9_:\/-]+(\.[A-Za-z0-9_:\/-]+)*$/, { error: 'the tier attribute is the name of a principal attribute, e.g. tier' }),
+      rates: z.record(z.string().min(1), tierRate),
+    })
+    .optional(),
+  cost: z.string().min(1).optional(),
+  /** Repeat offenders: `after` refusals within `within` block the key for `block`, doubling per further offence up to `max`. */
+  backoff: z
+    .strictObject({
+      after: z.number().int({ error: 'after is a whole number of refusals' }).min(1, { error: 'after is at least 1 refusal' }).max(1_000_000, { error: 'after is at most 1000000 refusals' }),
+      within: durationText,
+      block: durationText,
+      max: durationText,
+    })
+    .optional(),
+});
+export type LimitSpec = z.infer<typeof limitSchema>;
+
+export const limitsDocumentSchema = z.strictObject({
+  kind: z.literal('limits'),
+  description: z.string().optional(),
+  limits: z.array(z.unknown()),
+});
+
+export const KNOWN_KINDS = ['rules', 'roles', 'tests', 'routes', 'variables', 'limits'] as const;
 export type PolicyKind = (typeof KNOWN_KINDS)[number];
 
 export const documentSchemas = {
@@ -216,6 +292,7 @@ export const documentSchemas = {
   tests: testsDocumentSchema,
   routes: routesDocumentSchema,
   variables: variablesDocumentSchema,
+  limits: limitsDocumentSchema,
 } as const;
 
 /** The list of items each kind of document holds, and the schema of one item. */
@@ -225,4 +302,5 @@ export const itemSchemas = {
   tests: { list: 'cases', schema: testCaseSchema },
   routes: { list: 'routes', schema: routeSchema },
   variables: { list: 'variables', schema: variableSchema },
+  limits: { list: 'limits', schema: limitSchema },
 } as const;

@@ -1,6 +1,7 @@
 // Starts one verdict server (policies, decision log, the decide core, its gRPC
 // and HTTP transports, health and metrics) and stops it gracefully.
 
+import { MemoryLimitStore } from '../limits/index.js';
 import { createAuthenticator } from '../authn/authenticators.js';
 import { grpcCallerOf, grpcServerCredentials, httpsServerOptions, loadTlsMaterial, tlsSocketIdentity } from '../authn/mtls.js';
 import type { Authenticator } from '../authn/types.js';
@@ -111,6 +112,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   // Every transport decides through the one pipeline; metrics observe it.
   const pipeline = new DecisionPipeline(store, log);
   pipeline.observe(metrics);
+  if (pipeline.limiter.store instanceof MemoryLimitStore) metrics.watchLimitStore(pipeline.limiter.store);
   // Administering needs an identity of its own (admin-auth.ts); every Admin call is recorded in the log.
   let gate: AdminGate;
   try {

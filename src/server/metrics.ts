@@ -100,6 +100,32 @@ export class ServerMetrics implements DecisionObserver {
     this.watchFailures.inc();
   }
 
+  /**
+   * Rate limits: the keys an in-memory store holds and those it evicted while
+   * still counting (because it was full), read at each scrape.
+   */
+  watchLimitStore(store: { readonly size: number; readonly evictions: number }): void {
+    new Gauge({
+      name: 'verdict_rate_limit_keys',
+      help: 'Rate-limit keys held in memory (idle keys expire; the store is capped).',
+      registers: [this.registry],
+      aggregator: 'sum',
+      collect() {
+        this.set(store.size);
+      },
+    });
+    let reported = 0;
+    new Counter({
+      name: 'verdict_rate_limit_evictions_total',
+      help: 'Rate-limit keys evicted while still counting because the in-memory store was full (each comes back with a fresh budget).',
+      registers: [this.registry],
+      collect() {
+        this.inc(store.evictions - reported);
+        reported = store.evictions;
+      },
+    });
+  }
+
   /** Where the state of the file-system watcher is read at each scrape. */
   setWatching(isWatching: () => boolean): void {
     this.isWatching = isWatching;

@@ -62,6 +62,22 @@ http {
       proxy_set_header X-Request-Id $request_id;
       add_header X-Verdict-Decision-Id $verdict_decision_id always;
       proxy_pass http://model_server;
+      auth_request_set $verdict_status $upstream_status;
+      auth_request_set $verdict_retry_after $upstream_http_retry_after;
+      auth_request_set $verdict_ratelimit $upstream_http_ratelimit;
+      auth_request_set $verdict_ratelimit_policy $upstream_http_ratelimit_policy;
+      error_page 500 = @verdict_refused;
+    }
+
+    location @verdict_refused {
+      if ($verdict_status = 429) {
+        add_header X-Verdict-Decision-Id $verdict_decision_id always;
+        add_header Retry-After $verdict_retry_after always;
+        add_header RateLimit $verdict_ratelimit always;
+        add_header RateLimit-Policy $verdict_ratelimit_policy always;
+        return 429 '{"error":"rate limited"}';
+      }
+      return 500;
     }
 
     location = /_verdict {
@@ -130,6 +146,29 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
 
   const predict = (model: string, headers: Record<string, string>, body = '{"inputs":[[1,2,3]]}') =>
     fetch(`${base}/v1/models/${model}/predict`, { method: 'POST', headers: { 'content-type': 'application/json', ...headers }, body });
+
+  it('answers a rate-limited predict 429 with Retry-After and the RateLimit headers; it never reaches the model server', async () => {
+    const before = upstream.seen.length;
+    let response: Response | null = null;
+    let allowed = 0;
+    // ada's key: 100/minute with a burst of 20 (policies/limits.yaml); ask until refused, within a bound.
+    for (let i = 0; i < 60; i++) {
+      response = await predict('fraud-detector-v3', { 'x-api-key': verdict.keys.ada });
+      if (response.status !== 200) break;
+      await response.arrayBuffer();
+      allowed++;
+    }
+    expect(allowed).toBeGreaterThanOrEqual(20);
+    expect(allowed).toBeLessThan(40);
+    expect(response!.status).toBe(429);
+    expect(response!.headers.get('retry-after')).toBe('1');
+    expect(response!.headers.get('ratelimit-policy')).toBe('"predict-per-key-owner";q=100;w=60');
+    expect(response!.headers.get('ratelimit')).toBe('"predict-per-key-owner";r=0;t=1');
+    expect(await response!.json()).toEqual({ error: 'rate limited' });
+    expect(upstream.seen.length).toBe(before + allowed);
+    const row = getDecision(verdict.db, response!.headers.get('x-verdict-decision-id')!)!;
+    expect(row).toMatchObject({ principalId: 'ada', action: 'predict', effect: 'DENY', reason: 'DENIED_BY_RATE_LIMIT', details: { limit: { id: 'predict-per-key-owner' } } });
+  });
 
   it('lets an allowed predict reach the model server, telling it who called and under which decision', async () => {
     const before = upstream.seen.length;
@@ -243,7 +282,11 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
 
   it("records every gateway decision's HTTP method and path in details.http", async () => {
     const allowed = await predict('fraud-detector-v3', { authorization: `Bearer ${verdict.keys.dana}` });
-    expect(getDecision(verdict.db, allowed.headers.get('x-verdict-decision-id')!)!.details).toEqual({ http: { method: 'POST', path: '/v1/models/fraud-detector-v3/predict' } });
+    // dana's key is rate-limited (policies/limits.yaml): the limit's state is recorded beside the request.
+    expect(getDecision(verdict.db, allowed.headers.get('x-verdict-decision-id')!)!.details).toEqual({
+      http: { method: 'POST', path: '/v1/models/fraud-detector-v3/predict' },
+      limit: { id: 'predict-per-key-owner', remaining: expect.any(Number), retryAfterMs: 0 },
+    });
     const unknown = await fetch(`${base}/v1/secrets?x=1`, { headers: { 'x-api-key': verdict.keys.ada } });
     expect(getDecision(verdict.db, unknown.headers.get('x-verdict-decision-id')!)!.details).toEqual({ http: { method: 'GET', path: '/v1/secrets' } });
     const unauthenticated = await predict('fraud-detector-v3', {});

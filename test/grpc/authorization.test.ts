@@ -40,6 +40,10 @@ describe('verdict.v1.Authorization', () => {
       policyVersion: 'v-test',
       decisionId: expect.stringMatching(/^d-\d+$/),
       requestId: 'req-1',
+      // No limit applied: the rate-limit fields keep their defaults.
+      retryAfter: null,
+      remaining: '0',
+      limitId: '',
     });
     const seen = harness.seen.inputs.at(-1);
     expect(seen).not.toBeInstanceOf(InvalidRequest);

@@ -202,13 +202,14 @@ describe.each(['v1', 'v1alpha'] as const)('server reflection %s, used the way gr
       pending.push(...(file.dependency ?? []));
     }
 
-    expect(files.get('verdict/v1/authorization.proto')!.dependency).toEqual(['google/protobuf/struct.proto']);
+    expect(files.get('verdict/v1/authorization.proto')!.dependency).toEqual(['google/protobuf/duration.proto', 'google/protobuf/struct.proto']);
     expect(files.get('verdict/v1/admin.proto')!.dependency).toEqual([
       'google/protobuf/struct.proto',
       'google/protobuf/timestamp.proto',
       'verdict/v1/authorization.proto',
     ]);
     expect([...files.keys()].sort()).toEqual([
+      'google/protobuf/duration.proto',
       'google/protobuf/struct.proto',
       'google/protobuf/timestamp.proto',
       'grpc/health/v1/health.proto',

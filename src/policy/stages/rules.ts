@@ -49,7 +49,7 @@ export class RuleIds {
   }
 }
 
-function compileWhen(when: string | undefined, where: Located<unknown>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[]): Condition | null {
+export function compileWhen(when: string | undefined, where: Located<unknown>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[]): Condition | null {
   if (when === undefined) return null;
   const refs = variableReferences(when);
   if (refs.length > 0) {

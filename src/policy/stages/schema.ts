@@ -12,6 +12,7 @@ import {
   type TestCaseSpec,
   type TestSuiteSpec,
   type VariableSpec,
+  type LimitSpec,
 } from '../schema.js';
 import {
   diagnosticAt,
@@ -63,6 +64,7 @@ export type DocumentContent =
     }
   | { readonly kind: 'routes'; readonly items: ItemList<CheckedItem<RouteSpec>> }
   | { readonly kind: 'variables'; readonly items: ItemList<CheckedItem<VariableSpec>> }
+  | { readonly kind: 'limits'; readonly items: ItemList<CheckedItem<LimitSpec>> }
   /** `suite` is null when the file's own fields (name, fixtures) are invalid: its cases are then only schema-checked. */
   | { readonly kind: 'tests'; readonly suite: TestSuiteSpec | null; readonly items: ItemList<CheckedItem<TestCaseSpec>> };
 
@@ -159,6 +161,8 @@ function checkDocument(
       return { kind, items: items as CheckedItem<RouteSpec>[] };
     case 'variables':
       return { kind, items: items as CheckedItem<VariableSpec>[] };
+    case 'limits':
+      return { kind, items: items as CheckedItem<LimitSpec>[] };
   }
 }
 

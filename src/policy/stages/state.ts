@@ -1,6 +1,7 @@
 import type { PolicyDiagnostic } from '../diagnostic.js';
 import type { LoadedPolicies, PolicyTestCase } from '../loaded.js';
 import type { StageRun } from '../pipeline.js';
+import type { CompiledLimit } from '../limits.js';
 import type { IndexPart, PolicySet } from '../policy-set.js';
 import type { Reuse } from '../reuse.js';
 import type { PolicyKind } from '../schema.js';
@@ -87,6 +88,8 @@ export interface LoadState {
   compiled: IndexPart[];
   /** routes */
   routes: RouteTable;
+  /** limits */
+  limits: readonly CompiledLimit[];
   /** tests */
   tests: PolicyTestCase[];
   /** assemble: null while any stage reported a problem. */
@@ -125,6 +128,7 @@ export function newLoadState(dir: string, reader: PolicyReader, options: { gitCo
     ruleIds: new Map(),
     compiled: [],
     routes: RouteTable.EMPTY,
+    limits: [],
     tests: [],
     policies: null,
   };

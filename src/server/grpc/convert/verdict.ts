@@ -3,6 +3,7 @@ import type { DecisionFilters } from '../../../decisions/query.js';
 import { InvalidRequest, RequestFieldError, type CheckInput, type CheckResult } from '../../../decide/index.js';
 import type { Attributes, DecisionRequest, Effect, Principal, Reason, RequestContext, Resource } from '../../../types.js';
 import type { PolicyStatus, ReloadOutcome } from '../../policy-store.js';
+import type { Duration } from '../generated/google/protobuf/Duration.js';
 import type { Struct__Output } from '../generated/google/protobuf/Struct.js';
 import type { Timestamp, Timestamp__Output } from '../generated/google/protobuf/Timestamp.js';
 import type { BatchItem__Output } from '../generated/verdict/v1/BatchItem.js';
@@ -154,7 +155,7 @@ function wireList<T>(list: readonly T[]): T[] {
 /** A recorded decision as the CheckResponse the caller gets. */
 export function toCheckResponse(result: Pick<CheckResult, 'decision' | 'decisionId'>, requestId: string | null): CheckResponse {
   const decision = result.decision;
-  return {
+  const response: CheckResponse = {
     effect: EFFECT_NAMES[decision.effect],
     reason: REASON_NAMES[decision.reason],
     // Domain arrays have the wire shape already ({ ruleId, message }): passed as they are.
@@ -164,6 +165,19 @@ export function toCheckResponse(result: Pick<CheckResult, 'decision' | 'decision
     decisionId: result.decisionId,
     requestId: requestId ?? '',
   };
+  const limit = decision.limit;
+  if (limit !== undefined) {
+    response.limitId = limit.limitId;
+    response.remaining = limit.remaining;
+    if (decision.reason === 'DENIED_BY_RATE_LIMIT') response.retryAfter = toDuration(limit.retryAfterMs);
+  }
+  return response;
+}
+
+/** Milliseconds as a google.protobuf.Duration, rounded up to the millisecond (a retry never comes too early). */
+export function toDuration(ms: number): Duration {
+  const whole = Math.max(0, Math.ceil(ms));
+  return { seconds: Math.floor(whole / 1000), nanos: (whole % 1000) * 1_000_000 };
 }
 
 // ---------------------------------------------------------------- admin

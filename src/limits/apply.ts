@@ -1,0 +1,184 @@
+import { createHash } from 'node:crypto';
+import { conditionErrorMessage, type ConditionInput } from '../policy/condition.js';
+import type { CompiledLimit, LimitRate } from '../policy/limits.js';
+import type { DecisionRequest } from '../types.js';
+import { gcra } from './gcra.js';
+import { MemoryLimitStore, type LimitStore, type Offence } from './memory.js';
+
+/** The state of the limit a decision reports: the one that refused, or the tightest of those that applied. */
+export interface LimitReport {
+  readonly limit: CompiledLimit;
+  readonly rate: LimitRate;
+  readonly remaining: number;
+  /** 0 when allowed. */
+  readonly retryAfterMs: number;
+  readonly resetMs: number;
+  /** Set when the key is blocked as a repeat offender: until when (ms, the limiter's clock) and after how many offences. */
+  readonly blockedUntil?: number;
+  readonly offences?: number;
+}
+
+/**
+ * What the limits made of a request the rules allowed:
+ * - `allowed`: every limit that applies had budget; each took its share.
+ * - `limited`: a limit had none; no limit took anything. `report` names the one with the longest wait.
+ * - `error`: a limit's `when`, key or cost could not be evaluated; nothing was taken (fail closed).
+ */
+export type LimitOutcome =
+  | { readonly kind: 'allowed'; readonly report: LimitReport }
+  | { readonly kind: 'limited'; readonly report: LimitReport }
+  | { readonly kind: 'error'; readonly limit: CompiledLimit; readonly message: string };
+
+/** The clock limits read: milliseconds, never going back (performance.now on the process's time origin). */
+export function monotonicNow(): number {
+  return performance.timeOrigin + performance.now();
+}
+
+/** Longer keys are stored as their hash, so a long principal id or attribute costs bounded memory. */
+const MAX_KEY_LENGTH = 200;
+
+/** Whether a limit applies to the request: true, false, or why its `when` could not be evaluated. */
+export function limitApplies(limit: CompiledLimit, request: DecisionRequest): boolean | string {
+  if (limit.actions !== null && !limit.actions.has(request.action)) return false;
+  if (limit.resourceTypes !== null && !limit.resourceTypes.has(request.resource.type)) return false;
+  const holders = limit.roleHolders;
+  if (holders !== null) {
+    const roles = request.principal.roles;
+    let held = false;
+    for (let i = 0; i < roles.length && !held; i++) held = holders.has(roles[i]!);
+    if (!held) return false;
+  }
+  const matchers = limit.matchers;
+  for (let i = 0; i < matchers.length; i++) {
+    const matcher = matchers[i]!;
+    if (!matcher.test(matcher.read(request))) return false;
+  }
+  if (limit.condition === null) return true;
+  try {
+    const result = limit.condition(request as ConditionInput);
+    if (result === true || result === false) return result;
+    return `condition returned ${typeof result}, expected true or false`;
+  } catch (error) {
+    return conditionErrorMessage(error);
+  }
+}
+
+/** The rate for this request: its tier's, else the limit's own. */
+export function rateFor(limit: CompiledLimit, request: DecisionRequest): LimitRate {
+  const tiers = limit.tiers;
+  if (tiers === null) return limit.rate;
+  const value = tiers.read(request);
+  return (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean' ? tiers.rates.get(String(value)) : undefined) ?? limit.rate;
+}
+
+/** The units a call takes: 1, or the limit's cost expression (a finite number ≥ 0). */
+function costOf(limit: CompiledLimit, request: DecisionRequest): number | string {
+  if (limit.cost === null) return 1;
+  let value: unknown;
+  try {
+    value = limit.cost(request as ConditionInput);
+  } catch (error) {
+    return `cost could not be evaluated: ${conditionErrorMessage(error)}`;
+  }
+  const cost = typeof value === 'bigint' ? Number(value) : value;
+  if (typeof cost !== 'number' || !Number.isFinite(cost) || cost < 0) return `cost must be a finite number of at least 0, got ${typeof value === 'number' ? String(value) : typeof value}`;
+  return cost;
+}
+
+function storeKey(limit: CompiledLimit, key: string): string {
+  const full = `${limit.id}\u0000${key}`;
+  return full.length <= MAX_KEY_LENGTH ? full : `${limit.id}\u0000#${createHash('sha256').update(key).digest('base64url')}`;
+}
+
+/**
+ * Applies rate limits to requests the rules allowed. Every limit that applies is
+ * checked; a call is allowed only when all have budget, and only then does each
+ * take its share (a refused call takes nothing). The clock is read once per call.
+ *
+ * @example
+ * const limiter = new RateLimiter();
+ * const outcome = limiter.apply(policySet.limits, request); // null when no limit applies
+ */
+export class RateLimiter {
+  constructor(
+    readonly store: LimitStore = new MemoryLimitStore(),
+    private readonly clock: () => number = monotonicNow,
+  ) {}
+
+  apply(limits: readonly CompiledLimit[], request: DecisionRequest): LimitOutcome | null {
+    if (limits.length === 0) return null;
+    return applyLimits(limits, request, this.store, this.clock());
+  }
+}
+
+/** applyLimits at a given time, `now` in milliseconds: what RateLimiter does, with the clock passed in. */
+export function applyLimits(limits: readonly CompiledLimit[], request: DecisionRequest, store: LimitStore, now: number): LimitOutcome | null {
+  let tightest: LimitReport | null = null;
+  let refused: LimitReport | null = null;
+  let writes: { key: string; tat: number }[] | null = null;
+  for (let i = 0; i < limits.length; i++) {
+    const limit = limits[i]!;
+    const applies = limitApplies(limit, request);
+    if (applies === false) continue;
+    if (applies !== true) return { kind: 'error', limit, message: `limit ${limit.id}: ${applies}` };
+    let key: string;
+    try {
+      key = storeKey(limit, limit.key(request));
+    } catch (error) {
+      return { kind: 'error', limit, message: `limit ${limit.id}: its key could not be made: ${conditionErrorMessage(error)}` };
+    }
+    const cost = costOf(limit, request);
+    if (typeof cost === 'string') return { kind: 'error', limit, message: `limit ${limit.id}: ${cost}` };
+    const rate = rateFor(limit, request);
+    const offence = limit.backoff === null ? undefined : store.getOffence(key, now);
+    if (offence !== undefined && offence.blockedUntil > now) {
+      // Blocked: refused without looking at the budget, and without a further strike.
+      const wait = offence.blockedUntil - now;
+      const report: LimitReport = { limit, rate, remaining: 0, retryAfterMs: wait, resetMs: wait, blockedUntil: offence.blockedUntil, offences: offence.level };
+      if (refused === null || report.retryAfterMs > refused.retryAfterMs) refused = report;
+      continue;
+    }
+    const result = gcra(store.get(key, now), now, rate.emissionMs, rate.burst, cost);
+    let report: LimitReport = { limit, rate, remaining: result.remaining, retryAfterMs: result.retryAfterMs, resetMs: result.resetMs };
+    if (!result.allowed) {
+      if (limit.backoff !== null) {
+        const next = strike(limit.backoff, offence, now);
+        store.setOffence(key, next, now);
+        if (next.blockedUntil > now) report = { ...report, retryAfterMs: next.blockedUntil - now, blockedUntil: next.blockedUntil, offences: next.level };
+      }
+      if (refused === null || report.retryAfterMs > refused.retryAfterMs) refused = report;
+      continue;
+    }
+    (writes ??= []).push({ key, tat: result.tat });
+    if (tightest === null || report.remaining < tightest.remaining) tightest = report;
+  }
+  if (refused !== null) {
+    const remaining = tightest === null ? refused.remaining : Math.min(refused.remaining, tightest.remaining);
+    return { kind: 'limited', report: { ...refused, remaining } };
+  }
+  if (tightest === null) return null;
+  for (const { key, tat } of writes!) store.set(key, tat, now);
+  return { kind: 'allowed', report: tightest };
+}
+
+/**
+ * A refusal's mark on a key's record: `after` refusals within `withinMs` block the
+ * key for blockMs × 2^(offences so far), at most `maxMs`. The record (and with it the
+ * count of offences) is forgotten once the key has gone `maxMs` since its last block
+ * without one.
+ */
+export function strike(backoff: NonNullable<CompiledLimit['backoff']>, prior: Offence | undefined, now: number): Offence {
+  const inWindow = prior !== undefined && now - prior.windowStart < backoff.withinMs;
+  let strikes = inWindow ? prior.strikes + 1 : 1;
+  let windowStart = inWindow ? prior.windowStart : now;
+  let level = prior?.level ?? 0;
+  let blockedUntil = prior?.blockedUntil ?? 0;
+  if (strikes >= backoff.after) {
+    blockedUntil = now + Math.min(backoff.blockMs * 2 ** Math.min(level, 40), backoff.maxMs);
+    level += 1;
+    strikes = 0;
+    windowStart = now;
+  }
+  const forgetAt = Math.max(windowStart + backoff.withinMs, level > 0 ? blockedUntil + backoff.maxMs : 0);
+  return { strikes, windowStart, level, blockedUntil, forgetAt };
+}

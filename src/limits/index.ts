@@ -1,0 +1,7 @@
+/**
+ * Rate limits and cost quotas: the GCRA (pure), the stores that keep its state,
+ * and the limiter the decide core applies to what the rules allowed.
+ */
+export { gcra, type GcraResult } from './gcra.js';
+export { MemoryLimitStore, type LimitStore, type Offence } from './memory.js';
+export { RateLimiter, applyLimits, limitApplies, monotonicNow, rateFor, strike, type LimitOutcome, type LimitReport } from './apply.js';

@@ -1,0 +1,185 @@
+import type { AttributeValue, DecisionRequest } from '../types.js';
+import { compileExpression, type Condition, type ConditionInput } from './condition.js';
+import type { PolicyDiagnostic } from './diagnostic.js';
+import { attributeReader, compileMatcher, type AttributeMatcher, type MatchedPart } from './matcher.js';
+import { DURATION_PATTERN, RATE_PATTERN, type LimitSpec } from './schema.js';
+import { diagnosticAt } from './source.js';
+import { roleHoldersFor, type RoleGraph } from './stages/roles.js';
+import { compileWhen } from './stages/rules.js';
+import type { Located } from './stages/state.js';
+import { checkReferences, expandVariables, variableReferences, type VariableTable } from './variables.js';
+
+/** A rate and burst: `count` units per `periodMs`, up to `burst` at once from rest. */
+export interface LimitRate {
+  /** As written, `100/minute`. */
+  readonly text: string;
+  readonly count: number;
+  readonly periodMs: number;
+  readonly burst: number;
+  /** periodMs / count: the time one unit takes to come back. */
+  readonly emissionMs: number;
+}
+
+/** Where the count of a call is kept: a key (principal id by default) under the limit's id. */
+export type LimitKey = (request: DecisionRequest) => string;
+
+/** A rate limit ready to apply: what it applies to, what it counts by, how much. */
+export interface CompiledLimit {
+  readonly id: string;
+  readonly description: string | null;
+  readonly file: string;
+  readonly line: number;
+  /** null: every action. */
+  readonly actions: ReadonlySet<string> | null;
+  /** null: every resource type. */
+  readonly resourceTypes: ReadonlySet<string> | null;
+  /** Every role whose holder satisfies `principal.roles`, inheritance included; null when none are named. */
+  readonly roleHolders: ReadonlySet<string> | null;
+  readonly matchers: readonly AttributeMatcher[];
+  readonly condition: Condition | null;
+  /** How the key is written: `principal`, `principal+resource`, `principal.attributes.org`, or the CEL text. */
+  readonly keySource: string;
+  /** The key of a request; throws (an Error whose message says why) when it cannot be made. */
+  readonly key: LimitKey;
+  /** The rate when no tier applies. */
+  readonly rate: LimitRate;
+  /** Rates by the value of a principal attribute (`tier: premium`); null without tiers. */
+  readonly tiers: { readonly attribute: string; readonly read: (request: DecisionRequest) => AttributeValue | undefined; readonly rates: ReadonlyMap<string, LimitRate> } | null;
+  /** The units a call takes (CEL over the request); null: one per call. */
+  readonly cost: Condition | null;
+  readonly costSource: string | null;
+  /** Repeat offenders (milliseconds): `after` refusals within `withinMs` block the key for `blockMs`, doubled per further offence up to `maxMs`. */
+  readonly backoff: { readonly after: number; readonly withinMs: number; readonly blockMs: number; readonly maxMs: number } | null;
+}
+
+const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration as written (`30s`, `1m`, `1h`, `1d`) in milliseconds, or null. */
+export function parseDuration(text: string): number | null {
+  const match = DURATION_PATTERN.exec(text);
+  return match ? Number(match[1]) * DURATION_UNITS[match[2]!]! : null;
+}
+
+const PERIODS: Record<string, number> = { second: 1000, sec: 1000, s: 1000, minute: 60_000, min: 60_000, m: 60_000, hour: 3_600_000, hr: 3_600_000, h: 3_600_000, day: 86_400_000, d: 86_400_000 };
+
+/**
+ * Reads a rate as written (`100/minute`); the burst is the rate's count unless given.
+ * @example parseRate('100/minute') // { count: 100, periodMs: 60000, burst: 100, emissionMs: 600, text: '100/minute' }
+ */
+export function parseRate(text: string, burst?: number): LimitRate | null {
+  const match = RATE_PATTERN.exec(text);
+  if (!match) return null;
+  const count = Number(match[1]);
+  const periodMs = PERIODS[match[2]!]!;
+  return Object.freeze({ text: `${count}/${match[2]}`, count, periodMs, burst: burst ?? count, emissionMs: periodMs / count });
+}
+
+/** A key value an attribute or CEL expression gave, as text; throws when it is not a string, number or boolean. */
+function keyText(value: unknown, what: string): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean' || typeof value === 'bigint') return String(value);
+  throw new Error(`${what} is ${value === undefined ? 'absent' : `a ${value === null ? 'null' : Array.isArray(value) ? 'list' : typeof value}`}: a limit's key must be a string, number or boolean`);
+}
+
+function compileExpr(text: string, expected: readonly string[], where: Located<unknown>, path: readonly PropertyKey[], variables: VariableTable, diagnostics: PolicyDiagnostic[], what: string): Condition | null {
+  if (variableReferences(text).length > 0) {
+    if (!checkReferences(text, new Set(variables.expansions.keys()), { source: where.source, path }, diagnostics)) return null;
+    text = expandVariables(text, variables.expansions);
+  }
+  const compiled = compileExpression(text, expected);
+  if (compiled.ok) return compiled.evaluate;
+  const column = compiled.offset === null ? '' : ` (column ${compiled.offset + 1} of the expression)`;
+  diagnostics.push(diagnosticAt(where.source, path, `${what} does not compile: ${compiled.message}${column}`));
+  return null;
+}
+
+function compileKey(where: Located<LimitSpec>, variables: VariableTable, diagnostics: PolicyDiagnostic[]): { key: LimitKey; source: string } | null {
+  const spec = where.spec.key;
+  if (spec === 'principal') return { key: (r) => r.principal.id, source: spec };
+  if (spec === 'principal+resource') return { key: (r) => `${r.principal.id}\u0000${r.resource.type}\u0000${r.resource.id}`, source: spec };
+  if ('attribute' in spec) {
+    const [part, , ...rest] = spec.attribute.split('.');
+    const read = attributeReader(part as MatchedPart, rest.join('.'));
+    return { key: (r) => keyText(read(r), spec.attribute), source: spec.attribute };
+  }
+  const evaluate = compileExpr(spec.expr, ['string', 'int', 'uint', 'bool'], where, [...where.path, 'key', 'expr'], variables, diagnostics, 'the key expression');
+  if (evaluate === null) return null;
+  return { key: (r) => keyText(evaluate(r as ConditionInput), 'the key expression'), source: spec.expr };
+}
+
+/** Compiles one well-formed limit; null when it has problems (they are in `diagnostics`). */
+export function compileLimit(where: Located<LimitSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[]): CompiledLimit | null {
+  const { spec } = where;
+  const before = diagnostics.length;
+  const matchers: AttributeMatcher[] = [];
+  const addAttributes = (part: MatchedPart, attributes: Record<string, unknown> | undefined): void => {
+    if (!attributes) return;
+    for (const [key, matcherSpec] of Object.entries(attributes)) {
+      const { test, expected } = compileMatcher(matcherSpec as never);
+      matchers.push({ label: `${part}.attributes.${key}`, expected, read: attributeReader(part, key), test });
+    }
+  };
+  addAttributes('principal', spec.principal?.attributes);
+  addAttributes('resource', spec.resource?.attributes);
+  addAttributes('context', spec.context?.attributes);
+  const roleHolders = roleHoldersFor(spec.principal?.roles, graph, where, [...where.path, 'principal', 'roles'], diagnostics);
+  const condition = compileWhen(spec.when, where, graph, variables, diagnostics);
+  const key = compileKey(where, variables, diagnostics);
+  const rate = parseRate(spec.rate, spec.burst);
+  let tiers: CompiledLimit['tiers'] = null;
+  if (spec.tiers) {
+    const rates = new Map<string, LimitRate>();
+    for (const [name, tier] of Object.entries(spec.tiers.rates)) {
+      const parsed = typeof tier === 'string' ? parseRate(tier) : parseRate(tier.rate, tier.burst);
+      if (parsed) rates.set(name, parsed);
+    }
+    tiers = Object.freeze({ attribute: spec.tiers.attribute, read: attributeReader('principal', spec.tiers.attribute), rates });
+  }
+  const cost = spec.cost === undefined ? null : compileExpr(spec.cost, ['int', 'uint', 'double'], where, [...where.path, 'cost'], variables, diagnostics, 'the cost expression');
+  let backoff: CompiledLimit['backoff'] = null;
+  if (spec.backoff) {
+    const [withinMs, blockMs, maxMs] = [parseDuration(spec.backoff.within), parseDuration(spec.backoff.block), parseDuration(spec.backoff.max)];
+    if (withinMs !== null && blockMs !== null && maxMs !== null) {
+      if (maxMs < blockMs) diagnostics.push(diagnosticAt(where.source, [...where.path, 'backoff', 'max'], `backoff.max (${spec.backoff.max}) is shorter than backoff.block (${spec.backoff.block})`));
+      backoff = Object.freeze({ after: spec.backoff.after, withinMs, blockMs, maxMs });
+    }
+  }
+  if (diagnostics.length > before || key === null || rate === null) return null;
+  const type = spec.resource?.type;
+  return Object.freeze({
+    id: spec.id,
+    description: spec.description ?? null,
+    file: where.source.file,
+    line: where.source.locate(where.path).line,
+    actions: spec.actions === undefined || spec.actions.includes('*') ? null : new Set(spec.actions),
+    resourceTypes: type === undefined ? null : new Set(Array.isArray(type) ? type : [type]),
+    roleHolders,
+    matchers: Object.freeze(matchers),
+    condition,
+    keySource: key.source,
+    key: key.key,
+    rate,
+    tiers,
+    cost,
+    costSource: spec.cost ?? null,
+    backoff,
+  } satisfies CompiledLimit);
+}
+
+/** Compiles every limit; a limit id used twice is a diagnostic at the second use. */
+export function compileLimits(limits: readonly Located<LimitSpec>[], graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[]): readonly CompiledLimit[] {
+  const seen = new Map<string, Located<LimitSpec>>();
+  const out: CompiledLimit[] = [];
+  for (const limit of limits) {
+    const earlier = seen.get(limit.spec.id);
+    if (earlier) {
+      const at = earlier.source.locate([...earlier.path, 'id']);
+      diagnostics.push(diagnosticAt(limit.source, [...limit.path, 'id'], `duplicate limit id "${limit.spec.id}": already used at ${earlier.source.file}:${at.line}:${at.col}`));
+      continue;
+    }
+    seen.set(limit.spec.id, limit);
+    const compiled = compileLimit(limit, graph, variables, diagnostics);
+    if (compiled) out.push(compiled);
+  }
+  return Object.freeze(out);
+}
