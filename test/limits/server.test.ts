@@ -25,7 +25,7 @@ afterAll(async () => {
 
 function forwardAuth(key: string, model = 'fraud-v3'): Promise<Response> {
   return fetch(`http://127.0.0.1:${server.verdict.httpPort}/forward-auth`, {
-    headers: { 'x-forwarded-method': 'POST', 'x-forwarded-uri': `/v1/models/${model}/predict`, 'x-api-key': key, 'x-model-org': 'acme' },
+    headers: { 'x-original-method': 'POST', 'x-original-uri': `/v1/models/${model}/predict`, 'x-api-key': key, 'x-model-org': 'acme', 'x-model-classification': 'internal' },
   });
 }
 
@@ -123,7 +123,7 @@ describe('Envoy ext_authz on a rate-limited key', () => {
     const check = () =>
       new Promise<Record<string, unknown>>((resolve, reject) =>
         client.Check!.call(client, {
-          attributes: { request: { http: { method: 'POST', path: '/v1/models/fraud-v3/predict', headers: { ':method': 'POST', ':path': '/v1/models/fraud-v3/predict', 'x-api-key': server.keys.ada, 'x-model-org': 'acme' } } } },
+          attributes: { request: { http: { method: 'POST', path: '/v1/models/fraud-v3/predict', headers: { ':method': 'POST', ':path': '/v1/models/fraud-v3/predict', 'x-api-key': server.keys.ada, 'x-model-org': 'acme', 'x-model-classification': 'internal' } } } },
         }, (e, r) => (e ? reject(e) : resolve(r))),
       );
     try {
