@@ -87,7 +87,7 @@ CREATE INDEX api_keys_owner ON api_keys (owner);
 
 const COLUMNS = 'id, hash, owner, name, roles, attributes, scopes, created_at, expires_at, last_used_at, revoked_at, replaced_by';
 
-/** Compared against when the id is unknown, so an unknown id costs the same as a wrong secret. */
+/** Compared against when the store is empty (no decoy row to read). */
 const DUMMY_HASH = randomBytes(32);
 
 export interface ApiKeyStoreOptions {
@@ -110,12 +110,18 @@ export interface ApiKeyStoreOptions {
  */
 export class ApiKeyStore {
   private readonly byId: Database.Statement<[string], Row>;
+  private readonly byIdOrDecoy: Database.Statement<[string], Row>;
 
   private constructor(
     readonly path: string,
     private readonly db: Database.Database,
   ) {
     this.byId = db.prepare<[string], Row>(`SELECT ${COLUMNS} FROM api_keys WHERE id = ?`);
+    // An unknown id reads a real row instead (the first by id), so it costs what a known id does:
+    // the same index probes, one row of real size materialised, one hash comparison.
+    this.byIdOrDecoy = db.prepare<[string], Row>(
+      `SELECT ${COLUMNS} FROM api_keys WHERE id = coalesce((SELECT id FROM api_keys WHERE id = ?), (SELECT id FROM api_keys ORDER BY id LIMIT 1))`,
+    );
   }
 
   /**
@@ -228,15 +234,18 @@ export class ApiKeyStore {
 
   /**
    * Checks a presented key. The hash comparison is constant-time, and an unknown
-   * id is compared against a dummy hash, so timing tells nothing about the secret
-   * nor whether the id exists. Revocation and expiry are told only to a holder of
-   * the right secret.
+   * id does the work of a known one (it reads and compares against a decoy row:
+   * another key's, which can never match), so timing tells nothing about the
+   * secret nor whether the id exists. Revocation and expiry are told only to a
+   * holder of the right secret.
    */
   verify(key: string, now: number = Date.now()): { ok: true; info: ApiKeyInfo } | AuthnFailure {
     const parsed = parseApiKey(key);
     if (parsed === null) return { ok: false, reason: 'MALFORMED_CREDENTIAL', message: 'the API key is not of the form vk_<id>_<secret>' };
-    const row = this.byId.get(parsed.id);
-    const matches = timingSafeEqual(hashApiKey(key), row?.hash.length === 32 ? row.hash : DUMMY_HASH);
+    // The row of this id, or (unknown id) a decoy: another key's row, whose hash cannot match since it covers its own id.
+    const found = this.byIdOrDecoy.get(parsed.id);
+    const matches = timingSafeEqual(hashApiKey(key), found?.hash.length === 32 ? found.hash : DUMMY_HASH);
+    const row = found !== undefined && found.id === parsed.id ? found : undefined;
     if (!row || !matches) return { ok: false, reason: 'UNKNOWN_KEY', message: `API key ${parsed.id} is not recognised` };
     if (row.revoked_at !== null && row.revoked_at <= now) {
       return { ok: false, reason: 'REVOKED', message: `API key ${row.id} was revoked at ${new Date(row.revoked_at).toISOString()}` };

@@ -37,8 +37,13 @@ export interface JwtConfig {
   readonly publicKeyFile?: string;
   /** Least time between two reads of jwksFile (on an unknown `kid`, or to notice removed keys). Default 1000. */
   readonly jwksReloadMs?: number;
-  /** Leeway for `exp` and `nbf`, in seconds. Default 30. */
+  /** Leeway for `exp`, `nbf` and `iat`, in seconds. Default 30. */
   readonly clockSkewSeconds?: number;
+  /**
+   * The longest a token may live, in seconds: one whose `exp` is further than this
+   * from now, or whose `iat` is longer ago, is refused. Default 86400 (24 h).
+   */
+  readonly maxTokenAgeSeconds?: number;
   readonly claims?: JwtClaimMapping;
 }
 
@@ -73,6 +78,7 @@ export interface TlsConfig {
 
 export const DEFAULT_JWKS_RELOAD_MS = 1000;
 export const DEFAULT_CLOCK_SKEW_SECONDS = 30;
+export const DEFAULT_MAX_TOKEN_AGE_SECONDS = 86_400;
 export const DEFAULT_KEYS_DB = 'data/keys.db';
 export const DEFAULT_API_KEY_HEADER = 'x-api-key';
 export const DEFAULT_LAST_USED_FLUSH_MS = 5000;
@@ -91,6 +97,7 @@ const jwtSchema = z
     publicKeyFile: nonEmpty.optional(),
     jwksReloadMs: z.number().int().min(0).max(3_600_000).optional(),
     clockSkewSeconds: z.number().int().min(0).max(3600).optional(),
+    maxTokenAgeSeconds: z.number().int().min(60).max(31_536_000).optional(),
     claims: z
       .strictObject({
         principalId: claimPath.optional(),

@@ -16,7 +16,7 @@ import {
 } from 'jose';
 import { VerdictError, messageOf } from '../errors.js';
 import { principalFromClaims } from './claims.js';
-import { DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_JWKS_RELOAD_MS, type JwtAlgorithm, type JwtConfig } from './config.js';
+import { DEFAULT_CLOCK_SKEW_SECONDS, DEFAULT_JWKS_RELOAD_MS, DEFAULT_MAX_TOKEN_AGE_SECONDS, type JwtAlgorithm, type JwtConfig } from './config.js';
 import { bearerToken } from './credentials.js';
 import type { AuthnFailure, AuthnResult, Authenticator, CredentialSource } from './types.js';
 
@@ -188,8 +188,12 @@ function quoted(value: unknown): string {
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
+/** Latest instant a Date can hold, in seconds (ECMAScript: 8.64e15 ms). */
+const MAX_DATE_SECONDS = 8.64e12;
+
 function isoOf(seconds: unknown): string {
-  return typeof seconds === 'number' && Number.isFinite(seconds) ? new Date(seconds * 1000).toISOString() : quoted(seconds);
+  // `exp: 1e20` is a number a Date cannot hold; show it as sent rather than throw.
+  return typeof seconds === 'number' && Math.abs(seconds) <= MAX_DATE_SECONDS ? new Date(seconds * 1000).toISOString() : quoted(seconds);
 }
 
 function fail(reason: AuthnFailure['reason'], message: string): AuthnFailure {
@@ -238,7 +242,9 @@ function headerOf(token: string): { alg?: unknown; kid?: unknown } | null {
 
 /**
  * JWT bearer tokens, checked with jose: signature with an explicitly allowed
- * algorithm, `iss`, `aud`, `exp` (required) and `nbf` with a clock skew. The
+ * algorithm, `iss`, `aud`, `exp` (required) and `nbf` with a clock skew; then a
+ * bound on the token's lifetime (`exp` at most `maxTokenAgeSeconds` ahead, `iat`
+ * neither in the future nor older than that). The
  * claims become the principal as configured.
  *
  * @example
@@ -248,6 +254,8 @@ function headerOf(token: string): { alg?: unknown; kid?: unknown } | null {
 export class JwtAuthenticator implements Authenticator {
   /** The same for every token, so built once. */
   private readonly options: JWTVerifyOptions;
+  private readonly skewSeconds: number;
+  private readonly maxAgeSeconds: number;
 
   private constructor(
     private readonly config: JwtConfig,
@@ -256,11 +264,13 @@ export class JwtAuthenticator implements Authenticator {
     /** Null: the system clock, which jose reads itself. */
     private readonly now: (() => number) | null,
   ) {
+    this.skewSeconds = config.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS;
+    this.maxAgeSeconds = config.maxTokenAgeSeconds ?? DEFAULT_MAX_TOKEN_AGE_SECONDS;
     this.options = Object.freeze({
       issuer: config.issuer as string | string[],
       audience: config.audience as string | string[],
       algorithms: [...config.algorithms],
-      clockTolerance: config.clockSkewSeconds ?? DEFAULT_CLOCK_SKEW_SECONDS,
+      clockTolerance: this.skewSeconds,
       // A token without an expiry would be valid for ever once leaked.
       requiredClaims: ['exp'],
     });
@@ -288,6 +298,25 @@ export class JwtAuthenticator implements Authenticator {
     return this.verify(token);
   }
 
+  /**
+   * A verified token that lives too long, or claims to be issued in the future: jose has
+   * checked `exp` and `nbf` are numbers in the window; `iat` is checked here, when present.
+   */
+  private lifetimeFailure(payload: JWTPayload): AuthnFailure | null {
+    const now = (this.now === null ? Date.now() : this.now()) / 1000;
+    const { exp, iat } = payload;
+    const bound = `authn.jwt.maxTokenAgeSeconds is ${this.maxAgeSeconds}`;
+    // exp is required, so a number here; 1e20 would be a token valid for ever once leaked.
+    if (typeof exp === 'number' && exp - now > this.maxAgeSeconds + this.skewSeconds) {
+      return fail('MALFORMED_CREDENTIAL', `token expires at ${isoOf(exp)}, more than ${this.maxAgeSeconds} s from now (${bound}); ask the issuer for shorter-lived tokens`);
+    }
+    if (iat === undefined) return null;
+    if (typeof iat !== 'number' || !Number.isFinite(iat)) return fail('MALFORMED_CREDENTIAL', 'token claim iat is not a number');
+    if (iat - now > this.skewSeconds) return fail('NOT_YET_VALID', `token issued at ${isoOf(iat)}, in the future (beyond the clock skew of ${this.skewSeconds} s)`);
+    if (now - iat > this.maxAgeSeconds + this.skewSeconds) return fail('EXPIRED', `token issued at ${isoOf(iat)}, more than ${this.maxAgeSeconds} s ago (${bound})`);
+    return null;
+  }
+
   /** Verifies one compact JWT (without the `Bearer ` prefix). Never rejects. */
   async verify(token: string): Promise<AuthnResult> {
     if (token.length > MAX_TOKEN_LENGTH) return fail('MALFORMED_CREDENTIAL', `token is longer than ${MAX_TOKEN_LENGTH} characters`);
@@ -301,6 +330,8 @@ export class JwtAuthenticator implements Authenticator {
       if (failure.reason === 'UNAVAILABLE') this.onError(error);
       return failure;
     }
+    const lifetime = this.lifetimeFailure(payload);
+    if (lifetime !== null) return lifetime;
     const mapped = principalFromClaims(payload, this.config.claims);
     if (!mapped.ok) return fail('MALFORMED_CREDENTIAL', mapped.message);
     return { ok: true, principal: mapped.principal, method: 'jwt', credentialId: typeof payload.jti === 'string' ? payload.jti : null };

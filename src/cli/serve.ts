@@ -71,7 +71,7 @@ Signals: SIGHUP reloads the policies; SIGTERM or SIGINT stops accepting, finishe
 in-flight checks, flushes the decision log and exits 0.
 
 Exit codes: 0 stopped cleanly, 2 usage or configuration error, 3 invalid policies,
-5 could not start (port in use, decision log unavailable).
+5 could not start (decision log unavailable or in use by another server).
 `;
 
 export async function runServe(argv: string[], io: CommandIO): Promise<number> {

@@ -23,7 +23,7 @@ import {
  * @example
  * const gateway = new GatewayAdapter(pipeline, authenticator);
  * const answer = await gateway.decide({ method: 'POST', uri: '/v1/models/m1/predict', headers, source, extensions: {}, requestId: null }, '10.0.0.7:41234');
- * answer.status; // 200, 401, 403, 429 (a rate limit: with Retry-After and RateLimit headers)
+ * answer.status; // 200, 401, 403, 429 (a rate limit: with Retry-After and RateLimit headers); 503 when the credential could not be checked (JWKS unreachable)
  */
 export class GatewayAdapter {
   constructor(
@@ -43,7 +43,9 @@ export class GatewayAdapter {
       details: { http: httpDetails(request) },
     });
     const { decision, decisionId } = result;
-    const status = statusFor(decision.reason, decision.effect);
+    // Credentials that could not be checked (a JWKS URL down) are verdict's failure, not the caller's:
+    // 503, so clients retry and operators are paged, rather than a 401 that blames the token.
+    const status = !authn.ok && authn.reason === 'UNAVAILABLE' && decision.effect !== 'ALLOW' ? 503 : statusFor(decision.reason, decision.effect);
     const principalId = authn.ok ? authn.principal.id : null;
     if (status === 200) {
       const headers: Record<string, string> = { [DECISION_ID_HEADER]: decisionId, [PRINCIPAL_HEADER]: headerSafe(principalId ?? '') };
@@ -55,7 +57,7 @@ export class GatewayAdapter {
     const first = decision.ruleIds.length === 0 ? decision.errors[0] : undefined;
     const refusal = first !== undefined && (first.ruleId === AUTHN_RULE_ID || first.ruleId === ROUTE_RULE_ID) ? first : undefined;
     const body = JSON.stringify({
-      error: status === 401 ? 'unauthenticated' : status === 429 ? 'rate limited' : 'forbidden',
+      error: status === 401 ? 'unauthenticated' : status === 429 ? 'rate limited' : status === 503 ? 'authentication unavailable' : 'forbidden',
       reason: decision.reason,
       decisionId,
       ...(refusal ? { detail: refusal.message } : {}),

@@ -29,7 +29,7 @@ export interface GatewayRequest {
 }
 
 /** How a gateway answer reads in HTTP terms. */
-export type GatewayStatus = 200 | 401 | 403 | 429;
+export type GatewayStatus = 200 | 401 | 403 | 429 | 503;
 
 /** The decision for one gateway request, ready to be put in the gateway's own terms. */
 export interface GatewayAnswer {

@@ -7,6 +7,7 @@ import { grpcCallerOf, grpcServerCredentials, httpsServerOptions, loadTlsMateria
 import type { Authenticator } from '../authn/types.js';
 import { loadAudit, type AuditSetup } from '../decisions/audit-setup.js';
 import type { DecisionLog } from '../decisions/log-client.js';
+import { lockDecisionLog, type LogLock } from '../decisions/lock.js';
 import type { SensitiveAttributes } from '../decisions/sensitive.js';
 import { startWriterThread, type WriterSettings } from '../decisions/writer-thread.js';
 import { DecisionPipeline } from '../decide/index.js';
@@ -88,10 +89,31 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   }, { takeTurn: options.reloadTurn });
   metrics.setPolicy(store.current.version, store.current.rules.length);
 
-  // Signing and HMAC keys are read (or created next to the db) before the log opens, so a bad key file stops the start.
-  const audit = loadAudit(config);
-  for (const note of audit.notes) logger[note.level]({ db: config.db }, note.message);
-  const log = await (options.openLog ? options.openLog(audit.sensitive) : startWriterThread(writerSettings(config, audit), audit.sensitive));
+  // One server per log: a second one on the same --db is refused before it touches the log or its keys
+  // (a cluster worker writes through its primary, which holds the lock).
+  let lock: LogLock | null = null;
+  let audit: AuditSetup;
+  let log: DecisionLog;
+  try {
+    if (!options.openLog) lock = lockDecisionLog(config.db);
+    // Signing and HMAC keys are read (or created next to the db) before the log opens, so a bad key file stops the start.
+    audit = loadAudit(config);
+    for (const note of audit.notes) logger[note.level]({ db: config.db }, note.message);
+    const sensitive = audit.sensitive;
+    log = await (options.openLog ? options.openLog(sensitive) : startWriterThread(writerSettings(config, audit), sensitive));
+  } catch (error) {
+    lock?.release();
+    await store.close();
+    throw error;
+  }
+  /** Close the log, then let another server have it. */
+  const closeLog = async (): Promise<void> => {
+    try {
+      await log.close();
+    } finally {
+      lock?.release();
+    }
+  };
   logger.info({ keyId: audit.keyId, publicKey: audit.checkpoints.publicKey, checkpointEveryRows: config.checkpointEveryRows, checkpointEverySeconds: config.checkpointEverySeconds, sensitiveAttributes: config.sensitiveAttributes }, 'audit trail');
   metrics.setLogHealthy(log.healthy);
   log.onCommit(({ rows, durationMs }) => metrics.observeCommit(rows, durationMs / 1000));
@@ -105,7 +127,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       onError: (error, method) => logger.warn({ method, error: messageOf(error) }, 'authentication could not check a credential fully'),
     });
   } catch (error) {
-    await log.close().catch(() => undefined);
+    await closeLog().catch(() => undefined);
     throw error;
   }
 
@@ -118,7 +140,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   try {
     gate = AdminGate.fromConfig(config.admin, { tls: tls !== null }, { log, policyVersion: () => store.current.version });
   } catch (error) {
-    await log.close().catch(() => undefined);
+    await closeLog().catch(() => undefined);
     await authenticator.close?.();
     await store.close();
     throw error;
@@ -131,7 +153,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   const admin = new Admin(store, log.path, gate, options.onAdminReload);
   // Gateways (Envoy ext_authz, forward-auth) authenticate with authn, or trust an identity proxy's headers.
   if (config.trustedPrincipal && (config.authn.jwt || config.authn.apiKeys)) {
-    await log.close().catch(() => undefined);
+    await closeLog().catch(() => undefined);
     await authenticator.close?.();
     throw new VerdictError('CONFIG_INVALID', 'configuration: trustedPrincipal and authn (jwt, apiKeys) exclude each other; gateways use one way to know the caller');
   }
@@ -225,7 +247,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     await http.close().catch(() => undefined);
     await ops?.close().catch(() => undefined);
     await admin.close().catch(() => undefined);
-    await log.close().catch(() => undefined);
+    await closeLog().catch(() => undefined);
     await authenticator.close?.();
     await store.close();
     throw error;
@@ -242,7 +264,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       await Promise.all([grpc.shutdown(), http.close(), ops?.close(), store.close()]);
       await admin.close();
       await authenticator.close?.();
-      await log.close();
+      await closeLog();
     })();
     return closing;
   };

@@ -6,6 +6,7 @@ import { DecisionLogClient } from '../decisions/log-client.js';
 import { serveWriter } from '../decisions/log-host.js';
 import type { LogChannel } from '../decisions/log-protocol.js';
 import type { LogWriter } from '../decisions/writer.js';
+import { lockDecisionLog } from '../decisions/lock.js';
 import { openWriter } from '../decisions/writer-thread.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { startServer, writerSettings, type RunningServer } from './app.js';
@@ -96,9 +97,17 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
   // The workers load these themselves; checking here makes a bad start fail once, with its own exit code, before anything forks.
   if (config.tls) loadTlsMaterial(config.tls);
   await (await PolicyStore.open(config.policies)).close();
-  const audit = loadAudit(config);
-  for (const note of audit.notes) logger[note.level]({ db: config.db }, note.message);
-  const log: LogWriter = openWriter(writerSettings(config, audit));
+  // One server per log: a second one on the same --db is refused before it touches the log or its keys.
+  const lock = lockDecisionLog(config.db);
+  let log: LogWriter;
+  try {
+    const audit = loadAudit(config);
+    for (const note of audit.notes) logger[note.level]({ db: config.db }, note.message);
+    log = openWriter(writerSettings(config, audit));
+  } catch (error) {
+    lock.release();
+    throw error;
+  }
   const metrics = new ServerMetrics();
   metrics.setLogHealthy(log.healthy);
   log.onCommit(({ rows, durationMs }) => metrics.observeCommit(rows, durationMs / 1000));
@@ -250,6 +259,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
   } catch (cause) {
     error = cause instanceof VerdictError ? cause : new VerdictError('DECISION_LOG_UNAVAILABLE', messageOf(cause));
   }
+  lock.release();
   if (gaveUp) error ??= new VerdictError('INTERNAL', 'workers kept exiting; see the log above for why');
   return { error, workerExitCode: ok ? null : workerExitCode };
 }

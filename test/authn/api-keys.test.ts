@@ -102,6 +102,26 @@ describe('API keys', () => {
     expect(failure(await authn.verify(key)).reason).toBe('REVOKED');
   });
 
+  it('an unknown id reads a decoy row (another key), which never authenticates, and answers as a wrong secret does', async () => {
+    // The decoy is the first key by id: present its own secret under ids it does not have.
+    const made = [admin.create({ owner: 'alice' }), admin.create({ owner: 'bob' }), admin.create({ owner: 'carol' })];
+    const decoy = made.reduce((a, b) => (a.info.id < b.info.id ? a : b));
+    const secretOf = (key: string) => key.slice(key.lastIndexOf('_') + 1);
+    // Random, and before and after every id, so the decoy is read whatever the order.
+    for (const id of [newApiKey().id, '2222222222222222', 'zzzzzzzzzzzzzzzz']) {
+      const forged = `vk_${id}_${secretOf(decoy.key)}`;
+      expect(failure(await authn.verify(forged))).toEqual({ reason: 'UNKNOWN_KEY', message: `API key ${id} is not recognised` });
+    }
+    // The same shape for a known id with a wrong secret, and the decoy itself still works.
+    expect(failure(await authn.verify(newApiKey(decoy.info.id).key))).toEqual({ reason: 'UNKNOWN_KEY', message: `API key ${decoy.info.id} is not recognised` });
+    const ok = await authn.verify(decoy.key);
+    expect(ok.ok && ok.principal.id).toBe(decoy.info.owner);
+  });
+
+  it('refuses an unknown id on an empty store', async () => {
+    expect(failure(await authn.verify(newApiKey().key)).reason).toBe('UNKNOWN_KEY');
+  });
+
   it('refuses a malformed key without looking it up', async () => {
     for (const bad of ['vk_', 'vk_short_secret', `vk_${'A'.repeat(16)}_${'a'.repeat(52)}`]) {
       expect(failure(await authn.verify(bad)).reason).toBe('MALFORMED_CREDENTIAL');

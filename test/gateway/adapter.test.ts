@@ -77,11 +77,13 @@ describe('the gateway adapter', () => {
     expect(recording.recorded[1]!.request.principal.id).toBe('');
   });
 
-  it('refuses an authenticator that throws as a failed authentication, never an allow', async () => {
+  it('refuses an authenticator that throws as unavailable authentication (503), never an allow', async () => {
     const broken: Authenticator = { authenticate: () => Promise.reject(new Error('JWKS endpoint down')) };
     const recording = recordingPipeline();
     const answer = await new GatewayAdapter(recording.pipeline, broken).decide(gatewayRequest(), 'gw');
-    expect(answer.status).toBe(401);
+    // verdict could not check the credential: its failure, not the caller's, so 503 rather than 401.
+    expect(answer.status).toBe(503);
+    expect(JSON.parse(answer.body)).toMatchObject({ error: 'authentication unavailable', reason: 'DENIED_UNAUTHENTICATED' });
     expect(recording.recorded[0]!.decision.errors[0]!.message).toBe('UNAVAILABLE: authentication could not be completed: JWKS endpoint down');
   });
 

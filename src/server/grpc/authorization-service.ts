@@ -1,5 +1,5 @@
 // verdict.v1.Authorization over gRPC: Check and CheckBatch as adapters of the
-// decide core, with invalid and oversized requests recorded before they are refused.
+// decide core, with invalid, oversized and malformed requests recorded before they are refused.
 
 import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import { batchRecordError, InvalidRequest, RefusedRequest, type CallMeta, type CheckInput, type CheckResult, type RequestFieldError } from '../../decide/index.js';
@@ -7,7 +7,7 @@ import { VerdictError } from '../../errors.js';
 import { callMeta, unary, type CallOptions } from './call.js';
 import { toBatchInputs, toCheckInput, toCheckResponse } from './convert/verdict.js';
 import type { AuthorizationHandlers } from './handlers.js';
-import { OversizedMessage } from './oversized.js';
+import { isUnreadable, type UnreadableMessage } from './oversized.js';
 import type { CheckBatchRequest__Output } from './generated/verdict/v1/CheckBatchRequest.js';
 import type { CheckBatchResponse } from './generated/verdict/v1/CheckBatchResponse.js';
 import type { CheckRequest__Output } from './generated/verdict/v1/CheckRequest.js';
@@ -29,9 +29,9 @@ export interface AuthorizationOptions extends CallOptions {
 /** verdict.v1.Authorization over the decide core (or any AuthorizationHandlers). */
 export function authorizationService(handlers: AuthorizationHandlers, options: AuthorizationOptions): UntypedServiceImplementation {
   return {
-    Check: unary<CheckRequest__Output | OversizedMessage, CheckResponse>('Check', options, async (call) => {
+    Check: unary<CheckRequest__Output | UnreadableMessage, CheckResponse>('Check', options, async (call) => {
       const message = call.request;
-      if (message instanceof OversizedMessage) return refuseOversized(message, call, handlers, options);
+      if (isUnreadable(message)) return refuseUnreadable(message, call, handlers, options);
       const meta = callMeta(call, message.requestId, options);
       const input = toCheckInput(message);
       const result = await handlers.check(input, meta);
@@ -40,9 +40,9 @@ export function authorizationService(handlers: AuthorizationHandlers, options: A
       return toCheckResponse(result, meta.requestId);
     }),
 
-    CheckBatch: unary<CheckBatchRequest__Output | OversizedMessage, CheckBatchResponse>('CheckBatch', options, async (call) => {
+    CheckBatch: unary<CheckBatchRequest__Output | UnreadableMessage, CheckBatchResponse>('CheckBatch', options, async (call) => {
       const message = call.request;
-      if (message instanceof OversizedMessage) return refuseOversized(message, call, handlers, options);
+      if (isUnreadable(message)) return refuseUnreadable(message, call, handlers, options);
       const count = message.items.length;
       if (count > options.maxBatchItems) {
         throw new StatusError(status.INVALID_ARGUMENT, `items: ${count} items exceed the limit of ${options.maxBatchItems} per batch`);
@@ -69,9 +69,9 @@ export function authorizationService(handlers: AuthorizationHandlers, options: A
   };
 }
 
-/** Records an oversized message as one error decision, then refuses it. */
-async function refuseOversized(
-  message: OversizedMessage,
+/** Records an oversized or malformed message as one error decision, then refuses it. */
+async function refuseUnreadable(
+  message: UnreadableMessage,
   call: Parameters<typeof callMeta>[0],
   handlers: AuthorizationHandlers,
   options: CallOptions,

@@ -1,5 +1,8 @@
 import { InvalidRequest, RequestFieldError } from '../../decide/index.js';
 
+/** What stands in for a request message the transport could not read: recorded as an error decision, then refused. */
+export type UnreadableMessage = OversizedMessage | MalformedMessage;
+
 /**
  * Stands in for a request message larger than the configured limit. The transport
  * accepts messages up to a hard ceiling above the limit so that an oversized one can
@@ -12,13 +15,46 @@ export class OversizedMessage {
   ) {}
 
   toInvalidRequest(): InvalidRequest {
-    const error = new RequestFieldError('(message)', `message is ${this.bytes} bytes, over the limit of ${this.limit} bytes; send fewer or smaller attributes`);
-    const empty = Object.freeze({});
-    return new InvalidRequest(error, {
-      principal: { id: '', roles: [], attributes: empty },
-      action: '',
-      resource: { type: '', id: '', attributes: empty },
-      context: { attributes: empty },
-    });
+    return unreadable(`message is ${this.bytes} bytes, over the limit of ${this.limit} bytes; send fewer or smaller attributes`);
   }
+}
+
+/** The longest decoder message kept; it is echoed to the caller and recorded. */
+const MAX_REASON_CHARS = 200;
+
+/**
+ * Stands in for a request whose bytes are not a valid protobuf message of the
+ * method's type (a truncated field, an invalid wire type): bad input like any
+ * other, so it is recorded and answered INVALID_ARGUMENT rather than INTERNAL.
+ */
+export class MalformedMessage {
+  readonly reason: string;
+
+  constructor(
+    readonly type: string,
+    readonly bytes: number,
+    cause: unknown,
+  ) {
+    const text = cause instanceof Error ? cause.message : String(cause);
+    this.reason = text.length > MAX_REASON_CHARS ? `${text.slice(0, MAX_REASON_CHARS)}…` : text;
+  }
+
+  toInvalidRequest(): InvalidRequest {
+    return unreadable(`the ${this.bytes} bytes sent are not a valid ${this.type} protobuf message (${this.reason}); send a message encoded from verdict's .proto files`);
+  }
+}
+
+export function isUnreadable(message: unknown): message is UnreadableMessage {
+  return message instanceof OversizedMessage || message instanceof MalformedMessage;
+}
+
+function unreadable(message: string): InvalidRequest {
+  const error = new RequestFieldError('(message)', message);
+  const empty = Object.freeze({});
+  return new InvalidRequest(error, {
+    principal: { id: '', roles: [], attributes: empty },
+    action: '',
+    resource: { type: '', id: '', attributes: empty },
+    context: { attributes: empty },
+  });
 }

@@ -21,7 +21,7 @@ import { descriptorSet, serviceDefinition } from './descriptors.js';
 import { EXT_AUTHZ_SERVICE, extAuthzService } from './ext-authz-service.js';
 import type { AdminHandlers, AuthorizationHandlers } from './handlers.js';
 import { HEALTH_SERVICE, HealthService } from './health.js';
-import { OversizedMessage } from './oversized.js';
+import { MalformedMessage, OversizedMessage } from './oversized.js';
 import { addReflection } from './reflection.js';
 
 export interface GrpcServerOptions {
@@ -74,14 +74,28 @@ export function hardCeiling(limit: number): number {
   return Math.max(limit * 4, limit + 1024 * 1024);
 }
 
-/** Wraps each method's deserializer so a message over `limit` bytes arrives as an OversizedMessage. */
+/**
+ * Wraps each method's deserializer so a message over `limit` bytes arrives as an
+ * OversizedMessage, and one that does not decode as a MalformedMessage (grpc-js
+ * would answer INTERNAL and record nothing).
+ */
 function withSizeLimit(definition: ServiceDefinition, limit: number): ServiceDefinition {
   const wrapped: Record<string, MethodDefinition<unknown, unknown>> = {};
   for (const [name, method] of Object.entries(definition)) {
     const decode = method.requestDeserialize;
+    // verdict's request types are named after their methods: /verdict.v1.Authorization/Check takes verdict.v1.CheckRequest.
+    const service = method.path.split('/')[1] ?? '';
+    const type = `${service.slice(0, service.lastIndexOf('.') + 1)}${name}Request`;
     wrapped[name] = {
       ...method,
-      requestDeserialize: (bytes: Buffer) => (bytes.length > limit ? new OversizedMessage(bytes.length, limit) : decode(bytes)),
+      requestDeserialize: (bytes: Buffer) => {
+        if (bytes.length > limit) return new OversizedMessage(bytes.length, limit);
+        try {
+          return decode(bytes);
+        } catch (error) {
+          return new MalformedMessage(type, bytes.length, error);
+        }
+      },
     };
   }
   return wrapped as ServiceDefinition;

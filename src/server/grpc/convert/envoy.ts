@@ -10,7 +10,7 @@ import { jsonToStruct } from './struct.js';
 // Envoy's terms (status, headers for the upstream or the client, metadata).
 
 /** google.rpc.Code values. */
-export const RPC_CODE = { OK: 0, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UNAUTHENTICATED: 16 } as const;
+export const RPC_CODE = { OK: 0, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
 
 /** The request an ext_authz CheckRequest describes. */
 export function fromEnvoyCheckRequest(message: CheckRequest__Output): GatewayRequest {
@@ -52,6 +52,7 @@ const HTTP_STATUS_NAMES: Readonly<Record<GatewayAnswer['status'], StatusCode__Ou
   401: 'Unauthorized',
   403: 'Forbidden',
   429: 'TooManyRequests',
+  503: 'ServiceUnavailable',
 };
 
 function headerOptions(headers: Readonly<Record<string, string>>): HeaderValueOption[] {
@@ -75,7 +76,8 @@ export function toEnvoyCheckResponse(answer: GatewayAnswer): CheckResponse {
   if (answer.status === 200) {
     return { status: { code: RPC_CODE.OK, message: '' }, okResponse: { headers: headerOptions(answer.headers), headersToRemove: [] }, dynamicMetadata };
   }
-  const code = answer.status === 401 ? RPC_CODE.UNAUTHENTICATED : answer.status === 429 ? RPC_CODE.RESOURCE_EXHAUSTED : RPC_CODE.PERMISSION_DENIED;
+  const code =
+    answer.status === 401 ? RPC_CODE.UNAUTHENTICATED : answer.status === 429 ? RPC_CODE.RESOURCE_EXHAUSTED : answer.status === 503 ? RPC_CODE.UNAVAILABLE : RPC_CODE.PERMISSION_DENIED;
   const headers = answer.body === '' ? answer.headers : { ...answer.headers, 'content-type': 'application/json' };
   return {
     status: { code, message: answer.decision.reason },
