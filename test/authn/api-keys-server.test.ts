@@ -17,7 +17,7 @@ afterAll(async () => {
 
 async function refusal(apiKey: string): Promise<{ status: number; body: Record<string, unknown>; recorded: string }> {
   const response = await fetch(`http://127.0.0.1:${server.verdict.httpPort}/forward-auth`, {
-    headers: { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/v1/models/fraud-detector-v3', 'x-api-key': apiKey, 'x-model-org': 'acme', 'x-model-classification': 'internal' },
+    headers: { 'x-original-method': 'GET', 'x-original-uri': '/v1/models/fraud-detector-v3', 'x-api-key': apiKey, 'x-model-org': 'acme', 'x-model-classification': 'internal' },
   });
   const body = JSON.parse(await response.text()) as Record<string, unknown>;
   const row = getDecision(server.db, response.headers.get('x-verdict-decision-id')!)!;
@@ -37,7 +37,7 @@ describe('API keys: unknown id and wrong secret are told apart by nothing', () =
     expect(shape(unknown, unknownId).body.detail).toBe('UNKNOWN_KEY: API key <id> is not recognised');
     // The real key still works.
     const ok = await fetch(`http://127.0.0.1:${server.verdict.httpPort}/forward-auth`, {
-      headers: { 'x-forwarded-method': 'GET', 'x-forwarded-uri': '/v1/models/fraud-detector-v3', 'x-api-key': server.keys.dana, 'x-model-org': 'acme', 'x-model-classification': 'internal' },
+      headers: { 'x-original-method': 'GET', 'x-original-uri': '/v1/models/fraud-detector-v3', 'x-api-key': server.keys.dana, 'x-model-org': 'acme', 'x-model-classification': 'internal' },
     });
     expect(ok.status).toBe(200);
   });

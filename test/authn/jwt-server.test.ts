@@ -52,8 +52,8 @@ function token(claims: JWTPayload = {}): Promise<string> {
 async function forwardAuth(bearer: string): Promise<{ status: number; body: string; decisionId: string | null }> {
   const response = await fetch(`http://127.0.0.1:${verdict.httpPort}/forward-auth`, {
     headers: {
-      'x-forwarded-method': 'GET',
-      'x-forwarded-uri': '/v1/models/fraud-detector-v3',
+      'x-original-method': 'GET',
+      'x-original-uri': '/v1/models/fraud-detector-v3',
       authorization: `Bearer ${bearer}`,
       'x-model-org': 'acme',
       'x-model-classification': 'internal',
