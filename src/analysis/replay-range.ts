@@ -3,7 +3,7 @@ import { decisionColumns } from '../decisions/schema.js';
 import { VerdictError } from '../errors.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { loadCandidate, type CandidateFiles } from './candidate.js';
-import { REPLAY_COLUMNS, REPLAY_KEYS, Replayer, type ReplayRow, type ReplayTally } from './replay.js';
+import { LOOKED_UP_KEYS, REPLAY_COLUMNS, REPLAY_KEYS, Replayer, type ReplayRow, type ReplayTally, type RowLookup } from './replay.js';
 
 /**
  * The hot loop of `verdict replay` over a log: blocks of seq numbers, taken
@@ -62,11 +62,17 @@ export function compileSets(plan: Pick<ReplayPlan, 'candidate' | 'baseline'>): {
 export function replayBlocks(db: Database.Database, plan: ReplayPlan, sets: { candidate: PolicySet; baseline: PolicySet | null }, onBlock?: () => void): ReplayTally {
   const shared = new Int32Array(plan.shared);
   const present = decisionColumns(db);
-  const list = REPLAY_COLUMNS.map((c) => (present.has(c.sql) ? c.sql : `NULL AS ${c.sql}`)).join(', ');
+  // The decision id and rule ids are looked up for the few rows a report names: reading them for every row costs a tenth of the time.
+  const list = REPLAY_COLUMNS.map((c) => (present.has(c.sql) && !(LOOKED_UP_KEYS as ReadonlySet<string>).has(c.key) ? c.sql : `NULL AS ${c.sql}`)).join(', ');
+  const one = db.prepare<[number], [string, string]>('SELECT decision_id, rule_ids FROM decisions WHERE seq = ?').raw(true);
+  const lookup: RowLookup = (seq) => {
+    const found = one.get(seq);
+    return found === undefined ? undefined : { decisionId: found[0], ruleIds: found[1] };
+  };
   const statement = db.prepare<[number, number, number, number], unknown[]>(
     `SELECT seq, ${list} FROM decisions WHERE seq BETWEEN ? AND ? AND time_ms >= ? AND time_ms < ? ORDER BY seq`,
   ).raw(true);
-  const replayer = new Replayer(sets.candidate, sets.baseline, { examples: plan.examples });
+  const replayer = new Replayer(sets.candidate, sets.baseline, { examples: plan.examples, lookup });
   for (;;) {
     const block = Atomics.add(shared, NEXT, 1);
     if (block >= Atomics.load(shared, LIMIT)) break;

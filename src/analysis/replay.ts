@@ -33,8 +33,18 @@ export const REPLAY_COLUMNS = REPLAY_KEYS.map((key) => {
   return column;
 });
 
-/** A stored row, the columns a replay reads: as stored (JSON columns as text). */
-export type ReplayRow = { readonly seq: number } & { readonly [K in ReplayKey]: K extends 'details' ? string | null : string };
+/**
+ * A stored row, the columns a replay reads: as stored (JSON columns as text).
+ * `decisionId` and `ruleIds`, needed only for the few rows a report names, may
+ * be left null by a reader that can look them up (ReplayerOptions.lookup).
+ */
+export type ReplayRow = { readonly seq: number } & { readonly [K in ReplayKey]: K extends 'details' | 'decisionId' | 'ruleIds' ? string | null : string };
+
+/** The columns of a row a reader left out, looked up by seq. */
+export type RowLookup = (seq: number) => { readonly decisionId: string; readonly ruleIds: string } | undefined;
+
+/** Columns a log reader need not read for every row (see ReplayRow). */
+export const LOOKED_UP_KEYS: ReadonlySet<ReplayKey> = new Set(['decisionId', 'ruleIds']);
 
 const INDEX_IN_COLUMNS = REPLAY_KEYS.map((key) => COLUMNS.findIndex((c) => c.key === key));
 
@@ -107,9 +117,11 @@ export function newTally(): ReplayTally {
 const REFUSED_REASONS: ReadonlySet<string> = new Set(['DENIED_INVALID_REQUEST', 'DENIED_UNAUTHENTICATED', 'DENIED_BY_RATE_LIMIT']);
 const HMAC_VALUE = new RegExp(`^${HMAC_PREFIX}[0-9a-f]{64}$`);
 
-export interface ReplayOptions {
+export interface ReplayerOptions {
   /** Example decision ids kept per group. */
   readonly examples: number;
+  /** Where to find a row's decision id and rule ids when the row leaves them null. */
+  readonly lookup?: RowLookup;
 }
 
 /**
@@ -128,7 +140,7 @@ export class Replayer {
   constructor(
     private readonly candidate: PolicySet,
     private readonly baseline: PolicySet | null,
-    private readonly options: ReplayOptions,
+    private readonly options: ReplayerOptions,
   ) {}
 
   add(row: ReplayRow): void {
@@ -136,19 +148,19 @@ export class Replayer {
     tally.rows++;
     const refusal = refusalOf(row);
     if (refusal !== null) {
-      if (refusal === ADMIN) addExample(tally.admin, row, this.options.examples);
-      else addToGroup(tally.refused, refusal, row, this.options.examples);
+      if (refusal === ADMIN) this.addExample(tally.admin, row);
+      else this.addToGroup(tally.refused, refusal, row);
       return;
     }
     const request = typeof row.request === 'string' ? requestOf(row) : null;
     if (request === null) {
-      addExample(tally.unreadable, row, this.options.examples);
+      this.addExample(tally.unreadable, row);
       return;
     }
     if (row.request.includes(HMAC_PREFIX)) {
       const paths = maskedPaths(request);
       if (paths.length > 0) {
-        addExample(tally.masked, row, this.options.examples);
+        this.addExample(tally.masked, row);
         for (const path of paths) tally.masked.byPath.set(path, (tally.masked.byPath.get(path) ?? 0) + 1);
         return;
       }
@@ -164,12 +176,37 @@ export class Replayer {
     }
     const direction: FlipDirection = now.effect === 'DENY' ? 'ALLOW_TO_DENY' : 'DENY_TO_ALLOW';
     const flip = tally.flips[direction];
-    const n = this.options.examples;
-    addExample(flip, row, n);
-    addToGroup(flip.byPrincipal, row.principalId, row, n);
-    addToGroup(flip.byAction, row.action, row, n);
-    addToGroup(flip.byResourceType, row.resourceType, row, n);
-    for (const key of ruleKeys(now, before, row)) addToGroup(flip.byRule, key, row, n);
+    this.addExample(flip, row);
+    this.addToGroup(flip.byPrincipal, row.principalId, row);
+    this.addToGroup(flip.byAction, row.action, row);
+    this.addToGroup(flip.byResourceType, row.resourceType, row);
+    for (const key of ruleKeys(now, before, () => this.recordedRules(row))) this.addToGroup(flip.byRule, key, row);
+  }
+
+  private looked(row: ReplayRow): { readonly decisionId: string; readonly ruleIds: string } {
+    if (row.decisionId !== null && row.ruleIds !== null) return { decisionId: row.decisionId, ruleIds: row.ruleIds };
+    const found = this.options.lookup?.(row.seq);
+    return { decisionId: row.decisionId ?? found?.decisionId ?? `seq ${row.seq}`, ruleIds: row.ruleIds ?? found?.ruleIds ?? '[]' };
+  }
+
+  private recordedRules(row: ReplayRow): readonly string[] {
+    const ids = parseJson(this.looked(row).ruleIds);
+    return Array.isArray(ids) ? ids.filter((id): id is string => typeof id === 'string') : [];
+  }
+
+  /** Count a row in `group`, keeping the earliest examples (rows arrive in seq order within a range). */
+  private addExample(group: Group, row: ReplayRow): void {
+    group.count++;
+    if (group.examples.length < this.options.examples) group.examples.push([row.seq, row.decisionId ?? this.looked(row).decisionId]);
+  }
+
+  private addToGroup(groups: Map<string, Group>, key: string, row: ReplayRow): void {
+    let group = groups.get(key);
+    if (group === undefined) {
+      group = { count: 0, examples: [] };
+      groups.set(key, group);
+    }
+    this.addExample(group, row);
   }
 }
 
@@ -227,17 +264,12 @@ function maskedPaths(request: DecisionRequest): string[] {
  * answer, or, when the new answer is a default deny, the rules that allowed
  * before (recorded or baseline) and no longer do.
  */
-function ruleKeys(now: Decision, before: Decision | null, row: ReplayRow): string[] {
+function ruleKeys(now: Decision, before: Decision | null, recorded: () => readonly string[]): string[] {
   if (now.effect === 'ALLOW') return now.ruleIds.map((id) => `allows\0${id}`);
   if (now.reason === 'DENIED_BY_RULE') return now.ruleIds.map((id) => `denies\0${id}`);
   if (now.reason === 'DENIED_BY_ERROR') return now.ruleIds.map((id) => `erred\0${id}`);
-  const allowedBy = before !== null ? before.ruleIds : recordedRules(row);
+  const allowedBy = before !== null ? before.ruleIds : recorded();
   return allowedBy.length > 0 ? allowedBy.map((id) => `no longer allows\0${id}`) : ['no longer allows\0(none recorded)'];
-}
-
-function recordedRules(row: ReplayRow): readonly string[] {
-  const ids = parseJson(row.ruleIds);
-  return Array.isArray(ids) ? ids.filter((id): id is string => typeof id === 'string') : [];
 }
 
 function parseJson(text: string): unknown {
@@ -250,21 +282,6 @@ function parseJson(text: string): unknown {
 
 function isObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
-
-/** Count a row in `group`, keeping the `n` earliest examples (rows arrive in seq order within a range). */
-function addExample(group: Group, row: ReplayRow, n: number): void {
-  group.count++;
-  if (group.examples.length < n) group.examples.push([row.seq, row.decisionId]);
-}
-
-function addToGroup(groups: Map<string, Group>, key: string, row: ReplayRow, n: number): void {
-  let group = groups.get(key);
-  if (group === undefined) {
-    group = { count: 0, examples: [] };
-    groups.set(key, group);
-  }
-  addExample(group, row, n);
 }
 
 // ------------------------------------------------------------------ merging
