@@ -117,7 +117,7 @@ function n(value: number): string {
 }
 
 function time(ms: number | null): string {
-  return ms === null ? '…' : new Date(ms).toISOString();
+  return ms === null ? '(open)' : new Date(ms).toISOString();
 }
 
 /** The report for a terminal: each flip direction with its groups (the `top` largest of each), then what was not replayed. */
@@ -127,10 +127,23 @@ export function formatReplayReport(report: ReplayReport, top: number): string {
   out.push(`verdict replay ${report.source}`);
   out.push(`  candidate    ${report.candidate.source} (${report.candidate.version})`);
   out.push(`  compared to  ${baseline}`);
-  out.push(`  window       ${time(report.window.since)} .. ${time(report.window.until)}`);
+  const { since, until } = report.window;
+  out.push(`  window       ${since === null && until === null ? 'the whole log' : `${time(since)} .. ${time(until)}`}`);
   out.push(
     `  rows         ${n(report.rows)} read, ${n(report.replayed)} replayed (${n(report.gateway)} through a gateway), ${n(report.unchanged)} unchanged, ` +
       `${n(report.flips.ALLOW_TO_DENY.count + report.flips.DENY_TO_ALLOW.count)} flipped`,
+  );
+  const ruleLabel = (g: ReportGroup): string => `${(g as RuleGroup).rule} (${(g as RuleGroup).role})`;
+  // One column width for every section, so the counts line up.
+  const width = Math.min(
+    48,
+    Math.max(
+      8,
+      ...FLIP_DIRECTIONS.flatMap((d) => {
+        const f = report.flips[d];
+        return [...f.byRule.slice(0, top).map(ruleLabel), ...[f.byPrincipal, f.byAction, f.byResourceType].flatMap((l) => l.slice(0, top).map((g) => g.key))].map((l) => l.length);
+      }),
+    ),
   );
   for (const direction of FLIP_DIRECTIONS) {
     const f = report.flips[direction];
@@ -140,13 +153,12 @@ export function formatReplayReport(report: ReplayReport, top: number): string {
     if (f.count === 0) continue;
     const section = (title: string, list: readonly ReportGroup[], label: (g: ReportGroup) => string): void => {
       out.push(`  by ${title}`);
-      const width = Math.min(48, Math.max(...list.slice(0, top).map((g) => label(g).length)));
       for (const g of list.slice(0, top)) {
-        out.push(`    ${label(g).padEnd(width)}  ${n(g.count).padStart(7)}   e.g. ${g.examples.join(', ')}`);
+        out.push(`    ${label(g).padEnd(width)}  ${n(g.count).padStart(6)}  e.g. ${g.examples.join(', ')}`);
       }
       if (list.length > top) out.push(`    … ${n(list.length - top)} more (--top, or --json for all)`);
     };
-    section('rule', f.byRule, (g) => `${(g as RuleGroup).rule} (${(g as RuleGroup).role})`);
+    section('rule', f.byRule, ruleLabel);
     section('principal', f.byPrincipal, (g) => g.key);
     section('action', f.byAction, (g) => g.key);
     section('resource type', f.byResourceType, (g) => g.key);

@@ -222,7 +222,7 @@ describe('verdict replay on a log of the shipped policies', () => {
     const run = await replay('--db', db, '--policies', variant('removed-text', withoutRule('ds-read-predict-own-org')), '--examples', '1');
     expect(run.code).toBe(1);
     expect(run.stdout).toMatch(/^ALLOW → DENY: \d+$/m);
-    expect(run.stdout).toMatch(/^ {4}ds-read-predict-own-org \(no longer allows\) +\d+ +e\.g\. [0-9a-f-]{36}$/m);
+    expect(run.stdout).toMatch(/^ {4}ds-read-predict-own-org \(no longer allows\) +\d+  e\.g\. [0-9a-f-]{36}$/m);
     expect(run.stdout).toContain('masked attributes         2 (principal.attributes.email 2;');
     expect(run.stdout).toContain('refused before the rules  3 (DENIED_INVALID_REQUEST 1, DENIED_UNAUTHENTICATED 1, NO_ROUTE 1)');
     expect(run.stderr).toBe('');
