@@ -50,6 +50,8 @@ export interface ReplayReport {
   readonly warnings: readonly string[];
   readonly seconds: number;
   readonly rowsPerSecond: number;
+  /** CPU time of every thread of the replay. */
+  readonly cpuSeconds: number;
 }
 
 function ids(group: Group): string[] {
@@ -70,6 +72,7 @@ export interface ReportMeta {
   readonly allowedFlips: readonly FlipDirection[];
   readonly warnings: readonly string[];
   readonly seconds: number;
+  readonly cpuSeconds: number;
 }
 
 export function buildReport(tally: ReplayTally, meta: ReportMeta): ReplayReport {
@@ -176,6 +179,6 @@ export function formatReplayReport(report: ReplayReport, top: number): string {
   out.push(`  unreadable requests       ${n(unreadable.count)}${unreadable.count > 0 ? ` (e.g. ${unreadable.examples.join(', ')})` : ''}`);
   for (const warning of report.warnings) out.push(`warning: ${warning}`);
   out.push('');
-  out.push(`${n(report.rows)} rows in ${report.seconds.toFixed(2)} s (${n(report.rowsPerSecond)} rows/s)`);
+  out.push(`${n(report.rows)} rows in ${report.seconds.toFixed(2)} s (${n(report.rowsPerSecond)} rows/s; ${report.cpuSeconds.toFixed(2)} s of CPU)`);
   return `${out.join('\n')}\n`;
 }

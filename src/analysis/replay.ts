@@ -183,10 +183,15 @@ export class Replayer {
     for (const key of ruleKeys(now, before, () => this.recordedRules(row))) this.addToGroup(flip.byRule, key, row);
   }
 
+  /** The last row looked up: a flip adds the same row to several groups. */
+  private lastLooked: { readonly row: ReplayRow; readonly decisionId: string; readonly ruleIds: string } | null = null;
+
   private looked(row: ReplayRow): { readonly decisionId: string; readonly ruleIds: string } {
     if (row.decisionId !== null && row.ruleIds !== null) return { decisionId: row.decisionId, ruleIds: row.ruleIds };
+    if (this.lastLooked?.row === row) return this.lastLooked;
     const found = this.options.lookup?.(row.seq);
-    return { decisionId: row.decisionId ?? found?.decisionId ?? `seq ${row.seq}`, ruleIds: row.ruleIds ?? found?.ruleIds ?? '[]' };
+    this.lastLooked = { row, decisionId: row.decisionId ?? found?.decisionId ?? `seq ${row.seq}`, ruleIds: row.ruleIds ?? found?.ruleIds ?? '[]' };
+    return this.lastLooked;
   }
 
   private recordedRules(row: ReplayRow): readonly string[] {

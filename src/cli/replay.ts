@@ -186,6 +186,7 @@ async function replay(argv: string[], io: CommandIO): Promise<number> {
     allowedFlips,
     warnings,
     seconds: run.seconds,
+    cpuSeconds: run.cpuSeconds,
   });
   io.stdout(values.json ? `${JSON.stringify(report)}\n` : formatReplayReport(report, top));
   return hasUnacceptedFlips(report) ? EXIT.FAILED : EXIT.OK;

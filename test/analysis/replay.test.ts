@@ -43,7 +43,7 @@ function flipped(r: ReplayReport, direction: 'ALLOW_TO_DENY' | 'DENY_TO_ALLOW'):
 
 /** What must be equal between two replays of the same change. */
 function essence(r: ReplayReport): unknown {
-  const { source: _s, seconds: _t, rowsPerSecond: _r, candidate: _c, baseline: _b, warnings: _w, ...rest } = r;
+  const { source: _s, seconds: _t, rowsPerSecond: _r, cpuSeconds: _u, candidate: _c, baseline: _b, warnings: _w, ...rest } = r;
   return rest;
 }
 
