@@ -152,13 +152,17 @@ export class Replayer {
       else this.addToGroup(tally.refused, refusal, row);
       return;
     }
-    const request = typeof row.request === 'string' ? requestOf(row) : null;
+    const request = typeof row.request === 'string' && (row.effect === 'ALLOW' || row.effect === 'DENY') ? requestOf(row) : null;
     if (request === null) {
       this.addExample(tally.unreadable, row);
       return;
     }
     if (row.request.includes(HMAC_PREFIX)) {
       const paths = maskedPaths(request);
+      if (paths === null) {
+        this.addExample(tally.unreadable, row);
+        return;
+      }
       if (paths.length > 0) {
         this.addExample(tally.masked, row);
         for (const path of paths) tally.masked.byPath.set(path, (tally.masked.byPath.get(path) ?? 0) + 1);
@@ -246,22 +250,31 @@ function requestOf(row: ReplayRow): DecisionRequest | null {
   };
 }
 
-/** The attribute paths of `request` whose values are stored as an HMAC. */
-function maskedPaths(request: DecisionRequest): string[] {
-  const paths: string[] = [];
-  const walk = (value: unknown, path: string): void => {
+/** Deeper attributes than this make a row unreadable rather than a deep recursion. */
+const MAX_DEPTH = 64;
+
+/**
+ * The attribute paths of `request` whose values are stored as an HMAC (array
+ * positions as `[]`), or null when the attributes nest deeper than MAX_DEPTH.
+ */
+function maskedPaths(request: DecisionRequest): string[] | null {
+  const paths = new Set<string>();
+  const walk = (value: unknown, path: string, depth: number): boolean => {
+    if (depth > MAX_DEPTH) return false;
     if (typeof value === 'string') {
-      if (HMAC_VALUE.test(value)) paths.push(path);
+      if (HMAC_VALUE.test(value)) paths.add(path);
     } else if (Array.isArray(value)) {
-      value.forEach((v, i) => walk(v, `${path}[${i}]`));
+      for (const v of value) if (!walk(v, `${path}[]`, depth + 1)) return false;
     } else if (isObject(value)) {
-      for (const [k, v] of Object.entries(value)) walk(v, `${path}.${k}`);
+      for (const [k, v] of Object.entries(value)) if (!walk(v, `${path}.${k}`, depth + 1)) return false;
     }
+    return true;
   };
-  walk(request.principal.attributes, 'principal.attributes');
-  walk(request.resource.attributes, 'resource.attributes');
-  walk(request.context.attributes, 'context.attributes');
-  return paths;
+  const ok =
+    walk(request.principal.attributes, 'principal.attributes', 0) &&
+    walk(request.resource.attributes, 'resource.attributes', 0) &&
+    walk(request.context.attributes, 'context.attributes', 0);
+  return ok ? [...paths] : null;
 }
 
 /**
