@@ -45,7 +45,7 @@ an attribute stored masked (sensitiveAttributes): the value the rules read is
 gone, so they are counted as not replayable, never guessed.
 
 Output:
-  --allow-flips DIR     accept flips in this direction (ALLOW_TO_DENY or
+  --allow-flips D       accept flips in direction D (ALLOW_TO_DENY or
                         DENY_TO_ALLOW; repeat or comma-separate): they are
                         reported but do not make the exit code 1
   --json                the report as one JSON object
