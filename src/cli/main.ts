@@ -10,6 +10,7 @@ const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }>
   decisions: { run: async () => (await import('./decisions.js')).runDecisions, summary: 'query the decision log' },
   audit: { run: async () => (await import('./audit.js')).runAudit, summary: 'verify, checkpoint, export and prune the tamper-evident decision log' },
   keys: { run: async () => (await import('./keys.js')).runKeys, summary: 'create, list, revoke and rotate API keys' },
+  replay: { run: async () => (await import('./replay.js')).runReplay, summary: 'replay recorded decisions against changed policies: what would flip?' },
 };
 
 function help(): string {

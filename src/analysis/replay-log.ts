@@ -1,0 +1,136 @@
+import { availableParallelism } from 'node:os';
+import { performance } from 'node:perf_hooks';
+import { openReadOnly } from '../decisions/schema.js';
+import { VerdictError, type ErrorCode } from '../errors.js';
+import { startThread } from '../threads.js';
+import type { CandidateFiles } from './candidate.js';
+import { replayRowFromValues, Replayer, mergeTallies, newTally, type ReplayTally } from './replay.js';
+import { compileSets, newShared, replayBlocks, rowsDone, type ReplayPlan } from './replay-range.js';
+import { COLUMNS, type RowValue } from '../decisions/columns.js';
+
+export interface ReplayOptions {
+  readonly candidate: CandidateFiles;
+  /** Compare with this set's answers instead of the recorded ones. */
+  readonly baseline: CandidateFiles | null;
+  /** Epoch ms, `since <= time < until`. */
+  readonly since?: number;
+  readonly until?: number;
+  /** Threads; default one per core, at most 4. A small window is replayed in this thread alone. */
+  readonly workers?: number;
+  /** Example decision ids per group. */
+  readonly examples: number;
+  /** Told of rows done out of the total, now and then (about 5 times a second with threads). */
+  readonly onProgress?: (done: number, total: number) => void;
+}
+
+export interface ReplayRun {
+  readonly tally: ReplayTally;
+  readonly seconds: number;
+  /** CPU time of the process over the run, every thread's: a figure a busy machine disturbs less than the wall time. */
+  readonly cpuSeconds: number;
+}
+
+function cpuSince(start: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(start);
+  return (used.user + used.system) / 1e6;
+}
+
+const TIME_INDEX = COLUMNS.findIndex((c) => c.key === 'timeMs');
+
+/** Rows per block a thread claims at a time, at most and at least. */
+const MAX_BLOCK_ROWS = 8192;
+const MIN_BLOCK_ROWS = 16;
+/** Below this many rows, starting threads costs more than it saves. */
+const THREADED_FROM_ROWS = 50_000;
+
+/**
+ * Replay the decisions of the log at `path` (opened read-only: safe while the
+ * server writes) made in the window, in worker threads over blocks of the log
+ * when it is large.
+ * @throws VerdictError DECISION_LOG_UNAVAILABLE / DECISION_LOG_CORRUPT for a file that cannot be read as a log
+ */
+export async function replayLog(path: string, options: ReplayOptions): Promise<ReplayRun> {
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  const since = options.since ?? Number.MIN_SAFE_INTEGER;
+  const until = options.until ?? Number.MAX_SAFE_INTEGER;
+  const db = openReadOnly(path);
+  let plan: ReplayPlan;
+  let total: number;
+  try {
+    const span = db.prepare<[number, number], [number | null, number | null, number]>('SELECT min(seq), max(seq), count(*) FROM decisions WHERE time_ms >= ? AND time_ms < ?').raw(true).get(since, until);
+    const [from, to, count] = span ?? [null, null, 0];
+    total = count;
+    if (from === null || to === null) {
+      db.close();
+      return { tally: newTally(), seconds: (performance.now() - started) / 1000, cpuSeconds: cpuSince(cpu) };
+    }
+    // Threads only pay off on a large window, unless asked for.
+    const threads = options.workers ?? (total < THREADED_FROM_ROWS ? 1 : Math.min(4, availableParallelism()));
+    // Blocks small enough that each thread takes several, so none waits long for the last.
+    const blockRows = Math.min(MAX_BLOCK_ROWS, Math.max(MIN_BLOCK_ROWS, Math.ceil((to - from + 1) / (threads * 16))));
+    const blocks = Math.ceil((to - from + 1) / blockRows);
+    plan = { path, candidate: options.candidate, baseline: options.baseline, from, to, since, until, blockRows, examples: options.examples, shared: newShared(blocks) };
+    if (threads === 1) {
+      const sets = compileSets(plan);
+      const tally = replayBlocks(db, plan, sets, () => options.onProgress?.(rowsDone(plan.shared), total));
+      db.close();
+      return { tally, seconds: (performance.now() - started) / 1000, cpuSeconds: cpuSince(cpu) };
+    }
+    db.close();
+    const tally = newTally();
+    const progress = options.onProgress === undefined ? null : setInterval(() => options.onProgress?.(rowsDone(plan.shared), total), 200);
+    try {
+      const tallies = await Promise.all(Array.from({ length: Math.min(threads, blocks) }, () => runWorker(plan)));
+      for (const t of tallies) mergeTallies(tally, t, options.examples);
+    } finally {
+      if (progress !== null) clearInterval(progress);
+    }
+    options.onProgress?.(rowsDone(plan.shared), total);
+    return { tally, seconds: (performance.now() - started) / 1000, cpuSeconds: cpuSince(cpu) };
+  } catch (error) {
+    if (db.open) db.close();
+    throw error;
+  }
+}
+
+function runWorker(plan: ReplayPlan): Promise<ReplayTally> {
+  return new Promise((resolve, reject) => {
+    const worker = startThread(import.meta.url, './replay-worker', { workerData: plan });
+    let settled = false;
+    worker.once('message', (message: { ok: true; tally: ReplayTally } | { ok: false; error: string; code?: ErrorCode }) => {
+      settled = true;
+      if (message.ok) resolve(message.tally);
+      else reject(new VerdictError(message.code ?? 'INTERNAL', message.error));
+    });
+    worker.once('error', (error) => {
+      settled = true;
+      reject(new VerdictError('INTERNAL', `a replay thread failed: ${error.message}`, { cause: error }));
+    });
+    worker.once('exit', (code) => {
+      if (!settled) reject(new VerdictError('INTERNAL', `a replay thread exited (${code}) without a result`));
+    });
+  });
+}
+
+/**
+ * Replay stored rows held in memory (an export read back), in this thread:
+ * `rows` give each row's seq, time and values in column-table order.
+ */
+export function replayStoredRows(
+  rows: Iterable<{ readonly seq: number; readonly values: readonly RowValue[] }>,
+  options: Omit<ReplayOptions, 'workers'>,
+): ReplayRun {
+  const started = performance.now();
+  const cpu = process.cpuUsage();
+  const since = options.since ?? Number.MIN_SAFE_INTEGER;
+  const until = options.until ?? Number.MAX_SAFE_INTEGER;
+  const sets = compileSets(options);
+  const replayer = new Replayer(sets.candidate, sets.baseline, { examples: options.examples });
+  for (const row of rows) {
+    const time = row.values[TIME_INDEX] as number;
+    if (time < since || time >= until) continue;
+    replayer.add(replayRowFromValues(row.seq, row.values));
+  }
+  return { tally: replayer.tally, seconds: (performance.now() - started) / 1000, cpuSeconds: cpuSince(cpu) };
+}
