@@ -1,0 +1,50 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeTempDir, removeTempDirs, rulesDoc, writePolicyDir } from '../helpers/policies.js';
+import { checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+
+// Inputs a caller controls must cost bounded work: each of these once blocked the whole
+// process for seconds. No timing is asserted; a per-test timeout far above a normal answer
+// (and far below what the backtracking code took) makes the old behaviour fail.
+const PROMPT = 5_000;
+
+interface CheckResponse {
+  effect: string;
+  reason: string;
+  ruleIds: string[];
+  errors: { ruleId: string; message: string }[];
+  decisionId: string;
+}
+
+const policies = {
+  'rules.yaml': rulesDoc([
+    { id: 'prod-replicas', effect: 'allow', actions: ['read'], resource: { type: 'model', id: { glob: '*-*-*-prod' } } },
+  ]),
+};
+
+beforeAll(() => ensureBuilt(), 120_000);
+
+describe('evaluation is bounded: a caller-controlled value never stalls the server', () => {
+  let server: VerdictProcess;
+  let client: VerdictClient;
+
+  beforeAll(async () => {
+    server = await startVerdict({ policies: writePolicyDir(policies), db: join(makeTempDir(), 'decisions.db') });
+    client = verdictClient(server.grpcPort);
+  });
+  afterAll(async () => {
+    client?.close();
+    expect(await server?.stop()).toBe(0);
+    removeTempDirs();
+  });
+
+  const check = (resource: { type: string; id?: string; attributes?: Record<string, unknown> }, context: Record<string, unknown> = {}) =>
+    client.call<CheckResponse>('Authorization', 'Check', checkRequest({ principal: { id: 'eve' }, action: 'read', resource, context }));
+
+  it('matches a glob with many stars against a 4 KiB resource id without backtracking', async () => {
+    const id = 'a-'.repeat(2048);
+    expect(id.length).toBe(4096);
+    expect(await check({ type: 'model', id })).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_DEFAULT' });
+    expect(await check({ type: 'model', id: `${id}prod` })).toMatchObject({ effect: 'EFFECT_ALLOW', ruleIds: ['prod-replicas'] });
+  }, PROMPT);
+});
