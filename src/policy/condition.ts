@@ -1,4 +1,5 @@
 import { Environment } from '@marcbachmann/cel-js';
+import { RE2_MATCHES, bindMatches, re2Matches } from './condition-guards.js';
 
 // `when` conditions are CEL. The variables in scope are the request's parts (registered
 // below); anything else is a compile-time error, so a typo never becomes a silent deny.
@@ -22,7 +23,8 @@ const environment = new Environment({ unlistedVariablesAreDyn: false, homogeneou
   .registerVariable('principal', 'map')
   .registerVariable('resource', 'map')
   .registerVariable('action', 'string')
-  .registerVariable('context', 'map');
+  .registerVariable('context', 'map')
+  .registerFunction(`string.${RE2_MATCHES}(string): bool`, re2Matches);
 
 // Named conditions and constants are read as `variables.<name>`. A text that names them is
 // checked once in this environment, so an error points at the column the author wrote, and
@@ -32,19 +34,27 @@ const withVariables = new Environment({ unlistedVariablesAreDyn: false, homogene
   .registerVariable('resource', 'map')
   .registerVariable('action', 'string')
   .registerVariable('context', 'map')
-  .registerVariable('variables', 'map');
+  .registerVariable('variables', 'map')
+  .registerFunction(`string.${RE2_MATCHES}(string): bool`, re2Matches);
+
+/** Parses an expression and binds its `matches` calls to RE2 (condition-guards.ts). */
+function parseGuarded(env: Environment, expression: string): ReturnType<Environment['parse']> | { readonly message: string; readonly offset: number | null } {
+  let parsed;
+  try {
+    parsed = env.parse(expression);
+  } catch (error) {
+    return describe(error);
+  }
+  return bindMatches(parsed.ast) ?? parsed;
+}
 
 /**
  * Parses and type-checks an expression (of any type) that may name `variables.<name>`.
  * Returns its type, or the first error and where it is.
  */
 export function checkExpression(expression: string): { readonly ok: true; readonly type: string } | { readonly ok: false; readonly message: string; readonly offset: number | null } {
-  let parsed;
-  try {
-    parsed = withVariables.parse(expression);
-  } catch (error) {
-    return { ok: false, ...describe(error) };
-  }
+  const parsed = parseGuarded(withVariables, expression);
+  if (!(typeof parsed === 'function')) return { ok: false, ...parsed };
   const checked = parsed.check();
   if (!checked.valid) return { ok: false, ...describe(checked.error) };
   return { ok: true, type: checked.type ?? "dyn" };
@@ -60,7 +70,9 @@ function describe(error: unknown): { message: string; offset: number | null } {
   const e = error as CelErrorShape;
   const text = typeof e.summary === 'string' && e.summary ? e.summary : String(e.message ?? error);
   const nl = text.indexOf('\n');
-  return { message: nl === -1 ? text : text.slice(0, nl), offset: e.range ? e.range.start : null };
+  // `matches` calls are bound to RE2 under another name; the author wrote `matches`.
+  const message = (nl === -1 ? text : text.slice(0, nl)).replaceAll(RE2_MATCHES, 'matches');
+  return { message, offset: e.range ? e.range.start : null };
 }
 
 // Policy sets repeat the same conditions across many rules (`resource.attributes.org ==
@@ -81,12 +93,8 @@ export function compileCondition(expression: string): CompiledCondition {
 }
 
 function compileUncached(expression: string): CompiledCondition {
-  let parsed;
-  try {
-    parsed = environment.parse(expression);
-  } catch (error) {
-    return { ok: false, ...describe(error) };
-  }
+  const parsed = parseGuarded(environment, expression);
+  if (!(typeof parsed === 'function')) return { ok: false, ...parsed };
   const checked = parsed.check();
   if (!checked.valid) return { ok: false, ...describe(checked.error) };
   if (checked.type !== 'bool' && checked.type !== 'dyn') {

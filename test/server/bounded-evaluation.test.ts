@@ -19,6 +19,7 @@ interface CheckResponse {
 const policies = {
   'rules.yaml': rulesDoc([
     { id: 'prod-replicas', effect: 'allow', actions: ['read'], resource: { type: 'model', id: { glob: '*-*-*-prod' } } },
+    { id: 'a-runs', effect: 'allow', actions: ['read'], resource: { type: 'text' }, when: 'resource.attributes.name.matches("^(a+)+$")' },
   ]),
 };
 
@@ -46,5 +47,10 @@ describe('evaluation is bounded: a caller-controlled value never stalls the serv
     expect(id.length).toBe(4096);
     expect(await check({ type: 'model', id })).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_DEFAULT' });
     expect(await check({ type: 'model', id: `${id}prod` })).toMatchObject({ effect: 'EFFECT_ALLOW', ruleIds: ['prod-replicas'] });
+  }, PROMPT);
+
+  it('runs CEL matches("^(a+)+$") against a 75-byte value in linear time (RE2)', async () => {
+    expect(await check({ type: 'text', attributes: { name: `${'a'.repeat(74)}!` } })).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_DEFAULT' });
+    expect(await check({ type: 'text', attributes: { name: 'a'.repeat(75) } })).toMatchObject({ effect: 'EFFECT_ALLOW', ruleIds: ['a-runs'] });
   }, PROMPT);
 });

@@ -1,0 +1,137 @@
+import { RE2JS } from 're2js';
+
+// Two guards on the CEL a condition runs, so that no request can make one slow:
+//
+// - `matches` uses RE2 (re2js, pure JavaScript): linear in the length of the string,
+//   whatever the pattern. The CEL library's own `matches` builds a backtracking RegExp,
+//   where `"aaaa…!".matches("^(a+)+$")` takes seconds. CEL specifies RE2 syntax anyway.
+// - A budget: every comprehension (all, exists, exists_one, map, filter) is charged the
+//   number of elements it ranges over before it starts, so nested loops over a long
+//   list give up instead of running for seconds. A condition over budget is an error,
+//   whatever it evaluated to, and an erring condition fails closed (engine/evaluate.ts).
+//
+// Both work on the parsed expression (its AST), between the library's parse and check.
+
+/**
+ * The name `.matches(…)` calls are bound to. The library registers its own
+ * `string.matches(string)` and refuses a second one, so calls are renamed to this
+ * function (registered in condition.ts) right after parsing.
+ */
+export const RE2_MATCHES = 'matches_re2';
+
+/** How many elements a condition's comprehensions may range over, in all, per evaluation. */
+export const DEFAULT_CONDITION_BUDGET = 10_000;
+
+let conditionBudget = DEFAULT_CONDITION_BUDGET;
+
+/** Sets the budget of every condition evaluated from now on (the server's `requestLimits.maxConditionSteps`). */
+export function setConditionBudget(steps: number): void {
+  if (!Number.isSafeInteger(steps) || steps < 0) throw new RangeError(`a condition budget is a whole number of steps, not ${steps}`);
+  conditionBudget = steps;
+}
+
+export function getConditionBudget(): number {
+  return conditionBudget;
+}
+
+// ------------------------------------------------------------------ RE2 matches
+
+const compiledPatterns = new Map<string, RE2JS>();
+const PATTERN_CACHE_LIMIT = 1_000;
+
+/** Compiles a pattern with RE2 syntax; throws RE2's own message (`missing closing )`) when it is not one. */
+function compilePattern(pattern: string): RE2JS {
+  let compiled = compiledPatterns.get(pattern);
+  if (compiled) return compiled;
+  compiled = RE2JS.compile(pattern);
+  if (compiledPatterns.size >= PATTERN_CACHE_LIMIT) compiledPatterns.clear();
+  compiledPatterns.set(pattern, compiled);
+  return compiled;
+}
+
+/** Why a pattern is not valid RE2, or null when it is. */
+export function patternProblem(pattern: string): string | null {
+  try {
+    compilePattern(pattern);
+    return null;
+  } catch (error) {
+    return `invalid regular expression ${JSON.stringify(pattern)} for matches(): ${reMessage(error)}`;
+  }
+}
+
+const reMessage = (error: unknown): string => String((error as Error).message ?? error).replace(/^error parsing regexp: /, '');
+
+/** `value.matches(pattern)`: RE2 semantics, true when the pattern matches any part of the value. */
+export function re2Matches(value: string, pattern: string): boolean {
+  let compiled: RE2JS;
+  try {
+    compiled = compilePattern(pattern);
+  } catch (error) {
+    throw new Error(`invalid regular expression for matches(): ${reMessage(error)}`);
+  }
+  return compiled.test(value);
+}
+
+// ------------------------------------------------------------------ the AST
+
+/** The little of the library's AST node these guards read and change. */
+interface CelNode {
+  readonly op: string;
+  args: unknown;
+  readonly start: number;
+  readonly meta: { readonly alternate?: CelNode };
+  handle?: (items: unknown, ...rest: unknown[]) => unknown;
+}
+
+const isNode = (value: unknown): value is CelNode =>
+  typeof value === 'object' && value !== null && typeof (value as { op?: unknown }).op === 'string' && 'args' in value && 'meta' in value;
+
+/** Calls `visit` once on every node of the tree, macro expansions included. */
+function walk(root: unknown, visit: (node: CelNode) => void): void {
+  const seen = new Set<object>();
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const item = stack.pop();
+    if (typeof item !== 'object' || item === null || seen.has(item)) continue;
+    seen.add(item);
+    if (isNode(item)) {
+      visit(item);
+      if (item.op === 'value') continue;
+      if (item.meta.alternate) stack.push(item.meta.alternate);
+      stack.push(item.args);
+    } else if (Array.isArray(item)) {
+      for (const element of item) stack.push(element);
+    } else if (Object.getPrototypeOf(item) === Object.prototype) {
+      // A comprehension's arguments: iterable, init, step, ...
+      for (const value of Object.values(item)) stack.push(value);
+    }
+  }
+}
+
+/** A problem found in an expression before it is type-checked, and where it is. */
+export interface GuardProblem {
+  readonly message: string;
+  readonly offset: number;
+}
+
+/**
+ * Binds every `.matches(pattern)` call of a freshly parsed expression to RE2, and checks
+ * each pattern written as a literal now, so a pattern RE2 cannot compile is a load error.
+ * Returns the first problem, or null.
+ */
+export function bindMatches(ast: unknown): GuardProblem | null {
+  let problem: GuardProblem | null = null;
+  walk(ast, (node) => {
+    if (node.op !== 'rcall') return;
+    const args = node.args as [string, unknown, unknown[]];
+    if (args[0] === RE2_MATCHES) problem ??= { message: `unknown function ${RE2_MATCHES}`, offset: node.start };
+    if (args[0] !== 'matches' || args[2].length !== 1) return;
+    args[0] = RE2_MATCHES;
+    const pattern = args[2][0];
+    if (isNode(pattern) && pattern.op === 'value' && typeof pattern.args === 'string') {
+      const wrong = patternProblem(pattern.args);
+      if (wrong !== null) problem ??= { message: wrong, offset: pattern.start };
+    }
+  });
+  return problem;
+}
