@@ -6,8 +6,9 @@ import type { DecisionRecord } from '../decisions/record.js';
 import { evaluate } from '../engine/evaluate.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import type { Decision, DecisionRequest } from '../types.js';
+import { RequestMeter, type RequestLimits } from './bounds.js';
 import { newDecisionId } from './decision-id.js';
-import { refusalDecision } from './refusals.js';
+import { invalidRequest, refusalDecision } from './refusals.js';
 import { RefusedRequest, type CallMeta, type CheckInput, type CheckResult } from './request.js';
 
 /** Where the pipeline reads the policy set to decide with: once per call, never half-loaded. */
@@ -28,6 +29,11 @@ export interface DecisionObserver {
   unrecorded?(error: unknown, meta: CallMeta): void;
 }
 
+export interface PipelineOptions {
+  /** Caps on the size of a request (bounds.ts); a request over one is refused and recorded, never evaluated. */
+  readonly requestLimits?: RequestLimits;
+}
+
 /** Maps a transport's request to a question with the policy set that will decide it (a gateway reads its routes). */
 export type PrepareCheck = (policySet: PolicySet) => CheckInput;
 
@@ -45,11 +51,15 @@ export type PrepareCheck = (policySet: PolicySet) => CheckInput;
  */
 export class DecisionPipeline {
   private observers: readonly DecisionObserver[] = [];
+  private readonly meter: RequestMeter;
 
   constructor(
     private readonly policies: PolicySource,
     private readonly log: DecisionSink,
-  ) {}
+    options: PipelineOptions = {},
+  ) {
+    this.meter = new RequestMeter(options.requestLimits);
+  }
 
   /** Adds an observer of every decision; returns the function that removes it. */
   observe(observer: DecisionObserver): () => void {
@@ -95,9 +105,16 @@ export class DecisionPipeline {
       request = input.request;
       decision = refusalDecision(input.refusal, policySet.version);
     } else {
-      request = input;
-      decision = evaluate(policySet, input);
-      // Stages after the engine go here: a rate limit refuses what the rules allowed (refusals.ts).
+      const over = this.meter.problem(input);
+      if (over === null) {
+        request = input;
+        decision = evaluate(policySet, input);
+        // Stages after the engine go here: a rate limit refuses what the rules allowed (refusals.ts).
+      } else {
+        // Refused like any invalid request; the log keeps what identifies it, not the bulk that broke a cap.
+        request = identifying(input, this.meter.limits.maxStringLength);
+        decision = refusalDecision(invalidRequest(over), policySet.version);
+      }
     }
     const record = toRecord(request, decision, meta, decidingFrom);
     try {
@@ -126,6 +143,20 @@ export class DecisionPipeline {
     }
     return result;
   }
+}
+
+const NOTHING = Object.freeze({});
+const NO_ROLES: readonly string[] = Object.freeze([]);
+
+/** A request over a cap as it is recorded: its ids, action and type (cut to `longest`), no roles or attributes. */
+function identifying(request: DecisionRequest, longest: number): DecisionRequest {
+  const cut = (s: string): string => (s.length <= longest ? s : `${s.slice(0, longest)}…`);
+  return {
+    principal: { id: cut(request.principal.id), roles: NO_ROLES, attributes: NOTHING },
+    action: cut(request.action),
+    resource: { type: cut(request.resource.type), id: cut(request.resource.id), attributes: NOTHING },
+    context: { attributes: NOTHING },
+  };
 }
 
 /** The decision log's row for a decision. */

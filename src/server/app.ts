@@ -108,7 +108,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   }
 
   // Every transport decides through the one pipeline; metrics observe it.
-  const pipeline = new DecisionPipeline(store, log);
+  const pipeline = new DecisionPipeline(store, log, { requestLimits: config.requestLimits });
   pipeline.observe(metrics);
   // Administering needs an identity of its own (admin-auth.ts); every Admin call is recorded in the log.
   let gate: AdminGate;

@@ -1,5 +1,8 @@
 import { join } from 'node:path';
+import type { ServiceError } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DecisionReader } from '../../src/decisions/query.js';
 import { makeTempDir, removeTempDirs, rulesDoc, writePolicyDir } from '../helpers/policies.js';
 import { checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 
@@ -28,9 +31,11 @@ beforeAll(() => ensureBuilt(), 120_000);
 describe('evaluation is bounded: a caller-controlled value never stalls the server', () => {
   let server: VerdictProcess;
   let client: VerdictClient;
+  let db: string;
 
   beforeAll(async () => {
-    server = await startVerdict({ policies: writePolicyDir(policies), db: join(makeTempDir(), 'decisions.db') });
+    db = join(makeTempDir(), 'decisions.db');
+    server = await startVerdict({ policies: writePolicyDir(policies), db });
     client = verdictClient(server.grpcPort);
   });
   afterAll(async () => {
@@ -52,5 +57,28 @@ describe('evaluation is bounded: a caller-controlled value never stalls the serv
   it('runs CEL matches("^(a+)+$") against a 75-byte value in linear time (RE2)', async () => {
     expect(await check({ type: 'text', attributes: { name: `${'a'.repeat(74)}!` } })).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_DEFAULT' });
     expect(await check({ type: 'text', attributes: { name: 'a'.repeat(75) } })).toMatchObject({ effect: 'EFFECT_ALLOW', ruleIds: ['a-runs'] });
+  }, PROMPT);
+
+  it('refuses a request over a size cap with INVALID_ARGUMENT naming the field, and records it', async () => {
+    const groups = Array.from({ length: 6_000 }, (_, i) => `g${i}`);
+    const error = await check({ type: 'text', attributes: { name: 'a' } }, { groups }).then(
+      () => null,
+      (e: ServiceError) => e,
+    );
+    expect(error?.code).toBe(status.INVALID_ARGUMENT);
+    expect(error?.details).toBe('context.attributes.groups: 6000 items, over the limit of 1000 (requestLimits.maxListLength)');
+    const decisionId = String(error?.metadata.get('verdict-decision-id')[0]);
+    const reader = DecisionReader.open(db);
+    try {
+      expect(reader.get(decisionId)).toMatchObject({ principalId: 'eve', effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', errors: [{ ruleId: '', message: error?.details }] });
+    } finally {
+      reader.close();
+    }
+    const long = await check({ type: 'model', id: 'x'.repeat(8_193) }).then(
+      () => null,
+      (e: ServiceError) => e,
+    );
+    expect(long?.code).toBe(status.INVALID_ARGUMENT);
+    expect(long?.details).toBe('resource.id: 8193 characters, over the limit of 8192 (requestLimits.maxStringLength)');
   }, PROMPT);
 });

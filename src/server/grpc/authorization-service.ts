@@ -2,7 +2,7 @@
 // decide core, with invalid and oversized requests recorded before they are refused.
 
 import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { InvalidRequest, type CheckResult, type RequestFieldError } from '../../decide/index.js';
+import { InvalidRequest, REQUEST_RULE_ID, RequestFieldError, type CheckResult } from '../../decide/index.js';
 import { VerdictError } from '../../errors.js';
 import { callMeta, unary, type CallOptions } from './call.js';
 import { toBatchInputs, toCheckInput, toCheckResponse } from './convert/verdict.js';
@@ -35,6 +35,8 @@ export function authorizationService(handlers: AuthorizationHandlers, options: A
       const result = await handlers.check(input, meta);
       // Recorded first (as an error decision), refused second.
       if (input instanceof InvalidRequest) throw invalidArgument(input.error, result.decisionId);
+      const overLimit = refusedOverLimit(result);
+      if (overLimit !== null) throw invalidArgument(overLimit, result.decisionId);
       return toCheckResponse(result, meta.requestId);
     }),
 
@@ -75,6 +77,15 @@ async function refuseOversized(
   const input = message.toInvalidRequest();
   const result = await handlers.check(input, callMeta(call, '', options));
   throw invalidArgument(input.error, result.decisionId);
+}
+
+/** A request the pipeline refused for breaking a cap on its size (decide/bounds.ts), as the field error it names. */
+function refusedOverLimit(result: CheckResult): RequestFieldError | null {
+  const { decision } = result;
+  if (decision.reason !== 'DENIED_INVALID_REQUEST') return null;
+  const error = decision.errors[0];
+  if (error === undefined || error.ruleId !== REQUEST_RULE_ID) return null;
+  return new RequestFieldError('(request)', error.message);
 }
 
 function invalidArgument(error: RequestFieldError, decisionId: string | null): StatusError {
