@@ -135,3 +135,74 @@ export function bindMatches(ast: unknown): GuardProblem | null {
   });
   return problem;
 }
+// ------------------------------------------------------------------ the budget
+
+/** A condition ran out of budget. One per evaluation: later charges throw the same one. */
+export class ConditionBudgetExceeded extends Error {
+  constructor(budget: number) {
+    super(`condition gave up: its comprehensions would range over more than ${budget} elements (the condition budget); it fails closed`);
+    this.name = 'ConditionBudgetExceeded';
+  }
+}
+
+let stepsLeft = Number.POSITIVE_INFINITY;
+let exceeded: ConditionBudgetExceeded | null = null;
+
+function sizeOf(items: unknown): number {
+  if (Array.isArray(items)) return items.length;
+  if (items instanceof Map || items instanceof Set) return items.size;
+  if (typeof items === 'object' && items !== null) {
+    let n = 0;
+    for (const key in items) if (Object.prototype.hasOwnProperty.call(items, key)) n++;
+    return n;
+  }
+  return 0;
+}
+
+function charge(items: unknown): void {
+  stepsLeft -= sizeOf(items);
+  if (stepsLeft < 0) throw (exceeded ??= new ConditionBudgetExceeded(conditionBudget));
+}
+
+/**
+ * Makes every comprehension of a type-checked expression pay for what it ranges over.
+ * Returns how many it found: an expression with none needs no budget.
+ */
+export function chargeComprehensions(ast: unknown): number {
+  let found = 0;
+  walk(ast, (node) => {
+    if (node.op !== 'comprehension' || typeof node.handle !== 'function') return;
+    const run = node.handle;
+    node.handle = (items: unknown, ...rest: unknown[]) => {
+      charge(items);
+      return run(items, ...rest);
+    };
+    // The library asks `condition(accumulator)` before each step (all() stops at the first
+    // false). Once over budget, every loop stops at its next step rather than running on
+    // to collect one error per element.
+    const args = node.args as { condition?: (accumulator: unknown) => boolean };
+    const goOn = args.condition;
+    args.condition = goOn ? (accumulator) => exceeded === null && goOn(accumulator) : () => exceeded === null;
+    found++;
+  });
+  return found;
+}
+
+/**
+ * Runs one evaluation within the budget. Whatever the expression returned, a run that
+ * went over budget throws: a comprehension that swallowed the error (CEL's `all` is false
+ * if any element is false, errors or not) must not turn it into an answer.
+ */
+export function withinBudget<A, T>(run: (input: A) => T, input: A): T {
+  stepsLeft = conditionBudget;
+  exceeded = null;
+  let result: T;
+  try {
+    result = run(input);
+  } catch (error) {
+    if (exceeded) throw exceeded;
+    throw error;
+  }
+  if (exceeded) throw exceeded;
+  return result;
+}

@@ -1,5 +1,7 @@
 import { Environment } from '@marcbachmann/cel-js';
-import { RE2_MATCHES, bindMatches, re2Matches } from './condition-guards.js';
+import { RE2_MATCHES, bindMatches, chargeComprehensions, re2Matches, withinBudget } from './condition-guards.js';
+
+export { DEFAULT_CONDITION_BUDGET, getConditionBudget, setConditionBudget } from './condition-guards.js';
 
 // `when` conditions are CEL. The variables in scope are the request's parts (registered
 // below); anything else is a compile-time error, so a typo never becomes a silent deny.
@@ -100,7 +102,10 @@ function compileUncached(expression: string): CompiledCondition {
   if (checked.type !== 'bool' && checked.type !== 'dyn') {
     return { ok: false, message: `a condition must be true or false, but this one is of type ${checked.type}`, offset: null };
   }
-  return { ok: true, evaluate: parsed as unknown as Condition };
+  const evaluate = parsed as unknown as Condition;
+  // A condition with comprehensions runs within the budget (condition-guards.ts); one without costs at most its size.
+  if (chargeComprehensions(parsed.ast) === 0) return { ok: true, evaluate };
+  return { ok: true, evaluate: (input) => withinBudget(evaluate, input) };
 }
 
 /** The first line of a CEL evaluation error, without the source excerpt the library appends. */

@@ -24,6 +24,7 @@ import { OperatorHttpServer } from './http.js';
 import type { Logger } from './logger.js';
 import { ServerMetrics } from './metrics.js';
 import { PolicyStore } from './policy-store.js';
+import { setConditionBudget } from '../policy/condition.js';
 
 /** A running verdict: the ports it bound and how to stop it. */
 export interface RunningServer {
@@ -108,6 +109,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   }
 
   // Every transport decides through the one pipeline; metrics observe it.
+  setConditionBudget(config.requestLimits.maxConditionSteps);
   const pipeline = new DecisionPipeline(store, log, { requestLimits: config.requestLimits });
   pipeline.observe(metrics);
   // Administering needs an identity of its own (admin-auth.ts); every Admin call is recorded in the log.

@@ -10,6 +10,7 @@ import { authnSchema, resolveTls, tlsFromEnvironment, tlsLayerSchema } from '../
 import { AUDIT_DEFAULTS, auditConfigShape, auditFromEnvironment, type AuditConfig } from '../decisions/audit-config.js';
 import { ADMIN_TOKEN_FILE_ENV, adminConfigSchema } from './admin-auth.js';
 import { DEFAULT_REQUEST_LIMITS } from '../decide/index.js';
+import { DEFAULT_CONDITION_BUDGET } from '../policy/condition.js';
 
 const cap = (most: number) => z.number().int().min(1).max(most).optional();
 
@@ -19,6 +20,8 @@ const requestLimitsSchema = z.strictObject({
   maxListLength: cap(10_000_000),
   maxValues: cap(100_000_000),
   maxTotalLength: cap(1024 * 1024 * 1024),
+  /** How many list or map elements one condition's comprehensions may range over, in all; past it the condition errs (fails closed). */
+  maxConditionSteps: cap(1_000_000_000),
 });
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected HOST:PORT, e.g. 127.0.0.1:50051' });
@@ -93,7 +96,7 @@ export const DEFAULT_CONFIG = {
   authn: {},
   trustedPrincipal: null,
   ...AUDIT_DEFAULTS,
-  requestLimits: { ...DEFAULT_REQUEST_LIMITS },
+  requestLimits: { ...DEFAULT_REQUEST_LIMITS, maxConditionSteps: DEFAULT_CONDITION_BUDGET },
 } satisfies Record<keyof ServerConfig, unknown>;
 
 /** Environment variables for containers, one per key. */

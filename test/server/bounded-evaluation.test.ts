@@ -1,3 +1,4 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { ServiceError } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
@@ -23,6 +24,7 @@ const policies = {
   'rules.yaml': rulesDoc([
     { id: 'prod-replicas', effect: 'allow', actions: ['read'], resource: { type: 'model', id: { glob: '*-*-*-prod' } } },
     { id: 'a-runs', effect: 'allow', actions: ['read'], resource: { type: 'text' }, when: 'resource.attributes.name.matches("^(a+)+$")' },
+    { id: 'all-pairs', effect: 'allow', actions: ['read'], resource: { type: 'pairs' }, when: 'resource.attributes.l.all(x, resource.attributes.l.all(y, x != ""))' },
   ]),
 };
 
@@ -80,5 +82,33 @@ describe('evaluation is bounded: a caller-controlled value never stalls the serv
     );
     expect(long?.code).toBe(status.INVALID_ARGUMENT);
     expect(long?.details).toBe('resource.id: 8193 characters, over the limit of 8192 (requestLimits.maxStringLength)');
+  }, PROMPT);
+});
+
+describe('with caps raised in the config file, a condition still gives up within its budget', () => {
+  let server: VerdictProcess;
+  let client: VerdictClient;
+
+  beforeAll(async () => {
+    const dir = makeTempDir();
+    const config = join(dir, 'verdict.yaml');
+    writeFileSync(config, 'requestLimits:\n  maxListLength: 10000\n');
+    server = await startVerdict({ policies: writePolicyDir(policies), db: join(dir, 'decisions.db'), args: ['--config', config] });
+    client = verdictClient(server.grpcPort);
+  });
+  afterAll(async () => {
+    client?.close();
+    expect(await server?.stop()).toBe(0);
+    removeTempDirs();
+  });
+
+  it('a nested all() over 6,000 elements is denied by error, not run for seconds', async () => {
+    const l = Array.from({ length: 6_000 }, (_, i) => `e${i}`);
+    const res = await client.call<CheckResponse>('Authorization', 'Check', checkRequest({ principal: { id: 'eve' }, action: 'read', resource: { type: 'pairs', attributes: { l } } }));
+    expect(res).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_ERROR', ruleIds: ['all-pairs'] });
+    expect(res.errors).toEqual([{ ruleId: 'all-pairs', message: expect.stringMatching(/^condition gave up: its comprehensions would range over more than 10000 elements/) }]);
+    // Within the budget the rule decides as written.
+    const few = await client.call<CheckResponse>('Authorization', 'Check', checkRequest({ principal: { id: 'eve' }, action: 'read', resource: { type: 'pairs', attributes: { l: l.slice(0, 50) } } }));
+    expect(few).toMatchObject({ effect: 'EFFECT_ALLOW', ruleIds: ['all-pairs'] });
   }, PROMPT);
 });
