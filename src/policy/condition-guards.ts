@@ -6,8 +6,9 @@ import { RE2JS } from 're2js';
 //   whatever the pattern. The CEL library's own `matches` builds a backtracking RegExp,
 //   where `"aaaa…!".matches("^(a+)+$")` takes seconds. CEL specifies RE2 syntax anyway.
 // - A budget: every comprehension (all, exists, exists_one, map, filter) is charged the
-//   number of elements it ranges over before it starts, so nested loops over a long
-//   list give up instead of running for seconds. A condition over budget is an error,
+//   number of elements it ranges over before it starts, and `in`, `+`, `==` and `!=` the
+//   size of the lists they read, so nested loops over a long list give up instead of
+//   running for seconds. A condition over budget is an error,
 //   whatever it evaluated to, and an erring condition fails closed (engine/evaluate.ts).
 //
 // Both work on the parsed expression (its AST), between the library's parse and check.
@@ -19,7 +20,7 @@ import { RE2JS } from 're2js';
  */
 export const RE2_MATCHES = 'matches_re2';
 
-/** How many elements a condition's comprehensions may range over, in all, per evaluation. */
+/** How many list or map elements a condition may go through, in all, per evaluation. */
 export const DEFAULT_CONDITION_BUDGET = 10_000;
 
 let conditionBudget = DEFAULT_CONDITION_BUDGET;
@@ -140,7 +141,7 @@ export function bindMatches(ast: unknown): GuardProblem | null {
 /** A condition ran out of budget. One per evaluation: later charges throw the same one. */
 export class ConditionBudgetExceeded extends Error {
   constructor(budget: number) {
-    super(`condition gave up: its comprehensions would range over more than ${budget} elements (the condition budget); it fails closed`);
+    super(`condition gave up: it would go through more than ${budget} list or map elements (the condition budget); it fails closed`);
     this.name = 'ConditionBudgetExceeded';
   }
 }
@@ -159,31 +160,51 @@ function sizeOf(items: unknown): number {
   return 0;
 }
 
-function charge(items: unknown): void {
-  stepsLeft -= sizeOf(items);
+function charge(cost: number): void {
+  stepsLeft -= cost;
   if (stepsLeft < 0) throw (exceeded ??= new ConditionBudgetExceeded(conditionBudget));
 }
 
+/** What a list operation costs: `x in list` and `list == list` read the list, `list + list` copies both. */
+function operationCost(op: string, left: unknown, right: unknown): number {
+  if (op === 'in') return Array.isArray(right) ? right.length : 0;
+  if (typeof left !== 'object' || left === null) return 0;
+  if (op === '+') return sizeOf(left) + sizeOf(right);
+  return sizeOf(left);
+}
+
+const CHARGED_OPERATORS = new Set(['in', '+', '==', '!=']);
+
 /**
- * Makes every comprehension of a type-checked expression pay for what it ranges over.
- * Returns how many it found: an expression with none needs no budget.
+ * Makes a type-checked expression pay for its work on lists and maps: every comprehension
+ * the size of what it ranges over, before it starts; `in`, `+`, `==` and `!=` the size of
+ * the lists they read. Returns how many places pay: an expression with none needs no budget.
  */
-export function chargeComprehensions(ast: unknown): number {
+export function applyBudget(ast: unknown): number {
   let found = 0;
   walk(ast, (node) => {
-    if (node.op !== 'comprehension' || typeof node.handle !== 'function') return;
+    if (typeof node.handle !== 'function') return;
     const run = node.handle;
-    node.handle = (items: unknown, ...rest: unknown[]) => {
-      charge(items);
-      return run(items, ...rest);
-    };
-    // The library asks `condition(accumulator)` before each step (all() stops at the first
-    // false). Once over budget, every loop stops at its next step rather than running on
-    // to collect one error per element.
-    const args = node.args as { condition?: (accumulator: unknown) => boolean };
-    const goOn = args.condition;
-    args.condition = goOn ? (accumulator) => exceeded === null && goOn(accumulator) : () => exceeded === null;
-    found++;
+    if (node.op === 'comprehension') {
+      node.handle = (items: unknown, ...rest: unknown[]) => {
+        charge(sizeOf(items));
+        return run(items, ...rest);
+      };
+      // The library asks `condition(accumulator)` before each step (all() stops at the first
+      // false). Once over budget, every loop stops at its next step rather than running on
+      // to collect one error per element.
+      const args = node.args as { condition?: (accumulator: unknown) => boolean };
+      const goOn = args.condition;
+      args.condition = goOn ? (accumulator) => exceeded === null && goOn(accumulator) : () => exceeded === null;
+      found++;
+    } else if (CHARGED_OPERATORS.has(node.op)) {
+      const op = node.op;
+      node.handle = (left: unknown, right: unknown, ...rest: unknown[]) => {
+        charge(operationCost(op, left, right));
+        return run(left, right, ...rest);
+      };
+      found++;
+    }
   });
   return found;
 }

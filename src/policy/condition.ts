@@ -1,5 +1,5 @@
 import { Environment } from '@marcbachmann/cel-js';
-import { RE2_MATCHES, bindMatches, chargeComprehensions, re2Matches, withinBudget } from './condition-guards.js';
+import { RE2_MATCHES, bindMatches, applyBudget, re2Matches, withinBudget } from './condition-guards.js';
 
 export { DEFAULT_CONDITION_BUDGET, getConditionBudget, setConditionBudget } from './condition-guards.js';
 
@@ -103,8 +103,8 @@ function compileUncached(expression: string): CompiledCondition {
     return { ok: false, message: `a condition must be true or false, but this one is of type ${checked.type}`, offset: null };
   }
   const evaluate = parsed as unknown as Condition;
-  // A condition with comprehensions runs within the budget (condition-guards.ts); one without costs at most its size.
-  if (chargeComprehensions(parsed.ast) === 0) return { ok: true, evaluate };
+  // A condition that works on lists runs within the budget (condition-guards.ts); one that does not costs at most its size.
+  if (applyBudget(parsed.ast) === 0) return { ok: true, evaluate };
   return { ok: true, evaluate: (input) => withinBudget(evaluate, input) };
 }
 

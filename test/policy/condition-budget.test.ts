@@ -21,7 +21,7 @@ describe('a condition has a budget: comprehensions pay for what they range over,
   it('a nested all() over 6,000 elements gives up at once: an allow rule does not grant', () => {
     const decision = decide('allow', NESTED_ALL, list(6_000));
     expect(decision).toMatchObject({ effect: 'DENY', reason: 'DENIED_BY_ERROR', ruleIds: ['r'] });
-    expect(decision.errors).toEqual([{ ruleId: 'r', message: expect.stringMatching(/^condition gave up: its comprehensions would range over more than 10000 elements/) }]);
+    expect(decision.errors).toEqual([{ ruleId: 'r', message: expect.stringMatching(/^condition gave up: it would go through more than 10000 list or map elements/) }]);
   }, 5_000);
 
   it('a deny rule over budget denies', () => {
@@ -40,6 +40,19 @@ describe('a condition has a budget: comprehensions pay for what they range over,
   ])('%s: the same', (_what, when) => {
     expect(decide('allow', when, list(6_000))).toMatchObject({ effect: 'DENY', reason: 'DENIED_BY_ERROR' });
   }, 5_000);
+
+  it.each([
+    ['`in` on a list inside a loop', 'resource.attributes.l.all(x, x in resource.attributes.l)'],
+    ['list `+` inside a loop', 'resource.attributes.l.all(x, (resource.attributes.l + resource.attributes.l).size() > 0)'],
+    ['list `==` inside a loop', 'resource.attributes.l.all(x, resource.attributes.l == resource.attributes.l)'],
+  ])('%s pays for the list it reads', (_what, when) => {
+    expect(decide('allow', when, list(1_000))).toMatchObject({ effect: 'DENY', reason: 'DENIED_BY_ERROR' });
+    expect(decide('allow', when, list(50))).toMatchObject({ effect: 'ALLOW' });
+  }, 5_000);
+
+  it('a condition without loops reads a list within the budget', () => {
+    expect(decide('allow', '"e999" in resource.attributes.l', list(1_000))).toMatchObject({ effect: 'ALLOW' });
+  });
 
   it('within the budget, the same conditions decide as before', () => {
     expect(decide('allow', NESTED_ALL, list(99))).toMatchObject({ effect: 'ALLOW', ruleIds: ['r'] });
