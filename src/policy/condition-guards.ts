@@ -116,11 +116,13 @@ export interface GuardProblem {
 }
 
 /**
- * Binds every `.matches(pattern)` call of a freshly parsed expression to RE2, and checks
- * each pattern written as a literal now, so a pattern RE2 cannot compile is a load error.
- * Returns the first problem, or null.
+ * Binds every `.matches(pattern)` call of a freshly parsed expression to RE2, and compiles
+ * each pattern now, so a pattern RE2 cannot compile is a load error. With `literalPatterns`
+ * (a condition as it runs, named constants put in) a pattern must be a string written in
+ * the policy: one taken from the request could be chosen to be costly even for RE2, whose
+ * time grows with the pattern's size as well as the string's. Returns the first problem, or null.
  */
-export function bindMatches(ast: unknown): GuardProblem | null {
+export function bindMatches(ast: unknown, options: { readonly literalPatterns: boolean }): GuardProblem | null {
   let problem: GuardProblem | null = null;
   walk(ast, (node) => {
     if (node.op !== 'rcall') return;
@@ -132,6 +134,8 @@ export function bindMatches(ast: unknown): GuardProblem | null {
     if (isNode(pattern) && pattern.op === 'value' && typeof pattern.args === 'string') {
       const wrong = patternProblem(pattern.args);
       if (wrong !== null) problem ??= { message: wrong, offset: pattern.start };
+    } else if (options.literalPatterns && isNode(pattern)) {
+      problem ??= { message: 'matches() takes its pattern as a string written in the policy (or a named constant), not one from the request', offset: pattern.start };
     }
   });
   return problem;

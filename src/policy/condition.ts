@@ -40,14 +40,14 @@ const withVariables = new Environment({ unlistedVariablesAreDyn: false, homogene
   .registerFunction(`string.${RE2_MATCHES}(string): bool`, re2Matches);
 
 /** Parses an expression and binds its `matches` calls to RE2 (condition-guards.ts). */
-function parseGuarded(env: Environment, expression: string): ReturnType<Environment['parse']> | { readonly message: string; readonly offset: number | null } {
+function parseGuarded(env: Environment, expression: string, literalPatterns: boolean): ReturnType<Environment['parse']> | { readonly message: string; readonly offset: number | null } {
   let parsed;
   try {
     parsed = env.parse(expression);
   } catch (error) {
     return describe(error);
   }
-  return bindMatches(parsed.ast) ?? parsed;
+  return bindMatches(parsed.ast, { literalPatterns }) ?? parsed;
 }
 
 /**
@@ -55,7 +55,7 @@ function parseGuarded(env: Environment, expression: string): ReturnType<Environm
  * Returns its type, or the first error and where it is.
  */
 export function checkExpression(expression: string): { readonly ok: true; readonly type: string } | { readonly ok: false; readonly message: string; readonly offset: number | null } {
-  const parsed = parseGuarded(withVariables, expression);
+  const parsed = parseGuarded(withVariables, expression, false);
   if (!(typeof parsed === 'function')) return { ok: false, ...parsed };
   const checked = parsed.check();
   if (!checked.valid) return { ok: false, ...describe(checked.error) };
@@ -95,7 +95,7 @@ export function compileCondition(expression: string): CompiledCondition {
 }
 
 function compileUncached(expression: string): CompiledCondition {
-  const parsed = parseGuarded(environment, expression);
+  const parsed = parseGuarded(environment, expression, true);
   if (!(typeof parsed === 'function')) return { ok: false, ...parsed };
   const checked = parsed.check();
   if (!checked.valid) return { ok: false, ...describe(checked.error) };

@@ -27,10 +27,22 @@ describe('CEL matches() has RE2 semantics, in linear time', () => {
     expect(decide('resource.attributes.s.matches("^(a+)+$")', { s: 'a'.repeat(75) })).toMatchObject({ effect: 'ALLOW' });
   }, 5_000);
 
-  it('a pattern from the request that RE2 cannot compile is a condition error: it fails closed', () => {
-    const decision = decide('resource.attributes.s.matches(resource.attributes.p)', { s: 'a', p: '(a' });
-    expect(decision).toMatchObject({ effect: 'DENY', reason: 'DENIED_BY_ERROR' });
-    expect(decision.errors[0]!.message).toMatch(/invalid regular expression for matches\(\): missing closing \)/);
+  it('a pattern must be written in the policy: one from the request is a load error', () => {
+    const result = loadPolicies(writePolicyDir({ 'rules.yaml': rulesDoc([{ id: 'r', effect: 'allow', actions: ['read'], when: 'resource.id.matches(context.attributes.pattern)' }]) }));
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.diagnostics.map(formatDiagnostic)).toEqual([
+      expect.stringMatching(/^rules\.yaml:\d+:\d+: condition does not compile: matches\(\) takes its pattern as a string written in the policy \(or a named constant\), not one from the request \(column 21 of the condition\)/),
+    ]);
+  });
+
+  it('a named constant is a pattern written in the policy', () => {
+    const policySet = loadFiles({
+      'variables.yaml': { kind: 'variables', variables: [{ name: 'incident', value: '^INC-[0-9]+$' }] },
+      'rules.yaml': rulesDoc([{ id: 'r', effect: 'allow', actions: ['read'], when: 'resource.attributes.s.matches(variables.incident)' }]),
+    }).policySet;
+    expect(evaluate(policySet, request({ resource: { attributes: { s: 'INC-42' } } })).effect).toBe('ALLOW');
+    expect(evaluate(policySet, request({ resource: { attributes: { s: 'INC-' } } })).effect).toBe('DENY');
   });
 
   it('a type error names matches(), as written', () => {
