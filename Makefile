@@ -33,6 +33,7 @@ serve: build
 ## then check latency while a 10,000-rule set is reloaded
 bench: build
 	node bench/engine.mjs
+	node bench/hostile.mjs
 	node bench/server.mjs
 	node bench/compare.mjs
 	node bench/reload.mjs

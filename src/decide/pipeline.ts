@@ -7,8 +7,9 @@ import { evaluate } from '../engine/evaluate.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { RateLimiter, type LimitOutcome } from '../limits/index.js';
 import type { Decision, DecisionRequest, LimitState } from '../types.js';
+import { RequestMeter, type RequestLimits } from './bounds.js';
 import { newDecisionId } from './decision-id.js';
-import { blocked, limitError, rateLimited, refusalDecision } from './refusals.js';
+import { blocked, invalidRequest, limitError, rateLimited, refusalDecision } from './refusals.js';
 import { RefusedRequest, type CallMeta, type CheckInput, type CheckResult } from './request.js';
 
 /** Where the pipeline reads the policy set to decide with: once per call, never half-loaded. */
@@ -29,6 +30,13 @@ export interface DecisionObserver {
   unrecorded?(error: unknown, meta: CallMeta): void;
 }
 
+export interface PipelineOptions {
+  /** Caps on the size of a request (bounds.ts); a request over one is refused and recorded, never evaluated. */
+  readonly requestLimits?: RequestLimits;
+  /** Applies the rate limits; by default one in memory for this process, with bounded keys. */
+  readonly limiter?: RateLimiter;
+}
+
 /** Maps a transport's request to a question with the policy set that will decide it (a gateway reads its routes). */
 export type PrepareCheck = (policySet: PolicySet) => CheckInput;
 
@@ -46,16 +54,19 @@ export type PrepareCheck = (policySet: PolicySet) => CheckInput;
  */
 export class DecisionPipeline {
   private observers: readonly DecisionObserver[] = [];
+  private readonly meter: RequestMeter;
 
-  /**
-   * `limiter` applies the policy set's rate limits to what the rules allow; by
-   * default one in memory for this process, with bounded keys.
-   */
+  /** Applies the policy set's rate limits to what the rules allow. */
+  readonly limiter: RateLimiter;
+
   constructor(
     private readonly policies: PolicySource,
     private readonly log: DecisionSink,
-    readonly limiter: RateLimiter = new RateLimiter(),
-  ) {}
+    options: PipelineOptions = {},
+  ) {
+    this.meter = new RequestMeter(options.requestLimits);
+    this.limiter = options.limiter ?? new RateLimiter();
+  }
 
   /** Adds an observer of every decision; returns the function that removes it. */
   observe(observer: DecisionObserver): () => void {
@@ -122,6 +133,11 @@ export class DecisionPipeline {
   /** The decision for one question: a refused request is not evaluated; only what the rules allow takes rate-limit budget. */
   private decide(policySet: PolicySet, input: CheckInput): { request: DecisionRequest; decision: Decision } {
     if (input instanceof RefusedRequest) return { request: input.request, decision: refusalDecision(input.refusal, policySet.version) };
+    const over = this.meter.problem(input);
+    if (over !== null) {
+      // Refused like any invalid request; the log keeps what identifies it, not the bulk that broke a cap.
+      return { request: identifying(input, this.meter.limits.maxStringLength), decision: refusalDecision(invalidRequest(over), policySet.version) };
+    }
     let decision = evaluate(policySet, input);
     // A limit refuses what the rules allowed, or reports what is left.
     if (decision.effect === 'ALLOW' && policySet.limits.length > 0) decision = limited(decision, this.limiter.apply(policySet.limits, input));
@@ -177,6 +193,20 @@ function limited(decision: Decision, outcome: LimitOutcome | null): Decision {
 function limitDetails(state: LimitState): { id: string; remaining: number; retryAfterMs: number; blockedUntil?: number; offences?: number } {
   const details = { id: state.limitId, remaining: state.remaining, retryAfterMs: Math.ceil(state.retryAfterMs) };
   return state.blockedUntil === undefined ? details : { ...details, blockedUntil: state.blockedUntil, offences: state.offences };
+}
+
+const NOTHING = Object.freeze({});
+const NO_ROLES: readonly string[] = Object.freeze([]);
+
+/** A request over a cap as it is recorded: its ids, action and type (cut to `longest`), no roles or attributes. */
+function identifying(request: DecisionRequest, longest: number): DecisionRequest {
+  const cut = (s: string): string => (s.length <= longest ? s : `${s.slice(0, longest)}…`);
+  return {
+    principal: { id: cut(request.principal.id), roles: NO_ROLES, attributes: NOTHING },
+    action: cut(request.action),
+    resource: { type: cut(request.resource.type), id: cut(request.resource.id), attributes: NOTHING },
+    context: { attributes: NOTHING },
+  };
 }
 
 /** The decision log's row for a decision. */

@@ -1,4 +1,7 @@
 import { Environment } from '@marcbachmann/cel-js';
+import { RE2_MATCHES, bindMatches, applyBudget, re2Matches, withinBudget } from './condition-guards.js';
+
+export { DEFAULT_CONDITION_BUDGET, getConditionBudget, setConditionBudget } from './condition-guards.js';
 
 // `when` conditions are CEL. The variables in scope are the request's parts (registered
 // below); anything else is a compile-time error, so a typo never becomes a silent deny.
@@ -22,7 +25,8 @@ const environment = new Environment({ unlistedVariablesAreDyn: false, homogeneou
   .registerVariable('principal', 'map')
   .registerVariable('resource', 'map')
   .registerVariable('action', 'string')
-  .registerVariable('context', 'map');
+  .registerVariable('context', 'map')
+  .registerFunction(`string.${RE2_MATCHES}(string): bool`, re2Matches);
 
 // Conditions run against plain maps (above), but are type-checked once, at load time, against
 // the request's shape: an unknown field (`principal.attribute.org`), a condition that is not
@@ -45,19 +49,27 @@ const withVariables = new Environment({ unlistedVariablesAreDyn: false, homogene
   .registerVariable('resource', 'map')
   .registerVariable('action', 'string')
   .registerVariable('context', 'map')
-  .registerVariable('variables', 'map');
+  .registerVariable('variables', 'map')
+  .registerFunction(`string.${RE2_MATCHES}(string): bool`, re2Matches);
+
+/** Parses an expression and binds its `matches` calls to RE2 (condition-guards.ts). */
+function parseGuarded(env: Environment, expression: string, literalPatterns: boolean): ReturnType<Environment['parse']> | { readonly message: string; readonly offset: number | null } {
+  let parsed;
+  try {
+    parsed = env.parse(expression);
+  } catch (error) {
+    return describe(error);
+  }
+  return bindMatches(parsed.ast, { literalPatterns }) ?? parsed;
+}
 
 /**
  * Parses and type-checks an expression (of any type) that may name `variables.<name>`.
  * Returns its type, or the first error and where it is.
  */
 export function checkExpression(expression: string): { readonly ok: true; readonly type: string } | { readonly ok: false; readonly message: string; readonly offset: number | null } {
-  let parsed;
-  try {
-    parsed = withVariables.parse(expression);
-  } catch (error) {
-    return { ok: false, ...describe(error) };
-  }
+  const parsed = parseGuarded(withVariables, expression, false);
+  if (!(typeof parsed === 'function')) return { ok: false, ...parsed };
   const checked = parsed.check();
   if (!checked.valid) return { ok: false, ...describe(checked.error) };
   return { ok: true, type: checked.type ?? "dyn" };
@@ -73,7 +85,9 @@ function describe(error: unknown): { message: string; offset: number | null } {
   const e = error as CelErrorShape;
   const text = typeof e.summary === 'string' && e.summary ? e.summary : String(e.message ?? error);
   const nl = text.indexOf('\n');
-  return { message: nl === -1 ? text : text.slice(0, nl), offset: e.range ? e.range.start : null };
+  // `matches` calls are bound to RE2 under another name; the author wrote `matches`.
+  const message = (nl === -1 ? text : text.slice(0, nl)).replaceAll(RE2_MATCHES, 'matches');
+  return { message, offset: e.range ? e.range.start : null };
 }
 
 // Policy sets repeat the same conditions across many rules (`resource.attributes.org ==
@@ -94,12 +108,8 @@ export function compileCondition(expression: string): CompiledCondition {
 }
 
 function compileUncached(expression: string): CompiledCondition {
-  let parsed;
-  try {
-    parsed = environment.parse(expression);
-  } catch (error) {
-    return { ok: false, ...describe(error) };
-  }
+  const parsed = parseGuarded(environment, expression, true);
+  if (!(typeof parsed === 'function')) return { ok: false, ...parsed };
   const checked = parsed.check();
   if (!checked.valid) return { ok: false, ...describe(checked.error) };
   let typed;
@@ -112,7 +122,10 @@ function compileUncached(expression: string): CompiledCondition {
   if (typed.type !== 'bool' && typed.type !== 'dyn') {
     return { ok: false, message: `a condition must be true or false, but this one is of type ${typed.type}`, offset: null };
   }
-  return { ok: true, evaluate: parsed as unknown as Condition };
+  const evaluate = parsed as unknown as Condition;
+  // A condition that works on lists runs within the budget (condition-guards.ts); one that does not costs at most its size.
+  if (applyBudget(parsed.ast) === 0) return { ok: true, evaluate };
+  return { ok: true, evaluate: (input) => withinBudget(evaluate, input) };
 }
 
 /** The first line of a CEL evaluation error, without the source excerpt the library appends. */
@@ -125,17 +138,16 @@ export function conditionErrorMessage(error: unknown): string {
  * at load time; `expected` lists the types it may have (`dyn` is always accepted).
  */
 export function compileExpression(expression: string, expected: readonly string[]): CompiledCondition {
-  let parsed;
-  try {
-    parsed = environment.parse(expression);
-  } catch (error) {
-    return { ok: false, ...describe(error) };
-  }
+  // The same guards as a condition: matches() on RE2 with patterns from the policy, and the work budget.
+  const parsed = parseGuarded(environment, expression, true);
+  if (!(typeof parsed === 'function')) return { ok: false, ...parsed };
   const checked = parsed.check();
   if (!checked.valid) return { ok: false, ...describe(checked.error) };
   const type = checked.type ?? 'dyn';
   if (type !== 'dyn' && !expected.includes(type)) {
     return { ok: false, message: `expected an expression of type ${expected.join(' or ')}, but this one is of type ${type}`, offset: null };
   }
-  return { ok: true, evaluate: parsed as unknown as Condition };
+  const evaluate = parsed as unknown as Condition;
+  if (applyBudget(parsed.ast) === 0) return { ok: true, evaluate };
+  return { ok: true, evaluate: (input) => withinBudget(evaluate, input) };
 }

@@ -38,20 +38,72 @@ export function attributeReader(part: MatchedPart, key: string): (request: Decis
 
 const hasOwn = (object: object, key: string): boolean => Object.prototype.hasOwnProperty.call(object, key);
 
-/** The regular-expression source of a glob: `*` any run, `?` one character. */
-function globSource(glob: string): string {
-  let source = '';
-  for (const ch of glob) {
-    if (ch === '*') source += '.*';
-    else if (ch === '?') source += '.';
-    else source += ch.replace(/[\\^$.|+()[\]{}]/g, '\\$&');
-  }
-  return source;
+const QUESTION = 0x3f;
+
+/** One piece of a glob between stars: literal characters, `?` standing for any one. */
+interface GlobSegment {
+  readonly text: string;
+  readonly wild: boolean;
 }
 
-/** One anchored expression matching any of the globs, compiled once per rule. */
-export function globsToRegExp(globs: readonly string[]): RegExp {
-  return new RegExp(`^(?:${globs.map(globSource).join('|')})$`, 's');
+/** Does `segment` match `value` at `at` (which must leave room for it)? */
+function segmentAt(value: string, at: number, segment: GlobSegment): boolean {
+  if (!segment.wild) return value.startsWith(segment.text, at);
+  const { text } = segment;
+  for (let k = 0; k < text.length; k++) {
+    const c = text.charCodeAt(k);
+    if (c !== QUESTION && c !== value.charCodeAt(at + k)) return false;
+  }
+  return true;
+}
+
+/** The first index in [from, last] where `segment` matches, or -1. */
+function findSegment(value: string, from: number, last: number, segment: GlobSegment): number {
+  if (!segment.wild) {
+    const at = value.indexOf(segment.text, from);
+    return at !== -1 && at <= last ? at : -1;
+  }
+  for (let at = from; at <= last; at++) if (segmentAt(value, at, segment)) return at;
+  return -1;
+}
+
+/**
+ * Compiles a glob (`*` any run, `?` one UTF-16 code unit, everything else literal) into a
+ * test that never backtracks. The glob is cut at its stars: the first piece must start the
+ * value, the last must end it, and each piece between is found at its leftmost place after
+ * the one before (leftmost is always right, since a star can absorb whatever it skips). So
+ * a value of n characters is scanned at most once per piece: O(n · glob length), never the
+ * exponential or polynomial blow-up of a backtracking regular expression such as `^.*-.*-.*-prod$`.
+ */
+export function compileGlob(glob: string): (value: string) => boolean {
+  const pieces = glob.split('*').map((text): GlobSegment => ({ text, wild: text.includes('?') }));
+  if (pieces.length === 1) {
+    const only = pieces[0]!;
+    return (value) => value.length === only.text.length && segmentAt(value, 0, only);
+  }
+  const first = pieces[0]!;
+  const last = pieces[pieces.length - 1]!;
+  const middle = pieces.slice(1, -1).filter((piece) => piece.text.length > 0);
+  const fixed = first.text.length + last.text.length;
+  return (value) => {
+    if (value.length < fixed) return false;
+    const end = value.length - last.text.length;
+    if (!segmentAt(value, 0, first) || !segmentAt(value, end, last)) return false;
+    let at = first.text.length;
+    for (const piece of middle) {
+      const found = findSegment(value, at, end - piece.text.length, piece);
+      if (found === -1) return false;
+      at = found + piece.text.length;
+    }
+    return true;
+  };
+}
+
+/** One test matching any of the globs, compiled once per rule. */
+export function compileGlobs(globs: readonly string[]): (value: string) => boolean {
+  const tests = globs.map(compileGlob);
+  if (tests.length === 1) return tests[0]!;
+  return (value) => tests.some((test) => test(value));
 }
 
 const isScalar = (value: unknown): value is Scalar =>
@@ -79,9 +131,9 @@ export function compileMatcher(spec: MatcherSpec): { test: (value: AttributeValu
   }
   if ('glob' in spec) {
     const globs = Array.isArray(spec.glob) ? spec.glob : [spec.glob];
-    const pattern = globsToRegExp(globs);
+    const matches = compileGlobs(globs);
     return {
-      test: (value) => typeof value === 'string' && pattern.test(value),
+      test: (value) => typeof value === 'string' && matches(value),
       expected: `matches ${globs.map((g) => JSON.stringify(g)).join(' or ')}`,
     };
   }

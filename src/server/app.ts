@@ -27,6 +27,7 @@ import { OperatorHttpServer } from './http.js';
 import type { Logger } from './logger.js';
 import { ServerMetrics } from './metrics.js';
 import { PolicyStore } from './policy-store.js';
+import { setConditionBudget } from '../policy/condition.js';
 
 /** A running verdict: the ports it bound and how to stop it. */
 export interface RunningServer {
@@ -132,7 +133,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   }
 
   // Every transport decides through the one pipeline; metrics observe it.
-  const pipeline = new DecisionPipeline(store, log);
+  setConditionBudget(config.requestLimits.maxConditionSteps);
+  const pipeline = new DecisionPipeline(store, log, { requestLimits: config.requestLimits });
   pipeline.observe(metrics);
   if (pipeline.limiter.store instanceof MemoryLimitStore) metrics.watchLimitStore(pipeline.limiter.store);
   // Administering needs an identity of its own (admin-auth.ts); every Admin call is recorded in the log.

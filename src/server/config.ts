@@ -10,6 +10,20 @@ import { trustedPrincipalSchema } from '../gateway/trusted-headers.js';
 import { authnSchema, resolveTls, tlsFromEnvironment, tlsLayerSchema } from '../authn/config.js';
 import { AUDIT_DEFAULTS, auditConfigShape, auditFromEnvironment, type AuditConfig } from '../decisions/audit-config.js';
 import { ADMIN_TOKEN_FILE_ENV, adminConfigSchema } from './admin-auth.js';
+import { DEFAULT_REQUEST_LIMITS } from '../decide/index.js';
+import { DEFAULT_CONDITION_BUDGET } from '../policy/condition.js';
+
+const cap = (most: number) => z.number().int().min(1).max(most).optional();
+
+/** Caps on one request's size (decide/bounds.ts); a request over one is refused and recorded. See the README, "Request limits". */
+const requestLimitsSchema = z.strictObject({
+  maxStringLength: cap(16 * 1024 * 1024),
+  maxListLength: cap(10_000_000),
+  maxValues: cap(100_000_000),
+  maxTotalLength: cap(1024 * 1024 * 1024),
+  /** How many list or map elements one condition's comprehensions may range over, in all; past it the condition errs (fails closed). */
+  maxConditionSteps: cap(1_000_000_000),
+});
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected HOST:PORT, e.g. 127.0.0.1:50051' });
 
@@ -65,11 +79,13 @@ const layerSchema = z.strictObject({
   forwardAuth: z.strictObject({ style: z.enum(FORWARD_AUTH_STYLES, { error: `expected one of ${FORWARD_AUTH_STYLES.join(', ')}` }) }).optional(),
   /** The audit trail's keys: see decisions/audit-config.ts. */
   ...auditConfigShape,
+  /** Caps on the size of one request. From the config file only. */
+  requestLimits: requestLimitsSchema.optional(),
 });
 export type PartialConfig = z.infer<typeof layerSchema>;
 
 /** The layers merged over the defaults: every key present, and `tls` checked as a whole. */
-const resolvedSchema = layerSchema.required().extend({ tls: tlsLayerSchema.nullable().transform(resolveTls) });
+const resolvedSchema = layerSchema.required().extend({ tls: tlsLayerSchema.nullable().transform(resolveTls), requestLimits: requestLimitsSchema.required() });
 
 /** Where verdict listens, what it serves and where it records. */
 export type ServerConfig = Readonly<z.output<typeof resolvedSchema>>;
@@ -94,10 +110,11 @@ export const DEFAULT_CONFIG = {
   trustedPrincipal: null,
   forwardAuth: { style: 'nginx' },
   ...AUDIT_DEFAULTS,
+  requestLimits: { ...DEFAULT_REQUEST_LIMITS, maxConditionSteps: DEFAULT_CONDITION_BUDGET },
 } satisfies Record<keyof ServerConfig, unknown>;
 
 /** Environment variables for containers, one per key. */
-export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | 'admin' | 'forwardAuth' | keyof AuditConfig>, string> = {
+export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | 'admin' | 'forwardAuth' | 'requestLimits' | keyof AuditConfig>, string> = {
   policies: 'VERDICT_POLICIES',
   db: 'VERDICT_DB',
   grpc: 'VERDICT_GRPC',

@@ -40,7 +40,7 @@ afterAll(removeTempDirs);
 /** A pipeline whose limits read a clock the test moves. */
 function withClock(): { pipeline: DecisionPipeline; clock: { now: number } } {
   const clock = { now: 1_000_000 };
-  const pipeline = new DecisionPipeline({ current: policySet }, decisionLog(), new RateLimiter(new MemoryLimitStore(), () => clock.now));
+  const pipeline = new DecisionPipeline({ current: policySet }, decisionLog(), { limiter: new RateLimiter(new MemoryLimitStore(), () => clock.now) });
   return { pipeline, clock };
 }
 
@@ -156,7 +156,7 @@ limits:
 
   it('blocks a key after K refusals within the window, for a period that doubles per offence up to the maximum, then forgets it', async () => {
     const clock = { now: 5_000_000 };
-    const pipeline = new DecisionPipeline({ current: withBackoff }, decisionLog(), new RateLimiter(new MemoryLimitStore(), () => clock.now));
+    const pipeline = new DecisionPipeline({ current: withBackoff }, decisionLog(), { limiter: new RateLimiter(new MemoryLimitStore(), () => clock.now) });
     const ask = async (id = 'max') => (await pipeline.check(predict(id), meta)).decision;
     /** Spends the burst, then is refused `after` times: the third refusal blocks. */
     const offend = async (): Promise<ReturnType<typeof ask>> => {
@@ -195,7 +195,7 @@ limits:
 
   it('refusals spread wider than the window do not add up to a block', async () => {
     const clock = { now: 9_000_000 };
-    const pipeline = new DecisionPipeline({ current: withBackoff }, decisionLog(), new RateLimiter(new MemoryLimitStore(), () => clock.now));
+    const pipeline = new DecisionPipeline({ current: withBackoff }, decisionLog(), { limiter: new RateLimiter(new MemoryLimitStore(), () => clock.now) });
     const ask = async () => (await pipeline.check(predict('wes'), meta)).decision;
     for (let round = 0; round < 5; round++) {
       // Spend what has come back, then one refusal; 40 s later the window (1m) has moved on every other round.

@@ -2,7 +2,7 @@
 // decide core, with invalid, oversized and malformed requests recorded before they are refused.
 
 import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { batchRecordError, InvalidRequest, RefusedRequest, type CallMeta, type CheckInput, type CheckResult, type RequestFieldError } from '../../decide/index.js';
+import { batchRecordError, InvalidRequest, RefusedRequest, REQUEST_RULE_ID, RequestFieldError, type CallMeta, type CheckInput, type CheckResult } from '../../decide/index.js';
 import { VerdictError } from '../../errors.js';
 import { callMeta, unary, type CallOptions } from './call.js';
 import { toBatchInputs, toCheckInput, toCheckResponse } from './convert/verdict.js';
@@ -37,6 +37,8 @@ export function authorizationService(handlers: AuthorizationHandlers, options: A
       const result = await handlers.check(input, meta);
       // Recorded first (as an error decision), refused second.
       if (input instanceof InvalidRequest) throw invalidArgument(input.error, result.decisionId);
+      const overLimit = refusedOverLimit(result);
+      if (overLimit !== null) throw invalidArgument(overLimit, result.decisionId);
       return toCheckResponse(result, meta.requestId);
     }),
 
@@ -94,6 +96,15 @@ async function refuseWhole(error: RequestFieldError, inputs: readonly CheckInput
   });
   const result = await handlers.check(input, meta);
   throw invalidArgument(error, result.decisionId);
+}
+
+/** A request the pipeline refused for breaking a cap on its size (decide/bounds.ts), as the field error it names. */
+function refusedOverLimit(result: CheckResult): RequestFieldError | null {
+  const { decision } = result;
+  if (decision.reason !== 'DENIED_INVALID_REQUEST') return null;
+  const error = decision.errors[0];
+  if (error === undefined || error.ruleId !== REQUEST_RULE_ID) return null;
+  return new RequestFieldError('(request)', error.message);
 }
 
 function invalidArgument(error: RequestFieldError, decisionId: string | null): StatusError {

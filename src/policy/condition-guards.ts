@@ -1,0 +1,233 @@
+import { RE2JS } from 're2js';
+
+// Two guards on the CEL a condition runs, so that no request can make one slow:
+//
+// - `matches` uses RE2 (re2js, pure JavaScript): linear in the length of the string,
+//   whatever the pattern. The CEL library's own `matches` builds a backtracking RegExp,
+//   where `"aaaa…!".matches("^(a+)+$")` takes seconds. CEL specifies RE2 syntax anyway.
+// - A budget: every comprehension (all, exists, exists_one, map, filter) is charged the
+//   number of elements it ranges over before it starts, and `in`, `+`, `==` and `!=` the
+//   size of the lists they read, so nested loops over a long list give up instead of
+//   running for seconds. A condition over budget is an error,
+//   whatever it evaluated to, and an erring condition fails closed (engine/evaluate.ts).
+//
+// Both work on the parsed expression (its AST), between the library's parse and check.
+
+/**
+ * The name `.matches(…)` calls are bound to. The library registers its own
+ * `string.matches(string)` and refuses a second one, so calls are renamed to this
+ * function (registered in condition.ts) right after parsing.
+ */
+export const RE2_MATCHES = 'matches_re2';
+
+/** How many list or map elements a condition may go through, in all, per evaluation. */
+export const DEFAULT_CONDITION_BUDGET = 10_000;
+
+let conditionBudget = DEFAULT_CONDITION_BUDGET;
+
+/** Sets the budget of every condition evaluated from now on (the server's `requestLimits.maxConditionSteps`). */
+export function setConditionBudget(steps: number): void {
+  if (!Number.isSafeInteger(steps) || steps < 0) throw new RangeError(`a condition budget is a whole number of steps, not ${steps}`);
+  conditionBudget = steps;
+}
+
+export function getConditionBudget(): number {
+  return conditionBudget;
+}
+
+// ------------------------------------------------------------------ RE2 matches
+
+const compiledPatterns = new Map<string, RE2JS>();
+const PATTERN_CACHE_LIMIT = 1_000;
+
+/** Compiles a pattern with RE2 syntax; throws RE2's own message (`missing closing )`) when it is not one. */
+function compilePattern(pattern: string): RE2JS {
+  let compiled = compiledPatterns.get(pattern);
+  if (compiled) return compiled;
+  compiled = RE2JS.compile(pattern);
+  if (compiledPatterns.size >= PATTERN_CACHE_LIMIT) compiledPatterns.clear();
+  compiledPatterns.set(pattern, compiled);
+  return compiled;
+}
+
+/** Why a pattern is not valid RE2, or null when it is. */
+export function patternProblem(pattern: string): string | null {
+  try {
+    compilePattern(pattern);
+    return null;
+  } catch (error) {
+    return `invalid regular expression ${JSON.stringify(pattern)} for matches(): ${reMessage(error)}`;
+  }
+}
+
+const reMessage = (error: unknown): string => String((error as Error).message ?? error).replace(/^error parsing regexp: /, '');
+
+/** `value.matches(pattern)`: RE2 semantics, true when the pattern matches any part of the value. */
+export function re2Matches(value: string, pattern: string): boolean {
+  let compiled: RE2JS;
+  try {
+    compiled = compilePattern(pattern);
+  } catch (error) {
+    throw new Error(`invalid regular expression for matches(): ${reMessage(error)}`);
+  }
+  return compiled.test(value);
+}
+
+// ------------------------------------------------------------------ the AST
+
+/** The little of the library's AST node these guards read and change. */
+interface CelNode {
+  readonly op: string;
+  args: unknown;
+  readonly start: number;
+  readonly meta: { readonly alternate?: CelNode };
+  handle?: (items: unknown, ...rest: unknown[]) => unknown;
+}
+
+const isNode = (value: unknown): value is CelNode =>
+  typeof value === 'object' && value !== null && typeof (value as { op?: unknown }).op === 'string' && 'args' in value && 'meta' in value;
+
+/** Calls `visit` once on every node of the tree, macro expansions included. */
+function walk(root: unknown, visit: (node: CelNode) => void): void {
+  const seen = new Set<object>();
+  const stack: unknown[] = [root];
+  while (stack.length > 0) {
+    const item = stack.pop();
+    if (typeof item !== 'object' || item === null || seen.has(item)) continue;
+    seen.add(item);
+    if (isNode(item)) {
+      visit(item);
+      if (item.op === 'value') continue;
+      if (item.meta.alternate) stack.push(item.meta.alternate);
+      stack.push(item.args);
+    } else if (Array.isArray(item)) {
+      for (const element of item) stack.push(element);
+    } else if (Object.getPrototypeOf(item) === Object.prototype) {
+      // A comprehension's arguments: iterable, init, step, ...
+      for (const value of Object.values(item)) stack.push(value);
+    }
+  }
+}
+
+/** A problem found in an expression before it is type-checked, and where it is. */
+export interface GuardProblem {
+  readonly message: string;
+  readonly offset: number;
+}
+
+/**
+ * Binds every `.matches(pattern)` call of a freshly parsed expression to RE2, and compiles
+ * each pattern now, so a pattern RE2 cannot compile is a load error. With `literalPatterns`
+ * (a condition as it runs, named constants put in) a pattern must be a string written in
+ * the policy: one taken from the request could be chosen to be costly even for RE2, whose
+ * time grows with the pattern's size as well as the string's. Returns the first problem, or null.
+ */
+export function bindMatches(ast: unknown, options: { readonly literalPatterns: boolean }): GuardProblem | null {
+  let problem: GuardProblem | null = null;
+  walk(ast, (node) => {
+    if (node.op !== 'rcall') return;
+    const args = node.args as [string, unknown, unknown[]];
+    if (args[0] === RE2_MATCHES) problem ??= { message: `unknown function ${RE2_MATCHES}`, offset: node.start };
+    if (args[0] !== 'matches' || args[2].length !== 1) return;
+    args[0] = RE2_MATCHES;
+    const pattern = args[2][0];
+    if (isNode(pattern) && pattern.op === 'value' && typeof pattern.args === 'string') {
+      const wrong = patternProblem(pattern.args);
+      if (wrong !== null) problem ??= { message: wrong, offset: pattern.start };
+    } else if (options.literalPatterns && isNode(pattern)) {
+      problem ??= { message: 'matches() takes its pattern as a string written in the policy (or a named constant), not one from the request', offset: pattern.start };
+    }
+  });
+  return problem;
+}
+// ------------------------------------------------------------------ the budget
+
+/** A condition ran out of budget. One per evaluation: later charges throw the same one. */
+export class ConditionBudgetExceeded extends Error {
+  constructor(budget: number) {
+    super(`condition gave up: it would go through more than ${budget} list or map elements (the condition budget); it fails closed`);
+    this.name = 'ConditionBudgetExceeded';
+  }
+}
+
+let stepsLeft = Number.POSITIVE_INFINITY;
+let exceeded: ConditionBudgetExceeded | null = null;
+
+function sizeOf(items: unknown): number {
+  if (Array.isArray(items)) return items.length;
+  if (items instanceof Map || items instanceof Set) return items.size;
+  if (typeof items === 'object' && items !== null) {
+    let n = 0;
+    for (const key in items) if (Object.prototype.hasOwnProperty.call(items, key)) n++;
+    return n;
+  }
+  return 0;
+}
+
+function charge(cost: number): void {
+  stepsLeft -= cost;
+  if (stepsLeft < 0) throw (exceeded ??= new ConditionBudgetExceeded(conditionBudget));
+}
+
+/** What a list operation costs: `x in list` and `list == list` read the list, `list + list` copies both. */
+function operationCost(op: string, left: unknown, right: unknown): number {
+  if (op === 'in') return Array.isArray(right) ? right.length : 0;
+  if (typeof left !== 'object' || left === null) return 0;
+  if (op === '+') return sizeOf(left) + sizeOf(right);
+  return sizeOf(left);
+}
+
+const CHARGED_OPERATORS = new Set(['in', '+', '==', '!=']);
+
+/**
+ * Makes a type-checked expression pay for its work on lists and maps: every comprehension
+ * the size of what it ranges over, before it starts; `in`, `+`, `==` and `!=` the size of
+ * the lists they read. Returns how many places pay: an expression with none needs no budget.
+ */
+export function applyBudget(ast: unknown): number {
+  let found = 0;
+  walk(ast, (node) => {
+    if (typeof node.handle !== 'function') return;
+    const run = node.handle;
+    if (node.op === 'comprehension') {
+      node.handle = (items: unknown, ...rest: unknown[]) => {
+        charge(sizeOf(items));
+        return run(items, ...rest);
+      };
+      // The library asks `condition(accumulator)` before each step (all() stops at the first
+      // false). Once over budget, every loop stops at its next step rather than running on
+      // to collect one error per element.
+      const args = node.args as { condition?: (accumulator: unknown) => boolean };
+      const goOn = args.condition;
+      args.condition = goOn ? (accumulator) => exceeded === null && goOn(accumulator) : () => exceeded === null;
+      found++;
+    } else if (CHARGED_OPERATORS.has(node.op)) {
+      const op = node.op;
+      node.handle = (left: unknown, right: unknown, ...rest: unknown[]) => {
+        charge(operationCost(op, left, right));
+        return run(left, right, ...rest);
+      };
+      found++;
+    }
+  });
+  return found;
+}
+
+/**
+ * Runs one evaluation within the budget. Whatever the expression returned, a run that
+ * went over budget throws: a comprehension that swallowed the error (CEL's `all` is false
+ * if any element is false, errors or not) must not turn it into an answer.
+ */
+export function withinBudget<A, T>(run: (input: A) => T, input: A): T {
+  stepsLeft = conditionBudget;
+  exceeded = null;
+  let result: T;
+  try {
+    result = run(input);
+  } catch (error) {
+    if (exceeded) throw exceeded;
+    throw error;
+  }
+  if (exceeded) throw exceeded;
+  return result;
+}

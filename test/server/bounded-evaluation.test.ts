@@ -1,0 +1,114 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { ServiceError } from '@grpc/grpc-js';
+import { status } from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DecisionReader } from '../../src/decisions/query.js';
+import { makeTempDir, removeTempDirs, rulesDoc, writePolicyDir } from '../helpers/policies.js';
+import { checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+
+// Inputs a caller controls must cost bounded work: each of these once blocked the whole
+// process for seconds. No timing is asserted; a per-test timeout far above a normal answer
+// (and far below what the backtracking code took) makes the old behaviour fail.
+const PROMPT = 5_000;
+
+interface CheckResponse {
+  effect: string;
+  reason: string;
+  ruleIds: string[];
+  errors: { ruleId: string; message: string }[];
+  decisionId: string;
+}
+
+const policies = {
+  'rules.yaml': rulesDoc([
+    { id: 'prod-replicas', effect: 'allow', actions: ['read'], resource: { type: 'model', id: { glob: '*-*-*-prod' } } },
+    { id: 'a-runs', effect: 'allow', actions: ['read'], resource: { type: 'text' }, when: 'resource.attributes.name.matches("^(a+)+$")' },
+    { id: 'all-pairs', effect: 'allow', actions: ['read'], resource: { type: 'pairs' }, when: 'resource.attributes.l.all(x, resource.attributes.l.all(y, x != ""))' },
+  ]),
+};
+
+beforeAll(() => ensureBuilt(), 120_000);
+
+describe('evaluation is bounded: a caller-controlled value never stalls the server', () => {
+  let server: VerdictProcess;
+  let client: VerdictClient;
+  let db: string;
+
+  beforeAll(async () => {
+    db = join(makeTempDir(), 'decisions.db');
+    server = await startVerdict({ policies: writePolicyDir(policies), db });
+    client = verdictClient(server.grpcPort);
+  });
+  afterAll(async () => {
+    client?.close();
+    expect(await server?.stop()).toBe(0);
+    removeTempDirs();
+  });
+
+  const check = (resource: { type: string; id?: string; attributes?: Record<string, unknown> }, context: Record<string, unknown> = {}) =>
+    client.call<CheckResponse>('Authorization', 'Check', checkRequest({ principal: { id: 'eve' }, action: 'read', resource, context }));
+
+  it('matches a glob with many stars against a 4 KiB resource id without backtracking', async () => {
+    const id = 'a-'.repeat(2048);
+    expect(id.length).toBe(4096);
+    expect(await check({ type: 'model', id })).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_DEFAULT' });
+    expect(await check({ type: 'model', id: `${id}prod` })).toMatchObject({ effect: 'EFFECT_ALLOW', ruleIds: ['prod-replicas'] });
+  }, PROMPT);
+
+  it('runs CEL matches("^(a+)+$") against a 75-byte value in linear time (RE2)', async () => {
+    expect(await check({ type: 'text', attributes: { name: `${'a'.repeat(74)}!` } })).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_DEFAULT' });
+    expect(await check({ type: 'text', attributes: { name: 'a'.repeat(75) } })).toMatchObject({ effect: 'EFFECT_ALLOW', ruleIds: ['a-runs'] });
+  }, PROMPT);
+
+  it('refuses a request over a size cap with INVALID_ARGUMENT naming the field, and records it', async () => {
+    const groups = Array.from({ length: 6_000 }, (_, i) => `g${i}`);
+    const error = await check({ type: 'text', attributes: { name: 'a' } }, { groups }).then(
+      () => null,
+      (e: ServiceError) => e,
+    );
+    expect(error?.code).toBe(status.INVALID_ARGUMENT);
+    expect(error?.details).toBe('context.attributes.groups: 6000 items, over the limit of 1000 (requestLimits.maxListLength)');
+    const decisionId = String(error?.metadata.get('verdict-decision-id')[0]);
+    const reader = DecisionReader.open(db);
+    try {
+      expect(reader.get(decisionId)).toMatchObject({ principalId: 'eve', effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', errors: [{ ruleId: '', message: error?.details }] });
+    } finally {
+      reader.close();
+    }
+    const long = await check({ type: 'model', id: 'x'.repeat(8_193) }).then(
+      () => null,
+      (e: ServiceError) => e,
+    );
+    expect(long?.code).toBe(status.INVALID_ARGUMENT);
+    expect(long?.details).toBe('resource.id: 8193 characters, over the limit of 8192 (requestLimits.maxStringLength)');
+  }, PROMPT);
+});
+
+describe('with caps raised in the config file, a condition still gives up within its budget', () => {
+  let server: VerdictProcess;
+  let client: VerdictClient;
+
+  beforeAll(async () => {
+    const dir = makeTempDir();
+    const config = join(dir, 'verdict.yaml');
+    writeFileSync(config, 'requestLimits:\n  maxListLength: 10000\n');
+    server = await startVerdict({ policies: writePolicyDir(policies), db: join(dir, 'decisions.db'), args: ['--config', config] });
+    client = verdictClient(server.grpcPort);
+  });
+  afterAll(async () => {
+    client?.close();
+    expect(await server?.stop()).toBe(0);
+    removeTempDirs();
+  });
+
+  it('a nested all() over 6,000 elements is denied by error, not run for seconds', async () => {
+    const l = Array.from({ length: 6_000 }, (_, i) => `e${i}`);
+    const res = await client.call<CheckResponse>('Authorization', 'Check', checkRequest({ principal: { id: 'eve' }, action: 'read', resource: { type: 'pairs', attributes: { l } } }));
+    expect(res).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_ERROR', ruleIds: ['all-pairs'] });
+    expect(res.errors).toEqual([{ ruleId: 'all-pairs', message: expect.stringMatching(/^condition gave up: it would go through more than 10000 list or map elements/) }]);
+    // Within the budget the rule decides as written.
+    const few = await client.call<CheckResponse>('Authorization', 'Check', checkRequest({ principal: { id: 'eve' }, action: 'read', resource: { type: 'pairs', attributes: { l: l.slice(0, 50) } } }));
+    expect(few).toMatchObject({ effect: 'EFFECT_ALLOW', ruleIds: ['all-pairs'] });
+  }, PROMPT);
+});
