@@ -1,147 +1,34 @@
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getDecision, queryDecisions } from '../../src/decisions/query.js';
-import { freePort, startGatewayVerdict, startModelServer, type GatewayVerdict } from './support.js';
+import { NGINX, startGatewayVerdict, startModelServer, startNginx, type GatewayVerdict, type RunningNginx } from './support.js';
 
 // NGINX (the Debian package) in front of a stand-in model server, asking verdict
 // through auth_request. Everything listens on 127.0.0.1; nginx runs from its own
 // temporary prefix with its own config, pid file and logs, and is stopped at the end.
 
-const NGINX = ['/usr/sbin/nginx', 'nginx'].find((bin) => spawnSync(bin, ['-v']).status === 0) ?? null;
 if (NGINX === null) {
   // CI installs nginx (.ci/run); only a machine without it skips, and says so.
   console.warn('test/gateway/nginx.test.ts: SKIPPED — no nginx binary (Debian: apt-get install nginx)');
 }
 
-/** The config docs/gateways.md shows, with test ports and a temp prefix. */
-function nginxConfig(dir: string, port: number, verdictHttpPort: number, upstreamPort: number): string {
-  return `
-worker_processes 1;
-pid ${dir}/nginx.pid;
-error_log ${dir}/error.log info;
-events { worker_connections 64; }
-http {
-  access_log ${dir}/access.log;
-  client_body_temp_path ${dir}/tmp/body;
-  proxy_temp_path ${dir}/tmp/proxy;
-  fastcgi_temp_path ${dir}/tmp/fastcgi;
-  uwsgi_temp_path ${dir}/tmp/uwsgi;
-  scgi_temp_path ${dir}/tmp/scgi;
-
-  upstream verdict { server 127.0.0.1:${verdictHttpPort}; }
-  upstream model_server { server 127.0.0.1:${upstreamPort}; }
-
-  # Facts about the model come from the gateway, never from the client. Keyed on
-  # $request_uri: inside the auth sub-request $uri is the auth location's.
-  map $request_uri $model_org {
-    ~^/v1/models/globex-  globex;
-    default               acme;
-  }
-  map $request_uri $model_env {
-    ~^/v1/models/churn-   staging;
-    default               production;
-  }
-  map $request_uri $model_classification {
-    ~^/v1/models/pricing- restricted;
-    default               internal;
-  }
-
-  server {
-    listen 127.0.0.1:${port};
-
-    location /v1/ {
-      auth_request /_verdict;
-      auth_request_set $verdict_principal $upstream_http_x_verdict_principal;
-      auth_request_set $verdict_decision_id $upstream_http_x_verdict_decision_id;
-      proxy_set_header X-Verdict-Principal $verdict_principal;
-      proxy_set_header X-Verdict-Decision-Id $verdict_decision_id;
-      proxy_set_header X-Request-Id $request_id;
-      add_header X-Verdict-Decision-Id $verdict_decision_id always;
-      proxy_pass http://model_server;
-      auth_request_set $verdict_status $upstream_status;
-      auth_request_set $verdict_retry_after $upstream_http_retry_after;
-      auth_request_set $verdict_ratelimit $upstream_http_ratelimit;
-      auth_request_set $verdict_ratelimit_policy $upstream_http_ratelimit_policy;
-      error_page 500 = @verdict_refused;
-    }
-
-    location @verdict_refused {
-      if ($verdict_status = 429) {
-        add_header X-Verdict-Decision-Id $verdict_decision_id always;
-        add_header Retry-After $verdict_retry_after always;
-        add_header RateLimit $verdict_ratelimit always;
-        add_header RateLimit-Policy $verdict_ratelimit_policy always;
-        return 429 '{"error":"rate limited"}';
-      }
-      return 500;
-    }
-
-    location = /_verdict {
-      internal;
-      proxy_pass http://verdict/forward-auth;
-      proxy_pass_request_body off;
-      proxy_set_header Content-Length "";
-      proxy_set_header X-Original-Method $request_method;
-      proxy_set_header X-Original-URI $request_uri;
-      proxy_set_header X-Real-IP $remote_addr;
-      proxy_set_header X-Request-Id $request_id;
-      proxy_set_header X-Model-Org $model_org;
-      proxy_set_header X-Model-Env $model_env;
-      proxy_set_header X-Model-Classification $model_classification;
-    }
-  }
-}
-`;
-}
-
 describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server', () => {
   let verdict: GatewayVerdict;
   let upstream: Awaited<ReturnType<typeof startModelServer>>;
-  let nginx: ChildProcess;
-  let nginxExited: Promise<number | null>;
-  let dir: string;
+  let nginx: RunningNginx;
   let base: string;
 
   beforeAll(async () => {
     verdict = await startGatewayVerdict();
     upstream = await startModelServer();
-    dir = mkdtempSync(join(tmpdir(), 'verdict-nginx-'));
-    mkdirSync(join(dir, 'tmp'));
-    const port = await freePort();
-    base = `http://127.0.0.1:${port}`;
-    writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, verdict.verdict.httpPort, upstream.port));
-    nginx = spawn(NGINX!, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log'), '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let output = '';
-    nginx.stdout!.on('data', (c: Buffer) => (output += c.toString()));
-    nginx.stderr!.on('data', (c: Buffer) => (output += c.toString()));
-    nginxExited = new Promise((resolve) => nginx.once('exit', (code) => resolve(code)));
-    const deadline = Date.now() + 10_000;
-    for (;;) {
-      if (nginx.exitCode !== null) throw new Error(`nginx exited ${nginx.exitCode}: ${output}\n${readIfExists(join(dir, 'error.log'))}`);
-      try {
-        await fetch(`${base}/`);
-        break;
-      } catch {
-        if (Date.now() > deadline) throw new Error(`nginx did not start: ${output}`);
-        await new Promise((r) => setTimeout(r, 50));
-      }
-    }
+    nginx = await startNginx(verdict.verdict.httpPort, upstream.port);
+    base = nginx.base;
   });
 
   afterAll(async () => {
-    if (nginx && nginx.exitCode === null) {
-      nginx.kill('SIGQUIT');
-      const timer = setTimeout(() => nginx.kill('SIGKILL'), 5000);
-      await nginxExited;
-      clearTimeout(timer);
-    }
+    await nginx?.stop();
     await new Promise<void>((resolve) => (upstream ? upstream.server.close(() => resolve()) : resolve()));
     await verdict?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
   const predict = (model: string, headers: Record<string, string>, body = '{"inputs":[[1,2,3]]}') =>
@@ -332,12 +219,4 @@ function rawRequest(url: string, method: string, rawHeaders: string[]): Promise<
     req.on('error', reject);
     req.end();
   });
-}
-
-function readIfExists(path: string): string {
-  try {
-    return readFileSync(path, 'utf8');
-  } catch {
-    return '';
-  }
 }

@@ -1,6 +1,7 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
-import { createServer as createNetServer, type AddressInfo } from 'node:net';
+import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -100,4 +101,172 @@ export async function freePort(): Promise<number> {
   const { port } = probe.address() as AddressInfo;
   await new Promise<void>((resolve) => probe.close(() => resolve()));
   return port;
+}
+
+/** The nginx binary (the Debian package), or null on a machine without it; CI installs it (.ci/run). */
+export const NGINX: string | null = ['/usr/sbin/nginx', 'nginx'].find((bin) => spawnSync(bin, ['-v']).status === 0) ?? null;
+
+/** The config docs/gateways.md shows, with test ports and a temp prefix. */
+export function nginxConfig(dir: string, port: number, verdictHttpPort: number, upstreamPort: number): string {
+  return `
+worker_processes 1;
+pid ${dir}/nginx.pid;
+error_log ${dir}/error.log info;
+events { worker_connections 64; }
+http {
+  access_log ${dir}/access.log;
+  client_body_temp_path ${dir}/tmp/body;
+  proxy_temp_path ${dir}/tmp/proxy;
+  fastcgi_temp_path ${dir}/tmp/fastcgi;
+  uwsgi_temp_path ${dir}/tmp/uwsgi;
+  scgi_temp_path ${dir}/tmp/scgi;
+
+  upstream verdict { server 127.0.0.1:${verdictHttpPort}; }
+  upstream model_server { server 127.0.0.1:${upstreamPort}; }
+
+  # Facts about the model come from the gateway, never from the client. Keyed on
+  # $request_uri: inside the auth sub-request $uri is the auth location's.
+  map $request_uri $model_org {
+    ~^/v1/models/globex-  globex;
+    default               acme;
+  }
+  map $request_uri $model_env {
+    ~^/v1/models/churn-   staging;
+    default               production;
+  }
+  map $request_uri $model_classification {
+    ~^/v1/models/pricing- restricted;
+    default               internal;
+  }
+
+  server {
+    listen 127.0.0.1:${port};
+
+    location /v1/ {
+      auth_request /_verdict;
+      auth_request_set $verdict_principal $upstream_http_x_verdict_principal;
+      auth_request_set $verdict_decision_id $upstream_http_x_verdict_decision_id;
+      proxy_set_header X-Verdict-Principal $verdict_principal;
+      proxy_set_header X-Verdict-Decision-Id $verdict_decision_id;
+      proxy_set_header X-Request-Id $request_id;
+      add_header X-Verdict-Decision-Id $verdict_decision_id always;
+      proxy_pass http://model_server;
+      auth_request_set $verdict_status $upstream_status;
+      auth_request_set $verdict_retry_after $upstream_http_retry_after;
+      auth_request_set $verdict_ratelimit $upstream_http_ratelimit;
+      auth_request_set $verdict_ratelimit_policy $upstream_http_ratelimit_policy;
+      error_page 500 = @verdict_refused;
+    }
+
+    location @verdict_refused {
+      if ($verdict_status = 429) {
+        add_header X-Verdict-Decision-Id $verdict_decision_id always;
+        add_header Retry-After $verdict_retry_after always;
+        add_header RateLimit $verdict_ratelimit always;
+        add_header RateLimit-Policy $verdict_ratelimit_policy always;
+        return 429 '{"error":"rate limited"}';
+      }
+      return 500;
+    }
+
+    location = /_verdict {
+      internal;
+      proxy_pass http://verdict/forward-auth;
+      proxy_pass_request_body off;
+      proxy_set_header Content-Length "";
+      proxy_set_header X-Original-Method $request_method;
+      proxy_set_header X-Original-URI $request_uri;
+      proxy_set_header X-Real-IP $remote_addr;
+      proxy_set_header X-Request-Id $request_id;
+      proxy_set_header X-Model-Org $model_org;
+      proxy_set_header X-Model-Env $model_env;
+      proxy_set_header X-Model-Classification $model_classification;
+    }
+  }
+}
+`;
+}
+
+export interface RunningNginx {
+  /** `http://127.0.0.1:<port>` */
+  readonly base: string;
+  readonly port: number;
+  /** Sends one request exactly as given (no URL normalisation, unlike fetch), on its own connection. */
+  send(method: string, rawPath: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, string> }>;
+  stop(): Promise<void>;
+}
+
+/** Starts NGINX with nginxConfig in front of verdict's HTTP port and an upstream, from its own temporary prefix. */
+export async function startNginx(verdictHttpPort: number, upstreamPort: number): Promise<RunningNginx> {
+  if (NGINX === null) throw new Error('no nginx binary (Debian: apt-get install nginx)');
+  const dir = mkdtempSync(join(tmpdir(), 'verdict-nginx-'));
+  mkdirSync(join(dir, 'tmp'));
+  const port = await freePort();
+  const base = `http://127.0.0.1:${port}`;
+  writeFileSync(join(dir, 'nginx.conf'), nginxConfig(dir, port, verdictHttpPort, upstreamPort));
+  const nginx = spawn(NGINX, ['-p', dir, '-c', join(dir, 'nginx.conf'), '-e', join(dir, 'error.log'), '-g', 'daemon off;'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  nginx.stdout!.on('data', (c: Buffer) => (output += c.toString()));
+  nginx.stderr!.on('data', (c: Buffer) => (output += c.toString()));
+  const exited = new Promise<number | null>((resolve) => nginx.once('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    if (nginx.exitCode !== null) throw new Error(`nginx exited ${nginx.exitCode}: ${output}\n${readIfExists(join(dir, 'error.log'))}`);
+    try {
+      await fetch(`${base}/`);
+      break;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`nginx did not start: ${output}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return {
+    base,
+    port,
+    send: (method, rawPath, headers) => sendRaw(port, method, rawPath, headers),
+    stop: async () => {
+      if (nginx.exitCode === null) {
+        nginx.kill('SIGQUIT');
+        const timer = setTimeout(() => nginx.kill('SIGKILL'), 5000);
+        await exited;
+        clearTimeout(timer);
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+function readIfExists(path: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch {
+    return '';
+  }
+}
+
+/** One HTTP/1.1 request written byte for byte; the answer's status and headers (lower-case names, repeated ones joined). */
+function sendRaw(port: number, method: string, rawPath: string, headers: Record<string, string>): Promise<{ status: number; headers: Record<string, string> }> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const lines = [`${method} ${rawPath} HTTP/1.1`, 'host: 127.0.0.1', 'connection: close', ...Object.entries(headers).map(([k, v]) => `${k}: ${v}`)];
+    const chunks: Buffer[] = [];
+    socket.setTimeout(15_000, () => socket.destroy(new Error(`no answer to ${method} ${rawPath}`)));
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', reject);
+    socket.on('close', () => {
+      const text = Buffer.concat(chunks).toString('latin1');
+      const head = text.slice(0, text.indexOf('\r\n\r\n') === -1 ? text.length : text.indexOf('\r\n\r\n')).split('\r\n');
+      const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head[0] ?? '')?.[1] ?? 0);
+      const answer: Record<string, string> = {};
+      for (const line of head.slice(1)) {
+        const colon = line.indexOf(':');
+        if (colon <= 0) continue;
+        const name = line.slice(0, colon).trim().toLowerCase();
+        const value = line.slice(colon + 1).trim();
+        answer[name] = answer[name] === undefined ? value : `${answer[name]}, ${value}`;
+      }
+      resolve({ status, headers: answer });
+    });
+    socket.write(`${lines.join('\r\n')}\r\n\r\n`);
+  });
 }
