@@ -1,4 +1,7 @@
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { messageOf } from '../errors.js';
+import { jsonReport, junitReport } from './test-report.js';
 import { runPolicyTests, type RuleCoverage } from '../engine/test-runner.js';
 import { formatExplanation } from './check.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
@@ -18,16 +21,18 @@ been seen deciding.
 
 Options:
   --min-coverage P   fail (exit 1) when coverage is below P percent
+  --junit FILE       also write the results as JUnit XML (for CI test reports)
+  --json FILE        also write the results and the coverage of every rule as JSON
   -v, --verbose      list every passing case too
 
 Exit codes: 0 all passed, 1 a test failed or coverage is below --min-coverage,
-2 usage error, 3 invalid policies.
+2 usage error (a report file that cannot be written too), 3 invalid policies.
 `;
 
 export async function runTest(argv: string[], io: CommandIO): Promise<number> {
   const { values, positionals } = parseFlags(
     argv,
-    { help: { type: 'boolean', short: 'h' }, verbose: { type: 'boolean', short: 'v' }, 'min-coverage': { type: 'string' } },
+    { help: { type: 'boolean', short: 'h' }, verbose: { type: 'boolean', short: 'v' }, 'min-coverage': { type: 'string' }, junit: { type: 'string' }, json: { type: 'string' } },
     true,
   );
   if (values.help) {
@@ -55,6 +60,18 @@ export async function runTest(argv: string[], io: CommandIO): Promise<number> {
     return EXIT.FAILED;
   }
   const summary = runPolicyTests(policies.policySet, policies.tests);
+  for (const [file, render] of [
+    [values.junit, junitReport],
+    [values.json, jsonReport],
+  ] as const) {
+    if (file === undefined) continue;
+    try {
+      writeFileSync(file, render(summary, dir));
+    } catch (error) {
+      io.stderr(`verdict test: cannot write the report ${file}: ${messageOf(error)}\n`);
+      return EXIT.USAGE;
+    }
+  }
   for (const result of summary.results) {
     const { testCase } = result;
     const title = `${testCase.suite} › ${testCase.name}  (${join(dir, testCase.file)}:${testCase.line})`;

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect as globalExpect, it, type ExpectStatic } from 'vitest';
 import { formatDiagnostic } from '../../src/policy/diagnostic.js';
@@ -156,6 +157,30 @@ describe.concurrent('verdict test', () => {
     const bad = await verdict(['test', 'policies', '--min-coverage', 'most']);
     expect(bad.status).toBe(2);
     expect(bad.stderr).toContain('--min-coverage must be a percentage');
+  });
+
+  it('--junit and --json write machine-readable reports beside the text output', async ({ expect }) => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-report-'));
+    try {
+      const junit = join(dir, 'results.xml');
+      const json = join(dir, 'results.json');
+      const run = await verdict(['test', FAILING, '--junit', junit, '--json', json]);
+      expect(run.status).toBe(1);
+      expect(run.stdout).toMatch(/\n1 passed, 1 failed\n$/);
+      const xml = readFileSync(junit, 'utf8');
+      expect(xml).toMatch(/^<\?xml version="1\.0" encoding="UTF-8"\?>\n<testsuites name="verdict test" tests="2" failures="1">\n {2}<testsuite name="failing" tests="2" failures="1">\n/);
+      expect(xml).toContain(`<testcase classname="failing" name="a member reads" file="${FAILING}/tests/cases.yaml" line="4"/>`);
+      expect(xml).toContain(`<testcase classname="failing" name="a guest reads (this expectation is wrong on purpose)" file="${FAILING}/tests/cases.yaml" line="10">`);
+      expect(xml).toContain('<failure message="expected ALLOW, got DENY (DENIED_BY_DEFAULT)">expected ALLOW, got DENY (DENIED_BY_DEFAULT)\nexpected deciding rules [members-read], got []</failure>');
+      const report = JSON.parse(readFileSync(json, 'utf8')) as { passed: number; failed: number; cases: { name: string; passed: boolean }[]; coverage: { possible: number; rules: { id: string }[] } };
+      expect(report).toMatchObject({ passed: 1, failed: 1, coverage: { possible: 2 } });
+      expect(report.cases.map((c) => [c.name, c.passed])).toEqual([['a member reads', true], ['a guest reads (this expectation is wrong on purpose)', false]]);
+      const unwritable = await verdict(['test', FAILING, '--junit', join(dir, 'no', 'such', 'dir', 'r.xml')]);
+      expect(unwritable.status).toBe(2);
+      expect(unwritable.stderr).toMatch(/^verdict test: cannot write the report .*r\.xml: ENOENT/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a failing case: exit 1, a FAIL line with what differed and why', async ({ expect }) => {
