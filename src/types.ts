@@ -102,4 +102,14 @@ export interface Decision {
   readonly policyVersion: string;
   /** Set by the decide core when a rate limit applied (never by the engine). */
   readonly limit?: LimitState;
+  /** Set by the decide core in shadow mode, only where the shadow set's effect differs from this one's (never by the engine). */
+  readonly shadow?: ShadowDecision;
+}
+
+/** What the shadow policy set (`shadowPolicies`) decided, beside the live set's answer. */
+export interface ShadowDecision {
+  readonly effect: Effect;
+  readonly reason: Reason;
+  readonly ruleIds: readonly string[];
+  readonly policyVersion: string;
 }

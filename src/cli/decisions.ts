@@ -21,6 +21,8 @@ Options:
   --action A           decisions for this action
   --effect allow|deny  only allowed or only denied decisions
   --rule ID            decisions this rule took part in (among their rule ids)
+  --shadow-diff        decisions the shadow policy set (serve --shadow-policies) decided
+                       otherwise; --json shows its effect, reason and rules (details.shadow)
   --reason R           by reason: ${REASONS.map((r) => r.toLowerCase()).join(', ')}
   --since TIME         made at or after TIME
   --until TIME         made before TIME
@@ -64,6 +66,7 @@ export async function runDecisions(argv: string[], io: CommandIO): Promise<numbe
         effect: { type: 'string' },
         reason: { type: 'string' },
         rule: { type: 'string' },
+        'shadow-diff': { type: 'boolean' },
         since: { type: 'string' },
         until: { type: 'string' },
         id: { type: 'string' },
@@ -89,6 +92,7 @@ export async function runDecisions(argv: string[], io: CommandIO): Promise<numbe
       effect: values.effect === undefined ? undefined : parseEffect(values.effect),
       reason: values.reason === undefined ? undefined : parseReason(values.reason),
       ruleId: values.rule,
+      shadowDiff: values['shadow-diff'] ?? false,
       since: values.since === undefined ? undefined : parseTime('--since', values.since, now),
       until: values.until === undefined ? undefined : parseTime('--until', values.until, now),
       decisionId: values.id,

@@ -29,6 +29,9 @@ Options (each also a key of the --config file and an environment variable):
   --decision-log MODE        durable | async             (durable)             ${ENVIRONMENT_KEYS.decisionLog}
   --max-message-bytes N      largest accepted request    (1048576)             ${ENVIRONMENT_KEYS.maxMessageBytes}
   --log-level LEVEL          trace..fatal | silent       (info)                ${ENVIRONMENT_KEYS.logLevel}
+  --shadow-policies DIR      shadow mode: also decide every check with DIR,    ${ENVIRONMENT_KEYS.shadowPolicies}
+                             answering with --policies; disagreements are
+                             recorded (details.shadow) and counted
   --no-watch                 do not reload when policy files change            ${ENVIRONMENT_KEYS.watch}=false
   --watch-poll-ms N          also compare the policy files' content every N ms ${ENVIRONMENT_KEYS.watchPollMs}
                              (10000; 0: file-system events only)
@@ -91,6 +94,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       'log-level': { type: 'string' },
       'no-watch': { type: 'boolean' },
       'watch-poll-ms': { type: 'string' },
+      'shadow-policies': { type: 'string' },
       'shutdown-grace-ms': { type: 'string' },
       workers: { type: 'string' },
       'forward-auth-style': { type: 'string' },
@@ -127,6 +131,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       logLevel: values['log-level'],
       shutdownGraceMs: values['shutdown-grace-ms'],
       watchPollMs: values['watch-poll-ms'],
+      shadowPolicies: values['shadow-policies'],
       workers: values.workers,
       forwardAuth: values['forward-auth-style'],
     });

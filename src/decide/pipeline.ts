@@ -2,11 +2,11 @@
 // and the observers told of each decision.
 
 import type { DecisionSink } from '../decisions/log-client.js';
-import type { DecisionRecord } from '../decisions/record.js';
+import type { DecisionDetails, DecisionRecord } from '../decisions/record.js';
 import { evaluate } from '../engine/evaluate.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { RateLimiter, type LimitOutcome } from '../limits/index.js';
-import type { Decision, DecisionRequest, LimitState } from '../types.js';
+import type { Decision, DecisionRequest, LimitState, ShadowDecision } from '../types.js';
 import { RequestMeter, type RequestLimits } from './bounds.js';
 import { newDecisionId } from './decision-id.js';
 import { blocked, invalidRequest, limitError, rateLimited, refusalDecision } from './refusals.js';
@@ -35,6 +35,12 @@ export interface PipelineOptions {
   readonly requestLimits?: RequestLimits;
   /** Applies the rate limits; by default one in memory for this process, with bounded keys. */
   readonly limiter?: RateLimiter;
+  /**
+   * Shadow mode: a candidate policy set decided beside the live one on every check. The
+   * answer is always the live set's; where the effects differ, the decision carries the
+   * shadow's (`decision.shadow`, recorded as `details.shadow`).
+   */
+  readonly shadow?: PolicySource;
 }
 
 /** Maps a transport's request to a question with the policy set that will decide it (a gateway reads its routes). */
@@ -58,6 +64,7 @@ export class DecisionPipeline {
 
   /** Applies the policy set's rate limits to what the rules allow. */
   readonly limiter: RateLimiter;
+  private readonly shadow: PolicySource | null;
 
   constructor(
     private readonly policies: PolicySource,
@@ -66,6 +73,7 @@ export class DecisionPipeline {
   ) {
     this.meter = new RequestMeter(options.requestLimits);
     this.limiter = options.limiter ?? new RateLimiter();
+    this.shadow = options.shadow ?? null;
   }
 
   /** Adds an observer of every decision; returns the function that removes it. */
@@ -139,8 +147,11 @@ export class DecisionPipeline {
       return { request: identifying(input, this.meter.limits.maxStringLength), decision: refusalDecision(invalidRequest(over), policySet.version) };
     }
     let decision = evaluate(policySet, input);
+    // The rules of both sets are compared; a rate limit is not a policy difference.
+    const shadow = this.shadow === null ? undefined : disagreement(decision, evaluate(this.shadow.current, input));
     // A limit refuses what the rules allowed, or reports what is left.
     if (decision.effect === 'ALLOW' && policySet.limits.length > 0) decision = limited(decision, this.limiter.apply(policySet.limits, input));
+    if (shadow !== undefined) decision = { ...decision, shadow };
     return { request: input, decision };
   }
 
@@ -189,6 +200,12 @@ function limited(decision: Decision, outcome: LimitOutcome | null): Decision {
   return { ...refusalDecision(rateLimited(limit.id, rate.text, rate.burst, retryAfterMs), decision.policyVersion), limit: state };
 }
 
+/** The shadow set's decision when its effect differs from the live set's; undefined when they agree. */
+function disagreement(live: Decision, shadow: Decision): ShadowDecision | undefined {
+  if (shadow.effect === live.effect) return undefined;
+  return { effect: shadow.effect, reason: shadow.reason, ruleIds: shadow.ruleIds, policyVersion: shadow.policyVersion };
+}
+
 /** What the decision log keeps of a limit's state: `details.limit`. */
 function limitDetails(state: LimitState): { id: string; remaining: number; retryAfterMs: number; blockedUntil?: number; offences?: number } {
   const details = { id: state.limitId, remaining: state.remaining, retryAfterMs: Math.ceil(state.retryAfterMs) };
@@ -206,6 +223,16 @@ function identifying(request: DecisionRequest, longest: number): DecisionRequest
     action: cut(request.action),
     resource: { type: cut(request.resource.type), id: cut(request.resource.id), attributes: NOTHING },
     context: { attributes: NOTHING },
+  };
+}
+
+/** The row's details: the transport's (a gateway's HTTP method and path), a limit's state, a shadow decision that differs. */
+function detailsOf(decision: Decision, meta: CallMeta): DecisionDetails | null {
+  if (decision.limit === undefined && decision.shadow === undefined) return meta.details ?? null;
+  return {
+    ...meta.details,
+    ...(decision.limit === undefined ? {} : { limit: limitDetails(decision.limit) }),
+    ...(decision.shadow === undefined ? {} : { shadow: decision.shadow }),
   };
 }
 
@@ -232,6 +259,6 @@ function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, 
       context: { attributes: request.context.attributes },
     },
     latencyUs: Math.round((performance.now() - started) * 1000),
-    details: decision.limit === undefined ? (meta.details ?? null) : { ...meta.details, limit: limitDetails(decision.limit) },
+    details: detailsOf(decision, meta),
   };
 }

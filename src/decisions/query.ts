@@ -33,6 +33,8 @@ export interface DecisionFilters {
   readonly policyVersion?: string;
   /** Decisions this rule took part in: it is among the decision's rule ids. */
   readonly ruleId?: string;
+  /** Only decisions the shadow policy set decided otherwise (`details.shadow`). */
+  readonly shadowDiff?: boolean;
   /**
    * Equality on request attributes: each entry matches when the value at
    * `jsonPath` (an SQLite JSON path into the stored request, see
@@ -177,6 +179,7 @@ export class DecisionReader {
       where.push(`${column} = ?`);
       params.push(value);
     }
+    if (filters.shadowDiff === true) where.push("json_extract(details, '$.shadow') IS NOT NULL");
     if (filters.ruleId !== undefined) {
       where.push('EXISTS (SELECT 1 FROM json_each(rule_ids) WHERE value = ?)');
       params.push(filters.ruleId);

@@ -27,6 +27,7 @@ import { OperatorHttpServer } from './http.js';
 import type { Logger } from './logger.js';
 import { ServerMetrics } from './metrics.js';
 import { PolicyStore } from './policy-store.js';
+import { openShadowStore, shadowStatus } from './shadow.js';
 import { setConditionBudget } from '../policy/condition.js';
 
 /** A running verdict: the ports it bound and how to stop it. */
@@ -89,6 +90,19 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     },
   }, { takeTurn: options.reloadTurn });
   metrics.setPolicy(store.current.version, store.current.rules.length);
+  // Shadow mode: a candidate set decided beside the live one, never answering (decide/pipeline.ts).
+  let shadowStore: PolicyStore | null = null;
+  if (config.shadowPolicies !== null) {
+    try {
+      shadowStore = await openShadowStore(config.shadowPolicies, metrics, logger);
+    } catch (error) {
+      await store.close();
+      throw error;
+    }
+  }
+  const closeStores = async (): Promise<void> => {
+    await Promise.all([store.close(), shadowStore?.close()]);
+  };
 
   // One server per log: a second one on the same --db is refused before it touches the log or its keys
   // (a cluster worker writes through its primary, which holds the lock).
@@ -104,7 +118,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     log = await (options.openLog ? options.openLog(sensitive) : startWriterThread(writerSettings(config, audit), sensitive));
   } catch (error) {
     lock?.release();
-    await store.close();
+    await closeStores();
     throw error;
   }
   /** Close the log, then let another server have it. */
@@ -134,7 +148,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
 
   // Every transport decides through the one pipeline; metrics observe it.
   setConditionBudget(config.requestLimits.maxConditionSteps);
-  const pipeline = new DecisionPipeline(store, log, { requestLimits: config.requestLimits });
+  const pipeline = new DecisionPipeline(store, log, { requestLimits: config.requestLimits, ...(shadowStore ? { shadow: shadowStore } : {}) });
   pipeline.observe(metrics);
   if (pipeline.limiter.store instanceof MemoryLimitStore) metrics.watchLimitStore(pipeline.limiter.store);
   // Administering needs an identity of its own (admin-auth.ts); every Admin call is recorded in the log.
@@ -144,7 +158,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   } catch (error) {
     await closeLog().catch(() => undefined);
     await authenticator.close?.();
-    await store.close();
+    await closeStores();
     throw error;
   }
   if (config.admin.tokenFile !== undefined) {
@@ -218,6 +232,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
           lastReloadError: status.lastReloadError,
           lastReloadLongestBlockMs: status.lastReloadLongestBlockMs,
           policyWatch: status.watch,
+          shadow: shadowStore === null ? null : shadowStatus(config.shadowPolicies!, shadowStore),
           decisionLog: { path: config.db, mode: config.decisionLog, healthy: log.healthy, lastError: log.lastError, audit: auditStatus },
         },
       };
@@ -251,10 +266,11 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     await admin.close().catch(() => undefined);
     await closeLog().catch(() => undefined);
     await authenticator.close?.();
-    await store.close();
+    await closeStores();
     throw error;
   }
   if (config.watch) store.watch({ pollMs: config.watchPollMs });
+  if (config.watch) shadowStore?.watch({ pollMs: config.watchPollMs });
   metrics.setWatching(() => store.watchStatus().mode === 'events');
 
   let closing: Promise<void> | null = null;
@@ -263,7 +279,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       if (probeTimer) clearInterval(probeTimer);
       // Both ports stop accepting at once and get the same grace for the checks in flight; the
       // policy store stops watching meanwhile (a reload still compiling must not keep the ports open).
-      await Promise.all([grpc.shutdown(), http.close(), ops?.close(), store.close()]);
+      await Promise.all([grpc.shutdown(), http.close(), ops?.close(), closeStores()]);
       await admin.close();
       await authenticator.close?.();
       await closeLog();

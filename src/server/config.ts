@@ -47,6 +47,8 @@ const layerSchema = z.strictObject({
   decisionLog: z.enum(['durable', 'async']).optional(),
   maxMessageBytes: z.number().int().min(1024).max(64 * 1024 * 1024).optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
+  /** Shadow mode: a candidate policy directory decided beside the live one on every check (never answering); null: off. */
+  shadowPolicies: z.string().min(1).nullable().optional(),
   /** Watch the policy directory and reload on change. */
   watch: z.boolean().optional(),
   /**
@@ -101,6 +103,7 @@ export const DEFAULT_CONFIG = {
   decisionLog: 'durable',
   maxMessageBytes: 1024 * 1024,
   logLevel: 'info',
+  shadowPolicies: null,
   watch: true,
   watchPollMs: 10_000,
   shutdownGraceMs: 10_000,
@@ -123,6 +126,7 @@ export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn
   decisionLog: 'VERDICT_DECISION_LOG',
   maxMessageBytes: 'VERDICT_MAX_MESSAGE_BYTES',
   logLevel: 'VERDICT_LOG_LEVEL',
+  shadowPolicies: 'VERDICT_SHADOW_POLICIES',
   watch: 'VERDICT_WATCH',
   watchPollMs: 'VERDICT_WATCH_POLL_MS',
   shutdownGraceMs: 'VERDICT_SHUTDOWN_GRACE_MS',

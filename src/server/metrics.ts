@@ -15,6 +15,8 @@ export class ServerMetrics implements DecisionObserver {
   private readonly commitSeconds: Histogram;
   private readonly logFailures: Counter;
   private readonly policyInfo: Gauge<'version'>;
+  private readonly shadowDisagreements: Counter<'direction'>;
+  private readonly shadowPolicyInfo: Gauge<'version'>;
   private readonly policyRules: Gauge;
   private readonly reloads: Counter<'result'>;
   private readonly reloadSeconds: Histogram;
@@ -23,6 +25,7 @@ export class ServerMetrics implements DecisionObserver {
   private isWatching: () => boolean = () => false;
   private readonly logHealthy: Gauge;
   private currentVersion: string | null = null;
+  private currentShadowVersion: string | null = null;
   /** Children bound once per effect and reason, so the hot path does no label lookup and builds no key. */
   private readonly byOutcome: Record<Effect, Partial<Record<Reason, Counter.Internal>>> = { ALLOW: {}, DENY: {} };
 
@@ -41,6 +44,13 @@ export class ServerMetrics implements DecisionObserver {
     // The aggregators say how --workers N sums the processes' values: a gauge of state is not a count.
     this.logHealthy = new Gauge({ name: 'verdict_decision_log_healthy', help: '1 while the decision log can be written, else 0.', registers: [this.registry], aggregator: 'min' });
     this.policyInfo = new Gauge({ name: 'verdict_policy_info', help: 'The policy version being served (value 1).', labelNames: ['version'], registers: [this.registry], aggregator: 'max' });
+    this.shadowDisagreements = new Counter({
+      name: 'verdict_shadow_disagreements_total',
+      help: 'Checks the shadow policy set decided otherwise than the live set, by direction (live_to_shadow: ALLOW_TO_DENY or DENY_TO_ALLOW).',
+      labelNames: ['direction'],
+      registers: [this.registry],
+    });
+    this.shadowPolicyInfo = new Gauge({ name: 'verdict_shadow_policy_info', help: 'The shadow policy version decided beside the live set (value 1).', labelNames: ['version'], registers: [this.registry], aggregator: 'max' });
     this.policyRules = new Gauge({ name: 'verdict_policy_rules', help: 'Rules in the policy set being served.', registers: [this.registry], aggregator: 'max' });
     this.reloads = new Counter({ name: 'verdict_policy_reloads_total', help: 'Policy reload attempts, by result.', labelNames: ['result'], registers: [this.registry] });
     this.reloads.inc({ result: 'success' }, 0);
@@ -69,6 +79,8 @@ export class ServerMetrics implements DecisionObserver {
     const children = this.byOutcome[effect];
     (children[reason] ??= this.decisions.labels(effect, reason)).inc();
     this.decisionSeconds.observe(seconds);
+    const shadow = result.decision.shadow;
+    if (shadow !== undefined) this.shadowDisagreements.inc({ direction: shadow.effect === 'DENY' ? 'ALLOW_TO_DENY' : 'DENY_TO_ALLOW' });
   }
 
   observeCommit(rows: number, seconds: number): void {
@@ -89,6 +101,12 @@ export class ServerMetrics implements DecisionObserver {
     this.currentVersion = version;
     this.policyInfo.set({ version }, 1);
     this.policyRules.set(rules);
+  }
+
+  setShadowPolicy(version: string): void {
+    if (this.currentShadowVersion !== null) this.shadowPolicyInfo.remove(this.currentShadowVersion);
+    this.currentShadowVersion = version;
+    this.shadowPolicyInfo.set({ version }, 1);
   }
 
   observeReload(success: boolean, seconds: number): void {

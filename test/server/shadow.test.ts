@@ -1,0 +1,94 @@
+// Shadow mode on a real server: a candidate policy set decides beside the live one on
+// every check; the answer is always the live set's, and where the two differ the
+// decision log, the metrics and `verdict decisions --shadow-diff` say so.
+import { spawnSync } from 'node:child_process';
+import { cpSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { getDecision } from '../../src/decisions/query.js';
+import { makeTempDir, removeTempDirs } from '../helpers/policies.js';
+import { ROOT, checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+
+interface CheckResponse {
+  effect: string;
+  decisionId: string;
+}
+
+const dana = { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } };
+const vic = { id: 'vic', roles: ['viewer'], attributes: { org: 'acme' } };
+const fraudModel = { type: 'model', id: 'fraud-v3', attributes: { org: 'acme', env: 'production', owner: 'dana', classification: 'internal' } };
+const DENY_EVERYTHING = 'kind: rules\nrules:\n  - id: shadow-deny-everything\n    effect: deny\n    actions: ["*"]\n';
+
+describe('shadow mode', () => {
+  let server: VerdictProcess;
+  let client: VerdictClient;
+  let db: string;
+  let shadow: string;
+
+  beforeAll(async () => {
+    ensureBuilt();
+    const dir = makeTempDir('verdict-shadow-');
+    db = join(dir, 'd.db');
+    shadow = join(dir, 'shadow');
+    cpSync(join(ROOT, 'policies'), shadow, { recursive: true });
+    // tests/ would name rules a candidate may lack; the shadow set is only decided with.
+    rmSync(join(shadow, 'tests'), { recursive: true, force: true });
+    writeFileSync(join(shadow, 'deny-everything.yaml'), DENY_EVERYTHING);
+    server = await startVerdict({ policies: join(ROOT, 'policies'), db, args: ['--shadow-policies', shadow, '--watch-poll-ms', '200'] });
+    client = verdictClient(server.grpcPort);
+  }, 60_000);
+  afterAll(async () => {
+    client?.close();
+    expect(await server?.stop()).toBe(0);
+    removeTempDirs();
+  });
+
+  const check = (principal: { id: string; roles: string[]; attributes: Record<string, unknown> }, action: string) => client.call<CheckResponse>('Authorization', 'Check', checkRequest({ principal, action, resource: fraudModel }));
+
+  it('answers with the live set under a candidate that denies everything, and records the shadow decision where they differ', async () => {
+    const allowed = await check(dana, 'predict');
+    expect(allowed.effect).toBe('EFFECT_ALLOW');
+    const row = getDecision(db, allowed.decisionId)!;
+    expect(row).toMatchObject({ effect: 'ALLOW', ruleIds: ['ds-read-predict-own-org'] });
+    expect(row.details).toMatchObject({ shadow: { effect: 'DENY', reason: 'DENIED_BY_RULE', ruleIds: ['shadow-deny-everything'], policyVersion: expect.stringMatching(/^sha256:/) } });
+
+    // Both deny: nothing to say.
+    const denied = await check(vic, 'predict');
+    expect(denied.effect).toBe('EFFECT_DENY');
+    expect(getDecision(db, denied.decisionId)!.details ?? null).toBeNull();
+  });
+
+  it('counts disagreements by direction and shows the shadow version in /readyz and /metrics', async () => {
+    await check(dana, 'predict');
+    const metrics = await (await fetch(`http://127.0.0.1:${server.httpPort}/metrics`)).text();
+    expect(metrics).toMatch(/verdict_shadow_disagreements_total\{direction="ALLOW_TO_DENY"\} [2-9]/);
+    expect(metrics).not.toMatch(/verdict_shadow_disagreements_total\{direction="DENY_TO_ALLOW"\}/);
+    expect(metrics).toMatch(/verdict_shadow_policy_info\{version="sha256:[0-9a-f]{64}"\} 1/);
+    const ready = (await (await fetch(`http://127.0.0.1:${server.httpPort}/readyz`)).json()) as { shadow: { policies: string; version: string; lastReloadError: string | null } };
+    expect(ready.shadow).toMatchObject({ policies: shadow, version: expect.stringMatching(/^sha256:/), lastReloadError: null });
+  });
+
+  it('verdict decisions --shadow-diff lists exactly the decisions the shadow set decided otherwise', () => {
+    const run = spawnSync(process.execPath, [join(ROOT, 'bin', 'verdict.js'), 'decisions', '--db', db, '--shadow-diff', '--json'], { cwd: ROOT, encoding: 'utf8' });
+    expect(run.status, run.stderr).toBe(0);
+    const rows = run.stdout.trimEnd().split('\n').map((line) => JSON.parse(line) as { principalId: string; details: { shadow?: { effect: string } } });
+    expect(rows.length).toBeGreaterThanOrEqual(2);
+    expect(rows.every((r) => r.principalId === 'dana' && r.details.shadow?.effect === 'DENY')).toBe(true);
+  });
+
+  it('reloads the shadow set like the live one: once the candidate agrees, nothing more is recorded', async () => {
+    rmSync(join(shadow, 'deny-everything.yaml'));
+    await server.waitForLog((line) => line.msg === 'shadow policies reloaded', 15_000);
+    const allowed = await check(dana, 'predict');
+    expect(allowed.effect).toBe('EFFECT_ALLOW');
+    expect(getDecision(db, allowed.decisionId)!.details ?? null).toBeNull();
+  });
+
+  it('a shadow directory that does not load stops the start, naming it', () => {
+    const broken = join(makeTempDir('verdict-shadow-broken-'), 'policies');
+    cpSync(join(ROOT, 'test', 'fixtures', 'broken', 'all-errors'), broken, { recursive: true });
+    const run = spawnSync(process.execPath, [join(ROOT, 'bin', 'verdict.js'), 'serve', '--policies', join(ROOT, 'policies'), '--shadow-policies', broken, '--db', join(makeTempDir(), 'd.db'), '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', '--log-level', 'silent'], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    expect(run.status).toBe(3);
+    expect(run.stderr).toContain(`${broken}/rules.yaml:`);
+  });
+});
