@@ -290,12 +290,13 @@ function setAsideOrphanedWal(path: string): void {
 }
 
 /**
- * Creates `path` empty with mode 0600 when it does not exist yet, so a new log is
- * readable by its owner only: it holds principals' attributes. SQLite gives the
- * `-wal` and `-shm` files the mode of the database file. An existing file keeps
- * the mode its operator chose.
+ * Creates `path` empty with mode 0600 when it does not exist yet, so a new log (or its
+ * lock file) is readable by its owner only: it holds principals' attributes. SQLite
+ * gives the `-wal` and `-shm` files the mode of the database file. An existing file
+ * keeps the mode its operator chose, and is never opened here: closing a descriptor
+ * of a file drops every POSIX lock this process holds on it (lock.ts).
  */
-function createPrivately(path: string): void {
+export function createPrivately(path: string): void {
   let fd: number;
   try {
     fd = fs.openSync(path, 'wx', 0o600);

@@ -15,6 +15,7 @@ import { hostname } from 'node:os';
 import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { VerdictError, messageOf } from '../errors.js';
+import { createPrivately } from './connection.js';
 
 /** A held decision-log lock; `release()` is idempotent. */
 export interface LogLock {
@@ -116,24 +117,4 @@ function readHolder(db: Database.Database): Holder | null {
 function isBusy(error: unknown): boolean {
   const code = (error as { code?: unknown } | null)?.code;
   return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'));
-}
-
-/**
- * Creates `path` with mode 0600 when it does not exist yet. Only when it does not
- * exist: closing a descriptor of a file drops every POSIX lock this process holds
- * on it, so an existing lock file is never opened here outside SQLite.
- */
-function createPrivately(path: string): void {
-  let fd: number;
-  try {
-    fd = fs.openSync(path, 'wx', 0o600);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return;
-    throw error;
-  }
-  try {
-    fs.fchmodSync(fd, 0o600);
-  } finally {
-    fs.closeSync(fd);
-  }
 }

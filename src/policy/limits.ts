@@ -1,7 +1,7 @@
 import type { AttributeValue, DecisionRequest } from '../types.js';
 import { compileExpression, type Condition, type ConditionInput } from './condition.js';
 import type { PolicyDiagnostic } from './diagnostic.js';
-import { attributeReader, compileMatcher, type AttributeMatcher, type MatchedPart } from './matcher.js';
+import { attributeMatchers, attributeReader, type AttributeMatcher, type MatchedPart } from './matcher.js';
 import { DURATION_PATTERN, RATE_PATTERN, type LimitSpec } from './schema.js';
 import { diagnosticAt } from './source.js';
 import { roleHoldersFor, type RoleGraph } from './stages/roles.js';
@@ -111,17 +111,7 @@ function compileKey(where: Located<LimitSpec>, variables: VariableTable, diagnos
 export function compileLimit(where: Located<LimitSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[]): CompiledLimit | null {
   const { spec } = where;
   const before = diagnostics.length;
-  const matchers: AttributeMatcher[] = [];
-  const addAttributes = (part: MatchedPart, attributes: Record<string, unknown> | undefined): void => {
-    if (!attributes) return;
-    for (const [key, matcherSpec] of Object.entries(attributes)) {
-      const { test, expected } = compileMatcher(matcherSpec as never);
-      matchers.push({ label: `${part}.attributes.${key}`, expected, read: attributeReader(part, key), test });
-    }
-  };
-  addAttributes('principal', spec.principal?.attributes);
-  addAttributes('resource', spec.resource?.attributes);
-  addAttributes('context', spec.context?.attributes);
+  const matchers = attributeMatchers(spec);
   const roleHolders = roleHoldersFor(spec.principal?.roles, graph, where, [...where.path, 'principal', 'roles'], diagnostics);
   const condition = compileWhen(spec.when, where, graph, variables, diagnostics);
   const key = compileKey(where, variables, diagnostics);

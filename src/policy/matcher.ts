@@ -144,3 +144,24 @@ export function compileMatcher(spec: MatcherSpec): { test: (value: AttributeValu
 export function describeValue(value: AttributeValue | undefined): string {
   return value === undefined ? 'absent' : JSON.stringify(value);
 }
+
+/** The `attributes` blocks of a rule or limit, as written: part → attribute → matcher. */
+export interface AttributeBlocks {
+  readonly principal?: { readonly attributes?: Record<string, unknown> };
+  readonly resource?: { readonly attributes?: Record<string, unknown> };
+  readonly context?: { readonly attributes?: Record<string, unknown> };
+}
+
+/** Compiles every attribute matcher of a rule or limit, principal's first, each labelled for explanations. */
+export function attributeMatchers(blocks: AttributeBlocks): AttributeMatcher[] {
+  const matchers: AttributeMatcher[] = [];
+  for (const part of ['principal', 'resource', 'context'] as const) {
+    const attributes = blocks[part]?.attributes;
+    if (!attributes) continue;
+    for (const [key, matcherSpec] of Object.entries(attributes)) {
+      const { test, expected } = compileMatcher(matcherSpec as MatcherSpec);
+      matchers.push({ label: `${part}.attributes.${key}`, expected, read: attributeReader(part, key), test });
+    }
+  }
+  return matchers;
+}

@@ -2,7 +2,7 @@ import { checkExpression, compileCondition, type Condition } from '../condition.
 import { readsPrincipalRoles, seeingEffectiveRoles } from '../effective-roles.js';
 import { checkReferences, expandVariables, variableReferences, type VariableTable } from '../variables.js';
 import type { PolicyDiagnostic } from '../diagnostic.js';
-import { attributeReader, compileMatcher, type AttributeMatcher, type MatchedPart } from '../matcher.js';
+import { attributeMatchers, compileMatcher, type AttributeMatcher } from '../matcher.js';
 import type { Stage, StageRun } from '../pipeline.js';
 import { indexPart, type CompiledRule, type IndexPart } from '../policy-set.js';
 import { permissionSchema, type PermissionSpec, type RoleSpec, type RuleSpec } from '../schema.js';
@@ -92,13 +92,7 @@ export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables
   const { spec } = rule;
   const before = diagnostics.length;
   const matchers: AttributeMatcher[] = [];
-  const addAttributes = (part: MatchedPart, attributes: Record<string, unknown> | undefined): void => {
-    if (!attributes) return;
-    for (const [key, matcherSpec] of Object.entries(attributes)) {
-      const { test, expected } = compileMatcher(matcherSpec as never);
-      matchers.push({ label: `${part}.attributes.${key}`, expected, read: attributeReader(part, key), test });
-    }
-  };
+
   if (spec.principal?.id !== undefined) {
     const { test, expected } = compileMatcher(spec.principal.id);
     matchers.push({ label: 'principal.id', expected, read: (r) => r.principal.id, test });
@@ -107,9 +101,7 @@ export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables
     const { test, expected } = compileMatcher(spec.resource.id);
     matchers.push({ label: 'resource.id', expected, read: (r) => r.resource.id, test });
   }
-  addAttributes('principal', spec.principal?.attributes);
-  addAttributes('resource', spec.resource?.attributes);
-  addAttributes('context', spec.context?.attributes);
+  matchers.push(...attributeMatchers(spec));
   const roleHolders = roleHoldersFor(spec.principal?.roles, graph, rule, [...rule.path, 'principal', 'roles'], diagnostics);
   const excludedHolders = roleHoldersFor(spec.principal?.notRoles, graph, rule, [...rule.path, 'principal', 'notRoles'], diagnostics);
   const condition = compileWhen(spec.when, rule, graph, variables, diagnostics);
