@@ -32,6 +32,7 @@ export class PolicyCompiler {
     compiled: new Reuse(),
     routes: new Reuse(),
     previous: null,
+    claimed: null,
   };
 
   constructor(

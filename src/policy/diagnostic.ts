@@ -24,5 +24,10 @@ export function formatPath(path: readonly PropertyKey[]): string {
 }
 
 export function sortDiagnostics(list: PolicyDiagnostic[]): PolicyDiagnostic[] {
-  return list.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col);
+  // Ties by path and message, so the order never depends on which stage (or which part of one) found a problem first.
+  return list.sort((a, b) => a.file.localeCompare(b.file) || a.line - b.line || a.col - b.col || compareText(a.path, b.path) || compareText(a.message, b.message));
+}
+
+function compareText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
 }

@@ -8,7 +8,7 @@ import { indexPart, type CompiledRule, type IndexPart } from '../policy-set.js';
 import { permissionSchema, type PermissionSpec, type RoleSpec, type RuleSpec } from '../schema.js';
 import { diagnosticAt } from '../source.js';
 import { roleHoldersFor, type RoleGraph } from './roles.js';
-import type { Checked } from './schema.js';
+import type { Checked, CheckedDocument } from './schema.js';
 import type { LoadedDocument, Located, LoadState } from './state.js';
 
 /** A role permission compiles into an allow rule with this id, so decisions can name it. */
@@ -29,24 +29,81 @@ export interface CompiledDocument {
   readonly claims: readonly Claim[];
 }
 
-/** Records rule ids in the order written; a second use of an id is a diagnostic at that use. */
+/**
+ * Collects the ids a document claims, in the order written. Claims are checked
+ * for duplicates across documents once every document is compiled (see claimIds),
+ * so a document whose compiled rules are reused need not claim its ids one by one.
+ */
 export class RuleIds {
-  /** The claims of the document being compiled, so that they can be made again when its compiled rules are reused. */
-  journal: Claim[] | null = null;
-
-  constructor(
-    readonly claimed: Map<string, Located<unknown>>,
-    private readonly diagnostics: PolicyDiagnostic[],
-  ) {}
+  /** The claims of the document being compiled. */
+  journal: Claim[] = [];
 
   claim(id: string, where: Located<unknown>, idPath: readonly PropertyKey[]): void {
-    this.journal?.push({ id, where: { spec: null, source: where.source, path: where.path }, idPath });
-    const earlier = this.claimed.get(id);
-    if (earlier) {
-      const at = earlier.source.locate(earlier.path);
-      this.diagnostics.push(diagnosticAt(where.source, idPath, `duplicate rule id "${id}": already used at ${earlier.source.file}:${at.line}:${at.col}`));
-    } else this.claimed.set(id, where);
+    this.journal.push({ id, where: { spec: null, source: where.source, path: where.path }, idPath });
   }
+}
+
+/** The ids a load claimed, with the claim lists they came from: what the next load starts from. */
+export interface ClaimedIds {
+  /** Each document's claims, in the order the rules stage went through them (kept lists are the same arrays). */
+  readonly lists: readonly (readonly Claim[])[];
+  /** Every id, where it is written; no id was claimed twice. */
+  readonly ids: ReadonlyMap<string, Located<unknown>>;
+}
+
+/** Claims the lists in order; a second use of an id is a diagnostic at that use, naming the first. */
+function* claimInOrder(lists: readonly (readonly Claim[])[], diagnostics: PolicyDiagnostic[]): StageRun<{ ids: Map<string, Located<unknown>>; duplicates: boolean }> {
+  const ids = new Map<string, Located<unknown>>();
+  let duplicates = false;
+  let n = 0;
+  for (const list of lists) {
+    for (const { id, where, idPath } of list) {
+      const earlier = ids.get(id);
+      if (earlier) {
+        duplicates = true;
+        const at = earlier.source.locate(earlier.path);
+        diagnostics.push(diagnosticAt(where.source, idPath, `duplicate rule id "${id}": already used at ${earlier.source.file}:${at.line}:${at.col}`));
+      } else ids.set(id, where);
+      if (++n % 512 === 0) yield;
+    }
+  }
+  return { ids, duplicates };
+}
+
+/**
+ * Every claimed id, checked for duplicates. With the previous load's claims (none
+ * duplicated), only the lists that changed are gone through: the ids of lists no
+ * longer there are dropped and those of new lists added. Should a new list reuse an
+ * id, every list is claimed again in order, as a cold load does, so the diagnostics
+ * are the same.
+ */
+function* claimIds(lists: readonly (readonly Claim[])[], previous: ClaimedIds | null, diagnostics: PolicyDiagnostic[]): StageRun<{ ids: Map<string, Located<unknown>>; kept: ClaimedIds | null }> {
+  if (previous !== null) {
+    const now = new Set(lists);
+    const before = new Set(previous.lists);
+    const ids = new Map(previous.ids);
+    let n = 0;
+    let clash = false;
+    for (const list of previous.lists) {
+      if (now.has(list)) continue;
+      for (const claim of list) {
+        ids.delete(claim.id);
+        if (++n % 512 === 0) yield;
+      }
+    }
+    for (const list of lists) {
+      if (before.has(list)) continue;
+      for (const { id, where } of list) {
+        if (ids.has(id)) clash = true;
+        else ids.set(id, where);
+        if (++n % 512 === 0) yield;
+      }
+      if (clash) break;
+    }
+    if (!clash) return { ids, kept: { lists, ids } };
+  }
+  const claimed = yield* claimInOrder(lists, diagnostics);
+  return { ids: claimed.ids, kept: claimed.duplicates ? null : { lists, ids: claimed.ids } };
 }
 
 export function compileWhen(when: string | undefined, where: Located<unknown>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[]): Condition | null {
@@ -200,13 +257,23 @@ export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: 
   return compiled;
 }
 
-/** Whether any `when` of a document (as canonical JSON) may read the principal's roles. */
-function conditionsReadRoles(canonical: string): boolean {
-  for (const match of canonical.matchAll(/"when":("(?:[^"\\]|\\.)*")/g)) {
-    if (readsPrincipalRoles(JSON.parse(match[1]!) as string)) return true;
+/** Whether any `when` of a document may read the principal's roles (searched once per checked document: a kept file's documents are the same objects). */
+function conditionsReadRoles(document: CheckedDocument): boolean {
+  let reads = readingRoles.get(document);
+  if (reads === undefined) {
+    reads = false;
+    for (const match of document.canonical.matchAll(/"when":("(?:[^"\\]|\\.)*")/g)) {
+      if (readsPrincipalRoles(JSON.parse(match[1]!) as string)) {
+        reads = true;
+        break;
+      }
+    }
+    readingRoles.set(document, reads);
   }
-  return false;
+  return reads;
 }
+
+const readingRoles = new WeakMap<CheckedDocument, boolean>();
 
 /**
  * The key of a document's compiled rules: the document, and the holders of each
@@ -234,31 +301,28 @@ function* compileDocument(
   document: LoadedDocument,
   key: string,
   ids: RuleIds,
+  claims: (readonly Claim[])[],
   compileItem: (index: number) => readonly CompiledRule[],
   count: number,
 ): StageRun {
   const cached = state.cache?.compiled.take(key);
   if (cached) {
-    for (let i = 0; i < cached.claims.length; i++) {
-      const { id, where, idPath } = cached.claims[i]!;
-      ids.claim(id, where, idPath);
-      if (i % 512 === 511) yield;
-    }
+    claims.push(cached.claims);
     state.compiled.push(cached.part);
     return;
   }
   const before = state.diagnostics.length;
-  const claims: Claim[] = [];
-  ids.journal = claims;
+  ids.journal = [];
   const rules: CompiledRule[] = [];
   for (let i = 0; i < count; i++) {
     rules.push(...compileItem(i));
     yield;
   }
-  ids.journal = null;
+  const journal = ids.journal;
+  claims.push(journal);
   const part = indexPart(rules);
   state.compiled.push(part);
-  if (state.diagnostics.length === before) state.cache?.compiled.put(key, { part, claims });
+  if (state.diagnostics.length === before) state.cache?.compiled.put(key, { part, claims: journal });
 }
 
 /** rules: compiles every rule, then every role's permissions, claiming ids across files. */
@@ -267,13 +331,14 @@ export const rulesStage: Stage<LoadState> = {
   *run(state) {
     const graph = state.roleGraph ?? new Map();
     const variables = state.variables;
-    const ids = new RuleIds(state.ruleIds, state.diagnostics);
+    const ids = new RuleIds();
+    const claims: (readonly Claim[])[] = [];
     // Every document's key names the inheritance once a variable reads roles: any document may use that variable.
     const variablesReadRoles = [...variables.expansions.values()].some(readsPrincipalRoles);
     let graphSignature: string | null = null;
     const graphKey = (): string => (graphSignature ??= [...graph].map(([name, entry]) => `${name}>${entry.effective.join(',')}`).join(';'));
     const inheritanceKey = (document: LoadedDocument) => (): string | null =>
-      variablesReadRoles || conditionsReadRoles(document.document.canonical) ? graphKey() : null;
+      variablesReadRoles || conditionsReadRoles(document.document) ? graphKey() : null;
     for (const document of state.documents) {
       const content = document.document.content;
       if (content?.kind !== 'rules') continue;
@@ -281,14 +346,17 @@ export const rulesStage: Stage<LoadState> = {
         const rule = compileRuleItem({ spec: content.items.at(i)!.checked, source: document.source, path: ['rules', i] }, graph, variables, ids, state.diagnostics);
         return rule ? [rule] : [];
       };
-      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables, inheritanceKey(document)), ids, compileItem, content.items.length);
+      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables, inheritanceKey(document)), ids, claims, compileItem, content.items.length);
     }
     for (const document of state.documents) {
       const content = document.document.content;
       if (content?.kind !== 'roles') continue;
       const compileItem = (i: number): readonly CompiledRule[] =>
         compileRolePermissions({ spec: content.items.at(i)!.checked, source: document.source, path: ['roles', i] }, graph, variables, ids, state.diagnostics);
-      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables, inheritanceKey(document)), ids, compileItem, content.items.length);
+      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables, inheritanceKey(document)), ids, claims, compileItem, content.items.length);
     }
+    const claimed = yield* claimIds(claims, state.cache?.claimed ?? null, state.diagnostics);
+    state.ruleIds = claimed.ids;
+    if (state.cache) state.cache.claimed = claimed.kept;
   },
 };

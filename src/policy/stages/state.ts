@@ -9,7 +9,7 @@ import { RouteTable } from '../routes.js';
 import type { SourceDocument } from '../source.js';
 import type { RoleGraph } from './roles.js';
 import { NO_VARIABLES, type VariableTable } from '../variables.js';
-import type { CompiledDocument } from './rules.js';
+import type { ClaimedIds, CompiledDocument } from './rules.js';
 import type { CheckedDocument, CheckedFile } from './schema.js';
 
 /**
@@ -61,6 +61,8 @@ export interface LoadCache {
   readonly routes: Reuse<RouteTable>;
   /** The set the last successful load built: its index is reused where the rules are the same. */
   previous: PolicySet | null;
+  /** The rule ids the last load claimed (when none was claimed twice): a load claims only those of documents that changed. */
+  claimed: ClaimedIds | null;
 }
 
 /** What the stages share: each reads what earlier stages left and adds its own part and its diagnostics. */
