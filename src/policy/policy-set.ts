@@ -145,54 +145,46 @@ export function compareRules(a: CompiledRule, b: CompiledRule): number {
   return a.id < b.id ? -1 : a.id > b.id ? 1 : 0;
 }
 
-/** Two sorted lists as one; a rule in both (the same object) appears once. */
-function mergeTwo(a: readonly CompiledRule[], b: readonly CompiledRule[]): CompiledRule[] {
-  const out: CompiledRule[] = [];
-  let i = 0;
-  let j = 0;
-  while (i < a.length && j < b.length) {
-    const x = a[i]!;
-    const y = b[j]!;
-    if (x === y) {
-      out.push(x);
-      i++;
-      j++;
-    } else if (compareRules(x, y) <= 0) {
-      out.push(x);
-      i++;
-    } else {
-      out.push(y);
-      j++;
-    }
-  }
-  while (i < a.length) out.push(a[i++]!);
-  while (j < b.length) out.push(b[j++]!);
-  return out;
-}
-
-/** The candidates in sorted lists, merged (a list alone is used as it is). */
+/**
+ * The candidates in sorted lists, merged into one new list (a list alone is used as
+ * it is); a rule in several lists (the same object) appears once. One pass over all
+ * the lists, so a reload allocates one list per table entry, not one per list merged.
+ */
 function merged(lists: readonly (readonly CompiledRule[] | undefined)[]): readonly CompiledRule[] {
-  let out: readonly CompiledRule[] | null = null;
-  for (const list of lists) {
-    if (list === undefined || list.length === 0) continue;
-    out = out === null ? list : mergeTwo(out, list);
+  const present: (readonly CompiledRule[])[] = [];
+  for (const list of lists) if (list !== undefined && list.length > 0) present.push(list);
+  if (present.length === 0) return NONE;
+  if (present.length === 1) return present[0]!;
+  const at = new Array<number>(present.length).fill(0);
+  const out: CompiledRule[] = [];
+  for (;;) {
+    let next: CompiledRule | null = null;
+    for (let k = 0; k < present.length; k++) {
+      const rule = present[k]![at[k]!];
+      if (rule !== undefined && (next === null || compareRules(rule, next) < 0)) next = rule;
+    }
+    if (next === null) return Object.freeze(out);
+    out.push(next);
+    for (let k = 0; k < present.length; k++) if (present[k]![at[k]!] === next) at[k]! += 1;
   }
-  return out === null ? NONE : Object.freeze(out);
 }
 
 /** The table of one type from the rules filed under it and under any type. */
 function tableFor(own: readonly ByAction[], any: readonly ByAction[]): ActionTable {
+  const all = own.length === 0 ? any : any.length === 0 ? own : [...own, ...any];
   const actions = new Set<string>();
-  for (const byAction of [...own, ...any]) for (const action of byAction.keys()) actions.add(action);
+  for (const byAction of all) for (const action of byAction.keys()) actions.add(action);
   actions.delete(WILDCARD);
-  const listsFor = (action: string): (readonly CompiledRule[] | undefined)[] => {
-    const lists: (readonly CompiledRule[] | undefined)[] = [];
-    for (const byAction of [...own, ...any]) lists.push(byAction.get(action), byAction.get(WILDCARD));
-    return lists;
-  };
+  const lists: (readonly CompiledRule[] | undefined)[] = [];
   const byAction = new Map<string, readonly CompiledRule[]>();
-  for (const action of actions) byAction.set(action, merged(listsFor(action)));
-  return { byAction, anyAction: merged([...own, ...any].map((b) => b.get(WILDCARD))) };
+  for (const action of actions) {
+    lists.length = 0;
+    for (const table of all) lists.push(table.get(action), table.get(WILDCARD));
+    byAction.set(action, merged(lists));
+  }
+  lists.length = 0;
+  for (const table of all) lists.push(table.get(WILDCARD));
+  return { byAction, anyAction: merged(lists) };
 }
 
 /** For each type, the rules the parts file under it, in part order. */

@@ -127,6 +127,12 @@ function expectSame(incremental: LoadResult, cold: LoadResult): void {
   expect([...a.policySet.roles.values()]).toEqual([...b.policySet.roles.values()]);
   expect(a.policySet.routes.routes.map((r) => [r.path, r.action, r.file, r.line])).toEqual(b.policySet.routes.routes.map((r) => [r.path, r.action, r.file, r.line]));
   for (const req of corpus) expect(evaluate(a.policySet, req)).toEqual(evaluate(b.policySet, req));
+  // The index itself: the same candidates, in the same order, for every type and action (known or not).
+  for (const type of [...TYPES, 'other']) {
+    for (const action of [...ACTIONS, 'other']) {
+      expect(a.policySet.candidates(type, action).map((r) => r.id)).toEqual(b.policySet.candidates(type, action).map((r) => r.id));
+    }
+  }
 }
 
 describe('incremental compilation', () => {

@@ -47,8 +47,8 @@ export class RuleIds {
 export interface ClaimedIds {
   /** Each document's claims, in the order the rules stage went through them (kept lists are the same arrays). */
   readonly lists: readonly (readonly Claim[])[];
-  /** Every id, where it is written; no id was claimed twice. */
-  readonly ids: ReadonlyMap<string, Located<unknown>>;
+  /** Every id, where it is written; no id was claimed twice. The next load changes it in place. */
+  readonly ids: Map<string, Located<unknown>>;
 }
 
 /** Claims the lists in order; a second use of an id is a diagnostic at that use, naming the first. */
@@ -81,7 +81,9 @@ function* claimIds(lists: readonly (readonly Claim[])[], previous: ClaimedIds | 
   if (previous !== null) {
     const now = new Set(lists);
     const before = new Set(previous.lists);
-    const ids = new Map(previous.ids);
+    // Changed in place rather than copied (a copy would be thousands of entries for each reload to allocate):
+    // the caller has dropped `previous` from the cache, so a load that stops part way leaves no half-changed map behind.
+    const ids = previous.ids;
     let n = 0;
     let clash = false;
     for (const list of previous.lists) {
@@ -355,7 +357,9 @@ export const rulesStage: Stage<LoadState> = {
         compileRolePermissions({ spec: content.items.at(i)!.checked, source: document.source, path: ['roles', i] }, graph, variables, ids, state.diagnostics);
       yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables, inheritanceKey(document)), ids, claims, compileItem, content.items.length);
     }
-    const claimed = yield* claimIds(claims, state.cache?.claimed ?? null, state.diagnostics);
+    const previous = state.cache?.claimed ?? null;
+    if (state.cache) state.cache.claimed = null;
+    const claimed = yield* claimIds(claims, previous, state.diagnostics);
     state.ruleIds = claimed.ids;
     if (state.cache) state.cache.claimed = claimed.kept;
   },
