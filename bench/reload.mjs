@@ -63,7 +63,8 @@ async function startServer(dir, db) {
   const args = [path.join(ROOT, 'bin', 'verdict.js'), 'serve', '--policies', dir, '--db', db, '--grpc', `${HOST}:${grpcPort}`, '--http', `${HOST}:${httpPort}`, '--decision-log', 'async'];
   if (WORKERS > 1) args.push('--workers', String(WORKERS));
   const child = spawnTracked(process.execPath, args, { cwd: ROOT });
-  await waitForHttp200(child, `http://${HOST}:${httpPort}/readyz`, 'verdict serve');
+  // A cold start of 10,000 rules takes seconds; on a machine shared with other work, many more.
+  await waitForHttp200(child, `http://${HOST}:${httpPort}/readyz`, 'verdict serve', 180_000);
   return { child, grpcPort, httpPort };
 }
 

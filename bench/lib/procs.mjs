@@ -90,8 +90,8 @@ export async function waitUntil(child, ready, what, timeoutMs = 30000) {
   throw new Error(`${what} not ready after ${timeoutMs} ms:\n${child.output}`);
 }
 
-export function waitForHttp200(child, url, what) {
-  return waitUntil(child, async () => (await httpGetStatus(url)) === 200, what);
+export function waitForHttp200(child, url, what, timeoutMs) {
+  return waitUntil(child, async () => (await httpGetStatus(url)) === 200, what, timeoutMs);
 }
 
 let clockTicks;

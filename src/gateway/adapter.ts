@@ -2,7 +2,7 @@
 // route, decide through the decide core, and answer in HTTP terms.
 
 import type { Authenticator, AuthnResult } from '../authn/types.js';
-import { AUTHN_RULE_ID, ROUTE_RULE_ID, type DecisionPipeline } from '../decide/index.js';
+import { AUTHN_RULE_ID, ROUTE_RULE_ID, type CheckResult, type DecisionPipeline, type InvalidRequest } from '../decide/index.js';
 import { messageOf } from '../errors.js';
 import type { LimitState } from '../types.js';
 import { prepareCheck } from './prepare-check.js';
@@ -65,6 +65,15 @@ export class GatewayAdapter {
     const headers: Record<string, string> = { [DECISION_ID_HEADER]: decisionId };
     if (decision.limit !== undefined) addRateLimitHeaders(headers, decision.limit, status === 429);
     return { status, decision, decisionId, principalId, headers, body };
+  }
+
+  /**
+   * Records a request the transport could not read (a malformed or oversized
+   * message) as an error decision, so that its refusal is in the log like any other.
+   * @throws (rejects) VerdictError DECISION_LOG_UNAVAILABLE when the decision cannot be recorded
+   */
+  refuse(input: InvalidRequest, caller: string): Promise<CheckResult> {
+    return this.pipeline.checkWith(() => input, { caller, requestId: null });
   }
 
   private async authenticate(request: GatewayRequest): Promise<AuthnResult> {

@@ -1,4 +1,5 @@
-// Bytes that are not a protobuf message, sent over a real HTTP/2 gRPC call, are bad
+// Bytes that are not a protobuf message, sent over a real HTTP/2 gRPC call (verdict's
+// Authorization service or Envoy's ext_authz), are bad
 // input like any other: answered INVALID_ARGUMENT (not INTERNAL) and recorded.
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -15,12 +16,12 @@ const GARBAGE: readonly (readonly [string, Buffer])[] = [
   ['random bytes', Buffer.from('fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0', 'hex')],
 ];
 
-function sendRaw(port: number, method: 'Check' | 'CheckBatch', bytes: Buffer): Promise<{ error: grpc.ServiceError | null; trailers: grpc.Metadata | null }> {
+function sendRaw(port: number, method: 'Check' | 'CheckBatch' | 'envoy', bytes: Buffer): Promise<{ error: grpc.ServiceError | null; trailers: grpc.Metadata | null }> {
   const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   return new Promise((resolve) => {
     let trailers: grpc.Metadata | null = null;
     const call = client.makeUnaryRequest<Buffer, Buffer>(
-      `/verdict.v1.Authorization/${method}`,
+      method === 'envoy' ? '/envoy.service.auth.v3.Authorization/Check' : `/verdict.v1.Authorization/${method}`,
       (raw) => raw,
       (raw) => raw,
       bytes,
@@ -36,7 +37,7 @@ function sendRaw(port: number, method: 'Check' | 'CheckBatch', bytes: Buffer): P
   });
 }
 
-describe('malformed protobuf on Check and CheckBatch', () => {
+describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', () => {
   let server: VerdictProcess;
   let db: string;
 
@@ -60,6 +61,20 @@ describe('malformed protobuf on Check and CheckBatch', () => {
       expect(recorded.length, what).toBe(before + 1);
       expect(recorded[0]!.effect).toBe('DENY');
       expect(recorded[0]!.errors[0]!.message).toContain(`not a valid verdict.v1.${method}Request`);
+      expect(trailers?.get('verdict-decision-id')[0]).toBe(recorded[0]!.decisionId);
+    }
+  });
+
+  it('Envoy ext_authz Check: answered INVALID_ARGUMENT (not INTERNAL), recorded as an invalid request', async () => {
+    for (const [what, bytes] of GARBAGE) {
+      const before = queryDecisions(db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
+      const { error, trailers } = await sendRaw(server.grpcPort, 'envoy', bytes);
+      expect(error?.code, what).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(error?.details, what).toContain('are not a valid envoy.service.auth.v3.CheckRequest protobuf message');
+      const recorded = queryDecisions(db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
+      expect(recorded.length, what).toBe(before + 1);
+      expect(recorded[0]!.effect).toBe('DENY');
+      expect(recorded[0]!.errors[0]!.message).toContain('not a valid envoy.service.auth.v3.CheckRequest');
       expect(trailers?.get('verdict-decision-id')[0]).toBe(recorded[0]!.decisionId);
     }
   });

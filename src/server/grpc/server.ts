@@ -50,7 +50,7 @@ export interface GrpcServices {
    * served: built with the same caller and error reporting as verdict's own
    * services, listed by reflection and reported by health like them.
    */
-  readonly extAuthz?: Pick<GatewayAdapter, 'decide'>;
+  readonly extAuthz?: Pick<GatewayAdapter, 'decide' | 'refuse'>;
 }
 
 export interface GrpcServer {
@@ -140,7 +140,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
   server.addService(serviceDefinition(ADMIN_SERVICE), adminService(services.admin, callOptions));
   const served: string[] = [AUTHORIZATION_SERVICE, ADMIN_SERVICE];
   if (services.extAuthz) {
-    server.addService(serviceDefinition(EXT_AUTHZ_SERVICE), extAuthzService(services.extAuthz, callOptions));
+    server.addService(withSizeLimit(serviceDefinition(EXT_AUTHZ_SERVICE), limit), extAuthzService(services.extAuthz, callOptions));
     served.push(EXT_AUTHZ_SERVICE);
   }
   const health = new HealthService();
