@@ -1,5 +1,5 @@
 import type { DecisionRequest } from '../types.js';
-import { RefusedRequest, RequestFieldError, type CheckInput } from './request.js';
+import { RefusedRequest, RequestFieldError, type CheckInput, type CheckResult } from './request.js';
 
 /**
  * How many times the message limit one batch may write to the decision log. Every
@@ -10,6 +10,25 @@ import { RefusedRequest, RequestFieldError, type CheckInput } from './request.js
  */
 export const BATCH_RECORD_FACTOR = 16;
 
+/** The budget when none is configured: BATCH_RECORD_FACTOR times the default 1 MiB message limit. */
+export const DEFAULT_MAX_BATCH_RECORDED_BYTES = BATCH_RECORD_FACTOR * 1024 * 1024;
+
+/**
+ * A batch refused whole by the pipeline (DecisionPipeline.checkBatch and checkUntil)
+ * because what it would record is over the budget: no item was decided; the refusal
+ * itself was recorded as one small invalid-request decision, `result`. Answer it as
+ * bad input (INVALID_ARGUMENT, 400) naming `error`.
+ */
+export class BatchRefused extends RequestFieldError {
+  constructor(
+    readonly error: RequestFieldError,
+    readonly result: CheckResult,
+  ) {
+    super(error.field, error.message);
+    this.name = 'BatchRefused';
+  }
+}
+
 /**
  * The error refusing a batch whose principals and contexts, recorded once per item,
  * would exceed `budgetBytes`; null when they fit. Sizes are measured as the log's
@@ -17,7 +36,7 @@ export const BATCH_RECORD_FACTOR = 16;
  * measure), and the measuring stops as soon as the budget is passed, so the work
  * is bounded by the budget whatever the batch holds.
  */
-export function batchRecordError(inputs: readonly CheckInput[], budgetBytes: number): RequestFieldError | null {
+export function batchRecordError(inputs: readonly CheckInput[], budgetBytes: number, field = 'items'): RequestFieldError | null {
   if (inputs.length <= 1) return null;
   const measured = new Map<object, number>();
   const sizeOf = (value: object, measure: () => number): number => {
@@ -34,8 +53,8 @@ export function batchRecordError(inputs: readonly CheckInput[], budgetBytes: num
     recorded += sizeOf(request.context, () => jsonBytes(request.context.attributes));
     if (recorded > budgetBytes) {
       return new RequestFieldError(
-        'items',
-        `items: the principals and contexts of these ${inputs.length} items are recorded with each item, over ${budgetBytes} bytes in all (the limit per batch) by item ${i}; send fewer items per batch or smaller principals`,
+        field,
+        `${field}: the principals and contexts of these ${inputs.length} items are recorded with each item, over ${budgetBytes} bytes in all (the limit per batch) by item ${i}; send fewer items per batch or smaller principals`,
       );
     }
   }

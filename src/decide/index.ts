@@ -2,7 +2,7 @@
  * The decide core's public face: the one path to a decision (DecisionPipeline),
  * the request and call types transports speak to it, and the refusals.
  */
-export { DecisionPipeline, type DecisionObserver, type PipelineOptions, type PolicySource, type PrepareCheck } from './pipeline.js';
+export { DecisionPipeline, type BatchOptions, type DecisionObserver, type PipelineOptions, type PolicySource, type PrepareCheck } from './pipeline.js';
 export { DEFAULT_REQUEST_LIMITS, RequestMeter, type RequestLimits } from './bounds.js';
 export { InvalidRequest, RefusedRequest, RequestFieldError, type CallMeta, type CheckInput, type CheckResult } from './request.js';
 export {
@@ -21,4 +21,4 @@ export {
   type Refusal,
 } from './refusals.js';
 export { newDecisionId } from './decision-id.js';
-export { BATCH_RECORD_FACTOR, batchRecordError } from './batch-budget.js';
+export { BATCH_RECORD_FACTOR, BatchRefused, batchRecordError, DEFAULT_MAX_BATCH_RECORDED_BYTES } from './batch-budget.js';

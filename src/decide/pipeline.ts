@@ -10,7 +10,8 @@ import type { Decision, DecisionRequest, LimitState, ShadowDecision } from '../t
 import { RequestMeter, type RequestLimits } from './bounds.js';
 import { newDecisionId } from './decision-id.js';
 import { blocked, invalidRequest, limitError, rateLimited, refusalDecision } from './refusals.js';
-import { RefusedRequest, type CallMeta, type CheckInput, type CheckResult } from './request.js';
+import { BatchRefused, batchRecordError, DEFAULT_MAX_BATCH_RECORDED_BYTES } from './batch-budget.js';
+import { InvalidRequest, RefusedRequest, type CallMeta, type CheckInput, type CheckResult, type RequestFieldError } from './request.js';
 
 /** Where the pipeline reads the policy set to decide with: once per call, never half-loaded. */
 export interface PolicySource {
@@ -41,6 +42,18 @@ export interface PipelineOptions {
    * shadow's (`decision.shadow`, recorded as `details.shadow`).
    */
   readonly shadow?: PolicySource;
+  /**
+   * Most bytes the items of one batch (checkBatch, checkUntil) may write to the decision
+   * log, their shared principal and context counted once per item (see batchRecordError);
+   * a batch over it is refused whole. Default DEFAULT_MAX_BATCH_RECORDED_BYTES.
+   */
+  readonly maxBatchRecordedBytes?: number;
+}
+
+/** How a transport names a batch's items in its errors. */
+export interface BatchOptions {
+  /** The field holding the items, as the transport's callers know it: `items` (default), `evaluations`. */
+  readonly field?: string;
 }
 
 /** Maps a transport's request to a question with the policy set that will decide it (a gateway reads its routes). */
@@ -65,6 +78,7 @@ export class DecisionPipeline {
   /** Applies the policy set's rate limits to what the rules allow. */
   readonly limiter: RateLimiter;
   private readonly shadow: PolicySource | null;
+  private readonly maxBatchRecordedBytes: number;
 
   constructor(
     private readonly policies: PolicySource,
@@ -74,6 +88,7 @@ export class DecisionPipeline {
     this.meter = new RequestMeter(options.requestLimits);
     this.limiter = options.limiter ?? new RateLimiter();
     this.shadow = options.shadow ?? null;
+    this.maxBatchRecordedBytes = options.maxBatchRecordedBytes ?? DEFAULT_MAX_BATCH_RECORDED_BYTES;
   }
 
   /** Adds an observer of every decision; returns the function that removes it. */
@@ -98,8 +113,12 @@ export class DecisionPipeline {
    * Decides and records the questions of one call, one result per input, in order,
    * all with the same policy set. They are appended in one turn, so they share a
    * commit. Each item's decision latency is its own; the observers' time is the call's.
+   * @throws (rejects) BatchRefused when what the items would record is over maxBatchRecordedBytes
+   *   (no item decided; the refusal recorded once)
    */
-  checkBatch(inputs: readonly CheckInput[], meta: CallMeta): Promise<CheckResult[]> {
+  checkBatch(inputs: readonly CheckInput[], meta: CallMeta, options: BatchOptions = {}): Promise<CheckResult[]> {
+    const tooLarge = batchRecordError(inputs, this.maxBatchRecordedBytes, options.field);
+    if (tooLarge !== null) return this.refuseBatch(tooLarge, inputs, meta);
     const started = performance.now();
     const policySet = this.policies.current;
     return Promise.all(inputs.map((input) => this.run(policySet, input, meta, performance.now(), started)));
@@ -117,9 +136,11 @@ export class DecisionPipeline {
    * stops after the first decision `stop` is true of (AuthZEN's deny_on_first_deny
    * and permit_on_first_permit): the questions after it are neither decided nor
    * recorded. The decided ones are appended in one turn, like checkBatch; one
-   * result per decided question, in order.
+   * result per decided question, in order. Bounded like checkBatch (BatchRefused).
    */
-  checkUntil(inputs: readonly CheckInput[], meta: CallMeta, stop: (decision: Decision) => boolean): Promise<CheckResult[]> {
+  checkUntil(inputs: readonly CheckInput[], meta: CallMeta, stop: (decision: Decision) => boolean, options: BatchOptions = {}): Promise<CheckResult[]> {
+    const tooLarge = batchRecordError(inputs, this.maxBatchRecordedBytes, options.field);
+    if (tooLarge !== null) return this.refuseBatch(tooLarge, inputs, meta);
     const started = performance.now();
     const policySet = this.policies.current;
     const runs: Promise<CheckResult>[] = [];
@@ -130,6 +151,20 @@ export class DecisionPipeline {
       if (stop(decided.decision)) break;
     }
     return Promise.all(runs);
+  }
+
+  /** Records a batch refused whole as one error decision (the first principal's id, none of what made it large), then rejects. */
+  private async refuseBatch(error: RequestFieldError, inputs: readonly CheckInput[], meta: CallMeta): Promise<never> {
+    const first = inputs[0]!;
+    const principalId = (first instanceof RefusedRequest ? first.request : first).principal.id;
+    const empty = Object.freeze({});
+    const input = new InvalidRequest(error, {
+      principal: { id: principalId, roles: [], attributes: empty },
+      action: '',
+      resource: { type: '', id: '', attributes: empty },
+      context: { attributes: empty },
+    });
+    throw new BatchRefused(error, await this.check(input, meta));
   }
 
   /** decide → record → answer. `decidingFrom` times the decision for the log, `callFrom` the call for the observers. */

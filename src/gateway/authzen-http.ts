@@ -5,7 +5,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tlsSocketIdentity } from '../authn/mtls.js';
 import type { Authenticator, AuthnResult } from '../authn/types.js';
-import { BATCH_RECORD_FACTOR, batchRecordError, InvalidRequest, RefusedRequest, RequestFieldError, unauthenticated, type CallMeta, type CheckResult, type DecisionPipeline } from '../decide/index.js';
+import { BatchRefused, InvalidRequest, RefusedRequest, RequestFieldError, unauthenticated, type CallMeta, type CheckResult, type DecisionPipeline } from '../decide/index.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { UNREADABLE_REQUEST, readEvaluation, readEvaluations, stopsAfter, toAuthZenDecision } from './authzen.js';
 import { peerOf } from './forward-auth.js';
@@ -159,16 +159,16 @@ export class AuthZenEndpoint {
     if (path === AUTHZEN_EVALUATION_PATH) return this.single(readEvaluation(body), call);
     const request = readEvaluations(body);
     if (request.kind !== 'many') return this.single(request.question, call);
-    const tooLarge = batchRecordError(request.questions, BATCH_RECORD_FACTOR * this.options.maxBodyBytes);
-    if (tooLarge) {
-      // Refused whole, recorded once without the principals that made it too large.
-      const problem = RequestFieldError.invalid('evaluations', tooLarge.message.replace(/^items: /, ''));
-      const result = await this.pipeline.check(new InvalidRequest(problem, UNREADABLE_REQUEST), call);
-      return { status: 400, body: errorBody('bad request', problem.message, result) };
-    }
     const stop = stopsAfter(request.semantic);
-    const results = stop === null ? await this.pipeline.checkBatch(request.questions, call) : await this.pipeline.checkUntil(request.questions, call, stop);
-    return { status: 200, body: { evaluations: results.map(toAuthZenDecision) } };
+    const batch = { field: 'evaluations' };
+    try {
+      const results = stop === null ? await this.pipeline.checkBatch(request.questions, call, batch) : await this.pipeline.checkUntil(request.questions, call, stop, batch);
+      return { status: 200, body: { evaluations: results.map(toAuthZenDecision) } };
+    } catch (error) {
+      // Refused whole by the pipeline (what it would record is over the budget), recorded once.
+      if (error instanceof BatchRefused) return { status: 400, body: errorBody('bad request', error.message, error.result) };
+      throw error;
+    }
   }
 
   /** One question: decided and answered 200, or, when it could not be read, recorded and answered 400. */

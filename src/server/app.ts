@@ -10,7 +10,7 @@ import type { DecisionLog } from '../decisions/log-client.js';
 import { lockDecisionLog, type LogLock } from '../decisions/lock.js';
 import type { SensitiveAttributes } from '../decisions/sensitive.js';
 import { startWriterThread, type WriterSettings } from '../decisions/writer-thread.js';
-import { DecisionPipeline } from '../decide/index.js';
+import { BATCH_RECORD_FACTOR, DecisionPipeline } from '../decide/index.js';
 import { messageOf, VerdictError } from '../errors.js';
 import { GatewayAdapter } from '../gateway/adapter.js';
 import { AuthZenEndpoint } from '../gateway/authzen-http.js';
@@ -148,7 +148,12 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
 
   // Every transport decides through the one pipeline; metrics observe it.
   setConditionBudget(config.requestLimits.maxConditionSteps);
-  const pipeline = new DecisionPipeline(store, log, { requestLimits: config.requestLimits, ...(shadowStore ? { shadow: shadowStore } : {}) });
+  const pipeline = new DecisionPipeline(store, log, {
+    requestLimits: config.requestLimits,
+    // A batch (CheckBatch, AuthZEN evaluations) may record at most this much, whichever transport brought it.
+    maxBatchRecordedBytes: BATCH_RECORD_FACTOR * config.maxMessageBytes,
+    ...(shadowStore ? { shadow: shadowStore } : {}),
+  });
   pipeline.observe(metrics);
   if (pipeline.limiter.store instanceof MemoryLimitStore) metrics.watchLimitStore(pipeline.limiter.store);
   // Administering needs an identity of its own (admin-auth.ts); every Admin call is recorded in the log.

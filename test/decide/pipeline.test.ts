@@ -1,5 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import {
+  BatchRefused,
   DecisionPipeline,
   InvalidRequest,
   RefusedRequest,
@@ -103,6 +104,31 @@ describe('the decision pipeline', () => {
     const first = await pipeline.checkUntil([new RefusedRequest(reader, noRoute('GET', '/')), reader], meta, (decision) => decision.effect === 'DENY');
     expect(first.map((r) => r.decision.reason)).toEqual(['DENIED_BY_DEFAULT']);
     expect(await pipeline.checkUntil([], meta, () => true)).toEqual([]);
+  });
+
+  it.each(['checkBatch', 'checkUntil'] as const)('%s refuses a batch that would record too much, whole, recording the refusal once, for every transport', async (method) => {
+    const appended: DecisionRecord[] = [];
+    const sink: DecisionSink = { path: decisionLog().path, append: async (record) => (appended.push(record), decisionLog().append(record)) };
+    const pipeline = new DecisionPipeline({ current: policySet }, sink, { maxBatchRecordedBytes: 4096 });
+    // 100 items sharing a principal whose roles and attributes are ~200 bytes: ~20 KB recorded, over 4 KiB.
+    const large = request({ principal: { id: 'rita', roles: ['reader'], attributes: { pad: 'x'.repeat(200) } }, action: 'read', resource: { type: 'doc', id: 'd1' } });
+    const inputs = Array.from({ length: 100 }, () => large);
+    const run = (options?: { field?: string }) =>
+      method === 'checkBatch' ? pipeline.checkBatch(inputs, meta, options) : pipeline.checkUntil(inputs, meta, () => false, options);
+    const refused = await run({ field: 'evaluations' }).then(() => null, (error: unknown) => error);
+    expect(refused).toBeInstanceOf(BatchRefused);
+    const error = refused as BatchRefused;
+    expect(error.message).toMatch(/^evaluations: the principals and contexts of these 100 items are recorded with each item, over 4096 bytes in all/);
+    expect(error.result.decision).toMatchObject({ effect: 'DENY', reason: 'DENIED_INVALID_REQUEST' });
+    // One small record: the principal's id, none of what made the batch large.
+    expect(appended).toHaveLength(1);
+    expect(appended[0]!.decisionId).toBe(error.result.decisionId);
+    expect(appended[0]!.principalId).toBe('rita');
+    expect(appended[0]!.request.principal).toEqual({ roles: [], attributes: {} });
+    expect(appended[0]!.requestId).toBe('r-1');
+    // The default field name is the gRPC one; a batch within the budget is decided as usual.
+    expect(String(await run().catch((e: unknown) => e))).toMatch(/items: the principals/);
+    expect(await (method === 'checkBatch' ? pipeline.checkBatch(inputs.slice(0, 10), meta) : pipeline.checkUntil(inputs.slice(0, 10), meta, () => false))).toHaveLength(10);
   });
 
   it('prepares a question with the policy set that decides it', async () => {

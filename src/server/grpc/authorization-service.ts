@@ -2,7 +2,7 @@
 // decide core, with invalid, oversized and malformed requests recorded before they are refused.
 
 import { Metadata, status, type UntypedServiceImplementation } from '@grpc/grpc-js';
-import { batchRecordError, InvalidRequest, RefusedRequest, REQUEST_RULE_ID, RequestFieldError, type CallMeta, type CheckInput, type CheckResult } from '../../decide/index.js';
+import { BatchRefused, InvalidRequest, REQUEST_RULE_ID, RequestFieldError, type CheckResult } from '../../decide/index.js';
 import { VerdictError } from '../../errors.js';
 import { callMeta, unary, type CallOptions } from './call.js';
 import { toBatchInputs, toCheckInput, toCheckResponse } from './convert/verdict.js';
@@ -22,8 +22,6 @@ export const DECISION_ID_TRAILER = 'verdict-decision-id';
 export interface AuthorizationOptions extends CallOptions {
   /** Batches with more items are refused whole, before any item is decided or recorded. */
   readonly maxBatchItems: number;
-  /** Most bytes one batch may write to the decision log (see batchRecordError); a batch over it is recorded once and refused whole. */
-  readonly maxBatchRecordedBytes: number;
 }
 
 /** verdict.v1.Authorization over the decide core (or any AuthorizationHandlers). */
@@ -51,9 +49,10 @@ export function authorizationService(handlers: AuthorizationHandlers, options: A
       }
       const meta = callMeta(call, message.requestId, options);
       const { inputs, shared } = toBatchInputs(message);
-      const tooLarge = shared ? null : batchRecordError(inputs, options.maxBatchRecordedBytes);
-      if (tooLarge) return refuseWhole(tooLarge, inputs, meta, handlers);
-      const results = await handlers.checkBatch(inputs, meta);
+      // A batch over the pipeline's record budget is refused whole, its refusal recorded once (BatchRefused).
+      const results = await Promise.resolve(handlers.checkBatch(inputs, meta)).catch((error: unknown) => {
+        throw error instanceof BatchRefused ? invalidArgument(error.error, error.result.decisionId) : error;
+      });
       if (results.length !== inputs.length) {
         throw new VerdictError('INTERNAL', `checkBatch answered ${results.length} results for ${inputs.length} items`);
       }
@@ -81,21 +80,6 @@ async function refuseUnreadable(
   const input = message.toInvalidRequest();
   const result = await handlers.check(input, callMeta(call, '', options));
   throw invalidArgument(input.error, result.decisionId);
-}
-
-/** Records a batch refused whole as one error decision (the principal's id, none of its size), then refuses it. */
-async function refuseWhole(error: RequestFieldError, inputs: readonly CheckInput[], meta: CallMeta, handlers: AuthorizationHandlers): Promise<never> {
-  const first = inputs[0]!;
-  const principalId = (first instanceof RefusedRequest ? first.request : first).principal.id;
-  const empty = Object.freeze({});
-  const input = new InvalidRequest(error, {
-    principal: { id: principalId, roles: [], attributes: empty },
-    action: '',
-    resource: { type: '', id: '', attributes: empty },
-    context: { attributes: empty },
-  });
-  const result = await handlers.check(input, meta);
-  throw invalidArgument(error, result.decisionId);
 }
 
 /** A request the pipeline refused for breaking a cap on its size (decide/bounds.ts), as the field error it names. */

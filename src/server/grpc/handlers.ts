@@ -19,7 +19,10 @@ type Awaitable<T> = T | PromiseLike<T>;
  */
 export interface AuthorizationHandlers {
   check(input: CheckInput, meta: CallMeta): Awaitable<CheckResult>;
-  /** One result per input, in order. If the shared principal or context is invalid, every input is an InvalidRequest. */
+  /**
+   * One result per input, in order. If the shared principal or context is invalid, every input is an InvalidRequest.
+   * Rejects with BatchRefused (answered INVALID_ARGUMENT) for a batch refused whole, its refusal recorded.
+   */
   checkBatch(inputs: readonly CheckInput[], meta: CallMeta): Awaitable<readonly CheckResult[]>;
 }
 

@@ -10,7 +10,6 @@ import {
   type ServerUnaryCall,
   type ServiceDefinition,
 } from '@grpc/grpc-js';
-import { BATCH_RECORD_FACTOR } from '../../decide/index.js';
 import type { GatewayAdapter } from '../../gateway/adapter.js';
 import { InFlightCalls } from './call.js';
 import { StatusError } from './status.js';
@@ -134,7 +133,6 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
     authorizationService(services.authorization, {
       ...callOptions,
       maxBatchItems: options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS,
-      maxBatchRecordedBytes: BATCH_RECORD_FACTOR * limit,
     }),
   );
   server.addService(serviceDefinition(ADMIN_SERVICE), adminService(services.admin, callOptions));
