@@ -148,6 +148,11 @@ export interface ReplayerOptions {
  */
 export class Replayer {
   readonly tally: ReplayTally = newTally();
+  private readonly requests = new RequestDecoder();
+  /** Outcomes by stored request text (outcome); null once it proved useless. */
+  private decided: Map<string, CachedOutcome> | null = new Map();
+  private cacheHits = 0;
+  private cacheMisses = 0;
 
   constructor(
     private readonly candidate: PolicySet,
@@ -166,30 +171,74 @@ export class Replayer {
       else this.addToGroup(tally.refused, refusal, row);
       return;
     }
-    const request = http !== BAD_HTTP && typeof row.request === 'string' && (row.effect === 'ALLOW' || row.effect === 'DENY') ? requestOf(row) : null;
-    if (request === null) {
+    if (http === null) {
+      this.count(row, this.outcome(row));
+      return;
+    }
+    const request = http !== BAD_HTTP && typeof row.request === 'string' && (row.effect === 'ALLOW' || row.effect === 'DENY') ? this.requests.decode(row) : null;
+    const unreplayable = request === null ? UNREADABLE : this.maskedOutcome(row, request);
+    if (unreplayable !== null || request === null || http === BAD_HTTP) {
+      this.count(row, unreplayable ?? UNREADABLE);
+      return;
+    }
+    this.addGateway(row, request, http, refusal === NO_ROUTE);
+  }
+
+  /**
+   * What a row the rules decided comes to, decided once per distinct request:
+   * the engine is pure, so a request recorded again (same stored request text,
+   * principal, action and resource) is decided as before. The cache stops
+   * itself when requests rarely repeat (a distinct context on every row).
+   */
+  private outcome(row: ReplayRow): Outcome {
+    if (typeof row.request !== 'string' || (row.effect !== 'ALLOW' && row.effect !== 'DENY')) return UNREADABLE;
+    const cache = this.decided;
+    if (cache !== null) {
+      const hit = cache.get(row.request);
+      if (hit !== undefined && hit.principalId === row.principalId && hit.action === row.action && hit.resourceType === row.resourceType && hit.resourceId === row.resourceId) {
+        this.cacheHits++;
+        return hit.outcome;
+      }
+    }
+    const request = this.requests.decode(row);
+    const outcome = request === null ? UNREADABLE : (this.maskedOutcome(row, request) ?? {
+      kind: 'decided' as const,
+      now: evaluate(this.candidate, request),
+      before: this.baseline === null ? null : evaluate(this.baseline, request),
+    });
+    if (cache !== null) {
+      this.cacheMisses++;
+      if (this.cacheMisses === CACHE_TRIAL && this.cacheHits < CACHE_TRIAL / 8) this.decided = null;
+      else {
+        if (cache.size >= MAX_CACHED) cache.clear();
+        cache.set(row.request, { principalId: row.principalId, action: row.action, resourceType: row.resourceType, resourceId: row.resourceId, outcome });
+      }
+    }
+    return outcome;
+  }
+
+  /** A row with an attribute stored masked (or nested too deep to tell) cannot be replayed: its outcome; null when it can. */
+  private maskedOutcome(row: ReplayRow, request: DecisionRequest): Outcome | null {
+    if (!row.request.includes(HMAC_PREFIX)) return null;
+    const paths = maskedPaths(request);
+    if (paths === null) return UNREADABLE;
+    return paths.length > 0 ? { kind: 'masked', paths } : null;
+  }
+
+  /** Count a row whose outcome is known. */
+  private count(row: ReplayRow, outcome: Outcome): void {
+    const tally = this.tally;
+    if (outcome.kind === 'unreadable') {
       this.addExample(tally.unreadable, row);
       return;
     }
-    if (row.request.includes(HMAC_PREFIX)) {
-      const paths = maskedPaths(request);
-      if (paths === null) {
-        this.addExample(tally.unreadable, row);
-        return;
-      }
-      if (paths.length > 0) {
-        this.addExample(tally.masked, row);
-        for (const path of paths) tally.masked.byPath.set(path, (tally.masked.byPath.get(path) ?? 0) + 1);
-        return;
-      }
-    }
-    if (http !== null && http !== BAD_HTTP) {
-      this.addGateway(row, request, http, refusal === NO_ROUTE);
+    if (outcome.kind === 'masked') {
+      this.addExample(tally.masked, row);
+      for (const path of outcome.paths) tally.masked.byPath.set(path, (tally.masked.byPath.get(path) ?? 0) + 1);
       return;
     }
     tally.replayed++;
-    const now = evaluate(this.candidate, request);
-    const before: Decision | null = this.baseline === null ? null : evaluate(this.baseline, request);
+    const { now, before } = outcome;
     const beforeEffect = before === null ? (row.effect as Effect) : before.effect;
     if (now.effect === beforeEffect) {
       tally.unchanged++;
@@ -254,13 +303,13 @@ export class Replayer {
   }
 
   /** The last row looked up: a flip adds the same row to several groups. */
-  private lastLooked: { readonly row: ReplayRow; readonly decisionId: string; readonly ruleIds: string } | null = null;
+  private lastLooked: { readonly seq: number; readonly decisionId: string; readonly ruleIds: string } | null = null;
 
   private looked(row: ReplayRow): { readonly decisionId: string; readonly ruleIds: string } {
     if (row.decisionId !== null && row.ruleIds !== null) return { decisionId: row.decisionId, ruleIds: row.ruleIds };
-    if (this.lastLooked?.row === row) return this.lastLooked;
+    if (this.lastLooked?.seq === row.seq) return this.lastLooked;
     const found = this.options.lookup?.(row.seq);
-    this.lastLooked = { row, decisionId: row.decisionId ?? found?.decisionId ?? `seq ${row.seq}`, ruleIds: row.ruleIds ?? found?.ruleIds ?? '[]' };
+    this.lastLooked = { seq: row.seq, decisionId: row.decisionId ?? found?.decisionId ?? `seq ${row.seq}`, ruleIds: row.ruleIds ?? found?.ruleIds ?? '[]' };
     return this.lastLooked;
   }
 
@@ -284,6 +333,27 @@ export class Replayer {
     this.addExample(group, row);
   }
 }
+
+/** What a row the rules decided comes to (not counting its recorded answer). */
+type Outcome =
+  | { readonly kind: 'unreadable' }
+  | { readonly kind: 'masked'; readonly paths: readonly string[] }
+  | { readonly kind: 'decided'; readonly now: Decision; readonly before: Decision | null };
+
+const UNREADABLE: Outcome = { kind: 'unreadable' };
+
+interface CachedOutcome {
+  readonly principalId: string;
+  readonly action: string;
+  readonly resourceType: string;
+  readonly resourceId: string;
+  readonly outcome: Outcome;
+}
+
+/** Distinct requests whose outcome is kept; past this the cache starts again. */
+const MAX_CACHED = 1 << 16;
+/** Misses after which a cache hit by fewer than one lookup in 8 is dropped. */
+const CACHE_TRIAL = 16_384;
 
 const ADMIN = '\0admin';
 const NO_ROUTE = 'NO_ROUTE';
@@ -369,7 +439,10 @@ function refusalOf(row: ReplayRow): string | null {
 
 /** The recorded request, or null when the stored request is not one. */
 function requestOf(row: ReplayRow): DecisionRequest | null {
-  const stored = parseJson(row.request);
+  return requestFrom(row, parseJson(row.request));
+}
+
+function requestFrom(row: ReplayRow, stored: unknown): DecisionRequest | null {
   if (!isObject(stored)) return null;
   const { principal, resource, context } = stored;
   if (!isObject(principal) || !isObject(resource) || !isObject(context)) return null;
@@ -382,6 +455,54 @@ function requestOf(row: ReplayRow): DecisionRequest | null {
     resource: { type: row.resourceType, id: row.resourceId, attributes: resource.attributes as Attributes },
     context: { attributes: context.attributes as Attributes },
   };
+}
+
+const PRINCIPAL_AT = '{"principal":';
+const RESOURCE_AT = ',"resource":';
+const CONTEXT_AT = ',"context":';
+/** Distinct principal and resource parts kept, each; past this the cache starts again. */
+const MAX_PARTS = 1 << 16;
+
+/**
+ * Decodes stored requests (`{"principal":P,"resource":R,"context":C}`, as the
+ * pipeline records them) without parsing again the principal and resource
+ * parts it has already seen: a log repeats its principals and resources, while
+ * the context is mostly new each time. A part is cached only after a full parse
+ * showed its text to be exactly one complete JSON value; at the same place in
+ * another request, such a text can only be read as that same value (JSON
+ * values end unambiguously), so a cache hit is what a full parse would give.
+ * Anything else (other keys, another order, a context that is not one value)
+ * falls back to the full parse. Cached values are shared and never mutated.
+ */
+export class RequestDecoder {
+  private readonly principals = new Map<string, Record<string, unknown>>();
+  private readonly resources = new Map<string, Record<string, unknown>>();
+
+  decode(row: ReplayRow): DecisionRequest | null {
+    const text = row.request;
+    const r = text.startsWith(PRINCIPAL_AT) ? text.indexOf(RESOURCE_AT, PRINCIPAL_AT.length) : -1;
+    const c = r === -1 ? -1 : text.indexOf(CONTEXT_AT, r + RESOURCE_AT.length);
+    if (c === -1 || text.charCodeAt(text.length - 1) !== 0x7d) return requestOf(row);
+    const principalText = text.slice(PRINCIPAL_AT.length, r);
+    const resourceText = text.slice(r + RESOURCE_AT.length, c);
+    const principal = this.principals.get(principalText);
+    const resource = this.resources.get(resourceText);
+    if (principal !== undefined && resource !== undefined) {
+      const context = parseJson(text.slice(c + CONTEXT_AT.length, -1));
+      if (context !== undefined) return requestFrom(row, { principal, resource, context });
+    }
+    const stored = parseJson(text);
+    if (isObject(stored)) {
+      if (principal === undefined && isObject(stored.principal) && JSON.stringify(stored.principal) === principalText) remember(this.principals, principalText, stored.principal);
+      if (resource === undefined && isObject(stored.resource) && JSON.stringify(stored.resource) === resourceText) remember(this.resources, resourceText, stored.resource);
+    }
+    return requestFrom(row, stored);
+  }
+}
+
+function remember(cache: Map<string, Record<string, unknown>>, text: string, value: Record<string, unknown>): void {
+  if (cache.size >= MAX_PARTS) cache.clear();
+  cache.set(text, value);
 }
 
 /** Deeper attributes than this make a row unreadable rather than a deep recursion. */
