@@ -45,6 +45,11 @@ unauthenticated, rate-limited, no gateway route), Admin calls, and requests with
 an attribute stored masked (sensitiveAttributes): the value the rules read is
 gone, so they are counted as not replayable, never guessed.
 
+Gateway requests (ext_authz, forward-auth) are routed again by each set's own
+routes from their recorded method and path: a route edit flips what it changes,
+a path the candidate no longer routes is listed, and a route that reads a value
+never recorded (a new header) makes the request not replayable.
+
 Output:
   --allow-flips D       accept flips in direction D (ALLOW_TO_DENY or
                         DENY_TO_ALLOW; repeat or comma-separate): they are
