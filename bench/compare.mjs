@@ -2,7 +2,8 @@
 // verdict side by side with its peers, in one run on one machine:
 //   servers (h2load, identical settings for each, all started at once and measured in
 //   round-robin rounds so that noise from other work hits each alike): verdict with its durable decision log,
-//   verdict with the async log, Cerbos 0.55 with audit on (local backend) and off, Cerbos
+//   verdict with the async log, verdict in shadow mode (a candidate set that disagrees on
+//   every check, so each row also records the shadow decision), Cerbos 0.55 with audit on (local backend) and off, Cerbos
 //   with 2 actions per check (the shape of the issue's reference figures), and the bare
 //   grpc-js server (the transport's ceiling);
 //   engines (in process): verdict, cedar-wasm, casbin at 10 / 1,000 / 10,000 rules.
@@ -15,6 +16,7 @@
 //   make bench-peers [ARGS=--quick]   the same, after building dist/
 //   --keep                            keep the temp dir (databases, audit stores, h2load logs)
 //   --servers-only / --engines-only   one half
+//   --shadow-only                     only verdict durable with and without --shadow-policies (shadow mode's cost)
 //   --baseline DIR                    also run another build of verdict (a checkout of an older
 //                                     commit with dist/ built) beside this one, durable log, as a
 //                                     row of the same table: before and after, in one run
@@ -40,7 +42,7 @@ const HOST = '127.0.0.1';
 const VERDICT_METHOD = '/verdict.v1.Authorization/Check';
 
 const argv = process.argv.slice(2);
-const KNOWN = ['--quick', '--keep', '--servers-only', '--engines-only', '--baseline'];
+const KNOWN = ['--quick', '--keep', '--servers-only', '--engines-only', '--shadow-only', '--baseline'];
 let BASELINE = null;
 for (let i = 0; i < argv.length; i++) {
   const arg = argv[i];
@@ -60,7 +62,8 @@ for (let i = 0; i < argv.length; i++) {
 const QUICK = argv.includes('--quick');
 const KEEP = argv.includes('--keep');
 const SERVERS = !argv.includes('--engines-only');
-const ENGINES = !argv.includes('--servers-only');
+const SHADOW_ONLY = argv.includes('--shadow-only');
+const ENGINES = !argv.includes('--servers-only') && !SHADOW_ONLY;
 
 // The same load shapes as bench/server.mjs. Throughput: 4 connections × 32 streams = 128
 // in flight, one h2load thread. Fixed rate: --rps is per client, so 4 × 500 = 2,000/s.
@@ -141,6 +144,15 @@ function engineProblems(engines) {
 
 // ---------------------------------------------------------------- servers
 
+/** The shadow set of the shadow-mode row: the shipped policies (without their tests) and a rule that denies every check. */
+function shadowCandidate(tmp) {
+  const dir = path.join(tmp, 'shadow-policies');
+  fs.cpSync(path.join(ROOT, 'policies'), dir, { recursive: true });
+  fs.rmSync(path.join(dir, 'tests'), { recursive: true, force: true });
+  fs.writeFileSync(path.join(dir, 'shadow-deny-everything.yaml'), 'kind: rules\nrules:\n  - id: shadow-deny-everything\n    effect: deny\n    actions: ["*"]\n');
+  return dir;
+}
+
 async function serverRuns(tmp) {
   const problems = [];
   const protos = loadProtos(path.join(ROOT, 'proto'));
@@ -171,6 +183,7 @@ async function serverRuns(tmp) {
   const cases = await exampleCases();
   const systems = [];
   try {
+    if (!SHADOW_ONLY) {
     const eqServer = await startCerbos({ tmp, audit: false, slug: 'cerbos-equivalence' });
     let equivalence;
     try {
@@ -184,6 +197,7 @@ async function serverRuns(tmp) {
       problems.push(`Cerbos disagrees with verdict on "${m.name}"`);
     }
     log();
+    }
 
     // ---- start everything, verify each once with the exact body it will be sent
     let responseBytes = null;
@@ -191,18 +205,20 @@ async function serverRuns(tmp) {
       { mode: 'durable', workers: 1, label: 'verdict, durable decision log', key: 'verdict-durable' },
       { mode: 'async', workers: 1, label: 'verdict, async decision log', key: 'verdict-async' },
       { mode: 'durable', workers: 2, label: 'verdict --workers 2, durable decision log', key: 'verdict-workers2' },
+      // Shadow mode's worst case: the candidate (the shipped set plus a deny-everything rule) disagrees on every check.
+      { mode: 'durable', workers: 1, label: 'verdict --shadow-policies (disagrees on every check), durable decision log', key: 'verdict-shadow', extraArgs: ['--shadow-policies', shadowCandidate(tmp)] },
       ...(BASELINE ? [{ mode: 'durable', workers: 1, label: `baseline verdict (${path.basename(BASELINE)}), durable decision log`, key: 'baseline-durable', root: BASELINE }] : []),
     ];
-    for (const { mode, workers, label, key, root } of verdictRuns) {
+    for (const { mode, workers, label, key, root, extraArgs } of verdictRuns.filter((r) => !SHADOW_ONLY || r.key === 'verdict-durable' || r.key === 'verdict-shadow')) {
       const dbFile = path.join(tmp, `${key}.db`);
-      const server = await startVerdict({ mode, dbFile, workers, ...(root ? { verdictBin: path.join(root, 'bin', 'verdict.js'), root } : {}) });
+      const server = await startVerdict({ mode, dbFile, workers, extraArgs, ...(root ? { verdictBin: path.join(root, 'bin', 'verdict.js'), root } : {}) });
       const system = { label, key, child: server.child, port: server.grpcPort, method: VERDICT_METHOD, bodyFile: bodyFiles.verdict, fixed: true, dbFile };
       systems.push(system);
       const verified = await verifyAllow(protos, HOST, server.grpcPort, VERDICT_METHOD, verdictBody);
       responseBytes ??= verified.bytes;
       log(`${system.label}: verified over gRPC: EFFECT_ALLOW, ${verified.reason}, rules [${verified.response.ruleIds.join(', ')}]`);
     }
-    const cerbosRuns = [
+    const cerbosRuns = SHADOW_ONLY ? [] : [
       { label: 'Cerbos, audit on (local backend)', key: 'cerbos-audit', audit: true, body: 'cerbos1', actions: ['predict'], fixed: true },
       { label: 'Cerbos, audit off', key: 'cerbos-noaudit', audit: false, body: 'cerbos1', actions: ['predict'], fixed: true },
       { label: 'Cerbos, audit on, 2 actions per check', key: 'cerbos-audit-2', audit: true, body: 'cerbos2', actions: ['predict', 'read'], fixed: false },
@@ -213,7 +229,7 @@ async function serverRuns(tmp) {
       const verified = await verifyCerbosGrpc({ codec, grpcPort: cerbos.grpcPort, body: bodies[run.body], actions: run.actions });
       log(`${run.label}: verified over gRPC: ${Object.entries(verified.effects).map(([a, e]) => `${a} ${e}`).join(', ')}`);
     }
-    {
+    if (!SHADOW_ONLY) {
       const server = await startCeiling(responseBytes);
       systems.push({ label: 'bare grpc-js (fixed response)', key: 'ceiling', child: server.child, port: server.grpcPort, method: VERDICT_METHOD, bodyFile: bodyFiles.verdict, fixed: true });
       await verifyAllow(protos, HOST, server.grpcPort, VERDICT_METHOD, verdictBody);
@@ -311,7 +327,10 @@ async function serverRuns(tmp) {
       try {
         const db = new Database(s.dbFile, { readonly: true, fileMustExist: true });
         const count = db.prepare('SELECT count(*) AS n FROM decisions').get().n;
+        // The shadow row must really have compared: every decision carries the candidate's disagreement.
+        const shadowRows = s.key === 'verdict-shadow' ? db.prepare(`SELECT count(*) AS n FROM decisions WHERE json_extract(details, '$.shadow.effect') = 'DENY'`).get().n : null;
         db.close();
+        if (shadowRows !== null && shadowRows !== count) problems.push(`${s.label}: ${shadowRows} of ${count} rows carry the shadow decision`);
         row.logCheck = `decision log ${count.toLocaleString('en-US')} rows for ${s.succeeded.toLocaleString('en-US')} decisions${count === s.succeeded ? ' (complete)' : ' — MISMATCH'}`;
         if (count !== s.succeeded) problems.push(`${s.label}: ${count} log rows, expected ${s.succeeded}`);
       } catch (error) {
@@ -375,8 +394,8 @@ function printServerTable({ rows }) {
   log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
   let shortfall = false;
   for (const r of rows) {
-    const vsCerbos = r === cerbos ? '1.00' : `${(r.reqPerSec / cerbos.reqPerSec).toFixed(2)}`;
-    const vsCeiling = r === ceiling ? '1.00' : `${(r.reqPerSec / ceiling.reqPerSec).toFixed(2)}`;
+    const vsCerbos = cerbos === undefined ? '—' : r === cerbos ? '1.00' : `${(r.reqPerSec / cerbos.reqPerSec).toFixed(2)}`;
+    const vsCeiling = ceiling === undefined ? '—' : r === ceiling ? '1.00' : `${(r.reqPerSec / ceiling.reqPerSec).toFixed(2)}`;
     const short = r.fixedRate !== undefined && r.fixedRate < 0.95 * target;
     shortfall ||= short;
     const mark = short ? ` (at ${Math.round(r.fixedRate).toLocaleString('en-US')}/s)†` : '';
@@ -404,6 +423,11 @@ function printGoals(servers, engines) {
     const cerbos = by('cerbos-audit');
     const ceiling = by('ceiling');
     const workers = by('verdict-workers2');
+    const shadow = by('verdict-shadow');
+    const shadowCost = 1 - shadow.reqPerSec / durable.reqPerSec;
+    const shadowLine = `- Shadow mode (a candidate that disagrees on every check, so every row also carries details.shadow) against the same server without it, both durable: ${(100 * shadowCost).toFixed(1)}% fewer requests/s (${Math.round(shadow.reqPerSec).toLocaleString('en-US')} vs ${Math.round(durable.reqPerSec).toLocaleString('en-US')}), ${(shadow.cpuPer10k / durable.cpuPer10k).toFixed(2)}× the CPU per check — goal under 10%: ${verdict(shadowCost < 0.1)}`;
+    log(shadowLine);
+    if (SHADOW_ONLY) return;
     for (const r of [durable, workers]) {
       const x = r.reqPerSec / cerbos.reqPerSec;
       log(`- Throughput, ${r.label}, ≥ 2× Cerbos with audit on: ${x.toFixed(2)}× (${Math.round(r.reqPerSec).toLocaleString('en-US')} vs ${Math.round(cerbos.reqPerSec).toLocaleString('en-US')} req/s) — ${verdict(x >= 2)}${x < 2 ? `; needs ${Math.round(2 * cerbos.reqPerSec).toLocaleString('en-US')} req/s, ${(2 / x).toFixed(2)}× this figure` : ''}`);

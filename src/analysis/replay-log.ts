@@ -1,11 +1,13 @@
 import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
+import type { Worker } from 'node:worker_threads';
 import { openReadOnly } from '../decisions/schema.js';
 import { VerdictError, type ErrorCode } from '../errors.js';
 import { startThread } from '../threads.js';
 import type { CandidateFiles } from './candidate.js';
 import { replayRowFromValues, Replayer, mergeTallies, newTally, type ReplayTally } from './replay.js';
-import { compileSets, newShared, replayBlocks, rowsDone, type ReplayPlan } from './replay-range.js';
+import type { PolicySet } from '../policy/policy-set.js';
+import { compileSets, newShared, replayBlocks, rowsDone, useMmap, type ReplayPlan } from './replay-range.js';
 import { COLUMNS, type RowValue } from '../decisions/columns.js';
 
 export interface ReplayOptions {
@@ -19,8 +21,10 @@ export interface ReplayOptions {
   readonly workers?: number;
   /** Example decision ids per group. */
   readonly examples: number;
-  /** Told of rows done out of the total, now and then (about 5 times a second with threads). */
+  /** Told of rows done out of the total, now and then (after each block of rows). */
   readonly onProgress?: (done: number, total: number) => void;
+  /** The sets of `candidate` and `baseline` already compiled in this thread (the caller validated them), so this thread need not compile them again. */
+  readonly compiled?: { readonly candidate: PolicySet; readonly baseline: PolicySet | null };
 }
 
 export interface ReplayRun {
@@ -71,22 +75,29 @@ export async function replayLog(path: string, options: ReplayOptions): Promise<R
     const blockRows = Math.min(MAX_BLOCK_ROWS, Math.max(MIN_BLOCK_ROWS, Math.ceil((to - from + 1) / (threads * 16))));
     const blocks = Math.ceil((to - from + 1) / blockRows);
     plan = { path, candidate: options.candidate, baseline: options.baseline, from, to, since, until, blockRows, examples: options.examples, shared: newShared(blocks) };
-    if (threads === 1) {
-      const sets = compileSets(plan);
-      const tally = replayBlocks(db, plan, sets, () => options.onProgress?.(rowsDone(plan.shared), total));
-      db.close();
-      return { tally, seconds: (performance.now() - started) / 1000, cpuSeconds: cpuSince(cpu) };
+    useMmap(db);
+    const sets = options.compiled ?? compileSets(plan);
+    const report = (): void => options.onProgress?.(rowsDone(plan.shared), total);
+    // This thread replays blocks too, from the start; the other threads join as soon as they have started and compiled their sets.
+    const workers = Array.from({ length: Math.min(threads, blocks) - 1 }, () => startWorker(plan));
+    let mine: ReplayTally;
+    try {
+      mine = replayBlocks(db, plan, sets, report);
+    } catch (error) {
+      for (const w of workers) void w.worker.terminate();
+      throw error;
     }
     db.close();
     const tally = newTally();
-    const progress = options.onProgress === undefined ? null : setInterval(() => options.onProgress?.(rowsDone(plan.shared), total), 200);
+    mergeTallies(tally, mine, options.examples);
+    const progress = options.onProgress === undefined || workers.length === 0 ? null : setInterval(report, 200);
     try {
-      const tallies = await Promise.all(Array.from({ length: Math.min(threads, blocks) }, () => runWorker(plan)));
+      const tallies = await Promise.all(workers.map((w) => w.result));
       for (const t of tallies) mergeTallies(tally, t, options.examples);
     } finally {
       if (progress !== null) clearInterval(progress);
     }
-    options.onProgress?.(rowsDone(plan.shared), total);
+    report();
     return { tally, seconds: (performance.now() - started) / 1000, cpuSeconds: cpuSince(cpu) };
   } catch (error) {
     if (db.open) db.close();
@@ -94,9 +105,9 @@ export async function replayLog(path: string, options: ReplayOptions): Promise<R
   }
 }
 
-function runWorker(plan: ReplayPlan): Promise<ReplayTally> {
-  return new Promise((resolve, reject) => {
-    const worker = startThread(import.meta.url, './replay-worker', { workerData: plan });
+function startWorker(plan: ReplayPlan): { readonly worker: Worker; readonly result: Promise<ReplayTally> } {
+  const worker = startThread(import.meta.url, './replay-worker', { workerData: plan });
+  const result = new Promise<ReplayTally>((resolve, reject) => {
     let settled = false;
     worker.once('message', (message: { ok: true; tally: ReplayTally } | { ok: false; error: string; code?: ErrorCode }) => {
       settled = true;
@@ -111,6 +122,9 @@ function runWorker(plan: ReplayPlan): Promise<ReplayTally> {
       if (!settled) reject(new VerdictError('INTERNAL', `a replay thread exited (${code}) without a result`));
     });
   });
+  // A thread stopped because this one failed is not a second error to report.
+  result.catch(() => undefined);
+  return { worker, result };
 }
 
 /**
@@ -125,7 +139,7 @@ export function replayStoredRows(
   const cpu = process.cpuUsage();
   const since = options.since ?? Number.MIN_SAFE_INTEGER;
   const until = options.until ?? Number.MAX_SAFE_INTEGER;
-  const sets = compileSets(options);
+  const sets = options.compiled ?? compileSets(options);
   const replayer = new Replayer(sets.candidate, sets.baseline, { examples: options.examples });
   for (const row of rows) {
     const time = row.values[TIME_INDEX] as number;

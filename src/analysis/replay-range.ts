@@ -73,6 +73,7 @@ export function replayBlocks(db: Database.Database, plan: ReplayPlan, sets: { ca
     `SELECT seq, ${list} FROM decisions WHERE seq BETWEEN ? AND ? AND time_ms >= ? AND time_ms < ? ORDER BY seq`,
   ).raw(true);
   const replayer = new Replayer(sets.candidate, sets.baseline, { examples: plan.examples, lookup });
+  const row = emptyRow();
   for (;;) {
     const block = Atomics.add(shared, NEXT, 1);
     if (block >= Atomics.load(shared, LIMIT)) break;
@@ -81,7 +82,7 @@ export function replayBlocks(db: Database.Database, plan: ReplayPlan, sets: { ca
     for (let low = first; low <= last; low += CHUNK_ROWS) {
       const high = Math.min(last, low + CHUNK_ROWS - 1);
       const raws = statement.all(low, high, plan.since, plan.until);
-      for (let i = 0; i < raws.length; i++) replayer.add(rowOf(raws[i] as unknown[]));
+      for (let i = 0; i < raws.length; i++) replayer.add(fillRow(row, raws[i] as unknown[]));
       Atomics.add(shared, DONE, raws.length);
     }
     onBlock?.();
@@ -89,10 +90,37 @@ export function replayBlocks(db: Database.Database, plan: ReplayPlan, sets: { ca
   return replayer.tally;
 }
 
-function rowOf(raw: unknown[]): ReplayRow {
-  const row: Record<string, unknown> = { seq: raw[0] };
-  for (let k = 0; k < REPLAY_KEYS.length; k++) row[REPLAY_KEYS[k] as string] = raw[k + 1];
+const ROW_OF_KEYS = 'decisionId,principalId,action,resourceType,resourceId,effect,reason,ruleIds,errors,request,details';
+if (REPLAY_KEYS.join(',') !== ROW_OF_KEYS) throw new Error(`fillRow reads the replay columns in the order ${ROW_OF_KEYS}; update it`);
+
+/** A row as the SELECT of replayBlocks returns it (seq, then REPLAY_KEYS in order), into `row`: one object for every row of a loop, which the Replayer does not keep. */
+function fillRow(row: Record<keyof ReplayRow, unknown>, raw: unknown[]): ReplayRow {
+  row.seq = raw[0];
+  row.decisionId = raw[1];
+  row.principalId = raw[2];
+  row.action = raw[3];
+  row.resourceType = raw[4];
+  row.resourceId = raw[5];
+  row.effect = raw[6];
+  row.reason = raw[7];
+  row.ruleIds = raw[8];
+  row.errors = raw[9];
+  row.request = raw[10];
+  row.details = raw[11];
   return row as ReplayRow;
+}
+
+function emptyRow(): Record<keyof ReplayRow, unknown> {
+  return { seq: 0, decisionId: null, principalId: '', action: '', resourceType: '', resourceId: '', effect: '', reason: '', ruleIds: null, errors: '', request: '', details: null };
+}
+
+/** Read the log through mmap where SQLite can: a read costs no copy. */
+export function useMmap(db: Database.Database): void {
+  try {
+    db.pragma('mmap_size = 1073741824');
+  } catch {
+    // Without mmap, ordinary reads.
+  }
 }
 
 /** Open the plan's log read-only and replay blocks of it (what a worker thread runs). */
@@ -100,11 +128,7 @@ export function replayBlocksInFile(plan: ReplayPlan): ReplayTally {
   const sets = compileSets(plan);
   const db = new Database(plan.path, { readonly: true, fileMustExist: true });
   try {
-    try {
-      db.pragma('mmap_size = 1073741824');
-    } catch {
-      // Without mmap, ordinary reads.
-    }
+    useMmap(db);
     return replayBlocks(db, plan, sets);
   } finally {
     db.close();

@@ -10,7 +10,10 @@ export interface ReportGroup {
 export interface RuleGroup extends ReportGroup {
   /** The rule id (`key` is the same). */
   readonly rule: string;
-  /** denies / erred: the candidate's rule that now denies; allows: the one that now allows; no longer allows: an allow that decided before. */
+  /**
+   * denies / erred: the candidate's rule that now denies; allows: the one that now allows; no longer allows: an allow that decided before;
+   * no route: no route of the candidate maps the gateway request (`rule` is its `METHOD path`).
+   */
   readonly role: RuleRole;
 }
 
@@ -37,6 +40,11 @@ export interface ReplayReport {
   readonly replayed: number;
   readonly unchanged: number;
   readonly gateway: number;
+  /** Gateway requests routed again by the candidate's routes: those mapped to another question than recorded, and those no route maps any more (by `METHOD path`). */
+  readonly routes: {
+    readonly rerouted: Omit<ReportGroup, 'key'>;
+    readonly unrouted: Omit<ReportGroup, 'key'> & { readonly byRoute: readonly ReportGroup[] };
+  };
   readonly flips: Record<FlipDirection, FlipReport>;
   /** Refused before the rules, by reason (NO_ROUTE: a gateway request no route maps). */
   readonly refused: readonly ReportGroup[];
@@ -44,6 +52,8 @@ export interface ReplayReport {
   readonly notReplayable: {
     readonly masked: Omit<ReportGroup, 'key'> & { readonly paths: Readonly<Record<string, number>> };
     readonly unreadable: Omit<ReportGroup, 'key'>;
+    /** Gateway requests whose route (the candidate's or baseline's) reads a value that was not recorded, by the value it would set. */
+    readonly unrecorded: Omit<ReportGroup, 'key'> & { readonly paths: Readonly<Record<string, number>> };
   };
   /** Flip directions the caller accepted (--allow-flips): they do not fail the run. */
   readonly allowedFlips: readonly FlipDirection[];
@@ -62,6 +72,10 @@ function groups(map: ReadonlyMap<string, Group>): ReportGroup[] {
   return [...map]
     .map(([key, g]) => ({ key, count: g.count, examples: ids(g) }))
     .sort((a, b) => b.count - a.count || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+}
+
+function sortedCounts(map: ReadonlyMap<string, number>): Record<string, number> {
+  return Object.fromEntries([...map].sort(([a], [b]) => (a < b ? -1 : 1)));
 }
 
 export interface ReportMeta {
@@ -96,12 +110,17 @@ export function buildReport(tally: ReplayTally, meta: ReportMeta): ReplayReport 
     replayed: tally.replayed,
     unchanged: tally.unchanged,
     gateway: tally.gateway,
+    routes: {
+      rerouted: { count: tally.rerouted.count, examples: ids(tally.rerouted) },
+      unrouted: { count: tally.unrouted.count, examples: ids(tally.unrouted), byRoute: groups(tally.unrouted.byRoute) },
+    },
     flips: { ALLOW_TO_DENY: flip('ALLOW_TO_DENY'), DENY_TO_ALLOW: flip('DENY_TO_ALLOW') },
     refused: groups(tally.refused),
     admin: { count: tally.admin.count, examples: ids(tally.admin) },
     notReplayable: {
-      masked: { count: tally.masked.count, examples: ids(tally.masked), paths: Object.fromEntries([...tally.masked.byPath].sort(([a], [b]) => (a < b ? -1 : 1))) },
+      masked: { count: tally.masked.count, examples: ids(tally.masked), paths: sortedCounts(tally.masked.byPath) },
       unreadable: { count: tally.unreadable.count, examples: ids(tally.unreadable) },
+      unrecorded: { count: tally.unrecorded.count, examples: ids(tally.unrecorded), paths: sortedCounts(tally.unrecorded.byPath) },
     },
     seconds: meta.seconds,
     rowsPerSecond: meta.seconds > 0 ? Math.round(tally.rows / meta.seconds) : tally.rows,
@@ -148,6 +167,12 @@ export function formatReplayReport(report: ReplayReport, top: number): string {
       }),
     ),
   );
+  const routes = report.routes;
+  if (routes.rerouted.count > 0 || routes.unrouted.count > 0) {
+    out.push(`  routes       ${n(routes.rerouted.count)} gateway requests mapped otherwise by the candidate's routes${routes.rerouted.count > 0 ? ` (e.g. ${routes.rerouted.examples.join(', ')})` : ''}, ${n(routes.unrouted.count)} no longer routed`);
+    for (const g of routes.unrouted.byRoute.slice(0, top)) out.push(`    no route  ${g.key}  ${n(g.count)}  e.g. ${g.examples.join(', ')}`);
+    if (routes.unrouted.byRoute.length > top) out.push(`    … ${n(routes.unrouted.byRoute.length - top)} more (--top, or --json for all)`);
+  }
   for (const direction of FLIP_DIRECTIONS) {
     const f = report.flips[direction];
     const accepted = report.allowedFlips.includes(direction) ? ' (accepted: --allow-flips)' : '';
@@ -177,6 +202,10 @@ export function formatReplayReport(report: ReplayReport, top: number): string {
   );
   const unreadable = report.notReplayable.unreadable;
   out.push(`  unreadable requests       ${n(unreadable.count)}${unreadable.count > 0 ? ` (e.g. ${unreadable.examples.join(', ')})` : ''}`);
+  const unrecorded = report.notReplayable.unrecorded;
+  if (unrecorded.count > 0) {
+    out.push(`  unrecorded route values   ${n(unrecorded.count)} (${Object.entries(unrecorded.paths).map(([p, c]) => `${p} ${n(c)}`).join(', ')}; e.g. ${unrecorded.examples.join(', ')})`);
+  }
   for (const warning of report.warnings) out.push(`warning: ${warning}`);
   out.push('');
   out.push(`${n(report.rows)} rows in ${report.seconds.toFixed(2)} s (${n(report.rowsPerSecond)} rows/s; ${report.cpuSeconds.toFixed(2)} s of CPU)`);

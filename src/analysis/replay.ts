@@ -2,7 +2,7 @@ import { COLUMNS, type RowValue } from '../decisions/columns.js';
 import { HMAC_PREFIX } from '../decisions/sensitive.js';
 import { evaluate } from '../engine/evaluate.js';
 import type { PolicySet } from '../policy/policy-set.js';
-import type { Attributes, Decision, DecisionRequest, Effect } from '../types.js';
+import type { AttributeValue, Attributes, Decision, DecisionRequest, Effect } from '../types.js';
 
 /**
  * Replay: re-evaluate recorded requests against a candidate policy set and
@@ -19,7 +19,10 @@ import type { Attributes, Decision, DecisionRequest, Effect } from '../types.js'
  * - stored with a masked attribute (`hmac-sha256:…`, sensitive.ts): not
  *   replayable, since the value the rules read is gone; counted, never guessed;
  * - otherwise replayed: principal, action, resource and context exactly as
- *   recorded (for a gateway request, the question its route made of it).
+ *   recorded;
+ * - a gateway request (`details.http`: its method and path), a NO_ROUTE one
+ *   too, is routed again by each set's own routes (reroute), so a route edit
+ *   shows: its path may now map to another action or resource, or to none.
  */
 
 /** The columns a replay reads, by their key in the column table. */
@@ -69,7 +72,7 @@ export interface Group {
 }
 
 /** What a rule did in the flips counted under it. */
-export type RuleRole = 'denies' | 'erred' | 'no longer allows' | 'allows';
+export type RuleRole = 'denies' | 'erred' | 'no longer allows' | 'allows' | 'no route';
 
 export interface FlipTally {
   count: number;
@@ -88,6 +91,12 @@ export interface ReplayTally {
   unchanged: number;
   /** Replayed rows that were gateway requests (they carry `details.http`). */
   gateway: number;
+  /** Gateway rows the candidate's routes map to another action, resource or attributes than recorded (or map where none did). */
+  readonly rerouted: Group;
+  /** Gateway rows routed before that no route of the candidate maps, by `METHOD path`. */
+  readonly unrouted: Group & { readonly byRoute: Map<string, Group> };
+  /** Gateway rows a route would read a value of that was never recorded (a header, query parameter…): not replayable; byPath counts the values. */
+  readonly unrecorded: Group & { readonly byPath: Map<string, number> };
   readonly flips: Record<FlipDirection, FlipTally>;
   /** Rows refused before the rules, by reason (`NO_ROUTE` for a gateway request no route maps). */
   readonly refused: Map<string, Group>;
@@ -105,6 +114,9 @@ export function newTally(): ReplayTally {
     replayed: 0,
     unchanged: 0,
     gateway: 0,
+    rerouted: { count: 0, examples: [] },
+    unrouted: { count: 0, examples: [], byRoute: new Map() },
+    unrecorded: { count: 0, examples: [], byPath: new Map() },
     flips: { ALLOW_TO_DENY: flip(), DENY_TO_ALLOW: flip() },
     refused: new Map(),
     admin: { count: 0, examples: [] },
@@ -136,6 +148,11 @@ export interface ReplayerOptions {
  */
 export class Replayer {
   readonly tally: ReplayTally = newTally();
+  private readonly requests = new RequestDecoder();
+  /** Outcomes by stored request text (outcome); null once it proved useless. */
+  private decided: Map<string, CachedOutcome> | null = new Map();
+  private cacheHits = 0;
+  private cacheMisses = 0;
 
   constructor(
     private readonly candidate: PolicySet,
@@ -147,54 +164,152 @@ export class Replayer {
     const tally = this.tally;
     tally.rows++;
     const refusal = refusalOf(row);
-    if (refusal !== null) {
+    // A gateway request the rules decided, or no route mapped, is routed again; other refusals stay refusals.
+    const http = (refusal === null || refusal === NO_ROUTE) && typeof row.details === 'string' && row.details.includes('"http"') ? httpOf(row.details) : null;
+    if (refusal !== null && (refusal !== NO_ROUTE || http === null)) {
       if (refusal === ADMIN) this.addExample(tally.admin, row);
       else this.addToGroup(tally.refused, refusal, row);
       return;
     }
-    const request = typeof row.request === 'string' && (row.effect === 'ALLOW' || row.effect === 'DENY') ? requestOf(row) : null;
-    if (request === null) {
+    if (http === null) {
+      this.count(row, this.outcome(row));
+      return;
+    }
+    const request = http !== BAD_HTTP && typeof row.request === 'string' && (row.effect === 'ALLOW' || row.effect === 'DENY') ? this.requests.decode(row) : null;
+    const unreplayable = request === null ? UNREADABLE : this.maskedOutcome(row, request);
+    if (unreplayable !== null || request === null || http === BAD_HTTP) {
+      this.count(row, unreplayable ?? UNREADABLE);
+      return;
+    }
+    this.addGateway(row, request, http, refusal === NO_ROUTE);
+  }
+
+  /**
+   * What a row the rules decided comes to, decided once per distinct request:
+   * the engine is pure, so a request recorded again (same stored request text,
+   * principal, action and resource) is decided as before. The cache stops
+   * itself when requests rarely repeat (a distinct context on every row).
+   */
+  private outcome(row: ReplayRow): Outcome {
+    if (typeof row.request !== 'string' || (row.effect !== 'ALLOW' && row.effect !== 'DENY')) return UNREADABLE;
+    const cache = this.decided;
+    if (cache !== null) {
+      const hit = cache.get(row.request);
+      if (hit !== undefined && hit.principalId === row.principalId && hit.action === row.action && hit.resourceType === row.resourceType && hit.resourceId === row.resourceId) {
+        this.cacheHits++;
+        return hit.outcome;
+      }
+    }
+    const request = this.requests.decode(row);
+    const outcome = request === null ? UNREADABLE : (this.maskedOutcome(row, request) ?? {
+      kind: 'decided' as const,
+      now: evaluate(this.candidate, request),
+      before: this.baseline === null ? null : evaluate(this.baseline, request),
+    });
+    if (cache !== null) {
+      this.cacheMisses++;
+      if (this.cacheMisses === CACHE_TRIAL && this.cacheHits < CACHE_TRIAL / 8) this.decided = null;
+      else {
+        if (cache.size >= MAX_CACHED) cache.clear();
+        cache.set(row.request, { principalId: row.principalId, action: row.action, resourceType: row.resourceType, resourceId: row.resourceId, outcome });
+      }
+    }
+    return outcome;
+  }
+
+  /** A row with an attribute stored masked (or nested too deep to tell) cannot be replayed: its outcome; null when it can. */
+  private maskedOutcome(row: ReplayRow, request: DecisionRequest): Outcome | null {
+    if (!row.request.includes(HMAC_PREFIX)) return null;
+    const paths = maskedPaths(request);
+    if (paths === null) return UNREADABLE;
+    return paths.length > 0 ? { kind: 'masked', paths } : null;
+  }
+
+  /** Count a row whose outcome is known. */
+  private count(row: ReplayRow, outcome: Outcome): void {
+    const tally = this.tally;
+    if (outcome.kind === 'unreadable') {
       this.addExample(tally.unreadable, row);
       return;
     }
-    if (row.request.includes(HMAC_PREFIX)) {
-      const paths = maskedPaths(request);
-      if (paths === null) {
-        this.addExample(tally.unreadable, row);
-        return;
-      }
-      if (paths.length > 0) {
-        this.addExample(tally.masked, row);
-        for (const path of paths) tally.masked.byPath.set(path, (tally.masked.byPath.get(path) ?? 0) + 1);
-        return;
-      }
+    if (outcome.kind === 'masked') {
+      this.addExample(tally.masked, row);
+      for (const path of outcome.paths) tally.masked.byPath.set(path, (tally.masked.byPath.get(path) ?? 0) + 1);
+      return;
     }
     tally.replayed++;
-    if (typeof row.details === 'string' && row.details.includes('"http"')) tally.gateway++;
-    const now = evaluate(this.candidate, request);
-    const before: Decision | null = this.baseline === null ? null : evaluate(this.baseline, request);
+    const { now, before } = outcome;
     const beforeEffect = before === null ? (row.effect as Effect) : before.effect;
     if (now.effect === beforeEffect) {
       tally.unchanged++;
       return;
     }
-    const direction: FlipDirection = now.effect === 'DENY' ? 'ALLOW_TO_DENY' : 'DENY_TO_ALLOW';
-    const flip = tally.flips[direction];
+    this.addFlip(row, now.effect, row.action, row.resourceType, () => ruleKeys(now, before, () => this.recordedRules(row)));
+  }
+
+  /**
+   * A gateway row: its recorded method and path routed by the candidate's
+   * routes (and the baseline's), then decided; `unrouted` when no route mapped
+   * it when it was recorded.
+   */
+  private addGateway(row: ReplayRow, request: DecisionRequest, http: HttpFacts, unrouted: boolean): void {
+    const tally = this.tally;
+    const recorded = unrouted ? null : request;
+    const now = reroute(this.candidate, http, request, recorded);
+    const before = this.baseline === null ? null : reroute(this.baseline, http, request, recorded);
+    const missing = now.kind === 'missing' ? now.missing : before?.kind === 'missing' ? before.missing : null;
+    if (missing !== null) {
+      this.addExample(tally.unrecorded, row);
+      tally.unrecorded.byPath.set(missing, (tally.unrecorded.byPath.get(missing) ?? 0) + 1);
+      return;
+    }
+    const routedBefore = before === null ? !unrouted : before.kind === 'routed';
+    if (now.kind !== 'routed' && !routedBefore) {
+      // Neither set routes it: a NO_ROUTE refusal still, never reaching the rules.
+      this.addToGroup(tally.refused, NO_ROUTE, row);
+      return;
+    }
+    tally.replayed++;
+    tally.gateway++;
+    if (now.kind === 'routed') {
+      if (recorded === null || !sameQuestion(now.request, recorded)) this.addExample(tally.rerouted, row);
+    } else {
+      const key = `${http.method} ${http.path}`;
+      this.addExample(tally.unrouted, row);
+      this.addToGroup(tally.unrouted.byRoute, key, row);
+    }
+    const nowDecision = now.kind === 'routed' ? evaluate(this.candidate, now.request) : null;
+    const beforeDecision = before?.kind === 'routed' && this.baseline !== null ? evaluate(this.baseline, before.request) : null;
+    const nowEffect: Effect = nowDecision?.effect ?? 'DENY';
+    const beforeEffect: Effect = before === null ? (row.effect as Effect) : (beforeDecision?.effect ?? 'DENY');
+    if (nowEffect === beforeEffect) {
+      tally.unchanged++;
+      return;
+    }
+    const asked = now.kind === 'routed' ? now.request : request;
+    this.addFlip(row, nowEffect, asked.action, asked.resource.type, () =>
+      nowDecision === null ? [`no route\0${http.method} ${http.path}`] : ruleKeys(nowDecision, beforeDecision, () => this.recordedRules(row)),
+    );
+  }
+
+  private addFlip(row: ReplayRow, now: Effect, action: string, resourceType: string, keys: () => readonly string[]): void {
+    const direction: FlipDirection = now === 'DENY' ? 'ALLOW_TO_DENY' : 'DENY_TO_ALLOW';
+    const flip = this.tally.flips[direction];
     this.addExample(flip, row);
     this.addToGroup(flip.byPrincipal, row.principalId, row);
-    this.addToGroup(flip.byAction, row.action, row);
-    this.addToGroup(flip.byResourceType, row.resourceType, row);
-    for (const key of ruleKeys(now, before, () => this.recordedRules(row))) this.addToGroup(flip.byRule, key, row);
+    this.addToGroup(flip.byAction, action, row);
+    this.addToGroup(flip.byResourceType, resourceType, row);
+    for (const key of keys()) this.addToGroup(flip.byRule, key, row);
   }
 
   /** The last row looked up: a flip adds the same row to several groups. */
-  private lastLooked: { readonly row: ReplayRow; readonly decisionId: string; readonly ruleIds: string } | null = null;
+  private lastLooked: { readonly seq: number; readonly decisionId: string; readonly ruleIds: string } | null = null;
 
   private looked(row: ReplayRow): { readonly decisionId: string; readonly ruleIds: string } {
     if (row.decisionId !== null && row.ruleIds !== null) return { decisionId: row.decisionId, ruleIds: row.ruleIds };
-    if (this.lastLooked?.row === row) return this.lastLooked;
+    if (this.lastLooked?.seq === row.seq) return this.lastLooked;
     const found = this.options.lookup?.(row.seq);
-    this.lastLooked = { row, decisionId: row.decisionId ?? found?.decisionId ?? `seq ${row.seq}`, ruleIds: row.ruleIds ?? found?.ruleIds ?? '[]' };
+    this.lastLooked = { seq: row.seq, decisionId: row.decisionId ?? found?.decisionId ?? `seq ${row.seq}`, ruleIds: row.ruleIds ?? found?.ruleIds ?? '[]' };
     return this.lastLooked;
   }
 
@@ -219,13 +334,102 @@ export class Replayer {
   }
 }
 
+/** What a row the rules decided comes to (not counting its recorded answer). */
+type Outcome =
+  | { readonly kind: 'unreadable' }
+  | { readonly kind: 'masked'; readonly paths: readonly string[] }
+  | { readonly kind: 'decided'; readonly now: Decision; readonly before: Decision | null };
+
+const UNREADABLE: Outcome = { kind: 'unreadable' };
+
+interface CachedOutcome {
+  readonly principalId: string;
+  readonly action: string;
+  readonly resourceType: string;
+  readonly resourceId: string;
+  readonly outcome: Outcome;
+}
+
+/** Distinct requests whose outcome is kept; past this the cache starts again. */
+const MAX_CACHED = 1 << 16;
+/** Misses after which a cache hit by fewer than one lookup in 8 is dropped. */
+const CACHE_TRIAL = 16_384;
+
 const ADMIN = '\0admin';
+const NO_ROUTE = 'NO_ROUTE';
+
+/** The recorded method and path of a gateway request (`details.http`). */
+interface HttpFacts {
+  readonly method: string;
+  readonly path: string;
+}
+const BAD_HTTP = Symbol('bad details.http');
+
+/**
+ * The longest path the gateway adapter records (gateway/adapter.ts): a
+ * recorded path this long may have been cut, so it is not routed again.
+ */
+const RECORDED_PATH_LENGTH = 2048;
+
+/** `details.http` of a row, null when it has none, BAD_HTTP when it is not a method and a path. */
+function httpOf(detailsText: string): HttpFacts | typeof BAD_HTTP | null {
+  const details = parseJson(detailsText);
+  if (!isObject(details) || details.http === undefined) return null;
+  const http = details.http;
+  if (!isObject(http) || typeof http.method !== 'string' || typeof http.path !== 'string') return BAD_HTTP;
+  return { method: http.method, path: http.path };
+}
+
+type Rerouted =
+  | { readonly kind: 'routed'; readonly request: DecisionRequest }
+  | { readonly kind: 'unrouted' }
+  | { readonly kind: 'missing'; readonly missing: string };
+
+const UNROUTED: Rerouted = { kind: 'unrouted' };
+
+/**
+ * The question `set`'s routes make of a recorded gateway request: the
+ * principal as recorded; action, resource and context from the route that
+ * maps its method and path (values the route reads of headers, the query,
+ * the source or extensions, never recorded, are taken from `recorded`, the
+ * request as its route made it then, or null when no route mapped it).
+ */
+function reroute(set: PolicySet, http: HttpFacts, request: DecisionRequest, recorded: DecisionRequest | null): Rerouted {
+  if (http.path.length >= RECORDED_PATH_LENGTH) return { kind: 'missing', missing: 'http.path (recorded cut)' };
+  const method = http.method.toUpperCase();
+  const match = set.routes.match(method, http.path);
+  if (match.kind !== 'matched') return UNROUTED;
+  const routed = match.route.resolveRecorded(match.params, (target) => (recorded === null ? undefined : recordedValue(recorded, target)));
+  if (routed.missing !== undefined) return { kind: 'missing', missing: routed.missing };
+  return { kind: 'routed', request: { principal: request.principal, action: routed.action, resource: routed.resource, context: routed.context } };
+}
+
+/** The value at `target` (`resource.id`, `resource.attributes.x`, `context.attributes.x`) of a recorded request. */
+function recordedValue(request: DecisionRequest, target: string): AttributeValue | undefined {
+  if (target === 'resource.id') return request.resource.id;
+  const attributes = target.startsWith('resource.attributes.') ? request.resource.attributes : target.startsWith('context.attributes.') ? request.context.attributes : null;
+  if (attributes === null) return undefined;
+  const name = target.slice(target.indexOf('.attributes.') + '.attributes.'.length);
+  return Object.hasOwn(attributes, name) ? attributes[name] : undefined;
+}
+
+/** Whether two gateway questions are the same: action, resource and context (route values are scalars). */
+function sameQuestion(a: DecisionRequest, b: DecisionRequest): boolean {
+  return a.action === b.action && a.resource.type === b.resource.type && a.resource.id === b.resource.id && sameScalars(a.resource.attributes, b.resource.attributes) && sameScalars(a.context.attributes, b.context.attributes);
+}
+
+function sameScalars(a: Attributes, b: Attributes): boolean {
+  const keys = Object.keys(a);
+  if (keys.length !== Object.keys(b).length) return false;
+  for (const key of keys) if (!Object.hasOwn(b, key) || a[key] !== b[key]) return false;
+  return true;
+}
 
 /** Why a row never reached the rules (a refusal reason, NO_ROUTE, or ADMIN), or null for a row the rules decided. */
 function refusalOf(row: ReplayRow): string | null {
   if (REFUSED_REASONS.has(row.reason)) return row.reason;
   // The engine's default deny names no rule and no error: one with an error is a gateway's "no route".
-  if (row.reason === 'DENIED_BY_DEFAULT' && row.errors !== '[]') return 'NO_ROUTE';
+  if (row.reason === 'DENIED_BY_DEFAULT' && row.errors !== '[]') return NO_ROUTE;
   if (row.resourceType === 'verdict.admin' && typeof row.details === 'string') {
     const details = parseJson(row.details);
     if (isObject(details) && details.admin !== undefined) return ADMIN;
@@ -235,7 +439,10 @@ function refusalOf(row: ReplayRow): string | null {
 
 /** The recorded request, or null when the stored request is not one. */
 function requestOf(row: ReplayRow): DecisionRequest | null {
-  const stored = parseJson(row.request);
+  return requestFrom(row, parseJson(row.request));
+}
+
+function requestFrom(row: ReplayRow, stored: unknown): DecisionRequest | null {
   if (!isObject(stored)) return null;
   const { principal, resource, context } = stored;
   if (!isObject(principal) || !isObject(resource) || !isObject(context)) return null;
@@ -248,6 +455,54 @@ function requestOf(row: ReplayRow): DecisionRequest | null {
     resource: { type: row.resourceType, id: row.resourceId, attributes: resource.attributes as Attributes },
     context: { attributes: context.attributes as Attributes },
   };
+}
+
+const PRINCIPAL_AT = '{"principal":';
+const RESOURCE_AT = ',"resource":';
+const CONTEXT_AT = ',"context":';
+/** Distinct principal and resource parts kept, each; past this the cache starts again. */
+const MAX_PARTS = 1 << 16;
+
+/**
+ * Decodes stored requests (`{"principal":P,"resource":R,"context":C}`, as the
+ * pipeline records them) without parsing again the principal and resource
+ * parts it has already seen: a log repeats its principals and resources, while
+ * the context is mostly new each time. A part is cached only after a full parse
+ * showed its text to be exactly one complete JSON value; at the same place in
+ * another request, such a text can only be read as that same value (JSON
+ * values end unambiguously), so a cache hit is what a full parse would give.
+ * Anything else (other keys, another order, a context that is not one value)
+ * falls back to the full parse. Cached values are shared and never mutated.
+ */
+export class RequestDecoder {
+  private readonly principals = new Map<string, Record<string, unknown>>();
+  private readonly resources = new Map<string, Record<string, unknown>>();
+
+  decode(row: ReplayRow): DecisionRequest | null {
+    const text = row.request;
+    const r = text.startsWith(PRINCIPAL_AT) ? text.indexOf(RESOURCE_AT, PRINCIPAL_AT.length) : -1;
+    const c = r === -1 ? -1 : text.indexOf(CONTEXT_AT, r + RESOURCE_AT.length);
+    if (c === -1 || text.charCodeAt(text.length - 1) !== 0x7d) return requestOf(row);
+    const principalText = text.slice(PRINCIPAL_AT.length, r);
+    const resourceText = text.slice(r + RESOURCE_AT.length, c);
+    const principal = this.principals.get(principalText);
+    const resource = this.resources.get(resourceText);
+    if (principal !== undefined && resource !== undefined) {
+      const context = parseJson(text.slice(c + CONTEXT_AT.length, -1));
+      if (context !== undefined) return requestFrom(row, { principal, resource, context });
+    }
+    const stored = parseJson(text);
+    if (isObject(stored)) {
+      if (principal === undefined && isObject(stored.principal) && JSON.stringify(stored.principal) === principalText) remember(this.principals, principalText, stored.principal);
+      if (resource === undefined && isObject(stored.resource) && JSON.stringify(stored.resource) === resourceText) remember(this.resources, resourceText, stored.resource);
+    }
+    return requestFrom(row, stored);
+  }
+}
+
+function remember(cache: Map<string, Record<string, unknown>>, text: string, value: Record<string, unknown>): void {
+  if (cache.size >= MAX_PARTS) cache.clear();
+  cache.set(text, value);
 }
 
 /** Deeper attributes than this make a row unreadable rather than a deep recursion. */
@@ -323,6 +578,11 @@ export function mergeTallies(into: ReplayTally, from: ReplayTally, n: number): v
   into.replayed += from.replayed;
   into.unchanged += from.unchanged;
   into.gateway += from.gateway;
+  mergeGroup(into.rerouted, from.rerouted, n);
+  mergeGroup(into.unrouted, from.unrouted, n);
+  mergeGroups(into.unrouted.byRoute, from.unrouted.byRoute, n);
+  mergeGroup(into.unrecorded, from.unrecorded, n);
+  for (const [path, count] of from.unrecorded.byPath) into.unrecorded.byPath.set(path, (into.unrecorded.byPath.get(path) ?? 0) + count);
   for (const direction of FLIP_DIRECTIONS) {
     const a = into.flips[direction];
     const b = from.flips[direction];

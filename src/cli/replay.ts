@@ -7,6 +7,7 @@ import { VerdictError, messageOf } from '../errors.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
 import { printDiagnostics } from './policies.js';
 import { parseTime } from './time.js';
+import type { PolicySet } from '../policy/policy-set.js';
 
 const DEFAULT_DB = 'data/decisions.db';
 
@@ -43,6 +44,11 @@ Not replayed, and reported apart: requests refused before the rules (invalid,
 unauthenticated, rate-limited, no gateway route), Admin calls, and requests with
 an attribute stored masked (sensitiveAttributes): the value the rules read is
 gone, so they are counted as not replayable, never guessed.
+
+Gateway requests (ext_authz, forward-auth) are routed again by each set's own
+routes from their recorded method and path: a route edit flips what it changes,
+a path the candidate no longer routes is listed, and a route that reads a value
+never recorded (a new header) makes the request not replayable.
 
 Output:
   --allow-flips D       accept flips in direction D (ALLOW_TO_DENY or
@@ -108,13 +114,13 @@ function flipDirections(values: readonly string[] | undefined): FlipDirection[] 
 }
 
 /** Reads a policy set and checks that it compiles; prints its diagnostics and throws POLICY_INVALID if not. */
-function checkedSet(files: CandidateFiles, io: CommandIO): { files: CandidateFiles; version: string } {
+function checkedSet(files: CandidateFiles, io: CommandIO): { files: CandidateFiles; version: string; policySet: PolicySet } {
   const result = loadCandidate(files);
   if (!result.ok) {
     printDiagnostics(files.label, result.diagnostics, io);
     throw new VerdictError('POLICY_INVALID', `${files.label} has ${result.diagnostics.length} error(s); fix them (see verdict validate)`);
   }
-  return { files, version: result.policies.policySet.version };
+  return { files, version: result.policies.policySet.version, policySet: result.policies.policySet };
 }
 
 async function replay(argv: string[], io: CommandIO): Promise<number> {
@@ -158,13 +164,13 @@ async function replay(argv: string[], io: CommandIO): Promise<number> {
   const dir = (values.policies ?? 'policies').replace(/(.)\/+$/, '$1');
   const warnings: string[] = [];
   const candidate = checkedSet(values.rev === undefined ? filesFromDirectory(dir) : filesFromGit(dir, values.rev, warnings), io);
-  let against: { files: CandidateFiles; version: string } | null = null;
+  let against: { files: CandidateFiles; version: string; policySet: PolicySet } | null = null;
   if (values.against !== undefined) against = checkedSet(filesFromDirectory(values.against.replace(/(.)\/+$/, '$1')), io);
   else if (values['against-rev'] !== undefined) against = checkedSet(filesFromGit(dir, values['against-rev'], warnings), io);
   const baseline: Baseline = against === null ? { kind: 'recorded' } : { kind: 'policies', source: against.files.label, version: against.version };
 
   const progress = process.stderr.isTTY === true && !values.json ? progressBar(io) : null;
-  const options = { candidate: candidate.files, baseline: against?.files ?? null, since, until, examples, workers, onProgress: progress?.update };
+  const options = { candidate: candidate.files, baseline: against?.files ?? null, since, until, examples, workers, onProgress: progress?.update, compiled: { candidate: candidate.policySet, baseline: against?.policySet ?? null } };
   let run: ReplayRun;
   let source: string;
   try {

@@ -167,7 +167,10 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
   process.on('SIGHUP', () => {
     logger.info('SIGHUP: reloading policies');
     if (onReload) onReload();
-    else void started?.store.reload();
+    else {
+      void started?.store.reload();
+      void started?.shadowStore?.reload();
+    }
   });
 
   if (config.workers > 1 && !isClusterWorker()) {

@@ -128,7 +128,10 @@ export class DecisionPipeline {
   checkWith(prepare: PrepareCheck, meta: CallMeta): Promise<CheckResult> {
     const started = performance.now();
     const policySet = this.policies.current;
-    return this.run(policySet, prepare(policySet), meta, started, started);
+    // The shadow set asks its own question: its routes may map the request otherwise, or not at all.
+    const shadow = this.shadow === null ? null : shadowInput(this.shadow.current, prepare);
+    const { request, decision } = this.decide(policySet, prepare(policySet), shadow);
+    return this.record(request, decision, meta, started, started);
   }
 
   /**
@@ -174,8 +177,13 @@ export class DecisionPipeline {
   }
 
   /** The decision for one question: a refused request is not evaluated; only what the rules allow takes rate-limit budget. */
-  private decide(policySet: PolicySet, input: CheckInput): { request: DecisionRequest; decision: Decision } {
-    if (input instanceof RefusedRequest) return { request: input.request, decision: refusalDecision(input.refusal, policySet.version) };
+  private decide(policySet: PolicySet, input: CheckInput, shadowAsked?: ShadowInput | null): { request: DecisionRequest; decision: Decision } {
+    if (input instanceof RefusedRequest) {
+      const refused = refusalDecision(input.refusal, policySet.version);
+      // A request the live routes refuse that the shadow's routes map (a new route) is a disagreement too.
+      const shadow = shadowAsked ? this.shadowOf(refused, shadowAsked) : undefined;
+      return { request: input.request, decision: shadow === undefined ? refused : { ...refused, shadow } };
+    }
     const over = this.meter.problem(input);
     if (over !== null) {
       // Refused like any invalid request; the log keeps what identifies it, not the bulk that broke a cap.
@@ -183,11 +191,27 @@ export class DecisionPipeline {
     }
     let decision = evaluate(policySet, input);
     // The rules of both sets are compared; a rate limit is not a policy difference.
-    const shadow = this.shadow === null ? undefined : disagreement(decision, evaluate(this.shadow.current, input));
+    const shadow = this.shadow === null ? undefined : this.shadowOf(decision, shadowAsked ?? { set: this.shadow.current, input });
     // A limit refuses what the rules allowed, or reports what is left.
     if (decision.effect === 'ALLOW' && policySet.limits.length > 0) decision = limited(decision, this.limiter.apply(policySet.limits, input));
     if (shadow !== undefined) decision = { ...decision, shadow };
     return { request: input, decision };
+  }
+
+  /**
+   * The shadow set's disagreement with the live decision, if any. Whatever the
+   * shadow set does (a refusal, an error, a throw) only ever changes what is
+   * recorded beside the live answer, never the answer.
+   */
+  private shadowOf(live: Decision, asked: ShadowInput): ShadowDecision | undefined {
+    let shadow: Decision;
+    try {
+      const input = asked.input;
+      shadow = input === null ? shadowError(asked.set) : input instanceof RefusedRequest ? refusalDecision(input.refusal, asked.set.version) : evaluate(asked.set, input);
+    } catch {
+      shadow = shadowError(asked.set);
+    }
+    return disagreement(live, shadow);
   }
 
   /** record → answer: a decision that cannot be recorded rejects, and the observers hear of it. */
@@ -233,6 +257,25 @@ function limited(decision: Decision, outcome: LimitOutcome | null): Decision {
     return { ...refusalDecision(blocked(limit.id, blockedUntil, offences ?? 1, retryAfterMs), decision.policyVersion), limit: { ...state, blockedUntil: Math.ceil(blockedUntil), offences } };
   }
   return { ...refusalDecision(rateLimited(limit.id, rate.text, rate.burst, retryAfterMs), decision.policyVersion), limit: state };
+}
+
+/** The shadow set and the question it is asked (for a gateway request, as its own routes make it); `input` null when preparing it failed. */
+interface ShadowInput {
+  readonly set: PolicySet;
+  readonly input: CheckInput | null;
+}
+
+function shadowInput(set: PolicySet, prepare: PrepareCheck): ShadowInput {
+  try {
+    return { set, input: prepare(set) };
+  } catch {
+    return { set, input: null };
+  }
+}
+
+/** What the shadow set decided when it could not decide: an error, never a reason to change the live answer. */
+function shadowError(set: PolicySet): Decision {
+  return { effect: 'DENY', reason: 'DENIED_BY_ERROR', ruleIds: [], errors: [{ ruleId: '', message: 'the shadow set could not decide this request' }], policyVersion: set.version };
 }
 
 /** The shadow set's decision when its effect differs from the live set's; undefined when they agree. */

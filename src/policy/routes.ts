@@ -85,6 +85,16 @@ export interface CompiledRoute {
   readonly line: number;
   /** The action, resource and context for a request this route matched; `params` are the path parameters in template order. */
   resolve(request: HttpRequestFacts, params: readonly string[]): RoutedRequest;
+  /**
+   * For replay, where only the method and path of a request were recorded: the
+   * action and resource type, and each value read from the path alone (or a
+   * constant) computed as `resolve` would; a value that reads a header, a query
+   * parameter, the source or an extension takes `recorded(target)` (`target`
+   * as `resource.id`, `resource.attributes.env`, `context.attributes.ticket`),
+   * the value the recorded request had there. `missing` names the first such
+   * value the route requires that the recorded request lacks.
+   */
+  resolveRecorded(params: readonly string[], recorded: (target: string) => AttributeValue | undefined): RoutedRequest & { readonly missing?: string };
 }
 
 export type RouteMatch =
@@ -470,6 +480,33 @@ export function compileRoutes(routes: readonly LocatedRoute[], diagnostics: Poli
         };
         if (problems.length === 0) return routed;
         return { ...routed, refusal: problems[0]! };
+      },
+      resolveRecorded(params, recorded) {
+        let missing: string | undefined;
+        const valueOf = (v: RouteValue): AttributeValue | undefined => {
+          const template = v.template;
+          if ('constant' in template) return template.constant;
+          if (template.parts.every((part) => typeof part === 'string' || part.from === 'path')) return evaluate(v, (source) => (source.from === 'path' ? params[source.index] : undefined));
+          const value = recorded(v.path);
+          if (value === undefined && !mayBeAbsent(template)) missing ??= v.path;
+          return value;
+        };
+        const built = (values: readonly RouteValue[]): Attributes => {
+          if (values.length === 0) return EMPTY;
+          const out: Record<string, AttributeValue> = {};
+          for (const value of values) {
+            const v = valueOf(value);
+            if (v !== undefined) out[value.name] = v;
+          }
+          return out;
+        };
+        const idValue = id === null ? '' : valueOf(id);
+        const routed: RoutedRequest = {
+          action,
+          resource: { type: resourceType, id: typeof idValue === 'string' ? idValue : idValue === undefined ? '' : String(idValue), attributes: built(resourceAttributes) },
+          context: { attributes: built(contextAttributes) },
+        };
+        return missing === undefined ? routed : { ...routed, missing };
       },
     });
   }

@@ -23,20 +23,31 @@ export class Admin implements AdminHandlers {
     private readonly gate: AdminGate,
     /** Called after a reload that succeeded (cluster workers tell the others). */
     private readonly onReload?: () => void,
+    /** Shadow mode's set: shown in the status, reloaded with the live set. */
+    private readonly shadow: PolicyStore | null = null,
   ) {
     this.queries = new DecisionQueryThread(logPath);
   }
 
   async policyStatus(caller: AdminCaller): Promise<PolicyStatus> {
     await this.gate.admit(caller, { method: 'GetPolicyStatus' });
-    return this.store.status();
+    return this.status();
+  }
+
+  /** The serving set's status, with the shadow set's when there is one. */
+  private status(): PolicyStatus {
+    const status = this.store.status();
+    if (this.shadow === null) return status;
+    const shadow = this.shadow.status();
+    return { ...status, shadow: { version: shadow.version, ruleCount: shadow.ruleCount, lastReloadError: shadow.lastReloadError } };
   }
 
   async reload(caller: AdminCaller): Promise<{ outcome: ReloadOutcome; status: PolicyStatus }> {
     await this.gate.admit(caller, { method: 'ReloadPolicies' });
-    const outcome = await this.store.reload();
+    // The shadow set is reloaded too; its outcome shows in the status (shadow_last_reload_error), never in the live set's.
+    const [outcome] = await Promise.all([this.store.reload(), this.shadow?.reload()]);
     if (outcome.ok) this.onReload?.();
-    return { outcome, status: this.store.status() };
+    return { outcome, status: this.status() };
   }
 
   async getDecision(decisionId: string, caller: AdminCaller): Promise<DecisionRecord | null> {

@@ -37,6 +37,8 @@ export interface RunningServer {
   /** The operations listener's port (/healthz, /readyz, /metrics) when `config.ops` is set, else null. */
   readonly opsPort: number | null;
   readonly store: PolicyStore;
+  /** Shadow mode's set (--shadow-policies), reloaded with the live one; null when shadow mode is off. */
+  readonly shadowStore: PolicyStore | null;
   readonly log: DecisionLog;
   readonly metrics: ServerMetrics;
   /** Turns gateway credentials into principals, per `config.authn`. */
@@ -171,7 +173,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     if (loose !== null) logger.warn({ tokenFile: config.admin.tokenFile, mode: loose }, 'the admin token file is readable by others; chmod 600 it');
     if (!tls) logger.warn({ grpc: config.grpc }, 'the admin token travels in plaintext: serve gRPC with TLS, or keep the gRPC port on loopback');
   }
-  const admin = new Admin(store, log.path, gate, options.onAdminReload);
+  const admin = new Admin(store, log.path, gate, options.onAdminReload, shadowStore);
   // Gateways (Envoy ext_authz, forward-auth) authenticate with authn, or trust an identity proxy's headers.
   if (config.trustedPrincipal && (config.authn.jwt || config.authn.apiKeys)) {
     await closeLog().catch(() => undefined);
@@ -296,7 +298,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     { grpc: `${grpcAddress.host}:${grpcPort}`, http: `${httpAddress.host}:${httpPort}`, ops: opsAddress ? `${opsAddress.host}:${opsPort}` : null, admin: gate.describe(), policies: config.policies, version: store.current.version, rules: store.current.rules.length, db: config.db, decisionLog: config.decisionLog, tls: tls ? { subject: tls.subject, validTo: tls.validTo, clientCertificates: tls.requireClientCert ? 'required' : 'not requested', http: tls.http } : false },
     options.servingMessage ?? 'verdict serving',
   );
-  return { grpcPort, httpPort, opsPort, store, log, metrics, authenticator, close };
+  return { grpcPort, httpPort, opsPort, store, shadowStore, log, metrics, authenticator, close };
 }
 
 /** How the decision log is opened for this configuration, by this process's writer thread or a cluster primary. */

@@ -342,6 +342,7 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
     switch (message?.t) {
       case 'cluster:reload':
         void server?.store.reload();
+        void server?.shadowStore?.reload();
         return;
       case 'cluster:turn-granted':
         turnGranted?.();

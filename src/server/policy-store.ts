@@ -19,6 +19,8 @@ export interface PolicyStatus {
   /** The longest the event loop was held at once during the last reload, in milliseconds; null before any reload. */
   readonly lastReloadLongestBlockMs: number | null;
   readonly watch: WatchStatus;
+  /** Shadow mode's set (server/shadow.ts), when there is one: added by the Admin service. */
+  readonly shadow?: { readonly version: string; readonly ruleCount: number; readonly lastReloadError: string | null };
 }
 
 /** How a reload went; `seconds` from its start (its turn, with --workers) to the swap or the refusal. */

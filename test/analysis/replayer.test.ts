@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { Replayer, mergeTallies, newTally, type ReplayRow } from '../../src/analysis/replay.js';
+import { Replayer, RequestDecoder, mergeTallies, newTally, type ReplayRow } from '../../src/analysis/replay.js';
 import { loadFiles, removeTempDirs, rolesDoc, rulesDoc } from '../helpers/policies.js';
 
 afterAll(() => removeTempDirs());
@@ -86,5 +86,46 @@ describe('Replayer', () => {
     expect(merged.flips.DENY_TO_ALLOW.count).toBe(whole.tally.flips.DENY_TO_ALLOW.count);
     expect(merged.flips.DENY_TO_ALLOW.examples).toEqual(whole.tally.flips.DENY_TO_ALLOW.examples);
     expect(new Map([...merged.flips.DENY_TO_ALLOW.byPrincipal].sort())).toEqual(new Map([...whole.tally.flips.DENY_TO_ALLOW.byPrincipal].sort()));
+  });
+
+  it('decides a repeated request once, yet counts each row by its own recorded answer and ids', () => {
+    const r = new Replayer(set, null, { examples: 10 });
+    for (let i = 1; i <= 6; i++) r.add(row(i, { effect: i % 2 === 0 ? 'DENY' : 'ALLOW', principalId: i > 4 ? 'q' : 'p' }));
+    // The same stored request for another resource id, then one the candidate denies.
+    r.add(row(7, { resourceId: 'y' }));
+    r.add(row(8, { principalId: 'p', request: JSON.stringify({ principal: { roles: ['reader'], attributes: {} }, resource: { attributes: { level: 'secret' } }, context: { attributes: {} } }) }));
+    const t = r.tally;
+    expect(t.replayed).toBe(8);
+    expect(t.flips.DENY_TO_ALLOW.examples.map((e) => e[0])).toEqual([2, 4, 6]);
+    expect(Object.fromEntries([...t.flips.DENY_TO_ALLOW.byPrincipal].map(([k, g]) => [k, g.count]))).toEqual({ p: 2, q: 1 });
+    expect(t.flips.ALLOW_TO_DENY.examples.map((e) => e[0])).toEqual([8]);
+  });
+});
+
+describe('RequestDecoder', () => {
+  const full = (text: string): unknown => {
+    const stored = JSON.parse(text) as { principal: { roles: unknown; attributes: unknown }; resource: { attributes: unknown }; context: { attributes: unknown } };
+    return { principal: { id: 'p', roles: stored.principal.roles, attributes: stored.principal.attributes }, action: 'read', resource: { type: 'doc', id: 'x', attributes: stored.resource.attributes }, context: { attributes: stored.context.attributes } };
+  };
+  const p = '{"roles":["reader"],"attributes":{"org":"acme"}}';
+  const r = '{"attributes":{"env":"prod"}}';
+  // Texts that reuse the cached parts' text at other places, nest the separators, repeat keys or add keys: each must read as a full parse does.
+  const texts = [
+    `{"principal":${p},"resource":${r},"context":{"attributes":{"ip":"10.0.0.1"}}}`,
+    `{"principal":${p},"resource":${r},"context":{"attributes":{"ip":"10.0.0.2"}}}`,
+    `{"principal":{"roles":[],"attributes":{"x":{},"resource":{"attributes":{}},"context":{"attributes":{}}}},"resource":${r},"context":{"attributes":{}}}`,
+    `{"principal":${p},"resource":{"attributes":{"a":1,"context":{"attributes":{"b":2}}}},"context":{"attributes":{}}}`,
+    `{"principal":${p},"resource":${r},"context":{"attributes":{}},"principal":{"roles":["admin"],"attributes":{}}}`,
+    `{"principal":${p},"resource":${r},"context":{"attributes":{}},"extra":1}`,
+    `{"principal":${p},"principal":{"roles":["admin"],"attributes":{}},"resource":${r},"context":{"attributes":{}}}`,
+    `{"principal":${p},"resource":${r},"resource":{"attributes":{"env":"dev"}},"context":{"attributes":{}}}`,
+    `{"principal":${p},"resource":${r},"context":{"attributes":{"s":"},\\"context\\":{"}}}`,
+  ];
+  it('reads every stored request exactly as a full parse does, whatever it has cached', () => {
+    const decoder = new RequestDecoder();
+    for (let round = 0; round < 3; round++) {
+      for (const text of round === 1 ? [...texts].reverse() : texts) expect(decoder.decode(row(1, { request: text }))).toEqual(full(text));
+    }
+    expect(decoder.decode(row(1, { request: `{"principal":${p},"resource":${r},"context":{"attributes":` }))).toBeNull();
   });
 });

@@ -209,6 +209,9 @@ export function toPolicyStatusMessage(status: PolicyStatus): PolicyStatusMessage
     lastReloadAttemptAt: status.lastReloadAttemptAt === null ? null : toTimestamp(status.lastReloadAttemptAt.getTime()),
     // 0 before any reload: proto3 has no null for a double.
     lastReloadLongestBlockMs: status.lastReloadLongestBlockMs ?? 0,
+    shadowVersion: status.shadow?.version ?? '',
+    shadowRuleCount: status.shadow?.ruleCount ?? 0,
+    shadowLastReloadError: status.shadow?.lastReloadError ?? '',
   };
 }
 

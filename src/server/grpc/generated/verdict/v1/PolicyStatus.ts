@@ -9,6 +9,9 @@ export interface PolicyStatus {
   'lastReloadError'?: (string);
   'lastReloadAttemptAt'?: (_google_protobuf_Timestamp | null);
   'lastReloadLongestBlockMs'?: (number | string);
+  'shadowVersion'?: (string);
+  'shadowRuleCount'?: (number);
+  'shadowLastReloadError'?: (string);
 }
 
 export interface PolicyStatus__Output {
@@ -18,4 +21,7 @@ export interface PolicyStatus__Output {
   'lastReloadError': (string);
   'lastReloadAttemptAt': (_google_protobuf_Timestamp__Output | null);
   'lastReloadLongestBlockMs': (number);
+  'shadowVersion': (string);
+  'shadowRuleCount': (number);
+  'shadowLastReloadError': (string);
 }
