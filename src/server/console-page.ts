@@ -226,7 +226,7 @@ async function loadAlerts() {
         el('td', {}, time(a.raisedAt)), el('td', {}, a.type), el('td', {}, a.subject.kind + ' ' + a.subject.id),
         el('td', {}, time(a.windowStart) + ' – ' + time(a.windowEnd)),
         el('td', {}, a.observed + ' / ' + a.threshold + (a.baseline != null ? ' (baseline ' + a.baseline + ')' : '')),
-        el('td', {}, ...a.decisionIds.map((id) => el('button', { class: 'link', type: 'button', 'data-decision': id, onclick: () => showDecision(id) }, id.slice(0, 12) + '… ')))))))));
+        el('td', {}, ...a.decisionIds.map((id) => el('button', { class: 'link', type: 'button', 'data-decision': id, onclick: () => showDecision(id) }, id.slice(0, 12) + '… '))))))));
   } catch (e) { failed($('alerts-body'), e); }
 }
 

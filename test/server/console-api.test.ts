@@ -115,6 +115,9 @@ describe('the console API on a server with an admin token', () => {
     // Nothing loaded from elsewhere: no src/href to another origin, no external script or style.
     expect(page.body).not.toMatch(/(src|href)\s*=\s*["']?(https?:)?\/\//i);
     expect(page.body).not.toMatch(/<link|<script[^>]+src/i);
+    // The inline script parses (the browser test runs it).
+    const script = page.body.slice(page.body.indexOf('<script>') + 8, page.body.indexOf('</script>'));
+    expect(() => new Function(script)).not.toThrow();
   });
 
   it('answers every data endpoint 401 without the admin token, and records each refusal', async () => {
