@@ -85,6 +85,8 @@ export interface PageOptions {
   readonly after?: PagePosition | null;
   /** Bytes of stored data after which the page ends early. Default MAX_PAGE_BYTES. */
   readonly maxBytes?: number;
+  /** Leave these rows out (the console's own calls). */
+  readonly exclude?: RowExclusion | null;
 }
 
 // Filter name -> column, in a fixed order so equal filter sets share one cached statement.
@@ -163,7 +165,7 @@ export class DecisionReader {
     }
     const limit = Math.min(requested, MAX_PAGE_ROWS);
     const maxBytes = options.maxBytes ?? MAX_PAGE_BYTES;
-    const { sql, params } = this.select(filters, options.after ?? null);
+    const { sql, params } = this.select(filters, options.after ?? null, options.exclude ?? null);
     // One row more than the page, to know whether there is a next one.
     params.push(limit + 1);
     const decisions: StoredDecision[] = [];
@@ -224,8 +226,8 @@ export class DecisionReader {
   }
 
   /** The SELECT (without LIMIT) for `filters`, continuing after `after` when given. */
-  private select(filters: DecisionFilters, after: PagePosition | null): { sql: string; params: unknown[] } {
-    const { where, params } = this.conditions(filters, after, null);
+  private select(filters: DecisionFilters, after: PagePosition | null, exclude: RowExclusion | null = null): { sql: string; params: unknown[] } {
+    const { where, params } = this.conditions(filters, after, exclude);
     const sql = `SELECT ${this.columns} FROM decisions${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}
       ORDER BY time_ms DESC, seq DESC`;
     return { sql, params };

@@ -28,6 +28,8 @@ tbody tr.row:hover { background: #eef3f8; }
 .good { color: var(--allow); font-weight: 600; }
 form.filters { display: flex; flex-wrap: wrap; gap: .4em; margin-bottom: .6em; }
 form.filters input, form.filters select { width: 9.5em; }
+form.filters input[type=checkbox] { width: auto; }
+.scroll { max-height: 26em; overflow: auto; }
 pre { background: #f3f3f3; padding: .6em; overflow: auto; max-height: 32em; font-size: .85em; }
 dl { display: grid; grid-template-columns: max-content 1fr; gap: .2em 1em; margin: 0; }
 dt { color: var(--muted); }
@@ -131,6 +133,9 @@ function filterValues() {
   for (const name of ['principal', 'action', 'resourceType', 'resourceId', 'effect', 'reason', 'rule', 'since', 'until']) out[name] = form.elements[name].value.trim();
   return out;
 }
+function listValues() {
+  return Object.assign(filterValues(), { limit: $('limit').value, own: $('own').checked ? '1' : '' });
+}
 
 async function loadSummary() {
   const f = filterValues();
@@ -162,7 +167,7 @@ function drawChart(s, by) {
   svg.append(svgEl('line', { class: 'axis', x1: left, y1: H, x2: W, y2: H }), svgEl('line', { class: 'axis', x1: left, y1: 0, x2: left, y2: H }));
   const maxLabel = svgEl('text', { x: 2, y: 10 }); maxLabel.textContent = String(max); svg.append(maxLabel);
   const zero = svgEl('text', { x: 2, y: H }); zero.textContent = '0'; svg.append(zero);
-  for (const [label, at] of [[time(s.since), left], [time(s.until), W - 110]]) {
+  for (const [label, at] of [[time(s.since), left], [time(s.until), W - 135]]) {
     const t = svgEl('text', { x: at, y: H + 14 }); t.textContent = label; svg.append(t);
   }
   const base = new Array(n).fill(0);
@@ -194,7 +199,7 @@ function decisionRow(d) {
 
 async function loadDecisions(page) {
   try {
-    const params = Object.assign(filterValues(), { limit: $('limit').value });
+    const params = listValues();
     if (page) params.page = page;
     const r = await api('decisions', params);
     $('decisions-body').replaceChildren(...r.decisions.map(decisionRow));
@@ -308,7 +313,7 @@ const BODY = `
   <section><h2>Policies</h2><div id="policy-body" class="muted">loading…</div></section>
   <section><h2>Audit trail</h2><div id="audit-body" class="muted">loading…</div></section>
   <section class="wide"><h2>Live tail <span id="tail-state" class="muted"></span></h2>
-    <table><thead><tr><th>time</th><th>principal</th><th>action</th><th>resource</th><th>effect</th><th>reason</th><th>rules</th></tr></thead><tbody id="tail-body"></tbody></table>
+    <div class="scroll"><table><thead><tr><th>time</th><th>principal</th><th>action</th><th>resource</th><th>effect</th><th>reason</th><th>rules</th></tr></thead><tbody id="tail-body"></tbody></table></div>
   </section>
   <section class="wide"><h2>Decisions</h2>
     <form id="filters" class="filters">
@@ -322,10 +327,11 @@ const BODY = `
       <input name="since" placeholder="since (1h, ISO)" aria-label="since">
       <input name="until" placeholder="until" aria-label="until">
       <select id="limit" aria-label="rows per page"><option>25</option><option selected>50</option><option>100</option><option>200</option></select>
+      <label><input type="checkbox" id="own"> the console's own calls</label>
       <button type="submit" id="apply">Apply</button>
     </form>
     <p id="decisions-error" class="bad"></p>
-    <table><thead><tr><th>time</th><th>principal</th><th>action</th><th>resource</th><th>effect</th><th>reason</th><th>rules</th></tr></thead><tbody id="decisions-body"></tbody></table>
+    <div class="scroll"><table><thead><tr><th>time</th><th>principal</th><th>action</th><th>resource</th><th>effect</th><th>reason</th><th>rules</th></tr></thead><tbody id="decisions-body"></tbody></table></div>
     <p><button id="first" type="button" disabled>First page</button> <button id="next" type="button" disabled>Next page</button></p>
   </section>
   <section id="record" class="wide hidden"><h2>Decision <code id="record-id"></code> <button id="record-close" type="button">Close</button></h2><div id="record-body"></div></section>

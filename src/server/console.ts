@@ -198,6 +198,8 @@ export class Console {
     const filters = decisionFilters(params, now);
     const limit = params.integer('limit', DEFAULT_LIST_ROWS, 1, MAX_LIST_ROWS);
     const token = params.text('page');
+    const own = params.text('own');
+    if (own !== undefined && own !== '1' && own !== '0') throw new ParameterError('own', 'must be 1 (include the console\'s own calls) or 0');
     params.done();
     let after = null;
     if (token !== undefined) {
@@ -207,7 +209,8 @@ export class Console {
         throw new ParameterError('page', messageOf(error).replace(/^page_token /, ''));
       }
     }
-    const page = await this.deps.queries.page(filters, { limit, after });
+    // The console's own calls are left out unless asked for (own=1): each look at the list would add rows to it.
+    const page = await this.deps.queries.page(filters, { limit, after, exclude: own === '1' ? null : CONSOLE_ROWS });
     sendJson(res, 200, { decisions: page.decisions.map(summaryOf), next: page.next ? encodePageToken(page.next, filters) : null });
   }
 

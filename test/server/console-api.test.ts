@@ -175,6 +175,12 @@ describe('the console API on a server with an admin token', () => {
     expect(new Set([...first.decisions, ...second.decisions].map((d: { decisionId: string }) => d.decisionId))).toEqual(new Set(danaIds));
     const denied = (await get(server.httpPort, '/console/api/decisions?effect=deny&reason=denied_by_default&resourceType=model&since=1h', auth)).json();
     expect(denied.decisions.map((d: { decisionId: string }) => d.decisionId).sort()).toEqual([...eveIds].sort());
+    // The console's own calls stay out of the list unless asked for.
+    const all = (await get(server.httpPort, '/console/api/decisions?limit=200', auth)).json();
+    expect(all.decisions.filter((d: { action: string }) => d.action.startsWith('Console'))).toEqual([]);
+    const own = (await get(server.httpPort, '/console/api/decisions?limit=200&own=1&resourceType=verdict.admin', auth)).json();
+    expect(own.decisions.length).toBeGreaterThan(5);
+    expect((await get(server.httpPort, '/console/api/decisions?own=yes', auth)).json().parameter).toBe('own');
   });
 
   it('gives one decision in full, hash and request included', async () => {
