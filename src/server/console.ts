@@ -274,6 +274,9 @@ class LiveTail {
   private timer: NodeJS.Timeout | null = null;
   private heartbeat: NodeJS.Timeout | null = null;
   private stopCommits: (() => void) | null = null;
+  private active = false;
+  /** Streams waiting for their backlog. */
+  private joining = 0;
 
   constructor(
     private readonly queries: DecisionQueryThread,
@@ -281,25 +284,36 @@ class LiveTail {
   ) {}
 
   async open(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    if (this.streams.size >= MAX_STREAMS) {
+    if (this.streams.size + this.joining >= MAX_STREAMS) {
       sendJson(res, 429, { error: `at most ${MAX_STREAMS} live tails are open at once; close one` }, { 'retry-after': '10' });
       return;
     }
     res.writeHead(200, { ...API_HEADERS, 'content-type': 'text/event-stream; charset=utf-8', 'x-accel-buffering': 'no' });
+    if (req.method === 'HEAD') {
+      res.end();
+      return;
+    }
     res.flushHeaders();
-    this.streams.add(res);
+    let closed = false;
     const leave = (): void => {
-      this.streams.delete(res);
-      if (this.streams.size === 0) this.stop();
+      if (closed) return;
+      closed = true;
+      if (!this.streams.delete(res)) this.joining--;
+      if (this.streams.size === 0 && this.joining === 0) this.stop();
     };
-    req.once('close', leave);
     res.once('close', leave);
-    if (this.streams.size === 1) this.start();
+    this.joining++;
+    if (!this.active) this.start();
+    // The backlog first, then every row read after it: the stream joins only once it has the backlog, so no row comes twice.
     await this.read();
-    if (this.streams.has(res)) for (const row of this.backlog) this.send(res, row);
+    if (closed) return;
+    this.joining--;
+    for (const row of this.backlog) this.send(res, row);
+    this.streams.add(res);
   }
 
   private start(): void {
+    this.active = true;
     this.cursor = null;
     this.backlog = [];
     this.timer = setInterval(() => void this.read(), TAIL_POLL_MS);
@@ -312,6 +326,7 @@ class LiveTail {
   }
 
   private stop(): void {
+    this.active = false;
     if (this.timer) clearInterval(this.timer);
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.stopCommits?.();
@@ -327,7 +342,7 @@ class LiveTail {
     this.reading = (async () => {
       do {
         this.again = false;
-        if (this.streams.size === 0) return;
+        if (!this.active) return;
         const first = this.cursor === null;
         try {
           const { decisions, cursor } = await this.queries.tail(this.cursor, first ? TAIL_BACKLOG : TAIL_BATCH, CONSOLE_ROWS);
@@ -356,8 +371,9 @@ class LiveTail {
 
   close(): void {
     this.stop();
-    for (const res of this.streams) res.end();
+    const streams = [...this.streams];
     this.streams.clear();
+    for (const res of streams) res.end();
   }
 }
 

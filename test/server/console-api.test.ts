@@ -286,6 +286,46 @@ describe('the console API on a server with an admin token', () => {
   });
 });
 
+describe('the console live tail under load', () => {
+  let server: RunningServer;
+  let client: VerdictClient;
+
+  beforeAll(async () => {
+    ({ server, client } = await start({ token: true }));
+    await check(client, dana, 2);
+  });
+  afterAll(async () => {
+    client?.close();
+    await server?.close();
+  });
+
+  it('keeps at most 16 streams open, refusing more with 429, and frees a slot when one closes', async () => {
+    const open = (): Promise<{ status: number; close: () => void }> =>
+      new Promise((resolve, reject) => {
+        const req = httpRequest({ host: '127.0.0.1', port: server.httpPort, path: '/console/api/tail', headers: auth });
+        req.on('response', (res) => {
+          res.resume();
+          resolve({ status: res.statusCode ?? 0, close: () => req.destroy() });
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const streams = [];
+    for (let i = 0; i < 16; i++) streams.push(await open());
+    expect(streams.map((s) => s.status)).toEqual(new Array(16).fill(200));
+    const refused = await open();
+    expect(refused.status).toBe(429);
+    streams.pop()!.close();
+    let again = await open();
+    for (let i = 0; i < 50 && again.status === 429; i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      again = await open();
+    }
+    expect(again.status).toBe(200);
+    for (const s of [...streams, again]) s.close();
+  });
+});
+
 describe('the console API on a server admitting loopback callers (no token configured)', () => {
   let server: RunningServer;
   let client: VerdictClient;
