@@ -28,7 +28,9 @@ port.on('message', (request: QueryRequest) => {
     // Opened on first use and kept: a log that did not exist yet may exist at the next query.
     reader ??= DecisionReader.open(path);
     if (request.kind === 'get') response = { id: request.id, decision: reader.get(request.decisionId) };
-    else response = { id: request.id, page: reader.page(request.filters, request.options) };
+    else if (request.kind === 'page') response = { id: request.id, page: reader.page(request.filters, request.options) };
+    else if (request.kind === 'counts') response = { id: request.id, counts: reader.counts(request.filters, request.bucketMs, request.exclude) };
+    else response = { id: request.id, tail: reader.tail(request.afterSeq, request.limit, request.exclude) };
   } catch (error) {
     if (!(error instanceof VerdictError && error.code === 'USAGE')) {
       // The file or its write-ahead log may have been replaced under the reader: the next query opens it again.

@@ -1,18 +1,24 @@
 import type { Worker } from 'node:worker_threads';
 import { VerdictError, messageOf, type ErrorCode } from '../errors.js';
 import { startThread } from '../threads.js';
-import type { DecisionFilters, DecisionPage, PageOptions, StoredDecision } from './query.js';
+import type { DecisionCount, DecisionFilters, DecisionPage, PageOptions, RowExclusion, StoredDecision } from './query.js';
 
 export type QueryRequest =
   | { readonly id: number; readonly kind: 'get'; readonly decisionId: string }
-  | { readonly id: number; readonly kind: 'page'; readonly filters: DecisionFilters; readonly options: PageOptions };
+  | { readonly id: number; readonly kind: 'page'; readonly filters: DecisionFilters; readonly options: PageOptions }
+  | { readonly id: number; readonly kind: 'counts'; readonly filters: DecisionFilters; readonly bucketMs: number; readonly exclude: RowExclusion | null }
+  | { readonly id: number; readonly kind: 'tail'; readonly afterSeq: number | null; readonly limit: number; readonly exclude: RowExclusion | null };
+
+type Ask = QueryRequest extends infer R ? (R extends { readonly id: number } ? Omit<R, 'id'> : never) : never;
 
 export type QueryResponse =
   | { readonly id: number; readonly decision: StoredDecision | null }
   | { readonly id: number; readonly page: DecisionPage }
+  | { readonly id: number; readonly counts: DecisionCount[] }
+  | { readonly id: number; readonly tail: { decisions: StoredDecision[]; cursor: number } }
   | { readonly id: number; readonly error: string; readonly code: ErrorCode };
 
-type Answer = { readonly decision: StoredDecision | null } | { readonly page: DecisionPage };
+type Answer = { readonly decision: StoredDecision | null } | { readonly page: DecisionPage } | { readonly counts: DecisionCount[] } | { readonly tail: { decisions: StoredDecision[]; cursor: number } };
 
 /**
  * Queries over the decision log, run in a thread of their own with a read-only
@@ -48,19 +54,33 @@ export class DecisionQueryThread {
     return answer.decision;
   }
 
+  /** Matching decisions counted per time bucket, effect and reason (DecisionReader.counts). */
+  async counts(filters: DecisionFilters, bucketMs: number, exclude: RowExclusion | null = null): Promise<DecisionCount[]> {
+    const answer = await this.ask({ kind: 'counts', filters, bucketMs, exclude });
+    if (!('counts' in answer)) throw new VerdictError('INTERNAL', 'the decision query thread answered counts with something else');
+    return answer.counts;
+  }
+
+  /** The rows recorded after `afterSeq`, oldest first (DecisionReader.tail). */
+  async tail(afterSeq: number | null, limit: number, exclude: RowExclusion | null = null): Promise<{ decisions: StoredDecision[]; cursor: number }> {
+    const answer = await this.ask({ kind: 'tail', afterSeq, limit, exclude });
+    if (!('tail' in answer)) throw new VerdictError('INTERNAL', 'the decision query thread answered a tail with something else');
+    return answer.tail;
+  }
+
   /** Queries asked and not answered yet. */
   get inFlight(): number {
     return this.pending.size;
   }
 
-  private ask(request: { kind: 'get'; decisionId: string } | { kind: 'page'; filters: DecisionFilters; options: PageOptions }): Promise<Answer> {
+  private ask(request: Ask): Promise<Answer> {
     if (this.closed) return Promise.reject(new VerdictError('DECISION_LOG_UNAVAILABLE', 'the decision query thread is closed (the server is stopping)'));
     const worker = this.thread();
     const id = ++this.nextId;
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.ref();
-      worker.postMessage({ id, ...request } satisfies QueryRequest);
+      worker.postMessage({ id, ...request } as QueryRequest);
     });
   }
 

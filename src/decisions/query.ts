@@ -46,6 +46,20 @@ export interface DecisionFilters {
   readonly limit?: number;
 }
 
+/** Rows of one resource type whose action starts with a prefix, left out of counts and tails. */
+export interface RowExclusion {
+  readonly resourceType: string;
+  readonly actionPrefix: string;
+}
+
+/** How many matching decisions of one effect and reason fell in the bucket starting at `start` (ms). */
+export interface DecisionCount {
+  readonly start: number;
+  readonly effect: Effect;
+  readonly reason: Reason;
+  readonly count: number;
+}
+
 export const DEFAULT_LIMIT = 100;
 /** The most decisions one page holds (DecisionReader.page): a larger limit is treated as this. */
 export const MAX_PAGE_ROWS = 1000;
@@ -71,6 +85,8 @@ export interface PageOptions {
   readonly after?: PagePosition | null;
   /** Bytes of stored data after which the page ends early. Default MAX_PAGE_BYTES. */
   readonly maxBytes?: number;
+  /** Leave these rows out (the console's own calls). */
+  readonly exclude?: RowExclusion | null;
 }
 
 // Filter name -> column, in a fixed order so equal filter sets share one cached statement.
@@ -149,7 +165,7 @@ export class DecisionReader {
     }
     const limit = Math.min(requested, MAX_PAGE_ROWS);
     const maxBytes = options.maxBytes ?? MAX_PAGE_BYTES;
-    const { sql, params } = this.select(filters, options.after ?? null);
+    const { sql, params } = this.select(filters, options.after ?? null, options.exclude ?? null);
     // One row more than the page, to know whether there is a next one.
     params.push(limit + 1);
     const decisions: StoredDecision[] = [];
@@ -169,8 +185,56 @@ export class DecisionReader {
     return { decisions, next: more && last ? { time: last.time, seq: last.seq } : null };
   }
 
+  /**
+   * Matching decisions counted per time bucket, effect and reason, in SQL: one
+   * row per (bucket, effect, reason) that has any. `bucketMs` is at least 1;
+   * buckets start at multiples of it since the epoch. `filters.limit` is ignored;
+   * `exclude` leaves out rows of one resource type whose action starts with a prefix.
+   */
+  counts(filters: DecisionFilters, bucketMs: number, exclude: RowExclusion | null = null): DecisionCount[] {
+    if (!Number.isSafeInteger(bucketMs) || bucketMs < 1) throw new VerdictError('USAGE', `bucket must be a positive whole number of milliseconds, not ${String(bucketMs)}`);
+    const { where, params } = this.conditions(filters, null, exclude);
+    const sql = `SELECT (time_ms / CAST(? AS INTEGER)) * CAST(? AS INTEGER) AS bucket, effect, reason, count(*) FROM decisions${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}
+      GROUP BY bucket, effect, reason ORDER BY bucket, effect, reason`;
+    return this.statement(sql)
+      .all(bucketMs, bucketMs, ...params)
+      .map((raw) => {
+        const [start, effect, reason, count] = raw as [number, Effect, Reason, number];
+        return { start, effect, reason, count };
+      });
+  }
+
+  /**
+   * The rows recorded after `afterSeq`, oldest first, at most `limit`; with
+   * `afterSeq` null, the newest `limit` rows (oldest first). `cursor` is where
+   * the next call continues: past rows left out by `exclude` too, so they are
+   * not scanned again.
+   */
+  tail(afterSeq: number | null, limit: number, exclude: RowExclusion | null = null): { decisions: StoredDecision[]; cursor: number } {
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new VerdictError('USAGE', `limit must be a positive integer, not ${String(limit)}`);
+    const tip = (this.statement('SELECT max(seq) FROM decisions').get() as [number | null])[0] ?? 0;
+    const { where, params } = this.conditions({}, null, exclude);
+    if (afterSeq === null) {
+      const sql = `SELECT ${this.columns} FROM decisions WHERE seq <= ?${where.length > 0 ? ` AND ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`;
+      const rows = this.statement(sql).all(tip, ...params, limit).map((raw) => toDecision(raw as unknown[]));
+      return { decisions: rows.reverse(), cursor: tip };
+    }
+    const sql = `SELECT ${this.columns} FROM decisions WHERE seq > ? AND seq <= ?${where.length > 0 ? ` AND ${where.join(' AND ')}` : ''} ORDER BY seq LIMIT ?`;
+    const decisions = this.statement(sql).all(afterSeq, tip, ...params, limit).map((raw) => toDecision(raw as unknown[]));
+    const cursor = decisions.length === limit ? decisions[decisions.length - 1]!.seq : Math.max(tip, afterSeq);
+    return { decisions, cursor };
+  }
+
   /** The SELECT (without LIMIT) for `filters`, continuing after `after` when given. */
-  private select(filters: DecisionFilters, after: PagePosition | null): { sql: string; params: unknown[] } {
+  private select(filters: DecisionFilters, after: PagePosition | null, exclude: RowExclusion | null = null): { sql: string; params: unknown[] } {
+    const { where, params } = this.conditions(filters, after, exclude);
+    const sql = `SELECT ${this.columns} FROM decisions${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}
+      ORDER BY time_ms DESC, seq DESC`;
+    return { sql, params };
+  }
+
+  /** The WHERE conditions (joined with AND) and their parameters for `filters`. */
+  private conditions(filters: DecisionFilters, after: PagePosition | null, exclude: RowExclusion | null): { where: string[]; params: unknown[] } {
     const where: string[] = [];
     const params: unknown[] = [];
     for (const [key, column] of EQUALITY) {
@@ -201,9 +265,11 @@ export class DecisionReader {
       where.push('(time_ms < ? OR (time_ms = ? AND seq < ?))');
       params.push(after.time, after.time, after.seq);
     }
-    const sql = `SELECT ${this.columns} FROM decisions${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''}
-      ORDER BY time_ms DESC, seq DESC`;
-    return { sql, params };
+    if (exclude !== null) {
+      where.push('NOT (resource_type = ? AND substr(action, 1, ?) = ?)');
+      params.push(exclude.resourceType, exclude.actionPrefix.length, exclude.actionPrefix);
+    }
+    return { where, params };
   }
 
   /** One decision by id, or null. */

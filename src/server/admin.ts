@@ -15,7 +15,8 @@ import type { PolicyStatus, PolicyStore, ReloadOutcome } from './policy-store.js
  * and bytes (query.ts).
  */
 export class Admin implements AdminHandlers {
-  private readonly queries: DecisionQueryThread;
+  /** The decision query thread every read of the log by an Admin call goes through (the console's too). */
+  readonly queries: DecisionQueryThread;
 
   constructor(
     private readonly store: PolicyStore,

@@ -16,7 +16,10 @@ import { GatewayAdapter } from '../gateway/adapter.js';
 import { AuthZenEndpoint } from '../gateway/authzen-http.js';
 import { handleForwardAuth, peerOf } from '../gateway/forward-auth.js';
 import { TrustedHeaderAuthenticator } from '../gateway/trusted-headers.js';
+import type { AlertReader } from '../analysis/alert.js';
 import { Admin } from './admin.js';
+import { Console } from './console.js';
+import { AuditWatch } from './console-audit.js';
 import { AdminGate, looseMode } from './admin-auth.js';
 import type { ServerConfig } from './config.js';
 import { ENVIRONMENT_KEYS, splitHostPort } from './config.js';
@@ -65,6 +68,8 @@ export interface StartOptions {
   readonly servingMessage?: string;
   /** Waits for this process's turn to compile a reload (cluster workers take turns); resolves with the way to give it back. */
   readonly reloadTurn?: () => Promise<() => void>;
+  /** Where the console reads stored alerts; absent, its alerts panel says alerts are not enabled. */
+  readonly alerts?: AlertReader | null;
 }
 
 /**
@@ -174,6 +179,17 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     if (!tls) logger.warn({ grpc: config.grpc }, 'the admin token travels in plaintext: serve gRPC with TLS, or keep the gRPC port on loopback');
   }
   const admin = new Admin(store, log.path, gate, options.onAdminReload, shadowStore);
+  // The console (/console on the HTTP port): read-only, each of its calls an Admin call; the audit trail verified in a thread of its own.
+  const auditWatch = new AuditWatch(config.db, audit.checkpoints.publicKey);
+  const webConsole = new Console({
+    gate,
+    queries: admin.queries,
+    store,
+    log,
+    audit: auditWatch,
+    alerts: options.alerts ?? null,
+    onError: (error) => logger.error({ error: messageOf(error) }, 'internal error answering the console'),
+  });
   // Gateways (Envoy ext_authz, forward-auth) authenticate with authn, or trust an identity proxy's headers.
   if (config.trustedPrincipal && (config.authn.jwt || config.authn.apiKeys)) {
     await closeLog().catch(() => undefined);
@@ -256,6 +272,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
         onError: (error) => logger.error({ error: messageOf(error) }, 'internal error answering forward-auth'),
       }),
     authzen: (req, res) => authzen.handle(req, res),
+    console: (req, res) => webConsole.handle(req, res),
   }, { tls: tls?.http ? httpsServerOptions(tls) : undefined, shutdownGraceMs: config.shutdownGraceMs });
   const ops = opsAddress === null ? null : new OperatorHttpServer(operations, { shutdownGraceMs: config.shutdownGraceMs });
 
@@ -270,6 +287,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     await grpc.shutdown();
     await http.close().catch(() => undefined);
     await ops?.close().catch(() => undefined);
+    webConsole.close();
+    await auditWatch.close().catch(() => undefined);
     await admin.close().catch(() => undefined);
     await closeLog().catch(() => undefined);
     await authenticator.close?.();
@@ -284,10 +303,12 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   const close = (): Promise<void> => {
     closing ??= (async () => {
       if (probeTimer) clearInterval(probeTimer);
+      // Live tails end first: an open stream would otherwise hold the HTTP port for the whole grace.
+      webConsole.close();
       // Both ports stop accepting at once and get the same grace for the checks in flight; the
       // policy store stops watching meanwhile (a reload still compiling must not keep the ports open).
       await Promise.all([grpc.shutdown(), http.close(), ops?.close(), closeStores()]);
-      await admin.close();
+      await Promise.all([admin.close(), auditWatch.close()]);
       await authenticator.close?.();
       await closeLog();
     })();

@@ -6,6 +6,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer, type Ser
 import type { AddressInfo } from 'node:net';
 import { AUTHZEN_PATHS } from '../gateway/authzen-http.js';
 import { FORWARD_AUTH_PATH } from '../gateway/forward-auth.js';
+import { CONSOLE_PATH } from './console.js';
 
 export interface Readiness {
   readonly ready: boolean;
@@ -21,6 +22,8 @@ export interface HttpHandlers {
   forwardAuth?(req: IncomingMessage, res: ServerResponse): Promise<void>;
   /** The AuthZEN Authorization API (AUTHZEN_PATHS), when the server offers it. */
   authzen?(req: IncomingMessage, res: ServerResponse): Promise<void>;
+  /** The web console: GET /console and /console/api/... (console.ts), when the server offers it. */
+  console?(req: IncomingMessage, res: ServerResponse): Promise<void>;
 }
 
 export interface OperatorHttpOptions {
@@ -77,6 +80,10 @@ export class OperatorHttpServer {
       send(res, 405, 'application/json', JSON.stringify({ error: 'only GET is served here' }), { allow: 'GET, HEAD' });
       return;
     }
+    if (this.handlers.console && (path === CONSOLE_PATH || path!.startsWith(`${CONSOLE_PATH}/`))) {
+      await this.handlers.console(req, res);
+      return;
+    }
     if (path === '/healthz') {
       send(res, 200, 'application/json', JSON.stringify({ status: 'ok' }));
       return;
@@ -91,7 +98,7 @@ export class OperatorHttpServer {
       send(res, 200, contentType, body);
       return;
     }
-    const paths = ['/healthz', ...(this.handlers.readiness ? ['/readyz'] : []), ...(this.handlers.metrics ? ['/metrics'] : []), ...(this.handlers.forwardAuth ? [FORWARD_AUTH_PATH] : []), ...(this.handlers.authzen ? AUTHZEN_PATHS : [])];
+    const paths = ['/healthz', ...(this.handlers.readiness ? ['/readyz'] : []), ...(this.handlers.metrics ? ['/metrics'] : []), ...(this.handlers.forwardAuth ? [FORWARD_AUTH_PATH] : []), ...(this.handlers.authzen ? AUTHZEN_PATHS : []), ...(this.handlers.console ? [CONSOLE_PATH] : [])];
     // The path asked for is not echoed: it is the caller's text.
     send(res, 404, 'application/json', JSON.stringify({ error: `no such path here; this port serves ${paths.join(', ')}` }));
   }

@@ -1,0 +1,136 @@
+// The console's query parameters: what /console/api/... accepts, bounded and
+// checked before anything is read; a bad value is a 400 naming the parameter.
+
+import type { AlertQuery, AlertType } from '../analysis/alert.js';
+import type { DecisionFilters } from '../decisions/query.js';
+import { VerdictError } from '../errors.js';
+import { EFFECTS, REASONS, type Effect, type Reason } from '../types.js';
+
+/** The longest query string the console reads; a longer one is refused (414) unread. */
+export const MAX_QUERY_CHARS = 4096;
+/** The longest value of one parameter. */
+const MAX_VALUE_CHARS = 1024;
+/** Rows of one page of the decision list: default and most. */
+export const DEFAULT_LIST_ROWS = 50;
+export const MAX_LIST_ROWS = 200;
+/** Buckets of the chart: default and most. */
+export const DEFAULT_BUCKETS = 60;
+export const MAX_BUCKETS = 500;
+/** Alerts listed at most. */
+export const MAX_ALERTS = 500;
+
+const ALERT_TYPES: readonly AlertType[] = ['volume', 'probing', 'reconnaissance', 'baseline', 'extraction', 'auth-failures'];
+const UNIT_MS: Readonly<Record<string, number>> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
+const DURATION = /^(\d{1,9})([smhdw])$/;
+const ISO = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?(?:Z|[+-]\d{2}:\d{2})?)?$/i;
+
+/** A parameter the caller got wrong: answered 400 with its name. */
+export class ParameterError extends VerdictError {
+  constructor(
+    readonly parameter: string,
+    message: string,
+  ) {
+    super('USAGE', `${parameter}: ${message}`);
+  }
+}
+
+/** The parameters of one request, each read at most once; unknown ones are refused by `done()`. */
+export class Parameters {
+  private readonly values = new Map<string, string>();
+  private readonly read = new Set<string>();
+
+  constructor(search: URLSearchParams) {
+    for (const [name, value] of search) {
+      if (this.values.has(name)) throw new ParameterError(name, 'is given more than once');
+      if (value.length > MAX_VALUE_CHARS) throw new ParameterError(name, `is longer than ${MAX_VALUE_CHARS} characters`);
+      this.values.set(name, value);
+    }
+  }
+
+  /** The parameters as recorded in the call's row. */
+  record(): Record<string, string> {
+    return Object.fromEntries(this.values);
+  }
+
+  text(name: string): string | undefined {
+    this.read.add(name);
+    const value = this.values.get(name);
+    return value === undefined || value === '' ? undefined : value;
+  }
+
+  integer(name: string, fallback: number, min: number, max: number): number {
+    const text = this.text(name);
+    if (text === undefined) return fallback;
+    if (!/^\d{1,9}$/.test(text)) throw new ParameterError(name, `must be a whole number from ${min} to ${max}`);
+    const value = Number(text);
+    if (value < min || value > max) throw new ParameterError(name, `must be a whole number from ${min} to ${max}, not ${value}`);
+    return value;
+  }
+
+  /** ISO 8601 (UTC without an offset), a duration ago (`15m`, `24h`, `7d`), or epoch milliseconds. */
+  time(name: string, now: number): number | undefined {
+    const text = this.text(name);
+    if (text === undefined) return undefined;
+    const duration = DURATION.exec(text);
+    if (duration) return now - Number(duration[1]) * UNIT_MS[duration[2]!]!;
+    if (/^\d{10,15}$/.test(text)) return Number(text);
+    if (ISO.test(text)) {
+      const hasOffset = /(?:Z|[+-]\d{2}:\d{2})$/i.test(text);
+      const ms = Date.parse(text.length > 10 && !hasOffset ? `${text.replace(' ', 'T')}Z` : text.replace(' ', 'T'));
+      if (Number.isFinite(ms)) return ms;
+    }
+    throw new ParameterError(name, 'must be an ISO 8601 time (2026-12-04T09:00:00Z), a duration ago (15m, 24h, 7d) or epoch milliseconds');
+  }
+
+  /** Refuses parameters no one read. */
+  done(): void {
+    for (const name of this.values.keys()) {
+      if (!this.read.has(name)) throw new ParameterError(name, `is not a parameter here; use ${[...this.read].sort().join(', ') || 'none'}`);
+    }
+  }
+}
+
+/** The filters of `verdict decisions`, as the console takes them. */
+export function decisionFilters(p: Parameters, now: number): DecisionFilters {
+  const effectText = p.text('effect');
+  const reasonText = p.text('reason');
+  let effect: Effect | undefined;
+  let reason: Reason | undefined;
+  if (effectText !== undefined) {
+    effect = EFFECTS.find((e) => e === effectText.toUpperCase());
+    if (effect === undefined) throw new ParameterError('effect', `must be one of ${EFFECTS.join(', ').toLowerCase()}`);
+  }
+  if (reasonText !== undefined) {
+    reason = REASONS.find((r) => r === reasonText.toUpperCase());
+    if (reason === undefined) throw new ParameterError('reason', `must be one of ${REASONS.join(', ').toLowerCase()}`);
+  }
+  const since = p.time('since', now);
+  const until = p.time('until', now);
+  if (since !== undefined && until !== undefined && until <= since) throw new ParameterError('until', 'must be after since');
+  const filters: Record<string, unknown> = {
+    principalId: p.text('principal'),
+    action: p.text('action'),
+    resourceType: p.text('resourceType'),
+    resourceId: p.text('resourceId'),
+    ruleId: p.text('rule'),
+    policyVersion: p.text('policyVersion'),
+    effect,
+    reason,
+    since,
+    until,
+  };
+  for (const key of Object.keys(filters)) if (filters[key] === undefined) delete filters[key];
+  return filters as DecisionFilters;
+}
+
+/** What the alerts panel asks the AlertReader. */
+export function alertQuery(p: Parameters, now: number): AlertQuery {
+  const typeText = p.text('type');
+  const type = typeText === undefined ? undefined : ALERT_TYPES.find((t) => t === typeText);
+  if (typeText !== undefined && type === undefined) throw new ParameterError('type', `must be one of ${ALERT_TYPES.join(', ')}`);
+  const since = p.time('since', now);
+  const until = p.time('until', now);
+  const subjectId = p.text('subject');
+  const limit = p.integer('limit', 100, 1, MAX_ALERTS);
+  return { ...(since !== undefined ? { since } : {}), ...(until !== undefined ? { until } : {}), ...(type ? { type } : {}), ...(subjectId !== undefined ? { subjectId } : {}), limit };
+}
