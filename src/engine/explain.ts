@@ -1,6 +1,6 @@
 import type { CompiledRule, PolicySet } from '../policy/policy-set.js';
 import { describeValue } from '../policy/matcher.js';
-import { evaluate, runCondition } from './evaluate.js';
+import { evaluate, guardProblem, runCondition } from './evaluate.js';
 import type { Decision, DecisionRequest } from '../types.js';
 
 export type RuleOutcome = 'matched' | 'not-matched' | 'error';
@@ -36,6 +36,8 @@ export function explain(policySet: PolicySet, request: DecisionRequest): Explana
 export function explainRule(rule: CompiledRule, request: DecisionRequest): RuleExplanation {
   const base = { ruleId: rule.id, effect: rule.effect, file: rule.file, line: rule.line };
   const mismatch = firstMismatch(rule, request);
+  const unsure = mismatch !== null && rule.effect === 'DENY' ? guardProblem(rule, request) : null;
+  if (unsure !== null) return { ...base, outcome: 'error', detail: unsure };
   if (mismatch !== null) return { ...base, outcome: 'not-matched', detail: mismatch };
   const outcome = runCondition(rule, request);
   if (outcome === true) {

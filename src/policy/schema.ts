@@ -283,7 +283,56 @@ export const limitsDocumentSchema = z.strictObject({
   limits: z.array(z.unknown()),
 });
 
-export const KNOWN_KINDS = ['rules', 'roles', 'tests', 'routes', 'variables', 'limits'] as const;
+/** The types an attribute can be declared with in a `kind: schema` document. */
+export const ATTRIBUTE_TYPES = ['string', 'int', 'number', 'bool', 'list', 'enum', 'map'] as const;
+const ITEM_TYPES = ['string', 'int', 'number', 'bool'] as const;
+const attributeTypeName = z.enum(ATTRIBUTE_TYPES, { error: `an attribute type is one of ${ATTRIBUTE_TYPES.join(', ')}` });
+
+/** One declared attribute: `string` (shorthand: optional), or `{type, required, values (enum), items (list)}`. */
+export const attributeDeclarationSchema = z.union(
+  [
+    attributeTypeName,
+    z
+      .strictObject({
+        type: attributeTypeName,
+        required: z.boolean().default(false),
+        description: z.string().optional(),
+        /** enum: the allowed values. */
+        values: z.array(z.string()).min(1).optional(),
+        /** list: the type of every item. */
+        items: z.enum(ITEM_TYPES, { error: `a list's items are one of ${ITEM_TYPES.join(', ')}` }).optional(),
+      })
+      .refine((d) => (d.type === 'enum') === (d.values !== undefined), { error: 'an enum lists its "values", and only an enum has "values"' })
+      .refine((d) => d.items === undefined || d.type === 'list', { error: 'only a list has "items"' }),
+  ],
+  { error: `an attribute is a type (${ATTRIBUTE_TYPES.join(', ')}) or {type, required, values, items}` },
+);
+export type AttributeDeclarationSpec = z.infer<typeof attributeDeclarationSchema>;
+
+/** The attributes of the principal, of the context, or of one or more resource types. */
+export const attributeSchemaSchema = z
+  .strictObject({
+    for: z.enum(['principal', 'resource', 'context'], { error: 'for is principal, resource or context' }),
+    /** for: resource — the resource types these attributes are those of. */
+    resourceTypes: z.array(identifier('a resource type')).min(1).optional(),
+    description: z.string().optional(),
+    attributes: z.record(z.string().regex(/^[A-Za-z0-9_:\/-]+$/, { error: 'an attribute name may use letters, digits and _ : / - only' }), attributeDeclarationSchema),
+  })
+  .refine((s) => (s.for === 'resource') === (s.resourceTypes !== undefined), { error: 'a resource schema names its "resourceTypes", and only a resource schema does' });
+export type AttributeSchemaSpec = z.infer<typeof attributeSchemaSchema>;
+
+export const ENFORCEMENTS = ['reject', 'warn', 'none'] as const;
+export type Enforcement = (typeof ENFORCEMENTS)[number];
+
+export const schemaDocumentSchema = z.strictObject({
+  kind: z.literal('schema'),
+  description: z.string().optional(),
+  /** What a decision does with a request whose attributes break the schema. */
+  enforcement: z.enum(ENFORCEMENTS, { error: 'enforcement is reject, warn or none' }).optional(),
+  schemas: z.array(z.unknown()),
+});
+
+export const KNOWN_KINDS = ['rules', 'roles', 'tests', 'routes', 'variables', 'limits', 'schema'] as const;
 export type PolicyKind = (typeof KNOWN_KINDS)[number];
 
 export const documentSchemas = {
@@ -293,6 +342,7 @@ export const documentSchemas = {
   routes: routesDocumentSchema,
   variables: variablesDocumentSchema,
   limits: limitsDocumentSchema,
+  schema: schemaDocumentSchema,
 } as const;
 
 /** The list of items each kind of document holds, and the schema of one item. */
@@ -303,4 +353,5 @@ export const itemSchemas = {
   routes: { list: 'routes', schema: routeSchema },
   variables: { list: 'variables', schema: variableSchema },
   limits: { list: 'limits', schema: limitSchema },
+  schema: { list: 'schemas', schema: attributeSchemaSchema },
 } as const;

@@ -13,6 +13,8 @@ import {
   type TestSuiteSpec,
   type VariableSpec,
   type LimitSpec,
+  type AttributeSchemaSpec,
+  type Enforcement,
 } from '../schema.js';
 import {
   diagnosticAt,
@@ -65,6 +67,7 @@ export type DocumentContent =
   | { readonly kind: 'routes'; readonly items: ItemList<CheckedItem<RouteSpec>> }
   | { readonly kind: 'variables'; readonly items: ItemList<CheckedItem<VariableSpec>> }
   | { readonly kind: 'limits'; readonly items: ItemList<CheckedItem<LimitSpec>> }
+  | { readonly kind: 'schema'; readonly enforcement: Enforcement | null; readonly items: ItemList<CheckedItem<AttributeSchemaSpec>> }
   /** `suite` is null when the file's own fields (name, fixtures) are invalid: its cases are then only schema-checked. */
   | { readonly kind: 'tests'; readonly suite: TestSuiteSpec | null; readonly items: ItemList<CheckedItem<TestCaseSpec>> };
 
@@ -163,6 +166,8 @@ function checkDocument(
       return { kind, items: items as CheckedItem<VariableSpec>[] };
     case 'limits':
       return { kind, items: items as CheckedItem<LimitSpec>[] };
+    case 'schema':
+      return { kind, enforcement: (envelope as { enforcement?: Enforcement } | null)?.enforcement ?? null, items: items as CheckedItem<AttributeSchemaSpec>[] };
   }
 }
 

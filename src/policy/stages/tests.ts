@@ -6,6 +6,7 @@ import type { HttpTestRequest, TestCaseSpec, TestSuiteSpec } from '../schema.js'
 import { diagnosticAt, type SourceDocument } from '../source.js';
 import type { PolicyTestCase } from '../loaded.js';
 import type { LoadState } from './state.js';
+import type { AttributeSchemas } from '../attribute-schema.js';
 
 type Report = (path: readonly PropertyKey[], message: string) => void;
 
@@ -55,6 +56,7 @@ export function resolveTestCase(
   ruleIds: ReadonlyMap<string, unknown>,
   routes: RouteTable,
   diagnostics: PolicyDiagnostic[],
+  schemas: AttributeSchemas | null = null,
 ): PolicyTestCase | null {
   const report: Report = (at, message) => diagnostics.push(diagnosticAt(where.source, [...where.path, ...at], message));
   const principal = typeof testCase.principal === 'string' ? suite.principals[testCase.principal] : testCase.principal;
@@ -64,12 +66,19 @@ export function resolveTestCase(
     if (!ruleIds.has(id)) report(['expect', 'rules', j], `expected rule "${id}" does not exist`);
   });
   if (!principal || !target) return null;
+  const request = { principal: principal as Principal, ...target } as DecisionRequest;
+  // Under `enforcement: reject` such a request is refused before any rule sees it: a case must describe one that reaches the rules.
+  const violations = schemas !== null && schemas.enforcement === 'reject' ? schemas.violations(request) : null;
+  if (violations !== null) {
+    report([], `this case's request breaks the attribute schema (enforcement: reject refuses it before any rule): ${violations.join('; ')}`);
+    return null;
+  }
   return {
     suite: suite.name,
     name: testCase.name,
     file: where.source.file,
     line: where.source.locate(where.path).line,
-    request: { principal: principal as Principal, ...target } as DecisionRequest,
+    request,
     expect: {
       effect: testCase.expect.effect.toUpperCase() as Effect,
       reason: testCase.expect.reason ?? null,
@@ -89,7 +98,7 @@ export const testsStage: Stage<LoadState> = {
       for (let i = 0; i < content.items.length; i++) {
         const { spec } = content.items.at(i)!.checked;
         if (spec === null) continue;
-        const resolved = resolveTestCase(spec, content.suite, { source, path: ['cases', i] }, state.ruleIds, state.routes, state.diagnostics);
+        const resolved = resolveTestCase(spec, content.suite, { source, path: ['cases', i] }, state.ruleIds, state.routes, state.diagnostics, state.attributeSchemas);
         if (resolved) state.tests.push(resolved);
         yield;
       }
