@@ -128,11 +128,26 @@ export const httpTestRequestSchema = z.strictObject({
 });
 export type HttpTestRequest = z.infer<typeof httpTestRequestSchema>;
 
+const singleExpect = z.strictObject({
+  effect: effectName,
+  reason: z.enum(ENGINE_REASONS).optional(),
+  rules: z.array(z.string().min(1)).optional(),
+});
+const oneName = z.string().min(1);
+/** One row of a matrix case's table: for these principals and resources, the effect of each action. */
+const matrixRow = z.strictObject({
+  principal: z.union([oneName, z.array(oneName).min(1)], { error: 'principal is a fixture name or a list of them' }),
+  resource: z.union([oneName, z.array(oneName).min(1)], { error: 'resource is a fixture name or a list of them' }),
+  actions: z.record(z.string().min(1), effectName),
+});
+
 export const testCaseSchema = z.strictObject({
   name: z.string().min(1),
-  principal: z.union([z.string().min(1), principalSchema], {
-    error: 'principal is the name of an entry under "principals", or {id, roles, attributes}',
-  }),
+  principal: z
+    .union([z.string().min(1), principalSchema], {
+      error: 'principal is the name of an entry under "principals", or {id, roles, attributes}',
+    })
+    .optional(),
   // Either action and resource, or an http request that the routes turn into them.
   action: z.string().min(1).optional(),
   resource: z
@@ -142,11 +157,13 @@ export const testCaseSchema = z.strictObject({
     .optional(),
   http: httpTestRequestSchema.optional(),
   context: contextSchema.optional(),
-  expect: z.strictObject({
-    effect: effectName,
-    reason: z.enum(ENGINE_REASONS).optional(),
-    rules: z.array(z.string().min(1)).optional(),
-  }),
+  /** A matrix case: every principal × action × resource, by fixture name; `expect` is then a table. */
+  principals: z.array(oneName).min(1).optional(),
+  actions: z.array(z.string().min(1)).min(1).optional(),
+  resources: z.array(oneName).min(1).optional(),
+  // {effect, reason, rules}, or for a matrix case a list of {principal, resource, actions: {action: allow|deny}}.
+  // No message of its own: the issues of the form that was written are reported (stages/schema.ts).
+  expect: z.union([singleExpect, z.array(matrixRow).min(1)]),
 });
 export type TestCaseSpec = z.infer<typeof testCaseSchema>;
 
@@ -154,11 +171,23 @@ export const testsDocumentSchema = z.strictObject({
   kind: z.literal('tests'),
   name: z.string().min(1),
   description: z.string().optional(),
+  /** Shared fixture files (`kind: fixtures`) whose principals and resources this file's cases may name. */
+  fixtures: z.array(z.string().min(1)).default([]),
   principals: z.record(z.string(), principalSchema).default({}),
   resources: z.record(z.string(), resourceSchema).default({}),
   // Cases are checked one by one (testCaseSchema), so one bad case does not hide the others' errors.
   cases: z.array(z.unknown()).min(1, { error: 'a tests file needs at least one case' }),
 });
+/** Principals and resources shared by any test file that lists this file's name under `fixtures`. */
+export const fixturesDocumentSchema = z.strictObject({
+  kind: z.literal('fixtures'),
+  name: z.string().min(1),
+  description: z.string().optional(),
+  principals: z.record(z.string(), principalSchema).default({}),
+  resources: z.record(z.string(), resourceSchema).default({}),
+});
+export type FixturesSpec = Omit<z.infer<typeof fixturesDocumentSchema>, 'kind'>;
+
 /** A tests file without its cases: its name and the fixtures its cases refer to. */
 export type TestSuiteSpec = Omit<z.infer<typeof testsDocumentSchema>, 'cases' | 'kind'>;
 
@@ -332,7 +361,7 @@ export const schemaDocumentSchema = z.strictObject({
   schemas: z.array(z.unknown()),
 });
 
-export const KNOWN_KINDS = ['rules', 'roles', 'tests', 'routes', 'variables', 'limits', 'schema'] as const;
+export const KNOWN_KINDS = ['rules', 'roles', 'tests', 'routes', 'variables', 'limits', 'schema', 'fixtures'] as const;
 export type PolicyKind = (typeof KNOWN_KINDS)[number];
 
 export const documentSchemas = {
@@ -343,6 +372,7 @@ export const documentSchemas = {
   variables: variablesDocumentSchema,
   limits: limitsDocumentSchema,
   schema: schemaDocumentSchema,
+  fixtures: fixturesDocumentSchema,
 } as const;
 
 /** The list of items each kind of document holds, and the schema of one item. */
@@ -354,4 +384,6 @@ export const itemSchemas = {
   variables: { list: 'variables', schema: variableSchema },
   limits: { list: 'limits', schema: limitSchema },
   schema: { list: 'schemas', schema: attributeSchemaSchema },
+  // A fixtures file has no list of items: its maps are read whole (see stages/schema.ts).
+  fixtures: { list: null, schema: null },
 } as const;
