@@ -36,6 +36,8 @@ export interface CompiledRule {
   readonly guards?: readonly (AttributeType | null)[] | null;
   readonly condition: Condition | null;
   readonly conditionSource: string | null;
+  /** The condition with its named conditions and constants put in, when it reads any (for explanations). */
+  readonly conditionExpanded?: string | null;
 }
 
 export interface CompiledRole {

@@ -179,6 +179,11 @@ function checkMalformedRule(rule: Located<unknown>, graph: RoleGraph, variables:
   }
 }
 
+/** The condition as it runs, when it reads variables; null otherwise. */
+function expandedText(when: string | undefined, variables: VariableTable): string | null {
+  return when !== undefined && variableReferences(when).length > 0 ? expandVariables(when, variables.expansions) : null;
+}
+
 /** Compiles one well-formed rule; null when it has problems (they are in `diagnostics`). */
 export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): CompiledRule | null {
   const { spec } = rule;
@@ -219,6 +224,7 @@ export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables
     guards: guards === null ? null : Object.freeze([...matchers.slice(0, matchers.length - guards.length).map(() => null), ...guards]),
     condition,
     conditionSource: spec.when ?? null,
+    conditionExpanded: expandedText(spec.when, variables),
   } satisfies CompiledRule);
 }
 
@@ -247,6 +253,7 @@ function compilePermission(role: string, id: string, where: Located<PermissionSp
     guards: null,
     condition,
     conditionSource: spec.when ?? null,
+    conditionExpanded: expandedText(spec.when, variables),
   } satisfies CompiledRule);
 }
 
