@@ -173,6 +173,12 @@ schemas:
     ]);
   });
 
+  it('a single = says to write ==', () => {
+    expect(errorsOf({ 'rules.yaml': 'kind: rules\nrules:\n  - id: r\n    effect: allow\n    actions: [read]\n    when: principal.id = "x"\n' })).toEqual([
+      'rules.yaml:6:11: condition does not compile: Unexpected character: = (to compare, write ==) (column 14 of the condition) (at rules[0].when)',
+    ]);
+  });
+
   it('the schema is part of the policy version', () => {
     const a = loadFiles({ 'schema.yaml': schema('reject'), 'rules.yaml': RULES }).policySet.version;
     const b = loadFiles({ 'schema.yaml': schema('warn'), 'rules.yaml': RULES }).policySet.version;
