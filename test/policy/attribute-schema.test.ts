@@ -5,10 +5,17 @@ import { evaluate } from '../../src/engine/evaluate.js';
 import { explain } from '../../src/engine/explain.js';
 import { formatDiagnostic } from '../../src/policy/diagnostic.js';
 import { loadPolicies } from '../../src/policy/load.js';
-import { loadFiles, removeTempDirs, request, writePolicyDir, type PolicyFiles } from '../helpers/policies.js';
+import { backgroundReader } from '../../src/policy/background-reader.js';
+import { PolicyCompiler } from '../../src/policy/compiler.js';
+import { LoadWorker } from '../../src/policy/load-worker.js';
+import { loadFiles, removeTempDirs, request, writeFiles, writePolicyDir, type PolicyFiles } from '../helpers/policies.js';
 import { useDecisionLog } from '../helpers/decision-log.js';
 
-afterAll(removeTempDirs);
+const checker = new LoadWorker();
+afterAll(async () => {
+  await checker.close();
+  removeTempDirs();
+});
 const decisionLog = useDecisionLog();
 
 const schema = (enforcement: string): string => `kind: schema
@@ -183,6 +190,25 @@ schemas:
     const a = loadFiles({ 'schema.yaml': schema('reject'), 'rules.yaml': RULES }).policySet.version;
     const b = loadFiles({ 'schema.yaml': schema('warn'), 'rules.yaml': RULES }).policySet.version;
     expect(a).not.toBe(b);
+  });
+});
+
+describe('typed attribute schemas: reloads', () => {
+  it('a reload with a changed schema type-checks the unchanged rules again, and the new schema decides', async () => {
+    const dir = writePolicyDir({ 'schema.yaml': schema('reject'), 'rules.yaml': RULES });
+    const compiler = new PolicyCompiler(dir, backgroundReader(checker), 1);
+    const first = (await compiler.compile({ gitCommit: null })).result;
+    expect(first.ok).toBe(true);
+    // sensitivity becomes a string: the rule comparing it with an int clearance no longer type-checks.
+    writeFiles(dir, { 'schema.yaml': schema('reject').replace('sensitivity: { type: int, required: true }', 'sensitivity: { type: string, required: true }') });
+    const second = (await compiler.compile({ gitCommit: null })).result;
+    expect(second.ok).toBe(false);
+    if (second.ok) return;
+    expect(second.diagnostics.map(formatDiagnostic)).toEqual([expect.stringMatching(/^rules\.yaml:7:11: condition does not type-check against the attribute schema: no such overload: int >= string/)]);
+    // Back to warn with the original types: loads, and a violation is now only warned about.
+    writeFiles(dir, { 'schema.yaml': schema('warn') });
+    const third = (await compiler.compile({ gitCommit: null })).result;
+    expect(third.ok && third.policies.policySet.attributeSchemas?.enforcement).toBe('warn');
   });
 });
 
