@@ -104,6 +104,8 @@ export interface Decision {
   readonly limit?: LimitState;
   /** Set by the decide core in shadow mode, only where the shadow set's effect differs from this one's (never by the engine). */
   readonly shadow?: ShadowDecision;
+  /** Set by the decide core when the request broke the attribute schema under `enforcement: warn` (recorded as `details.schema`). */
+  readonly schemaViolations?: readonly string[];
 }
 
 /** What the shadow policy set (`shadowPolicies`) decided, beside the live set's answer. */

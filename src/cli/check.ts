@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { evaluate } from '../engine/evaluate.js';
 import { explain, type Explanation } from '../engine/explain.js';
+import { formatClauses } from '../engine/clauses.js';
 import { parseRequestJson } from '../engine/request.js';
 import type { Decision, DecisionRequest } from '../types.js';
 import { VerdictError, messageOf } from '../errors.js';
@@ -126,6 +127,7 @@ export function formatExplanation(explanation: Explanation, dir = ''): string {
     const mark = rule.outcome === 'matched' ? 'MATCH' : rule.outcome === 'error' ? 'ERROR' : 'skip ';
     lines.push(`  ${mark} ${rule.effect.toLowerCase().padEnd(5)} ${rule.ruleId}  (${join(dir, rule.file)}:${rule.line})`);
     lines.push(`        ${rule.detail}`);
+    if (rule.clauses) lines.push(...formatClauses(rule.clauses));
   }
   return `${lines.join('\n')}\n`;
 }

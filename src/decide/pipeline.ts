@@ -9,7 +9,7 @@ import { RateLimiter, type LimitOutcome } from '../limits/index.js';
 import type { Decision, DecisionRequest, LimitState, ShadowDecision } from '../types.js';
 import { RequestMeter, type RequestLimits } from './bounds.js';
 import { newDecisionId } from './decision-id.js';
-import { blocked, invalidRequest, limitError, rateLimited, refusalDecision } from './refusals.js';
+import { blocked, invalidRequest, schemaViolation, limitError, rateLimited, refusalDecision } from './refusals.js';
 import { BatchRefused, batchRecordError, DEFAULT_MAX_BATCH_RECORDED_BYTES } from './batch-budget.js';
 import { InvalidRequest, RefusedRequest, type CallMeta, type CheckInput, type CheckResult, type RequestFieldError } from './request.js';
 
@@ -189,7 +189,12 @@ export class DecisionPipeline {
       // Refused like any invalid request; the log keeps what identifies it, not the bulk that broke a cap.
       return { request: identifying(input, this.meter.limits.maxStringLength), decision: refusalDecision(invalidRequest(over), policySet.version) };
     }
+    // The attribute schema: a violation refuses the request (reject) or is recorded beside the decision (warn).
+    const schemas = policySet.attributeSchemas;
+    const violations = schemas === null || schemas.enforcement === 'none' ? null : schemas.violations(input);
+    if (violations !== null && schemas!.enforcement === 'reject') return { request: input, decision: refusalDecision(schemaViolation(violations), policySet.version) };
     let decision = evaluate(policySet, input);
+    if (violations !== null) decision = { ...decision, schemaViolations: violations };
     // The rules of both sets are compared; a rate limit is not a policy difference.
     const shadow = this.shadow === null ? undefined : this.shadowOf(decision, shadowAsked ?? { set: this.shadow.current, input });
     // A limit refuses what the rules allowed, or reports what is left.
@@ -304,11 +309,12 @@ function identifying(request: DecisionRequest, longest: number): DecisionRequest
   };
 }
 
-/** The row's details: the transport's (a gateway's HTTP method and path), a limit's state, a shadow decision that differs. */
+/** The row's details: the transport's (a gateway's HTTP method and path), a limit's state, a shadow decision that differs, schema violations warned about. */
 function detailsOf(decision: Decision, meta: CallMeta): DecisionDetails | null {
-  if (decision.limit === undefined && decision.shadow === undefined) return meta.details ?? null;
+  if (decision.limit === undefined && decision.shadow === undefined && decision.schemaViolations === undefined) return meta.details ?? null;
   return {
     ...meta.details,
+    ...(decision.schemaViolations === undefined ? {} : { schema: { enforcement: 'warn', violations: decision.schemaViolations } }),
     ...(decision.limit === undefined ? {} : { limit: limitDetails(decision.limit) }),
     ...(decision.shadow === undefined ? {} : { shadow: decision.shadow }),
   };

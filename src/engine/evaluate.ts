@@ -1,3 +1,4 @@
+import { valueProblem } from '../policy/attribute-schema.js';
 import { conditionErrorMessage, type ConditionInput } from '../policy/condition.js';
 import type { CompiledRule, PolicySet } from '../policy/policy-set.js';
 import type { ConditionError, Decision, DecisionRequest } from '../types.js';
@@ -34,6 +35,34 @@ export function matchesStatically(rule: CompiledRule, request: DecisionRequest):
   return true;
 }
 
+/**
+ * For a deny rule that did not match: why it cannot tell, when an attribute it matches on
+ * that the schema marks required is absent or not of its declared type while every other
+ * part of the rule holds; else null (the rule really does not apply).
+ */
+export function guardProblem(rule: CompiledRule, request: DecisionRequest): string | null {
+  const guards = rule.guards;
+  if (guards == null) return null;
+  const roles = request.principal.roles;
+  if (rule.roleHolders !== null && !roles.some((r) => rule.roleHolders!.has(r))) return null;
+  if (rule.excludedHolders !== null && roles.some((r) => rule.excludedHolders!.has(r))) return null;
+  let problem: string | null = null;
+  for (let i = 0; i < rule.matchers.length; i++) {
+    const matcher = rule.matchers[i]!;
+    const value = matcher.read(request);
+    const declared = guards[i];
+    if (declared != null) {
+      const wrong = value === undefined ? 'is absent' : valueProblem(declared, value);
+      if (wrong !== null) {
+        problem ??= `${matcher.label} ${wrong}, and the attribute schema requires it: the deny cannot tell whether it applies, so it denies`;
+        continue;
+      }
+    }
+    if (!matcher.test(value)) return null;
+  }
+  return problem;
+}
+
 /** Runs a rule's condition. Returns true, false, or the error that kept it from being evaluated. */
 export function runCondition(rule: CompiledRule, request: DecisionRequest): boolean | string {
   if (rule.condition === null) return true;
@@ -66,7 +95,15 @@ export function evaluate(policySet: PolicySet, request: DecisionRequest): Decisi
     const rule = candidates[i]!;
     const isDeny = rule.effect === 'DENY';
     if (!isDeny && denied !== null) break;
-    if (!matchesStatically(rule, request)) continue;
+    if (!matchesStatically(rule, request)) {
+      // A deny that matches on a required attribute never silently misses: absent or mistyped, it denies by error.
+      const problem = isDeny && rule.guards != null ? guardProblem(rule, request) : null;
+      if (problem !== null) {
+        (errors ??= []).push({ ruleId: rule.id, message: problem });
+        (deniedByError ??= []).push(rule.id);
+      }
+      continue;
+    }
     const outcome = runCondition(rule, request);
     if (outcome === true) {
       if (isDeny) (denied ??= []).push(rule.id);

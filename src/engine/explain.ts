@@ -1,6 +1,7 @@
 import type { CompiledRule, PolicySet } from '../policy/policy-set.js';
 import { describeValue } from '../policy/matcher.js';
-import { evaluate, runCondition } from './evaluate.js';
+import { evaluate, guardProblem, runCondition } from './evaluate.js';
+import { explainClauses, type ClauseExplanation } from './clauses.js';
 import type { Decision, DecisionRequest } from '../types.js';
 
 export type RuleOutcome = 'matched' | 'not-matched' | 'error';
@@ -13,6 +14,8 @@ export interface RuleExplanation {
   readonly line: number;
   readonly outcome: RuleOutcome;
   readonly detail: string;
+  /** For a condition that was false or erred: each clause of its top-level && / || (clauses.ts). */
+  readonly clauses?: readonly ClauseExplanation[];
 }
 
 export interface Explanation {
@@ -29,13 +32,24 @@ export interface Explanation {
  */
 export function explain(policySet: PolicySet, request: DecisionRequest): Explanation {
   const decision = evaluate(policySet, request);
-  const considered = policySet.candidates(request.resource.type, request.action).map((rule) => explainRule(rule, request));
+  const considered = policySet.candidates(request.resource.type, request.action).map((rule) => withClauses(explainRule(rule, request), rule, policySet, request));
   return { decision, considered, totalRules: policySet.rules.length };
+}
+
+/** A false or erring condition's clauses, explained. */
+function withClauses(explanation: RuleExplanation, rule: CompiledRule, policySet: PolicySet, request: DecisionRequest): RuleExplanation {
+  const text = rule.conditionExpanded ?? rule.conditionSource;
+  const conditionFailed = explanation.detail.startsWith('condition is false') || explanation.detail.startsWith('condition could not be evaluated');
+  if (text === null || !conditionFailed) return explanation;
+  const clauses = explainClauses(text, policySet, request);
+  return clauses.length === 0 ? explanation : { ...explanation, clauses };
 }
 
 export function explainRule(rule: CompiledRule, request: DecisionRequest): RuleExplanation {
   const base = { ruleId: rule.id, effect: rule.effect, file: rule.file, line: rule.line };
   const mismatch = firstMismatch(rule, request);
+  const unsure = mismatch !== null && rule.effect === 'DENY' ? guardProblem(rule, request) : null;
+  if (unsure !== null) return { ...base, outcome: 'error', detail: unsure };
   if (mismatch !== null) return { ...base, outcome: 'not-matched', detail: mismatch };
   const outcome = runCondition(rule, request);
   if (outcome === true) {

@@ -1,4 +1,5 @@
 import { Environment } from '@marcbachmann/cel-js';
+import { didYouMean } from './suggest.js';
 import { RE2_MATCHES, bindMatches, applyBudget, re2Matches, withinBudget } from './condition-guards.js';
 
 export { DEFAULT_CONDITION_BUDGET, getConditionBudget, setConditionBudget } from './condition-guards.js';
@@ -81,12 +82,16 @@ interface CelErrorShape {
   range?: { start: number };
 }
 
+const REQUEST_FIELDS = ['id', 'roles', 'directRoles', 'attributes', 'type'];
+
 function describe(error: unknown): { message: string; offset: number | null } {
   const e = error as CelErrorShape;
   const text = typeof e.summary === 'string' && e.summary ? e.summary : String(e.message ?? error);
   const nl = text.indexOf('\n');
   // `matches` calls are bound to RE2 under another name; the author wrote `matches`.
-  const message = (nl === -1 ? text : text.slice(0, nl)).replaceAll(RE2_MATCHES, 'matches');
+  let message = (nl === -1 ? text : text.slice(0, nl)).replaceAll(RE2_MATCHES, 'matches');
+  // `principal.id = "x"`: CEL compares with `==`.
+  if (message === 'Unexpected character: =') message += ' (to compare, write ==)';
   return { message, offset: e.range ? e.range.start : null };
 }
 
@@ -118,7 +123,13 @@ function compileUncached(expression: string): CompiledCondition {
   } catch (error) {
     return { ok: false, ...describe(error) };
   }
-  if (!typed.valid) return { ok: false, ...describe(typed.error) };
+  if (!typed.valid) {
+    const problem = describe(typed.error);
+    const unknown = /^No such key: (.+)$/.exec(problem.message);
+    // `principal.attribute.org`: say which fields there are, and which was probably meant.
+    if (unknown) return { ok: false, offset: problem.offset, message: `unknown field "${unknown[1]}"${didYouMean(unknown[1]!, REQUEST_FIELDS)} (the request has principal.{id, roles, directRoles, attributes}, resource.{type, id, attributes}, context.attributes, action)` };
+    return { ok: false, ...problem };
+  }
   if (typed.type !== 'bool' && typed.type !== 'dyn') {
     return { ok: false, message: `a condition must be true or false, but this one is of type ${typed.type}`, offset: null };
   }

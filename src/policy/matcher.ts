@@ -67,8 +67,47 @@ function findSegment(value: string, from: number, last: number, segment: GlobSeg
   return -1;
 }
 
+/** A glob's pieces as code points, for values with characters outside the Basic Multilingual Plane. */
+type PointPiece = readonly string[];
+
+function pointsAt(value: readonly string[], at: number, piece: PointPiece): boolean {
+  for (let k = 0; k < piece.length; k++) {
+    const c = piece[k]!;
+    if (c !== '?' && c !== value[at + k]) return false;
+  }
+  return true;
+}
+
+/** The same leftmost, non-backtracking scan as compileGlob, over code points. */
+function matchPoints(value: readonly string[], pieces: readonly PointPiece[]): boolean {
+  if (pieces.length === 1) return value.length === pieces[0]!.length && pointsAt(value, 0, pieces[0]!);
+  const first = pieces[0]!;
+  const last = pieces[pieces.length - 1]!;
+  if (value.length < first.length + last.length) return false;
+  const end = value.length - last.length;
+  if (!pointsAt(value, 0, first) || !pointsAt(value, end, last)) return false;
+  let at = first.length;
+  for (let p = 1; p < pieces.length - 1; p++) {
+    const piece = pieces[p]!;
+    if (piece.length === 0) continue;
+    let found = -1;
+    for (let i = at; i <= end - piece.length; i++) {
+      if (pointsAt(value, i, piece)) {
+        found = i;
+        break;
+      }
+    }
+    if (found === -1) return false;
+    at = found + piece.length;
+  }
+  return true;
+}
+
+const SURROGATE = /[\uD800-\uDFFF]/;
+
 /**
- * Compiles a glob (`*` any run, `?` one UTF-16 code unit, everything else literal) into a
+ * Compiles a glob (`*` any run, `?` one character — a code point, so `team-?` matches
+ * `team-😀` — everything else literal) into a
  * test that never backtracks. The glob is cut at its stars: the first piece must start the
  * value, the last must end it, and each piece between is found at its leftmost place after
  * the one before (leftmost is always right, since a star can absorb whatever it skips). So
@@ -76,6 +115,15 @@ function findSegment(value: string, from: number, last: number, segment: GlobSeg
  * exponential or polynomial blow-up of a backtracking regular expression such as `^.*-.*-.*-prod$`.
  */
 export function compileGlob(glob: string): (value: string) => boolean {
+  const units = compileGlobUnits(glob);
+  if (!glob.includes('?')) return units;
+  // `?` is one character: a value with a character outside the BMP (two UTF-16 units) is scanned by code points.
+  const pieces = glob.split('*').map((text) => Array.from(text));
+  return (value) => (SURROGATE.test(value) ? matchPoints(Array.from(value), pieces) : units(value));
+}
+
+/** The glob over UTF-16 code units: exact for literals, and for `?` when the value has no surrogate pairs. */
+function compileGlobUnits(glob: string): (value: string) => boolean {
   const pieces = glob.split('*').map((text): GlobSegment => ({ text, wild: text.includes('?') }));
   if (pieces.length === 1) {
     const only = pieces[0]!;

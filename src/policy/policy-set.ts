@@ -2,6 +2,7 @@ import type { Effect } from '../types.js';
 import type { Condition } from './condition.js';
 import type { CompiledLimit } from './limits.js';
 import type { AttributeMatcher } from './matcher.js';
+import type { AttributeSchemas, AttributeType } from './attribute-schema.js';
 import type { StageRun } from './pipeline.js';
 import type { RouteTable } from './routes.js';
 
@@ -27,8 +28,16 @@ export interface CompiledRule {
   /** `principal.notRoles` as written; null when none are named. */
   readonly excludedRoles: readonly string[] | null;
   readonly matchers: readonly AttributeMatcher[];
+  /**
+   * Aligned with `matchers`: for a deny rule, the declared type of each attribute it matches on
+   * that the attribute schema marks required (null elsewhere). A request where such an attribute
+   * is absent or mistyped is denied by error rather than slipping past the deny. Null: none.
+   */
+  readonly guards?: readonly (AttributeType | null)[] | null;
   readonly condition: Condition | null;
   readonly conditionSource: string | null;
+  /** The condition with its named conditions and constants put in, when it reads any (for explanations). */
+  readonly conditionExpanded?: string | null;
 }
 
 export interface CompiledRole {
@@ -103,10 +112,13 @@ export class PolicySet {
   readonly routes: RouteTable;
   /** Rate limits (limits files), in the order written; empty when there are none. */
   readonly limits: readonly CompiledLimit[];
+  /** The typed attribute schemas (`kind: schema`); null when the set declares none. */
+  readonly attributeSchemas: AttributeSchemas | null;
   private readonly index: RuleIndex;
 
-  private constructor(version: string, rules: readonly CompiledRule[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, index: RuleIndex, limits: readonly CompiledLimit[]) {
+  private constructor(version: string, rules: readonly CompiledRule[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, index: RuleIndex, limits: readonly CompiledLimit[], schemas: AttributeSchemas | null) {
     this.version = version;
+    this.attributeSchemas = schemas;
     this.rules = rules;
     this.roles = roles;
     this.routes = routes;
@@ -121,12 +133,12 @@ export class PolicySet {
    * parts file rules under are built again; the others are taken over, so a change
    * to one document rebuilds the tables of the types it touches.
    */
-  static *build(version: string, parts: readonly IndexPart[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, previous: PolicySet | null = null, limits: readonly CompiledLimit[] = []): StageRun<PolicySet> {
+  static *build(version: string, parts: readonly IndexPart[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, previous: PolicySet | null = null, limits: readonly CompiledLimit[] = [], schemas: AttributeSchemas | null = null): StageRun<PolicySet> {
     const rules: CompiledRule[] = [];
     for (const part of parts) for (let i = 0; i < part.rules.length; i++) rules.push(part.rules[i]!);
     Object.freeze(rules);
     const index = yield* buildIndex(parts, previous?.index ?? null);
-    return new PolicySet(version, rules, roles, routes, index, limits);
+    return new PolicySet(version, rules, roles, routes, index, limits, schemas);
   }
 
   /**

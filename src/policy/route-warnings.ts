@@ -15,7 +15,8 @@ function attributesRead(rule: CompiledRule): Map<string, 'match' | 'condition'> 
     const [part, attributes, name] = matcher.label.split('.');
     if ((part === 'resource' || part === 'context') && attributes === 'attributes' && name !== undefined) read.set(`${part}.attributes.${name}`, 'match');
   }
-  for (const found of (rule.conditionSource ?? '').matchAll(CONDITION_ATTRIBUTE)) {
+  // With named conditions put in, so an attribute read through a variable counts too.
+  for (const found of (rule.conditionExpanded ?? rule.conditionSource ?? '').matchAll(CONDITION_ATTRIBUTE)) {
     const path = `${found[1]}.attributes.${found[2] ?? found[3]}`;
     if (!read.has(path)) read.set(path, 'condition');
   }

@@ -128,11 +128,26 @@ export const httpTestRequestSchema = z.strictObject({
 });
 export type HttpTestRequest = z.infer<typeof httpTestRequestSchema>;
 
+const singleExpect = z.strictObject({
+  effect: effectName,
+  reason: z.enum(ENGINE_REASONS).optional(),
+  rules: z.array(z.string().min(1)).optional(),
+});
+const oneName = z.string().min(1);
+/** One row of a matrix case's table: for these principals and resources, the effect of each action. */
+const matrixRow = z.strictObject({
+  principal: z.union([oneName, z.array(oneName).min(1)], { error: 'principal is a fixture name or a list of them' }),
+  resource: z.union([oneName, z.array(oneName).min(1)], { error: 'resource is a fixture name or a list of them' }),
+  actions: z.record(z.string().min(1), effectName),
+});
+
 export const testCaseSchema = z.strictObject({
   name: z.string().min(1),
-  principal: z.union([z.string().min(1), principalSchema], {
-    error: 'principal is the name of an entry under "principals", or {id, roles, attributes}',
-  }),
+  principal: z
+    .union([z.string().min(1), principalSchema], {
+      error: 'principal is the name of an entry under "principals", or {id, roles, attributes}',
+    })
+    .optional(),
   // Either action and resource, or an http request that the routes turn into them.
   action: z.string().min(1).optional(),
   resource: z
@@ -142,11 +157,13 @@ export const testCaseSchema = z.strictObject({
     .optional(),
   http: httpTestRequestSchema.optional(),
   context: contextSchema.optional(),
-  expect: z.strictObject({
-    effect: effectName,
-    reason: z.enum(ENGINE_REASONS).optional(),
-    rules: z.array(z.string().min(1)).optional(),
-  }),
+  /** A matrix case: every principal × action × resource, by fixture name; `expect` is then a table. */
+  principals: z.array(oneName).min(1).optional(),
+  actions: z.array(z.string().min(1)).min(1).optional(),
+  resources: z.array(oneName).min(1).optional(),
+  // {effect, reason, rules}, or for a matrix case a list of {principal, resource, actions: {action: allow|deny}}.
+  // No message of its own: the issues of the form that was written are reported (stages/schema.ts).
+  expect: z.union([singleExpect, z.array(matrixRow).min(1)]),
 });
 export type TestCaseSpec = z.infer<typeof testCaseSchema>;
 
@@ -154,11 +171,23 @@ export const testsDocumentSchema = z.strictObject({
   kind: z.literal('tests'),
   name: z.string().min(1),
   description: z.string().optional(),
+  /** Shared fixture files (`kind: fixtures`) whose principals and resources this file's cases may name. */
+  fixtures: z.array(z.string().min(1)).default([]),
   principals: z.record(z.string(), principalSchema).default({}),
   resources: z.record(z.string(), resourceSchema).default({}),
   // Cases are checked one by one (testCaseSchema), so one bad case does not hide the others' errors.
   cases: z.array(z.unknown()).min(1, { error: 'a tests file needs at least one case' }),
 });
+/** Principals and resources shared by any test file that lists this file's name under `fixtures`. */
+export const fixturesDocumentSchema = z.strictObject({
+  kind: z.literal('fixtures'),
+  name: z.string().min(1),
+  description: z.string().optional(),
+  principals: z.record(z.string(), principalSchema).default({}),
+  resources: z.record(z.string(), resourceSchema).default({}),
+});
+export type FixturesSpec = Omit<z.infer<typeof fixturesDocumentSchema>, 'kind'>;
+
 /** A tests file without its cases: its name and the fixtures its cases refer to. */
 export type TestSuiteSpec = Omit<z.infer<typeof testsDocumentSchema>, 'cases' | 'kind'>;
 
@@ -283,7 +312,56 @@ export const limitsDocumentSchema = z.strictObject({
   limits: z.array(z.unknown()),
 });
 
-export const KNOWN_KINDS = ['rules', 'roles', 'tests', 'routes', 'variables', 'limits'] as const;
+/** The types an attribute can be declared with in a `kind: schema` document. */
+export const ATTRIBUTE_TYPES = ['string', 'int', 'number', 'bool', 'list', 'enum', 'map'] as const;
+const ITEM_TYPES = ['string', 'int', 'number', 'bool'] as const;
+const attributeTypeName = z.enum(ATTRIBUTE_TYPES, { error: `an attribute type is one of ${ATTRIBUTE_TYPES.join(', ')}` });
+
+/** One declared attribute: `string` (shorthand: optional), or `{type, required, values (enum), items (list)}`. */
+export const attributeDeclarationSchema = z.union(
+  [
+    attributeTypeName,
+    z
+      .strictObject({
+        type: attributeTypeName,
+        required: z.boolean().default(false),
+        description: z.string().optional(),
+        /** enum: the allowed values. */
+        values: z.array(z.string()).min(1).optional(),
+        /** list: the type of every item. */
+        items: z.enum(ITEM_TYPES, { error: `a list's items are one of ${ITEM_TYPES.join(', ')}` }).optional(),
+      })
+      .refine((d) => (d.type === 'enum') === (d.values !== undefined), { error: 'an enum lists its "values", and only an enum has "values"' })
+      .refine((d) => d.items === undefined || d.type === 'list', { error: 'only a list has "items"' }),
+  ],
+  { error: `an attribute is a type (${ATTRIBUTE_TYPES.join(', ')}) or {type, required, values, items}` },
+);
+export type AttributeDeclarationSpec = z.infer<typeof attributeDeclarationSchema>;
+
+/** The attributes of the principal, of the context, or of one or more resource types. */
+export const attributeSchemaSchema = z
+  .strictObject({
+    for: z.enum(['principal', 'resource', 'context'], { error: 'for is principal, resource or context' }),
+    /** for: resource — the resource types these attributes are those of. */
+    resourceTypes: z.array(identifier('a resource type')).min(1).optional(),
+    description: z.string().optional(),
+    attributes: z.record(z.string().regex(/^[A-Za-z0-9_:\/-]+$/, { error: 'an attribute name may use letters, digits and _ : / - only' }), attributeDeclarationSchema),
+  })
+  .refine((s) => (s.for === 'resource') === (s.resourceTypes !== undefined), { error: 'a resource schema names its "resourceTypes", and only a resource schema does' });
+export type AttributeSchemaSpec = z.infer<typeof attributeSchemaSchema>;
+
+export const ENFORCEMENTS = ['reject', 'warn', 'none'] as const;
+export type Enforcement = (typeof ENFORCEMENTS)[number];
+
+export const schemaDocumentSchema = z.strictObject({
+  kind: z.literal('schema'),
+  description: z.string().optional(),
+  /** What a decision does with a request whose attributes break the schema. */
+  enforcement: z.enum(ENFORCEMENTS, { error: 'enforcement is reject, warn or none' }).optional(),
+  schemas: z.array(z.unknown()),
+});
+
+export const KNOWN_KINDS = ['rules', 'roles', 'tests', 'routes', 'variables', 'limits', 'schema', 'fixtures'] as const;
 export type PolicyKind = (typeof KNOWN_KINDS)[number];
 
 export const documentSchemas = {
@@ -293,6 +371,8 @@ export const documentSchemas = {
   routes: routesDocumentSchema,
   variables: variablesDocumentSchema,
   limits: limitsDocumentSchema,
+  schema: schemaDocumentSchema,
+  fixtures: fixturesDocumentSchema,
 } as const;
 
 /** The list of items each kind of document holds, and the schema of one item. */
@@ -303,4 +383,7 @@ export const itemSchemas = {
   routes: { list: 'routes', schema: routeSchema },
   variables: { list: 'variables', schema: variableSchema },
   limits: { list: 'limits', schema: limitSchema },
+  schema: { list: 'schemas', schema: attributeSchemaSchema },
+  // A fixtures file has no list of items: its maps are read whole (see stages/schema.ts).
+  fixtures: { list: null, schema: null },
 } as const;

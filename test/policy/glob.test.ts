@@ -39,8 +39,8 @@ describe('globs are matched without backtracking, with the meaning of their regu
     ['?*?', 'x', false],
     ['v?.*', 'v1.2', true],
     ['😀*', '😀x', true],
-    ['?', '😀', false],
-    ['??', '😀', true],
+    ['?', '😀', true], // one character, though two UTF-16 units
+    ['??', '😀', false],
   ])('%s against %j is %s', (glob, value, expected) => {
     expect(compileGlob(glob)(value)).toBe(expected);
   });
@@ -50,4 +50,26 @@ describe('globs are matched without backtracking, with the meaning of their regu
     expect(compileGlob('*-*-*-*-*-*-prod')(value)).toBe(false);
     expect(compileGlob('*-*-*-*-*-*-prod')(`${value}prod`)).toBe(true);
   }, 5_000);
+});
+
+describe('? is one character, also outside the Basic Multilingual Plane', () => {
+  it('team-? matches team-😀 (two UTF-16 units, one character) and not team-😀😀', () => {
+    expect(compileGlob('team-?')('team-😀')).toBe(true);
+    expect(compileGlob('team-?')('team-😀😀')).toBe(false);
+    expect(compileGlob('team-??')('team-😀😀')).toBe(true);
+    expect(compileGlob('*-?-*')('a-😀-b')).toBe(true);
+    expect(compileGlob('?')('é')).toBe(true);
+  });
+
+  it('agrees with the anchored regular expression in unicode mode on values with astral characters', () => {
+    const unicode = (glob: string): RegExp => new RegExp(reference(glob).source, 'su');
+    const glob = fc.stringMatching(/^[a*?😀-]{0,7}$/u);
+    const value = fc.stringMatching(/^[a😀🎉-]{0,10}$/u);
+    fc.assert(
+      fc.property(glob, value, (g, v) => {
+        expect(compileGlob(g)(v)).toBe(unicode(g).test(v));
+      }),
+      { numRuns: 3_000 },
+    );
+  });
 });

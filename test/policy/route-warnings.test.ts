@@ -42,6 +42,15 @@ describe('absentAttributeWarnings', () => {
     ]);
   });
 
+  it('sees the attributes a deny reads through a named condition', () => {
+    const loaded = loadFiles({
+      'variables.yaml': { kind: 'variables', variables: [{ name: 'ticketed', expr: 'context.attributes.ticket.startsWith("INC-")' }] },
+      'rules.yaml': rulesDoc([{ id: 'needs-ticket', effect: 'deny', actions: ['delete'], resource: { type: 'model' }, when: '!variables.ticketed' }]),
+      'routes.yaml': deleteRoute({ env: '{header.x-model-env}' }),
+    });
+    expect(absentAttributeWarnings(loaded.policySet).map((w) => w.message)).toEqual([expect.stringMatching(/^warning: deny rule "needs-ticket" reads context\.attributes\.ticket, which the route .* does not set/)]);
+  });
+
   it('finds nothing to warn about in the shipped example policies', () => {
     expect(absentAttributeWarnings(loadValid(`${ROOT}/policies`).policySet)).toEqual([]);
   });

@@ -36,7 +36,7 @@ describe('every diagnostic kind, all reported in one run', () => {
     ['CEL naming an unknown variable', 'rules.yaml', 'rules[7].when', /Unknown variable: request/, 33, 11],
     ['CEL of non-bool type', 'rules.yaml', 'rules[8].when', /must be true or false.*string/, 37, 11],
     ['CEL reading a string field as a condition', 'rules.yaml', 'rules[9].when', /must be true or false, but this one is of type string/, 41, 11],
-    ['CEL naming a field the request does not have', 'rules.yaml', 'rules[10].when', /No such key: attribute/, 45, 11],
+    ['CEL naming a field the request does not have', 'rules.yaml', 'rules[10].when', /unknown field "attribute"; did you mean "attributes"\?/, 45, 11],
     ['CEL with a mistyped operation', 'rules.yaml', 'rules[11].when', /no such overload: string \+ int/, 49, 11],
     ['a field of the wrong kind, said in an author\'s words', 'rules.yaml', 'rules[12].actions', /^"actions" must be a list \(e\.g\. \[read, write\]\), not the string "read"$/, 52, 14],
     ['duplicate role', 'roles.yaml', 'roles[1].name', /duplicate role "viewer": already defined at roles\.yaml:3:5/, 7, 11],

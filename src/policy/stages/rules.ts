@@ -2,11 +2,13 @@ import { checkExpression, compileCondition, type Condition } from '../condition.
 import { readsPrincipalRoles, seeingEffectiveRoles } from '../effective-roles.js';
 import { checkReferences, expandVariables, variableReferences, type VariableTable } from '../variables.js';
 import type { PolicyDiagnostic } from '../diagnostic.js';
-import { attributeMatchers, compileMatcher, type AttributeMatcher } from '../matcher.js';
+import { attributeMatchers, compileMatcher, type AttributeBlocks, type AttributeMatcher } from '../matcher.js';
+import { valueProblem, type AttributeSchemas, type AttributeType } from '../attribute-schema.js';
+import { didYouMean } from '../variables.js';
 import type { Stage, StageRun } from '../pipeline.js';
 import { indexPart, type CompiledRule, type IndexPart } from '../policy-set.js';
-import { permissionSchema, type PermissionSpec, type RoleSpec, type RuleSpec } from '../schema.js';
-import { diagnosticAt } from '../source.js';
+import { permissionSchema, type MatcherSpec, type PermissionSpec, type RoleSpec, type RuleSpec } from '../schema.js';
+import { diagnosticAt, diagnosticAtKey } from '../source.js';
 import { roleHoldersFor, type RoleGraph } from './roles.js';
 import type { Checked, CheckedDocument } from './schema.js';
 import type { LoadedDocument, Located, LoadState } from './state.js';
@@ -108,9 +110,16 @@ function* claimIds(lists: readonly (readonly Claim[])[], previous: ClaimedIds | 
   return { ids: claimed.ids, kept: claimed.duplicates ? null : { lists, ids: claimed.ids } };
 }
 
-export function compileWhen(when: string | undefined, where: Located<unknown>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[]): Condition | null {
+/** The attribute schemas a condition is type-checked against, and the resource types it runs for (null: any). */
+export interface Typing {
+  readonly schemas: AttributeSchemas;
+  readonly types: readonly string[] | null;
+}
+
+export function compileWhen(when: string | undefined, where: Located<unknown>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[], typing: Typing | null = null): Condition | null {
   if (when === undefined) return null;
   const refs = variableReferences(when);
+  const written = when;
   if (refs.length > 0) {
     // Checked as written first, so errors point at the author's columns; then compiled with the variables put in.
     const site = { source: where.source, path: [...where.path, 'when'] };
@@ -125,9 +134,92 @@ export function compileWhen(when: string | undefined, where: Located<unknown>, g
     when = expandVariables(when, variables.expansions);
   }
   const compiled = compileCondition(when);
+  if (compiled.ok && typing !== null && !typedAsDeclared(when, written, refs.length > 0, typing, where, diagnostics)) return null;
   if (compiled.ok) return readsPrincipalRoles(when) ? seeingEffectiveRoles(compiled.evaluate, graph) : compiled.evaluate;
   const column = compiled.offset === null ? '' : ` (column ${compiled.offset + 1} of the condition)`;
   diagnostics.push(diagnosticAt(where.source, [...where.path, 'when'], `condition does not compile: ${compiled.message}${column}`));
+  return null;
+}
+
+/**
+ * Type-checks a compiled condition against the declared attributes, once per resource type
+ * it runs for: an unknown attribute or a type mismatch is a diagnostic at the `when`.
+ */
+function typedAsDeclared(expanded: string, written: string, hasVariables: boolean, typing: Typing, where: Located<unknown>, diagnostics: PolicyDiagnostic[]): boolean {
+  const seen = new Set<string>();
+  for (const type of typing.types ?? [null]) {
+    const problem = typing.schemas.check(expanded, type);
+    if (problem === null || seen.has(problem.message)) continue;
+    seen.add(problem.message);
+    // With variables put in, a column would point into the expansion, not at what the author wrote.
+    const column = problem.offset === null || hasVariables ? (hasVariables ? ` (in ${JSON.stringify(written)} with its variables put in)` : '') : ` (column ${problem.offset + 1} of the condition)`;
+    diagnostics.push(diagnosticAt(where.source, [...where.path, 'when'], `condition does not type-check against the attribute schema: ${problem.message}${column}`));
+  }
+  return seen.size === 0;
+}
+
+/**
+ * Checks a rule's attribute matchers against the declared attributes: the attribute exists
+ * (did you mean …), a nested path reads a map, and each value a matcher compares is of the
+ * attribute's type. Returns, aligned with the matchers, the declared type of each attribute a
+ * deny rule matches on that the schema marks required (null elsewhere): such a matcher never
+ * silently misses (see evaluate.ts); null when there is none.
+ */
+function typedMatchers(spec: AttributeBlocks, effect: 'allow' | 'deny', typing: Typing, where: Located<unknown>, diagnostics: PolicyDiagnostic[]): (AttributeType | null)[] | null {
+  const guards: (AttributeType | null)[] = [];
+  let guarded = false;
+  for (const part of ['principal', 'resource', 'context'] as const) {
+    const attributes = spec[part]?.attributes;
+    if (!attributes) continue;
+    for (const [key, matcher] of Object.entries(attributes)) {
+      const at = [...where.path, part, 'attributes', key];
+      const [name, ...nested] = key.split('.');
+      let guard: AttributeType | null = null;
+      const schemasOf = part === 'resource' ? (typing.types ?? []).map((t) => [t, typing.schemas.partSchema(part, t)] as const) : [[null, typing.schemas.partSchema(part, null)] as const];
+      for (const [type, schema] of schemasOf) {
+        if (schema === null) continue;
+        const of = type === null ? part : `resource type ${type}`;
+        const declared = schema.get(name!);
+        if (declared === undefined) {
+          diagnostics.push(diagnosticAtKey(where.source, at, `unknown attribute ${part}.attributes.${name}: the schema of ${of} declares ${[...schema.keys()].join(', ') || 'none'}${didYouMean(name!, schema.keys())}`));
+          continue;
+        }
+        if (nested.length > 0) {
+          if (declared.type !== 'map') diagnostics.push(diagnosticAtKey(where.source, at, `${part}.attributes.${name} is declared ${declared.type} in the schema of ${of}, so "${key}" cannot read into it`));
+          continue;
+        }
+        const problem = matcherProblem(matcher as MatcherSpec, declared);
+        if (problem !== null) diagnostics.push(diagnosticAt(where.source, at, `${part}.attributes.${name}: ${problem} (schema of ${of})`));
+        else if (effect === 'deny' && declared.required) guard = declared;
+      }
+      guards.push(guard);
+      if (guard !== null) guarded = true;
+    }
+  }
+  return guarded ? guards : null;
+}
+
+/** Why a matcher cannot match values of a declared type, or null. */
+function matcherProblem(matcher: MatcherSpec, declared: AttributeType): string | null {
+  const values = compared(matcher);
+  if (values === 'glob') return declared.type === 'string' || declared.type === 'enum' ? null : `a glob matches strings, but the attribute is declared ${declared.type}`;
+  if (values === null) return null;
+  if (declared.type === 'list' || declared.type === 'map') return `a ${declared.type} attribute cannot be matched by value; test it in a condition (e.g. "x" in ...)`;
+  for (const value of values) {
+    const problem = valueProblem(declared, value);
+    if (problem !== null) return `the matcher's value ${JSON.stringify(value)} can never match: the attribute ${problem.replace(/, not .*$/, '')}`;
+  }
+  return null;
+}
+
+/** The values a matcher compares with, 'glob' for a glob, null for a presence test. */
+function compared(matcher: MatcherSpec): readonly unknown[] | 'glob' | null {
+  if (matcher === null || typeof matcher !== 'object') return [matcher];
+  if (Array.isArray(matcher)) return matcher;
+  if ('equals' in matcher) return [matcher.equals];
+  if ('anyOf' in matcher) return matcher.anyOf;
+  if ('notAnyOf' in matcher) return matcher.notAnyOf;
+  if ('glob' in matcher) return 'glob';
   return null;
 }
 
@@ -146,10 +238,18 @@ function checkMalformedRule(rule: Located<unknown>, graph: RoleGraph, variables:
   }
 }
 
+/** The condition as it runs, when it reads variables; null otherwise. */
+function expandedText(when: string | undefined, variables: VariableTable): string | null {
+  return when !== undefined && variableReferences(when).length > 0 ? expandVariables(when, variables.expansions) : null;
+}
+
 /** Compiles one well-formed rule; null when it has problems (they are in `diagnostics`). */
-export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[]): CompiledRule | null {
+export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): CompiledRule | null {
   const { spec } = rule;
   const before = diagnostics.length;
+  const type = spec.resource?.type;
+  const typing: Typing | null = schemas === null ? null : { schemas, types: type === undefined ? null : Array.isArray(type) ? type : [type] };
+  const guards = typing === null ? null : typedMatchers(spec, spec.effect, typing, rule, diagnostics);
   const matchers: AttributeMatcher[] = [];
 
   if (spec.principal?.id !== undefined) {
@@ -163,9 +263,8 @@ export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables
   matchers.push(...attributeMatchers(spec));
   const roleHolders = roleHoldersFor(spec.principal?.roles, graph, rule, [...rule.path, 'principal', 'roles'], diagnostics);
   const excludedHolders = roleHoldersFor(spec.principal?.notRoles, graph, rule, [...rule.path, 'principal', 'notRoles'], diagnostics);
-  const condition = compileWhen(spec.when, rule, graph, variables, diagnostics);
+  const condition = compileWhen(spec.when, rule, graph, variables, diagnostics, typing);
   if (diagnostics.length > before) return null;
-  const type = spec.resource?.type;
   return Object.freeze({
     id: spec.id,
     effect: spec.effect === 'allow' ? 'ALLOW' : 'DENY',
@@ -180,17 +279,21 @@ export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables
     excludedHolders,
     excludedRoles: spec.principal?.notRoles ?? null,
     matchers: Object.freeze(matchers),
+    // Aligned with `matchers`, which list principal.id and resource.id first.
+    guards: guards === null ? null : Object.freeze([...matchers.slice(0, matchers.length - guards.length).map(() => null), ...guards]),
     condition,
     conditionSource: spec.when ?? null,
+    conditionExpanded: expandedText(spec.when, variables),
   } satisfies CompiledRule);
 }
 
 /** Compiles one permission of a role into the allow rule it grants. */
-function compilePermission(role: string, id: string, where: Located<PermissionSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[]): CompiledRule | null {
+function compilePermission(role: string, id: string, where: Located<PermissionSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null): CompiledRule | null {
   const { spec } = where;
   const before = diagnostics.length;
   const roleHolders = roleHoldersFor([role], graph, where, [], diagnostics);
-  const condition = compileWhen(spec.when, where, graph, variables, diagnostics);
+  const typing: Typing | null = schemas === null ? null : { schemas, types: spec.resources ?? null };
+  const condition = compileWhen(spec.when, where, graph, variables, diagnostics, typing);
   if (diagnostics.length > before) return null;
   return Object.freeze({
     id,
@@ -206,27 +309,29 @@ function compilePermission(role: string, id: string, where: Located<PermissionSp
     excludedHolders: null,
     excludedRoles: null,
     matchers: Object.freeze([]),
+    guards: null,
     condition,
     conditionSource: spec.when ?? null,
+    conditionExpanded: expandedText(spec.when, variables),
   } satisfies CompiledRule);
 }
 
 /** Compiles one rule as written (or checks what it can of a malformed one), claiming its id. */
-export function compileRuleItem(rule: Located<Checked<RuleSpec>>, graph: RoleGraph, variables: VariableTable, ids: RuleIds, diagnostics: PolicyDiagnostic[]): CompiledRule | null {
+export function compileRuleItem(rule: Located<Checked<RuleSpec>>, graph: RoleGraph, variables: VariableTable, ids: RuleIds, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): CompiledRule | null {
   const { spec } = rule.spec;
   if (spec === null) {
     checkMalformedRule({ spec: rule.spec.raw, source: rule.source, path: rule.path }, graph, variables, ids, diagnostics);
     return null;
   }
   ids.claim(spec.id, rule, [...rule.path, 'id']);
-  return compileRule({ spec, source: rule.source, path: rule.path }, graph, variables, diagnostics);
+  return compileRule({ spec, source: rule.source, path: rule.path }, graph, variables, diagnostics, schemas);
 }
 
 /**
  * The allow rules a role's permissions grant, with their ids claimed. A malformed
  * role's well-formed permissions are still claimed and their conditions compiled.
  */
-export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: RoleGraph, variables: VariableTable, ids: RuleIds, diagnostics: PolicyDiagnostic[]): CompiledRule[] {
+export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: RoleGraph, variables: VariableTable, ids: RuleIds, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): CompiledRule[] {
   const compiled: CompiledRule[] = [];
   const checked = role.spec;
   let name: string;
@@ -253,7 +358,7 @@ export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: 
       compileWhen(spec.when, where, graph, variables, diagnostics);
       continue;
     }
-    const rule = compilePermission(name, id, where, graph, variables, diagnostics);
+    const rule = compilePermission(name, id, where, graph, variables, diagnostics, schemas);
     if (rule) compiled.push(rule);
   }
   return compiled;
@@ -281,8 +386,8 @@ const readingRoles = new WeakMap<CheckedDocument, boolean>();
  * The key of a document's compiled rules: the document, and the holders of each
  * role it names (a rule naming a role compiles the role's holders into it).
  */
-function compiledKey(document: LoadedDocument, roleNames: readonly string[], graph: RoleGraph, variables: VariableTable, graphKey: () => string | null): string {
-  let key = `${document.key}\u0000variables=${variables.key}`;
+function compiledKey(document: LoadedDocument, roleNames: readonly string[], graph: RoleGraph, variables: VariableTable, graphKey: () => string | null, schemaKey: string): string {
+  let key = `${document.key}\u0000variables=${variables.key}\u0000schema=${schemaKey}`;
   // A condition reading principal.roles compiles in every role's inheritance (effective-roles.ts).
   const inheritance = graphKey();
   if (inheritance !== null) key += `\u0000graph=${inheritance}`;
@@ -333,6 +438,9 @@ export const rulesStage: Stage<LoadState> = {
   *run(state) {
     const graph = state.roleGraph ?? new Map();
     const variables = state.variables;
+    const schemas = state.attributeSchemas;
+    // Rules are type-checked against the schema documents: a changed schema recompiles them.
+    const schemaKey = state.documents.filter((d) => d.document.content?.kind === 'schema').map((d) => d.key).join('\n');
     const ids = new RuleIds();
     const claims: (readonly Claim[])[] = [];
     // Every document's key names the inheritance once a variable reads roles: any document may use that variable.
@@ -345,17 +453,17 @@ export const rulesStage: Stage<LoadState> = {
       const content = document.document.content;
       if (content?.kind !== 'rules') continue;
       const compileItem = (i: number): readonly CompiledRule[] => {
-        const rule = compileRuleItem({ spec: content.items.at(i)!.checked, source: document.source, path: ['rules', i] }, graph, variables, ids, state.diagnostics);
+        const rule = compileRuleItem({ spec: content.items.at(i)!.checked, source: document.source, path: ['rules', i] }, graph, variables, ids, state.diagnostics, schemas);
         return rule ? [rule] : [];
       };
-      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables, inheritanceKey(document)), ids, claims, compileItem, content.items.length);
+      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables, inheritanceKey(document), schemaKey), ids, claims, compileItem, content.items.length);
     }
     for (const document of state.documents) {
       const content = document.document.content;
       if (content?.kind !== 'roles') continue;
       const compileItem = (i: number): readonly CompiledRule[] =>
-        compileRolePermissions({ spec: content.items.at(i)!.checked, source: document.source, path: ['roles', i] }, graph, variables, ids, state.diagnostics);
-      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables, inheritanceKey(document)), ids, claims, compileItem, content.items.length);
+        compileRolePermissions({ spec: content.items.at(i)!.checked, source: document.source, path: ['roles', i] }, graph, variables, ids, state.diagnostics, schemas);
+      yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables, inheritanceKey(document), schemaKey), ids, claims, compileItem, content.items.length);
     }
     const previous = state.cache?.claimed ?? null;
     if (state.cache) state.cache.claimed = null;

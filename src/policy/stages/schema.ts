@@ -13,6 +13,9 @@ import {
   type TestSuiteSpec,
   type VariableSpec,
   type LimitSpec,
+  type AttributeSchemaSpec,
+  type Enforcement,
+  type FixturesSpec,
 } from '../schema.js';
 import {
   diagnosticAt,
@@ -65,6 +68,8 @@ export type DocumentContent =
   | { readonly kind: 'routes'; readonly items: ItemList<CheckedItem<RouteSpec>> }
   | { readonly kind: 'variables'; readonly items: ItemList<CheckedItem<VariableSpec>> }
   | { readonly kind: 'limits'; readonly items: ItemList<CheckedItem<LimitSpec>> }
+  | { readonly kind: 'fixtures'; readonly fixtures: FixturesSpec | null; readonly items: ItemList<CheckedItem<never>> }
+  | { readonly kind: 'schema'; readonly enforcement: Enforcement | null; readonly items: ItemList<CheckedItem<AttributeSchemaSpec>> }
   /** `suite` is null when the file's own fields (name, fixtures) are invalid: its cases are then only schema-checked. */
   | { readonly kind: 'tests'; readonly suite: TestSuiteSpec | null; readonly items: ItemList<CheckedItem<TestCaseSpec>> };
 
@@ -133,6 +138,10 @@ function checkDocument(
   // The document's own fields first; its items are checked one by one even when those fail, so that
   // one run reports every error.
   const envelope = checkValue(documentSchemas[kind] as z.ZodType, value, source, [], diagnostics);
+  if (kind === 'fixtures') {
+    const fixtures = envelope as (FixturesSpec & { kind?: unknown }) | null;
+    return { kind, fixtures: fixtures && { name: fixtures.name, description: fixtures.description, principals: fixtures.principals, resources: fixtures.resources }, items: [] };
+  }
   const { list, schema } = itemSchemas[kind];
   const listed = (value as Record<string, unknown>)[list];
   if (!Array.isArray(listed)) return null;
@@ -144,7 +153,7 @@ function checkDocument(
   switch (kind) {
     case 'tests': {
       const suite = envelope as (TestSuiteSpec & { cases?: unknown; kind?: unknown }) | null;
-      const fixtures: TestSuiteSpec | null = suite && { name: suite.name, description: suite.description, principals: suite.principals, resources: suite.resources };
+      const fixtures: TestSuiteSpec | null = suite && { name: suite.name, description: suite.description, fixtures: suite.fixtures, principals: suite.principals, resources: suite.resources };
       return { kind, suite: fixtures, items: items as CheckedItem<TestCaseSpec>[] };
     }
     case 'rules': {
@@ -163,6 +172,8 @@ function checkDocument(
       return { kind, items: items as CheckedItem<VariableSpec>[] };
     case 'limits':
       return { kind, items: items as CheckedItem<LimitSpec>[] };
+    case 'schema':
+      return { kind, enforcement: (envelope as { enforcement?: Enforcement } | null)?.enforcement ?? null, items: items as CheckedItem<AttributeSchemaSpec>[] };
   }
 }
 
@@ -176,7 +187,7 @@ const nameOf = (checked: Checked<RoleSpec>): string | null => (checked.spec ? ch
 function checkValue<T>(schema: z.ZodType<T>, value: unknown, source: SourceDocument, at: readonly PropertyKey[], diagnostics: PolicyDiagnostic[]): T | null {
   const result = schema.safeParse(value);
   if (result.success) return result.data;
-  for (const issue of result.error.issues) {
+  for (const issue of result.error.issues.flatMap(unwrapUnion)) {
     const path = [...at, ...(issue.path as PropertyKey[])];
     if (issue.code === 'unrecognized_keys') {
       for (const key of issue.keys) diagnostics.push(diagnosticAtKey(source, [...path, key], `unknown key "${key}"`));
@@ -185,6 +196,18 @@ function checkValue<T>(schema: z.ZodType<T>, value: unknown, source: SourceDocum
     diagnostics.push(diagnosticAt(source, path, issueMessage(issue, valueAt(value, issue.path as PropertyKey[]), path)));
   }
   return null;
+}
+
+/**
+ * A union without a message of its own (zod's "Invalid input") whose forms all but one
+ * reject the value's very shape (a map where a list is wanted): the issues of that one
+ * form, which is the one the author wrote, e.g. `expect.effect` rather than `expect`.
+ */
+function unwrapUnion(issue: z.core.$ZodIssue): z.core.$ZodIssue[] {
+  if (issue.code !== 'invalid_union' || issue.message !== 'Invalid input') return [issue];
+  const fitting = issue.errors.filter((errors) => !errors.every((e) => e.code === 'invalid_type' && e.path.length === 0));
+  if (fitting.length !== 1) return [issue];
+  return fitting[0]!.map((e) => ({ ...e, path: [...issue.path, ...e.path] }) as z.core.$ZodIssue);
 }
 
 const KIND_NAMES: Readonly<Record<string, string>> = {

@@ -10,6 +10,7 @@ import type { SourceDocument } from '../source.js';
 import type { RoleGraph } from './roles.js';
 import { NO_VARIABLES, type VariableTable } from '../variables.js';
 import type { ClaimedIds, CompiledDocument } from './rules.js';
+import type { AttributeSchemas } from '../attribute-schema.js';
 import type { CheckedDocument, CheckedFile } from './schema.js';
 
 /**
@@ -82,6 +83,8 @@ export interface LoadState {
   fingerprint: readonly (readonly [file: string, hash: string])[];
   /** variables: the named conditions and constants `when` conditions read. */
   variables: VariableTable;
+  /** attributes: the typed attribute schemas; null when the set declares none. */
+  attributeSchemas: AttributeSchemas | null;
   /** roles */
   roleGraph: RoleGraph | null;
   /** rules: every rule id claimed, where it was first written. */
@@ -126,6 +129,7 @@ export function newLoadState(dir: string, reader: PolicyReader, options: { gitCo
     documents: [],
     fingerprint: [],
     variables: NO_VARIABLES,
+    attributeSchemas: null,
     roleGraph: null,
     ruleIds: new Map(),
     compiled: [],

@@ -1,13 +1,33 @@
-import type { DecisionRequest, Effect, Principal } from '../../types.js';
+import type { DecisionRequest, Effect, Principal, Resource } from '../../types.js';
 import type { PolicyDiagnostic } from '../diagnostic.js';
 import type { Stage } from '../pipeline.js';
 import type { RoutedRequest, RouteTable } from '../routes.js';
-import type { HttpTestRequest, TestCaseSpec, TestSuiteSpec } from '../schema.js';
+import type { FixturesSpec, HttpTestRequest, TestCaseSpec, TestSuiteSpec } from '../schema.js';
 import { diagnosticAt, type SourceDocument } from '../source.js';
 import type { PolicyTestCase } from '../loaded.js';
 import type { LoadState } from './state.js';
+import type { AttributeSchemas } from '../attribute-schema.js';
+import { didYouMean } from '../suggest.js';
 
 type Report = (path: readonly PropertyKey[], message: string) => void;
+
+/** The named principals and resources a test file's cases may use: its own, then those of the fixtures files it lists, in order. */
+export interface Fixtures {
+  principal(name: string): Principal | undefined;
+  resource(name: string): Resource | undefined;
+}
+
+/** Fixtures of one suite alone (no shared files). */
+export function ownFixtures(suite: Pick<TestSuiteSpec, 'principals' | 'resources'>, shared: readonly FixturesSpec[] = []): Fixtures {
+  const find = <T>(pick: (f: Pick<TestSuiteSpec, 'principals' | 'resources'>) => Record<string, unknown>, name: string): T | undefined => {
+    for (const set of [suite, ...shared]) {
+      const table = pick(set);
+      if (Object.prototype.hasOwnProperty.call(table, name)) return table[name] as T;
+    }
+    return undefined;
+  };
+  return { principal: (name) => find<Principal>((f) => f.principals, name), resource: (name) => find<Resource>((f) => f.resources, name) };
+}
 
 /** The action, resource and context the routes make of a test case's HTTP request, or why they make none. */
 function routeTestRequest(http: HttpTestRequest, testCase: TestCaseSpec, routes: RouteTable): RoutedRequest | string {
@@ -29,8 +49,10 @@ function routeTestRequest(http: HttpTestRequest, testCase: TestCaseSpec, routes:
   return routed.refusal === undefined ? routed : `the routes refuse this request: ${routed.refusal}`;
 }
 
+const UNKNOWN_HINT = 'define it under "%s" in this file, or in a fixtures file this file lists under "fixtures"';
+
 /** What a case asks about besides the principal: from its HTTP request, or as written. Null when it cannot be resolved (reported). */
-function targetOf(testCase: TestCaseSpec, suite: TestSuiteSpec, routes: RouteTable, report: Report): RoutedRequest | null {
+function targetOf(testCase: TestCaseSpec, fixtures: Fixtures, routes: RouteTable, report: Report): RoutedRequest | null {
   if (testCase.http) {
     const routed = routeTestRequest(testCase.http, testCase, routes);
     if (typeof routed !== 'string') return routed;
@@ -39,12 +61,18 @@ function targetOf(testCase: TestCaseSpec, suite: TestSuiteSpec, routes: RouteTab
   }
   if (testCase.action === undefined) report([], '"action" is required (or write the case as an http request)');
   if (testCase.resource === undefined) report([], '"resource" is required (or write the case as an http request)');
-  const resource = typeof testCase.resource === 'string' ? suite.resources[testCase.resource] : testCase.resource;
+  const resource = typeof testCase.resource === 'string' ? fixtures.resource(testCase.resource) : testCase.resource;
   if (!resource && testCase.resource !== undefined) {
-    report(['resource'], `unknown resource "${String(testCase.resource)}": define it under "resources" in this file`);
+    report(['resource'], `unknown resource "${String(testCase.resource)}": ${UNKNOWN_HINT.replace('%s', 'resources')}`);
   }
   if (!resource || testCase.action === undefined) return null;
   return { action: testCase.action, resource, context: testCase.context ?? { attributes: {} } } as RoutedRequest;
+}
+
+/** Under `enforcement: reject` a request breaking the schema is refused before any rule: a case must describe one that reaches the rules. */
+function schemaProblem(request: DecisionRequest, schemas: AttributeSchemas | null): string | null {
+  const violations = schemas !== null && schemas.enforcement === 'reject' ? schemas.violations(request) : null;
+  return violations === null ? null : `this case's request breaks the attribute schema (enforcement: reject refuses it before any rule): ${violations.join('; ')}`;
 }
 
 /** Resolves one case's fixtures and routes into a full request; null when something it names does not exist (reported). */
@@ -55,42 +83,161 @@ export function resolveTestCase(
   ruleIds: ReadonlyMap<string, unknown>,
   routes: RouteTable,
   diagnostics: PolicyDiagnostic[],
+  schemas: AttributeSchemas | null = null,
+  fixtures: Fixtures = ownFixtures(suite),
 ): PolicyTestCase | null {
   const report: Report = (at, message) => diagnostics.push(diagnosticAt(where.source, [...where.path, ...at], message));
-  const principal = typeof testCase.principal === 'string' ? suite.principals[testCase.principal] : testCase.principal;
-  if (!principal) report(['principal'], `unknown principal "${String(testCase.principal)}": define it under "principals" in this file`);
-  const target = targetOf(testCase, suite, routes, report);
-  (testCase.expect.rules ?? []).forEach((id, j) => {
-    if (!ruleIds.has(id)) report(['expect', 'rules', j], `expected rule "${id}" does not exist`);
+  const expect = testCase.expect;
+  if (Array.isArray(expect)) {
+    report(['expect'], 'a table of expectations is for a matrix case: give "principals", "actions" and "resources" (lists of fixture names)');
+    return null;
+  }
+  if (testCase.principals !== undefined || testCase.actions !== undefined || testCase.resources !== undefined) {
+    report([], 'a matrix case ("principals", "actions", "resources") takes a table under "expect": a list of {principal, resource, actions}');
+    return null;
+  }
+  if (testCase.principal === undefined) {
+    report([], '"principal" is required');
+    return null;
+  }
+  const principal = typeof testCase.principal === 'string' ? fixtures.principal(testCase.principal) : testCase.principal;
+  if (!principal) report(['principal'], `unknown principal "${String(testCase.principal)}": ${UNKNOWN_HINT.replace('%s', 'principals')}`);
+  const target = targetOf(testCase, fixtures, routes, report);
+  (expect.rules ?? []).forEach((id, j) => {
+    if (!ruleIds.has(id)) report(['expect', 'rules', j], `expected rule "${id}" does not exist${didYouMean(id, ruleIds.keys())}`);
   });
   if (!principal || !target) return null;
+  const request = { principal: principal as Principal, ...target } as DecisionRequest;
+  const problem = schemaProblem(request, schemas);
+  if (problem !== null) {
+    report([], problem);
+    return null;
+  }
   return {
     suite: suite.name,
     name: testCase.name,
     file: where.source.file,
     line: where.source.locate(where.path).line,
-    request: { principal: principal as Principal, ...target } as DecisionRequest,
-    expect: {
-      effect: testCase.expect.effect.toUpperCase() as Effect,
-      reason: testCase.expect.reason ?? null,
-      rules: testCase.expect.rules ?? null,
-    },
+    request,
+    expect: { effect: expect.effect.toUpperCase() as Effect, reason: expect.reason ?? null, rules: expect.rules ?? null },
     ...(testCase.http ? { http: testCase.http } : {}),
   };
 }
 
-/** tests: every test case resolved against the fixtures of its file, the routes and the rule ids. */
+/**
+ * A matrix case: one case per principal × action × resource (fixture names), named
+ * `<name> [principal action resource]`. The table says the effect per action for each
+ * principal and resource it lists; a combination it does not list is expected to be denied.
+ */
+export function resolveMatrixCase(
+  testCase: TestCaseSpec,
+  suite: TestSuiteSpec,
+  where: { readonly source: SourceDocument; readonly path: readonly PropertyKey[] },
+  schemas: AttributeSchemas | null,
+  fixtures: Fixtures,
+  diagnostics: PolicyDiagnostic[],
+): PolicyTestCase[] {
+  const report: Report = (at, message) => diagnostics.push(diagnosticAt(where.source, [...where.path, ...at], message));
+  const { principals, actions, resources } = testCase;
+  if (principals === undefined || actions === undefined || resources === undefined) {
+    report([], 'a matrix case needs all of "principals", "actions" and "resources"');
+    return [];
+  }
+  if (testCase.principal !== undefined || testCase.action !== undefined || testCase.resource !== undefined || testCase.http !== undefined) {
+    report([], 'a matrix case has "principals", "actions" and "resources", not "principal", "action", "resource" or "http"');
+    return [];
+  }
+  if (!Array.isArray(testCase.expect)) {
+    report(['expect'], 'a matrix case expects a table: a list of {principal, resource, actions: {action: allow|deny}}');
+    return [];
+  }
+  const before = diagnostics.length;
+  const principalOf = new Map<string, Principal>();
+  principals.forEach((name, i) => {
+    const found = fixtures.principal(name);
+    if (found) principalOf.set(name, found);
+    else report(['principals', i], `unknown principal "${name}": ${UNKNOWN_HINT.replace('%s', 'principals')}`);
+  });
+  const resourceOf = new Map<string, Resource>();
+  resources.forEach((name, i) => {
+    const found = fixtures.resource(name);
+    if (found) resourceOf.set(name, found);
+    else report(['resources', i], `unknown resource "${name}": ${UNKNOWN_HINT.replace('%s', 'resources')}`);
+  });
+  const expected = new Map<string, Effect>();
+  const listed = (value: string | string[]): string[] => (Array.isArray(value) ? value : [value]);
+  testCase.expect.forEach((row, r) => {
+    const rowPrincipals = listed(row.principal);
+    const rowResources = listed(row.resource);
+    rowPrincipals.forEach((p) => principals.includes(p) || report(['expect', r, 'principal'], `"${p}" is not one of the case's principals (${principals.join(', ')})`));
+    rowResources.forEach((x) => resources.includes(x) || report(['expect', r, 'resource'], `"${x}" is not one of the case's resources (${resources.join(', ')})`));
+    for (const [action, effect] of Object.entries(row.actions)) {
+      if (!actions.includes(action)) report(['expect', r, 'actions', action], `"${action}" is not one of the case's actions (${actions.join(', ')})`);
+      for (const p of rowPrincipals) {
+        for (const x of rowResources) {
+          const key = `${p}\u0000${action}\u0000${x}`;
+          if (expected.has(key)) report(['expect', r], `${p} ${action} ${x} is already in the table`);
+          expected.set(key, effect.toUpperCase() as Effect);
+        }
+      }
+    }
+  });
+  if (diagnostics.length > before) return [];
+  const cases: PolicyTestCase[] = [];
+  const line = where.source.locate(where.path).line;
+  for (const p of principals) {
+    for (const action of actions) {
+      for (const x of resources) {
+        const request = { principal: principalOf.get(p)!, action, resource: resourceOf.get(x)!, context: testCase.context ?? { attributes: {} } } as DecisionRequest;
+        const problem = schemaProblem(request, schemas);
+        if (problem !== null) {
+          report([], `${p} ${action} ${x}: ${problem}`);
+          continue;
+        }
+        const effect = expected.get(`${p}\u0000${action}\u0000${x}`) ?? 'DENY';
+        cases.push({ suite: suite.name, name: `${testCase.name} [${p} ${action} ${x}]`, file: where.source.file, line, request, expect: { effect, reason: null, rules: null } });
+      }
+    }
+  }
+  return cases;
+}
+
+/** tests: every test case resolved against the fixtures of its file and the fixtures files it lists, the routes and the rule ids. */
 export const testsStage: Stage<LoadState> = {
   name: 'tests',
   *run(state) {
+    const shared = new Map<string, { spec: FixturesSpec; source: SourceDocument }>();
+    for (const { source, document } of state.documents) {
+      const content = document.content;
+      if (content?.kind !== 'fixtures' || content.fixtures === null) continue;
+      const earlier = shared.get(content.fixtures.name);
+      if (earlier) {
+        state.diagnostics.push(diagnosticAt(source, ['name'], `duplicate fixtures name "${content.fixtures.name}": already used in ${earlier.source.file}`));
+        continue;
+      }
+      shared.set(content.fixtures.name, { spec: content.fixtures, source });
+    }
     for (const { source, document } of state.documents) {
       const content = document.content;
       if (content?.kind !== 'tests' || content.suite === null) continue;
+      const suite = content.suite;
+      const used: FixturesSpec[] = [];
+      (suite.fixtures ?? []).forEach((name, i) => {
+        const found = shared.get(name);
+        if (found) used.push(found.spec);
+        else state.diagnostics.push(diagnosticAt(source, ['fixtures', i], `unknown fixtures "${name}": no kind: fixtures file has this name${didYouMean(name, shared.keys())}`));
+      });
+      const fixtures = ownFixtures(suite, used);
       for (let i = 0; i < content.items.length; i++) {
         const { spec } = content.items.at(i)!.checked;
         if (spec === null) continue;
-        const resolved = resolveTestCase(spec, content.suite, { source, path: ['cases', i] }, state.ruleIds, state.routes, state.diagnostics);
-        if (resolved) state.tests.push(resolved);
+        const where = { source, path: ['cases', i] };
+        if (spec.principals !== undefined && Array.isArray(spec.expect)) {
+          state.tests.push(...resolveMatrixCase(spec, suite, where, state.attributeSchemas, fixtures, state.diagnostics));
+        } else {
+          const resolved = resolveTestCase(spec, suite, where, state.ruleIds, state.routes, state.diagnostics, state.attributeSchemas, fixtures);
+          if (resolved) state.tests.push(resolved);
+        }
         yield;
       }
     }

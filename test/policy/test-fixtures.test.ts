@@ -1,0 +1,142 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { runPolicyTests } from '../../src/engine/test-runner.js';
+import { formatDiagnostic } from '../../src/policy/diagnostic.js';
+import { loadPolicies } from '../../src/policy/load.js';
+import { loadFiles, removeTempDirs, writePolicyDir, type PolicyFiles } from '../helpers/policies.js';
+
+afterAll(removeTempDirs);
+
+const RULES = `kind: rules
+rules:
+  - id: members-read
+    effect: allow
+    actions: [read, list]
+    principal: { roles: [member] }
+    when: resource.attributes.team == principal.attributes.team
+  - id: admins-all
+    effect: allow
+    actions: ["*"]
+    principal: { roles: [admin] }
+`;
+const ROLES = `kind: roles
+roles:
+  - name: member
+  - name: admin
+`;
+const FIXTURES = `kind: fixtures
+name: people
+principals:
+  mia: { id: mia, roles: [member], attributes: { team: red } }
+  ada: { id: ada, roles: [admin] }
+resources:
+  red-doc: { type: doc, id: r1, attributes: { team: red } }
+  blue-doc: { type: doc, id: b1, attributes: { team: blue } }
+`;
+
+const files = (tests: Record<string, string>): PolicyFiles => ({ 'rules.yaml': RULES, 'roles.yaml': ROLES, 'fixtures/people.yaml': FIXTURES, ...tests });
+
+describe('shared fixtures and matrix cases', () => {
+  it('lets any test file name the fixtures of a fixtures file, and expands a matrix case with an expectation table', () => {
+    const { policySet, tests } = loadFiles(
+      files({
+        'a.test.yaml': `kind: tests
+name: single
+fixtures: [people]
+cases:
+  - name: a member reads a doc of their team
+    principal: mia
+    action: read
+    resource: red-doc
+    expect: { effect: allow, rules: [members-read] }
+`,
+        'b.test.yaml': `kind: tests
+name: matrix
+fixtures: [people]
+cases:
+  - name: who may do what
+    principals: [mia, ada]
+    actions: [read, delete]
+    resources: [red-doc, blue-doc]
+    expect:
+      - principal: mia
+        resource: red-doc
+        actions: { read: allow }
+      - principal: ada
+        resource: [red-doc, blue-doc]
+        actions: { read: allow, delete: allow }
+`,
+      }),
+    );
+    expect(tests.map((t) => t.name)).toEqual([
+      'a member reads a doc of their team',
+      'who may do what [mia read red-doc]',
+      'who may do what [mia read blue-doc]',
+      'who may do what [mia delete red-doc]',
+      'who may do what [mia delete blue-doc]',
+      'who may do what [ada read red-doc]',
+      'who may do what [ada read blue-doc]',
+      'who may do what [ada delete red-doc]',
+      'who may do what [ada delete blue-doc]',
+    ]);
+    // Combinations the table does not list are expected to be denied.
+    expect(tests.filter((t) => t.expect.effect === 'DENY').map((t) => t.name)).toEqual(['who may do what [mia read blue-doc]', 'who may do what [mia delete red-doc]', 'who may do what [mia delete blue-doc]']);
+    const run = runPolicyTests(policySet, tests);
+    expect(run.failed).toBe(0);
+    expect(run.passed).toBe(9);
+  });
+
+  it('a matrix cell that disagrees fails as its own case', () => {
+    const { policySet, tests } = loadFiles(
+      files({
+        'b.test.yaml': `kind: tests
+name: matrix
+fixtures: [people]
+cases:
+  - name: wrong
+    principals: [mia]
+    actions: [read]
+    resources: [blue-doc]
+    expect:
+      - { principal: mia, resource: blue-doc, actions: { read: allow } }
+`,
+      }),
+    );
+    const run = runPolicyTests(policySet, tests);
+    expect(run.results.map((r) => [r.testCase.name, r.passed])).toEqual([['wrong [mia read blue-doc]', false]]);
+  });
+
+  it('reports unknown fixtures files, names and table entries at file:line:col', () => {
+    const result = loadPolicies(
+      writePolicyDir(
+        files({
+          't.test.yaml': `kind: tests
+name: bad
+fixtures: [peopel]
+cases:
+  - name: m
+    principals: [mia, nobody]
+    actions: [read]
+    resources: [red-doc]
+    expect:
+      - { principal: mia, resource: red-doc, actions: { write: allow } }
+`,
+        }),
+      ),
+    );
+    expect(result.ok).toBe(false);
+    if (result.ok) return;
+    expect(result.diagnostics.map(formatDiagnostic)).toEqual([
+      expect.stringMatching(/^t\.test\.yaml:3:12: unknown fixtures "peopel": .*did you mean "people"\?/),
+      expect.stringMatching(/^t\.test\.yaml:6:18: unknown principal "mia"/),
+      expect.stringMatching(/^t\.test\.yaml:6:23: unknown principal "nobody"/),
+      expect.stringMatching(/^t\.test\.yaml:8:17: unknown resource "red-doc"/),
+      expect.stringMatching(/^t\.test\.yaml:10:64: "write" is not one of the case's actions \(read\)/),
+    ]);
+  });
+
+  it('fixtures files, like tests, do not change the policy version', () => {
+    const a = loadFiles(files({})).policySet.version;
+    const b = loadFiles({ ...files({}), 'fixtures/people.yaml': FIXTURES.replace('team: red }', 'team: green }') }).policySet.version;
+    expect(b).toBe(a);
+  });
+});
