@@ -1,5 +1,6 @@
 import { COLUMNS, type RowValue } from '../decisions/columns.js';
 import { HMAC_PREFIX } from '../decisions/sensitive.js';
+import { completeRequest } from '../engine/complete.js';
 import { evaluate } from '../engine/evaluate.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import type { Attributes, Decision, DecisionRequest, Effect } from '../types.js';
@@ -171,8 +172,9 @@ export class Replayer {
     }
     tally.replayed++;
     if (typeof row.details === 'string' && row.details.includes('"http"')) tally.gateway++;
-    const now = evaluate(this.candidate, request);
-    const before: Decision | null = this.baseline === null ? null : evaluate(this.baseline, request);
+    // A recorded request holds the facts it was decided with; each set's directories complete it again (theirs win by default).
+    const now = evaluate(this.candidate, completeRequest(this.candidate, request));
+    const before: Decision | null = this.baseline === null ? null : evaluate(this.baseline, completeRequest(this.baseline, request));
     const beforeEffect = before === null ? (row.effect as Effect) : before.effect;
     if (now.effect === beforeEffect) {
       tally.unchanged++;

@@ -3,6 +3,7 @@
 
 import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionDetails, DecisionRecord } from '../decisions/record.js';
+import { completeRequest, directorySources, type DirectorySources } from '../engine/complete.js';
 import { evaluate } from '../engine/evaluate.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { RateLimiter, type LimitOutcome } from '../limits/index.js';
@@ -126,7 +127,7 @@ export class DecisionPipeline {
     for (const input of inputs) {
       const decidingFrom = performance.now();
       const decided = this.decide(policySet, input);
-      runs.push(this.record(decided.request, decided.decision, meta, decidingFrom, started));
+      runs.push(this.record(decided.request, decided.decision, meta, decidingFrom, started, decided.directory));
       if (stop(decided.decision)) break;
     }
     return Promise.all(runs);
@@ -134,30 +135,32 @@ export class DecisionPipeline {
 
   /** decide → record → answer. `decidingFrom` times the decision for the log, `callFrom` the call for the observers. */
   private run(policySet: PolicySet, input: CheckInput, meta: CallMeta, decidingFrom: number, callFrom: number): Promise<CheckResult> {
-    const { request, decision } = this.decide(policySet, input);
-    return this.record(request, decision, meta, decidingFrom, callFrom);
+    const { request, decision, directory } = this.decide(policySet, input);
+    return this.record(request, decision, meta, decidingFrom, callFrom, directory);
   }
 
   /** The decision for one question: a refused request is not evaluated; only what the rules allow takes rate-limit budget. */
-  private decide(policySet: PolicySet, input: CheckInput): { request: DecisionRequest; decision: Decision } {
+  private decide(policySet: PolicySet, input: CheckInput): { request: DecisionRequest; decision: Decision; directory?: DirectorySources | null } {
     if (input instanceof RefusedRequest) return { request: input.request, decision: refusalDecision(input.refusal, policySet.version) };
     const over = this.meter.problem(input);
     if (over !== null) {
       // Refused like any invalid request; the log keeps what identifies it, not the bulk that broke a cap.
       return { request: identifying(input, this.meter.limits.maxStringLength), decision: refusalDecision(invalidRequest(over), policySet.version) };
     }
-    let decision = evaluate(policySet, input);
+    // A request naming a principal or resource the directories know is decided (and limited, and recorded) with their facts.
+    const request = completeRequest(policySet, input);
+    let decision = evaluate(policySet, request);
     // The rules of both sets are compared; a rate limit is not a policy difference.
-    const shadow = this.shadow === null ? undefined : disagreement(decision, evaluate(this.shadow.current, input));
+    const shadow = this.shadow === null ? undefined : disagreement(decision, evaluate(this.shadow.current, completeRequest(this.shadow.current, input)));
     // A limit refuses what the rules allowed, or reports what is left.
-    if (decision.effect === 'ALLOW' && policySet.limits.length > 0) decision = limited(decision, this.limiter.apply(policySet.limits, input));
+    if (decision.effect === 'ALLOW' && policySet.limits.length > 0) decision = limited(decision, this.limiter.apply(policySet.limits, request));
     if (shadow !== undefined) decision = { ...decision, shadow };
-    return { request: input, decision };
+    return { request, decision, directory: request === input ? null : directorySources(policySet, input) };
   }
 
   /** record → answer: a decision that cannot be recorded rejects, and the observers hear of it. */
-  private async record(request: DecisionRequest, decision: Decision, meta: CallMeta, decidingFrom: number, callFrom: number): Promise<CheckResult> {
-    const record = toRecord(request, decision, meta, decidingFrom);
+  private async record(request: DecisionRequest, decision: Decision, meta: CallMeta, decidingFrom: number, callFrom: number, directory: DirectorySources | null = null): Promise<CheckResult> {
+    const record = toRecord(request, decision, meta, decidingFrom, directory);
     try {
       await this.log.append(record);
     } catch (error) {
@@ -226,18 +229,22 @@ function identifying(request: DecisionRequest, longest: number): DecisionRequest
   };
 }
 
-/** The row's details: the transport's (a gateway's HTTP method and path), a limit's state, a shadow decision that differs. */
-function detailsOf(decision: Decision, meta: CallMeta): DecisionDetails | null {
-  if (decision.limit === undefined && decision.shadow === undefined) return meta.details ?? null;
+/**
+ * The row's details: the transport's (a gateway's HTTP method and path), a limit's state, a shadow decision that differs,
+ * which facts the directories supplied.
+ */
+function detailsOf(decision: Decision, meta: CallMeta, directory: DirectorySources | null): DecisionDetails | null {
+  if (decision.limit === undefined && decision.shadow === undefined && directory === null) return meta.details ?? null;
   return {
     ...meta.details,
+    ...(directory === null ? {} : { directory }),
     ...(decision.limit === undefined ? {} : { limit: limitDetails(decision.limit) }),
     ...(decision.shadow === undefined ? {} : { shadow: decision.shadow }),
   };
 }
 
 /** The decision log's row for a decision. */
-function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, started: number): DecisionRecord {
+function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, started: number, directory: DirectorySources | null): DecisionRecord {
   const now = Date.now();
   return {
     decisionId: newDecisionId(now),
@@ -259,6 +266,6 @@ function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, 
       context: { attributes: request.context.attributes },
     },
     latencyUs: Math.round((performance.now() - started) * 1000),
-    details: detailsOf(decision, meta),
+    details: detailsOf(decision, meta, directory),
   };
 }

@@ -4,6 +4,7 @@ import type { CompiledLimit } from './limits.js';
 import type { AttributeMatcher } from './matcher.js';
 import type { StageRun } from './pipeline.js';
 import type { RouteTable } from './routes.js';
+import { Directory } from './directory.js';
 
 /** A rule ready to evaluate: every string parsed, every pattern and condition compiled. */
 export interface CompiledRule {
@@ -103,10 +104,13 @@ export class PolicySet {
   readonly routes: RouteTable;
   /** Rate limits (limits files), in the order written; empty when there are none. */
   readonly limits: readonly CompiledLimit[];
+  /** The principals and resources files, indexed; empty when there are none. */
+  readonly directory: Directory;
   private readonly index: RuleIndex;
 
-  private constructor(version: string, rules: readonly CompiledRule[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, index: RuleIndex, limits: readonly CompiledLimit[]) {
+  private constructor(version: string, rules: readonly CompiledRule[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, index: RuleIndex, limits: readonly CompiledLimit[], directory: Directory) {
     this.version = version;
+    this.directory = directory;
     this.rules = rules;
     this.roles = roles;
     this.routes = routes;
@@ -121,12 +125,12 @@ export class PolicySet {
    * parts file rules under are built again; the others are taken over, so a change
    * to one document rebuilds the tables of the types it touches.
    */
-  static *build(version: string, parts: readonly IndexPart[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, previous: PolicySet | null = null, limits: readonly CompiledLimit[] = []): StageRun<PolicySet> {
+  static *build(version: string, parts: readonly IndexPart[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, previous: PolicySet | null = null, limits: readonly CompiledLimit[] = [], directory: Directory = Directory.EMPTY): StageRun<PolicySet> {
     const rules: CompiledRule[] = [];
     for (const part of parts) for (let i = 0; i < part.rules.length; i++) rules.push(part.rules[i]!);
     Object.freeze(rules);
     const index = yield* buildIndex(parts, previous?.index ?? null);
-    return new PolicySet(version, rules, roles, routes, index, limits);
+    return new PolicySet(version, rules, roles, routes, index, limits, directory);
   }
 
   /**

@@ -13,6 +13,9 @@ import {
   type TestSuiteSpec,
   type VariableSpec,
   type LimitSpec,
+  type DirectoryPrincipalSpec,
+  type DirectoryResourceSpec,
+  type PrecedenceSpec,
 } from '../schema.js';
 import {
   diagnosticAt,
@@ -65,6 +68,9 @@ export type DocumentContent =
   | { readonly kind: 'routes'; readonly items: ItemList<CheckedItem<RouteSpec>> }
   | { readonly kind: 'variables'; readonly items: ItemList<CheckedItem<VariableSpec>> }
   | { readonly kind: 'limits'; readonly items: ItemList<CheckedItem<LimitSpec>> }
+  /** `precedence` is null when the document gives none or its fields are invalid. */
+  | { readonly kind: 'principals'; readonly precedence: PrecedenceSpec | null; readonly items: ItemList<CheckedItem<DirectoryPrincipalSpec>> }
+  | { readonly kind: 'resources'; readonly precedence: PrecedenceSpec | null; readonly items: ItemList<CheckedItem<DirectoryResourceSpec>> }
   /** `suite` is null when the file's own fields (name, fixtures) are invalid: its cases are then only schema-checked. */
   | { readonly kind: 'tests'; readonly suite: TestSuiteSpec | null; readonly items: ItemList<CheckedItem<TestCaseSpec>> };
 
@@ -163,6 +169,13 @@ function checkDocument(
       return { kind, items: items as CheckedItem<VariableSpec>[] };
     case 'limits':
       return { kind, items: items as CheckedItem<LimitSpec>[] };
+    case 'principals':
+    case 'resources': {
+      const precedence = (envelope as { precedence?: PrecedenceSpec } | null)?.precedence ?? null;
+      return kind === 'principals'
+        ? { kind, precedence, items: items as CheckedItem<DirectoryPrincipalSpec>[] }
+        : { kind, precedence, items: items as CheckedItem<DirectoryResourceSpec>[] };
+    }
   }
 }
 
