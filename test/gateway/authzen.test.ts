@@ -8,7 +8,7 @@ import { ApiKeyStore } from '../../src/authn/api-keys.js';
 import { getDecision, queryDecisions } from '../../src/decisions/query.js';
 import * as schema from '../fixtures/authzen/schemas.js';
 import { loadValid } from '../helpers/policies.js';
-import { ROOT, ensureBuilt, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
+import { ROOT, checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 
 // The AuthZEN Authorization API 1.0 of the real server, asked over HTTP the way a
 // policy enforcement point asks, every request and response checked against the
@@ -297,6 +297,48 @@ describe('bad requests: 400 naming the field, recorded', () => {
     const response = await fetch(`${base}/access/v1/evaluation`, { headers: { authorization: `Bearer ${pepKey}` } });
     expect(response.status).toBe(405);
     expect(response.headers.get('allow')).toBe('POST');
+  });
+});
+
+describe('the principals directory (principals.yaml)', () => {
+  it('gives a subject sent without roles the roles the directory lists', async () => {
+    for (const user of Object.keys(USERS) as User[]) {
+      for (const action of ACTIONS) {
+        const response = await evaluate({ subject: { type: 'user', id: user }, action: { name: action }, resource: todoOf('t1') });
+        expect(response.decision, `${user} ${action}`).toBe(expected(user, action, 't1'));
+      }
+    }
+  });
+
+  it('does not grant a role the caller claims and the directory does not give, over AuthZEN, and records what it ignored', async () => {
+    const response = await evaluate({ subject: { type: 'user', id: 'beth', properties: { roles: ['admin'] } }, action: { name: 'delete' }, resource: todoOf('t1') });
+    expect(response).toMatchObject({ decision: false, context: { reason: 'DENIED_BY_DEFAULT' } });
+    const row = getDecision(db, response.context!.decision_id as string)!;
+    expect(row.request.principal.roles).toEqual(['viewer']);
+    expect(row.details).toMatchObject({ directory: { principal: { roles: 'directory', ignoredRoles: ['admin'], attributes: [] } } });
+    // In a batch too.
+    const batch = await evaluations({ subject: { type: 'user', id: 'jerry', properties: { roles: ['editor', 'admin'] } }, evaluations: [{ action: { name: 'create' }, resource: todoOf('t1') }, { action: { name: 'read' }, resource: todoOf('t1') }] });
+    expect(batch.decisions).toEqual([false, true]);
+  });
+
+  it('does not grant it over gRPC Check either', async () => {
+    const client = verdictClient(verdict.grpcPort);
+    try {
+      const answer = await client.call<{ effect: string; reason: string; decisionId: string }>(
+        'Authorization',
+        'Check',
+        checkRequest({ principal: { id: 'summer', roles: ['admin'] }, action: 'delete', resource: { type: 'todo', id: 't3', attributes: { ownerID: 'rick' } } }),
+        { deadline: Date.now() + 10_000 },
+      );
+      expect(answer.effect).toMatch(/DENY/);
+      const row = getDecision(db, answer.decisionId)!;
+      expect(row.request.principal.roles).toEqual(['editor']);
+      expect(row.details).toMatchObject({ directory: { principal: { ignoredRoles: ['admin'] } } });
+      const allowed = await client.call<{ effect: string }>('Authorization', 'Check', checkRequest({ principal: { id: 'rick' }, action: 'delete', resource: { type: 'todo', id: 't3' } }));
+      expect(allowed.effect).toMatch(/ALLOW/);
+    } finally {
+      client.close();
+    }
   });
 });
 
