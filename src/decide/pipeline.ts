@@ -133,6 +133,32 @@ export class DecisionPipeline {
     return Promise.all(runs);
   }
 
+  /**
+   * A search over the policy set (AuthZEN's subject, resource and action search):
+   * `run` asks as many questions as it needs with `decide` — the decide core's
+   * completion and evaluation, without rate limits (a search takes no budget) and
+   * without a row each — and returns its result and the one row that records the
+   * search (the question, what it found). The row is recorded before the result is
+   * handed back: a search that cannot be recorded rejects, like any decision.
+   */
+  async search<T>(meta: CallMeta, run: (policySet: PolicySet, decide: (request: DecisionRequest) => Decision) => SearchOutcome<T>): Promise<{ result: T; decisionId: string }> {
+    const started = performance.now();
+    const policySet = this.policies.current;
+    const decide = (request: DecisionRequest): Decision => evaluate(policySet, completeRequest(policySet, request));
+    const outcome = run(policySet, decide);
+    const found = outcome.count > 0;
+    const decision: Decision = {
+      effect: found ? 'ALLOW' : 'DENY',
+      reason: found ? 'ALLOWED_BY_RULE' : 'DENIED_BY_DEFAULT',
+      ruleIds: outcome.ruleIds,
+      errors: [],
+      policyVersion: policySet.version,
+    };
+    const record = toRecord(outcome.request, decision, { ...meta, details: { ...meta.details, search: outcome.details } }, started, null);
+    await this.log.append(record);
+    return { result: outcome.result, decisionId: record.decisionId };
+  }
+
   /** decide → record → answer. `decidingFrom` times the decision for the log, `callFrom` the call for the observers. */
   private run(policySet: PolicySet, input: CheckInput, meta: CallMeta, decidingFrom: number, callFrom: number): Promise<CheckResult> {
     const { request, decision, directory } = this.decide(policySet, input);
@@ -189,6 +215,18 @@ export class DecisionPipeline {
   }
 }
 
+
+/** What a search found, and how it is recorded: one row, `details.search` saying what was searched and found. */
+export interface SearchOutcome<T> {
+  readonly result: T;
+  /** The question searched: the searched member's id left empty. */
+  readonly request: DecisionRequest;
+  /** Results found: the row is an allow when there are any, a deny by default when none. */
+  readonly count: number;
+  /** The rules that decided the results (deduplicated), as the row's rule ids. */
+  readonly ruleIds: readonly string[];
+  readonly details: Readonly<Record<string, unknown>>;
+}
 
 /** An allow after the limits: refused by one, or carrying the tightest limit's state. */
 function limited(decision: Decision, outcome: LimitOutcome | null): Decision {
