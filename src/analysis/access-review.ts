@@ -33,7 +33,20 @@ export interface AccessReviewFilter {
   readonly action?: string;
 }
 
-const readsContext = (rule: CompiledRule): boolean => rule.conditionSource !== null && /\bcontext\b/.test(rule.conditionSource);
+const readsContext = (rule: CompiledRule): boolean =>
+  (rule.conditionSource !== null && /\bcontext\b/.test(rule.conditionSource)) || rule.matchers.some((m) => m.label.startsWith('context.'));
+
+/** What a context-dependent rule asks of the context: its context matchers and its condition, as written. */
+function contextCondition(rule: CompiledRule): string {
+  const parts = rule.matchers.filter((m) => m.label.startsWith('context.')).map((m) => `${m.label} ${m.expected}`);
+  if (rule.conditionSource !== null) parts.push(rule.conditionSource);
+  return parts.join(' && ');
+}
+
+/** The rule's principal and resource parts hold (its context matchers and condition aside). */
+function matchesApartFromContext(rule: CompiledRule, request: DecisionRequest): boolean {
+  return matchesStatically({ ...rule, matchers: rule.matchers.filter((m) => !m.label.startsWith('context.')) }, request);
+}
 
 /** The role of the rule a principal's roles satisfy it by: `held` or `held → granting` when inherited. */
 function viaRole(rule: CompiledRule, roles: readonly string[]): string | null {
@@ -65,11 +78,11 @@ export function reviewOne(set: PolicySet, principal: string, action: string, typ
   const allows: CompiledRule[] = [];
   const conditional: CompiledRule[] = [];
   for (const rule of set.candidates(type, action)) {
-    if (!matchesStatically(rule, request)) continue;
     if (readsContext(rule)) {
-      conditional.push(rule);
+      if (matchesApartFromContext(rule, request)) conditional.push(rule);
       continue;
     }
+    if (!matchesStatically(rule, request)) continue;
     const outcome = runCondition(rule, request);
     if (rule.effect === 'DENY' && outcome !== false) return null;
     if (rule.effect === 'ALLOW' && outcome === true) allows.push(rule);
@@ -79,7 +92,7 @@ export function reviewOne(set: PolicySet, principal: string, action: string, typ
   const granting = allows.length > 0 ? allows : conditionalAllows;
   if (granting.length === 0) return null;
   const access = allows.length > 0 && conditionalDenies.length === 0 ? 'allowed' : 'conditional';
-  const conditions = access === 'allowed' ? [] : [...(allows.length > 0 ? [] : conditionalAllows), ...conditionalDenies].map((r) => `${r.effect === 'DENY' ? 'unless ' : ''}${r.id}: ${r.conditionSource}`);
+  const conditions = access === 'allowed' ? [] : [...(allows.length > 0 ? [] : conditionalAllows), ...conditionalDenies].map((r) => `${r.effect === 'DENY' ? 'unless ' : ''}${r.id}: ${contextCondition(r)}`);
   const via = [...new Set(granting.map((r) => viaRole(r, request.principal.roles)).filter((v): v is string => v !== null))];
   return { principal, action, resourceType: type, resourceId: id, access, rules: granting.map((r) => r.id).sort(), via, conditions };
 }
