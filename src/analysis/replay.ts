@@ -1,5 +1,6 @@
 import { COLUMNS, type RowValue } from '../decisions/columns.js';
 import { HMAC_PREFIX } from '../decisions/sensitive.js';
+import { completeRequest } from '../engine/complete.js';
 import { evaluate } from '../engine/evaluate.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import type { AttributeValue, Attributes, Decision, DecisionRequest, Effect } from '../types.js';
@@ -203,8 +204,9 @@ export class Replayer {
     const request = this.requests.decode(row);
     const outcome = request === null ? UNREADABLE : (this.maskedOutcome(row, request) ?? {
       kind: 'decided' as const,
-      now: evaluate(this.candidate, request),
-      before: this.baseline === null ? null : evaluate(this.baseline, request),
+      // A recorded request holds the facts it was decided with; each set's directories complete it again (theirs win by default).
+      now: evaluate(this.candidate, completeRequest(this.candidate, request)),
+      before: this.baseline === null ? null : evaluate(this.baseline, completeRequest(this.baseline, request)),
     });
     if (cache !== null) {
       this.cacheMisses++;
@@ -278,8 +280,8 @@ export class Replayer {
       this.addExample(tally.unrouted, row);
       this.addToGroup(tally.unrouted.byRoute, key, row);
     }
-    const nowDecision = now.kind === 'routed' ? evaluate(this.candidate, now.request) : null;
-    const beforeDecision = before?.kind === 'routed' && this.baseline !== null ? evaluate(this.baseline, before.request) : null;
+    const nowDecision = now.kind === 'routed' ? evaluate(this.candidate, completeRequest(this.candidate, now.request)) : null;
+    const beforeDecision = before?.kind === 'routed' && this.baseline !== null ? evaluate(this.baseline, completeRequest(this.baseline, before.request)) : null;
     const nowEffect: Effect = nowDecision?.effect ?? 'DENY';
     const beforeEffect: Effect = before === null ? (row.effect as Effect) : (beforeDecision?.effect ?? 'DENY');
     if (nowEffect === beforeEffect) {

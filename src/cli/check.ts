@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
+import { completeRequest } from '../engine/complete.js';
 import { evaluate } from '../engine/evaluate.js';
 import { explain, type Explanation } from '../engine/explain.js';
 import { formatClauses } from '../engine/clauses.js';
@@ -69,7 +70,7 @@ export async function runCheck(argv: string[], io: CommandIO): Promise<number> {
     else io.stdout(formatDecision(explanation.decision) + formatExplanation(explanation, policiesDir));
     return EXIT.OK;
   }
-  const decision = evaluate(policies.policySet, request);
+  const decision = evaluate(policies.policySet, completeRequest(policies.policySet, request));
   io.stdout(values.json ? `${JSON.stringify(decision, null, 2)}\n` : formatDecision(decision));
   return EXIT.OK;
 }

@@ -3,6 +3,7 @@
 
 import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionDetails, DecisionRecord } from '../decisions/record.js';
+import { completeRequest, directorySources, type DirectorySources } from '../engine/complete.js';
 import { evaluate } from '../engine/evaluate.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { RateLimiter, type LimitOutcome } from '../limits/index.js';
@@ -150,7 +151,7 @@ export class DecisionPipeline {
     for (const input of inputs) {
       const decidingFrom = performance.now();
       const decided = this.decide(policySet, input);
-      runs.push(this.record(decided.request, decided.decision, meta, decidingFrom, started));
+      runs.push(this.record(decided.request, decided.decision, meta, decidingFrom, started, decided.directory));
       if (stop(decided.decision)) break;
     }
     return Promise.all(runs);
@@ -170,14 +171,40 @@ export class DecisionPipeline {
     throw new BatchRefused(error, await this.check(input, meta));
   }
 
+  /**
+   * A search over the policy set (AuthZEN's subject, resource and action search):
+   * `run` asks as many questions as it needs with `decide` — the decide core's
+   * completion and evaluation, without rate limits (a search takes no budget) and
+   * without a row each — and returns its result and the one row that records the
+   * search (the question, what it found). The row is recorded before the result is
+   * handed back: a search that cannot be recorded rejects, like any decision.
+   */
+  async search<T>(meta: CallMeta, run: (policySet: PolicySet, decide: (request: DecisionRequest) => Decision) => SearchOutcome<T>): Promise<{ result: T; decisionId: string }> {
+    const started = performance.now();
+    const policySet = this.policies.current;
+    const decide = (request: DecisionRequest): Decision => evaluate(policySet, completeRequest(policySet, request));
+    const outcome = run(policySet, decide);
+    const found = outcome.count > 0;
+    const decision: Decision = {
+      effect: found ? 'ALLOW' : 'DENY',
+      reason: found ? 'ALLOWED_BY_RULE' : 'DENIED_BY_DEFAULT',
+      ruleIds: outcome.ruleIds,
+      errors: [],
+      policyVersion: policySet.version,
+    };
+    const record = toRecord(outcome.request, decision, { ...meta, details: { ...meta.details, search: outcome.details } }, started, null);
+    await this.log.append(record);
+    return { result: outcome.result, decisionId: record.decisionId };
+  }
+
   /** decide → record → answer. `decidingFrom` times the decision for the log, `callFrom` the call for the observers. */
   private run(policySet: PolicySet, input: CheckInput, meta: CallMeta, decidingFrom: number, callFrom: number): Promise<CheckResult> {
-    const { request, decision } = this.decide(policySet, input);
-    return this.record(request, decision, meta, decidingFrom, callFrom);
+    const { request, decision, directory } = this.decide(policySet, input);
+    return this.record(request, decision, meta, decidingFrom, callFrom, directory);
   }
 
   /** The decision for one question: a refused request is not evaluated; only what the rules allow takes rate-limit budget. */
-  private decide(policySet: PolicySet, input: CheckInput, shadowAsked?: ShadowInput | null): { request: DecisionRequest; decision: Decision } {
+  private decide(policySet: PolicySet, input: CheckInput, shadowAsked?: ShadowInput | null): { request: DecisionRequest; decision: Decision; directory?: DirectorySources | null } {
     if (input instanceof RefusedRequest) {
       const refused = refusalDecision(input.refusal, policySet.version);
       // A request the live routes refuse that the shadow's routes map (a new route) is a disagreement too.
@@ -189,18 +216,20 @@ export class DecisionPipeline {
       // Refused like any invalid request; the log keeps what identifies it, not the bulk that broke a cap.
       return { request: identifying(input, this.meter.limits.maxStringLength), decision: refusalDecision(invalidRequest(over), policySet.version) };
     }
+    // A request naming a principal or resource the directories know is decided (and limited, and recorded) with their facts.
+    const request = completeRequest(policySet, input);
     // The attribute schema: a violation refuses the request (reject) or is recorded beside the decision (warn).
     const schemas = policySet.attributeSchemas;
-    const violations = schemas === null || schemas.enforcement === 'none' ? null : schemas.violations(input);
+    const violations = schemas === null || schemas.enforcement === 'none' ? null : schemas.violations(request);
     if (violations !== null && schemas!.enforcement === 'reject') return { request: input, decision: refusalDecision(schemaViolation(violations), policySet.version) };
-    let decision = evaluate(policySet, input);
+    let decision = evaluate(policySet, request);
     if (violations !== null) decision = { ...decision, schemaViolations: violations };
     // The rules of both sets are compared; a rate limit is not a policy difference.
     const shadow = this.shadow === null ? undefined : this.shadowOf(decision, shadowAsked ?? { set: this.shadow.current, input });
     // A limit refuses what the rules allowed, or reports what is left.
-    if (decision.effect === 'ALLOW' && policySet.limits.length > 0) decision = limited(decision, this.limiter.apply(policySet.limits, input));
+    if (decision.effect === 'ALLOW' && policySet.limits.length > 0) decision = limited(decision, this.limiter.apply(policySet.limits, request));
     if (shadow !== undefined) decision = { ...decision, shadow };
-    return { request: input, decision };
+    return { request, decision, directory: request === input ? null : directorySources(policySet, input) };
   }
 
   /**
@@ -212,7 +241,7 @@ export class DecisionPipeline {
     let shadow: Decision;
     try {
       const input = asked.input;
-      shadow = input === null ? shadowError(asked.set) : input instanceof RefusedRequest ? refusalDecision(input.refusal, asked.set.version) : evaluate(asked.set, input);
+      shadow = input === null ? shadowError(asked.set) : input instanceof RefusedRequest ? refusalDecision(input.refusal, asked.set.version) : evaluate(asked.set, completeRequest(asked.set, input));
     } catch {
       shadow = shadowError(asked.set);
     }
@@ -220,8 +249,8 @@ export class DecisionPipeline {
   }
 
   /** record → answer: a decision that cannot be recorded rejects, and the observers hear of it. */
-  private async record(request: DecisionRequest, decision: Decision, meta: CallMeta, decidingFrom: number, callFrom: number): Promise<CheckResult> {
-    const record = toRecord(request, decision, meta, decidingFrom);
+  private async record(request: DecisionRequest, decision: Decision, meta: CallMeta, decidingFrom: number, callFrom: number, directory: DirectorySources | null = null): Promise<CheckResult> {
+    const record = toRecord(request, decision, meta, decidingFrom, directory);
     try {
       await this.log.append(record);
     } catch (error) {
@@ -250,6 +279,18 @@ export class DecisionPipeline {
   }
 }
 
+
+/** What a search found, and how it is recorded: one row, `details.search` saying what was searched and found. */
+export interface SearchOutcome<T> {
+  readonly result: T;
+  /** The question searched: the searched member's id left empty. */
+  readonly request: DecisionRequest;
+  /** Results found: the row is an allow when there are any, a deny by default when none. */
+  readonly count: number;
+  /** The rules that decided the results (deduplicated), as the row's rule ids. */
+  readonly ruleIds: readonly string[];
+  readonly details: Readonly<Record<string, unknown>>;
+}
 
 /** An allow after the limits: refused by one, or carrying the tightest limit's state. */
 function limited(decision: Decision, outcome: LimitOutcome | null): Decision {
@@ -309,19 +350,23 @@ function identifying(request: DecisionRequest, longest: number): DecisionRequest
   };
 }
 
-/** The row's details: the transport's (a gateway's HTTP method and path), a limit's state, a shadow decision that differs, schema violations warned about. */
-function detailsOf(decision: Decision, meta: CallMeta): DecisionDetails | null {
-  if (decision.limit === undefined && decision.shadow === undefined && decision.schemaViolations === undefined) return meta.details ?? null;
+/**
+ * The row's details: the transport's (a gateway's HTTP method and path), a limit's state, a shadow decision that differs,
+ * schema violations warned about, which facts the directories supplied.
+ */
+function detailsOf(decision: Decision, meta: CallMeta, directory: DirectorySources | null): DecisionDetails | null {
+  if (decision.limit === undefined && decision.shadow === undefined && decision.schemaViolations === undefined && directory === null) return meta.details ?? null;
   return {
     ...meta.details,
     ...(decision.schemaViolations === undefined ? {} : { schema: { enforcement: 'warn', violations: decision.schemaViolations } }),
+    ...(directory === null ? {} : { directory }),
     ...(decision.limit === undefined ? {} : { limit: limitDetails(decision.limit) }),
     ...(decision.shadow === undefined ? {} : { shadow: decision.shadow }),
   };
 }
 
 /** The decision log's row for a decision. */
-function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, started: number): DecisionRecord {
+function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, started: number, directory: DirectorySources | null): DecisionRecord {
   const now = Date.now();
   return {
     decisionId: newDecisionId(now),
@@ -343,6 +388,6 @@ function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, 
       context: { attributes: request.context.attributes },
     },
     latencyUs: Math.round((performance.now() - started) * 1000),
-    details: detailsOf(decision, meta),
+    details: detailsOf(decision, meta, directory),
   };
 }

@@ -10,6 +10,9 @@ import type { ConditionError, Effect, Reason } from '../types.js';
  *   (forward-auth, Envoy ext_authz).
  * - `limit`: the rate limit that refused the decision, or the tightest that
  *   applied to an allow: `{id, remaining, retryAfterMs}`.
+ * - `directory`: which facts the principal and resource directories supplied
+ *   (`{principal: {roles, ignoredRoles?, attributes, overridden?}, resource: {attributes, overridden?}}`);
+ *   the request columns hold the facts decided with.
  *
  * @example
  * { http: { method: 'POST', path: '/v1/models/fraud-v3/predict' } }

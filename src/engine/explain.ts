@@ -1,5 +1,6 @@
 import type { CompiledRule, PolicySet } from '../policy/policy-set.js';
 import { describeValue } from '../policy/matcher.js';
+import { completeRequest } from './complete.js';
 import { evaluate, guardProblem, runCondition } from './evaluate.js';
 import { explainClauses, type ClauseExplanation } from './clauses.js';
 import type { Decision, DecisionRequest } from '../types.js';
@@ -30,7 +31,9 @@ export interface Explanation {
  * The slow, talkative twin of `evaluate`: the same decision, plus the reason each
  * candidate rule matched or not. For `verdict check --explain` and failing tests.
  */
-export function explain(policySet: PolicySet, request: DecisionRequest): Explanation {
+export function explain(policySet: PolicySet, sent: DecisionRequest): Explanation {
+  // Decided as the server decides it: completed from the directories.
+  const request = completeRequest(policySet, sent);
   const decision = evaluate(policySet, request);
   const considered = policySet.candidates(request.resource.type, request.action).map((rule) => withClauses(explainRule(rule, request), rule, policySet, request));
   return { decision, considered, totalRules: policySet.rules.length };

@@ -8,6 +8,7 @@ import type { Authenticator, AuthnResult } from '../authn/types.js';
 import { BatchRefused, InvalidRequest, RefusedRequest, RequestFieldError, unauthenticated, type CallMeta, type CheckResult, type DecisionPipeline } from '../decide/index.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { UNREADABLE_REQUEST, readEvaluation, readEvaluations, stopsAfter, toAuthZenDecision } from './authzen.js';
+import { PageTokens, readSearch, searchPage, type SearchKind } from './authzen-search.js';
 import { peerOf } from './forward-auth.js';
 
 /** `POST`: one evaluation. */
@@ -16,8 +17,15 @@ export const AUTHZEN_EVALUATION_PATH = '/access/v1/evaluation';
 export const AUTHZEN_EVALUATIONS_PATH = '/access/v1/evaluations';
 /** `GET`: the policy decision point's metadata document. */
 export const AUTHZEN_METADATA_PATH = '/.well-known/authzen-configuration';
+/** `POST`: the Search APIs, over the policies' principal and resource directories. */
+export const AUTHZEN_SEARCH_PATHS: Readonly<Record<SearchKind, string>> = {
+  subject: '/access/v1/search/subject',
+  resource: '/access/v1/search/resource',
+  action: '/access/v1/search/action',
+};
+const SEARCH_BY_PATH = new Map<string, SearchKind>(Object.entries(AUTHZEN_SEARCH_PATHS).map(([kind, path]) => [path, kind as SearchKind]));
 /** Every path the AuthZEN endpoint answers. */
-export const AUTHZEN_PATHS: readonly string[] = [AUTHZEN_EVALUATION_PATH, AUTHZEN_EVALUATIONS_PATH, AUTHZEN_METADATA_PATH];
+export const AUTHZEN_PATHS: readonly string[] = [AUTHZEN_EVALUATION_PATH, AUTHZEN_EVALUATIONS_PATH, AUTHZEN_METADATA_PATH, ...SEARCH_BY_PATH.keys()];
 
 export interface AuthZenEndpointOptions {
   /** The largest request body read, in bytes; a larger one is refused (413) and recorded. */
@@ -33,7 +41,7 @@ export interface AuthZenEndpointOptions {
 }
 
 /** The pipeline calls the endpoint makes. */
-export type AuthZenPipeline = Pick<DecisionPipeline, 'check' | 'checkBatch' | 'checkUntil'>;
+export type AuthZenPipeline = Pick<DecisionPipeline, 'check' | 'checkBatch' | 'checkUntil' | 'search'>;
 
 const MAX_REQUEST_ID_LENGTH = 256;
 const MAX_DETAIL_LENGTH = 300;
@@ -61,6 +69,8 @@ interface Answer {
  * if (authzen.handles(path)) await authzen.handle(req, res);
  */
 export class AuthZenEndpoint {
+  private readonly tokens = new PageTokens();
+
   constructor(
     private readonly pipeline: AuthZenPipeline,
     private readonly authenticator: Authenticator,
@@ -111,6 +121,9 @@ export class AuthZenEndpoint {
         policy_decision_point: base,
         access_evaluation_endpoint: base + AUTHZEN_EVALUATION_PATH,
         access_evaluations_endpoint: base + AUTHZEN_EVALUATIONS_PATH,
+        search_subject_endpoint: base + AUTHZEN_SEARCH_PATHS.subject,
+        search_resource_endpoint: base + AUTHZEN_SEARCH_PATHS.resource,
+        search_action_endpoint: base + AUTHZEN_SEARCH_PATHS.action,
       },
     };
   }
@@ -156,6 +169,8 @@ export class AuthZenEndpoint {
       return { status: 400, body: errorBody('bad request', problem.message, result) };
     }
 
+    const searched = SEARCH_BY_PATH.get(path);
+    if (searched !== undefined) return this.search(searched, body, call);
     if (path === AUTHZEN_EVALUATION_PATH) return this.single(readEvaluation(body), call);
     const request = readEvaluations(body);
     if (request.kind !== 'many') return this.single(request.question, call);
@@ -168,6 +183,19 @@ export class AuthZenEndpoint {
       // Refused whole by the pipeline (what it would record is over the budget), recorded once.
       if (error instanceof BatchRefused) return { status: 400, body: errorBody('bad request', error.message, error.result) };
       throw error;
+    }
+  }
+
+  /** A search: one page of results, recorded as one row (details.search); a bad request or page token is recorded and answered 400. */
+  private async search(kind: SearchKind, body: unknown, call: CallMeta): Promise<Answer> {
+    const query = readSearch(kind, body);
+    if (query instanceof InvalidRequest) return this.single(query, call);
+    try {
+      const { result, decisionId } = await this.pipeline.search(call, (policySet, decide) => searchPage(query, policySet, decide, this.tokens));
+      return { status: 200, body: { ...result, context: { decision_id: decisionId } } };
+    } catch (error) {
+      if (!(error instanceof RequestFieldError)) throw error;
+      return this.single(new InvalidRequest(error, query.question), call);
     }
   }
 

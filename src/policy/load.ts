@@ -2,6 +2,7 @@ import { sortDiagnostics } from './diagnostic.js';
 import { runStages, type Stage } from './pipeline.js';
 import { assembleStage } from './stages/assemble.js';
 import { attributesStage } from './stages/attributes.js';
+import { directoriesStage } from './stages/directories.js';
 import { readStage, syncReader } from './stages/read.js';
 import { limitsStage } from './stages/limits.js';
 import { rolesStage } from './stages/roles.js';
@@ -22,7 +23,7 @@ export { permissionRuleId } from './stages/rules.js';
  * run reports every problem of every stage; only the last assembles a policy set,
  * and only when there are none.
  */
-export const LOAD_STAGES: readonly Stage<LoadState>[] = [readStage, schemaStage, variablesStage, attributesStage, rolesStage, rulesStage, routesStage, limitsStage, testsStage, assembleStage];
+export const LOAD_STAGES: readonly Stage<LoadState>[] = [readStage, schemaStage, variablesStage, attributesStage, rolesStage, directoriesStage, rulesStage, routesStage, limitsStage, testsStage, assembleStage];
 
 /**
  * Reads, validates and compiles a policy directory, in this thread. Every problem

@@ -5,6 +5,7 @@ import type { AttributeMatcher } from './matcher.js';
 import type { AttributeSchemas, AttributeType } from './attribute-schema.js';
 import type { StageRun } from './pipeline.js';
 import type { RouteTable } from './routes.js';
+import { Directory } from './directory.js';
 
 /** A rule ready to evaluate: every string parsed, every pattern and condition compiled. */
 export interface CompiledRule {
@@ -114,11 +115,14 @@ export class PolicySet {
   readonly limits: readonly CompiledLimit[];
   /** The typed attribute schemas (`kind: schema`); null when the set declares none. */
   readonly attributeSchemas: AttributeSchemas | null;
+  /** The principals and resources files, indexed; empty when there are none. */
+  readonly directory: Directory;
   private readonly index: RuleIndex;
 
-  private constructor(version: string, rules: readonly CompiledRule[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, index: RuleIndex, limits: readonly CompiledLimit[], schemas: AttributeSchemas | null) {
+  private constructor(version: string, rules: readonly CompiledRule[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, index: RuleIndex, limits: readonly CompiledLimit[], schemas: AttributeSchemas | null, directory: Directory) {
     this.version = version;
     this.attributeSchemas = schemas;
+    this.directory = directory;
     this.rules = rules;
     this.roles = roles;
     this.routes = routes;
@@ -133,12 +137,12 @@ export class PolicySet {
    * parts file rules under are built again; the others are taken over, so a change
    * to one document rebuilds the tables of the types it touches.
    */
-  static *build(version: string, parts: readonly IndexPart[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, previous: PolicySet | null = null, limits: readonly CompiledLimit[] = [], schemas: AttributeSchemas | null = null): StageRun<PolicySet> {
+  static *build(version: string, parts: readonly IndexPart[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, previous: PolicySet | null = null, limits: readonly CompiledLimit[] = [], schemas: AttributeSchemas | null = null, directory: Directory = Directory.EMPTY): StageRun<PolicySet> {
     const rules: CompiledRule[] = [];
     for (const part of parts) for (let i = 0; i < part.rules.length; i++) rules.push(part.rules[i]!);
     Object.freeze(rules);
     const index = yield* buildIndex(parts, previous?.index ?? null);
-    return new PolicySet(version, rules, roles, routes, index, limits, schemas);
+    return new PolicySet(version, rules, roles, routes, index, limits, schemas, directory);
   }
 
   /**

@@ -361,7 +361,60 @@ export const schemaDocumentSchema = z.strictObject({
   schemas: z.array(z.unknown()),
 });
 
-export const KNOWN_KINDS = ['rules', 'roles', 'tests', 'routes', 'variables', 'limits', 'schema', 'fixtures'] as const;
+
+/**
+ * Which value a decision uses where a request and a directory disagree:
+ * `directory` (the default) — the directory's, whatever the request says;
+ * `request` — the request's when it sends one, else the directory's.
+ * For roles also `merge`: the request's roles and the directory's together.
+ */
+const attributePrecedence = z.enum(['directory', 'request'], { error: 'precedence is directory (the default) or request' });
+const rolesPrecedence = z.enum(['directory', 'request', 'merge'], { error: 'roles precedence is directory (the default), request or merge' });
+
+/** One principal of a directory: its roles (defined in roles files) and attributes. */
+export const directoryPrincipalSchema = z.strictObject({
+  id: z.string().min(1, { error: 'a principal id must not be empty' }),
+  description: z.string().optional(),
+  roles: z.array(z.string().min(1)).optional(),
+  attributes: attributesValue.optional(),
+});
+export type DirectoryPrincipalSpec = z.infer<typeof directoryPrincipalSchema>;
+
+/** One resource of a directory: its type, id and attributes. */
+export const directoryResourceSchema = z.strictObject({
+  type: identifier('a resource type'),
+  id: z.string().min(1, { error: 'a resource id must not be empty' }),
+  description: z.string().optional(),
+  attributes: attributesValue.optional(),
+});
+export type DirectoryResourceSpec = z.infer<typeof directoryResourceSchema>;
+
+export const principalsDocumentSchema = z.strictObject({
+  kind: z.literal('principals'),
+  description: z.string().optional(),
+  /** Which wins where a request and this directory disagree, per attribute; the directory unless said otherwise. */
+  precedence: z
+    .strictObject({
+      roles: rolesPrecedence.optional(),
+      attributes: z.record(z.string().min(1), attributePrecedence).optional(),
+    })
+    .optional(),
+  principals: z.array(z.unknown()),
+});
+
+export const resourcesDocumentSchema = z.strictObject({
+  kind: z.literal('resources'),
+  description: z.string().optional(),
+  precedence: z.strictObject({ attributes: z.record(z.string().min(1), attributePrecedence).optional() }).optional(),
+  resources: z.array(z.unknown()),
+});
+/** A directory document's `precedence`, as written. */
+export interface PrecedenceSpec {
+  readonly roles?: 'directory' | 'request' | 'merge';
+  readonly attributes?: Readonly<Record<string, 'directory' | 'request'>>;
+}
+
+export const KNOWN_KINDS = ['rules', 'roles', 'tests', 'routes', 'variables', 'limits', 'schema', 'fixtures', 'principals', 'resources'] as const;
 export type PolicyKind = (typeof KNOWN_KINDS)[number];
 
 export const documentSchemas = {
@@ -373,6 +426,8 @@ export const documentSchemas = {
   limits: limitsDocumentSchema,
   schema: schemaDocumentSchema,
   fixtures: fixturesDocumentSchema,
+  principals: principalsDocumentSchema,
+  resources: resourcesDocumentSchema,
 } as const;
 
 /** The list of items each kind of document holds, and the schema of one item. */
@@ -386,4 +441,6 @@ export const itemSchemas = {
   schema: { list: 'schemas', schema: attributeSchemaSchema },
   // A fixtures file has no list of items: its maps are read whole (see stages/schema.ts).
   fixtures: { list: null, schema: null },
+  principals: { list: 'principals', schema: directoryPrincipalSchema },
+  resources: { list: 'resources', schema: directoryResourceSchema },
 } as const;

@@ -66,6 +66,12 @@ export function emptyPositions(): PositionTable {
  * exceptions; a document with errors is left out.
  */
 export function parseYamlFile(file: string, text: string, diagnostics: PolicyDiagnostic[]): ParsedYamlDocument[] {
+  // JSON (a directory exported from another system, often large) is read natively when it is valid;
+  // the YAML parser, which reads JSON too, takes over to report what is wrong with it.
+  if (file.endsWith('.json')) {
+    const parsed = parseJsonDocument(text);
+    if (parsed !== null) return [parsed];
+  }
   const lineCounter = new LineCounter();
   const parsed = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const docs = Array.isArray(parsed) ? parsed : [];
@@ -87,6 +93,107 @@ export function parseYamlFile(file: string, text: string, diagnostics: PolicyDia
     out.push({ index: out.length, value, positions });
   }
   return out;
+}
+
+const MAX_JSON_DEPTH = 512;
+
+/**
+ * A valid JSON file as one document: its value from JSON.parse, the positions of
+ * its nodes from one linear scan (the same table the YAML parser's nodes give, far
+ * faster for a file of 100,000 directory entries). Null when the text is not valid
+ * JSON, repeats a key or nests deeper than MAX_JSON_DEPTH: the YAML parser then
+ * reports the problem.
+ */
+export function parseJsonDocument(text: string): ParsedYamlDocument | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const positions = emptyPositions();
+  const n = text.length;
+  let i = 0;
+  let line = 1;
+  let lineStart = 0;
+  const space = (): void => {
+    while (i < n) {
+      const c = text.charCodeAt(i);
+      if (c === 10) {
+        line++;
+        lineStart = ++i;
+      } else if (c === 32 || c === 9 || c === 13) i++;
+      else break;
+    }
+  };
+  /** Skips a string starting at its quote; returns its text as a path segment (the JSON text itself when it needs no escaping). */
+  const string = (): string => {
+    const start = i++;
+    let escaped = false;
+    while (i < n) {
+      const c = text.charCodeAt(i);
+      if (c === 92) {
+        escaped = true;
+        i += 2;
+      } else if (c === 34) break;
+      else i++;
+    }
+    i++;
+    const raw = text.slice(start, i);
+    return escaped ? JSON.stringify(JSON.parse(raw) as string) : raw;
+  };
+  const node = (key: string, depth: number): boolean => {
+    space();
+    if (depth > MAX_JSON_DEPTH) return false;
+    positions.nodes.set(key, pack(line, i - lineStart + 1));
+    const c = text.charCodeAt(i);
+    const prefix = key === '' ? '' : `${key},`;
+    if (c === 123) {
+      i++;
+      space();
+      if (text.charCodeAt(i) === 125) {
+        i++;
+        return true;
+      }
+      for (;;) {
+        space();
+        const at = pack(line, i - lineStart + 1);
+        const child = prefix + string();
+        if (positions.keys.has(child)) return false;
+        positions.keys.set(child, at);
+        space();
+        i++; // :
+        if (!node(child, depth + 1)) return false;
+        space();
+        if (text.charCodeAt(i++) === 125) return true;
+      }
+    }
+    if (c === 91) {
+      i++;
+      space();
+      if (text.charCodeAt(i) === 93) {
+        i++;
+        return true;
+      }
+      for (let index = 0; ; index++) {
+        if (!node(prefix + index, depth + 1)) return false;
+        space();
+        if (text.charCodeAt(i++) === 93) return true;
+      }
+    }
+    if (c === 34) {
+      string();
+      return true;
+    }
+    while (i < n) {
+      const d = text.charCodeAt(i);
+      if (d === 44 || d === 93 || d === 125 || d === 32 || d === 10 || d === 13 || d === 9) break;
+      i++;
+    }
+    return true;
+  };
+  if (!node('', 0)) return null;
+  return { index: 0, value, positions };
 }
 
 /**

@@ -8,7 +8,7 @@ import { ApiKeyStore } from '../../src/authn/api-keys.js';
 import { getDecision, queryDecisions } from '../../src/decisions/query.js';
 import * as schema from '../fixtures/authzen/schemas.js';
 import { loadValid } from '../helpers/policies.js';
-import { ROOT, ensureBuilt, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
+import { ROOT, checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 
 // The AuthZEN Authorization API 1.0 of the real server, asked over HTTP the way a
 // policy enforcement point asks, every request and response checked against the
@@ -300,6 +300,155 @@ describe('bad requests: 400 naming the field, recorded', () => {
   });
 });
 
+describe('the principals directory (principals.yaml)', () => {
+  it('gives a subject sent without roles the roles the directory lists', async () => {
+    for (const user of Object.keys(USERS) as User[]) {
+      for (const action of ACTIONS) {
+        const response = await evaluate({ subject: { type: 'user', id: user }, action: { name: action }, resource: todoOf('t1') });
+        expect(response.decision, `${user} ${action}`).toBe(expected(user, action, 't1'));
+      }
+    }
+  });
+
+  it('does not grant a role the caller claims and the directory does not give, over AuthZEN, and records what it ignored', async () => {
+    const response = await evaluate({ subject: { type: 'user', id: 'beth', properties: { roles: ['admin'] } }, action: { name: 'delete' }, resource: todoOf('t1') });
+    expect(response).toMatchObject({ decision: false, context: { reason: 'DENIED_BY_DEFAULT' } });
+    const row = getDecision(db, response.context!.decision_id as string)!;
+    expect(row.request.principal.roles).toEqual(['viewer']);
+    expect(row.details).toMatchObject({ directory: { principal: { roles: 'directory', ignoredRoles: ['admin'], attributes: [] } } });
+    // In a batch too.
+    const batch = await evaluations({ subject: { type: 'user', id: 'jerry', properties: { roles: ['editor', 'admin'] } }, evaluations: [{ action: { name: 'create' }, resource: todoOf('t1') }, { action: { name: 'read' }, resource: todoOf('t1') }] });
+    expect(batch.decisions).toEqual([false, true]);
+  });
+
+  it('does not grant it over gRPC Check either', async () => {
+    const client = verdictClient(verdict.grpcPort);
+    try {
+      const answer = await client.call<{ effect: string; reason: string; decisionId: string }>(
+        'Authorization',
+        'Check',
+        checkRequest({ principal: { id: 'summer', roles: ['admin'] }, action: 'delete', resource: { type: 'todo', id: 't3', attributes: { ownerID: 'rick' } } }),
+        { deadline: Date.now() + 10_000 },
+      );
+      expect(answer.effect).toMatch(/DENY/);
+      const row = getDecision(db, answer.decisionId)!;
+      expect(row.request.principal.roles).toEqual(['editor']);
+      expect(row.details).toMatchObject({ directory: { principal: { ignoredRoles: ['admin'] } } });
+      const allowed = await client.call<{ effect: string }>('Authorization', 'Check', checkRequest({ principal: { id: 'rick' }, action: 'delete', resource: { type: 'todo', id: 't3' } }));
+      expect(allowed.effect).toMatch(/ALLOW/);
+    } finally {
+      client.close();
+    }
+  });
+});
+
+describe('the Search APIs over the directories', () => {
+  type Kind = 'subject' | 'resource' | 'action';
+  const schemas = {
+    subject: [schema.searchSubjectRequest, schema.searchSubjectResponse],
+    resource: [schema.searchResourceRequest, schema.searchResourceResponse],
+    action: [schema.searchActionRequest, schema.searchActionResponse],
+  } as const;
+
+  async function search(kind: Kind, request: Record<string, unknown>): Promise<{ results: Record<string, string>[]; next: string; decisionId: string }> {
+    valid(schemas[kind][0], request);
+    const sent = await post(`/access/v1/search/${kind}`, request);
+    expect(sent.status, JSON.stringify(sent.body)).toBe(200);
+    const response = valid(schemas[kind][1], sent.body) as unknown as { results: Record<string, string>[]; page?: { next_token: string }; context?: { decision_id?: string } };
+    return { results: response.results, next: response.page!.next_token, decisionId: response.context!.decision_id! };
+  }
+
+  /** Every page of a search, following next_token. */
+  async function everyPage(kind: Kind, request: Record<string, unknown>, limit: number): Promise<Record<string, string>[][]> {
+    const pages: Record<string, string>[][] = [];
+    let token = '';
+    do {
+      const page = await search(kind, { ...request, page: { limit, ...(token ? { token } : {}) } });
+      expect(page.results.length).toBeLessThanOrEqual(limit);
+      pages.push(page.results);
+      token = page.next;
+    } while (token !== '' && pages.length < 50);
+    expect(token).toBe('');
+    return pages;
+  }
+
+  it('subject search: who may do an action on a todo; every result evaluates to true, every other user to false', async () => {
+    for (const action of ACTIONS) {
+      for (const todo of Object.keys(TODOS) as Todo[]) {
+        const { results } = await search('subject', { subject: { type: 'user' }, action: { name: action }, resource: { type: 'todo', id: todo } });
+        const found = results.map((r) => r.id).sort();
+        expect(found, `${action} ${todo}`).toEqual((Object.keys(USERS) as User[]).filter((u) => expected(u, action, todo)).sort());
+        for (const result of results) {
+          expect(result.type).toBe('user');
+          expect((await evaluate({ subject: { type: 'user', id: result.id! }, action: { name: action }, resource: { type: 'todo', id: todo } })).decision).toBe(true);
+        }
+      }
+    }
+  });
+
+  it('resource search: which todos a user may act on; action search: what a user may do to a todo', async () => {
+    for (const user of Object.keys(USERS) as User[]) {
+      for (const action of ACTIONS) {
+        const { results } = await search('resource', { subject: { type: 'user', id: user }, action: { name: action }, resource: { type: 'todo' } });
+        expect(results.map((r) => r.id).sort(), `${user} ${action}`).toEqual((Object.keys(TODOS) as Todo[]).filter((t) => expected(user, action, t)).sort());
+      }
+      for (const todo of Object.keys(TODOS) as Todo[]) {
+        const { results } = await search('action', { subject: { type: 'user', id: user }, resource: { type: 'todo', id: todo } });
+        expect(results.map((r) => r.name).sort(), `${user} ${todo}`).toEqual(ACTIONS.filter((a) => expected(user, a, todo)).sort());
+        for (const result of results) expect((await evaluate({ subject: { type: 'user', id: user }, action: { name: result.name! }, resource: { type: 'todo', id: todo } })).decision).toBe(true);
+      }
+    }
+  });
+
+  it('pages: every result exactly once, pages no larger than asked', async () => {
+    const request = { subject: { type: 'user' }, action: { name: 'read' }, resource: { type: 'todo', id: 't1' } };
+    for (const limit of [1, 2, 3, 5, 1000]) {
+      const pages = await everyPage('subject', request, limit);
+      const ids = pages.flat().map((r) => r.id);
+      expect(ids.length).toBe(new Set(ids).size);
+      expect([...ids].sort()).toEqual(Object.keys(USERS).sort());
+    }
+  });
+
+  it('is recorded as one row per page with what it found', async () => {
+    const { results, decisionId } = await search('resource', { subject: { type: 'user', id: 'rick' }, action: { name: 'delete' }, resource: { type: 'todo' } });
+    const row = getDecision(db, decisionId)!;
+    expect(row).toMatchObject({ principalId: 'rick', action: 'delete', resourceType: 'todo', resourceId: '', effect: 'ALLOW', caller: 'api-key:todo-app' });
+    expect(row.details).toMatchObject({ http: { method: 'POST', path: '/access/v1/search/resource' }, search: { kind: 'resource', count: results.length, more: false, results: ['t1', 't2', 't3'] } });
+  });
+
+  it('refuses unbounded pages and bad tokens with 400 naming the field, and records them', async () => {
+    const request = { subject: { type: 'user' }, action: { name: 'read' }, resource: { type: 'todo', id: 't1' } };
+    for (const limit of [0, -1, 1.5, 1001, '10']) {
+      const sent = await post('/access/v1/search/subject', { ...request, page: { limit } });
+      expect(sent.status).toBe(400);
+      expect((sent.body as { detail: string }).detail).toMatch(/^page\.limit: /);
+      expect(getDecision(db, (sent.body as { decision_id: string }).decision_id)).toMatchObject({ reason: 'DENIED_INVALID_REQUEST' });
+    }
+    const first = await search('subject', { ...request, page: { limit: 2 } });
+    expect(first.next).not.toBe('');
+    const [payload, tag] = first.next.split('.');
+    const forged = Buffer.from(JSON.stringify({ ...JSON.parse(Buffer.from(payload!, 'base64url').toString()), o: 0 })).toString('base64url');
+    for (const token of ['nonsense', 'a.b', `${forged}.${tag}`, `${payload}.${tag}x`, 'x'.repeat(600), 42]) {
+      const sent = await post('/access/v1/search/subject', { ...request, page: { limit: 2, token } });
+      expect(sent.status, String(token)).toBe(400);
+      expect((sent.body as { detail: string }).detail).toMatch(/^page\.token: /);
+    }
+    // A token is bound to its search.
+    const elsewhere = await post('/access/v1/search/subject', { ...request, action: { name: 'delete' }, page: { limit: 2, token: first.next } });
+    expect(elsewhere.status).toBe(400);
+    expect((elsewhere.body as { detail: string }).detail).toMatch(/^page\.token: belongs to another search/);
+    const missing = await post('/access/v1/search/resource', { subject: { type: 'user', id: 'rick' }, action: { name: 'read' } });
+    expect(missing.status).toBe(400);
+    expect((missing.body as { detail: string }).detail).toBe('resource is required');
+  });
+
+  it('asks the caller to authenticate', async () => {
+    const sent = await post('/access/v1/search/action', { subject: { type: 'user', id: 'rick' }, resource: { type: 'todo', id: 't1' } }, { authorization: '' });
+    expect(sent.status).toBe(401);
+  });
+});
+
 describe('authentication of the caller', () => {
   const request = { subject: subjectOf('rick'), action: { name: 'read' }, resource: todoOf('t1') };
 
@@ -330,6 +479,9 @@ describe('GET /.well-known/authzen-configuration', () => {
       policy_decision_point: base,
       access_evaluation_endpoint: `${base}/access/v1/evaluation`,
       access_evaluations_endpoint: `${base}/access/v1/evaluations`,
+      search_subject_endpoint: `${base}/access/v1/search/subject`,
+      search_resource_endpoint: `${base}/access/v1/search/resource`,
+      search_action_endpoint: `${base}/access/v1/search/action`,
     });
   });
 

@@ -18,7 +18,7 @@ export const assembleStage: Stage<LoadState> = {
     );
     const files = [...new Set(state.documents.map((d) => d.source.file))];
     const roles = compiledRoles(state.roleGraph ?? new Map());
-    const policySet = yield* PolicySet.build(version, state.compiled, roles, state.routes, state.cache?.previous ?? null, state.limits, state.attributeSchemas);
+    const policySet = yield* PolicySet.build(version, state.compiled, roles, state.routes, state.cache?.previous ?? null, state.limits, state.attributeSchemas, state.directory);
     state.policies = { policySet, tests: state.tests, files };
   },
 };

@@ -16,6 +16,9 @@ import {
   type AttributeSchemaSpec,
   type Enforcement,
   type FixturesSpec,
+  type DirectoryPrincipalSpec,
+  type DirectoryResourceSpec,
+  type PrecedenceSpec,
 } from '../schema.js';
 import {
   diagnosticAt,
@@ -70,6 +73,9 @@ export type DocumentContent =
   | { readonly kind: 'limits'; readonly items: ItemList<CheckedItem<LimitSpec>> }
   | { readonly kind: 'fixtures'; readonly fixtures: FixturesSpec | null; readonly items: ItemList<CheckedItem<never>> }
   | { readonly kind: 'schema'; readonly enforcement: Enforcement | null; readonly items: ItemList<CheckedItem<AttributeSchemaSpec>> }
+  /** `precedence` is null when the document gives none or its fields are invalid. */
+  | { readonly kind: 'principals'; readonly precedence: PrecedenceSpec | null; readonly items: ItemList<CheckedItem<DirectoryPrincipalSpec>> }
+  | { readonly kind: 'resources'; readonly precedence: PrecedenceSpec | null; readonly items: ItemList<CheckedItem<DirectoryResourceSpec>> }
   /** `suite` is null when the file's own fields (name, fixtures) are invalid: its cases are then only schema-checked. */
   | { readonly kind: 'tests'; readonly suite: TestSuiteSpec | null; readonly items: ItemList<CheckedItem<TestCaseSpec>> };
 
@@ -174,6 +180,13 @@ function checkDocument(
       return { kind, items: items as CheckedItem<LimitSpec>[] };
     case 'schema':
       return { kind, enforcement: (envelope as { enforcement?: Enforcement } | null)?.enforcement ?? null, items: items as CheckedItem<AttributeSchemaSpec>[] };
+    case 'principals':
+    case 'resources': {
+      const precedence = (envelope as { precedence?: PrecedenceSpec } | null)?.precedence ?? null;
+      return kind === 'principals'
+        ? { kind, precedence, items: items as CheckedItem<DirectoryPrincipalSpec>[] }
+        : { kind, precedence, items: items as CheckedItem<DirectoryResourceSpec>[] };
+    }
   }
 }
 

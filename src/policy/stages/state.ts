@@ -6,6 +6,7 @@ import type { IndexPart, PolicySet } from '../policy-set.js';
 import type { Reuse } from '../reuse.js';
 import type { PolicyKind } from '../schema.js';
 import { RouteTable } from '../routes.js';
+import { Directory } from '../directory.js';
 import type { SourceDocument } from '../source.js';
 import type { RoleGraph } from './roles.js';
 import { NO_VARIABLES, type VariableTable } from '../variables.js';
@@ -87,6 +88,8 @@ export interface LoadState {
   attributeSchemas: AttributeSchemas | null;
   /** roles */
   roleGraph: RoleGraph | null;
+  /** directories: the principals and resources files, indexed. */
+  directory: Directory;
   /** rules: every rule id claimed, where it was first written. */
   ruleIds: Map<string, Located<unknown>>;
   /** rules: the compiled rules of each document, filed for the index. */
@@ -131,6 +134,7 @@ export function newLoadState(dir: string, reader: PolicyReader, options: { gitCo
     variables: NO_VARIABLES,
     attributeSchemas: null,
     roleGraph: null,
+    directory: Directory.EMPTY,
     ruleIds: new Map(),
     compiled: [],
     routes: RouteTable.EMPTY,

@@ -1,0 +1,133 @@
+import type { DirectoryPrecedence, DirectoryPrincipal, DirectoryResource } from '../policy/directory.js';
+import type { PolicySet } from '../policy/policy-set.js';
+import type { AttributeValue, Attributes, DecisionRequest, Principal, Resource } from '../types.js';
+
+/**
+ * Completing a request from the policy set's directories (`principals` and
+ * `resources` files): a request naming a principal or resource the directory knows
+ * is decided with the directory's roles and attributes, the directory winning
+ * where the two disagree unless its `precedence` says otherwise. Pure, like the
+ * engine: the same set and request always give the same completed request. A
+ * request that names nothing the directory knows is returned as it is (no copy).
+ */
+
+/** Which facts of a decision came from the directory, as the decision log records them (`details.directory`). */
+export interface DirectorySources {
+  readonly principal?: {
+    /** The roles decided with: the directory's, the request's, or both (its roles precedence). */
+    readonly roles: 'directory' | 'request' | 'merge';
+    /** The roles the request claimed that were not granted (only where the directory's roles win). */
+    readonly ignoredRoles?: readonly string[];
+    /** The attributes taken from the directory. */
+    readonly attributes: readonly string[];
+    /** Of those, the ones the request also sent, whose value the directory's replaced. */
+    readonly overridden?: readonly string[];
+  };
+  readonly resource?: {
+    readonly attributes: readonly string[];
+    readonly overridden?: readonly string[];
+  };
+}
+
+function isEmpty(attributes: Attributes): boolean {
+  for (const _ in attributes) return false;
+  return true;
+}
+
+/** The request's attributes completed with the entry's: the directory's value wins unless the attribute is one where the request does and it sent one. */
+function mergedAttributes(sent: Attributes, keys: readonly string[], own: Attributes, precedence: DirectoryPrecedence): Attributes {
+  if (keys.length === 0) return sent;
+  // Nothing sent: the directory's frozen object is used as it is.
+  if (isEmpty(sent)) return own;
+  const out: Record<string, AttributeValue> = { ...sent };
+  const requestWins = precedence.requestWins;
+  for (let i = 0; i < keys.length; i++) {
+    const key = keys[i]!;
+    if (requestWins.size > 0 && requestWins.has(key) && key in sent) continue;
+    out[key] = own[key]!;
+  }
+  return out;
+}
+
+function mergedRoles(sent: readonly string[], own: readonly string[], precedence: DirectoryPrecedence): readonly string[] {
+  switch (precedence.roles) {
+    case 'directory':
+      return own;
+    case 'request':
+      return sent.length > 0 ? sent : own;
+    case 'merge': {
+      if (sent.length === 0) return own;
+      if (own.length === 0) return sent;
+      const out = [...own];
+      for (const role of sent) if (!own.includes(role)) out.push(role);
+      return out;
+    }
+  }
+}
+
+function completedPrincipal(sent: Principal, entry: DirectoryPrincipal, precedence: DirectoryPrecedence): Principal {
+  return { id: sent.id, roles: mergedRoles(sent.roles, entry.roles, precedence), attributes: mergedAttributes(sent.attributes, entry.keys, entry.attributes, precedence) };
+}
+
+function completedResource(sent: Resource, entry: DirectoryResource, precedence: DirectoryPrecedence): Resource {
+  return { type: sent.type, id: sent.id, attributes: mergedAttributes(sent.attributes, entry.keys, entry.attributes, precedence) };
+}
+
+/**
+ * The request as it is decided: completed from the directories when it names a
+ * principal (by id) or a resource (by type and id) they list; else the request
+ * itself. Two map lookups when the directories are not empty, none when they are.
+ */
+export function completeRequest(policySet: PolicySet, request: DecisionRequest): DecisionRequest {
+  const directory = policySet.directory;
+  if (directory.empty) return request;
+  const principal = directory.principals.get(request.principal.id);
+  const resource = directory.resources.get(request.resource.type)?.get(request.resource.id);
+  if (principal === undefined && resource === undefined) return request;
+  return {
+    principal: principal === undefined ? request.principal : completedPrincipal(request.principal, principal, directory.principalPrecedence),
+    action: request.action,
+    resource: resource === undefined ? request.resource : completedResource(request.resource, resource, directory.resourcePrecedence),
+    context: request.context,
+  };
+}
+
+function overriddenKeys(sent: Attributes, keys: readonly string[], precedence: DirectoryPrecedence): string[] {
+  return keys.filter((key) => key in sent && !precedence.requestWins.has(key));
+}
+
+function fromDirectory(sent: Attributes, keys: readonly string[], precedence: DirectoryPrecedence): string[] {
+  return keys.filter((key) => !(precedence.requestWins.has(key) && key in sent));
+}
+
+/**
+ * Which facts of `sent` (the request as the caller sent it) the directories
+ * supplied or replaced; null when they played no part. Worked out only for the
+ * decision log, after the decision (off the engine's path).
+ */
+export function directorySources(policySet: PolicySet, sent: DecisionRequest): DirectorySources | null {
+  const directory = policySet.directory;
+  if (directory.empty) return null;
+  const principal = directory.principal(sent.principal.id);
+  const resource = directory.resource(sent.resource.type, sent.resource.id);
+  if (principal === undefined && resource === undefined) return null;
+  const sources: { principal?: DirectorySources['principal']; resource?: DirectorySources['resource'] } = {};
+  if (principal !== undefined) {
+    const precedence = directory.principalPrecedence;
+    const roles = precedence.roles === 'request' && sent.principal.roles.length === 0 ? 'directory' : precedence.roles;
+    const ignoredRoles = roles === 'directory' ? sent.principal.roles.filter((role) => !principal.roles.includes(role)) : [];
+    const overridden = overriddenKeys(sent.principal.attributes, principal.keys, precedence);
+    sources.principal = {
+      roles,
+      ...(ignoredRoles.length > 0 ? { ignoredRoles } : {}),
+      attributes: fromDirectory(sent.principal.attributes, principal.keys, precedence),
+      ...(overridden.length > 0 ? { overridden } : {}),
+    };
+  }
+  if (resource !== undefined) {
+    const precedence = directory.resourcePrecedence;
+    const overridden = overriddenKeys(sent.resource.attributes, resource.keys, precedence);
+    sources.resource = { attributes: fromDirectory(sent.resource.attributes, resource.keys, precedence), ...(overridden.length > 0 ? { overridden } : {}) };
+  }
+  return sources;
+}

@@ -1,0 +1,183 @@
+import { describe, expect, it } from 'vitest';
+import { completeRequest, directorySources } from '../../src/engine/complete.js';
+import { evaluate } from '../../src/engine/evaluate.js';
+import { formatDiagnostic } from '../../src/policy/diagnostic.js';
+import { loadPolicies } from '../../src/policy/load.js';
+import type { DecisionRequest } from '../../src/types.js';
+import { loadFiles, writePolicyDir } from '../helpers/policies.js';
+
+// The principals and resources directories: validated like every policy kind, part
+// of the version, and completing the requests that name what they list.
+
+const ROLES = `kind: roles
+roles:
+  - name: viewer
+    permissions: [{ actions: [read], resources: [doc] }]
+  - name: editor
+    inherits: [viewer]
+    permissions: [{ actions: [write], resources: [doc] }]
+`;
+const RULES = `kind: rules
+rules:
+  - id: owners-delete
+    effect: allow
+    actions: [delete]
+    resource: { type: doc }
+    when: resource.attributes.owner == principal.id
+  - id: eu-only
+    effect: deny
+    actions: ['*']
+    resource: { type: doc }
+    principal: { attributes: { region: { notAnyOf: [eu] } } }
+`;
+const PRINCIPALS = `kind: principals
+principals:
+  - id: alice
+    roles: [editor]
+    attributes: { region: eu }
+  - id: bob
+    roles: [viewer]
+    attributes: { region: eu }
+`;
+const RESOURCES = `kind: resources
+resources:
+  - type: doc
+    id: d1
+    attributes: { owner: bob }
+`;
+
+function request(principal: string, roles: string[], action: string, doc: string, attributes: Record<string, string> = {}, resourceAttributes: Record<string, string> = {}): DecisionRequest {
+  return {
+    principal: { id: principal, roles, attributes },
+    action,
+    resource: { type: 'doc', id: doc, attributes: resourceAttributes },
+    context: { attributes: {} },
+  };
+}
+
+describe('directories at load', () => {
+  it('reports duplicates, unknown roles, bad shapes and contradicting precedence with file:line:col', () => {
+    const dir = writePolicyDir({
+      'roles.yaml': ROLES,
+      'people.yaml': `kind: principals
+principals:
+  - id: alice
+    roles: [editor, root]
+  - id: alice
+  - id: carol
+    roles: admin
+  - { name: dave }
+`,
+      'more-people.yaml': `kind: principals
+precedence:
+  roles: merge
+principals: []
+---
+kind: principals
+precedence:
+  roles: request
+principals: []
+---
+kind: resources
+precedence:
+  attributes: { region: sideways }
+resources: []
+`,
+      'team.json': '{\n  "kind": "principals",\n  "principals": [\n    { "id": "erin" },\n    { "id": "erin", "roles": ["viewer"] }\n  ]\n}\n',
+      'docs.yaml': `kind: resources
+resources:
+  - type: doc
+    id: d1
+  - type: doc
+    id: d1
+  - type: doc
+`,
+    });
+    const result = loadPolicies(dir);
+    expect(result.ok).toBe(false);
+    const lines = result.ok ? [] : result.diagnostics.map(formatDiagnostic);
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^people\.yaml:4:21: unknown role "root"/),
+        expect.stringMatching(/^people\.yaml:5:9: duplicate principal "alice": already listed at people\.yaml:3:5/),
+        expect.stringMatching(/^people\.yaml:7:12: "roles" must be a list/),
+        expect.stringMatching(/^people\.yaml:8:5: "id" is required/),
+        expect.stringMatching(/^people\.yaml:8:7: unknown key "name"/),
+        expect.stringMatching(/^team\.json:5:13: duplicate principal "erin": already listed at team\.json:4:5/),
+        expect.stringMatching(/^docs\.yaml:6:9: duplicate resource doc "d1": already listed at docs\.yaml:3/),
+        expect.stringMatching(/^docs\.yaml:7:5: "id" is required/),
+        expect.stringMatching(/^more-people\.yaml:8:10: roles precedence "request" contradicts "merge" declared at more-people\.yaml:3:10/),
+        expect.stringMatching(/^more-people\.yaml:13:25: precedence is directory \(the default\) or request/),
+      ]),
+    );
+  });
+
+  it('is part of the policy version', () => {
+    const a = loadFiles({ 'roles.yaml': ROLES, 'people.yaml': PRINCIPALS });
+    const b = loadFiles({ 'roles.yaml': ROLES, 'people.yaml': PRINCIPALS.replace('[viewer]', '[editor]') });
+    const c = loadFiles({ 'roles.yaml': ROLES, 'people.yaml': PRINCIPALS });
+    expect(a.policySet.version).not.toBe(b.policySet.version);
+    expect(a.policySet.version).toBe(c.policySet.version);
+    expect(a.policySet.directory.principals.size).toBe(2);
+  });
+});
+
+describe('completing requests from the directories', () => {
+  const set = loadFiles({ 'roles.yaml': ROLES, 'rules.yaml': RULES, 'people.yaml': PRINCIPALS, 'docs.yaml': RESOURCES }).policySet;
+
+  it('leaves a request naming nothing the directories know as it is (the same object)', () => {
+    const sent = request('zed', ['editor'], 'write', 'd9', { region: 'eu' });
+    expect(completeRequest(set, sent)).toBe(sent);
+    expect(directorySources(set, sent)).toBeNull();
+    expect(evaluate(set, completeRequest(set, sent)).effect).toBe('ALLOW');
+  });
+
+  it('gives a known principal its roles and attributes, and a known resource its attributes', () => {
+    const sent = request('alice', [], 'write', 'd1');
+    const completed = completeRequest(set, sent);
+    expect(completed.principal.roles).toEqual(['editor']);
+    expect(completed.principal.attributes).toEqual({ region: 'eu' });
+    expect(completed.resource.attributes).toEqual({ owner: 'bob' });
+    expect(evaluate(set, completed)).toMatchObject({ effect: 'ALLOW', ruleIds: ['role:editor:0'] });
+    expect(evaluate(set, completeRequest(set, request('bob', [], 'delete', 'd1')))).toMatchObject({ effect: 'ALLOW', ruleIds: ['owners-delete'] });
+  });
+
+  it('by default, does not grant a role the caller claims and the directory does not give, and says so', () => {
+    const sent = request('bob', ['editor'], 'write', 'd1', { region: 'us' }, { owner: 'bob' });
+    const completed = completeRequest(set, sent);
+    expect(completed.principal.roles).toEqual(['viewer']);
+    expect(completed.principal.attributes).toEqual({ region: 'eu' });
+    expect(evaluate(set, completed)).toMatchObject({ effect: 'DENY', reason: 'DENIED_BY_DEFAULT' });
+    expect(directorySources(set, sent)).toEqual({
+      principal: { roles: 'directory', ignoredRoles: ['editor'], attributes: ['region'], overridden: ['region'] },
+      resource: { attributes: ['owner'], overridden: ['owner'] },
+    });
+  });
+
+  it('follows the precedence a directory declares, per attribute', () => {
+    const merged = loadFiles({
+      'roles.yaml': ROLES,
+      'rules.yaml': RULES,
+      'people.yaml': PRINCIPALS.replace('kind: principals\n', 'kind: principals\nprecedence:\n  roles: merge\n  attributes: { region: request }\n'),
+      'docs.yaml': RESOURCES,
+    }).policySet;
+    const sent = request('bob', ['editor'], 'write', 'd1', { region: 'us' });
+    const completed = completeRequest(merged, sent);
+    expect(completed.principal.roles).toEqual(['viewer', 'editor']);
+    expect(completed.principal.attributes).toEqual({ region: 'us' });
+    expect(evaluate(merged, completed)).toMatchObject({ effect: 'DENY', ruleIds: ['eu-only'] });
+    expect(directorySources(merged, sent)).toMatchObject({ principal: { roles: 'merge', attributes: [] } });
+    // A request-wins attribute the request does not send still comes from the directory.
+    expect(completeRequest(merged, request('bob', [], 'read', 'd1')).principal.attributes).toEqual({ region: 'eu' });
+  });
+
+  it('loads thousands of principals and resources from JSON, and looks them up', () => {
+    const people = { kind: 'principals', principals: Array.from({ length: 5_000 }, (_, i) => ({ id: `user-${i}`, roles: [i % 2 ? 'viewer' : 'editor'], attributes: { region: 'eu' } })) };
+    const docs = { kind: 'resources', resources: Array.from({ length: 5_000 }, (_, i) => ({ type: 'doc', id: `doc-${i}`, attributes: { owner: `user-${i}` } })) };
+    const big = loadFiles({ 'roles.yaml': ROLES, 'rules.yaml': RULES, 'people.json': people, 'docs.json': docs }).policySet;
+    expect(big.directory.principals.size).toBe(5_000);
+    expect(big.directory.resourceCount).toBe(5_000);
+    expect(evaluate(big, completeRequest(big, request('user-77', [], 'delete', 'doc-77')))).toMatchObject({ effect: 'ALLOW', ruleIds: ['owners-delete'] });
+    expect(evaluate(big, completeRequest(big, request('user-77', [], 'delete', 'doc-78'))).effect).toBe('DENY');
+  }, 300_000);
+});
