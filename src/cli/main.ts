@@ -11,6 +11,8 @@ const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }>
   audit: { run: async () => (await import('./audit.js')).runAudit, summary: 'verify, checkpoint, export and prune the tamper-evident decision log' },
   keys: { run: async () => (await import('./keys.js')).runKeys, summary: 'create, list, revoke and rotate API keys' },
   replay: { run: async () => (await import('./replay.js')).runReplay, summary: 'replay recorded decisions against changed policies: what would flip?' },
+  alerts: { run: async () => (await import('./alerts.js')).runAlerts, summary: 'list the anomaly alerts the server raised' },
+  analyze: { run: async () => (await import('./analyze.js')).runAnalyze, summary: 'run the anomaly detectors over a range of the decision log' },
 };
 
 function help(): string {
