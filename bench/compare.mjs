@@ -207,11 +207,15 @@ async function serverRuns(tmp) {
       { mode: 'durable', workers: 2, label: 'verdict --workers 2, durable decision log', key: 'verdict-workers2' },
       // Shadow mode's worst case: the candidate (the shipped set plus a deny-everything rule) disagrees on every check.
       { mode: 'durable', workers: 1, label: 'verdict --shadow-policies (disagrees on every check), durable decision log', key: 'verdict-shadow', extraArgs: ['--shadow-policies', shadowCandidate(tmp)] },
+      // The anomaly detectors are on by default (every row above); this row turns them off.
+      { mode: 'durable', workers: 1, label: 'verdict, durable decision log, alerts off', key: 'verdict-noalerts', config: 'alerts:\n  enabled: false\n' },
       ...(BASELINE ? [{ mode: 'durable', workers: 1, label: `baseline verdict (${path.basename(BASELINE)}), durable decision log`, key: 'baseline-durable', root: BASELINE }] : []),
     ];
-    for (const { mode, workers, label, key, root, extraArgs } of verdictRuns.filter((r) => !SHADOW_ONLY || r.key === 'verdict-durable' || r.key === 'verdict-shadow')) {
+    for (const { mode, workers, label, key, root, extraArgs, config } of verdictRuns.filter((r) => !SHADOW_ONLY || r.key === 'verdict-durable' || r.key === 'verdict-shadow')) {
       const dbFile = path.join(tmp, `${key}.db`);
-      const server = await startVerdict({ mode, dbFile, workers, extraArgs, ...(root ? { verdictBin: path.join(root, 'bin', 'verdict.js'), root } : {}) });
+      const configFile = config === undefined ? null : path.join(tmp, `${key}.yaml`);
+      if (configFile !== null) fs.writeFileSync(configFile, config);
+      const server = await startVerdict({ mode, dbFile, workers, extraArgs, configFile, ...(root ? { verdictBin: path.join(root, 'bin', 'verdict.js'), root } : {}) });
       const system = { label, key, child: server.child, port: server.grpcPort, method: VERDICT_METHOD, bodyFile: bodyFiles.verdict, fixed: true, dbFile };
       systems.push(system);
       const verified = await verifyAllow(protos, HOST, server.grpcPort, VERDICT_METHOD, verdictBody);
@@ -442,6 +446,11 @@ function printGoals(servers, engines) {
     const target = FIXED.clients * FIXED.rps;
     const held = (r) => (r.fixedRate >= 0.95 * target ? '' : ` (held only ${Math.round(r.fixedRate).toLocaleString('en-US')}/s)`);
     log(`- Latency at 2,000/s, p99 and p99.9 ≤ Cerbos's (audit on): verdict durable p99 ${fmt(durable.p99)} / p99.9 ${fmt(durable.p999)} ms${held(durable)} vs Cerbos ${fmt(cerbos.p99)} / ${fmt(cerbos.p999)} ms${held(cerbos)} — p99 ${verdict(p99ok)}, p99.9 ${verdict(p999ok)}; the issue's reference for Cerbos on a quiet machine: p50 0.81, p99 2.2, p99.9 4.5 ms`);
+    const noAlerts = by('verdict-noalerts');
+    if (noAlerts) {
+      const d = (noAlerts.reqPerSec - durable.reqPerSec) / noAlerts.reqPerSec;
+      log(`- Anomaly detectors on (default) vs off, durable, one process: ${Math.round(durable.reqPerSec).toLocaleString('en-US')} vs ${Math.round(noAlerts.reqPerSec).toLocaleString('en-US')} req/s, ${(100 * d).toFixed(1)}% apart (goal of issue 14: under 5%) — ${verdict(Math.abs(d) < 0.05)}`);
+    }
     log(`- Memory under load: verdict durable ${durable.rssMiB.toFixed(0)} MiB, --workers 2 ${workers.rssMiB.toFixed(0)} MiB (primary and workers), async ${by('verdict-async').rssMiB.toFixed(0)} MiB; Cerbos audit on ${cerbos.rssMiB.toFixed(0)} MiB, off ${by('cerbos-noaudit').rssMiB.toFixed(0)} MiB (reported, no goal)`);
   }
   if (engines) {

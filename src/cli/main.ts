@@ -12,6 +12,8 @@ const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }>
   keys: { run: async () => (await import('./keys.js')).runKeys, summary: 'create, list, revoke and rotate API keys' },
   replay: { run: async () => (await import('./replay.js')).runReplay, summary: 'replay recorded decisions against changed policies: what would flip?' },
   'access-review': { run: async () => (await import('./access-review.js')).runAccessReview, summary: 'who can do what on which resource, by which rule or role grant' },
+  alerts: { run: async () => (await import('./alerts.js')).runAlerts, summary: 'list the anomaly alerts the server raised' },
+  analyze: { run: async () => (await import('./analyze.js')).runAnalyze, summary: 'run the anomaly detectors over a range of the decision log' },
 };
 
 function help(): string {

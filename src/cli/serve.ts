@@ -60,6 +60,10 @@ Without an admin token or admin.clients (client-certificate identities), Admin
 answers only loopback callers, and only on a server without TLS. Every Admin
 call is recorded in the decision log.
 
+Anomaly alerts (config file: the alerts section; see the README's Alerts): on by
+default; alerts.enabled: false turns the detectors off, alerts.detectors sets
+their thresholds. List what was raised with verdict alerts.
+
 Audit trail (see docs/audit.md; keys are created next to the db on first start):
   --checkpoint-every-rows N      sign a checkpoint every N rows (10000)        ${AUDIT_ENVIRONMENT_KEYS.checkpointEveryRows}
   --checkpoint-every-seconds S   ...and every S seconds with unsigned rows (60) ${AUDIT_ENVIRONMENT_KEYS.checkpointEverySeconds}

@@ -26,8 +26,11 @@ export interface PolicySource {
  * cannot stop a decision or the other observers.
  */
 export interface DecisionObserver {
-  /** A decision was recorded and is about to be answered; `seconds` since the call began, the commit included. */
-  decided?(result: CheckResult, meta: CallMeta, seconds: number): void;
+  /**
+   * A decision was recorded and is about to be answered; `seconds` since the call began, the commit included;
+   * `record` is what the decision log was given (the anomaly detectors read it).
+   */
+  decided?(result: CheckResult, meta: CallMeta, seconds: number, record: DecisionRecord): void;
   /** A decision could not be recorded, so it is refused (the caller gets UNAVAILABLE or 503). */
   unrecorded?(error: unknown, meta: CallMeta): void;
 }
@@ -269,7 +272,7 @@ export class DecisionPipeline {
       const seconds = (performance.now() - callFrom) / 1000;
       for (let i = 0; i < observers.length; i++) {
         try {
-          observers[i]!.decided?.(result, meta, seconds);
+          observers[i]!.decided?.(result, meta, seconds, record);
         } catch {
           // See DecisionObserver: an observer cannot stop a decision.
         }

@@ -1,4 +1,5 @@
 import { VerdictError, messageOf } from '../errors.js';
+import type { AlertRow } from './alerts-table.js';
 import type { RowValue } from './columns.js';
 import type { DecisionLogMode } from './connection.js';
 import { LogEvents, RESOLVED, type CommitStats, type HealthState, type Waiter, type WriteFailure } from './events.js';
@@ -30,6 +31,8 @@ export interface DecisionLog extends DecisionSink {
   auditStatus(): Promise<AuditStatus>;
   /** Write what was appended, then stop. */
   close(): Promise<void>;
+  /** Store anomaly alerts beside the decisions (alerts-table.ts), by the writer. */
+  appendAlerts(rows: readonly AlertRow[]): Promise<void>;
 }
 
 export interface ClientOptions {
@@ -159,6 +162,19 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
   async flush(): Promise<void> {
     this.send();
     await this.request('flush');
+  }
+
+  /**
+   * Store anomaly alerts beside the decisions (alerts-table.ts), by the writer.
+   * @throws (rejects) VerdictError DECISION_LOG_UNAVAILABLE when they could not be written
+   */
+  appendAlerts(rows: readonly AlertRow[]): Promise<void> {
+    if (this.lost !== null) return Promise.reject(this.lostError());
+    const id = this.nextId++;
+    return new Promise<void>((resolve, reject) => {
+      this.requests.set(id, { resolve: () => resolve(), reject });
+      this.postMessage({ t: 'alerts', id, rows });
+    });
   }
 
   /** Ask the writer to try a write now (health checks); after a lost writer, start a new one. */

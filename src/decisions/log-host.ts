@@ -1,4 +1,5 @@
 import type { RowValue } from './columns.js';
+import { checkAlertRows } from './alerts-table.js';
 import { checkBatch } from './row.js';
 import { toWire, type ClientMessage, type HostMessage, type LogChannel } from './log-protocol.js';
 import type { AuditStatus, LogWriter } from './writer.js';
@@ -68,6 +69,9 @@ export function serveWriter(writer: LogWriter, channel: LogChannel, options: Hos
         );
         return;
       }
+      case 'alerts':
+        reply(post, message.id, Promise.resolve().then(() => writer.writeAlerts(checkAlertRows(message.rows))).then(() => null));
+        return;
       case 'flush':
         reply(post, message.id, writer.flush().then(() => null));
         return;

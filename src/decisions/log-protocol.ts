@@ -10,6 +10,7 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import { VerdictError, type ErrorCode } from '../errors.js';
+import type { AlertRow } from './alerts-table.js';
 import type { CommitStats, HealthState } from './events.js';
 import type { AuditStatus } from './writer.js';
 
@@ -23,7 +24,9 @@ export type ClientMessage =
   | { readonly t: 'hello' }
   /** `acknowledged`: these decisions were already answered (async mode); see LogWriter.write. */
   | { readonly t: 'rows'; readonly id: number; readonly acknowledged: boolean; readonly values: unknown[] }
-  | { readonly t: 'flush' | 'probe' | 'status' | 'close'; readonly id: number };
+  | { readonly t: 'flush' | 'probe' | 'status' | 'close'; readonly id: number }
+  /** Anomaly alerts to store (alerts-table.ts); answered by a `reply`. */
+  | { readonly t: 'alerts'; readonly id: number; readonly rows: readonly AlertRow[] };
 
 export type HostMessage =
   | { readonly t: 'ready'; readonly health: HealthState }

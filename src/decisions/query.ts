@@ -272,6 +272,26 @@ export class DecisionReader {
     return { where, params };
   }
 
+  /**
+   * The decisions with `since <= time < until`, in the log's order (by seq),
+   * read one row at a time: for analyses that replay a range as the stream it
+   * was (the detectors of `verdict analyze`).
+   */
+  *inLogOrder(range: { readonly since?: number; readonly until?: number } = {}): IterableIterator<StoredDecision> {
+    const where: string[] = [];
+    const params: unknown[] = [];
+    if (range.since !== undefined) {
+      where.push('time_ms >= ?');
+      params.push(timeParam('since', range.since));
+    }
+    if (range.until !== undefined) {
+      where.push('time_ms < ?');
+      params.push(timeParam('until', range.until));
+    }
+    const sql = `SELECT ${this.columns} FROM decisions${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY seq`;
+    for (const raw of this.statement(sql).iterate(...params)) yield toDecision(raw as unknown[]);
+  }
+
   /** One decision by id, or null. */
   get(decisionId: string): StoredDecision | null {
     return this.query({ decisionId, limit: 1 })[0] ?? null;

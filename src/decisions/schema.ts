@@ -108,6 +108,25 @@ const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE decisions ADD COLUMN format INTEGER NOT NULL DEFAULT 1;
     `,
   },
+  {
+    // Anomaly alerts (alerts-table.ts), beside the decisions and outside their
+    // chain: an alert is a finding about decisions, not a decision.
+    version: 4,
+    sql: `
+      CREATE TABLE alerts (
+        id           TEXT    PRIMARY KEY,
+        type         TEXT    NOT NULL,
+        subject_kind TEXT    NOT NULL,
+        subject_id   TEXT    NOT NULL,
+        window_start INTEGER NOT NULL,
+        window_end   INTEGER NOT NULL,
+        raised_at    INTEGER NOT NULL,
+        alert        TEXT    NOT NULL
+      );
+      CREATE INDEX alerts_raised  ON alerts (raised_at);
+      CREATE INDEX alerts_subject ON alerts (subject_id, raised_at);
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

@@ -5,6 +5,7 @@ import { CURRENT_FORMAT, GENESIS_HASH, chainHash } from './chain.js';
 import { signCheckpoint } from './checkpoint.js';
 import { systemClock, type Clock } from './clock.js';
 import { COLUMNS, type RowValue } from './columns.js';
+import { INSERT_ALERT_SQL, insertAlerts, type AlertRow } from './alerts-table.js';
 import { checkIdentity, checkWal, closeQuietly, describeWriteFailure, hasMoved, isConstraintError, openConnection, rescueWal, type Connection, type DecisionLogMode } from './connection.js';
 import { LogEvents, RESOLVED, type Waiter } from './events.js';
 import type { CheckpointSigner } from './keys.js';
@@ -186,6 +187,27 @@ export class LogWriter extends LogEvents {
     }
     this.inbox.push({ values, rows, acknowledged, answer });
     this.schedule();
+  }
+
+  /**
+   * Store alerts (alerts-table.ts) in a small transaction of their own, after
+   * the decisions already queued; an alert id already stored is left as it is.
+   * @throws (rejects) VerdictError DECISION_LOG_UNAVAILABLE when they could not be written
+   */
+  writeAlerts(rows: readonly AlertRow[]): Promise<void> {
+    if (this.closing) return Promise.reject(closedLogError(this.path));
+    return new Promise<void>((resolve, reject) => {
+      setImmediate(() => {
+        try {
+          const conn = this.connection();
+          const statement = conn.db.prepare(INSERT_ALERT_SQL);
+          conn.db.transaction(() => insertAlerts(statement, rows)).immediate();
+          resolve();
+        } catch (error) {
+          reject(this.failure(error));
+        }
+      });
+    });
   }
 
   /**

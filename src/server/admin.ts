@@ -1,3 +1,6 @@
+import { ALERT_TYPES } from '../analysis/detectors.js';
+import { VerdictError } from '../errors.js';
+import type { AlertFilter, AlertHub, AlertSubscriber } from './alerts.js';
 import { DecisionQueryThread } from '../decisions/query-thread.js';
 import { RequestFieldError } from '../decide/index.js';
 import { decodePageToken, encodePageToken } from '../decisions/query.js';
@@ -26,6 +29,8 @@ export class Admin implements AdminHandlers {
     private readonly onReload?: () => void,
     /** Shadow mode's set: shown in the status, reloaded with the live set. */
     private readonly shadow: PolicyStore | null = null,
+    /** The WatchAlerts subscribers; null when alerts are off. */
+    private readonly alerts: AlertHub | null = null,
   ) {
     this.queries = new DecisionQueryThread(logPath);
   }
@@ -64,6 +69,15 @@ export class Admin implements AdminHandlers {
     const after = pageToken === '' ? null : decodePageToken(pageToken, filters);
     const page = await this.queries.page(filters, { limit: filters.limit, after });
     return { decisions: page.decisions, nextPageToken: page.next ? encodePageToken(page.next, filters) : '' };
+  }
+
+  async watchAlerts(filter: AlertFilter, caller: AdminCaller, subscriber: AlertSubscriber): Promise<() => void> {
+    await this.gate.admit(caller, { method: 'WatchAlerts', parameters: { ...(filter.types.length > 0 ? { types: filter.types } : {}), ...(filter.subjectId !== '' ? { subjectId: filter.subjectId } : {}) } });
+    if (this.alerts === null) throw new VerdictError('CONFIG_INVALID', 'alerts are off on this server (alerts.enabled: false in its configuration)');
+    for (const type of filter.types) {
+      if (!(ALERT_TYPES as readonly string[]).includes(type)) throw RequestFieldError.invalid('types', `unknown alert type ${JSON.stringify(type.slice(0, 40))} (expected one of ${ALERT_TYPES.join(', ')})`);
+    }
+    return this.alerts.subscribe(filter, subscriber);
   }
 
   /** Stops the query thread (queries in flight are answered UNAVAILABLE). */

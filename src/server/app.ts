@@ -16,10 +16,13 @@ import { GatewayAdapter } from '../gateway/adapter.js';
 import { AuthZenEndpoint } from '../gateway/authzen-http.js';
 import { handleForwardAuth, peerOf } from '../gateway/forward-auth.js';
 import { TrustedHeaderAuthenticator } from '../gateway/trusted-headers.js';
-import type { AlertReader } from '../analysis/alert.js';
+import type { AlertReader, AlertSink } from '../analysis/alert.js';
+import { openAlertReader } from '../analysis/alert-store.js';
+import { resolveDetectors } from '../analysis/detector-config.js';
 import { Admin } from './admin.js';
 import { Console } from './console.js';
 import { AuditWatch } from './console-audit.js';
+import { createLiveAlerts, detectorObserver, watchedSink, type LiveAlerts } from './alerts.js';
 import { AdminGate, looseMode } from './admin-auth.js';
 import type { ServerConfig } from './config.js';
 import { ENVIRONMENT_KEYS, splitHostPort } from './config.js';
@@ -46,6 +49,8 @@ export interface RunningServer {
   readonly metrics: ServerMetrics;
   /** Turns gateway credentials into principals, per `config.authn`. */
   readonly authenticator: Authenticator;
+  /** The live anomaly detectors and the sinks of their alerts (server/alerts.ts); null with `alerts.enabled: false`. */
+  readonly alerts: LiveAlerts | null;
   /** Stop accepting, finish in-flight checks, flush the decision log, close everything. Idempotent. */
   close(): Promise<void>;
 }
@@ -162,11 +167,15 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     ...(shadowStore ? { shadow: shadowStore } : {}),
   });
   pipeline.observe(metrics);
+  // Anomaly alerts: the detectors read every recorded decision; each alert goes to every sink of the fan-out.
+  const alerts = config.alerts.enabled === false ? null : startAlerts(config, log, metrics, logger);
+  if (alerts !== null) pipeline.observe(detectorObserver(alerts.detectors));
   if (pipeline.limiter.store instanceof MemoryLimitStore) metrics.watchLimitStore(pipeline.limiter.store);
   // Administering needs an identity of its own (admin-auth.ts); every Admin call is recorded in the log.
   let gate: AdminGate;
   try {
-    gate = AdminGate.fromConfig(config.admin, { tls: tls !== null }, { log, policyVersion: () => store.current.version });
+    // Admin calls are recorded beside the decisions; the detectors count the refused ones as failed authentications.
+    gate = AdminGate.fromConfig(config.admin, { tls: tls !== null }, { log: alerts === null ? log : watchedSink(log, alerts.detectors), policyVersion: () => store.current.version });
   } catch (error) {
     await closeLog().catch(() => undefined);
     await authenticator.close?.();
@@ -178,8 +187,11 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     if (loose !== null) logger.warn({ tokenFile: config.admin.tokenFile, mode: loose }, 'the admin token file is readable by others; chmod 600 it');
     if (!tls) logger.warn({ grpc: config.grpc }, 'the admin token travels in plaintext: serve gRPC with TLS, or keep the gRPC port on loopback');
   }
-  const admin = new Admin(store, log.path, gate, options.onAdminReload, shadowStore);
+  const admin = new Admin(store, log.path, gate, options.onAdminReload, shadowStore, alerts?.hub ?? null);
   // The console (/console on the HTTP port): read-only, each of its calls an Admin call; the audit trail verified in a thread of its own.
+  // The console reads the alerts the detectors stored, unless the caller hands it a reader of its own.
+  const ownAlertReader = options.alerts != null || alerts === null ? null : openAlertReader(config.db);
+  const alertReader = options.alerts ?? ownAlertReader;
   const auditWatch = new AuditWatch(config.db, audit.checkpoints.publicKey);
   const webConsole = new Console({
     gate,
@@ -187,7 +199,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     store,
     log,
     audit: auditWatch,
-    alerts: options.alerts ?? null,
+    alerts: alertReader,
     onError: (error) => logger.error({ error: messageOf(error) }, 'internal error answering the console'),
   });
   // Gateways (Envoy ext_authz, forward-auth) authenticate with authn, or trust an identity proxy's headers.
@@ -289,6 +301,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     await ops?.close().catch(() => undefined);
     webConsole.close();
     await auditWatch.close().catch(() => undefined);
+    ownAlertReader?.close();
+    alerts?.hub.close();
     await admin.close().catch(() => undefined);
     await closeLog().catch(() => undefined);
     await authenticator.close?.();
@@ -303,13 +317,16 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   const close = (): Promise<void> => {
     closing ??= (async () => {
       if (probeTimer) clearInterval(probeTimer);
-      // Live tails end first: an open stream would otherwise hold the HTTP port for the whole grace.
+      // Live tails and WatchAlerts streams end first: an open stream would otherwise hold its port for the whole grace.
       webConsole.close();
+      alerts?.hub.close();
       // Both ports stop accepting at once and get the same grace for the checks in flight; the
       // policy store stops watching meanwhile (a reload still compiling must not keep the ports open).
       await Promise.all([grpc.shutdown(), http.close(), ops?.close(), closeStores()]);
       await Promise.all([admin.close(), auditWatch.close()]);
+      ownAlertReader?.close();
       await authenticator.close?.();
+      await alerts?.stored.flush();
       await closeLog();
     })();
     return closing;
@@ -319,7 +336,36 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     { grpc: `${grpcAddress.host}:${grpcPort}`, http: `${httpAddress.host}:${httpPort}`, ops: opsAddress ? `${opsAddress.host}:${opsPort}` : null, admin: gate.describe(), policies: config.policies, version: store.current.version, rules: store.current.rules.length, db: config.db, decisionLog: config.decisionLog, tls: tls ? { subject: tls.subject, validTo: tls.validTo, clientCertificates: tls.requireClientCert ? 'required' : 'not requested', http: tls.http } : false },
     options.servingMessage ?? 'verdict serving',
   );
-  return { grpcPort, httpPort, opsPort, store, shadowStore, log, metrics, authenticator, close };
+  return { grpcPort, httpPort, opsPort, store, shadowStore, log, metrics, authenticator, alerts, close };
+}
+
+/**
+ * The detectors of `config.alerts` and the sinks their alerts reach: the alerts
+ * table, WatchAlerts, metrics. Another sink is one more entry in `sinks`, or
+ * `alerts.fanout.add(sink)` once the server runs.
+ */
+function startAlerts(config: ServerConfig, log: DecisionLog, metrics: ServerMetrics, logger: Logger): LiveAlerts {
+  const alerts = createLiveAlerts(resolveDetectors(config.alerts.detectors), log, [], (message, count) => logger.error({ db: config.db, alerts: count, error: message }, 'alerts could not be stored'));
+  const { detectors, hub } = alerts;
+  const sinks: AlertSink[] = [
+    metrics.alertSink({
+      get evictions() {
+        return detectors.evictions;
+      },
+      get subjects() {
+        return detectors.subjects;
+      },
+      get watchers() {
+        return hub.size;
+      },
+      get droppedWatchers() {
+        return hub.dropped;
+      },
+    }),
+    { publish: (alert) => logger.warn({ alert: { id: alert.id, type: alert.type, subject: alert.subject, observed: alert.observed, threshold: alert.threshold } }, alert.summary) },
+  ];
+  for (const sink of sinks) alerts.fanout.add(sink);
+  return alerts;
 }
 
 /** How the decision log is opened for this configuration, by this process's writer thread or a cluster primary. */

@@ -4,6 +4,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
+import { detectorsSchema } from '../analysis/detector-config.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { FORWARD_AUTH_STYLES } from '../gateway/forward-auth.js';
 import { trustedPrincipalSchema } from '../gateway/trusted-headers.js';
@@ -23,6 +24,17 @@ const requestLimitsSchema = z.strictObject({
   maxTotalLength: cap(1024 * 1024 * 1024),
   /** How many list or map elements one condition's comprehensions may range over, in all; past it the condition errs (fails closed). */
   maxConditionSteps: cap(1_000_000_000),
+});
+
+/**
+ * The `alerts:` block: the anomaly detectors and where their alerts go. One
+ * object; keys for the sinks (webhooks, suspension) join it here.
+ */
+const alertsSchema = z.strictObject({
+  /** Run the detectors on the live decisions (default true). */
+  enabled: z.boolean().optional(),
+  /** Thresholds (analysis/detector-config.ts); what is left out takes its default. */
+  detectors: detectorsSchema.optional(),
 });
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected HOST:PORT, e.g. 127.0.0.1:50051' });
@@ -83,6 +95,8 @@ const layerSchema = z.strictObject({
   ...auditConfigShape,
   /** Caps on the size of one request. From the config file only. */
   requestLimits: requestLimitsSchema.optional(),
+  /** Anomaly alerts (README, Alerts): on by default, with the detectors' documented thresholds. From the config file only. */
+  alerts: alertsSchema.optional(),
 });
 export type PartialConfig = z.infer<typeof layerSchema>;
 
@@ -114,10 +128,11 @@ export const DEFAULT_CONFIG = {
   forwardAuth: { style: 'nginx' },
   ...AUDIT_DEFAULTS,
   requestLimits: { ...DEFAULT_REQUEST_LIMITS, maxConditionSteps: DEFAULT_CONDITION_BUDGET },
+  alerts: { enabled: true },
 } satisfies Record<keyof ServerConfig, unknown>;
 
 /** Environment variables for containers, one per key. */
-export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | 'admin' | 'forwardAuth' | 'requestLimits' | keyof AuditConfig>, string> = {
+export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | 'admin' | 'forwardAuth' | 'requestLimits' | 'alerts' | keyof AuditConfig>, string> = {
   policies: 'VERDICT_POLICIES',
   db: 'VERDICT_DB',
   grpc: 'VERDICT_GRPC',

@@ -1,4 +1,6 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { AlertSink } from '../analysis/alert.js';
+import { ALERT_TYPES } from '../analysis/detectors.js';
 import type { CallMeta, CheckResult, DecisionObserver } from '../decide/index.js';
 import type { Effect, Reason } from '../types.js';
 
@@ -142,6 +144,41 @@ export class ServerMetrics implements DecisionObserver {
         reported = store.evictions;
       },
     });
+  }
+
+  /**
+   * Anomaly alerts: raised alerts by type (the returned sink counts them), and
+   * the detectors' and WatchAlerts' state read at each scrape.
+   */
+  alertSink(state: { readonly evictions: number; readonly subjects: number; readonly watchers: number; readonly droppedWatchers: number }): AlertSink {
+    const raised = new Counter({ name: 'verdict_alerts_total', help: 'Anomaly alerts raised, by type.', labelNames: ['type'], registers: [this.registry] });
+    for (const type of ALERT_TYPES) raised.inc({ type }, 0);
+    new Gauge({
+      name: 'verdict_alert_detector_subjects',
+      help: 'Subjects (principals, principal and model pairs, failing credentials) the anomaly detectors hold state for (capped by alerts.detectors.maxSubjects per kind).',
+      registers: [this.registry],
+      aggregator: 'sum',
+      collect() {
+        this.set(state.subjects);
+      },
+    });
+    const counted = (name: string, help: string, read: () => number): void => {
+      let reported = 0;
+      new Counter({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          const now = read();
+          this.inc(now - reported);
+          reported = now;
+        },
+      });
+    };
+    counted('verdict_alert_detector_evictions_total', 'Detector states evicted (least recently active first) to keep the detectors within alerts.detectors.maxSubjects.', () => state.evictions);
+    counted('verdict_alert_watchers_dropped_total', 'WatchAlerts subscribers ended because they fell too far behind.', () => state.droppedWatchers);
+    new Gauge({ name: 'verdict_alert_watchers', help: 'WatchAlerts subscribers connected.', registers: [this.registry], aggregator: 'sum', collect() { this.set(state.watchers); } });
+    return { publish: (alert) => raised.inc({ type: alert.type }) };
   }
 
   /** Where the state of the file-system watcher is read at each scrape. */

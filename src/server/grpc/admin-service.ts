@@ -1,10 +1,14 @@
 // verdict.v1.Admin over gRPC.
 
-import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import { status, type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import { WATCH_BUFFER } from '../alerts.js';
+import type { Alert as AlertMessage } from './generated/verdict/v1/Alert.js';
+import type { WatchAlertsRequest__Output } from './generated/verdict/v1/WatchAlertsRequest.js';
+import { StatusError, toStatus } from './status.js';
 import { VerdictError } from '../../errors.js';
 import { adminCallerOfGrpc } from '../admin-auth.js';
 import { unary, type CallOptions } from './call.js';
-import { toDecisionFilters, toDecisionRecordMessage, toPolicyStatusMessage, toReloadMessage } from './convert/verdict.js';
+import { toDecisionFilters, toDecisionRecordMessage, toPolicyStatusMessage, toReloadMessage, toAlertMessage } from './convert/verdict.js';
 import type { AdminHandlers } from './handlers.js';
 import type { DecisionRecord } from './generated/verdict/v1/DecisionRecord.js';
 import type { GetDecisionRequest__Output } from './generated/verdict/v1/GetDecisionRequest.js';
@@ -41,6 +45,51 @@ export function adminService(handlers: AdminHandlers, options: CallOptions): Unt
       const page = await handlers.listDecisions(query, adminCallerOfGrpc(call));
       return { decisions: page.decisions.map(toDecisionRecordMessage), nextPageToken: page.nextPageToken };
     }),
+
+    WatchAlerts: (call: ServerWritableStream<WatchAlertsRequest__Output, AlertMessage>) => {
+      const watch = handlers.watchAlerts;
+      if (watch === undefined) {
+        call.emit('error', toStatus(new StatusError(status.UNIMPLEMENTED, 'this server does not stream alerts')));
+        return;
+      }
+      let ended = false;
+      let stop: (() => void) | null = null;
+      const finish = (error: unknown): void => {
+        if (ended) return;
+        ended = true;
+        stop?.();
+        if (error === null) call.end();
+        else call.emit('error', toStatus(error, (e) => options.report(e, 'WatchAlerts')));
+      };
+      call.on('cancelled', () => {
+        ended = true;
+        stop?.();
+      });
+      call.on('error', () => {
+        ended = true;
+        stop?.();
+      });
+      const filter = { types: [...call.request.types], subjectId: call.request.subjectId };
+      watch
+        .call(handlers, filter, adminCallerOfGrpc(call), {
+          send: (alert, sent) => {
+            if (ended) {
+              sent();
+              return;
+            }
+            call.write(toAlertMessage(alert), () => sent());
+          },
+          drop: () => finish(new StatusError(status.RESOURCE_EXHAUSTED, `more than ${WATCH_BUFFER} alerts were waiting to be sent; reconnect, and read what was missed with verdict alerts --since`)),
+          end: () => finish(new StatusError(status.UNAVAILABLE, 'verdict is shutting down')),
+        })
+        .then(
+          (unsubscribe) => {
+            if (ended) unsubscribe();
+            else stop = unsubscribe;
+          },
+          (error: unknown) => finish(error),
+        );
+    },
   };
 }
 

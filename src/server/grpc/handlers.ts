@@ -2,6 +2,7 @@ import type { DecisionRecord } from '../../decisions/record.js';
 import type { DecisionFilters } from '../../decisions/query.js';
 import type { CallMeta, CheckInput, CheckResult } from '../../decide/index.js';
 import type { AdminCaller } from '../admin-auth.js';
+import type { AlertFilter, AlertSubscriber } from '../alerts.js';
 import type { PolicyStatus, ReloadOutcome } from '../policy-store.js';
 
 // What the gRPC services call: the decide core for Authorization (DecisionPipeline
@@ -57,4 +58,9 @@ export interface AdminHandlers {
   getDecision(decisionId: string, caller: AdminCaller): Awaitable<DecisionRecord | null>;
   /** One page, newest first; see ListDecisionsQuery. */
   listDecisions(query: ListDecisionsQuery, caller: AdminCaller): Awaitable<DecisionListing>;
+  /**
+   * WatchAlerts: admits (and records) the caller, then streams alerts to
+   * `subscriber` until the returned function is called. Absent: UNIMPLEMENTED.
+   */
+  watchAlerts?(filter: AlertFilter, caller: AdminCaller, subscriber: AlertSubscriber): Promise<() => void>;
 }

@@ -5,6 +5,8 @@ import type { Attributes, DecisionRequest, Effect, Principal, Reason, RequestCon
 import type { PolicyStatus, ReloadOutcome } from '../../policy-store.js';
 import type { Duration } from '../generated/google/protobuf/Duration.js';
 import type { Struct__Output } from '../generated/google/protobuf/Struct.js';
+import type { Alert } from '../../../analysis/alert.js';
+import type { Alert as AlertMessage } from '../generated/verdict/v1/Alert.js';
 import type { Timestamp, Timestamp__Output } from '../generated/google/protobuf/Timestamp.js';
 import type { BatchItem__Output } from '../generated/verdict/v1/BatchItem.js';
 import type { CheckBatchRequest__Output } from '../generated/verdict/v1/CheckBatchRequest.js';
@@ -255,5 +257,25 @@ export function toDecisionRecordMessage(record: DecisionRecord): DecisionRecordM
     policyVersion: record.policyVersion,
     request: jsonToStruct(record.request),
     latencyUs: Math.max(0, Math.round(record.latencyUs)),
+  };
+}
+
+/** An alert as the Admin API sends it. */
+export function toAlertMessage(alert: Alert): AlertMessage {
+  return {
+    id: alert.id,
+    type: alert.type,
+    subjectKind: alert.subject.kind,
+    subjectId: alert.subject.id,
+    windowStart: toTimestamp(alert.windowStart),
+    windowEnd: toTimestamp(alert.windowEnd),
+    observed: alert.observed,
+    threshold: alert.threshold,
+    ...(alert.baseline === undefined ? {} : { baseline: alert.baseline }),
+    resourceType: alert.resource?.type ?? '',
+    resourceId: alert.resource?.id ?? '',
+    decisionIds: [...alert.decisionIds],
+    raisedAt: toTimestamp(alert.raisedAt),
+    summary: alert.summary,
   };
 }

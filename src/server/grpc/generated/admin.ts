@@ -7,6 +7,7 @@ import type { Struct as _google_protobuf_Struct, Struct__Output as _google_proto
 import type { Timestamp as _google_protobuf_Timestamp, Timestamp__Output as _google_protobuf_Timestamp__Output } from './google/protobuf/Timestamp.js';
 import type { Value as _google_protobuf_Value, Value__Output as _google_protobuf_Value__Output } from './google/protobuf/Value.js';
 import type { AdminClient as _verdict_v1_AdminClient, AdminDefinition as _verdict_v1_AdminDefinition } from './verdict/v1/Admin.js';
+import type { Alert as _verdict_v1_Alert, Alert__Output as _verdict_v1_Alert__Output } from './verdict/v1/Alert.js';
 import type { AuthorizationClient as _verdict_v1_AuthorizationClient, AuthorizationDefinition as _verdict_v1_AuthorizationDefinition } from './verdict/v1/Authorization.js';
 import type { BatchItem as _verdict_v1_BatchItem, BatchItem__Output as _verdict_v1_BatchItem__Output } from './verdict/v1/BatchItem.js';
 import type { CheckBatchRequest as _verdict_v1_CheckBatchRequest, CheckBatchRequest__Output as _verdict_v1_CheckBatchRequest__Output } from './verdict/v1/CheckBatchRequest.js';
@@ -25,6 +26,7 @@ import type { Principal as _verdict_v1_Principal, Principal__Output as _verdict_
 import type { ReloadPoliciesRequest as _verdict_v1_ReloadPoliciesRequest, ReloadPoliciesRequest__Output as _verdict_v1_ReloadPoliciesRequest__Output } from './verdict/v1/ReloadPoliciesRequest.js';
 import type { ReloadPoliciesResponse as _verdict_v1_ReloadPoliciesResponse, ReloadPoliciesResponse__Output as _verdict_v1_ReloadPoliciesResponse__Output } from './verdict/v1/ReloadPoliciesResponse.js';
 import type { Resource as _verdict_v1_Resource, Resource__Output as _verdict_v1_Resource__Output } from './verdict/v1/Resource.js';
+import type { WatchAlertsRequest as _verdict_v1_WatchAlertsRequest, WatchAlertsRequest__Output as _verdict_v1_WatchAlertsRequest__Output } from './verdict/v1/WatchAlertsRequest.js';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
   new(...args: ConstructorParameters<Constructor>): Subtype;
@@ -44,6 +46,7 @@ export interface ProtoGrpcType {
   verdict: {
     v1: {
       Admin: SubtypeConstructor<typeof grpc.Client, _verdict_v1_AdminClient> & { service: _verdict_v1_AdminDefinition }
+      Alert: MessageTypeDefinition<_verdict_v1_Alert, _verdict_v1_Alert__Output>
       Authorization: SubtypeConstructor<typeof grpc.Client, _verdict_v1_AuthorizationClient> & { service: _verdict_v1_AuthorizationDefinition }
       BatchItem: MessageTypeDefinition<_verdict_v1_BatchItem, _verdict_v1_BatchItem__Output>
       CheckBatchRequest: MessageTypeDefinition<_verdict_v1_CheckBatchRequest, _verdict_v1_CheckBatchRequest__Output>
@@ -64,6 +67,7 @@ export interface ProtoGrpcType {
       ReloadPoliciesRequest: MessageTypeDefinition<_verdict_v1_ReloadPoliciesRequest, _verdict_v1_ReloadPoliciesRequest__Output>
       ReloadPoliciesResponse: MessageTypeDefinition<_verdict_v1_ReloadPoliciesResponse, _verdict_v1_ReloadPoliciesResponse__Output>
       Resource: MessageTypeDefinition<_verdict_v1_Resource, _verdict_v1_Resource__Output>
+      WatchAlertsRequest: MessageTypeDefinition<_verdict_v1_WatchAlertsRequest, _verdict_v1_WatchAlertsRequest__Output>
     }
   }
 }

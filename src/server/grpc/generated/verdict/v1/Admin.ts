@@ -2,6 +2,7 @@
 
 import type * as grpc from '@grpc/grpc-js'
 import type { MethodDefinition } from '@grpc/proto-loader'
+import type { Alert as _verdict_v1_Alert, Alert__Output as _verdict_v1_Alert__Output } from '../../verdict/v1/Alert.js';
 import type { DecisionRecord as _verdict_v1_DecisionRecord, DecisionRecord__Output as _verdict_v1_DecisionRecord__Output } from '../../verdict/v1/DecisionRecord.js';
 import type { GetDecisionRequest as _verdict_v1_GetDecisionRequest, GetDecisionRequest__Output as _verdict_v1_GetDecisionRequest__Output } from '../../verdict/v1/GetDecisionRequest.js';
 import type { GetPolicyStatusRequest as _verdict_v1_GetPolicyStatusRequest, GetPolicyStatusRequest__Output as _verdict_v1_GetPolicyStatusRequest__Output } from '../../verdict/v1/GetPolicyStatusRequest.js';
@@ -10,6 +11,7 @@ import type { ListDecisionsResponse as _verdict_v1_ListDecisionsResponse, ListDe
 import type { PolicyStatus as _verdict_v1_PolicyStatus, PolicyStatus__Output as _verdict_v1_PolicyStatus__Output } from '../../verdict/v1/PolicyStatus.js';
 import type { ReloadPoliciesRequest as _verdict_v1_ReloadPoliciesRequest, ReloadPoliciesRequest__Output as _verdict_v1_ReloadPoliciesRequest__Output } from '../../verdict/v1/ReloadPoliciesRequest.js';
 import type { ReloadPoliciesResponse as _verdict_v1_ReloadPoliciesResponse, ReloadPoliciesResponse__Output as _verdict_v1_ReloadPoliciesResponse__Output } from '../../verdict/v1/ReloadPoliciesResponse.js';
+import type { WatchAlertsRequest as _verdict_v1_WatchAlertsRequest, WatchAlertsRequest__Output as _verdict_v1_WatchAlertsRequest__Output } from '../../verdict/v1/WatchAlertsRequest.js';
 
 export interface AdminClient extends grpc.Client {
   GetDecision(argument: _verdict_v1_GetDecisionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_DecisionRecord__Output>): grpc.ClientUnaryCall;
@@ -48,6 +50,11 @@ export interface AdminClient extends grpc.Client {
   reloadPolicies(argument: _verdict_v1_ReloadPoliciesRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ReloadPoliciesResponse__Output>): grpc.ClientUnaryCall;
   reloadPolicies(argument: _verdict_v1_ReloadPoliciesRequest, callback: grpc.requestCallback<_verdict_v1_ReloadPoliciesResponse__Output>): grpc.ClientUnaryCall;
   
+  WatchAlerts(argument: _verdict_v1_WatchAlertsRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_verdict_v1_Alert__Output>;
+  WatchAlerts(argument: _verdict_v1_WatchAlertsRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_verdict_v1_Alert__Output>;
+  watchAlerts(argument: _verdict_v1_WatchAlertsRequest, metadata: grpc.Metadata, options?: grpc.CallOptions): grpc.ClientReadableStream<_verdict_v1_Alert__Output>;
+  watchAlerts(argument: _verdict_v1_WatchAlertsRequest, options?: grpc.CallOptions): grpc.ClientReadableStream<_verdict_v1_Alert__Output>;
+  
 }
 
 export interface AdminHandlers extends grpc.UntypedServiceImplementation {
@@ -59,6 +66,8 @@ export interface AdminHandlers extends grpc.UntypedServiceImplementation {
   
   ReloadPolicies: grpc.handleUnaryCall<_verdict_v1_ReloadPoliciesRequest__Output, _verdict_v1_ReloadPoliciesResponse>;
   
+  WatchAlerts: grpc.handleServerStreamingCall<_verdict_v1_WatchAlertsRequest__Output, _verdict_v1_Alert>;
+  
 }
 
 export interface AdminDefinition extends grpc.ServiceDefinition {
@@ -66,4 +75,5 @@ export interface AdminDefinition extends grpc.ServiceDefinition {
   GetPolicyStatus: MethodDefinition<_verdict_v1_GetPolicyStatusRequest, _verdict_v1_PolicyStatus, _verdict_v1_GetPolicyStatusRequest__Output, _verdict_v1_PolicyStatus__Output>
   ListDecisions: MethodDefinition<_verdict_v1_ListDecisionsRequest, _verdict_v1_ListDecisionsResponse, _verdict_v1_ListDecisionsRequest__Output, _verdict_v1_ListDecisionsResponse__Output>
   ReloadPolicies: MethodDefinition<_verdict_v1_ReloadPoliciesRequest, _verdict_v1_ReloadPoliciesResponse, _verdict_v1_ReloadPoliciesRequest__Output, _verdict_v1_ReloadPoliciesResponse__Output>
+  WatchAlerts: MethodDefinition<_verdict_v1_WatchAlertsRequest, _verdict_v1_Alert, _verdict_v1_WatchAlertsRequest__Output, _verdict_v1_Alert__Output>
 }

@@ -1,0 +1,354 @@
+/**
+ * The anomaly detectors: one pass over the stream of decisions, in the log's
+ * order, the same code live (the server hands each decision it records, see
+ * server/alerts.ts) and in batch (`verdict analyze` hands the rows of a log
+ * range, analyze.ts). Time is the decision's own timestamp, never the clock,
+ * so a day of decisions can be fed in a second and both ways give the same
+ * alerts, with the same ids.
+ *
+ * Figures are counted per fixed window (an hour by default, aligned to the
+ * epoch) and per subject: a principal, a principal and one model, or a failing
+ * credential (API key, source address). Each alert is raised once per type,
+ * subject and window. Memory is bounded: each of the three subject maps keeps
+ * at most `maxSubjects` entries, the least recently active evicted first
+ * (counted in `evictions`); a principal's set of distinct models holds at most
+ * `reconnaissance.maxResources + 1` ids. The cost per decision is a few map
+ * updates, whatever the number of subjects.
+ */
+import { createHash } from 'node:crypto';
+import type { DecisionRecord } from '../decisions/record.js';
+import type { Alert, AlertSubject, AlertSubjectKind, AlertType } from './alert.js';
+import { DEFAULT_DETECTORS, type DetectorConfig } from './detector-config.js';
+
+/** What the detectors read of a decision: the columns of its row (columns.ts), as a DecisionRecord holds them. */
+export type ObservedDecision = Pick<DecisionRecord, 'decisionId' | 'time' | 'caller' | 'principalId' | 'action' | 'resourceType' | 'resourceId' | 'effect' | 'reason' | 'errors'>;
+
+/** Example decision ids an alert carries. */
+const EXAMPLES = 5;
+/** How fast the peer baseline (every principal's usual figure) follows new windows. */
+const PEER_ALPHA = 0.05;
+
+/** A ring of the last few decision ids of a subject. */
+class Recent {
+  private readonly ids: (string | undefined)[] = new Array<string | undefined>(EXAMPLES);
+  private next = 0;
+
+  add(id: string): void {
+    this.ids[this.next] = id;
+    this.next = (this.next + 1) % EXAMPLES;
+  }
+
+  /** Oldest first. */
+  list(): string[] {
+    const out: string[] = [];
+    for (let k = 0; k < EXAMPLES; k++) {
+      const id = this.ids[(this.next + k) % EXAMPLES];
+      if (id !== undefined) out.push(id);
+    }
+    return out;
+  }
+
+  clear(): void {
+    this.ids.fill(undefined);
+    this.next = 0;
+  }
+}
+
+const RAISED: Record<AlertType, number> = { volume: 1, probing: 2, reconnaissance: 4, baseline: 8, extraction: 16, 'auth-failures': 32 };
+
+class PrincipalState {
+  window = 0;
+  count = 0;
+  denied = 0;
+  raised = 0;
+  models: Set<string> | null = null;
+  /** The principal's usual requests per window (EWMA over closed windows). */
+  ewma = 0;
+  windows = 0;
+  /** This window's baseline figure and the count above which it alerts. */
+  basis = 0;
+  limit = Infinity;
+  readonly recent = new Recent();
+}
+
+class CountState {
+  window = 0;
+  count = 0;
+  raised = false;
+  readonly recent = new Recent();
+}
+
+/** A map of subjects with at most `capacity` entries: the one whose window began longest ago is evicted first. */
+class Bounded<S> {
+  readonly map = new Map<string, S>();
+  constructor(
+    private readonly capacity: number,
+    private readonly evicted: () => void,
+  ) {}
+
+  add(key: string, state: S): void {
+    if (this.map.size >= this.capacity) {
+      const oldest = this.map.keys().next().value;
+      if (oldest !== undefined) {
+        this.map.delete(oldest);
+        this.evicted();
+      }
+    }
+    this.map.set(key, state);
+  }
+
+  /** Moves `key` to the newest end (once per subject per window). */
+  renew(key: string, state: S): void {
+    this.map.delete(key);
+    this.map.set(key, state);
+  }
+}
+
+/**
+ * The detectors over one stream of decisions. Feed decisions in the log's
+ * order with `observe`; each alert is handed to `onAlert` as it is raised.
+ *
+ * @example
+ * const detectors = new Detectors(resolveDetectors({ volume: { maxRequests: 500 } }), (alert) => sinks.publish(alert));
+ * for (const record of rows) detectors.observe(record);
+ */
+export class Detectors {
+  private readonly principals: Bounded<PrincipalState>;
+  private readonly pairs: Bounded<CountState>;
+  private readonly credentials: Bounded<CountState>;
+  private peer = 0;
+  private peerWindows = 0;
+  private evictionCount = 0;
+
+  constructor(
+    readonly config: DetectorConfig = DEFAULT_DETECTORS,
+    private readonly onAlert: (alert: Alert) => void = () => undefined,
+  ) {
+    const evicted = (): void => {
+      this.evictionCount++;
+    };
+    this.principals = new Bounded(config.maxSubjects, evicted);
+    this.pairs = new Bounded(config.maxSubjects, evicted);
+    this.credentials = new Bounded(config.maxSubjects, evicted);
+  }
+
+  /** Subject states evicted to keep memory bounded, since the start. */
+  get evictions(): number {
+    return this.evictionCount;
+  }
+
+  /** Subjects held now, over the three maps. */
+  get subjects(): number {
+    return this.principals.map.size + this.pairs.map.size + this.credentials.map.size;
+  }
+
+  /** One decision, in the log's order. */
+  observe(d: ObservedDecision): void {
+    const window = d.time - (d.time % this.config.windowMs);
+    if (d.reason === 'DENIED_UNAUTHENTICATED') {
+      if (this.config.authFailures.enabled) this.authFailure(d, window);
+      return;
+    }
+    if (d.principalId === '') return;
+    this.principal(d, window);
+    const x = this.config.extraction;
+    if (x.enabled && d.action === x.action && d.resourceType === x.resourceType) this.extraction(d, window);
+  }
+
+  private principal(d: ObservedDecision, window: number): void {
+    const c = this.config;
+    let s = this.principals.map.get(d.principalId);
+    if (s === undefined) {
+      s = new PrincipalState();
+      s.window = window;
+      this.principals.add(d.principalId, s);
+      this.startWindow(s);
+    } else if (window > s.window) {
+      this.closeWindow(s, window);
+      this.principals.renew(d.principalId, s);
+      this.startWindow(s);
+    }
+    s.count++;
+    s.recent.add(d.decisionId);
+    if (d.effect === 'DENY' && d.reason !== 'DENIED_BY_RATE_LIMIT') s.denied++;
+
+    if (c.volume.enabled && s.count > c.volume.maxRequests && (s.raised & RAISED.volume) === 0) {
+      s.raised |= RAISED.volume;
+      this.raise('volume', principal(d.principalId), s.window, s.count, c.volume.maxRequests, d, s.recent, `${s.count} requests in the window, more than ${c.volume.maxRequests}`);
+    }
+    if (c.probing.enabled && s.count >= c.probing.minRequests && (s.raised & RAISED.probing) === 0 && s.denied * 100 > c.probing.maxDeniedPercent * s.count) {
+      s.raised |= RAISED.probing;
+      const percent = Math.round((s.denied * 10_000) / s.count) / 100;
+      this.raise('probing', principal(d.principalId), s.window, percent, c.probing.maxDeniedPercent, d, s.recent, `${percent}% of ${s.count} decisions denied, more than ${c.probing.maxDeniedPercent}%`);
+    }
+    const r = c.reconnaissance;
+    if (r.enabled && d.resourceType === r.resourceType && (s.raised & RAISED.reconnaissance) === 0) {
+      s.models ??= new Set();
+      s.models.add(d.resourceId);
+      if (s.models.size > r.maxResources) {
+        s.raised |= RAISED.reconnaissance;
+        this.raise('reconnaissance', principal(d.principalId), s.window, s.models.size, r.maxResources, d, s.recent, `${s.models.size} distinct ${r.resourceType}s touched, more than ${r.maxResources}`);
+        s.models = null;
+      }
+    }
+    if (c.baseline.enabled && s.count > s.limit && (s.raised & RAISED.baseline) === 0) {
+      s.raised |= RAISED.baseline;
+      const limit = round2(s.limit);
+      this.raise('baseline', principal(d.principalId), s.window, s.count, limit, d, s.recent, `${s.count} requests in the window, more than ${c.baseline.factor}× its usual ${round2(s.basis)} (alerting above ${limit})`, round2(s.basis));
+    }
+  }
+
+  /** Folds the closing window into the principal's and the peers' baselines, and moves to `window`. */
+  private closeWindow(s: PrincipalState, window: number): void {
+    const alpha = this.config.baseline.alpha;
+    s.ewma = s.windows === 0 ? s.count : s.ewma + alpha * (s.count - s.ewma);
+    this.peer = this.peerWindows === 0 ? s.count : this.peer + PEER_ALPHA * (s.count - this.peer);
+    this.peerWindows++;
+    // Windows without a decision count as zero.
+    const idle = Math.min(1000, Math.round((window - s.window) / this.config.windowMs) - 1);
+    if (idle > 0) s.ewma *= Math.pow(1 - alpha, idle);
+    s.windows += 1 + Math.max(0, idle);
+    s.window = window;
+    s.count = 0;
+    s.denied = 0;
+    s.raised = 0;
+    s.models = null;
+    s.recent.clear();
+  }
+
+  /** This window's baseline: the principal's own once it has enough history, else no lower than its peers'. */
+  private startWindow(s: PrincipalState): void {
+    const b = this.config.baseline;
+    const own = s.windows >= b.warmupWindows && s.windows > 0;
+    s.basis = own ? s.ewma : Math.max(s.windows > 0 ? s.ewma : 0, this.peerWindows > 0 ? this.peer : 0);
+    s.limit = b.factor * Math.max(s.basis, b.floor);
+  }
+
+  private extraction(d: ObservedDecision, window: number): void {
+    const x = this.config.extraction;
+    const key = `${d.principalId}\u0000${d.resourceId}`;
+    const s = this.counted(this.pairs, key, window);
+    s.count++;
+    s.recent.add(d.decisionId);
+    if (s.count > x.maxCalls && !s.raised) {
+      s.raised = true;
+      this.raise('extraction', principal(d.principalId), s.window, s.count, x.maxCalls, d, s.recent, `${s.count} ${x.action} calls on ${x.resourceType} ${d.resourceId}, more than ${x.maxCalls}`, undefined, {
+        type: d.resourceType,
+        id: d.resourceId,
+      });
+    }
+  }
+
+  private authFailure(d: ObservedDecision, window: number): void {
+    const key = apiKeyOf(d);
+    if (key !== null) this.failure({ kind: 'api-key', id: key }, d, window);
+    this.failure({ kind: 'source', id: sourceOf(d.caller) }, d, window);
+  }
+
+  private failure(subject: AlertSubject, d: ObservedDecision, window: number): void {
+    const max = this.config.authFailures.maxFailures;
+    const s = this.counted(this.credentials, `${subject.kind}\u0000${subject.id}`, window);
+    s.count++;
+    s.recent.add(d.decisionId);
+    if (s.count > max && !s.raised) {
+      s.raised = true;
+      this.raise('auth-failures', subject, s.window, s.count, max, d, s.recent, `${s.count} failed authentications, more than ${max}`);
+    }
+  }
+
+  /** The counting state of `key` for `window`, created or moved on. */
+  private counted(map: Bounded<CountState>, key: string, window: number): CountState {
+    let s = map.map.get(key);
+    if (s === undefined) {
+      s = new CountState();
+      s.window = window;
+      map.add(key, s);
+    } else if (window > s.window) {
+      s.window = window;
+      s.count = 0;
+      s.raised = false;
+      s.recent.clear();
+      map.renew(key, s);
+    }
+    return s;
+  }
+
+  private raise(
+    type: AlertType,
+    subject: AlertSubject,
+    windowStart: number,
+    observed: number,
+    threshold: number,
+    d: ObservedDecision,
+    recent: Recent,
+    figure: string,
+    baseline?: number,
+    resource?: { type: string; id: string },
+  ): void {
+    const windowEnd = windowStart + this.config.windowMs;
+    const alert: Alert = {
+      id: alertId(type, subject, windowStart, resource),
+      type,
+      subject,
+      windowStart,
+      windowEnd,
+      observed,
+      threshold,
+      ...(baseline === undefined ? {} : { baseline }),
+      ...(resource === undefined ? {} : { resource }),
+      decisionIds: recent.list(),
+      raisedAt: d.time,
+      summary: `${type}: ${subject.kind} ${subject.id}: ${figure} (window from ${new Date(windowStart).toISOString()})`,
+    };
+    try {
+      this.onAlert(alert);
+    } catch {
+      // A sink that throws cannot stop the stream (sinks must not throw; see AlertSink).
+    }
+  }
+}
+
+function principal(id: string): AlertSubject {
+  return { kind: 'principal', id };
+}
+
+function round2(n: number): number {
+  return Math.round(n * 100) / 100;
+}
+
+/**
+ * The alert id: the same for the same type, subject, window (and model, for
+ * extraction), so live and batch agree and a restart re-raising an alert in
+ * the same window stores it once.
+ */
+export function alertId(type: AlertType, subject: AlertSubject, windowStart: number, resource?: { readonly type: string; readonly id: string }): string {
+  const hash = createHash('sha256');
+  hash.update(JSON.stringify([type, subject.kind, subject.id, windowStart, resource?.type ?? null, resource?.id ?? null]));
+  return `al_${hash.digest('hex').slice(0, 32)}`;
+}
+
+const API_KEY = /\bAPI key ([A-Za-z0-9_-]{1,128})\b/;
+
+/** The API key id a refused authentication names (`UNKNOWN_KEY: API key k1 is not recognised`), if any. */
+function apiKeyOf(d: ObservedDecision): string | null {
+  const message = d.errors[0]?.message;
+  if (message === undefined) return null;
+  const match = API_KEY.exec(message.length > 512 ? message.slice(0, 512) : message);
+  return match?.[1] ?? null;
+}
+
+const PORT = /^(.*):\d{1,5}$/;
+
+/** The caller's address without its port (a connection's port changes; the address does not): `10.0.0.7`, `[::1]`, or an identity as is. */
+export function sourceOf(caller: string): string {
+  const bare = caller.startsWith('ipv4:') || caller.startsWith('ipv6:') ? caller.slice(5) : caller;
+  const match = PORT.exec(bare);
+  const host = match?.[1] ?? bare;
+  return host.length > 256 ? host.slice(0, 256) : host;
+}
+
+/** Every alert type, for help texts and validation. */
+export const ALERT_TYPES: readonly AlertType[] = ['volume', 'probing', 'reconnaissance', 'baseline', 'extraction', 'auth-failures'];
+
+/** Subject kinds, for validation. */
+export const SUBJECT_KINDS: readonly AlertSubjectKind[] = ['principal', 'api-key', 'token-subject', 'source'];

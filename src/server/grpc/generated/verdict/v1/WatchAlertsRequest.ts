@@ -1,0 +1,12 @@
+// Original file: proto/verdict/v1/admin.proto
+
+
+export interface WatchAlertsRequest {
+  'types'?: (string)[];
+  'subjectId'?: (string);
+}
+
+export interface WatchAlertsRequest__Output {
+  'types': (string)[];
+  'subjectId': (string);
+}

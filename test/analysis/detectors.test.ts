@@ -1,0 +1,100 @@
+import { describe, expect, it } from 'vitest';
+import type { Alert } from '../../src/analysis/alert.js';
+import { resolveDetectors } from '../../src/analysis/detector-config.js';
+import { alertId, Detectors, sourceOf } from '../../src/analysis/detectors.js';
+import { dayOfTraffic, DAY_START, HOUR, record } from '../support/traffic.js';
+
+function run(records: ReturnType<typeof dayOfTraffic>, settings = {}): { alerts: Alert[]; detectors: Detectors } {
+  const alerts: Alert[] = [];
+  const detectors = new Detectors(resolveDetectors(settings), (a) => alerts.push(a));
+  for (const r of records) detectors.observe(r);
+  return { alerts, detectors };
+}
+
+const attacks = dayOfTraffic();
+const normal = dayOfTraffic({ attackers: false });
+
+describe('detectors over a simulated day', () => {
+  it('raise nothing for the normal population', () => {
+    expect(normal.length).toBeGreaterThan(40_000);
+    expect(run(normal).alerts).toEqual([]);
+  });
+
+  it('raise each attacker its alert, and nothing for anyone else', () => {
+    const { alerts } = run(attacks);
+    const found = alerts.map((a) => `${a.type} ${a.subject.kind}:${a.subject.id}${a.resource ? ` ${a.resource.id}` : ''} @${(a.windowStart - DAY_START) / HOUR}`).sort();
+    expect(found).toEqual(
+      [
+        'auth-failures api-key:k_guess @3',
+        'auth-failures source:10.9.9.9 @3',
+        'baseline principal:extractor @14',
+        'baseline principal:svc-stolen @12',
+        'extraction principal:extractor fraud-v3 @14',
+        'extraction principal:extractor fraud-v3 @15',
+        // 1,000 predicts on one model in an hour is past the extraction threshold too.
+        'extraction principal:svc-stolen model-1 @12',
+        'probing principal:prober @5',
+        'reconnaissance principal:scraper @8',
+        'volume principal:extractor @14',
+        'volume principal:extractor @15',
+      ].sort(),
+    );
+  });
+
+  it('describe what crossed what, with example decisions from the window', () => {
+    const { alerts } = run(attacks);
+    const stolen = alerts.find((a) => a.type === 'baseline' && a.subject.id === 'svc-stolen')!;
+    expect(stolen.observed).toBe(stolen.threshold + 1);
+    expect(stolen.baseline).toBeGreaterThan(4);
+    expect(stolen.baseline).toBeLessThan(20);
+    expect(stolen.threshold).toBe(200);
+    expect(stolen.windowEnd - stolen.windowStart).toBe(HOUR);
+    expect(stolen.decisionIds).toHaveLength(5);
+    const ids = new Set(attacks.filter((r) => r.principalId === 'svc-stolen').map((r) => r.decisionId));
+    for (const id of stolen.decisionIds) expect(ids.has(id)).toBe(true);
+    expect(stolen.summary).toContain('svc-stolen');
+    const probe = alerts.find((a) => a.type === 'probing')!;
+    expect(probe.observed).toBeGreaterThan(50);
+    expect(probe.threshold).toBe(50);
+    const scrape = alerts.find((a) => a.type === 'reconnaissance')!;
+    expect([scrape.observed, scrape.threshold]).toEqual([6, 5]);
+    const pulled = alerts.find((a) => a.type === 'extraction' && a.subject.id === 'extractor')!;
+    expect(pulled.resource).toEqual({ type: 'model', id: 'fraud-v3' });
+    expect([pulled.observed, pulled.threshold]).toEqual([501, 500]);
+    expect(pulled.id).toBe(alertId('extraction', { kind: 'principal', id: 'extractor' }, pulled.windowStart, { type: 'model', id: 'fraud-v3' }));
+  });
+
+  it('give the same alerts, with the same ids, for the same stream', () => {
+    expect(run(attacks).alerts).toEqual(run(attacks).alerts);
+  });
+
+  it('follow configured thresholds and switches', () => {
+    const { alerts } = run(attacks, { volume: { maxRequests: 20_000 }, probing: { enabled: false }, reconnaissance: { maxResources: 50 }, extraction: { maxCalls: 6000 }, authFailures: { maxFailures: 100 }, baseline: { factor: 1000 } });
+    expect(alerts).toEqual([]);
+    const recon = run(attacks, { reconnaissance: { resourceType: 'dataset' } }).alerts.filter((a) => a.type === 'reconnaissance');
+    expect(recon).toEqual([]);
+  });
+
+  it('judge a principal against its own baseline: a steady batch job is normal for it', () => {
+    const job = [];
+    for (let h = 0; h < 24; h++) for (let k = 0; k < 900; k++) job.push(record({ time: DAY_START + h * HOUR + k * 4000, principalId: 'batch-job', resourceId: 'model-1' }));
+    const alerts = run(job).alerts.filter((a) => a.type === 'baseline');
+    // Judged against the floor in its first window only; its own figure after.
+    expect(alerts.map((a) => (a.windowStart - DAY_START) / HOUR)).toEqual([0]);
+  });
+
+  it('keep memory bounded, evicting the least recently active subjects and counting them', () => {
+    const many = [];
+    for (let p = 0; p < 5000; p++) many.push(record({ time: DAY_START + p, principalId: `p${p}`, resourceId: 'model-1' }));
+    const { detectors } = run(many, { maxSubjects: 1000 });
+    expect(detectors.subjects).toBeLessThanOrEqual(2000);
+    expect(detectors.evictions).toBe(8000);
+  });
+
+  it('read the source address without the port', () => {
+    expect(sourceOf('10.0.0.7:41234')).toBe('10.0.0.7');
+    expect(sourceOf('ipv4:10.0.0.7:41234')).toBe('10.0.0.7');
+    expect(sourceOf('[::1]:5000')).toBe('[::1]');
+    expect(sourceOf('spiffe://acme/gw')).toBe('spiffe://acme/gw');
+  });
+});
