@@ -6,10 +6,11 @@ import type { DecisionDetails, DecisionRecord } from '../decisions/record.js';
 import { evaluate } from '../engine/evaluate.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { RateLimiter, type LimitOutcome } from '../limits/index.js';
-import type { Decision, DecisionRequest, LimitState, ShadowDecision } from '../types.js';
+import type { Decision, DecisionRequest, LimitState, ShadowDecision, SuspensionState } from '../types.js';
 import { RequestMeter, type RequestLimits } from './bounds.js';
 import { newDecisionId } from './decision-id.js';
-import { blocked, invalidRequest, limitError, rateLimited, refusalDecision } from './refusals.js';
+import { blocked, invalidRequest, limitError, rateLimited, refusalDecision, suspended } from './refusals.js';
+import type { Suspensions } from './suspensions.js';
 import { RefusedRequest, type CallMeta, type CheckInput, type CheckResult } from './request.js';
 
 /** Where the pipeline reads the policy set to decide with: once per call, never half-loaded. */
@@ -41,6 +42,12 @@ export interface PipelineOptions {
    * shadow's (`decision.shadow`, recorded as `details.shadow`).
    */
   readonly shadow?: PolicySource;
+  /**
+   * Principals whose checks are denied for now (DENIED_BY_SUSPENSION) before the
+   * rules are asked: one map lookup per check. The row's details say which alert
+   * suspended it and until when (`details.suspension`).
+   */
+  readonly suspensions?: Suspensions;
 }
 
 /** Maps a transport's request to a question with the policy set that will decide it (a gateway reads its routes). */
@@ -65,6 +72,7 @@ export class DecisionPipeline {
   /** Applies the policy set's rate limits to what the rules allow. */
   readonly limiter: RateLimiter;
   private readonly shadow: PolicySource | null;
+  private readonly suspensions: Suspensions | null;
 
   constructor(
     private readonly policies: PolicySource,
@@ -74,6 +82,7 @@ export class DecisionPipeline {
     this.meter = new RequestMeter(options.requestLimits);
     this.limiter = options.limiter ?? new RateLimiter();
     this.shadow = options.shadow ?? null;
+    this.suspensions = options.suspensions ?? null;
   }
 
   /** Adds an observer of every decision; returns the function that removes it. */
@@ -146,6 +155,11 @@ export class DecisionPipeline {
       // Refused like any invalid request; the log keeps what identifies it, not the bulk that broke a cap.
       return { request: identifying(input, this.meter.limits.maxStringLength), decision: refusalDecision(invalidRequest(over), policySet.version) };
     }
+    // A suspended principal is refused whatever it asks; the rules and limits are not asked.
+    if (this.suspensions !== null && this.suspensions.size > 0) {
+      const suspension = this.suspensions.active(input.principal.id);
+      if (suspension !== undefined) return { request: input, decision: { ...refusalDecision(suspended(suspension), policySet.version), suspension } };
+    }
     let decision = evaluate(policySet, input);
     // The rules of both sets are compared; a rate limit is not a policy difference.
     const shadow = this.shadow === null ? undefined : disagreement(decision, evaluate(this.shadow.current, input));
@@ -212,6 +226,11 @@ function limitDetails(state: LimitState): { id: string; remaining: number; retry
   return state.blockedUntil === undefined ? details : { ...details, blockedUntil: state.blockedUntil, offences: state.offences };
 }
 
+/** What the decision log keeps of a suspension: `details.suspension` (times in ms since the epoch). */
+function suspensionDetails(s: SuspensionState): { alertId: string; alertType: string; since: number; until: number; note: string } {
+  return { alertId: s.alertId, alertType: s.alertType, since: s.since, until: s.until, note: s.note };
+}
+
 const NOTHING = Object.freeze({});
 const NO_ROLES: readonly string[] = Object.freeze([]);
 
@@ -228,9 +247,10 @@ function identifying(request: DecisionRequest, longest: number): DecisionRequest
 
 /** The row's details: the transport's (a gateway's HTTP method and path), a limit's state, a shadow decision that differs. */
 function detailsOf(decision: Decision, meta: CallMeta): DecisionDetails | null {
-  if (decision.limit === undefined && decision.shadow === undefined) return meta.details ?? null;
+  if (decision.limit === undefined && decision.shadow === undefined && decision.suspension === undefined) return meta.details ?? null;
   return {
     ...meta.details,
+    ...(decision.suspension === undefined ? {} : { suspension: suspensionDetails(decision.suspension) }),
     ...(decision.limit === undefined ? {} : { limit: limitDetails(decision.limit) }),
     ...(decision.shadow === undefined ? {} : { shadow: decision.shadow }),
   };

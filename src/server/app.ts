@@ -29,6 +29,10 @@ import { ServerMetrics } from './metrics.js';
 import { PolicyStore } from './policy-store.js';
 import { openShadowStore, shadowStatus } from './shadow.js';
 import { setConditionBudget } from '../policy/condition.js';
+import type { Alert, AlertSink } from '../analysis/alert.js';
+import { webhookSecret } from './alert-response-config.js';
+import { SuspensionService } from './suspension.js';
+import { WebhookSink } from './webhooks.js';
 
 /** A running verdict: the ports it bound and how to stop it. */
 export interface RunningServer {
@@ -41,6 +45,16 @@ export interface RunningServer {
   readonly metrics: ServerMetrics;
   /** Turns gateway credentials into principals, per `config.authn`. */
   readonly authenticator: Authenticator;
+  /**
+   * The responses to alerts, per `config.alerts`: one sink per webhook, and the
+   * suspension of the alert's principal when `alerts.suspend.enabled`. Detectors
+   * publish each alert they raise to every one; none blocks.
+   */
+  readonly alertSinks: readonly AlertSink[];
+  /** Hands one alert to every sink of alertSinks (what a detector does). In process only: no port reaches it. */
+  publishAlert(alert: Alert): void;
+  /** The principals suspended now (by alerts or operators), and manual suspension and lifting. */
+  readonly suspensions: SuspensionService;
   /** Stop accepting, finish in-flight checks, flush the decision log, close everything. Idempotent. */
   close(): Promise<void>;
 }
@@ -73,6 +87,8 @@ export interface StartOptions {
 export async function startServer(config: ServerConfig, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
   // Certificates are checked before anything opens, so a wrong path stops the start with the file named.
   const tls = config.tls ? loadTlsMaterial(config.tls) : null;
+  // So are the webhooks' secrets.
+  const webhookSecrets = config.alerts.webhooks.map((webhook, i) => webhookSecret(webhook, i));
   const metrics = new ServerMetrics();
   const store = await PolicyStore.open(config.policies, {
     onReload: (outcome, status) => {
@@ -129,6 +145,41 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       lock?.release();
     }
   };
+  // Suspensions live in a table of the log's file, so they survive a restart (server/suspension.ts).
+  let suspensions: SuspensionService;
+  try {
+    suspensions = SuspensionService.open(config.db, {
+      metrics: metrics.alertResponses,
+      onError: (error) => logger.error({ db: config.db }, error),
+    });
+  } catch (error) {
+    await closeLog().catch(() => undefined);
+    await closeStores();
+    throw error;
+  }
+  const webhooks = config.alerts.webhooks.map(
+    (webhook, i) =>
+      new WebhookSink(webhook, {
+        secret: webhookSecrets[i]!,
+        metrics: metrics.alertResponses,
+        onFailure: ({ webhook: url, alertId, attempt, error, gaveUp }) => logger.warn({ webhook: url, alertId, attempt, error }, gaveUp ? 'alert webhook failed; giving the alert up' : 'alert webhook failed; retrying with backoff'),
+      }),
+  );
+  const suspendSink = suspensions.sink(config.alerts.suspend);
+  const alertSinks: readonly AlertSink[] = suspendSink === null ? webhooks : [...webhooks, suspendSink];
+  const publishAlert = (alert: Alert): void => {
+    for (const sink of alertSinks) {
+      try {
+        sink.publish(alert);
+      } catch (error) {
+        logger.error({ alertId: alert.id, error: messageOf(error) }, 'an alert sink failed');
+      }
+    }
+  };
+  const closeAlertResponses = async (): Promise<void> => {
+    await Promise.all(webhooks.map((w) => w.close()));
+    suspensions.close();
+  };
   logger.info({ keyId: audit.keyId, publicKey: audit.checkpoints.publicKey, checkpointEveryRows: config.checkpointEveryRows, checkpointEverySeconds: config.checkpointEverySeconds, sensitiveAttributes: config.sensitiveAttributes }, 'audit trail');
   metrics.setLogHealthy(log.healthy);
   log.onCommit(({ rows, durationMs }) => metrics.observeCommit(rows, durationMs / 1000));
@@ -142,13 +193,14 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       onError: (error, method) => logger.warn({ method, error: messageOf(error) }, 'authentication could not check a credential fully'),
     });
   } catch (error) {
+    await closeAlertResponses().catch(() => undefined);
     await closeLog().catch(() => undefined);
     throw error;
   }
 
   // Every transport decides through the one pipeline; metrics observe it.
   setConditionBudget(config.requestLimits.maxConditionSteps);
-  const pipeline = new DecisionPipeline(store, log, { requestLimits: config.requestLimits, ...(shadowStore ? { shadow: shadowStore } : {}) });
+  const pipeline = new DecisionPipeline(store, log, { requestLimits: config.requestLimits, suspensions: suspensions.book, ...(shadowStore ? { shadow: shadowStore } : {}) });
   pipeline.observe(metrics);
   if (pipeline.limiter.store instanceof MemoryLimitStore) metrics.watchLimitStore(pipeline.limiter.store);
   // Administering needs an identity of its own (admin-auth.ts); every Admin call is recorded in the log.
@@ -156,6 +208,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   try {
     gate = AdminGate.fromConfig(config.admin, { tls: tls !== null }, { log, policyVersion: () => store.current.version });
   } catch (error) {
+    await closeAlertResponses().catch(() => undefined);
     await closeLog().catch(() => undefined);
     await authenticator.close?.();
     await closeStores();
@@ -166,9 +219,10 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     if (loose !== null) logger.warn({ tokenFile: config.admin.tokenFile, mode: loose }, 'the admin token file is readable by others; chmod 600 it');
     if (!tls) logger.warn({ grpc: config.grpc }, 'the admin token travels in plaintext: serve gRPC with TLS, or keep the gRPC port on loopback');
   }
-  const admin = new Admin(store, log.path, gate, options.onAdminReload);
+  const admin = new Admin(store, log.path, gate, options.onAdminReload, suspensions);
   // Gateways (Envoy ext_authz, forward-auth) authenticate with authn, or trust an identity proxy's headers.
   if (config.trustedPrincipal && (config.authn.jwt || config.authn.apiKeys)) {
+    await closeAlertResponses().catch(() => undefined);
     await closeLog().catch(() => undefined);
     await authenticator.close?.();
     throw new VerdictError('CONFIG_INVALID', 'configuration: trustedPrincipal and authn (jwt, apiKeys) exclude each other; gateways use one way to know the caller');
@@ -264,6 +318,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     await http.close().catch(() => undefined);
     await ops?.close().catch(() => undefined);
     await admin.close().catch(() => undefined);
+    await closeAlertResponses().catch(() => undefined);
     await closeLog().catch(() => undefined);
     await authenticator.close?.();
     await closeStores();
@@ -282,6 +337,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       await Promise.all([grpc.shutdown(), http.close(), ops?.close(), closeStores()]);
       await admin.close();
       await authenticator.close?.();
+      await closeAlertResponses();
       await closeLog();
     })();
     return closing;
@@ -291,7 +347,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     { grpc: `${grpcAddress.host}:${grpcPort}`, http: `${httpAddress.host}:${httpPort}`, ops: opsAddress ? `${opsAddress.host}:${opsPort}` : null, admin: gate.describe(), policies: config.policies, version: store.current.version, rules: store.current.rules.length, db: config.db, decisionLog: config.decisionLog, tls: tls ? { subject: tls.subject, validTo: tls.validTo, clientCertificates: tls.requireClientCert ? 'required' : 'not requested', http: tls.http } : false },
     options.servingMessage ?? 'verdict serving',
   );
-  return { grpcPort, httpPort, opsPort, store, log, metrics, authenticator, close };
+  return { grpcPort, httpPort, opsPort, store, log, metrics, authenticator, alertSinks, publishAlert, suspensions, close };
 }
 
 /** How the decision log is opened for this configuration, by this process's writer thread or a cluster primary. */

@@ -12,6 +12,7 @@ import { AUDIT_DEFAULTS, auditConfigShape, auditFromEnvironment, type AuditConfi
 import { ADMIN_TOKEN_FILE_ENV, adminConfigSchema } from './admin-auth.js';
 import { DEFAULT_REQUEST_LIMITS } from '../decide/index.js';
 import { DEFAULT_CONDITION_BUDGET } from '../policy/condition.js';
+import { alertResponseShape } from './alert-response-config.js';
 
 const cap = (most: number) => z.number().int().min(1).max(most).optional();
 
@@ -83,11 +84,13 @@ const layerSchema = z.strictObject({
   ...auditConfigShape,
   /** Caps on the size of one request. From the config file only. */
   requestLimits: requestLimitsSchema.optional(),
+  /** What is done with alerts: webhooks, suspension. From the config file only. See the README, "Alerts: webhooks and suspension". */
+  alerts: z.strictObject({ ...alertResponseShape }).optional(),
 });
 export type PartialConfig = z.infer<typeof layerSchema>;
 
 /** The layers merged over the defaults: every key present, and `tls` checked as a whole. */
-const resolvedSchema = layerSchema.required().extend({ tls: tlsLayerSchema.nullable().transform(resolveTls), requestLimits: requestLimitsSchema.required() });
+const resolvedSchema = layerSchema.required().extend({ tls: tlsLayerSchema.nullable().transform(resolveTls), requestLimits: requestLimitsSchema.required(), alerts: z.strictObject({ ...alertResponseShape }) });
 
 /** Where verdict listens, what it serves and where it records. */
 export type ServerConfig = Readonly<z.output<typeof resolvedSchema>>;
@@ -114,10 +117,11 @@ export const DEFAULT_CONFIG = {
   forwardAuth: { style: 'nginx' },
   ...AUDIT_DEFAULTS,
   requestLimits: { ...DEFAULT_REQUEST_LIMITS, maxConditionSteps: DEFAULT_CONDITION_BUDGET },
+  alerts: {},
 } satisfies Record<keyof ServerConfig, unknown>;
 
 /** Environment variables for containers, one per key. */
-export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | 'admin' | 'forwardAuth' | 'requestLimits' | keyof AuditConfig>, string> = {
+export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | 'admin' | 'forwardAuth' | 'requestLimits' | 'alerts' | keyof AuditConfig>, string> = {
   policies: 'VERDICT_POLICIES',
   db: 'VERDICT_DB',
   grpc: 'VERDICT_GRPC',
