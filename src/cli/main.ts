@@ -11,6 +11,7 @@ const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }>
   audit: { run: async () => (await import('./audit.js')).runAudit, summary: 'verify, checkpoint, export and prune the tamper-evident decision log' },
   keys: { run: async () => (await import('./keys.js')).runKeys, summary: 'create, list, revoke and rotate API keys' },
   replay: { run: async () => (await import('./replay.js')).runReplay, summary: 'replay recorded decisions against changed policies: what would flip?' },
+  suspend: { run: async () => (await import('./suspend.js')).runSuspend, summary: 'list, lift and make suspensions of principals on a running server' },
 };
 
 function help(): string {
