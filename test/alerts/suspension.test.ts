@@ -1,4 +1,7 @@
 import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -171,5 +174,29 @@ describe('suspension on a real server', () => {
     expect(recorded.length).toBe(5);
     expect(recorded.at(-1)).toMatchObject({ resourceId: 'dana', effect: 'ALLOW' });
     expect(t.server.suspensions.list().map((s) => s.principalId)).toEqual(['dana']);
+  });
+
+  it('needs an admin identity: without the token nobody suspends or lifts, and the refusals are recorded; the CLI with --token-file may', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-admin-token-'));
+    const tokenFile = join(dir, 'admin.token');
+    writeFileSync(tokenFile, `${'a1b2'.repeat(10)}\n`, { mode: 0o600 });
+    const { t, client } = await serve({ admin: { tokenFile } });
+    await expect(client.call('Admin', 'SuspendPrincipal', { principalId: 'dana', duration: { seconds: 600 } })).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+    expect(await check(client)).toMatchObject({ effect: 'EFFECT_ALLOW' });
+    const refused = await cli(t.server.grpcPort, 'add', 'dana', '--for', '10m');
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/refused the call: admin: an admin identity is required/);
+    expect(t.server.suspensions.list()).toEqual([]);
+    expect(queryDecisions(t.db, { action: 'SuspendPrincipal', limit: 10 }).map((r) => [r.effect, r.reason, r.resourceId])).toEqual([
+      ['DENY', 'DENIED_UNAUTHENTICATED', 'dana'],
+      ['DENY', 'DENIED_UNAUTHENTICATED', 'dana'],
+    ]);
+
+    const made = await cli(t.server.grpcPort, 'add', 'dana', '--for', '10m', '--note', 'INC-7', '--token-file', tokenFile);
+    expect(made).toMatchObject({ code: 0, stdout: expect.stringMatching(/^suspended: dana {2}until \S+ {2}since \S+ {2}manual {2}"INC-7"\n$/) });
+    expect(await check(client)).toMatchObject({ reason: 'REASON_DENIED_BY_SUSPENSION' });
+    expect((await cli(t.server.grpcPort, 'lift', 'dana')).code).toBe(2);
+    expect((await cli(t.server.grpcPort, 'lift', 'dana', '--token-file', tokenFile)).code).toBe(0);
+    expect(await check(client)).toMatchObject({ effect: 'EFFECT_ALLOW' });
   });
 });
