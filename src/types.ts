@@ -52,6 +52,7 @@ export type Effect = (typeof EFFECTS)[number];
  * - DENIED_BY_ERROR: a condition could not be evaluated, and failed closed.
  * - DENIED_INVALID_REQUEST: the request was malformed; see the decision's errors.
  * - DENIED_UNAUTHENTICATED: the caller's credential was missing or not accepted (rule id `authn`).
+ * - DENIED_BY_SUSPENSION: the principal is suspended after an alert, or by an operator (rule id `suspension`).
  */
 export const REASONS = [
   'ALLOWED_BY_RULE',
@@ -61,6 +62,7 @@ export const REASONS = [
   'DENIED_BY_ERROR',
   'DENIED_INVALID_REQUEST',
   'DENIED_UNAUTHENTICATED',
+  'DENIED_BY_SUSPENSION',
 ] as const;
 export type Reason = (typeof REASONS)[number];
 
@@ -106,6 +108,22 @@ export interface Decision {
   readonly shadow?: ShadowDecision;
   /** Set by the decide core when the request broke the attribute schema under `enforcement: warn` (recorded as `details.schema`). */
   readonly schemaViolations?: readonly string[];
+  /** Set by the decide core when the principal is suspended (never by the engine). */
+  readonly suspension?: SuspensionState;
+}
+
+/** Why a principal's checks are denied for now: the alert (or operator) that suspended it, and until when. */
+export interface SuspensionState {
+  readonly principalId: string;
+  /** When it began and when it ends by itself, ms since the epoch. */
+  readonly since: number;
+  readonly until: number;
+  /** The alert that suspended the principal; '' for a manual suspension. */
+  readonly alertId: string;
+  /** The alert's type, or `manual`. */
+  readonly alertType: string;
+  /** The alert's summary, or the operator's note. */
+  readonly note: string;
 }
 
 /** What the shadow policy set (`shadowPolicies`) decided, beside the live set's answer. */

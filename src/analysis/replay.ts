@@ -127,7 +127,7 @@ export function newTally(): ReplayTally {
 }
 
 /** Reasons that mean the request never reached the rules. */
-const REFUSED_REASONS: ReadonlySet<string> = new Set(['DENIED_INVALID_REQUEST', 'DENIED_UNAUTHENTICATED', 'DENIED_BY_RATE_LIMIT']);
+const REFUSED_REASONS: ReadonlySet<string> = new Set(['DENIED_INVALID_REQUEST', 'DENIED_UNAUTHENTICATED', 'DENIED_BY_RATE_LIMIT', 'DENIED_BY_SUSPENSION']);
 const HMAC_VALUE = new RegExp(`^${HMAC_PREFIX}[0-9a-f]{64}$`);
 
 export interface ReplayerOptions {

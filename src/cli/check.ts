@@ -106,6 +106,7 @@ const REASON_TEXT: Record<Decision['reason'], string> = {
   DENIED_BY_ERROR: 'denied because a condition could not be evaluated',
   DENIED_INVALID_REQUEST: 'denied: invalid request',
   DENIED_UNAUTHENTICATED: 'denied: the credential was missing or not accepted',
+  DENIED_BY_SUSPENSION: 'denied: the principal is suspended',
 };
 
 export function formatDecision(decision: Decision): string {

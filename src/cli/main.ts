@@ -14,6 +14,7 @@ const COMMANDS: Record<string, { run: () => Promise<Command>; summary: string }>
   'access-review': { run: async () => (await import('./access-review.js')).runAccessReview, summary: 'who can do what on which resource, by which rule or role grant' },
   alerts: { run: async () => (await import('./alerts.js')).runAlerts, summary: 'list the anomaly alerts the server raised' },
   analyze: { run: async () => (await import('./analyze.js')).runAnalyze, summary: 'run the anomaly detectors over a range of the decision log' },
+  suspend: { run: async () => (await import('./suspend.js')).runSuspend, summary: 'list, lift and make suspensions of principals on a running server' },
 };
 
 function help(): string {

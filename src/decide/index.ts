@@ -9,6 +9,7 @@ export {
   AUTHN_RULE_ID,
   REQUEST_RULE_ID,
   ROUTE_RULE_ID,
+  SUSPENSION_RULE_ID,
   blocked,
   invalidRequest,
   limitError,
@@ -16,9 +17,11 @@ export {
   noRoute,
   rateLimited,
   refusalDecision,
+  suspended,
   unauthenticated,
   unroutable,
   type Refusal,
 } from './refusals.js';
+export { Suspensions, type SuspensionListener } from './suspensions.js';
 export { newDecisionId } from './decision-id.js';
 export { BATCH_RECORD_FACTOR, BatchRefused, batchRecordError, DEFAULT_MAX_BATCH_RECORDED_BYTES } from './batch-budget.js';

@@ -7,12 +7,13 @@ import { completeRequest, directorySources, type DirectorySources } from '../eng
 import { evaluate } from '../engine/evaluate.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { RateLimiter, type LimitOutcome } from '../limits/index.js';
-import type { Decision, DecisionRequest, LimitState, ShadowDecision } from '../types.js';
+import type { Decision, DecisionRequest, LimitState, ShadowDecision, SuspensionState } from '../types.js';
 import { RequestMeter, type RequestLimits } from './bounds.js';
 import { newDecisionId } from './decision-id.js';
-import { blocked, invalidRequest, schemaViolation, limitError, rateLimited, refusalDecision } from './refusals.js';
+import { blocked, invalidRequest, schemaViolation, limitError, rateLimited, refusalDecision, suspended } from './refusals.js';
 import { BatchRefused, batchRecordError, DEFAULT_MAX_BATCH_RECORDED_BYTES } from './batch-budget.js';
 import { InvalidRequest, RefusedRequest, type CallMeta, type CheckInput, type CheckResult, type RequestFieldError } from './request.js';
+import type { Suspensions } from './suspensions.js';
 
 /** Where the pipeline reads the policy set to decide with: once per call, never half-loaded. */
 export interface PolicySource {
@@ -52,6 +53,12 @@ export interface PipelineOptions {
    * a batch over it is refused whole. Default DEFAULT_MAX_BATCH_RECORDED_BYTES.
    */
   readonly maxBatchRecordedBytes?: number;
+  /**
+   * Principals whose checks are denied for now (DENIED_BY_SUSPENSION) before the
+   * rules are asked: one map lookup per check. The row's details say which alert
+   * suspended it and until when (`details.suspension`).
+   */
+  readonly suspensions?: Suspensions;
 }
 
 /** How a transport names a batch's items in its errors. */
@@ -83,6 +90,7 @@ export class DecisionPipeline {
   readonly limiter: RateLimiter;
   private readonly shadow: PolicySource | null;
   private readonly maxBatchRecordedBytes: number;
+  private readonly suspensions: Suspensions | null;
 
   constructor(
     private readonly policies: PolicySource,
@@ -93,6 +101,7 @@ export class DecisionPipeline {
     this.limiter = options.limiter ?? new RateLimiter();
     this.shadow = options.shadow ?? null;
     this.maxBatchRecordedBytes = options.maxBatchRecordedBytes ?? DEFAULT_MAX_BATCH_RECORDED_BYTES;
+    this.suspensions = options.suspensions ?? null;
   }
 
   /** Adds an observer of every decision; returns the function that removes it. */
@@ -219,6 +228,11 @@ export class DecisionPipeline {
       // Refused like any invalid request; the log keeps what identifies it, not the bulk that broke a cap.
       return { request: identifying(input, this.meter.limits.maxStringLength), decision: refusalDecision(invalidRequest(over), policySet.version) };
     }
+    // A suspended principal is refused whatever it asks; the rules and limits are not asked.
+    if (this.suspensions !== null && this.suspensions.size > 0) {
+      const suspension = this.suspensions.active(input.principal.id);
+      if (suspension !== undefined) return { request: input, decision: { ...refusalDecision(suspended(suspension), policySet.version), suspension } };
+    }
     // A request naming a principal or resource the directories know is decided (and limited, and recorded) with their facts.
     const request = completeRequest(policySet, input);
     // The attribute schema: a violation refuses the request (reject) or is recorded beside the decision (warn).
@@ -339,6 +353,11 @@ function limitDetails(state: LimitState): { id: string; remaining: number; retry
   return state.blockedUntil === undefined ? details : { ...details, blockedUntil: state.blockedUntil, offences: state.offences };
 }
 
+/** What the decision log keeps of a suspension: `details.suspension` (times in ms since the epoch). */
+function suspensionDetails(s: SuspensionState): { alertId: string; alertType: string; since: number; until: number; note: string } {
+  return { alertId: s.alertId, alertType: s.alertType, since: s.since, until: s.until, note: s.note };
+}
+
 const NOTHING = Object.freeze({});
 const NO_ROLES: readonly string[] = Object.freeze([]);
 
@@ -355,14 +374,15 @@ function identifying(request: DecisionRequest, longest: number): DecisionRequest
 
 /**
  * The row's details: the transport's (a gateway's HTTP method and path), a limit's state, a shadow decision that differs,
- * schema violations warned about, which facts the directories supplied.
+ * schema violations warned about, a suspension, which facts the directories supplied.
  */
 function detailsOf(decision: Decision, meta: CallMeta, directory: DirectorySources | null): DecisionDetails | null {
-  if (decision.limit === undefined && decision.shadow === undefined && decision.schemaViolations === undefined && directory === null) return meta.details ?? null;
+  if (decision.limit === undefined && decision.shadow === undefined && decision.schemaViolations === undefined && decision.suspension === undefined && directory === null) return meta.details ?? null;
   return {
     ...meta.details,
     ...(decision.schemaViolations === undefined ? {} : { schema: { enforcement: 'warn', violations: decision.schemaViolations } }),
     ...(directory === null ? {} : { directory }),
+    ...(decision.suspension === undefined ? {} : { suspension: suspensionDetails(decision.suspension) }),
     ...(decision.limit === undefined ? {} : { limit: limitDetails(decision.limit) }),
     ...(decision.shadow === undefined ? {} : { shadow: decision.shadow }),
   };

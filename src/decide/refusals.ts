@@ -1,4 +1,4 @@
-import type { Decision, Reason } from '../types.js';
+import type { Decision, Reason, SuspensionState } from '../types.js';
 
 /**
  * Every refusal verdict makes without the rules deciding, built one way: a
@@ -10,7 +10,8 @@ import type { Decision, Reason } from '../types.js';
  * invalid request, a failed authentication, a request no route maps or whose
  * path cannot be routed. Refused after the engine: a rate limit, which turns
  * an allow into DENIED_BY_RATE_LIMIT; its function belongs here, applied by
- * the pipeline's stage after the engine (pipeline.ts).
+ * the pipeline's stage after the engine (pipeline.ts). Refused before the
+ * engine too: a suspended principal (suspensions.ts), whatever it asks.
  */
 export interface Refusal {
   readonly reason: Reason;
@@ -59,6 +60,18 @@ export function unroutable(problem: string): Refusal {
 /** A gateway request that no route maps: denied by default, like a request no rule matches. */
 export function noRoute(method: string, path: string): Refusal {
   return { reason: 'DENIED_BY_DEFAULT', ruleId: ROUTE_RULE_ID, message: `no route matches ${method} ${path}` };
+}
+
+/** Rule id of the error recorded for a suspended principal's check. */
+export const SUSPENSION_RULE_ID = 'suspension';
+
+/**
+ * A principal suspended after an alert, or by an operator:
+ * `suspended until 2026-…Z after alert a-1 (probing): 80% of 60 decisions denied`.
+ */
+export function suspended(suspension: SuspensionState): Refusal {
+  const why = suspension.alertId === '' ? `by an operator${suspension.note === '' ? '' : `: ${suspension.note}`}` : `after alert ${suspension.alertId} (${suspension.alertType})${suspension.note === '' ? '' : `: ${suspension.note}`}`;
+  return { reason: 'DENIED_BY_SUSPENSION', ruleId: SUSPENSION_RULE_ID, message: `suspended until ${new Date(suspension.until).toISOString()} ${why}` };
 }
 
 /** The rule id a rate limit's refusal (or error) is recorded under: `limit:<id>`. */

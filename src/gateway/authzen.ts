@@ -282,6 +282,7 @@ const REASON_TEXT: Readonly<Record<Decision['reason'], string>> = {
   DENIED_BY_ERROR: 'a condition could not be evaluated',
   DENIED_INVALID_REQUEST: 'invalid request',
   DENIED_UNAUTHENTICATED: 'unauthenticated',
+  DENIED_BY_SUSPENSION: 'the principal is suspended',
 };
 
 /** One recorded decision as the AuthZEN response to its evaluation. */

@@ -3,10 +3,13 @@ import { VerdictError } from '../errors.js';
 import type { AlertFilter, AlertHub, AlertSubscriber } from './alerts.js';
 import { DecisionQueryThread } from '../decisions/query-thread.js';
 import { RequestFieldError } from '../decide/index.js';
+import { MAX_SUSPENSION_MS } from './alert-response-config.js';
 import { decodePageToken, encodePageToken } from '../decisions/query.js';
 import type { DecisionRecord } from '../decisions/record.js';
 import type { AdminCaller, AdminGate } from './admin-auth.js';
-import type { AdminHandlers, DecisionListing, ListDecisionsQuery } from './grpc/handlers.js';
+import type { SuspensionState } from '../types.js';
+import type { AdminHandlers, DecisionListing, ListDecisionsQuery, SuspendRequest } from './grpc/handlers.js';
+import type { SuspensionService } from './suspension.js';
 import type { PolicyStatus, PolicyStore, ReloadOutcome } from './policy-store.js';
 
 /**
@@ -31,6 +34,8 @@ export class Admin implements AdminHandlers {
     private readonly shadow: PolicyStore | null = null,
     /** The WatchAlerts subscribers; null when alerts are off. */
     private readonly alerts: AlertHub | null = null,
+    /** Manual suspension and lifting (server/suspension.ts). */
+    private readonly suspensions?: SuspensionService,
   ) {
     this.queries = new DecisionQueryThread(logPath);
   }
@@ -78,6 +83,31 @@ export class Admin implements AdminHandlers {
       if (!(ALERT_TYPES as readonly string[]).includes(type)) throw RequestFieldError.invalid('types', `unknown alert type ${JSON.stringify(type.slice(0, 40))} (expected one of ${ALERT_TYPES.join(', ')})`);
     }
     return this.alerts.subscribe(filter, subscriber);
+  }
+
+  async suspendPrincipal(request: SuspendRequest, caller: AdminCaller): Promise<SuspensionState> {
+    await this.gate.admit(caller, { method: 'SuspendPrincipal', target: request.principalId, parameters: { note: request.note } });
+    if (request.principalId === '') throw RequestFieldError.required('principal_id');
+    const ms = request.durationMs();
+    if (ms === null) throw RequestFieldError.required('duration');
+    if (!(ms >= 1000 && ms <= MAX_SUSPENSION_MS)) throw RequestFieldError.invalid('duration', 'must be between 1s and 30d');
+    return this.suspensionService().suspendManually(request.principalId, ms, request.note);
+  }
+
+  async listSuspensions(caller: AdminCaller): Promise<readonly SuspensionState[]> {
+    await this.gate.admit(caller, { method: 'ListSuspensions' });
+    return this.suspensionService().list();
+  }
+
+  async liftSuspension(principalId: string, caller: AdminCaller): Promise<SuspensionState | null> {
+    await this.gate.admit(caller, { method: 'LiftSuspension', target: principalId });
+    if (principalId === '') throw RequestFieldError.required('principal_id');
+    return this.suspensionService().lift(principalId) ?? null;
+  }
+
+  private suspensionService(): SuspensionService {
+    if (this.suspensions === undefined) throw new VerdictError('INTERNAL', 'this server keeps no suspensions');
+    return this.suspensions;
   }
 
   /** Stops the query thread (queries in flight are answered UNAVAILABLE). */

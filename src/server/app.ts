@@ -35,6 +35,10 @@ import { ServerMetrics } from './metrics.js';
 import { PolicyStore } from './policy-store.js';
 import { openShadowStore, shadowStatus } from './shadow.js';
 import { setConditionBudget } from '../policy/condition.js';
+import type { Alert } from '../analysis/alert.js';
+import { webhookSecret } from './alert-response-config.js';
+import { SuspensionService } from './suspension.js';
+import { WebhookSink } from './webhooks.js';
 
 /** A running verdict: the ports it bound and how to stop it. */
 export interface RunningServer {
@@ -51,6 +55,16 @@ export interface RunningServer {
   readonly authenticator: Authenticator;
   /** The live anomaly detectors and the sinks of their alerts (server/alerts.ts); null with `alerts.enabled: false`. */
   readonly alerts: LiveAlerts | null;
+  /**
+   * The responses to alerts, per `config.alerts`: one sink per webhook, and the
+   * suspension of the alert's principal when `alerts.suspend.enabled`. Detectors
+   * publish each alert they raise to every one; none blocks.
+   */
+  readonly alertSinks: readonly AlertSink[];
+  /** Hands one alert to every sink of alertSinks (what a detector does). In process only: no port reaches it. */
+  publishAlert(alert: Alert): void;
+  /** The principals suspended now (by alerts or operators), and manual suspension and lifting. */
+  readonly suspensions: SuspensionService;
   /** Stop accepting, finish in-flight checks, flush the decision log, close everything. Idempotent. */
   close(): Promise<void>;
 }
@@ -85,6 +99,8 @@ export interface StartOptions {
 export async function startServer(config: ServerConfig, logger: Logger, options: StartOptions = {}): Promise<RunningServer> {
   // Certificates are checked before anything opens, so a wrong path stops the start with the file named.
   const tls = config.tls ? loadTlsMaterial(config.tls) : null;
+  // So are the webhooks' secrets.
+  const webhookSecrets = config.alerts.webhooks.map((webhook, i) => webhookSecret(webhook, i));
   const metrics = new ServerMetrics();
   const store = await PolicyStore.open(config.policies, {
     onReload: (outcome, status) => {
@@ -141,6 +157,41 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       lock?.release();
     }
   };
+  // Suspensions live in a table of the log's file, so they survive a restart (server/suspension.ts).
+  let suspensions: SuspensionService;
+  try {
+    suspensions = SuspensionService.open(config.db, {
+      metrics: metrics.alertResponses,
+      onError: (error) => logger.error({ db: config.db }, error),
+    });
+  } catch (error) {
+    await closeLog().catch(() => undefined);
+    await closeStores();
+    throw error;
+  }
+  const webhooks = config.alerts.webhooks.map(
+    (webhook, i) =>
+      new WebhookSink(webhook, {
+        secret: webhookSecrets[i]!,
+        metrics: metrics.alertResponses,
+        onFailure: ({ webhook: url, alertId, attempt, error, gaveUp }) => logger.warn({ webhook: url, alertId, attempt, error }, gaveUp ? 'alert webhook failed; giving the alert up' : 'alert webhook failed; retrying with backoff'),
+      }),
+  );
+  const suspendSink = suspensions.sink(config.alerts.suspend);
+  const alertSinks: readonly AlertSink[] = suspendSink === null ? webhooks : [...webhooks, suspendSink];
+  const publishAlert = (alert: Alert): void => {
+    for (const sink of alertSinks) {
+      try {
+        sink.publish(alert);
+      } catch (error) {
+        logger.error({ alertId: alert.id, error: messageOf(error) }, 'an alert sink failed');
+      }
+    }
+  };
+  const closeAlertResponses = async (): Promise<void> => {
+    await Promise.all(webhooks.map((w) => w.close()));
+    suspensions.close();
+  };
   logger.info({ keyId: audit.keyId, publicKey: audit.checkpoints.publicKey, checkpointEveryRows: config.checkpointEveryRows, checkpointEverySeconds: config.checkpointEverySeconds, sensitiveAttributes: config.sensitiveAttributes }, 'audit trail');
   metrics.setLogHealthy(log.healthy);
   log.onCommit(({ rows, durationMs }) => metrics.observeCommit(rows, durationMs / 1000));
@@ -154,6 +205,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       onError: (error, method) => logger.warn({ method, error: messageOf(error) }, 'authentication could not check a credential fully'),
     });
   } catch (error) {
+    await closeAlertResponses().catch(() => undefined);
     await closeLog().catch(() => undefined);
     throw error;
   }
@@ -164,12 +216,17 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     requestLimits: config.requestLimits,
     // A batch (CheckBatch, AuthZEN evaluations) may record at most this much, whichever transport brought it.
     maxBatchRecordedBytes: BATCH_RECORD_FACTOR * config.maxMessageBytes,
+    suspensions: suspensions.book,
     ...(shadowStore ? { shadow: shadowStore } : {}),
   });
   pipeline.observe(metrics);
   // Anomaly alerts: the detectors read every recorded decision; each alert goes to every sink of the fan-out.
   const alerts = config.alerts.enabled === false ? null : startAlerts(config, log, metrics, logger);
-  if (alerts !== null) pipeline.observe(detectorObserver(alerts.detectors));
+  if (alerts !== null) {
+    pipeline.observe(detectorObserver(alerts.detectors));
+    // The responses (webhooks, suspension) hear every alert the detectors raise.
+    for (const sink of alertSinks) alerts.fanout.add(sink);
+  }
   if (pipeline.limiter.store instanceof MemoryLimitStore) metrics.watchLimitStore(pipeline.limiter.store);
   // Administering needs an identity of its own (admin-auth.ts); every Admin call is recorded in the log.
   let gate: AdminGate;
@@ -177,6 +234,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     // Admin calls are recorded beside the decisions; the detectors count the refused ones as failed authentications.
     gate = AdminGate.fromConfig(config.admin, { tls: tls !== null }, { log: alerts === null ? log : watchedSink(log, alerts.detectors), policyVersion: () => store.current.version });
   } catch (error) {
+    await closeAlertResponses().catch(() => undefined);
     await closeLog().catch(() => undefined);
     await authenticator.close?.();
     await closeStores();
@@ -187,7 +245,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     if (loose !== null) logger.warn({ tokenFile: config.admin.tokenFile, mode: loose }, 'the admin token file is readable by others; chmod 600 it');
     if (!tls) logger.warn({ grpc: config.grpc }, 'the admin token travels in plaintext: serve gRPC with TLS, or keep the gRPC port on loopback');
   }
-  const admin = new Admin(store, log.path, gate, options.onAdminReload, shadowStore, alerts?.hub ?? null);
+  const admin = new Admin(store, log.path, gate, options.onAdminReload, shadowStore, alerts?.hub ?? null, suspensions);
   // The console (/console on the HTTP port): read-only, each of its calls an Admin call; the audit trail verified in a thread of its own.
   // The console reads the alerts the detectors stored, unless the caller hands it a reader of its own.
   const ownAlertReader = options.alerts != null || alerts === null ? null : openAlertReader(config.db);
@@ -204,6 +262,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   });
   // Gateways (Envoy ext_authz, forward-auth) authenticate with authn, or trust an identity proxy's headers.
   if (config.trustedPrincipal && (config.authn.jwt || config.authn.apiKeys)) {
+    await closeAlertResponses().catch(() => undefined);
     await closeLog().catch(() => undefined);
     await authenticator.close?.();
     throw new VerdictError('CONFIG_INVALID', 'configuration: trustedPrincipal and authn (jwt, apiKeys) exclude each other; gateways use one way to know the caller');
@@ -304,6 +363,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     ownAlertReader?.close();
     alerts?.hub.close();
     await admin.close().catch(() => undefined);
+    await closeAlertResponses().catch(() => undefined);
     await closeLog().catch(() => undefined);
     await authenticator.close?.();
     await closeStores();
@@ -326,6 +386,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       await Promise.all([admin.close(), auditWatch.close()]);
       ownAlertReader?.close();
       await authenticator.close?.();
+      await closeAlertResponses();
       await alerts?.stored.flush();
       await closeLog();
     })();
@@ -336,7 +397,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     { grpc: `${grpcAddress.host}:${grpcPort}`, http: `${httpAddress.host}:${httpPort}`, ops: opsAddress ? `${opsAddress.host}:${opsPort}` : null, admin: gate.describe(), policies: config.policies, version: store.current.version, rules: store.current.rules.length, db: config.db, decisionLog: config.decisionLog, tls: tls ? { subject: tls.subject, validTo: tls.validTo, clientCertificates: tls.requireClientCert ? 'required' : 'not requested', http: tls.http } : false },
     options.servingMessage ?? 'verdict serving',
   );
-  return { grpcPort, httpPort, opsPort, store, shadowStore, log, metrics, authenticator, alerts, close };
+  return { grpcPort, httpPort, opsPort, store, shadowStore, log, metrics, authenticator, alerts, alertSinks, publishAlert, suspensions, close };
 }
 
 /**

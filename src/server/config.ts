@@ -13,6 +13,7 @@ import { AUDIT_DEFAULTS, auditConfigShape, auditFromEnvironment, type AuditConfi
 import { ADMIN_TOKEN_FILE_ENV, adminConfigSchema } from './admin-auth.js';
 import { DEFAULT_REQUEST_LIMITS } from '../decide/index.js';
 import { DEFAULT_CONDITION_BUDGET } from '../policy/condition.js';
+import { alertResponseShape } from './alert-response-config.js';
 
 const cap = (most: number) => z.number().int().min(1).max(most).optional();
 
@@ -35,6 +36,8 @@ const alertsSchema = z.strictObject({
   enabled: z.boolean().optional(),
   /** Thresholds (analysis/detector-config.ts); what is left out takes its default. */
   detectors: detectorsSchema.optional(),
+  /** What is done with alerts: webhooks, suspension. See the README, "Alerts: webhooks and suspension". */
+  ...alertResponseShape,
 });
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected HOST:PORT, e.g. 127.0.0.1:50051' });
@@ -101,7 +104,7 @@ const layerSchema = z.strictObject({
 export type PartialConfig = z.infer<typeof layerSchema>;
 
 /** The layers merged over the defaults: every key present, and `tls` checked as a whole. */
-const resolvedSchema = layerSchema.required().extend({ tls: tlsLayerSchema.nullable().transform(resolveTls), requestLimits: requestLimitsSchema.required() });
+const resolvedSchema = layerSchema.required().extend({ tls: tlsLayerSchema.nullable().transform(resolveTls), requestLimits: requestLimitsSchema.required(), alerts: alertsSchema });
 
 /** Where verdict listens, what it serves and where it records. */
 export type ServerConfig = Readonly<z.output<typeof resolvedSchema>>;

@@ -181,8 +181,40 @@ export class ServerMetrics implements DecisionObserver {
     return { publish: (alert) => raised.inc({ type: alert.type }) };
   }
 
+  // ------------------------------------------------------------ alert responses (webhooks, suspension)
+
+  private alertResponseMetrics: AlertResponseMetrics | null = null;
+
+  /** The counters of the alert responses (server/webhooks.ts, server/suspension.ts), made on first use. */
+  get alertResponses(): AlertResponseMetrics {
+    this.alertResponseMetrics ??= {
+      webhookDeliveries: new Counter({ name: 'verdict_alert_webhook_deliveries_total', help: 'Alerts a webhook accepted (a 2xx answer), by webhook.', labelNames: ['webhook'], registers: [this.registry] }),
+      webhookFailures: new Counter({ name: 'verdict_alert_webhook_failures_total', help: 'Webhook delivery attempts that failed (no answer in time, refused, not 2xx), by webhook; each is retried with backoff.', labelNames: ['webhook'], registers: [this.registry] }),
+      webhookDropped: new Counter({
+        name: 'verdict_alert_webhook_dropped_total',
+        help: 'Alerts never delivered to a webhook, by webhook and why: queue_full (its queue was full), gave_up (every attempt failed), shutdown (still queued when the server stopped).',
+        labelNames: ['webhook', 'why'],
+        registers: [this.registry],
+      }),
+      webhookQueued: new Gauge({ name: 'verdict_alert_webhook_queued', help: 'Alerts waiting to be delivered to a webhook, by webhook.', labelNames: ['webhook'], registers: [this.registry], aggregator: 'sum' }),
+      suspensions: new Counter({ name: 'verdict_suspensions_total', help: 'Principals suspended, by cause: an alert\'s type, or manual (Admin SuspendPrincipal).', labelNames: ['cause'], registers: [this.registry] }),
+      suspensionsLifted: new Counter({ name: 'verdict_suspensions_lifted_total', help: 'Suspensions lifted before their end (Admin LiftSuspension, verdict suspend lift).', registers: [this.registry] }),
+    };
+    return this.alertResponseMetrics;
+  }
+
   /** Where the state of the file-system watcher is read at each scrape. */
   setWatching(isWatching: () => boolean): void {
     this.isWatching = isWatching;
   }
+}
+
+/** The alert responses' counters: webhooks' deliveries, failures and drops; suspensions. */
+export interface AlertResponseMetrics {
+  readonly webhookDeliveries: Counter<'webhook'>;
+  readonly webhookFailures: Counter<'webhook'>;
+  readonly webhookDropped: Counter<'webhook' | 'why'>;
+  readonly webhookQueued: Gauge<'webhook'>;
+  readonly suspensions: Counter<'cause'>;
+  readonly suspensionsLifted: Counter;
 }

@@ -204,6 +204,7 @@ describe.each(['v1', 'v1alpha'] as const)('server reflection %s, used the way gr
 
     expect(files.get('verdict/v1/authorization.proto')!.dependency).toEqual(['google/protobuf/duration.proto', 'google/protobuf/struct.proto']);
     expect(files.get('verdict/v1/admin.proto')!.dependency).toEqual([
+      'google/protobuf/duration.proto',
       'google/protobuf/struct.proto',
       'google/protobuf/timestamp.proto',
       'verdict/v1/authorization.proto',

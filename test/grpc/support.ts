@@ -90,6 +90,9 @@ export async function startServer(overrides: Partial<FakeHandlers> = {}, options
       return id === sampleRecord.decisionId ? sampleRecord : null;
     },
     listDecisions: () => ({ decisions: [sampleRecord], nextPageToken: '' }),
+    suspendPrincipal: (request) => ({ principalId: request.principalId, since: 1_700_000_000_000, until: 1_700_000_000_000 + (request.durationMs() ?? 0), alertId: '', alertType: 'manual', note: request.note }),
+    listSuspensions: () => [],
+    liftSuspension: () => null,
     ...overrides,
   };
   const grpcServer = createGrpcServer({ authorization: handlers, admin: handlers }, { shutdownTimeoutMs: 2000, ...options });

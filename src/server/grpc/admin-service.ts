@@ -8,7 +8,7 @@ import { StatusError, toStatus } from './status.js';
 import { VerdictError } from '../../errors.js';
 import { adminCallerOfGrpc } from '../admin-auth.js';
 import { unary, type CallOptions } from './call.js';
-import { toDecisionFilters, toDecisionRecordMessage, toPolicyStatusMessage, toReloadMessage, toAlertMessage } from './convert/verdict.js';
+import { fromDuration, toAlertMessage, toDecisionFilters, toDecisionRecordMessage, toPolicyStatusMessage, toReloadMessage, toSuspensionMessage } from './convert/verdict.js';
 import type { AdminHandlers } from './handlers.js';
 import type { DecisionRecord } from './generated/verdict/v1/DecisionRecord.js';
 import type { GetDecisionRequest__Output } from './generated/verdict/v1/GetDecisionRequest.js';
@@ -18,6 +18,11 @@ import type { ListDecisionsResponse } from './generated/verdict/v1/ListDecisions
 import type { PolicyStatus } from './generated/verdict/v1/PolicyStatus.js';
 import type { ReloadPoliciesRequest__Output } from './generated/verdict/v1/ReloadPoliciesRequest.js';
 import type { ReloadPoliciesResponse } from './generated/verdict/v1/ReloadPoliciesResponse.js';
+import type { LiftSuspensionRequest__Output } from './generated/verdict/v1/LiftSuspensionRequest.js';
+import type { ListSuspensionsRequest__Output } from './generated/verdict/v1/ListSuspensionsRequest.js';
+import type { ListSuspensionsResponse } from './generated/verdict/v1/ListSuspensionsResponse.js';
+import type { SuspendPrincipalRequest__Output } from './generated/verdict/v1/SuspendPrincipalRequest.js';
+import type { Suspension } from './generated/verdict/v1/Suspension.js';
 
 export const ADMIN_SERVICE = 'verdict.v1.Admin';
 
@@ -90,6 +95,23 @@ export function adminService(handlers: AdminHandlers, options: CallOptions): Unt
           (error: unknown) => finish(error),
         );
     },
+    SuspendPrincipal: unary<SuspendPrincipalRequest__Output, Suspension>('SuspendPrincipal', options, async (call) => {
+      const { principalId, duration, note } = call.request;
+      // The duration is read after the caller is admitted and recorded, like every invalid Admin call.
+      const request = { principalId, note, durationMs: () => fromDuration(duration, 'duration') };
+      return toSuspensionMessage(await handlers.suspendPrincipal(request, adminCallerOfGrpc(call)));
+    }),
+
+    ListSuspensions: unary<ListSuspensionsRequest__Output, ListSuspensionsResponse>('ListSuspensions', options, async (call) => ({
+      suspensions: (await handlers.listSuspensions(adminCallerOfGrpc(call))).map(toSuspensionMessage),
+    })),
+
+    LiftSuspension: unary<LiftSuspensionRequest__Output, Suspension>('LiftSuspension', options, async (call) => {
+      const id = call.request.principalId;
+      const lifted = await handlers.liftSuspension(id, adminCallerOfGrpc(call));
+      if (!lifted) throw new VerdictError('NOT_FOUND', `principal ${id} is not suspended`);
+      return toSuspensionMessage(lifted);
+    }),
   };
 }
 

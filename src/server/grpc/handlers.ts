@@ -1,6 +1,7 @@
 import type { DecisionRecord } from '../../decisions/record.js';
 import type { DecisionFilters } from '../../decisions/query.js';
 import type { CallMeta, CheckInput, CheckResult } from '../../decide/index.js';
+import type { SuspensionState } from '../../types.js';
 import type { AdminCaller } from '../admin-auth.js';
 import type { AlertFilter, AlertSubscriber } from '../alerts.js';
 import type { PolicyStatus, ReloadOutcome } from '../policy-store.js';
@@ -63,4 +64,18 @@ export interface AdminHandlers {
    * `subscriber` until the returned function is called. Absent: UNIMPLEMENTED.
    */
   watchAlerts?(filter: AlertFilter, caller: AdminCaller, subscriber: AlertSubscriber): Promise<() => void>;
+  /** Suspends a principal for `durationMs` (null when the request gave none: refuse it after admitting the caller). */
+  suspendPrincipal(request: SuspendRequest, caller: AdminCaller): Awaitable<SuspensionState>;
+  /** The suspensions in force, soonest to end first. */
+  listSuspensions(caller: AdminCaller): Awaitable<readonly SuspensionState[]>;
+  /** The suspension lifted, or null (or a NOT_FOUND VerdictError) when the principal had none. */
+  liftSuspension(principalId: string, caller: AdminCaller): Awaitable<SuspensionState | null>;
+}
+
+/** A SuspendPrincipal request as the transport read it. */
+export interface SuspendRequest {
+  readonly principalId: string;
+  /** How long, in ms; null when the request gave none. May throw RequestFieldError: ask after admitting the caller. */
+  durationMs(): number | null;
+  readonly note: string;
 }

@@ -1,9 +1,9 @@
 import type { DecisionRecord } from '../../../decisions/record.js';
 import type { DecisionFilters } from '../../../decisions/query.js';
 import { InvalidRequest, RequestFieldError, type CheckInput, type CheckResult } from '../../../decide/index.js';
-import type { Attributes, DecisionRequest, Effect, Principal, Reason, RequestContext, Resource } from '../../../types.js';
+import type { Attributes, DecisionRequest, Effect, Principal, Reason, RequestContext, Resource, SuspensionState } from '../../../types.js';
 import type { PolicyStatus, ReloadOutcome } from '../../policy-store.js';
-import type { Duration } from '../generated/google/protobuf/Duration.js';
+import type { Duration, Duration__Output } from '../generated/google/protobuf/Duration.js';
 import type { Struct__Output } from '../generated/google/protobuf/Struct.js';
 import type { Alert } from '../../../analysis/alert.js';
 import type { Alert as AlertMessage } from '../generated/verdict/v1/Alert.js';
@@ -21,6 +21,7 @@ import type { Principal__Output } from '../generated/verdict/v1/Principal.js';
 import type { Reason__Output as WireReason } from '../generated/verdict/v1/Reason.js';
 import type { ReloadPoliciesResponse } from '../generated/verdict/v1/ReloadPoliciesResponse.js';
 import type { Resource__Output } from '../generated/verdict/v1/Resource.js';
+import type { Suspension } from '../generated/verdict/v1/Suspension.js';
 import { jsonToStruct, structToAttributes } from './struct.js';
 
 // The verdict.v1 messages (Authorization and Admin) as domain values and back.
@@ -132,6 +133,7 @@ const REASON_NAMES = {
   DENIED_BY_ERROR: 'REASON_DENIED_BY_ERROR',
   DENIED_INVALID_REQUEST: 'REASON_DENIED_INVALID_REQUEST',
   DENIED_UNAUTHENTICATED: 'REASON_DENIED_UNAUTHENTICATED',
+  DENIED_BY_SUSPENSION: 'REASON_DENIED_BY_SUSPENSION',
 } as const satisfies Record<Reason, WireReason>;
 
 // A value added to a proto enum and never sent fails to compile here, naming the value.
@@ -278,4 +280,18 @@ export function toAlertMessage(alert: Alert): AlertMessage {
     raisedAt: toTimestamp(alert.raisedAt),
     summary: alert.summary,
   };
+}
+
+/** A suspension as a verdict.v1.Suspension. */
+export function toSuspensionMessage(s: SuspensionState): Suspension {
+  return { principalId: s.principalId, since: toTimestamp(s.since), until: toTimestamp(s.until), alertId: s.alertId, alertType: s.alertType, note: s.note };
+}
+
+/** A google.protobuf.Duration as milliseconds, or null when unset; throws RequestFieldError when it is not valid. */
+export function fromDuration(duration: Duration__Output | null, field: string): number | null {
+  if (duration === null) return null;
+  const seconds = Number(duration.seconds);
+  if (!Number.isSafeInteger(seconds) || seconds < 0) throw RequestFieldError.invalid(`${field}.seconds`, 'out of range');
+  if (!Number.isInteger(duration.nanos) || duration.nanos < 0 || duration.nanos > 999_999_999) throw RequestFieldError.invalid(`${field}.nanos`, 'must be between 0 and 999999999');
+  return seconds * 1000 + duration.nanos / 1e6;
 }

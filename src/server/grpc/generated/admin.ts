@@ -19,13 +19,18 @@ import type { Context as _verdict_v1_Context, Context__Output as _verdict_v1_Con
 import type { DecisionRecord as _verdict_v1_DecisionRecord, DecisionRecord__Output as _verdict_v1_DecisionRecord__Output } from './verdict/v1/DecisionRecord.js';
 import type { GetDecisionRequest as _verdict_v1_GetDecisionRequest, GetDecisionRequest__Output as _verdict_v1_GetDecisionRequest__Output } from './verdict/v1/GetDecisionRequest.js';
 import type { GetPolicyStatusRequest as _verdict_v1_GetPolicyStatusRequest, GetPolicyStatusRequest__Output as _verdict_v1_GetPolicyStatusRequest__Output } from './verdict/v1/GetPolicyStatusRequest.js';
+import type { LiftSuspensionRequest as _verdict_v1_LiftSuspensionRequest, LiftSuspensionRequest__Output as _verdict_v1_LiftSuspensionRequest__Output } from './verdict/v1/LiftSuspensionRequest.js';
 import type { ListDecisionsRequest as _verdict_v1_ListDecisionsRequest, ListDecisionsRequest__Output as _verdict_v1_ListDecisionsRequest__Output } from './verdict/v1/ListDecisionsRequest.js';
 import type { ListDecisionsResponse as _verdict_v1_ListDecisionsResponse, ListDecisionsResponse__Output as _verdict_v1_ListDecisionsResponse__Output } from './verdict/v1/ListDecisionsResponse.js';
+import type { ListSuspensionsRequest as _verdict_v1_ListSuspensionsRequest, ListSuspensionsRequest__Output as _verdict_v1_ListSuspensionsRequest__Output } from './verdict/v1/ListSuspensionsRequest.js';
+import type { ListSuspensionsResponse as _verdict_v1_ListSuspensionsResponse, ListSuspensionsResponse__Output as _verdict_v1_ListSuspensionsResponse__Output } from './verdict/v1/ListSuspensionsResponse.js';
 import type { PolicyStatus as _verdict_v1_PolicyStatus, PolicyStatus__Output as _verdict_v1_PolicyStatus__Output } from './verdict/v1/PolicyStatus.js';
 import type { Principal as _verdict_v1_Principal, Principal__Output as _verdict_v1_Principal__Output } from './verdict/v1/Principal.js';
 import type { ReloadPoliciesRequest as _verdict_v1_ReloadPoliciesRequest, ReloadPoliciesRequest__Output as _verdict_v1_ReloadPoliciesRequest__Output } from './verdict/v1/ReloadPoliciesRequest.js';
 import type { ReloadPoliciesResponse as _verdict_v1_ReloadPoliciesResponse, ReloadPoliciesResponse__Output as _verdict_v1_ReloadPoliciesResponse__Output } from './verdict/v1/ReloadPoliciesResponse.js';
 import type { Resource as _verdict_v1_Resource, Resource__Output as _verdict_v1_Resource__Output } from './verdict/v1/Resource.js';
+import type { SuspendPrincipalRequest as _verdict_v1_SuspendPrincipalRequest, SuspendPrincipalRequest__Output as _verdict_v1_SuspendPrincipalRequest__Output } from './verdict/v1/SuspendPrincipalRequest.js';
+import type { Suspension as _verdict_v1_Suspension, Suspension__Output as _verdict_v1_Suspension__Output } from './verdict/v1/Suspension.js';
 import type { WatchAlertsRequest as _verdict_v1_WatchAlertsRequest, WatchAlertsRequest__Output as _verdict_v1_WatchAlertsRequest__Output } from './verdict/v1/WatchAlertsRequest.js';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
@@ -59,14 +64,19 @@ export interface ProtoGrpcType {
       Effect: EnumTypeDefinition
       GetDecisionRequest: MessageTypeDefinition<_verdict_v1_GetDecisionRequest, _verdict_v1_GetDecisionRequest__Output>
       GetPolicyStatusRequest: MessageTypeDefinition<_verdict_v1_GetPolicyStatusRequest, _verdict_v1_GetPolicyStatusRequest__Output>
+      LiftSuspensionRequest: MessageTypeDefinition<_verdict_v1_LiftSuspensionRequest, _verdict_v1_LiftSuspensionRequest__Output>
       ListDecisionsRequest: MessageTypeDefinition<_verdict_v1_ListDecisionsRequest, _verdict_v1_ListDecisionsRequest__Output>
       ListDecisionsResponse: MessageTypeDefinition<_verdict_v1_ListDecisionsResponse, _verdict_v1_ListDecisionsResponse__Output>
+      ListSuspensionsRequest: MessageTypeDefinition<_verdict_v1_ListSuspensionsRequest, _verdict_v1_ListSuspensionsRequest__Output>
+      ListSuspensionsResponse: MessageTypeDefinition<_verdict_v1_ListSuspensionsResponse, _verdict_v1_ListSuspensionsResponse__Output>
       PolicyStatus: MessageTypeDefinition<_verdict_v1_PolicyStatus, _verdict_v1_PolicyStatus__Output>
       Principal: MessageTypeDefinition<_verdict_v1_Principal, _verdict_v1_Principal__Output>
       Reason: EnumTypeDefinition
       ReloadPoliciesRequest: MessageTypeDefinition<_verdict_v1_ReloadPoliciesRequest, _verdict_v1_ReloadPoliciesRequest__Output>
       ReloadPoliciesResponse: MessageTypeDefinition<_verdict_v1_ReloadPoliciesResponse, _verdict_v1_ReloadPoliciesResponse__Output>
       Resource: MessageTypeDefinition<_verdict_v1_Resource, _verdict_v1_Resource__Output>
+      SuspendPrincipalRequest: MessageTypeDefinition<_verdict_v1_SuspendPrincipalRequest, _verdict_v1_SuspendPrincipalRequest__Output>
+      Suspension: MessageTypeDefinition<_verdict_v1_Suspension, _verdict_v1_Suspension__Output>
       WatchAlertsRequest: MessageTypeDefinition<_verdict_v1_WatchAlertsRequest, _verdict_v1_WatchAlertsRequest__Output>
     }
   }

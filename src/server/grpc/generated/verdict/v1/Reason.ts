@@ -9,6 +9,7 @@ export const Reason = {
   REASON_DENIED_BY_ERROR: 'REASON_DENIED_BY_ERROR',
   REASON_DENIED_INVALID_REQUEST: 'REASON_DENIED_INVALID_REQUEST',
   REASON_DENIED_UNAUTHENTICATED: 'REASON_DENIED_UNAUTHENTICATED',
+  REASON_DENIED_BY_SUSPENSION: 'REASON_DENIED_BY_SUSPENSION',
 } as const;
 
 export type Reason =
@@ -28,5 +29,7 @@ export type Reason =
   | 6
   | 'REASON_DENIED_UNAUTHENTICATED'
   | 7
+  | 'REASON_DENIED_BY_SUSPENSION'
+  | 8
 
 export type Reason__Output = typeof Reason[keyof typeof Reason]

@@ -1,0 +1,101 @@
+import type { SuspensionState } from '../types.js';
+
+/** Told when a suspension begins, is lifted, or is found expired (to persist or report it). */
+export interface SuspensionListener {
+  suspended?(suspension: SuspensionState): void;
+  /** `expired`: its time was up; otherwise it was lifted before then. */
+  ended?(suspension: SuspensionState, expired: boolean): void;
+}
+
+/**
+ * The principals whose checks are denied for now (DENIED_BY_SUSPENSION), in
+ * memory: the decide core asks `active` on every check, which costs one map
+ * lookup (and, only for a suspended principal, one reading of the clock). An
+ * expired suspension is dropped when next looked up, or by `sweep`.
+ *
+ * Who fills it: the alert response (server/suspension.ts) and the Admin API
+ * (SuspendPrincipal); what it holds survives a restart through the server's
+ * suspensions table (decisions/suspension-store.ts).
+ *
+ * @example
+ * const book = new Suspensions();
+ * book.suspend({ principalId: 'mallory', since: now, until: now + 900_000, alertId: 'a-1', alertType: 'probing', note: '…' });
+ * book.active('mallory'); // the suspension, until it ends
+ */
+export class Suspensions {
+  private readonly byPrincipal = new Map<string, SuspensionState>();
+  private listeners: readonly SuspensionListener[] = [];
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  /** Suspensions held (some may have expired and not been looked up since). */
+  get size(): number {
+    return this.byPrincipal.size;
+  }
+
+  /** Adds a listener; returns the function that removes it. */
+  listen(listener: SuspensionListener): () => void {
+    this.listeners = [...this.listeners, listener];
+    return () => {
+      this.listeners = this.listeners.filter((l) => l !== listener);
+    };
+  }
+
+  /** The principal's suspension in force now, if any. */
+  active(principalId: string): SuspensionState | undefined {
+    const suspension = this.byPrincipal.get(principalId);
+    if (suspension === undefined) return undefined;
+    if (suspension.until > this.now()) return suspension;
+    this.end(suspension, true);
+    return undefined;
+  }
+
+  /**
+   * Suspends a principal. One already suspended keeps the later of the two ends
+   * (a second alert never shortens a suspension); returns the suspension in force.
+   */
+  suspend(suspension: SuspensionState): SuspensionState {
+    const current = this.active(suspension.principalId);
+    if (current !== undefined && current.until >= suspension.until) return current;
+    this.byPrincipal.set(suspension.principalId, suspension);
+    for (const l of this.listeners) l.suspended?.(suspension);
+    return suspension;
+  }
+
+  /**
+   * Makes the book hold exactly `suspensions` (those not yet ended), telling no
+   * listener: how a server takes up what its store says (at start, and what
+   * another worker process stored).
+   */
+  replace(suspensions: readonly SuspensionState[]): void {
+    const now = this.now();
+    this.byPrincipal.clear();
+    for (const s of suspensions) if (s.until > now) this.byPrincipal.set(s.principalId, s);
+  }
+
+  /** Lifts a principal's suspension now; the one lifted, or undefined when none was in force. */
+  lift(principalId: string): SuspensionState | undefined {
+    const current = this.active(principalId);
+    if (current === undefined) return undefined;
+    this.end(current, false);
+    return current;
+  }
+
+  /** The suspensions in force, soonest to end first (expired ones are dropped). */
+  list(): SuspensionState[] {
+    this.sweep();
+    return [...this.byPrincipal.values()].sort((a, b) => a.until - b.until || a.principalId.localeCompare(b.principalId));
+  }
+
+  /** Drops every expired suspension. */
+  sweep(): void {
+    const now = this.now();
+    for (const suspension of [...this.byPrincipal.values()]) if (suspension.until <= now) this.end(suspension, true);
+  }
+
+  private end(suspension: SuspensionState, expired: boolean): void {
+    if (this.byPrincipal.get(suspension.principalId) !== suspension) return;
+    this.byPrincipal.delete(suspension.principalId);
+    for (const l of this.listeners) l.ended?.(suspension, expired);
+  }
+}

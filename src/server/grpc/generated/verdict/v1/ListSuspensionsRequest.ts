@@ -1,0 +1,8 @@
+// Original file: proto/verdict/v1/admin.proto
+
+
+export interface ListSuspensionsRequest {
+}
+
+export interface ListSuspensionsRequest__Output {
+}

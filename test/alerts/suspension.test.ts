@@ -1,0 +1,202 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, afterEach, describe, expect, it } from 'vitest';
+import { getDecision, queryDecisions } from '../../src/decisions/query.js';
+import { BIN, ROOT, checkRequest, verdictClient, type VerdictClient } from '../helpers/verdict-process.js';
+import { alertAbout, cleanUp, dana, forwardAuthHeaders, fraudModel, startTestServer, type TestServer } from './support.js';
+
+// Suspension as the response to an alert, on a real server over gRPC and
+// forward-auth: alerts are published into the server's own sinks (what its
+// detectors do), in this process; no port reaches them.
+
+const run = promisify(execFile);
+const servers: TestServer[] = [];
+const clients: VerdictClient[] = [];
+afterEach(async () => {
+  for (const c of clients.splice(0)) c.close();
+  for (const s of servers.splice(0)) await s.stop();
+});
+afterAll(cleanUp);
+
+async function serve(...args: Parameters<typeof startTestServer>): Promise<{ t: TestServer; client: VerdictClient }> {
+  const t = await startTestServer(...args);
+  servers.push(t);
+  const client = verdictClient(t.server.grpcPort);
+  clients.push(client);
+  return { t, client };
+}
+
+interface CheckAnswer {
+  effect: string;
+  reason: string;
+  decisionId: string;
+  errors: { ruleId: string; message: string }[];
+}
+
+function check(client: VerdictClient, principal = dana): Promise<CheckAnswer> {
+  return client.call<CheckAnswer>('Authorization', 'Check', checkRequest({ principal, action: 'predict', resource: fraudModel }));
+}
+
+/** `verdict suspend …` against the server, as an operator runs it (asynchronously: the server answers in this process). */
+async function cli(port: number, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  try {
+    const { stdout, stderr } = await run(process.execPath, [BIN, 'suspend', ...args, '--server', `127.0.0.1:${port}`], { cwd: ROOT });
+    return { code: 0, stdout, stderr };
+  } catch (error) {
+    const e = error as { code: number; stdout: string; stderr: string };
+    return { code: e.code, stdout: e.stdout, stderr: e.stderr };
+  }
+}
+
+const ON = { alerts: { suspend: { enabled: true, for: '15m', types: ['probing', 'extraction'] } } } as const;
+
+describe('suspension on a real server', () => {
+  it('when on, an alert suspends its principal: DENY with DENIED_BY_SUSPENSION, recorded with the alert and until when; others unaffected', async () => {
+    const { t, client } = await serve(ON);
+    expect(await check(client)).toMatchObject({ effect: 'EFFECT_ALLOW' });
+
+    const alert = alertAbout('dana', 'probing');
+    const before = Date.now();
+    t.server.publishAlert(alert);
+    const denied = await check(client);
+    expect(denied).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_SUSPENSION' });
+    expect(denied.errors).toEqual([{ ruleId: 'suspension', message: expect.stringMatching(new RegExp(`^suspended until \\S+Z after alert ${alert.id} \\(probing\\): dana: 80%`)) }]);
+
+    const row = getDecision(t.db, denied.decisionId)!;
+    expect(row).toMatchObject({ principalId: 'dana', effect: 'DENY', reason: 'DENIED_BY_SUSPENSION', ruleIds: [] });
+    const suspension = (row.details as { suspension: { alertId: string; alertType: string; until: number; since: number } }).suspension;
+    expect(suspension).toMatchObject({ alertId: alert.id, alertType: 'probing' });
+    expect(suspension.until - suspension.since).toBe(15 * 60_000);
+    expect(suspension.since).toBeGreaterThanOrEqual(before);
+
+    // Another principal is not suspended; an unlisted alert type and a non-principal subject suspend nobody.
+    const ada = { ...dana, id: 'ada' };
+    t.server.publishAlert(alertAbout('ada', 'volume'));
+    t.server.publishAlert(alertAbout('ada', 'extraction', 'api-key'));
+    expect(await check(client, ada)).toMatchObject({ effect: 'EFFECT_ALLOW' });
+    expect(t.server.suspensions.list().map((s) => s.principalId)).toEqual(['dana']);
+  });
+
+  it('verdict suspend list shows it and verdict suspend lift lifts it: allowed again; both calls are recorded', async () => {
+    const { t, client } = await serve(ON);
+    const alert = alertAbout('dana', 'extraction');
+    t.server.publishAlert(alert);
+    expect(await check(client)).toMatchObject({ reason: 'REASON_DENIED_BY_SUSPENSION' });
+
+    const listed = await cli(t.server.grpcPort, 'list', '--json');
+    expect(listed.code).toBe(0);
+    expect(JSON.parse(listed.stdout)).toEqual([{ principalId: 'dana', since: expect.any(String), until: expect.any(String), alertId: alert.id, alertType: 'extraction', note: alert.summary }]);
+
+    const lifted = await cli(t.server.grpcPort, 'lift', 'dana');
+    expect(lifted).toMatchObject({ code: 0, stdout: expect.stringMatching(/^lifted: dana {2}until /) });
+    expect(await check(client)).toMatchObject({ effect: 'EFFECT_ALLOW' });
+
+    // Lifting again: nothing to lift (exit 4, the reason said).
+    const again = await cli(t.server.grpcPort, 'lift', 'dana');
+    expect(again).toMatchObject({ code: 4, stderr: 'verdict suspend: principal dana is not suspended\n' });
+    expect((await cli(t.server.grpcPort, 'list')).stdout).toBe('no principal is suspended\n');
+
+    const recorded = (action: string): unknown[] => queryDecisions(t.db, { action, limit: 100 }).map((r) => [r.resourceType, r.resourceId, r.effect]);
+    expect(recorded('ListSuspensions')).toEqual([['verdict.admin', '', 'ALLOW'], ['verdict.admin', '', 'ALLOW']]);
+    expect(recorded('LiftSuspension')).toEqual([['verdict.admin', 'dana', 'ALLOW'], ['verdict.admin', 'dana', 'ALLOW']]);
+  });
+
+  it('ends by itself when its time is up', async () => {
+    const { t, client } = await serve({ alerts: { suspend: { enabled: true, for: '1s', types: ['probing'] } } });
+    t.server.publishAlert(alertAbout('dana'));
+    const denied = await check(client);
+    expect(denied).toMatchObject({ reason: 'REASON_DENIED_BY_SUSPENSION' });
+    const until = (getDecision(t.db, denied.decisionId)!.details as { suspension: { until: number } }).suspension.until;
+    await new Promise((resolve) => setTimeout(resolve, Math.max(0, until - Date.now()) + 20));
+    expect(await check(client)).toMatchObject({ effect: 'EFFECT_ALLOW' });
+    expect(t.server.suspensions.list()).toEqual([]);
+  });
+
+  it('is off by default: the same alert changes nothing', async () => {
+    const { t, client } = await serve();
+    expect(t.server.alertSinks).toEqual([]);
+    t.server.publishAlert(alertAbout('dana', 'probing'));
+    t.server.publishAlert(alertAbout('dana', 'extraction'));
+    expect(await check(client)).toMatchObject({ effect: 'EFFECT_ALLOW' });
+    expect(t.server.suspensions.list()).toEqual([]);
+  });
+
+  it('through forward-auth: a suspended principal gets 403 with the decision id, recorded as DENIED_BY_SUSPENSION', async () => {
+    const { t } = await serve(ON);
+    const url = `http://127.0.0.1:${t.server.httpPort}/forward-auth`;
+    expect((await fetch(url, { headers: forwardAuthHeaders('dana') })).status).toBe(200);
+    t.server.publishAlert(alertAbout('dana'));
+    const answer = await fetch(url, { headers: forwardAuthHeaders('dana') });
+    expect(answer.status).toBe(403);
+    const decisionId = answer.headers.get('x-verdict-decision-id');
+    expect(decisionId).toMatch(/^[0-9a-f-]{36}$/);
+    expect(await answer.json()).toMatchObject({ reason: 'DENIED_BY_SUSPENSION' });
+    expect(getDecision(t.db, decisionId!)).toMatchObject({ principalId: 'dana', reason: 'DENIED_BY_SUSPENSION', details: { suspension: { alertType: 'probing' }, http: { method: 'POST', path: '/v1/models/fraud-v3/predict' } } });
+    expect((await fetch(url, { headers: forwardAuthHeaders('ada') })).status).toBe(200);
+  });
+
+  it('survives a restart (kept in the log file, beside the decisions), and a lift does too', async () => {
+    const first = await startTestServer(ON);
+    first.server.publishAlert(alertAbout('dana'));
+    first.server.publishAlert(alertAbout('ada'));
+    const { client: c1 } = { client: verdictClient(first.server.grpcPort) };
+    expect(await check(c1)).toMatchObject({ reason: 'REASON_DENIED_BY_SUSPENSION' });
+    c1.close();
+    await first.stop();
+
+    const { t, client } = await serve({}, first.db);
+    // Suspension turned off in the new config: what was suspended stays so until it ends or is lifted.
+    expect(await check(client)).toMatchObject({ reason: 'REASON_DENIED_BY_SUSPENSION' });
+    expect(t.server.suspensions.list().map((s) => s.principalId).sort()).toEqual(['ada', 'dana']);
+    expect((await cli(t.server.grpcPort, 'lift', 'ada')).code).toBe(0);
+    await t.stop();
+    servers.pop();
+
+    const third = await serve({}, first.db);
+    expect(third.t.server.suspensions.list().map((s) => s.principalId)).toEqual(['dana']);
+  });
+
+  it('Admin SuspendPrincipal suspends by hand (suspension off or on), recorded; a bad duration is INVALID_ARGUMENT', async () => {
+    const { t, client } = await serve();
+    const made = await client.call<{ principalId: string; alertType: string; note: string }>('Admin', 'SuspendPrincipal', { principalId: 'dana', duration: { seconds: 600 }, note: 'INC-42' });
+    expect(made).toMatchObject({ principalId: 'dana', alertType: 'manual', note: 'INC-42' });
+    const denied = await check(client);
+    expect(denied).toMatchObject({ reason: 'REASON_DENIED_BY_SUSPENSION', errors: [{ ruleId: 'suspension', message: expect.stringMatching(/^suspended until \S+Z by an operator: INC-42$/) }] });
+    for (const duration of [null, { seconds: 0 }, { seconds: 31 * 86_400 }]) {
+      await expect(client.call('Admin', 'SuspendPrincipal', { principalId: 'ada', duration })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    }
+    await expect(client.call('Admin', 'SuspendPrincipal', { principalId: '', duration: { seconds: 60 } })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    const recorded = queryDecisions(t.db, { action: 'SuspendPrincipal', limit: 10 });
+    expect(recorded.length).toBe(5);
+    expect(recorded.at(-1)).toMatchObject({ resourceId: 'dana', effect: 'ALLOW' });
+    expect(t.server.suspensions.list().map((s) => s.principalId)).toEqual(['dana']);
+  });
+
+  it('needs an admin identity: without the token nobody suspends or lifts, and the refusals are recorded; the CLI with --token-file may', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-admin-token-'));
+    const tokenFile = join(dir, 'admin.token');
+    writeFileSync(tokenFile, `${'a1b2'.repeat(10)}\n`, { mode: 0o600 });
+    const { t, client } = await serve({ admin: { tokenFile } });
+    await expect(client.call('Admin', 'SuspendPrincipal', { principalId: 'dana', duration: { seconds: 600 } })).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+    expect(await check(client)).toMatchObject({ effect: 'EFFECT_ALLOW' });
+    const refused = await cli(t.server.grpcPort, 'add', 'dana', '--for', '10m');
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toMatch(/refused the call: admin: an admin identity is required/);
+    expect(t.server.suspensions.list()).toEqual([]);
+    expect(queryDecisions(t.db, { action: 'SuspendPrincipal', limit: 10 }).map((r) => [r.effect, r.reason, r.resourceId])).toEqual([
+      ['DENY', 'DENIED_UNAUTHENTICATED', 'dana'],
+      ['DENY', 'DENIED_UNAUTHENTICATED', 'dana'],
+    ]);
+
+    const made = await cli(t.server.grpcPort, 'add', 'dana', '--for', '10m', '--note', 'INC-7', '--token-file', tokenFile);
+    expect(made).toMatchObject({ code: 0, stdout: expect.stringMatching(/^suspended: dana {2}until \S+ {2}since \S+ {2}manual {2}"INC-7"\n$/) });
+    expect(await check(client)).toMatchObject({ reason: 'REASON_DENIED_BY_SUSPENSION' });
+    expect((await cli(t.server.grpcPort, 'lift', 'dana')).code).toBe(2);
+    expect((await cli(t.server.grpcPort, 'lift', 'dana', '--token-file', tokenFile)).code).toBe(0);
+    expect(await check(client)).toMatchObject({ effect: 'EFFECT_ALLOW' });
+  });
+});
