@@ -123,23 +123,48 @@ export class DecisionPipeline {
     const started = performance.now();
     const policySet = this.policies.current;
     const runs: Promise<CheckResult>[] = [];
-    for (const input of inputs) {
+    for (let i = 0; i < inputs.length; i++) {
       const decidingFrom = performance.now();
-      const decided = this.decide(policySet, input);
+      const decided = this.decide(policySet, inputs[i]!);
+      // A shared limit backend answers later: the rest waits for this decision, so it is not taken past a stop.
+      if (decided instanceof Promise) return this.untilShared(decided, inputs, i, policySet, meta, stop, runs, decidingFrom, started);
       runs.push(this.record(decided.request, decided.decision, meta, decidingFrom, started));
       if (stop(decided.decision)) break;
     }
     return Promise.all(runs);
   }
 
+  private async untilShared(
+    first: Promise<Decided>,
+    inputs: readonly CheckInput[],
+    from: number,
+    policySet: PolicySet,
+    meta: CallMeta,
+    stop: (decision: Decision) => boolean,
+    runs: Promise<CheckResult>[],
+    decidingFrom: number,
+    started: number,
+  ): Promise<CheckResult[]> {
+    let pending: Promise<Decided> | Decided = first;
+    for (let i = from; ; ) {
+      const decided = await pending;
+      runs.push(this.record(decided.request, decided.decision, meta, decidingFrom, started));
+      if (stop(decided.decision) || ++i >= inputs.length) break;
+      decidingFrom = performance.now();
+      pending = this.decide(policySet, inputs[i]!);
+    }
+    return Promise.all(runs);
+  }
+
   /** decide → record → answer. `decidingFrom` times the decision for the log, `callFrom` the call for the observers. */
   private run(policySet: PolicySet, input: CheckInput, meta: CallMeta, decidingFrom: number, callFrom: number): Promise<CheckResult> {
-    const { request, decision } = this.decide(policySet, input);
-    return this.record(request, decision, meta, decidingFrom, callFrom);
+    const decided = this.decide(policySet, input);
+    if (decided instanceof Promise) return decided.then((d) => this.record(d.request, d.decision, meta, decidingFrom, callFrom));
+    return this.record(decided.request, decided.decision, meta, decidingFrom, callFrom);
   }
 
   /** The decision for one question: a refused request is not evaluated; only what the rules allow takes rate-limit budget. */
-  private decide(policySet: PolicySet, input: CheckInput): { request: DecisionRequest; decision: Decision } {
+  private decide(policySet: PolicySet, input: CheckInput): Decided | Promise<Decided> {
     if (input instanceof RefusedRequest) return { request: input.request, decision: refusalDecision(input.refusal, policySet.version) };
     const over = this.meter.problem(input);
     if (over !== null) {
@@ -150,7 +175,17 @@ export class DecisionPipeline {
     // The rules of both sets are compared; a rate limit is not a policy difference.
     const shadow = this.shadow === null ? undefined : disagreement(decision, evaluate(this.shadow.current, input));
     // A limit refuses what the rules allowed, or reports what is left.
-    if (decision.effect === 'ALLOW' && policySet.limits.length > 0) decision = limited(decision, this.limiter.apply(policySet.limits, input));
+    if (decision.effect === 'ALLOW' && policySet.limits.length > 0) {
+      const outcome = this.limiter.apply(policySet.limits, input);
+      if (outcome instanceof Promise) {
+        const allowed = decision;
+        return outcome.then((o) => {
+          const d = limited(allowed, o);
+          return { request: input, decision: shadow === undefined ? d : { ...d, shadow } };
+        });
+      }
+      decision = limited(decision, outcome);
+    }
     if (shadow !== undefined) decision = { ...decision, shadow };
     return { request: input, decision };
   }
@@ -187,12 +222,20 @@ export class DecisionPipeline {
 }
 
 
+interface Decided {
+  readonly request: DecisionRequest;
+  readonly decision: Decision;
+}
+
 /** An allow after the limits: refused by one, or carrying the tightest limit's state. */
 function limited(decision: Decision, outcome: LimitOutcome | null): Decision {
   if (outcome === null) return decision;
   if (outcome.kind === 'error') return refusalDecision(limitError(outcome.limit.id, outcome.message), decision.policyVersion);
-  const { limit, rate, remaining, retryAfterMs, resetMs, blockedUntil, offences } = outcome.report;
-  const state: LimitState = { limitId: limit.id, quota: rate.count, windowSeconds: rate.periodMs / 1000, remaining, retryAfterMs, resetMs };
+  const { limit, rate, remaining, retryAfterMs, resetMs, blockedUntil, offences, backend } = outcome.report;
+  const state: LimitState =
+    backend === undefined
+      ? { limitId: limit.id, quota: rate.count, windowSeconds: rate.periodMs / 1000, remaining, retryAfterMs, resetMs }
+      : { limitId: limit.id, quota: rate.count, windowSeconds: rate.periodMs / 1000, remaining, retryAfterMs, resetMs, backend };
   if (outcome.kind === 'allowed') return { ...decision, limit: state };
   if (blockedUntil !== undefined) {
     return { ...refusalDecision(blocked(limit.id, blockedUntil, offences ?? 1, retryAfterMs), decision.policyVersion), limit: { ...state, blockedUntil: Math.ceil(blockedUntil), offences } };
@@ -207,8 +250,8 @@ function disagreement(live: Decision, shadow: Decision): ShadowDecision | undefi
 }
 
 /** What the decision log keeps of a limit's state: `details.limit`. */
-function limitDetails(state: LimitState): { id: string; remaining: number; retryAfterMs: number; blockedUntil?: number; offences?: number } {
-  const details = { id: state.limitId, remaining: state.remaining, retryAfterMs: Math.ceil(state.retryAfterMs) };
+function limitDetails(state: LimitState): { id: string; remaining: number; retryAfterMs: number; blockedUntil?: number; offences?: number; backend?: string } {
+  const details = { id: state.limitId, remaining: state.remaining, retryAfterMs: Math.ceil(state.retryAfterMs), ...(state.backend === undefined ? {} : { backend: state.backend }) };
   return state.blockedUntil === undefined ? details : { ...details, blockedUntil: state.blockedUntil, offences: state.offences };
 }
 

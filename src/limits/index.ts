@@ -4,4 +4,5 @@
  */
 export { gcra, type GcraResult } from './gcra.js';
 export { MemoryLimitStore, type LimitStore, type Offence } from './memory.js';
-export { RateLimiter, applyLimits, limitApplies, monotonicNow, rateFor, strike, type LimitOutcome, type LimitReport } from './apply.js';
+export { RateLimiter, applyLimits, applyShared, dividedRate, storeKey, type LimitBackendName, type SharedLimits, limitApplies, monotonicNow, rateFor, strike, type LimitOutcome, type LimitReport } from './apply.js';
+export { RedisLimitBackend, BackendUnavailable, GCRA_LUA, type BackendEvents, type BackendHealth, type RedisLimitOptions } from './redis.js';

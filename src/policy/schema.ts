@@ -265,6 +265,8 @@ export const limitSchema = z.strictObject({
     })
     .optional(),
   cost: z.string().min(1).optional(),
+  /** With a shared backend (Redis): what a check does when the backend cannot answer in time. */
+  onBackendFailure: z.enum(['deny', 'allow', 'local'], { error: 'onBackendFailure is deny, allow or local' }).optional(),
   /** Repeat offenders: `after` refusals within `within` block the key for `block`, doubling per further offence up to `max`. */
   backoff: z
     .strictObject({

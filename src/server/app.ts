@@ -1,7 +1,7 @@
 // Starts one verdict server (policies, decision log, the decide core, its gRPC
 // and HTTP transports, health and metrics) and stops it gracefully.
 
-import { MemoryLimitStore } from '../limits/index.js';
+import { MemoryLimitStore, monotonicNow, RateLimiter, RedisLimitBackend } from '../limits/index.js';
 import { createAuthenticator } from '../authn/authenticators.js';
 import { grpcCallerOf, grpcServerCredentials, httpsServerOptions, loadTlsMaterial, tlsSocketIdentity } from '../authn/mtls.js';
 import type { Authenticator } from '../authn/types.js';
@@ -148,9 +148,16 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
 
   // Every transport decides through the one pipeline; metrics observe it.
   setConditionBudget(config.requestLimits.maxConditionSteps);
-  const pipeline = new DecisionPipeline(store, log, { requestLimits: config.requestLimits, ...(shadowStore ? { shadow: shadowStore } : {}) });
+  // Rate-limit budgets: in this process, or in Redis shared by every replica (a failure is logged at most every few seconds).
+  const limitBackend = config.limits.backend === 'redis' ? openLimitBackend(config, logger) : null;
+  if (limitBackend !== null && !(await limitBackend.ready(REDIS_CONNECT_WAIT_MS))) {
+    logger.warn({ backend: 'redis', waitedMs: REDIS_CONNECT_WAIT_MS }, 'rate-limit backend not connected yet; serving, limits follow their onBackendFailure until it answers');
+  }
+  const limiter = new RateLimiter(new MemoryLimitStore(), monotonicNow, limitBackend === null ? null : { backend: limitBackend, replicas: config.limits.replicas });
+  const pipeline = new DecisionPipeline(store, log, { requestLimits: config.requestLimits, limiter, ...(shadowStore ? { shadow: shadowStore } : {}) });
   pipeline.observe(metrics);
   if (pipeline.limiter.store instanceof MemoryLimitStore) metrics.watchLimitStore(pipeline.limiter.store);
+  if (limitBackend !== null) metrics.watchLimitBackend(() => limitBackend.status());
   // Administering needs an identity of its own (admin-auth.ts); every Admin call is recorded in the log.
   let gate: AdminGate;
   try {
@@ -158,6 +165,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   } catch (error) {
     await closeLog().catch(() => undefined);
     await authenticator.close?.();
+    await limitBackend?.close();
     await closeStores();
     throw error;
   }
@@ -234,6 +242,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
           policyWatch: status.watch,
           shadow: shadowStore === null ? null : shadowStatus(config.shadowPolicies!, shadowStore),
           decisionLog: { path: config.db, mode: config.decisionLog, healthy: log.healthy, lastError: log.lastError, audit: auditStatus },
+          // A failing Redis does not make the server unready: each limit follows its onBackendFailure.
+          limits: limitBackend === null ? { backend: 'memory' } : { ...limitBackend.status(), timeoutMs: config.limits.timeoutMs, replicas: config.limits.replicas },
         },
       };
     },
@@ -264,6 +274,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     await http.close().catch(() => undefined);
     await ops?.close().catch(() => undefined);
     await admin.close().catch(() => undefined);
+    await limitBackend?.close();
     await closeLog().catch(() => undefined);
     await authenticator.close?.();
     await closeStores();
@@ -282,6 +293,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       await Promise.all([grpc.shutdown(), http.close(), ops?.close(), closeStores()]);
       await admin.close();
       await authenticator.close?.();
+      await limitBackend?.close();
       await closeLog();
     })();
     return closing;
@@ -292,6 +304,36 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     options.servingMessage ?? 'verdict serving',
   );
   return { grpcPort, httpPort, opsPort, store, log, metrics, authenticator, close };
+}
+
+const BACKEND_LOG_EVERY_MS = 10_000;
+const REDIS_CONNECT_WAIT_MS = 2000;
+
+/** The Redis backend of limits.redis, whose failures are logged once, then at most every 10 s with a count. */
+function openLimitBackend(config: ServerConfig, logger: Logger): RedisLimitBackend {
+  const redis = config.limits.redis!;
+  let lastLogged = 0;
+  let suppressed = 0;
+  return new RedisLimitBackend(
+    { url: redis.url, cluster: redis.cluster ?? false, keyPrefix: redis.keyPrefix, timeoutMs: config.limits.timeoutMs, retryMs: config.limits.retryMs },
+    {
+      failed: (error) => {
+        const now = Date.now();
+        if (now - lastLogged < BACKEND_LOG_EVERY_MS) {
+          suppressed += 1;
+          return;
+        }
+        logger.error({ backend: 'redis', error, failuresSinceLastLog: suppressed, timeoutMs: config.limits.timeoutMs }, 'rate-limit backend failed; limits follow their onBackendFailure until it answers');
+        lastLogged = now;
+        suppressed = 0;
+      },
+      recovered: () => {
+        logger.info({ backend: 'redis', failuresSinceLastLog: suppressed }, 'rate-limit backend answers again');
+        lastLogged = 0;
+        suppressed = 0;
+      },
+    },
+  );
 }
 
 /** How the decision log is opened for this configuration, by this process's writer thread or a cluster primary. */

@@ -26,6 +26,7 @@ export class ServerMetrics implements DecisionObserver {
   private readonly logHealthy: Gauge;
   private currentVersion: string | null = null;
   private currentShadowVersion: string | null = null;
+  private fallbacks: Counter<'backend'> | null = null;
   /** Children bound once per effect and reason, so the hot path does no label lookup and builds no key. */
   private readonly byOutcome: Record<Effect, Partial<Record<Reason, Counter.Internal>>> = { ALLOW: {}, DENY: {} };
 
@@ -81,6 +82,8 @@ export class ServerMetrics implements DecisionObserver {
     this.decisionSeconds.observe(seconds);
     const shadow = result.decision.shadow;
     if (shadow !== undefined) this.shadowDisagreements.inc({ direction: shadow.effect === 'DENY' ? 'ALLOW_TO_DENY' : 'DENY_TO_ALLOW' });
+    const backend = result.decision.limit?.backend;
+    if (backend !== undefined && backend !== 'redis') this.fallbacks?.inc({ backend });
   }
 
   observeCommit(rows: number, seconds: number): void {
@@ -142,6 +145,37 @@ export class ServerMetrics implements DecisionObserver {
         reported = store.evictions;
       },
     });
+  }
+
+  /**
+   * A shared rate-limit backend (Redis): whether it answers, its failures, and
+   * checks its fallback decided (by limit's onBackendFailure), read at each scrape.
+   */
+  watchLimitBackend(status: () => { readonly healthy: boolean; readonly failures: number }): void {
+    new Gauge({
+      name: 'verdict_rate_limit_backend_up',
+      help: '1 while the shared rate-limit backend (Redis) answers, else 0 (limits follow their onBackendFailure).',
+      registers: [this.registry],
+      aggregator: 'min',
+      collect() {
+        this.set(status().healthy ? 1 : 0);
+      },
+    });
+    let reported = 0;
+    new Counter({
+      name: 'verdict_rate_limit_backend_failures_total',
+      help: 'Calls to the shared rate-limit backend (Redis) that failed or timed out.',
+      registers: [this.registry],
+      collect() {
+        const failures = status().failures;
+        this.inc(failures - reported);
+        reported = failures;
+      },
+    });
+    const fallbacks = new Counter({ name: 'verdict_rate_limit_fallback_total', help: 'Checks a limit decided without the shared backend, by how (local: counted in this process; open: let through uncounted).', labelNames: ['backend'], registers: [this.registry] });
+    fallbacks.inc({ backend: 'local' }, 0);
+    fallbacks.inc({ backend: 'open' }, 0);
+    this.fallbacks = fallbacks;
   }
 
   /** Where the state of the file-system watcher is read at each scrape. */
