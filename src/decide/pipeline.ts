@@ -5,7 +5,7 @@ import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionDetails, DecisionRecord } from '../decisions/record.js';
 import { evaluate } from '../engine/evaluate.js';
 import type { PolicySet } from '../policy/policy-set.js';
-import { RateLimiter, type LimitOutcome } from '../limits/index.js';
+import { adjustReservation, RateLimiter, SettlementBook, type LimitOutcome, type Reservation } from '../limits/index.js';
 import type { Decision, DecisionRequest, LimitState, ShadowDecision } from '../types.js';
 import { RequestMeter, type RequestLimits } from './bounds.js';
 import { newDecisionId } from './decision-id.js';
@@ -41,7 +41,23 @@ export interface PipelineOptions {
    * shadow's (`decision.shadow`, recorded as `details.shadow`).
    */
   readonly shadow?: PolicySource;
+  /** What Settle may still correct: decisions whose limits took a cost (bounded, with expiry). */
+  readonly settlements?: SettlementBook;
 }
+
+/** Largest number of units a Settle may report. */
+export const MAX_SETTLE_UNITS = 1e15;
+
+/**
+ * The answer to a Settle: the budget corrected (`remaining`: the least left among
+ * the limits corrected), or why not. Either way `settleId` names its row in the log.
+ * - `invalid`: the decision id or units are malformed;
+ * - `unknown`: no decision of this caller that took a cost (or it was dropped);
+ * - `expired`: its settle window has passed; `settled`: it was settled already.
+ */
+export type SettleOutcome =
+  | { readonly kind: 'settled'; readonly settleId: string; readonly reservedUnits: number; readonly actualUnits: number; readonly limitIds: readonly string[]; readonly remaining: number }
+  | { readonly kind: 'invalid' | 'unknown' | 'expired' | 'settled-already'; readonly settleId: string; readonly message: string };
 
 /** Maps a transport's request to a question with the policy set that will decide it (a gateway reads its routes). */
 export type PrepareCheck = (policySet: PolicySet) => CheckInput;
@@ -74,6 +90,50 @@ export class DecisionPipeline {
     this.meter = new RequestMeter(options.requestLimits);
     this.limiter = options.limiter ?? new RateLimiter();
     this.shadow = options.shadow ?? null;
+    this.settlements = options.settlements ?? new SettlementBook();
+  }
+
+  /** Decisions whose cost Settle may still correct. */
+  readonly settlements: SettlementBook;
+
+  /**
+   * Corrects the cost budget a decision reserved up front, once the actual units are
+   * known (e.g. the tokens a model really produced): the difference is given back, or
+   * taken beyond the burst (an overspend waits for the refill), in every limit that
+   * took a cost, where it was taken. Only the caller that asked for the decision may
+   * settle it, once, within the settle window. Recorded as a row (action `settle`).
+   * @throws (rejects) VerdictError DECISION_LOG_UNAVAILABLE when it cannot be recorded (nothing is corrected)
+   */
+  async settle(decisionId: string, actualUnits: number, meta: CallMeta): Promise<SettleOutcome> {
+    const started = performance.now();
+    const policyVersion = this.policies.current.version;
+    let problem: { kind: 'invalid' | 'unknown' | 'expired' | 'settled-already'; message: string } | null = null;
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(decisionId)) {
+      problem = { kind: 'invalid', message: 'decision_id: expected the decision id a Check answered (a UUID)' };
+    } else if (!Number.isFinite(actualUnits) || actualUnits < 0 || actualUnits > MAX_SETTLE_UNITS) {
+      problem = { kind: 'invalid', message: `actual_units: expected a number from 0 to ${MAX_SETTLE_UNITS}` };
+    }
+    const entry = problem === null ? this.settlements.take(decisionId, meta.caller) : null;
+    if (entry === 'unknown') problem = { kind: 'unknown', message: `no decision ${decisionId} of this caller that reserved a cost (unknown, not a cost, another caller's, or no longer held)` };
+    else if (entry === 'expired') problem = { kind: 'expired', message: `decision ${decisionId} can no longer be settled: its settle window has passed` };
+    else if (entry === 'settled') problem = { kind: 'settled-already', message: `decision ${decisionId} is already settled` };
+    const settleId = newDecisionId(Date.now());
+    if (problem !== null || entry === null || typeof entry === 'string') {
+      const refusal = problem ?? { kind: 'invalid' as const, message: 'not settled' };
+      await this.log.append(settleRecord(settleId, meta, policyVersion, started, null, decisionId, actualUnits, refusal.message));
+      return { kind: refusal.kind, settleId, message: refusal.message };
+    }
+    let remaining = Number.POSITIVE_INFINITY;
+    let reservedUnits = 0;
+    const corrections: (number | Promise<number>)[] = [];
+    for (const reservation of entry.reservations) {
+      reservedUnits = Math.max(reservedUnits, reservation.units);
+      corrections.push(adjustReservation(this.limiter, reservation, actualUnits - reservation.units));
+    }
+    for (const left of await Promise.all(corrections.map((c) => Promise.resolve(c).catch(() => 0)))) remaining = Math.min(remaining, left);
+    const limitIds = entry.reservations.map((r: Reservation) => r.limitId);
+    await this.log.append(settleRecord(settleId, meta, policyVersion, started, entry, decisionId, actualUnits, null));
+    return { kind: 'settled', settleId, reservedUnits, actualUnits, limitIds, remaining: Number.isFinite(remaining) ? remaining : 0 };
   }
 
   /** Adds an observer of every decision; returns the function that removes it. */
@@ -128,7 +188,7 @@ export class DecisionPipeline {
       const decided = this.decide(policySet, inputs[i]!);
       // A shared limit backend answers later: the rest waits for this decision, so it is not taken past a stop.
       if (decided instanceof Promise) return this.untilShared(decided, inputs, i, policySet, meta, stop, runs, decidingFrom, started);
-      runs.push(this.record(decided.request, decided.decision, meta, decidingFrom, started));
+      runs.push(this.record(decided.request, decided.decision, meta, decidingFrom, started, decided.reserved));
       if (stop(decided.decision)) break;
     }
     return Promise.all(runs);
@@ -148,7 +208,7 @@ export class DecisionPipeline {
     let pending: Promise<Decided> | Decided = first;
     for (let i = from; ; ) {
       const decided = await pending;
-      runs.push(this.record(decided.request, decided.decision, meta, decidingFrom, started));
+      runs.push(this.record(decided.request, decided.decision, meta, decidingFrom, started, decided.reserved));
       if (stop(decided.decision) || ++i >= inputs.length) break;
       decidingFrom = performance.now();
       pending = this.decide(policySet, inputs[i]!);
@@ -159,8 +219,8 @@ export class DecisionPipeline {
   /** decide → record → answer. `decidingFrom` times the decision for the log, `callFrom` the call for the observers. */
   private run(policySet: PolicySet, input: CheckInput, meta: CallMeta, decidingFrom: number, callFrom: number): Promise<CheckResult> {
     const decided = this.decide(policySet, input);
-    if (decided instanceof Promise) return decided.then((d) => this.record(d.request, d.decision, meta, decidingFrom, callFrom));
-    return this.record(decided.request, decided.decision, meta, decidingFrom, callFrom);
+    if (decided instanceof Promise) return decided.then((d) => this.record(d.request, d.decision, meta, decidingFrom, callFrom, d.reserved));
+    return this.record(decided.request, decided.decision, meta, decidingFrom, callFrom, decided.reserved);
   }
 
   /** The decision for one question: a refused request is not evaluated; only what the rules allow takes rate-limit budget. */
@@ -181,20 +241,27 @@ export class DecisionPipeline {
         const allowed = decision;
         return outcome.then((o) => {
           const d = limited(allowed, o);
-          return { request: input, decision: shadow === undefined ? d : { ...d, shadow } };
+          const reserved = o !== null && o.kind === 'allowed' ? o.reserved : undefined;
+          return { request: input, decision: shadow === undefined ? d : { ...d, shadow }, reserved };
         });
       }
       decision = limited(decision, outcome);
+      if (outcome !== null && outcome.kind === 'allowed' && outcome.reserved !== undefined) {
+        return { request: input, decision: shadow === undefined ? decision : { ...decision, shadow }, reserved: outcome.reserved };
+      }
     }
     if (shadow !== undefined) decision = { ...decision, shadow };
     return { request: input, decision };
   }
 
   /** record → answer: a decision that cannot be recorded rejects, and the observers hear of it. */
-  private async record(request: DecisionRequest, decision: Decision, meta: CallMeta, decidingFrom: number, callFrom: number): Promise<CheckResult> {
+  private async record(request: DecisionRequest, decision: Decision, meta: CallMeta, decidingFrom: number, callFrom: number, reserved?: readonly Reservation[]): Promise<CheckResult> {
     const record = toRecord(request, decision, meta, decidingFrom);
     try {
       await this.log.append(record);
+      if (reserved !== undefined) {
+        this.settlements.add(record.decisionId, { caller: meta.caller, principalId: request.principal.id, resourceType: request.resource.type, resourceId: request.resource.id, reservations: reserved });
+      }
     } catch (error) {
       for (const observer of this.observers) {
         try {
@@ -225,6 +292,37 @@ export class DecisionPipeline {
 interface Decided {
   readonly request: DecisionRequest;
   readonly decision: Decision;
+  /** Cost the limits took for an allow, which Settle may correct. */
+  readonly reserved?: readonly Reservation[] | undefined;
+}
+
+/** The row of a Settle: `settle` on the decision's resource, allowed when corrected, else refused with why. */
+function settleRecord(settleId: string, meta: CallMeta, policyVersion: string, started: number, entry: { principalId: string; resourceType: string; resourceId: string; reservations: readonly Reservation[] } | null, decisionId: string, actualUnits: number, refusal: string | null): DecisionRecord {
+  const now = Date.now();
+  return {
+    decisionId: settleId,
+    time: now,
+    caller: meta.caller,
+    requestId: meta.requestId,
+    principalId: entry?.principalId ?? '',
+    action: 'settle',
+    resourceType: entry?.resourceType ?? '',
+    resourceId: entry?.resourceId ?? '',
+    effect: refusal === null ? 'ALLOW' : 'DENY',
+    reason: refusal === null ? 'ALLOWED_BY_RULE' : 'DENIED_INVALID_REQUEST',
+    ruleIds: entry === null ? [] : entry.reservations.map((r) => `limit:${r.limitId}`),
+    errors: refusal === null ? [] : [{ ruleId: 'settle', message: refusal }],
+    policyVersion,
+    request: { principal: { roles: [], attributes: {} }, resource: { attributes: {} }, context: { attributes: {} } },
+    latencyUs: Math.round((performance.now() - started) * 1000),
+    details: {
+      settle: {
+        decisionId,
+        actualUnits: Number.isFinite(actualUnits) ? actualUnits : String(actualUnits),
+        ...(entry === null ? {} : { limits: entry.reservations.map((r) => ({ id: r.limitId, reservedUnits: r.units })) }),
+      },
+    },
+  };
 }
 
 /** An allow after the limits: refused by one, or carrying the tightest limit's state. */

@@ -4,6 +4,7 @@ import type { CompiledLimit, LimitRate } from '../policy/limits.js';
 import type { DecisionRequest } from '../types.js';
 import { gcra, type GcraResult } from './gcra.js';
 import type { RedisLimitBackend } from './redis.js';
+import type { Reservation } from './settle.js';
 import { MemoryLimitStore, type LimitStore, type Offence } from './memory.js';
 
 /** The state of the limit a decision reports: the one that refused, or the tightest of those that applied. */
@@ -34,7 +35,7 @@ export type LimitBackendName = 'redis' | 'local' | 'open';
  * - `error`: a limit's `when`, key or cost could not be evaluated; nothing was taken (fail closed).
  */
 export type LimitOutcome =
-  | { readonly kind: 'allowed'; readonly report: LimitReport }
+  | { readonly kind: 'allowed'; readonly report: LimitReport; readonly reserved?: readonly Reservation[] }
   | { readonly kind: 'limited'; readonly report: LimitReport }
   | { readonly kind: 'error'; readonly limit: CompiledLimit; readonly message: string };
 
@@ -111,7 +112,7 @@ export function storeKey(limit: CompiledLimit, key: string): string {
 export class RateLimiter {
   constructor(
     readonly store: LimitStore = new MemoryLimitStore(),
-    private readonly clock: () => number = monotonicNow,
+    readonly now: () => number = monotonicNow,
     /** A shared backend (Redis): budgets live there; `store` keeps offence records and the `local` fallback. */
     readonly shared: SharedLimits | null = null,
   ) {}
@@ -119,9 +120,28 @@ export class RateLimiter {
   /** In memory: the outcome at once. With a shared backend: a promise of it (one round trip, bounded by its timeout). */
   apply(limits: readonly CompiledLimit[], request: DecisionRequest): LimitOutcome | null | Promise<LimitOutcome | null> {
     if (limits.length === 0) return null;
-    if (this.shared !== null) return applyShared(limits, request, this.store, this.shared, this.clock());
-    return applyLimits(limits, request, this.store, this.clock());
+    if (this.shared !== null) return applyShared(limits, request, this.store, this.shared, this.now());
+    return applyLimits(limits, request, this.store, this.now());
   }
+}
+
+/**
+ * Moves a reservation's key by `units` (negative gives back; positive takes even past
+ * the burst, so an overspend waits for the refill) where it was taken; the units left
+ * after. In memory at once, in Redis as a promise.
+ */
+export function adjustReservation(limiter: RateLimiter, reservation: Reservation, units: number): number | Promise<number> {
+  const { key, emissionMs, burst } = reservation;
+  if (reservation.backend === 'redis') {
+    if (limiter.shared === null) return 0;
+    return limiter.shared.backend.adjust(key, emissionMs, burst, units).then((r) => r.remaining);
+  }
+  const now = limiter.now();
+  const stored = limiter.store.get(key, now);
+  const tat = (stored === undefined || stored < now ? now : stored) + units * emissionMs;
+  limiter.store.set(key, Math.max(tat, now), now);
+  const left = now + emissionMs * burst - tat;
+  return left <= 0 ? 0 : Math.floor(left / emissionMs + 1e-6);
 }
 
 /** A backend every replica shares (RedisLimitBackend), and how many replicas share it. */
@@ -195,6 +215,7 @@ export async function applyShared(limits: readonly CompiledLimit[], request: Dec
   let tightest: LimitReport | null = null;
   let failedDeny: { limit: CompiledLimit; message: string } | null = null;
   let localWrites: { key: string; tat: number }[] | null = null;
+  let reserved: Reservation[] | null = null;
   for (let i = 0; i < checks.length; i++) {
     const { limit, key, cost, rate, offence } = checks[i]!;
     const answer = answers[i]!;
@@ -218,6 +239,9 @@ export async function applyShared(limits: readonly CompiledLimit[], request: Dec
       if (result.allowed) (localWrites ??= []).push({ key, tat: result.tat });
     } else {
       result = answer;
+    }
+    if (result.allowed && limit.cost !== null && cost > 0) {
+      (reserved ??= []).push({ limitId: limit.id, key, emissionMs: reportRate.emissionMs, burst: reportRate.burst, units: cost, backend: backend === 'redis' ? 'redis' : 'memory' });
     }
     let report: LimitReport = { limit, rate: reportRate, remaining: result.remaining, retryAfterMs: result.retryAfterMs, resetMs: result.resetMs, backend };
     if (!result.allowed) {
@@ -245,7 +269,7 @@ export async function applyShared(limits: readonly CompiledLimit[], request: Dec
   }
   if (tightest === null) return null;
   if (localWrites !== null) for (const { key, tat } of localWrites) store.set(key, tat, now);
-  return { kind: 'allowed', report: tightest };
+  return reserved === null ? { kind: 'allowed', report: tightest } : { kind: 'allowed', report: tightest, reserved };
 }
 
 /** applyLimits at a given time, `now` in milliseconds: what RateLimiter does, with the clock passed in. */
@@ -253,6 +277,7 @@ export function applyLimits(limits: readonly CompiledLimit[], request: DecisionR
   let tightest: LimitReport | null = null;
   let refused: LimitReport | null = null;
   let writes: { key: string; tat: number }[] | null = null;
+  let reserved: Reservation[] | null = null;
   for (let i = 0; i < limits.length; i++) {
     const limit = limits[i]!;
     const applies = limitApplies(limit, request);
@@ -287,6 +312,7 @@ export function applyLimits(limits: readonly CompiledLimit[], request: DecisionR
       continue;
     }
     (writes ??= []).push({ key, tat: result.tat });
+    if (limit.cost !== null && cost > 0) (reserved ??= []).push({ limitId: limit.id, key, emissionMs: rate.emissionMs, burst: rate.burst, units: cost, backend: 'memory' });
     if (tightest === null || report.remaining < tightest.remaining) tightest = report;
   }
   if (refused !== null) {
@@ -295,7 +321,7 @@ export function applyLimits(limits: readonly CompiledLimit[], request: DecisionR
   }
   if (tightest === null) return null;
   for (const { key, tat } of writes!) store.set(key, tat, now);
-  return { kind: 'allowed', report: tightest };
+  return reserved === null ? { kind: 'allowed', report: tightest } : { kind: 'allowed', report: tightest, reserved };
 }
 
 /**

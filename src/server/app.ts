@@ -1,7 +1,7 @@
 // Starts one verdict server (policies, decision log, the decide core, its gRPC
 // and HTTP transports, health and metrics) and stops it gracefully.
 
-import { MemoryLimitStore, monotonicNow, RateLimiter, RedisLimitBackend } from '../limits/index.js';
+import { MemoryLimitStore, monotonicNow, RateLimiter, RedisLimitBackend, SettlementBook } from '../limits/index.js';
 import { createAuthenticator } from '../authn/authenticators.js';
 import { grpcCallerOf, grpcServerCredentials, httpsServerOptions, loadTlsMaterial, tlsSocketIdentity } from '../authn/mtls.js';
 import type { Authenticator } from '../authn/types.js';
@@ -154,7 +154,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     logger.warn({ backend: 'redis', waitedMs: REDIS_CONNECT_WAIT_MS }, 'rate-limit backend not connected yet; serving, limits follow their onBackendFailure until it answers');
   }
   const limiter = new RateLimiter(new MemoryLimitStore(), monotonicNow, limitBackend === null ? null : { backend: limitBackend, replicas: config.limits.replicas });
-  const pipeline = new DecisionPipeline(store, log, { requestLimits: config.requestLimits, limiter, ...(shadowStore ? { shadow: shadowStore } : {}) });
+  const pipeline = new DecisionPipeline(store, log, { requestLimits: config.requestLimits, limiter, settlements: new SettlementBook(100_000, config.limits.settleWithinMs), ...(shadowStore ? { shadow: shadowStore } : {}) });
   pipeline.observe(metrics);
   if (pipeline.limiter.store instanceof MemoryLimitStore) metrics.watchLimitStore(pipeline.limiter.store);
   if (limitBackend !== null) metrics.watchLimitBackend(() => limitBackend.status());

@@ -1,6 +1,6 @@
 import type { DecisionRecord } from '../../decisions/record.js';
 import type { DecisionFilters } from '../../decisions/query.js';
-import type { CallMeta, CheckInput, CheckResult } from '../../decide/index.js';
+import type { CallMeta, CheckInput, CheckResult, SettleOutcome } from '../../decide/index.js';
 import type { AdminCaller } from '../admin-auth.js';
 import type { PolicyStatus, ReloadOutcome } from '../policy-store.js';
 
@@ -21,6 +21,8 @@ export interface AuthorizationHandlers {
   check(input: CheckInput, meta: CallMeta): Awaitable<CheckResult>;
   /** One result per input, in order. If the shared principal or context is invalid, every input is an InvalidRequest. */
   checkBatch(inputs: readonly CheckInput[], meta: CallMeta): Awaitable<readonly CheckResult[]>;
+  /** Corrects a decision's cost budget (recorded either way); absent: Settle is UNIMPLEMENTED. */
+  settle?(decisionId: string, actualUnits: number, meta: CallMeta): Awaitable<SettleOutcome>;
 }
 
 /** One page of ListDecisions. */

@@ -25,6 +25,8 @@ import type { Principal as _verdict_v1_Principal, Principal__Output as _verdict_
 import type { ReloadPoliciesRequest as _verdict_v1_ReloadPoliciesRequest, ReloadPoliciesRequest__Output as _verdict_v1_ReloadPoliciesRequest__Output } from './verdict/v1/ReloadPoliciesRequest.js';
 import type { ReloadPoliciesResponse as _verdict_v1_ReloadPoliciesResponse, ReloadPoliciesResponse__Output as _verdict_v1_ReloadPoliciesResponse__Output } from './verdict/v1/ReloadPoliciesResponse.js';
 import type { Resource as _verdict_v1_Resource, Resource__Output as _verdict_v1_Resource__Output } from './verdict/v1/Resource.js';
+import type { SettleRequest as _verdict_v1_SettleRequest, SettleRequest__Output as _verdict_v1_SettleRequest__Output } from './verdict/v1/SettleRequest.js';
+import type { SettleResponse as _verdict_v1_SettleResponse, SettleResponse__Output as _verdict_v1_SettleResponse__Output } from './verdict/v1/SettleResponse.js';
 
 type SubtypeConstructor<Constructor extends new (...args: any) => any, Subtype> = {
   new(...args: ConstructorParameters<Constructor>): Subtype;
@@ -64,6 +66,8 @@ export interface ProtoGrpcType {
       ReloadPoliciesRequest: MessageTypeDefinition<_verdict_v1_ReloadPoliciesRequest, _verdict_v1_ReloadPoliciesRequest__Output>
       ReloadPoliciesResponse: MessageTypeDefinition<_verdict_v1_ReloadPoliciesResponse, _verdict_v1_ReloadPoliciesResponse__Output>
       Resource: MessageTypeDefinition<_verdict_v1_Resource, _verdict_v1_Resource__Output>
+      SettleRequest: MessageTypeDefinition<_verdict_v1_SettleRequest, _verdict_v1_SettleRequest__Output>
+      SettleResponse: MessageTypeDefinition<_verdict_v1_SettleResponse, _verdict_v1_SettleResponse__Output>
     }
   }
 }
