@@ -5,6 +5,8 @@ import type { DecisionRequest } from '../types.js';
 import { gcra, type GcraResult } from './gcra.js';
 import type { RedisLimitBackend } from './redis.js';
 import type { Reservation } from './settle.js';
+import type { LoadBoard } from './load.js';
+import { scaledRate } from './load.js';
 import { MemoryLimitStore, type LimitStore, type Offence } from './memory.js';
 
 /** The state of the limit a decision reports: the one that refused, or the tightest of those that applied. */
@@ -115,13 +117,15 @@ export class RateLimiter {
     readonly now: () => number = monotonicNow,
     /** A shared backend (Redis): budgets live there; `store` keeps offence records and the `local` fallback. */
     readonly shared: SharedLimits | null = null,
+    /** Loads reported by ReportLoad, scaling the limits that opt in (loadAware). */
+    readonly load: LoadBoard | null = null,
   ) {}
 
   /** In memory: the outcome at once. With a shared backend: a promise of it (one round trip, bounded by its timeout). */
   apply(limits: readonly CompiledLimit[], request: DecisionRequest): LimitOutcome | null | Promise<LimitOutcome | null> {
     if (limits.length === 0) return null;
-    if (this.shared !== null) return applyShared(limits, request, this.store, this.shared, this.now());
-    return applyLimits(limits, request, this.store, this.now());
+    if (this.shared !== null) return applyShared(limits, request, this.store, this.shared, this.now(), this.load);
+    return applyLimits(limits, request, this.store, this.now(), this.load);
   }
 }
 
@@ -182,7 +186,7 @@ interface SharedCheck {
  * naming the limit), `allow` (uncounted) or `local` (counted in `store` at the rate
  * divided by the replicas). Repeat offenders' records stay in `store` (per replica).
  */
-export async function applyShared(limits: readonly CompiledLimit[], request: DecisionRequest, store: LimitStore, shared: SharedLimits, now: number): Promise<LimitOutcome | null> {
+export async function applyShared(limits: readonly CompiledLimit[], request: DecisionRequest, store: LimitStore, shared: SharedLimits, now: number, load: LoadBoard | null = null): Promise<LimitOutcome | null> {
   const checks: SharedCheck[] = [];
   let refused: LimitReport | null = null;
   for (let i = 0; i < limits.length; i++) {
@@ -198,7 +202,7 @@ export async function applyShared(limits: readonly CompiledLimit[], request: Dec
     }
     const cost = costOf(limit, request);
     if (typeof cost === 'string') return { kind: 'error', limit, message: `limit ${limit.id}: ${cost}` };
-    const rate = rateFor(limit, request);
+    const rate = limit.loadAware === null || load === null ? rateFor(limit, request) : scaledRate(rateFor(limit, request), load.factor(limit.loadAware));
     const offence = limit.backoff === null ? undefined : store.getOffence(key, now);
     if (offence !== undefined && offence.blockedUntil > now) {
       const wait = offence.blockedUntil - now;
@@ -273,7 +277,7 @@ export async function applyShared(limits: readonly CompiledLimit[], request: Dec
 }
 
 /** applyLimits at a given time, `now` in milliseconds: what RateLimiter does, with the clock passed in. */
-export function applyLimits(limits: readonly CompiledLimit[], request: DecisionRequest, store: LimitStore, now: number): LimitOutcome | null {
+export function applyLimits(limits: readonly CompiledLimit[], request: DecisionRequest, store: LimitStore, now: number, load: LoadBoard | null = null): LimitOutcome | null {
   let tightest: LimitReport | null = null;
   let refused: LimitReport | null = null;
   let writes: { key: string; tat: number }[] | null = null;
@@ -291,7 +295,7 @@ export function applyLimits(limits: readonly CompiledLimit[], request: DecisionR
     }
     const cost = costOf(limit, request);
     if (typeof cost === 'string') return { kind: 'error', limit, message: `limit ${limit.id}: ${cost}` };
-    const rate = rateFor(limit, request);
+    const rate = limit.loadAware === null || load === null ? rateFor(limit, request) : scaledRate(rateFor(limit, request), load.factor(limit.loadAware));
     const offence = limit.backoff === null ? undefined : store.getOffence(key, now);
     if (offence !== undefined && offence.blockedUntil > now) {
       // Blocked: refused without looking at the budget, and without a further strike.

@@ -1,7 +1,7 @@
 // Starts one verdict server (policies, decision log, the decide core, its gRPC
 // and HTTP transports, health and metrics) and stops it gracefully.
 
-import { MemoryLimitStore, monotonicNow, RateLimiter, RedisLimitBackend, SettlementBook } from '../limits/index.js';
+import { LoadBoard, MemoryLimitStore, monotonicNow, RateLimiter, RedisLimitBackend, SettlementBook } from '../limits/index.js';
 import { createAuthenticator } from '../authn/authenticators.js';
 import { grpcCallerOf, grpcServerCredentials, httpsServerOptions, loadTlsMaterial, tlsSocketIdentity } from '../authn/mtls.js';
 import type { Authenticator } from '../authn/types.js';
@@ -16,7 +16,7 @@ import { GatewayAdapter } from '../gateway/adapter.js';
 import { AuthZenEndpoint } from '../gateway/authzen-http.js';
 import { handleForwardAuth, peerOf } from '../gateway/forward-auth.js';
 import { TrustedHeaderAuthenticator } from '../gateway/trusted-headers.js';
-import { Admin } from './admin.js';
+import { Admin, limitsStatus } from './admin.js';
 import { AdminGate, looseMode } from './admin-auth.js';
 import type { ServerConfig } from './config.js';
 import { ENVIRONMENT_KEYS, splitHostPort } from './config.js';
@@ -153,7 +153,10 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   if (limitBackend !== null && !(await limitBackend.ready(REDIS_CONNECT_WAIT_MS))) {
     logger.warn({ backend: 'redis', waitedMs: REDIS_CONNECT_WAIT_MS }, 'rate-limit backend not connected yet; serving, limits follow their onBackendFailure until it answers');
   }
-  const limiter = new RateLimiter(new MemoryLimitStore(), monotonicNow, limitBackend === null ? null : { backend: limitBackend, replicas: config.limits.replicas });
+  const loadBoard = new LoadBoard(config.limits.loadStaleAfterMs);
+  const limiter = new RateLimiter(new MemoryLimitStore(), monotonicNow, limitBackend === null ? null : { backend: limitBackend, replicas: config.limits.replicas }, loadBoard);
+  const currentLimitsStatus = () => limitsStatus(store.current.limits, loadBoard, limitBackend === null ? 'memory' : 'redis', limitBackend === null ? true : limitBackend.status().healthy);
+  metrics.watchLoadFactors(() => currentLimitsStatus().loadFactors);
   const pipeline = new DecisionPipeline(store, log, { requestLimits: config.requestLimits, limiter, settlements: new SettlementBook(100_000, config.limits.settleWithinMs), ...(shadowStore ? { shadow: shadowStore } : {}) });
   pipeline.observe(metrics);
   if (pipeline.limiter.store instanceof MemoryLimitStore) metrics.watchLimitStore(pipeline.limiter.store);
@@ -174,7 +177,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     if (loose !== null) logger.warn({ tokenFile: config.admin.tokenFile, mode: loose }, 'the admin token file is readable by others; chmod 600 it');
     if (!tls) logger.warn({ grpc: config.grpc }, 'the admin token travels in plaintext: serve gRPC with TLS, or keep the gRPC port on loopback');
   }
-  const admin = new Admin(store, log.path, gate, options.onAdminReload);
+  const admin = new Admin(store, log.path, gate, options.onAdminReload, { board: loadBoard, status: currentLimitsStatus });
   // Gateways (Envoy ext_authz, forward-auth) authenticate with authn, or trust an identity proxy's headers.
   if (config.trustedPrincipal && (config.authn.jwt || config.authn.apiKeys)) {
     await closeLog().catch(() => undefined);

@@ -46,6 +46,8 @@ const limitsConfigSchema = z.strictObject({
   replicas: z.number().int().min(1).max(10_000).optional(),
   /** How long after a decision Settle may correct its cost (its reservation is held that long, bounded in number). */
   settleWithinMs: z.number().int().min(1000).max(7 * 86_400_000).optional(),
+  /** A pool's load report (Admin ReportLoad) older than this counts as no load: its limits go back to their whole rate. */
+  loadStaleAfterMs: z.number().int().min(1000).max(86_400_000).optional(),
 });
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected HOST:PORT, e.g. 127.0.0.1:50051' });
@@ -112,7 +114,7 @@ const layerSchema = z.strictObject({
 export type PartialConfig = z.infer<typeof layerSchema>;
 
 /** The layers merged over the defaults: every key present, and `tls` checked as a whole. */
-const resolvedSchema = layerSchema.required().extend({ tls: tlsLayerSchema.nullable().transform(resolveTls), requestLimits: requestLimitsSchema.required(), limits: limitsConfigSchema.required({ backend: true, timeoutMs: true, retryMs: true, replicas: true, settleWithinMs: true }) });
+const resolvedSchema = layerSchema.required().extend({ tls: tlsLayerSchema.nullable().transform(resolveTls), requestLimits: requestLimitsSchema.required(), limits: limitsConfigSchema.required({ backend: true, timeoutMs: true, retryMs: true, replicas: true, settleWithinMs: true, loadStaleAfterMs: true }) });
 
 /** Where verdict listens, what it serves and where it records. */
 export type ServerConfig = Readonly<z.output<typeof resolvedSchema>>;
@@ -139,7 +141,7 @@ export const DEFAULT_CONFIG = {
   forwardAuth: { style: 'nginx' },
   ...AUDIT_DEFAULTS,
   requestLimits: { ...DEFAULT_REQUEST_LIMITS, maxConditionSteps: DEFAULT_CONDITION_BUDGET },
-  limits: { backend: 'memory', timeoutMs: 50, retryMs: 1000, replicas: 1, settleWithinMs: 3_600_000 },
+  limits: { backend: 'memory', timeoutMs: 50, retryMs: 1000, replicas: 1, settleWithinMs: 3_600_000, loadStaleAfterMs: 60_000 },
 } satisfies Record<keyof ServerConfig, unknown>;
 
 /** Environment variables for containers, one per key. */

@@ -178,6 +178,21 @@ export class ServerMetrics implements DecisionObserver {
     this.fallbacks = fallbacks;
   }
 
+  /** Load-aware limits: the factor each one's rate is scaled by now (Admin ReportLoad), read at each scrape. */
+  watchLoadFactors(factors: () => readonly { readonly limitId: string; readonly pool: string; readonly factor: number }[]): void {
+    new Gauge({
+      name: 'verdict_rate_limit_load_factor',
+      help: 'The factor a load-aware limit\'s rate is scaled by now (1: whole; down to its loadAware.min while its pool reports load).',
+      labelNames: ['limit', 'pool'],
+      registers: [this.registry],
+      aggregator: 'min',
+      collect() {
+        this.reset();
+        for (const f of factors()) this.set({ limit: f.limitId, pool: f.pool }, f.factor);
+      },
+    });
+  }
+
   /** Where the state of the file-system watcher is read at each scrape. */
   setWatching(isWatching: () => boolean): void {
     this.isWatching = isWatching;

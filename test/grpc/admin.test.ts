@@ -31,6 +31,10 @@ describe('verdict.v1.Admin', () => {
       lastReloadError: '',
       lastReloadAttemptAt: null,
       lastReloadLongestBlockMs: 0,
+      // Rate limits' state (a handler without limits reports none).
+      loadFactors: [],
+      limitBackend: '',
+      limitBackendHealthy: false,
     });
     const reload = await unary<{ reloaded: boolean; error: string; status: { lastReloadError: string } }>(client, 'ReloadPolicies', {});
     expect(reload.response).toMatchObject({ reloaded: false, error: expect.stringContaining('rules.yaml:3:5'), status: { lastReloadError: 'broken', lastReloadLongestBlockMs: 2.5 } });

@@ -48,8 +48,25 @@ export interface ListDecisionsQuery {
  * The verdict.v1.Admin side. Each method is given the caller as the transport
  * saw it (certificate, token, address), to be admitted (admin-auth.ts) and recorded.
  */
+/** The factor a pool's load puts on a load-aware limit's rate now. */
+export interface LoadFactorState {
+  readonly limitId: string;
+  readonly pool: string;
+  readonly load: number;
+  readonly factor: number;
+}
+
+/** The rate limits' part of the policy status. */
+export interface LimitsStatus {
+  readonly loadFactors: readonly LoadFactorState[];
+  readonly backend: 'memory' | 'redis';
+  readonly backendHealthy: boolean;
+}
+
 export interface AdminHandlers {
-  policyStatus(caller: AdminCaller): Awaitable<PolicyStatus>;
+  policyStatus(caller: AdminCaller): Awaitable<PolicyStatus & { readonly limits?: LimitsStatus }>;
+  /** Records a pool's load (0..1); the factors of its load-aware limits after it. Absent: UNIMPLEMENTED. */
+  reportLoad?(pool: string, load: number, caller: AdminCaller): Awaitable<readonly LoadFactorState[]>;
   /** Reloads now; the outcome, and the status after it. */
   reload(caller: AdminCaller): Awaitable<{ readonly outcome: ReloadOutcome; readonly status: PolicyStatus }>;
   /** Null (or a NOT_FOUND VerdictError) when there is no such decision. */

@@ -20,10 +20,13 @@ import type { GetDecisionRequest as _verdict_v1_GetDecisionRequest, GetDecisionR
 import type { GetPolicyStatusRequest as _verdict_v1_GetPolicyStatusRequest, GetPolicyStatusRequest__Output as _verdict_v1_GetPolicyStatusRequest__Output } from './verdict/v1/GetPolicyStatusRequest.js';
 import type { ListDecisionsRequest as _verdict_v1_ListDecisionsRequest, ListDecisionsRequest__Output as _verdict_v1_ListDecisionsRequest__Output } from './verdict/v1/ListDecisionsRequest.js';
 import type { ListDecisionsResponse as _verdict_v1_ListDecisionsResponse, ListDecisionsResponse__Output as _verdict_v1_ListDecisionsResponse__Output } from './verdict/v1/ListDecisionsResponse.js';
+import type { LoadFactor as _verdict_v1_LoadFactor, LoadFactor__Output as _verdict_v1_LoadFactor__Output } from './verdict/v1/LoadFactor.js';
 import type { PolicyStatus as _verdict_v1_PolicyStatus, PolicyStatus__Output as _verdict_v1_PolicyStatus__Output } from './verdict/v1/PolicyStatus.js';
 import type { Principal as _verdict_v1_Principal, Principal__Output as _verdict_v1_Principal__Output } from './verdict/v1/Principal.js';
 import type { ReloadPoliciesRequest as _verdict_v1_ReloadPoliciesRequest, ReloadPoliciesRequest__Output as _verdict_v1_ReloadPoliciesRequest__Output } from './verdict/v1/ReloadPoliciesRequest.js';
 import type { ReloadPoliciesResponse as _verdict_v1_ReloadPoliciesResponse, ReloadPoliciesResponse__Output as _verdict_v1_ReloadPoliciesResponse__Output } from './verdict/v1/ReloadPoliciesResponse.js';
+import type { ReportLoadRequest as _verdict_v1_ReportLoadRequest, ReportLoadRequest__Output as _verdict_v1_ReportLoadRequest__Output } from './verdict/v1/ReportLoadRequest.js';
+import type { ReportLoadResponse as _verdict_v1_ReportLoadResponse, ReportLoadResponse__Output as _verdict_v1_ReportLoadResponse__Output } from './verdict/v1/ReportLoadResponse.js';
 import type { Resource as _verdict_v1_Resource, Resource__Output as _verdict_v1_Resource__Output } from './verdict/v1/Resource.js';
 import type { SettleRequest as _verdict_v1_SettleRequest, SettleRequest__Output as _verdict_v1_SettleRequest__Output } from './verdict/v1/SettleRequest.js';
 import type { SettleResponse as _verdict_v1_SettleResponse, SettleResponse__Output as _verdict_v1_SettleResponse__Output } from './verdict/v1/SettleResponse.js';
@@ -60,11 +63,14 @@ export interface ProtoGrpcType {
       GetPolicyStatusRequest: MessageTypeDefinition<_verdict_v1_GetPolicyStatusRequest, _verdict_v1_GetPolicyStatusRequest__Output>
       ListDecisionsRequest: MessageTypeDefinition<_verdict_v1_ListDecisionsRequest, _verdict_v1_ListDecisionsRequest__Output>
       ListDecisionsResponse: MessageTypeDefinition<_verdict_v1_ListDecisionsResponse, _verdict_v1_ListDecisionsResponse__Output>
+      LoadFactor: MessageTypeDefinition<_verdict_v1_LoadFactor, _verdict_v1_LoadFactor__Output>
       PolicyStatus: MessageTypeDefinition<_verdict_v1_PolicyStatus, _verdict_v1_PolicyStatus__Output>
       Principal: MessageTypeDefinition<_verdict_v1_Principal, _verdict_v1_Principal__Output>
       Reason: EnumTypeDefinition
       ReloadPoliciesRequest: MessageTypeDefinition<_verdict_v1_ReloadPoliciesRequest, _verdict_v1_ReloadPoliciesRequest__Output>
       ReloadPoliciesResponse: MessageTypeDefinition<_verdict_v1_ReloadPoliciesResponse, _verdict_v1_ReloadPoliciesResponse__Output>
+      ReportLoadRequest: MessageTypeDefinition<_verdict_v1_ReportLoadRequest, _verdict_v1_ReportLoadRequest__Output>
+      ReportLoadResponse: MessageTypeDefinition<_verdict_v1_ReportLoadResponse, _verdict_v1_ReportLoadResponse__Output>
       Resource: MessageTypeDefinition<_verdict_v1_Resource, _verdict_v1_Resource__Output>
       SettleRequest: MessageTypeDefinition<_verdict_v1_SettleRequest, _verdict_v1_SettleRequest__Output>
       SettleResponse: MessageTypeDefinition<_verdict_v1_SettleResponse, _verdict_v1_SettleResponse__Output>

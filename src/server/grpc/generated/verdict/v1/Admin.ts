@@ -10,6 +10,8 @@ import type { ListDecisionsResponse as _verdict_v1_ListDecisionsResponse, ListDe
 import type { PolicyStatus as _verdict_v1_PolicyStatus, PolicyStatus__Output as _verdict_v1_PolicyStatus__Output } from '../../verdict/v1/PolicyStatus.js';
 import type { ReloadPoliciesRequest as _verdict_v1_ReloadPoliciesRequest, ReloadPoliciesRequest__Output as _verdict_v1_ReloadPoliciesRequest__Output } from '../../verdict/v1/ReloadPoliciesRequest.js';
 import type { ReloadPoliciesResponse as _verdict_v1_ReloadPoliciesResponse, ReloadPoliciesResponse__Output as _verdict_v1_ReloadPoliciesResponse__Output } from '../../verdict/v1/ReloadPoliciesResponse.js';
+import type { ReportLoadRequest as _verdict_v1_ReportLoadRequest, ReportLoadRequest__Output as _verdict_v1_ReportLoadRequest__Output } from '../../verdict/v1/ReportLoadRequest.js';
+import type { ReportLoadResponse as _verdict_v1_ReportLoadResponse, ReportLoadResponse__Output as _verdict_v1_ReportLoadResponse__Output } from '../../verdict/v1/ReportLoadResponse.js';
 
 export interface AdminClient extends grpc.Client {
   GetDecision(argument: _verdict_v1_GetDecisionRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_DecisionRecord__Output>): grpc.ClientUnaryCall;
@@ -48,6 +50,15 @@ export interface AdminClient extends grpc.Client {
   reloadPolicies(argument: _verdict_v1_ReloadPoliciesRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ReloadPoliciesResponse__Output>): grpc.ClientUnaryCall;
   reloadPolicies(argument: _verdict_v1_ReloadPoliciesRequest, callback: grpc.requestCallback<_verdict_v1_ReloadPoliciesResponse__Output>): grpc.ClientUnaryCall;
   
+  ReportLoad(argument: _verdict_v1_ReportLoadRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  ReportLoad(argument: _verdict_v1_ReportLoadRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  ReportLoad(argument: _verdict_v1_ReportLoadRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  ReportLoad(argument: _verdict_v1_ReportLoadRequest, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  reportLoad(argument: _verdict_v1_ReportLoadRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  reportLoad(argument: _verdict_v1_ReportLoadRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  reportLoad(argument: _verdict_v1_ReportLoadRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  reportLoad(argument: _verdict_v1_ReportLoadRequest, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  
 }
 
 export interface AdminHandlers extends grpc.UntypedServiceImplementation {
@@ -59,6 +70,8 @@ export interface AdminHandlers extends grpc.UntypedServiceImplementation {
   
   ReloadPolicies: grpc.handleUnaryCall<_verdict_v1_ReloadPoliciesRequest__Output, _verdict_v1_ReloadPoliciesResponse>;
   
+  ReportLoad: grpc.handleUnaryCall<_verdict_v1_ReportLoadRequest__Output, _verdict_v1_ReportLoadResponse>;
+  
 }
 
 export interface AdminDefinition extends grpc.ServiceDefinition {
@@ -66,4 +79,5 @@ export interface AdminDefinition extends grpc.ServiceDefinition {
   GetPolicyStatus: MethodDefinition<_verdict_v1_GetPolicyStatusRequest, _verdict_v1_PolicyStatus, _verdict_v1_GetPolicyStatusRequest__Output, _verdict_v1_PolicyStatus__Output>
   ListDecisions: MethodDefinition<_verdict_v1_ListDecisionsRequest, _verdict_v1_ListDecisionsResponse, _verdict_v1_ListDecisionsRequest__Output, _verdict_v1_ListDecisionsResponse__Output>
   ReloadPolicies: MethodDefinition<_verdict_v1_ReloadPoliciesRequest, _verdict_v1_ReloadPoliciesResponse, _verdict_v1_ReloadPoliciesRequest__Output, _verdict_v1_ReloadPoliciesResponse__Output>
+  ReportLoad: MethodDefinition<_verdict_v1_ReportLoadRequest, _verdict_v1_ReportLoadResponse, _verdict_v1_ReportLoadRequest__Output, _verdict_v1_ReportLoadResponse__Output>
 }
