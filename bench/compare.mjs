@@ -141,6 +141,22 @@ function engineProblems(engines) {
 
 // ---------------------------------------------------------------- servers
 
+/** The example policies plus a limit on the benchmark request that never refuses, and a redis-server (when installed) for the Redis row. */
+function limitedSetup(tmp) {
+  const policies = path.join(tmp, 'policies-limited');
+  fs.cpSync(path.join(ROOT, 'policies'), policies, { recursive: true });
+  fs.writeFileSync(path.join(policies, 'bench-limit.yaml'), 'kind: limits\nlimits:\n  - id: bench-per-principal\n    actions: [predict]\n    rate: 1000000000/second\n');
+  const bin = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((b) => fs.existsSync(b));
+  if (!bin) return { policies, redis: null };
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const dir = fs.mkdtempSync(path.join(tmp, 'redis-'));
+  const child = spawnTracked(bin, ['--port', String(port), '--bind', HOST, '--dir', dir, '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { cwd: dir });
+  const redisConfig = path.join(tmp, 'verdict-redis.yaml');
+  fs.writeFileSync(redisConfig, `limits:\n  backend: redis\n  redis:\n    url: redis://${HOST}:${port}\n`);
+  const ready = new Promise((resolve) => setTimeout(resolve, 500));
+  return { policies, redis: { child, ready }, redisConfig };
+}
+
 async function serverRuns(tmp) {
   const problems = [];
   const protos = loadProtos(path.join(ROOT, 'proto'));
@@ -170,6 +186,7 @@ async function serverRuns(tmp) {
   // Once, before timing: Cerbos and verdict agree on the benchmark requests and every example case.
   const cases = await exampleCases();
   const systems = [];
+  let redisChild = null;
   try {
     const eqServer = await startCerbos({ tmp, audit: false, slug: 'cerbos-equivalence' });
     let equivalence;
@@ -193,9 +210,19 @@ async function serverRuns(tmp) {
       { mode: 'durable', workers: 2, label: 'verdict --workers 2, durable decision log', key: 'verdict-workers2' },
       ...(BASELINE ? [{ mode: 'durable', workers: 1, label: `baseline verdict (${path.basename(BASELINE)}), durable decision log`, key: 'baseline-durable', root: BASELINE }] : []),
     ];
-    for (const { mode, workers, label, key, root } of verdictRuns) {
+    // A rate limit in the path (it applies to the benchmark request, and never refuses): in memory, and in Redis on loopback.
+    const limited = limitedSetup(tmp);
+    verdictRuns.push({ mode: 'durable', workers: 1, label: 'verdict, durable log, a limit in memory', key: 'verdict-limit-memory', policies: limited.policies });
+    if (limited.redis) {
+      redisChild = limited.redis.child;
+      await limited.redis.ready;
+      verdictRuns.push({ mode: 'durable', workers: 1, label: 'verdict, durable log, a limit in Redis (loopback)', key: 'verdict-limit-redis', policies: limited.policies, extraArgs: ['--config', limited.redisConfig] });
+    } else {
+      log('redis-server not found: no Redis row (Debian package redis-server)');
+    }
+    for (const { mode, workers, label, key, root, policies, extraArgs } of verdictRuns) {
       const dbFile = path.join(tmp, `${key}.db`);
-      const server = await startVerdict({ mode, dbFile, workers, ...(root ? { verdictBin: path.join(root, 'bin', 'verdict.js'), root } : {}) });
+      const server = await startVerdict({ mode, dbFile, workers, ...(root ? { verdictBin: path.join(root, 'bin', 'verdict.js'), root } : {}), ...(policies ? { policies } : {}), ...(extraArgs ? { extraArgs } : {}) });
       const system = { label, key, child: server.child, port: server.grpcPort, method: VERDICT_METHOD, bodyFile: bodyFiles.verdict, fixed: true, dbFile };
       systems.push(system);
       const verified = await verifyAllow(protos, HOST, server.grpcPort, VERDICT_METHOD, verdictBody);
@@ -277,6 +304,7 @@ async function serverRuns(tmp) {
       s.exit = exit;
       if (exit.code !== 0 && exit.signal !== 'SIGTERM') log(`  ${s.label} exited ${exit.code ?? exit.signal}: ${s.child.output.slice(-1500)}`);
     }
+    if (redisChild) await stopChild(redisChild);
   }
 
   // ---- figures and the log checks
