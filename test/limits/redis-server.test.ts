@@ -169,3 +169,40 @@ describe('Redis stopped mid-test, then started again', () => {
     }
   });
 });
+
+describe('verdict serve --workers 2 with the Redis backend', () => {
+  let dir: string;
+  let verdict: VerdictProcess;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'verdict-redis-workers-'));
+    mkdirSync(join(dir, 'policies'));
+    writeFileSync(join(dir, 'policies', 'policies.yaml'), POLICIES);
+    writeFileSync(join(dir, 'verdict.yaml'), stringify({ limits: { backend: 'redis', redis: { url: redis.url, keyPrefix: 'workers:' } } }));
+    verdict = await startVerdict({ policies: join(dir, 'policies'), db: join(dir, 'decisions.db'), args: ['--config', join(dir, 'verdict.yaml'), '--no-watch', '--workers', '2'] });
+  });
+  afterAll(async () => {
+    await verdict?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('holds a key to one budget whichever worker answers', async () => {
+    // Both workers serve (each /readyz is answered by one of them).
+    const pids = new Set<number>();
+    for (let i = 0; i < 20 && pids.size < 2; i++) pids.add(((await (await fetch(`http://127.0.0.1:${verdict.httpPort}/readyz`, { headers: { connection: 'close' } })).json()) as { pid: number }).pid);
+    expect(pids.size).toBe(2);
+    const clients = Array.from({ length: 8 }, () => verdictClient(verdict.grpcPort, { ownConnection: true }));
+    try {
+      const started = performance.now();
+      const answers = await Promise.all(
+        Array.from({ length: 80 }, (_, i) => clients[i % 8]!.call<{ effect: string }>('Authorization', 'Check', checkRequest({ principal: { id: 'wes' }, action: 'predict', resource: { type: 'model', id: 'm' }, context: { mode: 'deny' } }))),
+      );
+      const elapsed = performance.now() - started;
+      const allowed = answers.filter((a) => a.effect === 'EFFECT_ALLOW').length;
+      // fail-deny: 60/minute, burst 3, shared by both workers: not twice the burst.
+      expect(allowed).toBeGreaterThanOrEqual(3);
+      expect(allowed).toBeLessThanOrEqual(3 + Math.ceil(elapsed / 1000) + 1);
+    } finally {
+      for (const client of clients) client.close();
+    }
+  });
+});
