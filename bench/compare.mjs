@@ -28,7 +28,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { encodeMessage, grpcFrame, loadProtos, toStruct, verifyAllow } from './lib/grpc-frame.mjs';
 import { ensureH2load, h2loadVersion, percentile, readLatencyLog, runH2load } from './lib/h2load.mjs';
-import { killAllNow, processTree, stopChild, treeCpuSeconds as cpuSeconds } from './lib/procs.mjs';
+import { killAllNow, processTree, spawnTracked, stopChild, treeCpuSeconds as cpuSeconds } from './lib/procs.mjs';
 import { startCeiling, startVerdict } from './lib/servers.mjs';
 import { CERBOS_METHOD, cerbosCodec, checkEquivalence, dirBytes, startCerbos, toCerbosRequest, verifyCerbosGrpc } from './peers/cerbos.mjs';
 import { printEngineTable, runEngines } from './peers/engines.mjs';
