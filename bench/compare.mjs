@@ -30,7 +30,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { encodeMessage, grpcFrame, loadProtos, toStruct, verifyAllow } from './lib/grpc-frame.mjs';
 import { ensureH2load, h2loadVersion, percentile, readLatencyLog, runH2load } from './lib/h2load.mjs';
-import { killAllNow, processTree, stopChild, treeCpuSeconds as cpuSeconds } from './lib/procs.mjs';
+import { killAllNow, processTree, spawnTracked, stopChild, treeCpuSeconds as cpuSeconds } from './lib/procs.mjs';
 import { startCeiling, startVerdict } from './lib/servers.mjs';
 import { CERBOS_METHOD, cerbosCodec, checkEquivalence, dirBytes, startCerbos, toCerbosRequest, verifyCerbosGrpc } from './peers/cerbos.mjs';
 import { printEngineTable, runEngines } from './peers/engines.mjs';
@@ -153,6 +153,22 @@ function shadowCandidate(tmp) {
   return dir;
 }
 
+/** The example policies plus a limit on the benchmark request that never refuses, and a redis-server (when installed) for the Redis row. */
+function limitedSetup(tmp) {
+  const policies = path.join(tmp, 'policies-limited');
+  fs.cpSync(path.join(ROOT, 'policies'), policies, { recursive: true });
+  fs.writeFileSync(path.join(policies, 'bench-limit.yaml'), 'kind: limits\nlimits:\n  - id: bench-per-principal\n    actions: [predict]\n    rate: 1000000000/second\n');
+  const bin = ['/usr/bin/redis-server', '/usr/local/bin/redis-server'].find((b) => fs.existsSync(b));
+  if (!bin) return { policies, redis: null };
+  const port = 20000 + Math.floor(Math.random() * 20000);
+  const dir = fs.mkdtempSync(path.join(tmp, 'redis-'));
+  const child = spawnTracked(bin, ['--port', String(port), '--bind', HOST, '--dir', dir, '--save', '', '--appendonly', 'no', '--loglevel', 'warning'], { cwd: dir });
+  const redisConfig = path.join(tmp, 'verdict-redis.yaml');
+  fs.writeFileSync(redisConfig, `limits:\n  backend: redis\n  redis:\n    url: redis://${HOST}:${port}\n`);
+  const ready = new Promise((resolve) => setTimeout(resolve, 500));
+  return { policies, redis: { child, ready }, redisConfig };
+}
+
 async function serverRuns(tmp) {
   const problems = [];
   const protos = loadProtos(path.join(ROOT, 'proto'));
@@ -182,6 +198,7 @@ async function serverRuns(tmp) {
   // Once, before timing: Cerbos and verdict agree on the benchmark requests and every example case.
   const cases = await exampleCases();
   const systems = [];
+  let redisChild = null;
   try {
     if (!SHADOW_ONLY) {
     const eqServer = await startCerbos({ tmp, audit: false, slug: 'cerbos-equivalence' });
@@ -211,11 +228,21 @@ async function serverRuns(tmp) {
       { mode: 'durable', workers: 1, label: 'verdict, durable decision log, alerts off', key: 'verdict-noalerts', config: 'alerts:\n  enabled: false\n' },
       ...(BASELINE ? [{ mode: 'durable', workers: 1, label: `baseline verdict (${path.basename(BASELINE)}), durable decision log`, key: 'baseline-durable', root: BASELINE }] : []),
     ];
-    for (const { mode, workers, label, key, root, extraArgs, config } of verdictRuns.filter((r) => !SHADOW_ONLY || r.key === 'verdict-durable' || r.key === 'verdict-shadow')) {
+    // A rate limit in the path (it applies to the benchmark request, and never refuses): in memory, and in Redis on loopback.
+    const limited = limitedSetup(tmp);
+    verdictRuns.push({ mode: 'durable', workers: 1, label: 'verdict, durable log, a limit in memory', key: 'verdict-limit-memory', policies: limited.policies });
+    if (limited.redis) {
+      redisChild = limited.redis.child;
+      await limited.redis.ready;
+      verdictRuns.push({ mode: 'durable', workers: 1, label: 'verdict, durable log, a limit in Redis (loopback)', key: 'verdict-limit-redis', policies: limited.policies, extraArgs: ['--config', limited.redisConfig] });
+    } else {
+      log('redis-server not found: no Redis row (Debian package redis-server)');
+    }
+    for (const { mode, workers, label, key, root, policies, extraArgs, config } of verdictRuns.filter((r) => !SHADOW_ONLY || r.key === 'verdict-durable' || r.key === 'verdict-shadow')) {
       const dbFile = path.join(tmp, `${key}.db`);
       const configFile = config === undefined ? null : path.join(tmp, `${key}.yaml`);
       if (configFile !== null) fs.writeFileSync(configFile, config);
-      const server = await startVerdict({ mode, dbFile, workers, extraArgs, configFile, ...(root ? { verdictBin: path.join(root, 'bin', 'verdict.js'), root } : {}) });
+      const server = await startVerdict({ mode, dbFile, workers, configFile, ...(root ? { verdictBin: path.join(root, 'bin', 'verdict.js'), root } : {}), ...(policies ? { policies } : {}), ...(extraArgs ? { extraArgs } : {}) });
       const system = { label, key, child: server.child, port: server.grpcPort, method: VERDICT_METHOD, bodyFile: bodyFiles.verdict, fixed: true, dbFile };
       systems.push(system);
       const verified = await verifyAllow(protos, HOST, server.grpcPort, VERDICT_METHOD, verdictBody);
@@ -297,6 +324,7 @@ async function serverRuns(tmp) {
       s.exit = exit;
       if (exit.code !== 0 && exit.signal !== 'SIGTERM') log(`  ${s.label} exited ${exit.code ?? exit.signal}: ${s.child.output.slice(-1500)}`);
     }
+    if (redisChild) await stopChild(redisChild);
   }
 
   // ---- figures and the log checks

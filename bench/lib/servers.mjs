@@ -11,11 +11,11 @@ const HOST = '127.0.0.1';
  * `verdict serve` on the shipped policies; `workers` > 1 for the cluster mode; `nodeArgs` go to node itself (e.g. --cpu-prof);
  * `root` is another checkout of verdict (a baseline build), whose policies and binary are used.
  */
-export async function startVerdict({ mode, dbFile, workers = 1, root = ROOT, verdictBin = path.join(root, 'bin', 'verdict.js'), nodeArgs = [], extraArgs = [], configFile = null }) {
+export async function startVerdict({ mode, dbFile, workers = 1, root = ROOT, verdictBin = path.join(root, 'bin', 'verdict.js'), nodeArgs = [], policies = path.join(root, 'policies'), extraArgs = [], configFile = null }) {
   for (let attempt = 1; ; attempt++) {
     const grpcPort = await freePort();
     const httpPort = await freePort();
-    const args = [...nodeArgs, verdictBin, 'serve', '--policies', path.join(root, 'policies'), '--db', dbFile,
+    const args = [...nodeArgs, verdictBin, 'serve', '--policies', policies, '--db', dbFile,
       '--grpc', `${HOST}:${grpcPort}`, '--http', `${HOST}:${httpPort}`, '--log-level', 'warn'];
     if (mode === 'async') args.push('--decision-log', 'async');
     if (workers > 1) args.push('--workers', String(workers));

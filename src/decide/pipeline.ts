@@ -6,7 +6,7 @@ import type { DecisionDetails, DecisionRecord } from '../decisions/record.js';
 import { completeRequest, directorySources, type DirectorySources } from '../engine/complete.js';
 import { evaluate } from '../engine/evaluate.js';
 import type { PolicySet } from '../policy/policy-set.js';
-import { RateLimiter, type LimitOutcome } from '../limits/index.js';
+import { adjustReservation, RateLimiter, SettlementBook, type LimitOutcome, type Reservation } from '../limits/index.js';
 import type { Decision, DecisionRequest, LimitState, ShadowDecision, SuspensionState } from '../types.js';
 import { RequestMeter, type RequestLimits } from './bounds.js';
 import { newDecisionId } from './decision-id.js';
@@ -59,7 +59,23 @@ export interface PipelineOptions {
    * suspended it and until when (`details.suspension`).
    */
   readonly suspensions?: Suspensions;
+  /** What Settle may still correct: decisions whose limits took a cost (bounded, with expiry). */
+  readonly settlements?: SettlementBook;
 }
+
+/** Largest number of units a Settle may report. */
+export const MAX_SETTLE_UNITS = 1e15;
+
+/**
+ * The answer to a Settle: the budget corrected (`remaining`: the least left among
+ * the limits corrected), or why not. Either way `settleId` names its row in the log.
+ * - `invalid`: the decision id or units are malformed;
+ * - `unknown`: no decision of this caller that took a cost (or it was dropped);
+ * - `expired`: its settle window has passed; `settled`: it was settled already.
+ */
+export type SettleOutcome =
+  | { readonly kind: 'settled'; readonly settleId: string; readonly reservedUnits: number; readonly actualUnits: number; readonly limitIds: readonly string[]; readonly remaining: number }
+  | { readonly kind: 'invalid' | 'unknown' | 'expired' | 'settled-already'; readonly settleId: string; readonly message: string };
 
 /** How a transport names a batch's items in its errors. */
 export interface BatchOptions {
@@ -102,6 +118,50 @@ export class DecisionPipeline {
     this.shadow = options.shadow ?? null;
     this.maxBatchRecordedBytes = options.maxBatchRecordedBytes ?? DEFAULT_MAX_BATCH_RECORDED_BYTES;
     this.suspensions = options.suspensions ?? null;
+    this.settlements = options.settlements ?? new SettlementBook();
+  }
+
+  /** Decisions whose cost Settle may still correct. */
+  readonly settlements: SettlementBook;
+
+  /**
+   * Corrects the cost budget a decision reserved up front, once the actual units are
+   * known (e.g. the tokens a model really produced): the difference is given back, or
+   * taken beyond the burst (an overspend waits for the refill), in every limit that
+   * took a cost, where it was taken. Only the caller that asked for the decision may
+   * settle it, once, within the settle window. Recorded as a row (action `settle`).
+   * @throws (rejects) VerdictError DECISION_LOG_UNAVAILABLE when it cannot be recorded (nothing is corrected)
+   */
+  async settle(decisionId: string, actualUnits: number, meta: CallMeta): Promise<SettleOutcome> {
+    const started = performance.now();
+    const policyVersion = this.policies.current.version;
+    let problem: { kind: 'invalid' | 'unknown' | 'expired' | 'settled-already'; message: string } | null = null;
+    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(decisionId)) {
+      problem = { kind: 'invalid', message: 'decision_id: expected the decision id a Check answered (a UUID)' };
+    } else if (!Number.isFinite(actualUnits) || actualUnits < 0 || actualUnits > MAX_SETTLE_UNITS) {
+      problem = { kind: 'invalid', message: `actual_units: expected a number from 0 to ${MAX_SETTLE_UNITS}` };
+    }
+    const entry = problem === null ? this.settlements.take(decisionId, meta.caller) : null;
+    if (entry === 'unknown') problem = { kind: 'unknown', message: `no decision ${decisionId} of this caller that reserved a cost (unknown, not a cost, another caller's, or no longer held)` };
+    else if (entry === 'expired') problem = { kind: 'expired', message: `decision ${decisionId} can no longer be settled: its settle window has passed` };
+    else if (entry === 'settled') problem = { kind: 'settled-already', message: `decision ${decisionId} is already settled` };
+    const settleId = newDecisionId(Date.now());
+    if (problem !== null || entry === null || typeof entry === 'string') {
+      const refusal = problem ?? { kind: 'invalid' as const, message: 'not settled' };
+      await this.log.append(settleRecord(settleId, meta, policyVersion, started, null, decisionId, actualUnits, refusal.message));
+      return { kind: refusal.kind, settleId, message: refusal.message };
+    }
+    let remaining = Number.POSITIVE_INFINITY;
+    let reservedUnits = 0;
+    const corrections: (number | Promise<number>)[] = [];
+    for (const reservation of entry.reservations) {
+      reservedUnits = Math.max(reservedUnits, reservation.units);
+      corrections.push(adjustReservation(this.limiter, reservation, actualUnits - reservation.units));
+    }
+    for (const left of await Promise.all(corrections.map((c) => Promise.resolve(c).catch(() => 0)))) remaining = Math.min(remaining, left);
+    const limitIds = entry.reservations.map((r: Reservation) => r.limitId);
+    await this.log.append(settleRecord(settleId, meta, policyVersion, started, entry, decisionId, actualUnits, null));
+    return { kind: 'settled', settleId, reservedUnits, actualUnits, limitIds, remaining: Number.isFinite(remaining) ? remaining : 0 };
   }
 
   /** Adds an observer of every decision; returns the function that removes it. */
@@ -143,8 +203,9 @@ export class DecisionPipeline {
     const policySet = this.policies.current;
     // The shadow set asks its own question: its routes may map the request otherwise, or not at all.
     const shadow = this.shadow === null ? null : shadowInput(this.shadow.current, prepare);
-    const { request, decision } = this.decide(policySet, prepare(policySet), shadow);
-    return this.record(request, decision, meta, started, started);
+    const decided = this.decide(policySet, prepare(policySet), shadow);
+    if (decided instanceof Promise) return decided.then((d) => this.record(d, meta, started, started));
+    return this.record(decided, meta, started, started);
   }
 
   /**
@@ -160,11 +221,35 @@ export class DecisionPipeline {
     const started = performance.now();
     const policySet = this.policies.current;
     const runs: Promise<CheckResult>[] = [];
-    for (const input of inputs) {
+    for (let i = 0; i < inputs.length; i++) {
       const decidingFrom = performance.now();
-      const decided = this.decide(policySet, input);
-      runs.push(this.record(decided.request, decided.decision, meta, decidingFrom, started, decided.directory));
+      const decided = this.decide(policySet, inputs[i]!);
+      // A shared limit backend answers later: the rest waits for this decision, so it is not taken past a stop.
+      if (decided instanceof Promise) return this.untilShared(decided, inputs, i, policySet, meta, stop, runs, decidingFrom, started);
+      runs.push(this.record(decided, meta, decidingFrom, started));
       if (stop(decided.decision)) break;
+    }
+    return Promise.all(runs);
+  }
+
+  private async untilShared(
+    first: Promise<Decided>,
+    inputs: readonly CheckInput[],
+    from: number,
+    policySet: PolicySet,
+    meta: CallMeta,
+    stop: (decision: Decision) => boolean,
+    runs: Promise<CheckResult>[],
+    decidingFrom: number,
+    started: number,
+  ): Promise<CheckResult[]> {
+    let pending: Promise<Decided> | Decided = first;
+    for (let i = from; ; ) {
+      const decided = await pending;
+      runs.push(this.record(decided, meta, decidingFrom, started));
+      if (stop(decided.decision) || ++i >= inputs.length) break;
+      decidingFrom = performance.now();
+      pending = this.decide(policySet, inputs[i]!);
     }
     return Promise.all(runs);
   }
@@ -211,12 +296,13 @@ export class DecisionPipeline {
 
   /** decide → record → answer. `decidingFrom` times the decision for the log, `callFrom` the call for the observers. */
   private run(policySet: PolicySet, input: CheckInput, meta: CallMeta, decidingFrom: number, callFrom: number): Promise<CheckResult> {
-    const { request, decision, directory } = this.decide(policySet, input);
-    return this.record(request, decision, meta, decidingFrom, callFrom, directory);
+    const decided = this.decide(policySet, input);
+    if (decided instanceof Promise) return decided.then((d) => this.record(d, meta, decidingFrom, callFrom));
+    return this.record(decided, meta, decidingFrom, callFrom);
   }
 
   /** The decision for one question: a refused request is not evaluated; only what the rules allow takes rate-limit budget. */
-  private decide(policySet: PolicySet, input: CheckInput, shadowAsked?: ShadowInput | null): { request: DecisionRequest; decision: Decision; directory?: DirectorySources | null } {
+  private decide(policySet: PolicySet, input: CheckInput, shadowAsked?: ShadowInput | null): Decided | Promise<Decided> {
     if (input instanceof RefusedRequest) {
       const refused = refusalDecision(input.refusal, policySet.version);
       // A request the live routes refuse that the shadow's routes map (a new route) is a disagreement too.
@@ -243,10 +329,18 @@ export class DecisionPipeline {
     if (violations !== null) decision = { ...decision, schemaViolations: violations };
     // The rules of both sets are compared; a rate limit is not a policy difference.
     const shadow = this.shadow === null ? undefined : this.shadowOf(decision, shadowAsked ?? { set: this.shadow.current, input });
-    // A limit refuses what the rules allowed, or reports what is left.
-    if (decision.effect === 'ALLOW' && policySet.limits.length > 0) decision = limited(decision, this.limiter.apply(policySet.limits, request));
+    const directory = request === input ? null : directorySources(policySet, input);
+    // A limit refuses what the rules allowed, or reports what is left; a shared backend (Redis) answers later.
+    if (decision.effect === 'ALLOW' && policySet.limits.length > 0) {
+      const outcome = this.limiter.apply(policySet.limits, request);
+      if (outcome instanceof Promise) {
+        const allowed = decision;
+        return outcome.then((o) => afterLimits(request, allowed, o, shadow, directory));
+      }
+      return afterLimits(request, decision, outcome, shadow, directory);
+    }
     if (shadow !== undefined) decision = { ...decision, shadow };
-    return { request, decision, directory: request === input ? null : directorySources(policySet, input) };
+    return { request, decision, directory };
   }
 
   /**
@@ -266,10 +360,15 @@ export class DecisionPipeline {
   }
 
   /** record → answer: a decision that cannot be recorded rejects, and the observers hear of it. */
-  private async record(request: DecisionRequest, decision: Decision, meta: CallMeta, decidingFrom: number, callFrom: number, directory: DirectorySources | null = null): Promise<CheckResult> {
-    const record = toRecord(request, decision, meta, decidingFrom, directory);
+  private async record(decided: Decided, meta: CallMeta, decidingFrom: number, callFrom: number): Promise<CheckResult> {
+    const { request, decision, reserved } = decided;
+    const record = toRecord(request, decision, meta, decidingFrom, decided.directory ?? null);
     try {
       await this.log.append(record);
+      // Settle may correct a cost only once its decision is recorded.
+      if (reserved !== undefined) {
+        this.settlements.add(record.decisionId, { caller: meta.caller, principalId: request.principal.id, resourceType: request.resource.type, resourceId: request.resource.id, reservations: reserved });
+      }
     } catch (error) {
       for (const observer of this.observers) {
         try {
@@ -309,12 +408,60 @@ export interface SearchOutcome<T> {
   readonly details: Readonly<Record<string, unknown>>;
 }
 
+interface Decided {
+  readonly request: DecisionRequest;
+  readonly decision: Decision;
+  /** Which facts the directories supplied (null: none). */
+  readonly directory?: DirectorySources | null;
+  /** Cost the limits took for an allow, which Settle may correct. */
+  readonly reserved?: readonly Reservation[] | undefined;
+}
+
+/** The row of a Settle: `settle` on the decision's resource, allowed when corrected, else refused with why. */
+function settleRecord(settleId: string, meta: CallMeta, policyVersion: string, started: number, entry: { principalId: string; resourceType: string; resourceId: string; reservations: readonly Reservation[] } | null, decisionId: string, actualUnits: number, refusal: string | null): DecisionRecord {
+  const now = Date.now();
+  return {
+    decisionId: settleId,
+    time: now,
+    caller: meta.caller,
+    requestId: meta.requestId,
+    principalId: entry?.principalId ?? '',
+    action: 'settle',
+    resourceType: entry?.resourceType ?? '',
+    resourceId: entry?.resourceId ?? '',
+    effect: refusal === null ? 'ALLOW' : 'DENY',
+    reason: refusal === null ? 'ALLOWED_BY_RULE' : 'DENIED_INVALID_REQUEST',
+    ruleIds: entry === null ? [] : entry.reservations.map((r) => `limit:${r.limitId}`),
+    errors: refusal === null ? [] : [{ ruleId: 'settle', message: refusal }],
+    policyVersion,
+    request: { principal: { roles: [], attributes: {} }, resource: { attributes: {} }, context: { attributes: {} } },
+    latencyUs: Math.round((performance.now() - started) * 1000),
+    details: {
+      settle: {
+        decisionId,
+        actualUnits: Number.isFinite(actualUnits) ? actualUnits : String(actualUnits),
+        ...(entry === null ? {} : { limits: entry.reservations.map((r) => ({ id: r.limitId, reservedUnits: r.units })) }),
+      },
+    },
+  };
+}
+
+/** A rule allow after the limits: refused, or carrying the tightest limit's state (and the cost reserved, for Settle). */
+function afterLimits(request: DecisionRequest, allowed: Decision, outcome: LimitOutcome | null, shadow: ShadowDecision | undefined, directory: DirectorySources | null): Decided {
+  const decision = limited(allowed, outcome);
+  const reserved = outcome !== null && outcome.kind === 'allowed' ? outcome.reserved : undefined;
+  return { request, decision: shadow === undefined ? decision : { ...decision, shadow }, directory, reserved };
+}
+
 /** An allow after the limits: refused by one, or carrying the tightest limit's state. */
 function limited(decision: Decision, outcome: LimitOutcome | null): Decision {
   if (outcome === null) return decision;
   if (outcome.kind === 'error') return refusalDecision(limitError(outcome.limit.id, outcome.message), decision.policyVersion);
-  const { limit, rate, remaining, retryAfterMs, resetMs, blockedUntil, offences } = outcome.report;
-  const state: LimitState = { limitId: limit.id, quota: rate.count, windowSeconds: rate.periodMs / 1000, remaining, retryAfterMs, resetMs };
+  const { limit, rate, remaining, retryAfterMs, resetMs, blockedUntil, offences, backend } = outcome.report;
+  const state: LimitState =
+    backend === undefined
+      ? { limitId: limit.id, quota: rate.count, windowSeconds: rate.periodMs / 1000, remaining, retryAfterMs, resetMs }
+      : { limitId: limit.id, quota: rate.count, windowSeconds: rate.periodMs / 1000, remaining, retryAfterMs, resetMs, backend };
   if (outcome.kind === 'allowed') return { ...decision, limit: state };
   if (blockedUntil !== undefined) {
     return { ...refusalDecision(blocked(limit.id, blockedUntil, offences ?? 1, retryAfterMs), decision.policyVersion), limit: { ...state, blockedUntil: Math.ceil(blockedUntil), offences } };
@@ -348,8 +495,8 @@ function disagreement(live: Decision, shadow: Decision): ShadowDecision | undefi
 }
 
 /** What the decision log keeps of a limit's state: `details.limit`. */
-function limitDetails(state: LimitState): { id: string; remaining: number; retryAfterMs: number; blockedUntil?: number; offences?: number } {
-  const details = { id: state.limitId, remaining: state.remaining, retryAfterMs: Math.ceil(state.retryAfterMs) };
+function limitDetails(state: LimitState): { id: string; remaining: number; retryAfterMs: number; blockedUntil?: number; offences?: number; backend?: string } {
+  const details = { id: state.limitId, remaining: state.remaining, retryAfterMs: Math.ceil(state.retryAfterMs), ...(state.backend === undefined ? {} : { backend: state.backend }) };
   return state.blockedUntil === undefined ? details : { ...details, blockedUntil: state.blockedUntil, offences: state.offences };
 }
 

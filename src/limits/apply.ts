@@ -2,7 +2,11 @@ import { createHash } from 'node:crypto';
 import { conditionErrorMessage, type ConditionInput } from '../policy/condition.js';
 import type { CompiledLimit, LimitRate } from '../policy/limits.js';
 import type { DecisionRequest } from '../types.js';
-import { gcra } from './gcra.js';
+import { gcra, type GcraResult } from './gcra.js';
+import type { RedisLimitBackend } from './redis.js';
+import type { Reservation } from './settle.js';
+import type { LoadBoard } from './load.js';
+import { scaledRate } from './load.js';
 import { MemoryLimitStore, type LimitStore, type Offence } from './memory.js';
 
 /** The state of the limit a decision reports: the one that refused, or the tightest of those that applied. */
@@ -16,7 +20,15 @@ export interface LimitReport {
   /** Set when the key is blocked as a repeat offender: until when (ms, the limiter's clock) and after how many offences. */
   readonly blockedUntil?: number;
   readonly offences?: number;
+  /**
+   * With a shared backend, which one decided: `redis`; `local` (Redis failed, counted
+   * in this process at the rate divided by the replicas); `open` (Redis failed, let through
+   * uncounted). Absent for the in-memory backend.
+   */
+  readonly backend?: LimitBackendName;
 }
+
+export type LimitBackendName = 'redis' | 'local' | 'open';
 
 /**
  * What the limits made of a request the rules allowed:
@@ -25,7 +37,7 @@ export interface LimitReport {
  * - `error`: a limit's `when`, key or cost could not be evaluated; nothing was taken (fail closed).
  */
 export type LimitOutcome =
-  | { readonly kind: 'allowed'; readonly report: LimitReport }
+  | { readonly kind: 'allowed'; readonly report: LimitReport; readonly reserved?: readonly Reservation[] }
   | { readonly kind: 'limited'; readonly report: LimitReport }
   | { readonly kind: 'error'; readonly limit: CompiledLimit; readonly message: string };
 
@@ -85,7 +97,7 @@ function costOf(limit: CompiledLimit, request: DecisionRequest): number | string
   return cost;
 }
 
-function storeKey(limit: CompiledLimit, key: string): string {
+export function storeKey(limit: CompiledLimit, key: string): string {
   const full = `${limit.id}\u0000${key}`;
   return full.length <= MAX_KEY_LENGTH ? full : `${limit.id}\u0000#${createHash('sha256').update(key).digest('base64url')}`;
 }
@@ -102,20 +114,81 @@ function storeKey(limit: CompiledLimit, key: string): string {
 export class RateLimiter {
   constructor(
     readonly store: LimitStore = new MemoryLimitStore(),
-    private readonly clock: () => number = monotonicNow,
+    readonly now: () => number = monotonicNow,
+    /** A shared backend (Redis): budgets live there; `store` keeps offence records and the `local` fallback. */
+    readonly shared: SharedLimits | null = null,
+    /** Loads reported by ReportLoad, scaling the limits that opt in (loadAware). */
+    readonly load: LoadBoard | null = null,
   ) {}
 
-  apply(limits: readonly CompiledLimit[], request: DecisionRequest): LimitOutcome | null {
+  /** In memory: the outcome at once. With a shared backend: a promise of it (one round trip, bounded by its timeout). */
+  apply(limits: readonly CompiledLimit[], request: DecisionRequest): LimitOutcome | null | Promise<LimitOutcome | null> {
     if (limits.length === 0) return null;
-    return applyLimits(limits, request, this.store, this.clock());
+    if (this.shared !== null) return applyShared(limits, request, this.store, this.shared, this.now(), this.load);
+    return applyLimits(limits, request, this.store, this.now(), this.load);
   }
 }
 
-/** applyLimits at a given time, `now` in milliseconds: what RateLimiter does, with the clock passed in. */
-export function applyLimits(limits: readonly CompiledLimit[], request: DecisionRequest, store: LimitStore, now: number): LimitOutcome | null {
-  let tightest: LimitReport | null = null;
+/**
+ * Moves a reservation's key by `units` (negative gives back; positive takes even past
+ * the burst, so an overspend waits for the refill) where it was taken; the units left
+ * after. In memory at once, in Redis as a promise.
+ */
+export function adjustReservation(limiter: RateLimiter, reservation: Reservation, units: number): number | Promise<number> {
+  const { key, emissionMs, burst } = reservation;
+  if (reservation.backend === 'redis') {
+    if (limiter.shared === null) return 0;
+    return limiter.shared.backend.adjust(key, emissionMs, burst, units).then((r) => r.remaining);
+  }
+  const now = limiter.now();
+  const stored = limiter.store.get(key, now);
+  const tat = (stored === undefined || stored < now ? now : stored) + units * emissionMs;
+  limiter.store.set(key, Math.max(tat, now), now);
+  const left = now + emissionMs * burst - tat;
+  return left <= 0 ? 0 : Math.floor(left / emissionMs + 1e-6);
+}
+
+/** A backend every replica shares (RedisLimitBackend), and how many replicas share it. */
+export interface SharedLimits {
+  readonly backend: Pick<RedisLimitBackend, 'take' | 'adjust'>;
+  /** The `local` fallback counts each key at the rate divided by this many replicas. */
+  readonly replicas: number;
+}
+
+const dividedRates = new WeakMap<LimitRate, Map<number, LimitRate>>();
+
+/** A rate shared by `replicas`: each gets count/replicas (burst at least 1). */
+export function dividedRate(rate: LimitRate, replicas: number): LimitRate {
+  if (replicas <= 1) return rate;
+  let byReplicas = dividedRates.get(rate);
+  if (byReplicas === undefined) dividedRates.set(rate, (byReplicas = new Map()));
+  let divided = byReplicas.get(replicas);
+  if (divided === undefined) {
+    divided = Object.freeze({ ...rate, count: rate.count / replicas, burst: Math.max(1, Math.floor(rate.burst / replicas)), emissionMs: rate.emissionMs * replicas });
+    byReplicas.set(replicas, divided);
+  }
+  return divided;
+}
+
+interface SharedCheck {
+  readonly limit: CompiledLimit;
+  readonly key: string;
+  readonly cost: number;
+  readonly rate: LimitRate;
+  readonly offence: Offence | undefined;
+}
+
+/**
+ * applyLimits with budgets in a shared backend: every key that applies is sent at
+ * once (one round trip), each taken atomically there. When one limit refuses, what
+ * the others took is given back (a refused call takes nothing). A key the backend
+ * could not answer for follows its limit's onBackendFailure: `deny` (DENIED_BY_ERROR
+ * naming the limit), `allow` (uncounted) or `local` (counted in `store` at the rate
+ * divided by the replicas). Repeat offenders' records stay in `store` (per replica).
+ */
+export async function applyShared(limits: readonly CompiledLimit[], request: DecisionRequest, store: LimitStore, shared: SharedLimits, now: number, load: LoadBoard | null = null): Promise<LimitOutcome | null> {
+  const checks: SharedCheck[] = [];
   let refused: LimitReport | null = null;
-  let writes: { key: string; tat: number }[] | null = null;
   for (let i = 0; i < limits.length; i++) {
     const limit = limits[i]!;
     const applies = limitApplies(limit, request);
@@ -129,7 +202,100 @@ export function applyLimits(limits: readonly CompiledLimit[], request: DecisionR
     }
     const cost = costOf(limit, request);
     if (typeof cost === 'string') return { kind: 'error', limit, message: `limit ${limit.id}: ${cost}` };
-    const rate = rateFor(limit, request);
+    const rate = limit.loadAware === null || load === null ? rateFor(limit, request) : scaledRate(rateFor(limit, request), load.factor(limit.loadAware));
+    const offence = limit.backoff === null ? undefined : store.getOffence(key, now);
+    if (offence !== undefined && offence.blockedUntil > now) {
+      const wait = offence.blockedUntil - now;
+      const report: LimitReport = { limit, rate, remaining: 0, retryAfterMs: wait, resetMs: wait, blockedUntil: offence.blockedUntil, offences: offence.level, backend: 'local' };
+      if (refused === null || report.retryAfterMs > refused.retryAfterMs) refused = report;
+      continue;
+    }
+    checks.push({ limit, key, cost, rate, offence });
+  }
+  // A blocked key refuses the call: nothing needs taking.
+  if (refused !== null) return { kind: 'limited', report: refused };
+  if (checks.length === 0) return null;
+  const answers = await Promise.all(checks.map((c) => shared.backend.take(c.key, c.rate.emissionMs, c.rate.burst, c.cost).catch((error: unknown) => (error instanceof Error ? error : new Error(String(error))))));
+  let tightest: LimitReport | null = null;
+  let failedDeny: { limit: CompiledLimit; message: string } | null = null;
+  let localWrites: { key: string; tat: number }[] | null = null;
+  let reserved: Reservation[] | null = null;
+  for (let i = 0; i < checks.length; i++) {
+    const { limit, key, cost, rate, offence } = checks[i]!;
+    const answer = answers[i]!;
+    let result: GcraResult;
+    let backend: LimitBackendName = 'redis';
+    let reportRate = rate;
+    if (answer instanceof Error) {
+      const mode = limit.onBackendFailure;
+      if (mode === 'deny') {
+        failedDeny ??= { limit, message: `limit ${limit.id}: its shared backend did not answer (${answer.message}); this limit denies while it cannot count (onBackendFailure: deny)` };
+        continue;
+      }
+      if (mode === 'allow') {
+        const report: LimitReport = { limit, rate, remaining: rate.burst, retryAfterMs: 0, resetMs: 0, backend: 'open' };
+        if (tightest === null || report.remaining < tightest.remaining) tightest = report;
+        continue;
+      }
+      backend = 'local';
+      reportRate = dividedRate(rate, shared.replicas);
+      result = gcra(store.get(key, now), now, reportRate.emissionMs, reportRate.burst, cost);
+      if (result.allowed) (localWrites ??= []).push({ key, tat: result.tat });
+    } else {
+      result = answer;
+    }
+    if (result.allowed && limit.cost !== null && cost > 0) {
+      (reserved ??= []).push({ limitId: limit.id, key, emissionMs: reportRate.emissionMs, burst: reportRate.burst, units: cost, backend: backend === 'redis' ? 'redis' : 'memory' });
+    }
+    let report: LimitReport = { limit, rate: reportRate, remaining: result.remaining, retryAfterMs: result.retryAfterMs, resetMs: result.resetMs, backend };
+    if (!result.allowed) {
+      if (limit.backoff !== null) {
+        const next = strike(limit.backoff, offence, now);
+        store.setOffence(key, next, now);
+        if (next.blockedUntil > now) report = { ...report, retryAfterMs: next.blockedUntil - now, blockedUntil: next.blockedUntil, offences: next.level };
+      }
+      if (refused === null || report.retryAfterMs > refused.retryAfterMs) refused = report;
+      continue;
+    }
+    if (tightest === null || report.remaining < tightest.remaining) tightest = report;
+  }
+  if (refused !== null || failedDeny !== null) {
+    // Give back what the shared backend took for this call (the local fallback has not written yet).
+    for (let i = 0; i < checks.length; i++) {
+      const answer = answers[i]!;
+      if (answer instanceof Error || !answer.allowed) continue;
+      const { key, rate, cost } = checks[i]!;
+      if (cost > 0) shared.backend.adjust(key, rate.emissionMs, rate.burst, -cost).catch(() => undefined);
+    }
+    if (failedDeny !== null) return { kind: 'error', limit: failedDeny.limit, message: failedDeny.message };
+    const remaining = tightest === null ? refused!.remaining : Math.min(refused!.remaining, tightest.remaining);
+    return { kind: 'limited', report: { ...refused!, remaining } };
+  }
+  if (tightest === null) return null;
+  if (localWrites !== null) for (const { key, tat } of localWrites) store.set(key, tat, now);
+  return reserved === null ? { kind: 'allowed', report: tightest } : { kind: 'allowed', report: tightest, reserved };
+}
+
+/** applyLimits at a given time, `now` in milliseconds: what RateLimiter does, with the clock passed in. */
+export function applyLimits(limits: readonly CompiledLimit[], request: DecisionRequest, store: LimitStore, now: number, load: LoadBoard | null = null): LimitOutcome | null {
+  let tightest: LimitReport | null = null;
+  let refused: LimitReport | null = null;
+  let writes: { key: string; tat: number }[] | null = null;
+  let reserved: Reservation[] | null = null;
+  for (let i = 0; i < limits.length; i++) {
+    const limit = limits[i]!;
+    const applies = limitApplies(limit, request);
+    if (applies === false) continue;
+    if (applies !== true) return { kind: 'error', limit, message: `limit ${limit.id}: ${applies}` };
+    let key: string;
+    try {
+      key = storeKey(limit, limit.key(request));
+    } catch (error) {
+      return { kind: 'error', limit, message: `limit ${limit.id}: its key could not be made: ${conditionErrorMessage(error)}` };
+    }
+    const cost = costOf(limit, request);
+    if (typeof cost === 'string') return { kind: 'error', limit, message: `limit ${limit.id}: ${cost}` };
+    const rate = limit.loadAware === null || load === null ? rateFor(limit, request) : scaledRate(rateFor(limit, request), load.factor(limit.loadAware));
     const offence = limit.backoff === null ? undefined : store.getOffence(key, now);
     if (offence !== undefined && offence.blockedUntil > now) {
       // Blocked: refused without looking at the budget, and without a further strike.
@@ -150,6 +316,7 @@ export function applyLimits(limits: readonly CompiledLimit[], request: DecisionR
       continue;
     }
     (writes ??= []).push({ key, tat: result.tat });
+    if (limit.cost !== null && cost > 0) (reserved ??= []).push({ limitId: limit.id, key, emissionMs: rate.emissionMs, burst: rate.burst, units: cost, backend: 'memory' });
     if (tightest === null || report.remaining < tightest.remaining) tightest = report;
   }
   if (refused !== null) {
@@ -158,7 +325,7 @@ export function applyLimits(limits: readonly CompiledLimit[], request: DecisionR
   }
   if (tightest === null) return null;
   for (const { key, tat } of writes!) store.set(key, tat, now);
-  return { kind: 'allowed', report: tightest };
+  return reserved === null ? { kind: 'allowed', report: tightest } : { kind: 'allowed', report: tightest, reserved };
 }
 
 /**

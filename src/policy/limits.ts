@@ -50,6 +50,10 @@ export interface CompiledLimit {
   readonly costSource: string | null;
   /** Repeat offenders (milliseconds): `after` refusals within `withinMs` block the key for `blockMs`, doubled per further offence up to `maxMs`. */
   readonly backoff: { readonly after: number; readonly withinMs: number; readonly blockMs: number; readonly maxMs: number } | null;
+  /** With a shared backend: deny, allow, or count locally (the rate divided by the replicas) when it cannot answer. */
+  readonly onBackendFailure: 'deny' | 'allow' | 'local';
+  /** Scaled down while its pool reports load (ReportLoad); null: not load-aware. */
+  readonly loadAware: { readonly pool: string; readonly from: number; readonly min: number } | null;
 }
 
 const DURATION_UNITS: Record<string, number> = { s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
@@ -153,6 +157,8 @@ export function compileLimit(where: Located<LimitSpec>, graph: RoleGraph, variab
     cost,
     costSource: spec.cost ?? null,
     backoff,
+    onBackendFailure: spec.onBackendFailure ?? 'local',
+    loadAware: spec.loadAware === undefined ? null : Object.freeze({ pool: spec.loadAware.pool ?? 'default', from: spec.loadAware.from ?? 0.5, min: spec.loadAware.min }),
   } satisfies CompiledLimit);
 }
 

@@ -294,6 +294,16 @@ export const limitSchema = z.strictObject({
     })
     .optional(),
   cost: z.string().min(1).optional(),
+  /** Scale the rate down while a pool reports load (Admin ReportLoad): whole up to `from`, down to `min` at full load. */
+  loadAware: z
+    .strictObject({
+      pool: z.string().regex(/^[A-Za-z0-9._:-]{1,100}$/, { error: 'a pool is a name of 1 to 100 letters, digits, ., _, : or -' }).optional(),
+      min: z.number({ error: 'min is a number above 0, at most 1' }).gt(0, { error: 'min is above 0' }).max(1, { error: 'min is at most 1' }),
+      from: z.number().min(0, { error: 'from is a load from 0 to 0.99' }).max(0.99, { error: 'from is a load from 0 to 0.99' }).optional(),
+    })
+    .optional(),
+  /** With a shared backend (Redis): what a check does when the backend cannot answer in time. */
+  onBackendFailure: z.enum(['deny', 'allow', 'local'], { error: 'onBackendFailure is deny, allow or local' }).optional(),
   /** Repeat offenders: `after` refusals within `within` block the key for `block`, doubling per further offence up to `max`. */
   backoff: z
     .strictObject({

@@ -8,9 +8,27 @@ import { decodePageToken, encodePageToken } from '../decisions/query.js';
 import type { DecisionRecord } from '../decisions/record.js';
 import type { AdminCaller, AdminGate } from './admin-auth.js';
 import type { SuspensionState } from '../types.js';
-import type { AdminHandlers, DecisionListing, ListDecisionsQuery, SuspendRequest } from './grpc/handlers.js';
+import type { AdminHandlers, DecisionListing, LimitsStatus, ListDecisionsQuery, LoadFactorState, SuspendRequest } from './grpc/handlers.js';
 import type { SuspensionService } from './suspension.js';
+import { MAX_POOLS, type LoadBoard } from '../limits/index.js';
+import type { CompiledLimit } from '../policy/limits.js';
 import type { PolicyStatus, PolicyStore, ReloadOutcome } from './policy-store.js';
+
+/** What Admin needs of the rate limits: the load board ReportLoad writes, and their status. */
+export interface LimitsAdmin {
+  readonly board: LoadBoard;
+  status(): LimitsStatus;
+}
+
+/** The status of the limits of `policySet`: each load-aware limit's factor, and the backend's state. */
+export function limitsStatus(limits: readonly CompiledLimit[], board: LoadBoard, backend: LimitsStatus['backend'], backendHealthy: boolean): LimitsStatus {
+  const loadFactors: LoadFactorState[] = [];
+  for (const limit of limits) {
+    if (limit.loadAware === null) continue;
+    loadFactors.push({ limitId: limit.id, pool: limit.loadAware.pool, load: board.loadOf(limit.loadAware.pool).load, factor: board.factor(limit.loadAware) });
+  }
+  return { loadFactors, backend, backendHealthy };
+}
 
 /**
  * What verdict.v1.Admin does: report and reload the policies being served, and
@@ -36,21 +54,33 @@ export class Admin implements AdminHandlers {
     private readonly alerts: AlertHub | null = null,
     /** Manual suspension and lifting (server/suspension.ts). */
     private readonly suspensions?: SuspensionService,
+    /** The rate limits' load board and backend, for ReportLoad and the status. */
+    private readonly limits?: LimitsAdmin,
   ) {
     this.queries = new DecisionQueryThread(logPath);
   }
 
-  async policyStatus(caller: AdminCaller): Promise<PolicyStatus> {
+  async policyStatus(caller: AdminCaller): Promise<PolicyStatus & { limits?: LimitsStatus }> {
     await this.gate.admit(caller, { method: 'GetPolicyStatus' });
     return this.status();
   }
 
-  /** The serving set's status, with the shadow set's when there is one. */
+  /** The serving set's status, with the rate limits' and the shadow set's when there are. */
   private status(): PolicyStatus {
-    const status = this.store.status();
+    const served = this.store.status();
+    const status = this.limits === undefined ? served : { ...served, limits: this.limits.status() };
     if (this.shadow === null) return status;
     const shadow = this.shadow.status();
     return { ...status, shadow: { version: shadow.version, ruleCount: shadow.ruleCount, lastReloadError: shadow.lastReloadError } };
+  }
+
+  async reportLoad(pool: string, load: number, caller: AdminCaller): Promise<readonly LoadFactorState[]> {
+    await this.gate.admit(caller, { method: 'ReportLoad', target: pool.slice(0, 100), parameters: { load: Number.isFinite(load) ? load : String(load) } });
+    if (this.limits === undefined) throw new VerdictError('INTERNAL', 'rate limits are not served here');
+    if (!/^[A-Za-z0-9._:-]{1,100}$/.test(pool)) throw new RequestFieldError('pool', 'pool: expected the name a limit\'s loadAware.pool gives (1 to 100 letters, digits, ., _, : or -; "default" when it gives none)');
+    if (!Number.isFinite(load) || load < 0 || load > 1) throw new RequestFieldError('load', 'load: expected a number from 0 (idle) to 1 (saturated)');
+    if (!this.limits.board.report(pool, load)) throw new RequestFieldError('pool', `pool: ${MAX_POOLS} pools already report load; a new one is refused until a report goes stale`);
+    return this.limits.status().loadFactors.filter((f) => f.pool === pool);
   }
 
   async reload(caller: AdminCaller): Promise<{ outcome: ReloadOutcome; status: PolicyStatus }> {

@@ -1,7 +1,7 @@
 // Starts one verdict server (policies, decision log, the decide core, its gRPC
 // and HTTP transports, health and metrics) and stops it gracefully.
 
-import { MemoryLimitStore } from '../limits/index.js';
+import { LoadBoard, MemoryLimitStore, monotonicNow, RateLimiter, RedisLimitBackend, SettlementBook } from '../limits/index.js';
 import { createAuthenticator } from '../authn/authenticators.js';
 import { grpcCallerOf, grpcServerCredentials, httpsServerOptions, loadTlsMaterial, tlsSocketIdentity } from '../authn/mtls.js';
 import type { Authenticator } from '../authn/types.js';
@@ -19,7 +19,7 @@ import { TrustedHeaderAuthenticator } from '../gateway/trusted-headers.js';
 import type { AlertReader, AlertSink } from '../analysis/alert.js';
 import { openAlertReader } from '../analysis/alert-store.js';
 import { resolveDetectors } from '../analysis/detector-config.js';
-import { Admin } from './admin.js';
+import { Admin, limitsStatus } from './admin.js';
 import { Console } from './console.js';
 import { AuditWatch } from './console-audit.js';
 import { createLiveAlerts, detectorObserver, watchedSink, type LiveAlerts } from './alerts.js';
@@ -212,8 +212,19 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
 
   // Every transport decides through the one pipeline; metrics observe it.
   setConditionBudget(config.requestLimits.maxConditionSteps);
+  // Rate-limit budgets: in this process, or in Redis shared by every replica (a failure is logged at most every few seconds).
+  const limitBackend = config.limits.backend === 'redis' ? openLimitBackend(config, logger) : null;
+  if (limitBackend !== null && !(await limitBackend.ready(REDIS_CONNECT_WAIT_MS))) {
+    logger.warn({ backend: 'redis', waitedMs: REDIS_CONNECT_WAIT_MS }, 'rate-limit backend not connected yet; serving, limits follow their onBackendFailure until it answers');
+  }
+  const loadBoard = new LoadBoard(config.limits.loadStaleAfterMs);
+  const limiter = new RateLimiter(new MemoryLimitStore(), monotonicNow, limitBackend === null ? null : { backend: limitBackend, replicas: config.limits.replicas }, loadBoard);
+  const currentLimitsStatus = () => limitsStatus(store.current.limits, loadBoard, limitBackend === null ? 'memory' : 'redis', limitBackend === null ? true : limitBackend.status().healthy);
+  metrics.watchLoadFactors(() => currentLimitsStatus().loadFactors);
   const pipeline = new DecisionPipeline(store, log, {
     requestLimits: config.requestLimits,
+    limiter,
+    settlements: new SettlementBook(100_000, config.limits.settleWithinMs),
     // A batch (CheckBatch, AuthZEN evaluations) may record at most this much, whichever transport brought it.
     maxBatchRecordedBytes: BATCH_RECORD_FACTOR * config.maxMessageBytes,
     suspensions: suspensions.book,
@@ -228,6 +239,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     for (const sink of alertSinks) alerts.fanout.add(sink);
   }
   if (pipeline.limiter.store instanceof MemoryLimitStore) metrics.watchLimitStore(pipeline.limiter.store);
+  if (limitBackend !== null) metrics.watchLimitBackend(() => limitBackend.status());
   // Administering needs an identity of its own (admin-auth.ts); every Admin call is recorded in the log.
   let gate: AdminGate;
   try {
@@ -237,6 +249,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     await closeAlertResponses().catch(() => undefined);
     await closeLog().catch(() => undefined);
     await authenticator.close?.();
+    await limitBackend?.close();
     await closeStores();
     throw error;
   }
@@ -245,7 +258,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     if (loose !== null) logger.warn({ tokenFile: config.admin.tokenFile, mode: loose }, 'the admin token file is readable by others; chmod 600 it');
     if (!tls) logger.warn({ grpc: config.grpc }, 'the admin token travels in plaintext: serve gRPC with TLS, or keep the gRPC port on loopback');
   }
-  const admin = new Admin(store, log.path, gate, options.onAdminReload, shadowStore, alerts?.hub ?? null, suspensions);
+  const admin = new Admin(store, log.path, gate, options.onAdminReload, shadowStore, alerts?.hub ?? null, suspensions, { board: loadBoard, status: currentLimitsStatus });
   // The console (/console on the HTTP port): read-only, each of its calls an Admin call; the audit trail verified in a thread of its own.
   // The console reads the alerts the detectors stored, unless the caller hands it a reader of its own.
   const ownAlertReader = options.alerts != null || alerts === null ? null : openAlertReader(config.db);
@@ -328,6 +341,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
           policyWatch: status.watch,
           shadow: shadowStore === null ? null : shadowStatus(config.shadowPolicies!, shadowStore),
           decisionLog: { path: config.db, mode: config.decisionLog, healthy: log.healthy, lastError: log.lastError, audit: auditStatus },
+          // A failing Redis does not make the server unready: each limit follows its onBackendFailure.
+          limits: limitBackend === null ? { backend: 'memory' } : { ...limitBackend.status(), timeoutMs: config.limits.timeoutMs, replicas: config.limits.replicas },
         },
       };
     },
@@ -364,6 +379,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     alerts?.hub.close();
     await admin.close().catch(() => undefined);
     await closeAlertResponses().catch(() => undefined);
+    await limitBackend?.close();
     await closeLog().catch(() => undefined);
     await authenticator.close?.();
     await closeStores();
@@ -388,6 +404,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       await authenticator.close?.();
       await closeAlertResponses();
       await alerts?.stored.flush();
+      await limitBackend?.close();
       await closeLog();
     })();
     return closing;
@@ -427,6 +444,36 @@ function startAlerts(config: ServerConfig, log: DecisionLog, metrics: ServerMetr
   ];
   for (const sink of sinks) alerts.fanout.add(sink);
   return alerts;
+}
+
+const BACKEND_LOG_EVERY_MS = 10_000;
+const REDIS_CONNECT_WAIT_MS = 2000;
+
+/** The Redis backend of limits.redis, whose failures are logged once, then at most every 10 s with a count. */
+function openLimitBackend(config: ServerConfig, logger: Logger): RedisLimitBackend {
+  const redis = config.limits.redis!;
+  let lastLogged = 0;
+  let suppressed = 0;
+  return new RedisLimitBackend(
+    { url: redis.url, cluster: redis.cluster ?? false, keyPrefix: redis.keyPrefix, timeoutMs: config.limits.timeoutMs, retryMs: config.limits.retryMs },
+    {
+      failed: (error) => {
+        const now = Date.now();
+        if (now - lastLogged < BACKEND_LOG_EVERY_MS) {
+          suppressed += 1;
+          return;
+        }
+        logger.error({ backend: 'redis', error, failuresSinceLastLog: suppressed, timeoutMs: config.limits.timeoutMs }, 'rate-limit backend failed; limits follow their onBackendFailure until it answers');
+        lastLogged = now;
+        suppressed = 0;
+      },
+      recovered: () => {
+        logger.info({ backend: 'redis', failuresSinceLastLog: suppressed }, 'rate-limit backend answers again');
+        lastLogged = 0;
+        suppressed = 0;
+      },
+    },
+  );
 }
 
 /** How the decision log is opened for this configuration, by this process's writer thread or a cluster primary. */

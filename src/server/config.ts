@@ -40,6 +40,31 @@ const alertsSchema = z.strictObject({
   ...alertResponseShape,
 });
 
+/** Where rate-limit budgets live (src/limits). See the README, "Rate limits". */
+const limitsConfigSchema = z.strictObject({
+  /** memory: in this process. redis: in Redis, shared by every replica. */
+  backend: z.enum(['memory', 'redis'], { error: 'limits.backend is memory or redis' }).optional(),
+  redis: z
+    .strictObject({
+      /** redis://[user:password@]host:port[/db], or rediss:// for TLS. */
+      url: z.string().regex(/^rediss?:\/\/\S+$/, { error: 'expected a redis:// or rediss:// URL, e.g. redis://127.0.0.1:6379' }),
+      /** The URL names one node of a Redis Cluster. */
+      cluster: z.boolean().optional(),
+      keyPrefix: z.string().min(1).max(100).optional(),
+    })
+    .optional(),
+  /** How long a check waits for Redis before its limit's onBackendFailure applies. */
+  timeoutMs: z.number().int().min(1).max(10_000).optional(),
+  /** After a Redis failure, how long checks use the fallback at once before Redis is tried again. */
+  retryMs: z.number().int().min(0).max(600_000).optional(),
+  /** Replicas sharing the budgets: onBackendFailure local counts each limit at its rate divided by this. */
+  replicas: z.number().int().min(1).max(10_000).optional(),
+  /** How long after a decision Settle may correct its cost (its reservation is held that long, bounded in number). */
+  settleWithinMs: z.number().int().min(1000).max(7 * 86_400_000).optional(),
+  /** A pool's load report (Admin ReportLoad) older than this counts as no load: its limits go back to their whole rate. */
+  loadStaleAfterMs: z.number().int().min(1000).max(86_400_000).optional(),
+});
+
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected HOST:PORT, e.g. 127.0.0.1:50051' });
 
 /** One layer of configuration (the file, the environment or the flags): every key optional, unknown keys refused. */
@@ -100,11 +125,13 @@ const layerSchema = z.strictObject({
   requestLimits: requestLimitsSchema.optional(),
   /** Anomaly alerts (README, Alerts): on by default, with the detectors' documented thresholds. From the config file only. */
   alerts: alertsSchema.optional(),
+  /** Where rate-limit budgets live (memory or Redis) and what a failing Redis costs. From the config file only. */
+  limits: limitsConfigSchema.optional(),
 });
 export type PartialConfig = z.infer<typeof layerSchema>;
 
 /** The layers merged over the defaults: every key present, and `tls` checked as a whole. */
-const resolvedSchema = layerSchema.required().extend({ tls: tlsLayerSchema.nullable().transform(resolveTls), requestLimits: requestLimitsSchema.required(), alerts: alertsSchema });
+const resolvedSchema = layerSchema.required().extend({ tls: tlsLayerSchema.nullable().transform(resolveTls), requestLimits: requestLimitsSchema.required(), alerts: alertsSchema, limits: limitsConfigSchema.required({ backend: true, timeoutMs: true, retryMs: true, replicas: true, settleWithinMs: true, loadStaleAfterMs: true }) });
 
 /** Where verdict listens, what it serves and where it records. */
 export type ServerConfig = Readonly<z.output<typeof resolvedSchema>>;
@@ -132,10 +159,11 @@ export const DEFAULT_CONFIG = {
   ...AUDIT_DEFAULTS,
   requestLimits: { ...DEFAULT_REQUEST_LIMITS, maxConditionSteps: DEFAULT_CONDITION_BUDGET },
   alerts: { enabled: true },
+  limits: { backend: 'memory', timeoutMs: 50, retryMs: 1000, replicas: 1, settleWithinMs: 3_600_000, loadStaleAfterMs: 60_000 },
 } satisfies Record<keyof ServerConfig, unknown>;
 
 /** Environment variables for containers, one per key. */
-export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | 'admin' | 'forwardAuth' | 'requestLimits' | 'alerts' | keyof AuditConfig>, string> = {
+export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | 'admin' | 'forwardAuth' | 'requestLimits' | 'alerts' | 'limits' | keyof AuditConfig>, string> = {
   policies: 'VERDICT_POLICIES',
   db: 'VERDICT_DB',
   grpc: 'VERDICT_GRPC',
@@ -218,6 +246,9 @@ export function resolveConfig(layers: readonly PartialConfig[]): ServerConfig {
   }
   const result = resolvedSchema.safeParse(merged);
   if (!result.success) throw new VerdictError('CONFIG_INVALID', describeIssues(result.error, 'configuration'));
+  if (result.data.limits.backend === 'redis' && result.data.limits.redis === undefined) {
+    throw new VerdictError('CONFIG_INVALID', 'configuration: limits.backend is redis but limits.redis.url is not set; add limits: {redis: {url: redis://host:6379}}');
+  }
   if (result.data.trustedPrincipal && (result.data.authn.jwt || result.data.authn.apiKeys)) {
     throw new VerdictError('CONFIG_INVALID', 'configuration: trustedPrincipal and authn (jwt, apiKeys) exclude each other; gateways use one way to know the caller');
   }

@@ -28,6 +28,7 @@ export class ServerMetrics implements DecisionObserver {
   private readonly logHealthy: Gauge;
   private currentVersion: string | null = null;
   private currentShadowVersion: string | null = null;
+  private fallbacks: Counter<'backend'> | null = null;
   /** Children bound once per effect and reason, so the hot path does no label lookup and builds no key. */
   private readonly byOutcome: Record<Effect, Partial<Record<Reason, Counter.Internal>>> = { ALLOW: {}, DENY: {} };
 
@@ -83,6 +84,8 @@ export class ServerMetrics implements DecisionObserver {
     this.decisionSeconds.observe(seconds);
     const shadow = result.decision.shadow;
     if (shadow !== undefined) this.shadowDisagreements.inc({ direction: shadow.effect === 'DENY' ? 'ALLOW_TO_DENY' : 'DENY_TO_ALLOW' });
+    const backend = result.decision.limit?.backend;
+    if (backend !== undefined && backend !== 'redis') this.fallbacks?.inc({ backend });
   }
 
   observeCommit(rows: number, seconds: number): void {
@@ -201,6 +204,52 @@ export class ServerMetrics implements DecisionObserver {
       suspensionsLifted: new Counter({ name: 'verdict_suspensions_lifted_total', help: 'Suspensions lifted before their end (Admin LiftSuspension, verdict suspend lift).', registers: [this.registry] }),
     };
     return this.alertResponseMetrics;
+  }
+
+  /**
+   * A shared rate-limit backend (Redis): whether it answers, its failures, and
+   * checks its fallback decided (by limit's onBackendFailure), read at each scrape.
+   */
+  watchLimitBackend(status: () => { readonly healthy: boolean; readonly failures: number }): void {
+    new Gauge({
+      name: 'verdict_rate_limit_backend_up',
+      help: '1 while the shared rate-limit backend (Redis) answers, else 0 (limits follow their onBackendFailure).',
+      registers: [this.registry],
+      aggregator: 'min',
+      collect() {
+        this.set(status().healthy ? 1 : 0);
+      },
+    });
+    let reported = 0;
+    new Counter({
+      name: 'verdict_rate_limit_backend_failures_total',
+      help: 'Calls to the shared rate-limit backend (Redis) that failed or timed out.',
+      registers: [this.registry],
+      collect() {
+        const failures = status().failures;
+        this.inc(failures - reported);
+        reported = failures;
+      },
+    });
+    const fallbacks = new Counter({ name: 'verdict_rate_limit_fallback_total', help: 'Checks a limit decided without the shared backend, by how (local: counted in this process; open: let through uncounted).', labelNames: ['backend'], registers: [this.registry] });
+    fallbacks.inc({ backend: 'local' }, 0);
+    fallbacks.inc({ backend: 'open' }, 0);
+    this.fallbacks = fallbacks;
+  }
+
+  /** Load-aware limits: the factor each one's rate is scaled by now (Admin ReportLoad), read at each scrape. */
+  watchLoadFactors(factors: () => readonly { readonly limitId: string; readonly pool: string; readonly factor: number }[]): void {
+    new Gauge({
+      name: 'verdict_rate_limit_load_factor',
+      help: 'The factor a load-aware limit\'s rate is scaled by now (1: whole; down to its loadAware.min while its pool reports load).',
+      labelNames: ['limit', 'pool'],
+      registers: [this.registry],
+      aggregator: 'min',
+      collect() {
+        this.reset();
+        for (const f of factors()) this.set({ limit: f.limitId, pool: f.pool }, f.factor);
+      },
+    });
   }
 
   /** Where the state of the file-system watcher is read at each scrape. */

@@ -36,7 +36,7 @@ export interface GatewayVerdict {
  * with API keys (authn.apiKeys) made here in a fresh key store; forward-auth in
  * the given style (the default, nginx, when none is given).
  */
-export async function startGatewayVerdict(options: { forwardAuthStyle?: 'nginx' | 'traefik' | 'caddy' } = {}): Promise<GatewayVerdict> {
+export async function startGatewayVerdict(options: { forwardAuthStyle?: 'nginx' | 'traefik' | 'caddy'; config?: Record<string, unknown> } = {}): Promise<GatewayVerdict> {
   ensureBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'verdict-gateway-'));
   const keysDb = join(dir, 'keys.db');
@@ -52,7 +52,7 @@ export async function startGatewayVerdict(options: { forwardAuthStyle?: 'nginx' 
   const config = join(dir, 'verdict.yaml');
   writeFileSync(
     config,
-    stringify({ authn: { apiKeys: { db: keysDb } }, logLevel: 'warn', ...(options.forwardAuthStyle ? { forwardAuth: { style: options.forwardAuthStyle } } : {}) }),
+    stringify({ authn: { apiKeys: { db: keysDb } }, logLevel: 'warn', ...(options.forwardAuthStyle ? { forwardAuth: { style: options.forwardAuthStyle } } : {}), ...options.config }),
   );
   const db = join(dir, 'decisions.db');
   const verdict = await startVerdict({ policies: EXAMPLE_POLICIES, db, args: ['--config', config, '--no-watch', '--log-level', 'info'] });

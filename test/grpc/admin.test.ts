@@ -35,6 +35,10 @@ describe('verdict.v1.Admin', () => {
       shadowVersion: '',
       shadowRuleCount: 0,
       shadowLastReloadError: '',
+      // Rate limits' state (a handler without limits reports none).
+      loadFactors: [],
+      limitBackend: '',
+      limitBackendHealthy: false,
     });
     const reload = await unary<{ reloaded: boolean; error: string; status: { lastReloadError: string } }>(client, 'ReloadPolicies', {});
     expect(reload.response).toMatchObject({ reloaded: false, error: expect.stringContaining('rules.yaml:3:5'), status: { lastReloadError: 'broken', lastReloadLongestBlockMs: 2.5 } });

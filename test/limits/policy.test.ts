@@ -154,3 +154,35 @@ limits:
     ]);
   });
 });
+
+describe('onBackendFailure and loadAware in limits files', () => {
+  it('reads them with their defaults, and reports bad values at file:line:col', () => {
+    const { policySet } = loadValid(writePolicyDir({ 'limits.yaml': `kind: limits
+limits:
+  - id: a
+    rate: 10/second
+    onBackendFailure: deny
+    loadAware: { min: 0.25 }
+  - id: b
+    rate: 10/second
+` }));
+    expect(policySet.limits.map((l) => [l.onBackendFailure, l.loadAware])).toEqual([
+      ['deny', { pool: 'default', from: 0.5, min: 0.25 }],
+      ['local', null],
+    ]);
+    const result = loadPolicies(writePolicyDir({ 'limits.yaml': `kind: limits
+limits:
+  - id: a
+    rate: 10/second
+    onBackendFailure: panic
+  - id: b
+    rate: 10/second
+    loadAware: { pool: "gpu a", min: 0 }
+` }));
+    expect(result.ok ? [] : result.diagnostics.map(formatDiagnostic)).toEqual([
+      expect.stringMatching(/^limits\.yaml:5:23: onBackendFailure is deny, allow or local/),
+      expect.stringMatching(/^limits\.yaml:8:24: a pool is a name of 1 to 100 letters/),
+      expect.stringMatching(/^limits\.yaml:8:38: min is above 0/),
+    ]);
+  });
+});

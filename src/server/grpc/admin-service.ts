@@ -5,6 +5,8 @@ import { WATCH_BUFFER } from '../alerts.js';
 import type { Alert as AlertMessage } from './generated/verdict/v1/Alert.js';
 import type { WatchAlertsRequest__Output } from './generated/verdict/v1/WatchAlertsRequest.js';
 import { StatusError, toStatus } from './status.js';
+import type { ReportLoadRequest__Output } from './generated/verdict/v1/ReportLoadRequest.js';
+import type { ReportLoadResponse } from './generated/verdict/v1/ReportLoadResponse.js';
 import { VerdictError } from '../../errors.js';
 import { adminCallerOfGrpc } from '../admin-auth.js';
 import { unary, type CallOptions } from './call.js';
@@ -42,6 +44,12 @@ export function adminService(handlers: AdminHandlers, options: CallOptions): Unt
       const record = await handlers.getDecision(id, adminCallerOfGrpc(call));
       if (!record) throw new VerdictError('NOT_FOUND', `no decision with id ${id}`);
       return toDecisionRecordMessage(record);
+    }),
+
+    ReportLoad: unary<ReportLoadRequest__Output, ReportLoadResponse>('ReportLoad', options, async (call) => {
+      if (handlers.reportLoad === undefined) throw new StatusError(status.UNIMPLEMENTED, 'ReportLoad is not served here');
+      const factors = await handlers.reportLoad(call.request.pool, call.request.load, adminCallerOfGrpc(call));
+      return { loadFactors: factors.map((f) => ({ ...f })) };
     }),
 
     ListDecisions: unary<ListDecisionsRequest__Output, ListDecisionsResponse>('ListDecisions', options, async (call) => {

@@ -12,6 +12,8 @@ import type { CheckBatchRequest__Output } from './generated/verdict/v1/CheckBatc
 import type { CheckBatchResponse } from './generated/verdict/v1/CheckBatchResponse.js';
 import type { CheckRequest__Output } from './generated/verdict/v1/CheckRequest.js';
 import type { CheckResponse } from './generated/verdict/v1/CheckResponse.js';
+import type { SettleRequest__Output } from './generated/verdict/v1/SettleRequest.js';
+import type { SettleResponse } from './generated/verdict/v1/SettleResponse.js';
 import { StatusError } from './status.js';
 
 export const AUTHORIZATION_SERVICE = 'verdict.v1.Authorization';
@@ -67,8 +69,25 @@ export function authorizationService(handlers: AuthorizationHandlers, options: A
       }
       return { results: out };
     }),
+
+    Settle: unary<SettleRequest__Output | UnreadableMessage, SettleResponse>('Settle', options, async (call) => {
+      if (handlers.settle === undefined) throw new StatusError(status.UNIMPLEMENTED, 'Settle is not served here');
+      const message = call.request;
+      const unreadable = isUnreadable(message);
+      const meta = callMeta(call, unreadable ? '' : message.requestId, options);
+      // An unreadable message is recorded as a refused Settle like any malformed one.
+      const outcome = await handlers.settle(unreadable ? '' : message.decisionId, unreadable ? Number.NaN : message.actualUnits, meta);
+      if (outcome.kind !== 'settled') {
+        const trailers = new Metadata();
+        trailers.set(DECISION_ID_TRAILER, outcome.settleId);
+        throw new StatusError(SETTLE_STATUS[outcome.kind], outcome.message, trailers);
+      }
+      return { settleId: outcome.settleId, reservedUnits: outcome.reservedUnits, actualUnits: outcome.actualUnits, limitIds: [...outcome.limitIds], remaining: String(Math.max(0, Math.floor(outcome.remaining))) };
+    }),
   };
 }
+
+const SETTLE_STATUS = { invalid: status.INVALID_ARGUMENT, unknown: status.NOT_FOUND, expired: status.FAILED_PRECONDITION, 'settled-already': status.ALREADY_EXISTS } as const;
 
 /** Records an oversized or malformed message as one error decision, then refuses it. */
 async function refuseUnreadable(

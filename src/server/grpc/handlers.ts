@@ -1,6 +1,6 @@
 import type { DecisionRecord } from '../../decisions/record.js';
 import type { DecisionFilters } from '../../decisions/query.js';
-import type { CallMeta, CheckInput, CheckResult } from '../../decide/index.js';
+import type { CallMeta, CheckInput, CheckResult, SettleOutcome } from '../../decide/index.js';
 import type { SuspensionState } from '../../types.js';
 import type { AdminCaller } from '../admin-auth.js';
 import type { AlertFilter, AlertSubscriber } from '../alerts.js';
@@ -26,6 +26,8 @@ export interface AuthorizationHandlers {
    * Rejects with BatchRefused (answered INVALID_ARGUMENT) for a batch refused whole, its refusal recorded.
    */
   checkBatch(inputs: readonly CheckInput[], meta: CallMeta): Awaitable<readonly CheckResult[]>;
+  /** Corrects a decision's cost budget (recorded either way); absent: Settle is UNIMPLEMENTED. */
+  settle?(decisionId: string, actualUnits: number, meta: CallMeta): Awaitable<SettleOutcome>;
 }
 
 /** One page of ListDecisions. */
@@ -51,8 +53,25 @@ export interface ListDecisionsQuery {
  * The verdict.v1.Admin side. Each method is given the caller as the transport
  * saw it (certificate, token, address), to be admitted (admin-auth.ts) and recorded.
  */
+/** The factor a pool's load puts on a load-aware limit's rate now. */
+export interface LoadFactorState {
+  readonly limitId: string;
+  readonly pool: string;
+  readonly load: number;
+  readonly factor: number;
+}
+
+/** The rate limits' part of the policy status. */
+export interface LimitsStatus {
+  readonly loadFactors: readonly LoadFactorState[];
+  readonly backend: 'memory' | 'redis';
+  readonly backendHealthy: boolean;
+}
+
 export interface AdminHandlers {
-  policyStatus(caller: AdminCaller): Awaitable<PolicyStatus>;
+  policyStatus(caller: AdminCaller): Awaitable<PolicyStatus & { readonly limits?: LimitsStatus }>;
+  /** Records a pool's load (0..1); the factors of its load-aware limits after it. Absent: UNIMPLEMENTED. */
+  reportLoad?(pool: string, load: number, caller: AdminCaller): Awaitable<readonly LoadFactorState[]>;
   /** Reloads now; the outcome, and the status after it. */
   reload(caller: AdminCaller): Awaitable<{ readonly outcome: ReloadOutcome; readonly status: PolicyStatus }>;
   /** Null (or a NOT_FOUND VerdictError) when there is no such decision. */

@@ -1,3 +1,4 @@
+import type { LimitsStatus } from '../handlers.js';
 import type { DecisionRecord } from '../../../decisions/record.js';
 import type { DecisionFilters } from '../../../decisions/query.js';
 import { InvalidRequest, RequestFieldError, type CheckInput, type CheckResult } from '../../../decide/index.js';
@@ -204,8 +205,9 @@ export function fromTimestamp(timestamp: Timestamp__Output, field: string): numb
 }
 
 /** The policy store's status as the admin PolicyStatus message. */
-export function toPolicyStatusMessage(status: PolicyStatus): PolicyStatusMessage {
+export function toPolicyStatusMessage(status: PolicyStatus & { readonly limits?: LimitsStatus }): PolicyStatusMessage {
   return {
+    ...(status.limits === undefined ? {} : { loadFactors: status.limits.loadFactors.map((f) => ({ ...f })), limitBackend: status.limits.backend, limitBackendHealthy: status.limits.backendHealthy }),
     version: status.version,
     loadedAt: toTimestamp(status.loadedAt.getTime()),
     ruleCount: status.ruleCount,

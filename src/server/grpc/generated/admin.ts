@@ -24,11 +24,16 @@ import type { ListDecisionsRequest as _verdict_v1_ListDecisionsRequest, ListDeci
 import type { ListDecisionsResponse as _verdict_v1_ListDecisionsResponse, ListDecisionsResponse__Output as _verdict_v1_ListDecisionsResponse__Output } from './verdict/v1/ListDecisionsResponse.js';
 import type { ListSuspensionsRequest as _verdict_v1_ListSuspensionsRequest, ListSuspensionsRequest__Output as _verdict_v1_ListSuspensionsRequest__Output } from './verdict/v1/ListSuspensionsRequest.js';
 import type { ListSuspensionsResponse as _verdict_v1_ListSuspensionsResponse, ListSuspensionsResponse__Output as _verdict_v1_ListSuspensionsResponse__Output } from './verdict/v1/ListSuspensionsResponse.js';
+import type { LoadFactor as _verdict_v1_LoadFactor, LoadFactor__Output as _verdict_v1_LoadFactor__Output } from './verdict/v1/LoadFactor.js';
 import type { PolicyStatus as _verdict_v1_PolicyStatus, PolicyStatus__Output as _verdict_v1_PolicyStatus__Output } from './verdict/v1/PolicyStatus.js';
 import type { Principal as _verdict_v1_Principal, Principal__Output as _verdict_v1_Principal__Output } from './verdict/v1/Principal.js';
 import type { ReloadPoliciesRequest as _verdict_v1_ReloadPoliciesRequest, ReloadPoliciesRequest__Output as _verdict_v1_ReloadPoliciesRequest__Output } from './verdict/v1/ReloadPoliciesRequest.js';
 import type { ReloadPoliciesResponse as _verdict_v1_ReloadPoliciesResponse, ReloadPoliciesResponse__Output as _verdict_v1_ReloadPoliciesResponse__Output } from './verdict/v1/ReloadPoliciesResponse.js';
+import type { ReportLoadRequest as _verdict_v1_ReportLoadRequest, ReportLoadRequest__Output as _verdict_v1_ReportLoadRequest__Output } from './verdict/v1/ReportLoadRequest.js';
+import type { ReportLoadResponse as _verdict_v1_ReportLoadResponse, ReportLoadResponse__Output as _verdict_v1_ReportLoadResponse__Output } from './verdict/v1/ReportLoadResponse.js';
 import type { Resource as _verdict_v1_Resource, Resource__Output as _verdict_v1_Resource__Output } from './verdict/v1/Resource.js';
+import type { SettleRequest as _verdict_v1_SettleRequest, SettleRequest__Output as _verdict_v1_SettleRequest__Output } from './verdict/v1/SettleRequest.js';
+import type { SettleResponse as _verdict_v1_SettleResponse, SettleResponse__Output as _verdict_v1_SettleResponse__Output } from './verdict/v1/SettleResponse.js';
 import type { SuspendPrincipalRequest as _verdict_v1_SuspendPrincipalRequest, SuspendPrincipalRequest__Output as _verdict_v1_SuspendPrincipalRequest__Output } from './verdict/v1/SuspendPrincipalRequest.js';
 import type { Suspension as _verdict_v1_Suspension, Suspension__Output as _verdict_v1_Suspension__Output } from './verdict/v1/Suspension.js';
 import type { WatchAlertsRequest as _verdict_v1_WatchAlertsRequest, WatchAlertsRequest__Output as _verdict_v1_WatchAlertsRequest__Output } from './verdict/v1/WatchAlertsRequest.js';
@@ -69,12 +74,17 @@ export interface ProtoGrpcType {
       ListDecisionsResponse: MessageTypeDefinition<_verdict_v1_ListDecisionsResponse, _verdict_v1_ListDecisionsResponse__Output>
       ListSuspensionsRequest: MessageTypeDefinition<_verdict_v1_ListSuspensionsRequest, _verdict_v1_ListSuspensionsRequest__Output>
       ListSuspensionsResponse: MessageTypeDefinition<_verdict_v1_ListSuspensionsResponse, _verdict_v1_ListSuspensionsResponse__Output>
+      LoadFactor: MessageTypeDefinition<_verdict_v1_LoadFactor, _verdict_v1_LoadFactor__Output>
       PolicyStatus: MessageTypeDefinition<_verdict_v1_PolicyStatus, _verdict_v1_PolicyStatus__Output>
       Principal: MessageTypeDefinition<_verdict_v1_Principal, _verdict_v1_Principal__Output>
       Reason: EnumTypeDefinition
       ReloadPoliciesRequest: MessageTypeDefinition<_verdict_v1_ReloadPoliciesRequest, _verdict_v1_ReloadPoliciesRequest__Output>
       ReloadPoliciesResponse: MessageTypeDefinition<_verdict_v1_ReloadPoliciesResponse, _verdict_v1_ReloadPoliciesResponse__Output>
+      ReportLoadRequest: MessageTypeDefinition<_verdict_v1_ReportLoadRequest, _verdict_v1_ReportLoadRequest__Output>
+      ReportLoadResponse: MessageTypeDefinition<_verdict_v1_ReportLoadResponse, _verdict_v1_ReportLoadResponse__Output>
       Resource: MessageTypeDefinition<_verdict_v1_Resource, _verdict_v1_Resource__Output>
+      SettleRequest: MessageTypeDefinition<_verdict_v1_SettleRequest, _verdict_v1_SettleRequest__Output>
+      SettleResponse: MessageTypeDefinition<_verdict_v1_SettleResponse, _verdict_v1_SettleResponse__Output>
       SuspendPrincipalRequest: MessageTypeDefinition<_verdict_v1_SuspendPrincipalRequest, _verdict_v1_SuspendPrincipalRequest__Output>
       Suspension: MessageTypeDefinition<_verdict_v1_Suspension, _verdict_v1_Suspension__Output>
       WatchAlertsRequest: MessageTypeDefinition<_verdict_v1_WatchAlertsRequest, _verdict_v1_WatchAlertsRequest__Output>

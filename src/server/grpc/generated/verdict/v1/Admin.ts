@@ -14,6 +14,8 @@ import type { ListSuspensionsResponse as _verdict_v1_ListSuspensionsResponse, Li
 import type { PolicyStatus as _verdict_v1_PolicyStatus, PolicyStatus__Output as _verdict_v1_PolicyStatus__Output } from '../../verdict/v1/PolicyStatus.js';
 import type { ReloadPoliciesRequest as _verdict_v1_ReloadPoliciesRequest, ReloadPoliciesRequest__Output as _verdict_v1_ReloadPoliciesRequest__Output } from '../../verdict/v1/ReloadPoliciesRequest.js';
 import type { ReloadPoliciesResponse as _verdict_v1_ReloadPoliciesResponse, ReloadPoliciesResponse__Output as _verdict_v1_ReloadPoliciesResponse__Output } from '../../verdict/v1/ReloadPoliciesResponse.js';
+import type { ReportLoadRequest as _verdict_v1_ReportLoadRequest, ReportLoadRequest__Output as _verdict_v1_ReportLoadRequest__Output } from '../../verdict/v1/ReportLoadRequest.js';
+import type { ReportLoadResponse as _verdict_v1_ReportLoadResponse, ReportLoadResponse__Output as _verdict_v1_ReportLoadResponse__Output } from '../../verdict/v1/ReportLoadResponse.js';
 import type { SuspendPrincipalRequest as _verdict_v1_SuspendPrincipalRequest, SuspendPrincipalRequest__Output as _verdict_v1_SuspendPrincipalRequest__Output } from '../../verdict/v1/SuspendPrincipalRequest.js';
 import type { Suspension as _verdict_v1_Suspension, Suspension__Output as _verdict_v1_Suspension__Output } from '../../verdict/v1/Suspension.js';
 import type { WatchAlertsRequest as _verdict_v1_WatchAlertsRequest, WatchAlertsRequest__Output as _verdict_v1_WatchAlertsRequest__Output } from '../../verdict/v1/WatchAlertsRequest.js';
@@ -73,6 +75,15 @@ export interface AdminClient extends grpc.Client {
   reloadPolicies(argument: _verdict_v1_ReloadPoliciesRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ReloadPoliciesResponse__Output>): grpc.ClientUnaryCall;
   reloadPolicies(argument: _verdict_v1_ReloadPoliciesRequest, callback: grpc.requestCallback<_verdict_v1_ReloadPoliciesResponse__Output>): grpc.ClientUnaryCall;
   
+  ReportLoad(argument: _verdict_v1_ReportLoadRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  ReportLoad(argument: _verdict_v1_ReportLoadRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  ReportLoad(argument: _verdict_v1_ReportLoadRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  ReportLoad(argument: _verdict_v1_ReportLoadRequest, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  reportLoad(argument: _verdict_v1_ReportLoadRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  reportLoad(argument: _verdict_v1_ReportLoadRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  reportLoad(argument: _verdict_v1_ReportLoadRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  reportLoad(argument: _verdict_v1_ReportLoadRequest, callback: grpc.requestCallback<_verdict_v1_ReportLoadResponse__Output>): grpc.ClientUnaryCall;
+  
   SuspendPrincipal(argument: _verdict_v1_SuspendPrincipalRequest, metadata: grpc.Metadata, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_Suspension__Output>): grpc.ClientUnaryCall;
   SuspendPrincipal(argument: _verdict_v1_SuspendPrincipalRequest, metadata: grpc.Metadata, callback: grpc.requestCallback<_verdict_v1_Suspension__Output>): grpc.ClientUnaryCall;
   SuspendPrincipal(argument: _verdict_v1_SuspendPrincipalRequest, options: grpc.CallOptions, callback: grpc.requestCallback<_verdict_v1_Suspension__Output>): grpc.ClientUnaryCall;
@@ -102,6 +113,8 @@ export interface AdminHandlers extends grpc.UntypedServiceImplementation {
   
   ReloadPolicies: grpc.handleUnaryCall<_verdict_v1_ReloadPoliciesRequest__Output, _verdict_v1_ReloadPoliciesResponse>;
   
+  ReportLoad: grpc.handleUnaryCall<_verdict_v1_ReportLoadRequest__Output, _verdict_v1_ReportLoadResponse>;
+  
   SuspendPrincipal: grpc.handleUnaryCall<_verdict_v1_SuspendPrincipalRequest__Output, _verdict_v1_Suspension>;
   
   WatchAlerts: grpc.handleServerStreamingCall<_verdict_v1_WatchAlertsRequest__Output, _verdict_v1_Alert>;
@@ -115,6 +128,7 @@ export interface AdminDefinition extends grpc.ServiceDefinition {
   ListDecisions: MethodDefinition<_verdict_v1_ListDecisionsRequest, _verdict_v1_ListDecisionsResponse, _verdict_v1_ListDecisionsRequest__Output, _verdict_v1_ListDecisionsResponse__Output>
   ListSuspensions: MethodDefinition<_verdict_v1_ListSuspensionsRequest, _verdict_v1_ListSuspensionsResponse, _verdict_v1_ListSuspensionsRequest__Output, _verdict_v1_ListSuspensionsResponse__Output>
   ReloadPolicies: MethodDefinition<_verdict_v1_ReloadPoliciesRequest, _verdict_v1_ReloadPoliciesResponse, _verdict_v1_ReloadPoliciesRequest__Output, _verdict_v1_ReloadPoliciesResponse__Output>
+  ReportLoad: MethodDefinition<_verdict_v1_ReportLoadRequest, _verdict_v1_ReportLoadResponse, _verdict_v1_ReportLoadRequest__Output, _verdict_v1_ReportLoadResponse__Output>
   SuspendPrincipal: MethodDefinition<_verdict_v1_SuspendPrincipalRequest, _verdict_v1_Suspension, _verdict_v1_SuspendPrincipalRequest__Output, _verdict_v1_Suspension__Output>
   WatchAlerts: MethodDefinition<_verdict_v1_WatchAlertsRequest, _verdict_v1_Alert, _verdict_v1_WatchAlertsRequest__Output, _verdict_v1_Alert__Output>
 }

@@ -1,0 +1,99 @@
+/**
+ * What Settle needs to correct a cost budget after the fact: for each allowed
+ * decision whose limits took a cost, the keys and units reserved, who made it, and
+ * until when it may be settled. Bounded: at most `max` decisions are held; an entry
+ * past its window is dropped as writes go by, and when full the oldest is evicted
+ * (it can no longer be settled). A settled entry stays until its window ends, so a
+ * second Settle of the same decision is told so.
+ */
+
+/** Units one limit took up front for a decision, and where. */
+export interface Reservation {
+  readonly limitId: string;
+  readonly key: string;
+  readonly emissionMs: number;
+  readonly burst: number;
+  readonly units: number;
+  /** Where they were taken: this process's memory, or Redis. */
+  readonly backend: 'memory' | 'redis';
+}
+
+export interface SettleEntry {
+  /** Who asked for the decision (as the log records callers); only they may settle it. */
+  readonly caller: string;
+  readonly principalId: string;
+  readonly resourceType: string;
+  readonly resourceId: string;
+  readonly reservations: readonly Reservation[];
+  readonly expiresAt: number;
+  settled: boolean;
+}
+
+/** Entries looked at for expiry on each write. */
+const SWEEP_PER_WRITE = 4;
+
+export class SettlementBook {
+  private readonly entries = new Map<string, SettleEntry>();
+  /** Entries evicted before their window ended, because the book was full. */
+  evictions = 0;
+
+  constructor(
+    readonly max = 100_000,
+    readonly windowMs = 3_600_000,
+    private readonly clock: () => number = Date.now,
+  ) {}
+
+  get size(): number {
+    return this.entries.size;
+  }
+
+  add(decisionId: string, entry: Omit<SettleEntry, 'expiresAt' | 'settled'>): void {
+    const now = this.clock();
+    let looked = 0;
+    for (const [id, e] of this.entries) {
+      if (looked++ >= SWEEP_PER_WRITE || e.expiresAt > now) break;
+      this.entries.delete(id);
+    }
+    if (this.entries.size >= this.max) {
+      const oldest = this.entries.keys().next();
+      if (!oldest.done) {
+        this.entries.delete(oldest.value);
+        this.evictions += 1;
+      }
+    }
+    this.entries.set(decisionId, { ...entry, expiresAt: now + this.windowMs, settled: false });
+  }
+
+  /**
+   * The entry `caller` may settle now, marked settled; or why not:
+   * `unknown` (no such decision, not one that reserved a cost, another caller's, or
+   * dropped), `expired` (its window has passed), `settled` (already settled).
+   */
+  take(decisionId: string, caller: string): SettleEntry | 'unknown' | 'expired' | 'settled' {
+    const entry = this.entries.get(decisionId);
+    if (entry === undefined || !sameCaller(entry.caller, caller)) return 'unknown';
+    if (entry.expiresAt <= this.clock()) {
+      this.entries.delete(decisionId);
+      return 'expired';
+    }
+    if (entry.settled) return 'settled';
+    entry.settled = true;
+    return entry;
+  }
+}
+
+/**
+ * Whether two callers as the log records them are the same: a certificate identity
+ * exactly; a peer address by its host (each connection has its own port).
+ */
+export function sameCaller(a: string, b: string): boolean {
+  return a === b || (hostOf(a) !== null && hostOf(a) === hostOf(b));
+}
+
+function hostOf(caller: string): string | null {
+  if (/^(uri|dns|cn|spiffe):/.test(caller)) return null;
+  const bracketed = /^\[([^\]]+)\]:\d+$/.exec(caller);
+  if (bracketed) return bracketed[1]!;
+  const withPort = /^(.+):\d+$/.exec(caller);
+  return withPort ? withPort[1]! : null;
+}

@@ -1,0 +1,160 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { gcra, type GcraResult } from '../../src/limits/gcra.js';
+import { MemoryLimitStore, RateLimiter, RedisLimitBackend } from '../../src/limits/index.js';
+import type { CompiledLimit } from '../../src/policy/limits.js';
+import type { DecisionRequest } from '../../src/types.js';
+import { loadFiles, removeTempDirs } from '../helpers/policies.js';
+import { startRedis, type RedisProcess } from '../helpers/redis.js';
+
+// The GCRA in Redis (one Lua script per key) against the same vectors as the
+// in-memory one, and the limiter over it, on a real redis-server.
+
+/** A call on one key: at `now` (ms), at a rate of one unit per `emission` ms, a burst and a cost. */
+interface Step {
+  readonly now: number;
+  readonly emission: number;
+  readonly burst: number;
+  readonly cost: number;
+}
+
+const at = (now: number, emission: number, burst: number, cost = 1): Step => ({ now, emission, burst, cost });
+const T0 = 1_800_000_000_000.25; // an epoch-sized clock with a fraction, as Redis's TIME gives
+
+/** Sequences of calls on one fresh key each. */
+const VECTORS: Record<string, readonly Step[]> = {
+  'burst then one per emission': [...Array.from({ length: 11 }, () => at(T0, 600, 10)), at(T0 + 599, 600, 10), at(T0 + 600, 600, 10), at(T0 + 6600, 600, 10)],
+  'no second burst at a boundary': [...Array.from({ length: 5 }, () => at(T0 + 59_900, 1000, 5)), ...Array.from({ length: 5 }, () => at(T0 + 60_000, 1000, 5))],
+  'cost: more than is left waits, takes nothing meanwhile': [at(T0, 1, 1000, 800), at(T0, 1, 1000, 300), at(T0 + 100, 1, 1000, 300), at(T0 + 100, 1, 1000, 0)],
+  'a cost above the burst is never allowed': [at(T0, 10, 5, 6), at(T0 + 1e6, 10, 5, 6), at(T0 + 1e6, 10, 5, 5)],
+  'fractional emission (1000/3 ms)': Array.from({ length: 8 }, (_, i) => at(T0 + i * 100, 1000 / 3, 3)),
+  'a day of tokens': [at(T0, 86_400_000 / 2_000_000, 2_000_000, 1_500_000), at(T0 + 1000, 86_400_000 / 2_000_000, 2_000_000, 600_000), at(T0 + 3_600_000, 86_400_000 / 2_000_000, 2_000_000, 600_000)],
+};
+
+function runMemory(steps: readonly Step[]): GcraResult[] {
+  let tat: number | undefined;
+  return steps.map((s) => {
+    const r = gcra(tat, s.now, s.emission, s.burst, s.cost);
+    if (r.allowed) tat = r.tat;
+    return r;
+  });
+}
+
+let redis: RedisProcess;
+let backend: RedisLimitBackend;
+beforeAll(async () => {
+  redis = await startRedis();
+  backend = new RedisLimitBackend({ url: redis.url, timeoutMs: 200, retryMs: 100 });
+  expect(await backend.ready(5000)).toBe(true);
+});
+afterAll(async () => {
+  await backend?.close();
+  await redis?.close();
+  removeTempDirs();
+});
+
+describe('the GCRA in Redis', () => {
+  for (const [name, steps] of Object.entries(VECTORS)) {
+    it(`matches the in-memory GCRA: ${name}`, async () => {
+      const key = `vector\u0000${name}`;
+      const expected = runMemory(steps);
+      const got: GcraResult[] = [];
+      for (const s of steps) got.push(await backend.take(key, s.emission, s.burst, s.cost, s.now));
+      expect(got.map((r) => r.allowed)).toEqual(expected.map((r) => r.allowed));
+      for (let i = 0; i < steps.length; i++) {
+        expect(got[i]!.remaining).toBe(expected[i]!.remaining);
+        expect(got[i]!.retryAfterMs).toBeCloseTo(expected[i]!.retryAfterMs, 6);
+        expect(got[i]!.resetMs).toBeCloseTo(expected[i]!.resetMs, 6);
+        expect(got[i]!.tat).toBeCloseTo(expected[i]!.tat, 3);
+      }
+    });
+  }
+
+  it('has no read-modify-write race: 200 concurrent takes of a burst of 50 allow exactly 50', async () => {
+    const results = await Promise.all(Array.from({ length: 200 }, () => backend.take('race', 60_000, 50, 1)));
+    expect(results.filter((r) => r.allowed).length).toBe(50);
+  });
+
+  it('keeps each key in one Redis Cluster slot: the whole key is the hash tag', () => {
+    expect(backend.keyOf('predict\u0000dana')).toBe('verdict:limit:{predict\u0000dana}');
+    // A key with a closing brace would end the tag early: it is hashed instead.
+    expect(backend.keyOf('predict\u0000x}y')).toMatch(/^verdict:limit:\{#[A-Za-z0-9_-]{43}\}$/);
+  });
+});
+
+const POLICIES = `
+kind: rules
+rules:
+  - { id: everyone-predicts, effect: allow, actions: [predict], resource: { type: model } }
+---
+kind: limits
+limits:
+  - { id: per-user-deny, actions: [predict], rate: 60/minute, burst: 3, onBackendFailure: deny, when: 'context.attributes.mode == "deny"' }
+  - { id: per-user-allow, actions: [predict], rate: 60/minute, burst: 3, onBackendFailure: allow, when: 'context.attributes.mode == "allow"' }
+  - { id: per-user-local, actions: [predict], rate: 60/minute, burst: 4, onBackendFailure: local, when: 'context.attributes.mode == "local"' }
+`;
+
+function limitsOf(text: string): readonly CompiledLimit[] {
+  return loadFiles({ 'policies.yaml': text }).policySet.limits;
+}
+
+function request(principal: string, mode: string): DecisionRequest {
+  return { principal: { id: principal, roles: [], attributes: {} }, action: 'predict', resource: { type: 'model', id: 'm', attributes: {} }, context: { attributes: { mode } } };
+}
+
+describe('the limiter over Redis', () => {
+  it('refuses over the limit with the right retry-after, leaves another principal alone, and says Redis decided', async () => {
+    const limits = limitsOf(POLICIES);
+    const limiter = new RateLimiter(new MemoryLimitStore(), undefined, { backend, replicas: 2 });
+    const outcomes = [];
+    for (let i = 0; i < 4; i++) outcomes.push(await limiter.apply(limits, request('ann', 'deny')));
+    expect(outcomes.slice(0, 3).map((o) => o?.kind)).toEqual(['allowed', 'allowed', 'allowed']);
+    const refused = outcomes[3]!;
+    expect(refused.kind).toBe('limited');
+    if (refused.kind !== 'limited') return;
+    expect(refused.report.limit.id).toBe('per-user-deny');
+    expect(refused.report.backend).toBe('redis');
+    // 60/minute: the next unit is a second away (less what passed since the first call).
+    expect(refused.report.retryAfterMs).toBeGreaterThan(900);
+    expect(refused.report.retryAfterMs).toBeLessThanOrEqual(1000);
+    expect(refused.report.remaining).toBe(0);
+    const other = await limiter.apply(limits, request('bob', 'deny'));
+    expect(other).toMatchObject({ kind: 'allowed', report: { remaining: 2, backend: 'redis' } });
+  });
+
+  it("follows each limit's onBackendFailure while Redis is stopped (SIGSTOP), never waiting past a deadline, and counts in Redis again once it is back", async () => {
+    const limits = limitsOf(POLICIES);
+    const paused = new RedisLimitBackend({ url: redis.url, timeoutMs: 50, retryMs: 200 });
+    expect(await paused.ready(5000)).toBe(true);
+    try {
+      const limiter = new RateLimiter(new MemoryLimitStore(), undefined, { backend: paused, replicas: 2 });
+      expect(await limiter.apply(limits, request('cat', 'local'))).toMatchObject({ kind: 'allowed', report: { backend: 'redis' } });
+      redis.pause();
+      const deadline = <T>(p: Promise<T>): Promise<T> => Promise.race([p, new Promise<T>((_, reject) => setTimeout(() => reject(new Error('a check waited past its 2 s deadline')), 2000))]);
+      try {
+        const denied = await deadline(limiter.apply(limits, request('cat', 'deny')) as Promise<unknown>);
+        expect(denied).toMatchObject({ kind: 'error', limit: { id: 'per-user-deny' }, message: expect.stringContaining('onBackendFailure: deny') });
+        const open = await deadline(limiter.apply(limits, request('cat', 'allow')) as Promise<unknown>);
+        expect(open).toMatchObject({ kind: 'allowed', report: { backend: 'open' } });
+        // local: this replica's share of the burst (4 / 2 replicas), then refused.
+        const local = [];
+        for (let i = 0; i < 3; i++) local.push(await deadline(limiter.apply(limits, request('dan', 'local')) as Promise<{ kind: string; report: { backend: string } }>));
+        expect(local.map((o) => [o.kind, o.report.backend])).toEqual([['allowed', 'local'], ['allowed', 'local'], ['limited', 'local']]);
+        expect(paused.status()).toMatchObject({ healthy: false, failures: expect.any(Number) });
+      } finally {
+        redis.resume();
+      }
+      // Back: after the retry pause, Redis counts again.
+      await new Promise((r) => setTimeout(r, 250));
+      let back: unknown = null;
+      for (let i = 0; i < 20; i++) {
+        back = await limiter.apply(limits, request('eve', 'deny'));
+        if ((back as { kind: string }).kind === 'allowed') break;
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      expect(back).toMatchObject({ kind: 'allowed', report: { backend: 'redis' } });
+      expect(paused.status().healthy).toBe(true);
+    } finally {
+      await paused.close();
+    }
+  });
+});

@@ -1,0 +1,143 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { ServiceError } from '@grpc/grpc-js';
+import { stringify } from 'yaml';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DecisionPipeline, type CallMeta } from '../../src/decide/index.js';
+import { queryDecisions } from '../../src/decisions/query.js';
+import { checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+import { startRedis, type RedisProcess } from '../helpers/redis.js';
+import { useDecisionLog } from '../helpers/decision-log.js';
+import { loadFiles, removeTempDirs } from '../helpers/policies.js';
+
+// Settle on real servers: a daily token budget reserved from max_tokens up front and
+// corrected with the tokens really produced, in memory and in a real Redis.
+
+const POLICIES = `
+kind: rules
+rules:
+  - { id: everyone-generates, effect: allow, actions: [generate], resource: { type: model } }
+---
+kind: limits
+limits:
+  - id: tokens-per-day
+    actions: [generate]
+    cost: context.attributes.max_tokens
+    rate: 10000/day
+`;
+
+let redis: RedisProcess;
+beforeAll(async () => {
+  ensureBuilt();
+  redis = await startRedis();
+});
+afterAll(async () => {
+  await redis?.close();
+  removeTempDirs();
+});
+
+type Answer = { effect: string; reason: string; decisionId: string; remaining: string; limitId: string; retryAfter: { seconds: string } | null };
+type Settled = { settleId: string; reservedUnits: number; actualUnits: number; limitIds: string[]; remaining: string };
+
+for (const backend of ['memory', 'redis'] as const) {
+  describe(`Settle with the ${backend} backend`, () => {
+    let dir: string;
+    let verdict: VerdictProcess;
+    let client: VerdictClient;
+    beforeAll(async () => {
+      dir = mkdtempSync(join(tmpdir(), 'verdict-settle-'));
+      mkdirSync(join(dir, 'policies'));
+      writeFileSync(join(dir, 'policies', 'policies.yaml'), POLICIES);
+      const limits = backend === 'redis' ? { backend, redis: { url: redis.url, keyPrefix: `settle-${Date.now()}:` }, settleWithinMs: 1000 } : { settleWithinMs: 1000 };
+      writeFileSync(join(dir, 'verdict.yaml'), stringify({ limits }));
+      verdict = await startVerdict({ policies: join(dir, 'policies'), db: join(dir, 'decisions.db'), args: ['--config', join(dir, 'verdict.yaml'), '--no-watch'] });
+      client = verdictClient(verdict.grpcPort);
+    });
+    afterAll(async () => {
+      client?.close();
+      await verdict?.stop();
+      if (dir) rmSync(dir, { recursive: true, force: true });
+    });
+
+    const generate = (principal: string, maxTokens: number) =>
+      client.call<Answer>('Authorization', 'Check', checkRequest({ principal: { id: principal }, action: 'generate', resource: { type: 'model', id: 'llm' }, context: { max_tokens: maxTokens } }));
+    const settle = (decisionId: string, actualUnits: number) => client.call<Settled>('Authorization', 'Settle', { decisionId, actualUnits });
+    const settleError = async (decisionId: string, actualUnits: number): Promise<ServiceError> => {
+      try {
+        await settle(decisionId, actualUnits);
+      } catch (error) {
+        return error as ServiceError;
+      }
+      throw new Error('Settle succeeded');
+    };
+
+    it('frees what a call reserved but did not use, and an overspend waits for the refill', async () => {
+      const first = await generate('pat', 6000);
+      expect(first).toMatchObject({ effect: 'EFFECT_ALLOW', limitId: 'tokens-per-day', remaining: '4000' });
+      // Reserved up front: another 6000 do not fit.
+      expect(await generate('pat', 6000)).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
+      // The answer was 1000 tokens: 5000 come back.
+      const settled = await settle(first.decisionId, 1000);
+      expect(settled).toMatchObject({ reservedUnits: 6000, actualUnits: 1000, limitIds: ['tokens-per-day'], remaining: '9000' });
+      const second = await generate('pat', 6000);
+      expect(second).toMatchObject({ effect: 'EFFECT_ALLOW', remaining: '3000' });
+      // This one produced 12000 (more than reserved): the 6000 over are taken, 3000 beyond the budget.
+      expect(await settle(second.decisionId, 12000)).toMatchObject({ remaining: '0' });
+      const over = await generate('pat', 1);
+      expect(over).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
+      // 10,000 tokens a day (8.64 s each): the 1 token asked for waits for the 3000 overspent to refill, about 7.2 hours.
+      expect(Number(over.retryAfter!.seconds)).toBeGreaterThan(7 * 3600);
+      expect(Number(over.retryAfter!.seconds)).toBeLessThanOrEqual(Math.ceil(3001 * 8.64));
+      // Another principal's budget is its own.
+      expect(await generate('quinn', 10000)).toMatchObject({ effect: 'EFFECT_ALLOW', remaining: '0' });
+
+      // Once only.
+      const again = await settleError(first.decisionId, 0);
+      expect(again.code).toBe(6); // ALREADY_EXISTS
+      expect(again.details).toContain('already settled');
+      // Every Settle, refused or not, is a row in the decision log.
+      const rows = queryDecisions(join(dir, 'decisions.db'), { action: 'settle', limit: 10 });
+      expect(rows.length).toBe(3);
+      const ok = rows.find((r) => (r.details as { settle: { decisionId: string } }).settle.decisionId === first.decisionId && r.effect === 'ALLOW')!;
+      expect(ok).toMatchObject({ principalId: 'pat', resourceType: 'model', resourceId: 'llm', ruleIds: ['limit:tokens-per-day'], details: { settle: { actualUnits: 1000, limits: [{ id: 'tokens-per-day', reservedUnits: 6000 }] } } });
+      expect(rows.some((r) => r.effect === 'DENY' && r.errors[0]?.message.includes('already settled'))).toBe(true);
+    });
+
+    it('refuses an unknown, malformed, uncosted or expired decision with a defined error', async () => {
+      expect((await settleError('0190c6a8-0000-7000-8000-000000000000', 10)).code).toBe(5); // NOT_FOUND
+      expect((await settleError('not-an-id', 10)).code).toBe(3); // INVALID_ARGUMENT
+      const fresh = await generate('ray', 100);
+      expect((await settleError(fresh.decisionId, -1)).code).toBe(3);
+      expect((await settleError(fresh.decisionId, Number.POSITIVE_INFINITY)).code).toBe(3);
+      // A refused call reserved nothing: there is nothing to settle.
+      await generate('ray', 9900);
+      const refused = await generate('ray', 100);
+      expect(refused.effect).toBe('EFFECT_DENY');
+      expect((await settleError(refused.decisionId, 0)).code).toBe(5);
+      // Past the settle window (1 s here) a reservation cannot be settled.
+      await new Promise((r) => setTimeout(r, 1200));
+      const late = await settleError(fresh.decisionId, 0);
+      expect(late.code).toBe(9); // FAILED_PRECONDITION
+      expect(late.details).toContain('settle window');
+    });
+  });
+}
+
+describe('Settle through the decide core', () => {
+  const decisionLog = useDecisionLog();
+  it("lets only the caller that made a decision settle it: another caller's attempt is NOT_FOUND and changes nothing", async () => {
+    const { policySet } = loadFiles({ 'policies.yaml': POLICIES });
+    const log = decisionLog();
+    const pipeline = new DecisionPipeline({ current: policySet }, log);
+    const owner: CallMeta = { caller: 'uri:spiffe://acme/gateway', requestId: null };
+    const thief: CallMeta = { caller: 'uri:spiffe://evil/client', requestId: null };
+    const request = { principal: { id: 'sam', roles: [], attributes: {} }, action: 'generate', resource: { type: 'model', id: 'llm', attributes: {} }, context: { attributes: { max_tokens: 8000 } } };
+    const decided = await pipeline.check(request, owner);
+    expect(decided.decision).toMatchObject({ effect: 'ALLOW', limit: { remaining: 2000 } });
+    expect(await pipeline.settle(decided.decisionId, 0, thief)).toMatchObject({ kind: 'unknown' });
+    expect((await pipeline.check({ ...request, context: { attributes: { max_tokens: 3000 } } }, owner)).decision.effect).toBe('DENY');
+    // The owner still can, from another connection (the same identity).
+    expect(await pipeline.settle(decided.decisionId, 0, owner)).toMatchObject({ kind: 'settled', remaining: 10000 });
+  });
+});
