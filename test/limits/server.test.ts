@@ -78,7 +78,7 @@ describe('rate limits on the real server', () => {
   });
 
   it('answers gRPC Check with retry_after, remaining and limit_id', async () => {
-    const principal = { id: 'gus', roles: ['data_scientist'], attributes: { org: 'acme', scopes: ['predict'], tier: 'free' } };
+    const principal = { id: 'hana', roles: ['data_scientist'], attributes: { org: 'acme', scopes: ['predict'], tier: 'free' } };
     const ask = () =>
       grpcClient.call<{ effect: string; reason: string; retryAfter: { seconds: string; nanos: number } | null; remaining: string; limitId: string }>(
         'Authorization',
