@@ -9,47 +9,38 @@ import type { SuspensionState } from '../types.js';
  * What it did is recorded in the chain anyway: every check it refused, and every
  * Admin call that made or lifted one.
  *
- * The server keeps its own connection (WAL: it never waits for the writer's
- * commits, nor they for it). Changes are written a moment after they are made
- * (`flush`, batched in one transaction), never inside a check; `read` is how a
- * restarted server, or another worker process, learns them.
+ * A connection is opened only while the table is read or written (rare: a
+ * suspension made, lifted or ended), never held: a second open connection would
+ * keep the write-ahead log from being reset, which matters when the disk fills.
+ * Changes are written a moment after they are made (`flush`, batched in one
+ * transaction), never inside a check; `read` is how a restarted server, or
+ * another worker process, learns them.
  */
 export class SuspensionStore {
-  private readonly upsert: Database.Statement<[string, number, number, string, string, string]>;
-  private readonly remove: Database.Statement<[string, number]>;
-  private readonly all: Database.Statement<[], Row>;
   private readonly pending = new Map<string, { kind: 'put'; suspension: SuspensionState } | { kind: 'delete'; since: number }>();
 
-  private constructor(private readonly db: Database.Database, readonly path: string) {
-    this.upsert = db.prepare(
-      'INSERT INTO suspensions (principal_id, since_ms, until_ms, alert_id, alert_type, note) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (principal_id) DO UPDATE SET since_ms = excluded.since_ms, until_ms = excluded.until_ms, alert_id = excluded.alert_id, alert_type = excluded.alert_type, note = excluded.note',
-    );
-    // Only the suspension that ended: a newer one (from another worker) is kept.
-    this.remove = db.prepare('DELETE FROM suspensions WHERE principal_id = ? AND since_ms <= ?');
-    this.all = db.prepare('SELECT principal_id, since_ms, until_ms, alert_id, alert_type, note FROM suspensions ORDER BY until_ms');
-  }
+  private constructor(readonly path: string) {}
 
   /**
-   * Opens the table in the decision log at `path` (which must exist: open it after the log).
+   * Opens the table in the decision log at `path` (which must exist: open it after the log), creating it if needed.
    * @throws VerdictError DECISION_LOG_UNAVAILABLE when the file cannot be opened or the table created
    */
   static open(path: string): SuspensionStore {
-    let db: Database.Database | null = null;
+    const store = new SuspensionStore(path);
     try {
-      db = new Database(path, { fileMustExist: true, timeout: 2000 });
-      db.pragma('journal_mode = WAL');
-      db.exec(`CREATE TABLE IF NOT EXISTS suspensions (
-        principal_id TEXT PRIMARY KEY,
-        since_ms     INTEGER NOT NULL,
-        until_ms     INTEGER NOT NULL,
-        alert_id     TEXT    NOT NULL,
-        alert_type   TEXT    NOT NULL,
-        note         TEXT    NOT NULL
-      ) WITHOUT ROWID`);
-      return new SuspensionStore(db, path);
+      store.withDb((db) => db.exec(CREATE_TABLE));
     } catch (error) {
-      db?.close();
       throw new VerdictError('DECISION_LOG_UNAVAILABLE', `cannot open the suspensions table in ${path}: ${messageOf(error)}; check that the decision log is a writable file`, { cause: error });
+    }
+    return store;
+  }
+
+  private withDb<T>(use: (db: Database.Database) => T): T {
+    const db = new Database(this.path, { fileMustExist: true, timeout: 2000 });
+    try {
+      return use(db);
+    } finally {
+      db.close();
     }
   }
 
@@ -75,33 +66,46 @@ export class SuspensionStore {
   flush(): void {
     if (this.pending.size === 0) return;
     const changes = [...this.pending];
-    this.db.transaction(() => {
-      for (const [principalId, change] of changes) {
-        if (change.kind === 'put') {
-          const s = change.suspension;
-          this.upsert.run(s.principalId, s.since, s.until, s.alertId, s.alertType, s.note);
-        } else this.remove.run(principalId, change.since);
-      }
-    })();
+    this.withDb((db) => {
+      const upsert = db.prepare<[string, number, number, string, string, string]>(UPSERT_SQL);
+      // Only the suspension that ended: a newer one (from another worker) is kept.
+      const remove = db.prepare<[string, number]>('DELETE FROM suspensions WHERE principal_id = ? AND since_ms <= ?');
+      db.transaction(() => {
+        for (const [principalId, change] of changes) {
+          if (change.kind === 'put') {
+            const s = change.suspension;
+            upsert.run(s.principalId, s.since, s.until, s.alertId, s.alertType, s.note);
+          } else remove.run(principalId, change.since);
+        }
+      })();
+    });
     for (const [principalId, change] of changes) if (this.pending.get(principalId) === change) this.pending.delete(principalId);
   }
 
   /** Every stored suspension that has not ended by `now`, soonest to end first. */
   read(now: number): SuspensionState[] {
-    return this.all
-      .all()
+    const rows = this.withDb((db) => db.prepare<[], Row>('SELECT principal_id, since_ms, until_ms, alert_id, alert_type, note FROM suspensions ORDER BY until_ms').all());
+    return rows
       .filter((row) => row.until_ms > now)
       .map((row) => ({ principalId: row.principal_id, since: row.since_ms, until: row.until_ms, alertId: row.alert_id, alertType: row.alert_type, note: row.note }));
   }
 
   close(): void {
-    try {
-      this.flush();
-    } finally {
-      this.db.close();
-    }
+    this.flush();
   }
 }
+
+const CREATE_TABLE = `CREATE TABLE IF NOT EXISTS suspensions (
+  principal_id TEXT PRIMARY KEY,
+  since_ms     INTEGER NOT NULL,
+  until_ms     INTEGER NOT NULL,
+  alert_id     TEXT    NOT NULL,
+  alert_type   TEXT    NOT NULL,
+  note         TEXT    NOT NULL
+) WITHOUT ROWID`;
+
+const UPSERT_SQL =
+  'INSERT INTO suspensions (principal_id, since_ms, until_ms, alert_id, alert_type, note) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (principal_id) DO UPDATE SET since_ms = excluded.since_ms, until_ms = excluded.until_ms, alert_id = excluded.alert_id, alert_type = excluded.alert_type, note = excluded.note';
 
 interface Row {
   principal_id: string;

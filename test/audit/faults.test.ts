@@ -234,7 +234,7 @@ describe('disk full', () => {
   it('fails closed (UNAVAILABLE, never an unrecorded allow), reports it, and recovers with the chain intact', async (ctx) => {
     if (os.platform() !== 'linux') return ctx.skip('needs Linux tmpfs');
     const mountPoint = tempDir();
-    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', mountPoint], { encoding: 'utf8' });
+    const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', mountPoint], { encoding: 'utf8' });
     if (mounted.status !== 0) {
       console.log(`disk-full test skipped: cannot mount a small tmpfs here (${(mounted.stderr || mounted.error?.message || '').trim()}); it needs root or CAP_SYS_ADMIN`);
       if (process.env.VERDICT_REQUIRE_FAULT_TESTS) throw new Error(`mount -t tmpfs failed and CI requires this test: ${mounted.stderr}`);
@@ -305,7 +305,7 @@ describe('disk full', () => {
       const unrecorded = allowed.filter((id) => !stored.has(id));
       const verified = verifyBinary(db);
       console.log(
-        `disk full (1 MiB tmpfs): ${allowed.length} checks allowed in total, ${allowedWhileFull} of them after the disk filled (before SQLite ran out of reusable WAL space); ` +
+        `disk full (4 MiB tmpfs): ${allowed.length} checks allowed in total, ${allowedWhileFull} of them after the disk filled (before SQLite ran out of reusable WAL space); ` +
           `first refusal: "${unavailable?.details.slice(0, 80)}…"; unrecorded allows: ${unrecorded.length}; log rows: ${stored.size}; verify exit ${verified.status}`,
       );
       expect(unrecorded).toEqual([]);

@@ -53,7 +53,9 @@ async function start(options: { token: boolean; alerts?: AlertReader }): Promise
   const config = resolveConfig([
     { policies: join(ROOT, 'policies'), db, grpc: '127.0.0.1:0', http: '127.0.0.1:0', watch: false, checkpointEveryRows: 5, ...(options.token ? { admin: { tokenFile } } : {}) },
   ]);
-  const server = await startServer(config, createLogger('silent'), { alerts: options.alerts ?? null });
+  // Without a reader of the test's own, the server runs no detectors: the alerts panel has nothing to read.
+  const served = options.alerts === undefined ? { ...config, alerts: { ...config.alerts, enabled: false } } : config;
+  const server = await startServer(served, createLogger('silent'), { alerts: options.alerts ?? null });
   return { server, db, client: verdictClient(server.grpcPort) };
 }
 
@@ -359,7 +361,7 @@ describe('the console API on a server admitting loopback callers (no token confi
     for (const row of rows) expect(row).toMatchObject({ effect: 'DENY', details: { admin: { refused: 'UNAUTHENTICATED' } } });
   });
 
-  it('says alerts are not enabled when the server has no alert reader', async () => {
+  it('says alerts are not enabled when the server runs no detectors (alerts.enabled: false)', async () => {
     const answer = (await get(server.httpPort, '/console/api/alerts', { host: `127.0.0.1:${server.httpPort}` })).json();
     expect(answer).toEqual({ enabled: false, alerts: [], message: 'alerts are not enabled on this server' });
   });
