@@ -256,6 +256,8 @@ describe('verdict serve --workers 2 with the Redis backend', () => {
     const pids = new Set<number>();
     for (let i = 0; i < 20 && pids.size < 2; i++) pids.add(((await (await fetch(`http://127.0.0.1:${verdict.httpPort}/readyz`, { headers: { connection: 'close' } })).json()) as { pid: number }).pid);
     expect(pids.size).toBe(2);
+    // One budget in Redis: no warning that each worker counts alone.
+    expect(verdict.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('rate limits are counted by each worker'))).toEqual([]);
     const clients = Array.from({ length: 8 }, () => verdictClient(verdict.grpcPort, { ownConnection: true }));
     try {
       const started = performance.now();
