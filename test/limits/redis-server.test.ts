@@ -243,7 +243,8 @@ describe('verdict serve --workers 2 with the Redis backend', () => {
     dir = mkdtempSync(join(tmpdir(), 'verdict-redis-workers-'));
     mkdirSync(join(dir, 'policies'));
     writeFileSync(join(dir, 'policies', 'policies.yaml'), POLICIES);
-    writeFileSync(join(dir, 'verdict.yaml'), stringify({ limits: { backend: 'redis', redis: { url: redis.url, keyPrefix: 'workers:' } } }));
+    // A timeout well above the default 50 ms: this test is about one budget, and a loaded machine must not turn it into fail-deny refusals.
+    writeFileSync(join(dir, 'verdict.yaml'), stringify({ limits: { backend: 'redis', redis: { url: redis.url, keyPrefix: 'workers:' }, timeoutMs: 1000 } }));
     verdict = await startVerdict({ policies: join(dir, 'policies'), db: join(dir, 'decisions.db'), args: ['--config', join(dir, 'verdict.yaml'), '--no-watch', '--workers', '2'] });
   });
   afterAll(async () => {
