@@ -92,8 +92,12 @@ export interface LimitState {
   /** A repeat offender's block: until when (ms since the epoch), and the offences so far. */
   readonly blockedUntil?: number;
   readonly offences?: number;
-  /** With a shared backend, which one decided: `redis`, `local` (its fallback in this process) or `open` (its fallback letting calls through). */
-  readonly backend?: 'redis' | 'local' | 'open';
+  /**
+   * Which backend decided: `memory` (this process: the in-memory backend, or a repeat
+   * offender's block), `redis`, `local` (Redis's fallback in this process) or `open`
+   * (Redis's fallback letting calls through).
+   */
+  readonly backend?: 'memory' | 'redis' | 'local' | 'open';
 }
 
 /** The engine's answer. A decision id is added by whoever records it. */

@@ -458,10 +458,7 @@ function limited(decision: Decision, outcome: LimitOutcome | null): Decision {
   if (outcome === null) return decision;
   if (outcome.kind === 'error') return refusalDecision(limitError(outcome.limit.id, outcome.message), decision.policyVersion);
   const { limit, rate, remaining, retryAfterMs, resetMs, blockedUntil, offences, backend } = outcome.report;
-  const state: LimitState =
-    backend === undefined
-      ? { limitId: limit.id, quota: rate.count, windowSeconds: rate.periodMs / 1000, remaining, retryAfterMs, resetMs }
-      : { limitId: limit.id, quota: rate.count, windowSeconds: rate.periodMs / 1000, remaining, retryAfterMs, resetMs, backend };
+  const state: LimitState = { limitId: limit.id, quota: rate.count, windowSeconds: rate.periodMs / 1000, remaining, retryAfterMs, resetMs, backend };
   if (outcome.kind === 'allowed') return { ...decision, limit: state };
   if (blockedUntil !== undefined) {
     return { ...refusalDecision(blocked(limit.id, blockedUntil, offences ?? 1, retryAfterMs), decision.policyVersion), limit: { ...state, blockedUntil: Math.ceil(blockedUntil), offences } };

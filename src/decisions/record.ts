@@ -9,8 +9,8 @@ import type { ConditionError, Effect, Reason } from '../types.js';
  * - `http`: the method and path of the gateway request that was decided
  *   (forward-auth, Envoy ext_authz).
  * - `limit`: the rate limit that refused the decision, or the tightest that
- *   applied to an allow: `{id, remaining, retryAfterMs}`; with a shared (Redis)
- *   backend also `backend`: `redis`, `local` or `open` (which one decided).
+ *   applied to an allow: `{id, remaining, retryAfterMs, backend}`; `backend` says
+ *   which one decided: `memory`, `redis`, `local` or `open`.
  * - `directory`: which facts the principal and resource directories supplied
  *   (`{principal: {roles, ignoredRoles?, attributes, overridden?}, resource: {attributes, overridden?}}`);
  *   the request columns hold the facts decided with.

@@ -21,14 +21,15 @@ export interface LimitReport {
   readonly blockedUntil?: number;
   readonly offences?: number;
   /**
-   * With a shared backend, which one decided: `redis`; `local` (Redis failed, counted
-   * in this process at the rate divided by the replicas); `open` (Redis failed, let through
-   * uncounted). Absent for the in-memory backend.
+   * Which backend decided: `memory` (this process's budgets: the in-memory backend, or
+   * with Redis a repeat offender's block, which each server keeps); `redis`; `local`
+   * (Redis failed, counted in this process at the rate divided by the replicas); `open`
+   * (Redis failed, let through uncounted).
    */
-  readonly backend?: LimitBackendName;
+  readonly backend: LimitBackendName;
 }
 
-export type LimitBackendName = 'redis' | 'local' | 'open';
+export type LimitBackendName = 'memory' | 'redis' | 'local' | 'open';
 
 /**
  * What the limits made of a request the rules allowed:
@@ -206,7 +207,7 @@ export async function applyShared(limits: readonly CompiledLimit[], request: Dec
     const offence = limit.backoff === null ? undefined : store.getOffence(key, now);
     if (offence !== undefined && offence.blockedUntil > now) {
       const wait = offence.blockedUntil - now;
-      const report: LimitReport = { limit, rate, remaining: 0, retryAfterMs: wait, resetMs: wait, blockedUntil: offence.blockedUntil, offences: offence.level, backend: 'local' };
+      const report: LimitReport = { limit, rate, remaining: 0, retryAfterMs: wait, resetMs: wait, blockedUntil: offence.blockedUntil, offences: offence.level, backend: 'memory' };
       if (refused === null || report.retryAfterMs > refused.retryAfterMs) refused = report;
       continue;
     }
@@ -300,12 +301,12 @@ export function applyLimits(limits: readonly CompiledLimit[], request: DecisionR
     if (offence !== undefined && offence.blockedUntil > now) {
       // Blocked: refused without looking at the budget, and without a further strike.
       const wait = offence.blockedUntil - now;
-      const report: LimitReport = { limit, rate, remaining: 0, retryAfterMs: wait, resetMs: wait, blockedUntil: offence.blockedUntil, offences: offence.level };
+      const report: LimitReport = { limit, rate, remaining: 0, retryAfterMs: wait, resetMs: wait, blockedUntil: offence.blockedUntil, offences: offence.level, backend: 'memory' };
       if (refused === null || report.retryAfterMs > refused.retryAfterMs) refused = report;
       continue;
     }
     const result = gcra(store.get(key, now), now, rate.emissionMs, rate.burst, cost);
-    let report: LimitReport = { limit, rate, remaining: result.remaining, retryAfterMs: result.retryAfterMs, resetMs: result.resetMs };
+    let report: LimitReport = { limit, rate, remaining: result.remaining, retryAfterMs: result.retryAfterMs, resetMs: result.resetMs, backend: 'memory' };
     if (!result.allowed) {
       if (limit.backoff !== null) {
         const next = strike(limit.backoff, offence, now);

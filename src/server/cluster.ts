@@ -96,7 +96,16 @@ export interface PrimaryOutcome {
 export async function runPrimary(config: ServerConfig, logger: Logger, control: PrimaryControl): Promise<PrimaryOutcome> {
   // The workers load these themselves; checking here makes a bad start fail once, with its own exit code, before anything forks.
   if (config.tls) loadTlsMaterial(config.tls);
-  await (await PolicyStore.open(config.policies)).close();
+  const checked = await PolicyStore.open(config.policies);
+  const limitCount = checked.current.limits.length;
+  await checked.close();
+  if (limitCount > 0 && config.limits.backend === 'memory') {
+    // Each worker keeps its own budgets in memory: a key may take up to N times its budget.
+    logger.warn(
+      { workers: config.workers, limits: limitCount, backend: 'memory' },
+      'rate limits are counted by each worker on its own (a key may take up to workers × its budget); set limits.backend: redis for one budget',
+    );
+  }
   // One server per log: a second one on the same --db is refused before it touches the log or its keys.
   const lock = lockDecisionLog(config.db);
   let log: LogWriter;

@@ -85,7 +85,7 @@ export class ServerMetrics implements DecisionObserver {
     const shadow = result.decision.shadow;
     if (shadow !== undefined) this.shadowDisagreements.inc({ direction: shadow.effect === 'DENY' ? 'ALLOW_TO_DENY' : 'DENY_TO_ALLOW' });
     const backend = result.decision.limit?.backend;
-    if (backend !== undefined && backend !== 'redis') this.fallbacks?.inc({ backend });
+    if (backend === 'local' || backend === 'open') this.fallbacks?.inc({ backend });
   }
 
   observeCommit(rows: number, seconds: number): void {

@@ -112,7 +112,7 @@ describe.skipIf(CADDY === null)('Caddy forward_auth in front of a model server',
     expect(row).toMatchObject({ principalId: 'dana', action: 'predict', resourceId: 'fraud-v3', effect: 'ALLOW' });
     expect(row.request.resource.attributes).toEqual({ org: 'acme', classification: 'internal' });
     // dana's key is rate-limited (policies/limits.yaml): the limit's state is recorded beside the request.
-    expect(row.details).toEqual({ http: { method: 'POST', path: '/v1/models/fraud-v3/predict' }, limit: { id: 'predict-per-key-owner', remaining: expect.any(Number), retryAfterMs: 0 } });
+    expect(row.details).toEqual({ http: { method: 'POST', path: '/v1/models/fraud-v3/predict' }, limit: { id: 'predict-per-key-owner', remaining: expect.any(Number), retryAfterMs: 0, backend: 'memory' } });
   });
 
   it('denies DELETE of a production model, and a DELETE claiming to be a GET in X-Original-Method: 403, never reaching the upstream', async () => {

@@ -172,7 +172,7 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     // dana's key is rate-limited (policies/limits.yaml): the limit's state is recorded beside the request.
     expect(getDecision(verdict.db, allowed.headers.get('x-verdict-decision-id')!)!.details).toEqual({
       http: { method: 'POST', path: '/v1/models/fraud-detector-v3/predict' },
-      limit: { id: 'predict-per-key-owner', remaining: expect.any(Number), retryAfterMs: 0 },
+      limit: { id: 'predict-per-key-owner', remaining: expect.any(Number), retryAfterMs: 0, backend: 'memory' },
     });
     const unknown = await fetch(`${base}/v1/secrets?x=1`, { headers: { 'x-api-key': verdict.keys.ada } });
     expect(getDecision(verdict.db, unknown.headers.get('x-verdict-decision-id')!)!.details).toEqual({ http: { method: 'GET', path: '/v1/secrets' } });

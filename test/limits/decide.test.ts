@@ -64,7 +64,8 @@ describe('rate limits in the decide core', () => {
     });
     const reader = DecisionReader.open(decisionLog().path);
     try {
-      expect(reader.get(refused.decisionId)).toMatchObject({ reason: 'DENIED_BY_RATE_LIMIT', details: { limit: { id: 'predict-per-user', remaining: 0, retryAfterMs: 1000 } } });
+      // The row says which backend decided: this process's memory.
+      expect(reader.get(refused.decisionId)).toMatchObject({ reason: 'DENIED_BY_RATE_LIMIT', details: { limit: { id: 'predict-per-user', remaining: 0, retryAfterMs: 1000, backend: 'memory' } } });
     } finally {
       reader.close();
     }

@@ -85,6 +85,72 @@ describe('two verdict servers sharing one Redis', () => {
   });
 });
 
+const SHARED_POLICIES = `
+kind: rules
+rules:
+  - { id: everyone-predicts, effect: allow, actions: [predict], resource: { type: model } }
+---
+kind: limits
+limits:
+  - { id: shared-budget, actions: [predict], rate: 10/second, burst: 5 }
+`;
+
+describe('two verdict servers sharing one Redis, over a fixed interval', () => {
+  const INTERVAL_MS = 2000;
+  const RATE_PER_SECOND = 10;
+  const SHARED_BURST = 5;
+  let dir: string;
+  let servers: VerdictProcess[] = [];
+  beforeAll(async () => {
+    ensureBuilt();
+    dir = mkdtempSync(join(tmpdir(), 'verdict-redis-interval-'));
+    mkdirSync(join(dir, 'policies'));
+    writeFileSync(join(dir, 'policies', 'policies.yaml'), SHARED_POLICIES);
+    writeFileSync(join(dir, 'verdict.yaml'), stringify({ limits: { backend: 'redis', redis: { url: redis.url, keyPrefix: 'interval:' }, timeoutMs: 1000, replicas: 2 } }));
+    servers = await Promise.all(['a', 'b'].map((name) => startVerdict({ policies: join(dir, 'policies'), db: join(dir, `${name}.db`), args: ['--config', join(dir, 'verdict.yaml'), '--no-watch'] })));
+  });
+  afterAll(async () => {
+    await Promise.all(servers.map((s) => s.stop()));
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('allow in total at most the limit over the interval plus one burst, not one budget each', async () => {
+    // Four callers on each server ask for one key without pause until the interval is over.
+    const clients = servers.flatMap((s) => Array.from({ length: 4 }, () => verdictClient(s.grpcPort, { ownConnection: true })));
+    const allowedBy = [0, 0];
+    let asked = 0;
+    try {
+      const started = performance.now();
+      await Promise.all(
+        clients.map(async (client, i) => {
+          while (performance.now() - started < INTERVAL_MS) {
+            const answer = await client.call<{ effect: string; limitId: string }>('Authorization', 'Check', checkRequest({ principal: { id: 'stolen' }, action: 'predict', resource: { type: 'model', id: 'm' } }));
+            asked++;
+            expect(answer.limitId).toBe('shared-budget');
+            if (answer.effect === 'EFFECT_ALLOW') allowedBy[i < 4 ? 0 : 1]!++;
+          }
+        }),
+      );
+      const elapsed = performance.now() - started;
+      const allowed = allowedBy[0]! + allowedBy[1]!;
+      // The bound: one burst plus the rate over the interval the calls ran in (at least INTERVAL_MS; a call
+      // that began inside it may end a little after), plus the one call that may land exactly on a refill.
+      const bound = SHARED_BURST + Math.ceil((elapsed / 1000) * RATE_PER_SECOND) + 1;
+      expect(asked).toBeGreaterThan(2 * bound);
+      expect(allowed).toBeGreaterThanOrEqual(SHARED_BURST);
+      expect(allowed).toBeLessThanOrEqual(bound);
+      // Both servers took from the one budget, and each row says Redis decided.
+      expect(allowedBy[0]).toBeGreaterThan(0);
+      expect(allowedBy[1]).toBeGreaterThan(0);
+      const rows = servers.flatMap((_, i) => queryDecisions(join(dir, `${'ab'[i]}.db`), { principalId: 'stolen', effect: 'ALLOW', limit: 10_000 }));
+      expect(rows.length).toBe(allowed);
+      for (const row of rows) expect(row.details).toMatchObject({ limit: { id: 'shared-budget', backend: 'redis' } });
+    } finally {
+      for (const client of clients) client.close();
+    }
+  });
+});
+
 const POLICIES = `
 kind: rules
 rules:
@@ -177,7 +243,8 @@ describe('verdict serve --workers 2 with the Redis backend', () => {
     dir = mkdtempSync(join(tmpdir(), 'verdict-redis-workers-'));
     mkdirSync(join(dir, 'policies'));
     writeFileSync(join(dir, 'policies', 'policies.yaml'), POLICIES);
-    writeFileSync(join(dir, 'verdict.yaml'), stringify({ limits: { backend: 'redis', redis: { url: redis.url, keyPrefix: 'workers:' } } }));
+    // A timeout well above the default 50 ms: this test is about one budget, and a loaded machine must not turn it into fail-deny refusals.
+    writeFileSync(join(dir, 'verdict.yaml'), stringify({ limits: { backend: 'redis', redis: { url: redis.url, keyPrefix: 'workers:' }, timeoutMs: 1000 } }));
     verdict = await startVerdict({ policies: join(dir, 'policies'), db: join(dir, 'decisions.db'), args: ['--config', join(dir, 'verdict.yaml'), '--no-watch', '--workers', '2'] });
   });
   afterAll(async () => {
@@ -190,6 +257,8 @@ describe('verdict serve --workers 2 with the Redis backend', () => {
     const pids = new Set<number>();
     for (let i = 0; i < 20 && pids.size < 2; i++) pids.add(((await (await fetch(`http://127.0.0.1:${verdict.httpPort}/readyz`, { headers: { connection: 'close' } })).json()) as { pid: number }).pid);
     expect(pids.size).toBe(2);
+    // One budget in Redis: no warning that each worker counts alone.
+    expect(verdict.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('rate limits are counted by each worker'))).toEqual([]);
     const clients = Array.from({ length: 8 }, () => verdictClient(verdict.grpcPort, { ownConnection: true }));
     try {
       const started = performance.now();

@@ -1,8 +1,11 @@
+import { createServer, connect, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { DecisionPipeline } from '../../src/decide/index.js';
 import { gcra, type GcraResult } from '../../src/limits/gcra.js';
 import { MemoryLimitStore, RateLimiter, RedisLimitBackend } from '../../src/limits/index.js';
 import type { CompiledLimit } from '../../src/policy/limits.js';
 import type { DecisionRequest } from '../../src/types.js';
+import { useDecisionLog } from '../helpers/decision-log.js';
 import { loadFiles, removeTempDirs } from '../helpers/policies.js';
 import { startRedis, type RedisProcess } from '../helpers/redis.js';
 
@@ -155,6 +158,81 @@ describe('the limiter over Redis', () => {
       expect(paused.status().healthy).toBe(true);
     } finally {
       await paused.close();
+    }
+  });
+});
+
+/**
+ * A TCP proxy in front of the real redis-server that can hold Redis's replies back:
+ * it counts the limit scripts (EVALSHA) the client has sent while nothing came back.
+ */
+async function holdingProxy(port: number): Promise<{ url: string; hold(): void; release(): void; scriptsSent(): number; close(): Promise<void> }> {
+  let holding = false;
+  let scripts = 0;
+  const held: { to: Socket; data: Buffer }[] = [];
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((client) => {
+    const upstream = connect(port, '127.0.0.1');
+    sockets.add(client).add(upstream);
+    client.on('data', (data: Buffer) => {
+      scripts += data.toString('latin1').toLowerCase().split('evalsha').length - 1;
+      upstream.write(data);
+    });
+    upstream.on('data', (data: Buffer) => (holding ? held.push({ to: client, data }) : client.write(data)));
+    const end = (): void => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on('close', end).on('error', end);
+    upstream.on('close', end).on('error', end);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address() as { port: number };
+  return {
+    url: `redis://127.0.0.1:${address.port}`,
+    hold: () => {
+      holding = true;
+      scripts = 0;
+    },
+    release: () => {
+      holding = false;
+      for (const { to, data } of held.splice(0)) to.write(data);
+    },
+    scriptsSent: () => scripts,
+    close: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
+const decisionLog = useDecisionLog();
+
+describe('a CheckBatch over Redis', () => {
+  it("sends every item's script before the first reply: one round trip for the batch, each item taken in order", async () => {
+    const proxy = await holdingProxy(redis.port);
+    const slow = new RedisLimitBackend({ url: proxy.url, keyPrefix: 'batch:', timeoutMs: 10_000, retryMs: 100 });
+    try {
+      expect(await slow.ready(5000)).toBe(true);
+      const policySet = loadFiles({ 'policies.yaml': POLICIES }).policySet;
+      const pipeline = new DecisionPipeline({ current: policySet }, decisionLog(), { limiter: new RateLimiter(new MemoryLimitStore(), undefined, { backend: slow, replicas: 1 }) });
+      const items = Array.from({ length: 50 }, (_, i) => request(i % 2 === 0 ? 'fay' : `gil-${i}`, 'deny'));
+      proxy.hold();
+      const batch = pipeline.checkBatch(items, { caller: '127.0.0.1:1', requestId: null });
+      // Nothing comes back until every item's script has gone out (or a bound passes: a batch asking one item at a time stops at 1).
+      for (let waited = 0; proxy.scriptsSent() < items.length && waited < 3000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+      const sentBeforeAnyReply = proxy.scriptsSent();
+      proxy.release();
+      const results = await batch;
+      expect(sentBeforeAnyReply).toBe(items.length);
+      // fay asks 25 times with a burst of 3: her first three items are allowed, in order; each gil once.
+      const fay = results.filter((_, i) => i % 2 === 0).map((r) => r.decision.effect);
+      expect(fay).toEqual([...Array(3).fill('ALLOW'), ...Array(22).fill('DENY')]);
+      expect(results.filter((_, i) => i % 2 === 1).every((r) => r.decision.effect === 'ALLOW' && r.decision.limit?.backend === 'redis')).toBe(true);
+    } finally {
+      proxy.release();
+      await slow.close();
+      await proxy.close();
     }
   });
 });

@@ -94,6 +94,25 @@ describe('rate limits on the real server', () => {
     expect(wait).toBeLessThanOrEqual(1000);
   });
 
+  it("takes the tier from the principal directory (policies/principals.yaml): a caller cannot claim a better one", async () => {
+    type Answer = { effect: string; reason: string; remaining: string; limitId: string; decisionId: string };
+    const ask = (principal: { id: string; roles?: string[]; attributes?: Record<string, unknown> }) =>
+      grpcClient.call<Answer>('Authorization', 'Check', checkRequest({ principal, action: 'predict', resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme' } } }));
+    // maya is `tier: free` in the directory (60/minute, burst 10); she claims premium (burst 100).
+    const maya = { id: 'maya', roles: ['data_scientist'], attributes: { org: 'acme', scopes: ['predict'], tier: 'premium' } };
+    const answers: Answer[] = [];
+    for (let i = 0; i < 15; i++) answers.push(await ask(maya));
+    expect(answers.filter((a) => a.effect === 'EFFECT_ALLOW').length).toBe(10);
+    expect(answers[0]).toMatchObject({ effect: 'EFFECT_ALLOW', limitId: 'predict-per-key-owner', remaining: '9' });
+    expect(answers[10]).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT', limitId: 'predict-per-key-owner' });
+    // The row holds the tier decided (and limited) with, and says the claim was overridden.
+    const [row] = queryDecisions(server.db, { principalId: 'maya', reason: 'DENIED_BY_RATE_LIMIT', limit: 1 });
+    expect(row!.request.principal.attributes).toMatchObject({ tier: 'free' });
+    expect((row!.details as { directory: { principal: { overridden: string[] } } }).directory.principal.overridden).toContain('tier');
+    // olga is `tier: premium` in the directory: she gets its burst of 100 without claiming anything.
+    expect(await ask({ id: 'olga', attributes: { scopes: ['predict'] } })).toMatchObject({ effect: 'EFFECT_ALLOW', limitId: 'predict-per-key-owner', remaining: '99' });
+  });
+
   it('takes a daily token budget per organisation from max_tokens', async () => {
     const ask = (id: string, tokens: number) =>
       grpcClient.call<{ effect: string; reason: string; remaining: string; limitId: string }>(

@@ -84,6 +84,10 @@ describe('verdict serve --workers 2', () => {
     const serving = server.logs.find((l) => l.msg === 'verdict serving');
     expect(serving?.workers).toBe(2);
     expect(server.logs.filter((l) => l.msg === 'worker serving')).toHaveLength(2);
+    // The shipped policies have rate limits and the budgets are in memory: the primary warns that each worker counts alone.
+    const perWorker = server.logs.filter((l) => typeof l.msg === 'string' && l.msg.startsWith('rate limits are counted by each worker on its own'));
+    expect(perWorker).toHaveLength(1);
+    expect(perWorker[0]).toMatchObject({ level: 40, workers: 2, backend: 'memory' });
     const pids = await readyPids(server.httpPort, 6);
     expect(pids.size).toBe(2);
     expect(pids.has(server.child.pid!)).toBe(false);
