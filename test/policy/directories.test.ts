@@ -112,6 +112,29 @@ resources:
     );
   });
 
+  it('locates problems inside the entries of a JSON directory, whose positions are found only when asked for', () => {
+    const dir = writePolicyDir({
+      'roles.yaml': ROLES,
+      'people.json':
+        '{"kind": "principals", "principals": [{"id": "ann", "roles": ["viewer"]}, {"id": "bo", "roles": ["root"]}, {"id": "cy", "nick": "c"},\n' +
+        '  {\n    "id": "dee",\n    "roles": ["viewer", 7]\n  }, {"id": "ann"}]}\n',
+      'docs.json': '{"kind": "resources", "resources": [{"type": "doc", "id": "d1", "attributes": {"org": "a", "org": "b"}}]}\n',
+    });
+    const result = loadPolicies(dir);
+    expect(result.ok).toBe(false);
+    const lines = result.ok ? [] : result.diagnostics.map(formatDiagnostic);
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^people\.json:1:98: unknown role "root"/),
+        expect.stringMatching(/^people\.json:1:121: unknown key "nick"/),
+        expect.stringMatching(/^people\.json:4:25: item 1 must be a string, not number 7/),
+        expect.stringMatching(/^people\.json:5:13: duplicate principal "ann": already listed at people\.json:1:39/),
+        // A key repeated inside an entry is still found (JSON.parse would keep the last one silently).
+        expect.stringMatching(/^docs\.json:1:92: Map keys must be unique/),
+      ]),
+    );
+  });
+
   it('is part of the policy version', () => {
     const a = loadFiles({ 'roles.yaml': ROLES, 'people.yaml': PRINCIPALS });
     const b = loadFiles({ 'roles.yaml': ROLES, 'people.yaml': PRINCIPALS.replace('[viewer]', '[editor]') });
