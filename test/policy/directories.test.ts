@@ -194,6 +194,30 @@ describe('completing requests from the directories', () => {
     expect(completeRequest(merged, request('bob', [], 'read', 'd1')).principal.attributes).toEqual({ region: 'eu' });
   });
 
+  it('uses the directory\'s own frozen entries where they alone decide, and copies only where the request adds something', () => {
+    // Only attributes the directory defines (and wins on): the directory's principal and resource themselves.
+    const covered = completeRequest(set, request('bob', ['editor'], 'write', 'd1', { region: 'us' }, { owner: 'eve' }));
+    expect(covered.principal).toBe(set.directory.principal('bob')!.asPrincipal);
+    expect(covered.resource).toBe(set.directory.resource('doc', 'd1')!.asResource);
+    expect(Object.isFrozen(covered.principal) && Object.isFrozen(covered.principal.attributes) && Object.isFrozen(covered.principal.roles)).toBe(true);
+    // An attribute the directory does not define passes through, on a new object; the directory's entry is untouched.
+    const extra = completeRequest(set, request('bob', [], 'read', 'd1', { region: 'us', team: 'ml' }));
+    expect(extra.principal.attributes).toEqual({ region: 'eu', team: 'ml' });
+    expect(set.directory.principal('bob')!.attributes).toEqual({ region: 'eu' });
+    // An inherited name is no directory attribute: the request's `toString` is kept.
+    expect(completeRequest(set, request('bob', [], 'read', 'd1', { toString: 'x' })).principal.attributes).toEqual({ region: 'eu', toString: 'x' });
+    // Request-wins attributes: the request's value where it sends one.
+    const requestWins = loadFiles({
+      'roles.yaml': ROLES,
+      'people.yaml': PRINCIPALS.replace('kind: principals\n', 'kind: principals\nprecedence:\n  roles: request\n  attributes: { region: request }\n'),
+    }).policySet;
+    const sent = request('bob', ['editor'], 'read', 'd9', { region: 'us' });
+    const kept = completeRequest(requestWins, sent);
+    // Nothing changes (the request's roles and its region win): the request itself.
+    expect(kept).toBe(sent);
+    expect(completeRequest(requestWins, request('bob', [], 'read', 'd9')).principal).toBe(requestWins.directory.principal('bob')!.asPrincipal);
+  });
+
   it('loads thousands of principals and resources from JSON, and looks them up', () => {
     const people = { kind: 'principals', principals: Array.from({ length: 5_000 }, (_, i) => ({ id: `user-${i}`, roles: [i % 2 ? 'viewer' : 'editor'], attributes: { region: 'eu' } })) };
     const docs = { kind: 'resources', resources: Array.from({ length: 5_000 }, (_, i) => ({ type: 'doc', id: `doc-${i}`, attributes: { owner: `user-${i}` } })) };

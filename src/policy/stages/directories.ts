@@ -99,7 +99,9 @@ export const directoriesStage: Stage<LoadState> = {
           });
           const attributes = spec.attributes === undefined ? NO_ATTRIBUTES : deepFreeze(spec.attributes as Attributes);
           const keys = spec.attributes === undefined ? NO_KEYS : Object.freeze(Object.keys(attributes));
-          principals.set(spec.id, { id: spec.id, roles: listed.length === 0 ? NO_ROLES : Object.freeze([...new Set(listed)]), attributes, keys, file: source.file, line: at.line });
+          const granted = listed.length === 0 ? NO_ROLES : Object.freeze([...new Set(listed)]);
+          const asPrincipal = Object.freeze({ id: spec.id, roles: granted, attributes });
+          principals.set(spec.id, { id: spec.id, roles: granted, attributes, keys, asPrincipal, file: source.file, line: at.line });
           principalWhere.set(spec.id, `${source.file}:${at.line}:${at.col}`);
         }
       } else if (content?.kind === 'resources') {
@@ -118,7 +120,8 @@ export const directoriesStage: Stage<LoadState> = {
           }
           const attributes = spec.attributes === undefined ? NO_ATTRIBUTES : deepFreeze(spec.attributes as Attributes);
           const keys = spec.attributes === undefined ? NO_KEYS : Object.freeze(Object.keys(attributes));
-          byId.set(spec.id, { type: spec.type, id: spec.id, attributes, keys, file: source.file, line: at.line });
+          const asResource = Object.freeze({ type: spec.type, id: spec.id, attributes });
+          byId.set(spec.id, { type: spec.type, id: spec.id, attributes, keys, asResource, file: source.file, line: at.line });
           resourceCount++;
         }
       }
