@@ -24,6 +24,7 @@ export interface DirectoryPrincipal {
   readonly asPrincipal: Principal;
   readonly file: string;
   readonly line: number;
+  readonly col: number;
 }
 
 export interface DirectoryResource {

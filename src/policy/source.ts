@@ -14,14 +14,15 @@ export interface Position {
  * nearest existing ancestor.
  */
 export interface PositionTable {
-  /** Position of the node at a path, by encoded path (`pathKey`). */
-  readonly nodes: Map<string, number>;
+  /** Position of the node at a path, by encoded path (`pathKey`). Replaced, not changed, when `pending` is scanned. */
+  nodes: Map<string, number>;
   /** Position of the key of the map entry at a path, by encoded path. */
-  readonly keys: Map<string, number>;
+  keys: Map<string, number>;
   /**
-   * JSON whose positions are not in the maps yet (an item of a large JSON list):
-   * scanned into them when a position below the item is first asked for, so a
-   * valid 100,000-entry directory builds no per-node tables.
+   * JSON whose positions are not in the maps yet (an item of a large JSON list;
+   * the maps are then empty and shared): scanned into new maps when a position
+   * below the item is first asked for, so a valid 100,000-entry directory builds
+   * no per-node tables. The item itself is at `line`:`col`.
    */
   pending?: { readonly text: string; readonly line: number; readonly col: number } | undefined;
 }
@@ -251,10 +252,7 @@ function scanJson(
           const itemCol = i - lineStart + 1;
           const start = i;
           if (!skip(depth + 1)) return false;
-          const table = emptyPositions();
-          table.nodes.set('', pack(itemLine, itemCol));
-          table.pending = { text: text.slice(start, i), line: itemLine, col: itemCol };
-          deferred.set(index, { positions: table });
+          deferred.set(index, { positions: { nodes: NOT_SCANNED, keys: NOT_SCANNED, pending: { text: text.slice(start, i), line: itemLine, col: itemCol } } });
         } else if (!node(prefix + index, depth + 1)) return false;
         space();
         if (text.charCodeAt(i++) === 93) return true;
@@ -274,14 +272,17 @@ function scanJson(
   return node('', 0);
 }
 
+/** The maps of every table not scanned yet: empty, never written (a scan gives the table maps of its own). */
+const NOT_SCANNED: Map<string, number> = new Map();
+
 /** Fills a table whose positions were deferred (an item of a large JSON list) by scanning its text. */
 function settle(table: PositionTable): void {
   const pending = table.pending;
   if (pending === undefined) return;
   table.pending = undefined;
-  const own = table.nodes.get('');
+  table.nodes = new Map();
+  table.keys = new Map();
   scanJson(pending.text, 0, pending.text.length, pending.line, pending.col, table, null, null);
-  if (own !== undefined) table.nodes.set('', own);
 }
 
 /**
@@ -330,7 +331,11 @@ function recordPositions(node: Node, path: unknown[], table: PositionTable, at: 
 
 /** The position of `path` in a table, or of its nearest recorded ancestor; null when none is recorded. */
 export function lookupNode(table: PositionTable, path: readonly PropertyKey[], from = 0): Position | null {
-  if (table.pending !== undefined && path.length > from) settle(table);
+  if (table.pending !== undefined) {
+    // The item's own position needs no scan.
+    if (path.length <= from) return { line: table.pending.line, col: table.pending.col };
+    settle(table);
+  }
   for (let depth = path.length; depth >= from; depth--) {
     const packed = table.nodes.get(pathKey(path.slice(0, depth), from));
     if (packed !== undefined) return unpack(packed);
