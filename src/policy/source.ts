@@ -108,10 +108,11 @@ const MAX_JSON_DEPTH = 512;
 
 /**
  * Scans JSON text from `from` for the positions of its nodes (the same table the YAML
- * parser's nodes give), starting at 1-based `line` and `col`. Recording stops below
- * `deferDepth` under the `deferList` key: those values are only checked (repeated keys,
- * nesting) and their source text is kept, to be scanned when a position in them is
- * first asked for. False when a key repeats or values nest deeper than MAX_JSON_DEPTH.
+ * parser's nodes give), starting at 1-based `line` and `col`. The items of the list
+ * under the top-level key `deferList` are only checked (repeated keys, nesting): each
+ * gets a table in `deferred` holding its position and its source text, scanned when a
+ * position inside it is first asked for. False when a key repeats or values nest
+ * deeper than MAX_JSON_DEPTH.
  */
 function scanJson(
   text: string,
