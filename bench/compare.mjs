@@ -4,8 +4,10 @@
 //   round-robin rounds so that noise from other work hits each alike): verdict with its durable decision log,
 //   verdict with the async log, verdict in shadow mode (a candidate set that disagrees on
 //   every check, so each row also records the shadow decision), Cerbos 0.55 with audit on (local backend) and off, Cerbos
-//   with 2 actions per check (the shape of the issue's reference figures), and the bare
-//   grpc-js server (the transport's ceiling);
+//   with 2 actions per check (the shape of the issue's reference figures), verdict's
+//   AuthZEN API over HTTP/1.1 (POST /access/v1/evaluation, one decision per request, the
+//   same question; Cerbos's own AuthZEN endpoint beside it when the Cerbos binary serves
+//   one), and the bare grpc-js server (the transport's ceiling);
 //   engines (in process): verdict, cedar-wasm, casbin at 10 / 1,000 / 10,000 rules.
 // Prints one markdown table for the servers, one for the engines, the machine, and how the
 // figures stand against the goals of issue 6. Never fails on a slow figure; exits 1 only
@@ -17,6 +19,8 @@
 //   --keep                            keep the temp dir (databases, audit stores, h2load logs)
 //   --servers-only / --engines-only   one half
 //   --shadow-only                     only verdict durable with and without --shadow-policies (shadow mode's cost)
+//   --authzen-only                    only verdict durable over gRPC Check beside verdict's AuthZEN over HTTP
+//                                     (and Cerbos's AuthZEN endpoint, if its binary serves one)
 //   --baseline DIR                    also run another build of verdict (a checkout of an older
 //                                     commit with dist/ built) beside this one, durable log, as a
 //                                     row of the same table: before and after, in one run
@@ -32,6 +36,7 @@ import { encodeMessage, grpcFrame, loadProtos, toStruct, verifyAllow } from './l
 import { ensureH2load, h2loadVersion, percentile, readLatencyLog, runH2load } from './lib/h2load.mjs';
 import { killAllNow, processTree, spawnTracked, stopChild, treeCpuSeconds as cpuSeconds } from './lib/procs.mjs';
 import { startCeiling, startVerdict } from './lib/servers.mjs';
+import { ApiKeyStore } from '../dist/authn/api-keys.js';
 import { CERBOS_METHOD, cerbosCodec, checkEquivalence, dirBytes, startCerbos, toCerbosRequest, verifyCerbosGrpc } from './peers/cerbos.mjs';
 import { printEngineTable, runEngines } from './peers/engines.mjs';
 import { ensurePeers } from './peers/install.mjs';
@@ -42,7 +47,7 @@ const HOST = '127.0.0.1';
 const VERDICT_METHOD = '/verdict.v1.Authorization/Check';
 
 const argv = process.argv.slice(2);
-const KNOWN = ['--quick', '--keep', '--servers-only', '--engines-only', '--shadow-only', '--baseline'];
+const KNOWN = ['--quick', '--keep', '--servers-only', '--engines-only', '--shadow-only', '--authzen-only', '--baseline'];
 let BASELINE = null;
 for (let i = 0; i < argv.length; i++) {
   const arg = argv[i];
@@ -63,7 +68,10 @@ const QUICK = argv.includes('--quick');
 const KEEP = argv.includes('--keep');
 const SERVERS = !argv.includes('--engines-only');
 const SHADOW_ONLY = argv.includes('--shadow-only');
-const ENGINES = !argv.includes('--servers-only') && !SHADOW_ONLY;
+const AUTHZEN_ONLY = argv.includes('--authzen-only');
+/** A run of only some server rows: the equivalence check, Cerbos's gRPC rows, the ceiling and the engines are left out. */
+const SOME_ONLY = SHADOW_ONLY || AUTHZEN_ONLY;
+const ENGINES = !argv.includes('--servers-only') && !SOME_ONLY;
 
 // The same load shapes as bench/server.mjs. Throughput: 4 connections × 32 streams = 128
 // in flight, one h2load thread. Fixed rate: --rps is per client, so 4 × 500 = 2,000/s.
@@ -200,7 +208,7 @@ async function serverRuns(tmp) {
   const systems = [];
   let redisChild = null;
   try {
-    if (!SHADOW_ONLY) {
+    if (!SOME_ONLY) {
     const eqServer = await startCerbos({ tmp, audit: false, slug: 'cerbos-equivalence' });
     let equivalence;
     try {
@@ -238,7 +246,8 @@ async function serverRuns(tmp) {
     } else {
       log('redis-server not found: no Redis row (Debian package redis-server)');
     }
-    for (const { mode, workers, label, key, root, policies, extraArgs, config } of verdictRuns.filter((r) => !SHADOW_ONLY || r.key === 'verdict-durable' || r.key === 'verdict-shadow')) {
+    const onlyKeys = SHADOW_ONLY ? ['verdict-durable', 'verdict-shadow'] : AUTHZEN_ONLY ? ['verdict-durable'] : null;
+    for (const { mode, workers, label, key, root, policies, extraArgs, config } of verdictRuns.filter((r) => onlyKeys === null || onlyKeys.includes(r.key))) {
       const dbFile = path.join(tmp, `${key}.db`);
       const configFile = config === undefined ? null : path.join(tmp, `${key}.yaml`);
       if (configFile !== null) fs.writeFileSync(configFile, config);
@@ -249,7 +258,15 @@ async function serverRuns(tmp) {
       responseBytes ??= verified.bytes;
       log(`${system.label}: verified over gRPC: EFFECT_ALLOW, ${verified.reason}, rules [${verified.response.ruleIds.join(', ')}]`);
     }
-    const cerbosRuns = SHADOW_ONLY ? [] : [
+    // AuthZEN over HTTP: the same question as one evaluation per POST, to a server whose callers authenticate with an API key.
+    if (!SHADOW_ONLY) {
+      const authzen = await startVerdictAuthzen(tmp);
+      const system = { label: 'verdict AuthZEN, POST /access/v1/evaluation over HTTP/1.1, durable decision log', key: 'verdict-authzen', child: authzen.child, port: authzen.httpPort, method: AUTHZEN_PATH, bodyFile: authzen.bodyFile, http: { h1: true, headers: authzen.headers, throughput: AUTHZEN_THROUGHPUT, fixed: AUTHZEN_FIXED }, fixed: true, dbFile: authzen.dbFile };
+      systems.push(system);
+      const verified = await verifyAuthzen(authzen.httpPort, authzen.headers, authzen.body);
+      log(`${system.label}: verified over HTTP: decision true, ${verified.context?.reason_admin?.en ?? 'no reason'}; ${authzen.body.length}-byte JSON body`);
+    }
+    const cerbosRuns = SOME_ONLY ? [] : [
       { label: 'Cerbos, audit on (local backend)', key: 'cerbos-audit', audit: true, body: 'cerbos1', actions: ['predict'], fixed: true },
       { label: 'Cerbos, audit off', key: 'cerbos-noaudit', audit: false, body: 'cerbos1', actions: ['predict'], fixed: true },
       { label: 'Cerbos, audit on, 2 actions per check', key: 'cerbos-audit-2', audit: true, body: 'cerbos2', actions: ['predict', 'read'], fixed: false },
@@ -260,7 +277,19 @@ async function serverRuns(tmp) {
       const verified = await verifyCerbosGrpc({ codec, grpcPort: cerbos.grpcPort, body: bodies[run.body], actions: run.actions });
       log(`${run.label}: verified over gRPC: ${Object.entries(verified.effects).map(([a, e]) => `${a} ${e}`).join(', ')}`);
     }
+    // Cerbos's own AuthZEN endpoint, when the Cerbos binary of the benchmark serves one (asked, not assumed).
     if (!SHADOW_ONLY) {
+      const cerbos = await startCerbos({ tmp, audit: true, slug: 'cerbos-authzen' });
+      const probe = await probeCerbosAuthzen(cerbos.httpPort);
+      if (probe.ok) {
+        systems.push({ label: 'Cerbos AuthZEN, POST /access/v1/evaluation over HTTP/1.1, audit on', key: 'cerbos-authzen', child: cerbos.child, port: cerbos.httpPort, method: AUTHZEN_PATH, bodyFile: probe.bodyFile(tmp), http: { h1: true, headers: AUTHZEN_HEADERS, throughput: AUTHZEN_THROUGHPUT, fixed: AUTHZEN_FIXED }, fixed: true, auditDir: cerbos.auditDir });
+        log(`Cerbos AuthZEN: verified over HTTP: decision true`);
+      } else {
+        await stopChild(cerbos.child);
+        log(`Cerbos AuthZEN: no row — ${probe.reason}`);
+      }
+    }
+    if (!SOME_ONLY) {
       const server = await startCeiling(responseBytes);
       systems.push({ label: 'bare grpc-js (fixed response)', key: 'ceiling', child: server.child, port: server.grpcPort, method: VERDICT_METHOD, bodyFile: bodyFiles.verdict, fixed: true });
       await verifyAllow(protos, HOST, server.grpcPort, VERDICT_METHOD, verdictBody);
@@ -271,18 +300,21 @@ async function serverRuns(tmp) {
     // ---- throughput: warm-up each, then round-robin rounds
     for (const s of systems) {
       s.url = `http://${HOST}:${s.port}${s.method}`;
+      s.load = s.http ? { h1: s.http.h1, headers: s.http.headers } : {};
+      s.tpShape = { ...THROUGHPUT, ...(s.http?.throughput ?? {}) };
+      s.fxShape = { ...FIXED, ...(s.http?.fixed ?? {}) };
       s.succeeded = 1; // the verification call
       s.tp = { rates: [], cpu: 0, ok: 0, total: 0, rss: 0, latencies: [] };
       s.fx = { rates: [], cpu: 0, ok: 0, total: 0, latencies: [] };
     }
     log(`== throughput, 128 in flight (${elapsed()})`);
-    for (const s of systems) s.succeeded += (await runH2load({ url: s.url, bodyFile: s.bodyFile, ...THROUGHPUT, requests: SETTINGS.warmUpRequests })).succeeded;
+    for (const s of systems) s.succeeded += (await runH2load({ url: s.url, bodyFile: s.bodyFile, ...s.load, ...s.tpShape, requests: SETTINGS.warmUpRequests })).succeeded;
     for (let round = 1; round <= SETTINGS.rounds; round++) {
       const line = [];
       for (const s of systems) {
         const logFile = path.join(tmp, `${s.key}-tp-${round}.log`);
         const cpu0 = cpuSeconds(s.child.pid);
-        const { run, rssMiB } = await loadWithRss({ url: s.url, bodyFile: s.bodyFile, logFile, ...THROUGHPUT, requests: SETTINGS.roundRequests }, s.child.pid);
+        const { run, rssMiB } = await loadWithRss({ url: s.url, bodyFile: s.bodyFile, ...s.load, logFile, ...s.tpShape, requests: SETTINGS.roundRequests }, s.child.pid);
         s.tp.cpu += cpuSeconds(s.child.pid) - cpu0;
         s.tp.ok += run.succeeded;
         s.tp.total += run.total;
@@ -298,13 +330,13 @@ async function serverRuns(tmp) {
     // ---- fixed rate: warm-up each, then round-robin rounds
     const fixedSystems = systems.filter((s) => s.fixed);
     log(`== fixed 2,000/s (${elapsed()})`);
-    for (const s of fixedSystems) s.succeeded += (await runH2load({ url: s.url, bodyFile: s.bodyFile, ...FIXED, requests: FIXED.clients * FIXED.rps * SETTINGS.fixedWarmUpSeconds })).succeeded;
+    for (const s of fixedSystems) s.succeeded += (await runH2load({ url: s.url, bodyFile: s.bodyFile, ...s.load, ...s.fxShape, requests: FIXED.clients * FIXED.rps * SETTINGS.fixedWarmUpSeconds })).succeeded;
     for (let round = 1; round <= SETTINGS.rounds; round++) {
       const line = [];
       for (const s of fixedSystems) {
         const logFile = path.join(tmp, `${s.key}-fx-${round}.log`);
         const cpu0 = cpuSeconds(s.child.pid);
-        const run = await runH2load({ url: s.url, bodyFile: s.bodyFile, logFile, ...FIXED, requests: FIXED.clients * FIXED.rps * SETTINGS.fixedRoundSeconds });
+        const run = await runH2load({ url: s.url, bodyFile: s.bodyFile, ...s.load, logFile, ...s.fxShape, requests: FIXED.clients * FIXED.rps * SETTINGS.fixedRoundSeconds });
         s.fx.cpu += cpuSeconds(s.child.pid) - cpu0;
         s.fx.ok += run.succeeded;
         s.fx.total += run.total;
@@ -376,6 +408,81 @@ async function serverRuns(tmp) {
   return { rows, problems };
 }
 
+// ---------------------------------------------------------------- AuthZEN
+
+const AUTHZEN_PATH = '/access/v1/evaluation';
+const AUTHZEN_HEADERS = ['content-type: application/json'];
+// HTTP/1.1 answers one request at a time per connection (pipelined requests wait their
+// turn), so the same 128 in flight are 128 connections of one request each, and 2,000/s
+// is 40 connections of 50/s: what a PEP's connection pool does.
+const AUTHZEN_THROUGHPUT = { clients: 128, streams: 1 };
+const AUTHZEN_FIXED = { clients: 40, streams: 1, rps: 50 };
+
+/** The benchmark question as an AuthZEN evaluation (verdict's mapping: roles in subject.properties.roles). */
+function authzenBody() {
+  const { principal, action, resource } = BENCH_REQUEST;
+  return Buffer.from(
+    JSON.stringify({
+      subject: { type: 'user', id: principal.id, properties: { roles: principal.roles, ...principal.attributes } },
+      action: { name: action },
+      resource: { type: resource.type, id: resource.id, properties: resource.attributes },
+    }),
+  );
+}
+
+/** verdict serving AuthZEN, durable log, its callers authenticating with an API key made for the run. */
+async function startVerdictAuthzen(tmp) {
+  const keysDb = path.join(tmp, 'authzen-keys.db');
+  const store = ApiKeyStore.open(keysDb);
+  let key;
+  try {
+    ({ key } = store.create({ owner: 'bench-pep', name: 'compare.mjs AuthZEN row' }));
+  } finally {
+    store.close();
+  }
+  const configFile = path.join(tmp, 'verdict-authzen.yaml');
+  fs.writeFileSync(configFile, `authn:\n  apiKeys: { db: ${JSON.stringify(keysDb)} }\n`);
+  const dbFile = path.join(tmp, 'verdict-authzen.db');
+  const server = await startVerdict({ mode: 'durable', dbFile, configFile });
+  const body = authzenBody();
+  const bodyFile = path.join(tmp, 'authzen.json');
+  fs.writeFileSync(bodyFile, body);
+  return { child: server.child, httpPort: server.httpPort, dbFile, body, bodyFile, headers: [...AUTHZEN_HEADERS, `authorization: Bearer ${key}`] };
+}
+
+async function verifyAuthzen(port, headers, body) {
+  const response = await fetch(`http://${HOST}:${port}${AUTHZEN_PATH}`, { method: 'POST', headers: Object.fromEntries(headers.map((h) => h.split(/:\s*/, 2))), body });
+  const text = await response.text();
+  if (response.status !== 200) throw new Error(`verdict AuthZEN answered ${response.status}: ${text.slice(0, 300)}`);
+  const answer = JSON.parse(text);
+  if (answer.decision !== true) throw new Error(`verdict AuthZEN answered ${text.slice(0, 300)}, expected decision true`);
+  return answer;
+}
+
+/** Whether Cerbos serves AuthZEN: its metadata document, then the benchmark question answered true. */
+async function probeCerbosAuthzen(httpPort) {
+  const base = `http://${HOST}:${httpPort}`;
+  try {
+    const meta = await fetch(`${base}/.well-known/authzen-configuration`);
+    if (meta.status !== 200) return { ok: false, reason: `this Cerbos answers ${meta.status} at /.well-known/authzen-configuration (no AuthZEN endpoint in this version)` };
+    const body = authzenBody();
+    const answer = await fetch(`${base}${AUTHZEN_PATH}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+    const text = await answer.text();
+    if (answer.status !== 200) return { ok: false, reason: `its ${AUTHZEN_PATH} answered ${answer.status}: ${text.slice(0, 200)}` };
+    if (JSON.parse(text).decision !== true) return { ok: false, reason: `its ${AUTHZEN_PATH} answered ${text.slice(0, 200)} to the benchmark question (allowed over gRPC)` };
+    return {
+      ok: true,
+      bodyFile: (tmp) => {
+        const file = path.join(tmp, 'cerbos-authzen.json');
+        fs.writeFileSync(file, body);
+        return file;
+      },
+    };
+  } catch (error) {
+    return { ok: false, reason: `asking its AuthZEN endpoint failed: ${error.message}` };
+  }
+}
+
 const median = (values) => {
   const sorted = [...values].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
@@ -437,6 +544,7 @@ function printServerTable({ rows }) {
   if (shortfall) log('- † the server could not keep up 2,000/s on this machine during the run: its latency is that of an overloaded server, at the rate shown.');
   log('- One request everywhere: may dana (data_scientist, org acme) predict on model fraud-v3 of org acme; allowed. Cerbos rows check 1 action per request, like verdict\'s Check, except the "2 actions" row (predict + read in one CheckResources: the shape of the issue\'s reference figures), which runs the throughput shape only.');
   log('- Ratios are of requests/s at 128 in flight. CPU is the server process\'s user + system time over the measured h2load runs, all threads (Cerbos\'s Go runtime uses both cores; node\'s main thread one, plus libuv/SQLite threads); h2load runs on the same 2 cores.');
+  if (rows.some((r) => r.key === 'verdict-authzen')) log('- AuthZEN rows: h2load --h1; HTTP/1.1 answers one request at a time per connection, so the same 128 in flight are -c 128 -m 1, and 2,000/s is -c 40 -m 1 --rps 50; the body is the same question as JSON (subject.properties.roles, properties → attributes), with the API key in `Authorization: Bearer`.');
   log('- RSS is the largest VmRSS sampled every 100 ms during the throughput rounds. Cerbos\'s audit (local backend: Badger, batched in the background) is not written synchronously per decision; verdict\'s durable log commits every decision before it answers, the async log batches.');
   for (const r of rows) {
     const extra = r.logCheck ? `; ${r.logCheck}` : '';
@@ -455,6 +563,15 @@ function printGoals(servers, engines) {
     const cerbos = by('cerbos-audit');
     const ceiling = by('ceiling');
     const workers = by('verdict-workers2');
+    const authzen = by('verdict-authzen');
+    if (authzen) {
+      const cerbosAuthzen = by('cerbos-authzen');
+      log(
+        `- AuthZEN over HTTP/1.1 (one evaluation per POST, API key checked, durable log) against gRPC Check (durable): ${(authzen.reqPerSec / durable.reqPerSec).toFixed(2)}× the requests/s (${Math.round(authzen.reqPerSec).toLocaleString('en-US')} vs ${Math.round(durable.reqPerSec).toLocaleString('en-US')}), ${(authzen.cpuPer10k / durable.cpuPer10k).toFixed(2)}× the CPU per decision` +
+          (cerbosAuthzen ? `; Cerbos's AuthZEN endpoint: ${Math.round(cerbosAuthzen.reqPerSec).toLocaleString('en-US')} req/s (verdict ${(authzen.reqPerSec / cerbosAuthzen.reqPerSec).toFixed(2)}× it)` : '; Cerbos: no AuthZEN row (see the log above)'),
+      );
+    }
+    if (AUTHZEN_ONLY) return;
     const shadow = by('verdict-shadow');
     const shadowCost = 1 - shadow.reqPerSec / durable.reqPerSec;
     const shadowLine = `- Shadow mode (a candidate that disagrees on every check, so every row also carries details.shadow) against the same server without it, both durable: ${(100 * shadowCost).toFixed(1)}% fewer requests/s (${Math.round(shadow.reqPerSec).toLocaleString('en-US')} vs ${Math.round(durable.reqPerSec).toLocaleString('en-US')}), ${(shadow.cpuPer10k / durable.cpuPer10k).toFixed(2)}× the CPU per check — goal under 10%: ${verdict(shadowCost < 0.1)}`;

@@ -34,8 +34,9 @@ export function h2loadVersion() {
 }
 
 /**
- * Runs h2load against a gRPC method with a pre-framed body file.
- * opts: { url, bodyFile, clients, streams, requests?, rps?, duration?, warmUp?, logFile? }
+ * Runs h2load against a gRPC method with a pre-framed body file (or, with `headers`
+ * and `h1`, against a plain HTTP endpoint with a body file).
+ * opts: { url, bodyFile, clients, streams, requests?, rps?, duration?, warmUp?, logFile?, headers?, h1? }
  * Resolves the parsed summary plus the raw output.
  */
 export function runH2load(opts) {
@@ -47,7 +48,10 @@ export function runH2load(opts) {
     args.push('-n', String(opts.requests));
   }
   if (opts.rps !== undefined) args.push('--rps', String(opts.rps));
-  args.push('-d', opts.bodyFile, '-H', 'content-type: application/grpc', '-H', 'te: trailers');
+  // gRPC by default; `headers` (e.g. JSON and a credential) for plain HTTP, and `h1` for HTTP/1.1 (-m then pipelines).
+  if (opts.h1) args.push('--h1');
+  args.push('-d', opts.bodyFile);
+  for (const header of opts.headers ?? ['content-type: application/grpc', 'te: trailers']) args.push('-H', header);
   if (opts.logFile) args.push('--log-file', opts.logFile);
   args.push(opts.url);
   // Tracked, so an interrupted benchmark does not leave h2load running.

@@ -8,7 +8,9 @@ import type { AttributeValue, Attributes, DecisionRequest, Principal, Resource }
  * is decided with the directory's roles and attributes, the directory winning
  * where the two disagree unless its `precedence` says otherwise. Pure, like the
  * engine: the same set and request always give the same completed request. A
- * request that names nothing the directory knows is returned as it is (no copy).
+ * request that names nothing the directory knows, or whose named entries change
+ * nothing, is returned as it is (no copy); where the directory alone decides a
+ * principal's or resource's facts, its frozen object (built at load) is used as it is.
  */
 
 /** Which facts of a decision came from the directory, as the decision log records them (`details.directory`). */
@@ -29,24 +31,33 @@ export interface DirectorySources {
   };
 }
 
-function isEmpty(attributes: Attributes): boolean {
-  for (const _ in attributes) return false;
-  return true;
-}
-
-/** The request's attributes completed with the entry's: the directory's value wins unless the attribute is one where the request does and it sent one. */
+/**
+ * The request's attributes completed with the entry's: the directory's value wins unless
+ * the attribute is one where the request does and it sent one. The directory's own
+ * frozen object, not a copy, whenever the request sends nothing the directory's
+ * values would not replace (nothing at all, or only attributes the directory defines
+ * and wins on).
+ */
 function mergedAttributes(sent: Attributes, keys: readonly string[], own: Attributes, precedence: DirectoryPrecedence): Attributes {
   if (keys.length === 0) return sent;
-  // Nothing sent: the directory's frozen object is used as it is.
-  if (isEmpty(sent)) return own;
-  const out: Record<string, AttributeValue> = { ...sent };
   const requestWins = precedence.requestWins;
+  let covered = true;
+  for (const key in sent) {
+    if (!Object.hasOwn(own, key) || (requestWins.size > 0 && requestWins.has(key))) {
+      covered = false;
+      break;
+    }
+  }
+  if (covered) return own;
+  let out: Record<string, AttributeValue> | null = null;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i]!;
     if (requestWins.size > 0 && requestWins.has(key) && key in sent) continue;
+    out ??= { ...sent };
     out[key] = own[key]!;
   }
-  return out;
+  // Every attribute the directory defines is one the request sent and wins on: the request's, as sent.
+  return out ?? sent;
 }
 
 function mergedRoles(sent: readonly string[], own: readonly string[], precedence: DirectoryPrecedence): readonly string[] {
@@ -65,18 +76,27 @@ function mergedRoles(sent: readonly string[], own: readonly string[], precedence
   }
 }
 
+/** The principal decided with: the directory's frozen one when it alone decides, the request's when the directory changes nothing, else a new one. */
 function completedPrincipal(sent: Principal, entry: DirectoryPrincipal, precedence: DirectoryPrecedence): Principal {
-  return { id: sent.id, roles: mergedRoles(sent.roles, entry.roles, precedence), attributes: mergedAttributes(sent.attributes, entry.keys, entry.attributes, precedence) };
+  const roles = mergedRoles(sent.roles, entry.roles, precedence);
+  const attributes = mergedAttributes(sent.attributes, entry.keys, entry.attributes, precedence);
+  if (roles === entry.roles && attributes === entry.attributes) return entry.asPrincipal;
+  if (roles === sent.roles && attributes === sent.attributes) return sent;
+  return { id: sent.id, roles, attributes };
 }
 
 function completedResource(sent: Resource, entry: DirectoryResource, precedence: DirectoryPrecedence): Resource {
-  return { type: sent.type, id: sent.id, attributes: mergedAttributes(sent.attributes, entry.keys, entry.attributes, precedence) };
+  const attributes = mergedAttributes(sent.attributes, entry.keys, entry.attributes, precedence);
+  if (attributes === entry.attributes) return entry.asResource;
+  if (attributes === sent.attributes) return sent;
+  return { type: sent.type, id: sent.id, attributes };
 }
 
 /**
  * The request as it is decided: completed from the directories when it names a
  * principal (by id) or a resource (by type and id) they list; else the request
- * itself. Two map lookups when the directories are not empty, none when they are.
+ * itself. Two map lookups when the directories are not empty, none when they are;
+ * at most one new request, principal and resource object.
  */
 export function completeRequest(policySet: PolicySet, request: DecisionRequest): DecisionRequest {
   const directory = policySet.directory;
@@ -84,12 +104,10 @@ export function completeRequest(policySet: PolicySet, request: DecisionRequest):
   const principal = directory.principals.get(request.principal.id);
   const resource = directory.resources.get(request.resource.type)?.get(request.resource.id);
   if (principal === undefined && resource === undefined) return request;
-  return {
-    principal: principal === undefined ? request.principal : completedPrincipal(request.principal, principal, directory.principalPrecedence),
-    action: request.action,
-    resource: resource === undefined ? request.resource : completedResource(request.resource, resource, directory.resourcePrecedence),
-    context: request.context,
-  };
+  const completedP = principal === undefined ? request.principal : completedPrincipal(request.principal, principal, directory.principalPrecedence);
+  const completedR = resource === undefined ? request.resource : completedResource(request.resource, resource, directory.resourcePrecedence);
+  if (completedP === request.principal && completedR === request.resource) return request;
+  return { principal: completedP, action: request.action, resource: completedR, context: request.context };
 }
 
 function overriddenKeys(sent: Attributes, keys: readonly string[], precedence: DirectoryPrecedence): string[] {

@@ -1,4 +1,4 @@
-import type { Attributes } from '../types.js';
+import type { Attributes, Principal, Resource } from '../types.js';
 
 /**
  * The principal and resource directories of a policy set (`principals` and
@@ -20,8 +20,11 @@ export interface DirectoryPrincipal {
   readonly attributes: Attributes;
   /** The names of `attributes`, frozen. */
   readonly keys: readonly string[];
+  /** The principal as the directory alone describes it (its roles and attributes), frozen: what completing a request uses as it is when the request adds nothing. */
+  readonly asPrincipal: Principal;
   readonly file: string;
   readonly line: number;
+  readonly col: number;
 }
 
 export interface DirectoryResource {
@@ -29,6 +32,8 @@ export interface DirectoryResource {
   readonly id: string;
   readonly attributes: Attributes;
   readonly keys: readonly string[];
+  /** The resource as the directory alone describes it, frozen. */
+  readonly asResource: Resource;
   readonly file: string;
   readonly line: number;
 }

@@ -14,10 +14,17 @@ export interface Position {
  * nearest existing ancestor.
  */
 export interface PositionTable {
-  /** Position of the node at a path, by encoded path (`pathKey`). */
-  readonly nodes: Map<string, number>;
+  /** Position of the node at a path, by encoded path (`pathKey`). Replaced, not changed, when `pending` is scanned. */
+  nodes: Map<string, number>;
   /** Position of the key of the map entry at a path, by encoded path. */
-  readonly keys: Map<string, number>;
+  keys: Map<string, number>;
+  /**
+   * JSON whose positions are not in the maps yet (an item of a large JSON list;
+   * the maps are then empty and shared): scanned into new maps when a position
+   * below the item is first asked for, so a valid 100,000-entry directory builds
+   * no per-node tables. The item itself is at `line`:`col`.
+   */
+  pending?: { readonly text: string; readonly line: number; readonly col: number } | undefined;
 }
 
 /** One document of a policy file, with what is needed to point at its lines. */
@@ -36,6 +43,8 @@ export interface ParsedYamlDocument {
   readonly index: number;
   readonly value: unknown;
   readonly positions: PositionTable;
+  /** JSON read with `listOf`: the tables of the items of `list` (relative to each item), not in `positions`. */
+  readonly items?: { readonly list: string; readonly tables: Map<number, { positions: PositionTable }> };
 }
 
 // Lines and columns packed into one number keep the tables small when they cross threads.
@@ -65,11 +74,11 @@ export function emptyPositions(): PositionTable {
  * Parses one policy file into its documents. Syntax errors become diagnostics, not
  * exceptions; a document with errors is left out.
  */
-export function parseYamlFile(file: string, text: string, diagnostics: PolicyDiagnostic[]): ParsedYamlDocument[] {
+export function parseYamlFile(file: string, text: string, diagnostics: PolicyDiagnostic[], listOf?: (value: unknown) => string | null): ParsedYamlDocument[] {
   // JSON (a directory exported from another system, often large) is read natively when it is valid;
   // the YAML parser, which reads JSON too, takes over to report what is wrong with it.
   if (file.endsWith('.json')) {
-    const parsed = parseJsonDocument(text);
+    const parsed = parseJsonDocument(text, listOf);
     if (parsed !== null) return [parsed];
   }
   const lineCounter = new LineCounter();
@@ -98,24 +107,28 @@ export function parseYamlFile(file: string, text: string, diagnostics: PolicyDia
 const MAX_JSON_DEPTH = 512;
 
 /**
- * A valid JSON file as one document: its value from JSON.parse, the positions of
- * its nodes from one linear scan (the same table the YAML parser's nodes give, far
- * faster for a file of 100,000 directory entries). Null when the text is not valid
- * JSON, repeats a key or nests deeper than MAX_JSON_DEPTH: the YAML parser then
- * reports the problem.
+ * Scans JSON text from `from` for the positions of its nodes (the same table the YAML
+ * parser's nodes give), starting at 1-based `line` and `col`. The items of the list
+ * under the top-level key `deferList` are only checked (repeated keys, nesting): each
+ * gets a table in `deferred` holding its position and its source text, scanned when a
+ * position inside it is first asked for. False when a key repeats or values nest
+ * deeper than MAX_JSON_DEPTH.
  */
-export function parseJsonDocument(text: string): ParsedYamlDocument | null {
-  let value: unknown;
-  try {
-    value = JSON.parse(text);
-  } catch {
-    return null;
-  }
-  const positions = emptyPositions();
-  const n = text.length;
-  let i = 0;
-  let line = 1;
-  let lineStart = 0;
+function scanJson(
+  text: string,
+  from: number,
+  to: number,
+  startLine: number,
+  startCol: number,
+  positions: PositionTable,
+  deferList: string | null,
+  deferred: Map<number, { positions: PositionTable }> | null,
+): boolean {
+  const n = to;
+  let i = from;
+  let line = startLine;
+  // Columns on the first line are counted from the text's own start column.
+  let lineStart = from - (startCol - 1);
   const space = (): void => {
     while (i < n) {
       const c = text.charCodeAt(i);
@@ -141,6 +154,62 @@ export function parseJsonDocument(text: string): ParsedYamlDocument | null {
     i++;
     const raw = text.slice(start, i);
     return escaped ? JSON.stringify(JSON.parse(raw) as string) : raw;
+  };
+  const deferKey = deferList === null ? null : JSON.stringify(deferList);
+  /** A value whose positions are not recorded: checked for repeated keys and depth only. */
+  const skip = (depth: number): boolean => {
+    space();
+    if (depth > MAX_JSON_DEPTH) return false;
+    const c = text.charCodeAt(i);
+    if (c === 123) {
+      i++;
+      space();
+      if (text.charCodeAt(i) === 125) {
+        i++;
+        return true;
+      }
+      let seen: string[] | Set<string> = [];
+      for (;;) {
+        space();
+        const key = string();
+        if (Array.isArray(seen)) {
+          if (seen.includes(key)) return false;
+          seen.push(key);
+          if (seen.length > 16) seen = new Set(seen);
+        } else {
+          if (seen.has(key)) return false;
+          seen.add(key);
+        }
+        space();
+        i++; // :
+        if (!skip(depth + 1)) return false;
+        space();
+        if (text.charCodeAt(i++) === 125) return true;
+      }
+    }
+    if (c === 91) {
+      i++;
+      space();
+      if (text.charCodeAt(i) === 93) {
+        i++;
+        return true;
+      }
+      for (;;) {
+        if (!skip(depth + 1)) return false;
+        space();
+        if (text.charCodeAt(i++) === 93) return true;
+      }
+    }
+    if (c === 34) {
+      string();
+      return true;
+    }
+    while (i < n) {
+      const d = text.charCodeAt(i);
+      if (d === 44 || d === 93 || d === 125 || d === 32 || d === 10 || d === 13 || d === 9) break;
+      i++;
+    }
+    return true;
   };
   const node = (key: string, depth: number): boolean => {
     space();
@@ -175,8 +244,17 @@ export function parseJsonDocument(text: string): ParsedYamlDocument | null {
         i++;
         return true;
       }
+      const deferring = deferred !== null && depth === 1 && key === deferKey;
       for (let index = 0; ; index++) {
-        if (!node(prefix + index, depth + 1)) return false;
+        if (deferring) {
+          // An item of the document's list: its own position now, the rest when asked for.
+          space();
+          const itemLine = line;
+          const itemCol = i - lineStart + 1;
+          const start = i;
+          if (!skip(depth + 1)) return false;
+          deferred.set(index, { positions: { nodes: NOT_SCANNED, keys: NOT_SCANNED, pending: { text: text.slice(start, i), line: itemLine, col: itemCol } } });
+        } else if (!node(prefix + index, depth + 1)) return false;
         space();
         if (text.charCodeAt(i++) === 93) return true;
       }
@@ -192,8 +270,43 @@ export function parseJsonDocument(text: string): ParsedYamlDocument | null {
     }
     return true;
   };
-  if (!node('', 0)) return null;
-  return { index: 0, value, positions };
+  return node('', 0);
+}
+
+/** The maps of every table not scanned yet: empty, never written (a scan gives the table maps of its own). */
+const NOT_SCANNED: Map<string, number> = new Map();
+
+/** Fills a table whose positions were deferred (an item of a large JSON list) by scanning its text. */
+function settle(table: PositionTable): void {
+  const pending = table.pending;
+  if (pending === undefined) return;
+  table.pending = undefined;
+  table.nodes = new Map();
+  table.keys = new Map();
+  scanJson(pending.text, 0, pending.text.length, pending.line, pending.col, table, null, null);
+}
+
+/**
+ * A valid JSON file as one document: its value from JSON.parse, the positions of
+ * its nodes from one linear scan (the same table the YAML parser's nodes give, far
+ * faster for a file of 100,000 directory entries). Null when the text is not valid
+ * JSON, repeats a key or nests deeper than MAX_JSON_DEPTH: the YAML parser then
+ * reports the problem. With `listOf` (which list of a document holds its items), the
+ * positions inside each item are left to be found when first asked for: `items`
+ * holds one table per item, and `positions` the rest.
+ */
+export function parseJsonDocument(text: string, listOf?: (value: unknown) => string | null): ParsedYamlDocument | null {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch {
+    return null;
+  }
+  const positions = emptyPositions();
+  const list = listOf?.(value) ?? null;
+  const deferred = list === null ? null : new Map<number, { positions: PositionTable }>();
+  if (!scanJson(text, 0, text.length, 1, 1, positions, list, deferred)) return null;
+  return { index: 0, value, positions, ...(list !== null && deferred !== null ? { items: { list, tables: deferred } } : {}) };
 }
 
 /**
@@ -219,6 +332,11 @@ function recordPositions(node: Node, path: unknown[], table: PositionTable, at: 
 
 /** The position of `path` in a table, or of its nearest recorded ancestor; null when none is recorded. */
 export function lookupNode(table: PositionTable, path: readonly PropertyKey[], from = 0): Position | null {
+  if (table.pending !== undefined) {
+    // The item's own position needs no scan.
+    if (path.length <= from) return { line: table.pending.line, col: table.pending.col };
+    settle(table);
+  }
   for (let depth = path.length; depth >= from; depth--) {
     const packed = table.nodes.get(pathKey(path.slice(0, depth), from));
     if (packed !== undefined) return unpack(packed);
@@ -228,6 +346,7 @@ export function lookupNode(table: PositionTable, path: readonly PropertyKey[], f
 
 export function lookupKey(table: PositionTable, path: readonly PropertyKey[], from = 0): Position | null {
   if (path.length <= from) return null;
+  settle(table);
   const packed = table.keys.get(pathKey(path, from));
   return packed === undefined ? null : unpack(packed);
 }

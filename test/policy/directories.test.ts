@@ -112,6 +112,29 @@ resources:
     );
   });
 
+  it('locates problems inside the entries of a JSON directory, whose positions are found only when asked for', () => {
+    const dir = writePolicyDir({
+      'roles.yaml': ROLES,
+      'people.json':
+        '{"kind": "principals", "principals": [{"id": "ann", "roles": ["viewer"]}, {"id": "bo", "roles": ["root"]}, {"id": "cy", "nick": "c"},\n' +
+        '  {\n    "id": "dee",\n    "roles": ["viewer", 7]\n  }, {"id": "ann"}]}\n',
+      'docs.json': '{"kind": "resources", "resources": [{"type": "doc", "id": "d1", "attributes": {"org": "a", "org": "b"}}]}\n',
+    });
+    const result = loadPolicies(dir);
+    expect(result.ok).toBe(false);
+    const lines = result.ok ? [] : result.diagnostics.map(formatDiagnostic);
+    expect(lines).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/^people\.json:1:98: unknown role "root"/),
+        expect.stringMatching(/^people\.json:1:121: unknown key "nick"/),
+        expect.stringMatching(/^people\.json:4:25: item 1 must be a string, not number 7/),
+        expect.stringMatching(/^people\.json:5:13: duplicate principal "ann": already listed at people\.json:1:39/),
+        // A key repeated inside an entry is still found (JSON.parse would keep the last one silently).
+        expect.stringMatching(/^docs\.json:1:92: Map keys must be unique/),
+      ]),
+    );
+  });
+
   it('is part of the policy version', () => {
     const a = loadFiles({ 'roles.yaml': ROLES, 'people.yaml': PRINCIPALS });
     const b = loadFiles({ 'roles.yaml': ROLES, 'people.yaml': PRINCIPALS.replace('[viewer]', '[editor]') });
@@ -169,6 +192,30 @@ describe('completing requests from the directories', () => {
     expect(directorySources(merged, sent)).toMatchObject({ principal: { roles: 'merge', attributes: [] } });
     // A request-wins attribute the request does not send still comes from the directory.
     expect(completeRequest(merged, request('bob', [], 'read', 'd1')).principal.attributes).toEqual({ region: 'eu' });
+  });
+
+  it('uses the directory\'s own frozen entries where they alone decide, and copies only where the request adds something', () => {
+    // Only attributes the directory defines (and wins on): the directory's principal and resource themselves.
+    const covered = completeRequest(set, request('bob', ['editor'], 'write', 'd1', { region: 'us' }, { owner: 'eve' }));
+    expect(covered.principal).toBe(set.directory.principal('bob')!.asPrincipal);
+    expect(covered.resource).toBe(set.directory.resource('doc', 'd1')!.asResource);
+    expect(Object.isFrozen(covered.principal) && Object.isFrozen(covered.principal.attributes) && Object.isFrozen(covered.principal.roles)).toBe(true);
+    // An attribute the directory does not define passes through, on a new object; the directory's entry is untouched.
+    const extra = completeRequest(set, request('bob', [], 'read', 'd1', { region: 'us', team: 'ml' }));
+    expect(extra.principal.attributes).toEqual({ region: 'eu', team: 'ml' });
+    expect(set.directory.principal('bob')!.attributes).toEqual({ region: 'eu' });
+    // An inherited name is no directory attribute: the request's `toString` is kept.
+    expect(completeRequest(set, request('bob', [], 'read', 'd1', { toString: 'x' })).principal.attributes).toEqual({ region: 'eu', toString: 'x' });
+    // Request-wins attributes: the request's value where it sends one.
+    const requestWins = loadFiles({
+      'roles.yaml': ROLES,
+      'people.yaml': PRINCIPALS.replace('kind: principals\n', 'kind: principals\nprecedence:\n  roles: request\n  attributes: { region: request }\n'),
+    }).policySet;
+    const sent = request('bob', ['editor'], 'read', 'd9', { region: 'us' });
+    const kept = completeRequest(requestWins, sent);
+    // Nothing changes (the request's roles and its region win): the request itself.
+    expect(kept).toBe(sent);
+    expect(completeRequest(requestWins, request('bob', [], 'read', 'd9')).principal).toBe(requestWins.directory.principal('bob')!.asPrincipal);
   });
 
   it('loads thousands of principals and resources from JSON, and looks them up', () => {

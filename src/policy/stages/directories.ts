@@ -72,7 +72,6 @@ export const directoriesStage: Stage<LoadState> = {
   name: 'directories',
   *run(state) {
     const principals = new Map<string, DirectoryPrincipal>();
-    const principalWhere = new Map<string, string>();
     const resources = new Map<string, Map<string, DirectoryResource>>();
     let resourceCount = 0;
     const principalPrecedence = new PrecedenceBuilder('principals');
@@ -90,7 +89,7 @@ export const directoriesStage: Stage<LoadState> = {
           const at = source.locate(['principals', i]);
           const earlier = principals.get(spec.id);
           if (earlier !== undefined) {
-            state.diagnostics.push(diagnosticAt(source, ['principals', i, 'id'], `duplicate principal "${spec.id}": already listed at ${principalWhere.get(spec.id)}`));
+            state.diagnostics.push(diagnosticAt(source, ['principals', i, 'id'], `duplicate principal "${spec.id}": already listed at ${earlier.file}:${earlier.line}:${earlier.col}`));
             continue;
           }
           const listed = spec.roles ?? NO_ROLES;
@@ -99,8 +98,9 @@ export const directoriesStage: Stage<LoadState> = {
           });
           const attributes = spec.attributes === undefined ? NO_ATTRIBUTES : deepFreeze(spec.attributes as Attributes);
           const keys = spec.attributes === undefined ? NO_KEYS : Object.freeze(Object.keys(attributes));
-          principals.set(spec.id, { id: spec.id, roles: listed.length === 0 ? NO_ROLES : Object.freeze([...new Set(listed)]), attributes, keys, file: source.file, line: at.line });
-          principalWhere.set(spec.id, `${source.file}:${at.line}:${at.col}`);
+          const granted = listed.length === 0 ? NO_ROLES : Object.freeze([...new Set(listed)]);
+          const asPrincipal = Object.freeze({ id: spec.id, roles: granted, attributes });
+          principals.set(spec.id, { id: spec.id, roles: granted, attributes, keys, asPrincipal, file: source.file, line: at.line, col: at.col });
         }
       } else if (content?.kind === 'resources') {
         resourcePrecedence.add(content.precedence, source, state.diagnostics);
@@ -118,7 +118,8 @@ export const directoriesStage: Stage<LoadState> = {
           }
           const attributes = spec.attributes === undefined ? NO_ATTRIBUTES : deepFreeze(spec.attributes as Attributes);
           const keys = spec.attributes === undefined ? NO_KEYS : Object.freeze(Object.keys(attributes));
-          byId.set(spec.id, { type: spec.type, id: spec.id, attributes, keys, file: source.file, line: at.line });
+          const asResource = Object.freeze({ type: spec.type, id: spec.id, attributes });
+          byId.set(spec.id, { type: spec.type, id: spec.id, attributes, keys, asResource, file: source.file, line: at.line });
           resourceCount++;
         }
       }

@@ -104,10 +104,14 @@ export interface CheckedFile {
 /** Parses one file and checks each of its documents against the schema of its kind. */
 export function checkFile(file: string, text: string): CheckedFile {
   const diagnostics: PolicyDiagnostic[] = [];
-  const documents = parseYamlFile(file, text, diagnostics).map((parsed): CheckedDocument => {
+  const listOf = (value: unknown): string | null => {
+    const kind = documentKind(value);
+    return kind === null ? null : itemSchemas[kind].list;
+  };
+  const documents = parseYamlFile(file, text, diagnostics, listOf).map((parsed): CheckedDocument => {
     const kind = documentKind(parsed.value);
     const list = kind === null ? null : itemSchemas[kind].list;
-    const { outside, items } = splitPositions(parsed.positions, list);
+    const { outside, items } = parsed.items !== undefined && parsed.items.list === list ? { outside: parsed.positions, items: parsed.items.tables } : splitPositions(parsed.positions, list);
     const located = new LocatedDocument(file, parsed.index, outside, (i) => items.get(i)?.positions ?? null, list);
     const content = checkDocument(parsed.value, kind, located, items, diagnostics);
     return { index: parsed.index, canonical: canonicalJson(parsed.value), positions: outside, content };
