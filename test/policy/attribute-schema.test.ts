@@ -303,6 +303,25 @@ describe('typed attribute schemas: enforcement at decision time', () => {
     }
   });
 
+  it('a shadow set with a schema refuses as it would if served: recorded as a disagreement beside the live answer', async () => {
+    const live = loadFiles({ 'rules.yaml': RULES }).policySet;
+    const candidate = loadFiles({ 'schema.yaml': schema('reject'), 'rules.yaml': RULES }).policySet;
+    const pipeline = new DecisionPipeline({ current: live }, decisionLog(), { shadow: { current: candidate } });
+    const result = await pipeline.check(request({ principal: { attributes: acme }, resource: { ...dataset, attributes: { ...dataset.attributes, pii: 'yes' } } }), meta);
+    expect(result.decision).toMatchObject({ effect: 'ALLOW', reason: 'ALLOWED_BY_RULE' });
+    const reader = DecisionReader.open(decisionLog().path);
+    try {
+      expect(reader.get(result.decisionId)?.details).toMatchObject({
+        shadow: { effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', ruleIds: [], policyVersion: candidate.version },
+      });
+    } finally {
+      reader.close();
+    }
+    // A request that fits the candidate's schema: both allow, nothing to say.
+    const fits = await pipeline.check(request({ principal: { attributes: acme }, resource: dataset }), meta);
+    expect(fits.decision.shadow).toBeUndefined();
+  });
+
   it('none: no check at all', async () => {
     const { policySet } = loadFiles({ 'schema.yaml': schema('none'), 'rules.yaml': RULES });
     const pipeline = new DecisionPipeline({ current: policySet }, decisionLog());
