@@ -12,7 +12,8 @@ export interface RuleGroup extends ReportGroup {
   readonly rule: string;
   /**
    * denies / erred: the candidate's rule that now denies; allows: the one that now allows; no longer allows: an allow that decided before;
-   * no route: no route of the candidate maps the gateway request (`rule` is its `METHOD path`).
+   * no route: no route of the candidate maps the gateway request (`rule` is its `METHOD path`);
+   * refused: the candidate's attribute schema refuses the request (`rule` is `schema`).
    */
   readonly role: RuleRole;
 }

@@ -1,7 +1,7 @@
 import { COLUMNS, type RowValue } from '../decisions/columns.js';
 import { HMAC_PREFIX } from '../decisions/sensitive.js';
 import { completeRequest } from '../engine/complete.js';
-import { evaluate } from '../engine/evaluate.js';
+import { evaluateAsServed } from '../engine/schema-checked.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import type { AttributeValue, Attributes, Decision, DecisionRequest, Effect } from '../types.js';
 
@@ -73,7 +73,7 @@ export interface Group {
 }
 
 /** What a rule did in the flips counted under it. */
-export type RuleRole = 'denies' | 'erred' | 'no longer allows' | 'allows' | 'no route';
+export type RuleRole = 'denies' | 'erred' | 'no longer allows' | 'allows' | 'no route' | 'refused';
 
 export interface FlipTally {
   count: number;
@@ -205,8 +205,8 @@ export class Replayer {
     const outcome = request === null ? UNREADABLE : (this.maskedOutcome(row, request) ?? {
       kind: 'decided' as const,
       // A recorded request holds the facts it was decided with; each set's directories complete it again (theirs win by default).
-      now: evaluate(this.candidate, completeRequest(this.candidate, request)),
-      before: this.baseline === null ? null : evaluate(this.baseline, completeRequest(this.baseline, request)),
+      now: evaluateAsServed(this.candidate, completeRequest(this.candidate, request)),
+      before: this.baseline === null ? null : evaluateAsServed(this.baseline, completeRequest(this.baseline, request)),
     });
     if (cache !== null) {
       this.cacheMisses++;
@@ -280,8 +280,8 @@ export class Replayer {
       this.addExample(tally.unrouted, row);
       this.addToGroup(tally.unrouted.byRoute, key, row);
     }
-    const nowDecision = now.kind === 'routed' ? evaluate(this.candidate, completeRequest(this.candidate, now.request)) : null;
-    const beforeDecision = before?.kind === 'routed' && this.baseline !== null ? evaluate(this.baseline, completeRequest(this.baseline, before.request)) : null;
+    const nowDecision = now.kind === 'routed' ? evaluateAsServed(this.candidate, completeRequest(this.candidate, now.request)) : null;
+    const beforeDecision = before?.kind === 'routed' && this.baseline !== null ? evaluateAsServed(this.baseline, completeRequest(this.baseline, before.request)) : null;
     const nowEffect: Effect = nowDecision?.effect ?? 'DENY';
     const beforeEffect: Effect = before === null ? (row.effect as Effect) : (beforeDecision?.effect ?? 'DENY');
     if (nowEffect === beforeEffect) {
@@ -543,6 +543,8 @@ function ruleKeys(now: Decision, before: Decision | null, recorded: () => readon
   if (now.effect === 'ALLOW') return now.ruleIds.map((id) => `allows\0${id}`);
   if (now.reason === 'DENIED_BY_RULE') return now.ruleIds.map((id) => `denies\0${id}`);
   if (now.reason === 'DENIED_BY_ERROR') return now.ruleIds.map((id) => `erred\0${id}`);
+  // The candidate's attribute schema refuses the request (enforcement: reject): grouped under rule `schema`.
+  if (now.reason === 'DENIED_INVALID_REQUEST') return now.errors.map((e) => `refused\0${e.ruleId}`);
   const allowedBy = before !== null ? before.ruleIds : recorded();
   return allowedBy.length > 0 ? allowedBy.map((id) => `no longer allows\0${id}`) : ['no longer allows\0(none recorded)'];
 }

@@ -2,7 +2,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { completeRequest } from '../engine/complete.js';
-import { evaluate } from '../engine/evaluate.js';
+import { evaluateAsServed, isSchemaRefusal } from '../engine/schema-checked.js';
 import { explain, type Explanation } from '../engine/explain.js';
 import { formatClauses } from '../engine/clauses.js';
 import { parseRequestJson } from '../engine/request.js';
@@ -64,13 +64,19 @@ export async function runCheck(argv: string[], io: CommandIO): Promise<number> {
   const policies = loadValidPolicies(policiesDir, io, 'check');
   if (!policies) return EXIT.POLICY_INVALID;
 
+  // Decided as the server decides it: the attribute schema first (refused under reject, violations shown under warn).
+  const decision = evaluateAsServed(policies.policySet, completeRequest(policies.policySet, request));
   if (values.explain) {
-    const explanation = explain(policies.policySet, request);
+    const explained = explain(policies.policySet, request);
+    // A refused request is never evaluated when served; what its rules would say is still shown, marked as such.
+    const explanation = { ...explained, decision };
     if (values.json) io.stdout(`${JSON.stringify(explanation, null, 2)}\n`);
-    else io.stdout(formatDecision(explanation.decision) + formatExplanation(explanation, policiesDir));
+    else {
+      const note = isSchemaRefusal(decision) ? '\nthe server refuses this request before any rule; the rules, had it fitted the schema:' : '';
+      io.stdout(formatDecision(decision) + note + formatExplanation(explanation, policiesDir));
+    }
     return EXIT.OK;
   }
-  const decision = evaluate(policies.policySet, completeRequest(policies.policySet, request));
   io.stdout(values.json ? `${JSON.stringify(decision, null, 2)}\n` : formatDecision(decision));
   return EXIT.OK;
 }
@@ -116,6 +122,7 @@ export function formatDecision(decision: Decision): string {
   ];
   if (decision.errors.length === 0) lines.push('  errors:   (none)');
   else for (const e of decision.errors) lines.push(`  error:    ${e.ruleId}: ${e.message}`);
+  for (const violation of decision.schemaViolations ?? []) lines.push(`  schema:   ${violation} (enforcement: warn)`);
   lines.push(`  version:  ${decision.policyVersion}`);
   return `${lines.join('\n')}\n`;
 }

@@ -5,12 +5,13 @@ import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionDetails, DecisionRecord } from '../decisions/record.js';
 import { completeRequest, directorySources, type DirectorySources } from '../engine/complete.js';
 import { evaluate } from '../engine/evaluate.js';
+import { evaluateAsServed, isSchemaRefusal } from '../engine/schema-checked.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { adjustReservation, RateLimiter, SettlementBook, type LimitOutcome, type Reservation } from '../limits/index.js';
 import type { Decision, DecisionRequest, LimitState, ShadowDecision, SuspensionState } from '../types.js';
 import { RequestMeter, type RequestLimits } from './bounds.js';
 import { newDecisionId } from './decision-id.js';
-import { blocked, invalidRequest, schemaViolation, limitError, rateLimited, refusalDecision, suspended } from './refusals.js';
+import { blocked, invalidRequest, limitError, rateLimited, refusalDecision, suspended } from './refusals.js';
 import { BatchRefused, batchRecordError, DEFAULT_MAX_BATCH_RECORDED_BYTES } from './batch-budget.js';
 import { InvalidRequest, RefusedRequest, type CallMeta, type CheckInput, type CheckResult, type RequestFieldError } from './request.js';
 import type { Suspensions } from './suspensions.js';
@@ -321,12 +322,9 @@ export class DecisionPipeline {
     }
     // A request naming a principal or resource the directories know is decided (and limited, and recorded) with their facts.
     const request = completeRequest(policySet, input);
-    // The attribute schema: a violation refuses the request (reject) or is recorded beside the decision (warn).
-    const schemas = policySet.attributeSchemas;
-    const violations = schemas === null || schemas.enforcement === 'none' ? null : schemas.violations(request);
-    if (violations !== null && schemas!.enforcement === 'reject') return { request: input, decision: refusalDecision(schemaViolation(violations), policySet.version) };
-    let decision = evaluate(policySet, request);
-    if (violations !== null) decision = { ...decision, schemaViolations: violations };
+    // The attribute schema: a violation refuses the request (reject; recorded as sent) or is recorded beside the decision (warn).
+    let decision = evaluateAsServed(policySet, request);
+    if (isSchemaRefusal(decision)) return { request: input, decision };
     // The rules of both sets are compared; a rate limit is not a policy difference.
     const shadow = this.shadow === null ? undefined : this.shadowOf(decision, shadowAsked ?? { set: this.shadow.current, input });
     const directory = request === input ? null : directorySources(policySet, input);
@@ -352,7 +350,8 @@ export class DecisionPipeline {
     let shadow: Decision;
     try {
       const input = asked.input;
-      shadow = input === null ? shadowError(asked.set) : input instanceof RefusedRequest ? refusalDecision(input.refusal, asked.set.version) : evaluate(asked.set, completeRequest(asked.set, input));
+      // The shadow set's own attribute schema applies, as it would if it were served.
+      shadow = input === null ? shadowError(asked.set) : input instanceof RefusedRequest ? refusalDecision(input.refusal, asked.set.version) : evaluateAsServed(asked.set, completeRequest(asked.set, input));
     } catch {
       shadow = shadowError(asked.set);
     }

@@ -29,15 +29,7 @@ export const AUTHN_RULE_ID = 'authn';
 export const ROUTE_RULE_ID = 'route';
 
 /** Rule id of the error recorded for a request whose attributes break the attribute schema. */
-export const SCHEMA_RULE_ID = 'schema';
-
-/**
- * A request whose attributes break the policy set's attribute schema (`enforcement: reject`):
- * an invalid request, recorded with every violation, never evaluated.
- */
-export function schemaViolation(violations: readonly string[]): Refusal {
-  return { reason: 'DENIED_INVALID_REQUEST', ruleId: SCHEMA_RULE_ID, message: `the request breaks the attribute schema: ${violations.join('; ')}` };
-}
+export { SCHEMA_RULE_ID } from '../policy/attribute-schema.js';
 
 /** A request that is missing a field or has one that is not valid: `principal.id is required`. */
 export function invalidRequest(problem: string): Refusal {

@@ -12,6 +12,14 @@ import { didYouMean } from './variables.js';
  */
 
 export type AttributePart = 'principal' | 'resource' | 'context';
+
+/** Rule id of the error recorded for a request whose attributes break the attribute schema. */
+export const SCHEMA_RULE_ID = 'schema';
+
+/** The error recorded for a request refused for breaking the schema, naming every violation. */
+export function schemaViolationMessage(violations: readonly string[]): string {
+  return `the request breaks the attribute schema: ${violations.join('; ')}`;
+}
 type ItemType = 'string' | 'int' | 'number' | 'bool';
 
 /** One declared attribute, compiled. */

@@ -1,13 +1,14 @@
 import type { AttributeValue, DecisionRequest } from '../types.js';
+import type { AttributePart, AttributeSchemas } from './attribute-schema.js';
 import { compileExpression, type Condition, type ConditionInput } from './condition.js';
 import type { PolicyDiagnostic } from './diagnostic.js';
 import { attributeMatchers, attributeReader, type AttributeMatcher, type MatchedPart } from './matcher.js';
 import { DURATION_PATTERN, RATE_PATTERN, type LimitSpec } from './schema.js';
 import { diagnosticAt } from './source.js';
 import { roleHoldersFor, type RoleGraph } from './stages/roles.js';
-import { compileWhen } from './stages/rules.js';
+import { compileWhen, typedMatchers, type Typing } from './stages/rules.js';
 import type { Located } from './stages/state.js';
-import { checkReferences, expandVariables, variableReferences, type VariableTable } from './variables.js';
+import { checkReferences, didYouMean, expandVariables, variableReferences, type VariableTable } from './variables.js';
 
 /** A rate and burst: `count` units per `periodMs`, up to `burst` at once from rest. */
 export interface LimitRate {
@@ -85,43 +86,84 @@ function keyText(value: unknown, what: string): string {
   throw new Error(`${what} is ${value === undefined ? 'absent' : `a ${value === null ? 'null' : Array.isArray(value) ? 'list' : typeof value}`}: a limit's key must be a string, number or boolean`);
 }
 
-function compileExpr(text: string, expected: readonly string[], where: Located<unknown>, path: readonly PropertyKey[], variables: VariableTable, diagnostics: PolicyDiagnostic[], what: string): Condition | null {
-  if (variableReferences(text).length > 0) {
+function compileExpr(text: string, expected: readonly string[], where: Located<unknown>, path: readonly PropertyKey[], variables: VariableTable, diagnostics: PolicyDiagnostic[], what: string, typing: Typing | null): Condition | null {
+  const written = text;
+  const hasVariables = variableReferences(text).length > 0;
+  if (hasVariables) {
     if (!checkReferences(text, new Set(variables.expansions.keys()), { source: where.source, path }, diagnostics)) return null;
     text = expandVariables(text, variables.expansions);
   }
   const compiled = compileExpression(text, expected);
-  if (compiled.ok) return compiled.evaluate;
+  if (compiled.ok) {
+    if (typing === null) return compiled.evaluate;
+    // Type-checked against the declared attributes, once per resource type the limit applies to.
+    const seen = new Set<string>();
+    for (const type of typing.types ?? [null]) {
+      const problem = typing.schemas.check(text, type);
+      if (problem === null || seen.has(problem.message)) continue;
+      seen.add(problem.message);
+      const column = hasVariables ? ` (in ${JSON.stringify(written)} with its variables put in)` : problem.offset === null ? '' : ` (column ${problem.offset + 1} of the expression)`;
+      diagnostics.push(diagnosticAt(where.source, path, `${what} does not type-check against the attribute schema: ${problem.message}${column}`));
+    }
+    return seen.size === 0 ? compiled.evaluate : null;
+  }
   const column = compiled.offset === null ? '' : ` (column ${compiled.offset + 1} of the expression)`;
   diagnostics.push(diagnosticAt(where.source, path, `${what} does not compile: ${compiled.message}${column}`));
   return null;
 }
 
-function compileKey(where: Located<LimitSpec>, variables: VariableTable, diagnostics: PolicyDiagnostic[]): { key: LimitKey; source: string } | null {
+/**
+ * Checks an attribute a limit counts or tiers by (`principal.attributes.org`) against the
+ * schema: declared (did you mean …), and of a type that can be a key (not a list or a map).
+ */
+function checkKeyAttribute(part: AttributePart, name: string, typing: Typing | null, where: Located<unknown>, path: readonly PropertyKey[], diagnostics: PolicyDiagnostic[], what: string): void {
+  if (typing === null) return;
+  const [first, ...nested] = name.split('.');
+  const schemasOf = part === 'resource' ? (typing.types ?? []).map((t) => [t, typing.schemas.partSchema(part, t)] as const) : [[null, typing.schemas.partSchema(part, null)] as const];
+  for (const [type, schema] of schemasOf) {
+    if (schema === null) continue;
+    const of = type === null ? part : `resource type ${type}`;
+    const declared = schema.get(first!);
+    if (declared === undefined) {
+      diagnostics.push(diagnosticAt(where.source, path, `unknown attribute ${part}.attributes.${first}: the schema of ${of} declares ${[...schema.keys()].join(', ') || 'none'}${didYouMean(first!, schema.keys())}`));
+    } else if (nested.length > 0 ? declared.type !== 'map' : declared.type === 'list' || declared.type === 'map') {
+      const why = nested.length > 0 ? `so "${name}" cannot read into it` : `${what} must be a string, number or boolean`;
+      diagnostics.push(diagnosticAt(where.source, path, `${part}.attributes.${first} is declared ${declared.type} in the schema of ${of}: ${why}`));
+    }
+  }
+}
+
+function compileKey(where: Located<LimitSpec>, variables: VariableTable, diagnostics: PolicyDiagnostic[], typing: Typing | null): { key: LimitKey; source: string } | null {
   const spec = where.spec.key;
   if (spec === 'principal') return { key: (r) => r.principal.id, source: spec };
   if (spec === 'principal+resource') return { key: (r) => `${r.principal.id}\u0000${r.resource.type}\u0000${r.resource.id}`, source: spec };
   if ('attribute' in spec) {
     const [part, , ...rest] = spec.attribute.split('.');
+    checkKeyAttribute(part as AttributePart, rest.join('.'), typing, where, [...where.path, 'key', 'attribute'], diagnostics, "a limit's key");
     const read = attributeReader(part as MatchedPart, rest.join('.'));
     return { key: (r) => keyText(read(r), spec.attribute), source: spec.attribute };
   }
-  const evaluate = compileExpr(spec.expr, ['string', 'int', 'uint', 'bool'], where, [...where.path, 'key', 'expr'], variables, diagnostics, 'the key expression');
+  const evaluate = compileExpr(spec.expr, ['string', 'int', 'uint', 'bool'], where, [...where.path, 'key', 'expr'], variables, diagnostics, 'the key expression', typing);
   if (evaluate === null) return null;
   return { key: (r) => keyText(evaluate(r as ConditionInput), 'the key expression'), source: spec.expr };
 }
 
 /** Compiles one well-formed limit; null when it has problems (they are in `diagnostics`). */
-export function compileLimit(where: Located<LimitSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[]): CompiledLimit | null {
+export function compileLimit(where: Located<LimitSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): CompiledLimit | null {
   const { spec } = where;
   const before = diagnostics.length;
+  const type = spec.resource?.type;
+  // With a schema, a limit's matchers, condition, key, tier attribute and cost are checked against it, as a rule's are.
+  const typing: Typing | null = schemas === null ? null : { schemas, types: type === undefined ? null : Array.isArray(type) ? type : [type] };
+  if (typing !== null) typedMatchers(spec, 'allow', typing, where, diagnostics);
   const matchers = attributeMatchers(spec);
   const roleHolders = roleHoldersFor(spec.principal?.roles, graph, where, [...where.path, 'principal', 'roles'], diagnostics);
-  const condition = compileWhen(spec.when, where, graph, variables, diagnostics);
-  const key = compileKey(where, variables, diagnostics);
+  const condition = compileWhen(spec.when, where, graph, variables, diagnostics, typing);
+  const key = compileKey(where, variables, diagnostics, typing);
   const rate = parseRate(spec.rate, spec.burst);
   let tiers: CompiledLimit['tiers'] = null;
   if (spec.tiers) {
+    checkKeyAttribute('principal', spec.tiers.attribute, typing, where, [...where.path, 'tiers', 'attribute'], diagnostics, 'a tier attribute');
     const rates = new Map<string, LimitRate>();
     for (const [name, tier] of Object.entries(spec.tiers.rates)) {
       const parsed = typeof tier === 'string' ? parseRate(tier) : parseRate(tier.rate, tier.burst);
@@ -129,7 +171,7 @@ export function compileLimit(where: Located<LimitSpec>, graph: RoleGraph, variab
     }
     tiers = Object.freeze({ attribute: spec.tiers.attribute, read: attributeReader('principal', spec.tiers.attribute), rates });
   }
-  const cost = spec.cost === undefined ? null : compileExpr(spec.cost, ['int', 'uint', 'double'], where, [...where.path, 'cost'], variables, diagnostics, 'the cost expression');
+  const cost = spec.cost === undefined ? null : compileExpr(spec.cost, ['int', 'uint', 'double'], where, [...where.path, 'cost'], variables, diagnostics, 'the cost expression', typing);
   let backoff: CompiledLimit['backoff'] = null;
   if (spec.backoff) {
     const [withinMs, blockMs, maxMs] = [parseDuration(spec.backoff.within), parseDuration(spec.backoff.block), parseDuration(spec.backoff.max)];
@@ -139,7 +181,6 @@ export function compileLimit(where: Located<LimitSpec>, graph: RoleGraph, variab
     }
   }
   if (diagnostics.length > before || key === null || rate === null) return null;
-  const type = spec.resource?.type;
   return Object.freeze({
     id: spec.id,
     description: spec.description ?? null,
@@ -163,7 +204,7 @@ export function compileLimit(where: Located<LimitSpec>, graph: RoleGraph, variab
 }
 
 /** Compiles every limit; a limit id used twice is a diagnostic at the second use. */
-export function compileLimits(limits: readonly Located<LimitSpec>[], graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[]): readonly CompiledLimit[] {
+export function compileLimits(limits: readonly Located<LimitSpec>[], graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): readonly CompiledLimit[] {
   const seen = new Map<string, Located<LimitSpec>>();
   const out: CompiledLimit[] = [];
   for (const limit of limits) {
@@ -174,7 +215,7 @@ export function compileLimits(limits: readonly Located<LimitSpec>[], graph: Role
       continue;
     }
     seen.set(limit.spec.id, limit);
-    const compiled = compileLimit(limit, graph, variables, diagnostics);
+    const compiled = compileLimit(limit, graph, variables, diagnostics, schemas);
     if (compiled) out.push(compiled);
   }
   return Object.freeze(out);

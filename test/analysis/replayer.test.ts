@@ -72,6 +72,28 @@ describe('Replayer', () => {
     expect([...flips.DENY_TO_ALLOW.byRule.keys()]).toEqual(['allows\0readers']);
   });
 
+  it("applies the candidate's attribute schema: a recorded request it would refuse is a flip to deny, grouped under rule schema", () => {
+    const schemaDoc = (enforcement: string): string => `kind: schema\nenforcement: ${enforcement}\nschemas:\n  - for: principal\n    attributes:\n      team: { type: string, required: true }\n`;
+    const files = { 'roles.yaml': rolesDoc([{ name: 'reader' }]), 'rules.yaml': rulesDoc([{ id: 'readers', effect: 'allow', actions: ['read'], principal: { roles: ['reader'] } }]) };
+    const withTeam = JSON.stringify({ principal: { roles: ['reader'], attributes: { team: 'red' } }, resource: { attributes: {} }, context: { attributes: {} } });
+    const rejecting = new Replayer(loadFiles({ ...files, 'schema.yaml': schemaDoc('reject') }).policySet, null, { examples: 5 });
+    rejecting.add(row(1));
+    rejecting.add(row(2, { request: withTeam }));
+    expect(rejecting.tally).toMatchObject({ replayed: 2, unchanged: 1 });
+    expect(rejecting.tally.flips.ALLOW_TO_DENY.count).toBe(1);
+    expect([...rejecting.tally.flips.ALLOW_TO_DENY.byRule.keys()]).toEqual(['refused\0schema']);
+    // warn and none decide as usual: nothing flips.
+    for (const enforcement of ['warn', 'none']) {
+      const lenient = new Replayer(loadFiles({ ...files, 'schema.yaml': schemaDoc(enforcement) }).policySet, null, { examples: 5 });
+      lenient.add(row(1));
+      expect(lenient.tally).toMatchObject({ replayed: 1, unchanged: 1 });
+    }
+    // Against a baseline set with the same schema, the refusal is no change.
+    const baseline = new Replayer(loadFiles({ ...files, 'schema.yaml': schemaDoc('reject') }).policySet, loadFiles({ ...files, 'schema.yaml': schemaDoc('reject') }).policySet, { examples: 5 });
+    baseline.add(row(1));
+    expect(baseline.tally).toMatchObject({ replayed: 1, unchanged: 1 });
+  });
+
   it('merges tallies of ranges into the tally of the whole, earliest examples first', () => {
     const whole = new Replayer(set, null, { examples: 2 });
     const a = new Replayer(set, null, { examples: 2 });

@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { beforeAll, describe, expect as globalExpect, it, type ExpectStatic } from 'vitest';
@@ -307,6 +307,38 @@ describe.concurrent('verdict check', () => {
     expect(explanation.considered).toContainEqual(expect.objectContaining({ ruleId: 'ds-read-predict-own-org', outcome: 'matched' }));
     expect(explanation.considered).toContainEqual(expect.objectContaining({ ruleId: 'suspended-principals', outcome: 'not-matched' }));
     expect(explanation.totalRules).toBeGreaterThan(explanation.considered.length);
+  });
+
+  it('decides as the server does: under reject a request that breaks the schema is refused, under warn its violations are shown', async ({ expect }) => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-check-schema-'));
+    try {
+      const policy = (enforcement: string): string => `kind: schema
+enforcement: ${enforcement}
+schemas:
+  - for: principal
+    attributes:
+      clearance: { type: int, required: true }
+---
+kind: rules
+rules:
+  - id: everyone-reads
+    effect: allow
+    actions: [read]
+`;
+      const asked = JSON.stringify({ principal: { id: 'sam', attributes: { clearance: '3' } }, action: 'read', resource: { type: 'doc', id: 'd' } });
+      writeFileSync(join(dir, 'policy.yaml'), policy('reject'));
+      const refused = await verdict(['check', '--policies', dir, '--request', asked]);
+      expect(refused.stdout).toContain('DENY  denied: invalid request (DENIED_INVALID_REQUEST)');
+      expect(refused.stdout).toContain('error:    schema: the request breaks the attribute schema: principal.attributes.clearance must be a whole number (int), not the string "3"');
+      const explained = await verdict(['check', '--policies', dir, '--explain', '--request', asked]);
+      expect(explained.stdout).toMatch(/DENIED_INVALID_REQUEST[\s\S]*the server refuses this request before any rule; the rules, had it fitted the schema:\nconsidered 1 of 1 rules[\s\S]*MATCH allow everyone-reads/);
+      writeFileSync(join(dir, 'policy.yaml'), policy('warn'));
+      const warned = await verdict(['check', '--policies', dir, '--request', asked]);
+      expect(warned.stdout).toContain('ALLOW  allowed by rule (ALLOWED_BY_RULE)');
+      expect(warned.stdout).toContain('schema:   principal.attributes.clearance must be a whole number (int), not the string "3" (enforcement: warn)');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a bad flag: exit 2, one line, no stack trace', async ({ expect }) => {

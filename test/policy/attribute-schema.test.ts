@@ -131,6 +131,42 @@ rules:
     ]);
   });
 
+  it('checks limits like rules: matchers, condition, key, tier attribute and cost against the schema', () => {
+    const errors = errorsOf({
+      'schema.yaml': schema('reject'),
+      'rules.yaml': RULES,
+      'limits.yaml': `kind: limits
+limits:
+  - id: typed
+    resource:
+      type: dataset
+      attributes: { pii: "true" }
+    principal:
+      attributes: { employment: Contractor }
+    when: principal.attributes.clearence >= 3
+    key: { attribute: principal.attributes.regions }
+    rate: 10/minute
+  - id: typed-cost
+    resource: { type: dataset }
+    key: { expr: 'resource.attributes.orgg' }
+    cost: resource.attributes.sensitivity * 1.5
+    tiers: { attribute: tierr, rates: { gold: 100/minute } }
+    rate: 10/minute
+`,
+    });
+    expect(errors).toEqual([
+      expect.stringMatching(/^limits\.yaml:6:26: resource\.attributes\.pii: the matcher's value "true" can never match: the attribute must be true or false \(bool\)/),
+      expect.stringMatching(/^limits\.yaml:8:33: principal\.attributes\.employment: the matcher's value "Contractor" can never match/),
+      expect.stringMatching(/^limits\.yaml:9:11: condition does not type-check against the attribute schema: unknown attribute principal\.attributes\.clearence: .*did you mean "clearance"\?/),
+      expect.stringMatching(/^limits\.yaml:10:23: principal\.attributes\.regions is declared list in the schema of principal: a limit's key must be a string, number or boolean/),
+      expect.stringMatching(/^limits\.yaml:14:18: the key expression does not type-check against the attribute schema: unknown attribute resource\.attributes\.orgg: .*did you mean "org"\?/),
+      expect.stringMatching(/^limits\.yaml:15:11: the cost expression does not type-check against the attribute schema: no such overload: int \* double/),
+      expect.stringMatching(/^limits\.yaml:16:25: unknown attribute principal\.attributes\.tierr: .*declares org, clearance, employment, regions/),
+    ]);
+    // The same limits without a schema validate: the checks come from the schema.
+    expect(loadPolicies(writePolicyDir({ 'rules.yaml': RULES, 'limits.yaml': 'kind: limits\nlimits:\n  - id: l\n    when: principal.attributes.clearence >= 3\n    rate: 10/minute\n' })).ok).toBe(true);
+  });
+
   it('checks variables against the schema at their own definition', () => {
     const errors = errorsOf({
       'schema.yaml': schema('reject'),
@@ -265,6 +301,25 @@ describe('typed attribute schemas: enforcement at decision time', () => {
     } finally {
       reader.close();
     }
+  });
+
+  it('a shadow set with a schema refuses as it would if served: recorded as a disagreement beside the live answer', async () => {
+    const live = loadFiles({ 'rules.yaml': RULES }).policySet;
+    const candidate = loadFiles({ 'schema.yaml': schema('reject'), 'rules.yaml': RULES }).policySet;
+    const pipeline = new DecisionPipeline({ current: live }, decisionLog(), { shadow: { current: candidate } });
+    const result = await pipeline.check(request({ principal: { attributes: acme }, resource: { ...dataset, attributes: { ...dataset.attributes, pii: 'yes' } } }), meta);
+    expect(result.decision).toMatchObject({ effect: 'ALLOW', reason: 'ALLOWED_BY_RULE' });
+    const reader = DecisionReader.open(decisionLog().path);
+    try {
+      expect(reader.get(result.decisionId)?.details).toMatchObject({
+        shadow: { effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', ruleIds: [], policyVersion: candidate.version },
+      });
+    } finally {
+      reader.close();
+    }
+    // A request that fits the candidate's schema: both allow, nothing to say.
+    const fits = await pipeline.check(request({ principal: { attributes: acme }, resource: dataset }), meta);
+    expect(fits.decision.shadow).toBeUndefined();
   });
 
   it('none: no check at all', async () => {

@@ -16,10 +16,10 @@ export function limitsOf(state: Pick<LoadState, 'documents'>): Located<LimitSpec
   return limits;
 }
 
-/** limits: the rate limits of every limits document, compiled (roles, conditions, keys, costs checked). */
+/** limits: the rate limits of every limits document, compiled (roles, conditions, keys, costs checked, against the attribute schema too). */
 export const limitsStage: Stage<LoadState> = {
   name: 'limits',
   *run(state) {
-    state.limits = compileLimits(limitsOf(state), state.roleGraph ?? new Map(), state.variables, state.diagnostics);
+    state.limits = compileLimits(limitsOf(state), state.roleGraph ?? new Map(), state.variables, state.diagnostics, state.attributeSchemas);
   },
 };

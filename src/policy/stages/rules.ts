@@ -165,7 +165,7 @@ function typedAsDeclared(expanded: string, written: string, hasVariables: boolea
  * deny rule matches on that the schema marks required (null elsewhere): such a matcher never
  * silently misses (see evaluate.ts); null when there is none.
  */
-function typedMatchers(spec: AttributeBlocks, effect: 'allow' | 'deny', typing: Typing, where: Located<unknown>, diagnostics: PolicyDiagnostic[]): (AttributeType | null)[] | null {
+export function typedMatchers(spec: AttributeBlocks, effect: 'allow' | 'deny', typing: Typing, where: Located<unknown>, diagnostics: PolicyDiagnostic[]): (AttributeType | null)[] | null {
   const guards: (AttributeType | null)[] = [];
   let guarded = false;
   for (const part of ['principal', 'resource', 'context'] as const) {
