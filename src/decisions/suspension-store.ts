@@ -1,6 +1,10 @@
 import Database from 'better-sqlite3';
 import { VerdictError, messageOf } from '../errors.js';
 import type { SuspensionState } from '../types.js';
+import { readSchemaVersion } from './schema.js';
+
+/** The schema version that made the suspensions table (schema.ts). */
+const SUSPENSIONS_SCHEMA_VERSION = 5;
 
 /**
  * The suspensions in force, in a table of their own beside the decisions in the
@@ -30,7 +34,7 @@ export class SuspensionStore {
   }
 
   /**
-   * Opens the table in the decision log at `path` (which must exist: open it after the log).
+   * Opens the table in the decision log at `path` (which must exist and be migrated: open it after the log).
    * @throws VerdictError DECISION_LOG_UNAVAILABLE when the file cannot be opened or the table created
    */
   static open(path: string): SuspensionStore {
@@ -38,14 +42,10 @@ export class SuspensionStore {
     try {
       db = new Database(path, { fileMustExist: true, timeout: 2000 });
       db.pragma('journal_mode = WAL');
-      db.exec(`CREATE TABLE IF NOT EXISTS suspensions (
-        principal_id TEXT PRIMARY KEY,
-        since_ms     INTEGER NOT NULL,
-        until_ms     INTEGER NOT NULL,
-        alert_id     TEXT    NOT NULL,
-        alert_type   TEXT    NOT NULL,
-        note         TEXT    NOT NULL
-      ) WITHOUT ROWID`);
+      // The table is the log's (schema.ts, version 5), made when the log was opened or migrated.
+      if (readSchemaVersion(db) < SUSPENSIONS_SCHEMA_VERSION) {
+        throw new Error(`the log has schema v${readSchemaVersion(db)}, without the suspensions table (v${SUSPENSIONS_SCHEMA_VERSION}); open the log with this verdict's server first`);
+      }
       return new SuspensionStore(db, path);
     } catch (error) {
       db?.close();
