@@ -95,6 +95,16 @@ describe('auth-failures per token subject', () => {
     const long = await forwardAuth(await sign(forger.privateKey, { sub: 'x'.repeat(5000) }));
     expect((getDecision(db, long.decisionId)!.details as { authn: { tokenSubject: string } }).authn.tokenSubject).toBe('x'.repeat(256));
 
+    // AuthZEN records the subject of a refused token the same way (it is counted too: seven after this).
+    const authzen = await fetch(`http://127.0.0.1:${server.httpPort}/access/v1/evaluation`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${await sign(forger.privateKey, { sub: 'dana' })}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ subject: { type: 'user', id: 'dana' }, action: { name: 'predict' }, resource: { type: 'model', id: 'fraud-v3' } }),
+    });
+    expect(authzen.status).toBe(401);
+    const authzenRow = getDecision(db, ((await authzen.json()) as { decision_id: string }).decision_id)!;
+    expect(authzenRow).toMatchObject({ reason: 'DENIED_UNAUTHENTICATED', details: { authn: { tokenSubject: 'dana' } } });
+
     // The alert about the token subject, with the refused decisions behind it.
     const reader = openAlertReader(db);
     let alert: Alert | undefined;
