@@ -8,7 +8,7 @@
  *
  * Figures are counted per fixed window (an hour by default, aligned to the
  * epoch) and per subject: a principal, a principal and one model, or a failing
- * credential (API key, source address). Each alert is raised once per type,
+ * credential (API key, unverified token subject, source address). Each alert is raised once per type,
  * subject and window. Memory is bounded: each of the three subject maps keeps
  * at most `maxSubjects` entries, the least recently active evicted first
  * (counted in `evictions`); a principal's set of distinct models holds at most
@@ -21,7 +21,7 @@ import type { Alert, AlertSubject, AlertSubjectKind, AlertType } from './alert.j
 import { DEFAULT_DETECTORS, type DetectorConfig } from './detector-config.js';
 
 /** What the detectors read of a decision: the columns of its row (columns.ts), as a DecisionRecord holds them. */
-export type ObservedDecision = Pick<DecisionRecord, 'decisionId' | 'time' | 'caller' | 'principalId' | 'action' | 'resourceType' | 'resourceId' | 'effect' | 'reason' | 'errors'>;
+export type ObservedDecision = Pick<DecisionRecord, 'decisionId' | 'time' | 'caller' | 'principalId' | 'action' | 'resourceType' | 'resourceId' | 'effect' | 'reason' | 'errors' | 'details'>;
 
 /** Example decision ids an alert carries. */
 const EXAMPLES = 5;
@@ -242,6 +242,8 @@ export class Detectors {
   private authFailure(d: ObservedDecision, window: number): void {
     const key = apiKeyOf(d);
     if (key !== null) this.failure({ kind: 'api-key', id: key }, d, window);
+    const subject = tokenSubjectOf(d);
+    if (subject !== null) this.failure({ kind: 'token-subject', id: subject }, d, window);
     this.failure({ kind: 'source', id: sourceOf(d.caller) }, d, window);
   }
 
@@ -335,6 +337,21 @@ function apiKeyOf(d: ObservedDecision): string | null {
   if (message === undefined) return null;
   const match = API_KEY.exec(message.length > 512 ? message.slice(0, 512) : message);
   return match?.[1] ?? null;
+}
+
+/** The longest token subject counted by; a longer one is cut (as the gateway records it, authn/jwt.ts). */
+const MAX_TOKEN_SUBJECT = 256;
+
+/**
+ * The `sub` of a refused bearer token, as the gateway recorded it
+ * (`details.authn.tokenSubject`): unverified, so an alert about it says failures
+ * piled up in that name, not that its owner sent them.
+ */
+function tokenSubjectOf(d: ObservedDecision): string | null {
+  const authn = d.details?.authn;
+  if (typeof authn !== 'object' || authn === null) return null;
+  const subject = (authn as { tokenSubject?: unknown }).tokenSubject;
+  return typeof subject === 'string' && subject !== '' ? subject.slice(0, MAX_TOKEN_SUBJECT) : null;
 }
 
 const PORT = /^(.*):\d{1,5}$/;

@@ -5,6 +5,7 @@ import { readFileSync } from 'node:fs';
 import {
   createLocalJWKSet,
   createRemoteJWKSet,
+  decodeJwt,
   decodeProtectedHeader,
   errors,
   jwtVerify,
@@ -232,6 +233,33 @@ export function jwtFailureOf(error: unknown, token: string, algorithms: readonly
   return fail('MALFORMED_CREDENTIAL', 'token could not be verified');
 }
 
+/** The longest token subject kept with a refused token; a longer `sub` is cut to it. */
+export const MAX_TOKEN_SUBJECT_LENGTH = 256;
+
+/** A payload's `sub`, when it is a non-empty string, cut to MAX_TOKEN_SUBJECT_LENGTH. */
+function subjectOf(payload: JWTPayload): string | null {
+  const sub = payload.sub;
+  return typeof sub === 'string' && sub !== '' ? sub.slice(0, MAX_TOKEN_SUBJECT_LENGTH) : null;
+}
+
+/**
+ * The `sub` of a token that did not verify, read without trusting it (anyone can
+ * write any `sub` into a token with a bad signature): for counting failures per
+ * token subject, never for deciding. Null when the payload cannot be read. The
+ * token is at most MAX_TOKEN_LENGTH characters here, so the work is bounded.
+ */
+export function unverifiedSubject(token: string): string | null {
+  try {
+    return subjectOf(decodeJwt(token));
+  } catch {
+    return null;
+  }
+}
+
+function withSubject(failure: AuthnFailure, subject: string | null): AuthnFailure {
+  return subject === null ? failure : { ...failure, tokenSubject: subject };
+}
+
 function headerOf(token: string): { alg?: unknown; kid?: unknown } | null {
   try {
     return decodeProtectedHeader(token);
@@ -328,12 +356,12 @@ export class JwtAuthenticator implements Authenticator {
     } catch (error) {
       const failure = jwtFailureOf(error, token, this.config.algorithms);
       if (failure.reason === 'UNAVAILABLE') this.onError(error);
-      return failure;
+      return withSubject(failure, unverifiedSubject(token));
     }
     const lifetime = this.lifetimeFailure(payload);
-    if (lifetime !== null) return lifetime;
+    if (lifetime !== null) return withSubject(lifetime, subjectOf(payload));
     const mapped = principalFromClaims(payload, this.config.claims);
-    if (!mapped.ok) return fail('MALFORMED_CREDENTIAL', mapped.message);
+    if (!mapped.ok) return withSubject(fail('MALFORMED_CREDENTIAL', mapped.message), subjectOf(payload));
     return { ok: true, principal: mapped.principal, method: 'jwt', credentialId: typeof payload.jti === 'string' ? payload.jti : null };
   }
 }

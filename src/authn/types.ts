@@ -35,6 +35,13 @@ export type AuthnResult =
       readonly reason: AuthnFailureReason;
       /** One line for the log and the 401 body; never includes the secret. */
       readonly message: string;
+      /**
+       * The `sub` claim of a bearer token that was refused, read without trusting
+       * it (the signature may be forged): recorded with the decision
+       * (`details.authn.tokenSubject`) and used only to count failures per token
+       * subject for alerting, never to decide or to suspend anyone.
+       */
+      readonly tokenSubject?: string;
     };
 
 /** Turns a credential into a principal. Implementations: JWT bearer tokens, API keys, and the configured set of both (authenticators.ts). */

@@ -14,6 +14,9 @@ import type { ConditionError, Effect, Reason } from '../types.js';
  * - `directory`: which facts the principal and resource directories supplied
  *   (`{principal: {roles, ignoredRoles?, attributes, overridden?}, resource: {attributes, overridden?}}`);
  *   the request columns hold the facts decided with.
+ * - `authn`: of a refused bearer token, `{tokenSubject}`: its `sub` claim as
+ *   written in the token, NOT verified (the token failed verification), kept
+ *   only so failures can be counted per token subject (alerts).
  *
  * @example
  * { http: { method: 'POST', path: '/v1/models/fraud-v3/predict' } }

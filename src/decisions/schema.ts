@@ -127,6 +127,22 @@ const MIGRATIONS: readonly Migration[] = [
       CREATE INDEX alerts_subject ON alerts (subject_id, raised_at);
     `,
   },
+  {
+    // The suspensions in force (suspension-store.ts), outside the chain: state
+    // that is lifted and expires, not a record. IF NOT EXISTS: a v4 log may
+    // have the table already (servers created it beside the migrations before).
+    version: 5,
+    sql: `
+      CREATE TABLE IF NOT EXISTS suspensions (
+        principal_id TEXT    PRIMARY KEY,
+        since_ms     INTEGER NOT NULL,
+        until_ms     INTEGER NOT NULL,
+        alert_id     TEXT    NOT NULL,
+        alert_type   TEXT    NOT NULL,
+        note         TEXT    NOT NULL
+      ) WITHOUT ROWID;
+    `,
+  },
 ];
 
 /** The schema version this build writes. */

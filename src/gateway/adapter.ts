@@ -40,7 +40,7 @@ export class GatewayAdapter {
     const result = await this.pipeline.checkWith((policySet) => prepareCheck(policySet, request, authn), {
       caller,
       requestId: request.requestId,
-      details: { http: httpDetails(request) },
+      details: { http: httpDetails(request), ...authnDetails(authn) },
     });
     const { decision, decisionId } = result;
     // Credentials that could not be checked (a JWKS URL down) are verdict's failure, not the caller's:
@@ -84,6 +84,15 @@ export class GatewayAdapter {
       return { ok: false, reason: 'UNAVAILABLE', message: `authentication could not be completed: ${messageOf(error)}` };
     }
   }
+}
+
+/**
+ * What the decision records of a refused credential beyond its error: the
+ * unverified `sub` of a bearer token that failed (`details.authn.tokenSubject`),
+ * which the detectors count failures by. Empty for anything else.
+ */
+export function authnDetails(authn: AuthnResult): { authn?: { tokenSubject: string } } {
+  return !authn.ok && authn.tokenSubject !== undefined ? { authn: { tokenSubject: authn.tokenSubject } } : {};
 }
 
 /**

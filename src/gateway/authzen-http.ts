@@ -4,6 +4,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tlsSocketIdentity } from '../authn/mtls.js';
+import { authnDetails } from './adapter.js';
 import type { Authenticator, AuthnResult } from '../authn/types.js';
 import { BatchRefused, InvalidRequest, RefusedRequest, RequestFieldError, unauthenticated, type CallMeta, type CheckResult, type DecisionPipeline } from '../decide/index.js';
 import { VerdictError, messageOf } from '../errors.js';
@@ -139,7 +140,8 @@ export class AuthZenEndpoint {
     const authn = await this.authenticate(req);
     if (!authn.ok) {
       req.resume();
-      const result = await this.pipeline.check(new RefusedRequest(UNREADABLE_REQUEST, unauthenticated(authn)), meta(peerOf(req)));
+      const refused = meta(peerOf(req));
+      const result = await this.pipeline.check(new RefusedRequest(UNREADABLE_REQUEST, unauthenticated(authn)), { ...refused, details: { ...refused.details, ...authnDetails(authn) } });
       return { status: 401, body: errorBody('unauthenticated', `${authn.reason}: ${authn.message}`, result), headers: { 'www-authenticate': 'Bearer' } };
     }
     const call = meta(authn.caller);

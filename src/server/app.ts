@@ -87,7 +87,10 @@ export interface StartOptions {
   readonly servingMessage?: string;
   /** Waits for this process's turn to compile a reload (cluster workers take turns); resolves with the way to give it back. */
   readonly reloadTurn?: () => Promise<() => void>;
-  /** Where the console reads stored alerts; absent, its alerts panel says alerts are not enabled. */
+  /**
+   * Where the console reads stored alerts. Absent (or null): the alerts table of `config.db`, when
+   * the detectors run; with `alerts.enabled: false` the console's alerts panel says alerts are not enabled.
+   */
   readonly alerts?: AlertReader | null;
 }
 

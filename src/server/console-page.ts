@@ -214,6 +214,8 @@ async function loadDecisions(page) {
 async function showDecision(id) {
   $('record').classList.remove('hidden');
   $('record-id').textContent = id;
+  // Never another decision's record under this id while this one loads.
+  $('record-body').replaceChildren(el('p', { class: 'muted' }, 'loading…'));
   try {
     const d = await api('decision/' + encodeURIComponent(id));
     $('record-body').replaceChildren(el('pre', { id: 'record-json' }, JSON.stringify(d, null, 2)));
@@ -227,7 +229,7 @@ async function loadAlerts() {
     if (!r.enabled) { $('alerts-body').replaceChildren(el('p', { id: 'alerts-off', class: 'muted' }, 'Alerts are not enabled on this server.')); return; }
     if (r.alerts.length === 0) { $('alerts-body').replaceChildren(el('p', { class: 'muted' }, 'No alerts in the last 7 days.')); return; }
     $('alerts-body').replaceChildren(el('table', {}, el('thead', {}, el('tr', {}, ...['raised', 'type', 'subject', 'window', 'observed / threshold', 'decisions'].map((h) => el('th', {}, h)))),
-      el('tbody', {}, ...r.alerts.map((a) => el('tr', { 'data-alert': a.id, title: a.summary },
+      el('tbody', {}, ...r.alerts.map((a) => el('tr', { 'data-alert': a.id, 'data-subject': a.subject.kind + ' ' + a.subject.id, title: a.summary },
         el('td', {}, time(a.raisedAt)), el('td', {}, a.type), el('td', {}, a.subject.kind + ' ' + a.subject.id),
         el('td', {}, time(a.windowStart) + ' – ' + time(a.windowEnd)),
         el('td', {}, a.observed + ' / ' + a.threshold + (a.baseline != null ? ' (baseline ' + a.baseline + ')' : '')),

@@ -36,6 +36,8 @@ describe('alerts over a real decision log', () => {
       expect(new Set(stored.map((a) => a.id))).toEqual(new Set(live.map((a) => a.id)));
       expect(stored.map((a) => a.raisedAt)).toEqual([...stored.map((a) => a.raisedAt)].sort((a, b) => b - a));
       expect((await reader.list({ type: 'probing' })).map((a) => a.subject.id)).toEqual(['prober']);
+      // The token subject read back from the rows' details, as the live detectors saw it.
+      expect((await reader.list({ type: 'auth-failures', subjectId: 'maya' })).map((a) => a.subject)).toEqual([{ kind: 'token-subject', id: 'maya' }]);
       expect((await reader.list({ subjectId: 'extractor', type: 'extraction' })).length).toBe(2);
       expect((await reader.list({ since: DAY_START + 14 * HOUR, until: DAY_START + 15 * HOUR })).every((a) => a.subject.id === 'extractor')).toBe(true);
     } finally {
@@ -45,6 +47,6 @@ describe('alerts over a real decision log', () => {
 
   it('batch over a range sees only that range', () => {
     const range = analyzeLog(log().path, { since: DAY_START + 4 * HOUR, until: DAY_START + 9 * HOUR });
-    expect(range.alerts.map((a) => a.type).sort()).toEqual(['probing', 'reconnaissance']);
+    expect(range.alerts.map((a) => `${a.type} ${a.subject.kind}`).sort()).toEqual(['auth-failures token-subject', 'probing principal', 'reconnaissance principal']);
   });
 });

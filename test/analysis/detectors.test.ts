@@ -27,6 +27,8 @@ describe('detectors over a simulated day', () => {
       [
         'auth-failures api-key:k_guess @3',
         'auth-failures source:10.9.9.9 @3',
+        // Forged tokens in maya's name, from forty addresses: only their (unverified) subject adds up.
+        'auth-failures token-subject:maya @4',
         'baseline principal:extractor @14',
         'baseline principal:svc-stolen @12',
         'extraction principal:extractor fraud-v3 @14',

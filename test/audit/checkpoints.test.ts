@@ -156,8 +156,8 @@ describe('a log from before checkpoints (schema v1)', () => {
     migrate(db, file);
     db.exec(`DROP TRIGGER decisions_append_only_update; DROP TRIGGER decisions_append_only_delete;
       DROP TRIGGER checkpoints_append_only_update; DROP TRIGGER checkpoints_append_only_delete;
-      DROP TABLE checkpoints; DROP TABLE audit_guard; DROP TABLE alerts; ALTER TABLE decisions DROP COLUMN details;
-      ALTER TABLE decisions DROP COLUMN format; PRAGMA user_version = 1;`);
+      DROP TABLE checkpoints; DROP TABLE audit_guard; ALTER TABLE decisions DROP COLUMN details;
+      ALTER TABLE decisions DROP COLUMN format; DROP TABLE alerts; DROP TABLE suspensions; PRAGMA user_version = 1;`);
     const v1Columns = COLUMNS.filter((c) => c.since === 1);
     const insert = db.prepare(`INSERT INTO decisions (seq, ${v1Columns.map((c) => c.sql).join(', ')}, prev_hash, hash) VALUES (${Array(v1Columns.length + 3).fill('?').join(', ')})`);
     const { toRow, rowValues } = await import('../../src/decisions/row.js');

@@ -39,6 +39,29 @@ describe('migrations', () => {
     expect(count(file)).toBe(1);
   });
 
+  it('makes the suspensions table in migration 5, also on a v4 log that has it already (kept, rows and all) or lacks it', async () => {
+    const file = tempDb();
+    await (await openLog(file)).close();
+    let db = connect(file, false);
+    expect(db.prepare("SELECT sql FROM sqlite_schema WHERE name = 'suspensions'").pluck().get()).toMatch(/principal_id TEXT\s+PRIMARY KEY/);
+    // A v4 log on which a server had made the table itself, with a suspension in it.
+    db.prepare("INSERT INTO suspensions VALUES ('mallory', 1, 9e15, 'al_1', 'volume', 'n')").run();
+    db.pragma('user_version = 4');
+    db.close();
+    await (await openLog(file)).close();
+    db = connect(file, false);
+    expect(readSchemaVersion(db)).toBe(SCHEMA_VERSION);
+    expect(db.prepare('SELECT principal_id FROM suspensions').pluck().all()).toEqual(['mallory']);
+    // A v4 log without it.
+    db.exec('DROP TABLE suspensions');
+    db.pragma('user_version = 4');
+    db.close();
+    await (await openLog(file)).close();
+    db = connect(file);
+    expect(db.prepare('SELECT count(*) FROM suspensions').pluck().get()).toBe(0);
+    db.close();
+  });
+
   it('refuses to write a log from a newer verdict', async () => {
     const file = tempDb();
     await (await openLog(file)).close();

@@ -44,7 +44,7 @@ function consoleRows(db: string, method?: string): StoredDecision[] {
   return queryDecisions(db, { resourceType: 'verdict.admin', limit: 1000, ...(method ? { action: method } : {}) }).reverse();
 }
 
-async function start(options: { token: boolean; alerts?: AlertReader }): Promise<{ server: RunningServer; db: string; client: VerdictClient }> {
+async function start(options: { token: boolean; alerts?: AlertReader; alertsEnabled?: boolean }): Promise<{ server: RunningServer; db: string; client: VerdictClient }> {
   const dir = mkdtempSync(join(tmpdir(), 'verdict-console-'));
   dirs.push(dir);
   const db = join(dir, 'decisions.db');
@@ -53,9 +53,7 @@ async function start(options: { token: boolean; alerts?: AlertReader }): Promise
   const config = resolveConfig([
     { policies: join(ROOT, 'policies'), db, grpc: '127.0.0.1:0', http: '127.0.0.1:0', watch: false, checkpointEveryRows: 5, ...(options.token ? { admin: { tokenFile } } : {}) },
   ]);
-  // Without a reader of the test's own, the server runs no detectors: the alerts panel has nothing to read.
-  const served = options.alerts === undefined ? { ...config, alerts: { ...config.alerts, enabled: false } } : config;
-  const server = await startServer(served, createLogger('silent'), { alerts: options.alerts ?? null });
+  const server = await startServer(options.alertsEnabled === false ? { ...config, alerts: { ...config.alerts, enabled: false } } : config, createLogger('silent'), { alerts: options.alerts ?? null });
   return { server, db, client: verdictClient(server.grpcPort) };
 }
 
@@ -334,7 +332,7 @@ describe('the console API on a server admitting loopback callers (no token confi
   let db: string;
 
   beforeAll(async () => {
-    ({ server, client, db } = await start({ token: false }));
+    ({ server, client, db } = await start({ token: false, alertsEnabled: false }));
     await check(client, dana, 1);
   });
   afterAll(async () => {

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import puppeteer, { type Browser, type Page } from 'puppeteer-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openAlertReader } from '../../src/analysis/alert-store.js';
 import { ROOT, checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 
 // The console in a real browser: the system's headless Chromium (Debian package
@@ -53,12 +54,23 @@ describe.skipIf(!haveBrowser && !requireBrowser)('the console in headless Chromi
     const tokenFile = join(dir, 'admin.token');
     writeFileSync(tokenFile, `${TOKEN}\n`, { mode: 0o600 });
     const config = join(dir, 'verdict.yaml');
-    writeFileSync(config, `admin:\n  tokenFile: ${tokenFile}\ncheckpointEveryRows: 5\n`);
+    // A low volume threshold, so dana's five checks raise an alert for the alerts panel.
+    writeFileSync(config, `admin:\n  tokenFile: ${tokenFile}\ncheckpointEveryRows: 5\nalerts:\n  detectors:\n    volume:\n      maxRequests: 4\n`);
     server = await startVerdict({ policies: join(ROOT, 'policies'), db: join(dir, 'decisions.db'), args: ['--no-watch', '--config', config] });
     version = String((await server.waitForLog((l) => l.msg === 'verdict serving')).version);
     client = verdictClient(server.grpcPort);
     for (let i = 0; i < 5; i++) await check(dana);
     for (let i = 0; i < 3; i++) await check(eve);
+    // The alert is stored by the log's writer a moment after the check that raised it.
+    const stored = openAlertReader(join(dir, 'decisions.db'));
+    try {
+      for (let tries = 0; (await stored.list({ subjectId: 'dana' })).length === 0; tries++) {
+        if (tries > 200) throw new Error('the volume alert about dana was never stored');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      stored.close();
+    }
     base = `http://127.0.0.1:${server.httpPort}`;
     browser = await puppeteer.launch({
       executablePath: CHROMIUM,
@@ -110,8 +122,20 @@ describe.skipIf(!haveBrowser && !requireBrowser)('the console in headless Chromi
       await page.waitForSelector('#audit-chain', { timeout: 15_000 });
       expect(await page.$eval('#audit-chain', (e) => e.textContent)).toMatch(/^intact up to seq \d+/);
       expect(await page.$eval('#audit-checkpoint', (e) => e.textContent)).toMatch(/^seq \d+ at /);
-      // The detectors run (the default) and nothing suspicious was asked: the panel says there is nothing to show.
-      expect(await page.$eval('#alerts-body', (e) => e.textContent)).toMatch(/No alerts in the last 7 days/);
+    });
+    await step('alerts', async () => {
+      // The stored alert about dana, with the decisions behind it: one click shows one of them in full.
+      const row = '#alerts-body tr[data-alert][data-subject="principal dana"]';
+      await page.waitForSelector(row, { timeout: 15_000 });
+      expect(await page.$eval(`${row} td:nth-child(2)`, (e) => e.textContent)).toBe('volume');
+      expect(await page.$eval(`${row} td:nth-child(5)`, (e) => e.textContent)).toBe('5 / 4');
+      const ids = await page.$$eval(`${row} button[data-decision]`, (buttons) => buttons.map((b) => b.getAttribute('data-decision')));
+      expect(ids).toHaveLength(5);
+      await page.click(`${row} button[data-decision="${ids[4]}"]`);
+      await page.waitForSelector('#record-json', { timeout: 15_000 });
+      const record = JSON.parse(await page.$eval('#record-json', (e) => e.textContent ?? '')) as Record<string, unknown>;
+      expect(record).toMatchObject({ decisionId: ids[4], principalId: 'dana', effect: 'ALLOW' });
+      await page.click('#record-close');
     });
     expect(requests.filter((url) => !url.startsWith(`${base}/`))).toEqual([]);
     expect(errors).toEqual([]);

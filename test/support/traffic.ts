@@ -33,6 +33,8 @@ export interface Call {
   readonly deny?: boolean;
   readonly caller?: string;
   readonly unauthenticated?: string;
+  /** With `unauthenticated`: the unverified `sub` of the refused bearer token, as a gateway records it. */
+  readonly tokenSubject?: string;
 }
 
 /** One decision as the pipeline would record it. */
@@ -55,6 +57,7 @@ export function record(call: Call): DecisionRecord {
     policyVersion: 'sha256:test',
     request: { principal: { roles: [], attributes: {} }, resource: { attributes: {} }, context: { attributes: {} } },
     latencyUs: 10,
+    ...(call.tokenSubject === undefined ? {} : { details: { authn: { tokenSubject: call.tokenSubject } } }),
   };
 }
 
@@ -83,7 +86,9 @@ export interface TrafficOptions {
  * `attackers`: `svc-stolen` (10 an hour, then 1,000 in hour 12: 100×),
  * `prober` (100 calls in hour 5, 80% denied), `scraper` (40 models in hour 8),
  * `extractor` (10,000 predicts on `fraud-v3` over hours 14-15) and a stolen
- * key guesser (60 failed authentications with key `k_guess` from 10.9.9.9 in hour 3).
+ * key guesser (60 failed authentications with key `k_guess` from 10.9.9.9 in hour 3)
+ * and a token forger (40 bearer tokens in `maya`'s name refused in hour 4, each
+ * from another address).
  */
 export function dayOfTraffic(options: TrafficOptions = {}): DecisionRecord[] {
   const rand = random(options.seed ?? 7);
@@ -107,6 +112,7 @@ export function dayOfTraffic(options: TrafficOptions = {}): DecisionRecord[] {
     calls.push(...spread(rand, DAY_START + 8 * HOUR, 80, (time, k) => ({ time, principalId: 'scraper', action: 'describe', resourceId: `model-${k % 40}` })));
     for (const h of [14, 15]) calls.push(...spread(rand, DAY_START + h * HOUR, 5000, (time) => ({ time, principalId: 'extractor', resourceId: 'fraud-v3' })));
     calls.push(...spread(rand, DAY_START + 3 * HOUR, 60, (time, k) => ({ time, principalId: '', resourceId: '/v1/models', caller: `10.9.9.9:${40000 + k}`, unauthenticated: 'UNKNOWN_KEY: API key k_guess is not recognised' })));
+    calls.push(...spread(rand, DAY_START + 4 * HOUR, 40, (time, k) => ({ time, principalId: '', resourceId: '/v1/models', caller: `10.8.${k}.1:4000`, unauthenticated: 'BAD_SIGNATURE: token signature does not verify', tokenSubject: 'maya' })));
   }
   // Stable order: by time, then by the order made.
   return calls
