@@ -157,6 +157,19 @@ function scanJson(
   };
   const deferKey = deferList === null ? null : JSON.stringify(deferList);
   /** A value whose positions are not recorded: checked for repeated keys and depth only. */
+  /** A string, number, true, false or null: passed over (a string's escapes honoured). */
+  const scalar = (c: number): true => {
+    if (c === 34) {
+      string();
+      return true;
+    }
+    while (i < n) {
+      const d = text.charCodeAt(i);
+      if (d === 44 || d === 93 || d === 125 || d === 32 || d === 10 || d === 13 || d === 9) break;
+      i++;
+    }
+    return true;
+  };
   const skip = (depth: number): boolean => {
     space();
     if (depth > MAX_JSON_DEPTH) return false;
@@ -200,16 +213,7 @@ function scanJson(
         if (text.charCodeAt(i++) === 93) return true;
       }
     }
-    if (c === 34) {
-      string();
-      return true;
-    }
-    while (i < n) {
-      const d = text.charCodeAt(i);
-      if (d === 44 || d === 93 || d === 125 || d === 32 || d === 10 || d === 13 || d === 9) break;
-      i++;
-    }
-    return true;
+    return scalar(c);
   };
   const node = (key: string, depth: number): boolean => {
     space();
@@ -259,16 +263,7 @@ function scanJson(
         if (text.charCodeAt(i++) === 93) return true;
       }
     }
-    if (c === 34) {
-      string();
-      return true;
-    }
-    while (i < n) {
-      const d = text.charCodeAt(i);
-      if (d === 44 || d === 93 || d === 125 || d === 32 || d === 10 || d === 13 || d === 9) break;
-      i++;
-    }
-    return true;
+    return scalar(c);
   };
   return node('', 0);
 }
