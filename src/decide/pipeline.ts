@@ -4,7 +4,6 @@
 import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionDetails, DecisionRecord } from '../decisions/record.js';
 import { completeRequest, directorySources, type DirectorySources } from '../engine/complete.js';
-import { evaluate } from '../engine/evaluate.js';
 import { evaluateAsServed, isSchemaRefusal } from '../engine/schema-checked.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { adjustReservation, RateLimiter, SettlementBook, type LimitOutcome, type Reservation } from '../limits/index.js';
@@ -280,8 +279,7 @@ export class DecisionPipeline {
   async search<T>(meta: CallMeta, run: (policySet: PolicySet, decide: (request: DecisionRequest) => Decision) => SearchOutcome<T>): Promise<{ result: T; decisionId: string }> {
     const started = performance.now();
     const policySet = this.policies.current;
-    const decide = (request: DecisionRequest): Decision => evaluate(policySet, completeRequest(policySet, request));
-    const outcome = run(policySet, decide);
+    const outcome = run(policySet, (request) => this.decideForSearch(policySet, request));
     const found = outcome.count > 0;
     const decision: Decision = {
       effect: found ? 'ALLOW' : 'DENY',
@@ -293,6 +291,21 @@ export class DecisionPipeline {
     const record = toRecord(outcome.request, decision, { ...meta, details: { ...meta.details, search: outcome.details } }, started, null);
     await this.log.append(record);
     return { result: outcome.result, decisionId: record.decisionId };
+  }
+
+  /**
+   * One question of a search, answered as a check of it would be (bounds, suspension,
+   * directory completion, the attribute schema, the rules), so a search never finds
+   * what a check refuses; only rate limits are left out, since a search takes no budget.
+   */
+  private decideForSearch(policySet: PolicySet, request: DecisionRequest): Decision {
+    const over = this.meter.problem(request);
+    if (over !== null) return refusalDecision(invalidRequest(over), policySet.version);
+    if (this.suspensions !== null && this.suspensions.size > 0) {
+      const suspension = this.suspensions.active(request.principal.id);
+      if (suspension !== undefined) return refusalDecision(suspended(suspension), policySet.version);
+    }
+    return evaluateAsServed(policySet, completeRequest(policySet, request));
   }
 
   /** decide → record → answer. `decidingFrom` times the decision for the log, `callFrom` the call for the observers. */

@@ -176,6 +176,26 @@ describe('suspension on a real server', () => {
     expect(t.server.suspensions.list().map((s) => s.principalId)).toEqual(['dana']);
   });
 
+  it('a suspended principal finds nothing through AuthZEN search either, and finds it again once lifted', async () => {
+    const { t, client } = await serve();
+    const search = async (): Promise<string[]> => {
+      const response = await fetch(`http://127.0.0.1:${t.server.httpPort}/access/v1/search/resource`, {
+        method: 'POST',
+        // The gateway in front says who calls (trustedPrincipal, as for forward-auth).
+        headers: { 'content-type': 'application/json', 'x-user': 'model-gateway' },
+        body: JSON.stringify({ subject: { type: 'user', id: 'maya' }, action: { name: 'predict' }, resource: { type: 'model' } }),
+      });
+      expect(response.status).toBe(200);
+      return ((await response.json()) as { results: { id: string }[] }).results.map((r) => r.id);
+    };
+    const before = await search();
+    expect(before.length).toBeGreaterThan(0);
+    await client.call('Admin', 'SuspendPrincipal', { principalId: 'maya', duration: { seconds: 600 } });
+    expect(await search()).toEqual([]);
+    await client.call('Admin', 'LiftSuspension', { principalId: 'maya' });
+    expect(await search()).toEqual(before);
+  });
+
   it('needs an admin identity: without the token nobody suspends or lifts, and the refusals are recorded; the CLI with --token-file may', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-admin-token-'));
     const tokenFile = join(dir, 'admin.token');
