@@ -14,7 +14,9 @@ import type { SuspensionState } from '../types.js';
  * keep the write-ahead log from being reset, which matters when the disk fills.
  * Changes are written a moment after they are made (`flush`, batched in one
  * transaction), never inside a check; `read` is how a restarted server, or
- * another worker process, learns them.
+ * another worker process, learns them. Both run on the thread that answers
+ * checks, so by default neither waits for a lock: while the decision log's writer
+ * holds it they fail at once with SQLITE_BUSY (`isBusy`) and are tried again later.
  */
 export class SuspensionStore {
   private readonly pending = new Map<string, { kind: 'put'; suspension: SuspensionState } | { kind: 'delete'; since: number }>();
@@ -28,15 +30,16 @@ export class SuspensionStore {
   static open(path: string): SuspensionStore {
     const store = new SuspensionStore(path);
     try {
-      store.withDb((db) => db.exec(CREATE_TABLE));
+      // At start, before any check: waiting for the lock costs nobody.
+      store.withDb((db) => db.exec(CREATE_TABLE), STARTUP_WAIT_MS);
     } catch (error) {
       throw new VerdictError('DECISION_LOG_UNAVAILABLE', `cannot open the suspensions table in ${path}: ${messageOf(error)}; check that the decision log is a writable file`, { cause: error });
     }
     return store;
   }
 
-  private withDb<T>(use: (db: Database.Database) => T): T {
-    const db = new Database(this.path, { fileMustExist: true, timeout: 2000 });
+  private withDb<T>(use: (db: Database.Database) => T, waitMs = 0): T {
+    const db = new Database(this.path, { fileMustExist: true, timeout: waitMs });
     try {
       return use(db);
     } finally {
@@ -60,10 +63,10 @@ export class SuspensionStore {
   }
 
   /**
-   * Writes the queued changes in one transaction.
-   * @throws Error from SQLite when they cannot be written (they stay queued for the next flush)
+   * Writes the queued changes in one transaction, waiting at most `waitMs` for the write lock.
+   * @throws Error from SQLite when they cannot be written (they stay queued for the next flush); SQLITE_BUSY (`isBusy`) when the lock was held
    */
-  flush(): void {
+  flush(waitMs = 0): void {
     if (this.pending.size === 0) return;
     const changes = [...this.pending];
     this.withDb((db) => {
@@ -78,22 +81,40 @@ export class SuspensionStore {
           } else remove.run(principalId, change.since);
         }
       })();
-    });
+    }, waitMs);
     for (const [principalId, change] of changes) if (this.pending.get(principalId) === change) this.pending.delete(principalId);
   }
 
-  /** Every stored suspension that has not ended by `now`, soonest to end first. */
-  read(now: number): SuspensionState[] {
-    const rows = this.withDb((db) => db.prepare<[], Row>('SELECT principal_id, since_ms, until_ms, alert_id, alert_type, note FROM suspensions ORDER BY until_ms').all());
+  /**
+   * Every stored suspension that has not ended by `now`, soonest to end first.
+   * @throws Error from SQLite when the table cannot be read; SQLITE_BUSY (`isBusy`) when a lock kept it for longer than `waitMs`
+   */
+  read(now: number, waitMs = 0): SuspensionState[] {
+    const rows = this.withDb((db) => db.prepare<[], Row>('SELECT principal_id, since_ms, until_ms, alert_id, alert_type, note FROM suspensions ORDER BY until_ms').all(), waitMs);
     return rows
       .filter((row) => row.until_ms > now)
       .map((row) => ({ principalId: row.principal_id, since: row.since_ms, until: row.until_ms, alertId: row.alert_id, alertType: row.alert_type, note: row.note }));
   }
 
+  /** Writes what is queued, waiting for the lock as long as a busy log may hold it: only at shutdown, when no check waits. */
   close(): void {
-    this.flush();
+    this.flush(STARTUP_WAIT_MS);
+  }
+
+  /** The suspensions in force at start, waiting for the lock if need be (no check is answered yet). */
+  readAtStart(now: number): SuspensionState[] {
+    return this.read(now, STARTUP_WAIT_MS);
   }
 }
+
+/** Whether SQLite failed because another connection (the decision log's writer) held the lock: try again later. */
+export function isBusy(error: unknown): boolean {
+  const code = typeof error === 'object' && error !== null && 'code' in error ? (error as { code: unknown }).code : undefined;
+  return code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED' || (typeof code === 'string' && code.startsWith('SQLITE_BUSY_'));
+}
+
+/** How long start-up and shutdown, when no check waits, may wait for the decision log's writer to release its lock. */
+const STARTUP_WAIT_MS = 2000;
 
 const CREATE_TABLE = `CREATE TABLE IF NOT EXISTS suspensions (
   principal_id TEXT PRIMARY KEY,

@@ -3,7 +3,7 @@
 
 import type { Alert, AlertSink, AlertType } from '../analysis/alert.js';
 import { Suspensions } from '../decide/index.js';
-import { SuspensionStore } from '../decisions/suspension-store.js';
+import { SuspensionStore, isBusy } from '../decisions/suspension-store.js';
 import { VerdictError, messageOf } from '../errors.js';
 import type { SuspensionState } from '../types.js';
 import { MAX_SUSPENSION_MS, parseSuspensionDuration, type SuspendConfig } from './alert-response-config.js';
@@ -11,6 +11,11 @@ import type { AlertResponseMetrics } from './metrics.js';
 
 /** How often a server reads the suspensions table for what another worker process (or a lift) changed. */
 export const SUSPENSION_SYNC_MS = 1000;
+
+/** How soon a write the decision log's writer kept from its lock is tried again. */
+const BUSY_RETRY_MS = 50;
+/** How long writes may keep finding the lock held before it is reported. */
+const BUSY_REPORT_MS = 5000;
 
 /** Longest note kept with a suspension. */
 const MAX_NOTE = 1000;
@@ -35,12 +40,15 @@ export class SuspensionService {
   private readonly now: () => number;
   private readonly timer: NodeJS.Timeout;
   private flushing = false;
+  private retry: NodeJS.Timeout | null = null;
+  /** Since when writes have found the lock held (null: the last write went through). */
+  private busySince: number | null = null;
 
   private constructor(store: SuspensionStore, private readonly options: SuspensionServiceOptions) {
     this.now = options.now ?? Date.now;
     this.book = new Suspensions(this.now);
     this.store = store;
-    this.book.replace(store.read(this.now()));
+    this.book.replace(store.readAtStart(this.now()));
     this.book.listen({
       suspended: (s) => {
         this.store.put(s);
@@ -106,6 +114,7 @@ export class SuspensionService {
   /** Writes what changed, then stops reading the table and closes it. */
   close(): void {
     clearInterval(this.timer);
+    if (this.retry !== null) clearTimeout(this.retry);
     try {
       this.store.close();
     } catch (error) {
@@ -123,14 +132,40 @@ export class SuspensionService {
     });
   }
 
+  /**
+   * Writes what changed without waiting for the lock: this thread answers checks,
+   * and the decision log's writer may hold the lock for as long as a slow disk
+   * takes. Kept from it, the write is tried again shortly (the suspension already
+   * holds in memory), and reported only if that goes on.
+   */
   private flush(): boolean {
     try {
       this.store.flush();
+      this.busySince = null;
       return true;
     } catch (error) {
-      this.options.onError?.(`suspensions could not be written to ${this.store.path} (kept in memory, retried): ${messageOf(error)}`);
+      if (isBusy(error)) {
+        const now = this.now();
+        this.busySince ??= now;
+        if (now - this.busySince >= BUSY_REPORT_MS) {
+          this.options.onError?.(`suspensions could not be written to ${this.store.path} for ${Math.round((now - this.busySince) / 1000)} s: the decision log's writer keeps the file locked (kept in memory, retried)`);
+          this.busySince = now;
+        }
+        this.retrySoon();
+      } else {
+        this.options.onError?.(`suspensions could not be written to ${this.store.path} (kept in memory, retried): ${messageOf(error)}`);
+      }
       return false;
     }
+  }
+
+  private retrySoon(): void {
+    if (this.retry !== null) return;
+    this.retry = setTimeout(() => {
+      this.retry = null;
+      if (this.store.dirty) this.flush();
+    }, BUSY_RETRY_MS);
+    this.retry.unref();
   }
 
   /** Takes up what the table says, once this server's own changes are in it. */
@@ -140,7 +175,8 @@ export class SuspensionService {
     try {
       this.book.replace(this.store.read(this.now()));
     } catch (error) {
-      this.options.onError?.(`suspensions could not be read from ${this.store.path}: ${messageOf(error)}`);
+      // Kept from the file for a moment: the next second reads it.
+      if (!isBusy(error)) this.options.onError?.(`suspensions could not be read from ${this.store.path}: ${messageOf(error)}`);
     }
   }
 }

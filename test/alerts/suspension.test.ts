@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import * as grpc from '@grpc/grpc-js';
+import Database from 'better-sqlite3';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { getDecision, queryDecisions } from '../../src/decisions/query.js';
 import { BIN, ROOT, checkRequest, verdictClient, type VerdictClient } from '../helpers/verdict-process.js';
@@ -158,6 +159,42 @@ describe('suspension on a real server', () => {
 
     const third = await serve({}, first.db);
     expect(third.t.server.suspensions.list().map((s) => s.principalId)).toEqual(['dana']);
+  });
+
+  it('never waits on the thread that answers checks for the lock the log writer holds: the write is retried, then lands', async () => {
+    const { t, client } = await serve();
+    const stored = (): string[] => {
+      const db = new Database(t.db, { readonly: true });
+      try {
+        return (db.prepare('SELECT principal_id FROM suspensions').all() as { principal_id: string }[]).map((r) => r.principal_id);
+      } finally {
+        db.close();
+      }
+    };
+    // Another connection holds the write lock, as the writer does through a slow fsync.
+    const holder = new Database(t.db);
+    holder.exec('BEGIN IMMEDIATE');
+    // The longest gap between ticks of a 5 ms timer: how long this thread stopped.
+    let last = performance.now();
+    let longestStopMs = 0;
+    const ticker = setInterval(() => {
+      const now = performance.now();
+      longestStopMs = Math.max(longestStopMs, now - last);
+      last = now;
+    }, 5);
+    t.server.suspensions.suspend('dana', 600_000, { alertId: '', alertType: 'manual', note: 'held lock' });
+    // Several retries' worth of time with the lock held; the suspension holds in memory meanwhile.
+    await new Promise((resolve) => setTimeout(resolve, 400));
+    clearInterval(ticker);
+    expect(stored()).toEqual([]);
+    // A write that waited for the lock (SQLite's busy timeout) would have stopped this thread — and every check — for seconds.
+    expect(longestStopMs).toBeLessThan(1000);
+    holder.exec('COMMIT');
+    holder.close();
+    const deadline = Date.now() + 10_000;
+    while (!stored().includes('dana') && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(stored()).toEqual(['dana']);
+    expect(await check(client)).toMatchObject({ reason: 'REASON_DENIED_BY_SUSPENSION' });
   });
 
   it('Admin SuspendPrincipal suspends by hand (suspension off or on), recorded; a bad duration is INVALID_ARGUMENT', async () => {
