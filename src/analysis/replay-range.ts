@@ -74,6 +74,9 @@ export function replayBlocks(db: Database.Database, plan: ReplayPlan, sets: { ca
   ).raw(true);
   const replayer = new Replayer(sets.candidate, sets.baseline, { examples: plan.examples, lookup });
   const row = emptyRow();
+  // One read transaction for the whole loop (unless the caller holds one): each query would otherwise take the read lock again.
+  const own = !db.inTransaction;
+  if (own) db.exec('BEGIN');
   for (;;) {
     const block = Atomics.add(shared, NEXT, 1);
     if (block >= Atomics.load(shared, LIMIT)) break;
@@ -87,6 +90,7 @@ export function replayBlocks(db: Database.Database, plan: ReplayPlan, sets: { ca
     }
     onBlock?.();
   }
+  if (own) db.exec('COMMIT');
   return replayer.tally;
 }
 
