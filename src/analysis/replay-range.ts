@@ -127,9 +127,9 @@ export function useMmap(db: Database.Database): void {
   }
 }
 
-/** Open the plan's log read-only and replay blocks of it (what a worker thread runs). */
-export function replayBlocksInFile(plan: ReplayPlan): ReplayTally {
-  const sets = compileSets(plan);
+/** Open the plan's log read-only and replay blocks of it (what a worker thread runs), with the plan's sets compiled already or now. */
+export function replayBlocksInFile(plan: ReplayPlan, compiled?: { candidate: PolicySet; baseline: PolicySet | null }): ReplayTally {
+  const sets = compiled ?? compileSets(plan);
   const db = new Database(plan.path, { readonly: true, fileMustExist: true });
   try {
     useMmap(db);

@@ -3,18 +3,22 @@ import type { Worker } from 'node:worker_threads';
 import { openReadOnly } from '../decisions/schema.js';
 import { VerdictError, type ErrorCode } from '../errors.js';
 import { startThread } from '../threads.js';
+import type { CandidateFiles } from './candidate.js';
 import type { ReplayPlan } from './replay-range.js';
 import type { ReplayTally } from './replay.js';
 
 /**
  * The worker threads of a replay, started before they have work: a thread
  * spends most of its start-up loading the policy compiler, which it does while
- * the calling thread loads and compiles the candidate itself. Each thread
- * waits for one plan (replay-range.ts), replays blocks of it and answers with
- * its tally. This module loads nothing heavy, so a command can start the
+ * the calling thread loads and compiles the candidate itself; given the
+ * policy files early (prepare), it compiles them at the same time too. Each
+ * thread waits for one plan (replay-range.ts), replays blocks of it and
+ * answers with its tally. This module loads nothing heavy, so a command can start the
  * threads first thing.
  */
 export interface ReplayThread {
+  /** Compile the sets the plan will name, before it comes (the same files as the plan's candidate and baseline). */
+  prepare(candidate: CandidateFiles, baseline: CandidateFiles | null): void;
   /** Give the thread its plan; resolves with its tally. Call once. */
   run(plan: ReplayPlan): Promise<ReplayTally>;
   /** Stop the thread (a thread never given a plan, or after a failure). */
@@ -59,6 +63,9 @@ export function startReplayThreadsFor(path: string, workers: number | undefined)
 
 type Answer = { ok: true; tally: ReplayTally } | { ok: false; error: string; code?: ErrorCode };
 
+/** What a replay thread is told (replay-worker.ts): the sets to compile, then its plan. */
+export type ReplayThreadMessage = { readonly kind: 'sets'; readonly candidate: CandidateFiles; readonly baseline: CandidateFiles | null } | { readonly kind: 'plan'; readonly plan: ReplayPlan };
+
 function startReplayThread(): ReplayThread {
   const worker: Worker = startThread(import.meta.url, './replay-worker');
   // Until it has a plan, the thread must not hold the process open.
@@ -77,7 +84,11 @@ function startReplayThread(): ReplayThread {
   });
   worker.once('error', (error) => fail(new VerdictError('INTERNAL', `a replay thread failed: ${error.message}`, { cause: error })));
   worker.once('exit', (code) => fail(new VerdictError('INTERNAL', `a replay thread exited (${code}) without a result`)));
+  const post = (message: ReplayThreadMessage): void => worker.postMessage(message);
   return {
+    prepare(candidate, baseline) {
+      post({ kind: 'sets', candidate, baseline });
+    },
     run(plan) {
       return new Promise<ReplayTally>((resolve, reject) => {
         if (failure !== null) {
@@ -86,7 +97,7 @@ function startReplayThread(): ReplayThread {
         }
         settle = { resolve, reject };
         worker.ref();
-        worker.postMessage(plan);
+        post({ kind: 'plan', plan });
       });
     },
     stop() {

@@ -176,9 +176,13 @@ async function replay(argv: string[], io: CommandIO): Promise<number> {
   try {
     const { filesFromDirectory, filesFromGit } = await import('../analysis/candidate.js');
     const dir = (values.policies ?? 'policies').replace(/(.)\/+$/, '$1');
-    candidate = await checkedSet(values.rev === undefined ? filesFromDirectory(dir) : filesFromGit(dir, values.rev, warnings), io);
-    if (values.against !== undefined) against = await checkedSet(filesFromDirectory(values.against.replace(/(.)\/+$/, '$1')), io);
-    else if (values['against-rev'] !== undefined) against = await checkedSet(filesFromGit(dir, values['against-rev'], warnings), io);
+    const candidateFiles = values.rev === undefined ? filesFromDirectory(dir) : filesFromGit(dir, values.rev, warnings);
+    const againstFiles =
+      values.against !== undefined ? filesFromDirectory(values.against.replace(/(.)\/+$/, '$1')) : values['against-rev'] !== undefined ? filesFromGit(dir, values['against-rev'], warnings) : null;
+    // The threads compile the sets while this thread checks them.
+    for (const t of threads) t.prepare(candidateFiles, againstFiles);
+    candidate = await checkedSet(candidateFiles, io);
+    if (againstFiles !== null) against = await checkedSet(againstFiles, io);
     progress = process.stderr.isTTY === true && !values.json ? progressBar(io) : null;
     const options = { candidate: candidate.files, baseline: against?.files ?? null, since, until, examples, workers, onProgress: progress?.update, compiled: { candidate: candidate.policySet, baseline: against?.policySet ?? null } };
     const { replayLog, replayStoredRows } = await import('../analysis/replay-log.js');
