@@ -13,9 +13,13 @@
 // the shipped set with one rule removed. `verdict replay`, the real CLI, runs
 // once to warm the page cache, then is timed with its default threads and with
 // one; rows/s is rows / wall time of the whole command (start-up, policy
-// compilation in each thread and the count of the window included). On a busy
-// machine the wall time mostly measures the others' load: the report's CPU time
-// (every thread's) gives rows per CPU second, which it disturbs much less.
+// compilation in each thread and the count of the window included), and rows /
+// replay's own timer (from opening the log to the merged tally; the threads
+// start, load and compile before it, beside the command's own start-up). On a
+// busy machine the wall time mostly measures the others' load: CPU time (every
+// thread's, over replay's timer and over the whole command, the latter from
+// /usr/bin/time where there is one) gives rows per CPU second, which it
+// disturbs much less.
 //   --db FILE                        replay this log instead of writing one (it must hold the bench's rows)
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
@@ -108,13 +112,24 @@ function candidate(tmp) {
   return dir;
 }
 
+// The whole command's CPU time (start-up and every thread) comes from GNU time where there is one.
+const TIME = fs.existsSync('/usr/bin/time') ? '/usr/bin/time' : null;
+
 function runReplay(args) {
+  const command = [process.execPath, BIN, 'replay', '--json', ...args];
+  const timeFile = path.join(os.tmpdir(), `verdict-bench-replay-time-${process.pid}`);
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [BIN, 'replay', '--json', ...args], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 });
+  const r = TIME === null ? spawnSync(command[0], command.slice(1), { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 }) : spawnSync(TIME, ['-o', timeFile, '-f', '%U %S', ...command], { cwd: ROOT, encoding: 'utf8', maxBuffer: 1 << 28 });
   const wall = (performance.now() - t0) / 1000;
   if (r.status !== 0 && r.status !== 1) throw new Error(`replay exited ${r.status}: ${r.stderr}`);
   const report = JSON.parse(r.stdout);
-  return { wall, report };
+  let commandCpu = null;
+  if (TIME !== null) {
+    const [user, system] = fs.readFileSync(timeFile, 'utf8').trim().split('\n').pop().split(' ').map(Number);
+    fs.rmSync(timeFile, { force: true });
+    commandCpu = user + system;
+  }
+  return { wall, report, commandCpu };
 }
 
 async function main() {
@@ -133,15 +148,16 @@ async function main() {
     const dir = candidate(tmp);
     runReplay(['--db', db, '--policies', dir]);
     log('');
-    log('| run | rows | flipped | wall s | rows/s (wall) | rows/s (replay\'s own timer) | CPU s | rows per CPU second |');
-    log('|---|--:|--:|--:|--:|--:|--:|--:|');
+    log('| run | rows | flipped | wall s | rows/s (wall) | rows/s (replay\'s own timer) | CPU s (replay) | rows per CPU second (replay) | CPU s (whole command) | rows per CPU second (whole command) |');
+    log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
     for (const [label, extra] of [
       [`default threads (${Math.min(4, os.availableParallelism())})`, []],
       ['1 thread', ['--workers', '1']],
     ]) {
-      const { wall, report } = runReplay(['--db', db, '--policies', dir, ...extra]);
+      const { wall, report, commandCpu } = runReplay(['--db', db, '--policies', dir, ...extra]);
       const flipped = report.flips.ALLOW_TO_DENY.count + report.flips.DENY_TO_ALLOW.count;
-      log(`| ${label} | ${n(report.rows)} | ${n(flipped)} | ${wall.toFixed(2)} | ${n(report.rows / wall)} | ${n(report.rowsPerSecond)} | ${report.cpuSeconds.toFixed(2)} | ${n(report.rows / report.cpuSeconds)} |`);
+      const whole = commandCpu === null ? '— | —' : `${commandCpu.toFixed(2)} | ${n(report.rows / commandCpu)}`;
+      log(`| ${label} | ${n(report.rows)} | ${n(flipped)} | ${wall.toFixed(2)} | ${n(report.rows / wall)} | ${n(report.rowsPerSecond)} | ${report.cpuSeconds.toFixed(2)} | ${n(report.rows / report.cpuSeconds)} | ${whole} |`);
     }
     log(`\nload average ${os.loadavg()[0].toFixed(1)} at the end`);
   } finally {

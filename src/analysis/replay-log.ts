@@ -1,13 +1,10 @@
-import { availableParallelism } from 'node:os';
 import { performance } from 'node:perf_hooks';
-import type { Worker } from 'node:worker_threads';
 import { openReadOnly } from '../decisions/schema.js';
-import { VerdictError, type ErrorCode } from '../errors.js';
-import { startThread } from '../threads.js';
 import type { CandidateFiles } from './candidate.js';
 import { replayRowFromValues, Replayer, mergeTallies, newTally, type ReplayTally } from './replay.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { compileSets, newShared, replayBlocks, rowsDone, useMmap, type ReplayPlan } from './replay-range.js';
+import { defaultReplayThreads, startReplayThreads, THREADED_FROM_ROWS, type ReplayThread } from './replay-threads.js';
 import { COLUMNS, type RowValue } from '../decisions/columns.js';
 
 export interface ReplayOptions {
@@ -25,6 +22,8 @@ export interface ReplayOptions {
   readonly onProgress?: (done: number, total: number) => void;
   /** The sets of `candidate` and `baseline` already compiled in this thread (the caller validated them), so this thread need not compile them again. */
   readonly compiled?: { readonly candidate: PolicySet; readonly baseline: PolicySet | null };
+  /** Threads started ahead (replay-threads.ts), loading while this thread compiled: used first, stopped when not needed. */
+  readonly threads?: readonly ReplayThread[];
 }
 
 export interface ReplayRun {
@@ -44,8 +43,6 @@ const TIME_INDEX = COLUMNS.findIndex((c) => c.key === 'timeMs');
 /** Rows per block a thread claims at a time, at most and at least. */
 const MAX_BLOCK_ROWS = 8192;
 const MIN_BLOCK_ROWS = 16;
-/** Below this many rows, starting threads costs more than it saves. */
-const THREADED_FROM_ROWS = 50_000;
 
 /**
  * Replay the decisions of the log at `path` (opened read-only: safe while the
@@ -58,73 +55,59 @@ export async function replayLog(path: string, options: ReplayOptions): Promise<R
   const cpu = process.cpuUsage();
   const since = options.since ?? Number.MIN_SAFE_INTEGER;
   const until = options.until ?? Number.MAX_SAFE_INTEGER;
-  const db = openReadOnly(path);
-  let plan: ReplayPlan;
-  let total: number;
+  const ready = [...(options.threads ?? [])];
+  let db;
   try {
+    db = openReadOnly(path);
+  } catch (error) {
+    for (const t of ready) t.stop();
+    throw error;
+  }
+  const helpers: ReplayThread[] = [];
+  try {
+    // One read transaction: the window counted is the window replayed, and no query pays for taking the read lock again.
+    useMmap(db);
+    db.exec('BEGIN');
     const span = db.prepare<[number, number], [number | null, number | null, number]>('SELECT min(seq), max(seq), count(*) FROM decisions WHERE time_ms >= ? AND time_ms < ?').raw(true).get(since, until);
-    const [from, to, count] = span ?? [null, null, 0];
-    total = count;
+    const [from, to, total] = span ?? [null, null, 0];
     if (from === null || to === null) {
-      db.close();
+      for (const t of ready) t.stop();
       return { tally: newTally(), seconds: (performance.now() - started) / 1000, cpuSeconds: cpuSince(cpu) };
     }
     // Threads only pay off on a large window, unless asked for.
-    const threads = options.workers ?? (total < THREADED_FROM_ROWS ? 1 : Math.min(4, availableParallelism()));
+    const threads = options.workers ?? (total < THREADED_FROM_ROWS ? 1 : defaultReplayThreads());
     // Blocks small enough that each thread takes several, so none waits long for the last.
     const blockRows = Math.min(MAX_BLOCK_ROWS, Math.max(MIN_BLOCK_ROWS, Math.ceil((to - from + 1) / (threads * 16))));
     const blocks = Math.ceil((to - from + 1) / blockRows);
-    plan = { path, candidate: options.candidate, baseline: options.baseline, from, to, since, until, blockRows, examples: options.examples, shared: newShared(blocks) };
-    useMmap(db);
+    const plan: ReplayPlan = { path, candidate: options.candidate, baseline: options.baseline, from, to, since, until, blockRows, examples: options.examples, shared: newShared(blocks) };
+    const wanted = Math.min(threads, blocks) - 1;
+    helpers.push(...ready.splice(0, wanted));
+    for (const t of ready) t.stop();
+    helpers.push(...startReplayThreads(wanted - helpers.length));
+    // The other threads start on their plan at once; this one replays blocks beside them.
+    const results = helpers.map((t) => t.run(plan));
+    // A thread stopped because this one failed is not a second error to report.
+    for (const r of results) r.catch(() => undefined);
     const sets = options.compiled ?? compileSets(plan);
     const report = (): void => options.onProgress?.(rowsDone(plan.shared), total);
-    // This thread replays blocks too, from the start; the other threads join as soon as they have started and compiled their sets.
-    const workers = Array.from({ length: Math.min(threads, blocks) - 1 }, () => startWorker(plan));
-    let mine: ReplayTally;
-    try {
-      mine = replayBlocks(db, plan, sets, report);
-    } catch (error) {
-      for (const w of workers) void w.worker.terminate();
-      throw error;
-    }
+    const mine = replayBlocks(db, plan, sets, report);
+    db.exec('COMMIT');
     db.close();
     const tally = newTally();
     mergeTallies(tally, mine, options.examples);
-    const progress = options.onProgress === undefined || workers.length === 0 ? null : setInterval(report, 200);
+    const progress = options.onProgress === undefined || helpers.length === 0 ? null : setInterval(report, 200);
     try {
-      const tallies = await Promise.all(workers.map((w) => w.result));
-      for (const t of tallies) mergeTallies(tally, t, options.examples);
+      for (const t of await Promise.all(results)) mergeTallies(tally, t, options.examples);
     } finally {
       if (progress !== null) clearInterval(progress);
     }
     report();
     return { tally, seconds: (performance.now() - started) / 1000, cpuSeconds: cpuSince(cpu) };
   } catch (error) {
+    for (const t of [...helpers, ...ready]) t.stop();
     if (db.open) db.close();
     throw error;
   }
-}
-
-function startWorker(plan: ReplayPlan): { readonly worker: Worker; readonly result: Promise<ReplayTally> } {
-  const worker = startThread(import.meta.url, './replay-worker', { workerData: plan });
-  const result = new Promise<ReplayTally>((resolve, reject) => {
-    let settled = false;
-    worker.once('message', (message: { ok: true; tally: ReplayTally } | { ok: false; error: string; code?: ErrorCode }) => {
-      settled = true;
-      if (message.ok) resolve(message.tally);
-      else reject(new VerdictError(message.code ?? 'INTERNAL', message.error));
-    });
-    worker.once('error', (error) => {
-      settled = true;
-      reject(new VerdictError('INTERNAL', `a replay thread failed: ${error.message}`, { cause: error }));
-    });
-    worker.once('exit', (code) => {
-      if (!settled) reject(new VerdictError('INTERNAL', `a replay thread exited (${code}) without a result`));
-    });
-  });
-  // A thread stopped because this one failed is not a second error to report.
-  result.catch(() => undefined);
-  return { worker, result };
 }
 
 /**

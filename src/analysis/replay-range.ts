@@ -74,6 +74,9 @@ export function replayBlocks(db: Database.Database, plan: ReplayPlan, sets: { ca
   ).raw(true);
   const replayer = new Replayer(sets.candidate, sets.baseline, { examples: plan.examples, lookup });
   const row = emptyRow();
+  // One read transaction for the whole loop (unless the caller holds one): each query would otherwise take the read lock again.
+  const own = !db.inTransaction;
+  if (own) db.exec('BEGIN');
   for (;;) {
     const block = Atomics.add(shared, NEXT, 1);
     if (block >= Atomics.load(shared, LIMIT)) break;
@@ -87,6 +90,7 @@ export function replayBlocks(db: Database.Database, plan: ReplayPlan, sets: { ca
     }
     onBlock?.();
   }
+  if (own) db.exec('COMMIT');
   return replayer.tally;
 }
 
@@ -123,9 +127,9 @@ export function useMmap(db: Database.Database): void {
   }
 }
 
-/** Open the plan's log read-only and replay blocks of it (what a worker thread runs). */
-export function replayBlocksInFile(plan: ReplayPlan): ReplayTally {
-  const sets = compileSets(plan);
+/** Open the plan's log read-only and replay blocks of it (what a worker thread runs), with the plan's sets compiled already or now. */
+export function replayBlocksInFile(plan: ReplayPlan, compiled?: { candidate: PolicySet; baseline: PolicySet | null }): ReplayTally {
+  const sets = compiled ?? compileSets(plan);
   const db = new Database(plan.path, { readonly: true, fileMustExist: true });
   try {
     useMmap(db);

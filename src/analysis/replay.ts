@@ -355,7 +355,7 @@ interface CachedOutcome {
 /** Distinct requests whose outcome is kept; past this the cache starts again. */
 const MAX_CACHED = 1 << 16;
 /** Misses after which a cache hit by fewer than one lookup in 8 is dropped. */
-const CACHE_TRIAL = 16_384;
+const CACHE_TRIAL = 4096;
 
 const ADMIN = '\0admin';
 const NO_ROUTE = 'NO_ROUTE';

@@ -1,15 +1,18 @@
-import { filesFromDirectory, filesFromGit, loadCandidate, type CandidateFiles } from '../analysis/candidate.js';
-import { replayLog, replayStoredRows, type ReplayRun } from '../analysis/replay-log.js';
-import { buildReport, formatReplayReport, hasUnacceptedFlips, type Baseline } from '../analysis/replay-report.js';
-import { FLIP_DIRECTIONS, type FlipDirection } from '../analysis/replay.js';
-import { readExportFile } from '../audit/export-reader.js';
+import type { CandidateFiles } from '../analysis/candidate.js';
+import type { ReplayRun } from '../analysis/replay-log.js';
+import type { Baseline } from '../analysis/replay-report.js';
+import { startReplayThreadsFor, type ReplayThread } from '../analysis/replay-threads.js';
+import type { FlipDirection } from '../analysis/replay.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
-import { printDiagnostics } from './policies.js';
 import { parseTime } from './time.js';
 import type { PolicySet } from '../policy/policy-set.js';
 
 const DEFAULT_DB = 'data/decisions.db';
+
+/** The flip directions, by name (this module loads no replay code until the replay threads have started). */
+const DIRECTIONS: Readonly<Record<FlipDirection, true>> = { ALLOW_TO_DENY: true, DENY_TO_ALLOW: true };
+const FLIP_DIRECTIONS = Object.keys(DIRECTIONS) as FlipDirection[];
 
 const HELP = `Usage: verdict replay [--db FILE | --export FILE] [--since TIME] [--until TIME]
                       [--policies DIR] [--rev GIT_REV]
@@ -114,7 +117,8 @@ function flipDirections(values: readonly string[] | undefined): FlipDirection[] 
 }
 
 /** Reads a policy set and checks that it compiles; prints its diagnostics and throws POLICY_INVALID if not. */
-function checkedSet(files: CandidateFiles, io: CommandIO): { files: CandidateFiles; version: string; policySet: PolicySet } {
+async function checkedSet(files: CandidateFiles, io: CommandIO): Promise<{ files: CandidateFiles; version: string; policySet: PolicySet }> {
+  const [{ loadCandidate }, { printDiagnostics }] = await Promise.all([import('../analysis/candidate.js'), import('./policies.js')]);
   const result = loadCandidate(files);
   if (!result.ok) {
     printDiagnostics(files.label, result.diagnostics, io);
@@ -161,29 +165,42 @@ async function replay(argv: string[], io: CommandIO): Promise<number> {
   const workers = values.workers === undefined ? undefined : positiveInt('--workers', values.workers);
   const allowedFlips = flipDirections(values['allow-flips'] as string[] | undefined);
 
-  const dir = (values.policies ?? 'policies').replace(/(.)\/+$/, '$1');
-  const warnings: string[] = [];
-  const candidate = checkedSet(values.rev === undefined ? filesFromDirectory(dir) : filesFromGit(dir, values.rev, warnings), io);
-  let against: { files: CandidateFiles; version: string; policySet: PolicySet } | null = null;
-  if (values.against !== undefined) against = checkedSet(filesFromDirectory(values.against.replace(/(.)\/+$/, '$1')), io);
-  else if (values['against-rev'] !== undefined) against = checkedSet(filesFromGit(dir, values['against-rev'], warnings), io);
-  const baseline: Baseline = against === null ? { kind: 'recorded' } : { kind: 'policies', source: against.files.label, version: against.version };
-
-  const progress = process.stderr.isTTY === true && !values.json ? progressBar(io) : null;
-  const options = { candidate: candidate.files, baseline: against?.files ?? null, since, until, examples, workers, onProgress: progress?.update, compiled: { candidate: candidate.policySet, baseline: against?.policySet ?? null } };
+  // The replay threads of a large log start first: they load the policy compiler while this thread loads and compiles the candidate.
+  const threads: ReplayThread[] = values.export === undefined && workers !== 1 ? startReplayThreadsFor(values.db ?? DEFAULT_DB, workers) : [];
   let run: ReplayRun;
   let source: string;
+  let candidate: { files: CandidateFiles; version: string; policySet: PolicySet };
+  let against: { files: CandidateFiles; version: string; policySet: PolicySet } | null = null;
+  const warnings: string[] = [];
+  let progress: ReturnType<typeof progressBar> | null = null;
   try {
+    const { filesFromDirectory, filesFromGit } = await import('../analysis/candidate.js');
+    const dir = (values.policies ?? 'policies').replace(/(.)\/+$/, '$1');
+    const candidateFiles = values.rev === undefined ? filesFromDirectory(dir) : filesFromGit(dir, values.rev, warnings);
+    const againstFiles =
+      values.against !== undefined ? filesFromDirectory(values.against.replace(/(.)\/+$/, '$1')) : values['against-rev'] !== undefined ? filesFromGit(dir, values['against-rev'], warnings) : null;
+    // The threads compile the sets while this thread checks them.
+    for (const t of threads) t.prepare(candidateFiles, againstFiles);
+    candidate = await checkedSet(candidateFiles, io);
+    if (againstFiles !== null) against = await checkedSet(againstFiles, io);
+    progress = process.stderr.isTTY === true && !values.json ? progressBar(io) : null;
+    const options = { candidate: candidate.files, baseline: against?.files ?? null, since, until, examples, workers, onProgress: progress?.update, compiled: { candidate: candidate.policySet, baseline: against?.policySet ?? null } };
+    const { replayLog, replayStoredRows } = await import('../analysis/replay-log.js');
     if (values.export !== undefined) {
       source = values.export;
+      const { readExportFile } = await import('../audit/export-reader.js');
       run = replayStoredRows(readExportFile(values.export).rows, options);
     } else {
       source = values.db ?? DEFAULT_DB;
-      run = await replayLog(source, options);
+      // replayLog takes the threads over (and stops them when it fails).
+      run = await replayLog(source, { ...options, threads: threads.splice(0) });
     }
   } finally {
+    for (const t of threads) t.stop();
     progress?.done();
   }
+  const baseline: Baseline = against === null ? { kind: 'recorded' } : { kind: 'policies', source: against.files.label, version: against.version };
+  const { buildReport, formatReplayReport, hasUnacceptedFlips } = await import('../analysis/replay-report.js');
   const report = buildReport(run.tally, {
     source,
     candidate: { source: candidate.files.label, version: candidate.version },
