@@ -1,5 +1,6 @@
 import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import { VerdictError } from '../errors.js';
+import type { YoungGenerationPacer } from './young-generation.js';
 
 /**
  * Loading a policy directory is a list of named stages run in order over one
@@ -47,11 +48,23 @@ class SliceClock {
   longestSliceMs = 0;
   slices = 1;
 
-  constructor(private readonly budgetMs: number) {}
+  constructor(
+    private readonly budgetMs: number,
+    private readonly pacer: YoungGenerationPacer | null,
+  ) {}
 
-  private endSlice(): void {
+  /** Ends a slice, lets the event loop run until `until` settles (or for one turn), and starts the next. */
+  private async pause(until: Promise<unknown> | undefined): Promise<unknown> {
     this.longestSliceMs = Math.max(this.longestSliceMs, performance.now() - this.sliceStart);
     this.slices += 1;
+    const value = until === undefined ? await yieldToEventLoop() : await until;
+    if (this.pacer?.due()) {
+      // A young-generation collection of what the last slices kept, in a turn of its own.
+      this.pacer.collect();
+      await yieldToEventLoop();
+    }
+    this.sliceStart = performance.now();
+    return value;
   }
 
   async drive<T>(run: StageRun<T>): Promise<T> {
@@ -61,15 +74,8 @@ class SliceClock {
         const step = run.next(input);
         input = undefined;
         if (step.done) return step.value;
-        if (step.value !== undefined) {
-          this.endSlice();
-          input = await step.value;
-          this.sliceStart = performance.now();
-        } else if (performance.now() - this.sliceStart >= this.budgetMs) {
-          this.endSlice();
-          await yieldToEventLoop();
-          this.sliceStart = performance.now();
-        }
+        if (step.value !== undefined) input = await this.pause(step.value);
+        else if (performance.now() - this.sliceStart >= this.budgetMs) await this.pause(undefined);
       }
     } finally {
       run.return(undefined as T);
@@ -84,14 +90,16 @@ class SliceClock {
 /**
  * Runs stages in slices of about `budgetMs`: at a pause point past the budget, the
  * event loop gets a turn (pending I/O, checks among it, runs) before the stages go on.
+ * With a `pacer`, the young generation is collected between slices once the slices
+ * have allocated enough (see young-generation.ts).
  */
-export async function runStagesInSlices<S>(stages: readonly Stage<S>[], state: S, budgetMs: number): Promise<SliceStats> {
-  const clock = new SliceClock(budgetMs);
+export async function runStagesInSlices<S>(stages: readonly Stage<S>[], state: S, budgetMs: number, pacer: YoungGenerationPacer | null = null): Promise<SliceStats> {
+  const clock = new SliceClock(budgetMs, pacer);
   for (const stage of stages) await clock.drive(stage.run(state));
   return clock.stats();
 }
 
 /** Runs one generator in slices of about `budgetMs` (see runStagesInSlices). */
-export function runInSlices<T>(run: StageRun<T>, budgetMs: number): Promise<T> {
-  return new SliceClock(budgetMs).drive(run);
+export function runInSlices<T>(run: StageRun<T>, budgetMs: number, pacer: YoungGenerationPacer | null = null): Promise<T> {
+  return new SliceClock(budgetMs, pacer).drive(run);
 }

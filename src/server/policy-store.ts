@@ -4,6 +4,7 @@ import { DEFAULT_SLICE_MS, PolicyCompiler, type Compilation } from '../policy/co
 import { formatDiagnostic } from '../policy/diagnostic.js';
 import { LoadWorker } from '../policy/load-worker.js';
 import type { PolicySet } from '../policy/policy-set.js';
+import { youngGenerationPacer } from '../policy/young-generation.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { DirectoryWatcher, type WatchStatus } from './policy-watcher.js';
 
@@ -81,6 +82,8 @@ export class PolicyStore {
   /** Set while a reload compiles (it has its turn): closing waits for that, not for a turn that may never come. */
   private compiling: Promise<unknown> | null = null;
   private again: Trigger | null = null;
+  /** Reloads collect the young generation between their slices (a cold start, with nothing to serve yet, does not). */
+  private readonly pacer = youngGenerationPacer();
 
   private constructor(
     readonly dir: string,
@@ -170,7 +173,7 @@ export class PolicyStore {
     let fingerprint = this.lastFingerprint;
     let longestSliceMs = 0;
     try {
-      const compiling = this.compiler.compile();
+      const compiling = this.compiler.compile({ pacer: this.pacer });
       this.compiling = compiling;
       const compilation = await compiling;
       fingerprint = fingerprintKey(compilation.fingerprint);

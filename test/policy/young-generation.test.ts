@@ -1,0 +1,45 @@
+import { runInNewContext } from 'node:vm';
+import { describe, expect, it } from 'vitest';
+import { runStagesInSlices, type Stage } from '../../src/policy/pipeline.js';
+import { youngGenerationPacer, type YoungGenerationPacer } from '../../src/policy/young-generation.js';
+
+describe('young-generation pacing of reloads', () => {
+  it('reaches V8\'s collector without --expose-gc, and leaves no other context with gc', () => {
+    const pacer = youngGenerationPacer(0);
+    expect(pacer).not.toBeNull();
+    expect(pacer!.due()).toBe(true);
+    const kept = Array.from({ length: 1000 }, (_, i) => ({ i }));
+    pacer!.collect();
+    expect(kept[999]!.i).toBe(999);
+    expect(runInNewContext('typeof gc')).toBe('undefined');
+    expect((globalThis as { gc?: unknown }).gc).toBeUndefined();
+    // Past a threshold no run allocates, it is not due.
+    expect(youngGenerationPacer(Number.MAX_SAFE_INTEGER)!.due()).toBe(false);
+  });
+
+  it('collects between slices, in a turn of its own, only when due', async () => {
+    const events: string[] = [];
+    let due = false;
+    const pacer: YoungGenerationPacer = {
+      due: () => due,
+      collect: () => {
+        events.push('collect');
+        setImmediate(() => events.push('turn'));
+      },
+    };
+    const stage: Stage<null> = {
+      name: 'steps',
+      *run() {
+        for (let i = 0; i < 4; i++) {
+          events.push(`step ${i}`);
+          due = i === 1;
+          // A check arriving while the slice runs is answered at the next pause.
+          setImmediate(() => events.push('turn'));
+          yield;
+        }
+      },
+    };
+    await runStagesInSlices([stage], null, 0, pacer);
+    expect(events.slice(0, events.lastIndexOf('step 3') + 1)).toEqual(['step 0', 'turn', 'step 1', 'turn', 'collect', 'turn', 'step 2', 'turn', 'step 3']);
+  });
+});
