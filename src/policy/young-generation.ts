@@ -12,7 +12,7 @@ import { runInNewContext } from 'node:vm';
  * Nothing of this runs while no reload does.
  */
 export interface YoungGenerationPacer {
-  /** Whether enough has been allocated since the last collection for one to be worth its turn. */
+  /** Whether enough has been allocated since the last collection (survivors of that one aside) for one to be worth its turn. */
   due(): boolean;
   collect(): void;
 }
@@ -54,8 +54,13 @@ function newSpaceUsed(): number {
 export function youngGenerationPacer(paceBytes = PACE_BYTES): YoungGenerationPacer | null {
   const collect = minorCollector();
   if (collect === null) return null;
+  // What the last collection left in the new space: survivors, not allocation.
+  let left = 0;
   return {
-    due: () => newSpaceUsed() >= paceBytes,
-    collect: () => collect({ type: 'minor' }),
+    due: () => newSpaceUsed() - left >= paceBytes,
+    collect: () => {
+      collect({ type: 'minor' });
+      left = newSpaceUsed();
+    },
   };
 }
