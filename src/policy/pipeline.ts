@@ -1,4 +1,4 @@
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import { VerdictError } from '../errors.js';
 import type { YoungGenerationPacer } from './young-generation.js';
 
@@ -42,22 +42,41 @@ export interface SliceStats {
   readonly slices: number;
 }
 
+/** How a run in slices shares its thread, besides the length of its slices. */
+export interface SliceSharing {
+  /** Collects the young generation between slices once they have allocated enough (see young-generation.ts). */
+  readonly pacer?: YoungGenerationPacer | null;
+  /**
+   * Milliseconds the thread rests between slices (0: one turn of the event loop).
+   * Slices run back to back keep the thread busy without a break, and on a busy
+   * machine the kernel's scheduler then makes it wait behind other threads, for
+   * tens of milliseconds, with the checks it would answer; a thread that rests a
+   * moment between slices is scheduled again at once when a check arrives.
+   */
+  readonly restMs?: number;
+}
+
 /** Measures slices and gives the event loop a turn when one has run for `budgetMs`. */
 class SliceClock {
   private sliceStart = performance.now();
   longestSliceMs = 0;
   slices = 1;
+  private readonly pacer: YoungGenerationPacer | null;
+  private readonly restMs: number;
 
   constructor(
     private readonly budgetMs: number,
-    private readonly pacer: YoungGenerationPacer | null,
-  ) {}
+    sharing: SliceSharing,
+  ) {
+    this.pacer = sharing.pacer ?? null;
+    this.restMs = sharing.restMs ?? 0;
+  }
 
   /** Ends a slice, lets the event loop run until `until` settles (or for one turn), and starts the next. */
   private async pause(until: Promise<unknown> | undefined): Promise<unknown> {
     this.longestSliceMs = Math.max(this.longestSliceMs, performance.now() - this.sliceStart);
     this.slices += 1;
-    const value = until === undefined ? await yieldToEventLoop() : await until;
+    const value = until !== undefined ? await until : this.restMs > 0 ? await sleep(this.restMs) : await yieldToEventLoop();
     if (this.pacer?.due()) {
       // A young-generation collection of what the last slices kept, in a turn of its own.
       this.pacer.collect();
@@ -104,12 +123,11 @@ class SliceClock {
 
 /**
  * Runs stages in slices of about `budgetMs`: at a pause point past the budget, the
- * event loop gets a turn (pending I/O, checks among it, runs) before the stages go on.
- * With a `pacer`, the young generation is collected between slices once the slices
- * have allocated enough (see young-generation.ts).
+ * event loop gets a turn (pending I/O, checks among it, runs) before the stages go on
+ * (see SliceSharing for resting between slices and pacing garbage collection).
  */
-export async function runStagesInSlices<S>(stages: readonly Stage<S>[], state: S, budgetMs: number, pacer: YoungGenerationPacer | null = null): Promise<SliceStats> {
-  const clock = new SliceClock(budgetMs, pacer);
+export async function runStagesInSlices<S>(stages: readonly Stage<S>[], state: S, budgetMs: number, sharing: SliceSharing = {}): Promise<SliceStats> {
+  const clock = new SliceClock(budgetMs, sharing);
   for (const stage of stages) await clock.drive(stage.run(state));
   const stats = clock.stats();
   await clock.settle();
@@ -117,6 +135,6 @@ export async function runStagesInSlices<S>(stages: readonly Stage<S>[], state: S
 }
 
 /** Runs one generator in slices of about `budgetMs` (see runStagesInSlices). */
-export function runInSlices<T>(run: StageRun<T>, budgetMs: number, pacer: YoungGenerationPacer | null = null): Promise<T> {
-  return new SliceClock(budgetMs, pacer).drive(run);
+export function runInSlices<T>(run: StageRun<T>, budgetMs: number, sharing: SliceSharing = {}): Promise<T> {
+  return new SliceClock(budgetMs, sharing).drive(run);
 }

@@ -164,8 +164,8 @@ describe('incremental compilation', () => {
         for (const edit of edits) {
           edit(model, dir);
           write(dir, model);
-          // As the server reloads: with the young generation collected at every pause.
-          expectSame((await compiler.compile({ gitCommit: null, pacer })).result, loadPolicies(dir, { gitCommit: null }));
+          // As the server reloads: resting between slices, with the young generation collected at every pause.
+          expectSame((await compiler.compile({ gitCommit: null, sharing: { pacer, restMs: 1 } })).result, loadPolicies(dir, { gitCommit: null }));
         }
         rmSync(dir, { recursive: true, force: true });
       }),

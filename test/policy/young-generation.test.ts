@@ -46,8 +46,23 @@ describe('young-generation pacing of reloads', () => {
         }
       },
     };
-    await runStagesInSlices([stage], null, 0, pacer);
+    await runStagesInSlices([stage], null, 0, { pacer });
     // At the end, what the last slices kept is collected twice (into the survivor space, then the old generation), each in a turn of its own.
     expect(events).toEqual(['step 0', 'turn', 'step 1', 'turn', 'collect', 'turn', 'step 2', 'turn', 'step 3', 'turn', 'collect', 'turn', 'collect', 'turn']);
+  });
+
+  it('rests between slices when asked: timers due meanwhile run before the next slice', async () => {
+    const events: string[] = [];
+    const stage: Stage<null> = {
+      name: 'steps',
+      *run() {
+        events.push('step 0');
+        setTimeout(() => events.push('timer'), 5);
+        yield;
+        events.push('step 1');
+      },
+    };
+    await runStagesInSlices([stage], null, 0, { restMs: 20 });
+    expect(events).toEqual(['step 0', 'timer', 'step 1']);
   });
 });
