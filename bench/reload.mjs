@@ -215,7 +215,9 @@ async function main() {
     console.log('\n| during | reloads | checks | p50 ms | p99 ms | worst ms | worst − rest p50, ms | worst − rest worst, ms | reload s | longest block ms (server) | goal |');
     console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|');
     for (const r of rows) console.log(`| ${r.label} | ${r.reloads} | ${r.checks} | ${r.p50} | ${r.p99} | ${r.worst} | ${r.added} | ${r.overRestWorst} | ${r.reload} | ${r.block} | ${r.goal} |`);
-    console.log(`\nlast reload error: ${status.lastReloadError ?? 'none'}`);
+    const blocksOf = (from, to) => lines.slice(from, to).map((l) => l.longestBlockMs.toFixed(1)).join(', ');
+    console.log(`\nlongest block (server) of each reload, ms: one file: ${blocksOf(0, ONE_FILE_RELOADS * WORKERS)}; all files: ${blocksOf(ONE_FILE_RELOADS * WORKERS)}`);
+    console.log(`last reload error: ${status.lastReloadError ?? 'none'}`);
   } finally {
     rmSync(work, { recursive: true, force: true });
   }

@@ -1,6 +1,6 @@
 import { LOAD_STAGES, resultOf } from './load.js';
 import type { LoadResult } from './loaded.js';
-import { runStagesInSlices } from './pipeline.js';
+import { runStagesInSlices, type SliceSharing } from './pipeline.js';
 import { Reuse } from './reuse.js';
 import { newLoadState, type LoadCache, type PolicyReader } from './stages/state.js';
 
@@ -42,15 +42,16 @@ export class PolicyCompiler {
   ) {}
 
   /**
-   * Loads the directory; `gitCommit` (when given) versions the set instead of asking git.
+   * Loads the directory; `gitCommit` (when given) versions the set instead of asking git;
+   * `sharing` says how the slices share the thread with the checks (see SliceSharing).
    * @throws VerdictError (POLICY_DIR_MISSING) when the directory is gone; the cache is kept
    */
-  async compile(options: { gitCommit?: string | null } = {}): Promise<Compilation> {
+  async compile(options: { gitCommit?: string | null; sharing?: SliceSharing } = {}): Promise<Compilation> {
     const state = newLoadState(this.dir, this.reader, { gitCommit: options.gitCommit, cache: this.cache });
     const reuses = [this.cache.files, this.cache.roleGraphs, this.cache.compiled, this.cache.routes];
     let longestSliceMs: number;
     try {
-      ({ longestSliceMs } = await runStagesInSlices(LOAD_STAGES, state, this.sliceMs));
+      ({ longestSliceMs } = await runStagesInSlices(LOAD_STAGES, state, this.sliceMs, options.sharing));
     } catch (error) {
       for (const reuse of reuses) reuse.abandonLoad();
       throw error;

@@ -1,5 +1,6 @@
-import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
+import { setImmediate as yieldToEventLoop, setTimeout as sleep } from 'node:timers/promises';
 import { VerdictError } from '../errors.js';
+import type { YoungGenerationPacer } from './young-generation.js';
 
 /**
  * Loading a policy directory is a list of named stages run in order over one
@@ -41,17 +42,48 @@ export interface SliceStats {
   readonly slices: number;
 }
 
+/** How a run in slices shares its thread, besides the length of its slices. */
+export interface SliceSharing {
+  /** Collects the young generation between slices once they have allocated enough (see young-generation.ts). */
+  readonly pacer?: YoungGenerationPacer | null;
+  /**
+   * Milliseconds the thread rests between slices (0: one turn of the event loop).
+   * Slices run back to back keep the thread busy without a break, and on a busy
+   * machine the kernel's scheduler then makes it wait behind other threads, for
+   * tens of milliseconds, with the checks it would answer; a thread that rests a
+   * moment between slices is scheduled again at once when a check arrives.
+   */
+  readonly restMs?: number;
+}
+
 /** Measures slices and gives the event loop a turn when one has run for `budgetMs`. */
 class SliceClock {
   private sliceStart = performance.now();
   longestSliceMs = 0;
   slices = 1;
+  private readonly pacer: YoungGenerationPacer | null;
+  private readonly restMs: number;
 
-  constructor(private readonly budgetMs: number) {}
+  constructor(
+    private readonly budgetMs: number,
+    sharing: SliceSharing,
+  ) {
+    this.pacer = sharing.pacer ?? null;
+    this.restMs = sharing.restMs ?? 0;
+  }
 
-  private endSlice(): void {
+  /** Ends a slice, lets the event loop run until `until` settles (or for one turn), and starts the next. */
+  private async pause(until: Promise<unknown> | undefined): Promise<unknown> {
     this.longestSliceMs = Math.max(this.longestSliceMs, performance.now() - this.sliceStart);
     this.slices += 1;
+    const value = until !== undefined ? await until : this.restMs > 0 ? await sleep(this.restMs) : await yieldToEventLoop();
+    if (this.pacer?.due()) {
+      // A young-generation collection of what the last slices kept, in a turn of its own.
+      this.pacer.collect();
+      await yieldToEventLoop();
+    }
+    this.sliceStart = performance.now();
+    return value;
   }
 
   async drive<T>(run: StageRun<T>): Promise<T> {
@@ -61,19 +93,27 @@ class SliceClock {
         const step = run.next(input);
         input = undefined;
         if (step.done) return step.value;
-        if (step.value !== undefined) {
-          this.endSlice();
-          input = await step.value;
-          this.sliceStart = performance.now();
-        } else if (performance.now() - this.sliceStart >= this.budgetMs) {
-          this.endSlice();
-          await yieldToEventLoop();
-          this.sliceStart = performance.now();
-        }
+        if (step.value !== undefined) input = await this.pause(step.value);
+        else if (performance.now() - this.sliceStart >= this.budgetMs) await this.pause(undefined);
       }
     } finally {
       run.return(undefined as T);
     }
+  }
+
+  /**
+   * With a pacer, what the last slices kept is collected in turns of its own before
+   * the run ends: once into the young generation's survivor space, once more into the
+   * old generation. Left there, it would be copied by the next collection V8 makes on
+   * its own, in one pause with whatever the following load keeps.
+   */
+  async settle(): Promise<void> {
+    if (this.pacer === null) return;
+    for (let i = 0; i < 2; i++) {
+      await yieldToEventLoop();
+      this.pacer.collect();
+    }
+    await yieldToEventLoop();
   }
 
   stats(): SliceStats {
@@ -83,15 +123,18 @@ class SliceClock {
 
 /**
  * Runs stages in slices of about `budgetMs`: at a pause point past the budget, the
- * event loop gets a turn (pending I/O, checks among it, runs) before the stages go on.
+ * event loop gets a turn (pending I/O, checks among it, runs) before the stages go on
+ * (see SliceSharing for resting between slices and pacing garbage collection).
  */
-export async function runStagesInSlices<S>(stages: readonly Stage<S>[], state: S, budgetMs: number): Promise<SliceStats> {
-  const clock = new SliceClock(budgetMs);
+export async function runStagesInSlices<S>(stages: readonly Stage<S>[], state: S, budgetMs: number, sharing: SliceSharing = {}): Promise<SliceStats> {
+  const clock = new SliceClock(budgetMs, sharing);
   for (const stage of stages) await clock.drive(stage.run(state));
-  return clock.stats();
+  const stats = clock.stats();
+  await clock.settle();
+  return stats;
 }
 
 /** Runs one generator in slices of about `budgetMs` (see runStagesInSlices). */
-export function runInSlices<T>(run: StageRun<T>, budgetMs: number): Promise<T> {
-  return new SliceClock(budgetMs).drive(run);
+export function runInSlices<T>(run: StageRun<T>, budgetMs: number, sharing: SliceSharing = {}): Promise<T> {
+  return new SliceClock(budgetMs, sharing).drive(run);
 }

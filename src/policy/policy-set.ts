@@ -141,6 +141,7 @@ export class PolicySet {
     const rules: CompiledRule[] = [];
     for (const part of parts) for (let i = 0; i < part.rules.length; i++) rules.push(part.rules[i]!);
     Object.freeze(rules);
+    yield;
     const index = yield* buildIndex(parts, previous?.index ?? null);
     return new PolicySet(version, rules, roles, routes, index, limits, schemas, directory);
   }
@@ -240,10 +241,13 @@ function* buildIndex(parts: readonly IndexPart[], previous: RuleIndex | null): S
   const touched = new Set<string>();
   for (const part of changed) for (const type of part.byType.keys()) touched.add(type);
   const fresh = sourcesOf(parts, touched);
+  yield;
   const any = previous.sources.get(WILDCARD) ?? [];
   // Copies of the previous maps (one table each, not one object per type), then the touched types rebuilt.
   const sources = new Map(previous.sources);
+  yield;
   const byType = new Map(previous.byType);
+  yield;
   let built = 0;
   for (const [type, own] of fresh) {
     if (own.length === 0) {
@@ -253,7 +257,7 @@ function* buildIndex(parts: readonly IndexPart[], previous: RuleIndex | null): S
     }
     sources.set(type, own);
     byType.set(type, tableFor(own, any));
-    if (++built % 8 === 0) yield;
+    if (++built % 4 === 0) yield;
   }
   return { byType, anyType: previous.anyType, sources, parts };
 }

@@ -4,6 +4,8 @@ import { DEFAULT_SLICE_MS, PolicyCompiler, type Compilation } from '../policy/co
 import { formatDiagnostic } from '../policy/diagnostic.js';
 import { LoadWorker } from '../policy/load-worker.js';
 import type { PolicySet } from '../policy/policy-set.js';
+import type { SliceSharing } from '../policy/pipeline.js';
+import { youngGenerationPacer } from '../policy/young-generation.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { DirectoryWatcher, type WatchStatus } from './policy-watcher.js';
 
@@ -55,6 +57,8 @@ export interface WatchOptions {
 export const DEFAULT_POLL_MS = 10_000;
 /** The event-loop delay is sampled at this resolution (ms) while a reload runs. */
 const BLOCK_RESOLUTION_MS = 1;
+/** A reload rests this long between its slices (see SliceSharing). */
+const RELOAD_REST_MS = 1;
 
 type Trigger = 'request' | 'watch';
 
@@ -81,6 +85,8 @@ export class PolicyStore {
   /** Set while a reload compiles (it has its turn): closing waits for that, not for a turn that may never come. */
   private compiling: Promise<unknown> | null = null;
   private again: Trigger | null = null;
+  /** How reloads share the thread with checks (a cold start, with nothing to serve yet, runs its slices back to back). */
+  private readonly sharing: SliceSharing = { pacer: youngGenerationPacer(), restMs: RELOAD_REST_MS };
 
   private constructor(
     readonly dir: string,
@@ -170,7 +176,7 @@ export class PolicyStore {
     let fingerprint = this.lastFingerprint;
     let longestSliceMs = 0;
     try {
-      const compiling = this.compiler.compile();
+      const compiling = this.compiler.compile({ sharing: this.sharing });
       this.compiling = compiling;
       const compilation = await compiling;
       fingerprint = fingerprintKey(compilation.fingerprint);

@@ -7,10 +7,12 @@ import { backgroundReader } from '../../src/policy/background-reader.js';
 import { PolicyCompiler } from '../../src/policy/compiler.js';
 import { LoadWorker } from '../../src/policy/load-worker.js';
 import { loadPolicies, type LoadResult } from '../../src/policy/load.js';
+import { youngGenerationPacer } from '../../src/policy/young-generation.js';
 import type { DecisionRequest } from '../../src/types.js';
 import { makeTempDir, removeTempDirs, request, writeFiles } from '../helpers/policies.js';
 
 const checker = new LoadWorker();
+const pacer = youngGenerationPacer(0);
 afterAll(async () => {
   await checker.close();
   removeTempDirs();
@@ -162,7 +164,8 @@ describe('incremental compilation', () => {
         for (const edit of edits) {
           edit(model, dir);
           write(dir, model);
-          expectSame((await compiler.compile({ gitCommit: null })).result, loadPolicies(dir, { gitCommit: null }));
+          // As the server reloads: resting between slices, with the young generation collected at every pause.
+          expectSame((await compiler.compile({ gitCommit: null, sharing: { pacer, restMs: 1 } })).result, loadPolicies(dir, { gitCommit: null }));
         }
         rmSync(dir, { recursive: true, force: true });
       }),

@@ -416,6 +416,7 @@ function* compileDocument(
   if (cached) {
     claims.push(cached.claims);
     state.compiled.push(cached.part);
+    yield;
     return;
   }
   const before = state.diagnostics.length;

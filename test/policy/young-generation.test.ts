@@ -1,0 +1,68 @@
+import { runInNewContext } from 'node:vm';
+import { describe, expect, it } from 'vitest';
+import { runStagesInSlices, type Stage } from '../../src/policy/pipeline.js';
+import { youngGenerationPacer, type YoungGenerationPacer } from '../../src/policy/young-generation.js';
+
+describe('young-generation pacing of reloads', () => {
+  it('reaches V8\'s collector without --expose-gc, and leaves no other context with gc', () => {
+    const pacer = youngGenerationPacer(0);
+    expect(pacer).not.toBeNull();
+    expect(pacer!.due()).toBe(true);
+    const kept = Array.from({ length: 1000 }, (_, i) => ({ i }));
+    pacer!.collect();
+    expect(kept[999]!.i).toBe(999);
+    expect(runInNewContext('typeof gc')).toBe('undefined');
+    expect((globalThis as { gc?: unknown }).gc).toBeUndefined();
+    // Past a threshold no run allocates, it is not due.
+    expect(youngGenerationPacer(Number.MAX_SAFE_INTEGER)!.due()).toBe(false);
+    // Due counts what was allocated since its last collection, not the survivors that collection left.
+    const paced = youngGenerationPacer(256 * 1024)!;
+    paced.collect();
+    expect(paced.due()).toBe(false);
+    const more = Array.from({ length: 50_000 }, (_, i) => ({ i }));
+    expect(paced.due()).toBe(true);
+    expect(more.length).toBe(50_000);
+  });
+
+  it('collects between slices, in a turn of its own, only when due', async () => {
+    const events: string[] = [];
+    let due = false;
+    const pacer: YoungGenerationPacer = {
+      due: () => due,
+      collect: () => {
+        events.push('collect');
+        setImmediate(() => events.push('turn'));
+      },
+    };
+    const stage: Stage<null> = {
+      name: 'steps',
+      *run() {
+        for (let i = 0; i < 4; i++) {
+          events.push(`step ${i}`);
+          due = i === 1;
+          // A check arriving while the slice runs is answered at the next pause.
+          setImmediate(() => events.push('turn'));
+          yield;
+        }
+      },
+    };
+    await runStagesInSlices([stage], null, 0, { pacer });
+    // At the end, what the last slices kept is collected twice (into the survivor space, then the old generation), each in a turn of its own.
+    expect(events).toEqual(['step 0', 'turn', 'step 1', 'turn', 'collect', 'turn', 'step 2', 'turn', 'step 3', 'turn', 'collect', 'turn', 'collect', 'turn']);
+  });
+
+  it('rests between slices when asked: timers due meanwhile run before the next slice', async () => {
+    const events: string[] = [];
+    const stage: Stage<null> = {
+      name: 'steps',
+      *run() {
+        events.push('step 0');
+        setTimeout(() => events.push('timer'), 5);
+        yield;
+        events.push('step 1');
+      },
+    };
+    await runStagesInSlices([stage], null, 0, { restMs: 20 });
+    expect(events).toEqual(['step 0', 'timer', 'step 1']);
+  });
+});
