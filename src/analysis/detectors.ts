@@ -69,7 +69,11 @@ class PrincipalState {
   basis = 0;
   limit = Infinity;
   readonly recent = new Recent();
-  /** The extraction state of the model this principal called last, and that model's id: most calls repeat the last model, and then no pair key is built. */
+  /**
+   * The extraction state of the model this principal called last, and that model's id:
+   * most calls repeat the last model, and then no pair key is built. Linked both ways
+   * (`CountState.owner`) and unlinked when either is evicted, so neither keeps the other alive.
+   */
   lastPair: CountState | null = null;
   lastResource = '';
 }
@@ -78,8 +82,8 @@ class CountState {
   window = 0;
   count = 0;
   raised = false;
-  /** False once evicted from its map: a reference kept elsewhere is stale. */
-  held = true;
+  /** The principal whose `lastPair` this is (extraction states only), else null. */
+  owner: PrincipalState | null = null;
   readonly recent = new Recent();
 }
 
@@ -132,9 +136,12 @@ export class Detectors {
     const evicted = (): void => {
       this.evictionCount++;
     };
-    this.principals = new Bounded(config.maxSubjects, evicted);
+    this.principals = new Bounded(config.maxSubjects, (state: PrincipalState): void => {
+      unlink(state);
+      evicted();
+    });
     this.pairs = new Bounded(config.maxSubjects, (state: CountState): void => {
-      state.held = false;
+      if (state.owner !== null) unlink(state.owner);
       evicted();
     });
     this.credentials = new Bounded(config.maxSubjects, evicted);
@@ -236,11 +243,13 @@ export class Detectors {
   private extraction(d: ObservedDecision, window: number, p: PrincipalState): void {
     const x = this.config.extraction;
     let s = p.lastPair;
-    // The same state counted() would find: still in the map, and in this window (else counted() moves it on).
-    if (s === null || !s.held || s.window !== window || p.lastResource !== d.resourceId) {
+    // The state counted() would find: linked, so still in the map; in this window, else counted() moves it on.
+    if (s === null || s.window !== window || p.lastResource !== d.resourceId) {
       s = this.counted(this.pairs, `${d.principalId}\u0000${d.resourceId}`, window);
+      unlink(p);
       p.lastPair = s;
       p.lastResource = d.resourceId;
+      s.owner = p;
     }
     s.count++;
     s.recent.add(d.decisionId);
@@ -322,6 +331,12 @@ export class Detectors {
       // A sink that throws cannot stop the stream (sinks must not throw; see AlertSink).
     }
   }
+}
+
+/** Ends the link between a principal and its last extraction state. */
+function unlink(p: PrincipalState): void {
+  if (p.lastPair !== null) p.lastPair.owner = null;
+  p.lastPair = null;
 }
 
 function principal(id: string): AlertSubject {
