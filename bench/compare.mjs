@@ -19,6 +19,8 @@
 //   --keep                            keep the temp dir (databases, audit stores, h2load logs)
 //   --servers-only / --engines-only   one half
 //   --shadow-only                     only verdict durable with and without --shadow-policies (shadow mode's cost)
+//   --alerts-only                     only verdict durable with the anomaly detectors on (the default) and off
+//                                     (their cost: CPU per check, paired round by round, and requests/s)
 //   --authzen-only                    only verdict durable over gRPC Check beside verdict's AuthZEN over HTTP
 //                                     (and Cerbos's AuthZEN endpoint, if its binary serves one)
 //   --baseline DIR                    also run another build of verdict (a checkout of an older
@@ -47,7 +49,7 @@ const HOST = '127.0.0.1';
 const VERDICT_METHOD = '/verdict.v1.Authorization/Check';
 
 const argv = process.argv.slice(2);
-const KNOWN = ['--quick', '--keep', '--servers-only', '--engines-only', '--shadow-only', '--authzen-only', '--baseline'];
+const KNOWN = ['--quick', '--keep', '--servers-only', '--engines-only', '--shadow-only', '--alerts-only', '--authzen-only', '--baseline'];
 let BASELINE = null;
 for (let i = 0; i < argv.length; i++) {
   const arg = argv[i];
@@ -69,8 +71,9 @@ const KEEP = argv.includes('--keep');
 const SERVERS = !argv.includes('--engines-only');
 const SHADOW_ONLY = argv.includes('--shadow-only');
 const AUTHZEN_ONLY = argv.includes('--authzen-only');
+const ALERTS_ONLY = argv.includes('--alerts-only');
 /** A run of only some server rows: the equivalence check, Cerbos's gRPC rows, the ceiling and the engines are left out. */
-const SOME_ONLY = SHADOW_ONLY || AUTHZEN_ONLY;
+const SOME_ONLY = SHADOW_ONLY || AUTHZEN_ONLY || ALERTS_ONLY;
 const ENGINES = !argv.includes('--servers-only') && !SOME_ONLY;
 
 // The same load shapes as bench/server.mjs. Throughput: 4 connections × 32 streams = 128
@@ -246,7 +249,7 @@ async function serverRuns(tmp) {
     } else {
       log('redis-server not found: no Redis row (Debian package redis-server)');
     }
-    const onlyKeys = SHADOW_ONLY ? ['verdict-durable', 'verdict-shadow'] : AUTHZEN_ONLY ? ['verdict-durable'] : null;
+    const onlyKeys = SHADOW_ONLY ? ['verdict-durable', 'verdict-shadow'] : AUTHZEN_ONLY ? ['verdict-durable'] : ALERTS_ONLY ? ['verdict-durable', 'verdict-noalerts'] : null;
     for (const { mode, workers, label, key, root, policies, extraArgs, config } of verdictRuns.filter((r) => onlyKeys === null || onlyKeys.includes(r.key))) {
       const dbFile = path.join(tmp, `${key}.db`);
       const configFile = config === undefined ? null : path.join(tmp, `${key}.yaml`);
@@ -259,7 +262,7 @@ async function serverRuns(tmp) {
       log(`${system.label}: verified over gRPC: EFFECT_ALLOW, ${verified.reason}, rules [${verified.response.ruleIds.join(', ')}]`);
     }
     // AuthZEN over HTTP: the same question as one evaluation per POST, to a server whose callers authenticate with an API key.
-    if (!SHADOW_ONLY) {
+    if (!SHADOW_ONLY && !ALERTS_ONLY) {
       const authzen = await startVerdictAuthzen(tmp);
       const system = { label: 'verdict AuthZEN, POST /access/v1/evaluation over HTTP/1.1, durable decision log', key: 'verdict-authzen', child: authzen.child, port: authzen.httpPort, method: AUTHZEN_PATH, bodyFile: authzen.bodyFile, http: { h1: true, headers: authzen.headers, throughput: AUTHZEN_THROUGHPUT, fixed: AUTHZEN_FIXED }, fixed: true, dbFile: authzen.dbFile };
       systems.push(system);
@@ -278,7 +281,7 @@ async function serverRuns(tmp) {
       log(`${run.label}: verified over gRPC: ${Object.entries(verified.effects).map(([a, e]) => `${a} ${e}`).join(', ')}`);
     }
     // Cerbos's own AuthZEN endpoint, when the Cerbos binary of the benchmark serves one (asked, not assumed).
-    if (!SHADOW_ONLY) {
+    if (!SHADOW_ONLY && !ALERTS_ONLY) {
       const cerbos = await startCerbos({ tmp, audit: true, slug: 'cerbos-authzen' });
       const probe = await probeCerbosAuthzen(cerbos.httpPort);
       if (probe.ok) {
@@ -304,18 +307,21 @@ async function serverRuns(tmp) {
       s.tpShape = { ...THROUGHPUT, ...(s.http?.throughput ?? {}) };
       s.fxShape = { ...FIXED, ...(s.http?.fixed ?? {}) };
       s.succeeded = 1; // the verification call
-      s.tp = { rates: [], cpu: 0, ok: 0, total: 0, rss: 0, latencies: [] };
+      s.tp = { rates: [], cpu: 0, ok: 0, total: 0, rss: 0, latencies: [], cpuPerCheck: [] };
       s.fx = { rates: [], cpu: 0, ok: 0, total: 0, latencies: [] };
     }
     log(`== throughput, 128 in flight (${elapsed()})`);
     for (const s of systems) s.succeeded += (await runH2load({ url: s.url, bodyFile: s.bodyFile, ...s.load, ...s.tpShape, requests: SETTINGS.warmUpRequests })).succeeded;
     for (let round = 1; round <= SETTINGS.rounds; round++) {
       const line = [];
-      for (const s of systems) {
+      // Every other round in reverse order, so no system always follows the same one.
+      for (const s of round % 2 === 0 ? [...systems].reverse() : systems) {
         const logFile = path.join(tmp, `${s.key}-tp-${round}.log`);
         const cpu0 = cpuSeconds(s.child.pid);
         const { run, rssMiB } = await loadWithRss({ url: s.url, bodyFile: s.bodyFile, ...s.load, logFile, ...s.tpShape, requests: SETTINGS.roundRequests }, s.child.pid);
-        s.tp.cpu += cpuSeconds(s.child.pid) - cpu0;
+        const cpu = cpuSeconds(s.child.pid) - cpu0;
+        s.tp.cpu += cpu;
+        s.tp.cpuPerCheck.push(cpu / Math.max(1, run.succeeded));
         s.tp.ok += run.succeeded;
         s.tp.total += run.total;
         s.tp.rss = Math.max(s.tp.rss, rssMiB);
@@ -333,7 +339,7 @@ async function serverRuns(tmp) {
     for (const s of fixedSystems) s.succeeded += (await runH2load({ url: s.url, bodyFile: s.bodyFile, ...s.load, ...s.fxShape, requests: FIXED.clients * FIXED.rps * SETTINGS.fixedWarmUpSeconds })).succeeded;
     for (let round = 1; round <= SETTINGS.rounds; round++) {
       const line = [];
-      for (const s of fixedSystems) {
+      for (const s of round % 2 === 0 ? [...fixedSystems].reverse() : fixedSystems) {
         const logFile = path.join(tmp, `${s.key}-fx-${round}.log`);
         const cpu0 = cpuSeconds(s.child.pid);
         const run = await runH2load({ url: s.url, bodyFile: s.bodyFile, ...s.load, logFile, ...s.fxShape, requests: FIXED.clients * FIXED.rps * SETTINGS.fixedRoundSeconds });
@@ -372,6 +378,7 @@ async function serverRuns(tmp) {
       tpP50: ms(percentile(s.tp.latencies, 50)),
       tpP99: ms(percentile(s.tp.latencies, 99)),
       cpuPer10k: (s.tp.cpu / Math.max(1, s.tp.ok)) * 10_000,
+      cpuPerCheckRounds: s.tp.cpuPerCheck,
       rssMiB: s.tp.rss,
       failed: s.tp.total - s.tp.ok + (s.fx.total - s.fx.ok),
     };
@@ -572,6 +579,10 @@ function printGoals(servers, engines) {
       );
     }
     if (AUTHZEN_ONLY) return;
+    if (ALERTS_ONLY) {
+      printAlertsCost(durable, by('verdict-noalerts'), verdict);
+      return;
+    }
     const shadow = by('verdict-shadow');
     const shadowCost = 1 - shadow.reqPerSec / durable.reqPerSec;
     const shadowLine = `- Shadow mode (a candidate that disagrees on every check, so every row also carries details.shadow) against the same server without it, both durable: ${(100 * shadowCost).toFixed(1)}% fewer requests/s (${Math.round(shadow.reqPerSec).toLocaleString('en-US')} vs ${Math.round(durable.reqPerSec).toLocaleString('en-US')}), ${(shadow.cpuPer10k / durable.cpuPer10k).toFixed(2)}× the CPU per check — goal under 10%: ${verdict(shadowCost < 0.1)}`;
@@ -592,10 +603,7 @@ function printGoals(servers, engines) {
     const held = (r) => (r.fixedRate >= 0.95 * target ? '' : ` (held only ${Math.round(r.fixedRate).toLocaleString('en-US')}/s)`);
     log(`- Latency at 2,000/s, p99 and p99.9 ≤ Cerbos's (audit on): verdict durable p99 ${fmt(durable.p99)} / p99.9 ${fmt(durable.p999)} ms${held(durable)} vs Cerbos ${fmt(cerbos.p99)} / ${fmt(cerbos.p999)} ms${held(cerbos)} — p99 ${verdict(p99ok)}, p99.9 ${verdict(p999ok)}; the issue's reference for Cerbos on a quiet machine: p50 0.81, p99 2.2, p99.9 4.5 ms`);
     const noAlerts = by('verdict-noalerts');
-    if (noAlerts) {
-      const d = (noAlerts.reqPerSec - durable.reqPerSec) / noAlerts.reqPerSec;
-      log(`- Anomaly detectors on (default) vs off, durable, one process: ${Math.round(durable.reqPerSec).toLocaleString('en-US')} vs ${Math.round(noAlerts.reqPerSec).toLocaleString('en-US')} req/s, ${(100 * d).toFixed(1)}% apart (goal of issue 14: under 5%) — ${verdict(Math.abs(d) < 0.05)}`);
-    }
+    if (noAlerts) printAlertsCost(durable, noAlerts, verdict);
     log(`- Memory under load: verdict durable ${durable.rssMiB.toFixed(0)} MiB, --workers 2 ${workers.rssMiB.toFixed(0)} MiB (primary and workers), async ${by('verdict-async').rssMiB.toFixed(0)} MiB; Cerbos audit on ${cerbos.rssMiB.toFixed(0)} MiB, off ${by('cerbos-noaudit').rssMiB.toFixed(0)} MiB (reported, no goal)`);
   }
   if (engines) {
@@ -609,6 +617,23 @@ function printGoals(servers, engines) {
     const mem = engines.memory.find((m) => m.engine === 'verdict');
     if (mem) log(`- verdict's engine with 10,000 rules: RSS ${mem.rssMiB.toFixed(0)} MiB in a fresh process (+${mem.setMiB.toFixed(0)} MiB for the set; V8 heap in use ${mem.heapUsedMiB.toFixed(0)} MiB after GC)`);
   }
+}
+
+/**
+ * The anomaly detectors' cost, on (the default) against off (issue 14's goal: under 5% apart):
+ * server CPU per check, over every throughput round and as the median of the rounds' ratios (each
+ * round measures both back to back, so a burst of other work hits both), and requests/s.
+ */
+function printAlertsCost(on, off, verdict) {
+  const pct = (x) => `${x >= 0 ? '+' : ''}${(100 * x).toFixed(1)}%`;
+  const cpu = on.cpuPer10k / off.cpuPer10k - 1;
+  const paired = median(on.cpuPerCheckRounds.map((c, i) => c / off.cpuPerCheckRounds[i])) - 1;
+  const rate = (off.reqPerSec - on.reqPerSec) / off.reqPerSec;
+  log(
+    `- Anomaly detectors on (default) vs off, durable, one process (goal of issue 14: under 5% apart): server CPU ${on.cpuPer10k.toFixed(3)} vs ${off.cpuPer10k.toFixed(3)} s per 10,000 checks, ${pct(cpu)}` +
+      ` (median of the ${on.cpuPerCheckRounds.length} rounds' ratios ${pct(paired)}) — ${verdict(Math.abs(cpu) < 0.05)};` +
+      ` requests/s ${Math.round(on.reqPerSec).toLocaleString('en-US')} vs ${Math.round(off.reqPerSec).toLocaleString('en-US')}, ${(100 * rate).toFixed(1)}% fewer with them on — ${verdict(Math.abs(rate) < 0.05)}`,
+  );
 }
 
 main().catch((error) => {

@@ -69,12 +69,21 @@ class PrincipalState {
   basis = 0;
   limit = Infinity;
   readonly recent = new Recent();
+  /**
+   * The extraction state of the model this principal called last, and that model's id:
+   * most calls repeat the last model, and then no pair key is built. Linked both ways
+   * (`CountState.owner`) and unlinked when either is evicted, so neither keeps the other alive.
+   */
+  lastPair: CountState | null = null;
+  lastResource = '';
 }
 
 class CountState {
   window = 0;
   count = 0;
   raised = false;
+  /** The principal whose `lastPair` this is (extraction states only), else null. */
+  owner: PrincipalState | null = null;
   readonly recent = new Recent();
 }
 
@@ -83,15 +92,15 @@ class Bounded<S> {
   readonly map = new Map<string, S>();
   constructor(
     private readonly capacity: number,
-    private readonly evicted: () => void,
+    private readonly evicted: (state: S) => void,
   ) {}
 
   add(key: string, state: S): void {
     if (this.map.size >= this.capacity) {
-      const oldest = this.map.keys().next().value;
+      const oldest = this.map.entries().next().value;
       if (oldest !== undefined) {
-        this.map.delete(oldest);
-        this.evicted();
+        this.map.delete(oldest[0]);
+        this.evicted(oldest[1]);
       }
     }
     this.map.set(key, state);
@@ -127,8 +136,14 @@ export class Detectors {
     const evicted = (): void => {
       this.evictionCount++;
     };
-    this.principals = new Bounded(config.maxSubjects, evicted);
-    this.pairs = new Bounded(config.maxSubjects, evicted);
+    this.principals = new Bounded(config.maxSubjects, (state: PrincipalState): void => {
+      unlink(state);
+      evicted();
+    });
+    this.pairs = new Bounded(config.maxSubjects, (state: CountState): void => {
+      if (state.owner !== null) unlink(state.owner);
+      evicted();
+    });
     this.credentials = new Bounded(config.maxSubjects, evicted);
   }
 
@@ -150,12 +165,12 @@ export class Detectors {
       return;
     }
     if (d.principalId === '') return;
-    this.principal(d, window);
+    const s = this.principal(d, window);
     const x = this.config.extraction;
-    if (x.enabled && d.action === x.action && d.resourceType === x.resourceType) this.extraction(d, window);
+    if (x.enabled && d.action === x.action && d.resourceType === x.resourceType) this.extraction(d, window, s);
   }
 
-  private principal(d: ObservedDecision, window: number): void {
+  private principal(d: ObservedDecision, window: number): PrincipalState {
     const c = this.config;
     let s = this.principals.map.get(d.principalId);
     if (s === undefined) {
@@ -196,6 +211,7 @@ export class Detectors {
       const limit = round2(s.limit);
       this.raise('baseline', principal(d.principalId), s.window, s.count, limit, d, s.recent, `${s.count} requests in the window, more than ${c.baseline.factor}× its usual ${round2(s.basis)} (alerting above ${limit})`, round2(s.basis));
     }
+    return s;
   }
 
   /** Folds the closing window into the principal's and the peers' baselines, and moves to `window`. */
@@ -224,10 +240,17 @@ export class Detectors {
     s.limit = b.factor * Math.max(s.basis, b.floor);
   }
 
-  private extraction(d: ObservedDecision, window: number): void {
+  private extraction(d: ObservedDecision, window: number, p: PrincipalState): void {
     const x = this.config.extraction;
-    const key = `${d.principalId}\u0000${d.resourceId}`;
-    const s = this.counted(this.pairs, key, window);
+    let s = p.lastPair;
+    // The state counted() would find: linked, so still in the map; in this window, else counted() moves it on.
+    if (s === null || s.window !== window || p.lastResource !== d.resourceId) {
+      s = this.counted(this.pairs, `${d.principalId}\u0000${d.resourceId}`, window);
+      unlink(p);
+      p.lastPair = s;
+      p.lastResource = d.resourceId;
+      s.owner = p;
+    }
     s.count++;
     s.recent.add(d.decisionId);
     if (s.count > x.maxCalls && !s.raised) {
@@ -308,6 +331,12 @@ export class Detectors {
       // A sink that throws cannot stop the stream (sinks must not throw; see AlertSink).
     }
   }
+}
+
+/** Ends the link between a principal and its last extraction state. */
+function unlink(p: PrincipalState): void {
+  if (p.lastPair !== null) p.lastPair.owner = null;
+  p.lastPair = null;
 }
 
 function principal(id: string): AlertSubject {

@@ -93,6 +93,31 @@ describe('detectors over a simulated day', () => {
     expect(detectors.evictions).toBe(8000);
   });
 
+  it('count a model again from zero once its evicted state comes back, for the principal that called it last too', () => {
+    // P's last model stays fraud-v3 while Q's calls evict the pair (P, fraud-v3); 3 + 3 calls are then two counts of 3, never 6.
+    const calls = [];
+    for (let k = 0; k < 3; k++) calls.push(record({ time: DAY_START + k, principalId: 'P', resourceId: 'fraud-v3' }));
+    calls.push(record({ time: DAY_START + 10, principalId: 'Q', resourceId: 'a' }), record({ time: DAY_START + 11, principalId: 'Q', resourceId: 'b' }));
+    for (let k = 0; k < 3; k++) calls.push(record({ time: DAY_START + 20 + k, principalId: 'P', resourceId: 'fraud-v3' }));
+    const settings = { maxSubjects: 2, extraction: { maxCalls: 4 }, volume: { maxRequests: 100 }, baseline: { enabled: false } };
+    const { alerts, detectors } = run(calls, settings);
+    expect(alerts).toEqual([]);
+    expect(detectors.evictions).toBe(2);
+    // Without the evictions, the same six calls are counted together.
+    expect(run(calls, { ...settings, maxSubjects: 10 }).alerts.map((a) => [a.type, a.observed])).toEqual([['extraction', 5]]);
+  });
+
+  it('keep counting a model for a principal that was evicted while its model state stayed', () => {
+    // R's read evicts P's state (principals hold 2), not the pair (P, fraud-v3): P's 3 + 2 calls are counted together.
+    const calls = [];
+    for (let k = 0; k < 3; k++) calls.push(record({ time: DAY_START + k, principalId: 'P', resourceId: 'fraud-v3' }));
+    calls.push(record({ time: DAY_START + 10, principalId: 'Q', resourceId: 'fraud-v3' }), record({ time: DAY_START + 11, principalId: 'R', resourceId: 'fraud-v3', action: 'read' }));
+    for (let k = 0; k < 2; k++) calls.push(record({ time: DAY_START + 20 + k, principalId: 'P', resourceId: 'fraud-v3' }));
+    const { alerts, detectors } = run(calls, { maxSubjects: 2, extraction: { maxCalls: 4 }, volume: { maxRequests: 100 }, baseline: { enabled: false } });
+    expect(alerts.map((a) => [a.type, a.subject.id, a.observed])).toEqual([['extraction', 'P', 5]]);
+    expect(detectors.evictions).toBe(2);
+  });
+
   it('read the source address without the port', () => {
     expect(sourceOf('10.0.0.7:41234')).toBe('10.0.0.7');
     expect(sourceOf('ipv4:10.0.0.7:41234')).toBe('10.0.0.7');
