@@ -103,18 +103,9 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
   private closePromise: Promise<void> | null = null;
   private reviving: Promise<boolean> | null = null;
 
-  /**
-   * This client's durable batches the writer has not answered yet, lowered by the
-   * writer as it answers (shared memory; null over process IPC). At 0 the writer is
-   * idle, and a new row is sent at once instead of at the end of this turn: its
-   * commit then overlaps the deciding of the rest of the turn's requests.
-   */
-  private inFlight: Int32Array | null;
-
-  private constructor(channel: LogChannel, options: ClientOptions, health: HealthState, inFlight: Int32Array | null) {
+  private constructor(channel: LogChannel, options: ClientOptions, health: HealthState) {
     super();
     this.channel = channel;
-    this.inFlight = inFlight;
     this.options = options;
     this.path = options.path;
     this.mode = options.mode;
@@ -128,9 +119,8 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
    * @throws VerdictError the writer's own error when it could not open the log (e.g. DECISION_LOG_CORRUPT)
    */
   static async connect(channel: LogChannel, options: ClientOptions): Promise<DecisionLogClient> {
-    const inFlight = inFlightCounter(channel);
-    const health = await greet(channel, inFlight);
-    return new DecisionLogClient(channel, options, health, inFlight);
+    const health = await greet(channel);
+    return new DecisionLogClient(channel, options, health);
   }
 
   /** Rows appended here and not yet confirmed by the writer. */
@@ -164,8 +154,7 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
     }
     return new Promise<void>((resolve, reject) => {
       this.waiters.push({ resolve, reject });
-      if (this.inFlight !== null && Atomics.load(this.inFlight, 0) === 0) this.send();
-      else this.schedule();
+      this.schedule();
     });
   }
 
@@ -256,7 +245,6 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
     }
     const id = this.nextId++;
     this.batches.set(id, { waiters, rows });
-    if (waiters !== null && this.inFlight !== null) Atomics.add(this.inFlight, 0, 1);
     this.postMessage({ t: 'rows', id, acknowledged: waiters === null, values });
   }
 
@@ -376,10 +364,8 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
     this.reviving ??= (async () => {
       try {
         const channel = await reconnect();
-        const inFlight = inFlightCounter(channel);
-        const health = await greet(channel, inFlight);
+        const health = await greet(channel);
         this.channel = channel;
-        this.inFlight = inFlight;
         this.attach(channel);
         this.lost = null;
         this.setHealth(health.healthy, health.lastError);
@@ -396,13 +382,8 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
   }
 }
 
-/** A new count of unanswered durable batches for a channel that shares memory (threads), else null. */
-function inFlightCounter(channel: LogChannel): Int32Array | null {
-  return channel.sharesMemory === true ? new Int32Array(new SharedArrayBuffer(4)) : null;
-}
-
 /** Say hello and wait for `ready`, or the reason the writer could not open the log. */
-function greet(channel: LogChannel, inFlight: Int32Array | null): Promise<HealthState> {
+function greet(channel: LogChannel): Promise<HealthState> {
   return new Promise<HealthState>((resolve, reject) => {
     let settled = false;
     channel.listen((raw) => {
@@ -421,7 +402,7 @@ function greet(channel: LogChannel, inFlight: Int32Array | null): Promise<Health
       settled = true;
       reject(new VerdictError('DECISION_LOG_UNAVAILABLE', `the decision log writer stopped before it was ready: ${reason}`));
     });
-    channel.post(inFlight === null ? { t: 'hello' } : { t: 'hello', inFlight: inFlight.buffer as SharedArrayBuffer });
+    channel.post({ t: 'hello' });
   });
 }
 

@@ -44,37 +44,29 @@ export function serveWriter(writer: LogWriter, channel: LogChannel, options: Hos
   };
   channel.onGone(stop);
 
-  // The client's count of durable batches not yet answered (see ClientMessage `hello`).
-  let inFlight: Int32Array | null = null;
-  const answered = (acknowledged: boolean): void => {
-    if (!acknowledged && inFlight !== null) Atomics.sub(inFlight, 0, 1);
-  };
   channel.listen((raw) => {
     if (stopped) return;
     const message = raw as ClientMessage;
     switch (message?.t) {
       case 'hello':
-        inFlight = message.inFlight instanceof SharedArrayBuffer ? new Int32Array(message.inFlight) : null;
         post({ t: 'ready', health: { healthy: writer.healthy, lastError: writer.lastError } });
         return;
       case 'rows': {
-        const { id, acknowledged } = message;
+        const id = message.id;
         let rows: number;
         try {
           rows = checkBatch(message.values);
         } catch (error) {
-          answered(acknowledged);
           post({ t: 'rows', id, refused: [], failed: toWire(error) });
           return;
         }
-        writer.write(message.values as RowValue[], rows, acknowledged, ({ refused, failed }) => {
-          answered(acknowledged);
+        writer.write(message.values as RowValue[], rows, message.acknowledged, ({ refused, failed }) =>
           post(
             failed === null
               ? { t: 'rows', id, refused: refused.map(([index, error]) => [index, toWire(error)] as const), failed: null }
               : { t: 'rows', id, refused: [], failed: toWire(failed) },
-          );
-        });
+          ),
+        );
         return;
       }
       case 'alerts':

@@ -5,8 +5,8 @@
  * worker_threads and cluster IPC (with `serialization: 'advanced'`) use.
  *
  * A deciding thread sends the rows of one event-loop turn as one `rows`
- * message (flat values, see row.ts) — or sooner, when the writer has no batch of
- * its in hand — and the writer answers each such message exactly once.
+ * message (flat values, see row.ts), and the writer answers each such message
+ * exactly once.
  */
 import type { MessagePort } from 'node:worker_threads';
 import { VerdictError, type ErrorCode } from '../errors.js';
@@ -21,12 +21,7 @@ export interface WireError {
 }
 
 export type ClientMessage =
-  /**
-   * `inFlight` (threads only, where memory can be shared): the count of this
-   * client's durable batches not yet answered, which the host lowers as it
-   * answers each, so the client sees the writer go idle within its own turn.
-   */
-  | { readonly t: 'hello'; readonly inFlight?: SharedArrayBuffer }
+  | { readonly t: 'hello' }
   /** `acknowledged`: these decisions were already answered (async mode); see LogWriter.write. */
   | { readonly t: 'rows'; readonly id: number; readonly acknowledged: boolean; readonly values: unknown[] }
   | { readonly t: 'flush' | 'probe' | 'status' | 'close'; readonly id: number }
@@ -50,8 +45,6 @@ export interface LogChannel {
   listen(handler: (message: unknown) => void): void;
   /** Called once when the other side is gone (thread exited, process disconnected), with why. */
   onGone(handler: (reason: string) => void): void;
-  /** Whether a SharedArrayBuffer posted here is shared, not copied: worker threads and ports, not process IPC. */
-  readonly sharesMemory?: boolean;
 }
 
 export function toWire(error: unknown): WireError {
@@ -69,6 +62,5 @@ export function portChannel(port: MessagePort): LogChannel {
     post: (message) => port.postMessage(message),
     listen: (handler) => port.on('message', handler),
     onGone: (handler) => port.once('close', () => handler('the channel was closed')),
-    sharesMemory: true,
   };
 }

@@ -91,6 +91,5 @@ export function workerChannel(worker: Worker): LogChannel {
       worker.once('error', (error) => handler(`writer thread failed: ${messageOf(error)}`));
       worker.once('exit', (code) => handler(`writer thread exited with code ${code}`));
     },
-    sharesMemory: true,
   };
 }

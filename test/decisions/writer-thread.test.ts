@@ -29,25 +29,6 @@ describe('the writer thread', () => {
     expect(await verifyLog(file, { publicKeys: [], workers: 1 })).toMatchObject({ ok: true, rows: 301 });
   });
 
-  it('sends a durable row at once when the writer is idle: it is committed while the turn that decided it still runs', async () => {
-    const file = tempDb();
-    const client = await startWriterThread(settings(file), null);
-    const commits: number[] = [];
-    client.onCommit((stats) => commits.push(stats.rows));
-    const appended = [client.append(record())];
-    // Still in the same turn (as while deciding the other requests of a busy socket read): the row reaches the file.
-    const deadline = Date.now() + 10_000;
-    while (count(file) === 0 && Date.now() < deadline) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
-    expect(count(file)).toBe(1);
-    // The writer is busy or has just answered: the rest of the turn leaves together, never one message per row.
-    for (let i = 0; i < 19; i++) appended.push(client.append(record()));
-    await Promise.all(appended);
-    expect(commits.reduce((a, b) => a + b, 0)).toBe(20);
-    expect(commits.length).toBeLessThanOrEqual(3);
-    await client.close();
-    expect(count(file)).toBe(20);
-  });
-
   it('refuses only the row the database refused, not the rest of its batch', async () => {
     const file = tempDb();
     const client = await startWriterThread(settings(file), null);
