@@ -5,16 +5,21 @@ import {
   status,
   type Metadata,
   type ServerUnaryCall,
-  type handleUnaryCall,
   type sendUnaryData,
 } from '@grpc/grpc-js';
 import type { CallMeta } from '../../decide/index.js';
 import { StatusError, toStatus } from './status.js';
 
+/**
+ * What verdict's unary handlers may read of a call: the same fields whether
+ * grpc-js or the direct lane (direct-lane.ts) is answering it.
+ */
+export type UnaryCall<Request = unknown> = Pick<ServerUnaryCall<Request, unknown>, 'request' | 'metadata' | 'getDeadline' | 'getAuthContext' | 'getPeer'>;
+
 /** What the service wrappers need from the server's options. */
 export interface CallOptions {
   /** The caller identity recorded with each decision. */
-  readonly callerOf: (call: ServerUnaryCall<unknown, unknown>) => string;
+  readonly callerOf: (call: UnaryCall) => string;
   /** Where unexpected errors go (their details never reach the caller). */
   readonly report: (error: unknown, method: string) => void;
   /** The calls being answered, so a shutdown can end those still running when its grace is over. */
@@ -28,14 +33,14 @@ export interface CallOptions {
  * it only tracks the sessions it cuts while channelz is on, which verdict turns off.)
  */
 export class InFlightCalls {
-  private readonly calls = new Map<ServerUnaryCall<unknown, unknown>, sendUnaryData<unknown>>();
+  private readonly calls = new Map<UnaryCall, sendUnaryData<unknown>>();
 
-  add(call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>): void {
+  add(call: UnaryCall, callback: sendUnaryData<unknown>): void {
     this.calls.set(call, callback);
   }
 
   /** Removes the call; false when it was already answered (ended by endAll). */
-  take(call: ServerUnaryCall<unknown, unknown>): boolean {
+  take(call: UnaryCall): boolean {
     return this.calls.delete(call);
   }
 
@@ -47,12 +52,12 @@ export class InFlightCalls {
   }
 }
 
-export function deadlineOf(call: Pick<ServerUnaryCall<unknown, unknown>, 'getDeadline'>): number {
+export function deadlineOf(call: Pick<UnaryCall, 'getDeadline'>): number {
   const deadline = call.getDeadline();
   return deadline instanceof Date ? deadline.getTime() : deadline;
 }
 
-export function callMeta(call: ServerUnaryCall<unknown, unknown>, requestId: string, options: CallOptions): CallMeta {
+export function callMeta(call: UnaryCall, requestId: string, options: CallOptions): CallMeta {
   return {
     caller: options.callerOf(call),
     requestId: requestId !== '' ? requestId : headerOf(call.metadata, 'x-request-id'),
@@ -65,6 +70,9 @@ function headerOf(metadata: Metadata, name: string): string | null {
   return typeof value === 'string' ? value : value.toString('utf8');
 }
 
+/** A unary method as verdict registers it: callable by grpc-js and by the direct lane alike. */
+export type UnaryHandler<Request, Response> = (call: UnaryCall<Request>, callback: sendUnaryData<Response>) => void;
+
 /**
  * A unary method from an async function of the call: what it returns is the
  * response, what it throws becomes a status (see toStatus). A call whose
@@ -74,8 +82,8 @@ function headerOf(metadata: Metadata, name: string): string | null {
 export function unary<Request, Response>(
   method: string,
   options: CallOptions,
-  run: (call: ServerUnaryCall<Request, Response>) => Response | PromiseLike<Response>,
-): handleUnaryCall<Request, Response> {
+  run: (call: UnaryCall<Request>) => Response | PromiseLike<Response>,
+): UnaryHandler<Request, Response> {
   const report = (error: unknown): void => options.report(error, method);
   const fail = (callback: sendUnaryData<Response>, error: unknown): void => callback(toStatus(error, report));
   const inFlight = options.inFlight;

@@ -1,5 +1,6 @@
 // The gRPC server: verdict's services, Envoy's ext_authz, health and reflection on
-// one port, message size limits, and a shutdown with a grace.
+// one port, the direct lane for the decision methods, message size limits, and a
+// shutdown with a grace.
 
 import {
   Server,
@@ -7,11 +8,12 @@ import {
   status,
   type MethodDefinition,
   type ServerOptions,
-  type ServerUnaryCall,
   type ServiceDefinition,
+  type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import type { GatewayAdapter } from '../../gateway/adapter.js';
-import { InFlightCalls } from './call.js';
+import { InFlightCalls, type UnaryCall, type UnaryHandler } from './call.js';
+import { DirectLane, type DirectLaneState } from './direct-lane.js';
 import { StatusError } from './status.js';
 import { adminService, ADMIN_SERVICE } from './admin-service.js';
 import { authorizationService, AUTHORIZATION_SERVICE } from './authorization-service.js';
@@ -31,7 +33,7 @@ export interface GrpcServerOptions {
   /** How long shutdown() waits for in-flight calls before cutting them off, in ms. Default 10 s. */
   readonly shutdownTimeoutMs?: number;
   /** The caller recorded with each decision. Default: the peer address (`ip:port`). */
-  readonly callerOf?: (call: ServerUnaryCall<unknown, unknown>) => string;
+  readonly callerOf?: (call: UnaryCall) => string;
   /** Receives unexpected errors (the caller only sees INTERNAL), e.g. to log them. */
   readonly onInternalError?: (error: unknown, method: string) => void;
   /** Further grpc-js channel options, e.g. keepalive settings. */
@@ -56,6 +58,8 @@ export interface GrpcServer {
   readonly server: Server;
   /** Health statuses; '' and every verdict service start SERVING when the server starts. */
   readonly health: HealthService;
+  /** The direct lane for the decision methods (direct-lane.ts): whether start() could install it, and the calls it took. */
+  readonly directLane: DirectLaneState;
   /** Binds and starts serving; resolves to the port bound (useful with port 0). */
   start(host: string, port: number, credentials?: ServerCredentials): Promise<number>;
   /**
@@ -124,11 +128,20 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
   });
   const inFlight = new InFlightCalls();
   const callOptions = {
-    callerOf: options.callerOf ?? ((call: ServerUnaryCall<unknown, unknown>) => call.getPeer()),
+    callerOf: options.callerOf ?? ((call: UnaryCall) => call.getPeer()),
     report: options.onInternalError ?? (() => undefined),
     inFlight,
   };
-  server.addService(
+  const direct = new DirectLane(hardCeiling(limit));
+  /** A decision service: registered with grpc-js, and its unary methods put on the direct lane too. */
+  const addDecisionService = (definition: ServiceDefinition, implementation: UntypedServiceImplementation): void => {
+    server.addService(definition, implementation);
+    for (const [name, method] of Object.entries(definition)) {
+      if (method.requestStream || method.responseStream) continue;
+      direct.add({ definition: method as MethodDefinition<unknown, unknown>, handler: implementation[name] as UnaryHandler<unknown, unknown> });
+    }
+  };
+  addDecisionService(
     withSizeLimit(serviceDefinition(AUTHORIZATION_SERVICE), limit),
     authorizationService(services.authorization, {
       ...callOptions,
@@ -138,7 +151,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
   server.addService(serviceDefinition(ADMIN_SERVICE), adminService(services.admin, callOptions));
   const served: string[] = [AUTHORIZATION_SERVICE, ADMIN_SERVICE];
   if (services.extAuthz) {
-    server.addService(withSizeLimit(serviceDefinition(EXT_AUTHZ_SERVICE), limit), extAuthzService(services.extAuthz, callOptions));
+    addDecisionService(withSizeLimit(serviceDefinition(EXT_AUTHZ_SERVICE), limit), extAuthzService(services.extAuthz, callOptions));
     served.push(EXT_AUTHZ_SERVICE);
   }
   const health = new HealthService();
@@ -151,6 +164,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
   return {
     server,
     health,
+    directLane: direct,
     start(host, port, credentials = ServerCredentials.createInsecure()) {
       // An IPv6 literal needs brackets to be told apart from the port.
       const address = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
@@ -160,6 +174,8 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
             reject(error);
             return;
           }
+          // Idle-connection tracking counts streams inside grpc-js's own handler; with it on, every call stays there.
+          if (options.channelOptions?.['grpc.max_connection_idle_ms'] === undefined) direct.install(server);
           for (const service of ['', ...served]) {
             if (health.getStatus(service) === undefined) health.setStatus(service, 'SERVING');
           }

@@ -1,0 +1,225 @@
+// The direct lane (src/server/grpc/direct-lane.ts) answers the decision methods on
+// their HTTP/2 stream, beside grpc-js. Attacked here with a raw HTTP/2 client against
+// a real `verdict serve`: every framing a client can get wrong gets a defined gRPC
+// status, never an allow, and the server goes on answering. The in-process half checks
+// which calls the lane takes and which it leaves to grpc-js.
+import http2 from 'node:http2';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { queryDecisions } from '../../src/decisions/query.js';
+import { serviceDefinition } from '../../src/server/grpc/descriptors.js';
+import { makeTempDir, removeTempDirs } from '../helpers/policies.js';
+import { ROOT, checkRequest, ensureBuilt, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
+import { checkRequest as fakeCheckRequest, clientFor, startServer, unary, type Harness } from './support.js';
+
+const CHECK = '/verdict.v1.Authorization/Check';
+const methods = serviceDefinition('verdict.v1.Authorization');
+const encodeCheck = (request: Record<string, unknown>): Buffer => methods.Check!.requestSerialize(request);
+const decodeCheckResponse = (bytes: Buffer): Record<string, unknown> => methods.Check!.responseDeserialize(bytes) as Record<string, unknown>;
+
+const allowed = checkRequest({
+  principal: { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } },
+  action: 'predict',
+  resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme', env: 'staging', owner: 'dana', classification: 'internal' } },
+});
+const denied = checkRequest({
+  principal: { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } },
+  action: 'predict',
+  resource: { type: 'model', id: 'rival-v1', attributes: { org: 'globex', env: 'staging', owner: 'zed', classification: 'internal' } },
+});
+
+/** 1 byte flag, 4 bytes big-endian length, then the message. */
+function frame(message: Buffer, flag = 0, declaredLength = message.length): Buffer {
+  const head = Buffer.alloc(5);
+  head[0] = flag;
+  head.writeUInt32BE(declaredLength, 1);
+  return Buffer.concat([head, message]);
+}
+
+interface RawOutcome {
+  readonly httpStatus: number | undefined;
+  readonly grpcStatus: number | null;
+  readonly grpcMessage: string;
+  readonly body: Buffer;
+  readonly trailers: http2.IncomingHttpHeaders;
+}
+
+const GRPC_HEADERS = { ':method': 'POST', 'content-type': 'application/grpc', te: 'trailers' };
+
+/** One raw HTTP/2 request: the headers and body chunks as given, the answer as sent. */
+function rawCall(port: number, options: { path?: string; headers?: http2.OutgoingHttpHeaders; body?: readonly Buffer[] } = {}): Promise<RawOutcome> {
+  return new Promise((resolve, reject) => {
+    const session = http2.connect(`http://127.0.0.1:${port}`);
+    session.on('error', reject);
+    const stream = session.request({ ...GRPC_HEADERS, ':path': options.path ?? CHECK, ...options.headers });
+    let headers: http2.IncomingHttpHeaders = {};
+    let trailers: http2.IncomingHttpHeaders = {};
+    const chunks: Buffer[] = [];
+    stream.on('response', (h) => (headers = h));
+    stream.on('trailers', (t) => (trailers = t));
+    stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+    stream.on('error', reject);
+    stream.on('close', () => {
+      session.close();
+      const status = trailers['grpc-status'] ?? headers['grpc-status'];
+      resolve({
+        httpStatus: headers[':status'] === undefined ? undefined : Number(headers[':status']),
+        grpcStatus: status === undefined ? null : Number(status),
+        grpcMessage: decodeURIComponent(String(trailers['grpc-message'] ?? headers['grpc-message'] ?? '')),
+        body: Buffer.concat(chunks),
+        trailers: { ...headers, ...trailers },
+      });
+    });
+    for (const chunk of options.body ?? []) stream.write(chunk);
+    stream.end();
+  });
+}
+
+function effectOf(outcome: RawOutcome): unknown {
+  expect(outcome.grpcStatus).toBe(grpc.status.OK);
+  expect(outcome.body.readUInt32BE(1)).toBe(outcome.body.length - 5);
+  return decodeCheckResponse(outcome.body.subarray(5)).effect;
+}
+
+describe('direct lane against a real verdict serve', () => {
+  let server: VerdictProcess;
+  let db: string;
+
+  beforeAll(async () => {
+    ensureBuilt();
+    db = join(makeTempDir(), 'd.db');
+    server = await startVerdict({ policies: join(ROOT, 'policies'), db });
+  }, 60_000);
+  afterAll(async () => {
+    expect(await server?.stop()).toBe(0);
+    removeTempDirs();
+  });
+
+  it('logs no warning that the lane could not be installed', () => {
+    expect(server.logs.some((line) => String(line.msg).includes('direct lane'))).toBe(false);
+  });
+
+  it('answers a plain gRPC Check: allow, deny, and the decision recorded with the x-request-id header', async () => {
+    expect(effectOf(await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'x-request-id': 'lane-allow-1' } }))).toBe('EFFECT_ALLOW');
+    expect(effectOf(await rawCall(server.grpcPort, { body: [frame(encodeCheck(denied))] }))).toBe('EFFECT_DENY');
+    const row = queryDecisions(db, { principalId: 'dana', limit: 50 }).find((decision) => decision.requestId === 'lane-allow-1');
+    expect(row?.effect).toBe('ALLOW');
+    expect(row?.caller).toMatch(/^127\.0\.0\.1:\d+$/);
+  });
+
+  it('reads a message split across many DATA frames', async () => {
+    const bytes = frame(encodeCheck(allowed));
+    const pieces = Array.from({ length: bytes.length }, (_, i) => bytes.subarray(i, i + 1));
+    expect(effectOf(await rawCall(server.grpcPort, { body: pieces }))).toBe('EFFECT_ALLOW');
+  });
+
+  const broken: ReadonlyArray<readonly [string, () => Buffer[], number, string]> = [
+    ['no message at all', () => [], grpc.status.UNIMPLEMENTED, 'no request message'],
+    ['a prefix cut short', () => [Buffer.from([0, 0, 0])], grpc.status.INTERNAL, 'truncated'],
+    ['a length past the bytes sent', () => [frame(encodeCheck(allowed), 0, 5000)], grpc.status.INTERNAL, 'truncated'],
+    ['two messages in a unary call', () => [frame(encodeCheck(allowed)), frame(encodeCheck(allowed))], grpc.status.UNIMPLEMENTED, 'second request message'],
+    ['the compressed flag with grpc-encoding identity', () => [frame(encodeCheck(allowed), 1)], grpc.status.INTERNAL, 'compressed'],
+  ];
+  it.each(broken)('%s: a defined status, nothing allowed, nothing recorded as allowed', async (_what, body, code, words) => {
+    const before = queryDecisions(db, { effect: 'ALLOW', limit: 10_000 }).length;
+    const outcome = await rawCall(server.grpcPort, { body: body() });
+    expect(outcome.httpStatus).toBe(200);
+    expect(outcome.grpcStatus).toBe(code);
+    expect(outcome.grpcMessage).toContain(words);
+    expect(outcome.body.length).toBe(0);
+    expect(queryDecisions(db, { effect: 'ALLOW', limit: 10_000 }).length).toBe(before);
+  });
+
+  it('refuses a message past the hard ceiling unread (RESOURCE_EXHAUSTED) and goes on serving', async () => {
+    // Default limit 1 MiB; past 4 MiB the bytes are not even kept.
+    const huge = Buffer.alloc(4 * 1024 * 1024 + 64 * 1024, 0x41);
+    const outcome = await rawCall(server.grpcPort, { body: [frame(huge)] });
+    expect(outcome.grpcStatus).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(effectOf(await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))] }))).toBe('EFFECT_ALLOW');
+  });
+
+  it('an invalid grpc-timeout is INTERNAL; one already spent is DEADLINE_EXCEEDED; neither allows', async () => {
+    const invalid = await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': 'soon' } });
+    expect(invalid.grpcStatus).toBe(grpc.status.INTERNAL);
+    expect(invalid.grpcMessage).toContain('grpc-timeout');
+    const spent = await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': '1n' } });
+    expect(spent.grpcStatus).toBe(grpc.status.DEADLINE_EXCEEDED);
+    expect(spent.body.length).toBe(0);
+  });
+
+  it('a generous grpc-timeout is honoured like none', async () => {
+    expect(effectOf(await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': '5S' } }))).toBe('EFFECT_ALLOW');
+  });
+
+  it('streams reset by the client mid-message leave the server answering', async () => {
+    const session = http2.connect(`http://127.0.0.1:${server.grpcPort}`);
+    const half = frame(encodeCheck(allowed)).subarray(0, 20);
+    for (let i = 0; i < 200; i++) {
+      const stream = session.request({ ...GRPC_HEADERS, ':path': CHECK });
+      stream.on('error', () => undefined);
+      stream.write(half);
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    session.close();
+    expect(effectOf(await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))] }))).toBe('EFFECT_ALLOW');
+  });
+
+  it('a stream the lane does not read is grpc-js\'s: a non-gRPC content type gets 415, a repeated grpc-timeout an answer', async () => {
+    const plain = await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'content-type': 'text/plain' } });
+    expect(plain.httpStatus).toBe(415);
+    expect(plain.grpcStatus).toBe(null);
+    const repeated = await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': ['5S', '1n'] } });
+    expect(repeated.grpcStatus).not.toBe(null);
+  });
+});
+
+describe('direct lane in process: which calls it takes', () => {
+  let harness: Harness;
+
+  beforeAll(async () => {
+    harness = await startServer();
+  });
+  afterAll(async () => {
+    await harness?.close();
+  });
+
+  it('is installed, and takes Check, CheckBatch and Settle from a grpc-js client', async () => {
+    expect(harness.grpc.directLane.installed).toBe(true);
+    const client = clientFor('verdict.v1.Authorization', harness.address);
+    const before = harness.grpc.directLane.calls;
+    const check = await unary<{ effect: string }>(client, 'Check', fakeCheckRequest());
+    expect(check.error).toBeNull();
+    expect(check.response?.effect).toBe('EFFECT_ALLOW');
+    const batch = await unary<{ results: Array<{ effect: string }> }>(client, 'CheckBatch', {
+      principal: fakeCheckRequest()['principal'],
+      items: [
+        { action: 'read', resource: { type: 'model', id: 'm1' } },
+        { action: 'delete', resource: { type: 'model', id: 'm1' } },
+      ],
+    });
+    expect(batch.error).toBeNull();
+    expect(batch.response?.results.map((result) => result.effect)).toEqual(['EFFECT_ALLOW', 'EFFECT_DENY']);
+    const settle = await unary(client, 'Settle', { decisionId: 'd-x', actualUnits: 1 });
+    expect(settle.error?.code).toBe(grpc.status.UNIMPLEMENTED);
+    expect(harness.grpc.directLane.calls).toBe(before + 3);
+    client.close();
+  });
+
+  it('leaves Admin calls and compressed requests to grpc-js, which answers them as before', async () => {
+    const before = harness.grpc.directLane.calls;
+    const admin = clientFor('verdict.v1.Admin', harness.address);
+    const status = await unary<{ version: string }>(admin, 'GetPolicyStatus', {});
+    expect(status.response?.version).toBe('v-test');
+    admin.close();
+    // gzip-compressed requests: grpc-js decompresses them; the lane never sees them.
+    const Constructor = clientFor('verdict.v1.Authorization', harness.address).constructor as new (address: string, credentials: grpc.ChannelCredentials, options: object) => grpc.Client;
+    const gzip = new Constructor(harness.address, grpc.credentials.createInsecure(), { 'grpc.default_compression_algorithm': 2, 'grpc.use_local_subchannel_pool': 1 });
+    const check = await unary<{ effect: string }>(gzip, 'Check', fakeCheckRequest());
+    expect(check.error).toBeNull();
+    expect(check.response?.effect).toBe('EFFECT_ALLOW');
+    gzip.close();
+    expect(harness.grpc.directLane.calls).toBe(before);
+  });
+});
