@@ -14,7 +14,13 @@ import { StatusError, toStatus } from './status.js';
  * What verdict's unary handlers may read of a call: the same fields whether
  * grpc-js or the direct lane (direct-lane.ts) is answering it.
  */
-export type UnaryCall<Request = unknown> = Pick<ServerUnaryCall<Request, unknown>, 'request' | 'metadata' | 'getDeadline' | 'getAuthContext' | 'getPeer'>;
+export type UnaryCall<Request = unknown> = Pick<ServerUnaryCall<Request, unknown>, 'request' | 'metadata' | 'getDeadline' | 'getAuthContext' | 'getPeer'> & {
+  /**
+   * One request header's first value, read without building the whole metadata (the
+   * direct lane has the raw headers; most checks only look up x-request-id).
+   */
+  readonly requestHeader?: (name: string) => string | null;
+};
 
 /** What the service wrappers need from the server's options. */
 export interface CallOptions {
@@ -60,7 +66,7 @@ export function deadlineOf(call: Pick<UnaryCall, 'getDeadline'>): number {
 export function callMeta(call: UnaryCall, requestId: string, options: CallOptions): CallMeta {
   return {
     caller: options.callerOf(call),
-    requestId: requestId !== '' ? requestId : headerOf(call.metadata, 'x-request-id'),
+    requestId: requestId !== '' ? requestId : call.requestHeader !== undefined ? call.requestHeader('x-request-id') : headerOf(call.metadata, 'x-request-id'),
   };
 }
 

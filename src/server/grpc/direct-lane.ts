@@ -277,6 +277,12 @@ class DirectCall implements UnaryCall {
     return this.cachedMetadata;
   }
 
+  requestHeader(name: string): string | null {
+    const value = this.headers[name];
+    if (typeof value === 'string') return value;
+    return Array.isArray(value) ? (value[0] ?? null) : null;
+  }
+
   getDeadline(): number {
     return this.deadline;
   }
