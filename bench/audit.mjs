@@ -82,12 +82,18 @@ async function main() {
   }
 }
 
+/** The decisions the benchmark's rows record, and the call they came on (one of each, reused). */
+const POLICY_VERSION = 'sha256:af16fd2792fba2d47d6674bb5c471433e4556ceed63d48fbda6b0c59aaca610d';
+const ALLOWED = { effect: 'ALLOW', reason: 'ALLOWED_BY_RULE', ruleIds: ['ds-read-predict-own-org'], errors: [], policyVersion: POLICY_VERSION };
+const DENIED = { effect: 'DENY', reason: 'DENIED_BY_DEFAULT', ruleIds: [], errors: [], policyVersion: POLICY_VERSION };
+const CALL = { caller: 'ipv4:127.0.0.1:50000', requestId: null };
+
 // ---------------------------------------------------------------- verify speed
 
 async function verifyBench(tmp) {
   const { startWriterThread } = await import('../dist/decisions/writer-thread.js');
   const { loadAudit } = await import('../dist/decisions/audit-setup.js');
-  const { newDecisionId } = await import('../dist/decide/decision-id.js');
+  const { decisionRecord } = await import('../dist/decide/record.js');
   const dir = path.join(tmp, 'verify');
   const db = path.join(dir, 'decisions.db');
   fs.mkdirSync(dir);
@@ -101,29 +107,14 @@ async function verifyBench(tmp) {
     const batch = [];
     for (let j = i; j < Math.min(rows, i + 10_000); j++) {
       const time = start + j;
-      batch.push(
-        writer.append({
-          decisionId: newDecisionId(time),
-          time,
-          caller: 'ipv4:127.0.0.1:50000',
-          requestId: null,
-          principalId: `user-${j % 5000}`,
-          action: j % 10 === 0 ? 'download' : 'predict',
-          resourceType: 'model',
-          resourceId: `model-${j % 50}`,
-          effect: j % 10 === 0 ? 'DENY' : 'ALLOW',
-          reason: j % 10 === 0 ? 'DENIED_BY_DEFAULT' : 'ALLOWED_BY_RULE',
-          ruleIds: j % 10 === 0 ? [] : ['ds-read-predict-own-org'],
-          errors: [],
-          policyVersion: 'sha256:af16fd2792fba2d47d6674bb5c471433e4556ceed63d48fbda6b0c59aaca610d',
-          request: {
-            principal: { roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } },
-            resource: { attributes: { org: 'acme', env: 'production', owner: `user-${j % 5000}` } },
-            context: { attributes: { ip: `10.0.${(j >> 8) & 255}.${j & 255}` } },
-          },
-          latencyUs: 20 + (j % 50),
-        }),
-      );
+      const denied = j % 10 === 0;
+      const request = {
+        principal: { id: `user-${j % 5000}`, roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } },
+        action: denied ? 'download' : 'predict',
+        resource: { type: 'model', id: `model-${j % 50}`, attributes: { org: 'acme', env: 'production', owner: `user-${j % 5000}` } },
+        context: { attributes: { ip: `10.0.${(j >> 8) & 255}.${j & 255}` } },
+      };
+      batch.push(writer.append(decisionRecord(request, denied ? DENIED : ALLOWED, CALL, time, 20 + (j % 50))));
     }
     await Promise.all(batch);
     await writer.flush();
@@ -251,7 +242,13 @@ async function writerWork(tmp) {
   const { loadOrCreateSigningKey } = await import('../dist/decisions/keys.js');
   const { encodeRecord } = await import('../dist/decisions/row.js');
   const { COLUMN_LIST, COLUMNS } = await import('../dist/decisions/columns.js');
-  const { newDecisionId } = await import('../dist/decide/decision-id.js');
+  const { decisionRecord } = await import('../dist/decide/record.js');
+  const request = {
+    principal: { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } },
+    action: 'predict',
+    resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme', env: 'production', owner: 'dana' } },
+    context: { attributes: {} },
+  };
   const rows = SETTINGS.writerRows;
   const batch = 16;
   const runs = { on: [], off: [] };
@@ -285,13 +282,7 @@ async function writerWork(tmp) {
       for (let i = 0; i < rows; i += batch) {
         const values = [];
         for (let j = i; j < i + batch; j++) {
-          encodeRecord(values, {
-            decisionId: newDecisionId(start + j), time: start + j, caller: '127.0.0.1:34834', requestId: null, principalId: 'dana', action: 'predict',
-            resourceType: 'model', resourceId: 'fraud-v3', effect: 'ALLOW', reason: 'ALLOWED_BY_RULE', ruleIds: ['ds-read-predict-own-org'], errors: [],
-            policyVersion: 'sha256:af16fd2792fba2d47d6674bb5c471433e4556ceed63d48fbda6b0c59aaca610d',
-            request: { principal: { roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } }, resource: { attributes: { org: 'acme', env: 'production', owner: 'dana' } }, context: { attributes: {} } },
-            latencyUs: 40,
-          });
+          encodeRecord(values, decisionRecord(request, ALLOWED, CALL, start + j, 40));
         }
         await write(values, batch);
       }

@@ -49,7 +49,8 @@ const n = (x) => Math.round(x).toLocaleString('en-US');
 async function writeLog(db) {
   const { startWriterThread } = await import('../dist/decisions/writer-thread.js');
   const { loadAudit } = await import('../dist/decisions/audit-setup.js');
-  const { newDecisionId } = await import('../dist/decide/decision-id.js');
+  const { decisionRecord } = await import('../dist/decide/record.js');
+  const CALL = { caller: 'ipv4:127.0.0.1:50000', requestId: null };
   const { loadPolicies } = await import('../dist/policy/load.js');
   const { evaluate } = await import('../dist/engine/evaluate.js');
   const loaded = loadPolicies(path.join(ROOT, 'policies'));
@@ -74,23 +75,7 @@ async function writeLog(db) {
       };
       const decision = evaluate(policySet, request);
       batch.push(
-        writer.append({
-          decisionId: newDecisionId(time),
-          time,
-          caller: 'ipv4:127.0.0.1:50000',
-          requestId: null,
-          principalId: request.principal.id,
-          action: request.action,
-          resourceType: 'model',
-          resourceId: request.resource.id,
-          effect: decision.effect,
-          reason: decision.reason,
-          ruleIds: decision.ruleIds,
-          errors: decision.errors,
-          policyVersion: decision.policyVersion,
-          request: { principal: { roles: request.principal.roles, attributes: request.principal.attributes }, resource: { attributes: request.resource.attributes }, context: request.context },
-          latencyUs: 20 + (j % 50),
-        }),
+        writer.append(decisionRecord(request, decision, CALL, time, 20 + (j % 50))),
       );
     }
     await Promise.all(batch);

@@ -16,6 +16,8 @@ db.pragma('synchronous = FULL');
 db.exec('CREATE TABLE IF NOT EXISTS decisions (seq INTEGER PRIMARY KEY, ' + workerData.columns + ')');
 const insert = db.prepare('INSERT INTO decisions (' + workerData.columns + ') VALUES (' + workerData.placeholders + ')');
 const width = workerData.width;
+// The server opens its own tables (suspensions) in this file once the sink is open: say when it exists.
+parentPort.postMessage({ ready: true });
 let inbox = [];
 const write = db.transaction((messages) => {
   for (const m of messages) for (let i = 0; i < m.values.length; i += width) insert.run(m.values.slice(i, i + width));
@@ -31,6 +33,15 @@ export async function openBaselineSink(path, sqlitePath) {
   const worker = new Worker(WRITER, {
     eval: true,
     workerData: { path, sqlite: sqlitePath, columns: COLUMN_LIST, placeholders: COLUMNS.map(() => '?').join(', '), width: COLUMNS.length },
+  });
+  await new Promise((resolve, reject) => {
+    const onReady = (m) => {
+      if (m.ready !== true) return;
+      worker.off('message', onReady);
+      resolve();
+    };
+    worker.on('message', onReady);
+    worker.once('error', reject);
   });
   const pending = new Map();
   let nextId = 1;
@@ -63,6 +74,8 @@ export async function openBaselineSink(path, sqlitePath) {
     onWriteError: noEvents,
     probe: async () => true,
     auditStatus: async () => ({ sensitiveAttributes: [], checkpoints: null }),
+    // Alerts are not decisions: the baseline keeps none (the detectors still run, as in the chained server).
+    appendAlerts: async () => undefined,
     async close() {
       await new Promise((resolve) => {
         worker.on('message', (m) => m.closed && resolve());

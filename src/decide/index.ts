@@ -24,4 +24,5 @@ export {
 } from './refusals.js';
 export { Suspensions, type SuspensionListener } from './suspensions.js';
 export { newDecisionId } from './decision-id.js';
+export { decisionRecord } from './record.js';
 export { BATCH_RECORD_FACTOR, BatchRefused, batchRecordError, DEFAULT_MAX_BATCH_RECORDED_BYTES } from './batch-budget.js';

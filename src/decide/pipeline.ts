@@ -10,6 +10,7 @@ import { adjustReservation, RateLimiter, SettlementBook, type LimitOutcome, type
 import type { Decision, DecisionRequest, LimitState, ShadowDecision, SuspensionState } from '../types.js';
 import { RequestMeter, type RequestLimits } from './bounds.js';
 import { newDecisionId } from './decision-id.js';
+import { decisionRecord } from './record.js';
 import { blocked, invalidRequest, limitError, rateLimited, refusalDecision, suspended } from './refusals.js';
 import { BatchRefused, batchRecordError, DEFAULT_MAX_BATCH_RECORDED_BYTES } from './batch-budget.js';
 import { InvalidRequest, RefusedRequest, type CallMeta, type CheckInput, type CheckResult, type RequestFieldError } from './request.js';
@@ -546,27 +547,5 @@ function detailsOf(decision: Decision, meta: CallMeta, directory: DirectorySourc
 
 /** The decision log's row for a decision. */
 function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, started: number, directory: DirectorySources | null): DecisionRecord {
-  const now = Date.now();
-  return {
-    decisionId: newDecisionId(now),
-    time: now,
-    caller: meta.caller,
-    requestId: meta.requestId,
-    principalId: request.principal.id,
-    action: request.action,
-    resourceType: request.resource.type,
-    resourceId: request.resource.id,
-    effect: decision.effect,
-    reason: decision.reason,
-    ruleIds: decision.ruleIds,
-    errors: decision.errors,
-    policyVersion: decision.policyVersion,
-    request: {
-      principal: { roles: request.principal.roles, attributes: request.principal.attributes },
-      resource: { attributes: request.resource.attributes },
-      context: { attributes: request.context.attributes },
-    },
-    latencyUs: Math.round((performance.now() - started) * 1000),
-    details: detailsOf(decision, meta, directory),
-  };
+  return decisionRecord(request, decision, meta, Date.now(), Math.round((performance.now() - started) * 1000), detailsOf(decision, meta, directory));
 }

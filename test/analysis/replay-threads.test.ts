@@ -3,13 +3,16 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { ReplayReport } from '../../src/analysis/replay-report.js';
 import { runReplay } from '../../src/cli/replay.js';
-import { newDecisionId } from '../../src/decide/decision-id.js';
+import { decisionRecord } from '../../src/decide/record.js';
 import { loadAudit } from '../../src/decisions/audit-setup.js';
 import { startWriterThread } from '../../src/decisions/writer-thread.js';
 import { evaluate } from '../../src/engine/evaluate.js';
 import type { DecisionRequest } from '../../src/types.js';
 import { loadValid, makeTempDir, removeTempDirs } from '../helpers/policies.js';
 import { ROOT } from '../helpers/verdict-process.js';
+
+/** The caller every fixture decision is recorded from. */
+const FIXTURE_CALL = { caller: 'ipv4:127.0.0.1:50000', requestId: null };
 
 /**
  * A log large enough for `verdict replay` to use its threads by default
@@ -60,23 +63,7 @@ beforeAll(async () => {
       };
       const decision = evaluate(policySet, request);
       batch.push(
-        writer.append({
-          decisionId: newDecisionId(start + j),
-          time: start + j,
-          caller: 'ipv4:127.0.0.1:50000',
-          requestId: null,
-          principalId: request.principal.id,
-          action: request.action,
-          resourceType: 'model',
-          resourceId: request.resource.id,
-          effect: decision.effect,
-          reason: decision.reason,
-          ruleIds: decision.ruleIds,
-          errors: decision.errors,
-          policyVersion: decision.policyVersion,
-          request: { principal: { roles: request.principal.roles, attributes: request.principal.attributes }, resource: { attributes: request.resource.attributes }, context: request.context },
-          latencyUs: 20,
-        }),
+        writer.append(decisionRecord(request, decision, FIXTURE_CALL, start + j, 20)),
       );
     }
     await Promise.all(batch);
