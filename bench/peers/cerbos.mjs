@@ -20,6 +20,8 @@
 //     Cerbos CheckResources request except auxData (JWT only): it travels as the principal
 //     attribute `ticket`, and the break-glass rule tests it with the same regular expression;
 //   - attribute matchers (a missing attribute never matches) become has()-guarded conditions;
+//   - a deny rule's `when` fails closed in verdict (a missing attribute it reads makes the
+//     deny apply), so its translation is `!has(attribute) || test`;
 //   - a principal without roles (Cerbos requires at least one) is sent with the role `user`,
 //     which neither policy set grants anything.
 import fs from 'node:fs';
@@ -34,6 +36,8 @@ export const CERBOS_METHOD = '/cerbos.svc.v1.CerbosService/CheckResources';
 
 const SAME_ORG = 'request.resource.attr.org == request.principal.attr.org';
 const attrIs = (part, key, value) => `has(request.${part}.attr.${key}) && request.${part}.attr.${key} == ${JSON.stringify(value)}`;
+// A deny rule's \`when\` in verdict fails closed: an attribute it reads that is missing makes it apply.
+const failsClosed = (part, key, test) => `!has(request.${part}.attr.${key}) || request.${part}.attr.${key} ${test}`;
 
 /** Cerbos policy files equivalent to policies/roles.yaml + policies/models.yaml. */
 export const CERBOS_POLICIES = {
@@ -90,7 +94,7 @@ resourcePolicy:
       actions: [delete]
       effect: EFFECT_DENY
       roles: ["*"]
-      condition: { match: { expr: '${attrIs('resource', 'env', 'production')}' } }
+      condition: { match: { expr: '${failsClosed('resource', 'env', '== "production"')}' } }
     - name: restricted-models-employees-only
       actions: [predict, read]
       effect: EFFECT_DENY
@@ -100,7 +104,7 @@ resourcePolicy:
           all:
             of:
               - expr: '${attrIs('principal', 'employment', 'contractor')}'
-              - expr: 'has(request.resource.attr.classification) && request.resource.attr.classification in ["restricted", "secret"]'
+              - expr: '${failsClosed('resource', 'classification', 'in ["restricted", "secret"]')}'
     - name: suspended-principals
       actions: ["*"]
       effect: EFFECT_DENY
