@@ -148,8 +148,16 @@ describe('direct lane against a real verdict serve', () => {
     expect(spent.body.length).toBe(0);
   });
 
-  it('a generous grpc-timeout is honoured like none', async () => {
+  it('a generous grpc-timeout is honoured like none, even one past what a timer can hold', async () => {
     expect(effectOf(await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': '5S' } }))).toBe('EFFECT_ALLOW');
+    // 99,999,999 hours: a node timer that long would fire at once.
+    expect(effectOf(await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': '99999999H' } }))).toBe('EFFECT_ALLOW');
+  });
+
+  it('a prefix declaring more than the hard ceiling is refused before the bytes arrive', async () => {
+    const outcome = await rawCall(server.grpcPort, { body: [frame(Buffer.alloc(16), 0, 0xffffffff)] });
+    expect(outcome.grpcStatus).toBe(grpc.status.RESOURCE_EXHAUSTED);
+    expect(outcome.grpcMessage).toContain('larger than max');
   });
 
   it('streams reset by the client mid-message leave the server answering', async () => {

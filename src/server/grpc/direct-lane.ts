@@ -46,6 +46,8 @@ const NO_AUTH_CONTEXT: AuthContext = Object.freeze({});
 const GRPC_PROTO = new Set(['application/grpc', 'application/grpc+proto']);
 /** A grpc-timeout value: up to 8 digits and a unit (the gRPC over HTTP/2 protocol). */
 const TIMEOUT = /^(\d{1,8})([HMSmun])$/;
+/** The longest delay a node timer keeps (2^31 - 1 ms). */
+const MAX_TIMER_MS = 2_147_483_647;
 const TIMEOUT_UNIT_MS: Readonly<Record<string, number>> = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 };
 /** Headers that describe the transport, not the caller: kept out of the call's metadata, as grpc-js does. */
 const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encoding', 'accept-encoding', 'te', 'content-type'];
@@ -162,26 +164,21 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
     }
     const ms = Number(match[1]) * TIMEOUT_UNIT_MS[match[2]!]!;
     deadline = Date.now() + ms;
-    deadlineTimer = setTimeout(() => fail(status.DEADLINE_EXCEEDED, 'Deadline exceeded'), ms);
+    // Past about 24.8 days node would fire a timer at once (and warn): such a deadline is no deadline.
+    if (ms <= MAX_TIMER_MS) deadlineTimer = setTimeout(() => fail(status.DEADLINE_EXCEEDED, 'Deadline exceeded'), ms);
   }
 
-  const chunks: Buffer[] = [];
-  let received = 0;
+  const body = new UnaryBody(maxFrameBytes);
   stream.on('data', (chunk: Buffer) => {
     if (answered) return;
-    received += chunk.length;
-    if (received > maxFrameBytes + 5) {
-      fail(status.RESOURCE_EXHAUSTED, `Received message larger than max (${received - 5} vs. ${maxFrameBytes})`);
-      return;
-    }
-    chunks.push(chunk);
+    const refusal = body.push(chunk);
+    if (refusal !== null) fail(refusal.code, `${refusal.details} ${method.definition.path}`);
   });
   stream.once('end', () => {
     if (answered) return;
-    const body = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, received);
-    const message = oneMessage(body);
+    const message = body.finish();
     if (typeof message === 'string') {
-      fail(message === NO_MESSAGE || message === SECOND_MESSAGE ? status.UNIMPLEMENTED : status.INTERNAL, `${message} ${method.definition.path}`);
+      fail(message === NO_MESSAGE ? status.UNIMPLEMENTED : status.INTERNAL, `${message} ${method.definition.path}`);
       return;
     }
     let request: unknown;
@@ -229,17 +226,61 @@ const SECOND_MESSAGE = 'Received a second request message for unary method';
 const TRUNCATED = 'Received a truncated request message for unary method';
 const COMPRESSED = 'Received a compressed message, but "grpc-encoding" is identity, for';
 
-/** The one message of a unary request body (5-byte prefix, then the bytes), or why there is not exactly one. */
-function oneMessage(body: Buffer): Buffer | string {
-  if (body.length === 0) return NO_MESSAGE;
-  if (body.length < 5) return TRUNCATED;
-  if (body[0] !== 0) return COMPRESSED;
-  const length = body.readUInt32BE(1);
-  const end = 5 + length;
-  if (end > body.length) return TRUNCATED;
-  if (end < body.length) return SECOND_MESSAGE;
-  return body.subarray(5, end);
+/**
+ * The body of a unary call, read as it arrives into one buffer that grows to the size
+ * its prefix declares: memory stays within twice what the caller actually sent, however
+ * the bytes are split into DATA frames (4 MiB sent a byte a frame must not become four
+ * million Buffers), and a second message is refused as soon as it starts.
+ */
+class UnaryBody {
+  private readonly head = Buffer.alloc(5);
+  private headBytes = 0;
+  private declared = 0;
+  private message = EMPTY;
+  private filled = 0;
+
+  constructor(private readonly maxMessageBytes: number) {}
+
+  /** Takes the next chunk; a refusal when the message is over the limit or a second one starts. */
+  push(chunk: Buffer): { code: status; details: string } | null {
+    let offset = 0;
+    if (this.headBytes < 5) {
+      offset = Math.min(5 - this.headBytes, chunk.length);
+      chunk.copy(this.head, this.headBytes, 0, offset);
+      this.headBytes += offset;
+      if (this.headBytes < 5) return null;
+      this.declared = this.head.readUInt32BE(1);
+      if (this.declared > this.maxMessageBytes) {
+        return { code: status.RESOURCE_EXHAUSTED, details: `Received message larger than max (${this.declared} vs. ${this.maxMessageBytes}) for` };
+      }
+    }
+    const rest = chunk.length - offset;
+    if (rest === 0) return null;
+    if (this.filled + rest > this.declared) return { code: status.UNIMPLEMENTED, details: SECOND_MESSAGE };
+    if (this.filled + rest > this.message.length) this.grow(this.filled + rest);
+    chunk.copy(this.message, this.filled, offset);
+    this.filled += rest;
+    return null;
+  }
+
+  /** The one message, or why there is not exactly one. */
+  finish(): Buffer | string {
+    if (this.headBytes === 0) return NO_MESSAGE;
+    if (this.headBytes < 5 || this.filled < this.declared) return TRUNCATED;
+    if (this.head[0] !== 0) return COMPRESSED;
+    return this.message.subarray(0, this.filled);
+  }
+
+  private grow(needed: number): void {
+    let size = Math.max(this.message.length * 2, 4096);
+    while (size < needed) size *= 2;
+    const next = Buffer.allocUnsafe(Math.min(size, this.declared));
+    this.message.copy(next, 0, 0, this.filled);
+    this.message = next;
+  }
 }
+
+const EMPTY = Buffer.alloc(0);
 
 function ignore(): void {}
 
