@@ -152,6 +152,9 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   stream.once('close', () => {
     answered = true;
     if (deadlineTimer !== null) clearTimeout(deadlineTimer);
+    // node keeps a finished stream through young-generation collections, and with it
+    // whatever its listeners close over (this call's body, headers and closures): let go.
+    stream.removeListener('data', onData);
   });
 
   let deadline = Infinity;
@@ -169,11 +172,12 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   }
 
   const body = new UnaryBody(maxFrameBytes);
-  stream.on('data', (chunk: Buffer) => {
+  function onData(chunk: Buffer): void {
     if (answered) return;
     const refusal = body.push(chunk);
     if (refusal !== null) fail(refusal.code, `${refusal.details} ${method.definition.path}`);
-  });
+  }
+  stream.on('data', onData);
   stream.once('end', () => {
     if (answered) return;
     const message = body.finish();
