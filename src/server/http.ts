@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import { AUTHZEN_PATHS } from '../gateway/authzen-http.js';
 import { FORWARD_AUTH_PATH } from '../gateway/forward-auth.js';
 import { CONSOLE_PATH } from './console.js';
+import { InFlight } from './in-flight.js';
 
 export interface Readiness {
   readonly ready: boolean;
@@ -44,7 +45,7 @@ export class OperatorHttpServer {
   private readonly server: Server | HttpsServer;
   private readonly graceMs: number;
   /** Responses not yet finished, so close() can tell them to end their connection. */
-  private readonly inFlight = new Set<ServerResponse>();
+  private readonly inFlight = new InFlight<ServerResponse>();
   private closing: Promise<void> | null = null;
 
   constructor(
@@ -55,8 +56,8 @@ export class OperatorHttpServer {
     const handle = (req: IncomingMessage, res: ServerResponse): void => {
       // While closing, each answer also ends its connection, so nothing waits on keep-alive.
       if (this.closing) res.shouldKeepAlive = false;
-      this.inFlight.add(res);
-      res.once('close', () => this.inFlight.delete(res));
+      const entry = this.inFlight.add(res);
+      res.once('close', () => this.inFlight.take(entry));
       this.route(req, res).catch((error: unknown) => {
         if (!res.headersSent) send(res, 500, 'application/json', JSON.stringify({ error: String((error as Error).message ?? error) }));
       });
@@ -120,7 +121,7 @@ export class OperatorHttpServer {
    */
   close(): Promise<void> {
     this.closing ??= new Promise<void>((resolve) => {
-      for (const res of this.inFlight) if (!res.headersSent) res.shouldKeepAlive = false;
+      for (const res of this.inFlight.values()) if (!res.headersSent) res.shouldKeepAlive = false;
       const timer = setTimeout(() => this.server.closeAllConnections(), this.graceMs);
       this.server.close(() => {
         clearTimeout(timer);

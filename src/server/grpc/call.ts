@@ -8,6 +8,7 @@ import {
   type sendUnaryData,
 } from '@grpc/grpc-js';
 import type { CallMeta } from '../../decide/index.js';
+import { InFlight, type InFlightEntry } from '../in-flight.js';
 import { StatusError, toStatus } from './status.js';
 
 /**
@@ -39,22 +40,20 @@ export interface CallOptions {
  * it only tracks the sessions it cuts while channelz is on, which verdict turns off.)
  */
 export class InFlightCalls {
-  private readonly calls = new Map<UnaryCall, sendUnaryData<unknown>>();
+  private readonly calls = new InFlight<sendUnaryData<unknown>>();
 
-  add(call: UnaryCall, callback: sendUnaryData<unknown>): void {
-    this.calls.set(call, callback);
+  add(callback: sendUnaryData<unknown>): InFlightEntry {
+    return this.calls.add(callback);
   }
 
-  /** Removes the call; false when it was already answered (ended by endAll). */
-  take(call: UnaryCall): boolean {
-    return this.calls.delete(call);
+  /** Takes the call off; false when it was already answered (ended by endAll). */
+  take(entry: InFlightEntry): boolean {
+    return this.calls.take(entry);
   }
 
   /** Answers every call still running with `error`'s status. */
   endAll(error: StatusError): void {
-    const calls = [...this.calls];
-    this.calls.clear();
-    for (const [, callback] of calls) callback(toStatus(error));
+    for (const callback of this.calls.takeAll()) callback(toStatus(error));
   }
 }
 
@@ -105,13 +104,13 @@ export function unary<Request, Response>(
       fail(callback, error);
       return;
     }
-    inFlight.add(call, callback as sendUnaryData<unknown>);
+    const entry = inFlight.add(callback as sendUnaryData<unknown>);
     Promise.resolve(pending).then(
       (response) => {
-        if (inFlight.take(call)) callback(null, response);
+        if (inFlight.take(entry)) callback(null, response);
       },
       (error: unknown) => {
-        if (inFlight.take(call)) fail(callback, error);
+        if (inFlight.take(entry)) fail(callback, error);
       },
     );
   };
