@@ -195,6 +195,7 @@ describe('direct lane in process: which calls it takes', () => {
 
   it('is installed, and takes Check, CheckBatch and Settle from a grpc-js client', async () => {
     expect(harness.grpc.directLane.installed).toBe(true);
+    expect(harness.grpc.directLane.streamTables).toBe(true);
     const client = clientFor('verdict.v1.Authorization', harness.address);
     const before = harness.grpc.directLane.calls;
     const check = await unary<{ effect: string }>(client, 'Check', fakeCheckRequest());

@@ -17,6 +17,7 @@ import http2 from 'node:http2';
 import { TLSSocket } from 'node:tls';
 import { Metadata, status, type MethodDefinition, type Server, type sendUnaryData } from '@grpc/grpc-js';
 import type { UnaryCall, UnaryHandler } from './call.js';
+import { useStreamTables } from './stream-table.js';
 
 type AuthContext = ReturnType<UnaryCall['getAuthContext']>;
 
@@ -53,6 +54,8 @@ const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encodin
 export interface DirectLaneState {
   readonly installed: boolean;
   readonly calls: number;
+  /** Whether new sessions keep their streams in a StreamTable (stream-table.ts) rather than node's Map. */
+  readonly streamTables: boolean;
 }
 
 /**
@@ -64,6 +67,7 @@ export class DirectLane implements DirectLaneState {
   private readonly wrapped = new WeakSet<object>();
   private installedOn = 0;
   calls = 0;
+  streamTables = false;
 
   /** @param maxFrameBytes the largest message read at all (server.ts hardCeiling); larger ones are refused unread */
   constructor(private readonly maxFrameBytes: number) {}
@@ -98,6 +102,7 @@ export class DirectLane implements DirectLaneState {
     for (const { http2Server, fallback } of targets) {
       this.wrapped.add(http2Server);
       http2Server.removeListener('stream', fallback);
+      this.streamTables = useStreamTables(http2Server);
       http2Server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
         const method = this.methods.get(headers[':path'] ?? '');
         if (method === undefined || !readsItself(headers)) {

@@ -1,0 +1,130 @@
+// The table of open streams inside each HTTP/2 session of the gRPC port, in
+// place of the Map node keeps there.
+//
+// node finds a session's streams by id in a Map. A Map with as many deletes as
+// inserts outgrows its hash table every few hundred streams, and V8 keeps each
+// outgrown table (an iterator may still walk it): one that had been promoted to
+// the old generation holds every stream open at that moment, and all that the
+// stream holds, alive through each young-generation collection until the next
+// full one. Under load nearly every stream was promoted that way, and copying
+// them was most of the young collections' pauses on the thread that decides
+// (README, Benchmarks). This table keeps its buckets for good and clears an
+// entry when its stream leaves, so a promoted entry holds nothing.
+//
+// node calls only get, set, delete, forEach and size on it (lib/internal/http2/core.js,
+// node 20). The table goes in only where a session's state has exactly that
+// shape and node is a release it was checked against; anywhere else the Map stays.
+
+import type http2 from 'node:http2';
+
+interface Entry {
+  readonly id: number;
+  stream: unknown;
+  next: Entry | null;
+}
+
+const INITIAL_BUCKETS = 256;
+/** Grows when there are this many streams per bucket on average (chains stay short). */
+const LOAD = 4;
+
+export class StreamTable {
+  private buckets: Array<Entry | null> = new Array<Entry | null>(INITIAL_BUCKETS).fill(null);
+  private mask = INITIAL_BUCKETS - 1;
+  size = 0;
+
+  get(id: number): unknown {
+    for (let entry: Entry | null = this.buckets[slot(id, this.mask)]!; entry !== null; entry = entry.next) if (entry.id === id) return entry.stream;
+    return undefined;
+  }
+
+  set(id: number, stream: unknown): this {
+    const bucket = slot(id, this.mask);
+    for (let entry: Entry | null = this.buckets[bucket]!; entry !== null; entry = entry.next) {
+      if (entry.id === id) {
+        entry.stream = stream;
+        return this;
+      }
+    }
+    this.buckets[bucket] = { id, stream, next: this.buckets[bucket]! };
+    this.size += 1;
+    if (this.size > this.buckets.length * LOAD) this.grow();
+    return this;
+  }
+
+  delete(id: number): boolean {
+    const bucket = slot(id, this.mask);
+    let previous: Entry | null = null;
+    for (let entry: Entry | null = this.buckets[bucket]!; entry !== null; previous = entry, entry = entry.next) {
+      if (entry.id !== id) continue;
+      if (previous === null) this.buckets[bucket] = entry.next;
+      else previous.next = entry.next;
+      entry.stream = null;
+      entry.next = null;
+      this.size -= 1;
+      return true;
+    }
+    return false;
+  }
+
+  has(id: number): boolean {
+    return this.get(id) !== undefined;
+  }
+
+  /** As Map's: a stream deleted before its turn (one destroy closing another) is not visited. */
+  forEach(visit: (stream: unknown, id: number) => void): void {
+    const entries: Entry[] = [];
+    for (const head of this.buckets) for (let entry = head; entry !== null; entry = entry.next) entries.push(entry);
+    for (const entry of entries) if (entry.stream !== null) visit(entry.stream, entry.id);
+  }
+
+  private grow(): void {
+    const buckets = new Array<Entry | null>(this.buckets.length * 2).fill(null);
+    const mask = buckets.length - 1;
+    for (const head of this.buckets) {
+      for (let entry = head; entry !== null; ) {
+        const next = entry.next;
+        const bucket = slot(entry.id, mask);
+        entry.next = buckets[bucket]!;
+        buckets[bucket] = entry;
+        entry = next;
+      }
+    }
+    this.buckets = buckets;
+    this.mask = mask;
+  }
+}
+
+/** Stream ids a client opens are odd, so the lowest bit tells nothing. */
+function slot(id: number, mask: number): number {
+  return (id >>> 1) & mask;
+}
+
+/** The node releases whose session state this was checked against. */
+const CHECKED_NODE_MAJORS = new Set(['20']);
+
+/**
+ * Puts a StreamTable in each new session of `server`, when node is a release it was
+ * checked against and the session's state has the expected shape; false (nothing
+ * changed) otherwise.
+ */
+export function useStreamTables(server: http2.Http2Server | http2.Http2SecureServer): boolean {
+  if (!CHECKED_NODE_MAJORS.has(process.versions.node.split('.')[0]!)) return false;
+  server.on('session', (session: http2.ServerHttp2Session) => {
+    const state = sessionState(session);
+    if (state !== null) state.streams = new StreamTable();
+  });
+  return true;
+}
+
+/** The session's internal state, when it holds an empty `streams` map as expected. */
+function sessionState(session: http2.ServerHttp2Session): { streams: unknown } | null {
+  const key = Object.getOwnPropertySymbols(session).find((symbol) => symbol.description === 'state');
+  if (key === undefined) return null;
+  const state = (session as unknown as Record<symbol, unknown>)[key];
+  if (typeof state !== 'object' || state === null) return null;
+  // node's own Map (a SafeMap: its prototype chain is cut, so it is no instanceof Map).
+  const streams = (state as { streams?: Partial<Record<'get' | 'set' | 'delete' | 'forEach', unknown>> & { size?: unknown } }).streams;
+  if (typeof streams !== 'object' || streams === null || streams.size !== 0) return null;
+  const mapLike = typeof streams.get === 'function' && typeof streams.set === 'function' && typeof streams.delete === 'function' && typeof streams.forEach === 'function';
+  return mapLike ? (state as { streams: unknown }) : null;
+}
