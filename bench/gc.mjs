@@ -1,0 +1,135 @@
+#!/usr/bin/env node
+// What each check leaves to the garbage collector on the thread that decides.
+//
+//   node bench/gc.mjs                   verdict with the durable log, then the async log
+//   node bench/gc.mjs --baseline DIR    the same for another build of verdict (a checkout
+//                                       with dist/ built), alternating with this one
+//   --rounds N                          runs of each (2)
+//
+// Each run starts `node --trace-gc-nvp bin/verdict.js serve` on the shipped policies,
+// sends one predict check per request at a fixed 2,000/s (h2load -c 4 -m 32 --rps 500),
+// 3 s to warm up, then 6 s measured, and sums over the deciding thread's young-generation
+// collections of the measured 6 s: bytes allocated and promoted (survived into the old
+// generation) per check, and the mean and longest pause. Promoted bytes per check are the number to watch: each
+// promoted byte is copied twice by the collections that pause checks, and fills the old
+// generation whose collections pause them longer.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { encodeMessage, grpcFrame, loadProtos, toStruct } from './lib/grpc-frame.mjs';
+import { ensureH2load, runH2load } from './lib/h2load.mjs';
+import { killAllNow, stopChild } from './lib/procs.mjs';
+import { startVerdict } from './lib/servers.mjs';
+import { BENCH_REQUEST } from './peers/verdict-cases.mjs';
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const argv = process.argv.slice(2);
+let baseline = null;
+let rounds = 2;
+for (let i = 0; i < argv.length; i++) {
+  if (argv[i] === '--baseline' && argv[i + 1]) baseline = path.resolve(argv[++i]);
+  else if (argv[i] === '--rounds' && Number(argv[i + 1]) > 0) rounds = Number(argv[++i]);
+  else {
+    console.error(`bench/gc.mjs: unknown argument ${argv[i]}; use --baseline DIR or --rounds N`);
+    process.exit(2);
+  }
+}
+if (baseline !== null && !fs.existsSync(path.join(baseline, 'dist', 'cli', 'main.js'))) {
+  console.error('bench/gc.mjs: --baseline DIR needs a checkout of verdict with dist/ built (npm ci && npx tsc)');
+  process.exit(2);
+}
+process.on('SIGINT', () => {
+  killAllNow();
+  process.exit(130);
+});
+
+const WARM_UP_SECONDS = 3;
+const SECONDS = 6;
+const RATE = 2000;
+
+ensureH2load();
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'verdict-gc-'));
+const protos = loadProtos(path.join(ROOT, 'proto'));
+const request = BENCH_REQUEST;
+const body = grpcFrame(
+  encodeMessage(protos.CheckRequest, {
+    principal: { id: request.principal.id, roles: request.principal.roles, attributes: toStruct(request.principal.attributes) },
+    action: request.action,
+    resource: { type: request.resource.type, id: request.resource.id, attributes: toStruct(request.resource.attributes) },
+  }),
+);
+const bodyFile = path.join(tmp, 'check.bin');
+fs.writeFileSync(bodyFile, body);
+
+/** One --trace-gc-nvp line's name=value pairs. */
+function fields(line) {
+  const out = {};
+  for (const pair of line.trim().split(/\s+/)) {
+    const at = pair.indexOf('=');
+    if (at > 0) out[pair.slice(0, at)] = pair.slice(at + 1);
+  }
+  return out;
+}
+
+/** The deciding thread's collections printed so far: each line names its isolate ("[pid:0xaddress]   1234 ms: pause=… gc=s …"). */
+function collections(output) {
+  const lines = output
+    .split('\n')
+    .map((line) => /^\[\d+:(0x[0-9a-f]+)\]\s+[\d.]+ ms: (.*)$/.exec(line))
+    .filter((match) => match !== null && / gc=/.test(match[2]));
+  // The deciding thread's isolate starts first, so it prints the first line; worker threads
+  // (the decision log's writer) print under their own addresses.
+  const main = lines[0]?.[1];
+  return lines.filter((match) => match[1] === main).map((match) => fields(match[2]));
+}
+
+const settle = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function run(label, root, mode) {
+  const server = await startVerdict({ mode, dbFile: path.join(tmp, `${label.replace(/\W+/g, '-')}-${mode}-${Date.now()}.db`), root, nodeArgs: ['--trace-gc-nvp'] });
+  const url = `http://127.0.0.1:${server.grpcPort}/verdict.v1.Authorization/Check`;
+  const load = { url, bodyFile, clients: 4, streams: 32, rps: RATE / 4 };
+  await runH2load({ ...load, duration: WARM_UP_SECONDS });
+  await settle(300);
+  const before = collections(server.child.output).length;
+  const result = await runH2load({ ...load, duration: SECONDS });
+  await settle(300);
+  const rows = collections(server.child.output).slice(before).filter((f) => f.gc === 's');
+  await stopChild(server.child);
+  const checks = result.succeeded;
+  const sum = (key) => rows.reduce((total, f) => total + Number(f[key] ?? 0), 0);
+  const pauses = rows.map((f) => Number(f.pause));
+  return {
+    label,
+    mode,
+    scavenges: rows.length,
+    allocated: sum('allocated') / checks,
+    promoted: sum('promoted') / checks,
+    meanPause: pauses.length ? pauses.reduce((a, b) => a + b, 0) / pauses.length : NaN,
+    maxPause: pauses.length ? Math.max(...pauses) : NaN,
+  };
+}
+
+const builds = [{ label: 'this build', root: ROOT }, ...(baseline ? [{ label: `baseline (${path.basename(baseline)})`, root: baseline }] : [])];
+console.log(`verdict GC per check: ${os.cpus()[0]?.model.trim() ?? 'cpu'}, ${os.cpus().length} cores, node ${process.version}, load average ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
+console.log(`each run: ${RATE}/s (h2load -c 4 -m 32 --rps ${RATE / 4}), ${WARM_UP_SECONDS} s to warm up, then the young-generation collections of the deciding thread over ${SECONDS} s\n`);
+const results = [];
+for (let round = 1; round <= rounds; round++) {
+  for (const mode of ['durable', 'async']) {
+    for (const build of builds) {
+      const r = await run(build.label, build.root, mode);
+      results.push(r);
+      console.error(`  round ${round}: ${build.label}, ${mode}: promoted ${r.promoted.toFixed(0)} B/check, mean pause ${r.meanPause.toFixed(2)} ms`);
+    }
+  }
+}
+console.log('| build | log | run | scavenges | allocated B/check | promoted B/check | mean pause ms | longest pause ms |');
+console.log('|---|---|--:|--:|--:|--:|--:|--:|');
+const runOf = new Map();
+for (const r of results) {
+  const key = `${r.label}/${r.mode}`;
+  runOf.set(key, (runOf.get(key) ?? 0) + 1);
+  console.log(`| ${r.label} | ${r.mode} | ${runOf.get(key)} | ${r.scavenges} | ${r.allocated.toFixed(0)} | ${r.promoted.toFixed(0)} | ${r.meanPause.toFixed(2)} | ${r.maxPause.toFixed(2)} |`);
+}
+fs.rmSync(tmp, { recursive: true, force: true });
