@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // Reload benchmark: how long a check waits while the policies are reloaded. A real
 // `verdict serve` holds a 10,000-rule set (bench/lib/synthetic.mjs, written as 20 rules
-// files and a roles file); a prober sends 200 checks/s over one HTTP/2 connection, as a
-// gateway would, on a fixed schedule (a check is sent every 5 ms whether or not the last
-// one was answered, so a stall shows in every check it holds up). In one run: the
+// files and a roles file); a prober (bench/lib/prober.mjs, in a thread of its own) sends
+// 200 checks/s over one HTTP/2 connection, as a gateway would, on a fixed schedule (a
+// check is sent every 5 ms whether or not the last one was answered, so a stall shows in
+// every check it holds up). In one run: the
 // latency at rest, during reloads of one changed file (a rule id changed, picked up by
 // the watcher), and during reloads of every file changed at once. The decision log is in
 // async mode, so that the disk's fsync times do not hide what a reload costs (with the
@@ -17,7 +18,6 @@
 // goals (one file: at most 10 ms added to the worst check; every file: at most 50 ms)
 // are printed beside the figures.
 
-import http2 from 'node:http2';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -25,6 +25,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { encodeMessage, grpcFrame, loadProtos, toStruct, verifyAllow } from './lib/grpc-frame.mjs';
 import { freePort, spawnTracked, stopChild, waitForHttp200 } from './lib/procs.mjs';
+import { startProber } from './lib/prober.mjs';
 import { syntheticRequests, syntheticSet } from './lib/synthetic.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -84,50 +85,6 @@ async function waitForReloads(child, count, timeoutMs = 120_000) {
   }
 }
 
-/** Sends a check every INTERVAL_MS over one connection; records when each was sent and how long it took. */
-function startProber(port, body) {
-  const session = http2.connect(`http://${HOST}:${port}`);
-  session.on('error', () => undefined);
-  const samples = [];
-  let failures = 0;
-  const send = () => {
-    const sent = performance.now();
-    const stream = session.request({ ':method': 'POST', ':path': CHECK_PATH, 'content-type': 'application/grpc', te: 'trailers' });
-    let status = null;
-    stream.on('response', (h) => (status = h['grpc-status'] ?? status));
-    stream.on('trailers', (t) => (status = t['grpc-status'] ?? status));
-    stream.on('data', () => undefined);
-    stream.on('error', () => failures++);
-    stream.on('end', () => {
-      if (String(status) !== '0') failures++;
-      samples.push({ sent, ms: performance.now() - sent });
-    });
-    stream.end(body);
-  };
-  const start = performance.now();
-  let n = 0;
-  let timer;
-  // Scheduled against the clock, not chained: a late tick sends what is due at once.
-  const tick = () => {
-    const due = Math.floor((performance.now() - start) / INTERVAL_MS);
-    while (n <= due) {
-      send();
-      n++;
-    }
-    timer = setTimeout(tick, INTERVAL_MS / 2);
-  };
-  tick();
-  return {
-    samples,
-    failures: () => failures,
-    stop: async () => {
-      clearTimeout(timer);
-      await new Promise((resolve) => setTimeout(resolve, 1000));
-      session.close();
-    },
-  };
-}
-
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 const within = (samples, from, to) => samples.filter((s) => s.sent >= from && s.sent <= to).map((s) => s.ms).sort((a, b) => a - b);
 
@@ -155,14 +112,16 @@ async function main() {
     await verifyAllow(protos, HOST, server.grpcPort, CHECK_PATH, body).catch((error) => {
       if (!/effect/.test(String(error.message))) throw error;
     });
-    const prober = startProber(server.grpcPort, body);
+    const prober = startProber({ host: HOST, port: server.grpcPort, path: CHECK_PATH, body, intervalMs: INTERVAL_MS });
+    // Windows are absolute times, as the prober's samples are (it runs in a thread of its own).
+    const clock = () => performance.timeOrigin + performance.now();
     const windows = { rest: [], one: [], all: [] };
     let generation = 0;
     let reloadsSeen = 0;
     const current = [...texts];
     const reloadWith = async (kind, files) => {
       generation++;
-      const from = performance.now();
+      const from = clock();
       for (const f of files) {
         current[f] = current[f].replace(`id: ${firstIds[f]}`, `id: ${firstIds[f]}-g${generation}`);
         firstIds[f] = `${firstIds[f]}-g${generation}`;
@@ -171,25 +130,25 @@ async function main() {
       reloadsSeen += WORKERS;
       await waitForReloads(server.child, reloadsSeen);
       await new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
-      windows[kind].push([from, performance.now()]);
+      windows[kind].push([from, clock()]);
       await new Promise((resolve) => setTimeout(resolve, 1000));
     };
 
     await new Promise((resolve) => setTimeout(resolve, 2000)); // warm-up, not counted
-    const restFrom = performance.now();
+    const restFrom = clock();
     await new Promise((resolve) => setTimeout(resolve, REST_SECONDS * 1000));
-    windows.rest.push([restFrom, performance.now()]);
+    windows.rest.push([restFrom, clock()]);
     for (let i = 0; i < ONE_FILE_RELOADS; i++) await reloadWith('one', [i % FILES]);
     for (let i = 0; i < ALL_FILE_RELOADS; i++) await reloadWith('all', Array.from({ length: FILES }, (_, f) => f));
-    await prober.stop();
+    const probed = await prober.stop();
     const lines = reloadLines(server.child).filter((l) => l.changed);
     const status = await fetch(`http://${HOST}:${server.httpPort}/readyz`).then((r) => r.json());
     await stopChild(server.child);
 
-    const rest = windows.rest.flatMap(([a, b]) => within(prober.samples, a, b)).sort((a, b) => a - b);
+    const rest = windows.rest.flatMap(([a, b]) => within(probed.samples, a, b)).sort((a, b) => a - b);
     const restP50 = quantile(rest, 0.5);
     const row = (label, kind, goal) => {
-      const perReload = windows[kind].map(([a, b]) => within(prober.samples, a, b));
+      const perReload = windows[kind].map(([a, b]) => within(probed.samples, a, b));
       const all = perReload.flat().sort((a, b) => a - b);
       const worst = all[all.length - 1];
       const reloadSeconds = kind === 'rest' ? [] : lines.slice(kind === 'one' ? 0 : ONE_FILE_RELOADS * WORKERS, kind === 'one' ? ONE_FILE_RELOADS * WORKERS : undefined).map((l) => l.seconds);
@@ -211,7 +170,7 @@ async function main() {
     const rows = [row('at rest', 'rest', '-'), row('one file changed', 'one', 'added <= 10 ms'), row(`all ${FILES} files changed`, 'all', 'added <= 50 ms')];
     const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
     console.log(`\nverdict reload benchmark: ${RULES.toLocaleString('en')} rules in ${FILES} files + roles, ${WORKERS > 1 ? `--workers ${WORKERS}, ` : ''}one check every ${INTERVAL_MS} ms over one HTTP/2 connection`);
-    console.log(`cold start ${coldSeconds.toFixed(1)} s; ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim()}), node ${process.version}, load average ${load}; failed checks: ${prober.failures()}`);
+    console.log(`cold start ${coldSeconds.toFixed(1)} s; ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim()}), node ${process.version}, load average ${load}; failed checks: ${probed.failures}`);
     console.log('\n| during | reloads | checks | p50 ms | p99 ms | worst ms | worst − rest p50, ms | worst − rest worst, ms | reload s | longest block ms (server) | goal |');
     console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|');
     for (const r of rows) console.log(`| ${r.label} | ${r.reloads} | ${r.checks} | ${r.p50} | ${r.p99} | ${r.worst} | ${r.added} | ${r.overRestWorst} | ${r.reload} | ${r.block} | ${r.goal} |`);
