@@ -15,6 +15,7 @@
 // node 20). The table goes in only where a session's state has exactly that
 // shape and node is a release it was checked against; anywhere else the Map stays.
 
+import { randomBytes } from 'node:crypto';
 import type http2 from 'node:http2';
 
 interface Entry {
@@ -30,15 +31,16 @@ const LOAD = 4;
 export class StreamTable {
   private buckets: Array<Entry | null> = new Array<Entry | null>(INITIAL_BUCKETS).fill(null);
   private mask = INITIAL_BUCKETS - 1;
+  private readonly seed = randomBytes(4).readUInt32LE(0);
   size = 0;
 
   get(id: number): unknown {
-    for (let entry: Entry | null = this.buckets[slot(id, this.mask)]!; entry !== null; entry = entry.next) if (entry.id === id) return entry.stream;
+    for (let entry: Entry | null = this.buckets[slot(id, this.seed, this.mask)]!; entry !== null; entry = entry.next) if (entry.id === id) return entry.stream;
     return undefined;
   }
 
   set(id: number, stream: unknown): this {
-    const bucket = slot(id, this.mask);
+    const bucket = slot(id, this.seed, this.mask);
     for (let entry: Entry | null = this.buckets[bucket]!; entry !== null; entry = entry.next) {
       if (entry.id === id) {
         entry.stream = stream;
@@ -52,7 +54,7 @@ export class StreamTable {
   }
 
   delete(id: number): boolean {
-    const bucket = slot(id, this.mask);
+    const bucket = slot(id, this.seed, this.mask);
     let previous: Entry | null = null;
     for (let entry: Entry | null = this.buckets[bucket]!; entry !== null; previous = entry, entry = entry.next) {
       if (entry.id !== id) continue;
@@ -77,13 +79,24 @@ export class StreamTable {
     for (const entry of entries) if (entry.stream !== null) visit(entry.stream, entry.id);
   }
 
+  /** The most entries in one bucket (for tests: a lookup walks at most this many). */
+  longestChain(): number {
+    let longest = 0;
+    for (const head of this.buckets) {
+      let length = 0;
+      for (let entry = head; entry !== null; entry = entry.next) length += 1;
+      longest = Math.max(longest, length);
+    }
+    return longest;
+  }
+
   private grow(): void {
     const buckets = new Array<Entry | null>(this.buckets.length * 2).fill(null);
     const mask = buckets.length - 1;
     for (const head of this.buckets) {
       for (let entry = head; entry !== null; ) {
         const next = entry.next;
-        const bucket = slot(entry.id, mask);
+        const bucket = slot(entry.id, this.seed, mask);
         entry.next = buckets[bucket]!;
         buckets[bucket] = entry;
         entry = next;
@@ -94,9 +107,20 @@ export class StreamTable {
   }
 }
 
-/** Stream ids a client opens are odd, so the lowest bit tells nothing. */
-function slot(id: number, mask: number): number {
-  return (id >>> 1) & mask;
+/**
+ * The bucket of a stream id. The client chooses the ids (any increasing odd numbers),
+ * so they are mixed with this table's random seed first (the finalizer of MurmurHash3,
+ * a bijection on 32 bits): ids picked to share low bits, 513 apart or 2^17 apart, do
+ * not pile into one bucket and make each lookup a walk through every open stream.
+ */
+function slot(id: number, seed: number, mask: number): number {
+  let h = (id ^ seed) >>> 0;
+  h ^= h >>> 16;
+  h = Math.imul(h, 0x85ebca6b);
+  h ^= h >>> 13;
+  h = Math.imul(h, 0xc2b2ae35);
+  h ^= h >>> 16;
+  return h & mask;
 }
 
 /** The node releases whose session state this was checked against. */
