@@ -536,7 +536,7 @@ function printServerTable({ rows }) {
   const target = FIXED.clients * FIXED.rps;
   log(`### Servers: requests/s at 128 in flight (median round); latency at a fixed 2,000 requests/s (h2load --log-file, all rounds pooled); server CPU from /proc`);
   log();
-  log('| system | requests/s | p50 ms | p99 ms | p99.9 ms | CPU s per 10,000 checks | CPU s per 10k at 2,000/s | RSS under load | × Cerbos (audit on) | × bare ceiling |');
+  log('| system | requests/s | p50 ms | p99 ms | p99.9 ms | CPU s per 10,000 checks | CPU s per 10k at 2,000/s | RSS under load | × Cerbos (audit on) | × bare grpc-js |');
   log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
   let shortfall = false;
   for (const r of rows) {

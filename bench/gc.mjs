@@ -78,9 +78,11 @@ function collections(output) {
     .split('\n')
     .map((line) => /^\[\d+:(0x[0-9a-f]+)\]\s+[\d.]+ ms: (.*)$/.exec(line))
     .filter((match) => match !== null && / gc=/.test(match[2]));
-  // The deciding thread's isolate starts first, so it prints the first line; worker threads
-  // (the decision log's writer) print under their own addresses.
-  const main = lines[0]?.[1];
+  // Worker threads (the decision log's writer, the console's audit thread) print under
+  // their own addresses; the deciding thread is the one that collects most often.
+  const counts = new Map();
+  for (const match of lines) counts.set(match[1], (counts.get(match[1]) ?? 0) + 1);
+  const main = [...counts].sort((a, b) => b[1] - a[1])[0]?.[0];
   return lines.filter((match) => match[1] === main).map((match) => fields(match[2]));
 }
 
@@ -98,6 +100,7 @@ async function run(label, root, mode) {
   const rows = collections(server.child.output).slice(before).filter((f) => f.gc === 's');
   await stopChild(server.child);
   const checks = result.succeeded;
+  if (checks === 0) throw new Error(`bench/gc.mjs: no check succeeded against ${label} (${mode}); h2load said:\n${result.output}`);
   const sum = (key) => rows.reduce((total, f) => total + Number(f[key] ?? 0), 0);
   const pauses = rows.map((f) => Number(f.pause));
   return {

@@ -19,6 +19,7 @@ export function startProber({ host, port, path, body, intervalMs }) {
   const done = new Promise((resolve, reject) => {
     worker.once('message', resolve);
     worker.once('error', reject);
+    worker.once('exit', (code) => reject(new Error(`the prober thread exited (${code}) before it reported its samples`)));
   });
   return {
     stop: async () => {

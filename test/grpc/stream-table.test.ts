@@ -79,9 +79,49 @@ describe('StreamTable', () => {
     }
   });
 
-  it('is what a session of an HTTP/2 server uses, and 1,500 concurrent streams on one connection are all answered', async () => {
+  it('grows with a burst of streams and shrinks after it; its iterators and clear answer as a Map does', () => {
+    const table = new StreamTable();
+    const map = new Map<number, number>();
+    expect(table.bucketCount).toBe(256);
+    for (let id = 1; id < 40_000; id += 2) {
+      table.set(id, id * 10);
+      map.set(id, id * 10);
+    }
+    const peak = table.bucketCount;
+    expect(peak).toBeGreaterThan(256);
+    const sortById = (pairs: Iterable<[number, unknown]>): [number, unknown][] => [...pairs].sort((a, b) => a[0] - b[0]);
+    expect(sortById(table.entries())).toEqual(sortById(map.entries()));
+    expect(sortById(table)).toEqual(sortById(map));
+    expect([...table.keys()].sort((a, b) => a - b)).toEqual([...map.keys()]);
+    expect([...table.values()].length).toBe(map.size);
+    for (let id = 1; id < 39_900; id += 2) {
+      table.delete(id);
+      map.delete(id);
+    }
+    expect(table.size).toBe(map.size);
+    // 50 streams left: down to where there is at least one stream per 16 buckets.
+    expect(table.bucketCount).toBeLessThan(peak);
+    expect(table.bucketCount).toBeLessThanOrEqual(512);
+    expect(sortById(table.entries())).toEqual(sortById(map.entries()));
+    for (const id of [...map.keys()]) {
+      table.delete(id);
+      map.delete(id);
+    }
+    expect(table.bucketCount).toBe(256);
+    for (let id = 39_901; id < 40_000; id += 2) {
+      table.set(id, id * 10);
+      map.set(id, id * 10);
+    }
+    table.clear();
+    expect(table.size).toBe(0);
+    expect([...table.entries()]).toEqual([]);
+    expect(table.get(39_999)).toBeUndefined();
+  });
+
+  it.skipIf(!process.versions.node.startsWith('20.'))('is what a session of an HTTP/2 server uses, and 1,500 concurrent streams on one connection are all answered', async () => {
     const server = http2.createServer();
-    expect(useStreamTables(server)).toBe(true);
+    let installed = 0;
+    expect(useStreamTables(server, () => (installed += 1))).toBe(true);
     const tables: unknown[] = [];
     server.on('session', (session) => {
       const key = Object.getOwnPropertySymbols(session).find((symbol) => symbol.description === 'state')!;
@@ -113,6 +153,7 @@ describe('StreamTable', () => {
       );
       expect(answers).toEqual(Array.from({ length: 1500 }, (_, n) => String(n)));
       expect(tables.length).toBe(1);
+      expect(installed).toBe(1);
       expect(tables[0]).toBeInstanceOf(StreamTable);
       await new Promise((resolve) => setImmediate(resolve));
       expect((tables[0] as StreamTable).size).toBe(0);

@@ -54,8 +54,8 @@ const TRANSPORT_HEADERS = ['grpc-timeout', 'grpc-encoding', 'grpc-accept-encodin
 export interface DirectLaneState {
   readonly installed: boolean;
   readonly calls: number;
-  /** Whether new sessions keep their streams in a StreamTable (stream-table.ts) rather than node's Map. */
-  readonly streamTables: boolean;
+  /** Sessions that keep their streams in a StreamTable (stream-table.ts) rather than node's Map. */
+  readonly streamTableSessions: number;
 }
 
 /**
@@ -67,7 +67,7 @@ export class DirectLane implements DirectLaneState {
   private readonly wrapped = new WeakSet<object>();
   private installedOn = 0;
   calls = 0;
-  streamTables = false;
+  streamTableSessions = 0;
 
   /** @param maxFrameBytes the largest message read at all (server.ts hardCeiling); larger ones are refused unread */
   constructor(private readonly maxFrameBytes: number) {}
@@ -102,7 +102,9 @@ export class DirectLane implements DirectLaneState {
     for (const { http2Server, fallback } of targets) {
       this.wrapped.add(http2Server);
       http2Server.removeListener('stream', fallback);
-      this.streamTables = useStreamTables(http2Server);
+      useStreamTables(http2Server, () => {
+        this.streamTableSessions += 1;
+      });
       http2Server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
         const method = this.methods.get(headers[':path'] ?? '');
         if (method === undefined || !readsItself(headers)) {

@@ -8,12 +8,15 @@
 // stream holds, alive through each young-generation collection until the next
 // full one. Under load nearly every stream was promoted that way, and copying
 // them was most of the young collections' pauses on the thread that decides
-// (README, Benchmarks). This table keeps its buckets for good and clears an
-// entry when its stream leaves, so a promoted entry holds nothing.
+// (README, Benchmarks). This table replaces its bucket array only when the number
+// of open streams grows fourfold past it or falls to a sixteenth of it, not as
+// streams come and go, and it clears an entry when its stream leaves, so a
+// promoted entry holds nothing.
 //
-// node calls only get, set, delete, forEach and size on it (lib/internal/http2/core.js,
-// node 20). The table goes in only where a session's state has exactly that
-// shape and node is a release it was checked against; anywhere else the Map stays.
+// node 20 calls get, set, delete, forEach and size on it (lib/internal/http2/core.js);
+// the rest of Map's reading surface is here too. The table goes in only where a
+// session's state has exactly that shape and node is a release it was checked
+// against; anywhere else the Map stays.
 
 import { randomBytes } from 'node:crypto';
 import type http2 from 'node:http2';
@@ -27,6 +30,8 @@ interface Entry {
 const INITIAL_BUCKETS = 256;
 /** Grows when there are this many streams per bucket on average (chains stay short). */
 const LOAD = 4;
+/** Shrinks (never below INITIAL_BUCKETS) when there is less than one stream per this many buckets. */
+const SHRINK = 16;
 
 export class StreamTable {
   private buckets: Array<Entry | null> = new Array<Entry | null>(INITIAL_BUCKETS).fill(null);
@@ -49,7 +54,7 @@ export class StreamTable {
     }
     this.buckets[bucket] = { id, stream, next: this.buckets[bucket]! };
     this.size += 1;
-    if (this.size > this.buckets.length * LOAD) this.grow();
+    if (this.size > this.buckets.length * LOAD) this.resize(this.buckets.length * 2);
     return this;
   }
 
@@ -63,6 +68,7 @@ export class StreamTable {
       entry.stream = null;
       entry.next = null;
       this.size -= 1;
+      if (this.buckets.length > INITIAL_BUCKETS && this.size < this.buckets.length / SHRINK) this.resize(this.buckets.length / 2);
       return true;
     }
     return false;
@@ -74,9 +80,35 @@ export class StreamTable {
 
   /** As Map's: a stream deleted before its turn (one destroy closing another) is not visited. */
   forEach(visit: (stream: unknown, id: number) => void): void {
-    const entries: Entry[] = [];
-    for (const head of this.buckets) for (let entry = head; entry !== null; entry = entry.next) entries.push(entry);
-    for (const entry of entries) if (entry.stream !== null) visit(entry.stream, entry.id);
+    for (const entry of this.snapshot()) if (entry.stream !== null) visit(entry.stream, entry.id);
+  }
+
+  // The rest of Map's reading surface: node 20 does not call these today, and a release
+  // that starts to must find them rather than throw inside every session.
+  *entries(): IterableIterator<[number, unknown]> {
+    for (const entry of this.snapshot()) if (entry.stream !== null) yield [entry.id, entry.stream];
+  }
+
+  *keys(): IterableIterator<number> {
+    for (const [id] of this.entries()) yield id;
+  }
+
+  *values(): IterableIterator<unknown> {
+    for (const [, stream] of this.entries()) yield stream;
+  }
+
+  [Symbol.iterator](): IterableIterator<[number, unknown]> {
+    return this.entries();
+  }
+
+  clear(): void {
+    for (const entry of this.snapshot()) {
+      entry.stream = null;
+      entry.next = null;
+    }
+    this.buckets = new Array<Entry | null>(INITIAL_BUCKETS).fill(null);
+    this.mask = INITIAL_BUCKETS - 1;
+    this.size = 0;
   }
 
   /** The most entries in one bucket (for tests: a lookup walks at most this many). */
@@ -90,9 +122,21 @@ export class StreamTable {
     return longest;
   }
 
-  private grow(): void {
-    const buckets = new Array<Entry | null>(this.buckets.length * 2).fill(null);
-    const mask = buckets.length - 1;
+  /** How many buckets there are now (for tests: the table grows with a burst and shrinks after it). */
+  get bucketCount(): number {
+    return this.buckets.length;
+  }
+
+  private snapshot(): Entry[] {
+    const entries: Entry[] = [];
+    for (const head of this.buckets) for (let entry = head; entry !== null; entry = entry.next) entries.push(entry);
+    return entries;
+  }
+
+  /** Moves every entry to `count` buckets: twice as many under a burst, half as many after it. */
+  private resize(count: number): void {
+    const buckets = new Array<Entry | null>(count).fill(null);
+    const mask = count - 1;
     for (const head of this.buckets) {
       for (let entry = head; entry !== null; ) {
         const next = entry.next;
@@ -128,14 +172,17 @@ const CHECKED_NODE_MAJORS = new Set(['20']);
 
 /**
  * Puts a StreamTable in each new session of `server`, when node is a release it was
- * checked against and the session's state has the expected shape; false (nothing
- * changed) otherwise.
+ * checked against and the session's state has the expected shape, and calls
+ * `installed` for each session that got one; false (nothing changed) when node is
+ * another release.
  */
-export function useStreamTables(server: http2.Http2Server | http2.Http2SecureServer): boolean {
+export function useStreamTables(server: http2.Http2Server | http2.Http2SecureServer, installed: () => void = () => undefined): boolean {
   if (!CHECKED_NODE_MAJORS.has(process.versions.node.split('.')[0]!)) return false;
   server.on('session', (session: http2.ServerHttp2Session) => {
     const state = sessionState(session);
-    if (state !== null) state.streams = new StreamTable();
+    if (state === null) return;
+    state.streams = new StreamTable();
+    installed();
   });
   return true;
 }
