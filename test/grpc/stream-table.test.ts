@@ -1,10 +1,13 @@
 // StreamTable (src/server/grpc/stream-table.ts) stands in for the Map node keeps
 // a session's streams in: the same answers as a Map for every operation node
-// makes, through growth and deletes during forEach; and it is what the sessions
-// of a real gRPC port use.
+// makes, through growth and deletes during forEach; it is what the sessions of a
+// real gRPC port use; and a raw HTTP/2 client that picks colliding stream ids
+// against a real gRPC server gets short chains and leaves the server answering.
 import http2 from 'node:http2';
-import { describe, expect, it } from 'vitest';
+import { connect } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StreamTable, useStreamTables } from '../../src/server/grpc/stream-table.js';
+import { checkRequest, clientFor, startServer, unary, type Harness } from './support.js';
 
 describe('StreamTable', () => {
   it('answers get, has, set, delete and size as a Map does, through growth and shrinking', () => {
@@ -161,5 +164,82 @@ describe('StreamTable', () => {
       client.close();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  });
+});
+
+describe.skipIf(!process.versions.node.startsWith('20.'))('StreamTable under a client that picks colliding stream ids', () => {
+  let harness: Harness;
+
+  beforeAll(async () => {
+    harness = await startServer();
+  });
+  afterAll(async () => {
+    await harness?.close();
+  });
+
+  /** One HTTP/2 frame: 3-byte length, type, flags, 31-bit stream id, payload. */
+  const frame = (type: number, flags: number, streamId: number, payload: Buffer): Buffer => {
+    const head = Buffer.alloc(9);
+    head.writeUIntBE(payload.length, 0, 3);
+    head[3] = type;
+    head[4] = flags;
+    head.writeUInt32BE(streamId, 5);
+    return Buffer.concat([head, payload]);
+  };
+  /** HPACK string literal, not Huffman-coded (lengths here are under 127). */
+  const literal = (text: string): Buffer => Buffer.concat([Buffer.from([text.length]), Buffer.from(text)]);
+  // :method POST (static 3), :scheme http (static 6); :authority (name 1), :path (name 4) and
+  // content-type (name 31) as literals; te as a new name.
+  const checkHeaders = Buffer.concat([
+    Buffer.from([0x83, 0x86, 0x01]),
+    literal('127.0.0.1'),
+    Buffer.from([0x04]),
+    literal('/verdict.v1.Authorization/Check'),
+    Buffer.from([0x0f, 0x10]),
+    literal('application/grpc'),
+    Buffer.from([0x00]),
+    literal('te'),
+    literal('trailers'),
+  ]);
+
+  it('3,000 open streams with ids 2^17 apart share no long chain, and the server goes on answering', async () => {
+    const bound = (harness.grpc.server as unknown as { http2Servers: Map<http2.Http2Server, unknown> }).http2Servers;
+    const sessions: http2.ServerHttp2Session[] = [];
+    for (const http2Server of bound.keys()) http2Server.on('session', (session) => sessions.push(session));
+    const socket = connect(harness.port, '127.0.0.1');
+    socket.on('error', () => undefined);
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    const frames = [Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), frame(0x4, 0, 0, Buffer.alloc(0))];
+    // HEADERS with END_HEADERS and no END_STREAM: each stream stays open, waiting for a body.
+    for (let k = 0; k < 3000; k++) frames.push(frame(0x1, 0x4, 1 + k * 2 ** 17, checkHeaders));
+    socket.write(Buffer.concat(frames));
+
+    const tableOf = (session: http2.ServerHttp2Session): StreamTable => {
+      const key = Object.getOwnPropertySymbols(session).find((symbol) => symbol.description === 'state')!;
+      return (session as unknown as Record<symbol, { streams: StreamTable }>)[key]!.streams;
+    };
+    for (let waited = 0; (sessions.length === 0 || tableOf(sessions[0]!).size < 3000) && waited < 10_000; waited += 20) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    expect(sessions.length).toBe(1);
+    const table = tableOf(sessions[0]!);
+    expect(table).toBeInstanceOf(StreamTable);
+    expect(table.size).toBe(3000);
+    // With buckets picked by the id's low bits, all 3,000 would share one chain.
+    expect(table.longestChain()).toBeLessThan(16);
+
+    const client = clientFor('verdict.v1.Authorization', harness.address);
+    try {
+      const check = await unary<{ effect: string }>(client, 'Check', checkRequest());
+      expect(check.error).toBeNull();
+      expect(check.response?.effect).toBe('EFFECT_ALLOW');
+    } finally {
+      client.close();
+    }
+
+    // The attacker goes away: the session's streams are destroyed through the table's forEach.
+    socket.destroy();
+    for (let waited = 0; table.size > 0 && waited < 10_000; waited += 20) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(table.size).toBe(0);
   });
 });
