@@ -4,13 +4,11 @@
 // status, never an allow, and the server goes on answering. The in-process half checks
 // which calls the lane takes and which it leaves to grpc-js.
 import http2 from 'node:http2';
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryDecisions } from '../../src/decisions/query.js';
 import { serviceDefinition } from '../../src/server/grpc/descriptors.js';
-import { makeTempDir, removeTempDirs } from '../helpers/policies.js';
-import { ROOT, checkRequest, ensureBuilt, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
+import { checkRequest, useShippedServer } from '../helpers/verdict-process.js';
 import { checkRequest as fakeCheckRequest, clientFor, startServer, unary, type Harness } from './support.js';
 
 const CHECK = '/verdict.v1.Authorization/Check';
@@ -83,27 +81,16 @@ function effectOf(outcome: RawOutcome): unknown {
 }
 
 describe('direct lane against a real verdict serve', () => {
-  let server: VerdictProcess;
-  let db: string;
-
-  beforeAll(async () => {
-    ensureBuilt();
-    db = join(makeTempDir(), 'd.db');
-    server = await startVerdict({ policies: join(ROOT, 'policies'), db });
-  }, 60_000);
-  afterAll(async () => {
-    expect(await server?.stop()).toBe(0);
-    removeTempDirs();
-  });
+  const shipped = useShippedServer();
 
   it('logs no warning that the lane could not be installed', () => {
-    expect(server.logs.some((line) => String(line.msg).includes('direct lane'))).toBe(false);
+    expect(shipped.server.logs.some((line) => String(line.msg).includes('direct lane'))).toBe(false);
   });
 
   it('answers a plain gRPC Check: allow, deny, and the decision recorded with the x-request-id header', async () => {
-    expect(effectOf(await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'x-request-id': 'lane-allow-1' } }))).toBe('EFFECT_ALLOW');
-    expect(effectOf(await rawCall(server.grpcPort, { body: [frame(encodeCheck(denied))] }))).toBe('EFFECT_DENY');
-    const row = queryDecisions(db, { principalId: 'dana', limit: 50 }).find((decision) => decision.requestId === 'lane-allow-1');
+    expect(effectOf(await rawCall(shipped.server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'x-request-id': 'lane-allow-1' } }))).toBe('EFFECT_ALLOW');
+    expect(effectOf(await rawCall(shipped.server.grpcPort, { body: [frame(encodeCheck(denied))] }))).toBe('EFFECT_DENY');
+    const row = queryDecisions(shipped.db, { principalId: 'dana', limit: 50 }).find((decision) => decision.requestId === 'lane-allow-1');
     expect(row?.effect).toBe('ALLOW');
     expect(row?.caller).toMatch(/^127\.0\.0\.1:\d+$/);
   });
@@ -111,7 +98,7 @@ describe('direct lane against a real verdict serve', () => {
   it('reads a message split across many DATA frames', async () => {
     const bytes = frame(encodeCheck(allowed));
     const pieces = Array.from({ length: bytes.length }, (_, i) => bytes.subarray(i, i + 1));
-    expect(effectOf(await rawCall(server.grpcPort, { body: pieces }))).toBe('EFFECT_ALLOW');
+    expect(effectOf(await rawCall(shipped.server.grpcPort, { body: pieces }))).toBe('EFFECT_ALLOW');
   });
 
   const broken: ReadonlyArray<readonly [string, () => Buffer[], number, string]> = [
@@ -122,46 +109,46 @@ describe('direct lane against a real verdict serve', () => {
     ['the compressed flag with grpc-encoding identity', () => [frame(encodeCheck(allowed), 1)], grpc.status.INTERNAL, 'compressed'],
   ];
   it.each(broken)('%s: a defined status, nothing allowed, nothing recorded as allowed', async (_what, body, code, words) => {
-    const before = queryDecisions(db, { effect: 'ALLOW', limit: 10_000 }).length;
-    const outcome = await rawCall(server.grpcPort, { body: body() });
+    const before = queryDecisions(shipped.db, { effect: 'ALLOW', limit: 10_000 }).length;
+    const outcome = await rawCall(shipped.server.grpcPort, { body: body() });
     expect(outcome.httpStatus).toBe(200);
     expect(outcome.grpcStatus).toBe(code);
     expect(outcome.grpcMessage).toContain(words);
     expect(outcome.body.length).toBe(0);
-    expect(queryDecisions(db, { effect: 'ALLOW', limit: 10_000 }).length).toBe(before);
+    expect(queryDecisions(shipped.db, { effect: 'ALLOW', limit: 10_000 }).length).toBe(before);
   });
 
   it('refuses a message past the hard ceiling unread (RESOURCE_EXHAUSTED) and goes on serving', async () => {
     // Default limit 1 MiB; past 4 MiB the bytes are not even kept.
     const huge = Buffer.alloc(4 * 1024 * 1024 + 64 * 1024, 0x41);
-    const outcome = await rawCall(server.grpcPort, { body: [frame(huge)] });
+    const outcome = await rawCall(shipped.server.grpcPort, { body: [frame(huge)] });
     expect(outcome.grpcStatus).toBe(grpc.status.RESOURCE_EXHAUSTED);
-    expect(effectOf(await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))] }))).toBe('EFFECT_ALLOW');
+    expect(effectOf(await rawCall(shipped.server.grpcPort, { body: [frame(encodeCheck(allowed))] }))).toBe('EFFECT_ALLOW');
   });
 
   it('an invalid grpc-timeout is INTERNAL; one already spent is DEADLINE_EXCEEDED; neither allows', async () => {
-    const invalid = await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': 'soon' } });
+    const invalid = await rawCall(shipped.server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': 'soon' } });
     expect(invalid.grpcStatus).toBe(grpc.status.INTERNAL);
     expect(invalid.grpcMessage).toContain('grpc-timeout');
-    const spent = await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': '1n' } });
+    const spent = await rawCall(shipped.server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': '1n' } });
     expect(spent.grpcStatus).toBe(grpc.status.DEADLINE_EXCEEDED);
     expect(spent.body.length).toBe(0);
   });
 
   it('a generous grpc-timeout is honoured like none, even one past what a timer can hold', async () => {
-    expect(effectOf(await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': '5S' } }))).toBe('EFFECT_ALLOW');
+    expect(effectOf(await rawCall(shipped.server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': '5S' } }))).toBe('EFFECT_ALLOW');
     // 99,999,999 hours: a node timer that long would fire at once.
-    expect(effectOf(await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': '99999999H' } }))).toBe('EFFECT_ALLOW');
+    expect(effectOf(await rawCall(shipped.server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': '99999999H' } }))).toBe('EFFECT_ALLOW');
   });
 
   it('a prefix declaring more than the hard ceiling is refused before the bytes arrive', async () => {
-    const outcome = await rawCall(server.grpcPort, { body: [frame(Buffer.alloc(16), 0, 0xffffffff)] });
+    const outcome = await rawCall(shipped.server.grpcPort, { body: [frame(Buffer.alloc(16), 0, 0xffffffff)] });
     expect(outcome.grpcStatus).toBe(grpc.status.RESOURCE_EXHAUSTED);
     expect(outcome.grpcMessage).toContain('larger than max');
   });
 
   it('streams reset by the client mid-message leave the server answering', async () => {
-    const session = http2.connect(`http://127.0.0.1:${server.grpcPort}`);
+    const session = http2.connect(`http://127.0.0.1:${shipped.server.grpcPort}`);
     const half = frame(encodeCheck(allowed)).subarray(0, 20);
     for (let i = 0; i < 200; i++) {
       const stream = session.request({ ...GRPC_HEADERS, ':path': CHECK });
@@ -171,14 +158,14 @@ describe('direct lane against a real verdict serve', () => {
     }
     await new Promise((resolve) => setTimeout(resolve, 100));
     session.close();
-    expect(effectOf(await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))] }))).toBe('EFFECT_ALLOW');
+    expect(effectOf(await rawCall(shipped.server.grpcPort, { body: [frame(encodeCheck(allowed))] }))).toBe('EFFECT_ALLOW');
   });
 
   it('a stream the lane does not read is grpc-js\'s: a non-gRPC content type gets 415, a repeated grpc-timeout an answer', async () => {
-    const plain = await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'content-type': 'text/plain' } });
+    const plain = await rawCall(shipped.server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'content-type': 'text/plain' } });
     expect(plain.httpStatus).toBe(415);
     expect(plain.grpcStatus).toBe(null);
-    const repeated = await rawCall(server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': ['5S', '1n'] } });
+    const repeated = await rawCall(shipped.server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'grpc-timeout': ['5S', '1n'] } });
     expect(repeated.grpcStatus).not.toBe(null);
   });
 });

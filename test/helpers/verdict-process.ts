@@ -3,8 +3,10 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
+import { afterAll, beforeAll, expect } from 'vitest';
 import { packageDefinition } from '../../src/server/grpc/descriptors.js';
 import { jsonToStruct } from '../../src/server/grpc/convert/struct.js';
+import { makeTempDir, removeTempDirs } from './policies.js';
 
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const BIN = join(ROOT, 'bin', 'verdict.js');
@@ -156,4 +158,32 @@ export async function healthStatus(port: number, service: string): Promise<strin
   } finally {
     client.close();
   }
+}
+
+/**
+ * A `verdict serve` on the shipped policies with a fresh decision log, started before
+ * the tests of the describe block that calls this and stopped after them (it must
+ * exit 0). Read `server` and `db` inside the tests, once the block has started.
+ */
+export function useShippedServer(): { readonly server: VerdictProcess; readonly db: string } {
+  const shipped: { server?: VerdictProcess; db?: string } = {};
+  beforeAll(async () => {
+    ensureBuilt();
+    shipped.db = join(makeTempDir(), 'd.db');
+    shipped.server = await startVerdict({ policies: join(ROOT, 'policies'), db: shipped.db });
+  }, 60_000);
+  afterAll(async () => {
+    expect(await shipped.server?.stop()).toBe(0);
+    removeTempDirs();
+  });
+  return {
+    get server(): VerdictProcess {
+      if (shipped.server === undefined) throw new Error('the shipped server has not started: read it inside a test');
+      return shipped.server;
+    },
+    get db(): string {
+      if (shipped.db === undefined) throw new Error('the shipped server has not started: read it inside a test');
+      return shipped.db;
+    },
+  };
 }

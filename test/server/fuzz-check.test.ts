@@ -7,8 +7,7 @@ import * as grpc from '@grpc/grpc-js';
 import fc from 'fast-check';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getDecision } from '../../src/decisions/query.js';
-import { makeTempDir, removeTempDirs } from '../helpers/policies.js';
-import { ROOT, ensureBuilt, healthStatus, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+import { ROOT, healthStatus, useShippedServer, verdictClient, type VerdictClient } from '../helpers/verdict-process.js';
 
 const SEED = Number(process.env.VERDICT_FUZZ_SEED ?? 20261204);
 
@@ -47,20 +46,14 @@ function sendBytes(port: number, bytes: Uint8Array): Promise<grpc.ServiceError |
 }
 
 describe('fuzzing gate: random Check messages', () => {
-  let server: VerdictProcess;
+  const shipped = useShippedServer();
   let client: VerdictClient;
-  let db: string;
 
-  beforeAll(async () => {
-    ensureBuilt();
-    db = join(makeTempDir(), 'd.db');
-    server = await startVerdict({ policies: join(ROOT, 'policies'), db });
-    client = verdictClient(server.grpcPort);
-  }, 60_000);
-  afterAll(async () => {
+  beforeAll(() => {
+    client = verdictClient(shipped.server.grpcPort);
+  });
+  afterAll(() => {
     client?.close();
-    expect(await server?.stop()).toBe(0);
-    removeTempDirs();
   });
 
   it('never allows an invalid request, and records every answer as given', async () => {
@@ -77,7 +70,7 @@ describe('fuzzing gate: random Check messages', () => {
           return;
         }
         expect(invalid, 'an invalid request was answered as if valid').toBe(false);
-        const row = getDecision(db, outcome.response!.decisionId);
+        const row = getDecision(shipped.db, outcome.response!.decisionId);
         expect(row?.effect).toBe(outcome.response!.effect === 'EFFECT_ALLOW' ? 'ALLOW' : 'DENY');
       }),
       { numRuns: 300, seed: SEED },
@@ -87,17 +80,17 @@ describe('fuzzing gate: random Check messages', () => {
   it('answers random bytes with INVALID_ARGUMENT or a decision, and keeps serving', async () => {
     await fc.assert(
       fc.asyncProperty(fc.uint8Array({ maxLength: 200 }), async (bytes) => {
-        const error = await sendBytes(server.grpcPort, bytes);
+        const error = await sendBytes(shipped.server.grpcPort, bytes);
         // Some byte strings are valid messages (unknown fields are skipped); those are decided like any other.
         if (error) expect([grpc.status.INVALID_ARGUMENT], error.details).toContain(error.code);
       }),
       { numRuns: 200, seed: SEED },
     );
-    expect(await healthStatus(server.grpcPort, 'verdict.v1.Authorization')).toBe('SERVING');
+    expect(await healthStatus(shipped.server.grpcPort, 'verdict.v1.Authorization')).toBe('SERVING');
   });
 
   it('leaves a decision log that verifies', () => {
-    const verified = spawnSync(process.execPath, [join(ROOT, 'bin', 'verdict.js'), 'audit', 'verify', '--db', db], { cwd: ROOT, encoding: 'utf8' });
+    const verified = spawnSync(process.execPath, [join(ROOT, 'bin', 'verdict.js'), 'audit', 'verify', '--db', shipped.db], { cwd: ROOT, encoding: 'utf8' });
     expect(verified.status, verified.stdout + verified.stderr).toBe(0);
   });
 });

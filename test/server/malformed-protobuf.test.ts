@@ -1,12 +1,10 @@
 // Bytes that are not a protobuf message, sent over a real HTTP/2 gRPC call (verdict's
 // Authorization service or Envoy's ext_authz), are bad
 // input like any other: answered INVALID_ARGUMENT (not INTERNAL) and recorded.
-import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { queryDecisions } from '../../src/decisions/query.js';
-import { makeTempDir, removeTempDirs } from '../helpers/policies.js';
-import { ROOT, checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+import { checkRequest, useShippedServer, verdictClient } from '../helpers/verdict-process.js';
 
 /** Each fails protobuf decoding: an invalid wire type, a length past the end, a truncated varint, a group never closed. */
 const GARBAGE: readonly (readonly [string, Buffer])[] = [
@@ -38,26 +36,15 @@ function sendRaw(port: number, method: 'Check' | 'CheckBatch' | 'envoy', bytes: 
 }
 
 describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', () => {
-  let server: VerdictProcess;
-  let db: string;
-
-  beforeAll(async () => {
-    ensureBuilt();
-    db = join(makeTempDir(), 'd.db');
-    server = await startVerdict({ policies: join(ROOT, 'policies'), db });
-  }, 60_000);
-  afterAll(async () => {
-    expect(await server?.stop()).toBe(0);
-    removeTempDirs();
-  });
+  const shipped = useShippedServer();
 
   it.each(['Check', 'CheckBatch'] as const)('%s: answered INVALID_ARGUMENT naming the message type, recorded as an invalid request', async (method) => {
     for (const [what, bytes] of GARBAGE) {
-      const before = queryDecisions(db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
-      const { error, trailers } = await sendRaw(server.grpcPort, method, bytes);
+      const before = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
+      const { error, trailers } = await sendRaw(shipped.server.grpcPort, method, bytes);
       expect(error?.code, what).toBe(grpc.status.INVALID_ARGUMENT);
       expect(error?.details, what).toContain(`are not a valid verdict.v1.${method}Request protobuf message`);
-      const recorded = queryDecisions(db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
+      const recorded = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
       expect(recorded.length, what).toBe(before + 1);
       expect(recorded[0]!.effect).toBe('DENY');
       expect(recorded[0]!.errors[0]!.message).toContain(`not a valid verdict.v1.${method}Request`);
@@ -67,11 +54,11 @@ describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', ()
 
   it('Envoy ext_authz Check: answered INVALID_ARGUMENT (not INTERNAL), recorded as an invalid request', async () => {
     for (const [what, bytes] of GARBAGE) {
-      const before = queryDecisions(db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
-      const { error, trailers } = await sendRaw(server.grpcPort, 'envoy', bytes);
+      const before = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
+      const { error, trailers } = await sendRaw(shipped.server.grpcPort, 'envoy', bytes);
       expect(error?.code, what).toBe(grpc.status.INVALID_ARGUMENT);
       expect(error?.details, what).toContain('are not a valid envoy.service.auth.v3.CheckRequest protobuf message');
-      const recorded = queryDecisions(db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
+      const recorded = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
       expect(recorded.length, what).toBe(before + 1);
       expect(recorded[0]!.effect).toBe('DENY');
       expect(recorded[0]!.errors[0]!.message).toContain('not a valid envoy.service.auth.v3.CheckRequest');
@@ -80,7 +67,7 @@ describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', ()
   });
 
   it('keeps serving valid checks afterwards', async () => {
-    const client = verdictClient(server.grpcPort);
+    const client = verdictClient(shipped.server.grpcPort);
     try {
       const ok = await client.call<{ effect: string }>('Authorization', 'Check', checkRequest({ principal: { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } }, action: 'read', resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme', env: 'production', owner: 'dana' } } }));
       expect(ok.effect).toBe('EFFECT_ALLOW');
