@@ -156,8 +156,8 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   stream.once('close', () => {
     answered = true;
     if (deadlineTimer !== null) clearTimeout(deadlineTimer);
-    // node keeps a finished stream through young-generation collections, and with it
-    // whatever its listeners close over (this call's body, headers and closures): let go.
+    // The stream object can outlive the call (node lets go of it on its own schedule);
+    // the body this listener closes over need not.
     stream.removeListener('data', onData);
   });
 
