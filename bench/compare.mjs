@@ -34,7 +34,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
-import { encodeMessage, grpcFrame, loadProtos, toStruct, verifyAllow } from './lib/grpc-frame.mjs';
+import { checkRequestFrame, loadProtos, verifyAllow } from './lib/grpc-frame.mjs';
 import { ensureH2load, h2loadVersion, percentile, readLatencyLog, runH2load } from './lib/h2load.mjs';
 import { killAllNow, processTree, spawnTracked, stopChild, treeCpuSeconds as cpuSeconds } from './lib/procs.mjs';
 import { startCeiling, startVerdict } from './lib/servers.mjs';
@@ -183,13 +183,7 @@ function limitedSetup(tmp) {
 async function serverRuns(tmp) {
   const problems = [];
   const protos = loadProtos(path.join(ROOT, 'proto'));
-  const verdictBody = grpcFrame(
-    encodeMessage(protos.CheckRequest, {
-      principal: { id: BENCH_REQUEST.principal.id, roles: BENCH_REQUEST.principal.roles, attributes: toStruct(BENCH_REQUEST.principal.attributes) },
-      action: BENCH_REQUEST.action,
-      resource: { type: BENCH_REQUEST.resource.type, id: BENCH_REQUEST.resource.id, attributes: toStruct(BENCH_REQUEST.resource.attributes) },
-    }),
-  );
+  const verdictBody = checkRequestFrame(protos, BENCH_REQUEST);
   const codec = await cerbosCodec();
   const bodies = {
     verdict: verdictBody,

@@ -17,7 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { encodeMessage, grpcFrame, loadProtos, toStruct } from './lib/grpc-frame.mjs';
+import { checkRequestFrame, loadProtos } from './lib/grpc-frame.mjs';
 import { ensureH2load, runH2load } from './lib/h2load.mjs';
 import { killAllNow, stopChild } from './lib/procs.mjs';
 import { startVerdict } from './lib/servers.mjs';
@@ -51,14 +51,7 @@ const RATE = 2000;
 ensureH2load();
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'verdict-gc-'));
 const protos = loadProtos(path.join(ROOT, 'proto'));
-const request = BENCH_REQUEST;
-const body = grpcFrame(
-  encodeMessage(protos.CheckRequest, {
-    principal: { id: request.principal.id, roles: request.principal.roles, attributes: toStruct(request.principal.attributes) },
-    action: request.action,
-    resource: { type: request.resource.type, id: request.resource.id, attributes: toStruct(request.resource.attributes) },
-  }),
-);
+const body = checkRequestFrame(protos, BENCH_REQUEST);
 const bodyFile = path.join(tmp, 'check.bin');
 fs.writeFileSync(bodyFile, body);
 

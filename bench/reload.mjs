@@ -23,7 +23,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
-import { encodeMessage, grpcFrame, loadProtos, toStruct, verifyAllow } from './lib/grpc-frame.mjs';
+import { checkRequestFrame, loadProtos, verifyAllow } from './lib/grpc-frame.mjs';
 import { freePort, spawnTracked, stopChild, waitForHttp200 } from './lib/procs.mjs';
 import { startProber } from './lib/prober.mjs';
 import { syntheticRequests, syntheticSet } from './lib/synthetic.mjs';
@@ -97,14 +97,7 @@ async function main() {
   try {
     const { texts, tenants, firstIds } = writeSet(dir);
     const [request] = syntheticRequests(tenants, 1);
-    const body = grpcFrame(
-      encodeMessage(protos.CheckRequest, {
-        principal: { id: request.principal.id, roles: request.principal.roles, attributes: toStruct(request.principal.attributes) },
-        action: request.action,
-        resource: { type: request.resource.type, id: request.resource.id, attributes: toStruct(request.resource.attributes) },
-        context: { attributes: toStruct(request.context.attributes) },
-      }),
-    );
+    const body = checkRequestFrame(protos, request);
     const started = performance.now();
     const server = await startServer(dir, db);
     const coldSeconds = (performance.now() - started) / 1000;

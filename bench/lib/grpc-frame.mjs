@@ -42,6 +42,22 @@ export function grpcFrame(messageBytes) {
   return frame;
 }
 
+/**
+ * A verdict.v1 CheckRequest for `request` (plain JSON: principal, action, resource and,
+ * when it has attributes, context), framed: what every benchmark sends to Check.
+ */
+export function checkRequestFrame(protos, request) {
+  const contextAttributes = request.context?.attributes ?? {};
+  return grpcFrame(
+    encodeMessage(protos.CheckRequest, {
+      principal: { id: request.principal.id, roles: request.principal.roles, attributes: toStruct(request.principal.attributes) },
+      action: request.action,
+      resource: { type: request.resource.type, id: request.resource.id, attributes: toStruct(request.resource.attributes) },
+      ...(Object.keys(contextAttributes).length > 0 ? { context: { attributes: toStruct(contextAttributes) } } : {}),
+    }),
+  );
+}
+
 export function encodeMessage(type, object) {
   const error = type.verify(type.fromObject(object));
   if (error) throw new Error(`bad ${type.name}: ${error}`);
