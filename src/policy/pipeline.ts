@@ -56,6 +56,20 @@ export interface SliceSharing {
   readonly restMs?: number;
 }
 
+/**
+ * Two turns of the event loop, so that the checks answered during a pause are on
+ * the wire before the next slice holds the thread. A gRPC answer ends with trailers
+ * (its status), and node's HTTP/2 submits them from an immediate queued when the
+ * stream asks for them (`sendTrailers` defers to `setImmediate`), behind the one
+ * that would resume the reload; their bytes then go out with the next turn's writes.
+ * Resumed after one turn, a check that had waited for a slice or a collection would
+ * wait for the next one as well.
+ */
+async function letAnswersLeave(): Promise<void> {
+  await yieldToEventLoop();
+  await yieldToEventLoop();
+}
+
 /** Measures slices and gives the event loop a turn when one has run for `budgetMs`. */
 class SliceClock {
   private sliceStart = performance.now();
@@ -76,11 +90,12 @@ class SliceClock {
   private async pause(until: Promise<unknown> | undefined): Promise<unknown> {
     this.longestSliceMs = Math.max(this.longestSliceMs, performance.now() - this.sliceStart);
     this.slices += 1;
-    const value = until !== undefined ? await until : this.restMs > 0 ? await sleep(this.restMs) : await yieldToEventLoop();
+    const value = until !== undefined ? await until : this.restMs > 0 ? await sleep(this.restMs) : undefined;
+    await letAnswersLeave();
     if (this.pacer?.due()) {
       // A young-generation collection of what the last slices kept, in a turn of its own.
       this.pacer.collect();
-      await yieldToEventLoop();
+      await letAnswersLeave();
     }
     this.sliceStart = performance.now();
     return value;
@@ -110,10 +125,10 @@ class SliceClock {
   async settle(): Promise<void> {
     if (this.pacer === null) return;
     for (let i = 0; i < 2; i++) {
-      await yieldToEventLoop();
+      await letAnswersLeave();
       this.pacer.collect();
     }
-    await yieldToEventLoop();
+    await letAnswersLeave();
   }
 
   stats(): SliceStats {
