@@ -47,7 +47,7 @@ export interface SliceSharing {
   /** Collects the young generation between slices once they have allocated enough (see young-generation.ts). */
   readonly pacer?: YoungGenerationPacer | null;
   /**
-   * Milliseconds the thread rests between slices (0: one turn of the event loop).
+   * Milliseconds the thread rests between slices (0: none beyond the turns every pause gives).
    * Slices run back to back keep the thread busy without a break, and on a busy
    * machine the kernel's scheduler then makes it wait behind other threads, for
    * tens of milliseconds, with the checks it would answer; a thread that rests a
