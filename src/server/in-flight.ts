@@ -22,7 +22,8 @@ export interface InFlightEntry {
 }
 declare const entryBrand: unique symbol;
 
-export class InFlight<T> {
+/** T excludes null and undefined: a taken node is marked by its value set to null. */
+export class InFlight<T extends {}> {
   private head: Node<T> | null = null;
   private count = 0;
 
