@@ -442,7 +442,7 @@ async function startVerdictAuthzen(tmp) {
     store.close();
   }
   const configFile = path.join(tmp, 'verdict-authzen.yaml');
-  fs.writeFileSync(configFile, `authn:\n  apiKeys: { db: ${JSON.stringify(keysDb)} }\n`);
+  fs.writeFileSync(configFile, `authn:\n  apiKeys: { db: ${JSON.stringify(keysDb)} }\nauthzen:\n  peps: [api-key:bench-pep]\n`);
   const dbFile = path.join(tmp, 'verdict-authzen.db');
   const server = await startVerdict({ mode: 'durable', dbFile, configFile });
   const body = authzenBody();

@@ -15,6 +15,7 @@ export {
   limitError,
   limitRuleId,
   noRoute,
+  notAPep,
   rateLimited,
   refusalDecision,
   suspended,

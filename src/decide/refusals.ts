@@ -44,6 +44,17 @@ export function unauthenticated(failure: { readonly reason: string; readonly mes
   return { reason: 'DENIED_UNAUTHENTICATED', ruleId: AUTHN_RULE_ID, message: `${failure.reason}: ${failure.message}` };
 }
 
+/**
+ * An AuthZEN caller that is not one of the policy enforcement points listed in
+ * `authzen.peps`, asking about a subject other than itself (or searching for
+ * subjects): `NOT_A_PEP: api-key:dana may ask only about subject "dana", not "gus"; …`.
+ * Refused before the engine, so it reads no one else's permissions and takes no one
+ * else's rate-limit budget; answered 403.
+ */
+export function notAPep(caller: string, self: string, asked: string): Refusal {
+  return { reason: 'DENIED_UNAUTHENTICATED', ruleId: AUTHN_RULE_ID, message: `NOT_A_PEP: ${caller} may ask only about subject ${JSON.stringify(self)}, not ${asked}; list the caller in authzen.peps to let it ask about others` };
+}
+
 /** A gateway request that cannot be routed safely or at all: a bad method, no URI, a path with `%2F` or `..`. */
 export function unroutable(problem: string): Refusal {
   return { reason: 'DENIED_INVALID_REQUEST', ruleId: ROUTE_RULE_ID, message: problem };

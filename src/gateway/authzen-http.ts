@@ -6,7 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tlsSocketIdentity } from '../authn/mtls.js';
 import { authnDetails } from './adapter.js';
 import type { Authenticator, AuthnResult } from '../authn/types.js';
-import { BatchRefused, InvalidRequest, RefusedRequest, RequestFieldError, unauthenticated, type CallMeta, type CheckResult, type DecisionPipeline } from '../decide/index.js';
+import { BatchRefused, InvalidRequest, RefusedRequest, RequestFieldError, notAPep, unauthenticated, type CallMeta, type CheckInput, type CheckResult, type DecisionPipeline } from '../decide/index.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { UNREADABLE_REQUEST, readEvaluation, readEvaluations, stopsAfter, toAuthZenDecision } from './authzen.js';
 import { PageTokens, readSearch, searchPage, type SearchKind } from './authzen-search.js';
@@ -37,8 +37,22 @@ export interface AuthZenEndpointOptions {
    * (`authn`, `trustedPrincipal`) is configured. Otherwise a credential is required.
    */
   readonly certificateAuthenticates: boolean;
+  /**
+   * The callers (as the decision log records them: `api-key:orders-service`,
+   * `jwt:<sub>`, a certificate's identity) that may ask about any subject. Any other
+   * caller may ask only about itself; a question about someone else is refused
+   * (`NOT_A_PEP`, answered 403) before it is decided, so it reads no one else's
+   * permissions and spends no one else's rate-limit budget.
+   */
+  readonly peps: ReadonlySet<string>;
   /** Told of failures that are verdict's, not the caller's (the answer is then 500 or 503). */
   readonly onError?: (error: unknown) => void;
+}
+
+/** An authenticated caller: what is recorded, and the one subject it may ask about (null: any, a listed PEP). */
+interface Caller {
+  readonly caller: string;
+  readonly onlySubject: string | null;
 }
 
 /** The pipeline calls the endpoint makes. */
@@ -145,6 +159,7 @@ export class AuthZenEndpoint {
       return { status: 401, body: errorBody('unauthenticated', `${authn.reason}: ${authn.message}`, result), headers: { 'www-authenticate': 'Bearer' } };
     }
     const call = meta(authn.caller);
+    const confine = (question: CheckInput): CheckInput => confined(question, authn);
 
     const contentType = (req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
     if (contentType !== 'application/json') {
@@ -172,14 +187,15 @@ export class AuthZenEndpoint {
     }
 
     const searched = SEARCH_BY_PATH.get(path);
-    if (searched !== undefined) return this.search(searched, body, call);
-    if (path === AUTHZEN_EVALUATION_PATH) return this.single(readEvaluation(body), call);
+    if (searched !== undefined) return this.search(searched, body, call, authn);
+    if (path === AUTHZEN_EVALUATION_PATH) return this.single(confine(readEvaluation(body)), call);
     const request = readEvaluations(body);
-    if (request.kind !== 'many') return this.single(request.question, call);
+    if (request.kind !== 'many') return this.single(confine(request.question), call);
     const stop = stopsAfter(request.semantic);
     const batch = { field: 'evaluations' };
+    const questions = request.questions.map(confine);
     try {
-      const results = stop === null ? await this.pipeline.checkBatch(request.questions, call, batch) : await this.pipeline.checkUntil(request.questions, call, stop, batch);
+      const results = stop === null ? await this.pipeline.checkBatch(questions, call, batch) : await this.pipeline.checkUntil(questions, call, stop, batch);
       return { status: 200, body: { evaluations: results.map(toAuthZenDecision) } };
     } catch (error) {
       // Refused whole by the pipeline (what it would record is over the budget), recorded once.
@@ -189,9 +205,14 @@ export class AuthZenEndpoint {
   }
 
   /** A search: one page of results, recorded as one row (details.search); a bad request or page token is recorded and answered 400. */
-  private async search(kind: SearchKind, body: unknown, call: CallMeta): Promise<Answer> {
+  private async search(kind: SearchKind, body: unknown, call: CallMeta, caller: Caller): Promise<Answer> {
     const query = readSearch(kind, body);
     if (query instanceof InvalidRequest) return this.single(query, call);
+    // Listing who may do something reveals everyone's permissions: a listed PEP's question only.
+    if (caller.onlySubject !== null && (kind === 'subject' || query.question.principal.id !== caller.onlySubject)) {
+      const asked = kind === 'subject' ? 'a search over every subject' : JSON.stringify(query.question.principal.id);
+      return this.single(new RefusedRequest(query.question, notAPep(caller.caller, caller.onlySubject, asked)), call);
+    }
     try {
       const { result, decisionId } = await this.pipeline.search(call, (policySet, decide) => searchPage(query, policySet, decide, this.tokens));
       return { status: 200, body: { ...result, context: { decision_id: decisionId } } };
@@ -205,13 +226,15 @@ export class AuthZenEndpoint {
   private async single(question: Parameters<AuthZenPipeline['check']>[0], call: CallMeta): Promise<Answer> {
     const result = await this.pipeline.check(question, call);
     if (question instanceof InvalidRequest) return { status: 400, body: errorBody('bad request', question.error.message, result) };
+    if (question instanceof RefusedRequest) return { status: 403, body: errorBody('forbidden', question.refusal.message, result) };
     return { status: 200, body: toAuthZenDecision(result) };
   }
 
   /** The caller, by its client certificate or its credential; `caller` is what the decision log records. */
-  private async authenticate(req: IncomingMessage): Promise<({ ok: true; caller: string }) | Extract<AuthnResult, { ok: false }>> {
+  private async authenticate(req: IncomingMessage): Promise<({ ok: true } & Caller) | Extract<AuthnResult, { ok: false }>> {
     const certificate = tlsSocketIdentity(req.socket);
-    if (certificate !== null && this.options.certificateAuthenticates) return { ok: true, caller: certificate };
+    const { peps } = this.options;
+    if (certificate !== null && this.options.certificateAuthenticates) return { ok: true, caller: certificate, onlySubject: peps.has(certificate) ? null : certificate };
     const headers: Record<string, string> = {};
     for (const [name, values] of Object.entries(req.headersDistinct)) {
       if (values !== undefined) headers[name] = values.join(', ');
@@ -224,8 +247,15 @@ export class AuthZenEndpoint {
       result = { ok: false, reason: 'UNAVAILABLE', message: `authentication could not be completed: ${messageOf(error)}` };
     }
     if (!result.ok) return result;
-    return { ok: true, caller: certificate ?? `${result.method}:${result.principal.id}` };
+    const caller = certificate ?? `${result.method}:${result.principal.id}`;
+    return { ok: true, caller, onlySubject: peps.has(caller) ? null : result.principal.id };
   }
+}
+
+/** A question about another subject, from a caller that may ask only about itself: refused, recorded, never decided. */
+function confined(question: CheckInput, caller: Caller): CheckInput {
+  if (caller.onlySubject === null || question instanceof RefusedRequest || question.principal.id === caller.onlySubject) return question;
+  return new RefusedRequest(question, notAPep(caller.caller, caller.onlySubject, JSON.stringify(question.principal.id)));
 }
 
 function errorBody(error: string, detail: string, result: CheckResult): Record<string, string> {

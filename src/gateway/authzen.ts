@@ -293,6 +293,8 @@ export function toAuthZenDecision(result: Pick<CheckResult, 'decision' | 'decisi
   if (decision.ruleIds.length > 0) text += ` ${decision.ruleIds.join(', ')}`;
   if (decision.errors.length > 0) text += ` (${decision.errors.map((e) => (e.ruleId ? `${e.ruleId}: ${e.message}` : e.message)).join('; ')})`;
   const invalid = decision.reason === 'DENIED_INVALID_REQUEST' && decision.ruleIds.length === 0 ? decision.errors[0] : undefined;
+  // Only a caller that is not a listed PEP, asking about someone else, is refused per item as unauthenticated (NOT_A_PEP).
+  const forbidden = decision.reason === 'DENIED_UNAUTHENTICATED' ? decision.errors[0] : undefined;
   return {
     decision: decision.effect === 'ALLOW',
     context: {
@@ -304,6 +306,7 @@ export function toAuthZenDecision(result: Pick<CheckResult, 'decision' | 'decisi
       policy_version: decision.policyVersion,
       decision_id: decisionId,
       ...(invalid ? { error: { status: 400, message: invalid.message } } : {}),
+      ...(forbidden ? { error: { status: 403, message: forbidden.message } } : {}),
     },
   };
 }

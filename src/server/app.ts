@@ -289,6 +289,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   const authzen = new AuthZenEndpoint(pipeline, gatewayAuthenticator, {
     maxBodyBytes: config.maxMessageBytes,
     certificateAuthenticates: tls !== null && tls.http && tls.requireClientCert && !config.trustedPrincipal && !config.authn.jwt && !config.authn.apiKeys,
+    peps: new Set(config.authzen.peps),
     onError: (error) => logger.error({ error: messageOf(error) }, 'internal error answering an AuthZEN request'),
   });
   const grpc: GrpcServer = createGrpcServer(

@@ -65,6 +65,17 @@ const limitsConfigSchema = z.strictObject({
   loadStaleAfterMs: z.number().int().min(1000).max(86_400_000).optional(),
 });
 
+/**
+ * The AuthZEN API's callers: `peps` lists, as the decision log records callers
+ * (`api-key:orders-service`, `jwt:<sub>`, a client certificate's identity), the
+ * policy enforcement points that may ask about any subject. Any other
+ * authenticated caller may ask only about itself, so an end user's key can neither
+ * read another principal's permissions nor spend its rate-limit budget.
+ */
+const authzenConfigSchema = z.strictObject({
+  peps: z.array(z.string().min(1).max(1024)).max(10_000),
+});
+
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected HOST:PORT, e.g. 127.0.0.1:50051' });
 
 /** One layer of configuration (the file, the environment or the flags): every key optional, unknown keys refused. */
@@ -127,6 +138,8 @@ const layerSchema = z.strictObject({
   alerts: alertsSchema.optional(),
   /** Where rate-limit budgets live (memory or Redis) and what a failing Redis costs. From the config file only. */
   limits: limitsConfigSchema.optional(),
+  /** Who may ask the AuthZEN API about subjects other than itself. From the config file only. */
+  authzen: authzenConfigSchema.optional(),
 });
 export type PartialConfig = z.infer<typeof layerSchema>;
 
@@ -160,10 +173,11 @@ export const DEFAULT_CONFIG = {
   requestLimits: { ...DEFAULT_REQUEST_LIMITS, maxConditionSteps: DEFAULT_CONDITION_BUDGET },
   alerts: { enabled: true },
   limits: { backend: 'memory', timeoutMs: 50, retryMs: 1000, replicas: 1, settleWithinMs: 3_600_000, loadStaleAfterMs: 60_000 },
+  authzen: { peps: [] },
 } satisfies Record<keyof ServerConfig, unknown>;
 
 /** Environment variables for containers, one per key. */
-export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | 'admin' | 'forwardAuth' | 'requestLimits' | 'alerts' | 'limits' | keyof AuditConfig>, string> = {
+export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | 'admin' | 'forwardAuth' | 'requestLimits' | 'alerts' | 'limits' | 'authzen' | keyof AuditConfig>, string> = {
   policies: 'VERDICT_POLICIES',
   db: 'VERDICT_DB',
   grpc: 'VERDICT_GRPC',

@@ -56,6 +56,8 @@ export async function startTestServer(file: Record<string, unknown> = {}, db?: s
       http: '127.0.0.1:0',
       watch: false,
       trustedPrincipal: { idHeader: 'x-user', rolesHeader: 'x-roles', attributeHeaders: { org: 'x-org', employment: 'x-employment' } },
+      // The gateway that asks AuthZEN questions about its users.
+      authzen: { peps: ['trusted-header:model-gateway'] },
     },
     readConfigFile(configFile),
   ]);

@@ -136,7 +136,7 @@ export async function serveSet(set: ConformanceSet): Promise<SetServer> {
   const attributeNames = [...new Set(set.cases.flatMap((c) => Object.keys(c.request.principal.attributes)))];
   const claims = { roles: 'roles', attributes: Object.fromEntries(attributeNames.map((name) => [name, ['attrs', name]])) };
   const config = join(dir, 'verdict.yaml');
-  writeFileSync(config, stringify({ authn: { jwt: { issuer: ISSUER, audience: AUDIENCE, algorithms: ['EdDSA'], publicKeyFile, claims } } }));
+  writeFileSync(config, stringify({ authn: { jwt: { issuer: ISSUER, audience: AUDIENCE, algorithms: ['EdDSA'], publicKeyFile, claims } }, authzen: { peps: ['jwt:conformance-pep'] } }));
 
   const db = join(dir, 'decisions.db');
   const verdict = await startVerdict({ policies, db, args: ['--config', config, '--no-watch'] });

@@ -35,7 +35,7 @@ beforeAll(async () => {
   pepKey = store.create({ owner: 'todo-app', name: 'the todo app PEP', roles: [], attributes: {} }).key;
   store.close();
   const config = join(dir, 'verdict.yaml');
-  writeFileSync(config, stringify({ authn: { apiKeys: { db: keysDb } }, logLevel: 'warn' }));
+  writeFileSync(config, stringify({ authn: { apiKeys: { db: keysDb } }, authzen: { peps: ['api-key:todo-app'] }, logLevel: 'warn' }));
   verdict = await startVerdict({ policies, db: join(dir, 'decisions.db'), args: ['--config', config, '--no-watch', '--log-level', 'info'] });
   base = `http://127.0.0.1:${verdict.httpPort}`;
 });

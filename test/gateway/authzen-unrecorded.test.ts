@@ -24,6 +24,7 @@ describe('AuthZEN when the decision cannot be recorded', () => {
     const endpoint = new AuthZenEndpoint(new DecisionPipeline({ current: policySet }, sink), new TrustedHeaderAuthenticator({ idHeader: 'remote-user' }), {
       maxBodyBytes: 64 * 1024,
       certificateAuthenticates: false,
+      peps: new Set(['trusted-header:pep']),
       onError: (error) => errors.push(error),
     });
     const server = createServer((req, res) => void endpoint.handle(req, res));

@@ -62,7 +62,7 @@ beforeAll(async () => {
   pepKey = store.create({ owner: 'todo-app', name: 'the todo app PEP', roles: [], attributes: {} }).key;
   store.close();
   const config = join(dir, 'verdict.yaml');
-  writeFileSync(config, stringify({ authn: { apiKeys: { db: keysDb } }, logLevel: 'warn', maxMessageBytes: 64 * 1024 }));
+  writeFileSync(config, stringify({ authn: { apiKeys: { db: keysDb } }, authzen: { peps: ['api-key:todo-app'] }, logLevel: 'warn', maxMessageBytes: 64 * 1024 }));
   db = join(dir, 'decisions.db');
   verdict = await startVerdict({ policies: TODO_POLICIES, db, args: ['--config', config, '--no-watch', '--log-level', 'info'] });
   base = `http://127.0.0.1:${verdict.httpPort}`;

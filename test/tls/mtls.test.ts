@@ -168,7 +168,7 @@ describe('mTLS from the config file and the environment, HTTP port over TLS', ()
     const dir = mkdtempSync(join(tmpdir(), 'verdict-tls-'));
     const config = join(dir, 'verdict.yaml');
     // The certificate and CA from the file, the key and the HTTPS switch from the environment.
-    writeFileSync(config, `tls:\n  cert: ${pki.server.cert}\n  clientCa: ${pki.ca.cert}\n  requireClientCert: true\n`);
+    writeFileSync(config, `tls:\n  cert: ${pki.server.cert}\n  clientCa: ${pki.ca.cert}\n  requireClientCert: true\nauthzen:\n  peps: ['uri:spiffe://verdict.test/ns/edge/sa/gateway']\n`);
     db = join(dir, 'decisions.db');
     server = await startVerdict({
       policies: join(ROOT, 'policies'),

@@ -1,0 +1,109 @@
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ApiKeyStore } from '../../src/authn/api-keys.js';
+import { getDecision, queryDecisions } from '../../src/decisions/query.js';
+import { NGINX, startGatewayVerdict, startModelServer, startNginx, type GatewayVerdict, type RunningNginx } from './support.js';
+
+// Any authenticated AuthZEN caller used to be able to name any subject: an end
+// user's own API key could ask 200 times "may ada predict?" and spend ada's
+// rate-limit budget (and backoff) until the real gateway answered ada 429 for a
+// minute. Only the callers listed in authzen.peps may ask about others now; this
+// attacks a real verdict behind real NGINX with dana's key.
+
+if (NGINX === null) console.warn('test/gateway/authzen-peps.test.ts: SKIPPED — no nginx binary (Debian: apt-get install nginx)');
+
+describe.skipIf(NGINX === null)('AuthZEN: only listed policy enforcement points ask about other subjects', () => {
+  let verdict: GatewayVerdict;
+  let upstream: Awaited<ReturnType<typeof startModelServer>>;
+  let nginx: RunningNginx;
+  let gatewayKey: string;
+
+  beforeAll(async () => {
+    verdict = await startGatewayVerdict({ config: { authzen: { peps: ['api-key:model-gateway'] } } });
+    const store = ApiKeyStore.open(join(verdict.dir, 'keys.db'));
+    gatewayKey = store.create({ owner: 'model-gateway', name: 'the gateway asking AuthZEN' }).key;
+    store.close();
+    upstream = await startModelServer();
+    nginx = await startNginx(verdict.verdict.httpPort, upstream.port);
+  });
+
+  afterAll(async () => {
+    await nginx?.stop();
+    await new Promise<void>((resolve) => (upstream ? upstream.server.close(() => resolve()) : resolve()));
+    await verdict?.stop();
+  });
+
+  const authzen = async (key: string, path: string, body: object): Promise<{ status: number; body: Record<string, unknown> }> => {
+    const response = await fetch(`http://127.0.0.1:${verdict.verdict.httpPort}${path}`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${key}` },
+      body: JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as Record<string, unknown> };
+  };
+  // What ada's own key carries, so the predict limit (keyed by principal, for principals with scopes) applies.
+  const asAda = { type: 'user', id: 'ada', properties: { roles: ['admin'], org: 'acme', scopes: [] } };
+  const predict = { action: { name: 'predict' }, resource: { type: 'model', id: 'fraud-detector-v3', properties: { org: 'acme', classification: 'internal' } } };
+
+  it("refuses an end user's questions about someone else (403, recorded as NOT_A_PEP) and they take none of that principal's budget", async () => {
+    const many = await authzen(verdict.keys.dana, '/access/v1/evaluations', { subject: asAda, ...predict, evaluations: Array.from({ length: 200 }, () => ({})) });
+    expect(many.status).toBe(200);
+    const items = many.body.evaluations as { decision: boolean; context: { reason: string; error?: { status: number; message: string }; decision_id: string } }[];
+    expect(items).toHaveLength(200);
+    for (const item of items) {
+      expect(item.decision).toBe(false);
+      expect(item.context.reason).toBe('DENIED_UNAUTHENTICATED');
+      expect(item.context.error?.status).toBe(403);
+      expect(item.context.error?.message).toMatch(/^NOT_A_PEP: api-key:dana may ask only about subject "dana", not "ada"; list the caller in authzen\.peps/);
+    }
+    const row = getDecision(verdict.db, items[0]!.context.decision_id)!;
+    expect(row).toMatchObject({ principalId: 'ada', action: 'predict', caller: 'api-key:dana', effect: 'DENY', reason: 'DENIED_UNAUTHENTICATED' });
+    expect(row.errors[0]).toMatchObject({ ruleId: 'authn', message: expect.stringMatching(/^NOT_A_PEP: /) });
+    expect(row.details).not.toHaveProperty('limit');
+
+    const one = await authzen(verdict.keys.dana, '/access/v1/evaluation', { subject: asAda, ...predict });
+    expect(one.status).toBe(403);
+    expect(one.body).toMatchObject({ error: 'forbidden', detail: expect.stringMatching(/^NOT_A_PEP: api-key:dana /), decision_id: expect.any(String) });
+
+    // The victim, through the real gateway, still has its whole burst of 20.
+    for (let i = 0; i < 20; i++) {
+      const answer = await nginx.send('POST', '/v1/models/fraud-detector-v3/predict', { 'x-api-key': verdict.keys.ada });
+      expect(answer.status, `ada's predict ${i + 1} through NGINX`).toBe(200);
+    }
+    expect(queryDecisions(verdict.db, { principalId: 'ada', reason: 'DENIED_BY_RATE_LIMIT', limit: 10 })).toEqual([]);
+  });
+
+  it('refuses a subject search, and a resource or action search about someone else, from a caller that is not listed', async () => {
+    const bySubject = await authzen(verdict.keys.dana, '/access/v1/search/subject', { subject: { type: 'user' }, ...predict });
+    expect(bySubject.status).toBe(403);
+    expect(bySubject.body.detail).toMatch(/^NOT_A_PEP: api-key:dana may ask only about subject "dana", not a search over every subject/);
+    for (const [path, body] of [
+      ['/access/v1/search/resource', { subject: asAda, action: { name: 'predict' }, resource: { type: 'model' } }],
+      ['/access/v1/search/action', { subject: asAda, resource: predict.resource }],
+    ] as const) {
+      const answer = await authzen(verdict.keys.dana, path, body);
+      expect(answer.status, path).toBe(403);
+      expect(getDecision(verdict.db, answer.body.decision_id as string)).toMatchObject({ caller: 'api-key:dana', reason: 'DENIED_UNAUTHENTICATED' });
+    }
+  });
+
+  it('lets any caller ask about itself, and a listed PEP about anyone', async () => {
+    const self = { type: 'user', id: 'dana', properties: { roles: ['data_scientist'], org: 'acme', employment: 'employee' } };
+    const own = await authzen(verdict.keys.dana, '/access/v1/evaluation', { subject: self, ...predict });
+    expect(own.status).toBe(200);
+    expect(own.body).toMatchObject({ decision: true, context: { reason: 'ALLOWED_BY_RULE' } });
+    const ownSearch = await authzen(verdict.keys.dana, '/access/v1/search/action', { subject: self, resource: predict.resource });
+    expect(ownSearch.status).toBe(200);
+
+    // The gateway's question about ada is decided, limits and all: ada spent the burst through NGINX above.
+    const asked = await authzen(gatewayKey, '/access/v1/evaluation', { subject: asAda, ...predict });
+    expect(asked.status).toBe(200);
+    expect(asked.body).toMatchObject({ decision: false, context: { reason: 'DENIED_BY_RATE_LIMIT' } });
+    const row = getDecision(verdict.db, (asked.body.context as { decision_id: string }).decision_id)!;
+    expect(row).toMatchObject({ principalId: 'ada', caller: 'api-key:model-gateway', details: { limit: { id: 'predict-per-key-owner' } } });
+    const aboutDana = await authzen(gatewayKey, '/access/v1/evaluation', { subject: self, ...predict });
+    expect(aboutDana.body).toMatchObject({ decision: true, context: { reason: 'ALLOWED_BY_RULE' } });
+    const everyone = await authzen(gatewayKey, '/access/v1/search/subject', { subject: { type: 'user' }, ...predict });
+    expect(everyone.status).toBe(200);
+  });
+});
