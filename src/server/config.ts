@@ -73,7 +73,13 @@ const limitsConfigSchema = z.strictObject({
  * read another principal's permissions nor spend its rate-limit budget.
  */
 const authzenConfigSchema = z.strictObject({
-  peps: z.array(z.string().min(1).max(1024)).max(10_000),
+  peps: z
+    .array(
+      z.string().max(1024).regex(/^(?:api-key|jwt|trusted-header|uri|dns|cn):./, {
+        error: 'expected a caller as the decision log records it: api-key:<key owner>, jwt:<sub>, trusted-header:<id>, or a certificate identity (uri:…, dns:…, cn:…)',
+      }),
+    )
+    .max(10_000),
 });
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected HOST:PORT, e.g. 127.0.0.1:50051' });

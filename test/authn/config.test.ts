@@ -65,4 +65,12 @@ describe('the tls and authn configuration keys', () => {
     expect(() => readConfigFile(jwt('    issuer: i\n    audience: v\n    algorithms: [HS256]\n    jwksFile: j.json\n'))).toThrow(/HMAC algorithms and "none" are refused/);
     expect(() => readConfigFile(jwt('    issuer: i\n    audience: v\n    algorithms: [none]\n    jwksFile: j.json\n'))).toThrow(/refused/);
   });
+
+  it('read authzen.peps as callers the log records, refusing a bare name that could never match', () => {
+    expect(resolveConfig([]).authzen.peps).toEqual([]);
+    const file = readConfigFile(configFile('authzen:\n  peps: [api-key:orders-service, "uri:spiffe://prod/sa/gw", jwt:svc]\n'));
+    expect(resolveConfig([file]).authzen.peps).toEqual(['api-key:orders-service', 'uri:spiffe://prod/sa/gw', 'jwt:svc']);
+    expect(() => readConfigFile(configFile('authzen:\n  peps: [orders-service]\n'))).toThrow(/authzen\.peps\.0: expected a caller as the decision log records it: api-key:<key owner>/);
+    expect(() => readConfigFile(configFile('authzen:\n  pep: [api-key:a]\n'))).toThrow(/authzen: Unrecognized key/);
+  });
 });
