@@ -55,7 +55,7 @@ function segment(key: string): string {
   return /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
 }
 
-/** A JSON object as attributes, checked to be no deeper than MAX_PROPERTY_DEPTH. */
+/** A JSON object as attributes, checked to be no deeper than MAX_PROPERTY_DEPTH and to hold only finite numbers. */
 function attributesOf(value: unknown, field: string): Attributes {
   if (value === undefined) return EMPTY;
   if (!isObject(value)) throw RequestFieldError.invalid(field, 'must be a JSON object');
@@ -64,6 +64,8 @@ function attributesOf(value: unknown, field: string): Attributes {
 }
 
 function checkDepth(value: unknown, field: string, depth: number): void {
+  // JSON.parse reads 1e999 as Infinity, which the decision log would record as null: refused, as gRPC refuses it.
+  if (typeof value === 'number' && !Number.isFinite(value)) throw RequestFieldError.invalid(field, 'number must be finite (1e999 and the like overflow a double)');
   if (typeof value !== 'object' || value === null) return;
   if (depth >= MAX_PROPERTY_DEPTH) throw RequestFieldError.invalid(field, `nested deeper than ${MAX_PROPERTY_DEPTH} levels`);
   if (Array.isArray(value)) {

@@ -260,6 +260,9 @@ describe('bad requests: 400 naming the field, recorded', () => {
     ['an unknown member', '/access/v1/evaluation', { subject: subjectOf('rick'), action: { name: 'read' }, resource: todoOf('t1'), evaluations: [] }, /^evaluations: not a member of this request/],
     ['nested too deep', '/access/v1/evaluation', { subject: subjectOf('rick'), action: { name: 'read' }, resource: { type: 'todo', id: 't1', properties: { a: JSON.parse('['.repeat(40) + ']'.repeat(40)) as unknown } } }, /^resource\.properties\.a(\[0\])+: nested deeper than 32 levels$/],
     ['30,000 levels of nesting', '/access/v1/evaluation', `{"subject": {"type": "user", "id": "x", "properties": {"a": ${'['.repeat(30000)}${']'.repeat(30000)}}}, "action": {"name": "read"}, "resource": {"type": "todo", "id": "t1"}}`, /^subject\.properties\.a(\[0\])+: nested deeper than 32 levels$/],
+    // JSON.parse reads these as ±Infinity; gRPC refuses the same values, and the log could only record null.
+    ['a number past a double (1e999) in the context', '/access/v1/evaluation', `{"subject": {"type": "user", "id": "rick"}, "action": {"name": "read"}, "resource": {"type": "todo", "id": "t1"}, "context": {"max_tokens": 1e999}}`, /^context\.max_tokens: number must be finite/],
+    ['-1e999 in a list in subject properties', '/access/v1/evaluation', `{"subject": {"type": "user", "id": "rick", "properties": {"limits": [1, -1e999]}}, "action": {"name": "read"}, "resource": {"type": "todo", "id": "t1"}}`, /^subject\.properties\.limits\[1\]: number must be finite/],
     ['evaluations not an array', '/access/v1/evaluations', { evaluations: { a: 1 } }, /^evaluations: must be an array/],
     ['an unknown semantic', '/access/v1/evaluations', { evaluations: [], options: { evaluations_semantic: 'first_wins' } }, /^options\.evaluations_semantic: must be one of execute_all, deny_on_first_deny, permit_on_first_permit$/],
     ['too many evaluations', '/access/v1/evaluations', { subject: subjectOf('rick'), evaluations: new Array(1001).fill({ action: { name: 'read' }, resource: { type: 'todo', id: 'x' } }) }, /^evaluations: 1001 evaluations exceed the limit of 1000 per call$/],
@@ -276,6 +279,18 @@ describe('bad requests: 400 naming the field, recorded', () => {
     const row = getDecision(db, answer.decision_id)!;
     expect(row).toMatchObject({ effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', requestId: sent.requestId, caller: 'api-key:todo-app' });
     expect(row.errors[0]!.message).toBe(answer.detail);
+  });
+
+  it('answers an evaluations item with an infinite number in its place (400 error), and decides the others', async () => {
+    const sent = await post(
+      '/access/v1/evaluations',
+      `{"subject": {"type": "user", "id": "rick"}, "action": {"name": "read"}, "evaluations": [{"resource": {"type": "todo", "id": "t1", "properties": {"n": {"m": 1e999}}}}, {"resource": {"type": "todo", "id": "t1"}}]}`,
+    );
+    expect(sent.status).toBe(200);
+    const items = (sent.body as { evaluations: { decision: boolean; context: { reason: string; error?: { status: number; message: string } } }[] }).evaluations;
+    expect(items[0]).toMatchObject({ decision: false, context: { reason: 'DENIED_INVALID_REQUEST', error: { status: 400, message: expect.stringMatching(/^evaluations\[0\]\.resource\.properties\.n\.m: number must be finite/) } } });
+    expect(items[1]!.context.reason).not.toBe('DENIED_INVALID_REQUEST');
+    expect(rowsOf(sent.requestId).filter((r) => r.reason === 'DENIED_INVALID_REQUEST')).toHaveLength(1);
   });
 
   it('records what could be read of an invalid request', async () => {
