@@ -34,6 +34,11 @@ export class ParameterError extends VerdictError {
   }
 }
 
+/** Every parameter some console endpoint reads; the values of these, and only these, are recorded. */
+const CONSOLE_PARAMETERS: ReadonlySet<string> = new Set(['action', 'buckets', 'effect', 'limit', 'own', 'page', 'policyVersion', 'principal', 'reason', 'resourceId', 'resourceType', 'rule', 'since', 'subject', 'type', 'until']);
+/** What the row holds for the value of a parameter no endpoint reads. */
+export const UNRECORDED_VALUE = '(not recorded: not a console parameter)';
+
 /** The parameters of one request, each read at most once; unknown ones are refused by `done()`. */
 export class Parameters {
   private readonly values = new Map<string, string>();
@@ -47,9 +52,15 @@ export class Parameters {
     }
   }
 
-  /** The parameters as recorded in the call's row. */
+  /**
+   * The parameters as recorded in the call's row. A name no endpoint reads is kept
+   * (it says what was tried) but not its value: someone pasting the admin token as
+   * `?token=` must not leave it in a log that can never be edited.
+   */
   record(): Record<string, string> {
-    return Object.fromEntries(this.values);
+    const recorded: Record<string, string> = {};
+    for (const [name, value] of this.values) recorded[name] = CONSOLE_PARAMETERS.has(name) ? value : UNRECORDED_VALUE;
+    return recorded;
   }
 
   text(name: string): string | undefined {

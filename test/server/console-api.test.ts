@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,6 +7,7 @@ import type { Alert, AlertQuery, AlertReader } from '../../src/analysis/alert.js
 import { queryDecisions, type StoredDecision } from '../../src/decisions/query.js';
 import { startServer, type RunningServer } from '../../src/server/app.js';
 import { resolveConfig } from '../../src/server/config.js';
+import { UNRECORDED_VALUE } from '../../src/server/console-query.js';
 import { createLogger } from '../../src/server/logger.js';
 import { ROOT, checkRequest, verdictClient, type VerdictClient } from '../helpers/verdict-process.js';
 
@@ -148,6 +149,35 @@ describe('the console API on a server with an admin token', () => {
       ruleIds: ['admin'],
       details: { admin: { method: 'ConsoleDecisions', via: 'token', parameters: { principal: 'dana', limit: '2' } } },
     });
+  });
+
+  it('never records the value of a parameter no endpoint reads, so a token pasted as ?token= stays out of the log', async () => {
+    const secret = 'console-secret-9f3b1c7e';
+    const pasted = await get(server.httpPort, `/console/api/decisions?principal=dana&token=${secret}`, auth);
+    expect(pasted.status).toBe(400);
+    expect(pasted.json()).toMatchObject({ parameter: 'token' });
+    const refused = await get(server.httpPort, `/console/api/summary?since=1h&access_token=${secret}`);
+    expect(refused.status).toBe(401);
+    const rows = consoleRows(db).slice(-2);
+    expect(rows[0]!.details).toMatchObject({ admin: { method: 'ConsoleDecisions', parameters: { principal: 'dana', token: UNRECORDED_VALUE } } });
+    expect(rows[1]!.details).toMatchObject({ admin: { method: 'ConsoleSummary', refused: 'UNAUTHENTICATED', parameters: { since: '1h', access_token: UNRECORDED_VALUE } } });
+    expect(JSON.stringify(queryDecisions(db, { limit: 1000 }))).not.toContain(secret);
+    for (const file of [db, `${db}-wal`]) {
+      if (existsSync(file)) expect(readFileSync(file).includes(secret), file).toBe(false);
+    }
+  });
+
+  it('records the value of every parameter some endpoint reads (each endpoint names what it reads when refusing another)', async () => {
+    for (const path of ['/console/api/decisions', '/console/api/summary', '/console/api/alerts']) {
+      const answer = await get(server.httpPort, `${path}?zz=1`, auth);
+      const accepted = /use (.*)$/.exec((answer.json() as { error: string }).error)![1]!.split(', ');
+      expect(accepted.length, path).toBeGreaterThan(2);
+      const query = accepted.map((name) => `${name}=`).join('&');
+      await get(server.httpPort, `${path}?${query}`, auth);
+      const recorded = (consoleRows(db).at(-1)!.details as { admin: { parameters: Record<string, string> } }).admin.parameters;
+      expect(Object.keys(recorded).sort(), path).toEqual([...accepted].sort());
+      for (const name of accepted) expect(recorded[name], `${path} ${name}`).toBe('');
+    }
   });
 
   it('counts decisions by bucket, effect and reason, leaving out its own rows', async () => {
