@@ -98,9 +98,15 @@ function costOf(limit: CompiledLimit, request: DecisionRequest): number | string
   return cost;
 }
 
+/**
+ * Where a limit keeps a key's budget: `<limit id>\0<key>`, or, for a key too long
+ * to hold, `<limit id>\u0001<sha256 of the key>`. Limit ids hold no control
+ * characters, so the character after the id tells the two apart: no key a caller
+ * sends (`#<hash>` included) can name the budget of a hashed one.
+ */
 export function storeKey(limit: CompiledLimit, key: string): string {
   const full = `${limit.id}\u0000${key}`;
-  return full.length <= MAX_KEY_LENGTH ? full : `${limit.id}\u0000#${createHash('sha256').update(key).digest('base64url')}`;
+  return full.length <= MAX_KEY_LENGTH ? full : `${limit.id}\u0001${createHash('sha256').update(key).digest('base64url')}`;
 }
 
 /**

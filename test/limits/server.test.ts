@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
@@ -92,6 +93,27 @@ describe('rate limits on the real server', () => {
     const wait = Number(refused.retryAfter!.seconds) * 1000 + refused.retryAfter!.nanos / 1e6;
     expect(wait).toBeGreaterThan(0);
     expect(wait).toBeLessThanOrEqual(1000);
+  });
+
+  it('keeps a long principal id (stored by its hash) and a short id spelled as that hash in budgets of their own', async () => {
+    const ask = (id: string) =>
+      grpcClient.call<{ effect: string; reason: string }>(
+        'Authorization',
+        'Check',
+        checkRequest({ principal: { id, roles: ['data_scientist'], attributes: { org: 'acme', scopes: ['predict'], tier: 'free' } }, action: 'predict', resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme' } } }),
+      );
+    const spent = async (id: string): Promise<void> => {
+      for (let i = 0; i < 10; i++) expect((await ask(id)).effect, `${id.slice(0, 12)}… call ${i + 1}`).toBe('EFFECT_ALLOW');
+      expect(await ask(id)).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
+    };
+    // Keys over 200 characters are kept as #<sha256 in base64url>; a caller may send that spelling as an id.
+    const hashed = (id: string): string => `#${createHash('sha256').update(id).digest('base64url')}`;
+    const longVictim = `victim-${'v'.repeat(300)}`;
+    await spent(longVictim);
+    expect((await ask(hashed(longVictim))).effect).toBe('EFFECT_ALLOW');
+    const longOther = `other-${'o'.repeat(300)}`;
+    await spent(hashed(longOther));
+    expect((await ask(longOther)).effect).toBe('EFFECT_ALLOW');
   });
 
   it("takes the tier from the principal directory (policies/principals.yaml): a caller cannot claim a better one", async () => {
