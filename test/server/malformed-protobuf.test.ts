@@ -14,6 +14,19 @@ const GARBAGE: readonly (readonly [string, Buffer])[] = [
   ['random bytes', Buffer.from('fffefdfcfbfaf9f8f7f6f5f4f3f2f1f0', 'hex')],
 ];
 
+const varint = (n: number): Buffer => {
+  const out: number[] = [];
+  for (; n > 0x7f; n >>>= 7) out.push((n & 0x7f) | 0x80);
+  out.push(n);
+  return Buffer.from(out);
+};
+const cat = (...parts: Buffer[]): Buffer => Buffer.concat(parts);
+/** A length-delimited field (wire type 2) holding `body`. */
+const ld = (field: number, body: Buffer): Buffer => cat(varint((field << 3) | 2), varint(body.length), body);
+const str = (field: number, text: string): Buffer => ld(field, Buffer.from(text));
+/** A string field that declares `declared` bytes but holds only `text`. */
+const lying = (field: number, declared: number, text: string): Buffer => cat(varint((field << 3) | 2), varint(declared), Buffer.from(text));
+
 function sendRaw(port: number, method: 'Check' | 'CheckBatch' | 'envoy', bytes: Buffer): Promise<{ error: grpc.ServiceError | null; trailers: grpc.Metadata | null }> {
   const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
   return new Promise((resolve) => {
@@ -64,6 +77,31 @@ describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', ()
       expect(recorded[0]!.errors[0]!.message).toContain('not a valid envoy.service.auth.v3.CheckRequest');
       expect(trailers?.get('verdict-decision-id')[0]).toBe(recorded[0]!.decisionId);
     }
+  });
+
+  // A string whose declared length runs past the end of its message was clipped and decided (e.g. `action: "predict"`
+  // declaring 100 bytes with 7 present). Each message here is honest but for one string, at a different depth.
+  const org = ld(1, cat(str(1, 'org'), ld(2, str(3, 'acme')))); // a Struct's fields entry: "org" → string_value "acme"
+  const resource = ld(3, cat(str(1, 'model'), str(2, 'fraud-v3'), ld(3, org)));
+  const TRUNCATED: readonly (readonly ['Check' | 'CheckBatch' | 'envoy', string, Buffer])[] = [
+    ['Check', 'the action, last in the message', cat(ld(1, cat(str(1, 'dana'), str(2, 'data_scientist'))), resource, lying(2, 100, 'predict'))],
+    ['Check', 'principal.id, inside the principal', cat(ld(1, cat(str(2, 'data_scientist'), lying(1, 50, 'dana'))), str(2, 'predict'), resource)],
+    ['Check', 'an attribute name, inside a Struct entry', cat(ld(1, cat(str(1, 'dana'), ld(3, ld(1, cat(lying(1, 40, 'org'), ld(2, str(3, 'acme'))))))), str(2, 'read'), resource)],
+    ['Check', 'an attribute value, inside a Struct Value', cat(ld(1, cat(str(1, 'dana'), ld(3, ld(1, cat(str(1, 'org'), ld(2, lying(3, 30, 'acme'))))))), str(2, 'read'), resource)],
+    ['CheckBatch', 'an item action', cat(ld(1, str(1, 'dana')), ld(4, cat(ld(2, cat(str(1, 'model'), str(2, 'm'))), lying(1, 60, 'read'))))],
+    ['envoy', 'the HTTP path', ld(1, ld(4, ld(2, cat(str(2, 'GET'), lying(4, 90, '/v1/models/fraud-v3')))))],
+  ];
+
+  it.each(TRUNCATED)('%s with a string running past the end of its message (%s): INVALID_ARGUMENT, recorded, never decided', async (method, _what, bytes) => {
+    const type = method === 'envoy' ? 'envoy.service.auth.v3.CheckRequest' : `verdict.v1.${method}Request`;
+    const before = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
+    const { error, trailers } = await sendRaw(shipped.server.grpcPort, method, bytes);
+    expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(error?.details).toContain(`are not a valid ${type} protobuf message`);
+    expect(error?.details).toMatch(/runs past the end of its message/);
+    const recorded = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
+    expect(recorded.length).toBe(before + 1);
+    expect(trailers?.get('verdict-decision-id')[0]).toBe(recorded[0]!.decisionId);
   });
 
   it('keeps serving valid checks afterwards', async () => {

@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs';
 import { fromJSON, type PackageDefinition, type ServiceDefinition } from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 import descriptor from 'protobufjs/ext/descriptor/index.js';
+// Before anything is decoded: a string running past the end of its message is refused, not clipped.
+import './strict-strings.js';
 
 /**
  * The descriptor set protoc built from `proto/` (scripts/gen-descriptors.sh). It is
