@@ -82,6 +82,13 @@ const authzenConfigSchema = z.strictObject({
     .max(10_000),
 });
 
+/** The gRPC port's bounds on streams and unfinished request bodies (server/grpc/stream-guard.ts). */
+const grpcStreamsSchema = z.strictObject({
+  maxPerConnection: z.number().int().min(1).max(10_000).optional(),
+  bodyTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+  maxBufferedBytes: z.number().int().min(64 * 1024).max(16 * 1024 * 1024 * 1024).optional(),
+});
+
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected HOST:PORT, e.g. 127.0.0.1:50051' });
 
 /** One layer of configuration (the file, the environment or the flags): every key optional, unknown keys refused. */
@@ -146,11 +153,13 @@ const layerSchema = z.strictObject({
   limits: limitsConfigSchema.optional(),
   /** Who may ask the AuthZEN API about subjects other than itself. From the config file only. */
   authzen: authzenConfigSchema.optional(),
+  /** Streams per gRPC connection, and how long and how large unfinished request bodies may be. From the config file only. */
+  grpcStreams: grpcStreamsSchema.optional(),
 });
 export type PartialConfig = z.infer<typeof layerSchema>;
 
 /** The layers merged over the defaults: every key present, and `tls` checked as a whole. */
-const resolvedSchema = layerSchema.required().extend({ tls: tlsLayerSchema.nullable().transform(resolveTls), requestLimits: requestLimitsSchema.required(), alerts: alertsSchema, limits: limitsConfigSchema.required({ backend: true, timeoutMs: true, retryMs: true, replicas: true, settleWithinMs: true, loadStaleAfterMs: true }) });
+const resolvedSchema = layerSchema.required().extend({ tls: tlsLayerSchema.nullable().transform(resolveTls), requestLimits: requestLimitsSchema.required(), alerts: alertsSchema, limits: limitsConfigSchema.required({ backend: true, timeoutMs: true, retryMs: true, replicas: true, settleWithinMs: true, loadStaleAfterMs: true }), grpcStreams: grpcStreamsSchema.required() });
 
 /** Where verdict listens, what it serves and where it records. */
 export type ServerConfig = Readonly<z.output<typeof resolvedSchema>>;
@@ -180,10 +189,11 @@ export const DEFAULT_CONFIG = {
   alerts: { enabled: true },
   limits: { backend: 'memory', timeoutMs: 50, retryMs: 1000, replicas: 1, settleWithinMs: 3_600_000, loadStaleAfterMs: 60_000 },
   authzen: { peps: [] },
+  grpcStreams: { maxPerConnection: 100, bodyTimeoutMs: 10_000, maxBufferedBytes: 64 * 1024 * 1024 },
 } satisfies Record<keyof ServerConfig, unknown>;
 
 /** Environment variables for containers, one per key. */
-export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | 'admin' | 'forwardAuth' | 'requestLimits' | 'alerts' | 'limits' | 'authzen' | keyof AuditConfig>, string> = {
+export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn' | 'trustedPrincipal' | 'admin' | 'forwardAuth' | 'requestLimits' | 'alerts' | 'limits' | 'authzen' | 'grpcStreams' | keyof AuditConfig>, string> = {
   policies: 'VERDICT_POLICIES',
   db: 'VERDICT_DB',
   grpc: 'VERDICT_GRPC',

@@ -7,6 +7,7 @@ import http2 from 'node:http2';
 import { connect } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { StreamTable, useStreamTables } from '../../src/server/grpc/stream-table.js';
+import { DEFAULT_STREAM_GUARD_LIMITS } from '../../src/server/grpc/stream-guard.js';
 import { checkRequest, clientFor, startServer, unary, type Harness } from './support.js';
 
 describe('StreamTable', () => {
@@ -171,7 +172,8 @@ describe.skipIf(!process.versions.node.startsWith('20.'))('StreamTable under a c
   let harness: Harness;
 
   beforeAll(async () => {
-    harness = await startServer();
+    // The default of 100 streams per connection would refuse the attack outright; an operator may raise it.
+    harness = await startServer({}, { streamLimits: { ...DEFAULT_STREAM_GUARD_LIMITS, maxStreamsPerConnection: 4000 } });
   });
   afterAll(async () => {
     await harness?.close();

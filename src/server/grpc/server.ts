@@ -15,6 +15,7 @@ import type { GatewayAdapter } from '../../gateway/adapter.js';
 import { InFlightCalls, type UnaryCall, type UnaryHandler } from './call.js';
 import { DirectLane, type DirectLaneState } from './direct-lane.js';
 import { StatusError } from './status.js';
+import { DEFAULT_STREAM_GUARD_LIMITS, StreamGuard, type StreamGuardCounts, type StreamGuardLimits } from './stream-guard.js';
 import { adminService, ADMIN_SERVICE } from './admin-service.js';
 import { authorizationService, AUTHORIZATION_SERVICE } from './authorization-service.js';
 import { indexDescriptorSet } from './descriptor-index.js';
@@ -38,6 +39,8 @@ export interface GrpcServerOptions {
   readonly onInternalError?: (error: unknown, method: string) => void;
   /** Further grpc-js channel options, e.g. keepalive settings. */
   readonly channelOptions?: ServerOptions;
+  /** Streams per connection, and how long and how large unfinished request bodies may be (stream-guard.ts). */
+  readonly streamLimits?: StreamGuardLimits;
 }
 
 /** What the gRPC services answer with. */
@@ -60,6 +63,8 @@ export interface GrpcServer {
   readonly health: HealthService;
   /** The direct lane for the decision methods (direct-lane.ts): whether start() could install it, and the calls it took. */
   readonly directLane: DirectLaneState;
+  /** The streams ended for a request body too slow or too large to hold (stream-guard.ts). */
+  readonly streamGuard: StreamGuardCounts;
   /** Binds and starts serving; resolves to the port bound (useful with port 0). */
   start(host: string, port: number, credentials?: ServerCredentials): Promise<number>;
   /**
@@ -118,6 +123,7 @@ const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
  */
 export function createGrpcServer(services: GrpcServices, options: GrpcServerOptions = {}): GrpcServer {
   const limit = options.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES;
+  const streamLimits = options.streamLimits ?? DEFAULT_STREAM_GUARD_LIMITS;
   const server = new Server({
     // channelz keeps per-call statistics for a debugging service verdict does not expose; about 5% of a check's CPU.
     'grpc.enable_channelz': 0,
@@ -125,7 +131,9 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
     // Messages between the limit and this ceiling are recorded, then refused (see OversizedMessage);
     // past the ceiling grpc-js refuses them with RESOURCE_EXHAUSTED before they cost more memory.
     'grpc.max_receive_message_length': hardCeiling(limit),
+    'grpc.max_concurrent_streams': streamLimits.maxStreamsPerConnection,
   });
+  const guard = new StreamGuard(streamLimits);
   const inFlight = new InFlightCalls();
   const callOptions = {
     callerOf: options.callerOf ?? ((call: UnaryCall) => call.getPeer()),
@@ -165,6 +173,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
     server,
     health,
     directLane: direct,
+    streamGuard: guard,
     start(host, port, credentials = ServerCredentials.createInsecure()) {
       // An IPv6 literal needs brackets to be told apart from the port.
       const address = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
@@ -176,6 +185,9 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
           }
           // Idle-connection tracking counts streams inside grpc-js's own handler; with it on, every call stays there.
           if (options.channelOptions?.['grpc.max_connection_idle_ms'] === undefined) direct.install(server);
+          // After the lane: the guard's listener goes first, so it sees every stream whoever answers it.
+          const http2Servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
+          if (http2Servers instanceof Map) guard.install(http2Servers.keys());
           for (const service of ['', ...served]) {
             if (health.getStatus(service) === undefined) health.setStatus(service, 'SERVING');
           }
@@ -186,6 +198,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
     shutdown() {
       stopping ??= new Promise<void>((resolve) => {
         health.close();
+        guard.stop();
         const timer = setTimeout(() => {
           // Past the grace: whatever is still being decided is told so, then the connections go.
           inFlight.endAll(new StatusError(status.UNAVAILABLE, 'verdict is shutting down and could not finish this check in time; ask another replica'));

@@ -1,0 +1,138 @@
+// Bounds what unfinished request bodies may hold on the gRPC port. A caller could
+// open streams, declare a 4 MiB message, send all of it but the last byte and
+// wait: with no deadline nothing ended such a stream, and every one held its
+// bytes (400 of them on one connection took the server from 0.5 to 1.9 GiB).
+// The guard watches every stream until its request body has arrived, whichever
+// code then answers it (the direct lane or grpc-js), and ends a stream whose body
+// takes longer than `bodyTimeoutMs`, or whose bytes would take the bodies still
+// arriving, all streams together, past `maxBufferedBytes`. The number of streams
+// one connection may hold open is HTTP/2's own setting (SETTINGS_MAX_CONCURRENT_STREAMS).
+
+import http2 from 'node:http2';
+import { status } from '@grpc/grpc-js';
+
+export interface StreamGuardLimits {
+  /** Streams one HTTP/2 connection may have open at once. */
+  readonly maxStreamsPerConnection: number;
+  /** How long a request body may take to arrive, from the stream's headers to its end. */
+  readonly bodyTimeoutMs: number;
+  /** Bytes all request bodies still arriving may hold together. */
+  readonly maxBufferedBytes: number;
+}
+
+export const DEFAULT_STREAM_GUARD_LIMITS: StreamGuardLimits = Object.freeze({
+  maxStreamsPerConnection: 100,
+  bodyTimeoutMs: 10_000,
+  maxBufferedBytes: 64 * 1024 * 1024,
+});
+
+/** Why the guard ended streams, for status and tests. */
+export interface StreamGuardCounts {
+  /** Streams ended because their body took longer than bodyTimeoutMs. */
+  readonly slowBodies: number;
+  /** Streams ended because their bytes would go past maxBufferedBytes. */
+  readonly overBudget: number;
+  /** Bytes held by bodies still arriving, now. */
+  readonly bufferedBytes: number;
+  /** Whether it watches any HTTP/2 server (false when grpc-js did not have the expected shape). */
+  readonly installed: boolean;
+}
+
+interface Arriving {
+  readonly openedAt: number;
+  bytes: number;
+  /** False once the body has arrived or the stream was ended: its bytes are no longer counted. */
+  live: boolean;
+}
+
+const GRPC_HEADERS = Object.freeze({ ':status': 200, 'content-type': 'application/grpc+proto' });
+
+export class StreamGuard implements StreamGuardCounts {
+  private readonly arriving = new Map<http2.ServerHttp2Stream, Arriving>();
+  private readonly guarded = new WeakSet<object>();
+  private sweeper: NodeJS.Timeout | null = null;
+  slowBodies = 0;
+  overBudget = 0;
+  bufferedBytes = 0;
+  installed = false;
+
+  constructor(
+    readonly limits: StreamGuardLimits,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Watches the streams of each HTTP/2 server a grpc-js server has bound (found as direct-lane.ts finds them). */
+  install(servers: Iterable<unknown>): void {
+    for (const candidate of servers) {
+      if (this.guarded.has(candidate as object) || typeof (candidate as { prependListener?: unknown }).prependListener !== 'function') continue;
+      this.guarded.add(candidate as object);
+      (candidate as http2.Http2Server).prependListener('stream', (stream: http2.ServerHttp2Stream) => this.watch(stream));
+      this.installed = true;
+    }
+    if (this.sweeper === null) {
+      this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(1000, this.limits.bodyTimeoutMs / 4)));
+      this.sweeper.unref();
+    }
+  }
+
+  stop(): void {
+    if (this.sweeper !== null) clearInterval(this.sweeper);
+    this.sweeper = null;
+  }
+
+  private watch(stream: http2.ServerHttp2Stream): void {
+    if (stream.readableEnded) return;
+    const entry: Arriving = { openedAt: this.now(), bytes: 0, live: true };
+    this.arriving.set(stream, entry);
+    const onData = (chunk: Buffer): void => {
+      if (!entry.live) return;
+      entry.bytes += chunk.length;
+      this.bufferedBytes += chunk.length;
+      if (this.bufferedBytes > this.limits.maxBufferedBytes) {
+        this.overBudget += 1;
+        this.end(stream, status.RESOURCE_EXHAUSTED, `verdict is holding ${this.limits.maxBufferedBytes} bytes of request bodies still arriving (grpcStreams.maxBufferedBytes); send the whole message promptly, or retry`);
+      }
+    };
+    const done = (): void => {
+      stream.removeListener('data', onData);
+      this.release(stream, entry);
+    };
+    stream.on('data', onData);
+    stream.once('end', done);
+    stream.once('close', done);
+  }
+
+  private release(stream: http2.ServerHttp2Stream, entry: Arriving): void {
+    if (!entry.live) return;
+    entry.live = false;
+    this.arriving.delete(stream);
+    this.bufferedBytes -= entry.bytes;
+  }
+
+  private sweep(): void {
+    const cutoff = this.now() - this.limits.bodyTimeoutMs;
+    for (const [stream, entry] of this.arriving) {
+      if (entry.openedAt > cutoff) continue;
+      this.slowBodies += 1;
+      this.end(stream, status.DEADLINE_EXCEEDED, `the request message did not arrive within ${this.limits.bodyTimeoutMs} ms (grpcStreams.bodyTimeoutMs); send it whole, at once`);
+    }
+  }
+
+  /**
+   * Answers the caller with a gRPC status when nothing has been answered yet, then
+   * resets the stream so it stops sending; either way its bytes are let go.
+   */
+  private end(stream: http2.ServerHttp2Stream, code: status, message: string): void {
+    const entry = this.arriving.get(stream);
+    if (entry !== undefined) this.release(stream, entry);
+    if (stream.destroyed || stream.closed) return;
+    if (!stream.headersSent) {
+      try {
+        stream.respond({ ...GRPC_HEADERS, 'grpc-status': String(code), 'grpc-message': encodeURI(message) }, { endStream: true });
+      } catch {
+        // The stream went while answering; the reset below is all that is left to do.
+      }
+    }
+    stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  }
+}

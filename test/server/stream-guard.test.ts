@@ -1,0 +1,140 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import http2 from 'node:http2';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ROOT, checkRequest, startVerdict, verdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+
+// Unfinished request bodies on the gRPC port, as an attacker holds them: streams
+// that declare a large message, send part of it and wait, with no deadline. They
+// used to be held for as long as the connection stayed (400 on one connection:
+// 0.5 → 1.9 GiB). A real server, small limits so the test stays small.
+
+const BODY_TIMEOUT_MS = 1500;
+const BUDGET = 256 * 1024;
+
+interface Ended {
+  readonly grpcStatus: string | undefined;
+  readonly message: string;
+  readonly afterMs: number;
+}
+
+/** Opens a stream that declares `declared` bytes of message and sends `sent` of them, never ending it. */
+function holdBody(session: http2.ClientHttp2Session, path: string, declared: number, sent: number): Promise<Ended> {
+  const opened = Date.now();
+  const stream = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(declared, 1);
+  stream.write(Buffer.concat([prefix, Buffer.alloc(sent, 0x41)]));
+  // Resolves on the status, which comes trailers-only: a node client with bytes still queued may not see the reset close the stream.
+  return new Promise((resolve) => {
+    const ended = (headers: http2.IncomingHttpHeaders): void => {
+      const status = headers['grpc-status'];
+      const message = headers['grpc-message'];
+      if (status === undefined && !stream.closed) return;
+      stream.destroy();
+      resolve({ grpcStatus: typeof status === 'string' ? status : undefined, message: typeof message === 'string' ? decodeURI(message) : '', afterMs: Date.now() - opened });
+    };
+    stream.on('response', ended);
+    stream.on('trailers', ended);
+    stream.on('error', () => undefined);
+    stream.once('close', () => ended({}));
+  });
+}
+
+describe('the gRPC port bounds unfinished request bodies', () => {
+  let verdict: VerdictProcess;
+  let dir: string;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'verdict-streams-'));
+    const config = join(dir, 'verdict.yaml');
+    writeFileSync(config, `grpcStreams:\n  maxPerConnection: 4\n  bodyTimeoutMs: ${BODY_TIMEOUT_MS}\n  maxBufferedBytes: ${BUDGET}\n`);
+    verdict = await startVerdict({ policies: join(ROOT, 'policies'), db: join(dir, 'decisions.db'), args: ['--config', config, '--no-watch'] });
+  });
+  afterAll(async () => {
+    await verdict?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const check = async (): Promise<string> => {
+    const client = verdictClient(verdict.grpcPort, { ownConnection: true });
+    try {
+      const answer = await client.call<{ effect: string }>('Authorization', 'Check', checkRequest({ principal: { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } }, action: 'read', resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme', env: 'production', owner: 'dana' } } }));
+      return answer.effect;
+    } finally {
+      client.close();
+    }
+  };
+
+  it('advertises the streams one connection may open', async () => {
+    const session = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`);
+    try {
+      await new Promise((resolve) => session.once('remoteSettings', resolve));
+      expect(session.remoteSettings.maxConcurrentStreams).toBe(4);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('ends a body that does not arrive in time (DEADLINE_EXCEEDED), on the direct lane and through grpc-js alike, and keeps answering others', async () => {
+    const session = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`);
+    try {
+      const held = [holdBody(session, '/verdict.v1.Authorization/Check', 50_000, 10), holdBody(session, '/verdict.v1.Admin/ListDecisions', 50_000, 10), holdBody(session, '/envoy.service.auth.v3.Authorization/Check', 50_000, 10)];
+      // While they are held, another caller is answered as always.
+      expect(await check()).toBe('EFFECT_ALLOW');
+      for (const ended of await Promise.all(held)) {
+        expect(ended.grpcStatus).toBe('4');
+        expect(ended.message).toBe(`the request message did not arrive within ${BODY_TIMEOUT_MS} ms (grpcStreams.bodyTimeoutMs); send it whole, at once`);
+        expect(ended.afterMs).toBeGreaterThanOrEqual(BODY_TIMEOUT_MS - 50);
+      }
+    } finally {
+      session.close();
+    }
+  });
+
+  it('refuses a stream whose bytes would take unfinished bodies past the budget (RESOURCE_EXHAUSTED), whichever connection they came on', async () => {
+    const sessions = [0, 1, 2].map(() => http2.connect(`http://127.0.0.1:${verdict.grpcPort}`));
+    try {
+      // Three bodies of 100 KB on three connections: the third takes the total past 256 KiB.
+      const first = holdBody(sessions[0]!, '/verdict.v1.Authorization/Check', 200_000, 100_000);
+      const second = holdBody(sessions[1]!, '/verdict.v1.Authorization/CheckBatch', 200_000, 100_000);
+      // Long enough for both to be read, well inside the body timeout.
+      await new Promise((resolve) => setTimeout(resolve, 400));
+      const third = await holdBody(sessions[2]!, '/verdict.v1.Authorization/Check', 200_000, 100_000);
+      expect(third.grpcStatus).toBe('8');
+      expect(third.message).toBe(`verdict is holding ${BUDGET} bytes of request bodies still arriving (grpcStreams.maxBufferedBytes); send the whole message promptly, or retry`);
+      expect(third.afterMs).toBeLessThan(BODY_TIMEOUT_MS);
+      expect(await check()).toBe('EFFECT_ALLOW');
+      // The other two are ended by the timeout, and their bytes let go: a fourth, after them, is held (and timed out) again.
+      expect((await first).grpcStatus).toBe('4');
+      expect((await second).grpcStatus).toBe('4');
+      const after = await holdBody(sessions[2]!, '/verdict.v1.Authorization/Check', 200_000, 100_000);
+      expect(after.grpcStatus).toBe('4');
+    } finally {
+      for (const session of sessions) session.close();
+    }
+  });
+
+  it('leaves a whole message sent slowly but in time alone', async () => {
+    const session = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`);
+    try {
+      const body = Buffer.from('0a060a0464616e61120472656164', 'hex'); // principal {id: "dana"}, action "read"
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(body.length, 1);
+      const stream = session.request({ ':method': 'POST', ':path': '/verdict.v1.Authorization/Check', 'content-type': 'application/grpc', te: 'trailers' });
+      let status: string | undefined;
+      stream.on('response', (h) => (status ??= h['grpc-status'] as string | undefined));
+      stream.on('trailers', (h) => (status = h['grpc-status'] as string | undefined));
+      stream.on('data', () => undefined);
+      stream.write(prefix);
+      await new Promise((resolve) => setTimeout(resolve, BODY_TIMEOUT_MS / 3));
+      stream.end(body);
+      await new Promise((resolve) => stream.once('close', resolve));
+      // Decided (an invalid request: no resource type), not cut off.
+      expect(status).toBe('3');
+    } finally {
+      session.close();
+    }
+  });
+});
