@@ -17,6 +17,7 @@ import http2 from 'node:http2';
 import { TLSSocket } from 'node:tls';
 import { Metadata, status, type MethodDefinition, type Server, type sendUnaryData } from '@grpc/grpc-js';
 import type { UnaryCall, UnaryHandler } from './call.js';
+import type { StreamGuard } from './stream-guard.js';
 import { useStreamTables } from './stream-table.js';
 
 type AuthContext = ReturnType<UnaryCall['getAuthContext']>;
@@ -69,8 +70,14 @@ export class DirectLane implements DirectLaneState {
   calls = 0;
   streamTableSessions = 0;
 
-  /** @param maxFrameBytes the largest message read at all (server.ts hardCeiling); larger ones are refused unread */
-  constructor(private readonly maxFrameBytes: number) {}
+  /**
+   * @param maxFrameBytes the largest message read at all (server.ts hardCeiling); larger ones are refused unread
+   * @param guard bounds how long and how large bodies still arriving may be (stream-guard.ts); it is handed the streams grpc-js answers
+   */
+  constructor(
+    private readonly maxFrameBytes: number,
+    private readonly guard: StreamGuard,
+  ) {}
 
   add(method: DirectMethod): void {
     this.methods.set(method.definition.path, method);
@@ -108,11 +115,12 @@ export class DirectLane implements DirectLaneState {
       http2Server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
         const method = this.methods.get(headers[':path'] ?? '');
         if (method === undefined || !readsItself(headers)) {
+          this.guard.watch(stream);
           fallback(stream, headers, flags, rawHeaders);
           return;
         }
         this.calls += 1;
-        serve(stream, headers, method, this.maxFrameBytes);
+        serve(stream, headers, method, this.maxFrameBytes, this.guard);
       });
       this.installedOn += 1;
     }
@@ -131,10 +139,14 @@ function readsItself(headers: http2.IncomingHttpHeaders): boolean {
 }
 
 /** One call on the lane: read the one request message, run the handler, answer once. */
-function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: DirectMethod, maxFrameBytes: number): void {
+function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: DirectMethod, maxFrameBytes: number, guard: StreamGuard): void {
   let answered = false;
   let deadlineTimer: NodeJS.Timeout | null = null;
+  // Bytes of this body the guard counts while it arrives; given back once it has arrived, is answered, or the stream goes.
+  let taken = 0;
+  guard.opened(stream);
   const finish = (): boolean => {
+    guard.arrived(stream, taken);
     if (answered || stream.destroyed || stream.closed) {
       answered = true;
       return false;
@@ -154,6 +166,7 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   // An error here always comes with a close; the close is what ends the call.
   stream.on('error', ignore);
   stream.once('close', () => {
+    guard.arrived(stream, taken);
     answered = true;
     if (deadlineTimer !== null) clearTimeout(deadlineTimer);
     // The stream object can outlive the call (node lets go of it on its own schedule);
@@ -178,11 +191,19 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   const body = new UnaryBody(maxFrameBytes);
   function onData(chunk: Buffer): void {
     if (answered) return;
+    taken += chunk.length;
+    if (!guard.take(chunk.length)) {
+      fail(status.RESOURCE_EXHAUSTED, guard.overBudgetMessage);
+      // Nothing more of it is read: the stream is reset rather than drained.
+      stream.close(http2.constants.NGHTTP2_NO_ERROR);
+      return;
+    }
     const refusal = body.push(chunk);
     if (refusal !== null) fail(refusal.code, `${refusal.details} ${method.definition.path}`);
   }
   stream.on('data', onData);
   stream.once('end', () => {
+    guard.arrived(stream, taken);
     if (answered) return;
     const message = body.finish();
     if (typeof message === 'string') {

@@ -140,7 +140,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
     report: options.onInternalError ?? (() => undefined),
     inFlight,
   };
-  const direct = new DirectLane(hardCeiling(limit));
+  const direct = new DirectLane(hardCeiling(limit), guard);
   /** A decision service: registered with grpc-js, and its unary methods put on the direct lane too. */
   const addDecisionService = (definition: ServiceDefinition, implementation: UntypedServiceImplementation): void => {
     server.addService(definition, implementation);
@@ -184,10 +184,10 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
             return;
           }
           // Idle-connection tracking counts streams inside grpc-js's own handler; with it on, every call stays there.
-          if (options.channelOptions?.['grpc.max_connection_idle_ms'] === undefined) direct.install(server);
-          // After the lane: the guard's listener goes first, so it sees every stream whoever answers it.
+          const lane = options.channelOptions?.['grpc.max_connection_idle_ms'] === undefined && direct.install(server);
+          // With the lane, it hands the guard what it does not answer; without, the guard listens for every stream itself.
           const http2Servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
-          if (http2Servers instanceof Map) guard.install(http2Servers.keys());
+          if (http2Servers instanceof Map) guard.install(http2Servers.keys(), !lane);
           for (const service of ['', ...served]) {
             if (health.getStatus(service) === undefined) health.setStatus(service, 'SERVING');
           }

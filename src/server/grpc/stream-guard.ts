@@ -3,7 +3,9 @@
 // wait: with no deadline nothing ended such a stream, and every one held its
 // bytes (400 of them on one connection took the server from 0.5 to 1.9 GiB).
 // The guard watches every stream until its request body has arrived, whichever
-// code then answers it (the direct lane or grpc-js), and ends a stream whose body
+// code then answers it (the direct lane counts its own streams' bytes, through
+// `opened`, `take` and `arrived`, so a check costs no more listeners or objects;
+// grpc-js's streams are watched with listeners of the guard's), and ends a stream whose body
 // takes longer than `bodyTimeoutMs`, or whose bytes would take the bodies still
 // arriving, all streams together, past `maxBufferedBytes`. The number of streams
 // one connection may hold open is HTTP/2's own setting (SETTINGS_MAX_CONCURRENT_STREAMS).
@@ -48,7 +50,10 @@ interface Arriving {
 const GRPC_HEADERS = Object.freeze({ ':status': 200, 'content-type': 'application/grpc+proto' });
 
 export class StreamGuard implements StreamGuardCounts {
+  /** grpc-js's streams whose body is still arriving. */
   private readonly arriving = new Map<http2.ServerHttp2Stream, Arriving>();
+  /** The direct lane's streams whose body is still arriving, with when they opened; the lane keeps their bytes. */
+  private readonly laneArriving = new Map<http2.ServerHttp2Stream, number>();
   private readonly guarded = new WeakSet<object>();
   private sweeper: NodeJS.Timeout | null = null;
   slowBodies = 0;
@@ -61,12 +66,16 @@ export class StreamGuard implements StreamGuardCounts {
     private readonly now: () => number = Date.now,
   ) {}
 
-  /** Watches the streams of each HTTP/2 server a grpc-js server has bound (found as direct-lane.ts finds them). */
-  install(servers: Iterable<unknown>): void {
+  /**
+   * Watches the streams of each HTTP/2 server a grpc-js server has bound (found as
+   * direct-lane.ts finds them); with the lane installed, the lane hands the guard
+   * the streams it does not answer itself instead (`watch`).
+   */
+  install(servers: Iterable<unknown>, ownListener: boolean): void {
     for (const candidate of servers) {
       if (this.guarded.has(candidate as object) || typeof (candidate as { prependListener?: unknown }).prependListener !== 'function') continue;
       this.guarded.add(candidate as object);
-      (candidate as http2.Http2Server).prependListener('stream', (stream: http2.ServerHttp2Stream) => this.watch(stream));
+      if (ownListener) (candidate as http2.Http2Server).prependListener('stream', (stream: http2.ServerHttp2Stream) => this.watch(stream));
       this.installed = true;
     }
     if (this.sweeper === null) {
@@ -80,7 +89,31 @@ export class StreamGuard implements StreamGuardCounts {
     this.sweeper = null;
   }
 
-  private watch(stream: http2.ServerHttp2Stream): void {
+  /** A direct-lane stream whose body starts arriving; the lane reports its bytes with `take` and its end with `arrived`. */
+  opened(stream: http2.ServerHttp2Stream): void {
+    this.laneArriving.set(stream, this.now());
+  }
+
+  /** Counts bytes a lane stream received; false when they take the total past the budget (the lane then refuses the stream). */
+  take(bytes: number): boolean {
+    this.bufferedBytes += bytes;
+    if (this.bufferedBytes <= this.limits.maxBufferedBytes) return true;
+    this.overBudget += 1;
+    return false;
+  }
+
+  /** A lane stream's body has arrived, or the stream has gone: its `taken` bytes no longer count. */
+  arrived(stream: http2.ServerHttp2Stream, taken: number): void {
+    if (this.laneArriving.delete(stream)) this.bufferedBytes -= taken;
+  }
+
+  /** The refusal a stream over the budget gets. */
+  get overBudgetMessage(): string {
+    return `verdict is holding ${this.limits.maxBufferedBytes} bytes of request bodies still arriving (grpcStreams.maxBufferedBytes); send the whole message promptly, or retry`;
+  }
+
+  /** Watches a stream grpc-js answers, until its body has arrived. */
+  watch(stream: http2.ServerHttp2Stream): void {
     if (stream.readableEnded) return;
     const entry: Arriving = { openedAt: this.now(), bytes: 0, live: true };
     this.arriving.set(stream, entry);
@@ -90,7 +123,7 @@ export class StreamGuard implements StreamGuardCounts {
       this.bufferedBytes += chunk.length;
       if (this.bufferedBytes > this.limits.maxBufferedBytes) {
         this.overBudget += 1;
-        this.end(stream, status.RESOURCE_EXHAUSTED, `verdict is holding ${this.limits.maxBufferedBytes} bytes of request bodies still arriving (grpcStreams.maxBufferedBytes); send the whole message promptly, or retry`);
+        this.end(stream, status.RESOURCE_EXHAUSTED, this.overBudgetMessage);
       }
     };
     const done = (): void => {
@@ -111,10 +144,17 @@ export class StreamGuard implements StreamGuardCounts {
 
   private sweep(): void {
     const cutoff = this.now() - this.limits.bodyTimeoutMs;
+    const message = `the request message did not arrive within ${this.limits.bodyTimeoutMs} ms (grpcStreams.bodyTimeoutMs); send it whole, at once`;
     for (const [stream, entry] of this.arriving) {
       if (entry.openedAt > cutoff) continue;
       this.slowBodies += 1;
-      this.end(stream, status.DEADLINE_EXCEEDED, `the request message did not arrive within ${this.limits.bodyTimeoutMs} ms (grpcStreams.bodyTimeoutMs); send it whole, at once`);
+      this.end(stream, status.DEADLINE_EXCEEDED, message);
+    }
+    for (const [stream, openedAt] of this.laneArriving) {
+      if (openedAt > cutoff || stream.closed) continue;
+      this.slowBodies += 1;
+      // The lane lets the bytes go when the stream closes (its 'close' listener calls `arrived`).
+      this.end(stream, status.DEADLINE_EXCEEDED, message);
     }
   }
 
