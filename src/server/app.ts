@@ -372,6 +372,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   let opsPort: number | null = null;
   try {
     grpcPort = await bound('grpc', config.grpc, grpc.start(grpcAddress.host, grpcAddress.port, tls ? grpcServerCredentials(tls) : undefined));
+    metrics.watchStreamGuard(grpc.streamGuard);
     if (!grpc.streamGuard.installed) logger.warn({ grpc: config.grpc }, 'the gRPC stream guard could not be installed on this grpc-js release; slow or unfinished request bodies are not cut off (grpcStreams)');
     if (!grpc.directLane.installed) logger.warn({ grpc: config.grpc }, 'the direct lane for checks could not be installed on this grpc-js release; every call goes through grpc-js (slower, same answers)');
     httpPort = await bound('http', config.http, http.listen(httpAddress.host, httpAddress.port));

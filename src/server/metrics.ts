@@ -123,6 +123,31 @@ export class ServerMetrics implements DecisionObserver {
     this.watchFailures.inc();
   }
 
+  /** The gRPC stream guard: streams it ended, by why, and the bytes of bodies still arriving, read at each scrape. */
+  watchStreamGuard(guard: { readonly slowBodies: number; readonly overBudget: number; readonly bufferedBytes: number }): void {
+    let reported = { slow_body: 0, over_budget: 0 };
+    new Counter({
+      name: 'verdict_grpc_streams_ended_total',
+      help: 'gRPC streams ended before their request body arrived: slow_body (past grpcStreams.bodyTimeoutMs), over_budget (past grpcStreams.maxBufferedBytes).',
+      labelNames: ['reason'],
+      registers: [this.registry],
+      collect() {
+        this.inc({ reason: 'slow_body' }, guard.slowBodies - reported.slow_body);
+        this.inc({ reason: 'over_budget' }, guard.overBudget - reported.over_budget);
+        reported = { slow_body: guard.slowBodies, over_budget: guard.overBudget };
+      },
+    });
+    new Gauge({
+      name: 'verdict_grpc_body_bytes_arriving',
+      help: 'Bytes of gRPC request bodies still arriving, all streams together (capped by grpcStreams.maxBufferedBytes).',
+      registers: [this.registry],
+      aggregator: 'sum',
+      collect() {
+        this.set(guard.bufferedBytes);
+      },
+    });
+  }
+
   /**
    * Rate limits: the keys an in-memory store holds and those it evicted while
    * still counting (because it was full), read at each scrape.

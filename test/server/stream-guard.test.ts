@@ -116,6 +116,15 @@ describe('the gRPC port bounds unfinished request bodies', () => {
     }
   });
 
+  it('counts the streams it ended in the metrics, and gives every counted byte back', async () => {
+    const text = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
+    const value = (line: string): number => Number(new RegExp(`^${line.replace(/[{}"]/g, '\\$&')} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+    // The tests above: six slow bodies (three, then three in the budget test) and one over the budget.
+    expect(value('verdict_grpc_streams_ended_total{reason="slow_body"}')).toBe(6);
+    expect(value('verdict_grpc_streams_ended_total{reason="over_budget"}')).toBe(1);
+    expect(value('verdict_grpc_body_bytes_arriving')).toBe(0);
+  });
+
   it('leaves a whole message sent slowly but in time alone', async () => {
     const session = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`);
     try {
