@@ -2,10 +2,10 @@
 // open streams, declare a 4 MiB message, send all of it but the last byte and
 // wait: with no deadline nothing ended such a stream, and every one held its
 // bytes (400 of them on one connection took the server from 0.5 to 1.9 GiB).
-// The guard watches every stream until its request body has arrived, whichever
-// code then answers it (the direct lane counts its own streams' bytes, through
-// `opened`, `take` and `arrived`, so a check costs no more listeners or objects;
-// grpc-js's streams are watched with listeners of the guard's), and ends a stream whose body
+// The guard counts every stream until its request body has arrived, whichever
+// code then answers it, through `opened`, `take` and `arrived`: the direct lane
+// calls them from its own listeners, so a check costs no more listeners or objects;
+// for grpc-js's streams, `watch` adds listeners that call them. It ends a stream whose body
 // takes longer than `bodyTimeoutMs`, or whose bytes would take the bodies still
 // arriving, all streams together, past `maxBufferedBytes`. The number of streams
 // one connection may hold open is HTTP/2's own setting (SETTINGS_MAX_CONCURRENT_STREAMS).
@@ -40,20 +40,11 @@ export interface StreamGuardCounts {
   readonly installed: boolean;
 }
 
-interface Arriving {
-  readonly openedAt: number;
-  bytes: number;
-  /** False once the body has arrived or the stream was ended: its bytes are no longer counted. */
-  live: boolean;
-}
-
 const GRPC_HEADERS = Object.freeze({ ':status': 200, 'content-type': 'application/grpc+proto' });
 
 export class StreamGuard implements StreamGuardCounts {
-  /** grpc-js's streams whose body is still arriving. */
-  private readonly arriving = new Map<http2.ServerHttp2Stream, Arriving>();
-  /** The direct lane's streams whose body is still arriving, with when they opened; the lane keeps their bytes. */
-  private readonly laneArriving = new Map<http2.ServerHttp2Stream, number>();
+  /** Streams whose body is still arriving, with when they opened; whoever reads a stream keeps count of its bytes. */
+  private readonly arriving = new Map<http2.ServerHttp2Stream, number>();
   private readonly guarded = new WeakSet<object>();
   private sweeper: NodeJS.Timeout | null = null;
   slowBodies = 0;
@@ -89,12 +80,12 @@ export class StreamGuard implements StreamGuardCounts {
     this.sweeper = null;
   }
 
-  /** A direct-lane stream whose body starts arriving; the lane reports its bytes with `take` and its end with `arrived`. */
+  /** A stream whose body starts arriving; its reader reports the bytes with `take` and the end with `arrived`. */
   opened(stream: http2.ServerHttp2Stream): void {
-    this.laneArriving.set(stream, this.now());
+    this.arriving.set(stream, this.now());
   }
 
-  /** Counts bytes a lane stream received; false when they take the total past the budget (the lane then refuses the stream). */
+  /** Counts bytes a stream received; false when they take the total past the budget (the reader then refuses the stream). */
   take(bytes: number): boolean {
     this.bufferedBytes += bytes;
     if (this.bufferedBytes <= this.limits.maxBufferedBytes) return true;
@@ -102,9 +93,9 @@ export class StreamGuard implements StreamGuardCounts {
     return false;
   }
 
-  /** A lane stream's body has arrived, or the stream has gone: its `taken` bytes no longer count. */
+  /** A stream's body has arrived, or the stream has gone: its `taken` bytes no longer count. Once per stream; later calls do nothing. */
   arrived(stream: http2.ServerHttp2Stream, taken: number): void {
-    if (this.laneArriving.delete(stream)) this.bufferedBytes -= taken;
+    if (this.arriving.delete(stream)) this.bufferedBytes -= taken;
   }
 
   /** The refusal a stream over the budget gets. */
@@ -112,59 +103,42 @@ export class StreamGuard implements StreamGuardCounts {
     return `verdict is holding ${this.limits.maxBufferedBytes} bytes of request bodies still arriving (grpcStreams.maxBufferedBytes); send the whole message promptly, or retry`;
   }
 
-  /** Watches a stream grpc-js answers, until its body has arrived. */
+  /** Counts a stream grpc-js answers, with listeners of the guard's, until its body has arrived. */
   watch(stream: http2.ServerHttp2Stream): void {
     if (stream.readableEnded) return;
-    const entry: Arriving = { openedAt: this.now(), bytes: 0, live: true };
-    this.arriving.set(stream, entry);
+    let taken = 0;
+    this.opened(stream);
     const onData = (chunk: Buffer): void => {
-      if (!entry.live) return;
-      entry.bytes += chunk.length;
-      this.bufferedBytes += chunk.length;
-      if (this.bufferedBytes > this.limits.maxBufferedBytes) {
-        this.overBudget += 1;
-        this.end(stream, status.RESOURCE_EXHAUSTED, this.overBudgetMessage);
-      }
+      // Ended by the guard: what still arrives before the close is dropped by node, not held.
+      if (stream.closed) return;
+      taken += chunk.length;
+      if (!this.take(chunk.length)) this.end(stream, status.RESOURCE_EXHAUSTED, this.overBudgetMessage);
     };
     const done = (): void => {
       stream.removeListener('data', onData);
-      this.release(stream, entry);
+      this.arrived(stream, taken);
     };
     stream.on('data', onData);
     stream.once('end', done);
     stream.once('close', done);
   }
 
-  private release(stream: http2.ServerHttp2Stream, entry: Arriving): void {
-    if (!entry.live) return;
-    entry.live = false;
-    this.arriving.delete(stream);
-    this.bufferedBytes -= entry.bytes;
-  }
-
   private sweep(): void {
     const cutoff = this.now() - this.limits.bodyTimeoutMs;
     const message = `the request message did not arrive within ${this.limits.bodyTimeoutMs} ms (grpcStreams.bodyTimeoutMs); send it whole, at once`;
-    for (const [stream, entry] of this.arriving) {
-      if (entry.openedAt > cutoff) continue;
-      this.slowBodies += 1;
-      this.end(stream, status.DEADLINE_EXCEEDED, message);
-    }
-    for (const [stream, openedAt] of this.laneArriving) {
+    for (const [stream, openedAt] of this.arriving) {
       if (openedAt > cutoff || stream.closed) continue;
       this.slowBodies += 1;
-      // The lane lets the bytes go when the stream closes (its 'close' listener calls `arrived`).
+      // Its bytes are let go when the stream closes: its reader's 'close' listener calls `arrived`.
       this.end(stream, status.DEADLINE_EXCEEDED, message);
     }
   }
 
   /**
    * Answers the caller with a gRPC status when nothing has been answered yet, then
-   * resets the stream so it stops sending; either way its bytes are let go.
+   * resets the stream so it stops sending; its reader lets its bytes go on the close.
    */
   private end(stream: http2.ServerHttp2Stream, code: status, message: string): void {
-    const entry = this.arriving.get(stream);
-    if (entry !== undefined) this.release(stream, entry);
     if (stream.destroyed || stream.closed) return;
     if (!stream.headersSent) {
       try {
