@@ -49,8 +49,31 @@ export function principalFromClaims(
   const attributes: Record<string, AttributeValue> = {};
   for (const [name, path] of Object.entries(mapping?.attributes ?? {})) {
     const value = claimAt(payload, path);
-    // The payload came from JSON.parse, so whatever is there is JSON.
-    if (value !== undefined) attributes[name] = value as AttributeValue;
+    if (value === undefined) continue;
+    // The payload came from JSON.parse, which reads 1e999 as Infinity: a rule would compare it,
+    // the decision log could only record null, and gRPC and AuthZEN refuse the same value.
+    const infinite = nonFiniteAt(value, describe(path));
+    if (infinite !== null) return { ok: false, message: `claim ${infinite}: number must be finite (1e999 and the like overflow a double)` };
+    attributes[name] = value as AttributeValue;
   }
   return { ok: true, principal: { id, roles, attributes: attributes as Attributes } };
+}
+
+/**
+ * The path of the first non-finite number in a claim's value, or null. Walked with
+ * an explicit stack: a signed token may nest thousands of levels within its 16 KiB.
+ */
+function nonFiniteAt(value: unknown, path: string): string | null {
+  const pending: [unknown, string][] = [[value, path]];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [current, at] = next;
+    if (typeof current === 'number') {
+      if (!Number.isFinite(current)) return at;
+    } else if (Array.isArray(current)) {
+      for (let i = current.length - 1; i >= 0; i--) pending.push([current[i], `${at}[${i}]`]);
+    } else if (typeof current === 'object' && current !== null) {
+      for (const key of Object.keys(current).reverse()) pending.push([(current as Record<string, unknown>)[key], `${at}.${key}`]);
+    }
+  }
+  return null;
 }

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import { loadSync } from '@grpc/proto-loader';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK, type JWTPayload } from 'jose';
+import { CompactSign, SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWK, type JWTPayload } from 'jose';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getDecision } from '../../src/decisions/query.js';
@@ -163,6 +163,27 @@ describe('JWT token lifetime against the real server', () => {
     const row = getDecision(db, answer.decisionId!)!;
     expect(row).toMatchObject({ effect: 'DENY', reason: 'DENIED_UNAUTHENTICATED' });
     expect(row.errors[0]!.message).toMatch(/^MALFORMED_CREDENTIAL: token expires at 100000000000000000000, more than 3600 s from now/);
+  });
+
+  it('refuses a mapped claim holding 1e999 (Infinity once parsed), 401 naming the claim, recorded; an unmapped one is ignored', async () => {
+    // SignJWT would serialise Infinity as null: the payload is signed as written.
+    const raw = async (claims: string): Promise<string> =>
+      new CompactSign(new TextEncoder().encode(`{"sub": "dana", "iss": "${ISSUER}", "aud": "${AUDIENCE}", "iat": ${nowSeconds()}, "exp": ${nowSeconds() + 300}, "roles": ["data_scientist"], ${claims}}`))
+        .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+        .sign(privateKey);
+    for (const [claims, field] of [
+      ['"org": 1e999, "employment": "employee"', 'org'],
+      ['"org": "acme", "employment": {"since": [2020, -1e999]}', 'employment.since[1]'],
+    ] as const) {
+      const answer = await forwardAuth(await raw(claims));
+      expect(answer.status, claims).toBe(401);
+      expect(JSON.parse(answer.body).detail, claims).toContain(`claim ${field}: number must be finite`);
+      const row = getDecision(db, answer.decisionId!)!;
+      expect(row).toMatchObject({ effect: 'DENY', reason: 'DENIED_UNAUTHENTICATED' });
+      expect(row.errors[0]!.message).toMatch(new RegExp(`^MALFORMED_CREDENTIAL: claim ${field.replace(/[.[\]]/g, '\\$&')}: number must be finite`));
+    }
+    // A claim the mapping does not read never becomes an attribute, so it is not refused.
+    expect((await forwardAuth(await raw('"org": "acme", "employment": "employee", "unmapped": 1e999'))).status).toBe(200);
   });
 
   it('refuses an exp just past the bound, and accepts one just inside it', async () => {

@@ -263,6 +263,9 @@ describe('bad requests: 400 naming the field, recorded', () => {
     // JSON.parse reads these as ±Infinity; gRPC refuses the same values, and the log could only record null.
     ['a number past a double (1e999) in the context', '/access/v1/evaluation', `{"subject": {"type": "user", "id": "rick"}, "action": {"name": "read"}, "resource": {"type": "todo", "id": "t1"}, "context": {"max_tokens": 1e999}}`, /^context\.max_tokens: number must be finite/],
     ['-1e999 in a list in subject properties', '/access/v1/evaluation', `{"subject": {"type": "user", "id": "rick", "properties": {"limits": [1, -1e999]}}, "action": {"name": "read"}, "resource": {"type": "todo", "id": "t1"}}`, /^subject\.properties\.limits\[1\]: number must be finite/],
+    // The search APIs read their body through the same reader: the same refusal.
+    ['1e999 in the context of a resource search', '/access/v1/search/resource', `{"subject": {"type": "user", "id": "rick"}, "action": {"name": "read"}, "resource": {"type": "todo"}, "context": {"n": 1e999}}`, /^context\.n: number must be finite/],
+    ['-1e999 in the resource of a subject search', '/access/v1/search/subject', `{"subject": {"type": "user"}, "action": {"name": "read"}, "resource": {"type": "todo", "id": "t1", "properties": {"a": {"b": [-1e999]}}}}`, /^resource\.properties\.a\.b\[0\]: number must be finite/],
     ['evaluations not an array', '/access/v1/evaluations', { evaluations: { a: 1 } }, /^evaluations: must be an array/],
     ['an unknown semantic', '/access/v1/evaluations', { evaluations: [], options: { evaluations_semantic: 'first_wins' } }, /^options\.evaluations_semantic: must be one of execute_all, deny_on_first_deny, permit_on_first_permit$/],
     ['too many evaluations', '/access/v1/evaluations', { subject: subjectOf('rick'), evaluations: new Array(1001).fill({ action: { name: 'read' }, resource: { type: 'todo', id: 'x' } }) }, /^evaluations: 1001 evaluations exceed the limit of 1000 per call$/],
