@@ -389,6 +389,30 @@ describe('the console API on a server admitting loopback callers (no token confi
     for (const row of rows) expect(row).toMatchObject({ effect: 'DENY', details: { admin: { refused: 'UNAUTHENTICATED' } } });
   });
 
+  it('keeps a pasted ?token= out of the log whether the call is admitted, refused or malformed', async () => {
+    const secret = 'SECRET-loopback-5d21a7';
+    const local = { host: `127.0.0.1:${server.httpPort}` };
+    const before = consoleRows(db).length;
+    // Admitted by the loopback rule (an ALLOW row), then refused for the parameter no endpoint reads.
+    for (const path of ['/console/api/policy', '/console/api/tail', '/console/api/decisions?principal=dana']) {
+      const answer = await get(server.httpPort, `${path}${path.includes('?') ? '&' : '?'}token=${secret}`, local);
+      expect(answer.status, path).toBe(400);
+    }
+    // Refused by the gate (another site), given twice, and longer than any parameter may be.
+    expect((await get(server.httpPort, `/console/api/summary?token=${secret}`, { ...local, 'sec-fetch-site': 'cross-site' })).status).toBe(401);
+    expect((await get(server.httpPort, `/console/api/summary?token=${secret}&token=${secret}`, local)).status).toBe(400);
+    expect((await get(server.httpPort, `/console/api/summary?token=${secret}${'x'.repeat(1100)}`, local)).status).toBe(400);
+    const rows = consoleRows(db).slice(before);
+    expect(rows).toHaveLength(6);
+    expect(rows.slice(0, 3).map((r) => r.effect)).toEqual(['ALLOW', 'ALLOW', 'ALLOW']);
+    // The name says what was tried; the value is gone.
+    for (const row of rows.slice(0, 4)) expect((row.details as { admin: { parameters: Record<string, string> } }).admin.parameters.token).toBe(UNRECORDED_VALUE);
+    expect(JSON.stringify(queryDecisions(db, { limit: 1000 }))).not.toContain(secret);
+    for (const file of [db, `${db}-wal`]) {
+      if (existsSync(file)) expect(readFileSync(file).includes(secret), file).toBe(false);
+    }
+  });
+
   it('says alerts are not enabled when the server runs no detectors (alerts.enabled: false)', async () => {
     const answer = (await get(server.httpPort, '/console/api/alerts', { host: `127.0.0.1:${server.httpPort}` })).json();
     expect(answer).toEqual({ enabled: false, alerts: [], message: 'alerts are not enabled on this server' });
