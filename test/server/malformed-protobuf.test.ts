@@ -24,8 +24,8 @@ const cat = (...parts: Buffer[]): Buffer => Buffer.concat(parts);
 /** A length-delimited field (wire type 2) holding `body`. */
 const ld = (field: number, body: Buffer): Buffer => cat(varint((field << 3) | 2), varint(body.length), body);
 const str = (field: number, text: string): Buffer => ld(field, Buffer.from(text));
-/** A string field that declares `declared` bytes but holds only `text`. */
-const lying = (field: number, declared: number, text: string): Buffer => cat(varint((field << 3) | 2), varint(declared), Buffer.from(text));
+/** A length-delimited field that declares `declared` bytes but holds only `text` (a string, or a message's bytes). */
+const lying = (field: number, declared: number, text: string | Buffer): Buffer => cat(varint((field << 3) | 2), varint(declared), Buffer.from(text));
 
 function sendRaw(port: number, method: 'Check' | 'CheckBatch' | 'envoy', bytes: Buffer): Promise<{ error: grpc.ServiceError | null; trailers: grpc.Metadata | null }> {
   const client = new grpc.Client(`127.0.0.1:${port}`, grpc.credentials.createInsecure());
@@ -101,6 +101,31 @@ describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', ()
     expect(error?.details).toMatch(/runs past the end of its message/);
     const recorded = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
     expect(recorded.length).toBe(before + 1);
+    expect(trailers?.get('verdict-decision-id')[0]).toBe(recorded[0]!.decisionId);
+  });
+
+  // The same truncation in fields that are not strings: a nested message, a map entry, an unknown field, a
+  // bytes field. protobufjs refuses these itself (it narrows its reader to each nested message and checks each
+  // length against it); these rows keep that so, at each depth, whatever version of it is installed.
+  const TRUNCATED_OTHER: readonly (readonly ['Check' | 'CheckBatch' | 'envoy', string, Buffer])[] = [
+    ['Check', 'principal.attributes, a Struct running past the principal', cat(ld(1, cat(str(1, 'dana'), lying(3, 80, ld(1, cat(str(1, 'org'), ld(2, str(3, 'acme'))))))), str(2, 'read'), resource)],
+    ['Check', 'a Struct entry running past its Struct', cat(ld(1, cat(str(1, 'dana'), ld(3, lying(1, 70, cat(str(1, 'org'), ld(2, str(3, 'acme'))))))), str(2, 'read'), resource)],
+    ['Check', 'an unknown field inside the principal', cat(ld(1, cat(str(1, 'dana'), lying(15, 60, 'xx'))), str(2, 'read'), resource)],
+    ['Check', 'the resource, last in the message', cat(ld(1, str(1, 'dana')), str(2, 'read'), lying(3, 90, cat(str(1, 'model'), str(2, 'fraud-v3'))))],
+    ['CheckBatch', 'an item, last in the message', cat(ld(1, str(1, 'dana')), lying(4, 50, cat(ld(2, cat(str(1, 'model'), str(2, 'm'))), str(1, 'read'))))],
+    ['envoy', 'the HTTP raw_body (bytes)', ld(1, ld(4, ld(2, cat(str(2, 'POST'), str(4, '/v1/models/fraud-v3'), lying(12, 90, '{"a":1}')))))],
+  ];
+
+  it.each(TRUNCATED_OTHER)('%s with a field running past the end of its message (%s): INVALID_ARGUMENT, recorded, never decided', async (method, _what, bytes) => {
+    const type = method === 'envoy' ? 'envoy.service.auth.v3.CheckRequest' : `verdict.v1.${method}Request`;
+    const before = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
+    const { error, trailers } = await sendRaw(shipped.server.grpcPort, method, bytes);
+    expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(error?.details).toContain(`are not a valid ${type} protobuf message`);
+    expect(error?.details).toMatch(/index out of range/);
+    const recorded = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
+    expect(recorded.length).toBe(before + 1);
+    expect(recorded[0]!.effect).toBe('DENY');
     expect(trailers?.get('verdict-decision-id')[0]).toBe(recorded[0]!.decisionId);
   });
 
