@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -74,6 +75,37 @@ describe('two verdict servers sharing one Redis', () => {
     const other = await forwardAuth(b, b.keys.ada);
     expect(other.status).toBe(200);
     expect(other.headers.get('ratelimit')).toBe('"predict-per-key-owner";r=19;t=1');
+  });
+
+  // The budgets live in Redis here, under the same storeKey as in memory: a long id (kept by its hash)
+  // and a short id spelled as the old hashed form must each have a budget of their own in Redis too.
+  it('keeps a long principal id (stored by its hash) and a short id spelled as that hash in budgets of their own', async () => {
+    const client = verdictClient(a.verdict.grpcPort);
+    try {
+      const ask = (id: string) =>
+        client.call<{ effect: string; reason: string; limitId: string }>(
+          'Authorization',
+          'Check',
+          checkRequest({ principal: { id, roles: ['data_scientist'], attributes: { org: 'acme', scopes: ['predict'], tier: 'free' } }, action: 'predict', resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme' } } }),
+        );
+      const spend = async (id: string): Promise<void> => {
+        // The free tier's burst is 10; the 11th call within the second is refused by Redis's count.
+        for (let i = 0; i < 10; i++) expect((await ask(id)).effect, `${id.slice(0, 12)}… call ${i + 1}`).toBe('EFFECT_ALLOW');
+        expect(await ask(id)).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
+      };
+      const hashed = (id: string): string => `#${createHash('sha256').update(id).digest('base64url')}`;
+      const longVictim = `redis-victim-${'v'.repeat(300)}`;
+      await spend(longVictim);
+      // Redis counted it (not this server's own memory).
+      const refused = queryDecisions(a.db, { principalId: longVictim, reason: 'DENIED_BY_RATE_LIMIT', limit: 10 });
+      expect(refused.map((row) => (row.details as { limit: { backend?: string } }).limit.backend)).toEqual(['redis']);
+      expect((await ask(hashed(longVictim))).effect).toBe('EFFECT_ALLOW');
+      const longOther = `redis-other-${'o'.repeat(300)}`;
+      await spend(hashed(longOther));
+      expect((await ask(longOther)).effect).toBe('EFFECT_ALLOW');
+    } finally {
+      client.close();
+    }
   });
 
   it('shows the backend in /readyz and /metrics', async () => {
