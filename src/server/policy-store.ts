@@ -85,6 +85,12 @@ export class PolicyStore {
   /** Set while a reload compiles (it has its turn): closing waits for that, not for a turn that may never come. */
   private compiling: Promise<unknown> | null = null;
   private again: Trigger | null = null;
+  /**
+   * The outcome of the reload that `again` starts, for the callers who asked during
+   * the one before: theirs must be a reload that began after they asked, or a file
+   * pushed just before the call would be answered with the outcome of a set without it.
+   */
+  private againOutcome: { promise: Promise<ReloadOutcome>; resolve: (outcome: ReloadOutcome) => void; reject: (error: unknown) => void } | null = null;
   /** How reloads share the thread with checks (a cold start, with nothing to serve yet, runs its slices back to back). */
   private readonly sharing: SliceSharing = { pacer: youngGenerationPacer(), restMs: RELOAD_REST_MS };
 
@@ -148,7 +154,11 @@ export class PolicyStore {
     };
   }
 
-  /** Reloads now. Concurrent calls share one reload; a call during a reload triggers one more after it. */
+  /**
+   * Reloads now. A call during a reload is answered by one more reload after it,
+   * which every call made meanwhile shares; so the answer always covers the files
+   * as they were when the call was made.
+   */
   reload(): Promise<ReloadOutcome> {
     return this.schedule('request');
   }
@@ -156,13 +166,27 @@ export class PolicyStore {
   private schedule(trigger: Trigger): Promise<ReloadOutcome> {
     if (this.reloading) {
       this.again = this.again === 'request' || trigger === 'request' ? 'request' : 'watch';
-      return this.reloading;
+      if (this.againOutcome === null) {
+        let resolve: (outcome: ReloadOutcome) => void = () => undefined;
+        let reject: (error: unknown) => void = () => undefined;
+        const promise = new Promise<ReloadOutcome>((settle, fail) => {
+          resolve = settle;
+          reject = fail;
+        });
+        this.againOutcome = { promise, resolve, reject };
+      }
+      return this.againOutcome.promise;
     }
     this.reloading = this.reloadOnce(trigger).finally(() => {
       this.reloading = null;
       const again = this.again;
+      const againOutcome = this.againOutcome;
       this.again = null;
-      if (again) void this.schedule(again);
+      this.againOutcome = null;
+      if (again) {
+        const next = this.schedule(again);
+        if (againOutcome !== null) next.then(againOutcome.resolve, againOutcome.reject);
+      }
     });
     return this.reloading;
   }

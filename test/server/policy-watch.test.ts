@@ -157,3 +157,25 @@ describe('the periodic content check', () => {
     expect(store.status().lastReloadError).toBeNull();
   });
 });
+
+describe('a reload asked for while another runs', () => {
+  it('is answered by a reload that began after it was asked, so a broken push is never answered "reloaded"', async () => {
+    const dir = makeTempDir('verdict-reload-again-');
+    writeFileSync(join(dir, 'rules.yaml'), rules('one'));
+    const outcomes: ReloadOutcome[] = [];
+    const store = await PolicyStore.open(dir, { onReload: (outcome) => outcomes.push(outcome) });
+    stores.push(store);
+    const running = store.reload();
+    // Pushed while that reload runs, then asked for twice (an operator's ReloadPolicies, a SIGHUP).
+    writeFileSync(join(dir, 'rules.yaml'), 'kind: rules\nrules: [\n');
+    const asked = [store.reload(), store.reload()];
+    await running;
+    const answers = await Promise.all(asked);
+    expect(outcomes).toHaveLength(2);
+    for (const answer of answers) {
+      expect(answer).toBe(outcomes[1]);
+      expect(answer).toMatchObject({ ok: false, error: expect.stringMatching(/rules\.yaml:\d+:\d+/) });
+    }
+    expect(ruleIds(store)).toEqual(['one']);
+  });
+});
