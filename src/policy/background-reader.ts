@@ -1,11 +1,9 @@
 import { createHash } from 'node:crypto';
-import { readdir, readFile, realpath, stat } from 'node:fs/promises';
-import { join } from 'node:path';
-import { messageOf } from '../errors.js';
+import { readdir, realpath, stat } from 'node:fs/promises';
 import type { LoadWorker } from './load-worker.js';
 import { runInSlices, wait } from './pipeline.js';
-import { listPolicyFilesWith, type DirectoryAccess } from './stages/read.js';
-import type { FileContent, PolicyReader } from './stages/state.js';
+import { listPolicyFilesWith, readPolicyFiles, type DirectoryAccess } from './stages/read.js';
+import type { PolicyReader } from './stages/state.js';
 
 const asyncAccess: DirectoryAccess = {
   *stat(path) {
@@ -30,12 +28,7 @@ export function backgroundReader(worker: LoadWorker): PolicyReader {
       return yield* listPolicyFilesWith(dir, asyncAccess);
     },
     *read(dir, files) {
-      const read = (file: string): Promise<FileContent> =>
-        readFile(join(dir, file)).then(
-          (bytes) => ({ file, bytes }),
-          (error: unknown) => ({ file, error: messageOf(error) }),
-        );
-      return yield* wait(Promise.all(files.map(read)));
+      return yield* wait(readPolicyFiles(dir, files));
     },
     *check(files) {
       return yield* wait(Promise.all(files.map(({ file, bytes }) => worker.check(file, bytes))));
@@ -52,10 +45,6 @@ export function backgroundReader(worker: LoadWorker): PolicyReader {
  */
 export async function fingerprintOf(dir: string, sliceMs: number): Promise<readonly (readonly [string, string])[]> {
   const files = await runInSlices(listPolicyFilesWith(dir, asyncAccess), sliceMs);
-  const out: (readonly [string, string])[] = [];
-  for (const file of files) {
-    const bytes = await readFile(join(dir, file)).catch(() => null);
-    if (bytes !== null) out.push([file, createHash('sha256').update(bytes).digest('hex')]);
-  }
-  return out;
+  // A file that cannot be read is listed by why, so that a load reports it.
+  return (await readPolicyFiles(dir, files)).map((content) => [content.file, 'bytes' in content ? createHash('sha256').update(content.bytes).digest('hex') : `unread: ${content.error}`] as const);
 }

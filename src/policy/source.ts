@@ -88,11 +88,30 @@ export function parseYamlFile(file: string, text: string, diagnostics: PolicyDia
   for (const doc of docs) {
     for (const error of [...doc.errors, ...doc.warnings]) {
       const { line, col } = lineCounter.linePos(error.pos[0]);
-      diagnostics.push({ file, line: Math.max(line, 1), col: Math.max(col, 1), path: '', message: firstLine(error.message) });
+      // The yaml parser reports its own stack running out as an error of the document.
+      const message = /Maximum call stack size exceeded/.test(error.message) ? `nested too deep to be read (far more than ${MAX_DOCUMENT_DEPTH} levels); flatten the value, or split it` : firstLine(error.message);
+      diagnostics.push({ file, line: Math.max(line, 1), col: Math.max(col, 1), path: '', message });
     }
     if (doc.errors.length > 0) continue;
     if (doc.contents === null) continue; // an empty document, e.g. a trailing `---`
-    const value: unknown = doc.toJS({ maxAliasCount: 100 });
+    const shape = shapeOf(doc.contents);
+    const where = (offset: number): { line: number; col: number } => {
+      const { line, col } = lineCounter.linePos(offset);
+      return { line: Math.max(line, 1), col: Math.max(col, 1) };
+    };
+    if (shape.tooDeep !== null) {
+      diagnostics.push({ file, ...where(shape.tooDeep), path: '', message: `nested deeper than ${MAX_DOCUMENT_DEPTH} levels; no policy document needs that many (flatten the value, or split it)` });
+      continue;
+    }
+    let value: unknown;
+    try {
+      value = doc.toJS({ maxAliasCount: MAX_ALIAS_EXPANSIONS });
+    } catch (error) {
+      // The yaml library refuses an alias that would expand past maxAliasCount nodes (a "billion laughs").
+      const reason = error instanceof Error ? error.message : String(error);
+      diagnostics.push({ file, ...where(shape.firstAlias ?? doc.contents.range?.[0] ?? 0), path: '', message: `YAML aliases expand too far to be read (${firstLine(reason)}); write the values out, or reuse an anchor fewer times` });
+      continue;
+    }
     const positions = emptyPositions();
     const at = (offset: number): number => {
       const { line, col } = lineCounter.linePos(offset);
@@ -104,7 +123,41 @@ export function parseYamlFile(file: string, text: string, diagnostics: PolicyDia
   return out;
 }
 
-const MAX_JSON_DEPTH = 512;
+/**
+ * How deep a policy document's values may nest, in YAML and in JSON alike. Far
+ * beyond any policy; it bounds the recursion of reading a document, which a file
+ * of 10,000 `[` would otherwise overflow.
+ */
+const MAX_DOCUMENT_DEPTH = 64;
+
+/** How many nodes an alias may expand to when a YAML document is read (the yaml library's maxAliasCount). */
+const MAX_ALIAS_EXPANSIONS = 100;
+
+/**
+ * The offset of the first node nested deeper than MAX_DOCUMENT_DEPTH and of the first
+ * alias, found with an explicit stack (the document may be as deep as its text is long).
+ */
+function shapeOf(root: Node): { tooDeep: number | null; firstAlias: number | null } {
+  let firstAlias: number | null = null;
+  const pending: [Node, number][] = [[root, 0]];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [node, depth] = next;
+    if (depth > MAX_DOCUMENT_DEPTH) return { tooDeep: node.range?.[0] ?? 0, firstAlias };
+    if (isAlias(node)) {
+      const offset = node.range?.[0] ?? 0;
+      if (firstAlias === null || offset < firstAlias) firstAlias = offset;
+      continue;
+    }
+    if (!isCollection(node)) continue;
+    for (const item of node.items) {
+      if (isPair(item)) {
+        if (isNode(item.key)) pending.push([item.key, depth + 1]);
+        if (isNode(item.value)) pending.push([item.value, depth + 1]);
+      } else if (isNode(item)) pending.push([item, depth + 1]);
+    }
+  }
+  return { tooDeep: null, firstAlias };
+}
 
 /**
  * Scans JSON text from `from` for the positions of its nodes (the same table the YAML
@@ -112,7 +165,7 @@ const MAX_JSON_DEPTH = 512;
  * under the top-level key `deferList` are only checked (repeated keys, nesting): each
  * gets a table in `deferred` holding its position and its source text, scanned when a
  * position inside it is first asked for. False when a key repeats or values nest
- * deeper than MAX_JSON_DEPTH.
+ * deeper than MAX_DOCUMENT_DEPTH.
  */
 function scanJson(
   text: string,
@@ -172,7 +225,7 @@ function scanJson(
   };
   const skip = (depth: number): boolean => {
     space();
-    if (depth > MAX_JSON_DEPTH) return false;
+    if (depth > MAX_DOCUMENT_DEPTH) return false;
     const c = text.charCodeAt(i);
     if (c === 123) {
       i++;
@@ -217,7 +270,7 @@ function scanJson(
   };
   const node = (key: string, depth: number): boolean => {
     space();
-    if (depth > MAX_JSON_DEPTH) return false;
+    if (depth > MAX_DOCUMENT_DEPTH) return false;
     positions.nodes.set(key, pack(line, i - lineStart + 1));
     const c = text.charCodeAt(i);
     const prefix = key === '' ? '' : `${key},`;
@@ -285,7 +338,7 @@ function settle(table: PositionTable): void {
  * A valid JSON file as one document: its value from JSON.parse, the positions of
  * its nodes from one linear scan (the same table the YAML parser's nodes give, far
  * faster for a file of 100,000 directory entries). Null when the text is not valid
- * JSON, repeats a key or nests deeper than MAX_JSON_DEPTH: the YAML parser then
+ * JSON, repeats a key or nests deeper than MAX_DOCUMENT_DEPTH: the YAML parser then
  * reports the problem. With `listOf` (which list of a document holds its items), the
  * positions inside each item are left to be found when first asked for: `items`
  * holds one table per item, and `positions` the rest.

@@ -1,4 +1,4 @@
-import { statSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import { relative, sep } from 'node:path';
 import { watch, type FSWatcher } from 'chokidar';
 import { messageOf } from '../errors.js';
@@ -26,6 +26,32 @@ function ignoredInGit(dir: string, path: string): boolean {
   const parts = relative(dir, path).split(sep);
   if (parts[0] !== '.git' || parts.length === 1) return false;
   return !(parts[1] === 'HEAD' || parts[1] === 'index' || parts[1] === 'refs');
+}
+
+/**
+ * Whether `path` leads outside the policy directory once its links are resolved. The
+ * loader refuses such a link (see stages/read.ts), and walking it could mean watching
+ * the whole machine (a link to `/`).
+ */
+function leadsOutside(root: string | null, path: string): boolean {
+  if (root === null) return false;
+  try {
+    const real = realpathSync(path);
+    return real !== root && !real.startsWith(root.endsWith(sep) ? root : root + sep);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Closes a watcher. Closing removes its listeners while stats it started may still
+ * fail, and an 'error' with no listener would end the process: those are ignored.
+ */
+function closeQuietly(watcher: FSWatcher | null): Promise<void> {
+  if (watcher === null) return Promise.resolve();
+  const closing = watcher.close();
+  watcher.on('error', () => undefined);
+  return closing;
 }
 
 /**
@@ -68,12 +94,13 @@ export class DirectoryWatcher {
       this.rootCheck.unref();
     }
     this.root = identityOf(this.dir);
+    const realRoot = realPathOf(this.dir);
     try {
       const watcher = watch(this.dir, {
         ignoreInitial: true,
         followSymlinks: true,
         persistent: false,
-        ignored: (path) => ignoredInGit(this.dir, path),
+        ignored: (path) => ignoredInGit(this.dir, path) || leadsOutside(realRoot, path),
       });
       watcher.on('all', () => this.event());
       // Changes made before the watches were in place are not announced: look once they are.
@@ -97,7 +124,7 @@ export class DirectoryWatcher {
     if (this.closed || identityOf(this.dir) === this.root) return;
     const watcher = this.watcher;
     this.watcher = null;
-    void watcher?.close().catch(() => undefined);
+    void closeQuietly(watcher).catch(() => undefined);
     this.start();
     this.events.onEvent();
   }
@@ -107,7 +134,7 @@ export class DirectoryWatcher {
     this.failures += 1;
     const watcher = this.watcher;
     this.watcher = null;
-    void watcher?.close().catch(() => undefined);
+    void closeQuietly(watcher).catch(() => undefined);
     this.events.onError(message);
     if (this.closed || this.retry) return;
     this.retry = setTimeout(() => {
@@ -123,7 +150,15 @@ export class DirectoryWatcher {
     if (this.rootCheck) clearInterval(this.rootCheck);
     const watcher = this.watcher;
     this.watcher = null;
-    await watcher?.close();
+    await closeQuietly(watcher);
+  }
+}
+
+function realPathOf(dir: string): string | null {
+  try {
+    return realpathSync(dir);
+  } catch {
+    return null;
   }
 }
 

@@ -1,5 +1,7 @@
 import { readdirSync, readFileSync, realpathSync, statSync, type Dirent, type Stats } from 'node:fs';
+import { readFile, realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
+import { messageOf } from '../../errors.js';
 import { VerdictError } from '../../errors.js';
 import { runToEnd, type Stage, type StageRun } from '../pipeline.js';
 import { gitCommitIfClean } from '../version.js';
@@ -31,14 +33,17 @@ export interface DirectoryAccess {
  * Lists policy files under `dir`, recursively, in a stable order. Symbolic links
  * are followed, to files and to directories (each directory is listed once, so a
  * link back up cannot loop): a Kubernetes ConfigMap volume is a directory of links
- * into a hidden `..data` directory that is swapped to update it.
+ * into a hidden `..data` directory that is swapped to update it. A link to a
+ * directory outside `dir` is not walked (`/` would list the whole machine): it is
+ * listed itself, and reading it is refused (see refusedTarget).
  */
 export function* listPolicyFilesWith(dir: string, access: DirectoryAccess): StageRun<string[]> {
   const stat = yield* access.stat(dir);
   if (stat === null) throw missingDirectory(dir, 'missing');
   if (!stat.isDirectory()) throw missingDirectory(dir, 'not-a-directory');
   const files: string[] = [];
-  const listed = new Set<string>([yield* access.realpath(dir)]);
+  const root = yield* access.realpath(dir);
+  const listed = new Set<string>([root]);
   const walk = function* (current: string): StageRun {
     for (const entry of yield* access.readdir(current)) {
       if (isSkipped(entry.name)) continue;
@@ -52,6 +57,10 @@ export function* listPolicyFilesWith(dir: string, access: DirectoryAccess): Stag
         isFile = target.isFile();
         if (isDirectory) {
           const real = yield* access.realpath(full);
+          if (!isInside(root, real)) {
+            files.push(relative(dir, full).split(sep).join('/'));
+            continue;
+          }
           if (listed.has(real)) continue;
           listed.add(real);
         }
@@ -90,6 +99,129 @@ export function listPolicyFiles(dir: string): string[] {
   return runToEnd(listPolicyFilesWith(dir, syncAccess));
 }
 
+/**
+ * The most a YAML policy file may hold: about 40,000 rules like bench/lib/synthetic.mjs
+ * generates. Reading YAML is slow and hungry (a 4 MB file of 47,000 small rules took
+ * 4.7 s and 0.8 GB to validate), and a changed file is read again on every reload.
+ * JSON is parsed natively, and a directory of principals or resources exported from
+ * another system may be large.
+ */
+export const MAX_YAML_FILE_BYTES = 8 * 1024 * 1024;
+export const MAX_JSON_FILE_BYTES = 64 * 1024 * 1024;
+/** The most all the files of one policy set may hold together. */
+export const MAX_POLICY_SET_BYTES = 256 * 1024 * 1024;
+
+const MIB = 1024 * 1024;
+
+/** Whether `real` (a resolved path) is `root` or lies under it. */
+const isInside = (root: string, real: string): boolean => real === root || real.startsWith(root.endsWith(sep) ? root : root + sep);
+
+/**
+ * Why a listed file is not read, from where its links lead, or null. A policy file
+ * is one under the policy directory once links are resolved: a link committed to a
+ * policy repository must not read the server's own files (`/etc/shadow`, a key)
+ * into a policy set and its error messages.
+ */
+function refusedTarget(root: string, real: string, target: Stats): string | null {
+  if (!isInside(root, real)) return `it is a symbolic link to ${real}, outside the policy directory ${root}; copy what it points to into the policy directory instead`;
+  if (!target.isFile()) return `it is not a regular file`;
+  return null;
+}
+
+/** Why a policy file of `size` bytes is not read, or null. */
+function refusedSize(file: string, size: number): string | null {
+  const json = file.endsWith('.json');
+  const limit = json ? MAX_JSON_FILE_BYTES : MAX_YAML_FILE_BYTES;
+  if (size <= limit) return null;
+  return `it holds ${size} bytes, over the ${limit / MIB} MiB a ${json ? 'JSON' : 'YAML'} policy file may hold; split it into several files`;
+}
+
+/** A listed file once its links are resolved: where it is and how large, or why it is not read. */
+type Resolved = { readonly file: string; readonly real: string; readonly size: number } | { readonly file: string; readonly error: string };
+
+function resolvedAs(root: string, file: string, real: string, target: Stats): Resolved {
+  const refused = refusedTarget(root, real, target) ?? refusedSize(file, target.size);
+  return refused === null ? { file, real, size: target.size } : { file, error: refused };
+}
+
+/**
+ * The one file with which the set passes MAX_POLICY_SET_BYTES, or null. Found from the
+ * sizes before anything is read, so that a set over the limit takes no memory.
+ */
+function overSetLimit(resolved: readonly Resolved[]): FileContent | null {
+  let total = 0;
+  for (const target of resolved) {
+    if (!('real' in target)) continue;
+    total += target.size;
+    if (total > MAX_POLICY_SET_BYTES) {
+      return { file: target.file, error: `the policy set passes ${MAX_POLICY_SET_BYTES / MIB} MiB with this file; serve fewer or smaller files from this directory` };
+    }
+  }
+  return null;
+}
+
+/** Checked again once read: a file may grow between its stat and its read. */
+const contentOf = (file: string, bytes: Uint8Array): FileContent => {
+  const grown = refusedSize(file, bytes.byteLength);
+  return grown === null ? { file, bytes } : { file, error: grown };
+};
+
+function resolveSync(root: string, dir: string, file: string): Resolved {
+  try {
+    const real = realpathSync(join(dir, file));
+    return resolvedAs(root, file, real, statSync(real));
+  } catch (error) {
+    return { file, error: messageOf(error) };
+  }
+}
+
+async function resolve(root: string, dir: string, file: string): Promise<Resolved> {
+  try {
+    const real = await realpath(join(dir, file));
+    return resolvedAs(root, file, real, await stat(real));
+  } catch (error) {
+    return { file, error: messageOf(error) };
+  }
+}
+
+/**
+ * Reads the listed policy files in this thread: each one's bytes, or why it is not
+ * read (see refusedTarget, refusedSize). A set over MAX_POLICY_SET_BYTES is not read
+ * at all: the file that passes the limit is its one error.
+ */
+export function readPolicyFilesSync(dir: string, files: readonly string[]): FileContent[] {
+  const root = realpathSync(dir);
+  const resolved = files.map((file) => resolveSync(root, dir, file));
+  const over = overSetLimit(resolved);
+  if (over !== null) return [over];
+  return resolved.map((target): FileContent => {
+    if (!('real' in target)) return target;
+    try {
+      return contentOf(target.file, readFileSync(target.real));
+    } catch (error) {
+      return { file: target.file, error: messageOf(error) };
+    }
+  });
+}
+
+/** Reads the listed policy files without blocking (see readPolicyFilesSync). */
+export async function readPolicyFiles(dir: string, files: readonly string[]): Promise<FileContent[]> {
+  const root = await realpath(dir);
+  const resolved = await Promise.all(files.map((file) => resolve(root, dir, file)));
+  const over = overSetLimit(resolved);
+  if (over !== null) return [over];
+  return Promise.all(
+    resolved.map((target): FileContent | Promise<FileContent> =>
+      'real' in target
+        ? readFile(target.real).then(
+            (bytes) => contentOf(target.file, bytes),
+            (error: unknown) => ({ file: target.file, error: messageOf(error) }),
+          )
+        : target,
+    ),
+  );
+}
+
 /** A policy file's bytes as text (UTF-8). */
 export const decodeText = (bytes: Uint8Array): string => Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('utf8');
 
@@ -99,13 +231,7 @@ export const syncReader: PolicyReader = {
     return listPolicyFiles(dir);
   },
   *read(dir, files) {
-    return files.map((file): FileContent => {
-      try {
-        return { file, bytes: readFileSync(join(dir, file)) };
-      } catch (error) {
-        return { file, error: (error as Error).message };
-      }
-    });
+    return readPolicyFilesSync(dir, files);
   },
   *check(files) {
     return files.map(({ file, bytes }) => checkFile(file, decodeText(bytes)));

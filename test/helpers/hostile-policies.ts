@@ -1,0 +1,92 @@
+import { execFileSync } from 'node:child_process';
+import { symlinkSync, truncateSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+
+/**
+ * Policy files written to hurt the loader, each with what the loader must answer:
+ * the file, and a pattern for the diagnostic (`file:line:col: message`) that names it.
+ * `write` puts the files into `dir`; `files` names what to delete afterwards.
+ */
+export interface HostileCase {
+  readonly name: string;
+  readonly files: readonly string[];
+  write(dir: string): void;
+  readonly diagnostic: RegExp;
+}
+
+const RULE_HEAD = 'kind: rules\nrules:\n  - id: hostile\n    effect: allow\n    actions: [read]\n';
+
+/** A file of `bytes` that takes no disk space and no time to write (a hole): only its size is ever looked at. */
+function sparse(path: string, bytes: number): void {
+  writeFileSync(path, '');
+  truncateSync(path, bytes);
+}
+
+export const HOSTILE_CASES: readonly HostileCase[] = [
+  {
+    name: 'a YAML alias bomb (ten anchors of ten aliases each: 10^10 nodes once expanded)',
+    files: ['bomb.yaml'],
+    write: (dir) => {
+      const anchors = ['a0: &a0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]'];
+      for (let i = 1; i < 10; i++) anchors.push(`a${i}: &a${i} [${Array.from({ length: 10 }, () => `*a${i - 1}`).join(', ')}]`);
+      writeFileSync(join(dir, 'bomb.yaml'), `kind: rules\n${anchors.join('\n')}\nrules:\n  - id: bomb\n    effect: allow\n    actions: *a9\n    resource: {type: model}\n`);
+    },
+    diagnostic: /bomb\.yaml:3:\d+: YAML aliases expand too far to be read/,
+  },
+  {
+    name: 'YAML nested 100 levels',
+    files: ['deep.yaml'],
+    write: (dir) => writeFileSync(join(dir, 'deep.yaml'), `${RULE_HEAD}    resource: {type: model, attributes: {x: ${'['.repeat(100)}${']'.repeat(100)}}}\n`),
+    diagnostic: /deep\.yaml:6:\d+: nested deeper than 64 levels/,
+  },
+  {
+    name: 'YAML nested 100,000 levels (deeper than the parser can recurse)',
+    files: ['deeper.yaml'],
+    write: (dir) => writeFileSync(join(dir, 'deeper.yaml'), `${RULE_HEAD}    resource: {type: model, attributes: {x: ${'['.repeat(100_000)}${']'.repeat(100_000)}}}\n`),
+    diagnostic: /deeper\.yaml:6:\d+: nested too deep to be read/,
+  },
+  {
+    name: 'JSON nested 600 levels',
+    files: ['deep.json'],
+    write: (dir) =>
+      writeFileSync(join(dir, 'deep.json'), `{"kind": "rules", "rules": [{"id": "deep", "effect": "allow", "actions": ["read"], "resource": {"type": "model", "attributes": {"x": ${'['.repeat(600)}${']'.repeat(600)}}}}]}`),
+    diagnostic: /deep\.json:1:\d+: nested deeper than 64 levels/,
+  },
+  {
+    name: 'a link to /etc/passwd named as a policy file',
+    files: ['passwd.yaml'],
+    write: (dir) => symlinkSync('/etc/passwd', join(dir, 'passwd.yaml')),
+    diagnostic: /passwd\.yaml:1:1: cannot read file: it is a symbolic link to \/etc\/passwd, outside the policy directory/,
+  },
+  {
+    name: 'a link to / (walked, it would list the whole machine)',
+    files: ['everything'],
+    write: (dir) => symlinkSync('/', join(dir, 'everything')),
+    diagnostic: /everything:1:1: cannot read file: it is a symbolic link to \/, outside the policy directory/,
+  },
+  {
+    name: 'a 9 MiB YAML file',
+    files: ['huge.yaml'],
+    write: (dir) => sparse(join(dir, 'huge.yaml'), 9 * 1024 * 1024),
+    diagnostic: /huge\.yaml:1:1: cannot read file: it holds 9437184 bytes, over the 8 MiB a YAML policy file may hold/,
+  },
+  {
+    name: 'a 65 MiB JSON file',
+    files: ['huge.json'],
+    write: (dir) => sparse(join(dir, 'huge.json'), 65 * 1024 * 1024),
+    diagnostic: /huge\.json:1:1: cannot read file: it holds 68157440 bytes, over the 64 MiB a JSON policy file may hold/,
+  },
+  {
+    name: 'five 60 MiB JSON files (each within its limit, 300 MiB together)',
+    files: ['bulk-1.json', 'bulk-2.json', 'bulk-3.json', 'bulk-4.json', 'bulk-5.json'],
+    write: (dir) => {
+      for (let i = 1; i <= 5; i++) sparse(join(dir, `bulk-${i}.json`), 60 * 1024 * 1024);
+    },
+    diagnostic: /bulk-5\.json:1:1: cannot read file: the policy set passes 256 MiB with this file/,
+  },
+];
+
+/** A named pipe with a policy file's name: reading it would wait for a writer for ever. */
+export function writeFifo(path: string): void {
+  execFileSync('mkfifo', [path]);
+}

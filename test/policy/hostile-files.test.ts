@@ -1,0 +1,73 @@
+import { cpSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { formatDiagnostic } from '../../src/policy/diagnostic.js';
+import { loadPolicies } from '../../src/policy/load.js';
+import { HOSTILE_CASES, writeFifo } from '../helpers/hostile-policies.js';
+import { makeTempDir, removeTempDirs } from '../helpers/policies.js';
+
+afterAll(removeTempDirs);
+
+const SHIPPED = resolve(import.meta.dirname, '../../policies');
+
+/** The shipped policies in a directory of their own, to add hostile files to. */
+function shippedCopy(): string {
+  const dir = join(makeTempDir('verdict-hostile-'), 'policies');
+  cpSync(SHIPPED, dir, { recursive: true });
+  return dir;
+}
+
+describe('hostile policy files, loaded by the command line', () => {
+  const dir = shippedCopy();
+
+  for (const hostile of HOSTILE_CASES) {
+    it(`refuses ${hostile.name} with one error naming the file, line and column`, () => {
+      hostile.write(dir);
+      try {
+        const result = loadPolicies(dir);
+        expect(result.ok).toBe(false);
+        if (result.ok) return;
+        const lines = result.diagnostics.map(formatDiagnostic);
+        expect(lines.join('\n')).toMatch(hostile.diagnostic);
+        expect(lines).toHaveLength(1);
+      } finally {
+        for (const file of hostile.files) rmSync(join(dir, file), { force: true });
+      }
+      // Gone again, the set loads as before.
+      expect(loadPolicies(dir).ok).toBe(true);
+    });
+  }
+
+  it('never reads what a link out of the policy directory points to into a message', () => {
+    const passwd = HOSTILE_CASES.find((c) => c.files[0] === 'passwd.yaml')!;
+    passwd.write(dir);
+    try {
+      const result = loadPolicies(dir);
+      expect(result.ok).toBe(false);
+      if (!result.ok) expect(result.diagnostics.map(formatDiagnostic).join('\n')).not.toMatch(/root:|\/bin\/(ba)?sh/);
+    } finally {
+      rmSync(join(dir, 'passwd.yaml'), { force: true });
+    }
+  });
+
+  it('follows links that stay inside the policy directory, as a ConfigMap volume is made', () => {
+    const configMap = join(makeTempDir('verdict-configmap-'), 'policies');
+    cpSync(SHIPPED, join(configMap, '..2026_12_05'), { recursive: true });
+    // As kubelet lays it out: ..data points at the dated directory, and each entry at its name under ..data.
+    symlinkSync('..2026_12_05', join(configMap, '..data'));
+    for (const entry of readdirSync(SHIPPED)) symlinkSync(join('..data', entry), join(configMap, entry));
+    const result = loadPolicies(configMap);
+    expect(result.ok, result.ok ? '' : result.diagnostics.map(formatDiagnostic).join('\n')).toBe(true);
+    const shipped = loadPolicies(SHIPPED);
+    if (result.ok && shipped.ok) expect(result.policies.files).toEqual(shipped.policies.files);
+  });
+
+  it('passes over a named pipe with a policy file name instead of waiting on it', () => {
+    writeFifo(join(dir, 'pipe.yaml'));
+    try {
+      expect(loadPolicies(dir).ok).toBe(true);
+    } finally {
+      rmSync(join(dir, 'pipe.yaml'), { force: true });
+    }
+  });
+});
