@@ -10,6 +10,7 @@ import { BatchRefused, InvalidRequest, RefusedRequest, RequestFieldError, notAPe
 import { VerdictError, messageOf } from '../errors.js';
 import { UNREADABLE_REQUEST, readEvaluation, readEvaluations, stopsAfter, toAuthZenDecision } from './authzen.js';
 import { PageTokens, readSearch, searchPage, type SearchKind } from './authzen-search.js';
+import { repeatedMember } from './json-members.js';
 import { peerOf } from './forward-auth.js';
 
 /** `POST`: one evaluation. */
@@ -182,6 +183,12 @@ export class AuthZenEndpoint {
     } catch (error) {
       // Deep nesting overflows the parser's stack (RangeError): the same answer as any unreadable body.
       const problem = RequestFieldError.invalid('(body)', `not JSON: ${messageOf(error)}`.slice(0, MAX_DETAIL_LENGTH));
+      const result = await this.pipeline.check(new InvalidRequest(problem, UNREADABLE_REQUEST), call);
+      return { status: 400, body: errorBody('bad request', problem.message, result) };
+    }
+    const repeated = repeatedMember(text);
+    if (repeated !== null) {
+      const problem = RequestFieldError.invalid(repeated, 'given twice in one object; send each member once (parsers disagree on which copy counts)');
       const result = await this.pipeline.check(new InvalidRequest(problem, UNREADABLE_REQUEST), call);
       return { status: 400, body: errorBody('bad request', problem.message, result) };
     }

@@ -3,6 +3,7 @@
 
 import { InvalidRequest, RequestFieldError, type CheckInput, type CheckResult } from '../decide/index.js';
 import type { Attributes, Decision, DecisionRequest } from '../types.js';
+import { memberSegment } from './json-members.js';
 
 /**
  * How verdict reads an AuthZEN request:
@@ -50,10 +51,6 @@ function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-/** The key of an object member as a path segment: `.name`, or `["odd key"]`. */
-function segment(key: string): string {
-  return /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
-}
 
 /** A JSON object as attributes, checked to be no deeper than MAX_PROPERTY_DEPTH and to hold only finite numbers. */
 function attributesOf(value: unknown, field: string): Attributes {
@@ -71,7 +68,7 @@ function checkDepth(value: unknown, field: string, depth: number): void {
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) checkDepth(value[i], `${field}[${i}]`, depth + 1);
   } else {
-    for (const key of Object.keys(value)) checkDepth((value as Json)[key], field + segment(key), depth + 1);
+    for (const key of Object.keys(value)) checkDepth((value as Json)[key], field + memberSegment(key), depth + 1);
   }
 }
 
