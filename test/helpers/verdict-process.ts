@@ -187,3 +187,24 @@ export function useShippedServer(): { readonly server: VerdictProcess; readonly 
     },
   };
 }
+
+/** One sample of `/metrics` on `httpPort`: the value of the line `name{labels}`, NaN when absent. */
+export async function metricValue(httpPort: number, line: string): Promise<number> {
+  const text = await (await fetch(`http://127.0.0.1:${httpPort}/metrics`)).text();
+  return Number(new RegExp(`^${line.replace(/[{}"]/g, '\\$&')} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+}
+
+/** The effect of one Check the shipped policies allow (dana reads fraud-v3), on a connection of its own. */
+export async function shippedAllowedCheck(grpcPort: number): Promise<string> {
+  const client = verdictClient(grpcPort, { ownConnection: true });
+  try {
+    const request = checkRequest({
+      principal: { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } },
+      action: 'read',
+      resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme', env: 'production', owner: 'dana' } },
+    });
+    return (await client.call<{ effect: string }>('Authorization', 'Check', request)).effect;
+  } finally {
+    client.close();
+  }
+}

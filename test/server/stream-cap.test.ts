@@ -3,7 +3,7 @@ import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, checkRequest, startVerdict, verdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+import { ROOT, metricValue, shippedAllowedCheck, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
 
 // The streams one connection may hold on the gRPC port, against a caller that
 // ignores what the server advertises. node's own client queues a request past
@@ -132,10 +132,7 @@ describe('a caller that opens more streams on one connection than the gRPC port 
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const metric = async (line: string): Promise<number> => {
-    const text = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
-    return Number(new RegExp(`^${line.replace(/[{}"]/g, '\\$&')} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
-  };
+  const metric = (line: string): Promise<number> => metricValue(verdict.httpPort, line);
   const waitForMetric = async (line: string, expected: number, ms: number): Promise<void> => {
     const until = Date.now() + ms;
     let value = await metric(line);
@@ -145,15 +142,7 @@ describe('a caller that opens more streams on one connection than the gRPC port 
     }
     expect(value, line).toBe(expected);
   };
-  const check = async (): Promise<string> => {
-    const client = verdictClient(verdict.grpcPort, { ownConnection: true });
-    try {
-      const answer = await client.call<{ effect: string }>('Authorization', 'Check', checkRequest({ principal: { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } }, action: 'read', resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme', env: 'production', owner: 'dana' } } }));
-      return answer.effect;
-    } finally {
-      client.close();
-    }
-  };
+  const check = (): Promise<string> => shippedAllowedCheck(verdict.grpcPort);
 
   it('is refused the stream past the cap, and the bodies it held are let go', async () => {
     const connection = new RawConnection(verdict.grpcPort);

@@ -3,7 +3,7 @@ import http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, checkRequest, startVerdict, verdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+import { ROOT, metricValue, shippedAllowedCheck, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
 
 // Unfinished request bodies on the gRPC port, as an attacker holds them: streams
 // that declare a large message, send part of it and wait, with no deadline. They
@@ -57,15 +57,7 @@ describe('the gRPC port bounds unfinished request bodies', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  const check = async (): Promise<string> => {
-    const client = verdictClient(verdict.grpcPort, { ownConnection: true });
-    try {
-      const answer = await client.call<{ effect: string }>('Authorization', 'Check', checkRequest({ principal: { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } }, action: 'read', resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme', env: 'production', owner: 'dana' } } }));
-      return answer.effect;
-    } finally {
-      client.close();
-    }
-  };
+  const check = (): Promise<string> => shippedAllowedCheck(verdict.grpcPort);
 
   it('advertises the streams one connection may open', async () => {
     const session = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`);
@@ -117,12 +109,11 @@ describe('the gRPC port bounds unfinished request bodies', () => {
   });
 
   it('counts the streams it ended in the metrics, and gives every counted byte back', async () => {
-    const text = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
-    const value = (line: string): number => Number(new RegExp(`^${line.replace(/[{}"]/g, '\\$&')} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
+    const value = (line: string): Promise<number> => metricValue(verdict.httpPort, line);
     // The tests above: six slow bodies (three, then three in the budget test) and one over the budget.
-    expect(value('verdict_grpc_streams_ended_total{reason="slow_body"}')).toBe(6);
-    expect(value('verdict_grpc_streams_ended_total{reason="over_budget"}')).toBe(1);
-    expect(value('verdict_grpc_body_bytes_arriving')).toBe(0);
+    expect(await value('verdict_grpc_streams_ended_total{reason="slow_body"}')).toBe(6);
+    expect(await value('verdict_grpc_streams_ended_total{reason="over_budget"}')).toBe(1);
+    expect(await value('verdict_grpc_body_bytes_arriving')).toBe(0);
   });
 
   it('leaves a whole message sent slowly but in time alone', async () => {
