@@ -92,6 +92,8 @@ function describe(error: unknown): { message: string; offset: number | null } {
   let message = (nl === -1 ? text : text.slice(0, nl)).replaceAll(RE2_MATCHES, 'matches');
   // `principal.id = "x"`: CEL compares with `==`.
   if (message === 'Unexpected character: =') message += ' (to compare, write ==)';
+  // 50,000 terms joined by && nest as deep as they are long, past the parser's stack.
+  if (error instanceof RangeError && /call stack/i.test(message)) message = 'too long a chain of operators to compile (the parser nests one level per operator); split it into named conditions (kind: variables)';
   return { message, offset: e.range ? e.range.start : null };
 }
 

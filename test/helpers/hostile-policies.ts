@@ -53,6 +53,12 @@ export const HOSTILE_CASES: readonly HostileCase[] = [
     diagnostic: /deep\.json:1:\d+: nested deeper than 64 levels/,
   },
   {
+    name: 'a condition of 50,000 terms joined by && (the CEL parser nests one level per operator)',
+    files: ['chain.yaml'],
+    write: (dir) => writeFileSync(join(dir, 'chain.yaml'), `${RULE_HEAD}    resource: {type: model}\n    when: '${Array.from({ length: 50_000 }, () => 'true').join(' && ')}'\n`),
+    diagnostic: /chain\.yaml:7:11: condition does not compile: too long a chain of operators to compile/,
+  },
+  {
     name: 'a link to /etc/passwd named as a policy file',
     files: ['passwd.yaml'],
     write: (dir) => symlinkSync('/etc/passwd', join(dir, 'passwd.yaml')),
