@@ -1,8 +1,7 @@
 import { readdirSync, readFileSync, realpathSync, statSync, type Dirent, type Stats } from 'node:fs';
 import { readFile, realpath, stat } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
-import { messageOf } from '../../errors.js';
-import { VerdictError } from '../../errors.js';
+import { VerdictError, messageOf } from '../../errors.js';
 import { runToEnd, type Stage, type StageRun } from '../pipeline.js';
 import { gitCommitIfClean } from '../version.js';
 import { checkFile } from './schema.js';
@@ -106,10 +105,10 @@ export function listPolicyFiles(dir: string): string[] {
  * JSON is parsed natively, and a directory of principals or resources exported from
  * another system may be large.
  */
-export const MAX_YAML_FILE_BYTES = 8 * 1024 * 1024;
-export const MAX_JSON_FILE_BYTES = 64 * 1024 * 1024;
+const MAX_YAML_FILE_BYTES = 8 * 1024 * 1024;
+const MAX_JSON_FILE_BYTES = 64 * 1024 * 1024;
 /** The most all the files of one policy set may hold together. */
-export const MAX_POLICY_SET_BYTES = 256 * 1024 * 1024;
+const MAX_POLICY_SET_BYTES = 256 * 1024 * 1024;
 
 const MIB = 1024 * 1024;
 
