@@ -68,7 +68,11 @@ function checkDepth(value: unknown, field: string, depth: number): void {
   if (Array.isArray(value)) {
     for (let i = 0; i < value.length; i++) checkDepth(value[i], `${field}[${i}]`, depth + 1);
   } else {
-    for (const key of Object.keys(value)) checkDepth((value as Json)[key], field + memberSegment(key), depth + 1);
+    for (const key of Object.keys(value)) {
+      // JSON.parse keeps it as data, but the first copy made by assignment would turn it into a prototype: refused, as gRPC refuses it.
+      if (key === '__proto__') throw RequestFieldError.invalid(field + memberSegment(key), 'cannot be an attribute name (send it under another name)');
+      checkDepth((value as Json)[key], field + memberSegment(key), depth + 1);
+    }
   }
 }
 

@@ -49,7 +49,8 @@ const OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-o
  */
 export function forwardedRequest(req: IncomingMessage, style: ForwardAuthStyle = 'nginx'): GatewayRequest {
   const family = FAMILIES[style];
-  const headers: Record<string, string> = {};
+  // Header names are the client's: without a prototype, `constructor` or `__proto__` are names like any other.
+  const headers: Record<string, string> = Object.create(null) as Record<string, string>;
   const repeatedHeaders = new Set<string>();
   // headersDistinct keeps every copy (req.headers drops some repeats, e.g. of authorization).
   for (const [name, values] of Object.entries(req.headersDistinct)) {

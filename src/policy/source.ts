@@ -99,6 +99,11 @@ export function parseYamlFile(file: string, text: string, diagnostics: PolicyDia
       const { line, col } = lineCounter.linePos(offset);
       return { line: Math.max(line, 1), col: Math.max(col, 1) };
     };
+    if (shape.protoKey !== null) {
+      // Read into a plain object, the key would set the object's prototype: its members would match and be listed nowhere.
+      diagnostics.push({ file, ...where(shape.protoKey), path: '', message: '"__proto__" cannot be a key or a value in a policy document; use another name' });
+      continue;
+    }
     if (shape.tooDeep !== null) {
       diagnostics.push({ file, ...where(shape.tooDeep), path: '', message: `nested deeper than ${MAX_DOCUMENT_DEPTH} levels; no policy document needs that many (flatten the value, or split it)` });
       continue;
@@ -137,12 +142,13 @@ const MAX_ALIAS_EXPANSIONS = 100;
  * The offset of the first node nested deeper than MAX_DOCUMENT_DEPTH and of the first
  * alias, found with an explicit stack (the document may be as deep as its text is long).
  */
-function shapeOf(root: Node): { tooDeep: number | null; firstAlias: number | null } {
+function shapeOf(root: Node): { tooDeep: number | null; firstAlias: number | null; protoKey: number | null } {
   let firstAlias: number | null = null;
   const pending: [Node, number][] = [[root, 0]];
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
     const [node, depth] = next;
-    if (depth > MAX_DOCUMENT_DEPTH) return { tooDeep: node.range?.[0] ?? 0, firstAlias };
+    if (depth > MAX_DOCUMENT_DEPTH) return { tooDeep: node.range?.[0] ?? 0, firstAlias, protoKey: null };
+    if (isScalar(node) && node.value === '__proto__' && depth > 0) return { tooDeep: null, firstAlias, protoKey: node.range?.[0] ?? 0 };
     if (isAlias(node)) {
       const offset = node.range?.[0] ?? 0;
       if (firstAlias === null || offset < firstAlias) firstAlias = offset;
@@ -156,7 +162,7 @@ function shapeOf(root: Node): { tooDeep: number | null; firstAlias: number | nul
       } else if (isNode(item)) pending.push([item, depth + 1]);
     }
   }
-  return { tooDeep: null, firstAlias };
+  return { tooDeep: null, firstAlias, protoKey: null };
 }
 
 /**
@@ -344,6 +350,8 @@ function settle(table: PositionTable): void {
  * holds one table per item, and `positions` the rest.
  */
 export function parseJsonDocument(text: string, listOf?: (value: unknown) => string | null): ParsedYamlDocument | null {
+  // Left to the YAML parser, which reports where (see shapeOf).
+  if (text.includes('__proto__')) return null;
   let value: unknown;
   try {
     value = JSON.parse(text);

@@ -178,6 +178,16 @@ describe('Envoy CheckRequest and CheckResponse conversion', () => {
     expect(fromEnvoyCheckRequest(received({ attributes: null }))).toEqual({ method: '', uri: '', headers: {}, repeatedHeaders: new Set(), source: { address: null, principal: null }, extensions: {}, requestId: null });
   });
 
+  it('reads client headers named constructor, toString or __proto__ as headers like any other, none of them repeated', () => {
+    const named = (headers: Record<string, string>, headerMap: { key: string; value: string; rawValue: Buffer }[] = []) =>
+      fromEnvoyCheckRequest(received({ attributes: { source: null, destination: null, request: { http: { id: '', method: 'GET', headers, path: '/', host: '', scheme: '', query: '', headerMap: { headers: headerMap } } }, contextExtensions: {} } }));
+    const fromMap = named(JSON.parse('{"constructor": "c", "toString": "t", "__proto__": "p"}') as Record<string, string>);
+    const fromList = named({}, ['constructor', 'toString', '__proto__'].map((key) => ({ key, value: `${key}!`, rawValue: Buffer.alloc(0) })));
+    expect(Object.entries(fromMap.headers)).toEqual([['constructor', 'c'], ['tostring', 't'], ['__proto__', 'p']]);
+    expect(Object.entries(fromList.headers)).toEqual([['constructor', 'constructor!'], ['tostring', 'toString!'], ['__proto__', '__proto__!']]);
+    for (const request of [fromMap, fromList]) expect([...(request.repeatedHeaders ?? [])]).toEqual([]);
+  });
+
   it('answers a rate limit (reserved for later) as RESOURCE_EXHAUSTED with a 429', () => {
     const response = toEnvoyCheckResponse({
       status: 429,

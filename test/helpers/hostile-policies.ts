@@ -59,6 +59,18 @@ export const HOSTILE_CASES: readonly HostileCase[] = [
     diagnostic: /chain\.yaml:7:11: condition does not compile: too long a chain of operators to compile/,
   },
   {
+    name: 'a __proto__ key in a rule\'s attributes (read into an object, its members would match and show nowhere)',
+    files: ['proto.yaml'],
+    write: (dir) => writeFileSync(join(dir, 'proto.yaml'), `${RULE_HEAD}    resource: {type: model, attributes: {__proto__: {env: staging}}}\n`),
+    diagnostic: /proto\.yaml:6:42: "__proto__" cannot be a key or a value in a policy document/,
+  },
+  {
+    name: 'a __proto__ key in JSON',
+    files: ['proto.json'],
+    write: (dir) => writeFileSync(join(dir, 'proto.json'), '{"kind": "roles", "roles": [{"name": "x", "__proto__": {"inherits": ["admin"]}}]}'),
+    diagnostic: /proto\.json:1:43: "__proto__" cannot be a key or a value in a policy document/,
+  },
+  {
     name: 'a link to /etc/passwd named as a policy file',
     files: ['passwd.yaml'],
     write: (dir) => symlinkSync('/etc/passwd', join(dir, 'passwd.yaml')),

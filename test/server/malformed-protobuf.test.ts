@@ -129,6 +129,30 @@ describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', ()
     expect(trailers?.get('verdict-decision-id')[0]).toBe(recorded[0]!.decisionId);
   });
 
+  it('a Struct key __proto__, which copied into the attributes would become a prototype that no key lists: INVALID_ARGUMENT naming it, recorded', async () => {
+    const client = verdictClient(shipped.server.grpcPort);
+    try {
+      // `owner` under __proto__ would have been read by nothing, and the row would not have shown it was sent.
+      const cases: [string, { resource: { type: string; id: string; attributes?: Record<string, unknown> }; context?: Record<string, unknown> }, string][] = [
+        ['resource', { resource: { type: 'model', id: 'fraud-v3', attributes: JSON.parse('{"org": "acme", "__proto__": {"owner": "dana"}}') as Record<string, unknown> } }, 'resource.attributes.__proto__'],
+        ['nested in context', { resource: { type: 'model', id: 'fraud-v3' }, context: { a: JSON.parse('{"__proto__": {"b": 1}}') as Record<string, unknown> } }, 'context.attributes.a.__proto__'],
+      ];
+      for (const [where, request, field] of cases) {
+        const before = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
+        const refused = await client
+          .call('Authorization', 'Check', checkRequest({ principal: { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } }, action: 'read', ...request }))
+          .then(() => null, (error: unknown) => error as grpc.ServiceError);
+        expect(refused?.code, where).toBe(grpc.status.INVALID_ARGUMENT);
+        expect(refused?.details, where).toBe(`${field}: cannot be an attribute name (send it under another name)`);
+        const recorded = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
+        expect(recorded.length, where).toBe(before + 1);
+        expect(recorded[0]!.errors[0]!.message).toBe(refused?.details);
+      }
+    } finally {
+      client.close();
+    }
+  });
+
   it('keeps serving valid checks afterwards', async () => {
     const client = verdictClient(shipped.server.grpcPort);
     try {

@@ -16,7 +16,8 @@ export const RPC_CODE = { OK: 0, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UN
 export function fromEnvoyCheckRequest(message: CheckRequest__Output): GatewayRequest {
   const attributes = message.attributes;
   const http = attributes?.request?.http ?? null;
-  const headers: Record<string, string> = {};
+  // Header names are the client's: without a prototype, `constructor` or `__proto__` are names like any other.
+  const headers: Record<string, string> = Object.create(null) as Record<string, string>;
   const repeatedHeaders = new Set<string>();
   // Envoy's map joins a repeated header's values with ",": one with a comma may have been sent
   // twice, so a route that reads it refuses the request (encode_raw_headers keeps them apart).

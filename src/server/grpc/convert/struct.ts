@@ -40,7 +40,12 @@ function structToJson(struct: Struct__Output, depth: number): Attributes {
   const out: Record<string, AttributeValue> = {};
   let key = '';
   try {
-    for (key of keys) out[key] = valueToJson(fields[key]!, depth);
+    for (key of keys) {
+      // Assigned, `__proto__` would replace out's prototype: no key would list it, and the
+      // request would be decided and recorded as if it had not been sent.
+      if (key === '__proto__') throw new AttributeProblem('cannot be an attribute name (send it under another name)');
+      out[key] = valueToJson(fields[key]!, depth);
+    }
   } catch (error) {
     if (error instanceof AttributeProblem) error.path.unshift(key);
     throw error;
