@@ -13,7 +13,7 @@ import { newDecisionId } from './decision-id.js';
 import { decisionRecord } from './record.js';
 import { blocked, invalidRequest, limitError, rateLimited, refusalDecision, suspended } from './refusals.js';
 import { BatchRefused, batchRecordError, DEFAULT_MAX_BATCH_RECORDED_BYTES } from './batch-budget.js';
-import { InvalidRequest, RefusedRequest, type CallMeta, type CheckInput, type CheckResult, type RequestFieldError } from './request.js';
+import { InvalidRequest, RefusedRequest, RequestFieldError, type CallMeta, type CheckInput, type CheckResult } from './request.js';
 import type { Suspensions } from './suspensions.js';
 
 /** Where the pipeline reads the policy set to decide with: once per call, never half-loaded. */
@@ -180,7 +180,27 @@ export class DecisionPipeline {
    */
   check(input: CheckInput, meta: CallMeta): Promise<CheckResult> {
     const started = performance.now();
+    const long = this.longRequestId(meta);
+    if (long !== null) return this.run(this.policies.current, this.refusedForId(input, long.error), long.meta, started, started);
     return this.run(this.policies.current, input, meta, started, started);
+  }
+
+  /**
+   * A request id longer than any other string of a request may be (it would be written
+   * with every row of the call, a thousand times for a full batch): the error refusing
+   * the call, and the call as it is recorded, with the id's first 64 characters.
+   */
+  private longRequestId(meta: CallMeta): { error: RequestFieldError; meta: CallMeta } | null {
+    const id = meta.requestId;
+    const longest = this.meter.limits.maxStringLength;
+    if (id === null || id.length <= longest) return null;
+    const error = RequestFieldError.invalid('request_id', `${id.length} characters, over the limit of ${longest} (requestLimits.maxStringLength)`);
+    return { error, meta: { ...meta, requestId: `${id.slice(0, 64)}…` } };
+  }
+
+  /** The question refused for its call's request id, unless it was refused already. */
+  private refusedForId(input: CheckInput, error: RequestFieldError): CheckInput {
+    return input instanceof RefusedRequest ? input : new InvalidRequest(error, identifying(input, this.meter.limits.maxStringLength));
   }
 
   /**
@@ -191,6 +211,8 @@ export class DecisionPipeline {
    *   (no item decided; the refusal recorded once)
    */
   checkBatch(inputs: readonly CheckInput[], meta: CallMeta, options: BatchOptions = {}): Promise<CheckResult[]> {
+    const long = this.longRequestId(meta);
+    if (long !== null) return this.refuseBatch(long.error, inputs, long.meta);
     const tooLarge = batchRecordError(inputs, this.maxBatchRecordedBytes, options.field);
     if (tooLarge !== null) return this.refuseBatch(tooLarge, inputs, meta);
     const started = performance.now();
@@ -204,6 +226,8 @@ export class DecisionPipeline {
     const policySet = this.policies.current;
     // The shadow set asks its own question: its routes may map the request otherwise, or not at all.
     const shadow = this.shadow === null ? null : shadowInput(this.shadow.current, prepare);
+    const long = this.longRequestId(meta);
+    if (long !== null) return this.run(policySet, this.refusedForId(prepare(policySet), long.error), long.meta, started, started);
     const decided = this.decide(policySet, prepare(policySet), shadow);
     if (decided instanceof Promise) return decided.then((d) => this.record(d, meta, started, started));
     return this.record(decided, meta, started, started);
@@ -217,6 +241,8 @@ export class DecisionPipeline {
    * result per decided question, in order. Bounded like checkBatch (BatchRefused).
    */
   checkUntil(inputs: readonly CheckInput[], meta: CallMeta, stop: (decision: Decision) => boolean, options: BatchOptions = {}): Promise<CheckResult[]> {
+    const long = this.longRequestId(meta);
+    if (long !== null) return this.refuseBatch(long.error, inputs, long.meta);
     const tooLarge = batchRecordError(inputs, this.maxBatchRecordedBytes, options.field);
     if (tooLarge !== null) return this.refuseBatch(tooLarge, inputs, meta);
     const started = performance.now();

@@ -130,6 +130,26 @@ describe('verdict serve: decisions over gRPC, each recorded before it is answere
     expect(fine.results.every((r) => r.effect === 'EFFECT_ALLOW')).toBe(true);
   });
 
+  it('refuses a request id longer than any string may be, in a Check and in a batch, recording its first 64 characters', async () => {
+    // 0.9 MiB of request id, asked about 1,000 times in one batch: ~900 MiB of log if recorded per item.
+    const long = `amplify-${'x'.repeat(900_000)}`;
+    const item = { action: 'predict', resource: checkRequest({ principal: dana, action: 'x', resource: fraudModel }).resource };
+    const principal = checkRequest({ principal: dana, action: 'x', resource: fraudModel }).principal;
+    const sizeBefore = statSync(`${db}-wal`, { throwIfNoEntry: false })?.size ?? 0;
+    const before = queryDecisions(db, { principalId: 'dana', reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
+    for (const [method, request] of [
+      ['CheckBatch', { principal, requestId: long, items: Array.from({ length: 1000 }, () => item) }],
+      ['Check', { ...checkRequest({ principal: dana, action: 'predict', resource: fraudModel }), requestId: long }],
+    ] as const) {
+      const error = await client.call('Authorization', method, request).then(() => null, (e: grpc.ServiceError) => e);
+      expect(error, method).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'request_id: 900008 characters, over the limit of 8192 (requestLimits.maxStringLength)' });
+    }
+    const refused = queryDecisions(db, { principalId: 'dana', reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
+    expect(refused.length).toBe(before + 2);
+    for (const row of refused.slice(0, 2)) expect(row.requestId).toBe(`${long.slice(0, 64)}…`);
+    expect((statSync(`${db}-wal`, { throwIfNoEntry: false })?.size ?? 0) - sizeBefore).toBeLessThan(1 << 20);
+  });
+
   it('rejects bad input with INVALID_ARGUMENT naming the field, and records it as an error decision', async () => {
     const before = queryDecisions(db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
     const noId = checkRequest({ principal: { id: '' }, action: 'read', resource: fraudModel });
