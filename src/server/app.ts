@@ -364,8 +364,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       }),
     authzen: (req, res) => authzen.handle(req, res),
     console: (req, res) => webConsole.handle(req, res),
-  }, { tls: tls?.http ? httpsServerOptions(tls) : undefined, shutdownGraceMs: config.shutdownGraceMs });
-  const ops = opsAddress === null ? null : new OperatorHttpServer(operations, { shutdownGraceMs: config.shutdownGraceMs });
+  }, { tls: tls?.http ? httpsServerOptions(tls) : undefined, shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs });
+  const ops = opsAddress === null ? null : new OperatorHttpServer(operations, { shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs });
 
   let grpcPort: number;
   let httpPort: number;

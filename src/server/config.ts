@@ -123,6 +123,12 @@ const layerSchema = z.strictObject({
   /** How long a shutdown waits for in-flight checks (gRPC and forward-auth) before cutting them off. */
   shutdownGraceMs: z.number().int().min(0).max(600_000).optional(),
   /**
+   * How long an HTTP request (forward-auth, AuthZEN, the console) may take to arrive,
+   * headers and body, before its connection is ended with 408: a caller that sends a
+   * body a byte at a time holds it no longer (grpcStreams.bodyTimeoutMs for gRPC).
+   */
+  httpRequestTimeoutMs: z.number().int().min(100).max(600_000).optional(),
+  /**
    * Processes that answer checks. 1: this process (its decision log writer in
    * a thread). N > 1: N worker processes sharing the ports, and this process
    * as the one writer of the decision log (see server/cluster.ts).
@@ -179,6 +185,7 @@ export const DEFAULT_CONFIG = {
   watch: true,
   watchPollMs: 10_000,
   shutdownGraceMs: 10_000,
+  httpRequestTimeoutMs: 10_000,
   workers: 1,
   tls: null,
   authn: {},
@@ -206,13 +213,14 @@ export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn
   watch: 'VERDICT_WATCH',
   watchPollMs: 'VERDICT_WATCH_POLL_MS',
   shutdownGraceMs: 'VERDICT_SHUTDOWN_GRACE_MS',
+  httpRequestTimeoutMs: 'VERDICT_HTTP_REQUEST_TIMEOUT_MS',
   workers: 'VERDICT_WORKERS',
 };
 
 /** The environment variable for forwardAuth.style. */
 export const FORWARD_AUTH_STYLE_ENVIRONMENT_KEY = 'VERDICT_FORWARD_AUTH_STYLE';
 
-const NUMERIC_KEYS = new Set(['maxMessageBytes', 'shutdownGraceMs', 'workers', 'watchPollMs']);
+const NUMERIC_KEYS = new Set(['maxMessageBytes', 'shutdownGraceMs', 'httpRequestTimeoutMs', 'workers', 'watchPollMs']);
 
 function describeIssues(error: z.ZodError, origin: string): string {
   return error.issues

@@ -32,9 +32,12 @@ export interface OperatorHttpOptions {
   readonly tls?: HttpsOptions;
   /** How long close() lets requests in flight finish before cutting their connections, in ms. Default 10 s. */
   readonly shutdownGraceMs?: number;
+  /** How long a request may take to arrive, headers and body, in ms; then 408 and the connection ends. Default 10 s. */
+  readonly requestTimeoutMs?: number;
 }
 
 const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
+const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 
 /**
  * The operator's port: liveness, readiness with the reason when not ready,
@@ -62,7 +65,10 @@ export class OperatorHttpServer {
         if (!res.headersSent) send(res, 500, 'application/json', JSON.stringify({ error: String((error as Error).message ?? error) }));
       });
     };
-    this.server = options.tls ? createHttpsServer(options.tls, handle) : createServer(handle);
+    // Node's own defaults let a request arrive for 5 minutes, checked every 30 s.
+    const requestTimeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    const timing = { requestTimeout, headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(1_000, requestTimeout) };
+    this.server = options.tls ? createHttpsServer({ ...options.tls, ...timing }, handle) : createServer(timing, handle);
     this.server.keepAliveTimeout = 5_000;
   }
 
