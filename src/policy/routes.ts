@@ -216,7 +216,7 @@ const ENCODED_UNRESERVED = /%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DEde]|5[Ff]
  * The decoded segments of a request path, or why it cannot be routed. What the
  * upstream might read differently from us is refused rather than guessed at: an
  * encoded slash or backslash, an encoded unreserved character (`%67` for `g`), a
- * `.` or `..` segment, a NUL, bad percent-encoding.
+ * `.` or `..` segment, a `;` (path parameters), a backslash, a NUL, bad percent-encoding.
  */
 export function splitRequestPath(path: string): string[] | string {
   if (!path.startsWith('/')) return `the path must start with "/": ${JSON.stringify(path.slice(0, 100))}`;
@@ -237,6 +237,9 @@ export function splitRequestPath(path: string): string[] | string {
       if (segment.includes('/') || segment.includes('\\')) return `the path has an encoded slash in segment ${i + 1}`;
     }
     if (segment === '.' || segment === '..') return `the path has a dot segment ("${segment}"); send the normalised path`;
+    // Java servers strip `;params` from a segment (`fraud-v3;x=1` is fraud-v3 to them), and some servers read `\` as `/`.
+    if (segment.includes(';')) return `the path has a ";" in segment ${i + 1} (a path parameter some upstreams strip, reading another resource); send the path without it`;
+    if (segment.includes('\\')) return `the path has a backslash in segment ${i + 1} (some upstreams read it as "/"); send the path without it`;
     if (segment.includes('\u0000')) return `the path has a NUL character in segment ${i + 1}`;
     out[i] = segment;
   }
@@ -256,7 +259,8 @@ interface ParamSegment {
 
 const PARAM_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
 const HEADER_NAME = /^[A-Za-z0-9!#$%&'*+.^_`|~-]+$/;
-const FORBIDDEN_IN_PATH = /[?#%\s\\]/;
+// `;` and `\` too: a request path holding either is refused (splitRequestPath), so such a route could never match.
+const FORBIDDEN_IN_PATH = /[?#%;\s\\]/;
 /** Headers whose values are secrets; route values end up in the decision log. */
 const CREDENTIAL_HEADERS = new Set(['authorization', 'proxy-authorization', 'cookie', 'x-api-key']);
 

@@ -149,6 +149,23 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     expect((await predict('globex-secret', { authorization: `Bearer ${verdict.keys.dana}` })).status).toBe(403);
   });
 
+  it('refuses a path parameter (";") or a backslash in the path: a Java upstream reads fraud-detector-v3;x=1 as fraud-detector-v3', async () => {
+    const before = upstream.seen.length;
+    for (const [model, message] of [
+      ['fraud-detector-v3;jsessionid=1', /";" in segment 3/],
+      ['fraud-detector-v3%3Bv=2', /";" in segment 3/],
+    ] as const) {
+      const response = await predict(model, { authorization: `Bearer ${verdict.keys.dana}` });
+      expect(response.status, model).toBe(403);
+      const row = getDecision(verdict.db, response.headers.get('x-verdict-decision-id')!)!;
+      expect(row, model).toMatchObject({ principalId: 'dana', effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', resourceType: 'http_route' });
+      expect(row.errors[0]!.message).toMatch(message);
+    }
+    expect(upstream.seen.length).toBe(before);
+    // The plain spelling is decided as ever.
+    expect((await predict('fraud-detector-v3', { authorization: `Bearer ${verdict.keys.dana}` })).status).toBe(200);
+  });
+
   it("decides the request NGINX forwards, not the one a client names in X-Original-* or X-Forwarded-* headers", async () => {
     // proxy_set_header replaces the client's X-Original-Method: the DELETE is what is decided (and denied).
     const before = upstream.seen.length;

@@ -81,6 +81,10 @@ describe('route matching', () => {
     ['/v1/models/./predict', /dot segment/],
     ['/v1/models/%E0%A4%A/predict', /bad percent-encoding/],
     ['/v1/models/a%00b/predict', /NUL/],
+    // Java servers read `fraud-v3;x=1` as fraud-v3: a deny on that id would miss.
+    ['/v1/models/fraud-v3;x=1/predict', /";" in segment 3 \(a path parameter some upstreams strip/],
+    ['/v1/models/fraud-v3%3Bjsessionid=1/predict', /";" in segment 3/],
+    ['/v1/models/fraud-v3\\..\\admin', /backslash in segment 3/],
     ['v1/models/m1', /must start with "\/"/],
     ['/' + 'a/'.repeat(70), /more than 64 segments/],
   ])('refuses %s rather than guess what the upstream reads', (path, message) => {
