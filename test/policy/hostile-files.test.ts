@@ -1,4 +1,4 @@
-import { cpSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { formatDiagnostic } from '../../src/policy/diagnostic.js';
@@ -61,6 +61,23 @@ describe('hostile policy files, loaded by the command line', () => {
     const shipped = loadPolicies(SHIPPED);
     if (result.ok && shipped.ok) expect(result.policies.files).toEqual(shipped.policies.files);
   });
+
+  it('refuses a directory of more than 10,000 policy files, or of more than 100,000 entries, before reading any', () => {
+    for (const [count, name, message] of [
+      [10_001, (i: number) => `many/r${i}.yaml`, /holds more than 10000 policy files; keep only policy files under it/],
+      [100_001, (i: number) => `data/${i}.csv`, /holds more than 100000 entries; keep only policy files under it/],
+    ] as const) {
+      const sub = join(dir, name(0).split('/')[0]!);
+      mkdirSync(sub);
+      try {
+        for (let i = 0; i < count; i++) writeFileSync(join(dir, name(i)), '');
+        expect(() => loadPolicies(dir)).toThrow(message);
+      } finally {
+        rmSync(sub, { recursive: true, force: true });
+      }
+    }
+    expect(loadPolicies(dir).ok).toBe(true);
+  }, 60_000);
 
   it('passes over a named pipe with a policy file name instead of waiting on it', () => {
     writeFifo(join(dir, 'pipe.yaml'));

@@ -1,4 +1,4 @@
-import { cpSync, mkdtempSync, rmSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -54,6 +54,21 @@ describe('a policy push of hostile files to a serving verdict', () => {
       }
     }, 60_000);
   }
+
+  it('keeps the last good set on a push of more than 10,000 policy files, and answers checks', async () => {
+    const many = join(policies, 'many');
+    mkdirSync(many);
+    try {
+      for (let i = 0; i <= 10_000; i++) writeFileSync(join(many, `r${i}.yaml`), '');
+      const outcome = await reload();
+      expect(outcome.reloaded).toBe(false);
+      expect(outcome.error).toMatch(/holds more than 10000 policy files/);
+      expect(outcome.status.version).toBe(servingVersion);
+      expect(await check()).toMatchObject({ effect: 'EFFECT_ALLOW', policyVersion: servingVersion });
+    } finally {
+      rmSync(many, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('reloads a named pipe with a policy file name without waiting on it, and the set again once the files are gone', async () => {
     writeFifo(join(policies, 'pipe.yaml'));

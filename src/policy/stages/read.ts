@@ -20,6 +20,17 @@ export function missingDirectory(dir: string, what: 'missing' | 'not-a-directory
     : new VerdictError('POLICY_DIR_MISSING', `${dir} is not a directory; pass the directory that holds your policy files`);
 }
 
+/**
+ * The most a policy directory may hold: policy files, and entries of any kind walked to
+ * find them. A push that brings in a data directory or a virtualenv is refused at once
+ * rather than read, parsed and watched file by file.
+ */
+const MAX_POLICY_FILES = 10_000;
+const MAX_DIRECTORY_ENTRIES = 100_000;
+
+const tooLarge = (dir: string, what: string): VerdictError =>
+  new VerdictError('POLICY_INVALID', `policy directory ${dir} holds ${what}; keep only policy files under it (files and directories starting with "." and node_modules are skipped)`);
+
 /** What listing needs of the file system, straight through or waiting (see pipeline.ts). */
 export interface DirectoryAccess {
   /** Follows symbolic links; null when there is nothing there (or a dangling link). */
@@ -43,8 +54,10 @@ export function* listPolicyFilesWith(dir: string, access: DirectoryAccess): Stag
   const files: string[] = [];
   const root = yield* access.realpath(dir);
   const listed = new Set<string>([root]);
+  let entries = 0;
   const walk = function* (current: string): StageRun {
     for (const entry of yield* access.readdir(current)) {
+      if (++entries > MAX_DIRECTORY_ENTRIES) throw tooLarge(dir, `more than ${MAX_DIRECTORY_ENTRIES} entries`);
       if (isSkipped(entry.name)) continue;
       const full = join(current, entry.name);
       let isDirectory = entry.isDirectory();
@@ -65,7 +78,10 @@ export function* listPolicyFilesWith(dir: string, access: DirectoryAccess): Stag
         }
       }
       if (isDirectory) yield* walk(full);
-      else if (isFile && isPolicyFile(entry.name)) files.push(relative(dir, full).split(sep).join('/'));
+      else if (isFile && isPolicyFile(entry.name)) {
+        files.push(relative(dir, full).split(sep).join('/'));
+        if (files.length > MAX_POLICY_FILES) throw tooLarge(dir, `more than ${MAX_POLICY_FILES} policy files`);
+      }
     }
   };
   yield* walk(dir);
