@@ -8,7 +8,7 @@ import { runStages } from '../policy/pipeline.js';
 import { decodeText, isPolicyFile, isSkipped, listPolicyFiles } from '../policy/stages/read.js';
 import { checkFile } from '../policy/stages/schema.js';
 import { newLoadState, type FileContent, type PolicyReader } from '../policy/stages/state.js';
-import { gitCommitIfClean } from '../policy/version.js';
+import { GIT_SAFETY, gitCommitIfClean } from '../policy/version.js';
 
 /**
  * A policy set to replay with, as bytes in memory: the files of a directory on
@@ -45,7 +45,7 @@ export function filesFromDirectory(dir: string): CandidateFiles {
 const MAX_GIT_BYTES = 512 * 1024 * 1024;
 
 function git(args: readonly string[], cwd: string, input?: Buffer): Buffer {
-  return execFileSync('git', [...args], { cwd, input, maxBuffer: MAX_GIT_BYTES, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], timeout: 60_000 });
+  return execFileSync('git', [...GIT_SAFETY, ...args], { cwd, input, maxBuffer: MAX_GIT_BYTES, stdio: [input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'], timeout: 60_000 });
 }
 
 function gitText(args: readonly string[], cwd: string): string {

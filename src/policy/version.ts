@@ -47,6 +47,13 @@ export function canonicalJson(value: unknown): string {
   return `${out}}`;
 }
 
+/**
+ * Put before every git command verdict runs. A repository's own config may name a
+ * program for `git status` to run (`core.fsmonitor`): whoever can write the policy
+ * directory's `.git/config` would run code as verdict. Settings given with `-c` win.
+ */
+export const GIT_SAFETY: readonly string[] = ['-c', 'core.fsmonitor=false'];
+
 const GIT_STEPS: readonly (readonly string[])[] = [
   ['rev-parse', '--is-inside-work-tree'],
   // --ignored: an ignored policy file would still be loaded, so the commit would not describe the set.
@@ -68,7 +75,7 @@ export function gitCommitIfClean(dir: string): string | null {
     const options = { cwd: dir, encoding: 'utf8' as const, stdio: ['ignore', 'pipe', 'ignore'] as ['ignore', 'pipe', 'ignore'], timeout: 5000 };
     const outputs: string[] = [];
     for (const args of GIT_STEPS) {
-      outputs.push(execFileSync('git', [...args], options));
+      outputs.push(execFileSync('git', [...GIT_SAFETY, ...args], options));
       if (outputs.length === 1 && outputs[0]?.trim() !== 'true') return null;
     }
     return commitFrom(outputs);
@@ -83,7 +90,7 @@ export async function gitCommitIfCleanAsync(dir: string): Promise<string | null>
   try {
     const outputs: string[] = [];
     for (const args of GIT_STEPS) {
-      const { stdout } = await run('git', [...args], { cwd: dir, encoding: 'utf8', timeout: 5000 });
+      const { stdout } = await run('git', [...GIT_SAFETY, ...args], { cwd: dir, encoding: 'utf8', timeout: 5000 });
       outputs.push(stdout);
       if (outputs.length === 1 && stdout.trim() !== 'true') return null;
     }

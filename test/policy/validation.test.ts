@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { cpSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { PolicyDiagnostic } from '../../src/policy/diagnostic.js';
@@ -313,6 +313,14 @@ describe('policy set version', () => {
       git(repo, 'commit', '-q', '-a', '-m', 'change');
       expect(versionOf(repo)).toBe(git(repo, 'rev-parse', 'HEAD'));
       expect(versionOf(repo)).not.toBe(head);
+    });
+
+    it("runs no program the repository's own config names (core.fsmonitor) while asking git for the commit", () => {
+      const repo = repoWith({ 'rules.yaml': rules, 'roles.yaml': roles });
+      const marker = join(makeTempDir('verdict-fsmonitor-'), 'ran');
+      git(repo, 'config', 'core.fsmonitor', `touch ${marker}; false`);
+      expect(versionOf(repo)).toBe(git(repo, 'rev-parse', 'HEAD'));
+      expect(existsSync(marker)).toBe(false);
     });
 
     it('an untracked policy file makes it fall back to sha256', () => {

@@ -1,4 +1,5 @@
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -81,4 +82,33 @@ describe('a policy push of hostile files to a serving verdict', () => {
     }
     expect(await check()).toMatchObject({ effect: 'EFFECT_ALLOW', policyVersion: servingVersion });
   }, 60_000);
+});
+
+describe('a policy directory whose .git/config names a program (core.fsmonitor)', () => {
+  it('is served and reloaded with its commit as the version, and the program never runs', async () => {
+    ensureBuilt();
+    const root = mkdtempSync(join(tmpdir(), 'verdict-fsmonitor-'));
+    const policies = join(root, 'policies');
+    cpSync(join(ROOT, 'policies'), policies, { recursive: true });
+    const git = (...args: string[]) =>
+      execFileSync('git', ['-c', 'user.name=verdict test', '-c', 'user.email=test@verdict.invalid', '-c', 'commit.gpgsign=false', ...args], { cwd: policies, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    git('init', '-q');
+    git('add', '-A');
+    git('commit', '-q', '-m', 'policies');
+    const marker = join(root, 'ran');
+    git('config', 'core.fsmonitor', `touch ${marker}; false`);
+    const server = await startVerdict({ policies, db: join(root, 'decisions.db') });
+    const client = verdictClient(server.grpcPort, { ownConnection: true });
+    try {
+      const head = git('rev-parse', 'HEAD');
+      expect((await client.call<{ version: string }>('Admin', 'GetPolicyStatus', {})).version).toBe(head);
+      // A reload asks git again, from the load thread.
+      expect((await client.call<Reload>('Admin', 'ReloadPolicies', {}, { deadline: Date.now() + 60_000 })).status.version).toBe(head);
+      expect(existsSync(marker)).toBe(false);
+    } finally {
+      client.close();
+      expect(await server.stop()).toBe(0);
+      rmSync(root, { recursive: true, force: true });
+    }
+  }, 120_000);
 });
