@@ -49,8 +49,9 @@ export function canonicalJson(value: unknown): string {
 
 /**
  * Put before every git command verdict runs. A repository's own config may name a
- * program for `git status` to run (`core.fsmonitor`): whoever can write the policy
- * directory's `.git/config` would run code as verdict. Settings given with `-c` win.
+ * program for `git status` to run (`core.fsmonitor`, and content filters: see
+ * filtersDisarmed): whoever can write the policy directory's `.git/config` would run
+ * code as verdict. Settings given with `-c` win over every config file.
  */
 export const GIT_SAFETY: readonly string[] = ['-c', 'core.fsmonitor=false'];
 
@@ -69,16 +70,31 @@ function commitFrom(outputs: readonly string[]): string | null {
   return commit && /^[0-9a-f]{40,64}$/.test(commit) ? commit : null;
 }
 
+/** Lists the content filters the repository's config names (`filter.<name>.clean` and the like). */
+const FILTER_LISTING: readonly string[] = ['config', '--get-regexp', '^filter\\..*\\.(clean|smudge|process)$'];
+
+/**
+ * `-c` settings emptying each configured filter's programs: `git status` runs a clean
+ * filter when it reads a changed file again, and an empty one is no filter (a filter
+ * marked required then fails the status, and the version falls back to the content hash).
+ */
+function filtersDisarmed(listing: string): string[] {
+  const names = new Set<string>();
+  for (const line of listing.split('\n')) {
+    const match = /^filter\.(.+)\.(?:clean|smudge|process) /.exec(line);
+    if (match) names.add(match[1]!);
+  }
+  return [...names].flatMap((name) => ['-c', `filter.${name}.clean=`, '-c', `filter.${name}.smudge=`, '-c', `filter.${name}.process=`]);
+}
+
 /** The HEAD commit when `dir` is inside a git work tree with nothing changed under it. */
 export function gitCommitIfClean(dir: string): string | null {
   try {
     const options = { cwd: dir, encoding: 'utf8' as const, stdio: ['ignore', 'pipe', 'ignore'] as ['ignore', 'pipe', 'ignore'], timeout: 5000 };
-    const outputs: string[] = [];
-    for (const args of GIT_STEPS) {
-      outputs.push(execFileSync('git', [...GIT_SAFETY, ...args], options));
-      if (outputs.length === 1 && outputs[0]?.trim() !== 'true') return null;
-    }
-    return commitFrom(outputs);
+    const git = (args: readonly string[], safety: readonly string[]): string => execFileSync('git', [...GIT_SAFETY, ...safety, ...args], options);
+    if (git(GIT_STEPS[0]!, []).trim() !== 'true') return null;
+    const safety = filtersDisarmed(configListing(() => git(FILTER_LISTING, [])));
+    return commitFrom(GIT_STEPS.map((args, i) => (i === 0 ? 'true' : git(args, safety))));
   } catch {
     return null;
   }
@@ -87,15 +103,23 @@ export function gitCommitIfClean(dir: string): string | null {
 /** The same as gitCommitIfClean without blocking the event loop: the server uses this on reload. */
 export async function gitCommitIfCleanAsync(dir: string): Promise<string | null> {
   const run = promisify(execFile);
+  const git = async (args: readonly string[], safety: readonly string[]): Promise<string> => (await run('git', [...GIT_SAFETY, ...safety, ...args], { cwd: dir, encoding: 'utf8', timeout: 5000 })).stdout;
   try {
-    const outputs: string[] = [];
-    for (const args of GIT_STEPS) {
-      const { stdout } = await run('git', [...GIT_SAFETY, ...args], { cwd: dir, encoding: 'utf8', timeout: 5000 });
-      outputs.push(stdout);
-      if (outputs.length === 1 && stdout.trim() !== 'true') return null;
-    }
+    if ((await git(GIT_STEPS[0]!, [])).trim() !== 'true') return null;
+    const safety = filtersDisarmed(await git(FILTER_LISTING, []).catch(() => ''));
+    const outputs = ['true'];
+    for (const args of GIT_STEPS.slice(1)) outputs.push(await git(args, safety));
     return commitFrom(outputs);
   } catch {
     return null;
+  }
+}
+
+/** `git config --get-regexp` exits 1 when nothing matches: no filters. */
+function configListing(read: () => string): string {
+  try {
+    return read();
+  } catch {
+    return '';
   }
 }

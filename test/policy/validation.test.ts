@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, utimesSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { PolicyDiagnostic } from '../../src/policy/diagnostic.js';
@@ -315,12 +315,18 @@ describe('policy set version', () => {
       expect(versionOf(repo)).not.toBe(head);
     });
 
-    it("runs no program the repository's own config names (core.fsmonitor) while asking git for the commit", () => {
-      const repo = repoWith({ 'rules.yaml': rules, 'roles.yaml': roles });
-      const marker = join(makeTempDir('verdict-fsmonitor-'), 'ran');
+    it("runs no program the repository's own config names (core.fsmonitor, a clean or process filter) while asking git for the commit", () => {
+      const repo = repoWith({ '.gitattributes': '*.yaml filter=evil\n', 'rules.yaml': rules, 'roles.yaml': roles });
+      const marker = join(makeTempDir('verdict-git-config-'), 'ran');
       git(repo, 'config', 'core.fsmonitor', `touch ${marker}; false`);
-      expect(versionOf(repo)).toBe(git(repo, 'rev-parse', 'HEAD'));
-      expect(existsSync(marker)).toBe(false);
+      for (const [key, command] of [['filter.evil.clean', `touch ${marker}; cat`], ['filter.evil.process', `touch ${marker}`]] as const) {
+        git(repo, 'config', key, command);
+        // A file whose time changed is read again by git status, through its clean filter.
+        const later = new Date(Date.now() + 60_000);
+        utimesSync(join(repo, 'rules.yaml'), later, later);
+        expect(versionOf(repo), key).toBe(git(repo, 'rev-parse', 'HEAD'));
+        expect(existsSync(marker), key).toBe(false);
+      }
     });
 
     it('an untracked policy file makes it fall back to sha256', () => {

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -84,19 +84,24 @@ describe('a policy push of hostile files to a serving verdict', () => {
   }, 60_000);
 });
 
-describe('a policy directory whose .git/config names a program (core.fsmonitor)', () => {
-  it('is served and reloaded with its commit as the version, and the program never runs', async () => {
+describe('a policy directory whose .git/config names programs (core.fsmonitor, a clean filter)', () => {
+  it('is served and reloaded with its commit as the version, and no such program runs', async () => {
     ensureBuilt();
     const root = mkdtempSync(join(tmpdir(), 'verdict-fsmonitor-'));
     const policies = join(root, 'policies');
     cpSync(join(ROOT, 'policies'), policies, { recursive: true });
     const git = (...args: string[]) =>
       execFileSync('git', ['-c', 'user.name=verdict test', '-c', 'user.email=test@verdict.invalid', '-c', 'commit.gpgsign=false', ...args], { cwd: policies, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+    writeFileSync(join(policies, '.gitattributes'), '*.yaml filter=evil\n');
     git('init', '-q');
     git('add', '-A');
     git('commit', '-q', '-m', 'policies');
     const marker = join(root, 'ran');
     git('config', 'core.fsmonitor', `touch ${marker}; false`);
+    git('config', 'filter.evil.clean', `touch ${marker}; cat`);
+    // A file whose time changed is read again by git status, through its clean filter.
+    const later = new Date(Date.now() + 60_000);
+    utimesSync(join(policies, 'roles.yaml'), later, later);
     const server = await startVerdict({ policies, db: join(root, 'decisions.db') });
     const client = verdictClient(server.grpcPort, { ownConnection: true });
     try {
