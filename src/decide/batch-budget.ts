@@ -31,12 +31,13 @@ export class BatchRefused extends RequestFieldError {
 
 /**
  * The error refusing a batch whose principals and contexts, recorded once per item,
- * would exceed `budgetBytes`; null when they fit. Sizes are measured as the log's
+ * would exceed `budgetBytes`; null when they fit. `perItemBytes` is what the call
+ * itself adds to every row (its caller and request id). Sizes are measured as the log's
  * JSON spells them, once per distinct object (items sharing a principal share its
  * measure), and the measuring stops as soon as the budget is passed, so the work
  * is bounded by the budget whatever the batch holds.
  */
-export function batchRecordError(inputs: readonly CheckInput[], budgetBytes: number, field = 'items'): RequestFieldError | null {
+export function batchRecordError(inputs: readonly CheckInput[], budgetBytes: number, field = 'items', perItemBytes = 0): RequestFieldError | null {
   if (inputs.length <= 1) return null;
   const measured = new Map<object, number>();
   const sizeOf = (value: object, measure: () => number): number => {
@@ -50,7 +51,7 @@ export function batchRecordError(inputs: readonly CheckInput[], budgetBytes: num
     const request: DecisionRequest = input instanceof RefusedRequest ? input.request : input;
     const principal = request.principal;
     recorded += sizeOf(principal, () => jsonBytes(principal.roles) + jsonBytes(principal.attributes));
-    recorded += sizeOf(request.context, () => jsonBytes(request.context.attributes));
+    recorded += sizeOf(request.context, () => jsonBytes(request.context.attributes)) + perItemBytes;
     if (recorded > budgetBytes) {
       return new RequestFieldError(
         field,

@@ -213,7 +213,7 @@ export class DecisionPipeline {
   checkBatch(inputs: readonly CheckInput[], meta: CallMeta, options: BatchOptions = {}): Promise<CheckResult[]> {
     const long = this.longRequestId(meta);
     if (long !== null) return this.refuseBatch(long.error, inputs, long.meta);
-    const tooLarge = batchRecordError(inputs, this.maxBatchRecordedBytes, options.field);
+    const tooLarge = batchRecordError(inputs, this.maxBatchRecordedBytes, options.field, callBytes(meta));
     if (tooLarge !== null) return this.refuseBatch(tooLarge, inputs, meta);
     const started = performance.now();
     const policySet = this.policies.current;
@@ -243,7 +243,7 @@ export class DecisionPipeline {
   checkUntil(inputs: readonly CheckInput[], meta: CallMeta, stop: (decision: Decision) => boolean, options: BatchOptions = {}): Promise<CheckResult[]> {
     const long = this.longRequestId(meta);
     if (long !== null) return this.refuseBatch(long.error, inputs, long.meta);
-    const tooLarge = batchRecordError(inputs, this.maxBatchRecordedBytes, options.field);
+    const tooLarge = batchRecordError(inputs, this.maxBatchRecordedBytes, options.field, callBytes(meta));
     if (tooLarge !== null) return this.refuseBatch(tooLarge, inputs, meta);
     const started = performance.now();
     const policySet = this.policies.current;
@@ -574,4 +574,9 @@ function detailsOf(decision: Decision, meta: CallMeta, directory: DirectorySourc
 /** The decision log's row for a decision. */
 function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, started: number, directory: DirectorySources | null): DecisionRecord {
   return decisionRecord(request, decision, meta, Date.now(), Math.round((performance.now() - started) * 1000), detailsOf(decision, meta, directory));
+}
+
+/** What a call adds to every row of it: its caller and request id, as the log stores them. */
+function callBytes(meta: CallMeta): number {
+  return Buffer.byteLength(meta.caller) + (meta.requestId === null ? 0 : Buffer.byteLength(meta.requestId));
 }

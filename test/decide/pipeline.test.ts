@@ -131,6 +131,16 @@ describe('the decision pipeline', () => {
     expect(await (method === 'checkBatch' ? pipeline.checkBatch(inputs.slice(0, 10), meta) : pipeline.checkUntil(inputs.slice(0, 10), meta, () => false))).toHaveLength(10);
   });
 
+  it('counts the call\'s caller and request id, written with every row, in a batch\'s budget', async () => {
+    const pipeline = new DecisionPipeline({ current: policySet }, decisionLog(), { maxBatchRecordedBytes: 4096 });
+    // 100 small items: within 4 KiB from a short caller, over it from a caller of 100 characters (a long JWT subject).
+    const inputs = Array.from({ length: 100 }, () => reader);
+    expect(await pipeline.checkBatch(inputs, { caller: 'api-key:a', requestId: null })).toHaveLength(100);
+    const refused = await pipeline.checkBatch(inputs, { caller: `jwt:${'s'.repeat(96)}`, requestId: null }).then(() => null, (error: unknown) => error);
+    expect(refused).toBeInstanceOf(BatchRefused);
+    expect(await pipeline.checkBatch(inputs, { caller: 'api-key:a', requestId: 'r'.repeat(100) }).then(() => null, (error: unknown) => error)).toBeInstanceOf(BatchRefused);
+  });
+
   it('prepares a question with the policy set that decides it', async () => {
     const pipeline = new DecisionPipeline({ current: policySet }, decisionLog());
     let seen: PolicySet | null = null;
