@@ -350,7 +350,7 @@ function settle(table: PositionTable): void {
  * holds one table per item, and `positions` the rest.
  */
 export function parseJsonDocument(text: string, listOf?: (value: unknown) => string | null): ParsedYamlDocument | null {
-  // Left to the YAML parser, which reports where (see shapeOf).
+  // Left to the YAML parser, which reports where (see shapeOf); spelled with escapes too (`"\u005f_proto__"`).
   if (text.includes('__proto__')) return null;
   let value: unknown;
   try {
@@ -358,11 +358,27 @@ export function parseJsonDocument(text: string, listOf?: (value: unknown) => str
   } catch {
     return null;
   }
+  if (text.includes('\\u') && holdsProtoKey(value)) return null;
   const positions = emptyPositions();
   const list = listOf?.(value) ?? null;
   const deferred = list === null ? null : new Map<number, { positions: PositionTable }>();
   if (!scanJson(text, 0, text.length, 1, 1, positions, list, deferred)) return null;
   return { index: 0, value, positions, ...(list !== null && deferred !== null ? { items: { list, tables: deferred } } : {}) };
+}
+
+/** Whether a parsed JSON value has a member named `__proto__` anywhere, found with an explicit stack. */
+function holdsProtoKey(value: unknown): boolean {
+  const pending: unknown[] = [value];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    if (typeof next !== 'object' || next === null) continue;
+    if (Array.isArray(next)) {
+      for (const item of next) pending.push(item);
+      continue;
+    }
+    if (Object.hasOwn(next, '__proto__')) return true;
+    for (const member of Object.values(next)) pending.push(member);
+  }
+  return false;
 }
 
 /**

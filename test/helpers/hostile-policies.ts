@@ -71,6 +71,13 @@ export const HOSTILE_CASES: readonly HostileCase[] = [
     diagnostic: /proto\.json:1:43: "__proto__" cannot be a key or a value in a policy document/,
   },
   {
+    name: 'a __proto__ key in JSON spelled with an escape (its matcher would be empty: the rule would match everyone)',
+    files: ['escaped.json'],
+    write: (dir) =>
+      writeFileSync(join(dir, 'escaped.json'), '{"kind": "rules", "rules": [{"id": "admins-only", "effect": "allow", "actions": ["delete"], "resource": {"type": "model"}, "principal": {"attributes": {"\\u005f_proto__": {"role": "superuser"}}}}]}'),
+    diagnostic: /escaped\.json:1:\d+: "__proto__" cannot be a key or a value in a policy document/,
+  },
+  {
     name: 'a link to /etc/passwd named as a policy file',
     files: ['passwd.yaml'],
     write: (dir) => symlinkSync('/etc/passwd', join(dir, 'passwd.yaml')),
