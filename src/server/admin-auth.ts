@@ -52,7 +52,16 @@ export interface AdminCaller {
   readonly token: string | null;
   /** The caller's request id (`x-request-id`), when it sent one. */
   readonly requestId: string | null;
+  /**
+   * The header (or metadata entry) that says the call came through a proxy
+   * (`forwarded`, `x-forwarded-for`, `x-real-ip`): its address is then the proxy's,
+   * and says nothing about who sent it. Absent when there is none.
+   */
+  readonly proxiedBy?: string;
 }
+
+/** Headers a proxy adds; a call carrying one was not made from this host, whatever its socket says. */
+const PROXY_HEADERS = ['forwarded', 'x-forwarded-for', 'x-real-ip'] as const;
 
 /** How an admitted call was admitted. */
 export type AdminVia = 'token' | 'certificate' | 'loopback';
@@ -134,7 +143,13 @@ export class AdminGate {
       throw new VerdictError('UNAUTHENTICATED', this.tokenDigest === null ? 'admin: this server accepts no admin token (admin.tokenFile is not set)' : 'admin: the admin token was not accepted');
     }
     if (caller.certificate !== null && this.clients.has(caller.certificate)) return { id: caller.certificate, via: 'certificate' };
-    if (this.loopback && isLoopback(caller.address)) return { id: 'loopback', via: 'loopback' };
+    if (this.loopback && isLoopback(caller.address)) {
+      // A proxy on this host (NGINX, Envoy) connects from loopback on behalf of anyone.
+      if (caller.proxiedBy !== undefined) {
+        throw new VerdictError('UNAUTHENTICATED', `admin: this call came through a proxy (it carries ${caller.proxiedBy}), so its loopback address does not admit it; present the admin token or a client certificate listed in admin.clients`);
+      }
+      return { id: 'loopback', via: 'loopback' };
+    }
     if (!this.enabled) {
       throw new VerdictError('PERMISSION_DENIED', 'admin: administration is not enabled on this server; configure admin.tokenFile or admin.clients (see the README, "Administration")');
     }
@@ -196,7 +211,15 @@ export class AdminGate {
 export function adminCallerOfGrpc(call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext' | 'getPeer' | 'metadata'>): AdminCaller {
   const cert = call.getAuthContext()?.sslPeerCertificate;
   const certificate = cert ? certificateIdentity(cert) : null;
-  return { caller: grpcCallerOf(call), address: hostOf(call.getPeer()), certificate, token: bearer(metadataText(call, 'authorization')), requestId: metadataText(call, 'x-request-id') };
+  const proxiedBy = PROXY_HEADERS.find((name) => call.metadata.get(name).length > 0);
+  return {
+    caller: grpcCallerOf(call),
+    address: hostOf(call.getPeer()),
+    certificate,
+    token: bearer(metadataText(call, 'authorization')),
+    requestId: metadataText(call, 'x-request-id'),
+    ...(proxiedBy !== undefined ? { proxiedBy } : {}),
+  };
 }
 
 /** What an HTTP request (the console) presents as an Admin caller. */
@@ -204,12 +227,14 @@ export function adminCallerOfHttp(req: IncomingMessage): AdminCaller {
   const address = req.socket.remoteAddress ?? '';
   const certificate = tlsSocketIdentity(req.socket);
   const requestId = req.headers['x-request-id'];
+  const proxiedBy = PROXY_HEADERS.find((name) => req.headers[name] !== undefined);
   return {
     caller: certificate ?? `${address}:${req.socket.remotePort ?? 0}`,
     address,
     certificate,
     token: bearer(req.headers.authorization),
     requestId: typeof requestId === 'string' ? requestId : null,
+    ...(proxiedBy !== undefined ? { proxiedBy } : {}),
   };
 }
 

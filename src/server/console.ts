@@ -148,12 +148,13 @@ export class Console {
   private async admit(req: IncomingMessage, method: string, target: string, parameters: Record<string, string>): Promise<void> {
     let caller: AdminCaller = adminCallerOfHttp(req);
     let refusal: string | null = null;
-    if (caller.token === null && caller.certificate === null) {
+    if (caller.token === null) {
+      // A browser sends a client certificate, like a cookie, with another site's requests too.
       const site = req.headers['sec-fetch-site'];
       if (typeof site === 'string' && site !== 'same-origin' && site !== 'none') refusal = 'admin: the console API answers its own page only (this request came from another site)';
-      else if (!isLoopbackHost(req.headers.host)) refusal = 'admin: without the admin token, the console is served on a loopback address only; open it as http://127.0.0.1:PORT/console or present the admin token';
+      else if (caller.certificate === null && !isLoopbackHost(req.headers.host)) refusal = 'admin: without the admin token, the console is served on a loopback address only; open it as http://127.0.0.1:PORT/console or present the admin token';
       // The gate then refuses (and records) it as it refuses any caller without a credential.
-      if (refusal !== null) caller = { ...caller, address: '' };
+      if (refusal !== null) caller = { ...caller, address: '', certificate: null };
     }
     try {
       await this.deps.gate.admit(caller, { method, target, parameters });
@@ -457,6 +458,8 @@ function safeDecode(text: string): string {
 
 function isLoopbackHost(host: string | undefined): boolean {
   if (host === undefined) return false;
-  const name = host.startsWith('[') ? host.slice(1, host.indexOf(']')) : host.replace(/:\d+$/, '');
+  const bracketed = /^\[([^\]]*)\](?::\d+)?$/.exec(host);
+  if (host.startsWith('[') && bracketed === null) return false;
+  const name = bracketed !== null ? bracketed[1]! : host.replace(/:\d+$/, '');
   return name === 'localhost' || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
 }

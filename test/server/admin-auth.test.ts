@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { request as httpsRequest } from 'node:https';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,6 +19,8 @@ interface Caller {
   /** null: plaintext. */
   readonly cert: { cert: string; key: string } | null;
   readonly token?: string;
+  /** Metadata a proxy in between would add. */
+  readonly proxy?: Record<string, string>;
 }
 
 function call<T>(port: number, pki: TestPki | null, who: Caller, service: 'Admin' | 'Authorization', method: string, request: unknown): Promise<T> {
@@ -27,6 +30,7 @@ function call<T>(port: number, pki: TestPki | null, who: Caller, service: 'Admin
   const client = new loaded.verdict.v1[service]!(`127.0.0.1:${port}`, credentials, { 'grpc.use_local_subchannel_pool': 1 }) as unknown as Record<string, Unary> & grpc.Client;
   const metadata = new grpc.Metadata();
   if (who.token !== undefined) metadata.set('authorization', `Bearer ${who.token}`);
+  for (const [name, value] of Object.entries(who.proxy ?? {})) metadata.set(name, value);
   return new Promise<T>((resolve, reject) => {
     client[method]!.call(client, request, metadata, { deadline: Date.now() + 10_000 }, (error, response) => {
       client.close();
@@ -167,6 +171,21 @@ describe('Admin without TLS', () => {
     }
   });
 
+  it('refuses a loopback call that came through a proxy on this host (it carries x-forwarded-for, x-real-ip or forwarded), and records it', async () => {
+    const { server, db } = await start([]);
+    try {
+      for (const proxy of [{ 'x-forwarded-for': '203.0.113.9' }, { 'x-real-ip': '203.0.113.9' }, { forwarded: 'for=203.0.113.9' }] as Record<string, string>[]) {
+        const refused = await call(server.grpcPort, null, { cert: null, proxy }, 'Admin', 'GetPolicyStatus', {}).then(() => null, (e: grpc.ServiceError) => e);
+        expect(refused?.code, Object.keys(proxy)[0]).toBe(grpc.status.UNAUTHENTICATED);
+        expect(refused?.details).toMatch(new RegExp(`came through a proxy \\(it carries ${Object.keys(proxy)[0]}\\), so its loopback address does not admit it`));
+      }
+      expect(adminRows(db)).toHaveLength(3);
+      for (const row of adminRows(db)) expect(row).toMatchObject({ effect: 'DENY', details: { admin: { refused: 'UNAUTHENTICATED' } } });
+    } finally {
+      expect(await server.stop()).toBe(0);
+    }
+  });
+
   it('with an admin token, refuses a plaintext client without it (loopback too) and admits one with it', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-admin-'));
     const tokenFile = join(dir, 'admin.token');
@@ -215,6 +234,42 @@ describe('Admin without TLS', () => {
       });
       expect(result.stderr).toContain(expected);
       expect(result.status).toBe(2);
+    }
+  });
+});
+
+describe('the console over mTLS', () => {
+  it("refuses a listed operator certificate's request from another site (a browser sends the certificate with it), and admits it from its own page", async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-admin-console-'));
+    const config = join(dir, 'verdict.yaml');
+    writeFileSync(config, "admin:\n  clients: ['uri:spiffe://verdict.test/ns/ops/sa/admin']\n");
+    const server = await startVerdict({
+      policies: join(ROOT, 'policies'),
+      db: join(dir, 'decisions.db'),
+      args: ['--config', config, '--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--tls-client-ca', pki.ca.cert, '--tls-http', '--no-watch'],
+    });
+    const get = (headers: Record<string, string>): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const req = httpsRequest(
+          { host: '127.0.0.1', port: server.httpPort, path: '/console/api/policy', ca: readFileSync(pki.ca.cert), cert: readFileSync(pki.adminClient.cert), key: readFileSync(pki.adminClient.key), headers },
+          (res) => {
+            let body = '';
+            res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+          },
+        );
+        req.on('error', reject);
+        req.end();
+      });
+    try {
+      expect((await get({ 'sec-fetch-site': 'same-origin' })).status).toBe(200);
+      const crossSite = await get({ 'sec-fetch-site': 'cross-site' });
+      expect(crossSite.status).toBe(401);
+      expect(crossSite.body).toMatch(/answers its own page only/);
+      const rows = queryDecisions(join(dir, 'decisions.db'), { action: 'ConsolePolicy', limit: 10 });
+      expect(rows.map((r) => r.effect).sort()).toEqual(['ALLOW', 'DENY']);
+    } finally {
+      expect(await server.stop()).toBe(0);
     }
   });
 });

@@ -389,6 +389,16 @@ describe('the console API on a server admitting loopback callers (no token confi
     for (const row of rows) expect(row).toMatchObject({ effect: 'DENY', details: { admin: { refused: 'UNAUTHENTICATED' } } });
   });
 
+  it('refuses a loopback call that came through a proxy on this host (X-Forwarded-For, X-Real-IP, Forwarded), and a [::1] host with trailing text', async () => {
+    for (const header of ['x-forwarded-for', 'x-real-ip', 'forwarded']) {
+      const proxied = await get(server.httpPort, '/console/api/decisions', { host: `127.0.0.1:${server.httpPort}`, [header]: '203.0.113.9' });
+      expect(proxied.status, header).toBe(401);
+      expect(proxied.json().error).toMatch(new RegExp(`came through a proxy \\(it carries ${header}\\)`));
+    }
+    expect((await get(server.httpPort, '/console/api/decisions', { host: '[::1]evil.example' })).status).toBe(401);
+    expect((await get(server.httpPort, '/console/api/decisions', { host: `[::1]:${server.httpPort}` })).status).toBe(200);
+  });
+
   it('keeps a pasted ?token= out of the log whether the call is admitted, refused or malformed', async () => {
     const secret = 'SECRET-loopback-5d21a7';
     const local = { host: `127.0.0.1:${server.httpPort}` };
