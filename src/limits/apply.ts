@@ -251,7 +251,8 @@ export async function applyShared(limits: readonly CompiledLimit[], request: Dec
     } else {
       result = answer;
     }
-    if (result.allowed && limit.cost !== null && cost > 0) {
+    // A cost of 0 is kept too: what the call really used is still to be settled.
+    if (result.allowed && limit.cost !== null && cost >= 0) {
       (reserved ??= []).push({ limitId: limit.id, key, emissionMs: reportRate.emissionMs, burst: reportRate.burst, units: cost, backend: backend === 'redis' ? 'redis' : 'memory' });
     }
     let report: LimitReport = { limit, rate: reportRate, remaining: result.remaining, retryAfterMs: result.retryAfterMs, resetMs: result.resetMs, backend };
@@ -323,7 +324,7 @@ export function applyLimits(limits: readonly CompiledLimit[], request: DecisionR
       continue;
     }
     (writes ??= []).push({ key, tat: result.tat });
-    if (limit.cost !== null && cost > 0) (reserved ??= []).push({ limitId: limit.id, key, emissionMs: rate.emissionMs, burst: rate.burst, units: cost, backend: 'memory' });
+    if (limit.cost !== null && cost >= 0) (reserved ??= []).push({ limitId: limit.id, key, emissionMs: rate.emissionMs, burst: rate.burst, units: cost, backend: 'memory' });
     if (tightest === null || report.remaining < tightest.remaining) tightest = report;
   }
   if (refused !== null) {

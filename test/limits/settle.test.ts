@@ -37,7 +37,7 @@ afterAll(async () => {
   removeTempDirs();
 });
 
-type Answer = { effect: string; reason: string; decisionId: string; remaining: string; limitId: string; retryAfter: { seconds: string } | null };
+type Answer = { effect: string; reason: string; decisionId: string; remaining: string; limitId: string; retryAfter: { seconds: string; nanos: number } | null };
 type Settled = { settleId: string; reservedUnits: number; actualUnits: number; limitIds: string[]; remaining: string };
 
 for (const backend of ['memory', 'redis'] as const) {
@@ -102,6 +102,21 @@ for (const backend of ['memory', 'redis'] as const) {
       const ok = rows.find((r) => (r.details as { settle: { decisionId: string } }).settle.decisionId === first.decisionId && r.effect === 'ALLOW')!;
       expect(ok).toMatchObject({ principalId: 'pat', resourceType: 'model', resourceId: 'llm', ruleIds: ['limit:tokens-per-day'], details: { settle: { actualUnits: 1000, limits: [{ id: 'tokens-per-day', reservedUnits: 6000 }] } } });
       expect(rows.some((r) => r.effect === 'DENY' && r.errors[0]?.message.includes('already settled'))).toBe(true);
+    });
+
+    it('settles a call that reserved nothing (max_tokens: 0), so what it really used is still charged', async () => {
+      const free = await generate('sol', 0);
+      expect(free).toMatchObject({ effect: 'EFFECT_ALLOW', limitId: 'tokens-per-day', remaining: '10000' });
+      expect(await settle(free.decisionId, 12000)).toMatchObject({ reservedUnits: 0, actualUnits: 12000, limitIds: ['tokens-per-day'], remaining: '0' });
+      // 2000 over the day's budget: the next call waits for them to refill.
+      expect(await generate('sol', 1)).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
+    });
+
+    it('answers a cost no budget can ever hold with a retry_after a Duration can carry (at most 315,576,000,000 s)', async () => {
+      const refused = await generate('uma', 1e20);
+      expect(refused).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
+      expect(Number(refused.retryAfter!.seconds)).toBe(315_576_000_000);
+      expect(refused.retryAfter!.nanos).toBe(0);
     });
 
     it('refuses an unknown, malformed, uncosted or expired decision with a defined error', async () => {

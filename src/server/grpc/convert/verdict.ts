@@ -181,9 +181,14 @@ export function toCheckResponse(result: Pick<CheckResult, 'decision' | 'decision
 
 /** Milliseconds as a google.protobuf.Duration, rounded up to the millisecond (a retry never comes too early). */
 export function toDuration(ms: number): Duration {
-  const whole = Math.max(0, Math.ceil(ms));
+  // A cost of 1e20 against a small rate waits longer than a Duration may say (about
+  // 10,000 years, protobuf's bound); strict clients refuse such a message, so it is capped.
+  const whole = Math.min(MAX_DURATION_MS, Math.max(0, Math.ceil(ms)));
   return { seconds: Math.floor(whole / 1000), nanos: (whole % 1000) * 1_000_000 };
 }
+
+/** google.protobuf.Duration's range: ±315,576,000,000 seconds. */
+const MAX_DURATION_MS = 315_576_000_000 * 1000;
 
 // ---------------------------------------------------------------- admin
 
