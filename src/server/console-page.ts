@@ -58,12 +58,18 @@ let pageStack = [];
 let tailAbort = null;
 let refreshTimer = null;
 
+// An id spelled da\\u200Bna, or with a bidi override, must not read as another principal:
+// invisible and control characters are shown as JSON escapes (\\u200B), so the record stays JSON.
+const INVISIBLE = /[\\p{Cf}\\u2028\\u2029\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]/gu;
+function visible(text) {
+  return text.replace(INVISIBLE, (c) => Array.from({ length: c.length }, (_, i) => '\\\\u' + c.charCodeAt(i).toString(16).toUpperCase().padStart(4, '0')).join(''));
+}
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
     if (k === 'class') node.className = v; else if (k.startsWith('on')) node.addEventListener(k.slice(2), v); else node.setAttribute(k, v);
   }
-  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(visible(String(c))));
   return node;
 }
 function svgEl(tag, attrs) {

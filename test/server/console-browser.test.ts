@@ -149,6 +149,20 @@ describe.skipIf(!haveBrowser && !requireBrowser)('the console in headless Chromi
     });
   }, 60_000);
 
+  it('shows an invisible or bidi character in a principal id escaped, never as the id it imitates', async () => {
+    const disguised = ['da\u200Bna', '\u202Eanad'];
+    for (const id of disguised) await check({ ...eve, id });
+    await step('disguised', async () => {
+      await page.click('#refresh');
+      await page.waitForFunction(
+        `(() => { const cells = [...document.querySelectorAll('#decisions-body tr.row td:nth-child(2)')].map((td) => td.textContent); return ${JSON.stringify(['da\\u200Bna', '\\u202Eanad'])}.every((shown) => cells.includes(shown)); })()`,
+        { timeout: 15_000 },
+      );
+      const cells = await page.$$eval('#decisions-body tr.row td:nth-child(2)', (tds) => tds.map((td) => td.textContent));
+      for (const id of disguised) expect(cells).not.toContain(id);
+    });
+  }, 60_000);
+
   it('narrows the list by principal and shows one decision in full', async () => {
     await step('filter', async () => {
       await page.type('#filters input[name=principal]', 'eve');
