@@ -58,6 +58,8 @@ function parseAttributes(values: readonly string[]): Record<string, AttributeVal
     if (eq <= 0) throw usage(`--attr wants NAME=VALUE, not ${JSON.stringify(pair)}`);
     const name = pair.slice(0, eq);
     if (name === 'scopes') throw usage('--attr scopes=... would be overwritten by the key\'s scopes; use --scope');
+    // Assigned, it would set the object's prototype and the key would be stored without it.
+    if (name === '__proto__') throw usage('--attr __proto__=... cannot be an attribute name; use another name');
     attributes[name] = pair.slice(eq + 1);
   }
   return attributes;
