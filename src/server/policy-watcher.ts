@@ -100,7 +100,9 @@ export class DirectoryWatcher {
         ignoreInitial: true,
         followSymlinks: true,
         persistent: false,
-        ignored: (path) => ignoredInGit(this.dir, path) || leadsOutside(realRoot, path),
+        // Resolving every path would cost the deciding thread a system call per file on each
+        // (re)start; only a directory (or a link) can lead the watches elsewhere.
+        ignored: (path, stats) => ignoredInGit(this.dir, path) || (stats !== undefined && (stats.isDirectory() || stats.isSymbolicLink()) && leadsOutside(realRoot, path)),
       });
       watcher.on('all', () => this.event());
       // Changes made before the watches were in place are not announced: look once they are.

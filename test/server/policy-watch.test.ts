@@ -3,6 +3,7 @@ import { mkdirSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
 import { PolicyStore, type PolicyStatus, type ReloadOutcome } from '../../src/server/policy-store.js';
+import { DirectoryWatcher } from '../../src/server/policy-watcher.js';
 import { makeTempDir, removeTempDirs } from '../helpers/policies.js';
 
 afterAll(removeTempDirs);
@@ -177,5 +178,40 @@ describe('a reload asked for while another runs', () => {
       expect(answer).toMatchObject({ ok: false, error: expect.stringMatching(/rules\.yaml:\d+:\d+/) });
     }
     expect(ruleIds(store)).toEqual(['one']);
+  });
+});
+
+describe('the watcher and links out of the directory', () => {
+  it('does not watch what a link to an outside directory holds (a link to / would have it walk the machine)', async () => {
+    const dir = makeTempDir('verdict-watch-inside-');
+    const outside = makeTempDir('verdict-watch-outside-');
+    writeFileSync(join(dir, 'rules.yaml'), rules('one'));
+    writeFileSync(join(outside, 'more.yaml'), rules('two'));
+    let events = 0;
+    const errors: string[] = [];
+    const watcher = new DirectoryWatcher(dir, { onEvent: () => events++, onError: (message) => errors.push(message) });
+    watcher.start();
+    try {
+      const settled = async (): Promise<number> => {
+        for (let last = -1; last !== events; ) {
+          last = events;
+          await new Promise((resolve) => setTimeout(resolve, 300));
+        }
+        return events;
+      };
+      await settled();
+      symlinkSync(outside, join(dir, 'shared'));
+      const afterLink = await settled();
+      // An edit outside: seen only if the watches followed the link.
+      writeFileSync(join(outside, 'more.yaml'), rules('three'));
+      writeFileSync(join(outside, 'new.yaml'), rules('four'));
+      expect(await settled()).toBe(afterLink);
+      // The same edit inside is seen, so the watcher was listening.
+      writeFileSync(join(dir, 'rules.yaml'), rules('five'));
+      expect(await settled()).toBeGreaterThan(afterLink);
+      expect(errors).toEqual([]);
+    } finally {
+      await watcher.close();
+    }
   });
 });
