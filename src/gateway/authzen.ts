@@ -51,7 +51,6 @@ function isObject(value: unknown): value is Json {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
-
 /** A JSON object as attributes, checked to be no deeper than MAX_PROPERTY_DEPTH and to hold only finite numbers. */
 function attributesOf(value: unknown, field: string): Attributes {
   if (value === undefined) return EMPTY;
