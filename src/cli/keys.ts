@@ -60,6 +60,8 @@ function parseAttributes(values: readonly string[]): Record<string, AttributeVal
     if (name === 'scopes') throw usage('--attr scopes=... would be overwritten by the key\'s scopes; use --scope');
     // Assigned, it would set the object's prototype and the key would be stored without it.
     if (name === '__proto__') throw usage('--attr __proto__=... cannot be an attribute name; use another name');
+    // Every check of the key would be refused (see CONSTRUCTOR_KEY_PROBLEM).
+    if (name === 'constructor') throw usage('--attr constructor=... cannot be an attribute name (conditions could not read the attributes holding it); use another name');
     attributes[name] = pair.slice(eq + 1);
   }
   return attributes;

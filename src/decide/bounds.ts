@@ -3,7 +3,8 @@ import type { AttributeValue, Attributes, DecisionRequest, Principal, RequestCon
 /**
  * Caps on the size of one request, applied to every request before the engine sees it,
  * whichever transport brought it: the work a check costs is bounded by these, not by
- * what a caller chose to send. A request over a cap is refused and recorded as
+ * what a caller chose to send. The attribute name `constructor` is refused with them
+ * (CEL conditions could not read an object holding it). A request over a cap is refused and recorded as
  * `DENIED_INVALID_REQUEST` (see pipeline.ts); gRPC answers it `INVALID_ARGUMENT`.
  *
  * Lengths count UTF-16 code units (characters, for text outside the astral planes).
@@ -25,6 +26,12 @@ export const DEFAULT_REQUEST_LIMITS: RequestLimits = Object.freeze({
   maxValues: 10_000,
   maxTotalLength: 1_048_576,
 });
+
+/**
+ * Why `constructor` is refused as an attribute name: CEL tells an object's type by its
+ * `constructor`, so every condition reading an object holding one would fail.
+ */
+export const CONSTRUCTOR_KEY_PROBLEM = 'cannot be an attribute name, since conditions could not read the object holding it (send it under another name)';
 
 /** Nesting deeper than this is refused; gRPC's conversion already stops at 32 levels. */
 const MAX_DEPTH = 64;
@@ -149,6 +156,10 @@ class Walk {
     for (const key in map) {
       if (!Object.prototype.hasOwnProperty.call(map, key)) continue;
       if (!this.string(key, root, key)) return false;
+      if (key === 'constructor') {
+        this.problem = `${this.field(root, key)}: ${CONSTRUCTOR_KEY_PROBLEM}`;
+        return false;
+      }
       this.path.push(key);
       const ok = this.value(map[key]!, root, depth);
       this.path.pop();

@@ -136,6 +136,7 @@ describe('verdict keys, the real binary', () => {
       [['create', '--db', db, '--owner', 'x', '--attr', 'novalue'], 2, /^verdict keys: --attr wants NAME=VALUE/],
       // Stored without it otherwise, while the command said it was created with it.
       [['create', '--db', db, '--owner', 'x', '--attr', '__proto__=admin'], 2, /^verdict keys: --attr __proto__=\.\.\. cannot be an attribute name/],
+      [['create', '--db', db, '--owner', 'x', '--attr', 'constructor=admin'], 2, /^verdict keys: --attr constructor=\.\.\. cannot be an attribute name/],
       [['revoke', 'aaaaaaaaaaaaaaaa', '--db', db], 4, /^verdict keys: no API key with id "aaaaaaaaaaaaaaaa"/],
       [['revoke', 'not-an-id', '--db', db], 2, /is not a key id/],
       [['revoke', `vk_${'a'.repeat(16)}_${'b'.repeat(52)}`, '--db', db], 2, /pass the key id, not the key itself/],

@@ -273,6 +273,8 @@ describe('bad requests: 400 naming the field, recorded', () => {
     ['a context member given twice in a search', '/access/v1/search/resource', `{"subject": {"type": "user", "id": "rick"}, "action": {"name": "read"}, "resource": {"type": "todo"}, "context": {"ticket": "", "ticket": "INC-1"}}`, /^context\.ticket: given twice in one object/],
     // Kept as data by JSON.parse, but a prototype wherever it is copied by assignment; gRPC refuses it too.
     ['__proto__ as a property name', '/access/v1/evaluation', `{"subject": {"type": "user", "id": "rick"}, "action": {"name": "read"}, "resource": {"type": "todo", "id": "t1", "properties": {"meta": {"__proto__": {"ownerID": "rick"}}}}}`, /^resource\.properties\.meta\.__proto__: cannot be an attribute name/],
+    // CEL reads an object's type from its `constructor`: with one of its own, every condition reading it would fail.
+    ['constructor as a property name', '/access/v1/evaluation', { subject: subjectOf('rick'), action: { name: 'read' }, resource: { type: 'todo', id: 't1', properties: { constructor: 'x' } } }, /^resource\.properties\.constructor: cannot be an attribute name/],
     ['evaluations not an array', '/access/v1/evaluations', { evaluations: { a: 1 } }, /^evaluations: must be an array/],
     ['an unknown semantic', '/access/v1/evaluations', { evaluations: [], options: { evaluations_semantic: 'first_wins' } }, /^options\.evaluations_semantic: must be one of execute_all, deny_on_first_deny, permit_on_first_permit$/],
     ['too many evaluations', '/access/v1/evaluations', { subject: subjectOf('rick'), evaluations: new Array(1001).fill({ action: { name: 'read' }, resource: { type: 'todo', id: 'x' } }) }, /^evaluations: 1001 evaluations exceed the limit of 1000 per call$/],

@@ -83,6 +83,27 @@ describe('evaluation is bounded: a caller-controlled value never stalls the serv
     expect(long?.code).toBe(status.INVALID_ARGUMENT);
     expect(long?.details).toBe('resource.id: 8193 characters, over the limit of 8192 (requestLimits.maxStringLength)');
   }, PROMPT);
+
+  it('refuses `constructor` as an attribute name, at any depth, naming it, rather than failing every condition with a type error', async () => {
+    const refused = (resource: { type: string; attributes?: Record<string, unknown> }, context: Record<string, unknown> = {}) =>
+      check(resource, context).then(
+        () => null,
+        (e: ServiceError) => e,
+      );
+    const top = await refused({ type: 'text', attributes: { name: 'aaa', constructor: 'x' } });
+    expect(top?.code).toBe(status.INVALID_ARGUMENT);
+    expect(top?.details).toBe('resource.attributes.constructor: cannot be an attribute name, since conditions could not read the object holding it (send it under another name)');
+    const nested = await refused({ type: 'text', attributes: { name: 'aaa' } }, { meta: { constructor: { a: 1 } } });
+    expect(nested?.details).toMatch(/^context\.attributes\.meta\.constructor: cannot be an attribute name/);
+    const reader = DecisionReader.open(db);
+    try {
+      expect(reader.get(String(top?.metadata.get('verdict-decision-id')[0]))).toMatchObject({ effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', errors: [{ message: top?.details }] });
+    } finally {
+      reader.close();
+    }
+    // Sent as a value, or under any other name, it is data like any other.
+    expect(await check({ type: 'text', attributes: { name: 'aaa', kind: 'constructor', toString: 'x' } })).toMatchObject({ effect: 'EFFECT_ALLOW', ruleIds: ['a-runs'] });
+  }, PROMPT);
 });
 
 describe('with caps raised in the config file, a condition still gives up within its budget', () => {
