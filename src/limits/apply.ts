@@ -139,7 +139,10 @@ export class RateLimiter {
 /**
  * Moves a reservation's key by `units` (negative gives back; positive takes even past
  * the burst, so an overspend waits for the refill) where it was taken; the units left
- * after. In memory at once, in Redis as a promise.
+ * after. In memory at once, in Redis as a promise (the same cap in GCRA_LUA). A key
+ * owes at most one whole burst beyond empty: a settle claiming 10^15 units on a key an
+ * organisation shares makes it wait at most one period of its burst (a day for a daily
+ * budget) before anything comes back, not for ages.
  */
 export function adjustReservation(limiter: RateLimiter, reservation: Reservation, units: number): number | Promise<number> {
   const { key, emissionMs, burst } = reservation;
@@ -149,7 +152,7 @@ export function adjustReservation(limiter: RateLimiter, reservation: Reservation
   }
   const now = limiter.now();
   const stored = limiter.store.get(key, now);
-  const tat = (stored === undefined || stored < now ? now : stored) + units * emissionMs;
+  const tat = Math.min((stored === undefined || stored < now ? now : stored) + units * emissionMs, now + 2 * emissionMs * burst);
   limiter.store.set(key, Math.max(tat, now), now);
   const left = now + emissionMs * burst - tat;
   return left <= 0 ? 0 : Math.floor(left / emissionMs + 1e-6);

@@ -12,7 +12,8 @@ import type { GcraResult } from './gcra.js';
  * - 'take': take `units` if the key has them (the GCRA); answers
  *   {allowed 0|1, tat, remaining, retryAfterMs, resetMs} relative to now.
  * - 'adjust': move the TAT by `units` (negative gives back, positive takes even
- *   past the burst: an overspend waits for the refill); answers the same shape.
+ *   past the burst: an overspend waits for the refill, owing at most one more burst,
+ *   as adjustReservation does in memory); answers the same shape.
  */
 export const GCRA_LUA = `
 local emission = tonumber(ARGV[1])
@@ -36,7 +37,7 @@ local tat = now
 if stored ~= nil and stored >= now then tat = stored end
 local tolerance = emission * burst
 if ARGV[5] == 'adjust' then
-  local moved = tat + cost * emission
+  local moved = math.min(tat + cost * emission, now + 2 * tolerance)
   if moved <= now then
     redis.call('DEL', KEYS[1])
     moved = now

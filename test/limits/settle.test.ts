@@ -112,6 +112,17 @@ for (const backend of ['memory', 'redis'] as const) {
       expect(await generate('sol', 1)).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
     });
 
+    it('charges an overspend at most one whole budget beyond empty, so one settle of 10^15 cannot lock a key for ages', async () => {
+      const call = await generate('vic', 100);
+      expect(call).toMatchObject({ effect: 'EFFECT_ALLOW', remaining: '9900' });
+      expect(await settle(call.decisionId, 1e15)).toMatchObject({ actualUnits: 1e15, remaining: '0' });
+      const after = await generate('vic', 1);
+      expect(after).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
+      // One budget owed (10,000 tokens at 8.64 s each: a day), where 10^15 would have been 274 million years.
+      expect(Number(after.retryAfter!.seconds)).toBeGreaterThan(86_000);
+      expect(Number(after.retryAfter!.seconds)).toBeLessThanOrEqual(Math.ceil(10_001 * 8.64));
+    });
+
     it('answers a cost no budget can ever hold with a retry_after a Duration can carry (at most 315,576,000,000 s)', async () => {
       const refused = await generate('uma', 1e20);
       expect(refused).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
