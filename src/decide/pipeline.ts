@@ -15,6 +15,7 @@ import { blocked, invalidRequest, limitError, rateLimited, refusalDecision, susp
 import { BatchRefused, batchRecordError, DEFAULT_MAX_BATCH_RECORDED_BYTES } from './batch-budget.js';
 import { InvalidRequest, RefusedRequest, RequestFieldError, type CallMeta, type CheckInput, type CheckResult } from './request.js';
 import type { Suspensions } from './suspensions.js';
+import { BatchSlicer } from './slices.js';
 
 /** Where the pipeline reads the policy set to decide with: once per call, never half-loaded. */
 export interface PolicySource {
@@ -205,19 +206,27 @@ export class DecisionPipeline {
 
   /**
    * Decides and records the questions of one call, one result per input, in order,
-   * all with the same policy set. They are appended in one turn, so they share a
-   * commit. Each item's decision latency is its own; the observers' time is the call's.
+   * all with the same policy set. Each item's decision latency is its own; the
+   * observers' time is the call's. A batch whose items take long to decide gives the
+   * event loop a turn every BATCH_SLICE_MS (see slices.ts), so other callers'
+   * checks are answered meanwhile; a quick batch is decided, and appended, in one turn.
    * @throws (rejects) BatchRefused when what the items would record is over maxBatchRecordedBytes
    *   (no item decided; the refusal recorded once)
    */
-  checkBatch(inputs: readonly CheckInput[], meta: CallMeta, options: BatchOptions = {}): Promise<CheckResult[]> {
+  async checkBatch(inputs: readonly CheckInput[], meta: CallMeta, options: BatchOptions = {}): Promise<CheckResult[]> {
     const long = this.longRequestId(meta);
     if (long !== null) return this.refuseBatch(long.error, inputs, long.meta);
     const tooLarge = batchRecordError(inputs, this.maxBatchRecordedBytes, options.field, callBytes(meta));
     if (tooLarge !== null) return this.refuseBatch(tooLarge, inputs, meta);
     const started = performance.now();
     const policySet = this.policies.current;
-    return Promise.all(inputs.map((input) => this.run(policySet, input, meta, performance.now(), started)));
+    const runs: Promise<CheckResult>[] = [];
+    const slicer = new BatchSlicer();
+    for (let i = 0; i < inputs.length; i++) {
+      if (slicer.due()) await slicer.pause(runs);
+      runs.push(this.run(policySet, inputs[i]!, meta, performance.now(), started));
+    }
+    return Promise.all(runs);
   }
 
   /** Like check, for a question that needs the policy set to be asked (see PrepareCheck). */
@@ -237,10 +246,10 @@ export class DecisionPipeline {
    * Decides the questions of one call in order, all with the same policy set, and
    * stops after the first decision `stop` is true of (AuthZEN's deny_on_first_deny
    * and permit_on_first_permit): the questions after it are neither decided nor
-   * recorded. The decided ones are appended in one turn, like checkBatch; one
-   * result per decided question, in order. Bounded like checkBatch (BatchRefused).
+   * recorded. One result per decided question, in order; sliced and bounded like
+   * checkBatch (BatchRefused).
    */
-  checkUntil(inputs: readonly CheckInput[], meta: CallMeta, stop: (decision: Decision) => boolean, options: BatchOptions = {}): Promise<CheckResult[]> {
+  async checkUntil(inputs: readonly CheckInput[], meta: CallMeta, stop: (decision: Decision) => boolean, options: BatchOptions = {}): Promise<CheckResult[]> {
     const long = this.longRequestId(meta);
     if (long !== null) return this.refuseBatch(long.error, inputs, long.meta);
     const tooLarge = batchRecordError(inputs, this.maxBatchRecordedBytes, options.field, callBytes(meta));
@@ -248,7 +257,9 @@ export class DecisionPipeline {
     const started = performance.now();
     const policySet = this.policies.current;
     const runs: Promise<CheckResult>[] = [];
+    const slicer = new BatchSlicer();
     for (let i = 0; i < inputs.length; i++) {
+      if (slicer.due()) await slicer.pause(runs);
       const decidingFrom = performance.now();
       const decided = this.decide(policySet, inputs[i]!);
       // A shared limit backend answers later: the rest waits for this decision, so it is not taken past a stop.
@@ -301,12 +312,13 @@ export class DecisionPipeline {
    * completion and evaluation, without rate limits (a search takes no budget) and
    * without a row each — and returns its result and the one row that records the
    * search (the question, what it found). The row is recorded before the result is
-   * handed back: a search that cannot be recorded rejects, like any decision.
+   * handed back: a search that cannot be recorded rejects, like any decision. A long
+   * `run` gives the event loop turns (BatchSlicer); the policy set stays the one read here.
    */
-  async search<T>(meta: CallMeta, run: (policySet: PolicySet, decide: (request: DecisionRequest) => Decision) => SearchOutcome<T>): Promise<{ result: T; decisionId: string }> {
+  async search<T>(meta: CallMeta, run: (policySet: PolicySet, decide: (request: DecisionRequest) => Decision) => SearchOutcome<T> | Promise<SearchOutcome<T>>): Promise<{ result: T; decisionId: string }> {
     const started = performance.now();
     const policySet = this.policies.current;
-    const outcome = run(policySet, (request) => this.decideForSearch(policySet, request));
+    const outcome = await run(policySet, (request) => this.decideForSearch(policySet, request));
     const found = outcome.count > 0;
     const decision: Decision = {
       effect: found ? 'ALLOW' : 'DENY',
@@ -580,3 +592,4 @@ function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, 
 function callBytes(meta: CallMeta): number {
   return Buffer.byteLength(meta.caller) + (meta.requestId === null ? 0 : Buffer.byteLength(meta.requestId));
 }
+

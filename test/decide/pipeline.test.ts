@@ -87,6 +87,40 @@ describe('the decision pipeline', () => {
     expect(reads).toBe(1);
   });
 
+  describe('a batch whose items take long to decide', () => {
+    // Each item's condition runs to its budget (10,000 elements gone through): slow, and bounded.
+    const slowSet: PolicySet = loadFiles({
+      'rules.yaml': rulesDoc([{ id: 'pairs', effect: 'allow', actions: ['read'], resource: { type: 'pairs' }, when: 'context.attributes.l.all(x, context.attributes.l.all(y, x != ""))' }]),
+    }).policySet;
+    const slow = request({ principal: { id: 'eve' }, action: 'read', resource: { type: 'pairs', id: 'p' }, context: { l: Array.from({ length: 1_000 }, (_, i) => `e${i}`) } });
+    const items = Array.from({ length: 200 }, () => slow);
+
+    it('gives the event loop turns between its items, every item still decided with the set read once', async () => {
+      const held = heldLog();
+      const pipeline = new DecisionPipeline({ current: slowSet }, held.sink);
+      for (const run of [(inputs: typeof items) => pipeline.checkBatch(inputs, meta), (inputs: typeof items) => pipeline.checkUntil(inputs, meta, () => false)]) {
+        held.appended.length = 0;
+        let appendedAtFirstTurn = -1;
+        setImmediate(() => (appendedAtFirstTurn = held.appended.length));
+        const pending = run(items);
+        await new Promise<void>((resolve) => setTimeout(resolve, 0));
+        held.release();
+        const results = await pending;
+        expect(results.map((r) => r.decision.reason)).toEqual(items.map(() => 'DENIED_BY_ERROR'));
+        // Another caller's turn came after some items and before the last.
+        expect(appendedAtFirstTurn).toBeGreaterThan(0);
+        expect(appendedAtFirstTurn).toBeLessThan(items.length);
+      }
+    });
+
+    it('rejects, without an unhandled rejection, when an item cannot be recorded', async () => {
+      const failing: DecisionSink = { path: decisionLog().path, append: () => Promise.reject(new VerdictError('DECISION_LOG_UNAVAILABLE', 'disk full')) };
+      const pipeline = new DecisionPipeline({ current: slowSet }, failing);
+      await expect(pipeline.checkBatch(items, meta)).rejects.toMatchObject({ code: 'DECISION_LOG_UNAVAILABLE' });
+      await expect(pipeline.checkUntil(items, meta, () => false)).rejects.toMatchObject({ code: 'DECISION_LOG_UNAVAILABLE' });
+    });
+  });
+
   it('decides a batch in order until a decision stops it: later inputs are neither decided nor recorded', async () => {
     const held = heldLog();
     const pipeline = new DecisionPipeline({ current: policySet }, held.sink);

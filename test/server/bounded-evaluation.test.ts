@@ -1,4 +1,6 @@
 import { writeFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import type { ServiceError } from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
@@ -25,6 +27,7 @@ const policies = {
     { id: 'prod-replicas', effect: 'allow', actions: ['read'], resource: { type: 'model', id: { glob: '*-*-*-prod' } } },
     { id: 'a-runs', effect: 'allow', actions: ['read'], resource: { type: 'text' }, when: 'resource.attributes.name.matches("^(a+)+$")' },
     { id: 'all-pairs', effect: 'allow', actions: ['read'], resource: { type: 'pairs' }, when: 'resource.attributes.l.all(x, resource.attributes.l.all(y, x != ""))' },
+    { id: 'context-pairs', effect: 'allow', actions: ['read'], resource: { type: 'context-pairs' }, when: 'context.attributes.l.all(x, context.attributes.l.all(y, x != ""))' },
   ]),
 };
 
@@ -83,6 +86,41 @@ describe('evaluation is bounded: a caller-controlled value never stalls the serv
     expect(long?.code).toBe(status.INVALID_ARGUMENT);
     expect(long?.details).toBe('resource.id: 8193 characters, over the limit of 8192 (requestLimits.maxStringLength)');
   }, PROMPT);
+
+  it('decides other callers\' checks between the items of a batch that runs each to the condition budget', async () => {
+    // One context list shared by all 1,000 items: each item's condition runs to its budget, so the
+    // batch takes a while to decide; held in one turn, every other caller's check waited for all of it.
+    const l = Array.from({ length: 1_000 }, (_, i) => `e${i}`);
+    const shared = checkRequest({ principal: { id: 'eve' }, action: 'read', resource: { type: 'context-pairs' }, context: { l } });
+    const other = verdictClient(server.grpcPort, { ownConnection: true });
+    try {
+      let answered = false;
+      const batch = client
+        .call<{ results: CheckResponse[] }>('Authorization', 'CheckBatch', { principal: shared.principal, context: shared.context, requestId: 'slow-batch', items: Array.from({ length: 1_000 }, () => ({ action: 'read', resource: shared.resource })) })
+        .finally(() => (answered = true));
+      const singles: Promise<CheckResponse>[] = [];
+      for (let i = 0; !answered && i < 5_000; i++) {
+        singles.push(other.call<CheckResponse>('Authorization', 'Check', checkRequest({ principal: { id: 'sam' }, action: 'read', resource: { type: 'model', id: 'x' }, requestId: `single-${i}` })));
+        await sleep(2);
+      }
+      const { results } = await batch;
+      expect(results).toHaveLength(1_000);
+      expect(new Set(results.map((r) => r.reason))).toEqual(new Set(['REASON_DENIED_BY_ERROR']));
+      expect((await Promise.all(singles)).every((r) => r.reason === 'REASON_DENIED_BY_DEFAULT')).toBe(true);
+      // The log's order is the order of deciding: some single check sits among the batch's rows.
+      const log = new Database(db, { readonly: true });
+      try {
+        const range = log.prepare("SELECT min(seq) AS first, max(seq) AS last, count(*) AS n FROM decisions WHERE request_id = 'slow-batch'").get() as { first: number; last: number; n: number };
+        expect(range.n).toBe(1_000);
+        const between = log.prepare("SELECT count(*) AS n FROM decisions WHERE request_id LIKE 'single-%' AND seq > ? AND seq < ?").get(range.first, range.last) as { n: number };
+        expect(between.n).toBeGreaterThan(0);
+      } finally {
+        log.close();
+      }
+    } finally {
+      other.close();
+    }
+  }, 60_000);
 
   it('refuses `constructor` as an attribute name, at any depth, naming it, rather than failing every condition with a type error', async () => {
     const refused = (resource: { type: string; attributes?: Record<string, unknown> }, context: Record<string, unknown> = {}) =>

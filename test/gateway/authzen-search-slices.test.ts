@@ -1,0 +1,34 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { InvalidRequest } from '../../src/decide/index.js';
+import { PageTokens, readSearch, searchPage } from '../../src/gateway/authzen-search.js';
+import type { Decision, DecisionRequest } from '../../src/types.js';
+import { loadFiles, removeTempDirs, rulesDoc } from '../helpers/policies.js';
+
+afterAll(removeTempDirs);
+
+const DOCS = 300;
+const { policySet } = loadFiles({
+  'rules.yaml': rulesDoc([{ id: 'readers', effect: 'allow', actions: ['read'], resource: { type: 'doc' } }]),
+  'resources.yaml': { kind: 'resources', resources: Array.from({ length: DOCS }, (_, i) => ({ type: 'doc', id: `d${i}` })) },
+});
+
+describe('a search page', () => {
+  it('gives the event loop turns between its candidates when deciding them takes long', async () => {
+    const query = readSearch('resource', { subject: { type: 'user', id: 'rita' }, action: { name: 'read' }, resource: { type: 'doc' } });
+    if (query instanceof InvalidRequest) throw new Error(query.error.message);
+    let asked = 0;
+    // A candidate that takes a tenth of a millisecond to decide, as one whose condition runs to its budget would.
+    const slowDeny = (_request: DecisionRequest): Decision => {
+      asked++;
+      for (const until = performance.now() + 0.1; performance.now() < until; );
+      return { effect: 'DENY', reason: 'DENIED_BY_DEFAULT', ruleIds: [], errors: [], policyVersion: policySet.version };
+    };
+    let askedAtFirstTurn = -1;
+    setImmediate(() => (askedAtFirstTurn = asked));
+    const page = await searchPage(query, policySet, slowDeny, new PageTokens());
+    expect(page.details).toMatchObject({ kind: 'resource', scanned: DOCS, count: 0 });
+    // Another caller's turn came after some candidates and before the last.
+    expect(askedAtFirstTurn).toBeGreaterThan(0);
+    expect(askedAtFirstTurn).toBeLessThan(DOCS);
+  });
+});
