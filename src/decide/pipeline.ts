@@ -592,4 +592,3 @@ function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, 
 function callBytes(meta: CallMeta): number {
   return Buffer.byteLength(meta.caller) + (meta.requestId === null ? 0 : Buffer.byteLength(meta.requestId));
 }
-
