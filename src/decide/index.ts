@@ -18,6 +18,7 @@ export {
   notAPep,
   rateLimited,
   refusalDecision,
+  selfStatedProperties,
   suspended,
   unauthenticated,
   unroutable,

@@ -55,6 +55,20 @@ export function notAPep(caller: string, self: string, asked: string): Refusal {
   return { reason: 'DENIED_UNAUTHENTICATED', ruleId: AUTHN_RULE_ID, message: `NOT_A_PEP: ${caller} may ask only about subject ${JSON.stringify(self)}, not ${asked}; list the caller in authzen.peps to let it ask about others` };
 }
 
+/**
+ * An AuthZEN caller that is not a listed policy enforcement point, asking about
+ * itself with `subject.properties`: it is decided with its own credential's roles
+ * and attributes, so what it says of itself is refused rather than believed (a key
+ * with role viewer would otherwise send `roles: [admin]`); answered 403.
+ */
+export function selfStatedProperties(caller: string): Refusal {
+  return {
+    reason: 'DENIED_UNAUTHENTICATED',
+    ruleId: AUTHN_RULE_ID,
+    message: `NOT_A_PEP: ${caller} is decided with its own credential's roles and attributes and may not state subject.properties; send the subject as {type, id}, or list the caller in authzen.peps`,
+  };
+}
+
 /** A gateway request that cannot be routed safely or at all: a bad method, no URI, a path with `%2F` or `..`. */
 export function unroutable(problem: string): Refusal {
   return { reason: 'DENIED_INVALID_REQUEST', ruleId: ROUTE_RULE_ID, message: problem };

@@ -6,7 +6,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tlsSocketIdentity } from '../authn/mtls.js';
 import { authnDetails } from './adapter.js';
 import type { Authenticator, AuthnResult } from '../authn/types.js';
-import { BatchRefused, InvalidRequest, RefusedRequest, RequestFieldError, notAPep, unauthenticated, type CallMeta, type CheckInput, type CheckResult, type DecisionPipeline } from '../decide/index.js';
+import type { Principal } from '../types.js';
+import { BatchRefused, InvalidRequest, RefusedRequest, RequestFieldError, notAPep, selfStatedProperties, unauthenticated, type CallMeta, type CheckInput, type CheckResult, type DecisionPipeline } from '../decide/index.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { UNREADABLE_REQUEST, readEvaluation, readEvaluations, stopsAfter, toAuthZenDecision } from './authzen.js';
 import { PageTokens, readSearch, searchPage, type SearchKind } from './authzen-search.js';
@@ -50,11 +51,19 @@ export interface AuthZenEndpointOptions {
   readonly onError?: (error: unknown) => void;
 }
 
-/** An authenticated caller: what is recorded, and the one subject it may ask about (null: any, a listed PEP). */
+/**
+ * An authenticated caller: what is recorded, and, for a caller that is not a listed
+ * PEP, `self`: the one subject it may ask about, with the facts it is decided with
+ * (its credential's roles and attributes). Null for a listed PEP, which may ask
+ * about anyone and states the subject's properties.
+ */
 interface Caller {
   readonly caller: string;
-  readonly onlySubject: string | null;
+  readonly self: Principal | null;
 }
+
+const NO_ROLES: readonly string[] = Object.freeze([]);
+const NO_ATTRIBUTES = Object.freeze({});
 
 /** The pipeline calls the endpoint makes. */
 export type AuthZenPipeline = Pick<DecisionPipeline, 'check' | 'checkBatch' | 'checkUntil' | 'search'>;
@@ -213,12 +222,14 @@ export class AuthZenEndpoint {
 
   /** A search: one page of results, recorded as one row (details.search); a bad request or page token is recorded and answered 400. */
   private async search(kind: SearchKind, body: unknown, call: CallMeta, caller: Caller): Promise<Answer> {
-    const query = readSearch(kind, body);
+    let query = readSearch(kind, body);
     if (query instanceof InvalidRequest) return this.single(query, call);
-    // Listing who may do something reveals everyone's permissions: a listed PEP's question only.
-    if (caller.onlySubject !== null && (kind === 'subject' || query.question.principal.id !== caller.onlySubject)) {
-      const asked = kind === 'subject' ? 'a search over every subject' : JSON.stringify(query.question.principal.id);
-      return this.single(new RefusedRequest(query.question, notAPep(caller.caller, caller.onlySubject, asked)), call);
+    if (caller.self !== null) {
+      // Listing who may do something reveals everyone's permissions: a listed PEP's question only.
+      if (kind === 'subject') return this.single(new RefusedRequest(query.question, notAPep(caller.caller, caller.self.id, 'a search over every subject')), call);
+      const question = confined(query.question, caller);
+      if (question instanceof RefusedRequest) return this.single(question, call);
+      query = { ...query, question };
     }
     try {
       const { result, decisionId } = await this.pipeline.search(call, (policySet, decide) => searchPage(query, policySet, decide, this.tokens));
@@ -241,7 +252,10 @@ export class AuthZenEndpoint {
   private async authenticate(req: IncomingMessage): Promise<({ ok: true } & Caller) | Extract<AuthnResult, { ok: false }>> {
     const certificate = tlsSocketIdentity(req.socket);
     const { peps } = this.options;
-    if (certificate !== null && this.options.certificateAuthenticates) return { ok: true, caller: certificate, onlySubject: peps.has(certificate) ? null : certificate };
+    if (certificate !== null && this.options.certificateAuthenticates) {
+      if (peps.has(certificate)) return { ok: true, caller: certificate, self: null };
+      return { ok: true, caller: certificate, self: { id: certificate, roles: NO_ROLES, attributes: NO_ATTRIBUTES } };
+    }
     const headers: Record<string, string> = {};
     for (const [name, values] of Object.entries(req.headersDistinct)) {
       if (values !== undefined) headers[name] = values.join(', ');
@@ -255,14 +269,34 @@ export class AuthZenEndpoint {
     }
     if (!result.ok) return result;
     const caller = certificate ?? `${result.method}:${result.principal.id}`;
-    return { ok: true, caller, onlySubject: peps.has(caller) ? null : result.principal.id };
+    if (peps.has(caller)) return { ok: true, caller, self: null };
+    return { ok: true, caller, self: result.principal };
   }
 }
 
-/** A question about another subject, from a caller that may ask only about itself: refused, recorded, never decided. */
+/**
+ * A question from a caller that may ask only about itself: about another subject, or
+ * stating its own subject.properties, it is refused, recorded, never decided; about
+ * itself, it is decided with the credential's roles and attributes (the directory
+ * still completes them), with `subject.type` as the attribute `type` unless the
+ * credential sets one.
+ */
 function confined(question: CheckInput, caller: Caller): CheckInput {
-  if (caller.onlySubject === null || question instanceof RefusedRequest || question.principal.id === caller.onlySubject) return question;
-  return new RefusedRequest(question, notAPep(caller.caller, caller.onlySubject, JSON.stringify(question.principal.id)));
+  if (caller.self === null || question instanceof RefusedRequest) return question;
+  if (question.principal.id !== caller.self.id) return new RefusedRequest(question, notAPep(caller.caller, caller.self.id, JSON.stringify(question.principal.id)));
+  if (statesProperties(question.principal)) return new RefusedRequest(question, selfStatedProperties(caller.caller));
+  return { ...question, principal: asCredentialSays(question.principal, caller.self) };
+}
+
+/** Whether an AuthZEN subject carried properties beyond its type (which the reader files as the attribute `type`). */
+function statesProperties(principal: Principal): boolean {
+  if (principal.roles.length > 0) return true;
+  for (const name in principal.attributes) if (name !== 'type') return true;
+  return false;
+}
+
+function asCredentialSays(stated: Principal, self: Principal): Principal {
+  return { id: self.id, roles: self.roles, attributes: { type: stated.attributes.type ?? null, ...self.attributes } };
 }
 
 function errorBody(error: string, detail: string, result: CheckResult): Record<string, string> {

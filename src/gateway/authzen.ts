@@ -10,6 +10,8 @@ import { memberSegment } from './json-members.js';
  * - `subject.id` → principal id; `subject.properties.roles` (an array of role
  *   names) → principal roles; the other subject properties → principal attributes,
  *   and `subject.type` → the principal attribute `type` (so a property may not be called `type`).
+ *   That is how a listed PEP's subject is read; a caller asking about itself is
+ *   decided with its credential's facts instead (authzen-http.ts, `confined`).
  * - `action.name` → action (`action.properties` play no part).
  * - `resource.type`, `resource.id`, `resource.properties` → resource type, id, attributes.
  * - `context` → context attributes.

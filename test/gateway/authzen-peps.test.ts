@@ -87,14 +87,42 @@ describe.skipIf(NGINX === null)('AuthZEN: only listed policy enforcement points 
     }
   });
 
-  it('lets any caller ask about itself, and a listed PEP about anyone', async () => {
-    const self = { type: 'user', id: 'dana', properties: { roles: ['data_scientist'], org: 'acme', employment: 'employee' } };
-    const own = await authzen(verdict.keys.dana, '/access/v1/evaluation', { subject: self, ...predict });
+  it("decides a caller's question about itself with its credential's roles and attributes, and refuses the properties it states", async () => {
+    // vic's key says viewer; with an incident ticket, claiming admin would be allowed by admin-break-glass.
+    const ticket = { context: { ticket: 'INC-1' } };
+    const claimed = await authzen(verdict.keys.vic, '/access/v1/evaluation', { subject: { type: 'user', id: 'vic', properties: { roles: ['admin'], org: 'globex' } }, ...predict, ...ticket });
+    expect(claimed.status).toBe(403);
+    expect(claimed.body.detail).toMatch(/^NOT_A_PEP: api-key:vic is decided with its own credential's roles and attributes and may not state subject\.properties/);
+    expect(getDecision(verdict.db, claimed.body.decision_id as string)).toMatchObject({ principalId: 'vic', caller: 'api-key:vic', effect: 'DENY', reason: 'DENIED_UNAUTHENTICATED' });
+    const inBatch = await authzen(verdict.keys.vic, '/access/v1/evaluations', { ...predict, ...ticket, evaluations: [{ subject: { type: 'user', id: 'vic', properties: { roles: ['admin'] } } }, { subject: { type: 'user', id: 'vic' } }] });
+    const items = inBatch.body.evaluations as { decision: boolean; context: { reason: string; error?: { status: number } } }[];
+    expect(items.map((item) => [item.decision, item.context.reason, item.context.error?.status])).toEqual([
+      [false, 'DENIED_UNAUTHENTICATED', 403],
+      [false, 'DENIED_BY_DEFAULT', undefined],
+    ]);
+    const bare = await authzen(verdict.keys.vic, '/access/v1/evaluation', { subject: { type: 'user', id: 'vic' }, ...predict, ...ticket });
+    expect(bare.status).toBe(200);
+    expect(bare.body).toMatchObject({ decision: false });
+    const bareRow = getDecision(verdict.db, (bare.body.context as { decision_id: string }).decision_id)!;
+    expect(bareRow).toMatchObject({ principalId: 'vic', request: { principal: { roles: ['viewer'], attributes: { org: 'acme', type: 'user' } } } });
+    // Search about oneself: the same rule; admin's every action is not listed for a viewer.
+    const claimedSearch = await authzen(verdict.keys.vic, '/access/v1/search/action', { subject: { type: 'user', id: 'vic', properties: { roles: ['admin'] } }, resource: predict.resource, ...ticket });
+    expect(claimedSearch.status).toBe(403);
+    const ownActions = await authzen(verdict.keys.vic, '/access/v1/search/action', { subject: { type: 'user', id: 'vic' }, resource: predict.resource, ...ticket });
+    expect(ownActions.status).toBe(200);
+    expect((ownActions.body.results as { name: string }[]).map((action) => action.name)).not.toContain('delete');
+
+    // dana's key carries data_scientist and org acme: her bare question is allowed on those facts alone.
+    const own = await authzen(verdict.keys.dana, '/access/v1/evaluation', { subject: { type: 'user', id: 'dana' }, ...predict });
     expect(own.status).toBe(200);
     expect(own.body).toMatchObject({ decision: true, context: { reason: 'ALLOWED_BY_RULE' } });
-    const ownSearch = await authzen(verdict.keys.dana, '/access/v1/search/action', { subject: self, resource: predict.resource });
+    const ownSearch = await authzen(verdict.keys.dana, '/access/v1/search/action', { subject: { type: 'user', id: 'dana' }, resource: predict.resource });
     expect(ownSearch.status).toBe(200);
+    expect((ownSearch.body.results as { name: string }[]).map((action) => action.name)).toContain('predict');
+  });
 
+  it('lets a listed PEP ask about anyone, with the properties it states', async () => {
+    const self = { type: 'user', id: 'dana', properties: { roles: ['data_scientist'], org: 'acme', employment: 'employee' } };
     // The gateway's question about ada is decided, limits and all: ada spent the burst through NGINX above.
     const asked = await authzen(gatewayKey, '/access/v1/evaluation', { subject: asAda, ...predict });
     expect(asked.status).toBe(200);
