@@ -18,8 +18,8 @@ export interface LogFile {
  * @throws VerdictError DECISION_LOG_UNAVAILABLE when there is none or it cannot be
  *   opened, DECISION_LOG_CORRUPT when it is not a verdict decision log
  */
-export function openLogFile(path: string): LogFile {
-  const db = openReadOnly(path);
+export function openLogFile(path: string, shape: 'enforce' | 'unchecked' = 'enforce'): LogFile {
+  const db = openReadOnly(path, shape);
   return { path, db, schemaVersion: readSchemaVersion(db), columns: decisionColumns(db) };
 }
 
@@ -36,9 +36,18 @@ export function withLogFile<T>(path: string, what: string, use: (log: LogFile) =
   }
 }
 
-/** Every checkpoint and prune anchor of a log, by seq; none before schema v2 (which added them). */
+/** Whether the log has a checkpoints table (schema v2 added it). */
+export function hasCheckpointTable(log: LogFile): boolean {
+  return log.db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'checkpoints'").get() !== undefined;
+}
+
+/**
+ * Every checkpoint and prune anchor of a log, by seq. Read wherever the table
+ * exists, whatever `user_version` says: lowering the version must not make
+ * verify look away from the signatures.
+ */
 export function readCheckpoints(log: LogFile, range?: { readonly from: number; readonly to: number }): Checkpoint[] {
-  if (log.schemaVersion < 2) return [];
+  if (!hasCheckpointTable(log)) return [];
   const where = range === undefined ? '' : ' WHERE seq BETWEEN ? AND ?';
   const rows = log.db.prepare(`SELECT kind, seq, hash, time_ms, key_id, signature FROM checkpoints${where} ORDER BY seq, id`).all(...(range ? [range.from, range.to] : [])) as Array<{
     kind: string;

@@ -10,10 +10,14 @@
  * - reordered: rows are intact but in the wrong place;
  * - truncated: the log ends before a signed checkpoint it once had (in the
  *   database or exported with `verdict audit checkpoint --export`);
- * - bad-signature: a checkpoint or prune anchor is not signed by the trusted key.
+ * - bad-signature: a checkpoint or prune anchor is not signed by the trusted key;
+ * - structure: the log's tables are not as verdict makes them (a view for
+ *   `decisions`, seq not its rowid, no unique decision_id, a lowered schema
+ *   version) or SQLite's integrity check fails (a stale index); seq is 0, the
+ *   whole log is affected.
  */
 
-export type BreakKind = 'changed' | 'deleted' | 'inserted' | 'reordered' | 'truncated' | 'bad-signature';
+export type BreakKind = 'changed' | 'deleted' | 'inserted' | 'reordered' | 'truncated' | 'bad-signature' | 'structure';
 
 export interface VerifyBreak {
   readonly kind: BreakKind;
@@ -40,6 +44,8 @@ export interface VerifyReport {
   readonly break: VerifyBreak | null;
   readonly warnings: readonly string[];
   readonly seconds: number;
+  /** A log's SQLite integrity check: run (and passed, unless the break says otherwise) or skipped with --chain-only; absent for an export. */
+  readonly storage?: 'checked' | 'skipped';
 }
 
 /** The report as `verdict audit verify` prints it; `keySource` says where the trusted keys came from. */
@@ -65,13 +71,15 @@ export function formatReport(report: VerifyReport, keySource: string, isExport: 
   if (report.external !== null) {
     row('exported', report.external.status === 'matched' ? `checkpoint at seq ${n(report.external.seq)} matched` : `checkpoint at seq ${n(report.external.seq)} predates the pruned rows (signature valid)`);
   }
+  if (report.storage !== undefined && report.ok) row('storage', report.storage === 'checked' ? "SQLite's integrity check: ok" : 'not checked (--chain-only)');
   const rate = report.seconds > 0 ? Math.round(report.rows / report.seconds) : 0;
   row('speed', `${n(report.rows)} rows in ${report.seconds.toFixed(2)} s (${n(rate)} rows/s)`);
   for (const warning of report.warnings) row('warning', warning);
   if (report.ok) {
     lines.push(`OK: the ${isExport ? 'export' : 'decision log'} is intact`);
   } else if (report.break !== null) {
-    lines.push(`FAILED: ${report.break.kind} at seq ${report.break.seq}: ${report.break.message}`);
+    const where = report.break.kind === 'structure' ? '' : ` at seq ${report.break.seq}`;
+    lines.push(`FAILED: ${report.break.kind}${where}: ${report.break.message}`);
   }
   return `${lines.join('\n')}\n`;
 }

@@ -186,10 +186,12 @@ export function migrate(db: Database.Database, path: string): void {
  * WAL mode such a reader sees the last committed state and never takes the
  * write lock. A newer schema is accepted for reading: migrations only add,
  * and readers name their columns.
+ * `shape: 'unchecked'` leaves the shape of `decisions` to the caller (verify reports it as a break).
  * @throws VerdictError DECISION_LOG_UNAVAILABLE when there is no log at `path` or it
- *   cannot be opened; DECISION_LOG_CORRUPT when the file is not a decision log
+ *   cannot be opened; DECISION_LOG_CORRUPT when the file is not a decision log, or
+ *   its `decisions` is not shaped as verdict makes it (decisionsShapeProblem)
  */
-export function openReadOnly(path: string): Database.Database {
+export function openReadOnly(path: string, shape: 'enforce' | 'unchecked' = 'enforce'): Database.Database {
   if (!fs.existsSync(path)) throw new VerdictError('DECISION_LOG_UNAVAILABLE', `no decision log at ${path}`);
   let db: Database.Database;
   try {
@@ -200,12 +202,34 @@ export function openReadOnly(path: string): Database.Database {
   try {
     if (readSchemaVersion(db) === 0) throw new VerdictError('DECISION_LOG_CORRUPT', `${path} is not a verdict decision log (no schema version); check --db`);
     db.prepare('SELECT seq FROM decisions LIMIT 0').all();
+    const problem = shape === 'enforce' ? decisionsShapeProblem(db) : null;
+    if (problem !== null) throw new VerdictError('DECISION_LOG_CORRUPT', `${path}: ${problem}; run verdict audit verify on it and restore the log from a backup or an export`);
     return db;
   } catch (error) {
     db.close();
     if (error instanceof VerdictError) throw error;
     throw new VerdictError('DECISION_LOG_CORRUPT', `${path} is not a readable verdict decision log: ${messageOf(error)}`, { cause: error });
   }
+}
+
+/**
+ * What is wrong with the shape of `decisions`, or null when it is as verdict makes
+ * it. The chain covers one row per whole seq; that seq is the table's rowid and
+ * decision_id is unique is what keeps every row readable under the chain. A view,
+ * or a table whose seq is not the rowid, can hold rows with no seq, a fractional
+ * seq or a repeated one that verify never reaches but queries show.
+ */
+export function decisionsShapeProblem(db: Database.Database): string | null {
+  const kind = db.prepare("SELECT type FROM sqlite_schema WHERE name = 'decisions'").pluck().get() as string | undefined;
+  if (kind !== 'table') return kind === undefined ? 'there is no decisions table' : `decisions is a ${kind}, not the table verdict creates`;
+  const keys = db.prepare("SELECT name, upper(type) AS type FROM pragma_table_info('decisions') WHERE pk > 0").all() as { name: string; type: string }[];
+  if (keys.length !== 1 || keys[0]!.name !== 'seq' || keys[0]!.type !== 'INTEGER') return 'decisions.seq is not the table\'s INTEGER PRIMARY KEY, so rows could have no seq, a fractional one or a repeated one';
+  // Without a rowid (or with INTEGER PRIMARY KEY DESC) the key is an index of its own and seq is no longer the rowid.
+  if (db.prepare("SELECT 1 FROM pragma_index_list('decisions') WHERE origin = 'pk'").get() !== undefined) return 'decisions.seq is not the table\'s rowid (a WITHOUT ROWID table or a DESC key), so it could hold a fractional seq';
+  const uniques = db.prepare("SELECT name FROM pragma_index_list('decisions') WHERE \"unique\" = 1 AND partial = 0").pluck().all() as string[];
+  const columnsOf = db.prepare('SELECT name FROM pragma_index_info(?) ORDER BY seqno').pluck();
+  if (!uniques.some((index) => (columnsOf.all(index) as string[]).join(',') === 'decision_id')) return 'decisions.decision_id is not UNIQUE, so one decision id could name two rows';
+  return null;
 }
 
 /** The columns `decisions` has: a log of an older schema lacks the ones added since, which readers then read as NULL. */

@@ -7,6 +7,7 @@ import { chainHash } from '../../src/decisions/chain.js';
 import { checkpointMessage } from '../../src/decisions/checkpoint.js';
 import { COLUMNS, type RowValue } from '../../src/decisions/columns.js';
 import { keyIdOf } from '../../src/decisions/keys.js';
+import { queryDecisions } from '../../src/decisions/query.js';
 import { audit, copyLog, failure, makeLog, rechain, sqlite3, tamperSql, type TestLog } from './helpers.js';
 
 // Tampering as an intruder with a shell would do it: the sqlite3 CLI, triggers
@@ -222,5 +223,72 @@ describe('verify names the kind and the first sequence number of every tampering
       expect(failure(stdout)).toMatch(new RegExp(`^FAILED: deleted at seq ${seq}: `));
     }
     expect((await verify(intact, '--workers', '3')).code).toBe(0);
+  });
+});
+
+// Rows the chain never reaches: a decisions table rebuilt so that seq is no longer
+// the rowid (or replaced by a view) can hold a forged row with no seq, a fractional
+// seq or a repeated one, which every query shows; an index left stale shows other
+// rows to a query than the table holds. Both used to verify OK.
+describe('verify checks the log is shaped as verdict makes it, and its storage', () => {
+  const COPY_AS_PLAIN_TABLE = 'CREATE TABLE plain AS SELECT * FROM decisions; DROP TABLE decisions; ALTER TABLE plain RENAME TO decisions;';
+  const FORGE = (seq: string): string =>
+    `INSERT INTO decisions SELECT * FROM decisions WHERE seq = 5; UPDATE decisions SET seq = ${seq}, decision_id = 'forged', principal_id = 'mallory', effect = 'ALLOW' WHERE rowid = (SELECT max(rowid) FROM decisions);`;
+
+  for (const [name, sql, problem] of [
+    ['a plain table holding a row with no seq', COPY_AS_PLAIN_TABLE + FORGE('NULL'), /decisions\.seq is not the table's INTEGER PRIMARY KEY/],
+    ['a plain table holding a row at seq 5.5', COPY_AS_PLAIN_TABLE + FORGE('5.5'), /decisions\.seq is not the table's INTEGER PRIMARY KEY/],
+    [
+      'a view over the real rows and a forged one',
+      "ALTER TABLE decisions RENAME TO chained; CREATE VIEW decisions AS SELECT * FROM chained UNION ALL SELECT NULL, 'forged', time_ms, caller, request_id, 'mallory', action, resource_type, resource_id, 'ALLOW', reason, rule_ids, errors, policy_version, request, latency_us, prev_hash, hash, details, format FROM chained WHERE seq = 5;",
+      /decisions is a view, not the table verdict creates/,
+    ],
+    [
+      'a WITHOUT ROWID table, where seq may be fractional',
+      "CREATE TABLE plain (seq INTEGER PRIMARY KEY, decision_id TEXT NOT NULL UNIQUE, time_ms, caller, request_id, principal_id, action, resource_type, resource_id, effect, reason, rule_ids, errors, policy_version, request, latency_us, prev_hash, hash, details, format) WITHOUT ROWID; INSERT INTO plain SELECT * FROM decisions; DROP TABLE decisions; ALTER TABLE plain RENAME TO decisions;",
+      /decisions\.seq is not the table's rowid/,
+    ],
+    [
+      'a table whose decision_id is not unique',
+      'CREATE TABLE plain (seq INTEGER PRIMARY KEY, decision_id TEXT NOT NULL, time_ms, caller, request_id, principal_id, action, resource_type, resource_id, effect, reason, rule_ids, errors, policy_version, request, latency_us, prev_hash, hash, details, format); INSERT INTO plain SELECT * FROM decisions; DROP TABLE decisions; ALTER TABLE plain RENAME TO decisions;',
+      /decisions\.decision_id is not UNIQUE/,
+    ],
+  ] as const) {
+    it(`structure: ${name}; queries refuse the log too`, async () => {
+      const t = copyLog(intact);
+      tamperSql(t.db, sql);
+      const { code, stdout } = await verify(t);
+      expect(code).toBe(1);
+      expect(failure(stdout)).toMatch(/^FAILED: structure: /);
+      expect(failure(stdout)).toMatch(problem);
+      expect(() => queryDecisions(t.db, { principalId: 'mallory' })).toThrow(problem);
+    });
+  }
+
+  it('structure: the schema version lowered so that verify would look away from the checkpoints', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, "PRAGMA user_version = 1; UPDATE decisions SET effect = 'ALLOW' WHERE seq = 12;");
+    rechain(t.db, 12);
+    await expectBreak(t, /^FAILED: structure: the log says schema v1 but has the columns schema v3 added/);
+  });
+
+  it('structure: an index left stale by editing sqlite_schema (a query by principal shows a row the table does not hold); --chain-only skips the check', async () => {
+    const t = copyLog(intact);
+    const db = new Database(t.db, { readonly: true });
+    const original = db.prepare('SELECT principal_id FROM decisions WHERE seq = 7').pluck().get() as string;
+    const indexSql = db.prepare("SELECT sql FROM sqlite_schema WHERE name = 'decisions_principal'").pluck().get() as string;
+    db.close();
+    const quoted = (text: string): string => `'${text.replace(/'/g, "''")}'`;
+    // The index entry moves to 'mallory'; then, with the index declared partial, the row is put back without it.
+    tamperSql(t.db, `UPDATE decisions SET principal_id = 'mallory' WHERE seq = 7; PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = ${quoted(`${indexSql} WHERE seq <> 7`)} WHERE name = 'decisions_principal';`);
+    tamperSql(t.db, `UPDATE decisions SET principal_id = ${quoted(original)} WHERE seq = 7; PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = ${quoted(indexSql)} WHERE name = 'decisions_principal';`);
+    expect(queryDecisions(t.db, { principalId: 'mallory' }).map((row) => row.seq)).toEqual([7]);
+
+    await expectBreak(t, /^FAILED: structure: SQLite's integrity check fails \(.*decisions_principal.*\): queries that read through an index/);
+    const chainOnly = await verify(t, '--chain-only');
+    expect(chainOnly.code).toBe(0);
+    expect(chainOnly.stdout).toMatch(/storage\s+not checked \(--chain-only\)/);
+    const whole = await verify(intact);
+    expect(whole.stdout).toMatch(/storage\s+SQLite's integrity check: ok/);
   });
 });
