@@ -5,6 +5,7 @@ import type { Checkpoint } from '../decisions/checkpoint.js';
 import { COLUMNS, type Column, type RowValue } from '../decisions/columns.js';
 import { parsePublicKey } from '../decisions/keys.js';
 import { VerdictError, messageOf } from '../errors.js';
+import { repeatedMember } from '../json-members.js';
 import { parseCheckpointJson } from './checkpoint-export.js';
 import { EXPORT_FORMAT } from './export.js';
 
@@ -40,6 +41,9 @@ export function readExportFile(path: string): ExportContents {
       throw new VerdictError('INPUT_INVALID', `${where}: not JSON (${messageOf(error)})`, { cause: error });
     }
     if (typeof line !== 'object' || line === null || Array.isArray(line)) throw new VerdictError('INPUT_INVALID', `${where}: expected a JSON object`);
+    // A SIEM that keeps the first copy would read another line than the one verified.
+    const repeated = repeatedMember(text);
+    if (repeated !== null) throw new VerdictError('INPUT_INVALID', `${where}: ${repeated} is given twice; verdict writes each member once, so the line was altered`);
     const o = line as Record<string, unknown>;
     switch (o.type) {
       case 'header': {
@@ -66,9 +70,21 @@ export function readExportFile(path: string): ExportContents {
   return { header, footer, rows, checkpoints, publicKey };
 }
 
-/** A decision line back as the stored row it was written from, every value type-checked. */
+const JSON_COLUMN_KEYS = COLUMNS.filter((column) => column.type === 'json' || column.type === 'json?').map((column) => column.key);
+/** Every member export.ts writes on a decision line. */
+const DECISION_LINE_KEYS = new Set(['type', 'seq', 'time', 'format', 'prevHash', 'hash', ...COLUMNS.map((column) => column.key), ...JSON_COLUMN_KEYS.map((key) => `${key}Text`)]);
+
+/**
+ * A decision line back as the stored row it was written from, every value
+ * type-checked. The chain covers `timeMs` and each JSON column's exact text; a
+ * SIEM reads `time` and the parsed values, so those must say the same, or the line
+ * was altered to show one thing and verify another.
+ */
 function rowFromLine(o: Record<string, unknown>, where: string): StoredRow {
   const bad = (field: string, want: string): VerdictError => new VerdictError('INPUT_INVALID', `${where}: ${field} must be ${want}`);
+  for (const key of Object.keys(o)) {
+    if (!DECISION_LINE_KEYS.has(key)) throw new VerdictError('INPUT_INVALID', `${where}: ${JSON.stringify(key)} is not a member verdict writes on a decision line, so the line was altered`);
+  }
   const int = (field: string, value: unknown): number => {
     if (!Number.isSafeInteger(value)) throw bad(field, 'an integer');
     return value as number;
@@ -93,7 +109,11 @@ function rowFromLine(o: Record<string, unknown>, where: string): StoredRow {
       case 'json':
       case 'json?': {
         const text = o[`${column.key}Text`];
-        if (typeof text === 'string') return text;
+        if (text !== undefined) {
+          if (typeof text !== 'string') throw bad(`${column.key}Text`, 'a string');
+          if (!sameJson(text, v)) throw new VerdictError('INPUT_INVALID', `${where}: ${column.key} does not hold what ${column.key}Text (the text the chain covers) says, so the line was altered`);
+          return text;
+        }
         if (!(column.key in o)) {
           // A column a row's format does not cover is absent from its line, and NULL in the log.
           if (column.type === 'json?') return null;
@@ -104,8 +124,13 @@ function rowFromLine(o: Record<string, unknown>, where: string): StoredRow {
       }
     }
   };
+  const seq = int('seq', o.seq);
+  const timeMs = int('timeMs', o.timeMs);
+  const date = new Date(timeMs);
+  const iso = Number.isNaN(date.getTime()) ? null : date.toISOString();
+  if (o.time !== iso) throw new VerdictError('INPUT_INVALID', `${where}: time ${JSON.stringify(o.time)} is not timeMs ${timeMs} (${JSON.stringify(iso)}), which the chain covers, so the line was altered`);
   return {
-    seq: int('seq', o.seq),
+    seq,
     // Lines of rows written before formats were recorded per row are format 1.
     format: o.format === undefined ? 1 : int('format', o.format),
     values: COLUMNS.map(value),
@@ -113,6 +138,17 @@ function rowFromLine(o: Record<string, unknown>, where: string): StoredRow {
     hash: hex('hash'),
   };
 }
+/** Whether a JSON column's exact text and the parsed value beside it are the same JSON (the value is null where the text is not JSON). */
+function sameJson(text: string, value: unknown): boolean {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch {
+    return value === null;
+  }
+  return JSON.stringify(parsed) === JSON.stringify(value);
+}
+
 /** Lines of a file of any size, split on bytes so a multi-byte character never straddles a chunk. */
 function* readLines(path: string): Generator<string> {
   let fd: number;

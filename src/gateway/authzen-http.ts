@@ -11,7 +11,7 @@ import { BatchRefused, InvalidRequest, RefusedRequest, RequestFieldError, notAPe
 import { VerdictError, messageOf } from '../errors.js';
 import { UNREADABLE_REQUEST, readEvaluation, readEvaluations, stopsAfter, toAuthZenDecision } from './authzen.js';
 import { PageTokens, readSearch, searchPage, type SearchKind } from './authzen-search.js';
-import { repeatedMember } from './json-members.js';
+import { repeatedMember } from '../json-members.js';
 import { peerOf } from './forward-auth.js';
 
 /** `POST`: one evaluation. */

@@ -3,7 +3,7 @@
 
 import { CONSTRUCTOR_KEY_PROBLEM, InvalidRequest, RequestFieldError, type CheckInput, type CheckResult } from '../decide/index.js';
 import type { Attributes, Decision, DecisionRequest } from '../types.js';
-import { memberSegment } from './json-members.js';
+import { memberSegment } from '../json-members.js';
 
 /**
  * How verdict reads an AuthZEN request:

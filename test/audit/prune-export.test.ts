@@ -232,6 +232,37 @@ describe('verdict audit export', () => {
     expect((await audit('verify', '--export', out, '--pubkey', t.pubkey)).code).toBe(0);
   });
 
+  // What a SIEM reads of a line (the parsed values, `time`, the first copy of a member)
+  // must be what verify checked; each of these used to verify OK while showing another decision.
+  it('refuses a line that shows a SIEM something other than what the chain covers', async () => {
+    const out = path.join(tempDir(), 'siem.jsonl');
+    await audit('export', '--db', intact.db, '--out', out);
+    const lines = fs.readFileSync(out, 'utf8').trimEnd().split('\n');
+    const index = lines.findIndex((l) => l.includes('"type":"decision"') && l.includes('"seq":7,'));
+    const original = lines[index] as string;
+    const row = JSON.parse(original) as Record<string, unknown>;
+    const altered = (line: string): string[] => lines.map((l, i) => (i === index ? line : l));
+    const withMembers = (extra: Record<string, unknown>): string => JSON.stringify({ ...row, ...extra });
+    for (const [name, line, expected] of [
+      [
+        'the request rewritten, its original text kept as requestText for the hash',
+        withMembers({ requestText: JSON.stringify(row.request), request: { principal: { roles: ['admin'], attributes: {} }, resource: { attributes: {} }, context: { attributes: {} } } }),
+        /:\d+: request does not hold what requestText \(the text the chain covers\) says/,
+      ],
+      ['time moved a day while timeMs stays', withMembers({ time: new Date((row.timeMs as number) + 86_400_000).toISOString() }), /:\d+: time "[^"]+" is not timeMs \d+/],
+      ['effect given twice, ALLOW first for a reader that keeps the first copy', original.replace('{"type":"decision",', '{"type":"decision","effect":"ALLOW",'), /:\d+: effect is given twice/],
+      ['a member verdict never writes', withMembers({ overrideEffect: 'ALLOW' }), /:\d+: "overrideEffect" is not a member verdict writes on a decision line/],
+    ] as const) {
+      fs.writeFileSync(out, `${altered(line).join('\n')}\n`);
+      const run = await audit('verify', '--export', out, '--pubkey', intact.pubkey);
+      expect(run.code, name).toBe(4);
+      expect(run.stderr, name).toMatch(expected);
+      expect(run.stderr.trimEnd().split('\n'), name).toHaveLength(1);
+    }
+    fs.writeFileSync(out, `${lines.join('\n')}\n`);
+    expect((await audit('verify', '--export', out, '--pubkey', intact.pubkey)).code).toBe(0);
+  });
+
   it('rejects a bad format and a file that is not an export with one line', async () => {
     const bad = await audit('export', '--db', intact.db, '--format', 'csv');
     expect(bad.code).toBe(2);
