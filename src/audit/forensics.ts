@@ -67,17 +67,32 @@ export function diagnose(rows: RowSource, index: number, expected: number, prev:
     };
   }
   // o > e: this row belongs further on. Is the original row e elsewhere?
-  for (const j of rows.byPrev(prev)) {
+  const claimants = rows.byPrev(prev);
+  for (const j of claimants.length > MAX_CLAIMANTS ? claimants.slice(0, MAX_CLAIMANTS) : claimants) {
     if (j !== index && origins.of(j) === e) {
       return { kind: 'reordered', seq: e, message: `rows are out of order: seq ${e} holds the row written as seq ${o}, and the row written as seq ${e} is at seq ${rows.rowAt(j).seq}` };
     }
   }
+  const guess = claimants.length > MAX_CLAIMANTS || origins.exhausted ? `; the kind is a best guess: ${claimants.length.toLocaleString('en-US')} rows claim to follow seq ${e - 1}, more than verify examines` : '';
   return {
     kind: 'deleted',
     seq: e,
-    message: `${o - 1 === e ? `row ${e} is` : `rows ${e}..${o - 1} are`} missing: seq ${e} holds the row written as seq ${o} (later rows were renumbered to close the gap)`,
+    message: `${o - 1 === e ? `row ${e} is` : `rows ${e}..${o - 1} are`} missing: seq ${e} holds the row written as seq ${o} (later rows were renumbered to close the gap)${guess}`,
   };
 }
+
+/**
+ * Rows claiming to follow the last good row that are examined to tell a reorder
+ * from a deletion; thousands of forged rows pointing at it would otherwise each
+ * cost a window search.
+ */
+const MAX_CLAIMANTS = 64;
+/**
+ * Row hashes forensics computes at most (about a second here): past it, a row's
+ * original seq counts as unknown, so a log stuffed with forged rows gets its
+ * first break named quickly rather than after minutes of search.
+ */
+const MAX_FORENSIC_HASHES = 500_000;
 
 /**
  * The seq a row was written with: the one at which its stored hash matches its
@@ -89,6 +104,12 @@ class OriginalSeq {
   private readonly memo = new Map<number, number | null>();
   private static readonly WINDOW = 2048;
   private static readonly MAX_WALK = 200_000;
+  private hashesLeft = MAX_FORENSIC_HASHES;
+
+  /** Whether the hash budget ran out, so some origins were left unknown. */
+  get exhausted(): boolean {
+    return this.hashesLeft <= 0;
+  }
 
   constructor(
     private readonly rows: RowSource,
@@ -103,7 +124,7 @@ class OriginalSeq {
     let current = index;
     let base: number | null = null;
     const seen = new Set<number>();
-    for (let steps = 0; steps < OriginalSeq.MAX_WALK; steps++) {
+    for (let steps = 0; steps < OriginalSeq.MAX_WALK && !this.exhausted; steps++) {
       const memo = this.memo.get(current);
       if (memo !== undefined) {
         base = memo;
@@ -115,7 +136,7 @@ class OriginalSeq {
         path.push(current);
         break;
       }
-      if (storedRowHash(r.prevHash, r)?.equals(r.hash)) {
+      if (this.matches(r.prevHash, r, r.seq, r.hash)) {
         this.memo.set(current, r.seq);
         base = r.seq;
         break;
@@ -142,7 +163,7 @@ class OriginalSeq {
       const at = path[k] as number;
       const r = this.rows.rowAt(at);
       let o: number | null = null;
-      if (base !== null && r.prevHash !== null && r.hash !== null && storedRowHash(r.prevHash, r, base + 1)?.equals(r.hash)) o = base + 1;
+      if (base !== null && r.prevHash !== null && r.hash !== null && this.matches(r.prevHash, r, base + 1, r.hash)) o = base + 1;
       if (o === null) o = this.searchWindow(r);
       this.memo.set(at, o);
       base = o;
@@ -154,11 +175,18 @@ class OriginalSeq {
     const prevHash = r.prevHash;
     const hash = r.hash;
     if (prevHash === null || hash === null) return null;
-    for (let d = 1; d <= OriginalSeq.WINDOW; d++) {
+    for (let d = 1; d <= OriginalSeq.WINDOW && !this.exhausted; d++) {
       for (const seq of [r.seq + d, r.seq - d]) {
-        if (seq >= 1 && storedRowHash(prevHash, r, seq)?.equals(hash)) return seq;
+        if (seq >= 1 && this.matches(prevHash, r, seq, hash)) return seq;
       }
     }
     return null;
+  }
+
+  /** Whether `r`, written as `seq` after `prev`, has hash `hash`; false once the budget is spent. */
+  private matches(prev: Buffer, r: StoredRow, seq: number, hash: Buffer): boolean {
+    if (this.hashesLeft <= 0) return false;
+    this.hashesLeft--;
+    return storedRowHash(prev, r, seq)?.equals(hash) ?? false;
   }
 }
