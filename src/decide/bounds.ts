@@ -102,6 +102,9 @@ export class RequestMeter {
   }
 }
 
+/** Why a string holding half of a UTF-16 surrogate pair is refused (JSON's `"\ud800"` decodes to one). */
+const LONE_SURROGATE_PROBLEM = 'holds a lone UTF-16 surrogate (\\uD800-\\uDFFF without its pair), which UTF-8 and the decision log cannot carry; send well-formed text';
+
 /** One pass over part of a request, stopping at the first cap it breaks. */
 class Walk {
   values = 0;
@@ -133,11 +136,16 @@ class Walk {
     return out;
   }
 
-  /** Counts a string; false (with the problem set) when it is too long. */
+  /** Counts a string; false (with the problem set) when it is too long or not well-formed text. */
   string(value: string, root: string, last?: string | number): boolean {
     this.length += value.length;
-    if (value.length <= this.limits.maxStringLength) return true;
-    this.problem = `${this.field(root, last)}: ${value.length} characters, over the limit of ${this.limits.maxStringLength} (requestLimits.maxStringLength)`;
+    if (value.length > this.limits.maxStringLength) {
+      this.problem = `${this.field(root, last)}: ${value.length} characters, over the limit of ${this.limits.maxStringLength} (requestLimits.maxStringLength)`;
+      return false;
+    }
+    // The log stores UTF-8, which cannot hold a lone surrogate: the row would show U+FFFD, not what was decided.
+    if (value.isWellFormed()) return true;
+    this.problem = `${this.field(root, last)}: ${LONE_SURROGATE_PROBLEM}`;
     return false;
   }
 

@@ -305,6 +305,25 @@ describe('bad requests: 400 naming the field, recorded', () => {
     expect(rowsOf(sent.requestId).filter((r) => r.reason === 'DENIED_INVALID_REQUEST')).toHaveLength(1);
   });
 
+  // JSON's "\ud800" decodes to half a surrogate pair: decided on, it would be recorded as U+FFFD (UTF-8 cannot hold it).
+  it('refuses a lone UTF-16 surrogate anywhere in a request, naming the field, so the log holds what was decided', async () => {
+    for (const [body, field] of [
+      ['{"subject": {"type": "user", "id": "rick\\ud800"}, "action": {"name": "read"}, "resource": {"type": "todo", "id": "t1"}}', 'principal.id'],
+      ['{"subject": {"type": "user", "id": "rick"}, "action": {"name": "read"}, "resource": {"type": "todo", "id": "t1", "properties": {"owner": "morty\\udc00"}}}', 'resource.attributes.owner'],
+      ['{"subject": {"type": "user", "id": "rick"}, "action": {"name": "read"}, "resource": {"type": "todo", "id": "t1"}, "context": {"\\ud83d": 1}}', 'context.attributes["\\ud83d"]'],
+    ] as const) {
+      const sent = await post('/access/v1/evaluation', body);
+      expect(sent.status, body).toBe(200);
+      const answer = sent.body as { decision: boolean; context: { reason: string; decision_id: string } };
+      expect(answer, body).toMatchObject({ decision: false, context: { reason: 'DENIED_INVALID_REQUEST' } });
+      const row = getDecision(db, answer.context.decision_id)!;
+      expect(row.errors[0]!.message, body).toBe(`${field}: holds a lone UTF-16 surrogate (\\uD800-\\uDFFF without its pair), which UTF-8 and the decision log cannot carry; send well-formed text`);
+    }
+    // A whole pair is a character like any other.
+    const paired = await post('/access/v1/evaluation', '{"subject": {"type": "user", "id": "rick"}, "action": {"name": "read"}, "resource": {"type": "todo", "id": "t1", "properties": {"owner": "\\ud83d\\ude00"}}}');
+    expect((paired.body as { context: { reason: string } }).context.reason).not.toBe('DENIED_INVALID_REQUEST');
+  });
+
   it('records what could be read of an invalid request', async () => {
     const sent = await post('/access/v1/evaluation', { subject: subjectOf('rick'), action: { name: 'read' }, resource: { type: 'todo' } });
     const row = getDecision(db, (sent.body as { decision_id: string }).decision_id)!;
