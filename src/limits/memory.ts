@@ -26,11 +26,13 @@ export interface LimitStore {
 
 /** Entries looked at for expiry on each write: enough to keep up with writes, bounded per call. */
 const SWEEP_PER_WRITE = 4;
+/** The oldest entries compared when one must be evicted. */
+const EVICTION_SAMPLE = 8;
 
 /**
  * A map of at most `max` entries, each with the time after which it is worthless:
  * those are dropped as writes go by (no timer), and when it is full the entry
- * written longest ago is evicted (counted by `onEvict`).
+ * closest to expiring among the 8 written longest ago is evicted (counted by `onEvict`).
  */
 class ExpiringMap<V> {
   /** Insertion order is last-write order: a write moves its key to the end. */
@@ -59,13 +61,33 @@ class ExpiringMap<V> {
       this.entries.delete(k);
     }
     if (this.entries.size >= this.max) {
-      const oldest = this.entries.keys().next();
-      if (!oldest.done) {
-        this.entries.delete(oldest.value);
+      const victim = this.soonestToExpireOfOldest();
+      if (victim !== undefined) {
+        this.entries.delete(victim);
         this.onEvict();
       }
     }
     this.entries.set(key, value);
+  }
+
+  /**
+   * Of the entries written longest ago, the one closest to expiring: it loses the
+   * least. Plain least-recently-written would let a flood of fresh keys push out a
+   * spent daily budget that is refused (and so not rewritten), handing it a new one.
+   */
+  private soonestToExpireOfOldest(): string | undefined {
+    let victim: string | undefined;
+    let soonest = Infinity;
+    let looked = 0;
+    for (const [k, v] of this.entries) {
+      if (looked++ >= EVICTION_SAMPLE) break;
+      const at = this.expiresAt(v);
+      if (victim === undefined || at < soonest) {
+        victim = k;
+        soonest = at;
+      }
+    }
+    return victim;
   }
 }
 
@@ -75,8 +97,8 @@ const identity = (tat: number): number => tat;
  * Keys in memory, for one replica: zero set-up, bounded. A key whose TAT has
  * passed is at rest and holds nothing a fresh key would not, so it is dropped as
  * writes go by (idle keys expire without a timer). When `maxKeys` are held and
- * none has expired, the key written longest ago is evicted (it gets a fresh
- * budget when it comes back) and `evictions` counts it. Offence records are kept
+ * none has expired, of the 8 keys written longest ago the one closest to rest is
+ * evicted (it gets a fresh budget when it comes back) and `evictions` counts it. Offence records are kept
  * the same way, in a map of their own of the same size.
  */
 export class MemoryLimitStore implements LimitStore {

@@ -92,3 +92,17 @@ describe('the in-memory store', () => {
     expect(store.evictions).toBe(49_000);
   });
 });
+
+describe('eviction from a full in-memory store', () => {
+  // A spent daily budget is refused, so never rewritten: under least-recently-written
+  // eviction, a flood of other keys pushed it out and it came back with a fresh budget.
+  it('keeps a spent long budget through a flood of fresh keys, evicting those closest to rest', () => {
+    const store = new MemoryLimitStore(16);
+    const day = 86_400_000;
+    store.set('org:acme', day, 0); // a whole day's budget taken up front
+    for (let i = 0; i < 10_000; i++) store.set(`principal:p${i}`, i + 1_000, i);
+    expect(store.get('org:acme', 10_000)).toBe(day);
+    expect(store.size).toBe(16);
+    expect(store.evictions).toBeGreaterThan(9_000);
+  });
+});
