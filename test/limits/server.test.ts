@@ -133,6 +133,9 @@ describe('rate limits on the real server', () => {
     expect((row!.details as { directory: { principal: { overridden: string[] } } }).directory.principal.overridden).toContain('tier');
     // olga is `tier: premium` in the directory: she gets its burst of 100 without claiming anything.
     expect(await ask({ id: 'olga', attributes: { scopes: ['predict'] } })).toMatchObject({ effect: 'EFFECT_ALLOW', limitId: 'predict-per-key-owner', remaining: '99' });
+    // gus is an admin with `tier: standard`: on break-glass, claiming premium still gets the default burst of 20.
+    const gus = checkRequest({ principal: { id: 'gus', roles: ['admin'], attributes: { scopes: ['predict'], tier: 'premium' } }, action: 'predict', resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme' } }, context: { ticket: 'INC-7' } });
+    expect(await grpcClient.call<Answer>('Authorization', 'Check', gus)).toMatchObject({ effect: 'EFFECT_ALLOW', limitId: 'predict-per-key-owner', remaining: '19' });
   });
 
   it('takes a daily token budget per organisation from max_tokens', async () => {
