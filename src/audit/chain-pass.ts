@@ -31,7 +31,7 @@ export interface ChainPass {
 }
 
 /** Below this many rows, worker threads cost more than they save. */
-const PARALLEL_MIN_ROWS = 100_000;
+export const PARALLEL_MIN_ROWS = 100_000;
 /**
  * Rows per block handed to a thread: small enough that the threads finish
  * close together, large enough that claiming one is noise.

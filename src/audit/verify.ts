@@ -5,12 +5,13 @@ import { decisionsShapeProblem } from '../decisions/schema.js';
 import type { Checkpoint } from '../decisions/checkpoint.js';
 import { keyIdOf } from '../decisions/keys.js';
 import { VerdictError, messageOf } from '../errors.js';
-import { chainPassDb, chainPassRows, type ChainStart } from './chain-pass.js';
+import { PARALLEL_MIN_ROWS, chainPassDb, chainPassRows, type ChainStart } from './chain-pass.js';
 import { judge, type PendingCheckpoint } from './checkpoints.js';
 import { readExportFile } from './export-reader.js';
 import { hasCheckpointTable, openLogFile, readCheckpoints, type LogFile } from './log-file.js';
 import type { VerifyReport } from './report.js';
 import { arrayRowSource, dbRowSource } from './row-source.js';
+import { startStorageCheck, storageProblem, type StorageCheck } from './storage-check.js';
 import { useMmap } from './verify-range.js';
 
 /**
@@ -51,6 +52,7 @@ export async function verifyLog(path: string, options: VerifyOptions): Promise<V
   const started = performance.now();
   const log = openLogFile(path, 'unchecked');
   const db = log.db;
+  let beside: StorageCheck | null = null;
   try {
     useMmap(db);
     const warnings: string[] = [];
@@ -66,11 +68,14 @@ export async function verifyLog(path: string, options: VerifyOptions): Promise<V
       throw new VerdictError('CONFIG_INVALID', `${path} has signed checkpoints but no public key was given to check them; pass --pubkey FILE`);
     }
     const wanted = [...checkpoints, ...(external ? [external] : [])].map((c) => c.seq);
+    const checkStorage = options.checkStorage !== false;
+    // When the chain is verified by several threads, the integrity check takes a thread of its own beside them.
+    if (checkStorage && (options.workers === undefined ? spanOf(db) >= PARALLEL_MIN_ROWS : options.workers > 1)) beside = startStorageCheck(path);
     const pass = await chainPassDb(db, path, start, wanted, options.workers);
     const report = judge({ source: path, start, anchor, checkpoints, external, keys: options.publicKeys, warnings, started, diagnosis: () => dbRowSource(db, log.columns) }, pass);
     if (!report.ok) return report;
-    if (options.checkStorage === false) return { ...report, storage: 'skipped' };
-    const damaged = storageProblem(db);
+    if (!checkStorage) return { ...report, storage: 'skipped' };
+    const damaged = beside === null ? storageProblem(db) : await beside.result;
     const seconds = (performance.now() - started) / 1000;
     if (damaged === null) return { ...report, storage: 'checked', seconds };
     return { ...report, ok: false, storage: 'checked', break: { kind: 'structure', seq: 0, message: damaged }, seconds };
@@ -78,8 +83,15 @@ export async function verifyLog(path: string, options: VerifyOptions): Promise<V
     if (error instanceof VerdictError) throw error;
     throw new VerdictError('DECISION_LOG_CORRUPT', `cannot read the decision log ${path}: ${messageOf(error)}`, { cause: error });
   } finally {
+    await beside?.cancel();
     db.close();
   }
+}
+
+/** Rows from the first seq to the last, as the chain pass will see them. */
+function spanOf(db: LogFile['db']): number {
+  const span = db.prepare('SELECT max(seq) - min(seq) + 1 FROM decisions').pluck().get() as number | null;
+  return span ?? 0;
 }
 
 /** A log whose version says it predates columns it has: lowered to make verify expect less of it. */
@@ -107,21 +119,6 @@ function structureBroken(path: string, message: string, started: number): Verify
     warnings: [],
     seconds: (performance.now() - started) / 1000,
   };
-}
-
-/** The most problems SQLite's integrity check lists in a report. */
-const MAX_STORAGE_PROBLEMS = 3;
-
-/**
- * SQLite's integrity check of the whole file: an index that disagrees with its
- * table (left stale by editing sqlite_schema) makes a query by principal, action or
- * time show other rows than the chain holds, while every row still verifies.
- */
-function storageProblem(db: LogFile['db']): string | null {
-  const found = db.pragma(`integrity_check(${MAX_STORAGE_PROBLEMS})`, { simple: false }) as { integrity_check: string }[];
-  const problems = found.map((row) => row.integrity_check);
-  if (problems.length === 1 && problems[0] === 'ok') return null;
-  return `SQLite's integrity check fails (${problems.join('; ')}): queries that read through an index may show other rows than the chain holds; restore the log from a backup or an export`;
 }
 
 /**

@@ -285,11 +285,18 @@ describe('verify checks the log is shaped as verdict makes it, and its storage',
     expect(queryDecisions(t.db, { principalId: 'mallory' }).map((row) => row.seq)).toEqual([7]);
 
     await expectBreak(t, /^FAILED: structure: SQLite's integrity check fails \(.*decisions_principal.*\): queries that read through an index/);
+    // With the chain split over threads (a large log, or --workers), the check runs in a thread of its own: the same finding.
+    const threaded = await verify(t, '--workers', '2');
+    expect(threaded.code).toBe(1);
+    expect(failure(threaded.stdout)).toMatch(/^FAILED: structure: SQLite's integrity check fails \(.*decisions_principal.*\)/);
     const chainOnly = await verify(t, '--chain-only');
     expect(chainOnly.code).toBe(0);
     expect(chainOnly.stdout).toMatch(/storage\s+not checked \(--chain-only\)/);
-    const whole = await verify(intact);
-    expect(whole.stdout).toMatch(/storage\s+SQLite's integrity check: ok/);
+    for (const threads of ['1', '3']) {
+      const whole = await verify(intact, '--workers', threads);
+      expect(whole.code).toBe(0);
+      expect(whole.stdout).toMatch(/storage\s+SQLite's integrity check: ok/);
+    }
   });
 });
 
