@@ -213,10 +213,20 @@ function walk(node: TrieNode, segments: readonly string[], i: number, method: st
 const ENCODED_UNRESERVED = /%(?:[46][1-9A-Fa-f]|[57][0-9Aa]|3[0-9]|2[DEde]|5[Ff]|7[Ee])/;
 
 /**
+ * A character a path segment may not hold unencoded (RFC 3986 `pchar`: unreserved,
+ * sub-delims, `:`, `@`, and `%` for encoding). A raw `#` passed on by a gateway that
+ * forwards the client's URI as it came makes `credit-risk-v2#` the id decided on,
+ * while the upstream reads a fragment and serves `credit-risk-v2`. Backslash and NUL
+ * have messages of their own below.
+ */
+const OUTSIDE_PCHAR = /[^A-Za-z0-9\-._~!$&'()*+,;=:@%\\\u0000]/;
+
+/**
  * The decoded segments of a request path, or why it cannot be routed. What the
  * upstream might read differently from us is refused rather than guessed at: an
  * encoded slash or backslash, an encoded unreserved character (`%67` for `g`), a
- * `.` or `..` segment, a `;` (path parameters), a backslash, a NUL, bad percent-encoding.
+ * `.` or `..` segment, a `;` (path parameters), a backslash, a NUL, bad percent-encoding,
+ * a character outside RFC 3986's `pchar` left unencoded (`#`, a space, `é`).
  */
 export function splitRequestPath(path: string): string[] | string {
   if (!path.startsWith('/')) return `the path must start with "/": ${JSON.stringify(path.slice(0, 100))}`;
@@ -226,6 +236,8 @@ export function splitRequestPath(path: string): string[] | string {
   const out = new Array<string>(raw.length);
   for (let i = 0; i < raw.length; i++) {
     let segment = raw[i]!;
+    const unencoded = OUTSIDE_PCHAR.exec(segment);
+    if (unencoded) return `the path has a raw ${JSON.stringify(unencoded[0])} in segment ${i + 1}, which a path may not hold unencoded (an upstream may read it differently, "#" as the start of a fragment); percent-encode it`;
     if (segment.includes('%')) {
       const encoded = ENCODED_UNRESERVED.exec(segment);
       if (encoded) return `the path has an encoded unreserved character ("${encoded[0]}" in segment ${i + 1}); send it unencoded`;

@@ -166,6 +166,22 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     expect((await predict('fraud-detector-v3', { authorization: `Bearer ${verdict.keys.dana}` })).status).toBe(200);
   });
 
+  // NGINX passes the client's URI on as it came ($request_uri, proxy_pass): a raw "#" made the decided id
+  // credit-risk-v2# (not in the directory, so not restricted) while the upstream read a fragment and served credit-risk-v2.
+  it('refuses a raw "#" in the path, which the upstream reads as the start of a fragment', async () => {
+    const before = upstream.seen.length;
+    const plain = await nginx.send('GET', '/v1/models/credit-risk-v2', { 'x-api-key': verdict.keys.carl });
+    expect(plain.status).toBe(403);
+    for (const path of ['/v1/models/credit-risk-v2#', '/v1/models/credit-risk-v2#x', '/v1/models/credit-risk-v2#/predict']) {
+      const answer = await nginx.send('GET', path, { 'x-api-key': verdict.keys.carl });
+      expect(answer.status, path).toBe(403);
+      const row = getDecision(verdict.db, answer.headers['x-verdict-decision-id']!)!;
+      expect(row, path).toMatchObject({ principalId: 'carl', effect: 'DENY', reason: 'DENIED_INVALID_REQUEST' });
+      expect(row.errors[0]!.message, path).toMatch(/raw "#" in segment 3/);
+    }
+    expect(upstream.seen.length).toBe(before);
+  });
+
   it("decides the request NGINX forwards, not the one a client names in X-Original-* or X-Forwarded-* headers", async () => {
     // proxy_set_header replaces the client's X-Original-Method: the DELETE is what is decided (and denied).
     const before = upstream.seen.length;

@@ -85,6 +85,12 @@ describe('route matching', () => {
     ['/v1/models/fraud-v3;x=1/predict', /";" in segment 3 \(a path parameter some upstreams strip/],
     ['/v1/models/fraud-v3%3Bjsessionid=1/predict', /";" in segment 3/],
     ['/v1/models/fraud-v3\\..\\admin', /backslash in segment 3/],
+    // A gateway forwarding the client's URI as it came passes a raw "#": the upstream reads a fragment, the id would keep it.
+    ['/v1/models/credit-risk-v2#', /raw "#" in segment 3, which a path may not hold unencoded/],
+    ['/v1/models/credit-risk-v2#x/predict', /raw "#" in segment 3/],
+    ['/v1/models/a b', /raw " " in segment 3/],
+    ['/v1/models/caf\u00e9', /raw "\u00e9" in segment 3/],
+    ['/v1/models/a|b', /raw "\|" in segment 3/],
     ['v1/models/m1', /must start with "\/"/],
     ['/' + 'a/'.repeat(70), /more than 64 segments/],
   ])('refuses %s rather than guess what the upstream reads', (path, message) => {
