@@ -220,21 +220,48 @@ export function openReadOnly(path: string, shape: 'enforce' | 'unchecked' = 'enf
  * seq or a repeated one that verify never reaches but queries show.
  */
 export function decisionsShapeProblem(db: Database.Database): string | null {
+  const foreign = foreignObject(db);
+  if (foreign !== null) return foreign;
   const kind = db.prepare("SELECT type FROM sqlite_schema WHERE name = 'decisions'").pluck().get() as string | undefined;
   if (kind !== 'table') return kind === undefined ? 'there is no decisions table' : `decisions is a ${kind}, not the table verdict creates`;
-  const keys = db.prepare("SELECT name, upper(type) AS type FROM pragma_table_info('decisions') WHERE pk > 0").all() as { name: string; type: string }[];
-  if (keys.length !== 1 || keys[0]!.name !== 'seq' || keys[0]!.type !== 'INTEGER') return 'decisions.seq is not the table\'s INTEGER PRIMARY KEY, so rows could have no seq, a fractional one or a repeated one';
+  // PRAGMA statements, not the pragma_* table functions: a table in the file can take a function's name.
+  const keys = (db.pragma('table_info(decisions)') as { name: string; type: string; pk: number }[]).filter((column) => column.pk > 0);
+  if (keys.length !== 1 || keys[0]!.name !== 'seq' || keys[0]!.type.toUpperCase() !== 'INTEGER') return 'decisions.seq is not the table\'s INTEGER PRIMARY KEY, so rows could have no seq, a fractional one or a repeated one';
+  const indexes = db.pragma('index_list(decisions)') as { name: string; unique: number; origin: string; partial: number }[];
   // Without a rowid (or with INTEGER PRIMARY KEY DESC) the key is an index of its own and seq is no longer the rowid.
-  if (db.prepare("SELECT 1 FROM pragma_index_list('decisions') WHERE origin = 'pk'").get() !== undefined) return 'decisions.seq is not the table\'s rowid (a WITHOUT ROWID table or a DESC key), so it could hold a fractional seq';
-  const uniques = db.prepare("SELECT name FROM pragma_index_list('decisions') WHERE \"unique\" = 1 AND partial = 0").pluck().all() as string[];
-  const columnsOf = db.prepare('SELECT name FROM pragma_index_info(?) ORDER BY seqno').pluck();
-  if (!uniques.some((index) => (columnsOf.all(index) as string[]).join(',') === 'decision_id')) return 'decisions.decision_id is not UNIQUE, so one decision id could name two rows';
+  if (indexes.some((index) => index.origin === 'pk')) return 'decisions.seq is not the table\'s rowid (a WITHOUT ROWID table or a DESC key), so it could hold a fractional seq';
+  const columnsOf = (index: string): string => (db.pragma(`index_info(${quoteIdentifier(index)})`) as { name: string }[]).map((column) => column.name).join(',');
+  if (!indexes.some((index) => index.unique === 1 && index.partial === 0 && columnsOf(index.name) === 'decision_id')) return 'decisions.decision_id is not UNIQUE, so one decision id could name two rows';
   return null;
+}
+
+/** Names of SQLite's table-valued functions that readers and the checks above call: a table of the same name would answer in their place. */
+const FUNCTION_NAMES = /^(?:pragma_|json_each$|json_tree$)/i;
+
+/**
+ * An object verdict never creates that changes what readers see: a virtual table
+ * (an FTS5 table named `pragma_table_info` answers `pragma_table_info('decisions')`
+ * with rows of its own), an object named like a table-valued function, or a
+ * collation on `decisions` or its indexes (`COLLATE NOCASE` makes `--principal alice`
+ * match Alice).
+ */
+function foreignObject(db: Database.Database): string | null {
+  const objects = db.prepare('SELECT type, name, tbl_name, sql FROM sqlite_schema').all() as { type: string; name: string; tbl_name: string; sql: string | null }[];
+  for (const object of objects) {
+    if (FUNCTION_NAMES.test(object.name)) return `the log holds a ${object.type} named ${JSON.stringify(object.name)}, which verdict never creates and which would answer in place of SQLite's function of that name`;
+    if (object.sql !== null && /^\s*CREATE\s+VIRTUAL\s+TABLE/i.test(object.sql)) return `the log holds a virtual table ${JSON.stringify(object.name)}, which verdict never creates`;
+    if (object.tbl_name === 'decisions' && object.sql !== null && /\bCOLLATE\b/i.test(object.sql)) return `${object.type} ${JSON.stringify(object.name)} declares a collation, which verdict never does: queries would match other rows than the ones asked for`;
+  }
+  return null;
+}
+
+function quoteIdentifier(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
 }
 
 /** The columns `decisions` has: a log of an older schema lacks the ones added since, which readers then read as NULL. */
 export function decisionColumns(db: Database.Database): ReadonlySet<string> {
-  return new Set(db.prepare("SELECT name FROM pragma_table_info('decisions')").pluck().all() as string[]);
+  return new Set((db.pragma('table_info(decisions)') as { name: string }[]).map((column) => column.name));
 }
 
 function hasUserTables(db: Database.Database): boolean {

@@ -249,6 +249,21 @@ describe('verify checks the log is shaped as verdict makes it, and its storage',
       /decisions\.seq is not the table's rowid/,
     ],
     [
+      // An FTS5 table takes the name of SQLite's pragma_table_info function and answers for it: seq looks like the key.
+      'a plain table holding a row with no seq, and an FTS5 table standing in for pragma_table_info',
+      COPY_AS_PLAIN_TABLE +
+        FORGE('NULL') +
+        'CREATE UNIQUE INDEX decisions_id ON decisions (decision_id); ' +
+        "CREATE TABLE staged AS SELECT name, CASE name WHEN 'seq' THEN 'INTEGER' ELSE type END AS type FROM pragma_table_info('decisions'); " +
+        "CREATE VIRTUAL TABLE pragma_table_info USING fts5(name, type, pk UNINDEXED, tbl); INSERT INTO pragma_table_info SELECT name, type, CASE name WHEN 'seq' THEN 1 ELSE 0 END, 'decisions' FROM staged; DROP TABLE staged;",
+      /the log holds a table named "pragma_table_info/,
+    ],
+    [
+      'principal_id declared COLLATE NOCASE, so a query for alice finds Alice',
+      "PRAGMA writable_schema = ON; UPDATE sqlite_schema SET sql = replace(sql, 'principal_id   TEXT    NOT NULL', 'principal_id TEXT NOT NULL COLLATE NOCASE') WHERE name = 'decisions';",
+      /table "decisions" declares a collation, which verdict never does/,
+    ],
+    [
       'a table whose decision_id is not unique',
       'CREATE TABLE plain (seq INTEGER PRIMARY KEY, decision_id TEXT NOT NULL, time_ms, caller, request_id, principal_id, action, resource_type, resource_id, effect, reason, rule_ids, errors, policy_version, request, latency_us, prev_hash, hash, details, format); INSERT INTO plain SELECT * FROM decisions; DROP TABLE decisions; ALTER TABLE plain RENAME TO decisions;',
       /decisions\.decision_id is not UNIQUE/,
