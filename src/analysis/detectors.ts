@@ -358,7 +358,11 @@ export function alertId(type: AlertType, subject: AlertSubject, windowStart: num
   return `al_${hash.digest('hex').slice(0, 32)}`;
 }
 
-const API_KEY = /\bAPI key ([A-Za-z0-9_-]{1,128})\b/;
+/**
+ * How the API key authenticator words a refused key, from the start of the message:
+ * other refusals (`NOT_A_PEP: … not "API key k1"`) can quote text a caller chose.
+ */
+const API_KEY = /^(?:UNKNOWN_KEY|REVOKED|EXPIRED): API key ([A-Za-z0-9_-]{1,128})\b/;
 
 /** The API key id a refused authentication names (`UNKNOWN_KEY: API key k1 is not recognised`), if any. */
 function apiKeyOf(d: ObservedDecision): string | null {

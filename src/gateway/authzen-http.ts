@@ -223,10 +223,10 @@ export class AuthZenEndpoint {
   /** A search: one page of results, recorded as one row (details.search); a bad request or page token is recorded and answered 400. */
   private async search(kind: SearchKind, body: unknown, call: CallMeta, caller: Caller): Promise<Answer> {
     let query = readSearch(kind, body);
-    if (query instanceof InvalidRequest) return this.single(query, call);
+    if (query instanceof InvalidRequest) return this.single(confined(query, caller), call);
     if (caller.self !== null) {
       // Listing who may do something reveals everyone's permissions: a listed PEP's question only.
-      if (kind === 'subject') return this.single(new RefusedRequest(query.question, notAPep(caller.caller, caller.self.id, 'a search over every subject')), call);
+      if (kind === 'subject') return this.single(new RefusedRequest({ ...query.question, principal: caller.self }, notAPep(caller.caller, caller.self.id, 'a search over every subject')), call);
       const question = confined(query.question, caller);
       if (question instanceof RefusedRequest) return this.single(question, call);
       query = { ...query, question };
@@ -236,7 +236,7 @@ export class AuthZenEndpoint {
       return { status: 200, body: { ...result, context: { decision_id: decisionId } } };
     } catch (error) {
       if (!(error instanceof RequestFieldError)) throw error;
-      return this.single(new InvalidRequest(error, query.question), call);
+      return this.single(confined(new InvalidRequest(error, query.question), caller), call);
     }
   }
 
@@ -282,10 +282,19 @@ export class AuthZenEndpoint {
  * credential sets one.
  */
 function confined(question: CheckInput, caller: Caller): CheckInput {
-  if (caller.self === null || question instanceof RefusedRequest) return question;
-  if (question.principal.id !== caller.self.id) return new RefusedRequest(question, notAPep(caller.caller, caller.self.id, JSON.stringify(question.principal.id)));
-  if (statesProperties(question.principal)) return new RefusedRequest(question, selfStatedProperties(caller.caller));
-  return { ...question, principal: asCredentialSays(question.principal, caller.self) };
+  const self = caller.self;
+  if (self === null) return question;
+  // Refused or not, the row is the caller's own: recorded under another id, it would count as that principal's traffic (alerts, suspension).
+  if (question instanceof RefusedRequest) {
+    const asked = question.request.principal.id;
+    if (asked === self.id) return question;
+    const own = { ...question.request, principal: self };
+    if (asked !== '') return new RefusedRequest(own, notAPep(caller.caller, self.id, JSON.stringify(asked)));
+    return question instanceof InvalidRequest ? new InvalidRequest(question.error, own) : new RefusedRequest(own, question.refusal);
+  }
+  if (question.principal.id !== self.id) return new RefusedRequest({ ...question, principal: self }, notAPep(caller.caller, self.id, JSON.stringify(question.principal.id)));
+  if (statesProperties(question.principal)) return new RefusedRequest({ ...question, principal: self }, selfStatedProperties(caller.caller));
+  return { ...question, principal: asCredentialSays(question.principal, self) };
 }
 
 /** Whether an AuthZEN subject carried properties beyond its type (which the reader files as the attribute `type`). */

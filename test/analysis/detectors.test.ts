@@ -125,3 +125,18 @@ describe('detectors over a simulated day', () => {
     expect(sourceOf('spiffe://acme/gw')).toBe('spiffe://acme/gw');
   });
 });
+
+describe('auth-failures names an API key only from the authenticator\'s own words', () => {
+  // A caller that is not a PEP could ask AuthZEN about a subject named "API key k_gw": the
+  // NOT_A_PEP refusal quotes it, and a match anywhere in the message raised an alert on the gateway's key.
+  it('counts UNKNOWN_KEY, REVOKED and EXPIRED refusals against their key, and no key a refusal merely quotes', () => {
+    const quoted = Array.from({ length: 60 }, (_, k) =>
+      record({ time: DAY_START + 3 * HOUR + k * 1000, principalId: '', resourceId: '/access/v1/evaluation', caller: `10.7.7.${k % 200}:4000`, unauthenticated: 'NOT_A_PEP: api-key:dana may ask only about subject "dana", not "API key k_gw"; list the caller in authzen.peps to let it ask about others' }),
+    );
+    const refused = Array.from({ length: 60 }, (_, k) =>
+      record({ time: DAY_START + 3 * HOUR + k * 1000, principalId: '', resourceId: '/v1/models', caller: `10.6.6.${k % 200}:4000`, unauthenticated: 'REVOKED: API key k_old was revoked at 2025-01-01T00:00:00.000Z' }),
+    );
+    const keys = run([...quoted, ...refused]).alerts.filter((a) => a.type === 'auth-failures' && a.subject.kind === 'api-key').map((a) => a.subject.id);
+    expect(keys).toEqual(['k_old']);
+  });
+});

@@ -57,7 +57,8 @@ describe.skipIf(NGINX === null)('AuthZEN: only listed policy enforcement points 
       expect(item.context.error?.message).toMatch(/^NOT_A_PEP: api-key:dana may ask only about subject "dana", not "ada"; list the caller in authzen\.peps/);
     }
     const row = getDecision(verdict.db, items[0]!.context.decision_id)!;
-    expect(row).toMatchObject({ principalId: 'ada', action: 'predict', caller: 'api-key:dana', effect: 'DENY', reason: 'DENIED_UNAUTHENTICATED' });
+    // Recorded as dana's own traffic: rows under ada's id would count toward ada's alerts (and suspension).
+    expect(row).toMatchObject({ principalId: 'dana', action: 'predict', caller: 'api-key:dana', effect: 'DENY', reason: 'DENIED_UNAUTHENTICATED' });
     expect(row.errors[0]).toMatchObject({ ruleId: 'authn', message: expect.stringMatching(/^NOT_A_PEP: /) });
     expect(row.details).not.toHaveProperty('limit');
 
@@ -71,6 +72,27 @@ describe.skipIf(NGINX === null)('AuthZEN: only listed policy enforcement points 
       expect(answer.status, `ada's predict ${i + 1} through NGINX`).toBe(200);
     }
     expect(queryDecisions(verdict.db, { principalId: 'ada', reason: 'DENIED_BY_RATE_LIMIT', limit: 10 })).toEqual([]);
+  });
+
+  it("records a caller's unreadable questions about someone else as its own, so they count toward no one else's alerts", async () => {
+    // An invalid context used to be recorded as DENIED_INVALID_REQUEST under olga's id: 30 of them across models
+    // raised probing and reconnaissance alerts on olga, and suspended her where suspension is on.
+    const items = Array.from({ length: 30 }, (_, i) => ({ subject: { type: 'user', id: 'olga' }, action: { name: 'predict' }, resource: { type: 'model', id: `m${i % 7}` }, context: 'x' }));
+    const many = await authzen(verdict.keys.dana, '/access/v1/evaluations', { evaluations: items });
+    expect(many.status).toBe(200);
+    for (const item of many.body.evaluations as { decision: boolean; context: { error?: { status: number; message: string } } }[]) {
+      expect(item).toMatchObject({ decision: false, context: { error: { status: 403, message: expect.stringMatching(/^NOT_A_PEP: api-key:dana may ask only about subject "dana", not "olga"/) } } });
+    }
+    const search = await authzen(verdict.keys.dana, '/access/v1/search/resource', { subject: { type: 'user', id: 'olga' }, action: { name: 'predict' }, resource: { type: 'model' }, context: 'x' });
+    expect(search.status).toBe(403);
+    const unreadable = await authzen(verdict.keys.dana, '/access/v1/evaluation', { subject: { type: 'user', id: 'olga' }, action: { name: 'predict' }, resource: { type: 'model' } });
+    expect(unreadable.status).toBe(403);
+    expect(queryDecisions(verdict.db, { principalId: 'olga', limit: 100 })).toEqual([]);
+    expect(queryDecisions(verdict.db, { principalId: 'dana', reason: 'DENIED_UNAUTHENTICATED', limit: 100 }).length).toBeGreaterThanOrEqual(32);
+    // Her own unreadable question is answered 400 as ever, under her own id.
+    const own = await authzen(verdict.keys.dana, '/access/v1/evaluation', { subject: { type: 'user', id: 'dana' }, action: { name: 'predict' }, resource: { type: 'model' } });
+    expect(own.status).toBe(400);
+    expect(getDecision(verdict.db, own.body.decision_id as string)).toMatchObject({ principalId: 'dana', reason: 'DENIED_INVALID_REQUEST' });
   });
 
   it('refuses a subject search, and a resource or action search about someone else, from a caller that is not listed', async () => {
