@@ -52,6 +52,14 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
     if (brk === null && lastSeq !== null && input.checkpoints.length === 0 && input.anchor === null) {
       warnings.push('no signed checkpoints: the chain shows edited rows, but not a log rewritten from scratch; run the server with checkpoints on');
     }
+    const unsigned = lastSeq === null ? 0 : lastSeq - signedThrough;
+    const spacing = widestSpacing(start.seq, input.checkpoints, signedThrough);
+    if (brk === null && lastCheckpoint !== null && spacing > 0 && unsigned > 2 * spacing) {
+      warnings.push(
+        `${unsigned} rows after the last checkpoint (seq ${signedThrough}) are not signed, more than twice the most rows between two checkpoints before it (${spacing}): ` +
+          'checkpoints may have been removed from the end so that rows they signed could be rewritten; check against a checkpoint exported earlier (--from-checkpoint)',
+      );
+    }
     return {
       ok: brk === null,
       source: input.source,
@@ -138,6 +146,17 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
     return finish(diagnose(input.diagnosis(), pass.failure.index, pass.failure.expected, pass.failure.prev, start));
   }
   return finish(null);
+}
+
+/** The most rows between consecutive checkpoints (from the chain's start) up to `through`: how far apart the writer signs. */
+function widestSpacing(from: number, checkpoints: readonly PendingCheckpoint[], through: number): number {
+  let widest = 0;
+  let previous = from;
+  for (const seq of checkpoints.map((cp) => cp.seq).filter((seq) => seq > from && seq <= through).sort((a, b) => a - b)) {
+    widest = Math.max(widest, seq - previous);
+    previous = seq;
+  }
+  return widest;
 }
 
 function describeCheckpoint(cp: PendingCheckpoint): string {

@@ -328,3 +328,22 @@ describe('naming a break is bounded work', () => {
     await expectBreak(t, /^FAILED: deleted at seq 25: row 25 is missing: seq 25 holds the row written as seq 26 \(later rows were renumbered to close the gap\); the kind is a best guess: 200 rows claim to follow seq 24/);
   });
 });
+
+describe('checkpoints removed from the end', () => {
+  // Without the signing key, deleting the later checkpoints turns the rows they signed back into
+  // unsigned ones, which can then be rewritten and rechained. Only an exported checkpoint proves it;
+  // verify says when the unsigned tail is far longer than the writer's spacing.
+  it('warns when the rows after the last checkpoint are more than twice its widest spacing', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, "DELETE FROM checkpoints WHERE seq > 10; UPDATE decisions SET effect = 'ALLOW' WHERE seq = 16;");
+    rechain(t.db, 16);
+    const { code, stdout } = await verify(t);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(/warning\s+30 rows after the last checkpoint \(seq 10\) are not signed, more than twice the most rows between two checkpoints before it \(10\): checkpoints may have been removed/);
+    expect((await verify(intact)).stdout).not.toMatch(/may have been removed/);
+    // A tail within the writer's spacing (a crash between checkpoints) is not remarked on.
+    const crashed = copyLog(intact);
+    tamperSql(crashed.db, 'DELETE FROM checkpoints WHERE seq = 40;');
+    expect((await verify(crashed)).stdout).not.toMatch(/may have been removed/);
+  });
+});
