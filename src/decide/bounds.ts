@@ -168,6 +168,11 @@ class Walk {
         this.problem = `${this.field(root, key)}: ${CONSTRUCTOR_KEY_PROBLEM}`;
         return false;
       }
+      // Held as data by JSON.parse (a JWT claim), but any copy made by assignment turns it into a prototype: refused, as every transport refuses it.
+      if (key === '__proto__') {
+        this.problem = `${this.field(root, key)}: cannot be an attribute name (send it under another name)`;
+        return false;
+      }
       this.path.push(key);
       const ok = this.value(map[key]!, root, depth);
       this.path.pop();

@@ -186,6 +186,18 @@ describe('JWT token lifetime against the real server', () => {
     expect((await forwardAuth(await raw('"org": "acme", "employment": "employee", "unmapped": 1e999'))).status).toBe(200);
   });
 
+  it('refuses a mapped claim holding a `__proto__` member, as every transport refuses it, naming it, recorded', async () => {
+    const raw = async (claims: string): Promise<string> =>
+      new CompactSign(new TextEncoder().encode(`{"sub": "dana", "iss": "${ISSUER}", "aud": "${AUDIENCE}", "iat": ${nowSeconds()}, "exp": ${nowSeconds() + 300}, "roles": ["data_scientist"], ${claims}}`))
+        .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+        .sign(privateKey);
+    const answer = await forwardAuth(await raw('"org": "acme", "employment": {"__proto__": {"level": "admin"}}'));
+    expect(answer.status).not.toBe(200);
+    const row = getDecision(db, answer.decisionId!)!;
+    expect(row).toMatchObject({ effect: 'DENY', reason: 'DENIED_INVALID_REQUEST' });
+    expect(row.errors[0]!.message).toBe('principal.attributes.employment.__proto__: cannot be an attribute name (send it under another name)');
+  });
+
   it('refuses an exp just past the bound, and accepts one just inside it', async () => {
     expect((await forwardAuth(await token({ exp: nowSeconds() + MAX_AGE + 120 }))).status).toBe(401);
     expect((await forwardAuth(await token({ exp: nowSeconds() + MAX_AGE - 60 }))).status).toBe(200);
