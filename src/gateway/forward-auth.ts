@@ -33,13 +33,6 @@ const FORWARDED: HeaderFamily = { method: 'x-forwarded-method', uri: 'x-forwarde
 const FAMILIES: Readonly<Record<ForwardAuthStyle, HeaderFamily>> = { nginx: ORIGINAL, traefik: FORWARDED, caddy: FORWARDED };
 
 /**
- * Headers that ask an upstream to act on another method or path than the one
- * decided (method overrides, URL rewrites some frameworks honour). No gateway
- * sets them; a request carrying one is refused, whatever the style.
- */
-const OVERRIDE_HEADERS = ['x-http-method-override', 'x-http-method', 'x-method-override', 'x-original-url', 'x-rewrite-url'];
-
-/**
  * The original request a forward-auth sub-request describes, read from the header
  * family of the configured gateway `style` only. Its method and URI headers are
  * required, once each; a request that also carries the other family's method or URI
@@ -60,11 +53,8 @@ export function forwardedRequest(req: IncomingMessage, style: ForwardAuthStyle =
   }
   let refusal: string | null = null;
   const foreign = family.foreign.find((name) => headers[name] !== undefined);
-  const override = OVERRIDE_HEADERS.find((name) => headers[name] !== undefined);
   if (foreign !== undefined) {
     refusal = `the request carries ${display(foreign)}, which a ${style} gateway does not set, so a client sent it (forwardAuth.style is ${style}: verdict reads ${display(family.method)} and ${display(family.uri)}; see docs/gateways.md)`;
-  } else if (override !== undefined) {
-    refusal = `the request carries ${display(override)}, which asks the upstream for another method or path than the one decided`;
   } else if (headers[family.method] === undefined) {
     refusal = `the gateway sent no ${display(family.method)} header (forwardAuth.style is ${style}; see docs/gateways.md)`;
   } else if (headers[family.uri] === undefined) {
@@ -92,11 +82,6 @@ const DISPLAY: Readonly<Record<string, string>> = {
   'x-real-ip': 'X-Real-IP',
   'x-forwarded-method': 'X-Forwarded-Method',
   'x-forwarded-uri': 'X-Forwarded-Uri',
-  'x-http-method-override': 'X-HTTP-Method-Override',
-  'x-http-method': 'X-HTTP-Method',
-  'x-method-override': 'X-Method-Override',
-  'x-original-url': 'X-Original-URL',
-  'x-rewrite-url': 'X-Rewrite-URL',
 };
 
 /** A header name as the gateways' docs write it: `x-original-uri` → `X-Original-URI`. */

@@ -14,6 +14,41 @@ export const UNROUTED_RESOURCE_TYPE = 'http_route';
 const EMPTY: Attributes = Object.freeze({});
 const ANONYMOUS: Principal = Object.freeze({ id: '', roles: Object.freeze([]), attributes: EMPTY });
 const METHOD = /^[A-Z]{1,24}$/;
+const ANY_CASE_METHOD = /^[A-Za-z]{1,24}$/;
+
+/**
+ * Headers that ask an upstream to act on another method or path than the one
+ * decided (method overrides, URL rewrites some frameworks honour). No gateway
+ * sets them; a request carrying one is refused, whatever the gateway.
+ */
+const OVERRIDE_HEADERS: Readonly<Record<string, string>> = {
+  'x-http-method-override': 'X-HTTP-Method-Override',
+  'x-http-method': 'X-HTTP-Method',
+  'x-method-override': 'X-Method-Override',
+  'x-original-url': 'X-Original-URL',
+  'x-rewrite-url': 'X-Rewrite-URL',
+};
+/** The query parameter Rails, Laravel and others read as the method (`POST /x?_method=DELETE`). */
+const METHOD_PARAMETER = '_method';
+
+/** Why a request asks its upstream for another method or path than the one decided, or null. */
+function overrideAsked(headers: GatewayRequest['headers'], query: string): string | null {
+  for (const name in OVERRIDE_HEADERS) {
+    if (headers[name] !== undefined) return `the request carries ${OVERRIDE_HEADERS[name]}, which asks the upstream for another method or path than the one decided`;
+  }
+  if (query === '' || !/method|%/i.test(query)) return null;
+  for (const pair of query.split('&')) {
+    const eq = pair.indexOf('=');
+    let name = eq === -1 ? pair : pair.slice(0, eq);
+    try {
+      name = decodeURIComponent(name.replace(/\+/g, ' '));
+    } catch {
+      continue;
+    }
+    if (name.toLowerCase() === METHOD_PARAMETER) return `the request carries the query parameter ${METHOD_PARAMETER}, which asks the upstream for another method than the one decided`;
+  }
+  return null;
+}
 const MAX_URI_LENGTH = 8192;
 const RECORDED_PATH_LENGTH = 512;
 
@@ -28,7 +63,8 @@ const RECORDED_PATH_LENGTH = 512;
  */
 export function prepareCheck(policySet: PolicySet, request: GatewayRequest, authn: AuthnResult): CheckInput {
   const principal = authn.ok ? authn.principal : ANONYMOUS;
-  const method = request.method.toUpperCase();
+  // Methods are case-sensitive (RFC 9110): `get` is not GET to every upstream, so it is not decided as GET.
+  const method = request.method;
   const q = request.uri.indexOf('?');
   const path = q === -1 ? request.uri : request.uri.slice(0, q);
   const unrouted = (action: string): RoutedRequest => ({
@@ -39,18 +75,26 @@ export function prepareCheck(policySet: PolicySet, request: GatewayRequest, auth
 
   let routed: RoutedRequest;
   let routeRefusal: Refusal | null = null;
+  let override: string | null;
   if (request.refusal) {
     routed = unrouted(METHOD.test(method) ? method : 'UNKNOWN');
     routeRefusal = unroutable(request.refusal);
   } else if (!METHOD.test(method)) {
     routed = unrouted('UNKNOWN');
-    routeRefusal = unroutable(`not an HTTP method: ${JSON.stringify(request.method.slice(0, 40))}`);
+    routeRefusal = unroutable(
+      ANY_CASE_METHOD.test(method)
+        ? `the method ${JSON.stringify(method)} is not in upper case: methods are case-sensitive and an upstream may read it as another; send ${method.toUpperCase()}`
+        : `not an HTTP method: ${JSON.stringify(request.method.slice(0, 40))}`,
+    );
   } else if (path === '') {
     routed = unrouted(method);
     routeRefusal = unroutable('the gateway sent no request URI (NGINX: set X-Original-URI; Traefik and Caddy send X-Forwarded-Uri; see forwardAuth.style)');
   } else if (request.uri.length > MAX_URI_LENGTH) {
     routed = unrouted(method);
     routeRefusal = unroutable(`the request URI is longer than ${MAX_URI_LENGTH} characters`);
+  } else if ((override = overrideAsked(request.headers, q === -1 ? '' : request.uri.slice(q + 1))) !== null) {
+    routed = unrouted(method);
+    routeRefusal = unroutable(override);
   } else {
     const match = policySet.routes.match(method, path);
     if (match.kind === 'matched') {

@@ -188,6 +188,28 @@ describe('Envoy ext_authz v3 against the real server', () => {
     }
   });
 
+  // Forward-auth refused these; ext_authz decided the GET while a framework upstream acted on the override.
+  it('refuses a method override, a URL rewrite header, a _method query parameter and a method not in upper case, naming each', async () => {
+    const modelFacts = { 'x-model-org': 'acme', 'x-model-classification': 'internal', 'x-model-env': 'production' };
+    for (const [method, path, headers, why] of [
+      ['GET', '/v1/models/fraud-detector-v3', { 'x-http-method-override': 'DELETE' }, /carries X-HTTP-Method-Override, which asks the upstream for another method/],
+      ['GET', '/v1/models/fraud-detector-v3', { 'x-original-url': '/v1/admin/users' }, /carries X-Original-URL/],
+      ['GET', '/v1/models/fraud-detector-v3', { 'x-rewrite-url': '/v1/admin/users' }, /carries X-Rewrite-URL/],
+      ['POST', '/v1/models/fraud-detector-v3/predict?_method=DELETE', {}, /query parameter _method/],
+      ['POST', '/v1/models/fraud-detector-v3/predict?a=1&%5Fmethod=DELETE', {}, /query parameter _method/],
+      ['get', '/v1/models/fraud-detector-v3', {}, /the method "get" is not in upper case: .*send GET/],
+    ] as const) {
+      const response = await check(envoyCheckRequest(method, path, { ...bearer('vic'), ...modelFacts, ...headers }));
+      expect(response.status.code, `${method} ${path}`).toBe(grpc.status.PERMISSION_DENIED);
+      const row = getDecision(server.db, metadataOf(response)['decision_id']!)!;
+      expect(row, `${method} ${path}`).toMatchObject({ principalId: 'vic', effect: 'DENY', reason: 'DENIED_INVALID_REQUEST' });
+      expect(row.errors[0]!.message, `${method} ${path}`).toMatch(why);
+    }
+    // Without them the request is routed and decided by the rules as before.
+    const plain = await check(envoyCheckRequest('GET', '/v1/models/fraud-detector-v3', { ...bearer('vic'), ...modelFacts }));
+    expect(metadataOf(plain)['reason']).not.toBe('DENIED_INVALID_REQUEST');
+  });
+
   it('refuses a delete whose model env header is repeated, in the raw header list and in the map', async () => {
     // ada (an acme admin) may delete acme's staging models; "production" then "staging" must not read as one or the other.
     const raw = envoyCheckRequest('DELETE', '/v1/models/fraud-detector-v3', { ...bearer('ada'), 'x-model-org': 'acme' }) as {
