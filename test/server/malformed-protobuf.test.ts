@@ -153,6 +153,23 @@ describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', ()
     }
   });
 
+  // proto3 reads the last member of a oneof on the wire; the decoder kept both and reported the first declared,
+  // so carl's `classification` was read as `true`, not "restricted", and the employees-only deny never matched.
+  it('a Value with two members of its oneof (bool then string): INVALID_ARGUMENT naming the attribute, recorded, never decided either way', async () => {
+    const entry = (key: string, value: Buffer): Buffer => ld(1, cat(str(1, key), ld(2, value)));
+    const text = (value: string): Buffer => str(3, value);
+    const boolThenString = cat(Buffer.from([4 << 3, 1]), str(3, 'restricted'));
+    const principal = ld(1, cat(str(1, 'carl'), str(2, 'data_scientist'), ld(3, cat(entry('org', text('acme')), entry('employment', text('contractor'))))));
+    const resource = ld(3, cat(str(1, 'model'), str(2, 'pricing-x'), ld(3, cat(entry('org', text('acme')), entry('classification', boolThenString)))));
+    const before = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
+    const { error } = await sendRaw(shipped.server.grpcPort, 'Check', cat(principal, str(2, 'predict'), resource));
+    expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(error?.details).toBe('resource.attributes.classification: a value with more than one kind set (send one of null, number, string, bool, struct or list)');
+    const recorded = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
+    expect(recorded.length).toBe(before + 1);
+    expect(recorded[0]).toMatchObject({ principalId: 'carl', effect: 'DENY' });
+  });
+
   it('keeps serving valid checks afterwards', async () => {
     const client = verdictClient(shipped.server.grpcPort);
     try {

@@ -67,7 +67,25 @@ function listToJson(list: ListValue__Output, depth: number): AttributeValue[] {
   return out;
 }
 
+/**
+ * Whether a Value arrived with more than one member of its `kind` oneof. The
+ * protobuf rule is that the last one on the wire counts; the decoder keeps them
+ * all and reports the first declared, so `bool_value: true` then `string_value:
+ * "restricted"` would be read as `true`. Refused rather than guessed at.
+ */
+function kinds(value: Value__Output): number {
+  return (
+    (value.nullValue !== undefined ? 1 : 0) +
+    (value.numberValue !== undefined ? 1 : 0) +
+    (value.stringValue !== undefined ? 1 : 0) +
+    (value.boolValue !== undefined ? 1 : 0) +
+    (value.structValue !== undefined ? 1 : 0) +
+    (value.listValue !== undefined ? 1 : 0)
+  );
+}
+
 function valueToJson(value: Value__Output, depth: number): AttributeValue {
+  if (kinds(value) > 1) throw new AttributeProblem('a value with more than one kind set (send one of null, number, string, bool, struct or list)');
   switch (value.kind) {
     case 'stringValue':
       return value.stringValue ?? '';
