@@ -179,16 +179,17 @@ export class AdminGate {
 
   private record(caller: AdminCaller, operation: AdminOperation, identity: AdminIdentity | null, refusal: VerdictError | null): DecisionRecord {
     const now = Date.now();
+    const parameters = operation.parameters === undefined ? undefined : clippedParameters(operation.parameters);
     return {
       decisionId: newDecisionId(now),
       time: now,
-      caller: caller.caller,
-      requestId: caller.requestId,
+      caller: clipped(caller.caller),
+      requestId: caller.requestId === null ? null : clipped(caller.requestId),
       // The admin identity admitted, or the one presented when refused.
       principalId: identity?.id ?? caller.certificate ?? caller.caller,
       action: operation.method,
       resourceType: ADMIN_RESOURCE_TYPE,
-      resourceId: operation.target ?? '',
+      resourceId: clipped(operation.target ?? ''),
       effect: identity ? 'ALLOW' : 'DENY',
       reason: identity ? 'ALLOWED_BY_RULE' : 'DENIED_UNAUTHENTICATED',
       ruleIds: identity ? [ADMIN_RULE_ID] : [],
@@ -200,11 +201,42 @@ export class AdminGate {
         admin: {
           method: operation.method,
           ...(identity ? { via: identity.via } : { refused: refusal?.code ?? 'UNAUTHENTICATED' }),
-          ...(operation.parameters && Object.keys(operation.parameters).length > 0 ? { parameters: operation.parameters } : {}),
+          ...(parameters && Object.keys(parameters).length > 0 ? { parameters } : {}),
         },
       },
     };
   }
+}
+
+/**
+ * The longest text an Admin row keeps of what a caller sent (a decision id, a
+ * request id, a filter): a refused call is recorded before it is validated, so
+ * without a cap one unauthenticated call of 1 MB wrote 1 MB to the log.
+ */
+const MAX_RECORDED_TEXT = 256;
+/** The most items an Admin row keeps of a list parameter. */
+const MAX_RECORDED_ITEMS = 100;
+
+function clipped(text: string): string {
+  return text.length <= MAX_RECORDED_TEXT ? text : `${text.slice(0, MAX_RECORDED_TEXT)}…`;
+}
+
+function clippedValue(value: unknown, depth: number): unknown {
+  if (typeof value === 'string') return clipped(value);
+  if (value === null || typeof value !== 'object') return value;
+  if (depth >= 4) return '…';
+  if (Array.isArray(value)) return value.slice(0, MAX_RECORDED_ITEMS).map((item) => clippedValue(item, depth + 1));
+  const out: Record<string, unknown> = {};
+  let kept = 0;
+  for (const [key, item] of Object.entries(value)) {
+    if (kept++ >= MAX_RECORDED_ITEMS) break;
+    Object.defineProperty(out, clipped(key), { value: clippedValue(item, depth + 1), enumerable: true, writable: true, configurable: true });
+  }
+  return out;
+}
+
+function clippedParameters(parameters: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  return clippedValue(parameters, 0) as Record<string, unknown>;
 }
 
 /** What a gRPC call presents as an Admin caller. */

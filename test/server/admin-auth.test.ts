@@ -197,11 +197,15 @@ describe('Admin without TLS', () => {
       await expect(call(server.grpcPort, null, { cert: null, token: 'guess' }, 'Admin', 'ReloadPolicies', {})).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
       const ok = await call<{ reloaded: boolean }>(server.grpcPort, null, { cert: null, token: TOKEN }, 'Admin', 'ReloadPolicies', {});
       expect(ok.reloaded).toBe(true);
+      // A refused call is recorded before it is read: 1 MB of decision id used to be 1 MB of row.
+      await expect(call(server.grpcPort, null, { cert: null, token: 'guess' }, 'Admin', 'GetDecision', { decisionId: 'x'.repeat(1 << 20) })).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
       expect(adminRows(db).map((r) => [r.action, r.effect, r.principalId])).toEqual([
         ['ListDecisions', 'DENY', expect.stringMatching(/^127\.0\.0\.1:\d+$/)],
         ['ReloadPolicies', 'DENY', expect.stringMatching(/^127\.0\.0\.1:\d+$/)],
         ['ReloadPolicies', 'ALLOW', 'admin-token'],
+        ['GetDecision', 'DENY', expect.stringMatching(/^127\.0\.0\.1:\d+$/)],
       ]);
+      expect(adminRows(db).at(-1)!.resourceId).toBe(`${'x'.repeat(256)}…`);
     } finally {
       expect(await server.stop()).toBe(0);
     }
