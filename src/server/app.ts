@@ -364,8 +364,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       }),
     authzen: (req, res) => authzen.handle(req, res),
     console: (req, res) => webConsole.handle(req, res),
-  }, { tls: tls?.http ? httpsServerOptions(tls) : undefined, shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs });
-  const ops = opsAddress === null ? null : new OperatorHttpServer(operations, { shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs });
+  }, { tls: tls?.http ? httpsServerOptions(tls) : undefined, shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs, maxConnections: config.httpMaxConnections });
+  const ops = opsAddress === null ? null : new OperatorHttpServer(operations, { shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs, maxConnections: config.httpMaxConnections });
 
   let grpcPort: number;
   let httpPort: number;

@@ -129,6 +129,13 @@ const layerSchema = z.strictObject({
    */
   httpRequestTimeoutMs: z.number().int().min(100).max(600_000).optional(),
   /**
+   * The most connections each HTTP listener holds at once; more are closed as they
+   * arrive. Without it, idle connections opened faster than the request timeout
+   * closed them used up the process's file descriptors, and new gRPC connections
+   * from gateways failed.
+   */
+  httpMaxConnections: z.number().int().min(1).max(1_000_000).optional(),
+  /**
    * Processes that answer checks. 1: this process (its decision log writer in
    * a thread). N > 1: N worker processes sharing the ports, and this process
    * as the one writer of the decision log (see server/cluster.ts).
@@ -186,6 +193,7 @@ export const DEFAULT_CONFIG = {
   watchPollMs: 10_000,
   shutdownGraceMs: 10_000,
   httpRequestTimeoutMs: 10_000,
+  httpMaxConnections: 4096,
   workers: 1,
   tls: null,
   authn: {},
@@ -214,13 +222,14 @@ export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn
   watchPollMs: 'VERDICT_WATCH_POLL_MS',
   shutdownGraceMs: 'VERDICT_SHUTDOWN_GRACE_MS',
   httpRequestTimeoutMs: 'VERDICT_HTTP_REQUEST_TIMEOUT_MS',
+  httpMaxConnections: 'VERDICT_HTTP_MAX_CONNECTIONS',
   workers: 'VERDICT_WORKERS',
 };
 
 /** The environment variable for forwardAuth.style. */
 export const FORWARD_AUTH_STYLE_ENVIRONMENT_KEY = 'VERDICT_FORWARD_AUTH_STYLE';
 
-const NUMERIC_KEYS = new Set(['maxMessageBytes', 'shutdownGraceMs', 'httpRequestTimeoutMs', 'workers', 'watchPollMs']);
+const NUMERIC_KEYS = new Set(['maxMessageBytes', 'shutdownGraceMs', 'httpRequestTimeoutMs', 'httpMaxConnections', 'workers', 'watchPollMs']);
 
 function describeIssues(error: z.ZodError, origin: string): string {
   return error.issues

@@ -34,10 +34,13 @@ export interface OperatorHttpOptions {
   readonly shutdownGraceMs?: number;
   /** How long a request may take to arrive, headers and body, in ms; then 408 and the connection ends. Default 10 s. */
   readonly requestTimeoutMs?: number;
+  /** The most connections held at once; more are closed as they arrive. Default 4096. */
+  readonly maxConnections?: number;
 }
 
 const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
 const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
+const DEFAULT_MAX_CONNECTIONS = 4096;
 
 /**
  * The operator's port: liveness, readiness with the reason when not ready,
@@ -70,6 +73,8 @@ export class OperatorHttpServer {
     const timing = { requestTimeout, headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(1_000, requestTimeout) };
     this.server = options.tls ? createHttpsServer({ ...options.tls, ...timing }, handle) : createServer(timing, handle);
     this.server.keepAliveTimeout = 5_000;
+    // Bounded, so connections held open here cannot take every file descriptor the gRPC port and the log need.
+    this.server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {

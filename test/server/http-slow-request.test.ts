@@ -65,3 +65,37 @@ describe('an HTTP request that takes too long to arrive', () => {
     expect((await fetch(`http://127.0.0.1:${verdict.httpPort}/healthz`)).status).toBe(200);
   }, 60_000);
 });
+
+describe('HTTP connections held open', () => {
+  // Idle connections opened faster than the request timeout ends them took every file descriptor
+  // of the process: new gRPC connections from gateways failed until they were closed.
+  it('are capped by httpMaxConnections: one more is closed as it arrives; gRPC and, once they go, HTTP are answered', async () => {
+    ensureBuilt();
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-http-cap-'));
+    const config = join(dir, 'verdict.yaml');
+    writeFileSync(config, stringify({ httpMaxConnections: 3 }));
+    const server = await startVerdict({ policies: join(ROOT, 'policies'), db: join(dir, 'decisions.db'), args: ['--config', config, '--no-watch'] });
+    try {
+      const held = [await rawHttp(server.httpPort), await rawHttp(server.httpPort), await rawHttp(server.httpPort)];
+      const extra = await rawHttp(server.httpPort);
+      extra.socket.write('GET /healthz HTTP/1.1\r\nHost: verdict\r\n\r\n');
+      await extra.closed;
+      expect(extra.received()).toBe('');
+      expect(await shippedAllowedCheck(server.grpcPort)).toBe('EFFECT_ALLOW');
+      for (const connection of held) connection.socket.destroy();
+      await Promise.all(held.map((connection) => connection.closed));
+      // The server counts a connection gone once it has seen it close, a moment after the client.
+      let status = 0;
+      for (let attempt = 0; attempt < 100 && status !== 200; attempt++) {
+        status = await fetch(`http://127.0.0.1:${server.httpPort}/healthz`).then(
+          (response) => response.status,
+          () => new Promise<number>((resolve) => setTimeout(() => resolve(0), 50)),
+        );
+      }
+      expect(status).toBe(200);
+    } finally {
+      expect(await server.stop()).toBe(0);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
