@@ -151,7 +151,11 @@ export class Console {
     if (caller.token === null) {
       // A browser sends a client certificate, like a cookie, with another site's requests too.
       const site = req.headers['sec-fetch-site'];
-      if (typeof site === 'string' && site !== 'same-origin' && site !== 'none') refusal = 'admin: the console API answers its own page only (this request came from another site)';
+      const origin = req.headers.origin;
+      // Sec-Fetch-Site is what browsers send now; an older one sends only Origin, which must be this server.
+      if ((typeof site === 'string' && site !== 'same-origin' && site !== 'none') || (origin !== undefined && !isOriginOf(origin, req.headers.host))) {
+        refusal = 'admin: the console API answers its own page only (this request came from another site)';
+      }
       else if (caller.certificate === null && !isLoopbackHost(req.headers.host)) refusal = 'admin: without the admin token, the console is served on a loopback address only; open it as http://127.0.0.1:PORT/console or present the admin token';
       // The gate then refuses (and records) it as it refuses any caller without a credential.
       if (refusal !== null) caller = { ...caller, address: '', certificate: null };
@@ -462,4 +466,14 @@ function isLoopbackHost(host: string | undefined): boolean {
   if (host.startsWith('[') && bracketed === null) return false;
   const name = bracketed !== null ? bracketed[1]! : host.replace(/:\d+$/, '');
   return name === 'localhost' || name === '::1' || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(name);
+}
+
+/** Whether an Origin header names the host the request was sent to (`null`, from a sandboxed page or a file, never does). */
+function isOriginOf(origin: string, host: string | undefined): boolean {
+  if (host === undefined) return false;
+  try {
+    return new URL(origin).host === host;
+  } catch {
+    return false;
+  }
 }

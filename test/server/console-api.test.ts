@@ -385,7 +385,14 @@ describe('the console API on a server admitting loopback callers (no token confi
     const crossSite = await get(server.httpPort, '/console/api/decisions', { host: `127.0.0.1:${server.httpPort}`, 'sec-fetch-site': 'cross-site' });
     expect(crossSite.status).toBe(401);
     expect(crossSite.json().error).toMatch(/answers its own page only/);
-    const rows = consoleRows(db, 'ConsoleDecisions').slice(-2);
+    // A browser that sends no Sec-Fetch-Site still sends Origin with a cross-site fetch.
+    for (const origin of ['http://evil.example', 'null', `http://localhost:${server.httpPort + 1}`]) {
+      const foreign = await get(server.httpPort, '/console/api/decisions', { host: `127.0.0.1:${server.httpPort}`, origin });
+      expect(foreign.status, origin).toBe(401);
+      expect(foreign.json().error, origin).toMatch(/answers its own page only/);
+    }
+    expect((await get(server.httpPort, '/console/api/decisions', { host: `127.0.0.1:${server.httpPort}`, origin: `http://127.0.0.1:${server.httpPort}` })).status).toBe(200);
+    const rows = consoleRows(db, 'ConsoleDecisions').slice(-6, -1);
     for (const row of rows) expect(row).toMatchObject({ effect: 'DENY', details: { admin: { refused: 'UNAUTHENTICATED' } } });
   });
 
