@@ -28,7 +28,12 @@ export function parseSuspensionDuration(text: string): number | null {
 const webhookSchema = z
   .strictObject({
     /** Where alerts are POSTed: http:// or https://. */
-    url: z.url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' }),
+    url: z
+      .url({ protocol: /^https?$/, error: 'expected an http:// or https:// URL' })
+      .refine((url) => {
+        const parsed = new URL(url);
+        return parsed.username === '' && parsed.password === '';
+      }, 'a webhook URL cannot carry a user name or password (they would be logged, and fetch refuses them); the receiver checks the signature made with `secret`'),
     /** The HMAC-SHA256 key the body is signed with: given here, in a file (`secretFile`), or in an environment variable (`secretEnv`) — exactly one. */
     secret: z.string().min(16, { error: 'a webhook secret needs at least 16 characters' }).optional(),
     secretFile: z.string().min(1).optional(),

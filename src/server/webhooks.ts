@@ -1,7 +1,7 @@
 // Alerts POSTed to webhooks: signed, retried with backoff, from a bounded queue,
 // never in the way of a check.
 
-import { createHmac, timingSafeEqual } from 'node:crypto';
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
 import type { Alert, AlertSink, AlertType } from '../analysis/alert.js';
 import { messageOf } from '../errors.js';
 import type { WebhookConfig } from './alert-response-config.js';
@@ -60,10 +60,15 @@ export function webhookBody(alert: Alert): string {
   return JSON.stringify({ kind: 'verdict.alert', alert });
 }
 
-/** The label a webhook's metrics carry: its URL without credentials, query or fragment. */
+/**
+ * The label a webhook's metrics and log lines carry: its scheme and host, and a
+ * short hash of the rest, never the path itself. Many receivers put the secret in
+ * the path (`/services/T0/B0/<token>`), and `/metrics` is read without credentials.
+ */
 export function webhookLabel(url: string): string {
   const u = new URL(url);
-  return `${u.protocol}//${u.host}${u.pathname}`;
+  const rest = createHash('sha256').update(`${u.pathname}${u.search}`).digest('hex').slice(0, 8);
+  return `${u.protocol}//${u.host}/#${rest}`;
 }
 
 export interface WebhookSinkOptions {
@@ -219,7 +224,8 @@ export class WebhookSink implements AlertSink {
     } catch (error) {
       if (signal.aborted && !this.stop.signal.aborted) return `no answer within ${this.config.timeoutMs} ms`;
       const cause = (error as { cause?: { code?: string } }).cause;
-      return cause?.code ?? messageOf(error);
+      // An error may quote the URL, and with it the secret a path or query holds.
+      return cause?.code ?? messageOf(error).split(this.config.url).join(this.label);
     }
   }
 

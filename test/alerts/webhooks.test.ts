@@ -176,6 +176,12 @@ describe('alert webhooks on a real server', () => {
     expect(await metric(t, 'verdict_alert_webhook_deliveries_total', '')).toBe(5);
     expect(await metric(t, 'verdict_alert_webhook_failures_total', '')).toBeGreaterThanOrEqual(6);
     expect(await metric(t, 'verdict_alert_webhook_dropped_total', 'why="queue_full"')).toBe(0);
+    // /metrics is read without credentials: the label names the host and a hash, never the path a receiver may keep its token in.
+    const metrics = await (await fetch(`http://127.0.0.1:${t.server.httpPort}/metrics`)).text();
+    const path = new URL(r.url).pathname;
+    expect(metrics).toMatch(new RegExp(`verdict_alert_webhook_deliveries_total\\{webhook="http://127\\.0\\.0\\.1:${port}/#[0-9a-f]{8}"\\} 5`));
+    expect(path.length).toBeGreaterThan(1);
+    expect(metrics).not.toContain(path);
   });
 
   it('a receiver that hangs never holds up a check: checks complete while the delivery is still unanswered', async () => {
@@ -251,6 +257,7 @@ describe('alerts.webhooks configuration', () => {
     [{ ...base, secret: SECRET, secretEnv: 'X' }, 'alerts.webhooks.0: give the webhook exactly one of secret, secretFile, secretEnv'],
     [{ ...base, secret: 'short' }, 'alerts.webhooks.0.secret: a webhook secret needs at least 16 characters'],
     [{ url: 'ftp://example.com/x', secret: SECRET }, 'alerts.webhooks.0.url: expected an http:// or https:// URL'],
+    [{ url: 'https://user:pw@hooks.example/x', secret: SECRET }, 'alerts.webhooks.0.url: a webhook URL cannot carry a user name or password'],
     [{ ...base, secret: SECRET, types: ['spam'] }, 'alerts.webhooks.0.types.0: expected one of volume, probing'],
     [{ ...base, secret: SECRET, timeoutMs: 5 }, 'alerts.webhooks.0.timeoutMs:'],
   ])('refuses %j', (webhook, message) => {
