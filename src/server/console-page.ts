@@ -60,14 +60,14 @@ let refreshTimer = null;
 
 // An id spelled da\\u200Bna, or with a bidi override, must not read as another principal:
 // invisible and control characters are shown as JSON escapes (\\u200B), so the record stays JSON.
-const INVISIBLE = /[\\p{Cf}\\u2028\\u2029\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]/gu;
+const INVISIBLE = /[\\p{Cf}\\u2028\\u2029\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00A0\\u034F\\u115F\\u1160\\u1680\\u2000-\\u200A\\u202F\\u205F\\u2800\\u3000\\u3164\\uFE00-\\uFE0F\\uFFA0\\u{E0100}-\\u{E01EF}]/gu;
 function visible(text) {
   return text.replace(INVISIBLE, (c) => Array.from({ length: c.length }, (_, i) => '\\\\u' + c.charCodeAt(i).toString(16).toUpperCase().padStart(4, '0')).join(''));
 }
 function el(tag, attrs, ...children) {
   const node = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs || {})) {
-    if (k === 'class') node.className = v; else if (k.startsWith('on')) node.addEventListener(k.slice(2), v); else node.setAttribute(k, v);
+    if (k === 'class') node.className = v; else if (k.startsWith('on')) node.addEventListener(k.slice(2), v); else node.setAttribute(k, k === 'title' ? visible(String(v)) : v);
   }
   for (const c of children) node.append(c instanceof Node ? c : document.createTextNode(visible(String(c))));
   return node;

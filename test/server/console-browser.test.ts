@@ -150,12 +150,13 @@ describe.skipIf(!haveBrowser && !requireBrowser)('the console in headless Chromi
   }, 60_000);
 
   it('shows an invisible or bidi character in a principal id escaped, never as the id it imitates', async () => {
-    const disguised = ['da\u200Bna', '\u202Eanad'];
+    // Besides format characters: a variation selector, a combining grapheme joiner, a no-break space, a Hangul filler.
+    const disguised = ['da\u200Bna', '\u202Eanad', 'd\uFE00ana', 'da\u034Fna', 'dana\u00A0', 'dana\u3164'];
     for (const id of disguised) await check({ ...eve, id });
     await step('disguised', async () => {
       await page.click('#refresh');
       await page.waitForFunction(
-        `(() => { const cells = [...document.querySelectorAll('#decisions-body tr.row td:nth-child(2)')].map((td) => td.textContent); return ${JSON.stringify(['da\\u200Bna', '\\u202Eanad'])}.every((shown) => cells.includes(shown)); })()`,
+        `(() => { const cells = [...document.querySelectorAll('#decisions-body tr.row td:nth-child(2)')].map((td) => td.textContent); return ${JSON.stringify(['da\\u200Bna', '\\u202Eanad', 'd\\uFE00ana', 'da\\u034Fna', 'dana\\u00A0', 'dana\\u3164'])}.every((shown) => cells.includes(shown)); })()`,
         { timeout: 15_000 },
       );
       const cells = await page.$$eval('#decisions-body tr.row td:nth-child(2)', (tds) => tds.map((td) => td.textContent));
