@@ -169,11 +169,15 @@ describe('verdict decisions and invisible characters', () => {
   it('escapes Unicode format characters (zero-width, bidi overrides) and line separators in the table', async () => {
     const db = tempDb();
     const hidden = record({ principalId: 'da\u200Bna', action: 'pre\u202Edict', resourceType: 'model', resourceId: 'fraud\u2066-v3\u2069\u2028x', ruleIds: ['r\u00ADule', 'tag\u{E0041}'] });
+    // Characters that render as nothing or as a blank: a variation selector, the combining grapheme joiner, a no-break space, a Hangul filler.
+    const blank = record({ principalId: 'd\uFE00a\u034Fna\u00A0\u3164' });
     const log = await openLog(db);
     await log.append(hidden);
+    await log.append(blank);
     await log.close();
     const { code, stdout } = await run('--db', db);
     expect(code).toBe(0);
+    expect(stdout).toContain('d\\u{FE00}a\\u{034F}na\\u{00A0}\\u{3164}');
     expect(stdout).toContain('da\\u{200B}na');
     expect(stdout).toContain('pre\\u{202E}dict');
     expect(stdout).toContain('model:fraud\\u{2066}-v3\\u{2069}\\u{2028}x');
@@ -181,10 +185,10 @@ describe('verdict decisions and invisible characters', () => {
     expect(stdout).not.toMatch(/[\p{Cf}\u2028\u2029]/u);
     // The table's columns still line up with the escapes in them.
     const lines = stdout.trimEnd().split('\n');
-    expect(lines).toHaveLength(2);
-    expect(lines[1]!.slice(lines[0]!.indexOf('EFFECT'))).toMatch(/^(ALLOW|DENY) /);
+    expect(lines).toHaveLength(3);
+    for (const line of lines.slice(1)) expect(line.slice(lines[0]!.indexOf('EFFECT'))).toMatch(/^(ALLOW|DENY) /);
     // --json keeps the values exactly as recorded.
-    const json = JSON.parse((await run('--db', db, '--json')).stdout) as { principalId: string };
-    expect(json.principalId).toBe('da\u200Bna');
+    const json = (await run('--db', db, '--json')).stdout.trimEnd().split('\n').map((line) => JSON.parse(line) as { principalId: string });
+    expect(json.map((row) => row.principalId).sort()).toEqual(['d\uFE00a\u034Fna\u00A0\u3164', 'da\u200Bna'].sort());
   });
 });
