@@ -52,11 +52,11 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
     if (brk === null && lastSeq !== null && input.checkpoints.length === 0 && input.anchor === null) {
       warnings.push('no signed checkpoints: the chain shows edited rows, but not a log rewritten from scratch; run the server with checkpoints on');
     }
-    const unsigned = lastSeq === null ? 0 : lastSeq - signedThrough;
+    const unsignedRows = lastSeq === null ? 0 : Math.max(0, lastSeq - signedThrough);
     const spacing = widestSpacing(start.seq, input.checkpoints, signedThrough);
-    if (brk === null && lastCheckpoint !== null && spacing > 0 && unsigned > 2 * spacing) {
+    if (brk === null && lastCheckpoint !== null && spacing > 0 && unsignedRows > 2 * spacing) {
       warnings.push(
-        `${unsigned} rows after the last checkpoint (seq ${signedThrough}) are not signed, more than twice the most rows between two checkpoints before it (${spacing}): ` +
+        `${unsignedRows} rows after the last checkpoint (seq ${signedThrough}) are not signed, more than twice the most rows between two checkpoints before it (${spacing}): ` +
           'checkpoints may have been removed from the end so that rows they signed could be rewritten; check against a checkpoint exported earlier (--from-checkpoint)',
       );
     }
@@ -69,7 +69,7 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
       start: { seq: start.seq, from: start.from },
       keyIds,
       checkpoints: { total: input.checkpoints.length, verified, lastSeq: lastCheckpoint?.seq ?? null, lastTimeMs: lastCheckpoint?.timeMs ?? null },
-      unsignedRows: lastSeq === null ? 0 : Math.max(0, lastSeq - signedThrough),
+      unsignedRows,
       external,
       break: brk,
       warnings,

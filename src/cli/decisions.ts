@@ -6,6 +6,7 @@ import { DEFAULT_LIMIT, DecisionReader, type DecisionFilters, type StoredDecisio
 import { attributeFilter } from '../decisions/sensitive.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
 import { parseTime } from './time.js';
+import { INVISIBLE_CHARACTERS } from '../invisible.js';
 
 const DEFAULT_DB = 'data/decisions.db';
 
@@ -191,14 +192,10 @@ function isoTime(ms: number): string {
 }
 
 // Values come from requests: never let one move the cursor or recolour the terminal
-// (C0 and C1 controls become '?'), nor hide or reorder what is shown: Unicode format
-// characters (category Cf: bidi overrides and isolates, zero-width spaces and joiners,
-// soft hyphens, tags), the line and paragraph separators, and what renders as nothing or
-// a blank (variation selectors, the combining grapheme joiner, no-break and other spaces,
-// Hangul fillers, the blank braille cell) are shown escaped, so `da\u200Bna` reads
-// `da\u{200B}na`, never `dana`; the console escapes the same set.
+// (C0 and C1 controls become '?'), nor hide or disguise what is shown: the characters
+// of invisible.ts are shown escaped, so `da\u200Bna` reads `da\u{200B}na`, never `dana`.
 const CONTROLS = /[\u0000-\u001f\u007f-\u009f]/g;
-const INVISIBLE = /[\p{Cf}\u2028\u2029\u00A0\u034F\u115F\u1160\u1680\u2000-\u200A\u202F\u205F\u2800\u3000\u3164\uFE00-\uFE0F\uFFA0\u{E0100}-\u{E01EF}]/gu;
+const INVISIBLE = new RegExp(`[${INVISIBLE_CHARACTERS}]`, 'gu');
 
 /** A value from the log as a table cell: controls neutralised, format characters escaped. */
 export function printable(text: string): string {

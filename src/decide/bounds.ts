@@ -32,6 +32,8 @@ export const DEFAULT_REQUEST_LIMITS: RequestLimits = Object.freeze({
  * `constructor`, so every condition reading an object holding one would fail.
  */
 export const CONSTRUCTOR_KEY_PROBLEM = 'cannot be an attribute name, since conditions could not read the object holding it (send it under another name)';
+/** Why `__proto__` is refused as an attribute name: any copy made by assignment turns it into the object's prototype, so no key would list it. */
+export const PROTO_KEY_PROBLEM = 'cannot be an attribute name (send it under another name)';
 
 /** Nesting deeper than this is refused; gRPC's conversion already stops at 32 levels. */
 const MAX_DEPTH = 64;
@@ -170,7 +172,7 @@ class Walk {
       }
       // Held as data by JSON.parse (a JWT claim), but any copy made by assignment turns it into a prototype: refused, as every transport refuses it.
       if (key === '__proto__') {
-        this.problem = `${this.field(root, key)}: cannot be an attribute name (send it under another name)`;
+        this.problem = `${this.field(root, key)}: ${PROTO_KEY_PROBLEM}`;
         return false;
       }
       this.path.push(key);

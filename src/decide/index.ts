@@ -3,7 +3,7 @@
  * the request and call types transports speak to it, and the refusals.
  */
 export { DecisionPipeline, type BatchOptions, type DecisionObserver, type PipelineOptions, type PolicySource, type PrepareCheck, type SearchOutcome, type SettleOutcome, MAX_SETTLE_UNITS } from './pipeline.js';
-export { CONSTRUCTOR_KEY_PROBLEM, DEFAULT_REQUEST_LIMITS, RequestMeter, type RequestLimits } from './bounds.js';
+export { CONSTRUCTOR_KEY_PROBLEM, DEFAULT_REQUEST_LIMITS, PROTO_KEY_PROBLEM, RequestMeter, type RequestLimits } from './bounds.js';
 export { InvalidRequest, RefusedRequest, RequestFieldError, type CallMeta, type CheckInput, type CheckResult } from './request.js';
 export {
   AUTHN_RULE_ID,

@@ -1,7 +1,7 @@
 // The OpenID AuthZEN Authorization API 1.0 (evaluation and evaluations) as
 // questions for the decide core, and its decisions as AuthZEN responses.
 
-import { CONSTRUCTOR_KEY_PROBLEM, InvalidRequest, RequestFieldError, type CheckInput, type CheckResult } from '../decide/index.js';
+import { CONSTRUCTOR_KEY_PROBLEM, InvalidRequest, PROTO_KEY_PROBLEM, RequestFieldError, type CheckInput, type CheckResult } from '../decide/index.js';
 import type { Attributes, Decision, DecisionRequest } from '../types.js';
 import { memberSegment } from '../json-members.js';
 
@@ -71,7 +71,7 @@ function checkDepth(value: unknown, field: string, depth: number): void {
   } else {
     for (const key of Object.keys(value)) {
       // JSON.parse keeps it as data, but the first copy made by assignment would turn it into a prototype: refused, as gRPC refuses it.
-      if (key === '__proto__') throw RequestFieldError.invalid(field + memberSegment(key), 'cannot be an attribute name (send it under another name)');
+      if (key === '__proto__') throw RequestFieldError.invalid(field + memberSegment(key), PROTO_KEY_PROBLEM);
       if (key === 'constructor') throw RequestFieldError.invalid(field + memberSegment(key), CONSTRUCTOR_KEY_PROBLEM);
       checkDepth((value as Json)[key], field + memberSegment(key), depth + 1);
     }

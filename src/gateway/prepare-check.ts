@@ -36,19 +36,14 @@ function overrideAsked(headers: GatewayRequest['headers'], query: string): strin
   for (const name in OVERRIDE_HEADERS) {
     if (headers[name] !== undefined) return `the request carries ${OVERRIDE_HEADERS[name]}, which asks the upstream for another method or path than the one decided`;
   }
-  if (query === '' || !/method|%/i.test(query)) return null;
-  for (const pair of query.split('&')) {
-    const eq = pair.indexOf('=');
-    let name = eq === -1 ? pair : pair.slice(0, eq);
-    try {
-      name = decodeURIComponent(name.replace(/\+/g, ' '));
-    } catch {
-      continue;
-    }
+  // Read as routes read a query ({query.name}); only a query that could name it is parsed.
+  if (!/method|%/i.test(query)) return null;
+  for (const name of new URLSearchParams(query).keys()) {
     if (name.toLowerCase() === METHOD_PARAMETER) return `the request carries the query parameter ${METHOD_PARAMETER}, which asks the upstream for another method than the one decided`;
   }
   return null;
 }
+
 const MAX_URI_LENGTH = 8192;
 const RECORDED_PATH_LENGTH = 512;
 

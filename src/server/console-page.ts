@@ -4,6 +4,7 @@
 // blocks (by hash) and same-origin fetches.
 
 import { createHash } from 'node:crypto';
+import { INVISIBLE_CHARACTERS } from '../invisible.js';
 
 const STYLE = `
 :root { color-scheme: light; --allow: #2e7d32; --deny: #c62828; --muted: #666; --line: #ddd; }
@@ -60,7 +61,7 @@ let refreshTimer = null;
 
 // An id spelled da\\u200Bna, or with a bidi override, must not read as another principal:
 // invisible and control characters are shown as JSON escapes (\\u200B), so the record stays JSON.
-const INVISIBLE = /[\\p{Cf}\\u2028\\u2029\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F\\u00A0\\u034F\\u115F\\u1160\\u1680\\u2000-\\u200A\\u202F\\u205F\\u2800\\u3000\\u3164\\uFE00-\\uFE0F\\uFFA0\\u{E0100}-\\u{E01EF}]/gu;
+const INVISIBLE = /[${INVISIBLE_CHARACTERS}\\u0000-\\u0008\\u000B-\\u001F\\u007F-\\u009F]/gu;
 function visible(text) {
   return text.replace(INVISIBLE, (c) => Array.from({ length: c.length }, (_, i) => '\\\\u' + c.charCodeAt(i).toString(16).toUpperCase().padStart(4, '0')).join(''));
 }

@@ -155,8 +155,7 @@ export class Console {
       // Sec-Fetch-Site is what browsers send now; an older one sends only Origin, which must be this server.
       if ((typeof site === 'string' && site !== 'same-origin' && site !== 'none') || (origin !== undefined && !isOriginOf(origin, req.headers.host))) {
         refusal = 'admin: the console API answers its own page only (this request came from another site)';
-      }
-      else if (caller.certificate === null && !isLoopbackHost(req.headers.host)) refusal = 'admin: without the admin token, the console is served on a loopback address only; open it as http://127.0.0.1:PORT/console or present the admin token';
+      } else if (caller.certificate === null && !isLoopbackHost(req.headers.host)) refusal = 'admin: without the admin token, the console is served on a loopback address only; open it as http://127.0.0.1:PORT/console or present the admin token';
       // The gate then refuses (and records) it as it refuses any caller without a credential.
       if (refusal !== null) caller = { ...caller, address: '', certificate: null };
     }

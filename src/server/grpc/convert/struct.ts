@@ -1,5 +1,5 @@
 import type { AttributeValue, Attributes } from '../../../types.js';
-import { RequestFieldError } from '../../../decide/index.js';
+import { PROTO_KEY_PROBLEM, RequestFieldError } from '../../../decide/index.js';
 import type { ListValue__Output } from '../generated/google/protobuf/ListValue.js';
 import type { Struct, Struct__Output } from '../generated/google/protobuf/Struct.js';
 import type { Value, Value__Output } from '../generated/google/protobuf/Value.js';
@@ -43,7 +43,7 @@ function structToJson(struct: Struct__Output, depth: number): Attributes {
     for (key of keys) {
       // Assigned, `__proto__` would replace out's prototype: no key would list it, and the
       // request would be decided and recorded as if it had not been sent.
-      if (key === '__proto__') throw new AttributeProblem('cannot be an attribute name (send it under another name)');
+      if (key === '__proto__') throw new AttributeProblem(PROTO_KEY_PROBLEM);
       out[key] = valueToJson(fields[key]!, depth);
     }
   } catch (error) {
