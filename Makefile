@@ -30,13 +30,14 @@ serve: build
 	node bin/verdict.js serve --policies policies --db data/decisions.db
 
 ## bench: the engine benchmark, the server benchmark (h2load; installs nghttp2-client if missing), verdict beside its peers,
-## then check latency while a 10,000-rule set is reloaded, and what each check leaves to the garbage collector
+## then check latency while a 10,000-rule set is reloaded and while one client floods CheckBatch, and what each check leaves to the garbage collector
 bench: build
 	node bench/engine.mjs
 	node bench/hostile.mjs
 	node bench/server.mjs
 	node bench/compare.mjs
 	node bench/reload.mjs
+	node bench/batch-flood.mjs
 	node bench/gc.mjs
 
 # The short run: compare.mjs covers every server row of server.mjs, so it is left out here.
@@ -59,6 +60,11 @@ bench-gc: build
 .PHONY: bench-reload
 bench-reload: build
 	node bench/reload.mjs $(ARGS)
+
+## bench-flood: another caller's check latency while one client keeps 100 CheckBatch calls in flight (ARGS=--baseline DIR for before/after)
+.PHONY: bench-flood
+bench-flood: build
+	node bench/batch-flood.mjs $(ARGS)
 
 ## bench-audit: verify speed on a 1,000,000-row log, and server throughput with the hash chain and signing on vs off
 .PHONY: bench-audit

@@ -26,6 +26,6 @@ export {
 } from './refusals.js';
 export { Suspensions, type SuspensionListener } from './suspensions.js';
 export { newDecisionId } from './decision-id.js';
-export { BATCH_SLICE_MS, BatchSlicer } from './slices.js';
+export { BATCH_SLICE_MS, BatchSlicer, DecidingTurns } from './slices.js';
 export { decisionRecord } from './record.js';
 export { BATCH_RECORD_FACTOR, BatchRefused, batchRecordError, DEFAULT_MAX_BATCH_RECORDED_BYTES } from './batch-budget.js';

@@ -15,7 +15,7 @@ import { blocked, invalidRequest, limitError, rateLimited, refusalDecision, susp
 import { BatchRefused, batchRecordError, DEFAULT_MAX_BATCH_RECORDED_BYTES } from './batch-budget.js';
 import { InvalidRequest, RefusedRequest, RequestFieldError, type CallMeta, type CheckInput, type CheckResult } from './request.js';
 import type { Suspensions } from './suspensions.js';
-import { BatchSlicer } from './slices.js';
+import { DecidingTurns, type BatchSlicer } from './slices.js';
 
 /** Where the pipeline reads the policy set to decide with: once per call, never half-loaded. */
 export interface PolicySource {
@@ -109,6 +109,8 @@ export class DecisionPipeline {
   private readonly shadow: PolicySource | null;
   private readonly maxBatchRecordedBytes: number;
   private readonly suspensions: Suspensions | null;
+  /** The deciding time of long calls (batches, searches), shared out by caller. */
+  private readonly turns = new DecidingTurns();
 
   constructor(
     private readonly policies: PolicySource,
@@ -207,9 +209,9 @@ export class DecisionPipeline {
   /**
    * Decides and records the questions of one call, one result per input, in order,
    * all with the same policy set. Each item's decision latency is its own; the
-   * observers' time is the call's. A batch whose items take long to decide gives the
-   * event loop a turn every BATCH_SLICE_MS (see slices.ts), so other callers'
-   * checks are answered meanwhile; a quick batch is decided, and appended, in one turn.
+   * observers' time is the call's. Long calls share one slice of each event-loop
+   * turn, by caller (DecidingTurns in slices.ts), so other callers' checks are
+   * answered every turn; a quick batch is decided, and appended, in one turn.
    * @throws (rejects) BatchRefused when what the items would record is over maxBatchRecordedBytes
    *   (no item decided; the refusal recorded once)
    */
@@ -221,7 +223,7 @@ export class DecisionPipeline {
     const started = performance.now();
     const policySet = this.policies.current;
     const runs: Promise<CheckResult>[] = [];
-    const slicer = new BatchSlicer();
+    const slicer = this.turns.forCall(meta.caller);
     for (let i = 0; i < inputs.length; i++) {
       if (slicer.due()) await slicer.pause(runs);
       runs.push(this.run(policySet, inputs[i]!, meta, performance.now(), started));
@@ -257,7 +259,7 @@ export class DecisionPipeline {
     const started = performance.now();
     const policySet = this.policies.current;
     const runs: Promise<CheckResult>[] = [];
-    const slicer = new BatchSlicer();
+    const slicer = this.turns.forCall(meta.caller);
     for (let i = 0; i < inputs.length; i++) {
       if (slicer.due()) await slicer.pause(runs);
       const decidingFrom = performance.now();
@@ -313,12 +315,15 @@ export class DecisionPipeline {
    * without a row each — and returns its result and the one row that records the
    * search (the question, what it found). The row is recorded before the result is
    * handed back: a search that cannot be recorded rejects, like any decision. A long
-   * `run` gives the event loop turns (BatchSlicer); the policy set stays the one read here.
+   * `run` asks in the slices `slicer` gives it, like a batch; the policy set stays the one read here.
    */
-  async search<T>(meta: CallMeta, run: (policySet: PolicySet, decide: (request: DecisionRequest) => Decision) => SearchOutcome<T> | Promise<SearchOutcome<T>>): Promise<{ result: T; decisionId: string }> {
+  async search<T>(
+    meta: CallMeta,
+    run: (policySet: PolicySet, decide: (request: DecisionRequest) => Decision, slicer: BatchSlicer) => SearchOutcome<T> | Promise<SearchOutcome<T>>,
+  ): Promise<{ result: T; decisionId: string }> {
     const started = performance.now();
     const policySet = this.policies.current;
-    const outcome = await run(policySet, (request) => this.decideForSearch(policySet, request));
+    const outcome = await run(policySet, (request) => this.decideForSearch(policySet, request), this.turns.forCall(meta.caller));
     const found = outcome.count > 0;
     const decision: Decision = {
       effect: found ? 'ALLOW' : 'DENY',

@@ -3,6 +3,7 @@ import type { AlertRow } from './alerts-table.js';
 import type { RowValue } from './columns.js';
 import type { DecisionLogMode } from './connection.js';
 import { LogEvents, RESOLVED, type CommitStats, type HealthState, type Waiter, type WriteFailure } from './events.js';
+import { FairRows, MAX_ROWS_AT_WRITER, type TakenRows } from './fair-rows.js';
 import { fromWire, type ClientMessage, type HostMessage, type LogChannel } from './log-protocol.js';
 import type { DecisionRecord } from './record.js';
 import { closedLogError, encodeRecord } from './row.js';
@@ -68,10 +69,15 @@ interface Request {
  * never hold up the event loop that answers checks) or in the cluster primary
  * (one writer, one chain for every worker process).
  *
- * This is the one queue: the rows appended in one event-loop turn are encoded
- * (sensitive attributes hashed first) into one flat array and sent as one
- * message, with one list of waiters that its one answer settles. An append
- * made in durable mode resolves only after the writer has committed its row; a
+ * This is the one queue: rows are encoded as they are appended (sensitive
+ * attributes hashed first) and sent as one flat array per message, with one list
+ * of waiters that its one answer settles. Rows that wait for their commit are
+ * handed to the writer no more than MAX_ROWS_AT_WRITER at a time, taken in turns
+ * from each caller's rows (FairRows): what queues up while the writer commits
+ * waits here, where a check goes ahead of another caller's flood of batch rows,
+ * not in the writer's inbox behind them. Rows already answered (async mode) go
+ * in one message per event-loop turn. An append made in durable mode resolves
+ * only after the writer has committed its row; a
  * row the database refused (a duplicate decision id) fails alone; when the
  * writer cannot write, or is gone, the append rejects with
  * DECISION_LOG_UNAVAILABLE and the decision is refused. Health is the
@@ -89,8 +95,9 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
   private channel: LogChannel;
   private readonly sensitive: SensitiveAttributes | null;
   private readonly options: ClientOptions;
-  private values: RowValue[] = [];
-  private waiters: Waiter[] = [];
+  private readonly waiting = new FairRows();
+  /** Rows that wait for their commit, with the writer (no more than MAX_ROWS_AT_WRITER, but for a flush's). */
+  private rowsAtWriter = 0;
   private acknowledgedValues: RowValue[] = [];
   private acknowledgedRows = 0;
   private scheduled = false;
@@ -125,7 +132,7 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
 
   /** Rows appended here and not yet confirmed by the writer. */
   get pendingRows(): number {
-    let rows = this.waiters.length + this.acknowledgedRows;
+    let rows = this.waiting.size + this.acknowledgedRows;
     for (const batch of this.batches.values()) rows += batch.rows;
     return rows;
   }
@@ -140,27 +147,26 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
   append(record: DecisionRecord): Promise<void> {
     if (this.closing) return Promise.reject(closedLogError(this.path));
     if (this.lost !== null) return Promise.reject(this.lostError());
-    const acknowledged = this.mode === 'async' && this.healthy;
-    try {
-      // Hashed here, so sensitive values never leave this thread.
-      encodeRecord(acknowledged ? this.acknowledgedValues : this.values, record, this.sensitive);
-    } catch (error) {
-      return Promise.reject(error);
-    }
-    if (acknowledged) {
+    // Hashed here, so sensitive values never leave this thread.
+    if (this.mode === 'async' && this.healthy) {
+      try {
+        encodeRecord(this.acknowledgedValues, record, this.sensitive);
+      } catch (error) {
+        return Promise.reject(error);
+      }
       this.acknowledgedRows += 1;
       this.schedule();
       return RESOLVED;
     }
     return new Promise<void>((resolve, reject) => {
-      this.waiters.push({ resolve, reject });
+      this.waiting.push(record.caller, { resolve, reject }, (out) => encodeRecord(out, record, this.sensitive));
       this.schedule();
     });
   }
 
   /** Everything appended so far, written. @throws (rejects) DECISION_LOG_UNAVAILABLE if it could not be */
   async flush(): Promise<void> {
-    this.send();
+    this.sendAll();
     await this.request('flush');
   }
 
@@ -205,7 +211,7 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
   }
 
   private async doClose(): Promise<void> {
-    this.send();
+    this.sendAll();
     this.closing = true;
     // A writer being restarted right now is either connected or given up before closing.
     await this.reviving;
@@ -225,12 +231,23 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
 
   private send(): void {
     this.scheduled = false;
-    if (this.values.length > 0) {
-      const waiters = this.waiters;
-      this.post(waiters, waiters.length, this.values);
-      this.values = [];
-      this.waiters = [];
-    }
+    this.sendWaiting();
+    this.sendAcknowledged();
+  }
+
+  /** Everything queued, in one message whatever is with the writer (a flush or close is ordered after every row). */
+  private sendAll(): void {
+    this.scheduled = false;
+    if (this.waiting.size > 0) this.postWaiting(this.waiting.takeAll());
+    this.sendAcknowledged();
+  }
+
+  private postWaiting(taken: TakenRows): void {
+    if (this.lost === null) this.rowsAtWriter += taken.waiters.length;
+    this.post(taken.waiters, taken.waiters.length, taken.values);
+  }
+
+  private sendAcknowledged(): void {
     if (this.acknowledgedRows > 0) {
       this.post(null, this.acknowledgedRows, this.acknowledgedValues);
       this.acknowledgedValues = [];
@@ -281,6 +298,7 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
         if (batch === undefined) return;
         this.batches.delete(message.id);
         this.settle(batch, message);
+        if (batch.waiters !== null) this.answered(batch.rows);
         return;
       }
       case 'reply': {
@@ -330,10 +348,26 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
     });
   }
 
+  /** As many waiting rows as the writer may have: it is never handed more than MAX_ROWS_AT_WRITER to commit before a new row. */
+  private sendWaiting(): void {
+    const room = MAX_ROWS_AT_WRITER - this.rowsAtWriter;
+    if (room > 0 && this.waiting.size > 0) this.postWaiting(this.waiting.take(room));
+  }
+
+  /** The writer has answered a message of `rows` waiting rows: as many may go. */
+  private answered(rows: number): void {
+    this.rowsAtWriter = Math.max(0, this.rowsAtWriter - rows);
+    // At once, not next turn: the writer would sit idle meanwhile.
+    this.sendWaiting();
+  }
+
   /** The writer is gone: nothing in flight can be confirmed, so every waiting decision is refused. */
   private onLost(reason: string): void {
     if (this.lost !== null) return;
     this.lost = reason;
+    this.rowsAtWriter = 0;
+    const { waiters } = this.waiting.takeAll();
+    if (waiters.length > 0) this.settleLost({ waiters, rows: waiters.length });
     // A writer that stops after close() has done its job.
     if (this.closing && this.batches.size === 0 && this.requests.size === 0) return;
     const batches = [...this.batches.values()];

@@ -232,7 +232,7 @@ export class AuthZenEndpoint {
       query = { ...query, question };
     }
     try {
-      const { result, decisionId } = await this.pipeline.search(call, (policySet, decide) => searchPage(query, policySet, decide, this.tokens));
+      const { result, decisionId } = await this.pipeline.search(call, (policySet, decide, slicer) => searchPage(query, policySet, decide, this.tokens, slicer));
       return { status: 200, body: { ...result, context: { decision_id: decisionId } } };
     } catch (error) {
       if (!(error instanceof RequestFieldError)) throw error;

@@ -2,7 +2,7 @@
 // directories: every result, when evaluated, is a permit.
 
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { BatchSlicer, InvalidRequest, RequestFieldError, type SearchOutcome } from '../decide/index.js';
+import { InvalidRequest, type BatchSlicer, RequestFieldError, type SearchOutcome } from '../decide/index.js';
 import type { DirectoryPrincipal, DirectoryResource } from '../policy/directory.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import type { Decision, DecisionRequest } from '../types.js';
@@ -172,9 +172,15 @@ export function actionsOf(set: PolicySet, type: string): readonly string[] {
  * One page of a search: candidates from the directories (subjects: every listed
  * principal; resources: every listed resource of the type asked; actions: every
  * action the policies name for the resource's type), in a fixed order, each asked
- * with `decide`; those permitted are the results. Asked in slices (BatchSlicer).
+ * with `decide`; those permitted are the results. Asked in the slices `slicer` gives (the pipeline's DecidingTurns).
  */
-export async function searchPage(query: SearchQuery, set: PolicySet, decide: (request: DecisionRequest) => Decision, tokens: PageTokens): Promise<SearchOutcome<Omit<SearchResponse, 'context'>>> {
+export async function searchPage(
+  query: SearchQuery,
+  set: PolicySet,
+  decide: (request: DecisionRequest) => Decision,
+  tokens: PageTokens,
+  slicer: BatchSlicer,
+): Promise<SearchOutcome<Omit<SearchResponse, 'context'>>> {
   const start = query.token === null ? 0 : tokens.open(query.token, query.fingerprint, set.version);
   const q = query.question;
   let candidates: number;
@@ -206,7 +212,6 @@ export async function searchPage(query: SearchQuery, set: PolicySet, decide: (re
   let next = start;
   const end = Math.min(candidates, start + MAX_CANDIDATES_PER_PAGE);
   // Up to 10,000 candidates, each decided to its condition budget: other callers get turns between them.
-  const slicer = new BatchSlicer();
   while (next < end && results.length < query.limit) {
     if (slicer.due()) await slicer.pause();
     const { request, result } = ask(next++);

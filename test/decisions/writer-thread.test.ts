@@ -44,6 +44,27 @@ describe('the writer thread', () => {
     expect(count(file)).toBe(3);
   });
 
+  it('commits another caller\'s row ahead of rows a flooding caller queued before it', async () => {
+    const file = tempDb();
+    const client = await startWriterThread(settings(file), null);
+    let floodCommitted = 0;
+    const flood = Array.from({ length: 3000 }, () => client.append(record({ caller: 'batcher' })).then(() => void floodCommitted++));
+    // Queued a turn later than all 3,000: in one queue it would wait for every one of them.
+    await new Promise((resolve) => setImmediate(resolve));
+    const probe = record({ caller: 'gateway-1' });
+    let floodCommittedBeforeProbe = -1;
+    const probed = client.append(probe).then(() => (floodCommittedBeforeProbe = floodCommitted));
+    await Promise.all([...flood, probed]);
+    // The writer had at most MAX_ROWS_AT_WRITER (256) of them when the probe came.
+    expect(floodCommittedBeforeProbe).toBeLessThan(1000);
+    await client.close();
+    const reader = DecisionReader.open(file);
+    expect(reader.get(probe.decisionId)?.seq).toBeLessThan(1000);
+    reader.close();
+    expect(count(file)).toBe(3001);
+    expect(await verifyLog(file, { publicKeys: [], workers: 1 })).toMatchObject({ ok: true, rows: 3001 });
+  });
+
   it('reports why it could not open the log, with the writer\'s own error code', async () => {
     const file = path.join(tempDir(), 'not-a-log.db');
     fs.writeFileSync(file, 'this is not a SQLite database, just some text long enough to have a header'.repeat(20));
@@ -160,13 +181,15 @@ describe('a client whose writer thread goes away', () => {
       { path: file, mode: 'durable', ownsLog: true, release: async () => void (await thread.terminate()) },
     );
     await client.append(record());
-    const inFlight = Array.from({ length: 20 }, () => client.append(record()));
+    // More than the writer is handed at once: some rows are with it, the rest wait in the client.
+    const inFlight = Array.from({ length: 600 }, () => client.append(record()));
     // The client sends this turn's rows in a setImmediate queued before this one.
     await new Promise((resolve) => setImmediate(resolve));
+    expect(client.pendingRows).toBe(600);
     lost = true;
     gone('writer thread exited with code 1');
     const outcomes = await Promise.allSettled(inFlight);
-    expect(outcomes.map((o) => o.status)).toEqual(Array(20).fill('rejected'));
+    expect(outcomes.map((o) => o.status)).toEqual(Array(600).fill('rejected'));
     for (const outcome of outcomes) {
       const reason = (outcome as PromiseRejectedResult).reason as VerdictError;
       expect(reason).toBeInstanceOf(VerdictError);

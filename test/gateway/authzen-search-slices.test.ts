@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from 'vitest';
-import { InvalidRequest } from '../../src/decide/index.js';
+import { DecidingTurns, InvalidRequest } from '../../src/decide/index.js';
 import { PageTokens, readSearch, searchPage } from '../../src/gateway/authzen-search.js';
 import type { Decision, DecisionRequest } from '../../src/types.js';
 import { loadFiles, removeTempDirs, rulesDoc } from '../helpers/policies.js';
@@ -25,7 +25,7 @@ describe('a search page', () => {
     };
     let askedAtFirstTurn = -1;
     setImmediate(() => (askedAtFirstTurn = asked));
-    const page = await searchPage(query, policySet, slowDeny, new PageTokens());
+    const page = await searchPage(query, policySet, slowDeny, new PageTokens(), new DecidingTurns().forCall('rita'));
     expect(page.details).toMatchObject({ kind: 'resource', scanned: DOCS, count: 0 });
     // Another caller's turn came after some candidates and before the last.
     expect(askedAtFirstTurn).toBeGreaterThan(0);

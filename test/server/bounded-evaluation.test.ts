@@ -122,6 +122,44 @@ describe('evaluation is bounded: a caller-controlled value never stalls the serv
     }
   }, 60_000);
 
+  it('answers another caller\'s check within a slice or two while one caller runs sixty slow batches at once', async () => {
+    // Sixty batches on one connection, each item running its condition to the budget. When every
+    // batch took its own slice of each turn, a check waited sixty slices (and its row for the
+    // writer's backlog): the log held 60 or more batch rows between one check and the next.
+    const l = Array.from({ length: 1_000 }, (_, i) => `e${i}`);
+    const shared = checkRequest({ principal: { id: 'eve' }, action: 'read', resource: { type: 'context-pairs' }, context: { l } });
+    const other = verdictClient(server.grpcPort, { ownConnection: true });
+    try {
+      const batches = Array.from({ length: 60 }, (_, b) =>
+        client.call<{ results: CheckResponse[] }>('Authorization', 'CheckBatch', {
+          principal: shared.principal,
+          context: shared.context,
+          requestId: `flood-${b}`,
+          items: Array.from({ length: 100 }, () => ({ action: 'read', resource: shared.resource })),
+        }),
+      );
+      await sleep(200);
+      for (let i = 0; i < 7; i++) {
+        expect(await other.call<CheckResponse>('Authorization', 'Check', checkRequest({ principal: { id: 'sam' }, action: 'read', resource: { type: 'model', id: 'x' }, requestId: `probe-${i}` }))).toMatchObject({
+          reason: 'REASON_DENIED_BY_DEFAULT',
+        });
+      }
+      for (const { results } of await Promise.all(batches)) expect(results).toHaveLength(100);
+      const log = new Database(db, { readonly: true });
+      try {
+        const probes = (log.prepare("SELECT seq FROM decisions WHERE request_id LIKE 'probe-%' ORDER BY seq").all() as { seq: number }[]).map((r) => r.seq);
+        expect(probes).toHaveLength(7);
+        const between = log.prepare("SELECT count(*) AS n FROM decisions WHERE request_id LIKE 'flood-%' AND seq > ? AND seq < ?");
+        const gaps = probes.slice(1).map((seq, i) => (between.get(probes[i], seq) as { n: number }).n).sort((a, b) => a - b);
+        expect(gaps[3]).toBeLessThan(40);
+      } finally {
+        log.close();
+      }
+    } finally {
+      other.close();
+    }
+  }, 60_000);
+
   it('refuses `constructor` as an attribute name, at any depth, naming it, rather than failing every condition with a type error', async () => {
     const refused = (resource: { type: string; attributes?: Record<string, unknown> }, context: Record<string, unknown> = {}) =>
       check(resource, context).then(

@@ -1,0 +1,146 @@
+#!/usr/bin/env node
+// One client floods verdict with CheckBatch calls (100 at once on one connection, 200 items
+// each, sent again as soon as each is answered) while a prober in a thread of its own sends
+// one Check every 20 ms on a connection of its own: what another caller's check waits
+// meanwhile, beside the same prober at rest, and how many batch items the flood got through.
+// Durable decision log, the shipped policies, one decision per prober request.
+//
+//   node bench/batch-flood.mjs                 full run (about 30 s per build)
+//   node bench/batch-flood.mjs --quick         shorter phases
+//   node bench/batch-flood.mjs --baseline DIR  also run another build of verdict (a checkout with
+//                                              dist/ built) the same way, first: before and after
+//
+// Needs the build (dist/). Never fails on a slow figure.
+import fs from 'node:fs';
+import http2 from 'node:http2';
+import os from 'node:os';
+import path from 'node:path';
+import protobuf from 'protobufjs';
+import { checkRequestFrame, grpcFrame, loadProtos, toStruct, verifyAllow } from './lib/grpc-frame.mjs';
+import { stopChild } from './lib/procs.mjs';
+import { startProber } from './lib/prober.mjs';
+import { startVerdict } from './lib/servers.mjs';
+import { BENCH_REQUEST } from './peers/verdict-cases.mjs';
+
+const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), '..');
+const argv = process.argv.slice(2);
+const QUICK = argv.includes('--quick');
+const baselineAt = argv.indexOf('--baseline');
+const BASELINE = baselineAt >= 0 ? path.resolve(argv[baselineAt + 1] ?? '') : null;
+const HOST = '127.0.0.1';
+const CHECK_PATH = '/verdict.v1.Authorization/Check';
+const BATCH_PATH = '/verdict.v1.Authorization/CheckBatch';
+const STREAMS = 100;
+const ITEMS = 200;
+const PROBE_MS = 20;
+const REST_S = QUICK ? 2 : 4;
+const FLOOD_S = QUICK ? 5 : 12;
+
+const protos = loadProtos(path.join(ROOT, 'proto'));
+const batchType = (() => {
+  const root = new protobuf.Root();
+  root.resolvePath = (_origin, target) => path.join(ROOT, 'proto', target);
+  root.loadSync('verdict/v1/authorization.proto', { keepCase: false });
+  return root.lookupType('verdict.v1.CheckBatchRequest');
+})();
+const { principal, action, resource } = BENCH_REQUEST;
+const checkBody = checkRequestFrame(protos, BENCH_REQUEST);
+const batchBody = grpcFrame(
+  batchType
+    .encode(
+      batchType.fromObject({
+        principal: { id: principal.id, roles: principal.roles, attributes: toStruct(principal.attributes) },
+        items: Array.from({ length: ITEMS }, () => ({ action, resource: { type: resource.type, id: resource.id, attributes: toStruct(resource.attributes) } })),
+      }),
+    )
+    .finish(),
+);
+
+function summary(samples) {
+  const ms = samples.map((s) => s.ms).sort((a, b) => a - b);
+  const at = (q) => ms[Math.min(ms.length - 1, Math.floor(q * ms.length))];
+  return { n: ms.length, p50: at(0.5), p99: at(0.99), max: ms.at(-1) };
+}
+
+/** Keeps STREAMS CheckBatch calls in flight on one connection until stopped; counts answered items and failures. */
+function startFlood(port) {
+  const session = http2.connect(`http://${HOST}:${port}`);
+  session.on('error', () => undefined);
+  let stopping = false;
+  let items = 0;
+  let failures = 0;
+  let firstFailure = null;
+  const one = () =>
+    new Promise((resolve) => {
+      const stream = session.request({ ':method': 'POST', ':path': BATCH_PATH, 'content-type': 'application/grpc', te: 'trailers' });
+      let grpcStatus = null;
+      let message = null;
+      const note = (headers) => {
+        grpcStatus = headers['grpc-status'] ?? grpcStatus;
+        message = headers['grpc-message'] ?? message;
+      };
+      stream.on('response', note);
+      stream.on('trailers', note);
+      stream.on('data', () => undefined);
+      stream.on('error', (error) => {
+        failures++;
+        firstFailure ??= error.message;
+        resolve();
+      });
+      stream.on('end', () => {
+        if (String(grpcStatus) === '0') items += ITEMS;
+        else {
+          failures++;
+          firstFailure ??= `grpc-status ${grpcStatus}: ${decodeURIComponent(message ?? '')}`;
+        }
+        resolve();
+      });
+      stream.end(batchBody);
+    });
+  const loops = Array.from({ length: STREAMS }, async () => {
+    while (!stopping) await one();
+  });
+  return {
+    stop: async () => {
+      stopping = true;
+      await Promise.all(loops);
+      session.close();
+      return { items, failures, firstFailure };
+    },
+  };
+}
+
+async function measure(label, root) {
+  const dbFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'verdict-bench-flood-')), 'decisions.db');
+  const server = await startVerdict({ mode: 'durable', dbFile, root, policies: path.join(ROOT, 'policies') });
+  try {
+    await verifyAllow(protos, HOST, server.grpcPort, CHECK_PATH, checkBody);
+    const probe = (seconds) => {
+      const prober = startProber({ host: HOST, port: server.grpcPort, path: CHECK_PATH, body: checkBody, intervalMs: PROBE_MS });
+      return new Promise((resolve) => setTimeout(resolve, seconds * 1000)).then(() => prober.stop());
+    };
+    const rest = await probe(REST_S);
+    const flood = startFlood(server.grpcPort);
+    const started = performance.now();
+    const during = await probe(FLOOD_S);
+    const flooded = await flood.stop();
+    const seconds = (performance.now() - started) / 1000;
+    if (flooded.failures > 0) console.error(`${label}: ${flooded.failures} batch calls failed (first: ${flooded.firstFailure})`);
+    return { label, rest: summary(rest.samples), restFailures: rest.failures, flood: summary(during.samples), floodFailures: during.failures, itemsPerSecond: flooded.items / seconds };
+  } finally {
+    await stopChild(server.child);
+  }
+}
+
+const runs = [];
+if (BASELINE !== null) runs.push(await measure(`baseline (${path.basename(BASELINE)})`, BASELINE));
+runs.push(await measure('this build', ROOT));
+
+const f = (ms) => ms.toFixed(1);
+console.log(`\nA prober's check every ${PROBE_MS} ms, at rest (${REST_S} s) and while one client keeps ${STREAMS} CheckBatch calls of ${ITEMS} items in flight (${FLOOD_S} s); durable log\n`);
+console.log('| build | at rest p50 / p99 / max ms | during the flood p50 | p99 | max ms | prober failures | batch items/s |');
+console.log('|---|--:|--:|--:|--:|--:|--:|');
+for (const r of runs) {
+  console.log(`| ${r.label} | ${f(r.rest.p50)} / ${f(r.rest.p99)} / ${f(r.rest.max)} | ${f(r.flood.p50)} | ${f(r.flood.p99)} | ${f(r.flood.max)} | ${r.restFailures + r.floodFailures} | ${Math.round(r.itemsPerSecond).toLocaleString('en-US')} |`);
+}
+console.log(`\nmachine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}, load average at the end ${os.loadavg()[0].toFixed(2)}`);

@@ -1,0 +1,81 @@
+import { describe, expect, it } from 'vitest';
+import type { RowValue } from '../../src/decisions/columns.js';
+import type { Waiter } from '../../src/decisions/events.js';
+import { FairRows } from '../../src/decisions/fair-rows.js';
+import { ROW_WIDTH } from '../../src/decisions/row.js';
+
+/** A row whose every value names it, and a waiter that does too, so what was taken can be read back. */
+function queue(rows: FairRows, caller: string, count: number): void {
+  for (let i = 0; i < count; i++) {
+    const name = `${caller}${i}`;
+    const waiter = { resolve: () => undefined, reject: () => undefined, name } as Waiter & { name: string };
+    rows.push(caller, waiter, (out) => {
+      for (let k = 0; k < ROW_WIDTH; k++) out.push(name);
+    });
+  }
+}
+
+function names(taken: { values: RowValue[]; waiters: Waiter[] }): string[] {
+  const byWaiter = taken.waiters.map((w) => (w as Waiter & { name: string }).name);
+  // Values and waiters stay in step: row i's values all name waiter i.
+  const byValues = Array.from({ length: taken.waiters.length }, (_, i) => taken.values.slice(i * ROW_WIDTH, (i + 1) * ROW_WIDTH));
+  expect(taken.values).toHaveLength(taken.waiters.length * ROW_WIDTH);
+  byValues.forEach((values, i) => expect(new Set(values)).toEqual(new Set([byWaiter[i]])));
+  return byWaiter;
+}
+
+describe('rows waiting for the writer, by caller', () => {
+  it('give a caller with one row a place in the next message however many another has queued', () => {
+    const rows = new FairRows();
+    queue(rows, 'a', 1000);
+    queue(rows, 'b', 1);
+    const first = names(rows.take(8));
+    expect(first).toContain('b0');
+    expect(first.filter((n) => n.startsWith('a'))).toEqual(['a0', 'a1', 'a2', 'a3', 'a4', 'a5', 'a6']);
+    expect(rows.size).toBe(993);
+  });
+
+  it('share a message equally between callers that fill it, and start the next with who was left out', () => {
+    const rows = new FairRows();
+    queue(rows, 'a', 10);
+    queue(rows, 'b', 10);
+    queue(rows, 'c', 10);
+    expect(names(rows.take(6))).toEqual(['a0', 'a1', 'b0', 'b1', 'c0', 'c1']);
+    // Two rows of room for three callers: one each for the first two in line, and c first next time.
+    expect(names(rows.take(2))).toEqual(['a2', 'b2']);
+    expect(names(rows.take(3))).toEqual(['c2', 'a3', 'b3']);
+  });
+
+  it('keep each caller\'s rows in the order they came, across many messages and the dropping of rows already sent', () => {
+    const rows = new FairRows();
+    queue(rows, 'a', 500);
+    queue(rows, 'b', 7);
+    const taken: string[] = [];
+    while (rows.size > 0) taken.push(...names(rows.take(13)));
+    expect(taken).toHaveLength(507);
+    expect(taken.filter((n) => n.startsWith('a'))).toEqual(Array.from({ length: 500 }, (_, i) => `a${i}`));
+    expect(taken.filter((n) => n.startsWith('b'))).toEqual(Array.from({ length: 7 }, (_, i) => `b${i}`));
+  });
+
+  it('hand over everything at once for a flush', () => {
+    const rows = new FairRows();
+    queue(rows, 'a', 300);
+    queue(rows, 'b', 2);
+    expect(names(rows.takeAll())).toHaveLength(302);
+    expect(rows.size).toBe(0);
+    expect(names(rows.take(10))).toEqual([]);
+  });
+
+  it('keep nothing of a row that could not be encoded', () => {
+    const rows = new FairRows();
+    const waiter: Waiter = { resolve: () => undefined, reject: () => undefined };
+    expect(() =>
+      rows.push('a', waiter, () => {
+        throw new Error('a cycle in the attributes');
+      }),
+    ).toThrow('a cycle');
+    expect(rows.size).toBe(0);
+    queue(rows, 'a', 1);
+    expect(names(rows.take(5))).toEqual(['a0']);
+  });
+});
