@@ -299,7 +299,25 @@ export function resolveConfig(layers: readonly PartialConfig[]): ServerConfig {
   if (result.data.trustedPrincipal && (result.data.authn.jwt || result.data.authn.apiKeys)) {
     throw new VerdictError('CONFIG_INVALID', 'configuration: trustedPrincipal and authn (jwt, apiKeys) exclude each other; gateways use one way to know the caller');
   }
+  const jwtPep = ambiguousJwtPep(result.data);
+  if (jwtPep !== null) {
+    throw new VerdictError(
+      'CONFIG_INVALID',
+      `configuration: authzen.peps lists ${jwtPep}, but authn.jwt accepts several issuers, and a token from any of them whose principal id is ${JSON.stringify(jwtPep.slice(4))} is that caller; accept one issuer here, or list the PEP by API key or client certificate`,
+    );
+  }
   return result.data;
+}
+
+/**
+ * A `jwt:` PEP that tokens of more than one issuer could claim: callers are recorded
+ * (and listed) as `jwt:<principal id>`, so with several issuers, one issuer's user whose
+ * id is the PEP's would ask AuthZEN about anyone.
+ */
+function ambiguousJwtPep(config: ServerConfig): string | null {
+  const issuer = config.authn.jwt?.issuer;
+  if (issuer === undefined || typeof issuer === 'string' || new Set(issuer).size < 2) return null;
+  return config.authzen.peps.find((caller) => caller.startsWith('jwt:')) ?? null;
 }
 
 export function parseFlagsLayer(values: Record<string, string | boolean | undefined>): PartialConfig {

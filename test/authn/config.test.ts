@@ -73,4 +73,16 @@ describe('the tls and authn configuration keys', () => {
     expect(() => readConfigFile(configFile('authzen:\n  peps: [orders-service]\n'))).toThrow(/authzen\.peps\.0: expected a caller as the decision log records it: api-key:<key owner>/);
     expect(() => readConfigFile(configFile('authzen:\n  pep: [api-key:a]\n'))).toThrow(/authzen: Unrecognized key/);
   });
+
+  it('refuse a jwt: PEP when tokens of several issuers are accepted: any of them could mint its principal id', () => {
+    const jwt = (issuer: string, peps: string): string =>
+      configFile(`authn:\n  jwt:\n    issuer: ${issuer}\n    audience: v\n    algorithms: [EdDSA]\n    jwksFile: j.json\nauthzen:\n  peps: [${peps}]\n`);
+    expect(() => resolveConfig([readConfigFile(jwt('[https://staff.example/, https://customers.example/]', 'api-key:gw, jwt:gateway-1'))])).toThrow(
+      'configuration: authzen.peps lists jwt:gateway-1, but authn.jwt accepts several issuers, and a token from any of them whose principal id is "gateway-1" is that caller; accept one issuer here, or list the PEP by API key or client certificate',
+    );
+    // One issuer, the same issuer twice, or PEPs listed another way: nothing to mistake.
+    expect(resolveConfig([readConfigFile(jwt('https://staff.example/', 'jwt:gateway-1'))]).authzen.peps).toEqual(['jwt:gateway-1']);
+    expect(resolveConfig([readConfigFile(jwt('[https://staff.example/, https://staff.example/]', 'jwt:gateway-1'))]).authzen.peps).toEqual(['jwt:gateway-1']);
+    expect(resolveConfig([readConfigFile(jwt('[https://staff.example/, https://customers.example/]', 'api-key:gw'))]).authzen.peps).toEqual(['api-key:gw']);
+  });
 });

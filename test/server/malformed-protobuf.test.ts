@@ -170,6 +170,47 @@ describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', ()
     expect(recorded[0]).toMatchObject({ principalId: 'carl', effect: 'DENY' });
   });
 
+  // protobufjs replaced bytes that are not UTF-8 with U+FFFD: `carl\xff` and `carl\xfe` were decided, limited and
+  // recorded as one principal, `carl\uFFFD`, and nothing showed what had been sent.
+  const bytes = (field: number, ...parts: (string | number[])[]): Buffer => ld(field, cat(...parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p)))));
+  const NOT_UTF8: readonly (readonly ['Check' | 'CheckBatch' | 'envoy', string, Buffer])[] = [
+    ['Check', 'principal.id', cat(ld(1, cat(bytes(1, 'carl', [0xff]), str(2, 'data_scientist'))), str(2, 'predict'), resource)],
+    ['Check', 'an attribute name', cat(ld(1, cat(str(1, 'carl'), ld(3, ld(1, cat(bytes(1, 'or', [0xc3]), ld(2, str(3, 'acme'))))))), str(2, 'predict'), resource)],
+    ['Check', 'an attribute value (a lone surrogate, CESU-8)', cat(ld(1, cat(str(1, 'carl'), ld(3, ld(1, cat(str(1, 'org'), ld(2, bytes(3, [0xed, 0xa0, 0x80]))))))), str(2, 'predict'), resource)],
+    ['CheckBatch', 'an item action', cat(ld(1, str(1, 'carl')), ld(4, cat(ld(2, cat(str(1, 'model'), str(2, 'm'))), bytes(1, 'pred', [0xfe], 'ict'))))],
+    ['envoy', 'a header value', ld(1, ld(4, ld(2, cat(str(2, 'GET'), str(4, '/v1/models/fraud-v3'), ld(3, cat(str(1, 'x-model-tier'), bytes(2, [0xe9], 'lite')))))))],
+  ];
+
+  it.each(NOT_UTF8)('%s with bytes that are not UTF-8 in %s: INVALID_ARGUMENT, recorded, never decided', async (method, _what, sent) => {
+    const type = method === 'envoy' ? 'envoy.service.auth.v3.CheckRequest' : `verdict.v1.${method}Request`;
+    const before = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
+    const decidedBefore = queryDecisions(shipped.db, { limit: 1000 }).length;
+    const { error, trailers } = await sendRaw(shipped.server.grpcPort, method, sent);
+    expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(error?.details).toContain(`are not a valid ${type} protobuf message`);
+    expect(error?.details).toMatch(/is not valid UTF-8, as proto3 strings must be/);
+    const recorded = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
+    expect(recorded.length).toBe(before + 1);
+    expect(queryDecisions(shipped.db, { limit: 1000 }).length).toBe(decidedBefore + 1);
+    expect(recorded[0]!.principalId).not.toContain('\uFFFD');
+    expect(trailers?.get('verdict-decision-id')[0]).toBe(recorded[0]!.decisionId);
+  });
+
+  it('a string that holds U+FFFD itself, sent as UTF-8, is data like any other: decided and recorded as sent', async () => {
+    const client = verdictClient(shipped.server.grpcPort);
+    try {
+      const answer = await client.call<{ reason: string; decisionId: string }>(
+        'Authorization',
+        'Check',
+        checkRequest({ principal: { id: 'carl\uFFFD', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } }, action: 'read', resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme' } } }),
+      );
+      expect(answer.reason).not.toBe('REASON_DENIED_INVALID_REQUEST');
+      expect(queryDecisions(shipped.db, { limit: 1 })[0]).toMatchObject({ decisionId: answer.decisionId, principalId: 'carl\uFFFD' });
+    } finally {
+      client.close();
+    }
+  });
+
   it('keeps serving valid checks afterwards', async () => {
     const client = verdictClient(shipped.server.grpcPort);
     try {

@@ -353,6 +353,19 @@ describe('configuration', () => {
     expect(result.stderr).not.toMatch(/\n\s+at /);
   });
 
+  it('will not serve AuthZEN with a jwt: PEP that tokens of two issuers could claim (exit 2, naming it)', async () => {
+    const dir = tempDir();
+    writeFileSync(
+      join(dir, 'verdict.yaml'),
+      'authn:\n  jwt:\n    issuer: [https://staff.example/, https://customers.example/]\n    audience: verdict\n    algorithms: [EdDSA]\n    jwksFile: jwks.json\nauthzen:\n  peps: [jwt:gateway-1]\n',
+    );
+    const { spawnSync } = await import('node:child_process');
+    const result = spawnSync(process.execPath, [join(ROOT, 'bin', 'verdict.js'), 'serve', '--config', join(dir, 'verdict.yaml'), '--policies', join(ROOT, 'policies'), '--db', join(dir, 'd.db')], { cwd: ROOT, encoding: 'utf8', timeout: 60_000 });
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain('authzen.peps lists jwt:gateway-1, but authn.jwt accepts several issuers');
+    expect(result.stderr).not.toMatch(/\n\s+at /);
+  });
+
   it.each(['grpc', 'http', 'ops'] as const)('a --%s address already in use is named with its flag, not a stack trace', async (setting) => {
     const { createServer } = await import('node:net');
     const { spawnSync } = await import('node:child_process');
