@@ -28,6 +28,7 @@ import type { ServerConfig } from './config.js';
 import { ENVIRONMENT_KEYS, splitHostPort } from './config.js';
 import { AUTHORIZATION_SERVICE } from './grpc/authorization-service.js';
 import { EXT_AUTHZ_SERVICE } from './grpc/ext-authz-service.js';
+import { fitConnectionCaps, openFileLimit } from './connection-caps.js';
 import { createGrpcServer, type GrpcServer } from './grpc/server.js';
 import { OperatorHttpServer } from './http.js';
 import type { Logger } from './logger.js';
@@ -292,12 +293,19 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     peps: new Set(config.authzen.peps),
     onError: (error) => logger.error({ error: messageOf(error) }, 'internal error answering an AuthZEN request'),
   });
+  // Connections must leave file descriptors for the log and key stores, whatever the configured caps say.
+  const fitted = fitConnectionCaps(
+    { grpcMaxConnections: config.grpcMaxConnections, httpMaxConnections: config.httpMaxConnections, ...(config.ops === null ? {} : { 'httpMaxConnections (ops)': config.httpMaxConnections }) },
+    openFileLimit(),
+  );
+  if (fitted.warning !== null) logger.warn({ connectionCaps: fitted.caps }, fitted.warning);
   const grpc: GrpcServer = createGrpcServer(
     { authorization: pipeline, admin, extAuthz: gateway },
     {
       maxReceiveMessageBytes: config.maxMessageBytes,
       shutdownTimeoutMs: config.shutdownGraceMs,
       streamLimits: { maxStreamsPerConnection: config.grpcStreams.maxPerConnection, bodyTimeoutMs: config.grpcStreams.bodyTimeoutMs, maxBufferedBytes: config.grpcStreams.maxBufferedBytes },
+      maxConnections: fitted.caps.grpcMaxConnections,
       onInternalError: (error, method) => logger.error({ method, error: messageOf(error) }, 'internal error answering a call'),
       // The verified client certificate's identity when there is one, else the peer address.
       callerOf: grpcCallerOf,
@@ -364,8 +372,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       }),
     authzen: (req, res) => authzen.handle(req, res),
     console: (req, res) => webConsole.handle(req, res),
-  }, { tls: tls?.http ? httpsServerOptions(tls) : undefined, shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs, maxConnections: config.httpMaxConnections });
-  const ops = opsAddress === null ? null : new OperatorHttpServer(operations, { shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs, maxConnections: config.httpMaxConnections });
+  }, { tls: tls?.http ? httpsServerOptions(tls) : undefined, shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs, maxConnections: fitted.caps.httpMaxConnections });
+  const ops = opsAddress === null ? null : new OperatorHttpServer(operations, { shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs, maxConnections: fitted.caps['httpMaxConnections (ops)'] });
 
   let grpcPort: number;
   let httpPort: number;
@@ -373,7 +381,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   try {
     grpcPort = await bound('grpc', config.grpc, grpc.start(grpcAddress.host, grpcAddress.port, tls ? grpcServerCredentials(tls) : undefined));
     metrics.watchStreamGuard(grpc.streamGuard);
-    if (!grpc.streamGuard.installed) logger.warn({ grpc: config.grpc }, 'the gRPC stream guard could not be installed on this grpc-js release; slow or unfinished request bodies are not cut off (grpcStreams)');
+    if (!grpc.streamGuard.installed) logger.warn({ grpc: config.grpc }, 'the gRPC stream guard could not be installed on this grpc-js release; slow or unfinished request bodies are not cut off (grpcStreams), nor connections capped (grpcMaxConnections)');
     if (!grpc.directLane.installed) logger.warn({ grpc: config.grpc }, 'the direct lane for checks could not be installed on this grpc-js release; every call goes through grpc-js (slower, same answers)');
     httpPort = await bound('http', config.http, http.listen(httpAddress.host, httpAddress.port));
     if (ops && opsAddress && config.ops !== null) opsPort = await bound('ops', config.ops, ops.listen(opsAddress.host, opsAddress.port));

@@ -136,6 +136,13 @@ const layerSchema = z.strictObject({
    */
   httpMaxConnections: z.number().int().min(1).max(1_000_000).optional(),
   /**
+   * The most connections the gRPC port holds at once; more are closed as they arrive.
+   * Without it, idle TCP connections to the port (gRPC keeps connections open as long
+   * as their client does) used up the file descriptors: the HTTP port stopped
+   * answering and the suspension store could not be opened.
+   */
+  grpcMaxConnections: z.number().int().min(1).max(1_000_000).optional(),
+  /**
    * Processes that answer checks. 1: this process (its decision log writer in
    * a thread). N > 1: N worker processes sharing the ports, and this process
    * as the one writer of the decision log (see server/cluster.ts).
@@ -194,6 +201,7 @@ export const DEFAULT_CONFIG = {
   shutdownGraceMs: 10_000,
   httpRequestTimeoutMs: 10_000,
   httpMaxConnections: 4096,
+  grpcMaxConnections: 4096,
   workers: 1,
   tls: null,
   authn: {},
@@ -223,13 +231,14 @@ export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn
   shutdownGraceMs: 'VERDICT_SHUTDOWN_GRACE_MS',
   httpRequestTimeoutMs: 'VERDICT_HTTP_REQUEST_TIMEOUT_MS',
   httpMaxConnections: 'VERDICT_HTTP_MAX_CONNECTIONS',
+  grpcMaxConnections: 'VERDICT_GRPC_MAX_CONNECTIONS',
   workers: 'VERDICT_WORKERS',
 };
 
 /** The environment variable for forwardAuth.style. */
 export const FORWARD_AUTH_STYLE_ENVIRONMENT_KEY = 'VERDICT_FORWARD_AUTH_STYLE';
 
-const NUMERIC_KEYS = new Set(['maxMessageBytes', 'shutdownGraceMs', 'httpRequestTimeoutMs', 'httpMaxConnections', 'workers', 'watchPollMs']);
+const NUMERIC_KEYS = new Set(['maxMessageBytes', 'shutdownGraceMs', 'httpRequestTimeoutMs', 'httpMaxConnections', 'grpcMaxConnections', 'workers', 'watchPollMs']);
 
 function describeIssues(error: z.ZodError, origin: string): string {
   return error.issues

@@ -35,12 +35,18 @@ export interface VerdictProcess {
 }
 
 /** Starts `verdict serve` on free loopback ports and waits until it serves. */
-export async function startVerdict(options: { policies: string; db: string; args?: string[]; env?: NodeJS.ProcessEnv; startTimeoutMs?: number }): Promise<VerdictProcess> {
-  const child = spawn(
-    process.execPath,
-    [BIN, 'serve', '--policies', options.policies, '--db', options.db, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', ...(options.args ?? [])],
-    { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] },
-  );
+export async function startVerdict(options: {
+  policies: string;
+  db: string;
+  args?: string[];
+  env?: NodeJS.ProcessEnv;
+  startTimeoutMs?: number;
+  /** The process's limit on open files (`ulimit -n`), when a test needs a low one. */
+  openFiles?: number;
+}): Promise<VerdictProcess> {
+  const argv = [BIN, 'serve', '--policies', options.policies, '--db', options.db, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', ...(options.args ?? [])];
+  const [command, args] = options.openFiles === undefined ? [process.execPath, argv] : ['/bin/sh', ['-c', `ulimit -n ${options.openFiles} && exec "$0" "$@"`, process.execPath, ...argv]];
+  const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   const logs: LogLine[] = [];
   const stderr: string[] = [];
   const waiters: { predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];

@@ -41,6 +41,8 @@ export interface GrpcServerOptions {
   readonly channelOptions?: ServerOptions;
   /** Streams per connection, and how long and how large unfinished request bodies may be (stream-guard.ts). */
   readonly streamLimits?: StreamGuardLimits;
+  /** The most connections held at once; more are closed as they arrive. Default 4096. */
+  readonly maxConnections?: number;
 }
 
 /** What the gRPC services answer with. */
@@ -109,6 +111,7 @@ function withSizeLimit(definition: ServiceDefinition, limit: number): ServiceDef
   return wrapped as ServiceDefinition;
 }
 const DEFAULT_MAX_BATCH_ITEMS = 1000;
+const DEFAULT_MAX_CONNECTIONS = 4096;
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
 /**
@@ -124,6 +127,7 @@ const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 export function createGrpcServer(services: GrpcServices, options: GrpcServerOptions = {}): GrpcServer {
   const limit = options.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES;
   const streamLimits = options.streamLimits ?? DEFAULT_STREAM_GUARD_LIMITS;
+  const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   const server = new Server({
     // channelz keeps per-call statistics for a debugging service verdict does not expose; about 5% of a check's CPU.
     'grpc.enable_channelz': 0,
@@ -187,7 +191,10 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
           const lane = options.channelOptions?.['grpc.max_connection_idle_ms'] === undefined && direct.install(server);
           // With the lane, it hands the guard what it does not answer; without, the guard listens for every stream itself.
           const http2Servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
-          if (http2Servers instanceof Map) guard.install(http2Servers.keys(), !lane);
+          if (http2Servers instanceof Map) {
+            guard.install(http2Servers.keys(), !lane);
+            for (const listener of http2Servers.keys() as IterableIterator<{ maxConnections?: number }>) listener.maxConnections = maxConnections;
+          }
           for (const service of ['', ...served]) {
             if (health.getStatus(service) === undefined) health.setStatus(service, 'SERVING');
           }
