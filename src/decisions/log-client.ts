@@ -52,6 +52,15 @@ export interface ClientOptions {
   readonly release?: () => Promise<void>;
 }
 
+/**
+ * Most rows answered already (async mode) that may wait for the writer: past it, an
+ * async append waits for its commit as a durable one does, until the writer catches
+ * up. Without it, decisions answered faster than the writer commits (a CheckBatch
+ * flood) piled up without bound: memory grew until the process died, with every one
+ * of them lost, where async mode promises to lose at most the last moments.
+ */
+export const MAX_ACKNOWLEDGED_BEHIND = 4096;
+
 interface Batch {
   /** One per row; null for rows already acknowledged (async mode). */
   readonly waiters: Waiter[] | null;
@@ -100,6 +109,8 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
   private rowsAtWriter = 0;
   private acknowledgedValues: RowValue[] = [];
   private acknowledgedRows = 0;
+  /** Rows answered already, sent and not yet written. */
+  private acknowledgedAtWriter = 0;
   private scheduled = false;
   private nextId = 1;
   private readonly batches = new Map<number, Batch>();
@@ -139,7 +150,7 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
 
   /**
    * Queue a decision for this turn's message. Durable mode: resolves once
-   * committed. Async mode while healthy: resolves at once.
+   * committed. Async mode while healthy: resolves at once, unless MAX_ACKNOWLEDGED_BEHIND rows answered so wait for the writer.
    * @throws (rejects) VerdictError DECISION_LOG_UNAVAILABLE when the row could not be
    *   written (the decision must then be denied), INTERNAL when the record cannot be
    *   serialised or the database refused it (duplicate decision id)
@@ -148,7 +159,7 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
     if (this.closing) return Promise.reject(closedLogError(this.path));
     if (this.lost !== null) return Promise.reject(this.lostError());
     // Hashed here, so sensitive values never leave this thread.
-    if (this.mode === 'async' && this.healthy) {
+    if (this.mode === 'async' && this.healthy && this.acknowledgedAtWriter + this.acknowledgedRows < MAX_ACKNOWLEDGED_BEHIND) {
       try {
         encodeRecord(this.acknowledgedValues, record, this.sensitive);
       } catch (error) {
@@ -249,6 +260,7 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
 
   private sendAcknowledged(): void {
     if (this.acknowledgedRows > 0) {
+      if (this.lost === null) this.acknowledgedAtWriter += this.acknowledgedRows;
       this.post(null, this.acknowledgedRows, this.acknowledgedValues);
       this.acknowledgedValues = [];
       this.acknowledgedRows = 0;
@@ -299,6 +311,7 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
         this.batches.delete(message.id);
         this.settle(batch, message);
         if (batch.waiters !== null) this.answered(batch.rows);
+        else this.acknowledgedAtWriter = Math.max(0, this.acknowledgedAtWriter - batch.rows);
         return;
       }
       case 'reply': {
@@ -366,6 +379,7 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
     if (this.lost !== null) return;
     this.lost = reason;
     this.rowsAtWriter = 0;
+    this.acknowledgedAtWriter = 0;
     const { waiters } = this.waiting.takeAll();
     if (waiters.length > 0) this.settleLost({ waiters, rows: waiters.length });
     // A writer that stops after close() has done its job.

@@ -3,7 +3,7 @@ import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { verifyLog } from '../../src/audit/verify.js';
-import { DecisionLogClient } from '../../src/decisions/log-client.js';
+import { DecisionLogClient, MAX_ACKNOWLEDGED_BEHIND } from '../../src/decisions/log-client.js';
 import { DecisionReader } from '../../src/decisions/query.js';
 import { ROW_WIDTH, checkBatch, encodeRecord, rowFromValues, toRow } from '../../src/decisions/row.js';
 import type { RowValue } from '../../src/decisions/columns.js';
@@ -63,6 +63,25 @@ describe('the writer thread', () => {
     reader.close();
     expect(count(file)).toBe(3001);
     expect(await verifyLog(file, { publicKeys: [], workers: 1 })).toMatchObject({ ok: true, rows: 3001 });
+  });
+
+  it('in async mode answers at once only while the writer is less than MAX_ACKNOWLEDGED_BEHIND rows behind; the rest wait for their commit', async () => {
+    const file = tempDb();
+    const client = await startWriterThread(settings(file, 'async'), null);
+    let answered = 0;
+    const appends = Array.from({ length: 10_000 }, () => client.append(record()).then(() => void answered++));
+    // Microtasks only: nothing the writer says can have arrived yet.
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+    expect(answered).toBe(MAX_ACKNOWLEDGED_BEHIND);
+    await Promise.all(appends);
+    // Behind no more, it answers at once again.
+    let quick = false;
+    const next = client.append(record()).then(() => (quick = true));
+    for (let i = 0; i < 10; i++) await Promise.resolve();
+    expect(quick).toBe(true);
+    await next;
+    await client.close();
+    expect(count(file)).toBe(10_001);
   });
 
   it('reports why it could not open the log, with the writer\'s own error code', async () => {
