@@ -128,6 +128,11 @@ export class DecisionPipeline {
   /** Decisions whose cost Settle may still correct. */
   readonly settlements: SettlementBook;
 
+  /** Long calls (batches, searches) waiting for their next slice of deciding. */
+  get longCallsWaiting(): number {
+    return this.turns.waiting;
+  }
+
   /**
    * Corrects the cost budget a decision reserved up front, once the actual units are
    * known (e.g. the tokens a model really produced): the difference is given back, or

@@ -24,6 +24,13 @@ export class DecidingTurns {
   /** Calls waiting for a slice, by caller, in the order their callers joined. */
   private readonly line = new Map<string, Array<() => void>>();
 
+  /** Calls waiting for a slice. */
+  get waiting(): number {
+    let count = 0;
+    for (const calls of this.line.values()) count += calls.length;
+    return count;
+  }
+
   /** The slicer for one call's questions. */
   forCall(caller: string): BatchSlicer {
     return new BatchSlicer(this, caller);

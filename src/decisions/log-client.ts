@@ -23,6 +23,8 @@ export interface DecisionSink {
  */
 export interface DecisionLog extends DecisionSink {
   readonly healthy: boolean;
+  /** Rows appended and not yet confirmed by the writer (waiting here or being written). */
+  readonly pendingRows: number;
   readonly lastError: string | null;
   onHealthChange(listener: (state: HealthState) => void): () => void;
   onCommit(listener: (stats: CommitStats) => void): () => void;

@@ -123,6 +123,32 @@ export class ServerMetrics implements DecisionObserver {
     this.watchFailures.inc();
   }
 
+  /**
+   * What waits its turn, read at each scrape: long calls (batches, evaluations, search
+   * pages) waiting for a slice of deciding, and decisions waiting for their row to be
+   * written. Both grow under a flood of batches; checks keep being answered meanwhile.
+   */
+  watchQueues(read: { readonly longCallsWaiting: () => number; readonly pendingRows: () => number }): void {
+    new Gauge({
+      name: 'verdict_long_calls_waiting',
+      help: 'Batches, evaluations and search pages waiting for their next slice of deciding (one slice per event-loop turn, shared by caller).',
+      registers: [this.registry],
+      aggregator: 'sum',
+      collect() {
+        this.set(read.longCallsWaiting());
+      },
+    });
+    new Gauge({
+      name: 'verdict_decision_log_rows_pending',
+      help: 'Decision rows appended and not yet confirmed written (waiting their turn, or with the writer).',
+      registers: [this.registry],
+      aggregator: 'sum',
+      collect() {
+        this.set(read.pendingRows());
+      },
+    });
+  }
+
   /** The gRPC stream guard: streams it ended, by why, and the bytes of bodies still arriving, read at each scrape. */
   watchStreamGuard(guard: { readonly slowBodies: number; readonly overBudget: number; readonly bufferedBytes: number }): void {
     let reported = { slow_body: 0, over_budget: 0 };

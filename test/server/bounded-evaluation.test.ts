@@ -7,7 +7,7 @@ import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecisionReader } from '../../src/decisions/query.js';
 import { makeTempDir, removeTempDirs, rulesDoc, writePolicyDir } from '../helpers/policies.js';
-import { checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+import { checkRequest, ensureBuilt, metricValue, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 
 // Inputs a caller controls must cost bounded work: each of these once blocked the whole
 // process for seconds. No timing is asserted; a per-test timeout far above a normal answer
@@ -139,12 +139,16 @@ describe('evaluation is bounded: a caller-controlled value never stalls the serv
         }),
       );
       await sleep(200);
+      // The operator sees them queue: most of the sixty wait for a slice at any moment.
+      expect(await metricValue(server.httpPort, 'verdict_long_calls_waiting')).toBeGreaterThan(10);
       for (let i = 0; i < 7; i++) {
         expect(await other.call<CheckResponse>('Authorization', 'Check', checkRequest({ principal: { id: 'sam' }, action: 'read', resource: { type: 'model', id: 'x' }, requestId: `probe-${i}` }))).toMatchObject({
           reason: 'REASON_DENIED_BY_DEFAULT',
         });
       }
       for (const { results } of await Promise.all(batches)) expect(results).toHaveLength(100);
+      expect(await metricValue(server.httpPort, 'verdict_long_calls_waiting')).toBe(0);
+      expect(await metricValue(server.httpPort, 'verdict_decision_log_rows_pending')).toBe(0);
       const log = new Database(db, { readonly: true });
       try {
         const probes = (log.prepare("SELECT seq FROM decisions WHERE request_id LIKE 'probe-%' ORDER BY seq").all() as { seq: number }[]).map((r) => r.seq);
