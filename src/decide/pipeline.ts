@@ -229,9 +229,13 @@ export class DecisionPipeline {
     const policySet = this.policies.current;
     const runs: Promise<CheckResult>[] = [];
     const slicer = this.turns.forCall(meta.caller);
-    for (let i = 0; i < inputs.length; i++) {
-      if (slicer.due()) await slicer.pause(runs);
-      runs.push(this.run(policySet, inputs[i]!, meta, performance.now(), started));
+    try {
+      for (let i = 0; i < inputs.length; i++) {
+        if (slicer.due()) await slicer.pause(runs);
+        runs.push(this.run(policySet, inputs[i]!, meta, performance.now(), started));
+      }
+    } finally {
+      slicer.finished();
     }
     return Promise.all(runs);
   }
@@ -265,14 +269,21 @@ export class DecisionPipeline {
     const policySet = this.policies.current;
     const runs: Promise<CheckResult>[] = [];
     const slicer = this.turns.forCall(meta.caller);
-    for (let i = 0; i < inputs.length; i++) {
-      if (slicer.due()) await slicer.pause(runs);
-      const decidingFrom = performance.now();
-      const decided = this.decide(policySet, inputs[i]!);
-      // A shared limit backend answers later: the rest waits for this decision, so it is not taken past a stop.
-      if (decided instanceof Promise) return this.untilShared(decided, inputs, i, policySet, meta, stop, runs, decidingFrom, started);
-      runs.push(this.record(decided, meta, decidingFrom, started));
-      if (stop(decided.decision)) break;
+    try {
+      for (let i = 0; i < inputs.length; i++) {
+        if (slicer.due()) await slicer.pause(runs);
+        const decidingFrom = performance.now();
+        const decided = this.decide(policySet, inputs[i]!);
+        // A shared limit backend answers later: the rest waits for each decision (no slices needed), so none is taken past a stop.
+        if (decided instanceof Promise) {
+          slicer.finished();
+          return await this.untilShared(decided, inputs, i, policySet, meta, stop, runs, decidingFrom, started);
+        }
+        runs.push(this.record(decided, meta, decidingFrom, started));
+        if (stop(decided.decision)) break;
+      }
+    } finally {
+      slicer.finished();
     }
     return Promise.all(runs);
   }
@@ -328,7 +339,13 @@ export class DecisionPipeline {
   ): Promise<{ result: T; decisionId: string }> {
     const started = performance.now();
     const policySet = this.policies.current;
-    const outcome = await run(policySet, (request) => this.decideForSearch(policySet, request), this.turns.forCall(meta.caller));
+    const slicer = this.turns.forCall(meta.caller);
+    let outcome: SearchOutcome<T>;
+    try {
+      outcome = await run(policySet, (request) => this.decideForSearch(policySet, request), slicer);
+    } finally {
+      slicer.finished();
+    }
     const found = outcome.count > 0;
     const decision: Decision = {
       effect: found ? 'ALLOW' : 'DENY',

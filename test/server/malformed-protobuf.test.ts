@@ -179,6 +179,8 @@ describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', ()
     ['Check', 'an attribute value (a lone surrogate, CESU-8)', cat(ld(1, cat(str(1, 'carl'), ld(3, ld(1, cat(str(1, 'org'), ld(2, bytes(3, [0xed, 0xa0, 0x80]))))))), str(2, 'predict'), resource)],
     ['CheckBatch', 'an item action', cat(ld(1, str(1, 'carl')), ld(4, cat(ld(2, cat(str(1, 'model'), str(2, 'm'))), bytes(1, 'pred', [0xfe], 'ict'))))],
     ['envoy', 'a header value', ld(1, ld(4, ld(2, cat(str(2, 'GET'), str(4, '/v1/models/fraud-v3'), ld(3, cat(str(1, 'x-model-tier'), bytes(2, [0xe9], 'lite')))))))],
+    // encode_raw_headers: the value is a bytes field (header_map.headers[].raw_value), which protobufjs does not check.
+    ['envoy', 'a raw_value header (encode_raw_headers)', ld(1, ld(4, ld(2, cat(str(2, 'GET'), str(4, '/v1/models/fraud-v3'), ld(13, ld(1, cat(str(1, 'x-model-tier'), bytes(3, [0xe9], 'lite'))))))))],
   ];
 
   it.each(NOT_UTF8)('%s with bytes that are not UTF-8 in %s: INVALID_ARGUMENT, recorded, never decided', async (method, _what, sent) => {
@@ -188,7 +190,7 @@ describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', ()
     const { error, trailers } = await sendRaw(shipped.server.grpcPort, method, sent);
     expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
     expect(error?.details).toContain(`are not a valid ${type} protobuf message`);
-    expect(error?.details).toMatch(/is not valid UTF-8, as proto3 strings must be/);
+    expect(error?.details).toMatch(/is not valid UTF-8/);
     const recorded = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
     expect(recorded.length).toBe(before + 1);
     expect(queryDecisions(shipped.db, { limit: 1000 }).length).toBe(decidedBefore + 1);

@@ -20,6 +20,7 @@ import { adminService, ADMIN_SERVICE } from './admin-service.js';
 import { authorizationService, AUTHORIZATION_SERVICE } from './authorization-service.js';
 import { indexDescriptorSet } from './descriptor-index.js';
 import { descriptorSet, serviceDefinition } from './descriptors.js';
+import { unreadableRawHeader } from './convert/envoy.js';
 import { EXT_AUTHZ_SERVICE, extAuthzService } from './ext-authz-service.js';
 import type { AdminHandlers, AuthorizationHandlers } from './handlers.js';
 import { HEALTH_SERVICE, HealthService } from './health.js';
@@ -87,9 +88,10 @@ export function hardCeiling(limit: number): number {
 /**
  * Wraps each method's deserializer so a message over `limit` bytes arrives as an
  * OversizedMessage, and one that does not decode as a MalformedMessage (grpc-js
- * would answer INTERNAL and record nothing).
+ * would answer INTERNAL and record nothing), as does one that decodes but that
+ * `unreadable` finds a reason to refuse.
  */
-function withSizeLimit(definition: ServiceDefinition, limit: number): ServiceDefinition {
+function withSizeLimit(definition: ServiceDefinition, limit: number, unreadable: (message: never) => string | null = () => null): ServiceDefinition {
   const wrapped: Record<string, MethodDefinition<unknown, unknown>> = {};
   for (const [name, method] of Object.entries(definition)) {
     const decode = method.requestDeserialize;
@@ -100,11 +102,14 @@ function withSizeLimit(definition: ServiceDefinition, limit: number): ServiceDef
       ...method,
       requestDeserialize: (bytes: Buffer) => {
         if (bytes.length > limit) return new OversizedMessage(bytes.length, limit);
+        let message: unknown;
         try {
-          return decode(bytes);
+          message = decode(bytes);
         } catch (error) {
           return new MalformedMessage(type, bytes.length, error);
         }
+        const reason = unreadable(message as never);
+        return reason === null ? message : new MalformedMessage(type, bytes.length, new RangeError(reason));
       },
     };
   }
@@ -163,7 +168,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
   server.addService(serviceDefinition(ADMIN_SERVICE), adminService(services.admin, callOptions));
   const served: string[] = [AUTHORIZATION_SERVICE, ADMIN_SERVICE];
   if (services.extAuthz) {
-    addDecisionService(withSizeLimit(serviceDefinition(EXT_AUTHZ_SERVICE), limit), extAuthzService(services.extAuthz, callOptions));
+    addDecisionService(withSizeLimit(serviceDefinition(EXT_AUTHZ_SERVICE), limit, unreadableRawHeader), extAuthzService(services.extAuthz, callOptions));
     served.push(EXT_AUTHZ_SERVICE);
   }
   const health = new HealthService();

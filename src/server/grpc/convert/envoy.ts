@@ -1,3 +1,4 @@
+import { isUtf8 } from 'node:buffer';
 import type { GatewayAnswer, GatewayRequest } from '../../../gateway/types.js';
 import type { HeaderValueOption } from '../generated/envoy/config/core/v3/HeaderValueOption.js';
 import type { CheckRequest__Output } from '../generated/envoy/service/auth/v3/CheckRequest.js';
@@ -11,6 +12,21 @@ import { jsonToStruct } from './struct.js';
 
 /** google.rpc.Code values. */
 export const RPC_CODE = { OK: 0, PERMISSION_DENIED: 7, RESOURCE_EXHAUSTED: 8, UNAVAILABLE: 14, UNAUTHENTICATED: 16 } as const;
+
+/**
+ * Why a CheckRequest cannot be read though it decoded: a header sent as `raw_value`
+ * (Envoy's encode_raw_headers) whose bytes are not UTF-8. As bytes, protobufjs does
+ * not check them the way it checks a string (strict-strings.ts), and mended to U+FFFD
+ * two different values would be one. Null when there is none.
+ */
+export function unreadableRawHeader(message: CheckRequest__Output): string | null {
+  for (const header of message.attributes?.request?.http?.headerMap?.headers ?? []) {
+    if (header.value === '' && header.rawValue !== undefined && !isUtf8(header.rawValue)) {
+      return `header ${JSON.stringify(header.key)}: its raw_value of ${header.rawValue.length} bytes is not valid UTF-8`;
+    }
+  }
+  return null;
+}
 
 /** The request an ext_authz CheckRequest describes. */
 export function fromEnvoyCheckRequest(message: CheckRequest__Output): GatewayRequest {
