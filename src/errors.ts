@@ -15,6 +15,7 @@ export type ErrorCode =
   | 'NOT_FOUND'
   | 'UNAUTHENTICATED'
   | 'PERMISSION_DENIED'
+  | 'CANCELLED'
   | 'INTERNAL';
 
 export class VerdictError extends Error {

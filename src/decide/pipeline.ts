@@ -1,6 +1,7 @@
 // The decide -> record -> answer path every transport takes (DecisionPipeline),
 // and the observers told of each decision.
 
+import { VerdictError } from '../errors.js';
 import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionDetails, DecisionRecord } from '../decisions/record.js';
 import { completeRequest, directorySources, type DirectorySources } from '../engine/complete.js';
@@ -83,6 +84,16 @@ export type SettleOutcome =
 export interface BatchOptions {
   /** The field holding the items, as the transport's callers know it: `items` (default), `evaluations`. */
   readonly field?: string;
+  /**
+   * True once the caller has gone (its stream or connection closed): a call waiting for
+   * its turn then stops, its remaining questions neither decided nor recorded, rather
+   * than being decided for nobody while others wait behind it.
+   */
+  readonly cancelled?: () => boolean;
+}
+
+function callGone(): VerdictError {
+  return new VerdictError('CANCELLED', 'the caller cancelled the call, or its connection closed, before every question was decided; the questions decided so far are recorded');
 }
 
 /** Maps a transport's request to a question with the policy set that will decide it (a gateway reads its routes). */
@@ -231,7 +242,10 @@ export class DecisionPipeline {
     const slicer = this.turns.forCall(meta.caller);
     try {
       for (let i = 0; i < inputs.length; i++) {
-        if (slicer.due()) await slicer.pause(runs);
+        if (slicer.due()) {
+          await slicer.pause(runs);
+          if (options.cancelled?.() === true) throw callGone();
+        }
         runs.push(this.run(policySet, inputs[i]!, meta, performance.now(), started));
       }
     } finally {
@@ -271,7 +285,10 @@ export class DecisionPipeline {
     const slicer = this.turns.forCall(meta.caller);
     try {
       for (let i = 0; i < inputs.length; i++) {
-        if (slicer.due()) await slicer.pause(runs);
+        if (slicer.due()) {
+          await slicer.pause(runs);
+          if (options.cancelled?.() === true) throw callGone();
+        }
         const decidingFrom = performance.now();
         const decided = this.decide(policySet, inputs[i]!);
         // A shared limit backend answers later: the rest waits for each decision (no slices needed), so none is taken past a stop.

@@ -18,6 +18,9 @@ export function callerGroup(caller: string): string {
     if (address.includes('.')) return address.slice(address.lastIndexOf(':') + 1);
     return `${ipv6Prefix64(address)}::/64`;
   }
+  // grpc-js and the direct lane write an IPv6 peer without brackets: `2001:db8::1:5000`.
+  const bare = /^([0-9a-fA-F]*:[0-9a-fA-F:.]*:[0-9a-fA-F.]*):\d+$/.exec(caller);
+  if (bare !== null) return callerGroup(`[${bare[1]!}]:0`);
   return caller;
 }
 

@@ -208,7 +208,8 @@ export class AuthZenEndpoint {
     const request = readEvaluations(body);
     if (request.kind !== 'many') return this.single(confine(request.question), call);
     const stop = stopsAfter(request.semantic);
-    const batch = { field: 'evaluations' };
+    // A client that has hung up is not waited for: its remaining evaluations are neither decided nor recorded.
+    const batch = { field: 'evaluations', cancelled: () => req.socket.destroyed };
     const questions = request.questions.map(confine);
     try {
       const results = stop === null ? await this.pipeline.checkBatch(questions, call, batch) : await this.pipeline.checkUntil(questions, call, stop, batch);

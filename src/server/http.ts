@@ -43,6 +43,16 @@ const DEFAULT_REQUEST_TIMEOUT_MS = 10_000;
 const DEFAULT_MAX_CONNECTIONS = 4096;
 
 /**
+ * Most requests one connection may have in flight. HTTP/1.1 lets a client send
+ * requests before reading any answer (pipelining), and Node's server hands every
+ * request already received to the handler at once: twenty AuthZEN calls of a
+ * thousand evaluations each, sent in one write and never read, were all decided and
+ * their answers (340 KB each) held; fifty such connections took the process to
+ * 2.6 GB. No gateway or HTTP client pipelines this deep; a connection that does is closed.
+ */
+export const MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION = 8;
+
+/**
  * The operator's port: liveness, readiness with the reason when not ready,
  * Prometheus metrics, and the gateways' forward-auth endpoint (whose decisions
  * take the same path as gRPC Check). Node's own http server.
@@ -52,6 +62,8 @@ export class OperatorHttpServer {
   private readonly graceMs: number;
   /** Responses not yet finished, so close() can tell them to end their connection. */
   private readonly inFlight = new InFlight<ServerResponse>();
+  /** Requests in flight per connection (MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION). */
+  private readonly perConnection = new WeakMap<object, number>();
   private closing: Promise<void> | null = null;
 
   constructor(
@@ -60,6 +72,15 @@ export class OperatorHttpServer {
   ) {
     this.graceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
     const handle = (req: IncomingMessage, res: ServerResponse): void => {
+      const socket = req.socket;
+      const pending = (this.perConnection.get(socket) ?? 0) + 1;
+      if (pending > MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION) {
+        // Neither decided nor answered: the connection goes, with what it had asked.
+        socket.destroy();
+        return;
+      }
+      this.perConnection.set(socket, pending);
+      res.once('close', () => this.perConnection.set(socket, (this.perConnection.get(socket) ?? 1) - 1));
       // While closing, each answer also ends its connection, so nothing waits on keep-alive.
       if (this.closing) res.shouldKeepAlive = false;
       const entry = this.inFlight.add(res);

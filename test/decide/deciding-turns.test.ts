@@ -109,6 +109,9 @@ describe('long calls running at once', () => {
     expect(callerGroup('[2001:db8::1]:5000')).toBe('2001:db8:0:0::/64');
     expect(callerGroup('[::1]:5000')).toBe('0:0:0:0::/64');
     expect(callerGroup('[::ffff:10.0.0.7]:5000')).toBe('10.0.0.7');
+    expect(callerGroup('2001:db8:1:2::9:5001')).toBe('2001:db8:1:2::/64');
+    expect(callerGroup('::1:5000')).toBe('0:0:0:0::/64');
+    expect(callerGroup('::ffff:10.0.0.7:5000')).toBe('10.0.0.7');
     expect(callerGroup('api-key:orders-service')).toBe('api-key:orders-service');
     expect(callerGroup('uri:spiffe://prod/sa/gw')).toBe('uri:spiffe://prod/sa/gw');
   });

@@ -3,9 +3,11 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import type { ServiceError } from '@grpc/grpc-js';
+import * as grpc from '@grpc/grpc-js';
 import { status } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecisionReader } from '../../src/decisions/query.js';
+import { packageDefinition } from '../../src/server/grpc/descriptors.js';
 import { makeTempDir, removeTempDirs, rulesDoc, writePolicyDir } from '../helpers/policies.js';
 import { checkRequest, ensureBuilt, metricValue, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 
@@ -162,6 +164,36 @@ describe('evaluation is bounded: a caller-controlled value never stalls the serv
     } finally {
       other.close();
     }
+  }, 60_000);
+
+  it('stops deciding batches whose caller has gone: cancelled calls waiting their turn decide and record no more', async () => {
+    const l = Array.from({ length: 1_000 }, (_, i) => `e${i}`);
+    const shared = checkRequest({ principal: { id: 'eve' }, action: 'read', resource: { type: 'context-pairs' }, context: { l } });
+    type Call = { cancel(): void };
+    const Authorization = (grpc.loadPackageDefinition(packageDefinition) as unknown as { verdict: { v1: { Authorization: new (address: string, credentials: grpc.ChannelCredentials, options: object) => grpc.Client & { CheckBatch(request: unknown, callback: () => void): Call } } } }).verdict.v1.Authorization;
+    const gone = new Authorization(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
+    const calls = Array.from({ length: 30 }, (_, b) =>
+      gone.CheckBatch({ principal: shared.principal, context: shared.context, requestId: `gone-${b}`, items: Array.from({ length: 100 }, () => ({ action: 'read', resource: shared.resource })) }, () => undefined),
+    );
+    await sleep(300);
+    for (const call of calls) call.cancel();
+    gone.close();
+    // Settled: nothing waits for a slice or for the writer.
+    for (let i = 0; i < 200; i++) {
+      if ((await metricValue(server.httpPort, 'verdict_long_calls_waiting')) === 0 && (await metricValue(server.httpPort, 'verdict_decision_log_rows_pending')) === 0) break;
+      await sleep(50);
+    }
+    const log = new Database(db, { readonly: true });
+    try {
+      const { n } = log.prepare("SELECT count(*) AS n FROM decisions WHERE request_id LIKE 'gone-%'").get() as { n: number };
+      // Decided for nobody, every one of the 3,000 was: now only those decided before the calls were cancelled.
+      expect(n).toBeGreaterThan(0);
+      expect(n).toBeLessThan(1_500);
+    } finally {
+      log.close();
+    }
+    // Still serving.
+    expect(await check({ type: 'model', id: 'x' })).toMatchObject({ reason: 'REASON_DENIED_BY_DEFAULT' });
   }, 60_000);
 
   it('refuses `constructor` as an attribute name, at any depth, naming it, rather than failing every condition with a type error', async () => {

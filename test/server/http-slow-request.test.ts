@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { ApiKeyStore } from '../../src/authn/api-keys.js';
+import { MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION } from '../../src/server/http.js';
 import { ROOT, ensureBuilt, shippedAllowedCheck, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
 
 const TIMEOUT_MS = 1_000;
@@ -63,6 +64,52 @@ describe('an HTTP request that takes too long to arrive', () => {
     // Others were answered meanwhile, and still are.
     expect(await shippedAllowedCheck(verdict.grpcPort)).toBe('EFFECT_ALLOW');
     expect((await fetch(`http://127.0.0.1:${verdict.httpPort}/healthz`)).status).toBe(200);
+  }, 60_000);
+});
+
+describe('HTTP/1.1 requests pipelined on one connection', () => {
+  let verdict: VerdictProcess;
+  let dir: string;
+  let key: string;
+
+  beforeAll(async () => {
+    ensureBuilt();
+    dir = mkdtempSync(join(tmpdir(), 'verdict-http-pipelined-'));
+    const keysDb = join(dir, 'keys.db');
+    const store = ApiKeyStore.open(keysDb);
+    key = store.create({ owner: 'dana', name: 'dana', roles: [], attributes: {} }).key;
+    store.close();
+    const config = join(dir, 'verdict.yaml');
+    writeFileSync(config, stringify({ authn: { apiKeys: { db: keysDb } } }));
+    verdict = await startVerdict({ policies: join(ROOT, 'policies'), db: join(dir, 'decisions.db'), args: ['--config', config, '--no-watch'] });
+  });
+  afterAll(async () => {
+    await verdict?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  const answers = (text: string): number => text.match(/HTTP\/1\.1 \d{3} /g)?.length ?? 0;
+
+  it(`are answered up to ${MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION} in flight, in order`, async () => {
+    const connection = await rawHttp(verdict.httpPort);
+    connection.socket.write('GET /healthz HTTP/1.1\r\nHost: verdict\r\n\r\n'.repeat(MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION));
+    for (let i = 0; i < 100 && answers(connection.received()) < MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION; i++) await new Promise((resolve) => setTimeout(resolve, 20));
+    expect(answers(connection.received())).toBe(MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION);
+    expect(connection.socket.destroyed).toBe(false);
+    connection.socket.destroy();
+  });
+
+  it('close a connection that sends more before reading (twenty AuthZEN calls of 200 evaluations each), and others are answered', async () => {
+    const evaluation = { subject: { type: 'user', id: 'dana' }, action: { name: 'read' }, resource: { type: 'model', id: 'fraud-v3' } };
+    const body = JSON.stringify({ evaluations: Array.from({ length: 200 }, () => evaluation) });
+    const request = `POST /access/v1/evaluations HTTP/1.1\r\nHost: verdict\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
+    const connection = await rawHttp(verdict.httpPort);
+    connection.socket.write(request.repeat(20));
+    await connection.closed;
+    // Closed when the ninth arrived, before any answer was due: 20 would have been decided and held.
+    expect(answers(connection.received())).toBeLessThanOrEqual(MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION);
+    expect((await fetch(`http://127.0.0.1:${verdict.httpPort}/healthz`)).status).toBe(200);
+    expect(await shippedAllowedCheck(verdict.grpcPort)).toBe('EFFECT_ALLOW');
   }, 60_000);
 });
 

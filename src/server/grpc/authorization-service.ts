@@ -52,7 +52,7 @@ export function authorizationService(handlers: AuthorizationHandlers, options: A
       const meta = callMeta(call, message.requestId, options);
       const { inputs, shared } = toBatchInputs(message);
       // A batch over the pipeline's record budget is refused whole, its refusal recorded once (BatchRefused).
-      const results = await Promise.resolve(handlers.checkBatch(inputs, meta)).catch((error: unknown) => {
+      const results = await Promise.resolve(handlers.checkBatch(inputs, meta, { cancelled: () => call.cancelled })).catch((error: unknown) => {
         throw error instanceof BatchRefused ? invalidArgument(error.error, error.result.decisionId) : error;
       });
       if (results.length !== inputs.length) {

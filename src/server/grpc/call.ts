@@ -15,7 +15,7 @@ import { StatusError, toStatus } from './status.js';
  * What verdict's unary handlers may read of a call: the same fields whether
  * grpc-js or the direct lane (direct-lane.ts) is answering it.
  */
-export type UnaryCall<Request = unknown> = Pick<ServerUnaryCall<Request, unknown>, 'request' | 'metadata' | 'getDeadline' | 'getAuthContext' | 'getPeer'> & {
+export type UnaryCall<Request = unknown> = Pick<ServerUnaryCall<Request, unknown>, 'request' | 'metadata' | 'getDeadline' | 'getAuthContext' | 'getPeer' | 'cancelled'> & {
   /**
    * One request header's first value, read without building the whole metadata (the
    * direct lane has the raw headers; most checks only look up x-request-id).

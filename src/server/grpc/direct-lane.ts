@@ -357,6 +357,11 @@ class DirectCall implements UnaryCall {
     return this.deadline;
   }
 
+  /** The client reset the stream, or its connection is gone. */
+  get cancelled(): boolean {
+    return this.stream.destroyed || this.stream.closed;
+  }
+
   getPeer(): string {
     const socket = this.stream.session?.socket;
     if (socket?.remoteAddress) return socket.remotePort ? `${socket.remoteAddress}:${socket.remotePort}` : socket.remoteAddress;

@@ -1,6 +1,6 @@
 import type { DecisionRecord } from '../../decisions/record.js';
 import type { DecisionFilters } from '../../decisions/query.js';
-import type { CallMeta, CheckInput, CheckResult, SettleOutcome } from '../../decide/index.js';
+import type { BatchOptions, CallMeta, CheckInput, CheckResult, SettleOutcome } from '../../decide/index.js';
 import type { SuspensionState } from '../../types.js';
 import type { AdminCaller } from '../admin-auth.js';
 import type { AlertFilter, AlertSubscriber } from '../alerts.js';
@@ -25,7 +25,7 @@ export interface AuthorizationHandlers {
    * One result per input, in order. If the shared principal or context is invalid, every input is an InvalidRequest.
    * Rejects with BatchRefused (answered INVALID_ARGUMENT) for a batch refused whole, its refusal recorded.
    */
-  checkBatch(inputs: readonly CheckInput[], meta: CallMeta): Awaitable<readonly CheckResult[]>;
+  checkBatch(inputs: readonly CheckInput[], meta: CallMeta, options?: BatchOptions): Awaitable<readonly CheckResult[]>;
   /** Corrects a decision's cost budget (recorded either way); absent: Settle is UNIMPLEMENTED. */
   settle?(decisionId: string, actualUnits: number, meta: CallMeta): Awaitable<SettleOutcome>;
 }

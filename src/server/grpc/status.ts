@@ -30,6 +30,8 @@ const CODES: Readonly<Record<ErrorCode, status>> = {
   POLICY_DIR_MISSING: status.FAILED_PRECONDITION,
   CONFIG_INVALID: status.FAILED_PRECONDITION,
   ADDRESS_UNAVAILABLE: status.UNAVAILABLE,
+  // The caller went away; nobody reads this answer.
+  CANCELLED: status.CANCELLED,
   INTERNAL: status.INTERNAL,
 };
 
