@@ -1,7 +1,6 @@
 // The decide -> record -> answer path every transport takes (DecisionPipeline),
 // and the observers told of each decision.
 
-import { VerdictError } from '../errors.js';
 import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionDetails, DecisionRecord } from '../decisions/record.js';
 import { completeRequest, directorySources, type DirectorySources } from '../engine/complete.js';
@@ -92,9 +91,6 @@ export interface BatchOptions {
   readonly cancelled?: () => boolean;
 }
 
-function callGone(): VerdictError {
-  return new VerdictError('CANCELLED', 'the caller cancelled the call, or its connection closed, before every question was decided; the questions decided so far are recorded');
-}
 
 /** Maps a transport's request to a question with the policy set that will decide it (a gateway reads its routes). */
 export type PrepareCheck = (policySet: PolicySet) => CheckInput;
@@ -242,10 +238,7 @@ export class DecisionPipeline {
     const slicer = this.turns.forCall(meta.caller);
     try {
       for (let i = 0; i < inputs.length; i++) {
-        if (slicer.due()) {
-          await slicer.pause(runs);
-          if (options.cancelled?.() === true) throw callGone();
-        }
+        if (slicer.due()) await slicer.pause(runs, options.cancelled);
         runs.push(this.run(policySet, inputs[i]!, meta, performance.now(), started));
       }
     } finally {
@@ -285,10 +278,7 @@ export class DecisionPipeline {
     const slicer = this.turns.forCall(meta.caller);
     try {
       for (let i = 0; i < inputs.length; i++) {
-        if (slicer.due()) {
-          await slicer.pause(runs);
-          if (options.cancelled?.() === true) throw callGone();
-        }
+        if (slicer.due()) await slicer.pause(runs, options.cancelled);
         const decidingFrom = performance.now();
         const decided = this.decide(policySet, inputs[i]!);
         // A shared limit backend answers later: the rest waits for each decision (no slices needed), so none is taken past a stop.

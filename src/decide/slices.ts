@@ -3,6 +3,7 @@
 // other callers' checks are answered every turn however many such calls are running.
 
 import { callerGroup } from '../decisions/caller-group.js';
+import { VerdictError } from '../errors.js';
 
 /** How long the questions of long calls are decided, in all, per event-loop turn before checks get theirs. */
 export const BATCH_SLICE_MS = 2;
@@ -145,12 +146,16 @@ export class BatchSlicer {
    * Waits for this call's next turn. The runs started so far are marked handled first:
    * one that fails while the call waits is still reported by the Promise.all over them all,
    * not as an unhandled rejection that would end the process.
+   * @throws (rejects) VerdictError CANCELLED when, its turn come, `cancelled` says the caller has gone
    */
-  async pause(runs: readonly Promise<unknown>[] = []): Promise<void> {
+  async pause(runs: readonly Promise<unknown>[] = [], cancelled?: () => boolean): Promise<void> {
     for (; this.marked < runs.length; this.marked++) runs[this.marked]!.catch(ignore);
     this.stop();
     await this.turns.wait(this.group, this.caller);
     this.start();
+    if (cancelled?.() === true) {
+      throw new VerdictError('CANCELLED', 'the caller cancelled the call, or its connection closed, before every question was decided; the questions decided so far are recorded');
+    }
   }
 
   /** The call asks no more: its deciding is charged, and the rest of the turn goes to the next in line. */
