@@ -91,7 +91,6 @@ export interface BatchOptions {
   readonly cancelled?: () => boolean;
 }
 
-
 /** Maps a transport's request to a question with the policy set that will decide it (a gateway reads its routes). */
 export type PrepareCheck = (policySet: PolicySet) => CheckInput;
 

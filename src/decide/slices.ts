@@ -33,11 +33,9 @@ export class DecidingTurns {
   /** Calls waiting for time, by caller group then caller, each in the order they joined. */
   private readonly line = new Map<string, Map<string, Array<() => void>>>();
 
-  constructor(private readonly groupOf: (caller: string) => string = callerGroup) {}
-
   /** The slicer for one call's questions. */
   forCall(caller: string): BatchSlicer {
-    return new BatchSlicer(this, this.groupOf(caller), caller);
+    return new BatchSlicer(this, callerGroup(caller), caller);
   }
 
   /** Calls waiting for time. */

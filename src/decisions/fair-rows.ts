@@ -44,18 +44,14 @@ export class FairRows {
   }
 
   /**
-   * Queues one row for `caller`: `encode` appends its values to the array it is given
-   * (and leaves it as it was when it throws, which this passes on).
+   * Queues one row for `caller`: `encode` appends the values of `item` to the array it
+   * is given (and leaves it as it was when it throws, which this passes on, keeping nothing).
    */
-  push(caller: string, waiter: Waiter, encode: (out: RowValue[]) => void): void {
-    let rows = this.byCaller.get(caller);
-    if (rows === undefined) {
-      rows = { values: [], waiters: [], taken: 0 };
-      encode(rows.values);
-      this.byCaller.set(caller, rows);
-    } else {
-      encode(rows.values);
-    }
+  push<T>(caller: string, waiter: Waiter, item: T, encode: (out: RowValue[], item: T) => void): void {
+    const known = this.byCaller.get(caller);
+    const rows = known ?? { values: [], waiters: [], taken: 0 };
+    encode(rows.values, item);
+    if (known === undefined) this.byCaller.set(caller, rows);
     rows.waiters.push(waiter);
     this.waiting++;
   }

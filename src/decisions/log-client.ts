@@ -88,8 +88,8 @@ interface Request {
  * waits here, where a check goes ahead of another caller's flood of batch rows,
  * not in the writer's inbox behind them. Rows already answered (async mode) go
  * in one message per event-loop turn. An append made in durable mode resolves
- * only after the writer has committed its row; a
- * row the database refused (a duplicate decision id) fails alone; when the
+ * only after the writer has committed its row; a row the database refused (a
+ * duplicate decision id) fails alone; when the
  * writer cannot write, or is gone, the append rejects with
  * DECISION_LOG_UNAVAILABLE and the decision is refused. Health is the
  * writer's, as it reports it, until the channel to it is lost.
@@ -107,6 +107,8 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
   private readonly sensitive: SensitiveAttributes | null;
   private readonly options: ClientOptions;
   private readonly waiting = new FairRows();
+  /** A record's values, its sensitive attributes hashed: made once, not per row. */
+  private readonly encode = (out: RowValue[], record: DecisionRecord): void => encodeRecord(out, record, this.sensitive);
   /** Rows that wait for their commit, with the writer (no more than MAX_ROWS_AT_WRITER, but for a flush's). */
   private rowsAtWriter = 0;
   private acknowledgedValues: RowValue[] = [];
@@ -152,7 +154,8 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
 
   /**
    * Queue a decision for this turn's message. Durable mode: resolves once
-   * committed. Async mode while healthy: resolves at once, unless MAX_ACKNOWLEDGED_BEHIND rows answered so wait for the writer.
+   * committed. Async mode while healthy: resolves at once, unless MAX_ACKNOWLEDGED_BEHIND
+   * rows answered so are still waiting for the writer; then as durable mode does.
    * @throws (rejects) VerdictError DECISION_LOG_UNAVAILABLE when the row could not be
    *   written (the decision must then be denied), INTERNAL when the record cannot be
    *   serialised or the database refused it (duplicate decision id)
@@ -163,7 +166,7 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
     // Hashed here, so sensitive values never leave this thread.
     if (this.mode === 'async' && this.healthy && this.acknowledgedAtWriter + this.acknowledgedRows < MAX_ACKNOWLEDGED_BEHIND) {
       try {
-        encodeRecord(this.acknowledgedValues, record, this.sensitive);
+        this.encode(this.acknowledgedValues, record);
       } catch (error) {
         return Promise.reject(error);
       }
@@ -172,7 +175,7 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
       return RESOLVED;
     }
     return new Promise<void>((resolve, reject) => {
-      this.waiting.push(record.caller, { resolve, reject }, (out) => encodeRecord(out, record, this.sensitive));
+      this.waiting.push(record.caller, { resolve, reject }, record, this.encode);
       this.schedule();
     });
   }
@@ -313,7 +316,7 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
         this.batches.delete(message.id);
         this.settle(batch, message);
         if (batch.waiters !== null) this.answered(batch.rows);
-        else this.acknowledgedAtWriter = Math.max(0, this.acknowledgedAtWriter - batch.rows);
+        else this.acknowledgedAtWriter -= batch.rows;
         return;
       }
       case 'reply': {
@@ -371,7 +374,7 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
 
   /** The writer has answered a message of `rows` waiting rows: as many may go. */
   private answered(rows: number): void {
-    this.rowsAtWriter = Math.max(0, this.rowsAtWriter - rows);
+    this.rowsAtWriter -= rows;
     // At once, not next turn: the writer would sit idle meanwhile.
     this.sendWaiting();
   }

@@ -9,8 +9,8 @@ function queue(rows: FairRows, caller: string, count: number): void {
   for (let i = 0; i < count; i++) {
     const name = `${caller}${i}`;
     const waiter = { resolve: () => undefined, reject: () => undefined, name } as Waiter & { name: string };
-    rows.push(caller, waiter, (out) => {
-      for (let k = 0; k < ROW_WIDTH; k++) out.push(name);
+    rows.push(caller, waiter, name, (out, item) => {
+      for (let k = 0; k < ROW_WIDTH; k++) out.push(item);
     });
   }
 }
@@ -70,7 +70,7 @@ describe('rows waiting for the writer, by caller', () => {
     const rows = new FairRows();
     const waiter: Waiter = { resolve: () => undefined, reject: () => undefined };
     expect(() =>
-      rows.push('a', waiter, () => {
+      rows.push('a', waiter, null, () => {
         throw new Error('a cycle in the attributes');
       }),
     ).toThrow('a cycle');

@@ -21,28 +21,41 @@ async function rawHttp(port: number): Promise<{ socket: Socket; received: () => 
   return { socket, received: () => text, closed };
 }
 
-describe('an HTTP request that takes too long to arrive', () => {
-  let verdict: VerdictProcess;
-  let dir: string;
-  let key: string;
-
+/** A server on the shipped policies taking API keys, with one for dana; stopped and removed after the describe block. */
+function serverWithDanaKey(name: string, settings: Record<string, unknown> = {}): { readonly verdict: VerdictProcess; readonly key: string } {
+  let verdict: VerdictProcess | undefined;
+  let dir: string | undefined;
+  let key = '';
   beforeAll(async () => {
     ensureBuilt();
-    dir = mkdtempSync(join(tmpdir(), 'verdict-http-slow-'));
+    dir = mkdtempSync(join(tmpdir(), `verdict-${name}-`));
     const keysDb = join(dir, 'keys.db');
     const store = ApiKeyStore.open(keysDb);
     key = store.create({ owner: 'dana', name: 'dana', roles: [], attributes: {} }).key;
     store.close();
     const config = join(dir, 'verdict.yaml');
-    writeFileSync(config, stringify({ authn: { apiKeys: { db: keysDb } }, httpRequestTimeoutMs: TIMEOUT_MS }));
+    writeFileSync(config, stringify({ authn: { apiKeys: { db: keysDb } }, ...settings }));
     verdict = await startVerdict({ policies: join(ROOT, 'policies'), db: join(dir, 'decisions.db'), args: ['--config', config, '--no-watch'] });
   });
   afterAll(async () => {
     await verdict?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
+  return {
+    get verdict(): VerdictProcess {
+      return verdict!;
+    },
+    get key(): string {
+      return key;
+    },
+  };
+}
+
+describe('an HTTP request that takes too long to arrive', () => {
+  const server = serverWithDanaKey('http-slow', { httpRequestTimeoutMs: TIMEOUT_MS });
 
   it('is answered 408 and its connection ended: headers never finished, or an AuthZEN body sent in part', async () => {
+    const { verdict, key } = server;
     const slowHeaders = await rawHttp(verdict.httpPort);
     slowHeaders.socket.write('GET /healthz HTTP/1.1\r\nHost: verdict\r\nX-Slow: ');
     const body = '{"subject": {"type": "user", "id": "dana"}, "action": {"name": "read"}, "resource": {"type": "model", "id": "fraud-v3"}}';
@@ -68,29 +81,12 @@ describe('an HTTP request that takes too long to arrive', () => {
 });
 
 describe('HTTP/1.1 requests pipelined on one connection', () => {
-  let verdict: VerdictProcess;
-  let dir: string;
-  let key: string;
-
-  beforeAll(async () => {
-    ensureBuilt();
-    dir = mkdtempSync(join(tmpdir(), 'verdict-http-pipelined-'));
-    const keysDb = join(dir, 'keys.db');
-    const store = ApiKeyStore.open(keysDb);
-    key = store.create({ owner: 'dana', name: 'dana', roles: [], attributes: {} }).key;
-    store.close();
-    const config = join(dir, 'verdict.yaml');
-    writeFileSync(config, stringify({ authn: { apiKeys: { db: keysDb } } }));
-    verdict = await startVerdict({ policies: join(ROOT, 'policies'), db: join(dir, 'decisions.db'), args: ['--config', config, '--no-watch'] });
-  });
-  afterAll(async () => {
-    await verdict?.stop();
-    if (dir) rmSync(dir, { recursive: true, force: true });
-  });
+  const server = serverWithDanaKey('http-pipelined');
 
   const answers = (text: string): number => text.match(/HTTP\/1\.1 \d{3} /g)?.length ?? 0;
 
   it(`are answered up to ${MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION} in flight, in order`, async () => {
+    const { verdict, key } = server;
     const connection = await rawHttp(verdict.httpPort);
     connection.socket.write('GET /healthz HTTP/1.1\r\nHost: verdict\r\n\r\n'.repeat(MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION));
     for (let i = 0; i < 100 && answers(connection.received()) < MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION; i++) await new Promise((resolve) => setTimeout(resolve, 20));
@@ -100,6 +96,7 @@ describe('HTTP/1.1 requests pipelined on one connection', () => {
   });
 
   it('close a connection that sends more before reading (twenty AuthZEN calls of 200 evaluations each), and others are answered', async () => {
+    const { verdict, key } = server;
     const evaluation = { subject: { type: 'user', id: 'dana' }, action: { name: 'read' }, resource: { type: 'model', id: 'fraud-v3' } };
     const body = JSON.stringify({ evaluations: Array.from({ length: 200 }, () => evaluation) });
     const request = `POST /access/v1/evaluations HTTP/1.1\r\nHost: verdict\r\nAuthorization: Bearer ${key}\r\nContent-Type: application/json\r\nContent-Length: ${Buffer.byteLength(body)}\r\n\r\n${body}`;
