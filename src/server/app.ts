@@ -306,6 +306,18 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       maxReceiveMessageBytes: config.maxMessageBytes,
       shutdownTimeoutMs: config.shutdownGraceMs,
       streamLimits: { maxStreamsPerConnection: config.grpcStreams.maxPerConnection, bodyTimeoutMs: config.grpcStreams.bodyTimeoutMs, maxBufferedBytes: config.grpcStreams.maxBufferedBytes },
+      unreadAnswerLimits: {
+        maxUnsentBytes: config.grpcStreams.maxUnsentBytes,
+        maxUnsentBytesPerConnection: config.grpcStreams.maxUnsentBytesPerConnection,
+        sendTimeoutMs: config.grpcStreams.sendTimeoutMs,
+      },
+      onUnreadAnswersClosed: ({ reason, peer, unsentBytes }) =>
+        logger.warn(
+          { peer, unsentBytes, reason },
+          reason === 'send_timeout'
+            ? `closed a gRPC connection that took none of its answers for ${config.grpcStreams.sendTimeoutMs} ms (grpcStreams.sendTimeoutMs)`
+            : `closed the gRPC connection holding the most unsent answers: all together were past ${config.grpcStreams.maxUnsentBytes} bytes (grpcStreams.maxUnsentBytes)`,
+        ),
       maxConnections: fitted.caps.grpcMaxConnections,
       onInternalError: (error, method) => logger.error({ method, error: messageOf(error) }, 'internal error answering a call'),
       // The verified client certificate's identity when there is one, else the peer address.
@@ -382,6 +394,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   try {
     grpcPort = await bound('grpc', config.grpc, grpc.start(grpcAddress.host, grpcAddress.port, tls ? grpcServerCredentials(tls) : undefined));
     metrics.watchStreamGuard(grpc.streamGuard);
+    metrics.watchUnreadAnswers(grpc.unreadAnswers);
     if (!grpc.streamGuard.installed) logger.warn({ grpc: config.grpc }, 'the gRPC stream guard could not be installed on this grpc-js release; slow or unfinished request bodies are not cut off (grpcStreams), nor connections capped (grpcMaxConnections)');
     if (!grpc.directLane.installed) logger.warn({ grpc: config.grpc }, 'the direct lane for checks could not be installed on this grpc-js release; every call goes through grpc-js (slower, same answers)');
     httpPort = await bound('http', config.http, http.listen(httpAddress.host, httpAddress.port));

@@ -82,11 +82,14 @@ const authzenConfigSchema = z.strictObject({
     .max(10_000),
 });
 
-/** The gRPC port's bounds on streams and unfinished request bodies (server/grpc/stream-guard.ts). */
+/** The gRPC port's bounds on streams, unfinished request bodies (server/grpc/stream-guard.ts) and unread answers (unread-answers.ts). */
 const grpcStreamsSchema = z.strictObject({
   maxPerConnection: z.number().int().min(1).max(10_000).optional(),
   bodyTimeoutMs: z.number().int().min(100).max(600_000).optional(),
   maxBufferedBytes: z.number().int().min(64 * 1024).max(16 * 1024 * 1024 * 1024).optional(),
+  maxUnsentBytes: z.number().int().min(1024 * 1024).max(64 * 1024 * 1024 * 1024).optional(),
+  maxUnsentBytesPerConnection: z.number().int().min(1024 * 1024).max(16 * 1024 * 1024 * 1024).optional(),
+  sendTimeoutMs: z.number().int().min(100).max(3_600_000).optional(),
 });
 
 const hostPort = z.string().regex(/^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/, { error: 'expected HOST:PORT, e.g. 127.0.0.1:50051' });
@@ -212,7 +215,14 @@ export const DEFAULT_CONFIG = {
   alerts: { enabled: true },
   limits: { backend: 'memory', timeoutMs: 50, retryMs: 1000, replicas: 1, settleWithinMs: 3_600_000, loadStaleAfterMs: 60_000 },
   authzen: { peps: [] },
-  grpcStreams: { maxPerConnection: 100, bodyTimeoutMs: 10_000, maxBufferedBytes: 64 * 1024 * 1024 },
+  grpcStreams: {
+    maxPerConnection: 100,
+    bodyTimeoutMs: 10_000,
+    maxBufferedBytes: 64 * 1024 * 1024,
+    maxUnsentBytes: 256 * 1024 * 1024,
+    maxUnsentBytesPerConnection: 64 * 1024 * 1024,
+    sendTimeoutMs: 30_000,
+  },
 } satisfies Record<keyof ServerConfig, unknown>;
 
 /** Environment variables for containers, one per key. */

@@ -149,6 +149,31 @@ export class ServerMetrics implements DecisionObserver {
     });
   }
 
+  /** The gRPC port's unread answers: connections closed for them, by why, and the unsent bytes held, read at each scrape. */
+  watchUnreadAnswers(answers: { readonly closedStalled: number; readonly closedOverBudget: number; readonly unsentBytes: number }): void {
+    let reported = { send_timeout: 0, over_budget: 0 };
+    new Counter({
+      name: 'verdict_grpc_connections_closed_unread_total',
+      help: 'gRPC connections closed for answers they did not read: send_timeout (none taken for grpcStreams.sendTimeoutMs), over_budget (all unsent answers past grpcStreams.maxUnsentBytes).',
+      labelNames: ['reason'],
+      registers: [this.registry],
+      collect() {
+        this.inc({ reason: 'send_timeout' }, answers.closedStalled - reported.send_timeout);
+        this.inc({ reason: 'over_budget' }, answers.closedOverBudget - reported.over_budget);
+        reported = { send_timeout: answers.closedStalled, over_budget: answers.closedOverBudget };
+      },
+    });
+    new Gauge({
+      name: 'verdict_grpc_answer_bytes_unsent',
+      help: 'Bytes of gRPC answers written and not yet taken by their callers, all connections together, at the last sweep (bounded by grpcStreams.maxUnsentBytes).',
+      registers: [this.registry],
+      aggregator: 'sum',
+      collect() {
+        this.set(answers.unsentBytes);
+      },
+    });
+  }
+
   /** The gRPC stream guard: streams it ended, by why, and the bytes of bodies still arriving, read at each scrape. */
   watchStreamGuard(guard: { readonly slowBodies: number; readonly overBudget: number; readonly bufferedBytes: number }): void {
     let reported = { slow_body: 0, over_budget: 0 };

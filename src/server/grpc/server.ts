@@ -16,6 +16,7 @@ import { InFlightCalls, type UnaryCall, type UnaryHandler } from './call.js';
 import { DirectLane, type DirectLaneState } from './direct-lane.js';
 import { StatusError } from './status.js';
 import { DEFAULT_STREAM_GUARD_LIMITS, StreamGuard, type StreamGuardCounts, type StreamGuardLimits } from './stream-guard.js';
+import { DEFAULT_UNREAD_ANSWER_LIMITS, sessionMemoryMegabytes, UnreadAnswers, type UnreadAnswerCounts, type UnreadAnswerLimits, type UnreadAnswersClosed } from './unread-answers.js';
 import { adminService, ADMIN_SERVICE } from './admin-service.js';
 import { authorizationService, AUTHORIZATION_SERVICE } from './authorization-service.js';
 import { indexDescriptorSet } from './descriptor-index.js';
@@ -44,6 +45,10 @@ export interface GrpcServerOptions {
   readonly streamLimits?: StreamGuardLimits;
   /** The most connections held at once; more are closed as they arrive. Default 4096. */
   readonly maxConnections?: number;
+  /** How many answer bytes callers that do not read them may hold, and for how long (unread-answers.ts). */
+  readonly unreadAnswerLimits?: UnreadAnswerLimits;
+  /** Told of each connection closed for answers it did not read, e.g. to log it. */
+  readonly onUnreadAnswersClosed?: (closed: UnreadAnswersClosed) => void;
 }
 
 /** What the gRPC services answer with. */
@@ -68,6 +73,8 @@ export interface GrpcServer {
   readonly directLane: DirectLaneState;
   /** The streams ended for a request body too slow or too large to hold (stream-guard.ts). */
   readonly streamGuard: StreamGuardCounts;
+  /** The connections closed for answers they did not read, and the unsent bytes held now (unread-answers.ts). */
+  readonly unreadAnswers: UnreadAnswerCounts;
   /** Binds and starts serving; resolves to the port bound (useful with port 0). */
   start(host: string, port: number, credentials?: ServerCredentials): Promise<number>;
   /**
@@ -133,6 +140,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
   const limit = options.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES;
   const streamLimits = options.streamLimits ?? DEFAULT_STREAM_GUARD_LIMITS;
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const unreadAnswers = new UnreadAnswers(options.unreadAnswerLimits ?? DEFAULT_UNREAD_ANSWER_LIMITS, options.onUnreadAnswersClosed);
   const server = new Server({
     // channelz keeps per-call statistics for a debugging service verdict does not expose; about 5% of a check's CPU.
     'grpc.enable_channelz': 0,
@@ -141,6 +149,8 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
     // past the ceiling grpc-js refuses them with RESOURCE_EXHAUSTED before they cost more memory.
     'grpc.max_receive_message_length': hardCeiling(limit),
     'grpc.max_concurrent_streams': streamLimits.maxStreamsPerConnection,
+    // node counts a session's unsent answer bytes in its memory and refuses new streams past this.
+    'grpc-node.max_session_memory': sessionMemoryMegabytes(unreadAnswers.limits),
   });
   const guard = new StreamGuard(streamLimits);
   const inFlight = new InFlightCalls();
@@ -183,6 +193,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
     health,
     directLane: direct,
     streamGuard: guard,
+    unreadAnswers,
     start(host, port, credentials = ServerCredentials.createInsecure()) {
       // An IPv6 literal needs brackets to be told apart from the port.
       const address = host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
@@ -198,6 +209,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
           const http2Servers = (server as unknown as { http2Servers?: unknown }).http2Servers;
           if (http2Servers instanceof Map) {
             guard.install(http2Servers.keys(), !lane);
+            unreadAnswers.install(http2Servers.keys());
             for (const listener of http2Servers.keys() as IterableIterator<{ maxConnections?: number }>) listener.maxConnections = maxConnections;
           }
           for (const service of ['', ...served]) {
@@ -211,6 +223,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
       stopping ??= new Promise<void>((resolve) => {
         health.close();
         guard.stop();
+        unreadAnswers.stop();
         const timer = setTimeout(() => {
           // Past the grace: whatever is still being decided is told so, then the connections go.
           inFlight.endAll(new StatusError(status.UNAVAILABLE, 'verdict is shutting down and could not finish this check in time; ask another replica'));

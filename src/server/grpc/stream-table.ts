@@ -189,13 +189,33 @@ export function useStreamTables(server: http2.Http2Server | http2.Http2SecureSer
 
 /** The session's internal state, when it holds an empty `streams` map as expected. */
 function sessionState(session: http2.ServerHttp2Session): { streams: unknown } | null {
+  const state = internalState(session);
+  return state !== null && state.streams.size === 0 ? state : null;
+}
+
+/** What a session's stream table (node's Map or a StreamTable) offers for reading. */
+export interface OpenStreams {
+  forEach(visit: (stream: unknown) => void): void;
+}
+
+/**
+ * The streams a session has open now, read from its internal state (a StreamTable or
+ * node's own Map); null where the session does not have the shape node 20 gives it.
+ */
+export function openStreams(session: http2.ServerHttp2Session): OpenStreams | null {
+  return internalState(session)?.streams ?? null;
+}
+
+type MapLike = Partial<Record<'get' | 'set' | 'delete' | 'forEach', unknown>> & { size?: unknown };
+
+function internalState(session: http2.ServerHttp2Session): { streams: OpenStreams & { size: number } } | null {
   const key = Object.getOwnPropertySymbols(session).find((symbol) => symbol.description === 'state');
   if (key === undefined) return null;
   const state = (session as unknown as Record<symbol, unknown>)[key];
   if (typeof state !== 'object' || state === null) return null;
   // node's own Map (a SafeMap: its prototype chain is cut, so it is no instanceof Map).
-  const streams = (state as { streams?: Partial<Record<'get' | 'set' | 'delete' | 'forEach', unknown>> & { size?: unknown } }).streams;
-  if (typeof streams !== 'object' || streams === null || streams.size !== 0) return null;
+  const streams = (state as { streams?: MapLike }).streams;
+  if (typeof streams !== 'object' || streams === null || typeof streams.size !== 'number') return null;
   const mapLike = typeof streams.get === 'function' && typeof streams.set === 'function' && typeof streams.delete === 'function' && typeof streams.forEach === 'function';
-  return mapLike ? (state as { streams: unknown }) : null;
+  return mapLike ? (state as { streams: OpenStreams & { size: number } }) : null;
 }
