@@ -170,6 +170,43 @@ describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', ()
     expect(recorded[0]).toMatchObject({ principalId: 'carl', effect: 'DENY' });
   });
 
+  // A field that is not repeated, or a map key, given twice: proto3 readers keep the last scalar, merge two
+  // messages and keep a map key's last entry, protobufjs replaced a message; a reader that checked the first
+  // copy saw another request than the one decided. Refused whole, as AuthZEN refuses a JSON member given twice.
+  const TWICE_ENTRY = (key: string, value: Buffer): Buffer => ld(1, cat(str(1, key), ld(2, value)));
+  const TWICE_TEXT = (value: string): Buffer => str(3, value);
+  const TWICE_RESOURCE = ld(3, cat(str(1, 'model'), str(2, 'pricing-x'), ld(3, TWICE_ENTRY('org', TWICE_TEXT('acme')))));
+  const GIVEN_TWICE: readonly (readonly ['Check' | 'CheckBatch' | 'envoy', string, Buffer])[] = [
+    ['Check', 'principal', cat(ld(1, cat(str(1, 'carl'), str(2, 'admin'))), str(2, 'predict'), TWICE_RESOURCE, ld(1, str(1, 'carl')))],
+    ['Check', 'action', cat(ld(1, str(1, 'carl')), str(2, 'read'), TWICE_RESOURCE, str(2, 'predict'))],
+    ['Check', 'principal.attributes.fields["employment"]', cat(ld(1, cat(str(1, 'carl'), ld(3, cat(TWICE_ENTRY('employment', TWICE_TEXT('employee')), TWICE_ENTRY('org', TWICE_TEXT('acme')), TWICE_ENTRY('employment', TWICE_TEXT('contractor')))))), str(2, 'predict'), TWICE_RESOURCE)],
+    ['Check', 'resource.attributes.fields["meta"].structValue.fields["tier"]', cat(ld(1, str(1, 'carl')), str(2, 'predict'), ld(3, cat(str(1, 'model'), ld(3, TWICE_ENTRY('meta', ld(5, cat(TWICE_ENTRY('tier', TWICE_TEXT('gold')), TWICE_ENTRY('tier', TWICE_TEXT('free')))))))))],
+    ['CheckBatch', 'items.resource', cat(ld(1, str(1, 'carl')), ld(4, cat(str(1, 'predict'), ld(2, cat(str(1, 'model'), str(2, 'a'))), ld(2, cat(str(1, 'model'), str(2, 'b'))))))],
+    ['envoy', 'attributes.request.http.headers["x-model-tier"]', ld(1, ld(4, ld(2, cat(str(2, 'GET'), str(4, '/v1/models/fraud-v3'), ld(3, cat(str(1, 'x-model-tier'), str(2, 'lite'))), ld(3, cat(str(1, 'x-model-tier'), str(2, 'gold')))))))],
+  ];
+
+  it.each(GIVEN_TWICE)('%s giving %s twice: INVALID_ARGUMENT naming it, recorded, never decided', async (method, path, sent) => {
+    const type = method === 'envoy' ? 'envoy.service.auth.v3.CheckRequest' : `verdict.v1.${method}Request`;
+    const before = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
+    const decidedBefore = queryDecisions(shipped.db, { limit: 1000 }).length;
+    const { error, trailers } = await sendRaw(shipped.server.grpcPort, method, sent);
+    expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(error?.details).toContain(`are not a valid ${type} protobuf message (${path} is given twice in one message; send each field, and each map key, once)`);
+    const recorded = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
+    expect(recorded.length).toBe(before + 1);
+    expect(queryDecisions(shipped.db, { limit: 1000 }).length).toBe(decidedBefore + 1);
+    expect(trailers?.get('verdict-decision-id')[0]).toBe(recorded[0]!.decisionId);
+  });
+
+  it('a repeated field in several entries, and an unknown field twice, are read as proto3 reads them: decided', async () => {
+    // roles in two entries; field 99 (unknown) twice; a second map entry under another key.
+    const principal = ld(1, cat(str(1, 'dana'), str(2, 'viewer'), str(2, 'data_scientist'), ld(3, cat(TWICE_ENTRY('org', TWICE_TEXT('acme')), TWICE_ENTRY('employment', TWICE_TEXT('employee'))))));
+    const resource = ld(3, cat(str(1, 'model'), str(2, 'fraud-v3'), ld(3, cat(TWICE_ENTRY('org', TWICE_TEXT('acme')), TWICE_ENTRY('env', TWICE_TEXT('production')), TWICE_ENTRY('owner', TWICE_TEXT('dana'))))));
+    const { error } = await sendRaw(shipped.server.grpcPort, 'Check', cat(principal, str(2, 'read'), resource, str(99, 'x'), str(99, 'y')));
+    expect(error).toBeNull();
+    expect(queryDecisions(shipped.db, { limit: 1 })[0]).toMatchObject({ principalId: 'dana', effect: 'ALLOW' });
+  });
+
   // protobufjs replaced bytes that are not UTF-8 with U+FFFD: `carl\xff` and `carl\xfe` were decided, limited and
   // recorded as one principal, `carl\uFFFD`, and nothing showed what had been sent.
   const bytes = (field: number, ...parts: (string | number[])[]): Buffer => ld(field, cat(...parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p)))));

@@ -34,10 +34,15 @@ export const LOADER_OPTIONS = {
 // wire format is the same either way; we rebuild the Root with real map fields and
 // camelCase names, then hand it to proto-loader.
 export function loadPackageDefinition(set: Uint8Array): PackageDefinition {
+  return fromJSON(normalisedJson(set), LOADER_OPTIONS);
+}
+
+/** The descriptor set's types, with real map fields and camelCase names (see loadPackageDefinition). */
+function normalisedJson(set: Uint8Array): NamespaceJson {
   const root = (protobuf.Root as RootWithDescriptors).fromDescriptor(descriptor.FileDescriptorSet.decode(set));
   const json = root.toJSON() as NamespaceJson;
   normalise(json, '');
-  return fromJSON(json, LOADER_OPTIONS);
+  return json;
 }
 
 // Importing protobufjs/ext/descriptor adds Root.fromDescriptor, which its typings do not declare.
@@ -105,6 +110,15 @@ export const descriptorSet: Buffer = readFileSync(DESCRIPTOR_SET_URL);
 
 /** Every message, enum and service of `proto/`, as proto-loader definitions. */
 export const packageDefinition: PackageDefinition = loadPackageDefinition(descriptorSet);
+
+/** The messages of `proto/` as protobufjs types, for reading their wire form before decoding (once-fields.ts). */
+const messageRoot = protobuf.Root.fromJSON(normalisedJson(descriptorSet) as protobuf.INamespace).resolveAll();
+
+/** The type of a fully qualified message name, e.g. `verdict.v1.CheckRequest`; null when `proto/` has none. */
+export function messageType(name: string): protobuf.Type | null {
+  const found = messageRoot.lookup(name);
+  return found instanceof protobuf.Type ? found : null;
+}
 
 /** The service definition of a fully qualified service name, e.g. `verdict.v1.Authorization`. */
 export function serviceDefinition(name: string): ServiceDefinition {

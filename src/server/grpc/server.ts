@@ -20,7 +20,8 @@ import { DEFAULT_UNREAD_ANSWER_LIMITS, sessionMemoryMegabytes, UnreadAnswers, ty
 import { adminService, ADMIN_SERVICE } from './admin-service.js';
 import { authorizationService, AUTHORIZATION_SERVICE } from './authorization-service.js';
 import { indexDescriptorSet } from './descriptor-index.js';
-import { descriptorSet, serviceDefinition } from './descriptors.js';
+import { descriptorSet, messageType, serviceDefinition } from './descriptors.js';
+import { fieldGivenTwice } from './once-fields.js';
 import { unreadableRawHeader } from './convert/envoy.js';
 import { EXT_AUTHZ_SERVICE, extAuthzService } from './ext-authz-service.js';
 import type { AdminHandlers, AuthorizationHandlers } from './handlers.js';
@@ -95,8 +96,8 @@ export function hardCeiling(limit: number): number {
 /**
  * Wraps each method's deserializer so a message over `limit` bytes arrives as an
  * OversizedMessage, and one that does not decode as a MalformedMessage (grpc-js
- * would answer INTERNAL and record nothing), as does one that decodes but that
- * `unreadable` finds a reason to refuse.
+ * would answer INTERNAL and record nothing), as does one that gives a field or a map
+ * key twice (once-fields.ts) or that decodes but that `unreadable` finds a reason to refuse.
  */
 function withSizeLimit(definition: ServiceDefinition, limit: number, unreadable: (message: never) => string | null = () => null): ServiceDefinition {
   const wrapped: Record<string, MethodDefinition<unknown, unknown>> = {};
@@ -105,10 +106,13 @@ function withSizeLimit(definition: ServiceDefinition, limit: number, unreadable:
     // verdict's request types are named after their methods: /verdict.v1.Authorization/Check takes verdict.v1.CheckRequest.
     const service = method.path.split('/')[1] ?? '';
     const type = `${service.slice(0, service.lastIndexOf('.') + 1)}${name}Request`;
+    const reflected = messageType(type);
     wrapped[name] = {
       ...method,
       requestDeserialize: (bytes: Buffer) => {
         if (bytes.length > limit) return new OversizedMessage(bytes.length, limit);
+        const twice = reflected === null ? null : fieldGivenTwice(bytes, reflected);
+        if (twice !== null) return new MalformedMessage(type, bytes.length, new RangeError(twice));
         let message: unknown;
         try {
           message = decode(bytes);

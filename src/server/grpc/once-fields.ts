@@ -1,0 +1,297 @@
+// A field that is not repeated, sent twice in one message, or a map key sent twice in
+// one map: proto3 decoders read the last copy of a scalar, merge two copies of a
+// message, and keep the last entry of a map key, and protobufjs replaces a message
+// where proto3 merges. A gateway, a WAF or a log reader that looked at the first copy
+// saw another request than the one decided (`principal {id: "carl" roles: "admin"}`
+// then `principal {id: "carl"}` was an admin to a merging reader and not to verdict;
+// `org: "acme"` then `org: "evil"` in one Struct was evil to verdict and acme to a
+// reader keeping the first). No encoder writes such bytes, so the message is refused
+// whole, as a JSON body naming a member twice is on the AuthZEN API.
+//
+// The bytes are walked once before they are decoded, following the message types of
+// the descriptor set: tags and lengths are read, nothing is copied except map keys,
+// and only while a message holds more than one entry of a map.
+
+import type protobuf from 'protobufjs';
+
+interface FieldPlan {
+  readonly name: string;
+  /** Sent at most once per message (not repeated, not a map). */
+  readonly once: boolean;
+  /** The message type of a message field (or of a map's values), walked in turn. */
+  readonly message: (() => Plan) | null;
+  /** A map field: its entries' keys must differ. */
+  readonly map: boolean;
+}
+
+type Plan = ReadonlyMap<number, FieldPlan>;
+
+const plans = new WeakMap<protobuf.Type, Plan>();
+
+/** What a type's fields are, for the walk; made once per type. */
+function planOf(type: protobuf.Type): Plan {
+  let plan = plans.get(type);
+  if (plan !== undefined) return plan;
+  const fields = new Map<number, FieldPlan>();
+  plan = fields;
+  plans.set(type, plan);
+  for (const field of type.fieldsArray) {
+    field.resolve();
+    const resolved = field.resolvedType;
+    const nested = resolved !== null && 'fieldsArray' in resolved ? (resolved as protobuf.Type) : null;
+    fields.set(field.id, {
+      name: field.name,
+      once: !field.repeated && !field.map,
+      message: nested === null ? null : () => planOf(nested),
+      map: field.map,
+    });
+  }
+  return plan;
+}
+
+/** Thrown inside the walk; each message it passes through on the way out puts its field's name in front. */
+class GivenTwice {
+  readonly path: string[];
+  constructor(last: string) {
+    this.path = [last];
+  }
+}
+
+/** Stops the walk on bytes the decoder will refuse anyway (its error is clearer). */
+class Unreadable {}
+const UNREADABLE = new Unreadable();
+
+/**
+ * Why `bytes`, a message of `type`, cannot be read as one: the path of a field or map
+ * key given twice; null when every field is given once (or the bytes are malformed,
+ * which decoding then reports).
+ */
+export function fieldGivenTwice(message: Uint8Array, type: protobuf.Type): string | null {
+  try {
+    walk(message, 0, message.length, planOf(type), 0);
+    return null;
+  } catch (error) {
+    if (error instanceof GivenTwice) return `${error.path.join('')} is given twice in one message; send each field, and each map key, once`;
+    if (error instanceof Unreadable) return null;
+    throw error;
+  } finally {
+    keyStack.top = 0;
+  }
+}
+
+
+/**
+ * Messages nested deeper than this are left unwalked (the call stack stays small); an
+ * attribute holding them is refused after decoding anyway, past 32 levels of attributes
+ * (about 66 levels of messages).
+ */
+const MAX_DEPTH = 256;
+/** Past this many entries in one message's maps, keys are compared through a set rather than one by one. */
+const KEYS_COMPARED_PAIRWISE = 16;
+
+// One walk at a time, on the thread that decodes. Each message walked keeps its
+// cursor in a small object of its own (V8 keeps such an object in registers), and the
+// map keys of the messages on the walk's path share one stack, so that a request
+// walks without allocating (a map with many entries aside).
+
+/**
+ * Map entries of the messages on the walk's path, as triples (field number, key start,
+ * key end) below `top`; each message owns the tail it pushed. The array never shrinks:
+ * setting an array's length is a call into the runtime, on every message.
+ */
+const keyStack = { entries: [] as number[], top: 0 };
+/** The key bytes of the map entry mapEntry last walked: set just before it returns, read at once by its caller. */
+const entryKey = { from: 0, to: 0 };
+
+interface Cursor {
+pos: number;
+}
+
+/** Reads one varint at `at.pos`, not past `end`; at most 10 bytes. */
+function varint(bytes: Uint8Array, at: Cursor, end: number): number {
+  let value = 0;
+  let scale = 1;
+  for (let i = 0; i < 10; i++) {
+    if (at.pos >= end) throw UNREADABLE;
+    const byte = bytes[at.pos++]!;
+    value += (byte & 0x7f) * scale;
+    if (byte < 0x80) return value;
+    scale *= 128;
+  }
+  throw UNREADABLE;
+}
+
+/** Whether the key bytes [from, to) equal those at [otherFrom, otherTo). */
+function sameKey(bytes: Uint8Array, from: number, to: number, otherFrom: number, otherTo: number): boolean {
+  if (to - from !== otherTo - otherFrom) return false;
+  for (let a = from, b = otherFrom; a < to; a++, b++) if (bytes[a] !== bytes[b]) return false;
+  return true;
+}
+
+/** latin1 maps each byte to one character: equal keys, equal strings. */
+function keyText(bytes: Uint8Array, id: number, from: number, to: number): string {
+  return `${id}:${Buffer.from(bytes.buffer, bytes.byteOffset + from, to - from).toString('latin1')}`;
+}
+
+function keyLabel(bytes: Uint8Array, from: number, to: number): string {
+  return JSON.stringify(Buffer.from(bytes.buffer, bytes.byteOffset + from, to - from).toString('utf8'));
+}
+
+function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: number): void {
+  if (depth > MAX_DEPTH) throw UNREADABLE;
+  const at: Cursor = { pos: start };
+  // Field numbers below 32 seen once, as bits; others (rare) in a set made when needed.
+  let seenLow = 0;
+  let seenHigh: Set<number> | null = null;
+  // This message's map keys: triples on the stack from `base`, or a set once there are many.
+  const base = keyStack.top;
+  const entries = keyStack.entries;
+  let manyKeys: Set<string> | null = null;
+  while (at.pos < end) {
+    const tag = varint(bytes, at, end);
+    const id = Math.floor(tag / 8);
+    const wire = tag % 8;
+    const field = plan.get(id);
+    if (field !== undefined && field.once) {
+      if (id < 32) {
+        const bit = 1 << id;
+        if ((seenLow & bit) !== 0) throw new GivenTwice(field.name);
+        seenLow |= bit;
+      } else {
+        seenHigh ??= new Set();
+        if (seenHigh.has(id)) throw new GivenTwice(field.name);
+        seenHigh.add(id);
+      }
+    }
+    if (wire !== 2) {
+      skip(bytes, at, end, wire, id, depth);
+      continue;
+    }
+    const length = varint(bytes, at, end);
+    const from = at.pos;
+    const to = from + length;
+    if (to > end) throw UNREADABLE;
+    if (field === undefined) {
+      at.pos = to;
+      continue;
+    }
+    if (field.map) {
+      mapEntry(bytes, from, to, field, depth);
+      const keyFrom = entryKey.from;
+      const keyTo = entryKey.to;
+      if (manyKeys !== null) {
+        const text = keyText(bytes, id, keyFrom, keyTo);
+        if (manyKeys.has(text)) throw new GivenTwice(`${field.name}[${keyLabel(bytes, keyFrom, keyTo)}]`);
+        manyKeys.add(text);
+      } else {
+        const top = keyStack.top;
+        for (let i = base; i < top; i += 3) {
+          if (entries[i] === id && sameKey(bytes, keyFrom, keyTo, entries[i + 1]!, entries[i + 2]!)) throw new GivenTwice(`${field.name}[${keyLabel(bytes, keyFrom, keyTo)}]`);
+        }
+        entries[top] = id;
+        entries[top + 1] = keyFrom;
+        entries[top + 2] = keyTo;
+        keyStack.top = top + 3;
+        if (keyStack.top - base > KEYS_COMPARED_PAIRWISE * 3) {
+          manyKeys = new Set();
+          for (let i = base; i < keyStack.top; i += 3) manyKeys.add(keyText(bytes, entries[i]!, entries[i + 1]!, entries[i + 2]!));
+          keyStack.top = base;
+        }
+      }
+    } else if (field.message !== null) {
+      try {
+        walk(bytes, from, to, field.message(), depth + 1);
+      } catch (error) {
+        if (error instanceof GivenTwice) error.path.unshift(`${field.name}.`);
+        throw error;
+      }
+    }
+    at.pos = to;
+  }
+  // On a throw the walk is over: fieldGivenTwice empties the stack.
+  keyStack.top = base;
+}
+
+
+/** Walks one map entry (key = 1, value = 2), and leaves where its key's bytes are in `entryKey`. */
+function mapEntry(bytes: Uint8Array, start: number, end: number, field: FieldPlan, depth: number): void {
+  const at: Cursor = { pos: start };
+  let keyFrom = start;
+  let keyTo = start;
+  let keySeen = false;
+  let valueSeen = false;
+  while (at.pos < end) {
+    const tag = varint(bytes, at, end);
+    const id = Math.floor(tag / 8);
+    const wire = tag % 8;
+    if (id === 1 || id === 2) {
+      if (id === 1 ? keySeen : valueSeen) throw new GivenTwice(`${field.name}${id === 1 ? ' key' : ' value'}`);
+      if (id === 1) keySeen = true;
+      else valueSeen = true;
+    }
+    if (wire !== 2) {
+      const from = at.pos;
+      skip(bytes, at, end, wire, id, depth);
+      // A key of another type than string is compared by its encoded bytes.
+      if (id === 1) {
+        keyFrom = from;
+        keyTo = at.pos;
+      }
+      continue;
+    }
+    const length = varint(bytes, at, end);
+    const from = at.pos;
+    const to = from + length;
+    if (to > end) throw UNREADABLE;
+    if (id === 1) {
+      keyFrom = from;
+      keyTo = to;
+    } else if (id === 2 && field.message !== null) {
+      try {
+        walk(bytes, from, to, field.message(), depth + 1);
+      } catch (error) {
+        if (error instanceof GivenTwice) error.path.unshift(`${field.name}[${keyLabel(bytes, keyFrom, keyTo)}].`);
+        throw error;
+      }
+    }
+    at.pos = to;
+  }
+  entryKey.from = keyFrom;
+  entryKey.to = keyTo;
+}
+
+/** Moves past a field that is not length-delimited; a group is walked to its end. */
+function skip(bytes: Uint8Array, at: Cursor, end: number, wire: number, id: number, depth: number): void {
+  switch (wire) {
+    case 0:
+      varint(bytes, at, end);
+      return;
+    case 1:
+      at.pos += 8;
+      break;
+    case 5:
+      at.pos += 4;
+      break;
+    case 3: {
+      if (depth > MAX_DEPTH) throw UNREADABLE;
+      for (;;) {
+        const tag = varint(bytes, at, end);
+        if (tag % 8 === 4) {
+          if (Math.floor(tag / 8) !== id) throw UNREADABLE;
+          return;
+        }
+        if (tag % 8 === 2) {
+          // Read before adding: `at.pos += varint(bytes, at, end)` would add to the position the length started at.
+        const length = varint(bytes, at, end);
+        at.pos += length;
+          if (at.pos > end) throw UNREADABLE;
+        } else {
+          skip(bytes, at, end, tag % 8, Math.floor(tag / 8), depth + 1);
+        }
+      }
+    }
+    default:
+      throw UNREADABLE;
+  }
+  if (at.pos > end) throw UNREADABLE;
+}
