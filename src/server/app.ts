@@ -315,7 +315,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
         logger.warn(
           { peer, unsentBytes, reason },
           reason === 'send_timeout'
-            ? `closed a gRPC connection that took none of its answers for ${config.grpcStreams.sendTimeoutMs} ms (grpcStreams.sendTimeoutMs)`
+            ? `closed a gRPC connection that took less than 16 KiB of its answers in ${config.grpcStreams.sendTimeoutMs} ms (grpcStreams.sendTimeoutMs)`
             : `closed the gRPC connection holding the most unsent answers: all together were past ${config.grpcStreams.maxUnsentBytes} bytes (grpcStreams.maxUnsentBytes)`,
         ),
       maxConnections: fitted.caps.grpcMaxConnections,

@@ -154,7 +154,7 @@ export class ServerMetrics implements DecisionObserver {
     let reported = { send_timeout: 0, over_budget: 0 };
     new Counter({
       name: 'verdict_grpc_connections_closed_unread_total',
-      help: 'gRPC connections closed for answers they did not read: send_timeout (none taken for grpcStreams.sendTimeoutMs), over_budget (all unsent answers past grpcStreams.maxUnsentBytes).',
+      help: 'gRPC connections closed for answers they did not read: send_timeout (less than 16 KiB taken in grpcStreams.sendTimeoutMs), over_budget (all unsent answers past grpcStreams.maxUnsentBytes).',
       labelNames: ['reason'],
       registers: [this.registry],
       collect() {

@@ -109,13 +109,39 @@ describe('a connection that takes none of its answers', () => {
       await sessionClosed(deaf);
       // Closed by the sweep once the timeout had passed: not before, and not much after.
       expect(Date.now() - held).toBeGreaterThanOrEqual(SEND_TIMEOUT_MS - 600);
-      const line = await verdict.waitForLog((l) => l.msg.startsWith('closed a gRPC connection that took none of its answers'));
+      const line = await verdict.waitForLog((l) => l.msg.startsWith('closed a gRPC connection that took less than 16 KiB of its answers in 1500 ms'));
       expect(line).toMatchObject({ reason: 'send_timeout' });
       expect(line['unsentBytes']).toBeGreaterThanOrEqual(ANSWER_AT_LEAST);
       expect(await metricValue(verdict.httpPort, 'verdict_grpc_connections_closed_unread_total{reason="send_timeout"}')).toBe(1);
       expect(await metricReaches(verdict.httpPort, 'verdict_grpc_answer_bytes_unsent', 0)).toBe(0);
     } finally {
       deaf.destroy();
+    }
+  }, 20_000);
+
+  it('a caller that takes its answer slowly, a little at a time, is not closed however long it takes', async () => {
+    // 16 kB of window: the answer (about 2 MB) can only leave as fast as the caller reads.
+    const slow = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`, { settings: { initialWindowSize: 16 * 1024 } });
+    slow.on('error', () => undefined);
+    try {
+      const stream = slow.request({ ':method': 'POST', ':path': '/verdict.v1.Authorization/CheckBatch', 'content-type': 'application/grpc', te: 'trailers' });
+      stream.on('error', () => undefined);
+      stream.pause();
+      stream.end(batchFrame);
+      await new Promise((resolve) => stream.once('response', resolve));
+      let taken = 0;
+      // Four times sendTimeoutMs, reading a little every 250 ms.
+      const until = Date.now() + 4 * SEND_TIMEOUT_MS;
+      while (Date.now() < until) {
+        await new Promise((resolve) => setTimeout(resolve, 250));
+        for (let chunk = stream.read() as Buffer | null; chunk !== null; chunk = stream.read() as Buffer | null) taken += chunk.length;
+        expect(slow.closed || slow.destroyed).toBe(false);
+      }
+      expect(taken).toBeGreaterThan(0);
+      expect(taken).toBeLessThan(ANSWER_AT_LEAST);
+      expect(await metricValue(verdict.httpPort, 'verdict_grpc_connections_closed_unread_total{reason="send_timeout"}')).toBe(1);
+    } finally {
+      slow.destroy();
     }
   }, 20_000);
 

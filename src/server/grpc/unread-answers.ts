@@ -9,13 +9,15 @@
 //   which counts the answer bytes not yet sent: past it, a new stream on that connection
 //   is refused before it is read (RST_STREAM ENHANCE_YOUR_CALM, which gRPC clients
 //   report as RESOURCE_EXHAUSTED), so nothing more is decided for it;
-// - a connection holding unsent answers that has sent none of them for `sendTimeoutMs`
-//   is closed (its calls still being decided stop at their turn: call.cancelled);
+// - a connection holding unsent answers that has sent less than 16 KiB (one full DATA
+//   frame) in `sendTimeoutMs` is closed (its calls still being decided stop at their
+//   turn: call.cancelled);
 // - all connections together: past `maxUnsentBytes`, the connections holding the most
 //   are closed, the largest first, until the rest fit.
 // The last two are checked by a sweep about once a second, which reads each open
 // stream's unsent bytes (its writable length: written by the server, not yet taken by
-// the peer's window); nothing is added to a check's own path.
+// the peer's window) and the bytes each connection has written; nothing is added to a
+// check's own path.
 
 import type http2 from 'node:http2';
 import { openStreams } from './stream-table.js';
@@ -37,7 +39,7 @@ export const DEFAULT_UNREAD_ANSWER_LIMITS: UnreadAnswerLimits = Object.freeze({
 
 /** The connections closed for answers they did not read, and the bytes held now, for status and metrics. */
 export interface UnreadAnswerCounts {
-  /** Connections closed for holding unsent answers past sendTimeoutMs without taking any. */
+  /** Connections closed for holding unsent answers past sendTimeoutMs while taking less than 16 KiB of them. */
   readonly closedStalled: number;
   /** Connections closed because all unsent answers together were past maxUnsentBytes. */
   readonly closedOverBudget: number;
@@ -57,10 +59,13 @@ export function sessionMemoryMegabytes(limits: UnreadAnswerLimits): number {
   return Math.max(1, Math.ceil(limits.maxUnsentBytesPerConnection / (1024 * 1024)));
 }
 
+/** Bytes a connection must have sent since the last mark to count as taking its answers: one full DATA frame. */
+const PROGRESS_BYTES = 16 * 1024;
+
 interface Progress {
-  /** Unsent bytes per stream at the last sweep: a stream whose count fell, or that closed holding bytes, sent some. */
-  streams: Map<unknown, number>;
-  /** When the connection last sent answer bytes, or last held none. */
+  /** The connection's bytes written when it last held nothing, or last sent PROGRESS_BYTES. */
+  written: number;
+  /** When that was. */
   since: number;
 }
 
@@ -84,7 +89,7 @@ export class UnreadAnswers implements UnreadAnswerCounts {
       if (this.watched.has(candidate as object) || typeof (candidate as { on?: unknown }).on !== 'function') continue;
       this.watched.add(candidate as object);
       (candidate as http2.Http2Server).on('session', (session: http2.ServerHttp2Session) => {
-        this.sessions.set(session, { streams: new Map(), since: this.now() });
+        this.sessions.set(session, { written: 0, since: this.now() });
         session.once('close', () => this.sessions.delete(session));
       });
     }
@@ -131,25 +136,23 @@ export class UnreadAnswers implements UnreadAnswerCounts {
     this.unsentBytes = total;
   }
 
-  /** The session's unsent answer bytes now; moves `since` on when it sent some or holds none. */
+  /**
+   * The session's unsent answer bytes now; moves its mark on when it holds none, or
+   * when it has sent PROGRESS_BYTES since the mark. Progress is counted in bytes the
+   * connection wrote, not in what each stream still holds: one answer is written as
+   * one chunk, whose count stays whole until its last byte has been taken.
+   */
   private measure(session: http2.ServerHttp2Session, progress: Progress, now: number): number {
-    const streams = openStreams(session);
-    const before = progress.streams;
-    const after = new Map<unknown, number>();
     let unsent = 0;
-    let sent = false;
-    streams?.forEach((stream) => {
+    openStreams(session)?.forEach((stream) => {
       const pending = (stream as http2.ServerHttp2Stream).writableLength;
-      if (!(pending > 0)) return;
-      unsent += pending;
-      after.set(stream, pending);
-      const last = before.get(stream);
-      if (last !== undefined && pending < last) sent = true;
+      if (pending > 0) unsent += pending;
     });
-    // A stream that held bytes at the last sweep and is gone now was either sent or reset: the connection moved.
-    for (const stream of before.keys()) if (!after.has(stream)) sent = true;
-    progress.streams = after;
-    if (unsent === 0 || sent) progress.since = now;
+    const written = (session.socket as { bytesWritten?: number } | undefined)?.bytesWritten ?? 0;
+    if (unsent === 0 || written - progress.written >= PROGRESS_BYTES) {
+      progress.written = written;
+      progress.since = now;
+    }
     return unsent;
   }
 
