@@ -2,6 +2,7 @@
 // caller (the policy enforcement point), read the body, decide through the decide
 // core, answer in AuthZEN terms.
 
+import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { tlsSocketIdentity } from '../authn/mtls.js';
 import { authnDetails } from './adapter.js';
@@ -11,7 +12,7 @@ import { BatchRefused, InvalidRequest, RefusedRequest, RequestFieldError, notAPe
 import { VerdictError, messageOf } from '../errors.js';
 import { UNREADABLE_REQUEST, readEvaluation, readEvaluations, stopsAfter, toAuthZenDecision } from './authzen.js';
 import { PageTokens, readSearch, searchPage, type SearchKind } from './authzen-search.js';
-import { repeatedMember } from '../json-members.js';
+import { nestedDeeperThan, repeatedMember } from '../json-members.js';
 import { peerOf } from './forward-auth.js';
 
 /** `POST`: one evaluation. */
@@ -69,6 +70,12 @@ const NO_ATTRIBUTES = Object.freeze({});
 export type AuthZenPipeline = Pick<DecisionPipeline, 'check' | 'checkBatch' | 'checkUntil' | 'search'>;
 
 const MAX_REQUEST_ID_LENGTH = 256;
+/**
+ * Arrays and objects nested deeper than this refuse the body before it is parsed: the
+ * attribute checks refuse properties past 64 levels, and the request's own structure
+ * (evaluations, an item, its resource, properties) adds a few more.
+ */
+const MAX_BODY_DEPTH = 72;
 const MAX_DETAIL_LENGTH = 300;
 const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?$/;
 
@@ -177,7 +184,7 @@ export class AuthZenEndpoint {
       const result = await this.pipeline.check(new InvalidRequest(error, UNREADABLE_REQUEST), call);
       return { status: 415, body: errorBody('unsupported media type', error.message, result) };
     }
-    let text: string;
+    let text: string | null;
     try {
       text = await readBody(req, this.options.maxBodyBytes);
     } catch (error) {
@@ -185,6 +192,16 @@ export class AuthZenEndpoint {
       const problem = RequestFieldError.invalid('(body)', `larger than ${this.options.maxBodyBytes} bytes`);
       const result = await this.pipeline.check(new InvalidRequest(problem, UNREADABLE_REQUEST), call);
       return { status: 413, body: errorBody('request too large', problem.message, result) };
+    }
+    if (text === null) {
+      const problem = RequestFieldError.invalid('(body)', 'not valid UTF-8; send JSON encoded as UTF-8');
+      const result = await this.pipeline.check(new InvalidRequest(problem, UNREADABLE_REQUEST), call);
+      return { status: 400, body: errorBody('bad request', problem.message, result) };
+    }
+    if (nestedDeeperThan(text, MAX_BODY_DEPTH)) {
+      const problem = RequestFieldError.invalid('(body)', `nested deeper than ${MAX_BODY_DEPTH} levels of arrays and objects`);
+      const result = await this.pipeline.check(new InvalidRequest(problem, UNREADABLE_REQUEST), call);
+      return { status: 400, body: errorBody('bad request', problem.message, result) };
     }
     let body: unknown;
     try {
@@ -319,8 +336,12 @@ function requestIdOf(req: IncomingMessage): string | null {
   return typeof value === 'string' && value !== '' && value.length <= MAX_REQUEST_ID_LENGTH ? value : null;
 }
 
-/** Reads a request body of at most `limit` bytes as UTF-8. */
-function readBody(req: IncomingMessage, limit: number): Promise<string> {
+/**
+ * Reads a request body of at most `limit` bytes as UTF-8; null when it is not UTF-8
+ * (decoding would mend such bytes to U+FFFD, so `dana\xff` and `dana\xfe` would be one
+ * subject to the rules, the limits and the log).
+ */
+function readBody(req: IncomingMessage, limit: number): Promise<string | null> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
     if (Number.isFinite(declared) && declared > limit) {
@@ -343,7 +364,8 @@ function readBody(req: IncomingMessage, limit: number): Promise<string> {
     };
     const onEnd = (): void => {
       cleanup();
-      resolve(Buffer.concat(chunks).toString('utf8'));
+      const bytes = Buffer.concat(chunks);
+      resolve(isUtf8(bytes) ? bytes.toString('utf8') : null);
     };
     const onError = (error: Error): void => {
       cleanup();

@@ -565,19 +565,19 @@ type Read = (source: PlaceholderSource, target: string) => string | undefined;
  * and the route refuses the request.
  */
 function reader(request: HttpRequestFacts, params: readonly string[], routeName: string, problems: string[]): Read {
-  let query: URLSearchParams | null = null;
+  let query: QueryFacts | null = null;
   const raw = (source: PlaceholderSource, target: string): string | undefined => {
     switch (source.from) {
       case 'path':
         return params[source.index];
       case 'query': {
-        query ??= new URLSearchParams(request.query);
-        const values = query.getAll(source.name);
-        if (values.length > 1) {
-          problems.push(`the request has the query parameter ${source.name} more than once, and the route ${routeName} reads it for ${target}: which one counts is ambiguous`);
+        query ??= readQuery(request.query);
+        const cloak = query.cloaked(source.name);
+        if (cloak !== null) {
+          problems.push(`the request has ${cloak}, and the route ${routeName} reads the query parameter ${source.name} for ${target}: which one counts is ambiguous`);
           return undefined;
         }
-        return values[0];
+        return query.params.get(source.name) ?? undefined;
       }
       case 'header':
         if (request.repeatedHeaders?.has(source.name)) {
@@ -598,6 +598,46 @@ function reader(request: HttpRequestFacts, params: readonly string[], routeName:
     }
     return value;
   };
+}
+
+/** A request's query, and what in it other servers could read as another copy of a parameter. */
+interface QueryFacts {
+  readonly params: URLSearchParams;
+  /** Why `name` is not one value to every reader (a phrase for the problem), or null. */
+  cloaked(name: string): string | null;
+}
+
+/**
+ * The query as verdict reads it (URLSearchParams), and the parameters other servers
+ * would read as the same one: a name followed by `[…]` (`region[]`, `region[0]`: PHP,
+ * Rails and Express's `qs` make a list of them), a name differing only in case (ASP.NET
+ * reads names that way), and a raw `;` (older Go, Rack and Python servers split on it).
+ * Behind NGINX, `?region=us&region[]=eu` was decided on `us` while the upstream read
+ * `["us", "eu"]`.
+ */
+function readQuery(raw: string): QueryFacts {
+  const params = new URLSearchParams(raw);
+  const copies = new Map<string, number>();
+  for (const key of params.keys()) copies.set(looseName(key), (copies.get(looseName(key)) ?? 0) + 1);
+  const semicolon = raw.includes(';');
+  return {
+    params,
+    cloaked(name) {
+      if (semicolon) return 'a ";" in its query, which some servers read as a separator between parameters';
+      const count = copies.get(looseName(name)) ?? 0;
+      const exact = params.getAll(name).length;
+      if (count > 1 || count > exact) {
+        return exact > 1 ? `the query parameter ${name} more than once` : `a query parameter other servers read as ${name} (its name differs in case, or ends in [...])`;
+      }
+      return null;
+    },
+  };
+}
+
+/** A query parameter's name as the loosest server reads it: before any `[`, in lower case. */
+function looseName(key: string): string {
+  const bracket = key.indexOf('[');
+  return (bracket === -1 ? key : key.slice(0, bracket)).toLowerCase();
 }
 
 /** A value; undefined when a placeholder it needs is absent from the request. */

@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { DecidingTurns, InvalidRequest } from '../../src/decide/index.js';
-import { PageTokens, readSearch, searchPage } from '../../src/gateway/authzen-search.js';
+import { PageTokens, actionsOf, readSearch, searchPage, typeListsKept } from '../../src/gateway/authzen-search.js';
 import type { Decision, DecisionRequest } from '../../src/types.js';
 import { loadFiles, removeTempDirs, rulesDoc } from '../helpers/policies.js';
 
@@ -8,7 +8,10 @@ afterAll(removeTempDirs);
 
 const DOCS = 300;
 const { policySet } = loadFiles({
-  'rules.yaml': rulesDoc([{ id: 'readers', effect: 'allow', actions: ['read'], resource: { type: 'doc' } }]),
+  'rules.yaml': rulesDoc([
+    { id: 'readers', effect: 'allow', actions: ['read'], resource: { type: 'doc' } },
+    { id: 'anyone-lists', effect: 'allow', actions: ['list'] },
+  ]),
   'resources.yaml': { kind: 'resources', resources: Array.from({ length: DOCS }, (_, i) => ({ type: 'doc', id: `d${i}` })) },
 });
 
@@ -30,5 +33,32 @@ describe('a search page', () => {
     // Another caller's turn came after some candidates and before the last.
     expect(askedAtFirstTurn).toBeGreaterThan(0);
     expect(askedAtFirstTurn).toBeLessThan(DOCS);
+  });
+});
+
+describe('searches naming resource types the policies do not know', () => {
+  // A cache keyed by the caller's types grew about 8 KiB a search (a new 8,000-character type
+  // each time) until the heap ran out; one end user's key could do it.
+  it('keep nothing per such type, and answer as for any type no rule names', async () => {
+    const decideDeny = (_request: DecisionRequest): Decision => ({ effect: 'DENY', reason: 'DENIED_BY_DEFAULT', ruleIds: [], errors: [], policyVersion: policySet.version });
+    for (const kind of ['resource', 'action'] as const) {
+      const query = readSearch(kind, { subject: { type: 'user', id: 'rita' }, action: { name: 'read' }, resource: kind === 'action' ? { type: 'doc', id: 'd1' } : { type: 'doc' } });
+      if (query instanceof InvalidRequest) throw new Error(query.error.message);
+      await searchPage(query, policySet, decideDeny, new PageTokens(), new DecidingTurns().forCall('rita'));
+    }
+    const kept = typeListsKept(policySet);
+    expect(kept).toBe(2);
+    for (let i = 0; i < 500; i++) {
+      const type = `unknown-${i}-${'x'.repeat(100)}`;
+      for (const kind of ['resource', 'action'] as const) {
+        const query = readSearch(kind, { subject: { type: 'user', id: 'rita' }, action: { name: 'read' }, resource: kind === 'action' ? { type, id: 'r1' } : { type } });
+        if (query instanceof InvalidRequest) throw new Error(query.error.message);
+        const page = await searchPage(query, policySet, decideDeny, new PageTokens(), new DecidingTurns().forCall('rita'));
+        expect(page.details).toMatchObject({ kind, scanned: kind === 'resource' ? 0 : 1 });
+      }
+    }
+    expect(typeListsKept(policySet)).toBe(kept);
+    expect(actionsOf(policySet, 'doc')).toEqual(['list', 'read']);
+    expect(actionsOf(policySet, 'unknown-1')).toEqual(['list']);
   });
 });

@@ -12,6 +12,34 @@ if (NGINX === null) {
   console.warn('test/gateway/nginx.test.ts: SKIPPED — no nginx binary (Debian: apt-get install nginx)');
 }
 
+/** A route that reads a query parameter, and a deny on its value: nothing is exported from the EU region. */
+const REPORT_EXPORTS = {
+  'report-routes.yaml': [
+    'kind: routes',
+    'routes:',
+    '  - method: GET',
+    '    path: /v1/reports/{id}/export',
+    '    action: export',
+    '    resource: { type: report, id: "{id}" }',
+    '    context:',
+    '      attributes:',
+    '        region: "{query.region}"',
+  ].join('\n'),
+  'report-rules.yaml': [
+    'kind: rules',
+    'rules:',
+    '  - id: reports-exported',
+    '    effect: allow',
+    '    actions: [export]',
+    '    resource: { type: report }',
+    '  - id: no-export-from-eu',
+    '    effect: deny',
+    '    actions: [export]',
+    '    resource: { type: report }',
+    '    when: context.attributes.region == "eu"',
+  ].join('\n'),
+};
+
 describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server', () => {
   let verdict: GatewayVerdict;
   let upstream: Awaited<ReturnType<typeof startModelServer>>;
@@ -19,7 +47,7 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
   let base: string;
 
   beforeAll(async () => {
-    verdict = await startGatewayVerdict();
+    verdict = await startGatewayVerdict({ extraPolicies: REPORT_EXPORTS });
     upstream = await startModelServer();
     nginx = await startNginx(verdict.verdict.httpPort, upstream.port);
     base = nginx.base;
@@ -222,6 +250,24 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     const row = getDecision(verdict.db, response.decisionId)!;
     expect(row).toMatchObject({ principalId: 'ada', action: 'delete', reason: 'DENIED_INVALID_REQUEST' });
     expect(row.errors[0]!.message).toMatch(/x-incident-ticket header more than once/);
+  });
+
+  // The upstream reads the query itself: Express's qs makes ["us", "eu"] of region=us&region[]=eu, ASP.NET reads
+  // Region and region as one name, older Go, Rack and Python split on ";". verdict decided on "us" and allowed.
+  it('refuses a query parameter that a route reads when the upstream could read another copy of it: name[…], another case, a ";"', async () => {
+    const exportReport = (query: string) => fetch(`${base}/v1/reports/r1/export?${query}`, { headers: { 'x-api-key': verdict.keys.ada } });
+    const allowed = await exportReport('region=us');
+    expect(allowed.status).toBe(200);
+    expect((await exportReport('region=eu')).status).toBe(403);
+    const before = upstream.seen.length;
+    for (const query of ['region=us&region[]=eu', 'region=us&region[0]=eu', 'region[]=eu', 'region=us&Region=eu', 'REGION=eu', 'region=us;region=eu']) {
+      const response = await exportReport(query);
+      expect(response.status, query).toBe(403);
+      const row = getDecision(verdict.db, response.headers.get('x-verdict-decision-id')!)!;
+      expect(row, query).toMatchObject({ principalId: 'ada', action: 'export', reason: 'DENIED_INVALID_REQUEST' });
+      expect(row.errors[0]!.message, query).toMatch(/reads the query parameter region .*: which one counts is ambiguous$/);
+    }
+    expect(upstream.seen.length).toBe(before);
   });
 
   it("takes the model's classification from the gateway: a contractor claiming a restricted model is internal is denied", async () => {

@@ -176,6 +176,17 @@ describe('what a route makes of a request', () => {
     if (match.kind !== 'matched') throw new Error(match.kind);
     const query = match.route.resolve(facts({ query: 'region=eu&region=us&a=1&b=2', headers: { 'x-tier': 'gold' } }), match.params);
     expect(query.refusal).toMatch(/query parameter region more than once/);
+    for (const [sent, why] of [
+      ['region=eu&region[]=us&a=1&b=2', /a query parameter other servers read as region \(its name differs in case, or ends in \[\.\.\.\]\)/],
+      ['Region=eu&a=1&b=2', /a query parameter other servers read as region/],
+      ['region=eu;region=us&a=1&b=2', /a ";" in its query, which some servers read as a separator/],
+    ] as const) {
+      const cloaked = match.route.resolve(facts({ query: sent, headers: { 'x-tier': 'gold' } }), match.params);
+      expect(cloaked.refusal, sent).toMatch(why);
+    }
+    // Other parameters may take any shape.
+    const others = facts({ query: 'region=eu&a=1&b=2&filter[x]=1&Z=2&z=3', headers: { 'x-tier': 'gold' }, source: { address: '10.0.0.9', principal: 'p' }, extensions: { cluster: 'c' } });
+    expect(match.route.resolve(others, match.params).refusal).toBeUndefined();
     expect(query.resource.attributes).not.toHaveProperty('region');
     const header = match.route.resolve(facts({ query: 'region=eu', headers: { 'x-tier': 'gold, free' }, repeatedHeaders: new Set(['x-tier']) }), match.params);
     expect(header.refusal).toMatch(/x-tier header more than once/);

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type IncomingHttpHeaders, type Server } from 'node:http';
 import { connect, createServer as createNetServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -36,9 +36,22 @@ export interface GatewayVerdict {
  * with API keys (authn.apiKeys) made here in a fresh key store; forward-auth in
  * the given style (the default, nginx, when none is given).
  */
-export async function startGatewayVerdict(options: { forwardAuthStyle?: 'nginx' | 'traefik' | 'caddy'; config?: Record<string, unknown> } = {}): Promise<GatewayVerdict> {
+export async function startGatewayVerdict(
+  options: {
+    forwardAuthStyle?: 'nginx' | 'traefik' | 'caddy';
+    config?: Record<string, unknown>;
+    /** Policy files served beside the example policies (file name to YAML text). */
+    extraPolicies?: Record<string, string>;
+  } = {},
+): Promise<GatewayVerdict> {
   ensureBuilt();
   const dir = mkdtempSync(join(tmpdir(), 'verdict-gateway-'));
+  let policies = EXAMPLE_POLICIES;
+  if (options.extraPolicies !== undefined) {
+    policies = join(dir, 'policies');
+    cpSync(EXAMPLE_POLICIES, policies, { recursive: true });
+    for (const [name, text] of Object.entries(options.extraPolicies)) writeFileSync(join(policies, name), text);
+  }
   const keysDb = join(dir, 'keys.db');
   const store = ApiKeyStore.open(keysDb);
   const keys = {} as Record<PrincipalName, string>;
@@ -55,7 +68,7 @@ export async function startGatewayVerdict(options: { forwardAuthStyle?: 'nginx' 
     stringify({ authn: { apiKeys: { db: keysDb } }, logLevel: 'warn', ...(options.forwardAuthStyle ? { forwardAuth: { style: options.forwardAuthStyle } } : {}), ...options.config }),
   );
   const db = join(dir, 'decisions.db');
-  const verdict = await startVerdict({ policies: EXAMPLE_POLICIES, db, args: ['--config', config, '--no-watch', '--log-level', 'info'] });
+  const verdict = await startVerdict({ policies, db, args: ['--config', config, '--no-watch', '--log-level', 'info'] });
   return {
     verdict,
     dir,
