@@ -6,6 +6,7 @@ import type { DecisionDetails, DecisionRecord } from '../decisions/record.js';
 import { completeRequest, directorySources, type DirectorySources } from '../engine/complete.js';
 import { evaluateAsServed, isSchemaRefusal } from '../engine/schema-checked.js';
 import type { PolicySet } from '../policy/policy-set.js';
+import { callerGroup } from '../decisions/caller-group.js';
 import { adjustReservation, RateLimiter, SettlementBook, type LimitOutcome, type Reservation } from '../limits/index.js';
 import type { Decision, DecisionRequest, LimitState, ShadowDecision, SuspensionState } from '../types.js';
 import { RequestMeter, type RequestLimits } from './bounds.js';
@@ -451,7 +452,7 @@ export class DecisionPipeline {
       await this.log.append(record);
       // Settle may correct a cost only once its decision is recorded.
       if (reserved !== undefined) {
-        this.settlements.add(record.decisionId, { caller: meta.caller, principalId: request.principal.id, resourceType: request.resource.type, resourceId: request.resource.id, reservations: reserved });
+        this.settlements.add(record.decisionId, { caller: meta.caller, principalId: request.principal.id, resourceType: request.resource.type, resourceId: request.resource.id, reservations: reserved }, callerGroup(meta.caller));
       }
     } catch (error) {
       for (const observer of this.observers) {

@@ -2,8 +2,8 @@
  * What Settle needs to correct a cost budget after the fact: for each allowed
  * decision whose limits took a cost, the keys and units reserved, who made it, and
  * until when it may be settled. Bounded: at most `max` decisions are held; an entry
- * past its window is dropped as writes go by, and when full the oldest is evicted
- * (it can no longer be settled). A settled entry stays until its window ends, so a
+ * past its window is dropped as writes go by, and when full an entry is evicted (it
+ * can no longer be settled), taken from whoever holds more than its share (add). A settled entry stays until its window ends, so a
  * second Settle of the same decision is told so.
  */
 
@@ -32,8 +32,15 @@ export interface SettleEntry {
 /** Entries looked at for expiry on each write. */
 const SWEEP_PER_WRITE = 4;
 
+interface HeldEntry extends SettleEntry {
+  /** The caller group it counts against when the book is full. */
+  readonly group: string;
+}
+
 export class SettlementBook {
-  private readonly entries = new Map<string, SettleEntry>();
+  private readonly entries = new Map<string, HeldEntry>();
+  /** Each caller group's entries, oldest first. */
+  private readonly groups = new Map<string, Set<string>>();
   /** Entries evicted before their window ended, because the book was full. */
   evictions = 0;
 
@@ -47,21 +54,48 @@ export class SettlementBook {
     return this.entries.size;
   }
 
-  add(decisionId: string, entry: Omit<SettleEntry, 'expiresAt' | 'settled'>): void {
+  /**
+   * Holds a decision for Settle. `group` is who it counts against when the book is
+   * full (decisions/caller-group.ts: an identity, or a host): a group holding its
+   * share or more loses its own oldest entry, else the group holding the most does.
+   * With one oldest-first list for all, one caller's flood of reservations evicted
+   * every other caller's, whose Settles then found nothing and whose unused units
+   * were never given back.
+   */
+  add(decisionId: string, entry: Omit<SettleEntry, 'expiresAt' | 'settled'>, group: string = entry.caller): void {
     const now = this.clock();
     let looked = 0;
     for (const [id, e] of this.entries) {
       if (looked++ >= SWEEP_PER_WRITE || e.expiresAt > now) break;
-      this.entries.delete(id);
+      this.drop(id);
     }
-    if (this.entries.size >= this.max) {
-      const oldest = this.entries.keys().next();
-      if (!oldest.done) {
-        this.entries.delete(oldest.value);
-        this.evictions += 1;
-      }
+    if (this.entries.size >= this.max) this.evictFor(group);
+    this.entries.set(decisionId, { ...entry, group, expiresAt: now + this.windowMs, settled: false });
+    let ids = this.groups.get(group);
+    if (ids === undefined) this.groups.set(group, (ids = new Set()));
+    ids.add(decisionId);
+  }
+
+  private evictFor(group: string): void {
+    const own = this.groups.get(group);
+    const groups = this.groups.size + (own === undefined ? 1 : 0);
+    let from = own !== undefined && own.size >= this.max / groups ? own : undefined;
+    if (from === undefined) {
+      for (const ids of this.groups.values()) if (from === undefined || ids.size > from.size) from = ids;
     }
-    this.entries.set(decisionId, { ...entry, expiresAt: now + this.windowMs, settled: false });
+    const oldest = from?.values().next();
+    if (oldest === undefined || oldest.done) return;
+    this.drop(oldest.value);
+    this.evictions += 1;
+  }
+
+  private drop(decisionId: string): void {
+    const entry = this.entries.get(decisionId);
+    if (entry === undefined) return;
+    this.entries.delete(decisionId);
+    const ids = this.groups.get(entry.group);
+    ids?.delete(decisionId);
+    if (ids?.size === 0) this.groups.delete(entry.group);
   }
 
   /**
@@ -73,7 +107,7 @@ export class SettlementBook {
     const entry = this.entries.get(decisionId);
     if (entry === undefined || !sameCaller(entry.caller, caller)) return 'unknown';
     if (entry.expiresAt <= this.clock()) {
-      this.entries.delete(decisionId);
+      this.drop(decisionId);
       return 'expired';
     }
     if (entry.settled) return 'settled';

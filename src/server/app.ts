@@ -243,6 +243,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     for (const sink of alertSinks) alerts.fanout.add(sink);
   }
   if (pipeline.limiter.store instanceof MemoryLimitStore) metrics.watchLimitStore(pipeline.limiter.store);
+  metrics.watchSettlements(pipeline.settlements);
   metrics.watchQueues({ longCallsWaiting: () => pipeline.longCallsWaiting, pendingRows: () => log.pendingRows });
   if (limitBackend !== null) metrics.watchLimitBackend(() => limitBackend.status());
   // Administering needs an identity of its own (admin-auth.ts); every Admin call is recorded in the log.

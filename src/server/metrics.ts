@@ -199,6 +199,21 @@ export class ServerMetrics implements DecisionObserver {
     });
   }
 
+  /** Settle: decisions held for it, and those evicted before their window ended because the book was full. */
+  watchSettlements(book: { readonly size: number; readonly evictions: number }): void {
+    new Gauge({ name: 'verdict_settle_pending', help: 'Decisions that reserved a cost and may still be settled.', registers: [this.registry], aggregator: 'sum', collect() { this.set(book.size); } });
+    let reported = 0;
+    new Counter({
+      name: 'verdict_settle_evictions_total',
+      help: 'Decisions evicted before their settle window ended because the book was full (taken from the caller holding the most); their Settle finds nothing.',
+      registers: [this.registry],
+      collect() {
+        this.inc(book.evictions - reported);
+        reported = book.evictions;
+      },
+    });
+  }
+
   /**
    * Rate limits: the keys an in-memory store holds and those it evicted while
    * still counting (because it was full), read at each scrape.

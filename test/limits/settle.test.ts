@@ -5,6 +5,7 @@ import type { ServiceError } from '@grpc/grpc-js';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecisionPipeline, type CallMeta } from '../../src/decide/index.js';
+import { SettlementBook } from '../../src/limits/index.js';
 import { queryDecisions } from '../../src/decisions/query.js';
 import { checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 import { startRedis, type RedisProcess } from '../helpers/redis.js';
@@ -165,5 +166,40 @@ describe('Settle through the decide core', () => {
     expect((await pipeline.check({ ...request, context: { attributes: { max_tokens: 3000 } } }, owner)).decision.effect).toBe('DENY');
     // The owner still can, from another connection (the same identity).
     expect(await pipeline.settle(decided.decisionId, 0, owner)).toMatchObject({ kind: 'settled', remaining: 10000 });
+  });
+});
+
+describe('the book of decisions Settle may still correct, when full', () => {
+  // One caller's flood of reservations (100 AuthZEN calls of 1,000 evaluations) evicted
+  // every other caller's, oldest first: the gateway's Settle then found nothing, and its
+  // unused tokens were never given back.
+  const entry = (caller: string) => ({ caller, principalId: 'p', resourceType: 'model', resourceId: 'm', reservations: [] });
+
+  it("takes from the caller holding the most, so a flood evicts the flooder's own entries", () => {
+    const book = new SettlementBook(100);
+    for (let i = 0; i < 30; i++) book.add(`gw-${i}`, entry('10.0.0.1:5000'), '10.0.0.1');
+    for (let i = 0; i < 10_000; i++) book.add(`flood-${i}`, entry('api-key:pep'), 'api-key:pep');
+    expect(book.size).toBe(100);
+    for (let i = 0; i < 30; i++) expect(book.take(`gw-${i}`, '10.0.0.1:5001'), `gw-${i}`).not.toBe('unknown');
+    // The flooder keeps its newest entries, within what is left.
+    expect(book.take('flood-9999', 'api-key:pep')).not.toBe('unknown');
+    expect(book.take('flood-0', 'api-key:pep')).toBe('unknown');
+    expect(book.evictions).toBe(30 + 10_000 - 100);
+  });
+
+  it('a caller under its share still gets room: the largest holder gives it up', () => {
+    const book = new SettlementBook(10);
+    for (let i = 0; i < 10; i++) book.add(`a-${i}`, entry('api-key:a'), 'api-key:a');
+    book.add('b-0', entry('api-key:b'), 'api-key:b');
+    expect(book.take('b-0', 'api-key:b')).not.toBe('unknown');
+    expect(book.take('a-0', 'api-key:a')).toBe('unknown');
+    expect(book.take('a-9', 'api-key:a')).not.toBe('unknown');
+    // Past their window, entries leave their group too: the groups do not keep them alive.
+    let now = 0;
+    const timed = new SettlementBook(4, 1000, () => now);
+    for (let i = 0; i < 4; i++) timed.add(`old-${i}`, entry('api-key:a'), 'api-key:a');
+    now = 5000;
+    for (let i = 0; i < 4; i++) timed.add(`new-${i}`, entry('api-key:b'), 'api-key:b');
+    for (let i = 0; i < 4; i++) expect(timed.take(`new-${i}`, 'api-key:b')).not.toBe('unknown');
   });
 });
