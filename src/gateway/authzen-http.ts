@@ -312,7 +312,7 @@ function confined(question: CheckInput, caller: Caller): CheckInput {
   }
   if (question.principal.id !== self.id) return new RefusedRequest({ ...question, principal: self }, notAPep(caller.caller, self.id, JSON.stringify(question.principal.id)));
   if (statesProperties(question.principal)) return new RefusedRequest({ ...question, principal: self }, selfStatedProperties(caller.caller));
-  return { ...question, principal: asCredentialSays(question.principal, self) };
+  return { ...question, principal: asCredentialSays(self) };
 }
 
 /** Whether an AuthZEN subject carried properties beyond its type (which the reader files as the attribute `type`). */
@@ -322,8 +322,13 @@ function statesProperties(principal: Principal): boolean {
   return false;
 }
 
-function asCredentialSays(stated: Principal, self: Principal): Principal {
-  return { id: self.id, roles: self.roles, attributes: { type: stated.attributes.type ?? null, ...self.attributes } };
+/**
+ * The caller as its credential (and then the directory) describes it. The `type` it
+ * states is not taken: an end user's key asking as `{type: "service"}` was allowed by
+ * a rule meant for services. Its type is whatever its credential or directory entry says.
+ */
+function asCredentialSays(self: Principal): Principal {
+  return { id: self.id, roles: self.roles, attributes: self.attributes };
 }
 
 function errorBody(error: string, detail: string, result: CheckResult): Record<string, string> {

@@ -126,7 +126,13 @@ describe.skipIf(NGINX === null)('AuthZEN: only listed policy enforcement points 
     expect(bare.status).toBe(200);
     expect(bare.body).toMatchObject({ decision: false });
     const bareRow = getDecision(verdict.db, (bare.body.context as { decision_id: string }).decision_id)!;
-    expect(bareRow).toMatchObject({ principalId: 'vic', request: { principal: { roles: ['viewer'], attributes: { org: 'acme', type: 'user' } } } });
+    expect(bareRow).toMatchObject({ principalId: 'vic', request: { principal: { roles: ['viewer'], attributes: { org: 'acme' } } } });
+    // The type it states is not taken: asking as a service, vic is still what its key says (no type of its own).
+    expect(bareRow.request.principal.attributes).not.toHaveProperty('type');
+    const asService = await authzen(verdict.keys.vic, '/access/v1/evaluation', { subject: { type: 'service', id: 'vic' }, ...predict, ...ticket });
+    expect(asService.status).toBe(200);
+    const serviceRow = getDecision(verdict.db, (asService.body.context as { decision_id: string }).decision_id)!;
+    expect(serviceRow.request.principal.attributes).toEqual(bareRow.request.principal.attributes);
     // Search about oneself: the same rule; admin's every action is not listed for a viewer.
     const claimedSearch = await authzen(verdict.keys.vic, '/access/v1/search/action', { subject: { type: 'user', id: 'vic', properties: { roles: ['admin'] } }, resource: predict.resource, ...ticket });
     expect(claimedSearch.status).toBe(403);
