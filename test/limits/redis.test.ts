@@ -219,8 +219,9 @@ describe('a CheckBatch over Redis', () => {
       const items = Array.from({ length: 50 }, (_, i) => request(i % 2 === 0 ? 'fay' : `gil-${i}`, 'deny'));
       proxy.hold();
       const batch = pipeline.checkBatch(items, { caller: '127.0.0.1:1', requestId: null });
-      // Nothing comes back until every item's script has gone out (or a bound passes: a batch asking one item at a time stops at 1).
-      for (let waited = 0; proxy.scriptsSent() < items.length && waited < 3000; waited += 20) await new Promise((r) => setTimeout(r, 20));
+      // Nothing comes back until every item's script has gone out (or a bound passes: a batch asking one item at a time stops at 1;
+      // the bound is generous because a loaded machine can take seconds over fifty items).
+      for (let waited = 0; proxy.scriptsSent() < items.length && waited < 10_000; waited += 20) await new Promise((r) => setTimeout(r, 20));
       const sentBeforeAnyReply = proxy.scriptsSent();
       proxy.release();
       const results = await batch;
