@@ -150,7 +150,17 @@ export class ServerMetrics implements DecisionObserver {
   }
 
   /** The gRPC port's unread answers: connections closed for them, by why, and the unsent bytes held, read at each scrape. */
-  watchUnreadAnswers(answers: { readonly closedStalled: number; readonly closedOverBudget: number; readonly unsentBytes: number }): void {
+  watchUnreadAnswers(answers: { readonly closedStalled: number; readonly closedOverBudget: number; readonly refusedStreams: number; readonly unsentBytes: number }): void {
+    let refused = 0;
+    new Counter({
+      name: 'verdict_grpc_streams_refused_unread_total',
+      help: 'gRPC streams refused unread because their connection held more than grpcStreams.maxUnsentBytesPerConnection of answers it had not read.',
+      registers: [this.registry],
+      collect() {
+        this.inc(answers.refusedStreams - refused);
+        refused = answers.refusedStreams;
+      },
+    });
     let reported = { send_timeout: 0, over_budget: 0 };
     new Counter({
       name: 'verdict_grpc_connections_closed_unread_total',

@@ -46,6 +46,8 @@ function deafConnection(port: number): http2.ClientHttp2Session {
 interface Sent {
   /** Resolves once the answer's headers arrived: the batch was decided and its answer written. */
   readonly answered: Promise<void>;
+  /** The gRPC status of an answer that came as headers only (a refusal), read from its headers. */
+  readonly status: Promise<{ code: string; message: string }>;
   /** Resolves with the stream's reset code when it closes (0 when it was not reset). */
   readonly closed: Promise<number>;
 }
@@ -56,6 +58,9 @@ function sendBatch(session: http2.ClientHttp2Session): Sent {
   stream.end(batchFrame);
   return {
     answered: new Promise((resolve) => stream.once('response', () => resolve())),
+    status: new Promise((resolve) =>
+      stream.once('response', (headers) => resolve({ code: String(headers['grpc-status']), message: decodeURIComponent(String(headers['grpc-message'] ?? '')) })),
+    ),
     closed: new Promise((resolve) => stream.once('close', () => resolve(stream.rstCode ?? 0))),
   };
 }
@@ -179,7 +184,7 @@ describe('answers nobody reads, past the budgets', () => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
-  it('refuses a new stream on a connection holding more than maxUnsentBytesPerConnection, before deciding it; the largest holder goes when all are past maxUnsentBytes', async () => {
+  it('refuses a new stream on a connection holding more than maxUnsentBytesPerConnection, before reading it; the largest holder goes when all are past maxUnsentBytes', async () => {
     const first = deafConnection(verdict.grpcPort);
     const second = deafConnection(verdict.grpcPort);
     try {
@@ -187,10 +192,12 @@ describe('answers nobody reads, past the budgets', () => {
       await Promise.all(held.map((b) => b.answered));
       const decisions = await decisionsAnswered(verdict.httpPort);
       expect(decisions).toBeGreaterThanOrEqual(2 * ITEMS);
-      // The third stream on the first connection: refused by HTTP/2 ENHANCE_YOUR_CALM (gRPC clients read RESOURCE_EXHAUSTED), never read.
+      // Once a sweep has seen them held, the third stream on the first connection is refused unread.
+      expect(await metricReaches(verdict.httpPort, 'verdict_grpc_answer_bytes_unsent', 2 * ANSWER_AT_LEAST)).toBeGreaterThanOrEqual(2 * ANSWER_AT_LEAST);
       const third = sendBatch(first);
-      expect(await third.closed).toBe(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      expect(await third.status).toEqual({ code: '8', message: `this connection holds more than ${3 * MiB} bytes of answers it has not read (grpcStreams.maxUnsentBytesPerConnection); read them, then ask again` });
       expect(await decisionsAnswered(verdict.httpPort)).toBe(decisions);
+      expect(await metricValue(verdict.httpPort, 'verdict_grpc_streams_refused_unread_total')).toBe(1);
       expect(first.closed).toBe(false);
 
       // One more answer on another connection: the first, holding the most, is closed; the second keeps its own.
@@ -205,6 +212,33 @@ describe('answers nobody reads, past the budgets', () => {
     } finally {
       first.destroy();
       second.destroy();
+    }
+  }, 30_000);
+
+  // node's own per-session memory limit counts a stream's unsent bytes and never gives them back when the client
+  // resets the stream: behind it, a connection whose callers give up on large answers now and then ends up with
+  // every new stream refused. The sweep measures what is held now, so such a connection keeps being served.
+  it('keeps serving a connection whose callers reset streams holding unsent answers', async () => {
+    const session = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`, { settings: { initialWindowSize: 1024 } });
+    session.on('error', () => undefined);
+    try {
+      for (let i = 0; i < 6; i++) {
+        const stream = session.request({ ':method': 'POST', ':path': '/verdict.v1.Authorization/CheckBatch', 'content-type': 'application/grpc', te: 'trailers' });
+        stream.on('error', () => undefined);
+        stream.end(batchFrame);
+        const headers = await new Promise<http2.IncomingHttpHeaders>((resolve) => stream.once('response', resolve));
+        expect(headers['grpc-status'], `batch ${i}`).toBeUndefined();
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        await new Promise((resolve) => stream.once('close', resolve));
+      }
+      // About 12 MB of answers were reset unsent on this connection, four times its 3 MiB; a new stream is still served.
+      await new Promise((resolve) => setTimeout(resolve, 1200));
+      const last = sendBatch(session);
+      await last.answered;
+      expect(await metricValue(verdict.httpPort, 'verdict_grpc_streams_refused_unread_total')).toBe(1);
+      expect(session.closed || session.destroyed).toBe(false);
+    } finally {
+      session.destroy();
     }
   }, 30_000);
 });

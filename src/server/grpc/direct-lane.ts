@@ -73,10 +73,12 @@ export class DirectLane implements DirectLaneState {
   /**
    * @param maxFrameBytes the largest message read at all (server.ts hardCeiling); larger ones are refused unread
    * @param guard bounds how long and how large bodies still arriving may be (stream-guard.ts); it is handed the streams grpc-js answers
+   * @param unread refuses every new stream, whatever its method, on a connection holding too many unread answers (unread-answers.ts)
    */
   constructor(
     private readonly maxFrameBytes: number,
     private readonly guard: StreamGuard,
+    private readonly unread: NewStreamGate | null = null,
   ) {}
 
   add(method: DirectMethod): void {
@@ -113,6 +115,10 @@ export class DirectLane implements DirectLaneState {
         this.streamTableSessions += 1;
       });
       http2Server.on('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, flags: number, rawHeaders: string[]) => {
+        if (this.unread !== null && this.unread.refusesNewStreams(stream.session)) {
+          refuseUnread(stream, this.unread.refusalMessage);
+          return;
+        }
         const method = this.methods.get(headers[':path'] ?? '');
         if (method === undefined || !readsItself(headers)) {
           this.guard.watch(stream);
@@ -126,6 +132,19 @@ export class DirectLane implements DirectLaneState {
     }
     return this.installedOn > 0;
   }
+}
+
+/** What the lane asks before taking a new stream: whether its connection holds too many unread answers. */
+export interface NewStreamGate {
+  refusesNewStreams(session: http2.Http2Session | undefined): boolean;
+  readonly refusalMessage: string;
+}
+
+/** Answers RESOURCE_EXHAUSTED without reading the request, and resets the stream so the caller stops sending it. */
+function refuseUnread(stream: http2.ServerHttp2Stream, message: string): void {
+  stream.on('error', ignore);
+  answer(stream, () => stream.respond({ ...RESPONSE_HEADERS, 'grpc-status': String(status.RESOURCE_EXHAUSTED), 'grpc-message': encodeURI(message) }, RESPOND_AND_END));
+  stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
 
 /** A plain, uncompressed gRPC POST: what the lane reads itself. */

@@ -16,7 +16,7 @@ import { InFlightCalls, type UnaryCall, type UnaryHandler } from './call.js';
 import { DirectLane, type DirectLaneState } from './direct-lane.js';
 import { StatusError } from './status.js';
 import { DEFAULT_STREAM_GUARD_LIMITS, StreamGuard, type StreamGuardCounts, type StreamGuardLimits } from './stream-guard.js';
-import { DEFAULT_UNREAD_ANSWER_LIMITS, sessionMemoryMegabytes, UnreadAnswers, type UnreadAnswerCounts, type UnreadAnswerLimits, type UnreadAnswersClosed } from './unread-answers.js';
+import { DEFAULT_UNREAD_ANSWER_LIMITS, UnreadAnswers, type UnreadAnswerCounts, type UnreadAnswerLimits, type UnreadAnswersClosed } from './unread-answers.js';
 import { adminService, ADMIN_SERVICE } from './admin-service.js';
 import { authorizationService, AUTHORIZATION_SERVICE } from './authorization-service.js';
 import { indexDescriptorSet } from './descriptor-index.js';
@@ -153,8 +153,6 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
     // past the ceiling grpc-js refuses them with RESOURCE_EXHAUSTED before they cost more memory.
     'grpc.max_receive_message_length': hardCeiling(limit),
     'grpc.max_concurrent_streams': streamLimits.maxStreamsPerConnection,
-    // node counts a session's unsent answer bytes in its memory and refuses new streams past this.
-    'grpc-node.max_session_memory': sessionMemoryMegabytes(unreadAnswers.limits),
   });
   const guard = new StreamGuard(streamLimits);
   const inFlight = new InFlightCalls();
@@ -163,7 +161,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
     report: options.onInternalError ?? (() => undefined),
     inFlight,
   };
-  const direct = new DirectLane(hardCeiling(limit), guard);
+  const direct = new DirectLane(hardCeiling(limit), guard, unreadAnswers);
   /** A decision service: registered with grpc-js, and its unary methods put on the direct lane too. */
   const addDecisionService = (definition: ServiceDefinition, implementation: UntypedServiceImplementation): void => {
     server.addService(definition, implementation);

@@ -4,20 +4,22 @@
 // still answered). A hundred CheckBatch calls on one such connection, their request id
 // echoed in each of a thousand results, held most of a gigabyte.
 //
-// Three bounds, from the cheapest:
-// - per connection, node's own session memory (grpc-js `grpc-node.max_session_memory`),
-//   which counts the answer bytes not yet sent: past it, a new stream on that connection
-//   is refused before it is read (RST_STREAM ENHANCE_YOUR_CALM, which gRPC clients
-//   report as RESOURCE_EXHAUSTED), so nothing more is decided for it;
-// - a connection holding unsent answers that has sent less than 16 KiB (one full DATA
-//   frame) in `sendTimeoutMs` is closed (its calls still being decided stop at their
+// A sweep about once a second reads each open stream's unsent bytes (its writable
+// length: written by the server, not yet taken by the peer's window) and the bytes
+// each connection has written, and:
+// - marks a connection holding more than `maxUnsentBytesPerConnection`: until a later
+//   sweep finds it under, its new streams are refused before they are read
+//   (RESOURCE_EXHAUSTED), so nothing more is decided for it;
+// - closes a connection holding unsent answers that has sent less than 16 KiB (one
+//   full DATA frame) in `sendTimeoutMs` (its calls still being decided stop at their
 //   turn: call.cancelled);
-// - all connections together: past `maxUnsentBytes`, the connections holding the most
-//   are closed, the largest first, until the rest fit.
-// The last two are checked by a sweep about once a second, which reads each open
-// stream's unsent bytes (its writable length: written by the server, not yet taken by
-// the peer's window) and the bytes each connection has written; nothing is added to a
-// check's own path.
+// - closes the connections holding the most, the largest first, while all together
+//   hold more than `maxUnsentBytes`.
+// node's own per-session memory limit (grpc-js `grpc-node.max_session_memory`) would
+// refuse new streams too, but node 20 never credits back the unsent bytes of a stream
+// the client resets: a long-lived gateway connection whose callers give up now and
+// then would one day have every new stream refused. The sweep measures afresh each time.
+// A check's own path adds one map lookup (refusesNewStreams).
 
 import type http2 from 'node:http2';
 import { openStreams } from './stream-table.js';
@@ -25,7 +27,7 @@ import { openStreams } from './stream-table.js';
 export interface UnreadAnswerLimits {
   /** Answer bytes not yet sent, all connections together, past which the largest holders are closed. */
   readonly maxUnsentBytes: number;
-  /** Answer bytes one connection may hold unsent before its new streams are refused (node's session memory). */
+  /** Answer bytes one connection may hold unsent before its new streams are refused. */
   readonly maxUnsentBytesPerConnection: number;
   /** How long a connection may hold unsent answers without sending any of them. */
   readonly sendTimeoutMs: number;
@@ -43,6 +45,8 @@ export interface UnreadAnswerCounts {
   readonly closedStalled: number;
   /** Connections closed because all unsent answers together were past maxUnsentBytes. */
   readonly closedOverBudget: number;
+  /** Streams refused unread because their connection held more than maxUnsentBytesPerConnection. */
+  readonly refusedStreams: number;
   /** Answer bytes written and not yet sent, all connections together, at the last sweep. */
   readonly unsentBytes: number;
 }
@@ -54,15 +58,12 @@ export interface UnreadAnswersClosed {
   readonly unsentBytes: number;
 }
 
-/** grpc-js's option for node's session memory is in whole megabytes. */
-export function sessionMemoryMegabytes(limits: UnreadAnswerLimits): number {
-  return Math.max(1, Math.ceil(limits.maxUnsentBytesPerConnection / (1024 * 1024)));
-}
-
 /** Bytes a connection must have sent since the last mark to count as taking its answers: one full DATA frame. */
 const PROGRESS_BYTES = 16 * 1024;
 
 interface Progress {
+  /** Unsent answer bytes at the last sweep. */
+  unsent: number;
   /** The connection's bytes written when it last held nothing, or last sent PROGRESS_BYTES. */
   written: number;
   /** When that was. */
@@ -75,6 +76,7 @@ export class UnreadAnswers implements UnreadAnswerCounts {
   private sweeper: NodeJS.Timeout | null = null;
   closedStalled = 0;
   closedOverBudget = 0;
+  refusedStreams = 0;
   unsentBytes = 0;
 
   constructor(
@@ -89,7 +91,7 @@ export class UnreadAnswers implements UnreadAnswerCounts {
       if (this.watched.has(candidate as object) || typeof (candidate as { on?: unknown }).on !== 'function') continue;
       this.watched.add(candidate as object);
       (candidate as http2.Http2Server).on('session', (session: http2.ServerHttp2Session) => {
-        this.sessions.set(session, { written: 0, since: this.now() });
+        this.sessions.set(session, { unsent: 0, written: 0, since: this.now() });
         session.once('close', () => this.sessions.delete(session));
       });
     }
@@ -102,6 +104,20 @@ export class UnreadAnswers implements UnreadAnswerCounts {
   stop(): void {
     if (this.sweeper !== null) clearInterval(this.sweeper);
     this.sweeper = null;
+  }
+
+  /** Whether a new stream on `session` is refused unread: the last sweep found it holding more than maxUnsentBytesPerConnection. */
+  refusesNewStreams(session: http2.Http2Session | undefined): boolean {
+    if (session === undefined) return false;
+    const progress = this.sessions.get(session as http2.ServerHttp2Session);
+    if (progress === undefined || progress.unsent <= this.limits.maxUnsentBytesPerConnection) return false;
+    this.refusedStreams += 1;
+    return true;
+  }
+
+  /** The refusal such a stream gets. */
+  get refusalMessage(): string {
+    return `this connection holds more than ${this.limits.maxUnsentBytesPerConnection} bytes of answers it has not read (grpcStreams.maxUnsentBytesPerConnection); read them, then ask again`;
   }
 
   /** Closes the connections that hold unsent answers too long, then, while all together hold too much, the largest. */
@@ -149,6 +165,7 @@ export class UnreadAnswers implements UnreadAnswerCounts {
       if (pending > 0) unsent += pending;
     });
     const written = (session.socket as { bytesWritten?: number } | undefined)?.bytesWritten ?? 0;
+    progress.unsent = unsent;
     if (unsent === 0 || written - progress.written >= PROGRESS_BYTES) {
       progress.written = written;
       progress.since = now;
