@@ -1,6 +1,12 @@
 import { describe, expect, it } from 'vitest';
 import { messageType } from '../../src/server/grpc/descriptors.js';
-import { fieldGivenTwice } from '../../src/server/grpc/once-fields.js';
+import { readOnce } from '../../src/server/grpc/once-fields.js';
+
+/** The reason a field was given twice; null when none was (or the walk could not follow the bytes). */
+const fieldGivenTwice = (bytes: Uint8Array, type: Parameters<typeof readOnce>[1]): string | null => {
+  const once = readOnce(bytes, type);
+  return once?.kind === 'twice' ? once.reason : null;
+};
 
 // The wire walk behind "given twice" (once-fields.ts), on bytes built by hand: what it
 // refuses, what it leaves to proto3, and that hostile shapes cost it linear work.

@@ -198,6 +198,24 @@ describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', ()
     expect(trailers?.get('verdict-decision-id')[0]).toBe(recorded[0]!.decisionId);
   });
 
+  // A second copy hidden where the walk and protobufjs read the bytes differently: protobufjs does not match a group's
+  // end tag, reads a tag's fifth byte by its low four bits and skips five more, and reads a known field by its
+  // declared type whatever wire type it came with. Each was decided on the last copy.
+  const PRINCIPAL = ld(1, cat(str(1, 'dana'), str(2, 'viewer')));
+  const HIDDEN: readonly (readonly [string, Buffer, RegExp])[] = [
+    ['an unknown group closed by another field', cat(str(2, 'delete'), varint((50 << 3) | 3), str(1, 'x'), varint((51 << 3) | 4), str(2, 'read'), PRINCIPAL, TWICE_RESOURCE), /do not follow the protobuf wire format/],
+    ["a tag whose fifth byte sets bit 32", cat(str(2, 'delete'), Buffer.from([0x92, 0x80, 0x80, 0x80, 0x10]), varint(4), Buffer.from('read'), PRINCIPAL, TWICE_RESOURCE), /action is given twice/],
+    ['the first copy sent with wire type 0', cat(Buffer.from([(2 << 3) | 0]), varint(6), Buffer.from('delete'), str(2, 'read'), PRINCIPAL, TWICE_RESOURCE), /do not follow the protobuf wire format/],
+  ];
+
+  it.each(HIDDEN)('a second action hidden behind %s: INVALID_ARGUMENT, recorded, never decided', async (_what, sent, reason) => {
+    const before = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
+    const { error } = await sendRaw(shipped.server.grpcPort, 'Check', sent);
+    expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(error?.details).toMatch(reason);
+    expect(queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length).toBe(before + 1);
+  });
+
   it('a repeated field in several entries, and an unknown field twice, are read as proto3 reads them: decided', async () => {
     // roles in two entries; field 99 (unknown) twice; a second map entry under another key.
     const principal = ld(1, cat(str(1, 'dana'), str(2, 'viewer'), str(2, 'data_scientist'), ld(3, cat(TWICE_ENTRY('org', TWICE_TEXT('acme')), TWICE_ENTRY('employment', TWICE_TEXT('employee'))))));

@@ -22,6 +22,11 @@ interface FieldPlan {
   readonly message: (() => Plan) | null;
   /** A map field: its entries' keys must differ. */
   readonly map: boolean;
+  /** The wire types this field may be sent with, as bits (1 << wire type); for a map, its entries' (length-delimited). */
+  readonly wires: number;
+  /** For a map: the wire types of its key and of its value. */
+  readonly keyWires: number;
+  readonly valueWires: number;
 }
 
 type Plan = ReadonlyMap<number, FieldPlan>;
@@ -44,9 +49,36 @@ function planOf(type: protobuf.Type): Plan {
       once: !field.repeated && !field.map,
       message: nested === null ? null : () => planOf(nested),
       map: field.map,
+      wires: field.map ? LENGTH_DELIMITED : wiresOf(field.type, nested !== null, field.repeated),
+      keyWires: field.map ? wiresOf((field as unknown as { keyType: string }).keyType, false, false) : 0,
+      valueWires: field.map ? wiresOf(field.type, nested !== null, false) : 0,
     });
   }
   return plan;
+}
+
+const LENGTH_DELIMITED = 1 << 2;
+
+/** The wire types a field of `type` is encoded with (a repeated number may also be packed). */
+function wiresOf(type: string, isMessage: boolean, repeated: boolean): number {
+  if (isMessage || type === 'string' || type === 'bytes') return LENGTH_DELIMITED;
+  let wire: number;
+  switch (type) {
+    case 'double':
+    case 'fixed64':
+    case 'sfixed64':
+      wire = 1 << 1;
+      break;
+    case 'float':
+    case 'fixed32':
+    case 'sfixed32':
+      wire = 1 << 5;
+      break;
+    default:
+      // the varint types: int32, int64, uint32, uint64, sint32, sint64, bool, and enums
+      wire = 1 << 0;
+  }
+  return repeated ? wire | LENGTH_DELIMITED : wire;
 }
 
 /** Thrown inside the walk; each message it passes through on the way out puts its field's name in front. */
@@ -61,24 +93,35 @@ class GivenTwice {
 class Unreadable {}
 const UNREADABLE = new Unreadable();
 
+/** Why a message is refused before it is decoded. */
+export interface OnceRefusal {
+  /**
+   * `twice`: a field or map key given twice. `unfollowed`: bytes the walk cannot follow
+   * (a field sent with another wire type than its own, a group closed by another
+   * field's end tag, a varint past ten bytes); refused only when the decoder, more
+   * lenient, would have read them (server.ts), since the second copy of a field could
+   * hide behind them.
+   */
+  readonly kind: 'twice' | 'unfollowed';
+  readonly reason: string;
+}
+
 /**
- * Why `bytes`, a message of `type`, cannot be read as one: the path of a field or map
- * key given twice; null when every field is given once (or the bytes are malformed,
- * which decoding then reports).
+ * Why `message`, of `type`, cannot be read as one: a field or map key given twice, or
+ * bytes the walk cannot follow; null when every field is given once.
  */
-export function fieldGivenTwice(message: Uint8Array, type: protobuf.Type): string | null {
+export function readOnce(message: Uint8Array, type: protobuf.Type): OnceRefusal | null {
   try {
     walk(message, 0, message.length, planOf(type), 0);
     return null;
   } catch (error) {
-    if (error instanceof GivenTwice) return `${error.path.join('')} is given twice in one message; send each field, and each map key, once`;
-    if (error instanceof Unreadable) return null;
+    if (error instanceof GivenTwice) return { kind: 'twice', reason: `${error.path.join('')} is given twice in one message; send each field, and each map key, once` };
+    if (error instanceof Unreadable) return { kind: 'unfollowed', reason: 'its bytes do not follow the protobuf wire format (a field sent with another wire type than its own, a group closed by another field, or a varint past ten bytes); send a message encoded by a protobuf library' };
     throw error;
   } finally {
     keyStack.top = 0;
   }
 }
-
 
 /**
  * Messages nested deeper than this are left unwalked (the call stack stays small); an
@@ -107,18 +150,35 @@ interface Cursor {
 pos: number;
 }
 
-/** Reads one varint at `at.pos`, not past `end`; at most 10 bytes. */
-function varint(bytes: Uint8Array, at: Cursor, end: number): number {
+/**
+ * Reads a tag or a length as protobufjs does (its `uint32`): the low 32 bits, a fifth
+ * byte's low four bits, and when the fifth byte goes on, five more bytes skipped
+ * unread. Reading them any other way, the walk would see another field number or
+ * length than the decoder, and a second copy could pass as another field.
+ */
+function uint32(bytes: Uint8Array, at: Cursor, end: number): number {
   let value = 0;
-  let scale = 1;
-  for (let i = 0; i < 10; i++) {
+  for (let i = 0; i < 4; i++) {
     if (at.pos >= end) throw UNREADABLE;
     const byte = bytes[at.pos++]!;
-    value += (byte & 0x7f) * scale;
+    value = (value | ((byte & 0x7f) << (7 * i))) >>> 0;
     if (byte < 0x80) return value;
-    scale *= 128;
   }
-  throw UNREADABLE;
+  if (at.pos >= end) throw UNREADABLE;
+  const fifth = bytes[at.pos++]!;
+  value = (value | ((fifth & 0x0f) << 28)) >>> 0;
+  if (fifth < 0x80) return value;
+  at.pos += 5;
+  if (at.pos > end) throw UNREADABLE;
+  return value;
+}
+
+/** Moves past a varint value, as protobufjs skips one: up to a byte without its high bit. */
+function skipVarint(bytes: Uint8Array, at: Cursor, end: number): void {
+  for (;;) {
+    if (at.pos >= end) throw UNREADABLE;
+    if (bytes[at.pos++]! < 0x80) return;
+  }
 }
 
 /** Whether the key bytes [from, to) equal those at [otherFrom, otherTo). */
@@ -148,10 +208,12 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
   const entries = keyStack.entries;
   let manyKeys: Set<string> | null = null;
   while (at.pos < end) {
-    const tag = varint(bytes, at, end);
-    const id = Math.floor(tag / 8);
-    const wire = tag % 8;
+    const tag = uint32(bytes, at, end);
+    const id = (tag >>> 3);
+    const wire = (tag & 7);
     const field = plan.get(id);
+    // protobufjs reads a known field by its declared type whatever wire type it came with; the walk would skip it by the wire type and lose step.
+    if (field !== undefined && ((1 << wire) & field.wires) === 0) throw UNREADABLE;
     if (field !== undefined && field.once) {
       if (id < 32) {
         const bit = 1 << id;
@@ -167,7 +229,7 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
       skip(bytes, at, end, wire, id, depth);
       continue;
     }
-    const length = varint(bytes, at, end);
+    const length = uint32(bytes, at, end);
     const from = at.pos;
     const to = from + length;
     if (to > end) throw UNREADABLE;
@@ -221,10 +283,11 @@ function mapEntry(bytes: Uint8Array, start: number, end: number, field: FieldPla
   let keySeen = false;
   let valueSeen = false;
   while (at.pos < end) {
-    const tag = varint(bytes, at, end);
-    const id = Math.floor(tag / 8);
-    const wire = tag % 8;
+    const tag = uint32(bytes, at, end);
+    const id = (tag >>> 3);
+    const wire = (tag & 7);
     if (id === 1 || id === 2) {
+      if (((1 << wire) & (id === 1 ? field.keyWires : field.valueWires)) === 0) throw UNREADABLE;
       if (id === 1 ? keySeen : valueSeen) throw new GivenTwice(`${field.name}${id === 1 ? ' key' : ' value'}`);
       if (id === 1) keySeen = true;
       else valueSeen = true;
@@ -239,7 +302,7 @@ function mapEntry(bytes: Uint8Array, start: number, end: number, field: FieldPla
       }
       continue;
     }
-    const length = varint(bytes, at, end);
+    const length = uint32(bytes, at, end);
     const from = at.pos;
     const to = from + length;
     if (to > end) throw UNREADABLE;
@@ -264,7 +327,7 @@ function mapEntry(bytes: Uint8Array, start: number, end: number, field: FieldPla
 function skip(bytes: Uint8Array, at: Cursor, end: number, wire: number, id: number, depth: number): void {
   switch (wire) {
     case 0:
-      varint(bytes, at, end);
+      skipVarint(bytes, at, end);
       return;
     case 1:
       at.pos += 8;
@@ -275,18 +338,18 @@ function skip(bytes: Uint8Array, at: Cursor, end: number, wire: number, id: numb
     case 3: {
       if (depth > MAX_DEPTH) throw UNREADABLE;
       for (;;) {
-        const tag = varint(bytes, at, end);
-        if (tag % 8 === 4) {
-          if (Math.floor(tag / 8) !== id) throw UNREADABLE;
+        const tag = uint32(bytes, at, end);
+        if ((tag & 7) === 4) {
+          if ((tag >>> 3) !== id) throw UNREADABLE;
           return;
         }
-        if (tag % 8 === 2) {
-          // Read before adding: `at.pos += varint(bytes, at, end)` would add to the position the length started at.
-        const length = varint(bytes, at, end);
+        if ((tag & 7) === 2) {
+          // Read before adding: `at.pos += uint32(bytes, at, end)` would add to the position the length started at.
+        const length = uint32(bytes, at, end);
         at.pos += length;
           if (at.pos > end) throw UNREADABLE;
         } else {
-          skip(bytes, at, end, tag % 8, Math.floor(tag / 8), depth + 1);
+          skip(bytes, at, end, (tag & 7), (tag >>> 3), depth + 1);
         }
       }
     }

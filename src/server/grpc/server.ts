@@ -21,7 +21,7 @@ import { adminService, ADMIN_SERVICE } from './admin-service.js';
 import { authorizationService, AUTHORIZATION_SERVICE } from './authorization-service.js';
 import { indexDescriptorSet } from './descriptor-index.js';
 import { descriptorSet, messageType, serviceDefinition } from './descriptors.js';
-import { fieldGivenTwice } from './once-fields.js';
+import { readOnce } from './once-fields.js';
 import { unreadableRawHeader } from './convert/envoy.js';
 import { EXT_AUTHZ_SERVICE, extAuthzService } from './ext-authz-service.js';
 import type { AdminHandlers, AuthorizationHandlers } from './handlers.js';
@@ -111,14 +111,16 @@ function withSizeLimit(definition: ServiceDefinition, limit: number, unreadable:
       ...method,
       requestDeserialize: (bytes: Buffer) => {
         if (bytes.length > limit) return new OversizedMessage(bytes.length, limit);
-        const twice = reflected === null ? null : fieldGivenTwice(bytes, reflected);
-        if (twice !== null) return new MalformedMessage(type, bytes.length, new RangeError(twice));
+        const once = reflected === null ? null : readOnce(bytes, reflected);
+        if (once?.kind === 'twice') return new MalformedMessage(type, bytes.length, new RangeError(once.reason));
         let message: unknown;
         try {
           message = decode(bytes);
         } catch (error) {
           return new MalformedMessage(type, bytes.length, error);
         }
+        // Bytes the decoder read but the walk could not follow: a second copy of a field could be behind them.
+        if (once !== null) return new MalformedMessage(type, bytes.length, new RangeError(once.reason));
         const reason = unreadable(message as never);
         return reason === null ? message : new MalformedMessage(type, bytes.length, new RangeError(reason));
       },
