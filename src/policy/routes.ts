@@ -611,7 +611,8 @@ interface QueryFacts {
  * The query as verdict reads it (URLSearchParams), and the parameters other servers
  * would read as the same one: a name followed by `[…]` (`region[]`, `region[0]`: PHP,
  * Rails and Express's `qs` make a list of them), a name differing only in case (ASP.NET
- * reads names that way), and a raw `;` (older Go, Rack and Python servers split on it).
+ * reads names that way), one PHP reads as it (a leading space, `.` or a space for `_`),
+ * and a raw `;` (older Go, Rack and Python servers split on it).
  * Behind NGINX, `?region=us&region[]=eu` was decided on `us` while the upstream read
  * `["us", "eu"]`.
  */
@@ -634,10 +635,16 @@ function readQuery(raw: string): QueryFacts {
   };
 }
 
-/** A query parameter's name as the loosest server reads it: before any `[`, in lower case. */
+/**
+ * A query parameter's name as the loosest server reads it: leading spaces dropped, cut
+ * at a `[` that is closed (an unclosed one read as `_`), spaces and dots as `_` (PHP reads `cost.center` and `cost center` as
+ * `cost_center`), in lower case.
+ */
 function looseName(key: string): string {
   const bracket = key.indexOf('[');
-  return (bracket === -1 ? key : key.slice(0, bracket)).toLowerCase();
+  // PHP reads an unclosed `[` as `_` too (`cost[center` is `cost_center`).
+  const base = bracket === -1 ? key : key.indexOf(']', bracket) === -1 ? key.replace('[', '_') : key.slice(0, bracket);
+  return base.replace(/^ +/, '').replace(/[ .]/g, '_').toLowerCase();
 }
 
 /** A value; undefined when a placeholder it needs is absent from the request. */

@@ -179,6 +179,7 @@ describe('what a route makes of a request', () => {
     for (const [sent, why] of [
       ['region=eu&region[]=us&a=1&b=2', /a query parameter other servers read as region \(its name differs in case, or ends in \[\.\.\.\]\)/],
       ['Region=eu&a=1&b=2', /a query parameter other servers read as region/],
+      ['region=eu&+region=us&a=1&b=2', /a query parameter other servers read as region/],
       ['region=eu;region=us&a=1&b=2', /a ";" in its query, which some servers read as a separator/],
     ] as const) {
       const cloaked = match.route.resolve(facts({ query: sent, headers: { 'x-tier': 'gold' } }), match.params);
