@@ -316,8 +316,10 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
         logger.warn(
           { peer, unsentBytes, reason },
           reason === 'send_timeout'
-            ? `closed a gRPC connection that took less than 16 KiB of its answers in ${config.grpcStreams.sendTimeoutMs} ms (grpcStreams.sendTimeoutMs)`
-            : `closed the gRPC connection holding the most unsent answers: all together were past ${config.grpcStreams.maxUnsentBytes} bytes (grpcStreams.maxUnsentBytes)`,
+            ? `closed a gRPC connection that took none of its answers in ${config.grpcStreams.sendTimeoutMs} ms (grpcStreams.sendTimeoutMs)`
+            : reason === 'connection_budget'
+              ? `closed a gRPC connection holding more than ${config.grpcStreams.maxUnsentBytesPerConnection} bytes of answers it did not take (grpcStreams.maxUnsentBytesPerConnection)`
+              : `closed the gRPC connection holding the most unsent answers: all together were past ${config.grpcStreams.maxUnsentBytes} bytes (grpcStreams.maxUnsentBytes)`,
         ),
       maxConnections: fitted.caps.grpcMaxConnections,
       onInternalError: (error, method) => logger.error({ method, error: messageOf(error) }, 'internal error answering a call'),

@@ -150,7 +150,7 @@ export class ServerMetrics implements DecisionObserver {
   }
 
   /** The gRPC port's unread answers: connections closed for them, by why, and the unsent bytes held, read at each scrape. */
-  watchUnreadAnswers(answers: { readonly closedStalled: number; readonly closedOverBudget: number; readonly refusedStreams: number; readonly unsentBytes: number }): void {
+  watchUnreadAnswers(answers: { readonly closedStalled: number; readonly closedOverBudget: number; readonly closedConnectionBudget: number; readonly refusedStreams: number; readonly unsentBytes: number }): void {
     let refused = 0;
     new Counter({
       name: 'verdict_grpc_streams_refused_unread_total',
@@ -161,16 +161,17 @@ export class ServerMetrics implements DecisionObserver {
         refused = answers.refusedStreams;
       },
     });
-    let reported = { send_timeout: 0, over_budget: 0 };
+    let reported = { send_timeout: 0, over_budget: 0, connection_budget: 0 };
     new Counter({
       name: 'verdict_grpc_connections_closed_unread_total',
-      help: 'gRPC connections closed for answers they did not read: send_timeout (less than 16 KiB taken in grpcStreams.sendTimeoutMs), over_budget (all unsent answers past grpcStreams.maxUnsentBytes).',
+      help: 'gRPC connections closed for answers they did not read: send_timeout (none taken in grpcStreams.sendTimeoutMs), connection_budget (past grpcStreams.maxUnsentBytesPerConnection, none taken between two checks), over_budget (all unsent answers past grpcStreams.maxUnsentBytes).',
       labelNames: ['reason'],
       registers: [this.registry],
       collect() {
         this.inc({ reason: 'send_timeout' }, answers.closedStalled - reported.send_timeout);
         this.inc({ reason: 'over_budget' }, answers.closedOverBudget - reported.over_budget);
-        reported = { send_timeout: answers.closedStalled, over_budget: answers.closedOverBudget };
+        this.inc({ reason: 'connection_budget' }, answers.closedConnectionBudget - reported.connection_budget);
+        reported = { send_timeout: answers.closedStalled, over_budget: answers.closedOverBudget, connection_budget: answers.closedConnectionBudget };
       },
     });
     new Gauge({

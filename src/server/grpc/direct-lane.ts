@@ -40,6 +40,8 @@ const OK_TRAILERS: http2.OutgoingHttpHeaders = Object.freeze({ 'grpc-status': '0
 const RESPOND_WITH_TRAILERS = Object.freeze({ waitForTrailers: true });
 const RESPOND_AND_END = Object.freeze({ endStream: true });
 const NO_AUTH_CONTEXT: AuthContext = Object.freeze({});
+/** Answers larger than this are written in pieces of this size. */
+const ANSWER_PIECE_BYTES = 64 * 1024;
 
 /** Content types the lane reads itself; anything else is grpc-js's to answer (415 and the like). */
 const GRPC_PROTO = new Set(['application/grpc', 'application/grpc+proto']);
@@ -132,6 +134,32 @@ export class DirectLane implements DirectLaneState {
     }
     return this.installedOn > 0;
   }
+}
+
+const PIECES_HELD = Symbol('answer bytes not yet handed to the stream');
+type PiecedStream = http2.ServerHttp2Stream & { [PIECES_HELD]?: number };
+
+/** Answer bytes a stream still holds: written and not yet sent, and pieces not yet written. */
+export function answerBytesHeld(stream: http2.ServerHttp2Stream): number {
+  return stream.writableLength + ((stream as PiecedStream)[PIECES_HELD] ?? 0);
+}
+
+/**
+ * Writes `frame` from `at`: an answer larger than ANSWER_PIECE_BYTES goes one piece at
+ * a time, each once the last has been taken, so what the caller has read of it shows in
+ * the stream's unsent bytes (unread-answers.ts counts progress so). Pieces handed over
+ * together would be one write for node, counted whole until its last byte leaves.
+ */
+function writeInPieces(stream: http2.ServerHttp2Stream, frame: Buffer, at: number): void {
+  if (frame.length - at <= ANSWER_PIECE_BYTES) {
+    if (at > 0) (stream as PiecedStream)[PIECES_HELD] = 0;
+    stream.end(at === 0 ? frame : frame.subarray(at));
+    return;
+  }
+  (stream as PiecedStream)[PIECES_HELD] = frame.length - at - ANSWER_PIECE_BYTES;
+  stream.write(frame.subarray(at, at + ANSWER_PIECE_BYTES), (error) => {
+    if (error === null || error === undefined) answer(stream, () => writeInPieces(stream, frame, at + ANSWER_PIECE_BYTES));
+  });
 }
 
 /** What the lane asks before taking a new stream: whether its connection holds too many unread answers. */
@@ -258,7 +286,7 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
       answer(stream, () => {
         stream.respond(RESPONSE_HEADERS, RESPOND_WITH_TRAILERS);
         stream.once('wantTrailers', () => answer(stream, () => stream.sendTrailers(OK_TRAILERS)));
-        stream.end(frame);
+        writeInPieces(stream, frame, 0);
       });
     };
     try {

@@ -9,10 +9,11 @@
 // each connection has written, and:
 // - marks a connection holding more than `maxUnsentBytesPerConnection`: until a later
 //   sweep finds it under, its new streams are refused before they are read
-//   (RESOURCE_EXHAUSTED), so nothing more is decided for it;
-// - closes a connection holding unsent answers that has sent less than 16 KiB (one
-//   full DATA frame) in `sendTimeoutMs` (its calls still being decided stop at their
-//   turn: call.cancelled);
+//   (RESOURCE_EXHAUSTED), so nothing more is decided for it; and closes it when the
+//   next sweep finds it still over, having taken none of its answers in between
+//   (calls admitted earlier may go on writing past the limit);
+// - closes a connection holding unsent answers that has taken none of them for
+//   `sendTimeoutMs` (its calls still being decided stop at their turn: call.cancelled);
 // - closes the connections holding the most, the largest first, while all together
 //   hold more than `maxUnsentBytes`.
 // node's own per-session memory limit (grpc-js `grpc-node.max_session_memory`) would
@@ -22,6 +23,7 @@
 // A check's own path adds one map lookup (refusesNewStreams).
 
 import type http2 from 'node:http2';
+import { answerBytesHeld } from './direct-lane.js';
 import { openStreams } from './stream-table.js';
 
 export interface UnreadAnswerLimits {
@@ -41,10 +43,12 @@ export const DEFAULT_UNREAD_ANSWER_LIMITS: UnreadAnswerLimits = Object.freeze({
 
 /** The connections closed for answers they did not read, and the bytes held now, for status and metrics. */
 export interface UnreadAnswerCounts {
-  /** Connections closed for holding unsent answers past sendTimeoutMs while taking less than 16 KiB of them. */
+  /** Connections closed for holding unsent answers for sendTimeoutMs while taking none of them. */
   readonly closedStalled: number;
   /** Connections closed because all unsent answers together were past maxUnsentBytes. */
   readonly closedOverBudget: number;
+  /** Connections closed for holding more than maxUnsentBytesPerConnection at two sweeps running, taking none in between. */
+  readonly closedConnectionBudget: number;
   /** Streams refused unread because their connection held more than maxUnsentBytesPerConnection. */
   readonly refusedStreams: number;
   /** Answer bytes written and not yet sent, all connections together, at the last sweep. */
@@ -53,21 +57,20 @@ export interface UnreadAnswerCounts {
 
 /** One closed connection, for the log. */
 export interface UnreadAnswersClosed {
-  readonly reason: 'send_timeout' | 'over_budget';
+  readonly reason: 'send_timeout' | 'over_budget' | 'connection_budget';
   readonly peer: string;
   readonly unsentBytes: number;
 }
 
-/** Bytes a connection must have sent since the last mark to count as taking its answers: one full DATA frame. */
-const PROGRESS_BYTES = 16 * 1024;
-
 interface Progress {
   /** Unsent answer bytes at the last sweep. */
   unsent: number;
-  /** The connection's bytes written when it last held nothing, or last sent PROGRESS_BYTES. */
-  written: number;
-  /** When that was. */
+  /** Unsent bytes of each stream holding some, at the last sweep. */
+  streams: Map<unknown, number>;
+  /** When the connection last sent some of its answers, or last held none. */
   since: number;
+  /** Whether the sweep before the last found it over maxUnsentBytesPerConnection. */
+  wasOver: boolean;
 }
 
 export class UnreadAnswers implements UnreadAnswerCounts {
@@ -76,6 +79,7 @@ export class UnreadAnswers implements UnreadAnswerCounts {
   private sweeper: NodeJS.Timeout | null = null;
   closedStalled = 0;
   closedOverBudget = 0;
+  closedConnectionBudget = 0;
   refusedStreams = 0;
   unsentBytes = 0;
 
@@ -91,7 +95,7 @@ export class UnreadAnswers implements UnreadAnswerCounts {
       if (this.watched.has(candidate as object) || typeof (candidate as { on?: unknown }).on !== 'function') continue;
       this.watched.add(candidate as object);
       (candidate as http2.Http2Server).on('session', (session: http2.ServerHttp2Session) => {
-        this.sessions.set(session, { unsent: 0, written: 0, since: this.now() });
+        this.sessions.set(session, { unsent: 0, streams: new Map(), since: this.now(), wasOver: false });
         session.once('close', () => this.sessions.delete(session));
       });
     }
@@ -137,6 +141,12 @@ export class UnreadAnswers implements UnreadAnswerCounts {
         this.close(session, 'send_timeout', unsent);
         continue;
       }
+      // Its new streams are refused already; calls admitted before may still have written past the limit.
+      if (unsent > this.limits.maxUnsentBytesPerConnection && progress.wasOver && progress.since !== now) {
+        this.closedConnectionBudget += 1;
+        this.close(session, 'connection_budget', unsent);
+        continue;
+      }
       holders.push({ session, unsent });
       total += unsent;
     }
@@ -153,23 +163,30 @@ export class UnreadAnswers implements UnreadAnswerCounts {
   }
 
   /**
-   * The session's unsent answer bytes now; moves its mark on when it holds none, or
-   * when it has sent PROGRESS_BYTES since the mark. Progress is counted in bytes the
-   * connection wrote, not in what each stream still holds: one answer is written as
-   * one chunk, whose count stays whole until its last byte has been taken.
+   * The session's unsent answer bytes now; moves `since` on when it holds none, or when
+   * a stream holds less than at the last sweep or has gone since. Progress is counted
+   * per stream, never in bytes the connection wrote: a client sending PINGs gets their
+   * acknowledgements written without reading a byte of its answers. The direct lane
+   * writes large answers in 64 KiB pieces, so a stream's count falls as they are read.
    */
   private measure(session: http2.ServerHttp2Session, progress: Progress, now: number): number {
+    const before = progress.streams;
+    const after = new Map<unknown, number>();
     let unsent = 0;
+    let sent = false;
     openStreams(session)?.forEach((stream) => {
-      const pending = (stream as http2.ServerHttp2Stream).writableLength;
-      if (pending > 0) unsent += pending;
+      const pending = answerBytesHeld(stream as http2.ServerHttp2Stream);
+      if (!(pending > 0)) return;
+      unsent += pending;
+      after.set(stream, pending);
+      const last = before.get(stream);
+      if (last !== undefined && pending < last) sent = true;
     });
-    const written = (session.socket as { bytesWritten?: number } | undefined)?.bytesWritten ?? 0;
+    for (const stream of before.keys()) if (!after.has(stream)) sent = true;
+    progress.wasOver = progress.unsent > this.limits.maxUnsentBytesPerConnection;
+    progress.streams = after;
     progress.unsent = unsent;
-    if (unsent === 0 || written - progress.written >= PROGRESS_BYTES) {
-      progress.written = written;
-      progress.since = now;
-    }
+    if (unsent === 0 || sent) progress.since = now;
     return unsent;
   }
 
