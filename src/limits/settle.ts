@@ -41,6 +41,8 @@ export class SettlementBook {
   private readonly entries = new Map<string, HeldEntry>();
   /** Each caller group's entries, oldest first. */
   private readonly groups = new Map<string, Set<string>>();
+  /** The group evictions were last taken from (evictFor). */
+  private victim: Set<string> | undefined;
   /** Entries evicted before their window ended, because the book was full. */
   evictions = 0;
 
@@ -78,10 +80,20 @@ export class SettlementBook {
 
   private evictFor(group: string): void {
     const own = this.groups.get(group);
-    const groups = this.groups.size + (own === undefined ? 1 : 0);
-    let from = own !== undefined && own.size >= this.max / groups ? own : undefined;
+    const share = this.max / (this.groups.size + (own === undefined ? 1 : 0));
+    let from = own !== undefined && own.size >= share ? own : undefined;
+    if (from === undefined && this.victim !== undefined && this.victim.size >= share && this.victim.size > 0) from = this.victim;
     if (from === undefined) {
-      for (const ids of this.groups.values()) if (from === undefined || ids.size > from.size) from = ids;
+      // The first group holding at least its share (there always is one: the book is full), kept for the next
+      // evictions while it still does, so that a book spread over many groups is not scanned on every add.
+      for (const ids of this.groups.values()) {
+        if (ids.size >= share) {
+          from = ids;
+          break;
+        }
+        if (from === undefined || ids.size > from.size) from = ids;
+      }
+      this.victim = from;
     }
     const oldest = from?.values().next();
     if (oldest === undefined || oldest.done) return;
@@ -95,7 +107,10 @@ export class SettlementBook {
     this.entries.delete(decisionId);
     const ids = this.groups.get(entry.group);
     ids?.delete(decisionId);
-    if (ids?.size === 0) this.groups.delete(entry.group);
+    if (ids?.size === 0) {
+      this.groups.delete(entry.group);
+      if (this.victim === ids) this.victim = undefined;
+    }
   }
 
   /**
