@@ -3,8 +3,9 @@
  * decision whose limits took a cost, the keys and units reserved, who made it, and
  * until when it may be settled. Bounded: at most `max` decisions are held; an entry
  * past its window is dropped as writes go by, and when full an entry is evicted (it
- * can no longer be settled), taken from whoever holds more than its share (add). A settled entry stays until its window ends, so a
- * second Settle of the same decision is told so.
+ * can no longer be settled), taken from whoever holds more than its share (add). A
+ * settled entry stays until its window ends, so a second Settle of the same decision
+ * is told so.
  */
 
 /** Units one limit took up front for a decision, and where. */
@@ -59,7 +60,7 @@ export class SettlementBook {
   /**
    * Holds a decision for Settle. `group` is who it counts against when the book is
    * full (decisions/caller-group.ts: an identity, or a host): a group holding its
-   * share or more loses its own oldest entry, else the group holding the most does.
+   * share or more loses its own oldest entry, else one that holds at least its share does.
    * With one oldest-first list for all, one caller's flood of reservations evicted
    * every other caller's, whose Settles then found nothing and whose unused units
    * were never given back.
@@ -82,7 +83,7 @@ export class SettlementBook {
     const own = this.groups.get(group);
     const share = this.max / (this.groups.size + (own === undefined ? 1 : 0));
     let from = own !== undefined && own.size >= share ? own : undefined;
-    if (from === undefined && this.victim !== undefined && this.victim.size >= share && this.victim.size > 0) from = this.victim;
+    if (from === undefined && this.victim !== undefined && this.victim.size >= share) from = this.victim;
     if (from === undefined) {
       // The first group holding at least its share (there always is one: the book is full), kept for the next
       // evictions while it still does, so that a book spread over many groups is not scanned on every add.

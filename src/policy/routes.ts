@@ -619,7 +619,10 @@ interface QueryFacts {
 function readQuery(raw: string): QueryFacts {
   const params = new URLSearchParams(raw);
   const copies = new Map<string, number>();
-  for (const key of params.keys()) copies.set(looseName(key), (copies.get(looseName(key)) ?? 0) + 1);
+  for (const key of params.keys()) {
+    const loose = looseName(key);
+    copies.set(loose, (copies.get(loose) ?? 0) + 1);
+  }
   const semicolon = raw.includes(';');
   return {
     params,
@@ -637,8 +640,8 @@ function readQuery(raw: string): QueryFacts {
 
 /**
  * A query parameter's name as the loosest server reads it: leading spaces dropped, cut
- * at a `[` that is closed (an unclosed one read as `_`), spaces and dots as `_` (PHP reads `cost.center` and `cost center` as
- * `cost_center`), in lower case.
+ * at a `[` that is closed (an unclosed one read as `_`), spaces and dots as `_` (PHP
+ * reads `cost.center` and `cost center` as `cost_center`), in lower case.
  */
 function looseName(key: string): string {
   const bracket = key.indexOf('[');

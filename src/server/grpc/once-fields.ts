@@ -9,8 +9,8 @@
 // whole, as a JSON body naming a member twice is on the AuthZEN API.
 //
 // The bytes are walked once before they are decoded, following the message types of
-// the descriptor set: tags and lengths are read, nothing is copied except map keys,
-// and only while a message holds more than one entry of a map.
+// the descriptor set: tags and lengths are read as protobufjs reads them, and nothing
+// is copied except the keys of a map holding more than 16 entries.
 
 import type protobuf from 'protobufjs';
 
@@ -89,7 +89,7 @@ class GivenTwice {
   }
 }
 
-/** Stops the walk on bytes the decoder will refuse anyway (its error is clearer). */
+/** Stops the walk on bytes it cannot follow; server.ts refuses them unless the decoder refuses them first, with its own error. */
 class Unreadable {}
 const UNREADABLE = new Unreadable();
 
@@ -98,7 +98,7 @@ export interface OnceRefusal {
   /**
    * `twice`: a field or map key given twice. `unfollowed`: bytes the walk cannot follow
    * (a field sent with another wire type than its own, a group closed by another
-   * field's end tag, a varint past ten bytes); refused only when the decoder, more
+   * field's end tag, a length past its message's end); refused only when the decoder, more
    * lenient, would have read them (server.ts), since the second copy of a field could
    * hide behind them.
    */
@@ -116,7 +116,7 @@ export function readOnce(message: Uint8Array, type: protobuf.Type): OnceRefusal 
     return null;
   } catch (error) {
     if (error instanceof GivenTwice) return { kind: 'twice', reason: `${error.path.join('')} is given twice in one message; send each field, and each map key, once` };
-    if (error instanceof Unreadable) return { kind: 'unfollowed', reason: 'its bytes do not follow the protobuf wire format (a field sent with another wire type than its own, a group closed by another field, or a varint past ten bytes); send a message encoded by a protobuf library' };
+    if (error instanceof Unreadable) return { kind: 'unfollowed', reason: 'its bytes do not follow the protobuf wire format (a field sent with another wire type than its own, or a group closed by another field); send a message encoded by a protobuf library' };
     throw error;
   } finally {
     keyStack.top = 0;
@@ -124,9 +124,9 @@ export function readOnce(message: Uint8Array, type: protobuf.Type): OnceRefusal 
 }
 
 /**
- * Messages nested deeper than this are left unwalked (the call stack stays small); an
- * attribute holding them is refused after decoding anyway, past 32 levels of attributes
- * (about 66 levels of messages).
+ * Messages nested deeper than this are not followed (the call stack stays small): the
+ * decoder refuses them past its own depth, and attributes are refused past 32 levels
+ * (about 66 levels of messages) anyway.
  */
 const MAX_DEPTH = 256;
 /** Past this many entries in one message's maps, keys are compared through a set rather than one by one. */
@@ -147,7 +147,7 @@ const keyStack = { entries: [] as number[], top: 0 };
 const entryKey = { from: 0, to: 0 };
 
 interface Cursor {
-pos: number;
+  pos: number;
 }
 
 /**
@@ -209,8 +209,8 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
   let manyKeys: Set<string> | null = null;
   while (at.pos < end) {
     const tag = uint32(bytes, at, end);
-    const id = (tag >>> 3);
-    const wire = (tag & 7);
+    const id = tag >>> 3;
+    const wire = tag & 7;
     const field = plan.get(id);
     // protobufjs reads a known field by its declared type whatever wire type it came with; the walk would skip it by the wire type and lose step.
     if (field !== undefined && ((1 << wire) & field.wires) === 0) throw UNREADABLE;
@@ -270,10 +270,9 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
     }
     at.pos = to;
   }
-  // On a throw the walk is over: fieldGivenTwice empties the stack.
+  // On a throw the walk is over: readOnce empties the stack.
   keyStack.top = base;
 }
-
 
 /** Walks one map entry (key = 1, value = 2), and leaves where its key's bytes are in `entryKey`. */
 function mapEntry(bytes: Uint8Array, start: number, end: number, field: FieldPlan, depth: number): void {
@@ -284,8 +283,8 @@ function mapEntry(bytes: Uint8Array, start: number, end: number, field: FieldPla
   let valueSeen = false;
   while (at.pos < end) {
     const tag = uint32(bytes, at, end);
-    const id = (tag >>> 3);
-    const wire = (tag & 7);
+    const id = tag >>> 3;
+    const wire = tag & 7;
     if (id === 1 || id === 2) {
       if (((1 << wire) & (id === 1 ? field.keyWires : field.valueWires)) === 0) throw UNREADABLE;
       if (id === 1 ? keySeen : valueSeen) throw new GivenTwice(`${field.name}${id === 1 ? ' key' : ' value'}`);
@@ -345,11 +344,11 @@ function skip(bytes: Uint8Array, at: Cursor, end: number, wire: number, id: numb
         }
         if ((tag & 7) === 2) {
           // Read before adding: `at.pos += uint32(bytes, at, end)` would add to the position the length started at.
-        const length = uint32(bytes, at, end);
-        at.pos += length;
+          const length = uint32(bytes, at, end);
+          at.pos += length;
           if (at.pos > end) throw UNREADABLE;
         } else {
-          skip(bytes, at, end, (tag & 7), (tag >>> 3), depth + 1);
+          skip(bytes, at, end, tag & 7, tag >>> 3, depth + 1);
         }
       }
     }

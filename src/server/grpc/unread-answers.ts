@@ -5,8 +5,8 @@
 // echoed in each of a thousand results, held most of a gigabyte.
 //
 // A sweep about once a second reads each open stream's unsent bytes (its writable
-// length: written by the server, not yet taken by the peer's window) and the bytes
-// each connection has written, and:
+// length, written by the server and not yet taken by the peer's window, and the pieces
+// of a large answer not yet written: direct-lane.ts answerBytesHeld), and:
 // - marks a connection holding more than `maxUnsentBytesPerConnection`: until a later
 //   sweep finds it under, its new streams are refused before they are read
 //   (RESOURCE_EXHAUSTED), so nothing more is decided for it; and closes it when the
