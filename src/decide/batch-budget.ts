@@ -38,7 +38,15 @@ export class BatchRefused extends RequestFieldError {
  * is bounded by the budget whatever the batch holds.
  */
 export function batchRecordError(inputs: readonly CheckInput[], budgetBytes: number, field = 'items', perItemBytes = 0): RequestFieldError | null {
-  if (inputs.length <= 1) return null;
+  const measured = measureBatchRecord(inputs, budgetBytes, field, perItemBytes);
+  return typeof measured === 'number' ? null : measured;
+}
+
+/** What the batch's items would record, in bytes, as batchRecordError measures it; the error when that is over `budgetBytes`. */
+export function measureBatchRecord(inputs: readonly CheckInput[], budgetBytes: number, field = 'items', perItemBytes = 0): RequestFieldError | number {
+  if (inputs.length === 0) return 0;
+  // One item records what one check would: the message limit has bounded it already.
+  const budget = inputs.length === 1 ? Infinity : budgetBytes;
   const measured = new Map<object, number>();
   const sizeOf = (value: object, measure: () => number): number => {
     let bytes = measured.get(value);
@@ -52,16 +60,124 @@ export function batchRecordError(inputs: readonly CheckInput[], budgetBytes: num
     const principal = request.principal;
     recorded += sizeOf(principal, () => jsonBytes(principal.roles) + jsonBytes(principal.attributes));
     recorded += sizeOf(request.context, () => jsonBytes(request.context.attributes)) + perItemBytes;
-    if (recorded > budgetBytes) {
+    if (recorded > budget) {
       return new RequestFieldError(
         field,
         `${field}: the principals and contexts of these ${inputs.length} items are recorded with each item, over ${budgetBytes} bytes in all (the limit per batch) by item ${i}; send fewer items per batch or smaller principals`,
       );
     }
   }
-  return null;
+  return recorded;
 }
 
 function jsonBytes(value: unknown): number {
   return Buffer.byteLength(JSON.stringify(value));
+}
+
+/** Admitted batches' recorded bytes, all callers together, when none is configured. */
+export const DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT = 128 * 1024 * 1024;
+
+/** Given back when an admitted batch has been decided and recorded (or refused). */
+export type ReleaseBatch = () => void;
+
+interface WaitingBatch {
+  readonly bytes: number;
+  readonly cancelled: () => boolean;
+  readonly admit: (release: ReleaseBatch | null) => void;
+}
+
+/**
+ * What batches being decided may hold at once. A batch's rows, each carrying its
+ * principal, context and request id, live in memory from its decision until the
+ * writer has them; a caller sending a hundred large batches at once on one connection
+ * held tens of thousands of such rows (most of a gigabyte). So a batch is admitted
+ * against a budget of recorded bytes (as batchRecordError measures them), all callers
+ * together, and one caller group (decisions/caller-group.ts: an identity, or a host)
+ * may hold at most half of it. A batch that does not fit waits, unread work rather than
+ * rows, until batches before it finish; the groups waiting are served in turn, so a
+ * caller with many batches queued does not keep another's first one waiting behind
+ * them all. A batch larger than a group's share is charged the share.
+ */
+export class BatchesInFlight {
+  private held = 0;
+  private readonly heldBy = new Map<string, number>();
+  /** Waiting batches by group; a Map keeps the order groups began waiting in, for turns. */
+  private readonly waiting = new Map<string, WaitingBatch[]>();
+  private waitingCount = 0;
+
+  constructor(readonly maxBytes: number = DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT) {}
+
+  /** Recorded bytes of the batches admitted now. */
+  get bytesInFlight(): number {
+    return this.held;
+  }
+
+  /** Batches waiting to be admitted. */
+  get batchesWaiting(): number {
+    return this.waitingCount;
+  }
+
+  /**
+   * Admits a batch of `bytes` for `group`: at once when it fits, else once it does.
+   * Resolves with the release to call when the batch is done, or null when the caller
+   * went away (`cancelled`) while it waited.
+   */
+  admit(group: string, bytes: number, cancelled: () => boolean = () => false): Promise<ReleaseBatch | null> | ReleaseBatch {
+    const charge = Math.min(bytes, this.share);
+    if (!this.waiting.has(group) && this.fits(group, charge)) return this.take(group, charge);
+    return new Promise((resolve) => {
+      let queue = this.waiting.get(group);
+      if (queue === undefined) this.waiting.set(group, (queue = []));
+      queue.push({ bytes: charge, cancelled, admit: resolve });
+      this.waitingCount += 1;
+    });
+  }
+
+  private get share(): number {
+    return Math.max(1, Math.floor(this.maxBytes / 2));
+  }
+
+  private fits(group: string, charge: number): boolean {
+    return this.held + charge <= this.maxBytes && (this.heldBy.get(group) ?? 0) + charge <= this.share;
+  }
+
+  private take(group: string, charge: number): ReleaseBatch {
+    this.held += charge;
+    this.heldBy.set(group, (this.heldBy.get(group) ?? 0) + charge);
+    let released = false;
+    return () => {
+      if (released) return;
+      released = true;
+      this.held -= charge;
+      const left = (this.heldBy.get(group) ?? 0) - charge;
+      if (left > 0) this.heldBy.set(group, left);
+      else this.heldBy.delete(group);
+      this.admitWaiting();
+    };
+  }
+
+  /** Admits waiting batches that fit now, one group at a time in turn; the callers gone are dropped. */
+  private admitWaiting(): void {
+    let admitted = true;
+    while (admitted && this.waiting.size > 0) {
+      admitted = false;
+      for (const group of [...this.waiting.keys()]) {
+        const queue = this.waiting.get(group)!;
+        while (queue.length > 0 && queue[0]!.cancelled()) {
+          queue.shift()!.admit(null);
+          this.waitingCount -= 1;
+        }
+        const next = queue[0];
+        if (next !== undefined && this.fits(group, next.bytes)) {
+          queue.shift();
+          this.waitingCount -= 1;
+          next.admit(this.take(group, next.bytes));
+          admitted = true;
+        }
+        // Served (or emptied): the group goes to the back of the line.
+        this.waiting.delete(group);
+        if (queue.length > 0) this.waiting.set(group, queue);
+      }
+    }
+  }
 }

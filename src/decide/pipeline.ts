@@ -7,13 +7,14 @@ import { completeRequest, directorySources, type DirectorySources } from '../eng
 import { evaluateAsServed, isSchemaRefusal } from '../engine/schema-checked.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { callerGroup } from '../decisions/caller-group.js';
+import { VerdictError } from '../errors.js';
 import { adjustReservation, RateLimiter, SettlementBook, type LimitOutcome, type Reservation } from '../limits/index.js';
 import type { Decision, DecisionRequest, LimitState, ShadowDecision, SuspensionState } from '../types.js';
 import { RequestMeter, type RequestLimits } from './bounds.js';
 import { newDecisionId } from './decision-id.js';
 import { decisionRecord } from './record.js';
 import { blocked, invalidRequest, limitError, rateLimited, refusalDecision, suspended } from './refusals.js';
-import { BatchRefused, batchRecordError, DEFAULT_MAX_BATCH_RECORDED_BYTES } from './batch-budget.js';
+import { BatchesInFlight, BatchRefused, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_MAX_BATCH_RECORDED_BYTES, measureBatchRecord, type ReleaseBatch } from './batch-budget.js';
 import { InvalidRequest, RefusedRequest, RequestFieldError, type CallMeta, type CheckInput, type CheckResult } from './request.js';
 import type { Suspensions } from './suspensions.js';
 import { DecidingTurns, type BatchSlicer } from './slices.js';
@@ -56,6 +57,8 @@ export interface PipelineOptions {
    * a batch over it is refused whole. Default DEFAULT_MAX_BATCH_RECORDED_BYTES.
    */
   readonly maxBatchRecordedBytes?: number;
+  /** Most recorded bytes of the batches being decided at once, all callers together (BatchesInFlight). Default DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT. */
+  readonly maxBatchBytesInFlight?: number;
   /**
    * Principals whose checks are denied for now (DENIED_BY_SUSPENSION) before the
    * rules are asked: one map lookup per check. The row's details say which alert
@@ -118,6 +121,8 @@ export class DecisionPipeline {
   private readonly suspensions: Suspensions | null;
   /** The deciding time of long calls (batches, searches), shared out by caller. */
   private readonly turns = new DecidingTurns();
+  /** Room for the rows of batches being decided, shared out by caller. */
+  readonly batchesInFlight: BatchesInFlight;
 
   constructor(
     private readonly policies: PolicySource,
@@ -128,6 +133,7 @@ export class DecisionPipeline {
     this.limiter = options.limiter ?? new RateLimiter();
     this.shadow = options.shadow ?? null;
     this.maxBatchRecordedBytes = options.maxBatchRecordedBytes ?? DEFAULT_MAX_BATCH_RECORDED_BYTES;
+    this.batchesInFlight = new BatchesInFlight(options.maxBatchBytesInFlight ?? DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT);
     this.suspensions = options.suspensions ?? null;
     this.settlements = options.settlements ?? new SettlementBook();
   }
@@ -230,11 +236,20 @@ export class DecisionPipeline {
   async checkBatch(inputs: readonly CheckInput[], meta: CallMeta, options: BatchOptions = {}): Promise<CheckResult[]> {
     const long = this.longRequestId(meta);
     if (long !== null) return this.refuseBatch(long.error, inputs, long.meta);
-    const tooLarge = batchRecordError(inputs, this.maxBatchRecordedBytes, options.field, callBytes(meta));
-    if (tooLarge !== null) return this.refuseBatch(tooLarge, inputs, meta);
+    // Admitted at once, the batch is decided in the turn it came (no await in between).
+    const admitted = this.admitBatch(inputs, meta, options);
+    const release = typeof admitted === 'function' ? admitted : await admitted;
+    const runs: Promise<CheckResult>[] = [];
+    try {
+      return await this.decideBatch(inputs, meta, options, runs);
+    } finally {
+      releaseWhenRecorded(runs, release);
+    }
+  }
+
+  private async decideBatch(inputs: readonly CheckInput[], meta: CallMeta, options: BatchOptions, runs: Promise<CheckResult>[]): Promise<CheckResult[]> {
     const started = performance.now();
     const policySet = this.policies.current;
-    const runs: Promise<CheckResult>[] = [];
     const slicer = this.turns.forCall(meta.caller);
     try {
       for (let i = 0; i < inputs.length; i++) {
@@ -270,11 +285,20 @@ export class DecisionPipeline {
   async checkUntil(inputs: readonly CheckInput[], meta: CallMeta, stop: (decision: Decision) => boolean, options: BatchOptions = {}): Promise<CheckResult[]> {
     const long = this.longRequestId(meta);
     if (long !== null) return this.refuseBatch(long.error, inputs, long.meta);
-    const tooLarge = batchRecordError(inputs, this.maxBatchRecordedBytes, options.field, callBytes(meta));
-    if (tooLarge !== null) return this.refuseBatch(tooLarge, inputs, meta);
+    // Admitted at once, the batch is decided in the turn it came (no await in between).
+    const admitted = this.admitBatch(inputs, meta, options);
+    const release = typeof admitted === 'function' ? admitted : await admitted;
+    const runs: Promise<CheckResult>[] = [];
+    try {
+      return await this.decideUntil(inputs, meta, stop, options, runs);
+    } finally {
+      releaseWhenRecorded(runs, release);
+    }
+  }
+
+  private async decideUntil(inputs: readonly CheckInput[], meta: CallMeta, stop: (decision: Decision) => boolean, options: BatchOptions, runs: Promise<CheckResult>[]): Promise<CheckResult[]> {
     const started = performance.now();
     const policySet = this.policies.current;
-    const runs: Promise<CheckResult>[] = [];
     const slicer = this.turns.forCall(meta.caller);
     try {
       for (let i = 0; i < inputs.length; i++) {
@@ -293,6 +317,23 @@ export class DecisionPipeline {
       slicer.finished();
     }
     return Promise.all(runs);
+  }
+
+  /**
+   * Measures what a batch would record and waits for room for it among the batches
+   * being decided (BatchesInFlight).
+   * @throws (rejects) BatchRefused when it is over maxBatchRecordedBytes (the refusal recorded once)
+   * @throws (rejects) VerdictError CANCELLED when the caller went away while it waited
+   */
+  private admitBatch(inputs: readonly CheckInput[], meta: CallMeta, options: BatchOptions): ReleaseBatch | Promise<ReleaseBatch> {
+    const measured = measureBatchRecord(inputs, this.maxBatchRecordedBytes, options.field, callBytes(meta));
+    if (typeof measured !== 'number') return this.refuseBatch(measured, inputs, meta);
+    const admitted = this.batchesInFlight.admit(callerGroup(meta.caller), measured, options.cancelled);
+    if (typeof admitted === 'function') return admitted;
+    return admitted.then((release) => {
+      if (release === null) throw new VerdictError('CANCELLED', 'the caller cancelled the call, or its connection closed, while the batch waited for room among the batches being decided; nothing of it was decided or recorded');
+      return release;
+    });
   }
 
   private async untilShared(
@@ -620,6 +661,11 @@ function detailsOf(decision: Decision, meta: CallMeta, directory: DirectorySourc
 /** The decision log's row for a decision. */
 function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, started: number, directory: DirectorySources | null): DecisionRecord {
   return decisionRecord(request, decision, meta, Date.now(), Math.round((performance.now() - started) * 1000), detailsOf(decision, meta, directory));
+}
+
+/** Gives a batch's room back once each of its decisions is recorded or has failed. */
+function releaseWhenRecorded(runs: readonly Promise<unknown>[], release: ReleaseBatch): void {
+  void Promise.allSettled(runs).then(release);
 }
 
 /** What a call adds to every row of it: its caller and request id, as the log stores them. */

@@ -231,6 +231,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     settlements: new SettlementBook(100_000, config.limits.settleWithinMs),
     // A batch (CheckBatch, AuthZEN evaluations) may record at most this much, whichever transport brought it.
     maxBatchRecordedBytes: BATCH_RECORD_FACTOR * config.maxMessageBytes,
+    maxBatchBytesInFlight: config.maxBatchBytesInFlight,
     suspensions: suspensions.book,
     ...(shadowStore ? { shadow: shadowStore } : {}),
   });
@@ -244,7 +245,12 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   }
   if (pipeline.limiter.store instanceof MemoryLimitStore) metrics.watchLimitStore(pipeline.limiter.store);
   metrics.watchSettlements(pipeline.settlements);
-  metrics.watchQueues({ longCallsWaiting: () => pipeline.longCallsWaiting, pendingRows: () => log.pendingRows });
+  metrics.watchQueues({
+    longCallsWaiting: () => pipeline.longCallsWaiting,
+    pendingRows: () => log.pendingRows,
+    batchBytesInFlight: () => pipeline.batchesInFlight.bytesInFlight,
+    batchesWaiting: () => pipeline.batchesInFlight.batchesWaiting,
+  });
   if (limitBackend !== null) metrics.watchLimitBackend(() => limitBackend.status());
   // Administering needs an identity of its own (admin-auth.ts); every Admin call is recorded in the log.
   let gate: AdminGate;

@@ -113,6 +113,8 @@ const layerSchema = z.strictObject({
   /** durable: an answer leaves only once its row is committed. async: rows are committed a moment later. */
   decisionLog: z.enum(['durable', 'async']).optional(),
   maxMessageBytes: z.number().int().min(1024).max(64 * 1024 * 1024).optional(),
+  /** Most bytes the batches being decided at once may record, all callers together (decide/batch-budget.ts BatchesInFlight). */
+  maxBatchBytesInFlight: z.number().int().min(64 * 1024).max(64 * 1024 * 1024 * 1024).optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   /** Shadow mode: a candidate policy directory decided beside the live one on every check (never answering); null: off. */
   shadowPolicies: z.string().min(1).nullable().optional(),
@@ -197,6 +199,7 @@ export const DEFAULT_CONFIG = {
   admin: {},
   decisionLog: 'durable',
   maxMessageBytes: 1024 * 1024,
+  maxBatchBytesInFlight: 128 * 1024 * 1024,
   logLevel: 'info',
   shadowPolicies: null,
   watch: true,
@@ -234,6 +237,7 @@ export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn
   ops: 'VERDICT_OPS',
   decisionLog: 'VERDICT_DECISION_LOG',
   maxMessageBytes: 'VERDICT_MAX_MESSAGE_BYTES',
+  maxBatchBytesInFlight: 'VERDICT_MAX_BATCH_BYTES_IN_FLIGHT',
   logLevel: 'VERDICT_LOG_LEVEL',
   shadowPolicies: 'VERDICT_SHADOW_POLICIES',
   watch: 'VERDICT_WATCH',
@@ -248,7 +252,7 @@ export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn
 /** The environment variable for forwardAuth.style. */
 export const FORWARD_AUTH_STYLE_ENVIRONMENT_KEY = 'VERDICT_FORWARD_AUTH_STYLE';
 
-const NUMERIC_KEYS = new Set(['maxMessageBytes', 'shutdownGraceMs', 'httpRequestTimeoutMs', 'httpMaxConnections', 'grpcMaxConnections', 'workers', 'watchPollMs']);
+const NUMERIC_KEYS = new Set(['maxMessageBytes', 'maxBatchBytesInFlight', 'shutdownGraceMs', 'httpRequestTimeoutMs', 'httpMaxConnections', 'grpcMaxConnections', 'workers', 'watchPollMs']);
 
 function describeIssues(error: z.ZodError, origin: string): string {
   return error.issues

@@ -128,7 +128,25 @@ export class ServerMetrics implements DecisionObserver {
    * pages) waiting for a slice of deciding, and decisions waiting for their row to be
    * written. Both grow under a flood of batches; checks keep being answered meanwhile.
    */
-  watchQueues(read: { readonly longCallsWaiting: () => number; readonly pendingRows: () => number }): void {
+  watchQueues(read: { readonly longCallsWaiting: () => number; readonly pendingRows: () => number; readonly batchBytesInFlight: () => number; readonly batchesWaiting: () => number }): void {
+    new Gauge({
+      name: 'verdict_batch_bytes_in_flight',
+      help: 'What the batches being decided now will record, in bytes (bounded by maxBatchBytesInFlight).',
+      registers: [this.registry],
+      aggregator: 'sum',
+      collect() {
+        this.set(read.batchBytesInFlight());
+      },
+    });
+    new Gauge({
+      name: 'verdict_batches_waiting',
+      help: 'Batches (CheckBatch, AuthZEN evaluations) waiting for room among the batches being decided (maxBatchBytesInFlight).',
+      registers: [this.registry],
+      aggregator: 'sum',
+      collect() {
+        this.set(read.batchesWaiting());
+      },
+    });
     new Gauge({
       name: 'verdict_long_calls_waiting',
       help: 'Batches, evaluations and search pages waiting for their next slice of deciding (one slice per event-loop turn, shared by caller).',

@@ -1,0 +1,91 @@
+import { describe, expect, it } from 'vitest';
+import { BatchesInFlight, type ReleaseBatch } from '../../src/decide/batch-budget.js';
+
+// Room for the rows of batches being decided: a budget of recorded bytes, half of it at
+// most per caller group, the groups waiting served in turn.
+
+const MiB = 1024 * 1024;
+
+/** Resolves a pending admission, or says it is still waiting. */
+async function settled<T>(promise: Promise<T> | T): Promise<T | 'waiting'> {
+  return Promise.race([promise, new Promise<'waiting'>((resolve) => setTimeout(() => resolve('waiting'), 10))]);
+}
+
+describe('BatchesInFlight', () => {
+  it('admits at once what fits, and makes the rest wait for room', async () => {
+    const budget = new BatchesInFlight(8 * MiB);
+    const first = budget.admit('a', 3 * MiB);
+    expect(typeof first).toBe('function');
+    expect(budget.bytesInFlight).toBe(3 * MiB);
+    // Group a may hold half the budget: 3 + 3 MiB is over 4.
+    const second = budget.admit('a', 3 * MiB);
+    expect(await settled(second)).toBe('waiting');
+    expect(budget.batchesWaiting).toBe(1);
+    (first as ReleaseBatch)();
+    const admitted = await settled(second);
+    expect(typeof admitted).toBe('function');
+    expect(budget.bytesInFlight).toBe(3 * MiB);
+    expect(budget.batchesWaiting).toBe(0);
+    (admitted as ReleaseBatch)();
+    expect(budget.bytesInFlight).toBe(0);
+  });
+
+  it('lets another group in while one group has used its half', async () => {
+    const budget = new BatchesInFlight(8 * MiB);
+    const held = [budget.admit('flood', 2 * MiB), budget.admit('flood', 2 * MiB)];
+    const queued = Array.from({ length: 5 }, () => budget.admit('flood', 2 * MiB));
+    expect(await settled(queued[0]!)).toBe('waiting');
+    // The flood's queue does not stand in another caller's way.
+    expect(typeof budget.admit('other', 2 * MiB)).toBe('function');
+    expect(budget.bytesInFlight).toBe(6 * MiB);
+    for (const release of held) (release as ReleaseBatch)();
+    expect(typeof (await settled(queued[0]!))).toBe('function');
+  });
+
+  it('serves the waiting groups in turn, not one group\'s whole queue first', async () => {
+    const budget = new BatchesInFlight(8 * MiB);
+    const x = budget.admit('x', 4 * MiB) as ReleaseBatch;
+    budget.admit('y', 4 * MiB);
+    const order: string[] = [];
+    const wait = (group: string) => Promise.resolve(budget.admit(group, 1 * MiB)).then(() => order.push(group));
+    // Three of a's batches wait, then one of b's; then there is room for all four.
+    const waiting = [wait('a'), wait('a'), wait('a'), wait('b')];
+    expect(budget.batchesWaiting).toBe(4);
+    x();
+    await Promise.all(waiting);
+    expect(order).toEqual(['a', 'b', 'a', 'a']);
+  });
+
+  it('charges a batch larger than a group\'s half the half, so it is admitted once the group holds nothing', async () => {
+    const budget = new BatchesInFlight(4 * MiB);
+    const small = budget.admit('a', 1 * MiB) as ReleaseBatch;
+    const large = budget.admit('a', 100 * MiB);
+    expect(await settled(large)).toBe('waiting');
+    small();
+    const release = await settled(large);
+    expect(typeof release).toBe('function');
+    expect(budget.bytesInFlight).toBe(2 * MiB);
+  });
+
+  it('drops a waiting batch whose caller has gone, without admitting it', async () => {
+    const budget = new BatchesInFlight(2 * MiB);
+    const held = budget.admit('a', 1 * MiB) as ReleaseBatch;
+    let gone = false;
+    const waiting = budget.admit('a', 1 * MiB, () => gone);
+    gone = true;
+    held();
+    expect(await settled(waiting)).toBeNull();
+    expect(budget.bytesInFlight).toBe(0);
+    expect(budget.batchesWaiting).toBe(0);
+  });
+
+  it('gives the room back once however often the release is called', () => {
+    const budget = new BatchesInFlight(4 * MiB);
+    const release = budget.admit('a', 1 * MiB) as ReleaseBatch;
+    const other = budget.admit('b', 1 * MiB) as ReleaseBatch;
+    release();
+    release();
+    expect(budget.bytesInFlight).toBe(1 * MiB);
+    other();
+  });
+});
