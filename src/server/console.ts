@@ -312,7 +312,7 @@ class LiveTail {
     await this.read();
     if (closed) return;
     this.joining--;
-    for (const row of this.backlog) this.send(res, row);
+    if (this.backlog.length > 0) this.send(res, eventsText(this.backlog));
     this.streams.add(res);
   }
 
@@ -353,7 +353,11 @@ class LiveTail {
           this.cursor = cursor;
           const rows = decisions.map(summaryOf);
           this.backlog = [...this.backlog, ...rows].slice(-TAIL_BACKLOG);
-          if (!first) for (const res of this.streams) for (const row of rows) this.send(res, row);
+          // Written once per read to each stream: a stream dropped while holding thousands of small writes held the thread for tens of milliseconds.
+          if (!first && rows.length > 0) {
+            const text = eventsText(rows);
+            for (const res of this.streams) this.send(res, text);
+          }
           if (decisions.length === TAIL_BATCH) this.again = true;
         } catch {
           // The log may not exist yet or the query thread restarted: the next wake-up tries again.
@@ -365,12 +369,12 @@ class LiveTail {
     return this.reading;
   }
 
-  private send(res: ServerResponse, row: DecisionSummary): void {
+  private send(res: ServerResponse, events: string): void {
     if (res.writableLength > STREAM_MAX_PENDING_BYTES) {
       res.destroy();
       return;
     }
-    res.write(`id: ${row.seq}\nevent: decision\ndata: ${JSON.stringify(row)}\n\n`);
+    res.write(events);
   }
 
   close(): void {
@@ -379,6 +383,13 @@ class LiveTail {
     this.streams.clear();
     for (const res of streams) res.end();
   }
+}
+
+/** Rows as server-sent events, serialised once for every stream. */
+function eventsText(rows: readonly DecisionSummary[]): string {
+  let text = '';
+  for (const row of rows) text += `id: ${row.seq}\nevent: decision\ndata: ${JSON.stringify(row)}\n\n`;
+  return text;
 }
 
 function summaryOf(d: StoredDecision): DecisionSummary {
