@@ -356,6 +356,66 @@ describe('the console live tail under load', () => {
   });
 });
 
+describe('the console live tail, many rows at once', () => {
+  let server: RunningServer;
+  let client: VerdictClient;
+
+  beforeAll(async () => {
+    ({ server, client } = await start({ token: true }));
+  });
+  afterAll(async () => {
+    client?.close();
+    await server?.close();
+  });
+
+  it('streams every decision once, in order, however many each read brings (rows go to a stream a read at a time)', async () => {
+    const seqs: number[] = [];
+    const ids: string[] = [];
+    let buffer = '';
+    const req = httpRequest({ host: '127.0.0.1', port: server.httpPort, path: '/console/api/tail', headers: auth });
+    const opened = new Promise<void>((resolve, reject) => {
+      req.on('response', (res) => {
+        res.setEncoding('utf8');
+        res.on('data', (chunk: string) => {
+          buffer += chunk;
+          let end;
+          while ((end = buffer.indexOf('\n\n')) >= 0) {
+            const event = buffer.slice(0, end);
+            buffer = buffer.slice(end + 2);
+            const id = event.split('\n').find((l) => l.startsWith('id: '));
+            const data = event.split('\n').find((l) => l.startsWith('data: '));
+            if (id && data) {
+              seqs.push(Number(id.slice(4)));
+              ids.push((JSON.parse(data.slice(6)) as { decisionId: string }).decisionId);
+            }
+          }
+        });
+        resolve();
+      });
+      req.on('error', reject);
+    });
+    req.end();
+    await opened;
+    // Joined once a decision made now comes through (the stream first gets the last 50 as they stand when it joins).
+    const [joined] = await check(client, dana, 1);
+    await waitFor(() => ids.includes(joined!));
+    // Three batches of 250: more than one read's 200 rows at a time.
+    const decided: string[] = [];
+    for (let b = 0; b < 3; b++) {
+      const answer = await client.call<{ results: Array<{ decisionId: string }> }>('Authorization', 'CheckBatch', {
+        principal: checkRequest({ principal: dana, action: 'predict', resource: model })['principal'],
+        items: Array.from({ length: 250 }, () => ({ action: 'predict', resource: checkRequest({ principal: dana, action: 'predict', resource: model })['resource'] })),
+      });
+      decided.push(...answer.results.map((r) => r.decisionId));
+    }
+    await waitFor(() => decided.every((id) => ids.includes(id)));
+    req.destroy();
+    expect(new Set(ids).size).toBe(ids.length);
+    expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
+    expect(ids.slice(-decided.length)).toEqual(decided);
+  });
+});
+
 describe('the console API on a server admitting loopback callers (no token configured)', () => {
   let server: RunningServer;
   let client: VerdictClient;
