@@ -56,6 +56,7 @@ const $ = (id) => document.getElementById(id);
 const REASONS = ['ALLOWED_BY_RULE','DENIED_BY_RULE','DENIED_BY_DEFAULT','DENIED_BY_RATE_LIMIT','DENIED_BY_ERROR','DENIED_INVALID_REQUEST','DENIED_UNAUTHENTICATED'];
 let nextPage = null;
 let pageStack = [];
+let listParams = {};
 let tailAbort = null;
 let refreshTimer = null;
 
@@ -206,9 +207,11 @@ function decisionRow(d) {
 
 async function loadDecisions(page) {
   try {
-    const params = listValues();
+    // Later pages ask with the first page's filters, its relative times as that answer resolved them (the token is bound to the times).
+    const params = Object.assign({}, page ? listParams : listValues());
     if (page) params.page = page;
     const r = await api('decisions', params);
+    if (!page) listParams = Object.assign(params, r.since !== null ? { since: String(r.since) } : {}, r.until !== null ? { until: String(r.until) } : {});
     $('decisions-body').replaceChildren(...r.decisions.map(decisionRow));
     if (r.decisions.length === 0) $('decisions-body').replaceChildren(el('tr', {}, el('td', { colspan: 7, class: 'muted' }, 'no decisions match')));
     nextPage = r.next;

@@ -215,7 +215,9 @@ export class Console {
     }
     // The console's own calls are left out unless asked for (own=1): each look at the list would add rows to it.
     const page = await this.deps.queries.page(filters, { limit, after, exclude: own === '1' ? null : CONSOLE_ROWS });
-    sendJson(res, 200, { decisions: page.decisions.map(summaryOf), next: page.next ? encodePageToken(page.next, filters) : null });
+    // `since` and `until` as resolved for this answer: a relative one (`1h`) moves with each request, and the page
+    // token is bound to the times, so the next page asks with these (the console's own Next does).
+    sendJson(res, 200, { decisions: page.decisions.map(summaryOf), next: page.next ? encodePageToken(page.next, filters) : null, since: filters.since ?? null, until: filters.until ?? null });
   }
 
   private async decision(res: ServerResponse, params: Parameters, id: string): Promise<void> {

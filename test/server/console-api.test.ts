@@ -203,6 +203,15 @@ describe('the console API on a server with an admin token', () => {
     expect(second.decisions).toHaveLength(2);
     expect(second.next).toBeNull();
     expect(new Set([...first.decisions, ...second.decisions].map((d: { decisionId: string }) => d.decisionId))).toEqual(new Set(danaIds));
+    // A relative since moves with each request: the answer gives it resolved, and the next page asks with that.
+    const recent = (await get(server.httpPort, '/console/api/decisions?principal=dana&limit=4&since=1h', auth)).json();
+    expect(recent.since).toBeGreaterThan(Date.now() - 3_600_000 - 60_000);
+    expect(recent.until).toBeNull();
+    await new Promise((resolve) => setTimeout(resolve, 5));
+    const moved = await get(server.httpPort, `/console/api/decisions?principal=dana&limit=4&since=1h&page=${recent.next}`, auth);
+    expect(moved.status).toBe(400);
+    const recentNext = (await get(server.httpPort, `/console/api/decisions?principal=dana&limit=4&since=${recent.since}&page=${recent.next}`, auth)).json();
+    expect(new Set([...recent.decisions, ...recentNext.decisions].map((d: { decisionId: string }) => d.decisionId))).toEqual(new Set(danaIds));
     const denied = (await get(server.httpPort, '/console/api/decisions?effect=deny&reason=denied_by_default&resourceType=model&since=1h', auth)).json();
     expect(denied.decisions.map((d: { decisionId: string }) => d.decisionId).sort()).toEqual([...eveIds].sort());
     // The console's own calls stay out of the list unless asked for.
