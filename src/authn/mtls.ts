@@ -165,13 +165,35 @@ export function grpcCallerOf(call: Pick<ServerUnaryCall<unknown, unknown>, 'getA
 }
 
 /**
+ * Whether a certificate is within its validity period at `now` (ms). TLS checks the
+ * dates once, at the handshake; a connection may outlive its certificate, and a
+ * caller whose rights rest on the certificate (an Admin caller) is asked again.
+ * Dates that do not parse count as out of force.
+ */
+export function certificateInForce(cert: Partial<Pick<PeerCertificate, 'valid_from' | 'valid_to'>>, now: number): boolean {
+  const from = Date.parse(cert.valid_from ?? '');
+  const to = Date.parse(cert.valid_to ?? '');
+  return Number.isFinite(from) && Number.isFinite(to) && from <= now && now <= to;
+}
+
+/** When the verified client certificate on a TLS socket stops being valid (ms), or null (no such certificate). */
+export function tlsSocketCertificateExpiry(socket: object): number | null {
+  const tls = socket as Partial<TLSSocket>;
+  if (typeof tls.getPeerCertificate !== 'function' || tls.authorized !== true) return null;
+  const to = Date.parse(tls.getPeerCertificate().valid_to ?? '');
+  return Number.isFinite(to) ? to : null;
+}
+
+/**
  * The identity of a verified client certificate on an HTTPS request's socket, or
  * null (plain HTTP, no certificate, or one that failed verification). For the
  * HTTP endpoints that record decisions.
  */
-export function tlsSocketIdentity(socket: object): string | null {
+export function tlsSocketIdentity(socket: object, inForceAt: number | null = null): string | null {
   const tls = socket as Partial<TLSSocket>;
   if (typeof tls.getPeerCertificate !== 'function' || tls.authorized !== true) return null;
   const cert = tls.getPeerCertificate();
-  return cert && Object.keys(cert).length > 0 ? certificateIdentity(cert) : null;
+  if (!cert || Object.keys(cert).length === 0) return null;
+  if (inForceAt !== null && !certificateInForce(cert, inForceAt)) return null;
+  return certificateIdentity(cert);
 }

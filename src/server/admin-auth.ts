@@ -7,7 +7,7 @@ import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import type { ServerUnaryCall } from '@grpc/grpc-js';
 import { z } from 'zod';
-import { certificateIdentity, grpcCallerOf, tlsSocketIdentity } from '../authn/mtls.js';
+import { certificateIdentity, certificateInForce, grpcCallerOf, tlsSocketIdentity } from '../authn/mtls.js';
 import { newDecisionId } from '../decide/index.js';
 import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionRecord } from '../decisions/record.js';
@@ -242,7 +242,8 @@ function clippedParameters(parameters: Readonly<Record<string, unknown>>): Recor
 /** What a gRPC call presents as an Admin caller. */
 export function adminCallerOfGrpc(call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext' | 'getPeer' | 'metadata'>): AdminCaller {
   const cert = call.getAuthContext()?.sslPeerCertificate;
-  const certificate = cert ? certificateIdentity(cert) : null;
+  // A connection can outlive its certificate: past its dates it stands for nobody here.
+  const certificate = cert && certificateInForce(cert, Date.now()) ? certificateIdentity(cert) : null;
   const proxiedBy = PROXY_HEADERS.find((name) => call.metadata.get(name).length > 0);
   return {
     caller: grpcCallerOf(call),
@@ -257,7 +258,7 @@ export function adminCallerOfGrpc(call: Pick<ServerUnaryCall<unknown, unknown>, 
 /** What an HTTP request (the console) presents as an Admin caller. */
 export function adminCallerOfHttp(req: IncomingMessage): AdminCaller {
   const address = req.socket.remoteAddress ?? '';
-  const certificate = tlsSocketIdentity(req.socket);
+  const certificate = tlsSocketIdentity(req.socket, Date.now());
   const requestId = req.headers['x-request-id'];
   const proxiedBy = PROXY_HEADERS.find((name) => req.headers[name] !== undefined);
   return {

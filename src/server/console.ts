@@ -6,6 +6,7 @@ import type { AlertReader } from '../analysis/alert.js';
 import type { DecisionLog } from '../decisions/log-client.js';
 import type { DecisionQueryThread } from '../decisions/query-thread.js';
 import { decodePageToken, encodePageToken, type RowExclusion, type StoredDecision } from '../decisions/query.js';
+import { tlsSocketCertificateExpiry } from '../authn/mtls.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { ADMIN_RESOURCE_TYPE, adminCallerOfHttp, type AdminCaller, type AdminGate } from './admin-auth.js';
 import type { AuditWatch } from './console-audit.js';
@@ -29,6 +30,12 @@ const TAIL_BATCH = 200;
 /** How often the tail looks for new rows while someone watches (also woken by each commit). */
 const TAIL_POLL_MS = 1_000;
 const TAIL_HEARTBEAT_MS = 15_000;
+/**
+ * A stream is ended after this long (the page opens another at once), and when the
+ * client certificate it was admitted with expires: the gate is asked again, so an
+ * expired certificate or a token no longer accepted does not keep a stream flowing.
+ */
+const TAIL_MAX_MS = 10 * 60_000;
 /** A stream whose reader falls this far behind (bytes not yet taken by the socket) is closed, not buffered further. */
 const STREAM_MAX_PENDING_BYTES = 1024 * 1024;
 /** The chart's window when the caller gives none. */
@@ -301,9 +308,13 @@ class LiveTail {
     }
     res.flushHeaders();
     let closed = false;
+    const expiry = tlsSocketCertificateExpiry(req.socket);
+    const ending = setTimeout(() => res.end(), Math.max(0, Math.min(TAIL_MAX_MS, expiry === null ? Infinity : expiry - Date.now())));
+    ending.unref();
     const leave = (): void => {
       if (closed) return;
       closed = true;
+      clearTimeout(ending);
       if (!this.streams.delete(res)) this.joining--;
       if (this.streams.size === 0 && this.joining === 0) this.stop();
     };

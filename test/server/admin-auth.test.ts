@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryDecisions, type StoredDecision } from '../../src/decisions/query.js';
 import { packageDefinition } from '../../src/server/grpc/descriptors.js';
 import { BIN, ROOT, checkRequest, ensureBuilt, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
-import { makeTestPki, type TestPki } from '../tls/certs.js';
+import { makeShortLivedClient, makeTestPki, type TestPki } from '../tls/certs.js';
 
 const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as { verdict: { v1: Record<string, typeof grpc.Client> } };
 type Unary = (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: unknown) => void) => void;
@@ -276,4 +276,48 @@ describe('the console over mTLS', () => {
       expect(await server.stop()).toBe(0);
     }
   });
+  it('stands for nobody once its dates have passed, on a connection opened while it was valid: the live tail ends then, and calls on that connection are refused', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-admin-expiry-'));
+    const uri = 'spiffe://verdict.test/ns/ops/sa/short-lived';
+    const short = makeShortLivedClient(pki, 'short-lived-admin', uri, 6_000);
+    const config = join(dir, 'verdict.yaml');
+    writeFileSync(config, `admin:\n  clients: ['uri:${uri}']\n`);
+    const server = await startVerdict({
+      policies: join(ROOT, 'policies'),
+      db: join(dir, 'decisions.db'),
+      args: ['--config', config, '--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--tls-client-ca', pki.ca.cert, '--tls-http', '--no-watch'],
+    });
+    // One kept-alive TLS connection for every request: its handshake is the only time TLS looks at the dates.
+    const agent = new HttpsAgent({ keepAlive: true, maxSockets: 1, ca: readFileSync(pki.ca.cert), cert: readFileSync(short.cert), key: readFileSync(short.key) });
+    const get = (path: string): Promise<{ status: number; body: string; reused: boolean }> =>
+      new Promise((resolve, reject) => {
+        const req = httpsRequest({ host: '127.0.0.1', port: server.httpPort, path, agent, headers: { 'sec-fetch-site': 'same-origin' } }, (res) => {
+          let body = '';
+          res.on('data', (chunk: Buffer) => (body += chunk.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body, reused: req.reusedSocket }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    const channel = new loaded.verdict.v1['Admin']!(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createSsl(readFileSync(pki.ca.cert), readFileSync(short.key), readFileSync(short.cert)), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as Record<string, Unary> & grpc.Client;
+    const status = (): Promise<grpc.ServiceError | null> =>
+      new Promise((resolve) => channel['GetPolicyStatus']!.call(channel, {}, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (error) => resolve(error)));
+    try {
+      expect((await get('/console/api/policy')).status).toBe(200);
+      expect(await status()).toBeNull();
+      // The tail, opened while the certificate is valid, ends when it expires (the page then opens another).
+      const tail = await get('/console/api/tail');
+      expect(tail.status).toBe(200);
+      expect(Date.now()).toBeGreaterThanOrEqual(short.validTo.getTime() - 50);
+      await new Promise((resolve) => setTimeout(resolve, 1_100));
+      // Same connections, handshakes long done: refused now.
+      const after = await get('/console/api/policy');
+      expect(after).toMatchObject({ status: 401, reused: true });
+      expect(await status()).toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+    } finally {
+      agent.destroy();
+      channel.close();
+      expect(await server.stop()).toBe(0);
+    }
+  }, 30_000);
 });

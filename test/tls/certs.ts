@@ -60,3 +60,43 @@ export function makeTestPki(): TestPki {
     strangerClient: makeLeaf(dir, 'stranger', '/CN=gateway-1', otherCa, ['subjectAltName=URI:spiffe://verdict.test/ns/edge/sa/gateway', 'extendedKeyUsage=clientAuth']),
   };
 }
+
+/**
+ * A client certificate signed by `pki.ca` that is valid from a minute ago until
+ * `validForMs` from now (openssl ca sets exact dates; x509 -req only whole days).
+ */
+export function makeShortLivedClient(pki: TestPki, name: string, uri: string, validForMs: number): { cert: string; key: string; validTo: Date } {
+  const dir = pki.dir;
+  const key = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const cert = join(dir, `${name}.crt`);
+  const ext = join(dir, `${name}.ext`);
+  const config = join(dir, `${name}.ca.cnf`);
+  const database = join(dir, `${name}.index.txt`);
+  writeFileSync(database, '');
+  writeFileSync(join(dir, `${name}.serial`), '1000\n');
+  writeFileSync(
+    config,
+    [
+      '[ca]',
+      'default_ca = short',
+      '[short]',
+      `database = ${database}`,
+      `new_certs_dir = ${dir}`,
+      `serial = ${join(dir, `${name}.serial`)}`,
+      'default_md = sha256',
+      'policy = any',
+      'unique_subject = no',
+      '[any]',
+      'commonName = supplied',
+      '',
+    ].join('\n'),
+  );
+  writeFileSync(ext, ['basicConstraints=CA:FALSE', `subjectAltName=URI:${uri}`, 'extendedKeyUsage=clientAuth'].join('\n') + '\n');
+  openssl(dir, ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${name}`]);
+  // Whole seconds: a certificate's times have no finer precision.
+  const validTo = new Date(Math.ceil((Date.now() + validForMs) / 1000) * 1000);
+  const asn1 = (d: Date): string => d.toISOString().replace(/[-:T]/g, '').replace(/\.\d{3}Z$/, 'Z').slice(2);
+  openssl(dir, ['ca', '-batch', '-config', config, '-cert', pki.ca.cert, '-keyfile', pki.ca.key, '-in', csr, '-out', cert, '-startdate', asn1(new Date(Date.now() - 60_000)), '-enddate', asn1(validTo), '-extfile', ext, '-notext']);
+  return { cert, key, validTo };
+}
