@@ -15,6 +15,15 @@ const ITEMS = 1000;
 const REQUEST_ID = 'r'.repeat(2000);
 const BATCHES = 10;
 
+/** A CheckBatch of ITEMS items for `principalId`, recording about 2 MB (REQUEST_ID with each item). */
+function largeBatch(principalId: string): Record<string, unknown> {
+  return {
+    principal: checkRequest({ principal: { id: principalId, roles: ['data_scientist'] }, action: 'read', resource: { type: 'model' } })['principal'],
+    requestId: REQUEST_ID,
+    items: Array.from({ length: ITEMS }, (_, i) => ({ action: 'read', resource: { type: 'model', id: `m${i}` } })),
+  };
+}
+
 /** Every value of each metric line, read from /metrics every few milliseconds until `done` settles. */
 async function sampleWhile(httpPort: number, lines: readonly string[], done: Promise<unknown>): Promise<Record<string, number[]>> {
   const seen: Record<string, number[]> = Object.fromEntries(lines.map((line) => [line, []]));
@@ -49,11 +58,7 @@ describe('batches wait for room among those being decided', () => {
   it('ten large batches at once: every one answered, one decided at a time, its rows all that wait for the writer', async () => {
     const client = verdictClient(verdict.grpcPort, { ownConnection: true });
     try {
-      const request = {
-        principal: checkRequest({ principal: { id: 'dana', roles: ['data_scientist'] }, action: 'read', resource: { type: 'model' } })['principal'],
-        requestId: REQUEST_ID,
-        items: Array.from({ length: ITEMS }, (_, i) => ({ action: 'read', resource: { type: 'model', id: `m${i}` } })),
-      };
+      const request = largeBatch('dana');
       const answers = Promise.all(Array.from({ length: BATCHES }, () => client.call<{ results: unknown[] }>('Authorization', 'CheckBatch', request, { deadline: Date.now() + 60_000 })));
       const seen = await sampleWhile(verdict.httpPort, ['verdict_batch_bytes_in_flight', 'verdict_batches_waiting', 'verdict_decision_log_rows_pending'], answers);
       for (const answer of await answers) expect(answer.results).toHaveLength(ITEMS);
@@ -72,11 +77,7 @@ describe('batches wait for room among those being decided', () => {
   it('a batch whose caller gives up while it waits is neither decided nor recorded', async () => {
     const client = verdictClient(verdict.grpcPort, { ownConnection: true });
     try {
-      const request = (id: string) => ({
-        principal: checkRequest({ principal: { id, roles: ['data_scientist'] }, action: 'read', resource: { type: 'model' } })['principal'],
-        requestId: REQUEST_ID,
-        items: Array.from({ length: ITEMS }, (_, i) => ({ action: 'read', resource: { type: 'model', id: `m${i}` } })),
-      });
+      const request = largeBatch;
       // Ten batches ahead of it in its caller's line, decided one at a time (about a second in all, see above).
       const ahead = Promise.all(Array.from({ length: BATCHES }, () => client.call('Authorization', 'CheckBatch', request('dana'), { deadline: Date.now() + 60_000 })));
       // With a deadline that passes while it waits.

@@ -1,5 +1,5 @@
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { request as httpRequest, type IncomingHttpHeaders } from 'node:http';
+import { request as httpRequest, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -289,38 +289,18 @@ describe('the console API on a server with an admin token', () => {
 
   it('streams new decisions live on one recorded call, without its own rows', async () => {
     const before = consoleRows(db, 'ConsoleTail').length;
-    const events: { decisionId: string; principalId: string; resourceType: string; action: string }[] = [];
-    let buffer = '';
-    const req = httpRequest({ host: '127.0.0.1', port: server.httpPort, path: '/console/api/tail', headers: auth });
-    const opened = new Promise<void>((resolve, reject) => {
-      req.on('response', (res) => {
-        expect(res.statusCode).toBe(200);
-        expect(res.headers['content-type']).toBe('text/event-stream; charset=utf-8');
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          buffer += chunk;
-          let end;
-          while ((end = buffer.indexOf('\n\n')) >= 0) {
-            const event = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            const data = event.split('\n').find((l) => l.startsWith('data: '));
-            if (data) events.push(JSON.parse(data.slice(6)));
-          }
-        });
-        resolve();
-      });
-      req.on('error', reject);
-    });
-    req.end();
-    await opened;
+    const tail = await openTail(server.httpPort);
+    expect(tail.status).toBe(200);
+    expect(tail.contentType).toBe('text/event-stream; charset=utf-8');
+    const rows = (): TailRow[] => tail.events.map((e) => e.row);
     // The backlog: the recent checks arrive first.
-    await waitFor(() => events.some((e) => e.decisionId === danaIds[0]));
+    await waitFor(() => rows().some((e) => e.decisionId === danaIds[0]));
     // Console calls made meanwhile are recorded but not streamed.
     for (let i = 0; i < 5; i++) expect((await get(server.httpPort, '/console/api/policy', auth)).status).toBe(200);
     const [fresh] = await check(client, dana, 1);
-    await waitFor(() => events.some((e) => e.decisionId === fresh));
-    req.destroy();
-    expect(events.filter((e) => e.resourceType === 'verdict.admin' && e.action.startsWith('Console'))).toEqual([]);
+    await waitFor(() => rows().some((e) => e.decisionId === fresh));
+    tail.close();
+    expect(rows().filter((e) => e.resourceType === 'verdict.admin' && e.action.startsWith('Console'))).toEqual([]);
     expect(consoleRows(db, 'ConsoleTail').length - before).toBe(1);
   });
 });
@@ -378,36 +358,11 @@ describe('the console live tail, many rows at once', () => {
   });
 
   it('streams every decision once, in order, however many each read brings (rows go to a stream a read at a time)', async () => {
-    const seqs: number[] = [];
-    const ids: string[] = [];
-    let buffer = '';
-    const req = httpRequest({ host: '127.0.0.1', port: server.httpPort, path: '/console/api/tail', headers: auth });
-    const opened = new Promise<void>((resolve, reject) => {
-      req.on('response', (res) => {
-        res.setEncoding('utf8');
-        res.on('data', (chunk: string) => {
-          buffer += chunk;
-          let end;
-          while ((end = buffer.indexOf('\n\n')) >= 0) {
-            const event = buffer.slice(0, end);
-            buffer = buffer.slice(end + 2);
-            const id = event.split('\n').find((l) => l.startsWith('id: '));
-            const data = event.split('\n').find((l) => l.startsWith('data: '));
-            if (id && data) {
-              seqs.push(Number(id.slice(4)));
-              ids.push((JSON.parse(data.slice(6)) as { decisionId: string }).decisionId);
-            }
-          }
-        });
-        resolve();
-      });
-      req.on('error', reject);
-    });
-    req.end();
-    await opened;
+    const tail = await openTail(server.httpPort);
+    const ids = (): string[] => tail.events.map((e) => e.row.decisionId);
     // Joined once a decision made now comes through (the stream first gets the last 50 as they stand when it joins).
     const [joined] = await check(client, dana, 1);
-    await waitFor(() => ids.includes(joined!));
+    await waitFor(() => ids().includes(joined!));
     // Three batches of 250: more than one read's 200 rows at a time.
     const decided: string[] = [];
     for (let b = 0; b < 3; b++) {
@@ -417,11 +372,12 @@ describe('the console live tail, many rows at once', () => {
       });
       decided.push(...answer.results.map((r) => r.decisionId));
     }
-    await waitFor(() => decided.every((id) => ids.includes(id)));
-    req.destroy();
-    expect(new Set(ids).size).toBe(ids.length);
+    await waitFor(() => decided.every((id) => ids().includes(id)));
+    tail.close();
+    expect(new Set(ids()).size).toBe(ids().length);
+    const seqs = tail.events.map((e) => e.seq);
     expect(seqs).toEqual([...seqs].sort((a, b) => a - b));
-    expect(ids.slice(-decided.length)).toEqual(decided);
+    expect(ids().slice(-decided.length)).toEqual(decided);
   });
 });
 
@@ -504,6 +460,38 @@ describe('the console API on a server admitting loopback callers (no token confi
     expect(answer).toEqual({ enabled: false, alerts: [], message: 'alerts are not enabled on this server' });
   });
 });
+
+/** A live tail opened with the admin token: its events as they arrive (seq from `id:`, the row from `data:`). */
+async function openTail(port: number): Promise<{ readonly events: Array<{ seq: number; row: TailRow }>; readonly status: number; readonly contentType: string | undefined; close(): void }> {
+  const events: Array<{ seq: number; row: TailRow }> = [];
+  let buffer = '';
+  const req = httpRequest({ host: '127.0.0.1', port, path: '/console/api/tail', headers: auth });
+  const res = await new Promise<IncomingMessage>((resolve, reject) => {
+    req.on('response', resolve);
+    req.on('error', reject);
+    req.end();
+  });
+  res.setEncoding('utf8');
+  res.on('data', (chunk: string) => {
+    buffer += chunk;
+    let end;
+    while ((end = buffer.indexOf('\n\n')) >= 0) {
+      const lines = buffer.slice(0, end).split('\n');
+      buffer = buffer.slice(end + 2);
+      const id = lines.find((l) => l.startsWith('id: '));
+      const data = lines.find((l) => l.startsWith('data: '));
+      if (id && data) events.push({ seq: Number(id.slice(4)), row: JSON.parse(data.slice(6)) as TailRow });
+    }
+  });
+  return { events, status: res.statusCode ?? 0, contentType: res.headers['content-type'], close: () => req.destroy() };
+}
+
+interface TailRow {
+  readonly decisionId: string;
+  readonly principalId: string;
+  readonly resourceType: string;
+  readonly action: string;
+}
 
 async function waitFor(condition: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
