@@ -103,6 +103,8 @@ export class BatchesInFlight {
   private readonly heldBy = new Map<string, number>();
   /** Waiting batches by group; a Map keeps the order groups began waiting in, for turns. */
   private readonly waiting = new Map<string, WaitingBatch[]>();
+  /** How many of a group's waiters were still wanted when its line was last pruned. */
+  private readonly livedAfterPrune = new Map<string, number>();
   private waitingCount = 0;
 
   constructor(readonly maxBytes: number = DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT) {}
@@ -128,9 +130,28 @@ export class BatchesInFlight {
     return new Promise((resolve) => {
       let queue = this.waiting.get(group);
       if (queue === undefined) this.waiting.set(group, (queue = []));
+      // Callers that gave up are otherwise dropped only when their turn comes, and a caller can
+      // give up and ask again without end while its line does not move: look for them whenever
+      // the line has doubled since last looked at (each waiter is looked at a bounded number of times).
+      if (queue.length >= 2 * (this.livedAfterPrune.get(group) ?? 0) + 8) this.prune(group, queue);
       queue.push({ bytes: charge, cancelled, admit: resolve });
       this.waitingCount += 1;
     });
+  }
+
+  /** Drops the waiters of `group` whose callers are gone (answered null). */
+  private prune(group: string, queue: WaitingBatch[]): void {
+    let kept = 0;
+    for (const waiter of queue) {
+      if (waiter.cancelled()) {
+        waiter.admit(null);
+        this.waitingCount -= 1;
+      } else {
+        queue[kept++] = waiter;
+      }
+    }
+    queue.length = kept;
+    this.livedAfterPrune.set(group, kept);
   }
 
   private get share(): number {
@@ -177,6 +198,7 @@ export class BatchesInFlight {
         // Served (or emptied): the group goes to the back of the line.
         this.waiting.delete(group);
         if (queue.length > 0) this.waiting.set(group, queue);
+        else this.livedAfterPrune.delete(group);
       }
     }
   }

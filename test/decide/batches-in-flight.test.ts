@@ -88,4 +88,17 @@ describe('BatchesInFlight', () => {
     expect(budget.bytesInFlight).toBe(1 * MiB);
     other();
   });
+  it('does not keep callers that gave up queued while their line does not move', async () => {
+    const budget = new BatchesInFlight(128 * MiB);
+    const slow = budget.admit('a', 64 * MiB) as ReleaseBatch;
+    const live = budget.admit('a', 16 * MiB);
+    // A caller that asks and gives up, again and again, behind a line that does not move.
+    const gone: Array<Promise<ReleaseBatch | null> | ReleaseBatch> = [];
+    for (let i = 0; i < 100_000; i++) gone.push(budget.admit('a', 16 * MiB, () => true));
+    expect(budget.batchesWaiting).toBeLessThan(20);
+    expect(await settled(gone[0]!)).toBeNull();
+    slow();
+    expect(typeof (await settled(live))).toBe('function');
+    expect(budget.batchesWaiting).toBe(0);
+  });
 });
