@@ -77,6 +77,14 @@ function jsonBytes(value: unknown): number {
 /** Admitted batches' recorded bytes, all callers together, when none is configured. */
 export const DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT = 128 * 1024 * 1024;
 
+/**
+ * What one decision's row holds in memory from its decision until the writer has it,
+ * beyond what batchRecordError measures (the record object, its encoded values, the
+ * resource and ids): about 7 KB measured for a plain item. Charged per item when a
+ * batch is let in, so a flood of plain items is bounded as a flood of large ones.
+ */
+export const ROW_IN_MEMORY_BYTES = 8 * 1024;
+
 /** Given back when an admitted batch has been decided and recorded (or refused). */
 export type ReleaseBatch = () => void;
 
@@ -106,6 +114,8 @@ export class BatchesInFlight {
   /** How many of a group's waiters were still wanted when its line was last pruned. */
   private readonly livedAfterPrune = new Map<string, number>();
   private waitingCount = 0;
+  /** A waiting batch needs more room than is free: until it is let in, no batch goes ahead of it. */
+  private blockedOnBudget = false;
 
   constructor(readonly maxBytes: number = DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT) {}
 
@@ -126,7 +136,9 @@ export class BatchesInFlight {
    */
   admit(group: string, bytes: number, cancelled: () => boolean = () => false): Promise<ReleaseBatch | null> | ReleaseBatch {
     const charge = Math.min(bytes, this.share);
-    if (!this.waiting.has(group) && this.fits(group, charge)) return this.take(group, charge);
+    // Not ahead of a batch already waiting for room, nor of its own group's line.
+    if (!this.blockedOnBudget && !this.waiting.has(group) && this.fits(group, charge)) return this.take(group, charge);
+    if (this.held + charge > this.maxBytes) this.blockedOnBudget = true;
     return new Promise((resolve) => {
       let queue = this.waiting.get(group);
       if (queue === undefined) this.waiting.set(group, (queue = []));
@@ -179,27 +191,38 @@ export class BatchesInFlight {
 
   /** Admits waiting batches that fit now, one group at a time in turn; the callers gone are dropped. */
   private admitWaiting(): void {
-    let admitted = true;
-    while (admitted && this.waiting.size > 0) {
-      admitted = false;
-      for (const group of [...this.waiting.keys()]) {
-        const queue = this.waiting.get(group)!;
+    this.blockedOnBudget = false;
+    for (;;) {
+      let served = false;
+      for (const [group, queue] of this.waiting) {
         while (queue.length > 0 && queue[0]!.cancelled()) {
           queue.shift()!.admit(null);
           this.waitingCount -= 1;
         }
         const next = queue[0];
-        if (next !== undefined && this.fits(group, next.bytes)) {
-          queue.shift();
-          this.waitingCount -= 1;
-          next.admit(this.take(group, next.bytes));
-          admitted = true;
+        if (next === undefined) {
+          this.waiting.delete(group);
+          this.livedAfterPrune.delete(group);
+          continue;
         }
-        // Served (or emptied): the group goes to the back of the line.
+        if (this.held + next.bytes > this.maxBytes) {
+          // Room is kept for the first in line that does not fit: nobody behind it goes ahead.
+          this.blockedOnBudget = true;
+          return;
+        }
+        // At its share: the next group in line goes first.
+        if (!this.fits(group, next.bytes)) continue;
+        queue.shift();
+        this.waitingCount -= 1;
+        next.admit(this.take(group, next.bytes));
+        // Served: to the back of the line, behind the groups it was ahead of.
         this.waiting.delete(group);
         if (queue.length > 0) this.waiting.set(group, queue);
         else this.livedAfterPrune.delete(group);
+        served = true;
+        break;
       }
+      if (!served) return;
     }
   }
 }

@@ -14,7 +14,7 @@ import { RequestMeter, type RequestLimits } from './bounds.js';
 import { newDecisionId } from './decision-id.js';
 import { decisionRecord } from './record.js';
 import { blocked, invalidRequest, limitError, rateLimited, refusalDecision, suspended } from './refusals.js';
-import { BatchesInFlight, BatchRefused, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_MAX_BATCH_RECORDED_BYTES, measureBatchRecord, type ReleaseBatch } from './batch-budget.js';
+import { BatchesInFlight, BatchRefused, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_MAX_BATCH_RECORDED_BYTES, measureBatchRecord, ROW_IN_MEMORY_BYTES, type ReleaseBatch } from './batch-budget.js';
 import { InvalidRequest, RefusedRequest, RequestFieldError, type CallMeta, type CheckInput, type CheckResult } from './request.js';
 import type { Suspensions } from './suspensions.js';
 import { DecidingTurns, type BatchSlicer } from './slices.js';
@@ -328,7 +328,7 @@ export class DecisionPipeline {
   private admitBatch(inputs: readonly CheckInput[], meta: CallMeta, options: BatchOptions): ReleaseBatch | Promise<ReleaseBatch> {
     const measured = measureBatchRecord(inputs, this.maxBatchRecordedBytes, options.field, callBytes(meta));
     if (typeof measured !== 'number') return this.refuseBatch(measured, inputs, meta);
-    const admitted = this.batchesInFlight.admit(callerGroup(meta.caller), measured, options.cancelled);
+    const admitted = this.batchesInFlight.admit(callerGroup(meta.caller), measured + inputs.length * ROW_IN_MEMORY_BYTES, options.cancelled);
     if (typeof admitted === 'function') return admitted;
     return admitted.then((release) => {
       if (release === null) throw new VerdictError('CANCELLED', 'the caller cancelled the call, or its connection closed, while the batch waited for room among the batches being decided; nothing of it was decided or recorded');

@@ -101,4 +101,43 @@ describe('BatchesInFlight', () => {
     expect(typeof (await settled(live))).toBe('function');
     expect(budget.batchesWaiting).toBe(0);
   });
+  it('lets a group that came later in before two groups that keep asking', async () => {
+    const budget = new BatchesInFlight(8 * MiB);
+    const held: { a: ReleaseBatch[]; b: ReleaseBatch[] } = { a: [], b: [] };
+    const admitted: string[] = [];
+    const ask = (group: 'a' | 'b' | 'w'): void => {
+      void Promise.resolve(budget.admit(group, 1 * MiB)).then((release) => {
+        admitted.push(group);
+        if (group !== 'w') held[group].push(release as ReleaseBatch);
+      });
+    };
+    // a and b each hold their half, and each has more waiting; then w asks once.
+    for (let i = 0; i < 14; i++) ask(i % 2 === 0 ? 'a' : 'b');
+    await settled(null);
+    ask('w');
+    admitted.length = 0;
+    // Each of a's and b's batches, once done, is followed by another of theirs.
+    for (let round = 0; round < 6 && !admitted.includes('w'); round++) {
+      const group: 'a' | 'b' = round % 2 === 0 ? 'a' : 'b';
+      held[group].shift()!();
+      await settled(null);
+    }
+    expect(admitted).toContain('w');
+  });
+
+  it('keeps room for a large batch waiting: smaller ones that came after do not go ahead of it', async () => {
+    const budget = new BatchesInFlight(8 * MiB);
+    const first = budget.admit('a', 3 * MiB) as ReleaseBatch;
+    const second = budget.admit('b', 3 * MiB) as ReleaseBatch;
+    // 2 MiB free: c's 4 MiB waits for room.
+    const large = budget.admit('c', 4 * MiB);
+    expect(await settled(large)).toBe('waiting');
+    // A 1 MiB batch would fit, but would keep c waiting.
+    const small = budget.admit('d', 1 * MiB);
+    expect(await settled(small)).toBe('waiting');
+    first();
+    expect(typeof (await settled(large))).toBe('function');
+    expect(typeof (await settled(small))).toBe('function');
+    second();
+  });
 });
