@@ -122,11 +122,15 @@ export class AuthZenEndpoint {
     try {
       answer = path === AUTHZEN_METADATA_PATH ? this.metadata(req) : await this.evaluate(req, path, requestId);
     } catch (error) {
-      const unavailable = error instanceof VerdictError && error.code === 'DECISION_LOG_UNAVAILABLE';
-      if (!unavailable) this.options.onError?.(error);
-      answer = unavailable
-        ? { status: 503, body: { error: 'the decision could not be recorded, so no decision is given' } }
-        : { status: 500, body: { error: 'internal error; no decision is given' } };
+      const code = error instanceof VerdictError ? error.code : null;
+      // A caller that went away while its evaluations waited is no server fault: nobody reads this answer.
+      if (code !== 'DECISION_LOG_UNAVAILABLE' && code !== 'CANCELLED') this.options.onError?.(error);
+      answer =
+        code === 'DECISION_LOG_UNAVAILABLE'
+          ? { status: 503, body: { error: 'the decision could not be recorded, so no decision is given' } }
+          : code === 'CANCELLED'
+            ? { status: 499, body: { error: 'the request was cancelled (the connection closed) before it was decided; no decision is given' } }
+            : { status: 500, body: { error: 'internal error; no decision is given' } };
     }
     const body = JSON.stringify(answer.body);
     const headers: Record<string, string | number> = {
