@@ -74,7 +74,7 @@ function jsonBytes(value: unknown): number {
   return Buffer.byteLength(JSON.stringify(value));
 }
 
-/** Admitted batches' recorded bytes, all callers together, when none is configured. */
+/** What the batches let in may hold, all callers together, when none is configured. */
 export const DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT = 128 * 1024 * 1024;
 
 /**
@@ -99,12 +99,14 @@ interface WaitingBatch {
  * principal, context and request id, live in memory from its decision until the
  * writer has them; a caller sending a hundred large batches at once on one connection
  * held tens of thousands of such rows (most of a gigabyte). So a batch is admitted
- * against a budget of recorded bytes (as batchRecordError measures them), all callers
- * together, and one caller group (decisions/caller-group.ts: an identity, or a host)
- * may hold at most half of it. A batch that does not fit waits, unread work rather than
- * rows, until batches before it finish; the groups waiting are served in turn, so a
- * caller with many batches queued does not keep another's first one waiting behind
- * them all. A batch larger than a group's share is charged the share.
+ * against a budget of bytes, all callers together (its caller charges what it will
+ * record, as batchRecordError measures it, and ROW_IN_MEMORY_BYTES an item), and one
+ * caller group (decisions/caller-group.ts: an identity, or a host) may hold at most
+ * half of it. A batch that does not fit waits, unread work rather than rows, until
+ * batches before it finish; the groups waiting are served in turn, a group served going
+ * to the back, so a caller with many batches queued does not keep another's first one
+ * waiting behind them all, and room is kept for the first in line that needs more than
+ * is free. A batch larger than a group's share is charged the share.
  */
 export class BatchesInFlight {
   private held = 0;
@@ -119,7 +121,7 @@ export class BatchesInFlight {
 
   constructor(readonly maxBytes: number = DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT) {}
 
-  /** Recorded bytes of the batches admitted now. */
+  /** Bytes charged to the batches admitted now. */
   get bytesInFlight(): number {
     return this.held;
   }

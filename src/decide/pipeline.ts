@@ -14,7 +14,7 @@ import { RequestMeter, type RequestLimits } from './bounds.js';
 import { newDecisionId } from './decision-id.js';
 import { decisionRecord } from './record.js';
 import { blocked, invalidRequest, limitError, rateLimited, refusalDecision, suspended } from './refusals.js';
-import { BatchesInFlight, BatchRefused, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_MAX_BATCH_RECORDED_BYTES, measureBatchRecord, ROW_IN_MEMORY_BYTES, type ReleaseBatch } from './batch-budget.js';
+import { BatchesInFlight, BatchRefused, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_MAX_BATCH_RECORDED_BYTES, measureBatchRecord, ROW_IN_MEMORY_BYTES } from './batch-budget.js';
 import { InvalidRequest, RefusedRequest, RequestFieldError, type CallMeta, type CheckInput, type CheckResult } from './request.js';
 import type { Suspensions } from './suspensions.js';
 import { DecidingTurns, type BatchSlicer } from './slices.js';
@@ -57,7 +57,7 @@ export interface PipelineOptions {
    * a batch over it is refused whole. Default DEFAULT_MAX_BATCH_RECORDED_BYTES.
    */
   readonly maxBatchRecordedBytes?: number;
-  /** Most recorded bytes of the batches being decided at once, all callers together (BatchesInFlight). Default DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT. */
+  /** Most bytes the batches being decided at once may hold, all callers together (BatchesInFlight: what they record, and ROW_IN_MEMORY_BYTES an item). Default DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT. */
   readonly maxBatchBytesInFlight?: number;
   /**
    * Principals whose checks are denied for now (DENIED_BY_SUSPENSION) before the
@@ -236,15 +236,7 @@ export class DecisionPipeline {
   async checkBatch(inputs: readonly CheckInput[], meta: CallMeta, options: BatchOptions = {}): Promise<CheckResult[]> {
     const long = this.longRequestId(meta);
     if (long !== null) return this.refuseBatch(long.error, inputs, long.meta);
-    // Admitted at once, the batch is decided in the turn it came (no await in between).
-    const admitted = this.admitBatch(inputs, meta, options);
-    const release = typeof admitted === 'function' ? admitted : await admitted;
-    const runs: Promise<CheckResult>[] = [];
-    try {
-      return await this.decideBatch(inputs, meta, options, runs);
-    } finally {
-      releaseWhenRecorded(runs, release);
-    }
+    return this.withRoom(inputs, meta, options, (runs) => this.decideBatch(inputs, meta, options, runs));
   }
 
   private async decideBatch(inputs: readonly CheckInput[], meta: CallMeta, options: BatchOptions, runs: Promise<CheckResult>[]): Promise<CheckResult[]> {
@@ -285,15 +277,7 @@ export class DecisionPipeline {
   async checkUntil(inputs: readonly CheckInput[], meta: CallMeta, stop: (decision: Decision) => boolean, options: BatchOptions = {}): Promise<CheckResult[]> {
     const long = this.longRequestId(meta);
     if (long !== null) return this.refuseBatch(long.error, inputs, long.meta);
-    // Admitted at once, the batch is decided in the turn it came (no await in between).
-    const admitted = this.admitBatch(inputs, meta, options);
-    const release = typeof admitted === 'function' ? admitted : await admitted;
-    const runs: Promise<CheckResult>[] = [];
-    try {
-      return await this.decideUntil(inputs, meta, stop, options, runs);
-    } finally {
-      releaseWhenRecorded(runs, release);
-    }
+    return this.withRoom(inputs, meta, options, (runs) => this.decideUntil(inputs, meta, stop, options, runs));
   }
 
   private async decideUntil(inputs: readonly CheckInput[], meta: CallMeta, stop: (decision: Decision) => boolean, options: BatchOptions, runs: Promise<CheckResult>[]): Promise<CheckResult[]> {
@@ -320,20 +304,24 @@ export class DecisionPipeline {
   }
 
   /**
-   * Measures what a batch would record and waits for room for it among the batches
-   * being decided (BatchesInFlight).
+   * Decides a batch once there is room for its rows among the batches being decided
+   * (BatchesInFlight), and gives the room back once each of its decisions is recorded
+   * or has failed. Let in at once, it is decided in the turn it came (no await between).
    * @throws (rejects) BatchRefused when it is over maxBatchRecordedBytes (the refusal recorded once)
    * @throws (rejects) VerdictError CANCELLED when the caller went away while it waited
    */
-  private admitBatch(inputs: readonly CheckInput[], meta: CallMeta, options: BatchOptions): ReleaseBatch | Promise<ReleaseBatch> {
+  private async withRoom(inputs: readonly CheckInput[], meta: CallMeta, options: BatchOptions, decide: (runs: Promise<CheckResult>[]) => Promise<CheckResult[]>): Promise<CheckResult[]> {
     const measured = measureBatchRecord(inputs, this.maxBatchRecordedBytes, options.field, callBytes(meta));
     if (typeof measured !== 'number') return this.refuseBatch(measured, inputs, meta);
     const admitted = this.batchesInFlight.admit(callerGroup(meta.caller), measured + inputs.length * ROW_IN_MEMORY_BYTES, options.cancelled);
-    if (typeof admitted === 'function') return admitted;
-    return admitted.then((release) => {
-      if (release === null) throw new VerdictError('CANCELLED', 'the caller cancelled the call, or its connection closed, while the batch waited for room among the batches being decided; nothing of it was decided or recorded');
-      return release;
-    });
+    const release = typeof admitted === 'function' ? admitted : await admitted;
+    if (release === null) throw new VerdictError('CANCELLED', 'the caller cancelled the call, or its connection closed, while the batch waited for room among the batches being decided; nothing of it was decided or recorded');
+    const runs: Promise<CheckResult>[] = [];
+    try {
+      return await decide(runs);
+    } finally {
+      void Promise.allSettled(runs).then(release);
+    }
   }
 
   private async untilShared(
@@ -661,11 +649,6 @@ function detailsOf(decision: Decision, meta: CallMeta, directory: DirectorySourc
 /** The decision log's row for a decision. */
 function toRecord(request: DecisionRequest, decision: Decision, meta: CallMeta, started: number, directory: DirectorySources | null): DecisionRecord {
   return decisionRecord(request, decision, meta, Date.now(), Math.round((performance.now() - started) * 1000), detailsOf(decision, meta, directory));
-}
-
-/** Gives a batch's room back once each of its decisions is recorded or has failed. */
-function releaseWhenRecorded(runs: readonly Promise<unknown>[], release: ReleaseBatch): void {
-  void Promise.allSettled(runs).then(release);
 }
 
 /** What a call adds to every row of it: its caller and request id, as the log stores them. */

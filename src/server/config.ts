@@ -113,7 +113,7 @@ const layerSchema = z.strictObject({
   /** durable: an answer leaves only once its row is committed. async: rows are committed a moment later. */
   decisionLog: z.enum(['durable', 'async']).optional(),
   maxMessageBytes: z.number().int().min(1024).max(64 * 1024 * 1024).optional(),
-  /** Most bytes the batches being decided at once may record, all callers together (decide/batch-budget.ts BatchesInFlight). */
+  /** Most bytes the batches being decided at once may hold (what they record, and 8 KiB an item), all callers together (decide/batch-budget.ts BatchesInFlight). */
   maxBatchBytesInFlight: z.number().int().min(64 * 1024).max(64 * 1024 * 1024 * 1024).optional(),
   logLevel: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).optional(),
   /** Shadow mode: a candidate policy directory decided beside the live one on every check (never answering); null: off. */

@@ -124,14 +124,15 @@ export class ServerMetrics implements DecisionObserver {
   }
 
   /**
-   * What waits its turn, read at each scrape: long calls (batches, evaluations, search
-   * pages) waiting for a slice of deciding, and decisions waiting for their row to be
-   * written. Both grow under a flood of batches; checks keep being answered meanwhile.
+   * What waits its turn, read at each scrape: batches waiting for room (and the bytes
+   * charged to those let in), long calls (batches, evaluations, search pages) waiting
+   * for a slice of deciding, and decisions waiting for their row to be written. All grow
+   * under a flood of batches; checks keep being answered meanwhile.
    */
   watchQueues(read: { readonly longCallsWaiting: () => number; readonly pendingRows: () => number; readonly batchBytesInFlight: () => number; readonly batchesWaiting: () => number }): void {
     new Gauge({
       name: 'verdict_batch_bytes_in_flight',
-      help: 'What the batches being decided now will record, in bytes (bounded by maxBatchBytesInFlight).',
+      help: 'Bytes charged to the batches being decided now: what they will record, and 8 KiB an item for their rows until written (bounded by maxBatchBytesInFlight).',
       registers: [this.registry],
       aggregator: 'sum',
       collect() {
