@@ -178,10 +178,16 @@ export function certificateInForce(cert: Partial<Pick<PeerCertificate, 'valid_fr
 
 /** When the verified client certificate on a TLS socket stops being valid (ms), or null (no such certificate). */
 export function tlsSocketCertificateExpiry(socket: object): number | null {
+  const to = Date.parse(verifiedPeerCertificate(socket)?.valid_to ?? '');
+  return Number.isFinite(to) ? to : null;
+}
+
+/** The client certificate on a TLS socket that verified it; null on plain sockets, without one, or unverified. */
+function verifiedPeerCertificate(socket: object): PeerCertificate | null {
   const tls = socket as Partial<TLSSocket>;
   if (typeof tls.getPeerCertificate !== 'function' || tls.authorized !== true) return null;
-  const to = Date.parse(tls.getPeerCertificate().valid_to ?? '');
-  return Number.isFinite(to) ? to : null;
+  const cert = tls.getPeerCertificate();
+  return cert && Object.keys(cert).length > 0 ? cert : null;
 }
 
 /**
@@ -190,10 +196,7 @@ export function tlsSocketCertificateExpiry(socket: object): number | null {
  * HTTP endpoints that record decisions.
  */
 export function tlsSocketIdentity(socket: object, inForceAt: number | null = null): string | null {
-  const tls = socket as Partial<TLSSocket>;
-  if (typeof tls.getPeerCertificate !== 'function' || tls.authorized !== true) return null;
-  const cert = tls.getPeerCertificate();
-  if (!cert || Object.keys(cert).length === 0) return null;
-  if (inForceAt !== null && !certificateInForce(cert, inForceAt)) return null;
+  const cert = verifiedPeerCertificate(socket);
+  if (cert === null || (inForceAt !== null && !certificateInForce(cert, inForceAt))) return null;
   return certificateIdentity(cert);
 }

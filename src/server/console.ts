@@ -31,9 +31,9 @@ const TAIL_BATCH = 200;
 const TAIL_POLL_MS = 1_000;
 const TAIL_HEARTBEAT_MS = 15_000;
 /**
- * A stream is ended after this long (the page opens another at once), and when the
- * client certificate it was admitted with expires: the gate is asked again, so an
- * expired certificate or a token no longer accepted does not keep a stream flowing.
+ * A stream is ended after this long, and when the client certificate it was admitted
+ * with expires: the page opens another 5 s later, through the gate again, so an
+ * expired certificate does not keep a stream flowing.
  */
 const TAIL_MAX_MS = 10 * 60_000;
 /** A stream whose reader falls this far behind (bytes not yet taken by the socket) is closed, not buffered further. */
