@@ -4,6 +4,7 @@
 import type { AlertQuery, AlertType } from '../analysis/alert.js';
 import type { DecisionFilters } from '../decisions/query.js';
 import { VerdictError } from '../errors.js';
+import { durationMs, readIsoTime } from '../time-text.js';
 import { EFFECTS, REASONS, type Effect, type Reason } from '../types.js';
 
 /** The longest query string the console reads; a longer one is refused (414) unread. */
@@ -20,9 +21,6 @@ export const MAX_BUCKETS = 500;
 export const MAX_ALERTS = 500;
 
 const ALERT_TYPES: readonly AlertType[] = ['volume', 'probing', 'reconnaissance', 'baseline', 'extraction', 'auth-failures'];
-const UNIT_MS: Readonly<Record<string, number>> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000, w: 604_800_000 };
-const DURATION = /^(\d{1,9})([smhdw])$/;
-const ISO = /^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d{1,3})?)?(?:Z|[+-]\d{2}:\d{2})?)?$/i;
 
 /** A parameter the caller got wrong: answered 400 with its name. */
 export class ParameterError extends VerdictError {
@@ -82,14 +80,16 @@ export class Parameters {
   time(name: string, now: number): number | undefined {
     const text = this.text(name);
     if (text === undefined) return undefined;
-    const duration = DURATION.exec(text);
-    if (duration) return now - Number(duration[1]) * UNIT_MS[duration[2]!]!;
-    if (/^\d{10,15}$/.test(text)) return Number(text);
-    if (ISO.test(text)) {
-      const hasOffset = /(?:Z|[+-]\d{2}:\d{2})$/i.test(text);
-      const ms = Date.parse(text.length > 10 && !hasOffset ? `${text.replace(' ', 'T')}Z` : text.replace(' ', 'T'));
-      if (Number.isFinite(ms)) return ms;
+    const ago = durationMs(text);
+    if (ago !== null) {
+      // Decisions are never older than 1970; a time before it (or past what a Date holds) would answer with an invalid date.
+      if (ago > now) throw new ParameterError(name, `reaches back before 1970 (${text} ago); leave ${name} out to read from the first decision`);
+      return now - ago;
     }
+    if (/^\d{10,15}$/.test(text)) return Number(text);
+    const iso = readIsoTime(text);
+    if (iso !== null && 'notADay' in iso) throw new ParameterError(name, `${iso.notADay} is not a day of the calendar`);
+    if (iso !== null) return iso.ms;
     throw new ParameterError(name, 'must be an ISO 8601 time (2026-12-04T09:00:00Z), a duration ago (15m, 24h, 7d) or epoch milliseconds');
   }
 

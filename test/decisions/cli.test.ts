@@ -145,6 +145,11 @@ describe('parseTime', () => {
       expect(() => parseTime('--since', text, at), text).toThrow(expect.objectContaining({ code: 'USAGE' }) as Error);
     }
   });
+  it('says which day does not exist, and refuses a duration reaching back before 1970', () => {
+    expect(() => parseTime('--until', '2025-02-30T10:00:00Z', at)).toThrow('--until: 2025-02-30 is not a day of the calendar');
+    expect(() => parseTime('--since', '999999999w', at)).toThrow('--since 999999999w reaches back before 1970');
+    expect(parseTime('--since', '2024-02-29', at)).toBe(Date.UTC(2024, 1, 29));
+  });
 });
 
 describe('verdict decisions --json and the details of a decision', () => {

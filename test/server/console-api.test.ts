@@ -242,7 +242,13 @@ describe('the console API on a server with an admin token', () => {
   it('refuses bad parameters with 400 naming the parameter, never a stack trace', async () => {
     const cases: [string, string, RegExp][] = [
       ['/console/api/decisions?since=yesterday', 'since', /since: must be an ISO 8601 time/],
-      ['/console/api/summary?until=2026-13-45', 'until', /until: must be/],
+      ['/console/api/summary?until=2026-13-45', 'until', /until: 2026-13-45 is not a day of the calendar/],
+      // A day the month does not have is a typo, not the first days of the next month.
+      ['/console/api/decisions?since=2026-02-31', 'since', /since: 2026-02-31 is not a day of the calendar/],
+      ['/console/api/summary?until=2026-04-31T10:00:00Z', 'until', /until: 2026-04-31 is not a day of the calendar/],
+      ['/console/api/decisions?since=999999999w', 'since', /since: reaches back before 1970/],
+      ['/console/api/alerts?since=999999999d', 'since', /since: reaches back before 1970/],
+      ['/console/api/decisions?since=9999999999999999', 'since', /since: must be an ISO 8601 time/],
       ['/console/api/decisions?since=1h&until=2h', 'until', /until: must be after since/],
       ['/console/api/decisions?limit=100000', 'limit', /limit: must be a whole number from 1 to 200/],
       ['/console/api/decisions?limit=-1', 'limit', /limit/],
