@@ -42,6 +42,17 @@ interface SentPrincipal {
  * as `principal.directRoles`.
  */
 export function seeingEffectiveRoles(condition: Condition, graph: RoleGraph): Condition {
+  // One wrapper for each condition and graph, however many rules share the condition.
+  let byCondition = wrappedByGraph.get(graph);
+  if (byCondition === undefined) wrappedByGraph.set(graph, (byCondition = new WeakMap()));
+  let wrapped = byCondition.get(condition);
+  if (wrapped === undefined) byCondition.set(condition, (wrapped = wrap(condition, graph)));
+  return wrapped;
+}
+
+const wrappedByGraph = new WeakMap<RoleGraph, WeakMap<Condition, Condition>>();
+
+function wrap(condition: Condition, graph: RoleGraph): Condition {
   return (input: ConditionInput) => {
     const principal = input.principal as SentPrincipal;
     return condition({

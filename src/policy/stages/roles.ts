@@ -104,19 +104,30 @@ export function roleHoldersFor(
   where: Located<unknown>,
   rolesPath: readonly PropertyKey[],
   diagnostics: PolicyDiagnostic[],
-): Set<string> | null {
+): ReadonlySet<string> | null {
   if (!roles) return null;
+  // Rules name the same few roles over and over: one set for each list, for as long as the graph is kept.
+  let byRoles = holdersByGraph.get(graph);
+  if (byRoles === undefined) holdersByGraph.set(graph, (byRoles = new Map()));
+  const key = JSON.stringify(roles);
+  const shared = byRoles.get(key);
+  if (shared !== undefined) return shared;
   const holders = new Set<string>();
+  let known = true;
   roles.forEach((role, i) => {
     const entry = graph.get(role);
     if (!entry) {
+      known = false;
       diagnostics.push(diagnosticAt(where.source, [...rolesPath, i], `unknown role "${role}": define it in a roles file or fix the name`));
       return;
     }
     for (const holder of entry.holders) holders.add(holder);
   });
+  if (known) byRoles.set(key, holders);
   return holders;
 }
+
+const holdersByGraph = new WeakMap<RoleGraph, Map<string, ReadonlySet<string>>>();
 
 /** roles: the role graph of every roles document; the last load's when no roles document changed. */
 export const rolesStage: Stage<LoadState> = {

@@ -2,7 +2,7 @@ import { checkExpression, compileCondition, type Condition } from '../condition.
 import { readsPrincipalRoles, seeingEffectiveRoles } from '../effective-roles.js';
 import { checkReferences, expandVariables, variableReferences, type VariableTable } from '../variables.js';
 import type { PolicyDiagnostic } from '../diagnostic.js';
-import { attributeMatchers, compileMatcher, type AttributeBlocks, type AttributeMatcher } from '../matcher.js';
+import { attributeMatchers, idMatcher, type AttributeBlocks, type AttributeMatcher } from '../matcher.js';
 import { valueProblem, type AttributeSchemas, type AttributeType } from '../attribute-schema.js';
 import { didYouMean } from '../variables.js';
 import type { Stage, StageRun } from '../pipeline.js';
@@ -13,17 +13,46 @@ import { roleHoldersFor, type RoleGraph } from './roles.js';
 import type { Checked, CheckedDocument } from './schema.js';
 import type { LoadedDocument, Located, LoadState } from './state.js';
 
+/** The matchers of every rule that has none: one list for all of them. */
+const NO_MATCHERS: readonly AttributeMatcher[] = Object.freeze([]);
+
+// Rules repeat the same lists of actions, types and roles (`[read, list]`, `[admin]`): each
+// distinct list is kept once, frozen, and shared by every rule naming it, as matchers and
+// conditions are, so a large set holds fewer objects for a garbage collection to walk.
+const listByText = new Map<string, readonly string[]>();
+const LIST_CACHE_LIMIT = 20_000;
+
+function sharedList(values: Iterable<string>): readonly string[] {
+  const list = [...values];
+  const key = JSON.stringify(list);
+  const shared = listByText.get(key);
+  if (shared !== undefined) return shared;
+  if (listByText.size >= LIST_CACHE_LIMIT) listByText.clear();
+  const frozen = Object.freeze(list);
+  listByText.set(key, frozen);
+  return frozen;
+}
+
 /** A role permission compiles into an allow rule with this id, so decisions can name it. */
 export function permissionRuleId(role: string, permission: Pick<PermissionSpec, 'id'>, index: number): string {
   return `role:${role}:${permission.id ?? String(index)}`;
 }
 
-/** A rule id claimed by a document: where the rule is and where its id is written. */
+/**
+ * A rule id claimed by a document: where the rule is (`source` and `path`, as a
+ * Located has them) and the key its id is written under there. Every rule of a set
+ * keeps one, so it is a single small object: where the id is written is put
+ * together only for the message about a duplicate.
+ */
 export interface Claim {
   readonly id: string;
-  readonly where: Located<null>;
-  readonly idPath: readonly PropertyKey[];
+  readonly source: Located<unknown>['source'];
+  readonly path: Located<unknown>['path'];
+  readonly idKey: PropertyKey;
 }
+
+/** Where a rule is, for the message naming an earlier use of its id. */
+type ClaimSite = Pick<Claim, 'source' | 'path'>;
 
 /** A document's compiled rules filed for the index, and the ids it claims in the order written. */
 export interface CompiledDocument {
@@ -40,8 +69,8 @@ export class RuleIds {
   /** The claims of the document being compiled. */
   journal: Claim[] = [];
 
-  claim(id: string, where: Located<unknown>, idPath: readonly PropertyKey[]): void {
-    this.journal.push({ id, where: { spec: null, source: where.source, path: where.path }, idPath });
+  claim(id: string, where: Located<unknown>, idKey: PropertyKey): void {
+    this.journal.push({ id, source: where.source, path: where.path, idKey });
   }
 }
 
@@ -50,22 +79,23 @@ export interface ClaimedIds {
   /** Each document's claims, in the order the rules stage went through them (kept lists are the same arrays). */
   readonly lists: readonly (readonly Claim[])[];
   /** Every id, where it is written; no id was claimed twice. The next load changes it in place. */
-  readonly ids: Map<string, Located<unknown>>;
+  readonly ids: Map<string, ClaimSite>;
 }
 
 /** Claims the lists in order; a second use of an id is a diagnostic at that use, naming the first. */
-function* claimInOrder(lists: readonly (readonly Claim[])[], diagnostics: PolicyDiagnostic[]): StageRun<{ ids: Map<string, Located<unknown>>; duplicates: boolean }> {
-  const ids = new Map<string, Located<unknown>>();
+function* claimInOrder(lists: readonly (readonly Claim[])[], diagnostics: PolicyDiagnostic[]): StageRun<{ ids: Map<string, ClaimSite>; duplicates: boolean }> {
+  const ids = new Map<string, ClaimSite>();
   let duplicates = false;
   let n = 0;
   for (const list of lists) {
-    for (const { id, where, idPath } of list) {
+    for (const claim of list) {
+      const { id } = claim;
       const earlier = ids.get(id);
       if (earlier) {
         duplicates = true;
         const at = earlier.source.locate(earlier.path);
-        diagnostics.push(diagnosticAt(where.source, idPath, `duplicate rule id "${id}": already used at ${earlier.source.file}:${at.line}:${at.col}`));
-      } else ids.set(id, where);
+        diagnostics.push(diagnosticAt(claim.source, [...claim.path, claim.idKey], `duplicate rule id "${id}": already used at ${earlier.source.file}:${at.line}:${at.col}`));
+      } else ids.set(id, claim);
       if (++n % 512 === 0) yield;
     }
   }
@@ -79,7 +109,7 @@ function* claimInOrder(lists: readonly (readonly Claim[])[], diagnostics: Policy
  * id, every list is claimed again in order, as a cold load does, so the diagnostics
  * are the same.
  */
-function* claimIds(lists: readonly (readonly Claim[])[], previous: ClaimedIds | null, diagnostics: PolicyDiagnostic[]): StageRun<{ ids: Map<string, Located<unknown>>; kept: ClaimedIds | null }> {
+function* claimIds(lists: readonly (readonly Claim[])[], previous: ClaimedIds | null, diagnostics: PolicyDiagnostic[]): StageRun<{ ids: Map<string, ClaimSite>; kept: ClaimedIds | null }> {
   if (previous !== null) {
     const now = new Set(lists);
     const before = new Set(previous.lists);
@@ -97,9 +127,9 @@ function* claimIds(lists: readonly (readonly Claim[])[], previous: ClaimedIds | 
     }
     for (const list of lists) {
       if (before.has(list)) continue;
-      for (const { id, where } of list) {
-        if (ids.has(id)) clash = true;
-        else ids.set(id, where);
+      for (const claim of list) {
+        if (ids.has(claim.id)) clash = true;
+        else ids.set(claim.id, claim);
         if (++n % 512 === 0) yield;
       }
       if (clash) break;
@@ -230,7 +260,7 @@ function compared(matcher: MatcherSpec): readonly unknown[] | 'glob' | null {
 function checkMalformedRule(rule: Located<unknown>, graph: RoleGraph, variables: VariableTable, ids: RuleIds, diagnostics: PolicyDiagnostic[]): void {
   if (rule.spec === null || typeof rule.spec !== 'object') return;
   const spec = rule.spec as { id?: unknown; when?: unknown; principal?: { roles?: unknown } };
-  if (typeof spec.id === 'string') ids.claim(spec.id, rule, [...rule.path, 'id']);
+  if (typeof spec.id === 'string') ids.claim(spec.id, rule, 'id');
   if (typeof spec.when === 'string') compileWhen(spec.when, rule, graph, variables, diagnostics);
   const named = spec.principal?.roles;
   if (Array.isArray(named) && named.every((r): r is string => typeof r === 'string')) {
@@ -251,15 +281,8 @@ export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables
   const typing: Typing | null = schemas === null ? null : { schemas, types: type === undefined ? null : Array.isArray(type) ? type : [type] };
   const guards = typing === null ? null : typedMatchers(spec, spec.effect, typing, rule, diagnostics);
   const matchers: AttributeMatcher[] = [];
-
-  if (spec.principal?.id !== undefined) {
-    const { test, expected } = compileMatcher(spec.principal.id);
-    matchers.push({ label: 'principal.id', expected, read: (r) => r.principal.id, test });
-  }
-  if (spec.resource?.id !== undefined) {
-    const { test, expected } = compileMatcher(spec.resource.id);
-    matchers.push({ label: 'resource.id', expected, read: (r) => r.resource.id, test });
-  }
+  if (spec.principal?.id !== undefined) matchers.push(idMatcher('principal', spec.principal.id));
+  if (spec.resource?.id !== undefined) matchers.push(idMatcher('resource', spec.resource.id));
   matchers.push(...attributeMatchers(spec));
   const roleHolders = roleHoldersFor(spec.principal?.roles, graph, rule, [...rule.path, 'principal', 'roles'], diagnostics);
   const excludedHolders = roleHoldersFor(spec.principal?.notRoles, graph, rule, [...rule.path, 'principal', 'notRoles'], diagnostics);
@@ -272,13 +295,13 @@ export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables
     file: rule.source.file,
     line: rule.source.locate(rule.path).line,
     origin: 'rule',
-    actions: Object.freeze([...new Set(spec.actions)]),
-    resourceTypes: type === undefined ? null : Object.freeze(Array.isArray(type) ? [...type] : [type]),
-    roles: spec.principal?.roles ?? null,
+    actions: sharedList(new Set(spec.actions)),
+    resourceTypes: type === undefined ? null : sharedList(Array.isArray(type) ? type : [type]),
+    roles: spec.principal?.roles === undefined ? null : sharedList(spec.principal.roles),
     roleHolders,
     excludedHolders,
-    excludedRoles: spec.principal?.notRoles ?? null,
-    matchers: Object.freeze(matchers),
+    excludedRoles: spec.principal?.notRoles === undefined ? null : sharedList(spec.principal.notRoles),
+    matchers: matchers.length === 0 ? NO_MATCHERS : Object.freeze(matchers),
     // Aligned with `matchers`, which list principal.id and resource.id first.
     guards: guards === null ? null : Object.freeze([...matchers.slice(0, matchers.length - guards.length).map(() => null), ...guards]),
     condition,
@@ -302,13 +325,13 @@ function compilePermission(role: string, id: string, where: Located<PermissionSp
     file: where.source.file,
     line: where.source.locate(where.path).line,
     origin: 'role',
-    actions: Object.freeze([...new Set(spec.actions)]),
-    resourceTypes: spec.resources ? Object.freeze([...spec.resources]) : null,
-    roles: [role],
+    actions: sharedList(new Set(spec.actions)),
+    resourceTypes: spec.resources ? sharedList(spec.resources) : null,
+    roles: sharedList([role]),
     roleHolders,
     excludedHolders: null,
     excludedRoles: null,
-    matchers: Object.freeze([]),
+    matchers: NO_MATCHERS,
     guards: null,
     condition,
     conditionSource: spec.when ?? null,
@@ -323,7 +346,7 @@ export function compileRuleItem(rule: Located<Checked<RuleSpec>>, graph: RoleGra
     checkMalformedRule({ spec: rule.spec.raw, source: rule.source, path: rule.path }, graph, variables, ids, diagnostics);
     return null;
   }
-  ids.claim(spec.id, rule, [...rule.path, 'id']);
+  ids.claim(spec.id, rule, 'id');
   return compileRule({ spec, source: rule.source, path: rule.path }, graph, variables, diagnostics, schemas);
 }
 
@@ -353,7 +376,7 @@ export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: 
     const path = [...role.path, 'permissions', index];
     const where: Located<PermissionSpec> = { spec, source: role.source, path };
     const id = permissionRuleId(name, spec, index);
-    ids.claim(id, where, [...path, spec.id ? 'id' : 'actions']);
+    ids.claim(id, where, spec.id ? 'id' : 'actions');
     if (!checked.spec) {
       compileWhen(spec.when, where, graph, variables, diagnostics);
       continue;

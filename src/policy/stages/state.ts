@@ -91,7 +91,7 @@ export interface LoadState {
   /** directories: the principals and resources files, indexed. */
   directory: Directory;
   /** rules: every rule id claimed, where it was first written. */
-  ruleIds: Map<string, Located<unknown>>;
+  ruleIds: ReadonlyMap<string, unknown>;
   /** rules: the compiled rules of each document, filed for the index. */
   compiled: IndexPart[];
   /** routes */
