@@ -1,8 +1,8 @@
 // Who may administer verdict: the admin identity every Admin call (and the console)
 // needs, separate from the right to ask for decisions, and the record of each call.
 
-import { createHash, timingSafeEqual } from 'node:crypto';
-import { readFileSync, statSync } from 'node:fs';
+import { timingSafeEqual } from 'node:crypto';
+import { statSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import type { ServerUnaryCall } from '@grpc/grpc-js';
@@ -12,11 +12,13 @@ import { newDecisionId } from '../decide/index.js';
 import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionRecord } from '../decisions/record.js';
 import { VerdictError, messageOf } from '../errors.js';
+import { AdminTokenFile, sha256, type TokenChange } from './admin-token.js';
 
 /**
  * The `admin` section of the configuration.
  * - `tokenFile`: a file holding the admin token (at least 32 characters, e.g.
  *   `openssl rand -hex 32`); a call carrying `authorization: Bearer <token>` is admitted.
+ *   The file is read again when it changes (admin-token.ts): a rotated token is the only one accepted.
  * - `clients`: client-certificate identities (as recorded: `uri:…`, `dns:…`, `cn:…`)
  *   admitted by their verified certificate alone.
  * - `loopback`: admit calls from a loopback address (127.0.0.0/8, ::1) with no
@@ -37,8 +39,6 @@ export const ADMIN_TOKEN_FILE_ENV = 'VERDICT_ADMIN_TOKEN_FILE';
 export const ADMIN_RULE_ID = 'admin';
 /** The resource type of an Admin call's row (together with its `details.admin`). */
 export const ADMIN_RESOURCE_TYPE = 'verdict.admin';
-
-const MIN_TOKEN_LENGTH = 32;
 
 /** What an Admin call presents, from whichever transport carries it. */
 export interface AdminCaller {
@@ -105,7 +105,7 @@ export interface AdminRecorder {
  */
 export class AdminGate {
   private constructor(
-    private readonly tokenDigest: Buffer | null,
+    private readonly token: AdminTokenFile | null,
     private readonly clients: ReadonlySet<string>,
     private readonly loopback: boolean,
     private readonly recorder: AdminRecorder,
@@ -115,21 +115,34 @@ export class AdminGate {
    * @throws VerdictError CONFIG_INVALID when the token file cannot be read or holds too short a token
    */
   static fromConfig(config: AdminConfig, server: { readonly tls: boolean }, recorder: AdminRecorder): AdminGate {
-    let digest: Buffer | null = null;
-    if (config.tokenFile !== undefined) digest = sha256(readToken(config.tokenFile));
+    const token = config.tokenFile === undefined ? null : AdminTokenFile.open(config.tokenFile);
     const clients = new Set(config.clients ?? []);
-    const loopback = config.loopback ?? (digest === null && clients.size === 0 && !server.tls);
-    return new AdminGate(digest, clients, loopback, recorder);
+    const loopback = config.loopback ?? (token === null && clients.size === 0 && !server.tls);
+    return new AdminGate(token, clients, loopback, recorder);
   }
 
   /** What admits an Admin call here, for the start-up log line. */
   describe(): { token: boolean; clients: readonly string[]; loopback: boolean } {
-    return { token: this.tokenDigest !== null, clients: [...this.clients], loopback: this.loopback };
+    return { token: this.token !== null, clients: [...this.clients], loopback: this.loopback };
   }
 
   /** Whether any caller at all can be admitted. */
   get enabled(): boolean {
-    return this.tokenDigest !== null || this.clients.size > 0 || this.loopback;
+    return this.token !== null || this.clients.size > 0 || this.loopback;
+  }
+
+  /**
+   * Calls `listener` when the admin token is replaced or its file stops being usable;
+   * returns the way to stop. Streams admitted by the token end then, so a rotated
+   * token keeps nothing flowing. Never called on a server without a token file.
+   */
+  onTokenChange(listener: (change: TokenChange) => void): () => void {
+    return this.token?.onChange(listener) ?? (() => undefined);
+  }
+
+  /** Stops looking at the token file. */
+  close(): void {
+    this.token?.close();
   }
 
   /**
@@ -139,8 +152,11 @@ export class AdminGate {
   identify(caller: AdminCaller): AdminIdentity {
     if (caller.token !== null) {
       // A token presented is checked even when a certificate would do: a wrong token is never ignored.
-      if (this.tokenDigest !== null && timingSafeEqual(sha256(caller.token), this.tokenDigest)) return { id: 'admin-token', via: 'token' };
-      throw new VerdictError('UNAUTHENTICATED', this.tokenDigest === null ? 'admin: this server accepts no admin token (admin.tokenFile is not set)' : 'admin: the admin token was not accepted');
+      if (this.token === null) throw new VerdictError('UNAUTHENTICATED', 'admin: this server accepts no admin token (admin.tokenFile is not set)');
+      const state = this.token.current();
+      if ('problem' in state) throw new VerdictError('UNAUTHENTICATED', `admin: no admin token is accepted until admin.tokenFile holds one again (${state.problem})`);
+      if (timingSafeEqual(sha256(caller.token), state.digest)) return { id: 'admin-token', via: 'token' };
+      throw new VerdictError('UNAUTHENTICATED', 'admin: the admin token was not accepted');
     }
     if (caller.certificate !== null && this.clients.has(caller.certificate)) return { id: caller.certificate, via: 'certificate' };
     if (this.loopback && isLoopback(caller.address)) {
@@ -167,6 +183,8 @@ export class AdminGate {
   async admit(caller: AdminCaller, operation: AdminOperation): Promise<AdminIdentity> {
     let identity: AdminIdentity | null = null;
     let refusal: VerdictError | null = null;
+    // The token as the file holds it now: a rotation counts from the next call, not the next look.
+    if (caller.token !== null) await this.token?.check();
     try {
       identity = this.identify(caller);
     } catch (error) {
@@ -300,24 +318,6 @@ function isLoopback(address: string): boolean {
   const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
   if (isIP(v4) === 4) return v4.startsWith('127.');
   return address === '::1';
-}
-
-function sha256(text: string): Buffer {
-  return createHash('sha256').update(text, 'utf8').digest();
-}
-
-function readToken(path: string): string {
-  let text: string;
-  try {
-    text = readFileSync(path, 'utf8');
-  } catch (error) {
-    throw new VerdictError('CONFIG_INVALID', `admin.tokenFile: cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? messageOf(error)}`, { cause: error });
-  }
-  const token = text.trim();
-  if (token.length < MIN_TOKEN_LENGTH || /\s/.test(token)) {
-    throw new VerdictError('CONFIG_INVALID', `admin.tokenFile: ${path} must hold one token of at least ${MIN_TOKEN_LENGTH} characters without spaces (e.g. openssl rand -hex 32 > ${path})`);
-  }
-  return token;
 }
 
 /** The octal mode when group or others may read `path`, else null (for a start-up warning). */

@@ -1,6 +1,6 @@
 import { ALERT_TYPES } from '../analysis/detectors.js';
 import { VerdictError } from '../errors.js';
-import type { AlertFilter, AlertHub, AlertSubscriber } from './alerts.js';
+import type { AlertFilter, AlertHub, WatchSubscriber } from './alerts.js';
 import { DecisionQueryThread } from '../decisions/query-thread.js';
 import { RequestFieldError } from '../decide/index.js';
 import { MAX_SUSPENSION_MS } from './alert-response-config.js';
@@ -106,13 +106,24 @@ export class Admin implements AdminHandlers {
     return { decisions: page.decisions, nextPageToken: page.next ? encodePageToken(page.next, filters) : '' };
   }
 
-  async watchAlerts(filter: AlertFilter, caller: AdminCaller, subscriber: AlertSubscriber): Promise<() => void> {
-    await this.gate.admit(caller, { method: 'WatchAlerts', parameters: { ...(filter.types.length > 0 ? { types: filter.types } : {}), ...(filter.subjectId !== '' ? { subjectId: filter.subjectId } : {}) } });
+  async watchAlerts(filter: AlertFilter, caller: AdminCaller, subscriber: WatchSubscriber): Promise<() => void> {
+    const identity = await this.gate.admit(caller, { method: 'WatchAlerts', parameters: { ...(filter.types.length > 0 ? { types: filter.types } : {}), ...(filter.subjectId !== '' ? { subjectId: filter.subjectId } : {}) } });
     if (this.alerts === null) throw new VerdictError('CONFIG_INVALID', 'alerts are off on this server (alerts.enabled: false in its configuration)');
     for (const type of filter.types) {
       if (!(ALERT_TYPES as readonly string[]).includes(type)) throw RequestFieldError.invalid('types', `unknown alert type ${JSON.stringify(type.slice(0, 40))} (expected one of ${ALERT_TYPES.join(', ')})`);
     }
-    return this.alerts.subscribe(filter, subscriber);
+    if (identity.via !== 'token') return this.alerts.subscribe(filter, subscriber);
+    // A stream the admin token opened ends when the token is rotated: the client's next call meets the gate again.
+    const unsubscribe = this.alerts.subscribe(filter, subscriber);
+    const stopListening = this.gate.onTokenChange(() => {
+      stop();
+      subscriber.revoked();
+    });
+    const stop = (): void => {
+      stopListening();
+      unsubscribe();
+    };
+    return stop;
   }
 
   async suspendPrincipal(request: SuspendRequest, caller: AdminCaller): Promise<SuspensionState> {

@@ -115,6 +115,12 @@ export interface AlertSubscriber {
   end(): void;
 }
 
+/** A WatchAlerts stream: an alert subscriber that can also be told its caller's credential was withdrawn. */
+export interface WatchSubscriber extends AlertSubscriber {
+  /** Ends the stream because the admin token it was opened with was rotated or its file became unusable. */
+  revoked(): void;
+}
+
 /** The most alerts a subscriber may have unsent before it is dropped. */
 export const WATCH_BUFFER = 1000;
 

@@ -266,6 +266,11 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     throw error;
   }
   if (config.admin.tokenFile !== undefined) {
+    const tokenFile = config.admin.tokenFile;
+    gate.onTokenChange((change) => {
+      if (change.problem === null) logger.info({ tokenFile }, 'admin token replaced: only the token the file holds now is accepted');
+      else logger.error({ tokenFile, problem: change.problem }, 'admin token file cannot be used: no admin token is accepted until it holds one');
+    });
     const loose = looseMode(config.admin.tokenFile);
     if (loose !== null) logger.warn({ tokenFile: config.admin.tokenFile, mode: loose }, 'the admin token file is readable by others; chmod 600 it');
     if (!tls) logger.warn({ grpc: config.grpc }, 'the admin token travels in plaintext: serve gRPC with TLS, or keep the gRPC port on loopback');
@@ -417,6 +422,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     ownAlertReader?.close();
     alerts?.hub.close();
     await admin.close().catch(() => undefined);
+    gate.close();
     await closeAlertResponses().catch(() => undefined);
     await limitBackend?.close();
     await closeLog().catch(() => undefined);
@@ -439,6 +445,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       // policy store stops watching meanwhile (a reload still compiling must not keep the ports open).
       await Promise.all([grpc.shutdown(), http.close(), ops?.close(), closeStores()]);
       await Promise.all([admin.close(), auditWatch.close()]);
+      gate.close();
       ownAlertReader?.close();
       await authenticator.close?.();
       await closeAlertResponses();

@@ -8,7 +8,7 @@ import type { DecisionQueryThread } from '../decisions/query-thread.js';
 import { decodePageToken, encodePageToken, type RowExclusion, type StoredDecision } from '../decisions/query.js';
 import { tlsSocketCertificateExpiry } from '../authn/mtls.js';
 import { VerdictError, messageOf } from '../errors.js';
-import { ADMIN_RESOURCE_TYPE, adminCallerOfHttp, type AdminCaller, type AdminGate } from './admin-auth.js';
+import { ADMIN_RESOURCE_TYPE, adminCallerOfHttp, type AdminCaller, type AdminGate, type AdminIdentity } from './admin-auth.js';
 import type { AuditWatch } from './console-audit.js';
 import { CONSOLE_PAGE, CONSOLE_PAGE_CSP } from './console-page.js';
 import { DEFAULT_BUCKETS, DEFAULT_LIST_ROWS, MAX_BUCKETS, MAX_LIST_ROWS, MAX_QUERY_CHARS, ParameterError, Parameters, alertQuery, decisionFilters } from './console-query.js';
@@ -31,9 +31,10 @@ const TAIL_BATCH = 200;
 const TAIL_POLL_MS = 1_000;
 const TAIL_HEARTBEAT_MS = 15_000;
 /**
- * A stream is ended after this long, and when the client certificate it was admitted
- * with expires: the page opens another 5 s later, through the gate again, so an
- * expired certificate does not keep a stream flowing.
+ * A stream is ended after this long, when the client certificate it was admitted
+ * with expires, and when the admin token it was admitted with is rotated: the page
+ * opens another 5 s later, through the gate again, so a withdrawn credential does
+ * not keep a stream flowing.
  */
 const TAIL_MAX_MS = 10 * 60_000;
 /** A stream whose reader falls this far behind (bytes not yet taken by the socket) is closed, not buffered further. */
@@ -125,7 +126,7 @@ export class Console {
       await this.admit(req, endpoint.method, target, {});
       throw error;
     }
-    await this.admit(req, endpoint.method, target, params.record());
+    const identity = await this.admit(req, endpoint.method, target, params.record());
     const now = Date.now();
     switch (endpoint.method) {
       case 'ConsolePolicy':
@@ -142,7 +143,8 @@ export class Console {
         return this.alerts(res, params, now);
       case 'ConsoleTail':
         params.done();
-        return this.tail.open(req, res);
+        // A stream the admin token opened ends when the token is rotated, as one a certificate opened ends when it expires.
+        return this.tail.open(req, res, identity.via === 'token' ? (end) => this.deps.gate.onTokenChange(end) : null);
     }
   }
 
@@ -152,7 +154,7 @@ export class Console {
    * (no cross-site fetch) and name a loopback host: otherwise a web page the
    * operator visits could reach a console on 127.0.0.1 through DNS rebinding.
    */
-  private async admit(req: IncomingMessage, method: string, target: string, parameters: Record<string, string>): Promise<void> {
+  private async admit(req: IncomingMessage, method: string, target: string, parameters: Record<string, string>): Promise<AdminIdentity> {
     let caller: AdminCaller = adminCallerOfHttp(req);
     let refusal: string | null = null;
     if (caller.token === null) {
@@ -167,7 +169,7 @@ export class Console {
       if (refusal !== null) caller = { ...caller, address: '', certificate: null };
     }
     try {
-      await this.deps.gate.admit(caller, { method, target, parameters });
+      return await this.deps.gate.admit(caller, { method, target, parameters });
     } catch (error) {
       if (refusal !== null && error instanceof VerdictError && error.code === 'UNAUTHENTICATED') throw new VerdictError('UNAUTHENTICATED', refusal);
       throw error;
@@ -296,7 +298,8 @@ class LiveTail {
     private readonly log: Pick<DecisionLog, 'onCommit'>,
   ) {}
 
-  async open(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  /** `revocable`: how to learn that the credential the stream was opened with is withdrawn (returns the way to stop listening); null when it cannot be. */
+  async open(req: IncomingMessage, res: ServerResponse, revocable: ((end: () => void) => () => void) | null): Promise<void> {
     if (this.streams.size + this.joining >= MAX_STREAMS) {
       sendJson(res, 429, { error: `at most ${MAX_STREAMS} live tails are open at once; close one` }, { 'retry-after': '10' });
       return;
@@ -311,10 +314,12 @@ class LiveTail {
     const expiry = tlsSocketCertificateExpiry(req.socket);
     const ending = setTimeout(() => res.end(), Math.max(0, Math.min(TAIL_MAX_MS, expiry === null ? Infinity : expiry - Date.now())));
     ending.unref();
+    const stopListening = revocable?.(() => res.end()) ?? null;
     const leave = (): void => {
       if (closed) return;
       closed = true;
       clearTimeout(ending);
+      stopListening?.();
       if (!this.streams.delete(res)) this.joining--;
       if (this.streams.size === 0 && this.joining === 0) this.stop();
     };

@@ -3,7 +3,7 @@ import type { DecisionFilters } from '../../decisions/query.js';
 import type { BatchOptions, CallMeta, CheckInput, CheckResult, SettleOutcome } from '../../decide/index.js';
 import type { SuspensionState } from '../../types.js';
 import type { AdminCaller } from '../admin-auth.js';
-import type { AlertFilter, AlertSubscriber } from '../alerts.js';
+import type { AlertFilter, WatchSubscriber } from '../alerts.js';
 import type { PolicyStatus, ReloadOutcome } from '../policy-store.js';
 
 // What the gRPC services call: the decide core for Authorization (DecisionPipeline
@@ -80,9 +80,10 @@ export interface AdminHandlers {
   listDecisions(query: ListDecisionsQuery, caller: AdminCaller): Awaitable<DecisionListing>;
   /**
    * WatchAlerts: admits (and records) the caller, then streams alerts to
-   * `subscriber` until the returned function is called. Absent: UNIMPLEMENTED.
+   * `subscriber` until the returned function is called, or until the credential
+   * the caller was admitted with is withdrawn (`revoked`). Absent: UNIMPLEMENTED.
    */
-  watchAlerts?(filter: AlertFilter, caller: AdminCaller, subscriber: AlertSubscriber): Promise<() => void>;
+  watchAlerts?(filter: AlertFilter, caller: AdminCaller, subscriber: WatchSubscriber): Promise<() => void>;
   /** Suspends a principal for `durationMs` (null when the request gave none: refuse it after admitting the caller). */
   suspendPrincipal(request: SuspendRequest, caller: AdminCaller): Awaitable<SuspensionState>;
   /** The suspensions in force, soonest to end first. */
