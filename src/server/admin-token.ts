@@ -3,8 +3,8 @@
 // than at the next restart. A file that cannot be used admits no token at all.
 
 import { createHash } from 'node:crypto';
-import { readFileSync, statSync, type BigIntStats } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { VerdictError, messageOf } from '../errors.js';
 
 export const MIN_TOKEN_LENGTH = 32;
@@ -63,20 +63,16 @@ export class AdminTokenFile {
    * @throws VerdictError CONFIG_INVALID when the file cannot be read or holds no usable token
    */
   static open(path: string): AdminTokenFile {
-    let text: string;
-    let stamp: string;
+    let read: { text: string; stamp: string } | { problem: string };
     try {
-      const stats = statSync(path, { bigint: true });
-      if (stats.size > MAX_TOKEN_FILE_BYTES) throw new VerdictError('CONFIG_INVALID', `admin.tokenFile: ${path} is ${stats.size} bytes; a token file holds one token (at most ${MAX_TOKEN_FILE_BYTES} bytes)`);
-      stamp = stampOf(stats);
-      text = readFileSync(path, 'utf8');
+      read = readTokenFileSync(path);
     } catch (error) {
-      if (error instanceof VerdictError) throw error;
       throw new VerdictError('CONFIG_INVALID', `admin.tokenFile: ${unreadable(path, error)}`, { cause: error });
     }
-    const read = problemOfText(path, text);
     if ('problem' in read) throw new VerdictError('CONFIG_INVALID', `admin.tokenFile: ${read.problem}`);
-    return new AdminTokenFile(path, sha256(read.token), stamp);
+    const token = problemOfText(path, read.text);
+    if ('problem' in token) throw new VerdictError('CONFIG_INVALID', `admin.tokenFile: ${token.problem}`);
+    return new AdminTokenFile(path, sha256(token.token), read.stamp);
   }
 
   current(): TokenState {
@@ -101,23 +97,16 @@ export class AdminTokenFile {
   }
 
   private async reread(): Promise<void> {
-    let stats: BigIntStats;
+    let read: { text: string; stamp: string } | { problem: string } | 'unchanged';
     try {
-      stats = await stat(this.path, { bigint: true });
+      read = await readTokenFile(this.path, this.stamp);
     } catch (error) {
       return this.settle({ problem: unreadable(this.path, error) }, 'unreadable');
     }
-    const stamp = stampOf(stats);
-    if (stamp === this.stamp) return;
-    if (stats.size > BigInt(MAX_TOKEN_FILE_BYTES)) return this.settle({ problem: `${this.path} is ${stats.size} bytes; a token file holds one token` }, stamp);
-    let text: string;
-    try {
-      text = await readFile(this.path, 'utf8');
-    } catch (error) {
-      return this.settle({ problem: unreadable(this.path, error) }, 'unreadable');
-    }
-    const read = problemOfText(this.path, text);
-    this.settle('problem' in read ? read : { digest: sha256(read.token) }, stamp);
+    if (read === 'unchanged') return;
+    if ('problem' in read) return this.settle(read, 'unusable');
+    const token = problemOfText(this.path, read.text);
+    this.settle('problem' in token ? token : { digest: sha256(token.token) }, read.stamp);
   }
 
   private settle(next: TokenState, stamp: string): void {
@@ -128,5 +117,47 @@ export class AdminTokenFile {
     this.state = next;
     const change: TokenChange = { problem: 'problem' in next ? next.problem : null };
     for (const listener of [...this.listeners]) listener(change);
+  }
+}
+
+// The file is opened without blocking and checked through its descriptor: a FIFO or a
+// device put in its place (or swapped in between a look and a read) is refused, never
+// waited on or read without end, and no more than a token's worth of bytes is read.
+const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
+
+function notAToken(path: string, stats: BigIntStats): { problem: string } | null {
+  if (!stats.isFile()) return { problem: `${path} is not a regular file` };
+  if (stats.size > BigInt(MAX_TOKEN_FILE_BYTES)) return { problem: `${path} is ${stats.size} bytes; a token file holds one token (at most ${MAX_TOKEN_FILE_BYTES} bytes)` };
+  return null;
+}
+
+function readTokenFileSync(path: string): { text: string; stamp: string } | { problem: string } {
+  const fd = openSync(path, OPEN_FLAGS);
+  try {
+    const stats = fstatSync(fd, { bigint: true });
+    const problem = notAToken(path, stats);
+    if (problem !== null) return problem;
+    const buffer = Buffer.alloc(MAX_TOKEN_FILE_BYTES);
+    const length = readSync(fd, buffer, 0, MAX_TOKEN_FILE_BYTES, 0);
+    return { text: buffer.toString('utf8', 0, length), stamp: stampOf(stats) };
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** The file's text, or 'unchanged' when it is the version `known` names. */
+async function readTokenFile(path: string, known: string): Promise<{ text: string; stamp: string } | { problem: string } | 'unchanged'> {
+  const handle = await open(path, OPEN_FLAGS);
+  try {
+    const stats = await handle.stat({ bigint: true });
+    const stamp = stampOf(stats);
+    if (stamp === known) return 'unchanged';
+    const problem = notAToken(path, stats);
+    if (problem !== null) return problem;
+    const buffer = Buffer.alloc(MAX_TOKEN_FILE_BYTES);
+    const { bytesRead } = await handle.read(buffer, 0, MAX_TOKEN_FILE_BYTES, 0);
+    return { text: buffer.toString('utf8', 0, bytesRead), stamp };
+  } finally {
+    await handle.close();
   }
 }

@@ -1,4 +1,5 @@
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -133,6 +134,14 @@ describe('rotating the admin token on a running server', () => {
     expect(answer.body).toContain('must hold one token of at least 32 characters');
     expect(answer.body).not.toContain(NEW);
     expect(server.logs.some((l) => l.msg.startsWith('admin token file cannot be used'))).toBe(true);
+    // A FIFO (or a device) in its place is refused, never waited on: a read of it would never end.
+    rmSync(tokenFile);
+    execFileSync('mkfifo', [tokenFile]);
+    await expect(admin(NEW, 'GetPolicyStatus')).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED, details: expect.stringContaining('is not a regular file') as string });
+    rmSync(tokenFile);
+    symlinkSync('/dev/zero', tokenFile);
+    await expect(admin(NEW, 'GetPolicyStatus')).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED, details: expect.stringContaining('is not a regular file') as string });
+    rmSync(tokenFile);
     rotateTo(`${OLD}\n`);
     await expect(admin(OLD, 'GetPolicyStatus')).resolves.toBeTruthy();
     await expect(admin(NEW, 'GetPolicyStatus')).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
