@@ -1,4 +1,5 @@
 import { Environment } from '@marcbachmann/cel-js';
+import { SharedCompiled } from './shared-compiled.js';
 import { didYouMean } from './suggest.js';
 import { RE2_MATCHES, bindMatches, applyBudget, re2Matches, withinBudget } from './condition-guards.js';
 
@@ -101,17 +102,11 @@ function describe(error: unknown): { message: string; offset: number | null } {
 // principal.attributes.org` per tenant). Compiling each distinct text once keeps one hot
 // copy for all of them, which matters more for decision speed than for load time. A
 // compiled condition is immutable, so sets loaded one after another may share it.
-const compiledByText = new Map<string, CompiledCondition>();
-const CACHE_LIMIT = 20_000;
+const compiledByText = new SharedCompiled<CompiledCondition>();
 
 /** Parses and type-checks a condition once, at load time; the same text compiles once. */
 export function compileCondition(expression: string): CompiledCondition {
-  const cached = compiledByText.get(expression);
-  if (cached) return cached;
-  const compiled = compileUncached(expression);
-  if (compiledByText.size >= CACHE_LIMIT) compiledByText.clear();
-  compiledByText.set(expression, compiled);
-  return compiled;
+  return compiledByText.get(expression, () => compileUncached(expression));
 }
 
 function compileUncached(expression: string): CompiledCondition {

@@ -1,5 +1,6 @@
 import type { AttributeValue, DecisionRequest } from '../types.js';
 import type { MatcherSpec } from './schema.js';
+import { SharedCompiled } from './shared-compiled.js';
 
 type Scalar = string | number | boolean | null;
 
@@ -205,8 +206,7 @@ export interface AttributeBlocks {
 // are (condition.ts): a 10,000-rule set then holds thousands fewer closures, strings and
 // contexts, which is what a garbage collection walks while checks wait. A compiled matcher
 // is immutable, so sets loaded one after another may share it.
-const matcherByText = new Map<string, AttributeMatcher>();
-const MATCHER_CACHE_LIMIT = 20_000;
+const matcherByText = new SharedCompiled<AttributeMatcher>();
 
 /** Whether JSON says everything a matcher compares with: it cannot tell NaN or Infinity from null. */
 function writtenInJson(spec: MatcherSpec): boolean {
@@ -215,15 +215,11 @@ function writtenInJson(spec: MatcherSpec): boolean {
 }
 
 function sharedMatcher(label: string, spec: MatcherSpec, read: () => AttributeMatcher['read']): AttributeMatcher {
-  const key = writtenInJson(spec) ? `${label}\u0000${JSON.stringify(spec)}` : null;
-  const cached = key === null ? undefined : matcherByText.get(key);
-  if (cached !== undefined) return cached;
-  const { test, expected } = compileMatcher(spec);
-  const matcher: AttributeMatcher = Object.freeze({ label, expected, read: read(), test });
-  if (key === null) return matcher;
-  if (matcherByText.size >= MATCHER_CACHE_LIMIT) matcherByText.clear();
-  matcherByText.set(key, matcher);
-  return matcher;
+  const compile = (): AttributeMatcher => {
+    const { test, expected } = compileMatcher(spec);
+    return Object.freeze({ label, expected, read: read(), test });
+  };
+  return writtenInJson(spec) ? matcherByText.get(`${label}\u0000${JSON.stringify(spec)}`, compile) : compile();
 }
 
 const readPrincipalId = (request: DecisionRequest): AttributeValue => request.principal.id;

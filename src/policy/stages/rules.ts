@@ -6,6 +6,7 @@ import { attributeMatchers, idMatcher, type AttributeBlocks, type AttributeMatch
 import { valueProblem, type AttributeSchemas, type AttributeType } from '../attribute-schema.js';
 import { didYouMean } from '../variables.js';
 import type { Stage, StageRun } from '../pipeline.js';
+import { SharedCompiled } from '../shared-compiled.js';
 import { indexPart, type CompiledRule, type IndexPart } from '../policy-set.js';
 import { permissionSchema, type MatcherSpec, type PermissionSpec, type RoleSpec, type RuleSpec } from '../schema.js';
 import { diagnosticAt, diagnosticAtKey } from '../source.js';
@@ -19,18 +20,11 @@ const NO_MATCHERS: readonly AttributeMatcher[] = Object.freeze([]);
 // Rules repeat the same lists of actions, types and roles (`[read, list]`, `[admin]`): each
 // distinct list is kept once, frozen, and shared by every rule naming it, as matchers and
 // conditions are, so a large set holds fewer objects for a garbage collection to walk.
-const listByText = new Map<string, readonly string[]>();
-const LIST_CACHE_LIMIT = 20_000;
+const listByText = new SharedCompiled<readonly string[]>();
 
 function sharedList(values: Iterable<string>): readonly string[] {
   const list = [...values];
-  const key = JSON.stringify(list);
-  const shared = listByText.get(key);
-  if (shared !== undefined) return shared;
-  if (listByText.size >= LIST_CACHE_LIMIT) listByText.clear();
-  const frozen = Object.freeze(list);
-  listByText.set(key, frozen);
-  return frozen;
+  return listByText.get(JSON.stringify(list), () => Object.freeze(list));
 }
 
 /** A role permission compiles into an allow rule with this id, so decisions can name it. */
