@@ -71,6 +71,8 @@ export interface AdminIdentity {
   /** `admin-token`, the certificate identity, or `loopback`. */
   readonly id: string;
   readonly via: AdminVia;
+  /** For the admin token: which of its versions admitted the call (see AdminGate.whileTokenHolds). */
+  readonly tokenGeneration?: number;
 }
 
 /** One Admin operation, as it is recorded: the method, what it is about and its parameters. */
@@ -133,11 +135,29 @@ export class AdminGate {
 
   /**
    * Calls `listener` when the admin token is replaced or its file stops being usable;
-   * returns the way to stop. Streams admitted by the token end then, so a rotated
-   * token keeps nothing flowing. Never called on a server without a token file.
+   * returns the way to stop. Never called on a server without a token file.
    */
   onTokenChange(listener: (change: TokenChange) => void): () => void {
     return this.token?.onChange(listener) ?? (() => undefined);
+  }
+
+  /**
+   * For a stream an admitted caller opened: calls `end` once the admin token that
+   * admitted it is replaced or unusable — at once when that happened while the call
+   * was being recorded — so a rotated token keeps nothing flowing. Nothing for a
+   * caller admitted otherwise. Returns the way to stop listening.
+   */
+  whileTokenHolds(identity: AdminIdentity, end: () => void): () => void {
+    if (identity.via !== 'token' || this.token === null) return () => undefined;
+    const stop = this.token.onChange(() => {
+      stop();
+      end();
+    });
+    if (this.token.generation !== identity.tokenGeneration) {
+      stop();
+      end();
+    }
+    return stop;
   }
 
   /** Stops looking at the token file. */
@@ -153,9 +173,11 @@ export class AdminGate {
     if (caller.token !== null) {
       // A token presented is checked even when a certificate would do: a wrong token is never ignored.
       if (this.token === null) throw new VerdictError('UNAUTHENTICATED', 'admin: this server accepts no admin token (admin.tokenFile is not set)');
+      const generation = this.token.generation;
       const state = this.token.current();
-      if ('problem' in state) throw new VerdictError('UNAUTHENTICATED', `admin: no admin token is accepted until admin.tokenFile holds one again (${state.problem})`);
-      if (timingSafeEqual(sha256(caller.token), state.digest)) return { id: 'admin-token', via: 'token' };
+      // Why the file cannot be used (its path, an errno) is for the server's log, not for whoever presents a token.
+      if ('problem' in state) throw new VerdictError('UNAUTHENTICATED', 'admin: no admin token is accepted now: the admin token file cannot be used (the server log says why)');
+      if (timingSafeEqual(sha256(caller.token), state.digest)) return { id: 'admin-token', via: 'token', tokenGeneration: generation };
       throw new VerdictError('UNAUTHENTICATED', 'admin: the admin token was not accepted');
     }
     if (caller.certificate !== null && this.clients.has(caller.certificate)) return { id: caller.certificate, via: 'certificate' };

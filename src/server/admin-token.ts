@@ -1,6 +1,7 @@
-// The admin token, read from its file at start and again whenever the file changes,
-// so that rotating a leaked token, or removing the file, takes effect at once rather
-// than at the next restart. A file that cannot be used admits no token at all.
+// The admin token, read from its file at start and again before each call that
+// presents a token (and every second besides), so that rotating a leaked token, or
+// removing the file, takes effect from the next call rather than at the next restart.
+// A file that cannot be used admits no token at all.
 
 import { createHash } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readSync, type BigIntStats } from 'node:fs';
@@ -10,50 +11,51 @@ import { VerdictError, messageOf } from '../errors.js';
 export const MIN_TOKEN_LENGTH = 32;
 /** A token file larger than this is not read: a token is a line of hex, not a document. */
 const MAX_TOKEN_FILE_BYTES = 4096;
-/** How often the file is looked at between Admin calls (each call also looks first), so an open stream ends soon after a rotation. */
-export const TOKEN_CHECK_MS = 1_000;
+/** How often the file is read between Admin calls, so an open stream ends soon after a rotation. */
+const TOKEN_CHECK_MS = 1_000;
 
 /** What the file holds now: the token's digest, or why no token is accepted. */
 export type TokenState = { readonly digest: Buffer } | { readonly problem: string };
 
-/** A change of the token: replaced, or no longer usable (`problem`). */
+/** A change of the token: replaced, or no longer usable (`problem`, for the server's log only). */
 export interface TokenChange {
   readonly problem: string | null;
+  /** The file's mode when group or others may read it (a new file written under umask 022), else null. */
+  readonly looseMode: string | null;
 }
 
 export function sha256(text: string): Buffer {
   return createHash('sha256').update(text, 'utf8').digest();
 }
 
-/** What identifies one version of the file: a rewrite or a rename over it changes it. */
-function stampOf(stats: BigIntStats): string {
-  return `${stats.dev}:${stats.ino}:${stats.size}:${stats.mtimeNs}:${stats.ctimeNs}`;
-}
+const unreadable = (path: string, error: unknown): string => `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? messageOf(error)}`;
 
-function problemOfText(path: string, text: string): { token: string } | { problem: string } {
+/** What one read of the file gave: a usable token (with the file's mode) or why not. */
+type FileRead = { readonly digest: Buffer; readonly looseMode: string | null } | { readonly problem: string };
+
+function tokenOf(path: string, text: string, stats: BigIntStats): FileRead {
   const token = text.trim();
   if (token.length < MIN_TOKEN_LENGTH || /\s/.test(token)) {
     return { problem: `${path} must hold one token of at least ${MIN_TOKEN_LENGTH} characters without spaces (e.g. openssl rand -hex 32 > ${path})` };
   }
-  return { token };
+  const mode = Number(stats.mode) & 0o777;
+  return { digest: sha256(token), looseMode: (mode & 0o077) === 0 ? null : `0${mode.toString(8)}` };
 }
-
-const unreadable = (path: string, error: unknown): string => `cannot read ${path}: ${(error as NodeJS.ErrnoException).code ?? messageOf(error)}`;
 
 export class AdminTokenFile {
   private state: TokenState;
-  private stamp: string;
-  private checking: Promise<void> | null = null;
+  /** Counts the changes of `state`: a stream admitted under one generation ends at the next. */
+  private changes = 0;
+  private running: Promise<void> | null = null;
+  private queued: Promise<void> | null = null;
   private readonly listeners = new Set<(change: TokenChange) => void>();
   private readonly timer: NodeJS.Timeout;
 
   private constructor(
     readonly path: string,
     digest: Buffer,
-    stamp: string,
   ) {
     this.state = { digest };
-    this.stamp = stamp;
     this.timer = setInterval(() => void this.check(), TOKEN_CHECK_MS);
     this.timer.unref();
   }
@@ -63,26 +65,37 @@ export class AdminTokenFile {
    * @throws VerdictError CONFIG_INVALID when the file cannot be read or holds no usable token
    */
   static open(path: string): AdminTokenFile {
-    let read: { text: string; stamp: string } | { problem: string };
+    let read: FileRead;
     try {
       read = readTokenFileSync(path);
     } catch (error) {
       throw new VerdictError('CONFIG_INVALID', `admin.tokenFile: ${unreadable(path, error)}`, { cause: error });
     }
     if ('problem' in read) throw new VerdictError('CONFIG_INVALID', `admin.tokenFile: ${read.problem}`);
-    const token = problemOfText(path, read.text);
-    if ('problem' in token) throw new VerdictError('CONFIG_INVALID', `admin.tokenFile: ${token.problem}`);
-    return new AdminTokenFile(path, sha256(token.token), read.stamp);
+    return new AdminTokenFile(path, read.digest);
   }
 
   current(): TokenState {
     return this.state;
   }
 
-  /** Looks at the file, and reads it again if it changed; one look at a time, shared by every caller meanwhile. */
+  /** How many times the token has changed: what a stream notes when it is admitted. */
+  get generation(): number {
+    return this.changes;
+  }
+
+  /**
+   * Reads the file again. A read already running may have opened the file before the
+   * caller's rotation, so the caller gets one that starts after it (shared by every
+   * caller meanwhile): a call made after the rename never meets the old token.
+   */
   check(): Promise<void> {
-    this.checking ??= this.reread().finally(() => (this.checking = null));
-    return this.checking;
+    if (this.running === null) return this.start();
+    this.queued ??= this.running.then(() => {
+      this.queued = null;
+      return this.start();
+    });
+    return this.queued;
   }
 
   /** Calls `listener` whenever the token is replaced or stops being usable; returns the way to stop. */
@@ -96,33 +109,46 @@ export class AdminTokenFile {
     this.listeners.clear();
   }
 
-  private async reread(): Promise<void> {
-    let read: { text: string; stamp: string } | { problem: string } | 'unchanged';
-    try {
-      read = await readTokenFile(this.path, this.stamp);
-    } catch (error) {
-      return this.settle({ problem: unreadable(this.path, error) }, 'unreadable');
-    }
-    if (read === 'unchanged') return;
-    if ('problem' in read) return this.settle(read, 'unusable');
-    const token = problemOfText(this.path, read.text);
-    this.settle('problem' in token ? token : { digest: sha256(token.token) }, read.stamp);
+  private start(): Promise<void> {
+    const run = this.reread().finally(() => {
+      if (this.running === run) this.running = null;
+    });
+    this.running = run;
+    return run;
   }
 
-  private settle(next: TokenState, stamp: string): void {
-    this.stamp = stamp;
+  private async reread(): Promise<void> {
+    let read: FileRead;
+    try {
+      read = await readTokenFile(this.path);
+    } catch (error) {
+      read = { problem: unreadable(this.path, error) };
+    }
+    this.settle(read);
+  }
+
+  private settle(read: FileRead): void {
     const before = this.state;
-    const same = 'digest' in before && 'digest' in next ? before.digest.equals(next.digest) : 'problem' in before && 'problem' in next && before.problem === next.problem;
+    const same = 'digest' in before && 'digest' in read ? before.digest.equals(read.digest) : 'problem' in before && 'problem' in read && before.problem === read.problem;
     if (same) return;
-    this.state = next;
-    const change: TokenChange = { problem: 'problem' in next ? next.problem : null };
-    for (const listener of [...this.listeners]) listener(change);
+    this.state = 'digest' in read ? { digest: read.digest } : { problem: read.problem };
+    this.changes += 1;
+    const change: TokenChange = { problem: 'problem' in read ? read.problem : null, looseMode: 'digest' in read ? read.looseMode : null };
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(change);
+      } catch {
+        // One listener failing (a stream already gone) must not keep the others from hearing of the change.
+      }
+    }
   }
 }
 
 // The file is opened without blocking and checked through its descriptor: a FIFO or a
 // device put in its place (or swapped in between a look and a read) is refused, never
 // waited on or read without end, and no more than a token's worth of bytes is read.
+// It is read whole each time (at most 4 KiB) rather than compared by its dates, so a
+// rewrite within one tick of a coarse clock is not missed.
 const OPEN_FLAGS = constants.O_RDONLY | constants.O_NONBLOCK;
 
 function notAToken(path: string, stats: BigIntStats): { problem: string } | null {
@@ -131,7 +157,7 @@ function notAToken(path: string, stats: BigIntStats): { problem: string } | null
   return null;
 }
 
-function readTokenFileSync(path: string): { text: string; stamp: string } | { problem: string } {
+function readTokenFileSync(path: string): FileRead {
   const fd = openSync(path, OPEN_FLAGS);
   try {
     const stats = fstatSync(fd, { bigint: true });
@@ -139,24 +165,21 @@ function readTokenFileSync(path: string): { text: string; stamp: string } | { pr
     if (problem !== null) return problem;
     const buffer = Buffer.alloc(MAX_TOKEN_FILE_BYTES);
     const length = readSync(fd, buffer, 0, MAX_TOKEN_FILE_BYTES, 0);
-    return { text: buffer.toString('utf8', 0, length), stamp: stampOf(stats) };
+    return tokenOf(path, buffer.toString('utf8', 0, length), stats);
   } finally {
     closeSync(fd);
   }
 }
 
-/** The file's text, or 'unchanged' when it is the version `known` names. */
-async function readTokenFile(path: string, known: string): Promise<{ text: string; stamp: string } | { problem: string } | 'unchanged'> {
+async function readTokenFile(path: string): Promise<FileRead> {
   const handle = await open(path, OPEN_FLAGS);
   try {
     const stats = await handle.stat({ bigint: true });
-    const stamp = stampOf(stats);
-    if (stamp === known) return 'unchanged';
     const problem = notAToken(path, stats);
     if (problem !== null) return problem;
     const buffer = Buffer.alloc(MAX_TOKEN_FILE_BYTES);
     const { bytesRead } = await handle.read(buffer, 0, MAX_TOKEN_FILE_BYTES, 0);
-    return { text: buffer.toString('utf8', 0, bytesRead), stamp };
+    return tokenOf(path, buffer.toString('utf8', 0, bytesRead), stats);
   } finally {
     await handle.close();
   }

@@ -112,18 +112,16 @@ export class Admin implements AdminHandlers {
     for (const type of filter.types) {
       if (!(ALERT_TYPES as readonly string[]).includes(type)) throw RequestFieldError.invalid('types', `unknown alert type ${JSON.stringify(type.slice(0, 40))} (expected one of ${ALERT_TYPES.join(', ')})`);
     }
-    if (identity.via !== 'token') return this.alerts.subscribe(filter, subscriber);
     // A stream the admin token opened ends when the token is rotated: the client's next call meets the gate again.
     const unsubscribe = this.alerts.subscribe(filter, subscriber);
-    const stopListening = this.gate.onTokenChange(() => {
-      stop();
+    const stopListening = this.gate.whileTokenHolds(identity, () => {
+      unsubscribe();
       subscriber.revoked();
     });
-    const stop = (): void => {
+    return () => {
       stopListening();
       unsubscribe();
     };
-    return stop;
   }
 
   async suspendPrincipal(request: SuspendRequest, caller: AdminCaller): Promise<SuspensionState> {

@@ -268,8 +268,9 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   if (config.admin.tokenFile !== undefined) {
     const tokenFile = config.admin.tokenFile;
     gate.onTokenChange((change) => {
-      if (change.problem === null) logger.info({ tokenFile }, 'admin token replaced: only the token the file holds now is accepted');
-      else logger.error({ tokenFile, problem: change.problem }, 'admin token file cannot be used: no admin token is accepted until it holds one');
+      if (change.problem !== null) logger.error({ tokenFile, problem: change.problem }, 'admin token file cannot be used: no admin token is accepted until it holds one');
+      else logger.info({ tokenFile }, 'admin token replaced: only the token the file holds now is accepted');
+      if (change.looseMode !== null) logger.warn({ tokenFile, mode: change.looseMode }, 'the admin token file is readable by others; chmod 600 it');
     });
     const loose = looseMode(config.admin.tokenFile);
     if (loose !== null) logger.warn({ tokenFile: config.admin.tokenFile, mode: loose }, 'the admin token file is readable by others; chmod 600 it');

@@ -144,7 +144,7 @@ export class Console {
       case 'ConsoleTail':
         params.done();
         // A stream the admin token opened ends when the token is rotated, as one a certificate opened ends when it expires.
-        return this.tail.open(req, res, identity.via === 'token' ? (end) => this.deps.gate.onTokenChange(end) : null);
+        return this.tail.open(req, res, (end) => this.deps.gate.whileTokenHolds(identity, end));
     }
   }
 
@@ -298,8 +298,8 @@ class LiveTail {
     private readonly log: Pick<DecisionLog, 'onCommit'>,
   ) {}
 
-  /** `revocable`: how to learn that the credential the stream was opened with is withdrawn (returns the way to stop listening); null when it cannot be. */
-  async open(req: IncomingMessage, res: ServerResponse, revocable: ((end: () => void) => () => void) | null): Promise<void> {
+  /** `revocable`: how to learn that the credential the stream was opened with is withdrawn (returns the way to stop listening). */
+  async open(req: IncomingMessage, res: ServerResponse, revocable: (end: () => void) => () => void): Promise<void> {
     if (this.streams.size + this.joining >= MAX_STREAMS) {
       sendJson(res, 429, { error: `at most ${MAX_STREAMS} live tails are open at once; close one` }, { 'retry-after': '10' });
       return;
@@ -314,12 +314,12 @@ class LiveTail {
     const expiry = tlsSocketCertificateExpiry(req.socket);
     const ending = setTimeout(() => res.end(), Math.max(0, Math.min(TAIL_MAX_MS, expiry === null ? Infinity : expiry - Date.now())));
     ending.unref();
-    const stopListening = revocable?.(() => res.end()) ?? null;
+    const stopListening = revocable(() => res.end());
     const leave = (): void => {
       if (closed) return;
       closed = true;
       clearTimeout(ending);
-      stopListening?.();
+      stopListening();
       if (!this.streams.delete(res)) this.joining--;
       if (this.streams.size === 0 && this.joining === 0) this.stop();
     };

@@ -1,3 +1,6 @@
+import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { DecisionRecord } from '../../src/decisions/record.js';
 import { VerdictError } from '../../src/errors.js';
@@ -51,4 +54,57 @@ describe('the admin gate', () => {
     await gate({}, rows).admit(adminCallerOfGrpc(grpcCall('127.0.0.1:1', { 'x-request-id': 'r-9' })), { method: 'GetDecision', target: 'd-1' });
     expect(rows).toMatchObject([{ requestId: 'r-9', action: 'GetDecision', resourceType: 'verdict.admin', resourceId: 'd-1', principalId: 'loopback', policyVersion: 'v1', effect: 'ALLOW' }]);
   });
+
+  it('ends a stream whose token was rotated while its admission was being recorded, and only such a stream', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-gate-'));
+    const tokenFile = join(dir, 'admin.token');
+    const OLD = 'o'.repeat(40);
+    writeFileSync(tokenFile, OLD);
+    // The log holds each admission until told to go on, as a slow disk would.
+    let release: () => void = () => undefined;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const slow = AdminGate.fromConfig({ tokenFile }, { tls: false }, { log: { path: 'x', append: () => held }, policyVersion: () => 'v1' });
+    try {
+      const caller: AdminCaller = { caller: '127.0.0.1:1', address: '127.0.0.1', certificate: null, token: OLD, requestId: null };
+      const admitting = slow.admit(caller, { method: 'WatchAlerts' });
+      // Rotated while the admission is being recorded; a later call reads the new file.
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      const next = join(dir, 'next');
+      writeFileSync(next, 'n'.repeat(40));
+      renameSync(next, tokenFile);
+      const later = slow.admit(caller, { method: 'GetPolicyStatus' });
+      release();
+      const identity = await admitting;
+      await expect(later).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
+      let ended = 0;
+      slow.whileTokenHolds(identity, () => ended++);
+      expect(ended).toBe(1);
+      // A caller admitted by loopback holds no token: nothing to end.
+      slow.whileTokenHolds({ id: 'loopback', via: 'loopback' }, () => ended++);
+      expect(ended).toBe(1);
+    } finally {
+      slow.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('gives whoever presents a token no detail of why the token file cannot be used', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-gate-'));
+    const tokenFile = join(dir, 'admin.token');
+    writeFileSync(tokenFile, 'k'.repeat(40));
+    const rows: DecisionRecord[] = [];
+    const g = gate({ tokenFile }, rows);
+    try {
+      rmSync(tokenFile);
+      const caller: AdminCaller = { caller: '10.0.0.1:1', address: '10.0.0.1', certificate: null, token: 'k'.repeat(40), requestId: null };
+      const refusal = await g.admit(caller, { method: 'GetPolicyStatus' }).catch((error: unknown) => error as VerdictError);
+      expect(refusal).toMatchObject({ code: 'UNAUTHENTICATED', message: 'admin: no admin token is accepted now: the admin token file cannot be used (the server log says why)' });
+      expect(JSON.stringify(rows)).not.toContain(dir);
+      expect(JSON.stringify(rows)).not.toContain('ENOENT');
+    } finally {
+      g.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
+
