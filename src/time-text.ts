@@ -34,6 +34,11 @@ export function readIsoTime(text: string): { readonly ms: number } | { readonly 
 
 function isCalendarDate(ymd: string): boolean {
   const [year, month, day] = ymd.split('-').map(Number) as [number, number, number];
-  const date = new Date(Date.UTC(year, month - 1, day));
+  // setUTCFullYear, not Date.UTC, which reads years 0–99 as 1900–1999 (0000-02-29 is a leap day).
+  const date = new Date(0);
+  date.setUTCFullYear(year, month - 1, day);
   return date.getUTCMonth() === month - 1 && date.getUTCDate() === day;
 }
+
+/** The latest time a Date can hold (year 275760), in epoch milliseconds. */
+export const LAST_REPRESENTABLE_MS = 8.64e15;

@@ -6,6 +6,7 @@ import { VerdictError } from '../errors.js';
 import { readConfigFile } from '../server/config.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
 import { isDuration, parseDuration, parseIsoTime } from './time.js';
+import { LAST_REPRESENTABLE_MS } from '../time-text.js';
 
 const HELP = `Usage: verdict keys <create|list|revoke|rotate> [options]
 
@@ -42,9 +43,20 @@ function usage(message: string): VerdictError {
   return new VerdictError('USAGE', `${message}; see "verdict keys --help"`);
 }
 
+/** `--grace`: how much longer the replaced key keeps working. @throws VerdictError USAGE */
+function parseGrace(text: string, now: number): number {
+  const ms = parseDuration('--grace', text);
+  if (now + ms > LAST_REPRESENTABLE_MS) throw usage(`--grace ${text} is further ahead than a time can be written (the year 275760); give a shorter duration`);
+  return ms;
+}
+
 /** `--expires`: a duration from now or an ISO 8601 time in the future. @throws VerdictError USAGE */
 export function parseExpiry(text: string, now: number): number {
-  if (isDuration(text)) return now + parseDuration('--expires', text);
+  if (isDuration(text)) {
+    const ms = now + parseDuration('--expires', text);
+    if (ms > LAST_REPRESENTABLE_MS) throw usage(`--expires ${text} is further ahead than a time can be written (the year 275760); give a shorter duration`);
+    return ms;
+  }
   const ms = parseIsoTime(text);
   if (ms === null) throw usage(`--expires must be a duration (90d) or an ISO 8601 time (2026-01-31T00:00:00Z), not ${JSON.stringify(text)}`);
   if (ms <= now) throw usage(`--expires ${text} is in the past`);
@@ -234,7 +246,7 @@ export async function runKeys(argv: string[], io: CommandIO): Promise<number> {
       if (values.help) return help(io);
       const id = keyId(positionals, 'rotate');
       const options = {
-        ...(values.grace !== undefined ? { graceMs: parseDuration('--grace', values.grace) } : {}),
+        ...(values.grace !== undefined ? { graceMs: parseGrace(values.grace, now) } : {}),
         ...(values.expires !== undefined ? { expiresAt: parseExpiry(values.expires, now) } : {}),
       };
       const { key, info, previous } = withStore(storePath(values), false, (store) => store.rotate(id, options, now));

@@ -4,7 +4,7 @@
 import type { AlertQuery, AlertType } from '../analysis/alert.js';
 import type { DecisionFilters } from '../decisions/query.js';
 import { VerdictError } from '../errors.js';
-import { durationMs, readIsoTime } from '../time-text.js';
+import { LAST_REPRESENTABLE_MS, durationMs, readIsoTime } from '../time-text.js';
 import { EFFECTS, REASONS, type Effect, type Reason } from '../types.js';
 
 /** The longest query string the console reads; a longer one is refused (414) unread. */
@@ -21,6 +21,9 @@ export const MAX_BUCKETS = 500;
 export const MAX_ALERTS = 500;
 
 const ALERT_TYPES: readonly AlertType[] = ['volume', 'probing', 'reconnaissance', 'baseline', 'extraction', 'auth-failures'];
+
+/** The earliest time the console reads: 2000-01-01T00:00:00Z. */
+const EARLIEST_MS = Date.UTC(2000, 0, 1);
 
 /** A parameter the caller got wrong: answered 400 with its name. */
 export class ParameterError extends VerdictError {
@@ -76,21 +79,29 @@ export class Parameters {
     return value;
   }
 
-  /** ISO 8601 (UTC without an offset), a duration ago (`15m`, `24h`, `7d`), or epoch milliseconds. */
+  /**
+   * ISO 8601 (UTC without an offset), a duration ago (`15m`, `24h`, `7d`), or epoch
+   * milliseconds, from 2000 on: the answer gives the times back as epoch milliseconds
+   * for the next page to send, and every time from 2000 reads back as one.
+   */
   time(name: string, now: number): number | undefined {
     const text = this.text(name);
     if (text === undefined) return undefined;
     const ago = durationMs(text);
-    if (ago !== null) {
-      // Decisions are never older than 1970; a time before it (or past what a Date holds) would answer with an invalid date.
-      if (ago > now) throw new ParameterError(name, `reaches back before 1970 (${text} ago); leave ${name} out to read from the first decision`);
-      return now - ago;
+    let ms: number;
+    if (ago !== null) ms = now - ago;
+    else if (/^\d{12,15}$/.test(text)) ms = Number(text);
+    else if (/^\d{9,11}$/.test(text)) throw new ParameterError(name, `${text} reads as epoch seconds; give epoch milliseconds (${text}000) or an ISO 8601 time`);
+    else {
+      const iso = readIsoTime(text);
+      if (iso !== null && 'notADay' in iso) throw new ParameterError(name, `${iso.notADay} is not a day of the calendar`);
+      if (iso === null) throw new ParameterError(name, 'must be an ISO 8601 time (2026-12-04T09:00:00Z), a duration ago (15m, 24h, 7d) or epoch milliseconds');
+      ms = iso.ms;
     }
-    if (/^\d{10,15}$/.test(text)) return Number(text);
-    const iso = readIsoTime(text);
-    if (iso !== null && 'notADay' in iso) throw new ParameterError(name, `${iso.notADay} is not a day of the calendar`);
-    if (iso !== null) return iso.ms;
-    throw new ParameterError(name, 'must be an ISO 8601 time (2026-12-04T09:00:00Z), a duration ago (15m, 24h, 7d) or epoch milliseconds');
+    // The log holds nothing older; a time before it (or before 1970, or past what a Date holds) would answer with a time the next page cannot send.
+    if (ms < EARLIEST_MS) throw new ParameterError(name, `${text} is before 2000; leave ${name} out to read from the first decision`);
+    if (ms > LAST_REPRESENTABLE_MS) throw new ParameterError(name, `${text} is later than a time can be written`);
+    return ms;
   }
 
   /** Refuses parameters no one read. */

@@ -141,6 +141,9 @@ describe('verdict keys, the real binary', () => {
       [['revoke', 'not-an-id', '--db', db], 2, /is not a key id/],
       [['revoke', `vk_${'a'.repeat(16)}_${'b'.repeat(52)}`, '--db', db], 2, /pass the key id, not the key itself/],
       [['rotate', 'aaaaaaaaaaaaaaaa', '--grace', 'soon', '--db', db], 2, /--grace must be a duration/],
+      // Past what a time can be: a usage error, not a failed write of the key store.
+      [['create', '--db', db, '--owner', 'x', '--expires', '99999999999w'], 2, /^verdict keys: --expires 99999999999w is further ahead than a time can be written/],
+      [['rotate', 'aaaaaaaaaaaaaaaa', '--grace', '99999999999w', '--db', db], 2, /^verdict keys: --grace 99999999999w is further ahead than a time can be written/],
       [['list', '--db', join(dir, 'missing.db')], 4, /no key store at .*missing\.db/],
       [['frobnicate'], 2, /unknown keys command "frobnicate"/],
       [['list', '--bogus'], 2, /Unknown option '--bogus'/],

@@ -149,6 +149,8 @@ describe('parseTime', () => {
     expect(() => parseTime('--until', '2025-02-30T10:00:00Z', at)).toThrow('--until: 2025-02-30 is not a day of the calendar');
     expect(() => parseTime('--since', '999999999w', at)).toThrow('--since 999999999w reaches back before 1970');
     expect(parseTime('--since', '2024-02-29', at)).toBe(Date.UTC(2024, 1, 29));
+    // Years 0–99 are years 0–99 (Date.UTC would read them as 1900–1999, where 1900-02-29 does not exist).
+    expect(parseTime('--since', '0000-02-29', at)).toBe(Date.parse('0000-02-29T00:00:00Z'));
   });
 });
 

@@ -246,9 +246,14 @@ describe('the console API on a server with an admin token', () => {
       // A day the month does not have is a typo, not the first days of the next month.
       ['/console/api/decisions?since=2026-02-31', 'since', /since: 2026-02-31 is not a day of the calendar/],
       ['/console/api/summary?until=2026-04-31T10:00:00Z', 'until', /until: 2026-04-31 is not a day of the calendar/],
-      ['/console/api/decisions?since=999999999w', 'since', /since: reaches back before 1970/],
-      ['/console/api/alerts?since=999999999d', 'since', /since: reaches back before 1970/],
+      ['/console/api/decisions?since=999999999w', 'since', /since: 999999999w is before 2000; leave since out/],
+      ['/console/api/alerts?since=999999999d', 'since', /since: 999999999d is before 2000/],
       ['/console/api/decisions?since=9999999999999999', 'since', /since: must be an ISO 8601 time/],
+      // What the answer gives back must read back: nothing before 2000, and seconds are not taken for milliseconds.
+      ['/console/api/decisions?since=1969-12-31', 'since', /since: 1969-12-31 is before 2000/],
+      ['/console/api/decisions?since=1970-01-02', 'since', /since: 1970-01-02 is before 2000/],
+      ['/console/api/summary?since=1767225600', 'since', /since: 1767225600 reads as epoch seconds; give epoch milliseconds \(1767225600000\)/],
+      ['/console/api/decisions?until=275761-01-01', 'until', /until: must be an ISO 8601 time/],
       ['/console/api/decisions?since=1h&until=2h', 'until', /until: must be after since/],
       ['/console/api/decisions?limit=100000', 'limit', /limit: must be a whole number from 1 to 200/],
       ['/console/api/decisions?limit=-1', 'limit', /limit/],
