@@ -2,7 +2,6 @@
 // needs, separate from the right to ask for decisions, and the record of each call.
 
 import { timingSafeEqual } from 'node:crypto';
-import { statSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import type { ServerUnaryCall } from '@grpc/grpc-js';
@@ -158,6 +157,11 @@ export class AdminGate {
       end();
     }
     return stop;
+  }
+
+  /** The admin token file's mode when it was read at start, if group or others may read it; null otherwise or without one. */
+  get tokenFileLooseMode(): string | null {
+    return this.token?.looseModeAtStart ?? null;
   }
 
   /** Stops looking at the token file. */
@@ -340,14 +344,4 @@ function isLoopback(address: string): boolean {
   const v4 = address.startsWith('::ffff:') ? address.slice(7) : address;
   if (isIP(v4) === 4) return v4.startsWith('127.');
   return address === '::1';
-}
-
-/** The octal mode when group or others may read `path`, else null (for a start-up warning). */
-export function looseMode(path: string): string | null {
-  try {
-    const mode = statSync(path).mode & 0o777;
-    return (mode & 0o077) === 0 ? null : `0${mode.toString(8)}`;
-  } catch {
-    return null;
-  }
 }

@@ -54,6 +54,8 @@ export class AdminTokenFile {
   private constructor(
     readonly path: string,
     digest: Buffer,
+    /** The file's mode at start when group or others may read it, else null (for the start-up warning). */
+    readonly looseModeAtStart: string | null,
   ) {
     this.state = { digest };
     this.timer = setInterval(() => void this.check(), TOKEN_CHECK_MS);
@@ -72,7 +74,7 @@ export class AdminTokenFile {
       throw new VerdictError('CONFIG_INVALID', `admin.tokenFile: ${unreadable(path, error)}`, { cause: error });
     }
     if ('problem' in read) throw new VerdictError('CONFIG_INVALID', `admin.tokenFile: ${read.problem}`);
-    return new AdminTokenFile(path, read.digest);
+    return new AdminTokenFile(path, read.digest, read.looseMode);
   }
 
   current(): TokenState {

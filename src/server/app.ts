@@ -23,7 +23,7 @@ import { Admin, limitsStatus } from './admin.js';
 import { Console } from './console.js';
 import { AuditWatch } from './console-audit.js';
 import { createLiveAlerts, detectorObserver, watchedSink, type LiveAlerts } from './alerts.js';
-import { AdminGate, looseMode } from './admin-auth.js';
+import { AdminGate } from './admin-auth.js';
 import type { ServerConfig } from './config.js';
 import { ENVIRONMENT_KEYS, splitHostPort } from './config.js';
 import { AUTHORIZATION_SERVICE } from './grpc/authorization-service.js';
@@ -272,8 +272,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       else logger.info({ tokenFile }, 'admin token replaced: only the token the file holds now is accepted');
       if (change.looseMode !== null) logger.warn({ tokenFile, mode: change.looseMode }, 'the admin token file is readable by others; chmod 600 it');
     });
-    const loose = looseMode(config.admin.tokenFile);
-    if (loose !== null) logger.warn({ tokenFile: config.admin.tokenFile, mode: loose }, 'the admin token file is readable by others; chmod 600 it');
+    if (gate.tokenFileLooseMode !== null) logger.warn({ tokenFile, mode: gate.tokenFileLooseMode }, 'the admin token file is readable by others; chmod 600 it');
     if (!tls) logger.warn({ grpc: config.grpc }, 'the admin token travels in plaintext: serve gRPC with TLS, or keep the gRPC port on loopback');
   }
   const admin = new Admin(store, log.path, gate, options.onAdminReload, shadowStore, alerts?.hub ?? null, suspensions, { board: loadBoard, status: currentLimitsStatus });

@@ -130,40 +130,21 @@ export class ServerMetrics implements DecisionObserver {
    * under a flood of batches; checks keep being answered meanwhile.
    */
   watchQueues(read: { readonly longCallsWaiting: () => number; readonly pendingRows: () => number; readonly batchBytesInFlight: () => number; readonly batchesWaiting: () => number }): void {
+    this.sampledSum('verdict_batch_bytes_in_flight', 'Bytes charged to the batches being decided now: what they will record, and 8 KiB an item for their rows until written (bounded by maxBatchBytesInFlight).', read.batchBytesInFlight);
+    this.sampledSum('verdict_batches_waiting', 'Batches (CheckBatch, AuthZEN evaluations) waiting for room among the batches being decided (maxBatchBytesInFlight).', read.batchesWaiting);
+    this.sampledSum('verdict_long_calls_waiting', 'Batches, evaluations and search pages waiting for their next slice of deciding (one slice per event-loop turn, shared by caller).', read.longCallsWaiting);
+    this.sampledSum('verdict_decision_log_rows_pending', 'Decision rows appended and not yet confirmed written (waiting their turn, or with the writer).', read.pendingRows);
+  }
+
+  /** A gauge read from `read` at each scrape, summed across --workers workers. */
+  private sampledSum(name: string, help: string, read: () => number): void {
     new Gauge({
-      name: 'verdict_batch_bytes_in_flight',
-      help: 'Bytes charged to the batches being decided now: what they will record, and 8 KiB an item for their rows until written (bounded by maxBatchBytesInFlight).',
+      name,
+      help,
       registers: [this.registry],
       aggregator: 'sum',
       collect() {
-        this.set(read.batchBytesInFlight());
-      },
-    });
-    new Gauge({
-      name: 'verdict_batches_waiting',
-      help: 'Batches (CheckBatch, AuthZEN evaluations) waiting for room among the batches being decided (maxBatchBytesInFlight).',
-      registers: [this.registry],
-      aggregator: 'sum',
-      collect() {
-        this.set(read.batchesWaiting());
-      },
-    });
-    new Gauge({
-      name: 'verdict_long_calls_waiting',
-      help: 'Batches, evaluations and search pages waiting for their next slice of deciding (one slice per event-loop turn, shared by caller).',
-      registers: [this.registry],
-      aggregator: 'sum',
-      collect() {
-        this.set(read.longCallsWaiting());
-      },
-    });
-    new Gauge({
-      name: 'verdict_decision_log_rows_pending',
-      help: 'Decision rows appended and not yet confirmed written (waiting their turn, or with the writer).',
-      registers: [this.registry],
-      aggregator: 'sum',
-      collect() {
-        this.set(read.pendingRows());
+        this.set(read());
       },
     });
   }

@@ -1,4 +1,4 @@
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -106,5 +106,21 @@ describe('the admin gate', () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
-});
 
+  it('tells the start-up warning whether others may read the token file', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-gate-'));
+    const tokenFile = join(dir, 'admin.token');
+    writeFileSync(tokenFile, 'k'.repeat(40));
+    try {
+      for (const [mode, loose] of [[0o644, '0644'], [0o640, '0640'], [0o600, null]] as const) {
+        chmodSync(tokenFile, mode);
+        const g = gate({ tokenFile }, []);
+        expect(g.tokenFileLooseMode, mode.toString(8)).toBe(loose);
+        g.close();
+      }
+      expect(gate({}, []).tokenFileLooseMode).toBe(null);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});

@@ -68,9 +68,9 @@ function openTail(token: string): Promise<{ status: number; ended: Promise<void>
 }
 
 /** Writes a token file the way a rotation should: a new file renamed over the old one. */
-function rotateTo(text: string): void {
+function rotateTo(text: string, mode = 0o600): void {
   const next = `${tokenFile}.next`;
-  writeFileSync(next, text, { mode: 0o600 });
+  writeFileSync(next, text, { mode });
   renameSync(next, tokenFile);
 }
 
@@ -146,8 +146,10 @@ describe('rotating the admin token on a running server', () => {
     await expect(admin(NEW, 'GetPolicyStatus')).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED, details: expect.stringContaining('no admin token is accepted now') as string });
     expect(problems()).toEqual(expect.arrayContaining([expect.stringContaining('is not a regular file')]));
     rmSync(tokenFile);
-    rotateTo(`${OLD}\n`);
+    // Written without a umask of 077, the new file is readable by others: said, as at start.
+    rotateTo(`${OLD}\n`, 0o644);
     await expect(admin(OLD, 'GetPolicyStatus')).resolves.toBeTruthy();
+    expect(server.logs.some((l) => l.msg === 'the admin token file is readable by others; chmod 600 it' && l.mode === '0644')).toBe(true);
     await expect(admin(NEW, 'GetPolicyStatus')).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
     // Every refusal is in the log, as any refused Admin call is.
     const refusals = adminRows().filter((r) => r.effect === 'DENY');
