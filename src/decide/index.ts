@@ -28,4 +28,4 @@ export { Suspensions, type SuspensionListener } from './suspensions.js';
 export { newDecisionId } from './decision-id.js';
 export { BATCH_SLICE_MS, BatchSlicer, DecidingTurns } from './slices.js';
 export { decisionRecord } from './record.js';
-export { BATCH_RECORD_FACTOR, BatchRefused, batchRecordError, DEFAULT_MAX_BATCH_RECORDED_BYTES } from './batch-budget.js';
+export { BATCH_RECORD_FACTOR, BatchRefused, batchRecordError, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_MAX_BATCH_RECORDED_BYTES } from './batch-budget.js';

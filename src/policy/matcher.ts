@@ -227,7 +227,7 @@ const readResourceId = (request: DecisionRequest): AttributeValue => request.res
 
 /** The matcher of `principal.id` or `resource.id`, compiled once for each distinct spec. */
 export function idMatcher(part: 'principal' | 'resource', spec: MatcherSpec): AttributeMatcher {
-  return part === 'principal' ? sharedMatcher('principal.id', spec, () => readPrincipalId) : sharedMatcher('resource.id', spec, () => readResourceId);
+  return sharedMatcher(`${part}.id`, spec, () => (part === 'principal' ? readPrincipalId : readResourceId));
 }
 
 /** Compiles every attribute matcher of a rule or limit, principal's first, each labelled for explanations. */

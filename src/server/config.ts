@@ -11,7 +11,7 @@ import { trustedPrincipalSchema } from '../gateway/trusted-headers.js';
 import { authnSchema, resolveTls, tlsFromEnvironment, tlsLayerSchema } from '../authn/config.js';
 import { AUDIT_DEFAULTS, auditConfigShape, auditFromEnvironment, type AuditConfig } from '../decisions/audit-config.js';
 import { ADMIN_TOKEN_FILE_ENV, adminConfigSchema } from './admin-auth.js';
-import { DEFAULT_REQUEST_LIMITS } from '../decide/index.js';
+import { DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_REQUEST_LIMITS } from '../decide/index.js';
 import { DEFAULT_CONDITION_BUDGET } from '../policy/condition.js';
 import { alertResponseShape } from './alert-response-config.js';
 
@@ -199,7 +199,7 @@ export const DEFAULT_CONFIG = {
   admin: {},
   decisionLog: 'durable',
   maxMessageBytes: 1024 * 1024,
-  maxBatchBytesInFlight: 128 * 1024 * 1024,
+  maxBatchBytesInFlight: DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT,
   logLevel: 'info',
   shadowPolicies: null,
   watch: true,
