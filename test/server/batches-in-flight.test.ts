@@ -77,11 +77,10 @@ describe('batches wait for room among those being decided', () => {
   it('a batch whose caller gives up while it waits is neither decided nor recorded', async () => {
     const client = verdictClient(verdict.grpcPort, { ownConnection: true });
     try {
-      const request = largeBatch;
       // Ten batches ahead of it in its caller's line, decided one at a time (about a second in all, see above).
-      const ahead = Promise.all(Array.from({ length: BATCHES }, () => client.call('Authorization', 'CheckBatch', request('dana'), { deadline: Date.now() + 60_000 })));
+      const ahead = Promise.all(Array.from({ length: BATCHES }, () => client.call('Authorization', 'CheckBatch', largeBatch('dana'), { deadline: Date.now() + 60_000 })));
       // With a deadline that passes while it waits.
-      const behind = client.call('Authorization', 'CheckBatch', request('waits-and-goes'), { deadline: Date.now() + 300 });
+      const behind = client.call('Authorization', 'CheckBatch', largeBatch('waits-and-goes'), { deadline: Date.now() + 300 });
       await expect(behind).rejects.toMatchObject({ code: 4 });
       await ahead;
       const listed = await client.call<{ decisions: unknown[] }>('Admin', 'ListDecisions', { principalId: 'waits-and-goes', limit: 10 });
