@@ -24,6 +24,7 @@ import { Console } from './console.js';
 import { AuditWatch } from './console-audit.js';
 import { createLiveAlerts, detectorObserver, watchedSink, type LiveAlerts } from './alerts.js';
 import { AdminGate } from './admin-auth.js';
+import type { LapsedConnection } from './certificate-expiry.js';
 import type { ServerConfig } from './config.js';
 import { ENVIRONMENT_KEYS, splitHostPort } from './config.js';
 import { AUTHORIZATION_SERVICE } from './grpc/authorization-service.js';
@@ -333,6 +334,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
               : `closed the gRPC connection holding the most unsent answers: all together were past ${config.grpcStreams.maxUnsentBytes} bytes (grpcStreams.maxUnsentBytes)`,
         ),
       maxConnections: fitted.caps.grpcMaxConnections,
+      onCertificateLapsed: lapsedCertificateLog(logger, 'closed a gRPC connection: the client certificate it was opened with has expired (the client reconnects with a valid one)'),
       onInternalError: (error, method) => logger.error({ method, error: messageOf(error) }, 'internal error answering a call'),
       // The verified client certificate's identity when there is one, else the peer address.
       callerOf: grpcCallerOf,
@@ -399,7 +401,13 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       }),
     authzen: (req, res) => authzen.handle(req, res),
     console: (req, res) => webConsole.handle(req, res),
-  }, { tls: tls?.http ? httpsServerOptions(tls) : undefined, shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs, maxConnections: fitted.caps.httpMaxConnections });
+  }, {
+    tls: tls?.http ? httpsServerOptions(tls) : undefined,
+    shutdownGraceMs: config.shutdownGraceMs,
+    requestTimeoutMs: config.httpRequestTimeoutMs,
+    maxConnections: fitted.caps.httpMaxConnections,
+    onCertificateLapsed: lapsedCertificateLog(logger, 'refused an HTTPS request: the client certificate its connection was opened with has expired'),
+  });
   const ops = opsAddress === null ? null : new OperatorHttpServer(operations, { shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs, maxConnections: fitted.caps['httpMaxConnections (ops)'] });
 
   let grpcPort: number;
@@ -493,6 +501,26 @@ function startAlerts(config: ServerConfig, log: DecisionLog, metrics: ServerMetr
 }
 
 const BACKEND_LOG_EVERY_MS = 10_000;
+
+/**
+ * Logs a connection refused for its expired client certificate: the first at once, then at
+ * most one line every 10 s with a count, since a client that resumes its TLS session
+ * reconnects with the same certificate again and again.
+ */
+function lapsedCertificateLog(logger: Logger, message: string): (connection: LapsedConnection) => void {
+  let lastLogged = 0;
+  let suppressed = 0;
+  return (connection) => {
+    const now = Date.now();
+    if (now - lastLogged < BACKEND_LOG_EVERY_MS) {
+      suppressed += 1;
+      return;
+    }
+    logger.warn({ ...connection, refusedSinceLastLog: suppressed }, message);
+    lastLogged = now;
+    suppressed = 0;
+  };
+}
 const REDIS_CONNECT_WAIT_MS = 2000;
 
 /** The Redis backend of limits.redis, whose failures are logged once, then at most every 10 s with a count. */

@@ -6,7 +6,6 @@ import type { AlertReader } from '../analysis/alert.js';
 import type { DecisionLog } from '../decisions/log-client.js';
 import type { DecisionQueryThread } from '../decisions/query-thread.js';
 import { decodePageToken, encodePageToken, type RowExclusion, type StoredDecision } from '../decisions/query.js';
-import { tlsSocketCertificateExpiry } from '../authn/mtls.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { ADMIN_RESOURCE_TYPE, adminCallerOfHttp, type AdminCaller, type AdminGate, type AdminIdentity } from './admin-auth.js';
 import type { AuditWatch } from './console-audit.js';
@@ -143,8 +142,8 @@ export class Console {
         return this.alerts(res, params, now);
       case 'ConsoleTail':
         params.done();
-        // A stream the admin token opened ends when the token is rotated, as one a certificate opened ends when it expires.
-        return this.tail.open(req, res, (end) => this.deps.gate.whileTokenHolds(identity, end));
+        // A stream ends when the admin token that opened it is rotated, or the certificate that did expires.
+        return this.tail.open(req, res, (end) => this.deps.gate.whileCredentialHolds(identity, end));
     }
   }
 
@@ -311,8 +310,7 @@ class LiveTail {
     }
     res.flushHeaders();
     let closed = false;
-    const expiry = tlsSocketCertificateExpiry(req.socket);
-    const ending = setTimeout(() => res.end(), Math.max(0, Math.min(TAIL_MAX_MS, expiry === null ? Infinity : expiry - Date.now())));
+    const ending = setTimeout(() => res.end(), TAIL_MAX_MS);
     ending.unref();
     const stopListening = revocable(() => res.end());
     const leave = (): void => {

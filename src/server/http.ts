@@ -6,6 +6,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer, type Ser
 import type { AddressInfo } from 'node:net';
 import { AUTHZEN_PATHS } from '../gateway/authzen-http.js';
 import { FORWARD_AUTH_PATH } from '../gateway/forward-auth.js';
+import { LapsedCertificates, type LapsedConnection } from './certificate-expiry.js';
 import { CONSOLE_PATH } from './console.js';
 import { InFlight } from './in-flight.js';
 
@@ -36,6 +37,8 @@ export interface OperatorHttpOptions {
   readonly requestTimeoutMs?: number;
   /** The most connections held at once; more are closed as they arrive. Default 4096. */
   readonly maxConnections?: number;
+  /** Told of each request refused because its connection's client certificate has expired since the handshake (the server logs it). */
+  readonly onCertificateLapsed?: (connection: LapsedConnection) => void;
 }
 
 const DEFAULT_SHUTDOWN_GRACE_MS = 10_000;
@@ -64,6 +67,8 @@ export class OperatorHttpServer {
   private readonly inFlight = new InFlight<ServerResponse>();
   /** Requests in flight per connection (MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION). */
   private readonly perConnection = new WeakMap<object, number>();
+  /** Connections whose client certificate has expired since their handshake answer nothing but a refusal. */
+  private readonly lapsedCertificates = new LapsedCertificates();
   private closing: Promise<void> | null = null;
 
   constructor(
@@ -73,6 +78,15 @@ export class OperatorHttpServer {
     this.graceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
     const handle = (req: IncomingMessage, res: ServerResponse): void => {
       const socket = req.socket;
+      const lapsedAt = this.lapsedCertificates.lapsed(socket, Date.now());
+      if (lapsedAt !== null) {
+        const expiredAt = new Date(lapsedAt).toISOString();
+        options.onCertificateLapsed?.({ peer: `${socket.remoteAddress ?? ''}:${socket.remotePort ?? 0}`, expiredAt });
+        // As a new connection's handshake would refuse it; the client reconnects with its renewed certificate.
+        res.shouldKeepAlive = false;
+        send(res, 401, 'application/json', JSON.stringify({ error: 'unauthenticated', detail: `the client certificate this connection was opened with expired at ${expiredAt}; open a new connection with a valid certificate` }));
+        return;
+      }
       const pending = (this.perConnection.get(socket) ?? 0) + 1;
       if (pending > MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION) {
         // Neither decided nor answered: the connection goes, with what it had asked.

@@ -276,7 +276,7 @@ describe('the console over mTLS', () => {
       expect(await server.stop()).toBe(0);
     }
   });
-  it('stands for nobody once its dates have passed, on a connection opened while it was valid: the live tail ends then, and calls on that connection are refused', async () => {
+  it('stands for nobody once its dates have passed, on a connection opened while it was valid: the live tail and WatchAlerts end then, the console refuses calls on that connection and the gRPC connection is closed', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-admin-expiry-'));
     const uri = 'spiffe://verdict.test/ns/ops/sa/short-lived';
     const short = makeShortLivedClient(pki, 'short-lived-admin', uri, 6_000);
@@ -305,15 +305,23 @@ describe('the console over mTLS', () => {
     try {
       expect((await get('/console/api/policy')).status).toBe(200);
       expect(await status()).toBeNull();
+      // A WatchAlerts stream, admitted by the certificate while it is valid, ends when it expires.
+      const watch = (channel as unknown as { WatchAlerts(request: unknown, metadata: grpc.Metadata): grpc.ClientReadableStream<unknown> }).WatchAlerts({ types: [] }, new grpc.Metadata());
+      const watchEnded = new Promise<{ error: grpc.ServiceError; at: number }>((resolve) => watch.on('error', (error: grpc.ServiceError) => resolve({ error, at: Date.now() })));
+      watch.on('data', () => undefined);
       // The tail, opened while the certificate is valid, ends when it expires (the page then opens another).
       const tail = await get('/console/api/tail');
       expect(tail.status).toBe(200);
       expect(Date.now()).toBeGreaterThanOrEqual(short.validTo.getTime() - 50);
+      const watchEnd = await watchEnded;
+      expect(watchEnd.error.code).toBe(grpc.status.UNAUTHENTICATED);
+      expect(watchEnd.error.details).toContain('the client certificate this stream was opened with has expired');
+      expect(watchEnd.at).toBeGreaterThanOrEqual(short.validTo.getTime() - 50);
       await new Promise((resolve) => setTimeout(resolve, 1_100));
-      // Same connections, handshakes long done: refused now.
+      // Same HTTPS connection, handshake long done: refused now. The gRPC connection was closed at the expiry, and a new one fails its handshake.
       const after = await get('/console/api/policy');
       expect(after).toMatchObject({ status: 401, reused: true });
-      expect(await status()).toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+      expect(await status()).toMatchObject({ code: grpc.status.UNAVAILABLE });
     } finally {
       agent.destroy();
       channel.close();

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
-import { request as httpsRequest } from 'node:https';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getDecision } from '../../src/decisions/query.js';
 import { packageDefinition } from '../../src/server/grpc/descriptors.js';
 import { BIN, ROOT, checkRequest, ensureBuilt, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
-import { makeTestPki, type TestPki } from './certs.js';
+import { makeShortLivedClient, makeTestPki, type TestPki } from './certs.js';
 
 const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as { verdict: { v1: Record<string, typeof grpc.Client> } };
 
@@ -195,6 +195,60 @@ describe('mTLS from the config file and the environment, HTTP port over TLS', ()
     expect(getDecision(db, decision.context.decision_id)).toMatchObject({ principalId: 'dana', caller: 'uri:spiffe://verdict.test/ns/edge/sa/gateway' });
     await expect(httpsPost(server.httpPort, '/access/v1/evaluation', body, pki, null)).rejects.toThrow();
   });
+
+  it("refuses every request on a kept-alive HTTPS connection once its client certificate has expired, a PEP's questions about others first", async () => {
+    // Listed in authzen.peps: while valid it may ask about any subject.
+    const short = makeShortLivedClient(pki, 'short-lived-pep', 'spiffe://verdict.test/ns/edge/sa/gateway', 3_000);
+    // One connection for every request: its handshake is the only time TLS looks at the dates.
+    const agent = new HttpsAgent({ keepAlive: true, maxSockets: 1, ca: readFileSync(pki.ca.cert), cert: readFileSync(short.cert), key: readFileSync(short.key), servername: 'localhost' });
+    const body = JSON.stringify({ subject: { type: 'user', id: 'dana', properties: { roles: dana.roles, ...dana.attributes } }, action: { name: 'predict' }, resource: { type: 'model', id: 'fraud-v3', properties: fraudModel.attributes } });
+    const ask = (path: string, method = 'POST'): Promise<{ status: number; body: string; reused: boolean }> =>
+      new Promise((resolve, reject) => {
+        const req = httpsRequest({ method, host: '127.0.0.1', port: server.httpPort, path, agent, headers: { 'content-type': 'application/json' } }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, reused: req.reusedSocket }));
+        });
+        req.on('error', reject);
+        req.end(method === 'POST' ? body : undefined);
+      });
+    try {
+      const before = await ask('/access/v1/evaluation');
+      expect(before.status).toBe(200);
+      expect((JSON.parse(before.body) as { decision: boolean }).decision).toBe(true);
+      expect((await ask('/healthz', 'GET')).status).toBe(200);
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, short.validTo.getTime() - Date.now()) + 1_100));
+      const after = await ask('/access/v1/evaluation');
+      expect(after).toMatchObject({ status: 401, reused: true });
+      expect(after.body).toContain(`the client certificate this connection was opened with expired at ${short.validTo.toISOString()}`);
+      // The refusal ended that connection. A new one resumes the TLS session (a resumed handshake looks at no
+      // certificate at all, so it succeeds with the expired one) and is refused as well.
+      expect(await ask('/healthz', 'GET')).toMatchObject({ status: 401, reused: false });
+      expect(server.logs.some((l) => l.msg.startsWith('refused an HTTPS request: the client certificate its connection was opened with has expired'))).toBe(true);
+    } finally {
+      agent.destroy();
+    }
+  }, 30_000);
+
+  it('closes a kept-alive gRPC connection when its client certificate expires, so its checks stop being answered', async () => {
+    const short = makeShortLivedClient(pki, 'short-lived-gateway', 'spiffe://verdict.test/ns/edge/sa/gateway', 3_000);
+    const client = new loaded.verdict.v1.Authorization!(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createSsl(readFileSync(pki.ca.cert), readFileSync(short.key), readFileSync(short.cert)), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as grpc.Client & {
+      Check: (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: CheckResponse) => void) => void;
+    };
+    const ask = (): Promise<{ error: grpc.ServiceError | null; response: CheckResponse | undefined }> =>
+      new Promise((resolve) => client.Check(checkRequest({ principal: dana, action: 'predict', resource: fraudModel }), new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (error, response) => resolve({ error, response })));
+    try {
+      expect((await ask()).response?.effect).toBe('EFFECT_ALLOW');
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, short.validTo.getTime() - Date.now()) + 1_100));
+      const after = await ask();
+      expect(after.response).toBeUndefined();
+      expect(after.error?.code).toBe(grpc.status.UNAVAILABLE);
+      expect(server.logs.some((l) => l.msg.startsWith('closed a gRPC connection: the client certificate it was opened with has expired'))).toBe(true);
+    } finally {
+      client.close();
+    }
+  }, 30_000);
 
   it('serves /healthz over HTTPS to a client with a certificate, and refuses one without', async () => {
     expect(await httpsGet(server.httpPort, '/healthz', pki, pki.cnClient)).toMatchObject({ status: 200 });

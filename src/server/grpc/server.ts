@@ -12,6 +12,7 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import type { GatewayAdapter } from '../../gateway/adapter.js';
+import { closeSessionsAtCertificateExpiry, type LapsedConnection } from '../certificate-expiry.js';
 import { InFlightCalls, type UnaryCall, type UnaryHandler } from './call.js';
 import { DirectLane, type DirectLaneState } from './direct-lane.js';
 import { StatusError } from './status.js';
@@ -50,6 +51,8 @@ export interface GrpcServerOptions {
   readonly unreadAnswerLimits?: UnreadAnswerLimits;
   /** Told of each connection closed for answers it did not read, e.g. to log it. */
   readonly onUnreadAnswersClosed?: (closed: UnreadAnswersClosed) => void;
+  /** Told of each connection closed because the client certificate it was opened with expired (the server logs it). */
+  readonly onCertificateLapsed?: (connection: LapsedConnection) => void;
 }
 
 /** What the gRPC services answer with. */
@@ -214,6 +217,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
           if (http2Servers instanceof Map) {
             guard.install(http2Servers.keys(), !lane);
             unreadAnswers.install(http2Servers.keys());
+            closeSessionsAtCertificateExpiry(http2Servers.keys(), options.onCertificateLapsed ?? (() => undefined));
             for (const listener of http2Servers.keys() as IterableIterator<{ maxConnections?: number }>) listener.maxConnections = maxConnections;
           }
           for (const service of ['', ...served]) {
