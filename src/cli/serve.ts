@@ -78,8 +78,15 @@ Signals: SIGHUP reloads the policies; SIGTERM or SIGINT stops accepting, finishe
 in-flight checks, flushes the decision log and exits 0.
 
 Exit codes: 0 stopped cleanly, 2 usage or configuration error, 3 invalid policies,
-5 could not start (decision log unavailable or in use by another server).
+5 could not start (decision log unavailable or in use by another server), or stopped
+after an error nothing caught (logged at level fatal, then stopped as on SIGTERM).
 `;
+
+/** After an uncaught error, how long past the shutdown grace the process is given before it is ended regardless. */
+const FAULT_EXIT_MARGIN_MS = 5_000;
+
+/** The stop "signals" an uncaught error raises: the server stops as on SIGTERM, and exits 5. */
+const FAULTS = ['uncaughtException', 'unhandledRejection'] as const;
 
 export async function runServe(argv: string[], io: CommandIO): Promise<number> {
   const { values } = parseFlags(
@@ -166,6 +173,18 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
   };
   process.once('SIGTERM', () => requestStop('SIGTERM'));
   process.once('SIGINT', () => requestStop('SIGINT'));
+  // An error nothing caught is a bug. Node's default would end the process on the spot, losing what the
+  // decision log had not written yet; instead it is logged and the server stops as on SIGTERM, exit code 5.
+  let faulted = false;
+  const onFault = (kind: (typeof FAULTS)[number]) => (error: unknown): void => {
+    logger.fatal({ error: messageOf(error), stack: error instanceof Error ? error.stack : undefined }, `${kind}: verdict is stopping (checks in flight finish, the decision log is flushed); this is a bug: report it with this line`);
+    if (faulted) return;
+    faulted = true;
+    requestStop(kind);
+    // Should stopping itself hang, the process still ends.
+    setTimeout(() => process.exit(EXIT.SERVER), config.shutdownGraceMs + FAULT_EXIT_MARGIN_MS).unref();
+  };
+  for (const kind of FAULTS) process.on(kind, onFault(kind));
   let started: RunningServer | null = null;
   let onReload: (() => void) | null = null;
   process.on('SIGHUP', () => {
@@ -201,7 +220,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
         .close()
         .then(() => {
           logger.info('stopped');
-          resolve(EXIT.OK);
+          resolve(faulted ? EXIT.SERVER : EXIT.OK);
         })
         .catch((error: unknown) => {
           logger.error({ error: messageOf(error) }, 'shutdown did not complete cleanly');
@@ -239,7 +258,7 @@ async function runClusterPrimary(
       return EXIT.SERVER;
     }
     logger.info('stopped');
-    return EXIT.OK;
+    return (FAULTS as readonly (string | null)[]).includes(stopSignal()) ? EXIT.SERVER : EXIT.OK;
   } catch (error) {
     io.stderr(`verdict serve: ${messageOf(error)}\n`);
     return startFailureExit(error);

@@ -102,6 +102,13 @@ export class RedisLimitBackend {
   private readonly client: Redis | Cluster;
   private readonly prefix: string;
   private downUntil = 0;
+  /**
+   * Whether Redis has run the script on this connection since it (re)connected. Until
+   * then each call sends the script's text (EVAL) rather than its hash: a hash Redis
+   * does not know is refused (NOSCRIPT) and sent again after calls made later, which
+   * could take a batch's items out of order. A restarted Redis has forgotten the script.
+   */
+  private scriptLoaded = false;
   private health: { healthy: boolean; failures: number; lastError: string | null; lastFailureAt: number | null } = { healthy: true, failures: 0, lastError: null, lastFailureAt: null };
 
   constructor(
@@ -131,6 +138,9 @@ export class RedisLimitBackend {
     }
     // Connection errors are reported through failed calls (and logged there, rate-limited).
     this.client.on('error', () => undefined);
+    this.client.on('ready', () => {
+      this.scriptLoaded = false;
+    });
   }
 
   /** Redis's key for a limiter key: a hash tag around the whole key, so a Redis Cluster keeps it in one slot. */
@@ -190,11 +200,19 @@ export class RedisLimitBackend {
     const key = this.keyOf(storeKey);
     let reply: unknown;
     try {
-      try {
-        reply = await this.client.evalsha(GCRA_SHA, 1, key, ...args);
-      } catch (error) {
-        if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+      if (!this.scriptLoaded) {
         reply = await this.client.eval(GCRA_LUA, 1, key, ...args);
+        this.scriptLoaded = true;
+      } else {
+        try {
+          reply = await this.client.evalsha(GCRA_SHA, 1, key, ...args);
+        } catch (error) {
+          // Redis lost its scripts while connected (SCRIPT FLUSH, a failover to a replica without them).
+          if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
+          this.scriptLoaded = false;
+          reply = await this.client.eval(GCRA_LUA, 1, key, ...args);
+          this.scriptLoaded = true;
+        }
       }
     } catch (error) {
       throw this.failed(error);

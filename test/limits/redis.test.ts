@@ -1,9 +1,12 @@
+import { createHash } from 'node:crypto';
 import { createServer, connect, type Server, type Socket } from 'node:net';
+import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecisionPipeline } from '../../src/decide/index.js';
 import { gcra, type GcraResult } from '../../src/limits/gcra.js';
 import { MemoryLimitStore, RateLimiter, RedisLimitBackend } from '../../src/limits/index.js';
 import type { CompiledLimit } from '../../src/policy/limits.js';
+import { GCRA_LUA } from '../../src/limits/redis.js';
 import type { DecisionRequest } from '../../src/types.js';
 import { useDecisionLog } from '../helpers/decision-log.js';
 import { loadFiles, removeTempDirs } from '../helpers/policies.js';
@@ -164,18 +167,25 @@ describe('the limiter over Redis', () => {
 
 /**
  * A TCP proxy in front of the real redis-server that can hold Redis's replies back:
- * it counts the limit scripts (EVALSHA) the client has sent while nothing came back.
+ * it counts the limit scripts (EVAL, EVALSHA) the client has sent while nothing came back.
  */
-async function holdingProxy(port: number): Promise<{ url: string; hold(): void; release(): void; scriptsSent(): number; close(): Promise<void> }> {
+async function holdingProxy(port: number): Promise<{ url: string; hold(): void; release(): void; scriptsSent(): number; commandsSent(): { eval: number; evalsha: number }; close(): Promise<void> }> {
   let holding = false;
   let scripts = 0;
+  const commands = { eval: 0, evalsha: 0 };
   const held: { to: Socket; data: Buffer }[] = [];
   const sockets = new Set<Socket>();
   const server: Server = createServer((client) => {
     const upstream = connect(port, '127.0.0.1');
     sockets.add(client).add(upstream);
     client.on('data', (data: Buffer) => {
-      scripts += data.toString('latin1').toLowerCase().split('evalsha').length - 1;
+      // A command's name is a bulk string of its own: $4 eval, $7 evalsha.
+      const text = data.toString('latin1').toLowerCase();
+      const evals = text.split('\r\neval\r\n').length - 1;
+      const evalshas = text.split('\r\nevalsha\r\n').length - 1;
+      commands.eval += evals;
+      commands.evalsha += evalshas;
+      scripts += evals + evalshas;
       upstream.write(data);
     });
     upstream.on('data', (data: Buffer) => (holding ? held.push({ to: client, data }) : client.write(data)));
@@ -199,6 +209,7 @@ async function holdingProxy(port: number): Promise<{ url: string; hold(): void; 
       for (const { to, data } of held.splice(0)) to.write(data);
     },
     scriptsSent: () => scripts,
+    commandsSent: () => ({ ...commands }),
     close: async () => {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
@@ -248,4 +259,61 @@ describe('a CheckBatch over Redis', () => {
       await proxy.close();
     }
   });
+});
+
+describe('a Redis that restarted (its scripts forgotten)', () => {
+  it('is sent the script itself until it has run it, so no call is refused NOSCRIPT and sent again behind later ones', async () => {
+    const own = await startRedis();
+    const proxy = await holdingProxy(own.port);
+    const client = new RedisLimitBackend({ url: proxy.url, keyPrefix: 'restart:', timeoutMs: 5_000, retryMs: 100 });
+    try {
+      expect(await client.ready(5000)).toBe(true);
+      // A new connection: the script's text first, then its hash.
+      await client.take('warm', 60_000, 10, 1);
+      await client.take('warm', 60_000, 10, 1);
+      expect(proxy.commandsSent()).toEqual({ eval: 1, evalsha: 1 });
+
+      await own.stop();
+      await own.start();
+      for (let waited = 0; !(await client.ready(100)) && waited < 10_000; waited += 100);
+      // ioredis says ready only after its reconnection; the first calls may still meet the old connection's end.
+      let probe: unknown = null;
+      for (let i = 0; i < 50 && probe === null; i++) {
+        probe = await client.take('probe', 60_000, 10, 1).catch(() => null);
+        if (probe === null) await new Promise((r) => setTimeout(r, 150));
+      }
+      expect(probe).not.toBeNull();
+      const before = proxy.commandsSent();
+      // The first reply after the restart was to the script's text: Redis has it again, and the hash follows.
+      expect(before.eval).toBeGreaterThanOrEqual(2);
+      // Ten takes of a burst of three on one key, all sent before any reply: taken in order.
+      const answers = await Promise.all(Array.from({ length: 10 }, () => client.take('ordered', 3_600_000, 3, 1)));
+      expect(answers.map((a) => a.allowed)).toEqual([true, true, true, false, false, false, false, false, false, false]);
+      const after = proxy.commandsSent();
+      expect(after.evalsha - before.evalsha).toBe(10);
+    } finally {
+      await client.close();
+      await proxy.close();
+      await own.close();
+    }
+  }, 60_000);
+
+  it('sends the script again when Redis forgot it while connected (SCRIPT FLUSH), and goes on in order', async () => {
+    const own = await startRedis();
+    const client = new RedisLimitBackend({ url: own.url, keyPrefix: 'flush:', timeoutMs: 5_000, retryMs: 100 });
+    const admin = new Redis(own.url);
+    try {
+      expect(await client.ready(5000)).toBe(true);
+      await client.take('warm', 60_000, 10, 1);
+      await admin.script('FLUSH');
+      const answers = await Promise.all(Array.from({ length: 6 }, () => client.take('after-flush', 3_600_000, 2, 1)));
+      expect(answers.map((a) => a.allowed)).toEqual([true, true, false, false, false, false]);
+      // Once one call has sent the text again, the hash is known.
+      expect((await admin.script('EXISTS', createHash('sha1').update(GCRA_LUA).digest('hex'))) as number[]).toEqual([1]);
+    } finally {
+      admin.disconnect();
+      await client.close();
+      await own.close();
+    }
+  }, 60_000);
 });
