@@ -1,3 +1,5 @@
+import { inspect } from 'node:util';
+
 /**
  * Every error verdict raises on purpose is a VerdictError: it carries a stable
  * machine-readable code and a message that tells the reader what to do next.
@@ -31,5 +33,10 @@ export class VerdictError extends Error {
 /** The message of anything thrown, without a stack trace. */
 export function messageOf(error: unknown): string {
   if (error instanceof Error) return error.message;
-  return String(error);
+  try {
+    return String(error);
+  } catch {
+    // An object without a prototype (or whose toString throws) has no string of its own.
+    return inspect(error, { depth: 2, breakLength: Infinity });
+  }
 }

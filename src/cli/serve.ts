@@ -82,8 +82,12 @@ Exit codes: 0 stopped cleanly, 2 usage or configuration error, 3 invalid policie
 after an error nothing caught (logged at level fatal, then stopped as on SIGTERM).
 `;
 
-/** After an uncaught error, how long past the shutdown grace the process is given before it is ended regardless. */
-const FAULT_EXIT_MARGIN_MS = 5_000;
+/**
+ * After an uncaught error, how long past the shutdown grace the process is given before
+ * it is ended regardless: room for the decision log's flush and, with --workers, for
+ * the workers' own grace plus 5 s before they are killed.
+ */
+const FAULT_EXIT_MARGIN_MS = 30_000;
 
 /** The stop "signals" an uncaught error raises: the server stops as on SIGTERM, and exits 5. */
 const FAULTS = ['uncaughtException', 'unhandledRejection'] as const;
@@ -177,7 +181,11 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
   // decision log had not written yet; instead it is logged and the server stops as on SIGTERM, exit code 5.
   let faulted = false;
   const onFault = (kind: (typeof FAULTS)[number]) => (error: unknown): void => {
-    logger.fatal({ error: messageOf(error), stack: error instanceof Error ? error.stack : undefined }, `${kind}: verdict is stopping (checks in flight finish, the decision log is flushed); this is a bug: report it with this line`);
+    try {
+      logger.fatal({ error: messageOf(error), stack: error instanceof Error ? error.stack : undefined }, `${kind}: verdict is stopping (checks in flight finish, the decision log is flushed); this is a bug: report it with this line`);
+    } catch {
+      // Whatever the error is made of, the server still stops.
+    }
     if (faulted) return;
     faulted = true;
     requestStop(kind);

@@ -107,6 +107,8 @@ export class RedisLimitBackend {
    * then each call sends the script's text (EVAL) rather than its hash: a hash Redis
    * does not know is refused (NOSCRIPT) and sent again after calls made later, which
    * could take a batch's items out of order. A restarted Redis has forgotten the script.
+   * A Redis Cluster keeps scripts per node, and a node can restart without the cluster
+   * client reconnecting as a whole: there every call sends the text.
    */
   private scriptLoaded = false;
   private health: { healthy: boolean; failures: number; lastError: string | null; lastFailureAt: number | null } = { healthy: true, failures: 0, lastError: null, lastFailureAt: null };
@@ -202,7 +204,7 @@ export class RedisLimitBackend {
     try {
       if (!this.scriptLoaded) {
         reply = await this.client.eval(GCRA_LUA, 1, key, ...args);
-        this.scriptLoaded = true;
+        this.scriptLoaded = this.options.cluster !== true;
       } else {
         try {
           reply = await this.client.evalsha(GCRA_SHA, 1, key, ...args);

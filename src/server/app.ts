@@ -406,7 +406,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     shutdownGraceMs: config.shutdownGraceMs,
     requestTimeoutMs: config.httpRequestTimeoutMs,
     maxConnections: fitted.caps.httpMaxConnections,
-    onCertificateLapsed: lapsedCertificateLog(logger, 'refused an HTTPS request: the client certificate its connection was opened with has expired'),
+    onCertificateLapsed: lapsedCertificateLog(logger, 'ended an HTTPS connection, or refused its request: the client certificate it was opened with has expired'),
   });
   const ops = opsAddress === null ? null : new OperatorHttpServer(operations, { shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs, maxConnections: fitted.caps['httpMaxConnections (ops)'] });
 

@@ -7,6 +7,7 @@
 // that certificate would be: refused.
 
 import type { Http2Session } from 'node:http2';
+import type { TLSSocket } from 'node:tls';
 import { tlsSocketCertificateExpiry } from '../authn/mtls.js';
 
 /** The longest delay a timer takes (about 24.8 days); a later expiry is reached in steps. */
@@ -44,24 +45,38 @@ export interface LapsedConnection {
   readonly expiredAt: string;
 }
 
+/** What a call on a connection whose certificate has expired is told. */
+export const LAPSED_CERTIFICATE_MESSAGE = 'the client certificate this connection was opened with has expired; open a new connection with a valid certificate';
+
+/** The expiry of each HTTP/2 session's client certificate, for the per-call check. */
+const sessionExpiry = new WeakMap<Http2Session, number>();
+
 /**
- * For the gRPC port: each HTTP/2 session opened with a client certificate is closed
- * when the certificate expires. A graceful close (GOAWAY): calls in flight finish,
- * and the client's next call opens a new connection, whose handshake refuses the
- * certificate. `servers` are the port's HTTP/2 servers (grpc-js's, found by the caller).
+ * For the gRPC port: each HTTP/2 session opened with a client certificate ends when
+ * the certificate expires. It is destroyed, not closed gracefully: a graceful close
+ * would still answer the streams already open, and a stream whose headers came
+ * before the expiry and whose body came after would be decided after it. The
+ * client's next call opens a new connection, whose handshake refuses the certificate;
+ * a client that resumes its TLS session instead has every call refused
+ * (sessionCertificateLapsed) where `callsChecked`, else its session ended at once.
+ * `servers` are the port's HTTP/2 servers (grpc-js's, found by the caller).
  */
-export function closeSessionsAtCertificateExpiry(servers: Iterable<unknown>, onLapsed: (connection: LapsedConnection) => void): void {
+export function closeSessionsAtCertificateExpiry(servers: Iterable<unknown>, onLapsed: (connection: LapsedConnection) => void, options: { readonly callsChecked: boolean }): void {
   for (const server of servers) {
     if (typeof (server as { on?: unknown }).on !== 'function') continue;
     (server as { on(event: 'session', listener: (session: Http2Session) => void): void }).on('session', (session) => {
       const socket = session.socket;
       const expiresAt = socket === undefined ? null : tlsSocketCertificateExpiry(socket);
       if (expiresAt === null) return;
+      sessionExpiry.set(session, expiresAt);
+      // Already past (a resumed TLS session carries the certificate it began with): where each call is
+      // checked (the direct lane's stream listener), it is refused saying why; elsewhere the session ends now.
+      if (Date.now() > expiresAt && options.callsChecked) return;
       const peer = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? 0}`;
       const cancel = untilExpiry(expiresAt, () => {
-        if (session.closed || session.destroyed) return;
+        if (session.destroyed) return;
         onLapsed({ peer, expiredAt: new Date(expiresAt).toISOString() });
-        session.close();
+        session.destroy();
       });
       session.once('close', cancel);
     });
@@ -69,8 +84,40 @@ export function closeSessionsAtCertificateExpiry(servers: Iterable<unknown>, onL
 }
 
 /**
+ * Whether a call's HTTP/2 session was opened with a client certificate that has
+ * expired since: asked when a call starts and when its request has arrived, since a
+ * timer fires late after the machine was paused. A map lookup, and the clock only
+ * for sessions with a certificate.
+ */
+export function sessionCertificateLapsed(session: Http2Session | undefined): boolean {
+  if (session === undefined) return false;
+  const expiresAt = sessionExpiry.get(session);
+  return expiresAt !== undefined && Date.now() > expiresAt;
+}
+
+/**
+ * For the HTTPS port: each TLS connection with a client certificate is destroyed when
+ * the certificate expires, a request still arriving on it (headers sent before the
+ * expiry, body after) included.
+ */
+export function endConnectionsAtCertificateExpiry(server: { on(event: 'secureConnection', listener: (socket: TLSSocket) => void): unknown }, onLapsed: (connection: LapsedConnection) => void): void {
+  server.on('secureConnection', (socket) => {
+    const expiresAt = tlsSocketCertificateExpiry(socket);
+    // Already past (a resumed TLS session): each request is answered 401, saying why (LapsedCertificates).
+    if (expiresAt === null || Date.now() > expiresAt) return;
+    const cancel = untilExpiry(expiresAt, () => {
+      if (socket.destroyed) return;
+      onLapsed({ peer: `${socket.remoteAddress ?? ''}:${socket.remotePort ?? 0}`, expiredAt: new Date(expiresAt).toISOString() });
+      socket.destroy();
+    });
+    socket.once('close', cancel);
+  });
+}
+
+/**
  * For the HTTPS port (HTTP/1.1): whether the connection a request came on was opened
- * with a client certificate that has since expired. Read once per connection.
+ * with a client certificate that has since expired (a resumed TLS session carries it
+ * too, and the timer above may fire late). Read once per connection.
  */
 export class LapsedCertificates {
   private readonly expiryBySocket = new WeakMap<object, number | null>();

@@ -6,7 +6,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer, type Ser
 import type { AddressInfo } from 'node:net';
 import { AUTHZEN_PATHS } from '../gateway/authzen-http.js';
 import { FORWARD_AUTH_PATH } from '../gateway/forward-auth.js';
-import { LapsedCertificates, type LapsedConnection } from './certificate-expiry.js';
+import { LAPSED_CERTIFICATE_MESSAGE, LapsedCertificates, endConnectionsAtCertificateExpiry, type LapsedConnection } from './certificate-expiry.js';
 import { CONSOLE_PATH } from './console.js';
 import { InFlight } from './in-flight.js';
 
@@ -37,7 +37,7 @@ export interface OperatorHttpOptions {
   readonly requestTimeoutMs?: number;
   /** The most connections held at once; more are closed as they arrive. Default 4096. */
   readonly maxConnections?: number;
-  /** Told of each request refused because its connection's client certificate has expired since the handshake (the server logs it). */
+  /** Told of each connection ended, or request refused, because the client certificate it was opened with has expired (the server logs it). */
   readonly onCertificateLapsed?: (connection: LapsedConnection) => void;
 }
 
@@ -84,7 +84,7 @@ export class OperatorHttpServer {
         options.onCertificateLapsed?.({ peer: `${socket.remoteAddress ?? ''}:${socket.remotePort ?? 0}`, expiredAt });
         // As a new connection's handshake would refuse it; the client reconnects with its renewed certificate.
         res.shouldKeepAlive = false;
-        send(res, 401, 'application/json', JSON.stringify({ error: 'unauthenticated', detail: `the client certificate this connection was opened with expired at ${expiredAt}; open a new connection with a valid certificate` }));
+        send(res, 401, 'application/json', JSON.stringify({ error: 'unauthenticated', detail: `${LAPSED_CERTIFICATE_MESSAGE} (it expired at ${expiredAt})` }));
         return;
       }
       const pending = (this.perConnection.get(socket) ?? 0) + 1;
@@ -106,7 +106,13 @@ export class OperatorHttpServer {
     // Node's own defaults let a request arrive for 5 minutes, checked every 30 s.
     const requestTimeout = options.requestTimeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
     const timing = { requestTimeout, headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(1_000, requestTimeout) };
-    this.server = options.tls ? createHttpsServer({ ...options.tls, ...timing }, handle) : createServer(timing, handle);
+    if (options.tls) {
+      const https = createHttpsServer({ ...options.tls, ...timing }, handle);
+      endConnectionsAtCertificateExpiry(https, options.onCertificateLapsed ?? (() => undefined));
+      this.server = https;
+    } else {
+      this.server = createServer(timing, handle);
+    }
     this.server.keepAliveTimeout = 5_000;
     // Bounded, so connections held open here cannot take every file descriptor the gRPC port and the log need.
     this.server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;

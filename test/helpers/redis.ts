@@ -44,14 +44,14 @@ function answersPing(port: number): Promise<boolean> {
   });
 }
 
-/** Starts redis-server on a free loopback port with `--save '' --appendonly no` in a fresh temp dir. */
-export async function startRedis(): Promise<RedisProcess> {
+/** Starts redis-server on a free loopback port with `--save '' --appendonly no` in a fresh temp dir, and `extraArgs` (e.g. `--cluster-enabled yes`). */
+export async function startRedis(extraArgs: readonly string[] = []): Promise<RedisProcess> {
   if (REDIS_SERVER === null) throw new Error('redis-server is not installed (Debian package redis-server; .ci/run installs it)');
   const dir = mkdtempSync(join(tmpdir(), 'verdict-redis-'));
   const port = await freePort();
   let child: ChildProcess | null = null;
   const start = async (): Promise<void> => {
-    const proc = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning'], { stdio: 'ignore' });
+    const proc = spawn(REDIS_SERVER, ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--save', '', '--appendonly', 'no', '--protected-mode', 'yes', '--loglevel', 'warning', ...extraArgs], { stdio: 'ignore' });
     child = proc;
     const deadline = Date.now() + 10_000;
     while (!(await answersPing(port))) {

@@ -316,4 +316,30 @@ describe('a Redis that restarted (its scripts forgotten)', () => {
       await own.close();
     }
   }, 60_000);
+
+  it('in a Redis Cluster (scripts kept per node), sends the script itself with every call', async () => {
+    // A cluster of one node holding every slot: enough for the cluster client, and its command counts are all there is.
+    const own = await startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', 'nodes.conf', '--cluster-announce-ip', '127.0.0.1']);
+    const admin = new Redis(own.url);
+    let client: RedisLimitBackend | null = null;
+    try {
+      await admin.call('CLUSTER', 'ADDSLOTSRANGE', '0', '16383');
+      for (let tries = 0; !String(await admin.call('CLUSTER', 'INFO')).includes('cluster_state:ok'); tries++) {
+        expect(tries).toBeLessThan(100);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+      client = new RedisLimitBackend({ url: own.url, cluster: true, keyPrefix: 'cluster:', timeoutMs: 5_000, retryMs: 100 });
+      expect(await client.ready(5000)).toBe(true);
+      const answers = [];
+      for (let i = 0; i < 4; i++) answers.push(await client.take('one-key', 3_600_000, 2, 1));
+      expect(answers.map((a) => a.allowed)).toEqual([true, true, false, false]);
+      const stats = String(await admin.info('commandstats'));
+      expect(stats).toMatch(/cmdstat_eval:calls=4,/);
+      expect(stats).not.toMatch(/cmdstat_evalsha:/);
+    } finally {
+      await client?.close();
+      admin.disconnect();
+      await own.close();
+    }
+  }, 60_000);
 });

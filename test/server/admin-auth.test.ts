@@ -276,7 +276,7 @@ describe('the console over mTLS', () => {
       expect(await server.stop()).toBe(0);
     }
   });
-  it('stands for nobody once its dates have passed, on a connection opened while it was valid: the live tail and WatchAlerts end then, the console refuses calls on that connection and the gRPC connection is closed', async () => {
+  it('stands for nobody once its dates have passed, on a connection opened while it was valid: the live tail and WatchAlerts end then, its connections are ended, and a resumed session is refused', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-admin-expiry-'));
     const uri = 'spiffe://verdict.test/ns/ops/sa/short-lived';
     const short = makeShortLivedClient(pki, 'short-lived-admin', uri, 6_000);
@@ -294,7 +294,8 @@ describe('the console over mTLS', () => {
         const req = httpsRequest({ host: '127.0.0.1', port: server.httpPort, path, agent, headers: { 'sec-fetch-site': 'same-origin' } }, (res) => {
           let body = '';
           res.on('data', (chunk: Buffer) => (body += chunk.toString()));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body, reused: req.reusedSocket }));
+          // A stream cut with its connection closes without an end.
+          res.on('close', () => resolve({ status: res.statusCode ?? 0, body, reused: req.reusedSocket }));
         });
         req.on('error', reject);
         req.end();
@@ -313,14 +314,16 @@ describe('the console over mTLS', () => {
       const tail = await get('/console/api/tail');
       expect(tail.status).toBe(200);
       expect(Date.now()).toBeGreaterThanOrEqual(short.validTo.getTime() - 50);
-      const watchEnd = await watchEnded;
-      expect(watchEnd.error.code).toBe(grpc.status.UNAUTHENTICATED);
-      expect(watchEnd.error.details).toContain('the client certificate this stream was opened with has expired');
+      // Bounded, so a stream that never ends fails here and the server is still stopped.
+      const watchEnd = await Promise.race([watchEnded, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('WatchAlerts did not end within 10 s of the expiry')), Math.max(0, short.validTo.getTime() - Date.now()) + 10_000))]);
+      // Ended by the gate (UNAUTHENTICATED, test/server/admin-gate.test.ts) or with its connection (UNAVAILABLE), whichever comes first at the expiry.
+      expect([grpc.status.UNAUTHENTICATED, grpc.status.UNAVAILABLE]).toContain(watchEnd.error.code);
       expect(watchEnd.at).toBeGreaterThanOrEqual(short.validTo.getTime() - 50);
       await new Promise((resolve) => setTimeout(resolve, 1_100));
-      // Same HTTPS connection, handshake long done: refused now. The gRPC connection was closed at the expiry, and a new one fails its handshake.
+      // Both connections were ended at the expiry. A new HTTPS one resumes the TLS session, which carries the
+      // expired certificate, and is refused; a new gRPC one (grpc-js does not resume) fails its handshake.
       const after = await get('/console/api/policy');
-      expect(after).toMatchObject({ status: 401, reused: true });
+      expect(after).toMatchObject({ status: 401, reused: false });
       expect(await status()).toMatchObject({ code: grpc.status.UNAVAILABLE });
     } finally {
       agent.destroy();

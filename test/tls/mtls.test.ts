@@ -1,6 +1,8 @@
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { connect as http2Connect } from 'node:http2';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -11,6 +13,7 @@ import { BIN, ROOT, checkRequest, ensureBuilt, startVerdict, type VerdictProcess
 import { makeShortLivedClient, makeTestPki, type TestPki } from './certs.js';
 
 const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as { verdict: { v1: Record<string, typeof grpc.Client> } };
+const AUTHORIZATION_CHECK = (packageDefinition['verdict.v1.Authorization'] as unknown as Record<string, { requestSerialize(value: unknown): Uint8Array }>)['Check']!;
 
 interface CheckResponse {
   effect: string;
@@ -196,7 +199,7 @@ describe('mTLS from the config file and the environment, HTTP port over TLS', ()
     await expect(httpsPost(server.httpPort, '/access/v1/evaluation', body, pki, null)).rejects.toThrow();
   });
 
-  it("refuses every request on a kept-alive HTTPS connection once its client certificate has expired, a PEP's questions about others first", async () => {
+  it("ends an HTTPS connection when its client certificate expires, a request half sent included, and refuses a resumed session's requests", async () => {
     // Listed in authzen.peps: while valid it may ask about any subject.
     const short = makeShortLivedClient(pki, 'short-lived-pep', 'spiffe://verdict.test/ns/edge/sa/gateway', 3_000);
     // One connection for every request: its handshake is the only time TLS looks at the dates.
@@ -213,39 +216,65 @@ describe('mTLS from the config file and the environment, HTTP port over TLS', ()
         req.on('error', reject);
         req.end(method === 'POST' ? body : undefined);
       });
+    // A PEP's question whose headers go out while the certificate is valid and whose body follows after it expired.
+    const halfSent = tlsConnect({ host: '127.0.0.1', port: server.httpPort, ca: readFileSync(pki.ca.cert), cert: readFileSync(short.cert), key: readFileSync(short.key), servername: 'localhost' });
+    let halfSentReply = '';
+    halfSent.on('data', (chunk: Buffer) => (halfSentReply += chunk.toString('latin1')));
+    halfSent.on('error', () => undefined);
+    const halfSentClosed = new Promise<void>((resolve) => halfSent.once('close', () => resolve()));
     try {
       const before = await ask('/access/v1/evaluation');
       expect(before.status).toBe(200);
       expect((JSON.parse(before.body) as { decision: boolean }).decision).toBe(true);
-      expect((await ask('/healthz', 'GET')).status).toBe(200);
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, short.validTo.getTime() - Date.now()) + 1_100));
+      await new Promise<void>((resolve) => (halfSent.readyState === 'open' && halfSent.authorized ? resolve() : halfSent.once('secureConnect', () => resolve())));
+      halfSent.write(`POST /access/v1/evaluation HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`);
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, short.validTo.getTime() - Date.now()) + 300));
+      if (!halfSent.destroyed) halfSent.write(body);
+      await halfSentClosed;
+      expect(halfSentReply).not.toMatch(/^HTTP\/1\.1 200/);
+      // The kept-alive connection ended too. A new one resumes the TLS session (a resumed handshake looks at no
+      // certificate at all, so it succeeds with the expired one) and is answered 401, saying why.
       const after = await ask('/access/v1/evaluation');
-      expect(after).toMatchObject({ status: 401, reused: true });
-      expect(after.body).toContain(`the client certificate this connection was opened with expired at ${short.validTo.toISOString()}`);
-      // The refusal ended that connection. A new one resumes the TLS session (a resumed handshake looks at no
-      // certificate at all, so it succeeds with the expired one) and is refused as well.
-      expect(await ask('/healthz', 'GET')).toMatchObject({ status: 401, reused: false });
-      expect(server.logs.some((l) => l.msg.startsWith('refused an HTTPS request: the client certificate its connection was opened with has expired'))).toBe(true);
+      expect(after).toMatchObject({ status: 401, reused: false });
+      expect(after.body).toContain(`the client certificate this connection was opened with has expired; open a new connection with a valid certificate (it expired at ${short.validTo.toISOString()})`);
+      expect(server.logs.some((l) => l.msg.startsWith('ended an HTTPS connection, or refused its request: the client certificate it was opened with has expired'))).toBe(true);
     } finally {
+      halfSent.destroy();
       agent.destroy();
     }
   }, 30_000);
 
-  it('closes a kept-alive gRPC connection when its client certificate expires, so its checks stop being answered', async () => {
+  it('ends a gRPC connection when its client certificate expires, a call half sent included, so its checks stop being answered', async () => {
     const short = makeShortLivedClient(pki, 'short-lived-gateway', 'spiffe://verdict.test/ns/edge/sa/gateway', 3_000);
     const client = new loaded.verdict.v1.Authorization!(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createSsl(readFileSync(pki.ca.cert), readFileSync(short.key), readFileSync(short.cert)), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as grpc.Client & {
       Check: (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: CheckResponse) => void) => void;
     };
     const ask = (): Promise<{ error: grpc.ServiceError | null; response: CheckResponse | undefined }> =>
       new Promise((resolve) => client.Check(checkRequest({ principal: dana, action: 'predict', resource: fraudModel }), new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (error, response) => resolve({ error, response })));
+    // A Check whose headers go out while the certificate is valid and whose message follows after it expired.
+    const session = http2Connect(`https://127.0.0.1:${server.grpcPort}`, { ca: readFileSync(pki.ca.cert), cert: readFileSync(short.cert), key: readFileSync(short.key), servername: 'localhost' });
+    session.on('error', () => undefined);
+    const halfSent = session.request({ ':method': 'POST', ':path': '/verdict.v1.Authorization/Check', 'content-type': 'application/grpc', te: 'trailers' }, { endStream: false });
+    halfSent.on('error', () => undefined);
+    let grpcStatus: string | null = null;
+    halfSent.on('trailers', (trailers) => (grpcStatus = String(trailers['grpc-status'])));
+    halfSent.on('response', (headers) => (grpcStatus ??= headers['grpc-status'] === undefined ? null : String(headers['grpc-status'])));
+    const halfSentClosed = new Promise<void>((resolve) => halfSent.once('close', () => resolve()));
+    const message = Buffer.from(AUTHORIZATION_CHECK.requestSerialize(checkRequest({ principal: dana, action: 'predict', resource: fraudModel })));
+    const frame = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), message]);
+    frame.writeUInt32BE(message.length, 1);
     try {
       expect((await ask()).response?.effect).toBe('EFFECT_ALLOW');
-      await new Promise((resolve) => setTimeout(resolve, Math.max(0, short.validTo.getTime() - Date.now()) + 1_100));
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, short.validTo.getTime() - Date.now()) + 300));
+      if (!halfSent.destroyed) halfSent.end(frame);
+      await halfSentClosed;
+      expect(grpcStatus).not.toBe('0');
       const after = await ask();
       expect(after.response).toBeUndefined();
       expect(after.error?.code).toBe(grpc.status.UNAVAILABLE);
       expect(server.logs.some((l) => l.msg.startsWith('closed a gRPC connection: the client certificate it was opened with has expired'))).toBe(true);
     } finally {
+      session.destroy();
       client.close();
     }
   }, 30_000);

@@ -16,6 +16,7 @@
 import http2 from 'node:http2';
 import { TLSSocket } from 'node:tls';
 import { Metadata, status, type MethodDefinition, type Server, type sendUnaryData } from '@grpc/grpc-js';
+import { LAPSED_CERTIFICATE_MESSAGE, sessionCertificateLapsed } from '../certificate-expiry.js';
 import type { UnaryCall, UnaryHandler } from './call.js';
 import type { StreamGuard } from './stream-guard.js';
 import { useStreamTables } from './stream-table.js';
@@ -121,6 +122,11 @@ export class DirectLane implements DirectLaneState {
           refuseUnread(stream, this.unread.refusalMessage);
           return;
         }
+        // Every call, the lane's and grpc-js's: a connection whose client certificate has expired stands for nobody.
+        if (sessionCertificateLapsed(stream.session)) {
+          refuseUnread(stream, LAPSED_CERTIFICATE_MESSAGE, status.UNAUTHENTICATED);
+          return;
+        }
         const method = this.methods.get(headers[':path'] ?? '');
         if (method === undefined || !readsItself(headers)) {
           this.guard.watch(stream);
@@ -168,10 +174,10 @@ export interface NewStreamGate {
   readonly refusalMessage: string;
 }
 
-/** Answers RESOURCE_EXHAUSTED without reading the request, and resets the stream so the caller stops sending it. */
-function refuseUnread(stream: http2.ServerHttp2Stream, message: string): void {
+/** Answers `code` without reading the request, and resets the stream so the caller stops sending it. */
+function refuseUnread(stream: http2.ServerHttp2Stream, message: string, code: status = status.RESOURCE_EXHAUSTED): void {
   stream.on('error', ignore);
-  answer(stream, () => stream.respond({ ...RESPONSE_HEADERS, 'grpc-status': String(status.RESOURCE_EXHAUSTED), 'grpc-message': encodeURI(message) }, RESPOND_AND_END));
+  answer(stream, () => stream.respond({ ...RESPONSE_HEADERS, 'grpc-status': String(code), 'grpc-message': encodeURI(message) }, RESPOND_AND_END));
   stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
 
@@ -252,6 +258,11 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   stream.once('end', () => {
     guard.arrived(stream, taken);
     if (answered) return;
+    // The request may have been started before the certificate expired and finished after it.
+    if (sessionCertificateLapsed(stream.session)) {
+      fail(status.UNAUTHENTICATED, LAPSED_CERTIFICATE_MESSAGE);
+      return;
+    }
     const message = body.finish();
     if (typeof message === 'string') {
       fail(message === NO_MESSAGE ? status.UNIMPLEMENTED : status.INTERNAL, `${message} ${method.definition.path}`);

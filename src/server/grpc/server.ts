@@ -217,7 +217,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
           if (http2Servers instanceof Map) {
             guard.install(http2Servers.keys(), !lane);
             unreadAnswers.install(http2Servers.keys());
-            closeSessionsAtCertificateExpiry(http2Servers.keys(), options.onCertificateLapsed ?? (() => undefined));
+            closeSessionsAtCertificateExpiry(http2Servers.keys(), options.onCertificateLapsed ?? (() => undefined), { callsChecked: lane });
             for (const listener of http2Servers.keys() as IterableIterator<{ maxConnections?: number }>) listener.maxConnections = maxConnections;
           }
           for (const service of ['', ...served]) {
