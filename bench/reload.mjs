@@ -15,6 +15,7 @@
 //   node bench/reload.mjs              full run (about a minute and a half)
 //   node bench/reload.mjs --quick      fewer reloads
 //   node bench/reload.mjs --workers 2  the same against --workers 2
+//   node bench/reload.mjs --server-node-flags '--v8-pool-size=1'   the server under those node flags
 //
 // Needs the build (dist/): `make bench` builds first. Never fails on a slow figure: the
 // goals (one file: at most 10 ms added to the worst check; every file: at most 50 ms)
@@ -34,6 +35,8 @@ const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const HOST = '127.0.0.1';
 const QUICK = process.argv.includes('--quick');
 const WORKERS = Number(process.argv[process.argv.indexOf('--workers') + 1]) || 1;
+/** Node flags for the server's process, e.g. --server-node-flags '--v8-pool-size=1' (README, Policy reloads). */
+const SERVER_NODE_FLAGS = process.argv.includes('--server-node-flags') ? String(process.argv[process.argv.indexOf('--server-node-flags') + 1] ?? '').split(' ').filter(Boolean) : [];
 const RULES = 10_000;
 const FILES = 20;
 const INTERVAL_MS = 5;
@@ -65,7 +68,7 @@ async function startServer(dir, db) {
   const httpPort = await freePort();
   const args = [path.join(ROOT, 'bin', 'verdict.js'), 'serve', '--policies', dir, '--db', db, '--grpc', `${HOST}:${grpcPort}`, '--http', `${HOST}:${httpPort}`, '--decision-log', 'async'];
   if (WORKERS > 1) args.push('--workers', String(WORKERS));
-  const child = spawnTracked(process.execPath, args, { cwd: ROOT });
+  const child = spawnTracked(process.execPath, [...SERVER_NODE_FLAGS, ...args], { cwd: ROOT });
   // A cold start of 10,000 rules takes seconds; on a machine shared with other work, many more.
   await waitForHttp200(child, `http://${HOST}:${httpPort}/readyz`, 'verdict serve', 180_000);
   return { child, grpcPort, httpPort };
@@ -164,7 +167,7 @@ async function main() {
     };
     const rows = [row('at rest', 'rest', '-'), row('one file changed', 'one', 'added <= 10 ms'), row(`all ${FILES} files changed`, 'all', 'added <= 50 ms')];
     const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
-    console.log(`\nverdict reload benchmark: ${RULES.toLocaleString('en')} rules in ${FILES} files + roles, ${WORKERS > 1 ? `--workers ${WORKERS}, ` : ''}one check every ${INTERVAL_MS} ms over one HTTP/2 connection`);
+    console.log(`\nverdict reload benchmark: ${RULES.toLocaleString('en')} rules in ${FILES} files + roles, ${WORKERS > 1 ? `--workers ${WORKERS}, ` : ''}${SERVER_NODE_FLAGS.length > 0 ? `server run with node ${SERVER_NODE_FLAGS.join(' ')}, ` : ''}one check every ${INTERVAL_MS} ms over one HTTP/2 connection`);
     console.log(`cold start ${coldSeconds.toFixed(1)} s; ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim()}), node ${process.version}, load average ${load}; failed checks: ${probed.failures}`);
     console.log('\n| during | reloads | checks | p50 ms | p99 ms | worst ms | worst − rest p50, ms | worst − rest worst, ms | reload s | longest block ms (server) | goal |');
     console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|');
