@@ -376,9 +376,11 @@ function readBody(req: IncomingMessage, limit: number): Promise<string | null> {
       const bytes = Buffer.concat(chunks);
       resolve(isUtf8(bytes) ? bytes.toString('utf8') : null);
     };
-    const onError = (error: Error): void => {
+    // The request stream fails only when the caller's connection went before the body was whole:
+    // nobody is left to answer, and it is no fault of the server's.
+    const onError = (): void => {
       cleanup();
-      reject(error);
+      reject(new VerdictError('CANCELLED', 'the caller closed the connection before its request arrived whole; nothing was decided'));
     };
     const cleanup = (): void => {
       req.off('data', onData);

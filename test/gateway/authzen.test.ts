@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
@@ -342,6 +343,21 @@ describe('bad requests: 400 naming the field, recorded', () => {
     const form = await post('/access/v1/evaluation', 'subject=rick', { 'content-type': 'application/x-www-form-urlencoded' });
     expect(form.status).toBe(415);
     expect((form.body as { detail: string }).detail).toMatch(/^content-type: must be application\/json/);
+  });
+
+  it('takes a caller that hangs up halfway through its body for no server fault: nothing decided or recorded, no internal error logged', async () => {
+    const requestId = `authzen-test-${++requestCounter}`;
+    const socket = connect(verdict.httpPort, '127.0.0.1');
+    await new Promise<void>((resolve) => socket.once('connect', () => resolve()));
+    socket.write(`POST /access/v1/evaluation HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\nauthorization: Bearer ${pepKey}\r\nx-request-id: ${requestId}\r\ncontent-length: 400\r\n\r\n{"subject":`);
+    // The server has the headers and part of the body when the connection goes.
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    socket.destroy();
+    // A request after it is answered, so the first has been dealt with by then.
+    expect((await post('/access/v1/evaluation', { subject: { type: 'user', id: 'x' }, action: { name: 'can_read_todos' }, resource: { type: 'todo', id: '1' } })).status).toBe(200);
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect(verdict.logs.filter((l) => l.msg.startsWith('internal error answering an AuthZEN request'))).toEqual([]);
+    expect(rowsOf(requestId)).toEqual([]);
   });
 
   it('answers another method with 405', async () => {
