@@ -11,6 +11,16 @@ import { makeTempDir, removeTempDirs } from './policies.js';
 export const ROOT = join(import.meta.dirname, '..', '..');
 export const BIN = join(ROOT, 'bin', 'verdict.js');
 
+/**
+ * Servers started by this test file and not yet exited. A test that times out never reaches
+ * its own stop(); its server is killed when the file ends rather than left running. The hook
+ * is registered first, so it runs after the file's own afterAll hooks (vitest runs them as a stack).
+ */
+const running = new Set<ChildProcess>();
+afterAll(() => {
+  for (const child of running) child.kill('SIGKILL');
+});
+
 /** The real binary needs dist/, which test/global-setup.ts builds once before any test runs. */
 export function ensureBuilt(): void {
   if (!existsSync(join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: run the tests through vitest (its global setup builds), or `make build`');
@@ -47,6 +57,8 @@ export async function startVerdict(options: {
   const argv = [BIN, 'serve', '--policies', options.policies, '--db', options.db, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', ...(options.args ?? [])];
   const [command, args] = options.openFiles === undefined ? [process.execPath, argv] : ['/bin/sh', ['-c', `ulimit -n ${options.openFiles} && exec "$0" "$@"`, process.execPath, ...argv]];
   const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(child);
+  child.once('exit', () => running.delete(child));
   const logs: LogLine[] = [];
   const stderr: string[] = [];
   const waiters: { predicate: (l: LogLine) => boolean; resolve: (l: LogLine) => void }[] = [];
