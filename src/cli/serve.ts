@@ -89,7 +89,7 @@ after an error nothing caught (logged at level fatal, then stopped as on SIGTERM
  */
 const FAULT_EXIT_MARGIN_MS = 30_000;
 
-/** The stop "signals" an uncaught error raises: the server stops as on SIGTERM, and exits 5. */
+/** What an uncaught error is reported as: the server stops as on SIGTERM, and exits 5. */
 const FAULTS = ['uncaughtException', 'unhandledRejection'] as const;
 
 export async function runServe(argv: string[], io: CommandIO): Promise<number> {
@@ -205,7 +205,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
   });
 
   if (config.workers > 1 && !isClusterWorker()) {
-    return runClusterPrimary(config, logger, io, (stop) => (onStop = stop), (reload) => (onReload = reload), () => stopSignal);
+    return runClusterPrimary(config, logger, io, (stop) => (onStop = stop), (reload) => (onReload = reload), () => stopSignal, () => faulted);
   }
   // A cluster worker whose primary is gone has no decision log; node's cluster module ends it at once.
 
@@ -252,6 +252,7 @@ async function runClusterPrimary(
   setOnStop: (stop: (signal: string) => void) => void,
   setOnReload: (reload: () => void) => void,
   stopSignal: () => string | null,
+  faulted: () => boolean,
 ): Promise<number> {
   const stopRequested = new Promise<string>((resolve) => {
     setOnStop(resolve);
@@ -266,7 +267,7 @@ async function runClusterPrimary(
       return EXIT.SERVER;
     }
     logger.info('stopped');
-    return (FAULTS as readonly (string | null)[]).includes(stopSignal()) ? EXIT.SERVER : EXIT.OK;
+    return faulted() ? EXIT.SERVER : EXIT.OK;
   } catch (error) {
     io.stderr(`verdict serve: ${messageOf(error)}\n`);
     return startFailureExit(error);

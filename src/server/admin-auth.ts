@@ -6,13 +6,12 @@ import type { IncomingMessage } from 'node:http';
 import { isIP } from 'node:net';
 import type { ServerUnaryCall } from '@grpc/grpc-js';
 import { z } from 'zod';
-import { certificateIdentity, certificateInForce, grpcCallerOf, tlsSocketCertificateExpiry, tlsSocketIdentity } from '../authn/mtls.js';
+import { certificateIdentity, certificateInForce, grpcCallerOf, tlsSocketIdentity } from '../authn/mtls.js';
 import { newDecisionId } from '../decide/index.js';
 import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionRecord } from '../decisions/record.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { AdminTokenFile, sha256, type TokenChange } from './admin-token.js';
-import { untilExpiry } from './certificate-expiry.js';
 
 /**
  * The `admin` section of the configuration.
@@ -48,8 +47,6 @@ export interface AdminCaller {
   readonly address: string;
   /** The identity of the verified client certificate, when there is one. */
   readonly certificate: string | null;
-  /** When that certificate stops being valid (ms since the epoch); absent without one. */
-  readonly certificateExpiresAt?: number;
   /** The bearer token of an `authorization: Bearer …` header or metadata entry, when there is one. */
   readonly token: string | null;
   /** The caller's request id (`x-request-id`), when it sent one. */
@@ -73,14 +70,9 @@ export interface AdminIdentity {
   /** `admin-token`, the certificate identity, or `loopback`. */
   readonly id: string;
   readonly via: AdminVia;
-  /** For the admin token: which of its versions admitted the call (see AdminGate.whileCredentialHolds). */
+  /** For the admin token: which of its versions admitted the call (see AdminGate.whileTokenHolds). */
   readonly tokenGeneration?: number;
-  /** For a certificate: when it stops being valid (ms since the epoch). */
-  readonly expiresAt?: number;
 }
-
-/** Why a stream's credential stopped admitting it: the admin token was rotated (or its file became unusable), or the certificate expired. */
-export type CredentialEnd = 'token' | 'certificate';
 
 /** One Admin operation, as it is recorded: the method, what it is about and its parameters. */
 export interface AdminOperation {
@@ -149,22 +141,20 @@ export class AdminGate {
   }
 
   /**
-   * For a stream an admitted caller opened: calls `end` once the credential that
-   * admitted it stops admitting — the admin token replaced or its file unusable (at
-   * once when that happened while the call was being recorded), or the client
-   * certificate past its dates — so a withdrawn credential keeps nothing flowing. A
-   * loopback caller's stream runs on. Returns the way to stop listening.
+   * For a stream an admitted caller opened: calls `end` once the admin token that
+   * admitted it is replaced or unusable — at once when that happened while the call
+   * was being recorded — so a rotated token keeps nothing flowing. Nothing for a
+   * caller admitted otherwise. Returns the way to stop listening.
    */
-  whileCredentialHolds(identity: AdminIdentity, end: (why: CredentialEnd) => void): () => void {
-    if (identity.via === 'certificate' && identity.expiresAt !== undefined) return untilExpiry(identity.expiresAt, () => end('certificate'));
+  whileTokenHolds(identity: AdminIdentity, end: () => void): () => void {
     if (identity.via !== 'token' || this.token === null) return () => undefined;
     const stop = this.token.onChange(() => {
       stop();
-      end('token');
+      end();
     });
     if (this.token.generation !== identity.tokenGeneration) {
       stop();
-      end('token');
+      end();
     }
     return stop;
   }
@@ -194,9 +184,7 @@ export class AdminGate {
       if (timingSafeEqual(sha256(caller.token), state.digest)) return { id: 'admin-token', via: 'token', tokenGeneration: generation };
       throw new VerdictError('UNAUTHENTICATED', 'admin: the admin token was not accepted');
     }
-    if (caller.certificate !== null && this.clients.has(caller.certificate)) {
-      return { id: caller.certificate, via: 'certificate', ...(caller.certificateExpiresAt !== undefined ? { expiresAt: caller.certificateExpiresAt } : {}) };
-    }
+    if (caller.certificate !== null && this.clients.has(caller.certificate)) return { id: caller.certificate, via: 'certificate' };
     if (this.loopback && isLoopback(caller.address)) {
       // A proxy on this host (NGINX, Envoy) connects from loopback on behalf of anyone.
       if (caller.proxiedBy !== undefined) {
@@ -299,14 +287,12 @@ function clippedParameters(parameters: Readonly<Record<string, unknown>>): Recor
 export function adminCallerOfGrpc(call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext' | 'getPeer' | 'metadata'>): AdminCaller {
   const cert = call.getAuthContext()?.sslPeerCertificate;
   // A connection can outlive its certificate: past its dates it stands for nobody here.
-  const inForce = cert && certificateInForce(cert, Date.now()) ? cert : null;
-  const certificate = inForce === null ? null : certificateIdentity(inForce);
+  const certificate = cert && certificateInForce(cert, Date.now()) ? certificateIdentity(cert) : null;
   const proxiedBy = PROXY_HEADERS.find((name) => call.metadata.get(name).length > 0);
   return {
     caller: grpcCallerOf(call),
     address: hostOf(call.getPeer()),
     certificate,
-    ...(inForce !== null && certificate !== null ? { certificateExpiresAt: Date.parse(inForce.valid_to) } : {}),
     token: bearer(metadataText(call, 'authorization')),
     requestId: metadataText(call, 'x-request-id'),
     ...(proxiedBy !== undefined ? { proxiedBy } : {}),
@@ -317,14 +303,12 @@ export function adminCallerOfGrpc(call: Pick<ServerUnaryCall<unknown, unknown>, 
 export function adminCallerOfHttp(req: IncomingMessage): AdminCaller {
   const address = req.socket.remoteAddress ?? '';
   const certificate = tlsSocketIdentity(req.socket, Date.now());
-  const expiresAt = certificate !== null ? tlsSocketCertificateExpiry(req.socket) : null;
   const requestId = req.headers['x-request-id'];
   const proxiedBy = PROXY_HEADERS.find((name) => req.headers[name] !== undefined);
   return {
     caller: certificate ?? `${address}:${req.socket.remotePort ?? 0}`,
     address,
     certificate,
-    ...(expiresAt !== null ? { certificateExpiresAt: expiresAt } : {}),
     token: bearer(req.headers.authorization),
     requestId: typeof requestId === 'string' ? requestId : null,
     ...(proxiedBy !== undefined ? { proxiedBy } : {}),

@@ -112,11 +112,11 @@ export class Admin implements AdminHandlers {
     for (const type of filter.types) {
       if (!(ALERT_TYPES as readonly string[]).includes(type)) throw RequestFieldError.invalid('types', `unknown alert type ${JSON.stringify(type.slice(0, 40))} (expected one of ${ALERT_TYPES.join(', ')})`);
     }
-    // A stream ends when the admin token that opened it is rotated, or the certificate that did expires: the client's next call meets the gate again.
+    // A stream the admin token opened ends when the token is rotated: the client's next call meets the gate again.
     const unsubscribe = this.alerts.subscribe(filter, subscriber);
-    const stopListening = this.gate.whileCredentialHolds(identity, (why) => {
+    const stopListening = this.gate.whileTokenHolds(identity, () => {
       unsubscribe();
-      subscriber.revoked(why);
+      subscriber.revoked();
     });
     return () => {
       stopListening();

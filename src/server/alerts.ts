@@ -11,7 +11,6 @@ import type { AlertRow } from '../decisions/alerts-table.js';
 import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionRecord } from '../decisions/record.js';
 import { messageOf } from '../errors.js';
-import type { CredentialEnd } from './admin-auth.js';
 
 /**
  * Publishes each alert to every sink, in the order added. A sink that throws
@@ -118,8 +117,8 @@ export interface AlertSubscriber {
 
 /** A WatchAlerts stream: an alert subscriber that can also be told its caller's credential was withdrawn. */
 export interface WatchSubscriber extends AlertSubscriber {
-  /** Ends the stream because the credential it was opened with stopped admitting: the admin token rotated (or its file unusable), or the client certificate expired. */
-  revoked(why: CredentialEnd): void;
+  /** Ends the stream because the admin token it was opened with was rotated or its file became unusable. */
+  revoked(): void;
 }
 
 /** The most alerts a subscriber may have unsent before it is dropped. */

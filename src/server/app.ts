@@ -500,52 +500,58 @@ function startAlerts(config: ServerConfig, log: DecisionLog, metrics: ServerMetr
   return alerts;
 }
 
-const BACKEND_LOG_EVERY_MS = 10_000;
+/** How often a repeated warning (Redis failing, connections with expired certificates) is logged at most. */
+const REPEATED_LOG_EVERY_MS = 10_000;
+const REDIS_CONNECT_WAIT_MS = 2000;
 
-/**
- * Logs a connection refused for its expired client certificate: the first at once, then at
- * most one line every 10 s with a count, since a client that resumes its TLS session
- * reconnects with the same certificate again and again.
- */
-function lapsedCertificateLog(logger: Logger, message: string): (connection: LapsedConnection) => void {
-  let lastLogged = 0;
-  let suppressed = 0;
-  return (connection) => {
+/** One kind of repeated log line: the first at once, then at most one every REPEATED_LOG_EVERY_MS, each with how many were left out. */
+class LogThrottle {
+  private lastLogged = 0;
+  private skipped = 0;
+
+  /** How many were left out since the last line, when a line may be written now; null when this one is left out. */
+  next(): number | null {
     const now = Date.now();
-    if (now - lastLogged < BACKEND_LOG_EVERY_MS) {
-      suppressed += 1;
-      return;
+    if (now - this.lastLogged < REPEATED_LOG_EVERY_MS) {
+      this.skipped += 1;
+      return null;
     }
-    logger.warn({ ...connection, refusedSinceLastLog: suppressed }, message);
-    lastLogged = now;
-    suppressed = 0;
+    const skipped = this.skipped;
+    this.lastLogged = now;
+    this.skipped = 0;
+    return skipped;
+  }
+
+  /** Starts over (the next line is written at once); returns how many were left out. */
+  reset(): number {
+    const skipped = this.skipped;
+    this.lastLogged = 0;
+    this.skipped = 0;
+    return skipped;
+  }
+}
+
+/** Logs a connection ended or refused for its expired client certificate; a client that resumes its TLS session comes back with it again and again. */
+function lapsedCertificateLog(logger: Logger, message: string): (connection: LapsedConnection) => void {
+  const throttle = new LogThrottle();
+  return (connection) => {
+    const skipped = throttle.next();
+    if (skipped !== null) logger.warn({ ...connection, refusedSinceLastLog: skipped }, message);
   };
 }
-const REDIS_CONNECT_WAIT_MS = 2000;
 
 /** The Redis backend of limits.redis, whose failures are logged once, then at most every 10 s with a count. */
 function openLimitBackend(config: ServerConfig, logger: Logger): RedisLimitBackend {
   const redis = config.limits.redis!;
-  let lastLogged = 0;
-  let suppressed = 0;
+  const failures = new LogThrottle();
   return new RedisLimitBackend(
     { url: redis.url, cluster: redis.cluster ?? false, keyPrefix: redis.keyPrefix, timeoutMs: config.limits.timeoutMs, retryMs: config.limits.retryMs },
     {
       failed: (error) => {
-        const now = Date.now();
-        if (now - lastLogged < BACKEND_LOG_EVERY_MS) {
-          suppressed += 1;
-          return;
-        }
-        logger.error({ backend: 'redis', error, failuresSinceLastLog: suppressed, timeoutMs: config.limits.timeoutMs }, 'rate-limit backend failed; limits follow their onBackendFailure until it answers');
-        lastLogged = now;
-        suppressed = 0;
+        const skipped = failures.next();
+        if (skipped !== null) logger.error({ backend: 'redis', error, failuresSinceLastLog: skipped, timeoutMs: config.limits.timeoutMs }, 'rate-limit backend failed; limits follow their onBackendFailure until it answers');
       },
-      recovered: () => {
-        logger.info({ backend: 'redis', failuresSinceLastLog: suppressed }, 'rate-limit backend answers again');
-        lastLogged = 0;
-        suppressed = 0;
-      },
+      recovered: () => logger.info({ backend: 'redis', failuresSinceLastLog: failures.reset() }, 'rate-limit backend answers again'),
     },
   );
 }

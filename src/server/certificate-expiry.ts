@@ -18,7 +18,7 @@ const LONGEST_TIMER_MS = 2 ** 31 - 1;
  * through its last millisecond); returns the way to cancel. The timer does not keep
  * the process alive.
  */
-export function untilExpiry(expiresAt: number, expired: () => void): () => void {
+function untilExpiry(expiresAt: number, expired: () => void): () => void {
   let timer: NodeJS.Timeout | null = null;
   const wait = (): void => {
     const left = expiresAt + 1 - Date.now();
@@ -48,8 +48,29 @@ export interface LapsedConnection {
 /** What a call on a connection whose certificate has expired is told. */
 export const LAPSED_CERTIFICATE_MESSAGE = 'the client certificate this connection was opened with has expired; open a new connection with a valid certificate';
 
-/** The expiry of each HTTP/2 session's client certificate, for the per-call check. */
-const sessionExpiry = new WeakMap<Http2Session, number>();
+/**
+ * The expiry of the client certificate of each connection that has one: HTTP/2
+ * sessions (gRPC) and TLS sockets (HTTPS). Connections without one are not in it.
+ */
+const certificateExpiry = new WeakMap<object, number>();
+
+/** A connection's peer (address:port), for the log line. */
+export function connectionPeer(socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined }): string {
+  return `${socket.remoteAddress ?? ''}:${socket.remotePort ?? 0}`;
+}
+
+/**
+ * When the client certificate a connection (an HTTP/2 session, a TLS socket) was
+ * opened with expired, if it has; else null (in force, or no certificate). Asked for
+ * each call: a resumed TLS session carries the certificate it began with, and a
+ * timer fires late after the machine was paused. A map lookup, and the clock only
+ * for connections with a certificate.
+ */
+export function certificateLapsed(connection: object | undefined): number | null {
+  if (connection === undefined) return null;
+  const expiresAt = certificateExpiry.get(connection);
+  return expiresAt !== undefined && Date.now() > expiresAt ? expiresAt : null;
+}
 
 /**
  * For the gRPC port: each HTTP/2 session opened with a client certificate ends when
@@ -58,7 +79,7 @@ const sessionExpiry = new WeakMap<Http2Session, number>();
  * before the expiry and whose body came after would be decided after it. The
  * client's next call opens a new connection, whose handshake refuses the certificate;
  * a client that resumes its TLS session instead has every call refused
- * (sessionCertificateLapsed) where `callsChecked`, else its session ended at once.
+ * (certificateLapsed) where `callsChecked`, else its session ended at once.
  * `servers` are the port's HTTP/2 servers (grpc-js's, found by the caller).
  */
 export function closeSessionsAtCertificateExpiry(servers: Iterable<unknown>, onLapsed: (connection: LapsedConnection) => void, options: { readonly callsChecked: boolean }): void {
@@ -68,14 +89,13 @@ export function closeSessionsAtCertificateExpiry(servers: Iterable<unknown>, onL
       const socket = session.socket;
       const expiresAt = socket === undefined ? null : tlsSocketCertificateExpiry(socket);
       if (expiresAt === null) return;
-      sessionExpiry.set(session, expiresAt);
-      // Already past (a resumed TLS session carries the certificate it began with): where each call is
-      // checked (the direct lane's stream listener), it is refused saying why; elsewhere the session ends now.
+      certificateExpiry.set(session, expiresAt);
+      // Already past (a resumed TLS session): where each call is checked (the direct lane's stream
+      // listener), it is refused saying why; elsewhere the session ends now.
       if (Date.now() > expiresAt && options.callsChecked) return;
-      const peer = `${socket.remoteAddress ?? ''}:${socket.remotePort ?? 0}`;
       const cancel = untilExpiry(expiresAt, () => {
         if (session.destroyed) return;
-        onLapsed({ peer, expiredAt: new Date(expiresAt).toISOString() });
+        onLapsed({ peer: connectionPeer(socket), expiredAt: new Date(expiresAt).toISOString() });
         session.destroy();
       });
       session.once('close', cancel);
@@ -84,51 +104,22 @@ export function closeSessionsAtCertificateExpiry(servers: Iterable<unknown>, onL
 }
 
 /**
- * Whether a call's HTTP/2 session was opened with a client certificate that has
- * expired since: asked when a call starts and when its request has arrived, since a
- * timer fires late after the machine was paused. A map lookup, and the clock only
- * for sessions with a certificate.
- */
-export function sessionCertificateLapsed(session: Http2Session | undefined): boolean {
-  if (session === undefined) return false;
-  const expiresAt = sessionExpiry.get(session);
-  return expiresAt !== undefined && Date.now() > expiresAt;
-}
-
-/**
  * For the HTTPS port: each TLS connection with a client certificate is destroyed when
  * the certificate expires, a request still arriving on it (headers sent before the
- * expiry, body after) included.
+ * expiry, body after) included. One already past (a resumed TLS session) is left for
+ * its requests to be refused, saying why (certificateLapsed).
  */
 export function endConnectionsAtCertificateExpiry(server: { on(event: 'secureConnection', listener: (socket: TLSSocket) => void): unknown }, onLapsed: (connection: LapsedConnection) => void): void {
   server.on('secureConnection', (socket) => {
     const expiresAt = tlsSocketCertificateExpiry(socket);
-    // Already past (a resumed TLS session): each request is answered 401, saying why (LapsedCertificates).
-    if (expiresAt === null || Date.now() > expiresAt) return;
+    if (expiresAt === null) return;
+    certificateExpiry.set(socket, expiresAt);
+    if (Date.now() > expiresAt) return;
     const cancel = untilExpiry(expiresAt, () => {
       if (socket.destroyed) return;
-      onLapsed({ peer: `${socket.remoteAddress ?? ''}:${socket.remotePort ?? 0}`, expiredAt: new Date(expiresAt).toISOString() });
+      onLapsed({ peer: connectionPeer(socket), expiredAt: new Date(expiresAt).toISOString() });
       socket.destroy();
     });
     socket.once('close', cancel);
   });
-}
-
-/**
- * For the HTTPS port (HTTP/1.1): whether the connection a request came on was opened
- * with a client certificate that has since expired (a resumed TLS session carries it
- * too, and the timer above may fire late). Read once per connection.
- */
-export class LapsedCertificates {
-  private readonly expiryBySocket = new WeakMap<object, number | null>();
-
-  /** The certificate's expiry (ms) when it is past, else null (in force, or no certificate). */
-  lapsed(socket: object, now: number): number | null {
-    let expiresAt = this.expiryBySocket.get(socket);
-    if (expiresAt === undefined) {
-      expiresAt = tlsSocketCertificateExpiry(socket);
-      this.expiryBySocket.set(socket, expiresAt);
-    }
-    return expiresAt !== null && now > expiresAt ? expiresAt : null;
-  }
 }

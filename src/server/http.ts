@@ -6,7 +6,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer, type Ser
 import type { AddressInfo } from 'node:net';
 import { AUTHZEN_PATHS } from '../gateway/authzen-http.js';
 import { FORWARD_AUTH_PATH } from '../gateway/forward-auth.js';
-import { LAPSED_CERTIFICATE_MESSAGE, LapsedCertificates, endConnectionsAtCertificateExpiry, type LapsedConnection } from './certificate-expiry.js';
+import { LAPSED_CERTIFICATE_MESSAGE, certificateLapsed, connectionPeer, endConnectionsAtCertificateExpiry, type LapsedConnection } from './certificate-expiry.js';
 import { CONSOLE_PATH } from './console.js';
 import { InFlight } from './in-flight.js';
 
@@ -67,8 +67,6 @@ export class OperatorHttpServer {
   private readonly inFlight = new InFlight<ServerResponse>();
   /** Requests in flight per connection (MAX_REQUESTS_IN_FLIGHT_PER_CONNECTION). */
   private readonly perConnection = new WeakMap<object, number>();
-  /** Connections whose client certificate has expired since their handshake answer nothing but a refusal. */
-  private readonly lapsedCertificates = new LapsedCertificates();
   private closing: Promise<void> | null = null;
 
   constructor(
@@ -78,10 +76,11 @@ export class OperatorHttpServer {
     this.graceMs = options.shutdownGraceMs ?? DEFAULT_SHUTDOWN_GRACE_MS;
     const handle = (req: IncomingMessage, res: ServerResponse): void => {
       const socket = req.socket;
-      const lapsedAt = this.lapsedCertificates.lapsed(socket, Date.now());
+      // A connection whose client certificate has expired answers nothing but a refusal.
+      const lapsedAt = certificateLapsed(socket);
       if (lapsedAt !== null) {
         const expiredAt = new Date(lapsedAt).toISOString();
-        options.onCertificateLapsed?.({ peer: `${socket.remoteAddress ?? ''}:${socket.remotePort ?? 0}`, expiredAt });
+        options.onCertificateLapsed?.({ peer: connectionPeer(socket), expiredAt });
         // As a new connection's handshake would refuse it; the client reconnects with its renewed certificate.
         res.shouldKeepAlive = false;
         send(res, 401, 'application/json', JSON.stringify({ error: 'unauthenticated', detail: `${LAPSED_CERTIFICATE_MESSAGE} (it expired at ${expiredAt})` }));

@@ -1,7 +1,7 @@
 import { chmodSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { DecisionRecord } from '../../src/decisions/record.js';
 import { VerdictError } from '../../src/errors.js';
 import { AdminGate, adminCallerOfGrpc, type AdminCaller } from '../../src/server/admin-auth.js';
@@ -76,56 +76,16 @@ describe('the admin gate', () => {
       release();
       const identity = await admitting;
       await expect(later).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
-      const ended: string[] = [];
-      slow.whileCredentialHolds(identity, (why) => ended.push(why));
-      expect(ended).toEqual(['token']);
-      // A caller admitted by loopback holds no credential that can be withdrawn: nothing to end.
-      slow.whileCredentialHolds({ id: 'loopback', via: 'loopback' }, (why) => ended.push(why));
-      expect(ended).toEqual(['token']);
+      let ended = 0;
+      slow.whileTokenHolds(identity, () => ended++);
+      expect(ended).toBe(1);
+      // A caller admitted by loopback holds no token: nothing to end.
+      slow.whileTokenHolds({ id: 'loopback', via: 'loopback' }, () => ended++);
+      expect(ended).toBe(1);
     } finally {
       slow.close();
       rmSync(dir, { recursive: true, force: true });
     }
-  });
-
-  describe('a stream a client certificate opened', () => {
-    afterEach(() => void vi.useRealTimers());
-    const certified = (expiresAt: number): AdminCaller => ({ caller: 'uri:spiffe://t/ops', address: '10.0.0.9', certificate: 'uri:spiffe://t/ops', certificateExpiresAt: expiresAt, token: null, requestId: null });
-
-    it('ends once the certificate is past its last valid millisecond, and not before', async () => {
-      vi.useFakeTimers({ now: 1_800_000_000_000 });
-      const g = gate({ clients: ['uri:spiffe://t/ops'] }, []);
-      const identity = await g.admit(certified(1_800_000_060_000), { method: 'WatchAlerts' });
-      expect(identity).toMatchObject({ via: 'certificate', expiresAt: 1_800_000_060_000 });
-      const ended: string[] = [];
-      g.whileCredentialHolds(identity, (why) => ended.push(why));
-      vi.advanceTimersByTime(60_000);
-      // At its notAfter the certificate is still in force.
-      expect(ended).toEqual([]);
-      vi.advanceTimersByTime(1);
-      expect(ended).toEqual(['certificate']);
-      vi.advanceTimersByTime(3_600_000);
-      expect(ended).toEqual(['certificate']);
-    });
-
-    it('waits out a certificate valid for longer than one timer can wait (about 24.8 days), and can be stopped', async () => {
-      vi.useFakeTimers({ now: 1_800_000_000_000 });
-      const g = gate({ clients: ['uri:spiffe://t/ops'] }, []);
-      const ninetyDays = 90 * 86_400_000;
-      const identity = await g.admit(certified(1_800_000_000_000 + ninetyDays), { method: 'WatchAlerts' });
-      const ended: string[] = [];
-      g.whileCredentialHolds(identity, (why) => ended.push(why));
-      vi.advanceTimersByTime(ninetyDays);
-      expect(ended).toEqual([]);
-      vi.advanceTimersByTime(1);
-      expect(ended).toEqual(['certificate']);
-      const again = await g.admit(certified(Date.now() + ninetyDays), { method: 'WatchAlerts' });
-      const stop = g.whileCredentialHolds(again, (why) => ended.push(why));
-      stop();
-      vi.advanceTimersByTime(2 * ninetyDays);
-      expect(ended).toEqual(['certificate']);
-      expect(vi.getTimerCount()).toBe(0);
-    });
   });
 
   it('gives whoever presents a token no detail of why the token file cannot be used', async () => {

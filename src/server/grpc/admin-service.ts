@@ -94,15 +94,7 @@ export function adminService(handlers: AdminHandlers, options: CallOptions): Unt
           },
           drop: () => finish(new StatusError(status.RESOURCE_EXHAUSTED, `more than ${WATCH_BUFFER} alerts were waiting to be sent; reconnect, and read what was missed with verdict alerts --since`)),
           end: () => finish(new StatusError(status.UNAVAILABLE, 'verdict is shutting down')),
-          revoked: (why) =>
-            finish(
-              new StatusError(
-                status.UNAUTHENTICATED,
-                why === 'token'
-                  ? 'admin: the admin token this stream was opened with is no longer accepted (rotated, or its file cannot be used); call again with the token the file holds now'
-                  : 'admin: the client certificate this stream was opened with has expired; call again on a connection with a valid one',
-              ),
-            ),
+          revoked: () => finish(new StatusError(status.UNAUTHENTICATED, 'admin: the admin token this stream was opened with is no longer accepted (rotated, or its file cannot be used); call again with the token the file holds now')),
         })
         .then(
           (unsubscribe) => {

@@ -16,7 +16,7 @@
 import http2 from 'node:http2';
 import { TLSSocket } from 'node:tls';
 import { Metadata, status, type MethodDefinition, type Server, type sendUnaryData } from '@grpc/grpc-js';
-import { LAPSED_CERTIFICATE_MESSAGE, sessionCertificateLapsed } from '../certificate-expiry.js';
+import { LAPSED_CERTIFICATE_MESSAGE, certificateLapsed } from '../certificate-expiry.js';
 import type { UnaryCall, UnaryHandler } from './call.js';
 import type { StreamGuard } from './stream-guard.js';
 import { useStreamTables } from './stream-table.js';
@@ -123,7 +123,7 @@ export class DirectLane implements DirectLaneState {
           return;
         }
         // Every call, the lane's and grpc-js's: a connection whose client certificate has expired stands for nobody.
-        if (sessionCertificateLapsed(stream.session)) {
+        if (certificateLapsed(stream.session) !== null) {
           refuseUnread(stream, LAPSED_CERTIFICATE_MESSAGE, status.UNAUTHENTICATED);
           return;
         }
@@ -259,7 +259,7 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
     guard.arrived(stream, taken);
     if (answered) return;
     // The request may have been started before the certificate expired and finished after it.
-    if (sessionCertificateLapsed(stream.session)) {
+    if (certificateLapsed(stream.session) !== null) {
       fail(status.UNAUTHENTICATED, LAPSED_CERTIFICATE_MESSAGE);
       return;
     }
