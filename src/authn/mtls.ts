@@ -176,17 +176,11 @@ export function certificateInForce(cert: Partial<Pick<PeerCertificate, 'valid_fr
   return Number.isFinite(from) && Number.isFinite(to) && from <= now && now <= to;
 }
 
-/** When the verified client certificate on a TLS socket stops being valid (ms), or null (no such certificate). */
-export function tlsSocketCertificateExpiry(socket: object): number | null {
-  const to = Date.parse(verifiedPeerCertificate(socket)?.valid_to ?? '');
-  return Number.isFinite(to) ? to : null;
-}
-
 /** The client certificate on a TLS socket that verified it; null on plain sockets, without one, or unverified. */
-function verifiedPeerCertificate(socket: object): PeerCertificate | null {
+export function verifiedPeerCertificate(socket: object, withChain = false): PeerCertificate | null {
   const tls = socket as Partial<TLSSocket>;
   if (typeof tls.getPeerCertificate !== 'function' || tls.authorized !== true) return null;
-  const cert = tls.getPeerCertificate();
+  const cert = tls.getPeerCertificate(withChain);
   return cert && Object.keys(cert).length > 0 ? cert : null;
 }
 

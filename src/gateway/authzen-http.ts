@@ -4,6 +4,7 @@
 
 import { isUtf8 } from 'node:buffer';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { LAPSED_CERTIFICATE_MESSAGE, certificateLapsed, connectionPeer, type LapsedConnection } from '../authn/certificate-lapse.js';
 import { tlsSocketIdentity } from '../authn/mtls.js';
 import { authnDetails } from './adapter.js';
 import type { Authenticator, AuthnResult } from '../authn/types.js';
@@ -50,6 +51,8 @@ export interface AuthZenEndpointOptions {
   readonly peps: ReadonlySet<string>;
   /** Told of failures that are verdict's, not the caller's (the answer is then 500 or 503). */
   readonly onError?: (error: unknown) => void;
+  /** Told of each request refused because the connection's client certificate expired while the request arrived. */
+  readonly onCertificateLapsed?: (connection: LapsedConnection) => void;
 }
 
 /**
@@ -196,6 +199,12 @@ export class AuthZenEndpoint {
       const problem = RequestFieldError.invalid('(body)', `larger than ${this.options.maxBodyBytes} bytes`);
       const result = await this.pipeline.check(new InvalidRequest(problem, UNREADABLE_REQUEST), call);
       return { status: 413, body: errorBody('request too large', problem.message, result) };
+    }
+    // The caller's certificate may have expired while its body arrived, before the timer that cuts the connection fired.
+    const lapsedAt = certificateLapsed(req.socket);
+    if (lapsedAt !== null) {
+      this.options.onCertificateLapsed?.({ peer: connectionPeer(req.socket), expiredAt: new Date(lapsedAt).toISOString() });
+      return { status: 401, body: { error: 'unauthenticated', detail: `${LAPSED_CERTIFICATE_MESSAGE} (it expired at ${new Date(lapsedAt).toISOString()})` }, headers: { connection: 'close' } };
     }
     if (text === null) {
       const problem = RequestFieldError.invalid('(body)', 'not valid UTF-8; send JSON encoded as UTF-8');

@@ -24,7 +24,7 @@ import { Console } from './console.js';
 import { AuditWatch } from './console-audit.js';
 import { createLiveAlerts, detectorObserver, watchedSink, type LiveAlerts } from './alerts.js';
 import { AdminGate } from './admin-auth.js';
-import type { LapsedConnection } from './certificate-expiry.js';
+import type { LapsedConnection } from '../authn/certificate-lapse.js';
 import type { ServerConfig } from './config.js';
 import { ENVIRONMENT_KEYS, splitHostPort } from './config.js';
 import { AUTHORIZATION_SERVICE } from './grpc/authorization-service.js';
@@ -298,6 +298,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     await authenticator.close?.();
     throw new VerdictError('CONFIG_INVALID', 'configuration: trustedPrincipal and authn (jwt, apiKeys) exclude each other; gateways use one way to know the caller');
   }
+  const httpsCertificateLapsed = lapsedCertificateLog(logger, 'ended an HTTPS connection, or refused its request: the client certificate it was opened with, or one in its chain, has expired');
   const gatewayAuthenticator = config.trustedPrincipal ? new TrustedHeaderAuthenticator(config.trustedPrincipal) : authenticator;
   const gateway = new GatewayAdapter(pipeline, gatewayAuthenticator);
   // AuthZEN callers authenticate like gateways; with mTLS and no credential method, the client certificate suffices.
@@ -306,6 +307,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     certificateAuthenticates: tls !== null && tls.http && tls.requireClientCert && !config.trustedPrincipal && !config.authn.jwt && !config.authn.apiKeys,
     peps: new Set(config.authzen.peps),
     onError: (error) => logger.error({ error: messageOf(error) }, 'internal error answering an AuthZEN request'),
+    onCertificateLapsed: httpsCertificateLapsed,
   });
   // Connections must leave file descriptors for the log and key stores, whatever the configured caps say.
   const fitted = fitConnectionCaps(
@@ -334,7 +336,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
               : `closed the gRPC connection holding the most unsent answers: all together were past ${config.grpcStreams.maxUnsentBytes} bytes (grpcStreams.maxUnsentBytes)`,
         ),
       maxConnections: fitted.caps.grpcMaxConnections,
-      onCertificateLapsed: lapsedCertificateLog(logger, 'closed a gRPC connection: the client certificate it was opened with has expired (the client reconnects with a valid one)'),
+      onCertificateLapsed: lapsedCertificateLog(logger, 'closed a gRPC connection: the client certificate it was opened with, or one in its chain, has expired (the client reconnects with a valid one)'),
       onInternalError: (error, method) => logger.error({ method, error: messageOf(error) }, 'internal error answering a call'),
       // The verified client certificate's identity when there is one, else the peer address.
       callerOf: grpcCallerOf,
@@ -406,7 +408,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     shutdownGraceMs: config.shutdownGraceMs,
     requestTimeoutMs: config.httpRequestTimeoutMs,
     maxConnections: fitted.caps.httpMaxConnections,
-    onCertificateLapsed: lapsedCertificateLog(logger, 'ended an HTTPS connection, or refused its request: the client certificate it was opened with has expired'),
+    onCertificateLapsed: httpsCertificateLapsed,
   });
   const ops = opsAddress === null ? null : new OperatorHttpServer(operations, { shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs, maxConnections: fitted.caps['httpMaxConnections (ops)'] });
 

@@ -8,7 +8,7 @@
 
 import type { Http2Session } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import { tlsSocketCertificateExpiry } from '../authn/mtls.js';
+import { certificateLapsed, connectionPeer, noteCertificateExpiry, tlsSocketCertificateExpiry, type LapsedConnection } from '../authn/certificate-lapse.js';
 
 /** The longest delay a timer takes (about 24.8 days); a later expiry is reached in steps. */
 const LONGEST_TIMER_MS = 2 ** 31 - 1;
@@ -37,39 +37,19 @@ function untilExpiry(expiresAt: number, expired: () => void): () => void {
   };
 }
 
-/** What a lapsed connection's log line names. */
-export interface LapsedConnection {
-  /** The peer address and port. */
-  readonly peer: string;
-  /** When the certificate stopped being valid (ISO 8601). */
-  readonly expiredAt: string;
-}
-
-/** What a call on a connection whose certificate has expired is told. */
-export const LAPSED_CERTIFICATE_MESSAGE = 'the client certificate this connection was opened with has expired; open a new connection with a valid certificate';
+/** How each HTTP/2 session with a client certificate is ended at its expiry. */
+const sessionCuts = new WeakMap<Http2Session, () => void>();
 
 /**
- * The expiry of the client certificate of each connection that has one: HTTP/2
- * sessions (gRPC) and TLS sockets (HTTPS). Connections without one are not in it.
+ * Ends the session now if its client certificate has expired and its timer has not
+ * fired yet (a timer runs late when the machine was paused or the thread busy);
+ * true when it did. For calls whose request arrives whole after the expiry on the
+ * paths that grpc-js reads (the direct lane refuses its own).
  */
-const certificateExpiry = new WeakMap<object, number>();
-
-/** A connection's peer (address:port), for the log line. */
-export function connectionPeer(socket: { readonly remoteAddress?: string | undefined; readonly remotePort?: number | undefined }): string {
-  return `${socket.remoteAddress ?? ''}:${socket.remotePort ?? 0}`;
-}
-
-/**
- * When the client certificate a connection (an HTTP/2 session, a TLS socket) was
- * opened with expired, if it has; else null (in force, or no certificate). Asked for
- * each call: a resumed TLS session carries the certificate it began with, and a
- * timer fires late after the machine was paused. A map lookup, and the clock only
- * for connections with a certificate.
- */
-export function certificateLapsed(connection: object | undefined): number | null {
-  if (connection === undefined) return null;
-  const expiresAt = certificateExpiry.get(connection);
-  return expiresAt !== undefined && Date.now() > expiresAt ? expiresAt : null;
+export function cutSessionIfLapsed(session: Http2Session | undefined): boolean {
+  if (session === undefined || certificateLapsed(session) === null) return false;
+  sessionCuts.get(session)?.();
+  return true;
 }
 
 /**
@@ -89,15 +69,17 @@ export function closeSessionsAtCertificateExpiry(servers: Iterable<unknown>, onL
       const socket = session.socket;
       const expiresAt = socket === undefined ? null : tlsSocketCertificateExpiry(socket);
       if (expiresAt === null) return;
-      certificateExpiry.set(session, expiresAt);
+      noteCertificateExpiry(session, expiresAt);
       // Already past (a resumed TLS session): where each call is checked (the direct lane's stream
       // listener), it is refused saying why; elsewhere the session ends now.
       if (Date.now() > expiresAt && options.callsChecked) return;
-      const cancel = untilExpiry(expiresAt, () => {
+      const cut = (): void => {
         if (session.destroyed) return;
         onLapsed({ peer: connectionPeer(socket), expiredAt: new Date(expiresAt).toISOString() });
         session.destroy();
-      });
+      };
+      sessionCuts.set(session, cut);
+      const cancel = untilExpiry(expiresAt, cut);
       session.once('close', cancel);
     });
   }
@@ -113,7 +95,7 @@ export function endConnectionsAtCertificateExpiry(server: { on(event: 'secureCon
   server.on('secureConnection', (socket) => {
     const expiresAt = tlsSocketCertificateExpiry(socket);
     if (expiresAt === null) return;
-    certificateExpiry.set(socket, expiresAt);
+    noteCertificateExpiry(socket, expiresAt);
     if (Date.now() > expiresAt) return;
     const cancel = untilExpiry(expiresAt, () => {
       if (socket.destroyed) return;

@@ -6,7 +6,8 @@ import { createServer as createHttpsServer, type Server as HttpsServer, type Ser
 import type { AddressInfo } from 'node:net';
 import { AUTHZEN_PATHS } from '../gateway/authzen-http.js';
 import { FORWARD_AUTH_PATH } from '../gateway/forward-auth.js';
-import { LAPSED_CERTIFICATE_MESSAGE, certificateLapsed, connectionPeer, endConnectionsAtCertificateExpiry, type LapsedConnection } from './certificate-expiry.js';
+import { LAPSED_CERTIFICATE_MESSAGE, certificateLapsed, connectionPeer, type LapsedConnection } from '../authn/certificate-lapse.js';
+import { endConnectionsAtCertificateExpiry } from './certificate-expiry.js';
 import { CONSOLE_PATH } from './console.js';
 import { InFlight } from './in-flight.js';
 

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -62,11 +62,10 @@ export function makeTestPki(): TestPki {
 }
 
 /**
- * A client certificate signed by `pki.ca` that is valid from a minute ago until
- * `validForMs` from now (openssl ca sets exact dates; x509 -req only whole days).
+ * A certificate signed by `issuer` that is valid from a minute ago until `validTo`
+ * (openssl ca sets exact dates; x509 -req only whole days).
  */
-export function makeShortLivedClient(pki: TestPki, name: string, uri: string, validForMs: number): { cert: string; key: string; validTo: Date } {
-  const dir = pki.dir;
+function issueUntil(dir: string, issuer: { cert: string; key: string }, name: string, extensions: string[], validTo: Date): { cert: string; key: string } {
   const key = join(dir, `${name}.key`);
   const csr = join(dir, `${name}.csr`);
   const cert = join(dir, `${name}.crt`);
@@ -92,11 +91,38 @@ export function makeShortLivedClient(pki: TestPki, name: string, uri: string, va
       '',
     ].join('\n'),
   );
-  writeFileSync(ext, ['basicConstraints=CA:FALSE', `subjectAltName=URI:${uri}`, 'extendedKeyUsage=clientAuth'].join('\n') + '\n');
+  writeFileSync(ext, extensions.join('\n') + '\n');
   openssl(dir, ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${name}`]);
-  // Whole seconds: a certificate's times have no finer precision.
-  const validTo = new Date(Math.ceil((Date.now() + validForMs) / 1000) * 1000);
   const asn1 = (d: Date): string => d.toISOString().replace(/[-:T]/g, '').replace(/\.\d{3}Z$/, 'Z').slice(2);
-  openssl(dir, ['ca', '-batch', '-config', config, '-cert', pki.ca.cert, '-keyfile', pki.ca.key, '-in', csr, '-out', cert, '-startdate', asn1(new Date(Date.now() - 60_000)), '-enddate', asn1(validTo), '-extfile', ext, '-notext']);
-  return { cert, key, validTo };
+  openssl(dir, ['ca', '-batch', '-config', config, '-cert', issuer.cert, '-keyfile', issuer.key, '-in', csr, '-out', cert, '-startdate', asn1(new Date(Date.now() - 60_000)), '-enddate', asn1(validTo), '-extfile', ext, '-notext']);
+  return { cert, key };
+}
+
+/** Whole seconds from now: a certificate's times have no finer precision. */
+function secondsFromNow(ms: number): Date {
+  return new Date(Math.ceil((Date.now() + ms) / 1000) * 1000);
+}
+
+function clientExtensions(uri: string): string[] {
+  return ['basicConstraints=CA:FALSE', `subjectAltName=URI:${uri}`, 'extendedKeyUsage=clientAuth'];
+}
+
+/** A client certificate signed by `pki.ca` that is valid from a minute ago until `validForMs` from now. */
+export function makeShortLivedClient(pki: TestPki, name: string, uri: string, validForMs: number): { cert: string; key: string; validTo: Date } {
+  const validTo = secondsFromNow(validForMs);
+  return { ...issueUntil(pki.dir, pki.ca, name, clientExtensions(uri), validTo), validTo };
+}
+
+/**
+ * A client certificate valid for two days, signed by an intermediate CA (signed by
+ * `pki.ca`) that expires `validForMs` from now. `cert` holds the client certificate
+ * and the intermediate, as a client presents its chain.
+ */
+export function makeClientUnderShortLivedIntermediate(pki: TestPki, name: string, uri: string, validForMs: number): { cert: string; key: string; validTo: Date } {
+  const validTo = secondsFromNow(validForMs);
+  const intermediate = issueUntil(pki.dir, pki.ca, `${name}-ca`, ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign'], validTo);
+  const leaf = issueUntil(pki.dir, intermediate, name, clientExtensions(uri), secondsFromNow(2 * 86_400_000));
+  const chain = join(pki.dir, `${name}.chain.crt`);
+  writeFileSync(chain, readFileSync(leaf.cert, 'utf8') + readFileSync(intermediate.cert, 'utf8'));
+  return { cert: chain, key: leaf.key, validTo };
 }

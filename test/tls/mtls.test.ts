@@ -4,13 +4,14 @@ import { connect as http2Connect } from 'node:http2';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import { connect as tlsConnect } from 'node:tls';
 import { tmpdir } from 'node:os';
+import { gzipSync } from 'node:zlib';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getDecision } from '../../src/decisions/query.js';
+import { getDecision, queryDecisions } from '../../src/decisions/query.js';
 import { packageDefinition } from '../../src/server/grpc/descriptors.js';
 import { BIN, ROOT, checkRequest, ensureBuilt, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
-import { makeShortLivedClient, makeTestPki, type TestPki } from './certs.js';
+import { makeClientUnderShortLivedIntermediate, makeShortLivedClient, makeTestPki, type TestPki } from './certs.js';
 
 const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as { verdict: { v1: Record<string, typeof grpc.Client> } };
 const AUTHORIZATION_CHECK = (packageDefinition['verdict.v1.Authorization'] as unknown as Record<string, { requestSerialize(value: unknown): Uint8Array }>)['Check']!;
@@ -236,8 +237,8 @@ describe('mTLS from the config file and the environment, HTTP port over TLS', ()
       // certificate at all, so it succeeds with the expired one) and is answered 401, saying why.
       const after = await ask('/access/v1/evaluation');
       expect(after).toMatchObject({ status: 401, reused: false });
-      expect(after.body).toContain(`the client certificate this connection was opened with has expired; open a new connection with a valid certificate (it expired at ${short.validTo.toISOString()})`);
-      expect(server.logs.some((l) => l.msg.startsWith('ended an HTTPS connection, or refused its request: the client certificate it was opened with has expired'))).toBe(true);
+      expect(after.body).toContain(`the client certificate this connection was opened with, or one in its chain, has expired; open a new connection with a valid certificate (it expired at ${short.validTo.toISOString()})`);
+      expect(server.logs.some((l) => l.msg.startsWith('ended an HTTPS connection, or refused its request: the client certificate it was opened with, or one in its chain, has expired'))).toBe(true);
     } finally {
       halfSent.destroy();
       agent.destroy();
@@ -272,9 +273,48 @@ describe('mTLS from the config file and the environment, HTTP port over TLS', ()
       const after = await ask();
       expect(after.response).toBeUndefined();
       expect(after.error?.code).toBe(grpc.status.UNAVAILABLE);
-      expect(server.logs.some((l) => l.msg.startsWith('closed a gRPC connection: the client certificate it was opened with has expired'))).toBe(true);
+      expect(server.logs.some((l) => l.msg.startsWith('closed a gRPC connection: the client certificate it was opened with, or one in its chain, has expired'))).toBe(true);
     } finally {
       session.destroy();
+      client.close();
+    }
+  }, 30_000);
+
+  it('ends connections when an intermediate CA of the client certificate expires before it, and refuses the resumed sessions', async () => {
+    // The client certificate is good for two days; the intermediate that vouches for it, for three seconds.
+    const chained = makeClientUnderShortLivedIntermediate(pki, 'chained-pep', 'spiffe://verdict.test/ns/edge/sa/gateway', 3_000);
+    const credentials = { ca: readFileSync(pki.ca.cert), cert: readFileSync(chained.cert), key: readFileSync(chained.key) };
+    // Node's agent keeps TLS sessions: its next connection resumes, and a resumed session carries no intermediate.
+    const agent = new HttpsAgent({ keepAlive: true, maxSockets: 1, ...credentials, servername: 'localhost' });
+    const body = JSON.stringify({ subject: { type: 'user', id: 'dana', properties: { roles: dana.roles, ...dana.attributes } }, action: { name: 'predict' }, resource: { type: 'model', id: 'fraud-v3', properties: fraudModel.attributes } });
+    const evaluate = (): Promise<{ status: number; body: string; reused: boolean }> =>
+      new Promise((resolve, reject) => {
+        const req = httpsRequest({ method: 'POST', host: '127.0.0.1', port: server.httpPort, path: '/access/v1/evaluation', agent, headers: { 'content-type': 'application/json' } }, (res) => {
+          let text = '';
+          res.setEncoding('utf8');
+          res.on('data', (chunk: string) => (text += chunk));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text, reused: req.reusedSocket }));
+        });
+        req.on('error', reject);
+        req.end(body);
+      });
+    const client = new loaded.verdict.v1.Authorization!(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createSsl(credentials.ca, credentials.key, credentials.cert), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as grpc.Client & {
+      Check: (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: CheckResponse) => void) => void;
+    };
+    const check = (): Promise<{ error: grpc.ServiceError | null; response: CheckResponse | undefined }> =>
+      new Promise((resolve) => client.Check(checkRequest({ principal: dana, action: 'predict', resource: fraudModel }), new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (error, response) => resolve({ error, response })));
+    try {
+      expect((await evaluate()).status).toBe(200);
+      expect((await check()).response?.effect).toBe('EFFECT_ALLOW');
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, chained.validTo.getTime() - Date.now()) + 300));
+      const after = await evaluate();
+      expect(after).toMatchObject({ status: 401, reused: false });
+      expect(after.body).toContain(`(it expired at ${chained.validTo.toISOString()})`);
+      const checkAfter = await check();
+      expect(checkAfter.response).toBeUndefined();
+      expect(checkAfter.error?.code).toBe(grpc.status.UNAVAILABLE);
+    } finally {
+      agent.destroy();
       client.close();
     }
   }, 30_000);
@@ -284,6 +324,79 @@ describe('mTLS from the config file and the environment, HTTP port over TLS', ()
     await expect(httpsGet(server.httpPort, '/healthz', pki, null)).rejects.toThrow();
     await expect(httpsGet(server.httpPort, '/healthz', pki, pki.strangerClient)).rejects.toThrow();
   });
+});
+
+describe('a client certificate that expires while its connection waits for a late timer', () => {
+  // A timer fires late when the machine is paused or the thread busy; the expiry cut must not be the only guard.
+  // This server's timers of two seconds or more run three seconds late (a module preloaded with NODE_OPTIONS).
+  const LATE_TIMERS = `const onTime = globalThis.setTimeout;
+globalThis.setTimeout = (fn, ms, ...args) => onTime(fn, typeof ms === 'number' && ms >= 2000 ? ms + 3000 : ms, ...args);
+`;
+  let late: VerdictProcess;
+  let lateDb: string;
+
+  beforeAll(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-late-timer-'));
+    const preload = join(dir, 'late-timers.mjs');
+    writeFileSync(preload, LATE_TIMERS);
+    const config = join(dir, 'verdict.yaml');
+    writeFileSync(config, `tls:\n  cert: ${pki.server.cert}\n  key: ${pki.server.key}\n  clientCa: ${pki.ca.cert}\n  requireClientCert: true\n  http: true\nauthzen:\n  peps: ['uri:spiffe://verdict.test/ns/edge/sa/gateway']\n`);
+    lateDb = join(dir, 'decisions.db');
+    late = await startVerdict({ policies: join(ROOT, 'policies'), db: lateDb, args: ['--config', config, '--no-watch'], env: { NODE_OPTIONS: `--import=${preload}` } });
+  });
+  afterAll(async () => {
+    expect(await late?.stop()).toBe(0);
+  });
+
+  it('answers no request that arrives whole after the expiry, before the expiry timer fired: HTTPS, gRPC and gzip gRPC alike', async () => {
+    const short = makeShortLivedClient(pki, 'paused-pep', 'spiffe://verdict.test/ns/edge/sa/gateway', 4_000);
+    const credentials = { ca: readFileSync(pki.ca.cert), cert: readFileSync(short.cert), key: readFileSync(short.key), servername: 'localhost' };
+    const body = JSON.stringify({ subject: { type: 'user', id: 'dana', properties: { roles: dana.roles, ...dana.attributes } }, action: { name: 'predict' }, resource: { type: 'model', id: 'fraud-v3', properties: fraudModel.attributes } });
+    const https = tlsConnect({ host: '127.0.0.1', port: late.httpPort, ...credentials });
+    let httpsReply = '';
+    https.on('data', (chunk: Buffer) => (httpsReply += chunk.toString('latin1')));
+    https.on('error', () => undefined);
+    const httpsClosed = new Promise<void>((resolve) => https.once('close', () => resolve()));
+    const session = http2Connect(`https://127.0.0.1:${late.grpcPort}`, credentials);
+    session.on('error', () => undefined);
+    const message = Buffer.from(AUTHORIZATION_CHECK.requestSerialize(checkRequest({ principal: dana, action: 'predict', resource: fraudModel })));
+    // The direct lane reads an uncompressed call itself; grpc-js handles a gzip one.
+    const calls = [
+      { encoding: 'identity', flag: 0, payload: message },
+      { encoding: 'gzip', flag: 1, payload: gzipSync(message) },
+    ].map(({ encoding, flag, payload }) => {
+      const stream = session.request({ ':method': 'POST', ':path': '/verdict.v1.Authorization/Check', 'content-type': 'application/grpc', te: 'trailers', 'grpc-encoding': encoding }, { endStream: false });
+      stream.on('error', () => undefined);
+      const call = { stream, status: null as string | null, frame: Buffer.concat([Buffer.from([flag, 0, 0, 0, 0]), payload]), closed: new Promise<void>((resolve) => stream.once('close', () => resolve())) };
+      call.frame.writeUInt32BE(payload.length, 1);
+      stream.on('trailers', (trailers) => (call.status = String(trailers['grpc-status'])));
+      stream.on('response', (headers) => (call.status ??= headers['grpc-status'] === undefined ? null : String(headers['grpc-status'])));
+      return call;
+    });
+    try {
+      const decidedBefore = queryDecisions(lateDb).length;
+      await new Promise<void>((resolve) => (https.readyState === 'open' && https.authorized ? resolve() : https.once('secureConnect', () => resolve())));
+      https.write(`POST /access/v1/evaluation HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`);
+      // Every request's headers reach the server while the certificate is valid.
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(Date.now()).toBeLessThan(short.validTo.getTime() - 1_000);
+      // The bodies arrive past the expiry, while the server's expiry timers have not fired (they run late here).
+      await new Promise((resolve) => setTimeout(resolve, Math.max(0, short.validTo.getTime() - Date.now()) + 300));
+      https.write(body);
+      for (const call of calls) call.stream.end(call.frame);
+      await Promise.all([httpsClosed, ...calls.map((call) => call.closed)]);
+      expect(httpsReply).not.toMatch(/^HTTP\/1\.1 200/);
+      expect(calls.map((call) => call.status)).not.toContain('0');
+      // Nothing was decided for them: the log holds only the check made before.
+      expect(queryDecisions(lateDb).length).toBe(decidedBefore);
+      expect(late.logs.some((l) => l.msg.startsWith('ended an HTTPS connection, or refused its request: the client certificate it was opened with, or one in its chain, has expired'))).toBe(true);
+      expect(late.logs.some((l) => l.msg.startsWith('closed a gRPC connection: the client certificate it was opened with, or one in its chain, has expired'))).toBe(true);
+    } finally {
+      https.destroy();
+      session.destroy();
+    }
+  }, 30_000);
+
 });
 
 describe('TLS configuration errors stop the start with the file named', () => {

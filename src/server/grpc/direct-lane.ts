@@ -16,7 +16,8 @@
 import http2 from 'node:http2';
 import { TLSSocket } from 'node:tls';
 import { Metadata, status, type MethodDefinition, type Server, type sendUnaryData } from '@grpc/grpc-js';
-import { LAPSED_CERTIFICATE_MESSAGE, certificateLapsed } from '../certificate-expiry.js';
+import { LAPSED_CERTIFICATE_MESSAGE, certificateLapsed } from '../../authn/certificate-lapse.js';
+import { cutSessionIfLapsed } from '../certificate-expiry.js';
 import type { UnaryCall, UnaryHandler } from './call.js';
 import type { StreamGuard } from './stream-guard.js';
 import { useStreamTables } from './stream-table.js';
@@ -130,6 +131,8 @@ export class DirectLane implements DirectLaneState {
         const method = this.methods.get(headers[':path'] ?? '');
         if (method === undefined || !readsItself(headers)) {
           this.guard.watch(stream);
+          // Before grpc-js's own listener: a request that arrives whole after the certificate expired is not handled.
+          stream.once('end', () => cutSessionIfLapsed(stream.session));
           fallback(stream, headers, flags, rawHeaders);
           return;
         }

@@ -12,7 +12,8 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import type { GatewayAdapter } from '../../gateway/adapter.js';
-import { closeSessionsAtCertificateExpiry, type LapsedConnection } from '../certificate-expiry.js';
+import type { LapsedConnection } from '../../authn/certificate-lapse.js';
+import { closeSessionsAtCertificateExpiry } from '../certificate-expiry.js';
 import { InFlightCalls, type UnaryCall, type UnaryHandler } from './call.js';
 import { DirectLane, type DirectLaneState } from './direct-lane.js';
 import { StatusError } from './status.js';
