@@ -11,7 +11,9 @@ import { newDecisionId } from '../decide/index.js';
 import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionRecord } from '../decisions/record.js';
 import { VerdictError, messageOf } from '../errors.js';
-import { AdminTokenFile, sha256, type TokenChange } from './admin-token.js';
+import { openAdminClientsFile, type AdminClientsFile } from './admin-clients.js';
+import { openAdminTokenFile, sha256, type AdminTokenFile } from './admin-token.js';
+import type { FileChange, WatchedFile } from './watched-file.js';
 
 /**
  * The `admin` section of the configuration.
@@ -20,13 +22,16 @@ import { AdminTokenFile, sha256, type TokenChange } from './admin-token.js';
  *   The file is read again when it changes (admin-token.ts): a rotated token is the only one accepted.
  * - `clients`: client-certificate identities (as recorded: `uri:…`, `dns:…`, `cn:…`)
  *   admitted by their verified certificate alone.
+ * - `clientsFile`: a file listing more such identities, one per line; read again
+ *   when it changes (admin-clients.ts): an identity removed is refused from the next call.
  * - `loopback`: admit calls from a loopback address (127.0.0.0/8, ::1) with no
- *   other credential. Default: true only when neither of the above is set and the
+ *   other credential. Default: true only when none of the above is set and the
  *   server has no TLS; false otherwise.
  */
 export const adminConfigSchema = z.strictObject({
   tokenFile: z.string().min(1).optional(),
   clients: z.array(z.string().min(1).max(1024)).max(1000).optional(),
+  clientsFile: z.string().min(1).optional(),
   loopback: z.boolean().optional(),
 });
 export type AdminConfig = z.infer<typeof adminConfigSchema>;
@@ -108,55 +113,94 @@ export class AdminGate {
   private constructor(
     private readonly token: AdminTokenFile | null,
     private readonly clients: ReadonlySet<string>,
+    private readonly clientsFile: AdminClientsFile | null,
     private readonly loopback: boolean,
     private readonly recorder: AdminRecorder,
   ) {}
 
   /**
-   * @throws VerdictError CONFIG_INVALID when the token file cannot be read or holds too short a token
+   * @throws VerdictError CONFIG_INVALID when the token file cannot be read or holds too short a token, or the clients file cannot be read or lists something else than identities
    */
   static fromConfig(config: AdminConfig, server: { readonly tls: boolean }, recorder: AdminRecorder): AdminGate {
-    const token = config.tokenFile === undefined ? null : AdminTokenFile.open(config.tokenFile);
+    const token = config.tokenFile === undefined ? null : openAdminTokenFile(config.tokenFile);
+    let clientsFile: AdminClientsFile | null;
+    try {
+      clientsFile = config.clientsFile === undefined ? null : openAdminClientsFile(config.clientsFile);
+    } catch (error) {
+      token?.close();
+      throw error;
+    }
     const clients = new Set(config.clients ?? []);
-    const loopback = config.loopback ?? (token === null && clients.size === 0 && !server.tls);
-    return new AdminGate(token, clients, loopback, recorder);
+    const loopback = config.loopback ?? (token === null && clients.size === 0 && clientsFile === null && !server.tls);
+    return new AdminGate(token, clients, clientsFile, loopback, recorder);
   }
 
   /** What admits an Admin call here, for the start-up log line. */
-  describe(): { token: boolean; clients: readonly string[]; loopback: boolean } {
-    return { token: this.token !== null, clients: [...this.clients], loopback: this.loopback };
+  describe(): { token: boolean; clients: readonly string[]; clientsFile?: string; loopback: boolean } {
+    return { token: this.token !== null, clients: [...this.clients], ...(this.clientsFile !== null ? { clientsFile: this.clientsFile.path } : {}), loopback: this.loopback };
   }
 
   /** Whether any caller at all can be admitted. */
   get enabled(): boolean {
-    return this.token !== null || this.clients.size > 0 || this.loopback;
+    return this.token !== null || this.clients.size > 0 || this.clientsFile !== null || this.loopback;
   }
 
   /**
    * Calls `listener` when the admin token is replaced or its file stops being usable;
    * returns the way to stop. Never called on a server without a token file.
    */
-  onTokenChange(listener: (change: TokenChange) => void): () => void {
+  onTokenChange(listener: (change: FileChange) => void): () => void {
     return this.token?.onChange(listener) ?? (() => undefined);
   }
 
   /**
-   * For a stream an admitted caller opened: calls `end` once the admin token that
-   * admitted it is replaced or unusable — at once when that happened while the call
-   * was being recorded — so a rotated token keeps nothing flowing. Nothing for a
-   * caller admitted otherwise. Returns the way to stop listening.
+   * Calls `listener` when the admin certificates file changes or stops being usable;
+   * returns the way to stop. Never called on a server without one.
    */
-  whileTokenHolds(identity: AdminIdentity, end: () => void): () => void {
-    if (identity.via !== 'token' || this.token === null) return () => undefined;
-    const stop = this.token.onChange(() => {
-      stop();
-      end();
-    });
-    if (this.token.generation !== identity.tokenGeneration) {
-      stop();
-      end();
+  onClientsChange(listener: (change: FileChange) => void): () => void {
+    return this.clientsFile?.onChange(listener) ?? (() => undefined);
+  }
+
+  /** How many identities the admin certificates file lists now (null: no such file, or it cannot be used). */
+  get clientsFileSize(): number | null {
+    const state = this.clientsFile?.current();
+    return state !== undefined && 'value' in state ? state.value.size : null;
+  }
+
+  /**
+   * For a stream an admitted caller opened: calls `end` once what admitted it no
+   * longer does — the admin token replaced or unusable, the certificate's identity
+   * gone from the admin certificates file (or the file unusable) — at once when that
+   * happened while the call was being recorded, so a rotation or a revocation keeps
+   * nothing flowing. Nothing for a caller admitted by loopback or by `admin.clients`.
+   * Returns the way to stop listening.
+   */
+  whileAdmissionHolds(identity: AdminIdentity, end: () => void): () => void {
+    const watch = <T>(file: WatchedFile<T>, holds: () => boolean): (() => void) => {
+      const stop = file.onChange(() => {
+        if (holds()) return;
+        stop();
+        end();
+      });
+      if (!holds()) {
+        stop();
+        end();
+      }
+      return stop;
+    };
+    if (identity.via === 'token' && this.token !== null) {
+      const token = this.token;
+      return watch(token, () => token.generation === identity.tokenGeneration);
     }
-    return stop;
+    if (identity.via === 'certificate' && this.clientsFile !== null && !this.clients.has(identity.id)) {
+      return watch(this.clientsFile, () => this.listedInClientsFile(identity.id));
+    }
+    return () => undefined;
+  }
+
+  private listedInClientsFile(identity: string): boolean {
+    const state = this.clientsFile?.current();
+    return state !== undefined && 'value' in state && state.value.has(identity);
   }
 
   /** The admin token file's mode when it was read at start, if group or others may read it; null otherwise or without one. */
@@ -164,9 +208,10 @@ export class AdminGate {
     return this.token?.looseModeAtStart ?? null;
   }
 
-  /** Stops looking at the token file. */
+  /** Stops looking at the token and certificates files. */
   close(): void {
     this.token?.close();
+    this.clientsFile?.close();
   }
 
   /**
@@ -181,10 +226,10 @@ export class AdminGate {
       const state = this.token.current();
       // Why the file cannot be used (its path, an errno) is for the server's log, not for whoever presents a token.
       if ('problem' in state) throw new VerdictError('UNAUTHENTICATED', 'admin: no admin token is accepted now: the admin token file cannot be used (the server log says why)');
-      if (timingSafeEqual(sha256(caller.token), state.digest)) return { id: 'admin-token', via: 'token', tokenGeneration: generation };
+      if (timingSafeEqual(sha256(caller.token), state.value)) return { id: 'admin-token', via: 'token', tokenGeneration: generation };
       throw new VerdictError('UNAUTHENTICATED', 'admin: the admin token was not accepted');
     }
-    if (caller.certificate !== null && this.clients.has(caller.certificate)) return { id: caller.certificate, via: 'certificate' };
+    if (caller.certificate !== null && (this.clients.has(caller.certificate) || this.listedInClientsFile(caller.certificate))) return { id: caller.certificate, via: 'certificate' };
     if (this.loopback && isLoopback(caller.address)) {
       // A proxy on this host (NGINX, Envoy) connects from loopback on behalf of anyone.
       if (caller.proxiedBy !== undefined) {
@@ -193,10 +238,10 @@ export class AdminGate {
       return { id: 'loopback', via: 'loopback' };
     }
     if (!this.enabled) {
-      throw new VerdictError('PERMISSION_DENIED', 'admin: administration is not enabled on this server; configure admin.tokenFile or admin.clients (see the README, "Administration")');
+      throw new VerdictError('PERMISSION_DENIED', 'admin: administration is not enabled on this server; configure admin.tokenFile, admin.clients or admin.clientsFile (see the README, "Administration")');
     }
     if (caller.certificate !== null) {
-      throw new VerdictError('PERMISSION_DENIED', `admin: the client certificate ${caller.certificate} may ask for decisions but not administer; list it in admin.clients or present the admin token`);
+      throw new VerdictError('PERMISSION_DENIED', `admin: the client certificate ${caller.certificate} may ask for decisions but not administer; list it in admin.clients or admin.clientsFile, or present the admin token`);
     }
     throw new VerdictError('UNAUTHENTICATED', 'admin: an admin identity is required (the admin token as "authorization: Bearer <token>", or a client certificate listed in admin.clients)');
   }
@@ -211,6 +256,8 @@ export class AdminGate {
     let refusal: VerdictError | null = null;
     // The token as the file holds it now: a rotation counts from the next call, not the next look.
     if (caller.token !== null) await this.token?.check();
+    // Likewise the certificates file: a revocation counts from the next call.
+    else if (caller.certificate !== null && !this.clients.has(caller.certificate)) await this.clientsFile?.check();
     try {
       identity = this.identify(caller);
     } catch (error) {

@@ -112,9 +112,9 @@ export class Admin implements AdminHandlers {
     for (const type of filter.types) {
       if (!(ALERT_TYPES as readonly string[]).includes(type)) throw RequestFieldError.invalid('types', `unknown alert type ${JSON.stringify(type.slice(0, 40))} (expected one of ${ALERT_TYPES.join(', ')})`);
     }
-    // A stream the admin token opened ends when the token is rotated: the client's next call meets the gate again.
+    // A stream ends when what admitted it no longer does (a rotated token, a revoked certificate): the client's next call meets the gate again.
     const unsubscribe = this.alerts.subscribe(filter, subscriber);
-    const stopListening = this.gate.whileTokenHolds(identity, () => {
+    const stopListening = this.gate.whileAdmissionHolds(identity, () => {
       unsubscribe();
       subscriber.revoked();
     });

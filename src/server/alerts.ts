@@ -117,7 +117,7 @@ export interface AlertSubscriber {
 
 /** A WatchAlerts stream: an alert subscriber that can also be told its caller's credential was withdrawn. */
 export interface WatchSubscriber extends AlertSubscriber {
-  /** Ends the stream because the admin token it was opened with was rotated or its file became unusable. */
+  /** Ends the stream because what admitted it no longer does (a rotated admin token, a certificate removed from admin.clientsFile). */
   revoked(): void;
 }
 

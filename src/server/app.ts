@@ -276,6 +276,13 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     if (gate.tokenFileLooseMode !== null) logger.warn({ tokenFile, mode: gate.tokenFileLooseMode }, 'the admin token file is readable by others; chmod 600 it');
     if (!tls) logger.warn({ grpc: config.grpc }, 'the admin token travels in plaintext: serve gRPC with TLS, or keep the gRPC port on loopback');
   }
+  if (config.admin.clientsFile !== undefined) {
+    const clientsFile = config.admin.clientsFile;
+    gate.onClientsChange((change) => {
+      if (change.problem !== null) logger.error({ clientsFile, problem: change.problem }, 'admin certificates file cannot be used: no certificate is admitted through it until it can');
+      else logger.info({ clientsFile, identities: gate.clientsFileSize }, 'admin certificates file changed: only the identities it lists now are admitted through it');
+    });
+  }
   const admin = new Admin(store, log.path, gate, options.onAdminReload, shadowStore, alerts?.hub ?? null, suspensions, { board: loadBoard, status: currentLimitsStatus });
   // The console (/console on the HTTP port): read-only, each of its calls an Admin call; the audit trail verified in a thread of its own.
   // The console reads the alerts the detectors stored, unless the caller hands it a reader of its own.

@@ -142,8 +142,8 @@ export class Console {
         return this.alerts(res, params, now);
       case 'ConsoleTail':
         params.done();
-        // A stream the admin token opened ends when the token is rotated; one on a certificate's connection ends with the connection when it expires (certificate-expiry.ts).
-        return this.tail.open(req, res, (end) => this.deps.gate.whileTokenHolds(identity, end));
+        // A tail ends when what admitted it no longer does (a rotated token, a revoked certificate); one on a certificate's connection ends with the connection when it expires (certificate-expiry.ts).
+        return this.tail.open(req, res, (end) => this.deps.gate.whileAdmissionHolds(identity, end));
     }
   }
 

@@ -1,6 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -331,4 +331,78 @@ describe('the console over mTLS', () => {
       expect(await server.stop()).toBe(0);
     }
   }, 30_000);
+});
+
+describe('admin.clientsFile: revoking an operator certificate on a running server', () => {
+  it('admits the identities the file lists, refuses one removed from the next call, ends the streams it opened, and admits nothing through an unusable file', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-admin-clients-'));
+    const clientsFile = join(dir, 'admin-clients');
+    const OPERATOR = 'uri:spiffe://verdict.test/ns/ops/sa/admin';
+    // Rewritten the way an operator (or a secret mount) does: a new file renamed over the old one.
+    const rewrite = (text: string): void => {
+      writeFileSync(join(dir, 'next'), text);
+      renameSync(join(dir, 'next'), clientsFile);
+    };
+    rewrite(`# operators\n${OPERATOR}\ncn:someone-else\n`);
+    const config = join(dir, 'verdict.yaml');
+    writeFileSync(config, `admin:\n  clientsFile: ${clientsFile}\n`);
+    const db = join(dir, 'decisions.db');
+    const server = await startVerdict({
+      policies: join(ROOT, 'policies'),
+      db,
+      args: ['--config', config, '--tls-cert', pki.server.cert, '--tls-key', pki.server.key, '--tls-client-ca', pki.ca.cert, '--no-watch'],
+    });
+    const channel = new loaded.verdict.v1['Admin']!(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createSsl(readFileSync(pki.ca.cert), readFileSync(pki.adminClient.key), readFileSync(pki.adminClient.cert)), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as Record<string, Unary> & grpc.Client;
+    const status = (): Promise<grpc.ServiceError | null> =>
+      new Promise((resolve) => channel['GetPolicyStatus']!.call(channel, {}, new grpc.Metadata(), { deadline: Date.now() + 5_000 }, (error) => resolve(error)));
+    try {
+      expect(server.logs.find((l) => l.msg === 'verdict serving')?.admin).toEqual({ token: false, clients: [], clientsFile, loopback: false });
+      expect(await status()).toBeNull();
+      const watch = (channel as unknown as { WatchAlerts(request: unknown, metadata: grpc.Metadata): grpc.ClientReadableStream<unknown> }).WatchAlerts({ types: [] }, new grpc.Metadata());
+      const watchEnded = new Promise<grpc.ServiceError>((resolve) => watch.on('error', (error: grpc.ServiceError) => resolve(error)));
+      watch.on('data', () => undefined);
+      // A change that keeps the operator leaves its stream open.
+      rewrite(`${OPERATOR}\n`);
+      expect(await status()).toBeNull();
+      // Revoked: the very next call is refused, without waiting for the file to be looked at again.
+      rewrite('cn:someone-else\n');
+      expect(await status()).toMatchObject({ code: grpc.status.PERMISSION_DENIED, details: expect.stringContaining('list it in admin.clients or admin.clientsFile') as string });
+      const ended = await Promise.race([watchEnded, new Promise<never>((_, reject) => setTimeout(() => reject(new Error('WatchAlerts did not end within 5 s of the revocation')), 5_000))]);
+      expect(ended).toMatchObject({ code: grpc.status.UNAUTHENTICATED, details: expect.stringContaining('removed from admin.clientsFile') as string });
+      // Listed again, then the file broken: a line that is not an identity admits nobody through the file.
+      rewrite(`${OPERATOR}\n`);
+      expect(await status()).toBeNull();
+      rewrite(`${OPERATOR}\nspiffe://verdict.test/ns/ops/sa/forgot-the-prefix\n`);
+      expect(await status()).toMatchObject({ code: grpc.status.PERMISSION_DENIED });
+      await server.waitForLog((l) => l.msg.startsWith('admin certificates file cannot be used') && String(l.problem).includes(`${clientsFile}:2: "spiffe://verdict.test/ns/ops/sa/forgot-the-prefix" is not a certificate identity`));
+      // Every call, admitted or refused, is in the log.
+      expect(adminRows(db).map((row) => [row.action, row.effect])).toEqual([
+        ['GetPolicyStatus', 'ALLOW'],
+        ['WatchAlerts', 'ALLOW'],
+        ['GetPolicyStatus', 'ALLOW'],
+        ['GetPolicyStatus', 'DENY'],
+        ['GetPolicyStatus', 'ALLOW'],
+        ['GetPolicyStatus', 'DENY'],
+      ]);
+    } finally {
+      channel.close();
+      expect(await server.stop()).toBe(0);
+    }
+  }, 30_000);
+
+  it('refuses to start with a clients file that is missing or lists something else than identities, naming the file and line', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-admin-clients-'));
+    const bad = join(dir, 'bad');
+    writeFileSync(bad, 'uri:spiffe://ok\n\n  ops-admin\n');
+    for (const [file, expected] of [
+      [bad, `admin.clientsFile: ${bad}:3: "ops-admin" is not a certificate identity; write one as verdict records callers: uri:…, dns:…, cn:…`],
+      [join(dir, 'nope'), `admin.clientsFile: cannot read ${join(dir, 'nope')}: ENOENT`],
+    ]) {
+      const config = join(dir, 'verdict.yaml');
+      writeFileSync(config, `admin:\n  clientsFile: ${file}\n`);
+      const result = spawnSync(process.execPath, [BIN, 'serve', '--policies', join(ROOT, 'policies'), '--db', join(dir, 'd.db'), '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', '--log-level', 'silent', '--config', config], { encoding: 'utf8', timeout: 30_000 });
+      expect(result.status).toBe(2);
+      expect(result.stderr).toContain(expected);
+    }
+  });
 });

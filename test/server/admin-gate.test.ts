@@ -77,10 +77,10 @@ describe('the admin gate', () => {
       const identity = await admitting;
       await expect(later).rejects.toMatchObject({ code: 'UNAUTHENTICATED' });
       let ended = 0;
-      slow.whileTokenHolds(identity, () => ended++);
+      slow.whileAdmissionHolds(identity, () => ended++);
       expect(ended).toBe(1);
       // A caller admitted by loopback holds no token: nothing to end.
-      slow.whileTokenHolds({ id: 'loopback', via: 'loopback' }, () => ended++);
+      slow.whileAdmissionHolds({ id: 'loopback', via: 'loopback' }, () => ended++);
       expect(ended).toBe(1);
     } finally {
       slow.close();

@@ -94,7 +94,7 @@ export function adminService(handlers: AdminHandlers, options: CallOptions): Unt
           },
           drop: () => finish(new StatusError(status.RESOURCE_EXHAUSTED, `more than ${WATCH_BUFFER} alerts were waiting to be sent; reconnect, and read what was missed with verdict alerts --since`)),
           end: () => finish(new StatusError(status.UNAVAILABLE, 'verdict is shutting down')),
-          revoked: () => finish(new StatusError(status.UNAUTHENTICATED, 'admin: the admin token this stream was opened with is no longer accepted (rotated, or its file cannot be used); call again with the token the file holds now')),
+          revoked: () => finish(new StatusError(status.UNAUTHENTICATED, 'admin: the credential this stream was opened with is no longer accepted (the admin token was rotated or its file cannot be used, or the client certificate was removed from admin.clientsFile); call again with one that is accepted now')),
         })
         .then(
           (unsubscribe) => {
