@@ -8,9 +8,13 @@
 /** Below this depth members are not compared: the attribute checks refuse anything that deep anyway. */
 const MAX_COMPARED_DEPTH = 64;
 
-/** The key of an object member as a path segment: `.name`, or `["odd key"]`. */
+/** The longest part of a member's name a path names: a path is for an error message, and a name can be a megabyte. */
+const MAX_NAMED_KEY = 40;
+
+/** The key of an object member as a path segment: `.name`, or `["odd key"]`; a long name is cut (`.aaaa…`). */
 export function memberSegment(key: string): string {
-  return /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `.${key}` : `[${JSON.stringify(key)}]`;
+  const named = key.length > MAX_NAMED_KEY ? `${key.slice(0, MAX_NAMED_KEY)}…` : key;
+  return /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `.${named}` : `[${JSON.stringify(named)}]`;
 }
 
 interface Container {

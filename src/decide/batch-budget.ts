@@ -1,4 +1,5 @@
 import type { DecisionRequest } from '../types.js';
+import { MAX_REFUSAL_MESSAGE } from './refusals.js';
 import { RefusedRequest, RequestFieldError, type CheckInput, type CheckResult } from './request.js';
 
 /**
@@ -30,8 +31,8 @@ export class BatchRefused extends RequestFieldError {
 }
 
 /**
- * The error refusing a batch whose principals and contexts, recorded once per item,
- * would exceed `budgetBytes`; null when they fit. `perItemBytes` is what the call
+ * The error refusing a batch whose principals and contexts (and a refused item's
+ * message), recorded once per item, would exceed `budgetBytes`; null when they fit. `perItemBytes` is what the call
  * itself adds to every row (its caller and request id). Sizes are measured as the log's
  * JSON spells them, once per distinct object (items sharing a principal share its
  * measure), and the measuring stops as soon as the budget is passed, so the work
@@ -60,6 +61,8 @@ export function measureBatchRecord(inputs: readonly CheckInput[], budgetBytes: n
     const principal = request.principal;
     recorded += sizeOf(principal, () => jsonBytes(principal.roles) + jsonBytes(principal.attributes));
     recorded += sizeOf(request.context, () => jsonBytes(request.context.attributes)) + perItemBytes;
+    // A refused item records its refusal's message, which may quote what was sent.
+    if (input instanceof RefusedRequest) recorded += Buffer.byteLength(input.refusal.message.slice(0, MAX_REFUSAL_MESSAGE));
     if (recorded > budget) {
       return new RequestFieldError(
         field,

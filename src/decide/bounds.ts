@@ -1,3 +1,4 @@
+import { memberSegment } from '../json-members.js';
 import type { AttributeValue, Attributes, DecisionRequest, Principal, RequestContext } from '../types.js';
 
 /**
@@ -134,7 +135,7 @@ class Walk {
   private field(root: string, last?: string | number): string {
     const segments = last === undefined ? this.path : [...this.path, last];
     let out = root;
-    for (const s of segments) out += typeof s === 'number' ? `[${s}]` : /^[A-Za-z_][A-Za-z0-9_]*$/.test(s) ? `.${s}` : `[${JSON.stringify(s.length > 40 ? `${s.slice(0, 40)}…` : s)}]`;
+    for (const s of segments) out += typeof s === 'number' ? `[${s}]` : memberSegment(s);
     return out;
   }
 

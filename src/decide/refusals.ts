@@ -129,5 +129,23 @@ const NO_RULES: readonly string[] = Object.freeze([]);
  * // { effect: 'DENY', reason: 'DENIED_BY_DEFAULT', ruleIds: [], errors: [{ ruleId: 'route', message: 'no route matches GET /x' }], policyVersion }
  */
 export function refusalDecision(refusal: Refusal, policyVersion: string): Decision {
-  return { effect: 'DENY', reason: refusal.reason, ruleIds: NO_RULES, errors: [{ ruleId: refusal.ruleId, message: refusal.message }], policyVersion };
+  return { effect: 'DENY', reason: refusal.reason, ruleIds: NO_RULES, errors: [{ ruleId: refusal.ruleId, message: recordedMessage(refusal.message) }], policyVersion };
+}
+
+/**
+ * The longest refusal message recorded and answered. A message can quote what the
+ * caller sent (a field's path, a name); cut here, a refused request cannot make its
+ * row, or a batch's thousand rows, as large as itself.
+ */
+export const MAX_REFUSAL_MESSAGE = 1024;
+
+function recordedMessage(message: string): string {
+  if (message.length <= MAX_REFUSAL_MESSAGE) return message;
+  // Never half a surrogate pair: the row must stay well-formed text.
+  const end = isHighSurrogate(message.charCodeAt(MAX_REFUSAL_MESSAGE - 1)) ? MAX_REFUSAL_MESSAGE - 1 : MAX_REFUSAL_MESSAGE;
+  return `${message.slice(0, end)}…`;
+}
+
+function isHighSurrogate(code: number): boolean {
+  return code >= 0xd800 && code <= 0xdbff;
 }

@@ -122,8 +122,11 @@ export class AuthZenEndpoint {
     const path = (req.url ?? '/').split('?')[0]!;
     const requestId = requestIdOf(req);
     let answer: Answer;
+    let body: string;
     try {
       answer = path === AUTHZEN_METADATA_PATH ? this.metadata(req) : await this.evaluate(req, path, requestId);
+      // Inside the try: an answer too large to write is a failure like any other, logged and answered 500.
+      body = JSON.stringify(answer.body);
     } catch (error) {
       const code = error instanceof VerdictError ? error.code : null;
       // A caller that went away while its evaluations waited is no server fault: nobody reads this answer.
@@ -134,8 +137,8 @@ export class AuthZenEndpoint {
           : code === 'CANCELLED'
             ? { status: 499, body: { error: 'the request was cancelled (the connection closed) before it was decided; no decision is given' } }
             : { status: 500, body: { error: 'internal error; no decision is given' } };
+      body = JSON.stringify(answer.body);
     }
-    const body = JSON.stringify(answer.body);
     const headers: Record<string, string | number> = {
       'content-type': 'application/json',
       'content-length': Buffer.byteLength(body),

@@ -57,25 +57,36 @@ function isObject(value: unknown): value is Json {
 function attributesOf(value: unknown, field: string): Attributes {
   if (value === undefined) return EMPTY;
   if (!isObject(value)) throw RequestFieldError.invalid(field, 'must be a JSON object');
-  checkDepth(value, field, 0);
+  const unfit = unfitValue(value, 0);
+  if (unfit !== null) throw RequestFieldError.invalid(field + unfit.at, unfit.problem);
   return value as Attributes;
 }
 
-function checkDepth(value: unknown, field: string, depth: number): void {
+/**
+ * The first value inside `value` that attributes may not hold, with its path below
+ * `value` (`.a[2]`); null when there is none. The path is built only for the value
+ * found, so a list of half a million numbers costs no string per element.
+ */
+function unfitValue(value: unknown, depth: number): { readonly at: string; readonly problem: string } | null {
   // JSON.parse reads 1e999 as Infinity, which the decision log would record as null: refused, as gRPC refuses it.
-  if (typeof value === 'number' && !Number.isFinite(value)) throw RequestFieldError.invalid(field, 'number must be finite (1e999 and the like overflow a double)');
-  if (typeof value !== 'object' || value === null) return;
-  if (depth >= MAX_PROPERTY_DEPTH) throw RequestFieldError.invalid(field, `nested deeper than ${MAX_PROPERTY_DEPTH} levels`);
+  if (typeof value === 'number') return Number.isFinite(value) ? null : { at: '', problem: 'number must be finite (1e999 and the like overflow a double)' };
+  if (typeof value !== 'object' || value === null) return null;
+  if (depth >= MAX_PROPERTY_DEPTH) return { at: '', problem: `nested deeper than ${MAX_PROPERTY_DEPTH} levels` };
   if (Array.isArray(value)) {
-    for (let i = 0; i < value.length; i++) checkDepth(value[i], `${field}[${i}]`, depth + 1);
-  } else {
-    for (const key of Object.keys(value)) {
-      // JSON.parse keeps it as data, but the first copy made by assignment would turn it into a prototype: refused, as gRPC refuses it.
-      if (key === '__proto__') throw RequestFieldError.invalid(field + memberSegment(key), PROTO_KEY_PROBLEM);
-      if (key === 'constructor') throw RequestFieldError.invalid(field + memberSegment(key), CONSTRUCTOR_KEY_PROBLEM);
-      checkDepth((value as Json)[key], field + memberSegment(key), depth + 1);
+    for (let i = 0; i < value.length; i++) {
+      const unfit = unfitValue(value[i], depth + 1);
+      if (unfit !== null) return { at: `[${i}]${unfit.at}`, problem: unfit.problem };
     }
+    return null;
   }
+  for (const key of Object.keys(value)) {
+    // JSON.parse keeps it as data, but the first copy made by assignment would turn it into a prototype: refused, as gRPC refuses it.
+    if (key === '__proto__') return { at: memberSegment(key), problem: PROTO_KEY_PROBLEM };
+    if (key === 'constructor') return { at: memberSegment(key), problem: CONSTRUCTOR_KEY_PROBLEM };
+    const unfit = unfitValue((value as Json)[key], depth + 1);
+    if (unfit !== null) return { at: memberSegment(key) + unfit.at, problem: unfit.problem };
+  }
+  return null;
 }
 
 function requiredString(entity: Json, key: string, field: string, allowEmpty = false): string {
@@ -100,9 +111,8 @@ interface ReadSoFar {
   resourceId: string;
 }
 
-function readSubject(value: unknown, field: string, partial: ReadSoFar): DecisionRequest['principal'] {
+function readSubject(value: unknown, field: string): DecisionRequest['principal'] {
   const subject = requiredObject(value, field);
-  if (typeof subject.id === 'string') partial.principalId = subject.id;
   const type = requiredString(subject, 'type', field);
   const id = requiredString(subject, 'id', field);
   const properties = attributesOf(subject.properties, `${field}.properties`);
@@ -123,38 +133,79 @@ function readSubject(value: unknown, field: string, partial: ReadSoFar): Decisio
   return { id, roles, attributes: { ...attributes, type } };
 }
 
-function readAction(value: unknown, field: string, partial: ReadSoFar): string {
+function readAction(value: unknown, field: string): string {
   const action = requiredObject(value, field);
-  if (typeof action.name === 'string') partial.action = action.name;
   const name = requiredString(action, 'name', field);
   if (action.properties !== undefined && !isObject(action.properties)) throw RequestFieldError.invalid(`${field}.properties`, 'must be a JSON object');
   return name;
 }
 
-function readResource(value: unknown, field: string, partial: ReadSoFar): DecisionRequest['resource'] {
+function readResource(value: unknown, field: string): DecisionRequest['resource'] {
   const resource = requiredObject(value, field);
-  if (typeof resource.type === 'string') partial.resourceType = resource.type;
-  if (typeof resource.id === 'string') partial.resourceId = resource.id;
   const type = requiredString(resource, 'type', field);
   const id = requiredString(resource, 'id', field, true);
   return { type, id, attributes: attributesOf(resource.properties, `${field}.properties`) };
 }
 
+/** A member read once: its value, or why it cannot be read. */
+type MemberRead = { readonly value: unknown } | { readonly error: RequestFieldError };
+
+/**
+ * Reads the members of an evaluations request's items. An item takes the top-level
+ * subject, action, resource and context it does not give itself, so a thousand items
+ * share them: each object is read and checked once, however many items it stands in.
+ * Without this, one megabyte of top-level context was walked a thousand times.
+ */
+class MemberReads {
+  private readonly reads = new Map<object, MemberRead>();
+
+  read<T>(value: unknown, reader: () => T): T {
+    if (typeof value !== 'object' || value === null) return reader();
+    let read = this.reads.get(value);
+    if (read === undefined) {
+      try {
+        read = { value: reader() };
+      } catch (error) {
+        if (!(error instanceof RequestFieldError)) throw error;
+        read = { error };
+      }
+      this.reads.set(value, read);
+    }
+    if ('error' in read) throw read.error;
+    return read.value as T;
+  }
+}
+
+/** A string member of a member that may not be an object, for what is recorded of an invalid request. */
+function stringMember(value: unknown, key: string): string | null {
+  if (!isObject(value)) return null;
+  const member = value[key];
+  return typeof member === 'string' ? member : null;
+}
+
 /**
  * One evaluation's 4-tuple as a question. `fields` names where each member came
- * from (`subject` or `evaluations[2].subject`), so a bad field is named as sent.
+ * from (`subject` or `evaluations[2].subject`), so a bad field is named as sent;
+ * `reads` shares the reading of members several items take from the top level.
  */
 function readTuple(
   tuple: { subject: unknown; action: unknown; resource: unknown; context: unknown },
   fields: { subject: string; action: string; resource: string; context: string },
+  reads: MemberReads = new MemberReads(),
 ): AuthZenQuestion {
   const partial: ReadSoFar = { principalId: '', action: '', resourceType: '', resourceId: '' };
   try {
-    // Read in the order the specification lists them, so the first missing one is named.
-    const principal = readSubject(tuple.subject, fields.subject, partial);
-    const action = readAction(tuple.action, fields.action, partial);
-    const resource = readResource(tuple.resource, fields.resource, partial);
-    const context = { attributes: attributesOf(tuple.context === null ? undefined : tuple.context, fields.context) };
+    // Read in the order the specification lists them, so the first missing one is named; what
+    // is recorded of an invalid request is what was reached before it.
+    partial.principalId = stringMember(tuple.subject, 'id') ?? '';
+    const principal = reads.read(tuple.subject, () => readSubject(tuple.subject, fields.subject));
+    partial.action = stringMember(tuple.action, 'name') ?? '';
+    const action = reads.read(tuple.action, () => readAction(tuple.action, fields.action));
+    partial.resourceType = stringMember(tuple.resource, 'type') ?? '';
+    partial.resourceId = stringMember(tuple.resource, 'id') ?? '';
+    const resource = reads.read(tuple.resource, () => readResource(tuple.resource, fields.resource));
+    const contextValue = tuple.context === null ? undefined : tuple.context;
+    const context = { attributes: reads.read(contextValue, () => attributesOf(contextValue, fields.context)) };
     return { principal, action, resource, context };
   } catch (error) {
     if (!(error instanceof RequestFieldError)) throw error;
@@ -224,6 +275,7 @@ export function readEvaluations(body: unknown): EvaluationsRequest | { readonly 
     return { kind: 'invalid', question: refused(RequestFieldError.invalid('evaluations', `${evaluations.length} evaluations exceed the limit of ${MAX_EVALUATIONS} per call`)) };
   }
   const questions = new Array<AuthZenQuestion>(evaluations.length);
+  const reads = new MemberReads();
   for (let i = 0; i < evaluations.length; i++) {
     const item: unknown = evaluations[i];
     const at = `evaluations[${i}]`;
@@ -245,6 +297,7 @@ export function readEvaluations(body: unknown): EvaluationsRequest | { readonly 
     questions[i] = readTuple(
       { subject: subject.value, action: action.value, resource: resource.value, context: context.value },
       { subject: subject.field, action: action.field, resource: resource.field, context: context.field },
+      reads,
     );
   }
   return { kind: 'many', questions, semantic };
