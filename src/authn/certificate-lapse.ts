@@ -1,55 +1,65 @@
 // Whether the client certificate a connection was opened with is still in force.
-// TLS looks at a certificate's dates once, at the handshake; a connection can live
-// for weeks, and a resumed TLS session checks no certificate at all. The connections
-// are cut at the expiry (server/certificate-expiry.ts); what a request asks here
-// covers a timer that fires late and a resumed session.
+// TLS looks at a certificate's dates once, at the handshake, and a connection can
+// live for weeks. The connections are cut at the expiry (server/certificate-expiry.ts);
+// what a request asks here covers a timer that fires late. Ports that require client
+// certificates resume no TLS sessions (mtls.ts), since a resumed session shows no
+// certificate chain to look at.
 
-import type { DetailedPeerCertificate, PeerCertificate, TLSSocket } from 'node:tls';
+import { X509Certificate } from 'node:crypto';
+import type { DetailedPeerCertificate } from 'node:tls';
 import { verifiedPeerCertificate } from './mtls.js';
 
-/** How many client certificates' chains are remembered for resumed TLS sessions (the oldest go first). */
-const REMEMBERED_CHAINS = 10_000;
+/** The certificates of `tls.clientCa`, which end every chain a client certificate is verified with. */
+export class TrustAnchors {
+  private constructor(private readonly fingerprints: ReadonlySet<string>) {}
 
-/**
- * For each client certificate (by fingerprint) that completed a full handshake, when
- * the earliest certificate of a chain it was verified with expires. A resumed TLS
- * session carries the client's own certificate only, not the intermediates that
- * vouched for it, so its chain is looked up here.
- */
-const chainExpiryByCertificate = new Map<string, number>();
+  /** The certificates of a PEM bundle (none for null). */
+  static fromPem(bundle: Buffer | null): TrustAnchors {
+    const blocks = bundle === null ? [] : (bundle.toString('latin1').match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g) ?? []);
+    return new TrustAnchors(new Set(blocks.map((block) => new X509Certificate(block).fingerprint256)));
+  }
 
-function rememberChainExpiry(fingerprint: string, expiresAt: number): void {
-  const known = chainExpiryByCertificate.get(fingerprint);
-  chainExpiryByCertificate.delete(fingerprint);
-  // A certificate seen with two chains keeps the earlier expiry: a resumed session may come from either.
-  chainExpiryByCertificate.set(fingerprint, known === undefined ? expiresAt : Math.min(known, expiresAt));
-  if (chainExpiryByCertificate.size > REMEMBERED_CHAINS) {
-    const oldest = chainExpiryByCertificate.keys().next().value;
-    if (oldest !== undefined) chainExpiryByCertificate.delete(oldest);
+  has(fingerprint256: string): boolean {
+    return this.fingerprints.has(fingerprint256);
   }
 }
 
+/** The longest chain followed; a longer one is not a chain any CA issues. */
+const MAX_CHAIN = 16;
+
 /**
  * When the verified client certificate on a TLS socket stops being usable (ms), or null
- * (no such certificate): the earliest expiry along its chain (the certificate, the
- * intermediates it came with, the CA it was verified against), since a new handshake
- * fails once any of them has expired. Unparsable dates count as expired.
+ * (no such certificate): the earliest expiry along its chain up to a certificate of
+ * `anchors` (the client certificate, its intermediates, the CA), since a new handshake
+ * fails once any of them has expired. Node lists the chain by matching names, without
+ * looking at signatures, so a client could slip a look-alike intermediate with
+ * distant dates before the real one: each link is checked here to be signed by the
+ * next. A chain that cannot be followed that way to an anchor counts as expired (0):
+ * no honest client sends one, and its real expiry is unknown. Unparsable dates count
+ * as expired too.
  */
-export function tlsSocketCertificateExpiry(socket: object): number | null {
+export function tlsSocketCertificateExpiry(socket: object, anchors: TrustAnchors): number | null {
   const leaf = verifiedPeerCertificate(socket, true) as DetailedPeerCertificate | null;
   if (leaf === null) return null;
   let expiresAt = Number.POSITIVE_INFINITY;
-  const seen = new Set<PeerCertificate>();
-  // A self-signed certificate is its own issuer; the bound keeps a malformed chain finite.
-  for (let cert: DetailedPeerCertificate | undefined = leaf; cert !== undefined && !seen.has(cert) && seen.size < 32; cert = cert.issuerCertificate) {
-    seen.add(cert);
+  let cert: DetailedPeerCertificate = leaf;
+  for (let links = 0; links < MAX_CHAIN; links++) {
     const to = Date.parse(cert.valid_to ?? '');
     expiresAt = Math.min(expiresAt, Number.isFinite(to) ? to : 0);
+    if (anchors.has(cert.fingerprint256)) return expiresAt;
+    const issuer = cert.issuerCertificate;
+    if (issuer === undefined || issuer === cert || !signedBy(cert, issuer)) return 0;
+    cert = issuer;
   }
-  const resumed = (socket as Partial<TLSSocket>).isSessionReused?.() === true;
-  if (!resumed) rememberChainExpiry(leaf.fingerprint256, expiresAt);
-  else expiresAt = Math.min(expiresAt, chainExpiryByCertificate.get(leaf.fingerprint256) ?? expiresAt);
-  return expiresAt;
+  return 0;
+}
+
+function signedBy(cert: DetailedPeerCertificate, issuer: DetailedPeerCertificate): boolean {
+  try {
+    return new X509Certificate(cert.raw).verify(new X509Certificate(issuer.raw).publicKey);
+  } catch {
+    return false;
+  }
 }
 
 /** What a lapsed connection's log line names. */
@@ -82,9 +92,8 @@ export function noteCertificateExpiry(connection: object, expiresAt: number): vo
 /**
  * When the client certificate a connection (an HTTP/2 session, a TLS socket) was
  * opened with expired, if it has; else null (in force, or no certificate). Asked for
- * each call: a resumed TLS session carries the certificate it began with, and a
- * timer fires late after the machine was paused. A map lookup, and the clock only
- * for connections with a certificate.
+ * each call: a timer fires late after the machine was paused or while the thread was
+ * busy. A map lookup, and the clock only for connections with a certificate.
  */
 export function certificateLapsed(connection: object | undefined): number | null {
   if (connection === undefined) return null;

@@ -1,6 +1,6 @@
 // TLS for verdict's own ports, and the caller identity a client certificate gives.
 
-import { X509Certificate, createPrivateKey, type KeyObject } from 'node:crypto';
+import { X509Certificate, constants as cryptoConstants, createPrivateKey, type KeyObject } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import type { PeerCertificate, TLSSocket } from 'node:tls';
 import { ServerCredentials, type ServerUnaryCall } from '@grpc/grpc-js';
@@ -73,19 +73,40 @@ export function loadTlsMaterial(config: TlsConfig): TlsMaterial {
   };
 }
 
+/**
+ * With client certificates required, no TLS session is resumed: a resumed session shows
+ * the client's certificate without the chain it was verified with, so the chain's
+ * expiry could not be followed (certificate-lapse.ts), and session tickets are valid
+ * in every `--workers` worker. A client that reconnects makes a full handshake.
+ */
+function sessionOptions(material: TlsMaterial): { secureOptions?: number } {
+  return material.requireClientCert ? { secureOptions: cryptoConstants.SSL_OP_NO_TICKET } : {};
+}
+
+/** grpc-js server credentials built from options, so that they can carry sessionOptions. */
+class GrpcServerTls extends ServerCredentials {
+  _equals(other: ServerCredentials): boolean {
+    return other === this;
+  }
+}
+
 /** gRPC server credentials: TLS, and with a client CA, client certificates required and verified against it. */
 export function grpcServerCredentials(material: TlsMaterial): ServerCredentials {
-  return ServerCredentials.createSsl(material.clientCa, [{ cert_chain: material.cert, private_key: material.key }], material.requireClientCert);
+  return new GrpcServerTls(
+    { requestCert: material.requireClientCert, rejectUnauthorized: material.requireClientCert },
+    { ...(material.clientCa ? { ca: material.clientCa } : {}), cert: material.cert, key: material.key, ...sessionOptions(material) },
+  );
 }
 
 /** node:https server options with the same checks as the gRPC port. */
-export function httpsServerOptions(material: TlsMaterial): { cert: Buffer; key: Buffer; ca?: Buffer; requestCert: boolean; rejectUnauthorized: boolean } {
+export function httpsServerOptions(material: TlsMaterial): { cert: Buffer; key: Buffer; ca?: Buffer; requestCert: boolean; rejectUnauthorized: boolean; secureOptions?: number } {
   return {
     cert: material.cert,
     key: material.key,
     ...(material.clientCa ? { ca: material.clientCa } : {}),
     requestCert: material.requireClientCert,
     rejectUnauthorized: material.requireClientCert,
+    ...sessionOptions(material),
   };
 }
 

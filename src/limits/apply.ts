@@ -85,7 +85,7 @@ export function rateFor(limit: CompiledLimit, request: DecisionRequest): LimitRa
 }
 
 /** The units a call takes: 1, or the limit's cost expression (a finite number ≥ 0). */
-function costOf(limit: CompiledLimit, request: DecisionRequest): number | string {
+function costOf(limit: CompiledLimit, request: DecisionRequest, burst: number): number | string {
   if (limit.cost === null) return 1;
   let value: unknown;
   try {
@@ -95,6 +95,8 @@ function costOf(limit: CompiledLimit, request: DecisionRequest): number | string
   }
   const cost = typeof value === 'bigint' ? Number(value) : value;
   if (typeof cost !== 'number' || !Number.isFinite(cost) || cost < 0) return `cost must be a finite number of at least 0, got ${typeof value === 'number' ? String(value) : typeof value}`;
+  // Refused as a limit would refuse it, it would be told to retry after a wait that never makes room.
+  if (cost > burst) return `cost ${cost} is more than the ${burst} units a key may take at once (the limit's burst), so this call can never be allowed; ask for at most ${burst} at a time`;
   return cost;
 }
 
@@ -210,9 +212,10 @@ export async function applyShared(limits: readonly CompiledLimit[], request: Dec
     } catch (error) {
       return { kind: 'error', limit, message: `limit ${limit.id}: its key could not be made: ${conditionErrorMessage(error)}` };
     }
-    const cost = costOf(limit, request);
+    const configured = rateFor(limit, request);
+    const cost = costOf(limit, request, configured.burst);
     if (typeof cost === 'string') return { kind: 'error', limit, message: `limit ${limit.id}: ${cost}` };
-    const rate = limit.loadAware === null || load === null ? rateFor(limit, request) : scaledRate(rateFor(limit, request), load.factor(limit.loadAware));
+    const rate = limit.loadAware === null || load === null ? configured : scaledRate(configured, load.factor(limit.loadAware));
     const offence = limit.backoff === null ? undefined : store.getOffence(key, now);
     if (offence !== undefined && offence.blockedUntil > now) {
       const wait = offence.blockedUntil - now;
@@ -304,9 +307,10 @@ export function applyLimits(limits: readonly CompiledLimit[], request: DecisionR
     } catch (error) {
       return { kind: 'error', limit, message: `limit ${limit.id}: its key could not be made: ${conditionErrorMessage(error)}` };
     }
-    const cost = costOf(limit, request);
+    const configured = rateFor(limit, request);
+    const cost = costOf(limit, request, configured.burst);
     if (typeof cost === 'string') return { kind: 'error', limit, message: `limit ${limit.id}: ${cost}` };
-    const rate = limit.loadAware === null || load === null ? rateFor(limit, request) : scaledRate(rateFor(limit, request), load.factor(limit.loadAware));
+    const rate = limit.loadAware === null || load === null ? configured : scaledRate(configured, load.factor(limit.loadAware));
     const offence = limit.backoff === null ? undefined : store.getOffence(key, now);
     if (offence !== undefined && offence.blockedUntil > now) {
       // Blocked: refused without looking at the budget, and without a further strike.

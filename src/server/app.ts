@@ -344,6 +344,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
         ),
       maxConnections: fitted.caps.grpcMaxConnections,
       onCertificateLapsed: lapsedCertificateLog(logger, 'closed a gRPC connection: the client certificate it was opened with, or one in its chain, has expired (the client reconnects with a valid one)'),
+      clientCa: tls?.clientCa ?? null,
       onInternalError: (error, method) => logger.error({ method, error: messageOf(error) }, 'internal error answering a call'),
       // The verified client certificate's identity when there is one, else the peer address.
       callerOf: grpcCallerOf,

@@ -8,7 +8,7 @@
 
 import type { Http2Session } from 'node:http2';
 import type { TLSSocket } from 'node:tls';
-import { certificateLapsed, connectionPeer, noteCertificateExpiry, tlsSocketCertificateExpiry, type LapsedConnection } from '../authn/certificate-lapse.js';
+import { certificateLapsed, connectionPeer, noteCertificateExpiry, tlsSocketCertificateExpiry, type LapsedConnection, type TrustAnchors } from '../authn/certificate-lapse.js';
 
 /** The longest delay a timer takes (about 24.8 days); a later expiry is reached in steps. */
 const LONGEST_TIMER_MS = 2 ** 31 - 1;
@@ -57,21 +57,22 @@ export function cutSessionIfLapsed(session: Http2Session | undefined): boolean {
  * the certificate expires. It is destroyed, not closed gracefully: a graceful close
  * would still answer the streams already open, and a stream whose headers came
  * before the expiry and whose body came after would be decided after it. The
- * client's next call opens a new connection, whose handshake refuses the certificate;
- * a client that resumes its TLS session instead has every call refused
- * (certificateLapsed) where `callsChecked`, else its session ended at once.
- * `servers` are the port's HTTP/2 servers (grpc-js's, found by the caller).
+ * client's next call opens a new connection, whose handshake refuses the certificate.
+ * A connection already past it when it opens (a chain that cannot be verified, see
+ * tlsSocketCertificateExpiry) has every call refused, saying why (certificateLapsed),
+ * where `callsChecked`; elsewhere its session ends at once. `servers` are the port's
+ * HTTP/2 servers (grpc-js's, found by the caller); `anchors` the certificates of `tls.clientCa`.
  */
-export function closeSessionsAtCertificateExpiry(servers: Iterable<unknown>, onLapsed: (connection: LapsedConnection) => void, options: { readonly callsChecked: boolean }): void {
+export function closeSessionsAtCertificateExpiry(servers: Iterable<unknown>, onLapsed: (connection: LapsedConnection) => void, options: { readonly callsChecked: boolean; readonly anchors: TrustAnchors }): void {
   for (const server of servers) {
     if (typeof (server as { on?: unknown }).on !== 'function') continue;
     (server as { on(event: 'session', listener: (session: Http2Session) => void): void }).on('session', (session) => {
       const socket = session.socket;
-      const expiresAt = socket === undefined ? null : tlsSocketCertificateExpiry(socket);
+      const expiresAt = socket === undefined ? null : tlsSocketCertificateExpiry(socket, options.anchors);
       if (expiresAt === null) return;
       noteCertificateExpiry(session, expiresAt);
-      // Already past (a resumed TLS session): where each call is checked (the direct lane's stream
-      // listener), it is refused saying why; elsewhere the session ends now.
+      // Already past: where each call is checked (the direct lane's stream listener), it is refused
+      // saying why; elsewhere the session ends now.
       if (Date.now() > expiresAt && options.callsChecked) return;
       const cut = (): void => {
         if (session.destroyed) return;
@@ -88,12 +89,12 @@ export function closeSessionsAtCertificateExpiry(servers: Iterable<unknown>, onL
 /**
  * For the HTTPS port: each TLS connection with a client certificate is destroyed when
  * the certificate expires, a request still arriving on it (headers sent before the
- * expiry, body after) included. One already past (a resumed TLS session) is left for
- * its requests to be refused, saying why (certificateLapsed).
+ * expiry, body after) included. One already past when it opens is left for its
+ * requests to be refused, saying why (certificateLapsed). `anchors`: the certificates of `tls.clientCa`.
  */
-export function endConnectionsAtCertificateExpiry(server: { on(event: 'secureConnection', listener: (socket: TLSSocket) => void): unknown }, onLapsed: (connection: LapsedConnection) => void): void {
+export function endConnectionsAtCertificateExpiry(server: { on(event: 'secureConnection', listener: (socket: TLSSocket) => void): unknown }, onLapsed: (connection: LapsedConnection) => void, anchors: TrustAnchors): void {
   server.on('secureConnection', (socket) => {
-    const expiresAt = tlsSocketCertificateExpiry(socket);
+    const expiresAt = tlsSocketCertificateExpiry(socket, anchors);
     if (expiresAt === null) return;
     noteCertificateExpiry(socket, expiresAt);
     if (Date.now() > expiresAt) return;

@@ -6,7 +6,7 @@ import { createServer as createHttpsServer, type Server as HttpsServer, type Ser
 import type { AddressInfo } from 'node:net';
 import { AUTHZEN_PATHS } from '../gateway/authzen-http.js';
 import { FORWARD_AUTH_PATH } from '../gateway/forward-auth.js';
-import { LAPSED_CERTIFICATE_MESSAGE, certificateLapsed, connectionPeer, type LapsedConnection } from '../authn/certificate-lapse.js';
+import { LAPSED_CERTIFICATE_MESSAGE, TrustAnchors, certificateLapsed, connectionPeer, type LapsedConnection } from '../authn/certificate-lapse.js';
 import { endConnectionsAtCertificateExpiry } from './certificate-expiry.js';
 import { CONSOLE_PATH } from './console.js';
 import { InFlight } from './in-flight.js';
@@ -108,7 +108,8 @@ export class OperatorHttpServer {
     const timing = { requestTimeout, headersTimeout: requestTimeout, connectionsCheckingInterval: Math.min(1_000, requestTimeout) };
     if (options.tls) {
       const https = createHttpsServer({ ...options.tls, ...timing }, handle);
-      endConnectionsAtCertificateExpiry(https, options.onCertificateLapsed ?? (() => undefined));
+      const clientCa = options.tls.ca;
+      endConnectionsAtCertificateExpiry(https, options.onCertificateLapsed ?? (() => undefined), TrustAnchors.fromPem(Buffer.isBuffer(clientCa) ? clientCa : null));
       this.server = https;
     } else {
       this.server = createServer(timing, handle);

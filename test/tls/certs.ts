@@ -65,7 +65,7 @@ export function makeTestPki(): TestPki {
  * A certificate signed by `issuer` that is valid from a minute ago until `validTo`
  * (openssl ca sets exact dates; x509 -req only whole days).
  */
-function issueUntil(dir: string, issuer: { cert: string; key: string }, name: string, extensions: string[], validTo: Date): { cert: string; key: string } {
+function issueUntil(dir: string, issuer: { cert: string; key: string }, name: string, extensions: string[], validTo: Date, validFrom = new Date(Date.now() - 60_000), subject = `/CN=${name}`): { cert: string; key: string } {
   const key = join(dir, `${name}.key`);
   const csr = join(dir, `${name}.csr`);
   const cert = join(dir, `${name}.crt`);
@@ -92,9 +92,10 @@ function issueUntil(dir: string, issuer: { cert: string; key: string }, name: st
     ].join('\n'),
   );
   writeFileSync(ext, extensions.join('\n') + '\n');
-  openssl(dir, ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', `/CN=${name}`]);
-  const asn1 = (d: Date): string => d.toISOString().replace(/[-:T]/g, '').replace(/\.\d{3}Z$/, 'Z').slice(2);
-  openssl(dir, ['ca', '-batch', '-config', config, '-cert', issuer.cert, '-keyfile', issuer.key, '-in', csr, '-out', cert, '-startdate', asn1(new Date(Date.now() - 60_000)), '-enddate', asn1(validTo), '-extfile', ext, '-notext']);
+  openssl(dir, ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', subject]);
+  // Two-digit years (UTCTime) up to 2049, four digits (GeneralizedTime) from 2050, as X.509 encodes them.
+  const asn1 = (d: Date): string => d.toISOString().replace(/[-:T]/g, '').replace(/\.\d{3}Z$/, 'Z').slice(d.getUTCFullYear() >= 2050 ? 0 : 2);
+  openssl(dir, ['ca', '-batch', '-config', config, '-cert', issuer.cert, '-keyfile', issuer.key, '-in', csr, '-out', cert, '-startdate', asn1(validFrom), '-enddate', asn1(validTo), '-extfile', ext, '-notext']);
   return { cert, key };
 }
 
@@ -125,4 +126,39 @@ export function makeClientUnderShortLivedIntermediate(pki: TestPki, name: string
   const chain = join(pki.dir, `${name}.chain.crt`);
   writeFileSync(chain, readFileSync(leaf.cert, 'utf8') + readFileSync(intermediate.cert, 'utf8'));
   return { cert: chain, key: leaf.key, validTo };
+}
+
+/**
+ * A client certificate valid for two days under an intermediate valid for two days,
+ * sent with a look-alike of that intermediate first: the same name and key
+ * identifier, another key, valid only from 2090, and signed by a look-alike of
+ * `pki.ca` (its name and key identifier, another key). TLS verifies the chain through
+ * the real intermediate (it skips issuers not yet valid); node lists the look-alike
+ * as the issuer, then the real CA above it, since it matches names and key
+ * identifiers only: a chain to a trusted CA unless each signature is checked.
+ */
+export function makeClientWithLookAlikeIntermediate(pki: TestPki, name: string, uri: string): { cert: string; honestCert: string; key: string } {
+  const days = secondsFromNow(2 * 86_400_000);
+  const intermediate = issueUntil(pki.dir, pki.ca, `${name}-ca`, ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign', 'subjectKeyIdentifier=hash'], days);
+  const leaf = issueUntil(pki.dir, intermediate, name, clientExtensions(uri), days);
+  const keyIdOf = (cert: string): string => execFileSync('openssl', ['x509', '-in', cert, '-noout', '-ext', 'subjectKeyIdentifier'], { encoding: 'utf8' }).split('\n')[1]!.trim();
+  const keyId = keyIdOf(intermediate.cert);
+  const fakeCa = { cert: join(pki.dir, `${name}-fake-ca.crt`), key: join(pki.dir, `${name}-fake-ca.key`) };
+  const caName = execFileSync('openssl', ['x509', '-in', pki.ca.cert, '-noout', '-subject', '-nameopt', 'compat'], { encoding: 'utf8' }).replace(/^subject=/, '').trim();
+  openssl(pki.dir, ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', fakeCa.key, '-out', fakeCa.cert, '-days', '2', '-subj', caName,
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-addext', `subjectKeyIdentifier=${keyIdOf(pki.ca.cert)}`]);
+  const lookAlike = issueUntil(
+    pki.dir,
+    fakeCa,
+    `${name}-look-alike`,
+    ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign', `subjectKeyIdentifier=${keyId}`],
+    new Date(Date.UTC(2099, 0, 1)),
+    new Date(Date.UTC(2090, 0, 1)),
+    `/CN=${name}-ca`,
+  );
+  const chain = join(pki.dir, `${name}.look-alike-chain.crt`);
+  writeFileSync(chain, [leaf.cert, lookAlike.cert, intermediate.cert].map((file) => readFileSync(file, 'utf8')).join(''));
+  const honest = join(pki.dir, `${name}.chain.crt`);
+  writeFileSync(honest, [leaf.cert, intermediate.cert].map((file) => readFileSync(file, 'utf8')).join(''));
+  return { cert: chain, honestCert: honest, key: leaf.key };
 }

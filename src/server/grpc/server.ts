@@ -12,7 +12,7 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import type { GatewayAdapter } from '../../gateway/adapter.js';
-import type { LapsedConnection } from '../../authn/certificate-lapse.js';
+import { TrustAnchors, type LapsedConnection } from '../../authn/certificate-lapse.js';
 import { closeSessionsAtCertificateExpiry } from '../certificate-expiry.js';
 import { InFlightCalls, type UnaryCall, type UnaryHandler } from './call.js';
 import { DirectLane, type DirectLaneState } from './direct-lane.js';
@@ -54,6 +54,8 @@ export interface GrpcServerOptions {
   readonly onUnreadAnswersClosed?: (closed: UnreadAnswersClosed) => void;
   /** Told of each connection closed because the client certificate it was opened with expired (the server logs it). */
   readonly onCertificateLapsed?: (connection: LapsedConnection) => void;
+  /** The CA bundle client certificates are verified against (`tls.clientCa`): where a chain's expiry is followed to. */
+  readonly clientCa?: Buffer | null;
 }
 
 /** What the gRPC services answer with. */
@@ -218,7 +220,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
           if (http2Servers instanceof Map) {
             guard.install(http2Servers.keys(), !lane);
             unreadAnswers.install(http2Servers.keys());
-            closeSessionsAtCertificateExpiry(http2Servers.keys(), options.onCertificateLapsed ?? (() => undefined), { callsChecked: lane });
+            closeSessionsAtCertificateExpiry(http2Servers.keys(), options.onCertificateLapsed ?? (() => undefined), { callsChecked: lane, anchors: TrustAnchors.fromPem(options.clientCa ?? null) });
             for (const listener of http2Servers.keys() as IterableIterator<{ maxConnections?: number }>) listener.maxConnections = maxConnections;
           }
           for (const service of ['', ...served]) {
