@@ -124,11 +124,16 @@ for (const backend of ['memory', 'redis'] as const) {
       expect(Number(after.retryAfter!.seconds)).toBeLessThanOrEqual(Math.ceil(10_001 * 8.64));
     });
 
-    it('answers a cost no budget can ever hold with a retry_after a Duration can carry (at most 315,576,000,000 s)', async () => {
-      const refused = await generate('uma', 1e20);
-      expect(refused).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
-      expect(Number(refused.retryAfter!.seconds)).toBe(315_576_000_000);
-      expect(refused.retryAfter!.nanos).toBe(0);
+    it('refuses a cost no budget can ever hold as an error that says so, with no retry_after to wait on', async () => {
+      // A retry_after would be a wait that never makes room: an obedient client would loop on it.
+      for (const cost of [10_001, 1e20, 1e308]) {
+        const refused = await generate('uma', cost);
+        expect(refused).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_ERROR' });
+        expect(refused.retryAfter ?? null).toBeNull();
+        expect(JSON.stringify(refused)).toContain('so this call can never be allowed; ask for at most');
+      }
+      // Within the burst it is an ordinary limit again.
+      expect(await generate('uma', 10_000)).toMatchObject({ effect: 'EFFECT_ALLOW' });
     });
 
     it('refuses an unknown, malformed, uncosted or expired decision with a defined error', async () => {

@@ -342,20 +342,7 @@ describe('mTLS from the config file and the environment, HTTP port over TLS', ()
   it('refuses, as lapsed, a connection whose chain goes through a look-alike intermediate with distant dates', async () => {
     const client = makeClientWithLookAlikeIntermediate(pki, 'look-alike-pep', 'spiffe://verdict.test/ns/edge/sa/gateway');
     const body = JSON.stringify({ subject: { type: 'user', id: 'dana', properties: { roles: dana.roles, ...dana.attributes } }, action: { name: 'predict' }, resource: { type: 'model', id: 'fraud-v3', properties: fraudModel.attributes } });
-    const evaluate = (cert: string): Promise<{ status: number; body: string }> =>
-      new Promise((resolve, reject) => {
-        const req = httpsRequest(
-          { method: 'POST', host: '127.0.0.1', port: server.httpPort, path: '/access/v1/evaluation', ca: readFileSync(pki.ca.cert), cert: readFileSync(cert), key: readFileSync(client.key), servername: 'localhost', agent: false, headers: { 'content-type': 'application/json' } },
-          (res) => {
-            let text = '';
-            res.setEncoding('utf8');
-            res.on('data', (chunk: string) => (text += chunk));
-            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: text }));
-          },
-        );
-        req.on('error', reject);
-        req.end(body);
-      });
+    const evaluate = (cert: string): Promise<{ status: number; body: string }> => httpsPost(server.httpPort, '/access/v1/evaluation', body, pki, { cert, key: client.key });
     const check = (cert: string): Promise<{ error: grpc.ServiceError | null; response: CheckResponse | undefined }> => {
       const grpcClient = new loaded.verdict.v1.Authorization!(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createSsl(readFileSync(pki.ca.cert), readFileSync(client.key), readFileSync(cert)), { 'grpc.use_local_subchannel_pool': 1 }) as unknown as grpc.Client & {
         Check: (req: unknown, md: grpc.Metadata, opts: grpc.CallOptions, cb: (e: grpc.ServiceError | null, r: CheckResponse) => void) => void;
