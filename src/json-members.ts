@@ -1,3 +1,5 @@
+import { cutText } from './cut-text.js';
+
 /**
  * Members named twice in one JSON object. JSON.parse keeps the last copy; other
  * parsers keep the first, or refuse. A body that a gateway, a WAF or a log reads one
@@ -13,7 +15,7 @@ const MAX_NAMED_KEY = 40;
 
 /** The key of an object member as a path segment: `.name`, or `["odd key"]`; a long name is cut (`.aaaa…`). */
 export function memberSegment(key: string): string {
-  const named = key.length > MAX_NAMED_KEY ? `${key.slice(0, MAX_NAMED_KEY)}…` : key;
+  const named = cutText(key, MAX_NAMED_KEY);
   return /^[A-Za-z_][A-Za-z0-9_]*$/.test(key) ? `.${named}` : `[${JSON.stringify(named)}]`;
 }
 

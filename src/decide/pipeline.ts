@@ -18,6 +18,7 @@ import { BatchesInFlight, BatchRefused, DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAU
 import { InvalidRequest, RefusedRequest, RequestFieldError, type CallMeta, type CheckInput, type CheckResult } from './request.js';
 import type { Suspensions } from './suspensions.js';
 import { DecidingTurns, type BatchSlicer } from './slices.js';
+import { cutText } from '../cut-text.js';
 
 /** Where the pipeline reads the policy set to decide with: once per call, never half-loaded. */
 export interface PolicySource {
@@ -216,7 +217,7 @@ export class DecisionPipeline {
     const longest = this.meter.limits.maxStringLength;
     if (id === null || id.length <= longest) return null;
     const error = RequestFieldError.invalid('request_id', `${id.length} characters, over the limit of ${longest} (requestLimits.maxStringLength)`);
-    return { error, meta: { ...meta, requestId: `${id.slice(0, 64)}…` } };
+    return { error, meta: { ...meta, requestId: cutText(id, 64) } };
   }
 
   /** The question refused for its call's request id, unless it was refused already. */
@@ -621,7 +622,7 @@ const NO_ROLES: readonly string[] = Object.freeze([]);
 
 /** A request over a cap as it is recorded: its ids, action and type (cut to `longest`), no roles or attributes. */
 function identifying(request: DecisionRequest, longest: number): DecisionRequest {
-  const cut = (s: string): string => (s.length <= longest ? s : `${s.slice(0, longest)}…`);
+  const cut = (s: string): string => cutText(s, longest);
   return {
     principal: { id: cut(request.principal.id), roles: NO_ROLES, attributes: NOTHING },
     action: cut(request.action),

@@ -1,4 +1,5 @@
 import type { Decision, Reason, SuspensionState } from '../types.js';
+import { cutText } from '../cut-text.js';
 
 /**
  * Every refusal verdict makes without the rules deciding, built one way: a
@@ -140,12 +141,5 @@ export function refusalDecision(refusal: Refusal, policyVersion: string): Decisi
 export const MAX_REFUSAL_MESSAGE = 1024;
 
 function recordedMessage(message: string): string {
-  if (message.length <= MAX_REFUSAL_MESSAGE) return message;
-  // Never half a surrogate pair: the row must stay well-formed text.
-  const end = isHighSurrogate(message.charCodeAt(MAX_REFUSAL_MESSAGE - 1)) ? MAX_REFUSAL_MESSAGE - 1 : MAX_REFUSAL_MESSAGE;
-  return `${message.slice(0, end)}…`;
-}
-
-function isHighSurrogate(code: number): boolean {
-  return code >= 0xd800 && code <= 0xdbff;
+  return cutText(message, MAX_REFUSAL_MESSAGE);
 }

@@ -1,6 +1,7 @@
 import { compileExpression, conditionErrorMessage, type Condition, type ConditionInput } from '../policy/condition.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import type { DecisionRequest } from '../types.js';
+import { cutText } from '../cut-text.js';
 
 /**
  * Explain per clause: which operand of a condition's top-level `&&` / `||` (and, inside
@@ -95,7 +96,7 @@ function valuesRead(clause: string, input: ConditionInput): string[] {
       continue;
     }
     const shown = JSON.stringify(value) ?? String(value);
-    out.push(`${path} = ${shown.length > 80 ? `${shown.slice(0, 80)}…` : shown}`);
+    out.push(`${path} = ${cutText(shown, 80)}`);
     if (out.length >= 8) break;
   }
   return out;

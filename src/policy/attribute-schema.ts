@@ -2,6 +2,7 @@ import { Environment } from '@marcbachmann/cel-js';
 import type { AttributeValue, DecisionRequest } from '../types.js';
 import type { ATTRIBUTE_TYPES, AttributeDeclarationSpec, Enforcement } from './schema.js';
 import { didYouMean } from './variables.js';
+import { cutText } from '../cut-text.js';
 
 /**
  * Typed attributes (`kind: schema`): what the principal, the context and each resource
@@ -56,7 +57,7 @@ function shown(value: unknown): string {
   if (Array.isArray(value)) return 'a list';
   if (typeof value === 'object') return 'a map';
   const text = JSON.stringify(value);
-  const cut = text.length > 60 ? `${text.slice(0, 60)}…` : text;
+  const cut = cutText(text, 60);
   return typeof value === 'string' ? `the string ${cut}` : `the ${typeof value} ${cut}`;
 }
 

@@ -14,6 +14,7 @@ import { VerdictError, messageOf } from '../errors.js';
 import { openAdminClientsFile, type AdminClientsFile } from './admin-clients.js';
 import { openAdminTokenFile, sha256, type AdminTokenFile } from './admin-token.js';
 import type { FileChange, WatchedFile } from './watched-file.js';
+import { cutText } from '../cut-text.js';
 
 /**
  * The `admin` section of the configuration.
@@ -309,7 +310,7 @@ const MAX_RECORDED_TEXT = 256;
 const MAX_RECORDED_ITEMS = 100;
 
 function clipped(text: string): string {
-  return text.length <= MAX_RECORDED_TEXT ? text : `${text.slice(0, MAX_RECORDED_TEXT)}…`;
+  return cutText(text, MAX_RECORDED_TEXT);
 }
 
 function clippedValue(value: unknown, depth: number): unknown {

@@ -21,6 +21,7 @@ import { cutSessionIfLapsed } from '../certificate-expiry.js';
 import type { UnaryCall, UnaryHandler } from './call.js';
 import type { StreamGuard } from './stream-guard.js';
 import { useStreamTables } from './stream-table.js';
+import { grpcMessageHeader } from './status.js';
 
 type AuthContext = ReturnType<UnaryCall['getAuthContext']>;
 
@@ -180,7 +181,7 @@ export interface NewStreamGate {
 /** Answers `code` without reading the request, and resets the stream so the caller stops sending it. */
 function refuseUnread(stream: http2.ServerHttp2Stream, message: string, code: status = status.RESOURCE_EXHAUSTED): void {
   stream.on('error', ignore);
-  answer(stream, () => stream.respond({ ...RESPONSE_HEADERS, 'grpc-status': String(code), 'grpc-message': encodeURI(message) }, RESPOND_AND_END));
+  answer(stream, () => stream.respond({ ...RESPONSE_HEADERS, 'grpc-status': String(code), 'grpc-message': grpcMessageHeader(message) }, RESPOND_AND_END));
   stream.close(http2.constants.NGHTTP2_NO_ERROR);
 }
 
@@ -213,7 +214,7 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   };
   const fail = (code: status, details: string, metadata?: Metadata | null): void => {
     if (!finish()) return;
-    const trailers: http2.OutgoingHttpHeaders = { ...RESPONSE_HEADERS, 'grpc-status': String(code), 'grpc-message': encodeURI(details) };
+    const trailers: http2.OutgoingHttpHeaders = { ...RESPONSE_HEADERS, 'grpc-status': String(code), 'grpc-message': grpcMessageHeader(details) };
     if (metadata) Object.assign(trailers, metadata.toHttp2Headers());
     answer(stream, () => stream.respond(trailers, RESPOND_AND_END));
     // Whatever the caller still sends is read and dropped, so the stream can close.

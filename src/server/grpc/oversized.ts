@@ -1,4 +1,5 @@
 import { InvalidRequest, RequestFieldError } from '../../decide/index.js';
+import { cutText } from '../../cut-text.js';
 
 /** What stands in for a request message the transport could not read: recorded as an error decision, then refused. */
 export type UnreadableMessage = OversizedMessage | MalformedMessage;
@@ -36,7 +37,7 @@ export class MalformedMessage {
     cause: unknown,
   ) {
     const text = cause instanceof Error ? cause.message : String(cause);
-    this.reason = text.length > MAX_REASON_CHARS ? `${text.slice(0, MAX_REASON_CHARS)}…` : text;
+    this.reason = cutText(text, MAX_REASON_CHARS);
   }
 
   toInvalidRequest(): InvalidRequest {

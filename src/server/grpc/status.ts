@@ -9,11 +9,20 @@ export class StatusError extends Error {
   readonly metadata: Metadata | undefined;
 
   constructor(code: status, details: string, metadata?: Metadata) {
-    super(details);
+    // grpc-js percent-encodes the message with encodeURI, which throws on half a surrogate pair.
+    super(details.toWellFormed());
     this.name = 'StatusError';
     this.code = code;
     this.metadata = metadata;
   }
+}
+
+/**
+ * A status message as the `grpc-message` header carries it: percent-encoded, and well-formed
+ * first (encodeURI throws on half a surrogate pair, and a throw there answered nothing).
+ */
+export function grpcMessageHeader(details: string): string {
+  return encodeURI(details.toWellFormed());
 }
 
 const CODES: Readonly<Record<ErrorCode, status>> = {
@@ -48,7 +57,7 @@ export function toStatus(error: unknown, report?: (error: unknown) => void): Par
   if (error instanceof VerdictError) {
     const code = CODES[error.code] ?? status.INTERNAL;
     if (code === status.INTERNAL) report?.(error);
-    return { code, details: error.message };
+    return { code, details: error.message.toWellFormed() };
   }
   report?.(error);
   return { code: status.INTERNAL, details: 'internal error' };

@@ -12,6 +12,7 @@
 
 import http2 from 'node:http2';
 import { status } from '@grpc/grpc-js';
+import { grpcMessageHeader } from './status.js';
 
 export interface StreamGuardLimits {
   /** Streams one HTTP/2 connection may have open at once. */
@@ -142,7 +143,7 @@ export class StreamGuard implements StreamGuardCounts {
     if (stream.destroyed || stream.closed) return;
     if (!stream.headersSent) {
       try {
-        stream.respond({ ...GRPC_HEADERS, 'grpc-status': String(code), 'grpc-message': encodeURI(message) }, { endStream: true });
+        stream.respond({ ...GRPC_HEADERS, 'grpc-status': String(code), 'grpc-message': grpcMessageHeader(message) }, { endStream: true });
       } catch {
         // The stream went while answering; the reset below is all that is left to do.
       }
