@@ -7,7 +7,7 @@ import { completeRequest, directorySources, type DirectorySources } from '../eng
 import { evaluateAsServed, isSchemaRefusal } from '../engine/schema-checked.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { callerGroup } from '../decisions/caller-group.js';
-import { VerdictError } from '../errors.js';
+import { VerdictError, messageOf } from '../errors.js';
 import { adjustReservation, RateLimiter, SettlementBook, type LimitOutcome, type Reservation } from '../limits/index.js';
 import type { Decision, DecisionRequest, LimitState, ShadowDecision, SuspensionState } from '../types.js';
 import { RequestMeter, type RequestLimits } from './bounds.js';
@@ -82,7 +82,7 @@ export const MAX_SETTLE_UNITS = 1e15;
  */
 export type SettleOutcome =
   | { readonly kind: 'settled'; readonly settleId: string; readonly reservedUnits: number; readonly actualUnits: number; readonly limitIds: readonly string[]; readonly remaining: number }
-  | { readonly kind: 'invalid' | 'unknown' | 'expired' | 'settled-already'; readonly settleId: string; readonly message: string };
+  | { readonly kind: 'invalid' | 'unknown' | 'expired' | 'settled-already' | 'unavailable'; readonly settleId: string; readonly message: string };
 
 /** How a transport names a batch's items in its errors. */
 export interface BatchOptions {
@@ -181,7 +181,18 @@ export class DecisionPipeline {
       reservedUnits = Math.max(reservedUnits, reservation.units);
       corrections.push(adjustReservation(this.limiter, reservation, actualUnits - reservation.units));
     }
-    for (const left of await Promise.all(corrections.map((c) => Promise.resolve(c).catch(() => 0)))) remaining = Math.min(remaining, left);
+    const outcomes = await Promise.all(corrections.map((c) => Promise.resolve(c).then((left) => ({ left }), (error: unknown) => ({ error }))));
+    // A correction the shared backend did not take is not lost: the decision stays open for it, and the caller is told to settle again.
+    const failed = entry.reservations.filter((_, i) => 'error' in outcomes[i]!);
+    if (failed.length > 0) {
+      this.settlements.reopen(decisionId, failed);
+      const failure = outcomes.find((o): o is { error: unknown } => 'error' in o)!.error;
+      const made = entry.reservations.filter((_, i) => 'left' in outcomes[i]!).map((r) => r.limitId);
+      const message = `the rate-limit backend did not take the correction of ${failed.map((r) => r.limitId).join(', ')} (${messageOf(failure)})${made.length > 0 ? `; those of ${made.join(', ')} were made` : ''}; nothing is lost: settle decision ${decisionId} again`;
+      await this.log.append(settleRecord(settleId, meta, policyVersion, started, null, decisionId, actualUnits, message));
+      return { kind: 'unavailable', settleId, message };
+    }
+    for (const outcome of outcomes) if ('left' in outcome) remaining = Math.min(remaining, outcome.left);
     const limitIds = entry.reservations.map((r: Reservation) => r.limitId);
     await this.log.append(settleRecord(settleId, meta, policyVersion, started, entry, decisionId, actualUnits, null));
     return { kind: 'settled', settleId, reservedUnits, actualUnits, limitIds, remaining: Number.isFinite(remaining) ? remaining : 0 };

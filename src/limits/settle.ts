@@ -25,7 +25,8 @@ export interface SettleEntry {
   readonly principalId: string;
   readonly resourceType: string;
   readonly resourceId: string;
-  readonly reservations: readonly Reservation[];
+  /** What is still to be corrected: every reservation, until a Settle corrects some and fails on others. */
+  reservations: readonly Reservation[];
   readonly expiresAt: number;
   settled: boolean;
 }
@@ -129,6 +130,17 @@ export class SettlementBook {
     if (entry.settled) return 'settled';
     entry.settled = true;
     return entry;
+  }
+
+  /**
+   * A Settle that could not correct every reservation (the shared backend did not
+   * answer): the entry can be settled again, for what is left, within its window.
+   */
+  reopen(decisionId: string, left: readonly Reservation[]): void {
+    const entry = this.entries.get(decisionId);
+    if (entry === undefined) return;
+    entry.reservations = left;
+    entry.settled = false;
   }
 }
 

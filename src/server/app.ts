@@ -223,7 +223,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     logger.warn({ backend: 'redis', waitedMs: REDIS_CONNECT_WAIT_MS }, 'rate-limit backend not connected yet; serving, limits follow their onBackendFailure until it answers');
   }
   const loadBoard = new LoadBoard(config.limits.loadStaleAfterMs);
-  const limiter = new RateLimiter(new MemoryLimitStore(), monotonicNow, limitBackend === null ? null : { backend: limitBackend, replicas: config.limits.replicas }, loadBoard);
+  // Each --workers worker counts a `local` fallback in its own memory, as a replica of its own does.
+  const limiter = new RateLimiter(new MemoryLimitStore(), monotonicNow, limitBackend === null ? null : { backend: limitBackend, replicas: config.limits.replicas * config.workers }, loadBoard);
   const currentLimitsStatus = () => limitsStatus(store.current.limits, loadBoard, limitBackend === null ? 'memory' : 'redis', limitBackend === null ? true : limitBackend.status().healthy);
   metrics.watchLoadFactors(() => currentLimitsStatus().loadFactors);
   const pipeline = new DecisionPipeline(store, log, {

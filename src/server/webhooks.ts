@@ -245,5 +245,5 @@ export class WebhookSink implements AlertSink {
 
 /** An id as a header value: as it is when printable ASCII, else percent-encoded (the body keeps it as it is). */
 function headerSafe(id: string): string {
-  return /^[\x21-\x7e]{1,512}$/.test(id) ? id : encodeURIComponent(id).slice(0, 2048);
+  return /^[\x21-\x7e]{1,512}$/.test(id) ? id : encodeURIComponent(id.toWellFormed()).slice(0, 2048);
 }

@@ -306,4 +306,20 @@ describe('verdict serve --workers 2 with the Redis backend', () => {
       for (const client of clients) client.close();
     }
   });
+
+  it("counts the local fallback at each worker's share of the burst, since each counts alone", async () => {
+    // One connection: one worker answers all three.
+    const client = verdictClient(verdict.grpcPort, { ownConnection: true });
+    const ask = () => client.call<{ effect: string; reason: string }>('Authorization', 'Check', checkRequest({ principal: { id: 'lia' }, action: 'predict', resource: { type: 'model', id: 'm' }, context: { mode: 'local' } }), { deadline: Date.now() + 5000 });
+    redis.pause();
+    try {
+      // fail-local: burst 4, one replica, two workers: 2 each (4 together), not 4 each.
+      const answers = [await ask(), await ask(), await ask()];
+      expect(answers.map((a) => a.effect)).toEqual(['EFFECT_ALLOW', 'EFFECT_ALLOW', 'EFFECT_DENY']);
+      expect(answers[2]).toMatchObject({ reason: 'REASON_DENIED_BY_RATE_LIMIT' });
+    } finally {
+      redis.resume();
+      client.close();
+    }
+  }, 30_000);
 });

@@ -41,37 +41,48 @@ afterAll(async () => {
 type Answer = { effect: string; reason: string; decisionId: string; remaining: string; limitId: string; retryAfter: { seconds: string; nanos: number } | null };
 type Settled = { settleId: string; reservedUnits: number; actualUnits: number; limitIds: string[]; remaining: string };
 
+/** A verdict serving POLICIES with `limits()` for the enclosing describe, and a client of it. */
+function useSettleServer(limits: () => object): () => { dir: string; client: VerdictClient } {
+  let dir = '';
+  let verdict: VerdictProcess | undefined;
+  let client: VerdictClient | undefined;
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'verdict-settle-'));
+    mkdirSync(join(dir, 'policies'));
+    writeFileSync(join(dir, 'policies', 'policies.yaml'), POLICIES);
+    writeFileSync(join(dir, 'verdict.yaml'), stringify({ limits: limits() }));
+    verdict = await startVerdict({ policies: join(dir, 'policies'), db: join(dir, 'decisions.db'), args: ['--config', join(dir, 'verdict.yaml'), '--no-watch'] });
+    client = verdictClient(verdict.grpcPort);
+  });
+  afterAll(async () => {
+    client?.close();
+    await verdict?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+  return () => ({ dir, client: client! });
+}
+
+/** A generate Check with max_tokens, and Settle, on the client `current()` gives. */
+function calls(current: () => VerdictClient) {
+  const generate = (principal: string, maxTokens: number) =>
+    current().call<Answer>('Authorization', 'Check', checkRequest({ principal: { id: principal }, action: 'generate', resource: { type: 'model', id: 'llm' }, context: { max_tokens: maxTokens } }));
+  const settle = (decisionId: string, actualUnits: number) => current().call<Settled>('Authorization', 'Settle', { decisionId, actualUnits });
+  const settleError = async (decisionId: string, actualUnits: number): Promise<ServiceError> => {
+    try {
+      await settle(decisionId, actualUnits);
+    } catch (error) {
+      return error as ServiceError;
+    }
+    throw new Error('Settle succeeded');
+  };
+  return { generate, settle, settleError };
+}
+
 for (const backend of ['memory', 'redis'] as const) {
   describe(`Settle with the ${backend} backend`, () => {
-    let dir: string;
-    let verdict: VerdictProcess;
-    let client: VerdictClient;
-    beforeAll(async () => {
-      dir = mkdtempSync(join(tmpdir(), 'verdict-settle-'));
-      mkdirSync(join(dir, 'policies'));
-      writeFileSync(join(dir, 'policies', 'policies.yaml'), POLICIES);
-      const limits = backend === 'redis' ? { backend, redis: { url: redis.url, keyPrefix: `settle-${Date.now()}:` }, settleWithinMs: 1000 } : { settleWithinMs: 1000 };
-      writeFileSync(join(dir, 'verdict.yaml'), stringify({ limits }));
-      verdict = await startVerdict({ policies: join(dir, 'policies'), db: join(dir, 'decisions.db'), args: ['--config', join(dir, 'verdict.yaml'), '--no-watch'] });
-      client = verdictClient(verdict.grpcPort);
-    });
-    afterAll(async () => {
-      client?.close();
-      await verdict?.stop();
-      if (dir) rmSync(dir, { recursive: true, force: true });
-    });
-
-    const generate = (principal: string, maxTokens: number) =>
-      client.call<Answer>('Authorization', 'Check', checkRequest({ principal: { id: principal }, action: 'generate', resource: { type: 'model', id: 'llm' }, context: { max_tokens: maxTokens } }));
-    const settle = (decisionId: string, actualUnits: number) => client.call<Settled>('Authorization', 'Settle', { decisionId, actualUnits });
-    const settleError = async (decisionId: string, actualUnits: number): Promise<ServiceError> => {
-      try {
-        await settle(decisionId, actualUnits);
-      } catch (error) {
-        return error as ServiceError;
-      }
-      throw new Error('Settle succeeded');
-    };
+    const server = useSettleServer(() => (backend === 'redis' ? { backend, redis: { url: redis.url, keyPrefix: `settle-${Date.now()}:` }, settleWithinMs: 1000 } : { settleWithinMs: 1000 }));
+    const dir = (): string => server().dir;
+    const { generate, settle, settleError } = calls(() => server().client);
 
     it('frees what a call reserved but did not use, and an overspend waits for the refill', async () => {
       const first = await generate('pat', 6000);
@@ -98,7 +109,7 @@ for (const backend of ['memory', 'redis'] as const) {
       expect(again.code).toBe(6); // ALREADY_EXISTS
       expect(again.details).toContain('already settled');
       // Every Settle, refused or not, is a row in the decision log.
-      const rows = queryDecisions(join(dir, 'decisions.db'), { action: 'settle', limit: 10 });
+      const rows = queryDecisions(join(dir(), 'decisions.db'), { action: 'settle', limit: 10 });
       expect(rows.length).toBe(3);
       const ok = rows.find((r) => (r.details as { settle: { decisionId: string } }).settle.decisionId === first.decisionId && r.effect === 'ALLOW')!;
       expect(ok).toMatchObject({ principalId: 'pat', resourceType: 'model', resourceId: 'llm', ruleIds: ['limit:tokens-per-day'], details: { settle: { actualUnits: 1000, limits: [{ id: 'tokens-per-day', reservedUnits: 6000 }] } } });
@@ -207,4 +218,40 @@ describe('the book of decisions Settle may still correct, when full', () => {
     for (let i = 0; i < 4; i++) timed.add(`new-${i}`, entry('api-key:b'), 'api-key:b');
     for (let i = 0; i < 4; i++) expect(timed.take(`new-${i}`, 'api-key:b')).not.toBe('unknown');
   });
+});
+
+describe('Settle while Redis does not answer', () => {
+  // Redis is asked again soon after a failure (retryMs).
+  const server = useSettleServer(() => ({ backend: 'redis', redis: { url: redis.url, keyPrefix: `settle-down-${Date.now()}:` }, retryMs: 100 }));
+  const { generate, settle, settleError } = calls(() => server().client);
+
+  it('answers UNAVAILABLE to a Settle Redis does not take, keeps it open, and takes it when settled again', async () => {
+    const call = await generate('wyn', 0);
+    expect(call).toMatchObject({ effect: 'EFFECT_ALLOW', remaining: '10000' });
+    redis.pause();
+    let refused: ServiceError;
+    try {
+      refused = await settleError(call.decisionId, 10000);
+    } finally {
+      redis.resume();
+    }
+    expect(refused.code).toBe(14); // UNAVAILABLE
+    expect(refused.details).toContain(`nothing is lost: settle decision ${call.decisionId} again`);
+    // Nothing was charged meanwhile: the budget is whole.
+    const before = await generate('wyn', 0);
+    expect(before).toMatchObject({ effect: 'EFFECT_ALLOW', remaining: '10000' });
+    // Settled again once Redis answers: charged once.
+    let settled: Settled | null = null;
+    for (let i = 0; i < 30 && settled === null; i++) {
+      settled = await settle(call.decisionId, 10000).catch(async (error: ServiceError) => {
+        if (error.code !== 14) throw error;
+        await new Promise((r) => setTimeout(r, 50));
+        return null;
+      });
+    }
+    expect(settled).toMatchObject({ actualUnits: 10000, remaining: '0' });
+    expect(await generate('wyn', 1)).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
+    expect((await settleError(call.decisionId, 10000)).code).toBe(6); // ALREADY_EXISTS
+  }, 30_000);
+
 });
