@@ -170,6 +170,19 @@ export class AuthZenEndpoint {
     };
   }
 
+  /**
+   * The refusal of a request whose connection's client certificate expired while its
+   * body arrived, before the timer that cuts the connection fired; null otherwise.
+   * Nothing is decided or recorded for it, as for any request on a lapsed connection.
+   */
+  private lapsedCertificate(req: IncomingMessage): Answer | null {
+    const lapsedAt = certificateLapsed(req.socket);
+    if (lapsedAt === null) return null;
+    const expiredAt = new Date(lapsedAt).toISOString();
+    this.options.onCertificateLapsed?.({ peer: connectionPeer(req.socket), expiredAt });
+    return { status: 401, body: { error: 'unauthenticated', detail: `${LAPSED_CERTIFICATE_MESSAGE} (it expired at ${expiredAt})` }, headers: { connection: 'close' } };
+  }
+
   private async evaluate(req: IncomingMessage, path: string, requestId: string | null): Promise<Answer> {
     if (req.method !== 'POST') {
       req.resume();
@@ -199,16 +212,14 @@ export class AuthZenEndpoint {
       text = await readBody(req, this.options.maxBodyBytes);
     } catch (error) {
       if (!(error instanceof BodyTooLarge)) throw error;
+      const lapsed = this.lapsedCertificate(req);
+      if (lapsed !== null) return lapsed;
       const problem = RequestFieldError.invalid('(body)', `larger than ${this.options.maxBodyBytes} bytes`);
       const result = await this.pipeline.check(new InvalidRequest(problem, UNREADABLE_REQUEST), call);
       return { status: 413, body: errorBody('request too large', problem.message, result) };
     }
-    // The caller's certificate may have expired while its body arrived, before the timer that cuts the connection fired.
-    const lapsedAt = certificateLapsed(req.socket);
-    if (lapsedAt !== null) {
-      this.options.onCertificateLapsed?.({ peer: connectionPeer(req.socket), expiredAt: new Date(lapsedAt).toISOString() });
-      return { status: 401, body: { error: 'unauthenticated', detail: `${LAPSED_CERTIFICATE_MESSAGE} (it expired at ${new Date(lapsedAt).toISOString()})` }, headers: { connection: 'close' } };
-    }
+    const lapsed = this.lapsedCertificate(req);
+    if (lapsed !== null) return lapsed;
     if (text === null) {
       const problem = RequestFieldError.invalid('(body)', 'not valid UTF-8; send JSON encoded as UTF-8');
       const result = await this.pipeline.check(new InvalidRequest(problem, UNREADABLE_REQUEST), call);
