@@ -7,7 +7,7 @@ import { VerdictError } from '../../errors.js';
 import { callMeta, unary, type CallOptions } from './call.js';
 import { toBatchInputs, toCheckInput, toCheckResponse } from './convert/verdict.js';
 import type { AuthorizationHandlers } from './handlers.js';
-import { isUnreadable, type UnreadableMessage } from './oversized.js';
+import { isUnreadable, refusedWhole, type UnreadableMessage } from './oversized.js';
 import type { CheckBatchRequest__Output } from './generated/verdict/v1/CheckBatchRequest.js';
 import type { CheckBatchResponse } from './generated/verdict/v1/CheckBatchResponse.js';
 import type { CheckRequest__Output } from './generated/verdict/v1/CheckRequest.js';
@@ -46,10 +46,13 @@ export function authorizationService(handlers: AuthorizationHandlers, options: A
       const message = call.request;
       if (isUnreadable(message)) return refuseUnreadable(message, call, handlers, options);
       const count = message.items.length;
-      if (count > options.maxBatchItems) {
-        throw new StatusError(status.INVALID_ARGUMENT, `items: ${count} items exceed the limit of ${options.maxBatchItems} per batch`);
-      }
       const meta = callMeta(call, message.requestId, options);
+      if (count > options.maxBatchItems) {
+        // Refused whole, and recorded once, as bad input is.
+        const refused = refusedWhole(RequestFieldError.invalid('items', `${count} items exceed the limit of ${options.maxBatchItems} per batch`));
+        const result = await handlers.check(refused, meta);
+        throw invalidArgument(refused.error, result.decisionId);
+      }
       const { inputs, shared } = toBatchInputs(message);
       // A batch over the pipeline's record budget is refused whole, its refusal recorded once (BatchRefused).
       const results = await Promise.resolve(handlers.checkBatch(inputs, meta, { cancelled: () => call.cancelled })).catch((error: unknown) => {

@@ -50,7 +50,11 @@ export function isUnreadable(message: unknown): message is UnreadableMessage {
 }
 
 function unreadable(message: string): InvalidRequest {
-  const error = new RequestFieldError('(message)', message);
+  return refusedWhole(new RequestFieldError('(message)', message));
+}
+
+/** A request refused as a whole before any of it was read into a question: recorded with nothing of it. */
+export function refusedWhole(error: RequestFieldError): InvalidRequest {
   const empty = Object.freeze({});
   return new InvalidRequest(error, {
     principal: { id: '', roles: [], attributes: empty },
