@@ -4,6 +4,7 @@
 // status, never an allow, and the server goes on answering. The in-process half checks
 // which calls the lane takes and which it leaves to grpc-js.
 import http2 from 'node:http2';
+import { gzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryDecisions } from '../../src/decisions/query.js';
@@ -95,6 +96,16 @@ describe('direct lane against a real verdict serve', () => {
     expect(row?.caller).toMatch(/^127\.0\.0\.1:\d+$/);
   });
 
+  it('drops an x-request-id that is not printable ASCII, as grpc-js does, rather than record its bytes as latin1', async () => {
+    for (const id of ['caf\u00e9-lane', 'tab\there-lane']) {
+      const before = queryDecisions(shipped.db, { principalId: 'dana', limit: 1000 }).length;
+      expect(effectOf(await rawCall(shipped.server.grpcPort, { body: [frame(encodeCheck(allowed))], headers: { 'x-request-id': id } }))).toBe('EFFECT_ALLOW');
+      const rows = queryDecisions(shipped.db, { principalId: 'dana', limit: 1000 });
+      expect(rows.length).toBe(before + 1);
+      expect(rows[0]!.requestId).toBeNull();
+    }
+  });
+
   it('reads a message split across many DATA frames', async () => {
     const bytes = frame(encodeCheck(allowed));
     const pieces = Array.from({ length: bytes.length }, (_, i) => bytes.subarray(i, i + 1));
@@ -116,6 +127,27 @@ describe('direct lane against a real verdict serve', () => {
     expect(outcome.grpcMessage).toContain(words);
     expect(outcome.body.length).toBe(0);
     expect(queryDecisions(shipped.db, { effect: 'ALLOW', limit: 10_000 }).length).toBe(before);
+  });
+
+  // grpc-js reads a compressed call; its framing is held to the lane's: exactly one message, flag 0 or 1.
+  const gzipped = (): Buffer => gzipSync(encodeCheck(allowed));
+  const brokenGzip: ReadonlyArray<readonly [string, () => Buffer[]]> = [
+    // grpc-js takes only flag 1 for compressed: these were decided as plain messages.
+    ['flag 2 before a plain message', () => [frame(encodeCheck(allowed), 2)]],
+    ['flag 0x80 before a plain message', () => [frame(encodeCheck(allowed), 0x80)]],
+    ['flag 2 before a compressed message', () => [frame(gzipped(), 2)]],
+    ['a message and 3 stray bytes', () => [frame(gzipped(), 1), Buffer.from([0, 0, 0])]],
+    ['two messages', () => [frame(gzipped(), 1), frame(gzipped(), 1)]],
+    ['a length past the bytes sent', () => [frame(gzipped(), 1, 5000)]],
+  ];
+  it.each(brokenGzip)('a gzip call with %s: not answered OK, nothing allowed', async (_what, body) => {
+    const before = queryDecisions(shipped.db, { effect: 'ALLOW', limit: 10_000 }).length;
+    const outcome = await rawCall(shipped.server.grpcPort, { body: body(), headers: { 'grpc-encoding': 'gzip' } }).catch((error: unknown) => ({ grpcStatus: null, error }));
+    expect(outcome.grpcStatus).not.toBe(grpc.status.OK);
+    expect(queryDecisions(shipped.db, { effect: 'ALLOW', limit: 10_000 }).length).toBe(before);
+  });
+  it('answers a well-framed gzip call', async () => {
+    expect(effectOf(await rawCall(shipped.server.grpcPort, { body: [frame(gzipped(), 1)], headers: { 'grpc-encoding': 'gzip' } }))).toBe('EFFECT_ALLOW');
   });
 
   it('refuses a message past the hard ceiling unread (RESOURCE_EXHAUSTED) and goes on serving', async () => {

@@ -39,6 +39,8 @@ const RESPONSE_HEADERS: http2.OutgoingHttpHeaders = Object.freeze({
   'grpc-accept-encoding': 'identity',
   'grpc-encoding': 'identity',
 });
+/** What gRPC allows in a text metadata value. */
+const PRINTABLE_ASCII = /^[ -~]*$/;
 const OK_TRAILERS: http2.OutgoingHttpHeaders = Object.freeze({ 'grpc-status': '0', 'grpc-message': 'OK' });
 const RESPOND_WITH_TRAILERS = Object.freeze({ waitForTrailers: true });
 const RESPOND_AND_END = Object.freeze({ endStream: true });
@@ -134,6 +136,8 @@ export class DirectLane implements DirectLaneState {
           this.guard.watch(stream);
           // Before grpc-js's own listener: a request that arrives whole after the certificate expired is not handled.
           stream.once('end', () => cutSessionIfLapsed(stream.session));
+          // A decision call grpc-js reads (a compressed one) is framed as strictly as the lane's own.
+          if (method !== undefined) holdToOneMessage(stream);
           fallback(stream, headers, flags, rawHeaders);
           return;
         }
@@ -183,6 +187,38 @@ function refuseUnread(stream: http2.ServerHttp2Stream, message: string, code: st
   stream.on('error', ignore);
   answer(stream, () => stream.respond({ ...RESPONSE_HEADERS, 'grpc-status': String(code), 'grpc-message': grpcMessageHeader(message) }, RESPOND_AND_END));
   stream.close(http2.constants.NGHTTP2_NO_ERROR);
+}
+
+/**
+ * For a decision call grpc-js reads: its body must be exactly one message whose flag
+ * is 0 or 1, as on the lane (serve). grpc-js would decide the first of two messages,
+ * or a message followed by stray bytes, and take any other flag for "compressed".
+ * Such a stream is reset before grpc-js has its end, so nothing is decided.
+ */
+function holdToOneMessage(stream: http2.ServerHttp2Stream): void {
+  const prefix = Buffer.alloc(5);
+  let seen = 0;
+  let whole = -1;
+  const refuse = (): void => {
+    stream.off('data', onData);
+    stream.off('end', onEnd);
+    stream.close(http2.constants.NGHTTP2_PROTOCOL_ERROR);
+  };
+  const onData = (chunk: Buffer): void => {
+    if (seen < 5) chunk.copy(prefix, seen, 0, Math.min(chunk.length, 5 - seen));
+    seen += chunk.length;
+    if (whole < 0 && seen >= 5) {
+      if (prefix[0]! > 1) return refuse();
+      whole = 5 + prefix.readUInt32BE(1);
+    }
+    if (whole >= 0 && seen > whole) refuse();
+  };
+  const onEnd = (): void => {
+    stream.off('data', onData);
+    if (seen !== whole) refuse();
+  };
+  stream.on('data', onData);
+  stream.once('end', onEnd);
 }
 
 /** A plain, uncompressed gRPC POST: what the lane reads itself. */
@@ -410,9 +446,10 @@ class DirectCall implements UnaryCall {
   }
 
   requestHeader(name: string): string | null {
-    const value = this.headers[name];
-    if (typeof value === 'string') return value;
-    return Array.isArray(value) ? (value[0] ?? null) : null;
+    const header = this.headers[name];
+    const value = typeof header === 'string' ? header : Array.isArray(header) ? (header[0] ?? null) : null;
+    // As grpc-js reads metadata: a text value is printable ASCII, else it is dropped (node hands other bytes over as latin1).
+    return value !== null && PRINTABLE_ASCII.test(value) ? value : null;
   }
 
   getDeadline(): number {
