@@ -93,7 +93,8 @@ class GrpcServerTls extends ServerCredentials {
 /** gRPC server credentials: TLS, and with a client CA, client certificates required and verified against it. */
 export function grpcServerCredentials(material: TlsMaterial): ServerCredentials {
   return new GrpcServerTls(
-    { requestCert: material.requireClientCert, rejectUnauthorized: material.requireClientCert },
+    // GRPC_SSL_CIPHER_SUITES: grpc-js's own setting, honoured as its credentials would.
+    { requestCert: material.requireClientCert, rejectUnauthorized: material.requireClientCert, ...(process.env['GRPC_SSL_CIPHER_SUITES'] ? { ciphers: process.env['GRPC_SSL_CIPHER_SUITES'] } : {}) },
     { ...(material.clientCa ? { ca: material.clientCa } : {}), cert: material.cert, key: material.key, ...sessionOptions(material) },
   );
 }

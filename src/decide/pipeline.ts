@@ -182,13 +182,18 @@ export class DecisionPipeline {
       corrections.push(adjustReservation(this.limiter, reservation, actualUnits - reservation.units));
     }
     const outcomes = await Promise.all(corrections.map((c) => Promise.resolve(c).then((left) => ({ left }), (error: unknown) => ({ error }))));
-    // A correction the shared backend did not take is not lost: the decision stays open for it, and the caller is told to settle again.
     const failed = entry.reservations.filter((_, i) => 'error' in outcomes[i]!);
     if (failed.length > 0) {
-      this.settlements.reopen(decisionId, failed);
-      const failure = outcomes.find((o): o is { error: unknown } => 'error' in o)!.error;
+      const errors = outcomes.flatMap((o) => ('error' in o ? [o.error] : []));
       const made = entry.reservations.filter((_, i) => 'left' in outcomes[i]!).map((r) => r.limitId);
-      const message = `the rate-limit backend did not take the correction of ${failed.map((r) => r.limitId).join(', ')} (${messageOf(failure)})${made.length > 0 ? `; those of ${made.join(', ')} were made` : ''}; nothing is lost: settle decision ${decisionId} again`;
+      const done = made.length > 0 ? `; those of ${made.join(', ')} were made` : '';
+      // A correction never sent (the backend known to be down) is not lost: the decision stays open
+      // for it. One sent that timed out may have been made, and made again it would count twice.
+      const unsent = errors.every((error) => !(error instanceof Error && (error as { mayHaveRun?: boolean }).mayHaveRun === true));
+      if (unsent) this.settlements.reopen(decisionId, failed);
+      const message = unsent
+        ? `the rate-limit backend did not take the correction of ${failed.map((r) => r.limitId).join(', ')} (${messageOf(errors[0])})${done}; nothing is lost: settle decision ${decisionId} again`
+        : `the rate-limit backend did not confirm the correction of ${failed.map((r) => r.limitId).join(', ')} (${messageOf(errors[0])})${done}; it may have been made, so decision ${decisionId} is not settled again`;
       await this.log.append(settleRecord(settleId, meta, policyVersion, started, null, decisionId, actualUnits, message));
       return { kind: 'unavailable', settleId, message };
     }

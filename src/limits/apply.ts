@@ -252,6 +252,11 @@ export async function applyShared(limits: readonly CompiledLimit[], request: Dec
       }
       backend = 'local';
       reportRate = dividedRate(rate, shared.replicas);
+      if (cost > reportRate.burst) {
+        // As for a cost over the whole burst: a wait would never make room in this server's share.
+        failedDeny ??= { limit, message: `limit ${limit.id}: its shared backend did not answer (${answer.message}), and cost ${cost} is more than the ${reportRate.burst} units this server's share of the burst lets a key take at once; ask again when the backend answers` };
+        continue;
+      }
       result = gcra(store.get(key, now), now, reportRate.emissionMs, reportRate.burst, cost);
       if (result.allowed) (localWrites ??= []).push({ key, tat: result.tat });
     } else {

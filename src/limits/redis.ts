@@ -89,6 +89,18 @@ export interface BackendEvents {
 /** Why Redis did not answer: refused at once while it is known to be down, or failed now. */
 export class BackendUnavailable extends Error {
   override readonly name = 'BackendUnavailable';
+
+  constructor(
+    message: string,
+    options?: ErrorOptions,
+    /**
+     * Whether the command may have run all the same: it was sent, and then timed out or
+     * lost its connection (Redis may have run it). False when it was never sent.
+     */
+    readonly mayHaveRun = false,
+  ) {
+    super(message, options);
+  }
 }
 
 /**
@@ -233,7 +245,7 @@ export class RedisLimitBackend {
     this.downUntil = now + this.options.retryMs;
     this.health = { healthy: false, failures: this.health.failures + 1, lastError: message, lastFailureAt: now };
     this.events.failed?.(message);
-    return new BackendUnavailable(message, { cause: error });
+    return new BackendUnavailable(message, { cause: error }, true);
   }
 }
 

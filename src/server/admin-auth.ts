@@ -244,7 +244,7 @@ export class AdminGate {
     if (caller.certificate !== null) {
       throw new VerdictError('PERMISSION_DENIED', `admin: the client certificate ${caller.certificate} may ask for decisions but not administer; list it in admin.clients or admin.clientsFile, or present the admin token`);
     }
-    throw new VerdictError('UNAUTHENTICATED', 'admin: an admin identity is required (the admin token as "authorization: Bearer <token>", or a client certificate listed in admin.clients)');
+    throw new VerdictError('UNAUTHENTICATED', 'admin: an admin identity is required (the admin token as "authorization: Bearer <token>", or a client certificate listed in admin.clients or admin.clientsFile)');
   }
 
   /**

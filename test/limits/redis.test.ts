@@ -97,14 +97,15 @@ limits:
   - { id: per-user-deny, actions: [predict], rate: 60/minute, burst: 3, onBackendFailure: deny, when: 'context.attributes.mode == "deny"' }
   - { id: per-user-allow, actions: [predict], rate: 60/minute, burst: 3, onBackendFailure: allow, when: 'context.attributes.mode == "allow"' }
   - { id: per-user-local, actions: [predict], rate: 60/minute, burst: 4, onBackendFailure: local, when: 'context.attributes.mode == "local"' }
+  - { id: per-user-cost, actions: [predict], rate: 60/minute, burst: 4, cost: context.attributes.units, onBackendFailure: local, when: 'context.attributes.mode == "cost"' }
 `;
 
 function limitsOf(text: string): readonly CompiledLimit[] {
   return loadFiles({ 'policies.yaml': text }).policySet.limits;
 }
 
-function request(principal: string, mode: string): DecisionRequest {
-  return { principal: { id: principal, roles: [], attributes: {} }, action: 'predict', resource: { type: 'model', id: 'm', attributes: {} }, context: { attributes: { mode } } };
+function request(principal: string, mode: string, units = 1): DecisionRequest {
+  return { principal: { id: principal, roles: [], attributes: {} }, action: 'predict', resource: { type: 'model', id: 'm', attributes: {} }, context: { attributes: { mode, units } } };
 }
 
 describe('the limiter over Redis', () => {
@@ -145,6 +146,9 @@ describe('the limiter over Redis', () => {
         const local = [];
         for (let i = 0; i < 3; i++) local.push(await deadline(limiter.apply(limits, request('dan', 'local')) as Promise<{ kind: string; report: { backend: string } }>));
         expect(local.map((o) => [o.kind, o.report.backend])).toEqual([['allowed', 'local'], ['allowed', 'local'], ['limited', 'local']]);
+        // A cost within the whole burst (4) but over this replica's share (2) can never be taken here: an error, not a wait.
+        expect(await deadline(limiter.apply(limits, request('fay', 'cost', 3)) as Promise<unknown>)).toMatchObject({ kind: 'error', limit: { id: 'per-user-cost' }, message: expect.stringContaining("this server's share of the burst") });
+        expect(await deadline(limiter.apply(limits, request('fay', 'cost', 2)) as Promise<unknown>)).toMatchObject({ kind: 'allowed', report: { backend: 'local' } });
         expect(paused.status()).toMatchObject({ healthy: false, failures: expect.any(Number) });
       } finally {
         redis.resume();

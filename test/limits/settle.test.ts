@@ -221,12 +221,41 @@ describe('the book of decisions Settle may still correct, when full', () => {
 });
 
 describe('Settle while Redis does not answer', () => {
-  // Redis is asked again soon after a failure (retryMs).
-  const server = useSettleServer(() => ({ backend: 'redis', redis: { url: redis.url, keyPrefix: `settle-down-${Date.now()}:` }, retryMs: 100 }));
+  // After a failure Redis is left alone for retryMs: a Settle meanwhile is never sent.
+  const server = useSettleServer(() => ({ backend: 'redis', redis: { url: redis.url, keyPrefix: `settle-down-${Date.now()}:` }, retryMs: 2000 }));
   const { generate, settle, settleError } = calls(() => server().client);
 
-  it('answers UNAVAILABLE to a Settle Redis does not take, keeps it open, and takes it when settled again', async () => {
+  /** Settles until Redis is asked again (retryMs after the failure): the outcome, or the last error. */
+  const settleWhenBack = async (decisionId: string, units: number): Promise<Settled | ServiceError> => {
+    for (let i = 0; ; i++) {
+      const outcome = await settle(decisionId, units).catch((error: ServiceError) => error);
+      if (!('code' in outcome) || outcome.code !== 14 || i >= 40) return outcome;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  };
+
+  it('answers UNAVAILABLE to a Settle never sent to Redis (known to be down), keeps it open, and charges it once when settled again', async () => {
     const call = await generate('wyn', 0);
+    expect(call).toMatchObject({ effect: 'EFFECT_ALLOW', remaining: '10000' });
+    redis.pause();
+    let refused: ServiceError;
+    try {
+      // A check that times out marks Redis down for retryMs (2 s): the Settle after it is never sent.
+      await generate('zed', 0);
+      refused = await settleError(call.decisionId, 10000);
+    } finally {
+      redis.resume();
+    }
+    expect(refused.code).toBe(14); // UNAVAILABLE
+    expect(refused.details).toContain(`nothing is lost: settle decision ${call.decisionId} again`);
+    // Settled again once Redis is asked again: charged once, the whole budget.
+    expect(await settleWhenBack(call.decisionId, 10000)).toMatchObject({ actualUnits: 10000, remaining: '0' });
+    expect(await generate('wyn', 1)).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
+    expect((await settleError(call.decisionId, 10000)).code).toBe(6); // ALREADY_EXISTS
+  }, 30_000);
+
+  it('answers UNAVAILABLE to a Settle sent to Redis that timed out, and does not let it be settled again: Redis may have made it', async () => {
+    const call = await generate('yan', 0);
     expect(call).toMatchObject({ effect: 'EFFECT_ALLOW', remaining: '10000' });
     redis.pause();
     let refused: ServiceError;
@@ -236,22 +265,15 @@ describe('Settle while Redis does not answer', () => {
       redis.resume();
     }
     expect(refused.code).toBe(14); // UNAVAILABLE
-    expect(refused.details).toContain(`nothing is lost: settle decision ${call.decisionId} again`);
-    // Nothing was charged meanwhile: the budget is whole.
-    const before = await generate('wyn', 0);
-    expect(before).toMatchObject({ effect: 'EFFECT_ALLOW', remaining: '10000' });
-    // Settled again once Redis answers: charged once.
-    let settled: Settled | null = null;
-    for (let i = 0; i < 30 && settled === null; i++) {
-      settled = await settle(call.decisionId, 10000).catch(async (error: ServiceError) => {
-        if (error.code !== 14) throw error;
-        await new Promise((r) => setTimeout(r, 50));
-        return null;
-      });
+    expect(refused.details).toContain(`it may have been made, so decision ${call.decisionId} is not settled again`);
+    // Redis ran it once it could: charged once, and not again.
+    expect((await settleWhenBack(call.decisionId, 10000) as ServiceError).code).toBe(6); // ALREADY_EXISTS
+    let after: Answer | null = null;
+    for (let i = 0; i < 40 && after?.reason !== 'REASON_DENIED_BY_RATE_LIMIT'; i++) {
+      after = await generate('yan', 1);
+      if (after.reason !== 'REASON_DENIED_BY_RATE_LIMIT') await new Promise((r) => setTimeout(r, 100));
     }
-    expect(settled).toMatchObject({ actualUnits: 10000, remaining: '0' });
-    expect(await generate('wyn', 1)).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
-    expect((await settleError(call.decisionId, 10000)).code).toBe(6); // ALREADY_EXISTS
+    expect(after).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
   }, 30_000);
 
 });

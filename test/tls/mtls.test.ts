@@ -279,8 +279,8 @@ describe('mTLS from the config file and the environment, HTTP port over TLS', ()
   }, 30_000);
 
   it('ends connections when an intermediate CA of the client certificate expires before it', async () => {
-    // The client certificate is good for two days; the intermediate that vouches for it, for three seconds.
-    const chained = makeClientUnderShortLivedIntermediate(pki, 'chained-pep', 'spiffe://verdict.test/ns/edge/sa/gateway', 3_000);
+    // The client certificate is good for two days; the intermediate that vouches for it, for five seconds.
+    const chained = makeClientUnderShortLivedIntermediate(pki, 'chained-pep', 'spiffe://verdict.test/ns/edge/sa/gateway', 5_000);
     const credentials = { ca: readFileSync(pki.ca.cert), cert: readFileSync(chained.cert), key: readFileSync(chained.key) };
     // One kept-alive connection for every request: its handshake is the only time TLS looks at the dates.
     const agent = new HttpsAgent({ keepAlive: true, maxSockets: 1, ...credentials, servername: 'localhost' });
@@ -396,7 +396,7 @@ globalThis.setTimeout = (fn, ms, ...args) => onTime(fn, typeof ms === 'number' &
   });
 
   it('answers no request that arrives whole after the expiry, before the expiry timer fired: HTTPS, gRPC and gzip gRPC alike', async () => {
-    const short = makeShortLivedClient(pki, 'paused-pep', 'spiffe://verdict.test/ns/edge/sa/gateway', 4_000);
+    const short = makeShortLivedClient(pki, 'paused-pep', 'spiffe://verdict.test/ns/edge/sa/gateway', 6_000);
     const credentials = { ca: readFileSync(pki.ca.cert), cert: readFileSync(short.cert), key: readFileSync(short.key), servername: 'localhost' };
     const body = JSON.stringify({ subject: { type: 'user', id: 'dana', properties: { roles: dana.roles, ...dana.attributes } }, action: { name: 'predict' }, resource: { type: 'model', id: 'fraud-v3', properties: fraudModel.attributes } });
     const https = tlsConnect({ host: '127.0.0.1', port: late.httpPort, ...credentials });
@@ -408,13 +408,15 @@ globalThis.setTimeout = (fn, ms, ...args) => onTime(fn, typeof ms === 'number' &
     session.on('error', () => undefined);
     const message = Buffer.from(AUTHORIZATION_CHECK.requestSerialize(checkRequest({ principal: dana, action: 'predict', resource: fraudModel })));
     // The direct lane reads an uncompressed call itself; grpc-js handles a gzip one.
+    // The last sends its whole message while the certificate is valid, and ends the stream only after it expired.
     const calls = [
-      { encoding: 'identity', flag: 0, payload: message },
-      { encoding: 'gzip', flag: 1, payload: gzipSync(message) },
-    ].map(({ encoding, flag, payload }) => {
+      { encoding: 'identity', flag: 0, payload: message, early: false },
+      { encoding: 'gzip', flag: 1, payload: gzipSync(message), early: false },
+      { encoding: 'gzip', flag: 1, payload: gzipSync(message), early: true },
+    ].map(({ encoding, flag, payload, early }) => {
       const stream = session.request({ ':method': 'POST', ':path': '/verdict.v1.Authorization/Check', 'content-type': 'application/grpc', te: 'trailers', 'grpc-encoding': encoding }, { endStream: false });
       stream.on('error', () => undefined);
-      const call = { stream, status: null as string | null, frame: Buffer.concat([Buffer.from([flag, 0, 0, 0, 0]), payload]), closed: new Promise<void>((resolve) => stream.once('close', () => resolve())) };
+      const call = { stream, early, status: null as string | null, frame: Buffer.concat([Buffer.from([flag, 0, 0, 0, 0]), payload]), closed: new Promise<void>((resolve) => stream.once('close', () => resolve())) };
       call.frame.writeUInt32BE(payload.length, 1);
       stream.on('trailers', (trailers) => (call.status = String(trailers['grpc-status'])));
       stream.on('response', (headers) => (call.status ??= headers['grpc-status'] === undefined ? null : String(headers['grpc-status'])));
@@ -424,13 +426,14 @@ globalThis.setTimeout = (fn, ms, ...args) => onTime(fn, typeof ms === 'number' &
       const decidedBefore = queryDecisions(lateDb).length;
       await new Promise<void>((resolve) => (https.readyState === 'open' && https.authorized ? resolve() : https.once('secureConnect', () => resolve())));
       https.write(`POST /access/v1/evaluation HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\n\r\n`);
+      for (const call of calls) if (call.early) call.stream.write(call.frame);
       // Every request's headers reach the server while the certificate is valid.
       await new Promise((resolve) => setTimeout(resolve, 500));
       expect(Date.now()).toBeLessThan(short.validTo.getTime() - 1_000);
       // The bodies arrive past the expiry, while the server's expiry timers have not fired (they run late here).
       await new Promise((resolve) => setTimeout(resolve, Math.max(0, short.validTo.getTime() - Date.now()) + 300));
       https.write(body);
-      for (const call of calls) call.stream.end(call.frame);
+      for (const call of calls) call.stream.end(call.early ? undefined : call.frame);
       await Promise.all([httpsClosed, ...calls.map((call) => call.closed)]);
       expect(httpsReply).not.toMatch(/^HTTP\/1\.1 200/);
       expect(calls.map((call) => call.status)).not.toContain('0');

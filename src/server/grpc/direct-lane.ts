@@ -134,8 +134,7 @@ export class DirectLane implements DirectLaneState {
         const method = this.methods.get(headers[':path'] ?? '');
         if (method === undefined || !readsItself(headers)) {
           this.guard.watch(stream);
-          // Before grpc-js's own listener: a request that arrives whole after the certificate expired is not handled.
-          stream.once('end', () => cutSessionIfLapsed(stream.session));
+          withholdEndIfLapsed(stream);
           // A decision call grpc-js reads (a compressed one) is framed as strictly as the lane's own.
           if (method !== undefined) holdToOneMessage(stream);
           fallback(stream, headers, flags, rawHeaders);
@@ -190,6 +189,22 @@ function refuseUnread(stream: http2.ServerHttp2Stream, message: string, code: st
 }
 
 /**
+ * grpc-js runs a unary call's handler from its own 'end' listener (the request is
+ * whole). A request that became whole after the client certificate expired, before
+ * the timer that cuts the connection fired, must not get there: its 'end' is not
+ * passed on, and the connection is cut as the timer would have.
+ */
+function withholdEndIfLapsed(stream: http2.ServerHttp2Stream): void {
+  // Kept: a destroyed stream no longer knows its session (another call's request may have cut it).
+  const session = stream.session;
+  const emit = stream.emit.bind(stream) as (event: string | symbol, ...args: unknown[]) => boolean;
+  (stream as { emit: (event: string | symbol, ...args: unknown[]) => boolean }).emit = (event, ...args) => {
+    if (event === 'end' && (cutSessionIfLapsed(session) || stream.destroyed)) return false;
+    return emit(event, ...args);
+  };
+}
+
+/**
  * For a decision call grpc-js reads: its body must be exactly one message whose flag
  * is 0 or 1, as on the lane (serve). grpc-js would decide the first of two messages,
  * or a message followed by stray bytes, and take any other flag for "compressed".
@@ -235,6 +250,8 @@ function readsItself(headers: http2.IncomingHttpHeaders): boolean {
 function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: DirectMethod, maxFrameBytes: number, guard: StreamGuard): void {
   let answered = false;
   let deadlineTimer: NodeJS.Timeout | null = null;
+  // Kept: a destroyed stream no longer knows its session, and with it whether its certificate lapsed.
+  const session = stream.session;
   // Bytes of this body the guard counts while it arrives; given back once it has arrived, is answered, or the stream goes.
   let taken = 0;
   guard.opened(stream);
@@ -298,8 +315,9 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   stream.once('end', () => {
     guard.arrived(stream, taken);
     if (answered) return;
-    // The request may have been started before the certificate expired and finished after it.
-    if (certificateLapsed(stream.session) !== null) {
+    // The request may have been started before the certificate expired and finished after it; or its
+    // connection was cut meanwhile (another call's request found the certificate lapsed), and nobody would get the answer.
+    if (stream.destroyed || certificateLapsed(session) !== null) {
       fail(status.UNAUTHENTICATED, LAPSED_CERTIFICATE_MESSAGE);
       return;
     }
