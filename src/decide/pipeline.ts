@@ -8,7 +8,7 @@ import { evaluateAsServed, isSchemaRefusal } from '../engine/schema-checked.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { callerGroup } from '../decisions/caller-group.js';
 import { VerdictError, messageOf } from '../errors.js';
-import { adjustReservation, RateLimiter, SettlementBook, type LimitOutcome, type Reservation } from '../limits/index.js';
+import { adjustReservation, BackendUnavailable, RateLimiter, SettlementBook, type LimitOutcome, type Reservation } from '../limits/index.js';
 import type { Decision, DecisionRequest, LimitState, ShadowDecision, SuspensionState } from '../types.js';
 import { RequestMeter, type RequestLimits } from './bounds.js';
 import { newDecisionId } from './decision-id.js';
@@ -189,7 +189,7 @@ export class DecisionPipeline {
       const done = made.length > 0 ? `; those of ${made.join(', ')} were made` : '';
       // A correction never sent (the backend known to be down) is not lost: the decision stays open
       // for it. One sent that timed out may have been made, and made again it would count twice.
-      const unsent = errors.every((error) => !(error instanceof Error && (error as { mayHaveRun?: boolean }).mayHaveRun === true));
+      const unsent = errors.every((error) => error instanceof BackendUnavailable && !error.mayHaveRun);
       if (unsent) this.settlements.reopen(decisionId, failed);
       const message = unsent
         ? `the rate-limit backend did not take the correction of ${failed.map((r) => r.limitId).join(', ')} (${messageOf(errors[0])})${done}; nothing is lost: settle decision ${decisionId} again`

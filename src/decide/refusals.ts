@@ -130,7 +130,7 @@ const NO_RULES: readonly string[] = Object.freeze([]);
  * // { effect: 'DENY', reason: 'DENIED_BY_DEFAULT', ruleIds: [], errors: [{ ruleId: 'route', message: 'no route matches GET /x' }], policyVersion }
  */
 export function refusalDecision(refusal: Refusal, policyVersion: string): Decision {
-  return { effect: 'DENY', reason: refusal.reason, ruleIds: NO_RULES, errors: [{ ruleId: refusal.ruleId, message: recordedMessage(refusal.message) }], policyVersion };
+  return { effect: 'DENY', reason: refusal.reason, ruleIds: NO_RULES, errors: [{ ruleId: refusal.ruleId, message: cutText(refusal.message, MAX_REFUSAL_MESSAGE) }], policyVersion };
 }
 
 /**
@@ -139,7 +139,3 @@ export function refusalDecision(refusal: Refusal, policyVersion: string): Decisi
  * row, or a batch's thousand rows, as large as itself.
  */
 export const MAX_REFUSAL_MESSAGE = 1024;
-
-function recordedMessage(message: string): string {
-  return cutText(message, MAX_REFUSAL_MESSAGE);
-}

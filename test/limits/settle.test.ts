@@ -234,18 +234,22 @@ describe('Settle while Redis does not answer', () => {
     }
   };
 
-  it('answers UNAVAILABLE to a Settle never sent to Redis (known to be down), keeps it open, and charges it once when settled again', async () => {
-    const call = await generate('wyn', 0);
+  /** A fresh decision of `principal`, and a Settle of it made while Redis is stopped (after `first`, if given). */
+  const settledWhilePaused = async (principal: string, first?: () => Promise<unknown>): Promise<{ decisionId: string; refused: ServiceError }> => {
+    const call = await generate(principal, 0);
     expect(call).toMatchObject({ effect: 'EFFECT_ALLOW', remaining: '10000' });
     redis.pause();
-    let refused: ServiceError;
     try {
-      // A check that times out marks Redis down for retryMs (2 s): the Settle after it is never sent.
-      await generate('zed', 0);
-      refused = await settleError(call.decisionId, 10000);
+      await first?.();
+      return { decisionId: call.decisionId, refused: await settleError(call.decisionId, 10000) };
     } finally {
       redis.resume();
     }
+  };
+
+  it('answers UNAVAILABLE to a Settle never sent to Redis (known to be down), keeps it open, and charges it once when settled again', async () => {
+    // A check that times out marks Redis down for retryMs (2 s): the Settle after it is never sent.
+    const { refused, ...call } = await settledWhilePaused('wyn', () => generate('zed', 0));
     expect(refused.code).toBe(14); // UNAVAILABLE
     expect(refused.details).toContain(`nothing is lost: settle decision ${call.decisionId} again`);
     // Settled again once Redis is asked again: charged once, the whole budget.
@@ -255,15 +259,7 @@ describe('Settle while Redis does not answer', () => {
   }, 30_000);
 
   it('answers UNAVAILABLE to a Settle sent to Redis that timed out, and does not let it be settled again: Redis may have made it', async () => {
-    const call = await generate('yan', 0);
-    expect(call).toMatchObject({ effect: 'EFFECT_ALLOW', remaining: '10000' });
-    redis.pause();
-    let refused: ServiceError;
-    try {
-      refused = await settleError(call.decisionId, 10000);
-    } finally {
-      redis.resume();
-    }
+    const { refused, ...call } = await settledWhilePaused('yan');
     expect(refused.code).toBe(14); // UNAVAILABLE
     expect(refused.details).toContain(`it may have been made, so decision ${call.decisionId} is not settled again`);
     // Redis ran it once it could: charged once, and not again.
