@@ -9,12 +9,17 @@
 //   node bench/batch-flood.mjs --quick         shorter phases
 //   node bench/batch-flood.mjs --baseline DIR  also run another build of verdict (a checkout with
 //                                              dist/ built) the same way, first: before and after
+//   node bench/batch-flood.mjs --large-checks  the flood is single Checks instead, each carrying
+//                                              about 1 MB of context (gzip-compressed to a few KB,
+//                                              all within the default limits): rows large in bytes
+//                                              rather than many
 //
 // Needs the build (dist/). Never fails on a slow figure.
 import fs from 'node:fs';
 import http2 from 'node:http2';
 import os from 'node:os';
 import path from 'node:path';
+import { gzipSync } from 'node:zlib';
 import protobuf from 'protobufjs';
 import { checkRequestFrame, grpcFrame, loadProtos, toStruct, verifyAllow } from './lib/grpc-frame.mjs';
 import { stopChild } from './lib/procs.mjs';
@@ -27,6 +32,7 @@ const argv = process.argv.slice(2);
 const QUICK = argv.includes('--quick');
 const baselineAt = argv.indexOf('--baseline');
 const BASELINE = baselineAt >= 0 ? path.resolve(argv[baselineAt + 1] ?? '') : null;
+const LARGE_CHECKS = argv.includes('--large-checks');
 const HOST = '127.0.0.1';
 const CHECK_PATH = '/verdict.v1.Authorization/Check';
 const BATCH_PATH = '/verdict.v1.Authorization/CheckBatch';
@@ -56,13 +62,33 @@ const batchBody = grpcFrame(
     .finish(),
 );
 
+/**
+ * A Check whose context holds 120 strings of 8,000 characters (each under the default
+ * 8,192 per string, about 0.96 MB in all, under the 1 MiB total), gzip-compressed with
+ * the compressed flag: what the flood sends with --large-checks.
+ */
+const largeCheckBody = (() => {
+  const blob = (i) => `${i}:`.padEnd(8000, 'abcdefghijklmnopqrstuvwxyz');
+  const attributes = Object.fromEntries(Array.from({ length: 120 }, (_, i) => [`note${i}`, blob(i)]));
+  const framed = checkRequestFrame(protos, { ...BENCH_REQUEST, context: { attributes } });
+  const compressed = gzipSync(framed.subarray(5));
+  const frame = Buffer.alloc(5 + compressed.length);
+  frame.writeUInt8(1, 0);
+  frame.writeUInt32BE(compressed.length, 1);
+  compressed.copy(frame, 5);
+  return frame;
+})();
+const FLOOD = LARGE_CHECKS
+  ? { path: CHECK_PATH, body: largeCheckBody, items: 1, headers: { 'grpc-encoding': 'gzip' }, what: `${STREAMS} Checks of about 1 MB of context each (${largeCheckBody.length} bytes gzip-compressed)` }
+  : { path: BATCH_PATH, body: batchBody, items: ITEMS, headers: {}, what: `${STREAMS} CheckBatch calls of ${ITEMS} items` };
+
 function summary(samples) {
   const ms = samples.map((s) => s.ms).sort((a, b) => a - b);
   const at = (q) => ms[Math.min(ms.length - 1, Math.floor(q * ms.length))];
   return { n: ms.length, p50: at(0.5), p99: at(0.99), max: ms.at(-1) };
 }
 
-/** Keeps STREAMS CheckBatch calls in flight on one connection until stopped; counts answered items and failures. */
+/** Keeps STREAMS calls of FLOOD in flight on one connection until stopped; counts answered items and failures. */
 function startFlood(port) {
   const session = http2.connect(`http://${HOST}:${port}`);
   session.on('error', () => undefined);
@@ -72,7 +98,7 @@ function startFlood(port) {
   let firstFailure = null;
   const one = () =>
     new Promise((resolve) => {
-      const stream = session.request({ ':method': 'POST', ':path': BATCH_PATH, 'content-type': 'application/grpc', te: 'trailers' });
+      const stream = session.request({ ':method': 'POST', ':path': FLOOD.path, 'content-type': 'application/grpc', te: 'trailers', ...FLOOD.headers });
       let grpcStatus = null;
       let message = null;
       const note = (headers) => {
@@ -88,14 +114,14 @@ function startFlood(port) {
         resolve();
       });
       stream.on('end', () => {
-        if (String(grpcStatus) === '0') items += ITEMS;
+        if (String(grpcStatus) === '0') items += FLOOD.items;
         else {
           failures++;
           firstFailure ??= `grpc-status ${grpcStatus}: ${decodeURIComponent(message ?? '')}`;
         }
         resolve();
       });
-      stream.end(batchBody);
+      stream.end(FLOOD.body);
     });
   const loops = Array.from({ length: STREAMS }, async () => {
     while (!stopping) await one();
@@ -120,13 +146,16 @@ async function measure(label, root) {
       return new Promise((resolve) => setTimeout(resolve, seconds * 1000)).then(() => prober.stop());
     };
     const rest = await probe(REST_S);
+    const logBytes = () => [dbFile, `${dbFile}-wal`].reduce((sum, file) => sum + (fs.existsSync(file) ? fs.statSync(file).size : 0), 0);
+    const logBefore = logBytes();
     const flood = startFlood(server.grpcPort);
     const started = performance.now();
     const during = await probe(FLOOD_S);
     const flooded = await flood.stop();
     const seconds = (performance.now() - started) / 1000;
-    if (flooded.failures > 0) console.error(`${label}: ${flooded.failures} batch calls failed (first: ${flooded.firstFailure})`);
-    return { label, rest: summary(rest.samples), restFailures: rest.failures, flood: summary(during.samples), floodFailures: during.failures, itemsPerSecond: flooded.items / seconds };
+    const logGrowth = (logBytes() - logBefore) / seconds;
+    if (flooded.failures > 0) console.error(`${label}: ${flooded.failures} flood calls failed (first: ${flooded.firstFailure})`);
+    return { label, rest: summary(rest.samples), restFailures: rest.failures, flood: summary(during.samples), floodFailures: during.failures, itemsPerSecond: flooded.items / seconds, logGrowth };
   } finally {
     await stopChild(server.child);
   }
@@ -137,10 +166,10 @@ if (BASELINE !== null) runs.push(await measure(`baseline (${path.basename(BASELI
 runs.push(await measure('this build', ROOT));
 
 const f = (ms) => ms.toFixed(1);
-console.log(`\nA prober's check every ${PROBE_MS} ms, at rest (${REST_S} s) and while one client keeps ${STREAMS} CheckBatch calls of ${ITEMS} items in flight (${FLOOD_S} s); durable log\n`);
-console.log('| build | at rest p50 / p99 / max ms | during the flood p50 | p99 | max ms | prober failures | batch items/s |');
-console.log('|---|--:|--:|--:|--:|--:|--:|');
+console.log(`\nA prober's check every ${PROBE_MS} ms, at rest (${REST_S} s) and while one client keeps ${FLOOD.what} in flight (${FLOOD_S} s); durable log\n`);
+console.log(`| build | at rest p50 / p99 / max ms | during the flood p50 | p99 | max ms | prober failures | ${LARGE_CHECKS ? 'flood checks' : 'batch items'}/s | log growth MB/s |`);
+console.log('|---|--:|--:|--:|--:|--:|--:|--:|');
 for (const r of runs) {
-  console.log(`| ${r.label} | ${f(r.rest.p50)} / ${f(r.rest.p99)} / ${f(r.rest.max)} | ${f(r.flood.p50)} | ${f(r.flood.p99)} | ${f(r.flood.max)} | ${r.restFailures + r.floodFailures} | ${Math.round(r.itemsPerSecond).toLocaleString('en-US')} |`);
+  console.log(`| ${r.label} | ${f(r.rest.p50)} / ${f(r.rest.p99)} / ${f(r.rest.max)} | ${f(r.flood.p50)} | ${f(r.flood.p99)} | ${f(r.flood.max)} | ${r.restFailures + r.floodFailures} | ${Math.round(r.itemsPerSecond).toLocaleString('en-US')} | ${(r.logGrowth / 1e6).toFixed(1)} |`);
 }
 console.log(`\nmachine: ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, Node ${process.version}, load average at the end ${os.loadavg()[0].toFixed(2)}`);

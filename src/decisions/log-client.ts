@@ -3,7 +3,7 @@ import type { AlertRow } from './alerts-table.js';
 import type { RowValue } from './columns.js';
 import type { DecisionLogMode } from './connection.js';
 import { LogEvents, RESOLVED, type CommitStats, type HealthState, type Waiter, type WriteFailure } from './events.js';
-import { FairRows, MAX_ROWS_AT_WRITER, type TakenRows } from './fair-rows.js';
+import { FairRows, MAX_CHARACTERS_AT_WRITER, MAX_ROWS_AT_WRITER, type TakenRows } from './fair-rows.js';
 import { fromWire, type ClientMessage, type HostMessage, type LogChannel } from './log-protocol.js';
 import type { DecisionRecord } from './record.js';
 import { closedLogError, encodeRecord } from './row.js';
@@ -67,6 +67,8 @@ interface Batch {
   /** One per row; null for rows already acknowledged (async mode). */
   readonly waiters: Waiter[] | null;
   readonly rows: number;
+  /** The rows' size as MAX_CHARACTERS_AT_WRITER counts it (rows waiting for their commit only). */
+  readonly characters: number;
 }
 
 interface Request {
@@ -83,8 +85,8 @@ interface Request {
  * This is the one queue: rows are encoded as they are appended (sensitive
  * attributes hashed first) and sent as one flat array per message, with one list
  * of waiters that its one answer settles. Rows that wait for their commit are
- * handed to the writer no more than MAX_ROWS_AT_WRITER at a time, taken in turns
- * from each caller's rows (FairRows): what queues up while the writer commits
+ * handed to the writer no more than MAX_ROWS_AT_WRITER and MAX_CHARACTERS_AT_WRITER
+ * at a time, taken in turns from each caller's rows (FairRows): what queues up while the writer commits
  * waits here, where a check goes ahead of another caller's flood of batch rows,
  * not in the writer's inbox behind them. Rows already answered (async mode) go
  * in one message per event-loop turn. An append made in durable mode resolves
@@ -111,6 +113,8 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
   private readonly encode = (out: RowValue[], record: DecisionRecord): void => encodeRecord(out, record, this.sensitive);
   /** Rows that wait for their commit, with the writer (no more than MAX_ROWS_AT_WRITER, but for a flush's). */
   private rowsAtWriter = 0;
+  /** Their size (no more than MAX_CHARACTERS_AT_WRITER, but for a flush's or one larger row alone). */
+  private charactersAtWriter = 0;
   private acknowledgedValues: RowValue[] = [];
   private acknowledgedRows = 0;
   /** Rows answered already, sent and not yet written. */
@@ -259,26 +263,29 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
   }
 
   private postWaiting(taken: TakenRows): void {
-    if (this.lost === null) this.rowsAtWriter += taken.waiters.length;
-    this.post(taken.waiters, taken.waiters.length, taken.values);
+    if (this.lost === null) {
+      this.rowsAtWriter += taken.waiters.length;
+      this.charactersAtWriter += taken.characters;
+    }
+    this.post(taken.waiters, taken.waiters.length, taken.values, taken.characters);
   }
 
   private sendAcknowledged(): void {
     if (this.acknowledgedRows > 0) {
       if (this.lost === null) this.acknowledgedAtWriter += this.acknowledgedRows;
-      this.post(null, this.acknowledgedRows, this.acknowledgedValues);
+      this.post(null, this.acknowledgedRows, this.acknowledgedValues, 0);
       this.acknowledgedValues = [];
       this.acknowledgedRows = 0;
     }
   }
 
-  private post(waiters: Waiter[] | null, rows: number, values: RowValue[]): void {
+  private post(waiters: Waiter[] | null, rows: number, values: RowValue[], characters: number): void {
     if (this.lost !== null) {
-      this.settleLost({ waiters, rows });
+      this.settleLost({ waiters, rows, characters });
       return;
     }
     const id = this.nextId++;
-    this.batches.set(id, { waiters, rows });
+    this.batches.set(id, { waiters, rows, characters });
     this.postMessage({ t: 'rows', id, acknowledged: waiters === null, values });
   }
 
@@ -315,7 +322,7 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
         if (batch === undefined) return;
         this.batches.delete(message.id);
         this.settle(batch, message);
-        if (batch.waiters !== null) this.answered(batch.rows);
+        if (batch.waiters !== null) this.answered(batch);
         else this.acknowledgedAtWriter -= batch.rows;
         return;
       }
@@ -366,15 +373,23 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
     });
   }
 
-  /** As many waiting rows as the writer may have: it is never handed more than MAX_ROWS_AT_WRITER to commit before a new row. */
+  /**
+   * As many waiting rows as the writer may have: it is never handed more than
+   * MAX_ROWS_AT_WRITER rows, nor MAX_CHARACTERS_AT_WRITER of them (but for one larger
+   * row alone), to commit before a new row.
+   */
   private sendWaiting(): void {
-    const room = MAX_ROWS_AT_WRITER - this.rowsAtWriter;
-    if (room > 0 && this.waiting.size > 0) this.postWaiting(this.waiting.take(room));
+    const rowRoom = MAX_ROWS_AT_WRITER - this.rowsAtWriter;
+    const characterRoom = MAX_CHARACTERS_AT_WRITER - this.charactersAtWriter;
+    if (rowRoom <= 0 || characterRoom <= 0 || this.waiting.size === 0) return;
+    const taken = this.waiting.take(rowRoom, { characters: characterRoom, firstRowAnyway: this.rowsAtWriter === 0 });
+    if (taken.waiters.length > 0) this.postWaiting(taken);
   }
 
-  /** The writer has answered a message of `rows` waiting rows: as many may go. */
-  private answered(rows: number): void {
-    this.rowsAtWriter -= rows;
+  /** The writer has answered a message of waiting rows: as many may go. */
+  private answered(batch: Batch): void {
+    this.rowsAtWriter -= batch.rows;
+    this.charactersAtWriter -= batch.characters;
     // At once, not next turn: the writer would sit idle meanwhile.
     this.sendWaiting();
   }
@@ -384,9 +399,10 @@ export class DecisionLogClient extends LogEvents implements DecisionLog {
     if (this.lost !== null) return;
     this.lost = reason;
     this.rowsAtWriter = 0;
+    this.charactersAtWriter = 0;
     this.acknowledgedAtWriter = 0;
     const { waiters } = this.waiting.takeAll();
-    if (waiters.length > 0) this.settleLost({ waiters, rows: waiters.length });
+    if (waiters.length > 0) this.settleLost({ waiters, rows: waiters.length, characters: 0 });
     // A writer that stops after close() has done its job.
     if (this.closing && this.batches.size === 0 && this.requests.size === 0) return;
     const batches = [...this.batches.values()];

@@ -4,10 +4,13 @@ import type { Waiter } from '../../src/decisions/events.js';
 import { FairRows } from '../../src/decisions/fair-rows.js';
 import { ROW_WIDTH } from '../../src/decisions/row.js';
 
-/** A row whose every value names it, and a waiter that does too, so what was taken can be read back. */
-function queue(rows: FairRows, caller: string, count: number): void {
+/**
+ * A row whose every value names it, and a waiter that does too, so what was taken can be read back;
+ * each value padded with dots to `width` characters (a row of ROW_WIDTH × width).
+ */
+function queue(rows: FairRows, caller: string, count: number, width = 0): void {
   for (let i = 0; i < count; i++) {
-    const name = `${caller}${i}`;
+    const name = `${caller}${i}`.padEnd(width, '.');
     const waiter = { resolve: () => undefined, reject: () => undefined, name } as Waiter & { name: string };
     rows.push(caller, waiter, name, (out, item) => {
       for (let k = 0; k < ROW_WIDTH; k++) out.push(item);
@@ -21,7 +24,7 @@ function names(taken: { values: RowValue[]; waiters: Waiter[] }): string[] {
   const byValues = Array.from({ length: taken.waiters.length }, (_, i) => taken.values.slice(i * ROW_WIDTH, (i + 1) * ROW_WIDTH));
   expect(taken.values).toHaveLength(taken.waiters.length * ROW_WIDTH);
   byValues.forEach((values, i) => expect(new Set(values)).toEqual(new Set([byWaiter[i]])));
-  return byWaiter;
+  return byWaiter.map((name) => name.replace(/\.+$/, ''));
 }
 
 describe('rows waiting for the writer, by caller', () => {
@@ -64,6 +67,46 @@ describe('rows waiting for the writer, by caller', () => {
     expect(names(rows.takeAll())).toHaveLength(302);
     expect(rows.size).toBe(0);
     expect(names(rows.take(10))).toEqual([]);
+  });
+
+  it('share a message\'s room in characters: a caller whose next row does not fit is passed over, smaller rows from others still go', () => {
+    const rows = new FairRows();
+    const wide = 1000; // a row of ROW_WIDTH × 1000 characters
+    queue(rows, 'big', 5, wide);
+    queue(rows, 'small', 3);
+    const room = { characters: 2.5 * ROW_WIDTH * wide, firstRowAnyway: true };
+    const first = rows.take(256, room);
+    // Two large rows fit, the third does not; every small row does.
+    expect(names(first)).toEqual(['big0', 'big1', 'small0', 'small1', 'small2']);
+    expect(first.characters).toBe(2 * ROW_WIDTH * wide + 3 * ROW_WIDTH * 'small0'.length);
+    expect(names(rows.take(256, room))).toEqual(['big2', 'big3']);
+  });
+
+  it('let a row larger than the whole room go alone when the writer has nothing else, and wait otherwise', () => {
+    const rows = new FairRows();
+    queue(rows, 'big', 2, 1000);
+    const small = { characters: 10, firstRowAnyway: false };
+    expect(names(rows.take(256, small))).toEqual([]);
+    expect(rows.size).toBe(2);
+    const alone = rows.take(256, { characters: 10, firstRowAnyway: true });
+    expect(names(alone)).toEqual(['big0']);
+    expect(alone.characters).toBe(ROW_WIDTH * 1000);
+    expect(rows.size).toBe(1);
+  });
+
+  it('keep a caller passed over for want of room ahead of the callers served, for the next message', () => {
+    const rows = new FairRows();
+    queue(rows, 'a', 2, 1000);
+    queue(rows, 'b', 2, 1000);
+    queue(rows, 'c', 1);
+    const room = { characters: 1.5 * ROW_WIDTH * 1000, firstRowAnyway: true };
+    // a's first row takes most of the room, b's does not fit, c's does.
+    expect(names(rows.take(256, room))).toEqual(['a0', 'c0']);
+    queue(rows, 'late', 1);
+    // b was passed over, so it goes first now: ahead of a, which was served.
+    expect(names(rows.take(256, room))).toEqual(['b0', 'late0']);
+    expect(names(rows.take(256, room))).toEqual(['a1']);
+    expect(names(rows.take(256, room))).toEqual(['b1']);
   });
 
   it('keep nothing of a row that could not be encoded', () => {

@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { verifyLog } from '../../src/audit/verify.js';
+import { MAX_CHARACTERS_AT_WRITER } from '../../src/decisions/fair-rows.js';
 import { DecisionLogClient, MAX_ACKNOWLEDGED_BEHIND } from '../../src/decisions/log-client.js';
 import { DecisionReader } from '../../src/decisions/query.js';
 import { ROW_WIDTH, checkBatch, encodeRecord, rowFromValues, toRow } from '../../src/decisions/row.js';
@@ -63,6 +64,28 @@ describe('the writer thread', () => {
     reader.close();
     expect(count(file)).toBe(3001);
     expect(await verifyLog(file, { publicKeys: [], workers: 1 })).toMatchObject({ ok: true, rows: 3001 });
+  });
+
+  it('commits another caller\'s small row after at most about MAX_CHARACTERS_AT_WRITER of a caller\'s large rows, not after all of them', async () => {
+    const file = tempDb();
+    const client = await startWriterThread(settings(file), null);
+    // 40 rows of about 300,000 characters each: 12 MB, far fewer rows than MAX_ROWS_AT_WRITER.
+    const note = 'x'.repeat(300_000);
+    const large = () => record({ caller: 'large-checks', request: { principal: { roles: [], attributes: {} }, resource: { attributes: {} }, context: { attributes: { note } } } });
+    let largeCommitted = 0;
+    const flood = Array.from({ length: 40 }, () => client.append(large()).then(() => void largeCommitted++));
+    await new Promise((resolve) => setImmediate(resolve));
+    const probe = record({ caller: 'gateway-1' });
+    let largeCommittedBeforeProbe = -1;
+    const probed = client.append(probe).then(() => (largeCommittedBeforeProbe = largeCommitted));
+    await Promise.all([...flood, probed]);
+    // What the writer had when the probe came (at most MAX_CHARACTERS_AT_WRITER), and what shared its message.
+    const rowsPerMessage = Math.floor(MAX_CHARACTERS_AT_WRITER / note.length);
+    expect(largeCommittedBeforeProbe).toBeGreaterThanOrEqual(0);
+    expect(largeCommittedBeforeProbe).toBeLessThanOrEqual(2 * rowsPerMessage);
+    await client.close();
+    expect(count(file)).toBe(41);
+    expect(await verifyLog(file, { publicKeys: [], workers: 1 })).toMatchObject({ ok: true, rows: 41 });
   });
 
   it('in async mode answers at once only while the writer is less than MAX_ACKNOWLEDGED_BEHIND rows behind; the rest wait for their commit', async () => {
