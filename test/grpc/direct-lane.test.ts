@@ -4,7 +4,7 @@
 // status, never an allow, and the server goes on answering. The in-process half checks
 // which calls the lane takes and which it leaves to grpc-js.
 import http2 from 'node:http2';
-import { gzipSync } from 'node:zlib';
+import { deflateSync, gzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryDecisions } from '../../src/decisions/query.js';
@@ -148,6 +148,39 @@ describe('direct lane against a real verdict serve', () => {
   });
   it('answers a well-framed gzip call', async () => {
     expect(effectOf(await rawCall(shipped.server.grpcPort, { body: [frame(gzipped(), 1)], headers: { 'grpc-encoding': 'gzip' } }))).toBe('EFFECT_ALLOW');
+  });
+
+  it('answers deflate calls, and a plain message (flag 0) sent under grpc-encoding gzip, as grpc-js would', async () => {
+    const port = shipped.server.grpcPort;
+    expect(effectOf(await rawCall(port, { body: [frame(deflateSync(encodeCheck(allowed)), 1)], headers: { 'grpc-encoding': 'deflate' } }))).toBe('EFFECT_ALLOW');
+    expect(effectOf(await rawCall(port, { body: [frame(deflateSync(encodeCheck(denied)), 1)], headers: { 'grpc-encoding': 'deflate' } }))).toBe('EFFECT_DENY');
+    expect(effectOf(await rawCall(port, { body: [frame(encodeCheck(allowed), 0)], headers: { 'grpc-encoding': 'gzip' } }))).toBe('EFFECT_ALLOW');
+  });
+
+  const badlyCompressed: ReadonlyArray<readonly [string, () => Buffer, string, number, string]> = [
+    // 64 MiB of zeros in 64 KiB: only the first 4 MiB and a byte (the hard ceiling) are ever put out.
+    ['a gzip bomb (64 MiB of zeros in 64 KiB)', () => gzipSync(Buffer.alloc(64 * 1024 * 1024)), 'gzip', grpc.status.RESOURCE_EXHAUSTED, 'decompresses to a size larger than'],
+    ['a deflate bomb', () => deflateSync(Buffer.alloc(64 * 1024 * 1024)), 'deflate', grpc.status.RESOURCE_EXHAUSTED, 'decompresses to a size larger than'],
+    ['gzip bytes that are not gzip', () => encodeCheck(allowed), 'gzip', grpc.status.INTERNAL, 'Failed to decompress'],
+    ['a gzip stream cut short', () => gzipped().subarray(0, 20), 'gzip', grpc.status.INTERNAL, 'Failed to decompress'],
+    ['deflate bytes under grpc-encoding gzip', () => deflateSync(encodeCheck(allowed)), 'gzip', grpc.status.INTERNAL, 'Failed to decompress'],
+  ];
+  it.each(badlyCompressed)('%s: a defined status, nothing allowed, and the server goes on', async (_what, message, encoding, code, words) => {
+    const before = queryDecisions(shipped.db, { effect: 'ALLOW', limit: 10_000 }).length;
+    const outcome = await rawCall(shipped.server.grpcPort, { body: [frame(message(), 1)], headers: { 'grpc-encoding': encoding } });
+    expect(outcome.grpcStatus).toBe(code);
+    expect(outcome.grpcMessage).toContain(words);
+    expect(outcome.body.length).toBe(0);
+    expect(queryDecisions(shipped.db, { effect: 'ALLOW', limit: 10_000 }).length).toBe(before);
+    expect(effectOf(await rawCall(shipped.server.grpcPort, { body: [frame(encodeCheck(allowed))] }))).toBe('EFFECT_ALLOW');
+  });
+
+  it('refuses an encoding grpc-js does not read (UNIMPLEMENTED), nothing allowed', async () => {
+    const before = queryDecisions(shipped.db, { effect: 'ALLOW', limit: 10_000 }).length;
+    const outcome = await rawCall(shipped.server.grpcPort, { body: [frame(gzipped(), 1)], headers: { 'grpc-encoding': 'br' } });
+    expect(outcome.grpcStatus).toBe(grpc.status.UNIMPLEMENTED);
+    expect(outcome.grpcMessage).toContain('unsupported encoding');
+    expect(queryDecisions(shipped.db, { effect: 'ALLOW', limit: 10_000 }).length).toBe(before);
   });
 
   it('refuses a message past the hard ceiling unread (RESOURCE_EXHAUSTED) and goes on serving', async () => {
