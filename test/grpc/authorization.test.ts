@@ -156,6 +156,19 @@ describe('verdict.v1.Authorization', () => {
     expect(harness.seen.batches.at(-1)!.every((input) => input instanceof InvalidRequest)).toBe(true);
   });
 
+  it('records a batch with no items and an invalid shared principal once, and names that decision', async () => {
+    const before = harness.seen.inputs.length;
+    const { error } = await unary(client, 'CheckBatch', { principal: { id: '' }, items: [] });
+    expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(error?.details).toBe('principal.id is required');
+    expect(harness.seen.inputs.length).toBe(before + 1);
+    const refused = harness.seen.inputs.at(-1);
+    expect(refused).toBeInstanceOf(InvalidRequest);
+    expect((refused as InvalidRequest).error.message).toBe('principal.id is required');
+    // The trailer names the decision that recorded it (none was named before).
+    expect(error?.metadata.get(DECISION_ID_TRAILER)).toEqual([expect.stringMatching(/^d-\d+$/)]);
+  });
+
   it('records a message over the size limit as an invalid request, then refuses it with INVALID_ARGUMENT', async () => {
     const big = 'x'.repeat(1024 * 1024 + 10);
     const before = harness.seen.inputs.length;

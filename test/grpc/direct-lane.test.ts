@@ -146,6 +146,18 @@ describe('direct lane against a real verdict serve', () => {
     expect(outcome.grpcStatus).not.toBe(grpc.status.OK);
     expect(queryDecisions(shipped.db, { effect: 'ALLOW', limit: 10_000 }).length).toBe(before);
   });
+  it('records a CheckBatch with no items whose shared principal is invalid, once, and names the decision', async () => {
+    const before = queryDecisions(shipped.db, { limit: 10_000 }).length;
+    const batch = methods.CheckBatch!.requestSerialize({ principal: { id: '' }, items: [], requestId: 'empty-batch-bad-principal' });
+    const outcome = await rawCall(shipped.server.grpcPort, { path: '/verdict.v1.Authorization/CheckBatch', body: [frame(batch)] });
+    expect(outcome.grpcStatus).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(outcome.grpcMessage).toContain('principal.id');
+    const rows = queryDecisions(shipped.db, { limit: 10_000 });
+    expect(rows.length).toBe(before + 1);
+    expect(rows[0]).toMatchObject({ requestId: 'empty-batch-bad-principal', effect: 'DENY', reason: 'DENIED_INVALID_REQUEST' });
+    expect(outcome.trailers['verdict-decision-id']).toBe(rows[0]!.decisionId);
+  });
+
   it('answers a well-framed gzip call', async () => {
     expect(effectOf(await rawCall(shipped.server.grpcPort, { body: [frame(gzipped(), 1)], headers: { 'grpc-encoding': 'gzip' } }))).toBe('EFFECT_ALLOW');
   });

@@ -54,6 +54,11 @@ export function authorizationService(handlers: AuthorizationHandlers, options: A
         throw invalidArgument(refused.error, result.decisionId);
       }
       const { inputs, shared } = toBatchInputs(message);
+      if (shared !== null && inputs.length === 0) {
+        // No item records the refusal of the shared principal: it is recorded once, as bad input is.
+        const result = await handlers.check(refusedWhole(shared), meta);
+        throw invalidArgument(shared, result.decisionId);
+      }
       // A batch over the pipeline's record budget is refused whole, its refusal recorded once (BatchRefused).
       const results = await Promise.resolve(handlers.checkBatch(inputs, meta, { cancelled: () => call.cancelled })).catch((error: unknown) => {
         throw error instanceof BatchRefused ? invalidArgument(error.error, error.result.decisionId) : error;
