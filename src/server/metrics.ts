@@ -136,6 +136,12 @@ export class ServerMetrics implements DecisionObserver {
     this.sampledSum('verdict_decision_log_rows_pending', 'Decision rows appended and not yet confirmed written (waiting their turn, or with the writer).', read.pendingRows);
   }
 
+  /** Compressed decision calls on the gRPC port: inflated and not yet answered, and waiting for their turn (direct-lane.ts). */
+  watchCompressedCalls(read: () => { readonly inflated: number; readonly waiting: number }): void {
+    this.sampledSum('verdict_compressed_calls_inflated', 'Compressed gRPC decision calls inflated and not yet answered (at most 64 per process, half of them from one host).', () => read().inflated);
+    this.sampledSum('verdict_compressed_calls_waiting', 'Compressed gRPC decision calls waiting, with only their compressed bytes, for their turn to be inflated.', () => read().waiting);
+  }
+
   /** A gauge read from `read` at each scrape, summed across --workers workers. */
   private sampledSum(name: string, help: string, read: () => number): void {
     new Gauge({

@@ -10,13 +10,22 @@
 // The lane runs the very handlers grpc-js would (call.ts `unary`), with the same
 // deserializers (the size-limited ones of server.ts) and serializers, and
 // answers with the same statuses and trailers. A stream it does not fully
-// understand (another content type, a compressed encoding, not a POST) goes to
-// grpc-js untouched, before a byte of its body is read.
+// understand (another content type, an encoding other than gzip or deflate, not a
+// POST) goes to grpc-js untouched, before a byte of its body is read.
+//
+// Compressed messages are inflated here, and only so many at once (CompressedCalls):
+// a 3.5 KB gzip message becomes a megabyte of request, row and garbage, so a client
+// keeping thousands of them in flight (24 connections of 100 streams, 8 MB sent) held
+// 6 GB and froze the server, where the same number of plain messages is bounded by
+// what the client must send.
 
 import http2 from 'node:http2';
 import { TLSSocket } from 'node:tls';
+import zlib from 'node:zlib';
 import { Metadata, status, type MethodDefinition, type Server, type sendUnaryData } from '@grpc/grpc-js';
 import { LAPSED_CERTIFICATE_MESSAGE, certificateLapsed } from '../../authn/certificate-lapse.js';
+import { BatchesInFlight } from '../../decide/batch-budget.js';
+import { callerGroup } from '../../decisions/caller-group.js';
 import { cutSessionIfLapsed } from '../certificate-expiry.js';
 import type { UnaryCall, UnaryHandler } from './call.js';
 import type { StreamGuard } from './stream-guard.js';
@@ -48,6 +57,13 @@ const NO_AUTH_CONTEXT: AuthContext = Object.freeze({});
 /** Answers larger than this are written in pieces of this size. */
 const ANSWER_PIECE_BYTES = 64 * 1024;
 
+/** Message encodings the lane reads itself, as grpc-js would; any other is grpc-js's to refuse. */
+const READ_ENCODINGS = new Set(['identity', 'gzip', 'deflate']);
+/**
+ * Compressed calls inflated and not yet answered, all callers together; one host (or
+ * IPv6 /64) holds at most half. The rest wait with only their compressed bytes, in turns by host.
+ */
+export const MAX_COMPRESSED_CALLS_AT_ONCE = 64;
 /** Content types the lane reads itself; anything else is grpc-js's to answer (415 and the like). */
 const GRPC_PROTO = new Set(['application/grpc', 'application/grpc+proto']);
 /** A grpc-timeout value: up to 8 digits and a unit (the gRPC over HTTP/2 protocol). */
@@ -64,6 +80,8 @@ export interface DirectLaneState {
   readonly calls: number;
   /** Sessions that keep their streams in a StreamTable (stream-table.ts) rather than node's Map. */
   readonly streamTableSessions: number;
+  /** Compressed calls inflated and not yet answered, and those waiting for their turn (MAX_COMPRESSED_CALLS_AT_ONCE). */
+  readonly compressedCalls: { readonly inflated: number; readonly waiting: number };
 }
 
 /**
@@ -82,11 +100,21 @@ export class DirectLane implements DirectLaneState {
    * @param guard bounds how long and how large bodies still arriving may be (stream-guard.ts); it is handed the streams grpc-js answers
    * @param unread refuses every new stream, whatever its method, on a connection holding too many unread answers (unread-answers.ts)
    */
+  /** Compressed calls inflated at once: each is charged the largest message, MAX_COMPRESSED_CALLS_AT_ONCE of them fit. */
+  private readonly compressed: CompressedCalls;
+
   constructor(
     private readonly maxFrameBytes: number,
     private readonly guard: StreamGuard,
     private readonly unread: NewStreamGate | null = null,
-  ) {}
+  ) {
+    this.compressed = { budget: new BatchesInFlight(MAX_COMPRESSED_CALLS_AT_ONCE * maxFrameBytes), charge: maxFrameBytes };
+  }
+
+  /** Compressed calls inflated and not yet answered, and those waiting for their turn. */
+  get compressedCalls(): { readonly inflated: number; readonly waiting: number } {
+    return { inflated: Math.round(this.compressed.budget.bytesInFlight / this.compressed.charge), waiting: this.compressed.budget.batchesWaiting };
+  }
 
   add(method: DirectMethod): void {
     this.methods.set(method.definition.path, method);
@@ -141,7 +169,7 @@ export class DirectLane implements DirectLaneState {
           return;
         }
         this.calls += 1;
-        serve(stream, headers, method, this.maxFrameBytes, this.guard);
+        serve(stream, headers, method, this.maxFrameBytes, this.guard, this.compressed);
       });
       this.installedOn += 1;
     }
@@ -236,18 +264,23 @@ function holdToOneMessage(stream: http2.ServerHttp2Stream): void {
   stream.once('end', onEnd);
 }
 
-/** A plain, uncompressed gRPC POST: what the lane reads itself. */
+/** A gRPC POST whose message is plain or compressed with gzip or deflate: what the lane reads itself. */
 function readsItself(headers: http2.IncomingHttpHeaders): boolean {
   if (headers[':method'] !== 'POST') return false;
   const type = headers['content-type'];
   if (type === undefined || !GRPC_PROTO.has(type)) return false;
   const encoding = headers['grpc-encoding'];
-  // A repeated grpc-timeout is grpc-js's to interpret.
-  return (encoding === undefined || encoding === 'identity') && !Array.isArray(headers['grpc-timeout']);
+  return encoding === undefined || (typeof encoding === 'string' && READ_ENCODINGS.has(encoding));
+}
+
+/** The budget compressed calls are inflated against, and what each is charged. */
+interface CompressedCalls {
+  readonly budget: BatchesInFlight;
+  readonly charge: number;
 }
 
 /** One call on the lane: read the one request message, run the handler, answer once. */
-function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: DirectMethod, maxFrameBytes: number, guard: StreamGuard): void {
+function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: DirectMethod, maxFrameBytes: number, guard: StreamGuard, compressedCalls: CompressedCalls): void {
   let answered = false;
   let deadlineTimer: NodeJS.Timeout | null = null;
   // Kept: a destroyed stream no longer knows its session, and with it whether its certificate lapsed.
@@ -285,7 +318,9 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   });
 
   let deadline = Infinity;
-  const timeout = headers['grpc-timeout'] as string | undefined;
+  // Repeated, the first counts, as grpc-js reads it.
+  const timeoutHeader = headers['grpc-timeout'] as string | string[] | undefined;
+  const timeout = Array.isArray(timeoutHeader) ? timeoutHeader[0] : timeoutHeader;
   if (timeout !== undefined) {
     const match = TIMEOUT.exec(timeout);
     if (match === null) {
@@ -326,6 +361,42 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
       fail(message === NO_MESSAGE ? status.UNIMPLEMENTED : status.INTERNAL, `${message} ${method.definition.path}`);
       return;
     }
+    if (!body.compressed) {
+      decide(message);
+      return;
+    }
+    const encoding = headers['grpc-encoding'];
+    if (encoding !== 'gzip' && encoding !== 'deflate') {
+      fail(status.INTERNAL, `${COMPRESSED} ${method.definition.path}`);
+      return;
+    }
+    // Inflated only in its turn: until then the call holds its compressed bytes and nothing more.
+    const group = callerGroup(peerOf(session));
+    const admitted = compressedCalls.budget.admit(group, compressedCalls.charge, () => answered || stream.destroyed || stream.closed);
+    const inflateAndDecide = (release: () => void): void => {
+      if (answered || stream.destroyed || stream.closed) {
+        release();
+        return;
+      }
+      stream.once('close', release);
+      // It may have waited past the certificate's expiry.
+      if (certificateLapsed(session) !== null) {
+        fail(status.UNAUTHENTICATED, LAPSED_CERTIFICATE_MESSAGE);
+        return;
+      }
+      const inflated = inflate(message, encoding, maxFrameBytes);
+      if (Buffer.isBuffer(inflated)) decide(inflated);
+      else fail(inflated.code, inflated.details);
+    };
+    if (typeof admitted === 'function') inflateAndDecide(admitted);
+    else
+      void admitted.then((release) => {
+        if (release !== null) inflateAndDecide(release);
+      });
+  });
+
+  /** Deserializes the request, runs the handler and answers. */
+  function decide(message: Buffer): void {
     let request: unknown;
     try {
       request = method.definition.requestDeserialize(message);
@@ -363,13 +434,37 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
     } catch {
       fail(status.UNKNOWN, 'Unknown error');
     }
-  });
+  }
+}
+
+/** The remote end of a session as the lane's calls name it (DirectCall.getPeer). */
+function peerOf(session: http2.Http2Session | undefined): string {
+  const socket = session?.socket;
+  if (socket?.remoteAddress) return socket.remotePort ? `${socket.remoteAddress}:${socket.remotePort}` : socket.remoteAddress;
+  return 'unknown';
 }
 
 const NO_MESSAGE = 'Received no request message for unary method';
 const SECOND_MESSAGE = 'Received a second request message for unary method';
 const TRUNCATED = 'Received a truncated request message for unary method';
 const COMPRESSED = 'Received a compressed message, but "grpc-encoding" is identity, for';
+const UNKNOWN_FLAG = 'Received a message whose compressed flag is neither 0 nor 1, for';
+
+/**
+ * A compressed message inflated in one step, at most `maxBytes` of it (the work is
+ * bounded by what is put out, whatever the ratio); or the status grpc-js answers when
+ * it cannot be.
+ */
+function inflate(message: Buffer, encoding: 'gzip' | 'deflate', maxBytes: number): Buffer | { code: status; details: string } {
+  try {
+    return encoding === 'gzip' ? zlib.gunzipSync(message, { maxOutputLength: maxBytes }) : zlib.inflateSync(message, { maxOutputLength: maxBytes });
+  } catch (error) {
+    if ((error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
+      return { code: status.RESOURCE_EXHAUSTED, details: `Received message that decompresses to a size larger than ${maxBytes}` };
+    }
+    return { code: status.INTERNAL, details: 'Failed to decompress message' };
+  }
+}
 
 /**
  * The body of a unary call, read as it arrives into one buffer that grows to the size
@@ -408,12 +503,17 @@ class UnaryBody {
     return null;
   }
 
-  /** The one message, or why there is not exactly one. */
+  /** The one message as it came (compressed when `compressed`), or why there is not exactly one. */
   finish(): Buffer | string {
     if (this.headBytes === 0) return NO_MESSAGE;
     if (this.headBytes < 5 || this.filled < this.declared) return TRUNCATED;
-    if (this.head[0] !== 0) return COMPRESSED;
+    if (this.head[0] !== 0 && this.head[0] !== 1) return UNKNOWN_FLAG;
     return this.message.subarray(0, this.filled);
+  }
+
+  /** The message's flag says it is compressed. */
+  get compressed(): boolean {
+    return this.head[0] === 1;
   }
 
   private grow(needed: number): void {
@@ -480,9 +580,7 @@ class DirectCall implements UnaryCall {
   }
 
   getPeer(): string {
-    const socket = this.stream.session?.socket;
-    if (socket?.remoteAddress) return socket.remotePort ? `${socket.remoteAddress}:${socket.remotePort}` : socket.remoteAddress;
-    return 'unknown';
+    return peerOf(this.stream.session);
   }
 
   getAuthContext(): AuthContext {
