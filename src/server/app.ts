@@ -429,7 +429,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     metrics.watchStreamGuard(grpc.streamGuard);
     metrics.watchUnreadAnswers(grpc.unreadAnswers);
     if (!grpc.streamGuard.installed) logger.warn({ grpc: config.grpc }, 'the gRPC stream guard could not be installed on this grpc-js release; slow or unfinished request bodies are not cut off (grpcStreams), nor connections capped (grpcMaxConnections)');
-    metrics.watchCompressedCalls(() => grpc.directLane.compressedCalls);
+    metrics.watchLargeMessages(() => grpc.directLane.largeMessages);
     if (!grpc.directLane.installed) logger.warn({ grpc: config.grpc }, 'the direct lane for checks could not be installed on this grpc-js release; every call goes through grpc-js (slower, same answers)');
     httpPort = await bound('http', config.http, http.listen(httpAddress.host, httpAddress.port));
     if (ops && opsAddress && config.ops !== null) opsPort = await bound('ops', config.ops, ops.listen(opsAddress.host, opsAddress.port));

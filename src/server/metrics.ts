@@ -136,10 +136,10 @@ export class ServerMetrics implements DecisionObserver {
     this.sampledSum('verdict_decision_log_rows_pending', 'Decision rows appended and not yet confirmed written (waiting their turn, or with the writer).', read.pendingRows);
   }
 
-  /** Compressed decision calls on the gRPC port: inflated and not yet answered, and waiting for their turn (direct-lane.ts). */
-  watchCompressedCalls(read: () => { readonly inflated: number; readonly waiting: number }): void {
-    this.sampledSum('verdict_compressed_calls_inflated', 'Compressed gRPC decision calls inflated and not yet answered (at most 64 per process, half of them from one host).', () => read().inflated);
-    this.sampledSum('verdict_compressed_calls_waiting', 'Compressed gRPC decision calls waiting, with only their compressed bytes, for their turn to be inflated.', () => read().waiting);
+  /** gRPC decision calls with a large message (compressed, or 64 KiB or more): being decided, and waiting for their turn (direct-lane.ts). */
+  watchLargeMessages(read: () => { readonly inFlight: number; readonly waiting: number }): void {
+    this.sampledSum('verdict_large_messages_in_flight', 'gRPC decision calls with a compressed message or one of 64 KiB or more, being decided and not yet answered (at most 64 per process, half of them from one host).', () => read().inFlight);
+    this.sampledSum('verdict_large_messages_waiting', 'gRPC decision calls with a compressed message or one of 64 KiB or more, waiting with the bytes they sent for their turn to be decided.', () => read().waiting);
   }
 
   /** A gauge read from `read` at each scrape, summed across --workers workers. */

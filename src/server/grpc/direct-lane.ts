@@ -13,11 +13,12 @@
 // understand (another content type, an encoding other than gzip or deflate, not a
 // POST) goes to grpc-js untouched, before a byte of its body is read.
 //
-// Compressed messages are inflated here, and only so many at once (CompressedCalls):
-// a 3.5 KB gzip message becomes a megabyte of request, row and garbage, so a client
+// Large messages (compressed, or LARGE_MESSAGE_BYTES and more as sent) are decided
+// only so many at once (LargeMessages), compressed ones inflated here in their turn: a
+// 3.5 KB gzip message becomes a megabyte of request, row and garbage, so a client
 // keeping thousands of them in flight (24 connections of 100 streams, 8 MB sent) held
-// 6 GB and froze the server, where the same number of plain messages is bounded by
-// what the client must send.
+// 6 GB and froze the server; plain ones cost what they were sent, and the same again
+// twice over once decided.
 
 import http2 from 'node:http2';
 import { TLSSocket } from 'node:tls';
@@ -60,10 +61,13 @@ const ANSWER_PIECE_BYTES = 64 * 1024;
 /** Message encodings the lane reads itself, as grpc-js would; any other is grpc-js's to refuse. */
 const READ_ENCODINGS = new Set(['identity', 'gzip', 'deflate']);
 /**
- * Compressed calls inflated and not yet answered, all callers together; one host (or
- * IPv6 /64) holds at most half. The rest wait with only their compressed bytes, in turns by host.
+ * Calls with a large message being decided (inflated, for a compressed one) and not yet
+ * answered, all callers together; one host (or IPv6 /64) holds at most half. The rest
+ * wait with only the bytes they sent, in turns by host.
  */
-export const MAX_COMPRESSED_CALLS_AT_ONCE = 64;
+export const MAX_LARGE_MESSAGES_AT_ONCE = 64;
+/** A plain message this large or larger is a large message; a compressed one always is. */
+export const LARGE_MESSAGE_BYTES = 64 * 1024;
 /** Content types the lane reads itself; anything else is grpc-js's to answer (415 and the like). */
 const GRPC_PROTO = new Set(['application/grpc', 'application/grpc+proto']);
 /** A grpc-timeout value: up to 8 digits and a unit (the gRPC over HTTP/2 protocol). */
@@ -80,8 +84,8 @@ export interface DirectLaneState {
   readonly calls: number;
   /** Sessions that keep their streams in a StreamTable (stream-table.ts) rather than node's Map. */
   readonly streamTableSessions: number;
-  /** Compressed calls inflated and not yet answered, and those waiting for their turn (MAX_COMPRESSED_CALLS_AT_ONCE). */
-  readonly compressedCalls: { readonly inflated: number; readonly waiting: number };
+  /** Calls with a large message being decided and not yet answered, and those waiting for their turn (MAX_LARGE_MESSAGES_AT_ONCE). */
+  readonly largeMessages: { readonly inFlight: number; readonly waiting: number };
 }
 
 /**
@@ -100,20 +104,19 @@ export class DirectLane implements DirectLaneState {
    * @param guard bounds how long and how large bodies still arriving may be (stream-guard.ts); it is handed the streams grpc-js answers
    * @param unread refuses every new stream, whatever its method, on a connection holding too many unread answers (unread-answers.ts)
    */
-  /** Compressed calls inflated at once: each is charged the largest message, MAX_COMPRESSED_CALLS_AT_ONCE of them fit. */
-  private readonly compressed: CompressedCalls;
+  /** Large messages decided at once: each is charged the largest message, MAX_LARGE_MESSAGES_AT_ONCE of them fit. */
+  private readonly large: LargeMessages;
 
   constructor(
     private readonly maxFrameBytes: number,
     private readonly guard: StreamGuard,
     private readonly unread: NewStreamGate | null = null,
   ) {
-    this.compressed = { budget: new BatchesInFlight(MAX_COMPRESSED_CALLS_AT_ONCE * maxFrameBytes), charge: maxFrameBytes };
+    this.large = { budget: new BatchesInFlight(MAX_LARGE_MESSAGES_AT_ONCE * maxFrameBytes), charge: maxFrameBytes };
   }
 
-  /** Compressed calls inflated and not yet answered, and those waiting for their turn. */
-  get compressedCalls(): { readonly inflated: number; readonly waiting: number } {
-    return { inflated: Math.round(this.compressed.budget.bytesInFlight / this.compressed.charge), waiting: this.compressed.budget.batchesWaiting };
+  get largeMessages(): { readonly inFlight: number; readonly waiting: number } {
+    return { inFlight: Math.round(this.large.budget.bytesInFlight / this.large.charge), waiting: this.large.budget.batchesWaiting };
   }
 
   add(method: DirectMethod): void {
@@ -169,7 +172,7 @@ export class DirectLane implements DirectLaneState {
           return;
         }
         this.calls += 1;
-        serve(stream, headers, method, this.maxFrameBytes, this.guard, this.compressed);
+        serve(stream, headers, method, this.maxFrameBytes, this.guard, this.large);
       });
       this.installedOn += 1;
     }
@@ -273,14 +276,14 @@ function readsItself(headers: http2.IncomingHttpHeaders): boolean {
   return encoding === undefined || (typeof encoding === 'string' && READ_ENCODINGS.has(encoding));
 }
 
-/** The budget compressed calls are inflated against, and what each is charged. */
-interface CompressedCalls {
+/** The budget large messages are decided against, and what each is charged. */
+interface LargeMessages {
   readonly budget: BatchesInFlight;
   readonly charge: number;
 }
 
 /** One call on the lane: read the one request message, run the handler, answer once. */
-function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: DirectMethod, maxFrameBytes: number, guard: StreamGuard, compressedCalls: CompressedCalls): void {
+function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, method: DirectMethod, maxFrameBytes: number, guard: StreamGuard, largeMessages: LargeMessages): void {
   let answered = false;
   let deadlineTimer: NodeJS.Timeout | null = null;
   // Kept: a destroyed stream no longer knows its session, and with it whether its certificate lapsed.
@@ -361,19 +364,20 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
       fail(message === NO_MESSAGE ? status.UNIMPLEMENTED : status.INTERNAL, `${message} ${method.definition.path}`);
       return;
     }
-    if (!body.compressed) {
+    const compressed = body.compressed;
+    if (!compressed && message.length < LARGE_MESSAGE_BYTES) {
       decide(message);
       return;
     }
     const encoding = headers['grpc-encoding'];
-    if (encoding !== 'gzip' && encoding !== 'deflate') {
+    if (compressed && encoding !== 'gzip' && encoding !== 'deflate') {
       fail(status.INTERNAL, `${COMPRESSED} ${method.definition.path}`);
       return;
     }
-    // Inflated only in its turn: until then the call holds its compressed bytes and nothing more.
+    // Decided (inflated) only in its turn: until then the call holds the bytes it sent and nothing more.
     const group = callerGroup(peerOf(session));
-    const admitted = compressedCalls.budget.admit(group, compressedCalls.charge, () => answered || stream.destroyed || stream.closed);
-    const inflateAndDecide = (release: () => void): void => {
+    const admitted = largeMessages.budget.admit(group, largeMessages.charge, () => answered || stream.destroyed || stream.closed);
+    const decideInTurn = (release: () => void): void => {
       if (answered || stream.destroyed || stream.closed) {
         release();
         return;
@@ -384,14 +388,18 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
         fail(status.UNAUTHENTICATED, LAPSED_CERTIFICATE_MESSAGE);
         return;
       }
-      const inflated = inflate(message, encoding, maxFrameBytes);
+      if (!compressed) {
+        decide(message);
+        return;
+      }
+      const inflated = inflate(message, encoding as 'gzip' | 'deflate', maxFrameBytes);
       if (Buffer.isBuffer(inflated)) decide(inflated);
       else fail(inflated.code, inflated.details);
     };
-    if (typeof admitted === 'function') inflateAndDecide(admitted);
+    if (typeof admitted === 'function') decideInTurn(admitted);
     else
       void admitted.then((release) => {
-        if (release !== null) inflateAndDecide(release);
+        if (release !== null) decideInTurn(release);
       });
   });
 
