@@ -82,7 +82,7 @@ export const MAX_SETTLE_UNITS = 1e15;
  */
 export type SettleOutcome =
   | { readonly kind: 'settled'; readonly settleId: string; readonly reservedUnits: number; readonly actualUnits: number; readonly limitIds: readonly string[]; readonly remaining: number }
-  | { readonly kind: 'invalid' | 'unknown' | 'expired' | 'settled-already' | 'unavailable'; readonly settleId: string; readonly message: string };
+  | { readonly kind: 'invalid' | 'unknown' | 'expired' | 'settled-already' | 'settling' | 'unavailable'; readonly settleId: string; readonly message: string };
 
 /** How a transport names a batch's items in its errors. */
 export interface BatchOptions {
@@ -158,7 +158,7 @@ export class DecisionPipeline {
   async settle(decisionId: string, actualUnits: number, meta: CallMeta): Promise<SettleOutcome> {
     const started = performance.now();
     const policyVersion = this.policies.current.version;
-    let problem: { kind: 'invalid' | 'unknown' | 'expired' | 'settled-already'; message: string } | null = null;
+    let problem: { kind: 'invalid' | 'unknown' | 'expired' | 'settled-already' | 'settling'; message: string } | null = null;
     if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(decisionId)) {
       problem = { kind: 'invalid', message: 'decision_id: expected the decision id a Check answered (a UUID)' };
     } else if (!Number.isFinite(actualUnits) || actualUnits < 0 || actualUnits > MAX_SETTLE_UNITS) {
@@ -168,39 +168,49 @@ export class DecisionPipeline {
     if (entry === 'unknown') problem = { kind: 'unknown', message: `no decision ${decisionId} of this caller that reserved a cost (unknown, not a cost, another caller's, or no longer held)` };
     else if (entry === 'expired') problem = { kind: 'expired', message: `decision ${decisionId} can no longer be settled: its settle window has passed` };
     else if (entry === 'settled') problem = { kind: 'settled-already', message: `decision ${decisionId} is already settled` };
+    else if (entry === 'settling') problem = { kind: 'settling', message: `another Settle of decision ${decisionId} has not answered yet; retry once it has (it may leave the decision open)` };
     const settleId = newDecisionId(Date.now());
     if (problem !== null || entry === null || typeof entry === 'string') {
       const refusal = problem ?? { kind: 'invalid' as const, message: 'not settled' };
       await this.log.append(settleRecord(settleId, meta, policyVersion, started, null, decisionId, actualUnits, refusal.message));
       return { kind: refusal.kind, settleId, message: refusal.message };
     }
-    let remaining = Number.POSITIVE_INFINITY;
-    let reservedUnits = 0;
-    const corrections: (number | Promise<number>)[] = [];
-    for (const reservation of entry.reservations) {
-      reservedUnits = Math.max(reservedUnits, reservation.units);
-      corrections.push(adjustReservation(this.limiter, reservation, actualUnits - reservation.units));
+    // Settled once this Settle is over, whatever becomes of it, unless it left the decision open.
+    let reopened = false;
+    try {
+      let remaining = Number.POSITIVE_INFINITY;
+      let reservedUnits = 0;
+      const corrections: (number | Promise<number>)[] = [];
+      for (const reservation of entry.reservations) {
+        reservedUnits = Math.max(reservedUnits, reservation.units);
+        corrections.push(adjustReservation(this.limiter, reservation, actualUnits - reservation.units));
+      }
+      const outcomes = await Promise.all(corrections.map((c) => Promise.resolve(c).then((left) => ({ left }), (error: unknown) => ({ error }))));
+      const failed = entry.reservations.filter((_, i) => 'error' in outcomes[i]!);
+      if (failed.length > 0) {
+        const errors = outcomes.flatMap((o) => ('error' in o ? [o.error] : []));
+        const made = entry.reservations.filter((_, i) => 'left' in outcomes[i]!).map((r) => r.limitId);
+        const done = made.length > 0 ? `; those of ${made.join(', ')} were made` : '';
+        // A correction never sent (the backend known to be down) is not lost: the decision stays open
+        // for it. One sent that timed out may have been made, and made again it would count twice.
+        const unsent = errors.every((error) => error instanceof BackendUnavailable && !error.mayHaveRun);
+        if (unsent) {
+          this.settlements.reopen(decisionId, failed);
+          reopened = true;
+        }
+        const message = unsent
+          ? `the rate-limit backend did not take the correction of ${failed.map((r) => r.limitId).join(', ')} (${messageOf(errors[0])})${done}; nothing is lost: settle decision ${decisionId} again`
+          : `the rate-limit backend did not confirm the correction of ${failed.map((r) => r.limitId).join(', ')} (${messageOf(errors[0])})${done}; it may have been made, so decision ${decisionId} is not settled again`;
+        await this.log.append(settleRecord(settleId, meta, policyVersion, started, null, decisionId, actualUnits, message));
+        return { kind: 'unavailable', settleId, message };
+      }
+      for (const outcome of outcomes) if ('left' in outcome) remaining = Math.min(remaining, outcome.left);
+      const limitIds = entry.reservations.map((r: Reservation) => r.limitId);
+      await this.log.append(settleRecord(settleId, meta, policyVersion, started, entry, decisionId, actualUnits, null));
+      return { kind: 'settled', settleId, reservedUnits, actualUnits, limitIds, remaining: Number.isFinite(remaining) ? remaining : 0 };
+    } finally {
+      if (!reopened) this.settlements.settled(decisionId);
     }
-    const outcomes = await Promise.all(corrections.map((c) => Promise.resolve(c).then((left) => ({ left }), (error: unknown) => ({ error }))));
-    const failed = entry.reservations.filter((_, i) => 'error' in outcomes[i]!);
-    if (failed.length > 0) {
-      const errors = outcomes.flatMap((o) => ('error' in o ? [o.error] : []));
-      const made = entry.reservations.filter((_, i) => 'left' in outcomes[i]!).map((r) => r.limitId);
-      const done = made.length > 0 ? `; those of ${made.join(', ')} were made` : '';
-      // A correction never sent (the backend known to be down) is not lost: the decision stays open
-      // for it. One sent that timed out may have been made, and made again it would count twice.
-      const unsent = errors.every((error) => error instanceof BackendUnavailable && !error.mayHaveRun);
-      if (unsent) this.settlements.reopen(decisionId, failed);
-      const message = unsent
-        ? `the rate-limit backend did not take the correction of ${failed.map((r) => r.limitId).join(', ')} (${messageOf(errors[0])})${done}; nothing is lost: settle decision ${decisionId} again`
-        : `the rate-limit backend did not confirm the correction of ${failed.map((r) => r.limitId).join(', ')} (${messageOf(errors[0])})${done}; it may have been made, so decision ${decisionId} is not settled again`;
-      await this.log.append(settleRecord(settleId, meta, policyVersion, started, null, decisionId, actualUnits, message));
-      return { kind: 'unavailable', settleId, message };
-    }
-    for (const outcome of outcomes) if ('left' in outcome) remaining = Math.min(remaining, outcome.left);
-    const limitIds = entry.reservations.map((r: Reservation) => r.limitId);
-    await this.log.append(settleRecord(settleId, meta, policyVersion, started, entry, decisionId, actualUnits, null));
-    return { kind: 'settled', settleId, reservedUnits, actualUnits, limitIds, remaining: Number.isFinite(remaining) ? remaining : 0 };
   }
 
   /** Adds an observer of every decision; returns the function that removes it. */

@@ -28,7 +28,8 @@ export interface SettleEntry {
   /** What is still to be corrected: every reservation, until a Settle corrects some and fails on others. */
   reservations: readonly Reservation[];
   readonly expiresAt: number;
-  settled: boolean;
+  /** `settling` while a Settle corrects it: another Settle then is told to retry, not that it is settled. */
+  state: 'open' | 'settling' | 'settled';
 }
 
 /** Entries looked at for expiry on each write. */
@@ -66,7 +67,7 @@ export class SettlementBook {
    * every other caller's, whose Settles then found nothing and whose unused units
    * were never given back.
    */
-  add(decisionId: string, entry: Omit<SettleEntry, 'expiresAt' | 'settled'>, group: string = entry.caller): void {
+  add(decisionId: string, entry: Omit<SettleEntry, 'expiresAt' | 'state'>, group: string = entry.caller): void {
     const now = this.clock();
     let looked = 0;
     for (const [id, e] of this.entries) {
@@ -74,7 +75,7 @@ export class SettlementBook {
       this.drop(id);
     }
     if (this.entries.size >= this.max) this.evictFor(group);
-    this.entries.set(decisionId, { ...entry, group, expiresAt: now + this.windowMs, settled: false });
+    this.entries.set(decisionId, { ...entry, group, expiresAt: now + this.windowMs, state: 'open' });
     let ids = this.groups.get(group);
     if (ids === undefined) this.groups.set(group, (ids = new Set()));
     ids.add(decisionId);
@@ -116,20 +117,27 @@ export class SettlementBook {
   }
 
   /**
-   * The entry `caller` may settle now, marked settled; or why not:
-   * `unknown` (no such decision, not one that reserved a cost, another caller's, or
-   * dropped), `expired` (its window has passed), `settled` (already settled).
+   * The entry `caller` may settle now, marked `settling` until `settled` or `reopen`
+   * is called for it; or why not: `unknown` (no such decision, not one that reserved a
+   * cost, another caller's, or dropped), `expired` (its window has passed), `settled`
+   * (already settled), `settling` (another Settle of it has not answered yet).
    */
-  take(decisionId: string, caller: string): SettleEntry | 'unknown' | 'expired' | 'settled' {
+  take(decisionId: string, caller: string): SettleEntry | 'unknown' | 'expired' | 'settled' | 'settling' {
     const entry = this.entries.get(decisionId);
     if (entry === undefined || !sameCaller(entry.caller, caller)) return 'unknown';
     if (entry.expiresAt <= this.clock()) {
       this.drop(decisionId);
       return 'expired';
     }
-    if (entry.settled) return 'settled';
-    entry.settled = true;
+    if (entry.state !== 'open') return entry.state;
+    entry.state = 'settling';
     return entry;
+  }
+
+  /** The Settle that took the entry is over and may have corrected it: it cannot be settled again. */
+  settled(decisionId: string): void {
+    const entry = this.entries.get(decisionId);
+    if (entry !== undefined) entry.state = 'settled';
   }
 
   /**
@@ -140,7 +148,7 @@ export class SettlementBook {
     const entry = this.entries.get(decisionId);
     if (entry === undefined) return;
     entry.reservations = left;
-    entry.settled = false;
+    entry.state = 'open';
   }
 }
 

@@ -271,5 +271,31 @@ describe('Settle while Redis does not answer', () => {
     }
     expect(after).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
   }, 30_000);
+});
 
+describe('two Settles of one decision at once', () => {
+  // Redis answers within 1 s or not at all: the first Settle, sent to a paused Redis, waits that long.
+  const server = useSettleServer(() => ({ backend: 'redis', redis: { url: redis.url, keyPrefix: `settle-twice-${Date.now()}:` }, timeoutMs: 1000, retryMs: 200 }));
+  const { generate, settleError } = calls(() => server().client);
+
+  it('answers ABORTED, not ALREADY_EXISTS, to a Settle of a decision another Settle is still correcting: that one may leave it open', async () => {
+    const call = await generate('vic', 0);
+    expect(call).toMatchObject({ effect: 'EFFECT_ALLOW', remaining: '10000' });
+    redis.pause();
+    let first: ServiceError;
+    let second: ServiceError;
+    try {
+      const firstAnswer = settleError(call.decisionId, 10000);
+      await new Promise((r) => setTimeout(r, 200));
+      second = await settleError(call.decisionId, 10000);
+      first = await firstAnswer;
+    } finally {
+      redis.resume();
+    }
+    expect(second.code).toBe(10); // ABORTED
+    expect(second.details).toContain(`another Settle of decision ${call.decisionId} has not answered yet`);
+    expect(first.code).toBe(14); // UNAVAILABLE
+    // The first timed out (Redis may have made it), so the decision is settled now.
+    expect((await settleError(call.decisionId, 10000)).code).toBe(6); // ALREADY_EXISTS
+  }, 30_000);
 });

@@ -95,7 +95,7 @@ export function authorizationService(handlers: AuthorizationHandlers, options: A
   };
 }
 
-const SETTLE_STATUS = { invalid: status.INVALID_ARGUMENT, unknown: status.NOT_FOUND, expired: status.FAILED_PRECONDITION, 'settled-already': status.ALREADY_EXISTS, unavailable: status.UNAVAILABLE } as const;
+const SETTLE_STATUS = { invalid: status.INVALID_ARGUMENT, unknown: status.NOT_FOUND, expired: status.FAILED_PRECONDITION, 'settled-already': status.ALREADY_EXISTS, settling: status.ABORTED, unavailable: status.UNAVAILABLE } as const;
 
 /** Records an oversized or malformed message as one error decision, then refuses it. */
 async function refuseUnreadable(
