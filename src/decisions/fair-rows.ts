@@ -29,6 +29,8 @@ interface CallerRows {
   waiters: Waiter[];
   characters: number[];
   taken: number;
+  /** Its next row was passed over for want of room: it is not passed over again (see take). */
+  passedOver: boolean;
 }
 
 /** What a message may still hold of row values, as MAX_CHARACTERS_AT_WRITER counts them. */
@@ -72,7 +74,7 @@ export class FairRows {
    */
   push<T>(caller: string, waiter: Waiter, item: T, encode: (out: RowValue[], item: T) => void): void {
     const known = this.byCaller.get(caller);
-    const rows = known ?? { values: [], waiters: [], characters: [], taken: 0 };
+    const rows = known ?? { values: [], waiters: [], characters: [], taken: 0, passedOver: false };
     const from = rows.values.length;
     encode(rows.values, item);
     if (known === undefined) this.byCaller.set(caller, rows);
@@ -87,6 +89,14 @@ export class FairRows {
     const waiters: Waiter[] = [];
     let rowRoom = Math.min(maxRows, this.waiting);
     let characters = 0;
+    // A caller passed over before heads the line (those passed over keep their place, the
+    // ones served go to the back): while its row still does not fit, nothing else goes,
+    // so the writer empties and it goes (alone, if it must) instead of waiting for as
+    // long as others keep the writer busy.
+    const head = this.byCaller.values().next().value;
+    if (head !== undefined && head.passedOver && !room.firstRowAnyway && (head.characters[head.taken] as number) > room.characters) {
+      return { values, waiters, characters };
+    }
     /** Callers whose next row did not fit: they keep their place for the next message. */
     const passedOver = new Set<string>();
     while (rowRoom > 0 && passedOver.size < this.byCaller.size) {
@@ -106,8 +116,10 @@ export class FairRows {
         }
         if (count === 0) {
           passedOver.add(caller);
+          rows.passedOver = true;
           continue;
         }
+        rows.passedOver = false;
         for (let i = from * ROW_WIDTH, end = (from + count) * ROW_WIDTH; i < end; i++) values.push(rows.values[i] as RowValue);
         for (let i = from; i < from + count; i++) waiters.push(rows.waiters[i] as Waiter);
         rows.taken += count;
@@ -144,5 +156,5 @@ function charactersOf(values: readonly RowValue[], from: number): number {
 /** Drops the rows already taken once they are at least half of what is kept, so a long queue is not copied per message. */
 function compacted(rows: CallerRows): CallerRows {
   if (rows.taken * 2 < rows.waiters.length) return rows;
-  return { values: rows.values.slice(rows.taken * ROW_WIDTH), waiters: rows.waiters.slice(rows.taken), characters: rows.characters.slice(rows.taken), taken: 0 };
+  return { values: rows.values.slice(rows.taken * ROW_WIDTH), waiters: rows.waiters.slice(rows.taken), characters: rows.characters.slice(rows.taken), taken: 0, passedOver: rows.passedOver };
 }

@@ -109,6 +109,20 @@ describe('rows waiting for the writer, by caller', () => {
     expect(names(rows.take(256, room))).toEqual(['b1']);
   });
 
+  it('do not pass a caller over twice while others keep the writer busy: nothing else goes until its row fits', () => {
+    const rows = new FairRows();
+    queue(rows, 'big', 1, 1000);
+    queue(rows, 'flood', 2);
+    // The writer holds other rows (firstRowAnyway false) and the big row does not fit the room left.
+    const busy = { characters: 500 * ROW_WIDTH, firstRowAnyway: false };
+    expect(names(rows.take(256, busy))).toEqual(['flood0', 'flood1']);
+    queue(rows, 'flood', 2);
+    // Passed over once: the line is held for it, so the writer empties...
+    expect(names(rows.take(256, busy))).toEqual([]);
+    // ...and then it goes first, alone if it must.
+    expect(names(rows.take(256, { characters: 500 * ROW_WIDTH, firstRowAnyway: true }))[0]).toBe('big0');
+  });
+
   it('keep nothing of a row that could not be encoded', () => {
     const rows = new FairRows();
     const waiter: Waiter = { resolve: () => undefined, reject: () => undefined };

@@ -198,11 +198,27 @@ describe('direct lane against a real verdict serve', () => {
     expect(effectOf(await rawCall(shipped.server.grpcPort, { body: [frame(encodeCheck(allowed))] }))).toBe('EFFECT_ALLOW');
   });
 
-  it('leaves an encoding it does not read to grpc-js, which refuses it (UNIMPLEMENTED), nothing allowed', async () => {
+  it('refuses a compressed or large message on a decision call grpc-js would read (another grpc content type, another method): grpc-js would inflate any number at once', async () => {
     const before = queryDecisions(shipped.db, { effect: 'ALLOW', limit: 10_000 }).length;
-    const outcome = await rawCall(shipped.server.grpcPort, { body: [frame(gzipped(), 1)], headers: { 'grpc-encoding': 'br' } });
-    expect(outcome.grpcStatus).toBe(grpc.status.UNIMPLEMENTED);
-    expect(outcome.grpcMessage).toContain('unsupported encoding');
+    const large = frame(encodeCheck(checkRequest({ principal: { id: 'dana', roles: ['data_scientist'] }, action: 'read', resource: { type: 'model', id: 'x' }, context: { note: 'n'.repeat(70_000) } })));
+    const variants: ReadonlyArray<{ body: Buffer; headers: http2.OutgoingHttpHeaders }> = [
+      { body: frame(gzipped(), 1), headers: { 'grpc-encoding': 'gzip', 'content-type': 'application/grpc+x' } },
+      { body: frame(gzipped(), 1), headers: { 'grpc-encoding': 'gzip', 'content-type': 'application/grpc; charset=utf-8' } },
+      { body: frame(gzipped(), 1), headers: { 'grpc-encoding': 'gzip', ':method': 'PUT' } },
+      { body: large, headers: { 'content-type': 'application/grpc+x' } },
+    ];
+    for (const { body, headers } of variants) {
+      const outcome = await rawCall(shipped.server.grpcPort, { body: [body], headers }).catch((error: unknown) => ({ grpcStatus: null, error }));
+      expect(outcome.grpcStatus).not.toBe(grpc.status.OK);
+    }
+    expect(queryDecisions(shipped.db, { effect: 'ALLOW', limit: 10_000 }).length).toBe(before);
+    expect(effectOf(await rawCall(shipped.server.grpcPort, { body: [frame(gzipped(), 1)], headers: { 'grpc-encoding': 'gzip' } }))).toBe('EFFECT_ALLOW');
+  });
+
+  it('refuses an encoding it does not read (the stream is reset before grpc-js could inflate it), nothing allowed', async () => {
+    const before = queryDecisions(shipped.db, { effect: 'ALLOW', limit: 10_000 }).length;
+    const outcome = await rawCall(shipped.server.grpcPort, { body: [frame(gzipped(), 1)], headers: { 'grpc-encoding': 'br' } }).catch((error: unknown) => ({ grpcStatus: null, error }));
+    expect(outcome.grpcStatus).not.toBe(grpc.status.OK);
     expect(queryDecisions(shipped.db, { effect: 'ALLOW', limit: 10_000 }).length).toBe(before);
   });
 

@@ -166,7 +166,8 @@ export class DirectLane implements DirectLaneState {
         if (method === undefined || !readsItself(headers)) {
           this.guard.watch(stream);
           withholdEndIfLapsed(stream);
-          // A decision call grpc-js reads (a compressed one) is framed as strictly as the lane's own.
+          // A decision call grpc-js reads (another application/grpc* type, another method) is framed as strictly
+          // as the lane's own, and may carry only a small plain message.
           if (method !== undefined) holdToOneMessage(stream);
           fallback(stream, headers, flags, rawHeaders);
           return;
@@ -254,7 +255,9 @@ function holdToOneMessage(stream: http2.ServerHttp2Stream): void {
     if (seen < 5) chunk.copy(prefix, seen, 0, Math.min(chunk.length, 5 - seen));
     seen += chunk.length;
     if (whole < 0 && seen >= 5) {
-      if (prefix[0]! > 1) return refuse();
+      // A compressed or large message is only ever decided on the lane, in its turn (LargeMessages):
+      // grpc-js would inflate and decide any number at once.
+      if (prefix[0] !== 0 || prefix.readUInt32BE(1) >= LARGE_MESSAGE_BYTES) return refuse();
       whole = 5 + prefix.readUInt32BE(1);
     }
     if (whole >= 0 && seen > whole) refuse();
@@ -291,8 +294,11 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   // Bytes of this body the guard counts while it arrives; given back once it has arrived, is answered, or the stream goes.
   let taken = 0;
   guard.opened(stream);
+  // A large message's turn, given back once it is answered: a client that does not read its answer keeps no turn.
+  let releaseTurn: (() => void) | null = null;
   const finish = (): boolean => {
     guard.arrived(stream, taken);
+    releaseTurn?.();
     if (answered || stream.destroyed || stream.closed) {
       answered = true;
       return false;
@@ -382,6 +388,7 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
         release();
         return;
       }
+      releaseTurn = release;
       stream.once('close', release);
       // It may have waited past the certificate's expiry.
       if (certificateLapsed(session) !== null) {
