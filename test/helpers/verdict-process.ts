@@ -212,16 +212,21 @@ export async function metricValue(httpPort: number, line: string): Promise<numbe
   return Number(new RegExp(`^${line.replace(/[{}"]/g, '\\$&')} (\\d+)$`, 'm').exec(text)?.[1] ?? NaN);
 }
 
+/** A CheckRequest the shipped policies allow (dana reads fraud-v3), with `context` if given. */
+export function shippedAllowedRequest(context?: Record<string, unknown>): Record<string, unknown> {
+  return checkRequest({
+    principal: { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } },
+    action: 'read',
+    resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme', env: 'production', owner: 'dana' } },
+    ...(context === undefined ? {} : { context }),
+  });
+}
+
 /** The effect of one Check the shipped policies allow (dana reads fraud-v3), on a connection of its own. */
 export async function shippedAllowedCheck(grpcPort: number): Promise<string> {
   const client = verdictClient(grpcPort, { ownConnection: true });
   try {
-    const request = checkRequest({
-      principal: { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } },
-      action: 'read',
-      resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme', env: 'production', owner: 'dana' } },
-    });
-    return (await client.call<{ effect: string }>('Authorization', 'Check', request)).effect;
+    return (await client.call<{ effect: string }>('Authorization', 'Check', shippedAllowedRequest())).effect;
   } finally {
     client.close();
   }

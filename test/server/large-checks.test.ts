@@ -3,7 +3,7 @@ import { gzipSync } from 'node:zlib';
 import * as grpc from '@grpc/grpc-js';
 import { describe, expect, it } from 'vitest';
 import { serviceDefinition } from '../../src/server/grpc/descriptors.js';
-import { checkRequest, metricValue, shippedAllowedCheck, useShippedServer, verdictClient } from '../helpers/verdict-process.js';
+import { metricValue, shippedAllowedCheck, shippedAllowedRequest, useShippedServer, verdictClient } from '../helpers/verdict-process.js';
 
 // Each Check within the limits may carry about a megabyte of context, and its row
 // records it. The writer used to be handed up to 256 rows at once whatever their
@@ -28,12 +28,7 @@ describe('checks carrying a megabyte of context each', () => {
     const before = { twoOrFewer: await bucket('2'), all: await transactions() };
     const client = verdictClient(grpcPort, { ownConnection: true });
     try {
-      const request = checkRequest({
-        principal: { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } },
-        action: 'read',
-        resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme', env: 'production', owner: 'dana' } },
-        context,
-      });
+      const request = shippedAllowedRequest(context);
       const answers = await Promise.all(
         Array.from({ length: LARGE_CHECKS }, () => client.call<{ effect: string }>('Authorization', 'Check', request, { deadline: Date.now() + 60_000 })),
       );
@@ -69,12 +64,7 @@ function rawGrpc(session: http2.ClientHttp2Session, path: string, body: Buffer, 
 describe('many checks with large messages at once: decided in turns', () => {
   const shipped = useShippedServer();
   const message = encodeCheck(
-    checkRequest({
-      principal: { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } },
-      action: 'read',
-      resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme', env: 'production', owner: 'dana' } },
-      context,
-    }),
+    shippedAllowedRequest(context),
   );
   const framed = (flag: number, bytes: Buffer): Buffer => {
     const head = Buffer.from([flag, 0, 0, 0, 0]);

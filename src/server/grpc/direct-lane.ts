@@ -327,9 +327,8 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   });
 
   let deadline = Infinity;
-  // Repeated, the first counts, as grpc-js reads it.
-  const timeoutHeader = headers['grpc-timeout'] as string | string[] | undefined;
-  const timeout = Array.isArray(timeoutHeader) ? timeoutHeader[0] : timeoutHeader;
+  // Given twice, node hands it over as one value (`5S, 1n`), which is no timeout.
+  const timeout = headers['grpc-timeout'] as string | undefined;
   if (timeout !== undefined) {
     const match = TIMEOUT.exec(timeout);
     if (match === null) {
