@@ -61,7 +61,7 @@ bench-gc: build
 bench-reload: build
 	node bench/reload.mjs $(ARGS)
 
-## bench-flood: another caller's check latency while one client keeps 100 CheckBatch calls in flight (ARGS=--baseline DIR for before/after; ARGS=--large-checks floods 1 MB Checks instead)
+## bench-flood: another caller's check latency while one client keeps 100 CheckBatch calls in flight (ARGS=--baseline DIR for before/after; ARGS=--large-checks floods 1 MB Checks instead, ARGS=--null-lists Checks the request limits refuse)
 .PHONY: bench-flood
 bench-flood: build
 	node bench/batch-flood.mjs $(ARGS)

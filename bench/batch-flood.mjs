@@ -13,6 +13,10 @@
 //                                              about 1 MB of context (gzip-compressed to a few KB,
 //                                              all within the default limits): rows large in bytes
 //                                              rather than many
+//   node bench/batch-flood.mjs --null-lists    the flood is single Checks the request limits refuse,
+//                                              each a list of 260,000 nulls in its context (about
+//                                              1 MB, 1.2 KB gzip-compressed): cheap to send,
+//                                              costly to decode
 //
 // Needs the build (dist/). Never fails on a slow figure.
 import fs from 'node:fs';
@@ -33,6 +37,7 @@ const QUICK = argv.includes('--quick');
 const baselineAt = argv.indexOf('--baseline');
 const BASELINE = baselineAt >= 0 ? path.resolve(argv[baselineAt + 1] ?? '') : null;
 const LARGE_CHECKS = argv.includes('--large-checks');
+const NULL_LISTS = argv.includes('--null-lists');
 const HOST = '127.0.0.1';
 const CHECK_PATH = '/verdict.v1.Authorization/Check';
 const BATCH_PATH = '/verdict.v1.Authorization/CheckBatch';
@@ -78,9 +83,22 @@ const largeCheckBody = (() => {
   compressed.copy(frame, 5);
   return frame;
 })();
+/** A gzip-compressed Check whose context holds one list of 260,000 nulls: what the flood sends with --null-lists. */
+const nullListBody = (() => {
+  const framed = checkRequestFrame(protos, { ...BENCH_REQUEST, context: { attributes: { junk: Array.from({ length: 260_000 }, () => null) } } });
+  const compressed = gzipSync(framed.subarray(5));
+  const frame = Buffer.alloc(5 + compressed.length);
+  frame.writeUInt8(1, 0);
+  frame.writeUInt32BE(compressed.length, 1);
+  compressed.copy(frame, 5);
+  return frame;
+})();
+// `status`: the grpc-status every flood call should get (the null lists are refused, INVALID_ARGUMENT).
 const FLOOD = LARGE_CHECKS
-  ? { path: CHECK_PATH, body: largeCheckBody, items: 1, headers: { 'grpc-encoding': 'gzip' }, what: `${STREAMS} Checks of about 1 MB of context each (${largeCheckBody.length} bytes gzip-compressed)` }
-  : { path: BATCH_PATH, body: batchBody, items: ITEMS, headers: {}, what: `${STREAMS} CheckBatch calls of ${ITEMS} items` };
+  ? { path: CHECK_PATH, body: largeCheckBody, items: 1, status: '0', headers: { 'grpc-encoding': 'gzip' }, what: `${STREAMS} Checks of about 1 MB of context each (${largeCheckBody.length} bytes gzip-compressed)` }
+  : NULL_LISTS
+    ? { path: CHECK_PATH, body: nullListBody, items: 1, status: '3', headers: { 'grpc-encoding': 'gzip' }, what: `${STREAMS} Checks each holding a list of 260,000 nulls, over the limits (${nullListBody.length} bytes gzip-compressed)` }
+    : { path: BATCH_PATH, body: batchBody, items: ITEMS, status: '0', headers: {}, what: `${STREAMS} CheckBatch calls of ${ITEMS} items` };
 
 function summary(samples) {
   const ms = samples.map((s) => s.ms).sort((a, b) => a - b);
@@ -114,7 +132,7 @@ function startFlood(port) {
         resolve();
       });
       stream.on('end', () => {
-        if (String(grpcStatus) === '0') items += FLOOD.items;
+        if (String(grpcStatus) === FLOOD.status) items += FLOOD.items;
         else {
           failures++;
           firstFailure ??= `grpc-status ${grpcStatus}: ${decodeURIComponent(message ?? '')}`;
@@ -167,7 +185,7 @@ runs.push(await measure('this build', ROOT));
 
 const f = (ms) => ms.toFixed(1);
 console.log(`\nA prober's check every ${PROBE_MS} ms, at rest (${REST_S} s) and while one client keeps ${FLOOD.what} in flight (${FLOOD_S} s); durable log\n`);
-console.log(`| build | at rest p50 / p99 / max ms | during the flood p50 | p99 | max ms | prober failures | ${LARGE_CHECKS ? 'flood checks' : 'batch items'}/s | log growth MB/s |`);
+console.log(`| build | at rest p50 / p99 / max ms | during the flood p50 | p99 | max ms | prober failures | ${LARGE_CHECKS || NULL_LISTS ? 'flood checks' : 'batch items'}/s | log growth MB/s |`);
 console.log('|---|--:|--:|--:|--:|--:|--:|--:|');
 for (const r of runs) {
   console.log(`| ${r.label} | ${f(r.rest.p50)} / ${f(r.rest.p99)} / ${f(r.rest.max)} | ${f(r.flood.p50)} | ${f(r.flood.p99)} | ${f(r.flood.max)} | ${r.restFailures + r.floodFailures} | ${Math.round(r.itemsPerSecond).toLocaleString('en-US')} | ${(r.logGrowth / 1e6).toFixed(1)} |`);

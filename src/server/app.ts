@@ -327,6 +327,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     { authorization: pipeline, admin, extAuthz: gateway },
     {
       maxReceiveMessageBytes: config.maxMessageBytes,
+      requestLimits: config.requestLimits,
       shutdownTimeoutMs: config.shutdownGraceMs,
       streamLimits: { maxStreamsPerConnection: config.grpcStreams.maxPerConnection, bodyTimeoutMs: config.grpcStreams.bodyTimeoutMs, maxBufferedBytes: config.grpcStreams.maxBufferedBytes },
       unreadAnswerLimits: {

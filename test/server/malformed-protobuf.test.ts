@@ -181,7 +181,7 @@ describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', ()
     ['Check', 'action', cat(ld(1, str(1, 'carl')), str(2, 'read'), TWICE_RESOURCE, str(2, 'predict'))],
     ['Check', 'principal.attributes.fields["employment"]', cat(ld(1, cat(str(1, 'carl'), ld(3, cat(TWICE_ENTRY('employment', TWICE_TEXT('employee')), TWICE_ENTRY('org', TWICE_TEXT('acme')), TWICE_ENTRY('employment', TWICE_TEXT('contractor')))))), str(2, 'predict'), TWICE_RESOURCE)],
     ['Check', 'resource.attributes.fields["meta"].structValue.fields["tier"]', cat(ld(1, str(1, 'carl')), str(2, 'predict'), ld(3, cat(str(1, 'model'), ld(3, TWICE_ENTRY('meta', ld(5, cat(TWICE_ENTRY('tier', TWICE_TEXT('gold')), TWICE_ENTRY('tier', TWICE_TEXT('free')))))))))],
-    ['CheckBatch', 'items.resource', cat(ld(1, str(1, 'carl')), ld(4, cat(str(1, 'predict'), ld(2, cat(str(1, 'model'), str(2, 'a'))), ld(2, cat(str(1, 'model'), str(2, 'b'))))))],
+    ['CheckBatch', 'items[0].resource', cat(ld(1, str(1, 'carl')), ld(4, cat(str(1, 'predict'), ld(2, cat(str(1, 'model'), str(2, 'a'))), ld(2, cat(str(1, 'model'), str(2, 'b'))))))],
     ['envoy', 'attributes.request.http.headers["x-model-tier"]', ld(1, ld(4, ld(2, cat(str(2, 'GET'), str(4, '/v1/models/fraud-v3'), ld(3, cat(str(1, 'x-model-tier'), str(2, 'lite'))), ld(3, cat(str(1, 'x-model-tier'), str(2, 'gold')))))))],
   ];
 

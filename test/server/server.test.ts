@@ -105,9 +105,9 @@ describe('verdict serve: decisions over gRPC, each recorded before it is answere
   });
 
   it('refuses a batch that would record a large principal once per item, recording one small decision instead', async () => {
-    // 0.3 MiB of roles, under the 1 MiB message limit, asked about 1,000 times: ~300 MiB of log if recorded per item.
-    const roles = Array.from({ length: 30_000 }, (_, i) => `role-${String(i).padStart(4, '0')}`);
-    const principal = checkRequest({ principal: { ...dana, roles }, action: 'x', resource: fraudModel }).principal;
+    // 0.3 MiB of principal attributes, within the request limits and the 1 MiB message limit, asked about 1,000 times: ~300 MiB of log if recorded per item.
+    const attributes = { ...dana.attributes, ...Object.fromEntries(Array.from({ length: 40 }, (_, i) => [`note${i}`, `${i}:`.padEnd(8000, 'x')])) };
+    const principal = checkRequest({ principal: { ...dana, attributes }, action: 'x', resource: fraudModel }).principal;
     const item = { action: 'predict', resource: checkRequest({ principal: dana, action: 'x', resource: fraudModel }).resource };
     const before = queryDecisions(db, { principalId: 'dana', reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
     const sizeBefore = statSync(`${db}-wal`, { throwIfNoEntry: false })?.size ?? 0;
@@ -118,7 +118,7 @@ describe('verdict serve: decisions over gRPC, each recorded before it is answere
     const refused = queryDecisions(db, { principalId: 'dana', reason: 'DENIED_INVALID_REQUEST', limit: 1000 });
     expect(refused.length).toBe(before + 1);
     expect(refused[0]!.requestId).toBe('amplify');
-    expect(refused[0]!.request.principal.roles).toEqual([]);
+    expect(refused[0]!.request.principal.attributes).toEqual({});
     // The log grew by the one refusal, not by a thousand copies of the principal.
     expect((statSync(`${db}-wal`, { throwIfNoEntry: false })?.size ?? 0) - sizeBefore).toBeLessThan(1 << 20);
     // A batch of the same size with an ordinary principal is still answered.

@@ -8,11 +8,16 @@
 // reader keeping the first). No encoder writes such bytes, so the message is refused
 // whole, as a JSON body naming a member twice is on the AuthZEN API.
 //
+// The same walk measures verdict.v1 requests against the request limits (readWithin),
+// since decoding is where a request the limits refuse would cost the most: a megabyte
+// of empty list items decodes in about a tenth of a second.
+//
 // The bytes are walked once before they are decoded, following the message types of
 // the descriptor set: tags and lengths are read as protobufjs reads them, and nothing
 // is copied except the keys of a map holding more than 16 entries.
 
 import type protobuf from 'protobufjs';
+import { memberSegment } from '../../json-members.js';
 
 interface FieldPlan {
   readonly name: string;
@@ -27,11 +32,18 @@ interface FieldPlan {
   /** For a map: the wire types of its key and of its value. */
   readonly keyWires: number;
   readonly valueWires: number;
+  /** A repeated field that is not a map. */
+  readonly repeated: boolean;
+  /** A google.protobuf.Struct field: request attributes, measured against the request limits when a budget is given. */
+  readonly attributes: boolean;
 }
 
 type Plan = ReadonlyMap<number, FieldPlan>;
 
 const plans = new WeakMap<protobuf.Type, Plan>();
+/** The plans of google.protobuf.Value and ListValue once made: the walk counts attribute values and list items by them. */
+let valuePlan: Plan | null = null;
+let listPlan: Plan | null = null;
 
 /** What a type's fields are, for the walk; made once per type. */
 function planOf(type: protobuf.Type): Plan {
@@ -52,8 +64,12 @@ function planOf(type: protobuf.Type): Plan {
       wires: field.map ? LENGTH_DELIMITED : wiresOf(field.type, nested !== null, field.repeated),
       keyWires: field.map ? wiresOf((field as unknown as { keyType: string }).keyType, false, false) : 0,
       valueWires: field.map ? wiresOf(field.type, nested !== null, false) : 0,
+      repeated: field.repeated && !field.map,
+      attributes: nested?.fullName === '.google.protobuf.Struct',
     });
   }
+  if (type.fullName === '.google.protobuf.Value') valuePlan = plan;
+  if (type.fullName === '.google.protobuf.ListValue') listPlan = plan;
   return plan;
 }
 
@@ -82,12 +98,36 @@ function wiresOf(type: string, isMessage: boolean, repeated: boolean): number {
 }
 
 /** Thrown inside the walk; each message it passes through on the way out puts its field's name in front. */
-class GivenTwice {
+class WalkStop {
   readonly path: string[];
   constructor(last: string) {
     this.path = [last];
   }
 }
+
+class GivenTwice extends WalkStop {}
+
+/** A repeated field outside attributes with more elements than any request may hold (a batch's items, a principal's roles). */
+class TooMany extends WalkStop {
+  constructor(
+    last: string,
+    readonly problem: string,
+  ) {
+    super(last);
+  }
+}
+
+/** Attributes with more values, or a list with more items, than a request may hold: the walk leaves them for the cut. */
+class OverAttributeLimit {
+  /** For a list: the keys and indexes leading to it inside the attributes, outermost first. */
+  readonly segments: (string | number)[] = [];
+  constructor(
+    readonly limit: 'values' | 'list',
+    /** For a list: how many items it holds. */
+    readonly items = 0,
+  ) {}
+}
+const OVER_VALUES = new OverAttributeLimit('values');
 
 /** Stops the walk on bytes it cannot follow; server.ts refuses them unless the decoder refuses them first, with its own error. */
 class Unreadable {}
@@ -102,8 +142,43 @@ export interface OnceRefusal {
    * lenient, would have read them (server.ts), since the second copy of a field could
    * hide behind them.
    */
-  readonly kind: 'twice' | 'unfollowed';
+  readonly kind: 'twice' | 'unfollowed' | 'too_many';
   readonly reason: string;
+  /** For `too_many`: the field holding too many elements, e.g. `principal.roles`. */
+  readonly field?: string;
+}
+
+/**
+ * The request limits a message is measured against while it is walked, so that
+ * one the limits would refuse anyway is not decoded first: a megabyte of empty
+ * list items or roles, which a kilobyte of gzip carries, takes a tenth of a second
+ * to decode and would hold every other caller's check that long.
+ */
+export interface WalkBudget {
+  /** requestLimits.maxValues: most values in one attributes Struct. */
+  readonly maxValues: number;
+  /** requestLimits.maxListLength: most items in one list of attributes, and most elements of a repeated string (roles). */
+  readonly maxListLength: number;
+  /** Most occurrences of a repeated message field (a batch's items). */
+  readonly maxItems: number;
+}
+
+/**
+ * Attributes over a limit, found by the walk and left unread: the caller cuts them out
+ * of the message before decoding it (attribute-cuts.ts) and refuses what held them.
+ */
+export interface AttributeCut {
+  /** What broke the limit: the attributes (`items[3].resource.attributes`, for values) or the list in them (`context.attributes.groups[2]`). */
+  readonly field: string;
+  /** Which limit, in the words the request limits use. */
+  readonly problem: string;
+  /** The occurrence of the top-level repeated field holding them (a batch item's index), or -1. */
+  readonly item: number;
+  /**
+   * Where they sit: for each message from the top-level field down to the attributes
+   * themselves, the offset of its length and the [from, to) of its content, as triples.
+   */
+  readonly frames: readonly number[];
 }
 
 /**
@@ -111,15 +186,32 @@ export interface OnceRefusal {
  * bytes the walk cannot follow; null when every field is given once.
  */
 export function readOnce(message: Uint8Array, type: protobuf.Type): OnceRefusal | null {
+  return readWithin(message, type, null);
+}
+
+/**
+ * As readOnce, and with a budget also measures the message against the request
+ * limits: a repeated field with too many elements refuses it whole (`too_many`), and
+ * attributes over a limit are added to `cuts` and not walked further: the caller
+ * must cut them out before decoding (attribute-cuts.ts).
+ */
+export function readWithin(message: Uint8Array, type: protobuf.Type, within: { readonly budget: WalkBudget; readonly cuts: AttributeCut[] } | null): OnceRefusal | null {
+  bounds.budget = within?.budget ?? null;
+  bounds.cuts = within?.cuts ?? null;
   try {
     walk(message, 0, message.length, planOf(type), 0);
     return null;
   } catch (error) {
     if (error instanceof GivenTwice) return { kind: 'twice', reason: `${error.path.join('')} is given twice in one message; send each field, and each map key, once` };
+    if (error instanceof TooMany) return { kind: 'too_many', field: error.path.join(''), reason: error.problem };
     if (error instanceof Unreadable) return { kind: 'unfollowed', reason: 'its bytes do not follow the protobuf wire format (a field sent with another wire type than its own, or a group closed by another field); send a message encoded by a protobuf library' };
     throw error;
   } finally {
     keyStack.top = 0;
+    bounds.budget = null;
+    bounds.cuts = null;
+    bounds.inAttributes = false;
+    bounds.top = 0;
   }
 }
 
@@ -145,6 +237,26 @@ const KEYS_COMPARED_PAIRWISE = 16;
 const keyStack = { entries: [] as number[], top: 0 };
 /** The key bytes of the map entry mapEntry last walked: set just before it returns, read at once by its caller. */
 const entryKey = { from: 0, to: 0 };
+
+/**
+ * The request limits of the walk under way. Outside attributes, the messages on the
+ * walk's path are kept as frames (their length's offset, their content's [from, to),
+ * their field's name and occurrence), so that attributes over a limit can be cut and
+ * named; inside, the values of the attributes are counted.
+ */
+const bounds = {
+  budget: null as WalkBudget | null,
+  cuts: null as AttributeCut[] | null,
+  inAttributes: false,
+  values: 0,
+  frames: [] as number[],
+  names: [] as string[],
+  occurrences: [] as number[],
+  top: 0,
+};
+/** Outside attributes: the occurrences of each repeated field (numbers below 32) so far, 32 counters per message on the path. */
+const MAX_COUNTED_FRAMES = 16;
+const repeats = new Uint32Array(32 * MAX_COUNTED_FRAMES);
 
 interface Cursor {
   pos: number;
@@ -199,6 +311,17 @@ function keyLabel(bytes: Uint8Array, from: number, to: number): string {
 
 function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: number): void {
   if (depth > MAX_DEPTH) throw UNREADABLE;
+  const budget = bounds.budget;
+  const inAttributes = bounds.inAttributes;
+  if (inAttributes && plan === valuePlan && ++bounds.values > budget!.maxValues) throw OVER_VALUES;
+  const maxListItems = inAttributes && plan === listPlan ? budget!.maxListLength : -1;
+  let listItems = 0;
+  // Outside attributes, with a budget: this message's repeated fields are counted in its own 32 counters.
+  const counted = budget !== null && !inAttributes && bounds.top < MAX_COUNTED_FRAMES;
+  const countersFrom = bounds.top * 32;
+  if (counted) repeats.fill(0, countersFrom, countersFrom + 32);
+  let tooMany: FieldPlan | null = null;
+  let tooManyId = 0;
   const at: Cursor = { pos: start };
   // Field numbers below 32 seen once, as bits; others (rare) in a set made when needed.
   let seenLow = 0;
@@ -225,15 +348,29 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
         seenHigh.add(id);
       }
     }
+    // A list past the limit: its other items are only counted, for the refusal to say how many there were.
+    const listSurplus = maxListItems >= 0 && id === 1 && ++listItems > maxListItems;
+    let occurrence = -1;
+    let surplus = false;
+    if (counted && field !== undefined && field.repeated && id < 32) {
+      occurrence = repeats[countersFrom + id]!++;
+      // Past the limit the rest are only counted, for the refusal to say how many there were.
+      surplus = occurrence >= (field.message !== null ? budget.maxItems : budget.maxListLength);
+      if (surplus && tooMany === null) {
+        tooMany = field;
+        tooManyId = id;
+      }
+    }
     if (wire !== 2) {
       skip(bytes, at, end, wire, id, depth);
       continue;
     }
+    const lengthAt = at.pos;
     const length = uint32(bytes, at, end);
     const from = at.pos;
     const to = from + length;
     if (to > end) throw UNREADABLE;
-    if (field === undefined) {
+    if (field === undefined || surplus || listSurplus) {
       at.pos = to;
       continue;
     }
@@ -261,17 +398,82 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
         }
       }
     } else if (field.message !== null) {
-      try {
-        walk(bytes, from, to, field.message(), depth + 1);
-      } catch (error) {
-        if (error instanceof GivenTwice) error.path.unshift(`${field.name}.`);
-        throw error;
+      if (budget !== null && !inAttributes) {
+        walkOutside(bytes, field, lengthAt, from, to, occurrence, depth);
+      } else {
+        try {
+          walk(bytes, from, to, field.message(), depth + 1);
+        } catch (error) {
+          if (error instanceof WalkStop) error.path.unshift(`${field.name}.`);
+          else if (error instanceof OverAttributeLimit && error !== OVER_VALUES && maxListItems >= 0) error.segments.unshift(listItems - 1);
+          throw error;
+        }
       }
     }
     at.pos = to;
   }
+  if (maxListItems >= 0 && listItems > maxListItems) throw new OverAttributeLimit('list', listItems);
+  if (tooMany !== null) {
+    const count = repeats[countersFrom + tooManyId]!;
+    // Worded as the batch's item cap and the request limits word it for a decoded request.
+    throw new TooMany(
+      tooMany.name,
+      tooMany.message !== null ? `${count} items exceed the limit of ${budget!.maxItems} per batch` : `${count} items, over the limit of ${budget!.maxListLength} (requestLimits.maxListLength)`,
+    );
+  }
   // On a throw the walk is over: readOnce empties the stack.
   keyStack.top = base;
+}
+
+/**
+ * Walks a message field outside attributes, with a budget: its frame is kept while
+ * it is walked, and attributes over a limit are put in the cuts rather than refusing
+ * the message (a batch answers the item holding them, and the log keeps the rest).
+ */
+function walkOutside(bytes: Uint8Array, field: FieldPlan, lengthAt: number, from: number, to: number, occurrence: number, depth: number): void {
+  const top = bounds.top;
+  bounds.frames[top * 3] = lengthAt;
+  bounds.frames[top * 3 + 1] = from;
+  bounds.frames[top * 3 + 2] = to;
+  bounds.names[top] = field.name;
+  bounds.occurrences[top] = occurrence;
+  bounds.top = top + 1;
+  const keysTop = keyStack.top;
+  try {
+    if (field.attributes) {
+      bounds.inAttributes = true;
+      bounds.values = 0;
+    }
+    walk(bytes, from, to, field.message!(), depth + 1);
+  } catch (error) {
+    if (error instanceof OverAttributeLimit && field.attributes) {
+      keyStack.top = keysTop;
+      cut(error);
+      return;
+    }
+    if (error instanceof WalkStop) error.path.unshift(occurrence >= 0 ? `${field.name}[${occurrence}].` : `${field.name}.`);
+    throw error;
+  } finally {
+    bounds.inAttributes = false;
+    bounds.top = top;
+  }
+}
+
+/** Records the attributes whose frame is on top as a cut, with the frames above them. */
+function cut(over: OverAttributeLimit): void {
+  const budget = bounds.budget!;
+  const top = bounds.top;
+  let field = '';
+  for (let i = 0; i < top; i++) field += `${i === 0 ? '' : '.'}${bounds.names[i]}${bounds.occurrences[i]! >= 0 ? `[${bounds.occurrences[i]}]` : ''}`;
+  // Worded as the request limits word it for a decoded request (decide/bounds.ts).
+  let problem: string;
+  if (over.limit === 'values') {
+    problem = `more than ${budget.maxValues} values, over the limit (requestLimits.maxValues)`;
+  } else {
+    for (const segment of over.segments) field += typeof segment === 'number' ? `[${segment}]` : memberSegment(segment);
+    problem = `${over.items} items, over the limit of ${budget.maxListLength} (requestLimits.maxListLength)`;
+  }
+  bounds.cuts!.push({ field, problem, item: bounds.occurrences[0]!, frames: bounds.frames.slice(0, top * 3) });
 }
 
 /** Walks one map entry (key = 1, value = 2), and leaves where its key's bytes are in `entryKey`. */
@@ -312,7 +514,8 @@ function mapEntry(bytes: Uint8Array, start: number, end: number, field: FieldPla
       try {
         walk(bytes, from, to, field.message(), depth + 1);
       } catch (error) {
-        if (error instanceof GivenTwice) error.path.unshift(`${field.name}[${keyLabel(bytes, keyFrom, keyTo)}].`);
+        if (error instanceof WalkStop) error.path.unshift(`${field.name}[${keyLabel(bytes, keyFrom, keyTo)}].`);
+        else if (error instanceof OverAttributeLimit && error !== OVER_VALUES) error.segments.unshift(entryKeyText(bytes, start, end));
         throw error;
       }
     }
@@ -320,6 +523,27 @@ function mapEntry(bytes: Uint8Array, start: number, end: number, field: FieldPla
   }
   entryKey.from = keyFrom;
   entryKey.to = keyTo;
+}
+
+/** The key of the map entry at [start, end) as text, wherever it falls in the entry ('' when it has none, as a decoder reads it). */
+function entryKeyText(bytes: Uint8Array, start: number, end: number): string {
+  const at: Cursor = { pos: start };
+  let key = '';
+  try {
+    while (at.pos < end) {
+      const tag = uint32(bytes, at, end);
+      if ((tag & 7) !== 2) {
+        skip(bytes, at, end, tag & 7, tag >>> 3, 0);
+        continue;
+      }
+      const length = uint32(bytes, at, end);
+      if ((tag >>> 3) === 1) key = Buffer.from(bytes.buffer, bytes.byteOffset + at.pos, Math.min(length, end - at.pos)).toString('utf8');
+      at.pos += length;
+    }
+  } catch {
+    // The entry was followed this far by the walk; bytes it could not follow leave the key read so far.
+  }
+  return key;
 }
 
 /** Moves past a field that is not length-delimited; a group is walked to its end. */

@@ -23,12 +23,14 @@ import { adminService, ADMIN_SERVICE } from './admin-service.js';
 import { authorizationService, AUTHORIZATION_SERVICE } from './authorization-service.js';
 import { indexDescriptorSet } from './descriptor-index.js';
 import { descriptorSet, messageType, serviceDefinition } from './descriptors.js';
-import { readOnce } from './once-fields.js';
+import { readWithin, type AttributeCut, type WalkBudget } from './once-fields.js';
+import { cutAttributes, markCuts } from './attribute-cuts.js';
+import { DEFAULT_REQUEST_LIMITS, type RequestLimits } from '../../decide/index.js';
 import { unreadableRawHeader } from './convert/envoy.js';
 import { EXT_AUTHZ_SERVICE, extAuthzService } from './ext-authz-service.js';
 import type { AdminHandlers, AuthorizationHandlers } from './handlers.js';
 import { HEALTH_SERVICE, HealthService } from './health.js';
-import { MalformedMessage, OversizedMessage } from './oversized.js';
+import { MalformedMessage, OverLimitMessage, OversizedMessage } from './oversized.js';
 import { addReflection } from './reflection.js';
 
 export interface GrpcServerOptions {
@@ -36,6 +38,12 @@ export interface GrpcServerOptions {
   readonly maxReceiveMessageBytes?: number;
   /** Most items in one CheckBatch. Default 1000. */
   readonly maxBatchItems?: number;
+  /**
+   * The pipeline's request limits (decide/bounds.ts): a message holding more values or
+   * list items than they allow is not decoded in full (once-fields.ts). Default: the
+   * defaults there.
+   */
+  readonly requestLimits?: RequestLimits;
   /** How long shutdown() waits for in-flight calls before cutting them off, in ms. Default 10 s. */
   readonly shutdownTimeoutMs?: number;
   /** The caller recorded with each decision. Default: the peer address (`ip:port`). */
@@ -104,8 +112,11 @@ export function hardCeiling(limit: number): number {
  * OversizedMessage, and one that does not decode as a MalformedMessage (grpc-js
  * would answer INTERNAL and record nothing), as does one that gives a field or a map
  * key twice (once-fields.ts) or that decodes but that `unreadable` finds a reason to refuse.
+ * With a budget, a repeated field with more elements than any request may hold makes
+ * it an OverLimitMessage, and attributes over the request limits are cut out before
+ * decoding (attribute-cuts.ts) for the conversion to refuse what held them.
  */
-function withSizeLimit(definition: ServiceDefinition, limit: number, unreadable: (message: never) => string | null = () => null): ServiceDefinition {
+function withSizeLimit(definition: ServiceDefinition, limit: number, unreadable: (message: never) => string | null = () => null, budget: WalkBudget | null = null): ServiceDefinition {
   const wrapped: Record<string, MethodDefinition<unknown, unknown>> = {};
   for (const [name, method] of Object.entries(definition)) {
     const decode = method.requestDeserialize;
@@ -113,18 +124,29 @@ function withSizeLimit(definition: ServiceDefinition, limit: number, unreadable:
     const service = method.path.split('/')[1] ?? '';
     const type = `${service.slice(0, service.lastIndexOf('.') + 1)}${name}Request`;
     const reflected = messageType(type);
+    // One per method, used by one message at a time: the cuts list is emptied after each.
+    const within = budget === null ? null : { budget, cuts: [] as AttributeCut[] };
     wrapped[name] = {
       ...method,
       requestDeserialize: (bytes: Buffer) => {
         if (bytes.length > limit) return new OversizedMessage(bytes.length, limit);
-        const once = reflected === null ? null : readOnce(bytes, reflected);
+        const once = reflected === null ? null : readWithin(bytes, reflected, within);
+        const cuts = within === null || within.cuts.length === 0 ? null : within.cuts.splice(0);
         if (once?.kind === 'twice') return new MalformedMessage(type, bytes.length, new RangeError(once.reason));
+        if (once?.kind === 'too_many') return new OverLimitMessage(once.field ?? '(message)', once.reason);
+        let readable = bytes;
+        if (cuts !== null) {
+          const cut = cutAttributes(bytes, cuts);
+          if (cut === null) return new MalformedMessage(type, bytes.length, new RangeError('its attributes over the request limits could not be cut out'));
+          readable = cut;
+        }
         let message: unknown;
         try {
-          message = decode(bytes);
+          message = decode(readable);
         } catch (error) {
           return new MalformedMessage(type, bytes.length, error);
         }
+        if (cuts !== null) markCuts(message, cuts);
         // Bytes the decoder read but the walk could not follow: a second copy of a field could be behind them.
         if (once !== null) return new MalformedMessage(type, bytes.length, new RangeError(once.reason));
         const reason = unreadable(message as never);
@@ -152,6 +174,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
   const limit = options.maxReceiveMessageBytes ?? DEFAULT_MAX_RECEIVE_MESSAGE_BYTES;
   const streamLimits = options.streamLimits ?? DEFAULT_STREAM_GUARD_LIMITS;
   const maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+  const requestLimits = options.requestLimits ?? DEFAULT_REQUEST_LIMITS;
   const unreadAnswers = new UnreadAnswers(options.unreadAnswerLimits ?? DEFAULT_UNREAD_ANSWER_LIMITS, options.onUnreadAnswersClosed);
   const server = new Server({
     // channelz keeps per-call statistics for a debugging service verdict does not expose; about 5% of a check's CPU.
@@ -179,7 +202,11 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
     }
   };
   addDecisionService(
-    withSizeLimit(serviceDefinition(AUTHORIZATION_SERVICE), limit),
+    withSizeLimit(serviceDefinition(AUTHORIZATION_SERVICE), limit, undefined, {
+      maxValues: requestLimits.maxValues,
+      maxListLength: requestLimits.maxListLength,
+      maxItems: options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS,
+    }),
     authorizationService(services.authorization, {
       ...callOptions,
       maxBatchItems: options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS,

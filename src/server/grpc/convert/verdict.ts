@@ -24,6 +24,7 @@ import type { ReloadPoliciesResponse } from '../generated/verdict/v1/ReloadPolic
 import type { Resource__Output } from '../generated/verdict/v1/Resource.js';
 import type { Suspension } from '../generated/verdict/v1/Suspension.js';
 import { jsonToStruct, structToAttributes } from './struct.js';
+import { cutsOf } from '../attribute-cuts.js';
 
 // The verdict.v1 messages (Authorization and Admin) as domain values and back.
 // It runs on every Check, so it shares empty values, copies no arrays it can
@@ -37,7 +38,9 @@ const EMPTY_CONTEXT: RequestContext = Object.freeze({ attributes: EMPTY_ATTRIBUT
 
 /** A CheckRequest as a DecisionRequest, or an InvalidRequest naming the first bad field. */
 export function toCheckInput(message: CheckRequest__Output): CheckInput {
-  const first: FirstError = { error: null };
+  const cuts = cutsOf(message);
+  // Attributes cut out for breaking a request limit are the first reason, whatever else is wrong.
+  const first: FirstError = { error: cuts === null ? null : RequestFieldError.invalid(cuts[0]!.field, cuts[0]!.problem) };
   const principal = readPrincipal(message.principal, first);
   // Context comes last on the wire (field 4), so its problems are reported last.
   const contextError: FirstError = { error: null };
@@ -53,14 +56,19 @@ export function toCheckInput(message: CheckRequest__Output): CheckInput {
  * input is invalid and the call as a whole is INVALID_ARGUMENT.
  */
 export function toBatchInputs(message: CheckBatchRequest__Output): { inputs: CheckInput[]; shared: RequestFieldError | null } {
-  const shared: FirstError = { error: null };
+  const cuts = cutsOf(message);
+  // Attributes cut out for breaking a request limit: the principal's or context's refuse every item, an item's that item.
+  const sharedCut = cuts?.find((cut) => cut.item < 0);
+  const itemCuts = cuts === null ? null : new Map(cuts.map((cut) => [cut.item, cut]));
+  const shared: FirstError = { error: sharedCut === undefined ? null : RequestFieldError.invalid(sharedCut.field, sharedCut.problem) };
   const principal = readPrincipal(message.principal, shared);
   const context = readContext(message.context, shared);
   const items = message.items;
   const inputs = new Array<CheckInput>(items.length);
   for (let i = 0; i < items.length; i++) {
     const item: BatchItem__Output = items[i]!;
-    const first: FirstError = { error: shared.error };
+    const itemCut = shared.error === null ? itemCuts?.get(i) : undefined;
+    const first: FirstError = { error: itemCut === undefined ? shared.error : RequestFieldError.invalid(itemCut.field, itemCut.problem) };
     const request = readItem(principal, context, item.action, item.resource, `items[${i}].`, first);
     inputs[i] = first.error ? new InvalidRequest(first.error, request) : request;
   }
