@@ -329,7 +329,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       maxReceiveMessageBytes: config.maxMessageBytes,
       requestLimits: config.requestLimits,
       shutdownTimeoutMs: config.shutdownGraceMs,
-      streamLimits: { maxStreamsPerConnection: config.grpcStreams.maxPerConnection, bodyTimeoutMs: config.grpcStreams.bodyTimeoutMs, maxBufferedBytes: config.grpcStreams.maxBufferedBytes },
+      streamLimits: { maxStreamsPerConnection: config.grpcStreams.maxPerConnection, bodyTimeoutMs: config.grpcStreams.bodyTimeoutMs, maxBufferedBytes: config.grpcStreams.maxBufferedBytes, maxWaitingBytes: config.grpcStreams.maxWaitingBytes },
       unreadAnswerLimits: {
         maxUnsentBytes: config.grpcStreams.maxUnsentBytes,
         maxUnsentBytesPerConnection: config.grpcStreams.maxUnsentBytesPerConnection,

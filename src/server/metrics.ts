@@ -3,6 +3,7 @@ import type { AlertSink } from '../analysis/alert.js';
 import { ALERT_TYPES } from '../analysis/detectors.js';
 import type { CallMeta, CheckResult, DecisionObserver } from '../decide/index.js';
 import type { Effect, Reason } from '../types.js';
+import type { LargeMessageCounts } from './grpc/direct-lane.js';
 
 /**
  * The Prometheus metrics verdict exports on /metrics. One registry per server.
@@ -137,9 +138,21 @@ export class ServerMetrics implements DecisionObserver {
   }
 
   /** gRPC decision calls with a large message (compressed, or 64 KiB or more): being decided, and waiting for their turn (direct-lane.ts). */
-  watchLargeMessages(read: () => { readonly inFlight: number; readonly waiting: number }): void {
+  watchLargeMessages(read: () => LargeMessageCounts): void {
     this.sampledSum('verdict_large_messages_in_flight', 'gRPC decision calls with a compressed message or one of 64 KiB or more, being decided and not yet answered (at most 64 per process, half of them from one host).', () => read().inFlight);
     this.sampledSum('verdict_large_messages_waiting', 'gRPC decision calls with a compressed message or one of 64 KiB or more, waiting with the bytes they sent for their turn to be decided.', () => read().waiting);
+    this.sampledSum('verdict_large_messages_waiting_bytes', 'Bytes the large messages waiting for their turn hold (at most grpcStreams.maxWaitingBytes, half of it from one host).', () => read().waitingBytes);
+    let refused = 0;
+    new Counter({
+      name: 'verdict_large_messages_refused_waiting_total',
+      help: 'Large-message gRPC decision calls answered RESOURCE_EXHAUSTED because waiting for their turn would take the bytes held past grpcStreams.maxWaitingBytes.',
+      registers: [this.registry],
+      collect() {
+        const now = read().refusedWaiting;
+        this.inc(now - refused);
+        refused = now;
+      },
+    });
   }
 
   /** A gauge read from `read` at each scrape, summed across --workers workers. */

@@ -321,6 +321,6 @@ describe('direct lane in process: which calls it takes', () => {
     expect(check.response?.effect).toBe('EFFECT_ALLOW');
     gzip.close();
     expect(harness.grpc.directLane.calls).toBe(before + 1);
-    expect(harness.grpc.directLane.largeMessages).toEqual({ inFlight: 0, waiting: 0 });
+    expect(harness.grpc.directLane.largeMessages).toEqual({ inFlight: 0, waiting: 0, waitingBytes: 0, refusedWaiting: 0 });
   });
 });

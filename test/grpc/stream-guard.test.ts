@@ -35,7 +35,7 @@ function hold(port: number, declared: number, sent: number): Promise<{ status: s
 
 describe('the stream guard, with the direct lane and without', () => {
   it('ends a body that does not arrive in time, and refuses one over the budget', async () => {
-    harness = await startServer({}, { channelOptions: { 'grpc.max_connection_idle_ms': 60_000 }, streamLimits: { maxStreamsPerConnection: 10, bodyTimeoutMs: 400, maxBufferedBytes: 64 * 1024 } });
+    harness = await startServer({}, { channelOptions: { 'grpc.max_connection_idle_ms': 60_000 }, streamLimits: { maxStreamsPerConnection: 10, bodyTimeoutMs: 400, maxBufferedBytes: 64 * 1024, maxWaitingBytes: 64 * 1024 * 1024 } });
     expect(harness.grpc.directLane.installed).toBe(false);
     expect(harness.grpc.streamGuard.installed).toBe(true);
     const slow = await hold(harness.port, 1000, 10);
@@ -47,7 +47,7 @@ describe('the stream guard, with the direct lane and without', () => {
   });
 
   it('on the direct lane, the same, and every byte it counted is given back', async () => {
-    harness = await startServer({}, { streamLimits: { maxStreamsPerConnection: 10, bodyTimeoutMs: 400, maxBufferedBytes: 64 * 1024 } });
+    harness = await startServer({}, { streamLimits: { maxStreamsPerConnection: 10, bodyTimeoutMs: 400, maxBufferedBytes: 64 * 1024, maxWaitingBytes: 64 * 1024 * 1024 } });
     expect(harness.grpc.directLane.installed).toBe(true);
     expect((await hold(harness.port, 1000, 10)).status).toBe('4');
     expect((await hold(harness.port, 200_000, 100_000)).status).toBe('8');

@@ -85,7 +85,7 @@ export interface DirectLaneState {
   /** Sessions that keep their streams in a StreamTable (stream-table.ts) rather than node's Map. */
   readonly streamTableSessions: number;
   /** Calls with a large message being decided and not yet answered, and those waiting for their turn (MAX_LARGE_MESSAGES_AT_ONCE). */
-  readonly largeMessages: { readonly inFlight: number; readonly waiting: number };
+  readonly largeMessages: LargeMessageCounts;
 }
 
 /**
@@ -112,11 +112,11 @@ export class DirectLane implements DirectLaneState {
     private readonly guard: StreamGuard,
     private readonly unread: NewStreamGate | null = null,
   ) {
-    this.large = { budget: new BatchesInFlight(MAX_LARGE_MESSAGES_AT_ONCE * maxFrameBytes), charge: maxFrameBytes };
+    this.large = { budget: new BatchesInFlight(MAX_LARGE_MESSAGES_AT_ONCE * maxFrameBytes), charge: maxFrameBytes, waiting: new WaitingMessages(guard.limits.maxWaitingBytes) };
   }
 
-  get largeMessages(): { readonly inFlight: number; readonly waiting: number } {
-    return { inFlight: Math.round(this.large.budget.bytesInFlight / this.large.charge), waiting: this.large.budget.batchesWaiting };
+  get largeMessages(): LargeMessageCounts {
+    return { inFlight: Math.round(this.large.budget.bytesInFlight / this.large.charge), waiting: this.large.budget.batchesWaiting, waitingBytes: this.large.waiting.bytes, refusedWaiting: this.large.waiting.refused };
   }
 
   add(method: DirectMethod): void {
@@ -279,10 +279,51 @@ function readsItself(headers: http2.IncomingHttpHeaders): boolean {
   return encoding === undefined || (typeof encoding === 'string' && READ_ENCODINGS.has(encoding));
 }
 
-/** The budget large messages are decided against, and what each is charged. */
+/** The budget large messages are decided against, what each is charged, and what those waiting hold. */
 interface LargeMessages {
   readonly budget: BatchesInFlight;
   readonly charge: number;
+  readonly waiting: WaitingMessages;
+}
+
+/** The large-message calls now: being decided, waiting, and the bytes those waiting hold; and how many were refused for want of room to wait. */
+export interface LargeMessageCounts {
+  readonly inFlight: number;
+  readonly waiting: number;
+  readonly waitingBytes: number;
+  readonly refusedWaiting: number;
+}
+
+/**
+ * The bytes large messages waiting for their turn hold, all hosts together and by
+ * host. A waiting call holds what it sent, so without a bound a host that sends
+ * large messages faster than they are decided makes the server hold all of them.
+ */
+class WaitingMessages {
+  bytes = 0;
+  refused = 0;
+  private readonly byGroup = new Map<string, number>();
+
+  constructor(readonly maxBytes: number) {}
+
+  /** Holds `bytes` for `group`; false (counted as refused) when that would take all waiting past maxBytes, or the group past half. */
+  hold(group: string, bytes: number): boolean {
+    const held = this.byGroup.get(group) ?? 0;
+    if (this.bytes + bytes > this.maxBytes || held + bytes > Math.floor(this.maxBytes / 2)) {
+      this.refused += 1;
+      return false;
+    }
+    this.bytes += bytes;
+    this.byGroup.set(group, held + bytes);
+    return true;
+  }
+
+  release(group: string, bytes: number): void {
+    this.bytes -= bytes;
+    const left = (this.byGroup.get(group) ?? 0) - bytes;
+    if (left > 0) this.byGroup.set(group, left);
+    else this.byGroup.delete(group);
+  }
 }
 
 /** One call on the lane: read the one request message, run the handler, answer once. */
@@ -382,8 +423,12 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
     // Decided (inflated) only in its turn: until then the call holds the bytes it sent and nothing more.
     const group = callerGroup(peerOf(session));
     const admitted = largeMessages.budget.admit(group, largeMessages.charge, () => answered || stream.destroyed || stream.closed);
+    // What it sent, until decided: dropped if the stream goes while it waits, so a waiter whose caller left holds nothing.
+    let sent: Buffer | null = message;
     const decideInTurn = (release: () => void): void => {
-      if (answered || stream.destroyed || stream.closed) {
+      const body = sent;
+      sent = null;
+      if (answered || stream.destroyed || stream.closed || body === null) {
         release();
         return;
       }
@@ -395,18 +440,39 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
         return;
       }
       if (!compressed) {
-        decide(message);
+        decide(body);
         return;
       }
-      const inflated = inflate(message, encoding as 'gzip' | 'deflate', maxFrameBytes);
+      const inflated = inflate(body, encoding as 'gzip' | 'deflate', maxFrameBytes);
       if (Buffer.isBuffer(inflated)) decide(inflated);
       else fail(inflated.code, inflated.details);
     };
-    if (typeof admitted === 'function') decideInTurn(admitted);
-    else
-      void admitted.then((release) => {
-        if (release !== null) decideInTurn(release);
-      });
+    if (typeof admitted === 'function') {
+      decideInTurn(admitted);
+      return;
+    }
+    const held = message.length;
+    if (!largeMessages.waiting.hold(group, held)) {
+      sent = null;
+      const max = largeMessages.waiting.maxBytes;
+      fail(status.RESOURCE_EXHAUSTED, `too many large messages are waiting to be decided (more than ${max} bytes of them, or ${Math.floor(max / 2)} from one host: grpcStreams.maxWaitingBytes); retry later, or send fewer at once`);
+      void admitted.then((release) => release?.());
+      return;
+    }
+    let waiting = true;
+    const stopWaiting = (): void => {
+      if (!waiting) return;
+      waiting = false;
+      largeMessages.waiting.release(group, held);
+    };
+    stream.once('close', () => {
+      stopWaiting();
+      sent = null;
+    });
+    void admitted.then((release) => {
+      stopWaiting();
+      if (release !== null) decideInTurn(release);
+    });
   });
 
   /** Deserializes the request, runs the handler and answers. */

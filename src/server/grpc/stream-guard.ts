@@ -21,12 +21,18 @@ export interface StreamGuardLimits {
   readonly bodyTimeoutMs: number;
   /** Bytes all request bodies still arriving may hold together. */
   readonly maxBufferedBytes: number;
+  /**
+   * Bytes all large request messages waiting for their turn to be decided may hold
+   * together, one host at most half (read by direct-lane.ts, which decides them in turns).
+   */
+  readonly maxWaitingBytes: number;
 }
 
 export const DEFAULT_STREAM_GUARD_LIMITS: StreamGuardLimits = Object.freeze({
   maxStreamsPerConnection: 100,
   bodyTimeoutMs: 10_000,
   maxBufferedBytes: 64 * 1024 * 1024,
+  maxWaitingBytes: 64 * 1024 * 1024,
 });
 
 /** Why the guard ended streams, for status and tests. */
