@@ -115,6 +115,11 @@ export class OperatorHttpServer {
       this.server = createServer(timing, handle);
     }
     this.server.keepAliveTimeout = 5_000;
+    // Node keeps the first 2,000 header lines of a request and drops the rest unseen: a copy
+    // of a header sent after 2,000 others (about 8 KB of them) was never read, so a header
+    // a route reads passed as sent once while the upstream read the other copy. Every line
+    // is kept instead; the work stays bounded by the header size limit (16 KiB, else 431).
+    this.server.maxHeadersCount = 0;
     // Bounded, so connections held open here cannot take every file descriptor the gRPC port and the log need.
     this.server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
   }

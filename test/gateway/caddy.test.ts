@@ -1,9 +1,10 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { request as httpRequest } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { getDecision } from '../../src/decisions/query.js';
+import { getDecision, queryDecisions } from '../../src/decisions/query.js';
 import { freePort, startGatewayVerdict, startModelServer, type GatewayVerdict } from './support.js';
 
 // Caddy (the Debian package) in front of a stand-in model server, asking verdict
@@ -153,6 +154,27 @@ describe.skipIf(CADDY === null)('Caddy forward_auth in front of a model server',
     });
     expect(response.status).toBe(403);
     expect(decisionOf(response)).toMatchObject({ action: 'delete', resourceId: 'fraud-v3', ruleIds: ['no-delete-production-models'] });
+  });
+
+  it("reads the model's facts Caddy sets after 2,000 header lines of the client's (node read only the first 2,000 lines)", async () => {
+    // Caddy sends headers sorted by name: the client's 2,000 X-L lines come after X-Forwarded-* and before X-Model-*.
+    const padding = Array.from({ length: 2_000 }, () => ['x-l', '']).flat();
+    const before = upstream.seen.length;
+    const status = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest(`${base}/v1/models/churn-v1`, { method: 'DELETE', headers: ['host', '127.0.0.1', 'x-api-key', verdict.keys.ada, ...padding] }, (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode!));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    // Read, they make churn-v1 a staging model of acme, which its admin may delete; unread, nothing may be deleted.
+    expect(status).toBe(200);
+    expect(upstream.seen.length).toBe(before + 1);
+    // The model server (node too) reads only the first 2,000 lines of what Caddy sends it, so the decision id is found in the log.
+    const [latest] = queryDecisions(verdict.db, { principalId: 'ada', action: 'delete', limit: 1 });
+    expect(latest).toMatchObject({ resourceId: 'churn-v1', effect: 'ALLOW' });
+    expect(latest!.request.resource.attributes).toEqual({ org: 'acme', env: 'staging' });
   });
 
   it("takes the model's facts from Caddy, not from the client", async () => {

@@ -238,6 +238,22 @@ describe('forward-auth with forwardAuth.style nginx (the default)', () => {
     expect(twice.body).toMatch(/X-Original-Method header more than once/);
   });
 
+  it('sees the second X-Original-Method behind 2,000 other header lines (node read only the first 2,000 lines)', async () => {
+    const padded = await new Promise<{ status: number; body: string }>((resolve, reject) => {
+      const padding = Array.from({ length: 2_000 }, () => ['a', '']).flat();
+      const headers = ['host', '127.0.0.1', ...Object.entries({ ...nginx, 'x-api-key': server.keys.ada }).flat(), ...padding, 'x-original-method', 'GET'];
+      const req = httpRequest(url, { headers }, (res) => {
+        let body = '';
+        res.on('data', (c: Buffer) => (body += c.toString()));
+        res.on('end', () => resolve({ status: res.statusCode!, body }));
+      });
+      req.on('error', reject);
+      req.end();
+    });
+    expect(padded.status).toBe(403);
+    expect(padded.body).toMatch(/X-Original-Method header more than once/);
+  });
+
   it('refuses to start with an unknown style, naming the key and the styles', () => {
     const result = spawnSync(process.execPath, [BIN, 'serve', '--forward-auth-style', 'haproxy', '--policies', EXAMPLE_POLICIES, '--db', join(server.dir, 'x.db')], { cwd: ROOT, encoding: 'utf8' });
     expect(result.status).toBe(2);
