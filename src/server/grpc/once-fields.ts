@@ -32,8 +32,8 @@ interface FieldPlan {
   /** For a map: the wire types of its key and of its value. */
   readonly keyWires: number;
   readonly valueWires: number;
-  /** A repeated field that is not a map. */
-  readonly repeated: boolean;
+  /** What a budget counts its elements against: `items` (a repeated message, a map's entries), `list` (a repeated scalar), or nothing. */
+  readonly counts: 'items' | 'list' | null;
   /** A google.protobuf.Struct field: request attributes, measured against the request limits when a budget is given. */
   readonly attributes: boolean;
 }
@@ -64,7 +64,7 @@ function planOf(type: protobuf.Type): Plan {
       wires: field.map ? LENGTH_DELIMITED : wiresOf(field.type, nested !== null, field.repeated),
       keyWires: field.map ? wiresOf((field as unknown as { keyType: string }).keyType, false, false) : 0,
       valueWires: field.map ? wiresOf(field.type, nested !== null, false) : 0,
-      repeated: field.repeated && !field.map,
+      counts: field.map || (field.repeated && nested !== null) ? 'items' : field.repeated ? 'list' : null,
       attributes: nested?.fullName === '.google.protobuf.Struct',
     });
   }
@@ -159,8 +159,10 @@ export interface WalkBudget {
   readonly maxValues: number;
   /** requestLimits.maxListLength: most items in one list of attributes, and most elements of a repeated string (roles). */
   readonly maxListLength: number;
-  /** Most occurrences of a repeated message field (a batch's items). */
+  /** Most occurrences of a repeated message field (a batch's items), and most entries of a map. */
   readonly maxItems: number;
+  /** What a refusal for more than `maxItems` says after the field's name, given how many there were. */
+  readonly tooManyItems: (count: number) => string;
 }
 
 /**
@@ -352,10 +354,10 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
     const listSurplus = maxListItems >= 0 && id === 1 && ++listItems > maxListItems;
     let occurrence = -1;
     let surplus = false;
-    if (counted && field !== undefined && field.repeated && id < 32) {
+    if (counted && field !== undefined && field.counts !== null && id < 32) {
       occurrence = repeats[countersFrom + id]!++;
       // Past the limit the rest are only counted, for the refusal to say how many there were.
-      surplus = occurrence >= (field.message !== null ? budget.maxItems : budget.maxListLength);
+      surplus = occurrence >= (field.counts === 'items' ? budget.maxItems : budget.maxListLength);
       if (surplus && tooMany === null) {
         tooMany = field;
         tooManyId = id;
@@ -415,11 +417,8 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
   if (maxListItems >= 0 && listItems > maxListItems) throw new OverAttributeLimit('list', listItems);
   if (tooMany !== null) {
     const count = repeats[countersFrom + tooManyId]!;
-    // Worded as the batch's item cap and the request limits word it for a decoded request.
-    throw new TooMany(
-      tooMany.name,
-      tooMany.message !== null ? `${count} items exceed the limit of ${budget!.maxItems} per batch` : `${count} items, over the limit of ${budget!.maxListLength} (requestLimits.maxListLength)`,
-    );
+    // Worded as the request limits word it for a decoded request.
+    throw new TooMany(tooMany.name, tooMany.counts === 'items' ? budget!.tooManyItems(count) : `${count} items, over the limit of ${budget!.maxListLength} (requestLimits.maxListLength)`);
   }
   // On a throw the walk is over: readOnce empties the stack.
   keyStack.top = base;
@@ -511,12 +510,23 @@ function mapEntry(bytes: Uint8Array, start: number, end: number, field: FieldPla
       keyFrom = from;
       keyTo = to;
     } else if (id === 2 && field.message !== null) {
+      // Outside attributes, with a budget, the value counts its repeated fields in counters of its own, not its map's holder's.
+      const top = bounds.top;
+      if (bounds.budget !== null && !bounds.inAttributes) {
+        // No frame a cut could use: attributes over a limit inside a map's value refuse the message whole (attribute-cuts.ts finds it does not nest).
+        bounds.frames[top * 3] = bounds.frames[top * 3 + 1] = bounds.frames[top * 3 + 2] = -1;
+        bounds.names[top] = field.name;
+        bounds.occurrences[top] = -1;
+        bounds.top = top + 1;
+      }
       try {
         walk(bytes, from, to, field.message(), depth + 1);
       } catch (error) {
         if (error instanceof WalkStop) error.path.unshift(`${field.name}[${keyLabel(bytes, keyFrom, keyTo)}].`);
         else if (error instanceof OverAttributeLimit && error !== OVER_VALUES) error.segments.unshift(entryKeyText(bytes, start, end));
         throw error;
+      } finally {
+        bounds.top = top;
       }
     }
     at.pos = to;
