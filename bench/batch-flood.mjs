@@ -67,14 +67,8 @@ const batchBody = grpcFrame(
     .finish(),
 );
 
-/**
- * A Check whose context holds 120 strings of 8,000 characters (each under the default
- * 8,192 per string, about 0.96 MB in all, under the 1 MiB total), gzip-compressed with
- * the compressed flag: what the flood sends with --large-checks.
- */
-const largeCheckBody = (() => {
-  const blob = (i) => `${i}:`.padEnd(8000, 'abcdefghijklmnopqrstuvwxyz');
-  const attributes = Object.fromEntries(Array.from({ length: 120 }, (_, i) => [`note${i}`, blob(i)]));
+/** The benchmark Check with `attributes` as its context, gzip-compressed, framed with the compressed flag. */
+function gzipCheckFrame(attributes) {
   const framed = checkRequestFrame(protos, { ...BENCH_REQUEST, context: { attributes } });
   const compressed = gzipSync(framed.subarray(5));
   const frame = Buffer.alloc(5 + compressed.length);
@@ -82,17 +76,14 @@ const largeCheckBody = (() => {
   frame.writeUInt32BE(compressed.length, 1);
   compressed.copy(frame, 5);
   return frame;
-})();
-/** A gzip-compressed Check whose context holds one list of 260,000 nulls: what the flood sends with --null-lists. */
-const nullListBody = (() => {
-  const framed = checkRequestFrame(protos, { ...BENCH_REQUEST, context: { attributes: { junk: Array.from({ length: 260_000 }, () => null) } } });
-  const compressed = gzipSync(framed.subarray(5));
-  const frame = Buffer.alloc(5 + compressed.length);
-  frame.writeUInt8(1, 0);
-  frame.writeUInt32BE(compressed.length, 1);
-  compressed.copy(frame, 5);
-  return frame;
-})();
+}
+/**
+ * A Check whose context holds 120 strings of 8,000 characters (each under the default
+ * 8,192 per string, about 0.96 MB in all, under the 1 MiB total): what the flood sends with --large-checks.
+ */
+const largeCheckBody = gzipCheckFrame(Object.fromEntries(Array.from({ length: 120 }, (_, i) => [`note${i}`, `${i}:`.padEnd(8000, 'abcdefghijklmnopqrstuvwxyz')])));
+/** A Check whose context holds one list of 260,000 nulls: what the flood sends with --null-lists. */
+const nullListBody = gzipCheckFrame({ junk: Array.from({ length: 260_000 }, () => null) });
 // `status`: the grpc-status every flood call should get (the null lists are refused, INVALID_ARGUMENT).
 const FLOOD = LARGE_CHECKS
   ? { path: CHECK_PATH, body: largeCheckBody, items: 1, status: '0', headers: { 'grpc-encoding': 'gzip' }, what: `${STREAMS} Checks of about 1 MB of context each (${largeCheckBody.length} bytes gzip-compressed)` }

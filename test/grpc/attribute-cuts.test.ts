@@ -14,7 +14,7 @@ import type { CheckRequest__Output } from '../../src/server/grpc/generated/verdi
 // limits would refuse the request anyway, what is cut is refused even without the
 // words naming it, and the bytes left decode to the rest of the request unchanged.
 
-const BUDGET: WalkBudget = { maxValues: 12, maxListLength: 4, maxItems: 3, tooManyItems: (count) => `${count} items exceed the limit of 3 per batch` };
+const BUDGET: WalkBudget = { maxValues: 12, maxListLength: 4, maxItems: 3, tooManyItems: () => 'more than 3 items, over the limit of 3 per batch' };
 const LIMITS = { maxStringLength: 8_192, maxListLength: 4, maxValues: 12, maxTotalLength: 1_048_576 };
 const CHECK = messageType('verdict.v1.CheckRequest')!;
 const BATCH = messageType('verdict.v1.CheckBatchRequest')!;
@@ -73,21 +73,21 @@ describe('attributes cut for breaking a request limit', () => {
   it('leaves attributes at the limits whole: a list of 4, and 12 values in all', () => {
     const at = (context: Record<string, unknown>): AttributeCut[] => read(Buffer.from(CHECK.encode(CHECK.fromObject({ principal: { id: 'p' }, action: 'a', resource: { type: 't' }, context: { attributes: jsonToStruct(context) } })).finish())).cuts;
     expect(at({ list: [1, 2, 3, 4], more: [1, 2, 3, 4], last: 1, one: 1 })).toEqual([]);
-    expect(at({ list: [1, 2, 3, 4, 5] }).map((cut) => cut.problem)).toEqual(['5 items, over the limit of 4 (requestLimits.maxListLength)']);
+    expect(at({ list: [1, 2, 3, 4, 5] }).map((cut) => cut.problem)).toEqual(['more than 4 items, over the limit of 4 (requestLimits.maxListLength)']);
     expect(at({ list: [1, 2, 3, 4], more: [1, 2, 3, 4], last: 1, one: 1, two: 1 }).map((cut) => cut.problem)).toEqual(['more than 12 values, over the limit (requestLimits.maxValues)']);
   });
 
   it('names the list as the request limits name it once decoded: keys and indexes, a key sent after its value', () => {
     const at = (context: Record<string, unknown>): string[] => read(Buffer.from(CHECK.encode(CHECK.fromObject({ principal: { id: 'p' }, context: { attributes: jsonToStruct(context) } })).finish())).cuts.map((cut) => `${cut.field}: ${cut.problem}`);
-    expect(at({ a: { b: [[1], [1, 2, 3, 4, 5, 6]] } })).toEqual(['context.attributes.a.b[1]: 6 items, over the limit of 4 (requestLimits.maxListLength)']);
-    expect(at({ 'a b': [1, 2, 3, 4, 5] })).toEqual(['context.attributes["a b"]: 5 items, over the limit of 4 (requestLimits.maxListLength)']);
+    expect(at({ a: { b: [[1], [1, 2, 3, 4, 5, 6]] } })).toEqual(['context.attributes.a.b[1]: more than 4 items, over the limit of 4 (requestLimits.maxListLength)']);
+    expect(at({ 'a b': [1, 2, 3, 4, 5] })).toEqual(['context.attributes["a b"]: more than 4 items, over the limit of 4 (requestLimits.maxListLength)']);
     const varint = (n: number): Buffer => Buffer.from(n < 0x80 ? [n] : [(n & 0x7f) | 0x80, n >> 7]);
     const ld = (field: number, body: Buffer): Buffer => Buffer.concat([varint(field * 8 + 2), varint(body.length), body]);
     const list = ld(6, Buffer.concat(Array.from({ length: 5 }, () => ld(1, Buffer.from([0x08, 0x00])))));
     // The map entry's value (2) before its key (1).
     const entry = ld(1, Buffer.concat([ld(2, list), ld(1, Buffer.from('late'))]));
     const bytes = Buffer.concat([ld(1, ld(1, Buffer.from('p'))), ld(4, ld(1, entry))]);
-    expect(read(bytes).cuts.map((cut) => `${cut.field}: ${cut.problem}`)).toEqual(['context.attributes.late: 5 items, over the limit of 4 (requestLimits.maxListLength)']);
+    expect(read(bytes).cuts.map((cut) => `${cut.field}: ${cut.problem}`)).toEqual(['context.attributes.late: more than 4 items, over the limit of 4 (requestLimits.maxListLength)']);
   });
 
   it('what is cut is refused by the conversion even without the cuts marked on the message', () => {
@@ -110,7 +110,7 @@ describe('attributes cut for breaking a request limit', () => {
     expect(shared).toBeNull();
     expect(inputs.map((input) => (input instanceof InvalidRequest ? input.error.message : input instanceof RefusedRequest ? 'refused' : input.resource.attributes))).toEqual([
       { n: 0 },
-      'items[1].resource.attributes.list: 5 items, over the limit of 4 (requestLimits.maxListLength)',
+      'items[1].resource.attributes.list: more than 4 items, over the limit of 4 (requestLimits.maxListLength)',
       { n: 2 },
     ]);
   });
@@ -119,9 +119,9 @@ describe('attributes cut for breaking a request limit', () => {
     expect(read(Buffer.from(CHECK.encode(CHECK.fromObject({ principal: { id: 'p', roles: ['a', 'b', 'c', 'd', 'e'] } })).finish())).refusal).toEqual({
       kind: 'too_many',
       field: 'principal.roles',
-      reason: '5 items, over the limit of 4 (requestLimits.maxListLength)',
+      reason: 'more than 4 items, over the limit of 4 (requestLimits.maxListLength)',
     });
-    expect(read(Buffer.from(BATCH.encode(BATCH.fromObject({ items: [{}, {}, {}, {}] })).finish()), BATCH).refusal).toEqual({ kind: 'too_many', field: 'items', reason: '4 items exceed the limit of 3 per batch' });
+    expect(read(Buffer.from(BATCH.encode(BATCH.fromObject({ items: [{}, {}, {}, {}] })).finish()), BATCH).refusal).toEqual({ kind: 'too_many', field: 'items', reason: 'more than 3 items, over the limit of 3 per batch' });
     expect(read(Buffer.from(BATCH.encode(BATCH.fromObject({ items: [{}, {}, {}] })).finish()), BATCH).refusal).toBeNull();
   });
 

@@ -248,11 +248,11 @@ describe('error mapping and limits', () => {
       const items = [1, 2, 3].map(() => ({ action: 'read', resource: { type: 'model' } }));
       const many = await unary(client, 'CheckBatch', { principal: { id: 'alice' }, items });
       expect(many.error?.code).toBe(grpc.status.INVALID_ARGUMENT);
-      expect(many.error?.details).toBe('items: 3 items exceed the limit of 2 per batch');
+      expect(many.error?.details).toBe('items: more than 2 items, over the limit of 2 per batch');
       // Refused whole, and recorded once like any bad input: the trailer names its decision.
       const refused = harness.seen.inputs.at(-1);
       expect(refused).toBeInstanceOf(InvalidRequest);
-      expect((refused as InvalidRequest).error.message).toBe('items: 3 items exceed the limit of 2 per batch');
+      expect((refused as InvalidRequest).error.message).toBe('items: more than 2 items, over the limit of 2 per batch');
       expect(many.error?.metadata.get(DECISION_ID_TRAILER)).toEqual([`d-${harness.seen.inputs.length}`]);
       expect(harness.seen.batches).toEqual([]);
     } finally {

@@ -73,7 +73,7 @@ describe('evaluation is bounded: a caller-controlled value never stalls the serv
       (e: ServiceError) => e,
     );
     expect(error?.code).toBe(status.INVALID_ARGUMENT);
-    expect(error?.details).toBe('context.attributes.groups: 6000 items, over the limit of 1000 (requestLimits.maxListLength)');
+    expect(error?.details).toBe('context.attributes.groups: more than 1000 items, over the limit of 1000 (requestLimits.maxListLength)');
     const decisionId = String(error?.metadata.get('verdict-decision-id')[0]);
     const reader = DecisionReader.open(db);
     try {

@@ -121,11 +121,7 @@ class TooMany extends WalkStop {
 class OverAttributeLimit {
   /** For a list: the keys and indexes leading to it inside the attributes, outermost first. */
   readonly segments: (string | number)[] = [];
-  constructor(
-    readonly limit: 'values' | 'list',
-    /** For a list: how many items it holds. */
-    readonly items = 0,
-  ) {}
+  constructor(readonly limit: 'values' | 'list') {}
 }
 const OVER_VALUES = new OverAttributeLimit('values');
 
@@ -161,8 +157,8 @@ export interface WalkBudget {
   readonly maxListLength: number;
   /** Most occurrences of a repeated message field (a batch's items), and most entries of a map. */
   readonly maxItems: number;
-  /** What a refusal for more than `maxItems` says after the field's name, given how many there were. */
-  readonly tooManyItems: (count: number) => string;
+  /** What a refusal for more than `maxItems` says after the field's name. */
+  readonly tooManyItems: () => string;
 }
 
 /**
@@ -322,8 +318,6 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
   const counted = budget !== null && !inAttributes && bounds.top < MAX_COUNTED_FRAMES;
   const countersFrom = bounds.top * 32;
   if (counted) repeats.fill(0, countersFrom, countersFrom + 32);
-  let tooMany: FieldPlan | null = null;
-  let tooManyId = 0;
   const at: Cursor = { pos: start };
   // Field numbers below 32 seen once, as bits; others (rare) in a set made when needed.
   let seenLow = 0;
@@ -350,18 +344,13 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
         seenHigh.add(id);
       }
     }
-    // A list past the limit: its other items are only counted, for the refusal to say how many there were.
-    const listSurplus = maxListItems >= 0 && id === 1 && ++listItems > maxListItems;
+    // The walk stops at the first element past a limit: counting the rest of a megabyte of them cost eight times the refusal.
+    if (maxListItems >= 0 && id === 1 && ++listItems > maxListItems) throw new OverAttributeLimit('list');
     let occurrence = -1;
-    let surplus = false;
     if (counted && field !== undefined && field.counts !== null && id < 32) {
       occurrence = repeats[countersFrom + id]!++;
-      // Past the limit the rest are only counted, for the refusal to say how many there were.
-      surplus = occurrence >= (field.counts === 'items' ? budget.maxItems : budget.maxListLength);
-      if (surplus && tooMany === null) {
-        tooMany = field;
-        tooManyId = id;
-      }
+      if (field.counts === 'items' && occurrence >= budget.maxItems) throw new TooMany(field.name, budget.tooManyItems());
+      if (field.counts === 'list' && occurrence >= budget.maxListLength) throw new TooMany(field.name, `more than ${budget.maxListLength} items, over the limit of ${budget.maxListLength} (requestLimits.maxListLength)`);
     }
     if (wire !== 2) {
       skip(bytes, at, end, wire, id, depth);
@@ -372,7 +361,7 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
     const from = at.pos;
     const to = from + length;
     if (to > end) throw UNREADABLE;
-    if (field === undefined || surplus || listSurplus) {
+    if (field === undefined) {
       at.pos = to;
       continue;
     }
@@ -413,12 +402,6 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
       }
     }
     at.pos = to;
-  }
-  if (maxListItems >= 0 && listItems > maxListItems) throw new OverAttributeLimit('list', listItems);
-  if (tooMany !== null) {
-    const count = repeats[countersFrom + tooManyId]!;
-    // Worded as the request limits word it for a decoded request.
-    throw new TooMany(tooMany.name, tooMany.counts === 'items' ? budget!.tooManyItems(count) : `${count} items, over the limit of ${budget!.maxListLength} (requestLimits.maxListLength)`);
   }
   // On a throw the walk is over: readOnce empties the stack.
   keyStack.top = base;
@@ -470,7 +453,7 @@ function cut(over: OverAttributeLimit): void {
     problem = `more than ${budget.maxValues} values, over the limit (requestLimits.maxValues)`;
   } else {
     for (const segment of over.segments) field += typeof segment === 'number' ? `[${segment}]` : memberSegment(segment);
-    problem = `${over.items} items, over the limit of ${budget.maxListLength} (requestLimits.maxListLength)`;
+    problem = `more than ${budget.maxListLength} items, over the limit of ${budget.maxListLength} (requestLimits.maxListLength)`;
   }
   bounds.cuts!.push({ field, problem, item: bounds.occurrences[0]!, frames: bounds.frames.slice(0, top * 3) });
 }

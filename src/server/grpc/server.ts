@@ -170,7 +170,7 @@ const EXT_AUTHZ_BUDGET: WalkBudget = {
   maxValues: Infinity,
   maxListLength: Infinity,
   maxItems: MAX_EXT_AUTHZ_ENTRIES,
-  tooManyItems: (count) => `${count} entries, over the limit of ${MAX_EXT_AUTHZ_ENTRIES} per request`,
+  tooManyItems: () => `more than ${MAX_EXT_AUTHZ_ENTRIES} entries, over the limit of ${MAX_EXT_AUTHZ_ENTRIES} per request`,
 };
 const DEFAULT_MAX_CONNECTIONS = 4096;
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
@@ -222,8 +222,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
       maxValues: requestLimits.maxValues,
       maxListLength: requestLimits.maxListLength,
       maxItems: maxBatchItems,
-      // Worded as the batch's item cap is once decoded (authorization-service.ts).
-      tooManyItems: (count) => `${count} items exceed the limit of ${maxBatchItems} per batch`,
+      tooManyItems: () => `more than ${maxBatchItems} items, over the limit of ${maxBatchItems} per batch`,
     }),
     authorizationService(services.authorization, {
       ...callOptions,
