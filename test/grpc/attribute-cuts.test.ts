@@ -21,9 +21,9 @@ const BATCH = messageType('verdict.v1.CheckBatchRequest')!;
 const decodeCheck = serviceDefinition('verdict.v1.Authorization').Check!.requestDeserialize as (bytes: Buffer) => CheckRequest__Output;
 const decodeBatch = serviceDefinition('verdict.v1.Authorization').CheckBatch!.requestDeserialize as (bytes: Buffer) => CheckBatchRequest__Output;
 
-function read(bytes: Buffer, type = CHECK): { cuts: AttributeCut[]; refusal: ReturnType<typeof readWithin> } {
+function read(bytes: Buffer, type = CHECK, budget = BUDGET): { cuts: AttributeCut[]; refusal: ReturnType<typeof readWithin> } {
   const cuts: AttributeCut[] = [];
-  const refusal = readWithin(bytes, type, { budget: BUDGET, cuts });
+  const refusal = readWithin(bytes, type, { budget, cuts });
   return { cuts, refusal };
 }
 
@@ -113,6 +113,24 @@ describe('attributes cut for breaking a request limit', () => {
       'items[1].resource.attributes.list: more than 4 items, over the limit of 4 (requestLimits.maxListLength)',
       { n: 2 },
     ]);
+  });
+
+  it('cuts many items of one batch in one pass, reading the others whole', () => {
+    const items = Array.from({ length: 40 }, (_, n) => ({ action: 'a', resource: { type: 't', id: `i${n}`, attributes: jsonToStruct(n % 3 === 0 ? { list: [1, 2, 3, 4, 5] } : { n }) } }));
+    const bytes = Buffer.from(BATCH.encode(BATCH.fromObject({ principal: { id: 'p' }, items })).finish());
+    const { cuts, refusal } = read(bytes, BATCH, { ...BUDGET, maxItems: 1000 });
+    expect(refusal).toBeNull();
+    expect(cuts.map((cut) => cut.item)).toEqual(Array.from({ length: 14 }, (_, i) => i * 3));
+    const decoded = decodeBatch(cutAttributes(bytes, cuts)!);
+    markCuts(decoded, cuts);
+    const { inputs } = toBatchInputs(decoded);
+    inputs.forEach((input, n) => {
+      if (n % 3 === 0) expect(input).toBeInstanceOf(InvalidRequest);
+      else expect(input).toMatchObject({ resource: { id: `i${n}`, attributes: { n } } });
+    });
+    // Cuts out of order, or two in one field, cut nothing.
+    expect(cutAttributes(bytes, [cuts[1]!, cuts[0]!])).toBeNull();
+    expect(cutAttributes(bytes, [cuts[0]!, cuts[0]!])).toBeNull();
   });
 
   it('refuses whole a repeated field with more elements than any request may hold', () => {
