@@ -90,6 +90,18 @@ describe('attributes cut for breaking a request limit', () => {
     expect(read(bytes).cuts.map((cut) => `${cut.field}: ${cut.problem}`)).toEqual(['context.attributes.late: more than 4 items, over the limit of 4 (requestLimits.maxListLength)']);
   });
 
+  it('measures a list sent behind a bool of ten bytes as protobufjs reads it (five bytes, five more skipped)', () => {
+    const varint = (n: number): Buffer => Buffer.from(n < 0x80 ? [n] : [(n & 0x7f) | 0x80, n >> 7]);
+    const ld = (field: number, body: Buffer): Buffer => Buffer.concat([varint(field * 8 + 2), varint(body.length), body]);
+    const list = ld(6, Buffer.concat(Array.from({ length: 5 }, () => ld(1, Buffer.from([0x08, 0x00])))));
+    // bool_value (4) as ten bytes of 0x80, then the list: read to the first byte below 0x80, the bool swallowed the list's tag.
+    const value = Buffer.concat([Buffer.from([0x20, ...Array.from({ length: 10 }, () => 0x80)]), list]);
+    const bytes = Buffer.concat([ld(1, ld(1, Buffer.from('p'))), ld(4, ld(1, ld(1, Buffer.concat([ld(1, Buffer.from('v')), ld(2, value)]))))]);
+    const { cuts, refusal } = read(bytes);
+    expect(refusal).toBeNull();
+    expect(cuts.map((cut) => `${cut.field}: ${cut.problem}`)).toEqual(['context.attributes.v: more than 4 items, over the limit of 4 (requestLimits.maxListLength)']);
+  });
+
   it('what is cut is refused by the conversion even without the cuts marked on the message', () => {
     const bytes = Buffer.from(CHECK.encode(CHECK.fromObject({ principal: { id: 'p' }, action: 'a', resource: { type: 't' }, context: { attributes: jsonToStruct({ list: [1, 2, 3, 4, 5] }) } })).finish());
     const { cuts } = read(bytes);

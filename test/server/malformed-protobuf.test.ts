@@ -216,6 +216,15 @@ describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', ()
     expect(queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length).toBe(before + 1);
   });
 
+  it('bytes the walk cannot follow are refused before anything is decoded: the walk names them, not a decoder error past them', async () => {
+    // action with wire type 0, which protobufjs reads anyway; behind it, a principal id that is not UTF-8, which decoding would refuse.
+    const sent = cat(Buffer.from([(2 << 3) | 0]), varint(4), Buffer.from('read'), ld(1, cat(varint((1 << 3) | 2), varint(2), Buffer.from([0xff, 0xfe]))), TWICE_RESOURCE);
+    const { error } = await sendRaw(shipped.server.grpcPort, 'Check', sent);
+    expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(error?.details).toMatch(/do not follow the protobuf wire format/);
+    expect(error?.details).not.toMatch(/UTF-8/);
+  });
+
   it('a repeated field in several entries, and an unknown field twice, are read as proto3 reads them: decided', async () => {
     // roles in two entries; field 99 (unknown) twice; a second map entry under another key.
     const principal = ld(1, cat(str(1, 'dana'), str(2, 'viewer'), str(2, 'data_scientist'), ld(3, cat(TWICE_ENTRY('org', TWICE_TEXT('acme')), TWICE_ENTRY('employment', TWICE_TEXT('employee'))))));

@@ -32,6 +32,12 @@ interface FieldPlan {
   /** For a map: the wire types of its key and of its value. */
   readonly keyWires: number;
   readonly valueWires: number;
+  /**
+   * How protobufjs reads this field's varint: `32` as its uint32 (five bytes, then five
+   * more skipped unread: int32, uint32, sint32, bool, enums), `64` as a long varint (to a
+   * byte below 0x80, ten at most), null when it is not a varint.
+   */
+  readonly varint: 32 | 64 | null;
   /** What a budget counts its elements against: `items` (a repeated message, a map's entries), `list` (a repeated scalar), or nothing. */
   readonly counts: 'items' | 'list' | null;
   /** A google.protobuf.Struct field: request attributes, measured against the request limits when a budget is given. */
@@ -65,6 +71,7 @@ function planOf(type: protobuf.Type): Plan {
       keyWires: field.map ? wiresOf((field as unknown as { keyType: string }).keyType, false, false) : 0,
       valueWires: field.map ? wiresOf(field.type, nested !== null, false) : 0,
       counts: field.map || (field.repeated && nested !== null) ? 'items' : field.repeated ? 'list' : null,
+      varint: field.map || nested !== null ? null : VARINT_32.has(field.type) || resolved !== null ? 32 : VARINT_64.has(field.type) ? 64 : null,
       attributes: nested?.fullName === '.google.protobuf.Struct',
     });
   }
@@ -74,6 +81,9 @@ function planOf(type: protobuf.Type): Plan {
 }
 
 const LENGTH_DELIMITED = 1 << 2;
+/** The scalar types protobufjs reads with its uint32 reader; an enum too (a resolved type that is not a message). */
+const VARINT_32 = new Set(['int32', 'uint32', 'sint32', 'bool']);
+const VARINT_64 = new Set(['int64', 'uint64', 'sint64']);
 
 /** The wire types a field of `type` is encoded with (a repeated number may also be packed). */
 function wiresOf(type: string, isMessage: boolean, repeated: boolean): number {
@@ -125,18 +135,22 @@ class OverAttributeLimit {
 }
 const OVER_VALUES = new OverAttributeLimit('values');
 
-/** Stops the walk on bytes it cannot follow; server.ts refuses them unless the decoder refuses them first, with its own error. */
-class Unreadable {}
-const UNREADABLE = new Unreadable();
+/** Stops the walk on bytes it cannot follow; server.ts refuses them without decoding them. */
+class Unreadable {
+  constructor(readonly pastEnd: boolean) {}
+}
+const UNREADABLE = new Unreadable(false);
+/** A length or varint running past the end of its message: what protobufjs calls "index out of range". */
+const PAST_END = new Unreadable(true);
 
 /** Why a message is refused before it is decoded. */
 export interface OnceRefusal {
   /**
    * `twice`: a field or map key given twice. `unfollowed`: bytes the walk cannot follow
    * (a field sent with another wire type than its own, a group closed by another
-   * field's end tag, a length past its message's end); refused only when the decoder, more
-   * lenient, would have read them (server.ts), since the second copy of a field could
-   * hide behind them.
+   * field's end tag, a length past its message's end); refused without decoding
+   * (server.ts): the second copy of a field could hide behind them, and a decoder more
+   * lenient than the walk would read whatever follows unmeasured.
    */
   readonly kind: 'twice' | 'unfollowed' | 'too_many';
   readonly reason: string;
@@ -202,7 +216,11 @@ export function readWithin(message: Uint8Array, type: protobuf.Type, within: { r
   } catch (error) {
     if (error instanceof GivenTwice) return { kind: 'twice', reason: `${error.path.join('')} is given twice in one message; send each field, and each map key, once` };
     if (error instanceof TooMany) return { kind: 'too_many', field: error.path.join(''), reason: error.problem };
-    if (error instanceof Unreadable) return { kind: 'unfollowed', reason: 'its bytes do not follow the protobuf wire format (a field sent with another wire type than its own, or a group closed by another field); send a message encoded by a protobuf library' };
+    if (error instanceof Unreadable) {
+      return error.pastEnd
+        ? { kind: 'unfollowed', reason: 'a field runs past the end of its message (index out of range); send a message encoded by a protobuf library' }
+        : { kind: 'unfollowed', reason: 'its bytes do not follow the protobuf wire format (a field sent with another wire type than its own, or a group closed by another field); send a message encoded by a protobuf library' };
+    }
     throw error;
   } finally {
     keyStack.top = 0;
@@ -269,26 +287,44 @@ interface Cursor {
 function uint32(bytes: Uint8Array, at: Cursor, end: number): number {
   let value = 0;
   for (let i = 0; i < 4; i++) {
-    if (at.pos >= end) throw UNREADABLE;
+    if (at.pos >= end) throw PAST_END;
     const byte = bytes[at.pos++]!;
     value = (value | ((byte & 0x7f) << (7 * i))) >>> 0;
     if (byte < 0x80) return value;
   }
-  if (at.pos >= end) throw UNREADABLE;
+  if (at.pos >= end) throw PAST_END;
   const fifth = bytes[at.pos++]!;
   value = (value | ((fifth & 0x0f) << 28)) >>> 0;
   if (fifth < 0x80) return value;
   at.pos += 5;
-  if (at.pos > end) throw UNREADABLE;
+  if (at.pos > end) throw PAST_END;
   return value;
 }
 
 /** Moves past a varint value, as protobufjs skips one: up to a byte without its high bit. */
 function skipVarint(bytes: Uint8Array, at: Cursor, end: number): void {
   for (;;) {
-    if (at.pos >= end) throw UNREADABLE;
+    if (at.pos >= end) throw PAST_END;
     if (bytes[at.pos++]! < 0x80) return;
   }
+}
+
+/**
+ * Moves past a varint as protobufjs reads one of a known field's type: a 32-bit one as
+ * its uint32 (the walk's `uint32`), a 64-bit one to a byte below 0x80 within ten bytes.
+ * Skipped to the first byte below 0x80 instead, a bool sent as eleven bytes or more hid
+ * from the walk what protobufjs read after its tenth byte.
+ */
+function skipFieldVarint(bytes: Uint8Array, at: Cursor, end: number, width: 32 | 64): void {
+  if (width === 32) {
+    uint32(bytes, at, end);
+    return;
+  }
+  for (let i = 0; i < 10; i++) {
+    if (at.pos >= end) throw PAST_END;
+    if (bytes[at.pos++]! < 0x80) return;
+  }
+  throw UNREADABLE;
 }
 
 /** Whether the key bytes [from, to) equal those at [otherFrom, otherTo). */
@@ -352,6 +388,10 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
       if (field.counts === 'items' && occurrence >= budget.maxItems) throw new TooMany(field.name, budget.tooManyItems());
       if (field.counts === 'list' && occurrence >= budget.maxListLength) throw new TooMany(field.name, `more than ${budget.maxListLength} items, over the limit of ${budget.maxListLength} (requestLimits.maxListLength)`);
     }
+    if (wire === 0 && field !== undefined && field.varint !== null) {
+      skipFieldVarint(bytes, at, end, field.varint);
+      continue;
+    }
     if (wire !== 2) {
       skip(bytes, at, end, wire, id, depth);
       continue;
@@ -360,7 +400,7 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
     const length = uint32(bytes, at, end);
     const from = at.pos;
     const to = from + length;
-    if (to > end) throw UNREADABLE;
+    if (to > end) throw PAST_END;
     if (field === undefined) {
       at.pos = to;
       continue;
@@ -488,7 +528,7 @@ function mapEntry(bytes: Uint8Array, start: number, end: number, field: FieldPla
     const length = uint32(bytes, at, end);
     const from = at.pos;
     const to = from + length;
-    if (to > end) throw UNREADABLE;
+    if (to > end) throw PAST_END;
     if (id === 1) {
       keyFrom = from;
       keyTo = to;
@@ -563,7 +603,7 @@ function skip(bytes: Uint8Array, at: Cursor, end: number, wire: number, id: numb
           // Read before adding: `at.pos += uint32(bytes, at, end)` would add to the position the length started at.
           const length = uint32(bytes, at, end);
           at.pos += length;
-          if (at.pos > end) throw UNREADABLE;
+          if (at.pos > end) throw PAST_END;
         } else {
           skip(bytes, at, end, tag & 7, tag >>> 3, depth + 1);
         }
@@ -572,5 +612,5 @@ function skip(bytes: Uint8Array, at: Cursor, end: number, wire: number, id: numb
     default:
       throw UNREADABLE;
   }
-  if (at.pos > end) throw UNREADABLE;
+  if (at.pos > end) throw PAST_END;
 }
