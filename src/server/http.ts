@@ -116,7 +116,7 @@ export class OperatorHttpServer {
     }
     this.server.keepAliveTimeout = 5_000;
     // Node keeps the first 2,000 header lines of a request and drops the rest unseen: a copy
-    // of a header sent after 2,000 others (about 8 KB of them) was never read, so a header
+    // of a header sent after 2,000 others (about 10 KB of one-letter ones) was never read, so a header
     // a route reads passed as sent once while the upstream read the other copy. Every line
     // is kept instead; the work stays bounded by the header size limit (16 KiB, else 431).
     this.server.maxHeadersCount = 0;

@@ -142,17 +142,7 @@ export class ServerMetrics implements DecisionObserver {
     this.sampledSum('verdict_large_messages_in_flight', 'gRPC decision calls with a compressed message or one of 64 KiB or more, being decided and not yet answered (at most 64 per process, half of them from one host).', () => read().inFlight);
     this.sampledSum('verdict_large_messages_waiting', 'gRPC decision calls with a compressed message or one of 64 KiB or more, waiting with the bytes they sent for their turn to be decided.', () => read().waiting);
     this.sampledSum('verdict_large_messages_waiting_bytes', 'Bytes the large messages waiting for their turn hold (at most grpcStreams.maxWaitingBytes, half of it from one host).', () => read().waitingBytes);
-    let refused = 0;
-    new Counter({
-      name: 'verdict_large_messages_refused_waiting_total',
-      help: 'Large-message gRPC decision calls answered RESOURCE_EXHAUSTED because waiting for their turn would take the bytes held past grpcStreams.maxWaitingBytes.',
-      registers: [this.registry],
-      collect() {
-        const now = read().refusedWaiting;
-        this.inc(now - refused);
-        refused = now;
-      },
-    });
+    this.sampledTotal('verdict_large_messages_refused_waiting_total', 'Large-message gRPC decision calls answered RESOURCE_EXHAUSTED because waiting for their turn would take the bytes held past grpcStreams.maxWaitingBytes.', () => read().refusedWaiting);
   }
 
   /** A gauge read from `read` at each scrape, summed across --workers workers. */
@@ -168,18 +158,24 @@ export class ServerMetrics implements DecisionObserver {
     });
   }
 
-  /** The gRPC port's unread answers: connections closed for them, by why, and the unsent bytes held, read at each scrape. */
-  watchUnreadAnswers(answers: { readonly closedStalled: number; readonly closedOverBudget: number; readonly closedConnectionBudget: number; readonly refusedStreams: number; readonly unsentBytes: number }): void {
-    let refused = 0;
+  /** A counter that follows a running total read from `read` at each scrape. */
+  private sampledTotal(name: string, help: string, read: () => number): void {
+    let reported = 0;
     new Counter({
-      name: 'verdict_grpc_streams_refused_unread_total',
-      help: 'gRPC streams refused unread because their connection held more than grpcStreams.maxUnsentBytesPerConnection of answers it had not read.',
+      name,
+      help,
       registers: [this.registry],
       collect() {
-        this.inc(answers.refusedStreams - refused);
-        refused = answers.refusedStreams;
+        const total = read();
+        this.inc(total - reported);
+        reported = total;
       },
     });
+  }
+
+  /** The gRPC port's unread answers: connections closed for them, by why, and the unsent bytes held, read at each scrape. */
+  watchUnreadAnswers(answers: { readonly closedStalled: number; readonly closedOverBudget: number; readonly closedConnectionBudget: number; readonly refusedStreams: number; readonly unsentBytes: number }): void {
+    this.sampledTotal('verdict_grpc_streams_refused_unread_total', 'gRPC streams refused unread because their connection held more than grpcStreams.maxUnsentBytesPerConnection of answers it had not read.', () => answers.refusedStreams);
     let reported = { send_timeout: 0, over_budget: 0, connection_budget: 0 };
     new Counter({
       name: 'verdict_grpc_connections_closed_unread_total',
@@ -232,16 +228,7 @@ export class ServerMetrics implements DecisionObserver {
   /** Settle: decisions held for it, and those evicted before their window ended because the book was full. */
   watchSettlements(book: { readonly size: number; readonly evictions: number }): void {
     new Gauge({ name: 'verdict_settle_pending', help: 'Decisions that reserved a cost and may still be settled.', registers: [this.registry], aggregator: 'sum', collect() { this.set(book.size); } });
-    let reported = 0;
-    new Counter({
-      name: 'verdict_settle_evictions_total',
-      help: 'Decisions evicted before their settle window ended because the book was full (taken from the caller holding the most); their Settle finds nothing.',
-      registers: [this.registry],
-      collect() {
-        this.inc(book.evictions - reported);
-        reported = book.evictions;
-      },
-    });
+    this.sampledTotal('verdict_settle_evictions_total', 'Decisions evicted before their settle window ended because the book was full (taken from the caller holding the most); their Settle finds nothing.', () => book.evictions);
   }
 
   /**
@@ -258,16 +245,7 @@ export class ServerMetrics implements DecisionObserver {
         this.set(store.size);
       },
     });
-    let reported = 0;
-    new Counter({
-      name: 'verdict_rate_limit_evictions_total',
-      help: 'Rate-limit keys evicted while still counting because the in-memory store was full (each comes back with a fresh budget).',
-      registers: [this.registry],
-      collect() {
-        this.inc(store.evictions - reported);
-        reported = store.evictions;
-      },
-    });
+    this.sampledTotal('verdict_rate_limit_evictions_total', 'Rate-limit keys evicted while still counting because the in-memory store was full (each comes back with a fresh budget).', () => store.evictions);
   }
 
   /**

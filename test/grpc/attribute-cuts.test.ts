@@ -14,7 +14,7 @@ import type { CheckRequest__Output } from '../../src/server/grpc/generated/verdi
 // limits would refuse the request anyway, what is cut is refused even without the
 // words naming it, and the bytes left decode to the rest of the request unchanged.
 
-const BUDGET: WalkBudget = { maxValues: 12, maxListLength: 4, maxItems: 3, tooManyItems: () => 'more than 3 items, over the limit of 3 per batch' };
+const BUDGET: WalkBudget = { maxValues: 12, maxListLength: 4, maxItems: 3, tooManyItems: 'more than 3 items, over the limit of 3 per batch' };
 const LIMITS = { maxStringLength: 8_192, maxListLength: 4, maxValues: 12, maxTotalLength: 1_048_576 };
 const CHECK = messageType('verdict.v1.CheckRequest')!;
 const BATCH = messageType('verdict.v1.CheckBatchRequest')!;

@@ -172,7 +172,7 @@ export interface WalkBudget {
   /** Most occurrences of a repeated message field (a batch's items), and most entries of a map. */
   readonly maxItems: number;
   /** What a refusal for more than `maxItems` says after the field's name. */
-  readonly tooManyItems: () => string;
+  readonly tooManyItems: string;
 }
 
 /**
@@ -380,13 +380,13 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
         seenHigh.add(id);
       }
     }
-    // The walk stops at the first element past a limit: counting the rest of a megabyte of them cost eight times the refusal.
+    // The walk stops at the first element past a limit: counting the rest of a megabyte of them cost six times the refusal.
     if (maxListItems >= 0 && id === 1 && ++listItems > maxListItems) throw new OverAttributeLimit('list');
     let occurrence = -1;
     if (counted && field !== undefined && field.counts !== null && id < 32) {
       occurrence = repeats[countersFrom + id]!++;
-      if (field.counts === 'items' && occurrence >= budget.maxItems) throw new TooMany(field.name, budget.tooManyItems());
-      if (field.counts === 'list' && occurrence >= budget.maxListLength) throw new TooMany(field.name, `more than ${budget.maxListLength} items, over the limit of ${budget.maxListLength} (requestLimits.maxListLength)`);
+      if (field.counts === 'items' && occurrence >= budget.maxItems) throw new TooMany(field.name, budget.tooManyItems);
+      if (field.counts === 'list' && occurrence >= budget.maxListLength) throw new TooMany(field.name, tooLong(budget));
     }
     if (wire === 0 && field !== undefined && field.varint !== null) {
       skipFieldVarint(bytes, at, end, field.varint);
@@ -481,6 +481,11 @@ function walkOutside(bytes: Uint8Array, field: FieldPlan, lengthAt: number, from
   }
 }
 
+/** Why a list (or roles) is refused, in the words the request limits use. */
+function tooLong(budget: WalkBudget): string {
+  return `more than ${budget.maxListLength} items, over the limit of ${budget.maxListLength} (requestLimits.maxListLength)`;
+}
+
 /** Records the attributes whose frame is on top as a cut, with the frames above them. */
 function cut(over: OverAttributeLimit): void {
   const budget = bounds.budget!;
@@ -493,7 +498,7 @@ function cut(over: OverAttributeLimit): void {
     problem = `more than ${budget.maxValues} values, over the limit (requestLimits.maxValues)`;
   } else {
     for (const segment of over.segments) field += typeof segment === 'number' ? `[${segment}]` : memberSegment(segment);
-    problem = `more than ${budget.maxListLength} items, over the limit of ${budget.maxListLength} (requestLimits.maxListLength)`;
+    problem = tooLong(budget);
   }
   bounds.cuts!.push({ field, problem, item: bounds.occurrences[0]!, frames: bounds.frames.slice(0, top * 3) });
 }

@@ -160,7 +160,7 @@ const DEFAULT_MAX_BATCH_ITEMS = 1000;
 /**
  * Most headers (map entries, or `header_map` values) in one Envoy CheckRequest, and
  * in any other map or repeated message of it. Envoy sends at most 100 headers unless
- * told otherwise; a megabyte of 85,000 empty ones took about 0.15 s to walk and decode.
+ * told otherwise; 120,000 empty ones (1.4 MB) took about 0.17 s to walk and decode.
  */
 export const MAX_EXT_AUTHZ_ENTRIES = 4096;
 
@@ -169,7 +169,7 @@ const EXT_AUTHZ_BUDGET: WalkBudget = {
   maxValues: Infinity,
   maxListLength: Infinity,
   maxItems: MAX_EXT_AUTHZ_ENTRIES,
-  tooManyItems: () => `more than ${MAX_EXT_AUTHZ_ENTRIES} entries, over the limit of ${MAX_EXT_AUTHZ_ENTRIES} per request`,
+  tooManyItems: `more than ${MAX_EXT_AUTHZ_ENTRIES} entries, over the limit of ${MAX_EXT_AUTHZ_ENTRIES} per request`,
 };
 const DEFAULT_MAX_CONNECTIONS = 4096;
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
@@ -221,11 +221,11 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
       maxValues: requestLimits.maxValues,
       maxListLength: requestLimits.maxListLength,
       maxItems: maxBatchItems,
-      tooManyItems: () => `more than ${maxBatchItems} items, over the limit of ${maxBatchItems} per batch`,
+      tooManyItems: `more than ${maxBatchItems} items, over the limit of ${maxBatchItems} per batch`,
     }),
     authorizationService(services.authorization, {
       ...callOptions,
-      maxBatchItems: options.maxBatchItems ?? DEFAULT_MAX_BATCH_ITEMS,
+      maxBatchItems,
     }),
   );
   server.addService(serviceDefinition(ADMIN_SERVICE), adminService(services.admin, callOptions));
