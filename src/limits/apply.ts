@@ -150,7 +150,11 @@ export function adjustReservation(limiter: RateLimiter, reservation: Reservation
   const { key, emissionMs, burst } = reservation;
   if (reservation.backend === 'redis') {
     if (limiter.shared === null) return 0;
-    return limiter.shared.backend.adjust(key, emissionMs, burst, units).then((r) => r.remaining);
+    const replicas = reservation.fallbackReplicas;
+    return limiter.shared.backend.adjust(key, emissionMs, burst, units).then((r) => {
+      if (replicas !== undefined) fallbackFollows(limiter.store, key, r.resetMs, dividedTolerance(emissionMs, burst, replicas), limiter.now());
+      return r.remaining;
+    });
   }
   const now = limiter.now();
   const stored = limiter.store.get(key, now);
@@ -168,6 +172,27 @@ export interface SharedLimits {
 }
 
 const dividedRates = new WeakMap<LimitRate, Map<number, LimitRate>>();
+
+/** How long a key of the divided rate (dividedRate) takes from empty to its full burst. */
+function dividedTolerance(emissionMs: number, burst: number, replicas: number): number {
+  return replicas <= 1 ? emissionMs * burst : emissionMs * replicas * Math.max(1, Math.floor(burst / replicas));
+}
+
+/**
+ * Keeps the `local` fallback where the shared backend last left a key: Redis said the
+ * key is `resetMs` from rest, so the fallback holds it as far from rest at this
+ * server's share of the rate (the same fraction spent, never more than its whole
+ * burst). Without it a key spent in Redis would start the fallback empty, and an
+ * outage (or a Redis an attacker can slow past `timeoutMs`) would hand out a fresh
+ * budget. A key at rest in Redis is left to expire here.
+ */
+function fallbackFollows(store: LimitStore, key: string, resetMs: number, localToleranceMs: number, now: number): void {
+  if (!(resetMs > 0)) {
+    if (store.get(key, now) !== undefined) store.set(key, now, now);
+    return;
+  }
+  store.set(key, now + Math.min(resetMs, localToleranceMs), now);
+}
 
 /** A rate shared by `replicas`: each gets count/replicas (burst at least 1). */
 export function dividedRate(rate: LimitRate, replicas: number): LimitRate {
@@ -233,6 +258,8 @@ export async function applyShared(limits: readonly CompiledLimit[], request: Dec
   let failedDeny: { limit: CompiledLimit; message: string } | null = null;
   let localWrites: { key: string; tat: number }[] | null = null;
   let reserved: Reservation[] | null = null;
+  /** Checks Redis answered for a limit whose fallback is `local`. */
+  let mirrored: number[] | null = null;
   for (let i = 0; i < checks.length; i++) {
     const { limit, key, cost, rate, offence } = checks[i]!;
     const answer = answers[i]!;
@@ -261,10 +288,12 @@ export async function applyShared(limits: readonly CompiledLimit[], request: Dec
       if (result.allowed) (localWrites ??= []).push({ key, tat: result.tat });
     } else {
       result = answer;
+      if (limit.onBackendFailure === 'local') (mirrored ??= []).push(i);
     }
     // A cost of 0 is kept too: what the call really used is still to be settled.
     if (result.allowed && limit.cost !== null && cost >= 0) {
-      (reserved ??= []).push({ limitId: limit.id, key, emissionMs: reportRate.emissionMs, burst: reportRate.burst, units: cost, backend: backend === 'redis' ? 'redis' : 'memory' });
+      const fallback = backend === 'redis' && limit.onBackendFailure === 'local' ? { fallbackReplicas: shared.replicas } : null;
+      (reserved ??= []).push({ limitId: limit.id, key, emissionMs: reportRate.emissionMs, burst: reportRate.burst, units: cost, backend: backend === 'redis' ? 'redis' : 'memory', ...fallback });
     }
     let report: LimitReport = { limit, rate: reportRate, remaining: result.remaining, retryAfterMs: result.retryAfterMs, resetMs: result.resetMs, backend };
     if (!result.allowed) {
@@ -278,7 +307,16 @@ export async function applyShared(limits: readonly CompiledLimit[], request: Dec
     }
     if (tightest === null || report.remaining < tightest.remaining) tightest = report;
   }
-  if (refused !== null || failedDeny !== null) {
+  const givenBack = refused !== null || failedDeny !== null;
+  if (mirrored !== null) {
+    for (const i of mirrored) {
+      const answer = answers[i] as GcraResult;
+      const { key, rate, cost } = checks[i]!;
+      const resetMs = givenBack && answer.allowed ? answer.resetMs - cost * rate.emissionMs : answer.resetMs;
+      fallbackFollows(store, key, resetMs, dividedTolerance(rate.emissionMs, rate.burst, shared.replicas), now);
+    }
+  }
+  if (givenBack) {
     // Give back what the shared backend took for this call (the local fallback has not written yet).
     for (let i = 0; i < checks.length; i++) {
       const answer = answers[i]!;

@@ -17,6 +17,11 @@ export interface Reservation {
   readonly units: number;
   /** Where they were taken: this process's memory, or Redis. */
   readonly backend: 'memory' | 'redis';
+  /**
+   * Taken in Redis for a limit whose fallback is `local`: a correction is copied into
+   * the fallback too (see fallbackFollows), dividing by this many replicas. Absent otherwise.
+   */
+  readonly fallbackReplicas?: number;
 }
 
 export interface SettleEntry {

@@ -219,8 +219,14 @@ describe('Redis stopped mid-test, then started again', () => {
       client.call<Answer>('Authorization', 'Check', checkRequest({ principal: { id: principal }, action: 'predict', resource: { type: 'model', id: 'm' }, context: { mode } }), { deadline: Date.now() + 2000 });
     try {
       expect(await ask('kim', 'local')).toMatchObject({ effect: 'EFFECT_ALLOW', limitId: 'fail-local' });
+      // kit spends fail-local's whole burst (4) in Redis before it stops.
+      const spent = [];
+      for (let i = 0; i < 5; i++) spent.push((await ask('kit', 'local')).effect);
+      expect(spent).toEqual(['EFFECT_ALLOW', 'EFFECT_ALLOW', 'EFFECT_ALLOW', 'EFFECT_ALLOW', 'EFFECT_DENY']);
       redis.pause();
       try {
+        // The fallback starts kit where Redis left it: spent, so no fresh share of the burst.
+        expect(await ask('kit', 'local')).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT', limitId: 'fail-local' });
         expect(await ask('kim', 'deny')).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_ERROR' });
         expect(await ask('kim', 'allow')).toMatchObject({ effect: 'EFFECT_ALLOW', limitId: 'fail-allow' });
         // local: this replica's share of the burst (4 over 2 replicas), then refused.
@@ -231,7 +237,7 @@ describe('Redis stopped mid-test, then started again', () => {
         expect(ready).toMatchObject({ status: 'ready', limits: { backend: 'redis', healthy: false } });
         const metrics = await (await fetch(`http://127.0.0.1:${verdict.httpPort}/metrics`)).text();
         expect(metrics).toMatch(/^verdict_rate_limit_backend_up 0$/m);
-        expect(metrics).toMatch(/^verdict_rate_limit_fallback_total\{backend="local"\} 3$/m);
+        expect(metrics).toMatch(/^verdict_rate_limit_fallback_total\{backend="local"\} 4$/m);
         expect(metrics).toMatch(/^verdict_rate_limit_fallback_total\{backend="open"\} 1$/m);
       } finally {
         redis.resume();

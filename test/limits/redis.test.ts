@@ -4,7 +4,8 @@ import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecisionPipeline } from '../../src/decide/index.js';
 import { gcra, type GcraResult } from '../../src/limits/gcra.js';
-import { MemoryLimitStore, RateLimiter, RedisLimitBackend } from '../../src/limits/index.js';
+import { MemoryLimitStore, RateLimiter, RedisLimitBackend, adjustReservation } from '../../src/limits/index.js';
+import type { Reservation } from '../../src/limits/settle.js';
 import type { CompiledLimit } from '../../src/policy/limits.js';
 import { GCRA_LUA } from '../../src/limits/redis.js';
 import type { DecisionRequest } from '../../src/types.js';
@@ -165,6 +166,45 @@ describe('the limiter over Redis', () => {
       expect(paused.status().healthy).toBe(true);
     } finally {
       await paused.close();
+    }
+  });
+});
+
+describe('the local fallback after an outage', () => {
+  type Outcome = { kind: string; report?: { backend: string; remaining: number }; reserved?: readonly Reservation[] };
+  it('starts each key where Redis last left it: a budget spent in Redis is not handed out again when Redis stops', async () => {
+    const limits = limitsOf(POLICIES);
+    const flaky = new RedisLimitBackend({ url: redis.url, keyPrefix: 'outage:', timeoutMs: 50, retryMs: 5000 });
+    expect(await flaky.ready(5000)).toBe(true);
+    try {
+      // Two replicas: this server's fallback share of per-user-local is 2 of the burst of 4.
+      const limiter = new RateLimiter(new MemoryLimitStore(), undefined, { backend: flaky, replicas: 2 });
+      const ask = async (principal: string, mode: string, units = 1): Promise<Outcome> => (await limiter.apply(limits, request(principal, mode, units))) as Outcome;
+      // gus spends the whole burst in Redis and is refused there; hal spends half of it.
+      const gus = [];
+      for (let i = 0; i < 5; i++) gus.push(await ask('gus', 'local'));
+      expect(gus.map((o) => [o.kind, o.report?.backend])).toEqual([...Array.from({ length: 4 }, () => ['allowed', 'redis']), ['limited', 'redis']]);
+      for (let i = 0; i < 2; i++) expect(await ask('hal', 'local')).toMatchObject({ kind: 'allowed', report: { backend: 'redis' } });
+      // A cost budget corrected by a settle: ivy reserved 1 unit, then settled it at 4 (the whole burst).
+      const reserved = await ask('ivy', 'cost', 1);
+      expect(reserved).toMatchObject({ kind: 'allowed', report: { backend: 'redis' } });
+      expect(await adjustReservation(limiter, reserved.reserved![0]!, 3)).toBe(0);
+      redis.pause();
+      try {
+        // Spent in Redis, spent in the fallback: refused, not a fresh share.
+        expect(await ask('gus', 'local')).toMatchObject({ kind: 'limited', report: { backend: 'local', remaining: 0 } });
+        // Half spent in Redis: half of this server's share is left.
+        const hal = [await ask('hal', 'local'), await ask('hal', 'local')];
+        expect(hal.map((o) => [o.kind, o.report?.backend])).toEqual([['allowed', 'local'], ['limited', 'local']]);
+        expect(await ask('ivy', 'cost', 1)).toMatchObject({ kind: 'limited', report: { backend: 'local' } });
+        // A key Redis never counted here starts with this server's whole share.
+        const jan = [await ask('jan', 'local'), await ask('jan', 'local'), await ask('jan', 'local')];
+        expect(jan.map((o) => [o.kind, o.report?.backend])).toEqual([['allowed', 'local'], ['allowed', 'local'], ['limited', 'local']]);
+      } finally {
+        redis.resume();
+      }
+    } finally {
+      await flaky.close();
     }
   });
 });
