@@ -328,6 +328,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     {
       maxReceiveMessageBytes: config.maxMessageBytes,
       requestLimits: config.requestLimits,
+      maxExtAuthzEntries: config.requestLimits.maxExtAuthzEntries,
       shutdownTimeoutMs: config.shutdownGraceMs,
       streamLimits: { maxStreamsPerConnection: config.grpcStreams.maxPerConnection, bodyTimeoutMs: config.grpcStreams.bodyTimeoutMs, maxBufferedBytes: config.grpcStreams.maxBufferedBytes, maxWaitingBytes: config.grpcStreams.maxWaitingBytes },
       unreadAnswerLimits: {

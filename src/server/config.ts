@@ -13,6 +13,7 @@ import { AUDIT_DEFAULTS, auditConfigShape, auditFromEnvironment, type AuditConfi
 import { ADMIN_TOKEN_FILE_ENV, adminConfigSchema } from './admin-auth.js';
 import { DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_REQUEST_LIMITS } from '../decide/index.js';
 import { DEFAULT_CONDITION_BUDGET } from '../policy/condition.js';
+import { DEFAULT_MAX_EXT_AUTHZ_ENTRIES } from './grpc/server.js';
 import { alertResponseShape } from './alert-response-config.js';
 
 const cap = (most: number) => z.number().int().min(1).max(most).optional();
@@ -25,6 +26,11 @@ const requestLimitsSchema = z.strictObject({
   maxTotalLength: cap(1024 * 1024 * 1024),
   /** How many list or map elements one condition's comprehensions may range over, in all; past it the condition errs (fails closed). */
   maxConditionSteps: cap(1_000_000_000),
+  /**
+   * Most headers in one Envoy ext_authz CheckRequest (its `headers` map or `header_map`
+   * list), and most entries of any other map or repeated message of it; more refuse it unread.
+   */
+  maxExtAuthzEntries: cap(10_000_000),
 });
 
 /**
@@ -215,7 +221,7 @@ export const DEFAULT_CONFIG = {
   trustedPrincipal: null,
   forwardAuth: { style: 'nginx' },
   ...AUDIT_DEFAULTS,
-  requestLimits: { ...DEFAULT_REQUEST_LIMITS, maxConditionSteps: DEFAULT_CONDITION_BUDGET },
+  requestLimits: { ...DEFAULT_REQUEST_LIMITS, maxConditionSteps: DEFAULT_CONDITION_BUDGET, maxExtAuthzEntries: DEFAULT_MAX_EXT_AUTHZ_ENTRIES },
   alerts: { enabled: true },
   limits: { backend: 'memory', timeoutMs: 50, retryMs: 1000, replicas: 1, settleWithinMs: 3_600_000, loadStaleAfterMs: 60_000 },
   authzen: { peps: [] },

@@ -84,9 +84,9 @@ function envoyCheckRequest(method: string, path: string, headers: Record<string,
   };
 }
 
-function check(request: object): Promise<CheckResponse> {
+function check(request: object, through: grpc.Client = client): Promise<CheckResponse> {
   return new Promise((resolve, reject) => {
-    (client as unknown as { Check: (r: object, cb: (e: grpc.ServiceError | null, v: CheckResponse) => void) => void }).Check(request, (error, value) =>
+    (through as unknown as { Check: (r: object, cb: (e: grpc.ServiceError | null, v: CheckResponse) => void) => void }).Check(request, (error, value) =>
       error ? reject(error) : resolve(value),
     );
   });
@@ -235,15 +235,36 @@ describe('Envoy ext_authz v3 against the real server', () => {
     const refusedWith = async (request: object): Promise<grpc.ServiceError> => check(request).then(() => expect.unreachable('answered'), (error: grpc.ServiceError) => error);
     const inMap = await refusedWith(envoyCheckRequest('GET', '/v1/models/fraud-detector-v3', { ...bearer('dana'), ...many(5_000) }));
     expect(inMap.code).toBe(grpc.status.INVALID_ARGUMENT);
-    expect(inMap.details).toBe('attributes.request.http.headers: more than 4096 entries, over the limit of 4096 per request');
+    expect(inMap.details).toBe('attributes.request.http.headers: more than 4096 entries, over the limit of 4096 per request (requestLimits.maxExtAuthzEntries)');
     expect(getDecision(server.db, String(inMap.metadata.get('verdict-decision-id')[0]))).toMatchObject({ effect: 'DENY', reason: 'DENIED_INVALID_REQUEST' });
     const raw = envoyCheckRequest('GET', '/v1/models/fraud-detector-v3', bearer('dana')) as { attributes: { request: { http: Record<string, unknown> } } };
     raw.attributes.request.http['header_map'] = { headers: Array.from({ length: 5_000 }, (_, i) => ({ key: `x-pad-${i}`, value: '' })) };
     const inList = await refusedWith(raw);
-    expect(inList.details).toBe('attributes.request.http.headerMap.headers: more than 4096 entries, over the limit of 4096 per request');
+    expect(inList.details).toBe('attributes.request.http.headerMap.headers: more than 4096 entries, over the limit of 4096 per request (requestLimits.maxExtAuthzEntries)');
     // The route and the bearer are read among 4,096 headers (the request's own ten and 4,086 more) as among a few.
     const most = await check(envoyCheckRequest('POST', '/v1/models/fraud-detector-v3/predict', { ...bearer('dana'), 'x-model-org': 'acme', 'x-model-classification': 'internal', ...many(4_096 - 10) }));
     expect(most.status.code).toBe(grpc.status.OK);
+  });
+
+  it('takes its header cap from requestLimits.maxExtAuthzEntries, for an Envoy configured to send more', async () => {
+    const raised = await startGatewayVerdict({ config: { requestLimits: { maxExtAuthzEntries: 10_000 } } });
+    const through = new envoy.envoy.service.auth.v3.Authorization(`127.0.0.1:${raised.verdict.grpcPort}`, grpc.credentials.createInsecure());
+    try {
+      const many = (count: number): Record<string, string> => Object.fromEntries(Array.from({ length: count }, (_, i) => [`x-pad-${i}`, '']));
+      const key = { authorization: `Bearer ${raised.keys.dana}` };
+      const facts = { 'x-model-org': 'acme', 'x-model-classification': 'internal' };
+      const decided = await check(envoyCheckRequest('POST', '/v1/models/fraud-detector-v3/predict', { ...key, ...facts, ...many(5_000) }), through);
+      expect(decided.status.code).toBe(grpc.status.OK);
+      const refused = await check(envoyCheckRequest('POST', '/v1/models/fraud-detector-v3/predict', { ...key, ...facts, ...many(10_001) }), through).then(
+        () => expect.unreachable('answered'),
+        (error: grpc.ServiceError) => error,
+      );
+      expect(refused.code).toBe(grpc.status.INVALID_ARGUMENT);
+      expect(refused.details).toBe('attributes.request.http.headers: more than 10000 entries, over the limit of 10000 per request (requestLimits.maxExtAuthzEntries)');
+    } finally {
+      through.close();
+      await raised.stop();
+    }
   });
 
   it('answers a CheckRequest without attributes with a recorded deny, not an error', async () => {

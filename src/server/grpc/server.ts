@@ -38,6 +38,8 @@ export interface GrpcServerOptions {
   readonly maxReceiveMessageBytes?: number;
   /** Most items in one CheckBatch. Default 1000. */
   readonly maxBatchItems?: number;
+  /** Most headers, or entries of any other map or list, in one Envoy ext_authz CheckRequest. Default 4096. */
+  readonly maxExtAuthzEntries?: number;
   /**
    * The pipeline's request limits (decide/bounds.ts): a message holding more values or
    * list items than they allow is not decoded in full (once-fields.ts). Default: the
@@ -159,18 +161,21 @@ const DEFAULT_MAX_BATCH_ITEMS = 1000;
 
 /**
  * Most headers (map entries, or `header_map` values) in one Envoy CheckRequest, and
- * in any other map or repeated message of it. Envoy sends at most 100 headers unless
- * told otherwise; 120,000 empty ones (1.4 MB) took about 0.17 s to walk and decode.
+ * in any other map or repeated message of it, unless configured
+ * (requestLimits.maxExtAuthzEntries). Envoy sends at most 100 headers unless told
+ * otherwise; 120,000 empty ones (1.4 MB) took about 0.17 s to walk and decode.
  */
-export const MAX_EXT_AUTHZ_ENTRIES = 4096;
+export const DEFAULT_MAX_EXT_AUTHZ_ENTRIES = 4096;
 
 /** ext_authz requests carry no verdict attributes: only their maps and lists are counted. */
-const EXT_AUTHZ_BUDGET: WalkBudget = {
-  maxValues: Infinity,
-  maxListLength: Infinity,
-  maxItems: MAX_EXT_AUTHZ_ENTRIES,
-  tooManyItems: `more than ${MAX_EXT_AUTHZ_ENTRIES} entries, over the limit of ${MAX_EXT_AUTHZ_ENTRIES} per request`,
-};
+function extAuthzBudget(maxEntries: number): WalkBudget {
+  return {
+    maxValues: Infinity,
+    maxListLength: Infinity,
+    maxItems: maxEntries,
+    tooManyItems: `more than ${maxEntries} entries, over the limit of ${maxEntries} per request (requestLimits.maxExtAuthzEntries)`,
+  };
+}
 const DEFAULT_MAX_CONNECTIONS = 4096;
 const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 
@@ -231,7 +236,7 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
   server.addService(serviceDefinition(ADMIN_SERVICE), adminService(services.admin, callOptions));
   const served: string[] = [AUTHORIZATION_SERVICE, ADMIN_SERVICE];
   if (services.extAuthz) {
-    addDecisionService(withSizeLimit(serviceDefinition(EXT_AUTHZ_SERVICE), limit, unreadableRawHeader, EXT_AUTHZ_BUDGET), extAuthzService(services.extAuthz, callOptions));
+    addDecisionService(withSizeLimit(serviceDefinition(EXT_AUTHZ_SERVICE), limit, unreadableRawHeader, extAuthzBudget(options.maxExtAuthzEntries ?? DEFAULT_MAX_EXT_AUTHZ_ENTRIES)), extAuthzService(services.extAuthz, callOptions));
     served.push(EXT_AUTHZ_SERVICE);
   }
   const health = new HealthService();
