@@ -153,13 +153,16 @@ export class DecisionPipeline {
    * taken beyond the burst (an overspend waits for the refill), in every limit that
    * took a cost, where it was taken. Only the caller that asked for the decision may
    * settle it, once, within the settle window. Recorded as a row (action `settle`).
+   * `unreadable`: why the request carrying it could not be read (it is refused as invalid, and recorded).
    * @throws (rejects) VerdictError DECISION_LOG_UNAVAILABLE when it cannot be recorded (nothing is corrected)
    */
-  async settle(decisionId: string, actualUnits: number, meta: CallMeta): Promise<SettleOutcome> {
+  async settle(decisionId: string, actualUnits: number, meta: CallMeta, unreadable?: string): Promise<SettleOutcome> {
     const started = performance.now();
     const policyVersion = this.policies.current.version;
     let problem: { kind: 'invalid' | 'unknown' | 'expired' | 'settled-already' | 'settling'; message: string } | null = null;
-    if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(decisionId)) {
+    if (unreadable !== undefined) {
+      problem = { kind: 'invalid', message: unreadable };
+    } else if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(decisionId)) {
       problem = { kind: 'invalid', message: 'decision_id: expected the decision id a Check answered (a UUID)' };
     } else if (!Number.isFinite(actualUnits) || actualUnits < 0 || actualUnits > MAX_SETTLE_UNITS) {
       problem = { kind: 'invalid', message: `actual_units: expected a number from 0 to ${MAX_SETTLE_UNITS}` };

@@ -9,7 +9,7 @@ import { tlsSocketIdentity } from '../authn/mtls.js';
 import { authnDetails } from './adapter.js';
 import type { Authenticator, AuthnResult } from '../authn/types.js';
 import type { Principal } from '../types.js';
-import { BatchRefused, InvalidRequest, RefusedRequest, RequestFieldError, notAPep, selfStatedProperties, unauthenticated, type CallMeta, type CheckInput, type CheckResult, type DecisionPipeline } from '../decide/index.js';
+import { BatchRefused, InvalidRequest, RefusedRequest, RequestFieldError, notAPep, selfStatedProperties, unauthenticated, type CallMeta, type CheckInput, type CheckResult, type DecisionPipeline, type SettleOutcome } from '../decide/index.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { UNREADABLE_REQUEST, readEvaluation, readEvaluations, stopsAfter, toAuthZenDecision } from './authzen.js';
 import { PageTokens, readSearch, searchPage, type SearchKind } from './authzen-search.js';
@@ -20,6 +20,11 @@ import { peerOf } from './forward-auth.js';
 export const AUTHZEN_EVALUATION_PATH = '/access/v1/evaluation';
 /** `POST`: several evaluations in one call (boxcarring). */
 export const AUTHZEN_EVALUATIONS_PATH = '/access/v1/evaluations';
+/**
+ * `POST`: verdict's own addition beside the AuthZEN paths, what gRPC's Settle does: a
+ * PEP that evaluated with a cost (say `max_tokens`) says what the call really used.
+ */
+export const AUTHZEN_SETTLE_PATH = '/access/v1/settle';
 /** `GET`: the policy decision point's metadata document. */
 export const AUTHZEN_METADATA_PATH = '/.well-known/authzen-configuration';
 /** `POST`: the Search APIs, over the policies' principal and resource directories. */
@@ -30,7 +35,7 @@ export const AUTHZEN_SEARCH_PATHS: Readonly<Record<SearchKind, string>> = {
 };
 const SEARCH_BY_PATH = new Map<string, SearchKind>(Object.entries(AUTHZEN_SEARCH_PATHS).map(([kind, path]) => [path, kind as SearchKind]));
 /** Every path the AuthZEN endpoint answers. */
-export const AUTHZEN_PATHS: readonly string[] = [AUTHZEN_EVALUATION_PATH, AUTHZEN_EVALUATIONS_PATH, AUTHZEN_METADATA_PATH, ...SEARCH_BY_PATH.keys()];
+export const AUTHZEN_PATHS: readonly string[] = [AUTHZEN_EVALUATION_PATH, AUTHZEN_EVALUATIONS_PATH, AUTHZEN_SETTLE_PATH, AUTHZEN_METADATA_PATH, ...SEARCH_BY_PATH.keys()];
 
 export interface AuthZenEndpointOptions {
   /** The largest request body read, in bytes; a larger one is refused (413) and recorded. */
@@ -70,7 +75,27 @@ const NO_ROLES: readonly string[] = Object.freeze([]);
 const NO_ATTRIBUTES = Object.freeze({});
 
 /** The pipeline calls the endpoint makes. */
-export type AuthZenPipeline = Pick<DecisionPipeline, 'check' | 'checkBatch' | 'checkUntil' | 'search'>;
+export type AuthZenPipeline = Pick<DecisionPipeline, 'check' | 'checkBatch' | 'checkUntil' | 'search' | 'settle'>;
+
+/** The HTTP status of each way a Settle is refused (gRPC's codes, in HTTP's terms). */
+const SETTLE_STATUS: Readonly<Record<Exclude<SettleOutcome['kind'], 'settled'>, number>> = {
+  invalid: 400,
+  unknown: 404,
+  'settled-already': 409,
+  settling: 409,
+  expired: 410,
+  unavailable: 503,
+};
+const SETTLE_ERROR: Readonly<Record<Exclude<SettleOutcome['kind'], 'settled'>, string>> = {
+  invalid: 'bad request',
+  unknown: 'not found',
+  'settled-already': 'already settled',
+  settling: 'being settled',
+  expired: 'settle window passed',
+  unavailable: 'unavailable',
+};
+/** The members a settle body may carry. */
+const SETTLE_MEMBERS = new Set(['decision_id', 'actual_units']);
 
 const MAX_REQUEST_ID_LENGTH = 256;
 /**
@@ -92,7 +117,8 @@ interface Answer {
 
 /**
  * The AuthZEN Authorization API 1.0 on the HTTP port: `POST /access/v1/evaluation`,
- * `POST /access/v1/evaluations` and `GET /.well-known/authzen-configuration`.
+ * `POST /access/v1/evaluations`, the searches and `GET /.well-known/authzen-configuration`,
+ * and verdict's `POST /access/v1/settle` beside them.
  * Every evaluation takes the decide core's path like a gRPC Check and is recorded;
  * a request that cannot be read (bad JSON, a missing or mistyped field) is recorded
  * as DENIED_INVALID_REQUEST and answered 400 naming the field; a caller that does
@@ -246,6 +272,7 @@ export class AuthZenEndpoint {
       return { status: 400, body: errorBody('bad request', problem.message, result) };
     }
 
+    if (path === AUTHZEN_SETTLE_PATH) return this.settle(body, call);
     const searched = SEARCH_BY_PATH.get(path);
     if (searched !== undefined) return this.search(searched, body, call, authn);
     if (path === AUTHZEN_EVALUATION_PATH) return this.single(confine(readEvaluation(body)), call);
@@ -263,6 +290,33 @@ export class AuthZenEndpoint {
       if (error instanceof BatchRefused) return { status: 400, body: errorBody('bad request', error.message, error.result) };
       throw error;
     }
+  }
+
+  /**
+   * A Settle: `{"decision_id": "...", "actual_units": 1000}` from the caller whose
+   * evaluation reserved the cost. Recorded either way (pipeline.settle); a member the
+   * body should not carry is refused (recorded too), so `actualUnits` is not taken
+   * for a settle of nothing.
+   */
+  private async settle(body: unknown, call: CallMeta): Promise<Answer> {
+    let decisionId = '';
+    let actualUnits = Number.NaN;
+    let stray: string | null = null;
+    if (body !== null && typeof body === 'object' && !Array.isArray(body)) {
+      const fields = body as Record<string, unknown>;
+      stray = Object.keys(fields).find((name) => !SETTLE_MEMBERS.has(name)) ?? null;
+      if (typeof fields['decision_id'] === 'string') decisionId = fields['decision_id'];
+      if (typeof fields['actual_units'] === 'number') actualUnits = fields['actual_units'];
+    }
+    // A member it does not know makes the settle unreadable; recorded as a refused Settle like any other.
+    const outcome = await this.pipeline.settle(stray === null ? decisionId : '', stray === null ? actualUnits : Number.NaN, call, stray === null ? undefined : `${stray}: not a member of a settle; send decision_id and actual_units`);
+    if (outcome.kind === 'settled') {
+      return {
+        status: 200,
+        body: { settle_id: outcome.settleId, reserved_units: outcome.reservedUnits, actual_units: outcome.actualUnits, limit_ids: outcome.limitIds, remaining: Math.max(0, Math.floor(outcome.remaining)) },
+      };
+    }
+    return { status: SETTLE_STATUS[outcome.kind], body: { error: SETTLE_ERROR[outcome.kind], detail: outcome.message, settle_id: outcome.settleId } };
   }
 
   /** A search: one page of results, recorded as one row (details.search); a bad request or page token is recorded and answered 400. */
