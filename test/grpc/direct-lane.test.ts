@@ -187,6 +187,8 @@ describe('direct lane against a real verdict serve', () => {
     ['gzip bytes that are not gzip', () => encodeCheck(allowed), 'gzip', grpc.status.INTERNAL, 'Failed to decompress'],
     ['a gzip stream cut short', () => gzipped().subarray(0, 20), 'gzip', grpc.status.INTERNAL, 'Failed to decompress'],
     ['deflate bytes under grpc-encoding gzip', () => deflateSync(encodeCheck(allowed)), 'gzip', grpc.status.INTERNAL, 'Failed to decompress'],
+    ['bytes after the end of a deflate stream', () => Buffer.concat([deflateSync(encodeCheck(allowed)), encodeCheck(allowed)]), 'deflate', grpc.status.INTERNAL, 'bytes after the end of the compressed stream'],
+    ['bytes after the end of a gzip stream', () => Buffer.concat([gzipped(), Buffer.from([0x1f, 0x8b])]), 'gzip', grpc.status.INTERNAL, 'Failed to decompress'],
   ];
   it.each(badlyCompressed)('%s: a defined status, nothing allowed, and the server goes on', async (_what, message, encoding, code, words) => {
     const before = queryDecisions(shipped.db, { effect: 'ALLOW', limit: 10_000 }).length;

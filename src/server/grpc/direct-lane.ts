@@ -530,14 +530,25 @@ const TRUNCATED = 'Received a truncated request message for unary method';
 const COMPRESSED = 'Received a compressed message, but "grpc-encoding" is identity, for';
 const UNKNOWN_FLAG = 'Received a message whose compressed flag is neither 0 nor 1, for';
 
+/** What zlib's one-step functions answer when asked for `info`: the output, and how much input the stream took. */
+interface Inflated {
+  readonly buffer: Buffer;
+  readonly engine: { readonly bytesWritten: number };
+}
+
 /**
  * A compressed message inflated in one step, at most `maxBytes` of it (the work is
  * bounded by what is put out, whatever the ratio); or the status grpc-js answers when
- * it cannot be.
+ * it cannot be. Bytes after the end of a deflate stream are refused: zlib stops at
+ * the end and says nothing of them, so a message would carry bytes no one reads.
  */
 function inflate(message: Buffer, encoding: 'gzip' | 'deflate', maxBytes: number): Buffer | { code: status; details: string } {
   try {
-    return encoding === 'gzip' ? zlib.gunzipSync(message, { maxOutputLength: maxBytes }) : zlib.inflateSync(message, { maxOutputLength: maxBytes });
+    const options = { maxOutputLength: maxBytes, info: true };
+    const inflated = (encoding === 'gzip' ? zlib.gunzipSync(message, options) : zlib.inflateSync(message, options)) as unknown as Inflated;
+    const unread = message.length - inflated.engine.bytesWritten;
+    if (unread > 0) return { code: status.INTERNAL, details: `Failed to decompress message: ${unread} bytes after the end of the compressed stream` };
+    return inflated.buffer;
   } catch (error) {
     if ((error as { code?: unknown }).code === 'ERR_BUFFER_TOO_LARGE') {
       return { code: status.RESOURCE_EXHAUSTED, details: `Received message that decompresses to a size larger than ${maxBytes}` };
