@@ -4,7 +4,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AlertReader } from '../analysis/alert.js';
 import type { DecisionLog } from '../decisions/log-client.js';
-import type { DecisionQueryThread } from '../decisions/query-thread.js';
+import { DecisionQueryThread } from '../decisions/query-thread.js';
 import { decodePageToken, encodePageToken, type RowExclusion, type StoredDecision } from '../decisions/query.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { ADMIN_RESOURCE_TYPE, adminCallerOfHttp, type AdminCaller, type AdminGate, type AdminIdentity } from './admin-auth.js';
@@ -74,8 +74,8 @@ export interface DecisionSummary {
  * The console. The page itself (`GET /console`) holds no data and is served to
  * anyone; every `/console/api/...` call passes the admin gate (admin-auth.ts)
  * exactly like a gRPC Admin call and is recorded in the decision log as an
- * Admin call named `Console…`. Reads go to the Admin service's query thread
- * and the audit trail's own thread, never the thread that answers checks.
+ * Admin call named `Console…`. Reads go to the Admin service's query thread,
+ * the live tail's own and the audit trail's, never the thread that answers checks.
  *
  * @example
  * const console = new Console({ gate, queries: admin.queries, store, log, audit, alerts });
@@ -85,7 +85,7 @@ export class Console {
   private readonly tail: LiveTail;
 
   constructor(private readonly deps: ConsoleDependencies) {
-    this.tail = new LiveTail(deps.queries, deps.log);
+    this.tail = new LiveTail(deps.queries.path, deps.log);
   }
 
   /** Answers GET/HEAD of CONSOLE_PATH and CONSOLE_API_PREFIX…; never throws. */
@@ -281,6 +281,12 @@ const ENDPOINTS: readonly Endpoint[] = [
  */
 class LiveTail {
   private readonly streams = new Set<ServerResponse>();
+  /**
+   * The tail's own query thread, while someone watches: behind the Admin thread's
+   * queue (charts over a large log, one at a time) a new decision waited for every
+   * chart asked before it.
+   */
+  private queries: DecisionQueryThread | null = null;
   private backlog: DecisionSummary[] = [];
   private cursor: number | null = null;
   private reading: Promise<void> | null = null;
@@ -293,7 +299,8 @@ class LiveTail {
   private joining = 0;
 
   constructor(
-    private readonly queries: DecisionQueryThread,
+    /** The decision log the tail reads. */
+    private readonly logPath: string,
     private readonly log: Pick<DecisionLog, 'onCommit'>,
   ) {}
 
@@ -334,6 +341,7 @@ class LiveTail {
 
   private start(): void {
     this.active = true;
+    this.queries = new DecisionQueryThread(this.logPath);
     this.cursor = null;
     this.backlog = [];
     this.timer = setInterval(() => void this.read(), TAIL_POLL_MS);
@@ -351,6 +359,9 @@ class LiveTail {
     if (this.heartbeat) clearInterval(this.heartbeat);
     this.stopCommits?.();
     this.timer = this.heartbeat = this.stopCommits = null;
+    // A read still running is answered DECISION_LOG_UNAVAILABLE, which it ignores.
+    void this.queries?.close();
+    this.queries = null;
   }
 
   /** One read at a time; a wake-up during a read asks for one more after it. */
@@ -362,10 +373,11 @@ class LiveTail {
     this.reading = (async () => {
       do {
         this.again = false;
-        if (!this.active) return;
+        const queries = this.queries;
+        if (!this.active || queries === null) return;
         const first = this.cursor === null;
         try {
-          const { decisions, cursor } = await this.queries.tail(this.cursor, first ? TAIL_BACKLOG : TAIL_BATCH, CONSOLE_ROWS);
+          const { decisions, cursor } = await queries.tail(this.cursor, first ? TAIL_BACKLOG : TAIL_BATCH, CONSOLE_ROWS);
           this.cursor = cursor;
           const rows = decisions.map(summaryOf);
           this.backlog = [...this.backlog, ...rows].slice(-TAIL_BACKLOG);

@@ -392,6 +392,50 @@ describe('the console live tail, many rows at once', () => {
   });
 });
 
+describe('the console live tail beside chart queries', () => {
+  let server: RunningServer;
+  let client: VerdictClient;
+
+  beforeAll(async () => {
+    ({ server, client } = await start({ token: true }));
+    // Rows for every chart to count: enough that each takes a while.
+    for (let b = 0; b < 20; b++) {
+      const request = checkRequest({ principal: dana, action: 'predict', resource: model });
+      await client.call('Authorization', 'CheckBatch', { principal: request['principal'], items: Array.from({ length: 1000 }, () => ({ action: 'predict', resource: request['resource'] })) });
+    }
+  });
+  afterAll(async () => {
+    client?.close();
+    await server?.close();
+  });
+
+  it('streams a new decision while charts are being counted, not after them (the tail reads in a thread of its own)', async () => {
+    const tail = await openTail(server.httpPort);
+    const ids = (): string[] => tail.events.map((e) => e.row.decisionId);
+    const [joined] = await check(client, dana, 1);
+    await waitFor(() => ids().includes(joined!));
+    // Charts over the whole log, queued in the Admin query thread one behind another.
+    const CHARTS = 60;
+    let chartsDone = 0;
+    const charts = Array.from({ length: CHARTS }, () =>
+      get(server.httpPort, '/console/api/summary?since=7d&buckets=500', auth).then((answer) => {
+        chartsDone++;
+        return answer.status;
+      }),
+    );
+    // Decided once the charts are being counted.
+    while (chartsDone === 0) await new Promise((r) => setTimeout(r, 1));
+    const [fresh] = await check(client, dana, 1);
+    while (!ids().includes(fresh!) && chartsDone < CHARTS) await new Promise((r) => setTimeout(r, 1));
+    const doneWhenStreamed = chartsDone;
+    expect(await Promise.all(charts)).toEqual(new Array(CHARTS).fill(200));
+    await waitFor(() => ids().includes(fresh!));
+    tail.close();
+    // Behind the queue it would have come after the last of them.
+    expect(doneWhenStreamed, `charts answered when the new decision was streamed, of ${CHARTS}`).toBeLessThan(CHARTS / 2);
+  });
+});
+
 describe('the console API on a server admitting loopback callers (no token configured)', () => {
   let server: RunningServer;
   let client: VerdictClient;
