@@ -179,19 +179,23 @@ function dividedTolerance(emissionMs: number, burst: number, replicas: number): 
 }
 
 /**
- * Keeps the `local` fallback where the shared backend last left a key: Redis said the
- * key is `resetMs` from rest, so the fallback holds it as far from rest at this
- * server's share of the rate (the same fraction spent, never more than its whole
- * burst). Without it a key spent in Redis would start the fallback empty, and an
- * outage (or a Redis an attacker can slow past `timeoutMs`) would hand out a fresh
- * budget. A key at rest in Redis is left to expire here.
+ * Keeps the `local` fallback at least as far from rest as the shared backend last
+ * left a key: Redis said the key is `resetMs` from rest, so the fallback holds it
+ * that long from rest at this server's share of the rate (at most its whole share).
+ * Without it a key spent in Redis would start the fallback empty, and an outage (or
+ * a Redis an attacker can slow past `timeoutMs`) would hand out a fresh budget.
+ *
+ * Never lowered: Redis has not seen what the fallback let through while it was
+ * away, so its word that a key is at rest (or its give-back of a settled cost) must
+ * not erase that; otherwise every recovery of a flapping Redis would start the next
+ * outage with a fresh share. The fallback may so refuse a little longer than Redis
+ * would: it errs toward refusing.
  */
 function fallbackFollows(store: LimitStore, key: string, resetMs: number, localToleranceMs: number, now: number): void {
-  if (!(resetMs > 0)) {
-    if (store.get(key, now) !== undefined) store.set(key, now, now);
-    return;
-  }
-  store.set(key, now + Math.min(resetMs, localToleranceMs), now);
+  if (!(resetMs > 0)) return;
+  const tat = now + Math.min(resetMs, localToleranceMs);
+  const stored = store.get(key, now);
+  if (stored === undefined || tat > stored) store.set(key, tat, now);
 }
 
 /** A rate shared by `replicas`: each gets count/replicas (burst at least 1). */

@@ -209,6 +209,44 @@ describe('the local fallback after an outage', () => {
   });
 });
 
+describe('the local fallback while Redis comes and goes', () => {
+  it('keeps what the fallback let through when Redis answers again: each outage does not start with a fresh share', async () => {
+    const limits = limitsOf(POLICIES);
+    const flapping = new RedisLimitBackend({ url: redis.url, keyPrefix: 'flap:', timeoutMs: 50, retryMs: 300 });
+    expect(await flapping.ready(5000)).toBe(true);
+    try {
+      // per-user-cost: burst 4 over two replicas, so this server's fallback share is 2 units.
+      const limiter = new RateLimiter(new MemoryLimitStore(), undefined, { backend: flapping, replicas: 2 });
+      const ask = async (units: number): Promise<{ kind: string; report?: { backend: string } }> => (await limiter.apply(limits, request('kay', 'cost', units))) as { kind: string; report?: { backend: string } };
+      const inFallback: string[] = [];
+      for (let outage = 0; outage < 3; outage++) {
+        // Redis answers (a call of 0 units, allowed at any time): the key is at rest there, having seen none of the fallback's.
+        let answered = await ask(0);
+        for (let i = 0; i < 50 && answered.report?.backend !== 'redis'; i++) {
+          await new Promise((r) => setTimeout(r, 50));
+          answered = await ask(0);
+        }
+        expect(answered).toMatchObject({ kind: 'allowed', report: { backend: 'redis' } });
+        redis.pause();
+        try {
+          // The first call finds Redis gone (it times out, and Redis runs it once resumed: 0 units);
+          // the next is never sent, so Redis never learns of the 2 units the fallback lets through.
+          expect(await ask(0)).toMatchObject({ kind: 'allowed', report: { backend: 'local' } });
+          const spent = await ask(2);
+          expect(spent.report?.backend).toBe('local');
+          inFallback.push(spent.kind);
+        } finally {
+          redis.resume();
+        }
+      }
+      // The first outage spends this server's share; the later ones find it spent (60/minute refills 2 units in 4 s).
+      expect(inFallback).toEqual(['allowed', 'limited', 'limited']);
+    } finally {
+      await flapping.close();
+    }
+  });
+});
+
 /**
  * A TCP proxy in front of the real redis-server that can hold Redis's replies back:
  * it counts the limit scripts (EVAL, EVALSHA) the client has sent while nothing came back.
