@@ -4,7 +4,7 @@
 import type { AuthnResult } from '../authn/types.js';
 import { RefusedRequest, noRoute, unauthenticated, unroutable, type CheckInput, type Refusal } from '../decide/index.js';
 import type { PolicySet } from '../policy/policy-set.js';
-import type { HttpRequestFacts, RoutedRequest } from '../policy/routes.js';
+import { looseQueryName, type HttpRequestFacts, type RoutedRequest } from '../policy/routes.js';
 import type { Attributes, Principal } from '../types.js';
 import type { GatewayRequest } from './types.js';
 
@@ -36,10 +36,21 @@ function overrideAsked(headers: GatewayRequest['headers'], query: string): strin
   for (const name in OVERRIDE_HEADERS) {
     if (headers[name] !== undefined) return `the request carries ${OVERRIDE_HEADERS[name]}, which asks the upstream for another method or path than the one decided`;
   }
-  // Read as routes read a query ({query.name}); only a query that could name it is parsed.
+  // CGI (PHP, and servers that follow it) reads `_` in a header's name as `-`: X_HTTP_Method_Override is
+  // X-HTTP-Method-Override there. NGINX drops such headers; Caddy and Envoy pass them on.
+  for (const name in headers) {
+    if (!name.includes('_')) continue;
+    const dashed = OVERRIDE_HEADERS[name.replace(/_/g, '-')];
+    if (dashed !== undefined) return `the request carries ${name}, which an upstream reads as ${dashed}: it asks for another method or path than the one decided`;
+  }
+  // Read as the loosest server reads a query's names (PHP: `.method`, `+_method` and `%20_method` are `_method`);
+  // only a query that could name it is parsed.
   if (!/method|%/i.test(query)) return null;
   for (const name of new URLSearchParams(query).keys()) {
-    if (name.toLowerCase() === METHOD_PARAMETER) return `the request carries the query parameter ${METHOD_PARAMETER}, which asks the upstream for another method than the one decided`;
+    if (looseQueryName(name) === METHOD_PARAMETER) {
+      const spelled = name === METHOD_PARAMETER ? '' : ` (as ${JSON.stringify(name)}, which some servers read as ${METHOD_PARAMETER})`;
+      return `the request carries the query parameter ${METHOD_PARAMETER}${spelled}, which asks the upstream for another method than the one decided`;
+    }
   }
   return null;
 }

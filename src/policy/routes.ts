@@ -620,7 +620,7 @@ function readQuery(raw: string): QueryFacts {
   const params = new URLSearchParams(raw);
   const copies = new Map<string, number>();
   for (const key of params.keys()) {
-    const loose = looseName(key);
+    const loose = looseQueryName(key);
     copies.set(loose, (copies.get(loose) ?? 0) + 1);
   }
   const semicolon = raw.includes(';');
@@ -628,7 +628,7 @@ function readQuery(raw: string): QueryFacts {
     params,
     cloaked(name) {
       if (semicolon) return 'a ";" in its query, which some servers read as a separator between parameters';
-      const count = copies.get(looseName(name)) ?? 0;
+      const count = copies.get(looseQueryName(name)) ?? 0;
       const exact = params.getAll(name).length;
       if (count > 1 || count > exact) {
         return exact > 1 ? `the query parameter ${name} more than once` : `a query parameter other servers read as ${name} (its name differs in case, or ends in [...])`;
@@ -643,7 +643,7 @@ function readQuery(raw: string): QueryFacts {
  * at a `[` that is closed (an unclosed one read as `_`), spaces and dots as `_` (PHP
  * reads `cost.center` and `cost center` as `cost_center`), in lower case.
  */
-function looseName(key: string): string {
+export function looseQueryName(key: string): string {
   const bracket = key.indexOf('[');
   // PHP reads an unclosed `[` as `_` too (`cost[center` is `cost_center`).
   const base = bracket === -1 ? key : key.indexOf(']', bracket) === -1 ? key.replace('[', '_') : key.slice(0, bracket);

@@ -146,6 +146,26 @@ describe.skipIf(CADDY === null)('Caddy forward_auth in front of a model server',
     expect(upstream.seen.length).toBe(before);
   });
 
+  it('refuses a method override in spellings PHP reads as one (X_HTTP_Method_Override, ?.method=, ?+_method=): 403, never reaching the upstream', async () => {
+    const before = upstream.seen.length;
+    // Each is a POST ada may make; an upstream reading the override would act on it as a DELETE.
+    const asked: [string, Record<string, string>, RegExp][] = [
+      ['/v1/models/fraud-v3/predict', { X_HTTP_Method_Override: 'DELETE' }, /carries x_http_method_override, which an upstream reads as X-HTTP-Method-Override/],
+      ['/v1/models/fraud-v3/predict?.method=DELETE', {}, /query parameter _method \(as "\.method"/],
+      ['/v1/models/fraud-v3/predict?+_method=DELETE', {}, /query parameter _method \(as " _method"/],
+      ['/v1/models/fraud-v3/predict?%20_method=DELETE', {}, /query parameter _method \(as " _method"/],
+      ['/v1/models/fraud-v3/predict?_METHOD[]=DELETE', {}, /query parameter _method \(as "_METHOD\[\]"/],
+    ];
+    for (const [path, headers, why] of asked) {
+      const response = await fetch(`${base}${path}`, { method: 'POST', headers: { 'x-api-key': verdict.keys.ada, 'content-type': 'application/json', ...headers }, body: '{}' });
+      expect(response.status, path).toBe(403);
+      const row = decisionOf(response);
+      expect(row, path).toMatchObject({ principalId: 'ada', effect: 'DENY', reason: 'DENIED_INVALID_REQUEST' });
+      expect(row.errors[0]!.message, path).toMatch(why);
+    }
+    expect(upstream.seen.length).toBe(before);
+  });
+
   it('decides the method and path Caddy forwards, whatever X-Forwarded-Method or -Uri the client sent', async () => {
     // forward_auth sets X-Forwarded-Method and -Uri itself, replacing the client's.
     const response = await fetch(`${base}/v1/models/fraud-v3`, {

@@ -197,6 +197,9 @@ describe('Envoy ext_authz v3 against the real server', () => {
       ['GET', '/v1/models/fraud-detector-v3', { 'x-rewrite-url': '/v1/admin/users' }, /carries X-Rewrite-URL/],
       ['POST', '/v1/models/fraud-detector-v3/predict?_method=DELETE', {}, /query parameter _method/],
       ['POST', '/v1/models/fraud-detector-v3/predict?a=1&%5Fmethod=DELETE', {}, /query parameter _method/],
+      ['POST', '/v1/models/fraud-detector-v3/predict?.method=DELETE', {}, /query parameter _method \(as "\.method"/],
+      ['POST', '/v1/models/fraud-detector-v3/predict?+_method=DELETE', {}, /query parameter _method \(as " _method"/],
+      ['GET', '/v1/models/fraud-detector-v3', { x_http_method_override: 'DELETE' }, /carries x_http_method_override, which an upstream reads as X-HTTP-Method-Override/],
       ['get', '/v1/models/fraud-detector-v3', {}, /the method "get" is not in upper case: .*send GET/],
     ] as const) {
       const response = await check(envoyCheckRequest(method, path, { ...bearer('vic'), ...modelFacts, ...headers }));
