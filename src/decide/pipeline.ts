@@ -154,7 +154,8 @@ export class DecisionPipeline {
    * took a cost, where it was taken. Only the caller that asked for the decision may
    * settle it, once, within the settle window. Recorded as a row (action `settle`).
    * `unreadable`: why the request carrying it could not be read (it is refused as invalid, and recorded).
-   * @throws (rejects) VerdictError DECISION_LOG_UNAVAILABLE when it cannot be recorded (nothing is corrected)
+   * @throws (rejects) VerdictError DECISION_LOG_UNAVAILABLE when it cannot be recorded: what was corrected is
+   *   taken back (as far as the backend takes it) and the decision stays open
    */
   async settle(decisionId: string, actualUnits: number, meta: CallMeta, unreadable?: string): Promise<SettleOutcome> {
     const started = performance.now();
@@ -209,7 +210,16 @@ export class DecisionPipeline {
       }
       for (const outcome of outcomes) if ('left' in outcome) remaining = Math.min(remaining, outcome.left);
       const limitIds = entry.reservations.map((r: Reservation) => r.limitId);
-      await this.log.append(settleRecord(settleId, meta, policyVersion, started, entry, decisionId, actualUnits, null));
+      try {
+        await this.log.append(settleRecord(settleId, meta, policyVersion, started, entry, decisionId, actualUnits, null));
+      } catch (error) {
+        // Not recorded, so not settled: the corrections are taken back and the decision stays open, to settle
+        // again once the log can be written (a budget changed by a Settle no row shows would be a quiet change).
+        await Promise.all(entry.reservations.map((r) => Promise.resolve(adjustReservation(this.limiter, r, r.units - actualUnits)).catch(() => undefined)));
+        this.settlements.reopen(decisionId, entry.reservations);
+        reopened = true;
+        throw error;
+      }
       return { kind: 'settled', settleId, reservedUnits, actualUnits, limitIds, remaining: Number.isFinite(remaining) ? remaining : 0 };
     } finally {
       if (!reopened) this.settlements.settled(decisionId);

@@ -272,7 +272,7 @@ export class AuthZenEndpoint {
       return { status: 400, body: errorBody('bad request', problem.message, result) };
     }
 
-    if (path === AUTHZEN_SETTLE_PATH) return this.settle(body, call);
+    if (path === AUTHZEN_SETTLE_PATH) return this.settle(body, call, authn);
     const searched = SEARCH_BY_PATH.get(path);
     if (searched !== undefined) return this.search(searched, body, call, authn);
     if (path === AUTHZEN_EVALUATION_PATH) return this.single(confine(readEvaluation(body)), call);
@@ -293,12 +293,18 @@ export class AuthZenEndpoint {
   }
 
   /**
-   * A Settle: `{"decision_id": "...", "actual_units": 1000}` from the caller whose
-   * evaluation reserved the cost. Recorded either way (pipeline.settle); a member the
-   * body should not carry is refused (recorded too), so `actualUnits` is not taken
-   * for a settle of nothing.
+   * A Settle: `{"decision_id": "...", "actual_units": 1000}` from the listed PEP whose
+   * evaluation reserved the cost (a caller asking about itself may not: it would settle
+   * its own budget). Recorded either way (pipeline.settle); a member the body should
+   * not carry is refused (recorded too), so `actualUnits` is not taken for a settle of nothing.
    */
-  private async settle(body: unknown, call: CallMeta): Promise<Answer> {
+  private async settle(body: unknown, call: CallMeta, caller: Caller): Promise<Answer> {
+    if (caller.self !== null) {
+      // The caller a cost was reserved for is the one it limits: settled at 0, its own credential would give it all back.
+      const refusal = `NOT_A_PEP: ${caller.caller} may not settle; only a policy enforcement point listed in authzen.peps settles what a call really cost`;
+      const outcome = await this.pipeline.settle('', Number.NaN, call, refusal);
+      return { status: 403, body: { error: 'forbidden', detail: refusal, settle_id: outcome.settleId } };
+    }
     let decisionId = '';
     let actualUnits = Number.NaN;
     let stray: string | null = null;

@@ -158,17 +158,21 @@ export class SettlementBook {
 }
 
 /**
- * Whether two callers as the log records them are the same: a certificate identity
- * exactly; a peer address by its host (each connection has its own port).
+ * Whether two callers as the log records them are the same: an identity (a
+ * certificate's, `api-key:…`, `jwt:…`) exactly; a peer address by its host (each
+ * connection has its own port). Only an IP address and port is a peer address:
+ * `jwt:1001` is not the host `jwt` on port 1001.
  */
 export function sameCaller(a: string, b: string): boolean {
-  return a === b || (hostOf(a) !== null && hostOf(a) === hostOf(b));
+  if (a === b) return true;
+  const host = peerHost(a);
+  return host !== null && host === peerHost(b);
 }
 
-function hostOf(caller: string): string | null {
-  if (/^(uri|dns|cn|spiffe):/.test(caller)) return null;
-  const bracketed = /^\[([^\]]+)\]:\d+$/.exec(caller);
-  if (bracketed) return bracketed[1]!;
-  const withPort = /^(.+):\d+$/.exec(caller);
-  return withPort ? withPort[1]! : null;
+/** The host of a peer address (`10.0.0.7:41234`, `[2001:db8::1]:5000`, grpc-js's `2001:db8::1:5000`); null for anything else. */
+function peerHost(caller: string): string | null {
+  const v4 = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(caller);
+  if (v4 !== null) return v4[1]!;
+  const v6 = /^\[([0-9a-fA-F:.]+)\]:\d{1,5}$/.exec(caller) ?? /^([0-9a-fA-F]*:[0-9a-fA-F:.]*:[0-9a-fA-F.]*):\d{1,5}$/.exec(caller);
+  return v6 === null ? null : v6[1]!.toLowerCase();
 }

@@ -5,7 +5,9 @@ import type { ServiceError } from '@grpc/grpc-js';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DecisionPipeline, type CallMeta } from '../../src/decide/index.js';
-import { SettlementBook } from '../../src/limits/index.js';
+import { SettlementBook, sameCaller } from '../../src/limits/index.js';
+import type { DecisionSink } from '../../src/decisions/log-client.js';
+import { VerdictError } from '../../src/errors.js';
 import { queryDecisions } from '../../src/decisions/query.js';
 import { checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 import { startRedis, type RedisProcess } from '../helpers/redis.js';
@@ -182,6 +184,47 @@ describe('Settle through the decide core', () => {
     expect((await pipeline.check({ ...request, context: { attributes: { max_tokens: 3000 } } }, owner)).decision.effect).toBe('DENY');
     // The owner still can, from another connection (the same identity).
     expect(await pipeline.settle(decided.decisionId, 0, owner)).toMatchObject({ kind: 'settled', remaining: 10000 });
+  });
+});
+
+describe('Settle when its row cannot be written', () => {
+  const decisionLog = useDecisionLog();
+  it('takes the correction back and leaves the decision open: no budget changes that no row shows', async () => {
+    const { policySet } = loadFiles({ 'policies.yaml': POLICIES });
+    const log = decisionLog();
+    let settleRowsFail = false;
+    // The real log, except that a Settle's row cannot be written while the disk is "full".
+    const sink: DecisionSink = {
+      path: log.path,
+      append: (record) => (settleRowsFail && record.action === 'settle' ? Promise.reject(new VerdictError('DECISION_LOG_UNAVAILABLE', 'disk full')) : log.append(record)),
+    };
+    const pipeline = new DecisionPipeline({ current: policySet }, sink);
+    const gateway: CallMeta = { caller: 'uri:spiffe://acme/gateway', requestId: null };
+    const request = { principal: { id: 'uma', roles: [], attributes: {} }, action: 'generate', resource: { type: 'model', id: 'llm', attributes: {} }, context: { attributes: { max_tokens: 8000 } } };
+    const decided = await pipeline.check(request, gateway);
+    expect(decided.decision).toMatchObject({ effect: 'ALLOW', limit: { remaining: 2000 } });
+    settleRowsFail = true;
+    await expect(pipeline.settle(decided.decisionId, 0, gateway)).rejects.toMatchObject({ code: 'DECISION_LOG_UNAVAILABLE' });
+    settleRowsFail = false;
+    // The 8,000 were not given back: 3,000 more is still refused.
+    expect((await pipeline.check({ ...request, context: { attributes: { max_tokens: 3000 } } }, gateway)).decision.effect).toBe('DENY');
+    // Once the log can be written, the same decision is settled.
+    expect(await pipeline.settle(decided.decisionId, 0, gateway)).toMatchObject({ kind: 'settled', remaining: 10000 });
+  });
+});
+
+describe('who counts as the caller that made a decision', () => {
+  it('matches a peer address by its host, and an identity exactly', () => {
+    expect(sameCaller('10.0.0.7:41234', '10.0.0.7:5000')).toBe(true);
+    expect(sameCaller('[2001:db8::1]:41234', '[2001:DB8::1]:5000')).toBe(true);
+    expect(sameCaller('2001:db8::1:41234', '2001:db8::1:5000')).toBe(true);
+    expect(sameCaller('10.0.0.7:41234', '10.0.0.8:41234')).toBe(false);
+    // An identity ending in digits is not a host and a port.
+    expect(sameCaller('jwt:1001', 'jwt:1002')).toBe(false);
+    expect(sameCaller('api-key:1001', 'api-key:1002')).toBe(false);
+    expect(sameCaller('jwt:user:7', 'jwt:user:8')).toBe(false);
+    expect(sameCaller('dns:gw.example:1', 'dns:gw.example:2')).toBe(false);
+    expect(sameCaller('api-key:1001', 'api-key:1001')).toBe(true);
   });
 });
 
