@@ -6,6 +6,7 @@ import { attributeMatchers, attributeReader, type AttributeMatcher, type Matched
 import { DURATION_PATTERN, RATE_PATTERN, type LimitSpec } from './schema.js';
 import { diagnosticAt } from './source.js';
 import { roleHoldersFor, type RoleGraph } from './stages/roles.js';
+import { readsPrincipalRoles, seeingEffectiveRoles } from './effective-roles.js';
 import { compileWhen, typedMatchers, type Typing } from './stages/rules.js';
 import type { Located } from './stages/state.js';
 import { checkReferences, didYouMean, expandVariables, variableReferences, type VariableTable } from './variables.js';
@@ -86,7 +87,7 @@ function keyText(value: unknown, what: string): string {
   throw new Error(`${what} is ${value === undefined ? 'absent' : `a ${value === null ? 'null' : Array.isArray(value) ? 'list' : typeof value}`}: a limit's key must be a string, number or boolean`);
 }
 
-function compileExpr(text: string, expected: readonly string[], where: Located<unknown>, path: readonly PropertyKey[], variables: VariableTable, diagnostics: PolicyDiagnostic[], what: string, typing: Typing | null): Condition | null {
+function compileExpr(text: string, expected: readonly string[], where: Located<unknown>, path: readonly PropertyKey[], graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[], what: string, typing: Typing | null): Condition | null {
   const written = text;
   const hasVariables = variableReferences(text).length > 0;
   if (hasVariables) {
@@ -95,7 +96,9 @@ function compileExpr(text: string, expected: readonly string[], where: Located<u
   }
   const compiled = compileExpression(text, expected);
   if (compiled.ok) {
-    if (typing === null) return compiled.evaluate;
+    // `principal.roles` means what it means in a rule's condition: inherited roles included.
+    const evaluate = readsPrincipalRoles(text) ? seeingEffectiveRoles(compiled.evaluate, graph) : compiled.evaluate;
+    if (typing === null) return evaluate;
     // Type-checked against the declared attributes, once per resource type the limit applies to.
     const seen = new Set<string>();
     for (const type of typing.types ?? [null]) {
@@ -105,7 +108,7 @@ function compileExpr(text: string, expected: readonly string[], where: Located<u
       const column = hasVariables ? ` (in ${JSON.stringify(written)} with its variables put in)` : problem.offset === null ? '' : ` (column ${problem.offset + 1} of the expression)`;
       diagnostics.push(diagnosticAt(where.source, path, `${what} does not type-check against the attribute schema: ${problem.message}${column}`));
     }
-    return seen.size === 0 ? compiled.evaluate : null;
+    return seen.size === 0 ? evaluate : null;
   }
   const column = compiled.offset === null ? '' : ` (column ${compiled.offset + 1} of the expression)`;
   diagnostics.push(diagnosticAt(where.source, path, `${what} does not compile: ${compiled.message}${column}`));
@@ -133,7 +136,7 @@ function checkKeyAttribute(part: AttributePart, name: string, typing: Typing | n
   }
 }
 
-function compileKey(where: Located<LimitSpec>, variables: VariableTable, diagnostics: PolicyDiagnostic[], typing: Typing | null): { key: LimitKey; source: string } | null {
+function compileKey(where: Located<LimitSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[], typing: Typing | null): { key: LimitKey; source: string } | null {
   const spec = where.spec.key;
   if (spec === 'principal') return { key: (r) => r.principal.id, source: spec };
   if (spec === 'principal+resource') return { key: (r) => `${r.principal.id}\u0000${r.resource.type}\u0000${r.resource.id}`, source: spec };
@@ -143,7 +146,7 @@ function compileKey(where: Located<LimitSpec>, variables: VariableTable, diagnos
     const read = attributeReader(part as MatchedPart, rest.join('.'));
     return { key: (r) => keyText(read(r), spec.attribute), source: spec.attribute };
   }
-  const evaluate = compileExpr(spec.expr, ['string', 'int', 'uint', 'bool'], where, [...where.path, 'key', 'expr'], variables, diagnostics, 'the key expression', typing);
+  const evaluate = compileExpr(spec.expr, ['string', 'int', 'uint', 'bool'], where, [...where.path, 'key', 'expr'], graph, variables, diagnostics, 'the key expression', typing);
   if (evaluate === null) return null;
   return { key: (r) => keyText(evaluate(r as ConditionInput), 'the key expression'), source: spec.expr };
 }
@@ -159,7 +162,7 @@ export function compileLimit(where: Located<LimitSpec>, graph: RoleGraph, variab
   const matchers = attributeMatchers(spec);
   const roleHolders = roleHoldersFor(spec.principal?.roles, graph, where, [...where.path, 'principal', 'roles'], diagnostics);
   const condition = compileWhen(spec.when, where, graph, variables, diagnostics, typing);
-  const key = compileKey(where, variables, diagnostics, typing);
+  const key = compileKey(where, graph, variables, diagnostics, typing);
   const rate = parseRate(spec.rate, spec.burst);
   let tiers: CompiledLimit['tiers'] = null;
   if (spec.tiers) {
@@ -171,7 +174,7 @@ export function compileLimit(where: Located<LimitSpec>, graph: RoleGraph, variab
     }
     tiers = Object.freeze({ attribute: spec.tiers.attribute, read: attributeReader('principal', spec.tiers.attribute), rates });
   }
-  const cost = spec.cost === undefined ? null : compileExpr(spec.cost, ['int', 'uint', 'double'], where, [...where.path, 'cost'], variables, diagnostics, 'the cost expression', typing);
+  const cost = spec.cost === undefined ? null : compileExpr(spec.cost, ['int', 'uint', 'double'], where, [...where.path, 'cost'], graph, variables, diagnostics, 'the cost expression', typing);
   let backoff: CompiledLimit['backoff'] = null;
   if (spec.backoff) {
     const [withinMs, blockMs, maxMs] = [parseDuration(spec.backoff.within), parseDuration(spec.backoff.block), parseDuration(spec.backoff.max)];

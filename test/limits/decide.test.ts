@@ -207,3 +207,37 @@ limits:
     }
   });
 });
+
+describe('limits reading principal.roles', () => {
+  // A contractor_ds inherits contractor: a limit's cost and key see the inherited role as a rule's condition does.
+  const inherited: PolicySet = loadFiles({
+    'roles.yaml': rolesDoc([
+      { name: 'contractor', permissions: [{ actions: ['predict', 'generate'], resources: ['model'] }] },
+      { name: 'contractor_ds', inherits: ['contractor'] },
+    ]),
+    'limits.yaml': `kind: limits
+limits:
+  - id: contractor-cost
+    actions: [predict]
+    cost: '"contractor" in principal.roles ? 50 : 1'
+    rate: 100/minute
+  - id: contractors-share-one-budget
+    actions: [generate]
+    key: { expr: '"contractor" in principal.roles ? "contractors" : principal.id' }
+    rate: 2/minute
+`,
+  }).policySet;
+
+  it('counts inherited roles in cost and key expressions, as a condition does', async () => {
+    const pipeline = new DecisionPipeline({ current: inherited }, decisionLog(), { limiter: new RateLimiter(new MemoryLimitStore(), () => 1_000_000) });
+    const ask = async (id: string, action: string) => (await pipeline.check(request({ principal: { id, roles: ['contractor_ds'], attributes: {} }, action, resource: { type: 'model', id: 'm', attributes: {} } }), meta)).decision;
+    // 50 units a call on a burst of 100: two calls, then refused, as for a contractor named directly.
+    const costed = [await ask('cleo', 'predict'), await ask('cleo', 'predict'), await ask('cleo', 'predict')];
+    expect(costed.map((d) => d.effect)).toEqual(['ALLOW', 'ALLOW', 'DENY']);
+    expect(costed[2]).toMatchObject({ reason: 'DENIED_BY_RATE_LIMIT', limit: { limitId: 'contractor-cost' } });
+    // Two inherited contractors share the key "contractors": a burst of 2 between them.
+    const shared = [await ask('cleo', 'generate'), await ask('dov', 'generate'), await ask('eli', 'generate')];
+    expect(shared.map((d) => d.effect)).toEqual(['ALLOW', 'ALLOW', 'DENY']);
+    expect(shared[2]).toMatchObject({ reason: 'DENIED_BY_RATE_LIMIT', limit: { limitId: 'contractors-share-one-budget' } });
+  });
+});
