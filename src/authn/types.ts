@@ -19,6 +19,8 @@ export type AuthnFailureReason =
 /** What a gateway request carries that can prove who is calling. Header names are lower case. */
 export interface CredentialSource {
   readonly headers: Readonly<Record<string, string | undefined>>;
+  /** Headers the request carried more than once (their values joined in `headers`), where the transport can tell. */
+  readonly repeatedHeaders?: ReadonlySet<string>;
 }
 
 export type AuthnResult =

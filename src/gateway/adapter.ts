@@ -78,7 +78,7 @@ export class GatewayAdapter {
 
   private async authenticate(request: GatewayRequest): Promise<AuthnResult> {
     try {
-      return await this.authenticator.authenticate({ headers: request.headers });
+      return await this.authenticator.authenticate(request.repeatedHeaders === undefined ? { headers: request.headers } : { headers: request.headers, repeatedHeaders: request.repeatedHeaders });
     } catch (error) {
       // An authenticator that throws has failed to authenticate; the request is refused, never let through.
       return { ok: false, reason: 'UNAVAILABLE', message: `authentication could not be completed: ${messageOf(error)}` };

@@ -362,12 +362,15 @@ export class AuthZenEndpoint {
       return { ok: true, caller: certificate, self: { id: certificate, roles: NO_ROLES, attributes: NO_ATTRIBUTES } };
     }
     const headers: Record<string, string> = {};
+    const repeatedHeaders = new Set<string>();
     for (const [name, values] of Object.entries(req.headersDistinct)) {
-      if (values !== undefined) headers[name] = values.join(', ');
+      if (values === undefined) continue;
+      headers[name] = values.join(', ');
+      if (values.length > 1) repeatedHeaders.add(name);
     }
     let result: AuthnResult;
     try {
-      result = await this.authenticator.authenticate({ headers });
+      result = await this.authenticator.authenticate({ headers, repeatedHeaders });
     } catch (error) {
       // An authenticator that throws has failed to authenticate; the caller is refused, never let through.
       result = { ok: false, reason: 'UNAVAILABLE', message: `authentication could not be completed: ${messageOf(error)}` };

@@ -47,7 +47,15 @@ export class TrustedHeaderAuthenticator implements Authenticator {
     return this.authenticateSync(source);
   }
 
-  authenticateSync({ headers }: CredentialSource): AuthnResult {
+  authenticateSync({ headers, repeatedHeaders }: CredentialSource): AuthnResult {
+    // A proxy that appends its header rather than replacing the client's lets the client's copy through beside it:
+    // joined, `x, leo` is nobody's id (leo's directory facts no longer apply), two orgs are one odd org.
+    if (repeatedHeaders !== undefined) {
+      const twice = [this.config.idHeader, ...this.attributeHeaders.map(([, header]) => header)].find((header) => repeatedHeaders.has(header));
+      if (twice !== undefined) {
+        return { ok: false, reason: 'MALFORMED_CREDENTIAL', message: `the ${twice} header came more than once (or with a comma, as Envoy joins repeats): the gateway must replace the client's copy, not add its own beside it` };
+      }
+    }
     const raw = headers[this.config.idHeader];
     const id = raw?.trim() ?? '';
     if (id === '') return { ok: false, reason: 'MISSING_CREDENTIAL', message: `no ${this.config.idHeader} header: the gateway did not say who is calling` };

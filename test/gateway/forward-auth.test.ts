@@ -169,6 +169,33 @@ describe('forward-auth with a trusted identity proxy in front (trustedPrincipal)
     expect(row.request.principal).toEqual({ roles: ['data_scientist', 'analyst'], attributes: { org: 'acme' } });
   });
 
+  it("refuses an id or attribute header sent twice (a proxy that appends its own beside the client's), recorded", async () => {
+    // Sent as separate header lines, as a client's copy and an appending proxy's arrive.
+    const raw = (lines: string[][]): Promise<{ status: number; body: string }> =>
+      new Promise((resolve, reject) => {
+        const base = [['host', '127.0.0.1'], ['x-forwarded-method', 'POST'], ['x-forwarded-uri', '/v1/models/fraud-detector-v3/predict'], ['x-model-org', 'acme'], ['x-model-classification', 'internal']];
+        const req = httpRequest({ host: '127.0.0.1', port: verdict.httpPort, path: '/forward-auth', headers: [...base, ...lines].flat() });
+        req.on('response', (res) => {
+          let body = '';
+          res.setEncoding('utf8');
+          res.on('data', (c: string) => (body += c));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        });
+        req.on('error', reject);
+        req.end();
+      });
+    for (const [lines, header] of [
+      [[['x-auth-request-user', 'x'], ['x-auth-request-user', 'leo'], ['x-auth-request-org', 'acme']], 'x-auth-request-user'],
+      [[['x-auth-request-user', 'dana'], ['x-auth-request-org', 'acme'], ['x-auth-request-org', 'evil']], 'x-auth-request-org'],
+    ] as const) {
+      const answer = await raw(lines.map((l) => [...l]));
+      expect(answer.status, `${header}: ${answer.body}`).toBe(401);
+      expect((JSON.parse(answer.body) as { detail: string }).detail, header).toMatch(new RegExp(`^MALFORMED_CREDENTIAL: the ${header} header came more than once`));
+    }
+    // Each header once: decided as before.
+    expect((await raw([['x-auth-request-user', 'dana'], ['x-auth-request-groups', 'data_scientist'], ['x-auth-request-org', 'acme']])).status).toBe(200);
+  });
+
   it('is unauthenticated (401) without the id header, and never trusts a credential instead', async () => {
     const response = await ask({ authorization: 'Bearer whatever', 'x-auth-request-groups': 'admin' });
     expect(response.status).toBe(401);
