@@ -1,6 +1,7 @@
 import { COLUMNS, type RowValue } from '../decisions/columns.js';
 import { HMAC_PREFIX } from '../decisions/sensitive.js';
 import { completeRequest } from '../engine/complete.js';
+import { withoutNullMembers } from '../engine/null-members.js';
 import { evaluateAsServed } from '../engine/schema-checked.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import type { AttributeValue, Attributes, Decision, DecisionRequest, Effect } from '../types.js';
@@ -201,7 +202,9 @@ export class Replayer {
         return hit.outcome;
       }
     }
-    const request = this.requests.decode(row);
+    // A recorded null is decided as absent, as the server decides it now.
+    const decoded = this.requests.decode(row);
+    const request = decoded === null ? null : withoutNullMembers(decoded);
     const outcome = request === null ? UNREADABLE : (this.maskedOutcome(row, request) ?? {
       kind: 'decided' as const,
       // A recorded request holds the facts it was decided with; each set's directories complete it again (theirs win by default).

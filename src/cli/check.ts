@@ -2,6 +2,7 @@ import { join } from 'node:path';
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { completeRequest } from '../engine/complete.js';
+import { withoutNullMembers } from '../engine/null-members.js';
 import { evaluateAsServed, isSchemaRefusal } from '../engine/schema-checked.js';
 import { explain, type Explanation } from '../engine/explain.js';
 import { formatClauses } from '../engine/clauses.js';
@@ -55,7 +56,8 @@ export async function runCheck(argv: string[], io: CommandIO): Promise<number> {
   }
   let request: DecisionRequest;
   try {
-    request = parseRequestJson(parseInput(await readRequestText(values.request, values.file, io)));
+    // An attribute given as null is absent, as the server reads it.
+    request = withoutNullMembers(parseRequestJson(parseInput(await readRequestText(values.request, values.file, io))));
   } catch (error) {
     io.stderr(`verdict check: ${messageOf(error)}\n`);
     return error instanceof VerdictError && error.code === 'USAGE' ? EXIT.USAGE : EXIT.INPUT;

@@ -45,6 +45,8 @@ interface Tally {
   length: number;
   /** The first cap this part alone breaks, in words naming the field. */
   problem: string | null;
+  /** Whether an attribute map of this part holds a member whose value is null. */
+  nulls: boolean;
 }
 
 /**
@@ -56,9 +58,11 @@ interface Tally {
 export class RequestMeter {
   private readonly walk: Walk;
   private lastPrincipal: Principal | null = null;
-  private readonly principal: Tally = { values: 0, length: 0, problem: null };
+  private readonly principal: Tally = { values: 0, length: 0, problem: null, nulls: false };
   private lastContext: RequestContext | null = null;
-  private readonly context: Tally = { values: 0, length: 0, problem: null };
+  private readonly context: Tally = { values: 0, length: 0, problem: null, nulls: false };
+  /** Whether the resource's attributes, in the last request measured, hold a null member. */
+  private resourceNulls = false;
 
   constructor(readonly limits: RequestLimits = DEFAULT_REQUEST_LIMITS) {
     this.walk = new Walk(limits);
@@ -78,12 +82,21 @@ export class RequestMeter {
       rest.attributes(request.resource.attributes, 'resource.attributes');
     }
     if (rest.problem !== null) return rest.problem;
+    this.resourceNulls = rest.nulls;
     const { maxValues, maxTotalLength } = this.limits;
     const values = this.principal.values + this.context.values + rest.values;
     if (values > maxValues) return `request: ${values} values, over the limit of ${maxValues} (requestLimits.maxValues)`;
     const length = this.principal.length + this.context.length + rest.length;
     if (length > maxTotalLength) return `request: ${length} characters, over the limit of ${maxTotalLength} (requestLimits.maxTotalLength)`;
     return null;
+  }
+
+  /**
+   * Whether the request last found within the limits (`problem` answered null) holds an
+   * attribute whose value is null anywhere in a map: see withoutNullMembers.
+   */
+  heldNullMembers(): boolean {
+    return this.principal.nulls || this.context.nulls || this.resourceNulls;
   }
 
   private measurePrincipal(principal: Principal): void {
@@ -113,6 +126,7 @@ class Walk {
   values = 0;
   length = 0;
   problem: string | null = null;
+  nulls = false;
   /** Keys and indexes from the part's root to the value being read, for naming a field. */
   private readonly path: (string | number)[] = [];
 
@@ -122,6 +136,7 @@ class Walk {
     this.values = 0;
     this.length = 0;
     this.problem = null;
+    this.nulls = false;
     this.path.length = 0;
     return this;
   }
@@ -130,6 +145,7 @@ class Walk {
     tally.values = this.values;
     tally.length = this.length;
     tally.problem = this.problem;
+    tally.nulls = this.nulls;
   }
 
   private field(root: string, last?: string | number): string {
@@ -176,8 +192,10 @@ class Walk {
         this.problem = `${this.field(root, key)}: ${PROTO_KEY_PROBLEM}`;
         return false;
       }
+      const member = map[key]!;
+      if (member === null) this.nulls = true;
       this.path.push(key);
-      const ok = this.value(map[key]!, root, depth);
+      const ok = this.value(member, root, depth);
       this.path.pop();
       if (!ok) return false;
     }
@@ -208,3 +226,4 @@ class Walk {
     return this.map(value as { readonly [key: string]: AttributeValue }, root, depth + 1);
   }
 }
+

@@ -11,6 +11,7 @@ import { VerdictError, messageOf } from '../errors.js';
 import { adjustReservation, BackendUnavailable, RateLimiter, SettlementBook, type LimitOutcome, type Reservation } from '../limits/index.js';
 import type { Decision, DecisionRequest, LimitState, ShadowDecision, SuspensionState } from '../types.js';
 import { RequestMeter, type RequestLimits } from './bounds.js';
+import { withoutNullMembers } from '../engine/null-members.js';
 import { newDecisionId } from './decision-id.js';
 import { decisionRecord } from './record.js';
 import { blocked, invalidRequest, limitError, rateLimited, refusalDecision, suspended } from './refusals.js';
@@ -447,7 +448,7 @@ export class DecisionPipeline {
       const suspension = this.suspensions.active(request.principal.id);
       if (suspension !== undefined) return refusalDecision(suspended(suspension), policySet.version);
     }
-    return evaluateAsServed(policySet, completeRequest(policySet, request));
+    return evaluateAsServed(policySet, completeRequest(policySet, this.meter.heldNullMembers() ? withoutNullMembers(request) : request));
   }
 
   /** decide → record → answer. `decidingFrom` times the decision for the log, `callFrom` the call for the observers. */
@@ -470,19 +471,21 @@ export class DecisionPipeline {
       // Refused like any invalid request; the log keeps what identifies it, not the bulk that broke a cap.
       return { request: identifying(input, this.meter.limits.maxStringLength), decision: refusalDecision(invalidRequest(over), policySet.version) };
     }
+    // An attribute sent as null is unknown, as an absent one is: decided (and recorded) without it.
+    const asked = this.meter.heldNullMembers() ? withoutNullMembers(input) : input;
     // A suspended principal is refused whatever it asks; the rules and limits are not asked.
     if (this.suspensions !== null && this.suspensions.size > 0) {
-      const suspension = this.suspensions.active(input.principal.id);
-      if (suspension !== undefined) return { request: input, decision: { ...refusalDecision(suspended(suspension), policySet.version), suspension } };
+      const suspension = this.suspensions.active(asked.principal.id);
+      if (suspension !== undefined) return { request: asked, decision: { ...refusalDecision(suspended(suspension), policySet.version), suspension } };
     }
     // A request naming a principal or resource the directories know is decided (and limited, and recorded) with their facts.
-    const request = completeRequest(policySet, input);
+    const request = completeRequest(policySet, asked);
     // The attribute schema: a violation refuses the request (reject; recorded as sent) or is recorded beside the decision (warn).
     let decision = evaluateAsServed(policySet, request);
-    if (isSchemaRefusal(decision)) return { request: input, decision };
+    if (isSchemaRefusal(decision)) return { request: asked, decision };
     // The rules of both sets are compared; a rate limit is not a policy difference.
-    const shadow = this.shadow === null ? undefined : this.shadowOf(decision, shadowAsked ?? { set: this.shadow.current, input });
-    const directory = request === input ? null : directorySources(policySet, input);
+    const shadow = this.shadow === null ? undefined : this.shadowOf(decision, shadowAsked ?? { set: this.shadow.current, input: asked });
+    const directory = request === asked ? null : directorySources(policySet, asked);
     // A limit refuses what the rules allowed, or reports what is left; a shared backend (Redis) answers later.
     if (decision.effect === 'ALLOW' && policySet.limits.length > 0) {
       const outcome = this.limiter.apply(policySet.limits, request);

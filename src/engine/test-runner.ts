@@ -1,6 +1,7 @@
 import type { PolicyTestCase } from '../policy/load.js';
 import type { CompiledRule, PolicySet } from '../policy/policy-set.js';
 import { explain, type Explanation } from './explain.js';
+import { withoutNullMembers } from './null-members.js';
 
 export interface TestCaseResult {
   readonly testCase: PolicyTestCase;
@@ -50,7 +51,7 @@ export function runPolicyTests(policySet: PolicySet, cases: readonly PolicyTestC
   const overridden = new Set<string>();
   const notMatched = new Set<string>();
   const results = cases.map((testCase): TestCaseResult => {
-    const explanation = explain(policySet, testCase.request);
+    const explanation = explain(policySet, withoutNullMembers(testCase.request));
     const { decision } = explanation;
     for (const id of decision.ruleIds) decided.add(id);
     for (const rule of explanation.considered) {

@@ -84,11 +84,11 @@ describe('the pipeline refuses a request over a cap, records it, and never evalu
 
 describe('requestLimits in the config file', () => {
   it('defaults to the documented caps; a file sets some, the rest keep their defaults', () => {
-    expect(resolveConfig([]).requestLimits).toEqual({ ...DEFAULT_REQUEST_LIMITS, maxConditionSteps: 10_000 });
+    expect(resolveConfig([]).requestLimits).toEqual({ ...DEFAULT_REQUEST_LIMITS, maxConditionSteps: 10_000, maxExtAuthzEntries: 4096 });
     const dir = makeTempDir();
     const file = join(dir, 'verdict.yaml');
     writeFileSync(file, 'requestLimits:\n  maxListLength: 10000\n');
-    expect(resolveConfig([readConfigFile(file)]).requestLimits).toEqual({ ...DEFAULT_REQUEST_LIMITS, maxConditionSteps: 10_000, maxListLength: 10_000 });
+    expect(resolveConfig([readConfigFile(file)]).requestLimits).toEqual({ ...DEFAULT_REQUEST_LIMITS, maxConditionSteps: 10_000, maxExtAuthzEntries: 4096, maxListLength: 10_000 });
   });
 
   it('refuses an unknown or non-positive cap, naming it', () => {
