@@ -226,7 +226,9 @@ const OUTSIDE_PCHAR = /[^A-Za-z0-9\-._~!$&'()*+,;=:@%\\\u0000]/;
  * upstream might read differently from us is refused rather than guessed at: an
  * encoded slash or backslash, an encoded unreserved character (`%67` for `g`), a
  * `.` or `..` segment, a `;` (path parameters), a backslash, a NUL, bad percent-encoding,
- * a character outside RFC 3986's `pchar` left unencoded (`#`, a space, `é`).
+ * a character outside RFC 3986's `pchar` left unencoded (`#`, a space, `é`), and once
+ * decoded a control character, `?` or `#`, whitespace or a dot at a name's end, an
+ * invisible formatting character, or text Unicode compatibility normalisation changes.
  */
 export function splitRequestPath(path: string): string[] | string {
   if (!path.startsWith('/')) return `the path must start with "/": ${JSON.stringify(path.slice(0, 100))}`;
@@ -253,9 +255,39 @@ export function splitRequestPath(path: string): string[] | string {
     if (segment.includes(';')) return `the path has a ";" in segment ${i + 1} (a path parameter some upstreams strip, reading another resource); send the path without it`;
     if (segment.includes('\\')) return `the path has a backslash in segment ${i + 1} (some upstreams read it as "/"); send the path without it`;
     if (segment.includes('\u0000')) return `the path has a NUL character in segment ${i + 1}`;
+    const unclear = unclearSegment(segment);
+    if (unclear !== null) return `the path has ${unclear} in segment ${i + 1} (an upstream may read it as another name); send the name without it`;
     out[i] = segment;
   }
   return out;
+}
+
+/** Characters no name in a path should hold once decoded: controls, and the URL's own delimiters `?` and `#`. */
+const CONTROL_OR_DELIMITER = /[\u0000-\u001f\u007f-\u009f?#]/;
+/** Invisible formatting characters (zero-width space and joiners, soft hyphen, byte-order mark, bidi controls). */
+const FORMAT = /\p{Cf}/u;
+
+/**
+ * Why a decoded segment may name something else to an upstream than to the rules, or
+ * null. A segment the rules read as an unknown id (and so without the directory's facts
+ * for the real one) can reach that one upstream: Windows and IIS drop a trailing dot or
+ * space (`credit-risk-v2.`), a URL built from it ends at `?` or `#`, a form that
+ * normalises Unicode reads `ｃredit-risk-v2` as `credit-risk-v2`.
+ */
+function unclearSegment(segment: string): string | null {
+  const control = CONTROL_OR_DELIMITER.exec(segment);
+  if (control !== null) {
+    const c = control[0];
+    return c === '?' || c === '#' ? `an encoded "${c}"` : `an encoded control character (U+${c.charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')})`;
+  }
+  if (/^\s|\s$/.test(segment)) return 'whitespace at the start or end of a name';
+  if (segment.endsWith('.')) return 'a dot at the end of a name';
+  // ASCII is unchanged by normalisation: only other text is looked at.
+  if (/[^\u0000-\u007f]/.test(segment)) {
+    if (FORMAT.test(segment)) return 'an invisible formatting character';
+    if (segment.normalize('NFKC') !== segment) return `characters Unicode normalisation changes (read as ${JSON.stringify(segment.normalize('NFKC'))})`;
+  }
+  return null;
 }
 
 // ---------------------------------------------------------------- templates

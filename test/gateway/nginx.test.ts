@@ -210,6 +210,32 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     expect(upstream.seen.length).toBe(before);
   });
 
+  it("refuses a model id the rules would read as unknown but an upstream as credit-risk-v2 (trailing dot or space, encoded ? # or control, fullwidth, zero-width)", async () => {
+    const before = upstream.seen.length;
+    // Read as an unknown id, the directory's facts (restricted) did not apply and carl, a contractor, was let through.
+    for (const [id, why] of [
+      ['credit-risk-v2.', /a dot at the end of a name in segment 3/],
+      ['credit-risk-v2%20', /whitespace at the start or end of a name in segment 3/],
+      ['credit-risk-v2%09', /an encoded control character \(U\+0009\) in segment 3/],
+      ['credit-risk-v2%0A', /an encoded control character \(U\+000A\) in segment 3/],
+      ['credit-risk-v2%7F', /an encoded control character \(U\+007F\) in segment 3/],
+      ['credit-risk-v2%3Fx=1', /an encoded "\?" in segment 3/],
+      ['credit-risk-v2%23', /an encoded "#" in segment 3/],
+      ['%EF%BD%83redit-risk-v2', /characters Unicode normalisation changes \(read as "credit-risk-v2"\) in segment 3/],
+      ['credit-risk-v2%E2%80%8B', /an invisible formatting character in segment 3/],
+    ] as const) {
+      const answer = await nginx.send('GET', `/v1/models/${id}`, { 'x-api-key': verdict.keys.carl });
+      expect(answer.status, id).toBe(403);
+      const row = getDecision(verdict.db, answer.headers['x-verdict-decision-id']!)!;
+      expect(row, id).toMatchObject({ principalId: 'carl', effect: 'DENY', reason: 'DENIED_INVALID_REQUEST' });
+      expect(row.errors[0]!.message, id).toMatch(why);
+    }
+    expect(upstream.seen.length).toBe(before);
+    // An encoded é (NFC, unchanged by normalisation) is a name like any other: decided by the rules.
+    const accented = await nginx.send('GET', '/v1/models/mod%C3%A8le-v1', { 'x-api-key': verdict.keys.carl });
+    expect(getDecision(verdict.db, accented.headers['x-verdict-decision-id']!)!.reason).not.toBe('DENIED_INVALID_REQUEST');
+  });
+
   it("decides the request NGINX forwards, not the one a client names in X-Original-* or X-Forwarded-* headers", async () => {
     // proxy_set_header replaces the client's X-Original-Method: the DELETE is what is decided (and denied).
     const before = upstream.seen.length;
