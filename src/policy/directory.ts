@@ -50,11 +50,19 @@ export const DEFAULT_PRECEDENCE: DirectoryPrecedence = Object.freeze({ roles: 'd
 const NO_PRINCIPALS: ReadonlyMap<string, DirectoryPrincipal> = new Map();
 const NO_RESOURCES: ReadonlyMap<string, ReadonlyMap<string, DirectoryResource>> = new Map();
 
+/** An id as a reader that ignores case (and Unicode compatibility forms) reads it. */
+function folded(id: string): string {
+  // ASCII is unchanged by normalisation: only other text pays for it.
+  return (/[^\u0000-\u007f]/.test(id) ? id.normalize('NFKC') : id).toLowerCase();
+}
+
 export class Directory {
   static readonly EMPTY = new Directory(NO_PRINCIPALS, NO_RESOURCES, 0, DEFAULT_PRECEDENCE, DEFAULT_PRECEDENCE);
 
   /** True when neither directory has an entry: requests are decided as sent. */
   readonly empty: boolean;
+  /** Resource ids by type, then by folded id (see `resourceSpelledOtherwise`). */
+  private readonly foldedResources: ReadonlyMap<string, ReadonlyMap<string, string>>;
 
   constructor(
     /** By id. */
@@ -68,6 +76,13 @@ export class Directory {
     readonly resourcePrecedence: DirectoryPrecedence,
   ) {
     this.empty = principals.size === 0 && resourceCount === 0;
+    const byType = new Map<string, Map<string, string>>();
+    for (const [type, entries] of resources) {
+      const ids = new Map<string, string>();
+      for (const id of entries.keys()) ids.set(folded(id), id);
+      byType.set(type, ids);
+    }
+    this.foldedResources = byType;
     Object.freeze(this);
   }
 
@@ -77,5 +92,18 @@ export class Directory {
 
   resource(type: string, id: string): DirectoryResource | undefined {
     return this.resources.get(type)?.get(id);
+  }
+
+  /**
+   * The id of the directory's resource that `id` names to a reader ignoring case, when
+   * `id` is not itself in the directory (`CREDIT-RISK-V2` for `credit-risk-v2`);
+   * undefined otherwise. Decided as sent, such an id is an unknown resource without the
+   * directory's facts, while an upstream that looks ids up without regard to case
+   * (many SQL collations) serves the known one.
+   */
+  resourceSpelledOtherwise(type: string, id: string): string | undefined {
+    const entries = this.resources.get(type);
+    if (entries === undefined || entries.has(id)) return undefined;
+    return this.foldedResources.get(type)?.get(folded(id));
   }
 }

@@ -210,7 +210,7 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     expect(upstream.seen.length).toBe(before);
   });
 
-  it("refuses a model id the rules would read as unknown but an upstream as credit-risk-v2 (trailing dot or space, encoded ? # or control, fullwidth, zero-width)", async () => {
+  it("refuses a model id the rules would read as unknown but an upstream as credit-risk-v2 (trailing dot or space, encoded ? # or control, fullwidth, zero-width, another case)", async () => {
     const before = upstream.seen.length;
     // Read as an unknown id, the directory's facts (restricted) did not apply and carl, a contractor, was let through.
     for (const [id, why] of [
@@ -230,6 +230,13 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
       expect(row, id).toMatchObject({ principalId: 'carl', effect: 'DENY', reason: 'DENIED_INVALID_REQUEST' });
       expect(row.errors[0]!.message, id).toMatch(why);
     }
+    expect(upstream.seen.length).toBe(before);
+    // Another case of a directory id: an upstream that ignores case serves credit-risk-v2.
+    const shouted = await nginx.send('GET', '/v1/models/CREDIT-RISK-V2', { 'x-api-key': verdict.keys.carl });
+    expect(shouted.status).toBe(403);
+    const shoutedRow = getDecision(verdict.db, shouted.headers['x-verdict-decision-id']!)!;
+    expect(shoutedRow).toMatchObject({ principalId: 'carl', reason: 'DENIED_INVALID_REQUEST' });
+    expect(shoutedRow.errors[0]!.message).toMatch(/the model "CREDIT-RISK-V2" differs from the directory's "credit-risk-v2" only in case/);
     expect(upstream.seen.length).toBe(before);
     // An encoded é (NFC, unchanged by normalisation) is a name like any other: decided by the rules.
     const accented = await nginx.send('GET', '/v1/models/mod%C3%A8le-v1', { 'x-api-key': verdict.keys.carl });
