@@ -221,15 +221,19 @@ async function loadDecisions(page) {
   } catch (e) { if (!(e instanceof Unauthorized)) $('decisions-error').textContent = e.message; }
 }
 
+let recordShown = 0;
 async function showDecision(id) {
+  // Only the last decision asked for is shown: an earlier one answering later must not replace it.
+  const asked = ++recordShown;
   $('record').classList.remove('hidden');
   $('record-id').textContent = id;
   // Never another decision's record under this id while this one loads.
   $('record-body').replaceChildren(el('p', { class: 'muted' }, 'loading…'));
   try {
     const d = await api('decision/' + encodeURIComponent(id));
+    if (asked !== recordShown) return;
     $('record-body').replaceChildren(el('pre', { id: 'record-json' }, JSON.stringify(d, null, 2)));
-  } catch (e) { failed($('record-body'), e); }
+  } catch (e) { if (asked === recordShown) failed($('record-body'), e); }
   $('record').scrollIntoView({ block: 'nearest' });
 }
 

@@ -131,7 +131,8 @@ describe.skipIf(!haveBrowser && !requireBrowser)('the console in headless Chromi
       expect(await page.$eval(`${row} td:nth-child(5)`, (e) => e.textContent)).toBe('5 / 4');
       const ids = await page.$$eval(`${row} button[data-decision]`, (buttons) => buttons.map((b) => b.getAttribute('data-decision')));
       expect(ids).toHaveLength(5);
-      await page.click(`${row} button[data-decision="${ids[4]}"]`);
+      // Clicked in the page, not at screen coordinates: rows the live tail adds meanwhile move the layout under a mouse click.
+      await page.$eval(`${row} button[data-decision="${ids[4]}"]`, (button) => (button as unknown as { click(): void }).click());
       await page.waitForSelector('#record-json', { timeout: 15_000 });
       const record = JSON.parse(await page.$eval('#record-json', (e) => e.textContent ?? '')) as Record<string, unknown>;
       expect(record).toMatchObject({ decisionId: ids[4], principalId: 'dana', effect: 'ALLOW' });
