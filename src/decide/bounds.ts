@@ -226,4 +226,3 @@ class Walk {
     return this.map(value as { readonly [key: string]: AttributeValue }, root, depth + 1);
   }
 }
-
