@@ -1,6 +1,8 @@
 // Which callers share one turn when the deciding thread serves long calls in turns
 // (decide/slices.ts): those from one host share, then take turns among themselves.
 
+import { peerHost } from '../peer-address.js';
+
 /**
  * The group a caller's long calls share their turns with: a caller recorded by its
  * address (`10.0.0.7:41234`, `[2001:db8::1]:5000`: gRPC and forward-auth without a
@@ -9,19 +11,12 @@
  * a certificate's) is its own group.
  */
 export function callerGroup(caller: string): string {
-  const v4 = /^(\d{1,3}(?:\.\d{1,3}){3}):\d+$/.exec(caller);
-  if (v4 !== null) return v4[1]!;
-  const v6 = /^\[([0-9a-fA-F:.]+)\]:\d+$/.exec(caller);
-  if (v6 !== null) {
-    const address = v6[1]!;
-    // An IPv4 client on a dual-stack socket (`::ffff:10.0.0.7`) is its IPv4 host.
-    if (address.includes('.')) return address.slice(address.lastIndexOf(':') + 1);
-    return `${ipv6Prefix64(address)}::/64`;
-  }
-  // grpc-js and the direct lane write an IPv6 peer without brackets: `2001:db8::1:5000`.
-  const bare = /^([0-9a-fA-F]*:[0-9a-fA-F:.]*:[0-9a-fA-F.]*):\d+$/.exec(caller);
-  if (bare !== null) return callerGroup(`[${bare[1]!}]:0`);
-  return caller;
+  const host = peerHost(caller);
+  if (host === null) return caller;
+  if (!host.includes(':')) return host;
+  // An IPv4 client on a dual-stack socket (`::ffff:10.0.0.7`) is its IPv4 host.
+  if (host.includes('.')) return host.slice(host.lastIndexOf(':') + 1);
+  return `${ipv6Prefix64(host)}::/64`;
 }
 
 /** The first four groups of an IPv6 address, `::` expanded. */

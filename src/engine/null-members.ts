@@ -8,9 +8,9 @@ import type { AttributeValue, Attributes, DecisionRequest } from '../types.js';
  * (list items are kept): null is how JSON and SQL say "unknown", and unknown is what an
  * absent attribute means to a policy. A deny rule written as `resource.attributes.env ==
  * "production"` errs on an absent env and fails closed, where `null == "production"` is
- * simply false and the deny did not apply; and a directory's fact fills an absent
- * attribute, where a null one stood in its way. Only the parts holding a null are
- * copied; a request without one is returned as it is.
+ * simply false and the deny did not apply. (Where a directory lets the request's value
+ * win, an absent attribute takes the directory's, a null one would have kept it out.)
+ * Only the parts holding a null are copied; a request without one is returned as it is.
  */
 export function withoutNullMembers(request: DecisionRequest): DecisionRequest {
   const principal = request.principal;

@@ -77,22 +77,14 @@ const NO_ATTRIBUTES = Object.freeze({});
 /** The pipeline calls the endpoint makes. */
 export type AuthZenPipeline = Pick<DecisionPipeline, 'check' | 'checkBatch' | 'checkUntil' | 'search' | 'settle'>;
 
-/** The HTTP status of each way a Settle is refused (gRPC's codes, in HTTP's terms). */
-const SETTLE_STATUS: Readonly<Record<Exclude<SettleOutcome['kind'], 'settled'>, number>> = {
-  invalid: 400,
-  unknown: 404,
-  'settled-already': 409,
-  settling: 409,
-  expired: 410,
-  unavailable: 503,
-};
-const SETTLE_ERROR: Readonly<Record<Exclude<SettleOutcome['kind'], 'settled'>, string>> = {
-  invalid: 'bad request',
-  unknown: 'not found',
-  'settled-already': 'already settled',
-  settling: 'being settled',
-  expired: 'settle window passed',
-  unavailable: 'unavailable',
+/** The HTTP status and error of each way a Settle is refused (gRPC's codes, in HTTP's terms). */
+const SETTLE_REFUSALS: Readonly<Record<Exclude<SettleOutcome['kind'], 'settled'>, { readonly status: number; readonly error: string }>> = {
+  invalid: { status: 400, error: 'bad request' },
+  unknown: { status: 404, error: 'not found' },
+  'settled-already': { status: 409, error: 'already settled' },
+  settling: { status: 409, error: 'being settled' },
+  expired: { status: 410, error: 'settle window passed' },
+  unavailable: { status: 503, error: 'unavailable' },
 };
 /** The members a settle body may carry. */
 const SETTLE_MEMBERS = new Set(['decision_id', 'actual_units']);
@@ -322,7 +314,8 @@ export class AuthZenEndpoint {
         body: { settle_id: outcome.settleId, reserved_units: outcome.reservedUnits, actual_units: outcome.actualUnits, limit_ids: outcome.limitIds, remaining: Math.max(0, Math.floor(outcome.remaining)) },
       };
     }
-    return { status: SETTLE_STATUS[outcome.kind], body: { error: SETTLE_ERROR[outcome.kind], detail: outcome.message, settle_id: outcome.settleId } };
+    const { status, error } = SETTLE_REFUSALS[outcome.kind];
+    return { status, body: { error, detail: outcome.message, settle_id: outcome.settleId } };
   }
 
   /** A search: one page of results, recorded as one row (details.search); a bad request or page token is recorded and answered 400. */

@@ -150,9 +150,9 @@ export function adjustReservation(limiter: RateLimiter, reservation: Reservation
   const { key, emissionMs, burst } = reservation;
   if (reservation.backend === 'redis') {
     if (limiter.shared === null) return 0;
-    const replicas = reservation.fallbackReplicas;
+    const toleranceMs = reservation.fallbackToleranceMs;
     return limiter.shared.backend.adjust(key, emissionMs, burst, units).then((r) => {
-      if (replicas !== undefined) fallbackFollows(limiter.store, key, r.resetMs, dividedTolerance(emissionMs, burst, replicas), limiter.now());
+      if (toleranceMs !== undefined) fallbackFollows(limiter.store, key, r.resetMs, toleranceMs, limiter.now());
       return r.remaining;
     });
   }
@@ -173,9 +173,10 @@ export interface SharedLimits {
 
 const dividedRates = new WeakMap<LimitRate, Map<number, LimitRate>>();
 
-/** How long a key of the divided rate (dividedRate) takes from empty to its full burst. */
-function dividedTolerance(emissionMs: number, burst: number, replicas: number): number {
-  return replicas <= 1 ? emissionMs * burst : emissionMs * replicas * Math.max(1, Math.floor(burst / replicas));
+/** How long a key of this server's share of `rate` (dividedRate) takes from empty to its whole share. */
+function shareToleranceMs(rate: LimitRate, replicas: number): number {
+  const share = dividedRate(rate, replicas);
+  return share.emissionMs * share.burst;
 }
 
 /**
@@ -296,7 +297,7 @@ export async function applyShared(limits: readonly CompiledLimit[], request: Dec
     }
     // A cost of 0 is kept too: what the call really used is still to be settled.
     if (result.allowed && limit.cost !== null && cost >= 0) {
-      const fallback = backend === 'redis' && limit.onBackendFailure === 'local' ? { fallbackReplicas: shared.replicas } : null;
+      const fallback = backend === 'redis' && limit.onBackendFailure === 'local' ? { fallbackToleranceMs: shareToleranceMs(rate, shared.replicas) } : null;
       (reserved ??= []).push({ limitId: limit.id, key, emissionMs: reportRate.emissionMs, burst: reportRate.burst, units: cost, backend: backend === 'redis' ? 'redis' : 'memory', ...fallback });
     }
     let report: LimitReport = { limit, rate: reportRate, remaining: result.remaining, retryAfterMs: result.retryAfterMs, resetMs: result.resetMs, backend };
@@ -317,7 +318,7 @@ export async function applyShared(limits: readonly CompiledLimit[], request: Dec
       const answer = answers[i] as GcraResult;
       const { key, rate, cost } = checks[i]!;
       const resetMs = givenBack && answer.allowed ? answer.resetMs - cost * rate.emissionMs : answer.resetMs;
-      fallbackFollows(store, key, resetMs, dividedTolerance(rate.emissionMs, rate.burst, shared.replicas), now);
+      fallbackFollows(store, key, resetMs, shareToleranceMs(rate, shared.replicas), now);
     }
   }
   if (givenBack) {

@@ -8,6 +8,8 @@
  * is told so.
  */
 
+import { peerHost } from '../peer-address.js';
+
 /** Units one limit took up front for a decision, and where. */
 export interface Reservation {
   readonly limitId: string;
@@ -18,10 +20,11 @@ export interface Reservation {
   /** Where they were taken: this process's memory, or Redis. */
   readonly backend: 'memory' | 'redis';
   /**
-   * Taken in Redis for a limit whose fallback is `local`: a correction is copied into
-   * the fallback too (see fallbackFollows), dividing by this many replicas. Absent otherwise.
+   * Taken in Redis for a limit whose fallback is `local`: a correction is copied into the
+   * fallback too (see fallbackFollows), whose key takes this long from empty to its whole
+   * share. Absent otherwise.
    */
-  readonly fallbackReplicas?: number;
+  readonly fallbackToleranceMs?: number;
 }
 
 export interface SettleEntry {
@@ -160,19 +163,10 @@ export class SettlementBook {
 /**
  * Whether two callers as the log records them are the same: an identity (a
  * certificate's, `api-key:…`, `jwt:…`) exactly; a peer address by its host (each
- * connection has its own port). Only an IP address and port is a peer address:
- * `jwt:1001` is not the host `jwt` on port 1001.
+ * connection has its own port).
  */
 export function sameCaller(a: string, b: string): boolean {
   if (a === b) return true;
   const host = peerHost(a);
   return host !== null && host === peerHost(b);
-}
-
-/** The host of a peer address (`10.0.0.7:41234`, `[2001:db8::1]:5000`, grpc-js's `2001:db8::1:5000`); null for anything else. */
-function peerHost(caller: string): string | null {
-  const v4 = /^(\d{1,3}(?:\.\d{1,3}){3}):\d{1,5}$/.exec(caller);
-  if (v4 !== null) return v4[1]!;
-  const v6 = /^\[([0-9a-fA-F:.]+)\]:\d{1,5}$/.exec(caller) ?? /^([0-9a-fA-F]*:[0-9a-fA-F:.]*:[0-9a-fA-F.]*):\d{1,5}$/.exec(caller);
-  return v6 === null ? null : v6[1]!.toLowerCase();
 }

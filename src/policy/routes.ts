@@ -1,3 +1,4 @@
+import { INVISIBLE_CHARACTERS } from '../invisible.js';
 import type { AttributeValue, Attributes, RequestContext, Resource } from '../types.js';
 import type { PolicyDiagnostic } from './diagnostic.js';
 import type { RouteSpec } from './schema.js';
@@ -228,7 +229,7 @@ const OUTSIDE_PCHAR = /[^A-Za-z0-9\-._~!$&'()*+,;=:@%\\\u0000]/;
  * `.` or `..` segment, a `;` (path parameters), a backslash, a NUL, bad percent-encoding,
  * a character outside RFC 3986's `pchar` left unencoded (`#`, a space, `é`), and once
  * decoded a control character, `?` or `#`, whitespace or a dot at a name's end, an
- * invisible formatting character, or text Unicode compatibility normalisation changes.
+ * invisible or blank character, or text Unicode compatibility normalisation changes.
  */
 export function splitRequestPath(path: string): string[] | string {
   if (!path.startsWith('/')) return `the path must start with "/": ${JSON.stringify(path.slice(0, 100))}`;
@@ -264,8 +265,8 @@ export function splitRequestPath(path: string): string[] | string {
 
 /** Characters no name in a path should hold once decoded: controls, and the URL's own delimiters `?` and `#`. */
 const CONTROL_OR_DELIMITER = /[\u0000-\u001f\u007f-\u009f?#]/;
-/** Invisible formatting characters (zero-width space and joiners, soft hyphen, byte-order mark, bidi controls). */
-const FORMAT = /\p{Cf}/u;
+/** Characters that show as nothing or as a blank (the list `verdict decisions` and the console escape). */
+const INVISIBLE = new RegExp(`[${INVISIBLE_CHARACTERS}]`, 'u');
 
 /**
  * Why a decoded segment may name something else to an upstream than to the rules, or
@@ -284,7 +285,7 @@ function unclearSegment(segment: string): string | null {
   if (segment.endsWith('.')) return 'a dot at the end of a name';
   // ASCII is unchanged by normalisation: only other text is looked at.
   if (/[^\u0000-\u007f]/.test(segment)) {
-    if (FORMAT.test(segment)) return 'an invisible formatting character';
+    if (INVISIBLE.test(segment)) return 'an invisible or blank character';
     if (segment.normalize('NFKC') !== segment) return `characters Unicode normalisation changes (read as ${JSON.stringify(segment.normalize('NFKC'))})`;
   }
   return null;
