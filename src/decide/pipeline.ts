@@ -158,7 +158,7 @@ export class DecisionPipeline {
    * @throws (rejects) VerdictError DECISION_LOG_UNAVAILABLE when it cannot be recorded: what was corrected is
    *   taken back (as far as the backend takes it) and the decision stays open
    */
-  async settle(decisionId: string, actualUnits: number, meta: CallMeta, unreadable?: string): Promise<SettleOutcome> {
+  async settle(decisionId: string, actualUnits: number | undefined, meta: CallMeta, unreadable?: string): Promise<SettleOutcome> {
     const started = performance.now();
     const policyVersion = this.policies.current.version;
     let problem: { kind: 'invalid' | 'unknown' | 'expired' | 'settled-already' | 'settling'; message: string } | null = null;
@@ -166,6 +166,9 @@ export class DecisionPipeline {
       problem = { kind: 'invalid', message: unreadable };
     } else if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(decisionId)) {
       problem = { kind: 'invalid', message: 'decision_id: expected the decision id a Check answered (a UUID)' };
+    } else if (actualUnits === undefined) {
+      // Read as 0 it would hand the caller back its whole reservation.
+      problem = { kind: 'invalid', message: 'actual_units: missing; send the units the call really used (0 if it used none)' };
     } else if (!Number.isFinite(actualUnits) || actualUnits < 0 || actualUnits > MAX_SETTLE_UNITS) {
       problem = { kind: 'invalid', message: `actual_units: expected a number from 0 to ${MAX_SETTLE_UNITS}` };
     }
@@ -175,7 +178,7 @@ export class DecisionPipeline {
     else if (entry === 'settled') problem = { kind: 'settled-already', message: `decision ${decisionId} is already settled` };
     else if (entry === 'settling') problem = { kind: 'settling', message: `another Settle of decision ${decisionId} has not answered yet; retry once it has (it may leave the decision open)` };
     const settleId = newDecisionId(Date.now());
-    if (problem !== null || entry === null || typeof entry === 'string') {
+    if (problem !== null || entry === null || typeof entry === 'string' || actualUnits === undefined) {
       const refusal = problem ?? { kind: 'invalid' as const, message: 'not settled' };
       await this.log.append(settleRecord(settleId, meta, policyVersion, started, null, decisionId, actualUnits, refusal.message));
       return { kind: refusal.kind, settleId, message: refusal.message };
@@ -575,7 +578,7 @@ interface Decided {
 }
 
 /** The row of a Settle: `settle` on the decision's resource, allowed when corrected, else refused with why. */
-function settleRecord(settleId: string, meta: CallMeta, policyVersion: string, started: number, entry: { principalId: string; resourceType: string; resourceId: string; reservations: readonly Reservation[] } | null, decisionId: string, actualUnits: number, refusal: string | null): DecisionRecord {
+function settleRecord(settleId: string, meta: CallMeta, policyVersion: string, started: number, entry: { principalId: string; resourceType: string; resourceId: string; reservations: readonly Reservation[] } | null, decisionId: string, actualUnits: number | undefined, refusal: string | null): DecisionRecord {
   const now = Date.now();
   return {
     decisionId: settleId,
@@ -596,7 +599,7 @@ function settleRecord(settleId: string, meta: CallMeta, policyVersion: string, s
     details: {
       settle: {
         decisionId,
-        actualUnits: Number.isFinite(actualUnits) ? actualUnits : String(actualUnits),
+        ...(actualUnits === undefined ? {} : { actualUnits: Number.isFinite(actualUnits) ? actualUnits : String(actualUnits) }),
         ...(entry === null ? {} : { limits: entry.reservations.map((r) => ({ id: r.limitId, reservedUnits: r.units })) }),
       },
     },

@@ -298,13 +298,14 @@ export class AuthZenEndpoint {
       return { status: 403, body: { error: 'forbidden', detail: refusal, settle_id: outcome.settleId } };
     }
     let decisionId = '';
-    let actualUnits = Number.NaN;
+    let actualUnits: number | undefined;
     let stray: string | null = null;
     if (body !== null && typeof body === 'object' && !Array.isArray(body)) {
       const fields = body as Record<string, unknown>;
       stray = Object.keys(fields).find((name) => !SETTLE_MEMBERS.has(name)) ?? null;
       if (typeof fields['decision_id'] === 'string') decisionId = fields['decision_id'];
-      if (typeof fields['actual_units'] === 'number') actualUnits = fields['actual_units'];
+      // Absent is refused as missing, any other type as not a number: neither is read as 0.
+      if ('actual_units' in fields) actualUnits = typeof fields['actual_units'] === 'number' ? fields['actual_units'] : Number.NaN;
     }
     // A member it does not know makes the settle unreadable; recorded as a refused Settle like any other.
     const outcome = await this.pipeline.settle(stray === null ? decisionId : '', stray === null ? actualUnits : Number.NaN, call, stray === null ? undefined : `${stray}: not a member of a settle; send decision_id and actual_units`);

@@ -86,7 +86,8 @@ describe('AuthZEN: POST /access/v1/settle', () => {
     expect(decision).toBe(true);
     for (const [body, detail] of [
       [{ decision_id: decisionId, actualUnits: 5 }, 'actualUnits: not a member of a settle; send decision_id and actual_units'],
-      [{ decision_id: decisionId }, /^actual_units: expected a number from 0 to/],
+      [{ decision_id: decisionId }, 'actual_units: missing; send the units the call really used (0 if it used none)'],
+      [{ decision_id: decisionId, actual_units: null }, /^actual_units: expected a number from 0 to/],
       [{ decision_id: decisionId, actual_units: '5' }, /^actual_units: expected a number from 0 to/],
       [{ decision_id: decisionId, actual_units: -1 }, /^actual_units: expected a number from 0 to/],
       [{ decision_id: 'd1', actual_units: 5 }, /^decision_id: expected the decision id/],

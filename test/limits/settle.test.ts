@@ -118,6 +118,23 @@ for (const backend of ['memory', 'redis'] as const) {
       expect(rows.some((r) => r.effect === 'DENY' && r.errors[0]?.message.includes('already settled'))).toBe(true);
     });
 
+    it('refuses a Settle that leaves out actual_units, rather than reading it as 0 and giving the reservation back', async () => {
+      const call = await generate('una', 6000);
+      expect(call).toMatchObject({ effect: 'EFFECT_ALLOW', remaining: '4000' });
+      let refused: ServiceError | undefined;
+      await server().client.call('Authorization', 'Settle', { decisionId: call.decisionId }).catch((error: ServiceError) => (refused = error));
+      expect(refused?.code).toBe(3); // INVALID_ARGUMENT
+      expect(refused?.details).toBe('actual_units: missing; send the units the call really used (0 if it used none)');
+      // Nothing came back, and the decision is still open: settled at 0 when the units are sent.
+      expect(await generate('una', 6000)).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_RATE_LIMIT' });
+      expect(await settle(call.decisionId, 0)).toMatchObject({ reservedUnits: 6000, actualUnits: 0, remaining: '10000' });
+      const rows = queryDecisions(join(dir(), 'decisions.db'), { action: 'settle', limit: 10 });
+      expect(rows.map((r) => [r.effect, r.errors[0]?.message ?? null])).toEqual(expect.arrayContaining([
+        ['DENY', 'actual_units: missing; send the units the call really used (0 if it used none)'],
+        ['ALLOW', null],
+      ]));
+    });
+
     it('settles a call that reserved nothing (max_tokens: 0), so what it really used is still charged', async () => {
       const free = await generate('sol', 0);
       expect(free).toMatchObject({ effect: 'EFFECT_ALLOW', limitId: 'tokens-per-day', remaining: '10000' });

@@ -26,8 +26,8 @@ export interface AuthorizationHandlers {
    * Rejects with BatchRefused (answered INVALID_ARGUMENT) for a batch refused whole, its refusal recorded.
    */
   checkBatch(inputs: readonly CheckInput[], meta: CallMeta, options?: BatchOptions): Awaitable<readonly CheckResult[]>;
-  /** Corrects a decision's cost budget (recorded either way); absent: Settle is UNIMPLEMENTED. */
-  settle?(decisionId: string, actualUnits: number, meta: CallMeta): Awaitable<SettleOutcome>;
+  /** Corrects a decision's cost budget (recorded either way); absent: Settle is UNIMPLEMENTED. `actualUnits` undefined: not sent (refused). */
+  settle?(decisionId: string, actualUnits: number | undefined, meta: CallMeta): Awaitable<SettleOutcome>;
 }
 
 /** One page of ListDecisions. */

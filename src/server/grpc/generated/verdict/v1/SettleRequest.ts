@@ -5,10 +5,12 @@ export interface SettleRequest {
   'decisionId'?: (string);
   'actualUnits'?: (number | string);
   'requestId'?: (string);
+  '_actualUnits'?: "actualUnits";
 }
 
 export interface SettleRequest__Output {
   'decisionId': (string);
-  'actualUnits': (number);
+  'actualUnits'?: (number);
   'requestId': (string);
+  '_actualUnits'?: "actualUnits";
 }
