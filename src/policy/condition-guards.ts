@@ -11,7 +11,14 @@ import { RE2JS } from 're2js';
 //   running for seconds. A condition over budget is an error,
 //   whatever it evaluated to, and an erring condition fails closed (engine/evaluate.ts).
 //
-// Both work on the parsed expression (its AST), between the library's parse and check.
+// - Comparisons across types: CEL's `==`, `!=` and `in` answer false for values of
+//   different types, so a deny written `resource.attributes.env == "production"` would
+//   be lifted by sending `env: ["production"]` (or `{"name": "production"}`, or `1`
+//   where the policy compares a string). Such a comparison is an error here, and an
+//   erring condition fails closed. Comparing with `null` stays allowed (`x != null`).
+//
+// All work on the parsed expression (its AST), between the library's parse and check
+// (the budget and the comparison guard once it is checked, when every node has its handler).
 
 /**
  * The name `.matches(…)` calls are bound to. The library registers its own
@@ -230,4 +237,92 @@ export function withinBudget<A, T>(run: (input: A) => T, input: A): T {
   }
   if (exceeded) throw exceeded;
   return result;
+}
+
+// ------------------------------------------------------------------ comparisons across types
+
+/** A comparison of values of different types: the request holds another type than the condition expects. */
+export class ConditionTypeMismatch extends Error {
+  constructor(operator: string, left: string, right: string) {
+    super(`cannot compare a ${left} with a ${right} (${operator}): the request holds another type than the condition expects; it fails closed`);
+    this.name = 'ConditionTypeMismatch';
+  }
+}
+
+type ValueKind = 'string' | 'bool' | 'number' | 'list' | 'map' | 'bytes' | 'null' | 'other';
+
+function kindOf(value: unknown): ValueKind {
+  switch (typeof value) {
+    case 'string':
+      return 'string';
+    case 'boolean':
+      return 'bool';
+    case 'number':
+    case 'bigint':
+      return 'number';
+    case 'undefined':
+      return 'null';
+    case 'object': {
+      if (value === null) return 'null';
+      if (Array.isArray(value) || value instanceof Set) return 'list';
+      if (value instanceof Uint8Array) return 'bytes';
+      const prototype: unknown = Object.getPrototypeOf(value);
+      if (value instanceof Map || prototype === Object.prototype || prototype === null) return 'map';
+      // The library's uint is an object whose value is a bigint.
+      if (typeof (value as { valueOf(): unknown }).valueOf() === 'bigint') return 'number';
+      return 'other';
+    }
+    default:
+      return 'other';
+  }
+}
+
+/** Kinds that never compare equal to one another; null and the library's own types (timestamps, types) are left to CEL. */
+const comparable = (kind: ValueKind): boolean => kind !== 'null' && kind !== 'other';
+
+/** The one kind every element has, or null for none (empty) or several. */
+function elementKind(items: Iterable<unknown>): ValueKind | null {
+  let kind: ValueKind | null = null;
+  for (const item of items) {
+    const k = kindOf(item);
+    if (kind === null) kind = k;
+    else if (k !== kind) return null;
+  }
+  return kind;
+}
+
+/** Throws when `left op right` would compare values of different types (see the header). */
+function checkComparison(op: string, left: unknown, right: unknown): void {
+  const leftKind = kindOf(left);
+  if (!comparable(leftKind)) return;
+  if (op === 'in') {
+    if (Array.isArray(right) || right instanceof Set) {
+      const kind = elementKind(right);
+      if (kind !== null && comparable(kind) && kind !== leftKind) throw new ConditionTypeMismatch('in', leftKind, `list of ${kind}s`);
+    } else if (right instanceof Map) {
+      const kind = elementKind(right.keys());
+      if (kind !== null && comparable(kind) && kind !== leftKind) throw new ConditionTypeMismatch('in', leftKind, `map with ${kind} keys`);
+    } else if (kindOf(right) === 'map' && leftKind !== 'string') {
+      // An object's keys are strings: a list or number would be looked up as its text.
+      throw new ConditionTypeMismatch('in', leftKind, 'map with string keys');
+    }
+    return;
+  }
+  const rightKind = kindOf(right);
+  if (comparable(rightKind) && rightKind !== leftKind) throw new ConditionTypeMismatch(op, leftKind, rightKind);
+}
+
+const COMPARISONS = new Set(['==', '!=', 'in']);
+
+/** Makes every `==`, `!=` and `in` of a type-checked expression refuse values of different types. */
+export function guardComparisons(ast: unknown): void {
+  walk(ast, (node) => {
+    if (typeof node.handle !== 'function' || !COMPARISONS.has(node.op)) return;
+    const run = node.handle;
+    const op = node.op;
+    node.handle = (left: unknown, right: unknown, ...rest: unknown[]) => {
+      checkComparison(op, left, right);
+      return run(left, right, ...rest);
+    };
+  });
 }

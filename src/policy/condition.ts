@@ -1,7 +1,7 @@
 import { Environment } from '@marcbachmann/cel-js';
 import { SharedCompiled } from './shared-compiled.js';
 import { didYouMean } from './suggest.js';
-import { RE2_MATCHES, bindMatches, applyBudget, re2Matches, withinBudget } from './condition-guards.js';
+import { RE2_MATCHES, bindMatches, applyBudget, guardComparisons, re2Matches, withinBudget } from './condition-guards.js';
 
 export { DEFAULT_CONDITION_BUDGET, getConditionBudget, setConditionBudget } from './condition-guards.js';
 
@@ -131,6 +131,7 @@ function compileUncached(expression: string): CompiledCondition {
     return { ok: false, message: `a condition must be true or false, but this one is of type ${typed.type}`, offset: null };
   }
   const evaluate = parsed as unknown as Condition;
+  guardComparisons(parsed.ast);
   // A condition that works on lists runs within the budget (condition-guards.ts); one that does not costs at most its size.
   if (applyBudget(parsed.ast) === 0) return { ok: true, evaluate };
   return { ok: true, evaluate: (input) => withinBudget(evaluate, input) };
@@ -156,6 +157,7 @@ export function compileExpression(expression: string, expected: readonly string[
     return { ok: false, message: `expected an expression of type ${expected.join(' or ')}, but this one is of type ${type}`, offset: null };
   }
   const evaluate = parsed as unknown as Condition;
+  guardComparisons(parsed.ast);
   if (applyBudget(parsed.ast) === 0) return { ok: true, evaluate };
   return { ok: true, evaluate: (input) => withinBudget(evaluate, input) };
 }
