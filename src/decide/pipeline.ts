@@ -3,7 +3,7 @@
 
 import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionDetails, DecisionRecord } from '../decisions/record.js';
-import { completeRequest, directorySources, type DirectorySources } from '../engine/complete.js';
+import { completeRequest, directorySources, spelledOtherwise, type DirectorySources } from '../engine/complete.js';
 import { evaluateAsServed, isSchemaRefusal } from '../engine/schema-checked.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { callerGroup } from '../decisions/caller-group.js';
@@ -451,7 +451,10 @@ export class DecisionPipeline {
       const suspension = this.suspensions.active(request.principal.id);
       if (suspension !== undefined) return refusalDecision(suspended(suspension), policySet.version);
     }
-    return evaluateAsServed(policySet, completeRequest(policySet, this.meter.heldNullMembers() ? withoutNullMembers(request) : request));
+    const asked = this.meter.heldNullMembers() ? withoutNullMembers(request) : request;
+    const spelling = spelledOtherwise(policySet, asked);
+    if (spelling !== null) return refusalDecision(invalidRequest(spelling), policySet.version);
+    return evaluateAsServed(policySet, completeRequest(policySet, asked));
   }
 
   /** decide → record → answer. `decidingFrom` times the decision for the log, `callFrom` the call for the observers. */
@@ -480,6 +483,13 @@ export class DecisionPipeline {
     if (this.suspensions !== null && this.suspensions.size > 0) {
       const suspension = this.suspensions.active(asked.principal.id);
       if (suspension !== undefined) return { request: asked, decision: { ...refusalDecision(suspended(suspension), policySet.version), suspension } };
+    }
+    // A request naming a principal or resource the directories list under another spelling is refused, not decided without their facts.
+    const spelling = spelledOtherwise(policySet, asked);
+    if (spelling !== null) {
+      const refused = refusalDecision(invalidRequest(spelling), policySet.version);
+      const shadow = this.shadow === null ? undefined : this.shadowOf(refused, shadowAsked ?? { set: this.shadow.current, input: asked });
+      return { request: asked, decision: shadow === undefined ? refused : { ...refused, shadow } };
     }
     // A request naming a principal or resource the directories know is decided (and limited, and recorded) with their facts.
     const request = completeRequest(policySet, asked);
@@ -512,7 +522,7 @@ export class DecisionPipeline {
     try {
       const input = asked.input;
       // The shadow set's own attribute schema applies, as it would if it were served.
-      shadow = input === null ? shadowError(asked.set) : input instanceof RefusedRequest ? refusalDecision(input.refusal, asked.set.version) : evaluateAsServed(asked.set, completeRequest(asked.set, input));
+      shadow = input === null ? shadowError(asked.set) : input instanceof RefusedRequest ? refusalDecision(input.refusal, asked.set.version) : shadowDecision(asked.set, input);
     } catch {
       shadow = shadowError(asked.set);
     }
@@ -604,6 +614,12 @@ function settleRecord(settleId: string, meta: CallMeta, policyVersion: string, s
       },
     },
   };
+}
+
+/** What the shadow set would answer, refusing an id spelled otherwise than its directory lists it as the live set does. */
+function shadowDecision(set: PolicySet, input: DecisionRequest): Decision {
+  const spelling = spelledOtherwise(set, input);
+  return spelling === null ? evaluateAsServed(set, completeRequest(set, input)) : refusalDecision(invalidRequest(spelling), set.version);
 }
 
 /** A rule allow after the limits: refused, or carrying the tightest limit's state (and the cost reserved, for Settle). */

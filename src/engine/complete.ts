@@ -110,6 +110,29 @@ export function completeRequest(policySet: PolicySet, request: DecisionRequest):
   return { principal: completedP, action: request.action, resource: completedR, context: request.context };
 }
 
+/**
+ * Why a request must not be decided as sent: it names a principal or resource that
+ * the directories list under another spelling (`LEO` for `leo`, `credit-risk-v2 ` for
+ * `credit-risk-v2`). Decided as sent it would go without the directory's facts (a
+ * contractor's `restricted` model without `restricted`, a principal without the roles
+ * the directory grants instead of the ones it claims), while whatever acts on the
+ * decision may read the id leniently and act on the listed one. Null when the request
+ * names either as listed, or nothing a directory entry folds to.
+ */
+export function spelledOtherwise(policySet: PolicySet, request: DecisionRequest): string | null {
+  const directory = policySet.directory;
+  if (directory.empty) return null;
+  const principal = directory.principalSpelledOtherwise(request.principal.id);
+  if (principal !== undefined) return otherSpelling('principal', request.principal.id, principal);
+  const resource = directory.resourceSpelledOtherwise(request.resource.type, request.resource.id);
+  if (resource !== undefined) return otherSpelling(request.resource.type, request.resource.id, resource);
+  return null;
+}
+
+function otherSpelling(what: string, sent: string, listed: string): string {
+  return `the ${what} ${JSON.stringify(sent)} differs from the directory's ${JSON.stringify(listed)} only in case, spacing or Unicode form: whatever reads it leniently would act on ${JSON.stringify(listed)}, decided without its directory facts; send the id as the directory spells it`;
+}
+
 function overriddenKeys(sent: Attributes, keys: readonly string[], precedence: DirectoryPrecedence): string[] {
   return keys.filter((key) => key in sent && !precedence.requestWins.has(key));
 }

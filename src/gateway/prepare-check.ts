@@ -114,13 +114,8 @@ export function prepareCheck(policySet: PolicySet, request: GatewayRequest, auth
         extensions: request.extensions,
       };
       routed = match.route.resolve(facts, match.params);
+      // An id the directory lists under another spelling is refused by the decide core, as on every transport.
       if (routed.refusal !== undefined) routeRefusal = unroutable(routed.refusal);
-      else if (!policySet.directory.empty) {
-        const known = policySet.directory.resourceSpelledOtherwise(routed.resource.type, routed.resource.id);
-        if (known !== undefined) {
-          routeRefusal = unroutable(`the ${routed.resource.type} ${JSON.stringify(routed.resource.id)} differs from the directory's ${JSON.stringify(known)} only in case: an upstream that ignores case would act on ${JSON.stringify(known)}; send its id as the directory spells it`);
-        }
-      }
     } else if (match.kind === 'invalid') {
       routed = unrouted(method);
       routeRefusal = unroutable(match.message);

@@ -1,3 +1,4 @@
+import { INVISIBLE_CHARACTERS } from '../invisible.js';
 import type { Attributes, Principal, Resource } from '../types.js';
 
 /**
@@ -50,10 +51,22 @@ export const DEFAULT_PRECEDENCE: DirectoryPrecedence = Object.freeze({ roles: 'd
 const NO_PRINCIPALS: ReadonlyMap<string, DirectoryPrincipal> = new Map();
 const NO_RESOURCES: ReadonlyMap<string, ReadonlyMap<string, DirectoryResource>> = new Map();
 
-/** An id as a reader that ignores case (and Unicode compatibility forms) reads it. */
+const INVISIBLE = new RegExp(`[${INVISIBLE_CHARACTERS}]`, 'gu');
+
+/**
+ * An id as a lenient reader reads it: ignoring case, whitespace at either end,
+ * invisible characters and Unicode compatibility forms (a fullwidth `ｃ` is `c`).
+ */
 function folded(id: string): string {
-  // ASCII is unchanged by normalisation: only other text pays for it.
-  return (/[^\u0000-\u007f]/.test(id) ? id.normalize('NFKC') : id).toLowerCase();
+  // ASCII is unchanged by normalisation and holds no invisible character: only other text pays for them.
+  return (/[^\u0000-\u007f]/.test(id) ? id.normalize('NFKC').replace(INVISIBLE, '') : id).trim().toLowerCase();
+}
+
+/** Folded id → the id as the directory spells it. */
+function foldedIndex(ids: Iterable<string>): ReadonlyMap<string, string> {
+  const index = new Map<string, string>();
+  for (const id of ids) index.set(folded(id), id);
+  return index;
 }
 
 export class Directory {
@@ -61,6 +74,8 @@ export class Directory {
 
   /** True when neither directory has an entry: requests are decided as sent. */
   readonly empty: boolean;
+  /** Principal ids by folded id (see `principalSpelledOtherwise`). */
+  private readonly foldedPrincipals: ReadonlyMap<string, string>;
   /** Resource ids by type, then by folded id (see `resourceSpelledOtherwise`). */
   private readonly foldedResources: ReadonlyMap<string, ReadonlyMap<string, string>>;
 
@@ -76,12 +91,9 @@ export class Directory {
     readonly resourcePrecedence: DirectoryPrecedence,
   ) {
     this.empty = principals.size === 0 && resourceCount === 0;
-    const byType = new Map<string, Map<string, string>>();
-    for (const [type, entries] of resources) {
-      const ids = new Map<string, string>();
-      for (const id of entries.keys()) ids.set(folded(id), id);
-      byType.set(type, ids);
-    }
+    this.foldedPrincipals = foldedIndex(principals.keys());
+    const byType = new Map<string, ReadonlyMap<string, string>>();
+    for (const [type, entries] of resources) byType.set(type, foldedIndex(entries.keys()));
     this.foldedResources = byType;
     Object.freeze(this);
   }
@@ -95,15 +107,25 @@ export class Directory {
   }
 
   /**
-   * The id of the directory's resource that `id` names to a reader ignoring case, when
-   * `id` is not itself in the directory (`CREDIT-RISK-V2` for `credit-risk-v2`);
-   * undefined otherwise. Decided as sent, such an id is an unknown resource without the
-   * directory's facts, while an upstream that looks ids up without regard to case
-   * (many SQL collations) serves the known one.
+   * The id of the directory's resource that `id` names to a lenient reader (see
+   * `folded`), when `id` is not itself in the directory (`CREDIT-RISK-V2` or
+   * `credit-risk-v2 ` for `credit-risk-v2`); undefined otherwise. Decided as sent, such
+   * an id is an unknown resource without the directory's facts, while an upstream that
+   * looks ids up without regard to case (many SQL collations) serves the known one.
    */
   resourceSpelledOtherwise(type: string, id: string): string | undefined {
     const entries = this.resources.get(type);
     if (entries === undefined || entries.has(id)) return undefined;
     return this.foldedResources.get(type)?.get(folded(id));
+  }
+
+  /**
+   * The same for principals (`LEO` for `leo`): decided as sent, such an id would go
+   * without the roles and attributes the directory gives the one an identity provider
+   * or upstream reading it leniently takes it for.
+   */
+  principalSpelledOtherwise(id: string): string | undefined {
+    if (this.principals.size === 0 || this.principals.has(id)) return undefined;
+    return this.foldedPrincipals.get(folded(id));
   }
 }
