@@ -9,7 +9,7 @@ import { roleHoldersFor, type RoleGraph } from './stages/roles.js';
 import { readsPrincipalRoles, seeingEffectiveRoles } from './effective-roles.js';
 import { compileWhen, typedMatchers, type Typing } from './stages/rules.js';
 import type { Located } from './stages/state.js';
-import { checkReferences, didYouMean, expandVariables, variableReferences, type VariableTable } from './variables.js';
+import { checkReferences, didYouMean, expandVariables, expansionProblem, variableReferences, type VariableTable } from './variables.js';
 
 /** A rate and burst: `count` units per `periodMs`, up to `burst` at once from rest. */
 export interface LimitRate {
@@ -92,6 +92,11 @@ function compileExpr(text: string, expected: readonly string[], where: Located<u
   const hasVariables = variableReferences(text).length > 0;
   if (hasVariables) {
     if (!checkReferences(text, new Set(variables.expansions.keys()), { source: where.source, path }, diagnostics)) return null;
+    const tooLong = expansionProblem(text, variables.expansions);
+    if (tooLong !== null) {
+      diagnostics.push(diagnosticAt(where.source, path, `${what} is ${tooLong}`));
+      return null;
+    }
     text = expandVariables(text, variables.expansions);
   }
   const compiled = compileExpression(text, expected);

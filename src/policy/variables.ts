@@ -116,10 +116,31 @@ export function checkReferences(text: string, known: ReadonlySet<string>, site: 
   return ok;
 }
 
-/** `text` with every `variables.<name>` replaced by its definition in parentheses. */
+/**
+ * The longest text a condition may become once its variables are put in: as long as
+ * the largest policy file. Each reference copies its variable's whole text, so a few
+ * variables doubling one another, read a thousand times, would otherwise build
+ * gigabytes before anything could refuse them.
+ */
+export const MAX_EXPANDED_LENGTH = 8 * 1024 * 1024;
+
+/** Why `text` cannot have its variables put in (it would grow past MAX_EXPANDED_LENGTH), or null. */
+export function expansionProblem(text: string, expansions: ReadonlyMap<string, string>): string | null {
+  let length = text.length;
+  for (const ref of variableReferences(text)) {
+    length += (expansions.get(ref.name)?.length ?? 0) - (ref.end - ref.start);
+    if (length > MAX_EXPANDED_LENGTH) {
+      return `too long once its variables are put in (past ${MAX_EXPANDED_LENGTH} characters by the time variables.${ref.name} is): each reference copies the variable's whole text; read a variable fewer times, or split the condition`;
+    }
+  }
+  return null;
+}
+
+/** `text` with every `variables.<name>` replaced by its definition in parentheses; check `expansionProblem` first. */
 export function expandVariables(text: string, expansions: ReadonlyMap<string, string>): string {
   const refs = variableReferences(text);
   if (refs.length === 0) return text;
+  if (expansionProblem(text, expansions) !== null) throw new RangeError(`a condition would grow past ${MAX_EXPANDED_LENGTH} characters once its variables are put in`);
   let out = '';
   let last = 0;
   for (const ref of refs) {
@@ -195,6 +216,12 @@ export function buildVariableTable(variables: readonly LocatedVariable[], diagno
       }
     }
     if (!ok) {
+      failed.add(name);
+      return null;
+    }
+    const tooLong = expansionProblem(text, expansions);
+    if (tooLong !== null) {
+      diagnostics.push(diagnosticAt(variable.source, exprPath, `variable "${name}" is ${tooLong}`));
       failed.add(name);
       return null;
     }

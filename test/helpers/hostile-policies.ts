@@ -109,6 +109,31 @@ export const HOSTILE_CASES: readonly HostileCase[] = [
     },
     diagnostic: /bulk-5\.json:1:1: cannot read file: the policy set passes 256 MiB with this file/,
   },
+  {
+    name: 'a chain of 5,000 roles, each inheriting the one before (12.5 million inherited roles to hold)',
+    files: ['chain.yaml'],
+    write: (dir) => {
+      const roles = Array.from({ length: 5000 }, (_, i) => (i === 0 ? '  - name: r0\n' : `  - name: r${i}\n    inherits: [r${i - 1}]\n`));
+      writeFileSync(join(dir, 'chain.yaml'), `kind: roles\nroles:\n${roles.join('')}`);
+    },
+    // r33 heads a chain of 33 levels; its inherits are on line 5 + 2 × 32.
+    diagnostic: /chain\.yaml:69:\d+: role "r33" inherits through more than 32 levels of roles: flatten the hierarchy/,
+  },
+  {
+    name: 'thirty layers of fifty roles, each inheriting the whole layer below',
+    files: ['dense.yaml'],
+    write: (dir) => {
+      const roles: string[] = [];
+      for (let layer = 0; layer < 30; layer++) {
+        for (let i = 0; i < 50; i++) {
+          const below = layer === 0 ? '' : `\n    inherits: [${Array.from({ length: 50 }, (_, j) => `d${layer - 1}x${j}`).join(', ')}]`;
+          roles.push(`  - name: d${layer}x${i}${below}\n`);
+        }
+      }
+      writeFileSync(join(dir, 'dense.yaml'), `kind: roles\nroles:\n${roles.join('')}`);
+    },
+    diagnostic: /dense\.yaml:\d+:\d+: the roles inherit too densely: resolving them went past 2000000 inherited roles and inheritances/,
+  },
 ];
 
 /** A named pipe with a policy file's name: reading it would wait for a writer for ever. */

@@ -109,6 +109,19 @@ rules:
     has(/^variables\.yaml:13:5: a variable has either "expr"/);
   });
 
+  it('a condition that would grow past the largest policy file once its variables are put in is refused at its line, before it is built', () => {
+    // Each variable reads the one before twice: v14 is about a million characters, and 2,000 references to it would be two billion.
+    const doubling = Array.from({ length: 15 }, (_, i) => (i === 0 ? '  - name: v0\n    expr: principal.attributes.a == 1\n' : `  - name: v${i}\n    expr: variables.v${i - 1} && variables.v${i - 1}\n`)).join('');
+    const dir = writePolicyDir({
+      'variables.yaml': `kind: variables\nvariables:\n${doubling}`,
+      'rules.yaml': `kind: rules\nrules:\n  - id: r\n    effect: allow\n    actions: [read]\n    when: ${Array.from({ length: 2000 }, () => 'variables.v14').join(' || ')}\n`,
+    });
+    const text = diagnosticsOf(dir).map(formatDiagnostic);
+    expect(text, text.join('\n')).toEqual([
+      "rules.yaml:6:11: condition is too long once its variables are put in (past 8388608 characters by the time variables.v14 is): each reference copies the variable's whole text; read a variable fewer times, or split the condition (at rules[0].when)",
+    ]);
+  });
+
   it('a non-boolean constant used as a whole condition is a validation error', () => {
     const dir = writePolicyDir({
       'variables.yaml': 'kind: variables\nvariables:\n  - name: who\n    value: alice\n',

@@ -67,10 +67,25 @@ export function buildRoleGraph(roles: Iterable<Located<Checked<RoleSpec>>>, diag
     inherits.set(name, parents);
   }
   const effective = new Map<string, string[]>();
+  const depths = inheritanceDepths(inherits);
+  let inheritanceWork = 0;
+  let overTotal = false;
   for (const [name, parents] of inherits) {
+    const depth = depths.get(name) ?? 0;
+    if (depth > MAX_INHERITANCE_DEPTH || overTotal) {
+      // Resolving it would cost more than a policy may ask for; the set is refused, and later stages see the role alone.
+      if (depth === MAX_INHERITANCE_DEPTH + 1) {
+        const { where } = firstSeen.get(name)!;
+        diagnostics.push(diagnosticAt(where.source, [...where.path, 'inherits'], `role "${name}" inherits through more than ${MAX_INHERITANCE_DEPTH} levels of roles: flatten the hierarchy (a role may inherit several roles directly)`));
+      }
+      effective.set(name, [name]);
+      continue;
+    }
     const seen = new Set<string>([name]);
     const stack = [...parents];
-    while (stack.length > 0) {
+    // Every role reached and every inheritance followed counts, so a dense hierarchy stops before it costs seconds.
+    inheritanceWork += parents.length;
+    while (stack.length > 0 && inheritanceWork <= MAX_INHERITANCE_WORK) {
       const parent = stack.pop() as string;
       if (parent === name) {
         const { where } = firstSeen.get(name)!;
@@ -79,7 +94,16 @@ export function buildRoleGraph(roles: Iterable<Located<Checked<RoleSpec>>>, diag
       }
       if (seen.has(parent)) continue;
       seen.add(parent);
-      stack.push(...(inherits.get(parent) ?? []));
+      const grand = inherits.get(parent) ?? [];
+      inheritanceWork += 1 + grand.length;
+      stack.push(...grand);
+    }
+    if (inheritanceWork > MAX_INHERITANCE_WORK) {
+      const { where } = firstSeen.get(name)!;
+      diagnostics.push(diagnosticAt(where.source, [...where.path, 'inherits'], `the roles inherit too densely: resolving them went past ${MAX_INHERITANCE_WORK} inherited roles and inheritances, counted over all roles, at role "${name}" (each role keeps every role it inherits, so a dense hierarchy grows as the square of its size); inherit fewer roles`));
+      overTotal = true;
+      effective.set(name, [name]);
+      continue;
     }
     effective.set(name, [...seen].sort());
   }
@@ -88,6 +112,49 @@ export function buildRoleGraph(roles: Iterable<Located<Checked<RoleSpec>>>, diag
   const graph = new Map<string, RoleEntry>();
   for (const [name, parents] of inherits) graph.set(name, { inherits: parents, effective: effective.get(name)!, holders: holders.get(name)! });
   return graph;
+}
+
+/** The deepest chain of inheritance a role may head. Real hierarchies are a handful of levels deep. */
+export const MAX_INHERITANCE_DEPTH = 32;
+
+/**
+ * How many inherited roles and inheritances resolving all roles may go through. Each
+ * role keeps the list of every role it inherits (what a decision reads), so 5,000
+ * roles each inheriting the one before would hold 12.5 million entries and block a
+ * reload for seconds; layers of roles each inheriting the whole layer below cost more.
+ */
+export const MAX_INHERITANCE_WORK = 2_000_000;
+
+/**
+ * The longest chain of parents above each role (0 for a role inheriting none), without
+ * recursion (a chain can be as long as the file allows). A parent on the current path
+ * (a cycle, reported elsewhere) or not defined counts as no further level.
+ */
+function inheritanceDepths(inherits: ReadonlyMap<string, readonly string[]>): Map<string, number> {
+  const depths = new Map<string, number>();
+  const onPath = new Set<string>();
+  for (const root of inherits.keys()) {
+    if (depths.has(root)) continue;
+    const path: { name: string; next: number }[] = [{ name: root, next: 0 }];
+    onPath.add(root);
+    while (path.length > 0) {
+      const top = path[path.length - 1]!;
+      const parents = inherits.get(top.name) ?? [];
+      if (top.next < parents.length) {
+        const parent = parents[top.next++]!;
+        if (depths.has(parent) || onPath.has(parent) || !inherits.has(parent)) continue;
+        onPath.add(parent);
+        path.push({ name: parent, next: 0 });
+        continue;
+      }
+      let depth = 0;
+      for (const parent of parents) depth = Math.max(depth, (depths.get(parent) ?? -1) + 1);
+      depths.set(top.name, depth);
+      onPath.delete(top.name);
+      path.pop();
+    }
+  }
+  return depths;
 }
 
 /** The roles as the policy set exposes them. */

@@ -1,6 +1,6 @@
 import { checkExpression, compileCondition, type Condition } from '../condition.js';
 import { readsPrincipalRoles, seeingEffectiveRoles } from '../effective-roles.js';
-import { checkReferences, expandVariables, variableReferences, type VariableTable } from '../variables.js';
+import { checkReferences, expandVariables, expansionProblem, variableReferences, type VariableTable } from '../variables.js';
 import type { PolicyDiagnostic } from '../diagnostic.js';
 import { attributeMatchers, idMatcher, type AttributeBlocks, type AttributeMatcher } from '../matcher.js';
 import { valueProblem, type AttributeSchemas, type AttributeType } from '../attribute-schema.js';
@@ -155,6 +155,11 @@ export function compileWhen(when: string | undefined, where: Located<unknown>, g
       diagnostics.push(diagnosticAt(where.source, site.path, `condition does not compile: ${checked.message}${column}`));
       return null;
     }
+    const tooLong = expansionProblem(when, variables.expansions);
+    if (tooLong !== null) {
+      diagnostics.push(diagnosticAt(where.source, site.path, `condition is ${tooLong}`));
+      return null;
+    }
     when = expandVariables(when, variables.expansions);
   }
   const compiled = compileCondition(when);
@@ -264,7 +269,7 @@ function checkMalformedRule(rule: Located<unknown>, graph: RoleGraph, variables:
 
 /** The condition as it runs, when it reads variables; null otherwise. */
 function expandedText(when: string | undefined, variables: VariableTable): string | null {
-  return when !== undefined && variableReferences(when).length > 0 ? expandVariables(when, variables.expansions) : null;
+  return when !== undefined && variableReferences(when).length > 0 && expansionProblem(when, variables.expansions) === null ? expandVariables(when, variables.expansions) : null;
 }
 
 /** Compiles one well-formed rule; null when it has problems (they are in `diagnostics`). */
