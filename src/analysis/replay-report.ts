@@ -55,9 +55,16 @@ export interface ReplayReport {
     readonly unreadable: Omit<ReportGroup, 'key'>;
     /** Gateway requests whose route (the candidate's or baseline's) reads a value that was not recorded, by the value it would set. */
     readonly unrecorded: Omit<ReportGroup, 'key'> & { readonly paths: Readonly<Record<string, number>> };
+    /**
+     * Rows recorded before the log kept what the directory's facts replaced (`details.directory.*.sent`),
+     * whose candidate or baseline would read those lost facts: they fail the run unless accepted.
+     */
+    readonly directoryFactsLost: Omit<ReportGroup, 'key'>;
   };
   /** Flip directions the caller accepted (--allow-flips): they do not fail the run. */
   readonly allowedFlips: readonly FlipDirection[];
+  /** Whether the caller accepted rows whose directory facts cannot be undone (--allow-unreplayable-directory). */
+  readonly allowedUnreplayableDirectory: boolean;
   readonly warnings: readonly string[];
   readonly seconds: number;
   readonly rowsPerSecond: number;
@@ -85,6 +92,7 @@ export interface ReportMeta {
   readonly baseline: Baseline;
   readonly window: { readonly since: number | null; readonly until: number | null };
   readonly allowedFlips: readonly FlipDirection[];
+  readonly allowedUnreplayableDirectory: boolean;
   readonly warnings: readonly string[];
   readonly seconds: number;
   readonly cpuSeconds: number;
@@ -122,6 +130,7 @@ export function buildReport(tally: ReplayTally, meta: ReportMeta): ReplayReport 
       masked: { count: tally.masked.count, examples: ids(tally.masked), paths: sortedCounts(tally.masked.byPath) },
       unreadable: { count: tally.unreadable.count, examples: ids(tally.unreadable) },
       unrecorded: { count: tally.unrecorded.count, examples: ids(tally.unrecorded), paths: sortedCounts(tally.unrecorded.byPath) },
+      directoryFactsLost: { count: tally.directoryFactsLost.count, examples: ids(tally.directoryFactsLost) },
     },
     seconds: meta.seconds,
     rowsPerSecond: meta.seconds > 0 ? Math.round(tally.rows / meta.seconds) : tally.rows,
@@ -131,6 +140,14 @@ export function buildReport(tally: ReplayTally, meta: ReportMeta): ReplayReport 
 /** Whether the report has a flip in a direction the caller did not accept. */
 export function hasUnacceptedFlips(report: ReplayReport): boolean {
   return FLIP_DIRECTIONS.some((d) => report.flips[d].count > 0 && !report.allowedFlips.includes(d));
+}
+
+/**
+ * Whether the report holds rows whose directory facts cannot be undone and the caller
+ * did not accept them: such a row may hide a flip, so a gate cannot call it unchanged.
+ */
+export function hasUnacceptedUnreplayable(report: ReplayReport): boolean {
+  return report.notReplayable.directoryFactsLost.count > 0 && !report.allowedUnreplayableDirectory;
 }
 
 const ARROW: Record<FlipDirection, string> = { ALLOW_TO_DENY: 'ALLOW → DENY', DENY_TO_ALLOW: 'DENY → ALLOW' };
@@ -207,6 +224,9 @@ export function formatReplayReport(report: ReplayReport, top: number): string {
   if (unrecorded.count > 0) {
     out.push(`  unrecorded route values   ${n(unrecorded.count)} (${Object.entries(unrecorded.paths).map(([p, c]) => `${p} ${n(c)}`).join(', ')}; e.g. ${unrecorded.examples.join(', ')})`);
   }
+  const lost = report.notReplayable.directoryFactsLost;
+  const lostNote = lost.count === 0 ? '' : report.allowedUnreplayableDirectory ? ' (accepted: --allow-unreplayable-directory)' : ' (fails the run; --allow-unreplayable-directory accepts them)';
+  out.push(`  not replayable: directory facts recorded without what they replaced  ${n(lost.count)}${lost.count > 0 ? ` (e.g. ${lost.examples.join(', ')})` : ''}${lostNote}`);
   for (const warning of report.warnings) out.push(`warning: ${warning}`);
   out.push('');
   out.push(`${n(report.rows)} rows in ${report.seconds.toFixed(2)} s (${n(report.rowsPerSecond)} rows/s; ${report.cpuSeconds.toFixed(2)} s of CPU)`);

@@ -4,6 +4,7 @@ import { completeRequest } from '../engine/complete.js';
 import { withoutNullMembers } from '../engine/null-members.js';
 import { evaluateAsServed } from '../engine/schema-checked.js';
 import type { PolicySet } from '../policy/policy-set.js';
+import { needsLostFacts, requestAsSent, type LostFacts } from './replay-directory.js';
 import type { AttributeValue, Attributes, Decision, DecisionRequest, Effect } from '../types.js';
 
 /**
@@ -20,8 +21,12 @@ import type { AttributeValue, Attributes, Decision, DecisionRequest, Effect } fr
  * - an Admin call (`verdict.admin` with `details.admin`): counted apart;
  * - stored with a masked attribute (`hmac-sha256:…`, sensitive.ts): not
  *   replayable, since the value the rules read is gone; counted, never guessed;
- * - otherwise replayed: principal, action, resource and context exactly as
- *   recorded;
+ * - otherwise replayed: the request as its caller sent it (the recorded one
+ *   with what the directory filled in undone, replay-directory.ts), completed by
+ *   each set's own directory, as serving that set would;
+ * - recorded before `details.directory` carried what the directory replaced, and
+ *   needing it (the set's directory no longer replaces those facts): not
+ *   replayable, counted apart;
  * - a gateway request (`details.http`: its method and path), a NO_ROUTE one
  *   too, is routed again by each set's own routes (reroute), so a route edit
  *   shows: its path may now map to another action or resource, or to none.
@@ -107,6 +112,8 @@ export interface ReplayTally {
   readonly masked: Group & { readonly byPath: Map<string, number> };
   /** Rows whose stored request is not a request (a log from elsewhere, or damage). */
   readonly unreadable: Group;
+  /** Rows whose directory facts cannot be undone: recorded without what they replaced, which a set asked needs. */
+  readonly directoryFactsLost: Group;
 }
 
 export function newTally(): ReplayTally {
@@ -124,6 +131,7 @@ export function newTally(): ReplayTally {
     admin: { count: 0, examples: [] },
     masked: { count: 0, examples: [], byPath: new Map() },
     unreadable: { count: 0, examples: [] },
+    directoryFactsLost: { count: 0, examples: [] },
   };
 }
 
@@ -177,13 +185,14 @@ export class Replayer {
       this.count(row, this.outcome(row));
       return;
     }
-    const request = http !== BAD_HTTP && typeof row.request === 'string' && (row.effect === 'ALLOW' || row.effect === 'DENY') ? this.requests.decode(row) : null;
-    const unreplayable = request === null ? UNREADABLE : this.maskedOutcome(row, request);
-    if (unreplayable !== null || request === null || http === BAD_HTTP) {
+    const decoded = http !== BAD_HTTP && typeof row.request === 'string' && (row.effect === 'ALLOW' || row.effect === 'DENY') ? this.requests.decode(row) : null;
+    const sent = decoded === null ? UNREADABLE_SENT : requestAsSent(decoded, directoryOf(row));
+    const unreplayable = sent.kind === 'unreadable' ? UNREADABLE : this.maskedOutcome(row, sent.request);
+    if (unreplayable !== null || sent.kind === 'unreadable' || http === BAD_HTTP) {
       this.count(row, unreplayable ?? UNREADABLE);
       return;
     }
-    this.addGateway(row, request, http, refusal === NO_ROUTE);
+    this.addGateway(row, sent.request, sent.lost, http, refusal === NO_ROUTE);
   }
 
   /**
@@ -195,8 +204,10 @@ export class Replayer {
   private outcome(row: ReplayRow): Outcome {
     if (typeof row.request !== 'string' || (row.effect !== 'ALLOW' && row.effect !== 'DENY')) return UNREADABLE;
     const cache = this.decided;
+    // What the directory filled in is undone from details.directory, so the outcome depends on it too.
+    const key = typeof row.details === 'string' && row.details.includes('"directory"') ? `${row.request}\0${row.details}` : row.request;
     if (cache !== null) {
-      const hit = cache.get(row.request);
+      const hit = cache.get(key);
       if (hit !== undefined && hit.principalId === row.principalId && hit.action === row.action && hit.resourceType === row.resourceType && hit.resourceId === row.resourceId) {
         this.cacheHits++;
         return hit.outcome;
@@ -204,27 +215,36 @@ export class Replayer {
     }
     // A recorded null is decided as absent, as the server decides it now.
     const decoded = this.requests.decode(row);
-    const request = decoded === null ? null : withoutNullMembers(decoded);
-    const outcome = request === null ? UNREADABLE : (this.maskedOutcome(row, request) ?? {
+    const sent = decoded === null ? UNREADABLE_SENT : requestAsSent(withoutNullMembers(decoded), directoryOf(row));
+    const outcome = sent.kind === 'unreadable' ? UNREADABLE : (this.maskedOutcome(row, sent.request) ?? this.lostOutcome(sent.request, sent.lost, row) ?? {
       kind: 'decided' as const,
-      // A recorded request holds the facts it was decided with; each set's directories complete it again (theirs win by default).
-      now: evaluateAsServed(this.candidate, completeRequest(this.candidate, request)),
-      before: this.baseline === null ? null : evaluateAsServed(this.baseline, completeRequest(this.baseline, request)),
+      // The request as sent, completed by each set's own directories, as serving that set would.
+      now: evaluateAsServed(this.candidate, completeRequest(this.candidate, sent.request)),
+      before: this.baseline === null ? null : evaluateAsServed(this.baseline, completeRequest(this.baseline, sent.request)),
     });
     if (cache !== null) {
       this.cacheMisses++;
       if (this.cacheMisses === CACHE_TRIAL && this.cacheHits < CACHE_TRIAL / 8) this.decided = null;
       else {
         if (cache.size >= MAX_CACHED) cache.clear();
-        cache.set(row.request, { principalId: row.principalId, action: row.action, resourceType: row.resourceType, resourceId: row.resourceId, outcome });
+        cache.set(key, { principalId: row.principalId, action: row.action, resourceType: row.resourceType, resourceId: row.resourceId, outcome });
       }
     }
     return outcome;
   }
 
+  /** A row whose directory facts were recorded without what they replaced, which the candidate or baseline would read: its outcome; null when neither would. */
+  private lostOutcome(question: DecisionRequest, lost: LostFacts | null, row: ReplayRow): Outcome | null {
+    if (lost === null) return null;
+    const recordedResource = { type: row.resourceType, id: row.resourceId };
+    const needed = needsLostFacts(this.candidate, question, lost, recordedResource) || (this.baseline !== null && needsLostFacts(this.baseline, question, lost, recordedResource));
+    return needed ? DIRECTORY_FACTS_LOST : null;
+  }
+
   /** A row with an attribute stored masked (or nested too deep to tell) cannot be replayed: its outcome; null when it can. */
   private maskedOutcome(row: ReplayRow, request: DecisionRequest): Outcome | null {
-    if (!row.request.includes(HMAC_PREFIX)) return null;
+    // A value the directory replaced is kept in details.directory, masked there too when sensitive.
+    if (!row.request.includes(HMAC_PREFIX) && !(typeof row.details === 'string' && row.details.includes(HMAC_PREFIX))) return null;
     const paths = maskedPaths(request);
     if (paths === null) return UNREADABLE;
     return paths.length > 0 ? { kind: 'masked', paths } : null;
@@ -235,6 +255,10 @@ export class Replayer {
     const tally = this.tally;
     if (outcome.kind === 'unreadable') {
       this.addExample(tally.unreadable, row);
+      return;
+    }
+    if (outcome.kind === 'directory-facts-lost') {
+      this.addExample(tally.directoryFactsLost, row);
       return;
     }
     if (outcome.kind === 'masked') {
@@ -257,7 +281,7 @@ export class Replayer {
    * routes (and the baseline's), then decided; `unrouted` when no route mapped
    * it when it was recorded.
    */
-  private addGateway(row: ReplayRow, request: DecisionRequest, http: HttpFacts, unrouted: boolean): void {
+  private addGateway(row: ReplayRow, request: DecisionRequest, lost: LostFacts | null, http: HttpFacts, unrouted: boolean): void {
     const tally = this.tally;
     const recorded = unrouted ? null : request;
     const now = reroute(this.candidate, http, request, recorded);
@@ -267,6 +291,14 @@ export class Replayer {
       this.addExample(tally.unrecorded, row);
       tally.unrecorded.byPath.set(missing, (tally.unrecorded.byPath.get(missing) ?? 0) + 1);
       return;
+    }
+    if (lost !== null) {
+      const recordedResource = { type: row.resourceType, id: row.resourceId };
+      const needed = (now.kind === 'routed' && needsLostFacts(this.candidate, now.request, lost, recordedResource)) || (before?.kind === 'routed' && this.baseline !== null && needsLostFacts(this.baseline, before.request, lost, recordedResource));
+      if (needed) {
+        this.addExample(tally.directoryFactsLost, row);
+        return;
+      }
     }
     const routedBefore = before === null ? !unrouted : before.kind === 'routed';
     if (now.kind !== 'routed' && !routedBefore) {
@@ -343,9 +375,19 @@ export class Replayer {
 type Outcome =
   | { readonly kind: 'unreadable' }
   | { readonly kind: 'masked'; readonly paths: readonly string[] }
+  | { readonly kind: 'directory-facts-lost' }
   | { readonly kind: 'decided'; readonly now: Decision; readonly before: Decision | null };
 
 const UNREADABLE: Outcome = { kind: 'unreadable' };
+const DIRECTORY_FACTS_LOST: Outcome = { kind: 'directory-facts-lost' };
+const UNREADABLE_SENT = { kind: 'unreadable' } as const;
+
+/** `details.directory` of a row, parsed: undefined when it has none, null when its details are not an object. */
+function directoryOf(row: ReplayRow): unknown {
+  if (typeof row.details !== 'string' || !row.details.includes('"directory"')) return undefined;
+  const details = parseJson(row.details);
+  return isObject(details) ? details.directory : null;
+}
 
 interface CachedOutcome {
   readonly principalId: string;
@@ -604,4 +646,5 @@ export function mergeTallies(into: ReplayTally, from: ReplayTally, n: number): v
   mergeGroup(into.masked, from.masked, n);
   for (const [path, count] of from.masked.byPath) into.masked.byPath.set(path, (into.masked.byPath.get(path) ?? 0) + count);
   mergeGroup(into.unreadable, from.unreadable, n);
+  mergeGroup(into.directoryFactsLost, from.directoryFactsLost, n);
 }

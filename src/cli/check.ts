@@ -7,6 +7,7 @@ import { evaluateAsServed, isSchemaRefusal } from '../engine/schema-checked.js';
 import { explain, type Explanation } from '../engine/explain.js';
 import { formatClauses } from '../engine/clauses.js';
 import { parseRequestJson } from '../engine/request.js';
+import { RequestMeter } from '../decide/bounds.js';
 import type { Decision, DecisionRequest } from '../types.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
@@ -29,6 +30,10 @@ Options:
   --file FILE      read the request from FILE ("-" for standard input)
   --explain        also show every rule considered and why it did or did not match
   --json           print the decision as JSON
+
+The request is checked as the server checks it before deciding (the default
+request limits, attribute names such as constructor and __proto__, numbers that
+are not finite such as YAML's .nan): one it would refuse is reported, exit 4.
 
 Exit codes: 0 decided (allow or deny), 2 usage error, 3 invalid policies, 4 bad request.
 `;
@@ -57,7 +62,11 @@ export async function runCheck(argv: string[], io: CommandIO): Promise<number> {
   let request: DecisionRequest;
   try {
     // An attribute given as null is absent, as the server reads it.
-    request = withoutNullMembers(parseRequestJson(parseInput(await readRequestText(values.request, values.file, io))));
+    const parsed = parseRequestJson(parseInput(await readRequestText(values.request, values.file, io)));
+    // The checks the server makes of every request before deciding it (sizes, reserved names, finite numbers): what it refuses is refused here too.
+    const refused = new RequestMeter().problem(parsed);
+    if (refused !== null) throw new VerdictError('INPUT_INVALID', `the server refuses this request (DENIED_INVALID_REQUEST): ${refused}`);
+    request = withoutNullMembers(parsed);
   } catch (error) {
     io.stderr(`verdict check: ${messageOf(error)}\n`);
     return error instanceof VerdictError && error.code === 'USAGE' ? EXIT.USAGE : EXIT.INPUT;

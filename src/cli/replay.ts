@@ -17,7 +17,8 @@ const FLIP_DIRECTIONS = Object.keys(DIRECTIONS) as FlipDirection[];
 const HELP = `Usage: verdict replay [--db FILE | --export FILE] [--since TIME] [--until TIME]
                       [--policies DIR] [--rev GIT_REV]
                       [--against-recorded | --against DIR | --against-rev GIT_REV]
-                      [--allow-flips DIRECTION]... [--json] [--top N] [--examples N] [--workers N]
+                      [--allow-flips DIRECTION]... [--allow-unreplayable-directory]
+                      [--json] [--top N] [--examples N] [--workers N]
 
 Re-evaluates recorded requests against a candidate policy set and reports the
 decisions that would flip, ALLOW -> DENY and DENY -> ALLOW, grouped by rule,
@@ -48,6 +49,12 @@ unauthenticated, rate-limited, no gateway route), Admin calls, and requests with
 an attribute stored masked (sensitiveAttributes): the value the rules read is
 gone, so they are counted as not replayable, never guessed.
 
+Requests are replayed as their callers sent them: what the directory filled in
+(roles, attributes; details.directory) is undone, and each set's own directory
+completes the request again. A row recorded before the log kept the values the
+directory replaced, whose candidate (or baseline) would need them, is counted as
+"not replayable: directory facts recorded without what they replaced".
+
 Gateway requests (ext_authz, forward-auth) are routed again by each set's own
 routes from their recorded method and path: a route edit flips what it changes,
 a path the candidate no longer routes is listed, and a route that reads a value
@@ -57,6 +64,10 @@ Output:
   --allow-flips D       accept flips in direction D (ALLOW_TO_DENY or
                         DENY_TO_ALLOW; repeat or comma-separate): they are
                         reported but do not make the exit code 1
+  --allow-unreplayable-directory
+                        accept rows whose directory facts cannot be undone:
+                        without it they make the exit code 1, since they may
+                        hide a flip
   --json                the report as one JSON object
   --top N               groups shown per section (default: 10; --json has all)
   --examples N          example decision ids per group (default: 3)
@@ -65,7 +76,8 @@ Output:
 
 A progress bar is shown on standard error when it is a terminal.
 
-Exit codes: 0 nothing flipped (or only accepted directions), 1 decisions flipped,
+Exit codes: 0 nothing flipped (or only accepted directions), 1 decisions flipped
+(or rows not replayable for their directory facts, unless accepted),
 2 usage error, 3 the candidate (or --against) policies are invalid or missing,
 4 the log or export cannot be read, 5 an internal error.
 `;
@@ -142,6 +154,7 @@ async function replay(argv: string[], io: CommandIO): Promise<number> {
       against: { type: 'string' },
       'against-rev': { type: 'string' },
       'allow-flips': { type: 'string', multiple: true },
+      'allow-unreplayable-directory': { type: 'boolean' },
       json: { type: 'boolean' },
       top: { type: 'string' },
       examples: { type: 'string' },
@@ -200,19 +213,20 @@ async function replay(argv: string[], io: CommandIO): Promise<number> {
     progress?.done();
   }
   const baseline: Baseline = against === null ? { kind: 'recorded' } : { kind: 'policies', source: against.files.label, version: against.version };
-  const { buildReport, formatReplayReport, hasUnacceptedFlips } = await import('../analysis/replay-report.js');
+  const { buildReport, formatReplayReport, hasUnacceptedFlips, hasUnacceptedUnreplayable } = await import('../analysis/replay-report.js');
   const report = buildReport(run.tally, {
     source,
     candidate: { source: candidate.files.label, version: candidate.version },
     baseline,
     window: { since: since ?? null, until: until ?? null },
     allowedFlips,
+    allowedUnreplayableDirectory: values['allow-unreplayable-directory'] === true,
     warnings,
     seconds: run.seconds,
     cpuSeconds: run.cpuSeconds,
   });
   io.stdout(values.json ? `${JSON.stringify(report)}\n` : formatReplayReport(report, top));
-  return hasUnacceptedFlips(report) ? EXIT.FAILED : EXIT.OK;
+  return hasUnacceptedFlips(report) || hasUnacceptedUnreplayable(report) ? EXIT.FAILED : EXIT.OK;
 }
 
 /** A one-line progress bar on standard error (a terminal), redrawn in place. */

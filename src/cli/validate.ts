@@ -1,5 +1,6 @@
 import { loadPolicies } from '../policy/load.js';
 import { absentAttributeWarnings } from '../policy/route-warnings.js';
+import { directorySchemaProblems } from '../policy/directory-schema.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
 import { printDiagnostics } from './policies.js';
 
@@ -11,6 +12,8 @@ do not compile). Prints every error as file:line:col: message. Warns (without
 failing) when a deny rule reads a resource or context attribute that a route it
 applies to does not set or may leave out ({header.x?}): a gateway request without
 it would skip the deny (attribute match) or be denied by error (condition).
+Under an attribute schema with enforcement: warn, also warns of directory entries
+whose attributes break it (under reject they are errors).
 
 Exit codes: 0 valid, 1 errors found, 2 usage error, 3 directory missing.
 `;
@@ -35,7 +38,9 @@ export async function runValidate(argv: string[], io: CommandIO): Promise<number
     return EXIT.FAILED;
   }
   const { policySet, files, tests } = result.policies;
-  const warnings = absentAttributeWarnings(policySet);
+  // Under enforcement: warn a directory entry breaking the schema loads (under reject it is an error): said here.
+  const schemaWarnings = policySet.attributeSchemas?.enforcement === 'warn' ? directorySchemaProblems(policySet.directory, policySet.attributeSchemas) : [];
+  const warnings = [...absentAttributeWarnings(policySet), ...schemaWarnings];
   if (values.json) {
     io.stdout(`${JSON.stringify({ valid: true, version: policySet.version, files: files.length, rules: policySet.rules.length, roles: policySet.roles.size, tests: tests.length, warnings })}\n`);
   } else {

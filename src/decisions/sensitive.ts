@@ -88,7 +88,29 @@ export class SensitiveAttributes {
       if (replaced === undefined) continue;
       request = { ...request, [path.root]: { ...part, attributes: replaced } };
     }
-    return request === record.request ? record : { ...record, request };
+    const details = this.applyToDirectoryFacts(record.details);
+    if (request === record.request && details === record.details) return record;
+    return { ...record, request, details };
+  }
+
+  /**
+   * `details.directory.<part>.sent.attributes` holds the values a request sent that the
+   * directory's replaced (kept so replay can rebuild the request as sent): an attribute
+   * named sensitive is hashed there too, never stored raw.
+   */
+  private applyToDirectoryFacts(details: DecisionRecord['details']): DecisionRecord['details'] {
+    const directory = details?.directory;
+    if (details == null || typeof directory !== 'object' || directory === null) return details;
+    let parts = directory as Record<string, unknown>;
+    for (const path of this.paths) {
+      const part = parts[path.root] as { readonly sent?: { readonly attributes?: unknown } } | undefined;
+      const sent = part?.sent;
+      if (sent === undefined) continue;
+      const replaced = this.replaceIn(sent.attributes, path.keys, 0);
+      if (replaced === undefined) continue;
+      parts = { ...parts, [path.root]: { ...part, sent: { ...sent, attributes: replaced } } };
+    }
+    return parts === directory ? details : { ...details, directory: parts };
   }
 
   /** A copy of `node` with the value at keys[i..] hashed, or undefined when that value is absent. */

@@ -1,6 +1,6 @@
-import type { DirectoryPrecedence, DirectoryPrincipal, DirectoryResource } from '../policy/directory.js';
+import { mergedRoles, type DirectoryPrecedence } from '../policy/directory.js';
 import type { PolicySet } from '../policy/policy-set.js';
-import type { AttributeValue, Attributes, DecisionRequest, Principal, Resource } from '../types.js';
+import type { AttributeValue, Attributes, DecisionRequest } from '../types.js';
 
 /**
  * Completing a request from the policy set's directories (`principals` and
@@ -24,90 +24,37 @@ export interface DirectorySources {
     readonly attributes: readonly string[];
     /** Of those, the ones the request also sent, whose value the directory's replaced. */
     readonly overridden?: readonly string[];
+    /** What the request itself sent where the directory's facts replaced it: enough to rebuild the request as sent (replay). */
+    readonly sent: SentPrincipalFacts;
   };
   readonly resource?: {
     readonly attributes: readonly string[];
     readonly overridden?: readonly string[];
+    readonly sent: SentFacts;
   };
 }
 
 /**
- * The request's attributes completed with the entry's: the directory's value wins unless
- * the attribute is one where the request does and it sent one. The directory's own
- * frozen object, not a copy, whenever the request sends nothing the directory's
- * values would not replace (nothing at all, or only attributes the directory defines
- * and wins on).
+ * The request's own facts that completing it replaced: the values of the attributes
+ * listed `overridden`. Always present (empty when nothing was replaced), so a reader
+ * can tell a row carrying it from one written before it was recorded.
  */
-function mergedAttributes(sent: Attributes, keys: readonly string[], own: Attributes, precedence: DirectoryPrecedence): Attributes {
-  if (keys.length === 0) return sent;
-  const requestWins = precedence.requestWins;
-  let covered = true;
-  for (const key in sent) {
-    if (!Object.hasOwn(own, key) || (requestWins.size > 0 && requestWins.has(key))) {
-      covered = false;
-      break;
-    }
-  }
-  if (covered) return own;
-  let out: Record<string, AttributeValue> | null = null;
-  for (let i = 0; i < keys.length; i++) {
-    const key = keys[i]!;
-    if (requestWins.size > 0 && requestWins.has(key) && key in sent) continue;
-    out ??= { ...sent };
-    out[key] = own[key]!;
-  }
-  // Every attribute the directory defines is one the request sent and wins on: the request's, as sent.
-  return out ?? sent;
+export interface SentFacts {
+  readonly attributes?: Attributes;
 }
 
-function mergedRoles(sent: readonly string[], own: readonly string[], precedence: DirectoryPrecedence): readonly string[] {
-  switch (precedence.roles) {
-    case 'directory':
-      return own;
-    case 'request':
-      return sent.length > 0 ? sent : own;
-    case 'merge': {
-      if (sent.length === 0) return own;
-      if (own.length === 0) return sent;
-      const out = [...own];
-      for (const role of sent) if (!own.includes(role)) out.push(role);
-      return out;
-    }
-  }
-}
-
-/** The principal decided with: the directory's frozen one when it alone decides, the request's when the directory changes nothing, else a new one. */
-function completedPrincipal(sent: Principal, entry: DirectoryPrincipal, precedence: DirectoryPrecedence): Principal {
-  const roles = mergedRoles(sent.roles, entry.roles, precedence);
-  const attributes = mergedAttributes(sent.attributes, entry.keys, entry.attributes, precedence);
-  if (roles === entry.roles && attributes === entry.attributes) return entry.asPrincipal;
-  if (roles === sent.roles && attributes === sent.attributes) return sent;
-  return { id: sent.id, roles, attributes };
-}
-
-function completedResource(sent: Resource, entry: DirectoryResource, precedence: DirectoryPrecedence): Resource {
-  const attributes = mergedAttributes(sent.attributes, entry.keys, entry.attributes, precedence);
-  if (attributes === entry.attributes) return entry.asResource;
-  if (attributes === sent.attributes) return sent;
-  return { type: sent.type, id: sent.id, attributes };
+export interface SentPrincipalFacts extends SentFacts {
+  /** The roles the request sent, when they differ from the roles decided with. */
+  readonly roles?: readonly string[];
 }
 
 /**
  * The request as it is decided: completed from the directories when it names a
  * principal (by id) or a resource (by type and id) they list; else the request
- * itself. Two map lookups when the directories are not empty, none when they are;
- * at most one new request, principal and resource object.
+ * itself (see Directory.complete).
  */
 export function completeRequest(policySet: PolicySet, request: DecisionRequest): DecisionRequest {
-  const directory = policySet.directory;
-  if (directory.empty) return request;
-  const principal = directory.principals.get(request.principal.id);
-  const resource = directory.resources.get(request.resource.type)?.get(request.resource.id);
-  if (principal === undefined && resource === undefined) return request;
-  const completedP = principal === undefined ? request.principal : completedPrincipal(request.principal, principal, directory.principalPrecedence);
-  const completedR = resource === undefined ? request.resource : completedResource(request.resource, resource, directory.resourcePrecedence);
-  if (completedP === request.principal && completedR === request.resource) return request;
-  return { principal: completedP, action: request.action, resource: completedR, context: request.context };
+  return policySet.directory.complete(request);
 }
 
 /**
@@ -158,17 +105,38 @@ export function directorySources(policySet: PolicySet, sent: DecisionRequest): D
     const roles = precedence.roles === 'request' && sent.principal.roles.length === 0 ? 'directory' : precedence.roles;
     const ignoredRoles = roles === 'directory' ? sent.principal.roles.filter((role) => !principal.roles.includes(role)) : [];
     const overridden = overriddenKeys(sent.principal.attributes, principal.keys, precedence);
+    const decidedRoles = mergedRoles(sent.principal.roles, principal.roles, precedence);
     sources.principal = {
       roles,
       ...(ignoredRoles.length > 0 ? { ignoredRoles } : {}),
       attributes: fromDirectory(sent.principal.attributes, principal.keys, precedence),
       ...(overridden.length > 0 ? { overridden } : {}),
+      sent: {
+        ...(sameList(decidedRoles, sent.principal.roles) ? {} : { roles: sent.principal.roles }),
+        ...replacedValues(sent.principal.attributes, overridden),
+      },
     };
   }
   if (resource !== undefined) {
     const precedence = directory.resourcePrecedence;
     const overridden = overriddenKeys(sent.resource.attributes, resource.keys, precedence);
-    sources.resource = { attributes: fromDirectory(sent.resource.attributes, resource.keys, precedence), ...(overridden.length > 0 ? { overridden } : {}) };
+    sources.resource = {
+      attributes: fromDirectory(sent.resource.attributes, resource.keys, precedence),
+      ...(overridden.length > 0 ? { overridden } : {}),
+      sent: replacedValues(sent.resource.attributes, overridden),
+    };
   }
   return sources;
+}
+
+function sameList(a: readonly string[], b: readonly string[]): boolean {
+  return a.length === b.length && a.every((item, i) => item === b[i]);
+}
+
+/** The sent values of the attributes the directory overrode, as `SentFacts`. */
+function replacedValues(sent: Attributes, overridden: readonly string[]): SentFacts {
+  if (overridden.length === 0) return {};
+  const attributes: Record<string, AttributeValue> = {};
+  for (const key of overridden) attributes[key] = sent[key]!;
+  return { attributes };
 }

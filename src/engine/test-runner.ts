@@ -1,7 +1,9 @@
 import type { PolicyTestCase } from '../policy/load.js';
 import type { CompiledRule, PolicySet } from '../policy/policy-set.js';
+import { completeRequest } from './complete.js';
 import { explain, type Explanation } from './explain.js';
 import { withoutNullMembers } from './null-members.js';
+import { evaluateAsServed, isSchemaRefusal } from './schema-checked.js';
 
 export interface TestCaseResult {
   readonly testCase: PolicyTestCase;
@@ -51,10 +53,14 @@ export function runPolicyTests(policySet: PolicySet, cases: readonly PolicyTestC
   const overridden = new Set<string>();
   const notMatched = new Set<string>();
   const results = cases.map((testCase): TestCaseResult => {
-    const explanation = explain(policySet, withoutNullMembers(testCase.request));
-    const { decision } = explanation;
+    const sent = withoutNullMembers(testCase.request);
+    const explained = explain(policySet, sent);
+    // Decided as served: the directories fill the request in, then the attribute schema may refuse it before any rule.
+    const decision = evaluateAsServed(policySet, completeRequest(policySet, sent));
+    const explanation: Explanation = { ...explained, decision };
     for (const id of decision.ruleIds) decided.add(id);
-    for (const rule of explanation.considered) {
+    // A request the schema refuses never reaches the rules: what they would have said is no coverage.
+    for (const rule of isSchemaRefusal(decision) ? [] : explanation.considered) {
       if (rule.outcome === 'not-matched') notMatched.add(rule.ruleId);
       else if (!decision.ruleIds.includes(rule.ruleId)) overridden.add(rule.ruleId);
     }

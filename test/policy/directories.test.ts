@@ -172,8 +172,8 @@ describe('completing requests from the directories', () => {
     expect(completed.principal.attributes).toEqual({ region: 'eu' });
     expect(evaluate(set, completed)).toMatchObject({ effect: 'DENY', reason: 'DENIED_BY_DEFAULT' });
     expect(directorySources(set, sent)).toEqual({
-      principal: { roles: 'directory', ignoredRoles: ['editor'], attributes: ['region'], overridden: ['region'] },
-      resource: { attributes: ['owner'], overridden: ['owner'] },
+      principal: { roles: 'directory', ignoredRoles: ['editor'], attributes: ['region'], overridden: ['region'], sent: { roles: ['editor'], attributes: { region: 'us' } } },
+      resource: { attributes: ['owner'], overridden: ['owner'], sent: { attributes: { owner: 'bob' } } },
     });
   });
 

@@ -9,6 +9,7 @@ import {
   type RolesPrecedence,
 } from '../directory.js';
 import type { Stage } from '../pipeline.js';
+import { directorySchemaProblems } from '../directory-schema.js';
 import type { PrecedenceSpec } from '../schema.js';
 import { diagnosticAt, type SourceDocument } from '../source.js';
 import type { Attributes } from '../../types.js';
@@ -119,12 +120,16 @@ export const directoriesStage: Stage<LoadState> = {
           const attributes = spec.attributes === undefined ? NO_ATTRIBUTES : deepFreeze(spec.attributes as Attributes);
           const keys = spec.attributes === undefined ? NO_KEYS : Object.freeze(Object.keys(attributes));
           const asResource = Object.freeze({ type: spec.type, id: spec.id, attributes });
-          byId.set(spec.id, { type: spec.type, id: spec.id, attributes, keys, asResource, file: source.file, line: at.line });
+          byId.set(spec.id, { type: spec.type, id: spec.id, attributes, keys, asResource, file: source.file, line: at.line, col: at.col });
           resourceCount++;
         }
       }
     }
     state.directory =
       principals.size === 0 && resourceCount === 0 ? Directory.EMPTY : new Directory(principals, resources, resourceCount, principalPrecedence.build(), resourcePrecedence.build());
+    // An entry whose attribute breaks the schema makes every request naming it refused (reject): an error at load, not a surprise when served.
+    if (state.attributeSchemas?.enforcement === 'reject') {
+      for (const problem of directorySchemaProblems(state.directory, state.attributeSchemas)) state.diagnostics.push(problem);
+    }
   },
 };

@@ -8,6 +8,8 @@ import type { PolicyTestCase } from '../loaded.js';
 import type { LoadState } from './state.js';
 import type { AttributeSchemas } from '../attribute-schema.js';
 import { didYouMean } from '../suggest.js';
+import { Directory } from '../directory.js';
+import { RequestMeter } from '../request-bounds.js';
 
 type Report = (path: readonly PropertyKey[], message: string) => void;
 
@@ -69,9 +71,15 @@ function targetOf(testCase: TestCaseSpec, fixtures: Fixtures, routes: RouteTable
   return { action: testCase.action, resource, context: testCase.context ?? { attributes: {} } } as RoutedRequest;
 }
 
-/** Under `enforcement: reject` a request breaking the schema is refused before any rule: a case must describe one that reaches the rules. */
-function schemaProblem(request: DecisionRequest, schemas: AttributeSchemas | null): string | null {
-  const violations = schemas !== null && schemas.enforcement === 'reject' ? schemas.violations(request) : null;
+/**
+ * Under `enforcement: reject` a request breaking the schema is refused before any rule: a case must describe one
+ * that reaches the rules. Checked as the server checks it: after the directories filled the request in.
+ */
+function requestProblem(request: DecisionRequest, schemas: AttributeSchemas | null, directory: Directory): string | null {
+  // What the server refuses before the directories or the schema see it (sizes, reserved names, NaN): a case cannot describe it.
+  const refused = new RequestMeter().problem(request);
+  if (refused !== null) return `this case's request is one the server refuses (DENIED_INVALID_REQUEST) before any rule: ${refused}`;
+  const violations = schemas !== null && schemas.enforcement === 'reject' ? schemas.violations(directory.complete(request)) : null;
   return violations === null ? null : `this case's request breaks the attribute schema (enforcement: reject refuses it before any rule): ${violations.join('; ')}`;
 }
 
@@ -85,6 +93,7 @@ export function resolveTestCase(
   diagnostics: PolicyDiagnostic[],
   schemas: AttributeSchemas | null = null,
   fixtures: Fixtures = ownFixtures(suite),
+  directory: Directory = Directory.EMPTY,
 ): PolicyTestCase | null {
   const report: Report = (at, message) => diagnostics.push(diagnosticAt(where.source, [...where.path, ...at], message));
   const expect = testCase.expect;
@@ -108,7 +117,7 @@ export function resolveTestCase(
   });
   if (!principal || !target) return null;
   const request = { principal: principal as Principal, ...target } as DecisionRequest;
-  const problem = schemaProblem(request, schemas);
+  const problem = requestProblem(request, schemas, directory);
   if (problem !== null) {
     report([], problem);
     return null;
@@ -136,6 +145,7 @@ export function resolveMatrixCase(
   schemas: AttributeSchemas | null,
   fixtures: Fixtures,
   diagnostics: PolicyDiagnostic[],
+  directory: Directory = Directory.EMPTY,
 ): PolicyTestCase[] {
   const report: Report = (at, message) => diagnostics.push(diagnosticAt(where.source, [...where.path, ...at], message));
   const { principals, actions, resources } = testCase;
@@ -189,7 +199,7 @@ export function resolveMatrixCase(
     for (const action of actions) {
       for (const x of resources) {
         const request = { principal: principalOf.get(p)!, action, resource: resourceOf.get(x)!, context: testCase.context ?? { attributes: {} } } as DecisionRequest;
-        const problem = schemaProblem(request, schemas);
+        const problem = requestProblem(request, schemas, directory);
         if (problem !== null) {
           report([], `${p} ${action} ${x}: ${problem}`);
           continue;
@@ -233,9 +243,9 @@ export const testsStage: Stage<LoadState> = {
         if (spec === null) continue;
         const where = { source, path: ['cases', i] };
         if (spec.principals !== undefined && Array.isArray(spec.expect)) {
-          state.tests.push(...resolveMatrixCase(spec, suite, where, state.attributeSchemas, fixtures, state.diagnostics));
+          state.tests.push(...resolveMatrixCase(spec, suite, where, state.attributeSchemas, fixtures, state.diagnostics, state.directory));
         } else {
-          const resolved = resolveTestCase(spec, suite, where, state.ruleIds, state.routes, state.diagnostics, state.attributeSchemas, fixtures);
+          const resolved = resolveTestCase(spec, suite, where, state.ruleIds, state.routes, state.diagnostics, state.attributeSchemas, fixtures, state.directory);
           if (resolved) state.tests.push(resolved);
         }
         yield;
