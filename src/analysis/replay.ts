@@ -2,7 +2,7 @@ import { COLUMNS, type RowValue } from '../decisions/columns.js';
 import { HMAC_PREFIX } from '../decisions/sensitive.js';
 import { completeRequest } from '../engine/complete.js';
 import { withoutNullMembers } from '../engine/null-members.js';
-import { evaluateAsServed } from '../engine/schema-checked.js';
+import { decideAsServed } from '../engine/schema-checked.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { needsLostFacts, requestAsSent, type LostFacts } from './replay-directory.js';
 import type { AttributeValue, Attributes, Decision, DecisionRequest, Effect } from '../types.js';
@@ -219,8 +219,8 @@ export class Replayer {
     const outcome = sent.kind === 'unreadable' ? UNREADABLE : (this.maskedOutcome(row, sent.request) ?? this.lostOutcome(sent.request, sent.lost, row) ?? {
       kind: 'decided' as const,
       // The request as sent, completed by each set's own directories, as serving that set would.
-      now: evaluateAsServed(this.candidate, completeRequest(this.candidate, sent.request)),
-      before: this.baseline === null ? null : evaluateAsServed(this.baseline, completeRequest(this.baseline, sent.request)),
+      now: decideAsServed(this.candidate, sent.request),
+      before: this.baseline === null ? null : decideAsServed(this.baseline, sent.request),
     });
     if (cache !== null) {
       this.cacheMisses++;
@@ -315,8 +315,8 @@ export class Replayer {
       this.addExample(tally.unrouted, row);
       this.addToGroup(tally.unrouted.byRoute, key, row);
     }
-    const nowDecision = now.kind === 'routed' ? evaluateAsServed(this.candidate, completeRequest(this.candidate, now.request)) : null;
-    const beforeDecision = before?.kind === 'routed' && this.baseline !== null ? evaluateAsServed(this.baseline, completeRequest(this.baseline, before.request)) : null;
+    const nowDecision = now.kind === 'routed' ? decideAsServed(this.candidate, now.request) : null;
+    const beforeDecision = before?.kind === 'routed' && this.baseline !== null ? decideAsServed(this.baseline, before.request) : null;
     const nowEffect: Effect = nowDecision?.effect ?? 'DENY';
     const beforeEffect: Effect = before === null ? (row.effect as Effect) : (beforeDecision?.effect ?? 'DENY');
     if (nowEffect === beforeEffect) {

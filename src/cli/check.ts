@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { completeRequest } from '../engine/complete.js';
 import { withoutNullMembers } from '../engine/null-members.js';
-import { evaluateAsServed, isSchemaRefusal } from '../engine/schema-checked.js';
+import { decideAsServed, isSchemaRefusal } from '../engine/schema-checked.js';
 import { explain, type Explanation } from '../engine/explain.js';
 import { formatClauses } from '../engine/clauses.js';
 import { parseRequestJson } from '../engine/request.js';
@@ -76,7 +76,7 @@ export async function runCheck(argv: string[], io: CommandIO): Promise<number> {
   if (!policies) return EXIT.POLICY_INVALID;
 
   // Decided as the server decides it: the attribute schema first (refused under reject, violations shown under warn).
-  const decision = evaluateAsServed(policies.policySet, completeRequest(policies.policySet, request));
+  const decision = decideAsServed(policies.policySet, request);
   if (values.explain) {
     const explained = explain(policies.policySet, request);
     // A refused request is never evaluated when served; what its rules would say is still shown, marked as such.

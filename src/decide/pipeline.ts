@@ -4,7 +4,7 @@
 import type { DecisionSink } from '../decisions/log-client.js';
 import type { DecisionDetails, DecisionRecord } from '../decisions/record.js';
 import { completeRequest, directorySources, spelledOtherwise, type DirectorySources } from '../engine/complete.js';
-import { evaluateAsServed, isSchemaRefusal } from '../engine/schema-checked.js';
+import { decideAsServed, evaluateAsServed, isSchemaRefusal } from '../engine/schema-checked.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import { callerGroup } from '../decisions/caller-group.js';
 import { VerdictError, messageOf } from '../errors.js';
@@ -522,7 +522,7 @@ export class DecisionPipeline {
     try {
       const input = asked.input;
       // The shadow set's own attribute schema applies, as it would if it were served.
-      shadow = input === null ? shadowError(asked.set) : input instanceof RefusedRequest ? refusalDecision(input.refusal, asked.set.version) : shadowDecision(asked.set, input);
+      shadow = input === null ? shadowError(asked.set) : input instanceof RefusedRequest ? refusalDecision(input.refusal, asked.set.version) : decideAsServed(asked.set, input);
     } catch {
       shadow = shadowError(asked.set);
     }
@@ -614,12 +614,6 @@ function settleRecord(settleId: string, meta: CallMeta, policyVersion: string, s
       },
     },
   };
-}
-
-/** What the shadow set would answer, refusing an id spelled otherwise than its directory lists it as the live set does. */
-function shadowDecision(set: PolicySet, input: DecisionRequest): Decision {
-  const spelling = spelledOtherwise(set, input);
-  return spelling === null ? evaluateAsServed(set, completeRequest(set, input)) : refusalDecision(invalidRequest(spelling), set.version);
 }
 
 /** A rule allow after the limits: refused, or carrying the tightest limit's state (and the cost reserved, for Settle). */

@@ -1,6 +1,7 @@
 import { SCHEMA_RULE_ID, schemaViolationMessage } from '../policy/attribute-schema.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import type { Decision, DecisionRequest } from '../types.js';
+import { completeRequest, spelledOtherwise } from './complete.js';
 import { evaluate } from './evaluate.js';
 
 const NO_RULES: readonly string[] = Object.freeze([]);
@@ -27,4 +28,16 @@ export function evaluateAsServed(policySet: PolicySet, request: DecisionRequest)
 /** Whether a decision is a refusal for breaking the attribute schema. */
 export function isSchemaRefusal(decision: Decision): boolean {
   return decision.reason === 'DENIED_INVALID_REQUEST' && decision.errors.length === 1 && decision.errors[0]!.ruleId === SCHEMA_RULE_ID;
+}
+
+/**
+ * A request as the caller sent it, decided as the server decides it before rate limits:
+ * an id the directories list under another spelling is refused (complete.ts), the
+ * directories' facts are put in, then the schema and the rules (evaluateAsServed). What
+ * `verdict check`, `verdict test`, replay and the shadow set decide with.
+ */
+export function decideAsServed(policySet: PolicySet, sent: DecisionRequest): Decision {
+  const spelling = spelledOtherwise(policySet, sent);
+  if (spelling !== null) return { effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', ruleIds: NO_RULES, errors: [{ ruleId: '', message: spelling }], policyVersion: policySet.version };
+  return evaluateAsServed(policySet, completeRequest(policySet, sent));
 }

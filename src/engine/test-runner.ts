@@ -1,9 +1,8 @@
 import type { PolicyTestCase } from '../policy/load.js';
 import type { CompiledRule, PolicySet } from '../policy/policy-set.js';
-import { completeRequest } from './complete.js';
 import { explain, type Explanation } from './explain.js';
 import { withoutNullMembers } from './null-members.js';
-import { evaluateAsServed, isSchemaRefusal } from './schema-checked.js';
+import { decideAsServed, isSchemaRefusal } from './schema-checked.js';
 
 export interface TestCaseResult {
   readonly testCase: PolicyTestCase;
@@ -56,7 +55,7 @@ export function runPolicyTests(policySet: PolicySet, cases: readonly PolicyTestC
     const sent = withoutNullMembers(testCase.request);
     const explained = explain(policySet, sent);
     // Decided as served: the directories fill the request in, then the attribute schema may refuse it before any rule.
-    const decision = evaluateAsServed(policySet, completeRequest(policySet, sent));
+    const decision = decideAsServed(policySet, sent);
     const explanation: Explanation = { ...explained, decision };
     for (const id of decision.ruleIds) decided.add(id);
     // A request the schema refuses never reaches the rules: what they would have said is no coverage.

@@ -163,3 +163,21 @@ cases:
     expect(meter.problem(request(0.9))).toBeNull();
   });
 });
+
+describe('an id the directories list under another spelling', () => {
+  const dir = writePolicyDir({ 'rules.yaml': READS, 'principals.yaml': leoWithTier('free') });
+
+  it('is refused by verdict check, as the server refuses it, where the listed spelling is decided', async () => {
+    const listed = await cli(runCheck, '--policies', dir, '--json', '--request', '{principal: {id: leo}, action: read, resource: {type: model, id: m}}');
+    expect(JSON.parse(listed.stdout)).toMatchObject({ effect: 'ALLOW' });
+    const shouted = await cli(runCheck, '--policies', dir, '--json', '--request', '{principal: {id: LEO}, action: read, resource: {type: model, id: m}}');
+    expect(JSON.parse(shouted.stdout)).toMatchObject({ effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', errors: [{ message: expect.stringMatching(/^the principal "LEO" differs from the directory's "leo" only in case/) }] });
+  });
+
+  it('is refused in a policy test case too', () => {
+    const { policySet } = loadValid(dir);
+    const request = { principal: { id: 'LEO', roles: [], attributes: {} }, action: 'read', resource: { type: 'model', id: 'm', attributes: {} }, context: { attributes: {} } };
+    const summary = runPolicyTests(policySet, [{ suite: 's', name: 'shouted', file: 't.yaml', line: 1, request, expect: { effect: 'ALLOW', reason: null, rules: null } }]);
+    expect(summary.results[0]!.problems).toEqual(['expected ALLOW, got DENY (DENIED_INVALID_REQUEST)']);
+  });
+});
