@@ -49,12 +49,13 @@ export async function chainPassDb(db: Database.Database, path: string, start: Ch
     return { rows: 0, firstSeq: first, hashesAt: new Map(), failure: { expected: start.seq + 1, prev: start.hash, index: 0 } };
   }
   const from = start.seq + 1;
-  const total = tip - from + 1;
+  const to = lastSeqToVerify(db, from);
+  const total = to - from + 1;
   // By default one thread per core for a large log; an explicit count is honoured (tests use it on small logs).
   const threads = Math.max(1, Math.min(total, threadOption ?? (total >= PARALLEL_MIN_ROWS ? Math.min(availableParallelism(), 4) : 1)));
   const blockRows = Math.max(1, Math.min(MAX_BLOCK_ROWS, Math.ceil(total / (threads * MIN_BLOCKS_PER_THREAD))));
   const blocks = Math.ceil(total / blockRows);
-  const plan: VerifyPlan = { path, from, to: tip, prev: start.hash, blockRows, hashesAt: wanted, fast: sqliteJsonMatchesJs(db), claims: newClaims(blocks) };
+  const plan: VerifyPlan = { path, from, to, prev: start.hash, blockRows, hashesAt: wanted, fast: sqliteJsonMatchesJs(db), claims: newClaims(blocks) };
   const workers = Array.from({ length: threads - 1 }, () => runWorker(plan));
   // This thread verifies too, rather than wait; the workers take blocks as soon as they are up.
   let mine: BlockResult[];
@@ -83,6 +84,29 @@ export async function chainPassDb(db: Database.Database, path: string, start: Ch
   // Every block up to the first failure is verified by some thread; with none failed, that is all of them.
   if (results.length !== blocks) throw new VerdictError('INTERNAL', `verified ${results.length} of ${blocks} blocks of the log`);
   return { rows, firstSeq: first, hashesAt, failure: null };
+}
+
+/**
+ * The last seq the chain pass reads: the last row's, when the rows from `from`
+ * on are seq from, from + 1, … without a gap; otherwise the first seq missing,
+ * where the chain breaks. Rows deleted, or one forged with a seq far past the
+ * end (42949672960000, 2^63 − 1), then cost no more than the rows before the
+ * gap, where counting blocks up to the last seq would run past any block count
+ * or safe integer. Checked in SQL, whose integers are 64-bit: a span that
+ * overflows does not equal the count.
+ */
+function lastSeqToVerify(db: Database.Database, from: number): number {
+  const contiguous = db.prepare('SELECT min(seq) = ? AND max(seq) - min(seq) + 1 = count(*) FROM decisions').pluck().get(from) === 1;
+  if (contiguous) return db.prepare('SELECT max(seq) FROM decisions').pluck().get() as number;
+  // The first seq from `from` on that no row holds: `from` itself, or the one after the first row whose successor is missing.
+  const firstMissing = db
+    .prepare(
+      `SELECT CASE WHEN NOT EXISTS (SELECT 1 FROM decisions WHERE seq = @from) THEN @from
+         ELSE (SELECT d.seq + 1 FROM decisions d WHERE d.seq >= @from AND NOT EXISTS (SELECT 1 FROM decisions e WHERE e.seq = d.seq + 1) ORDER BY d.seq LIMIT 1) END`,
+    )
+    .pluck()
+    .get({ from }) as number;
+  return firstMissing;
 }
 
 function runWorker(plan: VerifyPlan): Promise<BlockResult[]> {

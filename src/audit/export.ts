@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import fs from 'node:fs';
-import { CURRENT_FORMAT, formatName, storedRowFromRaw, type StoredRow } from '../decisions/chain.js';
+import { CURRENT_FORMAT, formatName, storedRowFromRaw, storedRowProblem, type StoredRow } from '../decisions/chain.js';
 import { CHECKPOINT_FORMAT } from '../decisions/checkpoint.js';
 import { COLUMNS, storedRowList } from '../decisions/columns.js';
 import { keyIdOf, publicKeyPem } from '../decisions/keys.js';
@@ -115,6 +115,14 @@ function exportSnapshot(log: LogFile, write: (chunk: string) => void, options: E
     const select = db.prepare(`SELECT ${storedRowList(log.columns)} FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq`).raw(true);
     for (const raw of select.iterate(fromSeq, toSeq) as IterableIterator<unknown[]>) {
       const row = storedRowFromRaw(raw);
+      // A value verdict never writes would reach the SIEM as something else (a BLOB as {"type":"Buffer"}, JSONB as the text it replaced).
+      const problem = storedRowProblem(row);
+      if (problem !== null) {
+        throw new VerdictError(
+          'DECISION_LOG_CORRUPT',
+          `${log.path}: the row at seq ${row.seq} cannot be exported: ${problem}, which verdict never writes, so the log was altered; run verdict audit verify --db ${log.path} to find every change`,
+        );
+      }
       const line = decisionLine(row);
       emit(line);
       rows++;

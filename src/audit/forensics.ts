@@ -1,4 +1,4 @@
-import { GENESIS_HASH, storedRowHash, type StoredRow } from '../decisions/chain.js';
+import { GENESIS_HASH, storedRowHash, storedRowProblem, type StoredRow } from '../decisions/chain.js';
 import type { ChainStart } from './chain-pass.js';
 import type { VerifyBreak } from './report.js';
 import type { RowSource } from './row-source.js';
@@ -20,6 +20,9 @@ export function diagnose(rows: RowSource, index: number, expected: number, prev:
   const origins = new OriginalSeq(rows, start);
 
   if (r.seq > e) {
+    if (!Number.isSafeInteger(r.seq)) {
+      return { kind: 'inserted', seq: e, message: `the row after seq ${e - 1} claims a seq past 2^53 (${Number.MAX_SAFE_INTEGER.toLocaleString('en-US')}), which no log reaches: it was added` };
+    }
     const elsewhere = rows.bySeq(e);
     if (elsewhere !== undefined && elsewhere > index) {
       return { kind: 'reordered', seq: e, message: `row ${e} is out of place: seq ${r.seq} comes before it` };
@@ -36,6 +39,8 @@ export function diagnose(rows: RowSource, index: number, expected: number, prev:
   if (r.prevHash === null || r.hash === null) {
     return { kind: 'changed', seq: e, message: `row ${e} has no hash (its prev_hash or hash column was cleared)` };
   }
+  const problem = storedRowProblem(r);
+  if (problem !== null) return { kind: 'changed', seq: e, message: `row ${e} was changed: ${problem}` };
 
   const o = origins.of(index);
   if (o === null) {

@@ -21,14 +21,15 @@ export interface RowSource {
 
 /** The rows of a log, in seq order; `columns` are those its `decisions` table has. */
 export function dbRowSource(db: Database.Database, columns: ReadonlySet<string>): RowSource {
-  const seqs = db.prepare('SELECT seq FROM decisions ORDER BY seq').pluck().all() as number[];
-  const position = new Map<number, number>();
+  // Seqs as read, exactly: a forged row may carry one past 2^53, which a JavaScript number would round to another row's.
+  const seqs = db.prepare('SELECT seq FROM decisions ORDER BY seq').pluck().safeIntegers(true).all() as bigint[];
+  const position = new Map<bigint, number>();
   seqs.forEach((seq, i) => position.set(seq, i));
   const hashes = new Map<string, number[]>();
   const prevs = new Map<string, number[]>();
-  // Short keys keep the maps small; rowAt() confirms the full hash.
-  const keyed = db.prepare('SELECT seq, hex(substr(hash, 1, 12)) AS h, hex(substr(prev_hash, 1, 12)) AS p FROM decisions').raw(true);
-  for (const [seq, h, p] of keyed.iterate() as IterableIterator<[number, string, string]>) {
+  // Short keys keep the maps small; rowAt() confirms the full hash. Hashes are read as bytes, as storedRowList reads them.
+  const keyed = db.prepare('SELECT seq, hex(substr(CAST(hash AS BLOB), 1, 12)) AS h, hex(substr(CAST(prev_hash AS BLOB), 1, 12)) AS p FROM decisions').raw(true).safeIntegers(true);
+  for (const [seq, h, p] of keyed.iterate() as IterableIterator<[bigint, string, string]>) {
     const at = position.get(seq) as number;
     push(hashes, h, at);
     push(prevs, p, at);
@@ -44,7 +45,7 @@ export function dbRowSource(db: Database.Database, columns: ReadonlySet<string>)
     rowAt,
     byHash: (hash) => (hashes.get(shortKey(hash)) ?? []).filter((i) => rowAt(i).hash?.equals(hash)),
     byPrev: (hash) => (prevs.get(shortKey(hash)) ?? []).filter((i) => rowAt(i).prevHash?.equals(hash)),
-    bySeq: (seq) => position.get(seq),
+    bySeq: (seq) => (Number.isSafeInteger(seq) ? position.get(BigInt(seq)) : undefined),
   };
 }
 

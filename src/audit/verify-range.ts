@@ -1,7 +1,7 @@
 import { hash as oneShotHash } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { canonicalSql, storedRowFromRaw, storedRowHash } from '../decisions/chain.js';
-import { storedRowList } from '../decisions/columns.js';
+import { storageClassSql, storedRowList, type ColumnType } from '../decisions/columns.js';
 import { decisionColumns } from '../decisions/schema.js';
 
 /**
@@ -22,7 +22,10 @@ import { decisionColumns } from '../decisions/schema.js';
  * per BLOB or an array per row. A row the fast path cannot vouch for (wrong
  * seq, a hash that does not match, a value json_array() refuses) is checked
  * again the JavaScript way, with storedRowHash, before it is called a break: the
- * fast path costs time there, never changes the verdict.
+ * fast path costs time there, never changes the verdict. The fast path takes
+ * only values of the storage class verdict writes (chain.ts canonicalSql): a
+ * BLOB holding JSONB would otherwise be rendered as the JSON it holds, the text
+ * it replaced, and keep the row's hash.
  */
 
 export interface VerifyPlan {
@@ -76,12 +79,6 @@ function fastRowSql(present: ReadonlySet<string>): string {
     THEN ${canonicalSql(present)} || lower(hex(prev_hash) || hex(hash)) END`;
 }
 
-// The row as storedRowHash reads it. The hashes are read as bytes whatever
-// their storage class, as hex() reads them on the fast path, so both paths see
-// the same values.
-function exactRowSql(present: ReadonlySet<string>): string {
-  return storedRowList(present).replace(/prev_hash, hash$/, 'CAST(prev_hash AS BLOB), CAST(hash AS BLOB)');
-}
 /** Digits of a seq the fast path reads; a longer one (no log gets there) is left to the exact path. */
 const MAX_SEQ_DIGITS = 15;
 const HASH_BYTES = 32;
@@ -149,7 +146,7 @@ class RangeVerifier {
   constructor(db: Database.Database, plan: VerifyPlan) {
     const present = decisionColumns(db);
     this.fastRows = plan.fast ? db.prepare<[number, number], string | null>(`SELECT ${fastRowSql(present)} FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq`).pluck() : null;
-    this.exactRows = db.prepare<[number, number], unknown[]>(`SELECT ${exactRowSql(present)} FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq`).raw();
+    this.exactRows = db.prepare<[number, number], unknown[]>(`SELECT ${storedRowList(present)} FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq`).raw();
     this.wanted = new Set(plan.hashesAt);
   }
 
@@ -230,33 +227,47 @@ function fastTexts(statement: Database.Statement<[number, number], string | null
   try {
     return statement.all(low, high);
   } catch {
-    // json_array() refuses a BLOB in a text column (tampering): the exact path reads the rows and reports the break.
+    // A canonical text longer than SQLite may build here (LONGEST_STORED_VALUE; no genuine row's is): the exact path reads the rows and reports the break.
     return [];
   }
 }
 
 /**
  * Whether this SQLite's json_array() writes what JSON.stringify writes for the
- * values a row can hold. Checked once per verification, on the cases where
- * JSON encoders differ: escapes, control characters, non-BMP characters,
- * U+2028, large integers, NULL.
+ * values a row can hold, behind the storage-class conditions the fast path
+ * puts on each column (chain.ts canonicalSql). Checked once per verification,
+ * on the cases where JSON encoders differ: escapes, control characters,
+ * non-BMP characters, U+2028, large integers, NULL; and on values the
+ * conditions must turn away, which json_array() alone renders as the value
+ * they stand in for: a BLOB holding the JSONB of "DENY", a REAL, text in an
+ * integer column.
  */
 export function sqliteJsonMatchesJs(db: Database.Database): boolean {
-  const samples: Array<string | bigint | null> = [
-    'plain', 'q"b\\s/', '\u0000\u0001\u0007\b\t\n\u000b\f\r\u001f\u007f', '\u2028\u2029', 'é😀\uFFFD', '',
-    0n, -1n, 9007199254740991n, -9007199254740991n, 1748779200000n, null,
+  const texts: Array<string | null> = ['plain', 'q"b\\s/', '\u0000\u0001\u0007\b\t\n\u000b\f\r\u001f\u007f', '\u2028\u2029', 'é😀\uFFFD', '', null];
+  const integers: bigint[] = [0n, -1n, 9007199254740991n, -9007199254740991n, 1748779200000n];
+  const turnedAway: Array<readonly [ColumnType, unknown]> = [
+    ['text', JSONB_OF_DENY],
+    ['text?', JSONB_OF_DENY],
+    ['json', JSONB_OF_DENY],
+    ['integer', 5.5],
+    ['integer', '5'],
   ];
   try {
-    const statement = db.prepare('SELECT json_array(?)').pluck();
-    for (const sample of samples) {
-      const expected = JSON.stringify([typeof sample === 'bigint' ? Number(sample) : sample]);
-      if (statement.get(sample) !== expected) return false;
-    }
-    return true;
+    // json_array() of the value, behind the condition the fast path puts on a column of `type`.
+    const guarded = (type: ColumnType): Database.Statement<[{ value: unknown }], string | null> =>
+      db.prepare<[{ value: unknown }], string | null>(`SELECT CASE WHEN ${storageClassSql(type, '@value')} THEN json_array(@value) END`).pluck();
+    const text = guarded('text?');
+    if (texts.some((value) => text.get({ value }) !== JSON.stringify([value]))) return false;
+    const integer = guarded('integer');
+    if (integers.some((value) => integer.get({ value }) !== JSON.stringify([Number(value)]))) return false;
+    return turnedAway.every(([type, value]) => guarded(type).get({ value }) === null);
   } catch {
     return false;
   }
 }
+
+/** The JSONB encoding of the JSON string "DENY" (a text element of 4 bytes), which json_array() renders as "DENY". */
+const JSONB_OF_DENY = Buffer.from('4744454e59', 'hex');
 
 /**
  * Read through a memory map instead of read() calls: verification touches every

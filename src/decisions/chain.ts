@@ -32,7 +32,7 @@
  * const hash = chainHash(GENESIS_HASH, CURRENT_FORMAT, 1, rowValues(toRow(record)));
  */
 import { hash as oneShotHash } from 'node:crypto';
-import { COLUMNS, formatColumn, type Column, type RowValue } from './columns.js';
+import { COLUMNS, LONGEST_STORED_VALUE, STORED_KIND, VALUE_FITS, describeStoredValue, formatColumn, storageClassSql, type Column, type RowValue } from './columns.js';
 
 /** The prev_hash of the first row in a chain. */
 export const GENESIS_HASH: Buffer = Buffer.alloc(32);
@@ -107,39 +107,79 @@ export interface StoredRow {
   readonly seq: number;
   /** The canonical format its hash covers (any value, if tampered with). */
   readonly format: unknown;
-  /** The values of every column of the table, in table order. */
+  /** The values of every column of the table, in table order, as SQLite handed them back (any kind, if tampered with). */
   readonly values: readonly RowValue[];
   readonly prevHash: Buffer | null;
   readonly hash: Buffer | null;
+  /** Why the row cannot be one verdict wrote, found while reading it (a value longer than verdict can store); absent when none was. */
+  readonly problem?: string;
 }
 
-/** A StoredRow from a raw SELECT of storedRowList() (columns.ts). */
+/**
+ * A StoredRow from a raw SELECT of storedRowList() (columns.ts): a hash that
+ * is not bytes counts as none (storedRowList reads them as bytes), and a
+ * value too long to have been read is the row's problem.
+ */
 export function storedRowFromRaw(raw: readonly unknown[]): StoredRow {
   const n = COLUMNS.length;
-  return {
+  const oversized = raw[4 + n];
+  const row = {
     seq: raw[0] as number,
     format: raw[1],
     values: raw.slice(2, 2 + n) as RowValue[],
-    prevHash: (raw[2 + n] as Buffer | null) ?? null,
-    hash: (raw[3 + n] as Buffer | null) ?? null,
+    prevHash: hashBytes(raw[2 + n]),
+    hash: hashBytes(raw[3 + n]),
   };
+  if (typeof oversized !== 'string') return row;
+  return { ...row, problem: `${oversized} holds more than ${LONGEST_STORED_VALUE.toLocaleString('en-US')} bytes, more than verdict can store in one value` };
 }
 
-/** The chain hash of a stored row as if it sat at `seq` (verification uses that to find where a moved row was written). */
+function hashBytes(value: unknown): Buffer | null {
+  return Buffer.isBuffer(value) ? value : null;
+}
+
+/**
+ * Why a stored row cannot be one verdict wrote, or null: the problem found
+ * while reading it, or a value that is not of the kind verdict stores in its
+ * column (a BLOB where text belongs, say, which SQLite may still render as
+ * the text it replaced: see storageClassSql). Verification calls such a row
+ * changed, whatever its hash.
+ */
+export function storedRowProblem(row: StoredRow): string | null {
+  if (row.problem !== undefined) return row.problem;
+  for (let k = 0; k < COLUMNS.length; k++) {
+    const column = COLUMNS[k] as Column;
+    const value = row.values[k];
+    if (!VALUE_FITS[column.type](value)) return `${column.sql} holds ${describeStoredValue(value)} where verdict stores ${STORED_KIND[column.type]}`;
+  }
+  return null;
+}
+
+/**
+ * The chain hash of a stored row as if it sat at `seq` (verification uses that
+ * to find where a moved row was written); null for a format this build does
+ * not know and for a row with a problem (storedRowProblem).
+ */
 export function storedRowHash(prev: Uint8Array, row: StoredRow, seq: number = row.seq): Buffer | null {
-  return knownFormat(row.format) ? chainHash(prev, row.format, seq, row.values) : null;
+  return knownFormat(row.format) && storedRowProblem(row) === null ? chainHash(prev, row.format, seq, row.values) : null;
 }
 
 /**
  * SQL for the canonical text of each row of `decisions`, built by SQLite's
  * json_array() (verify's fast path; see verify-range.ts), for a log whose
- * table has the columns `present`: NULL for a format this build does not know.
+ * table has the columns `present`: NULL for a format this build does not know,
+ * and for a row holding a value of a storage class verdict does not write.
  */
 export function canonicalSql(present: ReadonlySet<string>): string {
   const column = (c: Column): string => (present.has(c.sql) ? c.sql : 'NULL');
   const cases = [...WIDTHS].map(([format, width]) => {
     const uncovered = COLUMNS.slice(width).map((c) => ` AND ${column(c)} IS NULL`).join('');
-    return `WHEN ${formatColumn(present)} = ${format}${uncovered} THEN json_array('${formatName(format)}', seq, ${COLUMNS.slice(0, width).map(column).join(', ')})`;
+    // A value of another storage class (a JSONB BLOB rendered as the text it replaced) leaves the row to the exact path.
+    const classes = COLUMNS.slice(0, width)
+      .filter((c) => present.has(c.sql))
+      .map((c) => ` AND ${storageClassSql(c.type, c.sql)}`)
+      .join('');
+    return `WHEN ${formatColumn(present)} = ${format}${uncovered}${classes} THEN json_array('${formatName(format)}', seq, ${COLUMNS.slice(0, width).map(column).join(', ')})`;
   });
   return `CASE ${cases.join(' ')} END`;
 }

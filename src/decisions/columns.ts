@@ -13,6 +13,7 @@
  * chain.ts).
  */
 
+import { constants as bufferConstants } from 'node:buffer';
 import type { DecisionRecord } from './record.js';
 
 /**
@@ -90,9 +91,88 @@ export function formatColumn(present: ReadonlySet<string>): string {
   return present.has('format') ? 'format' : '1';
 }
 
-/** Everything a stored row holds, for SELECTs in better-sqlite3's raw mode: see StoredRow in chain.ts. */
+/**
+ * Whether a value read back from SQLite is of the kind verdict stores in a
+ * column of each type. A value that is not (a BLOB where text belongs, a
+ * fraction or text in an integer column) was put there by someone else.
+ */
+export const VALUE_FITS: Readonly<Record<ColumnType, (value: unknown) => boolean>> = {
+  text: (v) => typeof v === 'string',
+  'text?': (v) => v === null || typeof v === 'string',
+  integer: (v) => Number.isSafeInteger(v),
+  json: (v) => typeof v === 'string',
+  'json?': (v) => v === null || typeof v === 'string',
+};
+
+/** What verdict stores in a column of each type, in words, for messages. */
+export const STORED_KIND: Readonly<Record<ColumnType, string>> = {
+  text: 'text',
+  'text?': 'text or NULL',
+  integer: 'an integer',
+  json: 'JSON text',
+  'json?': 'JSON text or NULL',
+};
+
+/**
+ * The SQL condition that `expr` holds the storage class verdict writes for a
+ * column of `type`. SQLite's json_array() renders a BLOB holding valid JSONB
+ * as the JSON value inside it (3.45 on), and a REAL or TEXT in an integer
+ * column as a JSON number or string: any of them would give the canonical text
+ * of a value that is not the one stored, so verify's SQL accepts none.
+ */
+export function storageClassSql(type: ColumnType, expr: string): string {
+  switch (type) {
+    case 'text':
+    case 'json':
+      return `typeof(${expr}) = 'text'`;
+    case 'text?':
+    case 'json?':
+      return `typeof(${expr}) IN ('text', 'null')`;
+    case 'integer':
+      return `typeof(${expr}) = 'integer'`;
+  }
+}
+
+/** A value as SQLite handed it back, in words, for a message naming one of the wrong kind. */
+export function describeStoredValue(value: unknown): string {
+  if (value === null || value === undefined) return 'NULL';
+  if (Buffer.isBuffer(value)) return `a BLOB of ${value.length} byte${value.length === 1 ? '' : 's'}`;
+  if (typeof value === 'number') return Number.isInteger(value) ? `the integer ${value}` : `the number ${value}`;
+  if (typeof value === 'bigint') return `the integer ${value}`;
+  if (typeof value === 'string') return `text of ${value.length} characters`;
+  return `a ${typeof value}`;
+}
+
+/**
+ * The most bytes one stored value of a genuine row can have: better-sqlite3
+ * limits every value to what one JavaScript string (or Buffer) can hold
+ * (SQLITE_LIMIT_LENGTH, V8's string length cap in Node 20: 536,870,888), so the
+ * writer can store no longer value, and a reader cannot load one; SQLite's
+ * octet_length() still tells its size without loading it.
+ */
+export const LONGEST_STORED_VALUE: number = Math.min(bufferConstants.MAX_STRING_LENGTH, bufferConstants.MAX_LENGTH);
+
+const TEXT_COLUMNS = COLUMNS.filter((c) => c.type !== 'integer');
+
+function oversizedSql(column: string): string {
+  return `octet_length(${column}) > ${LONGEST_STORED_VALUE}`;
+}
+
+/**
+ * Everything a stored row holds, for SELECTs in better-sqlite3's raw mode: see
+ * StoredRow and storedRowFromRaw in chain.ts. The hashes are read as bytes
+ * whatever their storage class (as verify's fast path reads them with hex()), so
+ * every reader sees the same values. A value longer than any genuine one
+ * (LONGEST_STORED_VALUE) is read as NULL and named in a last column: loading it
+ * would fail the whole read, and the row is not one verdict wrote.
+ */
 export function storedRowList(present: ReadonlySet<string>): string {
-  return `seq, ${formatColumn(present)}, ${selectList(present)}, prev_hash, hash`;
+  const value = (c: Column): string => {
+    if (!present.has(c.sql)) return `NULL AS ${c.sql}`;
+    return c.type === 'integer' ? c.sql : `CASE WHEN ${oversizedSql(c.sql)} THEN NULL ELSE ${c.sql} END AS ${c.sql}`;
+  };
+  const oversized = TEXT_COLUMNS.filter((c) => present.has(c.sql)).map((c) => `WHEN ${oversizedSql(c.sql)} THEN '${c.sql}'`);
+  return `seq, ${formatColumn(present)}, ${COLUMNS.map(value).join(', ')}, CAST(prev_hash AS BLOB), CAST(hash AS BLOB), CASE ${oversized.join(' ')} END`;
 }
 
 /** The writer's INSERT: seq, the columns in table order, prev_hash, hash, format. */

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { Effect, Reason } from '../types.js';
-import { VerdictError } from '../errors.js';
-import { selectList, type RowValue } from './columns.js';
+import { VerdictError, messageOf } from '../errors.js';
+import { COLUMNS, STORED_KIND, VALUE_FITS, describeStoredValue, selectList, type RowValue } from './columns.js';
 import type { DecisionRecord } from './record.js';
 import { recordFromRow, rowFromValues } from './row.js';
 import { decisionColumns, openReadOnly } from './schema.js';
@@ -115,7 +115,7 @@ export class DecisionReader {
   readonly path: string;
   private readonly db: Database.Database;
   private readonly owned: boolean;
-  /** seq, the columns of the table (columns.ts; NULL where an older log lacks one), hash. */
+  /** seq, the columns of the table (columns.ts; NULL where an older log lacks one), hash (as bytes, whatever its storage class). */
   private readonly columns: string;
   private readonly statements = new Map<string, Database.Statement<unknown[], unknown[]>>();
 
@@ -123,7 +123,7 @@ export class DecisionReader {
     this.path = path;
     this.db = db;
     this.owned = owned;
-    this.columns = `seq, ${selectList(decisionColumns(db))}, hash`;
+    this.columns = `seq, ${selectList(decisionColumns(db))}, CAST(hash AS BLOB)`;
   }
 
   /** Read through a connection the caller already has (and keeps: close() leaves it open). */
@@ -147,7 +147,7 @@ export class DecisionReader {
     }
     const { sql, params } = this.select(filters, null);
     params.push(limit);
-    return this.statement(`${sql} LIMIT ?`).all(...params).map(toDecision);
+    return this.statement(`${sql} LIMIT ?`).all(...params).map((raw) => toDecision(raw, this.path));
   }
 
   /**
@@ -179,7 +179,7 @@ export class DecisionReader {
         break;
       }
       bytes += size;
-      decisions.push(toDecision(values));
+      decisions.push(toDecision(values, this.path));
     }
     const last = decisions[decisions.length - 1];
     return { decisions, next: more && last ? { time: last.time, seq: last.seq } : null };
@@ -216,11 +216,11 @@ export class DecisionReader {
     const { where, params } = this.conditions({}, null, exclude);
     if (afterSeq === null) {
       const sql = `SELECT ${this.columns} FROM decisions WHERE seq <= ?${where.length > 0 ? ` AND ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`;
-      const rows = this.statement(sql).all(tip, ...params, limit).map((raw) => toDecision(raw as unknown[]));
+      const rows = this.statement(sql).all(tip, ...params, limit).map((raw) => toDecision(raw as unknown[], this.path));
       return { decisions: rows.reverse(), cursor: tip };
     }
     const sql = `SELECT ${this.columns} FROM decisions WHERE seq > ? AND seq <= ?${where.length > 0 ? ` AND ${where.join(' AND ')}` : ''} ORDER BY seq LIMIT ?`;
-    const decisions = this.statement(sql).all(afterSeq, tip, ...params, limit).map((raw) => toDecision(raw as unknown[]));
+    const decisions = this.statement(sql).all(afterSeq, tip, ...params, limit).map((raw) => toDecision(raw as unknown[], this.path));
     const cursor = decisions.length === limit ? decisions[decisions.length - 1]!.seq : Math.max(tip, afterSeq);
     return { decisions, cursor };
   }
@@ -289,7 +289,7 @@ export class DecisionReader {
       params.push(timeParam('until', range.until));
     }
     const sql = `SELECT ${this.columns} FROM decisions${where.length > 0 ? ` WHERE ${where.join(' AND ')}` : ''} ORDER BY seq`;
-    for (const raw of this.statement(sql).iterate(...params)) yield toDecision(raw as unknown[]);
+    for (const raw of this.statement(sql).iterate(...params)) yield toDecision(raw as unknown[], this.path);
   }
 
   /** One decision by id, or null. */
@@ -391,11 +391,28 @@ export function decodePageToken(token: string, filters: DecisionFilters): PagePo
   return { time, seq };
 }
 
-function toDecision(raw: unknown[]): StoredDecision {
-  const hash = raw[raw.length - 1] as Buffer | null;
-  return {
-    seq: raw[0] as number,
-    ...recordFromRow(rowFromValues(raw as RowValue[], 1)),
-    hash: hash === null ? null : hash.toString('hex'),
-  };
+/**
+ * A row of `SELECT seq, <columns>, CAST(hash AS BLOB)` as a decision.
+ * @throws VerdictError DECISION_LOG_CORRUPT naming the seq, for a value verdict never
+ *   writes (a BLOB where text belongs, JSON columns that are not JSON): showing it
+ *   would fail, or show another decision than the one recorded
+ */
+function toDecision(raw: unknown[], path: string): StoredDecision {
+  const seq = raw[0] as number;
+  COLUMNS.forEach((column, k) => {
+    const value = raw[1 + k];
+    if (!VALUE_FITS[column.type](value)) throw alteredRow(path, seq, `${column.sql} holds ${describeStoredValue(value)} where verdict stores ${STORED_KIND[column.type]}`);
+  });
+  let record: DecisionRecord;
+  try {
+    record = recordFromRow(rowFromValues(raw as RowValue[], 1));
+  } catch (error) {
+    throw alteredRow(path, seq, `a JSON column does not hold JSON (${messageOf(error)})`);
+  }
+  const hash = raw[raw.length - 1];
+  return { seq, ...record, hash: Buffer.isBuffer(hash) ? hash.toString('hex') : null };
+}
+
+function alteredRow(path: string, seq: number, problem: string): VerdictError {
+  return new VerdictError('DECISION_LOG_CORRUPT', `${path}: the row at seq ${seq} cannot be shown: ${problem}, which verdict never writes, so the log was altered; run verdict audit verify --db ${path} to find every change`);
 }

@@ -13,7 +13,7 @@
  * hash) — so the stored values are exactly the hashed ones.
  */
 import { VerdictError, messageOf } from '../errors.js';
-import { COLUMNS, type Column, type DecisionRow, type RowValue } from './columns.js';
+import { COLUMNS, VALUE_FITS, type Column, type DecisionRow, type RowValue } from './columns.js';
 import type { DecisionRecord } from './record.js';
 import type { SensitiveAttributes } from './sensitive.js';
 
@@ -111,14 +111,6 @@ export function rowValues(row: DecisionRow): RowValue[] {
   return COLUMNS.map((column) => row[column.key]);
 }
 
-const VALUE_CHECKS: Record<Column['type'], (value: unknown) => boolean> = {
-  text: (v) => typeof v === 'string',
-  'text?': (v) => v === null || typeof v === 'string',
-  integer: (v) => Number.isSafeInteger(v),
-  json: (v) => typeof v === 'string',
-  'json?': (v) => v === null || typeof v === 'string',
-};
-
 /**
  * The number of rows in a flat batch, after checking every value's type: a
  * message from another thread or process is input like any other, and a
@@ -132,7 +124,7 @@ export function checkBatch(values: unknown): number {
   }
   for (let i = 0; i < values.length; i += ROW_WIDTH) {
     COLUMNS.forEach((column, k) => {
-      if (!VALUE_CHECKS[column.type](values[i + k])) {
+      if (!VALUE_FITS[column.type](values[i + k])) {
         throw new VerdictError('INTERNAL', `row ${i / ROW_WIDTH} of a batch of decision rows has a value of the wrong type in ${column.sql}`);
       }
     });

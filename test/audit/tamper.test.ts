@@ -5,7 +5,7 @@ import Database from 'better-sqlite3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { chainHash } from '../../src/decisions/chain.js';
 import { checkpointMessage } from '../../src/decisions/checkpoint.js';
-import { COLUMNS, type RowValue } from '../../src/decisions/columns.js';
+import { COLUMNS, LONGEST_STORED_VALUE, type RowValue } from '../../src/decisions/columns.js';
 import { keyIdOf } from '../../src/decisions/keys.js';
 import { queryDecisions } from '../../src/decisions/query.js';
 import { audit, copyLog, failure, makeLog, rechain, sqlite3, tamperSql, type TestLog } from './helpers.js';
@@ -346,4 +346,70 @@ describe('checkpoints removed from the end', () => {
     tamperSql(crashed.db, 'DELETE FROM checkpoints WHERE seq = 40;');
     expect((await verify(crashed)).stdout).not.toMatch(/may have been removed/);
   });
+});
+
+// Values verdict never writes: each used to verify OK, fail verify with an internal
+// error (exit 4), or crash the readers.
+describe('values and seqs verdict never writes', () => {
+  it('changed: a BLOB holding the JSONB of "DENY" in place of the text, which SQLite renders as the same text; the readers refuse the row', async () => {
+    const t = copyLog(intact);
+    // jsonb('"DENY"') and jsonb('"user-3"'): json_array() renders them as the JSON strings they hold.
+    tamperSql(t.db, "UPDATE decisions SET effect = X'4744454E59', principal_id = X'67757365722D33' WHERE seq = 4;");
+    await expectBreak(t, /^FAILED: changed at seq 4: row 4 was changed: principal_id holds a BLOB of 7 bytes where verdict stores text/);
+    const { code, stdout } = await verify(t, '--workers', '2');
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(/^FAILED: changed at seq 4: /);
+    // No crash ("text.replace is not a function"): a clear error naming the row and what to run.
+    expect(() => queryDecisions(t.db, { limit: 100 })).toThrow(/the row at seq 4 cannot be shown: principal_id holds a BLOB of 7 bytes where verdict stores text.*run verdict audit verify/);
+    const exported = await audit('export', '--db', t.db, '--out', path.join(t.dir, 'export.jsonl'));
+    expect(exported.code).toBe(4);
+    expect(exported.stderr).toMatch(/the row at seq 4 cannot be exported: principal_id holds a BLOB of 7 bytes.*run verdict audit verify/);
+  });
+
+  it('changed: a number with a fraction, or text, in an integer column, the row\'s hash recomputed over what SQLite renders', async () => {
+    for (const value of ['40.5', "'forty'"]) {
+      const t = copyLog(intact);
+      tamperSql(t.db, `DELETE FROM checkpoints WHERE seq >= 40; UPDATE decisions SET latency_us = ${value} WHERE seq = 40;`);
+      rechain(t.db, 40);
+      await expectBreak(t, /^FAILED: changed at seq 40: row 40 was changed: latency_us holds (the number 40\.5|text of 5 characters) where verdict stores an integer/);
+    }
+  });
+
+  for (const seq of ['42949672960000', '9223372036854775807']) {
+    it(`a forged row at seq ${seq}: a break at seq 41, not an internal error`, async () => {
+      const t = copyLog(intact);
+      tamperSql(
+        t.db,
+        `INSERT INTO decisions SELECT ${seq}, 'x-' || decision_id, time_ms, caller, request_id, principal_id, action, resource_type, resource_id, effect, reason,
+           rule_ids, errors, policy_version, request, latency_us, prev_hash, hash, details, format FROM decisions WHERE seq = 40;`,
+      );
+      for (const workers of ['1', '2']) {
+        const { code, stdout, stderr } = await verify(t, '--workers', workers);
+        expect(stderr).toBe('');
+        expect(code).toBe(1);
+        expect(failure(stdout)).toMatch(seq === '42949672960000' ? /^FAILED: deleted at seq 41: rows 41\.\.42949672959999 are missing/ : /^FAILED: inserted at seq 41: the row after seq 40 claims a seq past 2\^53/);
+      }
+    });
+  }
+
+  it('changed: a row edited where hashes are stored as text (forensics reads them as bytes, as the chain pass does)', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, 'UPDATE decisions SET hash = CAST(hash AS TEXT) WHERE seq = 5; UPDATE decisions SET prev_hash = CAST(prev_hash AS TEXT) WHERE seq = 6;');
+    expect((await verify(t)).code).toBe(0);
+    tamperSql(t.db, "UPDATE decisions SET effect = 'ALLOW' WHERE seq = 7; UPDATE decisions SET hash = CAST(hash AS TEXT), prev_hash = CAST(prev_hash AS TEXT) WHERE seq BETWEEN 7 AND 8;");
+    await expectBreak(t, /^FAILED: changed at seq 7: row 7 was changed: its content no longer matches its hash/);
+  });
+
+  it('changed: a value longer than verdict can store (SQLite refuses to hand it over), not "cannot read the decision log"', async () => {
+    const t = copyLog(intact);
+    // One byte over what better-sqlite3 lets any value hold (V8's longest string): the sqlite3 shell allows 1e9.
+    tamperSql(t.db, `PRAGMA synchronous = OFF; UPDATE decisions SET request = printf('%.*c', ${LONGEST_STORED_VALUE + 1}, 'a') WHERE seq = 20;`);
+    for (const workers of ['1', '2']) {
+      const { code, stdout, stderr } = await verify(t, '--workers', workers);
+      expect(stderr).toBe('');
+      expect(code).toBe(1);
+      expect(failure(stdout)).toMatch(/^FAILED: changed at seq 20: row 20 was changed: request holds more than 536,870,888 bytes, more than verdict can store in one value/);
+    }
+    fs.rmSync(t.dir, { recursive: true, force: true });
+  }, 60_000);
 });

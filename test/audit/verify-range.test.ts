@@ -3,7 +3,7 @@ import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { newClaims, verifyBlocks, type BlockResult } from '../../src/audit/verify-range.js';
 import { CURRENT_FORMAT, GENESIS_HASH, chainHash } from '../../src/decisions/chain.js';
-import { INSERT_SQL, type DecisionRow } from '../../src/decisions/columns.js';
+import { COLUMN_LIST, INSERT_SQL, type DecisionRow, type RowValue } from '../../src/decisions/columns.js';
 import { rowValues, toRow } from '../../src/decisions/row.js';
 import { migrate } from '../../src/decisions/schema.js';
 import { DROP_TRIGGERS, record } from './helpers.js';
@@ -110,6 +110,9 @@ describe('verifyBlocks', () => {
     ['a row of a canonical format this build does not know', 'UPDATE decisions SET format = 9 WHERE seq = 700', 700],
     // json_array() refuses a BLOB: the fast path cannot read the chunk at all.
     ['a JSON column stored as a blob', 'UPDATE decisions SET request = CAST(request AS BLOB) WHERE seq = 700', 700],
+    // ...but renders one holding JSONB (SQLite 3.45 on) as the JSON inside it: the same canonical text, the same hash.
+    ['a text column holding the JSONB of its own text', 'UPDATE decisions SET effect = jsonb(json_quote(effect)) WHERE seq = 700', 700],
+    ['a JSON column holding the JSONB of its own text', 'UPDATE decisions SET rule_ids = jsonb(rule_ids) WHERE seq = 513', 513],
   ];
 
   for (const [what, sql, brokenAt] of tamperings) {
@@ -122,6 +125,26 @@ describe('verifyBlocks', () => {
       db.close();
     });
   }
+
+  it('breaks at a value of a kind verdict never writes even where the chain was recomputed over what SQLite renders', () => {
+    for (const [column, value] of [['latency_us', 40.5], ['time_ms', 'soon'], ['principal_id', Buffer.from('mallory')]] as const) {
+      const db = chainedLog(rows);
+      db.prepare(`UPDATE decisions SET ${column} = ? WHERE seq = 700`).run(value);
+      // Rechain from 700 over the values as stored, as an intruder who read the spec would.
+      const stored = db.prepare(`SELECT seq, ${COLUMN_LIST} FROM decisions WHERE seq >= 700 ORDER BY seq`).raw().all() as unknown[][];
+      let prev = db.prepare('SELECT hash FROM decisions WHERE seq = 699').pluck().get() as Buffer;
+      const update = db.prepare('UPDATE decisions SET prev_hash = ?, hash = ? WHERE seq = ?');
+      for (const [seq, ...values] of stored) {
+        // A BLOB would be hashed as JSONB renders it: its text.
+        const rendered = values.map((v) => (Buffer.isBuffer(v) ? v.toString('utf8') : v)) as RowValue[];
+        const hash = chainHash(prev, CURRENT_FORMAT, seq as number, rendered) as Buffer;
+        update.run(prev, hash, seq);
+        prev = hash;
+      }
+      for (const blockRows of [ROWS, 300]) expect(firstFailure(bothPaths(db, blockRows)), `${column} = ${String(value)}`).toBe(700);
+      db.close();
+    }
+  });
 
   it('finds a gap in seq even where the chain was recomputed across it', () => {
     const seqs = rows.map((_, i) => (i + 1 < 600 ? i + 1 : i + 2));
