@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { constants as bufferConstants } from 'node:buffer';
 import fs from 'node:fs';
 import type { StoredRow } from '../decisions/chain.js';
 import type { Checkpoint } from '../decisions/checkpoint.js';
@@ -149,7 +150,21 @@ function sameJson(text: string, value: unknown): boolean {
   return JSON.stringify(parsed) === JSON.stringify(value);
 }
 
-/** Lines of a file of any size, split on bytes so a multi-byte character never straddles a chunk. */
+/**
+ * The most UTF-16 code units one line of a genuine export holds: the exporter
+ * writes each line as one JavaScript string, which V8 caps at this length (a
+ * row's values are capped below it too: columns.ts LONGEST_STORED_VALUE). A
+ * longer line was not written by verdict, and could not be parsed anyway.
+ */
+const LONGEST_LINE: number = bufferConstants.MAX_STRING_LENGTH;
+
+/**
+ * Lines of a file of any size, split on bytes so a multi-byte character never
+ * straddles a chunk. The pieces of a line longer than a chunk are kept apart
+ * and joined once, at its end; a line longer than LONGEST_LINE is refused as
+ * soon as it is known to be, with its line number.
+ * @throws VerdictError INPUT_UNREADABLE, or INPUT_INVALID for a line too long
+ */
 function* readLines(path: string): Generator<string> {
   let fd: number;
   try {
@@ -159,7 +174,7 @@ function* readLines(path: string): Generator<string> {
   }
   try {
     const chunk = Buffer.alloc(4 << 20);
-    let rest: Buffer = Buffer.alloc(0);
+    const line = new LongLine(path);
     for (;;) {
       let n: number;
       try {
@@ -168,17 +183,79 @@ function* readLines(path: string): Generator<string> {
         throw new VerdictError('INPUT_UNREADABLE', `cannot read the export ${path}: ${(error as NodeJS.ErrnoException).code ?? messageOf(error)}`, { cause: error });
       }
       if (n === 0) break;
-      const data: Buffer = rest.length > 0 ? Buffer.concat([rest, chunk.subarray(0, n)]) : chunk.subarray(0, n);
+      const data = chunk.subarray(0, n);
       let from = 0;
       for (let nl = data.indexOf(10, from); nl !== -1; nl = data.indexOf(10, from)) {
-        yield data.toString('utf8', from, nl);
+        yield line.end(data.subarray(from, nl));
         from = nl + 1;
       }
-      // Copy: `data` may be a view of `chunk`, which the next read overwrites.
-      rest = Buffer.from(data.subarray(from));
+      // Copy: `data` is a view of `chunk`, which the next read overwrites.
+      if (from < n) line.add(Buffer.from(data.subarray(from)));
     }
-    if (rest.length > 0) yield rest.toString('utf8');
+    if (!line.empty) yield line.end(Buffer.alloc(0));
   } finally {
     fs.closeSync(fd);
   }
+}
+
+/** The line being read, in the pieces it arrived in, and its number. */
+class LongLine {
+  private pieces: Buffer[] = [];
+  private bytes = 0;
+  /** Its UTF-16 length, counted once its bytes could exceed LONGEST_LINE (a line never has more code units than bytes). */
+  private units = 0;
+  private number = 1;
+
+  constructor(private readonly path: string) {}
+
+  get empty(): boolean {
+    return this.bytes === 0;
+  }
+
+  add(piece: Buffer): void {
+    const before = this.bytes;
+    this.pieces.push(piece);
+    this.bytes += piece.length;
+    if (this.bytes <= LONGEST_LINE) return;
+    // Past the cap in bytes for the first time: count what came before, then each piece as it comes.
+    if (before <= LONGEST_LINE) for (const earlier of this.pieces.slice(0, -1)) this.units += utf16Length(earlier);
+    this.units += utf16Length(piece);
+    if (this.units > LONGEST_LINE) throw this.tooLong();
+  }
+
+  /** The whole line, its last piece `tail`; the next line starts empty. */
+  end(tail: Buffer): string {
+    this.add(tail);
+    const bytes = this.pieces.length === 1 ? (this.pieces[0] as Buffer) : Buffer.concat(this.pieces, this.bytes);
+    let text: string;
+    try {
+      text = bytes.toString('utf8');
+    } catch (error) {
+      // Invalid UTF-8 decodes to more code units than utf16Length counts.
+      throw this.tooLong(error);
+    }
+    this.pieces = [];
+    this.bytes = 0;
+    this.units = 0;
+    this.number++;
+    return text;
+  }
+
+  private tooLong(cause?: unknown): VerdictError {
+    return new VerdictError(
+      'INPUT_INVALID',
+      `${this.path}:${this.number}: the line is longer than any line of an export (${LONGEST_LINE.toLocaleString('en-US')} characters, what one JavaScript string holds), so it was not written by verdict audit export`,
+      { cause },
+    );
+  }
+}
+
+/** How many UTF-16 code units the UTF-8 in `bytes` decodes to: one per character, two for one past U+FFFF. */
+function utf16Length(bytes: Buffer): number {
+  let units = 0;
+  for (let i = 0; i < bytes.length; i++) {
+    const b = bytes[i] as number;
+    if ((b & 0xc0) !== 0x80) units += b >= 0xf0 ? 2 : 1;
+  }
+  return units;
 }

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { LONGEST_STORED_VALUE } from '../../src/decisions/columns.js';
 import { BASE_TIME, appendRows, audit, copyLog, failure, makeLog, reopen, sqlite3, tamperSql, tempDir, type TestLog } from './helpers.js';
 
 let intact: TestLog;
@@ -274,6 +275,24 @@ describe('verdict audit export', () => {
     expect(run.stderr).toMatch(/^verdict audit verify: .*x\.jsonl:1: unknown line type undefined/);
     expect(run.stderr.trimEnd().split('\n')).toHaveLength(1);
   });
+
+  it('refuses a line longer than any line of an export at once, naming it, instead of gathering it for a minute', async () => {
+    const out = path.join(tempDir(), 'long.jsonl');
+    await audit('export', '--db', intact.db, '--out', out);
+    const [header] = fs.readFileSync(out, 'utf8').split('\n');
+    // The header, then one line of 'a' a chunk longer than one JavaScript string can be (it used to take 67 s and 2.4 GB, then fail with a V8 error).
+    const fd = fs.openSync(out, 'w');
+    fs.writeSync(fd, `${header}\n`);
+    const chunk = Buffer.alloc(4 << 20, 'a');
+    for (let written = 0; written <= LONGEST_STORED_VALUE; written += chunk.length) fs.writeSync(fd, chunk);
+    fs.closeSync(fd);
+    const started = performance.now();
+    const run = await audit('verify', '--export', out, '--pubkey', intact.pubkey);
+    fs.rmSync(out);
+    expect(run.code).toBe(4);
+    expect(run.stderr).toMatch(/^verdict audit verify: .*long\.jsonl:2: the line is longer than any line of an export \(536,870,888 characters/);
+    expect(performance.now() - started).toBeLessThan(20_000);
+  }, 60_000);
 });
 
 describe('sqlite3 sees the guard table empty outside a prune', () => {
