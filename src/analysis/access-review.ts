@@ -1,5 +1,8 @@
 import { completeRequest } from '../engine/complete.js';
 import { matchesStatically, runCondition } from '../engine/evaluate.js';
+import { conditionReads } from './condition-reads.js';
+import type { DirectoryPrecedence } from '../policy/directory.js';
+import type { AttributeMatcher } from '../policy/matcher.js';
 import type { CompiledRule, PolicySet } from '../policy/policy-set.js';
 import type { DecisionRequest } from '../types.js';
 
@@ -8,8 +11,10 @@ import type { DecisionRequest } from '../types.js';
  * grant, for every principal and resource of the policy set's directories and every
  * action the policies name for the resource's type. Each (principal, action,
  * resource) is decided as a request naming them with no context would be; a rule
- * whose condition reads `context` cannot be decided without a request, so a grant
- * that hangs on one is reported as conditional, with the condition, never guessed.
+ * that reads `context`, or a principal attribute the directory leaves to the request,
+ * cannot be decided without a request, so a grant that hangs on one is reported as
+ * conditional, with what it asks, never guessed. What a condition reads is asked of its
+ * parsed expression with its named conditions put in (condition-reads.ts).
  */
 
 export interface AccessGrant {
@@ -17,13 +22,13 @@ export interface AccessGrant {
   readonly action: string;
   readonly resourceType: string;
   readonly resourceId: string;
-  /** `allowed`: whatever the context; `conditional`: depends on the request's context (see `conditions`). */
+  /** `allowed`: whatever the request sends; `conditional`: depends on its context or a principal attribute it supplies (see `conditions`). */
   readonly access: 'allowed' | 'conditional';
   /** The allow rules that grant it (rule ids; a role grant is `role:<role>:<id>`). */
   readonly rules: readonly string[];
   /** For role grants: the role the principal holds that grants it, and the granting role when inherited (`analyst → viewer`). */
   readonly via: readonly string[];
-  /** The conditions on context it depends on: `<rule id>: <condition>`, denies included. */
+  /** The conditions on the request it depends on: `<rule id>: <condition>`, denies included. */
   readonly conditions: readonly string[];
 }
 
@@ -33,19 +38,59 @@ export interface AccessReviewFilter {
   readonly action?: string;
 }
 
-const readsContext = (rule: CompiledRule): boolean =>
-  (rule.conditionSource !== null && /\bcontext\b/.test(rule.conditionSource)) || rule.matchers.some((m) => m.label.startsWith('context.'));
+/** The condition as it runs: with its named conditions and constants put in. */
+const conditionAsRun = (rule: CompiledRule): string | null => rule.conditionExpanded ?? rule.conditionSource;
 
-/** What a context-dependent rule asks of the context: its context matchers and its condition, as written. */
-function contextCondition(rule: CompiledRule): string {
-  const parts = rule.matchers.filter((m) => m.label.startsWith('context.')).map((m) => `${m.label} ${m.expected}`);
-  if (rule.conditionSource !== null) parts.push(rule.conditionSource);
+const isContextMatcher = (matcher: AttributeMatcher): boolean => matcher.label.startsWith('context.');
+
+/** The top-level principal attribute a matcher tests (`principal.attributes.labels.team` → `labels`), or null. */
+function matchedPrincipalAttribute(matcher: AttributeMatcher): string | null {
+  const [part, attributes, name] = matcher.label.split('.');
+  return part === 'principal' && attributes === 'attributes' && name !== undefined ? name : null;
+}
+
+/**
+ * What of a rule hangs on the request rather than on the directories: the matchers and
+ * the condition that read its context, or a principal attribute the directory leaves to
+ * the request (one the principal's entry does not define, or one whose `precedence` lets
+ * the request's value win). An allow's matcher on such an attribute counts; a deny's does
+ * not, since a request that leaves the attribute out leaves the deny out too, which the
+ * review already takes as the deny not holding.
+ */
+interface RequestDependence {
+  /** The matchers that read the request (their test is left to it). */
+  readonly matchers: readonly AttributeMatcher[];
+  /** The condition reads the request. */
+  readonly condition: boolean;
+}
+
+function requestDependence(rule: CompiledRule, request: DecisionRequest, precedence: DirectoryPrecedence): RequestDependence | null {
+  const fromRequest = (attribute: string): boolean => !Object.hasOwn(request.principal.attributes, attribute) || precedence.requestWins.has(attribute);
+  const matchers = rule.matchers.filter((matcher) => {
+    if (isContextMatcher(matcher)) return true;
+    const attribute = rule.effect === 'ALLOW' ? matchedPrincipalAttribute(matcher) : null;
+    return attribute !== null && fromRequest(attribute);
+  });
+  const text = conditionAsRun(rule);
+  let condition = false;
+  if (text !== null) {
+    const reads = conditionReads(text);
+    condition = reads.context || (reads.principalAttributes === 'all' ? true : [...reads.principalAttributes].some(fromRequest));
+  }
+  return matchers.length === 0 && !condition ? null : { matchers, condition };
+}
+
+/** What a request-dependent rule asks of the request: those matchers and its condition (named conditions put in). */
+function requestCondition(rule: CompiledRule, dependence: RequestDependence): string {
+  const parts = dependence.matchers.map((m) => `${m.label} ${m.expected}`);
+  const text = conditionAsRun(rule);
+  if (text !== null) parts.push(text);
   return parts.join(' && ');
 }
 
-/** The rule's principal and resource parts hold (its context matchers and condition aside). */
-function matchesApartFromContext(rule: CompiledRule, request: DecisionRequest): boolean {
-  return matchesStatically({ ...rule, matchers: rule.matchers.filter((m) => !m.label.startsWith('context.')) }, request);
+/** The rule's other parts hold (the matchers left to the request and its condition aside). */
+function matchesApartFromRequest(rule: CompiledRule, request: DecisionRequest, dependence: RequestDependence): boolean {
+  return matchesStatically({ ...rule, matchers: rule.matchers.filter((m) => !dependence.matchers.includes(m)) }, request);
 }
 
 /** The role of the rule a principal's roles satisfy it by: `held` or `held → granting` when inherited. */
@@ -76,10 +121,11 @@ export function reviewOne(set: PolicySet, principal: string, action: string, typ
     context: { attributes: {} },
   });
   const allows: CompiledRule[] = [];
-  const conditional: CompiledRule[] = [];
+  const conditional: { readonly rule: CompiledRule; readonly dependence: RequestDependence }[] = [];
   for (const rule of set.candidates(type, action)) {
-    if (readsContext(rule)) {
-      if (matchesApartFromContext(rule, request)) conditional.push(rule);
+    const dependence = requestDependence(rule, request, set.directory.principalPrecedence);
+    if (dependence !== null) {
+      if (matchesApartFromRequest(rule, request, dependence)) conditional.push({ rule, dependence });
       continue;
     }
     if (!matchesStatically(rule, request)) continue;
@@ -87,12 +133,12 @@ export function reviewOne(set: PolicySet, principal: string, action: string, typ
     if (rule.effect === 'DENY' && outcome !== false) return null;
     if (rule.effect === 'ALLOW' && outcome === true) allows.push(rule);
   }
-  const conditionalAllows = conditional.filter((r) => r.effect === 'ALLOW');
-  const conditionalDenies = conditional.filter((r) => r.effect === 'DENY');
-  const granting = allows.length > 0 ? allows : conditionalAllows;
+  const conditionalAllows = conditional.filter((c) => c.rule.effect === 'ALLOW');
+  const conditionalDenies = conditional.filter((c) => c.rule.effect === 'DENY');
+  const granting = allows.length > 0 ? allows : conditionalAllows.map((c) => c.rule);
   if (granting.length === 0) return null;
   const access = allows.length > 0 && conditionalDenies.length === 0 ? 'allowed' : 'conditional';
-  const conditions = access === 'allowed' ? [] : [...(allows.length > 0 ? [] : conditionalAllows), ...conditionalDenies].map((r) => `${r.effect === 'DENY' ? 'unless ' : ''}${r.id}: ${contextCondition(r)}`);
+  const conditions = access === 'allowed' ? [] : [...(allows.length > 0 ? [] : conditionalAllows), ...conditionalDenies].map((c) => `${c.rule.effect === 'DENY' ? 'unless ' : ''}${c.rule.id}: ${requestCondition(c.rule, c.dependence)}`);
   const via = [...new Set(granting.map((r) => viaRole(r, request.principal.roles)).filter((v): v is string => v !== null))];
   return { principal, action, resourceType: type, resourceId: id, access, rules: granting.map((r) => r.id).sort(), via, conditions };
 }

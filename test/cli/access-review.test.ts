@@ -2,6 +2,7 @@ import { execFileSync } from 'node:child_process';
 import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { conditionReads } from '../../src/analysis/condition-reads.js';
 import { runAccessReview } from '../../src/cli/access-review.js';
 import { makeTempDir } from '../helpers/policies.js';
 import { ROOT } from '../helpers/verdict-process.js';
@@ -84,5 +85,82 @@ describe('verdict access-review', () => {
     );
     const none = await review(['--policies', repo, '--rev', 'HEAD', '--principal', 'rick']);
     expect(none.out).toBe('no change in access\n');
+  });
+});
+
+// Grants and denies that read the request only through a named condition, or through a
+// principal attribute the directory does not define (so the request supplies it).
+const THROUGH_NAMES = {
+  'variables.yaml': `kind: variables
+variables:
+  - name: paged
+    expr: has(context.attributes.pager) && context.attributes.pager == "primary"
+  - name: frozen
+    expr: has(context.attributes.freeze) && context.attributes.freeze == true
+`,
+  'named.yaml': `kind: rules
+rules:
+  - id: paged-delete
+    description: whoever is paged may delete
+    effect: allow
+    actions: [delete]
+    resource: { type: todo }
+    when: variables.paged
+  - id: freeze-no-update
+    description: nothing is updated during a change freeze
+    effect: deny
+    actions: [update]
+    resource: { type: todo }
+    when: variables.frozen
+  - id: cleared-archive
+    description: principals with clearance archive
+    effect: allow
+    actions: [archive]
+    resource: { type: todo }
+    when: principal.attributes["clearance"] == "high"
+  - id: pinned-archive
+    description: pinned principals archive
+    effect: allow
+    actions: [archive]
+    resource: { type: todo }
+    principal: { attributes: { pinned: true } }
+`,
+};
+
+describe('verdict access-review: what a grant reads of the request, named conditions put in', () => {
+  const dir = fixture();
+  for (const [name, text] of Object.entries(THROUGH_NAMES)) writeFileSync(join(dir, name), text);
+
+  async function grants(args: string[]): Promise<{ principal: string; action: string; resourceId: string; access: string; rules: string[]; conditions: string[] }[]> {
+    const { code, out } = await review(['--policies', dir, '--format', 'json', ...args]);
+    expect(code).toBe(0);
+    return JSON.parse(out) as { principal: string; action: string; resourceId: string; access: string; rules: string[]; conditions: string[] }[];
+  }
+
+  it('an allow reading context through variables.* is conditional, with the condition as it runs', async () => {
+    const jerry = (await grants(['--action', 'delete', '--resource', 'todo:t1'])).find((g) => g.principal === 'jerry');
+    expect(jerry).toMatchObject({ access: 'conditional', rules: ['paged-delete'], conditions: ['paged-delete: (has(context.attributes.pager) && context.attributes.pager == "primary")'] });
+  });
+
+  it('a deny reading context through variables.* makes an allow conditional instead of being taken as holding', async () => {
+    const rick = (await grants(['--action', 'update', '--resource', 'todo:t1'])).find((g) => g.principal === 'rick');
+    expect(rick).toMatchObject({ access: 'conditional', rules: ['role:admin:manage-todos'], conditions: ['unless freeze-no-update: (has(context.attributes.freeze) && context.attributes.freeze == true)'] });
+  });
+
+  it('an allow reading a principal attribute the directory leaves to the request is conditional, not left out', async () => {
+    const archive = await grants(['--action', 'archive', '--resource', 'todo:t2']);
+    expect(archive.map((g) => g.principal)).toEqual(['beth', 'jerry', 'morty', 'rick', 'summer']);
+    expect(archive[0]).toMatchObject({
+      access: 'conditional',
+      rules: ['cleared-archive', 'pinned-archive'],
+      conditions: ['cleared-archive: principal.attributes["clearance"] == "high"', expect.stringMatching(/^pinned-archive: principal\.attributes\.pinned /)],
+    });
+  });
+
+  it('what a condition reads is asked of its parsed expression, not its text', () => {
+    expect(conditionReads('"context" == resource.attributes.name')).toEqual({ context: false, principalAttributes: new Set() });
+    expect(conditionReads('(has(context.attributes.pager)) && principal.attributes.org == resource.attributes.org')).toEqual({ context: true, principalAttributes: new Set(['org']) });
+    expect(conditionReads('principal.attributes[resource.attributes.key] == 1').principalAttributes).toBe('all');
+    expect(conditionReads('"org" in principal.attributes').principalAttributes).toBe('all');
   });
 });
