@@ -4,10 +4,10 @@ import { RefusedRequest, RequestFieldError, type CheckInput, type CheckResult } 
 
 /**
  * How many times the message limit one batch may write to the decision log. Every
- * item of a batch is recorded with its principal and context, which the items of a
- * batch usually share, so a batch records about items × (their size): without a
- * bound, one small message naming a large principal a thousand times fills the disk
- * and holds the writer.
+ * item of a batch is recorded with its principal, resource and context, which the
+ * items of a batch may share, so a batch records about items × (their size): without
+ * a bound, one small message naming a large principal (or resource) a thousand times
+ * fills the disk and holds the writer.
  */
 export const BATCH_RECORD_FACTOR = 16;
 
@@ -31,8 +31,8 @@ export class BatchRefused extends RequestFieldError {
 }
 
 /**
- * The error refusing a batch whose principals and contexts (and a refused item's
- * message), recorded once per item, would exceed `budgetBytes`; null when they fit. `perItemBytes` is what the call
+ * The error refusing a batch whose principals, resources, actions and contexts (and a
+ * refused item's message), recorded once per item, would exceed `budgetBytes`; null when they fit. `perItemBytes` is what the call
  * itself adds to every row (its caller and request id). Sizes are measured as the log's
  * JSON spells them, once per distinct object (items sharing a principal share its
  * measure), and the measuring stops as soon as the budget is passed, so the work
@@ -60,13 +60,18 @@ export function measureBatchRecord(inputs: readonly CheckInput[], budgetBytes: n
     const request: DecisionRequest = input instanceof RefusedRequest ? input.request : input;
     const principal = request.principal;
     recorded += sizeOf(principal, () => jsonBytes(principal.roles) + jsonBytes(principal.attributes));
-    recorded += sizeOf(request.context, () => jsonBytes(request.context.attributes)) + perItemBytes;
+    // A resource shared by every item (an AuthZEN top-level resource with `{}` items) is
+    // recorded with each as surely as a shared principal: 9,000 properties in 145 KB
+    // of body wrote 142 MB of log when only principals and contexts were counted.
+    const resource = request.resource;
+    recorded += sizeOf(resource, () => jsonBytes(resource.type) + jsonBytes(resource.id) + jsonBytes(resource.attributes));
+    recorded += sizeOf(request.context, () => jsonBytes(request.context.attributes)) + Buffer.byteLength(request.action) + perItemBytes;
     // A refused item records its refusal's message, which may quote what was sent.
     if (input instanceof RefusedRequest) recorded += Buffer.byteLength(input.refusal.message.slice(0, MAX_REFUSAL_MESSAGE));
     if (recorded > budget) {
       return new RequestFieldError(
         field,
-        `${field}: the principals and contexts of these ${inputs.length} items are recorded with each item, over ${budgetBytes} bytes in all (the limit per batch) by item ${i}; send fewer items per batch or smaller principals`,
+        `${field}: the principals, resources and contexts of these ${inputs.length} items are recorded with each item, over ${budgetBytes} bytes in all (the limit per batch) by item ${i}; send fewer items per batch, or smaller principals, resources or contexts`,
       );
     }
   }

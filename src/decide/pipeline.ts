@@ -55,7 +55,7 @@ export interface PipelineOptions {
   readonly shadow?: PolicySource;
   /**
    * Most bytes the items of one batch (checkBatch, checkUntil) may write to the decision
-   * log, their shared principal and context counted once per item (see batchRecordError);
+   * log, their shared principal, resource and context counted once per item (see batchRecordError);
    * a batch over it is refused whole. Default DEFAULT_MAX_BATCH_RECORDED_BYTES.
    */
   readonly maxBatchRecordedBytes?: number;

@@ -152,7 +152,7 @@ describe('the decision pipeline', () => {
     const refused = await run({ field: 'evaluations' }).then(() => null, (error: unknown) => error);
     expect(refused).toBeInstanceOf(BatchRefused);
     const error = refused as BatchRefused;
-    expect(error.message).toMatch(/^evaluations: the principals and contexts of these 100 items are recorded with each item, over 4096 bytes in all/);
+    expect(error.message).toMatch(/^evaluations: the principals, resources and contexts of these 100 items are recorded with each item, over 4096 bytes in all/);
     expect(error.result.decision).toMatchObject({ effect: 'DENY', reason: 'DENIED_INVALID_REQUEST' });
     // One small record: the principal's id, none of what made the batch large.
     expect(appended).toHaveLength(1);
@@ -163,6 +163,20 @@ describe('the decision pipeline', () => {
     // The default field name is the gRPC one; a batch within the budget is decided as usual.
     expect(String(await run().catch((e: unknown) => e))).toMatch(/items: the principals/);
     expect(await (method === 'checkBatch' ? pipeline.checkBatch(inputs.slice(0, 10), meta) : pipeline.checkUntil(inputs.slice(0, 10), meta, () => false))).toHaveLength(10);
+  });
+
+  it('counts a resource the items share once per item, as it is recorded with each (and so in the room a batch takes in flight)', async () => {
+    const appended: DecisionRecord[] = [];
+    const sink: DecisionSink = { path: decisionLog().path, append: async (record) => (appended.push(record), decisionLog().append(record)) };
+    const pipeline = new DecisionPipeline({ current: policySet }, sink, { maxBatchRecordedBytes: 4096 });
+    // An AuthZEN top-level resource shared by `{}` items: 100 × ~200 bytes of attributes, over 4 KiB.
+    const large = request({ principal: { id: 'rita', roles: ['reader'], attributes: {} }, action: 'read', resource: { type: 'doc', id: 'd1', attributes: { pad: 'x'.repeat(200) } } });
+    const refused = await pipeline.checkBatch(Array.from({ length: 100 }, () => large), meta, { field: 'evaluations' }).then(() => null, (error: unknown) => error);
+    expect(refused).toBeInstanceOf(BatchRefused);
+    expect(String(refused)).toMatch(/evaluations: the principals, resources and contexts of these 100 items are recorded with each item, over 4096 bytes/);
+    expect(appended).toHaveLength(1);
+    expect(appended[0]!.request.resource).toEqual({ attributes: {} });
+    expect(await pipeline.checkBatch(Array.from({ length: 10 }, () => large), meta)).toHaveLength(10);
   });
 
   it('counts the call\'s caller and request id, written with every row, in a batch\'s budget', async () => {

@@ -285,7 +285,7 @@ describe('bad requests: 400 naming the field, recorded', () => {
     ['an unknown semantic', '/access/v1/evaluations', { evaluations: [], options: { evaluations_semantic: 'first_wins' } }, /^options\.evaluations_semantic: must be one of execute_all, deny_on_first_deny, permit_on_first_permit$/],
     ['too many evaluations', '/access/v1/evaluations', { subject: subjectOf('rick'), evaluations: new Array(1001).fill({ action: { name: 'read' }, resource: { type: 'todo', id: 'x' } }) }, /^evaluations: 1001 evaluations exceed the limit of 1000 per call$/],
     // 56 KB of body that would record a 25 KB subject 500 times: 12 MB of log.
-    ['a large default subject asked about many times', '/access/v1/evaluations', { subject: { type: 'user', id: 'rick', properties: { pad: 'x'.repeat(25 * 1024) } }, evaluations: new Array(500).fill({ action: { name: 'read' }, resource: { type: 'todo', id: 'x' } }) }, /^evaluations: the principals and contexts of these 500 items are recorded with each item, over 1048576 bytes in all/],
+    ['a large default subject asked about many times', '/access/v1/evaluations', { subject: { type: 'user', id: 'rick', properties: { pad: 'x'.repeat(25 * 1024) } }, evaluations: new Array(500).fill({ action: { name: 'read' }, resource: { type: 'todo', id: 'x' } }) }, /^evaluations: the principals, resources and contexts of these 500 items are recorded with each item, over 1048576 bytes in all/],
   ];
   it.each(cases)('%s', async (_name, path, body, message) => {
     const sent = await post(path, body);
@@ -297,6 +297,22 @@ describe('bad requests: 400 naming the field, recorded', () => {
     const row = getDecision(db, answer.decision_id)!;
     expect(row).toMatchObject({ effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', requestId: sent.requestId, caller: 'api-key:todo-app' });
     expect(row.errors[0]!.message).toBe(answer.detail);
+  });
+
+  it('counts a top-level resource shared by `{}` items once per item, as it is recorded: over the budget is 400, recorded once; a small one passes', async () => {
+    // ~31 KB of body (2,000 properties) that would record the resource 100 times: ~3 MB, over 16 × 64 KiB.
+    const properties = Object.fromEntries(Array.from({ length: 2000 }, (_, i) => [`k${i}`, `v${i}`]));
+    const large = await post('/access/v1/evaluations', { subject: subjectOf('rick'), action: { name: 'read' }, resource: { type: 'todo', id: 'not-listed', properties }, evaluations: new Array(100).fill({}) });
+    expect(large.status).toBe(400);
+    const answer = large.body as { detail: string; decision_id: string };
+    expect(answer.detail).toMatch(/^evaluations: the principals, resources and contexts of these 100 items are recorded with each item, over 1048576 bytes in all/);
+    const rows = rowsOf(large.requestId);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]).toMatchObject({ decisionId: answer.decision_id, reason: 'DENIED_INVALID_REQUEST' });
+    expect(rows[0]!.request.resource).toEqual({ attributes: {} });
+    const small = await post('/access/v1/evaluations', { subject: subjectOf('rick'), action: { name: 'read' }, resource: todoOf('t1'), evaluations: new Array(100).fill({}) });
+    expect(small.status).toBe(200);
+    expect(rowsOf(small.requestId)).toHaveLength(100);
   });
 
   it('answers an evaluations item with an infinite number in its place (400 error), and decides the others', async () => {
