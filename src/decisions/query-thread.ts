@@ -1,7 +1,7 @@
 import type { Worker } from 'node:worker_threads';
 import { VerdictError, messageOf, type ErrorCode } from '../errors.js';
 import { startThread } from '../threads.js';
-import type { DecisionCount, DecisionFilters, DecisionPage, PageOptions, RowExclusion, StoredDecision } from './query.js';
+import type { DecisionCount, DecisionFilters, DecisionPage, PageOptions, RowExclusion, StoredDecision, TailDecision } from './query.js';
 
 export type QueryRequest =
   | { readonly id: number; readonly kind: 'get'; readonly decisionId: string }
@@ -15,10 +15,10 @@ export type QueryResponse =
   | { readonly id: number; readonly decision: StoredDecision | null }
   | { readonly id: number; readonly page: DecisionPage }
   | { readonly id: number; readonly counts: DecisionCount[] }
-  | { readonly id: number; readonly tail: { decisions: StoredDecision[]; cursor: number } }
+  | { readonly id: number; readonly tail: { decisions: TailDecision[]; cursor: number } }
   | { readonly id: number; readonly error: string; readonly code: ErrorCode };
 
-type Answer = { readonly decision: StoredDecision | null } | { readonly page: DecisionPage } | { readonly counts: DecisionCount[] } | { readonly tail: { decisions: StoredDecision[]; cursor: number } };
+type Answer = { readonly decision: StoredDecision | null } | { readonly page: DecisionPage } | { readonly counts: DecisionCount[] } | { readonly tail: { decisions: TailDecision[]; cursor: number } };
 
 /**
  * Queries over the decision log, run in a thread of their own with a read-only
@@ -61,8 +61,8 @@ export class DecisionQueryThread {
     return answer.counts;
   }
 
-  /** The rows recorded after `afterSeq`, oldest first (DecisionReader.tail). */
-  async tail(afterSeq: number | null, limit: number, exclude: RowExclusion | null = null): Promise<{ decisions: StoredDecision[]; cursor: number }> {
+  /** The rows recorded after `afterSeq`, oldest first, as the live tail shows them (DecisionReader.tail). */
+  async tail(afterSeq: number | null, limit: number, exclude: RowExclusion | null = null): Promise<{ decisions: TailDecision[]; cursor: number }> {
     const answer = await this.ask({ kind: 'tail', afterSeq, limit, exclude });
     if (!('tail' in answer)) throw new VerdictError('INTERNAL', 'the decision query thread answered a tail with something else');
     return answer.tail;

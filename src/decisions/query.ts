@@ -8,6 +8,25 @@ import { recordFromRow, rowFromValues } from './row.js';
 import { decisionColumns, openReadOnly } from './schema.js';
 
 /** A decision as read back from the log. */
+/**
+ * A decision as the console's live tail shows it: where it is in the log, who asked
+ * what and how it was decided, none of the request or details (the full record is
+ * one GetDecision away).
+ */
+export interface TailDecision {
+  readonly seq: number;
+  readonly decisionId: string;
+  readonly time: number;
+  readonly principalId: string;
+  readonly action: string;
+  readonly resourceType: string;
+  readonly resourceId: string;
+  readonly effect: Effect;
+  readonly reason: Reason;
+  readonly ruleIds: readonly string[];
+  readonly policyVersion: string;
+}
+
 export interface StoredDecision extends DecisionRecord {
   /** Position in the log (and in the hash chain). */
   readonly seq: number;
@@ -208,19 +227,21 @@ export class DecisionReader {
    * The rows recorded after `afterSeq`, oldest first, at most `limit`; with
    * `afterSeq` null, the newest `limit` rows (oldest first). `cursor` is where
    * the next call continues: past rows left out by `exclude` too, so they are
-   * not scanned again.
+   * not scanned again. Only what the live tail shows is read (TAIL_COLUMNS): a
+   * row's request and details may be 140 KB, and copying 200 of them to the
+   * thread that answers checks, to be dropped there, stalled checks 600 ms.
    */
-  tail(afterSeq: number | null, limit: number, exclude: RowExclusion | null = null): { decisions: StoredDecision[]; cursor: number } {
+  tail(afterSeq: number | null, limit: number, exclude: RowExclusion | null = null): { decisions: TailDecision[]; cursor: number } {
     if (!Number.isSafeInteger(limit) || limit < 1) throw new VerdictError('USAGE', `limit must be a positive integer, not ${String(limit)}`);
     const tip = (this.statement('SELECT max(seq) FROM decisions').get() as [number | null])[0] ?? 0;
     const { where, params } = this.conditions({}, null, exclude);
     if (afterSeq === null) {
-      const sql = `SELECT ${this.columns} FROM decisions WHERE seq <= ?${where.length > 0 ? ` AND ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`;
-      const rows = this.statement(sql).all(tip, ...params, limit).map((raw) => toDecision(raw as unknown[], this.path));
+      const sql = `SELECT ${TAIL_COLUMNS} FROM decisions WHERE seq <= ?${where.length > 0 ? ` AND ${where.join(' AND ')}` : ''} ORDER BY seq DESC LIMIT ?`;
+      const rows = this.statement(sql).all(tip, ...params, limit).map((raw) => toTailDecision(raw as unknown[], this.path));
       return { decisions: rows.reverse(), cursor: tip };
     }
-    const sql = `SELECT ${this.columns} FROM decisions WHERE seq > ? AND seq <= ?${where.length > 0 ? ` AND ${where.join(' AND ')}` : ''} ORDER BY seq LIMIT ?`;
-    const decisions = this.statement(sql).all(afterSeq, tip, ...params, limit).map((raw) => toDecision(raw as unknown[], this.path));
+    const sql = `SELECT ${TAIL_COLUMNS} FROM decisions WHERE seq > ? AND seq <= ?${where.length > 0 ? ` AND ${where.join(' AND ')}` : ''} ORDER BY seq LIMIT ?`;
+    const decisions = this.statement(sql).all(afterSeq, tip, ...params, limit).map((raw) => toTailDecision(raw as unknown[], this.path));
     const cursor = decisions.length === limit ? decisions[decisions.length - 1]!.seq : Math.max(tip, afterSeq);
     return { decisions, cursor };
   }
@@ -389,6 +410,25 @@ export function decodePageToken(token: string, filters: DecisionFilters): PagePo
     throw new VerdictError('USAGE', 'page_token was given for other filters; page with the same filters as the first page, or start again without a token');
   }
   return { time, seq };
+}
+
+/** What the live tail reads of a row, in TailDecision's order. */
+const TAIL_COLUMNS = 'seq, decision_id, time_ms, principal_id, action, resource_type, resource_id, effect, reason, rule_ids, policy_version';
+
+/** @throws VerdictError DECISION_LOG_CORRUPT naming the seq, for a value verdict never writes (as toDecision) */
+function toTailDecision(raw: unknown[], path: string): TailDecision {
+  const [seq, decisionId, time, principalId, action, resourceType, resourceId, effect, reason, ruleIds, policyVersion] = raw as [number, string, number, string, string, string, string, Effect, Reason, string, string];
+  for (let k = 1; k < raw.length; k++) {
+    const expected = k === 2 ? 'number' : 'string';
+    if (typeof raw[k] !== expected) throw alteredRow(path, seq, `${TAIL_COLUMNS.split(', ')[k]} holds ${describeStoredValue(raw[k])} where verdict stores ${expected === 'number' ? 'an integer' : 'text'}`);
+  }
+  let rules: string[];
+  try {
+    rules = JSON.parse(ruleIds) as string[];
+  } catch (error) {
+    throw alteredRow(path, seq, `rule_ids does not hold JSON (${messageOf(error)})`);
+  }
+  return { seq, decisionId, time, principalId, action, resourceType, resourceId, effect, reason, ruleIds: rules, policyVersion };
 }
 
 /**

@@ -379,7 +379,7 @@ class LiveTail {
         try {
           const { decisions, cursor } = await queries.tail(this.cursor, first ? TAIL_BACKLOG : TAIL_BATCH, CONSOLE_ROWS);
           this.cursor = cursor;
-          const rows = decisions.map(summaryOf);
+          const rows: readonly DecisionSummary[] = decisions;
           this.backlog = [...this.backlog, ...rows].slice(-TAIL_BACKLOG);
           // Written once per read to each stream: a stream dropped while holding thousands of small writes held the thread for tens of milliseconds.
           if (!first && rows.length > 0) {

@@ -83,6 +83,26 @@ describe('queryDecisions', () => {
   });
 });
 
+describe('the live tail', () => {
+  it('reads only what the tail shows: no request, details or errors, which the full record (get) still has', () => {
+    const reader = DecisionReader.open(file);
+    const { decisions, cursor } = reader.tail(null, 10);
+    expect(decisions.map((d) => d.decisionId).sort()).toEqual(fixtures.map((f) => f.decisionId).sort());
+    for (const row of decisions) {
+      expect(Object.keys(row).sort()).toEqual(['action', 'decisionId', 'effect', 'policyVersion', 'principalId', 'reason', 'resourceId', 'resourceType', 'ruleIds', 'seq', 'time']);
+      expect(row).not.toHaveProperty('request');
+    }
+    const frank = decisions.find((d) => d.principalId === 'frank')!;
+    expect(frank).toMatchObject({ time: T0 + 4 * MIN, effect: 'DENY', reason: 'DENIED_BY_ERROR', ruleIds: ['deny-when'], policyVersion: 'v2' });
+    expect(reader.get(frank.decisionId)!.request).toEqual(fixtures[4]!.request);
+    const next = reader.tail(decisions[0]!.seq, 2);
+    expect(next.decisions.map((d) => d.seq)).toEqual([decisions[1]!.seq, decisions[2]!.seq]);
+    expect(next.cursor).toBe(decisions[2]!.seq);
+    expect(reader.tail(cursor, 10)).toEqual({ decisions: [], cursor });
+    reader.close();
+  });
+});
+
 describe('read connection', () => {
   it('fails clearly, creating nothing, when there is no log', () => {
     const missing = path.join(tempDir(), 'none.db');
