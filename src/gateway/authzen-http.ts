@@ -219,9 +219,18 @@ export class AuthZenEndpoint {
     const call = meta(authn.caller);
     const confine = (question: CheckInput): CheckInput => confined(question, authn);
 
-    const contentType = (req.headers['content-type'] ?? 'application/json').split(';')[0]!.trim().toLowerCase();
+    // A body without a Content-Type is not taken for JSON: a cross-site page may POST one
+    // (no-cors, no preflight), and where the credential is ambient (a client certificate
+    // the browser presents) it would be decided as the operator's question.
+    const sentType = req.headers['content-type'];
+    const contentType = sentType === undefined ? null : sentType.split(';')[0]!.trim().toLowerCase();
     if (contentType !== 'application/json') {
-      const error = RequestFieldError.invalid('content-type', "must be application/json (curl: -H 'Content-Type: application/json')");
+      const error = RequestFieldError.invalid(
+        'content-type',
+        sentType === undefined
+          ? "missing: send Content-Type: application/json (curl: -H 'Content-Type: application/json'); a body without one is not read"
+          : "must be application/json (curl: -H 'Content-Type: application/json')",
+      );
       const result = await this.pipeline.check(new InvalidRequest(error, UNREADABLE_REQUEST), call);
       return { status: 415, body: errorBody('unsupported media type', error.message, result) };
     }
@@ -321,7 +330,7 @@ export class AuthZenEndpoint {
 
   /** A search: one page of results, recorded as one row (details.search); a bad request or page token is recorded and answered 400. */
   private async search(kind: SearchKind, body: unknown, call: CallMeta, caller: Caller): Promise<Answer> {
-    let query = readSearch(kind, body);
+    let query = readSearch(kind, body, call.caller);
     if (query instanceof InvalidRequest) return this.single(confined(query, caller), call);
     if (caller.self !== null) {
       // Listing who may do something reveals everyone's permissions: a listed PEP's question only.

@@ -39,6 +39,8 @@ export interface SearchQuery {
   readonly token: string | null;
   /** Binds a page token to this query: the hash of the query without its page. */
   readonly fingerprint: string;
+  /** Who asks (the decision log's caller): a page token is good only for the caller it was issued to. */
+  readonly caller: string;
 }
 
 /** An AuthZEN search response. */
@@ -52,7 +54,7 @@ export interface SearchResponse {
  * Reads a search body; a bad one is an InvalidRequest naming the field (recorded
  * and answered 400 by the endpoint).
  */
-export function readSearch(kind: SearchKind, body: unknown): SearchQuery | InvalidRequest {
+export function readSearch(kind: SearchKind, body: unknown, caller: string): SearchQuery | InvalidRequest {
   const empty = readEvaluation(null) as InvalidRequest;
   const refuse = (error: RequestFieldError): InvalidRequest => new InvalidRequest(error, empty.request);
   if (!isObject(body)) return refuse(RequestFieldError.invalid('(body)', `must be a JSON object with subject, action and resource`));
@@ -93,24 +95,25 @@ export function readSearch(kind: SearchKind, body: unknown): SearchQuery | Inval
     context: open.context,
   };
   const fingerprint = createHash('sha256').update(JSON.stringify([kind, probe])).digest('base64url');
-  return { kind, question, body: probe, limit, token, fingerprint };
+  return { kind, question, body: probe, limit, token, fingerprint, caller };
 }
 
 /**
- * Page tokens: where the next page starts, for which query and which policy version,
- * signed with a key of this process (HMAC-SHA256), so a token cannot be forged or
- * moved to another query, and a token from before a policy change is refused.
+ * Page tokens: where the next page starts, for which query, which caller and which
+ * policy version, signed with a key of this process (HMAC-SHA256), so a token cannot
+ * be forged or moved to another query, nor handed to (or taken by) another caller to
+ * page on with, and a token from before a policy change is refused.
  */
 export class PageTokens {
   private readonly key = randomBytes(32);
 
-  issue(fingerprint: string, version: string, offset: number): string {
-    const payload = Buffer.from(JSON.stringify({ o: offset, v: versionTag(version), q: fingerprint })).toString('base64url');
+  issue(fingerprint: string, caller: string, version: string, offset: number): string {
+    const payload = Buffer.from(JSON.stringify({ o: offset, v: versionTag(version), q: fingerprint, c: callerTag(caller) })).toString('base64url');
     return `${payload}.${this.tag(payload)}`;
   }
 
-  /** Where the page starts. @throws RequestFieldError (page.token) for a token that is not one of ours for this query and version */
-  open(token: string, fingerprint: string, version: string): number {
+  /** Where the page starts. @throws RequestFieldError (page.token) for a token that is not one of ours for this query, caller and version */
+  open(token: string, fingerprint: string, caller: string, version: string): number {
     const bad = (why: string): RequestFieldError => RequestFieldError.invalid('page.token', why);
     if (token.length > MAX_TOKEN_LENGTH) throw bad('is not a token this server issued');
     const dot = token.indexOf('.');
@@ -120,7 +123,8 @@ export class PageTokens {
     const given = Buffer.from(token.slice(dot + 1), 'utf8');
     const expected = Buffer.from(this.tag(payload), 'utf8');
     if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw bad('is not a token this server issued (or it was issued before a restart); start the search again without it');
-    const data = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { o: number; v: string; q: string };
+    const data = JSON.parse(Buffer.from(payload, 'base64url').toString('utf8')) as { o: number; v: string; q: string; c: string };
+    if (data.c !== callerTag(caller)) throw bad('was issued to another caller; a page token is good only for the caller that started the search, so start it again without the token');
     if (data.q !== fingerprint) throw bad('belongs to another search; send the same subject, action, resource and context as the first page');
     if (data.v !== versionTag(version)) throw bad('was issued under other policies; the policies changed since, so start the search again without it');
     return data.o;
@@ -132,6 +136,7 @@ export class PageTokens {
 }
 
 const versionTag = (version: string): string => createHash('sha256').update(version).digest('base64url').slice(0, 16);
+const callerTag = (caller: string): string => createHash('sha256').update(caller).digest('base64url').slice(0, 16);
 
 // Candidates in a fixed order per policy set, built once per set and kept while the set is.
 // Lists are kept per resource type the policies know (their directories' types and the
@@ -215,7 +220,7 @@ export async function searchPage(
   tokens: PageTokens,
   slicer: BatchSlicer,
 ): Promise<SearchOutcome<Omit<SearchResponse, 'context'>>> {
-  const start = query.token === null ? 0 : tokens.open(query.token, query.fingerprint, set.version);
+  const start = query.token === null ? 0 : tokens.open(query.token, query.fingerprint, query.caller, set.version);
   const q = query.question;
   let candidates: number;
   let ask: (i: number) => { request: DecisionRequest; result: Record<string, string> };
@@ -254,7 +259,7 @@ export async function searchPage(
     results.push(result);
     for (const id of decision.ruleIds) ruleIds.add(id);
   }
-  const nextToken = next < candidates ? tokens.issue(query.fingerprint, set.version, next) : '';
+  const nextToken = next < candidates ? tokens.issue(query.fingerprint, query.caller, set.version, next) : '';
   const found = results.map((r) => r.id ?? r.name!);
   return {
     result: { results, page: { next_token: nextToken, count: results.length } },

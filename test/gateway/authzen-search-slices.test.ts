@@ -17,7 +17,7 @@ const { policySet } = loadFiles({
 
 describe('a search page', () => {
   it('gives the event loop turns between its candidates when deciding them takes long', async () => {
-    const query = readSearch('resource', { subject: { type: 'user', id: 'rita' }, action: { name: 'read' }, resource: { type: 'doc' } });
+    const query = readSearch('resource', { subject: { type: 'user', id: 'rita' }, action: { name: 'read' }, resource: { type: 'doc' } }, 'api-key:rita');
     if (query instanceof InvalidRequest) throw new Error(query.error.message);
     let asked = 0;
     // A candidate that takes a tenth of a millisecond to decide, as one whose condition runs to its budget would.
@@ -42,7 +42,7 @@ describe('searches naming resource types the policies do not know', () => {
   it('keep nothing per such type, and answer as for any type no rule names', async () => {
     const decideDeny = (_request: DecisionRequest): Decision => ({ effect: 'DENY', reason: 'DENIED_BY_DEFAULT', ruleIds: [], errors: [], policyVersion: policySet.version });
     for (const kind of ['resource', 'action'] as const) {
-      const query = readSearch(kind, { subject: { type: 'user', id: 'rita' }, action: { name: 'read' }, resource: kind === 'action' ? { type: 'doc', id: 'd1' } : { type: 'doc' } });
+      const query = readSearch(kind, { subject: { type: 'user', id: 'rita' }, action: { name: 'read' }, resource: kind === 'action' ? { type: 'doc', id: 'd1' } : { type: 'doc' } }, 'api-key:rita');
       if (query instanceof InvalidRequest) throw new Error(query.error.message);
       await searchPage(query, policySet, decideDeny, new PageTokens(), new DecidingTurns().forCall('rita'));
     }
@@ -51,7 +51,7 @@ describe('searches naming resource types the policies do not know', () => {
     for (let i = 0; i < 500; i++) {
       const type = `unknown-${i}-${'x'.repeat(100)}`;
       for (const kind of ['resource', 'action'] as const) {
-        const query = readSearch(kind, { subject: { type: 'user', id: 'rita' }, action: { name: 'read' }, resource: kind === 'action' ? { type, id: 'r1' } : { type } });
+        const query = readSearch(kind, { subject: { type: 'user', id: 'rita' }, action: { name: 'read' }, resource: kind === 'action' ? { type, id: 'r1' } : { type } }, 'api-key:rita');
         if (query instanceof InvalidRequest) throw new Error(query.error.message);
         const page = await searchPage(query, policySet, decideDeny, new PageTokens(), new DecidingTurns().forCall('rita'));
         expect(page.details).toMatchObject({ kind, scanned: kind === 'resource' ? 0 : 1 });

@@ -53,6 +53,8 @@ let dir: string;
 let db: string;
 let base: string;
 let pepKey: string;
+/** A second PEP's key: another caller, allowed the same questions. */
+let otherPepKey: string;
 let requestCounter = 0;
 
 beforeAll(async () => {
@@ -61,9 +63,10 @@ beforeAll(async () => {
   const keysDb = join(dir, 'keys.db');
   const store = ApiKeyStore.open(keysDb);
   pepKey = store.create({ owner: 'todo-app', name: 'the todo app PEP', roles: [], attributes: {} }).key;
+  otherPepKey = store.create({ owner: 'todo-audit', name: 'another PEP', roles: [], attributes: {} }).key;
   store.close();
   const config = join(dir, 'verdict.yaml');
-  writeFileSync(config, stringify({ authn: { apiKeys: { db: keysDb } }, authzen: { peps: ['api-key:todo-app'] }, logLevel: 'warn', maxMessageBytes: 64 * 1024 }));
+  writeFileSync(config, stringify({ authn: { apiKeys: { db: keysDb } }, authzen: { peps: ['api-key:todo-app', 'api-key:todo-audit'] }, logLevel: 'warn', maxMessageBytes: 64 * 1024 }));
   db = join(dir, 'decisions.db');
   verdict = await startVerdict({ policies: TODO_POLICIES, db, args: ['--config', config, '--no-watch', '--log-level', 'info'] });
   base = `http://127.0.0.1:${verdict.httpPort}`;
@@ -361,6 +364,18 @@ describe('bad requests: 400 naming the field, recorded', () => {
     expect((form.body as { detail: string }).detail).toMatch(/^content-type: must be application\/json/);
   });
 
+  it('refuses a body sent without a Content-Type with 415, recorded, rather than read it as JSON (a cross-site no-cors POST sends none)', async () => {
+    const requestId = `authzen-test-${++requestCounter}`;
+    // A byte array is sent with no Content-Type at all, as a no-cors fetch of a Blob is.
+    const body = new TextEncoder().encode(JSON.stringify({ subject: subjectOf('rick'), action: { name: 'delete' }, resource: todoOf('t2') }));
+    const response = await fetch(`${base}/access/v1/evaluation`, { method: 'POST', headers: { authorization: `Bearer ${pepKey}`, 'x-request-id': requestId }, body });
+    expect(response.status).toBe(415);
+    const answer = (await response.json()) as { error: string; detail: string; decision_id: string };
+    expect(answer.detail).toMatch(/^content-type: missing: send Content-Type: application\/json/);
+    expect(getDecision(db, answer.decision_id)).toMatchObject({ effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', requestId });
+    expect(rowsOf(requestId)).toHaveLength(1);
+  });
+
   it('takes a caller that hangs up halfway through its body for no server fault: nothing decided or recorded, no internal error logged', async () => {
     const requestId = `authzen-test-${++requestCounter}`;
     const socket = connect(verdict.httpPort, '127.0.0.1');
@@ -521,6 +536,12 @@ describe('the Search APIs over the directories', () => {
     const elsewhere = await post('/access/v1/search/subject', { ...request, action: { name: 'delete' }, page: { limit: 2, token: first.next } });
     expect(elsewhere.status).toBe(400);
     expect((elsewhere.body as { detail: string }).detail).toMatch(/^page\.token: belongs to another search/);
+    // And to its caller: another PEP sending the same search with it is refused, recorded; its own caller goes on.
+    const taken = await post('/access/v1/search/subject', { ...request, page: { limit: 2, token: first.next } }, { authorization: `Bearer ${otherPepKey}` });
+    expect(taken.status).toBe(400);
+    expect((taken.body as { detail: string }).detail).toBe('page.token: was issued to another caller; a page token is good only for the caller that started the search, so start it again without the token');
+    expect(getDecision(db, (taken.body as { decision_id: string }).decision_id)).toMatchObject({ reason: 'DENIED_INVALID_REQUEST', caller: 'api-key:todo-audit' });
+    expect((await post('/access/v1/search/subject', { ...request, page: { limit: 2, token: first.next } })).status).toBe(200);
     const missing = await post('/access/v1/search/resource', { subject: { type: 'user', id: 'rick' }, action: { name: 'read' } });
     expect(missing.status).toBe(400);
     expect((missing.body as { detail: string }).detail).toBe('resource is required');
