@@ -1,6 +1,6 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { DecidingTurns, InvalidRequest } from '../../src/decide/index.js';
-import { PageTokens, actionsOf, readSearch, searchPage, typeListsKept } from '../../src/gateway/authzen-search.js';
+import { MAX_SEARCH_WORK_PER_PAGE, PageTokens, actionsOf, questionValues, readSearch, searchPage, typeListsKept } from '../../src/gateway/authzen-search.js';
 import type { Decision, DecisionRequest } from '../../src/types.js';
 import { loadFiles, removeTempDirs, rulesDoc } from '../helpers/policies.js';
 
@@ -33,6 +33,47 @@ describe('a search page', () => {
     // Another caller's turn came after some candidates and before the last.
     expect(askedAtFirstTurn).toBeGreaterThan(0);
     expect(askedAtFirstTurn).toBeLessThan(DOCS);
+  });
+});
+
+describe('the work of a search page', () => {
+  // Each candidate is decided as a check of the whole question: its size times the candidates is the page's work.
+  const countingDeny = () => {
+    const asked: DecisionRequest[] = [];
+    const decide = (request: DecisionRequest): Decision => (asked.push(request), { effect: 'DENY', reason: 'DENIED_BY_DEFAULT', ruleIds: [], errors: [], policyVersion: policySet.version });
+    return { asked, decide };
+  };
+
+  it('is bounded by candidates × question size: a question of 9,000 properties pages after a few candidates, and the pages go on where they left off', async () => {
+    const properties = Object.fromEntries(Array.from({ length: 9000 }, (_, i) => [`k${i}`, `v${i}`]));
+    const body = { subject: { type: 'user', id: 'rita' }, action: { name: 'read' }, resource: { type: 'doc', properties } };
+    const query = readSearch('resource', body, 'api-key:rita');
+    if (query instanceof InvalidRequest) throw new Error(query.error.message);
+    const tokens = new PageTokens();
+    const first = countingDeny();
+    const page = await searchPage(query, policySet, first.decide, tokens, new DecidingTurns().forCall('rita'));
+    const size = questionValues(query.question);
+    expect(size).toBeGreaterThan(9000);
+    // The values gone through, counted: within the page's work budget, and not all 300 candidates.
+    const work = first.asked.reduce((sum, request) => sum + questionValues(request), 0);
+    expect(work).toBeLessThanOrEqual(MAX_SEARCH_WORK_PER_PAGE);
+    expect(first.asked.length).toBe(Math.floor(MAX_SEARCH_WORK_PER_PAGE / size));
+    expect(page.details).toMatchObject({ from: 0, scanned: first.asked.length, more: true });
+    const next = readSearch('resource', { ...body, page: { token: page.result.page.next_token } }, 'api-key:rita');
+    if (next instanceof InvalidRequest) throw new Error(next.error.message);
+    const second = countingDeny();
+    const following = await searchPage(next, policySet, second.decide, tokens, new DecidingTurns().forCall('rita'));
+    expect(following.details).toMatchObject({ from: first.asked.length, scanned: first.asked.length });
+    expect(second.asked[0]!.resource.id).toBe(`d${first.asked.length}`);
+  });
+
+  it('leaves a small question its 10,000 candidates a page', async () => {
+    const query = readSearch('resource', { subject: { type: 'user', id: 'rita' }, action: { name: 'read' }, resource: { type: 'doc' } }, 'api-key:rita');
+    if (query instanceof InvalidRequest) throw new Error(query.error.message);
+    const counted = countingDeny();
+    const page = await searchPage(query, policySet, counted.decide, new PageTokens(), new DecidingTurns().forCall('rita'));
+    expect(counted.asked).toHaveLength(DOCS);
+    expect(page.details).toMatchObject({ scanned: DOCS, more: false });
   });
 });
 
