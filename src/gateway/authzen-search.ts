@@ -22,10 +22,10 @@ export const MAX_PAGE_LIMIT = 1000;
 export const MAX_CANDIDATES_PER_PAGE = 10_000;
 /**
  * The most work one page may do, in values of the question gone through: each candidate
- * is measured against the request limits, completed from the directories and evaluated
- * as a check of the whole question would be, so its cost grows with the question's size
- * (a resource search with 9,000 properties over 30,000 resources took 65 s of CPU in one
- * call; about 5 ms a candidate, most of it completing 9,000 attributes). A page asks at
+ * is completed from the directories and evaluated as a check of the whole question would
+ * be (the meter measures the parts candidates share once), so its cost grows with the
+ * question's size (a resource search with 9,000 properties over 30,000 resources took 65 s
+ * of CPU in one call; completing 9,000 attributes costs about 4 ms a candidate). A page asks at
  * most this many values' worth of candidates (MAX_CANDIDATES_PER_PAGE at most), about
  * 100 ms of work: a question of up to 20 values is not held back, one of 9,000 pages
  * after 22 candidates.

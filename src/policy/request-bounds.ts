@@ -55,7 +55,8 @@ interface Tally {
 /**
  * Measures requests against the limits, in one pass over each, allocating nothing for a
  * request within them. One meter serves many requests, one at a time; it remembers the
- * last principal and context it measured, so the items of a batch, which share them,
+ * last principal, context and resource attributes it measured, so the items of a batch,
+ * which share them, and the candidates of a search page, which share all but an id,
  * measure them once.
  */
 export class RequestMeter {
@@ -64,8 +65,9 @@ export class RequestMeter {
   private readonly principal: Tally = { values: 0, length: 0, problem: null, nulls: false };
   private lastContext: RequestContext | null = null;
   private readonly context: Tally = { values: 0, length: 0, problem: null, nulls: false };
-  /** Whether the resource's attributes, in the last request measured, hold a null member. */
-  private resourceNulls = false;
+  /** The resource attributes last measured: a search asks every candidate with the same ones, only the id differs. */
+  private lastResourceAttributes: Attributes | null = null;
+  private readonly resourceAttributes: Tally = { values: 0, length: 0, problem: null, nulls: false };
 
   constructor(readonly limits: RequestLimits = DEFAULT_REQUEST_LIMITS) {
     this.walk = new Walk(limits);
@@ -81,15 +83,15 @@ export class RequestMeter {
     if (request.context !== this.lastContext) this.measureContext(request.context);
     if (this.context.problem !== null) return this.context.problem;
     const rest = this.walk.reset();
-    if (rest.string(request.action, 'action') && rest.string(request.resource.type, 'resource.type') && rest.string(request.resource.id, 'resource.id')) {
-      rest.attributes(request.resource.attributes, 'resource.attributes');
-    }
+    if (rest.string(request.action, 'action') && rest.string(request.resource.type, 'resource.type')) rest.string(request.resource.id, 'resource.id');
     if (rest.problem !== null) return rest.problem;
-    this.resourceNulls = rest.nulls;
+    const { values: restValues, length: restLength } = rest;
+    if (request.resource.attributes !== this.lastResourceAttributes) this.measureResourceAttributes(request.resource.attributes);
+    if (this.resourceAttributes.problem !== null) return this.resourceAttributes.problem;
     const { maxValues, maxTotalLength } = this.limits;
-    const values = this.principal.values + this.context.values + rest.values;
+    const values = this.principal.values + this.context.values + restValues + this.resourceAttributes.values;
     if (values > maxValues) return `request: ${values} values, over the limit of ${maxValues} (requestLimits.maxValues)`;
-    const length = this.principal.length + this.context.length + rest.length;
+    const length = this.principal.length + this.context.length + restLength + this.resourceAttributes.length;
     if (length > maxTotalLength) return `request: ${length} characters, over the limit of ${maxTotalLength} (requestLimits.maxTotalLength)`;
     return null;
   }
@@ -99,7 +101,7 @@ export class RequestMeter {
    * attribute whose value is null anywhere in a map: see withoutNullMembers.
    */
   heldNullMembers(): boolean {
-    return this.principal.nulls || this.context.nulls || this.resourceNulls;
+    return this.principal.nulls || this.context.nulls || this.resourceAttributes.nulls;
   }
 
   private measurePrincipal(principal: Principal): void {
@@ -111,6 +113,13 @@ export class RequestMeter {
     if (walk.problem === null) walk.attributes(principal.attributes, 'principal.attributes');
     this.lastPrincipal = principal;
     walk.into(this.principal);
+  }
+
+  private measureResourceAttributes(attributes: Attributes): void {
+    const walk = this.walk.reset();
+    walk.attributes(attributes, 'resource.attributes');
+    this.lastResourceAttributes = attributes;
+    walk.into(this.resourceAttributes);
   }
 
   private measureContext(context: RequestContext): void {

@@ -52,6 +52,24 @@ describe('caps on the size of a request', () => {
     expect(meter.problem(shared)).toBeNull();
     expect(meter.problem({ ...shared, principal: { ...shared.principal, id: 'y'.repeat(11) } })).toMatch(/^principal\.id/);
   });
+
+  it('measures resource attributes shared by the candidates of a search page once, only the id again', () => {
+    const meter = new RequestMeter(DEFAULT_REQUEST_LIMITS);
+    // Counts the walks over the attributes: each for...in over the map asks for its keys once.
+    let walks = 0;
+    const attributes = new Proxy(Object.fromEntries(Array.from({ length: 9000 }, (_, i) => [`k${i}`, `v${i}`])), {
+      ownKeys: (target) => (walks++, Reflect.ownKeys(target)),
+    });
+    const question = request({ principal: { id: 'p', roles: [], attributes: {} }, action: 'read', resource: { type: 'doc', id: '' } });
+    const asked = (id: string): DecisionRequest => ({ ...question, resource: { type: 'doc', id, attributes } });
+    for (let i = 0; i < 100; i++) expect(meter.problem(asked(`doc-${i}`))).toBeNull();
+    expect(walks).toBe(1);
+    // Each candidate's id is still measured on its own, and a cap the attributes break still holds for every candidate.
+    expect(meter.problem(asked('x'.repeat(9000)))).toMatch(/^resource\.id: 9000 characters/);
+    const tight = new RequestMeter({ ...DEFAULT_REQUEST_LIMITS, maxValues: 5000 });
+    expect(tight.problem(asked('doc-1'))).toMatch(/^resource\.attributes: more than 5000 values/);
+    expect(tight.problem(asked('doc-2'))).toMatch(/^resource\.attributes: more than 5000 values/);
+  });
 });
 
 describe('the pipeline refuses a request over a cap, records it, and never evaluates it', () => {
