@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import { checkpointMessage, type Checkpoint, type CheckpointKind } from '../decisions/checkpoint.js';
 import { keyIdOf, parsePublicKey, publicKeyPem } from '../decisions/keys.js';
 import { VerdictError, messageOf } from '../errors.js';
-import { withLogFile } from './log-file.js';
+import { previousSeqColumn, readPreviousSeq, withLogFile } from './log-file.js';
 
 export const CHECKPOINT_EXPORT_FORMAT = 'verdict.checkpoint-export.v1';
 
@@ -23,6 +23,8 @@ export interface CheckpointExport {
   readonly time: string;
   readonly keyId: string;
   readonly signature: string;
+  /** The seq of the checkpoint or anchor signed before it (format v2); null for a v1 checkpoint. */
+  readonly previousSeq: number | null;
   /** The signed message, for people re-implementing verification. */
   readonly message: string;
   /** SPKI PEM of the key that signed it. */
@@ -30,7 +32,7 @@ export interface CheckpointExport {
 }
 
 /** A checkpoint as JSON: in a checkpoint export and as a line of a JSONL export (parseCheckpointJson reads both). */
-export function checkpointJson(checkpoint: Checkpoint): Pick<CheckpointExport, 'kind' | 'seq' | 'hash' | 'timeMs' | 'time' | 'keyId' | 'signature'> {
+export function checkpointJson(checkpoint: Checkpoint): Pick<CheckpointExport, 'kind' | 'seq' | 'hash' | 'timeMs' | 'time' | 'keyId' | 'signature' | 'previousSeq'> {
   return {
     kind: checkpoint.kind,
     seq: checkpoint.seq,
@@ -39,6 +41,7 @@ export function checkpointJson(checkpoint: Checkpoint): Pick<CheckpointExport, '
     time: new Date(checkpoint.timeMs).toISOString(),
     keyId: checkpoint.keyId,
     signature: Buffer.from(checkpoint.signature).toString('base64'),
+    previousSeq: checkpoint.previousSeq,
   };
 }
 
@@ -101,6 +104,11 @@ export function parseCheckpointJson(data: unknown, origin: string): { checkpoint
   if (!Number.isSafeInteger(o.timeMs)) throw bad('timeMs', 'an integer (milliseconds since the epoch)');
   if (typeof o.keyId !== 'string') throw bad('keyId', 'a string');
   if (typeof o.signature !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(o.signature)) throw bad('signature', 'base64');
+  // Absent or null: a v1 checkpoint (earlier releases wrote no previousSeq).
+  const previousSeq = o.previousSeq ?? null;
+  if (previousSeq !== null && (!Number.isSafeInteger(previousSeq) || (previousSeq as number) < 0 || (previousSeq as number) > (o.seq as number))) {
+    throw bad('previousSeq', `null or an integer from 0 to seq (${o.seq as number})`);
+  }
   const publicKey = typeof o.publicKey === 'string' ? parsePublicKey(o.publicKey, `${origin}: publicKey`) : null;
   if (publicKey !== null && keyIdOf(publicKey) !== o.keyId) throw bad('publicKey', `the key named by keyId ${o.keyId}`);
   return {
@@ -111,6 +119,7 @@ export function parseCheckpointJson(data: unknown, origin: string): { checkpoint
       timeMs: o.timeMs as number,
       keyId: o.keyId,
       signature: Buffer.from(o.signature, 'base64'),
+      previousSeq: previousSeq as number | null,
     },
     publicKey,
   };
@@ -124,10 +133,18 @@ export function parseCheckpointJson(data: unknown, origin: string): { checkpoint
 export function latestCheckpoint(path: string): Checkpoint | null {
   return withLogFile(path, 'read the checkpoints of', (log) => {
     if (log.schemaVersion < 2) return null;
-    const row = log.db.prepare('SELECT kind, seq, hash, time_ms, key_id, signature FROM checkpoints ORDER BY seq DESC, kind DESC, id DESC LIMIT 1').get() as
-      | { kind: string; seq: number; hash: Buffer; time_ms: number; key_id: string; signature: Buffer }
-      | undefined;
+    const row = log.db
+      .prepare(`SELECT kind, seq, hash, time_ms, key_id, signature, ${previousSeqColumn(log)} AS previous_seq FROM checkpoints ORDER BY seq DESC, kind DESC, id DESC LIMIT 1`)
+      .get() as { kind: string; seq: number; hash: Buffer; time_ms: number; key_id: string; signature: Buffer; previous_seq: unknown } | undefined;
     if (row === undefined) return null;
-    return { kind: row.kind === 'anchor' ? 'anchor' : 'checkpoint', seq: row.seq, hash: row.hash, timeMs: row.time_ms, keyId: row.key_id, signature: row.signature };
+    return {
+      kind: row.kind === 'anchor' ? 'anchor' : 'checkpoint',
+      seq: row.seq,
+      hash: row.hash,
+      timeMs: row.time_ms,
+      keyId: row.key_id,
+      signature: row.signature,
+      previousSeq: readPreviousSeq(row.previous_seq),
+    };
   });
 }

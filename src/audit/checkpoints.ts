@@ -11,7 +11,8 @@ import type { RowSource } from './row-source.js';
  * Checking the signed checkpoints against the chain, and the chain pass and
  * the checkpoints together: the report names the first break in seq order,
  * whether it is a bad signature, a checkpoint the chain no longer matches, a
- * row that breaks the chain, or checkpoints beyond the last row.
+ * checkpoint that names a removed one as signed before it, a row that breaks
+ * the chain, or checkpoints beyond the last row.
  */
 
 export interface PendingCheckpoint extends Checkpoint {
@@ -49,8 +50,14 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
     const rows = brk === null ? pass.rows : Math.min(pass.rows, Math.max(0, brk.seq - 1 - start.seq));
     const lastSeq = rows > 0 ? start.seq + rows : null;
     const signedThrough = Math.max(lastCheckpoint?.seq ?? start.seq, start.seq);
+    // A warning, not a break: a server killed before its first checkpoint leaves a genuine
+    // log like this, and verify cannot know the checkpointEveryRows/Seconds it ran with.
     if (brk === null && lastSeq !== null && input.checkpoints.length === 0 && input.anchor === null) {
-      warnings.push('no signed checkpoints: the chain shows edited rows, but not a log rewritten from scratch; run the server with checkpoints on');
+      warnings.push(
+        `${rows} rows and no signed checkpoint: the server signs one every checkpointEveryRows rows or checkpointEverySeconds and on shutdown, ` +
+          'so either it was stopped before its first one, or the checkpoints were deleted and the log may have been rewritten from scratch, which the chain alone cannot show; ' +
+          'check it against a checkpoint exported earlier (verdict audit checkpoint --export, then --from-checkpoint FILE)',
+      );
     }
     const unsignedRows = lastSeq === null ? 0 : Math.max(0, lastSeq - signedThrough);
     const spacing = widestSpacing(start.seq, input.checkpoints, signedThrough);
@@ -101,6 +108,8 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
       ? `. This log starts from genesis (seq 1): either it was cut or rewritten, or it is a new log that replaced the one the checkpoint was signed for (its file or -wal removed while in use, a restore from an old backup); look for the earlier file (${input.source}-wal.orphaned-*, ${input.source}-wal.replaced-*, backups)`
       : '';
   const pending = [...input.checkpoints, ...(input.external ? [input.external] : [])].sort((a, b) => a.seq - b.seq);
+  // The seqs a v2 checkpoint may name as signed before it: the checkpoints held, and the start's anchor.
+  const held = new Set([...input.checkpoints.map((cp) => cp.seq), ...(input.anchor !== null ? [input.anchor.seq] : [])]);
   let lastGood = start.seq;
   for (const cp of pending) {
     if (pass.failure !== null && cp.seq >= pass.failure.expected) break;
@@ -134,6 +143,8 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
         message: `the chain hash at seq ${cp.seq} does not match ${describeCheckpoint(cp)}: rows in seq ${lastGood + 1}..${cp.seq} were rewritten with recomputed hashes` + startedAnew(cp),
       });
     }
+    const removed = removedPredecessor(cp, start, held);
+    if (removed !== null) return finish(removed);
     if (cp.origin === 'file') {
       external = { seq: cp.seq, status: 'matched' };
     } else {
@@ -146,6 +157,24 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
     return finish(diagnose(input.diagnosis(), pass.failure.index, pass.failure.expected, pass.failure.prev, start));
   }
   return finish(null);
+}
+
+/**
+ * The break when a v2 checkpoint names, as signed before it, a seq after the log's
+ * start where no checkpoint is held: it was removed (perhaps so that the rows it
+ * signed could be rewritten). A seq at or before the start was pruned with its rows
+ * (or lies before an export's range); a v1 checkpoint names none.
+ */
+function removedPredecessor(cp: PendingCheckpoint, start: ChainStart, held: ReadonlySet<number>): VerifyBreak | null {
+  const previous = cp.previousSeq;
+  if (previous === null || previous <= start.seq || held.has(previous)) return null;
+  return {
+    kind: 'checkpoint-removed',
+    seq: previous,
+    message:
+      `${describeCheckpoint(cp)} names seq ${previous} as the checkpoint signed before it, which is missing: checkpoints were removed, ` +
+      `so rows after seq ${previous} may have been rewritten; check the log against a checkpoint exported earlier (--from-checkpoint) or restore it from a backup`,
+  };
 }
 
 /** The most rows between consecutive checkpoints (from the chain's start) up to `through`: how far apart the writer signs. */

@@ -15,7 +15,9 @@ import { readCheckpoints, withLogFile, type LogFile } from './log-file.js';
  * Line types, in this order:
  * - `{"type":"header", "format":"verdict.export.v1", …, "publicKey": PEM}`
  * - the checkpoint or prune anchor at seq fromSeq-1, when there is one (the
- *   export's signed starting point)
+ *   export's signed starting point); checkpoint and anchor lines carry
+ *   `previousSeq`, the seq they name as signed before them (format v2,
+ *   checkpoint.ts), null for a v1 checkpoint
  * - `{"type":"decision", "seq", "decisionId", "time", "timeMs", …, "ruleIds": [],
  *   "errors": [], "request": {}, "latencyUs", "details", "format", "prevHash",
  *   "hash"}` for every row of the range (one member per column of the table in

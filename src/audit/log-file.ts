@@ -48,14 +48,18 @@ export function hasCheckpointTable(log: LogFile): boolean {
  */
 export function readCheckpoints(log: LogFile, range?: { readonly from: number; readonly to: number }): Checkpoint[] {
   if (!hasCheckpointTable(log)) return [];
+  const previous = previousSeqColumn(log);
   const where = range === undefined ? '' : ' WHERE seq BETWEEN ? AND ?';
-  const rows = log.db.prepare(`SELECT kind, seq, hash, time_ms, key_id, signature FROM checkpoints${where} ORDER BY seq, id`).all(...(range ? [range.from, range.to] : [])) as Array<{
+  const rows = log.db
+    .prepare(`SELECT kind, seq, hash, time_ms, key_id, signature, ${previous} AS previous_seq FROM checkpoints${where} ORDER BY seq, id`)
+    .all(...(range ? [range.from, range.to] : [])) as Array<{
     kind: string;
     seq: number;
     hash: Buffer;
     time_ms: number;
     key_id: string;
     signature: Buffer;
+    previous_seq: unknown;
   }>;
   return rows.map((r) => ({
     // An unknown kind can only come from tampering; it then fails its signature check as a checkpoint.
@@ -65,5 +69,25 @@ export function readCheckpoints(log: LogFile, range?: { readonly from: number; r
     timeMs: r.time_ms,
     keyId: r.key_id,
     signature: r.signature,
+    previousSeq: readPreviousSeq(r.previous_seq),
   }));
+}
+
+/**
+ * What to select for previous_seq: the column, or NULL in a log without it (schema v6
+ * added it; an older log holds only v1 checkpoints). Looked up in the table itself,
+ * whatever `user_version` says.
+ */
+export function previousSeqColumn(log: LogFile): string {
+  return (log.db.pragma('table_info(checkpoints)') as { name: string }[]).some((column) => column.name === 'previous_seq') ? 'previous_seq' : 'NULL';
+}
+
+/**
+ * previous_seq as stored: NULL for a v1 checkpoint. Anything but an integer can only
+ * come from tampering; it is read as a seq no checkpoint has (-1), so the signature,
+ * made over another message, fails.
+ */
+export function readPreviousSeq(value: unknown): number | null {
+  if (value === null) return null;
+  return typeof value === 'number' && Number.isSafeInteger(value) ? value : -1;
 }

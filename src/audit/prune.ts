@@ -99,9 +99,12 @@ export async function pruneLog(path: string, options: PruneOptions): Promise<Pru
     const guardOff = db.prepare('DELETE FROM audit_guard');
     const deleteRows = db.prepare<[number]>('DELETE FROM decisions WHERE seq <= ?');
     const deleteCheckpoints = db.prepare<[number]>('DELETE FROM checkpoints WHERE seq <= ?');
-    const insertAnchor = db.prepare<[number, Buffer, number, string, Buffer]>(
-      "INSERT INTO checkpoints (kind, seq, hash, time_ms, key_id, signature) VALUES ('anchor', ?, ?, ?, ?, ?)",
+    const insertAnchor = db.prepare<[number, Buffer, number, string, Buffer, number]>(
+      "INSERT INTO checkpoints (kind, seq, hash, time_ms, key_id, signature, previous_seq) VALUES ('anchor', ?, ?, ?, ?, ?, ?)",
     );
+    // The anchor names the newest checkpoint or anchor at or before its seq, read before the
+    // deletion removes it (format v2, checkpoint.ts); 0 when there is none.
+    const previousAt = db.prepare<[number], number | null>('SELECT max(seq) FROM checkpoints WHERE seq <= ?').pluck();
     let anchor: Checkpoint | null = null;
     for (let done = first - 1; done < last; ) {
       const end = Math.min(done + chunkRows, last);
@@ -110,11 +113,12 @@ export async function pruneLog(path: string, options: PruneOptions): Promise<Pru
         if (hash === null || hash === undefined) {
           throw new VerdictError('DECISION_LOG_CORRUPT', `row ${end} vanished or lost its hash while pruning; stopped with rows up to ${done} pruned`);
         }
-        const signed = signCheckpoint({ kind: 'anchor', seq: end, hash, timeMs: Date.now() }, options.signer);
+        const previousSeq = previousAt.get(end) ?? 0;
+        const signed = signCheckpoint({ kind: 'anchor', seq: end, hash, timeMs: Date.now(), previousSeq }, options.signer);
         guardOn.run();
         deleteRows.run(end);
         deleteCheckpoints.run(end);
-        insertAnchor.run(end, hash, signed.timeMs, signed.keyId, Buffer.from(signed.signature));
+        insertAnchor.run(end, hash, signed.timeMs, signed.keyId, Buffer.from(signed.signature), previousSeq);
         guardOff.run();
         return signed;
       });

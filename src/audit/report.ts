@@ -11,13 +11,16 @@
  * - truncated: the log ends before a signed checkpoint it once had (in the
  *   database or exported with `verdict audit checkpoint --export`);
  * - bad-signature: a checkpoint or prune anchor is not signed by the trusted key;
+ * - checkpoint-removed: a signed checkpoint names, as the one signed before it,
+ *   a checkpoint the log no longer holds (format v2, checkpoint.ts); seq is the
+ *   missing checkpoint's;
  * - structure: the log's tables are not as verdict makes them (a view for
  *   `decisions`, seq not its rowid, no unique decision_id, a lowered schema
  *   version) or SQLite's integrity check fails (a stale index); seq is 0, the
  *   whole log is affected.
  */
 
-export type BreakKind = 'changed' | 'deleted' | 'inserted' | 'reordered' | 'truncated' | 'bad-signature' | 'structure';
+export type BreakKind = 'changed' | 'deleted' | 'inserted' | 'reordered' | 'truncated' | 'bad-signature' | 'checkpoint-removed' | 'structure';
 
 export interface VerifyBreak {
   readonly kind: BreakKind;

@@ -36,7 +36,7 @@ Recomputes the hash chain, checks every checkpoint and prune anchor signature,
 checks that the log's tables are as verdict makes them and runs SQLite's
 integrity check, and reports the first break with its kind and sequence number:
 changed, deleted, inserted, reordered, truncated (after a known checkpoint),
-bad-signature or structure.
+bad-signature, checkpoint-removed or structure.
 
 Options:
   --db FILE               the decision log (default: ${DEFAULT_DB})

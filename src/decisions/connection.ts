@@ -27,7 +27,7 @@ import { migrate } from './schema.js';
  */
 export type DecisionLogMode = 'durable' | 'async';
 
-type CheckpointParams = [kind: string, seq: number, hash: Buffer, timeMs: number, keyId: string, signature: Buffer];
+type CheckpointParams = [kind: string, seq: number, hash: Buffer, timeMs: number, keyId: string, signature: Buffer, previousSeq: number];
 
 /**
  * The writer's connection to a log file: opened in WAL mode with the mode's
@@ -104,7 +104,7 @@ export function openConnection(path: string, mode: DecisionLogMode, busyTimeoutM
       tip: db.prepare<[], { seq: number; hash: Buffer | null }>('SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1'),
       anchor: db.prepare<[], { seq: number; hash: Buffer }>("SELECT seq, hash FROM checkpoints WHERE kind = 'anchor' ORDER BY seq DESC LIMIT 1"),
       lastCheckpoint: db.prepare<[], { seq: number; time_ms: number }>("SELECT seq, time_ms FROM checkpoints WHERE kind = 'checkpoint' ORDER BY seq DESC LIMIT 1"),
-      insertCheckpoint: db.prepare<CheckpointParams>('INSERT INTO checkpoints (kind, seq, hash, time_ms, key_id, signature) VALUES (?, ?, ?, ?, ?, ?)'),
+      insertCheckpoint: db.prepare<CheckpointParams>('INSERT INTO checkpoints (kind, seq, hash, time_ms, key_id, signature, previous_seq) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       probe: db.prepare<[number]>("INSERT INTO log_meta (key, value) VALUES ('probe_ms', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
       dev: stat.dev,
       ino: stat.ino,

@@ -10,6 +10,8 @@ import { VerdictError, messageOf } from '../errors.js';
 interface Migration {
   readonly version: number;
   readonly sql: string;
+  /** When the change is already there (a log whose version was set back by hand): the SQL would fail, so it is skipped. */
+  readonly alreadyApplied?: (db: Database.Database) => boolean;
 }
 
 const MIGRATIONS: readonly Migration[] = [
@@ -143,6 +145,17 @@ const MIGRATIONS: readonly Migration[] = [
       ) WITHOUT ROWID;
     `,
   },
+  {
+    // Each checkpoint names the one signed before it (checkpoint.ts, format v2),
+    // so deleting one from the middle shows. NULL: a v1 checkpoint of an earlier
+    // release, which names none.
+    version: 6,
+    sql: `
+      ALTER TABLE checkpoints ADD COLUMN previous_seq INTEGER;
+    `,
+    // ALTER TABLE has no IF NOT EXISTS.
+    alreadyApplied: (db) => (db.pragma('table_info(checkpoints)') as { name: string }[]).some((column) => column.name === 'previous_seq'),
+  },
 ];
 
 /** The schema version this build writes. */
@@ -174,7 +187,7 @@ export function migrate(db: Database.Database, path: string): void {
     }
     for (const migration of MIGRATIONS) {
       if (migration.version <= current) continue;
-      db.exec(migration.sql);
+      if (migration.alreadyApplied?.(db) !== true) db.exec(migration.sql);
       // PRAGMA takes no bound parameters; the version is our own integer.
       db.pragma(`user_version = ${migration.version}`);
     }

@@ -488,8 +488,11 @@ export class LogWriter extends LogEvents {
     // Before the first checkpoint of this log, the clock starts when the writer opened it.
     const stale = now - (this.signedAtMs ?? this.openedAtMs) >= cp.everySeconds * 1000;
     if (unsigned < cp.everyRows && !stale && !this.checkpointDue) return null;
-    const checkpoint = signCheckpoint({ kind: 'checkpoint', seq, hash, timeMs: now }, cp.signer);
-    conn.insertCheckpoint.run('checkpoint', seq, hash, now, checkpoint.keyId, Buffer.from(checkpoint.signature));
+    // signedSeq is the newest checkpoint or anchor of this file (readSigned): naming it links
+    // the checkpoints into a chain, so one deleted from the middle shows (checkpoint.ts).
+    const previousSeq = this.signedSeq;
+    const checkpoint = signCheckpoint({ kind: 'checkpoint', seq, hash, timeMs: now, previousSeq }, cp.signer);
+    conn.insertCheckpoint.run('checkpoint', seq, hash, now, checkpoint.keyId, Buffer.from(checkpoint.signature), previousSeq);
     return { seq, timeMs: now };
   }
 

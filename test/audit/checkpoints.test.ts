@@ -39,16 +39,21 @@ function checkpoints(file: string): Array<{ kind: string; seq: number }> {
 describe('the checkpoint message', () => {
   it('is the documented JSON array, and the signature covers every field', () => {
     const hash = Buffer.alloc(32, 0xab);
-    const body = { kind: 'checkpoint' as const, seq: 42, hash, timeMs: 1748779200000 };
-    expect(checkpointMessage(body).toString('utf8')).toBe(`["verdict.checkpoint.v1","checkpoint",42,"${'ab'.repeat(32)}",1748779200000]`);
+    const body = { kind: 'checkpoint' as const, seq: 42, hash, timeMs: 1748779200000, previousSeq: 32 };
+    expect(checkpointMessage(body).toString('utf8')).toBe(`["verdict.checkpoint.v2","checkpoint",42,"${'ab'.repeat(32)}",1748779200000,32]`);
     const key = signer(tempDir());
     const signed = signCheckpoint(body, key.signer);
     expect(signed.signature).toHaveLength(64);
     expect(checkpointSignatureValid(signed, key.publicKey)).toBe(true);
-    for (const altered of [{ seq: 43 }, { timeMs: 1 }, { kind: 'anchor' as const }, { hash: Buffer.alloc(32) }]) {
+    for (const altered of [{ seq: 43 }, { timeMs: 1 }, { kind: 'anchor' as const }, { hash: Buffer.alloc(32) }, { previousSeq: 22 }, { previousSeq: null }]) {
       expect(checkpointSignatureValid({ ...signed, ...altered }, key.publicKey), JSON.stringify(Object.keys(altered))).toBe(false);
     }
     expect(checkpointSignatureValid(signed, generateKeyPairSync('ed25519').publicKey)).toBe(false);
+  });
+
+  it('of an earlier release (v1, no previous seq) is still the array it was', () => {
+    const body = { kind: 'checkpoint' as const, seq: 42, hash: Buffer.alloc(32, 0xab), timeMs: 1748779200000, previousSeq: null };
+    expect(checkpointMessage(body).toString('utf8')).toBe(`["verdict.checkpoint.v1","checkpoint",42,"${'ab'.repeat(32)}",1748779200000]`);
   });
 });
 
@@ -144,6 +149,62 @@ describe('the writer signs checkpoints', () => {
     expect(checkpoints(file).map((c) => c.seq)).toEqual([4, 6, 10, 12, 16, 18]);
     const report = await verifyLog(file, { publicKeys: [key.publicKey] });
     expect(report).toMatchObject({ ok: true, rows: 18, checkpoints: { total: 6, verified: 6, lastSeq: 18 }, unsignedRows: 0 });
+  });
+});
+
+describe('each checkpoint names the one signed before it (format v2)', () => {
+  function links(file: string): Array<[number, number | null]> {
+    const db = new Database(file, { readonly: true });
+    const rows = db.prepare('SELECT seq, previous_seq FROM checkpoints ORDER BY seq').raw(true).all() as Array<[number, number | null]>;
+    db.close();
+    return rows;
+  }
+
+  it('0 for the first, then the seq before it, across a reopen; every signature is over the v2 message', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'd.db');
+    const key = signer(dir);
+    for (let round = 0; round < 2; round++) {
+      const log = await writer(file, dir, 10);
+      await appendRows(log, round * 15, 15);
+      await log.close();
+    }
+    expect(links(file)).toEqual([[10, 0], [15, 10], [25, 15], [30, 25]]);
+    const report = await verifyLog(file, { publicKeys: [key.publicKey] });
+    expect(report).toMatchObject({ ok: true, rows: 30, checkpoints: { total: 4, verified: 4 } });
+  });
+
+  it('a log whose checkpoints an earlier release signed (v1) goes on with v2 ones, the first naming the last v1, and verifies', async () => {
+    const dir = tempDir();
+    const file = path.join(dir, 'd.db');
+    const key = signer(dir);
+    const first = await writer(file, dir, 10);
+    await appendRows(first, 0, 20);
+    await first.close();
+    // Make the checkpoints what an earlier release wrote: v1 signatures, previous_seq NULL.
+    const { sign } = await import('node:crypto');
+    const { readPrivateKey } = await import('../../src/decisions/keys.js');
+    const privateKey = readPrivateKey(path.join(dir, 'k.pem'));
+    const db = new Database(file);
+    db.exec(DROP_TRIGGERS);
+    for (const cp of db.prepare('SELECT id, kind, seq, hash, time_ms FROM checkpoints').all() as Array<{ id: number; kind: 'checkpoint'; seq: number; hash: Buffer; time_ms: number }>) {
+      const message = checkpointMessage({ kind: cp.kind, seq: cp.seq, hash: cp.hash, timeMs: cp.time_ms, previousSeq: null });
+      db.prepare('UPDATE checkpoints SET previous_seq = NULL, signature = ? WHERE id = ?').run(sign(null, message, privateKey), cp.id);
+    }
+    db.close();
+    expect(links(file)).toEqual([[10, null], [20, null]]);
+    expect(await verifyLog(file, { publicKeys: [key.publicKey] })).toMatchObject({ ok: true, checkpoints: { total: 2, verified: 2 } });
+    const second = await writer(file, dir, 10);
+    await appendRows(second, 20, 10);
+    await second.close();
+    expect(links(file)).toEqual([[10, null], [20, null], [30, 20]]);
+    const report = await verifyLog(file, { publicKeys: [key.publicKey] });
+    expect(report).toMatchObject({ ok: true, rows: 30, checkpoints: { total: 3, verified: 3 } });
+    // The v1 checkpoints name nothing, so deleting the first of them is not a checkpoint-removed break, as before.
+    const edited = new Database(file);
+    edited.exec(`${DROP_TRIGGERS} DELETE FROM checkpoints WHERE seq = 10;`);
+    edited.close();
+    expect(await verifyLog(file, { publicKeys: [key.publicKey] })).toMatchObject({ ok: true });
   });
 });
 

@@ -81,6 +81,26 @@ describe('verdict audit prune', () => {
     expect((await audit('verify', '--db', t.db, '--pubkey', t.pubkey)).code).toBe(0);
   });
 
+  it('signs the anchor as v2, naming the last checkpoint at or before it; checkpoints naming pruned ones still verify', async () => {
+    const t = copyLog(intact);
+    expect((await audit('prune', '--db', t.db, '--before', timeOfSeq(26))).code).toBe(0);
+    const db = new Database(t.db, { readonly: true });
+    expect(db.prepare('SELECT kind, seq, previous_seq FROM checkpoints ORDER BY seq').raw(true).all()).toEqual([
+      ['anchor', 25, 20],
+      ['checkpoint', 30, 20],
+      ['checkpoint', 40, 30],
+    ]);
+    db.close();
+    const verified = await audit('verify', '--db', t.db, '--pubkey', t.pubkey);
+    expect(verified.code).toBe(0);
+    expect(verified.stdout).toMatch(/15 rows, seq 26\.\.40 from the prune anchor at seq 25: intact/);
+    const tampered = copyLog(t);
+    tamperSql(tampered.db, 'DELETE FROM checkpoints WHERE seq = 30;');
+    const broken = await audit('verify', '--db', tampered.db, '--pubkey', tampered.pubkey);
+    expect(broken.code).toBe(1);
+    expect(failure(broken.stdout)).toMatch(/^FAILED: checkpoint-removed at seq 30: the checkpoint at seq 40 .* names seq 30 /);
+  });
+
   it('prunes everything and the writer continues the chain from the anchor', async () => {
     const t = copyLog(intact);
     const run = await audit('prune', '--db', t.db, '--before', '1h');
@@ -153,6 +173,41 @@ describe('verdict audit export', () => {
     const verified = await audit('verify', '--export', out, '--pubkey', intact.pubkey);
     expect(verified.code).toBe(0);
     expect(verified.stdout).toMatch(/OK: the export is intact/);
+  });
+
+  it('carries the previous seq of each checkpoint, and an export with a checkpoint line removed breaks', async () => {
+    const out = path.join(tempDir(), 'links.jsonl');
+    expect((await audit('export', '--db', intact.db, '--out', out)).code).toBe(0);
+    const lines = fs.readFileSync(out, 'utf8').trimEnd().split('\n');
+    const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
+    expect(parsed[0]).toMatchObject({ checkpointFormat: 'verdict.checkpoint.v2' });
+    expect(parsed.filter((l) => l.type === 'checkpoint').map((l) => [l.seq, l.previousSeq])).toEqual([[10, 0], [20, 10], [30, 20], [40, 30]]);
+    const cut = path.join(tempDir(), 'cut.jsonl');
+    fs.writeFileSync(cut, `${lines.filter((_, i) => !(parsed[i]?.type === 'checkpoint' && parsed[i]?.seq === 20)).join('\n')}\n`);
+    const run = await audit('verify', '--export', cut, '--pubkey', intact.pubkey);
+    expect(run.code).toBe(1);
+    expect(failure(run.stdout)).toMatch(/^FAILED: checkpoint-removed at seq 20: the checkpoint at seq 30 .* names seq 20 as the checkpoint signed before it, which is missing/);
+    // An export starting after a checkpoint does not hold the one its first checkpoint names: not a break.
+    const since = path.join(tempDir(), 'since-links.jsonl');
+    expect((await audit('export', '--db', intact.db, '--since', timeOfSeq(25), '--out', since)).code).toBe(0);
+    expect((await audit('verify', '--export', since, '--pubkey', intact.pubkey)).code).toBe(0);
+  });
+
+  it('verdict audit checkpoint --export writes the previous seq and the v2 message, and --from-checkpoint reads them back', async () => {
+    const file = path.join(tempDir(), 'cp.json');
+    expect((await audit('checkpoint', '--db', intact.db, '--export', file)).code).toBe(0);
+    const exported = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
+    expect(exported).toMatchObject({ kind: 'checkpoint', seq: 40, previousSeq: 30 });
+    expect(exported.message).toMatch(/^\["verdict\.checkpoint\.v2","checkpoint",40,"[0-9a-f]{64}",\d+,30\]$/);
+    const matched = await audit('verify', '--db', intact.db, '--pubkey', intact.pubkey, '--from-checkpoint', file);
+    expect(matched.code).toBe(0);
+    expect(matched.stdout).toMatch(/exported\s+checkpoint at seq 40 matched/);
+    // The previous seq is signed: changed in the file, the signature fails.
+    const altered = path.join(tempDir(), 'cp-altered.json');
+    fs.writeFileSync(altered, JSON.stringify({ ...exported, previousSeq: 20 }));
+    const bad = await audit('verify', '--db', intact.db, '--pubkey', intact.pubkey, '--from-checkpoint', altered);
+    expect(bad.code).toBe(1);
+    expect(failure(bad.stdout)).toMatch(/^FAILED: bad-signature at seq 40: the exported checkpoint/);
   });
 
   it('--since starts at the checkpoint before it, so the export is anchored', async () => {

@@ -197,7 +197,7 @@ describe('verify names the kind and the first sequence number of every tampering
     const db = new Database(t.db);
     db.exec('DELETE FROM checkpoints');
     const tip = db.prepare('SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: Buffer };
-    const body = { kind: 'checkpoint' as const, seq: tip.seq, hash: tip.hash, timeMs: Date.now() };
+    const body = { kind: 'checkpoint' as const, seq: tip.seq, hash: tip.hash, timeMs: Date.now(), previousSeq: null };
     const { sign } = await import('node:crypto');
     db.prepare("INSERT INTO checkpoints (kind, seq, hash, time_ms, key_id, signature) VALUES ('checkpoint', ?, ?, ?, ?, ?)").run(
       tip.seq, tip.hash, body.timeMs, keyIdOf(mine.publicKey), sign(null, checkpointMessage(body), mine.privateKey),
@@ -326,6 +326,59 @@ describe('naming a break is bounded work', () => {
         "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 200) INSERT INTO decisions (seq, decision_id, time_ms, caller, request_id, principal_id, action, resource_type, resource_id, effect, reason, rule_ids, errors, policy_version, request, latency_us, details, format, prev_hash, hash) SELECT 1000 + i, 'junk-' || i, time_ms, caller, request_id, principal_id, action, resource_type, resource_id, effect, reason, rule_ids, errors, policy_version, request, latency_us, details, format, (SELECT hash FROM decisions WHERE seq = 24), randomblob(32) FROM n, decisions WHERE seq = 10;",
     );
     await expectBreak(t, /^FAILED: deleted at seq 25: row 25 is missing: seq 25 holds the row written as seq 26 \(later rows were renumbered to close the gap\); the kind is a best guess: 200 rows claim to follow seq 24/);
+  });
+});
+
+describe('checkpoints removed from the middle', () => {
+  // Each checkpoint names the one signed before it (format v2), so without the signing key an
+  // intruder can remove checkpoints only from the end; removing earlier ones, to make the rows
+  // after the one kept look unsigned and rewrite them, names the gap.
+  it('keeping only one checkpoint and rewriting the rows after it is a checkpoint-removed break', async () => {
+    const t = await makeLog(100, { everyRows: 10 });
+    tamperSql(t.db, "DELETE FROM checkpoints WHERE seq <> 40; UPDATE decisions SET effect = 'ALLOW', reason = 'ALLOWED_BY_RULE' WHERE seq = 61;");
+    rechain(t.db, 61);
+    const { code, stdout } = await verify(t);
+    expect(code).toBe(1);
+    expect(failure(stdout)).toMatch(
+      /^FAILED: checkpoint-removed at seq 30: the checkpoint at seq 40 \(signed [^)]+\) names seq 30 as the checkpoint signed before it, which is missing: checkpoints were removed/,
+    );
+    expect(JSON.parse((await verify(t, '--json')).stdout)).toMatchObject({ ok: false, break: { kind: 'checkpoint-removed', seq: 30 } });
+  });
+
+  it('one checkpoint deleted from between two others, rows untouched, still breaks', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, 'DELETE FROM checkpoints WHERE seq = 20;');
+    await expectBreak(t, /^FAILED: checkpoint-removed at seq 20: the checkpoint at seq 30 .* names seq 20 as the checkpoint signed before it, which is missing/);
+  });
+
+  it('a previous seq edited in place to skip the gap is a bad signature', async () => {
+    const t = copyLog(intact);
+    tamperSql(t.db, 'DELETE FROM checkpoints WHERE seq = 20; UPDATE checkpoints SET previous_seq = 10 WHERE seq = 30;');
+    await expectBreak(t, /^FAILED: bad-signature at seq 30: the checkpoint at seq 30 .*has an invalid signature/);
+    const v1 = copyLog(intact);
+    tamperSql(v1.db, 'DELETE FROM checkpoints WHERE seq = 20; UPDATE checkpoints SET previous_seq = NULL WHERE seq = 30;');
+    await expectBreak(v1, /^FAILED: bad-signature at seq 30: /);
+  });
+});
+
+describe('every checkpoint deleted', () => {
+  it('verifies with a warning that says the checkpoints were deleted or the server never reached one, and how to tell', async () => {
+    const t = copyLog(intact);
+    const exported = path.join(t.dir, '..', `${path.basename(t.dir)}-all-gone.json`);
+    expect((await audit('checkpoint', '--db', t.db, '--export', exported)).code).toBe(0);
+    tamperSql(t.db, "DELETE FROM checkpoints; UPDATE decisions SET effect = 'ALLOW', reason = 'ALLOWED_BY_RULE' WHERE seq = 1;");
+    rechain(t.db, 1);
+    const { code, stdout } = await verify(t);
+    expect(code).toBe(0);
+    expect(stdout).toMatch(
+      /warning\s+40 rows and no signed checkpoint: the server signs one every checkpointEveryRows rows or checkpointEverySeconds and on shutdown, so either it was stopped before its first one, or the checkpoints were deleted and the log may have been rewritten/,
+    );
+    expect(stdout).toMatch(/--from-checkpoint FILE/);
+    expect(stdout).not.toMatch(/checkpoints on/);
+    const checked = await verify(t, '--from-checkpoint', exported);
+    expect(checked.code).toBe(1);
+    expect(failure(checked.stdout)).toMatch(/^FAILED: changed at seq 1: the chain hash at seq 40 does not match the exported checkpoint/);
+    fs.rmSync(exported);
   });
 });
 
