@@ -346,6 +346,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
               : `closed the gRPC connection holding the most unsent answers: all together were past ${config.grpcStreams.maxUnsentBytes} bytes (grpcStreams.maxUnsentBytes)`,
         ),
       maxConnections: fitted.caps.grpcMaxConnections,
+      maxConnectionsPerClient: config.maxConnectionsPerClient,
       onCertificateLapsed: lapsedCertificateLog(logger, 'closed a gRPC connection: the client certificate it was opened with, or one in its chain, has expired (the client reconnects with a valid one)'),
       clientCa: tls?.clientCa ?? null,
       onInternalError: (error, method) => logger.error({ method, error: messageOf(error) }, 'internal error answering a call'),
@@ -419,9 +420,10 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     shutdownGraceMs: config.shutdownGraceMs,
     requestTimeoutMs: config.httpRequestTimeoutMs,
     maxConnections: fitted.caps.httpMaxConnections,
+    maxConnectionsPerClient: config.maxConnectionsPerClient,
     onCertificateLapsed: httpsCertificateLapsed,
   });
-  const ops = opsAddress === null ? null : new OperatorHttpServer(operations, { shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs, maxConnections: fitted.caps['httpMaxConnections (ops)'] });
+  const ops = opsAddress === null ? null : new OperatorHttpServer(operations, { shutdownGraceMs: config.shutdownGraceMs, requestTimeoutMs: config.httpRequestTimeoutMs, maxConnections: fitted.caps['httpMaxConnections (ops)'], maxConnectionsPerClient: config.maxConnectionsPerClient });
 
   let grpcPort: number;
   let httpPort: number;

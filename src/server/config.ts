@@ -155,6 +155,13 @@ const layerSchema = z.strictObject({
    */
   grpcMaxConnections: z.number().int().min(1).max(1_000_000).optional(),
   /**
+   * The most connections one client address may hold on each listener (HTTP and gRPC);
+   * null: a quarter of that listener's cap. Without it, one address holding idle or
+   * half-sent requests took every slot of the HTTP port's cap, and gateways connecting
+   * meanwhile were refused.
+   */
+  maxConnectionsPerClient: z.number().int().min(1).max(1_000_000).nullable().optional(),
+  /**
    * Processes that answer checks. 1: this process (its decision log writer in
    * a thread). N > 1: N worker processes sharing the ports, and this process
    * as the one writer of the decision log (see server/cluster.ts).
@@ -215,6 +222,7 @@ export const DEFAULT_CONFIG = {
   httpRequestTimeoutMs: 10_000,
   httpMaxConnections: 4096,
   grpcMaxConnections: 4096,
+  maxConnectionsPerClient: null,
   workers: 1,
   tls: null,
   authn: {},
@@ -254,13 +262,14 @@ export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn
   httpRequestTimeoutMs: 'VERDICT_HTTP_REQUEST_TIMEOUT_MS',
   httpMaxConnections: 'VERDICT_HTTP_MAX_CONNECTIONS',
   grpcMaxConnections: 'VERDICT_GRPC_MAX_CONNECTIONS',
+  maxConnectionsPerClient: 'VERDICT_MAX_CONNECTIONS_PER_CLIENT',
   workers: 'VERDICT_WORKERS',
 };
 
 /** The environment variable for forwardAuth.style. */
 export const FORWARD_AUTH_STYLE_ENVIRONMENT_KEY = 'VERDICT_FORWARD_AUTH_STYLE';
 
-const NUMERIC_KEYS = new Set(['maxMessageBytes', 'maxBatchBytesInFlight', 'shutdownGraceMs', 'httpRequestTimeoutMs', 'httpMaxConnections', 'grpcMaxConnections', 'workers', 'watchPollMs']);
+const NUMERIC_KEYS = new Set(['maxMessageBytes', 'maxBatchBytesInFlight', 'shutdownGraceMs', 'httpRequestTimeoutMs', 'httpMaxConnections', 'grpcMaxConnections', 'maxConnectionsPerClient', 'workers', 'watchPollMs']);
 
 function describeIssues(error: z.ZodError, origin: string): string {
   return error.issues

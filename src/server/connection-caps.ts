@@ -3,6 +3,7 @@
 // and the policy files need: a cap above what the process may open protects nothing.
 
 import { readFileSync } from 'node:fs';
+import type { Server, Socket } from 'node:net';
 
 /** File descriptors kept for everything but connections: the log and its -wal, key stores, policy files, git, threads. */
 export const RESERVED_FILE_DESCRIPTORS = 256;
@@ -53,4 +54,34 @@ export function fitConnectionCaps(wanted: ConnectionCaps, limit: number | null):
     caps,
     warning: `the open-file limit (${limit}) is below what the listeners may hold plus ${RESERVED_FILE_DESCRIPTORS} for the log and key stores (${total + RESERVED_FILE_DESCRIPTORS}); connections capped lower: ${lowered.join(', ')}. Raise the limit (ulimit -n, systemd LimitNOFILE=) to serve more`,
   };
+}
+
+/** The most connections one client address may hold on a listener capped at `listenerCap`: `configured`, or a quarter of the cap. */
+export function perClientCap(listenerCap: number, configured: number | null | undefined): number {
+  return configured ?? Math.max(1, Math.ceil(listenerCap / 4));
+}
+
+/**
+ * Closes, unanswered, each new connection from an address that already holds `perClient`
+ * of this listener's connections: under the listener's cap alone, one client holding
+ * idle or half-sent requests took every slot, and gateways connecting meanwhile were
+ * refused. Connections without an address (a Unix socket) are not counted.
+ */
+export function capConnectionsPerClient(server: Server, perClient: number): void {
+  const held = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const address = socket.remoteAddress;
+    if (address === undefined) return;
+    const count = held.get(address) ?? 0;
+    if (count >= perClient) {
+      socket.destroy();
+      return;
+    }
+    held.set(address, count + 1);
+    socket.once('close', () => {
+      const left = (held.get(address) ?? 1) - 1;
+      if (left <= 0) held.delete(address);
+      else held.set(address, left);
+    });
+  });
 }

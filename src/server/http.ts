@@ -8,6 +8,7 @@ import { AUTHZEN_PATHS } from '../gateway/authzen-http.js';
 import { FORWARD_AUTH_PATH } from '../gateway/forward-auth.js';
 import { LAPSED_CERTIFICATE_MESSAGE, TrustAnchors, certificateLapsed, connectionPeer, type LapsedConnection } from '../authn/certificate-lapse.js';
 import { endConnectionsAtCertificateExpiry } from './certificate-expiry.js';
+import { capConnectionsPerClient, perClientCap } from './connection-caps.js';
 import { CONSOLE_PATH } from './console.js';
 import { InFlight } from './in-flight.js';
 
@@ -38,6 +39,8 @@ export interface OperatorHttpOptions {
   readonly requestTimeoutMs?: number;
   /** The most connections held at once; more are closed as they arrive. Default 4096. */
   readonly maxConnections?: number;
+  /** The most of those one client address may hold; null or absent: a quarter of maxConnections. */
+  readonly maxConnectionsPerClient?: number | null;
   /** Told of each connection ended, or request refused, because the client certificate it was opened with has expired (the server logs it). */
   readonly onCertificateLapsed?: (connection: LapsedConnection) => void;
 }
@@ -122,6 +125,7 @@ export class OperatorHttpServer {
     this.server.maxHeadersCount = 0;
     // Bounded, so connections held open here cannot take every file descriptor the gRPC port and the log need.
     this.server.maxConnections = options.maxConnections ?? DEFAULT_MAX_CONNECTIONS;
+    capConnectionsPerClient(this.server, perClientCap(this.server.maxConnections, options.maxConnectionsPerClient));
   }
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {

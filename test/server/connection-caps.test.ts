@@ -41,7 +41,7 @@ describe('connections to the gRPC port', () => {
     ensureBuilt();
     const dir = mkdtempSync(join(tmpdir(), 'verdict-grpc-cap-'));
     const config = join(dir, 'verdict.yaml');
-    writeFileSync(config, stringify({ grpcMaxConnections: 4 }));
+    writeFileSync(config, stringify({ grpcMaxConnections: 4, maxConnectionsPerClient: 4 }));
     const server = await startVerdict({ policies: join(ROOT, 'policies'), db: join(dir, 'decisions.db'), args: ['--config', config, '--no-watch'] });
     const gateway = verdictClient(server.grpcPort, { ownConnection: true });
     try {

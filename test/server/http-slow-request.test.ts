@@ -11,8 +11,8 @@ import { ROOT, ensureBuilt, shippedAllowedCheck, startVerdict, type VerdictProce
 const TIMEOUT_MS = 1_000;
 
 /** A raw connection to the HTTP port: what was sent back, and once it was closed. */
-async function rawHttp(port: number): Promise<{ socket: Socket; received: () => string; closed: Promise<void> }> {
-  const socket = connect(port, '127.0.0.1');
+async function rawHttp(port: number, localAddress = '127.0.0.1'): Promise<{ socket: Socket; received: () => string; closed: Promise<void> }> {
+  const socket = connect({ port, host: '127.0.0.1', localAddress });
   await new Promise<void>((resolve, reject) => socket.once('connect', resolve).once('error', reject));
   let text = '';
   socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
@@ -117,7 +117,7 @@ describe('HTTP connections held open', () => {
     ensureBuilt();
     const dir = mkdtempSync(join(tmpdir(), 'verdict-http-cap-'));
     const config = join(dir, 'verdict.yaml');
-    writeFileSync(config, stringify({ httpMaxConnections: 3 }));
+    writeFileSync(config, stringify({ httpMaxConnections: 3, maxConnectionsPerClient: 3 }));
     const server = await startVerdict({ policies: join(ROOT, 'policies'), db: join(dir, 'decisions.db'), args: ['--config', config, '--no-watch'] });
     try {
       const held = [await rawHttp(server.httpPort), await rawHttp(server.httpPort), await rawHttp(server.httpPort)];
@@ -138,6 +138,43 @@ describe('HTTP connections held open', () => {
       }
       expect(status).toBe(200);
     } finally {
+      expect(await server.stop()).toBe(0);
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 60_000);
+});
+
+describe('connections from one client address', () => {
+  // Under the listener's cap alone, one address holding idle or half-sent requests took
+  // every slot, and gateways connecting meanwhile were refused.
+  it('are capped per address on the HTTP and gRPC ports: another address, and calls already connected, are answered', async () => {
+    ensureBuilt();
+    const dir = mkdtempSync(join(tmpdir(), 'verdict-per-client-'));
+    const config = join(dir, 'verdict.yaml');
+    // A quarter of 8 for each address by default.
+    writeFileSync(config, stringify({ httpMaxConnections: 8, grpcMaxConnections: 8 }));
+    const server = await startVerdict({ policies: join(ROOT, 'policies'), db: join(dir, 'decisions.db'), args: ['--config', config, '--no-watch'] });
+    const opened: { socket: Socket; closed: Promise<void> }[] = [];
+    try {
+      for (const port of [server.httpPort, server.grpcPort]) {
+        const held = [await rawHttp(port, '127.0.0.2'), await rawHttp(port, '127.0.0.2')];
+        opened.push(...held);
+        const extra = await rawHttp(port, '127.0.0.2');
+        opened.push(extra);
+        await extra.closed;
+        expect(extra.received(), `port ${port}`).toBe('');
+        // The two held are still open: only the one past the address's share was closed.
+        expect(held.every((connection) => !connection.socket.destroyed), `port ${port}`).toBe(true);
+      }
+      // Another address is served on both ports.
+      const other = await rawHttp(server.httpPort, '127.0.0.3');
+      opened.push(other);
+      other.socket.write('GET /healthz HTTP/1.1\r\nHost: verdict\r\nConnection: close\r\n\r\n');
+      await other.closed;
+      expect(other.received()).toMatch(/^HTTP\/1\.1 200 /);
+      expect(await shippedAllowedCheck(server.grpcPort)).toBe('EFFECT_ALLOW');
+    } finally {
+      for (const connection of opened) connection.socket.destroy();
       expect(await server.stop()).toBe(0);
       rmSync(dir, { recursive: true, force: true });
     }

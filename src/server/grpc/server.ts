@@ -14,6 +14,8 @@ import {
 import type { GatewayAdapter } from '../../gateway/adapter.js';
 import { TrustAnchors, type LapsedConnection } from '../../authn/certificate-lapse.js';
 import { closeSessionsAtCertificateExpiry } from '../certificate-expiry.js';
+import type { Server as NetServer } from 'node:net';
+import { capConnectionsPerClient, perClientCap } from '../connection-caps.js';
 import { InFlightCalls, type UnaryCall, type UnaryHandler } from './call.js';
 import { DirectLane, type DirectLaneState } from './direct-lane.js';
 import { StatusError } from './status.js';
@@ -58,6 +60,8 @@ export interface GrpcServerOptions {
   readonly streamLimits?: StreamGuardLimits;
   /** The most connections held at once; more are closed as they arrive. Default 4096. */
   readonly maxConnections?: number;
+  /** The most of those one client address may hold; null or absent: a quarter of maxConnections. */
+  readonly maxConnectionsPerClient?: number | null;
   /** How many answer bytes callers that do not read them may hold, and for how long (unread-answers.ts). */
   readonly unreadAnswerLimits?: UnreadAnswerLimits;
   /** Told of each connection closed for answers it did not read, e.g. to log it. */
@@ -269,7 +273,10 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
             guard.install(http2Servers.keys(), !lane);
             unreadAnswers.install(http2Servers.keys());
             closeSessionsAtCertificateExpiry(http2Servers.keys(), options.onCertificateLapsed ?? (() => undefined), { callsChecked: lane, anchors: TrustAnchors.fromPem(options.clientCa ?? null) });
-            for (const listener of http2Servers.keys() as IterableIterator<{ maxConnections?: number }>) listener.maxConnections = maxConnections;
+            for (const listener of http2Servers.keys() as IterableIterator<NetServer>) {
+              listener.maxConnections = maxConnections;
+              capConnectionsPerClient(listener, perClientCap(maxConnections, options.maxConnectionsPerClient));
+            }
           }
           for (const service of ['', ...served]) {
             if (health.getStatus(service) === undefined) health.setStatus(service, 'SERVING');
