@@ -165,6 +165,9 @@ export class Detectors {
       return;
     }
     if (d.principalId === '') return;
+    // A suspended principal's refusals are the suspension at work: counted, they raised probing and
+    // volume alerts that, with alert-driven suspension on, renewed the suspension for as long as its client kept calling.
+    if (d.reason === 'DENIED_BY_SUSPENSION') return;
     const s = this.principal(d, window);
     const x = this.config.extraction;
     if (x.enabled && d.action === x.action && d.resourceType === x.resourceType) this.extraction(d, window, s);

@@ -1,3 +1,4 @@
+import { foldedId } from '../folded-id.js';
 import type { SuspensionState } from '../types.js';
 
 /** Told when a suspension begins, is lifted, or is found expired (to persist or report it). */
@@ -9,8 +10,11 @@ export interface SuspensionListener {
 
 /**
  * The principals whose checks are denied for now (DENIED_BY_SUSPENSION), in
- * memory: the decide core asks `active` on every check, which costs one map
- * lookup (and, only for a suspended principal, one reading of the clock). An
+ * memory: the decide core asks `active` on every check while any is held, which
+ * costs folding the id and one map lookup (and, only for a suspended principal,
+ * one reading of the clock). A suspension holds for every spelling of its id
+ * (`Dana`, `dana `: see foldedId), as an identity provider reading ids leniently
+ * would take them for one principal. An
  * expired suspension is dropped when next looked up, or by `sweep`.
  *
  * Who fills it: the alert response (server/suspension.ts) and the Admin API
@@ -23,6 +27,7 @@ export interface SuspensionListener {
  * book.active('mallory'); // the suspension, until it ends
  */
 export class Suspensions {
+  /** By folded principal id. */
   private readonly byPrincipal = new Map<string, SuspensionState>();
   private listeners: readonly SuspensionListener[] = [];
 
@@ -43,7 +48,8 @@ export class Suspensions {
 
   /** The principal's suspension in force now, if any. */
   active(principalId: string): SuspensionState | undefined {
-    const suspension = this.byPrincipal.get(principalId);
+    if (this.byPrincipal.size === 0) return undefined;
+    const suspension = this.byPrincipal.get(foldedId(principalId));
     if (suspension === undefined) return undefined;
     if (suspension.until > this.now()) return suspension;
     this.end(suspension, true);
@@ -57,7 +63,7 @@ export class Suspensions {
   suspend(suspension: SuspensionState): SuspensionState {
     const current = this.active(suspension.principalId);
     if (current !== undefined && current.until >= suspension.until) return current;
-    this.byPrincipal.set(suspension.principalId, suspension);
+    this.byPrincipal.set(foldedId(suspension.principalId), suspension);
     for (const l of this.listeners) l.suspended?.(suspension);
     return suspension;
   }
@@ -70,7 +76,13 @@ export class Suspensions {
   replace(suspensions: readonly SuspensionState[]): void {
     const now = this.now();
     this.byPrincipal.clear();
-    for (const s of suspensions) if (s.until > now) this.byPrincipal.set(s.principalId, s);
+    for (const s of suspensions) {
+      if (s.until <= now) continue;
+      // Two spellings stored (by workers, or before ids were folded): the later end holds.
+      const key = foldedId(s.principalId);
+      const held = this.byPrincipal.get(key);
+      if (held === undefined || held.until < s.until) this.byPrincipal.set(key, s);
+    }
   }
 
   /** Lifts a principal's suspension now; the one lifted, or undefined when none was in force. */
@@ -94,8 +106,9 @@ export class Suspensions {
   }
 
   private end(suspension: SuspensionState, expired: boolean): void {
-    if (this.byPrincipal.get(suspension.principalId) !== suspension) return;
-    this.byPrincipal.delete(suspension.principalId);
+    const key = foldedId(suspension.principalId);
+    if (this.byPrincipal.get(key) !== suspension) return;
+    this.byPrincipal.delete(key);
     for (const l of this.listeners) l.ended?.(suspension, expired);
   }
 }

@@ -1,4 +1,4 @@
-import { INVISIBLE_CHARACTERS } from '../invisible.js';
+import { foldedId as folded } from '../folded-id.js';
 import type { AttributeValue, Attributes, DecisionRequest, Principal, Resource } from '../types.js';
 
 /**
@@ -51,17 +51,6 @@ export const DEFAULT_PRECEDENCE: DirectoryPrecedence = Object.freeze({ roles: 'd
 
 const NO_PRINCIPALS: ReadonlyMap<string, DirectoryPrincipal> = new Map();
 const NO_RESOURCES: ReadonlyMap<string, ReadonlyMap<string, DirectoryResource>> = new Map();
-
-const INVISIBLE = new RegExp(`[${INVISIBLE_CHARACTERS}]`, 'gu');
-
-/**
- * An id as a lenient reader reads it: ignoring case, whitespace at either end,
- * invisible characters and Unicode compatibility forms (a fullwidth `ｃ` is `c`).
- */
-function folded(id: string): string {
-  // ASCII is unchanged by normalisation and holds no invisible character: only other text pays for them.
-  return (/[^\u0000-\u007f]/.test(id) ? id.normalize('NFKC').replace(INVISIBLE, '') : id).trim().toLowerCase();
-}
 
 /** Folded id → the id as the directory spells it. */
 function foldedIndex(ids: Iterable<string>): ReadonlyMap<string, string> {

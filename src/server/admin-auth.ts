@@ -59,14 +59,27 @@ export interface AdminCaller {
   readonly requestId: string | null;
   /**
    * The header (or metadata entry) that says the call came through a proxy
-   * (`forwarded`, `x-forwarded-for`, `x-real-ip`): its address is then the proxy's,
-   * and says nothing about who sent it. Absent when there is none.
+   * (`forwarded`, `via`, `x-forwarded-*`, `x-envoy-*`, `x-real-ip`, …): its address is
+   * then the proxy's, and says nothing about who sent it. Absent when there is none.
    */
   readonly proxiedBy?: string;
 }
 
-/** Headers a proxy adds; a call carrying one was not made from this host, whatever its socket says. */
-const PROXY_HEADERS = ['forwarded', 'x-forwarded-for', 'x-real-ip'] as const;
+/**
+ * Headers a proxy adds; a call carrying one was not made from this host, whatever its
+ * socket says. Not only X-Forwarded-For: Envoy by default (use_remote_address: false)
+ * adds none, but x-forwarded-proto and x-envoy-* headers; other proxies add Via.
+ */
+const PROXY_HEADERS: ReadonlySet<string> = new Set(['forwarded', 'via', 'x-real-ip', 'x-client-ip', 'client-ip', 'true-client-ip', 'cf-connecting-ip', 'fastly-client-ip', 'x-cluster-client-ip']);
+const PROXY_HEADER_PREFIXES = ['x-forwarded-', 'x-envoy-', 'x-original-'] as const;
+
+/** The first of `names` (lower-case header or metadata names) a proxy adds, if any. */
+export function proxyHeaderAmong(names: Iterable<string>): string | undefined {
+  for (const name of names) {
+    if (PROXY_HEADERS.has(name) || PROXY_HEADER_PREFIXES.some((prefix) => name.startsWith(prefix))) return name;
+  }
+  return undefined;
+}
 
 /** How an admitted call was admitted. */
 export type AdminVia = 'token' | 'certificate' | 'loopback';
@@ -336,7 +349,7 @@ export function adminCallerOfGrpc(call: Pick<ServerUnaryCall<unknown, unknown>, 
   const cert = call.getAuthContext()?.sslPeerCertificate;
   // A connection can outlive its certificate: past its dates it stands for nobody here.
   const certificate = cert && certificateInForce(cert, Date.now()) ? certificateIdentity(cert) : null;
-  const proxiedBy = PROXY_HEADERS.find((name) => call.metadata.get(name).length > 0);
+  const proxiedBy = proxyHeaderAmong(Object.keys(call.metadata.getMap()));
   return {
     caller: grpcCallerOf(call),
     address: hostOf(call.getPeer()),
@@ -352,7 +365,7 @@ export function adminCallerOfHttp(req: IncomingMessage): AdminCaller {
   const address = req.socket.remoteAddress ?? '';
   const certificate = tlsSocketIdentity(req.socket, Date.now());
   const requestId = req.headers['x-request-id'];
-  const proxiedBy = PROXY_HEADERS.find((name) => req.headers[name] !== undefined);
+  const proxiedBy = proxyHeaderAmong(Object.keys(req.headers));
   return {
     caller: certificate ?? `${address}:${req.socket.remotePort ?? 0}`,
     address,

@@ -213,6 +213,19 @@ describe('suspension on a real server', () => {
     expect(t.server.suspensions.list().map((s) => s.principalId)).toEqual(['dana']);
   });
 
+  it('holds for every spelling of the id an identity provider may read as one (case, end whitespace, invisible characters), and a lift by any of them lifts it', async () => {
+    const { client } = await serve();
+    // dana is in no directory: her id arrives as the gateway read it.
+    await client.call('Admin', 'SuspendPrincipal', { principalId: 'dana', duration: { seconds: 600 } });
+    for (const id of ['dana', 'Dana', 'DANA', 'dana ', 'da\u200Bna', '\uFF44ana']) {
+      expect(await check(client, { ...dana, id }), id).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_SUSPENSION' });
+    }
+    // Another principal is untouched.
+    expect(await check(client, { ...dana, id: 'danae' })).toMatchObject({ effect: 'EFFECT_ALLOW' });
+    await client.call('Admin', 'LiftSuspension', { principalId: 'DANA' });
+    expect(await check(client, { ...dana, id: 'Dana' })).toMatchObject({ effect: 'EFFECT_ALLOW' });
+  });
+
   it('a suspended principal finds nothing through AuthZEN search either, and finds it again once lifted', async () => {
     const { t, client } = await serve();
     const search = async (): Promise<string[]> => {

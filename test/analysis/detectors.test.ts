@@ -140,3 +140,13 @@ describe('auth-failures names an API key only from the authenticator\'s own word
     expect(keys).toEqual(['k_old']);
   });
 });
+
+describe("a suspended principal's own refusals", () => {
+  it('raise no alert about it, however many: they are the suspension at work, and would renew it for ever', () => {
+    const calls = Array.from({ length: 600 }, (_, i) => ({ ...record({ time: DAY_START + i * 1000, principalId: 'dana', resourceId: 'fraud-v3', deny: true }), reason: 'DENIED_BY_SUSPENSION' as const }));
+    expect(run(calls, { volume: { maxRequests: 100 } }).alerts).toEqual([]);
+    // The same refusals for any other reason are probing, past the volume (and more).
+    const denied = calls.map((c) => ({ ...c, reason: 'DENIED_BY_DEFAULT' as const }));
+    expect(run(denied, { volume: { maxRequests: 100 } }).alerts.map((a) => a.type)).toEqual(expect.arrayContaining(['probing', 'volume']));
+  });
+});

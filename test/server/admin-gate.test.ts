@@ -10,7 +10,7 @@ function grpcCall(peer: string, metadata: Record<string, string> = {}): Paramete
   return {
     getPeer: () => peer,
     getAuthContext: () => ({}),
-    metadata: { get: (name: string) => (metadata[name] === undefined ? [] : [metadata[name]]) } as never,
+    metadata: { get: (name: string) => (metadata[name] === undefined ? [] : [metadata[name]]), getMap: () => ({ ...metadata }) } as never,
   };
 }
 
