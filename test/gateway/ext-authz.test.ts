@@ -249,6 +249,23 @@ describe('Envoy ext_authz v3 against the real server', () => {
     expect(most.status.code).toBe(grpc.status.OK);
   });
 
+  it('refuses unread a CheckRequest whose maps and lists hold more than four times the cap in all, each within it (lists of nulls in metadata_context)', async () => {
+    // Value's members in camelCase (see CheckResponse above).
+    const nulls = { listValue: { values: Array.from({ length: 4_096 }, () => ({ nullValue: 'NULL_VALUE' })) } };
+    const withLists = (lists: number): object => {
+      const request = envoyCheckRequest('GET', '/v1/models/fraud-detector-v3', bearer('dana')) as Record<string, unknown>;
+      request['attributes'] = { ...(request['attributes'] as object), metadata_context: { filter_metadata: { 'envoy.filters.http.x': { fields: Object.fromEntries(Array.from({ length: lists }, (_, i) => [`l${i}`, nulls])) } } } };
+      return request;
+    };
+    const refused = await check(withLists(5)).then(() => expect.unreachable('answered'), (error: grpc.ServiceError) => error);
+    expect(refused.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(refused.details).toMatch(/: more than 16384 entries of maps and lists in all, over the limit of 4 × requestLimits\.maxExtAuthzEntries per request$/);
+    expect(getDecision(server.db, String(refused.metadata.get('verdict-decision-id')[0]))).toMatchObject({ effect: 'DENY', reason: 'DENIED_INVALID_REQUEST' });
+    // Three such lists are within it, and decided as usual.
+    const within = await check(withLists(3));
+    expect(within.status.code).not.toBe(grpc.status.INVALID_ARGUMENT);
+  });
+
   it('takes its header cap from requestLimits.maxExtAuthzEntries, for an Envoy configured to send more', async () => {
     const raised = await startGatewayVerdict({ config: { requestLimits: { maxExtAuthzEntries: 10_000 } } });
     const through = new envoy.envoy.service.auth.v3.Authorization(`127.0.0.1:${raised.verdict.grpcPort}`, grpc.credentials.createInsecure());

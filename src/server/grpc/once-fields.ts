@@ -173,6 +173,14 @@ export interface WalkBudget {
   readonly maxItems: number;
   /** What a refusal for more than `maxItems` says after the field's name. */
   readonly tooManyItems: string;
+  /**
+   * Most occurrences of repeated message fields and map entries in the whole message,
+   * at any depth, outside attributes; absent: no such cap. `maxItems` holds for each
+   * list alone: sixty-three lists of 4,096 nulls in 1.5 KB of gzip passed it.
+   */
+  readonly maxTotalItems?: number;
+  /** What a refusal for more than `maxTotalItems` says after the field's name. */
+  readonly tooManyTotalItems?: string;
 }
 
 /**
@@ -210,6 +218,7 @@ export function readOnce(message: Uint8Array, type: protobuf.Type): OnceRefusal 
 export function readWithin(message: Uint8Array, type: protobuf.Type, within: { readonly budget: WalkBudget; readonly cuts: AttributeCut[] } | null): OnceRefusal | null {
   bounds.budget = within?.budget ?? null;
   bounds.cuts = within?.cuts ?? null;
+  bounds.items = 0;
   try {
     walk(message, 0, message.length, planOf(type), 0);
     return null;
@@ -265,6 +274,8 @@ const bounds = {
   cuts: null as AttributeCut[] | null,
   inAttributes: false,
   values: 0,
+  /** Repeated message fields and map entries outside attributes, in the whole message (WalkBudget.maxTotalItems). */
+  items: 0,
   frames: [] as number[],
   names: [] as string[],
   occurrences: [] as number[],
@@ -383,6 +394,9 @@ function walk(bytes: Uint8Array, start: number, end: number, plan: Plan, depth: 
     // The walk stops at the first element past a limit: counting the rest of a megabyte of them cost six times the refusal.
     if (maxListItems >= 0 && id === 1 && ++listItems > maxListItems) throw new OverAttributeLimit('list');
     let occurrence = -1;
+    if (budget !== null && !inAttributes && field !== undefined && field.counts === 'items' && budget.maxTotalItems !== undefined && ++bounds.items > budget.maxTotalItems) {
+      throw new TooMany(field.name, budget.tooManyTotalItems ?? budget.tooManyItems);
+    }
     if (counted && field !== undefined && field.counts !== null && id < 32) {
       occurrence = repeats[countersFrom + id]!++;
       if (field.counts === 'items' && occurrence >= budget.maxItems) throw new TooMany(field.name, budget.tooManyItems);

@@ -171,6 +171,9 @@ const DEFAULT_MAX_BATCH_ITEMS = 1000;
  */
 export const DEFAULT_MAX_EXT_AUTHZ_ENTRIES = 4096;
 
+/** How many times maxExtAuthzEntries one Envoy CheckRequest may hold in all its maps and lists. */
+const EXT_AUTHZ_TOTAL_ENTRIES_FACTOR = 4;
+
 /** ext_authz requests carry no verdict attributes: only their maps and lists are counted. */
 function extAuthzBudget(maxEntries: number): WalkBudget {
   return {
@@ -178,6 +181,9 @@ function extAuthzBudget(maxEntries: number): WalkBudget {
     maxListLength: Infinity,
     maxItems: maxEntries,
     tooManyItems: `more than ${maxEntries} entries, over the limit of ${maxEntries} per request (requestLimits.maxExtAuthzEntries)`,
+    // Envoy's headers, metadata and context together: each list within maxEntries, sixty-three of them were 258,000 values to decode.
+    maxTotalItems: EXT_AUTHZ_TOTAL_ENTRIES_FACTOR * maxEntries,
+    tooManyTotalItems: `more than ${EXT_AUTHZ_TOTAL_ENTRIES_FACTOR * maxEntries} entries of maps and lists in all, over the limit of ${EXT_AUTHZ_TOTAL_ENTRIES_FACTOR} × requestLimits.maxExtAuthzEntries per request`,
   };
 }
 const DEFAULT_MAX_CONNECTIONS = 4096;
