@@ -151,11 +151,8 @@ export function parseSubjectAltName(text: string | undefined): AltName[] {
   return names;
 }
 
-/** Control characters would let a certificate forge log lines; they have no place in an identity. */
-function clean(value: string): string {
-  // eslint-disable-next-line no-control-regex
-  return value.replace(/[\u0000-\u001f\u007f]/g, '');
-}
+// eslint-disable-next-line no-control-regex
+const CONTROL_CHARACTERS = /[\u0000-\u001f\u007f]/;
 
 /**
  * The identity a verified client certificate stands for, recorded as the caller:
@@ -166,13 +163,15 @@ function clean(value: string): string {
  */
 export function certificateIdentity(cert: Pick<PeerCertificate, 'subject' | 'subjectaltname'>): string | null {
   const names = parseSubjectAltName(cert.subjectaltname);
+  // A control character has no place in a name: dropped, `ops-admin\x07` would stand for ops-admin (and a
+  // URI SAN ending in NUL for the admin's SPIFFE id); kept, it could forge log lines. Such a certificate stands for no one.
   const uri = names.find((n) => n.type === 'URI' && n.value !== '');
-  if (uri) return `uri:${clean(uri.value)}`;
+  if (uri) return CONTROL_CHARACTERS.test(uri.value) ? null : `uri:${uri.value}`;
   const dns = names.find((n) => n.type === 'DNS' && n.value !== '');
-  if (dns) return `dns:${clean(dns.value)}`;
+  if (dns) return CONTROL_CHARACTERS.test(dns.value) ? null : `dns:${dns.value}`;
   const cn: unknown = cert.subject?.CN;
   const first = Array.isArray(cn) ? (cn[0] as unknown) : cn;
-  if (typeof first === 'string' && first !== '') return `cn:${clean(first)}`;
+  if (typeof first === 'string' && first !== '') return CONTROL_CHARACTERS.test(first) ? null : `cn:${first}`;
   return null;
 }
 

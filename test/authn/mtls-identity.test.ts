@@ -28,8 +28,11 @@ describe('certificateIdentity: URI SAN, else DNS SAN, else CN', () => {
     expect(certificateIdentity({ subject, subjectaltname: undefined as never })).toBe('cn:gateway-1');
     expect(certificateIdentity({ subject: { CN: ['a', 'b'] } as never, subjectaltname: undefined as never })).toBe('cn:a');
   });
-  it('drops control characters, so a name cannot forge log lines', () => {
-    expect(certificateIdentity({ subject: { CN: 'evil\n{"level":50}' } as never, subjectaltname: undefined as never })).toBe('cn:evil{"level":50}');
+  it('stands for no one when its name holds a control character: neither forged log lines nor another name once they are dropped', () => {
+    expect(certificateIdentity({ subject: { CN: 'evil\n{"level":50}' } as never, subjectaltname: undefined as never })).toBeNull();
+    expect(certificateIdentity({ subject: { CN: 'ops-admin\u0007' } as never, subjectaltname: undefined as never })).toBeNull();
+    expect(certificateIdentity({ subject, subjectaltname: 'URI:"spiffe://verdict/admin\\u0000"' })).toBeNull();
+    expect(certificateIdentity({ subject, subjectaltname: 'URI:spiffe://verdict/admin' })).toBe('uri:spiffe://verdict/admin');
   });
   it('is null without any name', () => {
     expect(certificateIdentity({ subject: {} as never, subjectaltname: undefined as never })).toBeNull();
