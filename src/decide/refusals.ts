@@ -85,10 +85,13 @@ export const SUSPENSION_RULE_ID = 'suspension';
 
 /**
  * A principal suspended after an alert, or by an operator:
- * `suspended until 2026-…Z after alert a-1 (probing): 80% of 60 decisions denied`.
+ * `suspended until 2026-…Z after alert a-1 (probing)`. The answer goes to the suspended
+ * caller, so it carries neither the operator's note nor the alert's summary (which
+ * names the detector's threshold, to stay under next time): the row's
+ * `details.suspension` keeps both.
  */
 export function suspended(suspension: SuspensionState): Refusal {
-  const why = suspension.alertId === '' ? `by an operator${suspension.note === '' ? '' : `: ${suspension.note}`}` : `after alert ${suspension.alertId} (${suspension.alertType})${suspension.note === '' ? '' : `: ${suspension.note}`}`;
+  const why = suspension.alertId === '' ? 'by an operator' : `after alert ${suspension.alertId} (${suspension.alertType})`;
   return { reason: 'DENIED_BY_SUSPENSION', ruleId: SUSPENSION_RULE_ID, message: `suspended until ${new Date(suspension.until).toISOString()} ${why}` };
 }
 

@@ -77,7 +77,7 @@ describe('the decide core refuses a suspended principal', () => {
     const s = book.suspend(suspension('rita', c.now(), 60_000));
     const refused = await pipeline.check(rita, meta);
     expect(refused.decision).toEqual({ ...refusalDecision(suspended(s), policySet.version), suspension: s });
-    expect(refused.decision.errors).toEqual([{ ruleId: 'suspension', message: 'suspended until 2026-12-04T10:01:00.000Z after alert a-1 (probing): probing: 80% denied' }]);
+    expect(refused.decision.errors).toEqual([{ ruleId: 'suspension', message: 'suspended until 2026-12-04T10:01:00.000Z after alert a-1 (probing)' }]);
     expect(rows[1]).toMatchObject({ reason: 'DENIED_BY_SUSPENSION', ruleIds: [], details: { suspension: { alertId: 'a-1', alertType: 'probing', since: s.since, until: s.until } } });
     // Batch and first-deny paths refuse it too.
     expect((await pipeline.checkBatch([rita, rita], meta)).map((r) => r.decision.reason)).toEqual(['DENIED_BY_SUSPENSION', 'DENIED_BY_SUSPENSION']);
@@ -87,6 +87,6 @@ describe('the decide core refuses a suspended principal', () => {
   });
 
   it('a manual suspension says so', () => {
-    expect(suspended({ principalId: 'p', since: 0, until: 0, alertId: '', alertType: 'manual', note: 'INC-1' }).message).toBe('suspended until 1970-01-01T00:00:00.000Z by an operator: INC-1');
+    expect(suspended({ principalId: 'p', since: 0, until: 0, alertId: '', alertType: 'manual', note: 'INC-1' }).message).toBe('suspended until 1970-01-01T00:00:00.000Z by an operator');
   });
 });
