@@ -52,9 +52,14 @@ export class SuspensionStore {
     this.pending.set(suspension.principalId, { kind: 'put', suspension });
   }
 
-  /** Queues the end of a suspension (lifted or expired) to be written by the next flush. */
-  delete(suspension: SuspensionState): void {
-    this.pending.set(suspension.principalId, { kind: 'delete', since: suspension.since });
+  /**
+   * Queues the end of a suspension to be written by the next flush. One that expired
+   * takes only itself: a newer one another worker stored is kept. One an operator
+   * lifted takes whatever the table holds for the principal: a worker that extended it
+   * since this one last read the table would otherwise have it back at the next read.
+   */
+  delete(suspension: SuspensionState, lifted = false): void {
+    this.pending.set(suspension.principalId, { kind: 'delete', since: lifted ? Number.MAX_SAFE_INTEGER : suspension.since });
   }
 
   /** Whether changes wait to be written. */
@@ -125,8 +130,9 @@ const CREATE_TABLE = `CREATE TABLE IF NOT EXISTS suspensions (
   note         TEXT    NOT NULL
 ) WITHOUT ROWID`;
 
+// A suspension another worker stored that ends later is kept: a second alert never shortens one, across workers too.
 const UPSERT_SQL =
-  'INSERT INTO suspensions (principal_id, since_ms, until_ms, alert_id, alert_type, note) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (principal_id) DO UPDATE SET since_ms = excluded.since_ms, until_ms = excluded.until_ms, alert_id = excluded.alert_id, alert_type = excluded.alert_type, note = excluded.note';
+  'INSERT INTO suspensions (principal_id, since_ms, until_ms, alert_id, alert_type, note) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (principal_id) DO UPDATE SET since_ms = excluded.since_ms, until_ms = excluded.until_ms, alert_id = excluded.alert_id, alert_type = excluded.alert_type, note = excluded.note WHERE excluded.until_ms >= suspensions.until_ms';
 
 interface Row {
   principal_id: string;

@@ -54,8 +54,8 @@ export class SuspensionService {
         this.store.put(s);
         this.scheduleFlush();
       },
-      ended: (s) => {
-        this.store.delete(s);
+      ended: (s, expired) => {
+        this.store.delete(s, !expired);
         this.scheduleFlush();
       },
     });
