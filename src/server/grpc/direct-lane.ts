@@ -386,7 +386,7 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   function onData(chunk: Buffer): void {
     if (answered) return;
     taken += chunk.length;
-    if (!guard.take(stream, chunk.length)) {
+    if (!guard.take(chunk.length)) {
       fail(status.RESOURCE_EXHAUSTED, guard.overBudgetMessage);
       // Nothing more of it is read: the stream is reset rather than drained.
       stream.close(http2.constants.NGHTTP2_NO_ERROR);

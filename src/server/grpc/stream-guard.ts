@@ -13,14 +13,13 @@
 import http2 from 'node:http2';
 import { status } from '@grpc/grpc-js';
 import { grpcMessageHeader } from './status.js';
-import { callerGroup } from '../../decisions/caller-group.js';
 
 export interface StreamGuardLimits {
   /** Streams one HTTP/2 connection may have open at once. */
   readonly maxStreamsPerConnection: number;
   /** How long a request body may take to arrive, from the stream's headers to its end. */
   readonly bodyTimeoutMs: number;
-  /** Bytes all request bodies still arriving may hold together, one host (or IPv6 /64) at most half. */
+  /** Bytes all request bodies still arriving may hold together. */
   readonly maxBufferedBytes: number;
   /**
    * Bytes all large request messages waiting for their turn to be decided may hold
@@ -53,9 +52,6 @@ const GRPC_HEADERS = Object.freeze({ ':status': 200, 'content-type': 'applicatio
 export class StreamGuard implements StreamGuardCounts {
   /** Streams whose body is still arriving, with when they opened; whoever reads a stream keeps count of its bytes. */
   private readonly arriving = new Map<http2.ServerHttp2Stream, number>();
-  /** The host (callerGroup) each arriving stream counts against, and the bytes each host holds. */
-  private readonly hostOf = new Map<http2.ServerHttp2Stream, string>();
-  private readonly heldByHost = new Map<string, number>();
   private readonly guarded = new WeakSet<object>();
   private sweeper: NodeJS.Timeout | null = null;
   slowBodies = 0;
@@ -94,40 +90,24 @@ export class StreamGuard implements StreamGuardCounts {
   /** A stream whose body starts arriving; its reader reports the bytes with `take` and the end with `arrived`. */
   opened(stream: http2.ServerHttp2Stream): void {
     this.arriving.set(stream, this.now());
-    this.hostOf.set(stream, callerGroup(peerOf(stream)));
   }
 
-  /**
-   * Counts bytes a stream received; false when they take the total past the budget, or
-   * the stream's host past half of it (the reader then refuses the stream). Without the
-   * host's share, one connection's sixteen unfinished 4 MiB messages held the whole
-   * budget, and every other caller's check was refused until they timed out.
-   */
-  take(stream: http2.ServerHttp2Stream, bytes: number): boolean {
+  /** Counts bytes a stream received; false when they take the total past the budget (the reader then refuses the stream). */
+  take(bytes: number): boolean {
     this.bufferedBytes += bytes;
-    const host = this.hostOf.get(stream);
-    const held = host === undefined ? 0 : (this.heldByHost.get(host) ?? 0) + bytes;
-    if (host !== undefined) this.heldByHost.set(host, held);
-    if (this.bufferedBytes <= this.limits.maxBufferedBytes && held <= this.limits.maxBufferedBytes / 2) return true;
+    if (this.bufferedBytes <= this.limits.maxBufferedBytes) return true;
     this.overBudget += 1;
     return false;
   }
 
   /** A stream's body has arrived, or the stream has gone: its `taken` bytes no longer count. Once per stream; later calls do nothing. */
   arrived(stream: http2.ServerHttp2Stream, taken: number): void {
-    if (!this.arriving.delete(stream)) return;
-    this.bufferedBytes -= taken;
-    const host = this.hostOf.get(stream);
-    this.hostOf.delete(stream);
-    if (host === undefined) return;
-    const left = (this.heldByHost.get(host) ?? 0) - taken;
-    if (left <= 0) this.heldByHost.delete(host);
-    else this.heldByHost.set(host, left);
+    if (this.arriving.delete(stream)) this.bufferedBytes -= taken;
   }
 
   /** The refusal a stream over the budget gets. */
   get overBudgetMessage(): string {
-    return `verdict is holding ${this.limits.maxBufferedBytes} bytes of request bodies still arriving, or half of that from this host (grpcStreams.maxBufferedBytes); send the whole message promptly, or retry`;
+    return `verdict is holding ${this.limits.maxBufferedBytes} bytes of request bodies still arriving (grpcStreams.maxBufferedBytes); send the whole message promptly, or retry`;
   }
 
   /** Counts a stream grpc-js answers, with listeners of the guard's, until its body has arrived. */
@@ -139,7 +119,7 @@ export class StreamGuard implements StreamGuardCounts {
       // Ended by the guard: what still arrives before the close is dropped by node, not held.
       if (stream.closed) return;
       taken += chunk.length;
-      if (!this.take(stream, chunk.length)) this.end(stream, status.RESOURCE_EXHAUSTED, this.overBudgetMessage);
+      if (!this.take(chunk.length)) this.end(stream, status.RESOURCE_EXHAUSTED, this.overBudgetMessage);
     };
     const done = (): void => {
       stream.removeListener('data', onData);
@@ -176,11 +156,4 @@ export class StreamGuard implements StreamGuardCounts {
     }
     stream.close(http2.constants.NGHTTP2_NO_ERROR);
   }
-}
-
-/** The address a stream's connection comes from, as a caller recorded by its address reads (`10.0.0.7:41234`). */
-function peerOf(stream: http2.ServerHttp2Stream): string {
-  const socket = stream.session?.socket;
-  if (socket?.remoteAddress) return socket.remotePort ? `${socket.remoteAddress}:${socket.remotePort}` : socket.remoteAddress;
-  return 'unknown';
 }
