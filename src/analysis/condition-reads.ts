@@ -1,4 +1,5 @@
 import { Environment } from '@marcbachmann/cel-js';
+import { forEachCelNode } from '../policy/condition-guards.js';
 
 /**
  * Which parts of a request a condition reads, asked of its parsed expression rather
@@ -57,24 +58,10 @@ function principalAttributeName(node: CelNode): string | null {
   return null;
 }
 
-/** Every node of the tree, once, macro arguments included. */
+/** Every node of the tree, once, macro arguments and expansions included. */
 function nodesOf(root: unknown): CelNode[] {
   const nodes: CelNode[] = [];
-  const seen = new Set<object>();
-  const stack: unknown[] = [root];
-  while (stack.length > 0) {
-    const item = stack.pop();
-    if (typeof item !== 'object' || item === null || seen.has(item)) continue;
-    seen.add(item);
-    if (isNode(item)) {
-      nodes.push(item);
-      if (item.op !== 'value') stack.push(item.args);
-    } else if (Array.isArray(item)) {
-      for (const element of item) stack.push(element);
-    } else if (Object.getPrototypeOf(item) === Object.prototype) {
-      for (const value of Object.values(item)) stack.push(value);
-    }
-  }
+  forEachCelNode(root, (node) => nodes.push(node));
   return nodes;
 }
 

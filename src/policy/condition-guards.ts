@@ -94,8 +94,8 @@ interface CelNode {
 const isNode = (value: unknown): value is CelNode =>
   typeof value === 'object' && value !== null && typeof (value as { op?: unknown }).op === 'string' && 'args' in value && 'meta' in value;
 
-/** Calls `visit` once on every node of the tree, macro expansions included. */
-function walk(root: unknown, visit: (node: CelNode) => void): void {
+/** Calls `visit` once on every node of a parsed CEL expression's tree, macro expansions included. */
+export function forEachCelNode(root: unknown, visit: (node: CelNode) => void): void {
   const seen = new Set<object>();
   const stack: unknown[] = [root];
   while (stack.length > 0) {
@@ -131,7 +131,7 @@ export interface GuardProblem {
  */
 export function bindMatches(ast: unknown, options: { readonly literalPatterns: boolean }): GuardProblem | null {
   let problem: GuardProblem | null = null;
-  walk(ast, (node) => {
+  forEachCelNode(ast, (node) => {
     if (node.op !== 'rcall') return;
     const args = node.args as [string, unknown, unknown[]];
     if (args[0] === RE2_MATCHES) problem ??= { message: `unknown function ${RE2_MATCHES}`, offset: node.start };
@@ -193,7 +193,7 @@ const CHARGED_OPERATORS = new Set(['in', '+', '==', '!=']);
  */
 export function applyBudget(ast: unknown): number {
   let found = 0;
-  walk(ast, (node) => {
+  forEachCelNode(ast, (node) => {
     if (typeof node.handle !== 'function') return;
     const run = node.handle;
     if (node.op === 'comprehension') {
@@ -316,7 +316,7 @@ const COMPARISONS = new Set(['==', '!=', 'in']);
 
 /** Makes every `==`, `!=` and `in` of a type-checked expression refuse values of different types. */
 export function guardComparisons(ast: unknown): void {
-  walk(ast, (node) => {
+  forEachCelNode(ast, (node) => {
     if (typeof node.handle !== 'function' || !COMPARISONS.has(node.op)) return;
     const run = node.handle;
     const op = node.op;
