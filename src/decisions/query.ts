@@ -7,7 +7,6 @@ import type { DecisionRecord } from './record.js';
 import { recordFromRow, rowFromValues } from './row.js';
 import { decisionColumns, openReadOnly } from './schema.js';
 
-/** A decision as read back from the log. */
 /**
  * A decision as the console's live tail shows it: where it is in the log, who asked
  * what and how it was decided, none of the request or details (the full record is
@@ -27,6 +26,7 @@ export interface TailDecision {
   readonly policyVersion: string;
 }
 
+/** A decision as read back from the log. */
 export interface StoredDecision extends DecisionRecord {
   /** Position in the log (and in the hash chain). */
   readonly seq: number;

@@ -291,15 +291,25 @@ function elementKind(items: Iterable<unknown>): ValueKind | null {
   return kind;
 }
 
-/** Throws when `left op right` would compare values of different types (see the header). */
+const isList = (value: unknown): value is unknown[] | Set<unknown> => Array.isArray(value) || value instanceof Set;
+
+/** Throws when `left in list` went through a list whose items all have another type than `left` (see the header). */
+function checkListMembership(left: unknown, right: Iterable<unknown>): void {
+  const leftKind = kindOf(left);
+  if (!comparable(leftKind)) return;
+  const kind = elementKind(right);
+  if (kind !== null && comparable(kind) && kind !== leftKind) throw new ConditionTypeMismatch('in', leftKind, `list of ${kind}s`);
+}
+
+/**
+ * Throws when `left op right` would compare values of different types (see the header);
+ * `in` over a list is checked by checkListMembership, once it has answered false.
+ */
 function checkComparison(op: string, left: unknown, right: unknown): void {
   const leftKind = kindOf(left);
   if (!comparable(leftKind)) return;
   if (op === 'in') {
-    if (Array.isArray(right) || right instanceof Set) {
-      const kind = elementKind(right);
-      if (kind !== null && comparable(kind) && kind !== leftKind) throw new ConditionTypeMismatch('in', leftKind, `list of ${kind}s`);
-    } else if (right instanceof Map) {
+    if (right instanceof Map) {
       const kind = elementKind(right.keys());
       if (kind !== null && comparable(kind) && kind !== leftKind) throw new ConditionTypeMismatch('in', leftKind, `map with ${kind} keys`);
     } else if (kindOf(right) === 'map' && leftKind !== 'string') {
@@ -321,6 +331,12 @@ export function guardComparisons(ast: unknown): void {
     const run = node.handle;
     const op = node.op;
     node.handle = (left: unknown, right: unknown, ...rest: unknown[]) => {
+      if (op === 'in' && isList(right)) {
+        // Found means an item of the same type matched: the list is read again only to tell a miss from a mismatch.
+        const found = run(left, right, ...rest);
+        if (found === false) checkListMembership(left, right);
+        return found;
+      }
       checkComparison(op, left, right);
       return run(left, right, ...rest);
     };

@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AlertReader } from '../analysis/alert.js';
 import type { DecisionLog } from '../decisions/log-client.js';
 import { DecisionQueryThread } from '../decisions/query-thread.js';
-import { decodePageToken, encodePageToken, type RowExclusion, type StoredDecision } from '../decisions/query.js';
+import { decodePageToken, encodePageToken, type RowExclusion, type StoredDecision, type TailDecision } from '../decisions/query.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { ADMIN_RESOURCE_TYPE, adminCallerOfHttp, type AdminCaller, type AdminGate, type AdminIdentity } from './admin-auth.js';
 import type { AuditWatch } from './console-audit.js';
@@ -55,20 +55,8 @@ export interface ConsoleDependencies {
   readonly onError?: (error: unknown) => void;
 }
 
-/** A decision as the list and the live tail show it (the full record is one click away). */
-export interface DecisionSummary {
-  readonly seq: number;
-  readonly decisionId: string;
-  readonly time: number;
-  readonly principalId: string;
-  readonly action: string;
-  readonly resourceType: string;
-  readonly resourceId: string;
-  readonly effect: string;
-  readonly reason: string;
-  readonly ruleIds: readonly string[];
-  readonly policyVersion: string;
-}
+/** A decision as the list and the live tail show it (the full record is one click away): what the tail reads of a row. */
+export type DecisionSummary = TailDecision;
 
 /**
  * The console. The page itself (`GET /console`) holds no data and is served to
@@ -379,7 +367,7 @@ class LiveTail {
         try {
           const { decisions, cursor } = await queries.tail(this.cursor, first ? TAIL_BACKLOG : TAIL_BATCH, CONSOLE_ROWS);
           this.cursor = cursor;
-          const rows: readonly DecisionSummary[] = decisions;
+          const rows = decisions;
           this.backlog = [...this.backlog, ...rows].slice(-TAIL_BACKLOG);
           // Written once per read to each stream: a stream dropped while holding thousands of small writes held the thread for tens of milliseconds.
           if (!first && rows.length > 0) {

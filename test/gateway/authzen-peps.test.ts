@@ -1,8 +1,6 @@
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiKeyStore } from '../../src/authn/api-keys.js';
 import { getDecision, queryDecisions } from '../../src/decisions/query.js';
-import { NGINX, startGatewayVerdict, startModelServer, startNginx, type GatewayVerdict, type RunningNginx } from './support.js';
+import { NGINX, startModelServer, startVerdictWithPep, startNginx, type GatewayVerdict, type RunningNginx } from './support.js';
 
 // Any authenticated AuthZEN caller used to be able to name any subject: an end
 // user's own API key could ask 200 times "may ada predict?" and spend ada's
@@ -19,10 +17,7 @@ describe.skipIf(NGINX === null)('AuthZEN: only listed policy enforcement points 
   let gatewayKey: string;
 
   beforeAll(async () => {
-    verdict = await startGatewayVerdict({ config: { authzen: { peps: ['api-key:model-gateway'] } } });
-    const store = ApiKeyStore.open(join(verdict.dir, 'keys.db'));
-    gatewayKey = store.create({ owner: 'model-gateway', name: 'the gateway asking AuthZEN' }).key;
-    store.close();
+    ({ verdict, pepKey: gatewayKey } = await startVerdictWithPep());
     upstream = await startModelServer();
     nginx = await startNginx(verdict.verdict.httpPort, upstream.port);
   });

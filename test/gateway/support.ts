@@ -83,6 +83,18 @@ export async function startGatewayVerdict(
 }
 
 /** What reached the upstream behind a gateway. */
+/** The caller id of the gateway that asks AuthZEN about other subjects (listed in authzen.peps by startVerdictWithPep). */
+export const PEP = 'api-key:model-gateway';
+
+/** A gateway verdict (startGatewayVerdict) that lists PEP in authzen.peps, and PEP's API key. */
+export async function startVerdictWithPep(): Promise<{ verdict: GatewayVerdict; pepKey: string }> {
+  const verdict = await startGatewayVerdict({ config: { authzen: { peps: [PEP] } } });
+  const store = ApiKeyStore.open(join(verdict.dir, 'keys.db'));
+  const pepKey = store.create({ owner: 'model-gateway', name: 'the gateway asking AuthZEN' }).key;
+  store.close();
+  return { verdict, pepKey };
+}
+
 export interface Seen {
   readonly method: string;
   readonly url: string;

@@ -1,9 +1,7 @@
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiKeyStore } from '../../src/authn/api-keys.js';
 import type { ServiceError } from '@grpc/grpc-js';
 import { getDecision, queryDecisions } from '../../src/decisions/query.js';
-import { startGatewayVerdict, type GatewayVerdict } from '../gateway/support.js';
+import { startVerdictWithPep, type GatewayVerdict } from '../gateway/support.js';
 import { checkRequest, verdictClient, type VerdictClient } from '../helpers/verdict-process.js';
 
 // An id the shipped directories list under another spelling (`LEO` for leo, a contractor
@@ -19,10 +17,7 @@ describe('ids the directories list under another spelling', () => {
   let client: VerdictClient;
   let pepKey: string;
   beforeAll(async () => {
-    server = await startGatewayVerdict({ config: { authzen: { peps: ['api-key:model-gateway'] } } });
-    const store = ApiKeyStore.open(join(server.dir, 'keys.db'));
-    pepKey = store.create({ owner: 'model-gateway', name: 'the gateway asking AuthZEN' }).key;
-    store.close();
+    ({ verdict: server, pepKey } = await startVerdictWithPep());
     client = verdictClient(server.verdict.grpcPort);
   });
   afterAll(async () => {

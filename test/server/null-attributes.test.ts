@@ -1,8 +1,6 @@
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ApiKeyStore } from '../../src/authn/api-keys.js';
 import { getDecision } from '../../src/decisions/query.js';
-import { startGatewayVerdict, type GatewayVerdict } from '../gateway/support.js';
+import { startVerdictWithPep, type GatewayVerdict } from '../gateway/support.js';
 import { checkRequest, verdictClient, type VerdictClient } from '../helpers/verdict-process.js';
 
 // An attribute sent as null is unknown, as an absent one is. The shipped deny
@@ -15,10 +13,7 @@ describe('attributes sent as null', () => {
   let client: VerdictClient;
   let pepKey: string;
   beforeAll(async () => {
-    server = await startGatewayVerdict({ config: { authzen: { peps: ['api-key:model-gateway'] } } });
-    const store = ApiKeyStore.open(join(server.dir, 'keys.db'));
-    pepKey = store.create({ owner: 'model-gateway', name: 'the gateway asking AuthZEN' }).key;
-    store.close();
+    ({ verdict: server, pepKey } = await startVerdictWithPep());
     client = verdictClient(server.verdict.grpcPort);
   });
   afterAll(async () => {
