@@ -108,8 +108,7 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
       ? `. This log starts from genesis (seq 1): either it was cut or rewritten, or it is a new log that replaced the one the checkpoint was signed for (its file or -wal removed while in use, a restore from an old backup); look for the earlier file (${input.source}-wal.orphaned-*, ${input.source}-wal.replaced-*, backups)`
       : '';
   const pending = [...input.checkpoints, ...(input.external ? [input.external] : [])].sort((a, b) => a.seq - b.seq);
-  // The seqs a v2 checkpoint may name as signed before it: the checkpoints held, and the start's anchor.
-  const held = new Set([...input.checkpoints.map((cp) => cp.seq), ...(input.anchor !== null ? [input.anchor.seq] : [])]);
+  const held = heldCheckpointSeqs(input.checkpoints, input.anchor);
   let lastGood = start.seq;
   for (const cp of pending) {
     if (pass.failure !== null && cp.seq >= pass.failure.expected) break;
@@ -143,7 +142,7 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
         message: `the chain hash at seq ${cp.seq} does not match ${describeCheckpoint(cp)}: rows in seq ${lastGood + 1}..${cp.seq} were rewritten with recomputed hashes` + startedAnew(cp),
       });
     }
-    const removed = removedPredecessor(cp, start, held);
+    const removed = removedPredecessor(cp, start.seq, held);
     if (removed !== null) return finish(removed);
     if (cp.origin === 'file') {
       external = { seq: cp.seq, status: 'matched' };
@@ -159,15 +158,22 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
   return finish(null);
 }
 
+/** The seqs a v2 checkpoint may name as signed before it: the checkpoints held, and the start's anchor. */
+export function heldCheckpointSeqs(checkpoints: readonly Checkpoint[], anchor: Checkpoint | null): ReadonlySet<number> {
+  return new Set([...checkpoints.map((cp) => cp.seq), ...(anchor !== null ? [anchor.seq] : [])]);
+}
+
 /**
- * The break when a v2 checkpoint names, as signed before it, a seq after the log's
- * start where no checkpoint is held: it was removed (perhaps so that the rows it
- * signed could be rewritten). A seq at or before the start was pruned with its rows
- * (or lies before an export's range); a v1 checkpoint names none.
+ * The break when a v2 checkpoint names, as signed before it, a seq after the
+ * chain's start (`startSeq`) where no checkpoint is held (heldCheckpointSeqs):
+ * it was removed (perhaps so that the rows it signed could be rewritten). A seq
+ * at or before the start was pruned with its rows (or lies before an export's
+ * range); a v1 checkpoint names none. Full verification and the console's
+ * incremental passes both apply it.
  */
-function removedPredecessor(cp: PendingCheckpoint, start: ChainStart, held: ReadonlySet<number>): VerifyBreak | null {
+export function removedPredecessor(cp: PendingCheckpoint, startSeq: number, held: ReadonlySet<number>): VerifyBreak | null {
   const previous = cp.previousSeq;
-  if (previous === null || previous <= start.seq || held.has(previous)) return null;
+  if (previous === null || previous <= startSeq || held.has(previous)) return null;
   return {
     kind: 'checkpoint-removed',
     seq: previous,

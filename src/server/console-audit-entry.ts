@@ -6,6 +6,7 @@ import type { KeyObject } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
+import { heldCheckpointSeqs, removedPredecessor } from '../audit/checkpoints.js';
 import { openLogFile, readCheckpoints, type LogFile } from '../audit/log-file.js';
 import { verifyLog } from '../audit/verify.js';
 import { newClaims, sqliteJsonMatchesJs, verifyBlocks } from '../audit/verify-range.js';
@@ -126,8 +127,11 @@ function extend(from: Verified): Verified | null {
       if (tipHash === null || !tipHash.equals(from.hash)) return null;
     }
     const tip = (log.db.prepare('SELECT max(seq) FROM decisions').pluck().get() as number | null) ?? from.seq;
+    // A checkpoint removed since the last pass (an old one as well as the last verified) is a break the full pass names.
+    const stored = readCheckpoints(log);
+    if (checkpointRemoved(stored, from)) return null;
     const sinceCheckpoint = from.lastCheckpoint?.seq ?? from.startSeq;
-    const checkpoints = readCheckpoints(log, { from: sinceCheckpoint + 1, to: tip }).filter((c) => c.kind === 'checkpoint');
+    const checkpoints = stored.filter((c) => c.kind === 'checkpoint' && c.seq > sinceCheckpoint && c.seq <= tip);
     const hashes = new Map<number, Buffer>();
     let seq = from.seq;
     let hash = from.hash;
@@ -155,6 +159,19 @@ function extend(from: Verified): Verified | null {
   } finally {
     log.db.close();
   }
+}
+
+/**
+ * Whether a checkpoint the last pass relied on is gone: the last one verified,
+ * or one a held v2 checkpoint names as signed before it (the rule full
+ * verification applies, checkpoints.ts).
+ */
+function checkpointRemoved(stored: readonly Checkpoint[], from: Verified): boolean {
+  const anchor = stored.find((c) => c.kind === 'anchor' && c.seq === from.anchorSeq) ?? null;
+  const checkpoints = stored.filter((c) => c.kind === 'checkpoint');
+  const held = heldCheckpointSeqs(checkpoints, anchor);
+  if (from.lastCheckpoint !== null && !held.has(from.lastCheckpoint.seq)) return true;
+  return checkpoints.some((c) => c.seq > from.startSeq && removedPredecessor({ ...c, origin: 'log' }, from.startSeq, held) !== null);
 }
 
 function signedBy(checkpoint: Checkpoint): boolean {

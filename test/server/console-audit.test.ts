@@ -59,6 +59,37 @@ describe('AuditWatch', () => {
     expect(await w.current()).toMatchObject({ pass: 'full', ok: false, break: { seq: 3, kind: 'changed' } });
   });
 
+  it('names a checkpoint removed between two incremental passes, as a full verify does', async () => {
+    const db = path.join(tempDir(), 'decisions.db');
+    const log = await writeLog(db, { everyRows: 10 });
+    try {
+      await appendRows(log, 0, 25);
+      const w = watch(db);
+      expect(await w.current()).toMatchObject({ pass: 'full', ok: true, lastCheckpoint: { seq: 20 } });
+      // An old checkpoint, already verified: the one at 20 names it.
+      tamperSql(db, 'DELETE FROM checkpoints WHERE seq = 10;');
+      expect(await w.current()).toMatchObject({ pass: 'full', ok: false, break: { kind: 'checkpoint-removed', seq: 10 } });
+    } finally {
+      await log.close();
+    }
+  });
+
+  it('names the last verified checkpoint removed once a new checkpoint names it', async () => {
+    const db = path.join(tempDir(), 'decisions.db');
+    const log = await writeLog(db, { everyRows: 10 });
+    try {
+      await appendRows(log, 0, 25);
+      const w = watch(db);
+      expect(await w.current()).toMatchObject({ pass: 'full', ok: true, lastCheckpoint: { seq: 20 } });
+      tamperSql(db, 'DELETE FROM checkpoints WHERE seq = 20;');
+      // The writer signs seq 30 next, naming 20 as the checkpoint before it.
+      await appendRows(log, 25, 10);
+      expect(await w.current()).toMatchObject({ pass: 'full', ok: false, break: { kind: 'checkpoint-removed', seq: 20 } });
+    } finally {
+      await log.close();
+    }
+  });
+
   it('reports a log it cannot read instead of failing', async () => {
     const dir = tempDir();
     await (await writeLog(path.join(dir, 'decisions.db'))).close();
