@@ -11,11 +11,19 @@ import { keyIdOf, parsePublicKey, publicKeyPem } from '../decisions/keys.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { previousSeqColumn, readPreviousSeq, withLogFile } from './log-file.js';
 
-export const CHECKPOINT_EXPORT_FORMAT = 'verdict.checkpoint-export.v1';
+/**
+ * The format of the file: v2 for a checkpoint of format v2 (it carries
+ * `previousSeq`, which its signature covers), v1 for one of format v1, written
+ * as earlier releases wrote it. The name tells a reader which message was
+ * signed: a reader that knows only v1 would rebuild the v1 message of a v2
+ * checkpoint and call a genuine signature bad. Both are read.
+ */
+export const CHECKPOINT_EXPORT_FORMAT = 'verdict.checkpoint-export.v2';
+export const CHECKPOINT_EXPORT_FORMAT_V1 = 'verdict.checkpoint-export.v1';
 
 /** The file `verdict audit checkpoint --export` writes: self-describing, kept away from the log. */
 export interface CheckpointExport {
-  readonly format: typeof CHECKPOINT_EXPORT_FORMAT;
+  readonly format: typeof CHECKPOINT_EXPORT_FORMAT | typeof CHECKPOINT_EXPORT_FORMAT_V1;
   readonly kind: CheckpointKind;
   readonly seq: number;
   readonly hash: string;
@@ -47,7 +55,7 @@ export function checkpointJson(checkpoint: Checkpoint): Pick<CheckpointExport, '
 
 export function toExport(checkpoint: Checkpoint, publicKey: KeyObject): CheckpointExport {
   return {
-    format: CHECKPOINT_EXPORT_FORMAT,
+    format: checkpoint.previousSeq === null ? CHECKPOINT_EXPORT_FORMAT_V1 : CHECKPOINT_EXPORT_FORMAT,
     ...checkpointJson(checkpoint),
     message: checkpointMessage(checkpoint).toString('utf8'),
     publicKey: publicKeyPem(publicKey),
@@ -90,7 +98,20 @@ export function readCheckpointExport(path: string): { checkpoint: Checkpoint; pu
   } catch (error) {
     throw new VerdictError('INPUT_INVALID', `${path} is not JSON: ${messageOf(error)}`, { cause: error });
   }
-  return parseCheckpointJson(data, path);
+  if (typeof data !== 'object' || data === null || Array.isArray(data)) throw new VerdictError('INPUT_INVALID', `${path}: the checkpoint must be a JSON object`);
+  const format = (data as Record<string, unknown>).format;
+  if (format !== CHECKPOINT_EXPORT_FORMAT && format !== CHECKPOINT_EXPORT_FORMAT_V1) {
+    throw new VerdictError('INPUT_INVALID', `${path}: format must be ${CHECKPOINT_EXPORT_FORMAT} or ${CHECKPOINT_EXPORT_FORMAT_V1} (a file of verdict audit checkpoint --export), not ${JSON.stringify(format)}`);
+  }
+  const parsed = parseCheckpointJson(data, path);
+  // The format says which message was signed: v2 names the checkpoint before it, v1 none.
+  if (format === CHECKPOINT_EXPORT_FORMAT && parsed.checkpoint.previousSeq === null) {
+    throw new VerdictError('INPUT_INVALID', `${path}: previousSeq must be an integer in a ${CHECKPOINT_EXPORT_FORMAT} file (the seq of the checkpoint signed before it)`);
+  }
+  if (format === CHECKPOINT_EXPORT_FORMAT_V1 && parsed.checkpoint.previousSeq !== null) {
+    throw new VerdictError('INPUT_INVALID', `${path}: previousSeq must be absent or null in a ${CHECKPOINT_EXPORT_FORMAT_V1} file (a v1 checkpoint names none); a checkpoint that names one is written as ${CHECKPOINT_EXPORT_FORMAT}`);
+  }
+  return parsed;
 }
 
 /** Validate a checkpoint given as JSON (an export file, or a line of a JSONL export). */

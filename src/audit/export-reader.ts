@@ -1,5 +1,5 @@
 import type { KeyObject } from 'node:crypto';
-import { constants as bufferConstants } from 'node:buffer';
+import { constants as bufferConstants, isUtf8 } from 'node:buffer';
 import fs from 'node:fs';
 import type { StoredRow } from '../decisions/chain.js';
 import type { Checkpoint } from '../decisions/checkpoint.js';
@@ -12,6 +12,7 @@ import { EXPORT_FORMAT } from './export.js';
 
 /** What `verdict audit verify --export` reads back from an export (export.ts describes the lines). */
 export interface ExportContents {
+  /** The first line, where the export says its range; null when the first line is another (its beginning was cut off). */
   readonly header: { readonly fromSeq: number | null; readonly toSeq: number | null } | null;
   readonly footer: { readonly rows: number } | null;
   readonly rows: StoredRow[];
@@ -31,6 +32,7 @@ export function readExportFile(path: string): ExportContents {
   const rows: StoredRow[] = [];
   const checkpoints: Checkpoint[] = [];
   let lineNo = 0;
+  let sawLine = false;
   for (const text of readLines(path)) {
     lineNo++;
     if (text.trim() === '') continue;
@@ -46,6 +48,9 @@ export function readExportFile(path: string): ExportContents {
     const repeated = repeatedMember(text);
     if (repeated !== null) throw new VerdictError('INPUT_INVALID', `${where}: ${repeated} is given twice; verdict writes each member once, so the line was altered`);
     const o = line as Record<string, unknown>;
+    // The header comes first, once: after other lines it would not tell where the export began.
+    if (o.type === 'header' && (sawLine || header !== null)) throw new VerdictError('INPUT_INVALID', `${where}: a header line after the export's first line; verdict writes one header, first`);
+    sawLine = true;
     switch (o.type) {
       case 'header': {
         if (o.format !== EXPORT_FORMAT) throw new VerdictError('INPUT_INVALID', `${where}: format ${JSON.stringify(o.format)} is not ${EXPORT_FORMAT}`);
@@ -96,15 +101,20 @@ function rowFromLine(o: Record<string, unknown>, where: string): StoredRow {
     if (typeof v !== 'string' || !/^[0-9a-f]{64}$/.test(v)) throw bad(field, '64 hex digits or null');
     return Buffer.from(v, 'hex');
   };
+  // A lone surrogate (written as an escape) is hashed as U+FFFD: no value read from a log holds one.
+  const wellFormed = (field: string, v: string): string => {
+    if (LONE_SURROGATE.test(v)) throw bad(field, 'well-formed Unicode (it holds a lone surrogate, which no stored value holds)');
+    return v;
+  };
   const value = (column: Column): RowValue => {
     const v = o[column.key];
     switch (column.type) {
       case 'text':
         if (typeof v !== 'string') throw bad(column.key, 'a string');
-        return v;
+        return wellFormed(column.key, v);
       case 'text?':
         if (v !== null && typeof v !== 'string') throw bad(column.key, 'a string or null');
-        return v;
+        return v === null ? v : wellFormed(column.key, v);
       case 'integer':
         return int(column.key, v);
       case 'json':
@@ -112,6 +122,7 @@ function rowFromLine(o: Record<string, unknown>, where: string): StoredRow {
         const text = o[`${column.key}Text`];
         if (text !== undefined) {
           if (typeof text !== 'string') throw bad(`${column.key}Text`, 'a string');
+          wellFormed(`${column.key}Text`, text);
           if (!sameJson(text, v)) throw new VerdictError('INPUT_INVALID', `${where}: ${column.key} does not hold what ${column.key}Text (the text the chain covers) says, so the line was altered`);
           return text;
         }
@@ -139,6 +150,8 @@ function rowFromLine(o: Record<string, unknown>, where: string): StoredRow {
     hash: hex('hash'),
   };
 }
+const LONE_SURROGATE = /[\uD800-\uDFFF]/u;
+
 /** Whether a JSON column's exact text and the parsed value beside it are the same JSON (the value is null where the text is not JSON). */
 function sameJson(text: string, value: unknown): boolean {
   let parsed: unknown;
@@ -227,6 +240,10 @@ class LongLine {
   end(tail: Buffer): string {
     this.add(tail);
     const bytes = this.pieces.length === 1 ? (this.pieces[0] as Buffer) : Buffer.concat(this.pieces, this.bytes);
+    // Decoding would read bytes that are not UTF-8 as U+FFFD, the character a value held under the same hash.
+    if (!isUtf8(bytes)) {
+      throw new VerdictError('INPUT_INVALID', `${this.path}:${this.number}: the line is not valid UTF-8, which verdict audit export never writes, so it was altered`);
+    }
     let text: string;
     try {
       text = bytes.toString('utf8');

@@ -7,6 +7,7 @@ import { keyIdOf, publicKeyPem } from '../decisions/keys.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { checkpointJson } from './checkpoint-export.js';
 import { readCheckpoints, withLogFile, type LogFile } from './log-file.js';
+import { utf8Check } from './stored-text.js';
 
 /**
  * JSON lines export of the decision log, for a SIEM and for verification away
@@ -115,8 +116,9 @@ function exportSnapshot(log: LogFile, write: (chunk: string) => void, options: E
     };
     emitCheckpointsThrough((fromSeq as number) - 1);
     const select = db.prepare(`SELECT ${storedRowList(log.columns)} FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq`).raw(true);
+    const checked = utf8Check(db, log.columns);
     for (const raw of select.iterate(fromSeq, toSeq) as IterableIterator<unknown[]>) {
-      const row = storedRowFromRaw(raw);
+      const row = checked(storedRowFromRaw(raw));
       // A value verdict never writes would reach the SIEM as something else (a BLOB as {"type":"Buffer"}, JSONB as the text it replaced).
       const problem = storedRowProblem(row);
       if (problem !== null) {

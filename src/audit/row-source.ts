@@ -2,6 +2,7 @@ import type Database from 'better-sqlite3';
 import { storedRowFromRaw, type StoredRow } from '../decisions/chain.js';
 import { storedRowList } from '../decisions/columns.js';
 import { VerdictError } from '../errors.js';
+import { utf8Check } from './stored-text.js';
 
 /**
  * Random access to the rows of a log or an export, in storage order, for
@@ -35,10 +36,11 @@ export function dbRowSource(db: Database.Database, columns: ReadonlySet<string>)
     push(prevs, p, at);
   }
   const one = db.prepare(`SELECT ${storedRowList(columns)} FROM decisions WHERE seq = ?`).raw(true);
+  const checked = utf8Check(db, columns);
   const rowAt = (index: number): StoredRow => {
     const seq = seqs[index];
     if (seq === undefined) throw new VerdictError('INTERNAL', `no row at position ${index}`);
-    return storedRowFromRaw(one.get(seq) as unknown[]);
+    return checked(storedRowFromRaw(one.get(seq) as unknown[]));
   };
   return {
     length: seqs.length,

@@ -1,8 +1,9 @@
 import { hash as oneShotHash } from 'node:crypto';
 import Database from 'better-sqlite3';
-import { canonicalSql, storedRowFromRaw, storedRowHash } from '../decisions/chain.js';
+import { canonicalSql, storedRowFromRaw, storedRowHash, type StoredRow } from '../decisions/chain.js';
 import { storageClassSql, storedRowList, type ColumnType } from '../decisions/columns.js';
 import { decisionColumns } from '../decisions/schema.js';
+import { REPLACEMENT_CHARACTER, utf8Check } from './stored-text.js';
 
 /**
  * The hot loop of `verdict audit verify`: recompute the chain over the rows of
@@ -140,6 +141,7 @@ class RangeVerifier {
   private readonly fastRows: Database.Statement<[number, number], string | null> | null;
   private readonly exactRows: Database.Statement<[number, number], unknown[]>;
   private readonly wanted: ReadonlySet<number>;
+  private readonly checked: (row: StoredRow) => StoredRow;
   // Reused for every row: prev hash, then the row's text as UTF-8.
   private scratch = Buffer.alloc(64 * 1024);
 
@@ -148,6 +150,7 @@ class RangeVerifier {
     this.fastRows = plan.fast ? db.prepare<[number, number], string | null>(`SELECT ${fastRowSql(present)} FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq`).pluck() : null;
     this.exactRows = db.prepare<[number, number], unknown[]>(`SELECT ${storedRowList(present)} FROM decisions WHERE seq BETWEEN ? AND ? ORDER BY seq`).raw();
     this.wanted = new Set(plan.hashesAt);
+    this.checked = utf8Check(db, present);
   }
 
   /** Verify seqs from..to, continuing from `start`. */
@@ -171,7 +174,7 @@ class RangeVerifier {
       // The rest of the chunk, row by row the reference way.
       let prevBytes: Buffer = Buffer.from(prev, 'hex');
       for (const raw of this.exactRows.all(expected, high)) {
-        const r = storedRowFromRaw(raw);
+        const r = this.checked(storedRowFromRaw(raw));
         if (r.seq !== expected || r.prevHash === null || r.hash === null || !prevBytes.equals(r.prevHash)) break;
         const h = storedRowHash(prevBytes, r);
         if (h === null || !h.equals(r.hash)) break;
@@ -191,7 +194,8 @@ class RangeVerifier {
    * continues from `prev`, else null (then the row is checked the exact way).
    */
   private fastHash(text: string | null, expected: number, prev: string): string | null {
-    if (text === null || prev.length !== HASH_HEX) return null;
+    // U+FFFD may stand for bytes that are not UTF-8 (stored-text.ts): the exact path reads those rows' bytes.
+    if (text === null || prev.length !== HASH_HEX || text.includes(REPLACEMENT_CHARACTER)) return null;
     // The seq follows the format's name, which holds no comma.
     const seqAt = text.indexOf(',') + 1;
     let at = seqAt;

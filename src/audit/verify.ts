@@ -7,9 +7,9 @@ import { keyIdOf } from '../decisions/keys.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { PARALLEL_MIN_ROWS, chainPassDb, chainPassRows, type ChainStart } from './chain-pass.js';
 import { judge, type PendingCheckpoint } from './checkpoints.js';
-import { readExportFile } from './export-reader.js';
+import { readExportFile, type ExportContents } from './export-reader.js';
 import { hasCheckpointTable, openLogFile, readCheckpoints, type LogFile } from './log-file.js';
-import type { VerifyReport } from './report.js';
+import type { VerifyBreak, VerifyReport } from './report.js';
 import { arrayRowSource, dbRowSource } from './row-source.js';
 import { startStorageCheck, storageProblem, type StorageCheck } from './storage-check.js';
 import { useMmap } from './verify-range.js';
@@ -154,13 +154,12 @@ export function verifyExport(path: string, options: VerifyOptions): VerifyReport
     start = { seq: first.seq - 1, hash: Buffer.from(first.prevHash ?? GENESIS_HASH), from: 'unanchored' };
     warnings.push(`the export starts at seq ${first.seq} with no checkpoint at seq ${first.seq - 1}: its link to the rows before it is taken on trust`);
   }
-  if (contents.header !== null && first !== undefined && contents.header.fromSeq !== null && first.seq !== contents.header.fromSeq) {
-    warnings.push(`the header says the export starts at seq ${contents.header.fromSeq}, but its first row is seq ${first.seq}`);
-  }
   const checkpoints = contents.checkpoints.filter((c) => c !== before).map((c) => ({ ...c, origin: 'export' as const }));
   const wanted = [...checkpoints, ...(external ? [external] : [])].map((c) => c.seq);
   const pass = chainPassRows(contents.rows, start, wanted);
   const report = judge({ source: path, start, anchor, checkpoints, external, keys, warnings, started, diagnosis: () => arrayRowSource(contents.rows) }, pass);
+  const cut = missingBeginning(contents);
+  if (cut !== null) return { ...report, ok: false, rows: 0, lastSeq: null, break: cut };
   // The end line is unsigned: it catches a cut-off copy, not an attacker.
   if (report.ok && contents.footer !== null && contents.footer.rows !== contents.rows.length) {
     const lastSeq = report.lastSeq ?? start.seq;
@@ -187,4 +186,28 @@ export function verifyExport(path: string, options: VerifyOptions): VerifyReport
     return { ...report, warnings: [...report.warnings, 'the export has no end line: it may have been cut off (its signed checkpoints still bound what is there)'] };
   }
   return report;
+}
+
+/**
+ * The break when an export's beginning is missing: no header line (verdict
+ * writes it first), or a first row other than the one the header names. The
+ * header is not signed: this catches lines cut from the top, which the chain
+ * cannot show when the rest starts at a checkpoint or between two (an export
+ * of a range may start anywhere); someone who also rewrites the header makes
+ * it an export of a shorter range, which the report's start then names.
+ */
+function missingBeginning(contents: ExportContents): VerifyBreak | null {
+  const first = contents.rows[0];
+  if (contents.header === null) {
+    const before = first === undefined ? '' : `, so rows before seq ${first.seq} may be missing`;
+    return { kind: 'truncated', seq: first?.seq ?? 1, message: `the export has no header line, which verdict audit export writes first: its beginning was cut off${before}` };
+  }
+  const from = contents.header.fromSeq;
+  if (first === undefined || from === first.seq) return null;
+  if (from === null) return { kind: 'inserted', seq: first.seq, message: `the export's header says it holds no rows, but it holds rows from seq ${first.seq}` };
+  if (first.seq > from) {
+    const missing = first.seq - 1 === from ? `row ${from} is missing` : `rows ${from}..${first.seq - 1} are missing`;
+    return { kind: 'truncated', seq: from, message: `the export's header says it starts at seq ${from}, but its first row is seq ${first.seq}: ${missing} (its beginning was cut off)` };
+  }
+  return { kind: 'inserted', seq: first.seq, message: `the export's header says it starts at seq ${from}, but its first row is seq ${first.seq}, before it` };
 }

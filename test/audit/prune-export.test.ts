@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { LONGEST_STORED_VALUE } from '../../src/decisions/columns.js';
@@ -210,6 +211,42 @@ describe('verdict audit export', () => {
     expect(failure(bad.stdout)).toMatch(/^FAILED: bad-signature at seq 40: the exported checkpoint/);
   });
 
+  it('names the checkpoint file v2 when it carries previousSeq, and still reads a v1 file of an earlier release', async () => {
+    const v2 = path.join(tempDir(), 'cp-v2.json');
+    expect((await audit('checkpoint', '--db', intact.db, '--export', v2)).code).toBe(0);
+    const written = JSON.parse(fs.readFileSync(v2, 'utf8')) as Record<string, unknown>;
+    expect(written).toMatchObject({ format: 'verdict.checkpoint-export.v2', previousSeq: 30 });
+    // Without previousSeq, a v2 file cannot say which message was signed.
+    const stripped = path.join(tempDir(), 'cp-v2-stripped.json');
+    fs.writeFileSync(stripped, JSON.stringify({ ...written, previousSeq: undefined }));
+    const refused = await audit('verify', '--db', intact.db, '--pubkey', intact.pubkey, '--from-checkpoint', stripped);
+    expect(refused.code).toBe(4);
+    expect(refused.stderr).toMatch(/previousSeq must be an integer in a verdict\.checkpoint-export\.v2 file/);
+    // A v2 checkpoint in a file named v1 is refused, and so is a file of no known format.
+    const disguised = path.join(tempDir(), 'cp-disguised.json');
+    fs.writeFileSync(disguised, JSON.stringify({ ...written, format: 'verdict.checkpoint-export.v1' }));
+    expect((await audit('verify', '--db', intact.db, '--pubkey', intact.pubkey, '--from-checkpoint', disguised)).stderr).toMatch(/previousSeq must be absent or null in a verdict\.checkpoint-export\.v1 file/);
+    const unknown = path.join(tempDir(), 'cp-unknown.json');
+    fs.writeFileSync(unknown, JSON.stringify({ ...written, format: 'verdict.checkpoint-export.v9' }));
+    const odd = await audit('verify', '--db', intact.db, '--pubkey', intact.pubkey, '--from-checkpoint', unknown);
+    expect(odd.code).toBe(4);
+    expect(odd.stderr).toMatch(/format must be verdict\.checkpoint-export\.v2 or verdict\.checkpoint-export\.v1/);
+
+    // A log of an earlier release, whose checkpoints are v1: its export is the v1 file that release wrote (no previousSeq).
+    const legacy = tempDir();
+    const fixture = fileURLToPath(new URL('../fixtures/legacy-log-v1', import.meta.url));
+    for (const name of fs.readdirSync(fixture)) fs.copyFileSync(path.join(fixture, name), path.join(legacy, name));
+    const legacyDb = path.join(legacy, 'decisions.db');
+    const v1 = path.join(tempDir(), 'cp-v1.json');
+    expect((await audit('checkpoint', '--db', legacyDb, '--export', v1)).code).toBe(0);
+    const old = JSON.parse(fs.readFileSync(v1, 'utf8')) as Record<string, unknown>;
+    expect(old).toMatchObject({ format: 'verdict.checkpoint-export.v1', previousSeq: null });
+    fs.writeFileSync(v1, JSON.stringify({ ...old, previousSeq: undefined }, null, 2));
+    const matched = await audit('verify', '--db', legacyDb, '--from-checkpoint', v1);
+    expect(matched.code).toBe(0);
+    expect(matched.stdout).toMatch(/exported\s+checkpoint at seq \d+ matched/);
+  });
+
   it('--since starts at the checkpoint before it, so the export is anchored', async () => {
     const out = path.join(tempDir(), 'since.jsonl');
     expect((await audit('export', '--db', intact.db, '--since', timeOfSeq(21), '--out', out)).code).toBe(0);
@@ -247,6 +284,28 @@ describe('verdict audit export', () => {
     await check([...lines.slice(0, at(34)), lines.at(-1) as string], /^FAILED: truncated at seq 34/);
     // Cut with no end line at all: the header still says where the export ends.
     await check(lines.slice(0, at(34)), /^FAILED: truncated at seq 34: the export's header says it ends at seq 40/);
+  });
+
+  it('refuses an export whose beginning was cut off, down to a checkpoint or not', async () => {
+    const out = path.join(tempDir(), 'top.jsonl');
+    await audit('export', '--db', intact.db, '--out', out);
+    const lines = fs.readFileSync(out, 'utf8').trimEnd().split('\n');
+    const afterCheckpoint10 = lines.findIndex((l) => l.includes('"type":"checkpoint"') && l.includes('"seq":10,'));
+    const check = async (edited: string[], expected: RegExp): Promise<void> => {
+      fs.writeFileSync(out, `${edited.join('\n')}\n`);
+      const run = await audit('verify', '--export', out, '--pubkey', intact.pubkey);
+      expect(run.code).toBe(1);
+      expect(failure(run.stdout)).toMatch(expected);
+    };
+    // The rest starts at the signed checkpoint at seq 10, which alone looks like an export of seq 11 on.
+    await check([lines[0] as string, ...lines.slice(afterCheckpoint10)], /^FAILED: truncated at seq 1: the export's header says it starts at seq 1, but its first row is seq 11: rows 1\.\.10 are missing/);
+    await check(lines.slice(afterCheckpoint10), /^FAILED: truncated at seq 11: the export has no header line, which verdict audit export writes first: its beginning was cut off, so rows before seq 11 may be missing/);
+    await check(lines.slice(1), /^FAILED: truncated at seq 1: the export has no header line/);
+    // A header moved below the rows does not stand for the first line.
+    fs.writeFileSync(out, `${[...lines.slice(1, 3), lines[0], ...lines.slice(3)].join('\n')}\n`);
+    const moved = await audit('verify', '--export', out, '--pubkey', intact.pubkey);
+    expect(moved.code).toBe(4);
+    expect(moved.stderr).toMatch(/top\.jsonl:3: a header line after the export's first line/);
   });
 
   it('carries each row\'s details and canonical format, and old rows as they were, so a mixed log verifies from its export', async () => {

@@ -8,7 +8,7 @@ import { checkpointMessage } from '../../src/decisions/checkpoint.js';
 import { COLUMNS, LONGEST_STORED_VALUE, type RowValue } from '../../src/decisions/columns.js';
 import { keyIdOf } from '../../src/decisions/keys.js';
 import { queryDecisions } from '../../src/decisions/query.js';
-import { audit, copyLog, failure, makeLog, rechain, sqlite3, tamperSql, type TestLog } from './helpers.js';
+import { audit, copyLog, failure, makeLog, rechain, record, sqlite3, tamperSql, tempDir, writeLog, type TestLog } from './helpers.js';
 
 // Tampering as an intruder with a shell would do it: the sqlite3 CLI, triggers
 // dropped first. Every case starts from a copy of one intact 40-row log with
@@ -465,4 +465,59 @@ describe('values and seqs verdict never writes', () => {
     }
     fs.rmSync(t.dir, { recursive: true, force: true });
   }, 60_000);
+});
+
+// SQLite and JavaScript both read bytes that are not UTF-8 as U+FFFD: such bytes
+// in place of a U+FFFD that a value held keep the row's hash.
+describe('text that is not UTF-8', () => {
+  let withReplacement: TestLog;
+  beforeAll(async () => {
+    const dir = tempDir();
+    const db = path.join(dir, 'decisions.db');
+    const log = await writeLog(db, { everyRows: 10 });
+    // Row seq 5 holds a genuine U+FFFD.
+    for (let i = 0; i < 20; i++) await log.append(record(i, i === 4 ? { principalId: 'user-\uFFFD' } : {}));
+    await log.close();
+    withReplacement = { dir, db, pubkey: path.join(dir, 'audit-signing-key.pub.pem'), signingKey: path.join(dir, 'audit-signing-key.pem') };
+  });
+
+  it('a value holding U+FFFD verifies, and exports to an export that verifies', async () => {
+    expect((await verify(withReplacement)).code).toBe(0);
+    const out = path.join(tempDir(), 'x.jsonl');
+    expect((await audit('export', '--db', withReplacement.db, '--out', out)).code).toBe(0);
+    expect((await audit('verify', '--export', out, '--pubkey', withReplacement.pubkey)).code).toBe(0);
+  });
+
+  it('changed: invalid bytes in place of U+FFFD, or of other invalid bytes; export refuses the row', async () => {
+    // "user-" then FF, then a 4-byte sequence cut short: both read as U+FFFD.
+    for (const bytes of ['757365722dff', '757365722df09f98']) {
+      const t = copyLog(withReplacement);
+      tamperSql(t.db, `UPDATE decisions SET principal_id = CAST(x'${bytes}' AS TEXT) WHERE seq = 5;`);
+      for (const workers of ['1', '2']) {
+        const { code, stdout } = await verify(t, '--workers', workers);
+        expect(code).toBe(1);
+        expect(failure(stdout)).toMatch(/^FAILED: changed at seq 5: row 5 was changed: principal_id holds bytes that are not valid UTF-8/);
+      }
+      const exported = await audit('export', '--db', t.db, '--out', path.join(t.dir, 'export.jsonl'));
+      expect(exported.code).toBe(4);
+      expect(exported.stderr).toMatch(/the row at seq 5 cannot be exported: principal_id holds bytes that are not valid UTF-8/);
+    }
+  });
+
+  it('an export whose U+FFFD was replaced by invalid bytes, or by an escaped lone surrogate, is refused', async () => {
+    const out = path.join(tempDir(), 'x.jsonl');
+    expect((await audit('export', '--db', withReplacement.db, '--out', out)).code).toBe(0);
+    const bytes = fs.readFileSync(out);
+    const at = bytes.indexOf(Buffer.from('user-\uFFFD'));
+    expect(at).toBeGreaterThan(0);
+    const invalid = Buffer.concat([bytes.subarray(0, at + 5), Buffer.from([0xff]), bytes.subarray(at + 8)]);
+    fs.writeFileSync(out, invalid);
+    const run = await audit('verify', '--export', out, '--pubkey', withReplacement.pubkey);
+    expect(run.code).toBe(4);
+    expect(run.stderr).toMatch(/x\.jsonl:\d+: the line is not valid UTF-8/);
+    fs.writeFileSync(out, bytes.toString('utf8').replace('user-\uFFFD', 'user-\\udcff'));
+    const escaped = await audit('verify', '--export', out, '--pubkey', withReplacement.pubkey);
+    expect(escaped.code).toBe(4);
+    expect(escaped.stderr).toMatch(/principalId must be well-formed Unicode/);
+  });
 });
