@@ -8,12 +8,19 @@
  *
  * Figures are counted per fixed window (an hour by default, aligned to the
  * epoch) and per subject: a principal, a principal and one model, or a failing
- * credential (API key, unverified token subject, source address). Each alert is raised once per type,
- * subject and window. Memory is bounded: each of the three subject maps keeps
- * at most `maxSubjects` entries, the least recently active evicted first
- * (counted in `evictions`); a principal's set of distinct models holds at most
- * `reconnaissance.maxResources + 1` ids. The cost per decision is a few map
- * updates, whatever the number of subjects.
+ * credential (a real API key refused as revoked or expired, an unverified token
+ * subject, a source address). Each alert is raised once per type, subject and
+ * window. Memory is bounded: each subject map keeps at most `maxSubjects`
+ * entries, the least recently active evicted first (counted in `evictions`); a
+ * principal's set of distinct models holds at most `reconnaissance.maxResources + 1`
+ * ids. The cost per decision is a few map updates, whatever the number of subjects.
+ *
+ * A refused key id is counted only when the key exists (REVOKED, EXPIRED need its
+ * secret): an UNKNOWN_KEY names whatever id the caller made up, so counted by id a
+ * new id per request was a new subject each time, and an alert (a webhook POST) for
+ * every made-up id sent past the threshold; it is counted by its source only. Keys
+ * have a map of their own, so a flood of made-up token subjects or addresses cannot
+ * evict a real key's count and hide its alert.
  */
 import { createHash } from 'node:crypto';
 import type { DecisionRecord } from '../decisions/record.js';
@@ -124,7 +131,10 @@ class Bounded<S> {
 export class Detectors {
   private readonly principals: Bounded<PrincipalState>;
   private readonly pairs: Bounded<CountState>;
+  /** Token subjects and sources: what a caller states or can change. */
   private readonly credentials: Bounded<CountState>;
+  /** Real API keys (REVOKED, EXPIRED): at most one entry per key in the store. */
+  private readonly keys: Bounded<CountState>;
   private peer = 0;
   private peerWindows = 0;
   private evictionCount = 0;
@@ -145,6 +155,7 @@ export class Detectors {
       evicted();
     });
     this.credentials = new Bounded(config.maxSubjects, evicted);
+    this.keys = new Bounded(config.maxSubjects, evicted);
   }
 
   /** Subject states evicted to keep memory bounded, since the start. */
@@ -152,9 +163,9 @@ export class Detectors {
     return this.evictionCount;
   }
 
-  /** Subjects held now, over the three maps. */
+  /** Subjects held now, over the four maps. */
   get subjects(): number {
-    return this.principals.map.size + this.pairs.map.size + this.credentials.map.size;
+    return this.principals.map.size + this.pairs.map.size + this.credentials.map.size + this.keys.map.size;
   }
 
   /** One decision, in the log's order. */
@@ -267,15 +278,15 @@ export class Detectors {
 
   private authFailure(d: ObservedDecision, window: number): void {
     const key = apiKeyOf(d);
-    if (key !== null) this.failure({ kind: 'api-key', id: key }, d, window);
+    if (key !== null) this.failure(this.keys, { kind: 'api-key', id: key }, d, window);
     const subject = tokenSubjectOf(d);
-    if (subject !== null) this.failure({ kind: 'token-subject', id: subject }, d, window);
-    this.failure({ kind: 'source', id: sourceOf(d.caller) }, d, window);
+    if (subject !== null) this.failure(this.credentials, { kind: 'token-subject', id: subject }, d, window);
+    this.failure(this.credentials, { kind: 'source', id: sourceOf(d.caller) }, d, window);
   }
 
-  private failure(subject: AlertSubject, d: ObservedDecision, window: number): void {
+  private failure(map: Bounded<CountState>, subject: AlertSubject, d: ObservedDecision, window: number): void {
     const max = this.config.authFailures.maxFailures;
-    const s = this.counted(this.credentials, `${subject.kind}\u0000${subject.id}`, window);
+    const s = this.counted(map, `${subject.kind}\u0000${subject.id}`, window);
     s.count++;
     s.recent.add(d.decisionId);
     if (s.count > max && !s.raised) {
@@ -362,12 +373,13 @@ export function alertId(type: AlertType, subject: AlertSubject, windowStart: num
 }
 
 /**
- * How the API key authenticator words a refused key, from the start of the message:
- * other refusals (`NOT_A_PEP: … not "API key k1"`) can quote text a caller chose.
+ * How the API key authenticator words a refused real key, from the start of the
+ * message: other refusals (`NOT_A_PEP: … not "API key k1"`) can quote text a caller
+ * chose, and UNKNOWN_KEY quotes an id the caller chose (see the file comment).
  */
-const API_KEY = /^(?:UNKNOWN_KEY|REVOKED|EXPIRED): API key ([A-Za-z0-9_-]{1,128})\b/;
+const API_KEY = /^(?:REVOKED|EXPIRED): API key ([A-Za-z0-9_-]{1,128})\b/;
 
-/** The API key id a refused authentication names (`UNKNOWN_KEY: API key k1 is not recognised`), if any. */
+/** The id of the real API key a refused authentication names (`REVOKED: API key k1 was revoked at …`), if any. */
 function apiKeyOf(d: ObservedDecision): string | null {
   const message = d.errors[0]?.message;
   if (message === undefined) return null;

@@ -1,9 +1,12 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { Alert, AlertType } from '../../src/analysis/alert.js';
 import { startServer, type RunningServer } from '../../src/server/app.js';
 import { readConfigFile, resolveConfig } from '../../src/server/config.js';
+import { WEBHOOK_HEADERS } from '../../src/server/webhooks.js';
 import { createLogger } from '../../src/server/logger.js';
 import { ROOT } from '../helpers/verdict-process.js';
 
@@ -82,4 +85,95 @@ export function alertAbout(principalId: string, type: AlertType = 'probing', kin
     raisedAt: now,
     summary: `${principalId}: 80% of 60 decisions denied in an hour (threshold 50%)`,
   };
+}
+
+/** One request a Receiver got. */
+export interface Delivery {
+  readonly alertId: string;
+  readonly body: string;
+  readonly signature: string | undefined;
+  readonly timestamp: string | undefined;
+  readonly idempotencyKey: string | undefined;
+  status: number;
+}
+
+/** An HTTP receiver whose answer to each request `answer` decides: a status, or 'hang' (never answers). */
+export class Receiver {
+  readonly deliveries: Delivery[] = [];
+  readonly hung: ServerResponse[] = [];
+  answer: (delivery: Delivery) => number | 'hang' = () => 204;
+  private server: Server | null = null;
+  port = 0;
+  private waiters: { predicate: () => boolean; resolve: () => void }[] = [];
+
+  async listen(port = 0): Promise<void> {
+    const server = createServer((req: IncomingMessage, res: ServerResponse) => {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const header = (name: string): string | undefined => req.headers[name] as string | undefined;
+        const delivery: Delivery = {
+          alertId: header(WEBHOOK_HEADERS.alertId) ?? '',
+          body: Buffer.concat(chunks).toString('utf8'),
+          signature: header(WEBHOOK_HEADERS.signature),
+          timestamp: header(WEBHOOK_HEADERS.timestamp),
+          idempotencyKey: header(WEBHOOK_HEADERS.idempotencyKey),
+          status: 0,
+        };
+        this.deliveries.push(delivery);
+        const answer = this.answer(delivery);
+        if (answer === 'hang') this.hung.push(res);
+        else {
+          delivery.status = answer;
+          res.writeHead(answer).end();
+        }
+        this.notify();
+      });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, '127.0.0.1', () => resolve());
+    });
+    this.server = server;
+    this.port = (server.address() as AddressInfo).port;
+  }
+
+  get url(): string {
+    return `http://127.0.0.1:${this.port}/hooks/verdict`;
+  }
+
+  /** Stops listening: connections are refused until it listens again. */
+  async stop(): Promise<void> {
+    const server = this.server;
+    this.server = null;
+    for (const res of this.hung.splice(0)) res.destroy();
+    if (server) {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    }
+  }
+
+  /** Successful deliveries per alert id. */
+  accepted(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const d of this.deliveries) if (d.status >= 200 && d.status < 300) counts.set(d.alertId, (counts.get(d.alertId) ?? 0) + 1);
+    return counts;
+  }
+
+  until(predicate: () => boolean, timeoutMs = 20_000): Promise<void> {
+    if (predicate()) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`receiver: condition not met within ${timeoutMs} ms; ${this.deliveries.length} deliveries`)), timeoutMs);
+      this.waiters.push({ predicate, resolve: () => (clearTimeout(timer), resolve()) });
+    });
+  }
+
+  private notify(): void {
+    for (const w of [...this.waiters]) {
+      if (w.predicate()) {
+        this.waiters.splice(this.waiters.indexOf(w), 1);
+        w.resolve();
+      }
+    }
+  }
 }

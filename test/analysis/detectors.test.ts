@@ -25,7 +25,7 @@ describe('detectors over a simulated day', () => {
     const found = alerts.map((a) => `${a.type} ${a.subject.kind}:${a.subject.id}${a.resource ? ` ${a.resource.id}` : ''} @${(a.windowStart - DAY_START) / HOUR}`).sort();
     expect(found).toEqual(
       [
-        'auth-failures api-key:k_guess @3',
+        // The guesser's UNKNOWN_KEY names an id it chose: counted by its address, not by the id.
         'auth-failures source:10.9.9.9 @3',
         // Forged tokens in maya's name, from forty addresses: only their (unverified) subject adds up.
         'auth-failures token-subject:maya @4',
@@ -129,7 +129,7 @@ describe('detectors over a simulated day', () => {
 describe('auth-failures names an API key only from the authenticator\'s own words', () => {
   // A caller that is not a PEP could ask AuthZEN about a subject named "API key k_gw": the
   // NOT_A_PEP refusal quotes it, and a match anywhere in the message raised an alert on the gateway's key.
-  it('counts UNKNOWN_KEY, REVOKED and EXPIRED refusals against their key, and no key a refusal merely quotes', () => {
+  it('counts REVOKED and EXPIRED refusals against their key, and no key a refusal merely quotes', () => {
     const quoted = Array.from({ length: 60 }, (_, k) =>
       record({ time: DAY_START + 3 * HOUR + k * 1000, principalId: '', resourceId: '/access/v1/evaluation', caller: `10.7.7.${k % 200}:4000`, unauthenticated: 'NOT_A_PEP: api-key:dana may ask only about subject "dana", not "API key k_gw"; list the caller in authzen.peps to let it ask about others' }),
     );
@@ -138,6 +138,32 @@ describe('auth-failures names an API key only from the authenticator\'s own word
     );
     const keys = run([...quoted, ...refused]).alerts.filter((a) => a.type === 'auth-failures' && a.subject.kind === 'api-key').map((a) => a.subject.id);
     expect(keys).toEqual(['k_old']);
+  });
+});
+
+describe('auth-failures under a flood of made-up key ids', () => {
+  // UNKNOWN_KEY quotes whatever id the caller sent: one new id per request was one new subject each.
+  const unknown = (k: number, id: string, source = '10.5.5.5'): ReturnType<typeof record> =>
+    record({ time: DAY_START + 3 * HOUR + k, principalId: '', resourceId: '/v1/models', caller: `${source}:${40000 + (k % 20000)}`, unauthenticated: `UNKNOWN_KEY: API key ${id} is not recognised` });
+
+  it('counts UNKNOWN_KEY by its source only: a thousand ids, each sent past the threshold, make one alert and one subject', () => {
+    const flood = [];
+    for (let k = 0; k < 6000; k++) flood.push(unknown(k, `k_made_up_${Math.floor(k / 6)}`));
+    const { alerts, detectors } = run(flood, { authFailures: { maxFailures: 5 } });
+    expect(alerts.map((a) => `${a.subject.kind}:${a.subject.id}`)).toEqual(['source:10.5.5.5']);
+    expect(detectors.subjects).toBe(1);
+  });
+
+  it("keeps a real key's count through a flood of made-up token subjects and sources past the cap, and raises its alert", () => {
+    const revoked = (k: number): ReturnType<typeof record> =>
+      record({ time: DAY_START + 3 * HOUR + k, principalId: '', resourceId: '/v1/models', caller: `10.6.6.${k}:4000`, unauthenticated: 'REVOKED: API key k_leaked was revoked at 2025-01-01T00:00:00.000Z' });
+    const stream = [revoked(0), revoked(1), revoked(2)];
+    for (let k = 0; k < 500; k++)
+      stream.push(record({ time: DAY_START + 3 * HOUR + 10 + k, principalId: '', resourceId: '/v1/models', caller: `10.4.${k >> 8}.${k & 255}:4000`, unauthenticated: 'BAD_SIGNATURE: token signature does not verify', tokenSubject: `junk-${k}` }));
+    stream.push(revoked(600), revoked(601), revoked(602));
+    const { alerts, detectors } = run(stream, { maxSubjects: 50, authFailures: { maxFailures: 5 } });
+    expect(detectors.evictions).toBeGreaterThan(900);
+    expect(alerts.filter((a) => a.subject.kind === 'api-key').map((a) => [a.subject.id, a.observed])).toEqual([['k_leaked', 6]]);
   });
 });
 
