@@ -40,7 +40,7 @@ import { setConditionBudget } from '../policy/condition.js';
 import type { Alert } from '../analysis/alert.js';
 import { webhookSecret } from './alert-response-config.js';
 import { SuspensionService } from './suspension.js';
-import { WebhookSink } from './webhooks.js';
+import { WebhookSink, type WebhookSinkOptions } from './webhooks.js';
 
 /** A running verdict: the ports it bound and how to stop it. */
 export interface RunningServer {
@@ -180,6 +180,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
         secret: webhookSecrets[i]!,
         metrics: metrics.alertResponses,
         onFailure: ({ webhook: url, alertId, attempt, error, gaveUp }) => logger.warn({ webhook: url, alertId, attempt, error }, gaveUp ? 'alert webhook failed; giving the alert up' : 'alert webhook failed; retrying with backoff'),
+        onDropped: droppedAlertLog(logger),
       }),
   );
   const suspendSink = suspensions.sink(config.alerts.suspend);
@@ -553,6 +554,15 @@ function lapsedCertificateLog(logger: Logger, message: string): (connection: Lap
   return (connection) => {
     const skipped = throttle.next();
     if (skipped !== null) logger.warn({ ...connection, refusedSinceLastLog: skipped }, message);
+  };
+}
+
+/** Logs an alert a webhook's full queue dropped; a flood of alerts drops many, so once, then at most every 10 s with a count. */
+function droppedAlertLog(logger: Logger): NonNullable<WebhookSinkOptions['onDropped']> {
+  const throttle = new LogThrottle();
+  return (event) => {
+    const skipped = throttle.next();
+    if (skipped !== null) logger.warn({ ...event, droppedSinceLastLog: skipped }, 'alert webhook queue full; dropped the oldest alert of the kind most queued');
   };
 }
 

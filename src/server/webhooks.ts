@@ -2,7 +2,7 @@
 // never in the way of a check.
 
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto';
-import type { Alert, AlertSink, AlertType } from '../analysis/alert.js';
+import type { Alert, AlertSink, AlertSubjectKind, AlertType } from '../analysis/alert.js';
 import { messageOf } from '../errors.js';
 import type { WebhookConfig } from './alert-response-config.js';
 import type { AlertResponseMetrics } from './metrics.js';
@@ -76,18 +76,61 @@ export interface WebhookSinkOptions {
   readonly metrics: AlertResponseMetrics;
   /** Told of each failed attempt and each alert given up (for the log). */
   readonly onFailure?: (event: { readonly webhook: string; readonly alertId: string; readonly attempt: number; readonly error: string; readonly gaveUp: boolean }) => void;
+  /** Told of each alert a full queue drops (for the log): the alert dropped, and how many were dropped so far. */
+  readonly onDropped?: (event: { readonly webhook: string; readonly alertId: string; readonly type: AlertType; readonly subjectKind: AlertSubjectKind; readonly dropped: number }) => void;
   /** Random number in [0, 1) for the jitter; Math.random by default. */
   readonly random?: () => number;
 }
 
+interface Queued {
+  readonly alert: Alert;
+  /** Publication order, so delivery follows it across groups. */
+  readonly sequence: number;
+}
+
+/** A first-in first-out list with O(1) push and shift. */
+class Fifo<T> {
+  private items: (T | undefined)[] = [];
+  private head = 0;
+
+  get size(): number {
+    return this.items.length - this.head;
+  }
+
+  peek(): T | undefined {
+    return this.items[this.head];
+  }
+
+  push(item: T): void {
+    this.items.push(item);
+  }
+
+  shift(): T | undefined {
+    const item = this.items[this.head];
+    this.items[this.head++] = undefined;
+    // Compact once the taken part is most of the array.
+    if (this.head > 1024 && this.head * 2 > this.items.length) {
+      this.items = this.items.slice(this.head);
+      this.head = 0;
+    }
+    return item;
+  }
+}
+
 /**
  * One webhook, as an AlertSink. `publish` only filters by type and appends to a
- * bounded queue (a full queue drops the alert and counts it), then returns:
- * nothing a receiver does (hang, refuse, fail) reaches the caller, which is a
- * detector on the decision path. A delivery loop sends one alert at a time, in
- * order, each attempt signed afresh and bounded by `timeoutMs`; a failed attempt
- * waits a jittered, doubling backoff and retries the same alert, up to
- * `maxAttempts`.
+ * bounded queue, then returns: nothing a receiver does (hang, refuse, fail)
+ * reaches the caller, which is a detector on the decision path. A delivery loop
+ * sends one alert at a time, in the order published, each attempt signed afresh
+ * and bounded by `timeoutMs`; a failed attempt waits a jittered, doubling backoff
+ * and retries the same alert, up to `maxAttempts`.
+ *
+ * A full queue makes room rather than refusing the newcomer: the alerts wait in
+ * groups by type and subject kind, and the oldest alert of the largest group is
+ * dropped (counted, and told to `onDropped`). Dropping the newcomer let whoever
+ * filled the queue first (made-up token subjects, many addresses: auth-failures
+ * cost an attacker nothing) hide every real alert raised after; now a flood of
+ * one kind drops only its own kind, and the newest of every kind stays.
  *
  * @example
  * const sink = new WebhookSink(config.alerts.webhooks[0], { secret, metrics: metrics.alertResponses });
@@ -96,8 +139,12 @@ export interface WebhookSinkOptions {
 export class WebhookSink implements AlertSink {
   readonly label: string;
   private readonly types: ReadonlySet<AlertType> | null;
-  private readonly queue: (Alert | undefined)[] = [];
-  private head = 0;
+  /** Alerts waiting, by `type/subject kind`; a group stays once made (there are at most 24). */
+  private readonly groups = new Map<string, Fifo<Queued>>();
+  private waiting = 0;
+  private sequence = 0;
+  private inFlight = false;
+  private droppedCount = 0;
   private running = false;
   private closed = false;
   private readonly stop = new AbortController();
@@ -106,6 +153,7 @@ export class WebhookSink implements AlertSink {
   private readonly deliveries;
   private readonly failures;
   private readonly queued;
+  private readonly queueFull;
 
   constructor(
     private readonly config: WebhookConfig,
@@ -118,23 +166,44 @@ export class WebhookSink implements AlertSink {
     this.deliveries = options.metrics.webhookDeliveries.labels(this.label);
     this.failures = options.metrics.webhookFailures.labels(this.label);
     this.queued = options.metrics.webhookQueued.labels(this.label);
+    this.queueFull = options.metrics.webhookDropped.labels(this.label, 'queue_full');
     this.deliveries.inc(0);
     this.failures.inc(0);
-    options.metrics.webhookDropped.labels(this.label, 'queue_full').inc(0);
+    this.queueFull.inc(0);
   }
 
   /** Alerts waiting (the one being delivered included). */
   get pending(): number {
-    return this.queue.length - this.head;
+    return this.waiting + (this.inFlight ? 1 : 0);
+  }
+
+  /** Alerts a full queue dropped, since the start. */
+  get dropped(): number {
+    return this.droppedCount;
   }
 
   publish(alert: Alert): void {
     if (this.closed || (this.types !== null && !this.types.has(alert.type))) return;
-    if (this.pending >= this.config.maxQueue) {
-      this.options.metrics.webhookDropped.labels(this.label, 'queue_full').inc();
-      return;
+    const key = `${alert.type}/${alert.subject.kind}`;
+    let group = this.groups.get(key);
+    if (group === undefined) {
+      group = new Fifo<Queued>();
+      this.groups.set(key, group);
     }
-    this.queue.push(alert);
+    if (this.pending >= this.config.maxQueue) {
+      // The newcomer counts toward its own group, so a flood's next alert drops the flood's oldest.
+      const victim = this.largestGroup(group);
+      if (victim === null) {
+        // Only the delivery in flight holds the queue (maxQueue 1): nothing waiting to drop but the newcomer.
+        this.drop(alert);
+        return;
+      }
+      this.drop(victim.shift()!.alert);
+      this.waiting--;
+      this.queued.dec();
+    }
+    group.push({ alert, sequence: this.sequence++ });
+    this.waiting++;
     this.queued.inc();
     if (!this.running) {
       this.running = true;
@@ -151,23 +220,55 @@ export class WebhookSink implements AlertSink {
     const left = this.pending;
     if (left > 0) this.options.metrics.webhookDropped.labels(this.label, 'shutdown').inc(left);
     this.queued.set(0);
-    this.queue.length = 0;
-    this.head = 0;
+    this.groups.clear();
+    this.waiting = 0;
+    this.inFlight = false;
+  }
+
+  /** The group with the most alerts waiting, `extra` counted one more (ties: the one whose oldest is oldest); null when none waits. */
+  private largestGroup(extra: Fifo<Queued>): Fifo<Queued> | null {
+    let best: Fifo<Queued> | null = null;
+    let bestSize = 0;
+    for (const group of this.groups.values()) {
+      if (group.size === 0) continue;
+      const size = group.size + (group === extra ? 1 : 0);
+      if (best === null || size > bestSize || (size === bestSize && group.peek()!.sequence < best.peek()!.sequence)) {
+        best = group;
+        bestSize = size;
+      }
+    }
+    return best;
+  }
+
+  private drop(alert: Alert): void {
+    this.droppedCount++;
+    this.queueFull.inc();
+    this.options.onDropped?.({ webhook: this.label, alertId: alert.id, type: alert.type, subjectKind: alert.subject.kind, dropped: this.droppedCount });
+  }
+
+  /** The alert published first among those waiting, taken out of its group. */
+  private next(): Alert | undefined {
+    let first: Fifo<Queued> | null = null;
+    for (const group of this.groups.values()) {
+      const head = group.peek();
+      if (head !== undefined && (first === null || head.sequence < first.peek()!.sequence)) first = group;
+    }
+    const taken = first?.shift();
+    if (taken === undefined) return undefined;
+    this.waiting--;
+    return taken.alert;
   }
 
   private async drain(): Promise<void> {
     try {
-      while (!this.closed && this.pending > 0) {
-        const alert = this.queue[this.head]!;
+      while (!this.closed) {
+        const alert = this.next();
+        if (alert === undefined) return;
+        this.inFlight = true;
         await this.deliver(alert);
         if (this.closed) return;
-        this.queue[this.head++] = undefined;
+        this.inFlight = false;
         this.queued.dec();
-        // Compact once the delivered part is most of the array.
-        if (this.head > 1024 && this.head * 2 > this.queue.length) {
-          this.queue.splice(0, this.head);
-          this.head = 0;
-        }
       }
     } finally {
       this.running = false;

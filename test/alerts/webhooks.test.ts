@@ -115,7 +115,7 @@ describe('alert webhooks on a real server', () => {
     expect(await metric(t, 'verdict_alert_webhook_queued', '')).toBe(21);
   });
 
-  it('a full queue drops new alerts and counts them', async () => {
+  it('a full queue drops its oldest alerts, counts them, and keeps the newest', async () => {
     const r = await receiver();
     r.answer = () => 'hang';
     const t = await serve({ url: r.url, timeoutMs: 120_000, maxQueue: 3 });
@@ -123,7 +123,35 @@ describe('alert webhooks on a real server', () => {
     await r.until(() => r.hung.length === 1);
     expect(await metric(t, 'verdict_alert_webhook_dropped_total', 'why="queue_full"')).toBe(7);
     expect(await metric(t, 'verdict_alert_webhook_queued', '')).toBe(3);
-    expect(r.deliveries[0]!.alertId).toMatch(/-s0-/);
+    expect(r.deliveries[0]!.alertId).toMatch(/-s7-/);
+  });
+
+  it('junk alerts that fill the queue first do not hide the real alerts raised after them', async () => {
+    // A receiver slow for a while, and an attacker raising auth-failures alerts on made-up token subjects.
+    const r = await receiver();
+    let hang = true;
+    r.answer = () => (hang ? 'hang' : 204);
+    const t = await serve({ url: r.url, timeoutMs: 120_000, maxQueue: 10 });
+    const junk = (i: number) => alertAbout(`made-up-${i}`, 'auth-failures', 'token-subject');
+    const published = [junk(0)];
+    t.server.publishAlert(published[0]!);
+    await r.until(() => r.hung.length === 1);
+    for (let i = 1; i <= 200; i++) published.push(junk(i));
+    const extraction = alertAbout('svc-stolen', 'extraction');
+    const leakedKey = alertAbout('k_leaked', 'auth-failures', 'api-key');
+    published.push(extraction, leakedKey);
+    for (let i = 201; i <= 400; i++) published.push(junk(i));
+    for (const alert of published.slice(1)) t.server.publishAlert(alert);
+    // One in flight and nine waiting: the two real alerts and the seven newest of the flood.
+    expect(await metric(t, 'verdict_alert_webhook_queued', '')).toBe(10);
+    expect(await metric(t, 'verdict_alert_webhook_dropped_total', 'why="queue_full"')).toBe(published.length - 10);
+
+    // The receiver recovers: the hung attempt fails and is retried, then the rest go in the order raised.
+    hang = false;
+    for (const res of r.hung.splice(0)) res.destroy();
+    const expected = [published[0]!, extraction, leakedKey, ...published.slice(-7)].map((a) => a.id);
+    await r.until(() => r.accepted().size === expected.length);
+    expect([...r.accepted().keys()]).toEqual(expected);
   });
 
   it('posts only the listed types', async () => {
