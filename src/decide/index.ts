@@ -24,7 +24,7 @@ export {
   unroutable,
   type Refusal,
 } from './refusals.js';
-export { Suspensions, type SuspensionListener } from './suspensions.js';
+export { Suspensions, bySuspensionOrder, type SuspensionListener } from './suspensions.js';
 export { newDecisionId } from './decision-id.js';
 export { BATCH_SLICE_MS, BatchSlicer, DecidingTurns } from './slices.js';
 export { decisionRecord } from './record.js';

@@ -8,6 +8,11 @@ export interface SuspensionListener {
   ended?(suspension: SuspensionState, expired: boolean): void;
 }
 
+/** Soonest to end first, then by principal id (UTF-16 code units, the same everywhere: ListSuspensions pages by it). */
+export function bySuspensionOrder(a: SuspensionState, b: SuspensionState): number {
+  return a.until - b.until || (a.principalId < b.principalId ? -1 : a.principalId > b.principalId ? 1 : 0);
+}
+
 /**
  * The principals whose checks are denied for now (DENIED_BY_SUSPENSION), in
  * memory: the decide core asks `active` on every check while any is held, which
@@ -85,6 +90,30 @@ export class Suspensions {
     }
   }
 
+  /**
+   * Takes up rows another worker process (or this one) changed in the shared
+   * table, oldest change first, telling no listener. A row is the table's word
+   * for its principal id: it replaces what the book holds under that id, shorter
+   * or not (the table shortens one only when it was lifted and made again). Under
+   * another spelling of the id, the later end holds, as in `replace`. A lifted row
+   * ends what the book holds unless the book's ends later (under another spelling).
+   */
+  apply(changes: readonly { readonly suspension: SuspensionState; readonly lifted: boolean }[]): void {
+    const now = this.now();
+    for (const { suspension: s, lifted } of changes) {
+      const key = foldedId(s.principalId);
+      const held = this.byPrincipal.get(key);
+      const same = held !== undefined && held.principalId === s.principalId;
+      if (lifted) {
+        if (held !== undefined && (same || held.until <= s.until)) this.byPrincipal.delete(key);
+      } else if (s.until <= now) {
+        if (same) this.byPrincipal.delete(key);
+      } else if (held === undefined || same || held.until < s.until) {
+        this.byPrincipal.set(key, s);
+      }
+    }
+  }
+
   /** Lifts a principal's suspension now; the one lifted, or undefined when none was in force. */
   lift(principalId: string): SuspensionState | undefined {
     const current = this.active(principalId);
@@ -96,7 +125,7 @@ export class Suspensions {
   /** The suspensions in force, soonest to end first (expired ones are dropped). */
   list(): SuspensionState[] {
     this.sweep();
-    return [...this.byPrincipal.values()].sort((a, b) => a.until - b.until || a.principalId.localeCompare(b.principalId));
+    return [...this.byPrincipal.values()].sort(bySuspensionOrder);
   }
 
   /** Drops every expired suspension. */

@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { VerdictError, messageOf } from '../errors.js';
+import { SUSPENSION_CHANGES_SQL, hasChangeColumns } from './suspension-store.js';
 
 /**
  * Schema versions live in `PRAGMA user_version`: it sits in the database header,
@@ -155,6 +156,14 @@ const MIGRATIONS: readonly Migration[] = [
     `,
     // ALTER TABLE has no IF NOT EXISTS.
     alreadyApplied: (db) => (db.pragma('table_info(checkpoints)') as { name: string }[]).some((column) => column.name === 'previous_seq'),
+  },
+  {
+    // Suspensions are read by what changed (suspension-store.ts): each row's
+    // change number, lifts kept as marks until their time is up, and indexes
+    // for reading changes and pruning ended rows.
+    version: 7,
+    sql: SUSPENSION_CHANGES_SQL,
+    alreadyApplied: hasChangeColumns,
   },
 ];
 

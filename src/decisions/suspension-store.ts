@@ -13,13 +13,23 @@ import type { SuspensionState } from '../types.js';
  * suspension made, lifted or ended), never held: a second open connection would
  * keep the write-ahead log from being reset, which matters when the disk fills.
  * Changes are written a moment after they are made (`flush`, batched in one
- * transaction), never inside a check; `read` is how a restarted server, or
- * another worker process, learns them. Both run on the thread that answers
- * checks, so by default neither waits for a lock: while the decision log's writer
- * holds it they fail at once with SQLITE_BUSY (`isBusy`) and are tried again later.
+ * transaction), never inside a check; `readAtStart` is how a restarted server
+ * learns them, `readChanges` how another worker process does.
+ *
+ * Every write stamps its row with the next `change_seq` (one more than the
+ * table's largest), and a lift marks the row `lifted` rather than deleting it,
+ * so a worker reads only the rows changed since its last read, lifts included,
+ * however many suspensions the table holds. Rows whose time is up are deleted by
+ * `prune`, except the one holding the largest `change_seq`: deleting it would let
+ * the next write reuse its number, which a worker that read it would never see.
+ *
+ * All of this runs on the thread that answers checks, so by default nothing waits
+ * for a lock: while the decision log's writer holds it a call fails at once with
+ * SQLITE_BUSY (`isBusy`) and is tried again later.
  */
 export class SuspensionStore {
-  private readonly pending = new Map<string, { kind: 'put'; suspension: SuspensionState } | { kind: 'delete'; since: number }>();
+  /** By principal id: whether it was lifted, then what was stored after (a lift and a new suspension in one flush are both written, in that order). */
+  private readonly pending = new Map<string, { readonly lift: boolean; readonly put: SuspensionState | null }>();
 
   private constructor(readonly path: string) {}
 
@@ -31,7 +41,7 @@ export class SuspensionStore {
     const store = new SuspensionStore(path);
     try {
       // At start, before any check: waiting for the lock costs nobody.
-      store.withDb((db) => db.exec(CREATE_TABLE), STARTUP_WAIT_MS);
+      store.withDb((db) => ensureTable(db), STARTUP_WAIT_MS);
     } catch (error) {
       throw new VerdictError('DECISION_LOG_UNAVAILABLE', `cannot open the suspensions table in ${path}: ${messageOf(error)}; check that the decision log is a writable file`, { cause: error });
     }
@@ -49,17 +59,17 @@ export class SuspensionStore {
 
   /** Queues a suspension to be written by the next flush. */
   put(suspension: SuspensionState): void {
-    this.pending.set(suspension.principalId, { kind: 'put', suspension });
+    this.pending.set(suspension.principalId, { lift: this.pending.get(suspension.principalId)?.lift ?? false, put: suspension });
   }
 
   /**
-   * Queues the end of a suspension to be written by the next flush. One that expired
-   * takes only itself: a newer one another worker stored is kept. One an operator
-   * lifted takes whatever the table holds for the principal: a worker that extended it
-   * since this one last read the table would otherwise have it back at the next read.
+   * Queues a lift to be written by the next flush. It takes whatever the table holds
+   * for the principal: a worker that extended the suspension since this one last read
+   * the table would otherwise keep it. (An expiry needs no write: every worker sees
+   * the time is up, and `prune` deletes the row.)
    */
-  delete(suspension: SuspensionState, lifted = false): void {
-    this.pending.set(suspension.principalId, { kind: 'delete', since: lifted ? Number.MAX_SAFE_INTEGER : suspension.since });
+  lift(suspension: SuspensionState): void {
+    this.pending.set(suspension.principalId, { lift: true, put: null });
   }
 
   /** Whether changes wait to be written. */
@@ -76,29 +86,37 @@ export class SuspensionStore {
     const changes = [...this.pending];
     this.withDb((db) => {
       const upsert = db.prepare<[string, number, number, string, string, string]>(UPSERT_SQL);
-      // Only the suspension that ended: a newer one (from another worker) is kept.
-      const remove = db.prepare<[string, number]>('DELETE FROM suspensions WHERE principal_id = ? AND since_ms <= ?');
+      const lift = db.prepare<[string]>(LIFT_SQL);
+      // IMMEDIATE: the next change_seq is read and written under one write lock, so no two writers take the same.
       db.transaction(() => {
         for (const [principalId, change] of changes) {
-          if (change.kind === 'put') {
-            const s = change.suspension;
-            upsert.run(s.principalId, s.since, s.until, s.alertId, s.alertType, s.note);
-          } else remove.run(principalId, change.since);
+          if (change.lift) lift.run(principalId);
+          const s = change.put;
+          if (s !== null) upsert.run(s.principalId, s.since, s.until, s.alertId, s.alertType, s.note);
         }
-      })();
+      }).immediate();
     }, waitMs);
     for (const [principalId, change] of changes) if (this.pending.get(principalId) === change) this.pending.delete(principalId);
   }
 
   /**
-   * Every stored suspension that has not ended by `now`, soonest to end first.
-   * @throws Error from SQLite when the table cannot be read; SQLITE_BUSY (`isBusy`) when a lock kept it for longer than `waitMs`
+   * At most `limit` rows changed after `after` (a `change_seq`), oldest change
+   * first, and the `change_seq` to read on from: one indexed range read, whatever
+   * the table holds besides. A lifted row comes as `lifted`; one whose time is up
+   * comes as it is (the reader drops it).
+   * @throws Error from SQLite when the table cannot be read; SQLITE_BUSY (`isBusy`) when a lock kept it
    */
-  read(now: number, waitMs = 0): SuspensionState[] {
-    const rows = this.withDb((db) => db.prepare<[], Row>('SELECT principal_id, since_ms, until_ms, alert_id, alert_type, note FROM suspensions ORDER BY until_ms').all(), waitMs);
-    return rows
-      .filter((row) => row.until_ms > now)
-      .map((row) => ({ principalId: row.principal_id, since: row.since_ms, until: row.until_ms, alertId: row.alert_id, alertType: row.alert_type, note: row.note }));
+  readChanges(after: number, limit: number): { changes: SuspensionChange[]; last: number } {
+    const rows = this.withDb((db) => db.prepare<[number, number], Row>(`SELECT ${COLUMNS} FROM suspensions WHERE change_seq > ? ORDER BY change_seq LIMIT ?`).all(after, limit));
+    return { changes: rows.map(toChange), last: rows.length === 0 ? after : rows[rows.length - 1]!.change_seq };
+  }
+
+  /**
+   * Deletes at most `limit` rows whose time was up by `now` (lifted ones too); how many it deleted.
+   * @throws Error from SQLite when the table cannot be written; SQLITE_BUSY (`isBusy`) when the lock was held
+   */
+  prune(now: number, limit: number): number {
+    return this.withDb((db) => db.prepare<[number, number]>(PRUNE_SQL).run(now, limit).changes);
   }
 
   /** Writes what is queued, waiting for the lock as long as a busy log may hold it: only at shutdown, when no check waits. */
@@ -106,10 +124,32 @@ export class SuspensionStore {
     this.flush(STARTUP_WAIT_MS);
   }
 
-  /** The suspensions in force at start, waiting for the lock if need be (no check is answered yet). */
-  readAtStart(now: number): SuspensionState[] {
-    return this.read(now, STARTUP_WAIT_MS);
+  /**
+   * The suspensions in force at start, and the `change_seq` to read changes on from,
+   * waiting for the lock if need be (no check is answered yet).
+   * @throws Error from SQLite when the table cannot be read
+   */
+  readAtStart(now: number): { suspensions: SuspensionState[]; last: number } {
+    return this.withDb((db) => {
+      // One snapshot for both, so no change falls between them.
+      const read = db.transaction(() => ({
+        rows: db.prepare<[number], Row>(`SELECT ${COLUMNS} FROM suspensions WHERE until_ms > ? AND lifted = 0`).all(now),
+        last: db.prepare<[], number | null>('SELECT max(change_seq) FROM suspensions').pluck().get() ?? 0,
+      }));
+      const { rows, last } = read();
+      return { suspensions: rows.map((row) => toChange(row).suspension), last };
+    }, STARTUP_WAIT_MS);
   }
+}
+
+/** A row as a worker takes it up: a suspension stored, or one lifted. */
+export interface SuspensionChange {
+  readonly suspension: SuspensionState;
+  readonly lifted: boolean;
+}
+
+function toChange(row: Row): SuspensionChange {
+  return { suspension: { principalId: row.principal_id, since: row.since_ms, until: row.until_ms, alertId: row.alert_id, alertType: row.alert_type, note: row.note }, lifted: row.lifted !== 0 };
 }
 
 /** Whether SQLite failed because another connection (the decision log's writer) held the lock: try again later. */
@@ -121,18 +161,50 @@ export function isBusy(error: unknown): boolean {
 /** How long start-up and shutdown, when no check waits, may wait for the decision log's writer to release its lock. */
 const STARTUP_WAIT_MS = 2000;
 
-const CREATE_TABLE = `CREATE TABLE IF NOT EXISTS suspensions (
-  principal_id TEXT PRIMARY KEY,
-  since_ms     INTEGER NOT NULL,
-  until_ms     INTEGER NOT NULL,
-  alert_id     TEXT    NOT NULL,
-  alert_type   TEXT    NOT NULL,
-  note         TEXT    NOT NULL
-) WITHOUT ROWID`;
+/**
+ * Makes the table, or adds what an older one lacks (the decision log's migrations
+ * 5 and 7 make the same; a file the log never migrated gets it here).
+ */
+function ensureTable(db: Database.Database): void {
+  db.exec(`CREATE TABLE IF NOT EXISTS suspensions (
+    principal_id TEXT PRIMARY KEY,
+    since_ms     INTEGER NOT NULL,
+    until_ms     INTEGER NOT NULL,
+    alert_id     TEXT    NOT NULL,
+    alert_type   TEXT    NOT NULL,
+    note         TEXT    NOT NULL
+  ) WITHOUT ROWID`);
+  if (!hasChangeColumns(db)) db.exec(SUSPENSION_CHANGES_SQL);
+}
 
-// A suspension another worker stored that ends later is kept: a second alert never shortens one, across workers too.
-const UPSERT_SQL =
-  'INSERT INTO suspensions (principal_id, since_ms, until_ms, alert_id, alert_type, note) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (principal_id) DO UPDATE SET since_ms = excluded.since_ms, until_ms = excluded.until_ms, alert_id = excluded.alert_id, alert_type = excluded.alert_type, note = excluded.note WHERE excluded.until_ms >= suspensions.until_ms';
+/** Whether the suspensions table has `change_seq` and `lifted` (migration 7). */
+export function hasChangeColumns(db: Database.Database): boolean {
+  return (db.pragma('table_info(suspensions)') as { name: string }[]).some((column) => column.name === 'change_seq');
+}
+
+/** What migration 7 adds to the suspensions table: each row's change number, lifts kept as marks, and the indexes that read and prune them. */
+export const SUSPENSION_CHANGES_SQL = `
+  ALTER TABLE suspensions ADD COLUMN change_seq INTEGER NOT NULL DEFAULT 0;
+  ALTER TABLE suspensions ADD COLUMN lifted INTEGER NOT NULL DEFAULT 0;
+  CREATE INDEX IF NOT EXISTS suspensions_change ON suspensions (change_seq);
+  CREATE INDEX IF NOT EXISTS suspensions_until ON suspensions (until_ms);
+`;
+
+const COLUMNS = 'principal_id, since_ms, until_ms, alert_id, alert_type, note, change_seq, lifted';
+
+const NEXT_CHANGE = '(SELECT coalesce(max(change_seq), 0) + 1 FROM suspensions)';
+
+// A suspension another worker stored that ends later is kept (a second alert never shortens one, across workers
+// too), unless it was lifted: then this one is a new suspension, made after the lift.
+const UPSERT_SQL = `INSERT INTO suspensions (principal_id, since_ms, until_ms, alert_id, alert_type, note, change_seq, lifted) VALUES (?, ?, ?, ?, ?, ?, ${NEXT_CHANGE}, 0)
+  ON CONFLICT (principal_id) DO UPDATE SET since_ms = excluded.since_ms, until_ms = excluded.until_ms, alert_id = excluded.alert_id, alert_type = excluded.alert_type, note = excluded.note, change_seq = excluded.change_seq, lifted = 0
+  WHERE suspensions.lifted = 1 OR excluded.until_ms >= suspensions.until_ms`;
+
+// The row keeps its until_ms: prune deletes the mark once every worker's copy has ended by itself anyway.
+const LIFT_SQL = `UPDATE suspensions SET lifted = 1, change_seq = ${NEXT_CHANGE} WHERE principal_id = ? AND lifted = 0`;
+
+const PRUNE_SQL = `DELETE FROM suspensions WHERE principal_id IN (
+  SELECT principal_id FROM suspensions WHERE until_ms <= ? AND change_seq < (SELECT coalesce(max(change_seq), 0) FROM suspensions) LIMIT ?)`;
 
 interface Row {
   principal_id: string;
@@ -141,4 +213,6 @@ interface Row {
   alert_id: string;
   alert_type: string;
   note: string;
+  change_seq: number;
+  lifted: number;
 }

@@ -61,6 +61,12 @@ const suspendSchema = z.strictObject({
     .default('15m'),
   /** The alert types that suspend; every type by default. Only alerts about a principal suspend one. */
   types: z.array(alertType).min(1).default([...ALERT_TYPES]),
+  /**
+   * Suspensions in force past which an alert suspends nobody (counted and logged):
+   * an attack that raises alerts about ever new principals must not grow the table
+   * every worker reads without end. An operator's SuspendPrincipal is never refused.
+   */
+  maxSuspended: z.number().int().min(1).max(1_000_000).default(10_000),
 });
 
 /**
@@ -71,7 +77,7 @@ export const alertResponseShape = {
   /** Where alerts are POSTed, signed (server/webhooks.ts). */
   webhooks: z.array(webhookSchema).max(32).default([]),
   /** Whether an alert suspends its principal (server/suspension.ts). */
-  suspend: suspendSchema.default({ enabled: false, for: '15m', types: [...ALERT_TYPES] }),
+  suspend: suspendSchema.default({ enabled: false, for: '15m', types: [...ALERT_TYPES], maxSuspended: 10_000 }),
 };
 
 export type WebhookConfig = z.output<typeof webhookSchema>;

@@ -168,6 +168,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     suspensions = SuspensionService.open(config.db, {
       metrics: metrics.alertResponses,
       onError: (error) => logger.error({ db: config.db }, error),
+      onRefused: (message) => logger.warn({ db: config.db }, message),
     });
   } catch (error) {
     await closeLog().catch(() => undefined);

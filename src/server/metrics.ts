@@ -301,6 +301,7 @@ export class ServerMetrics implements DecisionObserver {
       webhookQueued: new Gauge({ name: 'verdict_alert_webhook_queued', help: 'Alerts waiting to be delivered to a webhook, by webhook.', labelNames: ['webhook'], registers: [this.registry], aggregator: 'sum' }),
       suspensions: new Counter({ name: 'verdict_suspensions_total', help: 'Principals suspended, by cause: an alert\'s type, or manual (Admin SuspendPrincipal).', labelNames: ['cause'], registers: [this.registry] }),
       suspensionsLifted: new Counter({ name: 'verdict_suspensions_lifted_total', help: 'Suspensions lifted before their end (Admin LiftSuspension, verdict suspend lift).', registers: [this.registry] }),
+      suspensionsRefused: new Counter({ name: 'verdict_suspensions_refused_total', help: 'Alerts that would have suspended a principal but did not, because alerts.suspend.maxSuspended suspensions were in force, by alert type.', labelNames: ['cause'], registers: [this.registry] }),
     };
     return this.alertResponseMetrics;
   }
@@ -365,4 +366,5 @@ export interface AlertResponseMetrics {
   readonly webhookQueued: Gauge<'webhook'>;
   readonly suspensions: Counter<'cause'>;
   readonly suspensionsLifted: Counter;
+  readonly suspensionsRefused: Counter<'cause'>;
 }

@@ -12,6 +12,18 @@ import type { AlertResponseMetrics } from './metrics.js';
 /** How often a server reads the suspensions table for what another worker process (or a lift) changed. */
 export const SUSPENSION_SYNC_MS = 1000;
 
+/**
+ * Changed rows read at once: a worker far behind (thousands of alerts at once in
+ * another) catches up in reads of this many, each its own turn of the event loop,
+ * so checks are answered between them.
+ */
+const SYNC_BATCH = 500;
+/** How often a server deletes rows whose time is up, and how many at most each time. */
+const PRUNE_MS = 60_000;
+const PRUNE_BATCH = 1000;
+/** At most one log line per this long about alerts refused at alerts.suspend.maxSuspended (each is counted). */
+const REFUSAL_LOG_MS = 60_000;
+
 /** How soon a write the decision log's writer kept from its lock is tried again. */
 const BUSY_RETRY_MS = 50;
 /** How long writes may keep finding the lock held before it is reported. */
@@ -24,6 +36,8 @@ export interface SuspensionServiceOptions {
   readonly metrics: AlertResponseMetrics;
   /** Told when the table cannot be written or read (the suspensions in memory still hold). */
   readonly onError?: (error: string) => void;
+  /** Told (at most once a minute) when alerts suspended nobody because alerts.suspend.maxSuspended were in force. */
+  readonly onRefused?: (message: string) => void;
   readonly now?: () => number;
 }
 
@@ -43,19 +57,32 @@ export class SuspensionService {
   private retry: NodeJS.Timeout | null = null;
   /** Since when writes have found the lock held (null: the last write went through). */
   private busySince: number | null = null;
+  /** The last change_seq of the table this server has taken up. */
+  private seen: number;
+  /** Whether reads of a long run of changes are under way (each batch in a turn of its own). */
+  private catchingUp = false;
+  private closed = false;
+  private lastPrune = 0;
+  /** Alerts refused at the cap since the last log line about them, and when that was. */
+  private refused = 0;
+  private refusalLoggedAt = Number.NEGATIVE_INFINITY;
 
   private constructor(store: SuspensionStore, private readonly options: SuspensionServiceOptions) {
     this.now = options.now ?? Date.now;
     this.book = new Suspensions(this.now);
     this.store = store;
-    this.book.replace(store.readAtStart(this.now()));
+    const start = store.readAtStart(this.now());
+    this.book.replace(start.suspensions);
+    this.seen = start.last;
     this.book.listen({
       suspended: (s) => {
         this.store.put(s);
         this.scheduleFlush();
       },
+      // An expiry is written by no one: every worker sees the time is up, and prune deletes the row.
       ended: (s, expired) => {
-        this.store.delete(s, !expired);
+        if (expired) return;
+        this.store.lift(s);
         this.scheduleFlush();
       },
     });
@@ -90,6 +117,29 @@ export class SuspensionService {
   }
 
   /**
+   * Suspends a principal because of an alert, unless `max` suspensions are in force
+   * already and the principal is not one of them: then the alert suspends nobody,
+   * and is counted and logged. Returns the suspension in force, or null when refused.
+   */
+  suspendForAlert(alert: Alert, ms: number, max: number): SuspensionState | null {
+    const principalId = alert.subject.id;
+    if (this.book.size >= max && this.book.active(principalId) === undefined) {
+      this.options.metrics.suspensionsRefused.inc({ cause: alert.type });
+      this.refused++;
+      const now = this.now();
+      if (now - this.refusalLoggedAt >= REFUSAL_LOG_MS) {
+        this.options.onRefused?.(
+          `${this.refused} alert(s) suspended nobody (the last: ${alert.id}, ${alert.type}): alerts.suspend.maxSuspended (${max}) suspensions are in force; their principals are answered by the policies as before (the alerts table keeps every alert; suspend by hand with verdict suspend add)`,
+        );
+        this.refused = 0;
+        this.refusalLoggedAt = now;
+      }
+      return null;
+    }
+    return this.suspend(principalId, ms, { alertId: alert.id, alertType: alert.type, note: alert.summary });
+  }
+
+  /**
    * Suspends a principal on an operator's word (Admin SuspendPrincipal).
    * @throws VerdictError INPUT_INVALID for an empty principal or a duration out of range
    */
@@ -113,6 +163,7 @@ export class SuspensionService {
 
   /** Writes what changed, then stops reading the table and closes it. */
   close(): void {
+    this.closed = true;
     clearInterval(this.timer);
     if (this.retry !== null) clearTimeout(this.retry);
     try {
@@ -168,15 +219,43 @@ export class SuspensionService {
     this.retry.unref();
   }
 
-  /** Takes up what the table says, once this server's own changes are in it. */
+  /** Takes up what changed in the table; now and then deletes the rows whose time is up. */
   private sync(): void {
     this.book.sweep();
-    if (!this.flush()) return;
+    this.prune();
+    if (!this.catchingUp) this.readChanges();
+  }
+
+  /**
+   * Takes up the rows changed since the last read, once this server's own changes
+   * are in the table (so what it reads is never older than what it holds), a batch
+   * at a time: a full batch reads on in the next turn of the event loop.
+   */
+  private readChanges(): void {
+    this.catchingUp = false;
+    if (this.closed || !this.flush()) return;
     try {
-      this.book.replace(this.store.read(this.now()));
+      const { changes, last } = this.store.readChanges(this.seen, SYNC_BATCH);
+      this.book.apply(changes);
+      this.seen = last;
+      if (changes.length === SYNC_BATCH) {
+        this.catchingUp = true;
+        setImmediate(() => this.readChanges());
+      }
     } catch (error) {
       // Kept from the file for a moment: the next second reads it.
       if (!isBusy(error)) this.options.onError?.(`suspensions could not be read from ${this.store.path}: ${messageOf(error)}`);
+    }
+  }
+
+  private prune(): void {
+    const now = this.now();
+    if (now - this.lastPrune < PRUNE_MS) return;
+    try {
+      // A full batch leaves more: the next second deletes on.
+      if (this.store.prune(now, PRUNE_BATCH) < PRUNE_BATCH) this.lastPrune = now;
+    } catch (error) {
+      if (!isBusy(error)) this.options.onError?.(`ended suspensions could not be deleted from ${this.store.path}: ${messageOf(error)}`);
     }
   }
 }
@@ -190,14 +269,16 @@ export class SuspensionService {
 export class SuspendingSink implements AlertSink {
   private readonly types: ReadonlySet<AlertType>;
   private readonly ms: number;
+  private readonly max: number;
 
   constructor(private readonly service: SuspensionService, config: SuspendConfig) {
     this.types = new Set(config.types);
     this.ms = parseSuspensionDuration(config.for)!;
+    this.max = config.maxSuspended;
   }
 
   publish(alert: Alert): void {
     if (alert.subject.kind !== 'principal' || alert.subject.id === '' || !this.types.has(alert.type)) return;
-    this.service.suspend(alert.subject.id, this.ms, { alertId: alert.id, alertType: alert.type, note: alert.summary });
+    this.service.suspendForAlert(alert, this.ms, this.max);
   }
 }

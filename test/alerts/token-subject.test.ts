@@ -63,7 +63,7 @@ describe('auth-failures per token subject', () => {
           watch: false,
           authn: { jwt: { issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'], jwksFile: jwks, claims: { roles: 'roles', attributes: { org: 'org', employment: 'employment' } } } },
         },
-        { alerts: { detectors, webhooks: [], suspend: { enabled: true, for: '15m', types: ['auth-failures'] } } },
+        { alerts: { detectors, webhooks: [], suspend: { enabled: true, for: '15m', types: ['auth-failures'], maxSuspended: 10_000 } } },
       ]),
       createLogger('silent'),
     );

@@ -45,7 +45,7 @@ describe('migrations', () => {
     let db = connect(file, false);
     expect(db.prepare("SELECT sql FROM sqlite_schema WHERE name = 'suspensions'").pluck().get()).toMatch(/principal_id TEXT\s+PRIMARY KEY/);
     // A v4 log on which a server had made the table itself, with a suspension in it.
-    db.prepare("INSERT INTO suspensions VALUES ('mallory', 1, 9e15, 'al_1', 'volume', 'n')").run();
+    db.prepare("INSERT INTO suspensions (principal_id, since_ms, until_ms, alert_id, alert_type, note) VALUES ('mallory', 1, 9e15, 'al_1', 'volume', 'n')").run();
     db.pragma('user_version = 4');
     db.close();
     await (await openLog(file)).close();
