@@ -8,6 +8,8 @@ import { EXIT, parseFlags, type CommandIO } from './io.js';
 import { parseDuration } from './time.js';
 
 const DEFAULT_SERVER = '127.0.0.1:50051';
+/** ListSuspensions' largest page: fewest calls for a long list. */
+const LIST_PAGE = 1000;
 
 const HELP = `Usage: verdict suspend <list|lift|add> [options]
 
@@ -18,7 +20,7 @@ the server's config turns it on (alerts.suspend); see the README, "Alerts:
 webhooks and suspension". Every call is recorded in the decision log.
 
   verdict suspend list [--json]
-      The suspensions in force, soonest to end first.
+      The suspensions in force, soonest to end first (every page of them).
   verdict suspend lift PRINCIPAL [--json]
       Lift PRINCIPAL's suspension now.
   verdict suspend add PRINCIPAL --for DURATION [--note TEXT] [--json]
@@ -74,7 +76,7 @@ export async function runSuspend(argv: string[], io: CommandIO): Promise<number>
   if (sub === 'list') {
     if (rest.length > 0) throw usage('verdict suspend list takes no principal');
     method = 'ListSuspensions';
-    request = {};
+    request = { pageSize: LIST_PAGE };
   } else if (sub === 'lift' || sub === 'add') {
     if (rest.length !== 1 || rest[0] === '') throw usage(`verdict suspend ${sub} takes one principal id`);
     if (sub === 'lift') {
@@ -100,12 +102,27 @@ export async function runSuspend(argv: string[], io: CommandIO): Promise<number>
 
   const loaded = grpc.loadPackageDefinition(packageDefinition) as unknown as { verdict: { v1: { Admin: typeof grpc.Client } } };
   const client = new loaded.verdict.v1.Admin(server, credentials);
+  const call = (body: Record<string, unknown>): Promise<unknown> =>
+    new Promise((resolve, reject) => {
+      const fn = (client as unknown as Record<string, Unary>)[method]!;
+      fn.call(client, body, metadata, { deadline: Date.now() + 10_000 }, (error, response) => (error ? reject(error) : resolve(response)));
+    });
   let answer: unknown;
   try {
-    answer = await new Promise((resolve, reject) => {
-      const fn = (client as unknown as Record<string, Unary>)[method]!;
-      fn.call(client, request, metadata, { deadline: Date.now() + 10_000 }, (error, response) => (error ? reject(error) : resolve(response)));
-    });
+    answer = await call(request);
+    if (method === 'ListSuspensions') {
+      // Every page, in order; a token given back twice would page for ever.
+      const all: SuspensionMessage[] = [];
+      const tokens = new Set<string>();
+      let page = answer as { suspensions: SuspensionMessage[]; nextPageToken: string };
+      all.push(...page.suspensions);
+      while (page.nextPageToken !== '' && !tokens.has(page.nextPageToken)) {
+        tokens.add(page.nextPageToken);
+        page = (await call({ ...request, pageToken: page.nextPageToken })) as typeof page;
+        all.push(...page.suspensions);
+      }
+      answer = { suspensions: all };
+    }
   } catch (error) {
     const e = error as grpc.ServiceError;
     const detail = e.details || messageOf(error);

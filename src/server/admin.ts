@@ -8,7 +8,8 @@ import { decodePageToken, encodePageToken } from '../decisions/query.js';
 import type { DecisionRecord } from '../decisions/record.js';
 import type { AdminCaller, AdminGate } from './admin-auth.js';
 import type { SuspensionState } from '../types.js';
-import type { AdminHandlers, DecisionListing, LimitsStatus, ListDecisionsQuery, LoadFactorState, SuspendRequest } from './grpc/handlers.js';
+import type { AdminHandlers, DecisionListing, LimitsStatus, ListDecisionsQuery, ListSuspensionsQuery, LoadFactorState, SuspendRequest, SuspensionPage } from './grpc/handlers.js';
+import { suspensionPage } from './suspension-pages.js';
 import type { SuspensionService } from './suspension.js';
 import { MAX_POOLS, type LoadBoard } from '../limits/index.js';
 import type { CompiledLimit } from '../policy/limits.js';
@@ -133,9 +134,10 @@ export class Admin implements AdminHandlers {
     return this.suspensionService().suspendManually(request.principalId, ms, request.note);
   }
 
-  async listSuspensions(caller: AdminCaller): Promise<readonly SuspensionState[]> {
-    await this.gate.admit(caller, { method: 'ListSuspensions' });
-    return this.suspensionService().list();
+  async listSuspensions(request: ListSuspensionsQuery, caller: AdminCaller): Promise<SuspensionPage> {
+    const parameters = { ...(request.pageSize !== 0 ? { pageSize: request.pageSize } : {}), ...(request.pageToken !== '' ? { pageToken: request.pageToken } : {}) };
+    await this.gate.admit(caller, { method: 'ListSuspensions', parameters });
+    return suspensionPage(this.suspensionService().list(), request.pageSize, request.pageToken);
   }
 
   async liftSuspension(principalId: string, caller: AdminCaller): Promise<SuspensionState | null> {

@@ -215,6 +215,40 @@ describe('suspension on a real server', () => {
     expect(t.server.suspensions.list().map((s) => s.principalId)).toEqual(['dana']);
   });
 
+  it('ListSuspensions is paged: each suspension once, soonest to end first; page_size capped at 1000; a bad token or size is INVALID_ARGUMENT, recorded', async () => {
+    const { t, client } = await serve();
+    for (let i = 0; i < 1005; i++) t.server.suspensions.suspend(`p${String(i).padStart(4, '0')}`, 600_000 + (i % 7) * 1000, { alertId: '', alertType: 'manual', note: '' });
+    type Page = { suspensions: { principalId: string }[]; nextPageToken: string };
+    const list = (request: object): Promise<Page> => client.call<Page>('Admin', 'ListSuspensions', request);
+    const want = t.server.suspensions.list().map((s) => s.principalId);
+    // The default page is 100; a page_size past 1000 is treated as 1000.
+    expect((await list({})).suspensions).toHaveLength(100);
+    const big = await list({ pageSize: 5000 });
+    expect(big.suspensions.map((s) => s.principalId)).toEqual(want.slice(0, 1000));
+    expect((await list({ pageSize: 5000, pageToken: big.nextPageToken })).suspensions.map((s) => s.principalId)).toEqual(want.slice(1000));
+    // Pages of 300, with one suspension lifted between pages: none listed twice, none left out.
+    const seen: string[] = [];
+    let page = await list({ pageSize: 300 });
+    seen.push(...page.suspensions.map((s) => s.principalId));
+    await client.call('Admin', 'LiftSuspension', { principalId: seen[0] });
+    while (page.nextPageToken !== '') {
+      page = await list({ pageSize: 300, pageToken: page.nextPageToken });
+      seen.push(...page.suspensions.map((s) => s.principalId));
+    }
+    expect(seen).toEqual(want);
+    // A token altered (its end moved), cut short, or made up; a negative size.
+    const token = Buffer.from(big.nextPageToken, 'base64url').toString('utf8');
+    const altered = Buffer.from(token.replace(/^s1\.(\d)/, (_, d: string) => `s1.${(Number(d) + 1) % 10}`), 'utf8').toString('base64url');
+    for (const pageToken of [altered, big.nextPageToken.slice(0, -4), 'not-a-token', 'x'.repeat(10_000)]) {
+      await expect(list({ pageToken })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^page_token: is not a token this server gave/) });
+    }
+    await expect(list({ pageSize: -1 })).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringMatching(/^page_size: /) });
+    const recorded = queryDecisions(t.db, { action: 'ListSuspensions', limit: 1 });
+    expect(recorded[0]!.details).toMatchObject({ admin: { method: 'ListSuspensions', parameters: { pageSize: -1 } } });
+    // verdict suspend list reads every page.
+    expect((await cli(t.server.grpcPort, 'list')).stdout.trim().split('\n')).toHaveLength(1004);
+  });
+
   it('holds for every spelling of the id an identity provider may read as one (case, end whitespace, invisible characters), and a lift by any of them lifts it', async () => {
     const { client } = await serve();
     // dana is in no directory: her id arrives as the gateway read it.

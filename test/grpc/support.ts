@@ -91,7 +91,7 @@ export async function startServer(overrides: Partial<FakeHandlers> = {}, options
     },
     listDecisions: () => ({ decisions: [sampleRecord], nextPageToken: '' }),
     suspendPrincipal: (request) => ({ principalId: request.principalId, since: 1_700_000_000_000, until: 1_700_000_000_000 + (request.durationMs() ?? 0), alertId: '', alertType: 'manual', note: request.note }),
-    listSuspensions: () => [],
+    listSuspensions: () => ({ suspensions: [], nextPageToken: '' }),
     liftSuspension: () => null,
     ...overrides,
   };

@@ -111,9 +111,11 @@ export function adminService(handlers: AdminHandlers, options: CallOptions): Unt
       return toSuspensionMessage(await handlers.suspendPrincipal(request, adminCallerOfGrpc(call)));
     }),
 
-    ListSuspensions: unary<ListSuspensionsRequest__Output, ListSuspensionsResponse>('ListSuspensions', options, async (call) => ({
-      suspensions: (await handlers.listSuspensions(adminCallerOfGrpc(call))).map(toSuspensionMessage),
-    })),
+    ListSuspensions: unary<ListSuspensionsRequest__Output, ListSuspensionsResponse>('ListSuspensions', options, async (call) => {
+      const { pageSize, pageToken } = call.request;
+      const page = await handlers.listSuspensions({ pageSize, pageToken }, adminCallerOfGrpc(call));
+      return { suspensions: page.suspensions.map(toSuspensionMessage), nextPageToken: page.nextPageToken };
+    }),
 
     LiftSuspension: unary<LiftSuspensionRequest__Output, Suspension>('LiftSuspension', options, async (call) => {
       const id = call.request.principalId;

@@ -86,10 +86,22 @@ export interface AdminHandlers {
   watchAlerts?(filter: AlertFilter, caller: AdminCaller, subscriber: WatchSubscriber): Promise<() => void>;
   /** Suspends a principal for `durationMs` (null when the request gave none: refuse it after admitting the caller). */
   suspendPrincipal(request: SuspendRequest, caller: AdminCaller): Awaitable<SuspensionState>;
-  /** The suspensions in force, soonest to end first. */
-  listSuspensions(caller: AdminCaller): Awaitable<readonly SuspensionState[]>;
+  /** A page of the suspensions in force, soonest to end first (INVALID_ARGUMENT for a bad page_size or page_token, after admitting the caller). */
+  listSuspensions(request: ListSuspensionsQuery, caller: AdminCaller): Awaitable<SuspensionPage>;
   /** The suspension lifted, or null (or a NOT_FOUND VerdictError) when the principal had none. */
   liftSuspension(principalId: string, caller: AdminCaller): Awaitable<SuspensionState | null>;
+}
+
+/** A ListSuspensions request as the transport read it (proto3 defaults: 0 and ''). */
+export interface ListSuspensionsQuery {
+  readonly pageSize: number;
+  readonly pageToken: string;
+}
+
+/** A page of suspensions and where the next starts ('' on the last). */
+export interface SuspensionPage {
+  readonly suspensions: readonly SuspensionState[];
+  readonly nextPageToken: string;
 }
 
 /** A SuspendPrincipal request as the transport read it. */

@@ -2,7 +2,11 @@
 
 
 export interface ListSuspensionsRequest {
+  'pageSize'?: (number);
+  'pageToken'?: (string);
 }
 
 export interface ListSuspensionsRequest__Output {
+  'pageSize': (number);
+  'pageToken': (string);
 }

@@ -4,8 +4,10 @@ import type { Suspension as _verdict_v1_Suspension, Suspension__Output as _verdi
 
 export interface ListSuspensionsResponse {
   'suspensions'?: (_verdict_v1_Suspension)[];
+  'nextPageToken'?: (string);
 }
 
 export interface ListSuspensionsResponse__Output {
   'suspensions': (_verdict_v1_Suspension__Output)[];
+  'nextPageToken': (string);
 }
