@@ -24,7 +24,7 @@ const requestLimitsSchema = z.strictObject({
   maxListLength: cap(10_000_000),
   maxValues: cap(100_000_000),
   maxTotalLength: cap(1024 * 1024 * 1024),
-  /** How many list or map elements one condition's comprehensions may range over, in all; past it the condition errs (fails closed). */
+  /** How many steps one condition may take, in all: list or map elements gone through, and matches() one per 4 characters; past it the condition errs (fails closed). */
   maxConditionSteps: cap(1_000_000_000),
   /**
    * Most headers in one Envoy ext_authz CheckRequest (its `headers` map or `header_map`

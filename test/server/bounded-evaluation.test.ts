@@ -30,6 +30,7 @@ const policies = {
     { id: 'a-runs', effect: 'allow', actions: ['read'], resource: { type: 'text' }, when: 'resource.attributes.name.matches("^(a+)+$")' },
     { id: 'all-pairs', effect: 'allow', actions: ['read'], resource: { type: 'pairs' }, when: 'resource.attributes.l.all(x, resource.attributes.l.all(y, x != ""))' },
     { id: 'context-pairs', effect: 'allow', actions: ['read'], resource: { type: 'context-pairs' }, when: 'context.attributes.l.all(x, context.attributes.l.all(y, x != ""))' },
+    { id: 'tag-runs', effect: 'allow', actions: ['read'], resource: { type: 'tagged' }, when: 'resource.attributes.tags.all(t, t.matches("^[a-z0-9-]+$"))' },
   ]),
 };
 
@@ -64,6 +65,15 @@ describe('evaluation is bounded: a caller-controlled value never stalls the serv
   it('runs CEL matches("^(a+)+$") against a 75-byte value in linear time (RE2)', async () => {
     expect(await check({ type: 'text', attributes: { name: `${'a'.repeat(74)}!` } })).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_DEFAULT' });
     expect(await check({ type: 'text', attributes: { name: 'a'.repeat(75) } })).toMatchObject({ effect: 'EFFECT_ALLOW', ruleIds: ['a-runs'] });
+  }, PROMPT);
+
+  it('charges matches() the length of its string: 1,000 tags of 1,000 characters, within the shipped caps, give up the condition', async () => {
+    const tags = Array.from({ length: 1_000 }, () => 'a'.repeat(1_000));
+    const res = await check({ type: 'tagged', attributes: { tags } });
+    expect(res).toMatchObject({ effect: 'EFFECT_DENY', reason: 'REASON_DENIED_BY_ERROR', ruleIds: ['tag-runs'] });
+    expect(res.errors).toEqual([{ ruleId: 'tag-runs', message: expect.stringMatching(/^condition gave up: .*matches\(\) counts one per 4 characters/) }]);
+    // Within the budget the rule decides as written.
+    expect(await check({ type: 'tagged', attributes: { tags: tags.slice(0, 10) } })).toMatchObject({ effect: 'EFFECT_ALLOW', ruleIds: ['tag-runs'] });
   }, PROMPT);
 
   it('refuses a request over a size cap with INVALID_ARGUMENT naming the field, and records it', async () => {
