@@ -8,7 +8,7 @@ import { z } from 'zod';
 const count = (most: number) => z.number().int().min(1).max(most);
 
 export const detectorsSchema = z.strictObject({
-  /** The window every figure is counted over, aligned to the epoch (hours start on the hour). */
+  /** The length of the sliding window every figure is counted over; alerts are raised once per window of this length aligned to the epoch (hours start on the hour). */
   windowSeconds: z.number().int().min(60).max(7 * 86_400).optional(),
   /** Subjects (principals, principal×model pairs, failing credentials) kept per detector map; the least recently active is evicted past it. */
   maxSubjects: count(10_000_000).optional(),

@@ -6,14 +6,18 @@
  * so a day of decisions can be fed in a second and both ways give the same
  * alerts, with the same ids.
  *
- * Figures are counted per fixed window (an hour by default, aligned to the
- * epoch) and per subject: a principal, a principal and one model, or a failing
- * credential (a real API key refused as revoked or expired, an unverified token
- * subject, a source address). Each alert is raised once per type, subject and
- * window. Memory is bounded: each subject map keeps at most `maxSubjects`
- * entries, the least recently active evicted first (counted in `evictions`); a
- * principal's set of distinct models holds at most `reconnaissance.maxResources + 1`
- * ids. The cost per decision is a few map updates, whatever the number of subjects.
+ * Figures are counted per subject (a principal, a principal and one model, or a
+ * failing credential: a real API key refused as revoked or expired, an unverified
+ * token subject, a source address) over a sliding window (an hour by default),
+ * estimated from two counts: this fixed window's (aligned to the epoch) and the one
+ * before's, weighted by how much of it the sliding window still covers
+ * (`previous × (1 − elapsed fraction)`). Counted per fixed window alone, a burst
+ * split across a boundary reached nearly twice a threshold unseen. Each alert is
+ * raised once per type, subject and fixed window. Memory is bounded: each subject
+ * map keeps at most `maxSubjects` entries, the least recently active evicted first
+ * (counted in `evictions`); a principal's sets of distinct models (this window's
+ * and the one before's) hold at most `reconnaissance.maxResources + 1` ids each.
+ * The cost per decision is a few map updates, whatever the number of subjects.
  *
  * A refused key id is counted only when the key exists (REVOKED, EXPIRED need its
  * secret): an UNKNOWN_KEY names whatever id the caller made up, so counted by id a
@@ -69,6 +73,12 @@ class PrincipalState {
   denied = 0;
   raised = 0;
   models: Set<string> | null = null;
+  /** The window before's figures (zero when it had none), for the sliding estimate. */
+  previous = 0;
+  previousDenied = 0;
+  previousModels: Set<string> | null = null;
+  /** How many of `previousModels` this window has not touched yet. */
+  previousOnly = 0;
   /** The principal's usual requests per window (EWMA over closed windows). */
   ewma = 0;
   windows = 0;
@@ -88,6 +98,8 @@ class PrincipalState {
 class CountState {
   window = 0;
   count = 0;
+  /** The window before's count (zero when it had none), for the sliding estimate. */
+  previous = 0;
   raised = false;
   /** The principal whose `lastPair` this is (extraction states only), else null. */
   owner: PrincipalState | null = null;
@@ -200,30 +212,37 @@ export class Detectors {
     s.count++;
     s.recent.add(d.decisionId);
     if (d.effect === 'DENY' && d.reason !== 'DENIED_BY_RATE_LIMIT') s.denied++;
+    const carried = this.carried(d.time, s.window);
+    const count = s.count + s.previous * carried;
 
-    if (c.volume.enabled && s.count > c.volume.maxRequests && (s.raised & RAISED.volume) === 0) {
+    if (c.volume.enabled && count > c.volume.maxRequests && (s.raised & RAISED.volume) === 0) {
       s.raised |= RAISED.volume;
-      this.raise('volume', principal(d.principalId), s.window, s.count, c.volume.maxRequests, d, s.recent, `${s.count} requests in the window, more than ${c.volume.maxRequests}`);
+      this.raise('volume', principal(d.principalId), s.window, round2(count), c.volume.maxRequests, d, s.recent, `${round2(count)} requests in the sliding window, more than ${c.volume.maxRequests}`);
     }
-    if (c.probing.enabled && s.count >= c.probing.minRequests && (s.raised & RAISED.probing) === 0 && s.denied * 100 > c.probing.maxDeniedPercent * s.count) {
+    const denied = s.denied + s.previousDenied * carried;
+    if (c.probing.enabled && count >= c.probing.minRequests && (s.raised & RAISED.probing) === 0 && denied * 100 > c.probing.maxDeniedPercent * count) {
       s.raised |= RAISED.probing;
-      const percent = Math.round((s.denied * 10_000) / s.count) / 100;
-      this.raise('probing', principal(d.principalId), s.window, percent, c.probing.maxDeniedPercent, d, s.recent, `${percent}% of ${s.count} decisions denied, more than ${c.probing.maxDeniedPercent}%`);
+      const percent = Math.round((denied * 10_000) / count) / 100;
+      this.raise('probing', principal(d.principalId), s.window, percent, c.probing.maxDeniedPercent, d, s.recent, `${percent}% of ${round2(count)} decisions denied, more than ${c.probing.maxDeniedPercent}%`);
     }
     const r = c.reconnaissance;
     if (r.enabled && d.resourceType === r.resourceType && (s.raised & RAISED.reconnaissance) === 0) {
       s.models ??= new Set();
-      s.models.add(d.resourceId);
-      if (s.models.size > r.maxResources) {
+      if (!s.models.has(d.resourceId)) {
+        s.models.add(d.resourceId);
+        if (s.previousModels?.has(d.resourceId) === true) s.previousOnly--;
+      }
+      // The window before's models count as far as the sliding window still covers them, once each.
+      const models = s.models.size + s.previousOnly * carried;
+      if (models > r.maxResources) {
         s.raised |= RAISED.reconnaissance;
-        this.raise('reconnaissance', principal(d.principalId), s.window, s.models.size, r.maxResources, d, s.recent, `${s.models.size} distinct ${r.resourceType}s touched, more than ${r.maxResources}`);
-        s.models = null;
+        this.raise('reconnaissance', principal(d.principalId), s.window, round2(models), r.maxResources, d, s.recent, `${round2(models)} distinct ${r.resourceType}s touched in the sliding window, more than ${r.maxResources}`);
       }
     }
-    if (c.baseline.enabled && s.count > s.limit && (s.raised & RAISED.baseline) === 0) {
+    if (c.baseline.enabled && count > s.limit && (s.raised & RAISED.baseline) === 0) {
       s.raised |= RAISED.baseline;
       const limit = round2(s.limit);
-      this.raise('baseline', principal(d.principalId), s.window, s.count, limit, d, s.recent, `${s.count} requests in the window, more than ${c.baseline.factor}× its usual ${round2(s.basis)} (alerting above ${limit})`, round2(s.basis));
+      this.raise('baseline', principal(d.principalId), s.window, round2(count), limit, d, s.recent, `${round2(count)} requests in the sliding window, more than ${c.baseline.factor}× its usual ${round2(s.basis)} (alerting above ${limit})`, round2(s.basis));
     }
     return s;
   }
@@ -238,12 +257,26 @@ export class Detectors {
     const idle = Math.min(1000, Math.round((window - s.window) / this.config.windowMs) - 1);
     if (idle > 0) s.ewma *= Math.pow(1 - alpha, idle);
     s.windows += 1 + Math.max(0, idle);
+    const adjacent = window === s.window + this.config.windowMs;
+    s.previous = adjacent ? s.count : 0;
+    s.previousDenied = adjacent ? s.denied : 0;
+    s.previousModels = adjacent ? s.models : null;
+    s.previousOnly = s.previousModels?.size ?? 0;
     s.window = window;
     s.count = 0;
     s.denied = 0;
     s.raised = 0;
     s.models = null;
     s.recent.clear();
+  }
+
+  /**
+   * How much of the window before `start` the sliding window ending at `time` still covers:
+   * 1 at the start of a window, falling to 0 at its end.
+   */
+  private carried(time: number, start: number): number {
+    const elapsed = (time - start) / this.config.windowMs;
+    return elapsed <= 0 ? 1 : elapsed >= 1 ? 0 : 1 - elapsed;
   }
 
   /** This window's baseline: the principal's own once it has enough history, else no lower than its peers'. */
@@ -267,9 +300,10 @@ export class Detectors {
     }
     s.count++;
     s.recent.add(d.decisionId);
-    if (s.count > x.maxCalls && !s.raised) {
+    const calls = s.count + s.previous * this.carried(d.time, s.window);
+    if (calls > x.maxCalls && !s.raised) {
       s.raised = true;
-      this.raise('extraction', principal(d.principalId), s.window, s.count, x.maxCalls, d, s.recent, `${s.count} ${x.action} calls on ${x.resourceType} ${d.resourceId}, more than ${x.maxCalls}`, undefined, {
+      this.raise('extraction', principal(d.principalId), s.window, round2(calls), x.maxCalls, d, s.recent, `${round2(calls)} ${x.action} calls on ${x.resourceType} ${d.resourceId} in the sliding window, more than ${x.maxCalls}`, undefined, {
         type: d.resourceType,
         id: d.resourceId,
       });
@@ -289,9 +323,10 @@ export class Detectors {
     const s = this.counted(map, `${subject.kind}\u0000${subject.id}`, window);
     s.count++;
     s.recent.add(d.decisionId);
-    if (s.count > max && !s.raised) {
+    const failures = s.count + s.previous * this.carried(d.time, s.window);
+    if (failures > max && !s.raised) {
       s.raised = true;
-      this.raise('auth-failures', subject, s.window, s.count, max, d, s.recent, `${s.count} failed authentications, more than ${max}`);
+      this.raise('auth-failures', subject, s.window, round2(failures), max, d, s.recent, `${round2(failures)} failed authentications in the sliding window, more than ${max}`);
     }
   }
 
@@ -303,6 +338,7 @@ export class Detectors {
       s.window = window;
       map.add(key, s);
     } else if (window > s.window) {
+      s.previous = window === s.window + this.config.windowMs ? s.count : 0;
       s.window = window;
       s.count = 0;
       s.raised = false;

@@ -33,12 +33,16 @@ describe('detectors over a simulated day', () => {
         'baseline principal:svc-stolen @12',
         'extraction principal:extractor fraud-v3 @14',
         'extraction principal:extractor fraud-v3 @15',
-        // 1,000 predicts on one model in an hour is past the extraction threshold too.
+        // 1,000 predicts on one model in an hour is past the extraction threshold too, and in the
+        // sliding window still in hour 13, while the hour before's calls are most of an hour ago.
         'extraction principal:svc-stolen model-1 @12',
+        'extraction principal:svc-stolen model-1 @13',
         'probing principal:prober @5',
         'reconnaissance principal:scraper @8',
         'volume principal:extractor @14',
         'volume principal:extractor @15',
+        // Its usual 10 an hour, from hour 11 still in the sliding window, and the 1,000 of hour 12.
+        'volume principal:svc-stolen @12',
       ].sort(),
     );
   });
@@ -46,7 +50,9 @@ describe('detectors over a simulated day', () => {
   it('describe what crossed what, with example decisions from the window', () => {
     const { alerts } = run(attacks);
     const stolen = alerts.find((a) => a.type === 'baseline' && a.subject.id === 'svc-stolen')!;
-    expect(stolen.observed).toBe(stolen.threshold + 1);
+    // The sliding count (this hour's calls and the share of the hour before's it still covers) on the call that crossed.
+    expect(stolen.observed).toBeGreaterThan(stolen.threshold);
+    expect(stolen.observed).toBeLessThanOrEqual(stolen.threshold + 1);
     expect(stolen.baseline).toBeGreaterThan(4);
     expect(stolen.baseline).toBeLessThan(20);
     expect(stolen.threshold).toBe(200);
@@ -174,5 +180,58 @@ describe("a suspended principal's own refusals", () => {
     // The same refusals for any other reason are probing, past the volume (and more).
     const denied = calls.map((c) => ({ ...c, reason: 'DENIED_BY_DEFAULT' as const }));
     expect(run(denied, { volume: { maxRequests: 100 } }).alerts.map((a) => a.type)).toEqual(expect.arrayContaining(['probing', 'volume']));
+  });
+});
+
+describe('windows slide: a burst split across a window boundary is counted whole', () => {
+  const BOUNDARY = DAY_START + 10 * HOUR;
+  /** `n` calls by `principalId`, one a second, the first at `start`. */
+  const calls = (start: number, n: number, make: (time: number, k: number) => Parameters<typeof record>[0]) => Array.from({ length: n }, (_, k) => record(make(start + k * 1000, k)));
+  const alertsOf = (records: ReturnType<typeof record>[], settings: object) => run(records, { baseline: { enabled: false }, ...settings }).alerts.map((a) => [a.type, a.subject.id, (a.windowStart - DAY_START) / HOUR]);
+
+  it('1,800 calls in the half hour around a boundary (900 on each side) raise volume and extraction; fixed windows saw 900 and 900', () => {
+    const burst = calls(BOUNDARY - 900_000, 1_800, (time) => ({ time, principalId: 'split', resourceId: 'fraud-v3' }));
+    expect(alertsOf(burst, { extraction: { maxCalls: 1_000 } })).toEqual([
+      ['volume', 'split', 10],
+      ['extraction', 'split', 10],
+    ]);
+  });
+
+  it('probing, reconnaissance and auth failures split across a boundary are raised too', () => {
+    const probing = calls(BOUNDARY - 12_000, 24, (time, k) => ({ time, principalId: 'prober', action: 'delete', resourceId: 'model-1', deny: k % 4 !== 0 }));
+    const models = calls(BOUNDARY - 4_000, 8, (time, k) => ({ time, principalId: 'scraper', action: 'read', resourceId: `model-${k}` }));
+    const failures = calls(BOUNDARY - 20_000, 40, (time) => ({ time, principalId: '', resourceId: '/v1/models', caller: '10.9.9.9:4000', unauthenticated: 'UNKNOWN_KEY: API key k_guess is not recognised' }));
+    const settings = { probing: { minRequests: 20 }, reconnaissance: { maxResources: 5 }, authFailures: { maxFailures: 30 } };
+    expect(alertsOf([...probing, ...models, ...failures].sort((a, b) => a.time - b.time), settings).sort()).toEqual(
+      [
+        ['auth-failures', 'k_guess', 10],
+        ['auth-failures', '10.9.9.9', 10],
+        ['probing', 'prober', 10],
+        ['reconnaissance', 'scraper', 10],
+      ].sort(),
+    );
+  });
+
+  it('a model touched in both windows counts once', () => {
+    const twice = [...calls(BOUNDARY - 4_000, 4, (time, k) => ({ time, principalId: 'reader', action: 'read', resourceId: `model-${k}` })), ...calls(BOUNDARY, 4, (time, k) => ({ time, principalId: 'reader', action: 'read', resourceId: `model-${k}` }))];
+    expect(alertsOf(twice, { reconnaissance: { maxResources: 5 } })).toEqual([]);
+  });
+
+  it('a steady rate just under the threshold raises nothing, hour after hour', () => {
+    // 990 calls an hour, evenly spaced, for a day: the sliding count stays at 990.
+    const steady = calls(DAY_START, 24 * 990, (time) => ({ time: DAY_START + Math.floor(((time - DAY_START) / 1000) * (HOUR / 990)), principalId: 'steady', resourceId: 'model-1' }));
+    expect(alertsOf(steady, { extraction: { maxCalls: 1_000 } })).toEqual([]);
+  });
+
+  it('what the window before counted fades as this one goes on, and a gap of a whole window forgets it', () => {
+    // 800 in the last minutes of hour 9, then 600 in hour 10: 600 + 800 × (1 − elapsed) passes 1,000 only early in hour 10.
+    const before = calls(BOUNDARY - 800_000, 800, (time) => ({ time, principalId: 'fading', resourceId: 'model-1' }));
+    const early = calls(BOUNDARY, 600, (time) => ({ time, principalId: 'fading', resourceId: 'model-1' }));
+    const late = early.map((r) => ({ ...r, time: r.time + HOUR / 2 }));
+    const gap = early.map((r) => ({ ...r, time: r.time + HOUR }));
+    const settings = { extraction: { enabled: false } };
+    expect(alertsOf([...before, ...early], settings)).toEqual([['volume', 'fading', 10]]);
+    expect(alertsOf([...before, ...late], settings)).toEqual([]);
+    expect(alertsOf([...before, ...gap], settings)).toEqual([]);
   });
 });
