@@ -42,6 +42,46 @@ function holdBody(session: http2.ClientHttp2Session, path: string, declared: num
   });
 }
 
+interface Refused {
+  readonly grpcStatus: string | undefined;
+  readonly message: string;
+  /** The reset code the stream closed with; undefined while it is open. */
+  readonly rstCode: number | undefined;
+}
+
+/**
+ * Opens a stream, sends `first`, and goes on sending a chunk every 100 ms without
+ * ending it, as a client that ignores its refusal would; resolves once the server has
+ * closed it, or with `rstCode` undefined if it is still open after `patienceMs`.
+ */
+function keepSending(session: http2.ClientHttp2Session, headers: http2.OutgoingHttpHeaders, first: Buffer, patienceMs: number): Promise<Refused> {
+  const stream = session.request({ ':method': 'POST', 'content-type': 'application/grpc', te: 'trailers', ...headers });
+  let answer: http2.IncomingHttpHeaders = {};
+  stream.on('response', (h) => (answer = { ...answer, ...h }));
+  stream.on('trailers', (h) => (answer = { ...answer, ...h }));
+  stream.on('error', () => undefined);
+  stream.write(first);
+  const more = setInterval(() => {
+    if (!stream.closed && !stream.destroyed) stream.write(Buffer.alloc(1024, 0x41));
+  }, 100);
+  const outcome = (): Refused => {
+    const message = answer['grpc-message'];
+    return { grpcStatus: answer['grpc-status'] as string | undefined, message: typeof message === 'string' ? decodeURI(message) : '', rstCode: stream.closed ? stream.rstCode : undefined };
+  };
+  return new Promise((resolve) => {
+    const patience = setTimeout(() => {
+      clearInterval(more);
+      resolve(outcome());
+      stream.destroy();
+    }, patienceMs);
+    stream.once('close', () => {
+      clearInterval(more);
+      clearTimeout(patience);
+      resolve(outcome());
+    });
+  });
+}
+
 describe('the gRPC port bounds unfinished request bodies', () => {
   let verdict: VerdictProcess;
   let dir: string;
@@ -133,6 +173,45 @@ describe('the gRPC port bounds unfinished request bodies', () => {
       await new Promise((resolve) => stream.once('close', resolve));
       // Decided (an invalid request: no resource type), not cut off.
       expect(status).toBe('3');
+    } finally {
+      session.close();
+    }
+  });
+
+  it('resets a stream the direct lane refused before its body had come, so it frees its slot of the connection at once', async () => {
+    // All four of the connection's streams refused early, each client going on sending: they used to be
+    // drained with no timeout, holding the connection's four slots for as long as the client liked.
+    const session = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`);
+    try {
+      const declare = (bytes: number): Buffer => {
+        const prefix = Buffer.alloc(5);
+        prefix.writeUInt32BE(bytes, 1);
+        return prefix;
+      };
+      const message = Buffer.from('0a060a0464616e61120472656164', 'hex');
+      const whole = Buffer.concat([declare(message.length), message]);
+      // Longer than the body timeout: a stream still open by then was not closed by the refusal, nor by the guard.
+      const patience = BODY_TIMEOUT_MS * 3;
+      const refused = await Promise.all([
+        keepSending(session, { ':path': '/verdict.v1.Authorization/Check' }, declare(8 * 1024 * 1024), patience),
+        keepSending(session, { ':path': '/verdict.v1.Authorization/CheckBatch' }, declare(8 * 1024 * 1024), patience),
+        keepSending(session, { ':path': '/verdict.v1.Authorization/Check', 'grpc-timeout': 'soon' }, declare(100), patience),
+        keepSending(session, { ':path': '/envoy.service.auth.v3.Authorization/Check' }, Buffer.concat([whole, whole]), patience),
+      ]);
+      expect(refused.map((r) => r.grpcStatus)).toEqual(['8', '8', '13', '12']);
+      expect(refused[0]!.message).toContain('Received message larger than max');
+      expect(refused[3]!.message).toContain('second request message');
+      expect(refused.map((r) => r.rstCode)).toEqual(Array(4).fill(http2.constants.NGHTTP2_NO_ERROR));
+      // The slots are free: the same connection's next stream is read and decided (invalid: no resource type).
+      const next = session.request({ ':method': 'POST', ':path': '/verdict.v1.Authorization/Check', 'content-type': 'application/grpc', te: 'trailers' });
+      let status: string | undefined;
+      next.on('response', (h) => (status ??= h['grpc-status'] as string | undefined));
+      next.on('trailers', (h) => (status = h['grpc-status'] as string | undefined));
+      next.on('data', () => undefined);
+      next.end(whole);
+      await new Promise((resolve) => next.once('close', resolve));
+      expect(status).toBe('3');
+      expect(await metricValue(verdict.httpPort, 'verdict_grpc_body_bytes_arriving')).toBe(0);
     } finally {
       session.close();
     }

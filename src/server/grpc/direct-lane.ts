@@ -353,8 +353,11 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
     const trailers: http2.OutgoingHttpHeaders = { ...RESPONSE_HEADERS, 'grpc-status': String(code), 'grpc-message': grpcMessageHeader(details) };
     if (metadata) Object.assign(trailers, metadata.toHttp2Headers());
     answer(stream, () => stream.respond(trailers, RESPOND_AND_END));
-    // Whatever the caller still sends is read and dropped, so the stream can close.
-    stream.resume();
+    // Refused before its body had all come: the stream is reset once the answer has gone (RST_STREAM NO_ERROR,
+    // which HTTP/2 provides for a complete response to an incomplete request). Drained instead, with the guard
+    // no longer counting it, it stayed open, and kept its slot of the connection's streams, as long as its client
+    // went on sending, or sent nothing more.
+    if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
   };
   // An error here always comes with a close; the close is what ends the call.
   stream.on('error', ignore);
@@ -388,8 +391,6 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
     taken += chunk.length;
     if (!guard.take(chunk.length)) {
       fail(status.RESOURCE_EXHAUSTED, guard.overBudgetMessage);
-      // Nothing more of it is read: the stream is reset rather than drained.
-      stream.close(http2.constants.NGHTTP2_NO_ERROR);
       return;
     }
     const refusal = body.push(chunk);
