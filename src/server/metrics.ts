@@ -201,17 +201,18 @@ export class ServerMetrics implements DecisionObserver {
   }
 
   /** The gRPC stream guard: streams it ended, by why, and the bytes of bodies still arriving, read at each scrape. */
-  watchStreamGuard(guard: { readonly slowBodies: number; readonly overBudget: number; readonly bufferedBytes: number }): void {
-    let reported = { slow_body: 0, over_budget: 0 };
+  watchStreamGuard(guard: { readonly slowBodies: number; readonly overBudget: number; readonly overShare: number; readonly bufferedBytes: number }): void {
+    let reported = { slow_body: 0, over_budget: 0, over_share: 0 };
     new Counter({
       name: 'verdict_grpc_streams_ended_total',
-      help: 'gRPC streams ended before their request body arrived: slow_body (past grpcStreams.bodyTimeoutMs), over_budget (past grpcStreams.maxBufferedBytes).',
+      help: 'gRPC streams ended before their request body arrived: slow_body (past grpcStreams.bodyTimeoutMs), over_budget (past grpcStreams.maxBufferedBytes), over_share (the budget full, their host holding the most of it while another host under its fair share needed room).',
       labelNames: ['reason'],
       registers: [this.registry],
       collect() {
         this.inc({ reason: 'slow_body' }, guard.slowBodies - reported.slow_body);
         this.inc({ reason: 'over_budget' }, guard.overBudget - reported.over_budget);
-        reported = { slow_body: guard.slowBodies, over_budget: guard.overBudget };
+        this.inc({ reason: 'over_share' }, guard.overShare - reported.over_share);
+        reported = { slow_body: guard.slowBodies, over_budget: guard.overBudget, over_share: guard.overShare };
       },
     });
     new Gauge({

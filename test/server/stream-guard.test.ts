@@ -1,9 +1,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http2 from 'node:http2';
+import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, metricValue, shippedAllowedCheck, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
+import { serviceDefinition } from '../../src/server/grpc/descriptors.js';
+import { ROOT, metricValue, shippedAllowedCheck, shippedAllowedRequest, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
 
 // Unfinished request bodies on the gRPC port, as an attacker holds them: streams
 // that declare a large message, send part of it and wait, with no deadline. They
@@ -214,6 +216,44 @@ describe('the gRPC port bounds unfinished request bodies', () => {
       expect(await metricValue(verdict.httpPort, 'verdict_grpc_body_bytes_arriving')).toBe(0);
     } finally {
       session.close();
+    }
+  });
+
+  it('when one host holds the budget with slow bodies, another host\'s large check makes room: the holder loses its newest body, the check is decided', async () => {
+    // 127.0.0.1 holds 200 KB of the 256 KiB in two bodies that will not finish; 127.0.0.2 (another host on
+    // loopback) sends a whole check of about 80 KB, well under its fair share (half, with two hosts). Without
+    // the fair share it was refused over the budget, as every other host's large checks were while the first held it.
+    const holder = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`);
+    const other = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`, { createConnection: () => net.connect({ host: '127.0.0.1', port: verdict.grpcPort, localAddress: '127.0.0.2' }) });
+    try {
+      const oldest = holdBody(holder, '/verdict.v1.Authorization/Check', 200_000, 100_000);
+      const newest = holdBody(holder, '/verdict.v1.Authorization/CheckBatch', 200_000, 100_000);
+      while ((await metricValue(verdict.httpPort, 'verdict_grpc_body_bytes_arriving')) < 200_000) await new Promise((resolve) => setTimeout(resolve, 20));
+      const context = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`note${i}`, 'n'.repeat(8000)]));
+      const message = serviceDefinition('verdict.v1.Authorization').Check!.requestSerialize(shippedAllowedRequest(context));
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(message.length, 1);
+      const stream = other.request({ ':method': 'POST', ':path': '/verdict.v1.Authorization/Check', 'content-type': 'application/grpc', te: 'trailers' });
+      let status: string | undefined;
+      const chunks: Buffer[] = [];
+      stream.on('response', (h) => (status ??= h['grpc-status'] as string | undefined));
+      stream.on('trailers', (h) => (status = h['grpc-status'] as string | undefined));
+      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+      stream.end(Buffer.concat([prefix, message]));
+      await new Promise((resolve) => stream.once('close', resolve));
+      expect(status).toBe('0');
+      const answer = serviceDefinition('verdict.v1.Authorization').Check!.responseDeserialize(Buffer.concat(chunks).subarray(5)) as { effect: string };
+      expect(answer.effect).toBe('EFFECT_ALLOW');
+      // The holder's newest body made the room; its oldest is left to its body timeout.
+      const ended = await newest;
+      expect(ended.grpcStatus).toBe('8');
+      expect(ended.message).toBe(`verdict is holding ${BUDGET} bytes of request bodies still arriving (grpcStreams.maxBufferedBytes), the most of them from this host, and another host's message needed room; send fewer large messages at once, and each promptly`);
+      expect((await oldest).grpcStatus).toBe('4');
+      expect(await metricValue(verdict.httpPort, 'verdict_grpc_streams_ended_total{reason="over_share"}')).toBe(1);
+      expect(await metricValue(verdict.httpPort, 'verdict_grpc_body_bytes_arriving')).toBe(0);
+    } finally {
+      holder.close();
+      other.close();
     }
   });
 });

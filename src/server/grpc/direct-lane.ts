@@ -332,13 +332,10 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   let deadlineTimer: NodeJS.Timeout | null = null;
   // Kept: a destroyed stream no longer knows its session, and with it whether its certificate lapsed.
   const session = stream.session;
-  // Bytes of this body the guard counts while it arrives; given back once it has arrived, is answered, or the stream goes.
-  let taken = 0;
-  guard.opened(stream);
   // A large message's turn, given back once it is answered: a client that does not read its answer keeps no turn.
   let releaseTurn: (() => void) | null = null;
   const finish = (): boolean => {
-    guard.arrived(stream, taken);
+    guard.arrived(arriving);
     releaseTurn?.();
     if (answered || stream.destroyed || stream.closed) {
       answered = true;
@@ -359,10 +356,13 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
     // went on sending, or sent nothing more.
     if (!stream.readableEnded) stream.close(http2.constants.NGHTTP2_NO_ERROR);
   };
+  // The guard counts this body's bytes while it arrives, and gives them back once it has arrived, is answered,
+  // or the stream goes; it refuses the stream itself when the body is too slow, or its host must make room.
+  const arriving = guard.opened(stream, fail);
   // An error here always comes with a close; the close is what ends the call.
   stream.on('error', ignore);
   stream.once('close', () => {
-    guard.arrived(stream, taken);
+    guard.arrived(arriving);
     answered = true;
     if (deadlineTimer !== null) clearTimeout(deadlineTimer);
     // The stream object can outlive the call (node lets go of it on its own schedule);
@@ -388,8 +388,7 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   const body = new UnaryBody(maxFrameBytes);
   function onData(chunk: Buffer): void {
     if (answered) return;
-    taken += chunk.length;
-    if (!guard.take(chunk.length)) {
+    if (!guard.take(arriving, chunk.length)) {
       fail(status.RESOURCE_EXHAUSTED, guard.overBudgetMessage);
       return;
     }
@@ -398,7 +397,7 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   }
   stream.on('data', onData);
   stream.once('end', () => {
-    guard.arrived(stream, taken);
+    guard.arrived(arriving);
     if (answered) return;
     // The request may have been started before the certificate expired and finished after it; or its
     // connection was cut meanwhile (another call's request found the certificate lapsed), and nobody would get the answer.

@@ -9,9 +9,19 @@
 // takes longer than `bodyTimeoutMs`, or whose bytes would take the bodies still
 // arriving, all streams together, past `maxBufferedBytes`. The number of streams
 // one connection may hold open is HTTP/2's own setting (SETTINGS_MAX_CONCURRENT_STREAMS).
+//
+// The budget is shared by host (or IPv6 /64) only when it is full. A fixed share per
+// host cannot tell a gateway's burst of large checks from one client's slow bodies (both
+// are many large unfinished bodies from one host), so a host alone may hold all of it.
+// When bytes arrive that the budget has no room for, and their host holds no more
+// than its fair share (the budget over the hosts with bodies arriving), the host
+// holding the most gives up its newest unfinished bodies until they fit; otherwise
+// they are refused as before. One client holding the budget with slow bodies then
+// keeps no other host's checks out, and a gateway alone is never cut for its size.
 
 import http2 from 'node:http2';
 import { status } from '@grpc/grpc-js';
+import { callerGroup } from '../../decisions/caller-group.js';
 import { grpcMessageHeader } from './status.js';
 
 export interface StreamGuardLimits {
@@ -19,7 +29,7 @@ export interface StreamGuardLimits {
   readonly maxStreamsPerConnection: number;
   /** How long a request body may take to arrive, from the stream's headers to its end. */
   readonly bodyTimeoutMs: number;
-  /** Bytes all request bodies still arriving may hold together. */
+  /** Bytes all request bodies still arriving may hold together; once full, shared by host (StreamGuard.take). */
   readonly maxBufferedBytes: number;
   /**
    * Bytes all large request messages waiting for their turn to be decided may hold
@@ -41,6 +51,8 @@ export interface StreamGuardCounts {
   readonly slowBodies: number;
   /** Streams ended because their bytes would go past maxBufferedBytes. */
   readonly overBudget: number;
+  /** Streams ended, the budget being full, because their host held the most of it while another host under its fair share needed room. */
+  readonly overShare: number;
   /** Bytes held by bodies still arriving, now. */
   readonly bufferedBytes: number;
   /** Whether it watches any HTTP/2 server (false when grpc-js did not have the expected shape). */
@@ -49,13 +61,51 @@ export interface StreamGuardCounts {
 
 const GRPC_HEADERS = Object.freeze({ ':status': 200, 'content-type': 'application/grpc+proto' });
 
+/** How the reader of a stream refuses it: answers the status, resets the stream and lets its bytes go. */
+export type RefuseStream = (code: status, message: string) => void;
+
+/** The bodies one host (or IPv6 /64) has arriving, newest first, and the bytes they hold. */
+class HostBodies {
+  bytes = 0;
+  newest: ArrivingBody | null = null;
+
+  constructor(readonly group: string) {}
+}
+
+/** One stream whose body is still arriving, as the guard counts it: handed to its reader by `opened`. */
+export class ArrivingBody {
+  taken = 0;
+  /** Still counted: false once arrived, refused or gone. */
+  counted = true;
+  older: ArrivingBody | null = null;
+  newer: ArrivingBody | null = null;
+
+  constructor(
+    readonly stream: http2.ServerHttp2Stream,
+    readonly openedAt: number,
+    readonly host: HostBodies,
+    readonly refuse: RefuseStream,
+  ) {}
+}
+
 export class StreamGuard implements StreamGuardCounts {
-  /** Streams whose body is still arriving, with when they opened; whoever reads a stream keeps count of its bytes. */
-  private readonly arriving = new Map<http2.ServerHttp2Stream, number>();
+  /** Streams whose body is still arriving. */
+  private readonly arriving = new Map<http2.ServerHttp2Stream, ArrivingBody>();
+  /**
+   * Hosts with a body arriving, and those that had one since the last sweep: a host's
+   * entry is kept while it has none, so a gateway's checks one at a time do not insert
+   * and delete it each time (a Map that does keeps replacing its hash table).
+   */
+  private readonly hosts = new Map<string, HostBodies>();
+  /** Hosts with a body arriving now. */
+  private activeHosts = 0;
+  /** Each connection's host, worked out once per connection rather than per stream. */
+  private readonly groupOf = new WeakMap<object, string>();
   private readonly guarded = new WeakSet<object>();
   private sweeper: NodeJS.Timeout | null = null;
   slowBodies = 0;
   overBudget = 0;
+  overShare = 0;
   bufferedBytes = 0;
   installed = false;
 
@@ -87,22 +137,93 @@ export class StreamGuard implements StreamGuardCounts {
     this.sweeper = null;
   }
 
-  /** A stream whose body starts arriving; its reader reports the bytes with `take` and the end with `arrived`. */
-  opened(stream: http2.ServerHttp2Stream): void {
-    this.arriving.set(stream, this.now());
+  /**
+   * A stream whose body starts arriving; its reader reports the bytes with `take` and
+   * the end with `arrived`. `refuse` is how the guard ends it when its time is up, or
+   * when its host must make room for another's.
+   */
+  opened(stream: http2.ServerHttp2Stream, refuse: RefuseStream): ArrivingBody {
+    const group = this.hostOf(stream.session);
+    let host = this.hosts.get(group);
+    if (host === undefined) {
+      host = new HostBodies(group);
+      this.hosts.set(group, host);
+    }
+    const body = new ArrivingBody(stream, this.now(), host, refuse);
+    body.older = host.newest;
+    if (host.newest !== null) host.newest.newer = body;
+    else this.activeHosts += 1;
+    host.newest = body;
+    this.arriving.set(stream, body);
+    return body;
   }
 
-  /** Counts bytes a stream received; false when they take the total past the budget (the reader then refuses the stream). */
-  take(bytes: number): boolean {
+  /**
+   * Counts bytes a stream received; false when the budget has no room for them (the
+   * reader then refuses the stream). Before refusing, a host under its fair share has
+   * room made by the host holding the most.
+   */
+  take(body: ArrivingBody, bytes: number): boolean {
+    if (!body.counted) return false;
+    body.taken += bytes;
+    body.host.bytes += bytes;
     this.bufferedBytes += bytes;
-    if (this.bufferedBytes <= this.limits.maxBufferedBytes) return true;
+    if (this.bufferedBytes <= this.limits.maxBufferedBytes || this.makeRoom(body.host)) return true;
     this.overBudget += 1;
     return false;
   }
 
-  /** A stream's body has arrived, or the stream has gone: its `taken` bytes no longer count. Once per stream; later calls do nothing. */
-  arrived(stream: http2.ServerHttp2Stream, taken: number): void {
-    if (this.arriving.delete(stream)) this.bufferedBytes -= taken;
+  /** A stream's body has arrived, or the stream has gone: its bytes no longer count. Once per stream; later calls do nothing. */
+  arrived(body: ArrivingBody): void {
+    if (!body.counted) return;
+    body.counted = false;
+    this.arriving.delete(body.stream);
+    this.bufferedBytes -= body.taken;
+    const host = body.host;
+    host.bytes -= body.taken;
+    if (body.newer !== null) body.newer.older = body.older;
+    else host.newest = body.older;
+    if (body.older !== null) body.older.newer = body.newer;
+    body.older = body.newer = null;
+    if (host.newest === null) this.activeHosts -= 1;
+  }
+
+  /**
+   * The budget is full: when `host` holds no more than its fair share, ends the newest
+   * bodies of the host holding the most until the bytes fit. Whenever the budget is
+   * over, some host holds more than its fair share, and it is not `host`; so each call
+   * that does not give up at once ends at least one stream, and the scan of the hosts
+   * is paid for by a stream ended.
+   */
+  private makeRoom(host: HostBodies): boolean {
+    const fair = this.limits.maxBufferedBytes / this.activeHosts;
+    if (host.bytes > fair) return false;
+    while (this.bufferedBytes > this.limits.maxBufferedBytes) {
+      let largest: HostBodies | null = null;
+      for (const candidate of this.hosts.values()) if (largest === null || candidate.bytes > largest.bytes) largest = candidate;
+      if (largest === null || largest === host || largest.newest === null) return false;
+      const newest = largest.newest;
+      this.overShare += 1;
+      this.arrived(newest);
+      newest.refuse(status.RESOURCE_EXHAUSTED, this.overShareMessage);
+    }
+    return true;
+  }
+
+  private hostOf(session: http2.Http2Session | undefined): string {
+    if (session === undefined) return 'unknown';
+    let group = this.groupOf.get(session);
+    if (group === undefined) {
+      const socket = session.socket;
+      group = socket?.remoteAddress ? callerGroup(socket.remotePort ? `${socket.remoteAddress}:${socket.remotePort}` : socket.remoteAddress) : 'unknown';
+      this.groupOf.set(session, group);
+    }
+    return group;
+  }
+
+  /** The refusal a stream ended to make room for another host's gets. */
+  get overShareMessage(): string {
+    return `verdict is holding ${this.limits.maxBufferedBytes} bytes of request bodies still arriving (grpcStreams.maxBufferedBytes), the most of them from this host, and another host's message needed room; send fewer large messages at once, and each promptly`;
   }
 
   /** The refusal a stream over the budget gets. */
@@ -113,17 +234,15 @@ export class StreamGuard implements StreamGuardCounts {
   /** Counts a stream grpc-js answers, with listeners of the guard's, until its body has arrived. */
   watch(stream: http2.ServerHttp2Stream): void {
     if (stream.readableEnded) return;
-    let taken = 0;
-    this.opened(stream);
+    const body = this.opened(stream, (code, message) => this.end(stream, code, message));
     const onData = (chunk: Buffer): void => {
       // Ended by the guard: what still arrives before the close is dropped by node, not held.
       if (stream.closed) return;
-      taken += chunk.length;
-      if (!this.take(chunk.length)) this.end(stream, status.RESOURCE_EXHAUSTED, this.overBudgetMessage);
+      if (!this.take(body, chunk.length)) this.end(stream, status.RESOURCE_EXHAUSTED, this.overBudgetMessage);
     };
     const done = (): void => {
       stream.removeListener('data', onData);
-      this.arrived(stream, taken);
+      this.arrived(body);
     };
     stream.on('data', onData);
     stream.once('end', done);
@@ -133,12 +252,13 @@ export class StreamGuard implements StreamGuardCounts {
   private sweep(): void {
     const cutoff = this.now() - this.limits.bodyTimeoutMs;
     const message = `the request message did not arrive within ${this.limits.bodyTimeoutMs} ms (grpcStreams.bodyTimeoutMs); send it whole, at once`;
-    for (const [stream, openedAt] of this.arriving) {
-      if (openedAt > cutoff || stream.closed) continue;
+    for (const body of this.arriving.values()) {
+      if (body.openedAt > cutoff || body.stream.closed) continue;
       this.slowBodies += 1;
-      // Its bytes are let go when the stream closes: its reader's 'close' listener calls `arrived`.
-      this.end(stream, status.DEADLINE_EXCEEDED, message);
+      this.arrived(body);
+      body.refuse(status.DEADLINE_EXCEEDED, message);
     }
+    for (const [group, host] of this.hosts) if (host.newest === null) this.hosts.delete(group);
   }
 
   /**
