@@ -206,7 +206,7 @@ describe('alerts.webhooks configuration', () => {
   });
 
   it('defaults: no webhooks, suspension off for 15m on every type', () => {
-    expect(resolveConfig([]).alerts).toEqual({ enabled: true, webhooks: [], suspend: { enabled: false, for: '15m', types: ['volume', 'probing', 'reconnaissance', 'baseline', 'extraction', 'auth-failures'] } });
+    expect(resolveConfig([]).alerts).toEqual({ enabled: true, webhooks: [], suspend: { enabled: false, for: '15m', maxSuspended: 10_000, types: ['volume', 'probing', 'reconnaissance', 'baseline', 'extraction', 'auth-failures'] } });
   });
 
   it('a secretEnv that is not set stops the start, naming it', async () => {

@@ -200,11 +200,11 @@ describe('windows slide: a burst split across a window boundary is counted whole
   it('probing, reconnaissance and auth failures split across a boundary are raised too', () => {
     const probing = calls(BOUNDARY - 12_000, 24, (time, k) => ({ time, principalId: 'prober', action: 'delete', resourceId: 'model-1', deny: k % 4 !== 0 }));
     const models = calls(BOUNDARY - 4_000, 8, (time, k) => ({ time, principalId: 'scraper', action: 'read', resourceId: `model-${k}` }));
-    const failures = calls(BOUNDARY - 20_000, 40, (time) => ({ time, principalId: '', resourceId: '/v1/models', caller: '10.9.9.9:4000', unauthenticated: 'UNKNOWN_KEY: API key k_guess is not recognised' }));
+    const failures = calls(BOUNDARY - 20_000, 40, (time) => ({ time, principalId: '', resourceId: '/v1/models', caller: '10.9.9.9:4000', unauthenticated: 'REVOKED: API key k_revoked was revoked at 2025-01-01T00:00:00.000Z' }));
     const settings = { probing: { minRequests: 20 }, reconnaissance: { maxResources: 5 }, authFailures: { maxFailures: 30 } };
     expect(alertsOf([...probing, ...models, ...failures].sort((a, b) => a.time - b.time), settings).sort()).toEqual(
       [
-        ['auth-failures', 'k_guess', 10],
+        ['auth-failures', 'k_revoked', 10],
         ['auth-failures', '10.9.9.9', 10],
         ['probing', 'prober', 10],
         ['reconnaissance', 'scraper', 10],
