@@ -12,6 +12,8 @@ export type ErrorCode =
   | 'POLICY_DIR_MISSING'
   | 'DECISION_LOG_UNAVAILABLE'
   | 'DECISION_LOG_CORRUPT'
+  /** The decision log records another replica id than this server's (decisions/replica.ts). */
+  | 'DECISION_LOG_REPLICA_MISMATCH'
   | 'CONFIG_INVALID'
   | 'ADDRESS_UNAVAILABLE'
   | 'NOT_FOUND'

@@ -9,11 +9,12 @@ import { VerdictError, messageOf } from '../errors.js';
 import { repeatedMember } from '../json-members.js';
 import { parseCheckpointJson } from './checkpoint-export.js';
 import { EXPORT_FORMAT } from './export.js';
+import { REPLICA_ID_PATTERN, REPLICA_ID_RULE } from '../decisions/replica.js';
 
 /** What `verdict audit verify --export` reads back from an export (export.ts describes the lines). */
 export interface ExportContents {
   /** The first line, where the export says its range; null when the first line is another (its beginning was cut off). */
-  readonly header: { readonly fromSeq: number | null; readonly toSeq: number | null } | null;
+  readonly header: { readonly fromSeq: number | null; readonly toSeq: number | null; readonly replicaId: string | null } | null;
   readonly footer: { readonly rows: number } | null;
   readonly rows: StoredRow[];
   readonly checkpoints: Checkpoint[];
@@ -54,7 +55,7 @@ export function readExportFile(path: string): ExportContents {
     switch (o.type) {
       case 'header': {
         if (o.format !== EXPORT_FORMAT) throw new VerdictError('INPUT_INVALID', `${where}: format ${JSON.stringify(o.format)} is not ${EXPORT_FORMAT}`);
-        header = { fromSeq: typeof o.fromSeq === 'number' ? o.fromSeq : null, toSeq: typeof o.toSeq === 'number' ? o.toSeq : null };
+        header = { fromSeq: typeof o.fromSeq === 'number' ? o.fromSeq : null, toSeq: typeof o.toSeq === 'number' ? o.toSeq : null, replicaId: headerReplicaId(o.replicaId, where) };
         if (typeof o.publicKey === 'string') publicKey = parsePublicKey(o.publicKey, `${where}: publicKey`);
         break;
       }
@@ -275,4 +276,13 @@ function utf16Length(bytes: Buffer): number {
     if ((b & 0xc0) !== 0x80) units += b >= 0xf0 ? 2 : 1;
   }
   return units;
+}
+
+/** The header's replicaId: absent (an export of an earlier release) and null (an unnamed log) both read as null. */
+function headerReplicaId(value: unknown, where: string): string | null {
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string' || !REPLICA_ID_PATTERN.test(value)) {
+    throw new VerdictError('INPUT_INVALID', `${where}: header replicaId: expected null or ${REPLICA_ID_RULE}; verdict writes no other, so the line was altered`);
+  }
+  return value;
 }

@@ -4,6 +4,7 @@ import { CURRENT_FORMAT, formatName, storedRowFromRaw, storedRowProblem, type St
 import { CHECKPOINT_FORMAT } from '../decisions/checkpoint.js';
 import { COLUMNS, storedRowList } from '../decisions/columns.js';
 import { keyIdOf, publicKeyPem } from '../decisions/keys.js';
+import { recordedReplicaId } from '../decisions/replica.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { checkpointJson } from './checkpoint-export.js';
 import { readCheckpoints, withLogFile, type LogFile } from './log-file.js';
@@ -14,7 +15,8 @@ import { utf8Check } from './stored-text.js';
  * from the database (`verdict audit verify --export FILE`).
  *
  * Line types, in this order:
- * - `{"type":"header", "format":"verdict.export.v1", …, "publicKey": PEM}`
+ * - `{"type":"header", "format":"verdict.export.v1", …, "publicKey": PEM, "replicaId"}`
+ *   (replicaId: the log's replica id, null when it records none; absent before it existed)
  * - the checkpoint or prune anchor at seq fromSeq-1, when there is one (the
  *   export's signed starting point); checkpoint and anchor lines carry
  *   `previousSeq`, the seq they name as signed before them (format v2,
@@ -101,6 +103,8 @@ function exportSnapshot(log: LogFile, write: (chunk: string) => void, options: E
     toSeq: empty ? null : toSeq,
     keyId: options.publicKey ? keyIdOf(options.publicKey) : null,
     publicKey: options.publicKey ? publicKeyPem(options.publicKey) : null,
+    // Where the central store files this export; null for a log no server has named yet.
+    replicaId: recordedReplicaId(db, log.path),
   });
   let rows = 0;
   let checkpoints = 0;

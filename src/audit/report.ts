@@ -49,6 +49,8 @@ export interface VerifyReport {
   readonly seconds: number;
   /** A log's SQLite integrity check: run (and passed, unless the break says otherwise) or skipped with --chain-only; absent for an export. */
   readonly storage?: 'checked' | 'skipped';
+  /** The replica whose log it is (decisions/replica.ts): what the log or the export's header records; null when it records none. */
+  readonly replicaId?: string | null;
 }
 
 /** The report as `verdict audit verify` prints it; `keySource` says where the trusted keys came from. */
@@ -58,6 +60,7 @@ export function formatReport(report: VerifyReport, keySource: string, isExport: 
   const row = (label: string, text: string): void => {
     lines.push(`  ${label.padEnd(12)} ${text}`);
   };
+  if (report.replicaId !== undefined) row('replica', report.replicaId ?? 'unnamed (no replica id recorded)');
   row('key', report.keyIds.length > 0 ? `${report.keyIds.join(', ')} from ${keySource}` : 'none (no checkpoints to check)');
   const from = { genesis: 'the start (genesis)', anchor: `the prune anchor at seq ${n(report.start.seq)}`, checkpoint: `the checkpoint at seq ${n(report.start.seq)}`, unanchored: `seq ${n(report.start.seq)} (unanchored)` }[report.start.from];
   const range = report.lastSeq === null ? 'no rows' : `${n(report.rows)} rows, seq ${n(report.start.seq + 1)}..${n(report.lastSeq)}`;

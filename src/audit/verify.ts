@@ -1,6 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import { performance } from 'node:perf_hooks';
 import { GENESIS_HASH } from '../decisions/chain.js';
+import { recordedReplicaId } from '../decisions/replica.js';
 import { decisionsShapeProblem } from '../decisions/schema.js';
 import type { Checkpoint } from '../decisions/checkpoint.js';
 import { keyIdOf } from '../decisions/keys.js';
@@ -72,7 +73,8 @@ export async function verifyLog(path: string, options: VerifyOptions): Promise<V
     // When the chain is verified by several threads, the integrity check takes a thread of its own beside them.
     if (checkStorage && (options.workers === undefined ? spanOf(db) >= PARALLEL_MIN_ROWS : options.workers > 1)) beside = startStorageCheck(path);
     const pass = await chainPassDb(db, path, start, wanted, options.workers);
-    const report = judge({ source: path, start, anchor, checkpoints, external, keys: options.publicKeys, warnings, started, diagnosis: () => dbRowSource(db, log.columns) }, pass);
+    const replicaId = replicaOf(db, path, warnings);
+    const report = { ...judge({ source: path, start, anchor, checkpoints, external, keys: options.publicKeys, warnings, started, diagnosis: () => dbRowSource(db, log.columns) }, pass), replicaId };
     if (!report.ok) return report;
     if (!checkStorage) return { ...report, storage: 'skipped' };
     const damaged = beside === null ? storageProblem(db) : await beside.result;
@@ -85,6 +87,16 @@ export async function verifyLog(path: string, options: VerifyOptions): Promise<V
   } finally {
     await beside?.cancel();
     db.close();
+  }
+}
+
+/** The replica id the log records; one that is not a replica id is reported as a warning, not a reason to stop verifying the chain. */
+function replicaOf(db: LogFile['db'], path: string, warnings: string[]): string | null {
+  try {
+    return recordedReplicaId(db, path);
+  } catch (error) {
+    warnings.push(messageOf(error));
+    return null;
   }
 }
 
@@ -157,7 +169,7 @@ export function verifyExport(path: string, options: VerifyOptions): VerifyReport
   const checkpoints = contents.checkpoints.filter((c) => c !== before).map((c) => ({ ...c, origin: 'export' as const }));
   const wanted = [...checkpoints, ...(external ? [external] : [])].map((c) => c.seq);
   const pass = chainPassRows(contents.rows, start, wanted);
-  const report = judge({ source: path, start, anchor, checkpoints, external, keys, warnings, started, diagnosis: () => arrayRowSource(contents.rows) }, pass);
+  const report = { ...judge({ source: path, start, anchor, checkpoints, external, keys, warnings, started, diagnosis: () => arrayRowSource(contents.rows) }, pass), replicaId: contents.header?.replicaId ?? null };
   const cut = missingBeginning(contents);
   if (cut !== null) return { ...report, ok: false, rows: 0, lastSeq: null, break: cut };
   // The end line is unsigned: it catches a cut-off copy, not an attacker.

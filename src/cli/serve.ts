@@ -26,6 +26,9 @@ Options (each also a key of the --config file and an environment variable):
   --ops HOST:PORT            serve /healthz, /readyz and /metrics here instead ${ENVIRONMENT_KEYS.ops}
                              (plain HTTP, e.g. 127.0.0.1:9465); --http then
                              serves /forward-auth (and /healthz) only
+  --replica-id ID            this replica's name, recorded (host name)         ${ENVIRONMENT_KEYS.replicaId}
+                             in the decision log; a log naming another
+                             replica is refused
   --decision-log MODE        durable | async             (durable)             ${ENVIRONMENT_KEYS.decisionLog}
   --max-message-bytes N      largest accepted request    (1048576)             ${ENVIRONMENT_KEYS.maxMessageBytes}
   --log-level LEVEL          trace..fatal | silent       (info)                ${ENVIRONMENT_KEYS.logLevel}
@@ -103,6 +106,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       grpc: { type: 'string' },
       http: { type: 'string' },
       ops: { type: 'string' },
+      'replica-id': { type: 'string' },
       'admin-token-file': { type: 'string' },
       'decision-log': { type: 'string' },
       'max-message-bytes': { type: 'string' },
@@ -141,6 +145,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       grpc: values.grpc,
       http: values.http,
       ops: values.ops,
+      replicaId: values['replica-id'],
       decisionLog: values['decision-log'],
       maxMessageBytes: values['max-message-bytes'],
       logLevel: values['log-level'],

@@ -10,6 +10,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { VerdictError, messageOf } from '../errors.js';
 import { INSERT_SQL, type RowValue } from './columns.js';
+import { claimReplica, refuseOtherReplica } from './replica.js';
 import { migrate } from './schema.js';
 
 /**
@@ -63,9 +64,12 @@ class WalMovedError extends Error {}
 /**
  * Open, configure and migrate one write connection, creating the file (and,
  * with `createDirectory`, its directory) if needed.
- * @throws VerdictError DECISION_LOG_UNAVAILABLE, or DECISION_LOG_CORRUPT for a file that is not a decision log
+ * With `replicaId`, a log naming another replica is refused before anything is
+ * written to it, and a log naming none is named after this one (replica.ts).
+ * @throws VerdictError DECISION_LOG_UNAVAILABLE, DECISION_LOG_CORRUPT for a file that is not a decision log,
+ *   DECISION_LOG_REPLICA_MISMATCH for another replica's log
  */
-export function openConnection(path: string, mode: DecisionLogMode, busyTimeoutMs: number, createDirectory = false): Connection {
+export function openConnection(path: string, mode: DecisionLogMode, busyTimeoutMs: number, createDirectory = false, replicaId: string | null = null): Connection {
   if (createDirectory) {
     try {
       fs.mkdirSync(dirname(path), { recursive: true });
@@ -85,6 +89,7 @@ export function openConnection(path: string, mode: DecisionLogMode, busyTimeoutM
     });
   }
   try {
+    if (replicaId !== null) refuseOtherReplica(db, path, replicaId);
     db.pragma('journal_mode = WAL');
     const journal = String(db.pragma('journal_mode', { simple: true })).toLowerCase();
     if (journal !== 'wal') {
@@ -97,6 +102,7 @@ export function openConnection(path: string, mode: DecisionLogMode, busyTimeoutM
       throw new VerdictError('DECISION_LOG_UNAVAILABLE', `the decision log ${path} did not accept synchronous=${wanted} for ${mode} mode (it reads back ${synchronous})`);
     }
     migrate(db, path);
+    if (replicaId !== null) claimReplica(db, path, replicaId);
     const stat = fs.statSync(path, { bigint: true });
     return {
       db,

@@ -22,6 +22,8 @@ export interface WriterSettings {
     readonly everyRows: number;
     readonly everySeconds: number;
   } | null;
+  /** The replica the log belongs to (replica.ts); none: its name is left as it is. */
+  readonly replicaId?: string;
   /** How long a write waits for another connection's lock; default 500 ms. */
   readonly busyTimeoutMs?: number;
   /** Async mode: how soon acknowledged rows of a failed transaction are retried; default 1000 ms. */
@@ -39,6 +41,7 @@ export function openWriter(settings: WriterSettings, clock?: Clock): LogWriter {
     mode: settings.mode,
     busyTimeoutMs: settings.busyTimeoutMs,
     retryDelayMs: settings.retryDelayMs,
+    replicaId: settings.replicaId ?? null,
     clock,
     checkpoints:
       checkpoints === null

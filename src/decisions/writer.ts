@@ -32,6 +32,8 @@ export interface WriterOptions {
   /** Signed checkpoints over the chain; none when absent (tools and tests that only append). */
   readonly checkpoints?: CheckpointOptions | null;
   readonly clock?: Clock;
+  /** The replica this log belongs to (replica.ts): another's log is refused, an unnamed one named. None: the log's name is left as it is (tools and tests). */
+  readonly replicaId?: string | null;
 }
 
 /** What the audit trail of a log looks like now (for readiness and status pages). */
@@ -100,6 +102,7 @@ export class LogWriter extends LogEvents {
   private readonly retryDelayMs: number;
   private readonly checkpoints: CheckpointOptions | null;
   private readonly clock: Clock;
+  private readonly replicaId: string | null;
   private conn: Connection | null;
   /**
    * A dropped connection whose write-ahead log was removed or replaced and
@@ -136,6 +139,7 @@ export class LogWriter extends LogEvents {
     this.retryDelayMs = options.retryDelayMs ?? 1000;
     this.checkpoints = options.checkpoints ?? null;
     this.clock = options.clock ?? systemClock;
+    this.replicaId = options.replicaId ?? null;
     this.conn = conn;
     this.openedAtMs = this.clock.now();
     this.readSigned(conn);
@@ -169,7 +173,7 @@ export class LogWriter extends LogEvents {
     if (cp && !(Number.isSafeInteger(cp.everyRows) && cp.everyRows >= 1 && Number.isFinite(cp.everySeconds) && cp.everySeconds > 0)) {
       throw new VerdictError('CONFIG_INVALID', `checkpoints need everyRows >= 1 and everySeconds > 0, not ${cp.everyRows} and ${cp.everySeconds}`);
     }
-    return new LogWriter(path, options, openConnection(path, mode, options.busyTimeoutMs ?? 500, true));
+    return new LogWriter(path, options, openConnection(path, mode, options.busyTimeoutMs ?? 500, true, options.replicaId ?? null));
   }
 
   /**
@@ -516,7 +520,7 @@ export class LogWriter extends LogEvents {
     if (this.conn === null) {
       // Not creating the directory again: if it vanished (an unmounted volume),
       // quietly writing the audit log somewhere else would be worse than failing.
-      this.conn = openConnection(this.path, this.mode, this.busyTimeoutMs);
+      this.conn = openConnection(this.path, this.mode, this.busyTimeoutMs, false, this.replicaId);
       this.readSigned(this.conn);
     }
     if (this.conn.db.inTransaction) {

@@ -57,6 +57,8 @@ export class Admin implements AdminHandlers {
     private readonly suspensions?: SuspensionService,
     /** The rate limits' load board and backend, for ReportLoad and the status. */
     private readonly limits?: LimitsAdmin,
+    /** The replica id, shown in the status. */
+    private readonly replicaId?: string,
   ) {
     this.queries = new DecisionQueryThread(logPath);
   }
@@ -68,7 +70,8 @@ export class Admin implements AdminHandlers {
 
   /** The serving set's status, with the rate limits' and the shadow set's when there are. */
   private status(): PolicyStatus {
-    const served = this.store.status();
+    const store = this.store.status();
+    const served = this.replicaId === undefined ? store : { ...store, replicaId: this.replicaId };
     const status = this.limits === undefined ? served : { ...served, limits: this.limits.status() };
     if (this.shadow === null) return status;
     const shadow = this.shadow.status();

@@ -107,6 +107,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   // So are the webhooks' secrets.
   const webhookSecrets = config.alerts.webhooks.map((webhook, i) => webhookSecret(webhook, i));
   const metrics = new ServerMetrics();
+  metrics.setReplica(config.replicaId);
   const store = await PolicyStore.open(config.policies, {
     onReload: (outcome, status) => {
       metrics.observeReload(outcome.ok, outcome.seconds);
@@ -286,7 +287,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       else logger.info({ clientsFile, identities: gate.clientsFileSize }, 'admin certificates file changed: only the identities it lists now are admitted through it');
     });
   }
-  const admin = new Admin(store, log.path, gate, options.onAdminReload, shadowStore, alerts?.hub ?? null, suspensions, { board: loadBoard, status: currentLimitsStatus });
+  const admin = new Admin(store, log.path, gate, options.onAdminReload, shadowStore, alerts?.hub ?? null, suspensions, { board: loadBoard, status: currentLimitsStatus }, config.replicaId);
   // The console (/console on the HTTP port): read-only, each of its calls an Admin call; the audit trail verified in a thread of its own.
   // The console reads the alerts the detectors stored, unless the caller hands it a reader of its own.
   const ownAlertReader = options.alerts != null || alerts === null ? null : openAlertReader(config.db);
@@ -483,7 +484,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   };
 
   logger.info(
-    { grpc: `${grpcAddress.host}:${grpcPort}`, http: `${httpAddress.host}:${httpPort}`, ops: opsAddress ? `${opsAddress.host}:${opsPort}` : null, admin: gate.describe(), policies: config.policies, version: store.current.version, rules: store.current.rules.length, db: config.db, decisionLog: config.decisionLog, authzenPeps: config.authzen.peps, tls: tls ? { subject: tls.subject, validTo: tls.validTo, clientCertificates: tls.requireClientCert ? 'required' : 'not requested', http: tls.http } : false },
+    { grpc: `${grpcAddress.host}:${grpcPort}`, http: `${httpAddress.host}:${httpPort}`, ops: opsAddress ? `${opsAddress.host}:${opsPort}` : null, admin: gate.describe(), policies: config.policies, version: store.current.version, rules: store.current.rules.length, db: config.db, decisionLog: config.decisionLog, authzenPeps: config.authzen.peps, replica: config.replicaId, tls: tls ? { subject: tls.subject, validTo: tls.validTo, clientCertificates: tls.requireClientCert ? 'required' : 'not requested', http: tls.http } : false },
     options.servingMessage ?? 'verdict serving',
   );
   return { grpcPort, httpPort, opsPort, store, shadowStore, log, metrics, authenticator, alerts, alertSinks, publishAlert, suspensions, close };
@@ -585,7 +586,7 @@ function openLimitBackend(config: ServerConfig, logger: Logger): RedisLimitBacke
 
 /** How the decision log is opened for this configuration, by this process's writer thread or a cluster primary. */
 export function writerSettings(config: ServerConfig, audit: AuditSetup): WriterSettings {
-  return { path: config.db, mode: config.decisionLog, checkpoints: audit.checkpoints };
+  return { path: config.db, mode: config.decisionLog, checkpoints: audit.checkpoints, replicaId: config.replicaId };
 }
 
 /** `promise`, or a rejection once `ms` have passed. */

@@ -118,6 +118,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
     throw error;
   }
   const metrics = new ServerMetrics();
+  metrics.setReplica(config.replicaId);
   metrics.setLogHealthy(log.healthy);
   log.onCommit(({ rows, durationMs }) => metrics.observeCommit(rows, durationMs / 1000));
   log.onHealthChange(({ healthy, lastError }) => {
@@ -254,7 +255,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
   running = ok;
   if (ok) {
     logger.info(
-      { grpc: `${hostOf(config.grpc)}:${ports!.grpcPort}`, http: `${hostOf(config.http)}:${ports!.httpPort}`, ops: config.ops === null ? null : `${hostOf(config.ops)}:${ports!.opsPort}`, workers: config.workers, pids: [...workers].map((w) => w.process.pid), policies: config.policies, db: config.db, decisionLog: config.decisionLog },
+      { grpc: `${hostOf(config.grpc)}:${ports!.grpcPort}`, http: `${hostOf(config.http)}:${ports!.httpPort}`, ops: config.ops === null ? null : `${hostOf(config.ops)}:${ports!.opsPort}`, workers: config.workers, pids: [...workers].map((w) => w.process.pid), policies: config.policies, db: config.db, decisionLog: config.decisionLog, replica: config.replicaId },
       'verdict serving',
     );
     const reason = await stopped;

@@ -2,9 +2,11 @@
 // and flag layers merged over them in that order.
 
 import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { detectorsSchema } from '../analysis/detector-config.js';
+import { cutText } from '../cut-text.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { FORWARD_AUTH_STYLES } from '../gateway/forward-auth.js';
 import { trustedPrincipalSchema } from '../gateway/trusted-headers.js';
@@ -15,6 +17,7 @@ import { DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_REQUEST_LIMITS } from '../de
 import { DEFAULT_CONDITION_BUDGET } from '../policy/condition.js';
 import { DEFAULT_MAX_EXT_AUTHZ_ENTRIES } from './grpc/server.js';
 import { alertResponseShape } from './alert-response-config.js';
+import { REPLICA_ID_PATTERN, REPLICA_ID_RULE } from '../decisions/replica.js';
 
 const cap = (most: number) => z.number().int().min(1).max(most).optional();
 
@@ -117,6 +120,12 @@ const layerSchema = z.strictObject({
   ops: hostPort.nullable().optional(),
   /** Who may call verdict.v1.Admin (admin-auth.ts); see the README, "Administration". */
   admin: adminConfigSchema.optional(),
+  /**
+   * This replica's name (decisions/replica.ts): recorded in the decision log it
+   * creates, and shown in its status, metrics, verify output and exports. A log
+   * naming another replica is refused at start. Default: the host name.
+   */
+  replicaId: z.string().regex(REPLICA_ID_PATTERN, { error: `expected ${REPLICA_ID_RULE}` }).optional(),
   /** durable: an answer leaves only once its row is committed. async: rows are committed a moment later. */
   decisionLog: z.enum(['durable', 'async']).optional(),
   maxMessageBytes: z.number().int().min(1024).max(64 * 1024 * 1024).optional(),
@@ -211,6 +220,7 @@ export const DEFAULT_CONFIG = {
   http: '127.0.0.1:9464',
   ops: null,
   admin: {},
+  replicaId: hostname(),
   decisionLog: 'durable',
   maxMessageBytes: 1024 * 1024,
   maxBatchBytesInFlight: DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT,
@@ -251,6 +261,7 @@ export const ENVIRONMENT_KEYS: Record<Exclude<keyof ServerConfig, 'tls' | 'authn
   grpc: 'VERDICT_GRPC',
   http: 'VERDICT_HTTP',
   ops: 'VERDICT_OPS',
+  replicaId: 'VERDICT_REPLICA_ID',
   decisionLog: 'VERDICT_DECISION_LOG',
   maxMessageBytes: 'VERDICT_MAX_MESSAGE_BYTES',
   maxBatchBytesInFlight: 'VERDICT_MAX_BATCH_BYTES_IN_FLIGHT',
@@ -330,6 +341,12 @@ export function resolveConfig(layers: readonly PartialConfig[]): ServerConfig {
       const below = merged[key];
       merged[key] = isPlainObject(value) && isPlainObject(below) ? { ...below, ...value } : value;
     }
+  }
+  if (merged.replicaId === DEFAULT_CONFIG.replicaId && !REPLICA_ID_PATTERN.test(DEFAULT_CONFIG.replicaId)) {
+    throw new VerdictError(
+      'CONFIG_INVALID',
+      `configuration: replicaId: the host name ${JSON.stringify(cutText(DEFAULT_CONFIG.replicaId, 100))} is not a replica id (${REPLICA_ID_RULE}); set replicaId (${ENVIRONMENT_KEYS.replicaId}, --replica-id or replicaId: in the config file)`,
+    );
   }
   const result = resolvedSchema.safeParse(merged);
   if (!result.success) throw new VerdictError('CONFIG_INVALID', describeIssues(result.error, 'configuration'));

@@ -18,6 +18,7 @@ export class ServerMetrics implements DecisionObserver {
   private readonly commitSeconds: Histogram;
   private readonly logFailures: Counter;
   private readonly policyInfo: Gauge<'version'>;
+  private readonly replicaInfo: Gauge<'replica'>;
   private readonly shadowDisagreements: Counter<'direction'>;
   private readonly shadowPolicyInfo: Gauge<'version'>;
   private readonly policyRules: Gauge;
@@ -47,6 +48,8 @@ export class ServerMetrics implements DecisionObserver {
     this.logFailures = new Counter({ name: 'verdict_decision_log_failures_total', help: 'Checks refused because their decision could not be recorded.', registers: [this.registry] });
     // The aggregators say how --workers N sums the processes' values: a gauge of state is not a count.
     this.logHealthy = new Gauge({ name: 'verdict_decision_log_healthy', help: '1 while the decision log can be written, else 0.', registers: [this.registry], aggregator: 'min' });
+    // Every worker of a process reports the same id: 'max' keeps one series of value 1.
+    this.replicaInfo = new Gauge({ name: 'verdict_replica_info', help: 'The replica id this server records its decisions under (value 1).', labelNames: ['replica'], registers: [this.registry], aggregator: 'max' });
     this.policyInfo = new Gauge({ name: 'verdict_policy_info', help: 'The policy version being served (value 1).', labelNames: ['version'], registers: [this.registry], aggregator: 'max' });
     this.shadowDisagreements = new Counter({
       name: 'verdict_shadow_disagreements_total',
@@ -100,6 +103,12 @@ export class ServerMetrics implements DecisionObserver {
 
   setLogHealthy(healthy: boolean): void {
     this.logHealthy.set(healthy ? 1 : 0);
+  }
+
+  /** Set once, at start: the id is configuration, and the log refuses another. */
+  setReplica(replicaId: string): void {
+    this.replicaInfo.reset();
+    this.replicaInfo.set({ replica: replicaId }, 1);
   }
 
   setPolicy(version: string, rules: number): void {

@@ -23,6 +23,8 @@ export interface PolicyStatus {
   readonly watch: WatchStatus;
   /** Shadow mode's set (server/shadow.ts), when there is one: added by the Admin service. */
   readonly shadow?: { readonly version: string; readonly ruleCount: number; readonly lastReloadError: string | null };
+  /** The replica id the server records its decisions under (decisions/replica.ts): added by the Admin service. */
+  readonly replicaId?: string;
 }
 
 /** How a reload went; `seconds` from its start (its turn, with --workers) to the swap or the refusal. */

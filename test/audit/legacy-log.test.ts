@@ -1,5 +1,6 @@
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { BIN, ROOT, checkRequest, ensureBuilt, startVerdict, verdictClient } from '../helpers/verdict-process.js';
@@ -38,6 +39,15 @@ describe('a decision log written by verdict 0.1.0', () => {
     expect(result.stdout).toMatch(/checkpoints\s+5 of 5 verified/);
   });
 
+  it('is unnamed, and verify (read-only) leaves it so', () => {
+    const before = fs.readFileSync(db);
+    const json = verdict('audit', 'verify', '--db', db, '--json');
+    expect(json.status).toBe(0);
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, replicaId: null });
+    expect(verdict('audit', 'verify', '--db', db).stdout).toMatch(/^ {2}replica +unnamed/m);
+    expect(fs.readFileSync(db).equals(before)).toBe(true);
+  });
+
   it('answers queries, by id and by an attribute stored as HMAC', () => {
     const byId = verdict('decisions', '--db', db, '--id', '0190f5c2-7a3e-7c1d-9b2f-000000000042', '--json');
     expect(byId.status).toBe(0);
@@ -67,5 +77,7 @@ describe('a decision log written by verdict 0.1.0', () => {
     const result = verdict('audit', 'verify', '--db', db);
     expect(result.status).toBe(0);
     expect(result.stdout).toContain('39 rows, seq 8..46 from the prune anchor at seq 7: intact');
+    // Its first server named it after itself (the host name, by default).
+    expect(JSON.parse(verdict('audit', 'verify', '--db', db, '--json').stdout)).toMatchObject({ ok: true, replicaId: os.hostname() });
   });
 });

@@ -35,6 +35,7 @@ const CODES: Readonly<Record<ErrorCode, status>> = {
   // Fail closed and say so: the caller may retry on another replica.
   DECISION_LOG_UNAVAILABLE: status.UNAVAILABLE,
   DECISION_LOG_CORRUPT: status.DATA_LOSS,
+  DECISION_LOG_REPLICA_MISMATCH: status.FAILED_PRECONDITION,
   POLICY_INVALID: status.FAILED_PRECONDITION,
   POLICY_DIR_MISSING: status.FAILED_PRECONDITION,
   CONFIG_INVALID: status.FAILED_PRECONDITION,

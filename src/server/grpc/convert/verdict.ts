@@ -231,6 +231,7 @@ export function toPolicyStatusMessage(status: PolicyStatus & { readonly limits?:
     shadowVersion: status.shadow?.version ?? '',
     shadowRuleCount: status.shadow?.ruleCount ?? 0,
     shadowLastReloadError: status.shadow?.lastReloadError ?? '',
+    replicaId: status.replicaId ?? '',
   };
 }
 

@@ -16,6 +16,7 @@ export interface PolicyStatus {
   'shadowVersion'?: (string);
   'shadowRuleCount'?: (number);
   'shadowLastReloadError'?: (string);
+  'replicaId'?: (string);
 }
 
 export interface PolicyStatus__Output {
@@ -31,4 +32,5 @@ export interface PolicyStatus__Output {
   'shadowVersion': (string);
   'shadowRuleCount': (number);
   'shadowLastReloadError': (string);
+  'replicaId': (string);
 }

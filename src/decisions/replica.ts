@@ -1,0 +1,69 @@
+/**
+ * The replica id: which server process (with its workers) a decision log belongs
+ * to. Each replica behind a load balancer keeps its own log and chain; the id is
+ * recorded in the log's `log_meta` table when a server first opens it, so two
+ * replicas pointed at one file by mistake are refused at start instead of
+ * interleaving two chains' worth of writers, and exports say whose log they hold.
+ */
+import type Database from 'better-sqlite3';
+import { cutText } from '../cut-text.js';
+import { VerdictError } from '../errors.js';
+import { readSchemaVersion } from './schema.js';
+
+/** 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit: safe in a file name, a metric label and a log line. */
+export const REPLICA_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+
+/** What a replica id must look like, for error messages. */
+export const REPLICA_ID_RULE = '1 to 64 characters of letters, digits, ".", "_" or "-", starting with a letter or digit';
+
+const META_KEY = 'replica_id';
+
+/**
+ * The replica id a log records, or null when it records none (a log of an earlier
+ * release, or one no server has opened). Reads only.
+ * @throws VerdictError DECISION_LOG_CORRUPT when the recorded value is not a replica id
+ */
+export function recordedReplicaId(db: Database.Database, path: string): string | null {
+  if (readSchemaVersion(db) < 1) return null;
+  const hasMeta = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'log_meta'").pluck().get() !== undefined;
+  if (!hasMeta) return null;
+  const value: unknown = db.prepare('SELECT value FROM log_meta WHERE key = ?').pluck().get(META_KEY);
+  if (value === undefined || value === null) return null;
+  if (typeof value !== 'string' || !REPLICA_ID_PATTERN.test(value)) {
+    const shown = typeof value === 'string' ? JSON.stringify(cutText(value, 80)) : `a ${typeof value}`;
+    throw new VerdictError('DECISION_LOG_CORRUPT', `${path}: log_meta.replica_id is ${shown}, not a replica id (${REPLICA_ID_RULE}); restore the log from a backup`);
+  }
+  return value;
+}
+
+/**
+ * Refuse a log another replica writes, before anything is written to it (migrations
+ * included).
+ * @throws VerdictError DECISION_LOG_REPLICA_MISMATCH
+ */
+export function refuseOtherReplica(db: Database.Database, path: string, replicaId: string): void {
+  const recorded = recordedReplicaId(db, path);
+  if (recorded !== null && recorded !== replicaId) throw mismatch(path, recorded, replicaId);
+}
+
+/**
+ * Name the log after this replica when it names none yet (a new log, or one of an
+ * earlier release on its first open by a server). Under BEGIN IMMEDIATE, reading
+ * again inside, so two servers opening one unnamed log at once cannot both claim it.
+ * @throws VerdictError DECISION_LOG_REPLICA_MISMATCH when another replica claimed it first
+ */
+export function claimReplica(db: Database.Database, path: string, replicaId: string): void {
+  db.transaction(() => {
+    const recorded = recordedReplicaId(db, path);
+    if (recorded === replicaId) return;
+    if (recorded !== null) throw mismatch(path, recorded, replicaId);
+    db.prepare('INSERT INTO log_meta (key, value) VALUES (?, ?)').run(META_KEY, replicaId);
+  }).immediate();
+}
+
+function mismatch(path: string, recorded: string, replicaId: string): VerdictError {
+  return new VerdictError(
+    'DECISION_LOG_REPLICA_MISMATCH',
+    `the decision log ${path} belongs to replica ${recorded}, and this server is replica ${replicaId}; give each replica its own --db, or set replicaId: ${recorded}`,
+  );
+}
