@@ -39,6 +39,8 @@ describe('verdict.v1.Admin', () => {
       loadFactors: [],
       limitBackend: '',
       limitBackendHealthy: false,
+      // A handler that names no replica reports none.
+      replicaId: '',
     });
     const reload = await unary<{ reloaded: boolean; error: string; status: { lastReloadError: string } }>(client, 'ReloadPolicies', {});
     expect(reload.response).toMatchObject({ reloaded: false, error: expect.stringContaining('rules.yaml:3:5'), status: { lastReloadError: 'broken', lastReloadLongestBlockMs: 2.5 } });

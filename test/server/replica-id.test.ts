@@ -112,6 +112,23 @@ describe('a log created under replica alpha', () => {
   }, 120_000);
 });
 
+describe('--workers 2', () => {
+  it('is one replica: every worker reports the id, and the one log records it', async () => {
+    const db = join(makeTempDir(), 'decisions.db');
+    const server = await startVerdict({ policies: POLICIES, db, args: ['--workers', '2', '--replica-id', 'gamma'] });
+    const client = verdictClient(server.grpcPort, { ownConnection: true });
+    try {
+      expect(server.logs.find((line) => line.msg === 'verdict serving')?.replica).toBe('gamma');
+      expect((await client.call<{ replicaId: string }>('Admin', 'GetPolicyStatus', {})).replicaId).toBe('gamma');
+      expect(await httpGet(server.httpPort, '/metrics')).toContain('verdict_replica_info{replica="gamma"} 1');
+    } finally {
+      client.close();
+      expect(await server.stop()).toBe(0);
+    }
+    expect(JSON.parse(verdict(['audit', 'verify', '--db', db, '--json']).stdout)).toMatchObject({ ok: true, replicaId: 'gamma' });
+  }, 120_000);
+});
+
 describe('a replicaId that is not one', () => {
   it('is refused at start, naming the field and where it came from', () => {
     const dir = makeTempDir();
