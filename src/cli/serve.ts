@@ -8,6 +8,7 @@ import { TLS_ENVIRONMENT_KEYS, tlsFromFlags } from '../authn/config.js';
 import { AUDIT_ENVIRONMENT_KEYS, auditFromFlags } from '../decisions/audit-config.js';
 import { ADMIN_TOKEN_FILE_ENV } from '../server/admin-auth.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
+import { replicaIdOfLog } from '../decisions/replica.js';
 
 const HELP = `Usage: verdict serve [options]
 
@@ -166,6 +167,9 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
     });
     const adminFlags: PartialConfig = values['admin-token-file'] !== undefined ? { admin: { tokenFile: values['admin-token-file'] } } : {};
     config = resolveConfig([fromFile, fromEnv, fromFlags, adminFlags, tlsFlags ? { tls: tlsFlags } : {}, auditFlags, values['no-watch'] ? { watch: false } : {}]);
+    // Not told its id, a server is the replica its log names: its host name may have changed (a container
+    // started anew on the same volume). Told one, it is refused a log that names another (replica.ts).
+    if ([fromFile, fromEnv, fromFlags].every((layer) => layer.replicaId === undefined)) config = { ...config, replicaId: replicaIdOfLog(config.db, config.replicaId) };
   } catch (error) {
     io.stderr(`verdict serve: ${messageOf(error)}\n`);
     return EXIT.USAGE;

@@ -5,7 +5,8 @@
  * replicas pointed at one file by mistake are refused at start instead of
  * interleaving two chains' worth of writers, and exports say whose log they hold.
  */
-import type Database from 'better-sqlite3';
+import { existsSync } from 'node:fs';
+import Database from 'better-sqlite3';
 import { cutText } from '../cut-text.js';
 import { VerdictError } from '../errors.js';
 import { readSchemaVersion } from './schema.js';
@@ -17,6 +18,35 @@ export const REPLICA_ID_PATTERN = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
 export const REPLICA_ID_RULE = '1 to 64 characters of letters, digits, ".", "_" or "-", starting with a letter or digit';
 
 const META_KEY = 'replica_id';
+
+/**
+ * A replica id made of a host name: characters a replica id cannot hold become `-`,
+ * cut to 64, so an unusual host name (an FQDN past 64 characters, an underscore-free
+ * rule it breaks) never stops a server that was not told its id.
+ */
+export function replicaIdFromHostName(host: string): string {
+  const id = host.replace(/[^A-Za-z0-9._-]/g, '-').replace(/^[^A-Za-z0-9]+/, '').slice(0, 64);
+  return REPLICA_ID_PATTERN.test(id) ? id : 'verdict';
+}
+
+/**
+ * The id a server not told its replica id serves as: the one its log records, so a
+ * host whose name changed (a container started anew on the same volume) keeps its
+ * log; else `fallback` (the host name). Opens the file read-only, and only when it
+ * exists; whatever it cannot read, the server's own open of the log reports.
+ */
+export function replicaIdOfLog(path: string, fallback: string): string {
+  if (!existsSync(path)) return fallback;
+  let db: Database.Database | null = null;
+  try {
+    db = new Database(path, { readonly: true, fileMustExist: true });
+    return recordedReplicaId(db, path) ?? fallback;
+  } catch {
+    return fallback;
+  } finally {
+    db?.close();
+  }
+}
 
 /**
  * The replica id a log records, or null when it records none (a log of an earlier

@@ -6,7 +6,6 @@ import { hostname } from 'node:os';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { detectorsSchema } from '../analysis/detector-config.js';
-import { cutText } from '../cut-text.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { FORWARD_AUTH_STYLES } from '../gateway/forward-auth.js';
 import { trustedPrincipalSchema } from '../gateway/trusted-headers.js';
@@ -17,7 +16,7 @@ import { DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT, DEFAULT_REQUEST_LIMITS } from '../de
 import { DEFAULT_CONDITION_BUDGET } from '../policy/condition.js';
 import { DEFAULT_MAX_EXT_AUTHZ_ENTRIES } from './grpc/server.js';
 import { alertResponseShape } from './alert-response-config.js';
-import { REPLICA_ID_PATTERN, REPLICA_ID_RULE } from '../decisions/replica.js';
+import { REPLICA_ID_PATTERN, REPLICA_ID_RULE, replicaIdFromHostName } from '../decisions/replica.js';
 
 const cap = (most: number) => z.number().int().min(1).max(most).optional();
 
@@ -220,7 +219,7 @@ export const DEFAULT_CONFIG = {
   http: '127.0.0.1:9464',
   ops: null,
   admin: {},
-  replicaId: hostname(),
+  replicaId: replicaIdFromHostName(hostname()),
   decisionLog: 'durable',
   maxMessageBytes: 1024 * 1024,
   maxBatchBytesInFlight: DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT,
@@ -341,12 +340,6 @@ export function resolveConfig(layers: readonly PartialConfig[]): ServerConfig {
       const below = merged[key];
       merged[key] = isPlainObject(value) && isPlainObject(below) ? { ...below, ...value } : value;
     }
-  }
-  if (merged.replicaId === DEFAULT_CONFIG.replicaId && !REPLICA_ID_PATTERN.test(DEFAULT_CONFIG.replicaId)) {
-    throw new VerdictError(
-      'CONFIG_INVALID',
-      `configuration: replicaId: the host name ${JSON.stringify(cutText(DEFAULT_CONFIG.replicaId, 100))} is not a replica id (${REPLICA_ID_RULE}); set replicaId (${ENVIRONMENT_KEYS.replicaId}, --replica-id or replicaId: in the config file)`,
-    );
   }
   const result = resolvedSchema.safeParse(merged);
   if (!result.success) throw new VerdictError('CONFIG_INVALID', describeIssues(result.error, 'configuration'));

@@ -6,6 +6,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { replicaIdFromHostName } from '../../src/decisions/replica.js';
 import { resolveConfig } from '../../src/server/config.js';
 import { makeTempDir } from '../helpers/policies.js';
 import { BIN, ROOT, checkRequest, ensureBuilt, startVerdict, verdictClient } from '../helpers/verdict-process.js';
@@ -110,6 +111,21 @@ describe('a log created under replica alpha', () => {
     const json = verdict(['audit', 'verify', '--db', db, '--json']);
     expect(JSON.parse(json.stdout)).toMatchObject({ ok: true, replicaId: 'alpha', rows });
   }, 120_000);
+
+  it('a server told no id is the replica its log names: a host whose name changed keeps its log', async () => {
+    expect(hostname()).not.toBe('alpha');
+    const server = await startVerdict({ policies: POLICIES, db, env: { VERDICT_REPLICA_ID: undefined } });
+    const client = verdictClient(server.grpcPort, { ownConnection: true });
+    try {
+      expect(server.logs.find((line) => line.msg === 'verdict serving')?.replica).toBe('alpha');
+      expect((await client.call<{ replicaId: string }>('Admin', 'GetPolicyStatus', {})).replicaId).toBe('alpha');
+      expect(await httpGet(server.httpPort, '/metrics')).toContain('verdict_replica_info{replica="alpha"} 1');
+    } finally {
+      client.close();
+      expect(await server.stop()).toBe(0);
+    }
+    expect(JSON.parse(verdict(['audit', 'verify', '--db', db, '--json']).stdout)).toMatchObject({ ok: true, replicaId: 'alpha' });
+  }, 120_000);
 });
 
 describe('--workers 2', () => {
@@ -146,7 +162,12 @@ describe('a replicaId that is not one', () => {
     expect(fromFile.stderr).toContain(`${config}: replicaId: expected 1 to 64 characters`);
   });
 
-  it('defaults to the host name', () => {
-    expect(resolveConfig([]).replicaId).toBe(hostname());
+  it('defaults to the host name, made into a replica id when it is not one', () => {
+    expect(resolveConfig([]).replicaId).toBe(replicaIdFromHostName(hostname()));
+    expect(replicaIdFromHostName('verdict-0')).toBe('verdict-0');
+    expect(replicaIdFromHostName('pdp_1.internal.example.com')).toBe('pdp_1.internal.example.com');
+    expect(replicaIdFromHostName('h'.repeat(80))).toBe('h'.repeat(64));
+    expect(replicaIdFromHostName('-my host!')).toBe('my-host-');
+    expect(replicaIdFromHostName('***')).toBe('verdict');
   });
 });
