@@ -249,6 +249,19 @@ describe('suspension on a real server', () => {
     expect((await cli(t.server.grpcPort, 'list')).stdout.trim().split('\n')).toHaveLength(1004);
   });
 
+  it('pages past a suspension whose principal id is as long as a check may carry (8,192 characters, three UTF-8 bytes each)', async () => {
+    const { client } = await serve();
+    const long = '\u6F22'.repeat(8192);
+    await client.call('Admin', 'SuspendPrincipal', { principalId: long, duration: { seconds: 600 } });
+    await client.call('Admin', 'SuspendPrincipal', { principalId: 'dana', duration: { seconds: 900 } });
+    type Page = { suspensions: { principalId: string }[]; nextPageToken: string };
+    const first = await client.call<Page>('Admin', 'ListSuspensions', { pageSize: 1 });
+    expect(first.suspensions.map((s) => s.principalId)).toEqual([long]);
+    // The token this server gave after that id must take it on to the next page.
+    const second = await client.call<Page>('Admin', 'ListSuspensions', { pageSize: 1, pageToken: first.nextPageToken });
+    expect(second).toEqual({ suspensions: [expect.objectContaining({ principalId: 'dana' })], nextPageToken: '' });
+  });
+
   it('holds for every spelling of the id an identity provider may read as one (case, end whitespace, invisible characters), and a lift by any of them lifts it', async () => {
     const { client } = await serve();
     // dana is in no directory: her id arrives as the gateway read it.
