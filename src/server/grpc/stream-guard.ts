@@ -4,7 +4,8 @@
 // bytes (400 of them on one connection took the server from 0.5 to 1.9 GiB).
 // The guard counts every stream until its request body has arrived, whichever
 // code then answers it, through `opened`, `take` and `arrived`: the direct lane
-// calls them from its own listeners, so a check costs no more listeners or objects;
+// calls them from its own listeners, so a check costs no more listeners, and one small
+// object (its ArrivingBody, which links it into its host's list for sharing the budget);
 // for grpc-js's streams, `watch` adds listeners that call them. It ends a stream whose body
 // takes longer than `bodyTimeoutMs`, or whose bytes would take the bodies still
 // arriving, all streams together, past `maxBufferedBytes`. The number of streams
