@@ -256,4 +256,46 @@ describe('the gRPC port bounds unfinished request bodies', () => {
       other.close();
     }
   });
+
+  it('making room, leaves alone a stream of the holder that has sent no bytes yet: ending it would free nothing', async () => {
+    const endedBefore = await metricValue(verdict.httpPort, 'verdict_grpc_streams_ended_total{reason="over_share"}');
+    const holder = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`);
+    const other = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`, { createConnection: () => net.connect({ host: '127.0.0.1', port: verdict.grpcPort, localAddress: '127.0.0.2' }) });
+    try {
+      const oldest = holdBody(holder, '/verdict.v1.Authorization/Check', 200_000, 100_000);
+      const newest = holdBody(holder, '/verdict.v1.Authorization/CheckBatch', 200_000, 100_000);
+      while ((await metricValue(verdict.httpPort, 'verdict_grpc_body_bytes_arriving')) < 200_000) await new Promise((resolve) => setTimeout(resolve, 20));
+      // The holder's newest stream: its headers have come, its message not yet (a gateway's check a moment old).
+      const idle = holder.request({ ':method': 'POST', ':path': '/verdict.v1.Authorization/Check', 'content-type': 'application/grpc', te: 'trailers' });
+      idle.on('error', () => undefined);
+      let idleStatus: string | undefined;
+      idle.on('response', (h) => (idleStatus ??= h['grpc-status'] as string | undefined));
+      idle.on('trailers', (h) => (idleStatus ??= h['grpc-status'] as string | undefined));
+      const idleClosed = new Promise((resolve) => idle.once('close', resolve));
+      // The server has the stream once a ping sent after it comes back.
+      await new Promise((resolve) => holder.ping(resolve));
+      const context = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`note${i}`, 'n'.repeat(8000)]));
+      const message = serviceDefinition('verdict.v1.Authorization').Check!.requestSerialize(shippedAllowedRequest(context));
+      const prefix = Buffer.alloc(5);
+      prefix.writeUInt32BE(message.length, 1);
+      const stream = other.request({ ':method': 'POST', ':path': '/verdict.v1.Authorization/Check', 'content-type': 'application/grpc', te: 'trailers' });
+      let status: string | undefined;
+      stream.on('response', (h) => (status ??= h['grpc-status'] as string | undefined));
+      stream.on('trailers', (h) => (status = h['grpc-status'] as string | undefined));
+      stream.resume();
+      stream.end(Buffer.concat([prefix, message]));
+      await new Promise((resolve) => stream.once('close', resolve));
+      expect(status).toBe('0');
+      // The body with bytes made the room, one stream ended for it.
+      expect((await newest).grpcStatus).toBe('8');
+      expect(await metricValue(verdict.httpPort, 'verdict_grpc_streams_ended_total{reason="over_share"}')).toBe(endedBefore + 1);
+      // Left to its body timeout: never ended to make room.
+      await idleClosed;
+      expect(idleStatus).toBe('4');
+      expect((await oldest).grpcStatus).toBe('4');
+    } finally {
+      holder.close();
+      other.close();
+    }
+  });
 });

@@ -15,8 +15,9 @@
 // host cannot tell a gateway's burst of large checks from one client's slow bodies (both
 // are many large unfinished bodies from one host), so a host alone may hold all of it.
 // When bytes arrive that the budget has no room for, and their host holds no more
-// than its fair share (the budget over the hosts with bodies arriving), the host
-// holding the most gives up its newest unfinished bodies until they fit; otherwise
+// than its fair share (the budget over the hosts holding bytes of bodies arriving), the
+// host holding the most gives up its newest unfinished bodies (newest by their first
+// byte: one that holds none would free nothing) until they fit; otherwise
 // they are refused as before. One client holding the budget with slow bodies then
 // keeps no other host's checks out, and a gateway alone is never cut for its size.
 
@@ -65,9 +66,11 @@ const GRPC_HEADERS = Object.freeze({ ':status': 200, 'content-type': 'applicatio
 /** How the reader of a stream refuses it: answers the status, resets the stream and lets its bytes go. */
 export type RefuseStream = (code: status, message: string) => void;
 
-/** The bodies one host (or IPv6 /64) has arriving, newest first, and the bytes they hold. */
+/** The bodies one host (or IPv6 /64) has arriving that hold bytes, newest (by first byte) first, and the bytes they hold. */
 class HostBodies {
   bytes = 0;
+  /** Its streams whose body is still arriving, those holding no bytes yet included: while any, the entry is kept. */
+  streams = 0;
   newest: ArrivingBody | null = null;
 
   constructor(readonly group: string) {}
@@ -98,7 +101,7 @@ export class StreamGuard implements StreamGuardCounts {
    * and delete it each time (a Map that does keeps replacing its hash table).
    */
   private readonly hosts = new Map<string, HostBodies>();
-  /** Hosts with a body arriving now. */
+  /** Hosts holding bytes of a body arriving now. */
   private activeHosts = 0;
   /** Each connection's host, worked out once per connection rather than per stream. */
   private readonly groupOf = new WeakMap<object, string>();
@@ -151,10 +154,7 @@ export class StreamGuard implements StreamGuardCounts {
       this.hosts.set(group, host);
     }
     const body = new ArrivingBody(stream, this.now(), host, refuse);
-    body.older = host.newest;
-    if (host.newest !== null) host.newest.newer = body;
-    else this.activeHosts += 1;
-    host.newest = body;
+    host.streams += 1;
     this.arriving.set(stream, body);
     return body;
   }
@@ -166,6 +166,8 @@ export class StreamGuard implements StreamGuardCounts {
    */
   take(body: ArrivingBody, bytes: number): boolean {
     if (!body.counted) return false;
+    // A body joins its host's list with its first bytes: ended to make room, one that holds none would free nothing.
+    if (body.taken === 0 && bytes > 0) this.link(body);
     body.taken += bytes;
     body.host.bytes += bytes;
     this.bufferedBytes += bytes;
@@ -181,12 +183,23 @@ export class StreamGuard implements StreamGuardCounts {
     this.arriving.delete(body.stream);
     this.bufferedBytes -= body.taken;
     const host = body.host;
+    host.streams -= 1;
+    if (body.taken === 0) return;
     host.bytes -= body.taken;
     if (body.newer !== null) body.newer.older = body.older;
     else host.newest = body.older;
     if (body.older !== null) body.older.newer = body.newer;
     body.older = body.newer = null;
     if (host.newest === null) this.activeHosts -= 1;
+  }
+
+  /** Puts a body first in its host's list, newest first. */
+  private link(body: ArrivingBody): void {
+    const host = body.host;
+    body.older = host.newest;
+    if (host.newest !== null) host.newest.newer = body;
+    else this.activeHosts += 1;
+    host.newest = body;
   }
 
   /**
@@ -259,7 +272,7 @@ export class StreamGuard implements StreamGuardCounts {
       this.arrived(body);
       body.refuse(status.DEADLINE_EXCEEDED, message);
     }
-    for (const [group, host] of this.hosts) if (host.newest === null) this.hosts.delete(group);
+    for (const [group, host] of this.hosts) if (host.streams === 0) this.hosts.delete(group);
   }
 
   /**
