@@ -108,9 +108,8 @@ export function readCheckpointExport(path: string): { checkpoint: Checkpoint; pu
   if (format === CHECKPOINT_EXPORT_FORMAT && parsed.checkpoint.previousSeq === null) {
     throw new VerdictError('INPUT_INVALID', `${path}: previousSeq must be an integer in a ${CHECKPOINT_EXPORT_FORMAT} file (the seq of the checkpoint signed before it)`);
   }
-  if (format === CHECKPOINT_EXPORT_FORMAT_V1 && parsed.checkpoint.previousSeq !== null) {
-    throw new VerdictError('INPUT_INVALID', `${path}: previousSeq must be absent or null in a ${CHECKPOINT_EXPORT_FORMAT_V1} file (a v1 checkpoint names none); a checkpoint that names one is written as ${CHECKPOINT_EXPORT_FORMAT}`);
-  }
+  // A v1 file that carries previousSeq is what the release before the v2 file name wrote for a v2 checkpoint:
+  // still read, since the signature, not the file's name, decides which message was signed.
   return parsed;
 }
 

@@ -222,10 +222,18 @@ describe('verdict audit export', () => {
     const refused = await audit('verify', '--db', intact.db, '--pubkey', intact.pubkey, '--from-checkpoint', stripped);
     expect(refused.code).toBe(4);
     expect(refused.stderr).toMatch(/previousSeq must be an integer in a verdict\.checkpoint-export\.v2 file/);
-    // A v2 checkpoint in a file named v1 is refused, and so is a file of no known format.
-    const disguised = path.join(tempDir(), 'cp-disguised.json');
-    fs.writeFileSync(disguised, JSON.stringify({ ...written, format: 'verdict.checkpoint-export.v1' }));
-    expect((await audit('verify', '--db', intact.db, '--pubkey', intact.pubkey, '--from-checkpoint', disguised)).stderr).toMatch(/previousSeq must be absent or null in a verdict\.checkpoint-export\.v1 file/);
+    // A v2 checkpoint in a file named v1, as the release before the v2 name wrote it, still reads; its
+    // signature decides which message was signed, so an edited previousSeq is a bad signature.
+    const earlier = path.join(tempDir(), 'cp-earlier-release.json');
+    fs.writeFileSync(earlier, JSON.stringify({ ...written, format: 'verdict.checkpoint-export.v1' }));
+    const readEarlier = await audit('verify', '--db', intact.db, '--pubkey', intact.pubkey, '--from-checkpoint', earlier);
+    expect(readEarlier.code).toBe(0);
+    const edited = path.join(tempDir(), 'cp-earlier-edited.json');
+    fs.writeFileSync(edited, JSON.stringify({ ...written, format: 'verdict.checkpoint-export.v1', previousSeq: (written.previousSeq as number) + 1 }));
+    const readEdited = await audit('verify', '--db', intact.db, '--pubkey', intact.pubkey, '--from-checkpoint', edited);
+    expect(readEdited.code).toBe(1);
+    expect(failure(readEdited.stdout)).toMatch(/^FAILED: bad-signature at seq 40: the exported checkpoint/);
+    // A file of no known format is refused.
     const unknown = path.join(tempDir(), 'cp-unknown.json');
     fs.writeFileSync(unknown, JSON.stringify({ ...written, format: 'verdict.checkpoint-export.v9' }));
     const odd = await audit('verify', '--db', intact.db, '--pubkey', intact.pubkey, '--from-checkpoint', unknown);
