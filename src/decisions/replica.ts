@@ -83,6 +83,9 @@ export function refuseOtherReplica(db: Database.Database, path: string, replicaI
  * @throws VerdictError DECISION_LOG_REPLICA_MISMATCH when another replica claimed it first
  */
 export function claimReplica(db: Database.Database, path: string, replicaId: string): void {
+  // Already this replica's (every reopen after the first): nothing to write, so no write lock is taken.
+  // A log that cannot be written then fails where a write does, with what stops it, not at its open.
+  if (recordedReplicaId(db, path) === replicaId) return;
   db.transaction(() => {
     const recorded = recordedReplicaId(db, path);
     if (recorded === replicaId) return;

@@ -148,7 +148,7 @@ describe('evaluation is bounded: a caller-controlled value never stalls the serv
           context: shared.context,
           requestId: `flood-${b}`,
           items: Array.from({ length: 100 }, () => ({ action: 'read', resource: shared.resource })),
-        }),
+        }, { deadline: Date.now() + 50_000 }),
       );
       await sleep(200);
       // The operator sees them queue: most of the sixty wait for a slice at any moment.

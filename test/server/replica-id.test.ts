@@ -33,6 +33,19 @@ function httpGet(port: number, path: string): Promise<string> {
   });
 }
 
+/** The server says it is replica `id` in its serving line, GetPolicyStatus and /metrics; then it is stopped. */
+async function expectServedAs(server: Awaited<ReturnType<typeof startVerdict>>, id: string): Promise<void> {
+  const client = verdictClient(server.grpcPort, { ownConnection: true });
+  try {
+    expect(server.logs.find((line) => line.msg === 'verdict serving')?.replica).toBe(id);
+    expect((await client.call<{ replicaId: string }>('Admin', 'GetPolicyStatus', {})).replicaId).toBe(id);
+    expect(await httpGet(server.httpPort, '/metrics')).toContain(`verdict_replica_info{replica="${id}"} 1`);
+  } finally {
+    client.close();
+    expect(await server.stop()).toBe(0);
+  }
+}
+
 const sha256 = (path: string): string => createHash('sha256').update(readFileSync(path)).digest('hex');
 const POLICIES = join(ROOT, 'policies');
 const CHECK = checkRequest({ principal: { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme' } }, action: 'predict', resource: { type: 'model', id: 'fraud-v3', attributes: { org: 'acme' } } });
@@ -115,15 +128,7 @@ describe('a log created under replica alpha', () => {
   it('a server told no id is the replica its log names: a host whose name changed keeps its log', async () => {
     expect(hostname()).not.toBe('alpha');
     const server = await startVerdict({ policies: POLICIES, db, env: { VERDICT_REPLICA_ID: undefined } });
-    const client = verdictClient(server.grpcPort, { ownConnection: true });
-    try {
-      expect(server.logs.find((line) => line.msg === 'verdict serving')?.replica).toBe('alpha');
-      expect((await client.call<{ replicaId: string }>('Admin', 'GetPolicyStatus', {})).replicaId).toBe('alpha');
-      expect(await httpGet(server.httpPort, '/metrics')).toContain('verdict_replica_info{replica="alpha"} 1');
-    } finally {
-      client.close();
-      expect(await server.stop()).toBe(0);
-    }
+    await expectServedAs(server, 'alpha');
     expect(JSON.parse(verdict(['audit', 'verify', '--db', db, '--json']).stdout)).toMatchObject({ ok: true, replicaId: 'alpha' });
   }, 120_000);
 });
@@ -132,15 +137,7 @@ describe('--workers 2', () => {
   it('is one replica: every worker reports the id, and the one log records it', async () => {
     const db = join(makeTempDir(), 'decisions.db');
     const server = await startVerdict({ policies: POLICIES, db, args: ['--workers', '2', '--replica-id', 'gamma'] });
-    const client = verdictClient(server.grpcPort, { ownConnection: true });
-    try {
-      expect(server.logs.find((line) => line.msg === 'verdict serving')?.replica).toBe('gamma');
-      expect((await client.call<{ replicaId: string }>('Admin', 'GetPolicyStatus', {})).replicaId).toBe('gamma');
-      expect(await httpGet(server.httpPort, '/metrics')).toContain('verdict_replica_info{replica="gamma"} 1');
-    } finally {
-      client.close();
-      expect(await server.stop()).toBe(0);
-    }
+    await expectServedAs(server, 'gamma');
     expect(JSON.parse(verdict(['audit', 'verify', '--db', db, '--json']).stdout)).toMatchObject({ ok: true, replicaId: 'gamma' });
   }, 120_000);
 });
