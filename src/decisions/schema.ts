@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { VerdictError, messageOf } from '../errors.js';
-import { SUSPENSION_CHANGES_SQL, hasChangeColumns } from './suspension-store.js';
+import { SUSPENSIONS_TABLE_SQL, SUSPENSION_CHANGES_SQL, hasChangeColumns } from './suspension-store.js';
 
 /**
  * Schema versions live in `PRAGMA user_version`: it sits in the database header,
@@ -135,16 +135,7 @@ const MIGRATIONS: readonly Migration[] = [
     // that is lifted and expires, not a record. IF NOT EXISTS: a v4 log may
     // have the table already (servers created it beside the migrations before).
     version: 5,
-    sql: `
-      CREATE TABLE IF NOT EXISTS suspensions (
-        principal_id TEXT    PRIMARY KEY,
-        since_ms     INTEGER NOT NULL,
-        until_ms     INTEGER NOT NULL,
-        alert_id     TEXT    NOT NULL,
-        alert_type   TEXT    NOT NULL,
-        note         TEXT    NOT NULL
-      ) WITHOUT ROWID;
-    `,
+    sql: SUSPENSIONS_TABLE_SQL,
   },
   {
     // Each checkpoint names the one signed before it (checkpoint.ts, format v2),

@@ -166,16 +166,21 @@ const STARTUP_WAIT_MS = 2000;
  * 5 and 7 make the same; a file the log never migrated gets it here).
  */
 function ensureTable(db: Database.Database): void {
-  db.exec(`CREATE TABLE IF NOT EXISTS suspensions (
-    principal_id TEXT PRIMARY KEY,
+  db.exec(SUSPENSIONS_TABLE_SQL);
+  if (!hasChangeColumns(db)) db.exec(SUSPENSION_CHANGES_SQL);
+}
+
+/** The table as migration 5 made it (IF NOT EXISTS: servers created it beside the migrations before). */
+export const SUSPENSIONS_TABLE_SQL = `
+  CREATE TABLE IF NOT EXISTS suspensions (
+    principal_id TEXT    PRIMARY KEY,
     since_ms     INTEGER NOT NULL,
     until_ms     INTEGER NOT NULL,
     alert_id     TEXT    NOT NULL,
     alert_type   TEXT    NOT NULL,
     note         TEXT    NOT NULL
-  ) WITHOUT ROWID`);
-  if (!hasChangeColumns(db)) db.exec(SUSPENSION_CHANGES_SQL);
-}
+  ) WITHOUT ROWID;
+`;
 
 /** Whether the suspensions table has `change_seq` and `lifted` (migration 7). */
 export function hasChangeColumns(db: Database.Database): boolean {
