@@ -243,7 +243,9 @@ async function serverRuns(tmp) {
     } else {
       log('redis-server not found: no Redis row (Debian package redis-server)');
     }
-    const onlyKeys = SHADOW_ONLY ? ['verdict-durable', 'verdict-shadow'] : AUTHZEN_ONLY ? ['verdict-durable'] : ALERTS_ONLY ? ['verdict-durable', 'verdict-noalerts'] : null;
+    // A focused run keeps the --baseline row, so that any of them is a before/after in one run.
+    const focused = SHADOW_ONLY ? ['verdict-durable', 'verdict-shadow'] : AUTHZEN_ONLY ? ['verdict-durable'] : ALERTS_ONLY ? ['verdict-durable', 'verdict-noalerts'] : null;
+    const onlyKeys = focused === null ? null : [...focused, 'baseline-durable'];
     for (const { mode, workers, label, key, root, policies, extraArgs, config } of verdictRuns.filter((r) => onlyKeys === null || onlyKeys.includes(r.key))) {
       const dbFile = path.join(tmp, `${key}.db`);
       const configFile = config === undefined ? null : path.join(tmp, `${key}.yaml`);

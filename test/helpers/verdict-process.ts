@@ -53,8 +53,10 @@ export async function startVerdict(options: {
   startTimeoutMs?: number;
   /** The process's limit on open files (`ulimit -n`), when a test needs a low one. */
   openFiles?: number;
+  /** Flags for node itself, before the script (e.g. --trace-gc-nvp: its lines arrive in `logs` as text). */
+  nodeArgs?: string[];
 }): Promise<VerdictProcess> {
-  const argv = [BIN, 'serve', '--policies', options.policies, '--db', options.db, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', ...(options.args ?? [])];
+  const argv = [...(options.nodeArgs ?? []), BIN, 'serve', '--policies', options.policies, '--db', options.db, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', ...(options.args ?? [])];
   const [command, args] = options.openFiles === undefined ? [process.execPath, argv] : ['/bin/sh', ['-c', `ulimit -n ${options.openFiles} && exec "$0" "$@"`, process.execPath, ...argv]];
   const child = spawn(command, args, { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   running.add(child);

@@ -24,6 +24,7 @@
 import http2 from 'node:http2';
 import { status } from '@grpc/grpc-js';
 import { callerGroup } from '../../decisions/caller-group.js';
+import { InFlight, type InFlightEntry } from '../in-flight.js';
 import { grpcMessageHeader } from './status.js';
 
 export interface StreamGuardLimits {
@@ -83,6 +84,8 @@ export class ArrivingBody {
   counted = true;
   older: ArrivingBody | null = null;
   newer: ArrivingBody | null = null;
+  /** Its place among the bodies the sweep looks at. */
+  entry: InFlightEntry | null = null;
 
   constructor(
     readonly stream: http2.ServerHttp2Stream,
@@ -93,8 +96,12 @@ export class ArrivingBody {
 }
 
 export class StreamGuard implements StreamGuardCounts {
-  /** Streams whose body is still arriving. */
-  private readonly arriving = new Map<http2.ServerHttp2Stream, ArrivingBody>();
+  /**
+   * Streams whose body is still arriving: a linked list, not a Map keyed by stream. Every
+   * check is added and taken off once, and a Map that churns so keeps its outgrown hash
+   * tables, which held every check's stream alive into the old generation (in-flight.ts).
+   */
+  private readonly arriving = new InFlight<ArrivingBody>();
   /**
    * Hosts with a body arriving, and those that had one since the last sweep: a host's
    * entry is kept while it has none, so a gateway's checks one at a time do not insert
@@ -155,7 +162,7 @@ export class StreamGuard implements StreamGuardCounts {
     }
     const body = new ArrivingBody(stream, this.now(), host, refuse);
     host.streams += 1;
-    this.arriving.set(stream, body);
+    body.entry = this.arriving.add(body);
     return body;
   }
 
@@ -180,7 +187,8 @@ export class StreamGuard implements StreamGuardCounts {
   arrived(body: ArrivingBody): void {
     if (!body.counted) return;
     body.counted = false;
-    this.arriving.delete(body.stream);
+    if (body.entry !== null) this.arriving.take(body.entry);
+    body.entry = null;
     this.bufferedBytes -= body.taken;
     const host = body.host;
     host.streams -= 1;
