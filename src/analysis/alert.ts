@@ -6,7 +6,11 @@
  */
 export type AlertType = 'volume' | 'probing' | 'reconnaissance' | 'baseline' | 'extraction' | 'auth-failures';
 
-export type AlertSubjectKind = 'principal' | 'api-key' | 'token-subject' | 'source';
+/**
+ * `many-token-subjects` and `many-sources` (id `*`) are the one alert a window raises
+ * about the token subjects or sources past `authFailures.maxAlerts` (detectors.ts).
+ */
+export type AlertSubjectKind = 'principal' | 'api-key' | 'token-subject' | 'source' | 'many-token-subjects' | 'many-sources';
 
 export interface AlertSubject {
   readonly kind: AlertSubjectKind;

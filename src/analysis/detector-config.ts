@@ -40,7 +40,8 @@ export const detectorsSchema = z.strictObject({
       resourceType: z.string().min(1).max(256).optional(),
     })
     .optional(),
-  authFailures: z.strictObject({ enabled: z.boolean().optional(), maxFailures: count(1e12).optional() }).optional(),
+  /** `maxAlerts`: alerts per window about token subjects, and as many about sources, before one alert about the rest (detectors.ts). */
+  authFailures: z.strictObject({ enabled: z.boolean().optional(), maxFailures: count(1e12).optional(), maxAlerts: count(1e6).optional() }).optional(),
 });
 
 export type DetectorSettings = z.infer<typeof detectorsSchema>;
@@ -54,7 +55,7 @@ export interface DetectorConfig {
   readonly reconnaissance: { readonly enabled: boolean; readonly maxResources: number; readonly resourceType: string };
   readonly baseline: { readonly enabled: boolean; readonly factor: number; readonly floor: number; readonly alpha: number; readonly warmupWindows: number };
   readonly extraction: { readonly enabled: boolean; readonly maxCalls: number; readonly action: string; readonly resourceType: string };
-  readonly authFailures: { readonly enabled: boolean; readonly maxFailures: number };
+  readonly authFailures: { readonly enabled: boolean; readonly maxFailures: number; readonly maxAlerts: number };
 }
 
 /** The defaults (README, Alerts). */
@@ -66,7 +67,7 @@ export const DEFAULT_DETECTORS: DetectorConfig = {
   reconnaissance: { enabled: true, maxResources: 5, resourceType: 'model' },
   baseline: { enabled: true, factor: 10, floor: 20, alpha: 0.3, warmupWindows: 3 },
   extraction: { enabled: true, maxCalls: 500, action: 'predict', resourceType: 'model' },
-  authFailures: { enabled: true, maxFailures: 20 },
+  authFailures: { enabled: true, maxFailures: 20, maxAlerts: 10 },
 };
 
 /** `settings` over the defaults. */

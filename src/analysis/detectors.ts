@@ -25,6 +25,17 @@
  * every made-up id sent past the threshold; it is counted by its source only. Keys
  * have a map of their own, so a flood of made-up token subjects or addresses cannot
  * evict a real key's count and hide its alert.
+ *
+ * Token subjects and sources are names a caller makes up too: any `sub` fits in a
+ * token that does not verify, and an attacker with many addresses (an IPv6 prefix)
+ * has a source per request. Each name past the threshold was an alert, stored, POSTed
+ * to every webhook, sent to every WatchAlerts subscriber: a flood of them buried the
+ * real alerts. So a fixed window raises at most `authFailures.maxAlerts` alerts about
+ * token subjects (and as many about sources); the next name past the threshold raises
+ * one alert about them all (`many-token-subjects` or `many-sources`, id `*`, an id no
+ * name can take) and the rest of the window's are counted, not alerted. Token subjects
+ * and sources have a map each, so a flood of one kind cannot evict the other's counts
+ * (a source sending a new `sub` each time evicted its own count from a shared map).
  */
 import { createHash } from 'node:crypto';
 import type { DecisionRecord } from '../decisions/record.js';
@@ -106,6 +117,14 @@ class CountState {
   readonly recent = new Recent();
 }
 
+/** How many names of one kind (token subjects, sources) the current fixed window has alerted about. */
+class AlertCap {
+  window = -Infinity;
+  /** Names past the threshold this window, alerted or not. */
+  crossed = 0;
+  summarised = false;
+}
+
 /** A map of subjects with at most `capacity` entries: the one whose window began longest ago is evicted first. */
 class Bounded<S> {
   readonly map = new Map<string, S>();
@@ -143,8 +162,12 @@ class Bounded<S> {
 export class Detectors {
   private readonly principals: Bounded<PrincipalState>;
   private readonly pairs: Bounded<CountState>;
-  /** Token subjects and sources: what a caller states or can change. */
-  private readonly credentials: Bounded<CountState>;
+  /** Unverified token subjects: whatever a caller writes into a token. */
+  private readonly tokenSubjects: Bounded<CountState>;
+  /** Source addresses: as many as a caller has addresses. */
+  private readonly sources: Bounded<CountState>;
+  private readonly tokenSubjectCap = new AlertCap();
+  private readonly sourceCap = new AlertCap();
   /** Real API keys (REVOKED, EXPIRED): at most one entry per key in the store. */
   private readonly keys: Bounded<CountState>;
   private peer = 0;
@@ -166,7 +189,8 @@ export class Detectors {
       if (state.owner !== null) unlink(state.owner);
       evicted();
     });
-    this.credentials = new Bounded(config.maxSubjects, evicted);
+    this.tokenSubjects = new Bounded(config.maxSubjects, evicted);
+    this.sources = new Bounded(config.maxSubjects, evicted);
     this.keys = new Bounded(config.maxSubjects, evicted);
   }
 
@@ -175,9 +199,9 @@ export class Detectors {
     return this.evictionCount;
   }
 
-  /** Subjects held now, over the four maps. */
+  /** Subjects held now, over the five maps. */
   get subjects(): number {
-    return this.principals.map.size + this.pairs.map.size + this.credentials.map.size + this.keys.map.size;
+    return this.principals.map.size + this.pairs.map.size + this.tokenSubjects.map.size + this.sources.map.size + this.keys.map.size;
   }
 
   /** One decision, in the log's order. */
@@ -312,22 +336,54 @@ export class Detectors {
 
   private authFailure(d: ObservedDecision, window: number): void {
     const key = apiKeyOf(d);
-    if (key !== null) this.failure(this.keys, { kind: 'api-key', id: key }, d, window);
+    if (key !== null) this.failure(this.keys, { kind: 'api-key', id: key }, d, window, null);
     const subject = tokenSubjectOf(d);
-    if (subject !== null) this.failure(this.credentials, { kind: 'token-subject', id: subject }, d, window);
-    this.failure(this.credentials, { kind: 'source', id: sourceOf(d.caller) }, d, window);
+    if (subject !== null) this.failure(this.tokenSubjects, { kind: 'token-subject', id: subject }, d, window, this.tokenSubjectCap);
+    this.failure(this.sources, { kind: 'source', id: sourceOf(d.caller) }, d, window, this.sourceCap);
   }
 
-  private failure(map: Bounded<CountState>, subject: AlertSubject, d: ObservedDecision, window: number): void {
+  /** Counts a failure against `subject`; `cap` bounds the alerts of a kind whose names a caller makes up (null: real API keys). */
+  private failure(map: Bounded<CountState>, subject: AlertSubject, d: ObservedDecision, window: number, cap: AlertCap | null): void {
     const max = this.config.authFailures.maxFailures;
-    const s = this.counted(map, `${subject.kind}\u0000${subject.id}`, window);
+    const s = this.counted(map, subject.id, window);
     s.count++;
     s.recent.add(d.decisionId);
     const failures = s.count + s.previous * this.carried(d.time, s.window);
     if (failures > max && !s.raised) {
       s.raised = true;
-      this.raise('auth-failures', subject, s.window, round2(failures), max, d, s.recent, `${round2(failures)} failed authentications in the sliding window, more than ${max}`);
+      if (cap === null || this.admitted(cap, s.window)) {
+        this.raise('auth-failures', subject, s.window, round2(failures), max, d, s.recent, `${round2(failures)} failed authentications in the sliding window, more than ${max}`);
+      } else if (!cap.summarised) {
+        cap.summarised = true;
+        const most = this.config.authFailures.maxAlerts;
+        const [kind, names] = subject.kind === 'token-subject' ? (['many-token-subjects', 'token subjects'] as const) : (['many-sources', 'sources'] as const);
+        this.raise(
+          'auth-failures',
+          { kind, id: '*' },
+          cap.window,
+          cap.crossed,
+          most,
+          d,
+          s.recent,
+          `${cap.crossed} ${names} past ${max} failed authentications each, more than the ${most} alerted one by one in this window; the rest of this window's are counted, not alerted (the first not alerted: ${subject.id})`,
+        );
+      }
     }
+  }
+
+  /**
+   * Whether a name past the threshold in `window` gets an alert of its own: the first
+   * `maxAlerts` of a fixed window do. A name still counting in the window before (a
+   * decision recorded a little out of order) is charged to the current one.
+   */
+  private admitted(cap: AlertCap, window: number): boolean {
+    if (window > cap.window) {
+      cap.window = window;
+      cap.crossed = 0;
+      cap.summarised = false;
+    }
+    cap.crossed++;
+    return cap.crossed <= this.config.authFailures.maxAlerts;
   }
 
   /** The counting state of `key` for `window`, created or moved on. */
@@ -452,4 +508,4 @@ export function sourceOf(caller: string): string {
 export const ALERT_TYPES: readonly AlertType[] = ['volume', 'probing', 'reconnaissance', 'baseline', 'extraction', 'auth-failures'];
 
 /** Subject kinds, for validation. */
-export const SUBJECT_KINDS: readonly AlertSubjectKind[] = ['principal', 'api-key', 'token-subject', 'source'];
+export const SUBJECT_KINDS: readonly AlertSubjectKind[] = ['principal', 'api-key', 'token-subject', 'source', 'many-token-subjects', 'many-sources'];

@@ -173,6 +173,68 @@ describe('auth-failures under a flood of made-up key ids', () => {
   });
 });
 
+describe('auth-failures about names a caller makes up: token subjects and sources', () => {
+  const BAD = 'BAD_SIGNATURE: token signature does not verify';
+  /** A refused token naming `sub`, from `source`, at `ms` past 03:00. */
+  const refused = (ms: number, sub: string | undefined, source = '10.5.5.5'): ReturnType<typeof record> =>
+    record({ time: DAY_START + 3 * HOUR + ms, principalId: '', resourceId: '/v1/models', caller: `${source}:4000`, unauthenticated: BAD, ...(sub === undefined ? {} : { tokenSubject: sub }) });
+  const label = (a: Alert): string => `${a.subject.kind}:${a.subject.id}@${(a.windowStart - DAY_START) / HOUR}`;
+
+  it('raise at most maxAlerts (10) per window about token subjects, then one about the spread; the next window starts again', () => {
+    const stream = [];
+    // 30 made-up subjects past the threshold in hour 3, from 30 addresses (3 failures each, so no address crosses).
+    for (let k = 0; k < 30; k++) for (let i = 0; i < 6; i++) stream.push(refused(k * 10 + i, `made-up-${k}`, `10.6.${k}.${i}`));
+    // 12 more in hour 5 (no carry from hour 3: a whole window between).
+    for (let k = 0; k < 12; k++) for (let i = 0; i < 6; i++) stream.push(refused(2 * HOUR + k * 10 + i, `later-${k}`, `10.7.${k}.${i}`));
+    const { alerts } = run(stream, { authFailures: { maxFailures: 5 } });
+    expect(alerts.map(label)).toEqual([
+      ...Array.from({ length: 10 }, (_, k) => `token-subject:made-up-${k}@3`),
+      'many-token-subjects:*@3',
+      ...Array.from({ length: 10 }, (_, k) => `token-subject:later-${k}@5`),
+      'many-token-subjects:*@5',
+    ]);
+    const spread = alerts[10]!;
+    expect(spread).toMatchObject({ type: 'auth-failures', observed: 11, threshold: 10, raisedAt: DAY_START + 3 * HOUR + 105 });
+    expect(spread.id).toBe(alertId('auth-failures', { kind: 'many-token-subjects', id: '*' }, DAY_START + 3 * HOUR));
+    expect(spread.summary).toContain('11 token subjects past 5 failed authentications each, more than the 10 alerted one by one in this window');
+    expect(spread.decisionIds).toHaveLength(5);
+  });
+
+  it("raise at most maxAlerts per window about sources, then one about the spread; a token subject named '*' is its own alert", () => {
+    const stream = [];
+    // Seven addresses past the threshold with tokens naming nobody, then '*' as a token subject from one of them.
+    for (let k = 0; k < 7; k++) for (let i = 0; i < 4; i++) stream.push(refused(k * 10 + i, undefined, `2001:db8::${k}`));
+    for (let i = 0; i < 4; i++) stream.push(refused(100 + i, '*', '2001:db8::0'));
+    const { alerts } = run(stream, { authFailures: { maxFailures: 3, maxAlerts: 4 } });
+    expect(alerts.map(label)).toEqual(['source:2001:db8::0@3', 'source:2001:db8::1@3', 'source:2001:db8::2@3', 'source:2001:db8::3@3', 'many-sources:*@3', 'token-subject:*@3']);
+    expect(alerts[4]).toMatchObject({ observed: 5, threshold: 4 });
+    expect(new Set(alerts.map((a) => a.id)).size).toBe(alerts.length);
+  });
+
+  it('do not cap real API keys: every revoked key past the threshold is alerted', () => {
+    const stream = [];
+    for (let k = 0; k < 15; k++) for (let i = 0; i < 4; i++) stream.push(record({ time: DAY_START + 3 * HOUR + k * 10 + i, principalId: '', resourceId: '/v1/models', caller: `10.8.${k}.${i}:4000`, unauthenticated: `REVOKED: API key k_${k} was revoked at 2025-01-01T00:00:00.000Z` }));
+    const keys = run(stream, { authFailures: { maxFailures: 3, maxAlerts: 2 } }).alerts.filter((a) => a.subject.kind === 'api-key');
+    expect(keys).toHaveLength(15);
+  });
+
+  it("count token subjects and sources apart: one address sending a new sub each time cannot evict its own count", () => {
+    // 500 refused tokens from one address, each with a new sub: in a map shared with the subs, the
+    // address's count was the oldest entry and evicted every 50 failures, never reaching 100.
+    const stream = Array.from({ length: 500 }, (_, k) => refused(k, `junk-${k}`));
+    const { alerts } = run(stream, { maxSubjects: 50, authFailures: { maxFailures: 100 } });
+    expect(alerts.map((a) => [label(a), a.observed])).toEqual([['source:10.5.5.5@3', 101]]);
+  });
+
+  it('count token subjects and sources apart: junk addresses cannot evict a token subject\'s count', () => {
+    const stream = [refused(0, 'dana', '10.9.9.9'), refused(1, 'dana', '10.9.9.9'), refused(2, 'dana', '10.9.9.9')];
+    for (let k = 0; k < 500; k++) stream.push(refused(10 + k, undefined, `10.4.${k >> 8}.${k & 255}`));
+    stream.push(refused(600, 'dana', '10.9.9.9'), refused(601, 'dana', '10.9.9.9'), refused(602, 'dana', '10.9.9.9'));
+    const { alerts } = run(stream, { maxSubjects: 50, authFailures: { maxFailures: 5 } });
+    expect(alerts.filter((a) => a.subject.kind === 'token-subject').map((a) => [a.subject.id, a.observed])).toEqual([['dana', 6]]);
+  });
+});
+
 describe("a suspended principal's own refusals", () => {
   it('raise no alert about it, however many: they are the suspension at work, and would renew it for ever', () => {
     const calls = Array.from({ length: 600 }, (_, i) => ({ ...record({ time: DAY_START + i * 1000, principalId: 'dana', resourceId: 'fraud-v3', deny: true }), reason: 'DENIED_BY_SUSPENSION' as const }));
