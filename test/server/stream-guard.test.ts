@@ -45,6 +45,8 @@ function holdBody(session: http2.ClientHttp2Session, path: string, declared: num
 }
 
 interface Refused {
+  /** The HTTP status of the answer (200 for every gRPC status). */
+  readonly httpStatus: number | undefined;
   readonly grpcStatus: string | undefined;
   readonly message: string;
   /** The reset code the stream closed with; undefined while it is open. */
@@ -68,7 +70,7 @@ function keepSending(session: http2.ClientHttp2Session, headers: http2.OutgoingH
   }, 100);
   const outcome = (): Refused => {
     const message = answer['grpc-message'];
-    return { grpcStatus: answer['grpc-status'] as string | undefined, message: typeof message === 'string' ? decodeURI(message) : '', rstCode: stream.closed ? stream.rstCode : undefined };
+    return { httpStatus: answer[':status'] as number | undefined, grpcStatus: answer['grpc-status'] as string | undefined, message: typeof message === 'string' ? decodeURI(message) : '', rstCode: stream.closed ? stream.rstCode : undefined };
   };
   return new Promise((resolve) => {
     const patience = setTimeout(() => {
@@ -213,6 +215,92 @@ describe('the gRPC port bounds unfinished request bodies', () => {
       next.end(whole);
       await new Promise((resolve) => next.once('close', resolve));
       expect(status).toBe('3');
+      expect(await metricValue(verdict.httpPort, 'verdict_grpc_body_bytes_arriving')).toBe(0);
+    } finally {
+      session.close();
+    }
+  });
+
+  it('resets a stream grpc-js refused before its body had come, so it frees its slot at once rather than at the body timeout', async () => {
+    // Methods and calls the direct lane leaves to grpc-js, each refused by grpc-js before its body has all come,
+    // each client going on sending: the guard went on counting them, and they held all four slots of their
+    // connection, until the body timeout ended them.
+    const sweptBefore = await metricValue(verdict.httpPort, 'verdict_grpc_streams_ended_total{reason="slow_body"}');
+    const sessions = [0, 1].map(() => http2.connect(`http://127.0.0.1:${verdict.grpcPort}`));
+    try {
+      const declare = (bytes: number): Buffer => {
+        const prefix = Buffer.alloc(5);
+        prefix.writeUInt32BE(bytes, 1);
+        return prefix;
+      };
+      const emptyMessage = declare(0);
+      // Longer than the body timeout: a stream still open by then was not closed by the refusal, nor by the guard.
+      const patience = BODY_TIMEOUT_MS * 3;
+      const refused = await Promise.all([
+        keepSending(sessions[0]!, { ':path': '/verdict.v1.Nowhere/Missing' }, emptyMessage, patience),
+        keepSending(sessions[0]!, { ':path': '/verdict.v1.Admin/ListDecisions' }, declare(8 * 1024 * 1024), patience),
+        keepSending(sessions[0]!, { ':path': '/verdict.v1.Admin/GetPolicyStatus', 'grpc-timeout': 'soon' }, emptyMessage, patience),
+        keepSending(sessions[0]!, { ':path': '/verdict.v1.Admin/GetPolicyStatus' }, Buffer.concat([emptyMessage, emptyMessage]), patience),
+        keepSending(sessions[1]!, { ':path': '/verdict.v1.Admin/GetPolicyStatus', 'content-type': 'text/plain' }, emptyMessage, patience),
+        // A decision call in a content type the lane does not read: grpc-js reads it.
+        keepSending(sessions[1]!, { ':path': '/verdict.v1.Authorization/Check', 'content-type': 'application/grpc+json', 'grpc-timeout': 'soon' }, declare(60_000), patience),
+        keepSending(sessions[1]!, { ':path': '/verdict.v1.Admin/GetPolicyStatus', 'grpc-timeout': '1m' }, declare(100), patience),
+        keepSending(sessions[1]!, { ':path': '/grpc.health.v1.Health/Check' }, Buffer.concat([emptyMessage, emptyMessage]), patience),
+      ]);
+      // The answers are grpc-js's own, as before.
+      expect(refused.map((r) => r.httpStatus)).toEqual([200, 200, 200, 200, 415, 200, 200, 200]);
+      expect(refused.map((r) => r.grpcStatus)).toEqual(['12', '8', '13', '12', undefined, '13', '4', '12']);
+      expect(refused[1]!.message).toContain('Received message larger than max');
+      expect(refused[3]!.message).toContain('second request message');
+      expect(refused[6]!.message).toBe('Deadline exceeded');
+      expect(refused.map((r) => r.rstCode)).toEqual(Array(8).fill(http2.constants.NGHTTP2_NO_ERROR));
+      // Reset by the refusal, not by the body timeout.
+      expect(await metricValue(verdict.httpPort, 'verdict_grpc_streams_ended_total{reason="slow_body"}')).toBe(sweptBefore);
+      expect(await metricValue(verdict.httpPort, 'verdict_grpc_body_bytes_arriving')).toBe(0);
+      // Each connection's next stream is read and decided (invalid: no resource type).
+      const message = Buffer.from('0a060a0464616e61120472656164', 'hex');
+      for (const session of sessions) {
+        const next = session.request({ ':method': 'POST', ':path': '/verdict.v1.Authorization/Check', 'content-type': 'application/grpc', te: 'trailers' });
+        let status: string | undefined;
+        next.on('response', (h) => (status ??= h['grpc-status'] as string | undefined));
+        next.on('trailers', (h) => (status = h['grpc-status'] as string | undefined));
+        next.on('data', () => undefined);
+        next.end(Buffer.concat([declare(message.length), message]));
+        await new Promise((resolve) => next.once('close', resolve));
+        expect(status).toBe('3');
+      }
+    } finally {
+      for (const session of sessions) session.close();
+    }
+  });
+
+  it('resets a streaming call grpc-js ended early with trailers once the trailers have gone', async () => {
+    // Reflection (bidi, read by grpc-js) answers a first request, then a second declared past the ceiling is
+    // refused: the status goes in trailers, after the answer already sent, and the client goes on sending.
+    const sweptBefore = await metricValue(verdict.httpPort, 'verdict_grpc_streams_ended_total{reason="slow_body"}');
+    const session = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`);
+    try {
+      const stream = session.request({ ':method': 'POST', ':path': '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', 'content-type': 'application/grpc', te: 'trailers' });
+      stream.on('error', () => undefined);
+      let trailers: http2.IncomingHttpHeaders = {};
+      stream.on('trailers', (h) => (trailers = h));
+      const answered = new Promise((resolve) => stream.once('data', resolve));
+      stream.on('data', () => undefined);
+      // list_services: "" (field 7, empty).
+      stream.write(Buffer.from([0, 0, 0, 0, 2, 0x3a, 0]));
+      await answered;
+      const over = Buffer.alloc(5);
+      over.writeUInt32BE(8 * 1024 * 1024, 1);
+      stream.write(over);
+      const more = setInterval(() => {
+        if (!stream.closed && !stream.destroyed) stream.write(Buffer.alloc(1024, 0x41));
+      }, 100);
+      await new Promise((resolve) => stream.once('close', resolve));
+      clearInterval(more);
+      expect(trailers['grpc-status']).toBe('8');
+      expect(decodeURI(String(trailers['grpc-message']))).toContain('Received message larger than max');
+      expect(stream.rstCode).toBe(http2.constants.NGHTTP2_NO_ERROR);
+      expect(await metricValue(verdict.httpPort, 'verdict_grpc_streams_ended_total{reason="slow_body"}')).toBe(sweptBefore);
       expect(await metricValue(verdict.httpPort, 'verdict_grpc_body_bytes_arriving')).toBe(0);
     } finally {
       session.close();

@@ -253,7 +253,10 @@ export class StreamGuard implements StreamGuardCounts {
     return `verdict is holding ${this.limits.maxBufferedBytes} bytes of request bodies still arriving (grpcStreams.maxBufferedBytes); send the whole message promptly, or retry`;
   }
 
-  /** Counts a stream grpc-js answers, with listeners of the guard's, until its body has arrived. */
+  /**
+   * Counts a stream grpc-js answers, with listeners of the guard's, until its body has arrived;
+   * and resets one grpc-js has answered before its body arrived (`answeredEarly`).
+   */
   watch(stream: http2.ServerHttp2Stream): void {
     if (stream.readableEnded) return;
     const body = this.opened(stream, (code, message) => this.end(stream, code, message));
@@ -262,13 +265,52 @@ export class StreamGuard implements StreamGuardCounts {
       if (stream.closed) return;
       if (!this.take(body, chunk.length)) this.end(stream, status.RESOURCE_EXHAUSTED, this.overBudgetMessage);
     };
+    const onAnswered = (): void => this.answeredEarly(stream, body);
     const done = (): void => {
       stream.removeListener('data', onData);
+      stream.removeListener('finish', onAnswered);
       this.arrived(body);
     };
     stream.on('data', onData);
     stream.once('end', done);
     stream.once('close', done);
+    stream.once('finish', onAnswered);
+  }
+
+  /**
+   * grpc-js has written the whole of its answer (its writable side finished) to a stream
+   * whose body has not arrived: a refusal (an unknown method, a content type it does not
+   * take, a message over the ceiling or a second one, a bad grpc-timeout, a deadline passed).
+   * grpc-js then drains the body without end, so the stream stayed open, counted, and held
+   * its slot of the connection's streams until the body timeout. It is reset now, as the
+   * direct lane resets its own refusals (RST_STREAM NO_ERROR: a complete answer to a request
+   * not yet complete), and its bytes let go. An answer that ends with trailers has them
+   * written after the writable side finishes (on 'wantTrailers', in an immediate), so such a
+   * stream is reset once they have been handed to node.
+   */
+  private answeredEarly(stream: http2.ServerHttp2Stream, body: ArrivingBody): void {
+    if (stream.readableEnded || stream.closed || stream.destroyed) return;
+    const reset = (): void => {
+      if (stream.closed || stream.destroyed) return;
+      this.arrived(body);
+      stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    };
+    const headers = stream.sentHeaders as http2.OutgoingHttpHeaders | undefined;
+    // Trailers-only (the status in the headers), or not a gRPC answer (415): nothing more will be written.
+    if (headers === undefined || headers['grpc-status'] !== undefined || headers[':status'] !== 200) {
+      reset();
+      return;
+    }
+    // node sends trailers in an immediate of its own: this one comes after it.
+    if (stream.sentTrailers !== undefined) {
+      setImmediate(reset);
+      return;
+    }
+    // Registered after grpc-js's own listener (it registers before ending the stream), which sends the trailers.
+    // Trailers not sent by then are left to the body timeout.
+    stream.once('wantTrailers', () => {
+      if (stream.sentTrailers !== undefined) setImmediate(reset);
+    });
   }
 
   private sweep(): void {
