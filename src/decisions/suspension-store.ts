@@ -1,5 +1,6 @@
 import Database from 'better-sqlite3';
 import { VerdictError, messageOf } from '../errors.js';
+import { foldedId } from '../folded-id.js';
 import type { SuspensionState } from '../types.js';
 
 /**
@@ -28,7 +29,12 @@ import type { SuspensionState } from '../types.js';
  * SQLITE_BUSY (`isBusy`) and is tried again later.
  */
 export class SuspensionStore {
-  /** By principal id: whether it was lifted, then what was stored after (a lift and a new suspension in one flush are both written, in that order). */
+  /**
+   * By folded principal id (as the book holds them): whether it was lifted, then what
+   * was stored after (a lift and a new suspension in one flush are both written, in
+   * that order). Keyed by spelling, a lift queued under one would be written after a
+   * later suspension queued under another, and take it off too.
+   */
   private readonly pending = new Map<string, { readonly lift: boolean; readonly put: SuspensionState | null }>();
 
   private constructor(readonly path: string) {}
@@ -59,17 +65,20 @@ export class SuspensionStore {
 
   /** Queues a suspension to be written by the next flush. */
   put(suspension: SuspensionState): void {
-    this.pending.set(suspension.principalId, { lift: this.pending.get(suspension.principalId)?.lift ?? false, put: suspension });
+    const key = foldedId(suspension.principalId);
+    this.pending.set(key, { lift: this.pending.get(key)?.lift ?? false, put: suspension });
   }
 
   /**
    * Queues a lift to be written by the next flush. It takes whatever the table holds
-   * for the principal: a worker that extended the suspension since this one last read
-   * the table would otherwise keep it. (An expiry needs no write: every worker sees
-   * the time is up, and `prune` deletes the row.)
+   * for the principal under every spelling of its id that folds alike: a worker that
+   * extended the suspension since this one last read the table would otherwise keep
+   * it, and a row stored under another spelling (`Dana` beside `dana`) would suspend
+   * the principal again at the next start, or in a worker reading the table. (An
+   * expiry needs no write: every worker sees the time is up, and `prune` deletes the row.)
    */
   lift(suspension: SuspensionState): void {
-    this.pending.set(suspension.principalId, { lift: true, put: null });
+    this.pending.set(foldedId(suspension.principalId), { lift: true, put: null });
   }
 
   /** Whether changes wait to be written. */
@@ -87,16 +96,19 @@ export class SuspensionStore {
     this.withDb((db) => {
       const upsert = db.prepare<[string, number, number, string, string, string]>(UPSERT_SQL);
       const lift = db.prepare<[string]>(LIFT_SQL);
+      db.function(FOLDED_ID_FUNCTION, { deterministic: true }, (id: unknown) => (typeof id === 'string' ? foldedId(id) : null));
+      const spellings = db.prepare<[string], string>(SPELLINGS_SQL).pluck();
       // IMMEDIATE: the next change_seq is read and written under one write lock, so no two writers take the same.
       db.transaction(() => {
-        for (const [principalId, change] of changes) {
-          if (change.lift) lift.run(principalId);
+        for (const [key, change] of changes) {
+          // One row at a time, each with a change_seq of its own: a worker reading changes in batches never splits one number.
+          if (change.lift) for (const principalId of spellings.all(key)) lift.run(principalId);
           const s = change.put;
           if (s !== null) upsert.run(s.principalId, s.since, s.until, s.alertId, s.alertType, s.note);
         }
       }).immediate();
     }, waitMs);
-    for (const [principalId, change] of changes) if (this.pending.get(principalId) === change) this.pending.delete(principalId);
+    for (const [key, change] of changes) if (this.pending.get(key) === change) this.pending.delete(key);
   }
 
   /**
@@ -204,6 +216,14 @@ const NEXT_CHANGE = '(SELECT coalesce(max(change_seq), 0) + 1 FROM suspensions)'
 const UPSERT_SQL = `INSERT INTO suspensions (principal_id, since_ms, until_ms, alert_id, alert_type, note, change_seq, lifted) VALUES (?, ?, ?, ?, ?, ?, ${NEXT_CHANGE}, 0)
   ON CONFLICT (principal_id) DO UPDATE SET since_ms = excluded.since_ms, until_ms = excluded.until_ms, alert_id = excluded.alert_id, alert_type = excluded.alert_type, note = excluded.note, change_seq = excluded.change_seq, lifted = 0
   WHERE suspensions.lifted = 1 OR excluded.until_ms >= suspensions.until_ms`;
+
+/**
+ * The fold (folded-id.ts) as an SQL function, on the store's own connection only: a lift
+ * finds every spelling stored by it. That reads the rows in force (the table holds about
+ * what is in force: ended rows are pruned), only when an operator lifts a suspension.
+ */
+const FOLDED_ID_FUNCTION = 'verdict_folded_id';
+const SPELLINGS_SQL = `SELECT principal_id FROM suspensions WHERE lifted = 0 AND ${FOLDED_ID_FUNCTION}(principal_id) = ?`;
 
 // The row keeps its until_ms: prune deletes the mark once every worker's copy has ended by itself anyway.
 const LIFT_SQL = `UPDATE suspensions SET lifted = 1, change_seq = ${NEXT_CHANGE} WHERE principal_id = ? AND lifted = 0`;

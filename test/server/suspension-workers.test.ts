@@ -20,7 +20,7 @@ describe('suspensions shared by workers', () => {
     for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
   });
 
-  function twoWorkers(): { a: SuspensionService; b: SuspensionService; later: (ms: number) => void; sync: (s: SuspensionService) => void; path: string; metrics: ServerMetrics; refusals: string[] } {
+  function twoWorkers(): { a: SuspensionService; b: SuspensionService; clock: () => number; later: (ms: number) => void; sync: (s: SuspensionService) => void; path: string; metrics: ServerMetrics; refusals: string[] } {
     const dir = mkdtempSync(join(tmpdir(), 'verdict-suspension-workers-'));
     dirs.push(dir);
     const path = join(dir, 'decisions.db');
@@ -34,7 +34,7 @@ describe('suspensions shared by workers', () => {
     services.push(a, b);
     // Each read is this test's own (sync), not the one-second timer's.
     for (const service of [a, b]) clearInterval((service as unknown as { timer: NodeJS.Timeout }).timer);
-    return { a, b, later: (ms) => void (now += ms), sync: (s) => (s as unknown as { sync(): void }).sync(), path, metrics, refusals };
+    return { a, b, clock, later: (ms) => void (now += ms), sync: (s) => (s as unknown as { sync(): void }).sync(), path, metrics, refusals };
   }
 
   it('a lift through one worker holds, though another extended the suspension since the first last read the table', async () => {
@@ -152,6 +152,34 @@ describe('suspensions shared by workers', () => {
     await flushed();
     sync(b);
     expect(b.book.active('mallory')).toBeDefined();
+  });
+
+  it('a lift takes off the rows of every spelling that folds alike, and a suspension made after it in the same flush stays, whatever its spelling', async () => {
+    const { a, b, clock, later, sync, path } = twoWorkers();
+    a.suspend('Dana', 600_000, { alertId: '', alertType: 'manual', note: '' });
+    await flushed();
+    later(1000);
+    b.suspend('dana', 600_000, { alertId: '', alertType: 'manual', note: '' });
+    await flushed();
+    expect(stored(path)).toEqual([{ principal_id: 'Dana', lifted: 0 }, { principal_id: 'dana', lifted: 0 }]);
+    // Queued in one turn, written in one flush: a lift, a new suspension, its lift, and one more under the first spelling.
+    expect(a.lift('DANA')).toMatchObject({ principalId: 'Dana' });
+    a.suspend('dana ', 600_000, { alertId: '', alertType: 'manual', note: '' });
+    a.lift('dana ');
+    a.suspend('Dana', 900_000, { alertId: '', alertType: 'manual', note: 'after the lift' });
+    await flushed();
+    sync(b);
+    for (const worker of [a, b]) expect(worker.list()).toMatchObject([{ principalId: 'Dana', note: 'after the lift' }]);
+    expect(stored(path)).toEqual([{ principal_id: 'Dana', lifted: 0 }, { principal_id: 'dana', lifted: 1 }]);
+    // And lifted through the other worker, by yet another spelling: no row is left in force, so a restart holds none.
+    expect(b.lift('da\u200Bna')).toBeDefined();
+    await flushed();
+    sync(a);
+    expect(a.list()).toEqual([]);
+    expect(stored(path).filter((r) => r.lifted === 0)).toEqual([]);
+    const restarted = SuspensionService.open(path, { metrics: new ServerMetrics().alertResponses, now: clock });
+    services.push(restarted);
+    expect(restarted.list()).toEqual([]);
   });
 
   it('alerts past alerts.suspend.maxSuspended suspend nobody, counted and logged; an operator still suspends, and one already suspended is still extended', async () => {
