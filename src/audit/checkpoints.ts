@@ -27,6 +27,13 @@ export interface JudgeInput {
   readonly checkpoints: readonly PendingCheckpoint[];
   readonly external: PendingCheckpoint | null;
   readonly keys: readonly KeyObject[];
+  /**
+   * The replica whose log this is: what the log records, or the export's header;
+   * null when it names none. A checkpoint signed for another replica is a break.
+   */
+  readonly replicaId: string | null;
+  /** Where replicaId was read, for messages: "this log" or "the export's header". */
+  readonly replicaSource: string;
   readonly warnings: string[];
   readonly started: number;
   readonly diagnosis: () => RowSource;
@@ -91,9 +98,9 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
       return { kind: 'bad-signature', seq: cp.seq, message: `${what} is signed by key ${cp.keyId}, not by the trusted key ${keyIds.join(' or ')}` };
     }
     if (!checkpointSignatureValid(cp, key)) {
-      return { kind: 'bad-signature', seq: cp.seq, message: `${what} has an invalid signature: its seq, hash, time or kind were altered, or it was forged` };
+      return { kind: 'bad-signature', seq: cp.seq, message: `${what} has an invalid signature: its seq, hash, time, kind or replica were altered, or it was forged` };
     }
-    return null;
+    return otherReplica(cp, input.replicaId, input.replicaSource);
   };
 
   if (input.anchor !== null) {
@@ -180,6 +187,25 @@ export function removedPredecessor(cp: PendingCheckpoint, startSeq: number, held
     message:
       `${describeCheckpoint(cp)} names seq ${previous} as the checkpoint signed before it, which is missing: checkpoints were removed, ` +
       `so rows after seq ${previous} may have been rewritten; check the log against a checkpoint exported earlier (--from-checkpoint) or restore it from a backup`,
+  };
+}
+
+/**
+ * The break when a checkpoint with a valid signature was signed for another
+ * replica (format v3) than `replicaId`, which the log (or an export's header)
+ * records: one replica's checkpoint copied into another's log, or the log's
+ * recorded id changed. A v2 or v1 checkpoint names no replica and is not judged.
+ */
+export function otherReplica(cp: PendingCheckpoint, replicaId: string | null, replicaSource: string): VerifyBreak | null {
+  if (cp.replicaId === null || cp.replicaId === replicaId) return null;
+  const recorded = replicaId === null ? `${replicaSource} records no replica id` : `${replicaSource} records replica ${replicaId}`;
+  return {
+    kind: 'replica-mismatch',
+    seq: cp.seq,
+    message:
+      `${describeCheckpoint(cp)} was signed in the log of replica ${cp.replicaId}, but ${recorded}: ` +
+      `either the checkpoint (with the rows it signs) was copied from replica ${cp.replicaId}'s log, or the recorded replica id was changed; ` +
+      `compare this log with replica ${cp.replicaId}'s own log and its exported checkpoints, and restore the right one from a backup`,
   };
 }
 

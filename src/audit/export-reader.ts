@@ -8,13 +8,14 @@ import { parsePublicKey } from '../decisions/keys.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { repeatedMember } from '../json-members.js';
 import { parseCheckpointJson } from './checkpoint-export.js';
-import { EXPORT_FORMAT } from './export.js';
+import { EXPORT_FORMAT, EXPORT_FORMAT_V1 } from './export.js';
+import type { ReadHeader } from './export-header.js';
 import { REPLICA_ID_PATTERN, REPLICA_ID_RULE } from '../decisions/replica.js';
 
 /** What `verdict audit verify --export` reads back from an export (export.ts describes the lines). */
 export interface ExportContents {
   /** The first line, where the export says its range; null when the first line is another (its beginning was cut off). */
-  readonly header: { readonly fromSeq: number | null; readonly toSeq: number | null; readonly replicaId: string | null } | null;
+  readonly header: ReadHeader | null;
   readonly footer: { readonly rows: number } | null;
   readonly rows: StoredRow[];
   readonly checkpoints: Checkpoint[];
@@ -54,8 +55,7 @@ export function readExportFile(path: string): ExportContents {
     sawLine = true;
     switch (o.type) {
       case 'header': {
-        if (o.format !== EXPORT_FORMAT) throw new VerdictError('INPUT_INVALID', `${where}: format ${JSON.stringify(o.format)} is not ${EXPORT_FORMAT}`);
-        header = { fromSeq: typeof o.fromSeq === 'number' ? o.fromSeq : null, toSeq: typeof o.toSeq === 'number' ? o.toSeq : null, replicaId: headerReplicaId(o.replicaId, where) };
+        header = readHeader(o, where);
         if (typeof o.publicKey === 'string') publicKey = parsePublicKey(o.publicKey, `${where}: publicKey`);
         break;
       }
@@ -276,6 +276,32 @@ function utf16Length(bytes: Buffer): number {
     if ((b & 0xc0) !== 0x80) units += b >= 0xf0 ? 2 : 1;
   }
   return units;
+}
+
+/**
+ * The header line: format v2 (this release) carries the signed members
+ * (export-header.ts), format v1 (earlier releases) none. A v2 header without
+ * its signature is refused; one whose values were changed fails its signature.
+ */
+function readHeader(o: Record<string, unknown>, where: string): ReadHeader {
+  if (o.format !== EXPORT_FORMAT && o.format !== EXPORT_FORMAT_V1) {
+    throw new VerdictError('INPUT_INVALID', `${where}: format ${JSON.stringify(o.format)} is not ${EXPORT_FORMAT} or ${EXPORT_FORMAT_V1}`);
+  }
+  const seqOf = (value: unknown): number | null => (typeof value === 'number' ? value : null);
+  const base = { fromSeq: seqOf(o.fromSeq), toSeq: seqOf(o.toSeq), replicaId: headerReplicaId(o.replicaId, where) };
+  if (o.format === EXPORT_FORMAT_V1) return { ...base, startHash: null, endHash: null, exportedAt: String(o.exportedAt), signed: null };
+  const bad = (member: string, want: string): VerdictError =>
+    new VerdictError('INPUT_INVALID', `${where}: header ${member} must be ${want} in a ${EXPORT_FORMAT} header; verdict writes no other, so the line was altered`);
+  const hash = (member: 'startHash' | 'endHash'): string | null => {
+    const value = o[member];
+    if (value === null) return null;
+    if (typeof value !== 'string' || !/^[0-9a-f]{64}$/.test(value)) throw bad(member, 'null or 64 lower-case hex digits');
+    return value;
+  };
+  if (typeof o.exportedAt !== 'string') throw bad('exportedAt', 'a string');
+  if (typeof o.keyId !== 'string') throw bad('keyId', 'a string');
+  if (typeof o.signature !== 'string' || !/^[A-Za-z0-9+/]+={0,2}$/.test(o.signature)) throw bad('signature', 'base64');
+  return { ...base, startHash: hash('startHash'), endHash: hash('endHash'), exportedAt: o.exportedAt, signed: { keyId: o.keyId, signature: Buffer.from(o.signature, 'base64') } };
 }
 
 /** The header's replicaId: absent (an export of an earlier release) and null (an unnamed log) both read as null. */

@@ -3,10 +3,11 @@ import fs from 'node:fs';
 import { CURRENT_FORMAT, formatName, storedRowFromRaw, storedRowProblem, type StoredRow } from '../decisions/chain.js';
 import { CHECKPOINT_FORMAT } from '../decisions/checkpoint.js';
 import { COLUMNS, storedRowList } from '../decisions/columns.js';
-import { keyIdOf, publicKeyPem } from '../decisions/keys.js';
+import { publicKeyPem, type CheckpointSigner } from '../decisions/keys.js';
 import { recordedReplicaId } from '../decisions/replica.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { checkpointJson } from './checkpoint-export.js';
+import { signHeader, type HeaderBinding } from './export-header.js';
 import { readCheckpoints, withLogFile, type LogFile } from './log-file.js';
 import { utf8Check } from './stored-text.js';
 
@@ -15,12 +16,17 @@ import { utf8Check } from './stored-text.js';
  * from the database (`verdict audit verify --export FILE`).
  *
  * Line types, in this order:
- * - `{"type":"header", "format":"verdict.export.v1", …, "publicKey": PEM, "replicaId"}`
- *   (replicaId: the log's replica id, null when it records none; absent before it existed)
+ * - `{"type":"header", "format":"verdict.export.v2", …, "fromSeq", "toSeq",
+ *   "startHash", "endHash", "replicaId", "keyId", "publicKey": PEM, "signature"}`
+ *   (replicaId: the log's replica id, null when it records none); the signature
+ *   binds the range, the replica and the chain hashes around the range
+ *   (export-header.ts). Format v1, of earlier releases, had no signature,
+ *   startHash or endHash (nor replicaId before it existed).
  * - the checkpoint or prune anchor at seq fromSeq-1, when there is one (the
  *   export's signed starting point); checkpoint and anchor lines carry
  *   `previousSeq`, the seq they name as signed before them (format v2,
- *   checkpoint.ts), null for a v1 checkpoint
+ *   checkpoint.ts), null for a v1 checkpoint, and `replicaId` for a checkpoint
+ *   of format v3
  * - `{"type":"decision", "seq", "decisionId", "time", "timeMs", …, "ruleIds": [],
  *   "errors": [], "request": {}, "latencyUs", "details", "format", "prevHash",
  *   "hash"}` for every row of the range (one member per column of the table in
@@ -36,7 +42,10 @@ import { utf8Check } from './stored-text.js';
  * `errorsText`, … with the exact text, and verifiers use that.
  */
 
-export const EXPORT_FORMAT = 'verdict.export.v1';
+/** The format this build writes: its header is signed (export-header.ts). */
+export const EXPORT_FORMAT = 'verdict.export.v2';
+/** The format of earlier releases, with an unsigned header; still read. */
+export const EXPORT_FORMAT_V1 = 'verdict.export.v1';
 
 export interface ExportOptions {
   /** Export from the first row made at or after this time (ms); rows are contiguous from there. */
@@ -47,6 +56,8 @@ export interface ExportOptions {
   readonly toSeq?: number;
   /** Written into the header so a reader can find the key; verification should use its own copy. */
   readonly publicKey?: KeyObject | null;
+  /** Signs the header (export-header.ts): the log's checkpoint signing key. */
+  readonly signer: CheckpointSigner;
 }
 
 export interface ExportSummary {
@@ -62,7 +73,7 @@ export interface ExportSummary {
  * are one consistent snapshot even while the server appends.
  * @throws VerdictError DECISION_LOG_UNAVAILABLE / DECISION_LOG_CORRUPT
  */
-export function exportLog(dbPath: string, write: (chunk: string) => void, options: ExportOptions = {}): ExportSummary {
+export function exportLog(dbPath: string, write: (chunk: string) => void, options: ExportOptions): ExportSummary {
   return withLogFile(dbPath, 'export', (log) => log.db.transaction(() => exportSnapshot(log, write, options))());
 }
 
@@ -92,19 +103,36 @@ function exportSnapshot(log: LogFile, write: (chunk: string) => void, options: E
       buffer = '';
     }
   };
+  const hashAt = (column: 'prev_hash' | 'hash', seq: number | null): string | null => {
+    if (empty || seq === null) return null;
+    const value: unknown = db.prepare(`SELECT ${column} FROM decisions WHERE seq = ?`).pluck().get(seq);
+    return Buffer.isBuffer(value) ? value.toString('hex') : null;
+  };
+  const binding: HeaderBinding = {
+    // Where the central store files this export; null for a log no server has named yet.
+    replicaId: recordedReplicaId(db, log.path),
+    fromSeq: empty ? null : fromSeq,
+    toSeq: empty ? null : toSeq,
+    startHash: hashAt('prev_hash', fromSeq),
+    endHash: hashAt('hash', toSeq),
+    exportedAt: new Date().toISOString(),
+  };
+  const signed = signHeader(binding, options.signer);
   emit({
     type: 'header',
     format: EXPORT_FORMAT,
     canonical: formatName(CURRENT_FORMAT),
     checkpointFormat: CHECKPOINT_FORMAT,
     source: log.path,
-    exportedAt: new Date().toISOString(),
-    fromSeq: empty ? null : fromSeq,
-    toSeq: empty ? null : toSeq,
-    keyId: options.publicKey ? keyIdOf(options.publicKey) : null,
+    exportedAt: binding.exportedAt,
+    fromSeq: binding.fromSeq,
+    toSeq: binding.toSeq,
+    startHash: binding.startHash,
+    endHash: binding.endHash,
+    replicaId: binding.replicaId,
+    keyId: signed.keyId,
     publicKey: options.publicKey ? publicKeyPem(options.publicKey) : null,
-    // Where the central store files this export; null for a log no server has named yet.
-    replicaId: recordedReplicaId(db, log.path),
+    signature: signed.signature,
   });
   let rows = 0;
   let checkpoints = 0;
@@ -187,7 +215,7 @@ function isoTime(ms: unknown): string | null {
  * Write an export to `path` (created or replaced), fsynced before returning.
  * @throws VerdictError INPUT_UNREADABLE when the file cannot be written
  */
-export function exportLogToFile(dbPath: string, path: string, options: ExportOptions = {}): ExportSummary {
+export function exportLogToFile(dbPath: string, path: string, options: ExportOptions): ExportSummary {
   let fd: number;
   try {
     fd = fs.openSync(path, 'w', 0o640);

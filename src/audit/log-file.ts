@@ -48,10 +48,9 @@ export function hasCheckpointTable(log: LogFile): boolean {
  */
 export function readCheckpoints(log: LogFile, range?: { readonly from: number; readonly to: number }): Checkpoint[] {
   if (!hasCheckpointTable(log)) return [];
-  const previous = previousSeqColumn(log);
   const where = range === undefined ? '' : ' WHERE seq BETWEEN ? AND ?';
   const rows = log.db
-    .prepare(`SELECT kind, seq, hash, time_ms, key_id, signature, ${previous} AS previous_seq FROM checkpoints${where} ORDER BY seq, id`)
+    .prepare(`SELECT kind, seq, hash, time_ms, key_id, signature, ${previousSeqColumn(log)} AS previous_seq, ${replicaIdColumn(log)} AS replica_id FROM checkpoints${where} ORDER BY seq, id`)
     .all(...(range ? [range.from, range.to] : [])) as Array<{
     kind: string;
     seq: number;
@@ -60,6 +59,7 @@ export function readCheckpoints(log: LogFile, range?: { readonly from: number; r
     key_id: string;
     signature: Buffer;
     previous_seq: unknown;
+    replica_id: unknown;
   }>;
   return rows.map((r) => ({
     // An unknown kind can only come from tampering; it then fails its signature check as a checkpoint.
@@ -70,6 +70,7 @@ export function readCheckpoints(log: LogFile, range?: { readonly from: number; r
     keyId: r.key_id,
     signature: r.signature,
     previousSeq: readPreviousSeq(r.previous_seq),
+    replicaId: readCheckpointReplicaId(r.replica_id),
   }));
 }
 
@@ -79,7 +80,16 @@ export function readCheckpoints(log: LogFile, range?: { readonly from: number; r
  * whatever `user_version` says.
  */
 export function previousSeqColumn(log: LogFile): string {
-  return (log.db.pragma('table_info(checkpoints)') as { name: string }[]).some((column) => column.name === 'previous_seq') ? 'previous_seq' : 'NULL';
+  return checkpointColumnOrNull(log, 'previous_seq');
+}
+
+/** What to select for replica_id: the column, or NULL in a log without it (schema v8 added it; an older log holds no v3 checkpoint). */
+export function replicaIdColumn(log: LogFile): string {
+  return checkpointColumnOrNull(log, 'replica_id');
+}
+
+function checkpointColumnOrNull(log: LogFile, column: 'previous_seq' | 'replica_id'): string {
+  return (log.db.pragma('table_info(checkpoints)') as { name: string }[]).some((c) => c.name === column) ? column : 'NULL';
 }
 
 /**
@@ -90,4 +100,15 @@ export function previousSeqColumn(log: LogFile): string {
 export function readPreviousSeq(value: unknown): number | null {
   if (value === null) return null;
   return typeof value === 'number' && Number.isSafeInteger(value) ? value : -1;
+}
+
+/**
+ * replica_id as stored: NULL for a v2 or v1 checkpoint. Anything but text can only
+ * come from tampering; it is read as its JSON text, so the signature, made over
+ * another message, fails (and the mismatch names what was found).
+ */
+export function readCheckpointReplicaId(value: unknown): string | null {
+  if (value === null || value === undefined) return null;
+  if (typeof value === 'string') return value;
+  return Buffer.isBuffer(value) ? `x'${value.toString('hex')}'` : String(value);
 }

@@ -2,6 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import Database from 'better-sqlite3';
 import { signCheckpoint, type Checkpoint } from '../decisions/checkpoint.js';
 import type { CheckpointSigner } from '../decisions/keys.js';
+import { recordedReplicaId } from '../decisions/replica.js';
 import { migrate } from '../decisions/schema.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { exportLogToFile, type ExportSummary } from './export.js';
@@ -89,7 +90,7 @@ export async function pruneLog(path: string, options: PruneOptions): Promise<Pru
     const rows = last - first + 1;
     if (options.dryRun) return { refused: false, rows, fromSeq: first, toSeq: last, anchor: null, exported: null, verification };
 
-    const exported = options.exportTo === undefined ? null : exportLogToFile(path, options.exportTo, { toSeq: last });
+    const exported = options.exportTo === undefined ? null : exportLogToFile(path, options.exportTo, { toSeq: last, signer: options.signer });
     if (exported !== null && exported.toSeq !== last) {
       throw new VerdictError('INTERNAL', `the export to ${options.exportTo} ended at seq ${String(exported.toSeq)}, not ${last}; nothing was pruned`);
     }
@@ -99,9 +100,11 @@ export async function pruneLog(path: string, options: PruneOptions): Promise<Pru
     const guardOff = db.prepare('DELETE FROM audit_guard');
     const deleteRows = db.prepare<[number]>('DELETE FROM decisions WHERE seq <= ?');
     const deleteCheckpoints = db.prepare<[number]>('DELETE FROM checkpoints WHERE seq <= ?');
-    const insertAnchor = db.prepare<[number, Buffer, number, string, Buffer, number]>(
-      "INSERT INTO checkpoints (kind, seq, hash, time_ms, key_id, signature, previous_seq) VALUES ('anchor', ?, ?, ?, ?, ?, ?)",
+    const insertAnchor = db.prepare<[number, Buffer, number, string, Buffer, number, string | null]>(
+      "INSERT INTO checkpoints (kind, seq, hash, time_ms, key_id, signature, previous_seq, replica_id) VALUES ('anchor', ?, ?, ?, ?, ?, ?, ?)",
     );
+    // The anchor names the replica the log records, as the writer's checkpoints do (checkpoint.ts, format v3).
+    const replicaId = recordedReplicaId(db, path);
     // The anchor names the newest checkpoint or anchor at or before its seq, read before the
     // deletion removes it (format v2, checkpoint.ts); 0 when there is none.
     const previousAt = db.prepare<[number], number | null>('SELECT max(seq) FROM checkpoints WHERE seq <= ?').pluck();
@@ -114,11 +117,11 @@ export async function pruneLog(path: string, options: PruneOptions): Promise<Pru
           throw new VerdictError('DECISION_LOG_CORRUPT', `row ${end} vanished or lost its hash while pruning; stopped with rows up to ${done} pruned`);
         }
         const previousSeq = previousAt.get(end) ?? 0;
-        const signed = signCheckpoint({ kind: 'anchor', seq: end, hash, timeMs: Date.now(), previousSeq }, options.signer);
+        const signed = signCheckpoint({ kind: 'anchor', seq: end, hash, timeMs: Date.now(), previousSeq, replicaId }, options.signer);
         guardOn.run();
         deleteRows.run(end);
         deleteCheckpoints.run(end);
-        insertAnchor.run(end, hash, signed.timeMs, signed.keyId, Buffer.from(signed.signature), previousSeq);
+        insertAnchor.run(end, hash, signed.timeMs, signed.keyId, Buffer.from(signed.signature), previousSeq, replicaId);
         guardOff.run();
         return signed;
       });

@@ -14,13 +14,17 @@
  * - checkpoint-removed: a signed checkpoint names, as the one signed before it,
  *   a checkpoint the log no longer holds (format v2, checkpoint.ts); seq is the
  *   missing checkpoint's;
+ * - replica-mismatch: a checkpoint signed (format v3, checkpoint.ts) in the log
+ *   of another replica than the one this log (or the export's header) names:
+ *   copied from another replica's log, or the recorded id was changed; seq is
+ *   the checkpoint's;
  * - structure: the log's tables are not as verdict makes them (a view for
  *   `decisions`, seq not its rowid, no unique decision_id, a lowered schema
  *   version) or SQLite's integrity check fails (a stale index); seq is 0, the
  *   whole log is affected.
  */
 
-export type BreakKind = 'changed' | 'deleted' | 'inserted' | 'reordered' | 'truncated' | 'bad-signature' | 'checkpoint-removed' | 'structure';
+export type BreakKind = 'changed' | 'deleted' | 'inserted' | 'reordered' | 'truncated' | 'bad-signature' | 'checkpoint-removed' | 'replica-mismatch' | 'structure';
 
 export interface VerifyBreak {
   readonly kind: BreakKind;

@@ -3,11 +3,12 @@ import { performance } from 'node:perf_hooks';
 import { GENESIS_HASH } from '../decisions/chain.js';
 import { recordedReplicaId } from '../decisions/replica.js';
 import { decisionsShapeProblem } from '../decisions/schema.js';
-import type { Checkpoint } from '../decisions/checkpoint.js';
+import { checkpointFormat, type Checkpoint } from '../decisions/checkpoint.js';
 import { keyIdOf } from '../decisions/keys.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { PARALLEL_MIN_ROWS, chainPassDb, chainPassRows, type ChainStart } from './chain-pass.js';
 import { judge, type PendingCheckpoint } from './checkpoints.js';
+import { headerBreak, type ExportedRange } from './export-header.js';
 import { readExportFile, type ExportContents } from './export-reader.js';
 import { hasCheckpointTable, openLogFile, readCheckpoints, type LogFile } from './log-file.js';
 import type { VerifyBreak, VerifyReport } from './report.js';
@@ -74,7 +75,11 @@ export async function verifyLog(path: string, options: VerifyOptions): Promise<V
     if (checkStorage && (options.workers === undefined ? spanOf(db) >= PARALLEL_MIN_ROWS : options.workers > 1)) beside = startStorageCheck(path);
     const pass = await chainPassDb(db, path, start, wanted, options.workers);
     const replicaId = replicaOf(db, path, warnings);
-    const report = { ...judge({ source: path, start, anchor, checkpoints, external, keys: options.publicKeys, warnings, started, diagnosis: () => dbRowSource(db, log.columns) }, pass), replicaId };
+    const judged = judge(
+      { source: path, start, anchor, checkpoints, external, keys: options.publicKeys, replicaId, replicaSource: 'this log', warnings, started, diagnosis: () => dbRowSource(db, log.columns) },
+      pass,
+    );
+    const report = { ...judged, replicaId };
     if (!report.ok) return report;
     if (!checkStorage) return { ...report, storage: 'skipped' };
     const damaged = beside === null ? storageProblem(db) : await beside.result;
@@ -169,9 +174,21 @@ export function verifyExport(path: string, options: VerifyOptions): VerifyReport
   const checkpoints = contents.checkpoints.filter((c) => c !== before).map((c) => ({ ...c, origin: 'export' as const }));
   const wanted = [...checkpoints, ...(external ? [external] : [])].map((c) => c.seq);
   const pass = chainPassRows(contents.rows, start, wanted);
-  const report = { ...judge({ source: path, start, anchor, checkpoints, external, keys, warnings, started, diagnosis: () => arrayRowSource(contents.rows) }, pass), replicaId: contents.header?.replicaId ?? null };
+  // The header's replicaId is checked against every checkpoint that names one (format v3): those are signed, the header is not.
+  const replicaId = contents.header?.replicaId ?? null;
+  const judged = judge({ source: path, start, anchor, checkpoints, external, keys, replicaId, replicaSource: "the export's header", warnings, started, diagnosis: () => arrayRowSource(contents.rows) }, pass);
+  const report = { ...judged, replicaId };
+  // The header's own break first: a relabelled header makes every other message about the range misleading.
+  const relabelled = contents.header === null ? null : headerBreak(contents.header, exportedRange(contents), keys);
+  if (relabelled !== null) return { ...report, ok: false, break: relabelled };
   const cut = missingBeginning(contents);
   if (cut !== null) return { ...report, ok: false, rows: 0, lastSeq: null, break: cut };
+  if (contents.header !== null && contents.header.signed === null) {
+    warnings.push(
+      "the export's header is unsigned (format verdict.export.v1, written by a release before headers were signed): its range and replica are taken on trust, " +
+        'so an export cut back to one of its checkpoints with the header rewritten to match would read as an export of a shorter range; compare the range above with the one exported',
+    );
+  }
   // The end line is unsigned: it catches a cut-off copy, not an attacker.
   if (report.ok && contents.footer !== null && contents.footer.rows !== contents.rows.length) {
     const lastSeq = report.lastSeq ?? start.seq;
@@ -200,13 +217,26 @@ export function verifyExport(path: string, options: VerifyOptions): VerifyReport
   return report;
 }
 
+/** What the header's signature is checked against: the first and last rows, and each checkpoint's message format. */
+function exportedRange(contents: ExportContents): ExportedRange {
+  const first = contents.rows[0];
+  const last = contents.rows[contents.rows.length - 1];
+  const hex = (hash: Uint8Array | null): string | null => (hash === null ? null : Buffer.from(hash).toString('hex'));
+  return {
+    first: first === undefined ? null : { seq: first.seq, prevHash: hex(first.prevHash) },
+    last: last === undefined ? null : { seq: last.seq, hash: hex(last.hash) },
+    checkpointFormats: contents.checkpoints.map(checkpointFormat),
+  };
+}
+
 /**
  * The break when an export's beginning is missing: no header line (verdict
- * writes it first), or a first row other than the one the header names. The
- * header is not signed: this catches lines cut from the top, which the chain
- * cannot show when the rest starts at a checkpoint or between two (an export
- * of a range may start anywhere); someone who also rewrites the header makes
- * it an export of a shorter range, which the report's start then names.
+ * writes it first), or a first row other than the one the header names. This
+ * catches lines cut from the top, which the chain cannot show when the rest
+ * starts at a checkpoint or between two (an export of a range may start
+ * anywhere); a header rewritten to match fails its signature (headerBreak),
+ * except on an export of an earlier release, whose unsigned header makes it an
+ * export of a shorter range, which the report's start then names.
  */
 function missingBeginning(contents: ExportContents): VerifyBreak | null {
   const first = contents.rows[0];

@@ -6,7 +6,7 @@ import { pruneLog } from '../audit/prune.js';
 import { formatReport, type VerifyReport } from '../audit/report.js';
 import { verifyExport, verifyLog } from '../audit/verify.js';
 import { checkpointSignatureValid } from '../decisions/checkpoint.js';
-import { defaultKeyPaths, keyIdOf, publicKeyPem, readPrivateKey, readPublicKey } from '../decisions/keys.js';
+import { defaultKeyPaths, keyIdOf, publicKeyPem, readPrivateKey, readPublicKey, type CheckpointSigner } from '../decisions/keys.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { parseTime } from './time.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
@@ -71,12 +71,14 @@ Options:
 Exit codes: 0 ok, 1 the latest checkpoint does not verify, 2 usage error, 4 unreadable log or key.
 `;
 
-const EXPORT_HELP = `Usage: verdict audit export [--db FILE] [--since TIME] [--until TIME] [--format jsonl] [--out FILE]
+const EXPORT_HELP = `Usage: verdict audit export [--db FILE] [--since TIME] [--until TIME] [--format jsonl] [--out FILE] [--signing-key FILE]
 
 Writes decisions as JSON lines, each with its seq, prev_hash and hash, with the
 signed checkpoints in between, for a SIEM. "verdict audit verify --export FILE"
 verifies such a file on its own. Rows are contiguous by seq: from the first row
 made at or after --since to the last row before the first made at or after --until.
+The header line (range, replica, the chain hashes around the range) is signed
+with the log's signing key, so a header rewritten to present a shorter range fails.
 
 Options:
   --db FILE        the decision log (default: ${DEFAULT_DB})
@@ -84,10 +86,12 @@ Options:
   --until TIME     up to this time
   --format jsonl   the only format (default)
   --out FILE       write to FILE (default: standard output)
-  --pubkey FILE    public key to put in the header (default: the one next to the log, if any)
+  --signing-key FILE  the Ed25519 key that signs the header (default: audit-signing-key.pem
+                   next to the log, the key the server signs checkpoints with)
+  --pubkey FILE    public key to put in the header (default: the signing key's); must be the signing key's
   -h, --help       this text
 
-Exit codes: 0 ok, 2 usage error, 4 the log cannot be read or FILE cannot be written.
+Exit codes: 0 ok, 2 usage error, 4 the log or the key cannot be read or FILE cannot be written.
 `;
 
 const PRUNE_HELP = `Usage: verdict audit prune --before TIME [--db FILE] [--export FILE] [--signing-key FILE] [--dry-run]
@@ -217,12 +221,19 @@ async function runCheckpoint(argv: string[], io: CommandIO): Promise<number> {
     return EXIT.OK;
   }
   const db = values.db ?? DEFAULT_DB;
-  const latest = latestCheckpoint(db);
-  if (latest === null) throw new VerdictError('NOT_FOUND', `${db} has no signed checkpoint yet (the server signs one every checkpointEveryRows rows or checkpointEverySeconds seconds, and on shutdown)`);
+  const found = latestCheckpoint(db);
+  if (found === null) throw new VerdictError('NOT_FOUND', `${db} has no signed checkpoint yet (the server signs one every checkpointEveryRows rows or checkpointEverySeconds seconds, and on shutdown)`);
+  const latest = found.checkpoint;
   const keyFile = values.pubkey ?? defaultKeyPaths(db).publicKey;
   const publicKey = readPublicKey(keyFile);
   if (keyIdOf(publicKey) !== latest.keyId || !checkpointSignatureValid(latest, publicKey)) {
     io.stderr(`verdict audit checkpoint: the latest checkpoint (seq ${latest.seq}) is not validly signed by ${keyIdOf(publicKey)} from ${keyFile}; not exporting it. Run verdict audit verify.\n`);
+    return EXIT.FAILED;
+  }
+  // A checkpoint signed in another replica's log would carry that replica's name to wherever it is kept.
+  if (latest.replicaId !== null && latest.replicaId !== found.replicaId) {
+    const recorded = found.replicaId === null ? 'records no replica id' : `records replica ${found.replicaId}`;
+    io.stderr(`verdict audit checkpoint: the latest checkpoint (seq ${latest.seq}) was signed in the log of replica ${latest.replicaId}, but ${db} ${recorded}; not exporting it. Run verdict audit verify.\n`);
     return EXIT.FAILED;
   }
   const data = toExport(latest, publicKey);
@@ -231,7 +242,8 @@ async function runCheckpoint(argv: string[], io: CommandIO): Promise<number> {
     return EXIT.OK;
   }
   writeCheckpointExport(values.export, data);
-  io.stdout(`exported the ${latest.kind} at seq ${latest.seq.toLocaleString('en-US')} (signed ${data.time} by ${latest.keyId}) to ${values.export}\nkeep it where this host cannot write; later: verdict audit verify --db ${db} --from-checkpoint ${values.export}\n`);
+  const replica = latest.replicaId === null ? '' : ` for replica ${latest.replicaId}`;
+  io.stdout(`exported the ${latest.kind} at seq ${latest.seq.toLocaleString('en-US')} (signed ${data.time} by ${latest.keyId}${replica}) to ${values.export}\nkeep it where this host cannot write; later: verdict audit verify --db ${db} --from-checkpoint ${values.export}\n`);
   return EXIT.OK;
 }
 
@@ -248,6 +260,7 @@ async function runExport(argv: string[], io: CommandIO): Promise<number> {
       format: { type: 'string' },
       out: { type: 'string' },
       pubkey: { type: 'string' },
+      'signing-key': { type: 'string' },
     },
     false,
   );
@@ -260,9 +273,12 @@ async function runExport(argv: string[], io: CommandIO): Promise<number> {
   const since = values.since === undefined ? undefined : parseTime('--since', values.since, now);
   const until = values.until === undefined ? undefined : parseTime('--until', values.until, now);
   const db = values.db ?? DEFAULT_DB;
-  const keyFile = values.pubkey ?? defaultKeyPaths(db).publicKey;
-  const publicKey = values.pubkey !== undefined || fs.existsSync(keyFile) ? readPublicKey(keyFile) : null;
-  const options = { since, until, publicKey };
+  const key = loadSigner(values['signing-key'] ?? defaultKeyPaths(db).signingKey, 'export signs its header');
+  const publicKey = values.pubkey === undefined ? key.publicKey : readPublicKey(values.pubkey);
+  if (keyIdOf(publicKey) !== key.signer.keyId) {
+    throw usage(`--pubkey ${values.pubkey ?? ''} is key ${keyIdOf(publicKey)}, but the header is signed by ${key.signer.keyId}; give the signing key's public key, or leave --pubkey out`);
+  }
+  const options = { since, until, publicKey, signer: key.signer };
   if (values.out === undefined) {
     exportLog(db, io.stdout, options);
     return EXIT.OK;
@@ -274,6 +290,19 @@ async function runExport(argv: string[], io: CommandIO): Promise<number> {
 }
 
 // ---------------------------------------------------------------- prune
+
+/**
+ * The log's signing key, for a command that signs (`what`: "prune signs its anchor").
+ * @throws VerdictError CONFIG_INVALID when there is no key at `keyFile`
+ */
+function loadSigner(keyFile: string, what: string): { signer: CheckpointSigner; publicKey: KeyObject } {
+  if (!fs.existsSync(keyFile)) {
+    throw new VerdictError('CONFIG_INVALID', `no signing key at ${keyFile}: ${what} with the key the server signs checkpoints with; pass --signing-key FILE`);
+  }
+  const privateKey = readPrivateKey(keyFile);
+  const publicKey = createPublicKey(privateKey);
+  return { signer: { keyId: keyIdOf(publicKey), sign: (message) => sign(null, message, privateKey) }, publicKey };
+}
 
 async function runPrune(argv: string[], io: CommandIO): Promise<number> {
   const { values } = parseFlags(
@@ -297,17 +326,11 @@ async function runPrune(argv: string[], io: CommandIO): Promise<number> {
   const before = parseTime('--before', values.before, Date.now());
   const db = values.db ?? DEFAULT_DB;
   if (!fs.existsSync(db)) throw new VerdictError('DECISION_LOG_UNAVAILABLE', `no decision log at ${db}`);
-  const keyFile = values['signing-key'] ?? defaultKeyPaths(db).signingKey;
-  if (!fs.existsSync(keyFile)) {
-    throw new VerdictError('CONFIG_INVALID', `no signing key at ${keyFile}: prune signs its anchor with the key the server signs checkpoints with; pass --signing-key FILE`);
-  }
-  const privateKey = readPrivateKey(keyFile);
-  const publicKey = createPublicKey(privateKey);
-  const keyId = keyIdOf(publicKey);
+  const { signer, publicKey } = loadSigner(values['signing-key'] ?? defaultKeyPaths(db).signingKey, 'prune signs its anchor');
   const extra = ((values.pubkey as string[] | undefined) ?? []).map(readPublicKey);
   const result = await pruneLog(db, {
     before,
-    signer: { keyId, sign: (message) => sign(null, message, privateKey) },
+    signer,
     publicKeys: [publicKey, ...extra],
     ...(values.export !== undefined ? { exportTo: values.export } : {}),
     dryRun: values['dry-run'] ?? false,
@@ -330,7 +353,7 @@ async function runPrune(argv: string[], io: CommandIO): Promise<number> {
   if (result.exported !== null) io.stdout(`exported ${result.exported.rows.toLocaleString('en-US')} rows (${range}) to ${values.export}\n`);
   io.stdout(
     `removed ${result.rows.toLocaleString('en-US')} rows (${range}) made before ${when}\n` +
-      `anchor: seq ${result.anchor?.seq} hash ${Buffer.from(result.anchor?.hash ?? []).toString('hex')} signed by ${keyId}\n` +
+      `anchor: seq ${result.anchor?.seq} hash ${Buffer.from(result.anchor?.hash ?? []).toString('hex')} signed by ${signer.keyId}\n` +
       `the remaining rows verify from the anchor (verdict audit verify --db ${db}); the file shrinks only after VACUUM\n`,
   );
   return EXIT.OK;

@@ -10,7 +10,7 @@ import { dirname } from 'node:path';
 import Database from 'better-sqlite3';
 import { VerdictError, messageOf } from '../errors.js';
 import { INSERT_SQL, type RowValue } from './columns.js';
-import { claimReplica, refuseOtherReplica } from './replica.js';
+import { claimReplica, recordedReplicaId, refuseOtherReplica } from './replica.js';
 import { migrate } from './schema.js';
 
 /**
@@ -28,7 +28,7 @@ import { migrate } from './schema.js';
  */
 export type DecisionLogMode = 'durable' | 'async';
 
-type CheckpointParams = [kind: string, seq: number, hash: Buffer, timeMs: number, keyId: string, signature: Buffer, previousSeq: number];
+type CheckpointParams = [kind: string, seq: number, hash: Buffer, timeMs: number, keyId: string, signature: Buffer, previousSeq: number, replicaId: string | null];
 
 /**
  * The writer's connection to a log file: opened in WAL mode with the mode's
@@ -44,6 +44,12 @@ export interface Connection {
   readonly anchor: Database.Statement<[], { seq: number; hash: Buffer }>;
   readonly lastCheckpoint: Database.Statement<[], { seq: number; time_ms: number }>;
   readonly insertCheckpoint: Database.Statement<CheckpointParams>;
+  /**
+   * The replica id the log records once opened (claimed, when the writer was
+   * given one): signed into every checkpoint, so verify can tell a checkpoint
+   * copied from another replica's log. Null for a log no server has named.
+   */
+  readonly replicaId: string | null;
   readonly probe: Database.Statement<[number]>;
   readonly dev: bigint;
   readonly ino: bigint;
@@ -110,7 +116,8 @@ export function openConnection(path: string, mode: DecisionLogMode, busyTimeoutM
       tip: db.prepare<[], { seq: number; hash: Buffer | null }>('SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1'),
       anchor: db.prepare<[], { seq: number; hash: Buffer }>("SELECT seq, hash FROM checkpoints WHERE kind = 'anchor' ORDER BY seq DESC LIMIT 1"),
       lastCheckpoint: db.prepare<[], { seq: number; time_ms: number }>("SELECT seq, time_ms FROM checkpoints WHERE kind = 'checkpoint' ORDER BY seq DESC LIMIT 1"),
-      insertCheckpoint: db.prepare<CheckpointParams>('INSERT INTO checkpoints (kind, seq, hash, time_ms, key_id, signature, previous_seq) VALUES (?, ?, ?, ?, ?, ?, ?)'),
+      insertCheckpoint: db.prepare<CheckpointParams>('INSERT INTO checkpoints (kind, seq, hash, time_ms, key_id, signature, previous_seq, replica_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?)'),
+      replicaId: recordedReplicaId(db, path),
       probe: db.prepare<[number]>("INSERT INTO log_meta (key, value) VALUES ('probe_ms', ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
       dev: stat.dev,
       ino: stat.ino,

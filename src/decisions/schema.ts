@@ -156,6 +156,16 @@ const MIGRATIONS: readonly Migration[] = [
     sql: SUSPENSION_CHANGES_SQL,
     alreadyApplied: hasChangeColumns,
   },
+  {
+    // Each checkpoint names the replica whose log it was signed in (checkpoint.ts,
+    // format v3), so one copied into another replica's log shows. NULL: a v2 or
+    // v1 checkpoint, which names none.
+    version: 8,
+    sql: `
+      ALTER TABLE checkpoints ADD COLUMN replica_id TEXT;
+    `,
+    alreadyApplied: (db) => (db.pragma('table_info(checkpoints)') as { name: string }[]).some((column) => column.name === 'replica_id'),
+  },
 ];
 
 /** The schema version this build writes. */

@@ -495,8 +495,10 @@ export class LogWriter extends LogEvents {
     // signedSeq is the newest checkpoint or anchor of this file (readSigned): naming it links
     // the checkpoints into a chain, so one deleted from the middle shows (checkpoint.ts).
     const previousSeq = this.signedSeq;
-    const checkpoint = signCheckpoint({ kind: 'checkpoint', seq, hash, timeMs: now, previousSeq }, cp.signer);
-    conn.insertCheckpoint.run('checkpoint', seq, hash, now, checkpoint.keyId, Buffer.from(checkpoint.signature), previousSeq);
+    // The id the log records, signed in: a checkpoint copied into another replica's log then shows (checkpoint.ts).
+    const replicaId = conn.replicaId;
+    const checkpoint = signCheckpoint({ kind: 'checkpoint', seq, hash, timeMs: now, previousSeq, replicaId }, cp.signer);
+    conn.insertCheckpoint.run('checkpoint', seq, hash, now, checkpoint.keyId, Buffer.from(checkpoint.signature), previousSeq, replicaId);
     return { seq, timeMs: now };
   }
 

@@ -6,12 +6,13 @@ import type { KeyObject } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { heldCheckpointSeqs, removedPredecessor } from '../audit/checkpoints.js';
+import { heldCheckpointSeqs, otherReplica, removedPredecessor } from '../audit/checkpoints.js';
 import { openLogFile, readCheckpoints, type LogFile } from '../audit/log-file.js';
 import { verifyLog } from '../audit/verify.js';
 import { newClaims, sqliteJsonMatchesJs, verifyBlocks } from '../audit/verify-range.js';
 import { checkpointSignatureValid, type Checkpoint } from '../decisions/checkpoint.js';
 import { keyIdOf, readPublicKey } from '../decisions/keys.js';
+import { recordedReplicaId } from '../decisions/replica.js';
 import { messageOf } from '../errors.js';
 import type { AuditState, AuditThreadData } from './console-audit.js';
 
@@ -130,6 +131,8 @@ function extend(from: Verified): Verified | null {
     // A checkpoint removed since the last pass (an old one as well as the last verified) is a break the full pass names.
     const stored = readCheckpoints(log);
     if (checkpointRemoved(stored, from)) return null;
+    // A checkpoint naming another replica than the log records (signed or not) is for the full pass to judge and name.
+    if (namesOtherReplica(log, stored)) return null;
     const sinceCheckpoint = from.lastCheckpoint?.seq ?? from.startSeq;
     const checkpoints = stored.filter((c) => c.kind === 'checkpoint' && c.seq > sinceCheckpoint && c.seq <= tip);
     const hashes = new Map<number, Buffer>();
@@ -172,6 +175,16 @@ function checkpointRemoved(stored: readonly Checkpoint[], from: Verified): boole
   const held = heldCheckpointSeqs(checkpoints, anchor);
   if (from.lastCheckpoint !== null && !held.has(from.lastCheckpoint.seq)) return true;
   return checkpoints.some((c) => c.seq > from.startSeq && removedPredecessor({ ...c, origin: 'log' }, from.startSeq, held) !== null);
+}
+
+function namesOtherReplica(log: LogFile, stored: readonly Checkpoint[]): boolean {
+  let recorded: string | null;
+  try {
+    recorded = recordedReplicaId(log.db, path);
+  } catch {
+    return true;
+  }
+  return stored.some((c) => otherReplica({ ...c, origin: 'log' }, recorded, 'this log') !== null);
 }
 
 function signedBy(checkpoint: Checkpoint): boolean {

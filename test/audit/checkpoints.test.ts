@@ -39,20 +39,30 @@ function checkpoints(file: string): Array<{ kind: string; seq: number }> {
 describe('the checkpoint message', () => {
   it('is the documented JSON array, and the signature covers every field', () => {
     const hash = Buffer.alloc(32, 0xab);
-    const body = { kind: 'checkpoint' as const, seq: 42, hash, timeMs: 1748779200000, previousSeq: 32 };
-    expect(checkpointMessage(body).toString('utf8')).toBe(`["verdict.checkpoint.v2","checkpoint",42,"${'ab'.repeat(32)}",1748779200000,32]`);
+    const body = { kind: 'checkpoint' as const, seq: 42, hash, timeMs: 1748779200000, previousSeq: 32, replicaId: 'verdict-0' };
+    expect(checkpointMessage(body).toString('utf8')).toBe(`["verdict.checkpoint.v3","checkpoint",42,"${'ab'.repeat(32)}",1748779200000,32,"verdict-0"]`);
     const key = signer(tempDir());
     const signed = signCheckpoint(body, key.signer);
     expect(signed.signature).toHaveLength(64);
     expect(checkpointSignatureValid(signed, key.publicKey)).toBe(true);
-    for (const altered of [{ seq: 43 }, { timeMs: 1 }, { kind: 'anchor' as const }, { hash: Buffer.alloc(32) }, { previousSeq: 22 }, { previousSeq: null }]) {
-      expect(checkpointSignatureValid({ ...signed, ...altered }, key.publicKey), JSON.stringify(Object.keys(altered))).toBe(false);
+    const alterations = [{ seq: 43 }, { timeMs: 1 }, { kind: 'anchor' as const }, { hash: Buffer.alloc(32) }, { previousSeq: 22 }, { previousSeq: null }, { replicaId: 'verdict-1' }, { replicaId: null }];
+    for (const altered of alterations) {
+      expect(checkpointSignatureValid({ ...signed, ...altered }, key.publicKey), JSON.stringify(altered)).toBe(false);
     }
     expect(checkpointSignatureValid(signed, generateKeyPairSync('ed25519').publicKey)).toBe(false);
   });
 
+  it('in a log that records no replica id, and of an earlier release, is v2: the array without the replica', () => {
+    const body = { kind: 'checkpoint' as const, seq: 42, hash: Buffer.alloc(32, 0xab), timeMs: 1748779200000, previousSeq: 32, replicaId: null };
+    expect(checkpointMessage(body).toString('utf8')).toBe(`["verdict.checkpoint.v2","checkpoint",42,"${'ab'.repeat(32)}",1748779200000,32]`);
+    const key = signer(tempDir());
+    const signed = signCheckpoint(body, key.signer);
+    expect(checkpointSignatureValid(signed, key.publicKey)).toBe(true);
+    expect(checkpointSignatureValid({ ...signed, replicaId: 'verdict-0' }, key.publicKey)).toBe(false);
+  });
+
   it('of an earlier release (v1, no previous seq) is still the array it was', () => {
-    const body = { kind: 'checkpoint' as const, seq: 42, hash: Buffer.alloc(32, 0xab), timeMs: 1748779200000, previousSeq: null };
+    const body = { kind: 'checkpoint' as const, seq: 42, hash: Buffer.alloc(32, 0xab), timeMs: 1748779200000, previousSeq: null, replicaId: null };
     expect(checkpointMessage(body).toString('utf8')).toBe(`["verdict.checkpoint.v1","checkpoint",42,"${'ab'.repeat(32)}",1748779200000]`);
   });
 });
@@ -188,7 +198,7 @@ describe('each checkpoint names the one signed before it (format v2)', () => {
     const db = new Database(file);
     db.exec(DROP_TRIGGERS);
     for (const cp of db.prepare('SELECT id, kind, seq, hash, time_ms FROM checkpoints').all() as Array<{ id: number; kind: 'checkpoint'; seq: number; hash: Buffer; time_ms: number }>) {
-      const message = checkpointMessage({ kind: cp.kind, seq: cp.seq, hash: cp.hash, timeMs: cp.time_ms, previousSeq: null });
+      const message = checkpointMessage({ kind: cp.kind, seq: cp.seq, hash: cp.hash, timeMs: cp.time_ms, previousSeq: null, replicaId: null });
       db.prepare('UPDATE checkpoints SET previous_seq = NULL, signature = ? WHERE id = ?').run(sign(null, message, privateKey), cp.id);
     }
     db.close();

@@ -166,7 +166,7 @@ describe('verdict audit export', () => {
     expect(run).toMatchObject({ code: 0, stdout: '' });
     expect(run.stderr).toMatch(/exported 40 rows \(seq 1\.\.40\) and 4 checkpoints/);
     const lines = fs.readFileSync(out, 'utf8').trimEnd().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(lines[0]).toMatchObject({ type: 'header', format: 'verdict.export.v1', fromSeq: 1, toSeq: 40 });
+    expect(lines[0]).toMatchObject({ type: 'header', format: 'verdict.export.v2', fromSeq: 1, toSeq: 40 });
     expect(lines[1]).toMatchObject({ type: 'decision', seq: 1, effect: 'DENY', ruleIds: [], request: { principal: { roles: ['data_scientist'] } } });
     expect(lines[1]?.hash).toMatch(/^[0-9a-f]{64}$/);
     expect(lines.filter((l) => l.type === 'checkpoint').map((l) => l.seq)).toEqual([10, 20, 30, 40]);
@@ -181,7 +181,7 @@ describe('verdict audit export', () => {
     expect((await audit('export', '--db', intact.db, '--out', out)).code).toBe(0);
     const lines = fs.readFileSync(out, 'utf8').trimEnd().split('\n');
     const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>);
-    expect(parsed[0]).toMatchObject({ checkpointFormat: 'verdict.checkpoint.v2' });
+    expect(parsed[0]).toMatchObject({ checkpointFormat: 'verdict.checkpoint.v3' });
     expect(parsed.filter((l) => l.type === 'checkpoint').map((l) => [l.seq, l.previousSeq])).toEqual([[10, 0], [20, 10], [30, 20], [40, 30]]);
     const cut = path.join(tempDir(), 'cut.jsonl');
     fs.writeFileSync(cut, `${lines.filter((_, i) => !(parsed[i]?.type === 'checkpoint' && parsed[i]?.seq === 20)).join('\n')}\n`);
@@ -238,7 +238,7 @@ describe('verdict audit export', () => {
     fs.writeFileSync(unknown, JSON.stringify({ ...written, format: 'verdict.checkpoint-export.v9' }));
     const odd = await audit('verify', '--db', intact.db, '--pubkey', intact.pubkey, '--from-checkpoint', unknown);
     expect(odd.code).toBe(4);
-    expect(odd.stderr).toMatch(/format must be verdict\.checkpoint-export\.v2 or verdict\.checkpoint-export\.v1/);
+    expect(odd.stderr).toMatch(/format must be verdict\.checkpoint-export\.v3, verdict\.checkpoint-export\.v2 or verdict\.checkpoint-export\.v1/);
 
     // A log of an earlier release, whose checkpoints are v1: its export is the v1 file that release wrote (no previousSeq).
     const legacy = tempDir();

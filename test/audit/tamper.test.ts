@@ -197,7 +197,7 @@ describe('verify names the kind and the first sequence number of every tampering
     const db = new Database(t.db);
     db.exec('DELETE FROM checkpoints');
     const tip = db.prepare('SELECT seq, hash FROM decisions ORDER BY seq DESC LIMIT 1').get() as { seq: number; hash: Buffer };
-    const body = { kind: 'checkpoint' as const, seq: tip.seq, hash: tip.hash, timeMs: Date.now(), previousSeq: null };
+    const body = { kind: 'checkpoint' as const, seq: tip.seq, hash: tip.hash, timeMs: Date.now(), previousSeq: null, replicaId: null };
     const { sign } = await import('node:crypto');
     db.prepare("INSERT INTO checkpoints (kind, seq, hash, time_ms, key_id, signature) VALUES ('checkpoint', ?, ?, ?, ?, ?)").run(
       tip.seq, tip.hash, body.timeMs, keyIdOf(mine.publicKey), sign(null, checkpointMessage(body), mine.privateKey),

@@ -99,13 +99,14 @@ describe('a log created under replica alpha', () => {
     expect(verified.status).toBe(0);
     expect(JSON.parse(verified.stdout)).toMatchObject({ ok: true, replicaId: 'alpha' });
 
-    // An export of an earlier release has no replicaId member.
+    // The member is signed with the header: dropping it fails the signature. (An export of an earlier
+    // release, without it, is read as unnamed: test/audit/replica-signed.test.ts.)
     const { replicaId: _dropped, ...older } = header;
     const olderFile = join(dir, 'older-export.jsonl');
     writeFileSync(olderFile, [JSON.stringify(older), ...lines.slice(1)].join('\n'));
     const olderVerified = verdict(['audit', 'verify', '--export', olderFile, '--json']);
-    expect(olderVerified.status).toBe(0);
-    expect(JSON.parse(olderVerified.stdout)).toMatchObject({ ok: true, replicaId: null });
+    expect(olderVerified.status).toBe(1);
+    expect(JSON.parse(olderVerified.stdout)).toMatchObject({ ok: false, replicaId: null, break: { kind: 'bad-signature' } });
 
     const alteredFile = join(dir, 'altered-export.jsonl');
     writeFileSync(alteredFile, [JSON.stringify({ ...header, replicaId: 'no/such id' }), ...lines.slice(1)].join('\n'));
