@@ -165,8 +165,8 @@ export function judge(input: JudgeInput, pass: ChainPass): VerifyReport {
   return finish(null);
 }
 
-/** The seqs a v2 checkpoint may name as signed before it: the checkpoints held, and the start's anchor. */
-export function heldCheckpointSeqs(checkpoints: readonly Checkpoint[], anchor: Checkpoint | null): ReadonlySet<number> {
+/** The seqs a v2 checkpoint may name as signed before it: the checkpoints held, and the start's anchor (only their seqs are read). */
+export function heldCheckpointSeqs(checkpoints: readonly { readonly seq: number }[], anchor: { readonly seq: number } | null): ReadonlySet<number> {
   return new Set([...checkpoints.map((cp) => cp.seq), ...(anchor !== null ? [anchor.seq] : [])]);
 }
 
@@ -180,7 +180,7 @@ export function heldCheckpointSeqs(checkpoints: readonly Checkpoint[], anchor: C
  */
 export function removedPredecessor(cp: PendingCheckpoint, startSeq: number, held: ReadonlySet<number>): VerifyBreak | null {
   const previous = cp.previousSeq;
-  if (previous === null || previous <= startSeq || held.has(previous)) return null;
+  if (previous === null || !namesRemovedCheckpoint(cp, startSeq, held)) return null;
   return {
     kind: 'checkpoint-removed',
     seq: previous,
@@ -207,6 +207,12 @@ export function otherReplica(cp: PendingCheckpoint, replicaId: string | null, re
       `either the checkpoint (with the rows it signs) was copied from replica ${cp.replicaId}'s log, or the recorded replica id was changed; ` +
       `compare this log with replica ${cp.replicaId}'s own log and its exported checkpoints, and restore the right one from a backup`,
   };
+}
+
+/** The rule of removedPredecessor on a checkpoint's seq and previous_seq alone (all the console's incremental passes read of checkpoints already verified). */
+export function namesRemovedCheckpoint(cp: { readonly previousSeq: number | null }, startSeq: number, held: ReadonlySet<number>): boolean {
+  const previous = cp.previousSeq;
+  return previous !== null && previous > startSeq && !held.has(previous);
 }
 
 /** The most rows between consecutive checkpoints (from the chain's start) up to `through`: how far apart the writer signs. */

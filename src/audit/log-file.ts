@@ -92,6 +92,24 @@ function checkpointColumnOrNull(log: LogFile, column: 'previous_seq' | 'replica_
   return (log.db.pragma('table_info(checkpoints)') as { name: string }[]).some((c) => c.name === column) ? column : 'NULL';
 }
 
+/** A checkpoint as the missing-checkpoint rule reads it (checkpoints.ts): its seq, and the seq it names as signed before it. */
+export interface CheckpointLink {
+  readonly seq: number;
+  readonly previousSeq: number | null;
+}
+
+/**
+ * The links of every checkpoint of a log (prune anchors left out), by seq: only
+ * the two columns, for the console's incremental passes, which check each time
+ * that no checkpoint was removed and verify the full rows only of the new ones.
+ * A kind other than `anchor` is read as a checkpoint, as readCheckpoints does.
+ */
+export function readCheckpointLinks(log: LogFile): CheckpointLink[] {
+  if (!hasCheckpointTable(log)) return [];
+  const rows = log.db.prepare(`SELECT seq, ${previousSeqColumn(log)} AS previous_seq FROM checkpoints WHERE kind IS NOT 'anchor' ORDER BY seq, id`).all() as Array<{ seq: number; previous_seq: unknown }>;
+  return rows.map((r) => ({ seq: r.seq, previousSeq: readPreviousSeq(r.previous_seq) }));
+}
+
 /**
  * previous_seq as stored: NULL for a v1 checkpoint. Anything but an integer can only
  * come from tampering; it is read as a seq no checkpoint has (-1), so the signature,

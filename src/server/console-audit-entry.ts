@@ -6,8 +6,8 @@ import type { KeyObject } from 'node:crypto';
 import { readlinkSync } from 'node:fs';
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { heldCheckpointSeqs, otherReplica, removedPredecessor } from '../audit/checkpoints.js';
-import { openLogFile, readCheckpoints, type LogFile } from '../audit/log-file.js';
+import { heldCheckpointSeqs, namesRemovedCheckpoint } from '../audit/checkpoints.js';
+import { hasCheckpointTable, openLogFile, readCheckpointLinks, readCheckpoints, replicaIdColumn, type CheckpointLink, type LogFile } from '../audit/log-file.js';
 import { verifyLog } from '../audit/verify.js';
 import { newClaims, sqliteJsonMatchesJs, verifyBlocks } from '../audit/verify-range.js';
 import { checkpointSignatureValid, type Checkpoint } from '../decisions/checkpoint.js';
@@ -129,12 +129,12 @@ function extend(from: Verified): Verified | null {
     }
     const tip = (log.db.prepare('SELECT max(seq) FROM decisions').pluck().get() as number | null) ?? from.seq;
     // A checkpoint removed since the last pass (an old one as well as the last verified) is a break the full pass names.
-    const stored = readCheckpoints(log);
-    if (checkpointRemoved(stored, from)) return null;
+    // That needs every checkpoint's seq and previous_seq; the full rows only of those verified now.
+    if (checkpointRemoved(readCheckpointLinks(log), from)) return null;
     // A checkpoint naming another replica than the log records (signed or not) is for the full pass to judge and name.
-    if (namesOtherReplica(log, stored)) return null;
+    if (namesOtherReplica(log)) return null;
     const sinceCheckpoint = from.lastCheckpoint?.seq ?? from.startSeq;
-    const checkpoints = stored.filter((c) => c.kind === 'checkpoint' && c.seq > sinceCheckpoint && c.seq <= tip);
+    const checkpoints = sinceCheckpoint < tip ? readCheckpoints(log, { from: sinceCheckpoint + 1, to: tip }).filter((c) => c.kind === 'checkpoint') : [];
     const hashes = new Map<number, Buffer>();
     let seq = from.seq;
     let hash = from.hash;
@@ -169,22 +169,24 @@ function extend(from: Verified): Verified | null {
  * or one a held v2 checkpoint names as signed before it (the rule full
  * verification applies, checkpoints.ts).
  */
-function checkpointRemoved(stored: readonly Checkpoint[], from: Verified): boolean {
-  const anchor = stored.find((c) => c.kind === 'anchor' && c.seq === from.anchorSeq) ?? null;
-  const checkpoints = stored.filter((c) => c.kind === 'checkpoint');
-  const held = heldCheckpointSeqs(checkpoints, anchor);
+function checkpointRemoved(checkpoints: readonly CheckpointLink[], from: Verified): boolean {
+  // The anchor is the one the last pass started from: extend has found it still the log's latest.
+  const held = heldCheckpointSeqs(checkpoints, from.anchorSeq === null ? null : { seq: from.anchorSeq });
   if (from.lastCheckpoint !== null && !held.has(from.lastCheckpoint.seq)) return true;
-  return checkpoints.some((c) => c.seq > from.startSeq && removedPredecessor({ ...c, origin: 'log' }, from.startSeq, held) !== null);
+  return checkpoints.some((c) => c.seq > from.startSeq && namesRemovedCheckpoint(c, from.startSeq, held));
 }
 
-function namesOtherReplica(log: LogFile, stored: readonly Checkpoint[]): boolean {
+function namesOtherReplica(log: LogFile): boolean {
   let recorded: string | null;
   try {
     recorded = recordedReplicaId(log.db, path);
   } catch {
     return true;
   }
-  return stored.some((c) => otherReplica({ ...c, origin: 'log' }, recorded, 'this log') !== null);
+  const column = replicaIdColumn(log);
+  if (!hasCheckpointTable(log) || column === 'NULL') return false;
+  // The stored id alone, not the full rows: any checkpoint or anchor naming another replica (or holding anything but text).
+  return log.db.prepare(`SELECT 1 FROM checkpoints WHERE ${column} IS NOT NULL AND ${column} IS NOT ? LIMIT 1`).pluck().get(recorded) !== undefined;
 }
 
 function signedBy(checkpoint: Checkpoint): boolean {

@@ -90,6 +90,25 @@ describe('AuditWatch', () => {
     }
   });
 
+  it('names a checkpoint removed after an incremental pass verified it, as a full verify does', async () => {
+    const db = path.join(tempDir(), 'decisions.db');
+    const log = await writeLog(db, { everyRows: 10 });
+    try {
+      await appendRows(log, 0, 25);
+      const w = watch(db);
+      expect(await w.current()).toMatchObject({ pass: 'full', ok: true, lastCheckpoint: { seq: 20 } });
+      await appendRows(log, 25, 20);
+      expect(await w.current()).toMatchObject({ pass: 'incremental', ok: true, lastCheckpoint: { seq: 40 }, checkpoints: { total: 4, verified: 4 } });
+      await appendRows(log, 45, 1);
+      expect(await w.current()).toMatchObject({ pass: 'incremental', ok: true, verifiedThrough: 46 });
+      // One the incremental pass verified, named by the one signed after it.
+      tamperSql(db, 'DELETE FROM checkpoints WHERE seq = 30;');
+      expect(await w.current()).toMatchObject({ pass: 'full', ok: false, break: { kind: 'checkpoint-removed', seq: 30 } });
+    } finally {
+      await log.close();
+    }
+  });
+
   it('reports a log it cannot read instead of failing', async () => {
     const dir = tempDir();
     await (await writeLog(path.join(dir, 'decisions.db'))).close();
