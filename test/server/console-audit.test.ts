@@ -15,6 +15,19 @@ describe('AuditWatch', () => {
     watches.push(w);
     return w;
   };
+  /** A log signing a checkpoint every 10 rows, 25 rows in, watched: `run` starts after the full pass verified it through the checkpoint at 20. */
+  const afterFullPass = async (run: (db: string, log: Awaited<ReturnType<typeof writeLog>>, w: AuditWatch) => Promise<void>): Promise<void> => {
+    const db = path.join(tempDir(), 'decisions.db');
+    const log = await writeLog(db, { everyRows: 10 });
+    try {
+      await appendRows(log, 0, 25);
+      const w = watch(db);
+      expect(await w.current()).toMatchObject({ pass: 'full', ok: true, lastCheckpoint: { seq: 20 } });
+      await run(db, log, w);
+    } finally {
+      await log.close();
+    }
+  };
 
   it('verifies the whole log first, then only the rows and checkpoints recorded since', async () => {
     const db = path.join(tempDir(), 'decisions.db');
@@ -60,43 +73,24 @@ describe('AuditWatch', () => {
   });
 
   it('names a checkpoint removed between two incremental passes, as a full verify does', async () => {
-    const db = path.join(tempDir(), 'decisions.db');
-    const log = await writeLog(db, { everyRows: 10 });
-    try {
-      await appendRows(log, 0, 25);
-      const w = watch(db);
-      expect(await w.current()).toMatchObject({ pass: 'full', ok: true, lastCheckpoint: { seq: 20 } });
+    await afterFullPass(async (db, log, w) => {
       // An old checkpoint, already verified: the one at 20 names it.
       tamperSql(db, 'DELETE FROM checkpoints WHERE seq = 10;');
       expect(await w.current()).toMatchObject({ pass: 'full', ok: false, break: { kind: 'checkpoint-removed', seq: 10 } });
-    } finally {
-      await log.close();
-    }
+    });
   });
 
   it('names the last verified checkpoint removed once a new checkpoint names it', async () => {
-    const db = path.join(tempDir(), 'decisions.db');
-    const log = await writeLog(db, { everyRows: 10 });
-    try {
-      await appendRows(log, 0, 25);
-      const w = watch(db);
-      expect(await w.current()).toMatchObject({ pass: 'full', ok: true, lastCheckpoint: { seq: 20 } });
+    await afterFullPass(async (db, log, w) => {
       tamperSql(db, 'DELETE FROM checkpoints WHERE seq = 20;');
       // The writer signs seq 30 next, naming 20 as the checkpoint before it.
       await appendRows(log, 25, 10);
       expect(await w.current()).toMatchObject({ pass: 'full', ok: false, break: { kind: 'checkpoint-removed', seq: 20 } });
-    } finally {
-      await log.close();
-    }
+    });
   });
 
   it('names a checkpoint removed after an incremental pass verified it, as a full verify does', async () => {
-    const db = path.join(tempDir(), 'decisions.db');
-    const log = await writeLog(db, { everyRows: 10 });
-    try {
-      await appendRows(log, 0, 25);
-      const w = watch(db);
-      expect(await w.current()).toMatchObject({ pass: 'full', ok: true, lastCheckpoint: { seq: 20 } });
+    await afterFullPass(async (db, log, w) => {
       await appendRows(log, 25, 20);
       expect(await w.current()).toMatchObject({ pass: 'incremental', ok: true, lastCheckpoint: { seq: 40 }, checkpoints: { total: 4, verified: 4 } });
       await appendRows(log, 45, 1);
@@ -104,9 +98,7 @@ describe('AuditWatch', () => {
       // One the incremental pass verified, named by the one signed after it.
       tamperSql(db, 'DELETE FROM checkpoints WHERE seq = 30;');
       expect(await w.current()).toMatchObject({ pass: 'full', ok: false, break: { kind: 'checkpoint-removed', seq: 30 } });
-    } finally {
-      await log.close();
-    }
+    });
   });
 
   it('reports a log it cannot read instead of failing', async () => {

@@ -87,6 +87,14 @@ async function until(done: () => boolean | Promise<boolean>, ms = 15_000): Promi
   while (!(await done()) && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
 }
 
+/** The table keeps no suspension in force, and a server started again on the log allows the principal and lists none. */
+async function expectNoneAfterRestart(db: string): Promise<void> {
+  expect(inForce(db)).toEqual([]);
+  const second = await serve(db);
+  expect(await effects(second)).toEqual(['ALLOW']);
+  expect(await admin(second, 'ListSuspensions', {})).toMatchObject({ suspensions: [] });
+}
+
 describe('a lift by one spelling of a principal id', () => {
   it('suspended as Dana, lifted as dana (verdict suspend lift): allowed, and still allowed after a restart on the same log', async () => {
     const db = freshDb();
@@ -97,11 +105,7 @@ describe('a lift by one spelling of a principal id', () => {
     expect(lifted.stdout).toMatch(/^lifted: Dana {2}until /);
     expect(await effects(first)).toEqual(['ALLOW']);
     await stop(first);
-    expect(inForce(db)).toEqual([]);
-
-    const second = await serve(db);
-    expect(await effects(second)).toEqual(['ALLOW']);
-    expect(await admin(second, 'ListSuspensions', {})).toMatchObject({ suspensions: [] });
+    await expectNoneAfterRestart(db);
   });
 
   it('two suspensions stored under two spellings, one lift: none remains, in this process or after a restart', async () => {
@@ -115,11 +119,7 @@ describe('a lift by one spelling of a principal id', () => {
     await admin(first, 'LiftSuspension', { principalId: 'DANA' });
     expect(await effects(first)).toEqual(['ALLOW']);
     await stop(first);
-    expect(inForce(db)).toEqual([]);
-
-    const second = await serve(db);
-    expect(await effects(second)).toEqual(['ALLOW']);
-    expect(await admin(second, 'ListSuspensions', {})).toMatchObject({ suspensions: [] });
+    await expectNoneAfterRestart(db);
   });
 
   it('under --workers 2: suspensions under two spellings (from either worker), one lift through either: every worker allows, the table keeps none, and a restart keeps it so', async () => {
