@@ -2,7 +2,6 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWTPayload } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Alert } from '../../src/analysis/alert.js';
 import { openAlertReader } from '../../src/analysis/alert-store.js';
@@ -10,8 +9,7 @@ import { analyzeLog } from '../../src/analysis/analyze.js';
 import { startServer, type RunningServer } from '../../src/server/app.js';
 import { readConfigFile, resolveConfig } from '../../src/server/config.js';
 import { createLogger } from '../../src/server/logger.js';
-import { ROOT } from '../helpers/verdict-process.js';
-import { Receiver } from './support.js';
+import { Receiver, jwtServerSettings, signToken, tokenKeys } from './support.js';
 
 // Failed authentications in names the caller makes up, through a real server's
 // forward-auth with JWT authentication and a real webhook receiver: refused
@@ -22,10 +20,7 @@ import { Receiver } from './support.js';
 // name past the threshold was one auth-failures alert: stored, POSTed to every
 // webhook, sent to every WatchAlerts subscriber, burying the real ones.
 
-const ISSUER = 'https://id.verdict.test/';
-const AUDIENCE = 'verdict';
 const SECRET = 'whsec-test-0123456789abcdef';
-const now = (): number => Math.floor(Date.now() / 1000);
 /** A token whose payload cannot be read: refused, with no subject to count. */
 const GARBAGE = 'eyJhbGciOiJFUzI1NiJ9.not-json.sig';
 
@@ -37,12 +32,6 @@ afterAll(async () => {
   await receiver.stop();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
-
-function sign(key: CryptoKey, claims: JWTPayload): Promise<string> {
-  return new SignJWT({ iss: ISSUER, aud: AUDIENCE, iat: now(), exp: now() + 300, roles: ['data_scientist'], org: 'acme', employment: 'employee', ...claims })
-    .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-    .sign(key);
-}
 
 /** A forward-auth request for model `model` with `bearer`, sent from `from` (a loopback address). */
 function forwardAuth(bearer: string, from = '127.0.0.1', model = 'fraud-detector-v3'): Promise<number> {
@@ -68,12 +57,9 @@ function forwardAuth(bearer: string, from = '127.0.0.1', model = 'fraud-detector
 
 describe('auth-failures about names the caller makes up', () => {
   it('raises at most 10 alerts per window about token subjects and 10 about sources, then one alert about the spread; batch agrees', async () => {
-    const issuer = await generateKeyPair('ES256');
-    const forger = await generateKeyPair('ES256');
     await receiver.listen();
     dir = mkdtempSync(join(tmpdir(), 'verdict-auth-spread-'));
-    const jwks = join(dir, 'jwks.json');
-    writeFileSync(jwks, JSON.stringify({ keys: [{ ...(await exportJWK(issuer.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }] }));
+    const { issuer, forger, jwks } = await tokenKeys(dir);
     const db = join(dir, 'decisions.db');
     // A week's window (aligned to the epoch), so the test is not split across two windows.
     const detectors = { windowSeconds: 7 * 86_400, authFailures: { maxFailures: 3 } };
@@ -82,14 +68,7 @@ describe('auth-failures about names the caller makes up', () => {
     writeFileSync(configFile, JSON.stringify({ alerts: { detectors, webhooks: [{ url: receiver.url, secret: SECRET, backoff: { initialMs: 20, maxMs: 200 } }] } }));
     server = await startServer(
       resolveConfig([
-        {
-          policies: join(ROOT, 'policies'),
-          db,
-          grpc: '127.0.0.1:0',
-          http: '127.0.0.1:0',
-          watch: false,
-          authn: { jwt: { issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'], jwksFile: jwks, claims: { roles: 'roles', attributes: { org: 'org', employment: 'employment' } } } },
-        },
+        jwtServerSettings(db, jwks),
         readConfigFile(configFile),
       ]),
       createLogger('silent'),
@@ -97,12 +76,12 @@ describe('auth-failures about names the caller makes up', () => {
 
     const statuses = new Set<number>();
     // Thirty made-up token subjects, each past the threshold (four forged tokens apiece), from one address.
-    for (let k = 0; k < 30; k++) for (let i = 0; i < 4; i++) statuses.add(await forwardAuth(await sign(forger.privateKey, { sub: `made-up-${k}`, jti: `${k}-${i}` })));
+    for (let k = 0; k < 30; k++) for (let i = 0; i < 4; i++) statuses.add(await forwardAuth(await signToken(forger.privateKey, { sub: `made-up-${k}`, jti: `${k}-${i}` })));
     // Thirty more addresses, each past the threshold, with tokens that name nobody.
     for (let k = 0; k < 30; k++) for (let i = 0; i < 4; i++) statuses.add(await forwardAuth(GARBAGE, `127.0.1.${k + 1}`));
     expect([...statuses]).toEqual([401]);
     // Then a real alert: dana, with her genuine token, reads six models (reconnaissance, past five).
-    const dana = await sign(issuer.privateKey, { sub: 'dana' });
+    const dana = await signToken(issuer.privateKey, { sub: 'dana' });
     for (let k = 0; k < 6; k++) await forwardAuth(dana, '127.0.0.1', `model-${k}`);
 
     interface Posted {

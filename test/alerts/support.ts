@@ -3,6 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type GenerateKeyPairResult, type JWTPayload } from 'jose';
 import type { Alert, AlertType } from '../../src/analysis/alert.js';
 import { startServer, type RunningServer } from '../../src/server/app.js';
 import { readConfigFile, resolveConfig } from '../../src/server/config.js';
@@ -176,4 +177,37 @@ export class Receiver {
       }
     }
   }
+}
+
+/** The issuer and audience of the tokens the JWT-authenticating test servers trust. */
+export const TOKEN_ISSUER = 'https://id.verdict.test/';
+export const TOKEN_AUDIENCE = 'verdict';
+const nowSeconds = (): number => Math.floor(Date.now() / 1000);
+
+/** A token for dana's roles and attributes, valid for 5 minutes, signed with `key` (kid k1), with `claims` over them. */
+export function signToken(key: CryptoKey, claims: JWTPayload): Promise<string> {
+  return new SignJWT({ iss: TOKEN_ISSUER, aud: TOKEN_AUDIENCE, iat: nowSeconds(), exp: nowSeconds() + 300, roles: ['data_scientist'], org: 'acme', employment: 'employee', ...claims })
+    .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
+    .sign(key);
+}
+
+/** The issuer's key, a forger's, and a JWKS file in `dir` trusting the issuer's alone. */
+export async function tokenKeys(dir: string): Promise<{ issuer: GenerateKeyPairResult; forger: GenerateKeyPairResult; jwks: string }> {
+  const issuer = await generateKeyPair('ES256');
+  const forger = await generateKeyPair('ES256');
+  const jwks = join(dir, 'jwks.json');
+  writeFileSync(jwks, JSON.stringify({ keys: [{ ...(await exportJWK(issuer.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }] }));
+  return { issuer, forger, jwks };
+}
+
+/** A server on the shipped policies, its log `db`, authenticating gateway requests with tokens the JWKS file `jwks` verifies. */
+export function jwtServerSettings(db: string, jwks: string): Record<string, unknown> {
+  return {
+    policies: join(ROOT, 'policies'),
+    db,
+    grpc: '127.0.0.1:0',
+    http: '127.0.0.1:0',
+    watch: false,
+    authn: { jwt: { issuer: TOKEN_ISSUER, audience: TOKEN_AUDIENCE, algorithms: ['ES256'], jwksFile: jwks, claims: { roles: 'roles', attributes: { org: 'org', employment: 'employment' } } } },
+  };
 }

@@ -1,7 +1,6 @@
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type JWTPayload } from 'jose';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Alert } from '../../src/analysis/alert.js';
 import { openAlertReader } from '../../src/analysis/alert-store.js';
@@ -10,7 +9,7 @@ import { getDecision } from '../../src/decisions/query.js';
 import { startServer, type RunningServer } from '../../src/server/app.js';
 import { resolveConfig } from '../../src/server/config.js';
 import { createLogger } from '../../src/server/logger.js';
-import { ROOT } from '../helpers/verdict-process.js';
+import { jwtServerSettings, signToken, tokenKeys } from './support.js';
 
 // Authentication failures counted per token subject, through a real gateway
 // path: forward-auth on a real server with JWT authentication, fed tokens in
@@ -19,8 +18,6 @@ import { ROOT } from '../helpers/verdict-process.js';
 // recorded as details.authn.tokenSubject, and raises an auth-failures alert
 // about the token subject, which suspends nobody.
 
-const ISSUER = 'https://id.verdict.test/';
-const AUDIENCE = 'verdict';
 const now = (): number => Math.floor(Date.now() / 1000);
 
 let dir: string;
@@ -29,12 +26,6 @@ afterAll(async () => {
   await server?.close();
   if (dir) rmSync(dir, { recursive: true, force: true });
 });
-
-function sign(key: CryptoKey, claims: JWTPayload): Promise<string> {
-  return new SignJWT({ iss: ISSUER, aud: AUDIENCE, iat: now(), exp: now() + 300, roles: ['data_scientist'], org: 'acme', employment: 'employee', ...claims })
-    .setProtectedHeader({ alg: 'ES256', kid: 'k1' })
-    .sign(key);
-}
 
 async function forwardAuth(bearer: string): Promise<{ status: number; decisionId: string }> {
   const response = await fetch(`http://127.0.0.1:${server.httpPort}/forward-auth`, {
@@ -46,40 +37,30 @@ async function forwardAuth(bearer: string): Promise<{ status: number; decisionId
 
 describe('auth-failures per token subject', () => {
   it('counts refused tokens by their unverified sub, records it, alerts on it (live and batch alike), and suspends nobody', async () => {
-    const issuer = await generateKeyPair('ES256');
-    const forger = await generateKeyPair('ES256');
     dir = mkdtempSync(join(tmpdir(), 'verdict-token-subject-'));
-    const jwks = join(dir, 'jwks.json');
-    writeFileSync(jwks, JSON.stringify({ keys: [{ ...(await exportJWK(issuer.publicKey)), kid: 'k1', alg: 'ES256', use: 'sig' }] }));
+    const { issuer, forger, jwks } = await tokenKeys(dir);
     const db = join(dir, 'decisions.db');
     const detectors = { authFailures: { maxFailures: 5 } };
     server = await startServer(
       resolveConfig([
-        {
-          policies: join(ROOT, 'policies'),
-          db,
-          grpc: '127.0.0.1:0',
-          http: '127.0.0.1:0',
-          watch: false,
-          authn: { jwt: { issuer: ISSUER, audience: AUDIENCE, algorithms: ['ES256'], jwksFile: jwks, claims: { roles: 'roles', attributes: { org: 'org', employment: 'employment' } } } },
-        },
+        jwtServerSettings(db, jwks),
         { alerts: { detectors, webhooks: [], suspend: { enabled: true, for: '15m', types: ['auth-failures'], maxSuspended: 10_000 } } },
       ]),
       createLogger('silent'),
     );
 
     // A genuine token for dana is allowed.
-    expect((await forwardAuth(await sign(issuer.privateKey, { sub: 'dana' }))).status).toBe(200);
+    expect((await forwardAuth(await signToken(issuer.privateKey, { sub: 'dana' }))).status).toBe(200);
 
     // Six refused tokens in dana's name: three with a forged signature, three expired.
     const refused: string[] = [];
     for (let i = 0; i < 3; i++) {
-      const answer = await forwardAuth(await sign(forger.privateKey, { sub: 'dana', jti: `forged-${i}` }));
+      const answer = await forwardAuth(await signToken(forger.privateKey, { sub: 'dana', jti: `forged-${i}` }));
       expect(answer.status).toBe(401);
       refused.push(answer.decisionId);
     }
     for (let i = 0; i < 3; i++) {
-      const answer = await forwardAuth(await sign(issuer.privateKey, { sub: 'dana', iat: now() - 600, exp: now() - 300, jti: `expired-${i}` }));
+      const answer = await forwardAuth(await signToken(issuer.privateKey, { sub: 'dana', iat: now() - 600, exp: now() - 300, jti: `expired-${i}` }));
       expect(answer.status).toBe(401);
       refused.push(answer.decisionId);
     }
@@ -92,13 +73,13 @@ describe('auth-failures per token subject', () => {
     const garbage = await forwardAuth('eyJhbGciOiJFUzI1NiJ9.not-json.sig');
     expect(garbage.status).toBe(401);
     expect(getDecision(db, garbage.decisionId)!.details).not.toHaveProperty('authn');
-    const long = await forwardAuth(await sign(forger.privateKey, { sub: 'x'.repeat(5000) }));
+    const long = await forwardAuth(await signToken(forger.privateKey, { sub: 'x'.repeat(5000) }));
     expect((getDecision(db, long.decisionId)!.details as { authn: { tokenSubject: string } }).authn.tokenSubject).toBe('x'.repeat(256));
 
     // AuthZEN records the subject of a refused token the same way (it is counted too: seven after this).
     const authzen = await fetch(`http://127.0.0.1:${server.httpPort}/access/v1/evaluation`, {
       method: 'POST',
-      headers: { authorization: `Bearer ${await sign(forger.privateKey, { sub: 'dana' })}`, 'content-type': 'application/json' },
+      headers: { authorization: `Bearer ${await signToken(forger.privateKey, { sub: 'dana' })}`, 'content-type': 'application/json' },
       body: JSON.stringify({ subject: { type: 'user', id: 'dana' }, action: { name: 'predict' }, resource: { type: 'model', id: 'fraud-v3' } }),
     });
     expect(authzen.status).toBe(401);
@@ -121,7 +102,7 @@ describe('auth-failures per token subject', () => {
 
     // Forged in someone's name, so it suspends nobody: dana's genuine token is still allowed.
     expect(server.suspensions.list()).toEqual([]);
-    expect((await forwardAuth(await sign(issuer.privateKey, { sub: 'dana' }))).status).toBe(200);
+    expect((await forwardAuth(await signToken(issuer.privateKey, { sub: 'dana' }))).status).toBe(200);
 
     // The batch detectors over the same log find the same alert.
     const batch = analyzeLog(db, { detectors });
