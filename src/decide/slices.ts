@@ -30,8 +30,17 @@ export class DecidingTurns {
   private turnEndScheduled = false;
   /** A waiting call has been resumed and has not started deciding yet. */
   private handedOn = false;
-  /** Calls waiting for time, by caller group then caller, each in the order they joined. */
-  private readonly line = new Map<string, Map<string, Array<() => void>>>();
+  /**
+   * Calls waiting for time, by caller group then caller, each in the order they joined: the
+   * groups in turn order on a linked list, and a Map to find a group by key. Rotating the
+   * line by deleting and setting Map entries, once per resumed call, kept replacing the
+   * Map's hash table, and V8 keeps an outgrown table with every entry it held, so waiting
+   * calls (and all they hold) were promoted to the old generation under load. A group or
+   * caller taken off the line lets go of its calls and neighbours (see server/in-flight.ts).
+   */
+  private readonly groups = new Map<string, WaitingGroup>();
+  private first: WaitingGroup | null = null;
+  private last: WaitingGroup | null = null;
 
   /** The slicer for one call's questions. */
   forCall(caller: string): BatchSlicer {
@@ -41,13 +50,13 @@ export class DecidingTurns {
   /** Calls waiting for time. */
   get waiting(): number {
     let count = 0;
-    for (const callers of this.line.values()) for (const calls of callers.values()) count += calls.length;
+    for (let group = this.first; group !== null; group = group.next) for (let caller = group.first; caller !== null; caller = caller.next) count += caller.calls.length;
     return count;
   }
 
   /** @internal a call may start deciding now: nobody is waiting or about to resume, and the turn has time left */
   mayStart(): boolean {
-    return !this.handedOn && this.line.size === 0 && this.spent < BATCH_SLICE_MS;
+    return !this.handedOn && this.first === null && this.spent < BATCH_SLICE_MS;
   }
 
   /** @internal a call deciding for `runningMs` since it last started would go past this turn's time */
@@ -70,11 +79,13 @@ export class DecidingTurns {
   /** @internal resolves when the caller's turn comes */
   wait(group: string, caller: string): Promise<void> {
     return new Promise<void>((resolve) => {
-      let callers = this.line.get(group);
-      if (callers === undefined) this.line.set(group, (callers = new Map()));
-      const calls = callers.get(caller);
-      if (calls === undefined) callers.set(caller, [resolve]);
-      else calls.push(resolve);
+      let waitingGroup = this.groups.get(group);
+      if (waitingGroup === undefined) {
+        waitingGroup = new WaitingGroup(group);
+        this.groups.set(group, waitingGroup);
+        this.append(waitingGroup);
+      }
+      waitingGroup.add(caller, resolve);
       this.scheduleTurnEnd();
     });
   }
@@ -102,18 +113,72 @@ export class DecidingTurns {
    * of their lines with the rest of their calls.
    */
   private resumeNext(): void {
-    const firstGroup = this.line.entries().next();
-    if (firstGroup.done === true) return;
-    const [group, callers] = firstGroup.value;
-    const [caller, calls] = callers.entries().next().value!;
-    const resume = calls.shift()!;
-    callers.delete(caller);
-    if (calls.length > 0) callers.set(caller, calls);
-    this.line.delete(group);
-    if (callers.size > 0) this.line.set(group, callers);
+    const group = this.first;
+    if (group === null) return;
+    const resume = group.takeNext();
+    this.first = group.next;
+    if (this.first === null) this.last = null;
+    group.next = null;
+    if (group.first !== null) this.append(group);
+    else this.groups.delete(group.key);
     this.handedOn = true;
     this.scheduleTurnEnd();
     resume();
+  }
+
+  private append(group: WaitingGroup): void {
+    if (this.last === null) this.first = group;
+    else this.last.next = group;
+    this.last = group;
+  }
+}
+
+/** The calls of one caller waiting for time, in the order they came. */
+class WaitingCaller {
+  calls: Array<() => void> = [];
+  next: WaitingCaller | null = null;
+
+  constructor(readonly key: string) {}
+}
+
+/** The callers of one group waiting for time, in turn order. */
+class WaitingGroup {
+  private readonly callers = new Map<string, WaitingCaller>();
+  first: WaitingCaller | null = null;
+  private last: WaitingCaller | null = null;
+  next: WaitingGroup | null = null;
+
+  constructor(readonly key: string) {}
+
+  add(caller: string, resolve: () => void): void {
+    let waiting = this.callers.get(caller);
+    if (waiting === undefined) {
+      waiting = new WaitingCaller(caller);
+      this.callers.set(caller, waiting);
+      this.append(waiting);
+    }
+    waiting.calls.push(resolve);
+  }
+
+  /** The first caller's first call; that caller goes to the back of the group's line with the rest of its calls, or off it. */
+  takeNext(): () => void {
+    const caller = this.first!;
+    const resume = caller.calls.shift()!;
+    this.first = caller.next;
+    if (this.first === null) this.last = null;
+    caller.next = null;
+    if (caller.calls.length > 0) this.append(caller);
+    else {
+      this.callers.delete(caller.key);
+      caller.calls = [];
+    }
+    return resume;
+  }
+
+  private append(caller: WaitingCaller): void {
+    if (this.last === null) this.first = caller;
+    else this.last.next = caller;
+    this.last = caller;
   }
 }
 
