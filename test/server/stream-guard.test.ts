@@ -22,6 +22,37 @@ interface Ended {
 }
 
 /** Opens a stream that declares `declared` bytes of message and sends `sent` of them, never ending it. */
+/**
+ * Two hosts on loopback: 127.0.0.1 holding 200 KB of the budget in two bodies that will not
+ * finish (the oldest a Check, the newest a CheckBatch), once the server counts them, and a
+ * connection from 127.0.0.2.
+ */
+async function holderAndOtherHost(grpcPort: number, httpPort: number): Promise<{ holder: http2.ClientHttp2Session; other: http2.ClientHttp2Session; oldest: Promise<Ended>; newest: Promise<Ended> }> {
+  const holder = http2.connect(`http://127.0.0.1:${grpcPort}`);
+  const other = http2.connect(`http://127.0.0.1:${grpcPort}`, { createConnection: () => net.connect({ host: '127.0.0.1', port: grpcPort, localAddress: '127.0.0.2' }) });
+  const oldest = holdBody(holder, '/verdict.v1.Authorization/Check', 200_000, 100_000);
+  const newest = holdBody(holder, '/verdict.v1.Authorization/CheckBatch', 200_000, 100_000);
+  while ((await metricValue(httpPort, 'verdict_grpc_body_bytes_arriving')) < 200_000) await new Promise((resolve) => setTimeout(resolve, 20));
+  return { holder, other, oldest, newest };
+}
+
+/** A whole Check of about 80 KB (the shipped allowed request with ten 8,000-character notes) on `session`: its grpc-status and the answer's bytes. */
+async function largeCheck(session: http2.ClientHttp2Session): Promise<{ status: string | undefined; body: Buffer }> {
+  const context = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`note${i}`, 'n'.repeat(8000)]));
+  const message = serviceDefinition('verdict.v1.Authorization').Check!.requestSerialize(shippedAllowedRequest(context));
+  const prefix = Buffer.alloc(5);
+  prefix.writeUInt32BE(message.length, 1);
+  const stream = session.request({ ':method': 'POST', ':path': '/verdict.v1.Authorization/Check', 'content-type': 'application/grpc', te: 'trailers' });
+  let status: string | undefined;
+  const chunks: Buffer[] = [];
+  stream.on('response', (h) => (status ??= h['grpc-status'] as string | undefined));
+  stream.on('trailers', (h) => (status = h['grpc-status'] as string | undefined));
+  stream.on('data', (chunk: Buffer) => chunks.push(chunk));
+  stream.end(Buffer.concat([prefix, message]));
+  await new Promise((resolve) => stream.once('close', resolve));
+  return { status, body: Buffer.concat(chunks) };
+}
+
 function holdBody(session: http2.ClientHttp2Session, path: string, declared: number, sent: number): Promise<Ended> {
   const opened = Date.now();
   const stream = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
@@ -311,26 +342,11 @@ describe('the gRPC port bounds unfinished request bodies', () => {
     // 127.0.0.1 holds 200 KB of the 256 KiB in two bodies that will not finish; 127.0.0.2 (another host on
     // loopback) sends a whole check of about 80 KB, well under its fair share (half, with two hosts). Without
     // the fair share it was refused over the budget, as every other host's large checks were while the first held it.
-    const holder = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`);
-    const other = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`, { createConnection: () => net.connect({ host: '127.0.0.1', port: verdict.grpcPort, localAddress: '127.0.0.2' }) });
+    const { holder, other, oldest, newest } = await holderAndOtherHost(verdict.grpcPort, verdict.httpPort);
     try {
-      const oldest = holdBody(holder, '/verdict.v1.Authorization/Check', 200_000, 100_000);
-      const newest = holdBody(holder, '/verdict.v1.Authorization/CheckBatch', 200_000, 100_000);
-      while ((await metricValue(verdict.httpPort, 'verdict_grpc_body_bytes_arriving')) < 200_000) await new Promise((resolve) => setTimeout(resolve, 20));
-      const context = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`note${i}`, 'n'.repeat(8000)]));
-      const message = serviceDefinition('verdict.v1.Authorization').Check!.requestSerialize(shippedAllowedRequest(context));
-      const prefix = Buffer.alloc(5);
-      prefix.writeUInt32BE(message.length, 1);
-      const stream = other.request({ ':method': 'POST', ':path': '/verdict.v1.Authorization/Check', 'content-type': 'application/grpc', te: 'trailers' });
-      let status: string | undefined;
-      const chunks: Buffer[] = [];
-      stream.on('response', (h) => (status ??= h['grpc-status'] as string | undefined));
-      stream.on('trailers', (h) => (status = h['grpc-status'] as string | undefined));
-      stream.on('data', (chunk: Buffer) => chunks.push(chunk));
-      stream.end(Buffer.concat([prefix, message]));
-      await new Promise((resolve) => stream.once('close', resolve));
+      const { status, body } = await largeCheck(other);
       expect(status).toBe('0');
-      const answer = serviceDefinition('verdict.v1.Authorization').Check!.responseDeserialize(Buffer.concat(chunks).subarray(5)) as { effect: string };
+      const answer = serviceDefinition('verdict.v1.Authorization').Check!.responseDeserialize(body.subarray(5)) as { effect: string };
       expect(answer.effect).toBe('EFFECT_ALLOW');
       // The holder's newest body made the room; its oldest is left to its body timeout.
       const ended = await newest;
@@ -347,12 +363,8 @@ describe('the gRPC port bounds unfinished request bodies', () => {
 
   it('making room, leaves alone a stream of the holder that has sent no bytes yet: ending it would free nothing', async () => {
     const endedBefore = await metricValue(verdict.httpPort, 'verdict_grpc_streams_ended_total{reason="over_share"}');
-    const holder = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`);
-    const other = http2.connect(`http://127.0.0.1:${verdict.grpcPort}`, { createConnection: () => net.connect({ host: '127.0.0.1', port: verdict.grpcPort, localAddress: '127.0.0.2' }) });
+    const { holder, other, oldest, newest } = await holderAndOtherHost(verdict.grpcPort, verdict.httpPort);
     try {
-      const oldest = holdBody(holder, '/verdict.v1.Authorization/Check', 200_000, 100_000);
-      const newest = holdBody(holder, '/verdict.v1.Authorization/CheckBatch', 200_000, 100_000);
-      while ((await metricValue(verdict.httpPort, 'verdict_grpc_body_bytes_arriving')) < 200_000) await new Promise((resolve) => setTimeout(resolve, 20));
       // The holder's newest stream: its headers have come, its message not yet (a gateway's check a moment old).
       const idle = holder.request({ ':method': 'POST', ':path': '/verdict.v1.Authorization/Check', 'content-type': 'application/grpc', te: 'trailers' });
       idle.on('error', () => undefined);
@@ -362,18 +374,7 @@ describe('the gRPC port bounds unfinished request bodies', () => {
       const idleClosed = new Promise((resolve) => idle.once('close', resolve));
       // The server has the stream once a ping sent after it comes back.
       await new Promise((resolve) => holder.ping(resolve));
-      const context = Object.fromEntries(Array.from({ length: 10 }, (_, i) => [`note${i}`, 'n'.repeat(8000)]));
-      const message = serviceDefinition('verdict.v1.Authorization').Check!.requestSerialize(shippedAllowedRequest(context));
-      const prefix = Buffer.alloc(5);
-      prefix.writeUInt32BE(message.length, 1);
-      const stream = other.request({ ':method': 'POST', ':path': '/verdict.v1.Authorization/Check', 'content-type': 'application/grpc', te: 'trailers' });
-      let status: string | undefined;
-      stream.on('response', (h) => (status ??= h['grpc-status'] as string | undefined));
-      stream.on('trailers', (h) => (status = h['grpc-status'] as string | undefined));
-      stream.resume();
-      stream.end(Buffer.concat([prefix, message]));
-      await new Promise((resolve) => stream.once('close', resolve));
-      expect(status).toBe('0');
+      expect((await largeCheck(other)).status).toBe('0');
       // The body with bytes made the room, one stream ended for it.
       expect((await newest).grpcStatus).toBe('8');
       expect(await metricValue(verdict.httpPort, 'verdict_grpc_streams_ended_total{reason="over_share"}')).toBe(endedBefore + 1);
