@@ -65,18 +65,29 @@ function fields(line) {
   return out;
 }
 
-/** The deciding thread's collections printed so far: each line names its isolate ("[pid:0xaddress]   1234 ms: pause=… gc=s …"). */
-function collections(output) {
-  const lines = output
-    .split('\n')
-    .map((line) => /^\[\d+:(0x[0-9a-f]+)\]\s+[\d.]+ ms: (.*)$/.exec(line))
-    .filter((match) => match !== null && / gc=/.test(match[2]));
-  // Worker threads (the decision log's writer, the console's audit thread) print under
-  // their own addresses; the deciding thread is the one that collects most often.
-  const counts = new Map();
-  for (const match of lines) counts.set(match[1], (counts.get(match[1]) ?? 0) + 1);
-  const main = [...counts].sort((a, b) => b[1] - a[1])[0]?.[0];
-  return lines.filter((match) => match[1] === main).map((match) => fields(match[2]));
+/** Each isolate's collections printed so far: each line names its isolate ("[pid:0xaddress]   1234 ms: pause=… gc=s …"). */
+function collectionsByIsolate(output) {
+  const byIsolate = new Map();
+  for (const line of output.split('\n')) {
+    const match = /^\[\d+:(0x[0-9a-f]+)\]\s+[\d.]+ ms: (.*)$/.exec(line);
+    if (match === null || !/ gc=/.test(match[2])) continue;
+    if (!byIsolate.has(match[1])) byIsolate.set(match[1], []);
+    byIsolate.get(match[1]).push(fields(match[2]));
+  }
+  return byIsolate;
+}
+
+/**
+ * The deciding thread's young-generation collections since `before` (each isolate's
+ * count then). Worker threads (the decision log's writer, the console's audit thread)
+ * print under their own addresses, and the writer can collect more often than the
+ * deciding thread; the deciding thread is the one that allocated most meanwhile
+ * (each check allocates tens of kilobytes there).
+ */
+function decidingThreadSince(output, before) {
+  const allocatedIn = (list) => list.reduce((sum, f) => sum + Number(f.allocated ?? 0), 0);
+  const since = [...collectionsByIsolate(output)].map(([isolate, list]) => list.slice(before.get(isolate) ?? 0).filter((f) => f.gc === 's'));
+  return since.sort((a, b) => allocatedIn(b) - allocatedIn(a))[0] ?? [];
 }
 
 const settle = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -87,10 +98,10 @@ async function run(label, root, mode) {
   const load = { url, bodyFile, clients: 4, streams: 32, rps: RATE / 4 };
   await runH2load({ ...load, duration: WARM_UP_SECONDS });
   await settle(300);
-  const before = collections(server.child.output).length;
+  const before = new Map([...collectionsByIsolate(server.child.output)].map(([isolate, list]) => [isolate, list.length]));
   const result = await runH2load({ ...load, duration: SECONDS });
   await settle(300);
-  const rows = collections(server.child.output).slice(before).filter((f) => f.gc === 's');
+  const rows = decidingThreadSince(server.child.output, before);
   await stopChild(server.child);
   const checks = result.succeeded;
   if (checks === 0) throw new Error(`bench/gc.mjs: no check succeeded against ${label} (${mode}); h2load said:\n${result.output}`);

@@ -16,6 +16,7 @@
 //   node bench/reload.mjs --quick      fewer reloads
 //   node bench/reload.mjs --workers 2  the same against --workers 2
 //   node bench/reload.mjs --server-node-flags '--v8-pool-size=1'   the server under those node flags
+//   node bench/reload.mjs --server-log FILE   keep the server's output (its reload lines, --trace-gc lines) in FILE
 //
 // Needs the build (dist/): `make bench` builds first. Never fails on a slow figure: the
 // goals (one file: at most 10 ms added to the worst check; every file: at most 50 ms)
@@ -37,6 +38,8 @@ const QUICK = process.argv.includes('--quick');
 const WORKERS = Number(process.argv[process.argv.indexOf('--workers') + 1]) || 1;
 /** Node flags for the server's process, e.g. --server-node-flags '--v8-pool-size=1' (README, Policy reloads). */
 const SERVER_NODE_FLAGS = process.argv.includes('--server-node-flags') ? String(process.argv[process.argv.indexOf('--server-node-flags') + 1] ?? '').split(' ').filter(Boolean) : [];
+/** Where the server's output goes at the end (--server-log FILE), to read each reload's line beside its collections. */
+const SERVER_LOG = process.argv.includes('--server-log') ? String(process.argv[process.argv.indexOf('--server-log') + 1]) : null;
 const RULES = 10_000;
 const FILES = 20;
 const INTERVAL_MS = 5;
@@ -142,6 +145,7 @@ async function main() {
     const lines = reloadLines(server.child).filter((l) => l.changed);
     const status = await fetch(`http://${HOST}:${server.httpPort}/readyz`).then((r) => r.json());
     await stopChild(server.child);
+    if (SERVER_LOG !== null) writeFileSync(SERVER_LOG, server.child.output);
 
     const rest = windows.rest.flatMap(([a, b]) => within(probed.samples, a, b)).sort((a, b) => a - b);
     const restP50 = quantile(rest, 0.5);
