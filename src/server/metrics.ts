@@ -31,12 +31,33 @@ export class ServerMetrics implements DecisionObserver {
   private currentVersion: string | null = null;
   private currentShadowVersion: string | null = null;
   private fallbacks: Counter<'backend'> | null = null;
-  /** Children bound once per effect and reason, so the hot path does no label lookup and builds no key. */
-  private readonly byOutcome: Record<Effect, Partial<Record<Reason, Counter.Internal>>> = { ALLOW: {}, DENY: {} };
+  /**
+   * Decisions answered since the last scrape, by effect and reason; each scrape adds
+   * them to verdict_decisions_total. prom-client builds a string key of the labels on
+   * every increment, a bound child's too: counted here, a check allocates nothing for it.
+   */
+  private readonly uncounted: Record<Effect, Partial<Record<Reason, number>>> = { ALLOW: {}, DENY: {} };
 
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'verdict_' }); // verdict_process_cpu_seconds_total, verdict_nodejs_heap_size_used_bytes, ...
-    this.decisions = new Counter({ name: 'verdict_decisions_total', help: 'Decisions answered, by effect and reason.', labelNames: ['effect', 'reason'], registers: [this.registry] });
+    const uncounted = this.uncounted;
+    this.decisions = new Counter({
+      name: 'verdict_decisions_total',
+      help: 'Decisions answered, by effect and reason.',
+      labelNames: ['effect', 'reason'],
+      registers: [this.registry],
+      collect() {
+        for (const effect of ['ALLOW', 'DENY'] as const) {
+          const counts = uncounted[effect];
+          for (const reason of Object.keys(counts) as Reason[]) {
+            const count = counts[reason] ?? 0;
+            if (count === 0) continue;
+            this.inc({ effect, reason }, count);
+            counts[reason] = 0;
+          }
+        }
+      },
+    });
     this.decisionSeconds = new Histogram({
       name: 'verdict_decision_duration_seconds',
       help: 'Time from receiving a check to its answer, decision log commit included.',
@@ -83,8 +104,8 @@ export class ServerMetrics implements DecisionObserver {
 
   decided(result: CheckResult, _meta: CallMeta, seconds: number): void {
     const { effect, reason } = result.decision;
-    const children = this.byOutcome[effect];
-    (children[reason] ??= this.decisions.labels(effect, reason)).inc();
+    const counts = this.uncounted[effect];
+    counts[reason] = (counts[reason] ?? 0) + 1;
     this.decisionSeconds.observe(seconds);
     const shadow = result.decision.shadow;
     if (shadow !== undefined) this.shadowDisagreements.inc({ direction: shadow.effect === 'DENY' ? 'ALLOW_TO_DENY' : 'DENY_TO_ALLOW' });
