@@ -8,9 +8,11 @@ export type AlertType = 'volume' | 'probing' | 'reconnaissance' | 'baseline' | '
 
 /**
  * `many-token-subjects` and `many-sources` (id `*`) are the one alert a window raises
- * about the token subjects or sources past `authFailures.maxAlerts` (detectors.ts).
+ * about the token subjects or sources past `authFailures.maxAlerts`; `all-callers`
+ * (id `*`) the one about every failed authentication together past
+ * `authFailures.maxTotal` (detectors.ts).
  */
-export type AlertSubjectKind = 'principal' | 'api-key' | 'token-subject' | 'source' | 'many-token-subjects' | 'many-sources';
+export type AlertSubjectKind = 'principal' | 'api-key' | 'token-subject' | 'source' | 'many-token-subjects' | 'many-sources' | 'all-callers';
 
 export interface AlertSubject {
   readonly kind: AlertSubjectKind;

@@ -40,8 +40,11 @@ export const detectorsSchema = z.strictObject({
       resourceType: z.string().min(1).max(256).optional(),
     })
     .optional(),
-  /** `maxAlerts`: alerts per window about token subjects, and as many about sources, before one alert about the rest (detectors.ts). */
-  authFailures: z.strictObject({ enabled: z.boolean().optional(), maxFailures: count(1e12).optional(), maxAlerts: count(1e6).optional() }).optional(),
+  /**
+   * `maxAlerts`: alerts per window about token subjects, and as many about sources, before one alert about the rest;
+   * `maxTotal`: failed authentications in the sliding window from all callers together (detectors.ts).
+   */
+  authFailures: z.strictObject({ enabled: z.boolean().optional(), maxFailures: count(1e12).optional(), maxAlerts: count(1e6).optional(), maxTotal: count(1e12).optional() }).optional(),
 });
 
 export type DetectorSettings = z.infer<typeof detectorsSchema>;
@@ -55,7 +58,7 @@ export interface DetectorConfig {
   readonly reconnaissance: { readonly enabled: boolean; readonly maxResources: number; readonly resourceType: string };
   readonly baseline: { readonly enabled: boolean; readonly factor: number; readonly floor: number; readonly alpha: number; readonly warmupWindows: number };
   readonly extraction: { readonly enabled: boolean; readonly maxCalls: number; readonly action: string; readonly resourceType: string };
-  readonly authFailures: { readonly enabled: boolean; readonly maxFailures: number; readonly maxAlerts: number };
+  readonly authFailures: { readonly enabled: boolean; readonly maxFailures: number; readonly maxAlerts: number; readonly maxTotal: number };
 }
 
 /** The defaults (README, Alerts). */
@@ -67,7 +70,7 @@ export const DEFAULT_DETECTORS: DetectorConfig = {
   reconnaissance: { enabled: true, maxResources: 5, resourceType: 'model' },
   baseline: { enabled: true, factor: 10, floor: 20, alpha: 0.3, warmupWindows: 3 },
   extraction: { enabled: true, maxCalls: 500, action: 'predict', resourceType: 'model' },
-  authFailures: { enabled: true, maxFailures: 20, maxAlerts: 10 },
+  authFailures: { enabled: true, maxFailures: 20, maxAlerts: 10, maxTotal: 500 },
 };
 
 /** `settings` over the defaults. */

@@ -36,6 +36,16 @@
  * name can take) and the rest of the window's are counted, not alerted. Token subjects
  * and sources have a map each, so a flood of one kind cannot evict the other's counts
  * (a source sending a new `sub` each time evicted its own count from a shared map).
+ * The failures in names past the threshold that got no alert of their own are
+ * counted (`summarised`), for a metric: the `*` alert's figure is the names past
+ * the threshold when it was raised, and says nothing of those that came later.
+ *
+ * Counted by name alone, a spray with a new `sub` and a new address for each attempt
+ * (or a few attempts per name, under the threshold) raised nothing however many
+ * thousand it made. So every failed authentication is also counted in one figure for
+ * the whole stream: past `authFailures.maxTotal` in the sliding window, one alert
+ * (subject kind `all-callers`, id `*`) per fixed window. It is one state, not a map:
+ * nothing a caller sends can evict it.
  */
 import { createHash } from 'node:crypto';
 import type { DecisionRecord } from '../decisions/record.js';
@@ -112,6 +122,8 @@ class CountState {
   /** The window before's count (zero when it had none), for the sliding estimate. */
   previous = 0;
   raised = false;
+  /** Past the threshold without an alert of its own: the alert cap of its kind was reached (token subjects and sources only). */
+  summarised = false;
   /** The principal whose `lastPair` this is (extraction states only), else null. */
   owner: PrincipalState | null = null;
   readonly recent = new Recent();
@@ -123,6 +135,8 @@ class AlertCap {
   /** Names past the threshold this window, alerted or not. */
   crossed = 0;
   summarised = false;
+  /** Failures in names past the threshold that got no alert of their own, since the start (every window's). */
+  failuresSummarised = 0;
 }
 
 /** A map of subjects with at most `capacity` entries: the one whose window began longest ago is evicted first. */
@@ -170,6 +184,8 @@ export class Detectors {
   private readonly sourceCap = new AlertCap();
   /** Real API keys (REVOKED, EXPIRED): at most one entry per key in the store. */
   private readonly keys: Bounded<CountState>;
+  /** Every failed authentication, whatever it names. */
+  private readonly allFailures = new CountState();
   private peer = 0;
   private peerWindows = 0;
   private evictionCount = 0;
@@ -192,11 +208,21 @@ export class Detectors {
     this.tokenSubjects = new Bounded(config.maxSubjects, evicted);
     this.sources = new Bounded(config.maxSubjects, evicted);
     this.keys = new Bounded(config.maxSubjects, evicted);
+    this.allFailures.window = -Infinity;
   }
 
   /** Subject states evicted to keep memory bounded, since the start. */
   get evictions(): number {
     return this.evictionCount;
+  }
+
+  /**
+   * Failed authentications in token subjects and in sources past the threshold that raised
+   * no alert of their own (the window's alert cap was reached), since the start: each such
+   * name's failures in its window, from the first.
+   */
+  get summarised(): { readonly tokenSubjects: number; readonly sources: number } {
+    return { tokenSubjects: this.tokenSubjectCap.failuresSummarised, sources: this.sourceCap.failuresSummarised };
   }
 
   /** Subjects held now, over the five maps. */
@@ -340,6 +366,21 @@ export class Detectors {
     const subject = tokenSubjectOf(d);
     if (subject !== null) this.failure(this.tokenSubjects, { kind: 'token-subject', id: subject }, d, window, this.tokenSubjectCap);
     this.failure(this.sources, { kind: 'source', id: sourceOf(d.caller) }, d, window, this.sourceCap);
+    this.allFailure(d, window);
+  }
+
+  /** Counts a failure in the figure of the whole stream, whatever it names. */
+  private allFailure(d: ObservedDecision, window: number): void {
+    const max = this.config.authFailures.maxTotal;
+    const s = this.allFailures;
+    this.movedOn(s, window);
+    s.count++;
+    s.recent.add(d.decisionId);
+    const failures = s.count + s.previous * this.carried(d.time, s.window);
+    if (failures > max && !s.raised) {
+      s.raised = true;
+      this.raise('auth-failures', { kind: 'all-callers', id: '*' }, s.window, round2(failures), max, d, s.recent, `${round2(failures)} failed authentications in the sliding window from all callers together, more than ${max}`);
+    }
   }
 
   /** Counts a failure against `subject`; `cap` bounds the alerts of a kind whose names a caller makes up (null: real API keys). */
@@ -348,12 +389,20 @@ export class Detectors {
     const s = this.counted(map, subject.id, window);
     s.count++;
     s.recent.add(d.decisionId);
+    if (s.summarised && cap !== null) {
+      cap.failuresSummarised++;
+      return;
+    }
     const failures = s.count + s.previous * this.carried(d.time, s.window);
     if (failures > max && !s.raised) {
       s.raised = true;
       if (cap === null || this.admitted(cap, s.window)) {
         this.raise('auth-failures', subject, s.window, round2(failures), max, d, s.recent, `${round2(failures)} failed authentications in the sliding window, more than ${max}`);
-      } else if (!cap.summarised) {
+        return;
+      }
+      s.summarised = true;
+      cap.failuresSummarised += s.count;
+      if (!cap.summarised) {
         cap.summarised = true;
         const most = this.config.authFailures.maxAlerts;
         const [kind, names] = subject.kind === 'token-subject' ? (['many-token-subjects', 'token subjects'] as const) : (['many-sources', 'sources'] as const);
@@ -393,15 +442,22 @@ export class Detectors {
       s = new CountState();
       s.window = window;
       map.add(key, s);
-    } else if (window > s.window) {
-      s.previous = window === s.window + this.config.windowMs ? s.count : 0;
-      s.window = window;
-      s.count = 0;
-      s.raised = false;
-      s.recent.clear();
+    } else if (this.movedOn(s, window)) {
       map.renew(key, s);
     }
     return s;
+  }
+
+  /** Moves `s` on to `window` if it is later (a decision of an earlier window counts in the current one); whether it moved. */
+  private movedOn(s: CountState, window: number): boolean {
+    if (window <= s.window) return false;
+    s.previous = window === s.window + this.config.windowMs ? s.count : 0;
+    s.window = window;
+    s.count = 0;
+    s.raised = false;
+    s.summarised = false;
+    s.recent.clear();
+    return true;
   }
 
   private raise(
@@ -508,4 +564,4 @@ export function sourceOf(caller: string): string {
 export const ALERT_TYPES: readonly AlertType[] = ['volume', 'probing', 'reconnaissance', 'baseline', 'extraction', 'auth-failures'];
 
 /** Subject kinds, for validation. */
-export const SUBJECT_KINDS: readonly AlertSubjectKind[] = ['principal', 'api-key', 'token-subject', 'source', 'many-token-subjects', 'many-sources'];
+export const SUBJECT_KINDS: readonly AlertSubjectKind[] = ['principal', 'api-key', 'token-subject', 'source', 'many-token-subjects', 'many-sources', 'all-callers'];

@@ -512,6 +512,9 @@ function startAlerts(config: ServerConfig, log: DecisionLog, metrics: ServerMetr
       get droppedWatchers() {
         return hub.dropped;
       },
+      get summarised() {
+        return detectors.summarised;
+      },
     }),
     { publish: (alert) => logger.warn({ alert: { id: alert.id, type: alert.type, subject: alert.subject, observed: alert.observed, threshold: alert.threshold } }, alert.summary) },
   ];

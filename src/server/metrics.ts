@@ -283,7 +283,14 @@ export class ServerMetrics implements DecisionObserver {
    * Anomaly alerts: raised alerts by type (the returned sink counts them), and
    * the detectors' and WatchAlerts' state read at each scrape.
    */
-  alertSink(state: { readonly evictions: number; readonly subjects: number; readonly watchers: number; readonly droppedWatchers: number }): AlertSink {
+  alertSink(state: {
+    readonly evictions: number;
+    readonly subjects: number;
+    readonly watchers: number;
+    readonly droppedWatchers: number;
+    /** Failures in names past the threshold not alerted by name (Detectors.summarised). */
+    readonly summarised: { readonly tokenSubjects: number; readonly sources: number };
+  }): AlertSink {
     const raised = new Counter({ name: 'verdict_alerts_total', help: 'Anomaly alerts raised, by type.', labelNames: ['type'], registers: [this.registry] });
     for (const type of ALERT_TYPES) raised.inc({ type }, 0);
     new Gauge({
@@ -310,6 +317,21 @@ export class ServerMetrics implements DecisionObserver {
     };
     counted('verdict_alert_detector_evictions_total', 'Detector states evicted (least recently active first) to keep the detectors within alerts.detectors.maxSubjects.', () => state.evictions);
     counted('verdict_alert_watchers_dropped_total', 'WatchAlerts subscribers ended because they fell too far behind.', () => state.droppedWatchers);
+    // Read at each scrape, like the evictions: the detectors only add to a number, on failed authentications alone.
+    const reported = { 'token-subject': 0, source: 0 };
+    new Counter({
+      name: 'verdict_alert_auth_failures_summarised_total',
+      help: 'Failed authentications in token subjects (kind="token-subject") or sources (kind="source") past alerts.detectors.authFailures.maxFailures that raised no alert of their own, because the window had already raised authFailures.maxAlerts about that kind: the names the many-token-subjects / many-sources alert (id *) stands for.',
+      labelNames: ['kind'],
+      registers: [this.registry],
+      collect() {
+        const now = { 'token-subject': state.summarised.tokenSubjects, source: state.summarised.sources };
+        for (const kind of ['token-subject', 'source'] as const) {
+          this.inc({ kind }, now[kind] - reported[kind]);
+          reported[kind] = now[kind];
+        }
+      },
+    });
     new Gauge({ name: 'verdict_alert_watchers', help: 'WatchAlerts subscribers connected.', registers: [this.registry], aggregator: 'sum', collect() { this.set(state.watchers); } });
     return { publish: (alert) => raised.inc({ type: alert.type }) };
   }

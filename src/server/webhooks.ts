@@ -139,7 +139,7 @@ class Fifo<T> {
 export class WebhookSink implements AlertSink {
   readonly label: string;
   private readonly types: ReadonlySet<AlertType> | null;
-  /** Alerts waiting, by `type/subject kind`; a group stays once made (at most 26: six types by four subject kinds, and auth-failures' two summaries). */
+  /** Alerts waiting, by `type/subject kind`; a group stays once made (at most 27: six types by four subject kinds, and auth-failures' three summaries). */
   private readonly groups = new Map<string, Fifo<Queued>>();
   private waiting = 0;
   private sequence = 0;

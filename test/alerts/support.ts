@@ -1,10 +1,11 @@
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer, request, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SignJWT, exportJWK, generateKeyPair, type CryptoKey, type GenerateKeyPairResult, type JWTPayload } from 'jose';
 import type { Alert, AlertType } from '../../src/analysis/alert.js';
+import { openAlertReader } from '../../src/analysis/alert-store.js';
 import { startServer, type RunningServer } from '../../src/server/app.js';
 import { readConfigFile, resolveConfig } from '../../src/server/config.js';
 import { WEBHOOK_HEADERS } from '../../src/server/webhooks.js';
@@ -98,6 +99,15 @@ export interface Delivery {
   status: number;
 }
 
+/** What a webhook delivery says of its alert, as the tests read it. */
+export interface PostedAlert {
+  readonly id: string;
+  readonly type: string;
+  readonly subject: { readonly kind: string; readonly id: string };
+  readonly observed: number;
+  readonly threshold: number;
+}
+
 /** An HTTP receiver whose answer to each request `answer` decides: a status, or 'hang' (never answers). */
 export class Receiver {
   readonly deliveries: Delivery[] = [];
@@ -152,6 +162,11 @@ export class Receiver {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
     }
+  }
+
+  /** The alert of each delivery, in the order received. */
+  posted(): PostedAlert[] {
+    return this.deliveries.map((d) => (JSON.parse(d.body) as { alert: PostedAlert }).alert);
   }
 
   /** Successful deliveries per alert id. */
@@ -209,5 +224,75 @@ export function jwtServerSettings(db: string, jwks: string): Record<string, unkn
     http: '127.0.0.1:0',
     watch: false,
     authn: { jwt: { issuer: TOKEN_ISSUER, audience: TOKEN_AUDIENCE, algorithms: ['ES256'], jwksFile: jwks, claims: { roles: 'roles', attributes: { org: 'org', employment: 'employment' } } } },
+  };
+}
+
+/** A forward-auth request for model `model` with `bearer`, to the HTTP port `port`, sent from the loopback address `from`; its status. */
+export function bearerForwardAuth(port: number, bearer: string, from = '127.0.0.1', model = 'fraud-detector-v3'): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const req = request(
+      {
+        host: '127.0.0.1',
+        port,
+        path: '/forward-auth',
+        localAddress: from,
+        agent: false,
+        headers: { 'x-original-method': 'GET', 'x-original-uri': `/v1/models/${model}`, authorization: `Bearer ${bearer}`, 'x-model-org': 'acme', 'x-model-classification': 'internal' },
+      },
+      (res) => {
+        res.resume();
+        res.on('end', () => resolve(res.statusCode ?? 0));
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+/** The alerts table of the log `db` once it holds at least `count` alerts (the writer stores them a little after they are raised). */
+export async function storedAlerts(db: string, count: number): Promise<readonly Alert[]> {
+  const reader = openAlertReader(db);
+  try {
+    for (let tries = 0; ; tries++) {
+      const stored = await reader.list({ limit: 1000 });
+      if (stored.length >= count) return stored;
+      if (tries > 400) throw new Error(`${stored.length} alerts stored, ${count} expected`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  } finally {
+    reader.close();
+  }
+}
+
+/** A server of jwtServerSettings and the keys its tokens are signed with; `stop` ends it and removes its directory. */
+export interface JwtAlertServer {
+  readonly server: RunningServer;
+  readonly db: string;
+  readonly issuer: GenerateKeyPairResult;
+  readonly forger: GenerateKeyPairResult;
+  stop(): Promise<void>;
+}
+
+/**
+ * A server of jwtServerSettings in a directory of its own, whose detectors' settings are
+ * `detectors` and whose alerts are POSTed to `receiver` (listening), read from a config
+ * file as the server reads its --config.
+ */
+export async function startJwtAlertServer(detectors: Record<string, unknown>, receiver: Receiver): Promise<JwtAlertServer> {
+  const dir = mkdtempSync(join(tmpdir(), 'verdict-jwt-alerts-'));
+  const { issuer, forger, jwks } = await tokenKeys(dir);
+  const db = join(dir, 'decisions.db');
+  const configFile = join(dir, 'verdict.yaml');
+  writeFileSync(configFile, JSON.stringify({ alerts: { detectors, webhooks: [{ url: receiver.url, secret: 'whsec-test-0123456789abcdef', backoff: { initialMs: 20, maxMs: 200 } }] } }));
+  const server = await startServer(resolveConfig([jwtServerSettings(db, jwks), readConfigFile(configFile)]), createLogger('silent'));
+  return {
+    server,
+    db,
+    issuer,
+    forger,
+    stop: async () => {
+      await server.close();
+      rmSync(dir, { recursive: true, force: true });
+    },
   };
 }

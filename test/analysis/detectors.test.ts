@@ -156,7 +156,8 @@ describe('auth-failures under a flood of made-up key ids', () => {
     const flood = [];
     for (let k = 0; k < 6000; k++) flood.push(unknown(k, `k_made_up_${Math.floor(k / 6)}`));
     const { alerts, detectors } = run(flood, { authFailures: { maxFailures: 5 } });
-    expect(alerts.map((a) => `${a.subject.kind}:${a.subject.id}`)).toEqual(['source:10.5.5.5']);
+    // The 501st failure is past maxTotal too: one alert about all callers together, in no map.
+    expect(alerts.map((a) => `${a.subject.kind}:${a.subject.id}`)).toEqual(['source:10.5.5.5', 'all-callers:*']);
     expect(detectors.subjects).toBe(1);
   });
 
@@ -195,6 +196,9 @@ describe('auth-failures about names a caller makes up: token subjects and source
     ]);
     const spread = alerts[10]!;
     expect(spread).toMatchObject({ type: 'auth-failures', observed: 11, threshold: 10, raisedAt: DAY_START + 3 * HOUR + 105 });
+    // Every failure of the 20 names and the 2 names not alerted by name, six each: what the `*` alerts stand for.
+    const { detectors } = run(stream, { authFailures: { maxFailures: 5 } });
+    expect(detectors.summarised).toEqual({ tokenSubjects: (20 + 2) * 6, sources: 0 });
     expect(spread.id).toBe(alertId('auth-failures', { kind: 'many-token-subjects', id: '*' }, DAY_START + 3 * HOUR));
     expect(spread.summary).toContain('11 token subjects past 5 failed authentications each, more than the 10 alerted one by one in this window');
     expect(spread.decisionIds).toHaveLength(5);
@@ -232,6 +236,51 @@ describe('auth-failures about names a caller makes up: token subjects and source
     stream.push(refused(600, 'dana', '10.9.9.9'), refused(601, 'dana', '10.9.9.9'), refused(602, 'dana', '10.9.9.9'));
     const { alerts } = run(stream, { maxSubjects: 50, authFailures: { maxFailures: 5 } });
     expect(alerts.filter((a) => a.subject.kind === 'token-subject').map((a) => [a.subject.id, a.observed])).toEqual([['dana', 6]]);
+  });
+});
+
+describe('auth-failures from all callers together', () => {
+  /** A refused token with a sub and an address of its own, at `ms` past 03:00: no name ever fails twice. */
+  const sprayed = (ms: number, k: number): ReturnType<typeof record> =>
+    record({ time: DAY_START + 3 * HOUR + ms, principalId: '', resourceId: '/v1/models', caller: `10.${(k >> 16) & 255}.${(k >> 8) & 255}.${k & 255}:4000`, unauthenticated: 'BAD_SIGNATURE: token signature does not verify', tokenSubject: `sprayed-${k}` });
+  const spray = (n: number, from = 0, start = 0): ReturnType<typeof record>[] => Array.from({ length: n }, (_, k) => sprayed(start + k * 100, from + k));
+
+  it('raise one alert past maxTotal (500) for a spray with a new token subject and a new source each time, which no name alerts', () => {
+    expect(run(spray(500)).alerts).toEqual([]);
+    const { alerts } = run(spray(3000));
+    expect(alerts.map((a) => `${a.type} ${a.subject.kind}:${a.subject.id}`)).toEqual(['auth-failures all-callers:*']);
+    const all = alerts[0]!;
+    expect(all).toMatchObject({ observed: 501, threshold: 500, windowStart: DAY_START + 3 * HOUR, windowEnd: DAY_START + 4 * HOUR, raisedAt: DAY_START + 3 * HOUR + 500 * 100 });
+    expect(all.id).toBe(alertId('auth-failures', { kind: 'all-callers', id: '*' }, DAY_START + 3 * HOUR));
+    expect(all.summary).toContain('501 failed authentications in the sliding window from all callers together, more than 500');
+    expect(all.decisionIds).toHaveLength(5);
+  });
+
+  it('raise it once per window, count across a window boundary, and follow authFailures.maxTotal and enabled', () => {
+    // 30 in hour 3 and 30 in hour 5 (a whole window between: nothing carried), past a maxTotal of 25 in each.
+    const twoWindows = [...spray(30), ...spray(30, 1000, 2 * HOUR)];
+    expect(run(twoWindows, { authFailures: { maxTotal: 25 } }).alerts.map((a) => [(a.windowStart - DAY_START) / HOUR, a.observed])).toEqual([
+      [3, 26],
+      [5, 26],
+    ]);
+    // 20 at the end of hour 3 and 20 at the start of hour 4: 20 and 20 apart, 40 in the sliding hour.
+    const split = [...spray(20, 0, HOUR - 3_000), ...spray(20, 1000, HOUR + 1_000)];
+    expect(run(split, { authFailures: { maxTotal: 30 } }).alerts.map((a) => [(a.windowStart - DAY_START) / HOUR, a.subject.kind])).toEqual([[4, 'all-callers']]);
+    expect(run(spray(3000), { authFailures: { maxTotal: 3000 } }).alerts).toEqual([]);
+    expect(run(spray(3000), { authFailures: { enabled: false } }).alerts).toEqual([]);
+  });
+
+  it('count every failed authentication, alerted by name or not, and hold no state per name for it', () => {
+    // One address failing 600 times is alerted by its name, and counted in the total too.
+    const one = Array.from({ length: 600 }, (_, k) => record({ time: DAY_START + 3 * HOUR + k, principalId: '', resourceId: '/v1/models', caller: '10.5.5.5:4000', unauthenticated: 'UNKNOWN_KEY: API key k_x is not recognised' }));
+    const { alerts, detectors } = run(one);
+    expect(alerts.map((a) => [a.subject.kind, a.observed])).toEqual([
+      ['source', 21],
+      ['all-callers', 501],
+    ]);
+    expect(detectors.subjects).toBe(1);
+    // Evicting every name (a map of 50 under a spray of 3,000) loses nothing of the total.
+    expect(run(spray(3000), { maxSubjects: 50 }).alerts.map((a) => a.observed)).toEqual([501]);
   });
 });
 
