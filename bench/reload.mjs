@@ -191,6 +191,9 @@ async function main() {
     console.log(`one file changed, worst check of each reload window, ms: ${worstPerWindow(windows.one).map((w) => w.toFixed(1)).join(', ')}`);
     const blocksOf = (from, to) => lines.slice(from, to).map((l) => l.longestBlockMs.toFixed(1)).join(', ');
     console.log(`\nlongest block (server) of each reload, ms: one file: ${blocksOf(0, ONE_FILE_RELOADS * WORKERS)}; all files: ${blocksOf(ONE_FILE_RELOADS * WORKERS)}`);
+    // Whether a long block was the reload's own slice (and in which stage), a collection between slices, or neither.
+    const slicesOf = (from, to) => lines.slice(from, to).map((l) => `${(l.longestSliceMs ?? NaN).toFixed(1)} in ${l.longestSliceStage ?? '?'} / ${(l.longestCollectionMs ?? NaN).toFixed(1)}`).join(', ');
+    console.log(`longest slice (stage) / longest paced collection of each reload, ms: one file: ${slicesOf(0, ONE_FILE_RELOADS * WORKERS)}; all files: ${slicesOf(ONE_FILE_RELOADS * WORKERS)}`);
     console.log(`last reload error: ${status.lastReloadError ?? 'none'}`);
   } finally {
     rmSync(work, { recursive: true, force: true });

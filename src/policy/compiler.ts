@@ -1,6 +1,6 @@
 import { LOAD_STAGES, resultOf } from './load.js';
 import type { LoadResult } from './loaded.js';
-import { runStagesInSlices, type SliceSharing } from './pipeline.js';
+import { runStagesInSlices, type SliceSharing, type SliceStats } from './pipeline.js';
 import { Reuse } from './reuse.js';
 import { newLoadState, type LoadCache, type PolicyReader } from './stages/state.js';
 
@@ -9,8 +9,8 @@ export interface Compilation {
   readonly result: LoadResult;
   /** Each file read and the hash of its text: what the load saw. */
   readonly fingerprint: readonly (readonly [file: string, hash: string])[];
-  /** The longest the load held the event loop at once, in milliseconds (waiting for I/O excluded). */
-  readonly longestSliceMs: number;
+  /** How the load shared the event loop: its longest slice (waiting for I/O excluded), in which stage, and its longest collection. */
+  readonly slices: SliceStats;
 }
 
 /** How long a slice of compilation may hold the event loop before checks get a turn. */
@@ -49,9 +49,9 @@ export class PolicyCompiler {
   async compile(options: { gitCommit?: string | null; sharing?: SliceSharing } = {}): Promise<Compilation> {
     const state = newLoadState(this.dir, this.reader, { gitCommit: options.gitCommit, cache: this.cache });
     const reuses = [this.cache.files, this.cache.roleGraphs, this.cache.compiled, this.cache.routes];
-    let longestSliceMs: number;
+    let slices: SliceStats;
     try {
-      ({ longestSliceMs } = await runStagesInSlices(LOAD_STAGES, state, this.sliceMs, options.sharing));
+      slices = await runStagesInSlices(LOAD_STAGES, state, this.sliceMs, options.sharing);
     } catch (error) {
       for (const reuse of reuses) reuse.abandonLoad();
       throw error;
@@ -59,6 +59,6 @@ export class PolicyCompiler {
     for (const reuse of reuses) reuse.endLoad();
     const result = resultOf(state);
     if (result.ok) this.cache.previous = result.policies.policySet;
-    return { result, fingerprint: state.fingerprint, longestSliceMs };
+    return { result, fingerprint: state.fingerprint, slices };
   }
 }

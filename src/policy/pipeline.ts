@@ -39,6 +39,10 @@ export function runToEnd<T>(run: StageRun<T>): T {
 export interface SliceStats {
   /** The longest the stages ran without letting the event loop run, in milliseconds. */
   readonly longestSliceMs: number;
+  /** The stage in which the longest slice ended (a slice can run on from one stage into the next). */
+  readonly longestSliceStage: string | null;
+  /** The longest young-generation collection the pacer made between slices, in milliseconds (0: none). */
+  readonly longestCollectionMs: number;
   readonly slices: number;
 }
 
@@ -74,6 +78,10 @@ async function letAnswersLeave(): Promise<void> {
 class SliceClock {
   private sliceStart = performance.now();
   longestSliceMs = 0;
+  longestSliceStage: string | null = null;
+  longestCollectionMs = 0;
+  /** The stage being driven, to name the one that held the thread longest. */
+  stage: string | null = null;
   slices = 1;
   private readonly pacer: YoungGenerationPacer | null;
   private readonly restMs: number;
@@ -88,13 +96,13 @@ class SliceClock {
 
   /** Ends a slice, lets the event loop run until `until` settles (or for one turn), and starts the next. */
   private async pause(until: Promise<unknown> | undefined): Promise<unknown> {
-    this.longestSliceMs = Math.max(this.longestSliceMs, performance.now() - this.sliceStart);
+    this.endSlice();
     this.slices += 1;
     const value = until !== undefined ? await until : this.restMs > 0 ? await sleep(this.restMs) : undefined;
     await letAnswersLeave();
     if (this.pacer?.due()) {
       // A young-generation collection of what the last slices kept, in a turn of its own.
-      this.pacer.collect();
+      this.timedCollect(this.pacer);
       await letAnswersLeave();
     }
     this.sliceStart = performance.now();
@@ -126,13 +134,29 @@ class SliceClock {
     if (this.pacer === null) return;
     for (let i = 0; i < 2; i++) {
       await letAnswersLeave();
-      this.pacer.collect();
+      this.timedCollect(this.pacer);
     }
     await letAnswersLeave();
   }
 
+  private endSlice(): void {
+    const ms = performance.now() - this.sliceStart;
+    if (ms > this.longestSliceMs) {
+      this.longestSliceMs = ms;
+      this.longestSliceStage = this.stage;
+    }
+  }
+
+  private timedCollect(pacer: YoungGenerationPacer): void {
+    const from = performance.now();
+    pacer.collect();
+    this.longestCollectionMs = Math.max(this.longestCollectionMs, performance.now() - from);
+  }
+
   stats(): SliceStats {
-    return { longestSliceMs: Math.max(this.longestSliceMs, performance.now() - this.sliceStart), slices: this.slices };
+    this.endSlice();
+    this.sliceStart = performance.now();
+    return { longestSliceMs: this.longestSliceMs, longestSliceStage: this.longestSliceStage, longestCollectionMs: this.longestCollectionMs, slices: this.slices };
   }
 }
 
@@ -143,10 +167,14 @@ class SliceClock {
  */
 export async function runStagesInSlices<S>(stages: readonly Stage<S>[], state: S, budgetMs: number, sharing: SliceSharing = {}): Promise<SliceStats> {
   const clock = new SliceClock(budgetMs, sharing);
-  for (const stage of stages) await clock.drive(stage.run(state));
+  for (const stage of stages) {
+    clock.stage = stage.name;
+    await clock.drive(stage.run(state));
+  }
   const stats = clock.stats();
   await clock.settle();
-  return stats;
+  // The settling collections run after the last slice, and can be the longest.
+  return { ...stats, longestCollectionMs: clock.longestCollectionMs };
 }
 
 /** Runs one generator in slices of about `budgetMs` (see runStagesInSlices). */

@@ -113,7 +113,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       metrics.observeReload(outcome.ok, outcome.seconds);
       if (outcome.ok) {
         metrics.setPolicy(status.version, status.ruleCount);
-        logger.info({ pid: process.pid, version: outcome.version, changed: outcome.changed, rules: status.ruleCount, seconds: outcome.seconds, longestBlockMs: status.lastReloadLongestBlockMs }, 'policies reloaded');
+        logger.info({ pid: process.pid, version: outcome.version, changed: outcome.changed, rules: status.ruleCount, seconds: outcome.seconds, longestBlockMs: status.lastReloadLongestBlockMs, longestSliceMs: status.lastReloadSlices?.longestSliceMs, longestSliceStage: status.lastReloadSlices?.longestSliceStage, longestCollectionMs: status.lastReloadSlices?.longestCollectionMs }, 'policies reloaded');
       } else {
         logger.error({ error: outcome.error, serving: status.version }, 'policy reload refused; still serving the last good set');
       }
@@ -397,6 +397,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
           policyLoadedAt: status.loadedAt.toISOString(),
           lastReloadError: status.lastReloadError,
           lastReloadLongestBlockMs: status.lastReloadLongestBlockMs,
+          lastReloadSlices: status.lastReloadSlices ?? null,
           policyWatch: status.watch,
           shadow: shadowStore === null ? null : shadowStatus(config.shadowPolicies!, shadowStore),
           decisionLog: { path: config.db, mode: config.decisionLog, healthy: log.healthy, lastError: log.lastError, audit: auditStatus },

@@ -4,7 +4,7 @@ import { DEFAULT_SLICE_MS, PolicyCompiler, type Compilation } from '../policy/co
 import { formatDiagnostic } from '../policy/diagnostic.js';
 import { LoadWorker } from '../policy/load-worker.js';
 import type { PolicySet } from '../policy/policy-set.js';
-import type { SliceSharing } from '../policy/pipeline.js';
+import type { SliceSharing, SliceStats } from '../policy/pipeline.js';
 import { youngGenerationPacer } from '../policy/young-generation.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { DirectoryWatcher, type WatchStatus } from './policy-watcher.js';
@@ -20,6 +20,13 @@ export interface PolicyStatus {
   readonly lastReloadAttemptAt: Date | null;
   /** The longest the event loop was held at once during the last reload, in milliseconds; null before any reload. */
   readonly lastReloadLongestBlockMs: number | null;
+  /**
+   * Of the last reload's compilation (null before any, or when it failed outright): its
+   * longest slice and the stage it ended in, and its longest young-generation collection
+   * between slices. Beside lastReloadLongestBlockMs, they say whether a long block was
+   * verdict's own work or something else on the thread (a collection V8 chose, a burst of checks).
+   */
+  readonly lastReloadSlices?: SliceStats | null;
   readonly watch: WatchStatus;
   /** Shadow mode's set (server/shadow.ts), when there is one: added by the Admin service. */
   readonly shadow?: { readonly version: string; readonly ruleCount: number; readonly lastReloadError: string | null };
@@ -77,6 +84,7 @@ export class PolicyStore {
   private lastError: string | null = null;
   private lastAttempt: Date | null = null;
   private lastLongestBlockMs: number | null = null;
+  private lastSlices: SliceStats | null = null;
   private lastFingerprint: string;
   private watcher: DirectoryWatcher | null = null;
   private pollTimer: NodeJS.Timeout | null = null;
@@ -142,6 +150,7 @@ export class PolicyStore {
       lastReloadError: this.lastError,
       lastReloadAttemptAt: this.lastAttempt,
       lastReloadLongestBlockMs: this.lastLongestBlockMs,
+      lastReloadSlices: this.lastSlices,
       watch: this.watchStatus(),
     };
   }
@@ -200,13 +209,13 @@ export class PolicyStore {
     delay.enable();
     let outcome: ReloadOutcome;
     let fingerprint = this.lastFingerprint;
-    let longestSliceMs = 0;
+    let slices: SliceStats | null = null;
     try {
       const compiling = this.compiler.compile({ sharing: this.sharing });
       this.compiling = compiling;
       const compilation = await compiling;
       fingerprint = fingerprintKey(compilation.fingerprint);
-      longestSliceMs = compilation.longestSliceMs;
+      slices = compilation.slices;
       const seconds = (performance.now() - started) / 1000;
       const { result } = compilation;
       if (result.ok) {
@@ -238,7 +247,8 @@ export class PolicyStore {
     this.lastFingerprint = fingerprint;
     this.lastAttempt = new Date();
     // The sampled delay includes the sampling interval itself; the slices are measured directly.
-    this.lastLongestBlockMs = Math.max(longestSliceMs, Math.max(0, delay.max / 1e6 - BLOCK_RESOLUTION_MS));
+    this.lastLongestBlockMs = Math.max(slices?.longestSliceMs ?? 0, Math.max(0, delay.max / 1e6 - BLOCK_RESOLUTION_MS));
+    this.lastSlices = slices;
     this.events.onReload?.(outcome, this.status());
     return outcome;
   }

@@ -65,4 +65,33 @@ describe('young-generation pacing of reloads', () => {
     await runStagesInSlices([stage], null, 0, { restMs: 20 });
     expect(events).toEqual(['step 0', 'timer', 'step 1']);
   });
+
+  it('reports its longest slice, the stage that slice ended in, and its longest collection', async () => {
+    const busyFor = (ms: number): void => {
+      const until = performance.now() + ms;
+      while (performance.now() < until) {
+        // the work a stage would do without a pause point
+      }
+    };
+    const quick: Stage<null> = {
+      name: 'quick',
+      *run() {
+        for (let i = 0; i < 5; i++) yield;
+      },
+    };
+    const long: Stage<null> = {
+      name: 'long',
+      *run() {
+        yield;
+        busyFor(30);
+        yield;
+      },
+    };
+    const pacer: YoungGenerationPacer = { due: () => true, collect: () => busyFor(12) };
+    const stats = await runStagesInSlices([quick, long, quick], null, 0, { pacer });
+    expect(stats.longestSliceStage).toBe('long');
+    expect(stats.longestSliceMs).toBeGreaterThanOrEqual(30);
+    expect(stats.longestCollectionMs).toBeGreaterThanOrEqual(12);
+    expect(stats.slices).toBeGreaterThan(5);
+  });
 });

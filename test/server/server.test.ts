@@ -250,6 +250,10 @@ describe('hot reload', () => {
       // How long the reload held the event loop is reported (a measurement: only its presence is checked here).
       expect(typeof reloaded.status.lastReloadLongestBlockMs).toBe('number');
       expect(reloaded.status.lastReloadLongestBlockMs).toBeGreaterThan(0);
+      // What the reload's own slices did is reported beside it, naming a load stage.
+      const readyAfter = JSON.parse((await http(server.httpPort, '/readyz')).body) as { lastReloadSlices: { longestSliceMs: number; longestSliceStage: string; longestCollectionMs: number; slices: number } | null };
+      expect(readyAfter.lastReloadSlices).toMatchObject({ longestSliceMs: expect.any(Number), longestCollectionMs: expect.any(Number), slices: expect.any(Number) });
+      expect(['read', 'schema', 'variables', 'attributes', 'roles', 'directories', 'rules', 'routes', 'limits', 'tests', 'assemble']).toContain(readyAfter.lastReloadSlices!.longestSliceStage);
       const reloadCount = /^verdict_policy_reload_seconds_count (\d+)$/m.exec((await http(server.httpPort, '/metrics')).body);
       expect(Number(reloadCount?.[1])).toBeGreaterThanOrEqual(3);
       expect((await ask()).effect).toBe('EFFECT_ALLOW');
