@@ -20,9 +20,12 @@
  * checkpoint message's, so neither signature can pass for the other.
  *
  * Exports of format `verdict.export.v1` (earlier releases) have an unsigned
- * header. They still verify, but their range is taken on trust, unless they
- * carry a checkpoint that names a replica (format v3): only releases that sign
- * the header write those, so such an export's header was replaced.
+ * header, and a signed one rewritten as v1 looks the same: nothing binds its
+ * range, replica, time or the rows after the export's last checkpoint. Such an
+ * export fails verification (`unsigned-header`) unless the verifier accepts
+ * unsigned headers knowingly; even then it is a break when the export carries
+ * a checkpoint that names a replica (format v3), since only releases that sign
+ * the header write those, so its header was replaced.
  */
 import { verify, type KeyObject } from 'node:crypto';
 import { CHECKPOINT_FORMAT_V1, CHECKPOINT_FORMAT_V2 } from '../decisions/checkpoint.js';
@@ -75,7 +78,7 @@ export interface ExportedRange {
  */
 export function headerBreak(header: ReadHeader, range: ExportedRange, keys: readonly KeyObject[]): VerifyBreak | null {
   const seq = header.fromSeq ?? range.first?.seq ?? 0;
-  const what = `the export's header (${header.fromSeq === null ? 'no rows' : `seq ${header.fromSeq}..${String(header.toSeq)}`}, replica ${header.replicaId ?? 'unnamed'})`;
+  const what = headerClaims(header);
   if (header.signed === null) {
     const named = range.checkpointFormats.some((format) => format !== CHECKPOINT_FORMAT_V2 && format !== CHECKPOINT_FORMAT_V1);
     if (!named) return null;
@@ -109,6 +112,35 @@ export function headerBreak(header: ReadHeader, range: ExportedRange, keys: read
     return { kind: 'changed', seq: range.last.seq, message: `the last row (seq ${range.last.seq}) does not have the hash ${what} signs (${String(header.endHash)}): rows were replaced after the export was made` };
   }
   return null;
+}
+
+/** The header as it describes itself, for messages: "the export's header (seq 8..45, replica alpha)". */
+function headerClaims(header: ReadHeader): string {
+  return `the export's header (${header.fromSeq === null ? 'no rows' : `seq ${header.fromSeq}..${String(header.toSeq)}`}, replica ${header.replicaId ?? 'unnamed'})`;
+}
+
+/**
+ * What an unsigned header leaves unproven. A v1 header and a v2 header
+ * rewritten as v1 by someone who cut or altered the export read alike, so
+ * neither is named as the cause.
+ */
+const UNPROVEN = 'its range, replica and time are unproven, and so are the rows after its last checkpoint';
+const DOWNGRADE = 'a signed export cut or altered, with its header rewritten as v1, reads the same';
+
+/** The break for an unsigned header the verifier did not accept: a downgraded export would otherwise verify like a signed one. */
+export function unsignedHeaderBreak(header: ReadHeader): VerifyBreak {
+  return {
+    kind: 'unsigned-header',
+    seq: 0,
+    message:
+      `${headerClaims(header)} is unsigned (format verdict.export.v1): ${UNPROVEN}. Releases before headers were signed wrote such headers, but ${DOWNGRADE}. ` +
+      'Its rows and checkpoints verified; if this export came from an earlier release, run again with --allow-unsigned-header and compare the range and replica with the ones exported',
+  };
+}
+
+/** The warning on an unsigned header the verifier accepted (--allow-unsigned-header). */
+export function unsignedHeaderWarning(header: ReadHeader): string {
+  return `${headerClaims(header)} is unsigned (format verdict.export.v1): ${UNPROVEN} (${DOWNGRADE}); compare the range and replica above with the ones exported`;
 }
 
 function signatureValid(header: ReadHeader, key: KeyObject): boolean {

@@ -8,7 +8,7 @@ import { keyIdOf } from '../decisions/keys.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { PARALLEL_MIN_ROWS, chainPassDb, chainPassRows, type ChainStart } from './chain-pass.js';
 import { judge, type PendingCheckpoint } from './checkpoints.js';
-import { headerBreak, type ExportedRange } from './export-header.js';
+import { headerBreak, unsignedHeaderBreak, unsignedHeaderWarning, type ExportedRange } from './export-header.js';
 import { readExportFile, type ExportContents } from './export-reader.js';
 import { hasCheckpointTable, openLogFile, readCheckpoints, type LogFile } from './log-file.js';
 import type { VerifyBreak, VerifyReport } from './report.js';
@@ -41,6 +41,12 @@ export interface VerifyOptions {
    * rows on top of the chain; `--chain-only` turns it off.
    */
   readonly checkStorage?: boolean;
+  /**
+   * Export only: verify an export whose header is unsigned (format v1, of an
+   * earlier release) as far as its rows and checkpoints go, and say the header
+   * was not authenticated, instead of failing with `unsigned-header`.
+   */
+  readonly allowUnsignedHeader?: boolean;
 }
 
 /**
@@ -142,12 +148,22 @@ function structureBroken(path: string, message: string, started: number): Verify
  * Verify a JSONL export (`verdict audit export`). The chain inside the export is
  * recomputed and every checkpoint it carries is checked; where the export does
  * not start at seq 1 or at a checkpoint, its link to the rows before it is taken
- * on trust, and the report says so.
+ * on trust, and the report says so. An unsigned header (format v1) fails with
+ * `unsigned-header` once all else verified, unless `allowUnsignedHeader`.
  * @throws VerdictError INPUT_UNREADABLE / INPUT_INVALID for a file that is not an export
  */
 export function verifyExport(path: string, options: VerifyOptions): VerifyReport {
   const started = performance.now();
   const contents = readExportFile(path);
+  const report = judgeExport(path, contents, options, started);
+  const header = contents.header;
+  if (header === null || header.signed !== null) return report;
+  // A break that shows tampering says more than the missing signature, which the warning still names.
+  if (!report.ok || options.allowUnsignedHeader === true) return { ...report, warnings: [...report.warnings, unsignedHeaderWarning(header)] };
+  return { ...report, ok: false, break: unsignedHeaderBreak(header) };
+}
+
+function judgeExport(path: string, contents: ExportContents, options: VerifyOptions, started: number): VerifyReport {
   const warnings: string[] = [];
   let keys = options.publicKeys;
   if (keys.length === 0 && contents.publicKey !== null) {
@@ -177,18 +193,13 @@ export function verifyExport(path: string, options: VerifyOptions): VerifyReport
   // The header's replicaId is checked against every checkpoint that names one (format v3): those are signed, the header is not.
   const replicaId = contents.header?.replicaId ?? null;
   const judged = judge({ source: path, start, anchor, checkpoints, external, keys, replicaId, replicaSource: "the export's header", warnings, started, diagnosis: () => arrayRowSource(contents.rows) }, pass);
-  const report = { ...judged, replicaId };
   // The header's own break first: a relabelled header makes every other message about the range misleading.
   const relabelled = contents.header === null ? null : headerBreak(contents.header, exportedRange(contents), keys);
+  const header = contents.header === null ? 'missing' : relabelled !== null ? 'failed' : contents.header.signed === null ? 'unsigned' : 'signed';
+  const report = { ...judged, replicaId, header } as const;
   if (relabelled !== null) return { ...report, ok: false, break: relabelled };
   const cut = missingBeginning(contents);
   if (cut !== null) return { ...report, ok: false, rows: 0, lastSeq: null, break: cut };
-  if (contents.header !== null && contents.header.signed === null) {
-    warnings.push(
-      "the export's header is unsigned (format verdict.export.v1, written by a release before headers were signed): its range and replica are taken on trust, " +
-        'so an export cut back to one of its checkpoints with the header rewritten to match would read as an export of a shorter range; compare the range above with the one exported',
-    );
-  }
   // The end line is unsigned: it catches a cut-off copy, not an attacker.
   if (report.ok && contents.footer !== null && contents.footer.rows !== contents.rows.length) {
     const lastSeq = report.lastSeq ?? start.seq;
@@ -235,8 +246,9 @@ function exportedRange(contents: ExportContents): ExportedRange {
  * catches lines cut from the top, which the chain cannot show when the rest
  * starts at a checkpoint or between two (an export of a range may start
  * anywhere); a header rewritten to match fails its signature (headerBreak),
- * except on an export of an earlier release, whose unsigned header makes it an
- * export of a shorter range, which the report's start then names.
+ * except under an unsigned header: the export then fails as unsigned-header,
+ * or, accepted with allowUnsignedHeader, reads as an export of a shorter
+ * range, which the report's start names.
  */
 function missingBeginning(contents: ExportContents): VerifyBreak | null {
   const first = contents.rows[0];

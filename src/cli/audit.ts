@@ -30,17 +30,22 @@ Commands:
 Run "verdict audit <command> --help" for its options.
 `;
 
-const VERIFY_HELP = `Usage: verdict audit verify [--db FILE | --export FILE] [--pubkey FILE]... [--from-checkpoint FILE] [--workers N] [--chain-only] [--json]
+const VERIFY_HELP = `Usage: verdict audit verify [--db FILE | --export FILE [--allow-unsigned-header]] [--pubkey FILE]... [--from-checkpoint FILE] [--workers N] [--chain-only] [--json]
 
 Recomputes the hash chain, checks every checkpoint and prune anchor signature,
 checks that the log's tables are as verdict makes them and runs SQLite's
 integrity check, and reports the first break with its kind and sequence number:
 changed, deleted, inserted, reordered, truncated (after a known checkpoint),
-bad-signature, checkpoint-removed or structure.
+bad-signature, checkpoint-removed, replica-mismatch or structure. An export
+whose header is unsigned fails as unsigned-header: see --allow-unsigned-header.
 
 Options:
   --db FILE               the decision log (default: ${DEFAULT_DB})
   --export FILE           verify a JSONL export (verdict audit export) instead of a log
+  --allow-unsigned-header with --export: accept an unsigned header (format verdict.export.v1,
+                          written by releases before headers were signed). Its range, replica
+                          and the rows after the last checkpoint are then taken on trust, as a
+                          signed header rewritten as v1 would be too; the report says so
   --pubkey FILE           trusted public key (PEM); repeat for rotated keys. Default:
                           the key in an exported checkpoint given with --from-checkpoint,
                           else audit-signing-key.pub.pem next to the log
@@ -52,7 +57,8 @@ Options:
   --json                  print the report as one JSON object
   -h, --help              this text
 
-Exit codes: 0 intact, 1 a break was found, 2 usage error, 4 the log or a key cannot be read.
+Exit codes: 0 intact, 1 a break was found (or an export's header is unsigned), 2 usage error,
+4 the log or a key cannot be read.
 `;
 
 const CHECKPOINT_HELP = `Usage: verdict audit checkpoint [--db FILE] [--export FILE] [--pubkey FILE]
@@ -169,6 +175,7 @@ async function runVerify(argv: string[], io: CommandIO): Promise<number> {
       'from-checkpoint': { type: 'string' },
       workers: { type: 'string' },
       'chain-only': { type: 'boolean' },
+      'allow-unsigned-header': { type: 'boolean' },
       json: { type: 'boolean' },
     },
     false,
@@ -179,13 +186,18 @@ async function runVerify(argv: string[], io: CommandIO): Promise<number> {
   }
   if (values.db !== undefined && values.export !== undefined) throw usage('give --db or --export, not both');
   if (values.export !== undefined && values['chain-only']) throw usage('--chain-only is for a log (--db): an export has no SQLite storage to check');
+  if (values.export === undefined && values['allow-unsigned-header']) throw usage('--allow-unsigned-header is for an export (--export FILE): a log has no export header');
   const workers = values.workers === undefined ? undefined : positiveInt('--workers', values.workers);
   const external = values['from-checkpoint'] === undefined ? null : readCheckpointExport(values['from-checkpoint']);
 
   const keys = trustedKeys(values.pubkey as string[] | undefined, external?.publicKey ?? null, values.export === undefined ? (values.db ?? DEFAULT_DB) : null);
   let report: VerifyReport;
   if (values.export !== undefined) {
-    report = verifyExport(values.export, { publicKeys: keys.keys, ...(external ? { fromCheckpoint: external.checkpoint } : {}) });
+    report = verifyExport(values.export, {
+      publicKeys: keys.keys,
+      allowUnsignedHeader: values['allow-unsigned-header'] === true,
+      ...(external ? { fromCheckpoint: external.checkpoint } : {}),
+    });
   } else {
     report = await verifyLog(values.db ?? DEFAULT_DB, { publicKeys: keys.keys, workers, checkStorage: values['chain-only'] !== true, ...(external ? { fromCheckpoint: external.checkpoint } : {}) });
   }

@@ -182,7 +182,7 @@ describe('the export header is signed (verdict.export.v2)', () => {
     fs.writeFileSync(out, `${content.join('\n')}\n`);
     return out;
   };
-  const verifyExport = (file: string): Promise<{ code: number; stdout: string; stderr: string }> => audit('verify', '--export', file, '--pubkey', pubkey);
+  const verifyExport = (file: string, ...more: string[]): Promise<{ code: number; stdout: string; stderr: string }> => audit('verify', '--export', file, '--pubkey', pubkey, ...more);
   /** The export cut back to its checkpoint at seq 8: the rows before it and the checkpoints with them removed. */
   const cutAt8 = (): string[] => lines.slice(1).filter((line) => {
     const o = JSON.parse(line) as { type: string; seq?: number };
@@ -214,11 +214,15 @@ describe('the export header is signed (verdict.export.v2)', () => {
     expect(failure(result.stdout)).toMatch(/^FAILED: bad-signature at seq 9: the export's header \(seq 9\.\.12, replica alpha\) has an invalid signature: its range, replica, hashes or time were altered/);
   });
 
-  it('the same with the header made an unsigned one of an earlier release: bad-signature, since its checkpoints name their replica', async () => {
+  it('the same with the header made an unsigned one of an earlier release: bad-signature, since its checkpoints name their replica, even with --allow-unsigned-header', async () => {
     const { signature: _s, startHash: _a, endHash: _b, ...older } = header;
-    const result = await verifyExport(write('downgraded.jsonl', [JSON.stringify({ ...older, format: 'verdict.export.v1', fromSeq: 9 }), ...cutAt8()]));
-    expect(result.code).toBe(1);
-    expect(failure(result.stdout)).toMatch(/^FAILED: bad-signature at seq 9: the export's header \(seq 9\.\.12, replica alpha\) is unsigned \(format verdict.export.v1\), but the export carries checkpoints that name their replica/);
+    const file = write('downgraded.jsonl', [JSON.stringify({ ...older, format: 'verdict.export.v1', fromSeq: 9 }), ...cutAt8()]);
+    // Accepting unsigned headers does not accept this one: only a release that signs headers wrote its checkpoints.
+    for (const more of [[], ['--allow-unsigned-header']]) {
+      const result = await verifyExport(file, ...more);
+      expect(result.code).toBe(1);
+      expect(failure(result.stdout)).toMatch(/^FAILED: bad-signature at seq 9: the export's header \(seq 9\.\.12, replica alpha\) is unsigned \(format verdict.export.v1\), but the export carries checkpoints that name their replica/);
+    }
   });
 
   it('a header relabelled to another replica fails its signature; without the id, or signature, likewise', async () => {
@@ -238,14 +242,37 @@ describe('an export written by the release before signed headers (test/fixtures/
   const FIXTURE = path.join(ROOT, 'test', 'fixtures', 'legacy-export-v1', 'export.jsonl');
   const KEY = path.join(ROOT, 'test', 'fixtures', 'legacy-log-v1', 'audit-signing-key.pub.pem');
 
-  it('still verifies, with a warning that its range is taken on trust', async () => {
+  it('is refused as unsigned-header by default: its rows and checkpoints verify, but nothing tells it from a downgraded export', async () => {
     const result = await audit('verify', '--export', FIXTURE, '--pubkey', KEY);
     expect(result.stdout).toContain('38 rows, seq 8..45 from the prune anchor at seq 7: intact');
-    expect(result.stdout).toContain("warning      the export's header is unsigned (format verdict.export.v1");
+    expect(result.stdout).toMatch(/header +not authenticated: unsigned \(format verdict\.export\.v1\)/);
+    expect(failure(result.stdout)).toMatch(
+      /^FAILED: unsigned-header: the export's header \(seq 8\.\.45, replica unnamed\) is unsigned \(format verdict\.export\.v1\): its range, replica and time are unproven.* run again with --allow-unsigned-header/,
+    );
+    expect(result.code).toBe(1);
+  });
+
+  it('verifies with --allow-unsigned-header, the report saying its header was not authenticated', async () => {
+    const result = await audit('verify', '--export', FIXTURE, '--pubkey', KEY, '--allow-unsigned-header');
+    expect(result.stdout).toContain('38 rows, seq 8..45 from the prune anchor at seq 7: intact');
+    expect(result.stdout).toContain('5 of 5 verified');
+    expect(result.stdout).toMatch(/warning +the export's header \(seq 8\.\.45, replica unnamed\) is unsigned \(format verdict\.export\.v1\)/);
+    expect(result.stdout).toContain("OK (header not authenticated): the export's rows and checkpoints are intact");
     expect(result.code).toBe(0);
   });
 
-  it('cannot show a cut back to a checkpoint with its header rewritten (its checkpoints name no replica): it reads as a shorter range', async () => {
+  it('with a row changed, fails as changed with or without --allow-unsigned-header', async () => {
+    const edited = fs.readFileSync(FIXTURE, 'utf8').replace('"resourceId":"globex-secret"', '"resourceId":"globex-public"');
+    const out = path.join(tempDir(), 'changed-legacy.jsonl');
+    fs.writeFileSync(out, edited);
+    for (const more of [[], ['--allow-unsigned-header']]) {
+      const result = await audit('verify', '--export', out, '--pubkey', KEY, ...more);
+      expect(failure(result.stdout), more.join(' ')).toMatch(/^FAILED: changed at seq 8: /);
+      expect(result.code).toBe(1);
+    }
+  });
+
+  it('with --allow-unsigned-header, cannot show a cut back to a checkpoint with its header rewritten (its checkpoints name no replica): it reads as a shorter range', async () => {
     const lines = fs.readFileSync(FIXTURE, 'utf8').trimEnd().split('\n');
     const header = JSON.parse(lines[0]!) as Record<string, unknown>;
     const kept = lines.slice(1, -1).filter((line) => {
@@ -255,8 +282,10 @@ describe('an export written by the release before signed headers (test/fixtures/
     const end = { ...(JSON.parse(lines[lines.length - 1]!) as Record<string, unknown>), rows: 25 };
     const out = path.join(tempDir(), 'cut-legacy.jsonl');
     fs.writeFileSync(out, `${[JSON.stringify({ ...header, fromSeq: 21 }), ...kept, JSON.stringify(end)].join('\n')}\n`);
-    const result = await audit('verify', '--export', out, '--pubkey', KEY);
+    expect(failure((await audit('verify', '--export', out, '--pubkey', KEY)).stdout)).toMatch(/^FAILED: unsigned-header: the export's header \(seq 21\.\.45, replica unnamed\)/);
+    const result = await audit('verify', '--export', out, '--pubkey', KEY, '--allow-unsigned-header');
     expect(result.stdout).toContain('25 rows, seq 21..45 from the checkpoint at seq 20: intact');
+    expect(result.stdout).toContain('OK (header not authenticated)');
     expect(result.code).toBe(0);
   });
 });
