@@ -33,6 +33,31 @@ function hold(port: number, declared: number, sent: number): Promise<{ status: s
   });
 }
 
+/** Asks reflection for its services on one stream, pauses `pauseMs`, asks again, and ends: the answers read and the final grpc-status. */
+async function reflectTwice(port: number, pauseMs: number): Promise<{ answers: number; status: string | undefined }> {
+  const session = http2.connect(`http://127.0.0.1:${port}`);
+  try {
+    const stream = session.request({ ':method': 'POST', ':path': '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo', 'content-type': 'application/grpc', te: 'trailers' });
+    stream.on('error', () => undefined);
+    let answers = 0;
+    let status: string | undefined;
+    stream.on('trailers', (h) => (status = h['grpc-status'] as string | undefined));
+    const listServices = Buffer.from([0, 0, 0, 0, 2, 0x3a, 0]);
+    const answered = (): Promise<unknown> => new Promise((resolve) => stream.once('data', () => resolve((answers += 1))));
+    stream.write(listServices);
+    await answered();
+    await new Promise((resolve) => setTimeout(resolve, pauseMs));
+    if (!stream.closed) {
+      stream.end(listServices);
+      await answered();
+    }
+    await new Promise((resolve) => (stream.closed ? resolve(undefined) : stream.once('close', resolve)));
+    return { answers, status };
+  } finally {
+    session.destroy();
+  }
+}
+
 describe('the stream guard, with the direct lane and without', () => {
   it('ends a body that does not arrive in time, and refuses one over the budget', async () => {
     harness = await startServer({}, { channelOptions: { 'grpc.max_connection_idle_ms': 60_000 }, streamLimits: { maxStreamsPerConnection: 10, bodyTimeoutMs: 400, maxBufferedBytes: 64 * 1024, maxWaitingBytes: 64 * 1024 * 1024 } });
@@ -44,6 +69,9 @@ describe('the stream guard, with the direct lane and without', () => {
     expect(large.status).toBe('8');
     expect(large.message).toMatch(/^verdict is holding 65536 bytes of request bodies still arriving/);
     expect(harness.grpc.streamGuard).toMatchObject({ slowBodies: 1, overBudget: 1, bufferedBytes: 0 });
+    // A reflection stream that pauses between its requests is timed per message, not cut.
+    expect(await reflectTwice(harness.port, 1000)).toEqual({ answers: 2, status: '0' });
+    expect(harness.grpc.streamGuard.slowBodies).toBe(1);
   });
 
   it('on the direct lane, the same, and every byte it counted is given back', async () => {
@@ -54,5 +82,7 @@ describe('the stream guard, with the direct lane and without', () => {
     expect(harness.grpc.directLane.calls).toBe(2);
     await new Promise((resolve) => setTimeout(resolve, 50));
     expect(harness.grpc.streamGuard).toMatchObject({ slowBodies: 1, overBudget: 1, bufferedBytes: 0 });
+    expect(await reflectTwice(harness.port, 1000)).toEqual({ answers: 2, status: '0' });
+    expect(harness.grpc.streamGuard).toMatchObject({ slowBodies: 1, bufferedBytes: 0 });
   });
 });

@@ -164,7 +164,7 @@ export class DirectLane implements DirectLaneState {
         }
         const method = this.methods.get(headers[':path'] ?? '');
         if (method === undefined || !readsItself(headers)) {
-          this.guard.watch(stream);
+          this.guard.watch(stream, headers[':path']);
           withholdEndIfLapsed(stream);
           // A decision call grpc-js reads (another application/grpc* type, another method) is framed as strictly
           // as the lane's own, and may carry only a small plain message.

@@ -33,7 +33,7 @@ import { EXT_AUTHZ_SERVICE, extAuthzService } from './ext-authz-service.js';
 import type { AdminHandlers, AuthorizationHandlers } from './handlers.js';
 import { HEALTH_SERVICE, HealthService } from './health.js';
 import { MalformedMessage, OverLimitMessage, OversizedMessage } from './oversized.js';
-import { addReflection } from './reflection.js';
+import { REFLECTION_SERVICES, addReflection } from './reflection.js';
 
 export interface GrpcServerOptions {
   /** Largest request message accepted, in bytes; larger ones get RESOURCE_EXHAUSTED from grpc-js. Default 1 MiB. */
@@ -252,6 +252,10 @@ export function createGrpcServer(services: GrpcServices, options: GrpcServerOpti
   const health = new HealthService();
   health.addTo(server);
   addReflection(server, indexDescriptorSet(descriptorSet), [...served, HEALTH_SERVICE]);
+  // Their clients keep the stream open between messages by design: the guard times each message, not the body.
+  for (const name of [...served, HEALTH_SERVICE, ...REFLECTION_SERVICES]) {
+    for (const method of Object.values(serviceDefinition(name))) if (method.requestStream) guard.streamsRequests(method.path);
+  }
 
   let stopping: Promise<void> | undefined;
   const timeoutMs = options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS;

@@ -11,6 +11,16 @@
 // arriving, all streams together, past `maxBufferedBytes`. The number of streams
 // one connection may hold open is HTTP/2's own setting (SETTINGS_MAX_CONCURRENT_STREAMS).
 //
+// A method whose client sends a stream of messages (server reflection, a bidi stream
+// grpcurl and Postman keep open between lookups) has no body that arrives: its client
+// half-closes when it is done, which may be minutes later. Timed as a body, every such
+// stream was cut at `bodyTimeoutMs` however well its client behaved. For those methods (`streamsRequests`)
+// each message is counted instead, from its first byte to its last, as one body: a
+// message dripped a byte at a time is ended as a unary body is, and its bytes count
+// against the budget, while a stream between messages holds no bytes and is not timed.
+// What bounds a stream held open between messages is what bounds any open stream (a
+// WatchAlerts or health Watch): the streams per connection and the connection caps.
+//
 // The budget is shared by host (or IPv6 /64) only when it is full. A fixed share per
 // host cannot tell a gateway's burst of large checks from one client's slow bodies (both
 // are many large unfinished bodies from one host), so a host alone may hold all of it.
@@ -30,7 +40,10 @@ import { grpcMessageHeader } from './status.js';
 export interface StreamGuardLimits {
   /** Streams one HTTP/2 connection may have open at once. */
   readonly maxStreamsPerConnection: number;
-  /** How long a request body may take to arrive, from the stream's headers to its end. */
+  /**
+   * How long a request body may take to arrive, from the stream's headers to its end; for a
+   * method whose client streams messages, how long each message may take, from its first byte to its last.
+   */
   readonly bodyTimeoutMs: number;
   /** Bytes all request bodies still arriving may hold together; once full, shared by host (StreamGuard.take). */
   readonly maxBufferedBytes: number;
@@ -61,6 +74,9 @@ export interface StreamGuardCounts {
   /** Whether it watches any HTTP/2 server (false when grpc-js did not have the expected shape). */
   readonly installed: boolean;
 }
+
+/** How long a stream ended after it has answered waits for its trailers to be asked for before it is reset without them. */
+const TRAILERS_GRACE_MS = 1000;
 
 const GRPC_HEADERS = Object.freeze({ ':status': 200, 'content-type': 'application/grpc+proto' });
 
@@ -113,6 +129,8 @@ export class StreamGuard implements StreamGuardCounts {
   /** Each connection's host, worked out once per connection rather than per stream. */
   private readonly groupOf = new WeakMap<object, string>();
   private readonly guarded = new WeakSet<object>();
+  /** Paths of methods whose client sends a stream of messages: each message is timed, not the body. */
+  private readonly messageStreams = new Set<string>();
   private sweeper: NodeJS.Timeout | null = null;
   slowBodies = 0;
   overBudget = 0;
@@ -134,13 +152,18 @@ export class StreamGuard implements StreamGuardCounts {
     for (const candidate of servers) {
       if (this.guarded.has(candidate as object) || typeof (candidate as { prependListener?: unknown }).prependListener !== 'function') continue;
       this.guarded.add(candidate as object);
-      if (ownListener) (candidate as http2.Http2Server).prependListener('stream', (stream: http2.ServerHttp2Stream) => this.watch(stream));
+      if (ownListener) (candidate as http2.Http2Server).prependListener('stream', (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => this.watch(stream, headers[':path']));
       this.installed = true;
     }
     if (this.sweeper === null) {
       this.sweeper = setInterval(() => this.sweep(), Math.max(50, Math.min(1000, this.limits.bodyTimeoutMs / 4)));
       this.sweeper.unref();
     }
+  }
+
+  /** `path` is a method whose client sends a stream of messages (client-streaming or bidi): each of them is timed, not its body. */
+  streamsRequests(path: string): void {
+    this.messageStreams.add(path);
   }
 
   stop(): void {
@@ -254,11 +277,16 @@ export class StreamGuard implements StreamGuardCounts {
   }
 
   /**
-   * Counts a stream grpc-js answers, with listeners of the guard's, until its body has arrived;
-   * and resets one grpc-js has answered before its body arrived (`answeredEarly`).
+   * Counts a stream grpc-js answers, with listeners of the guard's, until its body has arrived
+   * (each message, for a method whose client streams them); and resets one grpc-js has
+   * answered before its body arrived (`answeredEarly`).
    */
-  watch(stream: http2.ServerHttp2Stream): void {
+  watch(stream: http2.ServerHttp2Stream, path: string | undefined): void {
     if (stream.readableEnded) return;
+    if (path !== undefined && this.messageStreams.has(path)) {
+      this.watchMessages(stream);
+      return;
+    }
     const body = this.opened(stream, (code, message) => this.end(stream, code, message));
     const onData = (chunk: Buffer): void => {
       // Ended by the guard: what still arrives before the close is dropped by node, not held.
@@ -278,6 +306,56 @@ export class StreamGuard implements StreamGuardCounts {
   }
 
   /**
+   * Counts each message of a stream whose client sends many, from its first byte (its
+   * 5-byte prefix begins) to its last, as a body of its own; between messages the stream
+   * is not counted. Messages are followed by their prefixes, as grpc-js frames them.
+   */
+  private watchMessages(stream: http2.ServerHttp2Stream): void {
+    const refuse: RefuseStream = (code, message) => this.end(stream, code, message);
+    /** The message arriving, from its first byte to its last; null between messages. */
+    let body: ArrivingBody | null = null;
+    let prefixSeen = 0;
+    /** Bytes of the message still to come, once its prefix is whole. */
+    let left = 0;
+    const onData = (chunk: Buffer): void => {
+      // Ended by the guard, or answered by grpc-js: what still arrives before the reset is not held.
+      if (stream.closed || stream.writableEnded) return;
+      let at = 0;
+      while (at < chunk.length) {
+        const start = at;
+        body ??= this.opened(stream, refuse);
+        // The flag byte, then the length, big-endian.
+        for (; prefixSeen < 5 && at < chunk.length; prefixSeen += 1, at += 1) if (prefixSeen > 0) left = left * 256 + chunk[at]!;
+        if (prefixSeen === 5) {
+          const taken = Math.min(left, chunk.length - at);
+          left -= taken;
+          at += taken;
+        }
+        if (!this.take(body, at - start)) {
+          this.end(stream, status.RESOURCE_EXHAUSTED, this.overBudgetMessage);
+          return;
+        }
+        if (prefixSeen === 5 && left === 0) {
+          this.arrived(body);
+          body = null;
+          prefixSeen = 0;
+        }
+      }
+    };
+    const onAnswered = (): void => this.answeredEarly(stream, body);
+    const done = (): void => {
+      stream.removeListener('data', onData);
+      stream.removeListener('finish', onAnswered);
+      if (body !== null) this.arrived(body);
+      body = null;
+    };
+    stream.on('data', onData);
+    stream.once('end', done);
+    stream.once('close', done);
+    stream.once('finish', onAnswered);
+  }
+
+  /**
    * grpc-js has written the whole of its answer (its writable side finished) to a stream
    * whose body has not arrived: a refusal (an unknown method, a content type it does not
    * take, a message over the ceiling or a second one, a bad grpc-timeout, a deadline passed).
@@ -288,11 +366,11 @@ export class StreamGuard implements StreamGuardCounts {
    * written after the writable side finishes (on 'wantTrailers', in an immediate), so such a
    * stream is reset once they have been handed to node.
    */
-  private answeredEarly(stream: http2.ServerHttp2Stream, body: ArrivingBody): void {
+  private answeredEarly(stream: http2.ServerHttp2Stream, body: ArrivingBody | null): void {
     if (stream.readableEnded || stream.closed || stream.destroyed) return;
     const reset = (): void => {
       if (stream.closed || stream.destroyed) return;
-      this.arrived(body);
+      if (body !== null) this.arrived(body);
       stream.close(http2.constants.NGHTTP2_NO_ERROR);
     };
     const headers = stream.sentHeaders as http2.OutgoingHttpHeaders | undefined;
@@ -326,18 +404,55 @@ export class StreamGuard implements StreamGuardCounts {
   }
 
   /**
-   * Answers the caller with a gRPC status when nothing has been answered yet, then
-   * resets the stream so it stops sending; its reader lets its bytes go on the close.
+   * Answers the caller with a gRPC status, then resets the stream so it stops sending;
+   * its reader lets its bytes go on the close. A stream that has answered messages
+   * already (a streaming call) gets the status in trailers, where a client looks for it.
    */
   private end(stream: http2.ServerHttp2Stream, code: status, message: string): void {
     if (stream.destroyed || stream.closed) return;
-    if (!stream.headersSent) {
-      try {
-        stream.respond({ ...GRPC_HEADERS, 'grpc-status': String(code), 'grpc-message': grpcMessageHeader(message) }, { endStream: true });
-      } catch {
-        // The stream went while answering; the reset below is all that is left to do.
-      }
+    if (stream.headersSent) {
+      this.endWithTrailers(stream, code, message);
+      return;
+    }
+    try {
+      stream.respond({ ...GRPC_HEADERS, 'grpc-status': String(code), 'grpc-message': grpcMessageHeader(message) }, { endStream: true });
+    } catch {
+      // The stream went while answering; the reset below is all that is left to do.
     }
     stream.close(http2.constants.NGHTTP2_NO_ERROR);
   }
+
+  /**
+   * grpc-js answers every call it serves with `waitForTrailers`, so ending its writable side
+   * asks for the trailers, and the guard's status goes in them. Without that (an answer
+   * already ending, or headers sent otherwise) there is no room for a status: reset only.
+   */
+  private endWithTrailers(stream: http2.ServerHttp2Stream, code: status, message: string): void {
+    const reset = (): void => {
+      if (!stream.closed && !stream.destroyed) stream.close(http2.constants.NGHTTP2_NO_ERROR);
+    };
+    if (stream.writableEnded) {
+      reset();
+      return;
+    }
+    // The handler may still write to the stream ended here (a message that completed meanwhile); node's error is expected.
+    stream.on('error', ignore);
+    // Trailers wait for the answers queued before them; a client that reads none, or a stream answered without
+    // waitForTrailers, never has them asked for, and is reset regardless.
+    const regardless = setTimeout(reset, TRAILERS_GRACE_MS);
+    regardless.unref();
+    stream.once('wantTrailers', () => {
+      clearTimeout(regardless);
+      try {
+        stream.sendTrailers({ 'grpc-status': String(code), 'grpc-message': grpcMessageHeader(message) });
+      } catch {
+        // The stream went meanwhile: the reset is all that is left.
+      }
+      // node sends trailers in an immediate of its own: this one comes after it.
+      setImmediate(reset);
+    });
+    stream.end();
+  }
 }
+
+function ignore(): void {}
