@@ -13,3 +13,13 @@ export function foldedId(id: string): string {
   // ASCII is unchanged by normalisation and holds no invisible character: only other text pays for them.
   return (/[^\u0000-\u007f]/.test(id) ? id.normalize('NFKC').replace(INVISIBLE, '') : id).trim().toLowerCase();
 }
+
+/**
+ * What `foldedId` returns depends on: this code, INVISIBLE_CHARACTERS, and the
+ * Unicode version of the running Node (NFKC and `\p{Cf}` grow with it). The
+ * suspensions table stores each id's fold; a log last folded under another one is
+ * folded again when it is opened, or a lift would miss a spelling stored under the
+ * old fold. Raise the number with any change to what `foldedId` returns
+ * (test/decisions/suspension-fold.test.ts holds the source it was set for).
+ */
+export const FOLD_IDENTITY = `fold 1, unicode ${process.versions.unicode ?? 'unknown'}`;

@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { VerdictError, messageOf } from '../errors.js';
-import { SUSPENSIONS_TABLE_SQL, SUSPENSION_CHANGES_SQL, hasChangeColumns } from './suspension-store.js';
+import { SUSPENSIONS_TABLE_SQL, SUSPENSION_CHANGES_SQL, SUSPENSION_FOLDED_SQL, foldSuspensions, hasChangeColumns, hasFoldedColumn } from './suspension-store.js';
 
 /**
  * Schema versions live in `PRAGMA user_version`: it sits in the database header,
@@ -13,6 +13,8 @@ interface Migration {
   readonly sql: string;
   /** When the change is already there (a log whose version was set back by hand): the SQL would fail, so it is skipped. */
   readonly alreadyApplied?: (db: Database.Database) => boolean;
+  /** Fills what SQL alone cannot (a value computed in JavaScript), after `sql`, in the same transaction. */
+  readonly fill?: (db: Database.Database) => void;
 }
 
 const MIGRATIONS: readonly Migration[] = [
@@ -166,6 +168,15 @@ const MIGRATIONS: readonly Migration[] = [
     `,
     alreadyApplied: (db) => (db.pragma('table_info(checkpoints)') as { name: string }[]).some((column) => column.name === 'replica_id'),
   },
+  {
+    // Each suspension's folded principal id, stored and indexed (suspension-store.ts),
+    // so a lift finds every spelling of an id by an index search instead of folding
+    // every row. The rows already there are folded here: the fold is JavaScript.
+    version: 9,
+    sql: SUSPENSION_FOLDED_SQL,
+    alreadyApplied: hasFoldedColumn,
+    fill: foldSuspensions,
+  },
 ];
 
 /** The schema version this build writes. */
@@ -198,6 +209,7 @@ export function migrate(db: Database.Database, path: string): void {
     for (const migration of MIGRATIONS) {
       if (migration.version <= current) continue;
       if (migration.alreadyApplied?.(db) !== true) db.exec(migration.sql);
+      migration.fill?.(db);
       // PRAGMA takes no bound parameters; the version is our own integer.
       db.pragma(`user_version = ${migration.version}`);
     }

@@ -1,6 +1,6 @@
 import Database from 'better-sqlite3';
 import { VerdictError, messageOf } from '../errors.js';
-import { foldedId } from '../folded-id.js';
+import { FOLD_IDENTITY, foldedId } from '../folded-id.js';
 import type { SuspensionState } from '../types.js';
 
 /**
@@ -94,9 +94,8 @@ export class SuspensionStore {
     if (this.pending.size === 0) return;
     const changes = [...this.pending];
     this.withDb((db) => {
-      const upsert = db.prepare<[string, number, number, string, string, string]>(UPSERT_SQL);
+      const upsert = db.prepare<[string, string, number, number, string, string, string]>(UPSERT_SQL);
       const lift = db.prepare<[string]>(LIFT_SQL);
-      db.function(FOLDED_ID_FUNCTION, { deterministic: true }, (id: unknown) => (typeof id === 'string' ? foldedId(id) : null));
       const spellings = db.prepare<[string], string>(SPELLINGS_SQL).pluck();
       // IMMEDIATE: the next change_seq is read and written under one write lock, so no two writers take the same.
       db.transaction(() => {
@@ -104,7 +103,7 @@ export class SuspensionStore {
           // One row at a time, each with a change_seq of its own: a worker reading changes in batches never splits one number.
           if (change.lift) for (const principalId of spellings.all(key)) lift.run(principalId);
           const s = change.put;
-          if (s !== null) upsert.run(s.principalId, s.since, s.until, s.alertId, s.alertType, s.note);
+          if (s !== null) upsert.run(s.principalId, foldedId(s.principalId), s.since, s.until, s.alertId, s.alertType, s.note);
         }
       }).immediate();
     }, waitMs);
@@ -175,11 +174,16 @@ const STARTUP_WAIT_MS = 2000;
 
 /**
  * Makes the table, or adds what an older one lacks (the decision log's migrations
- * 5 and 7 make the same; a file the log never migrated gets it here).
+ * 5, 7 and 9 make the same; a file the log never migrated gets it here), and folds
+ * the stored ids again when they were folded otherwise (`FOLD_IDENTITY`) or not at all.
  */
 function ensureTable(db: Database.Database): void {
   db.exec(SUSPENSIONS_TABLE_SQL);
   if (!hasChangeColumns(db)) db.exec(SUSPENSION_CHANGES_SQL);
+  if (!hasFoldedColumn(db)) db.exec(SUSPENSION_FOLDED_SQL);
+  // Index lookups only: an open that finds the ids folded as this build folds them reads no row.
+  const unfolded = db.prepare('SELECT 1 FROM suspensions WHERE folded_id IS NULL LIMIT 1').get() !== undefined;
+  if (unfolded || !hasLogMeta(db) || storedFold(db) !== FOLD_IDENTITY) db.transaction(() => foldSuspensions(db)).immediate();
 }
 
 /** The table as migration 5 made it (IF NOT EXISTS: servers created it beside the migrations before). */
@@ -207,23 +211,67 @@ export const SUSPENSION_CHANGES_SQL = `
   CREATE INDEX IF NOT EXISTS suspensions_until ON suspensions (until_ms);
 `;
 
+/** Whether the suspensions table has `folded_id` (migration 9). */
+export function hasFoldedColumn(db: Database.Database): boolean {
+  return (db.pragma('table_info(suspensions)') as { name: string }[]).some((column) => column.name === 'folded_id');
+}
+
+/**
+ * What migration 9 adds to the suspensions table: each row's principal id as
+ * `foldedId` folds it, and its index, so a lift finds every spelling of an id by one
+ * index search instead of folding every row the table holds. Nullable because
+ * ALTER TABLE cannot add a NOT NULL column without a default; `foldSuspensions`
+ * fills it, and every write sets it.
+ */
+export const SUSPENSION_FOLDED_SQL = `
+  ALTER TABLE suspensions ADD COLUMN folded_id TEXT;
+  CREATE INDEX IF NOT EXISTS suspensions_folded ON suspensions (folded_id);
+`;
+
+/** The `log_meta` key naming the fold the stored folded ids were made with (`FOLD_IDENTITY`). */
+const FOLD_META_KEY = 'suspensions_fold';
+
+/** A file the decision log never migrated has no `log_meta`: its ids are folded at every open, the fold not recorded. */
+function hasLogMeta(db: Database.Database): boolean {
+  return db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'log_meta'").get() !== undefined;
+}
+
+function storedFold(db: Database.Database): unknown {
+  return db.prepare('SELECT value FROM log_meta WHERE key = ?').pluck().get(FOLD_META_KEY);
+}
+
+/**
+ * Sets every row's `folded_id` as this build folds its principal id, and records
+ * the fold in `log_meta`. The fold is JavaScript (NFKC, invisible characters), not
+ * SQL, so rows are read out and written back; it reads the whole table, which is
+ * why it runs only in migration 9 and when the fold changed (a Node with another
+ * Unicode version, a release that folds otherwise). Call it inside a transaction.
+ */
+export function foldSuspensions(db: Database.Database): void {
+  const rows = db.prepare<[], { principal_id: string; folded_id: string | null }>('SELECT principal_id, folded_id FROM suspensions').all();
+  const update = db.prepare<[string, string]>('UPDATE suspensions SET folded_id = ? WHERE principal_id = ?');
+  for (const row of rows) {
+    const folded = foldedId(row.principal_id);
+    if (folded !== row.folded_id) update.run(folded, row.principal_id);
+  }
+  if (hasLogMeta(db)) db.prepare('INSERT INTO log_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(FOLD_META_KEY, FOLD_IDENTITY);
+}
+
 const COLUMNS = 'principal_id, since_ms, until_ms, alert_id, alert_type, note, change_seq, lifted';
 
 const NEXT_CHANGE = '(SELECT coalesce(max(change_seq), 0) + 1 FROM suspensions)';
 
 // A suspension another worker stored that ends later is kept (a second alert never shortens one, across workers
 // too), unless it was lifted: then this one is a new suspension, made after the lift.
-const UPSERT_SQL = `INSERT INTO suspensions (principal_id, since_ms, until_ms, alert_id, alert_type, note, change_seq, lifted) VALUES (?, ?, ?, ?, ?, ?, ${NEXT_CHANGE}, 0)
-  ON CONFLICT (principal_id) DO UPDATE SET since_ms = excluded.since_ms, until_ms = excluded.until_ms, alert_id = excluded.alert_id, alert_type = excluded.alert_type, note = excluded.note, change_seq = excluded.change_seq, lifted = 0
+const UPSERT_SQL = `INSERT INTO suspensions (principal_id, folded_id, since_ms, until_ms, alert_id, alert_type, note, change_seq, lifted) VALUES (?, ?, ?, ?, ?, ?, ?, ${NEXT_CHANGE}, 0)
+  ON CONFLICT (principal_id) DO UPDATE SET folded_id = excluded.folded_id, since_ms = excluded.since_ms, until_ms = excluded.until_ms, alert_id = excluded.alert_id, alert_type = excluded.alert_type, note = excluded.note, change_seq = excluded.change_seq, lifted = 0
   WHERE suspensions.lifted = 1 OR excluded.until_ms >= suspensions.until_ms`;
 
 /**
- * The fold (folded-id.ts) as an SQL function, on the store's own connection only: a lift
- * finds every spelling stored by it. That reads the rows in force (the table holds about
- * what is in force: ended rows are pruned), only when an operator lifts a suspension.
+ * The spellings a lift takes off: one search of `suspensions_folded`, however many rows
+ * the table holds (test/decisions/suspension-fold.test.ts reads its query plan).
  */
-const FOLDED_ID_FUNCTION = 'verdict_folded_id';
-const SPELLINGS_SQL = `SELECT principal_id FROM suspensions WHERE lifted = 0 AND ${FOLDED_ID_FUNCTION}(principal_id) = ?`;
+export const SPELLINGS_SQL = 'SELECT principal_id FROM suspensions WHERE folded_id = ? AND lifted = 0';
 
 // The row keeps its until_ms: prune deletes the mark once every worker's copy has ended by itself anyway.
 const LIFT_SQL = `UPDATE suspensions SET lifted = 1, change_seq = ${NEXT_CHANGE} WHERE principal_id = ? AND lifted = 0`;

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { asSchemaV8Log } from '../helpers/decision-log.js';
 import { BIN, ROOT, checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 
 // A suspension holds for every spelling of its principal id, so a lift by any
@@ -140,5 +141,18 @@ describe('a lift by one spelling of a principal id', () => {
 
     const second = await serve(db, 2);
     expect(await effects(second, 2)).toEqual(['ALLOW']);
+  });
+
+  it('on a log of schema v8 holding suspensions under three spellings: the server migrates it, and one lift takes all three, also after a restart', async () => {
+    const db = freshDb();
+    await stop(await serve(db));
+    // Rows a release before the folded-id column (migration 9) wrote: the migration folds them, a lift finds them by their fold.
+    asSchemaV8Log(db, ['Dana', 'dana', 'da\u200Bna'], Date.now() + 600_000);
+    const first = await serve(db);
+    expect(await effects(first)).toEqual(['REASON_DENIED_BY_SUSPENSION']);
+    await admin(first, 'LiftSuspension', { principalId: 'DANA' });
+    expect(await effects(first)).toEqual(['ALLOW']);
+    await stop(first);
+    await expectNoneAfterRestart(db);
   });
 });
