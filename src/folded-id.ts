@@ -20,6 +20,6 @@ export function foldedId(id: string): string {
  * suspensions table stores each id's fold; a log last folded under another one is
  * folded again when it is opened, or a lift would miss a spelling stored under the
  * old fold. Raise the number with any change to what `foldedId` returns
- * (test/decisions/suspension-fold.test.ts holds the source it was set for).
+ * (test/decisions/suspension-fold.test.ts holds the folds of tricky spellings it was set for).
  */
 export const FOLD_IDENTITY = `fold 1, unicode ${process.versions.unicode ?? 'unknown'}`;
