@@ -13,7 +13,19 @@
  * before's, weighted by how much of it the sliding window still covers
  * (`previous × (1 − elapsed fraction)`). Counted per fixed window alone, a burst
  * split across a boundary reached nearly twice a threshold unseen. Each alert is
- * raised once per type, subject and fixed window. Memory is bounded: each subject
+ * raised once per type, subject and fixed window.
+ *
+ * A subject alerted in a fixed window is alerted again in the next one only for what
+ * that next window adds: its own figures, without the carried share of the window
+ * alerted, must cross the threshold (the rule for every detector, auth failures in
+ * total included). The alert stood for those decisions already; carried, a burst that
+ * crossed at 09:58 crossed again with the first few decisions after 10:00, and one
+ * burst paged (POSTed, suspended) twice. A rate over the threshold still adds more than
+ * the threshold each window, so an attack that goes on is alerted in each; a window
+ * after one without the alert carries as before (a burst split across a boundary is
+ * still counted whole), and after a whole quiet window nothing is carried anyway.
+ * The cost: what the next window adds under the threshold, however much the sliding
+ * count holds with the burst alerted, raises nothing more. Memory is bounded: each subject
  * map keeps at most `maxSubjects` entries, the least recently active evicted first
  * (counted in `evictions`); a principal's sets of distinct models (this window's
  * and the one before's) hold at most `reconnaissance.maxResources + 1` ids each.
@@ -97,6 +109,8 @@ class PrincipalState {
   /** The window before's figures (zero when it had none), for the sliding estimate. */
   previous = 0;
   previousDenied = 0;
+  /** The alerts (RAISED bits) the window before raised: for those, none of its figures is carried (see the file comment). */
+  previousRaised = 0;
   previousModels: Set<string> | null = null;
   /** How many of `previousModels` this window has not touched yet. */
   previousOnly = 0;
@@ -122,6 +136,8 @@ class CountState {
   /** The window before's count (zero when it had none), for the sliding estimate. */
   previous = 0;
   raised = false;
+  /** Whether the window before raised the alert (or was summarised in a `*` one): then its count is not carried. */
+  previousRaised = false;
   /** Past the threshold without an alert of its own: the alert cap of its kind was reached (token subjects and sources only). */
   summarised = false;
   /** The principal whose `lastPair` this is (extraction states only), else null. */
@@ -263,17 +279,25 @@ export class Detectors {
     s.recent.add(d.decisionId);
     if (d.effect === 'DENY' && d.reason !== 'DENIED_BY_RATE_LIMIT') s.denied++;
     const carried = this.carried(d.time, s.window);
-    const count = s.count + s.previous * carried;
 
-    if (c.volume.enabled && count > c.volume.maxRequests && (s.raised & RAISED.volume) === 0) {
-      s.raised |= RAISED.volume;
-      this.raise('volume', principal(d.principalId), s.window, round2(count), c.volume.maxRequests, d, s.recent, `${round2(count)} requests in the sliding window, more than ${c.volume.maxRequests}`);
+    if (c.volume.enabled && (s.raised & RAISED.volume) === 0) {
+      const repeat = again(s, 'volume');
+      const count = repeat ? s.count : s.count + s.previous * carried;
+      if (count > c.volume.maxRequests) {
+        s.raised |= RAISED.volume;
+        this.raise('volume', principal(d.principalId), s.window, round2(count), c.volume.maxRequests, d, s.recent, `${round2(count)} requests ${spanOf(repeat)}, more than ${c.volume.maxRequests}`);
+      }
     }
-    const denied = s.denied + s.previousDenied * carried;
-    if (c.probing.enabled && count >= c.probing.minRequests && (s.raised & RAISED.probing) === 0 && denied * 100 > c.probing.maxDeniedPercent * count) {
-      s.raised |= RAISED.probing;
-      const percent = Math.round((denied * 10_000) / count) / 100;
-      this.raise('probing', principal(d.principalId), s.window, percent, c.probing.maxDeniedPercent, d, s.recent, `${percent}% of ${round2(count)} decisions denied, more than ${c.probing.maxDeniedPercent}%`);
+    if (c.probing.enabled && (s.raised & RAISED.probing) === 0) {
+      const repeat = again(s, 'probing');
+      const share = repeat ? 0 : carried;
+      const count = s.count + s.previous * share;
+      const denied = s.denied + s.previousDenied * share;
+      if (count >= c.probing.minRequests && denied * 100 > c.probing.maxDeniedPercent * count) {
+        s.raised |= RAISED.probing;
+        const percent = Math.round((denied * 10_000) / count) / 100;
+        this.raise('probing', principal(d.principalId), s.window, percent, c.probing.maxDeniedPercent, d, s.recent, `${percent}% of ${round2(count)} decisions${repeat ? ` ${spanOf(true)}` : ''} denied, more than ${c.probing.maxDeniedPercent}%`);
+      }
     }
     const r = c.reconnaissance;
     if (r.enabled && d.resourceType === r.resourceType && (s.raised & RAISED.reconnaissance) === 0) {
@@ -283,16 +307,21 @@ export class Detectors {
         if (s.previousModels?.has(d.resourceId) === true) s.previousOnly--;
       }
       // The window before's models count as far as the sliding window still covers them, once each.
-      const models = s.models.size + s.previousOnly * carried;
+      const repeat = again(s, 'reconnaissance');
+      const models = repeat ? s.models.size : s.models.size + s.previousOnly * carried;
       if (models > r.maxResources) {
         s.raised |= RAISED.reconnaissance;
-        this.raise('reconnaissance', principal(d.principalId), s.window, round2(models), r.maxResources, d, s.recent, `${round2(models)} distinct ${r.resourceType}s touched in the sliding window, more than ${r.maxResources}`);
+        this.raise('reconnaissance', principal(d.principalId), s.window, round2(models), r.maxResources, d, s.recent, `${round2(models)} distinct ${r.resourceType}s touched ${spanOf(repeat)}, more than ${r.maxResources}`);
       }
     }
-    if (c.baseline.enabled && count > s.limit && (s.raised & RAISED.baseline) === 0) {
-      s.raised |= RAISED.baseline;
-      const limit = round2(s.limit);
-      this.raise('baseline', principal(d.principalId), s.window, round2(count), limit, d, s.recent, `${round2(count)} requests in the sliding window, more than ${c.baseline.factor}× its usual ${round2(s.basis)} (alerting above ${limit})`, round2(s.basis));
+    if (c.baseline.enabled && (s.raised & RAISED.baseline) === 0) {
+      const repeat = again(s, 'baseline');
+      const count = repeat ? s.count : s.count + s.previous * carried;
+      if (count > s.limit) {
+        s.raised |= RAISED.baseline;
+        const limit = round2(s.limit);
+        this.raise('baseline', principal(d.principalId), s.window, round2(count), limit, d, s.recent, `${round2(count)} requests ${spanOf(repeat)}, more than ${c.baseline.factor}× its usual ${round2(s.basis)} (alerting above ${limit})`, round2(s.basis));
+      }
     }
     return s;
   }
@@ -312,6 +341,7 @@ export class Detectors {
     s.previousDenied = adjacent ? s.denied : 0;
     s.previousModels = adjacent ? s.models : null;
     s.previousOnly = s.previousModels?.size ?? 0;
+    s.previousRaised = adjacent ? s.raised : 0;
     s.window = window;
     s.count = 0;
     s.denied = 0;
@@ -327,6 +357,11 @@ export class Detectors {
   private carried(time: number, start: number): number {
     const elapsed = (time - start) / this.config.windowMs;
     return elapsed <= 0 ? 1 : elapsed >= 1 ? 0 : 1 - elapsed;
+  }
+
+  /** The sliding count of `s` at `time`: the window before's share carried, unless that window raised the alert. */
+  private sliding(s: CountState, time: number): number {
+    return s.previousRaised ? s.count : s.count + s.previous * this.carried(time, s.window);
   }
 
   /** This window's baseline: the principal's own once it has enough history, else no lower than its peers'. */
@@ -350,10 +385,10 @@ export class Detectors {
     }
     s.count++;
     s.recent.add(d.decisionId);
-    const calls = s.count + s.previous * this.carried(d.time, s.window);
+    const calls = this.sliding(s, d.time);
     if (calls > x.maxCalls && !s.raised) {
       s.raised = true;
-      this.raise('extraction', principal(d.principalId), s.window, round2(calls), x.maxCalls, d, s.recent, `${round2(calls)} ${x.action} calls on ${x.resourceType} ${d.resourceId} in the sliding window, more than ${x.maxCalls}`, undefined, {
+      this.raise('extraction', principal(d.principalId), s.window, round2(calls), x.maxCalls, d, s.recent, `${round2(calls)} ${x.action} calls on ${x.resourceType} ${d.resourceId} ${spanOf(s.previousRaised)}, more than ${x.maxCalls}`, undefined, {
         type: d.resourceType,
         id: d.resourceId,
       });
@@ -376,10 +411,10 @@ export class Detectors {
     this.movedOn(s, window);
     s.count++;
     s.recent.add(d.decisionId);
-    const failures = s.count + s.previous * this.carried(d.time, s.window);
+    const failures = this.sliding(s, d.time);
     if (failures > max && !s.raised) {
       s.raised = true;
-      this.raise('auth-failures', { kind: 'all-callers', id: '*' }, s.window, round2(failures), max, d, s.recent, `${round2(failures)} failed authentications in the sliding window from all callers together, more than ${max}`);
+      this.raise('auth-failures', { kind: 'all-callers', id: '*' }, s.window, round2(failures), max, d, s.recent, `${round2(failures)} failed authentications ${spanOf(s.previousRaised)} from all callers together, more than ${max}`);
     }
   }
 
@@ -393,11 +428,11 @@ export class Detectors {
       cap.failuresSummarised++;
       return;
     }
-    const failures = s.count + s.previous * this.carried(d.time, s.window);
+    const failures = this.sliding(s, d.time);
     if (failures > max && !s.raised) {
       s.raised = true;
       if (cap === null || this.admitted(cap, s.window)) {
-        this.raise('auth-failures', subject, s.window, round2(failures), max, d, s.recent, `${round2(failures)} failed authentications in the sliding window, more than ${max}`);
+        this.raise('auth-failures', subject, s.window, round2(failures), max, d, s.recent, `${round2(failures)} failed authentications ${spanOf(s.previousRaised)}, more than ${max}`);
         return;
       }
       s.summarised = true;
@@ -451,7 +486,9 @@ export class Detectors {
   /** Moves `s` on to `window` if it is later (a decision of an earlier window counts in the current one); whether it moved. */
   private movedOn(s: CountState, window: number): boolean {
     if (window <= s.window) return false;
-    s.previous = window === s.window + this.config.windowMs ? s.count : 0;
+    const adjacent = window === s.window + this.config.windowMs;
+    s.previous = adjacent ? s.count : 0;
+    s.previousRaised = adjacent && s.raised;
     s.window = window;
     s.count = 0;
     s.raised = false;
@@ -499,6 +536,16 @@ export class Detectors {
 function unlink(p: PrincipalState): void {
   if (p.lastPair !== null) p.lastPair.owner = null;
   p.lastPair = null;
+}
+
+/** Whether the window before raised `type` about `s`: then none of that window's figures is carried (see the file comment). */
+function again(s: PrincipalState, type: AlertType): boolean {
+  return (s.previousRaised & RAISED[type]) !== 0;
+}
+
+/** What a figure was counted over, for an alert's summary: a re-alert says why it counts one window only. */
+function spanOf(ownWindowOnly: boolean): string {
+  return ownWindowOnly ? 'in this window alone (the window before raised this alert, so its share is not counted again)' : 'in the sliding window';
 }
 
 function principal(id: string): AlertSubject {

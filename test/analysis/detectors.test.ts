@@ -33,10 +33,9 @@ describe('detectors over a simulated day', () => {
         'baseline principal:svc-stolen @12',
         'extraction principal:extractor fraud-v3 @14',
         'extraction principal:extractor fraud-v3 @15',
-        // 1,000 predicts on one model in an hour is past the extraction threshold too, and in the
-        // sliding window still in hour 13, while the hour before's calls are most of an hour ago.
+        // 1,000 predicts on one model in an hour is past the extraction threshold too. Early in hour 13
+        // the sliding window still held most of them, but hour 12's alert stands for those: hour 13's own 10 raise nothing.
         'extraction principal:svc-stolen model-1 @12',
-        'extraction principal:svc-stolen model-1 @13',
         'probing principal:prober @5',
         'reconnaissance principal:scraper @8',
         'volume principal:extractor @14',
@@ -294,12 +293,13 @@ describe("a suspended principal's own refusals", () => {
   });
 });
 
-describe('windows slide: a burst split across a window boundary is counted whole', () => {
-  const BOUNDARY = DAY_START + 10 * HOUR;
-  /** `n` calls by `principalId`, one a second, the first at `start`. */
-  const calls = (start: number, n: number, make: (time: number, k: number) => Parameters<typeof record>[0]) => Array.from({ length: n }, (_, k) => record(make(start + k * 1000, k)));
-  const alertsOf = (records: ReturnType<typeof record>[], settings: object) => run(records, { baseline: { enabled: false }, ...settings }).alerts.map((a) => [a.type, a.subject.id, (a.windowStart - DAY_START) / HOUR]);
+const BOUNDARY = DAY_START + 10 * HOUR;
+/** `n` decisions, `step` ms apart (a second by default), the first at `start`. */
+const calls = (start: number, n: number, make: (time: number, k: number) => Parameters<typeof record>[0], step = 1000) => Array.from({ length: n }, (_, k) => record(make(start + k * step, k)));
+/** Type, subject and window (hours since DAY_START) of each alert, baseline off unless `settings` turn it on. */
+const alertsOf = (records: ReturnType<typeof record>[], settings: object) => run(records, { baseline: { enabled: false }, ...settings }).alerts.map((a) => [a.type, a.subject.id, (a.windowStart - DAY_START) / HOUR]);
 
+describe('windows slide: a burst split across a window boundary is counted whole', () => {
   it('1,800 calls in the half hour around a boundary (900 on each side) raise volume and extraction; fixed windows saw 900 and 900', () => {
     const burst = calls(BOUNDARY - 900_000, 1_800, (time) => ({ time, principalId: 'split', resourceId: 'fraud-v3' }));
     expect(alertsOf(burst, { extraction: { maxCalls: 1_000 } })).toEqual([
@@ -344,5 +344,105 @@ describe('windows slide: a burst split across a window boundary is counted whole
     expect(alertsOf([...before, ...early], settings)).toEqual([['volume', 'fading', 10]]);
     expect(alertsOf([...before, ...late], settings)).toEqual([]);
     expect(alertsOf([...before, ...gap], settings)).toEqual([]);
+  });
+});
+
+describe('one burst that crosses a threshold late in a window pages once, not again in the next', () => {
+  // Each burst crosses in the last minutes of 09:00–10:00; a handful of decisions after 10:00 then found the
+  // sliding count still over (the carried share of the burst alone was), and the same burst was alerted twice.
+  const BEFORE = BOUNDARY - 120_000;
+  const after = (n: number, make: (time: number, k: number) => Parameters<typeof record>[0]) => calls(BOUNDARY, n, make);
+  const REVOKED = 'REVOKED: API key k_revoked was revoked at 2025-01-01T00:00:00.000Z';
+  const BAD = 'BAD_SIGNATURE: token signature does not verify';
+
+  it('volume and extraction: 1,200 predicts in the last two minutes of hour 9, then five after 10:00', () => {
+    const burst = [...calls(BEFORE, 1_200, (time) => ({ time, principalId: 'burst', resourceId: 'fraud-v3' }), 100), ...after(5, (time) => ({ time, principalId: 'burst', resourceId: 'fraud-v3' }))];
+    expect(alertsOf(burst, {})).toEqual([
+      ['extraction', 'burst', 9],
+      ['volume', 'burst', 9],
+    ]);
+  });
+
+  it('probing: 40 calls, three in four denied, in the last minute of hour 9, then five allowed after 10:00', () => {
+    const probe = [...calls(BOUNDARY - 40_000, 40, (time, k) => ({ time, principalId: 'prober', action: 'delete', resourceId: 'model-1', deny: k % 4 !== 0 })), ...after(5, (time) => ({ time, principalId: 'prober', resourceId: 'model-1' }))];
+    expect(alertsOf(probe, {})).toEqual([['probing', 'prober', 9]]);
+  });
+
+  it('reconnaissance: eight models in the last seconds of hour 9, then one of them again after 10:00', () => {
+    const scan = [...calls(BOUNDARY - 8_000, 8, (time, k) => ({ time, principalId: 'scraper', action: 'read', resourceId: `model-${k}` })), ...after(5, (time) => ({ time, principalId: 'scraper', action: 'read', resourceId: 'model-0' }))];
+    expect(alertsOf(scan, {})).toEqual([['reconnaissance', 'scraper', 9]]);
+  });
+
+  it('baseline: a principal usually at 10 an hour bursts at the end of hour 9 (with a slow average, alpha 0.05)', () => {
+    const usual = calls(DAY_START + 3 * HOUR, 60, (time) => ({ time, principalId: 'usual', resourceId: 'model-1' }), HOUR / 10);
+    const burst = calls(BEFORE, 1_200, (time) => ({ time, principalId: 'usual', resourceId: 'model-1' }), 100);
+    const settings = { baseline: { enabled: true, alpha: 0.05 }, volume: { enabled: false }, extraction: { enabled: false } };
+    // Closing hour 9 lifts its usual figure to 70 only (limit 700): the burst carried into 10:00 was over that too.
+    expect(alertsOf([...usual, ...burst, ...after(5, (time) => ({ time, principalId: 'usual', resourceId: 'model-1' }))], settings)).toEqual([['baseline', 'usual', 9]]);
+  });
+
+  it('auth-failures: a revoked key failing 40 times in the last minute of hour 9, then three times after 10:00 (by key, source, and all callers)', () => {
+    const failing = (time: number) => ({ time, principalId: '', resourceId: '/v1/models', caller: '10.9.9.9:4000', unauthenticated: REVOKED });
+    const stream = [...calls(BOUNDARY - 40_000, 40, failing), ...after(3, failing)];
+    expect(alertsOf(stream, { authFailures: { maxFailures: 30, maxTotal: 35 } })).toEqual([
+      ['auth-failures', 'k_revoked', 9],
+      ['auth-failures', '10.9.9.9', 9],
+      ['auth-failures', '*', 9],
+    ]);
+  });
+
+  it('auth-failures about made-up names: twelve token subjects past the threshold in hour 9, once each again after 10:00', () => {
+    const refused = (time: number, sub: string, source: string) => ({ time, principalId: '', resourceId: '/v1/models', caller: `${source}:4000`, unauthenticated: BAD, tokenSubject: sub });
+    const stream = [];
+    for (let k = 0; k < 12; k++) stream.push(...calls(BOUNDARY - 60_000 + k * 10, 6, (time, i) => refused(time, `made-up-${k}`, `10.6.${k}.${i}`), 7));
+    for (let k = 0; k < 12; k++) stream.push(...after(1, (time) => refused(time + k, `made-up-${k}`, `10.7.${k}.0`)));
+    stream.sort((a, b) => a.time - b.time);
+    const alerts = alertsOf(stream, { authFailures: { maxFailures: 5, maxAlerts: 10 } });
+    expect(alerts).toEqual([...Array.from({ length: 10 }, (_, k) => ['auth-failures', `made-up-${k}`, 9]), ['auth-failures', '*', 9]]);
+  });
+});
+
+describe('a subject alerted in a window is alerted again when the next window adds its own threshold', () => {
+  /** `perHour` decisions an hour, evenly spaced, over hours 8 to 11. */
+  const sustained = (perHour: number, make: (time: number, k: number) => Parameters<typeof record>[0]) => calls(DAY_START + 8 * HOUR, 4 * perHour, make, HOUR / perHour);
+  const hours = [8, 9, 10, 11];
+
+  it('an attack that keeps a rate over the threshold is alerted in every window it goes on: volume at 1,050 an hour, extraction at 1,500', () => {
+    const steady = sustained(1_050, (time) => ({ time, principalId: 'steady', resourceId: 'model-1' }));
+    expect(alertsOf(steady, { extraction: { enabled: false } })).toEqual(hours.map((h) => ['volume', 'steady', h]));
+    // Hour 9's alert counts hour 9 alone (hour 8's was alerted), and says so.
+    const second = run(steady, { baseline: { enabled: false }, extraction: { enabled: false } }).alerts[1]!;
+    expect(second.observed).toBe(1_001);
+    expect(second.summary).toContain('1001 requests in this window alone (the window before raised this alert, so its share is not counted again), more than 1000');
+    const pulling = sustained(1_500, (time) => ({ time, principalId: 'puller', resourceId: 'fraud-v3' }));
+    expect(alertsOf(pulling, { volume: { enabled: false } })).toEqual(hours.map((h) => ['extraction', 'puller', h]));
+  });
+
+  it('so are probing, reconnaissance and auth-failures (by name and in total); baseline learns a lasting rate as usual, by design', () => {
+    const probe = sustained(40, (time, k) => ({ time, principalId: 'prober', action: 'delete', resourceId: 'model-1', deny: k % 4 !== 0 }));
+    expect(alertsOf(probe, {})).toEqual(hours.map((h) => ['probing', 'prober', h]));
+    const scan = sustained(8, (time, k) => ({ time, principalId: 'scraper', action: 'read', resourceId: `model-${k % 8}` }));
+    expect(alertsOf(scan, {})).toEqual(hours.map((h) => ['reconnaissance', 'scraper', h]));
+    const failing = sustained(40, (time) => ({ time, principalId: '', resourceId: '/v1/models', caller: '10.9.9.9:4000', unauthenticated: 'REVOKED: API key k_revoked was revoked at 2025-01-01T00:00:00.000Z' }));
+    expect(alertsOf(failing, { authFailures: { maxFailures: 30, maxTotal: 35 } })).toEqual(hours.flatMap((h) => [['auth-failures', 'k_revoked', h], ['auth-failures', '10.9.9.9', h], ['auth-failures', '*', h]]));
+  });
+
+  it('a new burst in a later window is alerted, whether right after the first or hours later', () => {
+    const predict = (time: number) => ({ time, principalId: 'twice', resourceId: 'model-1' });
+    const first = calls(BOUNDARY - 120_000, 1_200, predict, 100);
+    const handful = calls(BOUNDARY, 5, predict);
+    const settings = { extraction: { enabled: false } };
+    // A second burst of 1,100 at 10:30, right after the one alerted in hour 9: over the threshold on its own.
+    expect(alertsOf([...first, ...handful, ...calls(BOUNDARY + HOUR / 2, 1_100, predict, 100)], settings)).toEqual([
+      ['volume', 'twice', 9],
+      ['volume', 'twice', 10],
+    ]);
+    // The same burst at 13:30, after quiet hours.
+    expect(alertsOf([...first, ...handful, ...calls(BOUNDARY + 3.5 * HOUR, 1_100, predict, 100)], settings)).toEqual([
+      ['volume', 'twice', 9],
+      ['volume', 'twice', 13],
+    ]);
+    // 600 at 10:30 is the sliding count's 1,800, but what hour 10 adds (605) is under the threshold: hour 9's alert stands for it.
+    expect(alertsOf([...first, ...handful, ...calls(BOUNDARY + HOUR / 2, 600, predict, 100)], settings)).toEqual([['volume', 'twice', 9]]);
   });
 });
