@@ -115,7 +115,11 @@ export async function handleForwardAuth(
   try {
     const answer = await gateway.decide(forwardedRequest(req, options.style), (options.callerOf ?? peerOf)(req));
     status = answer.status;
-    headers = { ...answer.headers };
+    // Copied into an empty object, not spread: V8 (node 20) gives an object spread and then
+    // given more properties a hidden class of its own, once this code is optimized, and
+    // keeps each of those until a full collection, so every answer promoted about 230 bytes
+    // to the old generation (README, "What each check leaves to the garbage collector").
+    headers = Object.assign({}, answer.headers);
     body = answer.body;
   } catch (error) {
     status = 503;
