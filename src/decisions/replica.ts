@@ -9,6 +9,7 @@ import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import { cutText } from '../cut-text.js';
 import { VerdictError } from '../errors.js';
+import { readLogMeta } from './log-meta.js';
 import { readSchemaVersion } from './schema.js';
 
 /** 1 to 64 letters, digits, `.`, `_` or `-`, starting with a letter or digit: safe in a file name, a metric label and a log line. */
@@ -55,9 +56,7 @@ export function replicaIdOfLog(path: string, fallback: string): string {
  */
 export function recordedReplicaId(db: Database.Database, path: string): string | null {
   if (readSchemaVersion(db) < 1) return null;
-  const hasMeta = db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'log_meta'").pluck().get() !== undefined;
-  if (!hasMeta) return null;
-  const value: unknown = db.prepare('SELECT value FROM log_meta WHERE key = ?').pluck().get(META_KEY);
+  const value = readLogMeta(db, META_KEY);
   if (value === undefined || value === null) return null;
   if (typeof value !== 'string' || !REPLICA_ID_PATTERN.test(value)) {
     const shown = typeof value === 'string' ? JSON.stringify(cutText(value, 80)) : `a ${typeof value}`;

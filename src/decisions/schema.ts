@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import { VerdictError, messageOf } from '../errors.js';
+import { hasColumn } from './log-meta.js';
 import { SUSPENSIONS_TABLE_SQL, SUSPENSION_CHANGES_SQL, SUSPENSION_FOLDED_SQL, foldSuspensions, hasChangeColumns, hasFoldedColumn } from './suspension-store.js';
 
 /**
@@ -148,7 +149,7 @@ const MIGRATIONS: readonly Migration[] = [
       ALTER TABLE checkpoints ADD COLUMN previous_seq INTEGER;
     `,
     // ALTER TABLE has no IF NOT EXISTS.
-    alreadyApplied: (db) => (db.pragma('table_info(checkpoints)') as { name: string }[]).some((column) => column.name === 'previous_seq'),
+    alreadyApplied: (db) => hasColumn(db, 'checkpoints', 'previous_seq'),
   },
   {
     // Suspensions are read by what changed (suspension-store.ts): each row's
@@ -166,7 +167,7 @@ const MIGRATIONS: readonly Migration[] = [
     sql: `
       ALTER TABLE checkpoints ADD COLUMN replica_id TEXT;
     `,
-    alreadyApplied: (db) => (db.pragma('table_info(checkpoints)') as { name: string }[]).some((column) => column.name === 'replica_id'),
+    alreadyApplied: (db) => hasColumn(db, 'checkpoints', 'replica_id'),
   },
   {
     // Each suspension's folded principal id, stored and indexed (suspension-store.ts),

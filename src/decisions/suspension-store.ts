@@ -1,6 +1,7 @@
 import Database from 'better-sqlite3';
 import { VerdictError, messageOf } from '../errors.js';
 import { FOLD_IDENTITY, foldedId } from '../folded-id.js';
+import { hasColumn, hasTable, readLogMeta, writeLogMeta } from './log-meta.js';
 import type { SuspensionState } from '../types.js';
 
 /**
@@ -183,7 +184,8 @@ function ensureTable(db: Database.Database): void {
   if (!hasFoldedColumn(db)) db.exec(SUSPENSION_FOLDED_SQL);
   // Index lookups only: an open that finds the ids folded as this build folds them reads no row.
   const unfolded = db.prepare('SELECT 1 FROM suspensions WHERE folded_id IS NULL LIMIT 1').get() !== undefined;
-  if (unfolded || !hasLogMeta(db) || storedFold(db) !== FOLD_IDENTITY) db.transaction(() => foldSuspensions(db)).immediate();
+  // A file the decision log never migrated has no log_meta: its ids are folded at every open, the fold not recorded.
+  if (unfolded || readLogMeta(db, FOLD_META_KEY) !== FOLD_IDENTITY) db.transaction(() => foldSuspensions(db)).immediate();
 }
 
 /** The table as migration 5 made it (IF NOT EXISTS: servers created it beside the migrations before). */
@@ -200,7 +202,7 @@ export const SUSPENSIONS_TABLE_SQL = `
 
 /** Whether the suspensions table has `change_seq` and `lifted` (migration 7). */
 export function hasChangeColumns(db: Database.Database): boolean {
-  return (db.pragma('table_info(suspensions)') as { name: string }[]).some((column) => column.name === 'change_seq');
+  return hasColumn(db, 'suspensions', 'change_seq');
 }
 
 /** What migration 7 adds to the suspensions table: each row's change number, lifts kept as marks, and the indexes that read and prune them. */
@@ -213,7 +215,7 @@ export const SUSPENSION_CHANGES_SQL = `
 
 /** Whether the suspensions table has `folded_id` (migration 9). */
 export function hasFoldedColumn(db: Database.Database): boolean {
-  return (db.pragma('table_info(suspensions)') as { name: string }[]).some((column) => column.name === 'folded_id');
+  return hasColumn(db, 'suspensions', 'folded_id');
 }
 
 /**
@@ -231,15 +233,6 @@ export const SUSPENSION_FOLDED_SQL = `
 /** The `log_meta` key naming the fold the stored folded ids were made with (`FOLD_IDENTITY`). */
 const FOLD_META_KEY = 'suspensions_fold';
 
-/** A file the decision log never migrated has no `log_meta`: its ids are folded at every open, the fold not recorded. */
-function hasLogMeta(db: Database.Database): boolean {
-  return db.prepare("SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = 'log_meta'").get() !== undefined;
-}
-
-function storedFold(db: Database.Database): unknown {
-  return db.prepare('SELECT value FROM log_meta WHERE key = ?').pluck().get(FOLD_META_KEY);
-}
-
 /**
  * Sets every row's `folded_id` as this build folds its principal id, and records
  * the fold in `log_meta`. The fold is JavaScript (NFKC, invisible characters), not
@@ -254,7 +247,7 @@ export function foldSuspensions(db: Database.Database): void {
     const folded = foldedId(row.principal_id);
     if (folded !== row.folded_id) update.run(folded, row.principal_id);
   }
-  if (hasLogMeta(db)) db.prepare('INSERT INTO log_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value').run(FOLD_META_KEY, FOLD_IDENTITY);
+  if (hasTable(db, 'log_meta')) writeLogMeta(db, FOLD_META_KEY, FOLD_IDENTITY);
 }
 
 const COLUMNS = 'principal_id, since_ms, until_ms, alert_id, alert_type, note, change_seq, lifted';

@@ -12,7 +12,6 @@ import type { LargeMessageCounts } from './grpc/direct-lane.js';
  */
 export class ServerMetrics implements DecisionObserver {
   readonly registry = new Registry();
-  private readonly decisions: Counter<'effect' | 'reason'>;
   private readonly decisionSeconds: Histogram;
   private readonly batchRows: Histogram;
   private readonly commitSeconds: Histogram;
@@ -41,7 +40,7 @@ export class ServerMetrics implements DecisionObserver {
   constructor() {
     collectDefaultMetrics({ register: this.registry, prefix: 'verdict_' }); // verdict_process_cpu_seconds_total, verdict_nodejs_heap_size_used_bytes, ...
     const uncounted = this.uncounted;
-    this.decisions = new Counter({
+    new Counter({
       name: 'verdict_decisions_total',
       help: 'Decisions answered, by effect and reason.',
       labelNames: ['effect', 'reason'],
