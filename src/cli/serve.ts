@@ -9,6 +9,7 @@ import { AUDIT_ENVIRONMENT_KEYS, auditFromFlags } from '../decisions/audit-confi
 import { ADMIN_TOKEN_FILE_ENV } from '../server/admin-auth.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
 import { replicaIdOfLog } from '../decisions/replica.js';
+import { lowerHelperThreads } from '../thread-priority.js';
 
 const HELP = `Usage: verdict serve [options]
 
@@ -136,6 +137,8 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
     io.stdout(HELP);
     return EXIT.OK;
   }
+  // Before this process starts threads of its own, so that only node's helpers are lowered (thread-priority.ts).
+  lowerHelperThreads();
   let config;
   try {
     const fromFile: PartialConfig = values.config ? readConfigFile(values.config) : {};

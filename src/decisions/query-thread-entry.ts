@@ -1,23 +1,16 @@
 // The query thread (see query-thread.ts): reads the decision log read-only, away
 // from the event loop that answers checks.
-import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { VerdictError, messageOf } from '../errors.js';
 import { DecisionReader } from './query.js';
 import type { QueryRequest, QueryResponse } from './query-thread.js';
+import { runInBackground } from '../thread-priority.js';
 
 const port = parentPort;
 if (port === null) throw new Error('query-thread-entry.js runs as a worker thread');
 
-// Background work: the thread answering checks should get the CPU first (Linux gives
-// each thread its own nice value; elsewhere the thread keeps the process's priority).
-try {
-  const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-  if (Number.isInteger(tid) && tid > 0) setPriority(tid, 10);
-} catch {
-  // not Linux: nothing to do
-}
+// Background work: the thread answering checks gets the CPU first (thread-priority.ts).
+runInBackground();
 
 const { path } = workerData as { path: string };
 let reader: DecisionReader | null = null;

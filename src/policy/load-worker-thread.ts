@@ -1,5 +1,3 @@
-import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { parentPort } from 'node:worker_threads';
 import { messageOf } from '../errors.js';
 import { encodeCheckedFile } from './checked-codec.js';
@@ -7,20 +5,14 @@ import type { LoadRequest, LoadResponse } from './load-worker.js';
 import { decodeText } from './stages/read.js';
 import { checkFile } from './stages/schema.js';
 import { gitCommitIfCleanAsync } from './version.js';
+import { runInBackground } from '../thread-priority.js';
 
 // The load thread (see load-worker.ts): parses and checks policy files and asks git, away from the event loop that answers checks.
 const port = parentPort;
 if (port === null) throw new Error('load-worker-thread.js runs as a worker thread');
 
-// Background work: on a busy machine the thread answering checks should get the CPU first. Linux
-// gives each thread its own nice value (the thread id is the last part of /proc/thread-self);
-// elsewhere, or without permission, the thread keeps the process's priority.
-try {
-  const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-  if (Number.isInteger(tid) && tid > 0) setPriority(tid, 10);
-} catch {
-  // not Linux: nothing to do
-}
+// Background work: the thread answering checks gets the CPU first (thread-priority.ts).
+runInBackground();
 
 port.on('message', (request: LoadRequest) => {
   if (request.kind === 'git') {

@@ -3,8 +3,6 @@
 // time in full and then only the rows recorded since, with a full pass again
 // every so often.
 import type { KeyObject } from 'node:crypto';
-import { readlinkSync } from 'node:fs';
-import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { heldCheckpointSeqs, namesRemovedCheckpoint } from '../audit/checkpoints.js';
 import { hasCheckpointTable, openLogFile, readCheckpointLinks, readCheckpoints, replicaIdColumn, type CheckpointLink, type LogFile } from '../audit/log-file.js';
@@ -15,16 +13,13 @@ import { keyIdOf, readPublicKey } from '../decisions/keys.js';
 import { recordedReplicaId } from '../decisions/replica.js';
 import { messageOf } from '../errors.js';
 import type { AuditState, AuditThreadData } from './console-audit.js';
+import { runInBackground } from '../thread-priority.js';
 
 const port = parentPort;
 if (port === null) throw new Error('console-audit-entry.js runs as a worker thread');
 
-try {
-  const tid = Number(readlinkSync('/proc/thread-self').split('/').pop());
-  if (Number.isInteger(tid) && tid > 0) setPriority(tid, 10);
-} catch {
-  // not Linux: the thread keeps the process's priority
-}
+// Background work: the thread answering checks gets the CPU first (thread-priority.ts).
+runInBackground();
 
 const { path, publicKeyPath, fullEveryMs } = workerData as AuditThreadData;
 
