@@ -1,4 +1,4 @@
-import { analyzeLog, type Analysis } from '../analysis/analyze.js';
+import { analyzeLog, WARM_UP_WINDOWS, type Analysis } from '../analysis/analyze.js';
 import type { DetectorSettings } from '../analysis/detector-config.js';
 import { readConfigFile } from '../server/config.js';
 import { messageOf } from '../errors.js';
@@ -12,8 +12,10 @@ const HELP = `Usage: verdict analyze [--since TIME] [--until TIME] [--db FILE] [
 
 Runs the anomaly detectors over a time range of the decision log, in the log's
 order: the same code and thresholds the server runs live, so the same decisions
-give the same alerts (with the same ids) as \`verdict alerts\` lists. Prints the
-alerts raised, oldest first; stores nothing. The log is opened read-only.
+give the same alerts (with the same ids) as \`verdict alerts\` lists. Decisions
+from the two windows before --since are read too, so that the range's first
+windows are counted as the server counted them; only alerts raised from --since
+on are printed. Stores nothing. The log is opened read-only.
 
 Options:
   --since TIME     decisions made at or after TIME (default: 24h)
@@ -25,7 +27,6 @@ Options:
   -h, --help       this text
 
 TIME is ISO 8601 (2025-06-01T14:30:00Z) or a duration ago: 90s, 15m, 2h, 7d, 2w.
-Start a range on a window boundary (the hour, by default) to count whole windows.
 
 Examples:
   verdict analyze --since 24h
@@ -77,6 +78,9 @@ export async function runAnalyze(argv: string[], io: CommandIO): Promise<number>
     return EXIT.INPUT;
   }
   io.stdout(formatAlerts(analysis.alerts, json, 'No alerts.'));
-  if (!json) io.stderr(`(${analysis.decisions} decisions read, ${analysis.alerts.length} alerts${analysis.evictions > 0 ? `, ${analysis.evictions} detector states evicted` : ''})\n`);
+  if (!json) {
+    const warmUp = analysis.warmUpDecisions > 0 ? `, and ${analysis.warmUpDecisions} from the ${WARM_UP_WINDOWS} windows before --since to count its first windows as the server did` : '';
+    io.stderr(`(${analysis.decisions} decisions read${warmUp}, ${analysis.alerts.length} alerts${analysis.evictions > 0 ? `, ${analysis.evictions} detector states evicted` : ''})\n`);
+  }
   return EXIT.OK;
 }
