@@ -138,7 +138,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
     return EXIT.OK;
   }
   // Before this process starts threads of its own, so that only node's helpers are lowered (thread-priority.ts).
-  lowerHelperThreads();
+  await lowerHelperThreads();
   let config;
   try {
     const fromFile: PartialConfig = values.config ? readConfigFile(values.config) : {};
