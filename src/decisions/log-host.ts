@@ -15,7 +15,17 @@ export interface HostOptions {
    * one cluster worker among several may not (its `close` only flushes).
    */
   readonly closable: boolean;
+  /**
+   * Told of each batch of rows once the writer answers it: committed (all rows
+   * but the indexes in `refused`), or, for rows already answered (async mode),
+   * lost when the log closed, as a single process's observers would have seen
+   * them. Not told of a durable batch that failed: its callers were refused.
+   * The `--workers` primary shows these rows to the anomaly detectors.
+   */
+  readonly onWritten?: (values: readonly RowValue[], refused: ReadonlySet<number>) => void;
 }
+
+const NONE_REFUSED: ReadonlySet<number> = new Set();
 
 /**
  * Serve one client (log-client.ts) from the writer this thread or process
@@ -60,13 +70,18 @@ export function serveWriter(writer: LogWriter, channel: LogChannel, options: Hos
           post({ t: 'rows', id, refused: [], failed: toWire(error) });
           return;
         }
-        writer.write(message.values as RowValue[], rows, message.acknowledged, ({ refused, failed }) =>
+        const values = message.values as RowValue[];
+        const acknowledged = message.acknowledged;
+        writer.write(values, rows, acknowledged, ({ refused, failed }) => {
+          if (options.onWritten !== undefined && (failed === null || acknowledged)) {
+            written(options.onWritten, values, refused === null || refused.length === 0 ? NONE_REFUSED : new Set(refused.map(([index]) => index)));
+          }
           post(
             failed === null
               ? { t: 'rows', id, refused: refused.map(([index, error]) => [index, toWire(error)] as const), failed: null }
               : { t: 'rows', id, refused: [], failed: toWire(failed) },
-          ),
-        );
+          );
+        });
         return;
       }
       case 'alerts':
@@ -94,6 +109,15 @@ export function serveWriter(writer: LogWriter, channel: LogChannel, options: Hos
     }
   });
   return stop;
+}
+
+/** Calls `onWritten`; whatever it throws stays there: the batch's answer must still go out. */
+function written(onWritten: NonNullable<HostOptions['onWritten']>, values: readonly RowValue[], refused: ReadonlySet<number>): void {
+  try {
+    onWritten(values, refused);
+  } catch {
+    // See the function comment.
+  }
 }
 
 function reply(post: (message: HostMessage) => void, id: number, result: Promise<boolean | AuditStatus | null>): void {

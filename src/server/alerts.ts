@@ -73,7 +73,7 @@ export class StoredAlerts implements AlertSink {
   private pending: Promise<void> = Promise.resolve();
 
   constructor(
-    private readonly log: { appendAlerts(rows: readonly AlertRow[]): Promise<void> },
+    private readonly log: AlertStore,
     private readonly onError: (message: string, alerts: number) => void,
   ) {}
 
@@ -206,12 +206,21 @@ export class AlertHub implements AlertSink {
 
 /** The live alerting of one server. */
 export interface LiveAlerts {
-  readonly detectors: Detectors;
+  /**
+   * The detectors over this server's decisions; null in a `--workers` worker,
+   * whose decisions the primary watches together with every other worker's
+   * (server/cluster.ts) and whose alerts it is handed (`relay`).
+   */
+  readonly detectors: Detectors | null;
   /** Every raised alert goes here: add sinks with `fanout.add`. */
   readonly fanout: AlertFanout;
   readonly hub: AlertHub;
-  readonly stored: StoredAlerts;
+  /** Where alerts are stored; null in a `--workers` worker (the primary stores them). */
+  readonly stored: StoredAlerts | null;
 }
+
+/** The alerting of a server that runs the detectors (one process, or the `--workers` primary). */
+export type DetectingAlerts = LiveAlerts & { readonly detectors: Detectors; readonly stored: StoredAlerts };
 
 /**
  * The detectors of a server and the sinks every alert reaches: the alerts table
@@ -220,13 +229,28 @@ export interface LiveAlerts {
  */
 export function createLiveAlerts(
   config: DetectorConfig,
-  log: { appendAlerts(rows: readonly AlertRow[]): Promise<void> },
+  log: AlertStore,
   extra: readonly AlertSink[],
   onStoreError: (message: string, alerts: number) => void,
-): LiveAlerts {
+): DetectingAlerts {
   const hub = new AlertHub();
   const stored = new StoredAlerts(log, onStoreError);
   const fanout = new AlertFanout([stored, hub, ...extra]);
   const detectors = new Detectors(config, (alert) => fanout.publish(alert));
   return { detectors, fanout, hub, stored };
+}
+
+/**
+ * The alerting of a `--workers` worker: no detectors and no store of its own;
+ * what the primary raises reaches this worker's WatchAlerts subscribers through
+ * `fanout`.
+ */
+export function relayedAlerts(): LiveAlerts {
+  const hub = new AlertHub();
+  return { detectors: null, fanout: new AlertFanout([hub]), hub, stored: null };
+}
+
+/** Where alerts are stored: the decision log (a client of its writer, or the writer itself). */
+export interface AlertStore {
+  appendAlerts(rows: readonly AlertRow[]): Promise<void>;
 }

@@ -22,7 +22,7 @@ import { resolveDetectors } from '../analysis/detector-config.js';
 import { Admin, limitsStatus } from './admin.js';
 import { Console } from './console.js';
 import { AuditWatch } from './console-audit.js';
-import { createLiveAlerts, detectorObserver, watchedSink, type LiveAlerts } from './alerts.js';
+import { createLiveAlerts, detectorObserver, relayedAlerts, watchedSink, type AlertStore, type DetectingAlerts, type LiveAlerts } from './alerts.js';
 import { AdminGate } from './admin-auth.js';
 import type { LapsedConnection } from '../authn/certificate-lapse.js';
 import type { ServerConfig } from './config.js';
@@ -94,6 +94,13 @@ export interface StartOptions {
    * the detectors run; with `alerts.enabled: false` the console's alerts panel says alerts are not enabled.
    */
   readonly alerts?: AlertReader | null;
+  /**
+   * The `--workers` primary runs the detectors over every worker's rows
+   * (cluster.ts): this server runs none, and its WatchAlerts subscribers (and,
+   * when the primary picks it, its webhooks and suspension) hear what the
+   * primary raises.
+   */
+  readonly relayAlerts?: boolean;
 }
 
 /**
@@ -242,8 +249,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   });
   pipeline.observe(metrics);
   // Anomaly alerts: the detectors read every recorded decision; each alert goes to every sink of the fan-out.
-  const alerts = config.alerts.enabled === false ? null : startAlerts(config, log, metrics, logger);
-  if (alerts !== null) {
+  const alerts = config.alerts.enabled === false ? null : options.relayAlerts === true ? startRelayedAlerts(metrics) : startAlerts(config, log, metrics, logger);
+  if (alerts?.detectors != null) {
     pipeline.observe(detectorObserver(alerts.detectors));
     // The responses (webhooks, suspension) hear every alert the detectors raise.
     for (const sink of alertSinks) alerts.fanout.add(sink);
@@ -261,7 +268,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   let gate: AdminGate;
   try {
     // Admin calls are recorded beside the decisions; the detectors count the refused ones as failed authentications.
-    gate = AdminGate.fromConfig(config.admin, { tls: tls !== null }, { log: alerts === null ? log : watchedSink(log, alerts.detectors), policyVersion: () => store.current.version });
+    gate = AdminGate.fromConfig(config.admin, { tls: tls !== null }, { log: alerts?.detectors == null ? log : watchedSink(log, alerts.detectors), policyVersion: () => store.current.version });
   } catch (error) {
     await closeAlertResponses().catch(() => undefined);
     await closeLog().catch(() => undefined);
@@ -477,7 +484,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       ownAlertReader?.close();
       await authenticator.close?.();
       await closeAlertResponses();
-      await alerts?.stored.flush();
+      await alerts?.stored?.flush();
       await limitBackend?.close();
       await closeLog();
     })();
@@ -496,7 +503,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
  * table, WatchAlerts, metrics. Another sink is one more entry in `sinks`, or
  * `alerts.fanout.add(sink)` once the server runs.
  */
-function startAlerts(config: ServerConfig, log: DecisionLog, metrics: ServerMetrics, logger: Logger): LiveAlerts {
+export function startAlerts(config: ServerConfig, log: AlertStore, metrics: ServerMetrics, logger: Logger): DetectingAlerts {
   const alerts = createLiveAlerts(resolveDetectors(config.alerts.detectors), log, [], (message, count) => logger.error({ db: config.db, alerts: count, error: message }, 'alerts could not be stored'));
   const { detectors, hub } = alerts;
   const sinks: AlertSink[] = [
@@ -520,6 +527,28 @@ function startAlerts(config: ServerConfig, log: DecisionLog, metrics: ServerMetr
     { publish: (alert) => logger.warn({ alert: { id: alert.id, type: alert.type, subject: alert.subject, observed: alert.observed, threshold: alert.threshold } }, alert.summary) },
   ];
   for (const sink of sinks) alerts.fanout.add(sink);
+  return alerts;
+}
+
+/**
+ * The alerting of a `--workers` worker (StartOptions.relayAlerts): its own
+ * WatchAlerts subscribers in the metrics; the alert counts and detector figures
+ * are the primary's, summed into the same metrics by the cluster's /metrics.
+ */
+function startRelayedAlerts(metrics: ServerMetrics): LiveAlerts {
+  const alerts = relayedAlerts();
+  const { hub } = alerts;
+  metrics.alertSink({
+    evictions: 0,
+    subjects: 0,
+    summarised: { tokenSubjects: 0, sources: 0 },
+    get watchers() {
+      return hub.size;
+    },
+    get droppedWatchers() {
+      return hub.dropped;
+    },
+  });
   return alerts;
 }
 

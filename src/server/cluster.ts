@@ -1,5 +1,7 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
+import type { Alert } from '../analysis/alert.js';
+import { observeRows } from '../analysis/observed-row.js';
 import { loadTlsMaterial } from '../authn/mtls.js';
 import { loadAudit } from '../decisions/audit-setup.js';
 import { DecisionLogClient } from '../decisions/log-client.js';
@@ -9,7 +11,7 @@ import type { LogWriter } from '../decisions/writer.js';
 import { lockDecisionLog } from '../decisions/lock.js';
 import { openWriter } from '../decisions/writer-thread.js';
 import { VerdictError, messageOf } from '../errors.js';
-import { startServer, writerSettings, type RunningServer } from './app.js';
+import { startAlerts, startServer, writerSettings, type RunningServer } from './app.js';
 import type { ServerConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { ServerMetrics } from './metrics.js';
@@ -22,6 +24,13 @@ import { PolicyStore } from './policy-store.js';
  * message per event-loop turn of that worker, and messages that arrive
  * together share one transaction: there is one file and one hash chain, and
  * `verdict audit verify` and `verdict decisions` work as for one process.
+ *
+ * The primary also runs the anomaly detectors, over every worker's rows in the
+ * order they are committed (the log's order, as `verdict analyze` reads it), so
+ * a threshold counts a principal's requests through every worker together. It
+ * stores each alert and passes it to every worker for WatchAlerts; one of them
+ * (the first serving) also sends the webhooks and suspends, and the others take
+ * the suspension up from the shared table within a second.
  *
  * The primary hands out connections round-robin, and a connection stays with
  * the worker that accepted it: a gateway uses all the workers only if it opens
@@ -50,7 +59,9 @@ type ClusterMessage =
   /** worker → primary: mine. */
   | { readonly t: 'cluster:collected'; readonly id: number; readonly metrics: MetricObjectWithValues<MetricValue<string>>[] }
   /** primary → worker: the whole cluster's, as Prometheus text. */
-  | { readonly t: 'cluster:metrics-text'; readonly id: number; readonly contentType: string; readonly body: string };
+  | { readonly t: 'cluster:metrics-text'; readonly id: number; readonly contentType: string; readonly body: string }
+  /** primary → every worker: an alert the detectors raised, for WatchAlerts; `respond`: this worker also runs the webhooks and suspension. */
+  | { readonly t: 'cluster:alert'; readonly alert: Alert; readonly respond: boolean };
 
 const COLLECT_TIMEOUT_MS = 2_000;
 /** A worker holding the reload turn longer than this is passed over, so one stuck worker cannot stop the others reloading. */
@@ -129,6 +140,23 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
 
   cluster.setupPrimary({ serialization: 'advanced' });
   const workers = new Set<Worker>();
+  /** Workers that have started serving, oldest first: the first of them answers alerts (webhooks, suspension). */
+  const servingWorkers = new Set<Worker>();
+  const detection = config.alerts.enabled === false ? null : startAlerts(config, { appendAlerts: (rows) => log.writeAlerts(rows) }, metrics, logger);
+  detection?.fanout.add({
+    publish: (alert) => {
+      let responder: Worker | null = null;
+      for (const worker of servingWorkers) {
+        if (worker.isConnected()) {
+          responder = worker;
+          break;
+        }
+      }
+      if (responder === null) logger.warn({ alertId: alert.id }, 'no worker is serving to send this alert\'s webhooks or suspend its principal; it is stored');
+      for (const worker of workers) if (worker.isConnected()) worker.send({ t: 'cluster:alert', alert, respond: worker === responder } satisfies ClusterMessage);
+    },
+  });
+  const observe = detection === null ? null : (values: Parameters<typeof observeRows>[0], refused: ReadonlySet<number>): void => observeRows(values, refused, (decision) => detection.detectors.observe(decision));
   let stopping = false;
   let collectId = 0;
   const collecting = new Map<number, { pending: Set<Worker>; results: MetricObjectWithValues<MetricValue<string>>[][]; done: () => void }>();
@@ -177,7 +205,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
     const worker = cluster.fork();
     workers.add(worker);
     let serving = false;
-    serveWriter(log, primaryChannel(worker), { forwardCommits: false, closable: false });
+    serveWriter(log, primaryChannel(worker), { forwardCommits: false, closable: false, ...(observe === null ? {} : { onWritten: observe }) });
     // A send to a worker that has just died fails with EPIPE as an 'error' event; unhandled, it would end the primary.
     worker.on('error', (error) => logger.warn({ pid: worker.process.pid, error: messageOf(error) }, 'could not reach a worker'));
     worker.on('message', (raw: unknown) => {
@@ -185,6 +213,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
       switch (message?.t) {
         case 'cluster:serving':
           serving = true;
+          servingWorkers.add(worker);
           started += 1;
           if (started >= config.workers) settleStart(true);
           ports ??= { grpcPort: message.grpcPort, httpPort: message.httpPort, opsPort: message.opsPort };
@@ -216,6 +245,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
     });
     worker.once('exit', (code, signal) => {
       workers.delete(worker);
+      servingWorkers.delete(worker);
       turns.returned(worker);
       for (const round of collecting.values()) if (round.pending.delete(worker) && round.pending.size === 0) round.done();
       if (stopping) return;
@@ -265,6 +295,8 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
   await stopWorkers(workers, config.shutdownGraceMs);
   let error: VerdictError | null = null;
   try {
+    // The workers' last rows may have raised alerts: stored before the log closes.
+    await detection?.stored.flush();
     await log.close();
   } catch (cause) {
     error = cause instanceof VerdictError ? cause : new VerdictError('DECISION_LOG_UNAVAILABLE', messageOf(cause));
@@ -363,6 +395,10 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
         if (server === null) send({ t: 'cluster:collected', id: message.id, metrics: [] });
         else void server.metrics.registry.getMetricsAsJSON().then((metrics) => send({ t: 'cluster:collected', id: message.id, metrics }));
         return;
+      case 'cluster:alert':
+        server?.alerts?.fanout.publish(message.alert);
+        if (message.respond) server?.publishAlert(message.alert);
+        return;
       case 'cluster:metrics-text':
         waiting.get(message.id)?.({ contentType: message.contentType, body: message.body });
         waiting.delete(message.id);
@@ -381,6 +417,7 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
         send({ t: 'cluster:turn' });
       }),
     servingMessage: 'worker serving',
+    relayAlerts: true,
     collectMetrics: () =>
       new Promise((resolve, reject) => {
         const id = ++nextId;
