@@ -31,14 +31,26 @@ export class LoadBoard {
     private readonly clock: () => number = Date.now,
   ) {}
 
-  /** Records a load (0..1) for a pool; false when the board is full and the pool is new. */
-  report(pool: string, load: number): boolean {
+  /**
+   * Records a load (0..1) for a pool, reported at `reportedAt` (now by default; another
+   * `--workers` process's report keeps its own time, so it goes stale when it would
+   * there); false when the board is full and the pool is new.
+   */
+  report(pool: string, load: number, reportedAt: number = this.clock()): boolean {
     if (!this.pools.has(pool) && this.pools.size >= MAX_POOLS) {
       this.sweep();
       if (this.pools.size >= MAX_POOLS) return false;
     }
-    this.pools.set(pool, { load, reportedAt: this.clock() });
+    this.pools.set(pool, { load, reportedAt });
     return true;
+  }
+
+  /** The reports that are not stale, with their times (for a `--workers` process that starts later). */
+  current(): { pool: string; load: number; reportedAt: number }[] {
+    const now = this.clock();
+    const out: { pool: string; load: number; reportedAt: number }[] = [];
+    for (const [pool, entry] of this.pools) if (now - entry.reportedAt <= this.staleAfterMs) out.push({ pool, load: entry.load, reportedAt: entry.reportedAt });
+    return out;
   }
 
   /** The pool's current load, 0 when none was reported or the last report is stale. */

@@ -19,6 +19,8 @@ import type { PolicyStatus, PolicyStore, ReloadOutcome } from './policy-store.js
 export interface LimitsAdmin {
   readonly board: LoadBoard;
   status(): LimitsStatus;
+  /** Told of each report the board took (a `--workers` worker passes it to the others). */
+  readonly onReport?: (pool: string, load: number) => void;
 }
 
 /** The status of the limits of `policySet`: each load-aware limit's factor, and the backend's state. */
@@ -84,6 +86,7 @@ export class Admin implements AdminHandlers {
     if (!/^[A-Za-z0-9._:-]{1,100}$/.test(pool)) throw new RequestFieldError('pool', 'pool: expected the name a limit\'s loadAware.pool gives (1 to 100 letters, digits, ., _, : or -; "default" when it gives none)');
     if (!Number.isFinite(load) || load < 0 || load > 1) throw new RequestFieldError('load', 'load: expected a number from 0 (idle) to 1 (saturated)');
     if (!this.limits.board.report(pool, load)) throw new RequestFieldError('pool', `pool: ${MAX_POOLS} pools already report load; a new one is refused until a report goes stale`);
+    this.limits.onReport?.(pool, load);
     return this.limits.status().loadFactors.filter((f) => f.pool === pool);
   }
 

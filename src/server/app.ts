@@ -55,7 +55,7 @@ export interface RunningServer {
   readonly metrics: ServerMetrics;
   /** Turns gateway credentials into principals, per `config.authn`. */
   readonly authenticator: Authenticator;
-  /** The live anomaly detectors and the sinks of their alerts (server/alerts.ts); null with `alerts.enabled: false`. */
+  /** The live anomaly detectors (none in a `--workers` worker) and the sinks of their alerts (server/alerts.ts); null with `alerts.enabled: false`. */
   readonly alerts: LiveAlerts | null;
   /**
    * The responses to alerts, per `config.alerts`: one sink per webhook, and the
@@ -67,6 +67,8 @@ export interface RunningServer {
   publishAlert(alert: Alert): void;
   /** The principals suspended now (by alerts or operators), and manual suspension and lifting. */
   readonly suspensions: SuspensionService;
+  /** The loads ReportLoad reported, scaling the load-aware limits. */
+  readonly loadBoard: LoadBoard;
   /** Stop accepting, finish in-flight checks, flush the decision log, close everything. Idempotent. */
   close(): Promise<void>;
 }
@@ -101,6 +103,8 @@ export interface StartOptions {
    * primary raises.
    */
   readonly relayAlerts?: boolean;
+  /** Told of each ReportLoad this server took (cluster workers pass it to the others). */
+  readonly onLoadReport?: (pool: string, load: number) => void;
 }
 
 /**
@@ -294,7 +298,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
       else logger.info({ clientsFile, identities: gate.clientsFileSize }, 'admin certificates file changed: only the identities it lists now are admitted through it');
     });
   }
-  const admin = new Admin(store, log.path, gate, options.onAdminReload, shadowStore, alerts?.hub ?? null, suspensions, { board: loadBoard, status: currentLimitsStatus }, config.replicaId);
+  const admin = new Admin(store, log.path, gate, options.onAdminReload, shadowStore, alerts?.hub ?? null, suspensions, { board: loadBoard, status: currentLimitsStatus, ...(options.onLoadReport === undefined ? {} : { onReport: options.onLoadReport }) }, config.replicaId);
   // The console (/console on the HTTP port): read-only, each of its calls an Admin call; the audit trail verified in a thread of its own.
   // The console reads the alerts the detectors stored, unless the caller hands it a reader of its own.
   const ownAlertReader = options.alerts != null || alerts === null ? null : openAlertReader(config.db);
@@ -495,7 +499,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     { grpc: `${grpcAddress.host}:${grpcPort}`, http: `${httpAddress.host}:${httpPort}`, ops: opsAddress ? `${opsAddress.host}:${opsPort}` : null, admin: gate.describe(), policies: config.policies, version: store.current.version, rules: store.current.rules.length, db: config.db, decisionLog: config.decisionLog, authzenPeps: config.authzen.peps, replica: config.replicaId, tls: tls ? { subject: tls.subject, validTo: tls.validTo, clientCertificates: tls.requireClientCert ? 'required' : 'not requested', http: tls.http } : false },
     options.servingMessage ?? 'verdict serving',
   );
-  return { grpcPort, httpPort, opsPort, store, shadowStore, log, metrics, authenticator, alerts, alertSinks, publishAlert, suspensions, close };
+  return { grpcPort, httpPort, opsPort, store, shadowStore, log, metrics, authenticator, alerts, alertSinks, publishAlert, suspensions, loadBoard, close };
 }
 
 /**

@@ -11,6 +11,7 @@ import type { LogWriter } from '../decisions/writer.js';
 import { lockDecisionLog } from '../decisions/lock.js';
 import { openWriter } from '../decisions/writer-thread.js';
 import { VerdictError, messageOf } from '../errors.js';
+import { LoadBoard } from '../limits/load.js';
 import { startAlerts, startServer, writerSettings, type RunningServer } from './app.js';
 import type { ServerConfig } from './config.js';
 import type { Logger } from './logger.js';
@@ -61,7 +62,9 @@ type ClusterMessage =
   /** primary → worker: the whole cluster's, as Prometheus text. */
   | { readonly t: 'cluster:metrics-text'; readonly id: number; readonly contentType: string; readonly body: string }
   /** primary → every worker: an alert the detectors raised, for WatchAlerts; `respond`: this worker also runs the webhooks and suspension. */
-  | { readonly t: 'cluster:alert'; readonly alert: Alert; readonly respond: boolean };
+  | { readonly t: 'cluster:alert'; readonly alert: Alert; readonly respond: boolean }
+  /** worker → primary: a ReportLoad taken here; primary → the other workers (and each new one, the loads not stale): take it too. */
+  | { readonly t: 'cluster:load'; readonly pool: string; readonly load: number; readonly reportedAt: number };
 
 const COLLECT_TIMEOUT_MS = 2_000;
 /** A worker holding the reload turn longer than this is passed over, so one stuck worker cannot stop the others reloading. */
@@ -142,6 +145,8 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
   const workers = new Set<Worker>();
   /** Workers that have started serving, oldest first: the first of them answers alerts (webhooks, suspension). */
   const servingWorkers = new Set<Worker>();
+  // The loads ReportLoad reported through any worker, for workers that start later.
+  const loads = new LoadBoard(config.limits.loadStaleAfterMs);
   const detection = config.alerts.enabled === false ? null : startAlerts(config, { appendAlerts: (rows) => log.writeAlerts(rows) }, metrics, logger);
   detection?.fanout.add({
     publish: (alert) => {
@@ -214,12 +219,16 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
         case 'cluster:serving':
           serving = true;
           servingWorkers.add(worker);
+          for (const report of loads.current()) worker.send({ t: 'cluster:load', ...report } satisfies ClusterMessage);
           started += 1;
           if (started >= config.workers) settleStart(true);
           ports ??= { grpcPort: message.grpcPort, httpPort: message.httpPort, opsPort: message.opsPort };
           return;
         case 'cluster:reload-all':
           broadcast({ t: 'cluster:reload' }, worker);
+          return;
+        case 'cluster:load':
+          if (loads.report(message.pool, message.load, message.reportedAt)) broadcast(message, worker);
           return;
         case 'cluster:turn':
           turns.request(worker);
@@ -395,6 +404,9 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
         if (server === null) send({ t: 'cluster:collected', id: message.id, metrics: [] });
         else void server.metrics.registry.getMetricsAsJSON().then((metrics) => send({ t: 'cluster:collected', id: message.id, metrics }));
         return;
+      case 'cluster:load':
+        server?.loadBoard.report(message.pool, message.load, message.reportedAt);
+        return;
       case 'cluster:alert':
         server?.alerts?.fanout.publish(message.alert);
         if (message.respond) server?.publishAlert(message.alert);
@@ -418,6 +430,7 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
       }),
     servingMessage: 'worker serving',
     relayAlerts: true,
+    onLoadReport: (pool, load) => send({ t: 'cluster:load', pool, load, reportedAt: Date.now() }),
     collectMetrics: () =>
       new Promise((resolve, reject) => {
         const id = ++nextId;

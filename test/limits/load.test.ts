@@ -39,6 +39,19 @@ describe('the load factor', () => {
     now = 1001;
     expect(board.factor(aware)).toBe(1);
   });
+
+  it('keeps the time of a report passed on from another process, so it goes stale when it would there', () => {
+    let now = 10_000;
+    const board = new LoadBoard(1000, () => now);
+    const aware = { pool: 'p', from: 0.5, min: 0.25 };
+    board.report('p', 1, 9_500);
+    board.report('q', 1, 8_000);
+    expect(board.factor(aware)).toBe(0.25);
+    expect(board.current()).toEqual([{ pool: 'p', load: 1, reportedAt: 9_500 }]);
+    now = 10_501;
+    expect(board.factor(aware)).toBe(1);
+    expect(board.current()).toEqual([]);
+  });
 });
 
 describe('ReportLoad on a real server', () => {
