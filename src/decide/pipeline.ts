@@ -69,10 +69,31 @@ export interface PipelineOptions {
   readonly suspensions?: Suspensions;
   /** What Settle may still correct: decisions whose limits took a cost (bounded, with expiry). */
   readonly settlements?: SettlementBook;
+  /**
+   * Where a Settle of a decision this process does not hold is tried next: with
+   * `--workers N`, the other workers (one of which decided it, and holds what it
+   * reserved). Resolves with that worker's outcome (its row recorded there), or
+   * null when none holds it; then it is refused here as unknown.
+   */
+  readonly settleElsewhere?: (decisionId: string, actualUnits: number, meta: CallMeta) => Promise<SettleOutcome | null>;
 }
 
 /** Largest number of units a Settle may report. */
 export const MAX_SETTLE_UNITS = 1e15;
+
+/** Why a Settle is refused. */
+type SettleProblem = { readonly kind: 'invalid' | 'unknown' | 'expired' | 'settled-already' | 'settling'; readonly message: string };
+
+/** What is wrong with a Settle's decision id and units as sent, or null. */
+function settleInputProblem(decisionId: string, actualUnits: number | undefined): SettleProblem | null {
+  if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(decisionId)) {
+    return { kind: 'invalid', message: 'decision_id: expected the decision id a Check answered (a UUID)' };
+  }
+  // Read as 0 it would hand the caller back its whole reservation.
+  if (actualUnits === undefined) return { kind: 'invalid', message: 'actual_units: missing; send the units the call really used (0 if it used none)' };
+  if (!Number.isFinite(actualUnits) || actualUnits < 0 || actualUnits > MAX_SETTLE_UNITS) return { kind: 'invalid', message: `actual_units: expected a number from 0 to ${MAX_SETTLE_UNITS}` };
+  return null;
+}
 
 /**
  * The answer to a Settle: the budget corrected (`remaining`: the least left among
@@ -138,7 +159,10 @@ export class DecisionPipeline {
     this.batchesInFlight = new BatchesInFlight(options.maxBatchBytesInFlight ?? DEFAULT_MAX_BATCH_BYTES_IN_FLIGHT);
     this.suspensions = options.suspensions ?? null;
     this.settlements = options.settlements ?? new SettlementBook();
+    this.settleElsewhere = options.settleElsewhere ?? null;
   }
+
+  private readonly settleElsewhere: NonNullable<PipelineOptions['settleElsewhere']> | null;
 
   /** Decisions whose cost Settle may still correct. */
   readonly settlements: SettlementBook;
@@ -161,18 +185,49 @@ export class DecisionPipeline {
   async settle(decisionId: string, actualUnits: number | undefined, meta: CallMeta, unreadable?: string): Promise<SettleOutcome> {
     const started = performance.now();
     const policyVersion = this.policies.current.version;
-    let problem: { kind: 'invalid' | 'unknown' | 'expired' | 'settled-already' | 'settling'; message: string } | null = null;
-    if (unreadable !== undefined) {
-      problem = { kind: 'invalid', message: unreadable };
-    } else if (!/^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/.test(decisionId)) {
-      problem = { kind: 'invalid', message: 'decision_id: expected the decision id a Check answered (a UUID)' };
-    } else if (actualUnits === undefined) {
-      // Read as 0 it would hand the caller back its whole reservation.
-      problem = { kind: 'invalid', message: 'actual_units: missing; send the units the call really used (0 if it used none)' };
-    } else if (!Number.isFinite(actualUnits) || actualUnits < 0 || actualUnits > MAX_SETTLE_UNITS) {
-      problem = { kind: 'invalid', message: `actual_units: expected a number from 0 to ${MAX_SETTLE_UNITS}` };
-    }
+    const problem: SettleProblem | null = unreadable !== undefined ? { kind: 'invalid', message: unreadable } : settleInputProblem(decisionId, actualUnits);
     const entry = problem === null ? this.settlements.take(decisionId, meta.caller) : null;
+    if (entry === 'unknown' && this.settleElsewhere !== null && actualUnits !== undefined) {
+      let there: SettleOutcome | null;
+      try {
+        there = await this.settleElsewhere(decisionId, actualUnits, meta);
+      } catch (error) {
+        // Whether another process holds it is not known: refused as unavailable (a retry finds out), not as unknown.
+        const message = `decision ${decisionId} is not held by the process that took this Settle, and the others could not be asked (${messageOf(error)}); settle it again`;
+        const settleId = newDecisionId(Date.now());
+        await this.log.append(settleRecord(settleId, meta, policyVersion, started, null, decisionId, actualUnits, message));
+        return { kind: 'unavailable', settleId, message };
+      }
+      if (there !== null) return there;
+    }
+    return this.completeSettle(entry, problem, decisionId, actualUnits, meta, started, policyVersion);
+  }
+
+  /**
+   * A Settle passed on by another `--workers` process (settleElsewhere there):
+   * settled here, and recorded here, when this process holds the decision for
+   * this caller; null, with nothing recorded, when it does not.
+   * @throws (rejects) as settle
+   */
+  async settleIfHeld(decisionId: string, actualUnits: number, meta: CallMeta): Promise<SettleOutcome | null> {
+    const started = performance.now();
+    const policyVersion = this.policies.current.version;
+    if (settleInputProblem(decisionId, actualUnits) !== null) return null;
+    const entry = this.settlements.take(decisionId, meta.caller);
+    if (entry === 'unknown') return null;
+    return this.completeSettle(entry, null, decisionId, actualUnits, meta, started, policyVersion);
+  }
+
+  private async completeSettle(
+    entry: ReturnType<SettlementBook['take']> | null,
+    problemBefore: SettleProblem | null,
+    decisionId: string,
+    actualUnits: number | undefined,
+    meta: CallMeta,
+    started: number,
+    policyVersion: string,
+  ): Promise<SettleOutcome> {
+    let problem = problemBefore;
     if (entry === 'unknown') problem = { kind: 'unknown', message: `no decision ${decisionId} of this caller that reserved a cost (unknown, not a cost, another caller's, or no longer held)` };
     else if (entry === 'expired') problem = { kind: 'expired', message: `decision ${decisionId} can no longer be settled: its settle window has passed` };
     else if (entry === 'settled') problem = { kind: 'settled-already', message: `decision ${decisionId} is already settled` };

@@ -10,7 +10,7 @@ import type { DecisionLog } from '../decisions/log-client.js';
 import { lockDecisionLog, type LogLock } from '../decisions/lock.js';
 import type { SensitiveAttributes } from '../decisions/sensitive.js';
 import { startWriterThread, type WriterSettings } from '../decisions/writer-thread.js';
-import { BATCH_RECORD_FACTOR, DecisionPipeline } from '../decide/index.js';
+import { BATCH_RECORD_FACTOR, DecisionPipeline, type CallMeta, type PipelineOptions, type SettleOutcome } from '../decide/index.js';
 import { messageOf, VerdictError } from '../errors.js';
 import { GatewayAdapter } from '../gateway/adapter.js';
 import { AuthZenEndpoint } from '../gateway/authzen-http.js';
@@ -69,6 +69,8 @@ export interface RunningServer {
   readonly suspensions: SuspensionService;
   /** The loads ReportLoad reported, scaling the load-aware limits. */
   readonly loadBoard: LoadBoard;
+  /** A Settle passed on by another `--workers` worker: settled (and recorded) here if this server decided it; null if not. */
+  settleIfHeld(decisionId: string, actualUnits: number, meta: CallMeta): Promise<SettleOutcome | null>;
   /** Stop accepting, finish in-flight checks, flush the decision log, close everything. Idempotent. */
   close(): Promise<void>;
 }
@@ -105,6 +107,8 @@ export interface StartOptions {
   readonly relayAlerts?: boolean;
   /** Told of each ReportLoad this server took (cluster workers pass it to the others). */
   readonly onLoadReport?: (pool: string, load: number) => void;
+  /** Where a Settle of a decision this server does not hold is tried next (cluster workers ask the others; PipelineOptions.settleElsewhere). */
+  readonly settleElsewhere?: PipelineOptions['settleElsewhere'];
 }
 
 /**
@@ -245,6 +249,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     requestLimits: config.requestLimits,
     limiter,
     settlements: new SettlementBook(100_000, config.limits.settleWithinMs),
+    ...(options.settleElsewhere === undefined ? {} : { settleElsewhere: options.settleElsewhere }),
     // A batch (CheckBatch, AuthZEN evaluations) may record at most this much, whichever transport brought it.
     maxBatchRecordedBytes: BATCH_RECORD_FACTOR * config.maxMessageBytes,
     maxBatchBytesInFlight: config.maxBatchBytesInFlight,
@@ -499,7 +504,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     { grpc: `${grpcAddress.host}:${grpcPort}`, http: `${httpAddress.host}:${httpPort}`, ops: opsAddress ? `${opsAddress.host}:${opsPort}` : null, admin: gate.describe(), policies: config.policies, version: store.current.version, rules: store.current.rules.length, db: config.db, decisionLog: config.decisionLog, authzenPeps: config.authzen.peps, replica: config.replicaId, tls: tls ? { subject: tls.subject, validTo: tls.validTo, clientCertificates: tls.requireClientCert ? 'required' : 'not requested', http: tls.http } : false },
     options.servingMessage ?? 'verdict serving',
   );
-  return { grpcPort, httpPort, opsPort, store, shadowStore, log, metrics, authenticator, alerts, alertSinks, publishAlert, suspensions, loadBoard, close };
+  return { grpcPort, httpPort, opsPort, store, shadowStore, log, metrics, authenticator, alerts, alertSinks, publishAlert, suspensions, loadBoard, settleIfHeld: (decisionId, actualUnits, meta) => pipeline.settleIfHeld(decisionId, actualUnits, meta), close };
 }
 
 /**

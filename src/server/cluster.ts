@@ -1,12 +1,13 @@
 import cluster, { type Worker } from 'node:cluster';
 import { AggregatorRegistry, type MetricObjectWithValues, type MetricValue } from 'prom-client';
 import type { Alert } from '../analysis/alert.js';
+import type { CallMeta, SettleOutcome } from '../decide/index.js';
 import { observeRows } from '../analysis/observed-row.js';
 import { loadTlsMaterial } from '../authn/mtls.js';
 import { loadAudit } from '../decisions/audit-setup.js';
 import { DecisionLogClient } from '../decisions/log-client.js';
 import { serveWriter } from '../decisions/log-host.js';
-import type { LogChannel } from '../decisions/log-protocol.js';
+import { fromWire, toWire, type LogChannel, type WireError } from '../decisions/log-protocol.js';
 import type { LogWriter } from '../decisions/writer.js';
 import { lockDecisionLog } from '../decisions/lock.js';
 import { openWriter } from '../decisions/writer-thread.js';
@@ -64,7 +65,25 @@ type ClusterMessage =
   /** primary → every worker: an alert the detectors raised, for WatchAlerts; `respond`: this worker also runs the webhooks and suspension. */
   | { readonly t: 'cluster:alert'; readonly alert: Alert; readonly respond: boolean }
   /** worker → primary: a ReportLoad taken here; primary → the other workers (and each new one, the loads not stale): take it too. */
-  | { readonly t: 'cluster:load'; readonly pool: string; readonly load: number; readonly reportedAt: number };
+  | { readonly t: 'cluster:load'; readonly pool: string; readonly load: number; readonly reportedAt: number }
+  /** worker → primary: a Settle of a decision this worker does not hold; which worker does? */
+  | { readonly t: 'cluster:settle-ask'; readonly id: number; readonly settle: PassedSettle }
+  /** primary → each other worker: settle it if you hold it. */
+  | { readonly t: 'cluster:settle-try'; readonly id: number; readonly settle: PassedSettle }
+  /** worker → primary: settled (or refused) here, null when not held here. */
+  | { readonly t: 'cluster:settle-tried'; readonly id: number; readonly outcome: SettleOutcome | null; readonly error: WireError | null }
+  /** primary → the asking worker: the holder's outcome, null when no worker holds it. */
+  | { readonly t: 'cluster:settle-answer'; readonly id: number; readonly outcome: SettleOutcome | null; readonly error: WireError | null };
+
+/** A Settle passed from the worker that took it to the others. */
+interface PassedSettle {
+  readonly decisionId: string;
+  readonly actualUnits: number;
+  readonly meta: CallMeta;
+}
+
+/** How long the workers are given to say whether they hold a decision a Settle names. */
+const SETTLE_ASK_TIMEOUT_MS = 5_000;
 
 const COLLECT_TIMEOUT_MS = 2_000;
 /** A worker holding the reload turn longer than this is passed over, so one stuck worker cannot stop the others reloading. */
@@ -172,6 +191,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
     for (const worker of workers) if (worker !== except && worker.isConnected()) worker.send(message);
   };
   const turns = new ReloadTurns(logger);
+  const settles = new SettleAsks();
 
   /** Every worker's metrics and the primary's own (the decision log's commits), summed by prom-client. */
   const clusterMetrics = async (): Promise<{ contentType: string; body: string }> => {
@@ -230,6 +250,12 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
         case 'cluster:load':
           if (loads.report(message.pool, message.load, message.reportedAt)) broadcast(message, worker);
           return;
+        case 'cluster:settle-ask':
+          settles.ask(worker, message.id, message.settle, [...workers].filter((w) => w !== worker && w.isConnected()));
+          return;
+        case 'cluster:settle-tried':
+          settles.tried(worker, message.id, message.outcome, message.error);
+          return;
         case 'cluster:turn':
           turns.request(worker);
           return;
@@ -255,6 +281,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
     worker.once('exit', (code, signal) => {
       workers.delete(worker);
       servingWorkers.delete(worker);
+      settles.gone(worker);
       turns.returned(worker);
       for (const round of collecting.values()) if (round.pending.delete(worker) && round.pending.size === 0) round.done();
       if (stopping) return;
@@ -360,6 +387,62 @@ class ReloadTurns {
   }
 }
 
+/**
+ * Settles passed around the workers: a worker that takes a Settle of a decision it
+ * did not make asks here; every other worker is asked to settle it if it holds it
+ * (only the one that decided it can: what the decision reserved is kept there). The
+ * first that settles (or refuses) answers; null once every one said it does not hold
+ * it, or left; an error when some did not answer in time (the decision may still be
+ * settled by a retry).
+ */
+class SettleAsks {
+  private next = 0;
+  private readonly open = new Map<number, { readonly from: Worker; readonly fromId: number; readonly waiting: Set<Worker>; readonly timer: NodeJS.Timeout }>();
+
+  ask(from: Worker, fromId: number, settle: PassedSettle, others: readonly Worker[]): void {
+    if (others.length === 0) {
+      reply(from, { t: 'cluster:settle-answer', id: fromId, outcome: null, error: null });
+      return;
+    }
+    const id = ++this.next;
+    const timer = setTimeout(() => this.finish(id, null, { code: 'INTERNAL', message: `a worker did not say in time whether it holds decision ${settle.decisionId}` }), SETTLE_ASK_TIMEOUT_MS);
+    timer.unref();
+    this.open.set(id, { from, fromId, waiting: new Set(others), timer });
+    for (const worker of others) reply(worker, { t: 'cluster:settle-try', id, settle });
+  }
+
+  tried(worker: Worker, id: number, outcome: SettleOutcome | null, error: WireError | null): void {
+    const ask = this.open.get(id);
+    if (ask === undefined || !ask.waiting.delete(worker)) return;
+    if (outcome !== null || error !== null) this.finish(id, outcome, error);
+    else if (ask.waiting.size === 0) this.finish(id, null, null);
+  }
+
+  /** A worker left: it holds nothing any more; an ask it made is dropped (nobody to answer). */
+  gone(worker: Worker): void {
+    for (const [id, ask] of this.open) {
+      if (ask.from === worker) {
+        clearTimeout(ask.timer);
+        this.open.delete(id);
+      } else if (ask.waiting.delete(worker) && ask.waiting.size === 0) {
+        this.finish(id, null, null);
+      }
+    }
+  }
+
+  private finish(id: number, outcome: SettleOutcome | null, error: WireError | null): void {
+    const ask = this.open.get(id);
+    if (ask === undefined) return;
+    clearTimeout(ask.timer);
+    this.open.delete(id);
+    reply(ask.from, { t: 'cluster:settle-answer', id: ask.fromId, outcome, error });
+  }
+}
+
+function reply(worker: Worker, message: ClusterMessage): void {
+  if (worker.isConnected()) worker.send(message);
+}
+
 /** SIGTERM each worker (they finish their in-flight checks and flush), then SIGKILL any still running after the grace. */
 async function stopWorkers(workers: Set<Worker>, graceMs: number): Promise<void> {
   const exits = [...workers].map(
@@ -388,6 +471,25 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
   let nextId = 0;
   const waiting = new Map<number, (text: { contentType: string; body: string }) => void>();
   let turnGranted: (() => void) | null = null;
+  let nextSettle = 0;
+  const settling = new Map<number, (outcome: SettleOutcome | null, error: WireError | null) => void>();
+  /** Asks the other workers (through the primary) to settle a decision this one does not hold. */
+  const settleElsewhere = (decisionId: string, actualUnits: number, meta: CallMeta): Promise<SettleOutcome | null> =>
+    new Promise((resolve, reject) => {
+      const id = ++nextSettle;
+      const timer = setTimeout(() => {
+        settling.delete(id);
+        reject(new VerdictError('INTERNAL', 'the primary did not say in time which worker holds the decision'));
+      }, SETTLE_ASK_TIMEOUT_MS * 2);
+      settling.set(id, (outcome, error) => {
+        clearTimeout(timer);
+        settling.delete(id);
+        if (error !== null) reject(fromWire(error));
+        else resolve(outcome);
+      });
+      if (process.connected) send({ t: 'cluster:settle-ask', id, settle: { decisionId, actualUnits, meta } });
+      else settling.get(id)?.(null, { code: 'INTERNAL', message: 'the primary process is gone' });
+    });
   process.on('message', (raw: unknown) => {
     const message = raw as ClusterMessage;
     switch (message?.t) {
@@ -406,6 +508,19 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
         return;
       case 'cluster:load':
         server?.loadBoard.report(message.pool, message.load, message.reportedAt);
+        return;
+      case 'cluster:settle-try': {
+        const answer = (outcome: SettleOutcome | null, error: WireError | null): void => send({ t: 'cluster:settle-tried', id: message.id, outcome, error });
+        if (server === null) answer(null, null);
+        else
+          server.settleIfHeld(message.settle.decisionId, message.settle.actualUnits, message.settle.meta).then(
+            (outcome) => answer(outcome, null),
+            (error: unknown) => answer(null, toWire(error)),
+          );
+        return;
+      }
+      case 'cluster:settle-answer':
+        settling.get(message.id)?.(message.outcome, message.error);
         return;
       case 'cluster:alert':
         server?.alerts?.fanout.publish(message.alert);
@@ -431,6 +546,7 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
     servingMessage: 'worker serving',
     relayAlerts: true,
     onLoadReport: (pool, load) => send({ t: 'cluster:load', pool, load, reportedAt: Date.now() }),
+    settleElsewhere,
     collectMetrics: () =>
       new Promise((resolve, reject) => {
         const id = ++nextId;

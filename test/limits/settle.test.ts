@@ -359,3 +359,52 @@ describe('two Settles of one decision at once', () => {
     expect((await settleError(call.decisionId, 10000)).code).toBe(6); // ALREADY_EXISTS
   }, 30_000);
 });
+
+describe('Settle of a decision another process holds (settleElsewhere, --workers)', () => {
+  const decisionLog = useDecisionLog();
+  it('passes it on only when not held here; takes the holder\'s outcome; refuses as unavailable, recorded, when the others cannot be asked', async () => {
+    const { policySet } = loadFiles({ 'policies.yaml': POLICIES });
+    const log = decisionLog();
+    const holder = new DecisionPipeline({ current: policySet }, log);
+    let othersAnswer: 'holder' | 'none' | 'fail' = 'holder';
+    const asked: string[] = [];
+    const taker = new DecisionPipeline({ current: policySet }, log, {
+      settleElsewhere: async (decisionId, actualUnits, meta) => {
+        asked.push(decisionId);
+        if (othersAnswer === 'fail') throw new VerdictError('INTERNAL', 'a worker did not say in time');
+        return othersAnswer === 'holder' ? holder.settleIfHeld(decisionId, actualUnits, meta) : null;
+      },
+    });
+    const gateway: CallMeta = { caller: 'uri:spiffe://acme/gateway', requestId: null };
+    const request = { principal: { id: 'val', roles: [], attributes: {} }, action: 'generate', resource: { type: 'model', id: 'llm', attributes: {} }, context: { attributes: { max_tokens: 8000 } } };
+    const rowsOf = (id: string) => queryDecisions(log.path, { action: 'settle', limit: 100 }).filter((r) => (r.details as { settle: { decisionId: string } }).settle.decisionId === id);
+
+    // Held here: settled here, nobody asked.
+    const own = await taker.check(request, gateway);
+    expect(await taker.settle(own.decisionId, 8000, gateway)).toMatchObject({ kind: 'settled' });
+    expect(asked).toEqual([]);
+
+    // Held by the other: settled there, with its budget, in one row.
+    const theirs = await holder.check({ ...request, principal: { ...request.principal, id: 'wes' } }, gateway);
+    expect(await taker.settle(theirs.decisionId, 1000, gateway)).toMatchObject({ kind: 'settled', reservedUnits: 8000, remaining: 9000 });
+    expect(asked).toEqual([theirs.decisionId]);
+    expect(rowsOf(theirs.decisionId).map((r) => r.effect)).toEqual(['ALLOW']);
+    // Asked again, the holder says it is settled already (recorded there), not unknown.
+    expect(await taker.settle(theirs.decisionId, 0, gateway)).toMatchObject({ kind: 'settled-already' });
+
+    // Held nowhere: unknown, recorded here once.
+    othersAnswer = 'none';
+    const nowhere = '0190c6a8-0000-7000-8000-0000000000bb';
+    expect(await taker.settle(nowhere, 5, gateway)).toMatchObject({ kind: 'unknown' });
+    expect(rowsOf(nowhere)).toHaveLength(1);
+
+    // The others could not be asked: unavailable (a retry finds out), recorded; the holder's decision stays open.
+    othersAnswer = 'fail';
+    const open = await holder.check({ ...request, principal: { ...request.principal, id: 'xia' } }, gateway);
+    const outcome = await taker.settle(open.decisionId, 0, gateway);
+    expect(outcome).toMatchObject({ kind: 'unavailable', message: expect.stringContaining('settle it again') });
+    expect(rowsOf(open.decisionId).map((r) => r.effect)).toEqual(['DENY']);
+    othersAnswer = 'holder';
+    expect(await taker.settle(open.decisionId, 0, gateway)).toMatchObject({ kind: 'settled', remaining: 10000 });
+  });
+});
