@@ -9,7 +9,7 @@ import { getDecision } from '../../src/decisions/query.js';
 import { packageDefinition } from '../../src/server/grpc/descriptors.js';
 import { WEBHOOK_HEADERS, verifyWebhook } from '../../src/server/webhooks.js';
 import { checkRequest, verdictClient, type VerdictClient } from '../helpers/verdict-process.js';
-import { cleanUp, dana, forwardAuthHeaders, fraudModel, startTestServer, type TestServer } from './support.js';
+import { cleanUp, dana, forwardAuthHeaders, fraudModel, startTestServer, until, type TestServer } from './support.js';
 
 // The whole alert path on one real server: checks over gRPC feed the live
 // detectors, and the volume alert they raise reaches every place an alert goes
@@ -37,16 +37,6 @@ async function receiver(): Promise<{ server: Server; url: string; deliveries: De
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   return { server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/hooks/verdict`, deliveries };
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not seen within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 interface CheckAnswer {

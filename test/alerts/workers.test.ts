@@ -11,7 +11,7 @@ import type { Alert } from '../../src/analysis/alert.js';
 import { openAlertReader } from '../../src/analysis/alert-store.js';
 import { packageDefinition } from '../../src/server/grpc/descriptors.js';
 import { BIN, ROOT, ensureBuilt, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
-import { forwardAuthHeaders } from './support.js';
+import { forwardAuthHeaders, until } from './support.js';
 
 // `verdict serve --workers 2`: the detectors count a principal's requests through
 // every worker together (the primary watches every worker's rows), so a threshold
@@ -38,16 +38,6 @@ function get(agent: Agent, port: number, path: string, headers: Record<string, s
     req.on('error', reject);
     req.end();
   });
-}
-
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error(`${what}: not seen within ${timeoutMs} ms`);
-    await new Promise((r) => setTimeout(r, 25));
-  }
 }
 
 const dirs: string[] = [];

@@ -5,24 +5,14 @@ import type { ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryDecisions } from '../../src/decisions/query.js';
 import { checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+import { SETTLE_POLICIES } from './settle-policies.js';
 
 // Settle under `verdict serve --workers 2`: what a decision reserved is held by the
 // worker that decided it, and a gateway's Settle may come over another connection,
 // to the other worker. The primary hands connections to the workers in turn, so a
 // Check and a Settle each on a fresh connection reach different workers.
 
-const POLICIES = `
-kind: rules
-rules:
-  - { id: everyone-generates, effect: allow, actions: [generate], resource: { type: model } }
----
-kind: limits
-limits:
-  - id: tokens-per-day
-    actions: [generate]
-    cost: context.attributes.max_tokens
-    rate: 10000/day
-`;
+const POLICIES = SETTLE_POLICIES;
 
 type Answer = { effect: string; decisionId: string; remaining: string };
 type Settled = { settleId: string; reservedUnits: number; actualUnits: number; remaining: string };

@@ -13,22 +13,12 @@ import { checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictCli
 import { startRedis, type RedisProcess } from '../helpers/redis.js';
 import { useDecisionLog } from '../helpers/decision-log.js';
 import { loadFiles, removeTempDirs } from '../helpers/policies.js';
+import { SETTLE_POLICIES } from './settle-policies.js';
 
 // Settle on real servers: a daily token budget reserved from max_tokens up front and
 // corrected with the tokens really produced, in memory and in a real Redis.
 
-const POLICIES = `
-kind: rules
-rules:
-  - { id: everyone-generates, effect: allow, actions: [generate], resource: { type: model } }
----
-kind: limits
-limits:
-  - id: tokens-per-day
-    actions: [generate]
-    cost: context.attributes.max_tokens
-    rate: 10000/day
-`;
+const POLICIES = SETTLE_POLICIES;
 
 let redis: RedisProcess;
 beforeAll(async () => {
