@@ -207,12 +207,16 @@ export class DecisionPipeline {
    * A Settle passed on by another `--workers` process (settleElsewhere there):
    * settled here, and recorded here, when this process holds the decision for
    * this caller; null, with nothing recorded, when it does not.
+   * `claim`, asked once it is known to be held here and before anything is changed or
+   * recorded: whether the Settle is still waited for (false when the asking process has
+   * answered it already, e.g. as unavailable): if not, null, nothing changed or recorded.
    * @throws (rejects) as settle
    */
-  async settleIfHeld(decisionId: string, actualUnits: number, meta: CallMeta): Promise<SettleOutcome | null> {
+  async settleIfHeld(decisionId: string, actualUnits: number, meta: CallMeta, claim: () => boolean | Promise<boolean> = () => true): Promise<SettleOutcome | null> {
+    if (settleInputProblem(decisionId, actualUnits) !== null || !this.settlements.holds(decisionId, meta.caller)) return null;
+    if (!(await claim())) return null;
     const started = performance.now();
     const policyVersion = this.policies.current.version;
-    if (settleInputProblem(decisionId, actualUnits) !== null) return null;
     const entry = this.settlements.take(decisionId, meta.caller);
     if (entry === 'unknown') return null;
     return this.completeSettle(entry, null, decisionId, actualUnits, meta, started, policyVersion);

@@ -124,6 +124,12 @@ export class SettlementBook {
     }
   }
 
+  /** Whether `caller`'s decision is held here (open, being settled, settled or past its window), without taking it. */
+  holds(decisionId: string, caller: string): boolean {
+    const entry = this.entries.get(decisionId);
+    return entry !== undefined && sameCaller(entry.caller, caller);
+  }
+
   /**
    * The entry `caller` may settle now, marked `settling` until `settled` or `reopen`
    * is called for it; or why not: `unknown` (no such decision, not one that reserved a

@@ -70,7 +70,7 @@ export interface RunningServer {
   /** The loads ReportLoad reported, scaling the load-aware limits. */
   readonly loadBoard: LoadBoard;
   /** A Settle passed on by another `--workers` worker: settled (and recorded) here if this server decided it; null if not. */
-  settleIfHeld(decisionId: string, actualUnits: number, meta: CallMeta): Promise<SettleOutcome | null>;
+  settleIfHeld(decisionId: string, actualUnits: number, meta: CallMeta, claim?: () => boolean | Promise<boolean>): Promise<SettleOutcome | null>;
   /** Stop accepting, finish in-flight checks, flush the decision log, close everything. Idempotent. */
   close(): Promise<void>;
 }
@@ -504,7 +504,7 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
     { grpc: `${grpcAddress.host}:${grpcPort}`, http: `${httpAddress.host}:${httpPort}`, ops: opsAddress ? `${opsAddress.host}:${opsPort}` : null, admin: gate.describe(), policies: config.policies, version: store.current.version, rules: store.current.rules.length, db: config.db, decisionLog: config.decisionLog, authzenPeps: config.authzen.peps, replica: config.replicaId, tls: tls ? { subject: tls.subject, validTo: tls.validTo, clientCertificates: tls.requireClientCert ? 'required' : 'not requested', http: tls.http } : false },
     options.servingMessage ?? 'verdict serving',
   );
-  return { grpcPort, httpPort, opsPort, store, shadowStore, log, metrics, authenticator, alerts, alertSinks, publishAlert, suspensions, loadBoard, settleIfHeld: (decisionId, actualUnits, meta) => pipeline.settleIfHeld(decisionId, actualUnits, meta), close };
+  return { grpcPort, httpPort, opsPort, store, shadowStore, log, metrics, authenticator, alerts, alertSinks, publishAlert, suspensions, loadBoard, settleIfHeld: (decisionId, actualUnits, meta, claim) => pipeline.settleIfHeld(decisionId, actualUnits, meta, claim), close };
 }
 
 /**

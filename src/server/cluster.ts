@@ -70,8 +70,14 @@ type ClusterMessage =
   | { readonly t: 'cluster:settle-ask'; readonly id: number; readonly settle: PassedSettle }
   /** primary → each other worker: settle it if you hold it. */
   | { readonly t: 'cluster:settle-try'; readonly id: number; readonly settle: PassedSettle }
+  /** worker → primary: the decision is held here; may it be settled (is the Settle still waited for)? */
+  | { readonly t: 'cluster:settle-held'; readonly id: number }
+  /** primary → the holding worker: settle it (`go`), or leave it as it is (the asking worker has answered already). */
+  | { readonly t: 'cluster:settle-go'; readonly id: number; readonly go: boolean }
   /** worker → primary: settled (or refused) here, null when not held here. */
   | { readonly t: 'cluster:settle-tried'; readonly id: number; readonly outcome: SettleOutcome | null; readonly error: WireError | null }
+  /** primary → the asking worker: a worker holds the decision and settles it now; its answer is waited for however long it takes. */
+  | { readonly t: 'cluster:settle-claimed'; readonly id: number }
   /** primary → the asking worker: the holder's outcome, null when no worker holds it. */
   | { readonly t: 'cluster:settle-answer'; readonly id: number; readonly outcome: SettleOutcome | null; readonly error: WireError | null };
 
@@ -82,7 +88,11 @@ interface PassedSettle {
   readonly meta: CallMeta;
 }
 
-/** How long the workers are given to say whether they hold a decision a Settle names. */
+/**
+ * How long the workers are given to say whether they hold a decision a Settle names.
+ * Once one has said it holds it, it is waited for (a Settle may take as long as its row
+ * takes to write); one that says so after this is told not to settle it.
+ */
 const SETTLE_ASK_TIMEOUT_MS = 5_000;
 
 const COLLECT_TIMEOUT_MS = 2_000;
@@ -253,6 +263,9 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
         case 'cluster:settle-ask':
           settles.ask(worker, message.id, message.settle, [...workers].filter((w) => w !== worker && w.isConnected()));
           return;
+        case 'cluster:settle-held':
+          settles.held(worker, message.id);
+          return;
         case 'cluster:settle-tried':
           settles.tried(worker, message.id, message.outcome, message.error);
           return;
@@ -391,13 +404,17 @@ class ReloadTurns {
  * Settles passed around the workers: a worker that takes a Settle of a decision it
  * did not make asks here; every other worker is asked to settle it if it holds it
  * (only the one that decided it can: what the decision reserved is kept there). The
- * first that settles (or refuses) answers; null once every one said it does not hold
- * it, or left; an error when some did not answer in time (the decision may still be
- * settled by a retry).
+ * one that holds it says so first (held), and settles it only once told to go: the
+ * first to say so while the Settle is still waited for; from then on its answer is
+ * waited for, and is the answer (decision ids are one worker's own, so none other
+ * holds it). Null once every one said it does not hold it, or left; an error when some
+ * did not say in time (nothing settled: a worker that says it holds it later is told
+ * not to go, so the Settle answered unavailable leaves the decision open), or when the
+ * holder left before answering.
  */
 class SettleAsks {
   private next = 0;
-  private readonly open = new Map<number, { readonly from: Worker; readonly fromId: number; readonly waiting: Set<Worker>; readonly timer: NodeJS.Timeout }>();
+  private readonly open = new Map<number, { readonly from: Worker; readonly fromId: number; readonly waiting: Set<Worker>; timer: NodeJS.Timeout | null; holder: Worker | null }>();
 
   ask(from: Worker, fromId: number, settle: PassedSettle, others: readonly Worker[]): void {
     if (others.length === 0) {
@@ -407,13 +424,31 @@ class SettleAsks {
     const id = ++this.next;
     const timer = setTimeout(() => this.finish(id, null, { code: 'INTERNAL', message: `a worker did not say in time whether it holds decision ${settle.decisionId}` }), SETTLE_ASK_TIMEOUT_MS);
     timer.unref();
-    this.open.set(id, { from, fromId, waiting: new Set(others), timer });
+    this.open.set(id, { from, fromId, waiting: new Set(others), timer, holder: null });
     for (const worker of others) reply(worker, { t: 'cluster:settle-try', id, settle });
+  }
+
+  /** `worker` holds the decision: it may settle it if the Settle is still waited for and no other worker claimed it. */
+  held(worker: Worker, id: number): void {
+    const ask = this.open.get(id);
+    const go = ask !== undefined && ask.holder === null && ask.waiting.has(worker);
+    if (go) {
+      ask.holder = worker;
+      if (ask.timer !== null) clearTimeout(ask.timer);
+      ask.timer = null;
+      reply(ask.from, { t: 'cluster:settle-claimed', id: ask.fromId });
+    }
+    reply(worker, { t: 'cluster:settle-go', id, go });
   }
 
   tried(worker: Worker, id: number, outcome: SettleOutcome | null, error: WireError | null): void {
     const ask = this.open.get(id);
-    if (ask === undefined || !ask.waiting.delete(worker)) return;
+    if (ask === undefined) return;
+    if (ask.holder !== null) {
+      if (worker === ask.holder) this.finish(id, outcome, error);
+      return;
+    }
+    if (!ask.waiting.delete(worker)) return;
     if (outcome !== null || error !== null) this.finish(id, outcome, error);
     else if (ask.waiting.size === 0) this.finish(id, null, null);
   }
@@ -422,9 +457,12 @@ class SettleAsks {
   gone(worker: Worker): void {
     for (const [id, ask] of this.open) {
       if (ask.from === worker) {
-        clearTimeout(ask.timer);
+        if (ask.timer !== null) clearTimeout(ask.timer);
         this.open.delete(id);
-      } else if (ask.waiting.delete(worker) && ask.waiting.size === 0) {
+      } else if (ask.holder === worker) {
+        // It may have corrected the budget (one kept in Redis) before it left: not known, so not NOT_FOUND.
+        this.finish(id, null, { code: 'INTERNAL', message: 'the worker holding the decision left before it answered' });
+      } else if (ask.waiting.delete(worker) && ask.waiting.size === 0 && ask.holder === null) {
         this.finish(id, null, null);
       }
     }
@@ -433,7 +471,7 @@ class SettleAsks {
   private finish(id: number, outcome: SettleOutcome | null, error: WireError | null): void {
     const ask = this.open.get(id);
     if (ask === undefined) return;
-    clearTimeout(ask.timer);
+    if (ask.timer !== null) clearTimeout(ask.timer);
     this.open.delete(id);
     reply(ask.from, { t: 'cluster:settle-answer', id: ask.fromId, outcome, error });
   }
@@ -472,7 +510,9 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
   const waiting = new Map<number, (text: { contentType: string; body: string }) => void>();
   let turnGranted: (() => void) | null = null;
   let nextSettle = 0;
-  const settling = new Map<number, (outcome: SettleOutcome | null, error: WireError | null) => void>();
+  const settling = new Map<number, { readonly answered: (outcome: SettleOutcome | null, error: WireError | null) => void; timer: NodeJS.Timeout | null }>();
+  /** Settles this worker holds and was asked for, waiting for the primary's go (cluster:settle-go). */
+  const goes = new Map<number, (go: boolean) => void>();
   /** Asks the other workers (through the primary) to settle a decision this one does not hold. */
   const settleElsewhere = (decisionId: string, actualUnits: number, meta: CallMeta): Promise<SettleOutcome | null> =>
     new Promise((resolve, reject) => {
@@ -481,14 +521,18 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
         settling.delete(id);
         reject(new VerdictError('INTERNAL', 'the primary did not say in time which worker holds the decision'));
       }, SETTLE_ASK_TIMEOUT_MS * 2);
-      settling.set(id, (outcome, error) => {
-        clearTimeout(timer);
-        settling.delete(id);
-        if (error !== null) reject(fromWire(error));
-        else resolve(outcome);
+      settling.set(id, {
+        timer,
+        answered: (outcome, error) => {
+          const ask = settling.get(id);
+          if (ask?.timer) clearTimeout(ask.timer);
+          settling.delete(id);
+          if (error !== null) reject(fromWire(error));
+          else resolve(outcome);
+        },
       });
       if (process.connected) send({ t: 'cluster:settle-ask', id, settle: { decisionId, actualUnits, meta } });
-      else settling.get(id)?.(null, { code: 'INTERNAL', message: 'the primary process is gone' });
+      else settling.get(id)?.answered(null, { code: 'INTERNAL', message: 'the primary process is gone' });
     });
   process.on('message', (raw: unknown) => {
     const message = raw as ClusterMessage;
@@ -510,17 +554,35 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
         server?.loadBoard.report(message.pool, message.load, message.reportedAt);
         return;
       case 'cluster:settle-try': {
-        const answer = (outcome: SettleOutcome | null, error: WireError | null): void => send({ t: 'cluster:settle-tried', id: message.id, outcome, error });
+        const { id } = message;
+        const answer = (outcome: SettleOutcome | null, error: WireError | null): void => send({ t: 'cluster:settle-tried', id, outcome, error });
+        // Held here, it is settled only once the primary says the Settle is still waited for.
+        const claim = (): Promise<boolean> =>
+          new Promise((resolve) => {
+            goes.set(id, resolve);
+            send({ t: 'cluster:settle-held', id });
+          });
         if (server === null) answer(null, null);
         else
-          server.settleIfHeld(message.settle.decisionId, message.settle.actualUnits, message.settle.meta).then(
+          server.settleIfHeld(message.settle.decisionId, message.settle.actualUnits, message.settle.meta, claim).then(
             (outcome) => answer(outcome, null),
             (error: unknown) => answer(null, toWire(error)),
           );
         return;
       }
+      case 'cluster:settle-go':
+        goes.get(message.id)?.(message.go);
+        goes.delete(message.id);
+        return;
+      case 'cluster:settle-claimed': {
+        // The holder settles it now: its answer is waited for as long as its row takes.
+        const ask = settling.get(message.id);
+        if (ask?.timer) clearTimeout(ask.timer);
+        if (ask) ask.timer = null;
+        return;
+      }
       case 'cluster:settle-answer':
-        settling.get(message.id)?.(message.outcome, message.error);
+        settling.get(message.id)?.answered(message.outcome, message.error);
         return;
       case 'cluster:alert':
         server?.alerts?.fanout.publish(message.alert);

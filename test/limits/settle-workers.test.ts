@@ -1,10 +1,13 @@
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { ServiceError } from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryDecisions } from '../../src/decisions/query.js';
-import { checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+import { stringify } from 'yaml';
+import { REDIS_SERVER, startRedis, type RedisProcess } from '../helpers/redis.js';
+import { checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 import { SETTLE_POLICIES } from './settle-policies.js';
 
 // Settle under `verdict serve --workers 2`: what a decision reserved is held by the
@@ -16,6 +19,47 @@ const POLICIES = SETTLE_POLICIES;
 
 type Answer = { effect: string; decisionId: string; remaining: string };
 type Settled = { settleId: string; reservedUnits: number; actualUnits: number; remaining: string };
+
+
+/** The pid of the worker serving each connection to gRPC port `port`, by the client's port. */
+function workersByClientPort(port: number): Map<number, number> {
+  const out = execFileSync('ss', ['-tnpH', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8' });
+  const byPort = new Map<number, number>();
+  for (const line of out.split('\n')) {
+    const match = /\S+:\d+\s+\S+:(\d+)\s+users:\(\("[^"]*",pid=(\d+)/.exec(line);
+    if (match) byPort.set(Number(match[1]), Number(match[2]));
+  }
+  return byPort;
+}
+
+/** A connection of its own to `port`, opened by `request`'s Check, and the pid of the worker serving it. */
+async function connectedCheck(port: number, request: unknown): Promise<{ client: VerdictClient; pid: number; answer: Answer }> {
+  const before = workersByClientPort(port);
+  const client = verdictClient(port, { ownConnection: true });
+  const answer = await client.call<Answer>('Authorization', 'Check', request);
+  const fresh = [...workersByClientPort(port)].filter(([clientPort]) => !before.has(clientPort));
+  expect(fresh).toHaveLength(1);
+  return { client, pid: fresh[0]![1], answer };
+}
+
+const generateRequest = (principal: string, maxTokens = 8000) => checkRequest({ principal: { id: principal }, action: 'generate', resource: { type: 'model', id: 'llm' }, context: { max_tokens: maxTokens } });
+
+/** A decision taken over a connection of its own, and a connection to the other worker (both to close). */
+async function heldAndOther(port: number, clients: VerdictClient[]): Promise<{ held: { client: VerdictClient; pid: number; answer: Answer }; other: { client: VerdictClient; pid: number } }> {
+  const held = await connectedCheck(port, generateRequest(`holder-${Date.now()}`));
+  clients.push(held.client);
+  expect(held.answer).toMatchObject({ effect: 'EFFECT_ALLOW', remaining: '2000' });
+  let other = await connectedCheck(port, generateRequest(`other-${Date.now()}`, 0));
+  clients.push(other.client);
+  if (other.pid === held.pid) {
+    other = await connectedCheck(port, generateRequest(`other-${Date.now()}-2`, 0));
+    clients.push(other.client);
+  }
+  expect(other.pid).not.toBe(held.pid);
+  return { held, other };
+}
+
+const settleRows = (db: string, decisionId: string) => queryDecisions(db, { action: 'settle', limit: 100 }).filter((r) => (r.details as { settle: { decisionId: string } }).settle.decisionId === decisionId);
 
 describe('Settle under --workers 2', () => {
   let dir: string;
@@ -77,4 +121,79 @@ describe('Settle under --workers 2', () => {
     expect(rows).toHaveLength(1);
     expect(rows[0]).toMatchObject({ effect: 'DENY' });
   });
+
+  it('does not settle a decision after answering UNAVAILABLE: a holder that was paused past the wait leaves it open, to settle again', async () => {
+    const clients: VerdictClient[] = [];
+    try {
+      const { held, other } = await heldAndOther(verdict.grpcPort, clients);
+      const decisionId = held.answer.decisionId;
+      // The worker that decided stops answering for longer than the others are waited for.
+      process.kill(held.pid, 'SIGSTOP');
+      let answered: ServiceError | null = null;
+      try {
+        await other.client.call<Settled>('Authorization', 'Settle', { decisionId, actualUnits: 1000 });
+      } catch (error) {
+        answered = error as ServiceError;
+      } finally {
+        process.kill(held.pid, 'SIGCONT');
+      }
+      expect(answered?.code).toBe(14); // UNAVAILABLE
+      expect(answered?.details).toContain('settle it again');
+      // Back, the holder finds the question it was asked while stopped: it must not act on it now.
+      await new Promise((r) => setTimeout(r, 1000));
+      const db = join(dir, 'decisions.db');
+      expect(settleRows(db, decisionId).map((r) => r.effect)).toEqual(['DENY']);
+      // Settled again, as the answer said: the decision was left open.
+      expect(await other.client.call<Settled>('Authorization', 'Settle', { decisionId, actualUnits: 1000 })).toMatchObject({ reservedUnits: 8000, actualUnits: 1000, remaining: '9000' });
+      expect(settleRows(db, decisionId).map((r) => r.effect).sort()).toEqual(['ALLOW', 'DENY']);
+    } finally {
+      for (const client of clients) client.close();
+    }
+  }, 60_000);
+});
+
+describe.skipIf(REDIS_SERVER === null)('Settle under --workers 2 with a slow Redis', () => {
+  let dir: string;
+  let redis: RedisProcess;
+  let verdict: VerdictProcess;
+  beforeAll(async () => {
+    ensureBuilt();
+    redis = await startRedis();
+    dir = mkdtempSync(join(tmpdir(), 'verdict-settle-workers-redis-'));
+    mkdirSync(join(dir, 'policies'));
+    writeFileSync(join(dir, 'policies', 'policies.yaml'), POLICIES);
+    // Redis is waited for longer than a worker is given to say whether it holds a decision (5 s).
+    writeFileSync(join(dir, 'verdict.yaml'), stringify({ limits: { backend: 'redis', redis: { url: redis.url, keyPrefix: `settle-workers-${Date.now()}:` }, timeoutMs: 7000 } }));
+    verdict = await startVerdict({ policies: join(dir, 'policies'), db: join(dir, 'decisions.db'), args: ['--config', join(dir, 'verdict.yaml'), '--no-watch', '--workers', '2'] });
+  });
+  afterAll(async () => {
+    await verdict?.stop();
+    await redis?.close();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('waits for the worker settling the decision however long its correction takes, and answers its outcome, in one row', async () => {
+    const clients: VerdictClient[] = [];
+    try {
+      const { held, other } = await heldAndOther(verdict.grpcPort, clients);
+      const decisionId = held.answer.decisionId;
+      redis.pause();
+      let answered: ServiceError | null = null;
+      try {
+        await other.client.call<Settled>('Authorization', 'Settle', { decisionId, actualUnits: 1000 }, { deadline: Date.now() + 20_000 });
+      } catch (error) {
+        answered = error as ServiceError;
+      } finally {
+        redis.resume();
+      }
+      // The holder's answer (Redis timed out: the correction may have been made), not "settle it again".
+      expect(answered?.code).toBe(14); // UNAVAILABLE
+      expect(answered?.details).toContain(`it may have been made, so decision ${decisionId} is not settled again`);
+      await new Promise((r) => setTimeout(r, 500));
+      expect(settleRows(join(dir, 'decisions.db'), decisionId)).toHaveLength(1);
+      expect((await other.client.call('Authorization', 'Settle', { decisionId, actualUnits: 1000 }).catch((error: ServiceError) => error) as ServiceError).code).toBe(6); // ALREADY_EXISTS
+    } finally {
+      for (const client of clients) client.close();
+    }
+  }, 60_000);
 });

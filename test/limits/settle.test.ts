@@ -352,7 +352,7 @@ describe('two Settles of one decision at once', () => {
 
 describe('Settle of a decision another process holds (settleElsewhere, --workers)', () => {
   const decisionLog = useDecisionLog();
-  it('passes it on only when not held here; takes the holder\'s outcome; refuses as unavailable, recorded, when the others cannot be asked', async () => {
+  it('passes it on only when not held here; takes the holder\'s outcome; refuses as unavailable, recorded, when the others cannot be asked; a holder settles only what it claimed', async () => {
     const { policySet } = loadFiles({ 'policies.yaml': POLICIES });
     const log = decisionLog();
     const holder = new DecisionPipeline({ current: policySet }, log);
@@ -396,5 +396,15 @@ describe('Settle of a decision another process holds (settleElsewhere, --workers
     expect(rowsOf(open.decisionId).map((r) => r.effect)).toEqual(['DENY']);
     othersAnswer = 'holder';
     expect(await taker.settle(open.decisionId, 0, gateway)).toMatchObject({ kind: 'settled', remaining: 10000 });
+
+    // The holder claims a Settle before it changes or records anything; one no longer waited for leaves the decision as it was.
+    let claimed = 0;
+    expect(await holder.settleIfHeld(nowhere, 0, gateway, () => (claimed++, true))).toBeNull();
+    expect(claimed).toBe(0);
+    const late = await holder.check({ ...request, principal: { ...request.principal, id: 'yul' } }, gateway);
+    expect(await holder.settleIfHeld(late.decisionId, 0, gateway, () => (claimed++, false))).toBeNull();
+    expect(claimed).toBe(1);
+    expect(rowsOf(late.decisionId)).toHaveLength(0);
+    expect(await holder.settleIfHeld(late.decisionId, 0, gateway, async () => true)).toMatchObject({ kind: 'settled', remaining: 10000 });
   });
 });
