@@ -64,7 +64,12 @@ type ClusterMessage =
   | { readonly t: 'cluster:metrics-text'; readonly id: number; readonly contentType: string; readonly body: string }
   /** primary → every worker: an alert the detectors raised, for WatchAlerts; `respond`: this worker also runs the webhooks and suspension. */
   | { readonly t: 'cluster:alert'; readonly alert: Alert; readonly respond: boolean }
-  /** worker → primary: a ReportLoad taken here; primary → the other workers (and each new one, the loads not stale): take it too. */
+  /**
+   * worker → primary: a ReportLoad taken here; primary → every worker, the one that took it too
+   * (and each new one, the loads not stale): take it. The primary's order is the order every
+   * worker ends in: two reports of one pool taken at once by two workers each reach the other
+   * after its own, and without the echo each worker would keep the other's.
+   */
   | { readonly t: 'cluster:load'; readonly pool: string; readonly load: number; readonly reportedAt: number }
   /** worker → primary: a Settle of a decision this worker does not hold; which worker does? */
   | { readonly t: 'cluster:settle-ask'; readonly id: number; readonly settle: PassedSettle }
@@ -258,7 +263,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
           broadcast({ t: 'cluster:reload' }, worker);
           return;
         case 'cluster:load':
-          if (loads.report(message.pool, message.load, message.reportedAt)) broadcast(message, worker);
+          if (loads.report(message.pool, message.load, message.reportedAt)) broadcast(message);
           return;
         case 'cluster:settle-ask':
           settles.ask(worker, message.id, message.settle, [...workers].filter((w) => w !== worker && w.isConnected()));

@@ -1,4 +1,4 @@
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -147,6 +147,20 @@ export function verdictClient(port: number, options: { ownConnection?: boolean }
       clients.Admin.close();
     },
   };
+}
+
+/**
+ * The pid of the process serving each connection to `port` on 127.0.0.1, by the
+ * client's port (`ss`): with `--workers N`, which worker a connection reached.
+ */
+export function workersByClientPort(port: number): Map<number, number> {
+  const out = execFileSync('ss', ['-tnpH', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8' });
+  const byPort = new Map<number, number>();
+  for (const line of out.split('\n')) {
+    const match = /\S+:\d+\s+\S+:(\d+)\s+users:\(\("[^"]*",pid=(\d+)/.exec(line);
+    if (match) byPort.set(Number(match[1]), Number(match[2]));
+  }
+  return byPort;
 }
 
 /** A CheckRequest message from plain JSON-shaped parts. */

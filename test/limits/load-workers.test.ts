@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { stringify } from 'yaml';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ensureBuilt, startVerdict, verdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+import { ensureBuilt, startVerdict, verdictClient, workersByClientPort, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 
 // ReportLoad under `verdict serve --workers 2`: a report that reaches one worker
 // scales the load-aware limits of every worker, and of a worker started later.
@@ -115,5 +115,37 @@ describe('ReportLoad under --workers 2', () => {
     await expect.poll(() => verdict.logs.filter((l) => l.msg === 'worker serving').length, { timeout: 20_000 }).toBe(3);
     const [fresh] = [...(await connections(1, new Set(workers.keys()))).values()];
     expect(await allowedThrough(fresh!)).toBe(1);
+  }, 60_000);
+
+  it('ends with every worker counting the same report when two workers take reports of one pool at once', async () => {
+    // An Admin connection to each worker, told apart by the pid serving it.
+    const byPid = new Map<number, VerdictClient>();
+    const extra: VerdictClient[] = [];
+    try {
+      for (let tries = 0; byPid.size < 2 && tries < 10; tries++) {
+        const before = workersByClientPort(verdict.grpcPort);
+        const client = verdictClient(verdict.grpcPort, { ownConnection: true });
+        await client.call('Admin', 'GetPolicyStatus', {});
+        const fresh = [...workersByClientPort(verdict.grpcPort)].filter(([port]) => !before.has(port));
+        expect(fresh).toHaveLength(1);
+        if (byPid.has(fresh[0]![1])) extra.push(client);
+        else byPid.set(fresh[0]![1], client);
+      }
+      const [a, b] = [...byPid.values()];
+      expect(b).toBeDefined();
+      const loadSeen = async (client: VerdictClient): Promise<number> =>
+        (await client.call<{ loadFactors: { pool: string; load: number }[] }>('Admin', 'GetPolicyStatus', {})).loadFactors.find((f) => f.pool === 'gpu-a')!.load;
+      const disagreed: string[] = [];
+      for (let round = 0; round < 30; round++) {
+        // Both at once: each worker takes its own report and is passed the other's.
+        await Promise.all([a!.call('Admin', 'ReportLoad', { pool: 'gpu-a', load: round / 100 }), b!.call('Admin', 'ReportLoad', { pool: 'gpu-a', load: 0.5 + round / 100 })]);
+        await new Promise((r) => setTimeout(r, 30));
+        const seen = [await loadSeen(a!), await loadSeen(b!)];
+        if (Math.abs(seen[0]! - seen[1]!) > 1e-9) disagreed.push(`round ${round}: ${seen.join(' vs ')}`);
+      }
+      expect(disagreed).toEqual([]);
+    } finally {
+      for (const client of [...byPid.values(), ...extra]) client.close();
+    }
   }, 60_000);
 });

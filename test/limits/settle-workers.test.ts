@@ -1,4 +1,3 @@
-import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { queryDecisions } from '../../src/decisions/query.js';
 import { stringify } from 'yaml';
 import { REDIS_SERVER, startRedis, type RedisProcess } from '../helpers/redis.js';
-import { checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+import { checkRequest, ensureBuilt, startVerdict, verdictClient, workersByClientPort, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 import { SETTLE_POLICIES } from './settle-policies.js';
 
 // Settle under `verdict serve --workers 2`: what a decision reserved is held by the
@@ -20,17 +19,6 @@ const POLICIES = SETTLE_POLICIES;
 type Answer = { effect: string; decisionId: string; remaining: string };
 type Settled = { settleId: string; reservedUnits: number; actualUnits: number; remaining: string };
 
-
-/** The pid of the worker serving each connection to gRPC port `port`, by the client's port. */
-function workersByClientPort(port: number): Map<number, number> {
-  const out = execFileSync('ss', ['-tnpH', 'state', 'established', `( sport = :${port} )`], { encoding: 'utf8' });
-  const byPort = new Map<number, number>();
-  for (const line of out.split('\n')) {
-    const match = /\S+:\d+\s+\S+:(\d+)\s+users:\(\("[^"]*",pid=(\d+)/.exec(line);
-    if (match) byPort.set(Number(match[1]), Number(match[2]));
-  }
-  return byPort;
-}
 
 /** A connection of its own to `port`, opened by `request`'s Check, and the pid of the worker serving it. */
 async function connectedCheck(port: number, request: unknown): Promise<{ client: VerdictClient; pid: number; answer: Answer }> {
