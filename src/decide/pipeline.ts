@@ -185,7 +185,12 @@ export class DecisionPipeline {
   async settle(decisionId: string, actualUnits: number | undefined, meta: CallMeta, unreadable?: string): Promise<SettleOutcome> {
     const started = performance.now();
     const policyVersion = this.policies.current.version;
-    const problem: SettleProblem | null = unreadable !== undefined ? { kind: 'invalid', message: unreadable } : settleInputProblem(decisionId, actualUnits);
+    // A request id over the string cap is refused and recorded cut, as a Check's is: whole, it would be
+    // written with the row (up to a message's size), and with --workers sent to every worker.
+    const long = this.longRequestId(meta);
+    if (long !== null) meta = long.meta;
+    const problem: SettleProblem | null =
+      unreadable !== undefined ? { kind: 'invalid', message: unreadable } : long !== null ? { kind: 'invalid', message: long.error.message } : settleInputProblem(decisionId, actualUnits);
     const entry = problem === null ? this.settlements.take(decisionId, meta.caller) : null;
     if (entry === 'unknown' && this.settleElsewhere !== null && actualUnits !== undefined) {
       let there: SettleOutcome | null;

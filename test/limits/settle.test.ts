@@ -192,6 +192,20 @@ describe('Settle through the decide core', () => {
     // The owner still can, from another connection (the same identity).
     expect(await pipeline.settle(decided.decisionId, 0, owner)).toMatchObject({ kind: 'settled', remaining: 10000 });
   });
+
+  it('refuses a Settle whose request id is over the string cap, recorded with the id cut, before asking other processes', async () => {
+    const { policySet } = loadFiles({ 'policies.yaml': POLICIES });
+    const log = decisionLog();
+    const asked: string[] = [];
+    const pipeline = new DecisionPipeline({ current: policySet }, log, { settleElsewhere: async (decisionId) => (asked.push(decisionId), null) });
+    const decisionId = '0190c6a8-0000-7000-8000-0000000000cc';
+    const outcome = await pipeline.settle(decisionId, 1, { caller: 'uri:spiffe://acme/gateway', requestId: 'x'.repeat(900_000) });
+    expect(outcome).toMatchObject({ kind: 'invalid', message: expect.stringContaining('request_id: 900000 characters, over the limit') });
+    expect(asked).toEqual([]);
+    const rows = queryDecisions(log.path, { action: 'settle', limit: 100 }).filter((r) => (r.details as { settle: { decisionId: string } }).settle.decisionId === decisionId);
+    expect(rows).toHaveLength(1);
+    expect(rows[0]!.requestId!.length).toBeLessThan(100);
+  });
 });
 
 describe('Settle when its row cannot be written', () => {
