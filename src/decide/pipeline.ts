@@ -197,6 +197,8 @@ export class DecisionPipeline {
       try {
         there = await this.settleElsewhere(decisionId, actualUnits, meta);
       } catch (error) {
+        // The holder could not record its row: it took its correction back and left the decision open, as one process does.
+        if (error instanceof VerdictError && error.code === 'DECISION_LOG_UNAVAILABLE') throw error;
         // Whether another process holds it is not known: refused as unavailable (a retry finds out), not as unknown.
         const message = `decision ${decisionId} is not held by the process that took this Settle, and the others could not be asked (${messageOf(error)}); settle it again`;
         const settleId = newDecisionId(Date.now());

@@ -370,12 +370,13 @@ describe('Settle of a decision another process holds (settleElsewhere, --workers
     const { policySet } = loadFiles({ 'policies.yaml': POLICIES });
     const log = decisionLog();
     const holder = new DecisionPipeline({ current: policySet }, log);
-    let othersAnswer: 'holder' | 'none' | 'fail' = 'holder';
+    let othersAnswer: 'holder' | 'none' | 'fail' | 'log-down' = 'holder';
     const asked: string[] = [];
     const taker = new DecisionPipeline({ current: policySet }, log, {
       settleElsewhere: async (decisionId, actualUnits, meta) => {
         asked.push(decisionId);
         if (othersAnswer === 'fail') throw new VerdictError('INTERNAL', 'a worker did not say in time');
+        if (othersAnswer === 'log-down') throw new VerdictError('DECISION_LOG_UNAVAILABLE', 'the holder could not write its row');
         return othersAnswer === 'holder' ? holder.settleIfHeld(decisionId, actualUnits, meta) : null;
       },
     });
@@ -408,6 +409,10 @@ describe('Settle of a decision another process holds (settleElsewhere, --workers
     const outcome = await taker.settle(open.decisionId, 0, gateway);
     expect(outcome).toMatchObject({ kind: 'unavailable', message: expect.stringContaining('settle it again') });
     expect(rowsOf(open.decisionId).map((r) => r.effect)).toEqual(['DENY']);
+    // The holder could not record its row (and so left the decision open): the same error here, and no row claiming the others could not be asked.
+    othersAnswer = 'log-down';
+    await expect(taker.settle(open.decisionId, 0, gateway)).rejects.toMatchObject({ code: 'DECISION_LOG_UNAVAILABLE' });
+    expect(rowsOf(open.decisionId)).toHaveLength(1);
     othersAnswer = 'holder';
     expect(await taker.settle(open.decisionId, 0, gateway)).toMatchObject({ kind: 'settled', remaining: 10000 });
 
