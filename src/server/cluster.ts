@@ -8,6 +8,7 @@ import { loadAudit } from '../decisions/audit-setup.js';
 import { DecisionLogClient } from '../decisions/log-client.js';
 import { serveWriter } from '../decisions/log-host.js';
 import { fromWire, toWire, type LogChannel, type WireError } from '../decisions/log-protocol.js';
+import type { RowValue } from '../decisions/columns.js';
 import type { LogWriter } from '../decisions/writer.js';
 import { lockDecisionLog } from '../decisions/lock.js';
 import { openWriter } from '../decisions/writer-thread.js';
@@ -192,10 +193,10 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
         }
       }
       if (responder === null) logger.warn({ alertId: alert.id }, 'no worker is serving to send this alert\'s webhooks or suspend its principal; it is stored');
-      for (const worker of workers) if (worker.isConnected()) worker.send({ t: 'cluster:alert', alert, respond: worker === responder } satisfies ClusterMessage);
+      for (const worker of workers) reply(worker, { t: 'cluster:alert', alert, respond: worker === responder });
     },
   });
-  const observe = detection === null ? null : (values: Parameters<typeof observeRows>[0], refused: ReadonlySet<number>): void => observeRows(values, refused, (decision) => detection.detectors.observe(decision));
+  const observe = detection === null ? null : (values: readonly RowValue[], refused: ReadonlySet<number>): void => observeRows(values, refused, (decision) => detection.detectors.observe(decision));
   let stopping = false;
   let collectId = 0;
   const collecting = new Map<number, { pending: Set<Worker>; results: MetricObjectWithValues<MetricValue<string>>[][]; done: () => void }>();
@@ -203,7 +204,7 @@ export async function runPrimary(config: ServerConfig, logger: Logger, control: 
   let gaveUp = false;
 
   const broadcast = (message: ClusterMessage, except?: Worker): void => {
-    for (const worker of workers) if (worker !== except && worker.isConnected()) worker.send(message);
+    for (const worker of workers) if (worker !== except) reply(worker, message);
   };
   const turns = new ReloadTurns(logger);
   const settles = new SettleAsks();
@@ -482,6 +483,7 @@ class SettleAsks {
   }
 }
 
+/** Sends to a worker that is still there (a send to one that has gone fails). */
 function reply(worker: Worker, message: ClusterMessage): void {
   if (worker.isConnected()) worker.send(message);
 }

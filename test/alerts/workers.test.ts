@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { Alert } from '../../src/analysis/alert.js';
 import { openAlertReader } from '../../src/analysis/alert-store.js';
 import { packageDefinition } from '../../src/server/grpc/descriptors.js';
-import { BIN, ROOT, ensureBuilt, startVerdict, type VerdictProcess } from '../helpers/verdict-process.js';
+import { BIN, ROOT, ensureBuilt, startVerdict, workersByClientPort, type VerdictProcess } from '../helpers/verdict-process.js';
 import { forwardAuthHeaders, until } from './support.js';
 
 // `verdict serve --workers 2`: the detectors count a principal's requests through
@@ -84,7 +84,7 @@ describe('anomaly detection under --workers 2', () => {
     const server = await startVerdict({ policies: join(ROOT, 'policies'), db, args: ['--config', configFile, '--workers', '2', '--no-watch'] });
     servers.push(server);
 
-    // A WatchAlerts stream on each of two fresh connections: the primary hands them to the workers in turn.
+    // A WatchAlerts stream on each of two fresh connections, which the primary hands to the workers in turn (checked below).
     const watched: { id: string }[][] = [];
     for (let i = 0; i < 2; i++) {
       const admin = new loaded.verdict.v1.Admin!(`127.0.0.1:${server.grpcPort}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 });
@@ -97,6 +97,8 @@ describe('anomaly detection under --workers 2', () => {
       stream.on('error', () => undefined);
     }
     await expect.poll(async () => (await (await fetch(`http://127.0.0.1:${server.httpPort}/metrics`)).text()).match(/^verdict_alert_watchers (\d+)$/m)?.[1], { timeout: 10_000 }).toBe('2');
+    // The streams' connections are the only ones to the gRPC port: one reached each worker.
+    expect(new Set(workersByClientPort(server.grpcPort).values()).size).toBe(2);
 
     // One kept-alive connection to each worker, told apart by the pid /readyz answers with.
     const byPid = new Map<number, Agent>();

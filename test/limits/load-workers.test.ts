@@ -110,7 +110,7 @@ describe('ReportLoad under --workers 2', () => {
 
     // A worker that replaces one that died takes up the load still in force.
     const [dead] = [...workers.keys()];
-    process.kill(dead!, "SIGKILL");
+    process.kill(dead!, 'SIGKILL');
     // Its replacement's start (the third `worker serving` line): a connection made before the primary saw the death could go to the dead worker.
     await expect.poll(() => verdict.logs.filter((l) => l.msg === 'worker serving').length, { timeout: 20_000 }).toBe(3);
     const [fresh] = [...(await connections(1, new Set(workers.keys()))).values()];

@@ -19,7 +19,6 @@ const POLICIES = SETTLE_POLICIES;
 type Answer = { effect: string; decisionId: string; remaining: string };
 type Settled = { settleId: string; reservedUnits: number; actualUnits: number; remaining: string };
 
-
 /** A connection of its own to `port`, opened by `request`'s Check, and the pid of the worker serving it. */
 async function connectedCheck(port: number, request: unknown): Promise<{ client: VerdictClient; pid: number; answer: Answer }> {
   const before = workersByClientPort(port);
