@@ -30,13 +30,14 @@ serve: build
 	node bin/verdict.js serve --policies policies --db data/decisions.db
 
 ## bench: the engine benchmark, the server benchmark (h2load; installs nghttp2-client if missing), verdict beside its peers,
-## then check latency while a 10,000-rule set is reloaded and while one client floods CheckBatch, and what each check leaves to the garbage collector
+## then check latency while a 10,000-rule set is reloaded, under sustained load (full collections) and while one client floods CheckBatch, and what each check leaves to the garbage collector
 bench: build
 	node bench/engine.mjs
 	node bench/hostile.mjs
 	node bench/server.mjs
 	node bench/compare.mjs
 	node bench/reload.mjs
+	node bench/full-gc.mjs
 	node bench/batch-flood.mjs
 	node bench/gc.mjs
 

@@ -10,6 +10,7 @@ import { ADMIN_TOKEN_FILE_ENV } from '../server/admin-auth.js';
 import { EXIT, parseFlags, type CommandIO } from './io.js';
 import { replicaIdOfLog } from '../decisions/replica.js';
 import { lowerHelperThreads } from '../thread-priority.js';
+import { paceFullCollections } from '../gc-pacing.js';
 
 const HELP = `Usage: verdict serve [options]
 
@@ -139,6 +140,8 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
   }
   // Before this process starts threads of its own, so that only node's helpers are lowered (thread-priority.ts).
   await lowerHelperThreads();
+  // Before load builds up garbage: V8 applies it from the next full collection (gc-pacing.ts).
+  paceFullCollections();
   let config;
   try {
     const fromFile: PartialConfig = values.config ? readConfigFile(values.config) : {};
