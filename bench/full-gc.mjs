@@ -140,7 +140,7 @@ for (const s of systems) {
   s.latencies.sort((a, b) => a - b);
   const pauses = fullCollections(s.server.child.output);
   console.log(
-    `| ${s.label} | ${Math.round(median(s.rates)).toLocaleString('en-US')} | ${((s.cpu / s.checks) * 1e4).toFixed(3)} | ${fmt(percentile(s.latencies, 50))} | ${fmt(percentile(s.latencies, 99))} | ${fmt(percentile(s.latencies, 99.9))} | ${fmt(s.latencies.at(-1))} | ${s.stalls} of ${rounds} | ${pauses.length} | ${median(pauses).toFixed(1)} / ${Math.max(...pauses).toFixed(1)} |`,
+    `| ${s.label} | ${Math.round(median(s.rates)).toLocaleString('en-US')} | ${((s.cpu / s.checks) * 1e4).toFixed(3)} | ${fmt(percentile(s.latencies, 50))} | ${fmt(percentile(s.latencies, 99))} | ${fmt(percentile(s.latencies, 99.9))} | ${fmt(s.latencies.at(-1))} | ${s.stalls} of ${rounds} | ${pauses.length} | ${pauses.length === 0 ? '—' : `${median(pauses).toFixed(1)} / ${Math.max(...pauses).toFixed(1)}`} |`,
   );
 }
 fs.rmSync(tmp, { recursive: true, force: true });
