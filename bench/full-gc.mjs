@@ -20,6 +20,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { collectionsByIsolate } from './lib/gc-trace.mjs';
 import { checkRequestFrame, loadProtos } from './lib/grpc-frame.mjs';
 import { ensureH2load, percentile, readLatencyLog, runH2load } from './lib/h2load.mjs';
 import { cpuSeconds, killAllNow, stopChild } from './lib/procs.mjs';
@@ -72,21 +73,11 @@ if (rules !== null) {
 }
 fs.writeFileSync(bodyFile, checkRequestFrame(loadProtos(path.join(ROOT, 'proto')), request));
 
-/** The deciding thread's full collections: the isolate that allocated most ([pid:0xaddress] names each; the log's writer thread is another). */
-function fullCollections(output) {
-  const byIsolate = new Map();
-  for (const line of output.split('\n')) {
-    const match = /^\[\d+:(0x[0-9a-f]+)\]\s+[\d.]+ ms: (.*)$/.exec(line);
-    if (match === null) continue;
-    const kind = / gc=s /.test(` ${match[2]} `) ? 'young' : / gc=mc /.test(` ${match[2]} `) ? 'full' : null;
-    if (kind === null) continue;
-    if (!byIsolate.has(match[1])) byIsolate.set(match[1], []);
-    const number = (name) => Number(new RegExp(`\\b${name}=([\\d.]+)`).exec(match[2])?.[1] ?? 0);
-    byIsolate.get(match[1]).push({ kind, pause: number('pause'), allocated: number('allocated') });
-  }
-  const allocated = (list) => list.reduce((sum, c) => sum + c.allocated, 0);
-  const deciding = [...byIsolate.values()].sort((a, b) => allocated(b) - allocated(a))[0] ?? [];
-  return deciding.filter((c) => c.kind === 'full').map((c) => c.pause);
+/** The deciding thread's full-collection pauses: the isolate that allocated most (the log's writer thread is another). */
+function fullPauses(output) {
+  const allocated = (list) => list.reduce((sum, f) => sum + Number(f.allocated ?? 0), 0);
+  const deciding = [...collectionsByIsolate(output).values()].sort((a, b) => allocated(b) - allocated(a))[0] ?? [];
+  return deciding.filter((f) => f.gc === 'mc').map((f) => Number(f.pause));
 }
 
 const median = (values) => {
@@ -138,7 +129,7 @@ console.log(`| server | requests/s (median round) | CPU s per 10k checks | p50 m
 console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|');
 for (const s of systems) {
   s.latencies.sort((a, b) => a - b);
-  const pauses = fullCollections(s.server.child.output);
+  const pauses = fullPauses(s.server.child.output);
   console.log(
     `| ${s.label} | ${Math.round(median(s.rates)).toLocaleString('en-US')} | ${((s.cpu / s.checks) * 1e4).toFixed(3)} | ${fmt(percentile(s.latencies, 50))} | ${fmt(percentile(s.latencies, 99))} | ${fmt(percentile(s.latencies, 99.9))} | ${fmt(s.latencies.at(-1))} | ${s.stalls} of ${rounds} | ${pauses.length} | ${pauses.length === 0 ? '—' : `${median(pauses).toFixed(1)} / ${Math.max(...pauses).toFixed(1)}`} |`,
   );

@@ -18,6 +18,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { checkRequestFrame, loadProtos } from './lib/grpc-frame.mjs';
+import { collectionsByIsolate } from './lib/gc-trace.mjs';
 import { ensureH2load, runH2load } from './lib/h2load.mjs';
 import { killAllNow, stopChild } from './lib/procs.mjs';
 import { startVerdict } from './lib/servers.mjs';
@@ -54,28 +55,6 @@ const protos = loadProtos(path.join(ROOT, 'proto'));
 const body = checkRequestFrame(protos, BENCH_REQUEST);
 const bodyFile = path.join(tmp, 'check.bin');
 fs.writeFileSync(bodyFile, body);
-
-/** One --trace-gc-nvp line's name=value pairs. */
-function fields(line) {
-  const out = {};
-  for (const pair of line.trim().split(/\s+/)) {
-    const at = pair.indexOf('=');
-    if (at > 0) out[pair.slice(0, at)] = pair.slice(at + 1);
-  }
-  return out;
-}
-
-/** Each isolate's collections printed so far: each line names its isolate ("[pid:0xaddress]   1234 ms: pause=… gc=s …"). */
-function collectionsByIsolate(output) {
-  const byIsolate = new Map();
-  for (const line of output.split('\n')) {
-    const match = /^\[\d+:(0x[0-9a-f]+)\]\s+[\d.]+ ms: (.*)$/.exec(line);
-    if (match === null || !/ gc=/.test(match[2])) continue;
-    if (!byIsolate.has(match[1])) byIsolate.set(match[1], []);
-    byIsolate.get(match[1]).push(fields(match[2]));
-  }
-  return byIsolate;
-}
 
 /**
  * The deciding thread's young-generation collections since `before` (each isolate's

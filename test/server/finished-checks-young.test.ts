@@ -8,7 +8,8 @@
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { makeTempDir, removeTempDirs } from '../helpers/policies.js';
-import { ROOT, ensureBuilt, shippedAllowedRequest, startVerdict, verdictClient, type LogLine, type VerdictProcess } from '../helpers/verdict-process.js';
+import { allocatedIn, allowedChecks, collectionsByIsolate, type Collection } from '../helpers/gc-trace.js';
+import { ROOT, ensureBuilt, startVerdict, type LogLine, type VerdictProcess } from '../helpers/verdict-process.js';
 
 const running: VerdictProcess[] = [];
 afterEach(async () => {
@@ -16,52 +17,9 @@ afterEach(async () => {
   removeTempDirs();
 });
 
-interface Scavenge {
-  readonly allocated: number;
-  readonly promoted: number;
-}
-
-/** Each isolate's young-generation collections, in order ([pid:address]: the deciding thread, and the writer and audit threads under their own). */
-function scavengesByIsolate(logs: readonly LogLine[]): Map<string, Scavenge[]> {
-  const byIsolate = new Map<string, Scavenge[]>();
-  for (const line of logs) {
-    const text = typeof line.msg === 'string' ? line.msg : '';
-    const match = /^\[\d+:(0x[0-9a-f]+)\]\s+[\d.]+ ms: (.*)$/.exec(text);
-    if (match === null || !/\bgc=s\b/.test(match[2]!)) continue;
-    const field = (name: string): number => Number(new RegExp(`\\b${name}=(\\d+)`).exec(match[2]!)?.[1] ?? NaN);
-    const list = byIsolate.get(match[1]!) ?? [];
-    list.push({ allocated: field('allocated'), promoted: field('promoted') });
-    byIsolate.set(match[1]!, list);
-  }
-  return byIsolate;
-}
-
-const allocatedIn = (list: readonly Scavenge[]): number => list.reduce((sum, s) => sum + s.allocated, 0);
-
-/** Runs `ask` `count` times, `inFlight` at once. */
-async function load(count: number, inFlight: number, ask: () => Promise<void>): Promise<void> {
-  let left = count;
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (left > 0) {
-        left -= 1;
-        await ask();
-      }
-    }),
-  );
-}
-
-async function checks(port: number, count: number, inFlight: number): Promise<void> {
-  const client = verdictClient(port, { ownConnection: true });
-  const request = shippedAllowedRequest();
-  try {
-    await load(count, inFlight, async () => {
-      const answer = await client.call<{ effect: string }>('Authorization', 'Check', request);
-      if (answer.effect !== 'EFFECT_ALLOW') throw new Error(`expected an allow, got ${answer.effect}`);
-    });
-  } finally {
-    client.close();
-  }
+/** Each isolate's young-generation collections, in order. */
+function scavengesByIsolate(logs: readonly LogLine[]): Map<string, Collection[]> {
+  return new Map([...collectionsByIsolate(logs)].map(([isolate, list]) => [isolate, list.filter((c) => c.kind === 'young')]));
 }
 
 /** What the deciding thread's young collections promote per request (the median collection's share) over `measured` requests, after a warm-up. */
@@ -102,7 +60,7 @@ describe('what a finished check leaves to the garbage collector', () => {
     for (let attempt = 1; attempt <= ATTEMPTS; attempt++) {
       const server = await startVerdict({ policies: join(ROOT, 'policies'), db: join(makeTempDir(), 'd.db'), nodeArgs: ['--trace-gc-nvp'] });
       running.push(server);
-      const { promoted, collections } = await promotedPerRequest(server, (count) => checks(server.grpcPort, count, 64), 8_000);
+      const { promoted, collections } = await promotedPerRequest(server, (count) => allowedChecks(server.grpcPort, count, 64), 8_000);
       await server.stop('SIGKILL');
       running.splice(running.indexOf(server), 1);
       promotedRuns.push(promoted);
