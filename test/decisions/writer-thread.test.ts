@@ -4,13 +4,13 @@ import type { Worker } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
 import { verifyLog } from '../../src/audit/verify.js';
 import { MAX_CHARACTERS_AT_WRITER } from '../../src/decisions/fair-rows.js';
-import { DecisionLogClient, MAX_ACKNOWLEDGED_BEHIND } from '../../src/decisions/log-client.js';
+import { DecisionLogClient, EARLY_BATCH_ROWS, MAX_ACKNOWLEDGED_BEHIND } from '../../src/decisions/log-client.js';
 import { DecisionReader } from '../../src/decisions/query.js';
 import { ROW_WIDTH, checkBatch, encodeRecord, rowFromValues, toRow } from '../../src/decisions/row.js';
 import type { RowValue } from '../../src/decisions/columns.js';
 import { spawnWriterThread, startWriterThread, workerChannel, type WriterSettings } from '../../src/decisions/writer-thread.js';
 import { VerdictError } from '../../src/errors.js';
-import { count, record, tempDb, tempDir } from './helpers.js';
+import { connect, count, record, tempDb, tempDir } from './helpers.js';
 
 const settings = (file: string, mode: 'durable' | 'async' = 'durable'): WriterSettings => ({ path: file, mode, checkpoints: null });
 
@@ -28,6 +28,25 @@ describe('the writer thread', () => {
     expect(count(file)).toBe(301);
     await client.close();
     expect(await verifyLog(file, { publicKeys: [], workers: 1 })).toMatchObject({ ok: true, rows: 301 });
+  });
+
+  it('hands a long turn\'s rows to the writer in the middle of the turn, so they are committed while the rest are decided', async () => {
+    const file = tempDb();
+    const client = await startWriterThread(settings(file), null);
+    const reader = connect(file);
+    const rows = reader.prepare<[], { n: number }>('SELECT count(*) AS n FROM decisions');
+    const appended = Array.from({ length: EARLY_BATCH_ROWS + 5 }, () => client.append(record()));
+    // Still the same turn: the thread does not yield, as when one socket read carries many checks.
+    // Held to the end of the turn, no row would reach the writer before the deadline.
+    const deadline = Date.now() + 10_000;
+    let committed = 0;
+    while (committed === 0 && Date.now() < deadline) committed = rows.get()!.n;
+    expect(committed).toBe(EARLY_BATCH_ROWS);
+    await Promise.all(appended);
+    expect(rows.get()!.n).toBe(EARLY_BATCH_ROWS + 5);
+    reader.close();
+    await client.close();
+    expect(await verifyLog(file, { publicKeys: [], workers: 1 })).toMatchObject({ ok: true, rows: EARLY_BATCH_ROWS + 5 });
   });
 
   it('refuses only the row the database refused, not the rest of its batch', async () => {
