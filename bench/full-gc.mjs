@@ -20,6 +20,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchArgs } from './lib/args.mjs';
 import { collectionsByIsolate } from './lib/gc-trace.mjs';
 import { checkRequestFrame, loadProtos } from './lib/grpc-frame.mjs';
 import { ensureH2load, percentile, readLatencyLog, runH2load } from './lib/h2load.mjs';
@@ -30,23 +31,7 @@ import { syntheticRequests, syntheticSet } from './lib/synthetic.mjs';
 import { stringify } from 'yaml';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const argv = process.argv.slice(2);
-let baseline = null;
-let rounds = 30;
-let rules = null;
-for (let i = 0; i < argv.length; i++) {
-  if (argv[i] === '--baseline' && argv[i + 1]) baseline = path.resolve(argv[++i]);
-  else if (argv[i] === '--rounds' && Number(argv[i + 1]) > 0) rounds = Number(argv[++i]);
-  else if (argv[i] === '--rules' && Number.isInteger(Number(argv[i + 1])) && Number(argv[i + 1]) > 0) rules = Number(argv[++i]);
-  else {
-    console.error(`bench/full-gc.mjs: unknown argument ${argv[i]}; use --baseline DIR, --rounds N or --rules N`);
-    process.exit(2);
-  }
-}
-if (baseline !== null && !fs.existsSync(path.join(baseline, 'dist', 'cli', 'main.js'))) {
-  console.error('bench/full-gc.mjs: --baseline DIR needs a checkout of verdict with dist/ built (npm ci && npx tsc)');
-  process.exit(2);
-}
+const { baseline, rounds, rules } = benchArgs('bench/full-gc.mjs', { numbers: { rounds: 30, rules: null } });
 process.on('SIGINT', () => {
   killAllNow();
   process.exit(130);

@@ -17,6 +17,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { benchArgs } from './lib/args.mjs';
 import { checkRequestFrame, loadProtos } from './lib/grpc-frame.mjs';
 import { collectionsByIsolate } from './lib/gc-trace.mjs';
 import { ensureH2load, runH2load } from './lib/h2load.mjs';
@@ -25,21 +26,7 @@ import { startVerdict } from './lib/servers.mjs';
 import { BENCH_REQUEST } from './peers/verdict-cases.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const argv = process.argv.slice(2);
-let baseline = null;
-let rounds = 2;
-for (let i = 0; i < argv.length; i++) {
-  if (argv[i] === '--baseline' && argv[i + 1]) baseline = path.resolve(argv[++i]);
-  else if (argv[i] === '--rounds' && Number(argv[i + 1]) > 0) rounds = Number(argv[++i]);
-  else {
-    console.error(`bench/gc.mjs: unknown argument ${argv[i]}; use --baseline DIR or --rounds N`);
-    process.exit(2);
-  }
-}
-if (baseline !== null && !fs.existsSync(path.join(baseline, 'dist', 'cli', 'main.js'))) {
-  console.error('bench/gc.mjs: --baseline DIR needs a checkout of verdict with dist/ built (npm ci && npx tsc)');
-  process.exit(2);
-}
+const { baseline, rounds } = benchArgs('bench/gc.mjs', { numbers: { rounds: 2 } });
 process.on('SIGINT', () => {
   killAllNow();
   process.exit(130);

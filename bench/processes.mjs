@@ -24,6 +24,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
+import { benchArgs } from './lib/args.mjs';
 import { checkRequestFrame, loadProtos } from './lib/grpc-frame.mjs';
 import { ensureH2load, runH2load } from './lib/h2load.mjs';
 import { killAllNow, stopChild } from './lib/procs.mjs';
@@ -36,28 +37,6 @@ const ROUND_CHECKS = 20_000;
 const WARM_UP_CHECKS = 10_000;
 
 const log = (line = '') => process.stdout.write(`${line}\n`);
-
-function parseArgs(argv) {
-  const options = { baseline: null, processes: 4, rounds: 6, mode: 'durable' };
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    const number = () => {
-      const value = Number(argv[++i]);
-      if (!Number.isInteger(value) || value < 1) throw new Error(`bench/processes.mjs: ${arg} needs a whole number of at least 1, not ${argv[i]}`);
-      return value;
-    };
-    if (arg === '--baseline') {
-      options.baseline = path.resolve(argv[++i] ?? '');
-      if (!fs.existsSync(path.join(options.baseline, 'dist', 'cli', 'main.js'))) {
-        throw new Error(`bench/processes.mjs: --baseline ${options.baseline} needs a checkout of verdict with dist/ built (npm ci && npx tsc -p tsconfig.json)`);
-      }
-    } else if (arg === '--processes') options.processes = number();
-    else if (arg === '--rounds') options.rounds = number();
-    else if (arg === '--async') options.mode = 'async';
-    else throw new Error(`bench/processes.mjs: unknown argument ${arg}; use --baseline DIR, --processes N, --rounds N or --async`);
-  }
-  return options;
-}
 
 /** Every thread of `pid`: CPU seconds run and seconds spent waiting for a core (Linux schedstat). */
 function threadTimes(pid) {
@@ -81,7 +60,8 @@ const fmt = (n, digits = 1) => n.toLocaleString('en-US', { minimumFractionDigits
 const whole = (n) => Math.round(n).toLocaleString('en-US');
 
 async function main() {
-  const options = parseArgs(process.argv.slice(2));
+  const options = benchArgs('bench/processes.mjs', { numbers: { processes: 4, rounds: 6 }, switches: ['async'] });
+  const mode = options.async ? 'async' : 'durable';
   if (!fs.existsSync(path.join(ROOT, 'dist', 'cli', 'main.js'))) throw new Error('dist/ is missing: build first (`make build`)');
   if (!fs.existsSync('/proc/self/task')) throw new Error('bench/processes.mjs reads each thread from /proc: it runs on Linux only');
   ensureH2load(log);
@@ -92,7 +72,7 @@ async function main() {
 
   const builds = [{ label: 'this build', root: ROOT }];
   if (options.baseline !== null) builds.push({ label: `baseline (${path.basename(options.baseline)})`, root: options.baseline });
-  log(`# ${options.processes} verdict process${options.processes > 1 ? 'es' : ''} per build, ${options.mode} decision log`);
+  log(`# ${options.processes} verdict process${options.processes > 1 ? 'es' : ''} per build, ${mode} decision log`);
   log(`machine: ${os.cpus()[0]?.model.trim()}, ${os.cpus().length} cores; node ${process.version}; load average before: ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   log(`h2load -c 4 -m 32 -t 1: ${WARM_UP_CHECKS.toLocaleString('en-US')} warm-up checks per process, then ${options.rounds} rounds of ${ROUND_CHECKS.toLocaleString('en-US')}, round-robin over every process`);
 
@@ -102,7 +82,7 @@ async function main() {
     for (let i = 0; i < options.processes; i++) {
       for (const build of builds) {
         const dbFile = path.join(tmp, `${servers.length}.db`);
-        const server = await startVerdict({ mode: options.mode, dbFile, root: build.root });
+        const server = await startVerdict({ mode, dbFile, root: build.root });
         servers.push({ ...server, build, dbFile, name: `p${servers.length}`, url: `http://127.0.0.1:${server.grpcPort}${METHOD}`, rates: [], checks: 0, succeeded: 0, threads: new Map() });
       }
     }
