@@ -1,10 +1,10 @@
 #!/usr/bin/env node
 // Reload benchmark: how long a check waits while the policies are reloaded. A real
 // `verdict serve` holds a 10,000-rule set (bench/lib/synthetic.mjs, written as 20 rules
-// files and a roles file); a prober (bench/lib/prober.mjs, in a thread of its own) sends
-// 200 checks/s over one HTTP/2 connection, as a gateway would, on a fixed schedule (a
-// check is sent every 5 ms whether or not the last one was answered, so a stall shows in
-// every check it holds up). In one run: the
+// files and a roles file); a prober (bench/lib/h2load-prober.mjs, h2load in a process of
+// its own) sends 200 checks/s over one HTTP/2 connection, as a gateway would, on a fixed
+// schedule (a check is sent every 5 ms whether or not the last one was answered, so a
+// stall shows in every check it holds up). In one run: the
 // latency at rest, during reloads of one changed file (a rule id changed, picked up by
 // the watcher), and during reloads of every file changed at once; and, since the worst of
 // n checks grows with n, the worst check of each window as long as a one-file reload's,
@@ -29,7 +29,7 @@ import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import { checkRequestFrame, loadProtos, verifyAllow } from './lib/grpc-frame.mjs';
 import { freePort, spawnTracked, stopChild, waitForHttp200 } from './lib/procs.mjs';
-import { startProber } from './lib/prober.mjs';
+import { startH2loadProber } from './lib/h2load-prober.mjs';
 import { syntheticRequests, syntheticSet } from './lib/synthetic.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -93,6 +93,14 @@ async function waitForReloads(child, count, timeoutMs = 120_000) {
   }
 }
 
+/** verdict_decisions_total summed over its labels (for the whole cluster under --workers). */
+async function decisionsAnswered(httpPort) {
+  const text = await fetch(`http://${HOST}:${httpPort}/metrics`).then((r) => r.text());
+  let sum = 0;
+  for (const line of text.split('\n')) if (line.startsWith('verdict_decisions_total{')) sum += Number(line.slice(line.lastIndexOf(' ') + 1));
+  return sum;
+}
+
 const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))];
 const within = (samples, from, to) => samples.filter((s) => s.sent >= from && s.sent <= to).map((s) => s.ms).sort((a, b) => a - b);
 
@@ -113,8 +121,11 @@ async function main() {
     await verifyAllow(protos, HOST, server.grpcPort, CHECK_PATH, body).catch((error) => {
       if (!/effect/.test(String(error.message))) throw error;
     });
-    const prober = startProber({ host: HOST, port: server.grpcPort, path: CHECK_PATH, body, intervalMs: INTERVAL_MS });
-    // Windows are absolute times, as the prober's samples are (it runs in a thread of its own).
+    const bodyFile = path.join(work, 'check.bin');
+    writeFileSync(bodyFile, body);
+    const decisionsBefore = await decisionsAnswered(server.httpPort);
+    const prober = await startH2loadProber({ url: `http://${HOST}:${server.grpcPort}${CHECK_PATH}`, bodyFile, intervalMs: INTERVAL_MS, logFile: path.join(work, 'probes.log') });
+    // Windows are absolute times, as the prober's samples are (h2load logs each check's start in µs since the epoch).
     const clock = () => performance.timeOrigin + performance.now();
     const windows = { rest: [], one: [], all: [] };
     let generation = 0;
@@ -141,7 +152,11 @@ async function main() {
     windows.rest.push([restFrom, clock()]);
     for (let i = 0; i < ONE_FILE_RELOADS; i++) await reloadWith('one', [i % FILES]);
     for (let i = 0; i < ALL_FILE_RELOADS; i++) await reloadWith('all', Array.from({ length: FILES }, (_, f) => f));
+    // The last window ended a second ago: every check sent in it has been answered.
     const probed = await prober.stop();
+    // h2load sees HTTP statuses; a gRPC error is a 200 too. Every answered check must be a decision.
+    const decisions = (await decisionsAnswered(server.httpPort)) - decisionsBefore;
+    const notDecisions = Math.max(0, probed.samples.length - decisions);
     const lines = reloadLines(server.child).filter((l) => l.changed);
     const status = await fetch(`http://${HOST}:${server.httpPort}/readyz`).then((r) => r.json());
     await stopChild(server.child);
@@ -172,7 +187,7 @@ async function main() {
     const rows = [row('at rest', 'rest', '-'), row('one file changed', 'one', 'added <= 10 ms'), row(`all ${FILES} files changed`, 'all', 'added <= 50 ms')];
     const load = os.loadavg().map((l) => l.toFixed(2)).join(' ');
     console.log(`\nverdict reload benchmark: ${RULES.toLocaleString('en')} rules in ${FILES} files + roles, ${WORKERS > 1 ? `--workers ${WORKERS}, ` : ''}${SERVER_NODE_FLAGS.length > 0 ? `server run with node ${SERVER_NODE_FLAGS.join(' ')}, ` : ''}one check every ${INTERVAL_MS} ms over one HTTP/2 connection`);
-    console.log(`cold start ${coldSeconds.toFixed(1)} s; ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim()}), node ${process.version}, load average ${load}; failed checks: ${probed.failures}`);
+    console.log(`cold start ${coldSeconds.toFixed(1)} s; ${os.cpus().length} CPUs (${os.cpus()[0]?.model.trim()}), node ${process.version}, load average ${load}; failed checks: ${probed.failures}, answered without a decision: ${notDecisions}`);
     console.log('\n| during | reloads | checks | p50 ms | p99 ms | worst ms | worst − rest p50, ms | worst − rest worst, ms | reload s | longest block ms (server) | goal |');
     console.log('|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|---|');
     for (const r of rows) console.log(`| ${r.label} | ${r.reloads} | ${r.checks} | ${r.p50} | ${r.p99} | ${r.worst} | ${r.added} | ${r.overRestWorst} | ${r.reload} | ${r.block} | ${r.goal} |`);

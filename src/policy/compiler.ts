@@ -13,8 +13,15 @@ export interface Compilation {
   readonly slices: SliceStats;
 }
 
-/** How long a slice of compilation may hold the event loop before checks get a turn. */
-export const DEFAULT_SLICE_MS = 3;
+/**
+ * How long a slice of compilation may hold the event loop before checks get a turn.
+ * A step already running finishes past it, so the longest holds run a few ms over. At
+ * 3 ms (the young generation paced at 1 MB) the worst check of one-file reloads was
+ * 8.0–18.9 ms over the median at rest in nine runs of bench/reload.mjs, two of them
+ * within 10 ms; at 2 ms (paced at half a megabyte) 7.8–13.3 ms in eight, five within
+ * (README, Policy reloads).
+ */
+export const DEFAULT_SLICE_MS = 2;
 
 /**
  * Loads one policy directory again and again, incrementally: every load reads

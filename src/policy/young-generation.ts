@@ -18,7 +18,7 @@ export interface YoungGenerationPacer {
 }
 
 /** New-space bytes in use past which the reload collects at its next pause. */
-export const PACE_BYTES = 1024 * 1024;
+export const PACE_BYTES = 512 * 1024;
 
 type Collector = (options: { type: 'minor' | 'major' }) => void;
 
