@@ -57,7 +57,7 @@ bench-peers: build
 bench-gc: build
 	node bench/gc.mjs $(ARGS)
 
-## bench-reload: the worst check latency at rest and while one file, then every file, of a 10,000-rule set is reloaded
+## bench-reload: the worst check latency (an h2load prober; installs nghttp2-client if missing) at rest and while one file, then every file, of a 10,000-rule set is reloaded
 .PHONY: bench-reload
 bench-reload: build
 	node bench/reload.mjs $(ARGS)

@@ -30,6 +30,7 @@ import { stringify } from 'yaml';
 import { checkRequestFrame, loadProtos, verifyAllow } from './lib/grpc-frame.mjs';
 import { freePort, spawnTracked, stopChild, waitForHttp200 } from './lib/procs.mjs';
 import { startH2loadProber } from './lib/h2load-prober.mjs';
+import { ensureH2load } from './lib/h2load.mjs';
 import { syntheticRequests, syntheticSet } from './lib/synthetic.mjs';
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -105,6 +106,7 @@ const quantile = (sorted, q) => sorted[Math.min(sorted.length - 1, Math.floor(q 
 const within = (samples, from, to) => samples.filter((s) => s.sent >= from && s.sent <= to).map((s) => s.ms).sort((a, b) => a - b);
 
 async function main() {
+  ensureH2load();
   // The policies and the decision log (with the keys the server creates beside it) in one directory, removed at the end.
   const work = mkdtempSync(path.join(os.tmpdir(), 'verdict-bench-reload-'));
   const dir = path.join(work, 'policies');

@@ -8,7 +8,7 @@
 // 200 checks/s, its worst check was 11.9 and 24.6 ms where h2load's was 4.6 and 3.2 ms
 // (README, Policy reloads). h2load sees HTTP statuses only, so a caller that needs every
 // answer to be a decision counts the server's decisions beside it.
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { spawnTracked } from './procs.mjs';
 
 /** Long enough for any run; the prober is stopped, not left to finish. */
@@ -22,6 +22,8 @@ const MAX_SECONDS = 3600;
  * @returns {Promise<{ stop(): Promise<{ samples: { sent: number, ms: number }[], failures: number }> }>}
  */
 export async function startH2loadProber({ url, bodyFile, intervalMs, logFile }) {
+  // h2load appends to its log: start from an empty one.
+  writeFileSync(logFile, '');
   const args = ['-c', '1', '-m', '32', '-t', '1', '--rps', String(1000 / intervalMs), '-D', String(MAX_SECONDS), '-d', bodyFile, '-H', 'content-type: application/grpc', '-H', 'te: trailers', '--log-file', logFile, url];
   const child = spawnTracked('h2load', args);
   const spawned = new Promise((resolve, reject) => {
