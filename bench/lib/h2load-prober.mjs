@@ -8,7 +8,8 @@
 // 200 checks/s, its worst check was 11.9 and 24.6 ms where h2load's was 4.6 and 3.2 ms
 // (README, Policy reloads). h2load sees HTTP statuses only, so a caller that needs every
 // answer to be a decision counts the server's decisions beside it.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
+import { h2loadArgs, readLogRows } from './h2load.mjs';
 import { spawnTracked } from './procs.mjs';
 
 /** Long enough for any run; the prober is stopped, not left to finish. */
@@ -24,8 +25,7 @@ const MAX_SECONDS = 3600;
 export async function startH2loadProber({ url, bodyFile, intervalMs, logFile }) {
   // h2load appends to its log: start from an empty one.
   writeFileSync(logFile, '');
-  const args = ['-c', '1', '-m', '32', '-t', '1', '--rps', String(1000 / intervalMs), '-D', String(MAX_SECONDS), '-d', bodyFile, '-H', 'content-type: application/grpc', '-H', 'te: trailers', '--log-file', logFile, url];
-  const child = spawnTracked('h2load', args);
+  const child = spawnTracked('h2load', h2loadArgs({ url, bodyFile, clients: 1, streams: 32, rps: 1000 / intervalMs, duration: MAX_SECONDS, logFile }));
   const spawned = new Promise((resolve, reject) => {
     child.once('spawn', resolve);
     child.once('error', (error) => reject(new Error(`could not start h2load (${error.message}); install nghttp2-client`)));
@@ -44,15 +44,13 @@ export async function startH2loadProber({ url, bodyFile, intervalMs, logFile }) 
   };
 }
 
-/** h2load --log-file rows: start time (µs since the epoch) \t HTTP status \t µs until the end of the response. */
+/** The checks answered with HTTP 200, each `{ sent, ms }`, and how many were not. */
 function readProbes(logFile) {
   const samples = [];
   let failures = 0;
-  for (const line of readFileSync(logFile, 'utf8').split('\n')) {
-    const [start, status, micros] = line.split('\t');
-    if (micros === undefined) continue;
-    if (status !== '200') failures++;
-    else samples.push({ sent: Number(start) / 1000, ms: Number(micros) / 1000 });
+  for (const { start, status, micros } of readLogRows(logFile)) {
+    if (status !== 200) failures++;
+    else samples.push({ sent: start / 1000, ms: micros / 1000 });
   }
   return { samples, failures };
 }

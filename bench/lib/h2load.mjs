@@ -33,13 +33,8 @@ export function h2loadVersion() {
   return execFileSync('h2load', ['--version'], { encoding: 'utf8' }).trim().split('\n')[0];
 }
 
-/**
- * Runs h2load against a gRPC method with a pre-framed body file (or, with `headers`
- * and `h1`, against a plain HTTP endpoint with a body file).
- * opts: { url, bodyFile, clients, streams, requests?, rps?, duration?, warmUp?, logFile?, headers?, h1? }
- * Resolves the parsed summary plus the raw output.
- */
-export function runH2load(opts) {
+/** h2load's arguments for `opts` (see runH2load). */
+export function h2loadArgs(opts) {
   const args = ['-c', String(opts.clients), '-m', String(opts.streams), '-t', '1'];
   if (opts.duration !== undefined) {
     args.push('-D', String(opts.duration));
@@ -54,6 +49,17 @@ export function runH2load(opts) {
   for (const header of opts.headers ?? ['content-type: application/grpc', 'te: trailers']) args.push('-H', header);
   if (opts.logFile) args.push('--log-file', opts.logFile);
   args.push(opts.url);
+  return args;
+}
+
+/**
+ * Runs h2load against a gRPC method with a pre-framed body file (or, with `headers`
+ * and `h1`, against a plain HTTP endpoint with a body file).
+ * opts: { url, bodyFile, clients, streams, requests?, rps?, duration?, warmUp?, logFile?, headers?, h1? }
+ * Resolves the parsed summary plus the raw output.
+ */
+export function runH2load(opts) {
+  const args = h2loadArgs(opts);
   // Tracked, so an interrupted benchmark does not leave h2load running.
   const child = spawnTracked('h2load', args);
   let out = '';
@@ -91,17 +97,22 @@ export function parseSummary(text) {
   };
 }
 
-/**
- * h2load --log-file rows: start time (µs since epoch) \t HTTP status \t µs until end of response.
- * Returns latencies (µs) of 2xx rows, sorted, plus counts.
- */
+/** h2load --log-file rows: start time (µs since the epoch) \t HTTP status \t µs until the end of the response. */
+export function readLogRows(file) {
+  const rows = [];
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const [start, status, micros] = line.split('\t');
+    if (micros !== undefined) rows.push({ start: Number(start), status: Number(status), micros: Number(micros) });
+  }
+  return rows;
+}
+
+/** Latencies (µs) of the 2xx rows of an h2load --log-file, sorted, plus how many rows were not 2xx. */
 export function readLatencyLog(file) {
   const latencies = [];
   let other = 0;
-  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    if (!line) continue;
-    const [, status, micros] = line.split('\t');
-    if (Number(status) >= 200 && Number(status) < 300) latencies.push(Number(micros));
+  for (const { status, micros } of readLogRows(file)) {
+    if (status >= 200 && status < 300) latencies.push(micros);
     else other += 1;
   }
   latencies.sort((a, b) => a - b);

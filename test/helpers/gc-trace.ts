@@ -33,7 +33,7 @@ export function collectionsByIsolate(logs: readonly LogLine[]): Map<string, Coll
 export const allocatedIn = (list: readonly Collection[]): number => list.reduce((sum, c) => sum + (Number.isFinite(c.allocated) ? c.allocated : 0), 0);
 
 /** Runs `ask` `count` times, `inFlight` at once. */
-export async function load(count: number, inFlight: number, ask: () => Promise<void>): Promise<void> {
+async function load(count: number, inFlight: number, ask: () => Promise<void>): Promise<void> {
   let left = count;
   await Promise.all(
     Array.from({ length: inFlight }, async () => {
