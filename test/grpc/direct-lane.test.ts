@@ -96,6 +96,39 @@ describe('direct lane against a real verdict serve', () => {
     expect(row?.caller).toMatch(/^127\.0\.0\.1:\d+$/);
   });
 
+  it('answers with gRPC headers and trailers only (no date header), on success and on refusal', async () => {
+    const ok = await rawCall(shipped.server.grpcPort, { body: [frame(encodeCheck(allowed))] });
+    expect(effectOf(ok)).toBe('EFFECT_ALLOW');
+    expect(Object.keys(ok.trailers).sort()).toEqual([':status', 'content-type', 'grpc-accept-encoding', 'grpc-encoding', 'grpc-message', 'grpc-status']);
+    const refused = await rawCall(shipped.server.grpcPort, { body: [] });
+    expect(refused.grpcStatus).toBe(grpc.status.UNIMPLEMENTED);
+    expect(refused.trailers.date).toBeUndefined();
+  });
+
+  it('records each connection as its own caller, for every call on it', async () => {
+    const callOn = (session: http2.ClientHttp2Session, requestId: string): Promise<void> =>
+      new Promise((resolve, reject) => {
+        const stream = session.request({ ...GRPC_HEADERS, ':path': CHECK, 'x-request-id': requestId });
+        stream.on('error', reject);
+        stream.on('data', () => {});
+        stream.on('close', () => resolve());
+        stream.end(frame(encodeCheck(allowed)));
+      });
+    const sessions = [0, 1].map(() => http2.connect(`http://127.0.0.1:${shipped.server.grpcPort}`));
+    try {
+      for (const [k, session] of sessions.entries()) for (const n of [1, 2]) await callOn(session, `peer-${k}-${n}`);
+    } finally {
+      for (const session of sessions) session.close();
+    }
+    const rows = queryDecisions(shipped.db, { principalId: 'dana', limit: 1000 });
+    const callerOf = (id: string): string | null | undefined => rows.find((row) => row.requestId === id)?.caller;
+    expect(callerOf('peer-0-1')).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(callerOf('peer-0-2')).toBe(callerOf('peer-0-1'));
+    expect(callerOf('peer-1-2')).toBe(callerOf('peer-1-1'));
+    expect(callerOf('peer-1-1')).toMatch(/^127\.0\.0\.1:\d+$/);
+    expect(callerOf('peer-1-1')).not.toBe(callerOf('peer-0-1'));
+  });
+
   it('drops an x-request-id that is not printable ASCII, as grpc-js does, rather than record its bytes as latin1', async () => {
     for (const id of ['caf\u00e9-lane', 'tab\there-lane']) {
       const before = queryDecisions(shipped.db, { principalId: 'dana', limit: 1000 }).length;

@@ -52,8 +52,9 @@ const RESPONSE_HEADERS: http2.OutgoingHttpHeaders = Object.freeze({
 /** What gRPC allows in a text metadata value. */
 const PRINTABLE_ASCII = /^[ -~]*$/;
 const OK_TRAILERS: http2.OutgoingHttpHeaders = Object.freeze({ 'grpc-status': '0', 'grpc-message': 'OK' });
-const RESPOND_WITH_TRAILERS = Object.freeze({ waitForTrailers: true });
-const RESPOND_AND_END = Object.freeze({ endStream: true });
+// No `date` header: gRPC does not use it, and node would format and encode one for every answer.
+const RESPOND_WITH_TRAILERS = Object.freeze({ waitForTrailers: true, sendDate: false });
+const RESPOND_AND_END = Object.freeze({ endStream: true, sendDate: false });
 const NO_AUTH_CONTEXT: AuthContext = Object.freeze({});
 /** Answers larger than this are written in pieces of this size. */
 const ANSWER_PIECE_BYTES = 64 * 1024;
@@ -361,7 +362,8 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   const arriving = guard.opened(stream, fail);
   // An error here always comes with a close; the close is what ends the call.
   stream.on('error', ignore);
-  stream.once('close', () => {
+  // `on`, not `once`, for 'close' and 'end': a stream emits each once, and `once` would wrap every call's listener again.
+  stream.on('close', () => {
     guard.arrived(arriving);
     answered = true;
     if (deadlineTimer !== null) clearTimeout(deadlineTimer);
@@ -396,7 +398,7 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
     if (refusal !== null) fail(refusal.code, `${refusal.details} ${method.definition.path}`);
   }
   stream.on('data', onData);
-  stream.once('end', () => {
+  stream.on('end', () => {
     guard.arrived(arriving);
     if (answered) return;
     // The request may have been started before the certificate expired and finished after it; or its
@@ -505,7 +507,7 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
       bytes.copy(frame, 5);
       answer(stream, () => {
         stream.respond(RESPONSE_HEADERS, RESPOND_WITH_TRAILERS);
-        stream.once('wantTrailers', () => answer(stream, () => stream.sendTrailers(OK_TRAILERS)));
+        stream.on('wantTrailers', sendOkTrailers);
         writeInPieces(stream, frame, 0);
       });
     };
@@ -518,10 +520,19 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
 }
 
 /** The remote end of a session as the lane's calls name it (DirectCall.getPeer). */
+/** Each session's peer, as peerOf last read it: a session's remote end does not change. */
+const peerBySession = new WeakMap<http2.Http2Session, string>();
+
 function peerOf(session: http2.Http2Session | undefined): string {
-  const socket = session?.socket;
-  if (socket?.remoteAddress) return socket.remotePort ? `${socket.remoteAddress}:${socket.remotePort}` : socket.remoteAddress;
-  return 'unknown';
+  if (session === undefined) return 'unknown';
+  const known = peerBySession.get(session);
+  if (known !== undefined) return known;
+  // Read through the session's socket proxy (three trapped lookups and a string), hence once per session.
+  const socket = session.socket;
+  if (!socket?.remoteAddress) return 'unknown';
+  const peer = socket.remotePort ? `${socket.remoteAddress}:${socket.remotePort}` : socket.remoteAddress;
+  peerBySession.set(session, peer);
+  return peer;
 }
 
 const NO_MESSAGE = 'Received no request message for unary method';
@@ -625,6 +636,19 @@ function ignore(): void {}
  * it was last checked: node then throws, and the only thing left to do is to let
  * the stream go (the caller sees the reset, never an answer).
  */
+/**
+ * The trailers of an answered call. One function for every stream (node emits
+ * 'wantTrailers' once per stream, with the stream as `this`), so an answer adds no
+ * closure and no once-wrapper.
+ */
+function sendOkTrailers(this: http2.ServerHttp2Stream): void {
+  try {
+    this.sendTrailers(OK_TRAILERS);
+  } catch {
+    this.destroy();
+  }
+}
+
 function answer(stream: http2.ServerHttp2Stream, write: () => void): void {
   try {
     write();
@@ -675,7 +699,10 @@ class DirectCall implements UnaryCall {
   }
 
   getAuthContext(): AuthContext {
-    const socket = this.stream.session?.socket;
+    const session = this.stream.session;
+    // `encrypted` first: a session's socket is a proxy, and `instanceof` walks its prototypes through a trap on every call.
+    if (session === undefined || session.encrypted !== true) return NO_AUTH_CONTEXT;
+    const socket = session.socket;
     if (!(socket instanceof TLSSocket) || !socket.authorized) return NO_AUTH_CONTEXT;
     const certificate = socket.getPeerCertificate();
     return { transportSecurityType: 'ssl', sslPeerCertificate: certificate.raw ? certificate : undefined };
