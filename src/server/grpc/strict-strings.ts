@@ -18,7 +18,8 @@ import { isUtf8 } from 'node:buffer';
 import protobuf from 'protobufjs';
 
 interface BufferReaderState {
-  buf: Buffer;
+  // utf8Slice: what Buffer#toString('utf8', …) ends in, without its argument checks and encoding lookup (bounds are checked here).
+  buf: Buffer & { utf8Slice(start: number, end: number): string };
   pos: number;
   len: number;
   uint32(): number;
@@ -32,7 +33,7 @@ bufferReader.string = function strictString(this: BufferReaderState): string {
   const end = start + length;
   if (end > this.len) throw new RangeError(`index out of range: a string of ${length} bytes at byte ${start} runs past the end of its message (byte ${this.len})`);
   this.pos = end;
-  const text = this.buf.toString('utf8', start, end);
+  const text = this.buf.utf8Slice(start, end);
   // Only a string holding U+FFFD can have been mended; one that was sent as such is UTF-8 and passes.
   if (text.includes('\uFFFD') && !isUtf8(this.buf.subarray(start, end))) {
     throw new RangeError(`a string of ${length} bytes at byte ${start} is not valid UTF-8, as proto3 strings must be`);
