@@ -95,7 +95,6 @@ export function waitForHttp200(child, url, what, timeoutMs) {
 }
 
 let clockTicks;
-/** utime + stime of a process (all its threads), in seconds, from /proc/PID/stat. */
 /** CPU seconds of `pid` and every live descendant (cluster workers), from /proc. */
 export function treeCpuSeconds(pid) {
   return processTree(pid).reduce((sum, p) => sum + cpuSeconds(p), 0);
@@ -120,6 +119,7 @@ export function processTree(pid) {
   return tree;
 }
 
+/** utime + stime of a process (all its threads), in seconds, from /proc/PID/stat. */
 export function cpuSeconds(pid) {
   clockTicks ??= (() => {
     try {
