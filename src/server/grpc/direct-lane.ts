@@ -362,8 +362,9 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   const arriving = guard.opened(stream, fail);
   // An error here always comes with a close; the close is what ends the call.
   stream.on('error', ignore);
-  // `on`, not `once`, for 'close' and 'end': a stream emits each once, and `once` would wrap every call's listener again.
-  stream.on('close', () => {
+  // `once` for 'close' and 'end' (each is emitted once anyway): a listener left on the stream would keep the whole call
+  // (this closure's body, guard and callbacks) alive for as long as node keeps the stream object, past the young generation.
+  stream.once('close', () => {
     guard.arrived(arriving);
     answered = true;
     if (deadlineTimer !== null) clearTimeout(deadlineTimer);
@@ -398,7 +399,7 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
     if (refusal !== null) fail(refusal.code, `${refusal.details} ${method.definition.path}`);
   }
   stream.on('data', onData);
-  stream.on('end', () => {
+  stream.once('end', () => {
     guard.arrived(arriving);
     if (answered) return;
     // The request may have been started before the certificate expired and finished after it; or its
