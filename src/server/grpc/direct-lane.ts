@@ -520,10 +520,10 @@ function serve(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeade
   }
 }
 
-/** The remote end of a session as the lane's calls name it (DirectCall.getPeer). */
 /** Each session's peer, as peerOf last read it: a session's remote end does not change. */
 const peerBySession = new WeakMap<http2.Http2Session, string>();
 
+/** The remote end of a session as the lane's calls name it (DirectCall.getPeer). */
 function peerOf(session: http2.Http2Session | undefined): string {
   if (session === undefined) return 'unknown';
   const known = peerBySession.get(session);
@@ -633,14 +633,9 @@ const EMPTY = Buffer.alloc(0);
 function ignore(): void {}
 
 /**
- * Write to a stream that may have been reset or had its session torn down since
- * it was last checked: node then throws, and the only thing left to do is to let
- * the stream go (the caller sees the reset, never an answer).
- */
-/**
  * The trailers of an answered call. One function for every stream (node emits
  * 'wantTrailers' once per stream, with the stream as `this`), so an answer adds no
- * closure and no once-wrapper.
+ * closure and no once-wrapper. A stream that went meanwhile is let go, as answer does.
  */
 function sendOkTrailers(this: http2.ServerHttp2Stream): void {
   try {
@@ -650,6 +645,11 @@ function sendOkTrailers(this: http2.ServerHttp2Stream): void {
   }
 }
 
+/**
+ * Write to a stream that may have been reset or had its session torn down since
+ * it was last checked: node then throws, and the only thing left to do is to let
+ * the stream go (the caller sees the reset, never an answer).
+ */
 function answer(stream: http2.ServerHttp2Stream, write: () => void): void {
   try {
     write();
