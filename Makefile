@@ -52,11 +52,6 @@ bench-quick: build
 bench-peers: build
 	node bench/compare.mjs $(ARGS)
 
-## bench-paired: this build against another (ARGS=--baseline DIR, a checkout with dist/ built), one durable server each, in paired rounds: CPU per check and requests/s
-.PHONY: bench-paired
-bench-paired: build
-	node bench/paired.mjs $(ARGS)
-
 ## bench-gc: bytes each check leaves to the garbage collector (allocated, promoted) and the young-generation pauses, at 2,000/s
 .PHONY: bench-gc
 bench-gc: build

@@ -8,6 +8,10 @@
 //   --rounds N                                rounds of 20,000 checks per process (6)
 //   --async                                   the async decision log in place of the durable one
 //
+// For a change of a few percent, `--baseline DIR --processes 1 --rounds 16` pairs the two builds
+// round by round: each round's CPU per check (all threads of the process) of this build over the
+// baseline's, and the median of those ratios, which the spread between rounds does not hide.
+//
 // One verdict process's throughput is not a build's: on the same build, one process can
 // settle 10-20% slower than another for its whole life (its deciding thread spends more CPU
 // per check). A comparison of one process per build, as bench/compare.mjs makes, can show
@@ -83,7 +87,7 @@ async function main() {
       for (const build of builds) {
         const dbFile = path.join(tmp, `${servers.length}.db`);
         const server = await startVerdict({ mode, dbFile, root: build.root });
-        servers.push({ ...server, build, dbFile, name: `p${servers.length}`, url: `http://127.0.0.1:${server.grpcPort}${METHOD}`, rates: [], checks: 0, succeeded: 0, threads: new Map() });
+        servers.push({ ...server, build, dbFile, name: `p${servers.length}`, url: `http://127.0.0.1:${server.grpcPort}${METHOD}`, rates: [], roundCpuPerCheck: [], checks: 0, succeeded: 0, threads: new Map() });
       }
     }
     for (const s of servers) s.succeeded += (await runH2load({ url: s.url, bodyFile, clients: 4, streams: 32, requests: WARM_UP_CHECKS })).succeeded;
@@ -93,6 +97,9 @@ async function main() {
         const before = threadTimes(s.child.pid);
         const run = await runH2load({ url: s.url, bodyFile, clients: 4, streams: 32, requests: ROUND_CHECKS });
         const after = threadTimes(s.child.pid);
+        let roundCpu = 0;
+        for (const [tid, end] of after) roundCpu += end.run - (before.get(tid)?.run ?? 0);
+        s.roundCpuPerCheck.push(roundCpu / run.succeeded);
         s.rates.push(run.reqPerSec);
         s.checks += run.succeeded;
         s.succeeded += run.succeeded;
@@ -135,7 +142,17 @@ async function main() {
     means.set(build, mean);
     log(`- ${build.label}: mean of the processes' medians ${whole(mean)} req/s (${whole(Math.min(...medians))}–${whole(Math.max(...medians))})`);
   }
-  if (builds.length === 2) log(`- this build against the baseline: ${(means.get(builds[0]) / means.get(builds[1])).toFixed(2)}×`);
+  if (builds.length === 2) {
+    log(`- this build against the baseline: ${(means.get(builds[0]) / means.get(builds[1])).toFixed(2)}×`);
+    // Round by round, each build's CPU per check (mean over its processes), this build over the baseline.
+    const meanCpu = (build, round) => {
+      const own = servers.filter((s) => s.build === build);
+      return own.reduce((sum, s) => sum + s.roundCpuPerCheck[round], 0) / own.length;
+    };
+    const ratios = Array.from({ length: options.rounds }, (_, round) => meanCpu(builds[0], round) / meanCpu(builds[1], round));
+    log(`- CPU per check (all threads), this build over the baseline, round by round: ${ratios.map((r) => r.toFixed(2)).join(' ')}`);
+    log(`  median ${median(ratios).toFixed(3)}×; this build used less in ${ratios.filter((r) => r < 1).length} of ${ratios.length} rounds`);
+  }
   if (servers.some((s) => !s.rowsComplete)) {
     log('- a decision log does not hold one row per answered check: see the table');
     process.exitCode = 1;
