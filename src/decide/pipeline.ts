@@ -758,14 +758,16 @@ function identifying(request: DecisionRequest, longest: number): DecisionRequest
  */
 function detailsOf(decision: Decision, meta: CallMeta, directory: DirectorySources | null): DecisionDetails | null {
   if (decision.limit === undefined && decision.shadow === undefined && decision.schemaViolations === undefined && decision.suspension === undefined && directory === null) return meta.details ?? null;
-  return {
-    ...meta.details,
-    ...(decision.schemaViolations === undefined ? {} : { schema: { enforcement: 'warn', violations: decision.schemaViolations } }),
-    ...(directory === null ? {} : { directory }),
-    ...(decision.suspension === undefined ? {} : { suspension: suspensionDetails(decision.suspension) }),
-    ...(decision.limit === undefined ? {} : { limit: limitDetails(decision.limit) }),
-    ...(decision.shadow === undefined ? {} : { shadow: decision.shadow }),
-  };
+  // Members set one by one, in this order (a member the transport's details already hold keeps its place):
+  // every allowed check under a limit, and every disagreeing one in shadow mode, builds one, and a spread of
+  // conditional object literals made five short-lived objects for each.
+  const details: Record<string, unknown> = meta.details === undefined || meta.details === null ? {} : { ...meta.details };
+  if (decision.schemaViolations !== undefined) details.schema = { enforcement: 'warn', violations: decision.schemaViolations };
+  if (directory !== null) details.directory = directory;
+  if (decision.suspension !== undefined) details.suspension = suspensionDetails(decision.suspension);
+  if (decision.limit !== undefined) details.limit = limitDetails(decision.limit);
+  if (decision.shadow !== undefined) details.shadow = decision.shadow;
+  return details as DecisionDetails;
 }
 
 /** The decision log's row for a decision. */
