@@ -57,16 +57,32 @@ export function completeRequest(policySet: PolicySet, request: DecisionRequest):
   return policySet.directory.complete(request);
 }
 
+/** C0 and C1 control characters and DEL: never part of a name, and read differently by different readers. */
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+
 /**
- * Why a request must not be decided as sent: it names a principal or resource that
- * the directories list under another spelling (`LEO` for `leo`, `credit-risk-v2 ` for
- * `credit-risk-v2`). Decided as sent it would go without the directory's facts (a
- * contractor's `restricted` model without `restricted`, a principal without the roles
- * the directory grants instead of the ones it claims), while whatever acts on the
- * decision may read the id leniently and act on the listed one. Null when the request
- * names either as listed, or nothing a directory entry folds to.
+ * Why a request must not be decided as sent, or null when it may:
+ * - its principal id, action, resource type or resource id holds a control character
+ *   (`leo\u0000`): code that reads C strings, or strips such characters, acts on `leo`,
+ *   while the rules and the directories see another name;
+ * - it names an action or resource type the policies name under another spelling
+ *   (`DELETE` for `delete`, `Model` for `model`): only the rules for every action or
+ *   type would be asked, so a deny written for `delete` would let `DELETE` through;
+ * - it names a principal or resource that the directories list under another spelling
+ *   (`LEO` for `leo`, `credit-risk-v2 ` for `credit-risk-v2`): decided as sent it would go
+ *   without the directory's facts (a contractor's `restricted` model without
+ *   `restricted`, a principal without the roles the directory grants instead of the ones
+ *   it claims).
+ * In each case whatever acts on the decision may read the name leniently and act on
+ * the one the policies meant.
  */
 export function spelledOtherwise(policySet: PolicySet, request: DecisionRequest): string | null {
+  const control = controlCharacterIn(request);
+  if (control !== null) return control;
+  const action = policySet.actionSpelledOtherwise(request.action);
+  if (action !== undefined) return otherName('action', request.action, action);
+  const type = policySet.typeSpelledOtherwise(request.resource.type);
+  if (type !== undefined) return otherName('resource type', request.resource.type, type);
   const directory = policySet.directory;
   if (directory.empty) return null;
   const principal = directory.principalSpelledOtherwise(request.principal.id);
@@ -76,8 +92,29 @@ export function spelledOtherwise(policySet: PolicySet, request: DecisionRequest)
   return null;
 }
 
+function controlCharacterIn(request: DecisionRequest): string | null {
+  const named: ReadonlyArray<readonly [string, string]> = [
+    ['principal.id', request.principal.id],
+    ['action', request.action],
+    ['resource.type', request.resource.type],
+    ['resource.id', request.resource.id],
+  ];
+  for (const [field, value] of named) {
+    const found = CONTROL.exec(value);
+    if (found === null) continue;
+    const code = `U+${found[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, '0')}`;
+    return `${field} ${JSON.stringify(value)} holds a control character (${code}): whatever reads it as a C string or strips such characters would act on another name than the one decided; send ids, actions and types without control characters`;
+  }
+  return null;
+}
+
 function otherSpelling(what: string, sent: string, listed: string): string {
   return `the ${what} ${JSON.stringify(sent)} differs from the directory's ${JSON.stringify(listed)} only in case, spacing or Unicode form: whatever reads it leniently would act on ${JSON.stringify(listed)}, decided without its directory facts; send the id as the directory spells it`;
+}
+
+function otherName(what: 'action' | 'resource type', sent: string, named: string): string {
+  const every = what === 'action' ? 'every action' : 'every type';
+  return `the ${what} ${JSON.stringify(sent)} differs from ${JSON.stringify(named)}, which the policies name, only in case, spacing or Unicode form: only the rules for ${every} would be asked, while whatever reads it leniently would act on ${JSON.stringify(named)}; send the ${what} as the policies spell it`;
 }
 
 function overriddenKeys(sent: Attributes, keys: readonly string[], precedence: DirectoryPrecedence): string[] {

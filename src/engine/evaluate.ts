@@ -36,27 +36,35 @@ export function matchesStatically(rule: CompiledRule, request: DecisionRequest):
 }
 
 /**
- * For a deny rule that did not match: why it cannot tell, when an attribute it matches on
- * that the schema marks required is absent or not of its declared type while every other
- * part of the rule holds; else null (the rule really does not apply).
+ * For a deny rule that did not match: why it cannot tell whether it applies, or null (the
+ * rule really does not apply). It cannot tell when every other part of the rule holds and
+ * an attribute it matches on holds a value that cannot be compared (a list where the rule
+ * compares with text: `["secret"]` against `secret`), or, with an attribute schema, is
+ * absent or not of its declared type where the schema marks it required.
  */
-export function guardProblem(rule: CompiledRule, request: DecisionRequest): string | null {
-  const guards = rule.guards;
-  if (guards == null) return null;
+export function unsureDeny(rule: CompiledRule, request: DecisionRequest): string | null {
+  const matchers = rule.matchers;
+  if (matchers.length === 0) return null;
   const roles = request.principal.roles;
   if (rule.roleHolders !== null && !roles.some((r) => rule.roleHolders!.has(r))) return null;
   if (rule.excludedHolders !== null && roles.some((r) => rule.excludedHolders!.has(r))) return null;
+  const guards = rule.guards;
   let problem: string | null = null;
-  for (let i = 0; i < rule.matchers.length; i++) {
-    const matcher = rule.matchers[i]!;
+  for (let i = 0; i < matchers.length; i++) {
+    const matcher = matchers[i]!;
     const value = matcher.read(request);
-    const declared = guards[i];
+    const declared = guards == null ? null : guards[i];
     if (declared != null) {
       const wrong = value === undefined ? 'is absent' : valueProblem(declared, value);
       if (wrong !== null) {
         problem ??= `${matcher.label} ${wrong}, and the attribute schema requires it: the deny cannot tell whether it applies, so it denies`;
         continue;
       }
+    }
+    const mismatch = matcher.mismatch === null ? null : matcher.mismatch(value);
+    if (mismatch !== null) {
+      problem ??= `${matcher.label} ${mismatch}: the deny cannot tell whether it applies, so it denies`;
+      continue;
     }
     if (!matcher.test(value)) return null;
   }
@@ -96,8 +104,8 @@ export function evaluate(policySet: PolicySet, request: DecisionRequest): Decisi
     const isDeny = rule.effect === 'DENY';
     if (!isDeny && denied !== null) break;
     if (!matchesStatically(rule, request)) {
-      // A deny that matches on a required attribute never silently misses: absent or mistyped, it denies by error.
-      const problem = isDeny && rule.guards != null ? guardProblem(rule, request) : null;
+      // A deny never silently misses for a value it cannot compare (or a required attribute absent or mistyped): it denies by error.
+      const problem = isDeny ? unsureDeny(rule, request) : null;
       if (problem !== null) {
         (errors ??= []).push({ ruleId: rule.id, message: problem });
         (deniedByError ??= []).push(rule.id);

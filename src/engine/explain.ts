@@ -1,7 +1,7 @@
 import type { CompiledRule, PolicySet } from '../policy/policy-set.js';
 import { describeValue } from '../policy/matcher.js';
 import { completeRequest } from './complete.js';
-import { evaluate, guardProblem, runCondition } from './evaluate.js';
+import { evaluate, runCondition, unsureDeny } from './evaluate.js';
 import { explainClauses, type ClauseExplanation } from './clauses.js';
 import type { Decision, DecisionRequest } from '../types.js';
 
@@ -51,7 +51,7 @@ function withClauses(explanation: RuleExplanation, rule: CompiledRule, policySet
 export function explainRule(rule: CompiledRule, request: DecisionRequest): RuleExplanation {
   const base = { ruleId: rule.id, effect: rule.effect, file: rule.file, line: rule.line };
   const mismatch = firstMismatch(rule, request);
-  const unsure = mismatch !== null && rule.effect === 'DENY' ? guardProblem(rule, request) : null;
+  const unsure = mismatch !== null && rule.effect === 'DENY' ? unsureDeny(rule, request) : null;
   if (unsure !== null) return { ...base, outcome: 'error', detail: unsure };
   if (mismatch !== null) return { ...base, outcome: 'not-matched', detail: mismatch };
   const outcome = runCondition(rule, request);

@@ -62,10 +62,18 @@ export function limitApplies(limit: CompiledLimit, request: DecisionRequest): bo
     if (!held) return false;
   }
   const matchers = limit.matchers;
+  // A value a matcher cannot compare (`["free"]` against `free`) must not slip past the limit: unless another
+  // matcher rules the limit out, it is an error, and the call is refused as for a `when` that errs.
+  let uncomparable: string | null = null;
   for (let i = 0; i < matchers.length; i++) {
     const matcher = matchers[i]!;
-    if (!matcher.test(matcher.read(request))) return false;
+    const value = matcher.read(request);
+    if (matcher.test(value)) continue;
+    const mismatch = matcher.mismatch === null ? null : matcher.mismatch(value);
+    if (mismatch === null) return false;
+    uncomparable ??= `${matcher.label} ${mismatch}, so the limit cannot tell whether it applies`;
   }
+  if (uncomparable !== null) return uncomparable;
   if (limit.condition === null) return true;
   try {
     const result = limit.condition(request as ConditionInput);

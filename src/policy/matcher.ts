@@ -12,6 +12,14 @@ export interface AttributeMatcher {
   readonly expected: string;
   readonly read: (request: DecisionRequest) => AttributeValue | undefined;
   readonly test: (value: AttributeValue | undefined) => boolean;
+  /**
+   * Why a present value cannot be compared at all (a list or map where the matcher
+   * compares with text, a number where it compares with text only, anything but text for
+   * a glob), or null. Such a value never matches; a deny that cannot tell whether it
+   * applies denies by error (evaluate.ts), as a CEL comparison across types does.
+   * Null for `exists`, which any value answers.
+   */
+  readonly mismatch: ((value: AttributeValue | undefined) => string | null) | null;
 }
 
 export type MatchedPart = 'principal' | 'resource' | 'context';
@@ -168,26 +176,62 @@ function anyOf(values: readonly Scalar[]): (value: AttributeValue | undefined) =
   return (value) => set.has(value as Scalar);
 }
 
-/** Turns a matcher as written in a policy file into a test and a description of it. */
-export function compileMatcher(spec: MatcherSpec): { test: (value: AttributeValue | undefined) => boolean; expected: string } {
-  if (isScalar(spec)) return { test: anyOf([spec]), expected: `equals ${JSON.stringify(spec)}` };
-  if (Array.isArray(spec)) return { test: anyOf(spec), expected: `is any of ${JSON.stringify(spec)}` };
-  if ('equals' in spec) return { test: anyOf([spec.equals]), expected: `equals ${JSON.stringify(spec.equals)}` };
-  if ('anyOf' in spec) return { test: anyOf(spec.anyOf), expected: `is any of ${JSON.stringify(spec.anyOf)}` };
+/** The kind of a value as a matcher compares it: a number is a number whether written 2 or 2.0. */
+type ValueKind = 'text' | 'number' | 'boolean' | 'null' | 'list' | 'map';
+
+function kindOf(value: AttributeValue): ValueKind {
+  if (value === null) return 'null';
+  switch (typeof value) {
+    case 'string':
+      return 'text';
+    case 'number':
+      return 'number';
+    case 'boolean':
+      return 'boolean';
+    default:
+      return Array.isArray(value) ? 'list' : 'map';
+  }
+}
+
+const KIND_NAMES: Readonly<Record<ValueKind, string>> = { text: 'text', number: 'a number', boolean: 'a boolean', null: 'null', list: 'a list', map: 'a map' };
+
+/** The mismatch test of a matcher comparing with `values`: a present value of a kind none of them has. */
+function kindMismatch(values: readonly Scalar[]): (value: AttributeValue | undefined) => string | null {
+  const kinds = new Set<ValueKind>(values.map(kindOf));
+  const written = [...kinds].map((kind) => KIND_NAMES[kind]).join(' or ');
+  return (value) => {
+    if (value === undefined) return null;
+    const kind = kindOf(value);
+    return kinds.has(kind) ? null : `is ${KIND_NAMES[kind]}, where the rule compares it with ${written}`;
+  };
+}
+
+const notText = (value: AttributeValue | undefined): string | null =>
+  value === undefined || typeof value === 'string' ? null : `is ${KIND_NAMES[kindOf(value)]}, where the rule matches it against a glob (text)`;
+
+/** Turns a matcher as written in a policy file into a test, its mismatch test and a description of it. */
+export function compileMatcher(spec: MatcherSpec): Pick<AttributeMatcher, 'test' | 'mismatch' | 'expected'> {
+  if (isScalar(spec)) return { test: anyOf([spec]), mismatch: kindMismatch([spec]), expected: `equals ${JSON.stringify(spec)}` };
+  if (Array.isArray(spec)) return { test: anyOf(spec), mismatch: kindMismatch(spec), expected: `is any of ${JSON.stringify(spec)}` };
+  if ('equals' in spec) return { test: anyOf([spec.equals]), mismatch: kindMismatch([spec.equals]), expected: `equals ${JSON.stringify(spec.equals)}` };
+  if ('anyOf' in spec) return { test: anyOf(spec.anyOf), mismatch: kindMismatch(spec.anyOf), expected: `is any of ${JSON.stringify(spec.anyOf)}` };
   if ('notAnyOf' in spec) {
     const inSet = anyOf(spec.notAnyOf);
-    return { test: (value) => value !== undefined && !inSet(value), expected: `is present and none of ${JSON.stringify(spec.notAnyOf)}` };
+    const mismatch = kindMismatch(spec.notAnyOf);
+    // A value that cannot be compared is not "none of" them: `["contractor"]` must not pass `notAnyOf: [contractor]`.
+    return { test: (value) => value !== undefined && !inSet(value) && mismatch(value) === null, mismatch, expected: `is present and none of ${JSON.stringify(spec.notAnyOf)}` };
   }
   if ('glob' in spec) {
     const globs = Array.isArray(spec.glob) ? spec.glob : [spec.glob];
     const matches = compileGlobs(globs);
     return {
       test: (value) => typeof value === 'string' && matches(value),
+      mismatch: notText,
       expected: `matches ${globs.map((g) => JSON.stringify(g)).join(' or ')}`,
     };
   }
   const wanted = spec.exists;
-  return { test: (value) => (value !== undefined) === wanted, expected: wanted ? 'is present' : 'is absent' };
+  return { test: (value) => (value !== undefined) === wanted, mismatch: null, expected: wanted ? 'is present' : 'is absent' };
 }
 
 export function describeValue(value: AttributeValue | undefined): string {
@@ -216,8 +260,8 @@ function writtenInJson(spec: MatcherSpec): boolean {
 
 function sharedMatcher(label: string, spec: MatcherSpec, read: () => AttributeMatcher['read']): AttributeMatcher {
   const compile = (): AttributeMatcher => {
-    const { test, expected } = compileMatcher(spec);
-    return Object.freeze({ label, expected, read: read(), test });
+    const { test, mismatch, expected } = compileMatcher(spec);
+    return Object.freeze({ label, expected, read: read(), test, mismatch });
   };
   return writtenInJson(spec) ? matcherByText.get(`${label}\u0000${JSON.stringify(spec)}`, compile) : compile();
 }

@@ -6,6 +6,7 @@ import type { AttributeSchemas, AttributeType } from './attribute-schema.js';
 import type { StageRun } from './pipeline.js';
 import type { RouteTable } from './routes.js';
 import { Directory } from './directory.js';
+import { foldedId } from '../folded-id.js';
 
 /** A rule ready to evaluate: every string parsed, every pattern and condition compiled. */
 export interface CompiledRule {
@@ -118,9 +119,12 @@ export class PolicySet {
   /** The principals and resources files, indexed; empty when there are none. */
   readonly directory: Directory;
   private readonly index: RuleIndex;
+  /** The actions the rules and limits name, and the resource types they and the directories name, with their folds. */
+  private readonly names: NamedSpellings;
 
-  private constructor(version: string, rules: readonly CompiledRule[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, index: RuleIndex, limits: readonly CompiledLimit[], schemas: AttributeSchemas | null, directory: Directory) {
+  private constructor(version: string, rules: readonly CompiledRule[], roles: ReadonlyMap<string, CompiledRole>, routes: RouteTable, index: RuleIndex, limits: readonly CompiledLimit[], schemas: AttributeSchemas | null, directory: Directory, names: NamedSpellings) {
     this.version = version;
+    this.names = names;
     this.attributeSchemas = schemas;
     this.directory = directory;
     this.rules = rules;
@@ -143,7 +147,24 @@ export class PolicySet {
     Object.freeze(rules);
     yield;
     const index = yield* buildIndex(parts, previous?.index ?? null);
-    return new PolicySet(version, rules, roles, routes, index, limits, schemas, directory);
+    const names = yield* namedSpellings(parts, limits, directory);
+    return new PolicySet(version, rules, roles, routes, index, limits, schemas, directory, names);
+  }
+
+  /**
+   * The action the policies name that `action` is another spelling of (`DELETE`,
+   * `delete ` or a fullwidth `ｄｅｌｅｔｅ` for `delete`), when they do not name `action`
+   * itself; else undefined. Such an action is offered only the rules for every action,
+   * so a deny written for `delete` would let `DELETE` through, while whatever acts on
+   * the decision may read it leniently. One set lookup for an action the policies name.
+   */
+  actionSpelledOtherwise(action: string): string | undefined {
+    return this.names.actions.has(action) ? undefined : this.names.actionFolds.get(foldedId(action));
+  }
+
+  /** The same for resource types (`Model` for `model`). */
+  typeSpelledOtherwise(type: string): string | undefined {
+    return this.names.types.has(type) ? undefined : this.names.typeFolds.get(foldedId(type));
   }
 
   /**
@@ -154,6 +175,41 @@ export class PolicySet {
     const table = this.index.byType.get(resourceType) ?? this.index.anyType;
     return table.byAction.get(action) ?? table.anyAction;
   }
+}
+
+/** Names as the policies spell them, and by their folds (folded-id.ts). */
+interface NamedSpellings {
+  readonly actions: ReadonlySet<string>;
+  readonly actionFolds: ReadonlyMap<string, string>;
+  readonly types: ReadonlySet<string>;
+  readonly typeFolds: ReadonlyMap<string, string>;
+}
+
+/** The actions and resource types named by the rules (from their index parts), the limits and the directories. */
+function* namedSpellings(parts: readonly IndexPart[], limits: readonly CompiledLimit[], directory: Directory): StageRun<NamedSpellings> {
+  const actions = new Set<string>();
+  const types = new Set<string>();
+  for (const part of parts) {
+    for (const [type, byAction] of part.byType) {
+      types.add(type);
+      for (const action of byAction.keys()) actions.add(action);
+    }
+    yield;
+  }
+  for (const limit of limits) {
+    for (const action of limit.actions ?? []) actions.add(action);
+    for (const type of limit.resourceTypes ?? []) types.add(type);
+  }
+  for (const type of directory.resources.keys()) types.add(type);
+  actions.delete(WILDCARD);
+  types.delete(WILDCARD);
+  return { actions, actionFolds: folds(actions), types, typeFolds: folds(types) };
+}
+
+function folds(names: ReadonlySet<string>): Map<string, string> {
+  const byFold = new Map<string, string>();
+  for (const name of names) byFold.set(foldedId(name), name);
+  return byFold;
 }
 
 /** Policy-set order: denies first, then by id. */

@@ -33,6 +33,29 @@ export const matcherSchema = z.union(
 );
 export type MatcherSpec = z.infer<typeof matcherSchema>;
 
+const idText = z.string({ error: 'an id is text: write it as a string ("42", not 42), or it never matches' });
+
+/**
+ * How a principal or resource id is matched: the matcher forms with text only. Ids
+ * always arrive as strings, so a number, boolean or null could never equal one, and a
+ * deny written `id: 42` would never fire.
+ */
+const idMatcherSchema = z.union(
+  [
+  idText,
+  z.array(idText).min(1, { error: 'an any-of list needs at least one id' }),
+  z.strictObject({ equals: idText }),
+  z.strictObject({ anyOf: z.array(idText).min(1) }),
+  z.strictObject({ notAnyOf: z.array(idText).min(1) }),
+  z.strictObject({ glob: z.union([z.string(), z.array(z.string()).min(1)]) }),
+  z.strictObject({ exists: z.boolean() }),
+  ],
+  {
+    error:
+      'an id matcher is an id as a string (equals), a list of them (any of), or one of {equals: "id"}, {anyOf: [..]}, {notAnyOf: [..]}, {glob: "acme-*"}, {exists: true|false}; ids are text, so write "42", not 42',
+  },
+);
+
 const attributeMatchers = z.record(z.string().min(1), matcherSchema);
 
 const oneOrMany = z.union([z.string().min(1), z.array(z.string().min(1)).min(1)]);
@@ -44,7 +67,7 @@ export const ruleSchema = z.strictObject({
   actions: z.array(z.string().min(1)).min(1, { error: 'list at least one action, or "*" for every action' }),
   principal: z
     .strictObject({
-      id: matcherSchema.optional(),
+      id: idMatcherSchema.optional(),
       roles: z.array(z.string().min(1)).min(1).optional(),
       /** The principal holds none of these roles, directly or by inheritance. */
       notRoles: z.array(z.string().min(1)).min(1).optional(),
@@ -54,7 +77,7 @@ export const ruleSchema = z.strictObject({
   resource: z
     .strictObject({
       type: oneOrMany.optional(),
-      id: matcherSchema.optional(),
+      id: idMatcherSchema.optional(),
       attributes: attributeMatchers.optional(),
     })
     .optional(),

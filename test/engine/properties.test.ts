@@ -173,7 +173,31 @@ const decideAll = (policySet: PolicySet, requests: readonly Req[]) => requests.m
 
 // ---- the reference model -----------------------------------------------------------
 
+/** A value's kind as matchers compare it; undefined is absent. */
+const kindOf = (value: Scalar): string => typeof value;
+
+/** The values a matcher compares with (none for `exists`), and whether it is a glob. */
+function compared(spec: MatcherSpec): readonly Scalar[] | 'glob' | null {
+  if (typeof spec === 'string' || typeof spec === 'number') return [spec];
+  if (Array.isArray(spec)) return spec as Scalar[];
+  if ('equals' in spec) return [spec.equals as Scalar];
+  if ('anyOf' in spec) return spec.anyOf as Scalar[];
+  if ('notAnyOf' in spec) return spec.notAnyOf as Scalar[];
+  if ('glob' in spec) return 'glob';
+  return null;
+}
+
+/** Whether a present value is of a kind the matcher cannot compare (text against numbers, a number against a glob). */
+function uncomparable(spec: MatcherSpec, value: Scalar | undefined): boolean {
+  if (value === undefined) return false;
+  const values = compared(spec);
+  if (values === null) return false;
+  if (values === 'glob') return typeof value !== 'string';
+  return !values.some((v) => kindOf(v) === kindOf(value));
+}
+
 function matcherHolds(spec: MatcherSpec, value: Scalar | undefined): boolean {
+  if (uncomparable(spec, value)) return false;
   if (typeof spec === 'string' || typeof spec === 'number') return value === spec;
   if (Array.isArray(spec)) return value !== undefined && spec.includes(value);
   if ('anyOf' in spec) return value !== undefined && spec.anyOf.includes(value);
@@ -185,10 +209,25 @@ function matcherHolds(spec: MatcherSpec, value: Scalar | undefined): boolean {
   return (value !== undefined) === spec.exists;
 }
 
-const allHold = (matchers: Partial<Record<Key, MatcherSpec>> | undefined, attributes: Attrs) =>
-  Object.entries(matchers ?? {}).every(([key, spec]) => matcherHolds(spec as MatcherSpec, attributes[key as Key]));
+type MatcherEntries = [Partial<Record<Key, MatcherSpec>> | undefined, Attrs][];
 
-/** Whether the rule applies to the request: true, false, or "error" (its condition erred). */
+/** Every matcher holds: true; one fails: false; the rest hold and some meet a value they cannot compare: "uncomparable". */
+function matchersOutcome(blocks: MatcherEntries): boolean | 'uncomparable' {
+  let unsure = false;
+  for (const [matchers, attributes] of blocks) {
+    for (const [key, spec] of Object.entries(matchers ?? {})) {
+      const value = attributes[key as Key];
+      if (uncomparable(spec as MatcherSpec, value)) unsure = true;
+      else if (!matcherHolds(spec as MatcherSpec, value)) return false;
+    }
+  }
+  return unsure ? 'uncomparable' : true;
+}
+
+/**
+ * Whether the rule applies to the request: true, false, or "error" (its condition erred, or, for a deny,
+ * a matcher met a value it cannot compare while every other part held).
+ */
 function ruleOutcome(rule: RuleSpec, r: Req): Outcome {
   if (!rule.actions.includes('*') && !rule.actions.includes(r.action)) return false;
   const type = rule.resource?.type;
@@ -197,9 +236,13 @@ function ruleOutcome(rule: RuleSpec, r: Req): Outcome {
     const held = new Set(r.principal.roles.flatMap((role) => (role === 'admin' ? ['admin', 'user'] : [role])));
     if (!rule.principal.roles.some((role) => held.has(role))) return false;
   }
-  if (!allHold(rule.principal?.attributes, r.principal.attributes)) return false;
-  if (!allHold(rule.resource?.attributes, r.resource.attributes)) return false;
-  if (!allHold(rule.context?.attributes, r.context.attributes)) return false;
+  const matched = matchersOutcome([
+    [rule.principal?.attributes, r.principal.attributes],
+    [rule.resource?.attributes, r.resource.attributes],
+    [rule.context?.attributes, r.context.attributes],
+  ]);
+  if (matched === false) return false;
+  if (matched === 'uncomparable') return rule.effect === 'deny' ? ERROR : false;
   if (rule.when === undefined) return true;
   return CONDITIONS.find((c) => c.cel === rule.when)!.ref(r);
 }

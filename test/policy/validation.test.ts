@@ -140,6 +140,42 @@ describe('more validation', () => {
     expect(diagnosticsOf(dir)).toEqual([expect.objectContaining({ file: 'list.yaml', line: 1, col: 1, message: expect.stringMatching(/must be a mapping/) })]);
   });
 
+  it('an id matcher holding a number, boolean or null is an error (ids are text: `id: 42` never matched, so the deny never fired)', () => {
+    const dir = writePolicyDir({
+      'ids.yaml': [
+        'kind: rules',
+        'rules:',
+        '  - {id: deny-42, effect: deny, actions: [read], resource: {id: 42}}',
+        '  - {id: deny-007, effect: deny, actions: [read], principal: {id: 007}}',
+        '  - {id: deny-any, effect: deny, actions: [read], resource: {id: [42, "43"]}}',
+        '  - {id: deny-eq, effect: deny, actions: [read], resource: {id: {equals: true}}}',
+        '  - {id: deny-text, effect: deny, actions: [read], resource: {id: ["42", {glob: "x-*"}]}}',
+        '  - {id: deny-fine, effect: deny, actions: [read], resource: {id: {anyOf: ["42", "43"]}}, principal: {id: {glob: "svc-*"}}}',
+        '',
+      ].join('\n'),
+    });
+    const found = diagnosticsOf(dir).map((d) => [d.path, d.line, /ids are text, so write "42", not 42/.test(d.message)]);
+    expect(found).toEqual([
+      ['rules[0].resource.id', 3, true],
+      ['rules[1].principal.id', 4, true],
+      ['rules[2].resource.id', 5, true],
+      ['rules[3].resource.id', 6, true],
+      ['rules[4].resource.id', 7, true],
+    ]);
+  });
+
+  it('a YAML key that is a list or a mapping, or an integer too large to be held exactly, is an error where it is written', () => {
+    const dir = writePolicyDir({
+      'keys.yaml': 'kind: rules\nrules:\n  - id: r1\n    effect: deny\n    actions: [read]\n    resource:\n      attributes:\n        ? [a, b]\n        : x\n',
+      'numbers.yaml': 'kind: rules\nrules:\n  - id: r2\n    effect: deny\n    actions: [read]\n    resource:\n      attributes:\n        n: 123456789012345678901234567890\n',
+      'fine.yaml': 'kind: rules\nrules:\n  - id: r3\n    effect: deny\n    actions: [read]\n    resource:\n      attributes:\n        m: 9007199254740991\n',
+    });
+    expect(diagnosticsOf(dir).map((d) => [d.file, d.line, d.col, d.message])).toEqual([
+      ['keys.yaml', 8, 11, 'a key must be a single value, not a list or a mapping; write the key as text'],
+      ['numbers.yaml', 8, 12, expect.stringMatching(/^the number 1\.2345678901234568e\+29 is too large to be held exactly \(past 2\^53/)],
+    ]);
+  });
+
   it('a valid directory next to the broken one loads', () => {
     const { policySet, tests, files } = loadValid(resolve(import.meta.dirname, '../../policies'));
     expect(files.length).toBeGreaterThan(0);
