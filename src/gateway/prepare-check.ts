@@ -28,6 +28,8 @@ const OVERRIDE_HEADERS: Readonly<Record<string, string>> = {
   'x-original-url': 'X-Original-URL',
   'x-rewrite-url': 'X-Rewrite-URL',
 };
+/** The headers a gateway sets for its upstream from verdict's answer (X-Verdict-Principal, X-Verdict-Decision-Id). */
+const VERDICT_HEADER_PREFIX = 'x-verdict-';
 /** The query parameter Rails, Laravel and others read as the method (`POST /x?_method=DELETE`). */
 const METHOD_PARAMETER = '_method';
 
@@ -40,8 +42,12 @@ function overrideAsked(headers: GatewayRequest['headers'], query: string): strin
   // X-HTTP-Method-Override there. NGINX drops such headers; Caddy and Envoy pass them on.
   for (const name in headers) {
     if (!name.includes('_')) continue;
-    const dashed = OVERRIDE_HEADERS[name.replace(/_/g, '-')];
+    const dashedName = name.replace(/_/g, '-');
+    const dashed = OVERRIDE_HEADERS[dashedName];
     if (dashed !== undefined) return `the request carries ${name}, which an upstream reads as ${dashed}: it asks for another method or path than the one decided`;
+    // The gateway sets X-Verdict-Principal and X-Verdict-Decision-Id for the upstream, replacing any the client sent,
+    // but not X_Verdict_Principal: a CGI upstream would read the client's beside (or instead of) the gateway's.
+    if (dashedName.startsWith(VERDICT_HEADER_PREFIX)) return `the request carries ${name}, which an upstream reads as one of the X-Verdict- headers the gateway sets for it: a client may not name the caller or decision the upstream is told of`;
   }
   // Read as the loosest server reads a query's names (PHP: `.method`, `+_method` and `%20_method` are `_method`);
   // only a query that could name it is parsed.

@@ -227,6 +227,7 @@ const OUTSIDE_PCHAR = /[^A-Za-z0-9\-._~!$&'()*+,;=:@%\\\u0000]/;
  * upstream might read differently from us is refused rather than guessed at: an
  * encoded slash or backslash, an encoded unreserved character (`%67` for `g`), a
  * `.` or `..` segment, a `;` (path parameters), a backslash, a NUL, bad percent-encoding,
+ * an encoded `%` (`%2563` reads as `c` to an upstream that decodes twice),
  * a character outside RFC 3986's `pchar` left unencoded (`#`, a space, `é`), and once
  * decoded a control character, `?` or `#`, whitespace or a dot at a name's end, an
  * invisible or blank character, or text Unicode compatibility normalisation changes.
@@ -250,6 +251,8 @@ export function splitRequestPath(path: string): string[] | string {
         return `the path has bad percent-encoding in segment ${i + 1}`;
       }
       if (segment.includes('/') || segment.includes('\\')) return `the path has an encoded slash in segment ${i + 1}`;
+      // `%2563redit` decodes to `%63redit` here and to `credit` at an upstream that decodes again.
+      if (segment.includes('%')) return `the path has an encoded "%" in segment ${i + 1} (an upstream that decodes the path twice would read another name); send the name without it`;
     }
     if (segment === '.' || segment === '..') return `the path has a dot segment ("${segment}"); send the normalised path`;
     // Java servers strip `;params` from a segment (`fraud-v3;x=1` is fraud-v3 to them), and some servers read `\` as `/`.

@@ -30,9 +30,9 @@ function caddyfile(dir: string, port: number, verdictHttpPort: number, upstreamP
 http://127.0.0.1:${port} {
 	# Facts about the model come from the gateway, never from the client.
 	map {path} {model_org} {model_env} {model_classification} {
-		~^/v1/models/globex- globex production internal
-		~^/v1/models/churn-  acme   staging    internal
-		~^/v1/models/pricing- acme  production restricted
+		~(?i)^/v1/models/globex- globex production internal
+		~(?i)^/v1/models/churn-  acme   staging    internal
+		~(?i)^/v1/models/pricing- acme  production restricted
 		default              acme   production internal
 	}
 	forward_auth 127.0.0.1:${verdictHttpPort} {
@@ -146,7 +146,7 @@ describe.skipIf(CADDY === null)('Caddy forward_auth in front of a model server',
     expect(upstream.seen.length).toBe(before);
   });
 
-  it('refuses a method override in spellings PHP reads as one (X_HTTP_Method_Override, ?.method=, ?+_method=): 403, never reaching the upstream', async () => {
+  it('refuses what an upstream may read as another method, caller or path (X_HTTP_Method_Override, ?.method=, X_Verdict_Principal, %25 in a segment): 403, never reaching the upstream', async () => {
     const before = upstream.seen.length;
     // Each is a POST ada may make; an upstream reading the override would act on it as a DELETE.
     const asked: [string, Record<string, string>, RegExp][] = [
@@ -155,6 +155,11 @@ describe.skipIf(CADDY === null)('Caddy forward_auth in front of a model server',
       ['/v1/models/fraud-v3/predict?+_method=DELETE', {}, /query parameter _method \(as " _method"/],
       ['/v1/models/fraud-v3/predict?%20_method=DELETE', {}, /query parameter _method \(as " _method"/],
       ['/v1/models/fraud-v3/predict?_METHOD[]=DELETE', {}, /query parameter _method \(as "_METHOD\[\]"/],
+      // Caddy passes underscore headers on: a CGI upstream would read the client's X_Verdict_Principal beside Caddy's X-Verdict-Principal.
+      ['/v1/models/fraud-v3/predict', { X_Verdict_Principal: 'olga' }, /carries x_verdict_principal, which an upstream reads as one of the X-Verdict- headers the gateway sets for it/],
+      ['/v1/models/fraud-v3/predict', { x_verdict_decision_id: 'made-up' }, /carries x_verdict_decision_id, which an upstream reads as one of the X-Verdict- headers/],
+      // Decoded once by verdict (`%63redit-risk-v2`, an unknown model) and once more by an upstream that decodes twice (`credit-risk-v2`).
+      ['/v1/models/%2566raud-v3/predict', {}, /encoded "%" in segment 3/],
     ];
     for (const [path, headers, why] of asked) {
       const response = await fetch(`${base}${path}`, { method: 'POST', headers: { 'x-api-key': verdict.keys.ada, 'content-type': 'application/json', ...headers }, body: '{}' });

@@ -303,6 +303,18 @@ describe.skipIf(NGINX === null)('NGINX auth_request in front of a model server',
     expect(upstream.seen.length).toBe(before);
   });
 
+  it("maps a model's facts from its name without regard to case, as an upstream looking names up without case would read it", async () => {
+    const before = upstream.seen.length;
+    // Matched with case, PRICING-x was an internal model to NGINX's map, and GLOBEX-x an acme one.
+    const restricted = await predict('PRICING-x', { 'x-api-key': verdict.keys.carl });
+    expect(restricted.status).toBe(403);
+    expect(getDecision(verdict.db, restricted.headers.get('x-verdict-decision-id')!)!.request.resource.attributes).toEqual({ org: 'acme', classification: 'restricted' });
+    const foreign = await predict('GLOBEX-x', { authorization: `Bearer ${verdict.keys.dana}` });
+    expect(foreign.status).toBe(403);
+    expect(getDecision(verdict.db, foreign.headers.get('x-verdict-decision-id')!)!.request.resource.attributes).toEqual({ org: 'globex', classification: 'internal' });
+    expect(upstream.seen.length).toBe(before);
+  });
+
   it("takes the model's classification from the gateway: a contractor claiming a restricted model is internal is denied", async () => {
     const before = upstream.seen.length;
     const response = await predict('pricing-v9', { 'x-api-key': verdict.keys.carl, 'x-model-classification': 'internal' });

@@ -77,6 +77,9 @@ describe('route matching', () => {
     ['/v1/models/%67lobex-secret/predict', /encoded unreserved character \("%67" in segment 3\)/],
     ['/v1/%6Dodels/m1', /encoded unreserved character/],
     ['/v1/models/m%2D1', /encoded unreserved character/],
+    // Once decoded `%63redit-risk-v2` here, `credit-risk-v2` to an upstream that decodes the path again.
+    ['/v1/models/%2563redit-risk-v2/predict', /encoded "%" in segment 3 \(an upstream that decodes the path twice/],
+    ['/v1/models/credit-risk-v2%2500/predict', /encoded "%" in segment 3/],
     ['/v1/models/m%7e1', /encoded unreserved character/],
     ['/v1/models/./predict', /dot segment/],
     ['/v1/models/%E0%A4%A/predict', /bad percent-encoding/],

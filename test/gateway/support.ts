@@ -152,15 +152,15 @@ http {
   # Facts about the model come from the gateway, never from the client. Keyed on
   # $request_uri: inside the auth sub-request $uri is the auth location's.
   map $request_uri $model_org {
-    ~^/v1/models/globex-  globex;
+    ~*^/v1/models/globex-  globex;
     default               acme;
   }
   map $request_uri $model_env {
-    ~^/v1/models/churn-   staging;
+    ~*^/v1/models/churn-   staging;
     default               production;
   }
   map $request_uri $model_classification {
-    ~^/v1/models/pricing- restricted;
+    ~*^/v1/models/pricing- restricted;
     default               internal;
   }
 
