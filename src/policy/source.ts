@@ -108,6 +108,10 @@ export function parseYamlFile(file: string, text: string, diagnostics: PolicyDia
       diagnostics.push({ file, ...where(shape.tooDeep), path: '', message: `nested deeper than ${MAX_DOCUMENT_DEPTH} levels; no policy document needs that many (flatten the value, or split it)` });
       continue;
     }
+    if (shape.unreadable !== null) {
+      diagnostics.push({ file, ...where(shape.unreadable.offset), path: '', message: shape.unreadable.message });
+      continue;
+    }
     let value: unknown;
     try {
       value = doc.toJS({ maxAliasCount: MAX_ALIAS_EXPANSIONS });
@@ -142,13 +146,17 @@ const MAX_ALIAS_EXPANSIONS = 100;
  * The offset of the first node nested deeper than MAX_DOCUMENT_DEPTH and of the first
  * alias, found with an explicit stack (the document may be as deep as its text is long).
  */
-function shapeOf(root: Node): { tooDeep: number | null; firstAlias: number | null; protoKey: number | null } {
+function shapeOf(root: Node): { tooDeep: number | null; firstAlias: number | null; protoKey: number | null; unreadable: Unreadable | null } {
   let firstAlias: number | null = null;
   const pending: [Node, number][] = [[root, 0]];
+  const fine = { tooDeep: null, protoKey: null, unreadable: null };
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
     const [node, depth] = next;
-    if (depth > MAX_DOCUMENT_DEPTH) return { tooDeep: node.range?.[0] ?? 0, firstAlias, protoKey: null };
-    if (isScalar(node) && node.value === '__proto__' && depth > 0) return { tooDeep: null, firstAlias, protoKey: node.range?.[0] ?? 0 };
+    if (depth > MAX_DOCUMENT_DEPTH) return { ...fine, tooDeep: node.range?.[0] ?? 0, firstAlias };
+    if (isScalar(node) && node.value === '__proto__' && depth > 0) return { ...fine, firstAlias, protoKey: node.range?.[0] ?? 0 };
+    if (isScalar(node) && typeof node.value === 'number' && Number.isInteger(node.value) && !Number.isSafeInteger(node.value)) {
+      return { ...fine, firstAlias, unreadable: { offset: node.range?.[0] ?? 0, message: `the number ${String(node.value)} is too large to be held exactly (past 2^53, it would be read as another number); write it as a string` } };
+    }
     if (isAlias(node)) {
       const offset = node.range?.[0] ?? 0;
       if (firstAlias === null || offset < firstAlias) firstAlias = offset;
@@ -157,12 +165,20 @@ function shapeOf(root: Node): { tooDeep: number | null; firstAlias: number | nul
     if (!isCollection(node)) continue;
     for (const item of node.items) {
       if (isPair(item)) {
+        // `? [a, b] : x` would be read as the key "[ a, b ]", with only a warning on stderr.
+        if (isCollection(item.key)) return { ...fine, firstAlias, unreadable: { offset: item.key.range?.[0] ?? 0, message: 'a key must be a single value, not a list or a mapping; write the key as text' } };
         if (isNode(item.key)) pending.push([item.key, depth + 1]);
         if (isNode(item.value)) pending.push([item.value, depth + 1]);
       } else if (isNode(item)) pending.push([item, depth + 1]);
     }
   }
-  return { tooDeep: null, firstAlias, protoKey: null };
+  return { ...fine, firstAlias };
+}
+
+/** Where a document says something it cannot be read as, and what. */
+interface Unreadable {
+  readonly offset: number;
+  readonly message: string;
 }
 
 /**

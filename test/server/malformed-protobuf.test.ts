@@ -234,6 +234,17 @@ describe('malformed protobuf on Check, CheckBatch and Envoy ext_authz Check', ()
     expect(queryDecisions(shipped.db, { limit: 1 })[0]).toMatchObject({ principalId: 'dana', effect: 'ALLOW' });
   });
 
+  it('an attribute map entry sent without its value: INVALID_ARGUMENT saying so (not the decoder\'s own TypeError), recorded', async () => {
+    const before = queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length;
+    // principal.attributes (field 3, a Struct) holding one entry (field 1) with a key (1) and no value (2).
+    const principal = ld(1, cat(str(1, 'dana'), str(2, 'data_scientist'), ld(3, ld(1, str(1, 'org')))));
+    const { error } = await sendRaw(shipped.server.grpcPort, 'Check', cat(principal, str(2, 'read'), ld(3, cat(str(1, 'model'), str(2, 'fraud-v3')))));
+    expect(error?.code).toBe(grpc.status.INVALID_ARGUMENT);
+    expect(error?.details).toMatch(/are not a valid verdict\.v1\.CheckRequest protobuf message \(a field holds nothing where a value must be, such as an attribute map entry sent without its google\.protobuf\.Value\)/);
+    expect(error?.details).not.toMatch(/Cannot read properties/);
+    expect(queryDecisions(shipped.db, { reason: 'DENIED_INVALID_REQUEST', limit: 1000 }).length).toBe(before + 1);
+  });
+
   // protobufjs replaced bytes that are not UTF-8 with U+FFFD: `carl\xff` and `carl\xfe` were decided, limited and
   // recorded as one principal, `carl\uFFFD`, and nothing showed what had been sent.
   const bytes = (field: number, ...parts: (string | number[])[]): Buffer => ld(field, cat(...parts.map((p) => (typeof p === 'string' ? Buffer.from(p) : Buffer.from(p)))));

@@ -23,6 +23,8 @@ export class OversizedMessage {
 /** The longest decoder message kept; it is echoed to the caller and recorded. */
 const MAX_REASON_CHARS = 200;
 
+const EMPTY_FIELD = 'a field holds nothing where a value must be, such as an attribute map entry sent without its google.protobuf.Value';
+
 /**
  * Stands in for a request whose bytes are not a valid protobuf message of the
  * method's type (a truncated field, an invalid wire type): bad input like any
@@ -36,7 +38,9 @@ export class MalformedMessage {
     readonly bytes: number,
     cause: unknown,
   ) {
-    const text = cause instanceof Error ? cause.message : String(cause);
+    // A TypeError is the decoder meeting nothing where its message type needs a value (a Struct's map entry
+    // sent without its Value): its own words (`Cannot read properties of null`) would tell the caller nothing.
+    const text = cause instanceof TypeError ? EMPTY_FIELD : cause instanceof Error ? cause.message : String(cause);
     this.reason = cutText(text, MAX_REASON_CHARS);
   }
 
