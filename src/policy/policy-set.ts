@@ -7,6 +7,7 @@ import type { StageRun } from './pipeline.js';
 import type { RouteTable } from './routes.js';
 import { Directory } from './directory.js';
 import { foldedId } from '../folded-id.js';
+import { SharedCompiled } from './shared-compiled.js';
 
 /** A rule ready to evaluate: every string parsed, every pattern and condition compiled. */
 export interface CompiledRule {
@@ -203,12 +204,22 @@ function* namedSpellings(parts: readonly IndexPart[], limits: readonly CompiledL
   for (const type of directory.resources.keys()) types.add(type);
   actions.delete(WILDCARD);
   types.delete(WILDCARD);
-  return { actions, actionFolds: folds(actions), types, typeFolds: folds(types) };
+  const actionFolds = yield* folds(actions);
+  const typeFolds = yield* folds(types);
+  return { actions, actionFolds, types, typeFolds };
 }
 
-function folds(names: ReadonlySet<string>): Map<string, string> {
+// A set of 10,000 rules names thousands of types (3,332 in bench/reload.mjs's), whose folds took 1.4 ms in one
+// go: each is folded once and kept for the loads that follow, and the names are gone through in slices.
+const foldOf = new SharedCompiled<string>();
+
+function* folds(names: ReadonlySet<string>): StageRun<Map<string, string>> {
   const byFold = new Map<string, string>();
-  for (const name of names) byFold.set(foldedId(name), name);
+  let done = 0;
+  for (const name of names) {
+    byFold.set(foldOf.get(name, () => foldedId(name)), name);
+    if (++done % 512 === 0) yield;
+  }
   return byFold;
 }
 
