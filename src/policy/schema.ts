@@ -12,48 +12,42 @@ const identifier = (what: string) =>
 
 const scalar = z.union([z.string(), z.number(), z.boolean(), z.null()]);
 
+/** The matcher forms over values of `value`: itself (equals), a list (any of), and the object forms. */
+function matcherOf<V extends z.ZodType>(value: V, emptyList: string, error: string) {
+  return z.union(
+    [
+    value,
+    z.array(value).min(1, { error: emptyList }),
+    z.strictObject({ equals: value }),
+    z.strictObject({ anyOf: z.array(value).min(1) }),
+    z.strictObject({ notAnyOf: z.array(value).min(1) }),
+    z.strictObject({ glob: z.union([z.string(), z.array(z.string()).min(1)]) }),
+    z.strictObject({ exists: z.boolean() }),
+    ],
+    { error },
+  );
+}
+
 /**
  * How one attribute is matched. A bare value means "equals"; a list means "any of".
  * The object forms say the same explicitly, plus glob patterns (`acme-*`) and presence.
  */
-export const matcherSchema = z.union(
-  [
+export const matcherSchema = matcherOf(
   scalar,
-  z.array(scalar).min(1, { error: 'an any-of list needs at least one value' }),
-  z.strictObject({ equals: scalar }),
-  z.strictObject({ anyOf: z.array(scalar).min(1) }),
-  z.strictObject({ notAnyOf: z.array(scalar).min(1) }),
-  z.strictObject({ glob: z.union([z.string(), z.array(z.string()).min(1)]) }),
-  z.strictObject({ exists: z.boolean() }),
-  ],
-  {
-    error:
-      'a matcher is a value (equals), a list of values (any of), or one of {equals: v}, {anyOf: [..]}, {notAnyOf: [..]}, {glob: "acme-*"}, {exists: true|false}',
-  },
+  'an any-of list needs at least one value',
+  'a matcher is a value (equals), a list of values (any of), or one of {equals: v}, {anyOf: [..]}, {notAnyOf: [..]}, {glob: "acme-*"}, {exists: true|false}',
 );
 export type MatcherSpec = z.infer<typeof matcherSchema>;
-
-const idText = z.string({ error: 'an id is text: write it as a string ("42", not 42), or it never matches' });
 
 /**
  * How a principal or resource id is matched: the matcher forms with text only. Ids
  * always arrive as strings, so a number, boolean or null could never equal one, and a
  * deny written `id: 42` would never fire.
  */
-const idMatcherSchema = z.union(
-  [
-  idText,
-  z.array(idText).min(1, { error: 'an any-of list needs at least one id' }),
-  z.strictObject({ equals: idText }),
-  z.strictObject({ anyOf: z.array(idText).min(1) }),
-  z.strictObject({ notAnyOf: z.array(idText).min(1) }),
-  z.strictObject({ glob: z.union([z.string(), z.array(z.string()).min(1)]) }),
-  z.strictObject({ exists: z.boolean() }),
-  ],
-  {
-    error:
-      'an id matcher is an id as a string (equals), a list of them (any of), or one of {equals: "id"}, {anyOf: [..]}, {notAnyOf: [..]}, {glob: "acme-*"}, {exists: true|false}; ids are text, so write "42", not 42',
-  },
+const idMatcherSchema = matcherOf(
+  z.string({ error: 'an id is text: write it as a string ("42", not 42), or it never matches' }),
+  'an any-of list needs at least one id',
+  'an id matcher is an id as a string (equals), a list of them (any of), or one of {equals: "id"}, {anyOf: [..]}, {notAnyOf: [..]}, {glob: "acme-*"}, {exists: true|false}; ids are text, so write "42", not 42',
 );
 
 const attributeMatchers = z.record(z.string().min(1), matcherSchema);
