@@ -2,6 +2,7 @@ import { SCHEMA_RULE_ID, schemaViolationMessage } from '../policy/attribute-sche
 import type { PolicySet } from '../policy/policy-set.js';
 import type { Decision, DecisionRequest } from '../types.js';
 import { completeRequest, spelledOtherwise } from './complete.js';
+import { decisionWith } from './decision-with.js';
 import { evaluate } from './evaluate.js';
 
 const NO_RULES: readonly string[] = Object.freeze([]);
@@ -22,7 +23,7 @@ export function evaluateAsServed(policySet: PolicySet, request: DecisionRequest)
     return { effect: 'DENY', reason: 'DENIED_INVALID_REQUEST', ruleIds: NO_RULES, errors: [{ ruleId: SCHEMA_RULE_ID, message: schemaViolationMessage(violations) }], policyVersion: policySet.version };
   }
   const decision = evaluate(policySet, request);
-  return violations === null ? decision : { ...decision, schemaViolations: violations };
+  return violations === null ? decision : decisionWith(decision, { schemaViolations: violations });
 }
 
 /** Whether a decision is a refusal for breaking the attribute schema. */

@@ -130,7 +130,8 @@ function readSubject(value: unknown, field: string): DecisionRequest['principal'
     const { roles: _roles, ...rest } = properties;
     attributes = rest;
   }
-  return { id, roles, attributes: { ...attributes, type } };
+  // Object.assign, not `{ ...attributes, type }`: a member added to a spread copy takes V8's slow path (decision-with.ts).
+  return { id, roles, attributes: Object.assign({}, attributes, { type }) };
 }
 
 function readAction(value: unknown, field: string): string {

@@ -313,7 +313,7 @@ export async function applyShared(limits: readonly CompiledLimit[], request: Dec
       if (limit.backoff !== null) {
         const next = strike(limit.backoff, offence, now);
         store.setOffence(key, next, now);
-        if (next.blockedUntil > now) report = { ...report, retryAfterMs: next.blockedUntil - now, blockedUntil: next.blockedUntil, offences: next.level };
+        if (next.blockedUntil > now) report = Object.assign({}, report, { retryAfterMs: next.blockedUntil - now, blockedUntil: next.blockedUntil, offences: next.level });
       }
       if (refused === null || report.retryAfterMs > refused.retryAfterMs) refused = report;
       continue;
@@ -381,7 +381,7 @@ export function applyLimits(limits: readonly CompiledLimit[], request: DecisionR
       if (limit.backoff !== null) {
         const next = strike(limit.backoff, offence, now);
         store.setOffence(key, next, now);
-        if (next.blockedUntil > now) report = { ...report, retryAfterMs: next.blockedUntil - now, blockedUntil: next.blockedUntil, offences: next.level };
+        if (next.blockedUntil > now) report = Object.assign({}, report, { retryAfterMs: next.blockedUntil - now, blockedUntil: next.blockedUntil, offences: next.level });
       }
       if (refused === null || report.retryAfterMs > refused.retryAfterMs) refused = report;
       continue;

@@ -83,7 +83,8 @@ export class SettlementBook {
       this.drop(id);
     }
     if (this.entries.size >= this.max) this.evictFor(group);
-    this.entries.set(decisionId, { ...entry, group, expiresAt: now + this.windowMs, state: 'open' });
+    // Object.assign, not a spread followed by new members: that takes V8's slow path (engine/decision-with.ts).
+    this.entries.set(decisionId, Object.assign({}, entry, { group, expiresAt: now + this.windowMs, state: 'open' as const }));
     let ids = this.groups.get(group);
     if (ids === undefined) this.groups.set(group, (ids = new Set()));
     ids.add(decisionId);

@@ -558,7 +558,7 @@ export function compileRoutes(routes: readonly LocatedRoute[], diagnostics: Poli
           resource: { type: resourceType, id: typeof idValue === 'string' ? idValue : idValue === undefined ? '' : String(idValue), attributes: built(resourceAttributes) },
           context: { attributes: built(contextAttributes) },
         };
-        return missing === undefined ? routed : { ...routed, missing };
+        return missing === undefined ? routed : Object.assign(routed, { missing });
       },
     });
   }
