@@ -213,7 +213,7 @@ export class AuthZenEndpoint {
     if (!authn.ok) {
       req.resume();
       const refused = meta(peerOf(req));
-      const result = await this.pipeline.check(new RefusedRequest(UNREADABLE_REQUEST, unauthenticated(authn)), { ...refused, details: { ...refused.details, ...authnDetails(authn) } });
+      const result = await this.pipeline.check(new RefusedRequest(UNREADABLE_REQUEST, unauthenticated(authn)), { ...refused, details: Object.assign({}, refused.details, authnDetails(authn)) });
       return { status: 401, body: errorBody('unauthenticated', `${authn.reason}: ${authn.message}`, result), headers: { 'www-authenticate': 'Bearer' } };
     }
     const call = meta(authn.caller);
