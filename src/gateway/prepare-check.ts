@@ -33,7 +33,7 @@ const VERDICT_HEADER_PREFIX = 'x-verdict-';
 /** The query parameter Rails, Laravel and others read as the method (`POST /x?_method=DELETE`). */
 const METHOD_PARAMETER = '_method';
 
-/** Why a request asks its upstream for another method or path than the one decided, or null. */
+/** Why a request asks its upstream for another method, path or caller than the one decided, or null. */
 function overrideAsked(headers: GatewayRequest['headers'], query: string): string | null {
   for (const name in OVERRIDE_HEADERS) {
     if (headers[name] !== undefined) return `the request carries ${OVERRIDE_HEADERS[name]}, which asks the upstream for another method or path than the one decided`;
