@@ -10,28 +10,25 @@ const NONE: readonly never[] = Object.freeze([]);
  * resource type is not tested: PolicySet.candidates offers a rule only for its types.
  */
 export function matchesStatically(rule: CompiledRule, request: DecisionRequest): boolean {
-  const holders = rule.roleHolders;
-  if (holders !== null) {
-    const roles = request.principal.roles;
-    let held = false;
-    for (let i = 0; i < roles.length; i++) {
-      if (holders.has(roles[i] as string)) {
-        held = true;
-        break;
-      }
-    }
-    if (!held) return false;
-  }
-  const excluded = rule.excludedHolders;
-  if (excluded !== null) {
-    const roles = request.principal.roles;
-    for (let i = 0; i < roles.length; i++) if (excluded.has(roles[i] as string)) return false;
-  }
+  if (!rolesHold(rule, request.principal.roles)) return false;
   const matchers = rule.matchers;
   for (let i = 0; i < matchers.length; i++) {
     const matcher = matchers[i]!;
     if (!matcher.test(matcher.read(request))) return false;
   }
+  return true;
+}
+
+/** The rule's `roles` (one of them held) and `notRoles` (none held) hold for these roles. */
+function rolesHold(rule: CompiledRule, roles: readonly string[]): boolean {
+  const holders = rule.roleHolders;
+  if (holders !== null) {
+    let held = false;
+    for (let i = 0; i < roles.length && !held; i++) held = holders.has(roles[i]!);
+    if (!held) return false;
+  }
+  const excluded = rule.excludedHolders;
+  if (excluded !== null) for (let i = 0; i < roles.length; i++) if (excluded.has(roles[i]!)) return false;
   return true;
 }
 
@@ -45,9 +42,7 @@ export function matchesStatically(rule: CompiledRule, request: DecisionRequest):
 export function unsureDeny(rule: CompiledRule, request: DecisionRequest): string | null {
   const matchers = rule.matchers;
   if (matchers.length === 0) return null;
-  const roles = request.principal.roles;
-  if (rule.roleHolders !== null && !roles.some((r) => rule.roleHolders!.has(r))) return null;
-  if (rule.excludedHolders !== null && roles.some((r) => rule.excludedHolders!.has(r))) return null;
+  if (!rolesHold(rule, request.principal.roles)) return null;
   const guards = rule.guards;
   let problem: string | null = null;
   for (let i = 0; i < matchers.length; i++) {

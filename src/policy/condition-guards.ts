@@ -270,9 +270,10 @@ export class ConditionTypeMismatch extends Error {
   }
 }
 
-type ValueKind = 'string' | 'bool' | 'number' | 'list' | 'map' | 'bytes' | 'null' | 'other';
+/** A value's type as CEL compares it (and the rules' matchers, matcher.ts): 2 and 2.0 are both a number. */
+export type ValueKind = 'string' | 'bool' | 'number' | 'list' | 'map' | 'bytes' | 'null' | 'other';
 
-function kindOf(value: unknown): ValueKind {
+export function kindOf(value: unknown): ValueKind {
   switch (typeof value) {
     case 'string':
       return 'string';

@@ -1,5 +1,6 @@
 import type { AttributeValue, DecisionRequest } from '../types.js';
 import type { MatcherSpec } from './schema.js';
+import { kindOf, type ValueKind } from './condition-guards.js';
 import { SharedCompiled } from './shared-compiled.js';
 
 type Scalar = string | number | boolean | null;
@@ -176,24 +177,8 @@ function anyOf(values: readonly Scalar[]): (value: AttributeValue | undefined) =
   return (value) => set.has(value as Scalar);
 }
 
-/** The kind of a value as a matcher compares it: a number is a number whether written 2 or 2.0. */
-type ValueKind = 'text' | 'number' | 'boolean' | 'null' | 'list' | 'map';
-
-function kindOf(value: AttributeValue): ValueKind {
-  if (value === null) return 'null';
-  switch (typeof value) {
-    case 'string':
-      return 'text';
-    case 'number':
-      return 'number';
-    case 'boolean':
-      return 'boolean';
-    default:
-      return Array.isArray(value) ? 'list' : 'map';
-  }
-}
-
-const KIND_NAMES: Readonly<Record<ValueKind, string>> = { text: 'text', number: 'a number', boolean: 'a boolean', null: 'null', list: 'a list', map: 'a map' };
+/** A kind as a policy author reads it (attribute values are JSON: never bytes or another object). */
+const KIND_NAMES: Readonly<Record<ValueKind, string>> = { string: 'text', number: 'a number', bool: 'a boolean', null: 'null', list: 'a list', map: 'a map', bytes: 'bytes', other: 'a value of another type' };
 
 /** The mismatch test of a matcher comparing with `values`: a present value of a kind none of them has. */
 function kindMismatch(values: readonly Scalar[]): (value: AttributeValue | undefined) => string | null {
