@@ -1,5 +1,5 @@
-import { createHash } from 'node:crypto';
 import { readdir, realpath, stat } from 'node:fs/promises';
+import { fileHash } from './hash-in-pieces.js';
 import type { LoadWorker } from './load-worker.js';
 import { runInSlices, wait, type StageRun } from './pipeline.js';
 import { listPolicyFilesWith, readPolicyFiles, type DirectoryAccess } from './stages/read.js';
@@ -54,7 +54,7 @@ function* hashEach(contents: Awaited<ReturnType<typeof readPolicyFiles>>): Stage
   const hashes: (readonly [string, string])[] = [];
   for (const content of contents) {
     // A file that cannot be read is listed by why, so that a load reports it.
-    hashes.push([content.file, 'bytes' in content ? createHash('sha256').update(content.bytes).digest('hex') : `unread: ${content.error}`]);
+    hashes.push([content.file, 'bytes' in content ? yield* fileHash(content.bytes) : `unread: ${content.error}`]);
     yield;
   }
   return hashes;

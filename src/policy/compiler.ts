@@ -27,7 +27,8 @@ export const DEFAULT_SLICE_MS = 2;
  * Loads one policy directory again and again, incrementally: every load reads
  * every file, but a file whose text did not change is not parsed or checked again,
  * a document's compiled rules are reused while the document and the roles it names
- * are unchanged, the role graph and the route table while their documents are, and
+ * are unchanged, the role graph, the route table and the directories while their
+ * documents (for the directories, also the roles and schema) are, and
  * the new set's index takes over the lookup tables of unchanged resource types.
  * Whatever is reused is keyed by everything it depends on, so the result is the
  * same as a cold load's. Work runs in slices that yield to the event loop.
@@ -38,6 +39,7 @@ export class PolicyCompiler {
     roleGraphs: new Reuse(),
     compiled: new Reuse(),
     routes: new Reuse(),
+    directories: new Reuse(),
     previous: null,
     claimed: null,
   };
@@ -55,7 +57,7 @@ export class PolicyCompiler {
    */
   async compile(options: { gitCommit?: string | null; sharing?: SliceSharing } = {}): Promise<Compilation> {
     const state = newLoadState(this.dir, this.reader, { gitCommit: options.gitCommit, cache: this.cache });
-    const reuses = [this.cache.files, this.cache.roleGraphs, this.cache.compiled, this.cache.routes];
+    const reuses = [this.cache.files, this.cache.roleGraphs, this.cache.compiled, this.cache.routes, this.cache.directories];
     let slices: SliceStats;
     try {
       slices = await runStagesInSlices(LOAD_STAGES, state, this.sliceMs, options.sharing);

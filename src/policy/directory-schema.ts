@@ -1,6 +1,7 @@
 import { valueProblem, type AttributeSchemas, type PartSchema } from './attribute-schema.js';
 import type { PolicyDiagnostic } from './diagnostic.js';
-import type { Directory } from './directory.js';
+import { DIRECTORY_ENTRIES_PER_PAUSE, type Directory } from './directory.js';
+import { runToEnd, type StageRun } from './pipeline.js';
 import type { Attributes } from '../types.js';
 
 /**
@@ -12,6 +13,11 @@ import type { Attributes } from '../types.js';
  * entry gives are checked: a required attribute it leaves out may come from the request.
  */
 export function directorySchemaProblems(directory: Directory, schemas: AttributeSchemas): PolicyDiagnostic[] {
+  return runToEnd(checkDirectorySchema(directory, schemas));
+}
+
+/** directorySchemaProblems as a step of the directories stage: it pauses as that stage does. */
+export function* checkDirectorySchema(directory: Directory, schemas: AttributeSchemas): StageRun<PolicyDiagnostic[]> {
   if (directory.empty || schemas.enforcement === 'none') return [];
   const problems: PolicyDiagnostic[] = [];
   const schema = (part: PartSchema | null, attributes: Attributes, where: { file: string; line: number; col: number }, what: string): void => {
@@ -25,11 +31,18 @@ export function directorySchemaProblems(directory: Directory, schemas: Attribute
       problems.push({ file: where.file, line: where.line, col: where.col, path: `attributes.${key}`, message: `${prefix}${what}: attribute ${key} ${problem}, so ${consequence}; fix the entry or the schema` });
     }
   };
-  for (const entry of directory.principals.values()) schema(schemas.principal, entry.attributes, entry, `principal "${entry.id}"`);
+  let done = 0;
+  for (const entry of directory.principals.values()) {
+    if (++done % DIRECTORY_ENTRIES_PER_PAUSE === 0) yield;
+    schema(schemas.principal, entry.attributes, entry, `principal "${entry.id}"`);
+  }
   for (const [type, entries] of directory.resources) {
     const part = schemas.resources.get(type) ?? null;
     if (part === null) continue;
-    for (const entry of entries.values()) schema(part, entry.attributes, entry, `resource ${type} "${entry.id}"`);
+    for (const entry of entries.values()) {
+      if (++done % DIRECTORY_ENTRIES_PER_PAUSE === 0) yield;
+      schema(part, entry.attributes, entry, `resource ${type} "${entry.id}"`);
+    }
   }
   return problems;
 }

@@ -1,19 +1,21 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
+import { hashInPieces } from './hash-in-pieces.js';
 import type { StageRun } from './pipeline.js';
 
 /**
  * The version of a policy set: the git commit when the directory sits in a clean
  * git work tree, so a decision points at reviewed history; otherwise `sha256:` of the
  * canonical content, which file order, file names and formatting do not change.
- * `canonical` is each document as canonicalJson. Pauses between documents.
+ * `canonical` is each document as canonicalJson. Pauses between documents, and within a large one.
  */
 export function* policyVersion(canonical: readonly string[], gitCommit: string | null): StageRun<string> {
   if (gitCommit !== null) return gitCommit;
   const hash = createHash('sha256');
   for (const doc of [...canonical].sort()) {
-    hash.update(doc).update('\n');
+    yield* hashInPieces(hash, doc);
+    hash.update('\n');
     yield;
   }
   return `sha256:${hash.digest('hex')}`;

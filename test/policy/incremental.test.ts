@@ -5,6 +5,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { evaluate } from '../../src/engine/evaluate.js';
 import { backgroundReader } from '../../src/policy/background-reader.js';
 import { PolicyCompiler } from '../../src/policy/compiler.js';
+import type { Directory } from '../../src/policy/directory.js';
 import { LoadWorker } from '../../src/policy/load-worker.js';
 import { loadPolicies, type LoadResult } from '../../src/policy/load.js';
 import { youngGenerationPacer } from '../../src/policy/young-generation.js';
@@ -222,4 +223,42 @@ describe('incremental compilation', () => {
     expect(evaluate(second.result.policies.policySet, admin).effect).toBe('ALLOW');
     expectSame(second.result, loadPolicies(dir, { gitCommit: null }));
   });
+
+  it('keeps the directories while they, the roles and the schema are unchanged, and builds them again when any of those changes', async () => {
+    const dir = makeTempDir('verdict-incremental-');
+    const roles = (names: string[]) => ({ kind: 'roles', roles: names.map((name) => ({ name })) });
+    const schema = (org: string) => ({ kind: 'schema', enforcement: 'reject', schemas: [{ for: 'principal', attributes: { org } }] });
+    const people = (org: string) => ({ kind: 'principals', principals: [{ id: 'alice', roles: ['editor'], attributes: { org } }] });
+    const rules = (action: string) => ({ kind: 'rules', rules: [{ id: 'r', effect: 'allow', actions: [action], principal: { roles: ['editor'] } }] });
+    writeFiles(dir, { 'roles.yaml': roles(['viewer', 'editor']), 'schema.yaml': schema('string'), 'people.yaml': people('acme'), 'rules.yaml': rules('read') });
+    const compiler = new PolicyCompiler(dir, backgroundReader(checker));
+    const directoryOf = async (): Promise<{ result: LoadResult; directory: Directory | null }> => {
+      const { result } = await compiler.compile({ gitCommit: null });
+      expectSame(result, loadPolicies(dir, { gitCommit: null }));
+      return { result, directory: result.ok ? result.policies.policySet.directory : null };
+    };
+    const first = (await directoryOf()).directory;
+    expect(first?.principal('alice')?.roles).toEqual(['editor']);
+
+    // Another kind of document changed: the very same directory.
+    writeFiles(dir, { 'rules.yaml': rules('write') });
+    expect((await directoryOf()).directory).toBe(first);
+
+    // The role it names is gone: refused, as a cold load refuses it.
+    writeFiles(dir, { 'roles.yaml': roles(['viewer']) });
+    const withoutRole = await directoryOf();
+    expect(withoutRole.result.ok ? [] : withoutRole.result.diagnostics.map((d) => d.message)).toContainEqual(expect.stringContaining('unknown role "editor"'));
+
+    // The schema now refuses its attribute: refused too.
+    writeFiles(dir, { 'roles.yaml': roles(['viewer', 'editor']), 'schema.yaml': schema('int') });
+    const againstSchema = await directoryOf();
+    expect(againstSchema.result.ok ? [] : againstSchema.result.diagnostics.map((d) => d.message)).toContainEqual(expect.stringContaining('principal "alice": attribute org'));
+
+    // Its own document changed: built again, with the new entry.
+    writeFiles(dir, { 'schema.yaml': schema('string'), 'people.yaml': people('globex') });
+    const rebuilt = (await directoryOf()).directory;
+    expect(rebuilt).not.toBe(first);
+    expect(rebuilt?.principal('alice')?.attributes).toEqual({ org: 'globex' });
+  });
 });
+

@@ -1,7 +1,9 @@
 import type { PolicyDiagnostic } from '../diagnostic.js';
 import {
   DEFAULT_PRECEDENCE,
+  DIRECTORY_ENTRIES_PER_PAUSE,
   Directory,
+  FoldedIds,
   type AttributePrecedence,
   type DirectoryPrecedence,
   type DirectoryPrincipal,
@@ -9,14 +11,12 @@ import {
   type RolesPrecedence,
 } from '../directory.js';
 import type { Stage } from '../pipeline.js';
-import { directorySchemaProblems } from '../directory-schema.js';
+import { checkDirectorySchema } from '../directory-schema.js';
 import type { PrecedenceSpec } from '../schema.js';
 import { diagnosticAt, type SourceDocument } from '../source.js';
 import type { Attributes } from '../../types.js';
-import type { LoadState } from './state.js';
+import { documentKeys, type LoadState } from './state.js';
 
-/** Items checked between pauses: a directory of 100,000 entries lets the event loop run every few milliseconds. */
-const PAUSE_EVERY = 2000;
 
 const NO_ROLES: readonly string[] = Object.freeze([]);
 const NO_ATTRIBUTES: Attributes = Object.freeze({});
@@ -67,13 +67,25 @@ class PrecedenceBuilder {
 /**
  * directories: the principals and resources of every `principals` and `resources`
  * document, indexed by id. A principal or resource listed twice, and a role no roles
- * file defines, are problems located where they are written.
+ * file defines, are problems located where they are written. The last load's
+ * directories are kept while those documents, the roles and the schema are unchanged:
+ * indexing 100,000 entries again on every reload left a hundred megabytes of garbage,
+ * and the full collections it brought held the deciding thread for up to 50 ms.
  */
 export const directoriesStage: Stage<LoadState> = {
   name: 'directories',
   *run(state) {
+    const key = documentKeys(state, ['principals', 'resources', 'roles', 'schema']);
+    const kept = state.cache?.directories.take(key);
+    if (kept !== undefined) {
+      state.directory = kept;
+      return;
+    }
+    const before = state.diagnostics.length;
     const principals = new Map<string, DirectoryPrincipal>();
     const resources = new Map<string, Map<string, DirectoryResource>>();
+    const foldedPrincipals = new FoldedIds();
+    const foldedResources = new Map<string, FoldedIds>();
     let resourceCount = 0;
     const principalPrecedence = new PrecedenceBuilder('principals');
     const resourcePrecedence = new PrecedenceBuilder('resources');
@@ -84,7 +96,7 @@ export const directoriesStage: Stage<LoadState> = {
       if (content?.kind === 'principals') {
         principalPrecedence.add(content.precedence, source, state.diagnostics);
         for (let i = 0; i < content.items.length; i++) {
-          if (++done % PAUSE_EVERY === 0) yield;
+          if (++done % DIRECTORY_ENTRIES_PER_PAUSE === 0) yield;
           const spec = content.items.at(i)!.checked.spec;
           if (!spec) continue;
           const at = source.locate(['principals', i]);
@@ -102,16 +114,19 @@ export const directoriesStage: Stage<LoadState> = {
           const granted = listed.length === 0 ? NO_ROLES : Object.freeze([...new Set(listed)]);
           const asPrincipal = Object.freeze({ id: spec.id, roles: granted, attributes });
           principals.set(spec.id, { id: spec.id, roles: granted, attributes, keys, asPrincipal, file: source.file, line: at.line, col: at.col });
+          foldedPrincipals.add(spec.id);
         }
       } else if (content?.kind === 'resources') {
         resourcePrecedence.add(content.precedence, source, state.diagnostics);
         for (let i = 0; i < content.items.length; i++) {
-          if (++done % PAUSE_EVERY === 0) yield;
+          if (++done % DIRECTORY_ENTRIES_PER_PAUSE === 0) yield;
           const spec = content.items.at(i)!.checked.spec;
           if (!spec) continue;
           const at = source.locate(['resources', i]);
           let byId = resources.get(spec.type);
           if (!byId) resources.set(spec.type, (byId = new Map()));
+          let foldedIds = foldedResources.get(spec.type);
+          if (!foldedIds) foldedResources.set(spec.type, (foldedIds = new FoldedIds()));
           const earlier = byId.get(spec.id);
           if (earlier !== undefined) {
             state.diagnostics.push(diagnosticAt(source, ['resources', i, 'id'], `duplicate resource ${spec.type} "${spec.id}": already listed at ${earlier.file}:${earlier.line}`));
@@ -121,15 +136,17 @@ export const directoriesStage: Stage<LoadState> = {
           const keys = spec.attributes === undefined ? NO_KEYS : Object.freeze(Object.keys(attributes));
           const asResource = Object.freeze({ type: spec.type, id: spec.id, attributes });
           byId.set(spec.id, { type: spec.type, id: spec.id, attributes, keys, asResource, file: source.file, line: at.line, col: at.col });
+          foldedIds.add(spec.id);
           resourceCount++;
         }
       }
     }
     state.directory =
-      principals.size === 0 && resourceCount === 0 ? Directory.EMPTY : new Directory(principals, resources, resourceCount, principalPrecedence.build(), resourcePrecedence.build());
+      principals.size === 0 && resourceCount === 0 ? Directory.EMPTY : new Directory(principals, resources, resourceCount, principalPrecedence.build(), resourcePrecedence.build(), { principals: foldedPrincipals, resources: foldedResources });
     // An entry whose attribute breaks the schema makes every request naming it refused (reject): an error at load, not a surprise when served.
     if (state.attributeSchemas?.enforcement === 'reject') {
-      for (const problem of directorySchemaProblems(state.directory, state.attributeSchemas)) state.diagnostics.push(problem);
+      for (const problem of yield* checkDirectorySchema(state.directory, state.attributeSchemas)) state.diagnostics.push(problem);
     }
+    if (state.diagnostics.length === before) state.cache?.directories.put(key, state.directory);
   },
 };

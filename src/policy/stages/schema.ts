@@ -1,4 +1,3 @@
-import { createHash } from 'node:crypto';
 import type { z } from 'zod';
 import type { PolicyDiagnostic } from '../diagnostic.js';
 import {
@@ -32,6 +31,7 @@ import {
   type PositionTable,
   type SourceDocument,
 } from '../source.js';
+import { fileHash } from '../hash-in-pieces.js';
 import type { Stage } from '../pipeline.js';
 import { canonicalJson } from '../version.js';
 import type { LoadedDocument, LoadState } from './state.js';
@@ -341,7 +341,7 @@ export const schemaStage: Stage<LoadState> = {
     const readable = state.contents.filter((c): c is { file: string; bytes: Uint8Array } => 'bytes' in c);
     const hashes: string[] = [];
     for (const { bytes } of readable) {
-      hashes.push(createHash('sha256').update(bytes).digest('hex'));
+      hashes.push(yield* fileHash(bytes));
       yield;
     }
     const keyOf = (i: number): string => `${readable[i]!.file}\u0000${hashes[i]}`;

@@ -61,6 +61,8 @@ export interface LoadCache {
   readonly compiled: Reuse<CompiledDocument>;
   /** The route table, by the keys of every routes document. */
   readonly routes: Reuse<RouteTable>;
+  /** The directories, by the keys of every principals, resources, roles and schema document (the roles and schema they are checked against). */
+  readonly directories: Reuse<Directory>;
   /** The set the last successful load built: its index is reused where the rules are the same. */
   previous: PolicySet | null;
   /** The rule ids the last load claimed (when none was claimed twice): a load claims only those of documents that changed. */
@@ -109,16 +111,21 @@ export interface LoadState {
  * when those documents are the same, else built, and kept unless it reported problems.
  */
 export function builtFromDocuments<V>(state: LoadState, kind: PolicyKind, reuse: Reuse<V> | undefined, build: () => V): V {
-  const key = state.documents
-    .filter((d) => d.document.content?.kind === kind)
-    .map((d) => d.key)
-    .join('\n');
+  const key = documentKeys(state, [kind]);
   const kept = reuse?.take(key);
   if (kept !== undefined) return kept;
   const before = state.diagnostics.length;
   const built = build();
   if (state.diagnostics.length === before) reuse?.put(key, built);
   return built;
+}
+
+/** The keys of every document of these kinds, in load order: what a reuse of work built from them is keyed by. */
+export function documentKeys(state: LoadState, kinds: readonly PolicyKind[]): string {
+  return state.documents
+    .filter((d) => d.document.content !== null && kinds.includes(d.document.content.kind))
+    .map((d) => d.key)
+    .join('\n');
 }
 
 export function newLoadState(dir: string, reader: PolicyReader, options: { gitCommit?: string | null; cache?: LoadCache | null } = {}): LoadState {

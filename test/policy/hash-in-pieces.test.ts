@@ -1,0 +1,50 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { describe, expect, it } from 'vitest';
+import { HASH_PIECE_SIZE, fileHash, hashInPieces } from '../../src/policy/hash-in-pieces.js';
+import type { StageRun } from '../../src/policy/pipeline.js';
+import { policyVersion } from '../../src/policy/version.js';
+
+/** Runs a stage step to its end, counting its pauses. */
+function stepped<T>(run: StageRun<T>): { value: T; pauses: number } {
+  let pauses = 0;
+  for (let step = run.next(); ; step = run.next()) {
+    if (step.done) return { value: step.value, pauses };
+    pauses++;
+  }
+}
+
+// Policy files and the canonical text of their documents are hashed on the thread that
+// answers checks (each load's fingerprint and version, the content poll): a directory
+// of megabytes is hashed a piece at a time, to the hash a single update gives.
+describe('hashing in pieces', () => {
+  it("gives a file's SHA-256, with a pause between pieces", () => {
+    for (const size of [0, 1, HASH_PIECE_SIZE - 1, HASH_PIECE_SIZE, HASH_PIECE_SIZE + 1, 4 * HASH_PIECE_SIZE + 5]) {
+      const bytes = randomBytes(size);
+      const { value, pauses } = stepped(fileHash(bytes));
+      expect(value).toBe(createHash('sha256').update(bytes).digest('hex'));
+      expect(pauses).toBe(Math.max(0, Math.ceil(size / HASH_PIECE_SIZE) - 1));
+    }
+  });
+
+  it('hashes text as one update would, even where a piece would end inside a surrogate pair', () => {
+    const texts = [
+      `${'a'.repeat(HASH_PIECE_SIZE - 1)}😀${'b'.repeat(10)}`,
+      `${'é'.repeat(HASH_PIECE_SIZE)}${'😀'.repeat(HASH_PIECE_SIZE)}`,
+      // A lone high surrogate at the cut stays what one update makes of it.
+      `${'a'.repeat(HASH_PIECE_SIZE - 1)}\ud83d${'z'.repeat(10)}`,
+    ];
+    for (const text of texts) {
+      const hash = createHash('sha256');
+      const { pauses } = stepped(hashInPieces(hash, text));
+      expect(pauses).toBeGreaterThan(0);
+      expect(hash.digest('hex')).toBe(createHash('sha256').update(text).digest('hex'));
+    }
+  });
+
+  it("leaves a set's version as it was", () => {
+    const docs = [`{"kind":"principals","principals":[${Array.from({ length: 20_000 }, (_, i) => `{"id":"user-${i}-😀"}`).join(',')}]}`, '{"kind":"rules"}'];
+    const whole = createHash('sha256');
+    for (const doc of [...docs].sort()) whole.update(doc).update('\n');
+    expect(stepped(policyVersion(docs, null)).value).toBe(`sha256:${whole.digest('hex')}`);
+  });
+});
