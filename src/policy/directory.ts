@@ -72,7 +72,7 @@ export class FoldedIds {
     this.index.set(folded(id), id);
   }
 
-  /** The id `id` folds to the same as, if any. */
+  /** The directory's spelling of an id that folds as `id` does, if any. */
   get(id: string): string | undefined {
     return this.index.get(folded(id));
   }

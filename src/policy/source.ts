@@ -48,7 +48,10 @@ export interface ParsedYamlDocument {
 }
 
 // Lines and columns packed into one number keep the tables small when they cross threads.
-const COLUMNS = 1 << 20;
+// No policy file passes 64 MiB (read.ts), so neither a line number nor a column passes
+// 2^26 + 1 and the packed number stays an exact integer. (At 2^20 a position past the
+// first megabyte of a one-line JSON directory was reported at column 1048575.)
+const COLUMNS = 2 ** 26 + 2;
 const pack = (line: number, col: number): number => Math.max(line, 1) * COLUMNS + Math.min(Math.max(col, 1), COLUMNS - 1);
 export const unpack = (packed: number): Position => ({ line: Math.floor(packed / COLUMNS), col: packed % COLUMNS });
 

@@ -1,7 +1,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { backgroundReader, fingerprintOf } from '../policy/background-reader.js';
 import { DEFAULT_SLICE_MS, PolicyCompiler, type Compilation } from '../policy/compiler.js';
-import { formatDiagnostic } from '../policy/diagnostic.js';
+import { formatDiagnostic, type PolicyDiagnostic } from '../policy/diagnostic.js';
 import { LoadWorker } from '../policy/load-worker.js';
 import type { PolicySet } from '../policy/policy-set.js';
 import type { SliceSharing, SliceStats } from '../policy/pipeline.js';
@@ -72,6 +72,21 @@ const RELOAD_REST_MS = 1;
 type Trigger = 'request' | 'watch';
 
 /**
+ * Problems a failed load names in its error: the start-up failure, the reload's log
+ * line, `lastReloadError` in GetPolicyStatus and /readyz. A file with 300,000 broken
+ * entries made a 75 MB error, built on the thread that answers checks and larger than
+ * a gRPC client accepts; `verdict validate` lists every problem.
+ */
+export const PROBLEMS_NAMED = 20;
+
+function namedProblems(dir: string, diagnostics: readonly PolicyDiagnostic[], separator: string): string {
+  const named = diagnostics.slice(0, PROBLEMS_NAMED).map((d) => `${dir}/${formatDiagnostic(d)}`);
+  const more = diagnostics.length - named.length;
+  if (more > 0) named.push(`… and ${more} more (verdict validate ${dir} lists them all)`);
+  return named.join(separator);
+}
+
+/**
  * Holds the policy set being served and swaps it atomically. A reload compiles a
  * complete new set before the swap, incrementally (only what changed) and in
  * slices between which checks are answered, with the files parsed in a thread of
@@ -131,8 +146,7 @@ export class PolicyStore {
     const { result } = compilation;
     if (!result.ok) {
       await worker.close();
-      const lines = result.diagnostics.map((d) => `${dir}/${formatDiagnostic(d)}`);
-      throw new VerdictError('POLICY_INVALID', `policies in ${dir} are invalid:\n${lines.join('\n')}`);
+      throw new VerdictError('POLICY_INVALID', `policies in ${dir} are invalid:\n${namedProblems(dir, result.diagnostics, '\n')}`);
     }
     return new PolicyStore(dir, compiler, worker, { ...compilation, policySet: result.policies.policySet }, events, options);
   }
@@ -230,8 +244,7 @@ export class PolicyStore {
         this.lastError = null;
         outcome = { ok: true, version: next.version, changed, seconds };
       } else {
-        const lines = result.diagnostics.map((d) => `${this.dir}/${formatDiagnostic(d)}`);
-        const error = `${lines.length} error(s); still serving ${this.currentSet.version}: ${lines.join('; ')}`;
+        const error = `${result.diagnostics.length} error(s); still serving ${this.currentSet.version}: ${namedProblems(this.dir, result.diagnostics, '; ')}`;
         if (trigger === 'watch' && error === this.lastError && fingerprint === this.lastFingerprint) return { ok: false, error, seconds };
         this.lastError = error;
         outcome = { ok: false, error, seconds };

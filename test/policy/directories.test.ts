@@ -307,3 +307,21 @@ schemas:
     expect(result.ok ? [] : result.diagnostics.map(formatDiagnostic)).toEqual([expect.stringMatching(new RegExp(`^people\\.json:\\d+:\\d+: .*principal "user-${broken}": attribute org .*enforcement: reject`))]);
   }, 300_000);
 });
+
+describe('a directory export gone wrong', () => {
+  // Every id a number: two problems per entry, hundreds of thousands in one file. The
+  // load passed them on as the arguments of one call and overflowed the stack ("unexpected
+  // error" from verdict validate), and every position past the first megabyte of the
+  // one-line file was reported at column 1048575.
+  it('reports every problem at its own column, however many and however far along the line', () => {
+    const entries = 150_000;
+    const text = JSON.stringify({ kind: 'principals', principals: Array.from({ length: entries }, () => ({ id: 5, roles: 'x' })) });
+    const result = loadPolicies(writePolicyDir({ 'roles.yaml': ROLES, 'people.json': text }));
+    expect(result.ok).toBe(false);
+    const problems = result.ok ? [] : result.diagnostics;
+    expect(problems).toHaveLength(2 * entries);
+    const lastId = problems.find((d) => d.path === `principals[${entries - 1}].id` || d.message.includes(`principals[${entries - 1}].id`));
+    expect(lastId).toMatchObject({ file: 'people.json', line: 1, col: text.lastIndexOf('"id":5') + 6 });
+    expect(lastId!.col).toBeGreaterThan(2 ** 20);
+  }, 300_000);
+});

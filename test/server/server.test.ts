@@ -5,6 +5,7 @@ import Database from 'better-sqlite3';
 import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getDecision, queryDecisions } from '../../src/decisions/query.js';
+import { PROBLEMS_NAMED } from '../../src/server/policy-store.js';
 import { ROOT, checkRequest, ensureBuilt, healthStatus, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 
 const dana = { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } };
@@ -259,6 +260,32 @@ describe('hot reload', () => {
       expect((await ask()).effect).toBe('EFFECT_ALLOW');
       server.child.kill('SIGHUP');
       await server.waitForLog((l) => l.msg === 'SIGHUP: reloading policies');
+    } finally {
+      client.close();
+      expect(await server.stop()).toBe(0);
+    }
+  });
+
+  it('names the first problems of a reload that finds thousands, and still serves the last good set', async () => {
+    const policies = copyPolicies();
+    const server = await startVerdict({ policies, db: join(tempDir(), 'decisions.db'), args: ['--no-watch'] });
+    const client = verdictClient(server.grpcPort);
+    try {
+      const before = await client.call<CheckResponse>('Authorization', 'Check', checkRequest({ principal: dana, action: 'predict', resource: fraudModel }));
+      // An export gone wrong: every id a number, two problems per entry.
+      const entries = 3_000;
+      const text = JSON.stringify({ kind: 'principals', principals: Array.from({ length: entries }, () => ({ id: 5, roles: 'x' })) });
+      writeFileSync(join(policies, 'people.json'), text);
+      const reload = await client.call<{ reloaded: boolean; error: string }>('Admin', 'ReloadPolicies', {});
+      expect(reload.reloaded).toBe(false);
+      expect(reload.error).toMatch(new RegExp(`^${2 * entries} error\\(s\\); still serving ${before.policyVersion}: `));
+      expect(reload.error).toContain(`people.json:1:${text.indexOf('"id":5') + 6}: "id" must be a string, not number 5 (at principals[0].id)`);
+      expect(reload.error).toContain(`… and ${2 * entries - PROBLEMS_NAMED} more (verdict validate ${policies} lists them all)`);
+      // The count and version, the problems named, and how many more.
+      expect(reload.error.split('; ')).toHaveLength(1 + PROBLEMS_NAMED + 1);
+      const status = await client.call<{ lastReloadError: string; version: string }>('Admin', 'GetPolicyStatus', {});
+      expect(status).toMatchObject({ lastReloadError: reload.error, version: before.policyVersion });
+      expect((await client.call<CheckResponse>('Authorization', 'Check', checkRequest({ principal: dana, action: 'predict', resource: fraudModel }))).effect).toBe('EFFECT_ALLOW');
     } finally {
       client.close();
       expect(await server.stop()).toBe(0);

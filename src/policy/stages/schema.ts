@@ -356,7 +356,8 @@ export const schemaStage: Stage<LoadState> = {
         file = fresh[next++]!;
         state.cache?.files.put(keyOf(i), file);
       }
-      state.diagnostics.push(...file.diagnostics);
+      // One by one: a spread passes each as an argument, and a file with hundreds of thousands of problems overflowed the stack.
+      for (const diagnostic of file.diagnostics) state.diagnostics.push(diagnostic);
       for (const document of file.documents) {
         documents.push({ source: LocatedDocument.of(file.file, document), document, key: `${keyOf(i)}\u0000${document.index}` });
       }
