@@ -1,7 +1,11 @@
 import { afterAll, describe, expect, it } from 'vitest';
 import { runPolicyTests } from '../../src/engine/test-runner.js';
 import { formatDiagnostic } from '../../src/policy/diagnostic.js';
-import { loadPolicies } from '../../src/policy/load.js';
+import { LOAD_STAGES, loadPolicies } from '../../src/policy/load.js';
+import { runToEnd } from '../../src/policy/pipeline.js';
+import { syncReader } from '../../src/policy/stages/read.js';
+import { newLoadState } from '../../src/policy/stages/state.js';
+import { MATRIX_CASES_PER_PAUSE, testsStage } from '../../src/policy/stages/tests.js';
 import { loadFiles, removeTempDirs, writePolicyDir, type PolicyFiles } from '../helpers/policies.js';
 
 afterAll(removeTempDirs);
@@ -139,4 +143,48 @@ cases:
     const b = loadFiles({ ...files({}), 'fixtures/people.yaml': FIXTURES.replace('team: red }', 'team: green }') }).policySet.version;
     expect(b).toBe(a);
   });
+});
+
+describe('a large matrix case', () => {
+  // 400 principals × 400 resources: 160,000 cases from a file of a few kilobytes. They were
+  // added to the load as the arguments of one call, which overflowed the stack, and made
+  // in one go, which held a reload's deciding thread for 167 ms.
+  it('expands to every combination, a slice at a time', () => {
+    const names = (prefix: string) => Array.from({ length: 400 }, (_, i) => `${prefix}${i}`);
+    const fixtures = `kind: fixtures
+name: many
+principals:
+${names('p').map((n) => `  ${n}: { id: ${n}, roles: [member], attributes: { team: red } }`).join('\n')}
+resources:
+${names('r').map((n) => `  ${n}: { type: doc, id: ${n}, attributes: { team: blue } }`).join('\n')}
+`;
+    const dir = writePolicyDir({
+      'rules.yaml': RULES,
+      'roles.yaml': ROLES,
+      'fixtures/many.yaml': fixtures,
+      'm.test.yaml': `kind: tests
+name: matrix
+fixtures: [many]
+cases:
+  - name: nobody reads another team's docs
+    principals: [${names('p').join(', ')}]
+    actions: [read]
+    resources: [${names('r').join(', ')}]
+    expect:
+      - principal: p0
+        resource: r0
+        actions: { read: deny }
+`,
+    });
+    const state = newLoadState(dir, syncReader);
+    for (const stage of LOAD_STAGES.slice(0, LOAD_STAGES.indexOf(testsStage))) runToEnd(stage.run(state));
+    const run = testsStage.run(state);
+    let steps = 0;
+    for (let step = run.next(); !step.done; step = run.next()) steps++;
+    expect(state.diagnostics.map(formatDiagnostic)).toEqual([]);
+    expect(state.tests).toHaveLength(160_000);
+    expect(state.tests.at(-1)?.name).toBe("nobody reads another team's docs [p399 read r399]");
+    // A chance to pause every MATRIX_CASES_PER_PAUSE combinations (the slice driver takes it once its slice is spent).
+    expect(steps).toBeGreaterThanOrEqual(160_000 / MATRIX_CASES_PER_PAUSE);
+  }, 300_000);
 });

@@ -1,6 +1,6 @@
 import type { DecisionRequest, Effect, Principal, Resource } from '../../types.js';
 import type { PolicyDiagnostic } from '../diagnostic.js';
-import type { Stage } from '../pipeline.js';
+import type { Stage, StageRun } from '../pipeline.js';
 import type { RoutedRequest, RouteTable } from '../routes.js';
 import type { FixturesSpec, HttpTestRequest, TestCaseSpec, TestSuiteSpec } from '../schema.js';
 import { diagnosticAt, type SourceDocument } from '../source.js';
@@ -134,11 +134,17 @@ export function resolveTestCase(
 }
 
 /**
+ * Combinations of a matrix case made between chances to pause: 400 principals × 400
+ * resources held a reload's deciding thread for 167 ms in one go.
+ */
+export const MATRIX_CASES_PER_PAUSE = 500;
+
+/**
  * A matrix case: one case per principal × action × resource (fixture names), named
  * `<name> [principal action resource]`. The table says the effect per action for each
  * principal and resource it lists; a combination it does not list is expected to be denied.
  */
-export function resolveMatrixCase(
+export function* resolveMatrixCase(
   testCase: TestCaseSpec,
   suite: TestSuiteSpec,
   where: { readonly source: SourceDocument; readonly path: readonly PropertyKey[] },
@@ -146,7 +152,7 @@ export function resolveMatrixCase(
   fixtures: Fixtures,
   diagnostics: PolicyDiagnostic[],
   directory: Directory = Directory.EMPTY,
-): PolicyTestCase[] {
+): StageRun<PolicyTestCase[]> {
   const report: Report = (at, message) => diagnostics.push(diagnosticAt(where.source, [...where.path, ...at], message));
   const { principals, actions, resources } = testCase;
   if (principals === undefined || actions === undefined || resources === undefined) {
@@ -194,10 +200,12 @@ export function resolveMatrixCase(
   });
   if (diagnostics.length > before) return [];
   const cases: PolicyTestCase[] = [];
+  let combinations = 0;
   const line = where.source.locate(where.path).line;
   for (const p of principals) {
     for (const action of actions) {
       for (const x of resources) {
+        if (++combinations % MATRIX_CASES_PER_PAUSE === 0) yield;
         const request = { principal: principalOf.get(p)!, action, resource: resourceOf.get(x)!, context: testCase.context ?? { attributes: {} } } as DecisionRequest;
         const problem = requestProblem(request, schemas, directory);
         if (problem !== null) {
@@ -243,7 +251,8 @@ export const testsStage: Stage<LoadState> = {
         if (spec === null) continue;
         const where = { source, path: ['cases', i] };
         if (spec.principals !== undefined && Array.isArray(spec.expect)) {
-          state.tests.push(...resolveMatrixCase(spec, suite, where, state.attributeSchemas, fixtures, state.diagnostics, state.directory));
+          // One by one, as the schema stage adds problems: a matrix of principals × actions × resources can pass what one call takes as arguments.
+          for (const matrixCase of yield* resolveMatrixCase(spec, suite, where, state.attributeSchemas, fixtures, state.diagnostics, state.directory)) state.tests.push(matrixCase);
         } else {
           const resolved = resolveTestCase(spec, suite, where, state.ruleIds, state.routes, state.diagnostics, state.attributeSchemas, fixtures, state.directory);
           if (resolved) state.tests.push(resolved);
