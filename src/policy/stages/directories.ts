@@ -17,7 +17,6 @@ import { diagnosticAt, type SourceDocument } from '../source.js';
 import type { Attributes } from '../../types.js';
 import { documentKeys, type LoadState } from './state.js';
 
-
 const NO_ROLES: readonly string[] = Object.freeze([]);
 const NO_ATTRIBUTES: Attributes = Object.freeze({});
 const NO_KEYS: readonly string[] = Object.freeze([]);
