@@ -147,7 +147,7 @@ export function formatExplanation(explanation: Explanation, dir = ''): string {
     const mark = rule.outcome === 'matched' ? 'MATCH' : rule.outcome === 'error' ? 'ERROR' : 'skip ';
     lines.push(`  ${mark} ${rule.effect.toLowerCase().padEnd(5)} ${rule.ruleId}  (${join(dir, rule.file)}:${rule.line})`);
     lines.push(`        ${rule.detail}`);
-    if (rule.clauses) lines.push(...formatClauses(rule.clauses));
+    if (rule.clauses) for (const line of formatClauses(rule.clauses)) lines.push(line);
   }
   return `${lines.join('\n')}\n`;
 }

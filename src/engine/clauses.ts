@@ -187,7 +187,7 @@ export function formatClauses(clauses: readonly ClauseExplanation[], indent = ' 
     const what = clause.outcome === 'error' ? `ERROR (${clause.error})` : clause.outcome;
     const values = clause.values.length > 0 ? `  [${clause.values.join(', ')}]` : '';
     lines.push(`${indent}${what.padEnd(5)} ${clause.text}${values}`);
-    if (clause.clauses) lines.push(...formatClauses(clause.clauses, `${indent}  `));
+    if (clause.clauses) for (const line of formatClauses(clause.clauses, `${indent}  `)) lines.push(line);
   }
   return lines;
 }

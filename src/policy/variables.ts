@@ -155,6 +155,13 @@ function literal(value: Exclude<VariableSpec["value"], undefined>): string {
   return Array.isArray(value) ? `[${value.map((v) => JSON.stringify(v)).join(', ')}]` : JSON.stringify(value);
 }
 
+/**
+ * How many variables may read one another in a chain. The table is built by
+ * recursion, one frame per link: a chain of 4,000 overflowed the stack ("unexpected
+ * error"); a chain of 250 already makes an expression too deep for CEL to parse.
+ */
+export const MAX_VARIABLE_CHAIN = 100;
+
 /** One definition as the variables stage reads it. */
 export interface LocatedVariable {
   readonly spec: VariableSpec;
@@ -199,6 +206,12 @@ export function buildVariableTable(variables: readonly LocatedVariable[], diagno
     if (cycleAt !== -1) {
       const chain = [...resolving.slice(cycleAt), name].join(' → ');
       diagnostics.push(diagnosticAt(variable.source, exprPath, `variable "${name}" refers to itself: ${chain}`));
+      failed.add(name);
+      return null;
+    }
+    if (resolving.length >= MAX_VARIABLE_CHAIN) {
+      const chain = [...resolving.slice(0, 3), '…', ...resolving.slice(-2), name].join(' → ');
+      diagnostics.push(diagnosticAt(variable.source, exprPath, `variable "${name}" is read through a chain of ${resolving.length} variables (${chain}); at most ${MAX_VARIABLE_CHAIN} may read one another in a chain`));
       failed.add(name);
       return null;
     }

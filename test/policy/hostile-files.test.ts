@@ -88,3 +88,35 @@ describe('hostile policy files, loaded by the command line', () => {
     }
   });
 });
+
+describe('hundreds of thousands of items where the language allows a list', () => {
+  // Each was passed on as the arguments of one call and overflowed the stack: verdict
+  // validate said "unexpected error: Maximum call stack size exceeded", a reload the
+  // same without a file or a line. Each is now loaded, or refused with its place.
+  const count = 200_000;
+  const load = (name: string, value: object) => {
+    const dir = makeTempDir('verdict-hostile-');
+    writeFileSync(join(dir, name), JSON.stringify(value));
+    return loadPolicies(dir);
+  };
+
+  it('a role inheriting 200,000 roles', () => {
+    const roles: { name: string; inherits?: string[] }[] = [{ name: 'top', inherits: [] }];
+    for (let i = 0; i < count; i++) {
+      roles.push({ name: `r${i}` });
+      roles[0]!.inherits!.push(`r${i}`);
+    }
+    roles.push({ name: 'x', inherits: ['top'] });
+    const result = load('roles.json', { kind: 'roles', roles });
+    expect(result.ok).toBe(true);
+  }, 300_000);
+
+  it('a role with 200,000 permissions, and a rule with 200,000 attribute matchers', () => {
+    const permissions = Array.from({ length: count }, (_, i) => ({ id: `p${i}`, actions: ['read'] }));
+    const roles = load('roles.json', { kind: 'roles', roles: [{ name: 'big', permissions }] });
+    expect(roles.ok && roles.policies.policySet.rules.length).toBe(count);
+    const attributes = Object.fromEntries(Array.from({ length: count }, (_, i) => [`a${i}`, 'v']));
+    const rules = load('rules.json', { kind: 'rules', rules: [{ id: 'r', effect: 'allow', actions: ['read'], principal: { attributes } }] });
+    expect(rules.ok).toBe(true);
+  }, 300_000);
+});

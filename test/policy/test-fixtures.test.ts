@@ -5,7 +5,7 @@ import { LOAD_STAGES, loadPolicies } from '../../src/policy/load.js';
 import { runToEnd } from '../../src/policy/pipeline.js';
 import { syncReader } from '../../src/policy/stages/read.js';
 import { newLoadState } from '../../src/policy/stages/state.js';
-import { MATRIX_CASES_PER_PAUSE, testsStage } from '../../src/policy/stages/tests.js';
+import { MATRIX_CASES_PER_PAUSE, MAX_MATRIX_CASES, testsStage } from '../../src/policy/stages/tests.js';
 import { loadFiles, removeTempDirs, writePolicyDir, type PolicyFiles } from '../helpers/policies.js';
 
 afterAll(removeTempDirs);
@@ -187,4 +187,57 @@ cases:
     // A chance to pause every MATRIX_CASES_PER_PAUSE combinations (the slice driver takes it once its slice is spent).
     expect(steps).toBeGreaterThanOrEqual(160_000 / MATRIX_CASES_PER_PAUSE);
   }, 300_000);
+});
+
+describe('matrix cases past what a load may make', () => {
+  // One fixture named a thousand times in each list: a 9 KB file asked for a billion
+  // cases, and the load (and a server reloading it) ran out of memory. One table row
+  // naming 5,000 principals and 5,000 resources spelled out 25 million entries.
+  const many = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => `${prefix}${i}`);
+  const testFile = (cases: string) => `kind: tests
+name: big
+principals:
+${many('p', 300).map((n) => `  ${n}: { id: ${n}, roles: [member] }`).join('\n')}
+resources:
+${many('r', 300).map((n) => `  ${n}: { type: doc, id: ${n} }`).join('\n')}
+cases:
+${cases}`;
+  const errorsOf = (files: PolicyFiles): string[] => {
+    const result = loadPolicies(writePolicyDir(files));
+    return result.ok ? [] : result.diagnostics.map(formatDiagnostic);
+  };
+
+  it('refuses a case that would make more than MAX_MATRIX_CASES, before making any', () => {
+    const repeated = (name: string) => `[${Array(1000).fill(name).join(', ')}]`;
+    expect(errorsOf({ 'rules.yaml': RULES, 'roles.yaml': ROLES, 't.test.yaml': testFile(`  - name: everything
+    principals: ${repeated('p0')}
+    actions: ${repeated('read')}
+    resources: ${repeated('r0')}
+    expect: [{ principal: p0, resource: r0, actions: { read: allow } }]
+`) })).toEqual([expect.stringMatching(new RegExp(`^t\\.test\\.yaml:\\d+:\\d+: a matrix case of 1000 principals × 1000 actions × 1000 resources makes 1000000000 cases; the matrix cases of a policy set may make at most ${MAX_MATRIX_CASES} in all`))]);
+  });
+
+  it('refuses a table that spells out more, and cases past what the earlier ones left', () => {
+    const all = (prefix: string) => `[${many(prefix, 300).join(', ')}]`;
+    const errors = errorsOf({ 'rules.yaml': RULES, 'roles.yaml': ROLES, 't.test.yaml': testFile(`  - name: a table too large
+    principals: [p0]
+    actions: [read, list, write]
+    resources: [r0]
+    expect: [{ principal: ${all('p')}, resource: ${all('r')}, actions: { read: allow, list: allow, write: allow } }]
+  - name: first
+    principals: ${all('p')}
+    actions: [read]
+    resources: ${all('r')}
+    expect: [{ principal: p0, resource: r0, actions: { read: deny } }]
+  - name: second
+    principals: ${all('p')}
+    actions: [read, list]
+    resources: ${all('r')}
+    expect: [{ principal: p0, resource: r0, actions: { read: deny } }]
+`) });
+    expect(errors).toEqual([
+      expect.stringContaining('a matrix case of 1 principals × 3 actions × 1 resources makes 3 cases and its table spells out 270000;'),
+      expect.stringContaining(`a matrix case of 300 principals × 2 actions × 300 resources makes 180000 cases; the matrix cases of a policy set may make at most ${MAX_MATRIX_CASES} in all (${MAX_MATRIX_CASES - 90_000} left for this one)`),
+    ]);
+  });
 });

@@ -5,7 +5,7 @@ import { PolicyCompiler } from '../../src/policy/compiler.js';
 import { formatDiagnostic, type PolicyDiagnostic } from '../../src/policy/diagnostic.js';
 import { LoadWorker } from '../../src/policy/load-worker.js';
 import { loadPolicies } from '../../src/policy/load.js';
-import { variableReferences } from '../../src/policy/variables.js';
+import { MAX_VARIABLE_CHAIN, variableReferences } from '../../src/policy/variables.js';
 import { loadValid, makeTempDir, removeTempDirs, request, writeFiles, writePolicyDir } from '../helpers/policies.js';
 
 const checker = new LoadWorker();
@@ -224,5 +224,20 @@ rules:
     const second = await compiler.compile({ gitCommit: null });
     if (!second.result.ok) throw new Error('expected a valid set');
     expect(evaluate(second.result.policies.policySet, request({ principal: senior, action: 'delete' })).effect).toBe('DENY');
+  });
+});
+
+describe('a long chain of variables', () => {
+  // Each reading the next: the table is built one stack frame per link, and a chain of
+  // 4,000 overflowed the stack ("unexpected error" from verdict validate).
+  it('is refused where it passes MAX_VARIABLE_CHAIN, naming the chain, and a shorter one compiles', () => {
+    const chain = (length: number) =>
+      `kind: variables\nvariables:\n${Array.from({ length }, (_, i) => `  - name: v${i}\n    expr: ${i === length - 1 ? '"true"' : `variables.v${i + 1}`}\n`).join('')}`;
+    const long = loadPolicies(writePolicyDir({ 'vars.yaml': chain(4_000) }));
+    const problems = long.ok ? [] : long.diagnostics.map(formatDiagnostic);
+    expect(problems[0]).toBe(
+      `vars.yaml:${2 * MAX_VARIABLE_CHAIN + 4}:11: variable "v${MAX_VARIABLE_CHAIN}" is read through a chain of ${MAX_VARIABLE_CHAIN} variables (v0 → v1 → v2 → … → v${MAX_VARIABLE_CHAIN - 2} → v${MAX_VARIABLE_CHAIN - 1} → v${MAX_VARIABLE_CHAIN}); at most ${MAX_VARIABLE_CHAIN} may read one another in a chain (at variables[${MAX_VARIABLE_CHAIN}].expr)`,
+    );
+    expect(loadPolicies(writePolicyDir({ 'vars.yaml': chain(MAX_VARIABLE_CHAIN) })).ok).toBe(true);
   });
 });

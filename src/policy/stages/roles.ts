@@ -96,7 +96,7 @@ export function buildRoleGraph(roles: Iterable<Located<Checked<RoleSpec>>>, diag
       seen.add(parent);
       const grand = inherits.get(parent) ?? [];
       inheritanceWork += 1 + grand.length;
-      stack.push(...grand);
+      for (const role of grand) stack.push(role);
     }
     if (inheritanceWork > MAX_INHERITANCE_WORK) {
       const { where } = firstSeen.get(name)!;

@@ -282,7 +282,7 @@ export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables
   const matchers: AttributeMatcher[] = [];
   if (spec.principal?.id !== undefined) matchers.push(idMatcher('principal', spec.principal.id));
   if (spec.resource?.id !== undefined) matchers.push(idMatcher('resource', spec.resource.id));
-  matchers.push(...attributeMatchers(spec));
+  for (const matcher of attributeMatchers(spec)) matchers.push(matcher);
   const roleHolders = roleHoldersFor(spec.principal?.roles, graph, rule, [...rule.path, 'principal', 'roles'], diagnostics);
   const excludedHolders = roleHoldersFor(spec.principal?.notRoles, graph, rule, [...rule.path, 'principal', 'notRoles'], diagnostics);
   const condition = compileWhen(spec.when, rule, graph, variables, diagnostics, typing);
@@ -445,7 +445,7 @@ function* compileDocument(
   ids.journal = [];
   const rules: CompiledRule[] = [];
   for (let i = 0; i < count; i++) {
-    rules.push(...compileItem(i));
+    for (const rule of compileItem(i)) rules.push(rule);
     yield;
   }
   const journal = ids.journal;

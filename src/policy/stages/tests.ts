@@ -140,6 +140,24 @@ export function resolveTestCase(
 export const MATRIX_CASES_PER_PAUSE = 500;
 
 /**
+ * The most cases the matrix cases of one policy set may make together, and the most
+ * entries their tables may spell out. A 9 KB test file naming one fixture a thousand
+ * times in each list asked for a billion cases: the load ran out of memory, and a
+ * server that took the file in a reload died.
+ */
+export const MAX_MATRIX_CASES = 200_000;
+
+/** What the matrix cases of one load may still make. */
+export interface MatrixBudget {
+  left: number;
+}
+
+/** Names as a problem lists them: a list of thousands is cut short. */
+function someOf(names: readonly string[]): string {
+  return names.length <= 10 ? names.join(', ') : `${names.slice(0, 10).join(', ')}, … (${names.length} in all)`;
+}
+
+/**
  * A matrix case: one case per principal × action × resource (fixture names), named
  * `<name> [principal action resource]`. The table says the effect per action for each
  * principal and resource it lists; a combination it does not list is expected to be denied.
@@ -152,6 +170,7 @@ export function* resolveMatrixCase(
   fixtures: Fixtures,
   diagnostics: PolicyDiagnostic[],
   directory: Directory = Directory.EMPTY,
+  budget: MatrixBudget = { left: MAX_MATRIX_CASES },
 ): StageRun<PolicyTestCase[]> {
   const report: Report = (at, message) => diagnostics.push(diagnosticAt(where.source, [...where.path, ...at], message));
   const { principals, actions, resources } = testCase;
@@ -167,6 +186,16 @@ export function* resolveMatrixCase(
     report(['expect'], 'a matrix case expects a table: a list of {principal, resource, actions: {action: allow|deny}}');
     return [];
   }
+  const listed = (value: string | string[]): string[] => (Array.isArray(value) ? value : [value]);
+  const made = principals.length * actions.length * resources.length;
+  let spelledOut = 0;
+  for (const row of testCase.expect) spelledOut += listed(row.principal).length * listed(row.resource).length * Object.keys(row.actions).length;
+  if (Math.max(made, spelledOut) > budget.left) {
+    const table = spelledOut > made ? ` and its table spells out ${spelledOut}` : '';
+    report([], `a matrix case of ${principals.length} principals × ${actions.length} actions × ${resources.length} resources makes ${made} cases${table}; the matrix cases of a policy set may make at most ${MAX_MATRIX_CASES} in all (${budget.left} left for this one): list fewer names, or test the rest with verdict check`);
+    return [];
+  }
+  budget.left -= made;
   const before = diagnostics.length;
   const principalOf = new Map<string, Principal>();
   principals.forEach((name, i) => {
@@ -181,14 +210,14 @@ export function* resolveMatrixCase(
     else report(['resources', i], `unknown resource "${name}": ${UNKNOWN_HINT.replace('%s', 'resources')}`);
   });
   const expected = new Map<string, Effect>();
-  const listed = (value: string | string[]): string[] => (Array.isArray(value) ? value : [value]);
+  const named = { principals: new Set(principals), actions: new Set(actions), resources: new Set(resources) };
   testCase.expect.forEach((row, r) => {
     const rowPrincipals = listed(row.principal);
     const rowResources = listed(row.resource);
-    rowPrincipals.forEach((p) => principals.includes(p) || report(['expect', r, 'principal'], `"${p}" is not one of the case's principals (${principals.join(', ')})`));
-    rowResources.forEach((x) => resources.includes(x) || report(['expect', r, 'resource'], `"${x}" is not one of the case's resources (${resources.join(', ')})`));
+    rowPrincipals.forEach((p) => named.principals.has(p) || report(['expect', r, 'principal'], `"${p}" is not one of the case's principals (${someOf(principals)})`));
+    rowResources.forEach((x) => named.resources.has(x) || report(['expect', r, 'resource'], `"${x}" is not one of the case's resources (${someOf(resources)})`));
     for (const [action, effect] of Object.entries(row.actions)) {
-      if (!actions.includes(action)) report(['expect', r, 'actions', action], `"${action}" is not one of the case's actions (${actions.join(', ')})`);
+      if (!named.actions.has(action)) report(['expect', r, 'actions', action], `"${action}" is not one of the case's actions (${someOf(actions)})`);
       for (const p of rowPrincipals) {
         for (const x of rowResources) {
           const key = `${p}\u0000${action}\u0000${x}`;
@@ -224,6 +253,7 @@ export function* resolveMatrixCase(
 export const testsStage: Stage<LoadState> = {
   name: 'tests',
   *run(state) {
+    const matrixBudget: MatrixBudget = { left: MAX_MATRIX_CASES };
     const shared = new Map<string, { spec: FixturesSpec; source: SourceDocument }>();
     for (const { source, document } of state.documents) {
       const content = document.content;
@@ -252,7 +282,7 @@ export const testsStage: Stage<LoadState> = {
         const where = { source, path: ['cases', i] };
         if (spec.principals !== undefined && Array.isArray(spec.expect)) {
           // One by one, as the schema stage adds problems: a matrix of principals × actions × resources can pass what one call takes as arguments.
-          for (const matrixCase of yield* resolveMatrixCase(spec, suite, where, state.attributeSchemas, fixtures, state.diagnostics, state.directory)) state.tests.push(matrixCase);
+          for (const matrixCase of yield* resolveMatrixCase(spec, suite, where, state.attributeSchemas, fixtures, state.diagnostics, state.directory, matrixBudget)) state.tests.push(matrixCase);
         } else {
           const resolved = resolveTestCase(spec, suite, where, state.ruleIds, state.routes, state.diagnostics, state.attributeSchemas, fixtures, state.directory);
           if (resolved) state.tests.push(resolved);
