@@ -84,6 +84,11 @@ export function parseYamlFile(file: string, text: string, diagnostics: PolicyDia
     const parsed = parseJsonDocument(text, listOf);
     if (parsed !== null) return [parsed];
   }
+  const tooDeep = flowTooDeep(text);
+  if (tooDeep !== null) {
+    diagnostics.push({ file, ...lineAndColumn(text, tooDeep), path: '', message: `nested deeper than ${MAX_DOCUMENT_DEPTH} levels; no policy document needs that many (flatten the value, or split it)` });
+    return [];
+  }
   const lineCounter = new LineCounter();
   const parsed = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
   const docs = Array.isArray(parsed) ? parsed : [];
@@ -133,6 +138,47 @@ export function parseYamlFile(file: string, text: string, diagnostics: PolicyDia
     out.push({ index: out.length, value, positions });
   }
   return out;
+}
+
+/**
+ * Where `[` and `{` (outside quotes and comments) first nest past MAX_DOCUMENT_DEPTH,
+ * found in one pass before the YAML parser sees the text: its parser keeps about half
+ * a gigabyte per megabyte of such brackets, and an 8 MB file of them (under the size
+ * limits) ran a load out of memory. Quotes and comments are told apart as YAML and JSON
+ * write them; a text this scan misreads is still parsed, and the parser's own depth
+ * check stands behind it.
+ */
+function flowTooDeep(text: string): number | null {
+  let depth = 0;
+  let quote = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (quote !== 0) {
+      if (c === 0x5c && quote === 0x22) i++; // a backslash escape inside "…"
+      else if (c === quote) quote = 0;
+      continue;
+    }
+    if (c === 0x22 || c === 0x27) quote = c;
+    else if (c === 0x23 && (i === 0 || text.charCodeAt(i - 1) <= 0x20)) {
+      const end = text.indexOf('\n', i);
+      if (end === -1) break;
+      i = end;
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > MAX_DOCUMENT_DEPTH) return i;
+    } else if ((c === 0x5d || c === 0x7d) && depth > 0) depth--;
+  }
+  return null;
+}
+
+/** The 1-based line and column of `offset` in `text`. */
+function lineAndColumn(text: string, offset: number): { line: number; col: number } {
+  let line = 1;
+  let start = 0;
+  for (let at = text.indexOf('\n'); at !== -1 && at < offset; at = text.indexOf('\n', at + 1)) {
+    line++;
+    start = at + 1;
+  }
+  return { line, col: offset - start + 1 };
 }
 
 /**

@@ -43,7 +43,14 @@ export const HOSTILE_CASES: readonly HostileCase[] = [
     name: 'YAML nested 100,000 levels (deeper than the parser can recurse)',
     files: ['deeper.yaml'],
     write: (dir) => writeFileSync(join(dir, 'deeper.yaml'), `${RULE_HEAD}    resource: {type: model, attributes: {x: ${'['.repeat(100_000)}${']'.repeat(100_000)}}}\n`),
-    diagnostic: /deeper\.yaml:6:\d+: nested too deep to be read/,
+    diagnostic: /deeper\.yaml:6:\d+: nested deeper than 64 levels/,
+  },
+  {
+    // The YAML parser, which reads a JSON file JSON.parse will not take, kept about 4 GB for these 8 MB and ran the load out of memory.
+    name: 'JSON nested 4,000,000 levels (8 MB, under the size limit)',
+    files: ['deepest.json'],
+    write: (dir) => writeFileSync(join(dir, 'deepest.json'), `{"kind":"rules","rules":${'['.repeat(4_000_000)}${']'.repeat(4_000_000)}}`),
+    diagnostic: /deepest\.json:1:88: nested deeper than 64 levels/,
   },
   {
     name: 'JSON nested 600 levels',

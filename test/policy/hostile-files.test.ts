@@ -120,3 +120,16 @@ describe('hundreds of thousands of items where the language allows a list', () =
     expect(rules.ok).toBe(true);
   }, 300_000);
 });
+
+describe('the nesting scan before the YAML parser', () => {
+  it('does not count brackets inside quotes or comments', () => {
+    const dir = makeTempDir('verdict-hostile-');
+    const many = '['.repeat(100);
+    writeFileSync(
+      join(dir, 'rules.yaml'),
+      `kind: rules # ${many}\nrules:\n  - id: quoted\n    effect: allow\n    actions: [read]\n    description: "${many} \\" ${many}"\n    resource: { type: doc, attributes: { note: '${many} '' ${many}' } }\n`,
+    );
+    const result = loadPolicies(dir);
+    expect(result.ok ? [] : result.diagnostics.map(formatDiagnostic)).toEqual([]);
+  });
+});
