@@ -112,12 +112,20 @@ class SliceClock {
   async drive<T>(run: StageRun<T>): Promise<T> {
     try {
       let input: unknown;
+      // A wait that failed is thrown into the stage where it waited, as runToEnd's synchronous reads throw there.
+      let failed: { readonly error: unknown } | null = null;
       for (;;) {
-        const step = run.next(input);
+        const step = failed === null ? run.next(input) : run.throw(failed.error);
         input = undefined;
+        failed = null;
         if (step.done) return step.value;
-        if (step.value !== undefined) input = await this.pause(step.value);
-        else if (performance.now() - this.sliceStart >= this.budgetMs) await this.pause(undefined);
+        if (step.value !== undefined) {
+          try {
+            input = await this.pause(step.value);
+          } catch (error) {
+            failed = { error };
+          }
+        } else if (performance.now() - this.sliceStart >= this.budgetMs) await this.pause(undefined);
       }
     } finally {
       run.return(undefined as T);

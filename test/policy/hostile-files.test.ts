@@ -133,3 +133,15 @@ describe('the nesting scan before the YAML parser', () => {
     expect(result.ok ? [] : result.diagnostics.map(formatDiagnostic)).toEqual([]);
   });
 });
+
+describe('a policy directory nested past 32 levels', () => {
+  // 3,000 levels stopped listing with "unexpected error: ENAMETOOLONG" and a stack trace.
+  it('is refused, naming the depth', () => {
+    const dir = makeTempDir('verdict-hostile-');
+    let deepest = dir;
+    for (let i = 0; i < 40; i++) deepest = join(deepest, 'a');
+    mkdirSync(deepest, { recursive: true });
+    writeFileSync(join(deepest, 'rules.yaml'), 'kind: rules\nrules: []\n');
+    expect(() => loadPolicies(dir)).toThrow(`policy directory ${dir} holds directories nested more than 32 levels deep (a/a/a/…)`);
+  });
+});

@@ -31,6 +31,9 @@ const MAX_DIRECTORY_ENTRIES = 100_000;
 const tooLarge = (dir: string, what: string): VerdictError =>
   new VerdictError('POLICY_INVALID', `policy directory ${dir} holds ${what}; keep only policy files under it (files and directories starting with "." and node_modules are skipped)`);
 
+/** How deep directories under the policy directory may nest: far past any layout, and short of the paths the system can name (ENAMETOOLONG). */
+const MAX_DIRECTORY_DEPTH = 32;
+
 /** What listing needs of the file system, straight through or waiting (see pipeline.ts). */
 export interface DirectoryAccess {
   /** Follows symbolic links; null when there is nothing there (or a dangling link). */
@@ -55,8 +58,17 @@ export function* listPolicyFilesWith(dir: string, access: DirectoryAccess): Stag
   const root = yield* access.realpath(dir);
   const listed = new Set<string>([root]);
   let entries = 0;
-  const walk = function* (current: string): StageRun {
-    for (const entry of yield* access.readdir(current)) {
+  const walk = function* (current: string, depth: number): StageRun {
+    if (depth > MAX_DIRECTORY_DEPTH) throw tooLarge(dir, `directories nested more than ${MAX_DIRECTORY_DEPTH} levels deep (${relative(dir, current).split(sep).slice(0, 3).join('/')}/…)`);
+    let listing: Dirent[];
+    try {
+      listing = yield* access.readdir(current);
+    } catch (error) {
+      // A directory left out would leave its rules out of the set (a deny among them would no longer deny): the load fails instead.
+      const code = (error as NodeJS.ErrnoException).code ?? messageOf(error);
+      throw new VerdictError('POLICY_INVALID', `cannot list ${relative(dir, current) || '.'} in policy directory ${dir} (${code}); make it readable, or move it out of the policy directory`);
+    }
+    for (const entry of listing) {
       if (++entries > MAX_DIRECTORY_ENTRIES) throw tooLarge(dir, `more than ${MAX_DIRECTORY_ENTRIES} entries`);
       if (isSkipped(entry.name)) continue;
       const full = join(current, entry.name);
@@ -77,14 +89,14 @@ export function* listPolicyFilesWith(dir: string, access: DirectoryAccess): Stag
           listed.add(real);
         }
       }
-      if (isDirectory) yield* walk(full);
+      if (isDirectory) yield* walk(full, depth + 1);
       else if (isFile && isPolicyFile(entry.name)) {
         files.push(relative(dir, full).split(sep).join('/'));
         if (files.length > MAX_POLICY_FILES) throw tooLarge(dir, `more than ${MAX_POLICY_FILES} policy files`);
       }
     }
   };
-  yield* walk(dir);
+  yield* walk(dir, 0);
   return files.sort();
 }
 
