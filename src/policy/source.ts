@@ -148,7 +148,7 @@ export function parseYamlFile(file: string, text: string, diagnostics: PolicyDia
  * write them; a text this scan misreads is still parsed, and the parser's own depth
  * check stands behind it.
  */
-function flowTooDeep(text: string): number | null {
+export function flowTooDeep(text: string): number | null {
   let depth = 0;
   let quote = 0;
   for (let i = 0; i < text.length; i++) {
@@ -186,7 +186,7 @@ function lineAndColumn(text: string, offset: number): { line: number; col: numbe
  * beyond any policy; it bounds the recursion of reading a document, which a file
  * of 10,000 `[` would otherwise overflow.
  */
-const MAX_DOCUMENT_DEPTH = 64;
+export const MAX_DOCUMENT_DEPTH = 64;
 
 /** How many nodes an alias may expand to when a YAML document is read (the yaml library's maxAliasCount). */
 const MAX_ALIAS_EXPANSIONS = 100;

@@ -236,6 +236,15 @@ describe.concurrent('verdict check', () => {
     expect(run.stdout).toContain(`version:  ${policiesVersion}`);
   });
 
+  it('--file: refuses a request nested a million levels deep at once (the YAML parser kept gigabytes), exit 4', async ({ expect }) => {
+    const file = join(mkdtempSync(join(tmpdir(), 'verdict-check-')), 'deep.json');
+    const deep = 1_000_000;
+    writeFileSync(file, `{"principal":{"id":"a","roles":[],"attributes":{"x":${'['.repeat(deep)}${']'.repeat(deep)}}},"action":"read","resource":{"type":"doc","id":"d","attributes":{}}}`);
+    const run = await verdict(['check', '--file', file]);
+    expect(run.status).toBe(4);
+    expect(run.stderr).toBe('verdict check: the request nests deeper than 64 levels (at character 114); no request needs that many\n');
+  });
+
   it('stdin: reads the request when no flag gives it, and with --file -', async ({ expect }) => {
     for (const args of [['check'], ['check', '--file', '-']]) {
       const run = await verdict(args, JSON.stringify(DANA));
