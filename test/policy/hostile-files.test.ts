@@ -145,3 +145,15 @@ describe('a policy directory nested past 32 levels', () => {
     expect(() => loadPolicies(dir)).toThrow(`policy directory ${dir} holds directories nested more than 32 levels deep (a/a/a/…)`);
   });
 });
+
+describe('a policy file whose name is not UTF-8', () => {
+  // Listed with U+FFFD in place of its bytes, it was reported as "no such file or directory".
+  it('is an error saying so', () => {
+    const dir = makeTempDir('verdict-hostile-');
+    writeFileSync(Buffer.concat([Buffer.from(`${dir}/`), Buffer.from([0xff, 0xfe]), Buffer.from(' bad.yaml')]), 'kind: rules\nrules: []\n');
+    const result = loadPolicies(dir);
+    expect(result.ok ? [] : result.diagnostics.map(formatDiagnostic)).toEqual([
+      '\uFFFD\uFFFD bad.yaml:1:1: cannot read file: its name is not UTF-8 (shown here with U+FFFD in place of the bytes that are not), so it cannot be read by name; rename it',
+    ]);
+  });
+});

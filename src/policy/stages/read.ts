@@ -193,12 +193,24 @@ const contentOf = (file: string, bytes: Uint8Array): FileContent => {
   return grown === null ? { file, bytes } : { file, error: grown };
 };
 
+/**
+ * Why a listed file could not be opened. A name that is not UTF-8 is listed with
+ * U+FFFD in its place and so cannot be opened by that name: "no such file" would send
+ * its author looking for a file that is there.
+ */
+function openError(file: string, error: unknown): Resolved {
+  if ((error as NodeJS.ErrnoException).code === 'ENOENT' && file.includes('\uFFFD')) {
+    return { file, error: 'its name is not UTF-8 (shown here with U+FFFD in place of the bytes that are not), so it cannot be read by name; rename it' };
+  }
+  return { file, error: messageOf(error) };
+}
+
 function resolveSync(root: string, dir: string, file: string): Resolved {
   try {
     const real = realpathSync(join(dir, file));
     return resolvedAs(root, file, real, statSync(real));
   } catch (error) {
-    return { file, error: messageOf(error) };
+    return openError(file, error);
   }
 }
 
@@ -207,7 +219,7 @@ async function resolve(root: string, dir: string, file: string): Promise<Resolve
     const real = await realpath(join(dir, file));
     return resolvedAs(root, file, real, await stat(real));
   } catch (error) {
-    return { file, error: messageOf(error) };
+    return openError(file, error);
   }
 }
 
