@@ -50,11 +50,30 @@ export interface CompiledRole {
   readonly effectiveRoles: readonly string[];
 }
 
-/** The candidate rules for one resource type, by action. */
+/**
+ * The candidate rules for one resource type, by action. A type's table lists only the
+ * actions its own rules name: an action only rules for every type name is looked up in
+ * the every-type table. (Listing every action in every type's table made 2,000 types
+ * beside 10,000 every-type rules a table of 20 million lists, and a reload that ran
+ * out of memory.)
+ */
 interface ActionTable {
+  /** Each action the type's own rules name, with the rules for it and for every action, the type's own and every type's. */
   readonly byAction: ReadonlyMap<string, readonly CompiledRule[]>;
+  /** The rules for every action, the type's own and every type's: an action no rule names gets these. */
   readonly anyAction: readonly CompiledRule[];
+  /** The type's own rules for every action; null when it has none (an action only every-type rules name then gets the every-type table's list). */
+  readonly ownAnyAction: readonly CompiledRule[] | null;
+  /** With ownAnyAction: the lists for actions only every-type rules name, merged at their first check (at most LATE_LISTS_PER_TYPE). */
+  readonly late: Map<string, readonly CompiledRule[]> | null;
 }
+
+/**
+ * How many lists a type with rules for every action keeps for actions only every-type
+ * rules name. Beyond it the list is merged at each check: work, but bounded memory
+ * whatever the policies or the requests name.
+ */
+const LATE_LISTS_PER_TYPE = 64;
 
 /** Rules by action (which may be the wildcard), each list in policy-set order. */
 type ByAction = ReadonlyMap<string, readonly CompiledRule[]>;
@@ -173,8 +192,15 @@ export class PolicySet {
    * A rule with resource types is offered only for those types, so evaluation need not test them.
    */
   candidates(resourceType: string, action: string): readonly CompiledRule[] {
-    const table = this.index.byType.get(resourceType) ?? this.index.anyType;
-    return table.byAction.get(action) ?? table.anyAction;
+    const any = this.index.anyType;
+    const table = this.index.byType.get(resourceType);
+    if (table === undefined) return any.byAction.get(action) ?? any.anyAction;
+    const own = table.byAction.get(action);
+    if (own !== undefined) return own;
+    const everyType = any.byAction.get(action);
+    if (everyType === undefined) return table.anyAction;
+    if (table.ownAnyAction === null) return everyType;
+    return lateList(table, table.ownAnyAction, action, everyType);
   }
 }
 
@@ -253,22 +279,58 @@ function merged(lists: readonly (readonly CompiledRule[] | undefined)[]): readon
   }
 }
 
-/** The table of one type from the rules filed under it and under any type. */
-function tableFor(own: readonly ByAction[], any: readonly ByAction[]): ActionTable {
-  const all = own.length === 0 ? any : any.length === 0 ? own : [...own, ...any];
+/** The table of the rules filed under any type: every action they name, pausing every few hundred. */
+function* everyTypeTable(any: readonly ByAction[]): StageRun<ActionTable> {
+  // Each action with the lists that name it, so the work is the rules filed, not the actions times the documents.
+  const byName = new Map<string, (readonly CompiledRule[])[]>();
+  const forEveryAction: (readonly CompiledRule[])[] = [];
+  for (const table of any) {
+    for (const [action, list] of table) {
+      if (action === WILDCARD) {
+        forEveryAction.push(list);
+        continue;
+      }
+      let lists = byName.get(action);
+      if (!lists) byName.set(action, (lists = []));
+      lists.push(list);
+    }
+  }
+  const byAction = new Map<string, readonly CompiledRule[]>();
+  for (const [action, lists] of byName) {
+    byAction.set(action, merged(forEveryAction.length === 0 ? lists : [...lists, ...forEveryAction]));
+    if (byAction.size % 256 === 0) yield;
+  }
+  return { byAction, anyAction: merged(forEveryAction), ownAnyAction: null, late: null };
+}
+
+/** The table of one type from the rules filed under it and the every-type table: the actions its own rules name. */
+function tableFor(own: readonly ByAction[], everyType: ActionTable): ActionTable {
   const actions = new Set<string>();
-  for (const byAction of all) for (const action of byAction.keys()) actions.add(action);
+  for (const byAction of own) for (const action of byAction.keys()) actions.add(action);
   actions.delete(WILDCARD);
   const lists: (readonly CompiledRule[] | undefined)[] = [];
   const byAction = new Map<string, readonly CompiledRule[]>();
   for (const action of actions) {
     lists.length = 0;
-    for (const table of all) lists.push(table.get(action), table.get(WILDCARD));
+    for (const table of own) lists.push(table.get(action), table.get(WILDCARD));
+    lists.push(everyType.byAction.get(action) ?? everyType.anyAction);
     byAction.set(action, merged(lists));
   }
   lists.length = 0;
-  for (const table of all) lists.push(table.get(WILDCARD));
-  return { byAction, anyAction: merged(lists) };
+  for (const table of own) lists.push(table.get(WILDCARD));
+  const ownAnyAction = merged(lists);
+  lists.push(everyType.anyAction);
+  const hasOwnAnyAction = ownAnyAction.length > 0;
+  return { byAction, anyAction: merged(lists), ownAnyAction: hasOwnAnyAction ? ownAnyAction : null, late: hasOwnAnyAction ? new Map() : null };
+}
+
+/** A type's own rules for every action with the every-type list of an action its own rules do not name. */
+function lateList(table: ActionTable, ownAnyAction: readonly CompiledRule[], action: string, everyType: readonly CompiledRule[]): readonly CompiledRule[] {
+  const kept = table.late!.get(action);
+  if (kept !== undefined) return kept;
+  const list = merged([ownAnyAction, everyType]);
+  if (table.late!.size < LATE_LISTS_PER_TYPE) table.late!.set(action, list);
+  return list;
 }
 
 /** For each type, the rules the parts file under it, in part order. */
@@ -309,7 +371,6 @@ function* buildIndex(parts: readonly IndexPart[], previous: RuleIndex | null): S
   for (const part of changed) for (const type of part.byType.keys()) touched.add(type);
   const fresh = sourcesOf(parts, touched);
   yield;
-  const any = previous.sources.get(WILDCARD) ?? [];
   // Copies of the previous maps (one table each, not one object per type), then the touched types rebuilt.
   const sources = new Map(previous.sources);
   yield;
@@ -323,7 +384,7 @@ function* buildIndex(parts: readonly IndexPart[], previous: RuleIndex | null): S
       continue;
     }
     sources.set(type, own);
-    byType.set(type, tableFor(own, any));
+    byType.set(type, tableFor(own, previous.anyType));
     if (++built % 4 === 0) yield;
   }
   return { byType, anyType: previous.anyType, sources, parts };
@@ -331,13 +392,14 @@ function* buildIndex(parts: readonly IndexPart[], previous: RuleIndex | null): S
 
 function* buildFullIndex(parts: readonly IndexPart[]): StageRun<RuleIndex> {
   const sources = sourcesOf(parts, null);
-  const any = sources.get(WILDCARD) ?? [];
+  const anyType = yield* everyTypeTable(sources.get(WILDCARD) ?? []);
+  yield;
   const byType = new Map<string, ActionTable>();
   let built = 0;
   for (const [type, own] of sources) {
     if (type === WILDCARD) continue;
-    byType.set(type, tableFor(own, any));
+    byType.set(type, tableFor(own, anyType));
     if (++built % 8 === 0) yield;
   }
-  return { byType, anyType: tableFor([], any), sources, parts };
+  return { byType, anyType, sources, parts };
 }
