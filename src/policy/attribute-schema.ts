@@ -1,3 +1,4 @@
+import { someOf } from './suggest.js';
 import { Environment } from '@marcbachmann/cel-js';
 import type { AttributeValue, DecisionRequest } from '../types.js';
 import type { ATTRIBUTE_TYPES, AttributeDeclarationSpec, Enforcement } from './schema.js';
@@ -184,7 +185,7 @@ export class AttributeSchemas {
     const schema = part === undefined ? null : this.partSchema(part, resourceType);
     if (part !== undefined && schema !== null) {
       const where = part === 'resource' ? `resource type ${resourceType}` : part;
-      return `unknown attribute ${part}.attributes.${name}: the schema of ${where} declares ${[...schema.keys()].join(', ') || 'none'}${didYouMean(name, schema.keys())}`;
+      return `unknown attribute ${part}.attributes.${name}: the schema of ${where} declares ${someOf(schema.keys()) || 'none'}${didYouMean(name, schema.keys())}`;
     }
     return `unknown field "${name}"${didYouMean(name, ['id', 'roles', 'directRoles', 'attributes', 'type'])}`;
   }

@@ -36,9 +36,12 @@ export const DEFAULT_SLICE_MS = 2;
 export class PolicyCompiler {
   private readonly cache: LoadCache = {
     files: new Reuse(),
+    variables: new Reuse(),
+    attributeSchemas: new Reuse(),
     roleGraphs: new Reuse(),
     compiled: new Reuse(),
     routes: new Reuse(),
+    limits: new Reuse(),
     directories: new Reuse(),
     previous: null,
     claimed: null,
@@ -57,7 +60,7 @@ export class PolicyCompiler {
    */
   async compile(options: { gitCommit?: string | null; sharing?: SliceSharing } = {}): Promise<Compilation> {
     const state = newLoadState(this.dir, this.reader, { gitCommit: options.gitCommit, cache: this.cache });
-    const reuses = [this.cache.files, this.cache.roleGraphs, this.cache.compiled, this.cache.routes, this.cache.directories];
+    const reuses = [this.cache.files, this.cache.variables, this.cache.attributeSchemas, this.cache.roleGraphs, this.cache.compiled, this.cache.routes, this.cache.limits, this.cache.directories];
     let slices: SliceStats;
     try {
       slices = await runStagesInSlices(LOAD_STAGES, state, this.sliceMs, options.sharing);

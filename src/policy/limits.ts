@@ -1,7 +1,9 @@
+import { someOf } from './suggest.js';
 import type { AttributeValue, DecisionRequest } from '../types.js';
 import type { AttributePart, AttributeSchemas } from './attribute-schema.js';
 import { compileExpression, type Condition, type ConditionInput } from './condition.js';
 import type { PolicyDiagnostic } from './diagnostic.js';
+import type { StageRun } from './pipeline.js';
 import { attributeMatchers, attributeReader, type AttributeMatcher, type MatchedPart } from './matcher.js';
 import { DURATION_PATTERN, RATE_PATTERN, type LimitSpec } from './schema.js';
 import { diagnosticAt } from './source.js';
@@ -133,7 +135,7 @@ function checkKeyAttribute(part: AttributePart, name: string, typing: Typing | n
     const of = type === null ? part : `resource type ${type}`;
     const declared = schema.get(first!);
     if (declared === undefined) {
-      diagnostics.push(diagnosticAt(where.source, path, `unknown attribute ${part}.attributes.${first}: the schema of ${of} declares ${[...schema.keys()].join(', ') || 'none'}${didYouMean(first!, schema.keys())}`));
+      diagnostics.push(diagnosticAt(where.source, path, `unknown attribute ${part}.attributes.${first}: the schema of ${of} declares ${someOf(schema.keys()) || 'none'}${didYouMean(first!, schema.keys())}`));
     } else if (nested.length > 0 ? declared.type !== 'map' : declared.type === 'list' || declared.type === 'map') {
       const why = nested.length > 0 ? `so "${name}" cannot read into it` : `${what} must be a string, number or boolean`;
       diagnostics.push(diagnosticAt(where.source, path, `${part}.attributes.${first} is declared ${declared.type} in the schema of ${of}: ${why}`));
@@ -211,8 +213,8 @@ export function compileLimit(where: Located<LimitSpec>, graph: RoleGraph, variab
   } satisfies CompiledLimit);
 }
 
-/** Compiles every limit; a limit id used twice is a diagnostic at the second use. */
-export function compileLimits(limits: readonly Located<LimitSpec>[], graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): readonly CompiledLimit[] {
+/** Compiles every limit, pausing after each; a limit id used twice is a diagnostic at the second use. */
+export function* compileLimits(limits: Iterable<Located<LimitSpec>>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): StageRun<readonly CompiledLimit[]> {
   const seen = new Map<string, Located<LimitSpec>>();
   const out: CompiledLimit[] = [];
   for (const limit of limits) {
@@ -225,6 +227,7 @@ export function compileLimits(limits: readonly Located<LimitSpec>[], graph: Role
     seen.set(limit.spec.id, limit);
     const compiled = compileLimit(limit, graph, variables, diagnostics, schemas);
     if (compiled) out.push(compiled);
+    yield;
   }
   return Object.freeze(out);
 }

@@ -39,7 +39,7 @@ export function runToEnd<T>(run: StageRun<T>): T {
 export interface SliceStats {
   /** The longest the stages ran without letting the event loop run, in milliseconds. */
   readonly longestSliceMs: number;
-  /** The stage in which the longest slice ended (a slice can run on from one stage into the next). */
+  /** The stage that took most of the longest slice (a slice can run on from one stage into the next). */
   readonly longestSliceStage: string | null;
   /** The longest young-generation collection the pacer made between slices, in milliseconds (0: none). */
   readonly longestCollectionMs: number;
@@ -80,8 +80,12 @@ class SliceClock {
   longestSliceMs = 0;
   longestSliceStage: string | null = null;
   longestCollectionMs = 0;
-  /** The stage being driven, to name the one that held the thread longest. */
-  stage: string | null = null;
+  /** The stage being driven, and since when in this slice: to name the one that held the thread longest. */
+  private stage: string | null = null;
+  private stageSince = this.sliceStart;
+  /** The stage that has taken most of this slice so far, and for how long. */
+  private heaviestStage: string | null = null;
+  private heaviestStageMs = 0;
   slices = 1;
   private readonly pacer: YoungGenerationPacer | null;
   private readonly restMs: number;
@@ -106,6 +110,7 @@ class SliceClock {
       await letAnswersLeave();
     }
     this.sliceStart = performance.now();
+    this.stageSince = this.sliceStart;
     return value;
   }
 
@@ -147,12 +152,30 @@ class SliceClock {
     await letAnswersLeave();
   }
 
+  /** Starts driving `stage`; the time since the last switch goes to the one before. */
+  enterStage(stage: string): void {
+    this.countStageShare();
+    this.stage = stage;
+  }
+
+  private countStageShare(): void {
+    const now = performance.now();
+    if (now - this.stageSince > this.heaviestStageMs) {
+      this.heaviestStageMs = now - this.stageSince;
+      this.heaviestStage = this.stage;
+    }
+    this.stageSince = now;
+  }
+
   private endSlice(): void {
+    this.countStageShare();
     const ms = performance.now() - this.sliceStart;
     if (ms > this.longestSliceMs) {
       this.longestSliceMs = ms;
-      this.longestSliceStage = this.stage;
+      this.longestSliceStage = this.heaviestStage;
     }
+    this.heaviestStage = null;
+    this.heaviestStageMs = 0;
   }
 
   private timedCollect(pacer: YoungGenerationPacer): void {
@@ -164,6 +187,7 @@ class SliceClock {
   stats(): SliceStats {
     this.endSlice();
     this.sliceStart = performance.now();
+    this.stageSince = this.sliceStart;
     return { longestSliceMs: this.longestSliceMs, longestSliceStage: this.longestSliceStage, longestCollectionMs: this.longestCollectionMs, slices: this.slices };
   }
 }
@@ -176,7 +200,7 @@ class SliceClock {
 export async function runStagesInSlices<S>(stages: readonly Stage<S>[], state: S, budgetMs: number, sharing: SliceSharing = {}): Promise<SliceStats> {
   const clock = new SliceClock(budgetMs, sharing);
   for (const stage of stages) {
-    clock.stage = stage.name;
+    clock.enterStage(stage.name);
     await clock.drive(stage.run(state));
   }
   const stats = clock.stats();

@@ -26,3 +26,11 @@ function editDistance(a: string, b: string): number {
   return row[b.length]!;
 }
 
+
+/** Names as a problem lists them: a list of thousands (a schema may declare 100,000 attributes) is cut short. */
+export function someOf(names: Iterable<string>, most = 10): string {
+  const shown: string[] = [];
+  let count = 0;
+  for (const name of names) if (count++ < most) shown.push(name);
+  return count <= most ? shown.join(', ') : `${shown.join(', ')}, … (${count} in all)`;
+}

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { checkExpression } from './condition.js';
 import { didYouMean } from './suggest.js';
 import type { PolicyDiagnostic } from './diagnostic.js';
+import type { StageRun } from './pipeline.js';
 import type { VariableSpec } from './schema.js';
 import { diagnosticAt, type SourceDocument } from './source.js';
 
@@ -174,9 +175,10 @@ export interface LocatedVariable {
  * itself through others) and expressions that do not compile are diagnostics at
  * file:line:col. Each definition is type-checked once, here.
  */
-export function buildVariableTable(variables: readonly LocatedVariable[], diagnostics: PolicyDiagnostic[]): VariableTable {
+export function* buildVariableTable(variables: Iterable<LocatedVariable>, diagnostics: PolicyDiagnostic[]): StageRun<VariableTable> {
   const byName = new Map<string, LocatedVariable>();
   for (const variable of variables) {
+    yield;
     const earlier = byName.get(variable.spec.name);
     if (earlier) {
       const at = earlier.source.locate([...earlier.path, 'name']);
@@ -248,7 +250,11 @@ export function buildVariableTable(variables: readonly LocatedVariable[], diagno
     expansions.set(name, expanded);
     return expanded;
   };
-  for (const name of byName.keys()) resolve(name);
+  // A pause after each variable: resolving one checks at most a chain of them.
+  for (const name of byName.keys()) {
+    resolve(name);
+    yield;
+  }
   const key = [...expansions].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)).map(([n, t]) => `${n}=${t}`).join('\u0000');
   return { expansions, key: key === '' ? '' : createHash('sha256').update(key).digest('hex') };
 }

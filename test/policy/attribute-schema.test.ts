@@ -104,6 +104,21 @@ rules:
     ]);
   });
 
+  it('names at most ten of the attributes a schema declares when one is unknown, and how many there are', () => {
+    const attributes = Object.fromEntries(Array.from({ length: 5000 }, (_, i) => [`attribute${i}`, 'string']));
+    const errors = errorsOf({
+      'schema.yaml': { kind: 'schema', schemas: [{ for: 'principal', attributes }] },
+      'rules.yaml': { kind: 'rules', rules: [{ id: 'typo', effect: 'allow', actions: ['read'], when: 'principal.attributes.attribute77x == "a"', principal: { attributes: { attribut9: 'a' } } }] },
+      'limits.yaml': { kind: 'limits', limits: [{ id: 'per-team', rate: '10/minute', key: { attribute: 'principal.attributes.teem' } }] },
+    });
+    expect(errors).toHaveLength(3);
+    for (const error of errors) {
+      expect(error).toContain('declares attribute0, attribute1, attribute2, attribute3, attribute4, attribute5, attribute6, attribute7, attribute8, attribute9, … (5000 in all)');
+      expect(error.length).toBeLessThan(600);
+    }
+    expect(errors.join('\n')).toContain('did you mean "attribute77"?');
+  });
+
   it('checks matchers: unknown names, values of the wrong type or outside an enum, globs on non-strings', () => {
     const errors = errorsOf({
       'schema.yaml': schema('reject'),

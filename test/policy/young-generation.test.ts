@@ -94,4 +94,29 @@ describe('young-generation pacing of reloads', () => {
     expect(stats.longestCollectionMs).toBeGreaterThanOrEqual(12);
     expect(stats.slices).toBeGreaterThan(5);
   });
+
+  it('names the stage that held the slice, not the stage the slice ended in', async () => {
+    const busyFor = (ms: number): void => {
+      const until = performance.now() + ms;
+      while (performance.now() < until) {
+        // a stage with no pause point
+      }
+    };
+    const holds: Stage<null> = {
+      name: 'holds',
+      *run() {
+        busyFor(30);
+      },
+    };
+    const pausesAtOnce: Stage<null> = {
+      name: 'pauses-at-once',
+      *run() {
+        busyFor(1);
+        yield;
+      },
+    };
+    const stats = await runStagesInSlices([holds, pausesAtOnce], null, 0);
+    expect(stats.longestSliceMs).toBeGreaterThanOrEqual(30);
+    expect(stats.longestSliceStage).toBe('holds');
+  });
 });

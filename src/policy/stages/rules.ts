@@ -1,3 +1,4 @@
+import { someOf } from '../suggest.js';
 import { checkExpression, compileCondition, type Condition } from '../condition.js';
 import { readsPrincipalRoles, seeingEffectiveRoles } from '../effective-roles.js';
 import { checkReferences, expandVariables, expansionProblem, variableReferences, type VariableTable } from '../variables.js';
@@ -210,7 +211,7 @@ export function typedMatchers(spec: AttributeBlocks, effect: 'allow' | 'deny', t
         const of = type === null ? part : `resource type ${type}`;
         const declared = schema.get(name!);
         if (declared === undefined) {
-          diagnostics.push(diagnosticAtKey(where.source, at, `unknown attribute ${part}.attributes.${name}: the schema of ${of} declares ${[...schema.keys()].join(', ') || 'none'}${didYouMean(name!, schema.keys())}`));
+          diagnostics.push(diagnosticAtKey(where.source, at, `unknown attribute ${part}.attributes.${name}: the schema of ${of} declares ${someOf(schema.keys()) || 'none'}${didYouMean(name!, schema.keys())}`));
           continue;
         }
         if (nested.length > 0) {

@@ -55,12 +55,18 @@ export interface LoadedDocument {
 export interface LoadCache {
   /** The schema stage's result for a file, by name and hash of its text. */
   readonly files: Reuse<CheckedFile>;
+  /** The variables, by the keys of every variables document. */
+  readonly variables: Reuse<VariableTable>;
+  /** The attribute schemas, by the keys of every schema and variables document (the variables are type-checked against them). */
+  readonly attributeSchemas: Reuse<AttributeSchemas | null>;
   /** The role graph, by the keys of every roles document. */
   readonly roleGraphs: Reuse<RoleGraph>;
   /** A document's compiled rules (sorted), by its key and the holders of the roles it names. */
   readonly compiled: Reuse<CompiledDocument>;
   /** The route table, by the keys of every routes document. */
   readonly routes: Reuse<RouteTable>;
+  /** The compiled limits, by the keys of every limits, roles, variables and schema document (what a limit is checked against). */
+  readonly limits: Reuse<readonly CompiledLimit[]>;
   /** The directories, by the keys of every principals, resources, roles and schema document (the roles and schema they are checked against). */
   readonly directories: Reuse<Directory>;
   /** The set the last successful load built: its index is reused where the rules are the same. */
@@ -107,15 +113,16 @@ export interface LoadState {
 }
 
 /**
- * What `build` makes of every document of one kind: the last load's (from `reuse`)
- * when those documents are the same, else built, and kept unless it reported problems.
+ * What `build` makes of every document of these kinds: the last load's (from `reuse`)
+ * when those documents are the same, else built (in slices, as `build` pauses), and
+ * kept unless it reported problems. `kinds` names everything the result depends on.
  */
-export function builtFromDocuments<V>(state: LoadState, kind: PolicyKind, reuse: Reuse<V> | undefined, build: () => V): V {
-  const key = documentKeys(state, [kind]);
+export function* builtFromDocuments<V>(state: LoadState, kinds: readonly PolicyKind[], reuse: Reuse<V> | undefined, build: () => StageRun<V>): StageRun<V> {
+  const key = documentKeys(state, kinds);
   const kept = reuse?.take(key);
   if (kept !== undefined) return kept;
   const before = state.diagnostics.length;
-  const built = build();
+  const built = yield* build();
   if (state.diagnostics.length === before) reuse?.put(key, built);
   return built;
 }

@@ -7,7 +7,7 @@ import { diagnosticAt, type SourceDocument } from '../source.js';
 import type { PolicyTestCase } from '../loaded.js';
 import type { LoadState } from './state.js';
 import type { AttributeSchemas } from '../attribute-schema.js';
-import { didYouMean } from '../suggest.js';
+import { didYouMean, someOf } from '../suggest.js';
 import { Directory } from '../directory.js';
 import { RequestMeter } from '../request-bounds.js';
 
@@ -152,11 +152,6 @@ export interface MatrixBudget {
   left: number;
 }
 
-/** Names as a problem lists them: a list of thousands is cut short. */
-function someOf(names: readonly string[]): string {
-  return names.length <= 10 ? names.join(', ') : `${names.slice(0, 10).join(', ')}, … (${names.length} in all)`;
-}
-
 /**
  * A matrix case: one case per principal × action × resource (fixture names), named
  * `<name> [principal action resource]`. The table says the effect per action for each
@@ -197,21 +192,28 @@ export function* resolveMatrixCase(
   }
   budget.left -= made;
   const before = diagnostics.length;
+  // The table and the names are gone through with a chance to pause as often as the cases are: a few kilobytes can name 200,000.
+  let steps = 0;
   const principalOf = new Map<string, Principal>();
-  principals.forEach((name, i) => {
+  for (let i = 0; i < principals.length; i++) {
+    if (++steps % MATRIX_CASES_PER_PAUSE === 0) yield;
+    const name = principals[i]!;
     const found = fixtures.principal(name);
     if (found) principalOf.set(name, found);
     else report(['principals', i], `unknown principal "${name}": ${UNKNOWN_HINT.replace('%s', 'principals')}`);
-  });
+  }
   const resourceOf = new Map<string, Resource>();
-  resources.forEach((name, i) => {
+  for (let i = 0; i < resources.length; i++) {
+    if (++steps % MATRIX_CASES_PER_PAUSE === 0) yield;
+    const name = resources[i]!;
     const found = fixtures.resource(name);
     if (found) resourceOf.set(name, found);
     else report(['resources', i], `unknown resource "${name}": ${UNKNOWN_HINT.replace('%s', 'resources')}`);
-  });
+  }
   const expected = new Map<string, Effect>();
   const named = { principals: new Set(principals), actions: new Set(actions), resources: new Set(resources) };
-  testCase.expect.forEach((row, r) => {
+  for (let r = 0; r < testCase.expect.length; r++) {
+    const row = testCase.expect[r]!;
     const rowPrincipals = listed(row.principal);
     const rowResources = listed(row.resource);
     rowPrincipals.forEach((p) => named.principals.has(p) || report(['expect', r, 'principal'], `"${p}" is not one of the case's principals (${someOf(principals)})`));
@@ -220,13 +222,14 @@ export function* resolveMatrixCase(
       if (!named.actions.has(action)) report(['expect', r, 'actions', action], `"${action}" is not one of the case's actions (${someOf(actions)})`);
       for (const p of rowPrincipals) {
         for (const x of rowResources) {
+          if (++steps % MATRIX_CASES_PER_PAUSE === 0) yield;
           const key = `${p}\u0000${action}\u0000${x}`;
           if (expected.has(key)) report(['expect', r], `${p} ${action} ${x} is already in the table`);
           expected.set(key, effect.toUpperCase() as Effect);
         }
       }
     }
-  });
+  }
   if (diagnostics.length > before) return [];
   const cases: PolicyTestCase[] = [];
   let combinations = 0;
