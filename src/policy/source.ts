@@ -1,4 +1,5 @@
 import { isAlias, isCollection, isMap, isNode, isPair, isScalar, LineCounter, parseAllDocuments, type Node } from 'yaml';
+import { cutText } from '../cut-text.js';
 import { formatPath, type PolicyDiagnostic } from './diagnostic.js';
 
 /** Where something was written: 1-based line and column. */
@@ -90,7 +91,8 @@ export function parseYamlFile(file: string, text: string, diagnostics: PolicyDia
     return [];
   }
   const lineCounter = new LineCounter();
-  const parsed = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: true });
+  // Repeated keys are found by shapeOf in one pass: the parser's own check compares each key with every other (60,000 keys took 40 s).
+  const parsed = parseAllDocuments(text, { lineCounter, prettyErrors: false, uniqueKeys: false });
   const docs = Array.isArray(parsed) ? parsed : [];
   const out: ParsedYamlDocument[] = [];
   for (const doc of docs) {
@@ -118,6 +120,11 @@ export function parseYamlFile(file: string, text: string, diagnostics: PolicyDia
     }
     if (shape.unreadable !== null) {
       diagnostics.push({ file, ...where(shape.unreadable.offset), path: '', message: shape.unreadable.message });
+      continue;
+    }
+    if (shape.repeatedKeys.length > 0) {
+      // Read into an object, the last would win: a repeated `effect` could turn a deny into an allow.
+      for (const { offset, key } of shape.repeatedKeys) diagnostics.push({ file, ...where(offset), path: '', message: `Map keys must be unique: ${JSON.stringify(cutText(key, 60))} is given more than once in this mapping` });
       continue;
     }
     let value: unknown;
@@ -195,10 +202,11 @@ const MAX_ALIAS_EXPANSIONS = 100;
  * The offset of the first node nested deeper than MAX_DOCUMENT_DEPTH and of the first
  * alias, found with an explicit stack (the document may be as deep as its text is long).
  */
-function shapeOf(root: Node): { tooDeep: number | null; firstAlias: number | null; protoKey: number | null; unreadable: Unreadable | null } {
+function shapeOf(root: Node): { tooDeep: number | null; firstAlias: number | null; protoKey: number | null; unreadable: Unreadable | null; repeatedKeys: readonly { offset: number; key: string }[] } {
   let firstAlias: number | null = null;
   const pending: [Node, number][] = [[root, 0]];
-  const fine = { tooDeep: null, protoKey: null, unreadable: null };
+  const repeatedKeys: { offset: number; key: string }[] = [];
+  const fine = { tooDeep: null, protoKey: null, unreadable: null, repeatedKeys };
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
     const [node, depth] = next;
     if (depth > MAX_DOCUMENT_DEPTH) return { ...fine, tooDeep: node.range?.[0] ?? 0, firstAlias };
@@ -212,7 +220,14 @@ function shapeOf(root: Node): { tooDeep: number | null; firstAlias: number | nul
       continue;
     }
     if (!isCollection(node)) continue;
+    // Keys as the object read from the map would hold them (`1` and "1" are one key there).
+    const keys = isMap(node) ? new Set<string>() : null;
     for (const item of node.items) {
+      if (keys !== null && isPair(item) && isScalar(item.key)) {
+        const key = String(item.key.value);
+        if (keys.has(key) && repeatedKeys.length < MAX_REPEATED_KEYS_REPORTED) repeatedKeys.push({ offset: item.key.range?.[0] ?? 0, key });
+        keys.add(key);
+      }
       if (isPair(item)) {
         // `? [a, b] : x` would be read as the key "[ a, b ]", with only a warning on stderr.
         if (isCollection(item.key)) return { ...fine, firstAlias, unreadable: { offset: item.key.range?.[0] ?? 0, message: 'a key must be a single value, not a list or a mapping; write the key as text' } };
@@ -223,6 +238,9 @@ function shapeOf(root: Node): { tooDeep: number | null; firstAlias: number | nul
   }
   return { ...fine, firstAlias };
 }
+
+/** Repeated keys reported per document, at most: each is an error already. */
+const MAX_REPEATED_KEYS_REPORTED = 100;
 
 /** Where a document says something it cannot be read as, and what. */
 interface Unreadable {
