@@ -110,6 +110,8 @@ export class PolicyStore {
   /** Set while a reload compiles (it has its turn): closing waits for that, not for a turn that may never come. */
   private compiling: Promise<unknown> | null = null;
   private again: Trigger | null = null;
+  /** Set by close: a reload asked for or queued from then on is not run (the load thread is going away). */
+  private closed = false;
   /**
    * The outcome of the reload that `again` starts, for the callers who asked during
    * the one before: theirs must be a reload that began after they asked, or a file
@@ -189,6 +191,7 @@ export class PolicyStore {
   }
 
   private schedule(trigger: Trigger): Promise<ReloadOutcome> {
+    if (this.closed) return Promise.resolve(NOT_RUN_WHILE_STOPPING);
     if (this.reloading) {
       this.again = this.again === 'request' || trigger === 'request' ? 'request' : 'watch';
       if (this.againOutcome === null) {
@@ -218,6 +221,11 @@ export class PolicyStore {
 
   private async reloadOnce(trigger: Trigger): Promise<ReloadOutcome> {
     const release = (await this.options.takeTurn?.()) ?? (() => undefined);
+    if (this.closed) {
+      // Queued behind the shutdown: not a refusal of the files, so neither logged nor kept as the last error.
+      release();
+      return NOT_RUN_WHILE_STOPPING;
+    }
     const delay = monitorEventLoopDelay({ resolution: BLOCK_RESOLUTION_MS });
     const started = performance.now();
     delay.enable();
@@ -309,6 +317,7 @@ export class PolicyStore {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     if (this.debounce) clearTimeout(this.debounce);
     if (this.pollTimer) clearInterval(this.pollTimer);
     this.pollTimer = null;
@@ -319,6 +328,9 @@ export class PolicyStore {
     await this.worker.close();
   }
 }
+
+/** The answer to a reload asked for (or queued) once the server has begun to stop. */
+const NOT_RUN_WHILE_STOPPING: ReloadOutcome = Object.freeze({ ok: false, error: 'verdict is stopping: the reload was not run (the policies in use stay as they are)', seconds: 0 });
 
 function fingerprintKey(fingerprint: readonly (readonly [string, string])[]): string {
   return fingerprint.map(([file, hash]) => `${file}\u0000${hash}`).join('\n');

@@ -181,6 +181,30 @@ describe('a reload asked for while another runs', () => {
   });
 });
 
+describe('a reload asked for while the store closes', () => {
+  it('is answered "not run" and neither logged as a refusal nor kept as the last error', async () => {
+    const dir = makeTempDir('verdict-reload-closing-');
+    writeFileSync(join(dir, 'rules.yaml'), rules('one'));
+    const outcomes: ReloadOutcome[] = [];
+    const store = await PolicyStore.open(dir, { onReload: (outcome) => outcomes.push(outcome) });
+    writeFileSync(join(dir, 'rules.yaml'), rules('two'));
+    const running = store.reload();
+    // Compiling by the next turn of the event loop.
+    await new Promise((resolve) => setImmediate(resolve));
+    // Queued behind the running reload, then the server stops (SIGTERM) before its turn.
+    const queued = store.reload();
+    const closing = store.close();
+    const [first, second] = await Promise.all([running, queued]);
+    await closing;
+    const afterClose = await store.reload();
+    expect(first).toMatchObject({ ok: true, changed: true });
+    for (const answer of [second, afterClose]) expect(answer).toEqual({ ok: false, error: expect.stringMatching(/^verdict is stopping: the reload was not run/), seconds: 0 });
+    expect(outcomes).toEqual([first]);
+    expect(store.status().lastReloadError).toBeNull();
+    expect(ruleIds(store)).toEqual(['two']);
+  });
+});
+
 describe('the watcher and links out of the directory', () => {
   it('does not watch what a link to an outside directory holds (a link to / would have it walk the machine)', async () => {
     const dir = makeTempDir('verdict-watch-inside-');
