@@ -210,12 +210,22 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
   for (const kind of FAULTS) process.on(kind, onFault(kind));
   let started: RunningServer | null = null;
   let onReload: (() => void) | null = null;
+  // A SIGHUP while the policies load (seconds, for a large set) asks for the files as they are then: kept for when the server is up.
+  let reloadAskedWhileStarting = false;
+  const reloadStarted = (server: RunningServer): void => {
+    void server.store.reload();
+    void server.shadowStore?.reload();
+  };
   process.on('SIGHUP', () => {
-    logger.info('SIGHUP: reloading policies');
-    if (onReload) onReload();
-    else {
-      void started?.store.reload();
-      void started?.shadowStore?.reload();
+    if (onReload) {
+      logger.info('SIGHUP: reloading policies');
+      onReload();
+    } else if (started === null) {
+      reloadAskedWhileStarting = true;
+      logger.info('SIGHUP while starting: the policies are reloaded once verdict serves');
+    } else {
+      logger.info('SIGHUP: reloading policies');
+      reloadStarted(started);
     }
   });
 
@@ -235,6 +245,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
     return startFailureExit(error);
   }
   started = server;
+  if (reloadAskedWhileStarting) reloadStarted(server);
 
   return new Promise<number>((resolve) => {
     onStop = (signal) => {

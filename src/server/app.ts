@@ -123,6 +123,8 @@ export async function startServer(config: ServerConfig, logger: Logger, options:
   const webhookSecrets = config.alerts.webhooks.map((webhook, i) => webhookSecret(webhook, i));
   const metrics = new ServerMetrics();
   metrics.setReplica(config.replicaId);
+  // A large set takes seconds to load cold: say what the server is doing meanwhile.
+  logger.info({ policies: config.policies }, 'loading policies');
   const store = await PolicyStore.open(config.policies, {
     onReload: (outcome, status) => {
       metrics.observeReload(outcome.ok, outcome.seconds);

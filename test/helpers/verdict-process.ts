@@ -55,6 +55,8 @@ export async function startVerdict(options: {
   openFiles?: number;
   /** Flags for node itself, before the script (e.g. --trace-gc-nvp: its lines arrive in `logs` as text). */
   nodeArgs?: string[];
+  /** Called with each log line as it arrives, from the first (to act while the server starts). */
+  onLine?: (line: LogLine, child: ChildProcess) => void;
 }): Promise<VerdictProcess> {
   const argv = [...(options.nodeArgs ?? []), BIN, 'serve', '--policies', options.policies, '--db', options.db, '--grpc', '127.0.0.1:0', '--http', '127.0.0.1:0', ...(options.args ?? [])];
   const [command, args] = options.openFiles === undefined ? [process.execPath, argv] : ['/bin/sh', ['-c', `ulimit -n ${options.openFiles} && exec "$0" "$@"`, process.execPath, ...argv]];
@@ -72,6 +74,7 @@ export async function startVerdict(options: {
       line = { level: 0, msg: text };
     }
     logs.push(line);
+    options.onLine?.(line, child);
     for (const w of [...waiters]) {
       if (w.predicate(line)) {
         waiters.splice(waiters.indexOf(w), 1);

@@ -266,6 +266,36 @@ describe('hot reload', () => {
     }
   });
 
+  it('reloads once serving when SIGHUP came while the policies were loading', async () => {
+    const policies = copyPolicies();
+    // 100,000 principals: a cold load of seconds, time for the signal to arrive in the middle of it.
+    writeFileSync(join(policies, 'people.json'), JSON.stringify({ kind: 'principals', principals: Array.from({ length: 100_000 }, (_, i) => ({ id: `person-${i}`, roles: ['viewer'] })) }));
+    let signalled = false;
+    const server = await startVerdict({
+      policies,
+      db: join(tempDir(), 'decisions.db'),
+      args: ['--no-watch'],
+      startTimeoutMs: 120_000,
+      onLine: (line, child) => {
+        if (line.msg !== 'loading policies' || signalled) return;
+        signalled = true;
+        writeFileSync(join(policies, 'freeze.yaml'), 'kind: rules\nrules:\n  - id: freeze-predictions\n    effect: deny\n    actions: [predict]\n    resource: { type: model }\n');
+        child.kill('SIGHUP');
+      },
+    });
+    const client = verdictClient(server.grpcPort);
+    try {
+      await server.waitForLog((l) => l.msg === 'SIGHUP while starting: the policies are reloaded once verdict serves');
+      // Nothing else reloads here (no watching): this is the signal's reload, after the server came up.
+      await server.waitForLog((l) => l.msg === 'policies reloaded', 60_000);
+      const answer = await client.call<CheckResponse>('Authorization', 'Check', checkRequest({ principal: dana, action: 'predict', resource: fraudModel }));
+      expect(answer).toMatchObject({ effect: 'EFFECT_DENY', ruleIds: ['freeze-predictions'] });
+    } finally {
+      client.close();
+      expect(await server.stop()).toBe(0);
+    }
+  }, 180_000);
+
   it('names the first problems of a reload that finds thousands, and still serves the last good set', async () => {
     const policies = copyPolicies();
     const server = await startVerdict({ policies, db: join(tempDir(), 'decisions.db'), args: ['--no-watch'] });
