@@ -3,6 +3,14 @@ import { describe, expect, it } from 'vitest';
 import { runStagesInSlices, type Stage } from '../../src/policy/pipeline.js';
 import { youngGenerationPacer, type YoungGenerationPacer } from '../../src/policy/young-generation.js';
 
+/** The work a stage would do without a pause point. */
+function busyFor(ms: number): void {
+  const until = performance.now() + ms;
+  while (performance.now() < until) {
+    // spinning
+  }
+}
+
 describe('young-generation pacing of reloads', () => {
   it('reaches V8\'s collector without --expose-gc, and leaves no other context with gc', () => {
     const pacer = youngGenerationPacer(0);
@@ -66,13 +74,7 @@ describe('young-generation pacing of reloads', () => {
     expect(events).toEqual(['step 0', 'timer', 'step 1']);
   });
 
-  it('reports its longest slice, the stage that slice ended in, and its longest collection', async () => {
-    const busyFor = (ms: number): void => {
-      const until = performance.now() + ms;
-      while (performance.now() < until) {
-        // the work a stage would do without a pause point
-      }
-    };
+  it('reports its longest slice, the stage that took it, and its longest collection', async () => {
     const quick: Stage<null> = {
       name: 'quick',
       *run() {
@@ -96,12 +98,6 @@ describe('young-generation pacing of reloads', () => {
   });
 
   it('names the stage that held the slice, not the stage the slice ended in', async () => {
-    const busyFor = (ms: number): void => {
-      const until = performance.now() + ms;
-      while (performance.now() < until) {
-        // a stage with no pause point
-      }
-    };
     const holds: Stage<null> = {
       name: 'holds',
       *run() {
