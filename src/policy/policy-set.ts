@@ -3,7 +3,7 @@ import type { Condition } from './condition.js';
 import type { CompiledLimit } from './limits.js';
 import type { AttributeMatcher } from './matcher.js';
 import type { AttributeSchemas, AttributeType } from './attribute-schema.js';
-import type { StageRun } from './pipeline.js';
+import { runToEnd, type StageRun } from './pipeline.js';
 import type { RouteTable } from './routes.js';
 import { Directory } from './directory.js';
 import { foldedId } from '../folded-id.js';
@@ -95,8 +95,19 @@ const NONE: readonly CompiledRule[] = Object.freeze([]);
 
 /** Files one document's rules for the index. */
 export function indexPart(rules: readonly CompiledRule[]): IndexPart {
+  return runToEnd(indexPartInSlices(rules));
+}
+
+/** How many rules are sorted, merged or filed between pauses: a document (one role's permissions) may hold 100,000. */
+const RULES_PER_PAUSE = 2048;
+
+/** indexPart, pausing every RULES_PER_PAUSE rules. */
+export function* indexPartInSlices(rules: readonly CompiledRule[]): StageRun<IndexPart> {
   const byType = new Map<string, Map<string, CompiledRule[]>>();
-  for (const rule of [...rules].sort(compareRules)) {
+  const sorted = yield* sortedInSlices(rules, compareRules);
+  for (let i = 0; i < sorted.length; i++) {
+    if ((i + 1) % RULES_PER_PAUSE === 0) yield;
+    const rule = sorted[i]!;
     for (const type of rule.resourceTypes ?? [WILDCARD]) {
       let byAction = byType.get(type);
       if (!byAction) byType.set(type, (byAction = new Map()));
@@ -109,6 +120,35 @@ export function indexPart(rules: readonly CompiledRule[]): IndexPart {
   }
   for (const byAction of byType.values()) for (const list of byAction.values()) Object.freeze(list);
   return { rules: Object.freeze([...rules]), byType };
+}
+
+/** A sorted copy, made a run of RULES_PER_PAUSE at a time and merged pairwise (the same order Array.prototype.sort gives: both are stable). */
+function* sortedInSlices<T>(items: readonly T[], compare: (a: T, b: T) => number): StageRun<T[]> {
+  let from = items.slice();
+  const n = from.length;
+  if (n <= RULES_PER_PAUSE) return from.sort(compare);
+  for (let start = 0; start < n; start += RULES_PER_PAUSE) {
+    const run = from.slice(start, start + RULES_PER_PAUSE).sort(compare);
+    for (let k = 0; k < run.length; k++) from[start + k] = run[k]!;
+    yield;
+  }
+  let to = new Array<T>(n);
+  let moved = 0;
+  for (let width = RULES_PER_PAUSE; width < n; width *= 2) {
+    for (let left = 0; left < n; left += 2 * width) {
+      const middle = Math.min(left + width, n);
+      const end = Math.min(left + 2 * width, n);
+      let i = left;
+      let j = middle;
+      for (let k = left; k < end; k++) {
+        // Ties go to the left run, keeping the merge stable.
+        to[k] = j >= end || (i < middle && compare(from[i]!, from[j]!) <= 0) ? from[i++]! : from[j++]!;
+        if (++moved % RULES_PER_PAUSE === 0) yield;
+      }
+    }
+    [from, to] = [to, from];
+  }
+  return from;
 }
 
 interface RuleIndex {

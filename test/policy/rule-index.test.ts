@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { runToEnd } from '../../src/policy/pipeline.js';
-import { compareRules, indexPart, PolicySet, type CompiledRule, type IndexPart } from '../../src/policy/policy-set.js';
+import { compareRules, indexPart, indexPartInSlices, PolicySet, type CompiledRule, type IndexPart } from '../../src/policy/policy-set.js';
 import { RouteTable } from '../../src/policy/routes.js';
 
 // The index must offer exactly the rules a request's type and action could match, in
@@ -105,5 +105,23 @@ describe('the rule index', () => {
       for (let i = 0; i < 200; i++) expect(set.candidates('model', `act-${i}`).map((r) => r.id)).toEqual(expected(parts, 'model', `act-${i}`));
     }
     expect(set.candidates('model', 'act-3').map((r) => r.id)).toEqual(['model-all', 'any-003']);
+  });
+
+  it('files a document of 20,000 rules a few thousand at a time, in the order a plain sort gives', () => {
+    // A role of 20,000 permissions is one document: its rules were sorted and filed in one go.
+    const shapes = Array.from({ length: 20_000 }, (_, i) => ({ i, effect: i % 3 === 0 ? ('DENY' as const) : ('ALLOW' as const), id: `r${(i * 7919) % 5000}` }));
+    // Ids repeat (a set with them is refused, but the order must still be the stable one).
+    const rules = shapes.map((x) => rule(x.id, x.effect, [TYPES[x.i % 3]!], [ACTIONS[x.i % 4]!]));
+    const run = indexPartInSlices(rules);
+    let steps = 0;
+    let next = run.next();
+    for (; !next.done; next = run.next()) steps++;
+    const part = next.value;
+    expect(steps).toBeGreaterThan(2 * (20_000 / 2048));
+    const plain = [...rules].sort(compareRules);
+    for (const type of TYPES) {
+      for (const action of ACTIONS) expect(part.byType.get(type)?.get(action) ?? []).toEqual(plain.filter((r) => r.resourceTypes![0] === type && r.actions[0] === action));
+    }
+    expect(part.rules).toEqual(rules);
   });
 });

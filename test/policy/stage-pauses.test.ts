@@ -8,6 +8,7 @@ import { limitsStage } from '../../src/policy/stages/limits.js';
 import { syncReader } from '../../src/policy/stages/read.js';
 import { rolesStage } from '../../src/policy/stages/roles.js';
 import { routesStage } from '../../src/policy/stages/routes.js';
+import { rulesStage } from '../../src/policy/stages/rules.js';
 import { newLoadState, type LoadCache, type LoadState } from '../../src/policy/stages/state.js';
 import { variablesStage } from '../../src/policy/stages/variables.js';
 import { makeTempDir, writeFiles, type PolicyFiles } from '../helpers/policies.js';
@@ -94,6 +95,17 @@ describe('a large set is compiled a slice at a time', () => {
     const { steps } = step(attributesStage, state, 'schema');
     expect(state.attributeSchemas?.partSchema('context', null)?.size).toBe(5000);
     expect(steps).toBeGreaterThanOrEqual(10);
+  });
+
+  it('rules: one permission of a role between pauses, and its rules filed a few thousand at a time', () => {
+    const permissions = Array.from({ length: 5000 }, (_, i) => ({ id: `p${i}`, actions: ['read'], resources: [`type-${i % 40}`] }));
+    const state = stateBefore(rulesStage, { 'roles.yaml': { kind: 'roles', roles: [{ name: 'big', permissions }] } });
+    const run = rulesStage.run(state);
+    let steps = 0;
+    for (let next = run.next(); !next.done; next = run.next()) steps++;
+    expect(state.diagnostics.map(formatDiagnostic)).toEqual([]);
+    expect(state.compiled.flatMap((part) => part.rules)).toHaveLength(5000);
+    expect(steps).toBeGreaterThan(5000);
   });
 
   it('roles: one role between pauses in each pass over the graph', () => {

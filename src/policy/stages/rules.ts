@@ -8,7 +8,7 @@ import { valueProblem, type AttributeSchemas, type AttributeType } from '../attr
 import { didYouMean } from '../variables.js';
 import type { Stage, StageRun } from '../pipeline.js';
 import { SharedCompiled } from '../shared-compiled.js';
-import { indexPart, type CompiledRule, type IndexPart } from '../policy-set.js';
+import { indexPartInSlices, type CompiledRule, type IndexPart } from '../policy-set.js';
 import { permissionSchema, type MatcherSpec, type PermissionSpec, type RoleSpec, type RuleSpec } from '../schema.js';
 import { diagnosticAt, diagnosticAtKey } from '../source.js';
 import { roleHoldersFor, type RoleGraph } from './roles.js';
@@ -351,10 +351,11 @@ export function compileRuleItem(rule: Located<Checked<RuleSpec>>, graph: RoleGra
 }
 
 /**
- * The allow rules a role's permissions grant, with their ids claimed. A malformed
- * role's well-formed permissions are still claimed and their conditions compiled.
+ * The allow rules a role's permissions grant, with their ids claimed, pausing after
+ * each (a role may hold thousands). A malformed role's well-formed permissions are
+ * still claimed and their conditions compiled.
  */
-export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: RoleGraph, variables: VariableTable, ids: RuleIds, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): CompiledRule[] {
+export function* compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: RoleGraph, variables: VariableTable, ids: RuleIds, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): StageRun<CompiledRule[]> {
   const compiled: CompiledRule[] = [];
   const checked = role.spec;
   let name: string;
@@ -373,6 +374,7 @@ export function compileRolePermissions(role: Located<Checked<RoleSpec>>, graph: 
   }
   for (const { spec, index } of permissions) {
     if (spec === null) continue;
+    yield;
     const path = [...role.path, 'permissions', index];
     const where: Located<PermissionSpec> = { spec, source: role.source, path };
     const id = permissionRuleId(name, spec, index);
@@ -432,7 +434,7 @@ function* compileDocument(
   key: string,
   ids: RuleIds,
   claims: (readonly Claim[])[],
-  compileItem: (index: number) => readonly CompiledRule[],
+  compileItem: (index: number) => StageRun<readonly CompiledRule[]>,
   count: number,
 ): StageRun {
   const cached = state.cache?.compiled.take(key);
@@ -446,12 +448,12 @@ function* compileDocument(
   ids.journal = [];
   const rules: CompiledRule[] = [];
   for (let i = 0; i < count; i++) {
-    for (const rule of compileItem(i)) rules.push(rule);
+    for (const rule of yield* compileItem(i)) rules.push(rule);
     yield;
   }
   const journal = ids.journal;
   claims.push(journal);
-  const part = indexPart(rules);
+  const part = yield* indexPartInSlices(rules);
   state.compiled.push(part);
   if (state.diagnostics.length === before) state.cache?.compiled.put(key, { part, claims: journal });
 }
@@ -476,7 +478,7 @@ export const rulesStage: Stage<LoadState> = {
     for (const document of state.documents) {
       const content = document.document.content;
       if (content?.kind !== 'rules') continue;
-      const compileItem = (i: number): readonly CompiledRule[] => {
+      const compileItem = function* (i: number): StageRun<readonly CompiledRule[]> {
         const rule = compileRuleItem({ spec: content.items.at(i)!.checked, source: document.source, path: ['rules', i] }, graph, variables, ids, state.diagnostics, schemas);
         return rule ? [rule] : [];
       };
@@ -485,7 +487,7 @@ export const rulesStage: Stage<LoadState> = {
     for (const document of state.documents) {
       const content = document.document.content;
       if (content?.kind !== 'roles') continue;
-      const compileItem = (i: number): readonly CompiledRule[] =>
+      const compileItem = (i: number): StageRun<readonly CompiledRule[]> =>
         compileRolePermissions({ spec: content.items.at(i)!.checked, source: document.source, path: ['roles', i] }, graph, variables, ids, state.diagnostics, schemas);
       yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables, inheritanceKey(document), schemaKey), ids, claims, compileItem, content.items.length);
     }
