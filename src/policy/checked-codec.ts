@@ -1,4 +1,5 @@
 import { deserialize, serialize } from 'node:v8';
+import { arrivedPositions, packedPositions } from './source.js';
 import type { CheckedDocument, CheckedFile, CheckedItem, DocumentContent, ItemList } from './stages/schema.js';
 
 /**
@@ -28,7 +29,8 @@ function encodeItems(items: ItemList<CheckedItem<unknown>>): EncodedItems {
   const offsets = new Uint32Array(items.length + 1);
   let size = 0;
   for (let i = 0; i < items.length; i++) {
-    const part = serialize(items.at(i));
+    const item = items.at(i)!;
+    const part = serialize({ checked: item.checked, positions: packedPositions(item.positions) });
     parts.push(part);
     size += part.length;
     offsets[i + 1] = size;
@@ -66,7 +68,8 @@ class DecodedOnDemand<T> implements ItemList<T> {
     if (!Number.isInteger(index) || index < 0 || index >= this.length) return undefined;
     if (index !== this.lastIndex) {
       const { bytes, offsets } = this.items;
-      this.last = deserialize(bytes.subarray(offsets[index], offsets[index + 1])) as T;
+      const item = deserialize(bytes.subarray(offsets[index], offsets[index + 1])) as CheckedItem<unknown>;
+      this.last = { checked: item.checked, positions: arrivedPositions(item.positions) } as T;
       this.lastIndex = index;
     }
     return this.last;

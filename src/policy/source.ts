@@ -26,6 +26,56 @@ export interface PositionTable {
    * no per-node tables. The item itself is at `line`:`col`.
    */
   pending?: { readonly text: string; readonly line: number; readonly col: number } | undefined;
+  /**
+   * The maps as they cross from the policy load thread (the maps are then empty and
+   * shared): sorted paths in one string, searched where asked. Decoding a role of
+   * 100,000 permissions rebuilt 600,000 map entries, 0.8 s on the thread that answers checks.
+   */
+  packed?: { readonly nodes: PackedPositions; readonly keys: PackedPositions } | undefined;
+}
+
+/** A position map as one string of sorted paths, where each ends, and the packed position of each. */
+export interface PackedPositions {
+  readonly paths: string;
+  readonly ends: Uint32Array;
+  readonly values: Float64Array;
+}
+
+function packMap(map: ReadonlyMap<string, number>): PackedPositions {
+  const paths = [...map.keys()].sort();
+  const ends = new Uint32Array(paths.length);
+  const values = new Float64Array(paths.length);
+  let end = 0;
+  for (let i = 0; i < paths.length; i++) {
+    end += paths[i]!.length;
+    ends[i] = end;
+    values[i] = map.get(paths[i]!)!;
+  }
+  return { paths: paths.join(''), ends, values };
+}
+
+function packedGet(packed: PackedPositions, path: string): number | undefined {
+  let low = 0;
+  let high = packed.ends.length - 1;
+  while (low <= high) {
+    const mid = (low + high) >>> 1;
+    const here = packed.paths.slice(mid === 0 ? 0 : packed.ends[mid - 1]!, packed.ends[mid]!);
+    if (here === path) return packed.values[mid];
+    if (here < path) low = mid + 1;
+    else high = mid - 1;
+  }
+  return undefined;
+}
+
+/** A table as it crosses threads: its maps packed (a table whose scan is deferred stays as it is). */
+export function packedPositions(table: PositionTable): PositionTable {
+  if (table.pending !== undefined || table.packed !== undefined) return table;
+  return { nodes: NOT_SCANNED, keys: NOT_SCANNED, packed: { nodes: packMap(table.nodes), keys: packMap(table.keys) } };
+}
+
+/** A table decoded from its crossing form: the shared empty maps stand in for the ones it never had. */
+export function arrivedPositions(table: Pick<PositionTable, 'pending' | 'packed'>): PositionTable {
+  return { nodes: NOT_SCANNED, keys: NOT_SCANNED, pending: table.pending, packed: table.packed };
 }
 
 /** One document of a policy file, with what is needed to point at its lines. */
@@ -493,7 +543,8 @@ export function lookupNode(table: PositionTable, path: readonly PropertyKey[], f
     settle(table);
   }
   for (let depth = path.length; depth >= from; depth--) {
-    const packed = table.nodes.get(pathKey(path.slice(0, depth), from));
+    const key = pathKey(path.slice(0, depth), from);
+    const packed = table.packed !== undefined ? packedGet(table.packed.nodes, key) : table.nodes.get(key);
     if (packed !== undefined) return unpack(packed);
   }
   return null;
@@ -502,7 +553,8 @@ export function lookupNode(table: PositionTable, path: readonly PropertyKey[], f
 export function lookupKey(table: PositionTable, path: readonly PropertyKey[], from = 0): Position | null {
   if (path.length <= from) return null;
   settle(table);
-  const packed = table.keys.get(pathKey(path, from));
+  const key = pathKey(path, from);
+  const packed = table.packed !== undefined ? packedGet(table.packed.keys, key) : table.keys.get(key);
   return packed === undefined ? null : unpack(packed);
 }
 
