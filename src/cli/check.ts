@@ -7,7 +7,7 @@ import { decideAsServed, isSchemaRefusal } from '../engine/schema-checked.js';
 import { explain, type Explanation } from '../engine/explain.js';
 import { formatClauses } from '../engine/clauses.js';
 import { parseRequestJson } from '../engine/request.js';
-import { MAX_DOCUMENT_DEPTH, flowTooDeep } from '../policy/source.js';
+import { MAX_DOCUMENT_DEPTH, nestingTooDeep } from '../policy/source.js';
 import { RequestMeter } from '../decide/bounds.js';
 import type { Decision, DecisionRequest } from '../types.js';
 import { VerdictError, messageOf } from '../errors.js';
@@ -113,7 +113,7 @@ function parseInput(text: string): unknown {
   if (text.trim() === '') throw new VerdictError('INPUT_INVALID', 'the request is empty: pass a JSON object with principal, action and resource');
   if (text.length > MAX_REQUEST_TEXT) throw new VerdictError('INPUT_INVALID', `the request is ${text.length} characters; at most ${MAX_REQUEST_TEXT} are read (a served request is at most 1 MiB)`);
   // Before the YAML parser, which keeps about half a gigabyte per megabyte of nested brackets (8 MB ran it out of memory).
-  const tooDeep = flowTooDeep(text);
+  const tooDeep = nestingTooDeep(text);
   if (tooDeep !== null) throw new VerdictError('INPUT_INVALID', `the request nests deeper than ${MAX_DOCUMENT_DEPTH} levels (at character ${tooDeep + 1}); no request needs that many`);
   try {
     return parseYaml(text, { prettyErrors: false });

@@ -151,6 +151,30 @@ describe('repeated keys in a YAML mapping', () => {
 });
 
 describe('the nesting scan before the YAML parser', () => {
+  it('refuses a line that opens more than 64 block sequences at once, before parsing it', () => {
+    // `- ` four million times on one line (8 MB): the YAML parser took 13.5 s and 2.1 GB to refuse it.
+    const dir = makeTempDir('verdict-hostile-');
+    writeFileSync(join(dir, 'rules.yaml'), `kind: rules\nrules:\n  - id: a\n    effect: allow\n    actions: [read]\n    resource:\n      ${'- '.repeat(4_000_000)}x\n`);
+    const result = loadPolicies(dir);
+    expect(result.ok ? [] : result.diagnostics.map(formatDiagnostic)).toEqual(['rules.yaml:7:135: nested deeper than 64 levels; no policy document needs that many (flatten the value, or split it)']);
+  });
+
+  it('still reads compact nested sequences, and dashes inside block text and quotes', () => {
+    const dir = makeTempDir('verdict-hostile-');
+    const dashes = '- '.repeat(80);
+    writeFileSync(
+      join(dir, 'rules.yaml'),
+      `kind: rules\nrules:\n  - id: nested\n    effect: allow\n    actions: [read]\n    principal: { attributes: { groups: { anyOf: [a, b] } } }\n    description: "${dashes}"\n  - id: text\n    effect: allow\n    actions: [read]\n    description: |\n      # ${dashes}\n      x ${dashes}\n`,
+    );
+    const result = loadPolicies(dir);
+    expect(result.ok ? [] : result.diagnostics.map(formatDiagnostic)).toEqual([]);
+    const sequences = makeTempDir('verdict-hostile-');
+    writeFileSync(join(sequences, 'fixtures.yaml'), 'kind: rules\nrules:\n  - - - id: x\n');
+    // Three levels are read (and refused by the schema for what they are, not for their depth).
+    const refused = loadPolicies(sequences);
+    expect(refused.ok ? [] : refused.diagnostics.map(formatDiagnostic).join('\n')).not.toMatch(/nested deeper/);
+  });
+
   it('does not count brackets inside quotes or comments', () => {
     const dir = makeTempDir('verdict-hostile-');
     const many = '['.repeat(100);
