@@ -292,8 +292,11 @@ function shapeOf(root: Node): { tooDeep: number | null; firstAlias: number | nul
     // Keys as the object read from the map would hold them (`1` and "1" are one key there).
     const keys = isMap(node) ? new Set<string>() : null;
     for (const item of node.items) {
-      if (keys !== null && isPair(item) && isScalar(item.key)) {
-        const key = String(item.key.value);
+      // An alias as a key (`*e : allow` beside `&e effect: deny`) would repeat a key this pass cannot see as one.
+      if (isPair(item) && isAlias(item.key)) return { ...fine, firstAlias, unreadable: { offset: item.key.range?.[0] ?? 0, message: 'a key cannot be an alias (*name): write the key out' } };
+      // A YAML 1.1 merge key (`<<`) may be given more than once; the mapping's own keys win over what it merges.
+      if (keys !== null && isPair(item) && isScalar(item.key) && typeof item.key.value !== 'symbol') {
+        const key = item.key.value === null ? '' : String(item.key.value);
         if (keys.has(key) && repeatedKeys.length < MAX_REPEATED_KEYS_REPORTED) repeatedKeys.push({ offset: item.key.range?.[0] ?? 0, key });
         keys.add(key);
       }

@@ -142,6 +142,14 @@ describe('repeated keys in a YAML mapping', () => {
     ]);
   });
 
+  it('refuses an alias as a key, which would repeat a key unseen; lets a YAML 1.1 merge key come twice', () => {
+    // `*e` reads as `effect` once the document is read: the later `allow` won over the `deny`.
+    expect(errorsOf('kind: rules\nrules:\n  - id: no-read\n    &e effect: deny\n    *e : allow\n    actions: [read]\n')).toEqual(['rules.yaml:5:5: a key cannot be an alias (*name): write the key out']);
+    expect(errorsOf('%YAML 1.1\n---\nkind: rules\nrules:\n  - &a { id: r0, effect: allow, actions: [read] }\n  - &b { id: r2, effect: allow, actions: [read] }\n  - id: r1\n    <<: *a\n    <<: *b\n    effect: deny\n')).toEqual([]);
+    // `~` and "" are one key once read; `null` spelled out as text is another.
+    expect(errorsOf('kind: rules\nrules:\n  - { id: a, effect: allow, actions: [read], principal: { attributes: { ~: x, "": y } } }\n')).toEqual([expect.stringMatching(/^rules\.yaml:3:79: Map keys must be unique: "" is given more than once/)]);
+  });
+
   it('is found among 50,000 keys of one mapping', () => {
     const lines = Array.from({ length: 50_000 }, (_, i) => `        a${i}: v`);
     lines.splice(40_000, 0, '        a17: w');
