@@ -230,7 +230,10 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
   });
 
   if (config.workers > 1 && !isClusterWorker()) {
-    return runClusterPrimary(config, logger, io, (stop) => (onStop = stop), (reload) => (onReload = reload), () => stopSignal, () => faulted);
+    return runClusterPrimary(config, logger, io, (stop) => (onStop = stop), (reload) => {
+      onReload = reload;
+      if (reloadAskedWhileStarting) reload();
+    }, () => stopSignal, () => faulted);
   }
   // A cluster worker whose primary is gone has no decision log; node's cluster module ends it at once.
 

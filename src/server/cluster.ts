@@ -513,6 +513,7 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
     if (process.connected) process.send?.(message);
   };
   let server: RunningServer | null = null;
+  let reloadWhenServing = false;
   let nextId = 0;
   const waiting = new Map<number, (text: { contentType: string; body: string }) => void>();
   let turnGranted: (() => void) | null = null;
@@ -545,6 +546,8 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
     const message = raw as ClusterMessage;
     switch (message?.t) {
       case 'cluster:reload':
+        // Asked while this worker still loads its policies: the files may have changed since it read them.
+        if (server === null) reloadWhenServing = true;
         void server?.store.reload();
         void server?.shadowStore?.reload();
         return;
@@ -630,6 +633,10 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
         send({ t: 'cluster:metrics', id });
       }),
   });
+  if (reloadWhenServing) {
+    void server.store.reload();
+    void server.shadowStore?.reload();
+  }
   send({ t: 'cluster:serving', grpcPort: server.grpcPort, httpPort: server.httpPort, opsPort: server.opsPort });
   return server;
 }

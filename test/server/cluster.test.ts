@@ -154,6 +154,42 @@ describe('verdict serve --workers 2', () => {
   });
 });
 
+describe('verdict serve --workers 2 sent SIGHUP while its workers load the policies', () => {
+  it('has each worker reload once it serves', async () => {
+    const dir = tempDir();
+    const policies = join(dir, 'policies');
+    cpSync(join(ROOT, 'policies'), policies, { recursive: true });
+    // 100,000 principals: each worker's cold load takes seconds.
+    writeFileSync(join(policies, 'people.json'), JSON.stringify({ kind: 'principals', principals: Array.from({ length: 100_000 }, (_, i) => ({ id: `person-${i}`, roles: ['viewer'] })) }));
+    let signalled = false;
+    const server = await startVerdict({
+      policies,
+      db: join(dir, 'decisions.db'),
+      args: ['--workers', '2', '--no-watch'],
+      startTimeoutMs: 120_000,
+      onLine: (line, child) => {
+        // A worker has begun loading: the signal reaches the primary in the middle of the workers' start.
+        if (line.msg !== 'loading policies' || signalled) return;
+        signalled = true;
+        writeFileSync(join(policies, 'freeze.yaml'), 'kind: rules\nrules:\n  - id: freeze-predictions\n    effect: deny\n    actions: [predict]\n    resource: { type: model }\n');
+        child.kill('SIGHUP');
+      },
+    });
+    const clients = [verdictClient(server.grpcPort, { ownConnection: true }), verdictClient(server.grpcPort, { ownConnection: true })];
+    try {
+      // Nothing else reloads (no watching): one reload per worker, after it came up.
+      await expect.poll(() => new Set(server.logs.filter((l) => l.msg === 'policies reloaded').map((l) => l.pid)).size, { timeout: 60_000 }).toBe(2);
+      for (const client of clients) {
+        const answer = await client.call<{ effect: string; ruleIds: string[] }>('Authorization', 'Check', checkRequest({ principal: dana, action: 'predict', resource: fraudModel }));
+        expect(answer).toMatchObject({ effect: 'EFFECT_DENY', ruleIds: ['freeze-predictions'] });
+      }
+    } finally {
+      for (const client of clients) client.close();
+      expect(await server.stop()).toBe(0);
+    }
+  }, 180_000);
+});
+
 describe('verdict serve --workers 2 whose primary is killed', () => {
   it('leaves no worker answering without the decision log', async () => {
     const dir = tempDir();
