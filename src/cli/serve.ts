@@ -1,5 +1,5 @@
 import { VerdictError, messageOf } from '../errors.js';
-import { startServer, type RunningServer } from '../server/app.js';
+import { reloadServedPolicies, startServer, type RunningServer } from '../server/app.js';
 import { isClusterWorker, leaveCluster, runPrimary, startWorker } from '../server/cluster.js';
 import type { Logger } from '../server/logger.js';
 import { ENVIRONMENT_KEYS, FORWARD_AUTH_STYLE_ENVIRONMENT_KEY, parseFlagsLayer, readConfigFile, readEnvironment, resolveConfig, type PartialConfig, type ServerConfig } from '../server/config.js';
@@ -212,10 +212,6 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
   let onReload: (() => void) | null = null;
   // A SIGHUP while the policies load (seconds, for a large set) asks for the files as they are then: kept for when the server is up.
   let reloadAskedWhileStarting = false;
-  const reloadStarted = (server: RunningServer): void => {
-    void server.store.reload();
-    void server.shadowStore?.reload();
-  };
   process.on('SIGHUP', () => {
     if (onReload) {
       logger.info('SIGHUP: reloading policies');
@@ -225,7 +221,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
       logger.info('SIGHUP while starting: the policies are reloaded once verdict serves');
     } else {
       logger.info('SIGHUP: reloading policies');
-      reloadStarted(started);
+      reloadServedPolicies(started);
     }
   });
 
@@ -248,7 +244,7 @@ export async function runServe(argv: string[], io: CommandIO): Promise<number> {
     return startFailureExit(error);
   }
   started = server;
-  if (reloadAskedWhileStarting) reloadStarted(server);
+  if (reloadAskedWhileStarting) reloadServedPolicies(server);
 
   return new Promise<number>((resolve) => {
     onStop = (signal) => {

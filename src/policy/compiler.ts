@@ -27,8 +27,8 @@ export const DEFAULT_SLICE_MS = 2;
  * Loads one policy directory again and again, incrementally: every load reads
  * every file, but a file whose text did not change is not parsed or checked again,
  * a document's compiled rules are reused while the document and the roles it names
- * are unchanged, the role graph, the route table and the directories while their
- * documents (for the directories, also the roles and schema) are, and
+ * are unchanged, the variables, attribute schemas, role graph, route table, limits and
+ * directories while the documents they read are (see LoadCache), and
  * the new set's index takes over the lookup tables of unchanged resource types.
  * Whatever is reused is keyed by everything it depends on, so the result is the
  * same as a cold load's. Work runs in slices that yield to the event loop.

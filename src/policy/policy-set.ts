@@ -62,10 +62,12 @@ interface ActionTable {
   readonly byAction: ReadonlyMap<string, readonly CompiledRule[]>;
   /** The rules for every action, the type's own and every type's: an action no rule names gets these. */
   readonly anyAction: readonly CompiledRule[];
-  /** The type's own rules for every action; null when it has none (an action only every-type rules name then gets the every-type table's list). */
-  readonly ownAnyAction: readonly CompiledRule[] | null;
-  /** With ownAnyAction: the lists for actions only every-type rules name, merged at their first check (at most LATE_LISTS_PER_TYPE). */
-  readonly late: Map<string, readonly CompiledRule[]> | null;
+  /**
+   * The type's own rules for every action, and the lists for actions only every-type
+   * rules name, merged at their first check (at most LATE_LISTS_PER_TYPE); null when the
+   * type has no rules of its own for every action (such an action then gets the every-type table's list).
+   */
+  readonly ownAnyAction: { readonly rules: readonly CompiledRule[]; readonly late: Map<string, readonly CompiledRule[]> } | null;
 }
 
 /**
@@ -240,7 +242,7 @@ export class PolicySet {
     const everyType = any.byAction.get(action);
     if (everyType === undefined) return table.anyAction;
     if (table.ownAnyAction === null) return everyType;
-    return lateList(table, table.ownAnyAction, action, everyType);
+    return lateList(table.ownAnyAction, action, everyType);
   }
 }
 
@@ -340,7 +342,7 @@ function* everyTypeTable(any: readonly ByAction[]): StageRun<ActionTable> {
     byAction.set(action, merged(forEveryAction.length === 0 ? lists : [...lists, ...forEveryAction]));
     if (byAction.size % 256 === 0) yield;
   }
-  return { byAction, anyAction: merged(forEveryAction), ownAnyAction: null, late: null };
+  return { byAction, anyAction: merged(forEveryAction), ownAnyAction: null };
 }
 
 /** The table of one type from the rules filed under it and the every-type table: the actions its own rules name. */
@@ -360,16 +362,15 @@ function tableFor(own: readonly ByAction[], everyType: ActionTable): ActionTable
   for (const table of own) lists.push(table.get(WILDCARD));
   const ownAnyAction = merged(lists);
   lists.push(everyType.anyAction);
-  const hasOwnAnyAction = ownAnyAction.length > 0;
-  return { byAction, anyAction: merged(lists), ownAnyAction: hasOwnAnyAction ? ownAnyAction : null, late: hasOwnAnyAction ? new Map() : null };
+  return { byAction, anyAction: merged(lists), ownAnyAction: ownAnyAction.length > 0 ? { rules: ownAnyAction, late: new Map() } : null };
 }
 
 /** A type's own rules for every action with the every-type list of an action its own rules do not name. */
-function lateList(table: ActionTable, ownAnyAction: readonly CompiledRule[], action: string, everyType: readonly CompiledRule[]): readonly CompiledRule[] {
-  const kept = table.late!.get(action);
+function lateList(ownAnyAction: NonNullable<ActionTable['ownAnyAction']>, action: string, everyType: readonly CompiledRule[]): readonly CompiledRule[] {
+  const kept = ownAnyAction.late.get(action);
   if (kept !== undefined) return kept;
-  const list = merged([ownAnyAction, everyType]);
-  if (table.late!.size < LATE_LISTS_PER_TYPE) table.late!.set(action, list);
+  const list = merged([ownAnyAction.rules, everyType]);
+  if (ownAnyAction.late.size < LATE_LISTS_PER_TYPE) ownAnyAction.late.set(action, list);
   return list;
 }
 

@@ -111,6 +111,12 @@ export interface StartOptions {
   readonly settleElsewhere?: PipelineOptions['settleElsewhere'];
 }
 
+/** Reloads the policies a server decides with: the live set, and shadow mode's beside it. */
+export function reloadServedPolicies(server: RunningServer): void {
+  void server.store.reload();
+  void server.shadowStore?.reload();
+}
+
 /**
  * Wires the pieces: policies → engine → decision log → answer, behind gRPC, plus the
  * operator's HTTP port. Fails before binding anything if the policies are invalid

@@ -14,7 +14,7 @@ import { lockDecisionLog } from '../decisions/lock.js';
 import { openWriter } from '../decisions/writer-thread.js';
 import { VerdictError, messageOf } from '../errors.js';
 import { LoadBoard } from '../limits/load.js';
-import { startAlerts, startServer, writerSettings, type RunningServer } from './app.js';
+import { reloadServedPolicies, startAlerts, startServer, writerSettings, type RunningServer } from './app.js';
 import type { ServerConfig } from './config.js';
 import type { Logger } from './logger.js';
 import { ServerMetrics } from './metrics.js';
@@ -548,8 +548,7 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
       case 'cluster:reload':
         // Asked while this worker still loads its policies: the files may have changed since it read them.
         if (server === null) reloadWhenServing = true;
-        void server?.store.reload();
-        void server?.shadowStore?.reload();
+        else reloadServedPolicies(server);
         return;
       case 'cluster:turn-granted':
         turnGranted?.();
@@ -633,10 +632,7 @@ export async function startWorker(config: ServerConfig, logger: Logger): Promise
         send({ t: 'cluster:metrics', id });
       }),
   });
-  if (reloadWhenServing) {
-    void server.store.reload();
-    void server.shadowStore?.reload();
-  }
+  if (reloadWhenServing) reloadServedPolicies(server);
   send({ t: 'cluster:serving', grpcPort: server.grpcPort, httpPort: server.httpPort, opsPort: server.opsPort });
   return server;
 }

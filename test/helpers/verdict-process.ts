@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
@@ -249,4 +249,20 @@ export async function shippedAllowedCheck(grpcPort: number): Promise<string> {
   } finally {
     client.close();
   }
+}
+
+/**
+ * For `startVerdict`'s onLine: makes `policies` slow to load cold (a directory of
+ * 100,000 principals: seconds), then, when a process logs `loading policies`, adds a
+ * deny on every prediction (rule `freeze-predictions`) and sends the server SIGHUP, once.
+ */
+export function signalWhileLoading(policies: string): (line: LogLine, child: ChildProcess) => void {
+  writeFileSync(join(policies, 'people.json'), JSON.stringify({ kind: 'principals', principals: Array.from({ length: 100_000 }, (_, i) => ({ id: `person-${i}`, roles: ['viewer'] })) }));
+  let signalled = false;
+  return (line, child) => {
+    if (line.msg !== 'loading policies' || signalled) return;
+    signalled = true;
+    writeFileSync(join(policies, 'freeze.yaml'), 'kind: rules\nrules:\n  - id: freeze-predictions\n    effect: deny\n    actions: [predict]\n    resource: { type: model }\n');
+    child.kill('SIGHUP');
+  };
 }

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { BIN, ROOT, checkRequest, ensureBuilt, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+import { BIN, ROOT, checkRequest, ensureBuilt, signalWhileLoading, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 
 const dana = { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } };
 const fraudModel = { type: 'model', id: 'fraud-v3', attributes: { org: 'acme', env: 'production', owner: 'dana' } };
@@ -159,22 +159,8 @@ describe('verdict serve --workers 2 sent SIGHUP while its workers load the polic
     const dir = tempDir();
     const policies = join(dir, 'policies');
     cpSync(join(ROOT, 'policies'), policies, { recursive: true });
-    // 100,000 principals: each worker's cold load takes seconds.
-    writeFileSync(join(policies, 'people.json'), JSON.stringify({ kind: 'principals', principals: Array.from({ length: 100_000 }, (_, i) => ({ id: `person-${i}`, roles: ['viewer'] })) }));
-    let signalled = false;
-    const server = await startVerdict({
-      policies,
-      db: join(dir, 'decisions.db'),
-      args: ['--workers', '2', '--no-watch'],
-      startTimeoutMs: 120_000,
-      onLine: (line, child) => {
-        // A worker has begun loading: the signal reaches the primary in the middle of the workers' start.
-        if (line.msg !== 'loading policies' || signalled) return;
-        signalled = true;
-        writeFileSync(join(policies, 'freeze.yaml'), 'kind: rules\nrules:\n  - id: freeze-predictions\n    effect: deny\n    actions: [predict]\n    resource: { type: model }\n');
-        child.kill('SIGHUP');
-      },
-    });
+    // A worker logs `loading policies`: the signal reaches the primary in the middle of the workers' start.
+    const server = await startVerdict({ policies, db: join(dir, 'decisions.db'), args: ['--workers', '2', '--no-watch'], startTimeoutMs: 120_000, onLine: signalWhileLoading(policies) });
     const clients = [verdictClient(server.grpcPort, { ownConnection: true }), verdictClient(server.grpcPort, { ownConnection: true })];
     try {
       // Nothing else reloads (no watching): one reload per worker, after it came up.

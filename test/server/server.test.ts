@@ -6,7 +6,7 @@ import * as grpc from '@grpc/grpc-js';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getDecision, queryDecisions } from '../../src/decisions/query.js';
 import { PROBLEMS_NAMED } from '../../src/server/policy-store.js';
-import { ROOT, checkRequest, ensureBuilt, healthStatus, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
+import { ROOT, checkRequest, ensureBuilt, healthStatus, signalWhileLoading, startVerdict, verdictClient, type VerdictClient, type VerdictProcess } from '../helpers/verdict-process.js';
 
 const dana = { id: 'dana', roles: ['data_scientist'], attributes: { org: 'acme', employment: 'employee' } };
 const ada = { id: 'ada', roles: ['admin'], attributes: { org: 'acme' } };
@@ -268,21 +268,7 @@ describe('hot reload', () => {
 
   it('reloads once serving when SIGHUP came while the policies were loading', async () => {
     const policies = copyPolicies();
-    // 100,000 principals: a cold load of seconds, time for the signal to arrive in the middle of it.
-    writeFileSync(join(policies, 'people.json'), JSON.stringify({ kind: 'principals', principals: Array.from({ length: 100_000 }, (_, i) => ({ id: `person-${i}`, roles: ['viewer'] })) }));
-    let signalled = false;
-    const server = await startVerdict({
-      policies,
-      db: join(tempDir(), 'decisions.db'),
-      args: ['--no-watch'],
-      startTimeoutMs: 120_000,
-      onLine: (line, child) => {
-        if (line.msg !== 'loading policies' || signalled) return;
-        signalled = true;
-        writeFileSync(join(policies, 'freeze.yaml'), 'kind: rules\nrules:\n  - id: freeze-predictions\n    effect: deny\n    actions: [predict]\n    resource: { type: model }\n');
-        child.kill('SIGHUP');
-      },
-    });
+    const server = await startVerdict({ policies, db: join(tempDir(), 'decisions.db'), args: ['--no-watch'], startTimeoutMs: 120_000, onLine: signalWhileLoading(policies) });
     const client = verdictClient(server.grpcPort);
     try {
       await server.waitForLog((l) => l.msg === 'SIGHUP while starting: the policies are reloaded once verdict serves');

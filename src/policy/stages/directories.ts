@@ -10,12 +10,12 @@ import {
   type DirectoryResource,
   type RolesPrecedence,
 } from '../directory.js';
-import type { Stage } from '../pipeline.js';
+import type { Stage, StageRun } from '../pipeline.js';
 import { checkDirectorySchema } from '../directory-schema.js';
 import type { PrecedenceSpec } from '../schema.js';
 import { diagnosticAt, type SourceDocument } from '../source.js';
 import type { Attributes } from '../../types.js';
-import { documentKeys, type LoadState } from './state.js';
+import { builtFromDocuments, type LoadState } from './state.js';
 
 const NO_ROLES: readonly string[] = Object.freeze([]);
 const NO_ATTRIBUTES: Attributes = Object.freeze({});
@@ -74,78 +74,75 @@ class PrecedenceBuilder {
 export const directoriesStage: Stage<LoadState> = {
   name: 'directories',
   *run(state) {
-    const key = documentKeys(state, ['principals', 'resources', 'roles', 'schema']);
-    const kept = state.cache?.directories.take(key);
-    if (kept !== undefined) {
-      state.directory = kept;
-      return;
-    }
-    const before = state.diagnostics.length;
-    const principals = new Map<string, DirectoryPrincipal>();
-    const resources = new Map<string, Map<string, DirectoryResource>>();
-    const foldedPrincipals = new FoldedIds();
-    const foldedResources = new Map<string, FoldedIds>();
-    let resourceCount = 0;
-    const principalPrecedence = new PrecedenceBuilder('principals');
-    const resourcePrecedence = new PrecedenceBuilder('resources');
-    const roles = state.roleGraph;
-    let done = 0;
-    for (const { source, document } of state.documents) {
-      const content = document.content;
-      if (content?.kind === 'principals') {
-        principalPrecedence.add(content.precedence, source, state.diagnostics);
-        for (let i = 0; i < content.items.length; i++) {
-          if (++done % DIRECTORY_ENTRIES_PER_PAUSE === 0) yield;
-          const spec = content.items.at(i)!.checked.spec;
-          if (!spec) continue;
-          const at = source.locate(['principals', i]);
-          const earlier = principals.get(spec.id);
-          if (earlier !== undefined) {
-            state.diagnostics.push(diagnosticAt(source, ['principals', i, 'id'], `duplicate principal "${spec.id}": already listed at ${earlier.file}:${earlier.line}:${earlier.col}`));
-            continue;
-          }
-          const listed = spec.roles ?? NO_ROLES;
-          listed.forEach((role, j) => {
-            if (roles !== null && !roles.has(role)) state.diagnostics.push(diagnosticAt(source, ['principals', i, 'roles', j], `unknown role "${role}": define it in a roles file or fix the name`));
-          });
-          const attributes = spec.attributes === undefined ? NO_ATTRIBUTES : deepFreeze(spec.attributes as Attributes);
-          const keys = spec.attributes === undefined ? NO_KEYS : Object.freeze(Object.keys(attributes));
-          const granted = listed.length === 0 ? NO_ROLES : Object.freeze([...new Set(listed)]);
-          const asPrincipal = Object.freeze({ id: spec.id, roles: granted, attributes });
-          principals.set(spec.id, { id: spec.id, roles: granted, attributes, keys, asPrincipal, file: source.file, line: at.line, col: at.col });
-          foldedPrincipals.add(spec.id);
-        }
-      } else if (content?.kind === 'resources') {
-        resourcePrecedence.add(content.precedence, source, state.diagnostics);
-        for (let i = 0; i < content.items.length; i++) {
-          if (++done % DIRECTORY_ENTRIES_PER_PAUSE === 0) yield;
-          const spec = content.items.at(i)!.checked.spec;
-          if (!spec) continue;
-          const at = source.locate(['resources', i]);
-          let byId = resources.get(spec.type);
-          if (!byId) resources.set(spec.type, (byId = new Map()));
-          let foldedIds = foldedResources.get(spec.type);
-          if (!foldedIds) foldedResources.set(spec.type, (foldedIds = new FoldedIds()));
-          const earlier = byId.get(spec.id);
-          if (earlier !== undefined) {
-            state.diagnostics.push(diagnosticAt(source, ['resources', i, 'id'], `duplicate resource ${spec.type} "${spec.id}": already listed at ${earlier.file}:${earlier.line}`));
-            continue;
-          }
-          const attributes = spec.attributes === undefined ? NO_ATTRIBUTES : deepFreeze(spec.attributes as Attributes);
-          const keys = spec.attributes === undefined ? NO_KEYS : Object.freeze(Object.keys(attributes));
-          const asResource = Object.freeze({ type: spec.type, id: spec.id, attributes });
-          byId.set(spec.id, { type: spec.type, id: spec.id, attributes, keys, asResource, file: source.file, line: at.line, col: at.col });
-          foldedIds.add(spec.id);
-          resourceCount++;
-        }
-      }
-    }
-    state.directory =
-      principals.size === 0 && resourceCount === 0 ? Directory.EMPTY : new Directory(principals, resources, resourceCount, principalPrecedence.build(), resourcePrecedence.build(), { principals: foldedPrincipals, resources: foldedResources });
-    // An entry whose attribute breaks the schema makes every request naming it refused (reject): an error at load, not a surprise when served.
-    if (state.attributeSchemas?.enforcement === 'reject') {
-      for (const problem of yield* checkDirectorySchema(state.directory, state.attributeSchemas)) state.diagnostics.push(problem);
-    }
-    if (state.diagnostics.length === before) state.cache?.directories.put(key, state.directory);
+    state.directory = yield* builtFromDocuments(state, ['principals', 'resources', 'roles', 'schema'], state.cache?.directories, () => indexedDirectory(state));
   },
 };
+
+function* indexedDirectory(state: LoadState): StageRun<Directory> {
+  const principals = new Map<string, DirectoryPrincipal>();
+  const resources = new Map<string, Map<string, DirectoryResource>>();
+  const foldedPrincipals = new FoldedIds();
+  const foldedResources = new Map<string, FoldedIds>();
+  let resourceCount = 0;
+  const principalPrecedence = new PrecedenceBuilder('principals');
+  const resourcePrecedence = new PrecedenceBuilder('resources');
+  const roles = state.roleGraph;
+  let done = 0;
+  for (const { source, document } of state.documents) {
+    const content = document.content;
+    if (content?.kind === 'principals') {
+      principalPrecedence.add(content.precedence, source, state.diagnostics);
+      for (let i = 0; i < content.items.length; i++) {
+        if (++done % DIRECTORY_ENTRIES_PER_PAUSE === 0) yield;
+        const spec = content.items.at(i)!.checked.spec;
+        if (!spec) continue;
+        const at = source.locate(['principals', i]);
+        const earlier = principals.get(spec.id);
+        if (earlier !== undefined) {
+          state.diagnostics.push(diagnosticAt(source, ['principals', i, 'id'], `duplicate principal "${spec.id}": already listed at ${earlier.file}:${earlier.line}:${earlier.col}`));
+          continue;
+        }
+        const listed = spec.roles ?? NO_ROLES;
+        listed.forEach((role, j) => {
+          if (roles !== null && !roles.has(role)) state.diagnostics.push(diagnosticAt(source, ['principals', i, 'roles', j], `unknown role "${role}": define it in a roles file or fix the name`));
+        });
+        const attributes = spec.attributes === undefined ? NO_ATTRIBUTES : deepFreeze(spec.attributes as Attributes);
+        const keys = spec.attributes === undefined ? NO_KEYS : Object.freeze(Object.keys(attributes));
+        const granted = listed.length === 0 ? NO_ROLES : Object.freeze([...new Set(listed)]);
+        const asPrincipal = Object.freeze({ id: spec.id, roles: granted, attributes });
+        principals.set(spec.id, { id: spec.id, roles: granted, attributes, keys, asPrincipal, file: source.file, line: at.line, col: at.col });
+        foldedPrincipals.add(spec.id);
+      }
+    } else if (content?.kind === 'resources') {
+      resourcePrecedence.add(content.precedence, source, state.diagnostics);
+      for (let i = 0; i < content.items.length; i++) {
+        if (++done % DIRECTORY_ENTRIES_PER_PAUSE === 0) yield;
+        const spec = content.items.at(i)!.checked.spec;
+        if (!spec) continue;
+        const at = source.locate(['resources', i]);
+        let byId = resources.get(spec.type);
+        if (!byId) resources.set(spec.type, (byId = new Map()));
+        let foldedIds = foldedResources.get(spec.type);
+        if (!foldedIds) foldedResources.set(spec.type, (foldedIds = new FoldedIds()));
+        const earlier = byId.get(spec.id);
+        if (earlier !== undefined) {
+          state.diagnostics.push(diagnosticAt(source, ['resources', i, 'id'], `duplicate resource ${spec.type} "${spec.id}": already listed at ${earlier.file}:${earlier.line}`));
+          continue;
+        }
+        const attributes = spec.attributes === undefined ? NO_ATTRIBUTES : deepFreeze(spec.attributes as Attributes);
+        const keys = spec.attributes === undefined ? NO_KEYS : Object.freeze(Object.keys(attributes));
+        const asResource = Object.freeze({ type: spec.type, id: spec.id, attributes });
+        byId.set(spec.id, { type: spec.type, id: spec.id, attributes, keys, asResource, file: source.file, line: at.line, col: at.col });
+        foldedIds.add(spec.id);
+        resourceCount++;
+      }
+    }
+  }
+  const directory =
+    principals.size === 0 && resourceCount === 0 ? Directory.EMPTY : new Directory(principals, resources, resourceCount, principalPrecedence.build(), resourcePrecedence.build(), { principals: foldedPrincipals, resources: foldedResources });
+  // An entry whose attribute breaks the schema makes every request naming it refused (reject): an error at load, not a surprise when served.
+  if (state.attributeSchemas?.enforcement === 'reject') {
+    for (const problem of yield* checkDirectorySchema(directory, state.attributeSchemas)) state.diagnostics.push(problem);
+  }
+  return directory;
+}

@@ -128,7 +128,7 @@ export function* builtFromDocuments<V>(state: LoadState, kinds: readonly PolicyK
 }
 
 /** The keys of every document of these kinds, in load order: what a reuse of work built from them is keyed by. */
-export function documentKeys(state: LoadState, kinds: readonly PolicyKind[]): string {
+function documentKeys(state: LoadState, kinds: readonly PolicyKind[]): string {
   return state.documents
     .filter((d) => d.document.content !== null && kinds.includes(d.document.content.kind))
     .map((d) => d.key)
