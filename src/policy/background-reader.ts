@@ -1,4 +1,5 @@
 import { readdir, realpath, stat } from 'node:fs/promises';
+import { decodeLargeItems } from './checked-codec.js';
 import { fileHash } from './hash-in-pieces.js';
 import type { LoadWorker } from './load-worker.js';
 import { runInSlices, wait, type StageRun } from './pipeline.js';
@@ -31,7 +32,10 @@ export function backgroundReader(worker: LoadWorker): PolicyReader {
       return yield* wait(readPolicyFiles(dir, files));
     },
     *check(files) {
-      return yield* wait(Promise.all(files.map(({ file, bytes }) => worker.check(file, bytes))));
+      const checked = yield* wait(Promise.all(files.map(({ file, bytes }) => worker.check(file, bytes))));
+      // An item too large to decode in one step arrives in pieces, decoded here between pauses.
+      for (const file of checked) yield* decodeLargeItems(file);
+      return checked;
     },
     *gitCommit(dir) {
       return yield* wait(worker.gitCommit(dir));

@@ -159,14 +159,14 @@ function compileKey(where: Located<LimitSpec>, graph: RoleGraph, variables: Vari
 }
 
 /** Compiles one well-formed limit; null when it has problems (they are in `diagnostics`). */
-export function compileLimit(where: Located<LimitSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): CompiledLimit | null {
+export function* compileLimit(where: Located<LimitSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): StageRun<CompiledLimit | null> {
   const { spec } = where;
   const before = diagnostics.length;
   const type = spec.resource?.type;
   // With a schema, a limit's matchers, condition, key, tier attribute and cost are checked against it, as a rule's are.
   const typing: Typing | null = schemas === null ? null : { schemas, types: type === undefined ? null : Array.isArray(type) ? type : [type] };
-  if (typing !== null) typedMatchers(spec, 'allow', typing, where, diagnostics);
-  const matchers = attributeMatchers(spec);
+  if (typing !== null) yield* typedMatchers(spec, 'allow', typing, where, diagnostics);
+  const matchers = yield* attributeMatchers(spec);
   const roleHolders = roleHoldersFor(spec.principal?.roles, graph, where, [...where.path, 'principal', 'roles'], diagnostics);
   const condition = compileWhen(spec.when, where, graph, variables, diagnostics, typing);
   const key = compileKey(where, graph, variables, diagnostics, typing);
@@ -225,7 +225,7 @@ export function* compileLimits(limits: Iterable<Located<LimitSpec>>, graph: Role
       continue;
     }
     seen.set(limit.spec.id, limit);
-    const compiled = compileLimit(limit, graph, variables, diagnostics, schemas);
+    const compiled = yield* compileLimit(limit, graph, variables, diagnostics, schemas);
     if (compiled) out.push(compiled);
     yield;
   }

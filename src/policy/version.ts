@@ -1,8 +1,29 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
-import { hashInPieces } from './hash-in-pieces.js';
+import { hashInPieces, type TextUnits } from './hash-in-pieces.js';
 import type { StageRun } from './pipeline.js';
+
+/**
+ * A document as canonicalJson: a string, or its UTF-16 code units as it arrives from
+ * the policy load thread (a string of 6 MB took 50–200 ms to arrive, copied on the
+ * deciding thread; code units are transferred).
+ */
+export type CanonicalText = string | { readonly units: TextUnits };
+
+/** Orders canonical texts as their strings compare (code unit by code unit). */
+export function compareCanonical(a: CanonicalText, b: CanonicalText): number {
+  const unitsA = typeof a === 'string' ? null : a.units;
+  const unitsB = typeof b === 'string' ? null : b.units;
+  const lengthA = unitsA === null ? (a as string).length : unitsA.length;
+  const lengthB = unitsB === null ? (b as string).length : unitsB.length;
+  const shorter = Math.min(lengthA, lengthB);
+  for (let i = 0; i < shorter; i++) {
+    const difference = (unitsA === null ? (a as string).charCodeAt(i) : unitsA[i]!) - (unitsB === null ? (b as string).charCodeAt(i) : unitsB[i]!);
+    if (difference !== 0) return difference;
+  }
+  return lengthA - lengthB;
+}
 
 /**
  * The version of a policy set: the git commit when the directory sits in a clean
@@ -10,10 +31,10 @@ import type { StageRun } from './pipeline.js';
  * canonical content, which file order, file names and formatting do not change.
  * `canonical` is each document as canonicalJson. Pauses between documents, and within a large one.
  */
-export function* policyVersion(canonical: readonly string[], gitCommit: string | null): StageRun<string> {
+export function* policyVersion(canonical: readonly CanonicalText[], gitCommit: string | null): StageRun<string> {
   if (gitCommit !== null) return gitCommit;
   const hash = createHash('sha256');
-  for (const doc of [...canonical].sort()) {
+  for (const doc of [...canonical].sort(compareCanonical)) {
     yield* hashInPieces(hash, doc);
     hash.update('\n');
     yield;

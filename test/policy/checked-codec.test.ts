@@ -1,5 +1,7 @@
+import { MessageChannel, receiveMessageOnPort } from 'node:worker_threads';
 import { describe, expect, it } from 'vitest';
-import { decodeCheckedFile, encodeCheckedFile } from '../../src/policy/checked-codec.js';
+import { decodeCheckedFile, decodeLargeItems, encodeCheckedFile, type EncodedFile } from '../../src/policy/checked-codec.js';
+import { runToEnd } from '../../src/policy/pipeline.js';
 import { lookupKey, lookupNode } from '../../src/policy/source.js';
 import { checkFile } from '../../src/policy/stages/schema.js';
 
@@ -59,5 +61,54 @@ describe('a checked file across threads', () => {
     // The table itself, not only its fallbacks: a nested node and a key have their own lines.
     expect(lookupNode(after.at(1)!.positions, ['permissions', 1, 'actions', 0])).toEqual({ line: 15, col: 13 });
     expect(lookupKey(after.at(2)!.positions, ['unknown'])).toEqual({ line: 18, col: 5 });
+  });
+
+  it('sends a role of 6,000 permissions in pieces, transferred, decoded between pauses to the same item and positions', () => {
+    const permissions = Array.from({ length: 6_000 }, (_, i) => `      - { id: p${i}, actions: [act-${i}], resources: [model] }`);
+    // Keys past ASCII, in the BMP and beyond it, so the packed paths are searched as strings sort.
+    const odd = ['"é-key": 1', '"\\U0001F600": 2', '"\\uFFFD": 3', '"Z": 4'].map((line) => `    ${line}`);
+    const text = `kind: roles\nroles:\n  - name: huge\n    permissions:\n${permissions.join('\n')}\n  - name: odd\n${odd.join('\n')}\n`;
+    const original = checkFile('roles.yaml', text);
+    const { encoded, transfer } = encodeCheckedFile(original);
+    // Across a real channel with the transfer list: the position tables move, they are not copied.
+    const { port1, port2 } = new MessageChannel();
+    port1.postMessage(encoded, transfer);
+    const arrivedMessage = receiveMessageOnPort(port2)!.message as EncodedFile;
+    port1.close();
+    expect(transfer.length).toBeGreaterThan(2);
+    expect(transfer.every((buffer) => buffer.byteLength === 0)).toBe(true);
+    const decoded = decodeCheckedFile(arrivedMessage);
+    const run = decodeLargeItems(decoded);
+    let pauses = 0;
+    for (let next = run.next(); !next.done; next = run.next()) pauses++;
+    expect(pauses).toBeGreaterThan(5);
+    const before = original.documents[0]!.content!.items;
+    const after = decoded.documents[0]!.content!.items;
+    // Decoded once and kept: read twice, the same object.
+    expect(after.at(0)).toBe(after.at(0));
+    for (let i = 0; i < before.length; i++) {
+      const item = before.at(i)!;
+      const arrived = after.at(i)!;
+      expect(arrived.checked).toStrictEqual(item.checked);
+      const paths = pathsOf(item.checked.spec ?? item.checked.raw);
+      for (const path of paths.filter((_, k) => k % 7 === 0 || k > paths.length - 40)) {
+        expect(lookupNode(arrived.positions, path), `node ${String(path)}`).toEqual(lookupNode(item.positions, path));
+        expect(lookupKey(arrived.positions, path), `key ${String(path)}`).toEqual(lookupKey(item.positions, path));
+      }
+    }
+    expect(lookupNode(after.at(0)!.positions, ['permissions', 5999, 'actions', 0])).toEqual({ line: 6004, col: 32 });
+    expect(lookupKey(after.at(1)!.positions, ['\u{1F600}'])).toEqual({ line: 6007, col: 5 });
+  });
+
+  it('decodes an item sent in pieces when read, if it was not decoded on arrival', () => {
+    const permissions = Array.from({ length: 3_000 }, (_, i) => `      - { id: p${i}, actions: [act-${i}, read], resources: [model] }`);
+    const original = checkFile('roles.yaml', `kind: roles\nroles:\n  - name: huge\n    permissions:\n${permissions.join('\n')}\n`);
+    const decoded = decodeCheckedFile(structuredClone(encodeCheckedFile(original).encoded));
+    const item = decoded.documents[0]!.content!.items.at(0)!;
+    expect(item.checked).toStrictEqual(original.documents[0]!.content!.items.at(0)!.checked);
+    // Kept: decoding on arrival now has nothing left to do.
+    const run = decodeLargeItems(decoded);
+    expect(run.next().done).toBe(true);
+    expect(runToEnd(decodeLargeItems(decoded))).toBeUndefined();
   });
 });

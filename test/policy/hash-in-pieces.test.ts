@@ -1,8 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { HASH_PIECE_SIZE, fileHash, hashInPieces } from '../../src/policy/hash-in-pieces.js';
+import { HASH_PIECE_SIZE, fileHash, hashInPieces, unitsOf } from '../../src/policy/hash-in-pieces.js';
 import type { StageRun } from '../../src/policy/pipeline.js';
-import { policyVersion } from '../../src/policy/version.js';
+import { compareCanonical, policyVersion } from '../../src/policy/version.js';
 
 /** Runs a stage step to its end, counting its pauses. */
 function stepped<T>(run: StageRun<T>): { value: T; pauses: number } {
@@ -34,10 +34,15 @@ describe('hashing in pieces', () => {
       `${'a'.repeat(HASH_PIECE_SIZE - 1)}\ud83d${'z'.repeat(10)}`,
     ];
     for (const text of texts) {
+      const whole = createHash('sha256').update(text).digest('hex');
       const hash = createHash('sha256');
       const { pauses } = stepped(hashInPieces(hash, text));
       expect(pauses).toBeGreaterThan(0);
-      expect(hash.digest('hex')).toBe(createHash('sha256').update(text).digest('hex'));
+      expect(hash.digest('hex')).toBe(whole);
+      // The same text as its code units (the form it crosses threads in).
+      const fromUnits = createHash('sha256');
+      expect(stepped(hashInPieces(fromUnits, { units: unitsOf(text) })).pauses).toBe(pauses);
+      expect(fromUnits.digest('hex')).toBe(whole);
     }
   });
 
@@ -45,6 +50,19 @@ describe('hashing in pieces', () => {
     const docs = [`{"kind":"principals","principals":[${Array.from({ length: 20_000 }, (_, i) => `{"id":"user-${i}-😀"}`).join(',')}]}`, '{"kind":"rules"}'];
     const whole = createHash('sha256');
     for (const doc of [...docs].sort()) whole.update(doc).update('\n');
-    expect(stepped(policyVersion(docs, null)).value).toBe(`sha256:${whole.digest('hex')}`);
+    const version = `sha256:${whole.digest('hex')}`;
+    expect(stepped(policyVersion(docs, null)).value).toBe(version);
+    // Texts arrived as code units, or some as strings and some as units: the same order, the same version.
+    expect(stepped(policyVersion(docs.map((doc) => ({ units: unitsOf(doc) })), null)).value).toBe(version);
+    expect(stepped(policyVersion([docs[0]!, { units: unitsOf(docs[1]!) }], null)).value).toBe(version);
+  });
+
+  it('orders texts as code units the way strings sort, past the first difference and by length', () => {
+    // U+FFFD sorts after a surrogate pair as strings do (by code unit), not by code point.
+    const texts = ['{"a":"\uFFFD"}', '{"a":"😀"}', '{"a":"b"}', '{"a":"b"}x', '{"a":"é"}', '{"a"', ''];
+    const asStrings = [...texts].sort();
+    const asUnits = texts.map((text) => ({ units: unitsOf(text) })).sort(compareCanonical).map(({ units }) => String.fromCharCode(...units));
+    expect(asUnits).toEqual(asStrings);
+    expect(asStrings.indexOf('{"a":"😀"}')).toBeLessThan(asStrings.indexOf('{"a":"\uFFFD"}'));
   });
 });

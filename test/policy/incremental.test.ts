@@ -29,7 +29,7 @@ const CONDITIONS = ['resource.attributes.org == principal.attributes.org', 'cont
 interface Model {
   /** Rules files by name. */
   rules: Record<string, object[]>;
-  roles: { name: string; inherits?: string[]; permissions: object[] }[];
+  roles: { name: string; description?: string; inherits?: string[]; permissions: object[] }[];
   routes: object[];
 }
 
@@ -172,6 +172,33 @@ describe('incremental compilation', () => {
       }),
       { numRuns: 40 },
     );
+  });
+
+  it('gives the cold load\'s version and decisions for text past ASCII and a role large enough to cross in pieces', async () => {
+    // Canonical texts and large items cross from the load thread as code units and pieces, not strings and one block.
+    const model: Model = {
+      rules: {
+        'a.yaml': [{ id: 'r-1', effect: 'allow', actions: ['read'], resource: { type: 'doc', attributes: { org: 'é' } }, description: 'résumé 😀 \uFFFD' }],
+        'b.yaml': [{ id: 's-1', effect: 'deny', actions: ['write'], resource: { type: 'doc' }, when: 'principal.attributes.org == "ü😀"' }],
+      },
+      roles: [
+        { name: 'viewer', description: '\uFFFD first', permissions: Array.from({ length: 3_000 }, (_, i) => ({ id: `p${i}`, actions: [i % 2 === 0 ? 'read' : `act-${i}`], resources: [TYPES[i % TYPES.length]!] })) },
+        { name: 'editor', inherits: ['viewer'], permissions: [{ id: 'write', actions: ['write'], resources: ['doc'] }] },
+        { name: 'admin', inherits: ['editor'], permissions: [] },
+      ],
+      routes: [],
+    };
+    const dir = makeTempDir('verdict-incremental-');
+    write(dir, model);
+    const compiler = new PolicyCompiler(dir, backgroundReader(checker));
+    const first = (await compiler.compile({ gitCommit: null })).result;
+    expectSame(first, loadPolicies(dir, { gitCommit: null }));
+    model.roles[0]!.description = 'changed 😀';
+    write(dir, model);
+    const second = (await compiler.compile({ gitCommit: null, sharing: { pacer, restMs: 1 } })).result;
+    expectSame(second, loadPolicies(dir, { gitCommit: null }));
+    expect(second.ok && first.ok && second.policies.policySet.version !== first.policies.policySet.version).toBe(true);
+    rmSync(dir, { recursive: true, force: true });
   });
 
   it('reuses what did not change: an unchanged set is the same objects, a one-rule change recompiles only its document', async () => {

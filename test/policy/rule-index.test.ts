@@ -1,7 +1,7 @@
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { runToEnd } from '../../src/policy/pipeline.js';
-import { compareRules, indexPart, indexPartInSlices, PolicySet, type CompiledRule, type IndexPart } from '../../src/policy/policy-set.js';
+import { ACTIONS_PER_PAUSE, compareRules, indexPart, indexPartInSlices, PolicySet, type CompiledRule, type IndexPart } from '../../src/policy/policy-set.js';
 import { RouteTable } from '../../src/policy/routes.js';
 
 // The index must offer exactly the rules a request's type and action could match, in
@@ -123,5 +123,32 @@ describe('the rule index', () => {
       for (const action of ACTIONS) expect(part.byType.get(type)?.get(action) ?? []).toEqual(plain.filter((r) => r.resourceTypes![0] === type && r.actions[0] === action));
     }
     expect(part.rules).toEqual(rules);
+  });
+
+  it("files one type's table a few hundred actions at a time, cold and from the set before", () => {
+    // A role granting each of 100,000 actions on one type built that type's table in one go: about 340 ms.
+    const actions = 5_000;
+    const granted = indexPart(Array.from({ length: actions }, (_, i) => rule(`grant-${i}`, 'ALLOW', ['model'], [`act-${i}`])));
+    const other = indexPart([rule('doc-read', 'ALLOW', ['doc'], ['read'])]);
+    const stepsOf = (parts: IndexPart[], previous: PolicySet | null): { steps: number; set: PolicySet } => {
+      const run = PolicySet.build('v', parts, new Map(), RouteTable.EMPTY, previous);
+      let steps = 0;
+      let next = run.next();
+      for (; !next.done; next = run.next()) steps++;
+      return { steps, set: next.value };
+    };
+    const cold = stepsOf([granted, other], null);
+    // A pause every ACTIONS_PER_PAUSE actions filed in the table, and as many folding their names (namedSpellings).
+    const pauses = 2 * Math.floor(actions / ACTIONS_PER_PAUSE);
+    expect(cold.steps).toBeGreaterThanOrEqual(pauses);
+    // The model table rebuilt because its document changed; the doc table is taken over.
+    const changed = indexPart(Array.from({ length: actions }, (_, i) => rule(`grant-${i}`, i === 7 ? 'DENY' : 'ALLOW', ['model'], [`act-${i}`])));
+    const incremental = stepsOf([changed, other], cold.set);
+    expect(incremental.steps).toBeGreaterThanOrEqual(pauses);
+    for (const [set, parts] of [[cold.set, [granted, other]], [incremental.set, [changed, other]]] as const) {
+      for (const i of [0, 7, 511, 512, actions - 1]) expect(set.candidates('model', `act-${i}`).map((r) => r.id)).toEqual(expected(parts, 'model', `act-${i}`));
+      expect(set.candidates('doc', 'read').map((r) => r.id)).toEqual(['doc-read']);
+    }
+    expect(incremental.set.candidates('model', 'act-7')[0]!.effect).toBe('DENY');
   });
 });

@@ -3,7 +3,7 @@ import { checkExpression, compileCondition, type Condition } from '../condition.
 import { readsPrincipalRoles, seeingEffectiveRoles } from '../effective-roles.js';
 import { checkReferences, expandVariables, expansionProblem, variableReferences, type VariableTable } from '../variables.js';
 import type { PolicyDiagnostic } from '../diagnostic.js';
-import { attributeMatchers, idMatcher, type AttributeBlocks, type AttributeMatcher } from '../matcher.js';
+import { attributeMatchers, idMatcher, MATCHERS_PER_PAUSE, type AttributeBlocks, type AttributeMatcher } from '../matcher.js';
 import { valueProblem, type AttributeSchemas, type AttributeType } from '../attribute-schema.js';
 import { didYouMean } from '../variables.js';
 import type { Stage, StageRun } from '../pipeline.js';
@@ -12,7 +12,7 @@ import { indexPartInSlices, type CompiledRule, type IndexPart } from '../policy-
 import { permissionSchema, type MatcherSpec, type PermissionSpec, type RoleSpec, type RuleSpec } from '../schema.js';
 import { diagnosticAt, diagnosticAtKey } from '../source.js';
 import { roleHoldersFor, type RoleGraph } from './roles.js';
-import type { Checked, CheckedDocument } from './schema.js';
+import type { Checked } from './schema.js';
 import type { LoadedDocument, Located, LoadState } from './state.js';
 
 /** The matchers of every rule that has none: one list for all of them. */
@@ -195,7 +195,7 @@ function typedAsDeclared(expanded: string, written: string, hasVariables: boolea
  * deny rule matches on that the schema marks required (null elsewhere): such a matcher never
  * silently misses (see evaluate.ts); null when there is none.
  */
-export function typedMatchers(spec: AttributeBlocks, effect: 'allow' | 'deny', typing: Typing, where: Located<unknown>, diagnostics: PolicyDiagnostic[]): (AttributeType | null)[] | null {
+export function* typedMatchers(spec: AttributeBlocks, effect: 'allow' | 'deny', typing: Typing, where: Located<unknown>, diagnostics: PolicyDiagnostic[]): StageRun<(AttributeType | null)[] | null> {
   const guards: (AttributeType | null)[] = [];
   let guarded = false;
   for (const part of ['principal', 'resource', 'context'] as const) {
@@ -224,6 +224,7 @@ export function typedMatchers(spec: AttributeBlocks, effect: 'allow' | 'deny', t
       }
       guards.push(guard);
       if (guard !== null) guarded = true;
+      if (guards.length % MATCHERS_PER_PAUSE === 0) yield;
     }
   }
   return guarded ? guards : null;
@@ -274,16 +275,16 @@ function expandedText(when: string | undefined, variables: VariableTable): strin
 }
 
 /** Compiles one well-formed rule; null when it has problems (they are in `diagnostics`). */
-export function compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): CompiledRule | null {
+export function* compileRule(rule: Located<RuleSpec>, graph: RoleGraph, variables: VariableTable, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): StageRun<CompiledRule | null> {
   const { spec } = rule;
   const before = diagnostics.length;
   const type = spec.resource?.type;
   const typing: Typing | null = schemas === null ? null : { schemas, types: type === undefined ? null : Array.isArray(type) ? type : [type] };
-  const guards = typing === null ? null : typedMatchers(spec, spec.effect, typing, rule, diagnostics);
+  const guards = typing === null ? null : yield* typedMatchers(spec, spec.effect, typing, rule, diagnostics);
   const matchers: AttributeMatcher[] = [];
   if (spec.principal?.id !== undefined) matchers.push(idMatcher('principal', spec.principal.id));
   if (spec.resource?.id !== undefined) matchers.push(idMatcher('resource', spec.resource.id));
-  for (const matcher of attributeMatchers(spec)) matchers.push(matcher);
+  for (const matcher of yield* attributeMatchers(spec)) matchers.push(matcher);
   const roleHolders = roleHoldersFor(spec.principal?.roles, graph, rule, [...rule.path, 'principal', 'roles'], diagnostics);
   const excludedHolders = roleHoldersFor(spec.principal?.notRoles, graph, rule, [...rule.path, 'principal', 'notRoles'], diagnostics);
   const condition = compileWhen(spec.when, rule, graph, variables, diagnostics, typing);
@@ -340,14 +341,14 @@ function compilePermission(role: string, id: string, where: Located<PermissionSp
 }
 
 /** Compiles one rule as written (or checks what it can of a malformed one), claiming its id. */
-export function compileRuleItem(rule: Located<Checked<RuleSpec>>, graph: RoleGraph, variables: VariableTable, ids: RuleIds, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): CompiledRule | null {
+export function* compileRuleItem(rule: Located<Checked<RuleSpec>>, graph: RoleGraph, variables: VariableTable, ids: RuleIds, diagnostics: PolicyDiagnostic[], schemas: AttributeSchemas | null = null): StageRun<CompiledRule | null> {
   const { spec } = rule.spec;
   if (spec === null) {
     checkMalformedRule({ spec: rule.spec.raw, source: rule.source, path: rule.path }, graph, variables, ids, diagnostics);
     return null;
   }
   ids.claim(spec.id, rule, 'id');
-  return compileRule({ spec, source: rule.source, path: rule.path }, graph, variables, diagnostics, schemas);
+  return yield* compileRule({ spec, source: rule.source, path: rule.path }, graph, variables, diagnostics, schemas);
 }
 
 /**
@@ -359,22 +360,26 @@ export function* compileRolePermissions(role: Located<Checked<RoleSpec>>, graph:
   const compiled: CompiledRule[] = [];
   const checked = role.spec;
   let name: string;
-  let permissions: { spec: PermissionSpec | null; index: number }[];
+  let permissions: readonly unknown[];
   if (checked.spec) {
     name = checked.spec.name;
-    permissions = checked.spec.permissions.map((spec, index) => ({ spec, index }));
+    permissions = checked.spec.permissions;
   } else {
     const raw = checked.raw as { name?: unknown; permissions?: unknown } | null;
     if (raw === null || typeof raw !== 'object' || typeof raw.name !== 'string' || !Array.isArray(raw.permissions)) return compiled;
     name = raw.name;
-    permissions = raw.permissions.map((item: unknown, index) => {
-      const parsed = permissionSchema.safeParse(item);
-      return { spec: parsed.success ? parsed.data : null, index };
-    });
+    permissions = raw.permissions;
   }
-  for (const { spec, index } of permissions) {
-    if (spec === null) continue;
+  for (let index = 0; index < permissions.length; index++) {
     yield;
+    // A malformed role's permissions are each checked here, between pauses, not all before the first.
+    let spec: PermissionSpec | null;
+    if (checked.spec) spec = permissions[index] as PermissionSpec;
+    else {
+      const parsed = permissionSchema.safeParse(permissions[index]);
+      spec = parsed.success ? parsed.data : null;
+    }
+    if (spec === null) continue;
     const path = [...role.path, 'permissions', index];
     const where: Located<PermissionSpec> = { spec, source: role.source, path };
     const id = permissionRuleId(name, spec, index);
@@ -388,24 +393,6 @@ export function* compileRolePermissions(role: Located<Checked<RoleSpec>>, graph:
   }
   return compiled;
 }
-
-/** Whether any `when` of a document may read the principal's roles (searched once per checked document: a kept file's documents are the same objects). */
-function conditionsReadRoles(document: CheckedDocument): boolean {
-  let reads = readingRoles.get(document);
-  if (reads === undefined) {
-    reads = false;
-    for (const match of document.canonical.matchAll(/"when":("(?:[^"\\]|\\.)*")/g)) {
-      if (readsPrincipalRoles(JSON.parse(match[1]!) as string)) {
-        reads = true;
-        break;
-      }
-    }
-    readingRoles.set(document, reads);
-  }
-  return reads;
-}
-
-const readingRoles = new WeakMap<CheckedDocument, boolean>();
 
 /**
  * The key of a document's compiled rules: the document, and the holders of each
@@ -474,12 +461,12 @@ export const rulesStage: Stage<LoadState> = {
     let graphSignature: string | null = null;
     const graphKey = (): string => (graphSignature ??= [...graph].map(([name, entry]) => `${name}>${entry.effective.join(',')}`).join(';'));
     const inheritanceKey = (document: LoadedDocument) => (): string | null =>
-      variablesReadRoles || conditionsReadRoles(document.document) ? graphKey() : null;
+      variablesReadRoles || document.document.conditionsReadRoles ? graphKey() : null;
     for (const document of state.documents) {
       const content = document.document.content;
       if (content?.kind !== 'rules') continue;
       const compileItem = function* (i: number): StageRun<readonly CompiledRule[]> {
-        const rule = compileRuleItem({ spec: content.items.at(i)!.checked, source: document.source, path: ['rules', i] }, graph, variables, ids, state.diagnostics, schemas);
+        const rule = yield* compileRuleItem({ spec: content.items.at(i)!.checked, source: document.source, path: ['rules', i] }, graph, variables, ids, state.diagnostics, schemas);
         return rule ? [rule] : [];
       };
       yield* compileDocument(state, document, compiledKey(document, content.roleNames, graph, variables, inheritanceKey(document), schemaKey), ids, claims, compileItem, content.items.length);

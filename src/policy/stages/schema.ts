@@ -33,7 +33,8 @@ import {
 } from '../source.js';
 import { fileHash } from '../hash-in-pieces.js';
 import type { Stage } from '../pipeline.js';
-import { canonicalJson } from '../version.js';
+import { conditionsReadRoles } from '../effective-roles.js';
+import { canonicalJson, type CanonicalText } from '../version.js';
 import type { LoadedDocument, LoadState } from './state.js';
 
 /** An item that passed its schema, or the raw value of one that did not (still checked across files where it can be). */
@@ -82,7 +83,9 @@ export type DocumentContent =
 export interface CheckedDocument {
   readonly index: number;
   /** The document as canonical JSON: what the content version hashes. */
-  readonly canonical: string;
+  readonly canonical: CanonicalText;
+  /** Whether a condition of the document may read the principal's roles (its rules then compile in the role graph). */
+  readonly conditionsReadRoles: boolean;
   /** Positions of the nodes outside the items. */
   readonly positions: PositionTable;
   /** Null when the document has no usable kind or no list of items. */
@@ -114,7 +117,8 @@ export function checkFile(file: string, text: string): CheckedFile {
     const { outside, items } = parsed.items !== undefined && parsed.items.list === list ? { outside: parsed.positions, items: parsed.items.tables } : splitPositions(parsed.positions, list);
     const located = new LocatedDocument(file, parsed.index, outside, (i) => items.get(i)?.positions ?? null, list);
     const content = checkDocument(parsed.value, kind, located, items, diagnostics);
-    return { index: parsed.index, canonical: canonicalJson(parsed.value), positions: outside, content };
+    const canonical = canonicalJson(parsed.value);
+    return { index: parsed.index, canonical, conditionsReadRoles: conditionsReadRoles(canonical), positions: outside, content };
   });
   return { file, diagnostics, documents };
 }
