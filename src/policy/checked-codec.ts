@@ -1,7 +1,7 @@
 import { deserialize, serialize } from 'node:v8';
-import { unitsOf, type TextUnits } from './hash-in-pieces.js';
 import { runToEnd, type StageRun } from './pipeline.js';
 import { arrivedPositions, packedPositions, type PositionTable } from './source.js';
+import { unitsOf, type UnitsText } from './text-units.js';
 import { valueFromPieces, valueInPieces, type Shape } from './value-pieces.js';
 import type { CheckedDocument, CheckedFile, CheckedItem, DocumentContent, ItemList } from './stages/schema.js';
 
@@ -20,8 +20,8 @@ export interface EncodedFile {
 }
 
 interface EncodedDocument extends Omit<CheckedDocument, 'content' | 'canonical'> {
-  /** The canonical text as code units, transferred: a string is copied on arrival, 50–200 ms for 6 MB. */
-  readonly canonical: { readonly units: TextUnits };
+  /** The canonical text as code units, transferred (text-units.ts). */
+  readonly canonical: UnitsText;
   readonly content: (Omit<DocumentContent, 'items'> & { readonly items: EncodedItems }) | null;
 }
 
@@ -82,33 +82,46 @@ function encodeItems(items: ItemList<CheckedItem<unknown>>): EncodedItems {
 
 /** The file as bytes and small tables; `transfer` lists the buffers to move rather than copy. */
 export function encodeCheckedFile(file: CheckedFile): { encoded: EncodedFile; transfer: ArrayBuffer[] } {
-  const transfer: ArrayBuffer[] = [];
+  const transfer = new Set<ArrayBuffer>();
+  // Only a view that is its whole buffer is moved (each once): a view into a larger buffer (a shared pool's) is copied.
+  const move = (view: ArrayBufferView): void => {
+    if (view.byteOffset === 0 && view.byteLength === view.buffer.byteLength && view.buffer instanceof ArrayBuffer) transfer.add(view.buffer);
+  };
   const documents = file.documents.map((document): EncodedDocument => {
     const canonical = typeof document.canonical === 'string' ? { units: unitsOf(document.canonical) } : document.canonical;
-    transfer.push(canonical.units.buffer as ArrayBuffer);
+    move(canonical.units);
     if (document.content === null) return { ...document, canonical, content: null };
     const items = encodeItems(document.content.items);
-    transfer.push(items.bytes.buffer as ArrayBuffer, items.offsets.buffer as ArrayBuffer);
+    move(items.bytes);
+    move(items.offsets);
     for (const { positions } of items.large) {
       for (const packed of [positions.packed?.nodes, positions.packed?.keys]) {
-        if (packed !== undefined) transfer.push(packed.paths.buffer as ArrayBuffer, packed.ends.buffer as ArrayBuffer, packed.values.buffer as ArrayBuffer);
+        if (packed === undefined) continue;
+        move(packed.paths);
+        move(packed.ends);
+        move(packed.values);
       }
     }
     return { ...document, canonical, content: { ...document.content, items } };
   });
-  return { encoded: { file: file.file, diagnostics: file.diagnostics, documents }, transfer };
+  return { encoded: { file: file.file, diagnostics: file.diagnostics, documents }, transfer: [...transfer] };
 }
 
 /**
  * Items decoded on demand; the last one read is kept, since a stage reads an item a
- * few times in a row. Items sent in pieces are decoded once, by decodeLarge, and kept.
+ * few times in a row. Items sent in pieces are decoded once, by decodeLarge, and kept
+ * decoded for as long as their file is (a later reload that reads one again must not
+ * decode it in one go).
  */
 class DecodedOnDemand<T> implements ItemList<T> {
   private lastIndex = -1;
   private last: T | undefined;
+  private readonly largeByIndex: ReadonlyMap<number, LargeItem>;
   private readonly decodedLarge = new Map<number, T>();
 
-  constructor(private readonly items: EncodedItems) {}
+  constructor(private readonly items: EncodedItems) {
+    this.largeByIndex = new Map(items.large.map((large) => [large.index, large]));
+  }
 
   /** Decodes the items sent in pieces that are not decoded yet, pausing between pieces. */
   *decodeLarge(): StageRun {
@@ -137,7 +150,7 @@ class DecodedOnDemand<T> implements ItemList<T> {
     const large = this.decodedLarge.get(index);
     if (large !== undefined) return large;
     if (index !== this.lastIndex) {
-      const inPieces = this.items.large.find((item) => item.index === index);
+      const inPieces = this.largeByIndex.get(index);
       if (inPieces !== undefined) {
         // Not decoded on arrival (decodeLargeItems): decoded now, in one go, and kept.
         const item = runToEnd(this.largeItem(inPieces)) as T;

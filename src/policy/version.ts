@@ -1,28 +1,22 @@
 import { execFile, execFileSync } from 'node:child_process';
 import { promisify } from 'node:util';
 import { createHash } from 'node:crypto';
-import { hashInPieces, type TextUnits } from './hash-in-pieces.js';
+import { hashInPieces } from './hash-in-pieces.js';
+import { compareUnits, compareUnitsWithText, type UnitsText } from './text-units.js';
 import type { StageRun } from './pipeline.js';
 
 /**
- * A document as canonicalJson: a string, or its UTF-16 code units as it arrives from
- * the policy load thread (a string of 6 MB took 50–200 ms to arrive, copied on the
- * deciding thread; code units are transferred).
+ * A document as canonicalJson: a string, or its code units as it arrives from the
+ * policy load thread (text-units.ts).
  */
-export type CanonicalText = string | { readonly units: TextUnits };
+export type CanonicalText = string | UnitsText;
 
-/** Orders canonical texts as their strings compare (code unit by code unit). */
+/** Orders canonical texts as their strings compare. */
 export function compareCanonical(a: CanonicalText, b: CanonicalText): number {
-  const unitsA = typeof a === 'string' ? null : a.units;
-  const unitsB = typeof b === 'string' ? null : b.units;
-  const lengthA = unitsA === null ? (a as string).length : unitsA.length;
-  const lengthB = unitsB === null ? (b as string).length : unitsB.length;
-  const shorter = Math.min(lengthA, lengthB);
-  for (let i = 0; i < shorter; i++) {
-    const difference = (unitsA === null ? (a as string).charCodeAt(i) : unitsA[i]!) - (unitsB === null ? (b as string).charCodeAt(i) : unitsB[i]!);
-    if (difference !== 0) return difference;
-  }
-  return lengthA - lengthB;
+  if (typeof a === 'string' && typeof b === 'string') return a < b ? -1 : a > b ? 1 : 0;
+  if (typeof a !== 'string' && typeof b !== 'string') return compareUnits(a.units, b.units);
+  // One of each (a test's mix; a load has all strings or all units).
+  return typeof a === 'string' ? -compareUnitsWithText((b as UnitsText).units, 0, (b as UnitsText).units.length, a) : compareUnitsWithText(a.units, 0, a.units.length, b as string);
 }
 
 /**

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
-import { HASH_PIECE_SIZE, fileHash, hashInPieces, unitsOf } from '../../src/policy/hash-in-pieces.js';
+import { HASH_PIECE_SIZE, fileHash, hashInPieces } from '../../src/policy/hash-in-pieces.js';
+import { unitsOf } from '../../src/policy/text-units.js';
 import type { StageRun } from '../../src/policy/pipeline.js';
 import { compareCanonical, policyVersion } from '../../src/policy/version.js';
 
@@ -64,5 +65,16 @@ describe('hashing in pieces', () => {
     const asUnits = texts.map((text) => ({ units: unitsOf(text) })).sort(compareCanonical).map(({ units }) => String.fromCharCode(...units));
     expect(asUnits).toEqual(asStrings);
     expect(asStrings.indexOf('{"a":"😀"}')).toBeLessThan(asStrings.indexOf('{"a":"\uFFFD"}'));
+  });
+
+  it('orders long texts with long equal beginnings as strings do: a difference in any block, at its edges, or in length', () => {
+    const common = 'x'.repeat(3 * 4096 + 17);
+    const texts = [`${common}a`, `${common}`, `${common}\uFFFD`, `${common}😀`, `${'x'.repeat(4096)}y`, `${'x'.repeat(4095)}😀${'x'.repeat(9000)}`, `${common.slice(0, 8192)}`, `${common}a${'z'.repeat(5000)}`];
+    const asStrings = [...texts].sort();
+    for (let round = 0; round < 3; round++) {
+      const shuffled = [...texts].sort(() => (Math.random() < 0.5 ? -1 : 1));
+      expect(shuffled.map((text) => ({ units: unitsOf(text) })).sort(compareCanonical).map(({ units }) => String.fromCharCode(...units))).toEqual(asStrings);
+    }
+    for (const a of texts) for (const b of texts) expect(Math.sign(compareCanonical({ units: unitsOf(a) }, b))).toBe(a < b ? -1 : a > b ? 1 : 0);
   });
 });

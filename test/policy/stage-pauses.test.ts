@@ -109,7 +109,7 @@ describe('a large set is compiled a slice at a time', () => {
     expect(steps).toBeGreaterThan(5000);
   });
 
-  it("rules: a malformed role's permissions checked one between pauses too, each invalid one reported", () => {
+  it("rules: a malformed role's permissions checked one between pauses too", () => {
     // The role is malformed (an unknown key), so each permission is checked on its own: 3,000 at once held the thread.
     const permissions = Array.from({ length: 3000 }, (_, i) => (i % 2 === 0 ? { id: `p${i}`, actions: ['read'], resources: ['doc'] } : { id: `p${i}`, actions: 'not a list' }));
     const state = stateBefore(rulesStage, { 'roles.yaml': { kind: 'roles', roles: [{ name: 'big', unknown: true, permissions }] } });

@@ -41,8 +41,8 @@ describe('a large value in pieces', () => {
     const { value, pauses, largestPiece } = decode(pieces!);
     expect(value).toStrictEqual(item);
     expect(pauses).toBeGreaterThanOrEqual(nodes(item) / (2 * NODES_PER_PIECE));
-    // A piece ends once it reaches the budget: at most one child past it.
-    expect(largestPiece).toBeLessThan(NODES_PER_PIECE + 20);
+    // A piece holds at most the budget (two more for an object's key and entry).
+    expect(largestPiece).toBeLessThanOrEqual(NODES_PER_PIECE + 2);
   });
 
   it('gives back an object of 30,000 keys in their order, "__proto__" an own key as sent', () => {
@@ -63,7 +63,20 @@ describe('a large value in pieces', () => {
     const item = { spec: { lists: [permissions(3), { inner: permissions(9_000), after: 'x' }, 'tail', permissions(9_000)] } };
     const { value, largestPiece } = decode(valueInPieces(item)!);
     expect(value).toStrictEqual(item);
-    expect(largestPiece).toBeLessThan(NODES_PER_PIECE + 20);
+    expect(largestPiece).toBeLessThanOrEqual(NODES_PER_PIECE + 2);
+  });
+
+  it('puts children just within the budget one to a piece, not two', () => {
+    // Each child is about three quarters of the budget: two would make a piece half again as large.
+    const child = (k: number): unknown => ({ name: `c${k}`, permissions: permissions(Math.floor((0.75 * NODES_PER_PIECE) / 10)) });
+    const item = { spec: { children: [child(0), child(1), child(2), child(3)] } };
+    expect(nodes(child(0))).toBeGreaterThan(NODES_PER_PIECE / 2);
+    expect(nodes(child(0))).toBeLessThan(NODES_PER_PIECE);
+    const pieces = valueInPieces(item)!;
+    const { value, largestPiece } = decode(pieces);
+    expect(value).toStrictEqual(item);
+    expect(largestPiece).toBeLessThanOrEqual(NODES_PER_PIECE + 2);
+    expect(pieces.pieces.length).toBeGreaterThanOrEqual(4);
   });
 
   it('sends a value that shares or repeats an object whole (pieces would copy it)', () => {

@@ -84,7 +84,7 @@ export interface CheckedDocument {
   readonly index: number;
   /** The document as canonical JSON: what the content version hashes. */
   readonly canonical: CanonicalText;
-  /** Whether a condition of the document may read the principal's roles (its rules then compile in the role graph). */
+  /** Whether a condition of a rules or roles document may read the principal's roles (its rules then compile in the role graph); false for other kinds. */
   readonly conditionsReadRoles: boolean;
   /** Positions of the nodes outside the items. */
   readonly positions: PositionTable;
@@ -118,7 +118,9 @@ export function checkFile(file: string, text: string): CheckedFile {
     const located = new LocatedDocument(file, parsed.index, outside, (i) => items.get(i)?.positions ?? null, list);
     const content = checkDocument(parsed.value, kind, located, items, diagnostics);
     const canonical = canonicalJson(parsed.value);
-    return { index: parsed.index, canonical, conditionsReadRoles: conditionsReadRoles(canonical), positions: outside, content };
+    // Only rules and roles documents are compiled with the role graph in mind (stages/rules.ts).
+    const readsRoles = (kind === 'rules' || kind === 'roles') && conditionsReadRoles(canonical);
+    return { index: parsed.index, canonical, conditionsReadRoles: readsRoles, positions: outside, content };
   });
   return { file, diagnostics, documents };
 }
